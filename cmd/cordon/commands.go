@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+)
+
+// env is what a subcommand gets from the process: its standard streams.
+// Subcommands never touch os.Stdout or os.Stderr directly, so tests can run them in-process.
+type env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// command is one subcommand of cordon.
+type command struct {
+	name  string
+	short string // one line for the command list
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is the ordered list shown by "cordon help". Each entry's run function lives
+// in cmd_<name>.go.
+var commands = []command{
+	{"proxy", "pull camera RTSP streams on the camera network and re-serve them to recorders", runProxy},
+	{"camsim", "serve simulated RTSP cameras (H.264/H.265) on loopback for demos and tests", runCamsim},
+	{"firmware", "scan and unpack firmware images (vendor packages, flash dumps, filesystems)", runFirmware},
+	{"inspect", "report what a firmware contains (endpoints, credentials, services, components, hardening)", runInspect},
+	{"egress", "watch what cameras send (pcap, live capture, NetFlow/IPFIX) and alert on unexpected transfer", runEgress},
+	{"bench", "run the built-in benchmarks (proxy, ...) and print ratios against a baseline", runBench},
+	{"version", "print the version", runVersion},
+}
+
+// Exit codes, mapped from errors in one place (exitCode).
+const (
+	exitOK       = 0
+	exitFailure  = 1 // the command ran and failed (I/O, network, bad input it could not process)
+	exitUsage    = 2 // wrong flags, arguments or configuration
+	exitFindings = 3 // the command succeeded but found what --fail-on asked to fail on
+)
+
+// usageError reports a mistake in how the command was called; it maps to exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitError carries an explicit exit code, for example exitFindings.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode maps a subcommand's error to the process exit code.
+func exitCode(err error) int {
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		return exitUsage
+	default:
+		return exitFailure
+	}
+}
+
+// Main runs cordon with the given arguments and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	if len(args) == 0 {
+		printCommands(stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			// "cordon help proxy" is "cordon proxy --help".
+			return Main([]string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		printCommands(stdout)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, e, args[1:])
+		code := exitCode(err)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "cordon %s: %v\n", c.name, err)
+			var ue *usageError
+			if errors.As(err, &ue) {
+				fmt.Fprintf(stderr, "Run 'cordon %s --help' for usage.\n", c.name)
+			}
+		}
+		return code
+	}
+	fmt.Fprintf(stderr, "cordon: unknown command %q\n\n", name)
+	printCommands(stderr)
+	return exitUsage
+}
+
+func printCommands(w io.Writer) {
+	fmt.Fprint(w, "Cordon keeps untrusted IP cameras off the core network and shows what their\nfirmware and traffic really do.\n\nUsage:\n\n\tcordon <command> [arguments]\n\nCommands:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "\t%s\t%s\n", c.name, c.short)
+	}
+	tw.Flush()
+	fmt.Fprint(w, "\nRun 'cordon <command> --help' for the flags of one command.\nRun 'cordon proxy' with no arguments for a demo: a simulated camera served at rtsp://127.0.0.1:8554/demo.\n")
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting, prints
+// its help to stdout when asked and to stderr on a mistake.
+// usage is the text shown above the flag list: the synopsis and a short explanation.
+func newFlagSet(e *env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("cordon "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		w := e.Stderr
+		fmt.Fprintf(w, "%s\n", strings.TrimSpace(usage))
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprint(w, "\nFlags:\n")
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args with fs. It prints help to stdout for -h/--help (and returns
+// flag.ErrHelp, which maps to exit 0) and turns parse errors into usage errors.
+func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		saved := e.Stderr
+		e.Stderr = e.Stdout
+		fs.Usage()
+		e.Stderr = saved
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+// Package egress watches what cameras send — packets from a pcap file or a live
+// interface, and flow records from NetFlow/IPFIX exporters — and raises alerts
+// on unexpected data transfer: vendor-cloud contact, unexpected destinations,
+// DNS tunnels, beacons, bulk uploads, lateral movement and new destinations.
+//
+// The pipeline follows goflow2's split: sources (pcap, AF_PACKET, NetFlow)
+// feed an Engine, which decodes, keeps a bounded flow table, applies the
+// Policy and the detections, and hands Alerts to sinks (JSON lines, syslog,
+// webhook).
+package egress
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// Alert is one aggregated alert, as written (one JSON object per line) to
+// stdout, files, syslog and webhooks. Repeats of the same camera, kind and
+// destination within a window are aggregated into one Alert with Count > 1.
+type Alert struct {
+	Kind      string    `json:"kind"`     // unexpected-destination, vendor-cloud, dns-tunnel, beacon, volume, lateral, new-destination
+	Severity  string    `json:"severity"` // info, low, medium, high, critical
+	Camera    string    `json:"camera"`   // camera name from the policy, or its address
+	Src       string    `json:"src"`      // camera address (and port where relevant)
+	Dst       string    `json:"dst"`      // destination address (and port where relevant)
+	Domain    string    `json:"domain,omitempty"`
+	Proto     string    `json:"proto,omitempty"` // tcp, udp, icmp, ...
+	Port      uint16    `json:"port,omitempty"`  // destination port
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Count     uint64    `json:"count"`
+	Bytes     uint64    `json:"bytes"`
+	Detail    string    `json:"detail"` // human-readable: what triggered the alert, with the values
+}
+
+// AlertSink delivers alerts somewhere. Implementations must not lose an alert
+// they accepted (the webhook sink spools to disk while its receiver is down).
+type AlertSink interface {
+	Send(ctx context.Context, a Alert) error
+	Close() error
+}
+
+// FlowKey identifies a flow by value: a comparable, pointer-free 5-tuple usable
+// as a map key (after tailscale's net/flowtrack).
+type FlowKey struct {
+	Proto    uint8 // IP protocol number (6 TCP, 17 UDP, 1 ICMP, ...)
+	Src, Dst netip.AddrPort
+}
+
+// FlowRecord is a unidirectional flow summary, as exported by NetFlow v5/v9 and
+// IPFIX (or synthesised from packets for comparison).
+type FlowRecord struct {
+	Key      FlowKey
+	Start    time.Time
+	End      time.Time
+	Packets  uint64
+	Bytes    uint64
+	TCPFlags uint8      // OR of the TCP flags seen, when exported
+	Exporter netip.Addr // the device that exported the record
+}
+
+// PacketSource yields raw link-layer packets (pcap/pcapng files, AF_PACKET).
+type PacketSource interface {
+	// ReadPacketData returns the next packet. The data may be reused by the next
+	// call. It returns io.EOF at the end of a file.
+	ReadPacketData() (data []byte, ci gopacket.CaptureInfo, err error)
+	// LinkType is the link-layer type of the packets (Ethernet, raw IP, Linux SLL, ...).
+	LinkType() layers.LinkType
+	Close() error
+}

@@ -1,0 +1,174 @@
+// Package config decodes cordon's YAML files strictly: unknown keys, duplicate
+// keys and values of the wrong type are errors that name the file and line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds the size of a configuration file (they are small; a larger
+// file is a mistake such as pointing at a video file).
+const MaxFileSize = 16 << 20
+
+// Error is a configuration error at a position in a file.
+type Error struct {
+	File string // file name as given, or "" for in-memory data
+	Line int    // 1-based line, or 0 when unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteByte(':')
+	}
+	if e.Line > 0 {
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteByte(':')
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is a list of configuration errors, reported together so an administrator
+// can fix them all in one pass.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// LoadFile reads and strictly decodes the YAML file at path into v.
+func LoadFile(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return &Error{File: path, Msg: fmt.Sprintf("file is larger than %d MiB; is this the right file?", MaxFileSize>>20)}
+	}
+	return Decode(path, data, v)
+}
+
+var (
+	reLine     = regexp.MustCompile(`^line (\d+): (.*)$`)
+	reNotFound = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	reAlready  = regexp.MustCompile(`^mapping key "([^"]*)" already defined at line (\d+)$`)
+	reCannot   = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// Decode strictly decodes YAML data into v. name is used in error messages.
+// An empty document leaves v unchanged. Types in v may implement
+// yaml.Unmarshaler to validate enum values; an error they return that starts
+// with "line N: " is reported at that line.
+func Decode(name string, data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return translate(name, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return &Error{File: name, Line: extra.Line, Msg: "a second YAML document (---) is not allowed; put everything in one document"}
+	}
+	return nil
+}
+
+func translate(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var es Errors
+		for _, m := range te.Errors {
+			es = append(es, lineError(name, m))
+		}
+		if len(es) == 1 {
+			return es[0]
+		}
+		return es
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return lineError(name, msg)
+}
+
+func lineError(name, msg string) *Error {
+	e := &Error{File: name, Msg: msg}
+	if m := reLine.FindStringSubmatch(msg); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = m[2]
+	}
+	if m := reNotFound.FindStringSubmatch(e.Msg); m != nil {
+		e.Msg = fmt.Sprintf("unknown key %q (check its spelling and indentation)", m[1])
+	} else if m := reAlready.FindStringSubmatch(e.Msg); m != nil {
+		e.Msg = fmt.Sprintf("key %q appears twice (first at line %s)", m[1], m[2])
+	} else if m := reCannot.FindStringSubmatch(e.Msg); m != nil {
+		e.Msg = fmt.Sprintf("value %q is not a valid %s (it reads as a %s)", m[2], friendlyType(m[3]), friendlyYAMLType(m[1]))
+	}
+	return e
+}
+
+func friendlyType(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "list"
+	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
+		return "section"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "number"
+	case goType == "bool":
+		return "true/false value"
+	case goType == "string":
+		return "string"
+	}
+	return goType
+}
+
+func friendlyYAMLType(t string) string {
+	switch t {
+	case "seq":
+		return "list"
+	case "map":
+		return "section"
+	case "str":
+		return "string"
+	case "int":
+		return "whole number"
+	case "float":
+		return "number"
+	case "bool":
+		return "true/false value"
+	}
+	return t
+}
+
+// At returns an error positioned at node's line, for validation in UnmarshalYAML.
+func At(node *yaml.Node, format string, args ...any) error {
+	return fmt.Errorf("line %d: %s", node.Line, fmt.Sprintf(format, args...))
+}
