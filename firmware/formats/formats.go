@@ -1,0 +1,25 @@
+// Package formats holds the one ordered list of firmware formats Cordon knows.
+// The engine tries candidates at the same offset in this order, so more
+// specific formats come first: vendor packages, containers, filesystems,
+// archives, compression, then carve-only formats. There is no init()
+// registration: a format exists when it is listed here.
+package formats
+
+import (
+	"github.com/cordon-vms/cordon/firmware"
+)
+
+// All lists every format, most specific first.
+var All = []*firmware.Format{
+	// Vendor packages.
+
+	// Boot and partition containers.
+
+	// Filesystems.
+
+	// Archives.
+
+	// Compression.
+
+	// Carve only (identified and cut out, not extracted).
+}
