@@ -7,6 +7,7 @@ package formats
 
 import (
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 )
 
 // All lists every format, most specific first.
@@ -14,6 +15,7 @@ var All = []*firmware.Format{
 	// Vendor packages.
 
 	// Boot and partition containers.
+	uimage.Format,
 
 	// Filesystems.
 
