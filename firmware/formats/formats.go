@@ -7,6 +7,7 @@ package formats
 
 import (
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 )
 
@@ -20,6 +21,7 @@ var All = []*firmware.Format{
 	// Filesystems.
 
 	// Archives.
+	cpio.Format,
 
 	// Compression.
 
