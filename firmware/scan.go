@@ -1,0 +1,314 @@
+package firmware
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+)
+
+const (
+	scanBlock     = 1 << 20 // bytes read per step of the magic scan
+	maxCandidates = 1 << 20 // candidates kept per file; more are dropped with a warning
+	minPadding    = 256     // shortest run of 0x00/0xff reported as padding
+)
+
+// pattern is one magic of one format.
+type pattern struct {
+	format int // index in the format list
+	off    int64
+	bytes  []byte
+}
+
+// matcher finds every magic of a format list in one pass. Magics are indexed
+// by their first two bytes (a 64 Ki-entry bitset says whether a pair starts
+// any magic), so most image bytes cost one table lookup.
+type matcher struct {
+	set     [1 << 16 / 64]uint64
+	byPair  map[uint16][]pattern
+	overlap int // bytes kept from one block to the next
+}
+
+func newMatcher(formats []*Format) *matcher {
+	m := &matcher{byPair: map[uint16][]pattern{}}
+	add := func(k uint16, p pattern) {
+		m.set[k/64] |= 1 << (k % 64)
+		m.byPair[k] = append(m.byPair[k], p)
+	}
+	for i, f := range formats {
+		for _, mg := range f.Magics {
+			if len(mg.Bytes) == 0 || mg.Offset < 0 {
+				continue
+			}
+			p := pattern{format: i, off: mg.Offset, bytes: mg.Bytes}
+			if len(mg.Bytes) == 1 {
+				for b := range 256 {
+					add(uint16(mg.Bytes[0])<<8|uint16(b), p)
+				}
+			} else {
+				add(uint16(mg.Bytes[0])<<8|uint16(mg.Bytes[1]), p)
+			}
+			if len(mg.Bytes) > m.overlap {
+				m.overlap = len(mg.Bytes)
+			}
+		}
+	}
+	return m
+}
+
+// candidate is a possible chunk start.
+type candidate struct {
+	start  int64
+	format int
+}
+
+// find returns the candidates in r (of size size), sorted by start and format order.
+func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, progress func(int64)) ([]candidate, bool, error) {
+	var out []candidate
+	truncated := false
+	buf := make([]byte, scanBlock+m.overlap)
+	for base := int64(0); base < size; base += scanBlock {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		n := int64(len(buf))
+		if base+n > size {
+			n = size - base
+		}
+		if _, err := r.ReadAt(buf[:n], base); err != nil && !errors.Is(err, io.EOF) {
+			return nil, false, fmt.Errorf("firmware: scan: read at %#x: %w", base, err)
+		}
+		b := buf[:n]
+		end := min(int64(scanBlock), n) // positions owned by this block
+		for i := int64(0); i < end; i++ {
+			var k uint16
+			if i+1 < n {
+				k = uint16(b[i])<<8 | uint16(b[i+1])
+			} else {
+				k = uint16(b[i]) << 8 // last byte of the image: only 1-byte magics could match, ignore
+				continue
+			}
+			if m.set[k/64]&(1<<(k%64)) == 0 {
+				continue
+			}
+			for _, p := range m.byPair[k] {
+				if !bytes.HasPrefix(b[i:], p.bytes) {
+					continue
+				}
+				start := base + i - p.off
+				if start < 0 {
+					continue
+				}
+				if len(out) >= maxCandidates {
+					truncated = true
+					continue
+				}
+				out = append(out, candidate{start, p.format})
+			}
+		}
+		if progress != nil {
+			progress(base + end)
+		}
+	}
+	slices.SortFunc(out, func(a, b candidate) int {
+		if a.start != b.start {
+			if a.start < b.start {
+				return -1
+			}
+			return 1
+		}
+		return a.format - b.format
+	})
+	return slices.Compact(out), truncated, nil
+}
+
+// scanResult is the chunk map of one file.
+type scanResult struct {
+	chunks   []*ChunkReport
+	formats  []*Format // format of each chunk
+	unknown  []Region
+	warnings []string
+}
+
+// scanFile identifies the chunks of r. A verified chunk hides the candidates
+// that start inside it. Formats without magics are tried at offset 0 when no
+// magic claims it.
+func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, progress func(int64)) (*scanResult, error) {
+	res := &scanResult{}
+	cands, truncated, err := m.find(ctx, r, size, progress)
+	if err != nil {
+		return nil, err
+	}
+	if truncated {
+		res.warnings = append(res.warnings, fmt.Sprintf("more than %d magic matches; the rest were not tried", maxCandidates))
+	}
+	// Formats without magics are tried on the whole file, before magics at 0.
+	var whole []candidate
+	for i, f := range formats {
+		if len(f.Magics) == 0 && f.Identify != nil {
+			whole = append(whole, candidate{0, i})
+		}
+	}
+	if len(whole) > 0 && size > 0 {
+		cands = append(whole, cands...)
+	}
+	cursor := int64(0)
+	for _, c := range cands {
+		if c.start < cursor {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		f := formats[c.format]
+		ch, err := identify(f, r, c.start, size)
+		if err != nil {
+			continue
+		}
+		if ch.Format == "" {
+			ch.Format = f.Name
+		}
+		res.chunks = append(res.chunks, &ChunkReport{Chunk: *ch, Kind: f.Kind})
+		res.formats = append(res.formats, f)
+		cursor = ch.Offset + ch.Size
+	}
+	// Gaps between chunks are unknown data or padding.
+	prev := int64(0)
+	gaps := func(from, to int64) error {
+		regs, err := regions(ctx, r, from, to)
+		res.unknown = append(res.unknown, regs...)
+		return err
+	}
+	for _, c := range res.chunks {
+		if c.Offset > prev {
+			if err := gaps(prev, c.Offset); err != nil {
+				return nil, err
+			}
+		}
+		prev = c.End()
+	}
+	if prev < size {
+		if err := gaps(prev, size); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// identify calls f.Identify and checks the contract: the chunk starts at off
+// and lies inside the file. A panic in a format is an identification failure.
+func identify(f *Format, r io.ReaderAt, off, size int64) (ch *Chunk, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ch, err = nil, fmt.Errorf("firmware: %s: Identify panicked at %#x: %v", f.Name, off, p)
+		}
+	}()
+	ch, err = f.Identify(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	if ch == nil || ch.Offset != off || ch.Size <= 0 || ch.Size > size-off {
+		return nil, fmt.Errorf("firmware: %s: Identify returned a chunk outside the file at %#x", f.Name, off)
+	}
+	return ch, nil
+}
+
+// regions splits [from, to) into padding runs (0x00 or 0xff, at least
+// minPadding long) and unknown data, with its entropy.
+func regions(ctx context.Context, r io.ReaderAt, from, to int64) ([]Region, error) {
+	var out []Region
+	var hist [256]int64
+	uStart := from            // start of the current unknown run
+	pStart, pByte := from, -1 // current run of one padding byte
+	flush := func(end int64) {
+		if end > uStart {
+			out = append(out, Region{Offset: uStart, Size: end - uStart, Entropy: entropyOf(&hist, end-uStart)})
+		}
+		hist = [256]int64{}
+	}
+	closeRun := func(end int64) {
+		// The run [pStart, end) of pByte: padding if long enough.
+		if pByte >= 0 && end-pStart >= minPadding {
+			// Remove the run from the unknown histogram.
+			hist[pByte] -= end - pStart
+			flush(pStart)
+			pad := "0x00"
+			if pByte == 0xff {
+				pad = "0xff"
+			}
+			out = append(out, Region{Offset: pStart, Size: end - pStart, Padding: pad})
+			uStart = end
+		}
+	}
+	buf := make([]byte, scanBlock)
+	for off := from; off < to; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := min(int64(len(buf)), to-off)
+		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("firmware: read at %#x: %w", off, err)
+		}
+		for i, b := range buf[:n] {
+			if int(b) == pByte {
+				hist[b]++
+				continue
+			}
+			pos := off + int64(i)
+			closeRun(pos)
+			hist[b]++
+			if b == 0x00 || b == 0xff {
+				pStart, pByte = pos, int(b)
+			} else {
+				pByte = -1
+			}
+		}
+		off += n
+	}
+	closeRun(to)
+	flush(to)
+	return out, nil
+}
+
+// entropyOf is the Shannon entropy in bits per byte of a histogram of n bytes,
+// rounded to 3 decimals.
+func entropyOf(hist *[256]int64, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	var h float64
+	for _, c := range hist {
+		if c > 0 {
+			p := float64(c) / float64(n)
+			h -= p * math.Log2(p)
+		}
+	}
+	return math.Round(h*1000) / 1000
+}
+
+// digest returns the sha256 and entropy of [off, off+size) of r.
+func digest(ctx context.Context, r io.ReaderAt, off, size int64) (string, float64, error) {
+	h := sha256.New()
+	var hist [256]int64
+	buf := make([]byte, 256<<10)
+	for done := int64(0); done < size; {
+		if err := ctx.Err(); err != nil {
+			return "", 0, err
+		}
+		n := min(int64(len(buf)), size-done)
+		if _, err := r.ReadAt(buf[:n], off+done); err != nil && !errors.Is(err, io.EOF) {
+			return "", 0, fmt.Errorf("firmware: read at %#x: %w", off+done, err)
+		}
+		h.Write(buf[:n])
+		for _, b := range buf[:n] {
+			hist[b]++
+		}
+		done += n
+	}
+	return hex.EncodeToString(h.Sum(nil)), entropyOf(&hist, size), nil
+}

@@ -1,0 +1,474 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrOutputNotEmpty is returned by Unpack when the output folder exists and
+// holds files (callers decide whether to clear it; the engine never does).
+var ErrOutputNotEmpty = errors.New("firmware: output folder is not empty")
+
+// opener opens a file to scan or extract, for the time of one job.
+type opener func() (io.ReaderAt, io.Closer, int64, error)
+
+// engine is one Scan or Unpack run.
+type engine struct {
+	o      Options
+	m      *matcher
+	root   *os.Root // output folder; nil when only scanning
+	budget *budget
+	sem    chan struct{}
+
+	mu       sync.Mutex
+	warnings []string
+	maxDepth int
+	chunks   atomic.Int64
+
+	progressDone atomic.Int64
+	progressSize int64
+}
+
+func newEngine(o Options) *engine {
+	return &engine{
+		o:      o,
+		m:      newMatcher(o.Formats),
+		budget: &budget{limits: o.Limits},
+		sem:    make(chan struct{}, o.Workers),
+	}
+}
+
+func (e *engine) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.o.Logger.Warn(msg)
+	e.mu.Lock()
+	e.warnings = append(e.warnings, msg)
+	e.mu.Unlock()
+}
+
+func (e *engine) progress(delta int64) {
+	if e.o.Progress == nil {
+		return
+	}
+	done := e.progressDone.Add(delta)
+	e.o.Progress(min(done, e.progressSize), e.progressSize)
+}
+
+func (e *engine) acquire(ctx context.Context) error {
+	select {
+	case e.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *engine) release() { <-e.sem }
+
+// chunkJob carries what processChunk learns besides the report.
+type chunkJob struct {
+	rep      *ChunkReport
+	format   *Format
+	manifest []ManifestEntry
+	kids     []*chunkJob // chunk jobs of the files extracted from this one, in order
+}
+
+// processFile scans one file (the image at depth 0, an extracted file below)
+// and processes its chunks in parallel. dir is where the extract folders of
+// its chunks go, relative to the output folder; file is the file's own path
+// there ("" for the image).
+func (e *engine) processFile(ctx context.Context, open opener, dir, file string, depth int) ([]*chunkJob, []Region, error) {
+	if err := e.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	r, closer, size, err := open()
+	if err != nil {
+		e.release()
+		return nil, nil, err
+	}
+	var prog func(int64)
+	if depth == 0 && e.o.Progress != nil {
+		half := int64(0)
+		prog = func(n int64) { e.progress(n/2 - half); half = n / 2 }
+	}
+	res, err := scanFile(ctx, r, size, e.o.Formats, e.m, prog)
+	closer.Close()
+	e.release()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range res.warnings {
+		e.warn("%s: %s", displayName(file), w)
+	}
+	jobs := make([]*chunkJob, len(res.chunks))
+	var wg sync.WaitGroup
+	for i, c := range res.chunks {
+		c.File = file
+		jobs[i] = &chunkJob{rep: c, format: res.formats[i]}
+		wg.Go(func() {
+			e.processChunk(ctx, open, dir, depth, size, jobs[i])
+			if depth == 0 {
+				e.progress(c.Size / 2)
+			}
+		})
+	}
+	wg.Wait()
+	if depth == 0 {
+		for _, u := range res.unknown {
+			e.progress(u.Size / 2)
+		}
+	}
+	return jobs, res.unknown, nil
+}
+
+func displayName(file string) string {
+	if file == "" {
+		return "image"
+	}
+	return file
+}
+
+// processChunk digests and extracts one chunk, then scans the files it produced.
+func (e *engine) processChunk(ctx context.Context, open opener, dir string, depth int, fileSize int64, job *chunkJob) {
+	c, f := job.rep, job.format
+	e.chunks.Add(1)
+	var files []string
+	var entries int
+	func() {
+		if err := e.acquire(ctx); err != nil {
+			c.Errors = append(c.Errors, err.Error())
+			return
+		}
+		defer e.release()
+		r, closer, _, err := open()
+		if err != nil {
+			c.Errors = append(c.Errors, err.Error())
+			return
+		}
+		defer closer.Close()
+		sum, ent, err := digest(ctx, r, c.Offset, c.Size)
+		if err != nil {
+			c.Errors = append(c.Errors, err.Error())
+			return
+		}
+		c.SHA256, c.Entropy = sum, ent
+		if e.root == nil {
+			return
+		}
+		if f.Extract == nil {
+			if c.Offset != 0 || c.Size != fileSize {
+				e.carve(ctx, r, dir, c)
+			}
+			return
+		}
+		if depth+1 > e.o.Limits.MaxDepth {
+			msg := fmt.Sprintf("depth limit %d reached: %s at %#x in %s not extracted", e.o.Limits.MaxDepth, c.Format, c.Offset, displayName(c.File))
+			c.Warnings = append(c.Warnings, msg)
+			e.warn("%s", msg)
+			return
+		}
+		files, entries = e.extract(ctx, r, dir, depth, job)
+	}()
+	if len(files) == 0 {
+		return
+	}
+	// Scan what was extracted. A chunk that produced one file and nothing
+	// else (a compressed stream, a single-image container) keeps the chunks
+	// of that file beside it; otherwise each file gets its own .extract folder.
+	slices.Sort(files)
+	kids := make([][]*chunkJob, len(files))
+	var wg sync.WaitGroup
+	for i, fp := range files {
+		childDir := fp + ".extract"
+		if len(files) == 1 && entries == 1 {
+			childDir = path.Dir(fp)
+		}
+		wg.Go(func() {
+			jobs, _, err := e.processFile(ctx, e.rootOpener(fp), childDir, fp, depth+1)
+			if err != nil && ctx.Err() == nil {
+				e.warn("%s: %v", fp, err)
+			}
+			kids[i] = jobs
+		})
+	}
+	wg.Wait()
+	for _, k := range kids {
+		job.kids = append(job.kids, k...)
+	}
+}
+
+// extract runs the format's Extract into a Sink rooted at the chunk's folder
+// and returns the regular files it wrote and the count of entries.
+func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth int, job *chunkJob) ([]string, int) {
+	c, f := job.rep, job.format
+	xdir := path.Join(dir, fmt.Sprintf("%#x-%s.extract", c.Offset, c.Format))
+	if err := e.root.MkdirAll(xdir, 0o755); err != nil {
+		c.Errors = append(c.Errors, fmt.Sprintf("create %s: %v", xdir, trimPathErr(err)))
+		return nil, 0
+	}
+	sub, err := e.root.OpenRoot(xdir)
+	if err != nil {
+		c.Errors = append(c.Errors, fmt.Sprintf("open %s: %v", xdir, trimPathErr(err)))
+		return nil, 0
+	}
+	defer sub.Close()
+	e.mu.Lock()
+	e.maxDepth = max(e.maxDepth, depth+1)
+	e.mu.Unlock()
+	s := &diskSink{ctx: ctx, root: sub, dir: xdir, budget: e.budget, inSize: c.Size}
+	ch := c.Chunk
+	err = runExtract(ctx, f, io.NewSectionReader(r, c.Offset, c.Size), &ch, s)
+	c.Warnings = append(c.Warnings, s.warns...)
+	if err != nil {
+		c.Errors = append(c.Errors, err.Error())
+		switch {
+		case errors.Is(err, ErrLimit):
+			e.warn("limit reached: %v", err)
+		case ctx.Err() != nil:
+		default:
+			e.o.Logger.Debug("extract failed", "format", c.Format, "offset", c.Offset, "file", c.File, "err", err)
+		}
+	}
+	job.manifest = s.entries
+	if len(s.entries) == 0 {
+		e.root.Remove(xdir)
+		return nil, 0
+	}
+	c.ExtractDir = xdir
+	return s.files, len(s.entries)
+}
+
+// runExtract calls f.Extract, turning a panic into an error.
+func runExtract(ctx context.Context, f *Format, src *io.SectionReader, c *Chunk, s Sink) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("firmware: %s: Extract panicked: %v", f.Name, p)
+		}
+	}()
+	return f.Extract(ctx, src, c, s)
+}
+
+// carve writes a carve-only chunk's bytes to its own file.
+func (e *engine) carve(ctx context.Context, r io.ReaderAt, dir string, c *ChunkReport) {
+	name := path.Join(dir, fmt.Sprintf("%#x-%s.bin", c.Offset, c.Format))
+	if dir != "" {
+		if err := e.root.MkdirAll(dir, 0o755); err != nil {
+			c.Errors = append(c.Errors, fmt.Sprintf("carve: %v", trimPathErr(err)))
+			return
+		}
+	}
+	s := &diskSink{ctx: ctx, root: e.root, dir: "", budget: e.budget}
+	_, _, err := s.writeFile(name, &Header{Name: name, Mode: 0o644}, io.NewSectionReader(r, c.Offset, c.Size))
+	if err != nil {
+		c.Errors = append(c.Errors, fmt.Sprintf("carve: %v", err))
+		return
+	}
+	c.ExtractDir = name
+}
+
+func (e *engine) rootOpener(rel string) opener {
+	return func() (io.ReaderAt, io.Closer, int64, error) {
+		f, err := e.root.Open(rel)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("firmware: open %s: %w", rel, trimPathErr(err))
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, 0, err
+		}
+		return f, f, st.Size(), nil
+	}
+}
+
+func fileOpener(p string) opener {
+	return func() (io.ReaderAt, io.Closer, int64, error) {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, 0, err
+		}
+		if !st.Mode().IsRegular() {
+			f.Close()
+			return nil, nil, 0, fmt.Errorf("firmware: %s is not a regular file", p)
+		}
+		return f, f, st.Size(), nil
+	}
+}
+
+// collect flattens jobs into reports and the manifest, in tree order.
+func collect(jobs []*chunkJob, manifest *[]ManifestEntry) []*ChunkReport {
+	out := make([]*ChunkReport, 0, len(jobs))
+	for _, j := range jobs {
+		*manifest = append(*manifest, j.manifest...)
+		j.rep.Children = collect(j.kids, manifest)
+		out = append(out, j.rep)
+	}
+	return out
+}
+
+// imageInfo hashes the image.
+func imageInfo(ctx context.Context, p string) (ImageInfo, error) {
+	r, c, size, err := fileOpener(p)()
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	defer c.Close()
+	sum, _, err := digest(ctx, r, 0, size)
+	return ImageInfo{Path: p, Size: size, SHA256: sum}, err
+}
+
+// Scan maps the chunks of the image at imagePath without extracting anything.
+// Unknown stretches and 0x00/0xff padding are reported as regions.
+func Scan(ctx context.Context, imagePath string, o Options) (*ScanReport, error) {
+	if len(o.Formats) == 0 {
+		return nil, errors.New("firmware: Options.Formats is empty")
+	}
+	o = o.withDefaults()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, o.Limits.Timeout)
+	defer cancel()
+	e := newEngine(o)
+	var info ImageInfo
+	var infoErr error
+	done := make(chan struct{})
+	go func() { info, infoErr = imageInfo(ctx, imagePath); close(done) }()
+	if st, err := os.Stat(imagePath); err == nil {
+		e.progressSize = st.Size()
+	}
+	jobs, unknown, err := e.processFile(ctx, fileOpener(imagePath), "", "", 0)
+	<-done
+	if err == nil {
+		err = infoErr
+	}
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("firmware: scan %s: timed out after %v", imagePath, o.Limits.Timeout)
+		}
+		return nil, err
+	}
+	var manifest []ManifestEntry
+	rep := &ScanReport{
+		Image:    info,
+		Chunks:   collect(jobs, &manifest),
+		Unknown:  unknown,
+		Warnings: e.warnings,
+		Limits:   o.Limits,
+	}
+	rep.Stats = Stats{Chunks: int(e.chunks.Load()), Seconds: time.Since(start).Seconds()}
+	if rep.Unknown == nil {
+		rep.Unknown = []Region{}
+	}
+	if rep.Warnings == nil {
+		rep.Warnings = []string{}
+	}
+	return rep, nil
+}
+
+// Unpack extracts the image at imagePath below outDir, recursively, and writes
+// outDir/report.json. outDir is created when missing; it must be empty
+// (ErrOutputNotEmpty otherwise). Content the formats could not read, limits
+// reached and a timeout are warnings in the report, not errors: an error
+// means the image or the output folder could not be used at all.
+func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, error) {
+	if len(o.Formats) == 0 {
+		return nil, errors.New("firmware: Options.Formats is empty")
+	}
+	o = o.withDefaults()
+	start := time.Now()
+	st, err := os.Stat(imagePath)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("firmware: %s is not a regular file", imagePath)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(outDir); err != nil {
+		return nil, err
+	} else if len(ents) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrOutputNotEmpty, outDir)
+	}
+	root, err := os.OpenRoot(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+
+	runCtx, cancel := context.WithTimeout(ctx, o.Limits.Timeout)
+	defer cancel()
+	e := newEngine(o)
+	e.root = root
+	e.progressSize = st.Size()
+	var info ImageInfo
+	var infoErr error
+	done := make(chan struct{})
+	go func() { info, infoErr = imageInfo(runCtx, imagePath); close(done) }()
+	jobs, unknown, err := e.processFile(runCtx, fileOpener(imagePath), "", "", 0)
+	<-done
+	if err == nil && runCtx.Err() == nil {
+		err = infoErr
+	}
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case runCtx.Err() != nil:
+			e.warn("timeout: stopped after %v (limit %v); the report is incomplete", time.Since(start).Round(time.Millisecond), o.Limits.Timeout)
+		default:
+			return nil, err
+		}
+	}
+	if runCtx.Err() != nil && ctx.Err() == nil && err == nil {
+		e.warn("timeout: stopped after %v (limit %v); the report is incomplete", time.Since(start).Round(time.Millisecond), o.Limits.Timeout)
+	}
+	if info.Path == "" {
+		info = ImageInfo{Path: imagePath, Size: st.Size()}
+	}
+	rep := &Report{Image: info, Limits: o.Limits, Unknown: unknown}
+	rep.Manifest = []ManifestEntry{}
+	rep.Chunks = collect(jobs, &rep.Manifest)
+	rep.Warnings = e.warnings
+	if rep.Warnings == nil {
+		rep.Warnings = []string{}
+	}
+	if rep.Unknown == nil {
+		rep.Unknown = []Region{}
+	}
+	files := 0
+	for _, m := range rep.Manifest {
+		if m.Path != "" {
+			files++
+		}
+	}
+	rep.Stats = Stats{
+		Chunks:       int(e.chunks.Load()),
+		Files:        files,
+		BytesWritten: e.budget.bytes.Load(),
+		MaxDepth:     e.maxDepth,
+		Seconds:      time.Since(start).Seconds(),
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("firmware: report: %w", err)
+	}
+	if err := root.WriteFile("report.json", append(data, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("firmware: write report: %w", err)
+	}
+	return rep, nil
+}
