@@ -2,10 +2,104 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
-// runCamsim is replaced by the camsim implementation; until then the command says so.
-func runCamsim(ctx context.Context, e *env, args []string) error {
-	return errors.New("camsim: not built yet in this tree")
+// cameraSpecs collects repeated --camera flags.
+type cameraSpecs []camsim.Camera
+
+func (c *cameraSpecs) String() string { return "" }
+
+func (c *cameraSpecs) Set(s string) error {
+	cam, err := camsim.ParseCamera(s)
+	if err != nil {
+		return err
+	}
+	*c = append(*c, cam)
+	return nil
 }
+
+func runCamsim(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "camsim", `usage: cordon camsim [--camera name[:codec[:WxH[:fps[:bitrate]]]]]... [--count N] [flags]
+
+Serves simulated IP cameras over RTSP (TCP and UDP transports) until interrupted.
+Each camera loops a small H.264 or H.265 clip embedded in cordon (no encoder runs):
+the size picks the nearest clip (640x360, 1280x720, 1920x1080), the fps retimes it,
+and the bitrate pads frames with filler data (a floor: the clip's own rate is
+100-200 kbit/s). With no --camera and no --count, one camera "cam1" is served.
+
+Examples:
+
+	cordon camsim
+	ffprobe rtsp://127.0.0.1:8554/cam1
+
+	# two cameras with different codecs, sizes, rates
+	cordon camsim --camera lobby:h264:1920x1080:25:4M --camera door:h265:640x360:10
+
+	# 200 identical cameras cam1..cam200 for a load test
+	cordon camsim --count 200 --codec h264 --size 1280x720 --bitrate 2M --listen 127.0.0.1:9554`)
+	var cams cameraSpecs
+	fs.Var(&cams, "camera", "a camera `name[:codec[:WxH[:fps[:bitrate]]]]`, for example lobby:h265:1280x720:25:2M (repeatable)")
+	listen := fs.String("listen", "127.0.0.1:8554", "RTSP listen `address` (UDP RTP/RTCP use a free port pair on the same host)")
+	count := fs.Int("count", 0, "also serve `N` cameras named cam1..camN with the --codec/--size/--fps/--bitrate settings")
+	codec := fs.String("codec", "h264", "codec of the --count cameras: h264 or h265")
+	size := fs.String("size", "640x360", "`WxH` of the --count cameras")
+	fps := fs.Int("fps", 25, "frames per second of the --count cameras")
+	bitrate := fs.String("bitrate", "0", "bit `rate` of the --count cameras, for example 2M or 500k (0: the clip's own)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("camsim takes no arguments (use --camera)")
+	}
+	if *count < 0 || *count > 10000 {
+		return usagef("--count %d: want 0 to 10000", *count)
+	}
+	if *count > 0 || len(cams) == 0 {
+		n := max(*count, 1)
+		w, h, err := camsim.ParseSize(*size)
+		if err != nil {
+			return usagef("--size: %v", err)
+		}
+		br, err := camsim.ParseBitrate(*bitrate)
+		if err != nil {
+			return usagef("--bitrate: %v", err)
+		}
+		c := strings.ToLower(*codec)
+		if c == "hevc" {
+			c = "h265"
+		}
+		if c != "h264" && c != "h265" {
+			return usagef("--codec %q: want h264 or h265", *codec)
+		}
+		for i := 1; i <= n; i++ {
+			cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i), Codec: c, Width: w, Height: h, FPS: *fps, Bitrate: br})
+		}
+	}
+	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
+	if err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	srv := &camsim.Server{Addr: *listen, Cameras: cams, Logger: log.With("component", "camsim")}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer srv.Close()
+	for i, c := range srv.Cameras {
+		if i == 20 && len(srv.Cameras) > 21 {
+			fmt.Fprintf(e.Stdout, "... and %d more\n", len(srv.Cameras)-20)
+			break
+		}
+		fmt.Fprintln(e.Stdout, srv.URL(c.Name))
+	}
+	<-ctx.Done()
+	return nil
+}
+
+var _ flag.Value = (*cameraSpecs)(nil)

@@ -1,0 +1,455 @@
+// Package camsim serves simulated IP cameras over RTSP. Each camera loops a
+// small pre-encoded H.264 or H.265 clip embedded in the binary (no encoder
+// runs), in real time, with continuous RTP timestamps across loops. It backs
+// the default demo, the tests and the benchmarks of the proxy, and lets an
+// administrator try a recorder without a real camera.
+//
+// How a Camera's settings are met (the clips are a small ladder, see
+// clips/make-clips.sh):
+//   - Codec picks the H.264 or H.265 clips.
+//   - Width×Height picks the clip with the nearest pixel count (640x360,
+//     1280x720 or 1920x1080); the stream has the clip's exact resolution.
+//   - FPS retimes the clip: frames are sent FPS times a second with
+//     timestamps 90000/FPS apart (motion runs faster or slower than 25 fps).
+//   - Bitrate pads every frame with a filler-data NAL unit (H.264 type 12,
+//     H.265 type 38) up to Bitrate/8/FPS bytes on average. It is a floor: a
+//     bitrate below the clip's own rate at that FPS gives the clip's rate.
+package camsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/pion/rtp"
+)
+
+// Camera is one simulated camera.
+type Camera struct {
+	// Name is the RTSP path: the camera is served at rtsp://ADDR/Name.
+	// Required; letters, digits, '.', '_' and '-'.
+	Name string
+	// Codec is "h264" or "h265". It defaults to "h264".
+	Codec string
+	// Width and Height choose the nearest embedded clip. They default to 640x360.
+	Width, Height int
+	// FPS is the frame rate, 1 to 120. It defaults to 25.
+	FPS int
+	// Bitrate in bit/s is reached by padding frames with filler data. It
+	// defaults to 0: the clip's own rate (about 100-200 kbit/s).
+	Bitrate int
+}
+
+// Server serves simulated cameras over RTSP (TCP and UDP transports).
+type Server struct {
+	// Addr is the RTSP listen address. It defaults to "127.0.0.1:8554".
+	// A port of 0 picks a free port; Start writes the bound address back.
+	Addr string
+	// Cameras are the cameras to serve. At least one is required.
+	Cameras []Camera
+	// Logger receives the server's logs. It defaults to discarding them.
+	Logger *slog.Logger
+
+	srv     *gortsplib.Server
+	streams map[string]*camStream
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type camStream struct {
+	cam    Camera
+	prog   *program
+	stream *gortsplib.ServerStream
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// normalize fills defaults and validates one camera.
+func (c *Camera) normalize(i int) error {
+	if !nameRE.MatchString(c.Name) {
+		return fmt.Errorf("camsim: Cameras[%d].Name %q: want letters, digits, '.', '_' or '-'", i, c.Name)
+	}
+	if c.Codec == "" {
+		c.Codec = "h264"
+	}
+	if c.Codec != "h264" && c.Codec != "h265" {
+		return fmt.Errorf("camsim: camera %s: Codec %q: want h264 or h265", c.Name, c.Codec)
+	}
+	if c.Width == 0 && c.Height == 0 {
+		c.Width, c.Height = 640, 360
+	}
+	if c.Width <= 0 || c.Height <= 0 || c.Width > 16384 || c.Height > 16384 {
+		return fmt.Errorf("camsim: camera %s: size %dx%d out of range", c.Name, c.Width, c.Height)
+	}
+	if c.FPS == 0 {
+		c.FPS = 25
+	}
+	if c.FPS < 1 || c.FPS > 120 {
+		return fmt.Errorf("camsim: camera %s: FPS %d: want 1 to 120", c.Name, c.FPS)
+	}
+	if c.Bitrate < 0 || c.Bitrate > 200_000_000 {
+		return fmt.Errorf("camsim: camera %s: Bitrate %d: want 0 to 200000000 bit/s", c.Name, c.Bitrate)
+	}
+	return nil
+}
+
+// Start validates the cameras, binds the RTSP (TCP) and RTP/RTCP (UDP)
+// sockets and starts streaming every camera, looping, in real time.
+func (s *Server) Start() error {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Addr == "" {
+		s.Addr = "127.0.0.1:8554"
+	}
+	if len(s.Cameras) == 0 {
+		return errors.New("camsim: Cameras: no camera to serve")
+	}
+	s.streams = map[string]*camStream{}
+	for i := range s.Cameras {
+		c := &s.Cameras[i]
+		if err := c.normalize(i); err != nil {
+			return err
+		}
+		if _, dup := s.streams[c.Name]; dup {
+			return fmt.Errorf("camsim: camera %s: name used twice", c.Name)
+		}
+		p, err := programFor(*c)
+		if err != nil {
+			return fmt.Errorf("camsim: camera %s: %w", c.Name, err)
+		}
+		s.streams[c.Name] = &camStream{cam: *c, prog: p}
+	}
+
+	host, _, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("camsim: Addr %q: %w", s.Addr, err)
+	}
+	rtpConn, rtcpConn, err := listenUDPPair(host)
+	if err != nil {
+		return fmt.Errorf("camsim: UDP transport: %w", err)
+	}
+	udp := map[string]net.PacketConn{
+		rtpConn.LocalAddr().String():  rtpConn,
+		rtcpConn.LocalAddr().String(): rtcpConn,
+	}
+	var bound net.Addr
+	s.srv = &gortsplib.Server{
+		Handler:        &handler{s: s},
+		RTSPAddress:    s.Addr,
+		UDPRTPAddress:  rtpConn.LocalAddr().String(),
+		UDPRTCPAddress: rtcpConn.LocalAddr().String(),
+		WriteQueueSize: 4096,
+		Listen: func(network, address string) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err == nil {
+				bound = l.Addr()
+			}
+			return l, err
+		},
+		ListenPacket: func(network, address string) (net.PacketConn, error) {
+			if c, ok := udp[address]; ok {
+				delete(udp, address)
+				return c, nil
+			}
+			return net.ListenPacket(network, address)
+		},
+	}
+	if err := s.srv.Start(); err != nil {
+		rtpConn.Close()
+		rtcpConn.Close()
+		return fmt.Errorf("camsim: listening on %s: %w", s.Addr, err)
+	}
+	if bound != nil {
+		s.Addr = bound.String()
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for _, c := range s.Cameras {
+		cs := s.streams[c.Name]
+		cs.stream = &gortsplib.ServerStream{Server: s.srv, Desc: cs.prog.desc()}
+		if err := cs.stream.Initialize(); err != nil {
+			s.Close()
+			return fmt.Errorf("camsim: camera %s: %w", c.Name, err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			cs.run(ctx)
+		}()
+		s.Logger.Info("camsim camera", "url", s.URL(c.Name), "codec", c.Codec,
+			"size", fmt.Sprintf("%dx%d", cs.prog.clip.width, cs.prog.clip.height),
+			"fps", c.FPS, "bitrate", cs.prog.bitrate)
+	}
+	return nil
+}
+
+// URL returns the RTSP URL of the named camera.
+func (s *Server) URL(name string) string {
+	return "rtsp://" + s.Addr + "/" + name
+}
+
+// Close stops streaming and closes every connection.
+func (s *Server) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	for _, cs := range s.streams {
+		if cs.stream != nil {
+			cs.stream.Close()
+		}
+	}
+	if s.srv != nil {
+		s.srv.Close()
+		s.srv = nil
+	}
+}
+
+// listenUDPPair binds an even RTP port and the next (RTCP) port on host.
+func listenUDPPair(host string) (net.PacketConn, net.PacketConn, error) {
+	for range 64 {
+		a, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, nil, err
+		}
+		p := a.LocalAddr().(*net.UDPAddr).Port
+		if p%2 != 0 || p == 65534 {
+			a.Close()
+			continue
+		}
+		b, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(p+1)))
+		if err != nil {
+			a.Close()
+			continue
+		}
+		return a, b, nil
+	}
+	return nil, nil, errors.New("no free even/odd UDP port pair")
+}
+
+// run sends the camera's frames in real time until ctx is done.
+func (cs *camStream) run(ctx context.Context) {
+	media := cs.stream.Desc.Medias[0]
+	fps := cs.cam.FPS
+	prog := cs.prog
+	base := randUint32()
+	seq := uint16(randUint32())
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	start := time.Now()
+	var n, sinceStart int64
+	for {
+		due := start.Add(time.Duration(sinceStart) * time.Second / time.Duration(fps))
+		if d := time.Until(due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		} else if d < -time.Second {
+			// Too far behind (an overloaded machine): do not burst, restart the clock.
+			start, sinceStart, due = time.Now(), 0, time.Now()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		fr := &prog.frames[n%int64(len(prog.frames))]
+		pkt.Timestamp = base + uint32(n*90000/int64(fps))
+		for i, p := range fr.payloads {
+			pkt.SequenceNumber = seq
+			seq++
+			pkt.Marker = i == len(fr.payloads)-1
+			pkt.Payload = p
+			if err := cs.stream.WritePacketRTPWithNTP(media, pkt, due); err != nil {
+				return
+			}
+		}
+		n++
+		sinceStart++
+	}
+}
+
+// handler answers readers. Publishing (ANNOUNCE/RECORD) is not implemented,
+// so gortsplib refuses it.
+type handler struct{ s *Server }
+
+func (h *handler) stream(path string) *gortsplib.ServerStream {
+	for len(path) > 0 && path[0] == '/' {
+		path = path[1:]
+	}
+	for len(path) > 0 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
+	}
+	if cs, ok := h.s.streams[path]; ok {
+		return cs.stream
+	}
+	return nil
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	st := h.stream(ctx.Path)
+	if st == nil {
+		h.s.Logger.Debug("camsim: unknown camera", "path", ctx.Path)
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st, nil
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup.
+func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	st := h.stream(ctx.Path)
+	if st == nil {
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st, nil
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay.
+func (h *handler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+var (
+	_ gortsplib.ServerHandlerOnDescribe = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnSetup    = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnPlay     = (*handler)(nil)
+)
+
+// program is a clip packetized for one (clip, fps, bitrate): the RTP
+// payloads of every frame. Cameras with the same settings share it.
+type program struct {
+	clip    *clip
+	bitrate int // the resulting average bit/s
+	frames  []frame
+}
+
+type frame struct {
+	payloads [][]byte
+	random   bool
+}
+
+type progKey struct {
+	clip         string
+	fps, bitrate int
+}
+
+var (
+	progMu    sync.Mutex
+	progCache = map[progKey]*program{}
+)
+
+func programFor(c Camera) (*program, error) {
+	cl, err := pickClip(c.Codec, c.Width, c.Height)
+	if err != nil {
+		return nil, err
+	}
+	key := progKey{cl.name, c.FPS, c.Bitrate}
+	progMu.Lock()
+	defer progMu.Unlock()
+	if p, ok := progCache[key]; ok {
+		return p, nil
+	}
+	p, err := newProgram(cl, c.FPS, c.Bitrate)
+	if err != nil {
+		return nil, err
+	}
+	progCache[key] = p
+	return p, nil
+}
+
+func newProgram(cl *clip, fps, bitrate int) (*program, error) {
+	ssrc, seq := uint32(0), uint16(0)
+	var encode func([][]byte) ([]*rtp.Packet, error)
+	if cl.codec == "h264" {
+		e := &rtph264.Encoder{PayloadType: 96, PacketizationMode: 1, SSRC: &ssrc, InitialSequenceNumber: &seq}
+		if err := e.Init(); err != nil {
+			return nil, err
+		}
+		encode = e.Encode
+	} else {
+		e := &rtph265.Encoder{PayloadType: 96, SSRC: &ssrc, InitialSequenceNumber: &seq}
+		if err := e.Init(); err != nil {
+			return nil, err
+		}
+		encode = e.Encode
+	}
+	avg := cl.bytes / len(cl.aus)
+	pad := 0
+	if want := bitrate / 8 / fps; want > avg+16 {
+		pad = want - avg
+	}
+	p := &program{clip: cl}
+	total := 0
+	for i, au := range cl.aus {
+		if pad > 0 {
+			au = append(au[:len(au):len(au)], filler(cl.codec, pad))
+		}
+		pkts, err := encode(au)
+		if err != nil {
+			return nil, fmt.Errorf("packetizing clip %s frame %d: %w", cl.name, i, err)
+		}
+		fr := frame{random: cl.random[i]}
+		for _, pk := range pkts {
+			fr.payloads = append(fr.payloads, pk.Payload)
+			total += len(pk.Payload)
+		}
+		p.frames = append(p.frames, fr)
+	}
+	p.bitrate = int(int64(total) * 8 * int64(fps) / int64(len(p.frames)))
+	return p, nil
+}
+
+// desc is the session description readers get.
+func (p *program) desc() *description.Session {
+	var f format.Format
+	au := p.clip.aus[0]
+	if p.clip.codec == "h264" {
+		h := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+		for _, n := range au {
+			switch nalType("h264", n) {
+			case 7:
+				h.SPS = n
+			case 8:
+				h.PPS = n
+			}
+		}
+		f = h
+	} else {
+		h := &format.H265{PayloadTyp: 96}
+		for _, n := range au {
+			switch nalType("h265", n) {
+			case 32:
+				h.VPS = n
+			case 33:
+				h.SPS = n
+			case 34:
+				h.PPS = n
+			}
+		}
+		f = h
+	}
+	return &description.Session{
+		Title:  "camsim",
+		Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}},
+	}
+}
+
+func randUint32() uint32 { return rand.Uint32() }

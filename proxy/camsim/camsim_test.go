@@ -1,0 +1,377 @@
+package camsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
+
+func TestClips(t *testing.T) {
+	all, err := clips()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 6 {
+		t.Fatalf("got %d clips, want 6 (h264 and h265 at 3 sizes)", len(all))
+	}
+	for _, c := range all {
+		if len(c.aus) != 50 {
+			t.Errorf("%s: %d access units, want 50", c.name, len(c.aus))
+		}
+		for i, r := range c.random {
+			if want := i%25 == 0; r != want {
+				t.Errorf("%s: frame %d random access %v, want %v", c.name, i, r, want)
+			}
+		}
+		// The parameter sets in the clip match the size in its name.
+		for _, n := range c.aus[0] {
+			switch {
+			case c.codec == "h264" && nalType("h264", n) == 7:
+				var sps h264.SPS
+				if err := sps.Unmarshal(n); err != nil {
+					t.Fatalf("%s: SPS: %v", c.name, err)
+				}
+				if sps.Width() != c.width || sps.Height() != c.height {
+					t.Errorf("%s: SPS says %dx%d", c.name, sps.Width(), sps.Height())
+				}
+			case c.codec == "h265" && nalType("h265", n) == 33:
+				var sps h265.SPS
+				if err := sps.Unmarshal(n); err != nil {
+					t.Fatalf("%s: SPS: %v", c.name, err)
+				}
+				if sps.Width() != c.width || sps.Height() != c.height {
+					t.Errorf("%s: SPS says %dx%d", c.name, sps.Width(), sps.Height())
+				}
+			}
+		}
+	}
+}
+
+func TestPickClip(t *testing.T) {
+	for _, tc := range []struct {
+		codec string
+		w, h  int
+		want  string
+	}{
+		{"h264", 640, 360, "h264-640x360.h264"},
+		{"h264", 320, 240, "h264-640x360.h264"},
+		{"h265", 1280, 720, "h265-1280x720.h265"},
+		{"h265", 3840, 2160, "h265-1920x1080.h265"},
+		{"h264", 1600, 900, "h264-1280x720.h264"},
+	} {
+		c, err := pickClip(tc.codec, tc.w, tc.h)
+		if err != nil || c.name != tc.want {
+			t.Errorf("pickClip(%s, %dx%d) = %v, %v; want %s", tc.codec, tc.w, tc.h, c, err, tc.want)
+		}
+	}
+}
+
+func TestProgramBitrate(t *testing.T) {
+	for _, tc := range []struct {
+		codec   string
+		fps     int
+		bitrate int
+	}{
+		{"h264", 25, 2_000_000},
+		{"h265", 10, 1_000_000},
+		{"h264", 30, 8_000_000},
+	} {
+		cl, err := pickClip(tc.codec, 1280, 720)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := newProgram(cl, tc.fps, tc.bitrate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// RTP payload overhead (FU headers) adds well under 1 %.
+		if r := float64(p.bitrate) / float64(tc.bitrate); r < 0.99 || r > 1.02 {
+			t.Errorf("%s at %d fps, %d bit/s: got %d bit/s", tc.codec, tc.fps, tc.bitrate, p.bitrate)
+		}
+		for i, fr := range p.frames {
+			for _, pl := range fr.payloads {
+				if len(pl) > 1450 {
+					t.Fatalf("frame %d: payload of %d bytes", i, len(pl))
+				}
+			}
+		}
+	}
+	// Below the clip's own rate, the clip's rate is kept (a floor).
+	cl, _ := pickClip("h264", 640, 360)
+	p, _ := newProgram(cl, 25, 1000)
+	if own := cl.bytes * 8 * 25 / len(cl.aus); p.bitrate < own {
+		t.Errorf("bitrate %d below the clip's own %d", p.bitrate, own)
+	}
+}
+
+var specCases = []struct {
+	spec string
+	want Camera
+	err  string
+}{
+	{"cam1", Camera{Name: "cam1"}, ""},
+	{"lobby:h265:1920x1080:15:2M", Camera{Name: "lobby", Codec: "h265", Width: 1920, Height: 1080, FPS: 15, Bitrate: 2_000_000}, ""},
+	{"d:hevc::30", Camera{Name: "d", Codec: "h265", FPS: 30}, ""},
+	{"x:h264:640x360:25:500k", Camera{Name: "x", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 500_000}, ""},
+	{"x::::1.5M", Camera{Name: "x", Bitrate: 1_500_000}, ""},
+	{"", Camera{}, "name"},
+	{"a/b", Camera{}, "name"},
+	{"a:vp8", Camera{}, "codec"},
+	{"a:h264:big", Camera{}, "size"},
+	{"a:h264:0x10", Camera{}, "size"},
+	{"a:h264:640x360:0", Camera{}, "fps"},
+	{"a:h264:640x360:500", Camera{}, "fps"},
+	{"a:h264:640x360:25:lots", Camera{}, "bitrate"},
+	{"a:h264:640x360:25:NaN", Camera{}, "bitrate"},
+	{"a:h264:640x360:25:300M", Camera{}, "bitrate"},
+	{"a:h264:640x360:25:1M:x", Camera{}, "want name"},
+}
+
+func TestParseCamera(t *testing.T) {
+	for _, tc := range specCases {
+		got, err := ParseCamera(tc.spec)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseCamera(%q) error = %v, want one mentioning %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseCamera(%q) = %+v, %v; want %+v", tc.spec, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseCamera(f *testing.F) {
+	for _, tc := range specCases {
+		f.Add(tc.spec)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		c, err := ParseCamera(spec)
+		if err != nil {
+			return
+		}
+		if err := c.normalize(0); err != nil {
+			t.Fatalf("ParseCamera(%q) accepted %+v, which does not validate: %v", spec, c, err)
+		}
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	for _, tc := range []struct {
+		cams []Camera
+		err  string
+	}{
+		{nil, "Cameras: no camera"},
+		{[]Camera{{Name: ""}}, "Cameras[0].Name"},
+		{[]Camera{{Name: "a", Codec: "mjpeg"}}, "camera a: Codec"},
+		{[]Camera{{Name: "a", FPS: 500}}, "camera a: FPS"},
+		{[]Camera{{Name: "a"}, {Name: "a"}}, "camera a: name used twice"},
+	} {
+		s := &Server{Addr: "127.0.0.1:0", Cameras: tc.cams, Logger: testutil.Logger(t)}
+		err := s.Start()
+		if err == nil {
+			s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("Start(%+v) = %v, want an error with %q", tc.cams, err, tc.err)
+		}
+	}
+}
+
+func startServer(t *testing.T, cams ...Camera) *Server {
+	t.Helper()
+	s := &Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: testutil.Logger(t)}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestFFprobe: ffprobe reads each camera over TCP and UDP and reports the
+// codec and resolution of the clip chosen for it.
+func TestFFprobe(t *testing.T) {
+	testutil.NeedTool(t, "ffprobe")
+	s := startServer(t,
+		Camera{Name: "a", Codec: "h264", Width: 1280, Height: 720},
+		Camera{Name: "b", Codec: "h265", Width: 1920, Height: 1080, FPS: 10, Bitrate: 1_000_000},
+		Camera{Name: "c", Codec: "h265", Width: 640, Height: 360},
+	)
+	for _, tc := range []struct{ cam, transport, want string }{
+		{"a", "tcp", "h264 1280x720"},
+		{"b", "udp", "hevc 1920x1080"},
+		{"c", "tcp", "hevc 640x360"},
+		{"a", "udp", "h264 1280x720"},
+	} {
+		t.Run(tc.cam+"-"+tc.transport, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", tc.transport,
+				"-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0:s=x", s.URL(tc.cam)).CombinedOutput()
+			got := strings.Replace(strings.TrimSpace(string(out)), "x", " ", 1)
+			if err != nil || got != tc.want {
+				t.Errorf("ffprobe %s over %s: %q, %v; want %q", tc.cam, tc.transport, out, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestGStreamer: GStreamer's rtspsrc plays and decodes N frames of each codec.
+func TestGStreamer(t *testing.T) {
+	testutil.NeedTool(t, "gst-launch-1.0")
+	s := startServer(t,
+		Camera{Name: "a", Codec: "h264", FPS: 50},
+		Camera{Name: "b", Codec: "h265", FPS: 50},
+	)
+	for _, tc := range []struct{ cam, proto, depay string }{
+		{"a", "tcp", "rtph264depay ! h264parse ! avdec_h264"},
+		{"b", "udp", "rtph265depay ! h265parse ! avdec_h265"},
+	} {
+		t.Run(tc.cam, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			pipeline := fmt.Sprintf("rtspsrc location=%s protocols=%s latency=0 ! %s ! fakesink num-buffers=60",
+				s.URL(tc.cam), tc.proto, tc.depay)
+			cmd := exec.CommandContext(ctx, "gst-launch-1.0", append([]string{"-q"}, strings.Fields(pipeline)...)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("gst-launch %s: %v\n%s", pipeline, err, out)
+			}
+		})
+	}
+}
+
+// TestTimestampsContinuous reads a camera through more than one loop of its
+// clip and checks sequence numbers and timestamps never jump, and that
+// keyframes come every 25 frames.
+func TestTimestampsContinuous(t *testing.T) {
+	const fps = 120 // the 50-frame clip loops every 0.42 s
+	s := startServer(t, Camera{Name: "fast", Codec: "h264", FPS: fps, Bitrate: 500_000})
+	u, err := base.ParseURL(s.URL("fast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: ptr(gortsplib.ProtocolTCP)}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forma *format.H264
+	medi := desc.FindFormat(&forma)
+	if medi == nil || forma.SPS == nil || forma.PPS == nil {
+		t.Fatalf("no H.264 media with parameter sets in %+v", desc)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := forma.CreateDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type unit struct {
+		ts     uint32
+		random bool
+	}
+	var (
+		mu      sync.Mutex
+		units   []unit
+		lastSeq = -1
+		errs    []error
+		done    = make(chan struct{})
+	)
+	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(units) >= 150 {
+			return
+		}
+		if lastSeq >= 0 && pkt.SequenceNumber != uint16(lastSeq+1) {
+			errs = append(errs, fmt.Errorf("sequence %d after %d", pkt.SequenceNumber, lastSeq))
+		}
+		lastSeq = int(pkt.SequenceNumber)
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			return
+		}
+		units = append(units, unit{pkt.Timestamp, h264.IsRandomAccess(au)})
+		if len(units) == 150 {
+			close(done)
+		}
+	})
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("timed out waiting for 150 frames")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	firstKey := -1
+	for i, u := range units {
+		if i > 0 {
+			step := u.ts - units[i-1].ts
+			if step < 749 || step > 751 {
+				t.Fatalf("frame %d: timestamp step %d, want 750 (90 kHz / %d fps)", i, step, fps)
+			}
+		}
+		if u.random && firstKey < 0 {
+			firstKey = i
+		}
+		if firstKey >= 0 && u.random != ((i-firstKey)%25 == 0) {
+			t.Fatalf("frame %d: random access %v, keyframes every 25 frames expected", i, u.random)
+		}
+	}
+	if firstKey < 0 {
+		t.Fatal("no keyframe")
+	}
+}
+
+func TestUnknownPathAndPublishRefused(t *testing.T) {
+	s := startServer(t, Camera{Name: "a"})
+	u, _ := base.ParseURL("rtsp://" + s.Addr + "/nope")
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, err := c.Describe(u); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("DESCRIBE of an unknown camera: %v, want 404", err)
+	}
+	u2, _ := base.ParseURL(s.URL("a"))
+	c2 := gortsplib.Client{Scheme: u2.Scheme, Host: u2.Host}
+	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo,
+		Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}}}}}
+	if err := c2.StartRecording(s.URL("a"), desc); err == nil {
+		c2.Close()
+		t.Error("ANNOUNCE accepted, want refused")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
