@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves /metrics, /v1/cameras and /healthz.
+func (p *Proxy) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/cameras", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(struct {
+			Cameras []CameraStatus `json:"cameras"`
+		}{p.Status()})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// CameraStatus is one camera's state in /v1/cameras. Its URL is redacted.
+type CameraStatus struct {
+	Name       string               `json:"name"`
+	URL        SecretURL            `json:"url"`
+	State      string               `json:"state"`
+	Since      time.Time            `json:"since"`
+	LastError  string               `json:"last_error,omitempty"`
+	OnDemand   bool                 `json:"on_demand"`
+	Transport  Transport            `json:"transport"`
+	Readers    []ReaderStatus       `json:"readers"`
+	BytesIn    uint64               `json:"bytes_in"`
+	PacketsIn  uint64               `json:"packets_in"`
+	PacketLost uint64               `json:"packets_lost"`
+	Jitter     float64              `json:"rtp_jitter"`
+	Reconnects uint64               `json:"reconnects"`
+	Bitrate    uint64               `json:"bitrate_bps"`
+	Dropped    map[string]DropCount `json:"dropped"`
+}
+
+// ReaderStatus is one attached reader.
+type ReaderStatus struct {
+	User           string    `json:"user"`
+	Remote         string    `json:"remote"`
+	Since          time.Time `json:"since"`
+	BytesOut       uint64    `json:"bytes_out"`
+	PacketsOut     uint64    `json:"packets_out"`
+	DroppedPackets uint64    `json:"dropped_packets"`
+}
+
+// DropCount is what the cleaner dropped for one reason.
+type DropCount struct {
+	Units uint64 `json:"units"`
+	Bytes uint64 `json:"bytes"`
+}
+
+// Status returns every camera's state, sorted by name.
+func (p *Proxy) Status() []CameraStatus {
+	var out []CameraStatus
+	for _, c := range p.cameras() {
+		out = append(out, c.status())
+	}
+	return out
+}
+
+func (c *camera) status() CameraStatus {
+	c.mu.Lock()
+	s := CameraStatus{
+		Name: c.cfg.Name, URL: c.cfg.URL, State: c.state, Since: c.since, LastError: c.lastErr,
+		OnDemand: c.cfg.OnDemand, Transport: c.cfg.Transport, Readers: []ReaderStatus{},
+	}
+	for r := range c.readers {
+		s.Readers = append(s.Readers, ReaderStatus{
+			User: r.user, Remote: r.remote, Since: r.since,
+			BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
+		})
+	}
+	c.mu.Unlock()
+	sort.Slice(s.Readers, func(i, j int) bool { return s.Readers[i].Remote < s.Readers[j].Remote })
+	s.BytesIn, s.PacketsIn, s.PacketLost = c.bytesIn.Load(), c.packetsIn.Load(), c.lost.Load()
+	s.Jitter = math.Float64frombits(c.jitterBits.Load())
+	s.Reconnects, s.Bitrate = c.reconnects.Load(), c.bitrate.Load()
+	s.Dropped = map[string]DropCount{}
+	for reason, v := range c.counters.Snapshot() {
+		s.Dropped[reason] = DropCount{Units: v[0], Bytes: v[1]}
+	}
+	return s
+}
+
+// collector exports the proxy's state at scrape time (no per-packet metric
+// updates beyond the atomic counters the camera keeps anyway).
+type collector struct{ p *Proxy }
+
+var (
+	descUp          = prometheus.NewDesc("cordon_camera_up", "1 when the camera session is playing.", []string{"camera"}, nil)
+	descState       = prometheus.NewDesc("cordon_camera_state", "The camera's state (1 for the current one).", []string{"camera", "state"}, nil)
+	descBytesIn     = prometheus.NewDesc("cordon_camera_received_bytes_total", "RTP bytes received from the camera.", []string{"camera"}, nil)
+	descPacketsIn   = prometheus.NewDesc("cordon_camera_received_packets_total", "RTP packets received from the camera.", []string{"camera"}, nil)
+	descLost        = prometheus.NewDesc("cordon_camera_rtp_packets_lost_total", "RTP packets lost between camera and proxy.", []string{"camera"}, nil)
+	descJitter      = prometheus.NewDesc("cordon_camera_rtp_jitter", "Mean RTP interarrival jitter in RTP clock units (90000 per second for video).", []string{"camera"}, nil)
+	descReconnects  = prometheus.NewDesc("cordon_camera_reconnects_total", "Camera sessions that ended and were retried.", []string{"camera"}, nil)
+	descReaders     = prometheus.NewDesc("cordon_camera_readers", "Readers attached to the camera.", []string{"camera"}, nil)
+	descBitrate     = prometheus.NewDesc("cordon_camera_bitrate_bits_per_second", "Incoming bitrate over the last second.", []string{"camera"}, nil)
+	descDropUnits   = prometheus.NewDesc("cordon_camera_dropped_units_total", "Units dropped by the stream cleaner, by reason.", []string{"camera", "reason"}, nil)
+	descDropBytes   = prometheus.NewDesc("cordon_camera_dropped_bytes_total", "Bytes dropped by the stream cleaner, by reason.", []string{"camera", "reason"}, nil)
+	descReaderBytes = prometheus.NewDesc("cordon_reader_sent_bytes_total", "RTP bytes sent to a reader.", []string{"camera", "user", "remote"}, nil)
+	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
+	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
+	descRefused     = prometheus.NewDesc("cordon_reader_refused_total", "Reader requests refused after login, by reason.", []string{"reason"}, nil)
+)
+
+func (col *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects,
+		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused} {
+		ch <- d
+	}
+}
+
+func (col *collector) Collect(ch chan<- prometheus.Metric) {
+	p := col.p
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	for _, s := range p.Status() {
+		up := 0.0
+		if s.State == stateUp {
+			up = 1
+		}
+		gauge(descUp, up, s.Name)
+		for _, st := range []string{stateIdle, stateConnecting, stateUp, stateDown} {
+			v := 0.0
+			if s.State == st {
+				v = 1
+			}
+			gauge(descState, v, s.Name, st)
+		}
+		counter(descBytesIn, s.BytesIn, s.Name)
+		counter(descPacketsIn, s.PacketsIn, s.Name)
+		counter(descLost, s.PacketLost, s.Name)
+		gauge(descJitter, s.Jitter, s.Name)
+		counter(descReconnects, s.Reconnects, s.Name)
+		gauge(descReaders, float64(len(s.Readers)), s.Name)
+		gauge(descBitrate, float64(s.Bitrate), s.Name)
+		for reason, d := range s.Dropped {
+			counter(descDropUnits, d.Units, s.Name, reason)
+			counter(descDropBytes, d.Bytes, s.Name, reason)
+		}
+		for _, r := range s.Readers {
+			counter(descReaderBytes, r.BytesOut, s.Name, r.User, r.Remote)
+			counter(descReaderDrop, r.DroppedPackets, s.Name, r.User, r.Remote)
+		}
+	}
+	counter(descAuthFail, p.authFailures.Load())
+	counter(descRefused, p.refusedNetwork.Load(), "network")
+	counter(descRefused, p.refusedCamera.Load(), "camera")
+	counter(descRefused, p.refusedFull.Load(), "max_readers")
+	counter(descRefused, p.refusedPublish.Load(), "publish")
+}

@@ -1,0 +1,582 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// Camera states, as shown by /v1/cameras and the cordon_camera_up metric.
+const (
+	stateIdle       = "idle"       // on-demand camera without readers
+	stateConnecting = "connecting" // dialing, DESCRIBE, SETUP, PLAY
+	stateUp         = "up"         // packets flowing
+	stateDown       = "down"       // waiting to reconnect
+)
+
+// camera pulls one camera and fans its cleaned packets out to readers.
+type camera struct {
+	p        *Proxy
+	cfg      Camera
+	tmo      Timeouts
+	bind     string
+	gopMax   int
+	log      *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	demand   chan struct{} // on-demand wake-up, buffered 1
+	counters rebuild.Counters
+
+	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors atomic.Uint64
+	jitterBits                                                       atomic.Uint64 // float64 bits
+	bitrate                                                          atomic.Uint64 // bit/s, from tick
+	lastBytes                                                        uint64        // tick only
+	lastSample                                                       time.Time     // tick only
+
+	mu       sync.Mutex
+	state    string
+	lastErr  string
+	since    time.Time
+	plan     *rebuild.Plan
+	codecs   map[*rebuild.Track]keyCodec
+	hasVideo bool
+	streams  []*gortsplib.ServerStream // one per server, same order as Proxy.servers
+	ready    chan struct{}             // closed once streams exist
+	client   *gortsplib.Client
+	readers  map[*reader]struct{}
+	waiters  int
+	gop      []gopEntry
+	gopValid bool
+	lastKey  uint32
+	haveKey  bool
+}
+
+type gopEntry struct {
+	t   *rebuild.Track
+	pkt *rtp.Packet
+}
+
+// reader is one reader session of a camera.
+type reader struct {
+	ss     *gortsplib.ServerSession
+	cam    *camera
+	stream *gortsplib.ServerStream
+	user   string
+	remote string
+	since  time.Time
+
+	// guarded by cam.mu
+	active  bool
+	waitKey bool
+
+	bytes, packets, dropped atomic.Uint64
+}
+
+func newCamera(p *Proxy, cc Camera) *camera {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &camera{
+		p:       p,
+		cfg:     cc,
+		tmo:     p.cfg.Timeouts,
+		bind:    p.cfg.CameraSide.Bind,
+		gopMax:  p.cfg.GOPCacheMaxPackets,
+		log:     p.log.With("camera", cc.Name),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		demand:  make(chan struct{}, 1),
+		state:   stateConnecting,
+		since:   time.Now(),
+		ready:   make(chan struct{}),
+		readers: map[*reader]struct{}{},
+	}
+	if cc.OnDemand {
+		c.state = stateIdle
+	}
+	return c
+}
+
+func (c *camera) start() {
+	c.log.Info("camera added", "url", c.cfg.URL, "transport", c.cfg.Transport, "on_demand", c.cfg.OnDemand)
+	go c.run()
+}
+
+// stop ends the camera's session and closes its readers. It does not wait.
+func (c *camera) stop(reason string) {
+	c.log.Info("camera stopping", "reason", reason)
+	c.cancel()
+	go func() {
+		<-c.done
+		c.teardown(reason)
+	}()
+}
+
+// stopWait is stop that returns once the camera is stopped.
+func (c *camera) stopWait(reason string) {
+	c.cancel()
+	<-c.done
+	c.teardown(reason)
+}
+
+func (c *camera) run() {
+	defer close(c.done)
+	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax)
+	if !c.cfg.OnDemand {
+		retryLoop(c.ctx, b, c.session, c.onRetry)
+		return
+	}
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.demand:
+		}
+		c.log.Info("on-demand camera starting: a reader asked for it")
+		ctx, cancel := context.WithCancel(c.ctx)
+		go c.idleWatch(ctx, cancel)
+		retryLoop(ctx, b, c.session, c.onRetry)
+		cancel()
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.teardown("on-demand camera has no readers left")
+		c.setState(stateIdle, "")
+		b.reset()
+	}
+}
+
+// idleWatch cancels an on-demand pull once nobody has read or waited for
+// Timeouts.OnDemandClose.
+func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
+	t := time.NewTicker(min(time.Second, c.tmo.OnDemandClose/4+time.Millisecond))
+	defer t.Stop()
+	var idleSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			idle := len(c.readers) == 0 && c.waiters == 0
+			c.mu.Unlock()
+			switch {
+			case !idle:
+				idleSince = time.Time{}
+			case idleSince.IsZero():
+				idleSince = now
+			case now.Sub(idleSince) >= c.tmo.OnDemandClose:
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func (c *camera) onRetry(err error, wait time.Duration) {
+	msg := redactError(err, c.cfg.URL)
+	c.setState(stateDown, msg)
+	c.reconnects.Add(1)
+	c.log.Warn("camera session ended; reconnecting", "error", msg, "retry_in", wait.Round(time.Millisecond))
+}
+
+func (c *camera) setState(s, errMsg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != s {
+		c.since = time.Now()
+	}
+	c.state = s
+	if errMsg != "" {
+		c.lastErr = errMsg
+	}
+}
+
+// session runs one camera session until it fails or ctx is done.
+func (c *camera) session(ctx context.Context) (played bool, err error) {
+	c.setState(stateConnecting, "")
+	u, err := base.ParseURL(c.cfg.URL.reveal())
+	if err != nil {
+		return false, errors.New("camera url cannot be parsed")
+	}
+	cl := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		ReadTimeout:  c.tmo.Camera,
+		WriteTimeout: c.tmo.Camera,
+		UserAgent:    "cordon",
+		OnPacketsLost: func(n uint64) {
+			c.lost.Add(n)
+		},
+		OnDecodeError: func(err error) {
+			if c.decodeErrors.Add(1)%1000 == 1 {
+				c.log.Debug("camera sent a packet that could not be decoded", "error", redactError(err, c.cfg.URL))
+			}
+		},
+	}
+	switch c.cfg.Transport {
+	case TransportTCP:
+		v := gortsplib.ProtocolTCP
+		cl.Protocol = &v
+	case TransportUDP:
+		v := gortsplib.ProtocolUDP
+		cl.Protocol = &v
+	}
+	if u.Scheme == "rtsps" {
+		// Cameras use self-signed certificates; RTSPS here protects against
+		// passive capture on the camera network, not impersonation.
+		cl.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see above
+	}
+	if c.bind != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.bind)}}
+		cl.DialContext = d.DialContext
+		cl.ListenPacket = func(network, address string) (net.PacketConn, error) {
+			_, port, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.ListenPacket(network, net.JoinHostPort(c.bind, port))
+		}
+	}
+	if err := cl.Start(); err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer cl.Close()
+	unwatch := context.AfterFunc(ctx, cl.Close)
+	defer unwatch()
+
+	desc, _, err := cl.Describe(u)
+	if err != nil {
+		return false, fmt.Errorf("DESCRIBE: %w", err)
+	}
+	plan, err := c.bindPlan(desc)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range plan.Tracks {
+		if _, err := cl.Setup(desc.BaseURL, t.CameraMedia(), 0, 0); err != nil {
+			return false, fmt.Errorf("SETUP: %w", err)
+		}
+		cl.OnPacketRTP(t.CameraMedia(), t.CameraFormat(), func(pkt *rtp.Packet) { c.onPacket(t, pkt) })
+	}
+	if _, err := cl.Play(nil); err != nil {
+		return false, fmt.Errorf("PLAY: %w", err)
+	}
+	c.mu.Lock()
+	c.client = cl
+	c.mu.Unlock()
+	c.setState(stateUp, "")
+	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", cl.Transport().Session.Protocol.String())
+	err = cl.Wait()
+	c.mu.Lock()
+	c.saveClientStatsLocked()
+	c.client = nil
+	c.mu.Unlock()
+	return true, err
+}
+
+// bindPlan keeps the reader-facing streams when the camera's media is the
+// same as before, and replaces them (closing readers) when it changed.
+func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
+	c.mu.Lock()
+	if c.plan != nil {
+		err := c.plan.Rebind(desc)
+		if err == nil {
+			plan := c.plan
+			c.mu.Unlock()
+			return plan, nil
+		}
+		c.mu.Unlock()
+		c.log.Warn("camera media changed after reconnecting; closing its readers", "reason", redactError(err, c.cfg.URL))
+		c.teardown("camera media changed")
+		c.mu.Lock()
+	}
+	defer c.mu.Unlock()
+	plan, err := rebuild.NewPlan(desc, rebuild.Config{
+		Mode:    rebuild.Mode(c.cfg.Mode),
+		KeepSEI: c.cfg.KeepSEI,
+		Audio:   rebuild.AudioPolicy(c.cfg.Audio),
+	}, &c.counters)
+	if err != nil {
+		return nil, err
+	}
+	readerDesc := &description.Session{Medias: plan.Medias()} // no title, no camera URL, no attributes
+	var streams []*gortsplib.ServerStream
+	for _, s := range c.p.servers {
+		st := &gortsplib.ServerStream{Server: s, Desc: readerDesc}
+		if err := st.Initialize(); err != nil {
+			for _, o := range streams {
+				o.Close()
+			}
+			return nil, fmt.Errorf("reader-facing stream: %w", err)
+		}
+		streams = append(streams, st)
+	}
+	c.plan = plan
+	c.streams = streams
+	c.codecs = map[*rebuild.Track]keyCodec{}
+	c.hasVideo = false
+	for _, t := range plan.Tracks {
+		if t.Media().Type == description.MediaTypeVideo {
+			c.hasVideo = true
+			c.codecs[t] = codecOf(t.Media().Formats[0])
+		}
+	}
+	c.gop, c.gopValid, c.haveKey = nil, false, false
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+	return plan, nil
+}
+
+// teardown closes the reader-facing streams (and so every reader) and
+// forgets the plan.
+func (c *camera) teardown(reason string) {
+	c.mu.Lock()
+	streams := c.streams
+	n := len(c.readers)
+	c.streams, c.plan, c.readers = nil, nil, map[*reader]struct{}{}
+	c.gop, c.gopValid = nil, false
+	select {
+	case <-c.ready:
+		c.ready = make(chan struct{})
+	default:
+	}
+	c.mu.Unlock()
+	if n > 0 {
+		c.log.Info("closing readers", "readers", n, "reason", reason)
+	}
+	for _, st := range streams {
+		st.Close()
+	}
+}
+
+// onPacket cleans one camera packet and sends the result to every reader.
+func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
+	c.packetsIn.Add(1)
+	c.bytesIn.Add(uint64(pkt.MarshalSize()))
+	out, ra, err := t.Process(pkt)
+	if err != nil {
+		if c.processErrors.Add(1)%1000 == 1 {
+			c.log.Debug("packet dropped by the cleaner", "error", err)
+		}
+		return
+	}
+	if len(out) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.plan == nil {
+		return
+	}
+	video := t.Media().Type == description.MediaTypeVideo
+	codec := c.codecs[t]
+	for i, op := range out {
+		key := !c.hasVideo
+		if video {
+			key = (i == 0 && ra) || keyPacket(codec, op.Payload)
+			if key && c.haveKey && op.Timestamp == c.lastKey {
+				key = false // another slice or parameter set of the same keyframe
+			}
+			if key {
+				c.lastKey, c.haveKey = op.Timestamp, true
+			}
+		}
+		c.cacheLocked(t, op, key && video)
+		for r := range c.readers {
+			c.sendLocked(r, t, op, key)
+		}
+	}
+}
+
+// cacheLocked keeps the packets since the last keyframe for new readers.
+func (c *camera) cacheLocked(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
+	if c.gopMax < 0 || !c.hasVideo {
+		return
+	}
+	if videoKey {
+		clear(c.gop)
+		c.gop = c.gop[:0]
+		c.gopValid = true
+	}
+	if !c.gopValid {
+		return
+	}
+	if len(c.gop) >= c.gopMax {
+		// A GOP this long would not fit in a reader's queue anyway: new
+		// readers wait for the next keyframe instead.
+		c.gop, c.gopValid = nil, false
+		return
+	}
+	c.gop = append(c.gop, gopEntry{t, pkt})
+}
+
+func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bool) {
+	if !r.active {
+		if r.ss.State() != gortsplib.ServerSessionStatePlay {
+			return
+		}
+		r.active = true
+		if c.gopValid && len(c.gop) > 0 {
+			// The GOP ends with pkt (cached just before).
+			for _, e := range c.gop {
+				if !c.writeLocked(r, e.t, e.pkt) {
+					break
+				}
+			}
+			return
+		}
+		r.waitKey = c.hasVideo
+	}
+	if r.waitKey {
+		if !key {
+			r.dropped.Add(1)
+			return
+		}
+		r.waitKey = false
+	}
+	c.writeLocked(r, t, pkt)
+}
+
+// writeLocked writes one packet to one reader. When the reader's queue is
+// full, the reader skips everything up to the next keyframe (a partial frame
+// would only show as corruption) and the skipped packets are counted.
+func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool {
+	if err := r.ss.WritePacketRTP(t.Media(), pkt); err != nil {
+		r.dropped.Add(1)
+		if !r.waitKey {
+			c.log.Debug("reader too slow; skipping to the next keyframe", "reader", r.user, "remote", r.remote, "error", err)
+		}
+		r.waitKey = c.hasVideo
+		return false
+	}
+	r.packets.Add(1)
+	r.bytes.Add(uint64(pkt.MarshalSize()))
+	return true
+}
+
+// streamFor returns the reader-facing stream of the given server, waiting up
+// to wait for the camera to deliver one (on-demand cameras start here).
+func (c *camera) streamFor(srv *gortsplib.Server, wait time.Duration) (*gortsplib.ServerStream, error) {
+	c.mu.Lock()
+	if st := c.streamLocked(srv); st != nil {
+		c.mu.Unlock()
+		return st, nil
+	}
+	if !c.cfg.OnDemand {
+		c.mu.Unlock()
+		return nil, errCameraDown
+	}
+	c.waiters++
+	ready := c.ready
+	c.mu.Unlock()
+	select {
+	case c.demand <- struct{}{}:
+	default:
+	}
+	defer func() {
+		c.mu.Lock()
+		c.waiters--
+		c.mu.Unlock()
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C:
+		return nil, errCameraDown
+	case <-c.ctx.Done():
+		return nil, errCameraDown
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.streamLocked(srv); st != nil {
+		return st, nil
+	}
+	return nil, errCameraDown
+}
+
+var errCameraDown = errors.New("camera is not available")
+
+func (c *camera) streamLocked(srv *gortsplib.Server) *gortsplib.ServerStream {
+	for i, s := range c.p.servers {
+		if s == srv && i < len(c.streams) {
+			return c.streams[i]
+		}
+	}
+	return nil
+}
+
+// addReader registers a reader that is about to PLAY; it fails when the
+// camera's max_readers is reached or the stream changed since SETUP.
+func (c *camera) addReader(r *reader) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.streams, r.stream) {
+		return errCameraDown
+	}
+	if _, ok := c.readers[r]; ok {
+		return nil
+	}
+	if c.cfg.MaxReaders > 0 && len(c.readers) >= c.cfg.MaxReaders {
+		return errTooManyReaders
+	}
+	c.readers[r] = struct{}{}
+	return nil
+}
+
+var errTooManyReaders = errors.New("camera has reached max_readers")
+
+func (c *camera) removeReader(r *reader) {
+	c.mu.Lock()
+	delete(c.readers, r)
+	c.mu.Unlock()
+}
+
+// saveClientStatsLocked copies jitter from the camera client.
+func (c *camera) saveClientStatsLocked() {
+	if c.client == nil {
+		return
+	}
+	st := c.client.Stats()
+	if st == nil {
+		return
+	}
+	c.jitterBits.Store(math.Float64bits(st.Session.InboundRTPPacketsJitter))
+}
+
+func (c *camera) sampleBitrate(now time.Time) {
+	b := c.bytesIn.Load()
+	if !c.lastSample.IsZero() {
+		if dt := now.Sub(c.lastSample).Seconds(); dt > 0 {
+			c.bitrate.Store(uint64(float64(b-c.lastBytes) * 8 / dt))
+		}
+	}
+	c.lastBytes, c.lastSample = b, now
+	c.mu.Lock()
+	c.saveClientStatsLocked()
+	c.mu.Unlock()
+}
+
+func sortCameras(cs []*camera) {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].cfg.Name < cs[j].cfg.Name })
+}

@@ -1,0 +1,358 @@
+// Package proxy pulls each camera's RTSP stream once on the camera network and
+// re-serves it to any number of recorders on the core network. Cameras never
+// see a core address and readers never see a camera address: every packet is
+// cleaned by package rebuild, the SDP readers get is generated here, and
+// nothing a reader sends is relayed to a camera.
+//
+// A Proxy is built from a Config (the YAML file's structure):
+//
+//	p, err := proxy.New(cfg, logger)
+//	err = p.Start()          // listeners bound, cameras pulling
+//	defer p.Close()
+//	err = p.Reload(newCfg)   // cameras added, removed, changed; others untouched
+//
+// or Run(ctx), which blocks until ctx is done.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Proxy is a running RTSP proxy.
+type Proxy struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	cfg     Config
+	cams    map[string]*camera
+	started bool
+	closed  bool
+
+	accts atomic.Pointer[accounts]
+
+	servers  []*gortsplib.Server // plain RTSP first, then RTSPS if configured
+	admin    *http.Server
+	adminLn  net.Listener
+	registry *prometheus.Registry
+
+	authFailures   atomic.Uint64
+	refusedNetwork atomic.Uint64
+	refusedCamera  atomic.Uint64
+	refusedFull    atomic.Uint64
+	refusedPublish atomic.Uint64
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	authDelay time.Duration
+	sleep     func(time.Duration) // failed-login delay; a test hook
+	randFn func() float64
+}
+
+// New checks cfg and returns a proxy that is not started yet.
+func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	acc, err := newAccounts(cfg.Readers)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p := &Proxy{
+		log:    logger.With("component", "proxy"),
+		cfg:    cfg,
+		cams:   map[string]*camera{},
+		stop:   make(chan struct{}),
+		sleep:  time.Sleep,
+		authDelay: cfg.Timeouts.AuthFailureDelay,
+		randFn: rand.Float64,
+	}
+	p.accts.Store(&acc)
+	p.registry = prometheus.NewRegistry()
+	p.registry.MustRegister(&collector{p: p})
+	return p, nil
+}
+
+// Start binds the listeners and starts pulling the cameras that are not on demand.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return errors.New("proxy: already started")
+	}
+	cfg := p.cfg
+
+	newServer := func(addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
+		h := &handler{p: p, secure: tlsConf != nil}
+		s := &gortsplib.Server{
+			Handler:        h,
+			RTSPAddress:    addr,
+			TLSConfig:      tlsConf,
+			ReadTimeout:    cfg.Timeouts.Reader,
+			WriteTimeout:   cfg.Timeouts.Reader,
+			WriteQueueSize: cfg.WriteQueueSize,
+		}
+		if udp && cfg.Listen.UDPRTP != "off" {
+			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
+		}
+		h.srv = s
+		return s
+	}
+	servers := []*gortsplib.Server{newServer(cfg.Listen.RTSP, nil, true)}
+	if cfg.Listen.RTSPS != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("proxy: tls.cert/tls.key: %w", err)
+		}
+		servers = append(servers, newServer(cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
+	}
+	for i, s := range servers {
+		if err := s.Start(); err != nil {
+			for _, o := range servers[:i] {
+				o.Close()
+			}
+			return fmt.Errorf("proxy: listen %s: %w", s.RTSPAddress, err)
+		}
+	}
+	p.servers = servers
+
+	if cfg.Listen.Admin != "off" {
+		ln, err := net.Listen("tcp", cfg.Listen.Admin)
+		if err != nil {
+			for _, s := range servers {
+				s.Close()
+			}
+			return fmt.Errorf("proxy: listen.admin %s: %w", cfg.Listen.Admin, err)
+		}
+		p.adminLn = ln
+		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		p.wg.Go(func() { p.admin.Serve(ln) })
+	}
+
+	for _, cc := range cfg.Cameras {
+		p.startCameraLocked(cc)
+	}
+	p.wg.Go(p.tick)
+	p.started = true
+	p.log.Info("proxy started", "rtsp", servers[0].NetListener().Addr().String(), "cameras", len(cfg.Cameras),
+		"readers_auth", len(cfg.Readers) > 0)
+	if p.anyHashWithDigest() {
+		p.log.Warn("some readers have only a password_hash: they must use Basic authentication (Digest needs the clear-text password)")
+	}
+	return nil
+}
+
+func (p *Proxy) anyHashWithDigest() bool {
+	for _, r := range p.cfg.Readers {
+		if r.PasswordHash != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) startCameraLocked(cc Camera) {
+	c := newCamera(p, cc)
+	p.cams[cc.Name] = c
+	c.start()
+}
+
+// tick updates per-camera bitrates once a second.
+func (p *Proxy) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			for _, c := range p.cams {
+				c.sampleBitrate(now)
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// RTSPAddr is the bound core-side RTSP address (useful with port 0).
+func (p *Proxy) RTSPAddr() net.Addr {
+	if len(p.servers) == 0 {
+		return nil
+	}
+	return p.servers[0].NetListener().Addr()
+}
+
+// RTSPSAddr is the bound RTSPS address, or nil when RTSPS is off.
+func (p *Proxy) RTSPSAddr() net.Addr {
+	if len(p.servers) < 2 {
+		return nil
+	}
+	return p.servers[1].NetListener().Addr()
+}
+
+// AdminAddr is the bound admin HTTP address, or nil when it is off.
+func (p *Proxy) AdminAddr() net.Addr {
+	if p.adminLn == nil {
+		return nil
+	}
+	return p.adminLn.Addr()
+}
+
+// Reload applies a new configuration: added cameras start, removed cameras
+// stop (their readers are closed), changed cameras restart, and untouched
+// cameras keep their session and readers. Reader accounts are replaced (new
+// logins use them; attached readers stay). Listener and timeout changes need
+// a restart and are reported in the log.
+func (p *Proxy) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("proxy: reload: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	acc, err := newAccounts(cfg.Readers)
+	if err != nil {
+		return fmt.Errorf("proxy: reload: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("proxy: reload: closed")
+	}
+	old := p.cfg
+	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
+		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets {
+		p.log.Warn("reload: listen, tls, timeouts and queue settings changed but only apply after a restart")
+		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
+		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets = old.WriteQueueSize, old.GOPCacheMaxPackets
+	}
+	if old.CameraSide != cfg.CameraSide {
+		// Every camera's connection changes: restart them all.
+		p.log.Info("reload: camera_side changed; reconnecting every camera")
+	}
+	p.cfg = cfg
+	p.accts.Store(&acc)
+
+	want := map[string]Camera{}
+	for _, cc := range cfg.Cameras {
+		want[cc.Name] = cc
+	}
+	var added, removed, changed int
+	for name, c := range p.cams {
+		nc, ok := want[name]
+		switch {
+		case !ok:
+			c.stop("camera removed from the configuration")
+			delete(p.cams, name)
+			removed++
+		case !sameCamera(c.cfg, nc) || old.CameraSide != cfg.CameraSide:
+			c.stop("camera configuration changed")
+			delete(p.cams, name)
+			changed++
+		}
+	}
+	if p.started {
+		for _, cc := range cfg.Cameras {
+			if _, ok := p.cams[cc.Name]; !ok {
+				p.startCameraLocked(cc)
+				if !isChanged(old, cc.Name) {
+					added++
+				}
+			}
+		}
+	}
+	p.log.Info("configuration reloaded", "added", added, "removed", removed, "changed", changed, "cameras", len(p.cams))
+	return nil
+}
+
+func isChanged(old Config, name string) bool {
+	for _, c := range old.Cameras {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sameCamera(a, b Camera) bool {
+	return a.URL.Equal(b.URL) && a.Transport == b.Transport && a.OnDemand == b.OnDemand &&
+		a.MaxReaders == b.MaxReaders && a.Mode == b.Mode && a.Audio == b.Audio && reflect.DeepEqual(a.KeepSEI, b.KeepSEI)
+}
+
+// Close stops every camera, closes every reader and the listeners.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	cams := p.cams
+	p.cams = map[string]*camera{}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cams {
+		wg.Go(func() { c.stopWait("proxy shutting down") })
+	}
+	wg.Wait()
+	close(p.stop)
+	for _, s := range p.servers {
+		s.Close()
+	}
+	if p.admin != nil {
+		p.admin.Close()
+	}
+	p.wg.Wait()
+	p.log.Info("proxy stopped")
+}
+
+// Run starts the proxy and blocks until ctx is done, then closes it.
+func (p *Proxy) Run(ctx context.Context) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	p.Close()
+	return nil
+}
+
+// camera returns the camera called name, or nil.
+func (p *Proxy) camera(name string) *camera {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cams[name]
+}
+
+// cameras returns the cameras sorted by name.
+func (p *Proxy) cameras() []*camera {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*camera, 0, len(p.cams))
+	for _, c := range p.cams {
+		out = append(out, c)
+	}
+	sortCameras(out)
+	return out
+}
+
+// failedLoginDelay sleeps a random time in [d/2, d].
+func (p *Proxy) failedLoginDelay() {
+	d := p.authDelay
+	p.sleep(d/2 + time.Duration(p.randFn()*float64(d/2)))
+}
