@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// TestBaselineForwards runs the baseline pass-through in-process: a reader
+// through it must get the same frames as a direct reader, a little later.
+func TestBaselineForwards(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
+		{Name: "c1", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 1_000_000},
+	}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := "127.0.0.1:" + itoa(port)
+	b := &Baseline{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	if err := waitReady(ctx, addr, []camsim.Camera{{Name: "c1"}}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d := &reader{url: sim.URL("c1"), frames: newFrameLog()}
+	p := &reader{url: "rtsp://" + addr + "/c1", frames: newFrameLog()}
+	for _, r := range []*reader{d, p} {
+		if err := r.start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer r.close()
+		r.counting.Store(true)
+	}
+	since := time.Now()
+	time.Sleep(2 * time.Second)
+	lat := matchFrames(d.frames, p.frames, since)
+	if len(lat) < 20 {
+		t.Fatalf("matched %d frames; direct saw %d, proxied saw %d (proxied bytes %d)", len(lat), len(d.frames.seen), len(p.frames.seen), p.bytes.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

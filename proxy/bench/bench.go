@@ -1,0 +1,403 @@
+// Package bench measures cordon's proxy against a plain gortsplib pass-through
+// proxy in the same run: simulated cameras (package camsim) feed each system
+// under test, which runs as its own process so that its CPU time and memory
+// can be read from /proc, and one TCP reader per camera counts what arrives.
+// Results are reported as ratios against the baseline, never as absolute
+// targets from a timed test (machines are noisy).
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// Systems under test, in the order they run.
+const (
+	SystemBaseline    = "baseline"    // gortsplib examples/proxy pattern
+	SystemPassthrough = "passthrough" // cordon proxy, mode passthrough
+	SystemRebuild     = "rebuild"     // cordon proxy, mode rebuild
+)
+
+// Options configure a benchmark run. Zero values take the defaults.
+type Options struct {
+	// Cameras is the number of simulated cameras (and readers). It defaults to 200.
+	Cameras int
+	// Bitrate is each camera's bit rate. It defaults to 2 Mbit/s.
+	Bitrate int
+	// Codec is h264 (the default; latency matching needs it) or h265.
+	Codec string
+	// Duration is the measured window. It defaults to 20 s.
+	Duration time.Duration
+	// Warmup runs before the window (streams start, GOP caches fill). It defaults to 5 s.
+	Warmup time.Duration
+	// LatencySamples is how many cameras also get a direct reader, so that
+	// frames can be matched to measure the latency the proxy adds. It defaults to 10.
+	LatencySamples int
+	// Systems lists what to measure. It defaults to baseline, passthrough, rebuild.
+	Systems []string
+	// Executable is the cordon binary that runs the systems under test. It
+	// defaults to the running executable.
+	Executable string
+	// Progress receives one line per step; nil discards.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Result is one system's measurement.
+type Result struct {
+	System   string
+	Cameras  int
+	Readers  int // readers that played
+	Window   time.Duration
+	CPU      time.Duration // user+system CPU of the system under test during the window
+	Bytes    uint64        // RTP bytes received by readers during the window
+	Packets  uint64
+	Lost     uint64 // RTP sequence gaps seen by readers during the window
+	RSS      int64  // resident memory at the end of the window
+	PeakRSS  int64
+	Latency  []time.Duration // added latency per matched frame, sorted
+	Baseline *Result         // the baseline of the same run, if measured
+}
+
+// CPUPerGB is CPU seconds per forwarded gigabyte.
+func (r *Result) CPUPerGB() float64 {
+	if r.Bytes == 0 {
+		return 0
+	}
+	return r.CPU.Seconds() / (float64(r.Bytes) / 1e9)
+}
+
+// Quantile returns the q-quantile of the added latency (0 when nothing matched).
+func (r *Result) Quantile(q float64) time.Duration {
+	if len(r.Latency) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(r.Latency)-1))
+	return r.Latency[i]
+}
+
+func (o *Options) setDefaults() error {
+	if o.Cameras <= 0 {
+		o.Cameras = 200
+	}
+	if o.Bitrate <= 0 {
+		o.Bitrate = 2_000_000
+	}
+	if o.Codec == "" {
+		o.Codec = "h264"
+	}
+	if o.Duration <= 0 {
+		o.Duration = 20 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 5 * time.Second
+	}
+	if o.LatencySamples <= 0 {
+		o.LatencySamples = 10
+	}
+	o.LatencySamples = min(o.LatencySamples, o.Cameras)
+	if len(o.Systems) == 0 {
+		o.Systems = []string{SystemBaseline, SystemPassthrough, SystemRebuild}
+	}
+	for _, s := range o.Systems {
+		switch s {
+		case SystemBaseline, SystemPassthrough, SystemRebuild:
+		default:
+			return fmt.Errorf("bench: unknown system %q (want baseline, passthrough or rebuild)", s)
+		}
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: finding the cordon executable: %w", err)
+		}
+		o.Executable = exe
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Run measures each system in turn against the same simulated cameras.
+func Run(ctx context.Context, o Options) ([]*Result, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	cams := make([]camsim.Camera, o.Cameras)
+	for i := range cams {
+		cams[i] = camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Codec: o.Codec, Width: 1280, Height: 720, FPS: 25, Bitrate: o.Bitrate}
+	}
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: o.Logger.With("component", "camsim")}
+	if err := sim.Start(); err != nil {
+		return nil, err
+	}
+	defer sim.Close()
+	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras at %.1f Mbit/s\n", o.Cameras, o.Codec, float64(o.Bitrate)/1e6)
+
+	var results []*Result
+	var base *Result
+	for _, sys := range o.Systems {
+		r, err := runOne(ctx, &o, sys, sim, cams)
+		if err != nil {
+			return results, fmt.Errorf("bench %s: %w", sys, err)
+		}
+		if sys == SystemBaseline {
+			base = r
+		}
+		results = append(results, r)
+	}
+	for _, r := range results {
+		if r != base {
+			r.Baseline = base
+		}
+	}
+	return results, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*Result, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dir, err := os.MkdirTemp("", "cordon-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	var args []string
+	if sys == SystemBaseline {
+		args = []string{"bench", "proxy-baseline", "--listen", addr}
+		for _, c := range cams {
+			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
+		}
+	} else {
+		cfg := filepath.Join(dir, "cordon.yml")
+		if err := os.WriteFile(cfg, proxyConfig(addr, sys, sim, cams), 0o600); err != nil {
+			return nil, err
+		}
+		args = []string{"proxy", "-c", cfg}
+	}
+	logf, err := os.Create(filepath.Join(dir, "sut.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, o.Executable, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	fmt.Fprintf(o.Progress, "bench %s: started pid %d on %s, waiting for %d paths\n", sys, cmd.Process.Pid, addr, len(cams))
+	if err := waitReady(ctx, addr, cams, 90*time.Second); err != nil {
+		tail, _ := os.ReadFile(logf.Name())
+		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
+	}
+
+	proxied := make([]*reader, len(cams))
+	var direct []*reader
+	for i, c := range cams {
+		proxied[i] = &reader{url: "rtsp://" + addr + "/" + c.Name}
+		if i < o.LatencySamples {
+			proxied[i].frames = newFrameLog()
+			direct = append(direct, &reader{url: sim.URL(c.Name), frames: newFrameLog()})
+		}
+	}
+	all := append(append([]*reader{}, proxied...), direct...)
+	defer func() {
+		for _, r := range all {
+			r.close()
+		}
+	}()
+	up := 0
+	for _, r := range all {
+		if err := r.start(ctx); err != nil {
+			o.Logger.Warn("reader failed to start", "url", r.url, "err", err)
+			continue
+		}
+		up++
+	}
+	fmt.Fprintf(o.Progress, "bench %s: %d readers playing; warming up %s\n", sys, up, o.Warmup)
+	if err := sleep(ctx, o.Warmup); err != nil {
+		return nil, err
+	}
+
+	windowStart := time.Now()
+	cpu0, err := procCPU(cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range proxied {
+		r.counting.Store(true)
+	}
+	fmt.Fprintf(o.Progress, "bench %s: measuring for %s\n", sys, o.Duration)
+	if err := sleep(ctx, o.Duration); err != nil {
+		return nil, err
+	}
+	cpu1, err := procCPU(cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	window := time.Since(windowStart)
+	for _, r := range proxied {
+		r.counting.Store(false)
+	}
+	res := &Result{System: sys, Cameras: len(cams), Window: window, CPU: cpu1 - cpu0}
+	res.RSS, res.PeakRSS, _ = procRSS(cmd.Process.Pid)
+	for _, r := range proxied {
+		if r.client != nil {
+			res.Readers++
+		}
+		res.Bytes += r.bytes.Load()
+		res.Packets += r.packets.Load()
+		res.Lost += r.lost.Load()
+	}
+	if res.Readers == 0 {
+		return nil, ErrNoReaders
+	}
+	for i, d := range direct {
+		res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
+	}
+	slices.Sort(res.Latency)
+	return res, nil
+}
+
+// matchFrames returns, for each frame both readers completed after since, how
+// much later the proxied reader got it than the direct reader.
+func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
+	direct.mu.Lock()
+	defer direct.mu.Unlock()
+	proxied.mu.Lock()
+	defer proxied.mu.Unlock()
+	var out []time.Duration
+	for k, td := range direct.seen {
+		tp, ok := proxied.seen[k]
+		if !ok || td.Before(since) {
+			continue
+		}
+		d := tp.Sub(td)
+		if d < 0 {
+			d = 0 // the proxied reader was scheduled first; the proxy added nothing measurable
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func proxyConfig(addr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:0\"\ncameras:\n", addr)
+	for _, c := range cams {
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n    mode: %s\n", c.Name, sim.URL(c.Name), mode)
+	}
+	return []byte(b.String())
+}
+
+// waitReady waits until every camera path answers DESCRIBE.
+func waitReady(ctx context.Context, addr string, cams []camsim.Camera, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, c := range cams {
+		for {
+			if describe("rtsp://"+addr+"/"+c.Name) == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("path %s not ready after %s", c.Name, timeout)
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func describe(raw string) error {
+	u, err := base.ParseURL(raw)
+	if err != nil {
+		return err
+	}
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, ReadTimeout: 5 * time.Second}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	defer c.Close()
+	_, _, err = c.Describe(u)
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WriteTable prints results with ratios against the baseline.
+func WriteTable(w io.Writer, results []*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s out\tCPU s/GB\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\t")
+	for _, r := range results {
+		ratio := "-"
+		if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
+			ratio = fmt.Sprintf("%.2fx", r.CPUPerGB()/r.Baseline.CPUPerGB())
+		}
+		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t\n",
+			r.System, r.Cameras, r.Readers, mbps, r.CPUPerGB(), ratio,
+			float64(r.RSS)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
+			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency))
+	}
+	return tw.Flush()
+}
+
+// ErrNoReaders is returned when no reader could play a system's streams.
+var ErrNoReaders = errors.New("bench: no reader could play")

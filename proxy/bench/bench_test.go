@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// TestFrameMatching plays one simulated camera with two direct readers: every
+// frame both receive must match, with a small difference, and the byte and
+// loss counters must see the camera's traffic.
+func TestFrameMatching(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
+		{Name: "c1", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 1_000_000},
+	}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	ctx := context.Background()
+	a := &reader{url: sim.URL("c1"), frames: newFrameLog()}
+	b := &reader{url: sim.URL("c1"), frames: newFrameLog()}
+	for _, r := range []*reader{a, b} {
+		if err := r.start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer r.close()
+		r.counting.Store(true)
+	}
+	since := time.Now()
+	time.Sleep(2 * time.Second)
+	lat := matchFrames(a.frames, b.frames, since)
+	if len(lat) < 20 {
+		t.Fatalf("matched %d frames in 2 s at 25 fps; want at least 20 (a saw %d, b saw %d)", len(lat), len(a.frames.seen), len(b.frames.seen))
+	}
+	if a.bytes.Load() < 100_000 || a.lost.Load() != 0 {
+		t.Fatalf("reader a: %d bytes, %d lost; want ≥ 100 kB in 2 s at 1 Mbit/s and no loss", a.bytes.Load(), a.lost.Load())
+	}
+}
