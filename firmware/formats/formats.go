@@ -9,6 +9,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
+	"github.com/cordon-vms/cordon/firmware/formats/zip"
 )
 
 // All lists every format, most specific first.
@@ -22,6 +23,7 @@ var All = []*firmware.Format{
 
 	// Archives.
 	cpio.Format,
+	zip.Format,
 
 	// Compression.
 

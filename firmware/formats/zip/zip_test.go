@@ -1,0 +1,122 @@
+package zip
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+)
+
+func load(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFixtures(t *testing.T) {
+	for _, name := range []string{"zip-deflate.zip", "zip-bzip2.zip", "zip-zip64.zip"} {
+		t.Run(name, func(t *testing.T) {
+			data := load(t, name)
+			// Two archives back to back, after a prefix: each is carved on its own.
+			img := append(append(append(bytes.Repeat([]byte{0}, 33), data...), data...), "tail"...)
+			for _, off := range []int64{33, 33 + int64(len(data))} {
+				res, err := firmwaretest.Run(Format, img, off)
+				if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
+					t.Fatalf("off %d: %v %v %v", off, err, res.IdentifyErr, res.ExtractErr)
+				}
+				if res.Chunk.Size != int64(len(data)) || res.Chunk.Confidence != firmware.ConfidenceHigh {
+					t.Errorf("chunk %+v, want size %d", res.Chunk, len(data))
+				}
+				s := res.Sink
+				if len(s.Warnings) != 0 || len(s.Entries) != 11 {
+					t.Errorf("warnings %v, names %v", s.Warnings, s.Names())
+				}
+				if e, _ := s.Entry("bin/busybox"); e.Header.Mode != 0o755|fs.ModeSetuid || string(e.Data) != "busybox stand-in\n" {
+					t.Errorf("busybox: %v %q", e.Header.Mode, e.Data)
+				}
+				if e, _ := s.Entry("bin/sh"); e.Header.Type != firmware.TypeSymlink || e.Header.Linkname != "busybox" {
+					t.Errorf("bin/sh: %+v", e.Header)
+				}
+				if e, _ := s.Entry("etc/init.d/"); e.Header.Type != firmware.TypeDir {
+					t.Errorf("etc/init.d/: %+v", e.Header)
+				}
+				if b, _ := s.File("etc/passwd"); string(b) != "root:x:0:0:root:/root:/bin/sh\n" {
+					t.Errorf("passwd %q", b)
+				}
+			}
+		})
+	}
+}
+
+func TestTraversalNamesReachTheSink(t *testing.T) {
+	res, err := firmwaretest.Run(Format, load(t, "zip-traversal.zip"), 0)
+	if err != nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	s := res.Sink
+	if _, ok := s.File("../../evil.sh"); !ok {
+		t.Errorf("../../evil.sh not handed over; %v", s.Names())
+	}
+	if _, ok := s.File("/etc/cron.d/evil"); !ok {
+		t.Errorf("absolute name not handed over; %v", s.Names())
+	}
+	if e, _ := s.Entry("shadow"); e.Header.Type != firmware.TypeSymlink || e.Header.Linkname != "/etc/shadow" {
+		t.Errorf("symlink %+v", e.Header)
+	}
+}
+
+func TestBrokenEntries(t *testing.T) {
+	data := bytes.Clone(load(t, "zip-deflate.zip"))
+	// busybox is stored: flip a content byte to break its CRC.
+	i := bytes.Index(data, []byte("busybox stand-in"))
+	data[i] = 'B'
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.ExtractErr != nil {
+		t.Fatal(err, res.ExtractErr)
+	}
+	if len(res.Sink.Warnings) != 1 {
+		t.Errorf("warnings %v, want one checksum warning", res.Sink.Warnings)
+	}
+	if _, ok := res.Sink.File("etc/passwd"); !ok {
+		t.Errorf("extraction stopped at the broken entry: %v", res.Sink.Names())
+	}
+	// No central directory: not a zip we can read.
+	cut := data[:len(data)-30]
+	if _, err := Format.Identify(bytes.NewReader(cut), 0, int64(len(cut))); !errors.Is(err, firmware.ErrNotFormat) {
+		t.Errorf("truncated: %v", err)
+	}
+}
+
+func TestLimit(t *testing.T) {
+	data := load(t, "zip-deflate.zip")
+	r := bytes.NewReader(data)
+	zr, err := Open(r, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &firmwaretest.MemSink{MaxBytes: 20}
+	err = ExtractFiles(t.Context(), zr, s, "zip")
+	if !errors.Is(err, firmware.ErrLimit) {
+		t.Errorf("err %v, want ErrLimit", err)
+	}
+}
+
+func FuzzZip(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.zip")
+	for _, file := range files {
+		f.Add(load(f, filepath.Base(file)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
