@@ -8,13 +8,17 @@ package formats
 import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
+	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
+	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
 )
 
 // All lists every format, most specific first.
 var All = []*firmware.Format{
 	// Vendor packages.
+	dahua.Format,
+	xiongmai.Format,
 
 	// Boot and partition containers.
 	uimage.Format,

@@ -1,0 +1,78 @@
+package dahua
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/cordon-vms/cordon/firmware/formats/uimage"
+)
+
+func TestPackage(t *testing.T) {
+	data, err := os.ReadFile("testdata/dahua.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	c, s := res.Chunk, res.Sink
+	if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || len(c.Warnings) != 0 {
+		t.Errorf("chunk %+v", c)
+	}
+	if got := c.Meta["install_script"].([]string); len(got) != 1 || got[0] != "Install.lua" {
+		t.Errorf("install script %v", got)
+	}
+	parts := c.Meta["partitions"].([]Partition)
+	want := []Partition{
+		{File: "kernel.img", Name: "kernel", Type: "kernel", Load: "0x80008000", Entry: "0x80008000"},
+		{File: "romfs-x.squashfs.img", Name: "romfs", Type: "filesystem", Load: "0x00580000", Entry: "0x00f80000"},
+		{File: "web-x.squashfs.img", Name: "web", Type: "filesystem", Load: "0x00f80000", Entry: "0x01380000"},
+	}
+	if len(parts) != len(want) {
+		t.Fatalf("partitions %+v", parts)
+	}
+	for i := range want {
+		want[i].Size = parts[i].Size
+		if parts[i] != want[i] || parts[i].Size == 0 {
+			t.Errorf("partition %d = %+v, want %+v", i, parts[i], want[i])
+		}
+	}
+	if got := s.Names(); len(got) != 5 {
+		t.Errorf("entries %v", got)
+	}
+	romfs, _ := s.File("romfs-x.squashfs.img")
+	h, err := uimage.ParseHeader(romfs)
+	if err != nil || !h.CRCValid || !bytes.HasPrefix(romfs[uimage.HeaderSize:], []byte("hsqs")) {
+		t.Errorf("romfs partition is not a uImage-wrapped squashfs: %v", err)
+	}
+}
+
+func TestPlainZipIsNotDahua(t *testing.T) {
+	data, err := os.ReadFile("testdata/dahua.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := bytes.Clone(data)
+	copy(d, "PK")
+	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
+		t.Errorf("PK zip identified as dahua: %v", err)
+	}
+}
+
+func FuzzDahua(f *testing.F) {
+	data, err := os.ReadFile("testdata/dahua.bin")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
