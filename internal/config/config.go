@@ -136,6 +136,8 @@ func friendlyType(goType string) string {
 	switch {
 	case strings.HasPrefix(goType, "[]"):
 		return "list"
+	case goType == "time.Duration":
+		return "duration (like 10s or 1m30s)"
 	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
 		return "section"
 	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
