@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestBackoffDelays(t *testing.T) {
+	b := newBackoff(time.Second, 30*time.Second)
+	b.jitter = func() float64 { return 0.5 } // no jitter: factor 1
+	var got []time.Duration
+	for range 7 {
+		got = append(got, b.delay())
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("delays = %v, want %v s", got, want)
+		}
+	}
+	b.reset()
+	if d := b.delay(); d != time.Second {
+		t.Errorf("after reset: %v, want 1s", d)
+	}
+	b.jitter = func() float64 { return 0 }
+	if d := b.delay(); d != 1600*time.Millisecond {
+		t.Errorf("lowest jitter on 2s: %v, want 1.6s", d)
+	}
+	b.jitter = func() float64 { return 0.999999 }
+	if d := b.delay(); d < 4799*time.Millisecond || d > 4800*time.Millisecond {
+		t.Errorf("highest jitter on 4s: %v, want ~4.8s", d)
+	}
+}
+
+// TestRetryLoopTiming runs the camera reconnect loop in a synctest bubble:
+// failed attempts are spaced 1, 2, 4, 8, 16, 30, 30 s (±20 %), and an
+// attempt that played resets the spacing to 1 s.
+func TestRetryLoopTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b := newBackoff(time.Second, 30*time.Second)
+		var at []time.Time
+		start := time.Now()
+		attempt := func(context.Context) (bool, error) {
+			at = append(at, time.Now())
+			if len(at) == 8 {
+				time.Sleep(time.Minute) // a session that played for a minute
+				return true, errors.New("camera closed the session")
+			}
+			if len(at) == 10 {
+				cancel()
+			}
+			return false, errors.New("connection refused")
+		}
+		var waits []time.Duration
+		retryLoop(ctx, b, attempt, func(err error, d time.Duration) { waits = append(waits, d) })
+
+		if len(at) != 10 {
+			t.Fatalf("%d attempts, want 10", len(at))
+		}
+		base := []float64{1, 2, 4, 8, 16, 30, 30}
+		for i, w := range base {
+			gap := at[i+1].Sub(at[i]).Seconds()
+			if gap < 0.8*w || gap > 1.2*w {
+				t.Errorf("gap %d = %.2fs, want %.0fs ±20%%", i, gap, w)
+			}
+			if waits[i].Seconds() != gap {
+				t.Errorf("reported wait %v != actual gap %.2fs", waits[i], gap)
+			}
+		}
+		// Attempt 8 played for a minute then failed: the next wait is back to ~1 s.
+		if gap := at[8].Sub(at[7]) - time.Minute; gap < 800*time.Millisecond || gap > 1200*time.Millisecond {
+			t.Errorf("wait after a played session = %v, want ~1s", gap)
+		}
+		if total := at[7].Sub(start); total < 73*time.Second || total > 111*time.Second {
+			t.Errorf("7 failed retries took %v", total)
+		}
+	})
+}

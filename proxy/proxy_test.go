@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// logBuf collects a proxy's log (to check what it never says) and echoes it
+// to the test output.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	out io.Writer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	return l.out.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func newLog(t *testing.T) (*slog.Logger, *logBuf) {
+	lb := &logBuf{out: t.Output()}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
+}
+
+// startCamsim serves simulated cameras on loopback and returns their URLs by name.
+func startCamsim(t *testing.T, names ...string) *camsim.Server {
+	t.Helper()
+	s := &camsim.Server{Addr: "127.0.0.1:0"}
+	for _, n := range names {
+		s.Cameras = append(s.Cameras, camsim.Camera{Name: n, Codec: "h264", FPS: 25})
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// testConfig is a config bound to loopback ephemeral ports, UDP off.
+func testConfig(cams ...Camera) Config {
+	return Config{
+		Listen:  Listen{RTSP: "127.0.0.1:0", Admin: "127.0.0.1:0", UDPRTP: "off", UDPRTCP: "off"},
+		Cameras: cams,
+		Timeouts: Timeouts{
+			Camera: 3 * time.Second, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
+			AuthFailureDelay: 20 * time.Millisecond, OnDemandClose: 500 * time.Millisecond,
+		},
+	}
+}
+
+// withUDP picks a free even/odd UDP port pair on loopback.
+func withUDP(t *testing.T, cfg Config) Config {
+	t.Helper()
+	for range 50 {
+		port := 20000 + 2*rand.IntN(15000)
+		a, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		cfg.Listen.UDPRTP = fmt.Sprintf("127.0.0.1:%d", port)
+		cfg.Listen.UDPRTCP = fmt.Sprintf("127.0.0.1:%d", port+1)
+		return cfg
+	}
+	t.Fatal("no free UDP port pair")
+	return cfg
+}
+
+func startProxy(t *testing.T, cfg Config, log *slog.Logger) *Proxy {
+	t.Helper()
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func readerURL(p *Proxy, cam string) string {
+	return fmt.Sprintf("rtsp://%s/%s", p.RTSPAddr(), cam)
+}
+
+// rtspReader is an in-process reader that counts packets and records the time
+// of each.
+type rtspReader struct {
+	cl      *gortsplib.Client
+	desc    *description.Session
+	packets atomic.Int64
+	mu      sync.Mutex
+	times   []time.Time
+	first   []*rtp.Packet
+}
+
+func (r *rtspReader) gaps() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var m time.Duration
+	for i := 1; i < len(r.times); i++ {
+		m = max(m, r.times[i].Sub(r.times[i-1]))
+	}
+	return m
+}
+
+func dialReader(t *testing.T, rawURL string, proto gortsplib.Protocol) (*rtspReader, error) {
+	t.Helper()
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rtspReader{cl: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 5 * time.Second}}
+	if err := r.cl.Start(); err != nil {
+		return nil, err
+	}
+	desc, _, err := r.cl.Describe(u)
+	if err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	r.desc = desc
+	if err := r.cl.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	r.cl.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
+		r.packets.Add(1)
+		r.mu.Lock()
+		r.times = append(r.times, time.Now())
+		if len(r.first) < 8 {
+			r.first = append(r.first, pkt)
+		}
+		r.mu.Unlock()
+	})
+	if _, err := r.cl.Play(nil); err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	t.Cleanup(r.cl.Close)
+	return r, nil
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, res.Status)
+	}
+	return string(b)
+}
+
+func TestFanOutTCPAndUDP(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	log, _ := newLog(t)
+	cfg := withUDP(t, testConfig(Camera{Name: "lobby", URL: MustParseSecretURL(sim.URL("cam1"))}))
+	p := startProxy(t, cfg, log)
+	url := readerURL(p, "lobby")
+
+	var readers []*rtspReader
+	for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP, gortsplib.ProtocolTCP} {
+		var r *rtspReader
+		waitFor(t, "camera up", 10*time.Second, func() bool {
+			var err error
+			r, err = dialReader(t, url, proto)
+			return err == nil
+		})
+		readers = append(readers, r)
+	}
+	for i, r := range readers {
+		waitFor(t, fmt.Sprintf("reader %d packets", i), 5*time.Second, func() bool { return r.packets.Load() > 50 })
+	}
+	// A new reader starts on a keyframe: its first video packet carries an SPS or IDR.
+	r := readers[2]
+	r.mu.Lock()
+	first := r.first[0]
+	r.mu.Unlock()
+	if !keyPacket(codecH264, first.Payload) {
+		t.Errorf("first packet of a new reader is not a keyframe start (NAL header %#x)", first.Payload[0])
+	}
+	st := p.Status()
+	if len(st) != 1 || st[0].State != stateUp || len(st[0].Readers) != 3 {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+// keyframe detection is exercised with the real packetizer in TestFanOut; the
+// table covers the aggregation and fragmentation cases.
+func TestKeyPacket(t *testing.T) {
+	for _, tc := range keyCases {
+		if got := keyPacket(tc.codec, tc.p); got != tc.want {
+			t.Errorf("%s: keyPacket = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+var keyCases = []struct {
+	name  string
+	codec keyCodec
+	p     []byte
+	want  bool
+}{
+	{"h264 idr", codecH264, []byte{0x65, 0x88}, true},
+	{"h264 sps", codecH264, []byte{0x67, 0x42}, true},
+	{"h264 p slice", codecH264, []byte{0x41, 0x9a}, false},
+	{"h264 stap-a sps", codecH264, []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, true},
+	{"h264 stap-a sei only", codecH264, []byte{0x78, 0x00, 0x02, 0x06, 0x05}, false},
+	{"h264 stap-a truncated", codecH264, []byte{0x78, 0x00, 0x09, 0x67}, false},
+	{"h264 fu-a idr start", codecH264, []byte{0x7c, 0x85, 0x00}, true},
+	{"h264 fu-a idr middle", codecH264, []byte{0x7c, 0x05, 0x00}, false},
+	{"h264 empty", codecH264, nil, false},
+	{"h265 idr_w_radl", codecH265, []byte{19 << 1, 0x01}, true},
+	{"h265 trail", codecH265, []byte{1 << 1, 0x01}, false},
+	{"h265 ap vps", codecH265, []byte{48 << 1, 0x01, 0x00, 0x02, 32 << 1, 0x01}, true},
+	{"h265 fu cra start", codecH265, []byte{49 << 1, 0x01, 0x80 | 21}, true},
+	{"h265 fu cra end", codecH265, []byte{49 << 1, 0x01, 0x40 | 21}, false},
+	{"other codec", codecOther, []byte{0x65}, false},
+}
+
+func FuzzKeyPacket(f *testing.F) {
+	for _, tc := range keyCases {
+		f.Add(uint8(tc.codec), tc.p)
+	}
+	f.Fuzz(func(t *testing.T, c uint8, p []byte) {
+		keyPacket(keyCodec(c%3), p)
+	})
+}
+
+func TestContextDone(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	log, _ := newLog(t)
+	p, err := New(testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("cam1"))}), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	_ = strings.Contains
+}
