@@ -9,6 +9,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
+	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
@@ -19,6 +20,7 @@ var All = []*firmware.Format{
 	// Vendor packages.
 	dahua.Format,
 	xiongmai.Format,
+	hikvision.Format,
 
 	// Boot and partition containers.
 	uimage.Format,
