@@ -299,23 +299,32 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 }
 
 // matchFrames returns, for each frame both readers completed after since, how
-// much later the proxied reader got it than the direct reader.
+// much later the proxied reader got it than the direct reader. An occurrence
+// on the direct reader matches the first occurrence of the same content on the
+// proxied reader from a little before it up to a second after it (the clip
+// loops take longer than that).
 func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 	direct.mu.Lock()
 	defer direct.mu.Unlock()
 	proxied.mu.Lock()
 	defer proxied.mu.Unlock()
+	const early, late = 100 * time.Millisecond, time.Second
 	var out []time.Duration
-	for k, td := range direct.seen {
-		tp, ok := proxied.seen[k]
-		if !ok || td.Before(since) {
-			continue
+	for k, tds := range direct.seen {
+		tps := proxied.seen[k]
+		for _, td := range tds {
+			if td.Before(since) {
+				continue
+			}
+			for _, tp := range tps {
+				d := tp.Sub(td)
+				if d < -early || d > late {
+					continue
+				}
+				out = append(out, max(d, 0)) // d < 0: the proxied reader was scheduled first
+				break
+			}
 		}
-		d := tp.Sub(td)
-		if d < 0 {
-			d = 0 // the proxied reader was scheduled first; the proxy added nothing measurable
-		}
-		out = append(out, d)
 	}
 	return out
 }

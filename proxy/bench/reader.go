@@ -31,12 +31,14 @@ type reader struct {
 	client *gortsplib.Client
 }
 
+// frameLog records when each frame completed. A simulated camera loops a
+// short clip, so the same frame content recurs: every occurrence is kept.
 type frameLog struct {
 	mu   sync.Mutex
-	seen map[[16]byte]time.Time
+	seen map[[16]byte][]time.Time
 }
 
-func newFrameLog() *frameLog { return &frameLog{seen: map[[16]byte]time.Time{}} }
+func newFrameLog() *frameLog { return &frameLog{seen: map[[16]byte][]time.Time{}} }
 
 func (r *reader) start(ctx context.Context) error {
 	u, err := base.ParseURL(r.url)
@@ -92,9 +94,7 @@ func (r *reader) start(ctx context.Context) error {
 			if key, ok := sliceKey(au); ok {
 				now := time.Now()
 				r.frames.mu.Lock()
-				if _, dup := r.frames.seen[key]; !dup {
-					r.frames.seen[key] = now
-				}
+				r.frames.seen[key] = append(r.frames.seen[key], now)
 				r.frames.mu.Unlock()
 			}
 		}
