@@ -7,6 +7,7 @@ package formats
 
 import (
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/compress"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
@@ -32,6 +33,15 @@ var All = []*firmware.Format{
 	zip.Format,
 
 	// Compression.
+	compress.GZIP,
+	compress.XZ,
+	compress.Zstd,
+	compress.Bzip2,
+	compress.LZ4,
+	compress.LZ4Legacy,
+	compress.LZOP,
+	compress.LZMA,
+	compress.Zlib,
 
 	// Carve only (identified and cut out, not extracted).
 }

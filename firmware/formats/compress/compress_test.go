@@ -1,0 +1,216 @@
+package compress
+
+import (
+	"bytes"
+	stdgzip "compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+)
+
+var all = []*firmware.Format{GZIP, Zlib, Bzip2, XZ, LZMA, LZ4, LZ4Legacy, LZOP, Zstd}
+
+// fixtures maps each format to its fixture (built by testdata/recipe.sh).
+var fixtures = map[*firmware.Format]string{
+	GZIP: "gzip.gz", Zlib: "zlib.zlib", Bzip2: "bzip2.bz2", XZ: "xz.xz", LZMA: "lzma.lzma",
+	LZ4: "lz4.lz4", LZ4Legacy: "lz4-legacy.lz4", LZOP: "lzop.lzo", Zstd: "zstd.zst",
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// want is camera.cfg, decoded from the gzip fixture by the standard library.
+func want(t *testing.T) []byte {
+	z, err := stdgzip.NewReader(bytes.NewReader(readFixture(t, "gzip.gz")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFixtures(t *testing.T) {
+	ref := want(t)
+	for _, f := range all {
+		t.Run(f.Name, func(t *testing.T) {
+			data := readFixture(t, fixtures[f])
+			// Padding before and garbage after: the chunk must start at the
+			// magic and end exactly where the stream ends.
+			img := append(append(bytes.Repeat([]byte{0xff}, 100), data...), []byte("\x00garbage after the stream")...)
+			res, err := firmwaretest.Run(f, img, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Chunk == nil {
+				t.Fatalf("not identified: %v", res.IdentifyErr)
+			}
+			if res.Chunk.Size != int64(len(data)) {
+				t.Errorf("chunk size %d, want %d (%s)", res.Chunk.Size, len(data), res.Chunk.Desc)
+			}
+			if res.ExtractErr != nil {
+				t.Fatalf("extract: %v", res.ExtractErr)
+			}
+			if len(res.Sink.Entries) != 1 {
+				t.Fatalf("%d entries, want 1", len(res.Sink.Entries))
+			}
+			if got := res.Sink.Entries[0].Data; !bytes.Equal(got, ref) {
+				t.Errorf("decoded %d bytes, want the %d bytes of camera.cfg", len(got), len(ref))
+			}
+			// Every other format rejects it.
+			for _, g := range all {
+				if g == f {
+					continue
+				}
+				if c, err := g.Identify(bytes.NewReader(img), 100, int64(len(img))); err == nil {
+					t.Errorf("%s also claims it: %+v", g.Name, c)
+				} else if !errors.Is(err, firmware.ErrNotFormat) {
+					t.Errorf("%s rejects with %v, want ErrNotFormat", g.Name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestNames(t *testing.T) {
+	res, err := firmwaretest.Run(GZIP, readFixture(t, "gzip.gz"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.Sink.Entries[0]; e.Header.Name != "camera.cfg" || e.Header.ModTime.Unix() != 1700000000 {
+		t.Errorf("gzip entry %q mtime %v, want camera.cfg at 1700000000", e.Header.Name, e.Header.ModTime.Unix())
+	}
+	res, err = firmwaretest.Run(LZOP, readFixture(t, "lzop.lzo"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.Sink.Entries[0]; e.Header.Name != "camera.cfg" {
+		t.Errorf("lzop entry %q, want camera.cfg", e.Header.Name)
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	for _, f := range all {
+		t.Run(f.Name, func(t *testing.T) {
+			data := readFixture(t, fixtures[f])
+			cut := data[:len(data)*2/3]
+			res, err := firmwaretest.Run(f, cut, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Chunk == nil {
+				return // rejected outright: fine
+			}
+			if res.Chunk.Size != int64(len(cut)) {
+				t.Errorf("truncated chunk size %d, want to the end (%d)", res.Chunk.Size, len(cut))
+			}
+			if len(res.Chunk.Warnings) == 0 {
+				t.Errorf("no warning for a truncated stream")
+			}
+			if res.ExtractErr == nil {
+				t.Errorf("extract of a truncated stream returned no error")
+			}
+		})
+	}
+}
+
+func TestCorruptRejected(t *testing.T) {
+	for _, f := range all {
+		t.Run(f.Name, func(t *testing.T) {
+			data := bytes.Clone(readFixture(t, fixtures[f]))
+			// Keep the magic, destroy everything after it.
+			for i := 6; i < len(data); i++ {
+				data[i] = byte(i*131 + 7)
+			}
+			res, err := firmwaretest.Run(f, data, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Chunk != nil && res.ExtractErr == nil && len(res.Chunk.Warnings) == 0 {
+				t.Errorf("corrupt stream identified and extracted cleanly: %+v", res.Chunk)
+			}
+		})
+	}
+}
+
+// TestBomb: a gzip stream that inflates to 4 GiB is identified within the
+// budget (not decoded to the end) and its extraction stops at the sink's limit.
+func TestBomb(t *testing.T) {
+	bomb := gzipBomb(t, 4<<30)
+	res, err := firmwaretest.Run(GZIP, bomb, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Chunk == nil {
+		t.Fatalf("bomb not identified: %v", res.IdentifyErr)
+	}
+	if len(res.Chunk.Warnings) == 0 {
+		t.Errorf("no warning about the budget: %+v", res.Chunk)
+	}
+	if !errors.Is(res.ExtractErr, firmware.ErrLimit) {
+		t.Errorf("extract error %v, want ErrLimit", res.ExtractErr)
+	}
+}
+
+// gzipBomb builds a gzip member of n zero bytes without compressing n bytes:
+// one deflate block for 1 MiB of zeros (byte-aligned by a sync flush) is
+// repeated, then the final block and trailer follow.
+func gzipBomb(t testing.TB, n int64) []byte {
+	var buf bytes.Buffer
+	zw, _ := stdgzip.NewWriterLevel(&buf, stdgzip.BestCompression)
+	zero := make([]byte, 1<<20)
+	zw.Write(zero)
+	zw.Flush()
+	first := buf.Len()
+	zw.Write(zero)
+	zw.Flush()
+	block := bytes.Clone(buf.Bytes()[first:])
+	zw.Write(zero)
+	zw.Flush()
+	third := buf.Bytes()[first+len(block):]
+	if !bytes.Equal(block, third) {
+		t.Fatal("deflate blocks for zeros are not repeatable")
+	}
+	var out bytes.Buffer
+	out.Write(buf.Bytes()[:first])
+	for range n>>20 - 1 {
+		out.Write(block)
+	}
+	out.Write([]byte{0x03, 0x00}) // final empty fixed block
+	// The trailer's CRC does not matter: no decoder gets there within limits.
+	out.Write([]byte{0, 0, 0, 0, byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)})
+	return out.Bytes()
+}
+
+func fuzzFormat(f *testing.F, format *firmware.Format) {
+	f.Add(readFixture(f, fixtures[format]))
+	f.Add(readFixture(f, "xz-multi.bin"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := firmwaretest.Run(format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzGzip(f *testing.F)      { fuzzFormat(f, GZIP) }
+func FuzzZlib(f *testing.F)      { fuzzFormat(f, Zlib) }
+func FuzzBzip2(f *testing.F)     { fuzzFormat(f, Bzip2) }
+func FuzzXZ(f *testing.F)        { fuzzFormat(f, XZ) }
+func FuzzLZMA(f *testing.F)      { fuzzFormat(f, LZMA) }
+func FuzzLZ4(f *testing.F)       { fuzzFormat(f, LZ4) }
+func FuzzLZ4Legacy(f *testing.F) { fuzzFormat(f, LZ4Legacy) }
+func FuzzLZOP(f *testing.F)      { fuzzFormat(f, LZOP) }
+func FuzzZstd(f *testing.F)      { fuzzFormat(f, Zstd) }

@@ -1,0 +1,144 @@
+package compress
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// XZ is one xz stream.
+var XZ = &firmware.Format{
+	Name: "xz",
+	Kind: firmware.KindCompression,
+	Doc: "xz stream (FD 37 7A 58 5A 00): kernels, initramfs and squashfs-adjacent payloads. " +
+		"Decoded to its end within a 64 MiB dictionary limit; block checks (CRC-32/CRC-64/SHA-256) are verified.",
+	Magics:   []firmware.Magic{{Bytes: []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}}},
+	Identify: identifyXZ,
+	Extract:  extractXZ,
+}
+
+func newXZ(r io.Reader) (io.Reader, error) {
+	return xz.ReaderConfig{DictCap: maxDict, SingleStream: true}.NewReader(r)
+}
+
+func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+	var h [12]byte
+	if err := readAt("xz", r, h[:], off, size); err != nil {
+		return nil, err
+	}
+	in := newCountReader(r, off, size)
+	z, err := newXZ(in)
+	if err != nil {
+		return nil, &firmware.FormatError{Format: "xz", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
+	}
+	m := measure(z, in)
+	consumed := in.n
+	if m.err != nil && strings.Contains(m.err.Error(), "unexpected data after stream") {
+		// Single-stream mode read one byte past the stream to check for more.
+		consumed--
+		m.err = nil
+	}
+	check := map[byte]string{0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}[h[7]&0x0f]
+	c, err := streamChunk("xz", off, size, consumed, m, "xz compressed data, check "+check)
+	if c != nil && check != "" {
+		c.Meta["check"] = check
+	}
+	return c, err
+}
+
+func extractXZ(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	z, err := newXZ(newCountReader(src, 0, src.Size()))
+	if err != nil {
+		return &firmware.FormatError{Format: "xz", Off: 0, Msg: "header", Err: err}
+	}
+	return extractStream("xz", "data", c, z, out)
+}
+
+// LZMA is a stream in the legacy .lzma ("LZMA alone") format.
+var LZMA = &firmware.Format{
+	Name: "lzma",
+	Kind: firmware.KindCompression,
+	Doc: "LZMA alone (.lzma) stream: a 13-byte header (properties, dictionary size, uncompressed size) with no real magic, " +
+		"common for kernels in uImages and for vendor payloads. Candidates start with properties 0x5d and a dictionary " +
+		"size that is a multiple of 64 KiB; the header fields must be plausible and the stream must decode.",
+	Magics:   []firmware.Magic{{Bytes: []byte{0x5d, 0x00, 0x00}}},
+	Identify: identifyLZMA,
+	Extract:  extractLZMA,
+}
+
+// lzmaHeader checks the .lzma header and returns the dictionary and
+// uncompressed sizes (-1 when unknown).
+func lzmaHeader(r io.ReaderAt, off, size int64) (uint32, int64, error) {
+	var h [13]byte
+	if err := readAt("lzma", r, h[:], off, size); err != nil {
+		return 0, 0, err
+	}
+	if h[0] >= 9*5*5 {
+		return 0, 0, notFormat("lzma", off, "bad properties byte")
+	}
+	dict := binary.LittleEndian.Uint32(h[1:])
+	if dict < 1<<12 || dict > 1<<30 {
+		return 0, 0, notFormat("lzma", off, "implausible dictionary size")
+	}
+	// Encoders write 2^n or 2^n + 2^(n-1).
+	if x := dict & (dict - 1); x != 0 && x&(x-1) != 0 {
+		return 0, 0, notFormat("lzma", off, "dictionary size is not 2^n or 3*2^n")
+	}
+	usz := binary.LittleEndian.Uint64(h[5:])
+	if usz == ^uint64(0) {
+		return dict, -1, nil
+	}
+	if usz == 0 || usz > 1<<36 {
+		return 0, 0, notFormat("lzma", off, "implausible uncompressed size")
+	}
+	return dict, int64(usz), nil
+}
+
+func newLZMA(r io.Reader) (io.Reader, error) {
+	return lzma.ReaderConfig{DictCap: maxDict}.NewReader(r)
+}
+
+func identifyLZMA(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+	dict, usz, err := lzmaHeader(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	in := newCountReader(r, off, size)
+	z, err := newLZMA(in)
+	if err != nil {
+		return nil, &firmware.FormatError{Format: "lzma", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
+	}
+	m := measure(z, in)
+	if m.err == nil && usz >= 0 && m.out != usz {
+		return nil, notFormat("lzma", off, "decoded size does not match the header")
+	}
+	if m.out < 256 && m.err != nil {
+		return nil, &firmware.FormatError{Format: "lzma", Off: off, Msg: "stream does not decode", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
+	}
+	desc := fmt.Sprintf("LZMA compressed data, dictionary %d KiB", dict>>10)
+	if usz >= 0 {
+		desc += fmt.Sprintf(", %d bytes uncompressed", usz)
+	}
+	c, err := streamChunk("lzma", off, size, in.n, m, desc)
+	if c != nil {
+		c.Meta["dictionary_size"] = dict
+		if m.err == nil && !m.stopped {
+			c.Confidence = firmware.ConfidenceMedium // no checksum in the format
+		}
+	}
+	return c, err
+}
+
+func extractLZMA(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	z, err := newLZMA(newCountReader(src, 0, src.Size()))
+	if err != nil {
+		return &firmware.FormatError{Format: "lzma", Off: 0, Msg: "header", Err: err}
+	}
+	return extractStream("lzma", "data", c, z, out)
+}
