@@ -84,7 +84,8 @@ type reader struct {
 
 	// guarded by cam.mu
 	active  bool
-	waitKey bool
+	waitKey bool // skip packets up to the next keyframe
+	slow    bool // waitKey because the reader's queue overflowed (count the skipped packets)
 
 	bytes, packets, dropped atomic.Uint64
 }
@@ -449,10 +450,12 @@ func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 	}
 	if r.waitKey {
 		if !key {
-			r.dropped.Add(1)
+			if r.slow {
+				r.dropped.Add(1)
+			}
 			return
 		}
-		r.waitKey = false
+		r.waitKey, r.slow = false, false
 	}
 	c.writeLocked(r, t, pkt)
 }
@@ -466,7 +469,7 @@ func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool 
 		if !r.waitKey {
 			c.log.Debug("reader too slow; skipping to the next keyframe", "reader", r.user, "remote", r.remote, "error", err)
 		}
-		r.waitKey = c.hasVideo
+		r.waitKey, r.slow = c.hasVideo, true
 		return false
 	}
 	r.packets.Add(1)

@@ -177,10 +177,21 @@ func (a *Audio) UnmarshalYAML(n *yaml.Node) error {
 	return config.At(n, "audio %q is not one of keep, drop", n.Value)
 }
 
-// LoadConfig reads and validates a configuration file.
-func LoadConfig(path string) (Config, error) {
+// DecodeConfigFile reads a configuration file strictly (unknown keys and
+// bad values are errors naming file and line) without validating it as a
+// whole, so that command-line flags can complete it first.
+func DecodeConfigFile(path string) (Config, error) {
 	var c Config
 	if err := config.LoadFile(path, &c); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// LoadConfig reads and validates a configuration file.
+func LoadConfig(path string) (Config, error) {
+	c, err := DecodeConfigFile(path)
+	if err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
