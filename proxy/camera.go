@@ -45,10 +45,10 @@ type camera struct {
 	counters rebuild.Counters
 
 	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors atomic.Uint64
-	jitterBits                                                       atomic.Uint64 // float64 bits
-	bitrate                                                          atomic.Uint64 // bit/s, from tick
-	lastBytes                                                        uint64        // tick only
-	lastSample                                                       time.Time     // tick only
+	jitterBits                                                        atomic.Uint64 // float64 bits
+	bitrate                                                           atomic.Uint64 // bit/s, from tick
+	lastBytes                                                         uint64        // tick only
+	lastSample                                                        time.Time     // tick only
 
 	mu       sync.Mutex
 	state    string

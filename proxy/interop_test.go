@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -279,7 +279,7 @@ func TestIsolation(t *testing.T) {
 		{"nobody:good", "a", 401},
 		{"nvr:good", "b", 403},    // camera not in the reader's list
 		{"far:good", "a", 403},    // 127.0.0.1 is outside 10.0.0.0/8
-		{"nvr:good", "nope", 403},    // no hint whether a camera exists
+		{"nvr:good", "nope", 403}, // no hint whether a camera exists
 	} {
 		if got := describe(tc.userinfo, tc.cam); got != tc.want {
 			t.Errorf("DESCRIBE %s as %s = %d, want %d", tc.cam, tc.userinfo, got, tc.want)

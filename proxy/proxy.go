@@ -55,11 +55,11 @@ type Proxy struct {
 	refusedFull    atomic.Uint64
 	refusedPublish atomic.Uint64
 
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	stop      chan struct{}
+	wg        sync.WaitGroup
 	authDelay time.Duration
 	sleep     func(time.Duration) // failed-login delay; a test hook
-	randFn func() float64
+	randFn    func() float64
 }
 
 // New checks cfg and returns a proxy that is not started yet.
@@ -76,13 +76,13 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &Proxy{
-		log:    logger.With("component", "proxy"),
-		cfg:    cfg,
-		cams:   map[string]*camera{},
-		stop:   make(chan struct{}),
-		sleep:  time.Sleep,
+		log:       logger.With("component", "proxy"),
+		cfg:       cfg,
+		cams:      map[string]*camera{},
+		stop:      make(chan struct{}),
+		sleep:     time.Sleep,
 		authDelay: cfg.Timeouts.AuthFailureDelay,
-		randFn: rand.Float64,
+		randFn:    rand.Float64,
 	}
 	p.accts.Store(&acc)
 	p.registry = prometheus.NewRegistry()
