@@ -1,0 +1,529 @@
+package squashfs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cordon-vms/cordon/firmware"
+)
+
+// Inode types.
+const (
+	tDir = iota + 1
+	tFile
+	tSymlink
+	tBlock
+	tChar
+	tFIFO
+	tSocket
+	tLDir
+	tLFile
+	tLSymlink
+	tLBlock
+	tLChar
+	tLFIFO
+	tLSocket
+)
+
+const (
+	maxCachedMeta = 512     // metadata blocks kept decompressed (4 MiB)
+	maxSymlink    = 4096    // longest symlink target accepted
+	maxDirEntries = 1 << 20 // entries accepted in one directory listing
+)
+
+// fsys reads one squashfs v4 image through a bounded io.ReaderAt.
+type fsys struct {
+	r    *io.SectionReader
+	size int64
+	sb   *superblock
+	dec  decompressor
+
+	meta  map[int64]metaBlock
+	ids   []uint32
+	block []byte // scratch for compressed reads
+	out   []byte // decompressed data block, BlockSize
+
+	// The last fragment block, kept because consecutive small files share it.
+	fragPos  int64
+	fragData []byte
+}
+
+type metaBlock struct {
+	data []byte
+	next int64 // offset of the following metadata block
+}
+
+func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
+	dec, err := newDecompressor(sb.Compressor, int(sb.BlockSize))
+	if err != nil {
+		return nil, formatErr(20, "compressor", err)
+	}
+	return &fsys{r: r, size: r.Size(), sb: sb, dec: dec, meta: map[int64]metaBlock{}, fragPos: -1}, nil
+}
+
+func (f *fsys) close() { f.dec.close() }
+
+// readMeta returns the decompressed metadata block at absolute offset pos.
+func (f *fsys) readMeta(pos int64) (metaBlock, error) {
+	if mb, ok := f.meta[pos]; ok {
+		return mb, nil
+	}
+	if pos < 0 || pos+2 > f.size {
+		return metaBlock{}, formatErr(pos, "metadata block outside the image", firmware.ErrTruncated)
+	}
+	var h [2]byte
+	if _, err := f.r.ReadAt(h[:], pos); err != nil {
+		return metaBlock{}, formatErr(pos, "reading metadata header", err)
+	}
+	hdr := binary.LittleEndian.Uint16(h[:])
+	n := int64(hdr & 0x7fff)
+	if n == 0 || pos+2+n > f.size {
+		return metaBlock{}, formatErr(pos, fmt.Sprintf("metadata block of %d bytes does not fit", n), firmware.ErrTruncated)
+	}
+	raw := make([]byte, n)
+	if _, err := f.r.ReadAt(raw, pos+2); err != nil {
+		return metaBlock{}, formatErr(pos, "reading metadata block", err)
+	}
+	data := raw
+	if hdr&0x8000 == 0 {
+		out := make([]byte, metaSize)
+		m, err := f.dec.decompress(out, raw)
+		if err != nil {
+			return metaBlock{}, formatErr(pos, "decompressing metadata block", err)
+		}
+		data = out[:m]
+	} else if n > metaSize {
+		return metaBlock{}, formatErr(pos, "uncompressed metadata block larger than 8 KiB", nil)
+	}
+	mb := metaBlock{data: data, next: pos + 2 + n}
+	if len(f.meta) >= maxCachedMeta {
+		clear(f.meta)
+	}
+	f.meta[pos] = mb
+	return mb, nil
+}
+
+// metaReader reads a byte stream that spans consecutive metadata blocks.
+type metaReader struct {
+	f   *fsys
+	pos int64 // absolute offset of the current block
+	off int   // offset inside the current block's data
+	cur metaBlock
+	end int64 // metadata may not be read at or past this offset
+}
+
+func (f *fsys) metaAt(table, limit int64, ref uint64) (*metaReader, error) {
+	blk, off := int64(ref>>16), int(ref&0xffff)
+	pos := table + blk
+	if blk < 0 || pos >= limit {
+		return nil, formatErr(pos, "metadata reference outside its table", firmware.ErrTruncated)
+	}
+	mb, err := f.readMeta(pos)
+	if err != nil {
+		return nil, err
+	}
+	if off > len(mb.data) {
+		return nil, formatErr(pos, fmt.Sprintf("offset %d past the end of a %d-byte metadata block", off, len(mb.data)), nil)
+	}
+	return &metaReader{f: f, pos: pos, off: off, cur: mb, end: limit}, nil
+}
+
+func (m *metaReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if m.off >= len(m.cur.data) {
+			if m.cur.next >= m.end {
+				return n, formatErr(m.cur.next, "metadata runs past its table", firmware.ErrTruncated)
+			}
+			mb, err := m.f.readMeta(m.cur.next)
+			if err != nil {
+				return n, err
+			}
+			m.pos, m.cur, m.off = m.cur.next, mb, 0
+			continue
+		}
+		c := copy(p[n:], m.cur.data[m.off:])
+		m.off += c
+		n += c
+	}
+	return n, nil
+}
+
+func (m *metaReader) bytes(n int) ([]byte, error) {
+	b := make([]byte, n)
+	_, err := io.ReadFull(m, b)
+	return b, err
+}
+
+
+func (m *metaReader) u32() (uint32, error) {
+	var b [4]byte
+	_, err := io.ReadFull(m, b[:])
+	return binary.LittleEndian.Uint32(b[:]), err
+}
+
+
+// tableEntry reads entry i (of width w bytes) of an indexed table (id,
+// fragment): an array of u64 pointers at start, each to a metadata block of
+// 8 KiB of entries.
+func (f *fsys) tableEntry(start int64, i uint64, w uint64) ([]byte, error) {
+	byteOff := i * w
+	idx := int64(byteOff / metaSize)
+	ptrPos := start + idx*8
+	if ptrPos < 0 || ptrPos+8 > f.size {
+		return nil, formatErr(ptrPos, "table index outside the image", firmware.ErrTruncated)
+	}
+	var b [8]byte
+	if _, err := f.r.ReadAt(b[:], ptrPos); err != nil {
+		return nil, formatErr(ptrPos, "reading table index", err)
+	}
+	blk := binary.LittleEndian.Uint64(b[:])
+	if blk >= uint64(f.size) {
+		return nil, formatErr(ptrPos, "table block outside the image", firmware.ErrTruncated)
+	}
+	mr, err := f.metaAt(int64(blk), f.size, byteOff%metaSize)
+	if err != nil {
+		return nil, err
+	}
+	return mr.bytes(int(w))
+}
+
+func (f *fsys) id(i uint16) (int, error) {
+	if i >= f.sb.IDs {
+		return 0, formatErr(int64(f.sb.IDTable), fmt.Sprintf("id index %d out of %d", i, f.sb.IDs), nil)
+	}
+	if f.ids == nil {
+		f.ids = make([]uint32, 0, f.sb.IDs)
+	}
+	for uint16(len(f.ids)) <= i {
+		b, err := f.tableEntry(int64(f.sb.IDTable), uint64(len(f.ids)), 4)
+		if err != nil {
+			return 0, err
+		}
+		f.ids = append(f.ids, binary.LittleEndian.Uint32(b))
+	}
+	return int(f.ids[i]), nil
+}
+
+type fragment struct {
+	start uint64
+	size  uint32
+}
+
+func (f *fsys) fragment(i uint32) (fragment, error) {
+	if i >= f.sb.Fragments {
+		return fragment{}, formatErr(int64(f.sb.FragmentTable), fmt.Sprintf("fragment %d out of %d", i, f.sb.Fragments), nil)
+	}
+	b, err := f.tableEntry(int64(f.sb.FragmentTable), uint64(i), 16)
+	if err != nil {
+		return fragment{}, err
+	}
+	return fragment{start: binary.LittleEndian.Uint64(b), size: binary.LittleEndian.Uint32(b[8:])}, nil
+}
+
+// inode is the decoded part of an inode that extraction needs.
+type inode struct {
+	typ      uint16
+	mode     uint16
+	uidIdx   uint16
+	gidIdx   uint16
+	mtime    uint32
+	number   uint32
+	nlink    uint32
+	size     uint64 // file size, directory listing size, symlink length
+	start    uint64 // first data block (files) or directory block (dirs)
+	offset   uint32 // offset inside the directory block
+	frag     uint32
+	fragOff  uint32
+	target   string
+	rdev     uint32
+	blocks   *metaReader // positioned at the block size list (files)
+	blockCnt uint64
+}
+
+func (i *inode) isDir() bool { return i.typ == tDir || i.typ == tLDir }
+
+func (f *fsys) inode(ref uint64) (*inode, error) {
+	mr, err := f.metaAt(int64(f.sb.InodeTable), int64(f.sb.DirTable), ref)
+	if err != nil {
+		return nil, err
+	}
+	at := int64(f.sb.InodeTable) + int64(ref>>16)
+	var h [16]byte
+	if _, err := io.ReadFull(mr, h[:]); err != nil {
+		return nil, formatErr(at, "reading inode header", err)
+	}
+	le := binary.LittleEndian
+	in := &inode{
+		typ: le.Uint16(h[0:]), mode: le.Uint16(h[2:]), uidIdx: le.Uint16(h[4:]),
+		gidIdx: le.Uint16(h[6:]), mtime: le.Uint32(h[8:]), number: le.Uint32(h[12:]),
+	}
+	rd := func(n int) ([]byte, error) {
+		b, err := mr.bytes(n)
+		if err != nil {
+			return nil, formatErr(at, fmt.Sprintf("reading type %d inode", in.typ), err)
+		}
+		return b, nil
+	}
+	switch in.typ {
+	case tDir:
+		b, err := rd(16)
+		if err != nil {
+			return nil, err
+		}
+		in.start, in.nlink = uint64(le.Uint32(b[0:])), le.Uint32(b[4:])
+		in.size, in.offset = uint64(le.Uint16(b[8:])), uint32(le.Uint16(b[10:]))
+	case tLDir:
+		b, err := rd(24)
+		if err != nil {
+			return nil, err
+		}
+		in.nlink, in.size, in.start = le.Uint32(b[0:]), uint64(le.Uint32(b[4:])), uint64(le.Uint32(b[8:]))
+		in.offset = uint32(le.Uint16(b[18:]))
+	case tFile:
+		b, err := rd(16)
+		if err != nil {
+			return nil, err
+		}
+		in.start, in.frag, in.fragOff = uint64(le.Uint32(b[0:])), le.Uint32(b[4:]), le.Uint32(b[8:])
+		in.size, in.nlink = uint64(le.Uint32(b[12:])), 1
+	case tLFile:
+		b, err := rd(40)
+		if err != nil {
+			return nil, err
+		}
+		in.start, in.size = le.Uint64(b[0:]), le.Uint64(b[8:])
+		in.nlink, in.frag, in.fragOff = le.Uint32(b[24:]), le.Uint32(b[28:]), le.Uint32(b[32:])
+	case tSymlink, tLSymlink:
+		b, err := rd(8)
+		if err != nil {
+			return nil, err
+		}
+		in.nlink, in.size = le.Uint32(b[0:]), uint64(le.Uint32(b[4:]))
+		if in.size > maxSymlink {
+			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+		}
+		t, err := rd(int(in.size))
+		if err != nil {
+			return nil, err
+		}
+		in.target = string(t)
+	case tBlock, tChar, tLBlock, tLChar:
+		b, err := rd(8)
+		if err != nil {
+			return nil, err
+		}
+		in.nlink, in.rdev = le.Uint32(b[0:]), le.Uint32(b[4:])
+	case tFIFO, tSocket, tLFIFO, tLSocket:
+		b, err := rd(4)
+		if err != nil {
+			return nil, err
+		}
+		in.nlink = le.Uint32(b[0:])
+	default:
+		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
+	}
+	if in.typ == tFile || in.typ == tLFile {
+		bs := uint64(f.sb.BlockSize)
+		in.blockCnt = in.size / bs
+		if in.frag == noFragment && in.size%bs != 0 {
+			in.blockCnt++
+		}
+		in.blocks = mr
+	}
+	return in, nil
+}
+
+// dirEntry is one name in a directory listing.
+type dirEntry struct {
+	name string
+	ref  uint64 // inode reference
+	typ  uint16
+}
+
+// readDir returns the listing of directory inode in.
+func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
+	if in.size <= 3 { // an empty listing is stored as size 3
+		return nil, nil
+	}
+	remaining := int64(in.size) - 3
+	mr, err := f.metaAt(int64(f.sb.DirTable), f.size, in.start<<16|uint64(in.offset))
+	if err != nil {
+		return nil, err
+	}
+	at := int64(f.sb.DirTable) + int64(in.start)
+	var out []dirEntry
+	for remaining > 0 {
+		var h [12]byte
+		if remaining < 12 {
+			return out, formatErr(at, "directory header truncated", firmware.ErrTruncated)
+		}
+		if _, err := io.ReadFull(mr, h[:]); err != nil {
+			return out, formatErr(at, "reading directory header", err)
+		}
+		remaining -= 12
+		count := binary.LittleEndian.Uint32(h[0:]) + 1
+		start := binary.LittleEndian.Uint32(h[4:])
+		if count > 256 {
+			return out, formatErr(at, fmt.Sprintf("directory header with %d entries (at most 256)", count), nil)
+		}
+		for range count {
+			var e [8]byte
+			if remaining < 8 {
+				return out, formatErr(at, "directory entry truncated", firmware.ErrTruncated)
+			}
+			if _, err := io.ReadFull(mr, e[:]); err != nil {
+				return out, formatErr(at, "reading directory entry", err)
+			}
+			nameLen := int64(binary.LittleEndian.Uint16(e[6:])) + 1
+			remaining -= 8 + nameLen
+			if remaining < 0 {
+				return out, formatErr(at, "directory entry name truncated", firmware.ErrTruncated)
+			}
+			name, err := mr.bytes(int(nameLen))
+			if err != nil {
+				return out, formatErr(at, "reading directory entry name", err)
+			}
+			out = append(out, dirEntry{
+				name: string(name),
+				ref:  uint64(start)<<16 | uint64(binary.LittleEndian.Uint16(e[0:])),
+				typ:  binary.LittleEndian.Uint16(e[4:]),
+			})
+			if len(out) > maxDirEntries {
+				return out, formatErr(at, "directory listing too long", nil)
+			}
+		}
+	}
+	return out, nil
+}
+
+// fileReader streams a regular file's content block by block.
+type fileReader struct {
+	f      *fsys
+	in     *inode
+	next   uint64 // next block index
+	pos    int64  // absolute offset of the next data block
+	left   uint64 // bytes still to deliver
+	buf    []byte // current decompressed block
+	off    int
+	fragOK bool
+}
+
+// open returns a reader of in's content. Only one file is read at a time: the
+// readers of one fsys share its block buffers.
+func (f *fsys) open(in *inode) *fileReader {
+	if f.out == nil {
+		f.out = make([]byte, f.sb.BlockSize)
+	}
+	return &fileReader{f: f, in: in, pos: int64(in.start), left: in.size}
+}
+
+var errSize = errors.New("block size word out of range")
+
+// readBlock reads and decompresses the data block described by word at pos
+// into dst, which bounds its size.
+func (f *fsys) readBlock(pos int64, word uint32, dst []byte) ([]byte, error) {
+	n := int64(word &^ (1 << 24))
+	stored := word&(1<<24) != 0
+	if n > int64(f.sb.BlockSize) || word>>25 != 0 {
+		return nil, formatErr(pos, fmt.Sprintf("data block size word %#x", word), errSize)
+	}
+	if pos < 0 || pos+n > f.size {
+		return nil, formatErr(pos, "data block outside the image", firmware.ErrTruncated)
+	}
+	if cap(f.block) < int(n) {
+		f.block = make([]byte, f.sb.BlockSize)
+	}
+	raw := f.block[:n]
+	if _, err := f.r.ReadAt(raw, pos); err != nil {
+		return nil, formatErr(pos, "reading data block", err)
+	}
+	if stored {
+		if int(n) > len(dst) {
+			return nil, formatErr(pos, "stored block larger than expected", errSize)
+		}
+		return dst[:copy(dst, raw)], nil
+	}
+	m, err := f.dec.decompress(dst, raw)
+	if err != nil {
+		return nil, formatErr(pos, "decompressing data block", err)
+	}
+	return dst[:m], nil
+}
+
+func (fr *fileReader) Read(p []byte) (int, error) {
+	for fr.off >= len(fr.buf) {
+		if fr.left == 0 {
+			return 0, io.EOF
+		}
+		if err := fr.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, fr.buf[fr.off:])
+	fr.off += n
+	return n, nil
+}
+
+func (fr *fileReader) fill() error {
+	f, in := fr.f, fr.in
+	bs := uint64(f.sb.BlockSize)
+	want := min(bs, fr.left)
+	fr.off = 0
+	if fr.next < in.blockCnt {
+		word, err := in.blocks.u32()
+		if err != nil {
+			return formatErr(int64(f.sb.InodeTable), "reading block list", err)
+		}
+		fr.next++
+		if word == 0 { // sparse block
+			clear(f.out[:want])
+			fr.buf = f.out[:want]
+		} else {
+			b, err := f.readBlock(fr.pos, word, f.out[:want])
+			if err != nil {
+				return err
+			}
+			fr.pos += int64(word &^ (1 << 24))
+			if uint64(len(b)) != want {
+				return formatErr(fr.pos, fmt.Sprintf("data block holds %d bytes, want %d", len(b), want), firmware.ErrTruncated)
+			}
+			fr.buf = b
+		}
+		fr.left -= want
+		return nil
+	}
+	// The tail lives in a fragment block.
+	if in.frag == noFragment || fr.fragOK {
+		return formatErr(int64(in.start), "file content missing", firmware.ErrTruncated)
+	}
+	fr.fragOK = true
+	frag, err := f.fragment(in.frag)
+	if err != nil {
+		return err
+	}
+	if frag.start > uint64(f.size) {
+		return formatErr(int64(f.sb.FragmentTable), "fragment outside the image", firmware.ErrTruncated)
+	}
+	if f.fragPos != int64(frag.start) {
+		if f.fragData == nil {
+			f.fragData = make([]byte, bs)
+		}
+		f.fragPos = -1
+		b, err := f.readBlock(int64(frag.start), frag.size, f.fragData[:bs])
+		if err != nil {
+			return err
+		}
+		f.fragData = b
+		f.fragPos = int64(frag.start)
+	}
+	b := f.fragData
+	if uint64(in.fragOff)+want > uint64(len(b)) {
+		return formatErr(int64(frag.start), "fragment shorter than the file tail", firmware.ErrTruncated)
+	}
+	fr.buf = b[in.fragOff : uint64(in.fragOff)+want]
+	fr.left -= want
+	return nil
+}

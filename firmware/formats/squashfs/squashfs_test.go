@@ -1,0 +1,334 @@
+package squashfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
+
+var fixtures = []struct {
+	file, comp string
+	block      uint32
+}{
+	{"squashfs-gzip.img", "gzip", 131072},
+	{"squashfs-xz.img", "xz", 131072},
+	{"squashfs-lzma.img", "lzma", 131072},
+	{"squashfs-lzo.img", "lzo", 131072},
+	{"squashfs-lz4.img", "lz4", 131072},
+	{"squashfs-zstd.img", "zstd", 131072},
+	{"squashfs-frag4k.img", "gzip", 4096},
+	{"squashfs-uncompressed.img", "gzip", 131072},
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// listing renders what a sink received, one line per entry, sorted: the
+// same for every compressor since all fixtures pack the same tree.
+func listing(s *firmwaretest.MemSink) []string {
+	var out []string
+	for _, e := range s.Entries {
+		h := e.Header
+		line := fmt.Sprintf("%s type=%d mode=%v uid=%d gid=%d", h.Name, h.Type, h.Mode, h.UID, h.GID)
+		switch h.Type {
+		case firmware.TypeFile:
+			line += fmt.Sprintf(" size=%d sha256=%x", len(e.Data), sha256.Sum256(e.Data))
+		case firmware.TypeSymlink, firmware.TypeHardlink:
+			line += " -> " + h.Linkname
+		case firmware.TypeCharDevice, firmware.TypeBlockDevice:
+			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFixtures(t *testing.T) {
+	var want []string
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			data := readFixture(t, fx.file)
+			res, err := firmwaretest.Run(Format, data, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Chunk
+			if c == nil {
+				t.Fatalf("not identified: %v", res.IdentifyErr)
+			}
+			if c.Confidence != firmware.ConfidenceHigh || c.Meta["compression"] != fx.comp || c.Meta["block_size"] != fx.block {
+				t.Errorf("chunk = %+v", c)
+			}
+			if c.Size > int64(len(data)) || c.Size < int64(len(data))-4096 {
+				t.Errorf("size %d for a %d-byte padded image", c.Size, len(data))
+			}
+			if res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+				t.Fatalf("extract: %v, warnings %q", res.ExtractErr, res.Sink.Warnings)
+			}
+			s := res.Sink
+			check := func(name string, typ firmware.EntryType, mode fs.FileMode) firmwaretest.MemEntry {
+				t.Helper()
+				e, ok := s.Entry(name)
+				if !ok {
+					t.Fatalf("%s missing; have %q", name, s.Names())
+				}
+				if e.Header.Type != typ || e.Header.Mode != mode {
+					t.Errorf("%s: type %d mode %v, want %d %v", name, e.Header.Type, e.Header.Mode, typ, mode)
+				}
+				return e
+			}
+			if e := check("etc/passwd", firmware.TypeFile, 0o644); !strings.HasPrefix(string(e.Data), "root:x:0:0:root:/root:/bin/sh\n") {
+				t.Errorf("etc/passwd = %q", e.Data)
+			}
+			if e := check("etc/passwd-", firmware.TypeHardlink, 0o644); e.Header.Linkname != "etc/passwd" {
+				t.Errorf("hard link to %q", e.Header.Linkname)
+			}
+			check("etc/shadow", firmware.TypeFile, 0o600)
+			check("etc/init.d", firmware.TypeDir, 0o755)
+			check("usr/bin/upgrade", firmware.TypeFile, 0o755|fs.ModeSetuid)
+			if e := check("bin/busybox", firmware.TypeFile, 0o755); len(e.Data) != 34057 || !bytes.Contains(e.Data, []byte("BusyBox v1.31.1")) {
+				t.Errorf("busybox: %d bytes", len(e.Data))
+			}
+			if e := check("usr/bin/ipcam", firmware.TypeFile, 0o755); len(e.Data) != 9000 {
+				t.Errorf("ipcam: %d bytes", len(e.Data))
+			}
+			if e := check("sbin/init", firmware.TypeSymlink, 0o777); e.Header.Linkname != "../bin/busybox" {
+				t.Errorf("sbin/init -> %q", e.Header.Linkname)
+			}
+			if e := check("dev/console", firmware.TypeCharDevice, 0o600); e.Header.Devmajor != 5 || e.Header.Devminor != 1 {
+				t.Errorf("dev/console %d,%d", e.Header.Devmajor, e.Header.Devminor)
+			}
+			if e := check("var/run/.keep", firmware.TypeFile, 0o644); len(e.Data) != 0 {
+				t.Errorf(".keep has %d bytes", len(e.Data))
+			}
+			if e, _ := s.Entry("etc/passwd"); !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) || e.Header.UID != 0 {
+				t.Errorf("etc/passwd mtime %v uid %d", e.Header.ModTime, e.Header.UID)
+			}
+			got := listing(s)
+			if want == nil {
+				want = got
+			} else if !slices.Equal(got, want) {
+				t.Errorf("listing differs from %s:\n%s\nwant\n%s", fixtures[0].file, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// TestAgainstUnsquashfs compares every extracted file with what the real
+// unsquashfs writes for the same image.
+func TestAgainstUnsquashfs(t *testing.T) {
+	testutil.NeedTool(t, "unsquashfs")
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "root")
+			cmd := exec.Command("unsquashfs", "-no-progress", "-quiet", "-d", dir, filepath.Join("testdata", fx.file))
+			if out, err := cmd.CombinedOutput(); err != nil && !bytes.Contains(out, []byte("console")) {
+				t.Fatalf("unsquashfs: %v\n%s", err, out)
+			}
+			res, err := firmwaretest.Run(Format, readFixture(t, fx.file), 0)
+			if err != nil || res.ExtractErr != nil {
+				t.Fatal(err, res.ExtractErr)
+			}
+			files := 0
+			for _, e := range res.Sink.Entries {
+				if e.Header.Type != firmware.TypeFile {
+					continue
+				}
+				want, err := os.ReadFile(filepath.Join(dir, e.Header.Name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(e.Data, want) {
+					t.Errorf("%s differs from unsquashfs (%d vs %d bytes)", e.Header.Name, len(e.Data), len(want))
+				}
+				files++
+			}
+			if files < 10 {
+				t.Errorf("only %d files compared", files)
+			}
+		})
+	}
+}
+
+// mutate returns a copy of the gzip fixture changed by fn.
+func mutate(t testing.TB, fn func(b []byte) []byte) []byte {
+	b := readFixture(t, "squashfs-gzip.img")
+	return fn(slices.Clone(b))
+}
+
+func TestIdentifyRejects(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"empty":      nil,
+		"short":      []byte("hsqs\x00\x00"),
+		"random":     bytes.Repeat([]byte{0x5a, 0xa5, 0x13}, 100),
+		"bad block":  mutate(t, func(b []byte) []byte { binary.LittleEndian.PutUint32(b[12:], 3000); return b }),
+		"block log":  mutate(t, func(b []byte) []byte { binary.LittleEndian.PutUint16(b[22:], 12); return b }),
+		"compressor": mutate(t, func(b []byte) []byte { binary.LittleEndian.PutUint16(b[20:], 9); return b }),
+		"bytes used": mutate(t, func(b []byte) []byte { binary.LittleEndian.PutUint64(b[40:], 1<<40); return b }),
+		"tables":     mutate(t, func(b []byte) []byte { binary.LittleEndian.PutUint64(b[72:], 8); return b }),
+		"truncated":  mutate(t, func(b []byte) []byte { return b[:2000] }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
+			if !errors.Is(err, firmware.ErrNotFormat) {
+				t.Fatalf("Identify = %v, want ErrNotFormat", err)
+			}
+		})
+	}
+}
+
+// TestOldAndBigEndian checks that v3 and big-endian images are identified
+// with their size and refused by Extract with a clear error.
+func TestOldAndBigEndian(t *testing.T) {
+	v3be := make([]byte, 8192)
+	copy(v3be, "sqsh")
+	binary.BigEndian.PutUint16(v3be[28:], 3)
+	binary.BigEndian.PutUint16(v3be[30:], 1)
+	binary.BigEndian.PutUint64(v3be[63:], 5000)
+	v4be := make([]byte, 8192)
+	copy(v4be, "sqsh")
+	binary.BigEndian.PutUint16(v4be[28:], 4)
+	binary.BigEndian.PutUint64(v4be[40:], 6000)
+	v3le := mutate(t, func(b []byte) []byte {
+		binary.LittleEndian.PutUint16(b[28:], 3)
+		binary.LittleEndian.PutUint64(b[63:], 4000)
+		return b
+	})
+	for _, tc := range []struct {
+		name string
+		data []byte
+		size int64
+		desc string
+	}{
+		{"v3 big-endian", v3be, 5000, "squashfs 3.1 filesystem, big-endian"},
+		{"v4 big-endian", v4be, 6000, "squashfs 4.0 filesystem, big-endian"},
+		{"v3 little-endian", v3le, 4000, "squashfs 3.0 filesystem, little-endian"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Format.Identify(bytes.NewReader(tc.data), 0, int64(len(tc.data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Size != tc.size || !strings.HasPrefix(c.Desc, tc.desc) || len(c.Warnings) == 0 {
+				t.Fatalf("chunk = %+v", c)
+			}
+			err = Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(tc.data), 0, c.Size), c, &firmwaretest.MemSink{})
+			if err == nil || !strings.Contains(err.Error(), "not extractable") {
+				t.Fatalf("Extract = %v", err)
+			}
+		})
+	}
+}
+
+// TestTruncated cuts every fixture at many points. Cut short, Identify must
+// reject it (bytes_used no longer fits); with the tail zeroed instead (a
+// partition overwritten by the next one), Extract must end quickly with an
+// error or warnings, never a panic.
+func TestTruncated(t *testing.T) {
+	for _, fx := range fixtures {
+		data := readFixture(t, fx.file)
+		c, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cuts, reported := 0, 0
+		for cut := int64(superSize); cut < c.Size; cut += 97 {
+			res, err := firmwaretest.Run(Format, data[:cut], 0)
+			if err != nil {
+				t.Fatalf("%s cut at %d: %v", fx.file, cut, err)
+			}
+			if res.Chunk != nil {
+				t.Fatalf("%s cut at %d identified as %+v", fx.file, cut, res.Chunk)
+			}
+			zeroed := slices.Clone(data)
+			clear(zeroed[cut:])
+			sink := &firmwaretest.MemSink{}
+			start := time.Now()
+			err = Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(zeroed), 0, c.Size), nil, sink)
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("%s zeroed from %d took %v", fx.file, cut, d)
+			}
+			cuts++
+			if err != nil || len(sink.Warnings) > 0 {
+				reported++
+			}
+		}
+		// A cut inside the last table's unused high bytes can go unnoticed;
+		// nearly every other cut damages something that must be reported.
+		if reported < cuts*9/10 {
+			t.Errorf("%s: only %d of %d zeroed tails reported", fx.file, reported, cuts)
+		}
+	}
+}
+
+// TestCorruptBlocks overwrites data and metadata bytes: extraction must
+// report damage as warnings or errors and keep going where it can.
+func TestCorruptBlocks(t *testing.T) {
+	for _, fx := range fixtures {
+		data := readFixture(t, fx.file)
+		for off := 96; off < len(data); off += 211 {
+			b := slices.Clone(data)
+			for i := off; i < min(off+16, len(b)); i++ {
+				b[i] ^= 0xa5
+			}
+			if _, err := firmwaretest.Run(Format, b, 0); err != nil {
+				t.Fatalf("%s corrupted at %d: %v", fx.file, off, err)
+			}
+		}
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	data := readFixture(t, "squashfs-xz.img")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := Format.Extract(ctx, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, &firmwaretest.MemSink{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Extract = %v, want context.Canceled", err)
+	}
+}
+
+// TestSinkLimit checks that the Sink's refusal stops the extraction.
+func TestSinkLimit(t *testing.T) {
+	data := readFixture(t, "squashfs-zstd.img")
+	sink := &firmwaretest.MemSink{MaxFiles: 5}
+	err := Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, sink)
+	if !errors.Is(err, firmware.ErrLimit) || len(sink.Entries) != 5 {
+		t.Fatalf("Extract = %v with %d entries", err, len(sink.Entries))
+	}
+}
+
+func FuzzSquashfs(f *testing.F) {
+	for _, fx := range fixtures {
+		f.Add(readFixture(f, fx.file))
+	}
+	f.Add([]byte("hsqs"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
