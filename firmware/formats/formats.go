@@ -11,6 +11,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
+	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
@@ -27,6 +28,7 @@ var All = []*firmware.Format{
 	uimage.Format,
 
 	// Filesystems.
+	squashfs.Format,
 
 	// Archives.
 	cpio.Format,
