@@ -157,13 +157,11 @@ func (m *metaReader) bytes(n int) ([]byte, error) {
 	return b, err
 }
 
-
 func (m *metaReader) u32() (uint32, error) {
 	var b [4]byte
 	_, err := io.ReadFull(m, b[:])
 	return binary.LittleEndian.Uint32(b[:]), err
 }
-
 
 // tableEntry reads entry i (of width w bytes) of an indexed table (id,
 // fragment): an array of u64 pointers at start, each to a metadata block of
