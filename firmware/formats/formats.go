@@ -12,6 +12,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
+	"github.com/cordon-vms/cordon/firmware/formats/tar"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
@@ -33,6 +34,7 @@ var All = []*firmware.Format{
 	// Archives.
 	cpio.Format,
 	zip.Format,
+	tar.Format,
 
 	// Compression.
 	compress.GZIP,
