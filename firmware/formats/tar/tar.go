@@ -216,7 +216,7 @@ func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out 
 		h.Mode = mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		var r io.Reader
 		switch hdr.Typeflag {
-		case stdtar.TypeReg, stdtar.TypeRegA, stdtar.TypeGNUSparse, stdtar.TypeCont:
+		case stdtar.TypeReg, stdtar.TypeGNUSparse, stdtar.TypeCont:
 			h.Type, h.Size, r = firmware.TypeFile, hdr.Size, tr
 		case stdtar.TypeDir:
 			h.Type = firmware.TypeDir
