@@ -1,0 +1,125 @@
+package netflow
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	gfnetflow "github.com/netsampler/goflow2/v2/decoders/netflow"
+)
+
+// Template errors, counted as template rejects.
+var (
+	ErrTooManyTemplates = errors.New("netflow: too many templates for one exporter")
+	ErrEmptyTemplate    = errors.New("netflow: template describes a record of zero bytes")
+)
+
+type storedTemplate struct {
+	tmpl  any // gfnetflow.TemplateRecord, NFv9OptionsTemplateRecord or IPFIXOptionsTemplateRecord
+	added time.Time
+}
+
+// templateStore is one exporter's templates (keyed by version, source id or
+// observation domain, and template id, as in goflow2). It implements
+// goflow2's NetFlowTemplateSystem with a cap and an expiry; it is used by one
+// goroutine at a time (the Decoder's lock covers it).
+type templateStore struct {
+	d        *Decoder
+	m        map[uint64]storedTemplate
+	lastSeen time.Time
+	// initTime is the IPFIX systemInitTimeMilliseconds per observation
+	// domain, from options data, for flowStart/EndSysUpTime fields.
+	initTime map[uint32]time.Time
+}
+
+var _ gfnetflow.NetFlowTemplateSystem = (*templateStore)(nil)
+
+func templateKey(version uint16, domain uint32, id uint16) uint64 {
+	return uint64(version)<<48 | uint64(domain)<<16 | uint64(id)
+}
+
+func newTemplateStore(d *Decoder) *templateStore {
+	return &templateStore{d: d, m: make(map[uint64]storedTemplate), initTime: make(map[uint32]time.Time)}
+}
+
+// fieldsConsume reports whether a record made of fields consumes at least
+// one byte: goflow2's data-set loop would never end otherwise.
+func fieldsConsume(fields ...[]gfnetflow.Field) bool {
+	for _, fs := range fields {
+		for _, f := range fs {
+			if f.Length > 0 { // 0xffff (variable length) consumes its length byte
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (ts *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tmpl any) error {
+	var ok bool
+	switch t := tmpl.(type) {
+	case gfnetflow.TemplateRecord:
+		ok = fieldsConsume(t.Fields)
+	case gfnetflow.NFv9OptionsTemplateRecord:
+		ok = fieldsConsume(t.Scopes, t.Options)
+	case gfnetflow.IPFIXOptionsTemplateRecord:
+		ok = fieldsConsume(t.Scopes, t.Options)
+	default:
+		return fmt.Errorf("netflow: template %d: unexpected type %T", id, tmpl)
+	}
+	if !ok {
+		ts.d.stats.templateRejects.Add(1)
+		return fmt.Errorf("%w (version %d, domain %d, template %d)", ErrEmptyTemplate, version, domain, id)
+	}
+	key := templateKey(version, domain, id)
+	now := ts.d.now()
+	if _, exists := ts.m[key]; !exists && len(ts.m) >= ts.d.maxTemplates() {
+		ts.expire(now)
+		if len(ts.m) >= ts.d.maxTemplates() {
+			ts.d.stats.templateRejects.Add(1)
+			return fmt.Errorf("%w (%d; version %d, domain %d, template %d)", ErrTooManyTemplates, len(ts.m), version, domain, id)
+		}
+	}
+	ts.m[key] = storedTemplate{tmpl: tmpl, added: now}
+	return nil
+}
+
+func (ts *templateStore) expire(now time.Time) {
+	for k, st := range ts.m {
+		if now.Sub(st.added) > ts.d.templateTimeout() {
+			delete(ts.m, k)
+		}
+	}
+}
+
+func (ts *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
+	key := templateKey(version, domain, id)
+	st, ok := ts.m[key]
+	if !ok {
+		return nil, gfnetflow.ErrorTemplateNotFound
+	}
+	if ts.d.now().Sub(st.added) > ts.d.templateTimeout() {
+		delete(ts.m, key)
+		ts.d.stats.templatesExpired.Add(1)
+		return nil, gfnetflow.ErrorTemplateNotFound
+	}
+	return st.tmpl, nil
+}
+
+func (ts *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16) (any, error) {
+	key := templateKey(version, domain, id)
+	st, ok := ts.m[key]
+	if !ok {
+		return nil, gfnetflow.ErrorTemplateNotFound
+	}
+	delete(ts.m, key)
+	return st.tmpl, nil
+}
+
+func (ts *templateStore) GetTemplates() gfnetflow.FlowBaseTemplateSet {
+	out := make(gfnetflow.FlowBaseTemplateSet, len(ts.m))
+	for k, st := range ts.m {
+		out[k] = st.tmpl
+	}
+	return out
+}
