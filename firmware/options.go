@@ -66,9 +66,13 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxDepth == 0 {
 		l.MaxDepth = DefaultMaxDepth
+	} else if l.MaxDepth < 0 {
+		l.MaxDepth = 1 << 30
 	}
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
+	} else if l.Timeout < 0 {
+		l.Timeout = 100 * 365 * 24 * time.Hour
 	}
 	return l
 }
