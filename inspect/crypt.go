@@ -19,22 +19,22 @@ type HashKind string
 
 // Hash kinds recognised in passwd/shadow password fields.
 const (
-	HashNone    HashKind = "none"     // empty field: no password at all
-	HashLocked  HashKind = "locked"   // "*", "!", "!!", "x" or another non-hash: no password login
-	HashDES     HashKind = "des"      // traditional 13-character DES crypt
-	HashMD5     HashKind = "md5"      // $1$
-	HashSHA256  HashKind = "sha256"   // $5$
-	HashSHA512  HashKind = "sha512"   // $6$
-	HashBcrypt  HashKind = "bcrypt"   // $2a$, $2b$, $2y$
-	HashUnknown HashKind = "unknown"  // another $id$ scheme (yescrypt, ...): reported, not cracked
-	hashMaxLen           = 256        // longer fields are not hashes
-	shaMaxRounds         = 1_000_000  // larger round counts are not tried (time limit)
-	bcryptMaxCost        = 12         // larger costs are not tried (time limit)
-	shaDefaultRounds     = 5000       // crypt(3) default for $5$/$6$
-	shaMinRounds         = 1000       // crypt(3) clamps smaller counts to this
-	shaMaxSaltLen        = 16         // crypt(3) truncates longer salts
-	md5MaxSaltLen        = 8          // crypt(3) truncates longer salts
-	errCryptPrefix       = "inspect: crypt: "
+	HashNone         HashKind = "none"    // empty field: no password at all
+	HashLocked       HashKind = "locked"  // "*", "!", "!!", "x" or another non-hash: no password login
+	HashDES          HashKind = "des"     // traditional 13-character DES crypt
+	HashMD5          HashKind = "md5"     // $1$
+	HashSHA256       HashKind = "sha256"  // $5$
+	HashSHA512       HashKind = "sha512"  // $6$
+	HashBcrypt       HashKind = "bcrypt"  // $2a$, $2b$, $2y$
+	HashUnknown      HashKind = "unknown" // another $id$ scheme (yescrypt, ...): reported, not cracked
+	hashMaxLen                = 256       // longer fields are not hashes
+	shaMaxRounds              = 1_000_000 // larger round counts are not tried (time limit)
+	bcryptMaxCost             = 12        // larger costs are not tried (time limit)
+	shaDefaultRounds          = 5000      // crypt(3) default for $5$/$6$
+	shaMinRounds              = 1000      // crypt(3) clamps smaller counts to this
+	shaMaxSaltLen             = 16        // crypt(3) truncates longer salts
+	md5MaxSaltLen             = 8         // crypt(3) truncates longer salts
+	errCryptPrefix            = "inspect: crypt: "
 )
 
 // errCryptFormat reports a password field that does not parse as its scheme.

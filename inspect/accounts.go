@@ -1,0 +1,304 @@
+package inspect
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Account is one login account found in a passwd or shadow file.
+type Account struct {
+	Path  string `json:"path"`           // the file holding the password field
+	User  string `json:"user"`           // login name
+	UID   int    `json:"uid"`            // -1 when no passwd entry gives it
+	Shell string `json:"shell"`          // from passwd, when known
+	Hash  string `json:"hash_kind"`      // see HashKind
+	Found string `json:"password"`       // the cracked password, or empty
+	Note  string `json:"note,omitempty"` // why it was not cracked (limits), ...
+}
+
+//go:embed passwords.txt
+var embeddedPasswords string
+
+// defaultPasswords are the vendor defaults and common passwords tried
+// against every hash (passwords.txt: one a line, # comments).
+var defaultPasswords = func() []string {
+	var out []string
+	for _, l := range strings.Split(embeddedPasswords, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		out = append(out, strings.TrimRight(l, "\r"))
+	}
+	return out
+}()
+
+const (
+	maxAccountLines = 10000
+	maxAccountLine  = 4096
+)
+
+type passwdEntry struct {
+	path, user, pw, shell string
+	uid                   int
+	line                  int
+}
+
+type shadowEntry struct {
+	path, user, pw string
+	line           int
+}
+
+func isAccountsName(base string) bool {
+	b := strings.ToLower(base)
+	return strings.Contains(b, "passwd") || strings.Contains(b, "shadow")
+}
+
+// checkAccountsFile parses files named like passwd or shadow (anywhere in
+// the tree, including backups such as passwd- and vendor copies).
+func (c *collector) checkAccountsFile(f *fileView) {
+	base := strings.ToLower(f.base())
+	if !isAccountsName(base) || !isText(f.data) {
+		return
+	}
+	pw, sh := ParseAccounts(f.data)
+	if strings.Contains(base, "shadow") {
+		// A shadow file's lines have 9 fields but some vendors trim them:
+		// treat every parsed line as shadow.
+		for _, e := range pw {
+			sh = append(sh, shadowEntry{user: e.user, pw: e.pw, line: e.line})
+		}
+		pw = nil
+	}
+	for i := range pw {
+		pw[i].path = f.path
+	}
+	for i := range sh {
+		sh[i].path = f.path
+	}
+	c.mu.Lock()
+	c.passwd = append(c.passwd, pw...)
+	c.shadow = append(c.shadow, sh...)
+	c.mu.Unlock()
+}
+
+// ParseAccounts parses passwd-style (7 fields, numeric UID) and shadow-style
+// (9 fields, or 2 to 8 fields with a numeric or empty third) lines. Lines that
+// are neither are skipped.
+func ParseAccounts(data []byte) ([]passwdEntry, []shadowEntry) {
+	var pw []passwdEntry
+	var sh []shadowEntry
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, maxAccountLine), maxAccountLine)
+	for n := 1; sc.Scan() && n <= maxAccountLines; n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) < 2 || !validUser(f[0]) {
+			continue
+		}
+		if len(f) == 7 {
+			uid, err := strconv.Atoi(f[2])
+			if err == nil && uid >= 0 {
+				pw = append(pw, passwdEntry{user: f[0], pw: f[1], uid: uid, shell: f[6], line: n})
+				continue
+			}
+		}
+		if len(f) == 9 || len(f) >= 3 && len(f) <= 8 && (f[2] == "" || isDigits(f[2])) {
+			sh = append(sh, shadowEntry{user: f[0], pw: f[1], line: n})
+		}
+	}
+	return pw, sh
+}
+
+func validUser(u string) bool {
+	if u == "" || len(u) > 64 {
+		return false
+	}
+	for _, r := range u {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' || r == '$') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func noLoginShell(sh string) bool {
+	b := path.Base(sh)
+	return b == "false" || b == "nologin" || b == "sync" || b == "halt" || b == "shutdown"
+}
+
+// analyzeAccounts joins passwd and shadow entries of the same directory and
+// reports empty, weak and crackable passwords and extra UID-0 accounts.
+func (c *collector) analyzeAccounts(ctx context.Context) []Account {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type userKey struct{ dir, user string }
+	byUser := map[userKey]passwdEntry{}
+	for _, e := range c.passwd {
+		byUser[userKey{path.Dir(e.path), e.user}] = e
+		if e.uid == 0 && e.user != "root" {
+			c.findings = append(c.findings, Finding{Rule: RuleUID0Duplicate, Severity: SeverityHigh, Path: e.path,
+				Evidence: fmt.Sprintf("line %d: user %s has UID 0", e.line, e.user)})
+		}
+	}
+	var accts []Account
+	hashes := map[int]string{} // index in accts -> hash to crack
+	for _, e := range c.passwd {
+		if e.pw == "x" || e.pw == "*" {
+			continue // the hash is in shadow
+		}
+		a := Account{Path: e.path, User: e.user, UID: e.uid, Shell: e.shell, Hash: string(ClassifyHash(e.pw))}
+		if ClassifyHash(e.pw) != HashLocked && ClassifyHash(e.pw) != HashNone {
+			c.findings = append(c.findings, Finding{Rule: RulePasswdHash, Severity: SeverityMedium, Path: e.path,
+				Evidence: fmt.Sprintf("line %d: user %s has a %s hash in passwd", e.line, e.user, ClassifyHash(e.pw))})
+		}
+		hashes[len(accts)] = e.pw
+		accts = append(accts, a)
+	}
+	for _, e := range c.shadow {
+		a := Account{Path: e.path, User: e.user, UID: -1, Hash: string(ClassifyHash(e.pw))}
+		if p, ok := byUser[userKey{path.Dir(e.path), e.user}]; ok {
+			a.UID, a.Shell = p.uid, p.shell
+		}
+		hashes[len(accts)] = e.pw
+		accts = append(accts, a)
+	}
+	c.crack(ctx, accts, hashes)
+	lines := map[string]int{}
+	for _, e := range c.passwd {
+		lines[e.path+"\x00"+e.user] = e.line
+	}
+	for _, e := range c.shadow {
+		lines[e.path+"\x00"+e.user] = e.line
+	}
+	for _, a := range accts {
+		where := fmt.Sprintf("line %d: user %s", lines[a.Path+"\x00"+a.User], a.User)
+		sev := SeverityHigh
+		if noLoginShell(a.Shell) {
+			sev = SeverityMedium
+		}
+		switch HashKind(a.Hash) {
+		case HashNone:
+			c.findings = append(c.findings, Finding{Rule: RuleEmptyPassword, Severity: sev, Path: a.Path,
+				Evidence: where + " has an empty password field", Detail: shellDetail(a)})
+			continue
+		case HashDES, HashMD5:
+			c.findings = append(c.findings, Finding{Rule: RuleWeakHash, Severity: SeverityMedium, Path: a.Path,
+				Evidence: fmt.Sprintf("%s has a %s-crypt hash", where, strings.ToUpper(a.Hash))})
+		}
+		if a.Found != "" || a.Note == "cracked: empty password" {
+			c.findings = append(c.findings, Finding{Rule: RuleCrackedPassword, Severity: SeverityCritical, Path: a.Path,
+				Evidence: fmt.Sprintf("%s: password %q (%s)", where, a.Found, a.Hash), Detail: shellDetail(a)})
+		}
+	}
+	sort.Slice(accts, func(i, j int) bool {
+		return accts[i].Path < accts[j].Path || accts[i].Path == accts[j].Path && accts[i].User < accts[j].User
+	})
+	return accts
+}
+
+func shellDetail(a Account) string {
+	if a.Shell == "" {
+		return ""
+	}
+	if noLoginShell(a.Shell) {
+		return "shell " + a.Shell + " (no interactive login)"
+	}
+	return "shell " + a.Shell
+}
+
+// crack tries the candidate passwords against every distinct hash, on the
+// configured number of workers.
+func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]string) {
+	type result struct {
+		pw   string
+		ok   bool
+		note string
+	}
+	distinct := map[string]*result{}
+	for _, h := range hashes {
+		switch ClassifyHash(h) {
+		case HashDES, HashMD5, HashSHA256, HashSHA512, HashBcrypt:
+			distinct[h] = nil
+		}
+	}
+	var mu sync.Mutex
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range c.o.Workers {
+		wg.Go(func() {
+			for h := range work {
+				r := &result{}
+				user := ""
+				for i, hh := range hashes {
+					if hh == h {
+						user = accts[i].User
+						break
+					}
+				}
+				cands := append([]string{user}, defaultPasswords...)
+				cands = append(cands, c.o.Passwords...)
+				for _, pw := range cands {
+					if ctx.Err() != nil {
+						break
+					}
+					ok, err := VerifyPassword(h, pw)
+					if err != nil {
+						r.note = err.Error()
+						break
+					}
+					if ok {
+						r.pw, r.ok = pw, true
+						break
+					}
+				}
+				mu.Lock()
+				distinct[h] = r
+				mu.Unlock()
+			}
+		})
+	}
+	keys := make([]string, 0, len(distinct))
+	for h := range distinct {
+		keys = append(keys, h)
+	}
+	sort.Strings(keys)
+	for _, h := range keys {
+		work <- h
+	}
+	close(work)
+	wg.Wait()
+	for i, h := range hashes {
+		r := distinct[h]
+		if r == nil {
+			continue
+		}
+		if r.ok {
+			accts[i].Found = r.pw
+			if r.pw == "" {
+				accts[i].Note = "cracked: empty password"
+			}
+		} else if r.note != "" {
+			accts[i].Note = r.note
+		}
+	}
+}

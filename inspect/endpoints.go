@@ -1,0 +1,312 @@
+package inspect
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/cordon-vms/cordon/internal/watchlist"
+)
+
+// Endpoint is a URL, domain or IP address found in the tree.
+type Endpoint struct {
+	Value string `json:"value"`
+	// Kind is url, domain or ip.
+	Kind string `json:"kind"`
+	// Vendor is the watch-list vendor the endpoint belongs to, or empty.
+	Vendor string `json:"vendor"`
+	// Scope is vendor-cloud (on the watch-list), public, or private (RFC 1918,
+	// loopback, link-local, multicast and other non-routable addresses).
+	Scope string   `json:"scope"`
+	Paths []string `json:"paths"`
+}
+
+// Endpoint scopes.
+const (
+	ScopeVendor  = "vendor-cloud"
+	ScopePublic  = "public"
+	ScopePrivate = "private"
+)
+
+const (
+	maxEndpointPaths     = 20
+	maxEndpointsPerFile  = 500
+	maxEndpointValueSize = 512
+)
+
+var (
+	urlRE    = regexp.MustCompile(`(?i)\b(?:https?|ftps?|tftp|rtsps?|rtmp|mqtts?|wss?|sftp)://[^\s"'<>\\^{}|` + "`" + `]{3,}`)
+	ipRE     = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
+	domainRE = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,12}\b`)
+)
+
+// tlds are the top-level domains accepted for bare domain names in strings.
+// File extensions that are also TLDs (.so, .sh, .pl, .md, .rs, .in, .cc,
+// .mk, .ac, .am, .ai) are left out on purpose: they are mostly file names.
+var tlds = map[string]bool{}
+
+func init() {
+	for _, t := range strings.Fields(`com net org info biz io cn de uk ru jp kr tw hk eu fr it nl us ca au br me tv
+		xyz top cloud online site app dev co es se ch at be dk fi no cz vn th my sg id ph mx ar tr ir ua kz
+		gov edu mil int pro name mobi asia tech live link club store shop ltd group network`) {
+		tlds[t] = true
+	}
+}
+
+// noiseDomains are registered domains that appear in firmware as schema,
+// licence, documentation or protocol-name strings, not as endpoints.
+var noiseDomains = map[string]bool{}
+
+func init() {
+	for _, d := range strings.Fields(`example.com example.net example.org w3.org xmlsoap.org xml.org purl.org
+		ietf.org iana.org rfc-editor.org gnu.org fsf.org apache.org openssl.org busybox.net kernel.org
+		uclibc.org uclibc-ng.org musl-libc.org mozilla.org json-schema.org microsoft.com adobe.com
+		creativecommons.org opensource.org freedesktop.org gnome.org python.org perl.org cpan.org onvif.org
+		tempuri.org openssh.com libssh.org ucc.asn.au haxx.se zlib.net gnutls.org sqlite.org lighttpd.net
+		boa.org openwrt.org denx.de infradead.org sourceware.org gcc.gnu.org oasis-open.org w3c.org
+		xmpp.org jabber.org php.net github.io localhost.localdomain`) {
+		noiseDomains[d] = true
+	}
+}
+
+func isNoiseDomain(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || strings.HasSuffix(host, ".local") || strings.HasSuffix(host, ".localdomain") ||
+		strings.HasSuffix(host, ".example") || strings.HasSuffix(host, ".test") || strings.HasSuffix(host, ".invalid") {
+		return true
+	}
+	for h := host; h != ""; {
+		if noiseDomains[h] {
+			return true
+		}
+		dot := strings.IndexByte(h, '.')
+		if dot < 0 {
+			break
+		}
+		h = h[dot+1:]
+	}
+	return false
+}
+
+// checkEndpoints finds URLs, bare domains and IPv4 addresses in one string.
+func (sc *stringChecks) checkEndpoints(s []byte) {
+	if bytes.IndexByte(s, '.') < 0 {
+		return
+	}
+	covered := false // a URL in s: its host is not added again as a bare domain
+	if bytes.Contains(s, []byte("://")) {
+		for _, m := range urlRE.FindAll(s, 8) {
+			covered = true
+			sc.addURL(string(m))
+		}
+	}
+	if !covered {
+		for _, loc := range domainRE.FindAllIndex(s, 8) {
+			if loc[0] > 0 && (s[loc[0]-1] == '/' || s[loc[0]-1] == '@' || s[loc[0]-1] == '.' || s[loc[0]-1] == '_') {
+				continue // a path component, an e-mail address or part of a longer token
+			}
+			if loc[1] < len(s) && (s[loc[1]] == '_' || s[loc[1]] == '(') {
+				continue // an identifier or a call, not a name
+			}
+			sc.addDomain(string(s[loc[0]:loc[1]]))
+		}
+	}
+	for _, loc := range ipRE.FindAllIndex(s, 8) {
+		if loc[0] > 0 && (s[loc[0]-1] == '.' || s[loc[0]-1] == 'v' || s[loc[0]-1] == 'V' || s[loc[0]-1] == '-') {
+			continue // part of a longer dotted number or a version
+		}
+		if loc[1]+1 < len(s) && s[loc[1]] == '.' && s[loc[1]+1] >= '0' && s[loc[1]+1] <= '9' {
+			continue
+		}
+		if covered && bytes.Contains(s[max(0, loc[0]-3):loc[0]], []byte("//")) {
+			continue // the host of a URL already added
+		}
+		sc.addIP(string(s[loc[0]:loc[1]]))
+	}
+}
+
+func (sc *stringChecks) put(e Endpoint) {
+	if sc.endpoints == nil {
+		sc.endpoints = map[string]Endpoint{}
+	}
+	if len(sc.endpoints) >= maxEndpointsPerFile || len(e.Value) > maxEndpointValueSize {
+		return
+	}
+	sc.endpoints[e.Value] = e
+}
+
+func (sc *stringChecks) addURL(raw string) {
+	raw = strings.TrimRight(raw, ".,;:)]'\"")
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		scope, vendor := classifyAddr(sc.c.o.Watchlist, a)
+		sc.put(Endpoint{Value: raw, Kind: "url", Vendor: vendor, Scope: scope})
+		return
+	}
+	if !plausibleHost(host) || isNoiseDomain(host) {
+		return
+	}
+	scope, vendor := classifyDomain(sc.c.o.Watchlist, host)
+	sc.put(Endpoint{Value: raw, Kind: "url", Vendor: vendor, Scope: scope})
+}
+
+func (sc *stringChecks) addDomain(d string) {
+	d = strings.ToLower(d)
+	labels := strings.Split(d, ".")
+	if !tlds[labels[len(labels)-1]] || len(labels) < 2 {
+		return
+	}
+	if tlds[labels[0]] && len(labels) > 2 {
+		return // reverse-DNS identifiers: com.vendor.app, org.freedesktop.DBus
+	}
+	if isNoiseDomain(d) {
+		return
+	}
+	scope, vendor := classifyDomain(sc.c.o.Watchlist, d)
+	sc.put(Endpoint{Value: d, Kind: "domain", Vendor: vendor, Scope: scope})
+}
+
+func (sc *stringChecks) addIP(s string) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return
+	}
+	scope, vendor := classifyAddr(sc.c.o.Watchlist, a)
+	if vendor == "" && versionLike(a) {
+		return
+	}
+	sc.put(Endpoint{Value: a.String(), Kind: "ip", Vendor: vendor, Scope: scope})
+}
+
+// versionLike reports dotted numbers that are more likely versions than
+// addresses: 2.6.36.4, 1.0.0.1, 0.x.y.z and masks.
+func versionLike(a netip.Addr) bool {
+	b := a.As4()
+	if b[0] == 0 || b[0] == 255 {
+		return true
+	}
+	return b[0] < 10 && b[1] < 32 && b[2] < 32 && b[3] < 32
+}
+
+func plausibleHost(h string) bool {
+	if !strings.Contains(h, ".") || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func classifyDomain(wl *watchlist.List, host string) (scope, vendor string) {
+	if e, ok := wl.MatchDomain(host); ok {
+		return ScopeVendor, e.Vendor
+	}
+	return ScopePublic, ""
+}
+
+func classifyAddr(wl *watchlist.List, a netip.Addr) (scope, vendor string) {
+	if e, ok := wl.MatchAddr(a); ok {
+		return ScopeVendor, e.Vendor
+	}
+	if !publicAddr(a) {
+		return ScopePrivate, ""
+	}
+	return ScopePublic, ""
+}
+
+var nonPublic = func() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range []string{"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+		"203.0.113.0/24", "224.0.0.0/3", "::1/128", "fc00::/7", "fe80::/10", "2001:db8::/32"} {
+		ps = append(ps, netip.MustParsePrefix(s))
+	}
+	return ps
+}()
+
+// publicAddr reports whether a is a routable unicast address outside the
+// private, shared, documentation and multicast ranges.
+func publicAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// endpointFindings turns an aggregated endpoint into its finding, if any.
+func (c *collector) endpointFindings(e *Endpoint) {
+	first := ""
+	if len(e.Paths) > 0 {
+		first = e.Paths[0]
+	}
+	detail := ""
+	if len(e.Paths) > 1 {
+		detail = fmt.Sprintf("also in %d other file(s)", len(e.Paths)-1)
+	}
+	switch {
+	case e.Scope == ScopeVendor:
+		c.findings = append(c.findings, Finding{Rule: RuleVendorCloud, Severity: SeverityMedium, Path: first,
+			Evidence: fmt.Sprintf("%s %s (%s)", e.Kind, e.Value, e.Vendor), Detail: detail})
+	case e.Kind == "ip" && e.Scope == ScopePublic:
+		c.findings = append(c.findings, Finding{Rule: RuleHardcodedIP, Severity: SeverityLow, Path: first,
+			Evidence: e.Value, Detail: detail})
+	}
+}
+
+// WatchlistEntries turns the report's endpoints into egress watch-list
+// entries: every vendor-cloud or public host and address (private addresses
+// are left out), noting the files they were found in.
+func (r *Report) WatchlistEntries() []watchlist.Entry {
+	seen := map[string]bool{}
+	var out []watchlist.Entry
+	for _, e := range r.Endpoints {
+		if e.Scope == ScopePrivate {
+			continue
+		}
+		host := e.Value
+		if e.Kind == "url" {
+			u, err := url.Parse(e.Value)
+			if err != nil {
+				continue
+			}
+			host = u.Hostname()
+		}
+		we := watchlist.Entry{Vendor: e.Vendor, Note: "found by cordon inspect in " + strings.Join(e.Paths, ", ")}
+		if a, err := netip.ParseAddr(host); err == nil {
+			if !publicAddr(a) {
+				continue
+			}
+			we.IP = a.String()
+		} else {
+			we.Domain = strings.ToLower(host)
+		}
+		key := we.IP + we.Domain
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if we.Vendor == "" {
+			we.Vendor = "unknown"
+		}
+		out = append(out, we)
+	}
+	return out
+}

@@ -1,0 +1,432 @@
+package inspect
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/watchlist"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxScanBytes  = 64 << 20 // bytes of one file scanned for strings
+	DefaultMaxParseBytes = 8 << 20  // files up to this size are read whole for the parsers
+	DefaultMaxFiles      = 1_000_000
+	minStringLen         = 6
+)
+
+// Options configures Run. The zero value is ready to use.
+type Options struct {
+	// Workers is how many files are inspected at once. It defaults to
+	// runtime.GOMAXPROCS(0).
+	Workers int
+	// MaxScanBytes bounds how much of one file is scanned for strings
+	// (endpoints, components, credentials); the rest is only hashed. It
+	// defaults to DefaultMaxScanBytes (64 MiB).
+	MaxScanBytes int64
+	// MaxParseBytes bounds the files read whole for the structured parsers
+	// (accounts, keys, certificates, init scripts, ELF). Larger files are
+	// streamed: strings and hashes only (ELF hardening still runs when the
+	// file supports random access). It defaults to DefaultMaxParseBytes (8 MiB).
+	MaxParseBytes int64
+	// MaxFiles stops the walk with an error after this many entries. It
+	// defaults to DefaultMaxFiles.
+	MaxFiles int
+	// Watchlist classifies endpoints by vendor. It defaults to
+	// watchlist.Default().
+	Watchlist *watchlist.List
+	// Vulns, when set, attaches known vulnerabilities to components.
+	Vulns *VulnDB
+	// Passwords are tried against password hashes in addition to the
+	// embedded list of vendor defaults and common passwords.
+	Passwords []string
+	// Logger receives progress and skipped files. It defaults to a logger
+	// that discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxScanBytes <= 0 {
+		o.MaxScanBytes = DefaultMaxScanBytes
+	}
+	if o.MaxParseBytes <= 0 {
+		o.MaxParseBytes = DefaultMaxParseBytes
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = DefaultMaxFiles
+	}
+	if o.Watchlist == nil {
+		o.Watchlist = watchlist.Default()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Logger = o.Logger.With("component", "inspect")
+}
+
+// Report is the result of Run; its JSON form is the contract documented in
+// docs/inspect.md.
+type Report struct {
+	Target     string      `json:"target"`
+	Findings   []Finding   `json:"findings"`
+	Endpoints  []Endpoint  `json:"endpoints"`
+	Components []Component `json:"components"`
+	Binaries   []Binary    `json:"binaries"`
+	Services   []Service   `json:"services"`
+	Accounts   []Account   `json:"accounts"`
+	Stats      Stats       `json:"stats"`
+
+	// Files maps every regular file's path to its size and SHA-256, for Diff.
+	Files map[string]FileSum `json:"-"`
+}
+
+// FileSum identifies a file's content.
+type FileSum struct {
+	Size   int64
+	SHA256 string
+	Mode   string // octal permission and special bits, from the manifest when present
+}
+
+// Stats counts what Run looked at.
+type Stats struct {
+	Files     int     `json:"files"`
+	Bytes     int64   `json:"bytes"`
+	ELF       int     `json:"elf"`
+	Truncated int     `json:"truncated"` // files scanned only up to MaxScanBytes
+	Errors    int     `json:"errors"`    // files that could not be read
+	Seconds   float64 `json:"seconds"`
+	Manifest  bool    `json:"manifest"` // modes came from report.json's manifest
+}
+
+// Finding is one issue, with a stable rule ID (see Rules).
+type Finding struct {
+	Rule     string   `json:"rule"`
+	Severity Severity `json:"severity"`
+	Path     string   `json:"path"`
+	Evidence string   `json:"evidence"`
+	Detail   string   `json:"detail"`
+}
+
+// Run inspects the tree fsys. target names it in the report.
+func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, error) {
+	o.setDefaults()
+	start := time.Now()
+	r := &Report{Target: target, Files: map[string]FileSum{}}
+	c := newCollector(&o)
+
+	man, err := readManifest(fsys)
+	if err != nil {
+		o.Logger.Warn("ignoring unpack manifest", "err", err)
+	}
+	r.Stats.Manifest = man != nil
+
+	type job struct {
+		path string
+		mode fs.FileMode
+	}
+	jobs := make(chan job, 64)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range o.Workers {
+		wg.Go(func() {
+			buf := new(bytes.Buffer)
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				sum, err := c.inspectFile(fsys, j.path, buf)
+				mu.Lock()
+				if err != nil {
+					r.Stats.Errors++
+					o.Logger.Warn("cannot read file", "path", j.path, "err", err)
+				} else {
+					r.Stats.Files++
+					r.Stats.Bytes += sum.Size
+					sum.Mode = fmt.Sprintf("%04o", unixMode(j.mode))
+					r.Files[j.path] = sum
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	n := 0
+	walkErr := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			o.Logger.Warn("cannot walk", "path", p, "err", err)
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if n++; n > o.MaxFiles {
+			return fmt.Errorf("inspect: more than %d entries (Options.MaxFiles)", o.MaxFiles)
+		}
+		if p == "." || (p == manifestName && man != nil) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if man == nil {
+			c.modeFindings(p, info.Mode(), "")
+		}
+		if d.Type().IsRegular() {
+			jobs <- job{p, info.Mode()}
+		}
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if man != nil {
+		for _, e := range man {
+			c.manifestFindings(e)
+			if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
+				fsum.Mode = e.Mode
+				r.Files[e.Path] = fsum
+			}
+		}
+	}
+	c.finish(ctx, r)
+	r.Stats.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+func unixMode(m fs.FileMode) uint32 {
+	v := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	return v
+}
+
+// collector gathers per-file results from the workers.
+type collector struct {
+	o *Options
+
+	mu         sync.Mutex
+	findings   []Finding
+	endpoints  map[string]*Endpoint
+	components map[string]*Component
+	binaries   []Binary
+	services   []Service
+	passwd     []passwdEntry
+	shadow     []shadowEntry
+}
+
+func newCollector(o *Options) *collector {
+	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{}}
+}
+
+func (c *collector) add(f Finding) {
+	c.mu.Lock()
+	c.findings = append(c.findings, f)
+	c.mu.Unlock()
+}
+
+// fileView is what the per-family checks see of one file.
+type fileView struct {
+	path string
+	data []byte // the whole file when it is at most MaxParseBytes, else nil
+	size int64
+}
+
+func (f *fileView) base() string { return path.Base(f.path) }
+
+// inspectFile hashes one file, runs the structured parsers when it is small
+// enough and streams its strings to the string checks.
+func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (FileSum, error) {
+	fh, err := fsys.Open(p)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return FileSum{}, err
+	}
+	h := sha256.New()
+	fv := &fileView{path: p, size: st.Size()}
+	sc := newStringChecks(c, p)
+	if st.Size() <= c.o.MaxParseBytes {
+		buf.Reset()
+		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
+		if err != nil {
+			return FileSum{}, err
+		}
+		if n > c.o.MaxParseBytes { // grew while we read
+			return FileSum{}, fmt.Errorf("inspect: %s: file grew beyond %d bytes while read", p, c.o.MaxParseBytes)
+		}
+		fv.data = buf.Bytes()
+		fv.size = n
+		h.Write(fv.data)
+		c.parseFile(fv)
+		ExtractStrings(bytes.NewReader(fv.data), minStringLen, sc.check)
+	} else {
+		if ra, ok := fh.(io.ReaderAt); ok {
+			c.checkELF(p, ra)
+		}
+		tr := io.TeeReader(fh, h)
+		if err := ExtractStrings(io.LimitReader(tr, c.o.MaxScanBytes), minStringLen, sc.check); err != nil {
+			return FileSum{}, err
+		}
+		rest, err := io.Copy(io.Discard, tr)
+		if err != nil {
+			return FileSum{}, err
+		}
+		if rest > 0 {
+			c.mu.Lock()
+			c.o.Logger.Debug("scanned the first bytes only", "path", p, "scanned", c.o.MaxScanBytes)
+			c.mu.Unlock()
+		}
+	}
+	c.componentsFromPath(p)
+	sc.flush()
+	return FileSum{Size: fv.size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// parseFile runs the parsers that need the whole file.
+func (c *collector) parseFile(f *fileView) {
+	if bytes.HasPrefix(f.data, []byte("\x7fELF")) {
+		c.checkELF(f.path, bytes.NewReader(f.data))
+		return
+	}
+	c.checkAccountsFile(f)
+	c.checkServicesFile(f)
+	c.checkPEM(f)
+	c.checkConfigPasswords(f)
+}
+
+// finish runs the checks that need the whole tree and sorts the report.
+func (c *collector) finish(ctx context.Context, r *Report) {
+	r.Accounts = c.analyzeAccounts(ctx)
+	for _, s := range c.services {
+		c.serviceFindings(s)
+	}
+	r.Services = c.services
+	for _, e := range c.endpoints {
+		sort.Strings(e.Paths)
+		if len(e.Paths) > maxEndpointPaths {
+			e.Paths = e.Paths[:maxEndpointPaths]
+		}
+		r.Endpoints = append(r.Endpoints, *e)
+		c.endpointFindings(e)
+	}
+	for _, comp := range c.components {
+		if c.o.Vulns != nil {
+			comp.Vulns = c.o.Vulns.Match(comp.Name, comp.Version)
+			for _, v := range comp.Vulns {
+				c.findings = append(c.findings, Finding{Rule: RuleKnownVuln, Severity: v.severity(), Path: comp.Path,
+					Evidence: fmt.Sprintf("%s %s: %s", comp.Name, comp.Version, v.ID),
+					Detail:   strings.TrimSpace(v.Summary + fixedNote(v.Fixed))})
+			}
+		}
+		r.Components = append(r.Components, *comp)
+	}
+	r.Binaries = c.binaries
+	r.Stats.ELF = len(c.binaries)
+	r.Findings = c.findings
+	if r.Findings == nil {
+		r.Findings = []Finding{}
+	}
+	sort.Slice(r.Findings, func(i, j int) bool {
+		a, b := r.Findings[i], r.Findings[j]
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Evidence < b.Evidence
+	})
+	sort.Slice(r.Endpoints, func(i, j int) bool { return r.Endpoints[i].Value < r.Endpoints[j].Value })
+	sort.Slice(r.Components, func(i, j int) bool {
+		a, b := r.Components[i], r.Components[j]
+		return a.Name < b.Name || a.Name == b.Name && a.Version < b.Version
+	})
+	sort.Slice(r.Binaries, func(i, j int) bool { return r.Binaries[i].Path < r.Binaries[j].Path })
+	sort.Slice(r.Services, func(i, j int) bool {
+		a, b := r.Services[i], r.Services[j]
+		return a.Path < b.Path || a.Path == b.Path && a.Line < b.Line
+	})
+	for _, s := range []any{&r.Endpoints, &r.Components, &r.Binaries, &r.Services, &r.Accounts} {
+		switch v := s.(type) {
+		case *[]Endpoint:
+			if *v == nil {
+				*v = []Endpoint{}
+			}
+		case *[]Component:
+			if *v == nil {
+				*v = []Component{}
+			}
+		case *[]Binary:
+			if *v == nil {
+				*v = []Binary{}
+			}
+		case *[]Service:
+			if *v == nil {
+				*v = []Service{}
+			}
+		case *[]Account:
+			if *v == nil {
+				*v = []Account{}
+			}
+		}
+	}
+}
+
+func fixedNote(fixed string) string {
+	if fixed == "" {
+		return ""
+	}
+	return " (fixed in " + fixed + ")"
+}
+
+// MaxSeverity returns the highest severity among the findings, or
+// SeverityNone when there are none.
+func (r *Report) MaxSeverity() Severity {
+	m := SeverityNone
+	for _, f := range r.Findings {
+		m = max(m, f.Severity)
+	}
+	return m
+}
+
+// errNotText marks a file the text parsers skip.
+var errNotText = errors.New("inspect: not a text file")
+
+// isText reports whether data looks like text: no NUL bytes in its first 8 KiB.
+func isText(data []byte) bool {
+	return bytes.IndexByte(data[:min(len(data), 8192)], 0) < 0
+}

@@ -1,0 +1,110 @@
+package inspect
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+)
+
+const (
+	manifestName     = "report.json" // written by the firmware unpacker at the tree's root
+	maxManifestBytes = 256 << 20
+)
+
+// ManifestEntry is one entry of the unpack manifest in report.json: the
+// original metadata of what the unpacker extracted (the files on disk never
+// carry setuid bits or device nodes). Only the fields inspect uses are read.
+type ManifestEntry struct {
+	Path       string `json:"path"`
+	OrigName   string `json:"orig_name"`
+	Type       string `json:"type"`
+	Mode       string `json:"mode"`
+	UID        int    `json:"uid"`
+	GID        int    `json:"gid"`
+	Size       int64  `json:"size"`
+	LinkTarget string `json:"link_target"`
+	Note       string `json:"note"`
+}
+
+// readManifest returns the manifest of report.json at the root of fsys, or
+// nil when there is none.
+func readManifest(fsys fs.FS) ([]ManifestEntry, error) {
+	f, err := fsys.Open(manifestName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxManifestBytes {
+		return nil, fmt.Errorf("inspect: %s is larger than %d bytes", manifestName, maxManifestBytes)
+	}
+	var doc struct {
+		Manifest []ManifestEntry `json:"manifest"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("inspect: %s: %w", manifestName, err)
+	}
+	if doc.Manifest == nil {
+		return nil, nil
+	}
+	return doc.Manifest, nil
+}
+
+// manifestFindings reports setuid/setgid and world-writable entries of the
+// unpack manifest.
+func (c *collector) manifestFindings(e ManifestEntry) {
+	m, err := strconv.ParseUint(e.Mode, 8, 32)
+	if err != nil {
+		return
+	}
+	p := e.Path
+	if p == "" {
+		p = e.OrigName
+	}
+	c.modeBits(p, e.Type, uint32(m), e.OrigName)
+}
+
+// modeFindings is manifestFindings for trees without a manifest: it uses the
+// modes on disk.
+func (c *collector) modeFindings(p string, m fs.FileMode, orig string) {
+	typ := "file"
+	switch {
+	case m.IsDir():
+		typ = "dir"
+	case m&fs.ModeSymlink != 0:
+		typ = "symlink"
+	case !m.IsRegular():
+		return
+	}
+	c.modeBits(p, typ, unixMode(m), orig)
+}
+
+func (c *collector) modeBits(p, typ string, m uint32, orig string) {
+	detail := ""
+	if orig != "" && orig != p {
+		detail = "named " + orig + " in the image"
+	}
+	if typ == "file" && m&0o6000 != 0 {
+		what := "setuid"
+		if m&0o4000 == 0 {
+			what = "setgid"
+		} else if m&0o2000 != 0 {
+			what = "setuid+setgid"
+		}
+		c.add(Finding{Rule: RuleSetuid, Severity: SeverityMedium, Path: p,
+			Evidence: fmt.Sprintf("%s, mode %04o", what, m), Detail: detail})
+	}
+	if m&0o002 != 0 && (typ == "file" || typ == "dir" && m&0o1000 == 0) {
+		c.add(Finding{Rule: RuleWorldWritable, Severity: SeverityMedium, Path: p,
+			Evidence: fmt.Sprintf("world-writable %s, mode %04o", typ, m), Detail: detail})
+	}
+}

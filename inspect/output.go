@@ -1,0 +1,131 @@
+package inspect
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteJSON writes the report in the JSON contract of docs/inspect.md.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r)
+}
+
+// WriteText writes a human summary: counts, then findings by severity, then
+// endpoints, services, components and the hardening table.
+func (r *Report) WriteText(w io.Writer) error {
+	ew := &errWriter{w: w}
+	counts := map[Severity]int{}
+	for _, f := range r.Findings {
+		counts[f.Severity]++
+	}
+	ew.printf("cordon inspect %s\n", r.Target)
+	ew.printf("%d files (%s), %d ELF, %.1fs", r.Stats.Files, humanBytes(r.Stats.Bytes), r.Stats.ELF, r.Stats.Seconds)
+	if r.Stats.Manifest {
+		ew.printf(", modes from report.json")
+	}
+	ew.printf("\nfindings: %d critical, %d high, %d medium, %d low, %d info\n",
+		counts[SeverityCritical], counts[SeverityHigh], counts[SeverityMedium], counts[SeverityLow], counts[SeverityInfo])
+	if len(r.Findings) > 0 {
+		ew.printf("\nFINDINGS\n")
+		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		for _, f := range r.Findings {
+			line := fmt.Sprintf("  %s\t%s\t%s\t%s", strings.ToUpper(f.Severity.String()), f.Rule, f.Path, f.Evidence)
+			if f.Detail != "" {
+				line += " — " + f.Detail
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+	}
+	if len(r.Endpoints) > 0 {
+		ew.printf("\nENDPOINTS\n")
+		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		for _, e := range r.Endpoints {
+			v := e.Vendor
+			if v == "" {
+				v = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Scope, v, e.Kind, e.Value, strings.Join(e.Paths, ", "))
+		}
+		tw.Flush()
+	}
+	if len(r.Services) > 0 {
+		ew.printf("\nSERVICES\n")
+		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		for _, s := range r.Services {
+			port := "-"
+			if s.Port > 0 {
+				port = fmt.Sprint(s.Port)
+			}
+			boot := "boot"
+			if !s.Boot {
+				boot = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s:%d\t%s\n", s.Name, port, boot, s.Path, s.Line, truncate(s.Command, 80))
+		}
+		tw.Flush()
+	}
+	if len(r.Components) > 0 {
+		ew.printf("\nCOMPONENTS\n")
+		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		for _, c := range r.Components {
+			vs := ""
+			for _, v := range c.Vulns {
+				vs += " " + v.ID
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name, c.Version, c.Path, strings.TrimSpace(vs))
+		}
+		tw.Flush()
+	}
+	if len(r.Binaries) > 0 {
+		ew.printf("\nBINARIES (NX PIE RELRO canary fortify stripped)\n")
+		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		for _, b := range r.Binaries {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Path, b.Arch, yn(b.NX), yn(b.PIE || b.Type == "lib"),
+				b.RELRO, yn(b.Canary), yn(b.Fortify), yn(b.Stripped), b.Type)
+		}
+		tw.Flush()
+	}
+	return ew.err
+}
+
+func yn(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }

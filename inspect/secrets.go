@@ -1,0 +1,307 @@
+package inspect
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/dsa" //nolint:staticcheck // DSA keys still ship in firmware; we only measure them
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/pem"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+const (
+	maxPEMBlocks  = 4096 // per file; CA bundles hold a few hundred
+	minRSABits    = 2048
+	minECBits     = 224
+	maxConfigLine = 4096
+)
+
+// now is the clock used for certificate expiry (a var for tests).
+var now = time.Now
+
+// checkPEM reports private keys and certificates in PEM blocks anywhere in
+// the file (text files, and keys embedded in binaries).
+func (c *collector) checkPEM(f *fileView) {
+	data := f.data
+	if !bytes.Contains(data, []byte("-----BEGIN ")) {
+		return
+	}
+	var certs []*cfgCert
+	for n := 0; n < maxPEMBlocks; n++ {
+		i := bytes.Index(data, []byte("-----BEGIN "))
+		if i < 0 {
+			break
+		}
+		block, rest := pem.Decode(data[i:])
+		if block == nil {
+			data = data[i+len("-----BEGIN "):]
+			continue
+		}
+		data = rest
+		switch {
+		case strings.HasSuffix(block.Type, "PRIVATE KEY"):
+			c.privateKeyFinding(f.path, block)
+		case block.Type == "CERTIFICATE":
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				continue
+			}
+			certs = append(certs, &cfgCert{cert})
+		}
+	}
+	if len(certs) > 2 {
+		return // a CA bundle: its roots are self-signed and some expire, by design
+	}
+	for _, ci := range certs {
+		c.certFindings(f.path, ci.Certificate)
+	}
+}
+
+type cfgCert struct{ *x509.Certificate }
+
+func (c *collector) privateKeyFinding(p string, block *pem.Block) {
+	encrypted := block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED")
+	algo, bits := "", 0
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		algo = "RSA"
+		if !encrypted {
+			if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+				bits = k.N.BitLen()
+			}
+		}
+	case "EC PRIVATE KEY":
+		algo = "EC"
+		if !encrypted {
+			if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+				bits = k.Curve.Params().BitSize
+			}
+		}
+	case "DSA PRIVATE KEY":
+		algo = "DSA"
+	case "PRIVATE KEY":
+		if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+			algo, bits = keyAlgoBits(k)
+		}
+	case "OPENSSH PRIVATE KEY":
+		algo, encrypted = parseOpenSSHKey(block.Bytes)
+		if algo == "ssh-ed25519" {
+			bits = 256
+		}
+	}
+	if algo == "" {
+		algo = strings.TrimSuffix(block.Type, " PRIVATE KEY")
+		if algo == "" || algo == "ENCRYPTED" {
+			algo = "unknown-type"
+		}
+	}
+	desc := algo
+	if bits > 0 {
+		desc = fmt.Sprintf("%s %d-bit", algo, bits)
+	}
+	sev, state := SeverityHigh, "unencrypted"
+	if encrypted {
+		sev, state = SeverityMedium, "encrypted"
+	}
+	c.add(Finding{Rule: RulePrivateKey, Severity: sev, Path: p,
+		Evidence: fmt.Sprintf("%s private key, %s", desc, state),
+		Detail:   "PEM block " + block.Type})
+	if weakKey(algo, bits) {
+		c.add(Finding{Rule: RuleWeakKey, Severity: SeverityHigh, Path: p,
+			Evidence: fmt.Sprintf("%s private key of %d bits", algo, bits),
+			Detail:   fmt.Sprintf("want RSA/DSA ≥ %d bits, EC ≥ %d bits", minRSABits, minECBits)})
+	}
+}
+
+func weakKey(algo string, bits int) bool {
+	switch {
+	case bits == 0:
+		return false
+	case algo == "RSA" || algo == "DSA" || algo == "ssh-rsa":
+		return bits < minRSABits
+	case algo == "EC":
+		return bits < minECBits
+	}
+	return false
+}
+
+func keyAlgoBits(k any) (string, int) {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return "RSA", k.N.BitLen()
+	case *rsa.PublicKey:
+		return "RSA", k.N.BitLen()
+	case *ecdsa.PrivateKey:
+		return "EC", k.Curve.Params().BitSize
+	case *ecdsa.PublicKey:
+		return "EC", k.Curve.Params().BitSize
+	case ed25519.PrivateKey, ed25519.PublicKey:
+		return "Ed25519", 256
+	case *dsa.PublicKey:
+		return "DSA", k.P.BitLen()
+	}
+	return "", 0
+}
+
+// parseOpenSSHKey reads the key type and cipher of an "openssh-key-v1" blob.
+func parseOpenSSHKey(b []byte) (algo string, encrypted bool) {
+	const magic = "openssh-key-v1\x00"
+	if !bytes.HasPrefix(b, []byte(magic)) {
+		return "", false
+	}
+	b = b[len(magic):]
+	str := func() (string, bool) {
+		if len(b) < 4 {
+			return "", false
+		}
+		n := binary.BigEndian.Uint32(b)
+		if uint64(n) > uint64(len(b)-4) {
+			return "", false
+		}
+		s := string(b[4 : 4+n])
+		b = b[4+n:]
+		return s, true
+	}
+	cipher, ok := str()
+	if !ok {
+		return "", false
+	}
+	encrypted = cipher != "none"
+	if _, ok := str(); !ok { // kdfname
+		return "", encrypted
+	}
+	if _, ok := str(); !ok { // kdfoptions
+		return "", encrypted
+	}
+	if len(b) < 4 {
+		return "", encrypted
+	}
+	b = b[4:] // number of keys
+	pub, ok := str()
+	if !ok {
+		return "", encrypted
+	}
+	pb := []byte(pub)
+	if len(pb) >= 4 {
+		n := binary.BigEndian.Uint32(pb)
+		if uint64(n) <= uint64(len(pb)-4) {
+			algo = string(pb[4 : 4+n])
+		}
+	}
+	return algo, encrypted
+}
+
+func (c *collector) certFindings(p string, cert *x509.Certificate) {
+	subject := cert.Subject.String()
+	if subject == "" {
+		subject = "(empty subject)"
+	}
+	if bytes.Equal(cert.RawIssuer, cert.RawSubject) && cert.CheckSignatureFrom(cert) == nil {
+		c.add(Finding{Rule: RuleCertSelfSigned, Severity: SeverityLow, Path: p,
+			Evidence: "subject " + subject, Detail: "expires " + cert.NotAfter.UTC().Format(time.DateOnly)})
+	}
+	if now().After(cert.NotAfter) {
+		c.add(Finding{Rule: RuleCertExpired, Severity: SeverityLow, Path: p,
+			Evidence: fmt.Sprintf("subject %s, expired %s", subject, cert.NotAfter.UTC().Format(time.DateOnly))})
+	}
+	if algo, bits := keyAlgoBits(cert.PublicKey); weakKey(algo, bits) {
+		c.add(Finding{Rule: RuleCertWeakKey, Severity: SeverityMedium, Path: p,
+			Evidence: fmt.Sprintf("subject %s, %s %d-bit key", subject, algo, bits)})
+	}
+}
+
+// Credential patterns found in any string of any file.
+var credentialPatterns = []struct {
+	name string
+	hint string
+	re   *regexp.Regexp
+}{
+	{"AWS access key ID", "A", regexp.MustCompile(`\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b`)},
+	{"Google API key", "AIza", regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35}\b`)},
+	{"GitHub token", "_", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36}\b`)},
+	{"Slack token", "xox", regexp.MustCompile(`\bxox[abposr]-[0-9A-Za-z-]{10,72}\b`)},
+	{"Stripe live secret key", "sk_live_", regexp.MustCompile(`\bsk_live_[0-9a-zA-Z]{24,99}\b`)},
+}
+
+func (sc *stringChecks) checkCredentials(s []byte) {
+	for _, p := range credentialPatterns {
+		if !bytes.Contains(s, []byte(p.hint)) {
+			continue
+		}
+		for _, m := range p.re.FindAll(s, 4) {
+			v := string(m)
+			if strings.HasSuffix(v, "EXAMPLE") {
+				continue // the documentation key AKIAIOSFODNN7EXAMPLE and friends
+			}
+			sc.addFinding(Finding{Rule: RuleCloudCredential, Severity: SeverityHigh, Path: sc.path,
+				Evidence: p.name + " " + maskSecret(v)})
+		}
+	}
+}
+
+// maskSecret keeps enough of a credential to find it again.
+func maskSecret(v string) string {
+	if len(v) <= 12 {
+		return v[:min(4, len(v))] + "…"
+	}
+	return v[:8] + "…" + v[len(v)-4:]
+}
+
+var configPasswordRE = regexp.MustCompile(`(?i)(?:^|[\s"'<{,;])((?:[a-z0-9_.-]*[_.-])?(?:pass(?:word|wd)?|pwd|passphrase|secret))["']?\s*(?:[=:]|>)\s*["']?([^\s"'<>;,#}]{1,128})`)
+
+// configExts are the file kinds checked for passwords in configuration.
+var configExts = map[string]bool{".conf": true, ".cfg": true, ".ini": true, ".xml": true, ".json": true,
+	".yml": true, ".yaml": true, ".properties": true, ".env": true, ".config": true, ".txt": true, "": true}
+
+// checkConfigPasswords reports literal passwords in configuration files.
+func (c *collector) checkConfigPasswords(f *fileView) {
+	base := f.base()
+	if !configExts[strings.ToLower(path.Ext(base))] || isAccountsName(base) || len(f.data) > 1<<20 || !isText(f.data) {
+		return
+	}
+	if bytes.HasPrefix(f.data, []byte("#!")) {
+		return // scripts: values are mostly variables and prompts
+	}
+	sc := bufio.NewScanner(bytes.NewReader(f.data))
+	sc.Buffer(make([]byte, 0, maxConfigLine), maxConfigLine)
+	lineNo := 0
+	found := 0
+	for sc.Scan() && found < 20 {
+		lineNo++
+		line := sc.Text()
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "#") || strings.HasPrefix(t, ";") || strings.HasPrefix(t, "//") {
+			continue
+		}
+		for _, m := range configPasswordRE.FindAllStringSubmatch(line, 4) {
+			key, val := m[1], m[2]
+			if placeholder(val) {
+				continue
+			}
+			found++
+			c.add(Finding{Rule: RuleConfigPassword, Severity: SeverityMedium, Path: f.path,
+				Evidence: fmt.Sprintf("line %d: %s = %q", lineNo, key, val)})
+		}
+	}
+}
+
+// placeholder reports values that are not literal passwords.
+func placeholder(v string) bool {
+	lv := strings.ToLower(v)
+	switch {
+	case strings.ContainsAny(v, "$%{}()[]\\"), strings.Trim(v, "*xX.-_0") == "",
+		lv == "none", lv == "null", lv == "nil", lv == "true", lv == "false", lv == "yes", lv == "no",
+		lv == "required", lv == "optional", lv == "enable", lv == "disable", lv == "on", lv == "off",
+		lv == "file", lv == "string", lv == "text", lv == "password", lv == "passwd":
+		return true
+	}
+	return false
+}

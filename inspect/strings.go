@@ -1,0 +1,104 @@
+package inspect
+
+import (
+	"bufio"
+	"errors"
+	"io"
+)
+
+// maxStringLen splits longer printable runs: URLs and version strings are
+// shorter, and it bounds the work per string.
+const maxStringLen = 4096
+
+// ExtractStrings streams r and calls fn with every run of at least minLen
+// printable ASCII bytes (space to tilde, and tab), like strings(1). Runs
+// longer than 4096 bytes are passed on in pieces. The slice passed to fn is
+// only valid during the call.
+func ExtractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	cur := make([]byte, 0, maxStringLen)
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			if len(cur) >= minLen {
+				fn(cur)
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if b >= 0x20 && b < 0x7f || b == '\t' {
+			cur = append(cur, b)
+			if len(cur) == maxStringLen {
+				fn(cur)
+				cur = cur[:0]
+			}
+			continue
+		}
+		if len(cur) >= minLen {
+			fn(cur)
+		}
+		cur = cur[:0]
+	}
+}
+
+// stringChecks runs the checks over the strings of one file and batches the
+// results, so the collector's lock is taken once per file.
+type stringChecks struct {
+	c          *collector
+	path       string
+	endpoints  map[string]Endpoint
+	components map[string]Component
+	findings   []Finding
+	seen       map[string]bool
+}
+
+func newStringChecks(c *collector, p string) *stringChecks {
+	return &stringChecks{c: c, path: p}
+}
+
+func (sc *stringChecks) check(s []byte) {
+	sc.checkEndpoints(s)
+	sc.checkComponents(s)
+	sc.checkCredentials(s)
+}
+
+func (sc *stringChecks) addFinding(f Finding) {
+	key := f.Rule + "\x00" + f.Evidence
+	if sc.seen == nil {
+		sc.seen = map[string]bool{}
+	}
+	if sc.seen[key] || len(sc.findings) >= maxFindingsPerFile {
+		return
+	}
+	sc.seen[key] = true
+	sc.findings = append(sc.findings, f)
+}
+
+// maxFindingsPerFile bounds what one file can add from its strings.
+const maxFindingsPerFile = 100
+
+func (sc *stringChecks) flush() {
+	c := sc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.findings = append(c.findings, sc.findings...)
+	for v, e := range sc.endpoints {
+		have := c.endpoints[v]
+		if have == nil {
+			e.Paths = []string{sc.path}
+			c.endpoints[v] = &e
+			continue
+		}
+		if len(have.Paths) < 4*maxEndpointPaths {
+			have.Paths = append(have.Paths, sc.path)
+		}
+	}
+	for k, comp := range sc.components {
+		if have, ok := c.components[k]; !ok || sc.path < have.Path {
+			comp.Path = sc.path // the smallest path, so reports are stable
+			c.components[k] = &comp
+		}
+	}
+}

@@ -1,0 +1,147 @@
+#!/bin/sh
+# Builds the inspect fixtures with the real tools (gcc, openssl, perl's crypt).
+#   fw/     a camera-like tree with planted findings (see inspect_test.go for the list)
+#   clean/  the same layout done right: it must yield no high or critical finding
+# Run from this directory: sh recipe.sh   (keys and salts are random on each run;
+# the tests check the findings, not the bytes).
+set -eu
+cd "$(dirname "$0")"
+rm -rf fw clean
+mkdir -p fw/etc/init.d fw/etc/ssl/private fw/etc/ssl/certs fw/etc/config fw/usr/bin fw/bin \
+	fw/lib/modules/4.9.37/kernel fw/mnt/mtd/Config
+mkdir -p clean/etc/init.d clean/etc/ssl/certs clean/etc/config clean/usr/bin clean/bin
+
+# --- accounts: hashes made by the tools, with passwords from the vendor-default list
+cat > fw/etc/passwd <<P
+root:x:0:0:root:/root:/bin/sh
+admin:x:0:0:admin:/:/bin/sh
+guest:x:1000:1000:guest:/home/guest:/bin/sh
+user:x:1001:1001::/home/user:/bin/sh
+support:x:1002:1002::/home/support:/bin/sh
+daemon:x:2:2:daemon:/:/sbin/nologin
+P
+{
+	echo "root:$(openssl passwd -1 xmhdipc):19000:0:99999:7:::"
+	echo "admin:$(openssl passwd -6 admin):19000:0:99999:7:::"
+	echo "guest::19000:0:99999:7:::"
+	echo "user:$(perl -e 'print crypt("123456", "xy")'):19000:0:99999:7:::"
+	echo "support:$(openssl passwd -5 support):19000:0:99999:7:::"
+	echo "daemon:*:19000:0:99999:7:::"
+} > fw/etc/shadow
+# a vendor copy of passwd with the hash inline (DES of a Mirai default)
+echo "root:$(perl -e 'print crypt("vizxv", "ab")'):0:0:root:/:/bin/sh" > fw/mnt/mtd/Config/passwd
+
+cat > clean/etc/passwd <<P
+root:x:0:0:root:/root:/bin/sh
+daemon:x:2:2:daemon:/:/sbin/nologin
+P
+{
+	echo "root:$(openssl passwd -6 "$(openssl rand -base64 24)"):19000:0:99999:7:::"
+	echo "daemon:*:19000:0:99999:7:::"
+} > clean/etc/shadow
+
+# --- services
+cat > fw/etc/inittab <<'I'
+::sysinit:/etc/init.d/rcS
+::respawn:/usr/sbin/telnetd -F -l /bin/sh
+ttyS0::askfirst:-/bin/sh
+::ctrlaltdel:/sbin/reboot
+I
+cat > fw/etc/init.d/rcS <<'R'
+#!/bin/sh
+mount -a
+# start the remote services
+/usr/sbin/telnetd -p 2323 &
+dropbear -p 0.0.0.0:22 -r /etc/dropbear/dropbear_rsa_host_key
+tcpsvd -vE 0.0.0.0 21 ftpd -w / &
+/usr/sbin/upnpd &
+if [ -f /mnt/mtd/debug ]; then nc -l -p 4444 -e /bin/sh & fi
+/usr/bin/cloudd &
+R
+cat > clean/etc/inittab <<'I'
+::sysinit:/etc/init.d/rcS
+ttyS0::respawn:/sbin/getty -L ttyS0 115200 vt100
+I
+cat > clean/etc/init.d/rcS <<'R'
+#!/bin/sh
+mount -a
+echo "telnetd is not started on this build"
+dropbear -p 22 -s
+/usr/bin/app &
+R
+
+# --- secrets: a 1024-bit RSA key, a self-signed certificate, cloud keys, passwords in config
+openssl genrsa -traditional -out fw/etc/ssl/private/server.key 1024 2>/dev/null
+openssl req -x509 -new -key fw/etc/ssl/private/server.key -subj "/CN=ipcam.local/O=Camera Vendor" \
+	-days 3650 -out fw/etc/ssl/certs/server.crt 2>/dev/null
+cat > fw/etc/config/cloud.conf <<'C'
+[cloud]
+server=https://litedev.hik-connect.com
+aws_access_key_id=AKIA2E0A8F3B244C9986
+[ftp]
+ftp_user=camera
+ftp_password=Cam3raPass!
+C
+cat > clean/etc/config/cloud.conf <<'C'
+[ftp]
+ftp_user=camera
+# ftp_password=
+ftp_password=${FTP_PASSWORD}
+C
+
+# --- binaries: an unhardened daemon with vendor-cloud endpoints, hardened ones
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat > "$tmp/cloudd.c" <<'S'
+#include <stdio.h>
+#include <string.h>
+static const char *endpoints[] = {
+	"https://litedev.hik-connect.com/api/device/register",
+	"pub-cfg.secu100.net",
+	"http://iotaccess.easy4ipcloud.com:10001/",
+	"114.114.114.114",
+	"203.0.113.9",
+	"http://www.w3.org/2001/XMLSchema",
+	"OpenSSL 1.0.2k  26 Jan 2017",
+	0,
+};
+int main(int argc, char **argv) {
+	char buf[64];
+	for (int i = 0; endpoints[i]; i++) puts(endpoints[i]);
+	if (argc > 1) strcpy(buf, argv[1]);
+	return buf[0];
+}
+S
+cat > "$tmp/busybox.c" <<'S'
+#include <stdio.h>
+int main(void) { puts("BusyBox v1.24.1 (2019-03-04 10:00:00 CST) multi-call binary."); return 0; }
+S
+cat > "$tmp/app.c" <<'S'
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+	char buf[64];
+	puts("http://www.w3.org/2001/XMLSchema https://update.example.com/fw version 1.2.3.4");
+	if (argc > 1) { strncpy(buf, argv[1], sizeof buf - 1); buf[sizeof buf - 1] = 0; printf("%d %s\n", argc, buf); }
+	return 0;
+}
+S
+CFLAGS_WEAK="-O0 -no-pie -fno-pie -z execstack -fno-stack-protector -z norelro"
+CFLAGS_HARD="-O2 -fPIE -pie -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wl,-z,relro,-z,now"
+gcc $CFLAGS_WEAK -o fw/usr/bin/cloudd "$tmp/cloudd.c"
+gcc $CFLAGS_HARD -o fw/bin/busybox "$tmp/busybox.c"
+gcc $CFLAGS_HARD -o clean/usr/bin/app "$tmp/app.c"
+gcc $CFLAGS_HARD -o clean/bin/busybox "$tmp/busybox.c"
+strip fw/usr/bin/cloudd fw/bin/busybox clean/usr/bin/app clean/bin/busybox
+printf 'kernel module placeholder\n' > fw/lib/modules/4.9.37/kernel/placeholder.ko
+
+# --- the unpack manifest the firmware engine writes (setuid and world-writable
+# bits are kept there, never on disk)
+cat > fw/report.json <<'J'
+{"image": {"path": "fw.img"}, "chunks": [], "manifest": [
+ {"path": "bin/busybox", "orig_name": "bin/busybox", "type": "file", "mode": "4755", "uid": 0, "gid": 0, "size": 0},
+ {"path": "etc/config/cloud.conf", "orig_name": "etc/config/cloud.conf", "type": "file", "mode": "0666", "uid": 0, "gid": 0, "size": 0},
+ {"path": "", "orig_name": "dev/console", "type": "chardev", "mode": "0600", "uid": 0, "gid": 0, "size": 0, "dev_major": 5, "dev_minor": 1, "note": "device node not created"}
+]}
+J
+chmod 0644 fw/etc/shadow clean/etc/shadow
