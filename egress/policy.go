@@ -1,0 +1,419 @@
+package egress
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/config"
+	"go.yaml.in/yaml/v3"
+)
+
+// Policy says which hosts are cameras, whom they may talk to, and the
+// thresholds of the detections. It is read strictly from YAML (LoadPolicy);
+// zero values take the documented defaults (Policy.Defaults).
+type Policy struct {
+	// Cameras are the addresses watched.
+	Cameras Cameras `yaml:"cameras"`
+	// Allow lists the infrastructure cameras may talk to. Traffic matching a
+	// rule raises no unexpected-destination, volume, beacon, lateral or
+	// new-destination alert (vendor-cloud and dns-tunnel still apply: a vendor
+	// domain resolved through the allowed resolver is still reported).
+	Allow []AllowRule `yaml:"allow"`
+	// Lateral configures camera → camera and camera → core detection.
+	Lateral Lateral `yaml:"lateral"`
+	// Thresholds of the detections.
+	Thresholds Thresholds `yaml:"thresholds"`
+	// Watchlists are extra watch-list files (the format `cordon inspect
+	// --watchlist` writes), merged with the embedded vendor-cloud list.
+	// Relative paths are relative to the policy file.
+	Watchlists []string `yaml:"watchlists"`
+	// Baseline configures new-destination learning.
+	Baseline BaselineConfig `yaml:"baseline"`
+	// Flows bounds the flow table.
+	Flows FlowLimits `yaml:"flows"`
+}
+
+// Cameras selects the camera addresses.
+type Cameras struct {
+	// Networks are the camera networks (CIDRs or single addresses). Required.
+	Networks []Prefix `yaml:"networks"`
+	// Exclude removes addresses from Networks (gateway, proxy, syslog server).
+	Exclude []Prefix `yaml:"exclude"`
+	// Names gives cameras a name and vendor used in alerts (optional).
+	Names []CameraName `yaml:"names"`
+}
+
+// CameraName names one camera.
+type CameraName struct {
+	Addr   Addr       `yaml:"addr"`
+	Name   string     `yaml:"name"`
+	Vendor string     `yaml:"vendor"`
+}
+
+// AllowRule allows traffic between cameras and Host. A rule matches a
+// connection when the peer is in Host, Proto matches (any when empty), and
+// Port equals the service port of the connection — the port of whoever was
+// connected to: the peer's port when the camera connects out, the camera's
+// port when the peer connects in (the proxy pulling RTSP on 554). A rule
+// without a port allows every port.
+type AllowRule struct {
+	Host  Prefix `yaml:"host"`
+	Proto Proto  `yaml:"proto"`
+	Port  uint16 `yaml:"port"`
+	Note  string `yaml:"note"`
+}
+
+// Lateral configures the lateral detection.
+type Lateral struct {
+	// Core are networks cameras must never reach on management ports
+	// (servers, workstations). Other cameras are always included.
+	Core []Prefix `yaml:"core"`
+	// Ports are the management ports. It defaults to DefaultLateralPorts.
+	Ports []uint16 `yaml:"ports"`
+}
+
+// DefaultLateralPorts are management and device-service ports: FTP, SSH,
+// telnet, RPC, NetBIOS, SMB, MSSQL, MySQL, RDP, VNC, WinRM, Hikvision SDK
+// (8000), Reolink (9000), XiongMai DVRIP (34567), Dahua (37777).
+var DefaultLateralPorts = []uint16{21, 22, 23, 135, 139, 445, 1433, 3306, 3389, 5900, 5985, 5986, 8000, 9000, 34567, 37777}
+
+// Thresholds tune the detections.
+type Thresholds struct {
+	// Aggregate is the window over which repeats of one camera, kind and
+	// destination are folded into one alert. It defaults to 1m.
+	Aggregate Duration `yaml:"aggregate"`
+	DNSTunnel DNSTunnel `yaml:"dns_tunnel"`
+	Beacon    Beacon    `yaml:"beacon"`
+	Volume    Volume    `yaml:"volume"`
+}
+
+// DNSTunnel raises dns-tunnel when, within Window, one camera sends at least
+// Queries queries and at least LongNames distinct suspicious names under one
+// registered domain. A name is suspicious when the part left of the
+// registered domain has at least MinLength characters, or contains a hex
+// label of 16+ characters, or has a character entropy of 3.5 bits or more
+// over 12+ characters.
+type DNSTunnel struct {
+	Window    Duration `yaml:"window"`     // defaults to 5m
+	Queries   int      `yaml:"queries"`    // defaults to 25
+	LongNames int      `yaml:"long_names"` // defaults to 15
+	MinLength int      `yaml:"min_length"` // defaults to 20
+}
+
+// Beacon raises beacon when a camera contacts one non-allowed destination at
+// least Events times at regular intervals: the mean interval of the last
+// Events contacts is at least MinInterval and their standard deviation at
+// most MaxJitter of the mean. A contact is a new connection or datagram flow,
+// or a packet after the flow was idle for MinInterval/2; retransmitted SYNs
+// are not contacts.
+type Beacon struct {
+	Events      int      `yaml:"events"`       // defaults to 6
+	MinInterval Duration `yaml:"min_interval"` // defaults to 10s
+	MaxJitter   float64  `yaml:"max_jitter"`   // defaults to 0.1
+}
+
+// Volume raises volume when a camera sends more than Bytes to non-allowed
+// destinations within Window (bytes the camera sends only, on connections it
+// opened).
+type Volume struct {
+	Window Duration `yaml:"window"` // defaults to 5m
+	Bytes  ByteSize `yaml:"bytes"`  // defaults to 20MB
+}
+
+// BaselineConfig configures new-destination.
+type BaselineConfig struct {
+	// File is where the learned destinations are kept across restarts.
+	// Empty disables new-destination (the --baseline flag sets it too).
+	File string `yaml:"file"`
+	// Learn is how long after the baseline was created new destinations are
+	// learned silently. It defaults to 0: every new one is reported.
+	Learn Duration `yaml:"learn"`
+	// Max bounds the number of learned destinations. It defaults to 100000.
+	Max int `yaml:"max"`
+}
+
+// FlowLimits bounds the flow table.
+type FlowLimits struct {
+	// Max is the number of flows tracked; the least recently seen flow is
+	// evicted (and counted) when a new one arrives. It defaults to 100000.
+	Max int `yaml:"max"`
+	// Idle is how long a flow without packets is kept. It defaults to 5m.
+	Idle Duration `yaml:"idle"`
+}
+
+// Defaults fills zero values with the documented defaults.
+func (p *Policy) Defaults() {
+	d := func(v *Duration, def time.Duration) {
+		if *v == 0 {
+			*v = Duration(def)
+		}
+	}
+	i := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	t := &p.Thresholds
+	d(&t.Aggregate, time.Minute)
+	d(&t.DNSTunnel.Window, 5*time.Minute)
+	i(&t.DNSTunnel.Queries, 25)
+	i(&t.DNSTunnel.LongNames, 15)
+	i(&t.DNSTunnel.MinLength, 20)
+	i(&t.Beacon.Events, 6)
+	d(&t.Beacon.MinInterval, 10*time.Second)
+	if t.Beacon.MaxJitter == 0 {
+		t.Beacon.MaxJitter = 0.1
+	}
+	d(&t.Volume.Window, 5*time.Minute)
+	if t.Volume.Bytes == 0 {
+		t.Volume.Bytes = 20 << 20
+	}
+	if len(p.Lateral.Ports) == 0 {
+		p.Lateral.Ports = DefaultLateralPorts
+	}
+	i(&p.Baseline.Max, 100000)
+	i(&p.Flows.Max, 100000)
+	d(&p.Flows.Idle, 5*time.Minute)
+}
+
+// LoadPolicy reads, strictly decodes, validates and defaults a policy file.
+func LoadPolicy(path string) (*Policy, error) {
+	var p Policy
+	if err := config.LoadFile(path, &p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(path); err != nil {
+		return nil, err
+	}
+	p.Defaults()
+	return &p, nil
+}
+
+// ParsePolicy is LoadPolicy for in-memory data; name is used in messages.
+func ParsePolicy(name string, data []byte) (*Policy, error) {
+	var p Policy
+	if err := config.Decode(name, data, &p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(name); err != nil {
+		return nil, err
+	}
+	p.Defaults()
+	return &p, nil
+}
+
+// Validate checks what a per-field decoder cannot: required sections and
+// ranges. name prefixes the messages.
+func (p *Policy) Validate(name string) error {
+	var errs config.Errors
+	add := func(format string, args ...any) {
+		errs = append(errs, &config.Error{File: name, Msg: fmt.Sprintf(format, args...)})
+	}
+	if len(p.Cameras.Networks) == 0 {
+		add("cameras.networks is empty: list the camera networks, like [192.168.50.0/24]")
+	}
+	t := p.Thresholds
+	if t.DNSTunnel.Queries < 0 || t.DNSTunnel.LongNames < 0 || t.DNSTunnel.MinLength < 0 {
+		add("thresholds.dns_tunnel: queries, long_names and min_length must be positive")
+	}
+	if t.DNSTunnel.LongNames > t.DNSTunnel.Queries && t.DNSTunnel.Queries > 0 {
+		add("thresholds.dns_tunnel.long_names (%d) is larger than queries (%d): it could never trigger", t.DNSTunnel.LongNames, t.DNSTunnel.Queries)
+	}
+	if t.Beacon.Events < 0 || (t.Beacon.Events > 0 && t.Beacon.Events < 3) {
+		add("thresholds.beacon.events is %d: at least 3 contacts are needed to judge regularity", t.Beacon.Events)
+	}
+	if t.Beacon.Events > maxBeaconEvents {
+		add("thresholds.beacon.events is %d: at most %d", t.Beacon.Events, maxBeaconEvents)
+	}
+	if t.Beacon.MaxJitter < 0 || t.Beacon.MaxJitter > 1 {
+		add("thresholds.beacon.max_jitter is %g: want a fraction of the interval between 0 and 1, like 0.1", t.Beacon.MaxJitter)
+	}
+	if p.Baseline.Max < 0 || p.Flows.Max < 0 {
+		add("baseline.max and flows.max must be positive")
+	}
+	for i, c := range p.Cameras.Names {
+		if !c.Addr.IsValid() || c.Name == "" {
+			add("cameras.names entry %d: set both addr and name", i+1)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// Prefix is an address or a network in CIDR notation.
+type Prefix struct{ netip.Prefix }
+
+// UnmarshalYAML accepts "192.168.50.2" and "192.168.50.0/24".
+func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParsePrefix(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return config.At(n, "%q is not an IP address or network like 192.168.50.0/24", n.Value)
+	}
+	*p = v
+	return nil
+}
+
+// ParsePrefix parses an address or a CIDR.
+func ParsePrefix(s string) (Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return Prefix{}, err
+		}
+		return Prefix{p.Masked()}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return Prefix{}, err
+	}
+	a = a.Unmap()
+	return Prefix{netip.PrefixFrom(a, a.BitLen())}, nil
+}
+
+// Proto is an IP protocol name in a policy: tcp, udp, icmp, or empty for any.
+type Proto string
+
+// UnmarshalYAML validates the protocol name.
+func (p *Proto) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Value {
+	case "tcp", "udp", "icmp", "any", "":
+		*p = Proto(n.Value)
+		if *p == "any" {
+			*p = ""
+		}
+		return nil
+	}
+	return config.At(n, "proto %q is not one of tcp, udp, icmp, any", n.Value)
+}
+
+func (p Proto) number() uint8 {
+	switch p {
+	case "tcp":
+		return 6
+	case "udp":
+		return 17
+	case "icmp":
+		return 1
+	}
+	return 0
+}
+
+// UnmarshalYAML checks the keys and cross-field rules of an allow entry.
+func (r *AllowRule) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return config.At(n, "an allow entry is a mapping like {host: 192.168.50.1, proto: udp, port: 53}")
+	}
+	var hostSeen bool
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var err error
+		switch k.Value {
+		case "host":
+			hostSeen = true
+			err = r.Host.UnmarshalYAML(v)
+		case "proto":
+			err = r.Proto.UnmarshalYAML(v)
+		case "port":
+			p, perr := strconv.ParseUint(v.Value, 10, 16)
+			if perr != nil || p == 0 {
+				return config.At(v, "port %q is not a port number between 1 and 65535", v.Value)
+			}
+			r.Port = uint16(p)
+		case "note":
+			r.Note = v.Value
+		default:
+			return config.At(k, "unknown key %q in allow entry (want host, proto, port, note)", k.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !hostSeen {
+		return config.At(n, "allow entry without host: say which address or network is allowed")
+	}
+	if r.Port != 0 && r.Proto != "tcp" && r.Proto != "udp" {
+		return config.At(n, "allow entry for %s has port %d but no proto: add proto: tcp or proto: udp", r.Host, r.Port)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written like 30s, 5m or 1h.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return config.At(n, "%q is not a duration like 30s, 5m or 1h", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ByteSize is a number of bytes written as 1048576, 500kB, 20MB or 1GiB.
+type ByteSize uint64
+
+// UnmarshalYAML parses a size with an optional unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return config.At(n, "%q is not a size like 500kB, 20MB or 1GiB", n.Value)
+	}
+	*b = v
+	return nil
+}
+
+// ParseByteSize parses 1048576, 500kB, 20MB, 1GiB (kB/MB/GB are powers of
+// 1000, KiB/MiB/GiB powers of 1024).
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mul    uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mul := uint64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mul = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mul
+			break
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("egress: bad size %q", s)
+	}
+	return ByteSize(v * mul), nil
+}
+
+func (b ByteSize) String() string {
+	switch {
+	case b >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(b)/1e9)
+	case b >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(b)/1e6)
+	case b >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(b)/1e3)
+	}
+	return fmt.Sprintf("%d B", uint64(b))
+}
+
+// Addr is one IP address in a policy.
+type Addr struct{ netip.Addr }
+
+// UnmarshalYAML parses an IPv4 or IPv6 address.
+func (a *Addr) UnmarshalYAML(n *yaml.Node) error {
+	v, err := netip.ParseAddr(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return config.At(n, "%q is not an IP address like 192.168.50.10", n.Value)
+	}
+	a.Addr = v.Unmap()
+	return nil
+}

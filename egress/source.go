@@ -1,0 +1,126 @@
+package egress
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/klauspost/compress/zstd"
+)
+
+// maxZstdWindow bounds the memory a zstd-compressed capture may ask for.
+const maxZstdWindow = 64 << 20
+
+// OpenFile opens a capture file for reading: pcap or pcapng, optionally
+// compressed with gzip or zstd (recognised by their magic bytes, whatever
+// the file is called). "-" reads standard input (stdin). Memory stays
+// bounded: packets are read one at a time and reused.
+func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
+	var rc io.ReadCloser
+	if path == "-" {
+		rc = io.NopCloser(stdin)
+		path = "standard input"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("egress: %w", err)
+		}
+		rc = f
+	}
+	src, err := openStream(path, rc)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return src, nil
+}
+
+func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
+	br := bufio.NewReaderSize(rc, 1<<16)
+	magic, _ := br.Peek(4)
+	closers := []io.Closer{rc}
+	var r io.Reader = br
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("egress: %s: gzip: %w", name, err)
+		}
+		closers = append(closers, zr)
+		r = bufio.NewReaderSize(zr, 1<<16)
+	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdWindow), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("egress: %s: zstd: %w", name, err)
+		}
+		closers = append(closers, closerFunc(func() error { zr.Close(); return nil }))
+		r = bufio.NewReaderSize(zr, 1<<16)
+	}
+	inner := r.(*bufio.Reader)
+	magic, err := inner.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %s: too short to be a capture file", name)
+	}
+	s := &fileSource{closers: closers}
+	switch {
+	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
+		ng, err := pcapgo.NewNgReader(inner, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		if err != nil {
+			return nil, fmt.Errorf("egress: %s: pcapng: %w", name, err)
+		}
+		s.read, s.lt = ng.ZeroCopyReadPacketData, ng.LinkType()
+	case isPcapMagic(magic):
+		pr, err := pcapgo.NewReader(inner)
+		if err != nil {
+			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
+		}
+		s.read, s.lt = pr.ZeroCopyReadPacketData, pr.LinkType()
+	default:
+		return nil, fmt.Errorf("egress: %s is not a pcap or pcapng capture (magic %x; gzip and zstd compression are recognised)", name, magic)
+	}
+	return s, nil
+}
+
+func isPcapMagic(m []byte) bool {
+	switch string(m) {
+	case "\xa1\xb2\xc3\xd4", "\xd4\xc3\xb2\xa1", "\xa1\xb2\x3c\x4d", "\x4d\x3c\xb2\xa1":
+		return true
+	}
+	return false
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+type fileSource struct {
+	read    func() ([]byte, gopacket.CaptureInfo, error)
+	lt      layers.LinkType
+	closers []io.Closer
+}
+
+func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	data, ci, err := s.read()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, ci, fmt.Errorf("egress: capture file truncated: %w", err)
+	}
+	return data, ci, err
+}
+
+func (s *fileSource) LinkType() layers.LinkType { return s.lt }
+
+func (s *fileSource) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i].Close())
+	}
+	return errors.Join(errs...)
+}
+
+var _ PacketSource = (*fileSource)(nil)
