@@ -48,9 +48,9 @@ type Cameras struct {
 
 // CameraName names one camera.
 type CameraName struct {
-	Addr   Addr       `yaml:"addr"`
-	Name   string     `yaml:"name"`
-	Vendor string     `yaml:"vendor"`
+	Addr   Addr   `yaml:"addr"`
+	Name   string `yaml:"name"`
+	Vendor string `yaml:"vendor"`
 }
 
 // AllowRule allows traffic between cameras and Host. A rule matches a
@@ -84,7 +84,7 @@ var DefaultLateralPorts = []uint16{21, 22, 23, 135, 139, 445, 1433, 3306, 3389, 
 type Thresholds struct {
 	// Aggregate is the window over which repeats of one camera, kind and
 	// destination are folded into one alert. It defaults to 1m.
-	Aggregate Duration `yaml:"aggregate"`
+	Aggregate Duration  `yaml:"aggregate"`
 	DNSTunnel DNSTunnel `yaml:"dns_tunnel"`
 	Beacon    Beacon    `yaml:"beacon"`
 	Volume    Volume    `yaml:"volume"`
