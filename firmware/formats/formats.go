@@ -10,6 +10,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/compress"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
+	"github.com/cordon-vms/cordon/firmware/formats/dtb"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
@@ -27,6 +28,7 @@ var All = []*firmware.Format{
 
 	// Boot and partition containers.
 	uimage.Format,
+	dtb.Format,
 
 	// Filesystems.
 	squashfs.Format,
