@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+func cameraState(p *Proxy, name string) string {
+	for _, s := range p.Status() {
+		if s.Name == name {
+			return s.State
+		}
+	}
+	return ""
+}
+
+// TestReloadKeepsUntouchedCameras adds and removes cameras while a reader of
+// an untouched camera keeps playing without a gap.
+func TestReloadKeepsUntouchedCameras(t *testing.T) {
+	sim := startCamsim(t, "c1", "c2", "c3")
+	log, _ := newLog(t)
+	camA := Camera{Name: "a", URL: MustParseSecretURL(sim.URL("c1"))}
+	camC := Camera{Name: "c", URL: MustParseSecretURL(sim.URL("c3"))}
+	cfg := testConfig(camA, camC)
+	p := startProxy(t, cfg, log)
+
+	var ra, rc *rtspReader
+	waitFor(t, "readers", 10*time.Second, func() bool {
+		var err error
+		ra, err = dialReader(t, readerURL(p, "a"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	waitFor(t, "reader c", 10*time.Second, func() bool {
+		var err error
+		rc, err = dialReader(t, readerURL(p, "c"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	waitFor(t, "packets", 5*time.Second, func() bool { return ra.packets.Load() > 25 && rc.packets.Load() > 25 })
+
+	cfg2 := testConfig(camA, Camera{Name: "b", URL: MustParseSecretURL(sim.URL("c2"))})
+	start := time.Now()
+	if err := p.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reader of the removed camera closed", 5*time.Second, func() bool { return rc.cl.Wait() != nil })
+	var rb *rtspReader
+	waitFor(t, "added camera readable", 10*time.Second, func() bool {
+		var err error
+		rb, err = dialReader(t, readerURL(p, "b"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	waitFor(t, "added camera packets", 5*time.Second, func() bool { return rb.packets.Load() > 10 })
+	time.Sleep(max(0, time.Second-time.Since(start)))
+
+	// camsim sends 25 frames/s: a gap over 300 ms means the reader was interrupted.
+	if g := ra.gaps(); g > 300*time.Millisecond {
+		t.Errorf("reader of the untouched camera saw a %v gap", g)
+	}
+	if res, err := rawRequest(p.RTSPAddr().String(), base.Describe, readerURL(p, "c"), nil); err != nil || res.StatusCode != base.StatusNotFound {
+		t.Errorf("removed camera: %v %v, want 404", res, err)
+	}
+	if st := p.Status(); len(st) != 2 || st[0].Name != "a" || st[1].Name != "b" || len(st[0].Readers) != 1 {
+		t.Errorf("status after reload: %+v", st)
+	}
+}
+
+// TestOnDemand pulls an on-demand camera only while it has readers.
+func TestOnDemand(t *testing.T) {
+	sim := startCamsim(t, "c1")
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "od", URL: MustParseSecretURL(sim.URL("c1")), OnDemand: true}), log)
+	time.Sleep(300 * time.Millisecond)
+	if s := cameraState(p, "od"); s != stateIdle {
+		t.Fatalf("on-demand camera without readers is %s, want idle", s)
+	}
+	r, err := dialReader(t, readerURL(p, "od"), gortsplib.ProtocolTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 10 })
+	if s := cameraState(p, "od"); s != stateUp {
+		t.Errorf("with a reader: %s, want up", s)
+	}
+	r.cl.Close()
+	// OnDemandClose is 500 ms in testConfig.
+	waitFor(t, "camera idle again", 5*time.Second, func() bool { return cameraState(p, "od") == stateIdle })
+}
+
+// TestMediaChanged restarts the camera with another codec: readers are
+// closed (with a logged reason) instead of receiving H.265 as H.264.
+func TestMediaChanged(t *testing.T) {
+	gst := startGstCamera(t, 0, "cam", "", "", "h264")
+	port := gst.port
+	log, lb := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "m", URL: MustParseSecretURL(gst.url("", "", "cam"))}), log)
+	var r *rtspReader
+	waitFor(t, "reader", 10*time.Second, func() bool {
+		var err error
+		r, err = dialReader(t, readerURL(p, "m"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 5 })
+	gst.kill()
+	startGstCamera(t, port, "cam", "", "", "h265")
+	waitFor(t, "reader closed", 15*time.Second, func() bool {
+		return strings.Contains(lb.String(), "camera media changed after reconnecting; closing its readers")
+	})
+	done := make(chan error, 1)
+	go func() { done <- r.cl.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("reader still attached after the camera's media changed")
+	}
+	// New readers get the new media.
+	waitFor(t, "new reader", 10*time.Second, func() bool {
+		r2, err := dialReader(t, readerURL(p, "m"), gortsplib.ProtocolTCP)
+		return err == nil && strings.Contains(r2.desc.Medias[0].Formats[0].Codec(), "265")
+	})
+}
+
+// TestSlowReader: a reader that stops reading never stalls the camera or the
+// other readers; its packets are skipped up to keyframes and counted.
+func TestSlowReader(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", FPS: 25, Bitrate: 16_000_000}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, _ := newLog(t)
+	cfg := testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})
+	cfg.WriteQueueSize = 512 // a few frames at 16 Mbit/s
+	cfg.Timeouts.Reader = 30 * time.Second
+	p := startProxy(t, cfg, log)
+
+	var fast *rtspReader
+	waitFor(t, "fast reader", 10*time.Second, func() bool {
+		var err error
+		fast, err = dialReader(t, readerURL(p, "big"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+
+	// The slow reader plays over TCP, then never reads again.
+	nc, err := net.Dial("tcp", p.RTSPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	br := bufio.NewReader(nc)
+	session := ""
+	for i, req := range []struct {
+		method base.Method
+		url    string
+		h      base.Header
+	}{
+		{base.Describe, readerURL(p, "big"), nil},
+		{base.Setup, readerURL(p, "big") + "/trackID=0", base.Header{"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}}},
+		{base.Play, readerURL(p, "big"), nil},
+	} {
+		u, _ := base.ParseURL(req.url)
+		h := base.Header{"CSeq": base.HeaderValue{fmt.Sprint(i + 1)}}
+		for k, v := range req.h {
+			h[k] = v
+		}
+		if session != "" {
+			h["Session"] = base.HeaderValue{session}
+		}
+		b, _ := (&base.Request{Method: req.method, URL: u, Header: h}).Marshal()
+		nc.Write(b)
+		var res base.Response
+		if err := res.Unmarshal(br); err != nil || res.StatusCode != base.StatusOK {
+			t.Fatalf("%s: %v %v", req.method, res.StatusCode, err)
+		}
+		if s, ok := res.Header["Session"]; ok {
+			session, _, _ = strings.Cut(s[0], ";")
+		}
+	}
+	fastBefore := fast.packets.Load()
+	waitFor(t, "slow reader dropping", 20*time.Second, func() bool {
+		for _, rs := range p.Status()[0].Readers {
+			if rs.Remote == nc.LocalAddr().String() && rs.DroppedPackets > 100 {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(300 * time.Millisecond)
+	if fast.packets.Load() <= fastBefore+50 {
+		t.Errorf("fast reader stalled: %d packets while the slow one filled up", fast.packets.Load()-fastBefore)
+	}
+	if g := fast.gaps(); g > 400*time.Millisecond {
+		t.Errorf("fast reader saw a %v gap", g)
+	}
+	for _, rs := range p.Status()[0].Readers {
+		if rs.Remote != nc.LocalAddr().String() && rs.DroppedPackets != 0 {
+			t.Errorf("fast reader lost %d packets because of the slow one", rs.DroppedPackets)
+		}
+	}
+	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
+	if !strings.Contains(metrics, "cordon_reader_dropped_packets_total") {
+		t.Error("/metrics lacks cordon_reader_dropped_packets_total")
+	}
+}
