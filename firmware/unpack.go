@@ -334,6 +334,21 @@ func imageInfo(ctx context.Context, p string) (ImageInfo, error) {
 // Scan maps the chunks of the image at imagePath without extracting anything.
 // Unknown stretches and 0x00/0xff padding are reported as regions.
 func Scan(ctx context.Context, imagePath string, o Options) (*ScanReport, error) {
+	r, c, size, err := fileOpener(imagePath)()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rep, err := ScanReaderAt(ctx, r, size, o)
+	if err != nil {
+		return nil, fmt.Errorf("firmware: scan %s: %w", imagePath, err)
+	}
+	rep.Image.Path = imagePath
+	return rep, nil
+}
+
+// ScanReaderAt is Scan over size bytes of r.
+func ScanReaderAt(ctx context.Context, r io.ReaderAt, size int64, o Options) (*ScanReport, error) {
 	if len(o.Formats) == 0 {
 		return nil, errors.New("firmware: Options.Formats is empty")
 	}
@@ -342,21 +357,25 @@ func Scan(ctx context.Context, imagePath string, o Options) (*ScanReport, error)
 	ctx, cancel := context.WithTimeout(ctx, o.Limits.Timeout)
 	defer cancel()
 	e := newEngine(o)
+	e.progressSize = size
+	open := func() (io.ReaderAt, io.Closer, int64, error) { return r, io.NopCloser(nil), size, nil }
 	var info ImageInfo
 	var infoErr error
 	done := make(chan struct{})
-	go func() { info, infoErr = imageInfo(ctx, imagePath); close(done) }()
-	if st, err := os.Stat(imagePath); err == nil {
-		e.progressSize = st.Size()
-	}
-	jobs, unknown, err := e.processFile(ctx, fileOpener(imagePath), "", "", 0)
+	go func() {
+		defer close(done)
+		var sum string
+		sum, _, infoErr = digest(ctx, r, 0, size)
+		info = ImageInfo{Size: size, SHA256: sum}
+	}()
+	jobs, unknown, err := e.processFile(ctx, open, "", "", 0)
 	<-done
 	if err == nil {
 		err = infoErr
 	}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("firmware: scan %s: timed out after %v", imagePath, o.Limits.Timeout)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("timed out after %v", o.Limits.Timeout)
 		}
 		return nil, err
 	}

@@ -16,12 +16,13 @@ import (
 
 // Identification budget: a stream is decoded to find its end, but never past
 // identifyMaxOut bytes, nor past identifyRatio times its input once it has
-// produced identifyFloor bytes (a decompression bomb). A stream stopped by
-// the budget is reported as running to the end of the file.
+// produced identifyFloor bytes (deflate cannot exceed 1032:1, so only bombs
+// of the other formats hit the ratio). A stream stopped by the budget is
+// reported as running to the end of the file.
 const (
 	identifyFloor  = 64 << 20
-	identifyMaxOut = 1 << 30
-	identifyRatio  = 200
+	identifyMaxOut = 512 << 20
+	identifyRatio  = 1100
 	// maxDict bounds the dictionary or window a decoder may allocate.
 	maxDict = 64 << 20
 )

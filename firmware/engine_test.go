@@ -1,0 +1,439 @@
+package firmware_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/compress"
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
+
+// hostile is a test format: "HOST" + u32 length, whose Extract hands the Sink
+// every kind of hostile entry.
+var hostile = &firmware.Format{
+	Name:   "hostile",
+	Kind:   firmware.KindArchive,
+	Magics: []firmware.Magic{{Bytes: []byte("HOST")}},
+	Identify: func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+		var h [8]byte
+		if off+8 > size {
+			return nil, firmware.ErrNotFormat
+		}
+		r.ReadAt(h[:], off)
+		n := int64(binary.LittleEndian.Uint32(h[4:]))
+		if n < 8 || n > size-off {
+			return nil, firmware.ErrNotFormat
+		}
+		return &firmware.Chunk{Offset: off, Size: n, Desc: "hostile test archive", Confidence: firmware.ConfidenceHigh}, nil
+	},
+	Extract: func(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+		file := func(name string, mode fs.FileMode, body string) error {
+			return out.Add(&firmware.Header{Name: name, Type: firmware.TypeFile, Mode: mode, Size: int64(len(body))}, strings.NewReader(body))
+		}
+		link := func(name, target string, t firmware.EntryType) error {
+			return out.Add(&firmware.Header{Name: name, Type: t, Mode: 0o777, Linkname: target}, nil)
+		}
+		steps := []func() error{
+			func() error { return out.Add(&firmware.Header{Name: "bin", Type: firmware.TypeDir, Mode: 0o755}, nil) },
+			func() error { return file("bin/busybox", 0o755|fs.ModeSetuid, "busybox") },
+			func() error { return file("../../etc/evil", 0o644, "traversal") },
+			func() error { return file("/abs/file", 0o600, "absolute") },
+			func() error { return link("bin/sh", "busybox", firmware.TypeSymlink) },
+			func() error { return link("bin/ash", "/bin/busybox", firmware.TypeSymlink) },
+			func() error { return link("escape", "../../../../etc/shadow", firmware.TypeSymlink) },
+			func() error { return link("dotlink", ".", firmware.TypeSymlink) },
+			func() error { return file("dotlink/dotlink/through", 0o644, "through a link inside") },
+			func() error { return link("bin/hard", "bin/busybox", firmware.TypeHardlink) },
+			func() error { return link("hardout", "../../etc/passwd", firmware.TypeHardlink) },
+			func() error {
+				return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
+			},
+			func() error { return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil) },
+			func() error { return file("bin", 0o644, "a file over a folder") },
+			func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return err
+			}
+		}
+		out.Warn("hostile archive extracted")
+		return nil
+	},
+}
+
+func hostileImage(t *testing.T) string {
+	t.Helper()
+	b := append([]byte("HOST"), 0, 0, 0, 0)
+	b = append(b, bytes.Repeat([]byte("x"), 56)...)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	img := append(bytes.Repeat([]byte{0xff}, 4096), b...)
+	p := filepath.Join(t.TempDir(), "hostile.bin")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func unpack(t *testing.T, image string, o firmware.Options) (*firmware.Report, string) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testutil.Logger(t)
+	}
+	if o.Formats == nil {
+		o.Formats = []*firmware.Format{hostile, compress.GZIP, compress.XZ, compress.Zstd}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := firmware.Unpack(context.Background(), image, out, o)
+	if err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	return rep, out
+}
+
+func manifestByName(rep *firmware.Report) map[string]firmware.ManifestEntry {
+	m := map[string]firmware.ManifestEntry{}
+	for _, e := range rep.Manifest {
+		m[e.OrigName] = e
+	}
+	return m
+}
+
+func TestSinkSafety(t *testing.T) {
+	image := hostileImage(t)
+	rep, out := unpack(t, image, firmware.Options{})
+	parent := filepath.Dir(out)
+	// Nothing outside out.
+	ents, _ := os.ReadDir(parent)
+	if len(ents) != 1 {
+		t.Errorf("the output's parent holds %d entries, want only out/", len(ents))
+	}
+	x := filepath.Join(out, "0x1000-hostile.extract")
+	m := manifestByName(rep)
+
+	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
+		t.Helper()
+		e, ok := m[orig]
+		if !ok {
+			t.Fatalf("no manifest entry for %q", orig)
+		}
+		if e.Path != wantPath {
+			t.Errorf("%q written at %q, want %q", orig, e.Path, wantPath)
+		}
+		if !strings.Contains(e.Note, noteHas) {
+			t.Errorf("%q note %q, want it to mention %q", orig, e.Note, noteHas)
+		}
+		return e
+	}
+	bb := check("bin/busybox", "0x1000-hostile.extract/bin/busybox", "setuid")
+	if bb.Mode != "4755" || bb.SHA256 == "" || bb.Size != 7 {
+		t.Errorf("busybox manifest %+v, want mode 4755, size 7 and a sha256", bb)
+	}
+	if st, err := os.Stat(filepath.Join(x, "bin/busybox")); err != nil || st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 || st.Mode().Perm() != 0o755 {
+		t.Errorf("busybox on disk: %v %v, want 0755 without setuid", st.Mode(), err)
+	}
+	check("../../etc/evil", "0x1000-hostile.extract/etc/evil", "neutralised")
+	check("/abs/file", "0x1000-hostile.extract/abs/file", "absolute")
+	check("bin/ash", "0x1000-hostile.extract/bin/ash", "rewritten")
+	if tgt, err := os.Readlink(filepath.Join(x, "bin/ash")); err != nil || tgt != "busybox" {
+		t.Errorf("bin/ash -> %q (%v), want busybox", tgt, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(x, "bin/sh")); err != nil || string(b) != "busybox" {
+		t.Errorf("bin/sh reads %q (%v), want busybox's content through the link", b, err)
+	}
+	esc := check("escape", "0x1000-hostile.extract/escape", "escapes")
+	if esc.LinkTarget != "../../../../etc/shadow" {
+		t.Errorf("escape link target %q not recorded", esc.LinkTarget)
+	}
+	if st, err := os.Lstat(filepath.Join(x, "escape")); err != nil || !st.Mode().IsRegular() {
+		t.Errorf("escape is %v (%v), want a placeholder file", st.Mode(), err)
+	}
+	check("dotlink/dotlink/through", "0x1000-hostile.extract/dotlink/dotlink/through", "")
+	if b, err := os.ReadFile(filepath.Join(x, "through")); err != nil || string(b) != "through a link inside" {
+		t.Errorf("write through an inside link: %q %v", b, err)
+	}
+	check("bin/hard", "0x1000-hostile.extract/bin/hard", "")
+	check("hardout", "", "not created")
+	dev := check("dev/console", "", "not created")
+	if dev.Type != "chardev" || dev.DevMajor != 5 || dev.DevMinor != 1 {
+		t.Errorf("device manifest %+v", dev)
+	}
+	check("dev/fifo", "", "not created")
+	tmp := check("tmp/x", "0x1000-hostile.extract/tmp/x", "setuid/setgid")
+	if tmp.Mode != "3777" {
+		t.Errorf("tmp/x mode %s, want 3777", tmp.Mode)
+	}
+	// The file over a folder is refused, the folder kept.
+	var overFolder bool
+	for _, e := range rep.Manifest {
+		if e.OrigName == "bin" && e.Type == "file" {
+			overFolder = e.Path == "" && strings.Contains(e.Note, "not created")
+		}
+	}
+	if !overFolder {
+		t.Errorf("a file named like an existing folder was not refused")
+	}
+	if _, err := os.Stat(filepath.Join(x, "dev/console")); err == nil {
+		t.Errorf("a device node placeholder exists")
+	}
+	// Walk: no special files, no setuid bits, no link leaving out.
+	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, _ := d.Info()
+		if info.Mode()&(fs.ModeDevice|fs.ModeNamedPipe|fs.ModeSocket|fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			t.Errorf("%s has mode %v", p, info.Mode())
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			tgt, _ := os.Readlink(p)
+			abs := filepath.Clean(filepath.Join(filepath.Dir(p), tgt))
+			if !strings.HasPrefix(abs, out+string(filepath.Separator)) {
+				t.Errorf("symlink %s -> %s leaves the output", p, tgt)
+			}
+		}
+		return nil
+	})
+	if c := rep.Chunks[0]; len(c.Warnings) != 1 || c.ExtractDir != "0x1000-hostile.extract" {
+		t.Errorf("chunk %+v", c)
+	}
+	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0xff" || rep.Unknown[0].Size != 4096 {
+		t.Errorf("unknown regions %+v, want one 4096-byte 0xff padding", rep.Unknown)
+	}
+	// report.json is there and matches.
+	var disk firmware.Report
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil || json.Unmarshal(b, &disk) != nil || len(disk.Manifest) != len(rep.Manifest) {
+		t.Errorf("report.json: %v", err)
+	}
+	if !strings.Contains(string(b), `"timeout": "30m0s"`) {
+		t.Errorf("report.json limits do not show the timeout")
+	}
+}
+
+func TestOutputNotEmpty(t *testing.T) {
+	out := t.TempDir()
+	os.WriteFile(filepath.Join(out, "keep"), []byte("x"), 0o644)
+	_, err := firmware.Unpack(context.Background(), hostileImage(t), out, firmware.Options{Formats: []*firmware.Format{hostile}})
+	if !errors.Is(err, firmware.ErrOutputNotEmpty) {
+		t.Fatalf("err %v, want ErrOutputNotEmpty", err)
+	}
+}
+
+func gz(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func writeImage(t *testing.T, b []byte) string {
+	p := filepath.Join(t.TempDir(), "image.bin")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNestedDepth: 40 nested gzip layers stop at the depth limit with a warning.
+func TestNestedDepth(t *testing.T) {
+	b := []byte("the innermost file\n")
+	for range 40 {
+		b = gz(t, b)
+	}
+	rep, _ := unpack(t, writeImage(t, b), firmware.Options{})
+	if rep.Stats.MaxDepth != firmware.DefaultMaxDepth {
+		t.Errorf("max depth %d, want %d", rep.Stats.MaxDepth, firmware.DefaultMaxDepth)
+	}
+	depth := 0
+	for c := rep.Chunks; len(c) > 0; c = c[0].Children {
+		depth++
+	}
+	if depth != firmware.DefaultMaxDepth+1 { // the last level is identified, not extracted
+		t.Errorf("chunk tree depth %d", depth)
+	}
+	if !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "depth limit 10") }) {
+		t.Errorf("no depth warning: %q", rep.Warnings)
+	}
+}
+
+// TestBombLimits: a gzip of 64 MiB of zeros stops at the ratio limit, and the
+// total-bytes and file limits hold.
+func TestBombLimits(t *testing.T) {
+	var buf bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zero := make([]byte, 1<<20)
+	for range 64 {
+		w.Write(zero)
+	}
+	w.Close()
+	image := writeImage(t, append(buf.Bytes(), buf.Bytes()...)) // two bombs
+	start := time.Now()
+	rep, _ := unpack(t, image, firmware.Options{Limits: firmware.Limits{MaxRatio: 10, RatioFloor: 1 << 20}})
+	if len(rep.Chunks) != 2 {
+		t.Fatalf("%d chunks, want 2", len(rep.Chunks))
+	}
+	for _, c := range rep.Chunks {
+		if len(c.Errors) == 0 || !strings.Contains(c.Errors[0], "max ratio") {
+			t.Errorf("chunk errors %q, want a ratio limit", c.Errors)
+		}
+	}
+	if max := int64(2 * 10 * buf.Len()); rep.Stats.BytesWritten > max+2<<20 {
+		t.Errorf("wrote %d bytes, limit about %d", rep.Stats.BytesWritten, max)
+	}
+	if !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "limit reached") }) {
+		t.Errorf("no limit warning: %q", rep.Warnings)
+	}
+	if !strings.Contains(rep.Manifest[0].Note, "truncated") {
+		t.Errorf("manifest note %q, want truncated", rep.Manifest[0].Note)
+	}
+	t.Logf("bomb stopped in %v", time.Since(start))
+
+	rep, _ = unpack(t, image, firmware.Options{Limits: firmware.Limits{MaxTotalBytes: 3 << 20, MaxRatio: -1}})
+	if rep.Stats.BytesWritten != 3<<20 {
+		t.Errorf("wrote %d bytes, want exactly the 3 MiB limit", rep.Stats.BytesWritten)
+	}
+	files := []byte{}
+	for i := range 5 {
+		files = append(files, gz(t, []byte{byte(i)})...)
+	}
+	rep, _ = unpack(t, writeImage(t, files), firmware.Options{Limits: firmware.Limits{MaxFiles: 3}})
+	if rep.Stats.Files != 3 {
+		t.Errorf("%d files, want 3", rep.Stats.Files)
+	}
+}
+
+// TestRandom: random data is unknown, with entropy near 8, and nothing crashes.
+func TestRandom(t *testing.T) {
+	b := make([]byte, 4<<20)
+	rng := rand.NewChaCha8([32]byte{1})
+	rng.Read(b)
+	rep, _ := unpack(t, writeImage(t, b), firmware.Options{Formats: allTestFormats()})
+	var unknown int64
+	for _, u := range rep.Unknown {
+		unknown += u.Size
+		if u.Padding == "" && u.Size > 1<<20 && u.Entropy < 7.99 {
+			t.Errorf("region %+v: entropy too low for random data", u)
+		}
+	}
+	t.Logf("%d chunks in random data, %d bytes unknown", len(rep.Chunks), unknown)
+	if unknown < int64(len(b))*99/100 {
+		t.Errorf("only %d of %d random bytes unknown: false positives %+v", unknown, len(b), rep.Chunks)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	b := make([]byte, 32<<20)
+	rand.NewChaCha8([32]byte{2}).Read(b)
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := firmware.Unpack(context.Background(), writeImage(t, b), out, firmware.Options{Formats: allTestFormats(), Limits: firmware.Limits{Timeout: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "timeout") }) {
+		t.Errorf("no timeout warning: %q", rep.Warnings)
+	}
+}
+
+func allTestFormats() []*firmware.Format {
+	return []*firmware.Format{hostile, compress.GZIP, compress.XZ, compress.Zstd, compress.Bzip2, compress.LZ4, compress.LZ4Legacy, compress.LZOP, compress.LZMA, compress.Zlib}
+}
+
+// TestDeterministic: the report does not depend on the number of workers.
+func TestDeterministic(t *testing.T) {
+	var img []byte
+	for i := range 12 {
+		img = append(img, gz(t, bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1)))...)
+		img = append(img, bytes.Repeat([]byte{0}, 300)...)
+		img = append(img, gz(t, gz(t, []byte(strings.Repeat("nested ", i+1))))...)
+	}
+	image := writeImage(t, img)
+	norm := func(r *firmware.Report) string {
+		r.Stats.Seconds = 0
+		b, _ := json.Marshal(r)
+		return string(b)
+	}
+	r1, _ := unpack(t, image, firmware.Options{Workers: 1})
+	r4, _ := unpack(t, image, firmware.Options{Workers: 4})
+	if len(r1.Chunks) != 24 {
+		t.Fatalf("%d chunks, want 24", len(r1.Chunks))
+	}
+	if norm(r1) != norm(r4) {
+		t.Errorf("reports differ between 1 and 4 workers")
+	}
+}
+
+func TestScanHidesInnerMagics(t *testing.T) {
+	inner := gz(t, []byte("inner"))
+	// A gzip whose stored (level 0) content holds another gzip's bytes.
+	var buf bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
+	w.Write(inner)
+	w.Close()
+	img := append(bytes.Repeat([]byte{0}, 1000), buf.Bytes()...)
+	rep, err := firmware.ScanReaderAt(context.Background(), bytes.NewReader(img), int64(len(img)), firmware.Options{Formats: allTestFormats()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Chunks) != 1 || rep.Chunks[0].Offset != 1000 || rep.Chunks[0].Size != int64(buf.Len()) {
+		t.Fatalf("chunks %+v, want the outer gzip only", rep.Chunks)
+	}
+	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0x00" {
+		t.Errorf("unknown %+v", rep.Unknown)
+	}
+}
+
+// FuzzScan runs the scanner over arbitrary bytes: no panic, chunks inside
+// the data, regions and chunks tile the data exactly.
+func FuzzScan(f *testing.F) {
+	seeds, _ := filepath.Glob("formats/compress/testdata/*.*")
+	for _, s := range seeds {
+		if b, err := os.ReadFile(s); err == nil && len(b) < 1<<16 {
+			f.Add(b)
+		}
+	}
+	f.Add(append(bytes.Repeat([]byte{0xff}, 600), []byte("HOST\x10\x00\x00\x00abcdefgh")...))
+	formats := allTestFormats()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rep, err := firmware.ScanReaderAt(ctx, bytes.NewReader(data), int64(len(data)), firmware.Options{Formats: formats})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type span struct{ off, size int64 }
+		var spans []span
+		for _, c := range rep.Chunks {
+			spans = append(spans, span{c.Offset, c.Size})
+		}
+		for _, u := range rep.Unknown {
+			spans = append(spans, span{u.Offset, u.Size})
+		}
+		slices.SortFunc(spans, func(a, b span) int { return int(a.off - b.off) })
+		pos := int64(0)
+		for _, s := range spans {
+			if s.off != pos || s.size <= 0 {
+				t.Fatalf("spans do not tile the data at %d: %+v", pos, spans)
+			}
+			pos += s.size
+		}
+		if pos != int64(len(data)) {
+			t.Fatalf("spans end at %d, data at %d", pos, len(data))
+		}
+	})
+}
