@@ -62,7 +62,9 @@ var hostile = &firmware.Format{
 			func() error {
 				return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
 			},
-			func() error { return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil) },
+			func() error {
+				return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil)
+			},
 			func() error { return file("bin", 0o644, "a file over a folder") },
 			func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
 		}
