@@ -4,11 +4,24 @@
 // (mode passthrough). It is the seam between the camera-facing and the
 // reader-facing halves of the proxy: the proxy asks for a Plan when a camera
 // session starts, and feeds every camera packet through the plan's Tracks.
+//
+// In rebuild mode an H.264/H.265 track is depacketized to access units, each
+// NAL unit is checked against an allow-list (parameter sets and slices), SEI
+// is dropped unless Config.KeepSEI names its payload type, SPS/PPS/VPS are
+// validated (absurd sizes, levels, reference counts or malformed syntax are
+// refused with ErrInvalidParameters), and the access unit is re-packetized
+// (packetization-mode 1, at most 1462-byte packets) with fresh sequence
+// numbers and a timestamp base that stays continuous across camera
+// reconnects. Audio (AAC, G.711, Opus) and MJPEG get the passthrough header
+// rewrite in both modes. The reader-facing formats are built here from
+// validated parameters, never copied from the camera.
 package rebuild
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -43,11 +56,16 @@ const (
 type Config struct {
 	// Mode defaults to ModeRebuild.
 	Mode Mode
-	// KeepSEI lists SEI payload types (by name, e.g. "recovery_point") that
-	// survive in rebuild mode. Every other SEI is dropped.
+	// KeepSEI lists SEI payload types (by name, e.g. "recovery_point"; see
+	// SEINames) that survive in rebuild mode. Every other SEI is dropped.
+	// "user_data_unregistered=<uuid>" keeps the user data of one UUID only.
 	KeepSEI []string
 	// Audio defaults to AudioKeep.
 	Audio AudioPolicy
+	// AUD, in rebuild mode, starts every access unit with a freshly written
+	// access unit delimiter. It defaults to false (the camera's AUDs are
+	// dropped and none is written).
+	AUD bool
 }
 
 // ErrMediaChanged is returned by Plan.Rebind when a reconnected camera offers
@@ -80,9 +98,12 @@ func (c *Counters) Drop(reason string, n int) {
 	cnt.Bytes.Add(uint64(n))
 }
 
-// Snapshot returns the current counts by reason.
+// Snapshot returns the current counts by reason: [units, bytes].
 func (c *Counters) Snapshot() map[string][2]uint64 {
 	out := map[string][2]uint64{}
+	if c == nil {
+		return out
+	}
 	c.m.Range(func(k, v any) bool {
 		cnt := v.(*Count)
 		out[k.(string)] = [2]uint64{cnt.Units.Load(), cnt.Bytes.Load()}
@@ -94,21 +115,48 @@ func (c *Counters) Snapshot() map[string][2]uint64 {
 // Plan is the set of tracks that cross for one camera.
 type Plan struct {
 	cfg      Config
+	sei      []seiRule
 	counters *Counters
 	Tracks   []*Track
 }
 
 // Track cleans one camera media into one reader-facing media.
 type Track struct {
+	mu        sync.Mutex
 	camMedia  *description.Media
 	camFormat format.Format
 	media     *description.Media
 	counters  *Counters
+	cfg       Config
+	sei       []seiRule
+
+	kind      trackKind
+	codec     videoCodec // video tracks with NAL units
+	outPT     uint8
+	clock     uint32
 	seq       uint16
+	ts        tsMapper
+	info      videoInfo // from the validated SPS (0 when unknown)
+	params    params    // current validated parameter sets
+	video     *videoRebuilder
+	lastKeyTS uint32
+	haveKey   bool
 }
 
+type trackKind uint8
+
+const (
+	kindRebuild     trackKind = iota + 1 // H.264/H.265 in rebuild mode
+	kindPassthrough                      // header rewrite (H.264/H.265 passthrough, MJPEG, audio)
+)
+
+// params are the parameter sets in force, already validated.
+type params struct{ vps, sps, pps []byte }
+
 // NewPlan selects the camera medias that may cross and builds their tracks.
-// It fails when nothing can cross.
+// It fails when nothing can cross, when KeepSEI names an unknown SEI type,
+// or (wrapping ErrInvalidParameters) when the camera's SDP carries an
+// invalid parameter set.
 func NewPlan(cam *description.Session, cfg Config, c *Counters) (*Plan, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = ModeRebuild
@@ -116,31 +164,182 @@ func NewPlan(cam *description.Session, cfg Config, c *Counters) (*Plan, error) {
 	if cfg.Audio == "" {
 		cfg.Audio = AudioKeep
 	}
-	p := &Plan{cfg: cfg, counters: c}
-	for _, m := range cam.Medias {
+	switch cfg.Mode {
+	case ModeRebuild, ModePassthrough:
+	default:
+		return nil, fmt.Errorf("rebuild: mode %q: want rebuild or passthrough", cfg.Mode)
+	}
+	switch cfg.Audio {
+	case AudioKeep, AudioDrop:
+	default:
+		return nil, fmt.Errorf("rebuild: audio %q: want keep or drop", cfg.Audio)
+	}
+	rules, err := parseKeepSEI(cfg.KeepSEI)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{cfg: cfg, sei: rules, counters: c}
+	if cam == nil {
+		return nil, errors.New("rebuild: no camera session description")
+	}
+	hasVideo := false
+	for i, m := range cam.Medias {
 		if m.IsBackChannel {
 			c.Drop("media", 0)
 			continue
 		}
-		if m.Type != description.MediaTypeVideo && (m.Type != description.MediaTypeAudio || cfg.Audio == AudioDrop) {
+		if m.Type == description.MediaTypeAudio && cfg.Audio == AudioDrop {
 			c.Drop("media", 0)
 			continue
 		}
-		if len(m.Formats) == 0 {
+		if m.Type != description.MediaTypeVideo && m.Type != description.MediaTypeAudio {
+			c.Drop("media", 0) // application/* (ONVIF metadata), text, ...
 			continue
 		}
-		f := m.Formats[0]
-		p.Tracks = append(p.Tracks, &Track{
-			camMedia:  m,
-			camFormat: f,
-			media:     &description.Media{Type: m.Type, Formats: []format.Format{f}},
-			counters:  c,
-		})
+		if m.Type == description.MediaTypeVideo && hasVideo {
+			c.Drop("media", 0) // one video track: a second one could carry anything
+			continue
+		}
+		t, err := p.newTrack(m)
+		if err != nil {
+			if errors.Is(err, ErrInvalidParameters) {
+				c.Drop("invalid_sps", 0)
+				return nil, fmt.Errorf("rebuild: media %d (%s): %w", i, m.Type, err)
+			}
+			c.Drop("media", 0)
+			continue
+		}
+		if t == nil {
+			c.Drop("media", 0)
+			continue
+		}
+		if m.Type == description.MediaTypeVideo {
+			hasVideo = true
+		}
+		p.Tracks = append(p.Tracks, t)
 	}
 	if len(p.Tracks) == 0 {
 		return nil, fmt.Errorf("rebuild: the camera offers no video or audio track that may cross")
 	}
 	return p, nil
+}
+
+// newTrack builds the track for the first usable format of m, or returns
+// nil when none may cross.
+func (p *Plan) newTrack(m *description.Media) (*Track, error) {
+	for _, f := range m.Formats {
+		t := &Track{
+			camMedia:  m,
+			camFormat: f,
+			counters:  p.counters,
+			cfg:       p.cfg,
+			sei:       p.sei,
+			seq:       uint16(rand.Uint32()),
+			clock:     uint32(f.ClockRate()),
+		}
+		t.ts.offset = rand.Uint32()
+		out, err := t.readerFormat(f)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			continue
+		}
+		t.outPT = out.PayloadType()
+		t.media = &description.Media{Type: m.Type, Formats: []format.Format{out}}
+		if t.codec != 0 && p.cfg.Mode == ModeRebuild {
+			t.kind = kindRebuild
+			if err := t.initRebuilder(); err != nil {
+				return nil, err
+			}
+		} else {
+			t.kind = kindPassthrough
+		}
+		return t, nil
+	}
+	return nil, nil
+}
+
+// readerFormat builds the reader-facing format for a camera format, from
+// validated values only, or returns nil for a format that may not cross.
+func (t *Track) readerFormat(f format.Format) (format.Format, error) {
+	switch f := f.(type) {
+	case *format.H264:
+		t.codec = codecH264
+		sps, pps := f.SPS, f.PPS
+		out := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+		if sps != nil {
+			info, err := validateH264SPS(sps)
+			if err != nil {
+				return nil, fmt.Errorf("camera SDP: %w", err)
+			}
+			t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
+		}
+		if pps != nil {
+			if err := validateH264PPS(pps); err != nil {
+				return nil, fmt.Errorf("camera SDP: %w", err)
+			}
+			t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
+		}
+		return out, nil
+	case *format.H265:
+		if f.MaxDONDiff != 0 {
+			return nil, nil // DONL is not supported by gortsplib's depacketizers either
+		}
+		t.codec = codecH265
+		vps, sps, pps := f.VPS, f.SPS, f.PPS
+		out := &format.H265{PayloadTyp: 96}
+		if vps != nil {
+			if err := validateH265VPS(vps); err != nil {
+				return nil, fmt.Errorf("camera SDP: %w", err)
+			}
+			t.params.vps, out.VPS = bytes.Clone(vps), bytes.Clone(vps)
+		}
+		if sps != nil {
+			info, err := validateH265SPS(sps)
+			if err != nil {
+				return nil, fmt.Errorf("camera SDP: %w", err)
+			}
+			t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
+		}
+		if pps != nil {
+			if err := validateH265PPS(pps); err != nil {
+				return nil, fmt.Errorf("camera SDP: %w", err)
+			}
+			t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
+		}
+		return out, nil
+	case *format.MJPEG:
+		return &format.MJPEG{}, nil
+	case *format.G711:
+		if f.SampleRate < 8000 || f.SampleRate > 48000 || f.ChannelCount < 1 || f.ChannelCount > 2 {
+			return nil, nil
+		}
+		out := &format.G711{MULaw: f.MULaw, SampleRate: f.SampleRate, ChannelCount: f.ChannelCount, PayloadTyp: 97}
+		if f.SampleRate == 8000 && f.ChannelCount == 1 {
+			out.PayloadTyp = 8
+			if f.MULaw {
+				out.PayloadTyp = 0
+			}
+		}
+		return out, nil
+	case *format.MPEG4Audio:
+		if f.Config == nil || f.SizeLength != 13 || f.IndexLength != 3 || f.IndexDeltaLength != 3 {
+			return nil, nil // only the usual AAC-hbr layout
+		}
+		cfg := *f.Config
+		if cfg.SampleRate < 8000 || cfg.SampleRate > 96000 || cfg.ChannelConfig < 1 || cfg.ChannelConfig > 7 {
+			return nil, nil
+		}
+		return &format.MPEG4Audio{PayloadTyp: 97, ProfileLevelID: 1, Config: &cfg,
+			SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3}, nil
+	case *format.Opus:
+		if f.ChannelCount < 1 || f.ChannelCount > 2 {
+			return nil, nil
+		}
+		return &format.Opus{PayloadTyp: 111, ChannelCount: f.ChannelCount}, nil
+	}
+	return nil, nil
 }
 
 // Medias returns the reader-facing medias, in track order.
@@ -152,9 +351,13 @@ func (p *Plan) Medias() []*description.Media {
 	return ms
 }
 
+// Config returns the configuration in force (with defaults filled).
+func (p *Plan) Config() Config { return p.cfg }
+
 // Rebind points the plan's tracks at a new camera session (after a
-// reconnect). The reader-facing medias stay the same; it returns an error
-// wrapping ErrMediaChanged when the new session cannot feed them.
+// reconnect). The reader-facing medias stay the same, sequence numbers and
+// timestamps continue where they stopped; it returns an error wrapping
+// ErrMediaChanged when the new session cannot feed them.
 func (p *Plan) Rebind(cam *description.Session) error {
 	np, err := NewPlan(cam, p.cfg, nil)
 	if err != nil {
@@ -165,19 +368,44 @@ func (p *Plan) Rebind(cam *description.Session) error {
 	}
 	for i, t := range np.Tracks {
 		old := p.Tracks[i]
-		if t.camFormat.RTPMap() != old.camFormat.RTPMap() {
-			return fmt.Errorf("%w: track %d is %s instead of %s", ErrMediaChanged, i, t.camFormat.RTPMap(), old.camFormat.RTPMap())
+		if t.media.Formats[0].RTPMap() != old.media.Formats[0].RTPMap() {
+			return fmt.Errorf("%w: track %d is %s instead of %s", ErrMediaChanged, i,
+				t.media.Formats[0].RTPMap(), old.media.Formats[0].RTPMap())
 		}
+		if t.info != (videoInfo{}) && old.info != (videoInfo{}) && t.info != old.info {
+			return fmt.Errorf("%w: track %d is %dx%d instead of %dx%d", ErrMediaChanged, i,
+				t.info.width, t.info.height, old.info.width, old.info.height)
+		}
+	}
+	for i, t := range np.Tracks {
+		old := p.Tracks[i]
+		old.mu.Lock()
 		old.camMedia, old.camFormat = t.camMedia, t.camFormat
+		old.ts.rebase = true
+		if old.video != nil {
+			old.video.asm.reset()
+			if t.params.sps != nil {
+				old.params = t.params
+			}
+		}
+		old.mu.Unlock()
 	}
 	return nil
 }
 
 // CameraMedia is the camera-side media this track reads.
-func (t *Track) CameraMedia() *description.Media { return t.camMedia }
+func (t *Track) CameraMedia() *description.Media {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.camMedia
+}
 
 // CameraFormat is the camera-side format this track reads.
-func (t *Track) CameraFormat() format.Format { return t.camFormat }
+func (t *Track) CameraFormat() format.Format {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.camFormat
+}
 
 // Media is the reader-facing media this track writes.
 func (t *Track) Media() *description.Media { return t.media }
@@ -185,24 +413,181 @@ func (t *Track) Media() *description.Media { return t.media }
 // Process cleans one camera packet. It returns the packets to send to readers
 // (possibly none) and whether the first of them starts a random-access unit
 // (a keyframe: where a new reader can start). The returned packets are owned
-// by the caller.
+// by the caller; their payloads may share memory with pkt's, which must not
+// be modified afterwards (gortsplib allocates a buffer per packet).
 //
-// This seed implementation only rewrites headers; package rebuild's full
-// implementation replaces it.
+// In rebuild mode packets are buffered until their access unit completes.
+// The error is nil for anything merely dropped (it is counted); it wraps
+// ErrInvalidParameters when the camera sends a parameter set that fails
+// validation (that access unit is dropped; the proxy may refuse the camera).
 func (t *Track) Process(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
-	out := &rtp.Packet{
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.countHeader(pkt)
+	if pkt.PayloadType != t.camFormat.PayloadType() {
+		t.counters.Drop("payload_type", len(pkt.Payload))
+		return nil, false, nil
+	}
+	if t.kind == kindRebuild {
+		return t.processRebuild(pkt)
+	}
+	return t.processPassthrough(pkt)
+}
+
+// countHeader counts what the rewritten header leaves out.
+func (t *Track) countHeader(pkt *rtp.Packet) {
+	if pkt.Extension {
+		t.counters.Drop("extension", pkt.Header.MarshalSize()-12-4*len(pkt.CSRC))
+	}
+	if pkt.Padding || pkt.PaddingSize > 0 {
+		t.counters.Drop("padding", int(pkt.PaddingSize))
+	}
+	if len(pkt.CSRC) > 0 {
+		t.counters.Drop("csrc", 4*len(pkt.CSRC))
+	}
+}
+
+// newPacket returns a clean packet: version 2, no padding, extension or
+// CSRC, the reader-facing payload type and the next sequence number.
+func (t *Track) newPacket(ts uint32, marker bool, payload []byte) *rtp.Packet {
+	p := &rtp.Packet{
 		Header: rtp.Header{
 			Version:        2,
-			Marker:         pkt.Marker,
-			PayloadType:    pkt.PayloadType,
+			Marker:         marker,
+			PayloadType:    t.outPT,
 			SequenceNumber: t.seq,
-			Timestamp:      pkt.Timestamp,
+			Timestamp:      ts,
 		},
-		Payload: pkt.Payload,
+		Payload: payload,
 	}
 	t.seq++
-	if pkt.Extension {
-		t.counters.Drop("extension", 0)
+	return p
+}
+
+// tsMapper maps camera timestamps to reader timestamps: out = in + offset.
+// After a reconnect (rebase) the offset is chosen so the first new timestamp
+// follows the last one sent by one typical step.
+type tsMapper struct {
+	offset  uint32
+	last    uint32
+	step    uint32
+	started bool
+	rebase  bool
+}
+
+func (m *tsMapper) mapTS(in uint32, clock uint32) uint32 {
+	if m.rebase && m.started {
+		step := m.step
+		if step == 0 || step > clock {
+			step = clock / 25
+		}
+		m.offset = m.last + step - in
+		m.rebase = false
 	}
-	return []*rtp.Packet{out}, false, nil
+	out := in + m.offset
+	if m.started {
+		if d := out - m.last; d != 0 && d < clock { // forward, less than a second
+			m.step = d
+		}
+	}
+	m.last, m.started = out, true
+	return out
+}
+
+// processPassthrough rewrites the header; oversized H.264/H.265 payloads
+// are re-fragmented to fit readers' packets.
+func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
+	if len(pkt.Payload) == 0 {
+		t.counters.Drop("malformed", 0)
+		return nil, false, nil
+	}
+	ts := t.ts.mapTS(pkt.Timestamp, t.clock)
+	ra := false
+	if t.codec != 0 {
+		if isKeyPayload(t.codec, pkt.Payload) && (!t.haveKey || t.lastKeyTS != ts) {
+			ra, t.haveKey, t.lastKeyTS = true, true, ts
+		}
+	}
+	if len(pkt.Payload) <= maxPayload {
+		return []*rtp.Packet{t.newPacket(ts, pkt.Marker, pkt.Payload)}, ra, nil
+	}
+	t.counters.Drop("oversized", len(pkt.Payload))
+	if t.codec == 0 {
+		return nil, false, nil // audio or MJPEG this big is not a camera's
+	}
+	payloads := repacketize(t.codec, pkt.Payload, encoderPayload)
+	if len(payloads) == 0 {
+		t.counters.Drop("malformed", len(pkt.Payload))
+		return nil, false, nil
+	}
+	out := make([]*rtp.Packet, len(payloads))
+	for i, p := range payloads {
+		out[i] = t.newPacket(ts, pkt.Marker && i == len(payloads)-1, p)
+	}
+	return out, ra, nil
+}
+
+// repacketize splits one oversized H.264/H.265 payload into payloads of at
+// most max bytes: single NAL units and aggregation packets become single
+// NAL units or fragments; a fragment is re-fragmented keeping its S/E bits.
+func repacketize(codec videoCodec, p []byte, max int) [][]byte {
+	hl := codec.hdrLen()
+	if len(p) < hl+1 {
+		return nil
+	}
+	typ := codec.nalType(p)
+	switch {
+	case codec == codecH264 && typ == 28, codec == codecH265 && typ == 49:
+		hdr := append([]byte(nil), p[:hl+1]...)
+		start, end := hdr[hl]&0x80 != 0, hdr[hl]&0x40 != 0
+		hdr[hl] &^= 0xc0
+		return fragmentBody(hdr, p[hl+1:], max, start, end, nil)
+	case codec == codecH264 && typ == 24, codec == codecH265 && typ == 48:
+		var nalus [][]byte
+		b := p[hl:]
+		for len(b) >= 2 {
+			n := int(b[0])<<8 | int(b[1])
+			b = b[2:]
+			if n == 0 || n > len(b) || n < hl {
+				break
+			}
+			nalus = append(nalus, b[:n])
+			b = b[n:]
+		}
+		return packetize(codec, nalus, max, nil)
+	case codec == codecH264 && typ >= 1 && typ <= 23, codec == codecH265 && typ < 48:
+		return packetize(codec, [][]byte{p}, max, nil)
+	}
+	return nil
+}
+
+// isKeyPayload reports whether an RTP payload begins a keyframe: an IDR/IRAP
+// slice or an SPS, alone, first in an aggregation, or in a starting fragment.
+func isKeyPayload(codec videoCodec, p []byte) bool {
+	hl := codec.hdrLen()
+	if len(p) < hl+1 {
+		return false
+	}
+	typ := codec.nalType(p)
+	switch {
+	case codec == codecH264 && typ == 28:
+		typ = p[1] & 0x1f
+		if p[1]&0x80 == 0 {
+			return false
+		}
+	case codec == codecH265 && typ == 49:
+		typ = p[2] & 0x3f
+		if p[2]&0x80 == 0 {
+			return false
+		}
+	case codec == codecH264 && typ == 24, codec == codecH265 && typ == 48:
+		if len(p) < hl+3 {
+			return false
+		}
+		typ = codec.nalType(p[hl+2:])
+	}
+	if codec == codecH264 {
+		return typ == 5 || typ == 7
+	}
+	return (typ >= 16 && typ <= 21) || typ == 32 || typ == 33
 }

@@ -1,0 +1,290 @@
+package rebuild
+
+import (
+	"github.com/pion/rtp"
+)
+
+// videoCodec is a codec rebuild understands down to NAL units.
+type videoCodec uint8
+
+const (
+	codecH264 videoCodec = iota + 1
+	codecH265
+)
+
+func (c videoCodec) hdrLen() int {
+	if c == codecH265 {
+		return 2
+	}
+	return 1
+}
+
+// nalType returns the NAL unit type of n (len(n) >= 1).
+func (c videoCodec) nalType(n []byte) uint8 {
+	if c == codecH265 {
+		return (n[0] >> 1) & 0x3f
+	}
+	return n[0] & 0x1f
+}
+
+// Input limits of the assembler. Output limits are those of gortsplib's
+// decoders (MaxNALUsPerAccessUnit), checked after filtering.
+const (
+	maxAUSize          = 8 << 20 // bytes in one access unit (mediacommon's MaxAccessUnitSize)
+	maxInputNALUsPerAU = 256
+	// maxPayload is the largest RTP payload readers get: 1472-byte packets
+	// (the IPv4/UDP MTU gortsplib allows) minus the 12-byte RTP header.
+	maxPayload = 1460
+	// encoderPayload leaves room for gortsplib's own framing checks.
+	encoderPayload = 1450
+)
+
+// assembler collects the NAL units of one access unit from RTP packets
+// (RFC 6184 single NAL, STAP-A and FU-A; RFC 7798 single NAL, AP and FU;
+// DONL and PACI are not supported). Access units end at the marker bit or
+// at a timestamp change (cameras that never set the marker). NAL units of
+// single-NAL and aggregation packets reference the packet's payload.
+type assembler struct {
+	codec videoCodec
+
+	nalus  [][]byte
+	size   int
+	ts     uint32
+	active bool
+
+	frag     []byte
+	fragging bool
+	fragNext uint16
+}
+
+// accessUnit is a completed access unit.
+type accessUnit struct {
+	nalus [][]byte
+	ts    uint32
+}
+
+// reasonSink receives drop reasons (a *Counters).
+type reasonSink interface{ Drop(reason string, n int) }
+
+// push adds one packet. It returns the access units it completed (zero,
+// one, or two when a timestamp change closes one and the marker another).
+func (a *assembler) push(pkt *rtp.Packet, c reasonSink, out []accessUnit) []accessUnit {
+	if a.active && pkt.Timestamp != a.ts {
+		out = a.flush(c, out)
+	}
+	if !a.active {
+		a.ts, a.active = pkt.Timestamp, true
+	}
+	if a.codec == codecH265 {
+		a.pushH265(pkt, c)
+	} else {
+		a.pushH264(pkt, c)
+	}
+	if pkt.Marker {
+		out = a.flush(c, out)
+	}
+	return out
+}
+
+// reset forgets any partial access unit (camera reconnect).
+func (a *assembler) reset() {
+	a.nalus, a.size, a.active = nil, 0, false
+	a.frag, a.fragging = nil, false
+}
+
+func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
+	if a.fragging {
+		c.Drop("lost", len(a.frag))
+		a.frag, a.fragging = nil, false
+	}
+	if len(a.nalus) > 0 {
+		out = append(out, accessUnit{nalus: a.nalus, ts: a.ts})
+	}
+	a.nalus, a.size, a.active = nil, 0, false
+	return out
+}
+
+func (a *assembler) add(n []byte, c reasonSink) {
+	if len(n) < a.codec.hdrLen() || n[0]&0x80 != 0 {
+		c.Drop("malformed", len(n))
+		return
+	}
+	if len(a.nalus) >= maxInputNALUsPerAU || a.size+len(n) > maxAUSize {
+		c.Drop("au_size", len(n))
+		return
+	}
+	a.nalus = append(a.nalus, n)
+	a.size += len(n)
+}
+
+func (a *assembler) pushH264(pkt *rtp.Packet, c reasonSink) {
+	p := pkt.Payload
+	if len(p) < 1 {
+		c.Drop("malformed", 0)
+		return
+	}
+	switch typ := p[0] & 0x1f; {
+	case typ >= 1 && typ <= 23:
+		a.dropFragment(c)
+		a.add(p, c)
+	case typ == 24: // STAP-A
+		a.dropFragment(c)
+		a.aggregate(p[1:], c)
+	case typ == 28: // FU-A
+		if len(p) < 3 {
+			c.Drop("malformed", len(p))
+			return
+		}
+		a.fragment(pkt, []byte{p[0]&0xe0 | p[1]&0x1f}, p[1]&0x80 != 0, p[1]&0x40 != 0, p[2:], c)
+	default: // 0, STAP-B, MTAP16/24, FU-B, 30, 31
+		a.dropFragment(c)
+		c.Drop("malformed", len(p))
+	}
+}
+
+func (a *assembler) pushH265(pkt *rtp.Packet, c reasonSink) {
+	p := pkt.Payload
+	if len(p) < 3 {
+		c.Drop("malformed", len(p))
+		return
+	}
+	switch typ := (p[0] >> 1) & 0x3f; {
+	case typ < 48:
+		a.dropFragment(c)
+		a.add(p, c)
+	case typ == 48: // AP (no DONL: sprop-max-don-diff is refused)
+		a.dropFragment(c)
+		a.aggregate(p[2:], c)
+	case typ == 49: // FU
+		if len(p) < 4 {
+			c.Drop("malformed", len(p))
+			return
+		}
+		fu := p[2]
+		hdr := []byte{p[0]&0x81 | (fu&0x3f)<<1, p[1]}
+		a.fragment(pkt, hdr, fu&0x80 != 0, fu&0x40 != 0, p[3:], c)
+	default: // PACI and reserved
+		a.dropFragment(c)
+		c.Drop("malformed", len(p))
+	}
+}
+
+// aggregate splits a STAP-A / AP body: 16-bit size, NAL unit, ...
+func (a *assembler) aggregate(b []byte, c reasonSink) {
+	if len(b) == 0 {
+		c.Drop("malformed", 0)
+		return
+	}
+	for len(b) > 0 {
+		if len(b) < 2 {
+			c.Drop("malformed", len(b))
+			return
+		}
+		n := int(b[0])<<8 | int(b[1])
+		b = b[2:]
+		if n == 0 && allZero(b) {
+			return // padding
+		}
+		if n == 0 || n > len(b) {
+			c.Drop("malformed", len(b))
+			return
+		}
+		a.add(b[:n], c)
+		b = b[n:]
+	}
+}
+
+func (a *assembler) fragment(pkt *rtp.Packet, hdr []byte, start, end bool, data []byte, c reasonSink) {
+	if start {
+		a.dropFragment(c)
+		if end { // some cameras send a whole NAL unit in one FU
+			a.add(append(hdr, data...), c)
+			return
+		}
+		a.frag = append(make([]byte, 0, len(hdr)+len(data)*4), hdr...)
+		a.frag = append(a.frag, data...)
+		a.fragging, a.fragNext = true, pkt.SequenceNumber+1
+		return
+	}
+	if !a.fragging {
+		c.Drop("lost", len(data))
+		return
+	}
+	if pkt.SequenceNumber != a.fragNext {
+		c.Drop("lost", len(a.frag)+len(data))
+		a.frag, a.fragging = nil, false
+		return
+	}
+	if len(a.frag)+len(data) > maxAUSize {
+		c.Drop("au_size", len(a.frag)+len(data))
+		a.frag, a.fragging = nil, false
+		return
+	}
+	a.frag = append(a.frag, data...)
+	a.fragNext++
+	if end {
+		a.add(a.frag, c)
+		a.frag, a.fragging = nil, false
+	}
+}
+
+func (a *assembler) dropFragment(c reasonSink) {
+	if a.fragging {
+		c.Drop("lost", len(a.frag))
+		a.frag, a.fragging = nil, false
+	}
+}
+
+// packetize splits NAL units into RTP payloads of at most max bytes:
+// single NAL unit packets, or FU-A / FU fragments. It never aggregates, so
+// it is valid for packetization-mode 1 and also re-packetizes oversized
+// packets in passthrough mode.
+func packetize(codec videoCodec, nalus [][]byte, max int, out [][]byte) [][]byte {
+	for _, n := range nalus {
+		if len(n) <= max {
+			out = append(out, n)
+			continue
+		}
+		out = fragmentNALU(codec, n, max, true, true, out)
+	}
+	return out
+}
+
+// fragmentNALU splits one NAL unit into FU payloads. first/last say whether
+// the first fragment carries the start bit and the last the end bit (false
+// when re-fragmenting a camera's FU).
+func fragmentNALU(codec videoCodec, n []byte, max int, first, last bool, out [][]byte) [][]byte {
+	var hdr []byte
+	var body []byte
+	if codec == codecH265 {
+		typ := (n[0] >> 1) & 0x3f
+		hdr = []byte{n[0]&0x81 | 49<<1, n[1], typ}
+		body = n[2:]
+	} else {
+		hdr = []byte{n[0]&0xe0 | 28, n[0] & 0x1f}
+		body = n[1:]
+	}
+	return fragmentBody(hdr, body, max, first, last, out)
+}
+
+// fragmentBody emits FU payloads: hdr (whose last byte is the FU header,
+// without S/E bits) followed by up to max-len(hdr) bytes of body each.
+func fragmentBody(hdr, body []byte, max int, first, last bool, out [][]byte) [][]byte {
+	room := max - len(hdr)
+	for i := 0; i < len(body) || i == 0; i += room {
+		j := min(i+room, len(body))
+		p := make([]byte, len(hdr), len(hdr)+j-i)
+		copy(p, hdr)
+		if i == 0 && first {
+			p[len(hdr)-1] |= 0x80
+		}
+		if j == len(body) && last {
+			p[len(hdr)-1] |= 0x40
+		}
+		out = append(out, append(p, body[i:j]...))
+		if j == len(body) {
+			break
+		}
+	}
+	return out
+}

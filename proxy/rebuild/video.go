@@ -1,0 +1,278 @@
+package rebuild
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/pion/rtp"
+)
+
+// videoRebuilder is the rebuild-mode state of an H.264/H.265 track.
+type videoRebuilder struct {
+	asm     assembler
+	encode  func([][]byte) ([]*rtp.Packet, error)
+	started bool // a random-access unit with parameter sets went out
+	aus     []accessUnit
+	nalus   [][]byte
+}
+
+func (t *Track) initRebuilder() error {
+	v := &videoRebuilder{asm: assembler{codec: t.codec}}
+	ssrc := uint32(0)
+	seq := t.seq
+	if t.codec == codecH264 {
+		e := &rtph264.Encoder{PayloadType: t.outPT, PacketizationMode: 1, SSRC: &ssrc,
+			InitialSequenceNumber: &seq, PayloadMaxSize: encoderPayload}
+		if err := e.Init(); err != nil {
+			return fmt.Errorf("rebuild: H.264 encoder: %w", err)
+		}
+		v.encode = e.Encode
+	} else {
+		e := &rtph265.Encoder{PayloadType: t.outPT, SSRC: &ssrc,
+			InitialSequenceNumber: &seq, PayloadMaxSize: encoderPayload}
+		if err := e.Init(); err != nil {
+			return fmt.Errorf("rebuild: H.265 encoder: %w", err)
+		}
+		v.encode = e.Encode
+	}
+	t.video = v
+	return nil
+}
+
+// maxOutputNALUs is what readers' depacketizers accept per access unit
+// (mediacommon's MaxNALUsPerAccessUnit).
+func (c videoCodec) maxOutputNALUs() int {
+	if c == codecH265 {
+		return h265.MaxNALUsPerAccessUnit
+	}
+	return h264.MaxNALUsPerAccessUnit
+}
+
+func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
+	v := t.video
+	if len(pkt.Payload) > maxPayload {
+		t.counters.Drop("oversized", len(pkt.Payload)) // re-packetized, not lost
+	}
+	v.aus = v.asm.push(pkt, t.counters, v.aus[:0])
+	var out []*rtp.Packet
+	ra := false
+	var firstErr error
+	for _, au := range v.aus {
+		pkts, key, err := t.rebuildAU(au)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if len(out) == 0 && len(pkts) > 0 {
+			ra = key
+		}
+		out = append(out, pkts...)
+	}
+	clear(v.aus)
+	return out, ra, firstErr
+}
+
+// rebuildAU filters, validates and re-packetizes one access unit.
+func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
+	v := t.video
+	c := t.codec
+	nalus := v.nalus[:0]
+	var sps, pps, vps []byte
+	random := false
+	for _, n := range au.nalus {
+		typ := c.nalType(n)
+		if c == codecH265 {
+			layer := (n[0]&1)<<5 | n[1]>>3
+			if n[1]&7 == 0 {
+				t.counters.Drop("malformed", len(n)) // nuh_temporal_id_plus1 = 0
+				continue
+			}
+			if layer != 0 {
+				t.counters.Drop("nal_type", len(n))
+				continue
+			}
+		}
+		switch kind := classify(c, typ); kind {
+		case nalSlice:
+			nalus = append(nalus, n)
+		case nalIRAP:
+			random = true
+			nalus = append(nalus, n)
+		case nalVPS:
+			vps = n
+		case nalSPS:
+			sps = n
+		case nalPPS:
+			pps = n
+		case nalSEI:
+			if len(t.sei) == 0 {
+				t.counters.Drop("sei", len(n))
+				continue
+			}
+			kept, dropped, err := filterSEI(n, c.hdrLen(), t.sei)
+			if err != nil {
+				t.counters.Drop("sei", len(n))
+				continue
+			}
+			for range dropped {
+				t.counters.Drop("sei", 0)
+			}
+			if kept != nil {
+				nalus = append(nalus, kept)
+			}
+		default:
+			t.counters.Drop("nal_type", len(n))
+		}
+	}
+	if err := t.updateParams(vps, sps, pps); err != nil {
+		t.counters.Drop("invalid_sps", auBytes(au.nalus))
+		v.nalus = nalus[:0]
+		return nil, false, err
+	}
+	if len(nalus) == 0 {
+		v.nalus = nalus[:0]
+		return nil, false, nil // only parameter sets / dropped units
+	}
+	haveParams := t.params.sps != nil && t.params.pps != nil && (c == codecH264 || t.params.vps != nil)
+	if !v.started {
+		if !random || !haveParams {
+			t.counters.Drop("before_keyframe", auBytes(au.nalus))
+			v.nalus = nalus[:0]
+			return nil, false, nil
+		}
+		v.started = true
+	}
+	// Every random-access unit carries the parameter sets in force, so a
+	// reader starting there can decode; then the slices and kept SEI.
+	var full [][]byte
+	if t.cfg.AUD {
+		if c == codecH264 {
+			full = append(full, []byte{0x09, 0xf0})
+		} else {
+			full = append(full, []byte{35 << 1, 1, 0x50})
+		}
+	}
+	if random {
+		if c == codecH265 {
+			full = append(full, t.params.vps)
+		}
+		full = append(full, t.params.sps, t.params.pps)
+	}
+	full = append(full, nalus...)
+	v.nalus = nalus[:0]
+	if len(full) > c.maxOutputNALUs() {
+		t.counters.Drop("nal_count", auBytes(full))
+		return nil, false, nil
+	}
+	pkts, err := v.encode(full)
+	if err != nil {
+		t.counters.Drop("malformed", auBytes(full))
+		return nil, false, nil
+	}
+	ts := t.ts.mapTS(au.ts, t.clock)
+	for _, p := range pkts {
+		p.Timestamp = ts
+		p.SSRC = 0
+		t.seq = p.SequenceNumber + 1
+	}
+	return pkts, random, nil
+}
+
+// updateParams validates parameter sets that differ from those in force
+// and makes them current. The reader-facing SDP keeps the parameters known
+// at NewPlan (gortsplib reads formats concurrently); readers get the
+// current ones in-band with every random-access unit.
+func (t *Track) updateParams(vps, sps, pps []byte) error {
+	if vps != nil && !bytes.Equal(vps, t.params.vps) {
+		if err := validateH265VPS(vps); err != nil {
+			return err
+		}
+		t.params.vps = bytes.Clone(vps)
+	}
+	if sps != nil && !bytes.Equal(sps, t.params.sps) {
+		var info videoInfo
+		var err error
+		if t.codec == codecH265 {
+			info, err = validateH265SPS(sps)
+		} else {
+			info, err = validateH264SPS(sps)
+		}
+		if err != nil {
+			return err
+		}
+		t.params.sps, t.info = bytes.Clone(sps), info
+	}
+	if pps != nil && !bytes.Equal(pps, t.params.pps) {
+		var err error
+		if t.codec == codecH265 {
+			err = validateH265PPS(pps)
+		} else {
+			err = validateH264PPS(pps)
+		}
+		if err != nil {
+			return err
+		}
+		t.params.pps = bytes.Clone(pps)
+	}
+	return nil
+}
+
+type nalKind uint8
+
+const (
+	nalDrop nalKind = iota
+	nalSlice
+	nalIRAP
+	nalVPS
+	nalSPS
+	nalPPS
+	nalSEI
+)
+
+// classify is the allow-list: what each NAL unit type is, nalDrop for
+// everything a decoder does not need (AUD, filler, end of sequence/stream,
+// SPS extension, prefix/subset SPS and SVC/MVC slices, data partitions,
+// reserved and unspecified types).
+func classify(c videoCodec, typ uint8) nalKind {
+	if c == codecH264 {
+		switch typ {
+		case 1:
+			return nalSlice
+		case 5:
+			return nalIRAP
+		case 6:
+			return nalSEI
+		case 7:
+			return nalSPS
+		case 8:
+			return nalPPS
+		}
+		return nalDrop
+	}
+	switch {
+	case typ <= 9:
+		return nalSlice // TRAIL, TSA, STSA, RADL, RASL
+	case typ >= 16 && typ <= 21:
+		return nalIRAP // BLA, IDR, CRA
+	case typ == 32:
+		return nalVPS
+	case typ == 33:
+		return nalSPS
+	case typ == 34:
+		return nalPPS
+	case typ == 39 || typ == 40:
+		return nalSEI
+	}
+	return nalDrop
+}
+
+func auBytes(nalus [][]byte) int {
+	n := 0
+	for _, b := range nalus {
+		n += len(b)
+	}
+	return n
+}
