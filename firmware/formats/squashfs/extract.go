@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"strings"
 	"time"
 
@@ -65,9 +64,10 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 		if e.name == "" || e.name == "." || e.name == ".." || strings.Contains(e.name, "/") {
 			w.out.Warn(fmt.Sprintf("squashfs: directory %q holds a hostile name %q", "/"+dir, e.name))
 		}
-		name := path.Join(dir, e.name)
-		if dir == "" {
-			name = e.name
+		// Names go to the Sink raw: it neutralises and reports hostile ones.
+		name := e.name
+		if dir != "" {
+			name = dir + "/" + e.name
 		}
 		child, err := w.f.inode(e.ref)
 		if err != nil {

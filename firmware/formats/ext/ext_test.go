@@ -1,0 +1,300 @@
+package ext
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
+
+var fixtures = []struct {
+	file, variant string
+	blockSize     int64
+}{
+	{"ext-ext2.img", "ext2", 1024},
+	{"ext-ext3.img", "ext3", 1024},
+	{"ext-ext4.img", "ext4", 4096},
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func listing(s *firmwaretest.MemSink) []string {
+	var out []string
+	for _, e := range s.Entries {
+		h := e.Header
+		line := fmt.Sprintf("%s type=%d mode=%v uid=%d gid=%d", h.Name, h.Type, h.Mode, h.UID, h.GID)
+		switch h.Type {
+		case firmware.TypeFile:
+			line += fmt.Sprintf(" size=%d sha256=%x", len(e.Data), sha256.Sum256(e.Data))
+		case firmware.TypeSymlink, firmware.TypeHardlink:
+			line += " -> " + h.Linkname
+		case firmware.TypeCharDevice, firmware.TypeBlockDevice:
+			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFixtures(t *testing.T) {
+	var want []string
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			data := readFixture(t, fx.file)
+			res, err := firmwaretest.Run(Format, data, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Chunk
+			if c == nil {
+				t.Fatalf("not identified: %v", res.IdentifyErr)
+			}
+			if c.Confidence != firmware.ConfidenceHigh || c.Meta["variant"] != fx.variant ||
+				c.Meta["block_size"] != fx.blockSize || c.Size != int64(len(data)) || c.Meta["label"] != "camroot" {
+				t.Errorf("chunk = %+v", c)
+			}
+			if res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+				t.Fatalf("extract: %v, warnings %q", res.ExtractErr, res.Sink.Warnings)
+			}
+			s := res.Sink
+			check := func(name string, typ firmware.EntryType, mode fs.FileMode) firmwaretest.MemEntry {
+				t.Helper()
+				e, ok := s.Entry(name)
+				if !ok {
+					t.Fatalf("%s missing; have %q", name, s.Names())
+				}
+				if e.Header.Type != typ || e.Header.Mode != mode {
+					t.Errorf("%s: type %d mode %v, want %d %v", name, e.Header.Type, e.Header.Mode, typ, mode)
+				}
+				return e
+			}
+			if e := check("etc/passwd", firmware.TypeFile, 0o644); !strings.HasPrefix(string(e.Data), "root:x:0:0:root:/root:/bin/sh\n") {
+				t.Errorf("etc/passwd = %q", e.Data)
+			}
+			// The tree's hard link pair: whichever name the directory lists first is the file.
+			p, _ := s.Entry("etc/passwd")
+			q, _ := s.Entry("etc/passwd-")
+			if p.Header.Type+q.Header.Type != firmware.TypeFile+firmware.TypeHardlink {
+				t.Errorf("passwd/passwd- types %d/%d, want a file and a hard link", p.Header.Type, q.Header.Type)
+			}
+			check("etc/shadow", firmware.TypeFile, 0o600)
+			check("etc/init.d", firmware.TypeDir, 0o755)
+			check("usr/bin/upgrade", firmware.TypeFile, 0o755|fs.ModeSetuid)
+			if e := check("bin/busybox", firmware.TypeFile, 0o755); len(e.Data) != 34057 || !bytes.Contains(e.Data, []byte("BusyBox v1.31.1")) {
+				t.Errorf("busybox: %d bytes", len(e.Data))
+			}
+			if e := check("usr/bin/ipcam", firmware.TypeFile, 0o755); len(e.Data) != 9000 {
+				t.Errorf("ipcam: %d bytes", len(e.Data))
+			}
+			if e := check("sbin/init", firmware.TypeSymlink, 0o777); e.Header.Linkname != "../bin/busybox" {
+				t.Errorf("sbin/init -> %q", e.Header.Linkname)
+			}
+			if e := check("dev/console", firmware.TypeCharDevice, 0o600); e.Header.Devmajor != 5 || e.Header.Devminor != 1 {
+				t.Errorf("dev/console %d,%d", e.Header.Devmajor, e.Header.Devminor)
+			}
+			if e := check("usr/share/www/index.html", firmware.TypeFile, 0o644); e.Header.UID != 1000 || e.Header.GID != 1000 {
+				t.Errorf("index.html owned by %d:%d", e.Header.UID, e.Header.GID)
+			}
+			check("var/run/.keep", firmware.TypeFile, 0o644)
+			if e, _ := s.Entry("bin/busybox"); !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) {
+				t.Errorf("busybox mtime %v", e.Header.ModTime)
+			}
+			// ext adds lost+found; otherwise all three hold the same tree.
+			got := listing(s)
+			if want == nil {
+				want = got
+			} else if !slices.Equal(got, want) {
+				t.Errorf("listing differs from %s:\n%s\nwant\n%s", fixtures[0].file, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// TestAgainstMke2fs builds images with the real mke2fs holding files large
+// enough for double-indirect maps (ext2/3, 1 KiB blocks) and multi-extent
+// files, plus a sparse file, and compares every byte.
+func TestAgainstMke2fs(t *testing.T) {
+	testutil.NeedTool(t, "mke2fs")
+	root := t.TempDir()
+	big := make([]byte, 700<<10) // > 12 + 256 blocks of 1 KiB: double indirect
+	rand.Read(big)
+	if err := os.WriteFile(filepath.Join(root, "big.bin"), big, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sparse, err := os.Create(filepath.Join(root, "sparse.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse.WriteAt([]byte("head"), 0)
+	sparse.WriteAt([]byte("tail"), 300<<10)
+	sparse.Close()
+	if err := os.MkdirAll(filepath.Join(root, "a/b/c/d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 200)
+	if err := os.Symlink(long, filepath.Join(root, "a/b/slow-symlink")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 { // enough names for a hashed (htree) directory
+		os.WriteFile(filepath.Join(root, "a/b/c/d", fmt.Sprintf("file-%03d", i)), []byte(fmt.Sprint(i)), 0o644)
+	}
+	for _, typ := range []string{"ext2", "ext3", "ext4"} {
+		t.Run(typ, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), typ+".img")
+			out, err := exec.Command("mke2fs", "-q", "-F", "-t", typ, "-b", "1024", "-d", root, img, "4M").CombinedOutput()
+			if err != nil {
+				t.Fatalf("mke2fs: %v\n%s", err, out)
+			}
+			data, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := firmwaretest.Run(Format, data, 0)
+			if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+				t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
+			}
+			if got, _ := res.Sink.File("big.bin"); !bytes.Equal(got, big) {
+				t.Errorf("big.bin: %d bytes, differs", len(got))
+			}
+			got, _ := res.Sink.File("sparse.bin")
+			if len(got) != 300<<10+4 || string(got[:4]) != "head" || string(got[300<<10:]) != "tail" || bytes.Count(got, []byte{0}) != 300<<10-4 {
+				t.Errorf("sparse.bin wrong (%d bytes)", len(got))
+			}
+			if e, _ := res.Sink.Entry("a/b/slow-symlink"); e.Header.Linkname != long {
+				t.Errorf("slow symlink -> %q", e.Header.Linkname)
+			}
+			n := 0
+			for _, e := range res.Sink.Entries {
+				if strings.HasPrefix(e.Header.Name, "a/b/c/d/file-") {
+					n++
+					var i int
+					fmt.Sscanf(e.Header.Name, "a/b/c/d/file-%d", &i)
+					if string(e.Data) != fmt.Sprint(i) {
+						t.Errorf("%s = %q", e.Header.Name, e.Data)
+					}
+				}
+			}
+			if n != 300 {
+				t.Errorf("%d of 300 files in the hashed directory", n)
+			}
+		})
+	}
+}
+
+func mutate(t testing.TB, name string, fn func(b []byte) []byte) []byte {
+	return fn(slices.Clone(readFixture(t, name)))
+}
+
+func TestIdentifyRejects(t *testing.T) {
+	put32 := func(off int, v uint32) func([]byte) []byte {
+		return func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], v); return b }
+	}
+	for name, data := range map[string][]byte{
+		"empty":       nil,
+		"short":       make([]byte, 1500),
+		"zeros":       make([]byte, 8192),
+		"block size":  mutate(t, "ext-ext2.img", put32(1024+24, 9)),
+		"blocks":      mutate(t, "ext-ext2.img", put32(1024+4, 1<<30)),
+		"first block": mutate(t, "ext-ext4.img", put32(1024+20, 1)),
+		"per group":   mutate(t, "ext-ext2.img", put32(1024+32, 0)),
+		"inodes":      mutate(t, "ext-ext2.img", put32(1024, 1<<31)),
+		"revision":    mutate(t, "ext-ext2.img", put32(1024+76, 7)),
+		"truncated":   readFixture(t, "ext-ext3.img")[:100000],
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
+			if !errors.Is(err, firmware.ErrNotFormat) {
+				t.Fatalf("Identify = %v, want ErrNotFormat", err)
+			}
+		})
+	}
+}
+
+// TestTruncated zeroes each fixture's tail from many points: extraction ends
+// quickly, with an error or warnings when it lost something, never a panic.
+func TestTruncated(t *testing.T) {
+	for _, fx := range fixtures {
+		data := readFixture(t, fx.file)
+		for cut := 2048; cut < len(data); cut += len(data) / 50 {
+			b := slices.Clone(data)
+			clear(b[cut:])
+			start := time.Now()
+			if _, err := firmwaretest.Run(Format, b, 0); err != nil {
+				t.Fatalf("%s zeroed from %d: %v", fx.file, cut, err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("%s zeroed from %d took %v", fx.file, cut, d)
+			}
+		}
+	}
+}
+
+// TestCorrupt flips bytes across the metadata area of each fixture.
+func TestCorrupt(t *testing.T) {
+	for _, fx := range fixtures {
+		data := readFixture(t, fx.file)
+		for off := 1024; off < min(len(data), 200<<10); off += 509 {
+			b := slices.Clone(data)
+			for i := off; i < min(off+8, len(b)); i++ {
+				b[i] ^= 0x5a
+			}
+			if _, err := firmwaretest.Run(Format, b, 0); err != nil {
+				t.Fatalf("%s corrupted at %d: %v", fx.file, off, err)
+			}
+		}
+	}
+}
+
+func TestSinkLimit(t *testing.T) {
+	data := readFixture(t, "ext-ext4.img")
+	sink := &firmwaretest.MemSink{MaxFiles: 3}
+	err := Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, sink)
+	if !errors.Is(err, firmware.ErrLimit) || len(sink.Entries) != 3 {
+		t.Fatalf("Extract = %v with %d entries", err, len(sink.Entries))
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	data := readFixture(t, "ext-ext2.img")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := Format.Extract(ctx, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, &firmwaretest.MemSink{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Extract = %v", err)
+	}
+}
+
+func FuzzExt(f *testing.F) {
+	for _, fx := range fixtures {
+		f.Add(readFixture(f, fx.file))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
