@@ -11,6 +11,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/dtb"
+	"github.com/cordon-vms/cordon/firmware/formats/ext"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
@@ -32,6 +33,7 @@ var All = []*firmware.Format{
 
 	// Filesystems.
 	squashfs.Format,
+	ext.Format,
 
 	// Archives.
 	cpio.Format,
