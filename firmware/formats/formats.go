@@ -12,6 +12,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/dtb"
 	"github.com/cordon-vms/cordon/firmware/formats/ext"
+	"github.com/cordon-vms/cordon/firmware/formats/fit"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
@@ -29,6 +30,7 @@ var All = []*firmware.Format{
 
 	// Boot and partition containers.
 	uimage.Format,
+	fit.Format, // before dtb: same magic, needs /images
 	dtb.Format,
 
 	// Filesystems.
