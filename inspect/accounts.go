@@ -22,6 +22,8 @@ type Account struct {
 	Hash  string `json:"hash_kind"`      // see HashKind
 	Found string `json:"password"`       // the cracked password, or empty
 	Note  string `json:"note,omitempty"` // why it was not cracked (limits), ...
+
+	hash string // the password field, for Diff
 }
 
 //go:embed passwords.txt
@@ -166,7 +168,7 @@ func (c *collector) analyzeAccounts(ctx context.Context) []Account {
 		if e.pw == "x" || e.pw == "*" {
 			continue // the hash is in shadow
 		}
-		a := Account{Path: e.path, User: e.user, UID: e.uid, Shell: e.shell, Hash: string(ClassifyHash(e.pw))}
+		a := Account{Path: e.path, User: e.user, UID: e.uid, Shell: e.shell, Hash: string(ClassifyHash(e.pw)), hash: e.pw}
 		if ClassifyHash(e.pw) != HashLocked && ClassifyHash(e.pw) != HashNone {
 			c.findings = append(c.findings, Finding{Rule: RulePasswdHash, Severity: SeverityMedium, Path: e.path,
 				Evidence: fmt.Sprintf("line %d: user %s has a %s hash in passwd", e.line, e.user, ClassifyHash(e.pw))})
@@ -175,7 +177,7 @@ func (c *collector) analyzeAccounts(ctx context.Context) []Account {
 		accts = append(accts, a)
 	}
 	for _, e := range c.shadow {
-		a := Account{Path: e.path, User: e.user, UID: -1, Hash: string(ClassifyHash(e.pw))}
+		a := Account{Path: e.path, User: e.user, UID: -1, Hash: string(ClassifyHash(e.pw)), hash: e.pw}
 		if p, ok := byUser[userKey{path.Dir(e.path), e.user}]; ok {
 			a.UID, a.Shell = p.uid, p.shell
 		}

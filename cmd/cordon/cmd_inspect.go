@@ -1,11 +1,274 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats"
+	"github.com/cordon-vms/cordon/inspect"
+	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/watchlist"
 )
 
-// runInspect is replaced by the inspect implementation; until then the command says so.
+const inspectUsage = `usage: cordon inspect TARGET [flags]
+       cordon inspect diff OLD NEW [--format text|json] [-o FILE]
+
+Reports what a firmware contains: accounts and the default passwords that
+crack their hashes, private keys, certificates and cloud credentials, the
+services started at boot (telnetd and its port, dropbear, ftp, netcat, ...),
+phone-home endpoints classified against the vendor-cloud watch-list, software
+components with versions (a CycloneDX 1.6 SBOM), and the hardening of every
+ELF binary (NX, PIE, RELRO, canary, FORTIFY, RPATH, stripped).
+
+TARGET is an unpacked directory, or an image that is first unpacked with the
+firmware engine (into a temporary folder, or --keep DIR).
+
+"inspect diff" compares two targets (images or directories): files added,
+removed and changed, component versions, endpoints and services gained or
+lost, hardening regressions and credential changes.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 when --fail-on is reached.
+
+Examples:
+  cordon inspect ./rootfs
+  cordon inspect cam.bin --format sarif -o cam.sarif --fail-on high
+  cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns osv.json
+  cordon inspect ./rootfs --watchlist cam-watch.yml && cordon egress --watchlist cam-watch.yml ...
+  cordon inspect diff fw-v1.bin fw-v2.bin`
+
 func runInspect(ctx context.Context, e *env, args []string) error {
-	return errors.New("inspect: not built yet in this tree")
+	if len(args) > 0 && args[0] == "diff" {
+		return runInspectDiff(ctx, e, args[1:])
+	}
+	fs := newFlagSet(e, "inspect", inspectUsage)
+	format := fs.String("format", "text", "output `format`: text, json, sarif or cyclonedx")
+	out := fs.String("o", "", "write the report to `FILE` instead of standard output")
+	failOn := fs.String("fail-on", "", "exit with code 3 when a finding reaches this `severity` (info, low, medium, high, critical)")
+	vulns := fs.String("vulns", "", "offline OSV JSON `FILE` (array, {\"vulns\": [...]} or JSON lines) to attach known vulnerabilities")
+	wl := fs.String("watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
+	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
+	keep := fs.String("keep", "", "unpack an image TARGET into `DIR` and keep it (default: a temporary folder, removed)")
+	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
+	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
+	pos, err := inspectParseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("inspect needs exactly one TARGET (an image or an unpacked directory), got %d", len(pos))
+	}
+	switch *format {
+	case "text", "json", "sarif", "cyclonedx":
+	default:
+		return usagef("--format %q: want text, json, sarif or cyclonedx", *format)
+	}
+	threshold := inspect.SeverityNone
+	if *failOn != "" {
+		if threshold, err = inspect.ParseSeverity(*failOn); err != nil {
+			return usagef("--fail-on: %v", err)
+		}
+	}
+	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
+	if err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	o := inspect.Options{Workers: *workers, Logger: log}
+	if *vulns != "" {
+		data, err := os.ReadFile(*vulns)
+		if err != nil {
+			return fmt.Errorf("--vulns: %w", err)
+		}
+		if o.Vulns, err = inspect.ParseVulnDB(data); err != nil {
+			return fmt.Errorf("--vulns %s: %w", *vulns, err)
+		}
+	}
+	if *extra != "" {
+		data, err := os.ReadFile(*extra)
+		if err != nil {
+			return fmt.Errorf("--watchlist-in: %w", err)
+		}
+		l, err := watchlist.Parse(*extra, data)
+		if err != nil {
+			return usagef("--watchlist-in: %v", err)
+		}
+		o.Watchlist = watchlist.Default().Merge(l)
+	}
+	r, err := inspectTarget(ctx, pos[0], *keep, o, log)
+	if err != nil {
+		return err
+	}
+
+	var buf bytes.Buffer
+	switch *format {
+	case "text":
+		err = r.WriteText(&buf)
+	case "json":
+		err = r.WriteJSON(&buf)
+	case "sarif":
+		err = r.WriteSARIF(&buf, cordonVersion())
+	case "cyclonedx":
+		err = r.WriteCycloneDX(&buf, cordonVersion(), time.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("inspect: writing %s: %w", *format, err)
+	}
+	if err := writeOutput(e.Stdout, *out, buf.Bytes()); err != nil {
+		return err
+	}
+	if *wl != "" {
+		var wb bytes.Buffer
+		header := fmt.Sprintf("Endpoints found by cordon inspect in %s.\nLoad with: cordon egress --watchlist %s", pos[0], filepath.Base(*wl))
+		if err := watchlist.Write(&wb, header, r.WatchlistEntries()); err != nil {
+			return fmt.Errorf("inspect: writing the watch-list: %w", err)
+		}
+		if err := os.WriteFile(*wl, wb.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("inspect: %w", err)
+		}
+	}
+	if threshold != inspect.SeverityNone && r.MaxSeverity() >= threshold {
+		return &exitError{code: exitFindings, err: fmt.Errorf("findings reach severity %s (highest: %s)", threshold, r.MaxSeverity())}
+	}
+	return nil
+}
+
+func runInspectDiff(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "inspect diff", `usage: cordon inspect diff OLD NEW [--format text|json] [-o FILE]
+
+Compares two firmware targets (images or unpacked directories): files added,
+removed and changed, component version changes, endpoints and services gained
+or lost, hardening regressions and credential changes.
+
+Example:
+  cordon inspect diff fw-5.5.0.bin fw-5.6.2.bin --format json -o changes.json`)
+	format := fs.String("format", "text", "output `format`: text or json")
+	out := fs.String("o", "", "write to `FILE` instead of standard output")
+	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
+	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
+	pos, err := inspectParseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef("inspect diff needs OLD and NEW, got %d argument(s)", len(pos))
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
+	if err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	o := inspect.Options{Workers: *workers, Logger: log}
+	oldR, err := inspectTarget(ctx, pos[0], "", o, log)
+	if err != nil {
+		return err
+	}
+	newR, err := inspectTarget(ctx, pos[1], "", o, log)
+	if err != nil {
+		return err
+	}
+	d := inspect.Diff(oldR, newR)
+	var buf bytes.Buffer
+	if *format == "json" {
+		err = d.WriteJSON(&buf)
+	} else {
+		err = d.WriteText(&buf)
+	}
+	if err != nil {
+		return err
+	}
+	return writeOutput(e.Stdout, *out, buf.Bytes())
+}
+
+// inspectTarget inspects a directory, or unpacks an image first (into keep,
+// or a temporary folder removed afterwards).
+func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, log *slog.Logger) (*inspect.Report, error) {
+	st, err := os.Stat(target)
+	if err != nil {
+		return nil, fmt.Errorf("inspect: %w", err)
+	}
+	dir := target
+	if !st.IsDir() {
+		if dir, err = unpackForInspect(ctx, target, keep, log); err != nil {
+			return nil, err
+		}
+		if keep == "" {
+			defer os.RemoveAll(dir)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("inspect: %w", err)
+	}
+	defer root.Close()
+	return inspect.Run(ctx, target, root.FS(), o)
+}
+
+// unpackForInspect runs the firmware engine on an image.
+func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger) (string, error) {
+	dir := keep
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "cordon-inspect-"); err != nil {
+			return "", fmt.Errorf("inspect: %w", err)
+		}
+	}
+	if _, err := firmware.Unpack(ctx, image, dir, firmware.Options{Formats: formats.All, Logger: log}); err != nil {
+		if keep == "" {
+			os.RemoveAll(dir)
+		}
+		return "", fmt.Errorf("inspect: unpacking %s: %w", image, err)
+	}
+	return dir, nil
+}
+
+// inspectParseArgs parses flags placed before, between or after the
+// positional arguments and returns the positional ones.
+func inspectParseArgs(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(e, fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func writeOutput(stdout io.Writer, file string, data []byte) error {
+	if file == "" || file == "-" {
+		_, err := stdout.Write(data)
+		return err
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	return nil
+}
+
+func cordonVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && !strings.HasPrefix(bi.Main.Version, "(") {
+		return bi.Main.Version
+	}
+	return "devel"
 }

@@ -1,0 +1,320 @@
+package inspect
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// DiffReport is what changed between two firmware trees.
+type DiffReport struct {
+	Old        string            `json:"old"`
+	New        string            `json:"new"`
+	Files      FileChanges       `json:"files"`
+	Components []ComponentChange `json:"components"`
+	Endpoints  struct {
+		Gained []Endpoint `json:"gained"`
+		Lost   []Endpoint `json:"lost"`
+	} `json:"endpoints"`
+	Services struct {
+		Gained []Service `json:"gained"`
+		Lost   []Service `json:"lost"`
+	} `json:"services"`
+	Hardening   []HardeningChange `json:"hardening"`
+	Credentials []AccountChange   `json:"credentials"`
+	Findings    struct {
+		Gained []Finding `json:"gained"`
+		Lost   []Finding `json:"lost"`
+	} `json:"findings"`
+}
+
+// FileChanges lists paths added, removed and changed (content or mode).
+type FileChanges struct {
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+	Changed []string `json:"changed"`
+}
+
+// ComponentChange is a component added (Old empty), removed (New empty) or
+// changed version.
+type ComponentChange struct {
+	Name string `json:"name"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+}
+
+// HardeningChange is one protection of one binary that changed; Regression
+// is true when the new binary is weaker.
+type HardeningChange struct {
+	Path       string `json:"path"`
+	Property   string `json:"property"`
+	Old        string `json:"old"`
+	New        string `json:"new"`
+	Regression bool   `json:"regression"`
+}
+
+// AccountChange is an account added, removed, or whose password changed.
+type AccountChange struct {
+	Path   string `json:"path"`
+	User   string `json:"user"`
+	Change string `json:"change"` // added, removed, password-changed, hash-scheme-changed
+	Old    string `json:"old,omitempty"`
+	New    string `json:"new,omitempty"`
+}
+
+// Diff compares two reports (made by Run, which keeps file hashes).
+func Diff(old, new *Report) *DiffReport {
+	d := &DiffReport{Old: old.Target, New: new.Target}
+	d.Files = FileChanges{Added: []string{}, Removed: []string{}, Changed: []string{}}
+	for p, n := range new.Files {
+		o, ok := old.Files[p]
+		switch {
+		case !ok:
+			d.Files.Added = append(d.Files.Added, p)
+		case o.SHA256 != n.SHA256 || o.Mode != n.Mode:
+			d.Files.Changed = append(d.Files.Changed, p)
+		}
+	}
+	for p := range old.Files {
+		if _, ok := new.Files[p]; !ok {
+			d.Files.Removed = append(d.Files.Removed, p)
+		}
+	}
+	sort.Strings(d.Files.Added)
+	sort.Strings(d.Files.Removed)
+	sort.Strings(d.Files.Changed)
+
+	versions := func(r *Report) map[string][]string {
+		m := map[string][]string{}
+		for _, c := range r.Components {
+			m[c.Name] = append(m[c.Name], c.Version)
+		}
+		return m
+	}
+	ov, nv := versions(old), versions(new)
+	d.Components = []ComponentChange{}
+	for name, vs := range nv {
+		if o := strings.Join(ov[name], ", "); o != strings.Join(vs, ", ") {
+			d.Components = append(d.Components, ComponentChange{Name: name, Old: o, New: strings.Join(vs, ", ")})
+		}
+	}
+	for name, vs := range ov {
+		if _, ok := nv[name]; !ok {
+			d.Components = append(d.Components, ComponentChange{Name: name, Old: strings.Join(vs, ", ")})
+		}
+	}
+	sort.Slice(d.Components, func(i, j int) bool { return d.Components[i].Name < d.Components[j].Name })
+
+	d.Endpoints.Gained, d.Endpoints.Lost = gainedLost(old.Endpoints, new.Endpoints, func(e Endpoint) string { return e.Value })
+	svcKey := func(s Service) string { return fmt.Sprintf("%s|%d|%s|%s|%t", s.Name, s.Port, s.Via, s.Path, s.Boot) }
+	d.Services.Gained, d.Services.Lost = gainedLost(old.Services, new.Services, svcKey)
+	fKey := func(f Finding) string { return f.Rule + "|" + f.Path + "|" + f.Evidence }
+	d.Findings.Gained, d.Findings.Lost = gainedLost(old.Findings, new.Findings, fKey)
+
+	d.Hardening = []HardeningChange{}
+	ob := map[string]Binary{}
+	for _, b := range old.Binaries {
+		ob[b.Path] = b
+	}
+	relroRank := map[string]int{"none": 0, "partial": 1, "full": 2}
+	for _, n := range new.Binaries {
+		o, ok := ob[n.Path]
+		if !ok {
+			continue
+		}
+		for _, p := range []struct {
+			name   string
+			o, n   bool
+			better bool // true means "true is better"
+		}{{"nx", o.NX, n.NX, true}, {"pie", o.PIE, n.PIE, true}, {"canary", o.Canary, n.Canary, true},
+			{"fortify", o.Fortify, n.Fortify, true}, {"stripped", o.Stripped, n.Stripped, true}} {
+			if p.o != p.n {
+				d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: p.name,
+					Old: yn(p.o), New: yn(p.n), Regression: p.o && !p.n})
+			}
+		}
+		if o.RELRO != n.RELRO {
+			d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: "relro", Old: o.RELRO, New: n.RELRO,
+				Regression: relroRank[n.RELRO] < relroRank[o.RELRO]})
+		}
+		if o.RPath+o.RunPath != n.RPath+n.RunPath {
+			d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: "rpath", Old: o.RPath + o.RunPath,
+				New: n.RPath + n.RunPath, Regression: n.RPath+n.RunPath != ""})
+		}
+	}
+
+	d.Credentials = []AccountChange{}
+	type ak struct{ path, user string }
+	oa := map[ak]Account{}
+	for _, a := range old.Accounts {
+		oa[ak{a.Path, a.User}] = a
+	}
+	na := map[ak]bool{}
+	for _, n := range new.Accounts {
+		k := ak{n.Path, n.User}
+		na[k] = true
+		o, ok := oa[k]
+		switch {
+		case !ok:
+			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "added", New: accountState(n)})
+		case o.Hash != n.Hash:
+			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "hash-scheme-changed",
+				Old: accountState(o), New: accountState(n)})
+		case o.hash != n.hash || o.Found != n.Found:
+			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "password-changed",
+				Old: accountState(o), New: accountState(n)})
+		}
+	}
+	for _, o := range old.Accounts {
+		if !na[ak{o.Path, o.User}] {
+			d.Credentials = append(d.Credentials, AccountChange{Path: o.Path, User: o.User, Change: "removed", Old: accountState(o)})
+		}
+	}
+	sort.Slice(d.Credentials, func(i, j int) bool {
+		a, b := d.Credentials[i], d.Credentials[j]
+		return a.Path < b.Path || a.Path == b.Path && a.User < b.User
+	})
+	return d
+}
+
+func accountState(a Account) string {
+	s := a.Hash
+	if a.Found != "" || a.Hash == string(HashNone) {
+		s += fmt.Sprintf(", password %q", a.Found)
+	}
+	return s
+}
+
+func gainedLost[T any](old, new []T, key func(T) string) (gained, lost []T) {
+	om, nm := map[string]bool{}, map[string]bool{}
+	for _, v := range old {
+		om[key(v)] = true
+	}
+	for _, v := range new {
+		nm[key(v)] = true
+	}
+	gained, lost = []T{}, []T{}
+	for _, v := range new {
+		if !om[key(v)] {
+			gained = append(gained, v)
+		}
+	}
+	for _, v := range old {
+		if !nm[key(v)] {
+			lost = append(lost, v)
+		}
+	}
+	return gained, lost
+}
+
+// Regressions counts what got worse: hardening regressions, gained findings
+// of at least high severity, gained vendor endpoints and gained boot services.
+func (d *DiffReport) Regressions() int {
+	n := 0
+	for _, h := range d.Hardening {
+		if h.Regression {
+			n++
+		}
+	}
+	for _, f := range d.Findings.Gained {
+		if f.Severity >= SeverityHigh {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteJSON writes the diff as JSON.
+func (d *DiffReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(d)
+}
+
+// WriteText writes the diff for people.
+func (d *DiffReport) WriteText(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("cordon inspect diff %s %s\n", d.Old, d.New)
+	ew.printf("files: %d added, %d removed, %d changed\n", len(d.Files.Added), len(d.Files.Removed), len(d.Files.Changed))
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		ew.printf("\n%s\n", title)
+		for _, it := range items {
+			ew.printf("  %s\n", it)
+		}
+	}
+	list("FILES ADDED", prefixAll("+ ", d.Files.Added))
+	list("FILES REMOVED", prefixAll("- ", d.Files.Removed))
+	list("FILES CHANGED", prefixAll("~ ", d.Files.Changed))
+	var comps []string
+	for _, c := range d.Components {
+		switch {
+		case c.Old == "":
+			comps = append(comps, fmt.Sprintf("+ %s %s", c.Name, c.New))
+		case c.New == "":
+			comps = append(comps, fmt.Sprintf("- %s %s", c.Name, c.Old))
+		default:
+			comps = append(comps, fmt.Sprintf("~ %s %s -> %s", c.Name, c.Old, c.New))
+		}
+	}
+	list("COMPONENTS", comps)
+	var eps []string
+	for _, e := range d.Endpoints.Gained {
+		eps = append(eps, fmt.Sprintf("+ %s %s %s", e.Scope, e.Value, e.Vendor))
+	}
+	for _, e := range d.Endpoints.Lost {
+		eps = append(eps, fmt.Sprintf("- %s %s %s", e.Scope, e.Value, e.Vendor))
+	}
+	list("ENDPOINTS", eps)
+	var svcs []string
+	for _, s := range d.Services.Gained {
+		svcs = append(svcs, fmt.Sprintf("+ %s port %d (%s %s:%d)", s.Name, s.Port, s.Via, s.Path, s.Line))
+	}
+	for _, s := range d.Services.Lost {
+		svcs = append(svcs, fmt.Sprintf("- %s port %d (%s %s:%d)", s.Name, s.Port, s.Via, s.Path, s.Line))
+	}
+	list("SERVICES", svcs)
+	var hs []string
+	for _, h := range d.Hardening {
+		mark := "  "
+		if h.Regression {
+			mark = "! "
+		}
+		hs = append(hs, fmt.Sprintf("%s%s %s: %s -> %s", mark, h.Path, h.Property, h.Old, h.New))
+	}
+	list("HARDENING (! = regression)", hs)
+	var cs []string
+	for _, c := range d.Credentials {
+		cs = append(cs, fmt.Sprintf("%s %s user %s: %s -> %s", c.Change, c.Path, c.User, orDash(c.Old), orDash(c.New)))
+	}
+	list("CREDENTIALS", cs)
+	var fs []string
+	for _, f := range d.Findings.Gained {
+		fs = append(fs, fmt.Sprintf("+ %s %s %s %s", strings.ToUpper(f.Severity.String()), f.Rule, f.Path, f.Evidence))
+	}
+	for _, f := range d.Findings.Lost {
+		fs = append(fs, fmt.Sprintf("- %s %s %s %s", strings.ToUpper(f.Severity.String()), f.Rule, f.Path, f.Evidence))
+	}
+	list("FINDINGS", fs)
+	return ew.err
+}
+
+func prefixAll(p string, xs []string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = p + x
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
