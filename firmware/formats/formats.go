@@ -16,6 +16,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
+	"github.com/cordon-vms/cordon/firmware/formats/trx"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
@@ -32,6 +33,7 @@ var All = []*firmware.Format{
 	uimage.Format,
 	fit.Format, // before dtb: same magic, needs /images
 	dtb.Format,
+	trx.Format,
 
 	// Filesystems.
 	squashfs.Format,
