@@ -3,9 +3,350 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cordon-vms/cordon/egress"
+	"github.com/cordon-vms/cordon/egress/netflow"
+	"github.com/cordon-vms/cordon/egress/sink"
+	"github.com/cordon-vms/cordon/internal/config"
+	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/watchlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// runEgress is replaced by the egress implementation; until then the command says so.
+const egressUsage = `usage: cordon egress --policy FILE (--pcap FILE | --iface NAME | --netflow ADDR) [flags]
+
+Watches what cameras send and raises alerts a SOC can act on:
+  unexpected-destination  a camera talks to a host/port no allow rule permits
+                          (public DNS resolvers hard-coded in firmware included)
+  vendor-cloud            DNS query, TLS SNI or QUIC Initial SNI naming a
+                          watch-listed vendor domain; watch-listed IPs, ports
+                          and payload signatures (UDP 8800, PPPP 0xF1, ...)
+  dns-tunnel              many long/high-entropy/hex names under one domain
+  beacon                  regular contacts with one destination
+  volume                  bytes a camera sends to non-allowed destinations
+  lateral                 camera → camera or camera → core on management ports
+  new-destination         first contact not in the learned baseline
+
+Inputs: --pcap reads a pcap or pcapng file (gzip/zstd compressed too; - for
+standard input) on packet time, then exits. --iface (AF_PACKET, needs
+CAP_NET_RAW) and --netflow (NetFlow v5/v9/IPFIX over UDP) run until stopped.
+
+Alerts go to standard output as JSON lines unless the policy's alerts:
+section routes them elsewhere (file, syslog, webhook). See docs/egress.md.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 when --fail-on is reached.
+
+Examples:
+  cordon egress --policy policy.yml --pcap capture.pcapng | jq -c 'select(.severity=="high")'
+  cordon egress --policy policy.yml --pcap - < capture.pcap.zst
+  cordon egress --policy policy.yml --pcap day.pcap.gz --baseline base.json --fail-on vendor-cloud
+  cordon egress --policy policy.yml --netflow 0.0.0.0:2055 --metrics 127.0.0.1:9464
+  cordon egress --policy policy.yml --iface eth1 --filter 'net 192.168.50.0/24'
+  cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap`
+
+// egressFile is the policy file: the egress.Policy plus the alert routes
+// (which name sink configurations, so they live here, where both meet).
+type egressFile struct {
+	egress.Policy `yaml:",inline"`
+	Alerts        alertRoutes `yaml:"alerts"`
+}
+
+// alertRoutes says where alerts go. With nothing set they go to stdout.
+type alertRoutes struct {
+	// Stdout writes JSON lines to standard output. It defaults to true when
+	// no other route is set.
+	Stdout *bool `yaml:"stdout"`
+	// File appends JSON lines to a file (reopened on SIGHUP for logrotate).
+	File string `yaml:"file"`
+}
+
 func runEgress(ctx context.Context, e *env, args []string) error {
-	return errors.New("egress: not built yet in this tree")
+	fs := newFlagSet(e, "egress", egressUsage)
+	policyPath := fs.String("policy", "", "policy YAML `FILE` (required; see docs/egress.md)")
+	pcap := fs.String("pcap", "", "read packets from a pcap/pcapng `FILE` (.gz/.zst recognised; - for stdin)")
+	iface := fs.String("iface", "", "capture live on interface `NAME` (AF_PACKET; needs CAP_NET_RAW)")
+	filter := fs.String("filter", "", "capture `filter` for --iface")
+	nf := fs.String("netflow", "", "collect NetFlow v5/v9/IPFIX on UDP `ADDR` (like 0.0.0.0:2055)")
+	var watchlists stringList
+	fs.Var(&watchlists, "watchlist", "extra watch-list `FILE` (cordon inspect --watchlist output); repeatable")
+	baseline := fs.String("baseline", "", "new-destination baseline `FILE` (overrides the policy's baseline.file)")
+	reset := fs.Bool("reset-baseline", false, "forget the learned baseline before starting")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (like 127.0.0.1:9464) at /metrics")
+	failOn := fs.String("fail-on", "", "exit with code 3 when an alert of this `kind` (or \"any\") was raised")
+	stats := fs.Bool("stats", false, "print packet, flow and alert counts and the rate to stderr at the end")
+	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (flags go before it? the capture is --pcap FILE)", fs.Arg(0))
+	}
+	if *policyPath == "" {
+		return usagef("--policy FILE is required (see docs/egress.md for an example)")
+	}
+	inputs := 0
+	for _, s := range []string{*pcap, *iface, *nf} {
+		if s != "" {
+			inputs++
+		}
+	}
+	if inputs != 1 {
+		return usagef("give exactly one input: --pcap FILE, --iface NAME or --netflow ADDR")
+	}
+	if *filter != "" && *iface == "" {
+		return usagef("--filter applies to --iface only")
+	}
+	if *failOn != "" && *failOn != "any" && !slices.Contains(egress.Kinds, *failOn) {
+		return usagef("--fail-on %q: want any or one of %s", *failOn, strings.Join(egress.Kinds, ", "))
+	}
+	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
+	if err != nil {
+		return usagef("--log-level: %v", err)
+	}
+
+	var pf egressFile
+	if err := config.LoadFile(*policyPath, &pf); err != nil {
+		return usagef("%v", err)
+	}
+	if err := pf.Policy.Validate(*policyPath); err != nil {
+		return usagef("%v", err)
+	}
+	pf.Policy.Defaults()
+
+	wl := watchlist.Default()
+	files := slices.Clone(watchlists)
+	for _, f := range pf.Watchlists {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(filepath.Dir(*policyPath), f)
+		}
+		files = append(files, f)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return usagef("watch-list: %v", err)
+		}
+		extra, err := watchlist.Parse(f, data)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		wl = wl.Merge(extra)
+	}
+
+	var base *egress.Baseline
+	basePath := pf.Baseline.File
+	if *baseline != "" {
+		basePath = *baseline
+	} else if basePath != "" && !filepath.IsAbs(basePath) {
+		basePath = filepath.Join(filepath.Dir(*policyPath), basePath)
+	}
+	if *reset {
+		if basePath == "" {
+			return usagef("--reset-baseline needs a baseline (--baseline FILE or baseline.file in the policy)")
+		}
+		if err := egress.ResetBaseline(basePath); err != nil {
+			return err
+		}
+	}
+	if basePath != "" {
+		if base, err = egress.LoadBaseline(basePath, pf.Baseline.Learn.D(), pf.Baseline.Max); err != nil {
+			return err
+		}
+	}
+
+	sinks, err := openSinks(e, pf.Alerts, log)
+	if err != nil {
+		return err
+	}
+	fan := &fanout{sinks: sinks, failOn: *failOn}
+	defer fan.Close()
+
+	eng, err := egress.NewEngine(egress.Config{Policy: &pf.Policy, Watchlist: wl, Sink: fan, Baseline: base, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	if *metrics != "" {
+		stop, err := serveMetrics(*metrics, eng, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	start := time.Now()
+	var runErr error
+	switch {
+	case *pcap != "":
+		src, err := egress.OpenFile(*pcap, e.Stdin)
+		if err != nil {
+			return err
+		}
+		runErr = eng.Run(ctx, src)
+		src.Close()
+	case *nf != "":
+		c := &netflow.Collector{Addr: *nf, Logger: log, Handle: eng.HandleFlow}
+		if err := c.Listen(); err != nil {
+			return err
+		}
+		log.Info("collecting flows", "addr", c.LocalAddr().String())
+		runErr = runLive(ctx, eng, func(ctx context.Context) error { return c.Run(ctx) })
+	case *iface != "":
+		runErr = runCapture(ctx, eng, *iface, *filter, log)
+	}
+	if err := eng.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if *stats {
+		m := eng.Metrics()
+		el := time.Since(start)
+		var alerts uint64
+		for i := range m.Alerts {
+			alerts += m.Alerts[i].Load()
+		}
+		fmt.Fprintf(e.Stderr, "egress: %d packets, %d flow records, %d flows (%d evicted), %d malformed, %d alerts in %s (%.0f packets/s)\n",
+			m.Packets.Load(), m.FlowRecords.Load(), m.Flows.Load(), m.FlowEvictions.Load(), m.DecodeErrors.Load(), alerts,
+			el.Round(time.Millisecond), float64(m.Packets.Load()+m.FlowRecords.Load())/el.Seconds())
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if fan.failed.Load() {
+		return &exitError{code: exitFindings, err: fmt.Errorf("alerts of kind %s were raised (--fail-on)", *failOn)}
+	}
+	return nil
+}
+
+// runLive runs a live input and advances the engine clock every second so
+// windows close while the network is quiet.
+func runLive(ctx context.Context, eng *egress.Engine, run func(context.Context) error) error {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				eng.Advance(now)
+			}
+		}
+	})
+	err := run(ctx)
+	close(done)
+	wg.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func openSinks(e *env, r alertRoutes, log *slog.Logger) ([]egress.AlertSink, error) {
+	var sinks []egress.AlertSink
+	if r.File != "" {
+		f, err := sink.OpenFile(r.File)
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, f)
+		reopenOnHUP(f, log)
+	}
+	if (r.Stdout == nil && len(sinks) == 0) || (r.Stdout != nil && *r.Stdout) {
+		sinks = append(sinks, sink.NewJSONLines(e.Stdout))
+	}
+	return sinks, nil
+}
+
+// fanout sends each alert to every sink and remembers whether --fail-on was reached.
+type fanout struct {
+	sinks  []egress.AlertSink
+	failOn string
+	failed atomic.Bool
+}
+
+func (f *fanout) Send(ctx context.Context, a egress.Alert) error {
+	if f.failOn == "any" || f.failOn == a.Kind {
+		f.failed.Store(true)
+	}
+	var errs []error
+	for _, s := range f.sinks {
+		if err := s.Send(ctx, a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f *fanout) Close() error {
+	var errs []error
+	for _, s := range f.sinks {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+var _ egress.AlertSink = (*fanout)(nil)
+
+func serveMetrics(addr string, eng *egress.Engine, log *slog.Logger) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(eng.Collector(), collectors.NewGoCollector())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("egress: metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server failed", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+var _ flag.Value = (*stringList)(nil)
+
+// runCapture is live capture on an interface; it is wired to egress/capture
+// once that package exists in this tree.
+func runCapture(_ context.Context, _ *egress.Engine, _, _ string, _ *slog.Logger) error {
+	return usagef("--iface is not available in this build (egress/capture is missing); use --pcap or --netflow")
+}
+
+// reopenOnHUP reopens the alert file on SIGHUP (logrotate).
+func reopenOnHUP(f *sink.File, log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	go func() {
+		for range ch {
+			if err := f.Reopen(); err != nil {
+				log.Error("reopening the alert file failed", "err", err)
+			}
+		}
+	}()
 }
