@@ -33,11 +33,14 @@ var embeddedPasswords string
 // against every hash (passwords.txt: one a line, # comments).
 var defaultPasswords = func() []string {
 	var out []string
+	seen := map[string]bool{}
 	for _, l := range strings.Split(embeddedPasswords, "\n") {
-		if strings.HasPrefix(l, "#") {
+		l = strings.TrimRight(l, "\r")
+		if strings.HasPrefix(l, "#") || seen[l] {
 			continue
 		}
-		out = append(out, strings.TrimRight(l, "\r"))
+		seen[l] = true
+		out = append(out, l)
 	}
 	return out
 }()

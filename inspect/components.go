@@ -26,7 +26,6 @@ type componentPattern struct {
 	kind   string // CycloneDX component type: library, application, operating-system, firmware
 	hint   string // a literal the string must contain, to skip the regexp cheaply
 	re     *regexp.Regexp
-	mapVer func(string) string
 }
 
 var componentPatterns = []componentPattern{

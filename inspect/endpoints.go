@@ -96,13 +96,14 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 	if bytes.IndexByte(s, '.') < 0 {
 		return
 	}
-	covered := false // a URL in s: its host is not added again as a bare domain
+	var urls [][]int // spans of URLs: their hosts are not added again as bare names or addresses
 	if bytes.Contains(s, []byte("://")) {
-		for _, m := range urlRE.FindAll(s, 8) {
-			covered = true
-			sc.addURL(string(m))
+		urls = urlRE.FindAllIndex(s, 8)
+		for _, loc := range urls {
+			sc.addURL(string(s[loc[0]:loc[1]]))
 		}
 	}
+	covered := len(urls) > 0
 	if !covered {
 		for _, loc := range domainRE.FindAllIndex(s, 8) {
 			if loc[0] > 0 && (s[loc[0]-1] == '/' || s[loc[0]-1] == '@' || s[loc[0]-1] == '.' || s[loc[0]-1] == '_') {
@@ -121,8 +122,12 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 		if loc[1]+1 < len(s) && s[loc[1]] == '.' && s[loc[1]+1] >= '0' && s[loc[1]+1] <= '9' {
 			continue
 		}
-		if covered && bytes.Contains(s[max(0, loc[0]-3):loc[0]], []byte("//")) {
-			continue // the host of a URL already added
+		inURL := false
+		for _, u := range urls {
+			inURL = inURL || loc[0] >= u[0] && loc[1] <= u[1]
+		}
+		if inURL {
+			continue
 		}
 		sc.addIP(string(s[loc[0]:loc[1]]))
 	}
@@ -185,14 +190,22 @@ func (sc *stringChecks) addIP(s string) {
 	sc.put(Endpoint{Value: a.String(), Kind: "ip", Vendor: vendor, Scope: scope})
 }
 
+// wellKnownResolvers are public DNS resolvers that firmware hard-codes; they
+// would otherwise look like version numbers.
+var wellKnownResolvers = map[string]bool{"8.8.8.8": true, "8.8.4.4": true, "1.1.1.1": true, "1.0.0.1": true,
+	"9.9.9.9": true, "4.2.2.1": true, "4.2.2.2": true}
+
 // versionLike reports dotted numbers that are more likely versions than
-// addresses: 2.6.36.4, 1.0.0.1, 0.x.y.z and masks.
+// addresses: 2.6.36.4, 1.2.3.4, 0.x.y.z and masks.
 func versionLike(a netip.Addr) bool {
+	if wellKnownResolvers[a.String()] {
+		return false
+	}
 	b := a.As4()
 	if b[0] == 0 || b[0] == 255 {
 		return true
 	}
-	return b[0] < 10 && b[1] < 32 && b[2] < 32 && b[3] < 32
+	return b[0] < 10 && b[1] < 32 && b[2] < 100 && b[3] < 100
 }
 
 func plausibleHost(h string) bool {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -200,13 +199,11 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if man != nil {
-		for _, e := range man {
-			c.manifestFindings(e)
-			if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
-				fsum.Mode = e.Mode
-				r.Files[e.Path] = fsum
-			}
+	for _, e := range man {
+		c.manifestFindings(e)
+		if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
+			fsum.Mode = e.Mode
+			r.Files[e.Path] = fsum
 		}
 	}
 	c.finish(ctx, r)
@@ -422,9 +419,6 @@ func (r *Report) MaxSeverity() Severity {
 	}
 	return m
 }
-
-// errNotText marks a file the text parsers skip.
-var errNotText = errors.New("inspect: not a text file")
 
 // isText reports whether data looks like text: no NUL bytes in its first 8 KiB.
 func isText(data []byte) bool {

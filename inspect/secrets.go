@@ -3,7 +3,6 @@ package inspect
 import (
 	"bufio"
 	"bytes"
-	"crypto/dsa" //nolint:staticcheck // DSA keys still ship in firmware; we only measure them
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -145,8 +144,6 @@ func keyAlgoBits(k any) (string, int) {
 		return "EC", k.Curve.Params().BitSize
 	case ed25519.PrivateKey, ed25519.PublicKey:
 		return "Ed25519", 256
-	case *dsa.PublicKey:
-		return "DSA", k.P.BitLen()
 	}
 	return "", 0
 }

@@ -122,11 +122,8 @@ func ParseServices(via string, data []byte) []Service {
 				continue
 			}
 			srv := path.Base(f[5])
-			if len(f) > 6 {
-				if d, ok := knownDaemons[path.Base(f[6])]; ok && (srv == "tcpd" || srv == "busybox") {
-					srv = path.Base(f[6])
-					_ = d
-				}
+			if len(f) > 6 && (srv == "tcpd" || srv == "busybox") {
+				srv = path.Base(f[6])
 			}
 			name := srv
 			if d, ok := knownDaemons[srv]; ok {
@@ -143,15 +140,22 @@ func ParseServices(via string, data []byte) []Service {
 			}
 		case "cron":
 			f := strings.Fields(line)
-			if len(f) < 6 || strings.Contains(f[0], "=") {
+			if strings.Contains(f[0], "=") {
+				continue // VAR=value
+			}
+			fields := 5 // minute hour day month weekday
+			if strings.HasPrefix(f[0], "@") {
+				fields = 1 // @reboot, @daily, ...
+			}
+			if len(f) <= fields {
 				continue
 			}
-			cmd := strings.Join(f[5:], " ")
-			if !strings.HasPrefix(f[0], "@") && len(f) > 6 && !strings.ContainsAny(f[5], "/") && validUser(f[5]) {
-				cmd = strings.Join(f[6:], " ") // system crontab: the sixth field is the user
+			cmd := f[fields:]
+			if len(cmd) > 1 && !strings.ContainsAny(cmd[0], "/") && validUser(cmd[0]) && knownDaemons[cmd[0]].name == "" {
+				cmd = cmd[1:] // system crontab: the user field
 			}
-			for _, s := range commandServices(cmd) {
-				s.Line, s.Via = n, "cron"
+			for _, s := range commandServices(strings.Join(cmd, " ")) {
+				s.Line, s.Via, s.Boot = n, "cron", f[0] == "@reboot"
 				out = append(out, s)
 			}
 		default: // rc scripts
@@ -198,18 +202,18 @@ func commandServices(line string) []Service {
 		if prog == "tcpsvd" || prog == "udpsvd" {
 			// tcpsvd [-opts] IP PORT PROG ARGS
 			port := 0
-			for i, a := range args {
+			for _, a := range args {
 				if port == 0 && isDigits(a) {
 					port, _ = strconv.Atoi(a)
 					continue
 				}
 				if port != 0 && !strings.HasPrefix(a, "-") {
-					prog, args = path.Base(a), args[i+1:]
+					prog = path.Base(a)
 					break
 				}
 			}
 			if d, ok := knownDaemons[prog]; ok {
-				out = append(out, Service{Name: d.name, Port: port, Command: cmd})
+				out = append(out, Service{Name: d.name, Port: port, Command: strings.Join(w, " ")})
 			}
 			continue
 		}
@@ -233,7 +237,7 @@ func commandServices(line string) []Service {
 		if !ok {
 			continue
 		}
-		s := Service{Name: d.name, Port: d.port, Command: cmd}
+		s := Service{Name: d.name, Port: d.port, Command: strings.Join(w, " ")}
 		switch d.name {
 		case "netcat":
 			listen := false

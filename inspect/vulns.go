@@ -178,7 +178,6 @@ func affects(version string, versions []string, ranges []struct {
 			continue
 		}
 		in := false
-		fixed := ""
 		for _, ev := range r.Events {
 			switch {
 			case ev.Introduced != "":
@@ -189,7 +188,7 @@ func affects(version string, versions []string, ranges []struct {
 				if in && CompareVersions(version, ev.Fixed) < 0 {
 					return true, ev.Fixed
 				}
-				in, fixed = false, ev.Fixed
+				in = false
 			case ev.LastAffected != "":
 				if in && CompareVersions(version, ev.LastAffected) <= 0 {
 					return true, ""
@@ -200,7 +199,6 @@ func affects(version string, versions []string, ranges []struct {
 		if in {
 			return true, ""
 		}
-		_ = fixed
 	}
 	return false, ""
 }
