@@ -10,9 +10,9 @@ import (
 
 // Addresses of the scenario (the policy in egress/testdata/policy.yml).
 var (
-	Gateway  = netip.MustParseAddr("192.168.50.1") // DNS and NTP, allowed
-	Proxy    = netip.MustParseAddr("192.168.50.2") // cordon proxy, allowed
-	Syslog   = netip.MustParseAddr("192.168.50.3") // syslog, allowed on udp/514
+	Gateway  = netip.MustParseAddr("192.168.50.1")  // DNS and NTP, allowed
+	Proxy    = netip.MustParseAddr("192.168.50.2")  // cordon proxy, allowed
+	Syslog   = netip.MustParseAddr("192.168.50.3")  // syslog, allowed on udp/514
 	CamA     = netip.MustParseAddr("192.168.50.10") // front-door
 	CamB     = netip.MustParseAddr("192.168.50.11") // loading-dock
 	CamC     = netip.MustParseAddr("192.168.50.12") // lobby
