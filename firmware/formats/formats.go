@@ -14,6 +14,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/ext"
 	"github.com/cordon-vms/cordon/firmware/formats/fit"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
+	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
 	"github.com/cordon-vms/cordon/firmware/formats/trx"
@@ -31,6 +32,7 @@ var All = []*firmware.Format{
 
 	// Boot and partition containers.
 	uimage.Format,
+	sparse.Format,
 	fit.Format, // before dtb: same magic, needs /images
 	dtb.Format,
 	trx.Format,
