@@ -7,6 +7,7 @@ package formats
 
 import (
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/androidboot"
 	"github.com/cordon-vms/cordon/firmware/formats/compress"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
@@ -36,6 +37,7 @@ var All = []*firmware.Format{
 	fit.Format, // before dtb: same magic, needs /images
 	dtb.Format,
 	trx.Format,
+	androidboot.Format,
 
 	// Filesystems.
 	squashfs.Format,
