@@ -48,9 +48,14 @@ var ErrFilterTooComplex = errors.New("capture: filter too complex")
 //	expr       = primitive | not expr | ! expr | expr and expr | expr && expr
 //	           | expr or expr | expr || expr | ( expr )
 //
-// "and" binds tighter than "or"; "not" tighter than both. VLAN-tagged
-// frames are not matched by IP primitives (as in tcpdump without "vlan").
-// An empty expression accepts every packet.
+// "and" binds tighter than "or"; "not" tighter than both. As in tcpdump,
+// IPv4 host and net also match ARP/RARP addresses, and VLAN-tagged frames
+// are not matched by IP primitives (tcpdump without "vlan"). Host names are
+// not resolved. An empty expression accepts every packet.
+//
+// Limits: MaxFilterLen bytes, 64 primitives, and classic BPF's 255-
+// instruction reach of a conditional jump (about 30 IPv4 hosts or 10 IPv6
+// nets or'ed together); longer filters fail with ErrFilterTooComplex.
 func CompileFilter(expr string, snaplen int) ([]bpf.Instruction, error) {
 	if len(expr) > MaxFilterLen {
 		return nil, &FilterError{Expr: expr[:32] + "…", Pos: MaxFilterLen, Msg: fmt.Sprintf("longer than %d bytes", MaxFilterLen)}
@@ -129,6 +134,7 @@ var (
 	isIPv4 = eq(load(offEtherType, 2), 0x0800)
 	isIPv6 = eq(load(offEtherType, 2), 0x86dd)
 	isARP  = eq(load(offEtherType, 2), 0x0806)
+	isRARP = eq(load(offEtherType, 2), 0x8035)
 )
 
 func proto4(p uint8) node { return and(isIPv4, eq(load(l3+9, 1), uint32(p))) }
@@ -160,7 +166,12 @@ func netMatch(p netip.Prefix, d dir) node {
 		m := func(off uint32) func() node {
 			return func() node { return maskedWords(off, a, p.Bits()) }
 		}
-		return and(isIPv4, either(d, m(l3+12), m(l3+16)))
+		// As in tcpdump, IPv4 host and net also match ARP and RARP
+		// sender (src) and target (dst) protocol addresses.
+		return or(
+			and(isIPv4, either(d, m(l3+12), m(l3+16))),
+			and(or(isARP, isRARP), either(d, m(l3+14), m(l3+24))),
+		)
 	}
 	m := func(off uint32) func() node {
 		return func() node { return maskedWords(off, a, p.Bits()) }
