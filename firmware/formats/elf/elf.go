@@ -1,0 +1,131 @@
+// Package elf carves ELF executables, shared objects and kernel modules out of
+// images: the extent is the furthest of the ELF header, the program headers
+// and their file contents, and the section headers and their contents, read
+// from the headers with every offset bounds-checked. Nothing is extracted; class,
+// byte order, machine, type and entry point go in Chunk.Meta.
+package elf
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/cordon-vms/cordon/firmware"
+)
+
+const formatName = "elf"
+
+// maxOff bounds offsets and sizes taken from headers (1 TiB): anything larger is corruption.
+const maxOff = 1 << 40
+
+// Format declares the carve-only ELF format.
+var Format = &firmware.Format{
+	Name: formatName,
+	Kind: firmware.KindCarve,
+	Doc: "ELF executable, shared object or kernel module (\\x7fELF), carved, not extracted: the extent " +
+		"is the furthest of the headers, segments and sections (every header offset bounds-checked); class, " +
+		"byte order, machine, type and entry point are reported.",
+	Magics:   []firmware.Magic{{Bytes: []byte("\x7fELF")}},
+	Identify: identify,
+}
+
+func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+	avail := size - off
+	if avail < 52 {
+		return nil, fmt.Errorf("elf: %d bytes left: %w", avail, firmware.ErrNotFormat)
+	}
+	var h [64]byte
+	hb := h[:min(64, avail)]
+	if _, err := r.ReadAt(hb, off); err != nil {
+		return nil, fmt.Errorf("elf: %w", err)
+	}
+	class, data := elf.Class(h[elf.EI_CLASS]), elf.Data(h[elf.EI_DATA])
+	if class != elf.ELFCLASS32 && class != elf.ELFCLASS64 || data != elf.ELFDATA2LSB && data != elf.ELFDATA2MSB ||
+		h[elf.EI_VERSION] != byte(elf.EV_CURRENT) || class == elf.ELFCLASS64 && avail < 64 {
+		return nil, fmt.Errorf("elf: bad ident % x: %w", h[4:7], firmware.ErrNotFormat)
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if data == elf.ELFDATA2MSB {
+		bo = binary.BigEndian
+	}
+	typ, machine, version := elf.Type(bo.Uint16(h[16:])), elf.Machine(bo.Uint16(h[18:])), bo.Uint32(h[20:])
+	var entry, phoff, shoff uint64
+	var ehsize, phent, phnum, shent, shnum uint16
+	wantEh, wantPh, wantSh := uint16(52), uint16(32), uint16(40)
+	if class == elf.ELFCLASS64 {
+		entry, phoff, shoff = bo.Uint64(h[24:]), bo.Uint64(h[32:]), bo.Uint64(h[40:])
+		ehsize, phent, phnum, shent, shnum = bo.Uint16(h[52:]), bo.Uint16(h[54:]), bo.Uint16(h[56:]), bo.Uint16(h[58:]), bo.Uint16(h[60:])
+		wantEh, wantPh, wantSh = 64, 56, 64
+	} else {
+		entry, phoff, shoff = uint64(bo.Uint32(h[24:])), uint64(bo.Uint32(h[28:])), uint64(bo.Uint32(h[32:]))
+		ehsize, phent, phnum, shent, shnum = bo.Uint16(h[40:]), bo.Uint16(h[42:]), bo.Uint16(h[44:]), bo.Uint16(h[46:]), bo.Uint16(h[48:])
+	}
+	switch {
+	case version != uint32(elf.EV_CURRENT), ehsize != wantEh,
+		phnum > 0 && (phent != wantPh || phoff < uint64(ehsize)), shnum > 0 && (shent != wantSh || shoff < uint64(ehsize)),
+		phnum == 0 && shnum == 0, phoff > maxOff, shoff > maxOff:
+		return nil, fmt.Errorf("elf: inconsistent header: %w", firmware.ErrNotFormat)
+	}
+	c := &firmware.Chunk{
+		Offset:     off,
+		Format:     formatName,
+		Confidence: firmware.ConfidenceHigh,
+		Meta: map[string]any{
+			"class":    map[elf.Class]string{elf.ELFCLASS32: "32", elf.ELFCLASS64: "64"}[class],
+			"endian":   map[elf.Data]string{elf.ELFDATA2LSB: "little", elf.ELFDATA2MSB: "big"}[data],
+			"machine":  machine.String(),
+			"type":     typ.String(),
+			"entry":    fmt.Sprintf("%#x", entry),
+			"sections": shnum,
+			"segments": phnum,
+		},
+	}
+	end := int64(ehsize)
+	truncated := false
+	// Each header table, then the file ranges its entries describe.
+	table := func(tabOff uint64, n, ent uint16, rng func(e []byte) (o, sz uint64, ok bool)) {
+		if n == 0 {
+			return
+		}
+		tabEnd := int64(tabOff) + int64(n)*int64(ent)
+		end = max(end, tabEnd)
+		if tabEnd > avail {
+			truncated = true
+			return
+		}
+		b := make([]byte, int64(n)*int64(ent))
+		if _, err := r.ReadAt(b, off+int64(tabOff)); err != nil {
+			truncated = true
+			return
+		}
+		for i := 0; i < int(n); i++ {
+			if o, sz, ok := rng(b[i*int(ent):]); ok && o <= maxOff && sz <= maxOff {
+				end = max(end, int64(o+sz))
+			}
+		}
+	}
+	if class == elf.ELFCLASS64 {
+		table(phoff, phnum, phent, func(e []byte) (uint64, uint64, bool) { return bo.Uint64(e[8:]), bo.Uint64(e[32:]), true })
+		table(shoff, shnum, shent, func(e []byte) (uint64, uint64, bool) {
+			t := elf.SectionType(bo.Uint32(e[4:]))
+			return bo.Uint64(e[24:]), bo.Uint64(e[32:]), t != elf.SHT_NOBITS && t != elf.SHT_NULL
+		})
+	} else {
+		table(phoff, phnum, phent, func(e []byte) (uint64, uint64, bool) {
+			return uint64(bo.Uint32(e[4:])), uint64(bo.Uint32(e[16:])), true
+		})
+		table(shoff, shnum, shent, func(e []byte) (uint64, uint64, bool) {
+			t := elf.SectionType(bo.Uint32(e[4:]))
+			return uint64(bo.Uint32(e[16:])), uint64(bo.Uint32(e[20:])), t != elf.SHT_NOBITS && t != elf.SHT_NULL
+		})
+	}
+	c.Size = end
+	if truncated || end > avail {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("truncated: headers say at least %#x bytes, %#x present", end, avail))
+		c.Size = min(end, avail)
+		c.Confidence = firmware.ConfidenceMedium
+	}
+	c.Desc = fmt.Sprintf("ELF %s-bit %s-endian %s, %s", c.Meta["class"], c.Meta["endian"], typ, machine)
+	return c, nil
+}
