@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+	"github.com/pion/rtp"
+)
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1.
+func writeTestCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cordon test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// TestRTSPS reads a camera over RTSPS (TLS, SRTP) while a plain RTSP reader
+// reads the same camera.
+func TestRTSPS(t *testing.T) {
+	sim := startCamsim(t, "c1")
+	log, _ := newLog(t)
+	cfg := testConfig(Camera{Name: "s", URL: MustParseSecretURL(sim.URL("c1"))})
+	cfg.Listen.RTSPS = "127.0.0.1:0"
+	cfg.TLS.Cert, cfg.TLS.Key = writeTestCert(t)
+	p := startProxy(t, cfg, log)
+
+	var plain *rtspReader
+	waitFor(t, "plain reader", 10*time.Second, func() bool {
+		var err error
+		plain, err = dialReader(t, readerURL(p, "s"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	u, _ := base.ParseURL("rtsps://" + p.RTSPSAddr().String() + "/s")
+	proto := gortsplib.ProtocolTCP
+	cl := &gortsplib.Client{Scheme: "rtsps", Host: u.Host, Protocol: &proto, TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+	if err := cl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	desc, _, err := cl.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	n := 0
+	cl.OnPacketRTPAny(func(_ *description.Media, _ format.Format, _ *rtp.Packet) {
+		if n++; n == 20 {
+			got <- struct{}{}
+		}
+	})
+	if _, err := cl.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no packets over RTSPS")
+	}
+	if plain.packets.Load() == 0 {
+		t.Error("plain reader got nothing")
+	}
+	if tr := cl.Transport().Session.Profile; tr != headers.TransportProfileSAVP {
+		t.Errorf("RTSPS transport profile = %v, want SAVP", tr)
+	}
+}
+
+// TestCameraSideBind checks that camera connections leave from camera_side.bind.
+func TestCameraSideBind(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	from := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		c.Close()
+	}()
+	log, _ := newLog(t)
+	cfg := testConfig(Camera{Name: "b", URL: MustParseSecretURL("rtsp://u:p@" + ln.Addr().String() + "/x")})
+	cfg.CameraSide.Bind = "127.0.0.2"
+	startProxy(t, cfg, log)
+	select {
+	case ip := <-from:
+		if ip != "127.0.0.2" {
+			t.Errorf("camera connection came from %s, want 127.0.0.2", ip)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy did not connect to the camera")
+	}
+}
