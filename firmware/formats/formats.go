@@ -12,6 +12,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
 	"github.com/cordon-vms/cordon/firmware/formats/dtb"
+	"github.com/cordon-vms/cordon/firmware/formats/elf"
 	"github.com/cordon-vms/cordon/firmware/formats/ext"
 	"github.com/cordon-vms/cordon/firmware/formats/fit"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
@@ -60,4 +61,5 @@ var All = []*firmware.Format{
 	compress.Zlib,
 
 	// Carve only (identified and cut out, not extracted).
+	elf.Format,
 }
