@@ -57,6 +57,14 @@ func TestGenerate(t *testing.T) {
 	if err := os.WriteFile("testdata/planted.pcap", b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var s bytes.Buffer
+	if err := pcapgen.Small(&s); err != nil {
+		t.Fatal(err)
+	}
+	// The CLI scripts embed this capture in base64 (see egress_pcap.txtar).
+	if err := os.WriteFile("testdata/small.pcap", s.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func runPcap(t *testing.T, path string, base *Baseline) *memSink {

@@ -212,3 +212,28 @@ func Bulk(out io.Writer, n int) error {
 	}
 	return nil
 }
+
+// Small writes a capture of a few packets for the CLI scripts
+// (cmd/cordon/testdata/script/egress_*.txtar carry it in base64): a vendor
+// domain resolved through the allowed resolver, a public resolver used
+// directly, and the proxy pulling RTSP (allowed).
+func Small(out io.Writer) error {
+	w, err := NewWriter(out, Start)
+	if err != nil {
+		return err
+	}
+	q := DNSQuery(1, "litedev.hik-connect.com", 1)
+	if err := w.UDP(ap(CamA, 51001), ap(Gateway, 53), q, 0); err != nil {
+		return err
+	}
+	if err := w.UDP(ap(Gateway, 53), ap(CamA, 51001), DNSResponse(q, mustAddr("203.0.113.10")), 0); err != nil {
+		return err
+	}
+	if err := w.UDP(ap(CamB, 53000), ap(mustAddr("8.8.8.8"), 53), DNSQuery(2, "time.windows.com", 1), 0); err != nil {
+		return err
+	}
+	c := w.Dial(ap(Proxy, 40000), ap(CamA, 554))
+	c.Send([]byte("OPTIONS rtsp://192.168.50.10/ RTSP/1.0\r\nCSeq: 1\r\n\r\n"), 0)
+	c.Reply([]byte("RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n"), 0)
+	return c.Close()
+}

@@ -1,0 +1,325 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
+	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+const testPolicy = `cameras:
+  networks: [192.168.50.0/24]
+  exclude: [192.168.50.1, 192.168.50.2, 192.168.50.3]
+allow:
+  - {host: 192.168.50.2}
+  - {host: 192.168.50.1, proto: udp, port: 53}
+lateral: {core: [10.0.0.0/8]}
+thresholds:
+  volume: {bytes: 100kB}
+flows: {max: 100}
+`
+
+func newTestEngine(t testing.TB, policy string) (*Engine, *memSink) {
+	t.Helper()
+	p, err := ParsePolicy("test.yml", []byte(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	e, err := NewEngine(Config{Policy: p, Sink: sink, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, sink
+}
+
+// feed writes packets with gen and runs them through e.
+func feed(t testing.TB, e *Engine, gen func(w *pcapgen.Writer)) {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := pcapgen.NewWriter(&b, pcapgen.Start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Sorted = true
+	gen(w)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	src, err := openStream("test", io.NopCloser(&b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var (
+	ap      = netip.AddrPortFrom
+	camA    = netip.MustParseAddr("192.168.50.10")
+	proxy   = netip.MustParseAddr("192.168.50.2")
+	gateway = netip.MustParseAddr("192.168.50.1")
+)
+
+// TestFlowTableBounded floods the engine with new flows: the table stays at
+// its cap and evictions are counted.
+func TestFlowTableBounded(t *testing.T) {
+	e, _ := newTestEngine(t, testPolicy)
+	feed(t, e, func(w *pcapgen.Writer) {
+		for i := range 1000 {
+			_ = w.TCPSegment(ap(camA, uint16(20000+i)), ap(proxy, 80), pcapgen.SYN, 1, 0, nil, 0)
+		}
+	})
+	m := e.Metrics()
+	if got := e.flows.len(); got != 100 {
+		t.Errorf("flow table holds %d flows, want the cap 100", got)
+	}
+	if m.Flows.Load() != 1000 || m.FlowEvictions.Load() != 900 {
+		t.Errorf("flows %d, evictions %d; want 1000 and 900", m.Flows.Load(), m.FlowEvictions.Load())
+	}
+}
+
+// TestDirection: connections opened by an allowed peer towards a camera are
+// allowed, and what the camera sends back is not volume; connections opened
+// by a stranger are reported as inbound.
+func TestDirection(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	stranger := netip.MustParseAddr("192.168.60.5")
+	feed(t, e, func(w *pcapgen.Writer) {
+		c := w.Dial(ap(proxy, 40000), ap(camA, 554))
+		for range 200 {
+			c.Reply(nil, 1400) // 280 kB camera → proxy, above the 100 kB volume threshold
+		}
+		_ = c.Close()
+		s := w.Dial(ap(stranger, 40001), ap(camA, 80))
+		s.Send([]byte("GET / HTTP/1.1\r\n\r\n"), 0)
+		for range 200 {
+			s.Reply(nil, 1400)
+		}
+		_ = s.Close()
+	})
+	if len(sink.alerts) != 1 {
+		t.Fatalf("got %d alerts, want 1 (inbound from the stranger): %+v", len(sink.alerts), sink.alerts)
+	}
+	a := sink.alerts[0]
+	if a.Kind != KindUnexpectedDestination || a.Dst != "192.168.60.5" || a.Port != 80 || a.Severity != "low" {
+		t.Fatalf("alert %+v", a)
+	}
+}
+
+// TestMidStreamDirection: a capture that starts in the middle of the proxy's
+// RTSP session (no SYN) still orients the flow from the proxy.
+func TestMidStreamDirection(t *testing.T) {
+	e, sink := newTestEngine(t, `cameras: {networks: [192.168.50.0/24]}
+allow:
+  - {host: 192.168.60.9, proto: tcp, port: 554}
+`)
+	nvr := netip.MustParseAddr("192.168.60.9")
+	feed(t, e, func(w *pcapgen.Writer) {
+		for range 10 {
+			_ = w.TCPSegment(ap(camA, 554), ap(nvr, 40000), pcapgen.ACK, 1, 1, nil, 1000)
+		}
+	})
+	if len(sink.alerts) != 0 {
+		t.Fatalf("alerts on a mid-stream allowed RTSP pull: %+v", sink.alerts)
+	}
+}
+
+// TestFlowRecords drives the engine with NetFlow-style records.
+func TestFlowRecords(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	t0 := pcapgen.Start
+	rec := func(src, dst netip.AddrPort, proto uint8, at time.Duration, bytes uint64) FlowRecord {
+		return FlowRecord{Key: FlowKey{Proto: proto, Src: src, Dst: dst}, Start: t0.Add(at), End: t0.Add(at + time.Second), Packets: 1 + bytes/1400, Bytes: bytes}
+	}
+	vendor := netip.MustParseAddr("203.0.113.80")
+	// Allowed both ways: proxy pulls RTSP.
+	e.HandleFlow(rec(ap(proxy, 40000), ap(camA, 554), 6, 0, 5000))
+	e.HandleFlow(rec(ap(camA, 554), ap(proxy, 40000), 6, 0, 5_000_000))
+	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume.
+	e.HandleFlow(rec(ap(camA, 50000), ap(vendor, 8800), 17, 10*time.Second, 200_000))
+	e.HandleFlow(rec(ap(vendor, 8800), ap(camA, 50000), 17, 10*time.Second, 999_000))
+	// Lateral: SMB to a core server.
+	e.HandleFlow(rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 20*time.Second, 120))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]Alert{}
+	for _, a := range sink.alerts {
+		kinds[a.Kind] = a
+	}
+	if len(sink.alerts) != 4 {
+		t.Errorf("got %d alerts, want 4: %+v", len(sink.alerts), sink.alerts)
+	}
+	if a := kinds[KindVolume]; a.Bytes != 200_120 || a.Dst != "203.0.113.80" {
+		t.Errorf("volume %+v (only what the camera sent to non-allowed peers counts: 200 kB + 120 B)", a)
+	}
+	if a := kinds[KindVendorCloud]; a.Port != 8800 || a.Proto != "udp" {
+		t.Errorf("vendor-cloud %+v", a)
+	}
+	if a := kinds[KindLateral]; a.Dst != "10.0.0.5" || a.Port != 445 {
+		t.Errorf("lateral %+v", a)
+	}
+	if _, ok := kinds[KindUnexpectedDestination]; !ok {
+		t.Errorf("no unexpected-destination")
+	}
+}
+
+// TestAggregation: repeats within the window fold into one alert; after the
+// window a new alert starts.
+func TestAggregation(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	dst := netip.MustParseAddr("203.0.113.9")
+	feed(t, e, func(w *pcapgen.Writer) {
+		for i := range 5 { // 5 connections within 50 s: one alert, count 5
+			w.Now = pcapgen.Start.Add(time.Duration(i) * 10 * time.Second)
+			_ = w.TCPSegment(ap(camA, uint16(30000+i)), ap(dst, 8080), pcapgen.SYN, 1, 0, nil, 0)
+		}
+		w.Now = pcapgen.Start.Add(3 * time.Minute) // a later window
+		_ = w.TCPSegment(ap(camA, 31000), ap(dst, 8081), pcapgen.SYN, 1, 0, nil, 0)
+	})
+	if len(sink.alerts) != 2 || sink.alerts[0].Count != 5 || sink.alerts[1].Count != 1 {
+		t.Fatalf("alerts %+v", sink.alerts)
+	}
+	if sink.alerts[0].LastSeen.Sub(sink.alerts[0].FirstSeen) != 40*time.Second {
+		t.Errorf("first/last seen %v %v", sink.alerts[0].FirstSeen, sink.alerts[0].LastSeen)
+	}
+}
+
+// TestLinkTypes: raw IP and Linux cooked captures decode like Ethernet.
+func TestLinkTypes(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	var b bytes.Buffer
+	w, _ := pcapgen.NewWriter(&b, pcapgen.Start)
+	_ = w.UDP(ap(camA, 5000), ap(netip.MustParseAddr("8.8.8.8"), 53), pcapgen.DNSQuery(1, "x.secu100.net", 1), 0)
+	src, err := openStream("t", io.NopCloser(&b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, ci, err := src.ReadPacketData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.HandlePacket(frame[14:], ci, layers.LinkTypeRaw)
+	sll := append([]byte{0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00}, frame[14:]...)
+	ci.Timestamp = ci.Timestamp.Add(time.Hour) // another window
+	e.HandlePacket(sll, ci, layers.LinkTypeLinuxSLL)
+	e.HandlePacket([]byte{1, 2, 3}, gopacket.CaptureInfo{Timestamp: ci.Timestamp}, layers.LinkTypeEthernet)
+	_ = e.Close()
+	vendor := 0
+	for _, a := range sink.alerts {
+		if a.Kind == KindVendorCloud && a.Domain == "x.secu100.net" {
+			vendor++
+		}
+	}
+	if vendor != 2 {
+		t.Fatalf("vendor-cloud alerts %d, want 2 (raw and SLL): %+v", vendor, sink.alerts)
+	}
+	if e.Metrics().DecodeErrors.Load()+e.Metrics().NonIP.Load() != 1 {
+		t.Errorf("the 3-byte frame was not counted as a drop")
+	}
+}
+
+// FuzzHandlePacket feeds arbitrary frames through the whole packet path,
+// seeded with every packet of the planted capture.
+func FuzzHandlePacket(f *testing.F) {
+	src, err := OpenFile("testdata/planted.pcap", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for {
+		data, _, err := src.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if len(data) > 60 && (data[23] == 17 || len(data) < 200) { // UDP and small TCP: DNS, QUIC, SYNs
+			f.Add(append([]byte(nil), data...), uint8(0))
+		}
+	}
+	src.Close()
+	p, err := LoadPolicy("testdata/policy.yml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull}
+	ts := pcapgen.Start
+	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
+		ts = ts.Add(time.Second)
+		e.HandlePacket(data, gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, lts[int(lt)%len(lts)])
+		if e.flows.len() > p.Flows.Max {
+			t.Fatalf("flow table over its cap")
+		}
+	})
+}
+
+// BenchmarkEngine measures the packet path with all detections on over the
+// benchmark traffic mix (pcapgen.Bulk), in memory: packets/s per core.
+func BenchmarkEngine(b *testing.B) {
+	var buf bytes.Buffer
+	if err := pcapgen.Bulk(&buf, 200_000); err != nil {
+		b.Fatal(err)
+	}
+	src, err := openStream("bulk", io.NopCloser(&buf))
+	if err != nil {
+		b.Fatal(err)
+	}
+	type pk struct {
+		data []byte
+		ci   gopacket.CaptureInfo
+	}
+	var pkts []pk
+	for {
+		data, ci, err := src.ReadPacketData()
+		if err != nil {
+			break
+		}
+		pkts = append(pkts, pk{append([]byte(nil), data...), ci})
+	}
+	p, err := LoadPolicy("testdata/policy.yml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	shift := time.Duration(0)
+	for i := 0; i < b.N; i++ {
+		k := pkts[i%len(pkts)]
+		if i%len(pkts) == 0 && i > 0 {
+			shift += time.Hour
+		}
+		k.ci.Timestamp = k.ci.Timestamp.Add(shift)
+		e.HandlePacket(k.data, k.ci, layers.LinkTypeEthernet)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+	// CPU time, not wall time: packets per second of one core even when the
+	// machine is shared.
+	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "packets/cpu-s")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
