@@ -1,0 +1,59 @@
+// Command gen writes cordon egress's crafted captures: the planted-event
+// capture (-scenario planted), the small CLI capture (-scenario small) or
+// the benchmark capture of -n packets (-scenario bulk, the default).
+//
+//	go run ./egress/internal/pcapgen/gen -n 1000000 -o /tmp/bulk.pcap
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
+)
+
+func main() {
+	n := flag.Int("n", 1_000_000, "packets in the bulk capture")
+	out := flag.String("o", "", "output `FILE` (required)")
+	scenario := flag.String("scenario", "bulk", "bulk, planted or small")
+	flag.Parse()
+	if *out == "" {
+		fmt.Fprintln(os.Stderr, "gen: -o FILE is required")
+		os.Exit(2)
+	}
+	if err := run(*out, *scenario, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(path, scenario string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var gen func(io.Writer) error
+	switch scenario {
+	case "bulk":
+		gen = func(w io.Writer) error { return pcapgen.Bulk(w, n) }
+	case "planted":
+		gen = pcapgen.Planted
+	case "small":
+		gen = pcapgen.Small
+	default:
+		return fmt.Errorf("unknown scenario %q", scenario)
+	}
+	if err := gen(w); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
