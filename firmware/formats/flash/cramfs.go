@@ -1,0 +1,101 @@
+package flash
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+
+	"github.com/cordon-vms/cordon/firmware"
+)
+
+// Cramfs declares cramfs images.
+var Cramfs = &firmware.Format{
+	Name: "cramfs",
+	Kind: firmware.KindFilesystem,
+	Doc: "cramfs, the compressed ROM filesystem of older cameras (XiongMai romfs-x.cramfs.img, " +
+		"Dahua partition-x.cramfs.img). The superblock gives the exact size; the whole-image " +
+		"CRC32 is verified. Identified only: not extracted yet.",
+	Magics: []firmware.Magic{
+		{Bytes: []byte{0x45, 0x3D, 0xCD, 0x28}},
+		{Bytes: []byte{0x28, 0xCD, 0x3D, 0x45}},
+	},
+	Identify: identifyCramfs,
+}
+
+const (
+	cramfsMagic     = 0x28CD3D45
+	cramfsSuperSize = 76
+	cramfsFSIDv2    = 0x1
+	cramfsSignature = "Compressed ROMFS"
+)
+
+func identifyCramfs(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+	if off < 0 || size-off < cramfsSuperSize {
+		return nil, formatErr("cramfs", 0, "too short for a superblock", firmware.ErrNotFormat)
+	}
+	var b [cramfsSuperSize]byte
+	if _, err := r.ReadAt(b[:], off); err != nil {
+		return nil, formatErr("cramfs", 0, "reading superblock", firmware.ErrTruncated)
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	endian := "little-endian"
+	if binary.BigEndian.Uint32(b[:]) == cramfsMagic {
+		bo, endian = binary.BigEndian, "big-endian"
+	} else if binary.LittleEndian.Uint32(b[:]) != cramfsMagic {
+		return nil, formatErr("cramfs", 0, "bad magic", firmware.ErrNotFormat)
+	}
+	if string(b[16:32]) != cramfsSignature {
+		return nil, formatErr("cramfs", 16, "signature is not \"Compressed ROMFS\"", firmware.ErrNotFormat)
+	}
+	fsSize, flags := int64(bo.Uint32(b[4:])), bo.Uint32(b[8:])
+	crc, edition, blocks, files := bo.Uint32(b[32:]), bo.Uint32(b[36:]), bo.Uint32(b[40:]), bo.Uint32(b[44:])
+	name := strings.TrimRight(string(b[48:64]), "\x00")
+	if flags&cramfsFSIDv2 == 0 {
+		// Version 1 images carry no size: the superblock alone cannot bound them.
+		fsSize = 4096
+		if size-off < fsSize {
+			fsSize = size - off
+		}
+	}
+	if fsSize < cramfsSuperSize || fsSize > size-off {
+		return nil, formatErr("cramfs", 4, fmt.Sprintf("size %d outside the %d bytes available", fsSize, size-off), firmware.ErrNotFormat)
+	}
+	c := &firmware.Chunk{
+		Offset:     off,
+		Size:       fsSize,
+		Format:     "cramfs",
+		Confidence: firmware.ConfidenceMedium,
+		Desc:       fmt.Sprintf("cramfs filesystem, %s, %d bytes, %d files, name %q", endian, fsSize, files, name),
+		Meta: map[string]any{
+			"endian": endian, "size": fsSize, "flags": fmt.Sprintf("%#x", flags),
+			"edition": edition, "blocks": blocks, "files": files, "name": name,
+		},
+	}
+	if flags&cramfsFSIDv2 == 0 {
+		c.Confidence = firmware.ConfidenceLow
+		c.Warnings = append(c.Warnings, "version 1 cramfs: size unknown, extent is a guess")
+		return c, nil
+	}
+	// The CRC covers the whole image with the CRC field zeroed.
+	h := crc32.NewIEEE()
+	buf := make([]byte, 64<<10)
+	for pos := int64(0); pos < fsSize; {
+		n := min(int64(len(buf)), fsSize-pos)
+		if _, err := r.ReadAt(buf[:n], off+pos); err != nil {
+			return nil, formatErr("cramfs", pos, "reading image", firmware.ErrTruncated)
+		}
+		if pos == 0 {
+			clear(buf[32:36])
+		}
+		h.Write(buf[:n])
+		pos += n
+	}
+	if got := h.Sum32(); got == crc {
+		c.Confidence = firmware.ConfidenceHigh
+	} else {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("CRC %08x, computed %08x", crc, got))
+	}
+	return c, nil
+}
