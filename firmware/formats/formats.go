@@ -15,6 +15,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/elf"
 	"github.com/cordon-vms/cordon/firmware/formats/ext"
 	"github.com/cordon-vms/cordon/firmware/formats/fit"
+	"github.com/cordon-vms/cordon/firmware/formats/flash"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
@@ -35,6 +36,7 @@ var All = []*firmware.Format{
 	// Boot and partition containers.
 	uimage.Format,
 	sparse.Format,
+	flash.UBI,
 	fit.Format, // before dtb: same magic, needs /images
 	dtb.Format,
 	trx.Format,
@@ -43,6 +45,8 @@ var All = []*firmware.Format{
 	// Filesystems.
 	squashfs.Format,
 	ext.Format,
+	flash.JFFS2,
+	flash.Cramfs,
 
 	// Archives.
 	cpio.Format,
