@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -438,4 +439,41 @@ func FuzzScan(f *testing.F) {
 			t.Fatalf("spans end at %d, data at %d", pos, len(data))
 		}
 	})
+}
+
+// benchImage is 64 MiB: random data with a few gzip members and padding.
+func benchImage(b *testing.B) []byte {
+	img := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{3}).Read(img)
+	for i := range 8 {
+		off := i * 8 << 20
+		copy(img[off:], bytes.Repeat([]byte{0xff}, 1<<20))
+		copy(img[off+1<<20:], gz(b, bytes.Repeat([]byte("camera config line\n"), 1000)))
+	}
+	return img
+}
+
+// BenchmarkScan measures the chunk map of a 64 MiB image with every
+// compression format; BenchmarkScanBaseline is a plain sha256 pass over the
+// same bytes in the same run (scan/baseline is the ratio to report).
+func BenchmarkScan(b *testing.B) {
+	img := benchImage(b)
+	o := firmware.Options{Formats: allTestFormats()}
+	b.SetBytes(int64(len(img)))
+	for b.Loop() {
+		rep, err := firmware.ScanReaderAt(context.Background(), bytes.NewReader(img), int64(len(img)), o)
+		if err != nil || len(rep.Chunks) != 8 {
+			b.Fatalf("%v, %d chunks", err, len(rep.Chunks))
+		}
+	}
+}
+
+func BenchmarkScanBaseline(b *testing.B) {
+	img := benchImage(b)
+	b.SetBytes(int64(len(img)))
+	for b.Loop() {
+		h := sha256.New()
+		io.Copy(h, bytes.NewReader(img))
+		h.Sum(nil)
+	}
 }

@@ -86,13 +86,10 @@ func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, progress 
 		b := buf[:n]
 		end := min(int64(scanBlock), n) // positions owned by this block
 		for i := int64(0); i < end; i++ {
-			var k uint16
-			if i+1 < n {
-				k = uint16(b[i])<<8 | uint16(b[i+1])
-			} else {
-				k = uint16(b[i]) << 8 // last byte of the image: only 1-byte magics could match, ignore
-				continue
+			if i+1 >= n {
+				break // the image's last byte starts no magic of two or more bytes
 			}
+			k := uint16(b[i])<<8 | uint16(b[i+1])
 			if m.set[k/64]&(1<<(k%64)) == 0 {
 				continue
 			}

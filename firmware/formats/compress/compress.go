@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cordon-vms/cordon/firmware"
 )
@@ -36,8 +37,11 @@ type countReader struct {
 }
 
 func newCountReader(r io.ReaderAt, off, size int64) *countReader {
-	return &countReader{br: bufio.NewReaderSize(io.NewSectionReader(r, off, size-off), 64<<10)}
+	return &countReader{br: bufio.NewReaderSize(io.NewSectionReader(r, off, size-off), 16<<10)}
 }
+
+// measureBufs recycles the buffers measure decodes into.
+var measureBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.br.Read(p)
@@ -63,7 +67,9 @@ type measured struct {
 // measure decodes dec to its end within the identification budget. in counts
 // the compressed bytes consumed so far.
 func measure(dec io.Reader, in *countReader) measured {
-	buf := make([]byte, 64<<10)
+	b := measureBufs.Get().(*[32 << 10]byte)
+	defer measureBufs.Put(b)
+	buf := b[:]
 	var m measured
 	for {
 		n, err := dec.Read(buf)
