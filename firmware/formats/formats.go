@@ -17,6 +17,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/fit"
 	"github.com/cordon-vms/cordon/firmware/formats/flash"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
+	"github.com/cordon-vms/cordon/firmware/formats/pem"
 	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
@@ -66,4 +67,6 @@ var All = []*firmware.Format{
 
 	// Carve only (identified and cut out, not extracted).
 	elf.Format,
+	pem.PEM,
+	pem.DER,
 }
