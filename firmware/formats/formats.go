@@ -8,6 +8,7 @@ package formats
 import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats/androidboot"
+	"github.com/cordon-vms/cordon/firmware/formats/ar"
 	"github.com/cordon-vms/cordon/firmware/formats/compress"
 	"github.com/cordon-vms/cordon/firmware/formats/cpio"
 	"github.com/cordon-vms/cordon/firmware/formats/dahua"
@@ -53,6 +54,7 @@ var All = []*firmware.Format{
 	cpio.Format,
 	zip.Format,
 	tar.Format,
+	ar.Format,
 
 	// Compression.
 	compress.GZIP,
