@@ -40,15 +40,14 @@ var Format = &firmware.Format{
 
 // member is one archive member.
 type member struct {
-	name       string
-	mode       fs.FileMode
-	uid, gid   int
-	mtime      time.Time
-	dataOff    int64 // content start, relative to the archive
-	size       int64 // content size (after a BSD long name)
-	next       int64 // next header, relative to the archive
-	skip       bool  // symbol table or long-name table
-	headerOnly bool
+	name     string
+	mode     fs.FileMode
+	uid, gid int
+	mtime    time.Time
+	dataOff  int64 // content start, relative to the archive
+	size     int64 // content size (after a BSD long name)
+	next     int64 // next header, relative to the archive
+	skip     bool  // symbol table or long-name table
 }
 
 func num(b []byte, base int) (int64, error) {
