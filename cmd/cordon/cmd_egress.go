@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/egress"
+	"github.com/cordon-vms/cordon/egress/capture"
 	"github.com/cordon-vms/cordon/egress/netflow"
 	"github.com/cordon-vms/cordon/egress/sink"
 	"github.com/cordon-vms/cordon/internal/config"
@@ -74,6 +75,10 @@ type alertRoutes struct {
 	Stdout *bool `yaml:"stdout"`
 	// File appends JSON lines to a file (reopened on SIGHUP for logrotate).
 	File string `yaml:"file"`
+	// Syslog sends RFC 5424 messages over udp, tcp or tls.
+	Syslog *sink.SyslogConfig `yaml:"syslog"`
+	// Webhook POSTs each alert as JSON, spooling to disk while the receiver is down.
+	Webhook *sink.WebhookConfig `yaml:"webhook"`
 }
 
 func runEgress(ctx context.Context, e *env, args []string) error {
@@ -81,7 +86,8 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 	policyPath := fs.String("policy", "", "policy YAML `FILE` (required; see docs/egress.md)")
 	pcap := fs.String("pcap", "", "read packets from a pcap/pcapng `FILE` (.gz/.zst recognised; - for stdin)")
 	iface := fs.String("iface", "", "capture live on interface `NAME` (AF_PACKET; needs CAP_NET_RAW)")
-	filter := fs.String("filter", "", "capture `filter` for --iface")
+	filter := fs.String("filter", "", "capture `filter` for --iface, a subset of tcpdump's: \"net 192.168.50.0/24 and not port 554\"")
+	promisc := fs.Bool("promisc", false, "with --iface: capture in promiscuous mode (a switch mirror port)")
 	nf := fs.String("netflow", "", "collect NetFlow v5/v9/IPFIX on UDP `ADDR` (like 0.0.0.0:2055)")
 	var watchlists stringList
 	fs.Var(&watchlists, "watchlist", "extra watch-list `FILE` (cordon inspect --watchlist output); repeatable")
@@ -182,8 +188,15 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
+	var live egress.PacketSource
+	if *iface != "" {
+		if live, err = openCapture(*iface, *filter, *promisc); err != nil {
+			return err
+		}
+	}
+
 	if *metrics != "" {
-		stop, err := serveMetrics(*metrics, eng, log)
+		stop, err := serveMetrics(*metrics, eng, live, log)
 		if err != nil {
 			return err
 		}
@@ -208,7 +221,7 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		log.Info("collecting flows", "addr", c.LocalAddr().String())
 		runErr = runLive(ctx, eng, func(ctx context.Context) error { return c.Run(ctx) })
 	case *iface != "":
-		runErr = runCapture(ctx, eng, *iface, *filter, log)
+		runErr = runCapture(ctx, eng, live, log)
 	}
 	if err := eng.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -269,10 +282,32 @@ func openSinks(e *env, r alertRoutes, log *slog.Logger) ([]egress.AlertSink, err
 		sinks = append(sinks, f)
 		reopenOnHUP(f, log)
 	}
+	if r.Syslog != nil {
+		s, err := sink.NewSyslog(*r.Syslog, log)
+		if err != nil {
+			closeAll(sinks)
+			return nil, usagef("alerts.syslog: %v", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if r.Webhook != nil {
+		s, err := sink.NewWebhook(*r.Webhook, log)
+		if err != nil {
+			closeAll(sinks)
+			return nil, usagef("alerts.webhook: %v", err)
+		}
+		sinks = append(sinks, s)
+	}
 	if (r.Stdout == nil && len(sinks) == 0) || (r.Stdout != nil && *r.Stdout) {
 		sinks = append(sinks, sink.NewJSONLines(e.Stdout))
 	}
 	return sinks, nil
+}
+
+func closeAll(sinks []egress.AlertSink) {
+	for _, s := range sinks {
+		_ = s.Close()
+	}
 }
 
 // fanout sends each alert to every sink and remembers whether --fail-on was reached.
@@ -305,9 +340,17 @@ func (f *fanout) Close() error {
 
 var _ egress.AlertSink = (*fanout)(nil)
 
-func serveMetrics(addr string, eng *egress.Engine, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, eng *egress.Engine, live egress.PacketSource, log *slog.Logger) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(eng.Collector(), collectors.NewGoCollector())
+	if s, ok := live.(*capture.Source); ok {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cordon_egress_capture_dropped_total", Help: "Packets the kernel dropped because the capture ring was full.",
+		}, func() float64 {
+			_, d, _ := s.Stats()
+			return float64(d)
+		}))
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("egress: metrics: %w", err)
@@ -332,10 +375,28 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 var _ flag.Value = (*stringList)(nil)
 
-// runCapture is live capture on an interface; it is wired to egress/capture
-// once that package exists in this tree.
-func runCapture(_ context.Context, _ *egress.Engine, _, _ string, _ *slog.Logger) error {
-	return usagef("--iface is not available in this build (egress/capture is missing); use --pcap or --netflow")
+// runCapture captures live on iface until ctx is done.
+func runCapture(ctx context.Context, eng *egress.Engine, src egress.PacketSource, log *slog.Logger) error {
+	stop := context.AfterFunc(ctx, func() { src.Close() }) // unblocks ReadPacketData
+	defer stop()
+	err := runLive(ctx, eng, func(ctx context.Context) error { return eng.Run(ctx, src) })
+	if s, ok := src.(*capture.Source); ok {
+		if rx, drop, serr := s.Stats(); serr == nil {
+			log.Info("capture finished", "received", rx, "dropped_by_kernel", drop)
+		}
+	}
+	src.Close()
+	return err
+}
+
+// openCapture opens the live capture; filter mistakes are usage errors.
+func openCapture(iface, filter string, promisc bool) (egress.PacketSource, error) {
+	src, err := capture.Open(iface, capture.Options{Filter: filter, Promiscuous: promisc})
+	var fe *capture.FilterError
+	if errors.As(err, &fe) || errors.Is(err, capture.ErrFilterTooComplex) {
+		return nil, usagef("--filter: %v", err)
+	}
+	return src, err
 }
 
 // reopenOnHUP reopens the alert file on SIGHUP (logrotate).
