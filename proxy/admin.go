@@ -57,6 +57,8 @@ type ReaderStatus struct {
 	BytesOut       uint64    `json:"bytes_out"`
 	PacketsOut     uint64    `json:"packets_out"`
 	DroppedPackets uint64    `json:"dropped_packets"`
+	// BatchedWrites is true for TCP readers served one write per frame.
+	BatchedWrites bool `json:"batched_writes"`
 }
 
 // DropCount is what the cleaner dropped for one reason.
@@ -84,6 +86,7 @@ func (c *camera) status() CameraStatus {
 		s.Readers = append(s.Readers, ReaderStatus{
 			User: r.user, Remote: r.remote, Since: r.since,
 			BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
+			BatchedWrites: r.bw != nil,
 		})
 	}
 	c.mu.Unlock()

@@ -137,6 +137,12 @@ func TestMediaChanged(t *testing.T) {
 // TestSlowReader: a reader that stops reading never stalls the camera or the
 // other readers; its packets are skipped up to keyframes and counted.
 func TestSlowReader(t *testing.T) {
+	for _, perPacket := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per_packet_writes=%v", perPacket), func(t *testing.T) { testSlowReader(t, perPacket) })
+	}
+}
+
+func testSlowReader(t *testing.T, perPacket bool) {
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", FPS: 25, Bitrate: 16_000_000}}}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
@@ -146,6 +152,7 @@ func TestSlowReader(t *testing.T) {
 	// passthrough: rebuild would drop camsim's filler NAL units, which make the bitrate.
 	cfg := testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big")), Mode: Mode(rebuild.ModePassthrough)})
 	cfg.WriteQueueSize = 512 // a few frames at 16 Mbit/s
+	cfg.PerPacketWrites = perPacket
 	cfg.Timeouts.Reader = 30 * time.Second
 	p := startProxy(t, cfg, log)
 

@@ -88,6 +88,14 @@ type reader struct {
 	slow    bool // waitKey because the reader's queue overflowed (count the skipped packets)
 
 	bytes, packets, dropped atomic.Uint64
+
+	// Frame-batched output (plain TCP readers). chans and ssrcs are filled
+	// from the SETUP responses (conn goroutine, before PLAY); bw is set in
+	// OnPlay before the reader is added to the camera.
+	bw           *batchWriter
+	chans        map[*description.Media]uint8
+	ssrcs        map[*description.Media]uint32
+	pendingMedia *description.Media
 }
 
 func newCamera(p *Proxy, cc Camera) *camera {
@@ -464,17 +472,45 @@ func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 // full, the reader skips everything up to the next keyframe (a partial frame
 // would only show as corruption) and the skipped packets are counted.
 func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool {
+	if r.bw != nil {
+		return c.writeBatchedLocked(r, t, pkt)
+	}
 	if err := r.ss.WritePacketRTP(t.Media(), pkt); err != nil {
-		r.dropped.Add(1)
-		if !r.waitKey {
-			c.log.Debug("reader too slow; skipping to the next keyframe", "reader", r.user, "remote", r.remote, "error", err)
-		}
-		r.waitKey, r.slow = c.hasVideo, true
+		c.slowLocked(r, 1, err)
 		return false
 	}
 	r.packets.Add(1)
 	r.bytes.Add(uint64(pkt.MarshalSize()))
 	return true
+}
+
+func (c *camera) writeBatchedLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool {
+	m := t.Media()
+	ch, ok := r.chans[m]
+	if !ok {
+		return true // the reader did not set this media up
+	}
+	video := m.Type == description.MediaTypeVideo
+	ok, dropped, err := r.bw.add(pkt, ch, r.ssrcs[m], video, !video || pkt.Marker)
+	if err != nil {
+		if c.processErrors.Add(1)%1000 == 1 {
+			c.log.Debug("packet not sent", "error", err)
+		}
+		return true
+	}
+	if !ok {
+		c.slowLocked(r, dropped, errors.New("write queue is full"))
+		return false
+	}
+	return true
+}
+
+func (c *camera) slowLocked(r *reader, dropped uint64, err error) {
+	r.dropped.Add(dropped)
+	if !r.waitKey {
+		c.log.Debug("reader too slow; skipping to the next keyframe", "reader", r.user, "remote", r.remote, "error", err)
+	}
+	r.waitKey, r.slow = c.hasVideo, true
 }
 
 // streamFor returns the reader-facing stream of the given server, waiting up
@@ -553,6 +589,9 @@ func (c *camera) removeReader(r *reader) {
 	c.mu.Lock()
 	delete(c.readers, r)
 	c.mu.Unlock()
+	if r.bw != nil {
+		r.bw.stop()
+	}
 }
 
 // saveClientStatsLocked copies jitter from the camera client.

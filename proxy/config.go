@@ -35,6 +35,11 @@ type Config struct {
 	// last keyframe, sent to a new reader so it starts with a picture). 0 means
 	// the default, 4000; -1 disables the cache.
 	GOPCacheMaxPackets int `yaml:"gop_cache_max_packets"`
+	// PerPacketWrites turns off frame-batched output to TCP readers (one
+	// write per access unit) and writes each packet through gortsplib's
+	// per-reader queue, as UDP and RTSPS readers always are. For
+	// benchmarks and troubleshooting.
+	PerPacketWrites bool `yaml:"per_packet_writes"`
 }
 
 // Listen holds the core-side addresses.

@@ -58,6 +58,9 @@ type Proxy struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	authDelay time.Duration
+	batching  bool // frame-batched output for TCP readers
+	queueSize int  // per-reader queue, packets
+	writeTmo  time.Duration
 	sleep     func(time.Duration) // failed-login delay; a test hook
 	randFn    func() float64
 }
@@ -82,6 +85,9 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		stop:      make(chan struct{}),
 		sleep:     time.Sleep,
 		authDelay: cfg.Timeouts.AuthFailureDelay,
+		batching:  !cfg.PerPacketWrites,
+		queueSize: cfg.WriteQueueSize,
+		writeTmo:  cfg.Timeouts.Reader,
 		randFn:    rand.Float64,
 	}
 	p.accts.Store(&acc)
@@ -108,6 +114,15 @@ func (p *Proxy) Start() error {
 			ReadTimeout:    cfg.Timeouts.Reader,
 			WriteTimeout:   cfg.Timeouts.Reader,
 			WriteQueueSize: cfg.WriteQueueSize,
+		}
+		if tlsConf == nil {
+			s.Listen = func(network, address string) (net.Listener, error) {
+				ln, err := net.Listen(network, address)
+				if err != nil {
+					return nil, err
+				}
+				return trackedListener{ln}, nil
+			}
 		}
 		if udp && cfg.Listen.UDPRTP != "off" {
 			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
@@ -237,10 +252,11 @@ func (p *Proxy) Reload(cfg Config) error {
 	}
 	old := p.cfg
 	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
-		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets {
+		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets ||
+		old.PerPacketWrites != cfg.PerPacketWrites {
 		p.log.Warn("reload: listen, tls, timeouts and queue settings changed but only apply after a restart")
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
-		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets = old.WriteQueueSize, old.GOPCacheMaxPackets
+		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
 	if old.CameraSide != cfg.CameraSide {
 		// Every camera's connection changes: restart them all.

@@ -231,6 +231,15 @@ func TestFanOutTCPAndUDP(t *testing.T) {
 	if len(st) != 1 || st[0].State != stateUp || len(st[0].Readers) != 3 {
 		t.Fatalf("status = %+v", st)
 	}
+	batched := 0
+	for _, rs := range st[0].Readers {
+		if rs.BatchedWrites {
+			batched++
+		}
+	}
+	if batched != 2 {
+		t.Errorf("%d readers use frame-batched writes, want 2 (the TCP ones)", batched)
+	}
 }
 
 // keyframe detection is exercised with the real packetizer in TestFanOut; the

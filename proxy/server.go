@@ -4,11 +4,13 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 )
@@ -25,6 +27,7 @@ type handler struct {
 
 var (
 	_ gortsplib.ServerHandlerOnRequest      = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnResponse     = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnDescribe     = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnSetup        = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnPlay         = (*handler)(nil)
@@ -132,22 +135,68 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if res != nil {
 		return res, nil, err
 	}
-	if r, ok := ctx.Session.UserData().(*reader); ok {
+	r, ok := ctx.Session.UserData().(*reader)
+	if ok {
 		if r.cam.cfg.Name != name {
 			return status(base.StatusBadRequest), nil, errors.New("proxy: one session may read one camera")
 		}
-		return status(base.StatusOK), r.stream, nil
+	} else {
+		cam, st, res := h.stream(name)
+		if res != nil {
+			return res, nil, nil
+		}
+		_, remote := remoteOf(ctx.Conn)
+		if user == "" {
+			user = "anonymous"
+		}
+		r = &reader{ss: ctx.Session, cam: cam, stream: st, user: user, remote: remote, since: time.Now(),
+			chans: map[*description.Media]uint8{}, ssrcs: map[*description.Media]uint32{}}
+		ctx.Session.SetUserData(r)
 	}
-	cam, st, res := h.stream(name)
-	if res != nil {
-		return res, nil, nil
+	// OnResponse reads the interleaved channel and SSRC of this media from
+	// the SETUP response, for frame-batched output.
+	r.pendingMedia = setupMedia(r.stream.Desc, ctx.Request.URL.String())
+	ctx.Conn.SetUserData(r)
+	return status(base.StatusOK), r.stream, nil
+}
+
+// setupMedia finds the media a SETUP URL names (".../trackID=N", as in the
+// SDP the proxy generates).
+func setupMedia(desc *description.Session, url string) *description.Media {
+	i := strings.LastIndex(url, "trackID=")
+	if i < 0 {
+		if len(desc.Medias) == 1 {
+			return desc.Medias[0]
+		}
+		return nil
 	}
-	_, remote := remoteOf(ctx.Conn)
-	if user == "" {
-		user = "anonymous"
+	n, err := strconv.Atoi(strings.TrimRight(url[i+len("trackID="):], "/"))
+	if err != nil || n < 0 || n >= len(desc.Medias) {
+		return nil
 	}
-	ctx.Session.SetUserData(&reader{ss: ctx.Session, cam: cam, stream: st, user: user, remote: remote, since: time.Now()})
-	return status(base.StatusOK), st, nil
+	return desc.Medias[n]
+}
+
+// OnResponse records the interleaved channel and SSRC gortsplib chose for a
+// reader's media (TCP transport).
+func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	r, ok := sc.UserData().(*reader)
+	if !ok || r.pendingMedia == nil {
+		return
+	}
+	m := r.pendingMedia
+	r.pendingMedia = nil
+	if res.StatusCode != base.StatusOK {
+		return
+	}
+	var tr headers.Transport
+	if tr.Unmarshal(res.Header["Transport"]) != nil || tr.Protocol != headers.TransportProtocolTCP || tr.InterleavedIDs == nil {
+		return
+	}
+	r.chans[m] = uint8(tr.InterleavedIDs[0])
+	if tr.SSRC != nil {
+		r.ssrcs[m] = *tr.SSRC
+	}
 }
 
 // OnPlay starts delivery (from the cached keyframe) unless max_readers is reached.
@@ -156,7 +205,21 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	if !ok {
 		return status(base.StatusBadRequest), nil
 	}
-	switch err := r.cam.addReader(r); {
+	if tc, ok := ctx.Conn.NetConn().(*trackedConn); ok && h.p.batching && r.bw == nil &&
+		ctx.Session.Transport().Protocol == gortsplib.ProtocolTCP && len(r.chans) == len(ctx.Session.Medias()) {
+		r.bw = newBatchWriter(tc, h.p.writeTmo, int64(h.p.queueSize)*1500, &r.packets, &r.bytes, func(err error) {
+			h.p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
+			r.ss.Close()
+		})
+	}
+	err := r.cam.addReader(r)
+	if err != nil && r.bw != nil {
+		r.bw.stop()
+		r.bw = nil
+	} else if r.bw != nil {
+		go r.bw.run()
+	}
+	switch {
 	case errors.Is(err, errTooManyReaders):
 		h.p.refusedFull.Add(1)
 		h.p.log.Warn("reader refused: camera has reached max_readers", "camera", r.cam.cfg.Name, "user", r.user, "remote", r.remote,

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Frame-batched output for TCP readers.
+//
+// gortsplib writes every RTP packet to every reader with its own write
+// system call; for RTSP→RTSP that call dominates the CPU. For plain-TCP
+// (interleaved) readers the proxy instead appends each packet, framed
+// ("$", channel, length), to a per-reader batch and hands the batch to the
+// reader's writer goroutine at the end of each access unit: one write per
+// frame instead of one per packet. RTSPS, UDP and tunnelled readers keep
+// gortsplib's per-packet path.
+
+// trackedListener wraps the core-side RTSP listener so that each connection
+// is a trackedConn.
+type trackedListener struct{ net.Listener }
+
+func (l trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c}, nil
+}
+
+// trackedConn serialises gortsplib's writes (responses, RTCP) with batched
+// media writes, and tells a reader's writer when its PLAY response is out.
+type trackedConn struct {
+	net.Conn
+	mu       sync.Mutex
+	armed    bool
+	playSent chan struct{}
+}
+
+// Write is gortsplib's path: responses and interleaved RTCP.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.Conn.Write(b)
+	if c.armed {
+		// The conn goroutine is answering PLAY: this write was that answer.
+		c.armed = false
+		close(c.playSent)
+	}
+	return n, err
+}
+
+// armPlay returns a channel closed after gortsplib's next write on this
+// connection, which is the PLAY response being prepared.
+func (c *trackedConn) armPlay() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.playSent = make(chan struct{})
+	c.armed = true
+	return c.playSent
+}
+
+func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+// maxBatch flushes a batch early (a frame larger than this is sent in
+// several writes).
+const maxBatch = 256 << 10
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// batchWriter is one TCP reader's batched output.
+type batchWriter struct {
+	conn       *trackedConn
+	timeout    time.Duration
+	maxPending int64
+	ch         chan *[]byte
+	pending    atomic.Int64 // bytes handed over, not yet written
+	done       chan struct{}
+	stopOnce   sync.Once
+	ready      <-chan struct{}
+	onErr      func(error)
+	packets    *atomic.Uint64 // the reader's counters, added to when a batch is handed over
+	bytes      *atomic.Uint64
+
+	// camera side, guarded by the camera's mutex
+	cur     *[]byte
+	curPkts uint64
+	curTS   uint32
+	curHas  bool
+}
+
+func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
+	return &batchWriter{
+		packets: packets, bytes: bytes,
+		conn: conn, timeout: timeout, maxPending: maxPending,
+		ch:    make(chan *[]byte, 512),
+		done:  make(chan struct{}),
+		ready: conn.armPlay(),
+		onErr: onErr,
+	}
+}
+
+func (w *batchWriter) stop() { w.stopOnce.Do(func() { close(w.done) }) }
+
+func (w *batchWriter) run() {
+	select {
+	case <-w.ready:
+	case <-w.done:
+		return
+	}
+	for {
+		select {
+		case <-w.done:
+			return
+		case b := <-w.ch:
+			err := w.conn.writeBatch(*b, w.timeout)
+			w.pending.Add(-int64(len(*b)))
+			*b = (*b)[:0]
+			batchPool.Put(b)
+			if err != nil {
+				w.onErr(err)
+				return
+			}
+		}
+	}
+}
+
+var errBatchTooBig = errors.New("proxy: RTP packet larger than an interleaved frame")
+
+// add appends pkt (with the reader's SSRC) framed for channel ch. A video
+// packet with a new timestamp first flushes the previous access unit;
+// flushAfter flushes once pkt is in (end of an access unit, or audio). It
+// returns false when a flush failed because the reader is too slow: that
+// batch is dropped and dropped holds its packet count.
+func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAfter bool) (ok bool, dropped uint64, err error) {
+	if video && w.curHas && pkt.Timestamp != w.curTS {
+		if ok, dropped = w.flush(); !ok {
+			return false, dropped, nil
+		}
+	}
+	cp := *pkt
+	cp.SSRC = ssrc
+	size := cp.MarshalSize()
+	if size > 0xffff {
+		return true, 0, errBatchTooBig
+	}
+	if w.cur == nil {
+		w.cur = batchPool.Get().(*[]byte)
+	}
+	b := slices.Grow(*w.cur, 4+size)
+	off := len(b)
+	b = append(b, '$', ch, byte(size>>8), byte(size))
+	b = b[:off+4+size]
+	if _, err := cp.MarshalTo(b[off+4:]); err != nil {
+		*w.cur = b[:off]
+		return true, 0, err
+	}
+	*w.cur = b
+	w.curPkts++
+	if video {
+		w.curTS, w.curHas = pkt.Timestamp, true
+	}
+	if flushAfter || len(b) >= maxBatch {
+		ok, dropped = w.flush()
+		return ok, dropped, nil
+	}
+	return true, 0, nil
+}
+
+// flush hands the batch to the writer goroutine.
+func (w *batchWriter) flush() (bool, uint64) {
+	if w.cur == nil || len(*w.cur) == 0 {
+		return true, 0
+	}
+	b, n := w.cur, w.curPkts
+	w.cur, w.curPkts, w.curHas = nil, 0, false
+	size := int64(len(*b))
+	if w.pending.Load()+size > w.maxPending {
+		*b = (*b)[:0]
+		batchPool.Put(b)
+		return false, n
+	}
+	w.pending.Add(size)
+	select {
+	case w.ch <- b:
+		w.packets.Add(n)
+		w.bytes.Add(uint64(size))
+		return true, 0
+	default:
+		w.pending.Add(-size)
+		*b = (*b)[:0]
+		batchPool.Put(b)
+		return false, n
+	}
+}
