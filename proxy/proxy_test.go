@@ -139,9 +139,18 @@ func (r *rtspReader) gaps() time.Duration {
 
 func dialReader(t *testing.T, rawURL string, proto gortsplib.Protocol) (*rtspReader, error) {
 	t.Helper()
+	r, err := dialReaderNoCleanup(rawURL, proto)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(r.cl.Close)
+	return r, nil
+}
+
+func dialReaderNoCleanup(rawURL string, proto gortsplib.Protocol) (*rtspReader, error) {
 	u, err := base.ParseURL(rawURL)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	r := &rtspReader{cl: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 5 * time.Second}}
 	if err := r.cl.Start(); err != nil {
@@ -170,7 +179,6 @@ func dialReader(t *testing.T, rawURL string, proto gortsplib.Protocol) (*rtspRea
 		r.cl.Close()
 		return nil, err
 	}
-	t.Cleanup(r.cl.Close)
 	return r, nil
 }
 
