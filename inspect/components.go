@@ -21,11 +21,11 @@ type Component struct {
 // componentPattern recognises one component in a string. The first
 // submatch is the version.
 type componentPattern struct {
-	name   string
-	cpe    string // vendor:product of the CPE 2.3 name
-	kind   string // CycloneDX component type: library, application, operating-system, firmware
-	hint   string // a literal the string must contain, to skip the regexp cheaply
-	re     *regexp.Regexp
+	name string
+	cpe  string // vendor:product of the CPE 2.3 name
+	kind string // CycloneDX component type: library, application, operating-system, firmware
+	hint string // a literal the string must contain, to skip the regexp cheaply
+	re   *regexp.Regexp
 }
 
 var componentPatterns = []componentPattern{
