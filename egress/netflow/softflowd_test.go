@@ -233,3 +233,27 @@ func saveDatagrams(t *testing.T, version int, dgrams [][]byte) {
 		}
 	}
 }
+
+// TestFixtures decodes the committed softflowd datagrams (no softflowd
+// needed): they hold exactly the flows of plantedTraffic.
+func TestFixtures(t *testing.T) {
+	want := expectedFlows(plantedTraffic())
+	for _, version := range []int{5, 9, 10} {
+		paths, _ := filepath.Glob(filepath.Join("testdata", fmt.Sprintf("softflowd-v%d", version), "*.bin"))
+		if len(paths) == 0 {
+			t.Fatalf("no fixtures for v%d", version)
+		}
+		var d netflow.Decoder
+		got := map[egress.FlowKey]egress.FlowRecord{}
+		for _, p := range paths {
+			dg, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Decode(netip.MustParseAddrPort("127.0.0.1:9995"), dg, func(r egress.FlowRecord) { got[r.Key] = merge(got[r.Key], r) }); err != nil {
+				t.Errorf("%s: %v", p, err)
+			}
+		}
+		checkFlows(t, version, want, got)
+	}
+}

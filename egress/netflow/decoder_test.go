@@ -1,0 +1,307 @@
+package netflow
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/egress"
+)
+
+// Builders for hand-made v9 and IPFIX datagrams.
+
+type field struct {
+	typ, length uint16
+	pen         uint32 // IPFIX enterprise number (sets the enterprise bit)
+}
+
+func be16(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
+func be32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+
+// set wraps body in a flowset header, padded to 4 bytes.
+func set(id uint16, body []byte) []byte {
+	for len(body)%4 != 0 {
+		body = append(body, 0)
+	}
+	return append(be16(be16(nil, id), uint16(len(body)+4)), body...)
+}
+
+func templateBody(id uint16, fs []field) []byte {
+	b := be16(be16(nil, id), uint16(len(fs)))
+	for _, f := range fs {
+		t := f.typ
+		if f.pen != 0 {
+			t |= 0x8000
+		}
+		b = be16(be16(b, t), f.length)
+		if f.pen != 0 {
+			b = be32(b, f.pen)
+		}
+	}
+	return b
+}
+
+func v9(uptime, unixSecs, sourceID uint32, sets ...[]byte) []byte {
+	b := be16(nil, 9)
+	b = be16(b, uint16(len(sets)))
+	b = be32(be32(be32(be32(b, uptime), unixSecs), 1), sourceID)
+	for _, s := range sets {
+		b = append(b, s...)
+	}
+	return b
+}
+
+func ipfix(exportTime, domain uint32, sets ...[]byte) []byte {
+	var body []byte
+	for _, s := range sets {
+		body = append(body, s...)
+	}
+	b := be16(nil, 10)
+	b = be16(b, uint16(16+len(body)))
+	b = be32(be32(be32(b, exportTime), 1), domain)
+	return append(b, body...)
+}
+
+// v4Template is a minimal IPv4 5-tuple template with counters and uptimes.
+var v4Template = []field{{8, 4, 0}, {12, 4, 0}, {7, 2, 0}, {11, 2, 0}, {4, 1, 0}, {1, 4, 0}, {2, 4, 0}, {22, 4, 0}, {21, 4, 0}}
+
+func v4Record(src, dst string, sport, dport uint16, proto uint8, bytes, pkts, first, last uint32) []byte {
+	b := append([]byte(nil), netip.MustParseAddr(src).AsSlice()...)
+	b = append(b, netip.MustParseAddr(dst).AsSlice()...)
+	b = be16(be16(b, sport), dport)
+	b = append(b, proto)
+	return be32(be32(be32(be32(b, bytes), pkts), first), last)
+}
+
+var exporter = netip.MustParseAddrPort("192.0.2.1:40000")
+
+func decodeAll(t testing.TB, d *Decoder, dgrams ...[]byte) ([]egress.FlowRecord, error) {
+	t.Helper()
+	var recs []egress.FlowRecord
+	var err error
+	for _, dg := range dgrams {
+		if e := d.Decode(exporter, dg, func(r egress.FlowRecord) { recs = append(recs, r) }); e != nil {
+			err = e
+		}
+	}
+	return recs, err
+}
+
+func TestDecodeV9Times(t *testing.T) {
+	// Exported at unix 1,700,000,000 with 100 s of uptime: a flow from
+	// uptime 40 s to 90 s started 60 s and ended 10 s before the export.
+	dg := v9(100000, 1700000000, 7,
+		set(0, templateBody(300, v4Template)),
+		set(300, v4Record("192.168.50.10", "203.0.113.5", 40000, 8800, 17, 1234, 5, 40000, 90000)))
+	var d Decoder
+	recs, err := decodeAll(t, &d, dg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	want := egress.FlowRecord{
+		Key:   egress.FlowKey{Proto: 17, Src: netip.MustParseAddrPort("192.168.50.10:40000"), Dst: netip.MustParseAddrPort("203.0.113.5:8800")},
+		Start: time.Unix(1700000000-60, 0), End: time.Unix(1700000000-10, 0), Packets: 5, Bytes: 1234,
+		Exporter: exporter.Addr(),
+	}
+	if r.Key != want.Key || !r.Start.Equal(want.Start) || !r.End.Equal(want.End) || r.Packets != want.Packets || r.Bytes != want.Bytes || r.Exporter != want.Exporter {
+		t.Errorf("got  %+v\nwant %+v", r, want)
+	}
+}
+
+func TestDecodeIPFIXEnterpriseAndVariableLength(t *testing.T) {
+	// A template with an enterprise-specific field (skipped), a
+	// variable-length field (skipped, but its length is honoured), IPv6
+	// addresses and absolute millisecond times.
+	tmpl := []field{{27, 16, 0}, {28, 16, 0}, {7, 2, 0}, {11, 2, 0}, {4, 1, 0},
+		{1, 8, 29305}, {82, 0xffff, 0}, {1, 8, 0}, {2, 8, 0}, {152, 8, 0}, {153, 8, 0}}
+	rec := append([]byte(nil), netip.MustParseAddr("2001:db8:50::10").AsSlice()...)
+	rec = append(rec, netip.MustParseAddr("2001:db8:99::1").AsSlice()...)
+	rec = be16(be16(rec, 41000), 9999)
+	rec = append(rec, 17)
+	rec = binary.BigEndian.AppendUint64(rec, 999999) // reverse octets (PEN 29305): ignored
+	rec = append(rec, 5, 'e', 't', 'h', '0', '1')    // interfaceName, variable length 5
+	rec = binary.BigEndian.AppendUint64(rec, 4321)
+	rec = binary.BigEndian.AppendUint64(rec, 3)
+	rec = binary.BigEndian.AppendUint64(rec, 1700000000123)
+	rec = binary.BigEndian.AppendUint64(rec, 1700000005456)
+	var d Decoder
+	recs, err := decodeAll(t, &d, ipfix(1700000010, 1, set(2, templateBody(400, tmpl)), set(400, rec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	if r.Key.Src.String() != "[2001:db8:50::10]:41000" || r.Key.Dst.String() != "[2001:db8:99::1]:9999" || r.Key.Proto != 17 ||
+		r.Bytes != 4321 || r.Packets != 3 || r.Start.UnixMilli() != 1700000000123 || r.End.UnixMilli() != 1700000005456 {
+		t.Errorf("got %+v", r)
+	}
+}
+
+func TestTemplateExpiryAndScope(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	d := Decoder{TemplateTimeout: time.Minute, now: func() time.Time { return now }}
+	tmpl := v9(1000, 1700000000, 7, set(0, templateBody(300, v4Template)))
+	data := v9(1000, 1700000000, 7, set(300, v4Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 100, 1, 900, 950)))
+	if recs, err := decodeAll(t, &d, tmpl, data); err != nil || len(recs) != 1 {
+		t.Fatalf("fresh template: %d records, %v", len(recs), err)
+	}
+	// Another source id, or another exporter, does not share the template.
+	other := v9(1000, 1700000000, 8, set(300, v4Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 100, 1, 900, 950)))
+	if recs, _ := decodeAll(t, &d, other); len(recs) != 0 {
+		t.Errorf("template leaked across source ids")
+	}
+	if err := d.Decode(netip.MustParseAddrPort("192.0.2.99:40000"), data, func(egress.FlowRecord) { t.Error("template leaked across exporters") }); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if recs, _ := decodeAll(t, &d, data); len(recs) != 0 {
+		t.Errorf("expired template still used")
+	}
+	st := d.Stats()
+	if st.TemplatesExpired != 1 || st.UnknownTemplates != 3 || st.Exporters != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestDecodeLimits(t *testing.T) {
+	t.Run("templates per exporter", func(t *testing.T) {
+		d := Decoder{MaxTemplatesPerExporter: 4}
+		var sets [][]byte
+		for id := uint16(256); id < 262; id++ {
+			sets = append(sets, set(0, templateBody(id, v4Template)))
+		}
+		_, err := decodeAll(t, &d, v9(0, 0, 1, sets...))
+		if !errors.Is(err, ErrTooManyTemplates) || d.Stats().TemplateRejects != 1 {
+			t.Errorf("err %v, stats %+v", err, d.Stats())
+		}
+	})
+	t.Run("records per datagram", func(t *testing.T) {
+		d := Decoder{MaxRecordsPerDatagram: 3}
+		var body []byte
+		for i := range 5 {
+			body = append(body, v4Record("10.0.0.1", "10.0.0.2", uint16(i), 2, 6, 100, 1, 0, 0)...)
+		}
+		recs, err := decodeAll(t, &d, v9(0, 0, 1, set(0, templateBody(300, v4Template)), set(300, body)))
+		if !errors.Is(err, ErrTooManyRecords) || len(recs) != 3 || d.Stats().DroppedRecords != 2 {
+			t.Errorf("%d records, err %v, stats %+v", len(recs), err, d.Stats())
+		}
+	})
+	t.Run("exporters", func(t *testing.T) {
+		now := time.Unix(0, 0)
+		d := Decoder{MaxExporters: 2, now: func() time.Time { now = now.Add(time.Second); return now }}
+		dg := v9(0, 0, 1, set(0, templateBody(300, v4Template)))
+		for i := range 5 {
+			d.Decode(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(1000+i)), dg, func(egress.FlowRecord) {})
+		}
+		if n := d.Stats().Exporters; n != 2 {
+			t.Errorf("%d exporters kept", n)
+		}
+	})
+}
+
+// decodeCases are malformed or hostile datagrams with the error they give;
+// they also seed the fuzz targets.
+var decodeCases = []struct {
+	name string
+	dg   []byte
+	want error
+}{
+	{"empty", nil, ErrTruncated},
+	{"short", []byte{0, 9, 0}, ErrTruncated},
+	{"version 7", []byte{0, 7, 0, 0, 0, 0}, ErrVersion},
+	{"v5 header only", append([]byte{0, 5, 0, 1}, make([]byte, 20)...), ErrTruncated},
+	{"v5 count lies", append([]byte{0, 5, 0, 30}, make([]byte, 20+48)...), ErrTruncated},
+	{"ipfix length lies", ipfix(0, 0, set(2, templateBody(300, v4Template)))[:20], ErrTruncated},
+	// A template whose fields are all zero bytes long would make goflow2's
+	// data-set loop spin forever; it is refused.
+	{"zero-length template", v9(0, 0, 1, set(0, templateBody(300, []field{{8, 0, 0}, {12, 0, 0}})), set(300, []byte{1, 2, 3, 4})), ErrEmptyTemplate},
+	{"zero-length ipfix options template", ipfix(0, 0, set(3, append(be16(be16(be16(nil, 300), 1), 1), be16(be16(nil, 1), 0)...))), ErrEmptyTemplate},
+	{"flowset length under header", v9(0, 0, 1, []byte{0, 0, 0, 2}), nil},
+}
+
+func TestDecodeErrors(t *testing.T) {
+	for _, tc := range decodeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Decoder
+			done := make(chan error, 1)
+			go func() { _, err := decodeAll(t, &d, tc.dg); done <- err }()
+			select {
+			case err := <-done:
+				var de *DecodeError
+				if err == nil || !errors.As(err, &de) {
+					t.Fatalf("err = %v, want a *DecodeError", err)
+				}
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+				if !strings.HasPrefix(err.Error(), "netflow: exporter 192.0.2.1:40000: version ") {
+					t.Errorf("error %q does not name the exporter", err)
+				}
+				if d.Stats().DecodeErrors != 1 {
+					t.Errorf("stats %+v", d.Stats())
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("decode hangs")
+			}
+		})
+	}
+}
+
+// fixtures returns the committed softflowd datagrams of a version.
+func fixtures(t testing.TB, version string) [][]byte {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "softflowd-"+version, "*.bin"))
+	if len(paths) == 0 {
+		t.Fatalf("no testdata/softflowd-%s fixtures", version)
+	}
+	var out [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func fuzzDecode(f *testing.F, version string) {
+	fx := fixtures(f, version)
+	for _, dg := range fx {
+		f.Add(dg)
+	}
+	for _, tc := range decodeCases {
+		f.Add(tc.dg)
+	}
+	f.Fuzz(func(t *testing.T, dg []byte) {
+		d := Decoder{MaxRecordsPerDatagram: 4096}
+		// The fixtures first, so the fuzzed datagram can use their templates.
+		for _, x := range fx {
+			d.Decode(exporter, x, func(egress.FlowRecord) {})
+		}
+		n := 0
+		d.Decode(exporter, dg, func(r egress.FlowRecord) {
+			n++
+			if !r.Key.Src.Addr().IsValid() || !r.Key.Dst.Addr().IsValid() {
+				t.Fatalf("record without addresses: %+v", r)
+			}
+		})
+		if n > 4096 {
+			t.Fatalf("%d records", n)
+		}
+	})
+}
+
+func FuzzDecodeV5(f *testing.F)    { fuzzDecode(f, "v5") }
+func FuzzDecodeV9(f *testing.F)    { fuzzDecode(f, "v9") }
+func FuzzDecodeIPFIX(f *testing.F) { fuzzDecode(f, "v10") }
