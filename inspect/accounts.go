@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Account is one login account found in a passwd or shadow file.
@@ -262,8 +263,13 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 				}
 				cands := append([]string{user}, defaultPasswords...)
 				cands = append(cands, c.o.Passwords...)
-				for _, pw := range cands {
+				deadline := time.Now().Add(c.o.CrackTime)
+				for i, pw := range cands {
 					if ctx.Err() != nil {
+						break
+					}
+					if time.Now().After(deadline) {
+						r.note = fmt.Sprintf("tried %d of %d passwords within the %v limit (Options.CrackTime)", i, len(cands), c.o.CrackTime)
 						break
 					}
 					ok, err := VerifyPassword(h, pw)

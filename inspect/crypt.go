@@ -28,7 +28,7 @@ const (
 	HashBcrypt       HashKind = "bcrypt"  // $2a$, $2b$, $2y$
 	HashUnknown      HashKind = "unknown" // another $id$ scheme (yescrypt, ...): reported, not cracked
 	hashMaxLen                = 256       // longer fields are not hashes
-	shaMaxRounds              = 1_000_000 // larger round counts are not tried (time limit)
+	shaMaxRounds              = 200_000   // larger round counts are not tried (time limit)
 	bcryptMaxCost             = 12        // larger costs are not tried (time limit)
 	shaDefaultRounds          = 5000      // crypt(3) default for $5$/$6$
 	shaMinRounds              = 1000      // crypt(3) clamps smaller counts to this

@@ -52,6 +52,10 @@ type Options struct {
 	// Passwords are tried against password hashes in addition to the
 	// embedded list of vendor defaults and common passwords.
 	Passwords []string
+	// CrackTime bounds the time spent on one distinct hash (slow schemes
+	// such as bcrypt or SHA-crypt with many rounds stop early and say so in
+	// the account's note). It defaults to 3 s.
+	CrackTime time.Duration
 	// Logger receives progress and skipped files. It defaults to a logger
 	// that discards.
 	Logger *slog.Logger
@@ -69,6 +73,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxFiles <= 0 {
 		o.MaxFiles = DefaultMaxFiles
+	}
+	if o.CrackTime <= 0 {
+		o.CrackTime = 3 * time.Second
 	}
 	if o.Watchlist == nil {
 		o.Watchlist = watchlist.Default()
@@ -149,8 +156,11 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 				if ctx.Err() != nil {
 					continue
 				}
-				sum, err := c.inspectFile(fsys, j.path, buf)
+				sum, truncated, err := c.inspectFile(fsys, j.path, buf)
 				mu.Lock()
+				if truncated {
+					r.Stats.Truncated++
+				}
 				if err != nil {
 					r.Stats.Errors++
 					o.Logger.Warn("cannot read file", "path", j.path, "err", err)
@@ -260,15 +270,15 @@ func (f *fileView) base() string { return path.Base(f.path) }
 
 // inspectFile hashes one file, runs the structured parsers when it is small
 // enough and streams its strings to the string checks.
-func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (FileSum, error) {
+func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum FileSum, truncated bool, err error) {
 	fh, err := fsys.Open(p)
 	if err != nil {
-		return FileSum{}, err
+		return FileSum{}, false, err
 	}
 	defer fh.Close()
 	st, err := fh.Stat()
 	if err != nil {
-		return FileSum{}, err
+		return FileSum{}, false, err
 	}
 	h := sha256.New()
 	fv := &fileView{path: p, size: st.Size()}
@@ -277,10 +287,10 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (FileSu
 		buf.Reset()
 		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
 		if err != nil {
-			return FileSum{}, err
+			return FileSum{}, false, err
 		}
 		if n > c.o.MaxParseBytes { // grew while we read
-			return FileSum{}, fmt.Errorf("inspect: %s: file grew beyond %d bytes while read", p, c.o.MaxParseBytes)
+			return FileSum{}, false, fmt.Errorf("inspect: %s: file grew beyond %d bytes while read", p, c.o.MaxParseBytes)
 		}
 		fv.data = buf.Bytes()
 		fv.size = n
@@ -293,21 +303,20 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (FileSu
 		}
 		tr := io.TeeReader(fh, h)
 		if err := ExtractStrings(io.LimitReader(tr, c.o.MaxScanBytes), minStringLen, sc.check); err != nil {
-			return FileSum{}, err
+			return FileSum{}, false, err
 		}
 		rest, err := io.Copy(io.Discard, tr)
 		if err != nil {
-			return FileSum{}, err
+			return FileSum{}, false, err
 		}
 		if rest > 0 {
-			c.mu.Lock()
-			c.o.Logger.Debug("scanned the first bytes only", "path", p, "scanned", c.o.MaxScanBytes)
-			c.mu.Unlock()
+			truncated = true
+			c.o.Logger.Debug("scanned the first bytes only, hashed all", "path", p, "scanned", c.o.MaxScanBytes)
 		}
 	}
 	c.componentsFromPath(p)
 	sc.flush()
-	return FileSum{Size: fv.size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return FileSum{Size: fv.size, SHA256: hex.EncodeToString(h.Sum(nil))}, truncated, nil
 }
 
 // parseFile runs the parsers that need the whole file.
