@@ -134,8 +134,9 @@ type scanResult struct {
 
 // scanFile identifies the chunks of r. A verified chunk hides the candidates
 // that start inside it. Formats without magics are tried at offset 0 when no
-// magic claims it.
-func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, progress func(int64)) (*scanResult, error) {
+// magic claims it. With withRegions, the gaps between chunks are described
+// as unknown data or padding.
+func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, progress func(int64), withRegions bool) (*scanResult, error) {
 	res := &scanResult{}
 	cands, truncated, err := m.find(ctx, r, size, progress)
 	if err != nil {
@@ -173,6 +174,9 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 		res.chunks = append(res.chunks, &ChunkReport{Chunk: *ch, Kind: f.Kind})
 		res.formats = append(res.formats, f)
 		cursor = ch.Offset + ch.Size
+	}
+	if !withRegions {
+		return res, nil
 	}
 	// Gaps between chunks are unknown data or padding.
 	prev := int64(0)

@@ -100,7 +100,7 @@ func (e *engine) processFile(ctx context.Context, open opener, dir, file string,
 		half := int64(0)
 		prog = func(n int64) { e.progress(n/2 - half); half = n / 2 }
 	}
-	res, err := scanFile(ctx, r, size, e.o.Formats, e.m, prog)
+	res, err := scanFile(ctx, r, size, e.o.Formats, e.m, prog, depth == 0)
 	closer.Close()
 	e.release()
 	if err != nil {

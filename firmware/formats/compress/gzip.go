@@ -143,6 +143,9 @@ var Zlib = &firmware.Format{
 	Extract:  extractZlib,
 }
 
+// zlibMaxOut bounds the output of a zlib candidate while identifying it.
+const zlibMaxOut = 64 << 20
+
 func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	var h [2]byte
 	if err := readAt("zlib", r, h[:], off, size); err != nil {
@@ -174,10 +177,15 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if err != nil {
 		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
-	m := measure(z, in)
-	if m.err != nil {
+	// Random data can decode as deflate for megabytes: give up early on
+	// candidates that do not end (with a matching checksum) within zlibMaxOut.
+	m := measure(io.LimitReader(z, zlibMaxOut+1), in)
+	if m.out > zlibMaxOut {
+		m.stopped = true
+	}
+	if m.err != nil || m.stopped {
 		// Without a clean end (and its checksum) two bytes of magic say too little.
-		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "stream does not decode", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
+		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "stream does not decode to a verified end", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
 	return streamChunk("zlib", off, size, in.n, m, "zlib compressed data")
 }
