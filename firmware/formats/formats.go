@@ -19,6 +19,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/flash"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/pem"
+	"github.com/cordon-vms/cordon/firmware/formats/sevenzip"
 	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
 	"github.com/cordon-vms/cordon/firmware/formats/tar"
@@ -55,6 +56,7 @@ var All = []*firmware.Format{
 	zip.Format,
 	tar.Format,
 	ar.Format,
+	sevenzip.Format,
 
 	// Compression.
 	compress.GZIP,
