@@ -45,8 +45,8 @@ const (
 // Header is the FDT header.
 type Header struct {
 	TotalSize, OffStruct, OffStrings, OffMemRsv uint32
-	Version, LastCompVersion, BootCPU          uint32
-	SizeStrings, SizeStruct                    uint32
+	Version, LastCompVersion, BootCPU           uint32
+	SizeStrings, SizeStruct                     uint32
 }
 
 // Prop is one property. Value holds the data when it is at most MaxInline
