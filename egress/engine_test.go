@@ -67,10 +67,9 @@ func feed(t testing.TB, e *Engine, gen func(w *pcapgen.Writer)) {
 }
 
 var (
-	ap      = netip.AddrPortFrom
-	camA    = netip.MustParseAddr("192.168.50.10")
-	proxy   = netip.MustParseAddr("192.168.50.2")
-	gateway = netip.MustParseAddr("192.168.50.1")
+	ap    = netip.AddrPortFrom
+	camA  = netip.MustParseAddr("192.168.50.10")
+	proxy = netip.MustParseAddr("192.168.50.2")
 )
 
 // TestFlowTableBounded floods the engine with new flows: the table stays at

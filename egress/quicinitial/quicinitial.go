@@ -199,7 +199,7 @@ func decrypt(b, dst []byte, p Packet, pnOff, end int, keys *Keys) (Packet, error
 	hp.Encrypt(mask[:], b[pnOff+4:pnOff+20])
 	first := b[0] ^ (mask[0] & 0x0f)
 	pnLen := int(first&3) + 1
-	hdr := make([]byte, pnOff+pnLen, pnOff+pnLen)
+	hdr := make([]byte, pnOff+pnLen)
 	copy(hdr, b[:pnOff+pnLen])
 	hdr[0] = first
 	var pn uint64
