@@ -7,12 +7,14 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
 	"github.com/cordon-vms/cordon/internal/testutil"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testPolicy = `cameras:
@@ -321,4 +323,70 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestLiveWindows: on a live input the engine runs on capture time, and
+// Advance (called every second by the command) closes aggregation windows
+// while the network is quiet. Timed with testing/synctest's fake clock.
+func TestLiveWindows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, sink := newTestEngine(t, testPolicy)
+		var b bytes.Buffer
+		w, _ := pcapgen.NewWriter(&b, time.Now())
+		_ = w.TCPSegment(ap(camA, 30000), ap(netip.MustParseAddr("203.0.113.9"), 8080), pcapgen.SYN, 1, 0, nil, 0)
+		src, _ := openStream("live", io.NopCloser(&b))
+		data, ci, _ := src.ReadPacketData()
+		e.HandlePacket(data, ci, layers.LinkTypeEthernet)
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for i := 0; i < 59; i++ {
+			e.Advance(<-ticker.C)
+		}
+		if n := len(sink.alerts); n != 0 {
+			t.Fatalf("%d alerts before the 1m window closed", n)
+		}
+		for i := 0; i < 2; i++ {
+			e.Advance(<-ticker.C)
+		}
+		if n := len(sink.alerts); n != 1 {
+			t.Fatalf("%d alerts after the window closed, want 1", n)
+		}
+	})
+}
+
+// TestMetrics scrapes the Prometheus collector.
+func TestMetrics(t *testing.T) {
+	e, _ := newTestEngine(t, testPolicy)
+	feed(t, e, func(w *pcapgen.Writer) {
+		_ = w.UDP(ap(camA, 5000), ap(netip.MustParseAddr("203.0.113.80"), 8800), []byte{1}, 0)
+		_ = w.UDP(ap(proxy, 5000), ap(camA, 554), []byte{1}, 0)
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"cordon_egress_packets_total":                             2,
+		"cordon_egress_flows_total":                               2,
+		"cordon_egress_alerts_total{kind=vendor-cloud}":           1,
+		"cordon_egress_alerts_total{kind=unexpected-destination}": 1,
+		"cordon_egress_alerts_total{kind=beacon}":                 0,
+		"cordon_egress_drops_total":                               0,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
 }
