@@ -29,7 +29,7 @@ import (
 
 // ErrPermission is returned (wrapped) when the process may not open a
 // packet socket.
-var ErrPermission = errors.New("capture: not permitted to open a packet socket: needs CAP_NET_RAW (run as root, or `setcap cap_net_raw+ep cordon`)")
+var ErrPermission = errors.New("capture: needs CAP_NET_RAW (run as root, or `setcap cap_net_raw+ep cordon`)")
 
 // Options configure a live capture.
 type Options struct {
@@ -111,7 +111,7 @@ func open(iface string, o Options) (*Source, error) {
 	)
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("capture: %s: %w", iface, ErrPermission)
+			return nil, fmt.Errorf("%w: opening a packet socket on %s: %v", ErrPermission, iface, err)
 		}
 		return nil, fmt.Errorf("capture: open %s: %w", iface, err)
 	}

@@ -203,6 +203,28 @@ func TestCloseUnblocksRead(t *testing.T) {
 	}
 }
 
+// TestNoCapNetRaw runs this test binary again without CAP_NET_RAW (setpriv
+// drops it from the bounding set): Open must say what is missing.
+func TestNoCapNetRaw(t *testing.T) {
+	if os.Getenv("CORDON_CAPTURE_NOCAP") == "1" {
+		_, err := Open("lo", Options{})
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+			fmt.Printf("Open without CAP_NET_RAW: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println("ok:", err)
+		os.Exit(0)
+	}
+	testutil.NeedRoot(t, "drops CAP_NET_RAW from a root process")
+	setpriv := testutil.NeedTool(t, "setpriv")[0]
+	cmd := exec.Command(setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", os.Args[0], "-test.run=^TestNoCapNetRaw$")
+	cmd.Env = append(os.Environ(), "CORDON_CAPTURE_NOCAP=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok: capture: needs CAP_NET_RAW") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	for _, tc := range []struct{ iface, filter, want string }{
 		{"", "", "an interface name is required"},
