@@ -233,7 +233,7 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		for i := range m.Alerts {
 			alerts += m.Alerts[i].Load()
 		}
-		fmt.Fprintf(e.Stderr, "egress: %d packets, %d flow records, %d flows (%d evicted), %d malformed, %d alerts in %s (%.0f packets/s)\n",
+		fmt.Fprintf(e.Stderr, "egress: %d packets, %d flow records, %d flows (%d evicted), %d malformed, %d alerts in %s (%.0f packets+records/s)\n",
 			m.Packets.Load(), m.FlowRecords.Load(), m.Flows.Load(), m.FlowEvictions.Load(), m.DecodeErrors.Load(), alerts,
 			el.Round(time.Millisecond), float64(m.Packets.Load()+m.FlowRecords.Load())/el.Seconds())
 	}
