@@ -174,6 +174,24 @@ func TestTemplateExpiryAndScope(t *testing.T) {
 	}
 }
 
+func TestIPFIXTemplateWithdrawal(t *testing.T) {
+	var d Decoder
+	rec := v4Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 100, 1, 0, 0)
+	tmpl := ipfix(1700000000, 1, set(2, append(templateBody(300, v4Template), templateBody(301, v4Template)...)))
+	data := ipfix(1700000000, 1, set(300, rec), set(301, rec))
+	if recs, err := decodeAll(t, &d, tmpl, data); err != nil || len(recs) != 2 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	withdraw := ipfix(1700000000, 1, set(2, be16(be16(nil, 300), 0)))
+	if recs, err := decodeAll(t, &d, withdraw, data); err != nil || len(recs) != 1 {
+		t.Fatalf("after withdrawing 300: %d records, %v", len(recs), err)
+	}
+	withdrawAll := ipfix(1700000000, 1, set(2, be16(be16(nil, 2), 0)))
+	if recs, err := decodeAll(t, &d, withdrawAll, data); err != nil || len(recs) != 0 {
+		t.Fatalf("after withdrawing all: %d records, %v", len(recs), err)
+	}
+}
+
 func TestDecodeLimits(t *testing.T) {
 	t.Run("templates per exporter", func(t *testing.T) {
 		d := Decoder{MaxTemplatesPerExporter: 4}

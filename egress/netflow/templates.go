@@ -59,6 +59,19 @@ func (ts *templateStore) AddTemplate(version uint16, domain uint32, id uint16, t
 	var ok bool
 	switch t := tmpl.(type) {
 	case gfnetflow.TemplateRecord:
+		if version == 10 && len(t.Fields) == 0 {
+			// A template withdrawal (RFC 7011 §8.1); id 2 withdraws all
+			// templates of the observation domain.
+			if id == 2 {
+				for k := range ts.m {
+					if k>>16 == templateKey(version, domain, 0)>>16 {
+						delete(ts.m, k)
+					}
+				}
+			}
+			delete(ts.m, templateKey(version, domain, id))
+			return nil
+		}
 		ok = fieldsConsume(t.Fields)
 	case gfnetflow.NFv9OptionsTemplateRecord:
 		ok = fieldsConsume(t.Scopes, t.Options)
