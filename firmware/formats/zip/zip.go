@@ -40,6 +40,12 @@ const (
 	zstdMaxMemory = 64 << 20
 )
 
+// knownMethods are the compression methods seen in real archives (store,
+// shrink/reduce/implode, deflate, deflate64, bzip2, lzma, zstd, xz, jpeg,
+// wavpack, ppmd, AES marker).
+var knownMethods = map[uint16]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 8: true,
+	9: true, 12: true, 14: true, 93: true, 95: true, 96: true, 97: true, 98: true, 99: true}
+
 // Extent is where a zip archive that starts at a local header ends.
 type Extent struct {
 	Size    int64 // from the first local header to the end of the comment
@@ -286,6 +292,13 @@ func IdentifyAt(r io.ReaderAt, off, size int64, sig []byte) (*Extent, *stdzip.Re
 	}
 	if !bytes.Equal(s[:4], sig) {
 		return nil, nil, fmt.Errorf("zip: signature %q: %w", s[:4], firmware.ErrNotFormat)
+	}
+	// A plausible local header before the (possibly long) scan for the end
+	// record: a known method, a version a zip tool writes, a sane name length.
+	le := binary.LittleEndian
+	version, method, nameLen := s[4], le.Uint16(s[8:]), le.Uint16(s[26:])
+	if version > 63 || nameLen == 0 || nameLen > 4096 || !knownMethods[method] {
+		return nil, nil, fmt.Errorf("zip: implausible local header (version %d, method %d, name length %d): %w", version, method, nameLen, firmware.ErrNotFormat)
 	}
 	ext, err := Locate(r, off, size)
 	if err != nil {

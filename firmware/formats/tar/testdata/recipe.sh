@@ -38,3 +38,22 @@ printf 'escaped\n' > "$tmp/a/evil"
 ln -s /etc/shadow "$tmp/a/b/link"
 find "$tmp/a" -exec touch -h -d @1700000000 {} +
 (cd "$tmp/a/b" && $t --format=gnu -P -cf "$OLDPWD/tar-traversal.tar" ../evil link /dev/null)
+
+# Writes through symlinks: a directory symlink to /tmp and one up the tree,
+# then files "through" them, and a hard link to an absolute path. GNU tar will
+# not write such an archive on purpose, so Python's tarfile does.
+/usr/bin/python3 - <<'PY'
+import io, tarfile
+def add(t, name, typ=tarfile.REGTYPE, data=b'', link=''):
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.linkname, ti.mtime, ti.mode = typ, link, 1700000000, 0o644
+    ti.size = len(data) if typ == tarfile.REGTYPE else 0
+    t.addfile(ti, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
+with tarfile.open('tar-symlink-escape.tar', 'w', format=tarfile.GNU_FORMAT) as t:
+    add(t, 'tmpdir', tarfile.SYMTYPE, link='/tmp')
+    add(t, 'tmpdir/cordon-escape-check', data=b'written through a symlink\n')
+    add(t, 'up', tarfile.SYMTYPE, link='../../../../../../../tmp')
+    add(t, 'up/cordon-escape-check-2', data=b'written through a relative symlink\n')
+    add(t, 'passwd', tarfile.LNKTYPE, link='/etc/passwd')
+    add(t, 'ok.txt', data=b'fine\n')
+PY

@@ -35,4 +35,9 @@ with zipfile.ZipFile('zip-traversal.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr(info('/etc/cron.d/evil', stat.S_IFREG | 0o644), '* * * * * root /tmp/x\n')
     z.writestr(info('shadow', stat.S_IFLNK | 0o777), '/etc/shadow')
     z.writestr(info('ok.txt', stat.S_IFREG | 0o644), 'fine\n')
+    # Writes through symlinks: a directory link to /tmp, then a file under it.
+    z.writestr(info('tmpdir', stat.S_IFLNK | 0o777), '/tmp')
+    z.writestr(info('tmpdir/cordon-escape-check', stat.S_IFREG | 0o644), 'written through a symlink\n')
+    z.writestr(info('up', stat.S_IFLNK | 0o777), '../../../../../../../tmp')
+    z.writestr(info('up/cordon-escape-check-2', stat.S_IFREG | 0o644), 'written through a relative symlink\n')
 PY
