@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -46,6 +47,7 @@ type camera struct {
 
 	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors atomic.Uint64
 	jitterBits                                                        atomic.Uint64 // float64 bits
+	sdpWarned                                                         atomic.Bool
 	bitrate                                                           atomic.Uint64 // bit/s, from tick
 	lastBytes                                                         uint64        // tick only
 	lastSample                                                        time.Time     // tick only
@@ -263,6 +265,8 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 			return net.ListenPacket(network, net.JoinHostPort(c.bind, port))
 		}
 	}
+	capture := &sdpCapture{}
+	cl.OnResponse = capture.onResponse
 	if err := cl.Start(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -271,6 +275,25 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	defer unwatch()
 
 	desc, _, err := cl.Describe(u)
+	var sdpErr liberrors.ErrClientSDPInvalid
+	if errors.As(err, &sdpErr) && cl.Protocol != nil && u.Scheme == "rtsp" {
+		// Lenient path: keep the media sections that parse. (Not with
+		// transport auto or RTSPS, where gortsplib needs its own DESCRIBE
+		// state to switch transports or set up SRTP.)
+		d, dropped, lerr := lenientDescription(capture.body)
+		if lerr != nil {
+			return false, fmt.Errorf("DESCRIBE: %w; %v", err, lerr)
+		}
+		d.BaseURL = baseURL(d, capture.contentBase, u)
+		if c.sdpWarned.CompareAndSwap(false, true) {
+			c.log.Warn("camera SDP has media sections that cannot be parsed; reading the others",
+				"dropped_sections", dropped, "error", redactError(sdpErr.Err, c.cfg.URL))
+		}
+		for range dropped {
+			c.counters.Drop("sdp_media", 0)
+		}
+		desc, err = d, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("DESCRIBE: %w", err)
 	}

@@ -201,6 +201,7 @@ func TestSDPIsGenerated(t *testing.T) {
 			t.Errorf("reader SDP contains %q:\n%s", bad, sdp)
 		}
 	}
+	t.Logf("reader SDP:\n%s", sdp)
 	if !strings.Contains(sdp, "a=control:trackID=0") {
 		t.Errorf("reader SDP has no generated control:\n%s", sdp)
 	}
