@@ -71,7 +71,7 @@ type candidate struct {
 func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, progress func(int64)) ([]candidate, bool, error) {
 	var out []candidate
 	truncated := false
-	buf := make([]byte, scanBlock+m.overlap)
+	buf := make([]byte, min(int64(scanBlock+m.overlap), max(size, 1)))
 	for base := int64(0); base < size; base += scanBlock {
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
@@ -246,7 +246,7 @@ func regions(ctx context.Context, r io.ReaderAt, from, to int64) ([]Region, erro
 			uStart = end
 		}
 	}
-	buf := make([]byte, scanBlock)
+	buf := make([]byte, min(scanBlock, to-from))
 	for off := from; off < to; {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -296,7 +296,7 @@ func entropyOf(hist *[256]int64, n int64) float64 {
 func digest(ctx context.Context, r io.ReaderAt, off, size int64) (string, float64, error) {
 	h := sha256.New()
 	var hist [256]int64
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, min(256<<10, max(size, 1)))
 	for done := int64(0); done < size; {
 		if err := ctx.Err(); err != nil {
 			return "", 0, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -214,3 +215,17 @@ func FuzzLZ4(f *testing.F)       { fuzzFormat(f, LZ4) }
 func FuzzLZ4Legacy(f *testing.F) { fuzzFormat(f, LZ4Legacy) }
 func FuzzLZOP(f *testing.F)      { fuzzFormat(f, LZOP) }
 func FuzzZstd(f *testing.F)      { fuzzFormat(f, Zstd) }
+
+// TestXZDictLimit: a stream asking for a 4 GiB dictionary is refused before
+// any allocation.
+func TestXZDictLimit(t *testing.T) {
+	data := bytes.Clone(readFixture(t, "xz.xz"))
+	if data[14] != 0x21 || data[15] != 1 {
+		t.Fatalf("fixture's first block does not start with the LZMA2 filter: % x", data[12:18])
+	}
+	data[16] = 40 // 4 GiB - 1
+	_, err := XZ.Identify(bytes.NewReader(data), 0, int64(len(data)))
+	if !errors.Is(err, firmware.ErrNotFormat) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("err %v, want a dictionary limit rejection", err)
+	}
+}

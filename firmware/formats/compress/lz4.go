@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/pierrec/lz4/v4"
@@ -25,7 +26,7 @@ var LZ4 = &firmware.Format{
 const lz4FrameMagic = 0x184d2204
 
 func identifyLZ4(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
-	var h [15]byte
+	var h [4 + 14 + 1]byte // magic, longest descriptor, header checksum
 	if err := readAt("lz4", r, h[:7], off, size); err != nil {
 		return nil, err
 	}
@@ -160,9 +161,11 @@ func (l *legacyReader) next() bool {
 		if n == 0 || n > lz4LegacyBound || l.p+4+n > l.end {
 			return false
 		}
-		if l.src == nil {
-			l.src = make([]byte, lz4LegacyBound)
-			l.dst = make([]byte, lz4LegacyBlock)
+		if l.dst == nil {
+			l.dst = legacyBufs.Get().(*[lz4LegacyBlock]byte)[:]
+		}
+		if int64(cap(l.src)) < n {
+			l.src = make([]byte, n)
 		}
 		if _, err := l.r.ReadAt(l.src[:n], l.p+4); err != nil && err != io.EOF {
 			return false
@@ -178,10 +181,22 @@ func (l *legacyReader) next() bool {
 	}
 }
 
+// legacyBufs recycles the 8 MiB block buffers.
+var legacyBufs = sync.Pool{New: func() any { return new([lz4LegacyBlock]byte) }}
+
+// release returns the block buffer; the reader must not be used afterwards.
+func (l *legacyReader) release() {
+	if l.dst != nil {
+		legacyBufs.Put((*[lz4LegacyBlock]byte)(l.dst))
+		l.dst, l.out = nil, nil
+	}
+}
+
 func (l *legacyReader) Read(p []byte) (int, error) {
 	for len(l.out) == 0 {
 		if l.done || !l.next() {
 			l.done = true
+			l.release()
 			return 0, io.EOF
 		}
 	}
@@ -199,6 +214,7 @@ func identifyLZ4Legacy(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) 
 		return nil, notFormat("lz4-legacy", off, "bad magic")
 	}
 	l := newLegacyReader(r, off, size)
+	defer l.release()
 	var out int64
 	for l.next() {
 		out += int64(len(l.out))

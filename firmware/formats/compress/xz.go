@@ -23,13 +23,86 @@ var XZ = &firmware.Format{
 	Extract:  extractXZ,
 }
 
+// newXZ returns a single-stream decoder. The decoder allocates the
+// dictionary the stream asks for (DictCap is only a minimum), so xzDict
+// checks the first block's request against maxDict first.
 func newXZ(r io.Reader) (io.Reader, error) {
-	return xz.ReaderConfig{DictCap: maxDict, SingleStream: true}.NewReader(r)
+	return xz.ReaderConfig{DictCap: lzma.MinDictCap, SingleStream: true}.NewReader(r)
+}
+
+// xzDict returns the LZMA2 dictionary size of the first block of the
+// stream at off, or an error when it is missing or larger than maxDict.
+func xzDict(r io.ReaderAt, off, size int64) (int64, error) {
+	var b [12 + 1024]byte
+	n := min(int64(len(b)), size-off)
+	if n < 12+8 {
+		return 0, notFormat("xz", off, "stream too short")
+	}
+	if err := readAt("xz", r, b[:n], off, size); err != nil {
+		return 0, err
+	}
+	if b[6] != 0 || b[7]&0xf0 != 0 {
+		return 0, notFormat("xz", off, "bad stream flags")
+	}
+	h := b[12:n]
+	if h[0] == 0 {
+		return 0, notFormat("xz", off, "stream without blocks")
+	}
+	hlen := (int(h[0]) + 1) * 4
+	if hlen > len(h) {
+		return 0, notFormat("xz", off, "block header past the end")
+	}
+	h = h[:hlen]
+	flags := h[1]
+	nf := int(flags&3) + 1
+	p := 2
+	varint := func() (uint64, bool) {
+		var v uint64
+		for i := 0; i < 9 && p < len(h); i++ {
+			c := h[p]
+			p++
+			v |= uint64(c&0x7f) << (7 * i)
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
+		if present {
+			if _, ok := varint(); !ok {
+				return 0, notFormat("xz", off, "bad block size field")
+			}
+		}
+	}
+	for range nf {
+		id, ok1 := varint()
+		psz, ok2 := varint()
+		if !ok1 || !ok2 || p+int(psz) > len(h) {
+			return 0, notFormat("xz", off, "bad filter flags")
+		}
+		if id == 0x21 {
+			if psz != 1 || h[p] > 40 {
+				return 0, notFormat("xz", off, "bad LZMA2 properties")
+			}
+			d := int64(2|h[p]&1) << (h[p]/2 + 11)
+			if d > maxDict {
+				return 0, &firmware.FormatError{Format: "xz", Off: off, Msg: fmt.Sprintf("dictionary of %d MiB over the %d MiB limit", d>>20, maxDict>>20), Err: firmware.ErrNotFormat}
+			}
+			return d, nil
+		}
+		p += int(psz)
+	}
+	return 0, notFormat("xz", off, "first block has no LZMA2 filter")
 }
 
 func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	var h [12]byte
 	if err := readAt("xz", r, h[:], off, size); err != nil {
+		return nil, err
+	}
+	dict, err := xzDict(r, off, size)
+	if err != nil {
 		return nil, err
 	}
 	in := newCountReader(r, off, size)
@@ -46,13 +119,17 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	}
 	check := map[byte]string{0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}[h[7]&0x0f]
 	c, err := streamChunk("xz", off, size, consumed, m, "xz compressed data, check "+check)
-	if c != nil && check != "" {
+	if c != nil {
 		c.Meta["check"] = check
+		c.Meta["dictionary_size"] = dict
 	}
 	return c, err
 }
 
 func extractXZ(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if _, err := xzDict(src, 0, src.Size()); err != nil {
+		return err
+	}
 	z, err := newXZ(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "xz", Off: 0, Msg: "header", Err: err}
