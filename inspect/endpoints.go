@@ -56,6 +56,9 @@ func init() {
 	}
 }
 
+// reverseDNSRoots start Java/D-Bus style reverse-DNS identifiers.
+var reverseDNSRoots = map[string]bool{"com": true, "org": true, "net": true, "io": true, "edu": true, "gov": true}
+
 // noiseDomains are registered domains that appear in firmware as schema,
 // licence, documentation or protocol-name strings, not as endpoints.
 var noiseDomains = map[string]bool{}
@@ -104,7 +107,7 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 		}
 	}
 	covered := len(urls) > 0
-	if !covered {
+	if !covered && hasTLD(s) {
 		for _, loc := range domainRE.FindAllIndex(s, 8) {
 			if loc[0] > 0 && (s[loc[0]-1] == '/' || s[loc[0]-1] == '@' || s[loc[0]-1] == '.' || s[loc[0]-1] == '_') {
 				continue // a path component, an e-mail address or part of a longer token
@@ -114,6 +117,9 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 			}
 			sc.addDomain(string(s[loc[0]:loc[1]]))
 		}
+	}
+	if !hasDottedDigits(s) {
+		return
 	}
 	for _, loc := range ipRE.FindAllIndex(s, 8) {
 		if loc[0] > 0 && (s[loc[0]-1] == '.' || s[loc[0]-1] == 'v' || s[loc[0]-1] == 'V' || s[loc[0]-1] == '-') {
@@ -131,6 +137,43 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 		}
 		sc.addIP(string(s[loc[0]:loc[1]]))
 	}
+}
+
+// hasTLD reports whether s has a dot followed by an accepted top-level
+// domain and a word boundary: a cheap filter before the domain regexp.
+func hasTLD(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '.' {
+			continue
+		}
+		j := i + 1
+		for j < len(s) && j-i <= 12 && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+			j++
+		}
+		if j-i < 3 || j-i > 13 || j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == '_') {
+			continue
+		}
+		var buf [12]byte
+		n := copy(buf[:], s[i+1:j])
+		for k := range n {
+			buf[k] |= 0x20 // lower case
+		}
+		if tlds[string(buf[:n])] {
+			return true
+		}
+	}
+	return false
+}
+
+// hasDottedDigits reports whether s has a digit, a dot and a digit: a cheap
+// filter before the IPv4 regexp.
+func hasDottedDigits(s []byte) bool {
+	for i := 1; i+1 < len(s); i++ {
+		if s[i] == '.' && s[i-1] >= '0' && s[i-1] <= '9' && s[i+1] >= '0' && s[i+1] <= '9' {
+			return true
+		}
+	}
+	return false
 }
 
 func (sc *stringChecks) put(e Endpoint) {
@@ -168,7 +211,7 @@ func (sc *stringChecks) addDomain(d string) {
 	if !tlds[labels[len(labels)-1]] || len(labels) < 2 {
 		return
 	}
-	if tlds[labels[0]] && len(labels) > 2 {
+	if reverseDNSRoots[labels[0]] && len(labels) > 2 {
 		return // reverse-DNS identifiers: com.vendor.app, org.freedesktop.DBus
 	}
 	if isNoiseDomain(d) {

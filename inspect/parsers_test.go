@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/cordon-vms/cordon/internal/watchlist"
 )
@@ -192,6 +193,29 @@ func TestExtractStrings(t *testing.T) {
 	}
 }
 
+// referenceStrings is the obvious byte-at-a-time strings(1).
+func referenceStrings(data []byte, minLen int) []string {
+	var out []string
+	var cur []byte
+	for _, b := range data {
+		if b >= 0x20 && b < 0x7f || b == '\t' {
+			cur = append(cur, b)
+			if len(cur) == maxStringLen {
+				out, cur = append(out, string(cur)), nil
+			}
+			continue
+		}
+		if len(cur) >= minLen {
+			out = append(out, string(cur))
+		}
+		cur = nil
+	}
+	if len(cur) >= minLen {
+		out = append(out, string(cur))
+	}
+	return out
+}
+
 // FuzzStrings fuzzes the string extraction and every string check
 // (endpoints, components, credentials) on arbitrary bytes.
 func FuzzStrings(f *testing.F) {
@@ -204,6 +228,11 @@ func FuzzStrings(f *testing.F) {
 	}
 	c := newCollector(&Options{Watchlist: watchlist.Default()})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var got []string
+		ExtractStrings(iotest.OneByteReader(bytes.NewReader(data)), minStringLen, func(s []byte) { got = append(got, string(s)) })
+		if want := referenceStrings(data, minStringLen); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("ExtractStrings = %q; want %q", got, want)
+		}
 		sc := newStringChecks(c, "x")
 		if err := ExtractStrings(bytes.NewReader(data), minStringLen, sc.check); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package inspect
 
 import (
-	"bufio"
 	"errors"
 	"io"
 )
@@ -15,10 +14,35 @@ const maxStringLen = 4096
 // longer than 4096 bytes are passed on in pieces. The slice passed to fn is
 // only valid during the call.
 func ExtractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	buf := make([]byte, 64<<10)
 	cur := make([]byte, 0, maxStringLen)
 	for {
-		b, err := br.ReadByte()
+		n, err := r.Read(buf)
+		start := -1 // start in buf of the printable run being read, or -1
+		for i, b := range buf[:n] {
+			if b >= 0x20 && b < 0x7f || b == '\t' {
+				if start < 0 {
+					start = i
+				}
+				if len(cur)+i-start+1 == maxStringLen {
+					cur = append(cur, buf[start:i+1]...)
+					fn(cur)
+					cur, start = cur[:0], -1
+				}
+				continue
+			}
+			if start >= 0 {
+				cur = append(cur, buf[start:i]...)
+				start = -1
+			}
+			if len(cur) >= minLen {
+				fn(cur)
+			}
+			cur = cur[:0]
+		}
+		if start >= 0 {
+			cur = append(cur, buf[start:n]...)
+		}
 		if err != nil {
 			if len(cur) >= minLen {
 				fn(cur)
@@ -28,18 +52,6 @@ func ExtractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
 			}
 			return err
 		}
-		if b >= 0x20 && b < 0x7f || b == '\t' {
-			cur = append(cur, b)
-			if len(cur) == maxStringLen {
-				fn(cur)
-				cur = cur[:0]
-			}
-			continue
-		}
-		if len(cur) >= minLen {
-			fn(cur)
-		}
-		cur = cur[:0]
 	}
 }
 
