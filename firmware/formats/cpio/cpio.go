@@ -6,7 +6,6 @@
 package cpio
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -127,13 +126,13 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 	if size-pos < hsz {
 		return nil, ferr("header", firmware.ErrTruncated)
 	}
-	b := make([]byte, hsz)
+	var buf [110]byte
+	b := buf[:hsz]
 	if _, err := r.ReadAt(b, pos); err != nil {
 		return nil, ferr("read header", err)
 	}
 	e := &Entry{}
 	var nameSize int64
-	var err error
 	switch v {
 	case Newc, CRC:
 		want := "070701"
@@ -145,9 +144,11 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 		}
 		var f [13]uint64
 		for i := range f {
-			if f[i], err = strconv.ParseUint(string(b[6+8*i:14+8*i]), 16, 32); err != nil {
+			v, ok := parseNum(b[6+8*i:14+8*i], 16)
+			if !ok {
 				return nil, ferr(fmt.Sprintf("field %d", i), firmware.ErrNotFormat)
 			}
+			f[i] = v
 		}
 		e.Ino, e.Mode, e.UID, e.GID, e.Nlink = uint32(f[0]), uint32(f[1]), uint32(f[2]), uint32(f[3]), uint32(f[4])
 		e.Mtime, e.Size = int64(f[5]), int64(f[6])
@@ -161,9 +162,11 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 		var f [10]uint64
 		p := 6
 		for i, w := range widths {
-			if f[i], err = strconv.ParseUint(string(b[p:p+w]), 8, 64); err != nil {
+			v, ok := parseNum(b[p:p+w], 8)
+			if !ok {
 				return nil, ferr(fmt.Sprintf("field %d", i), firmware.ErrNotFormat)
 			}
+			f[i] = v
 			p += w
 		}
 		dev := uint32(f[0])
@@ -226,6 +229,29 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 	}
 	e.End = min(e.End, size)
 	return e, nil
+}
+
+// parseNum parses a fixed-width hex or octal field without allocating.
+func parseNum(b []byte, base uint64) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case c >= 'a' && c <= 'f':
+			d = uint64(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			d = uint64(c-'A') + 10
+		default:
+			return 0, false
+		}
+		if d >= base {
+			return 0, false
+		}
+		v = v*base + d
+	}
+	return v, true
 }
 
 func align(n, a int64) int64 { return (n + a - 1) &^ (a - 1) }
@@ -465,7 +491,7 @@ func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, o
 		sum = &checksum{r: data}
 		r = sum
 	}
-	if err := out.Add(entryHeader(e, firmware.TypeFile, ""), bufio.NewReaderSize(r, 64<<10)); err != nil {
+	if err := out.Add(entryHeader(e, firmware.TypeFile, ""), r); err != nil {
 		return fail(err)
 	}
 	if sum != nil && sum.n == e.Size && sum.sum != e.Check {
