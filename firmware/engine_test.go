@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -475,5 +476,87 @@ func BenchmarkScanBaseline(b *testing.B) {
 		h := sha256.New()
 		io.Copy(h, bytes.NewReader(img))
 		h.Sum(nil)
+	}
+}
+
+// BenchmarkUnpackWorkers unpacks an image of 8 gzip chunks (4 MiB of text
+// each) with 1 and 2 workers: workers=1 is the baseline for the ratio.
+func BenchmarkUnpackWorkers(b *testing.B) {
+	var img []byte
+	for i := range 8 {
+		var buf bytes.Buffer
+		for j := range 4 << 20 / 64 {
+			fmt.Fprintf(&buf, "chunk %d line %08d rtsp://0.0.0.0:554/Streaming/Channels/%d\n", i, j, j%7)
+		}
+		img = append(img, gz(b, buf.Bytes())...)
+	}
+	p := filepath.Join(b.TempDir(), "image.bin")
+	os.WriteFile(p, img, 0o644)
+	for _, w := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+			b.SetBytes(int64(len(img)))
+			for b.Loop() {
+				out := filepath.Join(b.TempDir(), "out")
+				rep, err := firmware.Unpack(context.Background(), p, out, firmware.Options{Formats: allTestFormats(), Workers: w})
+				if err != nil || len(rep.Chunks) != 8 {
+					b.Fatalf("%v %d", err, len(rep.Chunks))
+				}
+			}
+		})
+	}
+}
+
+// many is a test format ("MANY" + u32 count) that emits count small gzip files.
+var many = &firmware.Format{
+	Name:   "many",
+	Kind:   firmware.KindArchive,
+	Magics: []firmware.Magic{{Bytes: []byte("MANY")}},
+	Identify: func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+		if off+8 > size {
+			return nil, firmware.ErrNotFormat
+		}
+		return &firmware.Chunk{Offset: off, Size: 8, Desc: "many files"}, nil
+	},
+	Extract: func(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+		var h [8]byte
+		src.ReadAt(h[:], 0)
+		n := int(binary.LittleEndian.Uint32(h[4:]))
+		for i := range n {
+			var buf bytes.Buffer
+			w := gzip.NewWriter(&buf)
+			fmt.Fprintf(w, "file %d\n", i)
+			w.Close()
+			if err := out.Add(&firmware.Header{Name: fmt.Sprintf("d%d/f%05d.gz", i%10, i), Type: firmware.TypeFile, Mode: 0o644, Size: int64(buf.Len())}, &buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+// TestManyFiles: every extracted file is scanned, children land in the
+// file's own folder, and the order of the report does not depend on timing.
+func TestManyFiles(t *testing.T) {
+	img := []byte("MANY\x2c\x01\x00\x00") // 300 files
+	image := writeImage(t, img)
+	rep, out := unpack(t, image, firmware.Options{Formats: []*firmware.Format{many, compress.GZIP}, Workers: 3})
+	c := rep.Chunks[0]
+	if len(c.Children) != 300 {
+		t.Fatalf("%d children, want 300", len(c.Children))
+	}
+	for i, k := range c.Children {
+		if k.Format != "gzip" || !strings.HasSuffix(k.ExtractDir, ".gz.extract/0x0-gzip.extract") {
+			t.Fatalf("child %d: %+v", i, k)
+		}
+	}
+	if !slices.IsSortedFunc(c.Children, func(a, b *firmware.ChunkReport) int { return strings.Compare(a.File, b.File) }) {
+		t.Errorf("children not in file order")
+	}
+	b, err := os.ReadFile(filepath.Join(out, c.Children[0].ExtractDir, "data"))
+	if err != nil || !strings.HasPrefix(string(b), "file ") {
+		t.Errorf("child content %q %v", b, err)
+	}
+	if rep.Stats.Files != 600 {
+		t.Errorf("%d files written, want 600", rep.Stats.Files)
 	}
 }

@@ -36,7 +36,19 @@ type diskSink struct {
 	entries []ManifestEntry
 	files   []string // regular files written, relative to the output folder
 	warns   []string
-	limit   error // set once a limit is reached; every later Add fails with it
+	limit   error           // set once a limit is reached; every later Add fails with it
+	dirs    map[string]bool // parent folders already made
+}
+
+// madeDir reports whether the folder was made by an earlier entry. Folders
+// are never removed by later entries, so the answer stays true.
+func (s *diskSink) madeDir(dir string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirs == nil {
+		s.dirs = map[string]bool{}
+	}
+	return s.dirs[dir]
 }
 
 var _ Sink = (*diskSink)(nil)
@@ -167,11 +179,14 @@ func (s *diskSink) Add(h *Header, r io.Reader) error {
 	if m := h.Mode; m&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
 		notes = append(notes, "setuid/setgid bit dropped on disk")
 	}
-	if dir := path.Dir(name); dir != "." {
+	if dir := path.Dir(name); dir != "." && !s.madeDir(dir) {
 		if err := s.root.MkdirAll(dir, 0o755); err != nil {
 			notes = append(notes, fmt.Sprintf("parent folder not created: %v", trimPathErr(err)))
 			return nil
 		}
+		s.mu.Lock()
+		s.dirs[dir] = true
+		s.mu.Unlock()
 	}
 	rel := path.Join(s.dir, name)
 	switch h.Type {

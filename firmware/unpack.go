@@ -74,6 +74,22 @@ func (e *engine) acquire(ctx context.Context) error {
 
 func (e *engine) release() { <-e.sem }
 
+// spawner returns a function that runs jobs on goroutines, at most
+// 2×Workers at a time for one caller, so a folder of 100000 files does not
+// start 100000 goroutines. Jobs take the engine's semaphore only while they
+// work, never while they wait for their own children, so nesting cannot
+// deadlock.
+func (e *engine) spawner() func(wg *sync.WaitGroup, job func()) {
+	lim := make(chan struct{}, 2*e.o.Workers)
+	return func(wg *sync.WaitGroup, job func()) {
+		lim <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-lim }()
+			job()
+		})
+	}
+}
+
 // chunkJob carries what processChunk learns besides the report.
 type chunkJob struct {
 	rep      *ChunkReport
@@ -111,10 +127,11 @@ func (e *engine) processFile(ctx context.Context, open opener, dir, file string,
 	}
 	jobs := make([]*chunkJob, len(res.chunks))
 	var wg sync.WaitGroup
+	spawn := e.spawner()
 	for i, c := range res.chunks {
 		c.File = file
 		jobs[i] = &chunkJob{rep: c, format: res.formats[i]}
-		wg.Go(func() {
+		spawn(&wg, func() {
 			e.processChunk(ctx, open, dir, depth, size, jobs[i])
 			if depth == 0 {
 				e.progress(c.Size / 2)
@@ -187,12 +204,13 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 	slices.Sort(files)
 	kids := make([][]*chunkJob, len(files))
 	var wg sync.WaitGroup
+	spawn := e.spawner()
 	for i, fp := range files {
 		childDir := fp + ".extract"
 		if len(files) == 1 && entries == 1 {
 			childDir = path.Dir(fp)
 		}
-		wg.Go(func() {
+		spawn(&wg, func() {
 			jobs, _, err := e.processFile(ctx, e.rootOpener(fp), childDir, fp, depth+1)
 			if err != nil && ctx.Err() == nil {
 				e.warn("%s: %v", fp, err)
