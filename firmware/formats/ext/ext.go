@@ -137,7 +137,9 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 	if sb.firstDataBlock != wantFirst {
 		return nil, notFormat(superOff+20, fmt.Sprintf("first data block %d", sb.firstDataBlock))
 	}
-	if sb.blocksPerGroup == 0 || int64(sb.blocksPerGroup) > 8*sb.blockSize ||
+	// mke2fs keeps blocks per group between 256 and 8 × block size; the lower
+	// bound also bounds the group descriptor table a hostile superblock can ask for.
+	if sb.blocksPerGroup < 256 || int64(sb.blocksPerGroup) > 8*sb.blockSize ||
 		sb.inodesPerGrp == 0 || int64(sb.inodesPerGrp) > 8*sb.blockSize {
 		return nil, notFormat(superOff+32, "blocks or inodes per group out of range")
 	}

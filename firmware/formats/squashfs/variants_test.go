@@ -1,0 +1,63 @@
+package squashfs
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
+
+// TestCompressorOptions builds images with the non-default compressor
+// options mksquashfs offers (BCJ filters for xz, lzo1x_999, lz4 -Xhc, high
+// zstd levels, 1 MiB blocks) and checks every file byte for byte.
+func TestCompressorOptions(t *testing.T) {
+	testutil.NeedTool(t, "mksquashfs")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	files := map[string][]byte{
+		"bin/app":    bytes.Repeat([]byte("\x00\x48\x2d\xe9\x04\xb0\x8d\xe2ARM code-ish "), 20000),
+		"etc/config": []byte("key=value\n"),
+		"empty":      nil,
+	}
+	for name, data := range files {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"-comp", "xz", "-Xbcj", "arm,armthumb"},
+		{"-comp", "xz", "-Xdict-size", "50%"},
+		{"-comp", "lzo", "-Xalgorithm", "lzo1x_999", "-Xcompression-level", "9"},
+		{"-comp", "lz4", "-Xhc"},
+		{"-comp", "zstd", "-Xcompression-level", "19"},
+		{"-comp", "gzip", "-b", "1M", "-Xcompression-level", "1"},
+		{"-comp", "xz", "-b", "1M", "-no-fragments"},
+	} {
+		t.Run(filepath.Join(args...), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "v.img")
+			cmd := exec.Command("mksquashfs", append([]string{root, img, "-noappend", "-quiet", "-no-progress"}, args...)...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("mksquashfs: %v\n%s", err, out)
+			}
+			data, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := firmwaretest.Run(Format, data, 0)
+			if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+				t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
+			}
+			for name, want := range files {
+				if got, ok := res.Sink.File(name); !ok || !bytes.Equal(got, want) {
+					t.Errorf("%s: %d bytes, want %d", name, len(got), len(want))
+				}
+			}
+		})
+	}
+}
