@@ -74,6 +74,12 @@ type Decoder struct {
 	// MaxRecordsPerDatagram bounds the records taken from one datagram; the
 	// rest are dropped and counted. It defaults to 2048.
 	MaxRecordsPerDatagram int
+	// RawCounts reports packets and bytes as exported. By default they are
+	// multiplied by the exporter's packet sampling interval (v5 header;
+	// v9/IPFIX samplingInterval or samplingPacketInterval in options data
+	// or in the record) so that volume thresholds mean the same with
+	// sampled and unsampled exporters.
+	RawCounts bool
 
 	now func() time.Time // test hook; time.Now by default
 
@@ -204,6 +210,10 @@ func (d *Decoder) decodeV5(exporter netip.AddrPort, b []byte, emit func(egress.F
 		return err
 	}
 	export := time.Unix(int64(p.UnixSecs), int64(p.UnixNSecs))
+	scale := uint64(1)
+	if mode, interval := p.SamplingInterval>>14, p.SamplingInterval&0x3fff; mode != 0 && interval > 1 && !d.RawCounts {
+		scale = uint64(interval)
+	}
 	at := func(ms uint32) time.Time {
 		return export.Add(time.Duration(int32(ms-p.SysUptime)) * time.Millisecond)
 	}
@@ -222,8 +232,8 @@ func (d *Decoder) decodeV5(exporter netip.AddrPort, b []byte, emit func(egress.F
 			},
 			Start:    at(r.First),
 			End:      at(r.Last),
-			Packets:  uint64(r.DPkts),
-			Bytes:    uint64(r.DOctets),
+			Packets:  uint64(r.DPkts) * scale,
+			Bytes:    uint64(r.DOctets) * scale,
 			TCPFlags: r.TCPFlags,
 			Exporter: exporter.Addr().Unmap(),
 		}
@@ -278,13 +288,32 @@ func (d *Decoder) decodeV9(exporter netip.AddrPort, version uint16, b []byte, em
 		case gfnetflow.OptionsDataFlowSet:
 			for _, r := range fs.Records {
 				d.stats.optionsRecords.Add(1)
-				if version == 10 {
-					for _, f := range r.OptionsValues {
-						if !f.PenProvided && f.Type == ieSystemInitTimeMilliseconds {
-							if v, ok := uintValue(f.Value); ok {
-								ts.initTime[domain] = time.UnixMilli(int64(v))
-							}
+				var pktInterval, pktSpace uint64
+				for _, f := range r.OptionsValues {
+					if f.PenProvided {
+						continue
+					}
+					v, ok := uintValue(f.Value)
+					if !ok {
+						continue
+					}
+					// Per-domain state is bounded like the templates.
+					switch f.Type {
+					case ieSystemInitTimeMilliseconds:
+						if _, known := ts.initTime[domain]; version == 10 && (known || len(ts.initTime) < d.maxTemplates()) {
+							ts.initTime[domain] = time.UnixMilli(int64(v))
 						}
+					case ieSamplingInterval:
+						pktInterval, pktSpace = 1, v-min(v, 1)
+					case ieSamplingPacketInterval:
+						pktInterval = v
+					case ieSamplingPacketSpace:
+						pktSpace = v
+					}
+				}
+				if rate := samplingRate(pktInterval, pktSpace); rate > 0 {
+					if _, known := ts.sampling[domain]; known || len(ts.sampling) < d.maxTemplates() {
+						ts.sampling[domain] = rate
 					}
 				}
 			}
@@ -295,7 +324,7 @@ func (d *Decoder) decodeV9(exporter netip.AddrPort, version uint16, b []byte, em
 					continue
 				}
 				n++
-				rec, ok := d.record(r.Values, version, export, uptime, ts.initTime[domain])
+				rec, ok := d.record(r.Values, version, export, uptime, ts.initTime[domain], ts.sampling[domain])
 				if !ok {
 					d.stats.skippedRecords.Add(1)
 					continue
@@ -341,8 +370,22 @@ const (
 	ieFlowEndMicroseconds        = 155
 	ieFlowStartNanoseconds       = 156
 	ieFlowEndNanoseconds         = 157
+	ieSamplingInterval           = 34
 	ieSystemInitTimeMilliseconds = 160
+	ieSamplingPacketInterval     = 305
+	ieSamplingPacketSpace        = 306
 )
+
+// samplingRate is the 1-in-N rate of count-based sampling that selects
+// interval packets and then skips space packets (RFC 5477
+// samplingPacketInterval/Space; NetFlow v9 SAMPLING_INTERVAL N is 1 then
+// N-1). It is 0 when unknown, at most 2^24.
+func samplingRate(interval, space uint64) uint32 {
+	if interval == 0 || interval > 1<<24 || space > 1<<24 {
+		return 0
+	}
+	return uint32(min((interval+space)/interval, 1<<24))
+}
 
 func uintValue(v any) (uint64, bool) {
 	b, ok := v.([]byte)
@@ -369,7 +412,7 @@ func ntpTime(b []byte) (time.Time, bool) {
 
 // record maps one data record to a FlowRecord; ok is false when it has no
 // IP addresses.
-func (d *Decoder) record(vals []gfnetflow.DataField, version uint16, export time.Time, uptime uint32, initTime time.Time) (rec egress.FlowRecord, ok bool) {
+func (d *Decoder) record(vals []gfnetflow.DataField, version uint16, export time.Time, uptime uint32, initTime time.Time, sampling uint32) (rec egress.FlowRecord, ok bool) {
 	var (
 		src, dst       netip.Addr
 		sport, dport   uint16
@@ -428,6 +471,10 @@ func (d *Decoder) record(vals []gfnetflow.DataField, version uint16, export time
 			totalB, _ = uintValue(b)
 		case iePacketTotalCount:
 			totalP, _ = uintValue(b)
+		case ieSamplingInterval:
+			if u, ok := uintValue(b); ok && u > 0 {
+				sampling = uint32(min(u, 1<<24))
+			}
 		case ieFlowStartSysUpTime, ieFlowEndSysUpTime:
 			if u, ok := uintValue(b); ok {
 				if f.Type == ieFlowStartSysUpTime {
@@ -475,6 +522,10 @@ func (d *Decoder) record(vals []gfnetflow.DataField, version uint16, export time
 	}
 	if !hasDelta[1] {
 		rec.Packets = totalP
+	}
+	if sampling > 1 && !d.RawCounts {
+		rec.Bytes *= uint64(sampling)
+		rec.Packets *= uint64(sampling)
 	}
 	// Sysuptime-relative times: v9 against the header's uptime and unix
 	// seconds; IPFIX against the exporter's systemInitTimeMilliseconds.

@@ -323,3 +323,29 @@ func fuzzDecode(f *testing.F, version string) {
 func FuzzDecodeV5(f *testing.F)    { fuzzDecode(f, "v5") }
 func FuzzDecodeV9(f *testing.F)    { fuzzDecode(f, "v9") }
 func FuzzDecodeIPFIX(f *testing.F) { fuzzDecode(f, "v10") }
+
+func TestV5Sampling(t *testing.T) {
+	_, _, _, _, v5 := benchDatagrams()
+	v5 = append([]byte(nil), v5...)
+	binary.BigEndian.PutUint16(v5[22:], 1<<14|10) // deterministic 1 in 10
+	for _, raw := range []bool{false, true} {
+		d := Decoder{RawCounts: raw}
+		recs, err := decodeAll(t, &d, v5)
+		if err != nil || len(recs) != benchRecords {
+			t.Fatalf("%d records, %v", len(recs), err)
+		}
+		want := uint64(1500 * 10)
+		if raw {
+			want = 1500
+		}
+		if recs[0].Bytes != want || recs[0].Packets != want/500 {
+			t.Errorf("raw=%v: %d bytes %d packets, want %d bytes", raw, recs[0].Bytes, recs[0].Packets, want)
+		}
+	}
+	if got := samplingRate(1, 3); got != 4 {
+		t.Errorf("samplingRate(1, 3) = %d", got)
+	}
+	if got := samplingRate(0, 3); got != 0 {
+		t.Errorf("samplingRate(0, 3) = %d", got)
+	}
+}

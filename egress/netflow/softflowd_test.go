@@ -23,15 +23,16 @@ var update = flag.Bool("update", false, "rewrite testdata/softflowd-* datagrams 
 // runSoftflowd turns pcap into flow datagrams of the given version
 // (5, 9 or 10), sent to addr. softflowd needs no privileges with -r; -a uses
 // the pcap's timestamps.
-func runSoftflowd(t *testing.T, pcap, addr string, version int) {
+func runSoftflowd(t *testing.T, pcap, addr string, version int, extra ...string) {
 	t.Helper()
 	bin := testutil.NeedTool(t, "softflowd")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// softflowd keeps the -r name in an IFNAMSIZ buffer (16 bytes): pass a
 	// short relative name from the pcap's directory.
-	cmd := exec.CommandContext(ctx, bin, "-d", "-r", filepath.Base(pcap), "-n", addr, "-v", fmt.Sprint(version), "-a",
-		"-p", "sf.pid", "-c", "sf.ctl") // long -p/-c paths make it hang, too
+	args := append([]string{"-d", "-r", filepath.Base(pcap), "-n", addr, "-v", fmt.Sprint(version), "-a",
+		"-p", "sf.pid", "-c", "sf.ctl"}, extra...) // long -p/-c paths make it hang, too
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = filepath.Dir(pcap)
 	if len(filepath.Base(pcap)) > 15 {
 		t.Fatalf("softflowd truncates -r names over 15 bytes: %s", pcap)
@@ -47,7 +48,7 @@ func runSoftflowd(t *testing.T, pcap, addr string, version int) {
 
 // captureDatagrams runs softflowd against a plain UDP socket and returns the
 // datagrams it sent.
-func captureDatagrams(t *testing.T, pcap string, version int) [][]byte {
+func captureDatagrams(t *testing.T, pcap string, version int, extra ...string) [][]byte {
 	t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +73,7 @@ func captureDatagrams(t *testing.T, pcap string, version int) [][]byte {
 			mu.Unlock()
 		}
 	}()
-	runSoftflowd(t, pcap, conn.LocalAddr().String(), version)
+	runSoftflowd(t, pcap, conn.LocalAddr().String(), version, extra...)
 	time.Sleep(200 * time.Millisecond) // loopback delivery is immediate; let the reader drain
 	conn.Close()
 	<-done
@@ -255,5 +256,48 @@ func TestFixtures(t *testing.T) {
 			}
 		}
 		checkFlows(t, version, want, got)
+	}
+}
+
+// TestSoftflowdSampling: with 1-in-4 packet sampling (softflowd -s 4, which
+// announces the interval in options data) the collector scales the counters
+// back, so totals match the unsampled export; RawCounts keeps them as sent.
+func TestSoftflowdSampling(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "planted.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range []int{9, 10} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			totals := func(args []string, raw bool) (pkts, bytes uint64) {
+				dir := t.TempDir()
+				pcap := filepath.Join(dir, "planted.pcap")
+				if err := os.WriteFile(pcap, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				dgrams := captureDatagrams(t, pcap, version, args...)
+				d := netflow.Decoder{RawCounts: raw}
+				for _, dg := range dgrams {
+					if err := d.Decode(netip.MustParseAddrPort("127.0.0.1:9995"), dg, func(r egress.FlowRecord) {
+						pkts += r.Packets
+						bytes += r.Bytes
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return pkts, bytes
+			}
+			fullP, fullB := totals(nil, false)
+			scaledP, scaledB := totals([]string{"-s", "4"}, false)
+			rawP, rawB := totals([]string{"-s", "4"}, true)
+			near := func(a, b uint64) bool { return float64(a) > 0.85*float64(b) && float64(a) < 1.15*float64(b) }
+			if !near(scaledP, fullP) || !near(scaledB, fullB) {
+				t.Errorf("sampled and scaled: %d packets %d bytes; unsampled: %d packets %d bytes", scaledP, scaledB, fullP, fullB)
+			}
+			if rawP*4 != scaledP || rawB*4 != scaledB {
+				t.Errorf("raw %d/%d, scaled %d/%d: want a factor of 4", rawP, rawB, scaledP, scaledB)
+			}
+			t.Logf("unsampled %d pkts %d B; 1-in-4 scaled %d pkts %d B", fullP, fullB, scaledP, scaledB)
+		})
 	}
 }

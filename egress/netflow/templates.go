@@ -30,6 +30,9 @@ type templateStore struct {
 	// initTime is the IPFIX systemInitTimeMilliseconds per observation
 	// domain, from options data, for flowStart/EndSysUpTime fields.
 	initTime map[uint32]time.Time
+	// sampling is the packet sampling interval (1 in N) per source id /
+	// observation domain, from options data.
+	sampling map[uint32]uint32
 }
 
 var _ gfnetflow.NetFlowTemplateSystem = (*templateStore)(nil)
@@ -39,7 +42,7 @@ func templateKey(version uint16, domain uint32, id uint16) uint64 {
 }
 
 func newTemplateStore(d *Decoder) *templateStore {
-	return &templateStore{d: d, m: make(map[uint64]storedTemplate), initTime: make(map[uint32]time.Time)}
+	return &templateStore{d: d, m: make(map[uint64]storedTemplate), initTime: make(map[uint32]time.Time), sampling: make(map[uint32]uint32)}
 }
 
 // fieldsConsume reports whether a record made of fields consumes at least
