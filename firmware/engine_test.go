@@ -560,3 +560,34 @@ func TestManyFiles(t *testing.T) {
 		t.Errorf("%d files written, want 600", rep.Stats.Files)
 	}
 }
+
+// TestGzipBomb4GiB: a gzip member that inflates to 4 GiB (built without
+// compressing 4 GiB) ends quickly at the ratio limit, with the warning in
+// report.json.
+func TestGzipBomb4GiB(t *testing.T) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zero := make([]byte, 1<<20)
+	zw.Write(zero)
+	zw.Flush()
+	first := buf.Len()
+	zw.Write(zero)
+	zw.Flush()
+	block := bytes.Clone(buf.Bytes()[first:])
+	var bomb bytes.Buffer
+	bomb.Write(buf.Bytes()[:first])
+	for range 4095 {
+		bomb.Write(block)
+	}
+	bomb.Write([]byte{0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0})
+	start := time.Now()
+	rep, out := unpack(t, writeImage(t, bomb.Bytes()), firmware.Options{Limits: firmware.Limits{MaxRatio: 2}})
+	t.Logf("%d-byte bomb stopped after %d bytes in %v", bomb.Len(), rep.Stats.BytesWritten, time.Since(start))
+	if rep.Stats.BytesWritten > firmware.DefaultRatioFloor+1<<20 {
+		t.Errorf("wrote %d bytes", rep.Stats.BytesWritten)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "report.json"))
+	if !bytes.Contains(b, []byte("max ratio")) || !bytes.Contains(b, []byte("limit reached")) {
+		t.Errorf("report.json does not explain the limit")
+	}
+}
