@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -317,8 +318,11 @@ func TestWebhookBackoff(t *testing.T) {
 func TestWebhookRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
+		var mu sync.Mutex
 		var attempts []time.Duration
 		tr := roundTripFunc(func(*http.Request) (*http.Response, error) {
+			mu.Lock()
+			defer mu.Unlock()
 			attempts = append(attempts, time.Since(start))
 			if len(attempts) == 1 {
 				return answer(429, "Retry-After", "30"), nil
@@ -333,6 +337,8 @@ func TestWebhookRetryAfter(t *testing.T) {
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		w.Close()
+		mu.Lock()
+		defer mu.Unlock()
 		if len(attempts) != 2 || attempts[1] != 30*time.Second {
 			t.Fatalf("attempts at %v, want [0s 30s]", attempts)
 		}
@@ -343,15 +349,18 @@ func TestWebhookRetryAfter(t *testing.T) {
 // and counted; the newest are delivered in order.
 func TestWebhookSpoolFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		up := false
+		var up atomic.Bool
+		var mu sync.Mutex
 		var got []egress.Alert
 		tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if !up {
+			if !up.Load() {
 				return nil, fmt.Errorf("connection refused")
 			}
 			var a egress.Alert
 			json.NewDecoder(r.Body).Decode(&a)
+			mu.Lock()
 			got = append(got, a)
+			mu.Unlock()
 			return answer(200), nil
 		})
 		w, err := newWebhook(WebhookConfig{URL: "http://soc.invalid/", SpoolDir: t.TempDir(), MaxSpoolAlerts: 5, transport: tr}, nil)
@@ -366,12 +375,14 @@ func TestWebhookSpoolFull(t *testing.T) {
 		if st.Spooled != 5 || st.Dropped != 7 {
 			t.Fatalf("stats %+v, want 5 spooled, 7 dropped", st)
 		}
-		up = true
+		up.Store(true)
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		w.Close()
 		// Alert 0 was in flight when the spool filled, so it is kept; the
 		// next oldest were dropped.
+		mu.Lock()
+		defer mu.Unlock()
 		checkOrder(t, got, []int{0, 8, 9, 10, 11})
 	})
 }
@@ -380,6 +391,7 @@ func TestWebhookSpoolFull(t *testing.T) {
 // queue goes on.
 func TestWebhookRejected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
 		var got []egress.Alert
 		tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			var a egress.Alert
@@ -387,6 +399,8 @@ func TestWebhookRejected(t *testing.T) {
 			if a.Detail == "alert 1" {
 				return answer(400), nil
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			got = append(got, a)
 			return answer(202), nil
 		})
@@ -400,7 +414,9 @@ func TestWebhookRejected(t *testing.T) {
 		}
 		synctest.Wait()
 		w.Close()
+		mu.Lock()
 		checkOrder(t, got, []int{0, 2})
+		mu.Unlock()
 		rej, _ := filepath.Glob(filepath.Join(dir, "rejected", "*.json"))
 		if st := w.Stats(); st.Rejected != 1 || len(rej) != 1 {
 			t.Fatalf("stats %+v, rejected files %v", st, rej)
