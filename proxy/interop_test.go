@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
 // gstCamera is GStreamer's RTSP server (testdata/gstcam.py) playing a camera.
@@ -98,14 +100,20 @@ func runTool(t *testing.T, timeout time.Duration, name string, args ...string) (
 func TestInteropReaders(t *testing.T) {
 	testutil.NeedTool(t, "ffmpeg", "ffprobe", "gst-launch-1.0")
 	sim := startCamsim(t, "sim")
+	sim265 := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "hevc", Codec: "h265", FPS: 25}}}
+	if err := sim265.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim265.Close)
 	gst := startGstCamera(t, 0, "live", "", "", "h264")
 	log, _ := newLog(t)
 	cfg := withUDP(t, testConfig(
 		Camera{Name: "sim", URL: MustParseSecretURL(sim.URL("sim"))},
 		Camera{Name: "gst", URL: MustParseSecretURL(gst.url("", "", "live")), Transport: TransportUDP},
+		Camera{Name: "hevc", URL: MustParseSecretURL(sim265.URL("hevc"))},
 	))
 	p := startProxy(t, cfg, log)
-	for _, cam := range []string{"sim", "gst"} {
+	for _, cam := range []string{"sim", "gst", "hevc"} {
 		waitFor(t, cam+" up", 10*time.Second, func() bool {
 			c := p.camera(cam)
 			c.mu.Lock()
@@ -126,7 +134,9 @@ func TestInteropReaders(t *testing.T) {
 				}
 				out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", tr, "-i", url,
 					"-frames:v", "10", "-f", "null", "-")
-				if err != nil {
+				// -v error: any output is a decode error, such as a reader
+				// that did not start on a keyframe.
+				if err != nil || strings.TrimSpace(out) != "" {
 					t.Fatalf("ffmpeg decoding 10 frames: %v\n%s", err, out)
 				}
 				proto := map[string]string{"tcp": "tcp", "udp": "udp"}[tr]
@@ -137,6 +147,12 @@ func TestInteropReaders(t *testing.T) {
 				}
 			})
 		}
+	}
+	// H.265 (keyframes found by the H.265 path of keyPacket): ffmpeg over TCP.
+	out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", readerURL(p, "hevc"),
+		"-frames:v", "10", "-f", "null", "-")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("ffmpeg decoding 10 H.265 frames: %v\n%s", err, out)
 	}
 }
 
@@ -248,7 +264,22 @@ func TestIsolation(t *testing.T) {
 		{User: "hashed", PasswordHash: testArgonHash, Cameras: []string{"*"}},
 		{User: "far", Password: "good", Cameras: []string{"*"}, Networks: []string{"10.0.0.0/8"}},
 	}
-	p := startProxy(t, cfg, log)
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delayMu sync.Mutex
+	var delays []time.Duration
+	p.sleep = func(d time.Duration) {
+		delayMu.Lock()
+		delays = append(delays, d)
+		delayMu.Unlock()
+		time.Sleep(d)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
 	base1 := "rtsp://%s@" + p.RTSPAddr().String() + "/%s"
 	waitFor(t, "cameras up", 10*time.Second, func() bool {
 		st := p.Status()
@@ -319,7 +350,7 @@ func TestIsolation(t *testing.T) {
 	// Publishing is refused.
 	u, _ := base.ParseURL(fmt.Sprintf(base1, "nvr:good", "a"))
 	pub := &gortsplib.Client{}
-	err := pub.StartRecording(u.String(), &description.Session{Medias: []*description.Media{{
+	err = pub.StartRecording(u.String(), &description.Session{Medias: []*description.Media{{
 		Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}},
 	}}})
 	if err == nil {
@@ -340,6 +371,17 @@ func TestIsolation(t *testing.T) {
 		t.Errorf("second reader of a max_readers=1 camera: %v, want 503", err)
 	}
 
+	delayMu.Lock()
+	if len(delays) != 4 {
+		t.Errorf("%d failed logins were delayed, want 4", len(delays))
+	}
+	for _, d := range delays {
+		// AuthFailureDelay is 20 ms in testConfig: delays are random in [10, 20] ms.
+		if d < 10*time.Millisecond || d > 20*time.Millisecond {
+			t.Errorf("failed-login delay %v outside [10ms, 20ms]", d)
+		}
+	}
+	delayMu.Unlock()
 	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
 	for _, want := range []string{
 		"cordon_reader_auth_failures_total 4",

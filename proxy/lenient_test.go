@@ -25,7 +25,8 @@ const oddSDP = "v=0\r\no=- 1 1 IN IP4 10.9.8.7\r\ns=Vendor Camera\r\nt=0 0\r\na=
 	"a=fmtp:96 packetization-mode=1;profile-level-id=42C00D;sprop-parameter-sets=Z0LADdoFB+wFqDAwNSgAAAMACAAAAwGUeKFV,aM48gA==\r\n" +
 	"a=control:trackID=1\r\n" +
 	"m=audio 0 RTP/AVP 98\r\na=rtpmap:98 MPEG4-GENERIC/16000/1\r\na=fmtp:98 streamtype=5;config=zz\r\na=control:trackID=2\r\n" +
-	"m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=control:trackID=3\r\n"
+	"m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=control:trackID=3\r\n" +
+	"m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\na=control:trackID=4\r\n" // ONVIF back-channel
 
 func TestLenientDescription(t *testing.T) {
 	for _, tc := range lenientCases {
@@ -54,8 +55,8 @@ var lenientCases = []struct {
 	sdp             string
 	medias, dropped int // medias -1: an error
 }{
-	{"vendor", oddSDP, 2, 1},
-	{"lf only", strings.ReplaceAll(oddSDP, "\r\n", "\n"), 2, 1},
+	{"vendor", oddSDP, 3, 1},
+	{"lf only", strings.ReplaceAll(oddSDP, "\r\n", "\n"), 3, 1},
 	{"nothing parses", "v=0\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP\r\n", -1, 0},
 	{"no media", "v=0\r\ns=x\r\nt=0 0\r\n", -1, 0},
 	{"too big", oddSDP + strings.Repeat("a=x:y\r\n", 10000), -1, 0},
@@ -76,12 +77,13 @@ func FuzzLenientDescription(f *testing.F) {
 
 // fakeVendorCamera is a minimal RTSP camera that sends oddSDP and streams
 // H.264 over TCP interleaved channel 0 after PLAY.
-func fakeVendorCamera(t *testing.T) string {
+func fakeVendorCamera(t *testing.T, setups *[]string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	var setupMu sync.Mutex
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
 		for {
@@ -89,13 +91,13 @@ func fakeVendorCamera(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { serveFakeCamera(nc, ln.Addr().String()) })
+			wg.Go(func() { serveFakeCamera(nc, ln.Addr().String(), &setupMu, setups) })
 		}
 	})
 	return "rtsp://" + ln.Addr().String() + "/cam"
 }
 
-func serveFakeCamera(nc net.Conn, addr string) {
+func serveFakeCamera(nc net.Conn, addr string, setupMu *sync.Mutex, setups *[]string) {
 	defer nc.Close()
 	br := bufio.NewReader(nc)
 	var mu sync.Mutex
@@ -115,6 +117,9 @@ func serveFakeCamera(nc net.Conn, addr string) {
 			res.Header["Content-Base"] = base.HeaderValue{"rtsp://" + addr + "/cam/"}
 			res.Body = []byte(oddSDP)
 		case base.Setup:
+			setupMu.Lock()
+			*setups = append(*setups, req.URL.String())
+			setupMu.Unlock()
 			var tr headers.Transports
 			tr.Unmarshal(req.Header["Transport"])
 			res.Header["Transport"] = tr[0].Marshal()
@@ -159,10 +164,11 @@ func serveFakeCamera(nc net.Conn, addr string) {
 }
 
 // TestLenientCamera reads a camera whose SDP gortsplib rejects as a whole:
-// the proxy keeps the video track, drops the unparsable one and the
-// metadata one, and readers get the video.
+// the proxy keeps the video track, drops the unparsable one, the metadata
+// one and the ONVIF back-channel, and readers get the video only.
 func TestLenientCamera(t *testing.T) {
-	url := fakeVendorCamera(t)
+	var setups []string
+	url := fakeVendorCamera(t, &setups)
 	log, lb := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "v", URL: MustParseSecretURL(url), Mode: Mode(rebuild.ModePassthrough)}), log)
 	var r *rtspReader
@@ -180,5 +186,16 @@ func TestLenientCamera(t *testing.T) {
 	}
 	if d := p.Status()[0].Dropped["sdp_media"]; d.Units != 1 {
 		t.Errorf("sdp_media drops = %d, want 1", d.Units)
+	}
+	// Only the video track is set up at the camera: not the metadata track,
+	// not the ONVIF back-channel (which is not offered to readers either).
+	p.Close()
+	for _, u := range setups {
+		if !strings.HasSuffix(u, "/cam/trackID=1") {
+			t.Errorf("the proxy set up %s at the camera", u)
+		}
+	}
+	if len(setups) == 0 {
+		t.Error("no SETUP seen")
 	}
 }
