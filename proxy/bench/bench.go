@@ -67,6 +67,7 @@ type Result struct {
 	Window   time.Duration
 	CPU      time.Duration // user+system CPU of the system under test during the window
 	Bytes    uint64        // RTP bytes received by readers during the window
+	InBytes  uint64        // RTP bytes the cameras sent during the window (estimated from the direct readers)
 	Packets  uint64
 	Lost     uint64 // RTP sequence gaps seen by readers during the window
 	RSS      int64  // resident memory at the end of the window
@@ -75,12 +76,19 @@ type Result struct {
 	Baseline *Result         // the baseline of the same run, if measured
 }
 
-// CPUPerGB is CPU seconds per forwarded gigabyte.
+// CPUPerGB is CPU seconds per gigabyte the cameras sent through the system.
+// It is normalised by the input, which is the same for every system, because
+// rebuild mode forwards fewer bytes than it receives (it drops filler data
+// and SEI), which would make a per-output figure look worse the more it cleans.
 func (r *Result) CPUPerGB() float64 {
-	if r.Bytes == 0 {
+	b := r.InBytes
+	if b == 0 {
+		b = r.Bytes
+	}
+	if b == 0 {
 		return 0
 	}
-	return r.CPU.Seconds() / (float64(r.Bytes) / 1e9)
+	return r.CPU.Seconds() / (float64(b) / 1e9)
 }
 
 // Quantile returns the q-quantile of the added latency (0 when nothing matched).
@@ -263,7 +271,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range proxied {
+	for _, r := range all {
 		r.counting.Store(true)
 	}
 	fmt.Fprintf(o.Progress, "bench %s: measuring for %s\n", sys, o.Duration)
@@ -275,7 +283,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		return nil, err
 	}
 	window := time.Since(windowStart)
-	for _, r := range proxied {
+	for _, r := range all {
 		r.counting.Store(false)
 	}
 	res := &Result{System: sys, Cameras: len(cams), Window: window, CPU: cpu1 - cpu0}
@@ -290,6 +298,17 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	}
 	if res.Readers == 0 {
 		return nil, ErrNoReaders
+	}
+	var directBytes uint64
+	directUp := 0
+	for _, d := range direct {
+		if d.client != nil {
+			directBytes += d.bytes.Load()
+			directUp++
+		}
+	}
+	if directUp > 0 {
+		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
 	}
 	for i, d := range direct {
 		res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
@@ -393,15 +412,16 @@ func lastLines(s string, n int) string {
 // WriteTable prints results with ratios against the baseline.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s out\tCPU s/GB\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\t")
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tCPU s/GB in\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\t")
 	for _, r := range results {
 		ratio := "-"
 		if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
 			ratio = fmt.Sprintf("%.2fx", r.CPUPerGB()/r.Baseline.CPUPerGB())
 		}
 		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t\n",
-			r.System, r.Cameras, r.Readers, mbps, r.CPUPerGB(), ratio,
+		mbpsIn := float64(r.InBytes) * 8 / r.Window.Seconds() / 1e6
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t\n",
+			r.System, r.Cameras, r.Readers, mbpsIn, mbps, r.CPUPerGB(), ratio,
 			float64(r.RSS)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
 			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency))
 	}
