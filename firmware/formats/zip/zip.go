@@ -33,7 +33,7 @@ var (
 const (
 	eocdLen = 22
 	// maxCentralDir bounds the central directory archive/zip reads into memory.
-	maxCentralDir = 64 << 20
+	maxCentralDir = 16 << 20
 	// maxSymlink bounds a symlink target stored as entry content.
 	maxSymlink = 4096
 	// zstdMaxMemory bounds the zstd window of an entry.
@@ -45,6 +45,9 @@ const (
 // wavpack, ppmd, AES marker).
 var knownMethods = map[uint16]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 8: true,
 	9: true, 12: true, 14: true, 93: true, 95: true, 96: true, 97: true, 98: true, 99: true}
+
+// errNoEOCD wraps ErrNotFormat: the archive has no central directory.
+var errNoEOCD = fmt.Errorf("no central directory: %w", firmware.ErrNotFormat)
 
 // Extent is where a zip archive that starts at a local header ends.
 type Extent struct {
@@ -58,6 +61,9 @@ type Extent struct {
 // whose central directory lies right before it, counted from off. It scans
 // forward in blocks and never reads more than one block at a time.
 func Locate(r io.ReaderAt, off, size int64) (*Extent, error) {
+	if ext, ok := fastLocate(r, off, size); ok {
+		return ext, nil
+	}
 	const block = 64 << 10
 	buf := make([]byte, block+len(sigEOCD))
 	for pos := off + 4; pos < size; pos += block {
@@ -78,7 +84,7 @@ func Locate(r io.ReaderAt, off, size int64) (*Extent, error) {
 			i += j + 1
 		}
 	}
-	return nil, fmt.Errorf("zip: no end of central directory after %#x: %w", off, firmware.ErrNotFormat)
+	return nil, fmt.Errorf("zip: no end of central directory after %#x: %w", off, errNoEOCD)
 }
 
 // checkEOCD validates the record at at for an archive starting at off.
@@ -96,13 +102,15 @@ func checkEOCD(r io.ReaderAt, off, at, size int64) (*Extent, bool) {
 	cdOff := int64(le.Uint32(e[16:]))
 	commentLen := int64(le.Uint16(e[20:]))
 	cdEnd := at // the central directory ends where the EOCD (or the zip64 records) start
-	if cdOff == 0xffffffff || cdSize == 0xffffffff || entries == 0xffff {
+	var loc [20]byte
+	hasLoc := at-20 >= off
+	if hasLoc {
+		_, err := r.ReadAt(loc[:], at-20)
+		hasLoc = err == nil && bytes.Equal(loc[:4], sigLoc64)
+	}
+	if cdOff == 0xffffffff || cdSize == 0xffffffff || entries == 0xffff || hasLoc {
 		// Zip64: a locator right before the EOCD points at the zip64 EOCD.
-		var loc [20]byte
-		if at-20 < off {
-			return nil, false
-		}
-		if _, err := r.ReadAt(loc[:], at-20); err != nil || !bytes.Equal(loc[:4], sigLoc64) {
+		if !hasLoc {
 			return nil, false
 		}
 		rel := int64(le.Uint64(loc[8:]))
@@ -318,8 +326,10 @@ var Format = &firmware.Format{
 	Name: formatName,
 	Kind: firmware.KindArchive,
 	Doc: "zip archive (PK\\x03\\x04): the extent runs from the local header to the end of the central " +
-		"directory record that points back at it (zip64 included). Stored, deflate, bzip2 and zstd entries " +
-		"are extracted with their Unix modes and symlinks; CRC errors and encrypted entries are reported.",
+		"directory record that points back at it (zip64 included), found by walking the headers. Stored, " +
+		"deflate, bzip2 and zstd entries are extracted with their Unix modes and symlinks; CRC errors and " +
+		"encrypted entries are reported. A zip cut before its central directory is still recovered from " +
+		"its local headers (stored and deflate entries, low confidence).",
 	Magics:   []firmware.Magic{{Bytes: sigLocal}},
 	Identify: identify,
 	Extract:  extract,
@@ -327,6 +337,9 @@ var Format = &firmware.Format{
 
 func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	ext, zr, err := IdentifyAt(r, off, size, sigLocal)
+	if errors.Is(err, errNoEOCD) {
+		return identifyLocal(r, off, size)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +376,8 @@ func encrypted(zr *stdzip.Reader) int {
 func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
 	zr, err := Open(src, src.Size())
 	if err != nil {
-		return err
+		// No usable central directory: what the local headers hold.
+		return extractLocal(ctx, src, out)
 	}
 	return ExtractFiles(ctx, zr, out, formatName)
 }

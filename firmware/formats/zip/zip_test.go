@@ -88,10 +88,48 @@ func TestBrokenEntries(t *testing.T) {
 	if _, ok := res.Sink.File("etc/passwd"); !ok {
 		t.Errorf("extraction stopped at the broken entry: %v", res.Sink.Names())
 	}
-	// No central directory: not a zip we can read.
-	cut := data[:len(data)-30]
-	if _, err := Format.Identify(bytes.NewReader(cut), 0, int64(len(cut))); !errors.Is(err, firmware.ErrNotFormat) {
-		t.Errorf("truncated: %v", err)
+}
+
+// TestNoCentralDirectory cuts an archive before its central directory: the
+// entries are recovered from the local headers.
+func TestNoCentralDirectory(t *testing.T) {
+	data := load(t, "zip-deflate.zip")
+	cd := bytes.Index(data, []byte("PK\x01\x02"))
+	cut := data[:cd+10]
+	res, err := firmwaretest.Run(Format, cut, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	c := res.Chunk
+	if c.Size != int64(cd) || c.Confidence != firmware.ConfidenceLow || len(c.Warnings) != 1 || c.Meta["entries"] != 11 {
+		t.Errorf("chunk %+v, want %d bytes", c, cd)
+	}
+	if b, _ := res.Sink.File("etc/passwd"); string(b) != "root:x:0:0:root:/root:/bin/sh\n" {
+		t.Errorf("deflated entry from its local header: %q", b)
+	}
+	if e, _ := res.Sink.Entry("etc/init.d/"); e.Header.Type != firmware.TypeDir {
+		t.Errorf("directory %+v", e.Header)
+	}
+	// Cut inside the first entry: nothing complete, not a zip.
+	if _, err := Format.Identify(bytes.NewReader(data[:33]), 0, 33); !errors.Is(err, firmware.ErrNotFormat) {
+		t.Errorf("cut in the first entry: %v", err)
+	}
+}
+
+// TestStreamed covers an archive written to a pipe (sizes after the data),
+// whose end is found by the scan, not the header walk.
+func TestStreamed(t *testing.T) {
+	data := load(t, "zip-stream.zip")
+	img := append(bytes.Clone(data), bytes.Repeat([]byte("PK\x05\x06"), 10)...)
+	res, err := firmwaretest.Run(Format, img, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	if res.Chunk.Size != int64(len(data)) || res.Chunk.Confidence != firmware.ConfidenceHigh {
+		t.Errorf("chunk %+v, want %d bytes", res.Chunk, len(data))
+	}
+	if b, _ := res.Sink.File("-"); len(b) != 1250 || !bytes.HasPrefix(b, []byte("streamed camera log line")) {
+		t.Errorf("streamed entry: %d bytes", len(b))
 	}
 }
 

@@ -18,10 +18,21 @@ chmod 755 "$r/etc/init.d/rcS" "$r/web/cgi-bin/login.cgi"
 chmod 4755 "$r/bin/busybox"
 ln -s busybox "$r/bin/sh"
 find "$r" -exec touch -h -d @1700000000 {} +
-rm -f zip-zip64.zip zip-deflate.zip zip-bzip2.zip zip-traversal.zip
+rm -f zip-stream.zip zip-zip64.zip zip-deflate.zip zip-bzip2.zip zip-traversal.zip
 (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | TZ=UTC zip -q -X -y -@ "$OLDPWD/zip-deflate.zip")
 (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | TZ=UTC zip -q -X -y -fz -@ "$OLDPWD/zip-zip64.zip")
 (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | TZ=UTC zip -q -X -y -Z bzip2 -@ "$OLDPWD/zip-bzip2.zip")
+# Written to a pipe: sizes only in data descriptors after the data, so the
+# extent is found by scanning for the end record (zipfile streams when it
+# cannot seek; Info-ZIP seeks back whenever stdout is a file).
+/usr/bin/python3 - <<'PY' | cat > zip-stream.zip
+import sys, zipfile
+with zipfile.ZipFile(sys.stdout.buffer, 'w', zipfile.ZIP_DEFLATED) as z:
+    zi = zipfile.ZipInfo('-', date_time=(2023, 11, 14, 22, 13, 20))
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    with z.open(zi, 'w') as f:
+        f.write(b'streamed camera log line\n' * 50)
+PY
 
 /usr/bin/python3 - <<'PY'
 import zipfile, stat
