@@ -106,6 +106,11 @@ func (c *Collector) Run(ctx context.Context) error {
 		return err
 	}
 	conn := c.conn
+	defer func() {
+		c.mu.Lock()
+		c.conn = nil // a later Run listens again
+		c.mu.Unlock()
+	}()
 	log := c.Logger.With("component", "netflow", "addr", conn.LocalAddr().String())
 	log.Info("netflow collector listening")
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -81,12 +81,19 @@ type Decoder struct {
 	// sampled and unsampled exporters.
 	RawCounts bool
 
-	now func() time.Time // test hook; time.Now by default
+	timeNow func() time.Time // test hook; time.Now by default
 
 	mu        sync.Mutex
 	exporters map[netip.AddrPort]*templateStore
 	scratch   []byte
 	stats     counters
+}
+
+func (d *Decoder) now() time.Time {
+	if d.timeNow != nil {
+		return d.timeNow()
+	}
+	return time.Now()
 }
 
 func (d *Decoder) maxTemplates() int {
@@ -165,9 +172,6 @@ func (d *Decoder) store(exp netip.AddrPort) *templateStore {
 // emitted; the error is a *DecodeError. emit is called with the decoder's
 // lock held: it must not call back into the Decoder.
 func (d *Decoder) Decode(exporter netip.AddrPort, datagram []byte, emit func(egress.FlowRecord)) error {
-	if d.now == nil {
-		d.now = time.Now
-	}
 	if len(datagram) < 4 {
 		d.stats.decodeErrors.Add(1)
 		return &DecodeError{exporter, 0, ErrTruncated}

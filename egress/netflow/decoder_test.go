@@ -150,7 +150,7 @@ func TestDecodeIPFIXEnterpriseAndVariableLength(t *testing.T) {
 
 func TestTemplateExpiryAndScope(t *testing.T) {
 	now := time.Unix(1700000000, 0)
-	d := Decoder{TemplateTimeout: time.Minute, now: func() time.Time { return now }}
+	d := Decoder{TemplateTimeout: time.Minute, timeNow: func() time.Time { return now }}
 	tmpl := v9(1000, 1700000000, 7, set(0, templateBody(300, v4Template)))
 	data := v9(1000, 1700000000, 7, set(300, v4Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 100, 1, 900, 950)))
 	if recs, err := decodeAll(t, &d, tmpl, data); err != nil || len(recs) != 1 {
@@ -217,7 +217,7 @@ func TestDecodeLimits(t *testing.T) {
 	})
 	t.Run("exporters", func(t *testing.T) {
 		now := time.Unix(0, 0)
-		d := Decoder{MaxExporters: 2, now: func() time.Time { now = now.Add(time.Second); return now }}
+		d := Decoder{MaxExporters: 2, timeNow: func() time.Time { now = now.Add(time.Second); return now }}
 		dg := v9(0, 0, 1, set(0, templateBody(300, v4Template)))
 		for i := range 5 {
 			d.Decode(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(1000+i)), dg, func(egress.FlowRecord) {})

@@ -111,6 +111,20 @@ type syslogSink struct {
 	mu   sync.Mutex
 	conn net.Conn
 	buf  []byte
+	// After a failed connection, alerts fail fast until downUntil (the
+	// backoff doubles from 1 s to 30 s), so that a collector that is down
+	// does not stall the engine for a dial timeout per alert.
+	downUntil time.Time
+	backoff   time.Duration
+	lastErr   error
+	timeNow   func() time.Time // test hook
+}
+
+func (s *syslogSink) now() time.Time {
+	if s.timeNow != nil {
+		return s.timeNow()
+	}
+	return time.Now()
 }
 
 var _ egress.AlertSink = (*syslogSink)(nil)
@@ -336,12 +350,17 @@ func (s *syslogSink) Send(ctx context.Context, a egress.Alert) error {
 			s.conn = nil
 		}
 		if s.conn == nil {
+			if now := s.now(); now.Before(s.downUntil) {
+				return fmt.Errorf("sink: syslog %s %s: collector down, next attempt in %v: %w", s.cfg.Network, s.cfg.Addr, s.downUntil.Sub(now).Round(time.Millisecond), s.lastErr)
+			}
 			c, err := s.dial()
 			if err != nil {
 				last = err
-				continue
+				s.backoff = min(max(2*s.backoff, time.Second), 30*time.Second)
+				s.downUntil, s.lastErr = s.now().Add(s.backoff), err
+				break
 			}
-			s.conn = c
+			s.conn, s.backoff = c, 0
 		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
 		if _, err := s.conn.Write(s.buf); err != nil {

@@ -305,6 +305,9 @@ func TestSyslogTLS(t *testing.T) {
 	}
 }
 
+// TestSyslogDown: a collector that is down fails the alert, and the next
+// ones fail fast (no dial) until the backoff has passed; then the sink
+// connects again.
 func TestSyslogDown(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -316,9 +319,26 @@ func TestSyslogDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
+	now := time.Unix(1e9, 0)
+	s.(*syslogSink).timeNow = func() time.Time { return now }
 	if err := s.Send(context.Background(), testAlert(0)); err == nil || !strings.Contains(err.Error(), "sink: syslog tcp "+addr) {
-		t.Errorf("collector down: %v", err)
+		t.Fatalf("collector down: %v", err)
 	}
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	frames := streamServer(t, l, false)
+	if err := s.Send(context.Background(), testAlert(1)); err == nil || !strings.Contains(err.Error(), "collector down, next attempt in 1s") {
+		t.Fatalf("within the backoff: %v", err)
+	}
+	now = now.Add(1500 * time.Millisecond)
+	if err := s.Send(context.Background(), testAlert(2)); err != nil {
+		t.Fatalf("after the backoff: %v", err)
+	}
+	checkSyslogAlert(t, recvFrame(t, frames), testAlert(2))
 }
 
 func TestSyslogConfig(t *testing.T) {

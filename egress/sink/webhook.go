@@ -156,13 +156,17 @@ func newWebhook(cfg WebhookConfig, l *slog.Logger) (*Webhook, error) {
 		tr = http.DefaultTransport
 	}
 	w := &Webhook{
-		cfg:    cfg,
-		log:    l.With("component", "sink", "sink", "webhook", "url", u.Redacted()),
-		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		abort:  make(chan struct{}),
-		done:   make(chan struct{}),
+		cfg: cfg,
+		log: l.With("component", "sink", "sink", "webhook", "url", u.Redacted()),
+		// Redirects are not followed: a 301/302 would turn the POST into a
+		// GET and "deliver" an alert without its body. 3xx is a rejection.
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		abort: make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	if err := w.load(); err != nil {
 		return nil, err

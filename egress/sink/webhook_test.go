@@ -387,8 +387,8 @@ func TestWebhookSpoolFull(t *testing.T) {
 	})
 }
 
-// TestWebhookRejected: a 4xx answer moves the alert to rejected/ and the
-// queue goes on.
+// TestWebhookRejected: a 4xx or 3xx answer moves the alert to rejected/
+// and the queue goes on.
 func TestWebhookRejected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
@@ -396,8 +396,12 @@ func TestWebhookRejected(t *testing.T) {
 		tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			var a egress.Alert
 			json.NewDecoder(r.Body).Decode(&a)
-			if a.Detail == "alert 1" {
+			switch a.Detail {
+			case "alert 1":
 				return answer(400), nil
+			case "alert 2":
+				// Not followed: it would turn the POST into a GET.
+				return answer(302, "Location", "http://soc.invalid/elsewhere"), nil
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -409,16 +413,16 @@ func TestWebhookRejected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range 3 {
+		for i := range 4 {
 			w.Send(context.Background(), testAlert(i))
 		}
 		synctest.Wait()
 		w.Close()
 		mu.Lock()
-		checkOrder(t, got, []int{0, 2})
+		checkOrder(t, got, []int{0, 3})
 		mu.Unlock()
 		rej, _ := filepath.Glob(filepath.Join(dir, "rejected", "*.json"))
-		if st := w.Stats(); st.Rejected != 1 || len(rej) != 1 {
+		if st := w.Stats(); st.Rejected != 2 || len(rej) != 2 {
 			t.Fatalf("stats %+v, rejected files %v", st, rej)
 		}
 		b, _ := os.ReadFile(rej[0])
