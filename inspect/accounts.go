@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -241,63 +242,70 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 		note string
 	}
 	distinct := map[string]*result{}
-	for _, h := range hashes {
+	users := map[string]string{} // hash -> the smallest user name having it
+	for i, h := range hashes {
 		switch ClassifyHash(h) {
 		case HashDES, HashMD5, HashSHA256, HashSHA512, HashBcrypt:
 			distinct[h] = nil
-		}
-	}
-	var mu sync.Mutex
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range c.o.Workers {
-		wg.Go(func() {
-			for h := range work {
-				r := &result{}
-				user := ""
-				for i, hh := range hashes {
-					if hh == h {
-						user = accts[i].User
-						break
-					}
-				}
-				cands := append([]string{user}, defaultPasswords...)
-				cands = append(cands, c.o.Passwords...)
-				deadline := time.Now().Add(c.o.CrackTime)
-				for i, pw := range cands {
-					if ctx.Err() != nil {
-						break
-					}
-					if time.Now().After(deadline) {
-						r.note = fmt.Sprintf("tried %d of %d passwords within the %v limit (Options.CrackTime)", i, len(cands), c.o.CrackTime)
-						break
-					}
-					ok, err := VerifyPassword(h, pw)
-					if err != nil {
-						r.note = err.Error()
-						break
-					}
-					if ok {
-						r.pw, r.ok = pw, true
-						break
-					}
-				}
-				mu.Lock()
-				distinct[h] = r
-				mu.Unlock()
+			if u, ok := users[h]; !ok || accts[i].User < u {
+				users[h] = accts[i].User
 			}
-		})
+		}
 	}
 	keys := make([]string, 0, len(distinct))
 	for h := range distinct {
 		keys = append(keys, h)
 	}
 	sort.Strings(keys)
+	// One hash at a time, its candidates split over the workers: a tree
+	// usually has one or two hashes, and the slow schemes are per candidate.
 	for _, h := range keys {
-		work <- h
+		cands := append([]string{users[h]}, defaultPasswords...)
+		cands = append(cands, c.o.Passwords...)
+		deadline := time.Now().Add(c.o.CrackTime)
+		var next, tried atomic.Int64
+		var mu sync.Mutex
+		found, errNote, timedOut := -1, "", false
+		var wg sync.WaitGroup
+		for range c.o.Workers {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					mu.Lock()
+					stop := i >= len(cands) || found >= 0 && found < i || errNote != ""
+					mu.Unlock()
+					if stop || ctx.Err() != nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						mu.Lock()
+						timedOut = true
+						mu.Unlock()
+						return
+					}
+					ok, err := VerifyPassword(h, cands[i])
+					tried.Add(1)
+					mu.Lock()
+					switch {
+					case err != nil:
+						errNote = err.Error()
+					case ok && (found < 0 || i < found):
+						found = i
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		r := &result{note: errNote}
+		switch {
+		case found >= 0:
+			r.pw, r.ok = cands[found], true
+		case timedOut && errNote == "":
+			r.note = fmt.Sprintf("tried %d of %d passwords within the %v limit (Options.CrackTime)", tried.Load(), len(cands), c.o.CrackTime)
+		}
+		distinct[h] = r
 	}
-	close(work)
-	wg.Wait()
 	for i, h := range hashes {
 		r := distinct[h]
 		if r == nil {

@@ -278,6 +278,9 @@ func (c *collector) checkConfigPasswords(f *fileView) {
 		if strings.HasPrefix(t, "#") || strings.HasPrefix(t, ";") || strings.HasPrefix(t, "//") {
 			continue
 		}
+		if !mentionsPassword(line) {
+			continue
+		}
 		for _, m := range configPasswordRE.FindAllStringSubmatch(line, 4) {
 			key, val := m[1], m[2]
 			if placeholder(val) {
@@ -288,6 +291,23 @@ func (c *collector) checkConfigPasswords(f *fileView) {
 				Evidence: fmt.Sprintf("line %d: %s = %q", lineNo, key, val)})
 		}
 	}
+}
+
+// mentionsPassword is a cheap filter before configPasswordRE.
+func mentionsPassword(line string) bool {
+	for i := 0; i+3 <= len(line); i++ {
+		switch line[i] | 0x20 {
+		case 'p':
+			if l := line[i+1] | 0x20; l == 'a' && line[i+2]|0x20 == 's' || l == 'w' && line[i+2]|0x20 == 'd' {
+				return true
+			}
+		case 's':
+			if i+6 <= len(line) && strings.EqualFold(line[i:i+6], "secret") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // placeholder reports values that are not literal passwords.
