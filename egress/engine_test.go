@@ -390,3 +390,35 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHandleFlow measures the flow-record path (NetFlow/IPFIX): records/s.
+func BenchmarkHandleFlow(b *testing.B) {
+	p, err := LoadPolicy("testdata/policy.yml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]FlowRecord, 4096)
+	for i := range recs {
+		cam := netip.AddrFrom4([4]byte{192, 168, 50, byte(20 + i%16)})
+		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 7)})
+		if i%4 != 0 {
+			dst = proxy
+		}
+		recs[i] = FlowRecord{Key: FlowKey{Proto: 6, Src: ap(cam, uint16(30000+i)), Dst: ap(dst, 443)}, Packets: 10, Bytes: 4000}
+	}
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	t := pcapgen.Start
+	for i := 0; i < b.N; i++ {
+		r := recs[i%len(recs)]
+		t = t.Add(time.Millisecond)
+		r.Start, r.End = t, t
+		e.HandleFlow(r)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+}
