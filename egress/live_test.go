@@ -16,7 +16,7 @@ import (
 type sinkFunc func(egress.Alert)
 
 func (f sinkFunc) Send(_ context.Context, a egress.Alert) error { f(a); return nil }
-func (f sinkFunc) Close() error                                { return nil }
+func (f sinkFunc) Close() error                                 { return nil }
 
 // TestLiveCaptureLoopback runs the engine on a live AF_PACKET capture of
 // the loopback interface: a PPPP datagram (first byte 0xF1) sent between two
