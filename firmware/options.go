@@ -87,8 +87,10 @@ type Options struct {
 	// Logger receives debug and warning logs. It defaults to a logger that
 	// discards everything.
 	Logger *slog.Logger
-	// Progress, when set, is called now and then with the bytes of the image
-	// processed so far and the image size (scanning, then extracting).
+	// Progress, when set, is called now and then with an estimate of the
+	// bytes of the image processed so far (scanning counts for half,
+	// extracting the chunks for the other half) and the image size. It may be
+	// called from several goroutines at once.
 	Progress func(done, total int64)
 	// Workers is the number of chunks and files processed at the same time.
 	// It defaults to runtime.GOMAXPROCS(0).
