@@ -80,7 +80,7 @@ func walkLocal(r io.ReaderAt, size int64) (es []localEntry, end int64, known boo
 			}
 			e.usize, e.csize = u, c
 		}
-		if e.flags&8 != 0 && e.csize == 0 && e.method != 0 {
+		if e.flags&8 != 0 && e.csize == 0 {
 			return es, pos, false // sizes only in the data descriptor
 		}
 		e.dataOff = pos + localLen + nameLen + extraLen
@@ -132,9 +132,20 @@ func dosTime(date, tim uint16) time.Time {
 }
 
 // fastLocate finds the end of the archive at off by walking its local headers
-// and then its central directory, without scanning. It fails when an entry's
-// sizes are only in a data descriptor or the structure is not contiguous.
-func fastLocate(r io.ReaderAt, off, size int64) (*Extent, bool) {
+// and then its central directory, without scanning. decided is false when
+// an entry's sizes are only in a data descriptor, so that only a scan can
+// find the end; otherwise ok says whether the walk found it.
+func fastLocate(r io.ReaderAt, off, size int64) (ext *Extent, ok, decided bool) {
+	ext, ok = walkToEnd(r, off, size)
+	if ok {
+		return ext, true, true
+	}
+	sr := io.NewSectionReader(r, off, size-off)
+	_, _, known := walkLocal(sr, sr.Size())
+	return nil, false, known
+}
+
+func walkToEnd(r io.ReaderAt, off, size int64) (*Extent, bool) {
 	sr := io.NewSectionReader(r, off, size-off)
 	es, pos, known := walkLocal(sr, sr.Size())
 	if !known || len(es) == 0 {

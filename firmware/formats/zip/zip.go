@@ -61,9 +61,21 @@ type Extent struct {
 // whose central directory lies right before it, counted from off. It scans
 // forward in blocks and never reads more than one block at a time.
 func Locate(r io.ReaderAt, off, size int64) (*Extent, error) {
-	if ext, ok := fastLocate(r, off, size); ok {
+	ext, ok, decided := fastLocate(r, off, size)
+	switch {
+	case ok:
 		return ext, nil
+	case decided:
+		// Every size was known and no central directory follows the
+		// entries: scanning the rest of the image would not find one that
+		// points back here.
+		return nil, fmt.Errorf("zip: no central directory after the entries at %#x: %w", off, errNoEOCD)
 	}
+	return scanLocate(r, off, size)
+}
+
+// scanLocate scans forward from off for a matching end record.
+func scanLocate(r io.ReaderAt, off, size int64) (*Extent, error) {
 	const block = 64 << 10
 	buf := make([]byte, block+len(sigEOCD))
 	for pos := off + 4; pos < size; pos += block {
