@@ -25,6 +25,9 @@ const (
 	headerSize = 40
 	// MaxInline is the largest property value Parse reads into memory.
 	MaxInline = 64 << 10
+	// maxInlineTotal bounds all values read into memory; later values keep
+	// only their offset and length.
+	maxInlineTotal = 16 << 20
 	maxDepth  = 64
 	maxNodes  = 100000
 	maxProps  = 1000000
@@ -224,8 +227,9 @@ type parser struct {
 	r     *bufio.Reader
 	pos   int64
 	strs  []byte
-	nodes int
-	props int
+	nodes   int
+	props   int
+	inlined int64
 }
 
 func (p *parser) u32() (uint32, error) {
@@ -316,7 +320,8 @@ func (p *parser) node(depth int) (*Node, error) {
 				return nil, ferr(p.pos, fmt.Sprintf("more than %d properties", maxProps), firmware.ErrNotFormat)
 			}
 			prop := Prop{Name: strings.ToValidUTF8(string(s[:i]), "?"), Off: p.pos, Len: int64(l)}
-			if l <= MaxInline {
+			if l <= MaxInline && p.inlined+int64(l) <= maxInlineTotal {
+				p.inlined += int64(l)
 				prop.Value = make([]byte, l)
 				if _, err := io.ReadFull(p.r, prop.Value); err != nil {
 					return nil, ferr(p.pos, "property "+prop.Name+" value", firmware.ErrNotFormat)
