@@ -28,10 +28,10 @@ const (
 	// maxInlineTotal bounds all values read into memory; later values keep
 	// only their offset and length.
 	maxInlineTotal = 16 << 20
-	maxDepth  = 64
-	maxNodes  = 100000
-	maxProps  = 1000000
-	maxName   = 1024
+	maxDepth       = 64
+	maxNodes       = 100000
+	maxProps       = 1000000
+	maxName        = 1024
 	// maxStrings bounds the strings block read into memory.
 	maxStrings = 4 << 20
 )
@@ -224,9 +224,9 @@ func Parse(r io.ReaderAt, off, size int64) (*Tree, error) {
 }
 
 type parser struct {
-	r     *bufio.Reader
-	pos   int64
-	strs  []byte
+	r       *bufio.Reader
+	pos     int64
+	strs    []byte
 	nodes   int
 	props   int
 	inlined int64
