@@ -303,7 +303,7 @@ func checkHeader(src io.ReaderAt, size int64, nextOff, nextSize uint64) (uint64,
 	if nextSize == 0 {
 		return 0, nil
 	}
-	if int64(nextOff) > size-sigSize || int64(nextSize) > size-sigSize-int64(nextOff) {
+	if nextOff > uint64(size) || nextSize > uint64(size) || int64(nextOff) > size-sigSize || int64(nextSize) > size-sigSize-int64(nextOff) {
 		return 0, errHeader
 	}
 	r := hreader{bufio.NewReader(io.NewSectionReader(src, sigSize+int64(nextOff), int64(nextSize)))}
