@@ -1,6 +1,8 @@
 package rebuild
 
 import (
+	"bytes"
+
 	"github.com/pion/rtp"
 )
 
@@ -106,6 +108,12 @@ func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
 
 func (a *assembler) add(n []byte, c reasonSink) {
 	if len(n) < a.codec.hdrLen() || n[0]&0x80 != 0 {
+		c.Drop("malformed", len(n))
+		return
+	}
+	if hasStartCodeEmulation(n) {
+		// 00 00 00/01/02 cannot occur in a NAL unit (emulation prevention):
+		// a reader's Annex-B parser would split it somewhere else.
 		c.Drop("malformed", len(n))
 		return
 	}
@@ -287,4 +295,21 @@ func fragmentBody(hdr, body []byte, max int, first, last bool, out [][]byte) [][
 		}
 	}
 	return out
+}
+
+// hasStartCodeEmulation reports whether b contains 00 00 00, 00 00 01 or
+// 00 00 02.
+func hasStartCodeEmulation(b []byte) bool {
+	for i := 0; i+2 < len(b); {
+		j := bytes.IndexByte(b[i:], 0)
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+2 < len(b) && b[i+1] == 0 && b[i+2] <= 2 {
+			return true
+		}
+		i++
+	}
+	return false
 }

@@ -1,0 +1,169 @@
+package rebuild
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/pion/rtp"
+)
+
+// benchStream is the SEI fixture as a mode-1 camera sends it (gortsplib's
+// packetizer, 1450-byte payloads, with a header extension on every packet),
+// and its payload bytes.
+func benchStream(b *testing.B) (*description.Session, []*rtp.Packet, int, int) {
+	aus := fixtureAUs(b)
+	enc := &rtph264.Encoder{PayloadType: 96, PacketizationMode: 1}
+	if err := enc.Init(); err != nil {
+		b.Fatal(err)
+	}
+	var pkts []*rtp.Packet
+	size := 0
+	for i, au := range aus {
+		ps, err := enc.Encode(au)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range ps {
+			p.Timestamp = uint32(i * 3600)
+			_ = p.Header.SetExtension(1, []byte{1, 2, 3, 4})
+			size += len(p.Payload)
+		}
+		pkts = append(pkts, ps...)
+	}
+	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo,
+		Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}}}}}
+	return desc, pkts, size, len(aus)
+}
+
+// streamRunner pushes the stream through a fresh track in the given mode.
+type streamRunner struct {
+	tr   *Track
+	pkts []*rtp.Packet
+	in   []rtp.Packet
+	size int
+	naus int
+	loop int
+}
+
+func newStreamRunner(b *testing.B, mode Mode) *streamRunner {
+	desc, pkts, size, naus := benchStream(b)
+	plan, err := NewPlan(desc, Config{Mode: mode}, &Counters{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &streamRunner{tr: plan.Tracks[0], pkts: pkts, in: make([]rtp.Packet, len(pkts)), size: size, naus: naus}
+}
+
+// run pushes the whole stream once (timestamps continue from the last
+// loop); sink gets every output packet.
+func (r *streamRunner) run(b *testing.B, sink func(*rtp.Packet)) {
+	off := uint32(r.loop * r.naus * 3600)
+	r.loop++
+	for j, p := range r.pkts {
+		r.in[j] = *p
+		r.in[j].Timestamp += off
+		out, _, err := r.tr.Process(&r.in[j])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, o := range out {
+			sink(o)
+		}
+	}
+}
+
+func discard(*rtp.Packet) {}
+
+// udpSink writes every packet to a loopback UDP socket nobody reads (the
+// kernel drops what overflows): one syscall per packet per reader, as the
+// proxy's reader-facing side does.
+func udpSink(b *testing.B) func(*rtp.Packet) {
+	rx, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rx.Close() })
+	tx, err := net.Dial("udp", rx.LocalAddr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tx.Close() })
+	buf := make([]byte, 1500)
+	return func(p *rtp.Packet) {
+		n, err := p.MarshalTo(buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = tx.Write(buf[:n])
+	}
+}
+
+// BenchmarkProcess measures each mode alone (Process only) and with one
+// loopback UDP write per output packet (a proxy with one reader). Compare
+// with benchstat, or run BenchmarkRebuildVsPassthrough for the ratios.
+func BenchmarkProcess(b *testing.B) {
+	for _, mode := range []Mode{ModePassthrough, ModeRebuild} {
+		for _, udp := range []bool{false, true} {
+			name := string(mode)
+			if udp {
+				name += "+udp"
+			}
+			b.Run(name, func(b *testing.B) {
+				r := newStreamRunner(b, mode)
+				sink := discard
+				if udp {
+					sink = udpSink(b)
+				}
+				b.ReportAllocs()
+				b.SetBytes(int64(r.size))
+				b.ResetTimer()
+				for range b.N {
+					r.run(b, sink)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRebuildVsPassthrough reports, from one run, the CPU seconds per
+// camera GB of each mode and the rebuild/passthrough ratios, Process alone
+// and with a loopback UDP write per output packet. Each iteration streams
+// the fixture 100 times through each of the four set-ups, interleaved so
+// machine noise hits all of them alike.
+func BenchmarkRebuildVsPassthrough(b *testing.B) {
+	type setup struct {
+		r    *streamRunner
+		sink func(*rtp.Packet)
+		d    time.Duration
+	}
+	var ss [4]setup
+	for i, mode := range []Mode{ModePassthrough, ModeRebuild, ModePassthrough, ModeRebuild} {
+		ss[i] = setup{r: newStreamRunner(b, mode), sink: discard}
+		if i >= 2 {
+			ss[i].sink = udpSink(b)
+		}
+	}
+	const loops = 100
+	b.ResetTimer()
+	for range b.N {
+		for l := 0; l < loops; l++ {
+			for i := range ss {
+				start := time.Now()
+				ss[i].r.run(b, ss[i].sink)
+				ss[i].d += time.Since(start)
+			}
+		}
+	}
+	gb := float64(ss[0].r.size) * loops * float64(b.N) / 1e9
+	perGB := func(i int) float64 { return ss[i].d.Seconds() / gb }
+	b.ReportMetric(perGB(0), "passthrough-s/GB")
+	b.ReportMetric(perGB(1), "rebuild-s/GB")
+	b.ReportMetric(perGB(1)/perGB(0), "ratio-process")
+	b.ReportMetric(perGB(2), "passthrough+udp-s/GB")
+	b.ReportMetric(perGB(3), "rebuild+udp-s/GB")
+	b.ReportMetric(perGB(3)/perGB(2), "ratio+udp")
+}
