@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -94,6 +95,7 @@ type batchWriter struct {
 	bytes      *atomic.Uint64
 
 	// camera side, guarded by the camera's mutex
+	sr      map[uint8]*srState // per RTP channel
 	cur     *[]byte
 	curPkts uint64
 	curTS   uint32
@@ -105,6 +107,7 @@ func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, 
 		packets: packets, bytes: bytes,
 		conn: conn, timeout: timeout, maxPending: maxPending,
 		ch:    make(chan *[]byte, 512),
+		sr:    map[uint8]*srState{},
 		done:  make(chan struct{}),
 		ready: conn.armPlay(),
 		onErr: onErr,
@@ -171,11 +174,55 @@ func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAf
 	if video {
 		w.curTS, w.curHas = pkt.Timestamp, true
 	}
-	if flushAfter || len(b) >= maxBatch {
+	st := w.sr[ch]
+	if st == nil {
+		st = &srState{}
+		w.sr[ch] = st
+	}
+	st.packets++
+	st.octets += uint32(len(pkt.Payload))
+	if flushAfter {
+		// End of an access unit: time for an RTCP sender report (the
+		// mapping of this RTP timestamp to wall-clock time that recorders
+		// use to align audio and video)?
+		if now := time.Now(); now.Sub(st.last) >= srInterval {
+			st.last = now
+			w.appendSR(ch+1, ssrc, pkt.Timestamp, now, st)
+		}
+	}
+	if flushAfter || len(*w.cur) >= maxBatch {
 		ok, dropped = w.flush()
 		return ok, dropped, nil
 	}
 	return true, 0, nil
+}
+
+// srInterval is how often a batched reader gets an RTCP sender report per media.
+const srInterval = 5 * time.Second
+
+type srState struct {
+	last            time.Time
+	packets, octets uint32
+}
+
+// appendSR appends an RTCP sender report for one media, framed for the
+// RTCP channel.
+func (w *batchWriter) appendSR(ch uint8, ssrc, rtpTime uint32, now time.Time, st *srState) {
+	sr := rtcp.SenderReport{SSRC: ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: st.packets, OctetCount: st.octets}
+	raw, err := sr.Marshal()
+	if err != nil || len(raw) > 0xffff {
+		return
+	}
+	b := append(*w.cur, '$', ch, byte(len(raw)>>8), byte(len(raw)))
+	*w.cur = append(b, raw...)
+}
+
+// ntpTime converts t to the 64-bit NTP format (seconds since 1900, 32.32 fixed point).
+func ntpTime(t time.Time) uint64 {
+	const ntpEpochOffset = 2208988800 // seconds from 1900 to 1970
+	s := uint64(t.Unix()) + ntpEpochOffset
+	f := uint64(t.Nanosecond()) << 32 / 1e9
+	return s<<32 | f
 }
 
 // flush hands the batch to the writer goroutine.

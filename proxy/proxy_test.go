@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/camsim"
@@ -125,6 +126,8 @@ type rtspReader struct {
 	mu      sync.Mutex
 	times   []time.Time
 	first   []*rtp.Packet
+	srs     atomic.Int64 // RTCP sender reports received
+	ntpOK   atomic.Int64 // RTP packets the client could map to wall-clock time (needs an SR)
 }
 
 func (r *rtspReader) gaps() time.Duration {
@@ -166,8 +169,16 @@ func dialReaderNoCleanup(rawURL string, proto gortsplib.Protocol) (*rtspReader, 
 		r.cl.Close()
 		return nil, err
 	}
-	r.cl.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
+	r.cl.OnPacketRTCPAny(func(_ *description.Media, pkt rtcp.Packet) {
+		if _, ok := pkt.(*rtcp.SenderReport); ok {
+			r.srs.Add(1)
+		}
+	})
+	r.cl.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
 		r.packets.Add(1)
+		if _, ok := r.cl.PacketNTP(m, pkt); ok {
+			r.ntpOK.Add(1)
+		}
 		r.mu.Lock()
 		r.times = append(r.times, time.Now())
 		if len(r.first) < 8 {
@@ -247,6 +258,13 @@ func TestFanOutTCPAndUDP(t *testing.T) {
 	}
 	if batched != 2 {
 		t.Errorf("%d readers use frame-batched writes, want 2 (the TCP ones)", batched)
+	}
+	// Batched readers get RTCP sender reports too: they can map RTP time to
+	// wall-clock time.
+	for i, r := range []*rtspReader{readers[0], readers[2]} {
+		if r.srs.Load() == 0 || r.ntpOK.Load() == 0 {
+			t.Errorf("reader %d: %d sender reports, %d packets with NTP time; want both > 0", i, r.srs.Load(), r.ntpOK.Load())
+		}
 	}
 }
 
