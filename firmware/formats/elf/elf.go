@@ -30,6 +30,9 @@ var Format = &firmware.Format{
 	Identify: identify,
 }
 
+// identify reads the headers itself rather than through debug/elf: NewFile
+// rejects a file whose section headers lie past the end, which is exactly the
+// truncated binary a carver must still report (with its extent clamped).
 func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	avail := size - off
 	if avail < 52 {
