@@ -225,3 +225,33 @@ func testSlowReader(t *testing.T, perPacket bool) {
 		t.Error("/metrics lacks cordon_reader_dropped_packets_total")
 	}
 }
+
+// TestReloadReaders replaces the reader accounts: a removed account can no
+// longer log in, while its attached session keeps playing.
+func TestReloadReaders(t *testing.T) {
+	sim := startCamsim(t, "c1")
+	log, _ := newLog(t)
+	cam := Camera{Name: "a", URL: MustParseSecretURL(sim.URL("c1"))}
+	cfg := testConfig(cam)
+	cfg.Readers = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}
+	p := startProxy(t, cfg, log)
+	url := "rtsp://old:pw@" + p.RTSPAddr().String() + "/a"
+	var r *rtspReader
+	waitFor(t, "reader", 10*time.Second, func() bool {
+		var err error
+		r, err = dialReader(t, url, gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	cfg.Readers = []Reader{{User: "new", Password: "pw2", Cameras: []string{"a"}}}
+	if err := p.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialReader(t, url, gortsplib.ProtocolTCP); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("removed account: %v, want 401", err)
+	}
+	if _, err := dialReader(t, "rtsp://new:pw2@"+p.RTSPAddr().String()+"/a", gortsplib.ProtocolTCP); err != nil {
+		t.Errorf("added account: %v", err)
+	}
+	n := r.packets.Load()
+	waitFor(t, "attached reader still playing", 5*time.Second, func() bool { return r.packets.Load() > n+10 })
+}

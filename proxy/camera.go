@@ -499,6 +499,15 @@ func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool 
 		return c.writeBatchedLocked(r, t, pkt)
 	}
 	if err := r.ss.WritePacketRTP(t.Media(), pkt); err != nil {
+		var full liberrors.ErrServerWriteQueueFull
+		if !errors.As(err, &full) {
+			// Not the reader's fault (a packet too large for UDP, say).
+			if c.processErrors.Add(1)%1000 == 1 {
+				c.log.Debug("packet not sent", "reader", r.user, "remote", r.remote, "error", err)
+			}
+			r.dropped.Add(1)
+			return true
+		}
 		c.slowLocked(r, 1, err)
 		return false
 	}
