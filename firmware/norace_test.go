@@ -1,0 +1,5 @@
+//go:build !race
+
+package firmware_test
+
+const raceEnabled = false
