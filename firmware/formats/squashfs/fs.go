@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 
 	"github.com/cordon-vms/cordon/firmware"
 )
@@ -31,6 +33,8 @@ const (
 	maxCachedMeta = 512     // metadata blocks kept decompressed (4 MiB)
 	maxSymlink    = 4096    // longest symlink target accepted
 	maxDirEntries = 1 << 20 // entries accepted in one directory listing
+	maxWorkers    = 4       // goroutines decoding the blocks of one file
+	batchPerWork  = 2       // blocks decoded per worker per batch
 )
 
 // fsys reads one squashfs v4 image through a bounded io.ReaderAt.
@@ -48,6 +52,12 @@ type fsys struct {
 	// The last fragment block, kept because consecutive small files share it.
 	fragPos  int64
 	fragData []byte
+
+	// Parallel decoding of the data blocks of large files (fillBatch).
+	workers  int
+	decs     []decompressor // one per worker; decs[0] is dec
+	scratch  [][]byte       // compressed-data scratch per worker
+	batchOut []byte         // batchSize × BlockSize decoded blocks
 }
 
 type metaBlock struct {
@@ -60,10 +70,16 @@ func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
 	if err != nil {
 		return nil, formatErr(20, "compressor", err)
 	}
-	return &fsys{r: r, size: r.Size(), sb: sb, dec: dec, meta: map[int64]metaBlock{}, fragPos: -1}, nil
+	return &fsys{r: r, size: r.Size(), sb: sb, dec: dec, meta: map[int64]metaBlock{}, fragPos: -1,
+		workers: min(runtime.GOMAXPROCS(0), maxWorkers)}, nil
 }
 
-func (f *fsys) close() { f.dec.close() }
+func (f *fsys) close() {
+	for _, d := range f.decs[min(1, len(f.decs)):] {
+		d.close()
+	}
+	f.dec.close()
+}
 
 // readMeta returns the decompressed metadata block at absolute offset pos.
 func (f *fsys) readMeta(pos int64) (metaBlock, error) {
@@ -407,6 +423,9 @@ type fileReader struct {
 	buf    []byte // current decompressed block
 	off    int
 	fragOK bool
+
+	ready [][]byte // blocks decoded ahead by fillBatch, in order
+	err   error    // error met by fillBatch after the ready blocks
 }
 
 // open returns a reader of in's content. Only one file is read at a time: the
@@ -423,6 +442,15 @@ var errSize = errors.New("block size word out of range")
 // readBlock reads and decompresses the data block described by word at pos
 // into dst, which bounds its size.
 func (f *fsys) readBlock(pos int64, word uint32, dst []byte) ([]byte, error) {
+	if cap(f.block) < int(f.sb.BlockSize) {
+		f.block = make([]byte, f.sb.BlockSize)
+	}
+	return f.decodeBlock(f.dec, f.block, pos, word, dst)
+}
+
+// decodeBlock is readBlock with the decompressor and the compressed-data
+// scratch (BlockSize bytes) given, so parallel workers can each use their own.
+func (f *fsys) decodeBlock(dec decompressor, scratch []byte, pos int64, word uint32, dst []byte) ([]byte, error) {
 	n := int64(word &^ (1 << 24))
 	stored := word&(1<<24) != 0
 	if n > int64(f.sb.BlockSize) || word>>25 != 0 {
@@ -431,10 +459,7 @@ func (f *fsys) readBlock(pos int64, word uint32, dst []byte) ([]byte, error) {
 	if pos < 0 || pos+n > f.size {
 		return nil, formatErr(pos, "data block outside the image", firmware.ErrTruncated)
 	}
-	if cap(f.block) < int(n) {
-		f.block = make([]byte, f.sb.BlockSize)
-	}
-	raw := f.block[:n]
+	raw := scratch[:n]
 	if _, err := f.r.ReadAt(raw, pos); err != nil {
 		return nil, formatErr(pos, "reading data block", err)
 	}
@@ -444,7 +469,7 @@ func (f *fsys) readBlock(pos int64, word uint32, dst []byte) ([]byte, error) {
 		}
 		return dst[:copy(dst, raw)], nil
 	}
-	m, err := f.dec.decompress(dst, raw)
+	m, err := dec.decompress(dst, raw)
 	if err != nil {
 		return nil, formatErr(pos, "decompressing data block", err)
 	}
@@ -470,6 +495,17 @@ func (fr *fileReader) fill() error {
 	bs := uint64(f.sb.BlockSize)
 	want := min(bs, fr.left)
 	fr.off = 0
+	if len(fr.ready) > 0 {
+		fr.buf, fr.ready = fr.ready[0], fr.ready[1:]
+		fr.left -= uint64(len(fr.buf))
+		return nil
+	}
+	if fr.err != nil {
+		return fr.err
+	}
+	if f.workers > 1 && in.blockCnt-fr.next >= 2 {
+		return fr.fillBatch()
+	}
 	if fr.next < in.blockCnt {
 		word, err := in.blocks.u32()
 		if err != nil {
@@ -523,5 +559,84 @@ func (fr *fileReader) fill() error {
 	}
 	fr.buf = b[in.fragOff : uint64(in.fragOff)+want]
 	fr.left -= want
+	return nil
+}
+
+// fillBatch decodes the next blocks of a large file in parallel, each worker
+// with its own decompressor, and queues them in order. An error stops the
+// queue at the failing block; it is returned once the blocks before it are read.
+func (fr *fileReader) fillBatch() error {
+	f, in := fr.f, fr.in
+	bs := uint64(f.sb.BlockSize)
+	n := int(min(in.blockCnt-fr.next, uint64(f.workers*batchPerWork)))
+	if f.decs == nil {
+		f.decs = []decompressor{f.dec}
+		for range f.workers - 1 {
+			d, err := newDecompressor(f.sb.Compressor, int(bs))
+			if err != nil {
+				return formatErr(20, "compressor", err)
+			}
+			f.decs = append(f.decs, d)
+		}
+		for range f.workers {
+			f.scratch = append(f.scratch, make([]byte, bs))
+		}
+		f.batchOut = make([]byte, uint64(f.workers*batchPerWork)*bs)
+	}
+	type job struct {
+		pos  int64
+		word uint32
+		want uint64
+		out  []byte
+		err  error
+	}
+	jobs := make([]job, 0, n)
+	left := fr.left
+	for i := range n {
+		word, err := in.blocks.u32()
+		if err != nil {
+			fr.err = formatErr(int64(f.sb.InodeTable), "reading block list", err)
+			break
+		}
+		want := min(bs, left)
+		left -= want
+		jobs = append(jobs, job{pos: fr.pos, word: word, want: want, out: f.batchOut[uint64(i)*bs : uint64(i)*bs+want]})
+		fr.pos += int64(word &^ (1 << 24))
+		fr.next++
+	}
+	var wg sync.WaitGroup
+	for w := range min(f.workers, len(jobs)) {
+		wg.Go(func() {
+			for i := w; i < len(jobs); i += f.workers {
+				j := &jobs[i]
+				if j.word == 0 { // sparse block
+					clear(j.out)
+					continue
+				}
+				b, err := f.decodeBlock(f.decs[w], f.scratch[w], j.pos, j.word, j.out)
+				if err == nil && uint64(len(b)) != j.want {
+					err = formatErr(j.pos, fmt.Sprintf("data block holds %d bytes, want %d", len(b), j.want), firmware.ErrTruncated)
+				}
+				j.err = err
+			}
+		})
+	}
+	wg.Wait()
+	fr.ready = fr.ready[:0]
+	for i := range jobs {
+		if jobs[i].err != nil {
+			fr.err = jobs[i].err
+			break
+		}
+		fr.ready = append(fr.ready, jobs[i].out)
+	}
+	if len(fr.ready) == 0 {
+		if fr.err == nil {
+			fr.err = formatErr(int64(in.start), "file content missing", firmware.ErrTruncated)
+		}
+		return fr.err
+	}
+	fr.buf, fr.ready = fr.ready[0], fr.ready[1:]
+	fr.left -= uint64(len(fr.buf))
 	return nil
 }
