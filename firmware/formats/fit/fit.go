@@ -143,7 +143,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		}
 		end = max(end, im.off+im.Size)
 	}
-	c.Size = end
+	c.Size = min(end, size-off)
 	meta := map[string]any{"images": ims}
 	if d := t.Root.Prop("description").String(); d != "" {
 		meta["description"] = d
