@@ -64,6 +64,7 @@ type Server struct {
 	Logger *slog.Logger
 
 	srv     *gortsplib.Server
+	mu      sync.RWMutex // guards camStream.stream against Close
 	streams map[string]*camStream
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -181,15 +182,18 @@ func (s *Server) Start() error {
 	s.cancel = cancel
 	for _, c := range s.Cameras {
 		cs := s.streams[c.Name]
-		cs.stream = &gortsplib.ServerStream{Server: s.srv, Desc: cs.prog.desc()}
-		if err := cs.stream.Initialize(); err != nil {
+		st := &gortsplib.ServerStream{Server: s.srv, Desc: cs.prog.desc()}
+		if err := st.Initialize(); err != nil {
 			s.Close()
 			return fmt.Errorf("camsim: camera %s: %w", c.Name, err)
 		}
+		s.mu.Lock()
+		cs.stream = st
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			cs.run(ctx)
+			cs.run(ctx, st)
 		}()
 		s.Logger.Info("camsim camera", "url", s.URL(c.Name), "codec", c.Codec,
 			"size", fmt.Sprintf("%dx%d", cs.prog.clip.width, cs.prog.clip.height),
@@ -203,15 +207,19 @@ func (s *Server) URL(name string) string {
 	return "rtsp://" + s.Addr + "/" + name
 }
 
-// Close stops streaming and closes every connection.
+// Close stops streaming and closes every connection. It may be called
+// more than once, and after a failed Start.
 func (s *Server) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, cs := range s.streams {
 		if cs.stream != nil {
 			cs.stream.Close()
+			cs.stream = nil
 		}
 	}
 	if s.srv != nil {
@@ -243,8 +251,8 @@ func listenUDPPair(host string) (net.PacketConn, net.PacketConn, error) {
 }
 
 // run sends the camera's frames in real time until ctx is done.
-func (cs *camStream) run(ctx context.Context) {
-	media := cs.stream.Desc.Medias[0]
+func (cs *camStream) run(ctx context.Context, st *gortsplib.ServerStream) {
+	media := st.Desc.Medias[0]
 	fps := cs.cam.FPS
 	prog := cs.prog
 	base := randUint32()
@@ -277,7 +285,7 @@ func (cs *camStream) run(ctx context.Context) {
 			seq++
 			pkt.Marker = i == len(fr.payloads)-1
 			pkt.Payload = p
-			if err := cs.stream.WritePacketRTPWithNTP(media, pkt, due); err != nil {
+			if err := st.WritePacketRTPWithNTP(media, pkt, due); err != nil {
 				return
 			}
 		}
@@ -297,6 +305,8 @@ func (h *handler) stream(path string) *gortsplib.ServerStream {
 	for len(path) > 0 && path[len(path)-1] == '/' {
 		path = path[:len(path)-1]
 	}
+	h.s.mu.RLock()
+	defer h.s.mu.RUnlock()
 	if cs, ok := h.s.streams[path]; ok {
 		return cs.stream
 	}
