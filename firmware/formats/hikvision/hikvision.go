@@ -240,16 +240,22 @@ func identifyEncrypted(sr *io.SectionReader, off int64, m []byte) (*firmware.Chu
 	}
 	le := binary.LittleEndian
 	headerLen, count := le.Uint32(hdr[8:]), le.Uint32(hdr[12:])
-	// Only the first words are readable; insist they are plausible, since a
-	// four-byte magic alone is weak evidence.
+	// Where the first words are readable they must be plausible. Packages
+	// that encrypt them too are only accepted at the start of a file (a
+	// digicap.dav is always a whole file): four magic bytes alone are weak
+	// evidence inside an image.
+	conf := firmware.ConfidenceMedium
 	if count == 0 || count > maxFiles || headerLen < fixedHeader || int64(headerLen) > sr.Size() {
-		return nil, fmt.Errorf("hikvision: %s header length %d, %d files: %w", kind, headerLen, count, firmware.ErrNotFormat)
+		if off != 0 {
+			return nil, fmt.Errorf("hikvision: %s header length %d, %d files: %w", kind, headerLen, count, firmware.ErrNotFormat)
+		}
+		conf = firmware.ConfidenceLow
 	}
 	c := &firmware.Chunk{
 		Offset:     off,
 		Size:       sr.Size(), // the content's extent is encrypted: assume the package runs to the end
 		Format:     formatName,
-		Confidence: firmware.ConfidenceMedium,
+		Confidence: conf,
 		Encrypted:  true,
 		Desc:       fmt.Sprintf("Hikvision digicap.dav (%s), encrypted, header of %d bytes for %d files", kind, headerLen, count),
 		Meta: map[string]any{

@@ -112,6 +112,19 @@ func TestEncrypted(t *testing.T) {
 	}
 }
 
+func TestEncryptedHeaderWords(t *testing.T) {
+	data := bytes.Clone(load(t, "hikvision-dav-03kh.dav"))
+	copy(data[8:16], []byte{0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef}) // unreadable length and count
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.Chunk == nil || !res.Chunk.Encrypted || res.Chunk.Confidence != firmware.ConfidenceLow {
+		t.Errorf("at file start: %v %+v", err, res.Chunk)
+	}
+	img := append([]byte("prefix"), data...)
+	if _, err := Format.Identify(bytes.NewReader(img), 6, int64(len(img))); !errors.Is(err, firmware.ErrNotFormat) {
+		t.Errorf("inside an image: %v", err)
+	}
+}
+
 func FuzzHikvision(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.dav")
 	for _, file := range files {
