@@ -626,3 +626,46 @@ func TestRepacketizeFUA(t *testing.T) {
 		t.Fatalf("re-fragmented NAL unit does not reassemble (%d NAL units)", len(au))
 	}
 }
+
+// TestInBandParameters: a camera whose SDP has no parameter sets; rebuild
+// waits for the first keyframe carrying them, drops what comes before, and
+// learns and validates them in-band.
+func TestInBandParameters(t *testing.T) {
+	desc, aus := hostileCamera(t)
+	h := desc.Medias[1].Formats[0].(*format.H264)
+	h.SPS, h.PPS = nil, nil
+	c := &Counters{}
+	plan, err := NewPlan(desc, Config{}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := plan.Medias()[0].Formats[0].(*format.H264); f.SPS != nil {
+		t.Fatal("reader SDP has an SPS the camera never sent")
+	}
+	tr := plan.Tracks[0]
+	dep := newDepacketizer(t, codecH264)
+	first := true
+	for _, p := range modeZeroPackets(aus[1:30], 99, 0) { // P frames, then the IDR at 25
+		out, ra, err := tr.Process(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > 0 && first {
+			if !ra {
+				t.Fatal("first output is not a random-access unit")
+			}
+			first = false
+		}
+		for _, o := range out {
+			if err := dep.push(o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := c.Snapshot()["before_keyframe"][0]; got != 24 {
+		t.Errorf("before_keyframe = %d, want 24", got)
+	}
+	if len(dep.aus) != 5 || countNALType(dep.aus[:1], codecH264, 7) != 1 {
+		t.Errorf("%d access units out, first with %d SPS; want 5, 1", len(dep.aus), countNALType(dep.aus[:1], codecH264, 7))
+	}
+}
