@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +38,29 @@ func hasFinding(r *Report, rule, path, evidence string) bool {
 // TestPlantedFindings checks that every finding planted by testdata/recipe.sh
 // is reported.
 func TestPlantedFindings(t *testing.T) {
-	r := runFixture(t, "testdata/fw", Options{})
+	checkPlanted(t, runFixture(t, "testdata/fw", Options{}))
+}
+
+// TestRecipe rebuilds the fixtures with the real tools (fresh keys, salts and
+// binaries) and checks the same findings, so the tests do not depend on the
+// committed bytes.
+func TestRecipe(t *testing.T) {
+	testutil.NeedTool(t, "gcc", "openssl", "perl", "strip")
+	dir := t.TempDir()
+	recipe, err := filepath.Abs("testdata/recipe.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", recipe, dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("recipe.sh: %v\n%s", err, out)
+	}
+	checkPlanted(t, runFixture(t, filepath.Join(dir, "fw"), Options{}))
+	checkClean(t, runFixture(t, filepath.Join(dir, "clean"), Options{}))
+}
+
+func checkPlanted(t *testing.T, r *Report) {
+	t.Helper()
 	for _, want := range []struct{ rule, path, evidence string }{
 		{RuleCrackedPassword, "etc/shadow", `user root: password "xmhdipc" (md5)`},
 		{RuleCrackedPassword, "etc/shadow", `user admin: password "admin" (sha512)`},
@@ -119,7 +143,11 @@ func TestPlantedFindings(t *testing.T) {
 // TestCleanFixture: the clean tree must not yield a single high or critical
 // finding (false positives count as failures).
 func TestCleanFixture(t *testing.T) {
-	r := runFixture(t, "testdata/clean", Options{})
+	checkClean(t, runFixture(t, "testdata/clean", Options{}))
+}
+
+func checkClean(t *testing.T, r *Report) {
+	t.Helper()
 	for _, f := range r.Findings {
 		if f.Severity >= SeverityMedium {
 			t.Errorf("false positive on the clean tree: %+v", f)

@@ -59,10 +59,16 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
 	keep := fs.String("keep", "", "unpack an image TARGET into `DIR` and keep it (default: a temporary folder, removed)")
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
+	timeout := fs.Duration("timeout", 0, "give up after this `duration` (e.g. 10m; default: no limit)")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	pos, err := inspectParseArgs(e, fs, args)
 	if err != nil {
 		return err
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
 	}
 	if len(pos) != 1 {
 		return usagef("inspect needs exactly one TARGET (an image or an unpacked directory), got %d", len(pos))

@@ -2,10 +2,11 @@
 # Builds the inspect fixtures with the real tools (gcc, openssl, perl's crypt).
 #   fw/     a camera-like tree with planted findings (see inspect_test.go for the list)
 #   clean/  the same layout done right: it must yield no high or critical finding
-# Run from this directory: sh recipe.sh   (keys and salts are random on each run;
-# the tests check the findings, not the bytes).
+# Run: sh recipe.sh [OUTDIR]   (OUTDIR defaults to this directory; keys and salts
+# are random on each run: the tests check the findings, not the bytes, and
+# TestRecipe rebuilds the fixtures into a temporary folder to prove it).
 set -eu
-cd "$(dirname "$0")"
+cd "${1:-$(dirname "$0")}"
 rm -rf fw clean
 mkdir -p fw/etc/init.d fw/etc/ssl/private fw/etc/ssl/certs fw/etc/config fw/usr/bin fw/bin \
 	fw/lib/modules/4.9.37/kernel fw/mnt/mtd/Config
