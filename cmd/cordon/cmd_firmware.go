@@ -141,7 +141,7 @@ func addLimitFlags(fs *flag.FlagSet, unpack bool) *limitFlags {
 	}
 	l.timeout = fs.Duration("timeout", firmware.DefaultTimeout, "stop after this much wall time and report what was done")
 	l.workers = fs.Int("workers", 0, "chunks and files processed at the same time (default: the number of CPUs)")
-	l.logLevel = fs.String("log-level", "warn", "log level on stderr: debug, info, warn or error")
+	l.logLevel = fs.String("log-level", "error", "log level on stderr: debug, info, warn or error (warnings are in the report and the summary)")
 	return l
 }
 
