@@ -1,12 +1,24 @@
 package proxy
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/camsim"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -18,79 +30,226 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// fanOutCPU streams one camsim camera (rate bit/s, passthrough) to readers
-// TCP readers for d and returns the process CPU time per GB delivered to
-// readers. Camsim and the readers run in the same process: their cost is in
-// both modes alike, so ratios understate the proxy's own difference.
-func fanOutCPU(b *testing.B, perPacket bool, readers, rate int, d time.Duration) (cpuPerGB float64, gb float64) {
-	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "c", FPS: 25, Width: 1280, Height: 720, Bitrate: rate}}}
-	if err := sim.Start(); err != nil {
+// plainPassThrough is the baseline: gortsplib's examples/proxy pattern (one
+// client pull, ServerStream.WritePacketRTP to every reader, RTP unchanged).
+type plainPassThrough struct {
+	srv    *gortsplib.Server
+	mu     sync.Mutex
+	stream *gortsplib.ServerStream
+	cl     *gortsplib.Client
+}
+
+func (pp *plainPassThrough) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return &base.Response{StatusCode: base.StatusOK}, pp.stream, nil
+}
+
+func (pp *plainPassThrough) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return &base.Response{StatusCode: base.StatusOK}, pp.stream, nil
+}
+
+func (pp *plainPassThrough) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func startPlain(b *testing.B, camURL string) (addr string, stop func()) {
+	pp := &plainPassThrough{}
+	pp.srv = &gortsplib.Server{Handler: pp, RTSPAddress: "127.0.0.1:0", WriteQueueSize: 4096}
+	if err := pp.srv.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer sim.Close()
-	cfg := testConfig(Camera{Name: "c", URL: MustParseSecretURL(sim.URL("c")), Mode: Mode(rebuild.ModePassthrough)})
-	cfg.PerPacketWrites = perPacket
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	u, _ := base.ParseURL(camURL)
+	proto := gortsplib.ProtocolTCP
+	pp.cl = &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto}
+	if err := pp.cl.Start(); err != nil {
+		b.Fatal(err)
+	}
+	desc, _, err := pp.cl.Describe(u)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := p.Start(); err != nil {
+	if err := pp.cl.SetupAll(desc.BaseURL, desc.Medias); err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
-	var rs []*gortsplib.Client
-	for range readers {
-		var r *rtspReader
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r, err = dialReaderB(readerURL(p, "c"))
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+	pp.stream = &gortsplib.ServerStream{Server: pp.srv, Desc: desc}
+	if err := pp.stream.Initialize(); err != nil {
+		b.Fatal(err)
+	}
+	pp.cl.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) { pp.stream.WritePacketRTP(m, pkt) })
+	if _, err := pp.cl.Play(nil); err != nil {
+		b.Fatal(err)
+	}
+	return pp.srv.NetListener().Addr().String(), func() { pp.cl.Close(); pp.stream.Close(); pp.srv.Close() }
+}
+
+// benchMode is one way of serving readers in BenchmarkFanOutTCP.
+type benchMode int
+
+const (
+	modePlain     benchMode = iota // gortsplib pass-through (examples/proxy)
+	modePerPacket                  // cordon, per_packet_writes
+	modeBatched                    // cordon, frame-batched TCP output
+)
+
+func (m benchMode) String() string { return [...]string{"plain", "per-packet", "batched"}[m] }
+
+// TestBenchHelperProcess is not a test: BenchmarkFanOutTCP runs the test
+// binary again with CORDON_BENCH_HELPER set, to serve the camera (camsim) or
+// to be the readers in another process, so that the benchmark process's CPU
+// time is the proxy's alone.
+func TestBenchHelperProcess(t *testing.T) {
+	switch os.Getenv("CORDON_BENCH_HELPER") {
+	case "camsim":
+		rate, _ := strconv.Atoi(os.Getenv("CORDON_BENCH_RATE"))
+		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "c", FPS: 25, Width: 1280, Height: 720, Bitrate: rate}}}
+		if err := sim.Start(); err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
 		}
+		fmt.Println(sim.URL("c"))
+		io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+		sim.Close()
+		os.Exit(0)
+	case "readers":
+		n, _ := strconv.Atoi(os.Getenv("CORDON_BENCH_READERS"))
+		var rs []*rtspReader
+		for range n {
+			var r *rtspReader
+			var err error
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				r, err = dialReaderNoCleanup(os.Getenv("CORDON_BENCH_URL"), gortsplib.ProtocolTCP)
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				fmt.Println("ERROR", err)
+				os.Exit(1)
+			}
+			rs = append(rs, r)
+		}
+		fmt.Println("READY")
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() { // each line asks for the bytes received so far
+			var total int64
+			for _, r := range rs {
+				total += r.bytes.Load()
+			}
+			fmt.Println(total)
+		}
+		os.Exit(0)
+	}
+}
+
+// helper is a CORDON_BENCH_HELPER process.
+type helper struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startHelper(b *testing.B, env ...string) *helper {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchHelperProcess$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	h := &helper{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	b.Cleanup(h.stop)
+	return h
+}
+
+func (h *helper) line(b *testing.B) string {
+	if !h.out.Scan() {
+		b.Fatal("bench helper exited")
+	}
+	l := h.out.Text()
+	if strings.HasPrefix(l, "ERROR") {
+		b.Fatal(l)
+	}
+	return l
+}
+
+func (h *helper) stop() {
+	h.in.Close()
+	h.cmd.Wait()
+}
+
+// fanOutCPU streams one camsim camera (rate bit/s; cordon in passthrough
+// mode) to readers TCP readers for d and returns this process's CPU time
+// (the proxy's alone: camera and readers are other processes) per GB the
+// readers received.
+func fanOutCPU(b *testing.B, mode benchMode, readers, rate int, d time.Duration) (cpuPerGB float64, gb float64) {
+	cam := startHelper(b, "CORDON_BENCH_HELPER=camsim", fmt.Sprintf("CORDON_BENCH_RATE=%d", rate))
+	camURL := cam.line(b)
+	defer cam.stop()
+	var url string
+	if mode == modePlain {
+		addr, stop := startPlain(b, camURL)
+		defer stop()
+		url = "rtsp://" + addr + "/c"
+	} else {
+		cfg := testConfig(Camera{Name: "c", URL: MustParseSecretURL(camURL), Mode: Mode(rebuild.ModePassthrough)})
+		cfg.PerPacketWrites = mode == modePerPacket
+		p, err := New(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs = append(rs, r.cl)
+		if err := p.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			var dropped uint64
+			for _, r := range p.Status()[0].Readers {
+				dropped += r.DroppedPackets
+			}
+			b.Logf("%s: %d packets dropped for slow readers", mode, dropped)
+			p.Close()
+		}()
+		url = readerURL(p, "c")
 	}
-	defer func() {
-		for _, c := range rs {
-			c.Close()
-		}
-	}()
-	sent := func() uint64 {
-		var n uint64
-		for _, r := range p.Status()[0].Readers {
-			n += r.BytesOut
-		}
+	rd := startHelper(b, "CORDON_BENCH_HELPER=readers", fmt.Sprintf("CORDON_BENCH_READERS=%d", readers), "CORDON_BENCH_URL="+url)
+	defer rd.stop()
+	rd.line(b) // READY
+	received := func() uint64 {
+		fmt.Fprintln(rd.in)
+		n, _ := strconv.ParseUint(rd.line(b), 10, 64)
 		return n
 	}
 	time.Sleep(500 * time.Millisecond)
-	c0, s0 := cpuTime(), sent()
+	c0, s0 := cpuTime(), received()
 	time.Sleep(d)
-	c1, s1 := cpuTime(), sent()
+	c1, s1 := cpuTime(), received()
 	gb = float64(s1-s0) / 1e9
 	return (c1 - c0).Seconds() / gb, gb
 }
 
-func dialReaderB(url string) (*rtspReader, error) {
-	return dialReaderNoCleanup(url, gortsplib.ProtocolTCP)
-}
-
-// BenchmarkFanOutTCP compares frame-batched output with gortsplib's
-// per-packet writes in the same run: 1 camera at 8 Mbit/s, 20 TCP readers.
+// BenchmarkFanOutTCP compares, in the same run, the CPU per GB delivered by a
+// plain gortsplib pass-through (the baseline, examples/proxy), cordon with
+// per-packet writes and cordon with frame-batched writes: 1 camera at
+// 8 Mbit/s, 20 TCP readers, camera and readers in other processes.
 //
 //	go test ./proxy -run '^$' -bench FanOutTCP -benchtime 1x
 func BenchmarkFanOutTCP(b *testing.B) {
 	const readers, rate, d = 20, 8_000_000, 4 * time.Second
 	for range b.N {
-		base, gb0 := fanOutCPU(b, true, readers, rate, d)
-		batched, gb1 := fanOutCPU(b, false, readers, rate, d)
-		b.ReportMetric(base, "cpu-s/GB-per-packet")
+		plain, gb0 := fanOutCPU(b, modePlain, readers, rate, d)
+		perPacket, gb1 := fanOutCPU(b, modePerPacket, readers, rate, d)
+		batched, gb2 := fanOutCPU(b, modeBatched, readers, rate, d)
+		b.ReportMetric(plain, "cpu-s/GB-plain")
+		b.ReportMetric(perPacket, "cpu-s/GB-per-packet")
 		b.ReportMetric(batched, "cpu-s/GB-batched")
-		b.ReportMetric(batched/base, "ratio")
-		b.Logf("per-packet: %.3f cpu-s/GB over %.3f GB; batched: %.3f cpu-s/GB over %.3f GB; ratio %.2f",
-			base, gb0, batched, gb1, batched/base)
+		b.ReportMetric(batched/plain, "batched/plain")
+		b.Logf("plain gortsplib: %.3f cpu-s/GB (%.3f GB); cordon per-packet: %.3f (%.3f GB); cordon batched: %.3f (%.3f GB)",
+			plain, gb0, perPacket, gb1, batched, gb2)
+		b.Logf("ratios vs plain: per-packet %.2f, batched %.2f", perPacket/plain, batched/plain)
 	}
 }

@@ -126,6 +126,7 @@ type rtspReader struct {
 	mu      sync.Mutex
 	times   []time.Time
 	first   []*rtp.Packet
+	bytes   atomic.Int64 // RTP bytes received
 	srs     atomic.Int64 // RTCP sender reports received
 	ntpOK   atomic.Int64 // RTP packets the client could map to wall-clock time (needs an SR)
 }
@@ -176,6 +177,7 @@ func dialReaderNoCleanup(rawURL string, proto gortsplib.Protocol) (*rtspReader, 
 	})
 	r.cl.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
 		r.packets.Add(1)
+		r.bytes.Add(int64(pkt.MarshalSize()))
 		if _, ok := r.cl.PacketNTP(m, pkt); ok {
 			r.ntpOK.Add(1)
 		}
