@@ -211,8 +211,11 @@ func (sc *stringChecks) addDomain(d string) {
 	if !tlds[labels[len(labels)-1]] || len(labels) < 2 {
 		return
 	}
-	if reverseDNSRoots[labels[0]] && len(labels) > 2 {
+	if reverseDNSRoots[labels[0]] {
 		return // reverse-DNS identifiers: com.vendor.app, org.freedesktop.DBus
+	}
+	if c := labels[0][0]; c >= '0' && c <= '9' && strings.HasPrefix(labels[0][1:], "www") {
+		return // "0www.example.net": a DER length byte before a name in an embedded certificate
 	}
 	if isNoiseDomain(d) {
 		return

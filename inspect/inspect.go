@@ -283,6 +283,7 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 	h := sha256.New()
 	fv := &fileView{path: p, size: st.Size()}
 	sc := newStringChecks(c, p)
+	sc.skipEndpoints = certStoreName(p)
 	if st.Size() <= c.o.MaxParseBytes {
 		buf.Reset()
 		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
@@ -294,6 +295,7 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 		}
 		fv.data = buf.Bytes()
 		fv.size = n
+		sc.skipEndpoints = sc.skipEndpoints || certStoreData(fv.data)
 		h.Write(fv.data)
 		c.parseFile(fv)
 		ExtractStrings(bytes.NewReader(fv.data), minStringLen, sc.check)
@@ -417,6 +419,18 @@ func fixedNote(fixed string) string {
 		return ""
 	}
 	return " (fixed in " + fixed + ")"
+}
+
+// certStoreName and certStoreData recognise certificate stores (Java
+// keystores, DER certificates): their URLs are CA distribution and OCSP
+// points, not endpoints the firmware contacts.
+func certStoreName(p string) bool {
+	b := strings.ToLower(path.Base(p))
+	return b == "cacerts" || strings.HasSuffix(b, ".jks") || strings.HasSuffix(b, ".der") || strings.HasSuffix(b, ".p12")
+}
+
+func certStoreData(d []byte) bool {
+	return bytes.HasPrefix(d, []byte{0xfe, 0xed, 0xfe, 0xed}) || len(d) > 4 && d[0] == 0x30 && d[1] == 0x82
 }
 
 // MaxSeverity returns the highest severity among the findings, or

@@ -261,7 +261,8 @@ var configExts = map[string]bool{".conf": true, ".cfg": true, ".ini": true, ".xm
 // checkConfigPasswords reports literal passwords in configuration files.
 func (c *collector) checkConfigPasswords(f *fileView) {
 	base := f.base()
-	if !configExts[strings.ToLower(path.Ext(base))] || isAccountsName(base) || len(f.data) > 1<<20 || !isText(f.data) {
+	if !configExts[strings.ToLower(path.Ext(base))] || isAccountsName(base) || base == "nsswitch.conf" ||
+		len(f.data) > 1<<20 || !isText(f.data) {
 		return
 	}
 	if bytes.HasPrefix(f.data, []byte("#!")) {

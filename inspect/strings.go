@@ -58,12 +58,13 @@ func ExtractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
 // stringChecks runs the checks over the strings of one file and batches the
 // results, so the collector's lock is taken once per file.
 type stringChecks struct {
-	c          *collector
-	path       string
-	endpoints  map[string]Endpoint
-	components map[string]Component
-	findings   []Finding
-	seen       map[string]bool
+	c             *collector
+	path          string
+	skipEndpoints bool // certificate stores: CA URLs are not phone-home endpoints
+	endpoints     map[string]Endpoint
+	components    map[string]Component
+	findings      []Finding
+	seen          map[string]bool
 }
 
 func newStringChecks(c *collector, p string) *stringChecks {
@@ -71,7 +72,9 @@ func newStringChecks(c *collector, p string) *stringChecks {
 }
 
 func (sc *stringChecks) check(s []byte) {
-	sc.checkEndpoints(s)
+	if !sc.skipEndpoints {
+		sc.checkEndpoints(s)
+	}
 	sc.checkComponents(s)
 	sc.checkCredentials(s)
 }
