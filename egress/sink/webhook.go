@@ -12,9 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,18 +29,21 @@ import (
 //	    headers: {Authorization: "Bearer s3cret"}
 //	    spool_dir: /var/lib/cordon/webhook-spool
 //
-// Delivery is at-least-once and in order: Send writes the alert to the spool
-// directory (fsynced) and returns; one goroutine POSTs the oldest spooled
-// alert until the receiver answers 2xx, then deletes it. Network errors, 408,
+// Delivery is at-least-once and in order: Send appends the alert to the
+// spool (a segmented log in SpoolDir, fsynced with Fsync) and returns; one
+// goroutine POSTs the oldest spooled alert until the receiver answers 2xx,
+// then advances the spool's cursor (delivered segments are deleted). The
+// cursor is written after each delivery, so after a crash at most the
+// alert in flight is sent twice. Network errors, 408,
 // 429 and 5xx are retried with exponential backoff (MinBackoff doubling up to
 // MaxBackoff; a Retry-After up to MaxBackoff is honoured). Other answers
-// (4xx, 3xx) mean the receiver refuses the alert: it is moved to
-// SpoolDir/rejected/, counted and logged, so the queue does not stall.
+// (4xx, 3xx) mean the receiver refuses the alert: it is appended to
+// SpoolDir/rejected.jsonl, counted and logged, so the queue does not stall.
 // Spooled alerts survive a restart and are delivered first.
 //
 // Drop policy: the spool is bounded by MaxSpoolAlerts and MaxSpoolBytes;
-// when a new alert does not fit, the oldest spooled alerts are deleted to
-// make room (the newest alerts are the actionable ones) and counted in
+// when a new alert does not fit, the oldest spooled alerts (other than the
+// one in flight) are dropped to make room (the newest alerts are the actionable ones) and counted in
 // Stats().Dropped, with a warning in the log.
 type WebhookConfig struct {
 	// URL is the http or https endpoint. It is required.
@@ -62,6 +63,12 @@ type WebhookConfig struct {
 	MaxSpoolAlerts int `yaml:"max_spool_alerts"`
 	// MaxSpoolBytes bounds the spool's size. It defaults to 64 MiB.
 	MaxSpoolBytes int64 `yaml:"max_spool_bytes"`
+	// Fsync flushes each spooled alert to the disk before Send returns, so
+	// that it survives a power loss or kernel crash, at the cost of a disk
+	// flush per alert (milliseconds; the engine waits for it). Without it a
+	// spooled alert survives cordon crashing or being killed (it is in the
+	// page cache), not the machine losing power. It defaults to false.
+	Fsync bool `yaml:"fsync"`
 	// CloseTimeout is how long Close keeps delivering spooled alerts before
 	// it leaves the rest on disk for the next start. It defaults to 5 s.
 	CloseTimeout time.Duration `yaml:"close_timeout"`
@@ -73,7 +80,7 @@ type WebhookConfig struct {
 type WebhookStats struct {
 	Delivered uint64 // alerts the receiver accepted (2xx)
 	Retries   uint64 // failed attempts that will be retried
-	Rejected  uint64 // alerts refused by the receiver, kept in SpoolDir/rejected/
+	Rejected  uint64 // alerts refused by the receiver, kept in SpoolDir/rejected.jsonl
 	Dropped   uint64 // oldest alerts deleted because the spool was full
 	Spooled   int    // alerts waiting now
 }
@@ -84,12 +91,9 @@ type Webhook struct {
 	log    *slog.Logger
 	client *http.Client
 
-	mu       sync.Mutex
-	queue    []spoolEntry // in delivery order
-	bytes    int64
-	nextSeq  uint64
-	inflight uint64 // seq being delivered, 0 if none
-	closed   bool
+	spool  *spool
+	mu     sync.Mutex // guards closed and the rejected file
+	closed bool
 
 	wake     chan struct{}
 	stop     chan struct{} // closed by Close: drain, then exit
@@ -101,15 +105,7 @@ type Webhook struct {
 	delivered, retries, rejected, dropped atomic.Uint64
 }
 
-type spoolEntry struct {
-	seq  uint64
-	size int64
-}
-
 var _ egress.AlertSink = (*Webhook)(nil)
-
-// spoolName is the file of a spooled alert; names sort in delivery order.
-func spoolName(seq uint64) string { return fmt.Sprintf("%020d.json", seq) }
 
 // NewWebhook checks cfg, loads the alerts left in cfg.SpoolDir by a previous
 // run and starts delivering them.
@@ -168,54 +164,21 @@ func newWebhook(cfg WebhookConfig, l *slog.Logger) (*Webhook, error) {
 		abort: make(chan struct{}),
 		done:  make(chan struct{}),
 	}
-	if err := w.load(); err != nil {
-		return nil, err
+	sp, dropped, err := openSpool(cfg.SpoolDir, cfg.Fsync, cfg.MaxSpoolAlerts, cfg.MaxSpoolBytes)
+	if err != nil {
+		return nil, fmt.Errorf("sink: webhook: SpoolDir: %w", err)
 	}
-	if n := len(w.queue); n > 0 {
+	w.spool = sp
+	if dropped > 0 {
+		w.dropped.Add(uint64(dropped))
+		w.log.Warn("webhook spool over its bounds at start: dropped the oldest alerts", "dropped", dropped)
+	}
+	if n := sp.len(); n > 0 {
 		w.log.Info("webhook spool has undelivered alerts", "alerts", n, "dir", cfg.SpoolDir)
 		w.signal()
 	}
 	go w.run()
 	return w, nil
-}
-
-// load reads the spool directory left by a previous run.
-func (w *Webhook) load() error {
-	dir := w.cfg.SpoolDir
-	if err := os.MkdirAll(filepath.Join(dir, "rejected"), 0o700); err != nil {
-		return fmt.Errorf("sink: webhook: SpoolDir: %w", err)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("sink: webhook: SpoolDir: %w", err)
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".tmp-") {
-			os.Remove(filepath.Join(dir, name)) // a write cut short: never acknowledged
-			continue
-		}
-		num, ok := strings.CutSuffix(name, ".json")
-		if !ok || !e.Type().IsRegular() {
-			continue
-		}
-		seq, err := strconv.ParseUint(num, 10, 64)
-		if err != nil || seq == 0 {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		w.queue = append(w.queue, spoolEntry{seq, info.Size()})
-		w.bytes += info.Size()
-	}
-	slices.SortFunc(w.queue, func(a, b spoolEntry) int { return cmpUint(a.seq, b.seq) })
-	w.nextSeq = 1
-	if n := len(w.queue); n > 0 {
-		w.nextSeq = w.queue[n-1].seq + 1
-	}
-	return nil
 }
 
 func cmpUint(a, b uint64) int {
@@ -237,9 +200,7 @@ func (w *Webhook) signal() {
 
 // Stats returns the counters.
 func (w *Webhook) Stats() WebhookStats {
-	w.mu.Lock()
-	n := len(w.queue)
-	w.mu.Unlock()
+	n := w.spool.len()
 	return WebhookStats{
 		Delivered: w.delivered.Load(), Retries: w.retries.Load(),
 		Rejected: w.rejected.Load(), Dropped: w.dropped.Load(), Spooled: n,
@@ -253,63 +214,24 @@ func (w *Webhook) Send(_ context.Context, a egress.Alert) error {
 	if err != nil {
 		return fmt.Errorf("sink: webhook: %w", err)
 	}
-	size := int64(len(body))
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
 		return errors.New("sink: webhook: closed")
 	}
-	// Make room: drop the oldest alerts that are not being delivered.
-	for len(w.queue) > 0 && (len(w.queue)+1 > w.cfg.MaxSpoolAlerts || w.bytes+size > w.cfg.MaxSpoolBytes) {
-		i := 0
-		if w.queue[0].seq == w.inflight {
-			if len(w.queue) == 1 {
-				break
-			}
-			i = 1
-		}
-		e := w.queue[i]
-		w.queue = slices.Delete(w.queue, i, i+1)
-		w.bytes -= e.size
-		os.Remove(filepath.Join(w.cfg.SpoolDir, spoolName(e.seq)))
-		if n := w.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
-			w.log.Warn("webhook spool full: dropped the oldest alert", "dropped_total", n,
+	dropped, err := w.spool.append(body)
+	if dropped > 0 {
+		if n := w.dropped.Add(uint64(dropped)); n&(n-1) == 0 || uint64(dropped) >= n/2 { // log at powers of two
+			w.log.Warn("webhook spool full: dropped the oldest alerts", "dropped_total", n,
 				"max_spool_alerts", w.cfg.MaxSpoolAlerts, "max_spool_bytes", w.cfg.MaxSpoolBytes)
 		}
 	}
-	seq := w.nextSeq
-	if err := writeFileSync(w.cfg.SpoolDir, spoolName(seq), body); err != nil {
+	if err != nil {
 		return fmt.Errorf("sink: webhook: spool: %w", err)
 	}
-	w.nextSeq++
-	w.queue = append(w.queue, spoolEntry{seq, size})
-	w.bytes += size
 	w.signal()
 	return nil
-}
-
-// writeFileSync writes name in dir atomically (temporary file, fsync,
-// rename) so a crash leaves either the whole alert or none.
-func writeFileSync(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, ".tmp-"+name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // errReject marks an answer that retrying will not change.
@@ -329,14 +251,7 @@ func (w *Webhook) run() {
 	}()
 	failures := 0
 	for {
-		w.mu.Lock()
-		var e spoolEntry
-		have := len(w.queue) > 0
-		if have {
-			e = w.queue[0]
-			w.inflight = e.seq
-		}
-		w.mu.Unlock()
+		e, have := w.spool.head()
 		if !have {
 			select {
 			case <-w.wake:
@@ -350,12 +265,10 @@ func (w *Webhook) run() {
 			return
 		default:
 		}
-		path := filepath.Join(w.cfg.SpoolDir, spoolName(e.seq))
-		body, err := os.ReadFile(path)
+		body, err := w.spool.read(e)
 		if err != nil {
-			// Dropped while we looked, or unreadable: take it off the queue.
-			w.log.Warn("webhook spool entry unreadable", "file", path, "err", err)
-			w.finish(e, "")
+			w.log.Error("webhook spool entry unreadable; skipped", "seq", e.seq, "err", err)
+			w.spool.done(e)
 			continue
 		}
 		retryAfter, err := w.post(ctx, body)
@@ -363,12 +276,13 @@ func (w *Webhook) run() {
 		case err == nil:
 			failures = 0
 			w.delivered.Add(1)
-			w.finish(e, "")
+			w.spool.done(e)
 		case errors.Is(err, errReject):
 			failures = 0
 			w.rejected.Add(1)
-			w.log.Error("webhook receiver rejected an alert; kept in the rejected directory", "err", err, "seq", e.seq)
-			w.finish(e, filepath.Join(w.cfg.SpoolDir, "rejected", spoolName(e.seq)))
+			w.log.Error("webhook receiver rejected an alert; kept in rejected.jsonl", "err", err, "seq", e.seq)
+			w.keepRejected(body)
+			w.spool.done(e)
 		default:
 			w.retries.Add(1)
 			delay := w.cfg.MinBackoff << min(failures, 30)
@@ -393,24 +307,20 @@ func (w *Webhook) run() {
 	}
 }
 
-// finish removes e from the queue and its file from the spool (or moves it
-// to keep).
-func (w *Webhook) finish(e spoolEntry, keep string) {
-	path := filepath.Join(w.cfg.SpoolDir, spoolName(e.seq))
-	if keep != "" {
-		if err := os.Rename(path, keep); err != nil {
-			w.log.Error("webhook: keep rejected alert", "err", err)
-		}
-	} else {
-		os.Remove(path)
-	}
+// keepRejected appends a refused alert to SpoolDir/rejected.jsonl.
+func (w *Webhook) keepRejected(body []byte) {
 	w.mu.Lock()
-	if len(w.queue) > 0 && w.queue[0].seq == e.seq {
-		w.queue = w.queue[1:]
-		w.bytes -= e.size
+	defer w.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(w.cfg.SpoolDir, "rejected.jsonl"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		_, err = f.Write(append(body, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
-	w.inflight = 0
-	w.mu.Unlock()
+	if err != nil {
+		w.log.Error("webhook: keeping a rejected alert failed", "err", err)
+	}
 }
 
 // post sends one alert. It returns nil on 2xx, an error wrapping errReject
@@ -462,9 +372,8 @@ func (w *Webhook) Close() error {
 			close(w.abort)
 			<-w.done
 		}
-		w.mu.Lock()
-		left := len(w.queue)
-		w.mu.Unlock()
+		left := w.spool.len()
+		w.closeErr = w.spool.close()
 		if left > 0 {
 			w.log.Warn("webhook closed with undelivered alerts; they stay in the spool for the next start", "alerts", left, "dir", w.cfg.SpoolDir)
 		}

@@ -179,8 +179,8 @@ func TestWebhookReceiverDown(t *testing.T) {
 	if st := w.Stats(); st.Spooled != 0 || st.Dropped != 0 || st.Rejected != 0 {
 		t.Errorf("after delivery: %+v", st)
 	}
-	if ents, _ := filepath.Glob(filepath.Join(w.cfg.SpoolDir, "*.json")); len(ents) != 0 {
-		t.Errorf("spool not empty: %v", ents)
+	if segs, _ := filepath.Glob(filepath.Join(w.cfg.SpoolDir, "*.log")); len(segs) != 1 {
+		t.Errorf("delivered segments not deleted: %v", segs)
 	}
 }
 
@@ -207,11 +207,18 @@ func TestWebhookRestart(t *testing.T) {
 	if err := w1.Send(context.Background(), testAlert(99)); err == nil {
 		t.Error("Send after Close succeeded")
 	}
-	// A crash in the middle of a spool write leaves a temporary file: it
-	// was never acknowledged and is discarded.
-	if err := os.WriteFile(filepath.Join(dir, ".tmp-00000000000000000008.json"), []byte(`{"kind":`), 0o600); err != nil {
+	// A crash in the middle of an append leaves a partial line: it was
+	// never acknowledged and is cut off.
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	f, err := os.OpenFile(segs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.WriteString(`8 {"kind":"vendor-cl`)
+	f.Close()
 	r.start()
 	w2, err := newWebhook(cfg, testutil.Logger(t))
 	if err != nil {
@@ -227,9 +234,15 @@ func TestWebhookRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOrder(t, r.alerts(), seq(0, 10))
-	if _, err := os.Stat(filepath.Join(dir, ".tmp-00000000000000000008.json")); !os.IsNotExist(err) {
-		t.Errorf("temporary spool file left: %v", err)
+	// A third process finds nothing to send again.
+	w3, err := newWebhook(cfg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if n := w3.Stats().Spooled; n != 0 {
+		t.Errorf("%d alerts spooled again after delivery", n)
+	}
+	w3.Close()
 }
 
 // TestWebhookCloseDrains: Close delivers what is spooled when the receiver
@@ -421,13 +434,10 @@ func TestWebhookRejected(t *testing.T) {
 		mu.Lock()
 		checkOrder(t, got, []int{0, 3})
 		mu.Unlock()
-		rej, _ := filepath.Glob(filepath.Join(dir, "rejected", "*.json"))
-		if st := w.Stats(); st.Rejected != 2 || len(rej) != 2 {
-			t.Fatalf("stats %+v, rejected files %v", st, rej)
-		}
-		b, _ := os.ReadFile(rej[0])
-		if !strings.Contains(string(b), `"alert 1"`) {
-			t.Errorf("rejected file holds %s", b)
+		b, _ := os.ReadFile(filepath.Join(dir, "rejected.jsonl"))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if st := w.Stats(); st.Rejected != 2 || len(lines) != 2 || !strings.Contains(lines[0], `"alert 1"`) || !strings.Contains(lines[1], `"alert 2"`) {
+			t.Fatalf("stats %+v, rejected.jsonl %q", st, b)
 		}
 	})
 }
