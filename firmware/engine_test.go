@@ -594,3 +594,21 @@ func TestGzipBomb4GiB(t *testing.T) {
 		t.Errorf("report.json does not explain the limit")
 	}
 }
+
+func TestInterrupted(t *testing.T) {
+	b := make([]byte, 8<<20)
+	rand.NewChaCha8([32]byte{4}).Read(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := firmware.Unpack(ctx, writeImage(t, b), out, firmware.Options{Formats: allTestFormats()})
+	if !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("rep %v, err %v: want a partial report and context.Canceled", rep != nil, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("no partial report: %v", err)
+	}
+	if !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "interrupted") }) {
+		t.Errorf("warnings %q", rep.Warnings)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -419,7 +420,9 @@ func ScanReaderAt(ctx context.Context, r io.ReaderAt, size int64, o Options) (*S
 // outDir/report.json. outDir is created when missing; it must be empty
 // (ErrOutputNotEmpty otherwise). Content the formats could not read, limits
 // reached and a timeout are warnings in the report, not errors: an error
-// means the image or the output folder could not be used at all.
+// means the image or the output folder could not be used at all. When ctx is
+// canceled, the partial report is still written and returned with an error
+// wrapping ctx.Err().
 func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, error) {
 	if len(o.Formats) == 0 {
 		return nil, errors.New("firmware: Options.Formats is empty")
@@ -464,7 +467,7 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			e.warn("interrupted after %v: the report is incomplete", time.Since(start).Round(time.Millisecond))
 		case runCtx.Err() != nil:
 			e.warn("timeout: stopped after %v (limit %v); the report is incomplete", time.Since(start).Round(time.Millisecond), o.Limits.Timeout)
 		default:
@@ -506,6 +509,9 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	}
 	if err := root.WriteFile("report.json", append(data, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("firmware: write report: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, "report.json"), err)
 	}
 	return rep, nil
 }
