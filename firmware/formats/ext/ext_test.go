@@ -138,7 +138,7 @@ func TestFixtures(t *testing.T) {
 // enough for double-indirect maps (ext2/3, 1 KiB blocks) and multi-extent
 // files, plus a sparse file, and compares every byte.
 func TestAgainstMke2fs(t *testing.T) {
-	testutil.NeedTool(t, "mke2fs")
+	testutil.NeedTool(t, "mke2fs", "e2fsck", "debugfs")
 	root := t.TempDir()
 	big := make([]byte, 700<<10) // > 12 + 256 blocks of 1 KiB: double indirect
 	rand.Read(big)
@@ -168,6 +168,11 @@ func TestAgainstMke2fs(t *testing.T) {
 			out, err := exec.Command("mke2fs", "-q", "-F", "-t", typ, "-b", "1024", "-d", root, img, "4M").CombinedOutput()
 			if err != nil {
 				t.Fatalf("mke2fs: %v\n%s", err, out)
+			}
+			// e2fsck -D rebuilds the big directory as a hashed (htree) one.
+			exec.Command("e2fsck", "-fyD", img).Run() // exits 1 when it changed something
+			if out, _ := exec.Command("debugfs", "-R", "htree /a/b/c/d", img).CombinedOutput(); !strings.Contains(string(out), "Root node dump") {
+				t.Fatalf("a/b/c/d is not an htree directory:\n%s", out)
 			}
 			data, err := os.ReadFile(img)
 			if err != nil {
