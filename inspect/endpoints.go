@@ -43,15 +43,18 @@ var (
 	domainRE = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,12}\b`)
 )
 
-// tlds are the top-level domains accepted for bare domain names in strings.
-// File extensions that are also TLDs (.so, .sh, .pl, .md, .rs, .in, .cc,
-// .mk, .ac, .am, .ai) are left out on purpose: they are mostly file names.
+// tlds are the top-level domains accepted for bare domain names in strings
+// (URLs accept any host). File extensions that are also TLDs (.so, .sh, .pl,
+// .md, .rs, .in, .cc, .mk, .ac, .am, .ai) are left out on purpose: they are
+// mostly file names.
 var tlds = map[string]bool{}
 
 func init() {
+	// Also left out: TLDs that are common words in dotted configuration
+	// keys (user.name, group.id, value.int, data.store, conf.pro, ...).
 	for _, t := range strings.Fields(`com net org info biz io cn de uk ru jp kr tw hk eu fr it nl us ca au br me tv
-		xyz top cloud online site app dev co es se ch at be dk fi no cz vn th my sg id ph mx ar tr ir ua kz
-		gov edu mil int pro name mobi asia tech live link club store shop ltd group network`) {
+		xyz top cloud online site app dev co es se ch at be dk fi no cz vn th my sg ph mx ar tr ir ua kz
+		gov edu mil mobi asia tech live club shop ltd`) {
 		tlds[t] = true
 	}
 }

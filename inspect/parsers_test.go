@@ -149,6 +149,7 @@ var endpointCases = []struct {
 	{"libfoo.so.1 main.c config.ini readme.md", ""},
 	{"org.freedesktop.DBus com.vendor.app com.xyz", ""},
 	{"0www.entrust.net", ""},
+	{"privdrop.group.id privdrop.user.name value.int", ""},
 	{"update.mycamcloud.com:8443", "update.mycamcloud.com/public/"},
 	{"rtsp://admin:admin@10.0.0.2:554/stream", "rtsp://admin:admin@10.0.0.2:554/stream/private/"},
 	{"ip=45.33.2.1;", "45.33.2.1/public/"},
