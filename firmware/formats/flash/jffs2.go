@@ -66,9 +66,11 @@ func identifyJFFS2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if off < 0 || size-off < 12 {
 		return nil, formatErr("jffs2", 0, "too short for a node", firmware.ErrNotFormat)
 	}
-	var m [2]byte
+	// Check the first node header before anything else: the 2-byte magic
+	// matches often by chance, so rejecting must be cheap.
+	var m [12]byte
 	if _, err := r.ReadAt(m[:], off); err != nil {
-		return nil, formatErr("jffs2", 0, "reading magic", firmware.ErrTruncated)
+		return nil, formatErr("jffs2", 0, "reading node header", firmware.ErrTruncated)
 	}
 	switch {
 	case m[0] == 0x85 && m[1] == 0x19:
@@ -78,9 +80,12 @@ func identifyJFFS2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	default:
 		return nil, formatErr("jffs2", 0, "bad magic", firmware.ErrNotFormat)
 	}
+	if !knownJFFS2Node(bo.Uint16(m[2:])) || crcRaw(0, m[:8]) != bo.Uint32(m[8:]) {
+		return nil, formatErr("jffs2", 0, "first node header invalid (type or CRC)", firmware.ErrNotFormat)
+	}
 	w := newWindow(r, size)
 	if _, _, ok := jffs2Node(w, bo, off); !ok {
-		return nil, formatErr("jffs2", 0, "first node header invalid (type, length or CRC)", firmware.ErrNotFormat)
+		return nil, formatErr("jffs2", 0, "first node header invalid (length)", firmware.ErrNotFormat)
 	}
 	counts := map[uint16]int{}
 	pos, end := off, off
