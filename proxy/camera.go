@@ -64,6 +64,7 @@ type camera struct {
 	client   *gortsplib.Client
 	readers  map[*reader]struct{}
 	waiters  int
+	lastUse  time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
 	gop      []gopEntry
 	gopValid bool
 	lastKey  uint32
@@ -173,26 +174,20 @@ func (c *camera) run() {
 	}
 }
 
-// idleWatch cancels an on-demand pull once nobody has read or waited for
-// Timeouts.OnDemandClose.
+// idleWatch cancels an on-demand pull once nobody has read, asked for or
+// waited for the camera for Timeouts.OnDemandClose.
 func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
 	t := time.NewTicker(min(time.Second, c.tmo.OnDemandClose/4+time.Millisecond))
 	defer t.Stop()
-	var idleSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			c.mu.Lock()
-			idle := len(c.readers) == 0 && c.waiters == 0
+			idle := len(c.readers) == 0 && c.waiters == 0 && now.Sub(c.lastUse) >= c.tmo.OnDemandClose
 			c.mu.Unlock()
-			switch {
-			case !idle:
-				idleSince = time.Time{}
-			case idleSince.IsZero():
-				idleSince = now
-			case now.Sub(idleSince) >= c.tmo.OnDemandClose:
+			if idle {
 				cancel()
 				return
 			}
@@ -549,6 +544,7 @@ func (c *camera) slowLocked(r *reader, dropped uint64, err error) {
 // to wait for the camera to deliver one (on-demand cameras start here).
 func (c *camera) streamFor(srv *gortsplib.Server, wait time.Duration) (*gortsplib.ServerStream, error) {
 	c.mu.Lock()
+	c.lastUse = time.Now()
 	if st := c.streamLocked(srv); st != nil {
 		c.mu.Unlock()
 		return st, nil
@@ -620,6 +616,7 @@ var errTooManyReaders = errors.New("camera has reached max_readers")
 func (c *camera) removeReader(r *reader) {
 	c.mu.Lock()
 	delete(c.readers, r)
+	c.lastUse = time.Now()
 	c.mu.Unlock()
 	if r.bw != nil {
 		r.bw.stop()
