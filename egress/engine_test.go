@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -421,4 +423,46 @@ func BenchmarkHandleFlow(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+}
+
+// TestOpenFileErrors: captures that are not captures, or claim absurd sizes.
+func TestOpenFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	hugeSnap := []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 1, 0, 0, 0}
+	for name, c := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"text":     {[]byte("hello world"), "is not a pcap or pcapng capture"},
+		"empty":    {nil, "too short to be a capture file"},
+		"snaplen":  {hugeSnap, "snap length 1073741824 is implausible"},
+		"bad gzip": {[]byte{0x1f, 0x8b, 0, 0}, "gzip"},
+	} {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := OpenFile(path, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, c.want)
+		}
+	}
+	// A record cut short: the error says the file is truncated.
+	path := dir + "/truncated"
+	data := append(hugeSnap[:16:16], 0, 0, 1, 0, 1, 0, 0, 0) // snap length 65536, Ethernet
+	data = append(data, make([]byte, 12)...)                 // 12 of the 16 record-header bytes
+	data = append(data, 0, 0, 0, 0)
+	data[len(data)-8], data[len(data)-4] = 60, 60 // caplen, len = 60
+	data = append(data, make([]byte, 10)...)      // of 60 bytes
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, _, err := src.ReadPacketData(); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated record: %v", err)
+	}
 }

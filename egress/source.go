@@ -14,6 +14,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// maxSnaplen bounds the snap length of a pcap file, and so its largest
+// record (tcpdump's maximum is 262144).
+const maxSnaplen = 16 << 20
+
 // maxZstdWindow bounds the memory a zstd-compressed capture may ask for.
 const maxZstdWindow = 64 << 20
 
@@ -79,6 +83,11 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 		pr, err := pcapgo.NewReader(inner)
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
+		}
+		// pcapgo accepts records up to the snap length: refuse absurd ones
+		// so one record cannot claim gigabytes.
+		if pr.Snaplen() > maxSnaplen {
+			return nil, fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", name, pr.Snaplen(), maxSnaplen)
 		}
 		s.read, s.lt = pr.ZeroCopyReadPacketData, pr.LinkType()
 	default:
