@@ -466,3 +466,40 @@ func TestOpenFileErrors(t *testing.T) {
 		t.Fatalf("truncated record: %v", err)
 	}
 }
+
+// TestBaselineLearning: during the learning period new destinations are
+// learned silently; after it, a new one is reported once.
+func TestBaselineLearning(t *testing.T) {
+	p, err := ParsePolicy("test.yml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := LoadBaseline(t.TempDir()+"/b.json", time.Hour, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	e, err := NewEngine(Config{Policy: p, Sink: sink, Baseline: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, e, func(w *pcapgen.Writer) {
+		for i, at := range []time.Duration{0, 30 * time.Minute, 2 * time.Hour, 3 * time.Hour} {
+			w.Now = pcapgen.Start.Add(at)
+			dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(1 + i%3)}) // .1 .2 .3 .1
+			_ = w.TCPSegment(ap(camA, uint16(30000+i)), ap(dst, 443), pcapgen.SYN, 1, 0, nil, 0)
+		}
+	})
+	var nd []string
+	for _, a := range sink.alerts {
+		if a.Kind == KindNewDestination {
+			nd = append(nd, a.Dst)
+		}
+	}
+	if len(nd) != 1 || nd[0] != "203.0.113.3" {
+		t.Fatalf("new-destination for %v, want only 203.0.113.3 (learned: .1 and .2; .1 again is known)", nd)
+	}
+	if base.Len() != 3 {
+		t.Fatalf("baseline has %d entries, want 3", base.Len())
+	}
+}
