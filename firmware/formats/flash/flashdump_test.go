@@ -122,3 +122,31 @@ func TestFlashDump(t *testing.T) {
 		t.Errorf("chunks and regions cover %d bytes, want %d", total, dumpSize)
 	}
 }
+
+// TestFlashDumpUnpack unpacks the dump: the rootfs files land below
+// 0x240000-squashfs.extract, the kernel's gzip below the uImage's folder,
+// and the manifest keeps the setuid bit the disk copy lost.
+func TestFlashDumpUnpack(t *testing.T) {
+	path, _ := assembleDump(t)
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := firmware.Unpack(context.Background(), path, out, firmware.Options{Formats: formats.All, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passwd, err := os.ReadFile(filepath.Join(out, "0x240000-squashfs.extract", "etc", "passwd"))
+	if err != nil || !strings.HasPrefix(string(passwd), "root:x:0:0:") {
+		t.Fatalf("etc/passwd: %q, %v", passwd, err)
+	}
+	var upgrade *firmware.ManifestEntry
+	for i, m := range rep.Manifest {
+		if m.Path == "0x240000-squashfs.extract/usr/bin/upgrade" {
+			upgrade = &rep.Manifest[i]
+		}
+	}
+	if upgrade == nil || upgrade.Mode != "4755" {
+		t.Errorf("manifest entry of usr/bin/upgrade = %+v", upgrade)
+	}
+	if len(rep.Chunks) != 3 || len(rep.Chunks[0].Children) != 1 || rep.Chunks[0].Children[0].Format != "gzip" {
+		t.Errorf("chunk tree: %d chunks, uImage children %+v", len(rep.Chunks), rep.Chunks[0].Children)
+	}
+}
