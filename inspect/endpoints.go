@@ -245,7 +245,7 @@ var wellKnownResolvers = map[string]bool{"8.8.8.8": true, "8.8.4.4": true, "1.1.
 	"9.9.9.9": true, "4.2.2.1": true, "4.2.2.2": true}
 
 // versionLike reports dotted numbers that are more likely versions than
-// addresses: 2.6.36.4, 1.2.3.4, 0.x.y.z and masks.
+// addresses: 2.6.36.4, 1.2.3.4, object identifiers, 0.x.y.z and masks.
 func versionLike(a netip.Addr) bool {
 	if wellKnownResolvers[a.String()] {
 		return false
@@ -253,6 +253,9 @@ func versionLike(a netip.Addr) bool {
 	b := a.As4()
 	if b[0] == 0 || b[0] == 255 {
 		return true
+	}
+	if b[0] <= 2 && b[1] < 40 {
+		return true // an ASN.1 object identifier: 1.3.101.110, 2.5.4.3
 	}
 	return b[0] < 10 && b[1] < 32 && b[2] < 100 && b[3] < 100
 }

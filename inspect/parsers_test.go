@@ -150,6 +150,7 @@ var endpointCases = []struct {
 	{"org.freedesktop.DBus com.vendor.app com.xyz", ""},
 	{"0www.entrust.net", ""},
 	{"privdrop.group.id privdrop.user.name value.int", ""},
+	{"X25519 1.3.101.110 CN 2.5.4.3", ""},
 	{"update.mycamcloud.com:8443", "update.mycamcloud.com/public/"},
 	{"rtsp://admin:admin@10.0.0.2:554/stream", "rtsp://admin:admin@10.0.0.2:554/stream/private/"},
 	{"ip=45.33.2.1;", "45.33.2.1/public/"},

@@ -97,9 +97,11 @@ func (c *collector) privateKeyFinding(p string, block *pem.Block) {
 		}
 	}
 	if algo == "" {
-		algo = strings.TrimSuffix(block.Type, " PRIVATE KEY")
-		if algo == "" || algo == "ENCRYPTED" {
-			algo = "unknown-type"
+		switch block.Type {
+		case "PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
+			algo = "PKCS#8"
+		default:
+			algo = strings.TrimSuffix(block.Type, " PRIVATE KEY")
 		}
 	}
 	desc := algo
