@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -53,8 +54,9 @@ type Listen struct {
 	// "127.0.0.1:9090"; "off" disables it.
 	Admin string `yaml:"admin"`
 	// UDPRTP and UDPRTCP are the server ports of the UDP transport for
-	// readers (an even port and the next one). They default to ":8000" and
-	// ":8001"; "off" for both disables UDP (readers then use TCP).
+	// readers (an even port and the next one). They default to ports 8000
+	// and 8001 on the RTSP listener's host; "off" for both disables UDP
+	// (readers then use TCP).
 	UDPRTP  string `yaml:"udp_rtp"`
 	UDPRTCP string `yaml:"udp_rtcp"`
 }
@@ -338,7 +340,9 @@ func (c Config) withDefaults() Config {
 		c.Listen.Admin = "127.0.0.1:9090"
 	}
 	if c.Listen.UDPRTP == "" && c.Listen.UDPRTCP == "" {
-		c.Listen.UDPRTP, c.Listen.UDPRTCP = ":8000", ":8001"
+		// Same interface as the RTSP listener (the core side only).
+		host, _, _ := net.SplitHostPort(c.Listen.RTSP)
+		c.Listen.UDPRTP, c.Listen.UDPRTCP = net.JoinHostPort(host, "8000"), net.JoinHostPort(host, "8001")
 	}
 	if c.WriteQueueSize == 0 {
 		c.WriteQueueSize = 4096
