@@ -58,9 +58,11 @@ type counters struct {
 }
 
 // Decoder turns NetFlow v5, v9 and IPFIX datagrams into egress.FlowRecords,
-// using goflow2's decoders. It keeps templates per exporter (address and
-// port, then version, source id / observation domain and template id). It is
-// safe for concurrent use.
+// using goflow2's decoders. It keeps templates per exporter address, then
+// version, source id / observation domain and template id (RFC 7011 scopes
+// them to the transport session, but exporters that send from changing
+// source ports are common, so the port is left out, as goflow2 and nfdump
+// do). It is safe for concurrent use.
 type Decoder struct {
 	// MaxTemplatesPerExporter bounds the templates kept for one exporter.
 	// It defaults to 256.
@@ -84,7 +86,7 @@ type Decoder struct {
 	timeNow func() time.Time // test hook; time.Now by default
 
 	mu        sync.Mutex
-	exporters map[netip.AddrPort]*templateStore
+	exporters map[netip.Addr]*templateStore
 	scratch   []byte
 	stats     counters
 }
@@ -143,14 +145,14 @@ func (d *Decoder) Stats() Stats {
 	}
 }
 
-func (d *Decoder) store(exp netip.AddrPort) *templateStore {
+func (d *Decoder) store(exp netip.Addr) *templateStore {
 	if d.exporters == nil {
-		d.exporters = make(map[netip.AddrPort]*templateStore)
+		d.exporters = make(map[netip.Addr]*templateStore)
 	}
 	ts, ok := d.exporters[exp]
 	if !ok {
 		if len(d.exporters) >= d.maxExporters() {
-			var oldest netip.AddrPort
+			var oldest netip.Addr
 			var oldestSeen time.Time
 			first := true
 			for k, s := range d.exporters {
@@ -252,7 +254,7 @@ func v4(u uint32) netip.Addr {
 }
 
 func (d *Decoder) decodeV9(exporter netip.AddrPort, version uint16, b []byte, emit func(egress.FlowRecord)) error {
-	ts := d.store(exporter)
+	ts := d.store(exporter.Addr().Unmap())
 	var (
 		nf9    gfnetflow.NFv9Packet
 		ipfix  gfnetflow.IPFIXPacket

@@ -156,7 +156,11 @@ func TestTemplateExpiryAndScope(t *testing.T) {
 	if recs, err := decodeAll(t, &d, tmpl, data); err != nil || len(recs) != 1 {
 		t.Fatalf("fresh template: %d records, %v", len(recs), err)
 	}
-	// Another source id, or another exporter, does not share the template.
+	// The same exporter from another source port shares its templates;
+	// another source id, or another exporter, does not.
+	if err := d.Decode(netip.MustParseAddrPort("192.0.2.1:40001"), data, func(egress.FlowRecord) {}); err != nil || d.Stats().Records != 2 {
+		t.Errorf("template not found from another source port: %v, %+v", err, d.Stats())
+	}
 	other := v9(1000, 1700000000, 8, set(300, v4Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 100, 1, 900, 950)))
 	if recs, _ := decodeAll(t, &d, other); len(recs) != 0 {
 		t.Errorf("template leaked across source ids")
@@ -220,7 +224,7 @@ func TestDecodeLimits(t *testing.T) {
 		d := Decoder{MaxExporters: 2, timeNow: func() time.Time { now = now.Add(time.Second); return now }}
 		dg := v9(0, 0, 1, set(0, templateBody(300, v4Template)))
 		for i := range 5 {
-			d.Decode(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(1000+i)), dg, func(egress.FlowRecord) {})
+			d.Decode(netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 2055), dg, func(egress.FlowRecord) {})
 		}
 		if n := d.Stats().Exporters; n != 2 {
 			t.Errorf("%d exporters kept", n)
