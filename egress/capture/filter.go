@@ -49,8 +49,9 @@ var ErrFilterTooComplex = errors.New("capture: filter too complex")
 //	           | expr or expr | expr || expr | ( expr )
 //
 // "and" binds tighter than "or"; "not" tighter than both. As in tcpdump,
-// IPv4 host and net also match ARP/RARP addresses, and VLAN-tagged frames
-// are not matched by IP primitives (tcpdump without "vlan"). Host names are
+// IPv4 host and net also match ARP/RARP addresses. An 802.1Q tag the kernel
+// stripped into metadata (VLAN receive offload) is invisible to the filter;
+// a tag left in the frame makes IP primitives fail (tcpdump without "vlan"). Host names are
 // not resolved. An empty expression accepts every packet.
 //
 // Limits: MaxFilterLen bytes, 64 primitives, and classic BPF's 255-
