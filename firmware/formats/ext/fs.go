@@ -21,6 +21,7 @@ const (
 	maxExtentDepth = 5
 	maxRuns        = 1 << 20 // block runs kept for one file
 	maxSymlink     = 4096
+	maxDirEntries  = 1 << 20 // entries accepted in one directory
 )
 
 // Inode mode types.
@@ -427,6 +428,9 @@ func (f *fsys) readDir(in *inode, warn func(string)) ([]dirent, error) {
 				name := string(blk[off+8 : off+8+nameLen])
 				if name != "." && name != ".." {
 					out = append(out, dirent{ino: ino, name: name})
+				}
+				if len(out) > maxDirEntries {
+					return out, formatErr(in.at, fmt.Sprintf("directory inode %d holds more than %d entries", in.num, maxDirEntries), nil)
 				}
 			}
 			off += recLen

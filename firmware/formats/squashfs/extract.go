@@ -16,11 +16,13 @@ import (
 const maxDepth = 128
 
 func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if big := isBigEndian(src); big || leVersion(src) != 4 {
+		if old, err := identifyOld(src, 0, src.Size(), big); err == nil {
+			return formatErr(28, old.Desc, nil)
+		}
+	}
 	sb, err := readSuper(src, 0, src.Size())
 	if err != nil {
-		if c != nil && strings.Contains(c.Desc, "not extractable") {
-			return formatErr(0, c.Desc, nil)
-		}
 		return err
 	}
 	f, err := newFS(src, sb)
@@ -162,4 +164,20 @@ func unixMode(m uint16) fs.FileMode {
 		mode |= fs.ModeSticky
 	}
 	return mode
+}
+
+// isBigEndian reports whether r starts with the big-endian magic "sqsh".
+func isBigEndian(r io.ReaderAt) bool {
+	var m [4]byte
+	_, err := r.ReadAt(m[:], 0)
+	return err == nil && string(m[:]) == "sqsh"
+}
+
+// leVersion returns the major version of a little-endian superblock.
+func leVersion(r io.ReaderAt) uint16 {
+	var v [2]byte
+	if _, err := r.ReadAt(v[:], 28); err != nil {
+		return 0
+	}
+	return uint16(v[0]) | uint16(v[1])<<8
 }
