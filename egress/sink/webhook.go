@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"net/http"
 	"net/url"
 	"os"
@@ -214,15 +215,15 @@ func (w *Webhook) Send(_ context.Context, a egress.Alert) error {
 	if err != nil {
 		return fmt.Errorf("sink: webhook: %w", err)
 	}
-	w.mu.Lock()
-	closed := w.closed
-	w.mu.Unlock()
-	if closed {
+	w.mu.Lock() // so that Close cannot close the spool under the append
+	defer w.mu.Unlock()
+	if w.closed {
 		return errors.New("sink: webhook: closed")
 	}
 	dropped, err := w.spool.append(body)
 	if dropped > 0 {
-		if n := w.dropped.Add(uint64(dropped)); n&(n-1) == 0 || uint64(dropped) >= n/2 { // log at powers of two
+		n := w.dropped.Add(uint64(dropped))
+		if bits.Len64(n) != bits.Len64(n-uint64(dropped)) { // log when the total passes a power of two
 			w.log.Warn("webhook spool full: dropped the oldest alerts", "dropped_total", n,
 				"max_spool_alerts", w.cfg.MaxSpoolAlerts, "max_spool_bytes", w.cfg.MaxSpoolBytes)
 		}
@@ -373,7 +374,9 @@ func (w *Webhook) Close() error {
 			<-w.done
 		}
 		left := w.spool.len()
+		w.mu.Lock()
 		w.closeErr = w.spool.close()
+		w.mu.Unlock()
 		if left > 0 {
 			w.log.Warn("webhook closed with undelivered alerts; they stay in the spool for the next start", "alerts", left, "dir", w.cfg.SpoolDir)
 		}
