@@ -78,7 +78,7 @@ func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
 // several writes).
 const maxBatch = 256 << 10
 
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // batchWriter is one TCP reader's batched output.
 type batchWriter struct {
