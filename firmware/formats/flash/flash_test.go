@@ -33,6 +33,7 @@ func TestFixtures(t *testing.T) {
 		{"jffs2-be.img", JFFS2, "JFFS2 filesystem, big-endian", map[string]any{"endian": "big-endian", "dirent_nodes": 32}},
 		{"cramfs.img", Cramfs, "cramfs filesystem, little-endian", map[string]any{"name": "camroot", "files": uint32(32)}},
 		{"ubi.img", UBI, "UBI image, 16 erase blocks of 16384 bytes, volumes rootfs", map[string]any{"peb_size": int64(16384), "image_seq": uint32(12345)}},
+		{"ubifs.img", UBIFS, "UBIFS image, format 4, 14 LEBs of 16256 bytes, min I/O 8, lzo compression", map[string]any{"leb_count": uint32(14)}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			data := readFixture(t, tc.file)
@@ -117,6 +118,10 @@ func TestRejects(t *testing.T) {
 		{"ubi version", UBI, mut("ubi.img", func(b []byte) { b[4] = 2 })},
 		{"ubi single block", UBI, readFixture(t, "ubi.img")[:16384]},
 		{"random", UBI, bytes.Repeat([]byte("UBI#\x01"), 1000)},
+		{"ubifs crc", UBIFS, mut("ubifs.img", func(b []byte) { b[40] ^= 1 })},
+		{"ubifs node type", UBIFS, mut("ubifs.img", func(b []byte) { b[20] = 1 })},
+		{"ubifs geometry", UBIFS, mut("ubifs.img", func(b []byte) { binary.LittleEndian.PutUint32(b[24+16:], 0) })},
+		{"ubifs short", UBIFS, readFixture(t, "ubifs.img")[:4000]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.f.Identify(bytes.NewReader(tc.data), 0, int64(len(tc.data)))
@@ -153,3 +158,16 @@ func fuzzFormat(f *testing.F, format *firmware.Format, seeds ...string) {
 func FuzzJFFS2(f *testing.F)  { fuzzFormat(f, JFFS2, "jffs2-le.img", "jffs2-be.img") }
 func FuzzCramfs(f *testing.F) { fuzzFormat(f, Cramfs, "cramfs.img") }
 func FuzzUBI(f *testing.F)    { fuzzFormat(f, UBI, "ubi.img") }
+func FuzzUBIFS(f *testing.F)  { fuzzFormat(f, UBIFS, "ubifs.img") }
+
+// TestUBIFSTruncated: a cut image keeps what is there, with a warning.
+func TestUBIFSTruncated(t *testing.T) {
+	data := readFixture(t, "ubifs.img")[:50000]
+	c, err := UBIFS.Identify(bytes.NewReader(data), 0, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Size != 50000 || len(c.Warnings) != 1 || c.Confidence != firmware.ConfidenceMedium {
+		t.Fatalf("chunk = %+v", c)
+	}
+}
