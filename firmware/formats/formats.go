@@ -50,6 +50,7 @@ var All = []*firmware.Format{
 	ext.Format,
 	flash.JFFS2,
 	flash.Cramfs,
+	flash.UBIFS,
 
 	// Archives.
 	cpio.Format,
