@@ -41,6 +41,9 @@ Examples:
 	# two cameras with different codecs, sizes, rates
 	cordon camsim --camera lobby:h264:1920x1080:25:4M --camera door:h265:640x360:10
 
+	# a camera that hides data in SEI (what "cordon proxy" in mode rebuild removes)
+	cordon camsim --camera leaky --leak "serial=ABC123;gps=48.85,2.35"
+
 	# 200 identical cameras cam1..cam200 for a load test
 	cordon camsim --count 200 --codec h264 --size 1280x720 --bitrate 2M --listen 127.0.0.1:9554`)
 	var cams cameraSpecs
@@ -51,6 +54,7 @@ Examples:
 	size := fs.String("size", "640x360", "`WxH` of the --count cameras")
 	fps := fs.Int("fps", 25, "frames per second of the --count cameras")
 	bitrate := fs.String("bitrate", "0", "bit `rate` of the --count cameras, for example 2M or 500k (0: the clip's own)")
+	leak := fs.String("leak", "", "hide `text` in an SEI user-data message in every keyframe of every camera, as a leaking camera would (see docs/rebuild.md)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
@@ -81,6 +85,9 @@ Examples:
 		for i := 1; i <= n; i++ {
 			cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i), Codec: c, Width: w, Height: h, FPS: *fps, Bitrate: br})
 		}
+	}
+	for i := range cams {
+		cams[i].Leak = *leak
 	}
 	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
 	if err != nil {

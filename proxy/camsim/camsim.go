@@ -51,6 +51,11 @@ type Camera struct {
 	// Bitrate in bit/s is reached by padding frames with filler data. It
 	// defaults to 0: the clip's own rate (about 100-200 kbit/s).
 	Bitrate int
+	// Leak, when set, makes the camera hide this text in an SEI
+	// user_data_unregistered message in every keyframe, the way a camera
+	// leaking data would (at most 1000 bytes). It shows what the proxy's
+	// rebuild mode removes. It defaults to none.
+	Leak string
 }
 
 // Server serves simulated cameras over RTSP (TCP and UDP transports).
@@ -103,6 +108,9 @@ func (c *Camera) normalize(i int) error {
 	}
 	if c.Bitrate < 0 || c.Bitrate > 200_000_000 {
 		return fmt.Errorf("camsim: camera %s: Bitrate %d: want 0 to 200000000 bit/s", c.Name, c.Bitrate)
+	}
+	if len(c.Leak) > 1000 {
+		return fmt.Errorf("camsim: camera %s: Leak of %d bytes: at most 1000", c.Name, len(c.Leak))
 	}
 	return nil
 }
@@ -359,6 +367,7 @@ type frame struct {
 type progKey struct {
 	clip         string
 	fps, bitrate int
+	leak         string
 }
 
 var (
@@ -371,13 +380,13 @@ func programFor(c Camera) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := progKey{cl.name, c.FPS, c.Bitrate}
+	key := progKey{cl.name, c.FPS, c.Bitrate, c.Leak}
 	progMu.Lock()
 	defer progMu.Unlock()
 	if p, ok := progCache[key]; ok {
 		return p, nil
 	}
-	p, err := newProgram(cl, c.FPS, c.Bitrate)
+	p, err := newProgram(cl, c.FPS, c.Bitrate, c.Leak)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +394,7 @@ func programFor(c Camera) (*program, error) {
 	return p, nil
 }
 
-func newProgram(cl *clip, fps, bitrate int) (*program, error) {
+func newProgram(cl *clip, fps, bitrate int, leak string) (*program, error) {
 	ssrc, seq := uint32(0), uint16(0)
 	var encode func([][]byte) ([]*rtp.Packet, error)
 	if cl.codec == "h264" {
@@ -409,6 +418,9 @@ func newProgram(cl *clip, fps, bitrate int) (*program, error) {
 	p := &program{clip: cl}
 	total := 0
 	for i, au := range cl.aus {
+		if leak != "" && cl.random[i] {
+			au = insertBeforeSlices(cl.codec, au, leakSEI(cl.codec, leak))
+		}
 		if pad > 0 {
 			au = append(au[:len(au):len(au)], filler(cl.codec, pad))
 		}

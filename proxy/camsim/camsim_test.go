@@ -1,10 +1,13 @@
 package camsim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +98,7 @@ func TestProgramBitrate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := newProgram(cl, tc.fps, tc.bitrate)
+		p, err := newProgram(cl, tc.fps, tc.bitrate, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +116,7 @@ func TestProgramBitrate(t *testing.T) {
 	}
 	// Below the clip's own rate, the clip's rate is kept (a floor).
 	cl, _ := pickClip("h264", 640, 360)
-	p, _ := newProgram(cl, 25, 1000)
+	p, _ := newProgram(cl, 25, 1000, "")
 	if own := cl.bytes * 8 * 25 / len(cl.aus); p.bitrate < own {
 		t.Errorf("bitrate %d below the clip's own %d", p.bitrate, own)
 	}
@@ -375,3 +378,35 @@ func TestUnknownPathAndPublishRefused(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestLeak: a leaking camera's keyframes carry the text in SEI, and the
+// stream still decodes cleanly (the SEI is well formed).
+func TestLeak(t *testing.T) {
+	testutil.NeedTool(t, "ffmpeg")
+	s := startServer(t,
+		Camera{Name: "a", Codec: "h264", FPS: 50, Leak: "serial=ABC123"},
+		Camera{Name: "b", Codec: "h265", FPS: 50, Leak: "serial=XYZ789"},
+	)
+	for _, tc := range []struct{ cam, fmt, want string }{{"a", "h264", "serial=ABC123"}, {"b", "hevc", "serial=XYZ789"}} {
+		t.Run(tc.cam, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "cap")
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", s.URL(tc.cam),
+				"-c", "copy", "-frames:v", "60", "-f", tc.fmt, p).CombinedOutput(); err != nil {
+				t.Fatalf("ffmpeg capture: %v\n%s", err, out)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b, []byte(tc.want)) {
+				t.Error("the leaked text is not in the stream")
+			}
+			if out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-f", tc.fmt, "-i", p, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
+				t.Errorf("decoding the leaky stream: %v %s", err, out)
+			}
+		})
+	}
+}

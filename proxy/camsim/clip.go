@@ -201,3 +201,56 @@ func filler(codec string, n int) []byte {
 	b[n-1] = 0x80 // rbsp_trailing_bits
 	return b
 }
+
+// leakUUID identifies camsim's leak SEI messages.
+var leakUUID = [16]byte{'c', 'o', 'r', 'd', 'o', 'n', '-', 'c', 'a', 'm', 's', 'i', 'm', 'S', 'E', 'I'}
+
+// leakSEI returns an SEI NAL unit (H.264 type 6, H.265 prefix SEI 39) with
+// one user_data_unregistered message: leakUUID then text.
+func leakSEI(codec, text string) []byte {
+	var rbsp []byte
+	rbsp = append(rbsp, 5) // payload type: user_data_unregistered
+	size := 16 + len(text)
+	for ; size >= 255; size -= 255 {
+		rbsp = append(rbsp, 0xff)
+	}
+	rbsp = append(rbsp, byte(size))
+	rbsp = append(rbsp, leakUUID[:]...)
+	rbsp = append(rbsp, text...)
+	rbsp = append(rbsp, 0x80) // rbsp_trailing_bits
+	out := []byte{6}
+	if codec == "h265" {
+		out = []byte{39 << 1, 1}
+	}
+	zeros := 0
+	for _, c := range rbsp { // emulation prevention
+		if zeros >= 2 && c <= 3 {
+			out = append(out, 3)
+			zeros = 0
+		}
+		out = append(out, c)
+		if c == 0 {
+			zeros++
+		} else {
+			zeros = 0
+		}
+	}
+	return out
+}
+
+// insertBeforeSlices returns au with n inserted before its first slice
+// (after the parameter sets), where an SEI belongs.
+func insertBeforeSlices(codec string, au [][]byte, n []byte) [][]byte {
+	i := 0
+	for i < len(au) {
+		t := nalType(codec, au[i])
+		if (codec == "h264" && t >= 1 && t <= 5) || (codec == "h265" && t < 32) {
+			break
+		}
+		i++
+	}
+	out := make([][]byte, 0, len(au)+1)
+	out = append(out, au[:i]...)
+	out = append(out, n)
+	return append(out, au[i:]...)
+}

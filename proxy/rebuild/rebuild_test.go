@@ -131,13 +131,14 @@ func TestGStreamerCameraSEIRemoved(t *testing.T) {
 	}
 }
 
-// TestCamsimRebuild: camsim (H.265 and H.264, padded with filler data) →
-// rebuild → the filler is gone, the stream re-parses and decodes cleanly.
+// TestCamsimRebuild: camsim (H.265 and H.264, padded with filler data,
+// leaking text in SEI) → rebuild → the filler and the SEI are gone, the
+// stream re-parses and decodes cleanly.
 func TestCamsimRebuild(t *testing.T) {
 	testutil.NeedTool(t, "ffmpeg")
 	srv := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
-		{Name: "hevc", Codec: "h265", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000},
-		{Name: "avc", Codec: "h264", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000},
+		{Name: "hevc", Codec: "h265", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000, Leak: leak},
+		{Name: "avc", Codec: "h264", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000, Leak: leak},
 	}}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -160,8 +161,11 @@ func TestCamsimRebuild(t *testing.T) {
 			if n := countNALType(dep.aus, tc.codec, tc.filler); n != 0 {
 				t.Errorf("%d filler NAL units crossed", n)
 			}
-			if counters.Snapshot()["nal_type"][0] == 0 {
-				t.Errorf("filler drops not counted: %v", counters.Snapshot())
+			if counters.Snapshot()["nal_type"][0] == 0 || counters.Snapshot()["sei"][0] == 0 {
+				t.Errorf("filler or SEI drops not counted: %v", counters.Snapshot())
+			}
+			if bytes.Contains(annexB(dep.aus), []byte(leak)) {
+				t.Error("the camera's SEI leak crossed")
 			}
 			for i, au := range dep.aus {
 				if tc.codec.nalType(au[0]) != tc.aud {
