@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -249,6 +250,9 @@ var decodeCases = []struct {
 	// data-set loop spin forever; it is refused.
 	{"zero-length template", v9(0, 0, 1, set(0, templateBody(300, []field{{8, 0, 0}, {12, 0, 0}})), set(300, []byte{1, 2, 3, 4})), ErrEmptyTemplate},
 	{"zero-length ipfix options template", ipfix(0, 0, set(3, append(be16(be16(be16(nil, 300), 1), 1), be16(be16(nil, 1), 0)...))), ErrEmptyTemplate},
+	// Many zero-length fields beside one real one: each 1-byte record would
+	// cost goflow2 a DataField per field (gigabytes per datagram); refused.
+	{"zero-length fields amplify", v9(0, 0, 1, set(0, templateBody(300, append(make([]field, 1000), field{8, 1, 0}))), set(300, make([]byte, 4000))), ErrEmptyTemplate},
 	{"flowset length under header", v9(0, 0, 1, []byte{0, 0, 0, 2}), nil},
 }
 
@@ -351,5 +355,30 @@ func TestV5Sampling(t *testing.T) {
 	}
 	if got := samplingRate(0, 3); got != 0 {
 		t.Errorf("samplingRate(0, 3) = %d", got)
+	}
+}
+
+// TestDecodeMemoryBound: the worst case within a jumbo datagram (a template
+// of 1-byte fields, a data set of many records) allocates in proportion to
+// the datagram, well under a few MiB.
+func TestDecodeMemoryBound(t *testing.T) {
+	fs := make([]field, 100)
+	for i := range fs {
+		fs[i] = field{typ: uint16(200 + i), length: 1}
+	}
+	var d Decoder
+	if _, err := decodeAll(t, &d, v9(0, 0, 1, set(0, templateBody(300, fs)))); err != nil {
+		t.Fatal(err)
+	}
+	dg := v9(0, 0, 1, set(300, make([]byte, 8900)))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	decodeAll(t, &d, dg)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+		t.Errorf("one %d-byte datagram allocated %d bytes", len(dg), n)
+	}
+	if st := d.Stats(); st.SkippedRecords != 89 {
+		t.Errorf("stats %+v (records without addresses are skipped)", st)
 	}
 }

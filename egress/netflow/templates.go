@@ -11,7 +11,7 @@ import (
 // Template errors, counted as template rejects.
 var (
 	ErrTooManyTemplates = errors.New("netflow: too many templates for one exporter")
-	ErrEmptyTemplate    = errors.New("netflow: template describes a record of zero bytes")
+	ErrEmptyTemplate    = errors.New("netflow: template has no fields or a zero-length field")
 )
 
 type storedTemplate struct {
@@ -45,17 +45,23 @@ func newTemplateStore(d *Decoder) *templateStore {
 	return &templateStore{d: d, m: make(map[uint64]storedTemplate), initTime: make(map[uint32]time.Time), sampling: make(map[uint32]uint32)}
 }
 
-// fieldsConsume reports whether a record made of fields consumes at least
-// one byte: goflow2's data-set loop would never end otherwise.
+// fieldsConsume reports whether every field of a template consumes at
+// least one byte of a record (a variable-length field, 0xffff, consumes its
+// length byte) and there is a field. goflow2's data-set loop would never end
+// on a record of zero bytes, and zero-length fields would let a tiny record
+// make it allocate a DataField per field per byte of the datagram; with
+// this rule its allocation is bounded by the datagram's size.
 func fieldsConsume(fields ...[]gfnetflow.Field) bool {
+	n := 0
 	for _, fs := range fields {
 		for _, f := range fs {
-			if f.Length > 0 { // 0xffff (variable length) consumes its length byte
-				return true
+			if f.Length == 0 {
+				return false
 			}
+			n++
 		}
 	}
-	return false
+	return n > 0
 }
 
 func (ts *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tmpl any) error {
