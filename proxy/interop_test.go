@@ -225,12 +225,6 @@ func TestSDPIsGenerated(t *testing.T) {
 
 // rawRequest sends one RTSP request on a fresh connection and reads the reply.
 func rawRequest(addr string, method base.Method, url string, header base.Header) (*base.Response, error) {
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	u, err := base.ParseURL(url)
 	if err != nil {
 		return nil, err
@@ -239,7 +233,16 @@ func rawRequest(addr string, method base.Method, url string, header base.Header)
 	for k, v := range header {
 		h[k] = v
 	}
-	req := base.Request{Method: method, URL: u, Header: h}
+	return rawRequestReq(addr, &base.Request{Method: method, URL: u, Header: h})
+}
+
+func rawRequestReq(addr string, req *base.Request) (*base.Response, error) {
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	b, _ := req.Marshal()
 	if _, err := nc.Write(b); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,8 @@ func FuzzLenientDescription(f *testing.F) {
 
 // fakeVendorCamera is a minimal RTSP camera that sends oddSDP and streams
 // H.264 over TCP interleaved channel 0 after PLAY.
-func fakeVendorCamera(t *testing.T, setups *[]string) string {
+func fakeVendorCamera(t *testing.T) (url string, requests func() []string) {
+	var setups []string
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,10 +93,14 @@ func fakeVendorCamera(t *testing.T, setups *[]string) string {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { serveFakeCamera(nc, ln.Addr().String(), &setupMu, setups) })
+			wg.Go(func() { serveFakeCamera(nc, ln.Addr().String(), &setupMu, &setups) })
 		}
 	})
-	return "rtsp://" + ln.Addr().String() + "/cam"
+	return "rtsp://" + ln.Addr().String() + "/cam", func() []string {
+		setupMu.Lock()
+		defer setupMu.Unlock()
+		return slices.Clone(setups)
+	}
 }
 
 func serveFakeCamera(nc net.Conn, addr string, setupMu *sync.Mutex, setups *[]string) {
@@ -123,6 +129,10 @@ func serveFakeCamera(nc net.Conn, addr string, setupMu *sync.Mutex, setups *[]st
 			var tr headers.Transports
 			tr.Unmarshal(req.Header["Transport"])
 			res.Header["Transport"] = tr[0].Marshal()
+		case base.SetParameter, base.GetParameter:
+			setupMu.Lock()
+			*setups = append(*setups, string(req.Method)+" "+string(req.Body))
+			setupMu.Unlock()
 		case base.Play:
 			go func() {
 				seq := uint16(0)
@@ -167,8 +177,7 @@ func serveFakeCamera(nc net.Conn, addr string, setupMu *sync.Mutex, setups *[]st
 // the proxy keeps the video track, drops the unparsable one, the metadata
 // one and the ONVIF back-channel, and readers get the video only.
 func TestLenientCamera(t *testing.T) {
-	var setups []string
-	url := fakeVendorCamera(t, &setups)
+	url, requests := fakeVendorCamera(t)
 	log, lb := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "v", URL: MustParseSecretURL(url), Mode: Mode(rebuild.ModePassthrough)}), log)
 	var r *rtspReader
@@ -187,11 +196,28 @@ func TestLenientCamera(t *testing.T) {
 	if d := p.Status()[0].Dropped["sdp_media"]; d.Units != 1 {
 		t.Errorf("sdp_media drops = %d, want 1", d.Units)
 	}
+	// A reader's SET_PARAMETER / GET_PARAMETER are answered by the proxy,
+	// never relayed to the camera.
+	for _, m := range []base.Method{base.SetParameter, base.GetParameter} {
+		u, _ := base.ParseURL(readerURL(p, "v"))
+		req := base.Request{Method: m, URL: u, Header: base.Header{"CSeq": base.HeaderValue{"1"}, "Content-Type": base.HeaderValue{"text/parameters"}},
+			Body: []byte("relay-me: 1\r\n")}
+		res, err := rawRequestReq(p.RTSPAddr().String(), &req)
+		if err != nil || res.StatusCode != base.StatusOK {
+			t.Errorf("%s: %v %v", m, res, err)
+		}
+	}
+	if h := httpGet(t, "http://"+p.AdminAddr().String()+"/healthz"); h != "ok\n" {
+		t.Errorf("/healthz = %q", h)
+	}
 	// Only the video track is set up at the camera: not the metadata track,
 	// not the ONVIF back-channel (which is not offered to readers either).
 	p.Close()
+	setups := requests()
 	for _, u := range setups {
-		if !strings.HasSuffix(u, "/cam/trackID=1") {
+		if strings.Contains(u, "relay-me") {
+			t.Errorf("a reader's request reached the camera: %s", u)
+		} else if !strings.HasSuffix(u, "/cam/trackID=1") && !strings.HasPrefix(u, "GET_PARAMETER") {
 			t.Errorf("the proxy set up %s at the camera", u)
 		}
 	}
