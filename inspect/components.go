@@ -63,6 +63,16 @@ var componentPatterns = []componentPattern{
 		re: regexp.MustCompile(`\bhostapd v(\d+\.\d+(?:\.\d+)?)`)},
 	{name: "wpa_supplicant", cpe: "w1.fi:wpa_supplicant", kind: "application", hint: "wpa_supplicant v",
 		re: regexp.MustCompile(`\bwpa_supplicant v(\d+\.\d+(?:\.\d+)?)`)},
+	{name: "live555", cpe: "live555:streaming_media", kind: "library", hint: "LIVE555 Streaming Media v",
+		re: regexp.MustCompile(`LIVE555 Streaming Media v(20\d\d\.\d\d\.\d\d)`)},
+	{name: "mbedtls", cpe: "arm:mbed_tls", kind: "library", hint: "mbed TLS ",
+		re: regexp.MustCompile(`\bmbed TLS (\d+\.\d+\.\d+)`)},
+	{name: "libupnp", cpe: "pupnp_project:pupnp", kind: "library", hint: "Portable SDK for UPnP devices/",
+		re: regexp.MustCompile(`Portable SDK for UPnP devices/(\d+\.\d+\.\d+)`)},
+	{name: "miniupnpd", cpe: "miniupnp_project:miniupnpd", kind: "application", hint: "MiniUPnPd/",
+		re: regexp.MustCompile(`\bMiniUPnPd/(\d+\.\d+(?:\.\d+)?)`)},
+	{name: "ntp", cpe: "ntp:ntp", kind: "application", hint: "ntpd ",
+		re: regexp.MustCompile(`\bntpd (\d+\.\d+\.\d+(?:p\d+)?)`)},
 }
 
 // pathPatterns recognise components from file names in the tree.

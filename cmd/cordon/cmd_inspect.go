@@ -57,6 +57,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	vulns := fs.String("vulns", "", "offline OSV JSON `FILE` (array, {\"vulns\": [...]} or JSON lines) to attach known vulnerabilities")
 	wl := fs.String("watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
 	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
+	passwords := fs.String("passwords", "", "extra password candidates, one a line, from `FILE` (tried after the embedded list)")
 	keep := fs.String("keep", "", "unpack an image TARGET into `DIR` and keep it (default: a temporary folder, removed)")
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
 	timeout := fs.Duration("timeout", 0, "give up after this `duration` (e.g. 10m; default: no limit)")
@@ -96,6 +97,17 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		}
 		if o.Vulns, err = inspect.ParseVulnDB(data); err != nil {
 			return fmt.Errorf("--vulns %s: %w", *vulns, err)
+		}
+	}
+	if *passwords != "" {
+		data, err := os.ReadFile(*passwords)
+		if err != nil {
+			return fmt.Errorf("--passwords: %w", err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimRight(l, "\r"); l != "" {
+				o.Passwords = append(o.Passwords, l)
+			}
 		}
 	}
 	if *extra != "" {
