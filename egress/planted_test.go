@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
 	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/klauspost/compress/zstd"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/planted.pcap and the golden alerts")
@@ -204,6 +207,52 @@ func TestTsharkReadsFixtures(t *testing.T) {
 	for _, want := range []string{"litedev.hik-connect.com", "dev.ezvizlife.com", "iotaccess.easy4ipcloud.com", "data-drop.net"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tshark does not see %s in the capture:\n%.2000s", want, out)
+		}
+	}
+}
+
+// TestPcapngAndCompression: the planted capture as pcapng, gzip- and
+// zstd-compressed, yields exactly the alerts of the pcap.
+func TestPcapngAndCompression(t *testing.T) {
+	want := runPcap(t, "testdata/planted.pcap", nil).jsonl()
+	src, err := OpenFile("testdata/planted.pcap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ng bytes.Buffer
+	w, err := pcapgo.NewNgWriter(&ng, src.LinkType())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, ci, err := src.ReadPacketData()
+		if err != nil {
+			break
+		}
+		ci.InterfaceIndex = 0
+		if err := w.WritePacket(ci, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.Close()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var gz, zs bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(ng.Bytes())
+	gw.Close()
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write(ng.Bytes())
+	zw.Close()
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"planted.pcapng": ng.Bytes(), "planted.pcapng.gz": gz.Bytes(), "planted.pcapng.zst": zs.Bytes()} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := runPcap(t, path, nil).jsonl(); !bytes.Equal(got, want) {
+			t.Errorf("%s: alerts differ from the pcap's:\n%s", name, got)
 		}
 	}
 }
