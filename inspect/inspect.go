@@ -330,6 +330,7 @@ func (c *collector) parseFile(f *fileView) {
 	c.checkAccountsFile(f)
 	c.checkServicesFile(f)
 	c.checkPEM(f)
+	c.checkDER(f)
 	c.checkConfigPasswords(f)
 }
 

@@ -76,6 +76,8 @@ func checkPlanted(t *testing.T, r *Report) {
 		{RuleWeakKey, "etc/ssl/private/server.key", "1024 bits"},
 		{RuleCertSelfSigned, "etc/ssl/certs/server.crt", "CN=ipcam.local"},
 		{RuleCertWeakKey, "etc/ssl/certs/server.crt", "RSA 1024-bit"},
+		{RulePrivateKey, "etc/ssl/private/cloud-key.der", "EC 256-bit private key, unencrypted"},
+		{RuleCertWeakKey, "etc/ssl/certs/server.der", "RSA 1024-bit"},
 		{RuleCloudCredential, "etc/config/cloud.conf", "AWS access key ID AKIA2E0A"},
 		{RuleConfigPassword, "etc/config/cloud.conf", `ftp_password = "Cam3raPass!"`},
 		{RuleTelnet, "etc/init.d/rcS", "port 2323"},

@@ -66,6 +66,48 @@ func (c *collector) checkPEM(f *fileView) {
 
 type cfgCert struct{ *x509.Certificate }
 
+// maxDERBytes bounds the files tried as DER certificates and keys.
+const maxDERBytes = 64 << 10
+
+// derLen returns the total length of the ASN.1 SEQUENCE at the start of d
+// (short form or one or two length bytes), or -1.
+func derLen(d []byte) int {
+	switch {
+	case d[1] < 0x80:
+		return 2 + int(d[1])
+	case d[1] == 0x81:
+		return 3 + int(d[2])
+	case d[1] == 0x82:
+		return 4 + int(d[2])<<8 | int(d[3])
+	}
+	return -1
+}
+
+// checkDER reports binary (DER) certificates and private keys: a file that
+// is exactly one ASN.1 SEQUENCE parsing as a certificate, a PKCS#8, PKCS#1
+// or SEC 1 key.
+func (c *collector) checkDER(f *fileView) {
+	d := f.data
+	if len(d) < 32 || len(d) > maxDERBytes || d[0] != 0x30 || derLen(d) != len(d) {
+		return
+	}
+	if cert, err := x509.ParseCertificate(d); err == nil {
+		c.certFindings(f.path, cert)
+		return
+	}
+	var block *pem.Block
+	if _, err := x509.ParsePKCS8PrivateKey(d); err == nil {
+		block = &pem.Block{Type: "PRIVATE KEY", Bytes: d}
+	} else if _, err := x509.ParsePKCS1PrivateKey(d); err == nil {
+		block = &pem.Block{Type: "RSA PRIVATE KEY", Bytes: d}
+	} else if _, err := x509.ParseECPrivateKey(d); err == nil {
+		block = &pem.Block{Type: "EC PRIVATE KEY", Bytes: d}
+	}
+	if block != nil {
+		c.privateKeyFinding(f.path, block)
+	}
+}
+
 func (c *collector) privateKeyFinding(p string, block *pem.Block) {
 	encrypted := block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED")
 	algo, bits := "", 0
@@ -114,7 +156,7 @@ func (c *collector) privateKeyFinding(p string, block *pem.Block) {
 	}
 	c.add(Finding{Rule: RulePrivateKey, Severity: sev, Path: p,
 		Evidence: fmt.Sprintf("%s private key, %s", desc, state),
-		Detail:   "PEM block " + block.Type})
+		Detail:   block.Type})
 	if weakKey(algo, bits) {
 		c.add(Finding{Rule: RuleWeakKey, Severity: SeverityHigh, Path: p,
 			Evidence: fmt.Sprintf("%s private key of %d bits", algo, bits),

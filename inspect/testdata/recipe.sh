@@ -75,6 +75,9 @@ R
 openssl genrsa -traditional -out fw/etc/ssl/private/server.key 1024 2>/dev/null
 openssl req -x509 -new -key fw/etc/ssl/private/server.key -subj "/CN=ipcam.local/O=Camera Vendor" \
 	-days 3650 -out fw/etc/ssl/certs/server.crt 2>/dev/null
+# the same in DER, as vendors ship them for their cloud client
+openssl ecparam -name prime256v1 -genkey -noout -outform DER -out fw/etc/ssl/private/cloud-key.der
+openssl x509 -in fw/etc/ssl/certs/server.crt -outform DER -out fw/etc/ssl/certs/server.der
 cat > fw/etc/config/cloud.conf <<'C'
 [cloud]
 server=https://litedev.hik-connect.com
