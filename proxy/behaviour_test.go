@@ -77,6 +77,7 @@ func TestReloadKeepsUntouchedCameras(t *testing.T) {
 
 // TestOnDemand pulls an on-demand camera only while it has readers.
 func TestOnDemand(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	sim := startCamsim(t, "c1")
 	log, _ := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "od", URL: MustParseSecretURL(sim.URL("c1")), OnDemand: true}), log)
@@ -100,6 +101,7 @@ func TestOnDemand(t *testing.T) {
 // TestMediaChanged restarts the camera with another codec: readers are
 // closed (with a logged reason) instead of receiving H.265 as H.264.
 func TestMediaChanged(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	gst := startGstCamera(t, 0, "cam", "", "", "h264")
 	port := gst.port
 	log, lb := newLog(t)

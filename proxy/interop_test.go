@@ -98,6 +98,7 @@ func runTool(t *testing.T, timeout time.Duration, name string, args ...string) (
 // TestInteropReaders reads the proxy with ffprobe, ffmpeg and GStreamer's
 // rtspsrc, over TCP and UDP, from a camsim camera and a GStreamer camera.
 func TestInteropReaders(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	testutil.NeedTool(t, "ffmpeg", "ffprobe", "gst-launch-1.0")
 	sim := startCamsim(t, "sim")
 	sim265 := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "hevc", Codec: "h265", FPS: 25}}}
@@ -160,6 +161,7 @@ func TestInteropReaders(t *testing.T) {
 // again on the same port: the reader stays attached and keeps receiving. The
 // camera's password never shows in logs, /metrics or /v1/cameras.
 func TestCameraRestart(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	const secret = "Sup3rS3cret-pw"
 	gst := startGstCamera(t, 0, "cam", "admin", secret, "h264")
 	port := gst.port
@@ -203,6 +205,7 @@ func TestCameraRestart(t *testing.T) {
 // TestSDPIsGenerated checks that the SDP a reader gets names no camera
 // address, path, title or vendor attribute.
 func TestSDPIsGenerated(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	gst := startGstCamera(t, 0, "vendor-path-xyz", "", "", "h264")
 	log, _ := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "c", URL: MustParseSecretURL(gst.url("", "", "vendor-path-xyz"))}), log)
@@ -256,6 +259,7 @@ func rawRequestReq(addr string, req *base.Request) (*base.Response, error) {
 // are counted); a reader from outside its networks and a reader of a camera
 // not in its list get 403; max_readers is enforced.
 func TestIsolation(t *testing.T) {
+	t.Parallel() // waits on external peers, not timing-sensitive
 	sim := startCamsim(t, "a", "b")
 	log, _ := newLog(t)
 	cfg := testConfig(
