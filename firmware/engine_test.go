@@ -166,9 +166,9 @@ func TestSinkSafety(t *testing.T) {
 	if st, err := os.Lstat(filepath.Join(x, "escape")); err != nil || !st.Mode().IsRegular() {
 		t.Errorf("escape is %v (%v), want a placeholder file", st.Mode(), err)
 	}
-	check("dotlink/dotlink/through", "0x1000-hostile.extract/dotlink/dotlink/through", "")
-	if b, err := os.ReadFile(filepath.Join(x, "through")); err != nil || string(b) != "through a link inside" {
-		t.Errorf("write through an inside link: %q %v", b, err)
+	check("dotlink/dotlink/through", "", "goes through the symlink \"dotlink\"")
+	if _, err := os.Stat(filepath.Join(x, "through")); err == nil {
+		t.Errorf("an entry was written through a symlink")
 	}
 	check("bin/hard", "0x1000-hostile.extract/bin/hard", "")
 	check("hardout", "", "not created")

@@ -40,6 +40,34 @@ type diskSink struct {
 	dirs    map[string]bool // parent folders already made
 }
 
+// symlinkParent returns the first component of dir that is a symlink, or "".
+// Entries are never created through symlinks: the physical folder of every
+// entry is then its lexical folder, which is what linkTarget's containment
+// check relies on (a link "a -> ." would otherwise let "a/b/l -> ../../x"
+// pass the lexical check and point outside).
+func (s *diskSink) symlinkParent(dir string) string {
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		if s.madeDir(p) {
+			continue
+		}
+		st, err := s.root.Lstat(p)
+		if err != nil {
+			return "" // missing: MkdirAll makes real folders from here on
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return p
+		}
+		if st.IsDir() {
+			s.mu.Lock()
+			s.dirs[p] = true
+			s.mu.Unlock()
+		}
+	}
+	return ""
+}
+
 // madeDir reports whether the folder was made by an earlier entry. Folders
 // are never removed by later entries, so the answer stays true.
 func (s *diskSink) madeDir(dir string) bool {
@@ -180,6 +208,10 @@ func (s *diskSink) Add(h *Header, r io.Reader) error {
 		notes = append(notes, "setuid/setgid bit dropped on disk")
 	}
 	if dir := path.Dir(name); dir != "." && !s.madeDir(dir) {
+		if through := s.symlinkParent(dir); through != "" {
+			notes = append(notes, fmt.Sprintf("parent path goes through the symlink %q; not created", through))
+			return nil
+		}
 		if err := s.root.MkdirAll(dir, 0o755); err != nil {
 			notes = append(notes, fmt.Sprintf("parent folder not created: %v", trimPathErr(err)))
 			return nil
