@@ -190,3 +190,40 @@ func (d diskSink) Add(h *firmware.Header, r io.Reader) error {
 }
 
 func (diskSink) Warn(string) {}
+
+// BenchmarkImage decodes the image named by $CORDON_SQUASHFS_IMAGE (every
+// file into io.Discard) and, as the baseline, has unsquashfs write it to a
+// folder next to it: the format's own throughput on a large real image.
+//
+//	CORDON_SQUASHFS_IMAGE=/dev/shm/big.img go test -run '^$' -bench Image ./firmware/formats/squashfs
+func BenchmarkImage(b *testing.B) {
+	img := os.Getenv("CORDON_SQUASHFS_IMAGE")
+	if img == "" {
+		b.Skip("CORDON_SQUASHFS_IMAGE not set")
+	}
+	testutil.NeedTool(b, "unsquashfs")
+	f, err := os.Open(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	var tDecode, tUnsq time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if err := Format.Extract(context.Background(), io.NewSectionReader(f, 0, st.Size()), nil, discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+		tDecode += time.Since(start)
+		out := img + ".unsquashfs"
+		start = time.Now()
+		if o, err := exec.Command("unsquashfs", "-q", "-n", "-d", out, img).CombinedOutput(); err != nil {
+			b.Fatalf("unsquashfs: %v\n%s", err, o)
+		}
+		tUnsq += time.Since(start)
+		os.RemoveAll(out)
+	}
+	b.ReportMetric(tDecode.Seconds()/float64(b.N), "decode-s")
+	b.ReportMetric(tUnsq.Seconds()/float64(b.N), "unsquashfs-s")
+	b.ReportMetric(tDecode.Seconds()/tUnsq.Seconds(), "decode/unsq")
+}
