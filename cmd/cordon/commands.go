@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 )
@@ -139,25 +140,34 @@ func printCommands(w io.Writer) {
 	fmt.Fprint(w, "\nRun 'cordon <command> --help' for the flags of one command.\nRun 'cordon proxy' with no arguments for a demo: a simulated camera served at rtsp://127.0.0.1:8554/demo.\n")
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting, prints
-// its help to stdout when asked and to stderr on a mistake.
-// usage is the text shown above the flag list: the synopsis and a short explanation.
+// usageTexts maps each flag set made by newFlagSet to its usage text.
+var usageTexts sync.Map // *flag.FlagSet -> string
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+// usage is the text shown above the flag list by --help: the synopsis, a short
+// explanation and examples. parseFlags prints it; a parse error prints only
+// the error and a hint.
 func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("cordon "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		w := e.Stderr
-		fmt.Fprintf(w, "%s\n", strings.TrimSpace(usage))
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprint(w, "\nFlags:\n")
-			fs.SetOutput(w)
-			fs.PrintDefaults()
-			fs.SetOutput(io.Discard)
-		}
-	}
+	fs.Usage = func() {} // the flag package calls it on every error; parseFlags decides what to print
+	usageTexts.Store(fs, usage)
 	return fs
+}
+
+// printUsage writes fs's usage text and its flags to w.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	usage, _ := usageTexts.Load(fs)
+	text, _ := usage.(string)
+	fmt.Fprintf(w, "%s\n", strings.TrimSpace(text))
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 }
 
 // parseFlags parses args with fs. It prints help to stdout for -h/--help (and returns
@@ -165,10 +175,7 @@ func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		saved := e.Stderr
-		e.Stderr = e.Stdout
-		fs.Usage()
-		e.Stderr = saved
+		printUsage(e.Stdout, fs)
 		return flag.ErrHelp
 	}
 	if err != nil {
