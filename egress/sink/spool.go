@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,6 +47,19 @@ type spoolEntry struct {
 // segmentSize is the size after which appends go to a new segment.
 const segmentSize = 1 << 20
 
+// maxSegmentRead bounds what is read of one segment at start (they are
+// about segmentSize; a larger file is damage, and its tail is ignored).
+const maxSegmentRead = 16 << 20
+
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
 func segName(seq uint64) string { return fmt.Sprintf("%020d.log", seq) }
 
 // openSpool loads the spool in dir, creating it if needed. It returns the
@@ -79,7 +93,7 @@ func openSpool(dir string, fsync bool, maxAlerts int, maxBytes int64) (*spool, i
 	slices.Sort(s.segs)
 	for i, seg := range s.segs {
 		path := filepath.Join(dir, segName(seg))
-		data, err := os.ReadFile(path)
+		data, err := readAtMost(path, maxSegmentRead)
 		if err != nil {
 			s.cursor.Close()
 			return nil, 0, err
@@ -97,7 +111,7 @@ func openSpool(dir string, fsync bool, maxAlerts int, maxBytes int64) (*spool, i
 			line := data[off : off+nl]
 			sp := bytes.IndexByte(line, ' ')
 			seq, err := strconv.ParseUint(string(line[:max(sp, 0)]), 10, 64)
-			if sp > 0 && err == nil {
+			if sp > 0 && err == nil && seq < 1<<62 { // larger: damage (and would wrap nextSeq)
 				maxSeq = max(maxSeq, seq)
 				if seq >= cursor {
 					s.entries = append(s.entries, spoolEntry{seq: seq, seg: seg, off: int64(off + sp + 1), size: nl - sp - 1})
