@@ -3,10 +3,12 @@ package tar
 import (
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
@@ -115,6 +117,28 @@ func TestDamage(t *testing.T) {
 	d[0] ^= 1
 	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
 		t.Errorf("bad checksum: %v", err)
+	}
+}
+
+// TestSparseBomb extracts a 1 TiB sparse file stored in 10 KiB: the Sink's
+// byte limit stops it, quickly.
+func TestSparseBomb(t *testing.T) {
+	data := load(t, "bomb-sparse.tar")
+	c, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &firmwaretest.MemSink{MaxBytes: 8 << 20}
+	start := time.Now()
+	err = Format.Extract(t.Context(), io.NewSectionReader(bytes.NewReader(data), 0, c.Size), c, s)
+	if !errors.Is(err, firmware.ErrLimit) {
+		t.Errorf("err %v, want ErrLimit", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if e, _ := s.Entry("huge.img"); e.Header.Size != 1<<40 {
+		t.Errorf("declared size %d", e.Header.Size)
 	}
 }
 

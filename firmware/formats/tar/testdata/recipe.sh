@@ -57,3 +57,11 @@ with tarfile.open('tar-symlink-escape.tar', 'w', format=tarfile.GNU_FORMAT) as t
     add(t, 'passwd', tarfile.LNKTYPE, link='/etc/passwd')
     add(t, 'ok.txt', data=b'fine\n')
 PY
+
+# A decompression-bomb-like sparse file: 1 TiB of holes in a 10 KiB archive.
+# Named so the golden-manifest harness does not pick it up; tar_test checks
+# that extraction stops at the Sink's byte limit.
+truncate -s 1T "$tmp/huge.img"
+printf 'x' | dd of="$tmp/huge.img" bs=1 seek=1099511627775 conv=notrunc status=none
+touch -d @1700000000 "$tmp/huge.img"
+$t --format=gnu --sparse -C "$tmp" -cf bomb-sparse.tar huge.img
