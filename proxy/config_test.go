@@ -140,3 +140,17 @@ func TestSecretURL(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestExampleConfig keeps the example configuration shipped with the docs valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfig("../testdata/proxy/cordon.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Cameras) != 2 || len(c.Readers) != 2 || !c.Cameras[1].OnDemand {
+		t.Errorf("decoded %+v", c)
+	}
+	if _, err := newAccounts(c.Readers); err != nil {
+		t.Error(err)
+	}
+}

@@ -68,7 +68,7 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "proxy", proxyUsage)
 	cfgPath := fs.String("c", "", "configuration `file` (YAML; see docs/proxy.md)")
 	var cams proxyCameraFlags
-	fs.Var(&cams, "camera", "a camera `name=rtsp://user:password@host/path` to proxy (repeatable; added to the file's cameras)")
+	fs.Var(&cams, "camera", "a camera to proxy, as `name=rtsp://user:password@host/path` (repeatable; added to the file's cameras)")
 	listen := fs.String("listen", "", "core-side RTSP `address` (overrides listen.rtsp; default :8554)")
 	admin := fs.String("admin", "", "admin HTTP `address` for /metrics, /v1/cameras, /healthz, or off (default 127.0.0.1:9090)")
 	udp := fs.String("udp", "", "reader UDP server `port` for RTP (RTCP uses the next one), or off (default 8000)")
