@@ -58,6 +58,17 @@ var ErrFilterTooComplex = errors.New("capture: filter too complex")
 // instruction reach of a conditional jump (about 30 IPv4 hosts or 10 IPv6
 // nets or'ed together); longer filters fail with ErrFilterTooComplex.
 func CompileFilter(expr string, snaplen int) ([]bpf.Instruction, error) {
+	return compileFilter(expr, snaplen, ethernetLink)
+}
+
+// CompileFilterRaw is CompileFilter for raw IP packets (no link-layer
+// header: tun, WireGuard and ipip interfaces, LINKTYPE_RAW captures); arp
+// matches nothing there.
+func CompileFilterRaw(expr string, snaplen int) ([]bpf.Instruction, error) {
+	return compileFilter(expr, snaplen, rawLink)
+}
+
+func compileFilter(expr string, snaplen int, lk *linkLayer) ([]bpf.Instruction, error) {
 	if len(expr) > MaxFilterLen {
 		return nil, &FilterError{Expr: expr[:32] + "…", Pos: MaxFilterLen, Msg: fmt.Sprintf("longer than %d bytes", MaxFilterLen)}
 	}
@@ -66,7 +77,7 @@ func CompileFilter(expr string, snaplen int) ([]bpf.Instruction, error) {
 	}
 	var root node = constNode(true)
 	if strings.TrimSpace(expr) != "" {
-		p := &parser{expr: expr, toks: tokenize(expr)}
+		p := &parser{lk: lk, expr: expr, toks: tokenize(expr)}
 		n, err := p.parseOr()
 		if err != nil {
 			return nil, err
@@ -125,21 +136,36 @@ func load(off, size uint32) []bpf.Instruction {
 
 func eq(loads []bpf.Instruction, v uint32) node { return testNode{loads, bpf.JumpEqual, v} }
 
+// linkLayer says where the network header starts and how to tell IPv4,
+// IPv6 and ARP apart: by the EtherType of an Ethernet frame, or by the IP
+// version nibble of a raw IP packet (tun, WireGuard, ipip interfaces).
+type linkLayer struct {
+	l3                  uint32
+	ip4, ip6, arp, rarp node
+}
+
 // Ethernet frame offsets.
-const (
-	offEtherType = 12
-	l3           = 14
-)
+const offEtherType = 12
 
 var (
-	isIPv4 = eq(load(offEtherType, 2), 0x0800)
-	isIPv6 = eq(load(offEtherType, 2), 0x86dd)
-	isARP  = eq(load(offEtherType, 2), 0x0806)
-	isRARP = eq(load(offEtherType, 2), 0x8035)
+	ethernetLink = &linkLayer{
+		l3:   14,
+		ip4:  eq(load(offEtherType, 2), 0x0800),
+		ip6:  eq(load(offEtherType, 2), 0x86dd),
+		arp:  eq(load(offEtherType, 2), 0x0806),
+		rarp: eq(load(offEtherType, 2), 0x8035),
+	}
+	rawLink = &linkLayer{
+		l3:   0,
+		ip4:  eq([]bpf.Instruction{bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0}}, 0x40),
+		ip6:  eq([]bpf.Instruction{bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0}}, 0x60),
+		arp:  constNode(false),
+		rarp: constNode(false),
+	}
 )
 
-func proto4(p uint8) node { return and(isIPv4, eq(load(l3+9, 1), uint32(p))) }
-func proto6(p uint8) node { return and(isIPv6, eq(load(l3+6, 1), uint32(p))) }
+func (lk *linkLayer) proto4(p uint8) node { return and(lk.ip4, eq(load(lk.l3+9, 1), uint32(p))) }
+func (lk *linkLayer) proto6(p uint8) node { return and(lk.ip6, eq(load(lk.l3+6, 1), uint32(p))) }
 
 type dir int
 
@@ -160,7 +186,8 @@ func either(d dir, src, dst func() node) node {
 }
 
 // netMatch matches an address prefix in the given direction.
-func netMatch(p netip.Prefix, d dir) node {
+func (lk *linkLayer) netMatch(p netip.Prefix, d dir) node {
+	l3 := lk.l3
 	p = p.Masked()
 	a := p.Addr().AsSlice()
 	if p.Addr().Is4() {
@@ -170,14 +197,14 @@ func netMatch(p netip.Prefix, d dir) node {
 		// As in tcpdump, IPv4 host and net also match ARP and RARP
 		// sender (src) and target (dst) protocol addresses.
 		return or(
-			and(isIPv4, either(d, m(l3+12), m(l3+16))),
-			and(or(isARP, isRARP), either(d, m(l3+14), m(l3+24))),
+			and(lk.ip4, either(d, m(l3+12), m(l3+16))),
+			and(or(lk.arp, lk.rarp), either(d, m(l3+14), m(l3+24))),
 		)
 	}
 	m := func(off uint32) func() node {
 		return func() node { return maskedWords(off, a, p.Bits()) }
 	}
-	return and(isIPv6, either(d, m(l3+8), m(l3+24)))
+	return and(lk.ip6, either(d, m(l3+8), m(l3+24)))
 }
 
 // maskedWords compares the first bits of the address at off with addr, a
@@ -202,7 +229,8 @@ func maskedWords(off uint32, addr []byte, bits int) node {
 
 // portMatch matches a TCP/UDP/SCTP port (or range) in the given direction,
 // for protocols in protos.
-func portMatch(lo, hi uint16, d dir, protos []uint8) node {
+func (lk *linkLayer) portMatch(lo, hi uint16, d dir, protos []uint8) node {
+	l3 := lk.l3
 	cmp := func(loads []bpf.Instruction) node {
 		if lo == hi {
 			return eq(loads, uint32(lo))
@@ -225,8 +253,8 @@ func portMatch(lo, hi uint16, d dir, protos []uint8) node {
 		return func() node { return cmp(load(l3+40+off, 2)) }
 	}
 	return or(
-		and(isIPv4, or(p4...), notFrag, either(d, l4v4(0), l4v4(2))),
-		and(isIPv6, or(p6...), either(d, l4v6(0), l4v6(2))),
+		and(lk.ip4, or(p4...), notFrag, either(d, l4v4(0), l4v4(2))),
+		and(lk.ip6, or(p6...), either(d, l4v6(0), l4v6(2))),
 	)
 }
 
@@ -267,6 +295,7 @@ func tokenize(s string) []token {
 }
 
 type parser struct {
+	lk    *linkLayer
 	expr  string
 	toks  []token
 	i     int
@@ -369,22 +398,22 @@ func (p *parser) parsePrimitive() (node, error) {
 	kw := p.next()
 	switch kw {
 	case "ip":
-		return isIPv4, nil
+		return p.lk.ip4, nil
 	case "ip6":
-		return isIPv6, nil
+		return p.lk.ip6, nil
 	case "arp":
-		return isARP, nil
+		return p.lk.arp, nil
 	case "icmp":
-		return proto4(1), nil
+		return p.lk.proto4(1), nil
 	case "icmp6":
-		return proto6(58), nil
+		return p.lk.proto6(58), nil
 	case "tcp", "udp", "sctp":
 		pr := l4Protos[kw]
 		switch p.peek() {
 		case "port", "portrange", "src", "dst":
 			return p.parseDirected([]uint8{pr})
 		}
-		return or(proto4(pr), proto6(pr)), nil
+		return or(p.lk.proto4(pr), p.lk.proto6(pr)), nil
 	case "proto":
 		v := p.next()
 		n, err := strconv.ParseUint(v, 10, 8)
@@ -392,7 +421,7 @@ func (p *parser) parsePrimitive() (node, error) {
 			p.i--
 			return nil, p.errf("proto wants a protocol number 0-255, not %q", v)
 		}
-		return or(proto4(uint8(n)), proto6(uint8(n))), nil
+		return or(p.lk.proto4(uint8(n)), p.lk.proto6(uint8(n))), nil
 	}
 	p.i = start
 	return p.parseDirected([]uint8{6, 17, 132})
@@ -423,21 +452,21 @@ func (p *parser) parseDirected(protos []uint8) (node, error) {
 		}
 		p.i++
 		a = a.Unmap()
-		return netMatch(netip.PrefixFrom(a, a.BitLen()), d), nil
+		return p.lk.netMatch(netip.PrefixFrom(a, a.BitLen()), d), nil
 	case "net":
 		pf, err := netip.ParsePrefix(val)
 		if err != nil {
 			return nil, p.errf("net wants a CIDR prefix like 192.168.50.0/24, not %q", val)
 		}
 		p.i++
-		return netMatch(pf, d), nil
+		return p.lk.netMatch(pf, d), nil
 	case "port":
 		n, err := strconv.ParseUint(val, 10, 16)
 		if err != nil {
 			return nil, p.errf("port wants a number 0-65535, not %q", val)
 		}
 		p.i++
-		return portMatch(uint16(n), uint16(n), d, protos), nil
+		return p.lk.portMatch(uint16(n), uint16(n), d, protos), nil
 	case "portrange":
 		a, b, ok := strings.Cut(val, "-")
 		lo, err1 := strconv.ParseUint(a, 10, 16)
@@ -446,7 +475,7 @@ func (p *parser) parseDirected(protos []uint8) (node, error) {
 			return nil, p.errf("portrange wants LOW-HIGH, not %q", val)
 		}
 		p.i++
-		return portMatch(uint16(lo), uint16(hi), d, protos), nil
+		return p.lk.portMatch(uint16(lo), uint16(hi), d, protos), nil
 	}
 	p.i--
 	if kw == "" {
