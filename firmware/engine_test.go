@@ -612,3 +612,40 @@ func TestInterrupted(t *testing.T) {
 		t.Errorf("warnings %q", rep.Warnings)
 	}
 }
+
+// squat is a test format whose archive holds a file and, under the name the
+// engine would give the file's extract folder, a symlink to elsewhere.
+var squat = &firmware.Format{
+	Name:   "squat",
+	Kind:   firmware.KindArchive,
+	Magics: []firmware.Magic{{Bytes: []byte("SQAT")}},
+	Identify: func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+		return &firmware.Chunk{Offset: off, Size: 4, Desc: "squatter"}, nil
+	},
+	Extract: func(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+		inner := gzBytes([]byte("inner"))
+		out.Add(&firmware.Header{Name: "other", Type: firmware.TypeDir, Mode: 0o755}, nil)
+		out.Add(&firmware.Header{Name: "a.gz", Type: firmware.TypeFile, Mode: 0o644}, bytes.NewReader(inner))
+		out.Add(&firmware.Header{Name: "b.gz", Type: firmware.TypeFile, Mode: 0o644}, bytes.NewReader(inner))
+		return out.Add(&firmware.Header{Name: "a.gz.extract", Type: firmware.TypeSymlink, Linkname: "other"}, nil)
+	},
+}
+
+func gzBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func TestExtractDirSquatted(t *testing.T) {
+	rep, out := unpack(t, writeImage(t, []byte("SQAT")), firmware.Options{Formats: []*firmware.Format{squat, compress.GZIP}})
+	kids := rep.Chunks[0].Children
+	if len(kids) != 2 || kids[0].ExtractDir != "0x0-squat.extract/a.gz.extract-2/0x0-gzip.extract" {
+		t.Fatalf("children %+v", kids)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(out, "0x0-squat.extract/other")); len(ents) != 0 {
+		t.Errorf("extraction went through the squatting symlink: %v", ents)
+	}
+}

@@ -210,6 +210,13 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 		childDir := fp + ".extract"
 		if len(files) == 1 && entries == 1 {
 			childDir = path.Dir(fp)
+		} else {
+			for i := 2; ; i++ { // the archive may hold an entry of that name
+				if _, err := e.root.Lstat(childDir); err != nil {
+					break
+				}
+				childDir = fmt.Sprintf("%s.extract-%d", fp, i)
+			}
 		}
 		spawn(&wg, func() {
 			jobs, _, err := e.processFile(ctx, e.rootOpener(fp), childDir, fp, depth+1)
@@ -230,6 +237,14 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth int, job *chunkJob) ([]string, int) {
 	c, f := job.rep, job.format
 	xdir := path.Join(dir, fmt.Sprintf("%#x-%s.extract", c.Offset, c.Format))
+	// An extracted entry may already carry that name (even as a symlink):
+	// never extract into something that exists.
+	for i := 2; ; i++ {
+		if _, err := e.root.Lstat(xdir); err != nil {
+			break
+		}
+		xdir = path.Join(dir, fmt.Sprintf("%#x-%s-%d.extract", c.Offset, c.Format, i))
+	}
 	if err := e.root.MkdirAll(xdir, 0o755); err != nil {
 		c.Errors = append(c.Errors, fmt.Sprintf("create %s: %v", xdir, trimPathErr(err)))
 		return nil, 0
