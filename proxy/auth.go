@@ -139,12 +139,19 @@ type account struct {
 	verified sync.Map
 }
 
+// hashSlots bounds concurrent argon2id/bcrypt checks (each may take tens of
+// MiB and milliseconds), so a flood of wrong passwords cannot exhaust memory.
+var hashSlots = make(chan struct{}, 2)
+
 func (a *account) checkHash(pw string) bool {
 	sum := sha256.Sum256([]byte(pw))
 	if _, ok := a.verified.Load(sum); ok {
 		return true
 	}
-	if !a.hash.verify(pw) {
+	hashSlots <- struct{}{}
+	ok := a.hash.verify(pw)
+	<-hashSlots
+	if !ok {
 		return false
 	}
 	a.verified.Store(sum, struct{}{})
