@@ -142,33 +142,32 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	}
 	r.Stats.Manifest = man != nil
 
-	type job struct {
-		path string
-		mode fs.FileMode
-	}
-	jobs := make(chan job, 64)
+	jobs := make(chan string, 64)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for range o.Workers {
 		wg.Go(func() {
 			buf := new(bytes.Buffer)
-			for j := range jobs {
+			for p := range jobs {
 				if ctx.Err() != nil {
 					continue
 				}
-				sum, truncated, err := c.inspectFile(fsys, j.path, buf)
+				sum, mode, truncated, err := c.inspectFile(fsys, p, buf)
+				if err == nil && man == nil {
+					c.modeFindings(p, mode, "")
+				}
 				mu.Lock()
 				if truncated {
 					r.Stats.Truncated++
 				}
 				if err != nil {
 					r.Stats.Errors++
-					o.Logger.Warn("cannot read file", "path", j.path, "err", err)
+					o.Logger.Warn("cannot read file", "path", p, "err", err)
 				} else {
 					r.Stats.Files++
 					r.Stats.Bytes += sum.Size
-					sum.Mode = fmt.Sprintf("%04o", unixMode(j.mode))
-					r.Files[j.path] = sum
+					sum.Mode = fmt.Sprintf("%04o", unixMode(mode))
+					r.Files[p] = sum
 				}
 				mu.Unlock()
 			}
@@ -189,15 +188,14 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		if p == "." || (p == manifestName && man != nil) {
 			return nil
 		}
-		info, err := d.Info()
-		if err != nil {
+		if d.Type().IsRegular() {
+			jobs <- p // the worker checks its mode from the open file
 			return nil
 		}
-		if man == nil {
-			c.modeFindings(p, info.Mode(), "")
-		}
-		if d.Type().IsRegular() {
-			jobs <- job{p, info.Mode()}
+		if man == nil && (d.IsDir() || d.Type()&fs.ModeSymlink != 0) {
+			if info, err := d.Info(); err == nil {
+				c.modeFindings(p, info.Mode(), "")
+			}
 		}
 		return nil
 	})
@@ -270,15 +268,19 @@ func (f *fileView) base() string { return path.Base(f.path) }
 
 // inspectFile hashes one file, runs the structured parsers when it is small
 // enough and streams its strings to the string checks.
-func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum FileSum, truncated bool, err error) {
+func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum FileSum, mode fs.FileMode, truncated bool, err error) {
 	fh, err := fsys.Open(p)
 	if err != nil {
-		return FileSum{}, false, err
+		return FileSum{}, 0, false, err
 	}
 	defer fh.Close()
 	st, err := fh.Stat()
 	if err != nil {
-		return FileSum{}, false, err
+		return FileSum{}, 0, false, err
+	}
+	mode = st.Mode()
+	if !mode.IsRegular() {
+		return FileSum{}, 0, false, fmt.Errorf("inspect: %s is no longer a regular file", p)
 	}
 	h := sha256.New()
 	fv := &fileView{path: p, size: st.Size()}
@@ -288,10 +290,10 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 		buf.Reset()
 		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
 		if err != nil {
-			return FileSum{}, false, err
+			return FileSum{}, 0, false, err
 		}
 		if n > c.o.MaxParseBytes { // grew while we read
-			return FileSum{}, false, fmt.Errorf("inspect: %s: file grew beyond %d bytes while read", p, c.o.MaxParseBytes)
+			return FileSum{}, 0, false, fmt.Errorf("inspect: %s: file grew beyond %d bytes while read", p, c.o.MaxParseBytes)
 		}
 		fv.data = buf.Bytes()
 		fv.size = n
@@ -305,11 +307,11 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 		}
 		tr := io.TeeReader(fh, h)
 		if err := ExtractStrings(io.LimitReader(tr, c.o.MaxScanBytes), minStringLen, sc.check); err != nil {
-			return FileSum{}, false, err
+			return FileSum{}, 0, false, err
 		}
 		rest, err := io.Copy(io.Discard, tr)
 		if err != nil {
-			return FileSum{}, false, err
+			return FileSum{}, 0, false, err
 		}
 		if rest > 0 {
 			truncated = true
@@ -318,7 +320,7 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 	}
 	c.componentsFromPath(p)
 	sc.flush()
-	return FileSum{Size: fv.size, SHA256: hex.EncodeToString(h.Sum(nil))}, truncated, nil
+	return FileSum{Size: fv.size, SHA256: hex.EncodeToString(h.Sum(nil))}, mode, truncated, nil
 }
 
 // parseFile runs the parsers that need the whole file.

@@ -346,3 +346,34 @@ func TestWatchlistEntriesRoundTrip(t *testing.T) {
 		t.Error("a non-public address was written to the watch-list")
 	}
 }
+
+// TestModesWithoutManifest: a plain directory (no report.json) gets its
+// setuid and world-writable findings from the modes on disk.
+func TestModesWithoutManifest(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"su": 0o755 | os.ModeSetuid, "shared.conf": 0o666, "ok": 0o644} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x=1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "drop"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "drop"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	r := runFixture(t, dir, Options{})
+	if st, _ := os.Stat(filepath.Join(dir, "su")); st.Mode()&os.ModeSetuid != 0 && !hasFinding(r, RuleSetuid, "su", "mode 4755") {
+		t.Error("no setuid finding for su")
+	}
+	if !hasFinding(r, RuleWorldWritable, "shared.conf", "mode 0666") || !hasFinding(r, RuleWorldWritable, "drop", "directory") {
+		t.Errorf("world-writable findings missing: %+v", r.Findings)
+	}
+	if hasFinding(r, RuleWorldWritable, "ok", "") {
+		t.Error("0644 file reported")
+	}
+}
