@@ -370,7 +370,7 @@ func TestModesWithoutManifest(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(dir, "su")); st.Mode()&os.ModeSetuid != 0 && !hasFinding(r, RuleSetuid, "su", "mode 4755") {
 		t.Error("no setuid finding for su")
 	}
-	if !hasFinding(r, RuleWorldWritable, "shared.conf", "mode 0666") || !hasFinding(r, RuleWorldWritable, "drop", "directory") {
+	if !hasFinding(r, RuleWorldWritable, "shared.conf", "mode 0666") || !hasFinding(r, RuleWorldWritable, "drop", "world-writable dir") {
 		t.Errorf("world-writable findings missing: %+v", r.Findings)
 	}
 	if hasFinding(r, RuleWorldWritable, "ok", "") {
