@@ -12,10 +12,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -98,11 +100,23 @@ func identifyPEM(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		c.Desc = fmt.Sprintf("PEM %s (encrypted)", block.Type)
 		return c, nil
 	}
-	if d := describe(block.Bytes, block.Type); d != nil {
+	d := describe(block.Bytes, block.Type)
+	if d == nil && block.Type == "OPENSSH PRIVATE KEY" {
+		d = openSSHKey(block.Bytes)
+	}
+	if d != nil {
 		for k, v := range d.meta {
 			c.Meta[k] = v
 		}
 		c.Desc = "PEM " + d.desc
+		if d.meta["encrypted"] == true {
+			c.Encrypted = true
+		}
+	} else if strings.Contains(block.Type, "PRIVATE KEY") {
+		// DSA, OpenSSH variants and others: still a private key.
+		c.Confidence = firmware.ConfidenceMedium
+		c.Meta["kind"] = "private key"
+		c.Desc = fmt.Sprintf("PEM %s (%d bytes, content not parsed)", block.Type, len(block.Bytes))
 	} else {
 		c.Confidence = firmware.ConfidenceMedium
 		c.Desc = fmt.Sprintf("PEM %s (%d bytes, content not parsed)", block.Type, len(block.Bytes))
@@ -268,4 +282,49 @@ func keyInfo(pub any) (string, int) {
 		return "Ed25519", 256
 	}
 	return fmt.Sprintf("%T", pub), 0
+}
+
+// openSSHKey reads the public header of an "openssh-key-v1" private key: the
+// cipher (none when unencrypted) and the key type of the first public key.
+func openSSHKey(b []byte) *description {
+	const magic = "openssh-key-v1\x00"
+	if !bytes.HasPrefix(b, []byte(magic)) {
+		return nil
+	}
+	b = b[len(magic):]
+	str := func() ([]byte, bool) {
+		if len(b) < 4 {
+			return nil, false
+		}
+		n := binary.BigEndian.Uint32(b)
+		if uint64(n) > uint64(len(b)-4) {
+			return nil, false
+		}
+		s := b[4 : 4+n]
+		b = b[4+n:]
+		return s, true
+	}
+	cipher, ok1 := str()
+	_, ok2 := str() // kdf name
+	_, ok3 := str() // kdf options
+	if !ok1 || !ok2 || !ok3 || len(b) < 4 {
+		return nil
+	}
+	b = b[4:] // number of keys
+	pub, ok := str()
+	if !ok {
+		return nil
+	}
+	b = pub
+	alg, ok := str()
+	if !ok {
+		return nil
+	}
+	meta := map[string]any{"kind": "private key", "key": string(alg), "encoding": "OpenSSH"}
+	desc := fmt.Sprintf("OpenSSH %s private key", alg)
+	if string(cipher) != "none" {
+		meta["encrypted"] = true
+		desc += fmt.Sprintf(" (encrypted, %s)", cipher)
+	}
+	return &description{desc: desc, meta: meta}
 }

@@ -33,6 +33,7 @@ func TestCarve(t *testing.T) {
 		{PEM, "pem-cert.pem", "certificate", "ECDSA P-256", false},
 		{PEM, "pem-pubkey.pem", "public key", "ECDSA P-256", false},
 		{PEM, "pem-encrypted-key.pem", "private key", "", true},
+		{PEM, "pem-openssh-key.pem", "private key", "ssh-ed25519", false},
 		{DER, "der-cert.der", "certificate", "ECDSA P-256", false},
 		{DER, "der-rsa-key.der", "private key", "RSA", false},
 	} {
@@ -57,6 +58,19 @@ func TestCarve(t *testing.T) {
 	}
 }
 
+func TestOpenSSHKeyFields(t *testing.T) {
+	d := openSSHKey([]byte("openssh-key-v1\x00\x00\x00\x00\x0aaes256-ctr\x00\x00\x00\x06bcrypt\x00\x00\x00\x00" +
+		"\x00\x00\x00\x01\x00\x00\x00\x0b\x00\x00\x00\x07ssh-rsa"))
+	if d == nil || d.meta["key"] != "ssh-rsa" || d.meta["encrypted"] != true {
+		t.Errorf("encrypted OpenSSH key: %+v", d)
+	}
+	for _, b := range []string{"", "openssh-key-v1\x00", "openssh-key-v1\x00\xff\xff\xff\xff"} {
+		if d := openSSHKey([]byte(b)); d != nil {
+			t.Errorf("%q parsed: %+v", b, d)
+		}
+	}
+}
+
 func TestRejects(t *testing.T) {
 	cert := load(t, "der-cert.der")
 	noise := make([]byte, 70000)
@@ -72,6 +86,7 @@ func TestRejects(t *testing.T) {
 		"pem no end":     {PEM, []byte("-----BEGIN CERTIFICATE-----\nMIIB\n")},
 		"pem bad base64": {PEM, []byte("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")},
 		"pem open label": {PEM, append([]byte("-----BEGIN "), bytes.Repeat([]byte("A"), 200)...)},
+		"pem ssh no end": {PEM, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n")},
 	} {
 		if _, err := tc.f.Identify(bytes.NewReader(tc.data), 0, int64(len(tc.data))); !errors.Is(err, firmware.ErrNotFormat) {
 			t.Errorf("%s: %v", name, err)

@@ -12,4 +12,9 @@ openssl pkey -in pem-ec-key.pem -pubout -out pem-pubkey.pem
 openssl pkcs8 -topk8 -in pem-ec-key.pem -v2 aes-256-cbc -passout pass:admin12345 -out pem-encrypted-key.pem
 openssl x509 -in pem-cert.pem -outform DER -out der-cert.der
 openssl pkey -in pem-rsa-key.pem -outform DER -out der-rsa-key.der
+
+# An OpenSSH host key, as found in /etc/ssh of camera images (ssh-keygen).
+rm -f pem-openssh-key.pem pem-openssh-key.pem.pub
+ssh-keygen -q -t ed25519 -N '' -C 'root@ipcam' -f pem-openssh-key.pem
+rm -f pem-openssh-key.pem.pub
 chmod 644 pem-*.pem der-*.der
