@@ -213,7 +213,11 @@ func (c *collector) analyzeAccounts(ctx context.Context) []Account {
 				Evidence: fmt.Sprintf("%s has a %s-crypt hash", where, strings.ToUpper(a.Hash))})
 		}
 		if a.Found != "" || a.Note == "cracked: empty password" {
-			c.findings = append(c.findings, Finding{Rule: RuleCrackedPassword, Severity: SeverityCritical, Path: a.Path,
+			crit := SeverityCritical
+			if noLoginShell(a.Shell) {
+				crit = SeverityHigh // no interactive login with it, but the password may be reused
+			}
+			c.findings = append(c.findings, Finding{Rule: RuleCrackedPassword, Severity: crit, Path: a.Path,
 				Evidence: fmt.Sprintf("%s: password %q (%s)", where, a.Found, a.Hash), Detail: shellDetail(a)})
 		}
 	}
