@@ -51,7 +51,7 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 	}
 	entries, err := w.f.readDir(in, w.warn)
 	if err != nil {
-		w.warn(fmt.Sprintf("ext: directory %q: %v", "/"+dir, err))
+		w.warnErr(fmt.Sprintf("directory %q", "/"+dir), err)
 	}
 	for _, e := range entries {
 		if err := w.ctx.Err(); err != nil {
@@ -67,7 +67,7 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 		}
 		child, err := w.f.inode(e.ino)
 		if err != nil {
-			w.warn(fmt.Sprintf("ext: %s: %v", name, err))
+			w.warnErr(name, err)
 			continue
 		}
 		if err := w.entry(child, name, depth); err != nil {
@@ -111,20 +111,20 @@ func (w *walker) entry(in *inode, name string, depth int) error {
 		}
 		r, err := w.f.content(in)
 		if err != nil {
-			w.warn(fmt.Sprintf("ext: %s: %v", name, err))
+			w.warnErr(name, err)
 			return nil
 		}
 		err = w.out.Add(h, r)
 		var fe *firmware.FormatError
 		if err != nil && errors.As(err, &fe) {
-			w.warn(fmt.Sprintf("ext: %s: %v", name, err))
+			w.warnErr(name, err)
 			return nil
 		}
 		return err
 	case sIFLNK:
 		target, err := w.f.symlink(in)
 		if err != nil {
-			w.warn(fmt.Sprintf("ext: %s: %v", name, err))
+			w.warnErr(name, err)
 			return nil
 		}
 		h.Type, h.Linkname = firmware.TypeSymlink, target
@@ -154,4 +154,10 @@ func decodeDev(in *inode) (major, minor uint32) {
 	}
 	d := uint32(in.iblock[4]) | uint32(in.iblock[5])<<8 | uint32(in.iblock[6])<<16 | uint32(in.iblock[7])<<24
 	return (d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00)
+}
+
+// warnErr records err about subject, without repeating the format prefix
+// that FormatError messages already carry.
+func (w *walker) warnErr(subject string, err error) {
+	w.out.Warn(fmt.Sprintf("%s: %s: %s", Name, subject, strings.TrimPrefix(err.Error(), Name+": ")))
 }

@@ -57,7 +57,7 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 	entries, err := w.f.readDir(in)
 	if err != nil {
 		// Keep what was listed before the damage.
-		w.out.Warn(fmt.Sprintf("squashfs: directory %q: %v", "/"+dir, err))
+		w.warnErr(fmt.Sprintf("directory %q", "/"+dir), err)
 	}
 	for _, e := range entries {
 		if err := w.ctx.Err(); err != nil {
@@ -73,7 +73,7 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 		}
 		child, err := w.f.inode(e.ref)
 		if err != nil {
-			w.out.Warn(fmt.Sprintf("squashfs: %s: %v", name, err))
+			w.warnErr(name, err)
 			continue
 		}
 		if err := w.entry(child, e.ref, name, depth); err != nil {
@@ -86,11 +86,11 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 	uid, err := w.f.id(in.uidIdx)
 	if err != nil {
-		w.out.Warn(fmt.Sprintf("squashfs: %s: uid: %v", name, err))
+		w.warnErr(name+": uid", err)
 	}
 	gid, err := w.f.id(in.gidIdx)
 	if err != nil {
-		w.out.Warn(fmt.Sprintf("squashfs: %s: gid: %v", name, err))
+		w.warnErr(name+": gid", err)
 	}
 	h := &firmware.Header{
 		Name:    name,
@@ -121,7 +121,7 @@ func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 		h.Type, h.Size = firmware.TypeFile, int64(in.size)
 		err := w.out.Add(h, w.f.open(in))
 		if err != nil && !isSinkErr(err) {
-			w.out.Warn(fmt.Sprintf("squashfs: %s: %v", name, err))
+			w.warnErr(name, err)
 			return nil
 		}
 		return err
@@ -180,4 +180,10 @@ func leVersion(r io.ReaderAt) uint16 {
 		return 0
 	}
 	return uint16(v[0]) | uint16(v[1])<<8
+}
+
+// warnErr records err about subject, without repeating the format prefix
+// that FormatError messages already carry.
+func (w *walker) warnErr(subject string, err error) {
+	w.out.Warn(fmt.Sprintf("%s: %s: %s", Name, subject, strings.TrimPrefix(err.Error(), Name+": ")))
 }
