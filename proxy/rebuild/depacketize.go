@@ -57,6 +57,7 @@ type assembler struct {
 	frag     []byte
 	fragging bool
 	fragNext uint16
+	fragHint int // size of the last reassembled NAL unit: the next one's likely size
 }
 
 // accessUnit is a completed access unit.
@@ -209,7 +210,7 @@ func (a *assembler) fragment(pkt *rtp.Packet, hdr []byte, start, end bool, data 
 			a.add(append(hdr, data...), c)
 			return
 		}
-		a.frag = append(make([]byte, 0, len(hdr)+len(data)*4), hdr...)
+		a.frag = append(make([]byte, 0, max(len(hdr)+2*len(data), a.fragHint)), hdr...)
 		a.frag = append(a.frag, data...)
 		a.fragging, a.fragNext = true, pkt.SequenceNumber+1
 		return
@@ -232,6 +233,7 @@ func (a *assembler) fragment(pkt *rtp.Packet, hdr []byte, start, end bool, data 
 	a.fragNext++
 	if end {
 		a.add(a.frag, c)
+		a.fragHint = min(len(a.frag)+len(a.frag)/8, 1<<20)
 		a.frag, a.fragging = nil, false
 	}
 }
@@ -312,4 +314,96 @@ func hasStartCodeEmulation(b []byte) bool {
 		i++
 	}
 	return false
+}
+
+// packetizeAU packetizes an access unit for readers (packetization-mode 1):
+// consecutive NAL units that fit together share an aggregation packet
+// (STAP-A / AP), a NAL unit too big for one packet is fragmented (FU-A /
+// FU), others go alone and are not copied. Aggregation and fragment payloads
+// are built in one slab per access unit. payloads is reused.
+func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte) [][]byte {
+	total := 0
+	for _, n := range nalus {
+		if len(n) > max {
+			total += len(n) + 3*(len(n)/(max-3)+1)
+		}
+	}
+	var slab []byte // allocated on first use: most P-frames need none
+	aggHdr := 1
+	if codec == codecH265 {
+		aggHdr = 2
+	}
+	for i := 0; i < len(nalus); {
+		// Gather the longest run starting at i that fits one aggregation packet.
+		j, size := i, aggHdr
+		for j < len(nalus) && size+2+len(nalus[j]) <= max {
+			size += 2 + len(nalus[j])
+			j++
+		}
+		switch {
+		case j-i >= 2:
+			if slab == nil {
+				slab = make([]byte, 0, total+size)
+			}
+			start := len(slab)
+			slab = append(slab, aggregationHeader(codec, nalus[i:j])...)
+			for _, n := range nalus[i:j] {
+				slab = append(slab, byte(len(n)>>8), byte(len(n)))
+				slab = append(slab, n...)
+			}
+			payloads = append(payloads, slab[start:len(slab):len(slab)])
+			i = j
+		case len(nalus[i]) <= max:
+			payloads = append(payloads, nalus[i])
+			i++
+		default:
+			n := nalus[i]
+			var hdr []byte
+			var body []byte
+			if codec == codecH265 {
+				hdr = []byte{n[0]&0x81 | 49<<1, n[1], (n[0] >> 1) & 0x3f}
+				body = n[2:]
+			} else {
+				hdr = []byte{n[0]&0xe0 | 28, n[0] & 0x1f}
+				body = n[1:]
+			}
+			if slab == nil {
+				slab = make([]byte, 0, total+max)
+			}
+			room := max - len(hdr)
+			for k := 0; k < len(body); k += room {
+				e := min(k+room, len(body))
+				start := len(slab)
+				slab = append(slab, hdr...)
+				if k == 0 {
+					slab[len(slab)-1] |= 0x80
+				}
+				if e == len(body) {
+					slab[len(slab)-1] |= 0x40
+				}
+				slab = append(slab, body[k:e]...)
+				payloads = append(payloads, slab[start:len(slab):len(slab)])
+			}
+			i++
+		}
+	}
+	return payloads
+}
+
+// aggregationHeader is the STAP-A (H.264: highest NRI) or AP (H.265:
+// lowest layer and temporal id) header for nalus.
+func aggregationHeader(codec videoCodec, nalus [][]byte) []byte {
+	if codec == codecH264 {
+		var nri byte
+		for _, n := range nalus {
+			nri = max(nri, n[0]&0x60)
+		}
+		return []byte{nri | 24}
+	}
+	layer, tid := byte(0x3f), byte(7)
+	for _, n := range nalus {
+		layer = min(layer, (n[0]&1)<<5|n[1]>>3)
+		tid = min(tid, n[1]&7)
+	}
+	return []byte{48<<1 | layer>>5, (layer&0x1f)<<3 | tid}
 }

@@ -2,10 +2,7 @@ package rebuild
 
 import (
 	"bytes"
-	"fmt"
 
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
@@ -13,33 +10,21 @@ import (
 
 // videoRebuilder is the rebuild-mode state of an H.264/H.265 track.
 type videoRebuilder struct {
-	asm     assembler
-	encode  func([][]byte) ([]*rtp.Packet, error)
-	started bool // a random-access unit with parameter sets went out
-	aus     []accessUnit
-	nalus   [][]byte
+	asm      assembler
+	started  bool // a random-access unit with parameter sets went out
+	aus      []accessUnit
+	nalus    [][]byte
+	full     [][]byte
+	payloads [][]byte
 }
 
+// initRebuilder sets up the depacketizer and packetizer. Packetizing is our
+// own (packetizeAU) rather than gortsplib's rtph264/rtph265 encoders: one
+// payload slab and one packet slab per access unit instead of allocations
+// per packet. The tests and fuzz targets check every output with
+// gortsplib's decoders.
 func (t *Track) initRebuilder() error {
-	v := &videoRebuilder{asm: assembler{codec: t.codec}}
-	ssrc := uint32(0)
-	seq := t.seq
-	if t.codec == codecH264 {
-		e := &rtph264.Encoder{PayloadType: t.outPT, PacketizationMode: 1, SSRC: &ssrc,
-			InitialSequenceNumber: &seq, PayloadMaxSize: encoderPayload}
-		if err := e.Init(); err != nil {
-			return fmt.Errorf("rebuild: H.264 encoder: %w", err)
-		}
-		v.encode = e.Encode
-	} else {
-		e := &rtph265.Encoder{PayloadType: t.outPT, SSRC: &ssrc,
-			InitialSequenceNumber: &seq, PayloadMaxSize: encoderPayload}
-		if err := e.Init(); err != nil {
-			return fmt.Errorf("rebuild: H.265 encoder: %w", err)
-		}
-		v.encode = e.Encode
-	}
-	t.video = v
+	t.video = &videoRebuilder{asm: assembler{codec: t.codec}}
 	return nil
 }
 
@@ -147,7 +132,7 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	}
 	// Every random-access unit carries the parameter sets in force, so a
 	// reader starting there can decode; then the slices and kept SEI.
-	var full [][]byte
+	full := v.full[:0]
 	if t.cfg.AUD {
 		if c == codecH264 {
 			full = append(full, []byte{0x09, 0xf0})
@@ -162,22 +147,25 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		full = append(full, t.params.sps, t.params.pps)
 	}
 	full = append(full, nalus...)
+	clear(nalus)
 	v.nalus = nalus[:0]
+	defer func() { clear(full); v.full = full[:0] }()
 	if len(full) > c.maxOutputNALUs() {
 		t.counters.Drop("nal_count", auBytes(full))
 		return nil, false, nil
 	}
-	pkts, err := v.encode(full)
-	if err != nil {
-		t.counters.Drop("malformed", auBytes(full))
-		return nil, false, nil
-	}
+	payloads := packetizeAU(c, full, encoderPayload, v.payloads[:0])
 	ts := t.ts.mapTS(au.ts, t.clock)
-	for _, p := range pkts {
-		p.Timestamp = ts
-		p.SSRC = 0
-		t.seq = p.SequenceNumber + 1
+	slab := make([]rtp.Packet, len(payloads))
+	pkts := make([]*rtp.Packet, len(payloads))
+	for i, p := range payloads {
+		slab[i] = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: t.outPT, SequenceNumber: t.seq,
+			Timestamp: ts, Marker: i == len(payloads)-1}, Payload: p}
+		t.seq++
+		pkts[i] = &slab[i]
 	}
+	clear(payloads)
+	v.payloads = payloads[:0]
 	return pkts, random, nil
 }
 
