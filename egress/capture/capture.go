@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/cordon-vms/cordon/egress"
 )
@@ -48,6 +48,7 @@ type Options struct {
 // Source is a live capture; it implements egress.PacketSource.
 type Source struct {
 	iface  string
+	lt     layers.LinkType
 	tp     *afpacket.TPacket
 	vm     *bpf.VM
 	since  time.Time // filter attached; earlier packets are filtered here
@@ -62,7 +63,8 @@ var _ egress.PacketSource = (*Source)(nil)
 // pollTimeout bounds how long a read blocks before it checks for Close.
 const pollTimeout = 100 * time.Millisecond
 
-// Open starts capturing on iface (an Ethernet or loopback interface). The
+// Open starts capturing on iface (Ethernet, loopback, or a raw IP interface
+// such as tun, WireGuard or an ip tunnel). The
 // source is a *Source (for Stats).
 func Open(iface string, o Options) (egress.PacketSource, error) {
 	s, err := open(iface, o)
@@ -82,20 +84,25 @@ func open(iface string, o Options) (*Source, error) {
 	if o.BufferSize <= 0 {
 		o.BufferSize = 8 << 20
 	}
-	prog, err := CompileFilter(o.Filter, o.Snaplen)
+	raw, err := checkLinkType(iface)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := bpf.Assemble(prog)
+	compile, lt := CompileFilter, layers.LinkTypeEthernet
+	if raw {
+		compile, lt = CompileFilterRaw, layers.LinkTypeRaw
+	}
+	prog, err := compile(o.Filter, o.Snaplen)
+	if err != nil {
+		return nil, err
+	}
+	insns, err := bpf.Assemble(prog)
 	if err != nil {
 		return nil, fmt.Errorf("capture: filter %q: %w", o.Filter, err)
 	}
 	vm, err := bpf.NewVM(prog)
 	if err != nil {
 		return nil, fmt.Errorf("capture: filter %q: %w", o.Filter, err)
-	}
-	if err := checkLinkType(iface); err != nil {
-		return nil, err
 	}
 	// A frame (header + snaplen) must fit a ring frame; blocks hold 32 frames.
 	frame := (o.Snaplen + 128 + 4095) &^ 4095
@@ -115,11 +122,11 @@ func open(iface string, o Options) (*Source, error) {
 		}
 		return nil, fmt.Errorf("capture: open %s: %w", iface, err)
 	}
-	if err := tp.SetBPF(raw); err != nil {
+	if err := tp.SetBPF(insns); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("capture: %s: attach filter: %w", iface, err)
 	}
-	s := &Source{iface: iface, tp: tp, vm: vm, since: time.Now()}
+	s := &Source{iface: iface, tp: tp, vm: vm, since: time.Now(), lt: lt}
 	if o.Promiscuous {
 		if err := tp.SetPromiscuous(true); err != nil {
 			tp.Close()
@@ -129,29 +136,43 @@ func open(iface string, o Options) (*Source, error) {
 	return s, nil
 }
 
-// checkLinkType accepts Ethernet (ARPHRD_ETHER) and loopback interfaces,
-// whose frames start with an Ethernet header.
-func checkLinkType(iface string) error {
+// checkLinkType accepts Ethernet and loopback interfaces, whose frames
+// start with an Ethernet header, and raw IP interfaces without a link-layer
+// header (tun and WireGuard: ARPHRD_NONE; ipip, sit, ip6tnl tunnels).
+func checkLinkType(iface string) (raw bool, err error) {
 	if strings.ContainsAny(iface, "/\x00") || iface == "." || iface == ".." {
-		return fmt.Errorf("capture: %q is not an interface name", iface)
+		return false, fmt.Errorf("capture: %q is not an interface name", iface)
 	}
-	b, err := os.ReadFile("/sys/class/net/" + iface + "/type")
+	// SIOCGIFHWADDR on a socket of the current network namespace (sysfs
+	// shows the namespace it was mounted in).
+	ifr, err := unix.NewIfreq(iface)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("capture: no interface %q (see `ip link`)", iface)
-		}
-		return fmt.Errorf("capture: %s: %w", iface, err)
+		return false, fmt.Errorf("capture: %q is not an interface name: %w", iface, err)
 	}
-	switch t := strings.TrimSpace(string(b)); t {
-	case "1", "772": // ARPHRD_ETHER, ARPHRD_LOOPBACK
-		return nil
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("capture: %s: %w", iface, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return false, fmt.Errorf("capture: no interface %q (see `ip link`)", iface)
+		}
+		return false, fmt.Errorf("capture: %s: %w", iface, err)
+	}
+	switch t := ifr.Uint16(); t {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return false, nil
+	case unix.ARPHRD_NONE, unix.ARPHRD_TUNNEL, unix.ARPHRD_TUNNEL6, unix.ARPHRD_SIT:
+		return true, nil
 	default:
-		return fmt.Errorf("capture: %s: link type %s is not Ethernet; only Ethernet and loopback interfaces are supported", iface, t)
+		return false, fmt.Errorf("capture: %s: link type %d is not supported (Ethernet, loopback, tun/WireGuard and ip tunnels are)", iface, t)
 	}
 }
 
-// LinkType is Ethernet.
-func (s *Source) LinkType() layers.LinkType { return layers.LinkTypeEthernet }
+// LinkType is Ethernet, or raw IP for tun, WireGuard and ip tunnel
+// interfaces.
+func (s *Source) LinkType() layers.LinkType { return s.lt }
 
 // ReadPacketData returns the next packet; the data is valid until the next
 // call. It blocks until a packet arrives and returns io.EOF after Close.
