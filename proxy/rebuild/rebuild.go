@@ -383,7 +383,10 @@ func (p *Plan) Rebind(cam *description.Session) error {
 		old.camMedia, old.camFormat = t.camMedia, t.camFormat
 		old.ts.rebase = true
 		if old.video != nil {
+			// Wait for a keyframe: pictures from the new session may not
+			// reference the old one's.
 			old.video.asm.reset()
+			old.video.started = false
 			if t.params.sps != nil {
 				old.params = t.params
 			}

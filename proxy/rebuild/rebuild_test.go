@@ -405,6 +405,50 @@ func TestRebindMediaChanged(t *testing.T) {
 	if err := plan.Rebind(noAudio); !errors.Is(err, ErrMediaChanged) {
 		t.Errorf("audio gone: %v, want ErrMediaChanged", err)
 	}
+	big := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: h264SPS(66, 30, 119, 67)}}},
+		desc.Medias[3],
+	}}
+	if err := plan.Rebind(big); !errors.Is(err, ErrMediaChanged) || !strings.Contains(err.Error(), "1920x1088 instead of 320x240") {
+		t.Errorf("resolution changed: %v, want ErrMediaChanged", err)
+	}
+}
+
+// TestRebindWaitsForKeyframe: after a reconnect, rebuild sends nothing
+// until the new session's first keyframe.
+func TestRebindWaitsForKeyframe(t *testing.T) {
+	desc, aus := hostileCamera(t)
+	c := &Counters{}
+	plan, err := NewPlan(desc, Config{}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := plan.Tracks[0]
+	for _, p := range modeZeroPackets(aus[:5], 99, 0) {
+		if _, _, err := tr.Process(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := plan.Rebind(desc); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Snapshot()["before_keyframe"][0]
+	first := true
+	for _, p := range modeZeroPackets(aus[20:27], 99, 777) {
+		out, ra, err := tr.Process(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > 0 && first {
+			first = false
+			if !ra {
+				t.Fatal("first packet after the reconnect is not a keyframe")
+			}
+		}
+	}
+	if got := c.Snapshot()["before_keyframe"][0] - before; got != 5 {
+		t.Errorf("%d access units dropped after the reconnect, want 5", got)
+	}
 }
 
 func TestAudioFormats(t *testing.T) {
