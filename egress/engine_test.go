@@ -503,3 +503,30 @@ func TestBaselineLearning(t *testing.T) {
 		t.Fatalf("baseline has %d entries, want 3", base.Len())
 	}
 }
+
+// TestIPv6: an IPv6 camera network works like an IPv4 one.
+func TestIPv6(t *testing.T) {
+	e, sink := newTestEngine(t, "cameras: {networks: [\"2001:db8:50::/64\"]}\n")
+	cam, resolver := netip.MustParseAddr("2001:db8:50::10"), netip.MustParseAddr("2001:4860:4860::8888")
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: cam.AsSlice(), DstIP: resolver.AsSlice()}
+	udp := &layers.UDP{SrcPort: 5353, DstPort: 53}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: make([]byte, 6), DstMAC: make([]byte, 6), EthernetType: layers.EthernetTypeIPv6},
+		ip, udp, gopacket.Payload(pcapgen.DNSQuery(7, "pub-cfg.secu100.net", 28))); err != nil {
+		t.Fatal(err)
+	}
+	e.HandlePacket(buf.Bytes(), gopacket.CaptureInfo{Timestamp: pcapgen.Start, Length: len(buf.Bytes()), CaptureLength: len(buf.Bytes())}, layers.LinkTypeEthernet)
+	_ = e.Close()
+	kinds := map[string]Alert{}
+	for _, a := range sink.alerts {
+		kinds[a.Kind] = a
+	}
+	if a := kinds[KindVendorCloud]; a.Domain != "pub-cfg.secu100.net" || a.Src != "2001:db8:50::10" {
+		t.Errorf("vendor-cloud %+v", a)
+	}
+	if a := kinds[KindUnexpectedDestination]; a.Dst != "2001:4860:4860::8888" || a.Severity != "high" {
+		t.Errorf("unexpected-destination %+v", a)
+	}
+}
