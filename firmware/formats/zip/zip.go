@@ -57,9 +57,11 @@ type Extent struct {
 }
 
 // Locate finds the end of the zip archive whose first local header is at off
-// in r (total size size): the first end-of-central-directory record after off
-// whose central directory lies right before it, counted from off. It scans
-// forward in blocks and never reads more than one block at a time.
+// in r (total size size). It walks the local headers and the central
+// directory to the end record; only when an entry's sizes are in a data
+// descriptor (a streamed archive) does it scan forward, one 64 KiB block at a
+// time, for the first end record whose central directory lies right before
+// it, counted from off.
 func Locate(r io.ReaderAt, off, size int64) (*Extent, error) {
 	ext, ok, decided := fastLocate(r, off, size)
 	switch {
