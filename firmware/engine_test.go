@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -647,5 +648,29 @@ func TestExtractDirSquatted(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(out, "0x0-squat.extract/other")); len(ents) != 0 {
 		t.Errorf("extraction went through the squatting symlink: %v", ents)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var img []byte
+	for i := range 6 {
+		img = append(img, bytes.Repeat([]byte{0xff}, 3000)...)
+		img = append(img, gz(t, bytes.Repeat([]byte{byte(i)}, 5000))...)
+	}
+	var mu sync.Mutex
+	var last, total int64
+	calls := 0
+	o := firmware.Options{Progress: func(done, tot int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done < last || done > tot {
+			t.Errorf("progress %d/%d after %d", done, tot, last)
+		}
+		last, total = done, tot
+		calls++
+	}}
+	unpack(t, writeImage(t, img), o)
+	if calls == 0 || total != int64(len(img)) || last < total*99/100 {
+		t.Errorf("%d calls, last %d of %d (image %d)", calls, last, total, len(img))
 	}
 }

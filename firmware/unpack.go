@@ -35,6 +35,7 @@ type engine struct {
 	maxDepth int
 	chunks   atomic.Int64
 
+	progressMu   sync.Mutex
 	progressDone atomic.Int64
 	progressSize int64
 }
@@ -60,6 +61,8 @@ func (e *engine) progress(delta int64) {
 	if e.o.Progress == nil {
 		return
 	}
+	e.progressMu.Lock() // calls in order, so done never goes back
+	defer e.progressMu.Unlock()
 	done := e.progressDone.Add(delta)
 	e.o.Progress(min(done, e.progressSize), e.progressSize)
 }
