@@ -89,8 +89,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, when set, is called now and then with an estimate of the
 	// bytes of the image processed so far (scanning counts for half,
-	// extracting the chunks for the other half) and the image size. It may be
-	// called from several goroutines at once.
+	// extracting the chunks for the other half) and the image size. Calls
+	// come from the engine's goroutines one at a time; done never decreases.
 	Progress func(done, total int64)
 	// Workers is the number of chunks and files processed at the same time.
 	// It defaults to runtime.GOMAXPROCS(0).
