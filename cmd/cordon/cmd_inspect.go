@@ -43,7 +43,7 @@ Examples:
   cordon inspect ./rootfs
   cordon inspect cam.bin --format sarif -o cam.sarif --fail-on high
   cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns osv.json
-  cordon inspect ./rootfs --watchlist cam-watch.yml && cordon egress --watchlist cam-watch.yml ...
+  cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap
   cordon inspect diff fw-v1.bin fw-v2.bin`
 
 func runInspect(ctx context.Context, e *env, args []string) error {
