@@ -29,11 +29,12 @@ const maxListed = 256
 var Format = &firmware.Format{
 	Name: formatName,
 	Kind: firmware.KindVendor,
-	Doc: "Dahua firmware package: a zip whose first local header is patched to \"DH\\x03\\x04\". " +
+	Doc: "Dahua firmware package: a zip whose first local header is patched to \"DH\\x03\\x04\" (or, in newer " +
+		"packages, a plain zip with an Install.lua script and uImage partitions). " +
 		"Identified by its standard central directory; the install script (Install, Install.lua) and " +
 		"each uImage-wrapped partition (name, type, load address, size) are listed in the chunk's meta. " +
 		"All entries are extracted; the partitions (squashfs, cramfs, kernel) are unpacked by recursion.",
-	Magics:   []firmware.Magic{{Bytes: []byte("DH\x03\x04")}},
+	Magics:   []firmware.Magic{{Bytes: []byte("DH\x03\x04")}, {Bytes: []byte("PK\x03\x04")}},
 	Identify: identify,
 	Extract:  extract,
 }
@@ -71,7 +72,18 @@ func UImageHeader(f *stdzip.File) (*uimage.Header, bool) {
 }
 
 func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
-	ext, zr, err := zip.IdentifyAt(r, off, size, []byte("DH\x03\x04"))
+	var sig [4]byte
+	if size-off < 4 {
+		return nil, fmt.Errorf("dahua: %w", firmware.ErrNotFormat)
+	}
+	if _, err := r.ReadAt(sig[:], off); err != nil {
+		return nil, fmt.Errorf("dahua: %w", err)
+	}
+	patched := string(sig[:]) == "DH\x03\x04"
+	if !patched && string(sig[:]) != "PK\x03\x04" {
+		return nil, fmt.Errorf("dahua: signature %q: %w", sig[:], firmware.ErrNotFormat)
+	}
+	ext, zr, err := zip.IdentifyAt(r, off, size, sig[:])
 	if err != nil {
 		return nil, fmt.Errorf("dahua: %w", err)
 	}
@@ -91,6 +103,12 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 				Load: fmt.Sprintf("%#08x", h.Load), Entry: fmt.Sprintf("%#08x", h.Entry), Size: h.DataSize})
 		}
 	}
+	if !patched && (len(install) == 0 || len(parts) == 0) {
+		// A plain zip is a Dahua package only with its install script and
+		// uImage-wrapped partitions (newer packages dropped the DH patch).
+		return nil, fmt.Errorf("dahua: plain zip without Install script and uImage partitions: %w", firmware.ErrNotFormat)
+	}
+	meta["dh_header"] = patched
 	if len(install) > 0 {
 		meta["install_script"] = install
 	}
@@ -101,7 +119,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		Offset:     off,
 		Size:       ext.Size,
 		Format:     formatName,
-		Desc:       fmt.Sprintf("Dahua firmware package (DH zip), %d entries, %d uImage partitions", len(zr.File), len(parts)),
+		Desc:       fmt.Sprintf("Dahua firmware package (%s zip), %d entries, %d uImage partitions", map[bool]string{true: "DH", false: "PK"}[patched], len(zr.File), len(parts)),
 		Confidence: firmware.ConfidenceHigh,
 		Meta:       meta,
 	}

@@ -52,15 +52,28 @@ func TestPackage(t *testing.T) {
 	}
 }
 
-func TestPlainZipIsNotDahua(t *testing.T) {
+func TestPlainZip(t *testing.T) {
 	data, err := os.ReadFile("testdata/dahua.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same package without the DH patch, as newer firmware ships it.
 	d := bytes.Clone(data)
 	copy(d, "PK")
-	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
-		t.Errorf("PK zip identified as dahua: %v", err)
+	res, err := firmwaretest.Run(Format, d, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	if res.Chunk.Meta["dh_header"] != false || len(res.Sink.Entries) != 5 {
+		t.Errorf("plain Dahua zip: %+v", res.Chunk)
+	}
+	// An ordinary zip is not a Dahua package.
+	z, err := os.ReadFile("../zip/testdata/zip-deflate.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Format.Identify(bytes.NewReader(z), 0, int64(len(z))); !errors.Is(err, firmware.ErrNotFormat) {
+		t.Errorf("plain zip identified as dahua: %v", err)
 	}
 }
 
