@@ -717,3 +717,50 @@ func TestInBandParameters(t *testing.T) {
 		t.Errorf("%d access units out, first with %d SPS; want 5, 1", len(dep.aus), countNALType(dep.aus[:1], codecH264, 7))
 	}
 }
+
+// TestRTSPCameraWithMetadataAndExtensions: an RTSP camera (gortsplib's
+// server, over real loopback TCP) offers H.264 plus an ONVIF metadata track
+// and puts a header extension and CSRCs on every packet. A client that
+// reads it directly sees the extensions (the control); through the plan,
+// only the video track exists and no packet carries them.
+func TestRTSPCameraWithMetadataAndExtensions(t *testing.T) {
+	desc, aus := hostileCamera(t)
+	h := desc.Medias[1].Formats[0].(*format.H264)
+	h.PacketizationMode = 1
+	camDesc := &description.Session{Medias: []*description.Media{desc.Medias[0], desc.Medias[1]}}
+	srv := &rtspTestServer{desc: camDesc}
+	url := srv.start(t)
+
+	enc := &rtph264.Encoder{PayloadType: 99, PacketizationMode: 1, PayloadMaxSize: 1300}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	var pkts []*rtp.Packet
+	for i, au := range aus {
+		ps, err := enc.Encode(au)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			p.Timestamp = uint32(i * 3600)
+			p.CSRC = []uint32{0xdeadbeef}
+			_ = p.Header.SetExtension(1, []byte("camera-id-42"))
+		}
+		pkts = append(pkts, ps...)
+	}
+	go srv.feed(t, pkts, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 107}, Payload: []byte(`<tt:MetadataStream><tt:Event>leak</tt:Event></tt:MetadataStream>`)})
+
+	dep, counters, out := readThrough(t, url, Config{}, 10, 20*time.Second)
+	if len(dep.aus) < 10 {
+		t.Fatalf("%d access units", len(dep.aus))
+	}
+	for _, p := range out {
+		if p.Extension || len(p.CSRC) > 0 {
+			t.Fatalf("extension or CSRC crossed: %+v", p.Header)
+		}
+	}
+	s := counters.Snapshot()
+	if s["extension"][0] == 0 || s["csrc"][0] == 0 || s["media"][0] == 0 {
+		t.Errorf("the camera's extensions/CSRCs/metadata track were not seen and counted: %v (control failed)", s)
+	}
+}
