@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"path/filepath"
 	"strings"
 )
 
@@ -156,12 +157,12 @@ func sarifRuleName(id string) string {
 	return b.String()
 }
 
-// targetURI returns a file URI for the target directory, ending in a slash
+// targetURI returns the absolute file URI of the target, ending in a slash
 // as SARIF requires of base URIs.
 func targetURI(t string) string {
-	u := url.URL{Scheme: "file", Path: strings.TrimSuffix(t, "/") + "/"}
-	if !strings.HasPrefix(u.Path, "/") {
-		return (&url.URL{Path: u.Path}).EscapedPath()
+	if abs, err := filepath.Abs(t); err == nil {
+		t = abs
 	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(strings.TrimSuffix(t, "/")) + "/"}
 	return u.String()
 }
