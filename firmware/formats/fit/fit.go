@@ -152,6 +152,25 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		if d := cf.Prop("default").String(); d != "" {
 			meta["default_configuration"] = d
 		}
+		var confs []map[string]string
+		for _, n := range cf.Children {
+			if len(confs) >= maxImages {
+				break
+			}
+			conf := map[string]string{"name": n.Name}
+			for _, k := range []string{"description", "kernel", "ramdisk", "fdt", "firmware", "loadables"} {
+				if v := n.Prop(k).String(); v != "" {
+					conf[k] = v
+				}
+			}
+			if n.Child("signature-1") != nil || n.Child("signature") != nil {
+				conf["signed"] = "yes"
+			}
+			confs = append(confs, conf)
+		}
+		if len(confs) > 0 {
+			meta["configurations"] = confs
+		}
 	}
 	c.Meta = meta
 	c.Desc = fmt.Sprintf("FIT image %q, %d images", t.Root.Prop("description").String(), len(ims))

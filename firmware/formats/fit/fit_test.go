@@ -34,6 +34,10 @@ func TestFIT(t *testing.T) {
 			if c.Size != int64(len(data)) || len(c.Warnings) != 0 {
 				t.Errorf("chunk size %d (want %d), warnings %v", c.Size, len(data), c.Warnings)
 			}
+			confs := c.Meta["configurations"].([]map[string]string)
+			if len(confs) != 1 || confs[0]["kernel"] != "kernel-1" || confs[0]["fdt"] != "fdt-1" || confs[0]["ramdisk"] != "ramdisk-1" {
+				t.Errorf("configurations %v", confs)
+			}
 			if c.Meta["default_configuration"] != "conf-1" || c.Meta["description"] != "Cordon test camera FIT" {
 				t.Errorf("meta %v", c.Meta)
 			}
