@@ -196,6 +196,10 @@ func (sc *stringChecks) addURL(raw string) {
 		return
 	}
 	host := u.Hostname()
+	if pw, ok := u.User.Password(); ok && !placeholder(pw) && pw != "" {
+		sc.addFinding(Finding{Rule: RuleURLCredential, Severity: SeverityMedium, Path: sc.path,
+			Evidence: fmt.Sprintf("%s://%s:%s@%s", u.Scheme, u.User.Username(), pw, u.Host)})
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		scope, vendor := classifyAddr(sc.c.o.Watchlist, a)
 		sc.put(Endpoint{Value: raw, Kind: "url", Vendor: vendor, Scope: scope})

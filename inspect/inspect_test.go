@@ -80,6 +80,7 @@ func checkPlanted(t *testing.T, r *Report) {
 		{RuleCertWeakKey, "etc/ssl/certs/server.der", "RSA 1024-bit"},
 		{RuleCloudCredential, "etc/config/cloud.conf", "AWS access key ID AKIA2E0A"},
 		{RuleConfigPassword, "etc/config/cloud.conf", `ftp_password = "Cam3raPass!"`},
+		{RuleURLCredential, "etc/config/cloud.conf", "rtsp://admin:12345@192.168.1.10:554"},
 		{RuleTelnet, "etc/init.d/rcS", "port 2323"},
 		{RuleTelnet, "etc/inittab", "port 23,"},
 		{RuleDebugShell, "etc/inittab", "telnetd runs a shell"},

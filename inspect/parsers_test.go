@@ -173,6 +173,15 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+func TestURLCredential(t *testing.T) {
+	c := newCollector(&Options{Watchlist: watchlist.Default()})
+	sc := newStringChecks(c, "x")
+	sc.check([]byte("rtsp://admin:12345@192.168.1.10:554/h264 ftp://anonymous@files.vendor.com/ http://u:${PASS}@a.com/"))
+	if len(sc.findings) != 1 || sc.findings[0].Rule != RuleURLCredential || sc.findings[0].Evidence != "rtsp://admin:12345@192.168.1.10:554" {
+		t.Errorf("findings = %+v", sc.findings)
+	}
+}
+
 func TestExtractStrings(t *testing.T) {
 	in := []byte("\x00\x01hello world\x00ab\x7fsecond string\tx\xffend")
 	var got []string

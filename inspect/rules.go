@@ -61,6 +61,7 @@ const (
 	RuleWeakKey         = "secret.weak-key"
 	RuleCloudCredential = "secret.cloud-credential"
 	RuleConfigPassword  = "secret.config-password"
+	RuleURLCredential   = "secret.url-credential"
 	RuleCertSelfSigned  = "cert.self-signed"
 	RuleCertExpired     = "cert.expired"
 	RuleCertWeakKey     = "cert.weak-key"
@@ -111,6 +112,8 @@ var Rules = []Rule{
 		"A string matches the pattern of a cloud or API credential (AWS access key ID, Google API key, GitHub or Slack token, Stripe live key)."},
 	{RuleConfigPassword, SeverityMedium, "password in a configuration file",
 		"A configuration file sets a password-like key to a literal value."},
+	{RuleURLCredential, SeverityMedium, "credentials in a URL",
+		"A URL carries a user name and password (rtsp://admin:12345@..., ftp://user:pass@...)."},
 	{RuleCertSelfSigned, SeverityLow, "self-signed certificate",
 		"A certificate (outside a CA bundle) is signed by its own key, so clients cannot authenticate the device."},
 	{RuleCertExpired, SeverityLow, "expired certificate",

@@ -85,6 +85,8 @@ aws_access_key_id=AKIA2E0A8F3B244C9986
 [ftp]
 ftp_user=camera
 ftp_password=Cam3raPass!
+[relay]
+stream=rtsp://admin:12345@192.168.1.10:554/h264
 C
 cat > clean/etc/config/cloud.conf <<'C'
 [ftp]
