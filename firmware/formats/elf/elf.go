@@ -10,11 +10,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cordon-vms/cordon/firmware"
 )
 
 const formatName = "elf"
+
+// maxInterp bounds the program interpreter path read.
+const maxInterp = 256
 
 // maxOff bounds offsets and sizes taken from headers (1 TiB): anything larger is corruption.
 const maxOff = 1 << 40
@@ -25,7 +29,8 @@ var Format = &firmware.Format{
 	Kind: firmware.KindCarve,
 	Doc: "ELF executable, shared object or kernel module (\\x7fELF), carved, not extracted: the extent " +
 		"is the furthest of the headers, segments and sections (every header offset bounds-checked); class, " +
-		"byte order, machine, type and entry point are reported.",
+		"byte order, machine, type, entry point, program interpreter (the C library), static or dynamic " +
+		"linking and whether it is stripped are reported.",
 	Magics:   []firmware.Magic{{Bytes: []byte("\x7fELF")}},
 	Identify: identify,
 }
@@ -108,20 +113,56 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			}
 		}
 	}
+	var interpOff, interpLen uint64
+	hasInterp, hasDynamic, hasSymtab := false, false, false
+	prog := func(typ elf.ProgType, o, sz uint64) {
+		switch typ {
+		case elf.PT_INTERP:
+			hasInterp, interpOff, interpLen = true, o, sz
+		case elf.PT_DYNAMIC:
+			hasDynamic = true
+		}
+	}
+	sect := func(typ elf.SectionType) {
+		if typ == elf.SHT_SYMTAB {
+			hasSymtab = true
+		}
+	}
 	if class == elf.ELFCLASS64 {
-		table(phoff, phnum, phent, func(e []byte) (uint64, uint64, bool) { return bo.Uint64(e[8:]), bo.Uint64(e[32:]), true })
+		table(phoff, phnum, phent, func(e []byte) (uint64, uint64, bool) {
+			o, sz := bo.Uint64(e[8:]), bo.Uint64(e[32:])
+			prog(elf.ProgType(bo.Uint32(e)), o, sz)
+			return o, sz, true
+		})
 		table(shoff, shnum, shent, func(e []byte) (uint64, uint64, bool) {
 			t := elf.SectionType(bo.Uint32(e[4:]))
+			sect(t)
 			return bo.Uint64(e[24:]), bo.Uint64(e[32:]), t != elf.SHT_NOBITS && t != elf.SHT_NULL
 		})
 	} else {
 		table(phoff, phnum, phent, func(e []byte) (uint64, uint64, bool) {
-			return uint64(bo.Uint32(e[4:])), uint64(bo.Uint32(e[16:])), true
+			o, sz := uint64(bo.Uint32(e[4:])), uint64(bo.Uint32(e[16:]))
+			prog(elf.ProgType(bo.Uint32(e)), o, sz)
+			return o, sz, true
 		})
 		table(shoff, shnum, shent, func(e []byte) (uint64, uint64, bool) {
 			t := elf.SectionType(bo.Uint32(e[4:]))
+			sect(t)
 			return uint64(bo.Uint32(e[16:])), uint64(bo.Uint32(e[20:])), t != elf.SHT_NOBITS && t != elf.SHT_NULL
 		})
+	}
+	// The program interpreter names the C library (ld-uClibc, ld-musl, ld-linux).
+	if hasInterp && interpLen > 1 && interpLen <= maxInterp && interpOff+interpLen <= uint64(avail) {
+		b := make([]byte, interpLen)
+		if _, err := r.ReadAt(b, off+int64(interpOff)); err == nil {
+			c.Meta["interpreter"] = strings.ToValidUTF8(strings.TrimRight(string(b), "\x00"), "?")
+		}
+	}
+	if typ == elf.ET_EXEC || typ == elf.ET_DYN {
+		c.Meta["linking"] = map[bool]string{true: "dynamic", false: "static"}[hasDynamic]
+	}
+	if shnum > 0 {
+		c.Meta["stripped"] = !hasSymtab
 	}
 	c.Size = end
 	if truncated || end > avail {

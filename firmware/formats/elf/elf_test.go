@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -39,6 +40,13 @@ func TestCarve(t *testing.T) {
 			}
 			if c.Meta["class"] != "64" || c.Meta["endian"] != "little" || c.Meta["machine"] != "EM_X86_64" || c.Meta["type"] != tt.typ {
 				t.Errorf("meta %v", c.Meta)
+			}
+			if tt.typ == "ET_DYN" {
+				if in, _ := c.Meta["interpreter"].(string); !strings.HasPrefix(in, "/lib") || c.Meta["linking"] != "dynamic" || c.Meta["stripped"] != true {
+					t.Errorf("executable meta %v", c.Meta)
+				}
+			} else if c.Meta["stripped"] != false {
+				t.Errorf("object meta %v", c.Meta)
 			}
 		})
 	}
