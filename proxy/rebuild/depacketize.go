@@ -112,6 +112,9 @@ func (a *assembler) add(n []byte, c reasonSink) {
 		c.Drop("malformed", len(n))
 		return
 	}
+	for len(n) > a.codec.hdrLen() && n[len(n)-1] == 0 {
+		n = n[:len(n)-1] // trailing_zero_8bits belong to a byte stream, not a NAL unit
+	}
 	if hasStartCodeEmulation(n) {
 		// 00 00 00/01/02 cannot occur in a NAL unit (emulation prevention):
 		// a reader's Annex-B parser would split it somewhere else.

@@ -764,3 +764,23 @@ func TestRTSPCameraWithMetadataAndExtensions(t *testing.T) {
 		t.Errorf("the camera's extensions/CSRCs/metadata track were not seen and counted: %v (control failed)", s)
 	}
 }
+
+func TestStartCodeEmulation(t *testing.T) {
+	for _, tc := range []struct {
+		nal  []byte
+		drop bool
+	}{
+		{[]byte{0x41, 0x9a, 0, 0, 3, 0, 1}, false},
+		{[]byte{0x41, 0x9a, 0, 0, 1, 5}, true},
+		{[]byte{0x41, 0x9a, 0, 0, 0, 5}, true},
+		{[]byte{0x41, 0x9a, 0, 0, 2}, true},
+		{[]byte{0x41, 0x9a, 5, 0, 0, 0, 0}, false}, // trailing zeros are trimmed
+	} {
+		c := &Counters{}
+		a := assembler{codec: codecH264}
+		a.add(tc.nal, c)
+		if dropped := len(a.nalus) == 0; dropped != tc.drop {
+			t.Errorf("%x: dropped %v, want %v", tc.nal, dropped, tc.drop)
+		}
+	}
+}
