@@ -7,10 +7,12 @@ package xiongmai
 
 import (
 	stdzip "archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -38,11 +40,19 @@ type InstallDesc struct {
 	CompatibleVersion json.RawMessage `json:"CompatibleVersion"`
 }
 
-// ParseInstallDesc decodes an InstallDesc file.
+// trailingComma matches the commas before a closing bracket that some
+// packagers leave in InstallDesc.
+var trailingComma = regexp.MustCompile(`,\s*([\]}])`)
+
+// ParseInstallDesc decodes an InstallDesc file, tolerating a UTF-8 byte
+// order mark and trailing commas.
 func ParseInstallDesc(b []byte) (*InstallDesc, error) {
 	var d InstallDesc
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("xiongmai: InstallDesc: %w", err)
+		if err2 := json.Unmarshal(trailingComma.ReplaceAll(b, []byte("$1")), &d); err2 != nil {
+			return nil, fmt.Errorf("xiongmai: InstallDesc: %w", err)
+		}
 	}
 	if len(d.UpgradeCommand) > maxCommands {
 		return nil, fmt.Errorf("xiongmai: InstallDesc: %d commands, more than %d", len(d.UpgradeCommand), maxCommands)

@@ -51,6 +51,10 @@ func TestParseInstallDesc(t *testing.T) {
 	if err := jsonRoundTrip(`{"UpgradeCommand":[{"Command":"Burn","FileName":"x"}],"Hardware":"h"}`, d); err != nil {
 		t.Fatal(err)
 	}
+	lax := "\xef\xbb\xbf{\"UpgradeCommand\":[{\"Command\":\"Burn\",\"FileName\":\"x\",},],\"Hardware\":\"h\",}"
+	if d, err := ParseInstallDesc([]byte(lax)); err != nil || len(d.UpgradeCommand) != 1 || d.Hardware != "h" {
+		t.Errorf("BOM and trailing commas: %v %+v", err, d)
+	}
 	if _, err := ParseInstallDesc([]byte(`{"UpgradeCommand": 3}`)); err == nil {
 		t.Error("bad InstallDesc accepted")
 	}
