@@ -162,6 +162,11 @@ func checkClean(t *testing.T, r *Report) {
 	if len(r.Binaries) != 2 {
 		t.Errorf("binaries = %+v", r.Binaries)
 	}
+	for _, b := range r.Binaries {
+		if b.Path == "usr/bin/app" && (!b.NX || !b.PIE || b.RELRO != "full" || !b.Canary || !b.Fortify || !b.Stripped) {
+			t.Errorf("hardened app = %+v; want NX, PIE, full RELRO, canary, FORTIFY, stripped", b)
+		}
+	}
 }
 
 func TestWorkersGiveSameReport(t *testing.T) {
