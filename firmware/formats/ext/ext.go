@@ -9,6 +9,10 @@
 // Every block number, offset and count is checked against the filesystem
 // size before use, extent trees and indirect maps have depth and size
 // limits, and the directory walk refuses cycles.
+//
+// The reader is our own rather than github.com/masahiro331/go-ext4-filesystem:
+// that library's FileInfo hides owners and device numbers (Sys() is nil), which
+// the manifest must record, and it brings zap and struc along.
 package ext
 
 import (
