@@ -68,6 +68,27 @@ type Config struct {
 	AUD bool
 }
 
+// Validate checks the configuration (an empty Mode or Audio is valid: it
+// takes the default). A configuration loader calls it so a bad keep_sei
+// entry is reported when the file is read, not when the camera connects.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case "", ModeRebuild, ModePassthrough:
+	default:
+		return fmt.Errorf("rebuild: mode %q: want rebuild or passthrough", c.Mode)
+	}
+	switch c.Audio {
+	case "", AudioKeep, AudioDrop:
+	default:
+		return fmt.Errorf("rebuild: audio %q: want keep or drop", c.Audio)
+	}
+	if len(c.KeepSEI) > 0 && c.Mode == ModePassthrough {
+		return errors.New("rebuild: keep_sei only applies to mode rebuild (passthrough keeps every SEI)")
+	}
+	_, err := parseKeepSEI(c.KeepSEI)
+	return err
+}
+
 // ErrMediaChanged is returned by Plan.Rebind when a reconnected camera offers
 // media that cannot continue the reader-facing tracks.
 var ErrMediaChanged = errors.New("rebuild: camera media changed")
@@ -164,15 +185,8 @@ func NewPlan(cam *description.Session, cfg Config, c *Counters) (*Plan, error) {
 	if cfg.Audio == "" {
 		cfg.Audio = AudioKeep
 	}
-	switch cfg.Mode {
-	case ModeRebuild, ModePassthrough:
-	default:
-		return nil, fmt.Errorf("rebuild: mode %q: want rebuild or passthrough", cfg.Mode)
-	}
-	switch cfg.Audio {
-	case AudioKeep, AudioDrop:
-	default:
-		return nil, fmt.Errorf("rebuild: audio %q: want keep or drop", cfg.Audio)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	rules, err := parseKeepSEI(cfg.KeepSEI)
 	if err != nil {

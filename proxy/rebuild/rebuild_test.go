@@ -601,6 +601,9 @@ func TestKeepSEIConfig(t *testing.T) {
 		{[]string{"user_data_unregistered=xyz"}, "32 hex digits"},
 		{[]string{"-1"}, "unknown SEI payload type"},
 	} {
+		if err := (Config{KeepSEI: tc.in}).Validate(); (tc.err == "") != (err == nil) {
+			t.Errorf("Validate(KeepSEI %q) = %v", tc.in, err)
+		}
 		_, err := NewPlan(&description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo,
 			Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}}}}}, Config{KeepSEI: tc.in}, nil)
 		if (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
@@ -781,6 +784,24 @@ func TestStartCodeEmulation(t *testing.T) {
 		a.add(tc.nal, c)
 		if dropped := len(a.nalus) == 0; dropped != tc.drop {
 			t.Errorf("%x: dropped %v, want %v", tc.nal, dropped, tc.drop)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg Config
+		err string
+	}{
+		{Config{}, ""},
+		{Config{Mode: ModePassthrough, Audio: AudioDrop}, ""},
+		{Config{Mode: "clean"}, `mode "clean"`},
+		{Config{Audio: "mute"}, `audio "mute"`},
+		{Config{Mode: ModePassthrough, KeepSEI: []string{"recovery_point"}}, "only applies to mode rebuild"},
+	} {
+		err := tc.cfg.Validate()
+		if (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.err)
 		}
 	}
 }
