@@ -2,6 +2,7 @@ package squashfs
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,5 +60,36 @@ func TestCompressorOptions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOwners checks uid/gid lookup through the id table, with owners set by
+// mksquashfs pseudo definitions (no root needed).
+func TestOwners(t *testing.T) {
+	testutil.NeedTool(t, "mksquashfs")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "a"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc", "b"), []byte("b"), 0o644)
+	img := filepath.Join(dir, "o.img")
+	cmd := exec.Command("mksquashfs", root, img, "-noappend", "-quiet", "-no-progress",
+		"-p", "etc/a m 640 1000 1001", "-p", "etc/b m 2755 70000 5")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(img)
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.ExtractErr != nil {
+		t.Fatal(err, res.ExtractErr)
+	}
+	for name, want := range map[string][3]int{"etc/a": {1000, 1001, 0o640}, "etc/b": {70000, 5, 0o755}} {
+		e, ok := res.Sink.Entry(name)
+		if !ok || e.Header.UID != want[0] || e.Header.GID != want[1] || int(e.Header.Mode.Perm()) != want[2] {
+			t.Errorf("%s: %+v", name, e.Header)
+		}
+	}
+	if e, _ := res.Sink.Entry("etc/b"); e.Header.Mode&fs.ModeSetgid == 0 {
+		t.Errorf("etc/b lost setgid: %v", e.Header.Mode)
 	}
 }
