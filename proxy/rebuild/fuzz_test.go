@@ -139,7 +139,11 @@ func fuzzRebuild(t *testing.T, codec videoCodec, mode Mode, data []byte) {
 		f = &format.H265{PayloadTyp: 96}
 	}
 	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
-	plan, err := NewPlan(desc, Config{Mode: mode, KeepSEI: []string{"recovery_point"}, AUD: len(data)%2 == 0}, &Counters{})
+	cfg := Config{Mode: mode, AUD: len(data)%2 == 0}
+	if mode == ModeRebuild {
+		cfg.KeepSEI = []string{"recovery_point"}
+	}
+	plan, err := NewPlan(desc, cfg, &Counters{})
 	if err != nil {
 		t.Fatal(err)
 	}
