@@ -10,6 +10,8 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -67,51 +69,50 @@ type candidate struct {
 	format int
 }
 
-// find returns the candidates in r (of size size), sorted by start and format order.
-func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, progress func(int64)) ([]candidate, bool, error) {
-	var out []candidate
-	truncated := false
-	buf := make([]byte, min(int64(scanBlock+m.overlap), max(size, 1)))
-	for base := int64(0); base < size; base += scanBlock {
-		if err := ctx.Err(); err != nil {
+// find returns the candidates in r (of size size), sorted by start and
+// format order. With workers > 1, blocks are shared round-robin between that
+// many goroutines (each block reads its own overlap, so the result does not
+// depend on the split). progress gets the bytes scanned so far, in order.
+func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, workers int, progress func(int64)) ([]candidate, bool, error) {
+	blocks := (size + scanBlock - 1) / scanBlock
+	workers = int(min(int64(max(workers, 1)), max(blocks, 1)))
+	outs := make([][]candidate, workers)
+	errs := make([]error, workers)
+	var truncated atomic.Bool
+	var kept atomic.Int64
+	var scanned atomic.Int64
+	var progMu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			buf := make([]byte, min(int64(scanBlock+m.overlap), max(size, 1)))
+			for blk := int64(w); blk < blocks; blk += int64(workers) {
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					return
+				}
+				base := blk * scanBlock
+				n := min(int64(len(buf)), size-base)
+				if _, err := r.ReadAt(buf[:n], base); err != nil && !errors.Is(err, io.EOF) {
+					errs[w] = fmt.Errorf("firmware: scan: read at %#x: %w", base, err)
+					return
+				}
+				outs[w] = m.findBlock(buf[:n], base, outs[w], &kept, &truncated)
+				if progress != nil {
+					progMu.Lock()
+					progress(scanned.Add(min(int64(scanBlock), n)))
+					progMu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return nil, false, err
 		}
-		n := int64(len(buf))
-		if base+n > size {
-			n = size - base
-		}
-		if _, err := r.ReadAt(buf[:n], base); err != nil && !errors.Is(err, io.EOF) {
-			return nil, false, fmt.Errorf("firmware: scan: read at %#x: %w", base, err)
-		}
-		b := buf[:n]
-		end := min(int64(scanBlock), n) // positions owned by this block
-		for i := int64(0); i < end; i++ {
-			if i+1 >= n {
-				break // the image's last byte starts no magic of two or more bytes
-			}
-			k := uint16(b[i])<<8 | uint16(b[i+1])
-			if m.set[k/64]&(1<<(k%64)) == 0 {
-				continue
-			}
-			for _, p := range m.byPair[k] {
-				if !bytes.HasPrefix(b[i:], p.bytes) {
-					continue
-				}
-				start := base + i - p.off
-				if start < 0 {
-					continue
-				}
-				if len(out) >= maxCandidates {
-					truncated = true
-					continue
-				}
-				out = append(out, candidate{start, p.format})
-			}
-		}
-		if progress != nil {
-			progress(base + end)
-		}
 	}
+	out := slices.Concat(outs...)
 	slices.SortFunc(out, func(a, b candidate) int {
 		if a.start != b.start {
 			if a.start < b.start {
@@ -121,7 +122,39 @@ func (m *matcher) find(ctx context.Context, r io.ReaderAt, size int64, progress 
 		}
 		return a.format - b.format
 	})
-	return slices.Compact(out), truncated, nil
+	return slices.Compact(out), truncated.Load(), nil
+}
+
+// findBlock appends the candidates whose magic starts in the first
+// scanBlock bytes of b (the rest is the overlap with the next block); b
+// starts at base in the file.
+func (m *matcher) findBlock(b []byte, base int64, out []candidate, kept *atomic.Int64, truncated *atomic.Bool) []candidate {
+	n := int64(len(b))
+	end := min(int64(scanBlock), n) // positions owned by this block
+	for i := int64(0); i < end; i++ {
+		if i+1 >= n {
+			break // the file's last byte starts no magic of two or more bytes
+		}
+		k := uint16(b[i])<<8 | uint16(b[i+1])
+		if m.set[k/64]&(1<<(k%64)) == 0 {
+			continue
+		}
+		for _, p := range m.byPair[k] {
+			if !bytes.HasPrefix(b[i:], p.bytes) {
+				continue
+			}
+			start := base + i - p.off
+			if start < 0 {
+				continue
+			}
+			if kept.Add(1) > maxCandidates {
+				truncated.Store(true)
+				continue
+			}
+			out = append(out, candidate{start, p.format})
+		}
+	}
+	return out
 }
 
 // scanResult is the chunk map of one file.
@@ -134,11 +167,12 @@ type scanResult struct {
 
 // scanFile identifies the chunks of r. A verified chunk hides the candidates
 // that start inside it. Formats without magics are tried at offset 0 when no
-// magic claims it. With withRegions, the gaps between chunks are described
+// magic claims it. The magic pass uses up to workers goroutines. With
+// withRegions, the gaps between chunks are described
 // as unknown data or padding.
-func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, progress func(int64), withRegions bool) (*scanResult, error) {
+func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, workers int, progress func(int64), withRegions bool) (*scanResult, error) {
 	res := &scanResult{}
-	cands, truncated, err := m.find(ctx, r, size, progress)
+	cands, truncated, err := m.find(ctx, r, size, workers, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -44,17 +44,28 @@ func TestMatcherAcrossBlocks(t *testing.T) {
 	copy(data[2*scanBlock+0x10:], "AT16") // magic at an offset: chunk starts 0x10 earlier
 	copy(data[len(data)-6:], "MAGIC!")    // at the very end
 	copy(data[4:], "AT16")                // would start before the file: dropped
-	cands, _, err := m.find(context.Background(), bytes.NewReader(data), int64(len(data)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []int64{scanBlock - 3, 2 * scanBlock, int64(len(data) - 6)}
-	if len(cands) != len(want) {
-		t.Fatalf("candidates %+v", cands)
-	}
-	for i, c := range cands {
-		if c.start != want[i] {
-			t.Errorf("candidate %d at %#x, want %#x", i, c.start, want[i])
+	for _, workers := range []int{1, 2, 3, 8} {
+		var last int64
+		cands, _, err := m.find(context.Background(), bytes.NewReader(data), int64(len(data)), workers, func(n int64) {
+			if n <= last {
+				t.Errorf("progress went from %d to %d", last, n)
+			}
+			last = n
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != int64(len(data)) {
+			t.Errorf("progress ended at %d", last)
+		}
+		want := []int64{scanBlock - 3, 2 * scanBlock, int64(len(data) - 6)}
+		if len(cands) != len(want) {
+			t.Fatalf("%d workers: candidates %+v", workers, cands)
+		}
+		for i, c := range cands {
+			if c.start != want[i] {
+				t.Errorf("%d workers: candidate %d at %#x, want %#x", workers, i, c.start, want[i])
+			}
 		}
 	}
 }

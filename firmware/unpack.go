@@ -120,7 +120,13 @@ func (e *engine) processFile(ctx context.Context, open opener, dir, file string,
 		half := int64(0)
 		prog = func(n int64) { e.progress(n/2 - half); half = n / 2 }
 	}
-	res, err := scanFile(ctx, r, size, e.o.Formats, e.m, prog, depth == 0)
+	// The image's magic pass runs before anything else: it may use every
+	// worker. Extracted files are scanned one goroutine each, in parallel.
+	workers := 1
+	if depth == 0 {
+		workers = e.o.Workers
+	}
+	res, err := scanFile(ctx, r, size, e.o.Formats, e.m, workers, prog, depth == 0)
 	closer.Close()
 	e.release()
 	if err != nil {
