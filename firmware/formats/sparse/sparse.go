@@ -100,55 +100,104 @@ func readHeader(r io.ReaderAt, off, size int64) (*header, error) {
 	return h, nil
 }
 
+// iter reads chunk headers one after the other through a 64 KiB window, so
+// images with millions of small chunks need neither millions of reads nor a
+// slice of them all.
+type iter struct {
+	r         io.ReaderAt
+	off, size int64 // image start and readable end (absolute)
+	h         *header
+	pos       int64 // next chunk header, relative to the image start
+	i         uint32
+	blocks    uint64
+
+	buf   []byte
+	start int64 // absolute offset of buf[0], -1 when empty
+	n     int
+}
+
+func newIter(r io.ReaderAt, off, size int64, h *header) *iter {
+	return &iter{r: r, off: off, size: size, h: h, pos: int64(h.fileHdr), buf: make([]byte, 64<<10), start: -1}
+}
+
+func (it *iter) read(abs int64, n int) ([]byte, error) {
+	if it.start < 0 || abs < it.start || abs+int64(n) > it.start+int64(it.n) {
+		m, err := it.r.ReadAt(it.buf[:min(int64(len(it.buf)), it.size-abs)], abs)
+		if m < n && err != nil {
+			return nil, err
+		}
+		it.start, it.n = abs, m
+	}
+	i := abs - it.start
+	return it.buf[i : i+int64(n)], nil
+}
+
+// next returns the next chunk, checked against the header and the image
+// size; ok is false after the last one.
+func (it *iter) next() (c chunk, ok bool, err error) {
+	h := it.h
+	if it.i == h.chunks {
+		if it.blocks != uint64(h.blocks) {
+			return c, false, formatErr(16, fmt.Sprintf("chunks hold %d blocks, header declares %d", it.blocks, h.blocks), firmware.ErrNotFormat)
+		}
+		return c, false, nil
+	}
+	pos := it.pos
+	if it.off+pos+int64(h.chunkHd) > it.size {
+		return c, false, formatErr(pos, fmt.Sprintf("chunk %d of %d past the end", it.i, h.chunks), firmware.ErrTruncated)
+	}
+	b, err := it.read(it.off+pos, chunkSize)
+	if err != nil {
+		return c, false, formatErr(pos, "reading chunk header", firmware.ErrTruncated)
+	}
+	le := binary.LittleEndian
+	c = chunk{typ: le.Uint16(b[0:]), blocks: le.Uint32(b[4:]), total: le.Uint32(b[8:]), off: pos}
+	var want int64
+	switch c.typ {
+	case chunkRaw:
+		want = int64(h.chunkHd) + int64(c.blocks)*int64(h.blockSize)
+	case chunkFill, chunkCRC:
+		want = int64(h.chunkHd) + 4
+	case chunkDontCare:
+		want = int64(h.chunkHd)
+	default:
+		return c, false, formatErr(pos, fmt.Sprintf("chunk %d has unknown type %#x", it.i, c.typ), firmware.ErrNotFormat)
+	}
+	if int64(c.total) != want {
+		return c, false, formatErr(pos, fmt.Sprintf("chunk %d claims %d bytes, its type needs %d", it.i, c.total, want), firmware.ErrNotFormat)
+	}
+	if c.typ == chunkCRC && c.blocks != 0 {
+		return c, false, formatErr(pos, "CRC chunk with blocks", firmware.ErrNotFormat)
+	}
+	it.blocks += uint64(c.blocks)
+	if it.blocks > uint64(h.blocks) {
+		return c, false, formatErr(pos, fmt.Sprintf("chunks hold more than the %d blocks the header declares", h.blocks), firmware.ErrNotFormat)
+	}
+	if it.off+pos+want > it.size {
+		return c, false, formatErr(pos, fmt.Sprintf("chunk %d data past the end", it.i), firmware.ErrTruncated)
+	}
+	it.pos += want
+	it.i++
+	return c, true, nil
+}
+
 // walk visits every chunk header and returns the image's total size.
 func walk(r io.ReaderAt, off, size int64, h *header, visit func(chunk) error) (int64, error) {
-	pos := int64(h.fileHdr)
-	var blocks uint64
-	le := binary.LittleEndian
-	for i := range h.chunks {
-		if off+pos+int64(h.chunkHd) > size {
-			return 0, formatErr(pos, fmt.Sprintf("chunk %d of %d past the end", i, h.chunks), firmware.ErrTruncated)
+	it := newIter(r, off, size, h)
+	for {
+		c, ok, err := it.next()
+		if err != nil {
+			return 0, err
 		}
-		var b [chunkSize]byte
-		if _, err := r.ReadAt(b[:], off+pos); err != nil {
-			return 0, formatErr(pos, "reading chunk header", firmware.ErrTruncated)
-		}
-		c := chunk{typ: le.Uint16(b[0:]), blocks: le.Uint32(b[4:]), total: le.Uint32(b[8:]), off: pos}
-		var want int64
-		switch c.typ {
-		case chunkRaw:
-			want = int64(h.chunkHd) + int64(c.blocks)*int64(h.blockSize)
-		case chunkFill, chunkCRC:
-			want = int64(h.chunkHd) + 4
-		case chunkDontCare:
-			want = int64(h.chunkHd)
-		default:
-			return 0, formatErr(pos, fmt.Sprintf("chunk %d has unknown type %#x", i, c.typ), firmware.ErrNotFormat)
-		}
-		if int64(c.total) != want {
-			return 0, formatErr(pos, fmt.Sprintf("chunk %d claims %d bytes, its type needs %d", i, c.total, want), firmware.ErrNotFormat)
-		}
-		if c.typ == chunkCRC && c.blocks != 0 {
-			return 0, formatErr(pos, "CRC chunk with blocks", firmware.ErrNotFormat)
-		}
-		blocks += uint64(c.blocks)
-		if blocks > uint64(h.blocks) {
-			return 0, formatErr(pos, fmt.Sprintf("chunks hold more than the %d blocks the header declares", h.blocks), firmware.ErrNotFormat)
-		}
-		if off+pos+want > size {
-			return 0, formatErr(pos, fmt.Sprintf("chunk %d data past the end", i), firmware.ErrTruncated)
+		if !ok {
+			return it.pos, nil
 		}
 		if visit != nil {
 			if err := visit(c); err != nil {
 				return 0, err
 			}
 		}
-		pos += want
 	}
-	if blocks != uint64(h.blocks) {
-		return 0, formatErr(16, fmt.Sprintf("chunks hold %d blocks, header declares %d", blocks, h.blocks), firmware.ErrNotFormat)
-	}
-	return pos, nil
 }
 
 func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
@@ -183,14 +232,11 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 	if err != nil {
 		return err
 	}
-	var chunks []chunk
-	if _, err := walk(src, 0, src.Size(), h, func(c chunk) error {
-		chunks = append(chunks, c)
-		return nil
-	}); err != nil {
+	// Check the whole structure first, then stream the chunks again.
+	if _, err := walk(src, 0, src.Size(), h, nil); err != nil {
 		return err
 	}
-	ex := &expander{ctx: ctx, src: src, h: h, chunks: chunks, crc: crc32.NewIEEE(), out: out}
+	ex := &expander{ctx: ctx, src: src, h: h, chunks: newIter(src, 0, src.Size(), h), crc: crc32.NewIEEE(), out: out}
 	raw := int64(h.blocks) * int64(h.blockSize)
 	return out.Add(&firmware.Header{Name: RawName, Type: firmware.TypeFile, Mode: 0o644, Size: raw}, ex)
 }
@@ -200,7 +246,7 @@ type expander struct {
 	ctx    context.Context
 	src    *io.SectionReader
 	h      *header
-	chunks []chunk
+	chunks *iter
 	out    firmware.Sink
 
 	cur  io.Reader // the current chunk's expansion
@@ -224,11 +270,13 @@ func (e *expander) Read(p []byte) (int, error) {
 		if err := e.ctx.Err(); err != nil {
 			return 0, err
 		}
-		if len(e.chunks) == 0 {
+		c, ok, err := e.chunks.next()
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
 			return 0, io.EOF
 		}
-		c := e.chunks[0]
-		e.chunks = e.chunks[1:]
 		n := int64(c.blocks) * int64(e.h.blockSize)
 		data := c.off + int64(e.h.chunkHd)
 		switch c.typ {

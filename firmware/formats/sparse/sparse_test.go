@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
@@ -205,4 +206,37 @@ func FuzzSparse(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestManyChunks: 200,000 one-block don't-care chunks are walked through the
+// read window quickly and expand to zeros without a slice of them all.
+func TestManyChunks(t *testing.T) {
+	const n = 200000
+	le := binary.LittleEndian
+	b := make([]byte, 28+12*n)
+	le.PutUint32(b[0:], magic)
+	le.PutUint16(b[4:], 1)
+	le.PutUint16(b[8:], 28)
+	le.PutUint16(b[10:], 12)
+	le.PutUint32(b[12:], 4)
+	le.PutUint32(b[16:], n)
+	le.PutUint32(b[20:], n)
+	for i := range n {
+		c := b[28+12*i:]
+		le.PutUint16(c[0:], chunkDontCare)
+		le.PutUint32(c[4:], 1)
+		le.PutUint32(c[8:], 12)
+	}
+	start := time.Now()
+	res, err := firmwaretest.Run(Format, b, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
+		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	got, _ := res.Sink.File(RawName)
+	if len(got) != 4*n || bytes.Count(got, []byte{0}) != 4*n {
+		t.Errorf("expanded to %d bytes", len(got))
+	}
 }
