@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -96,8 +97,9 @@ type SyslogConfig struct {
 	ServerName string `yaml:"server_name"`
 	// Timeout bounds dialling and each write. It defaults to 5 s.
 	Timeout time.Duration `yaml:"timeout"`
-	// MaxMessageSize bounds one UDP message; longer ones are truncated
-	// (RFC 5426 asks collectors to take at least 2048). It defaults to 8192.
+	// MaxMessageSize bounds one UDP message (RFC 5426 asks collectors to
+	// take at least 2048): a longer alert has its detail shortened so that
+	// the JSON stays whole. It defaults to 8192.
 	MaxMessageSize int `yaml:"max_message_size"`
 }
 
@@ -331,8 +333,25 @@ func (s *syslogSink) Send(ctx context.Context, a egress.Alert) error {
 		return fmt.Errorf("sink: syslog: %w", err)
 	}
 	if s.cfg.Network == UDP {
-		if len(msg) > s.cfg.MaxMessageSize {
-			msg = msg[:s.cfg.MaxMessageSize]
+		if over := len(msg) - s.cfg.MaxMessageSize; over > 0 {
+			// Shorten the detail so the JSON stays whole (each byte cut
+			// shortens the JSON by at least one); cut raw bytes only if
+			// that is not enough.
+			for i := 0; i < 4 && over > 0 && a.Detail != "" && a.Detail != "…"; i++ {
+				cut := max(len(a.Detail)-over-len("…"), 0)
+				for cut > 0 && !utf8.RuneStart(a.Detail[cut]) {
+					cut--
+				}
+				a.Detail = a.Detail[:cut] + "…"
+				m, err := s.format(nil, a, time.Now())
+				if err != nil {
+					break
+				}
+				msg, over = m, len(m)-s.cfg.MaxMessageSize
+			}
+			if len(msg) > s.cfg.MaxMessageSize {
+				msg = msg[:s.cfg.MaxMessageSize]
+			}
 		}
 		s.buf = append(s.buf[:0], msg...)
 	} else {

@@ -164,6 +164,46 @@ func TestSyslogUDP(t *testing.T) {
 	}
 }
 
+// TestSyslogUDPLongDetail: over MaxMessageSize the detail is shortened and
+// the message stays valid RFC 5424 with whole JSON.
+func TestSyslogUDPLongDetail(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	s, err := NewSyslog(SyslogConfig{Addr: pc.LocalAddr().String(), MaxMessageSize: 1024}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := testAlert(1)
+	a.Detail = strings.Repeat("ü\"", 1000)
+	if err := s.Send(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 1024 {
+		t.Errorf("message of %d bytes", n)
+	}
+	m, err := parse5424(string(buf[:n]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got egress.Alert
+	if err := json.Unmarshal([]byte(m.msg), &got); err != nil {
+		t.Fatalf("JSON cut: %v", err)
+	}
+	if !strings.HasSuffix(got.Detail, "…") || !strings.HasPrefix(a.Detail, strings.TrimSuffix(got.Detail, "…")) || got.Dst != a.Dst {
+		t.Errorf("detail %q", got.Detail)
+	}
+}
+
 // readOctetCounted reads one "LEN SP MSG" frame (RFC 6587 §3.4.1).
 func readOctetCounted(r *bufio.Reader) (string, error) {
 	lenStr, err := r.ReadString(' ')
