@@ -212,25 +212,37 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	if !withRegions {
 		return res, nil
 	}
-	// Gaps between chunks are unknown data or padding.
+	// Gaps between chunks are unknown data or padding; they are described
+	// by up to workers goroutines and reported in order.
+	type gap struct{ from, to int64 }
+	var gs []gap
 	prev := int64(0)
-	gaps := func(from, to int64) error {
-		regs, err := regions(ctx, r, from, to)
-		res.unknown = append(res.unknown, regs...)
-		return err
-	}
 	for _, c := range res.chunks {
 		if c.Offset > prev {
-			if err := gaps(prev, c.Offset); err != nil {
-				return nil, err
-			}
+			gs = append(gs, gap{prev, c.Offset})
 		}
 		prev = c.End()
 	}
 	if prev < size {
-		if err := gaps(prev, size); err != nil {
-			return nil, err
+		gs = append(gs, gap{prev, size})
+	}
+	regs := make([][]Region, len(gs))
+	errs := make([]error, len(gs))
+	sem := make(chan struct{}, max(workers, 1))
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			regs[i], errs[i] = regions(ctx, r, g.from, g.to)
+		})
+	}
+	wg.Wait()
+	for i := range gs {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
+		res.unknown = append(res.unknown, regs[i]...)
 	}
 	return res, nil
 }
