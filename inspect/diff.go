@@ -28,6 +28,8 @@ type DiffReport struct {
 		Gained []Finding `json:"gained"`
 		Lost   []Finding `json:"lost"`
 	} `json:"findings"`
+	// RegressionCount is what Regressions returns.
+	RegressionCount int `json:"regressions"`
 }
 
 // FileChanges lists paths added, removed and changed (content or mode).
@@ -112,6 +114,16 @@ func Diff(old, new *Report) *DiffReport {
 	d.Services.Gained, d.Services.Lost = gainedLost(old.Services, new.Services, svcKey)
 	fKey := func(f Finding) string { return f.Rule + "|" + f.Path + "|" + f.Evidence }
 	d.Findings.Gained, d.Findings.Lost = gainedLost(old.Findings, new.Findings, fKey)
+	had := map[string]Severity{} // rule|path -> highest severity in old
+	for _, f := range old.Findings {
+		k := f.Rule + "|" + f.Path
+		had[k] = max(had[k], f.Severity)
+	}
+	for _, f := range d.Findings.Gained {
+		if f.Severity >= SeverityHigh && had[f.Rule+"|"+f.Path] < f.Severity {
+			d.RegressionCount++ // new, not the same problem with other evidence (a changed password)
+		}
+	}
 
 	d.Hardening = []HardeningChange{}
 	ob := map[string]Binary{}
@@ -176,6 +188,11 @@ func Diff(old, new *Report) *DiffReport {
 		a, b := d.Credentials[i], d.Credentials[j]
 		return a.Path < b.Path || a.Path == b.Path && a.User < b.User
 	})
+	for _, h := range d.Hardening {
+		if h.Regression {
+			d.RegressionCount++
+		}
+	}
 	return d
 }
 
@@ -209,22 +226,10 @@ func gainedLost[T any](old, new []T, key func(T) string) (gained, lost []T) {
 	return gained, lost
 }
 
-// Regressions counts what got worse: hardening regressions, gained findings
-// of at least high severity, gained vendor endpoints and gained boot services.
-func (d *DiffReport) Regressions() int {
-	n := 0
-	for _, h := range d.Hardening {
-		if h.Regression {
-			n++
-		}
-	}
-	for _, f := range d.Findings.Gained {
-		if f.Severity >= SeverityHigh {
-			n++
-		}
-	}
-	return n
-}
+// Regressions counts what got worse: hardening regressions, and high or
+// critical findings whose rule and path the old version did not have at that
+// severity.
+func (d *DiffReport) Regressions() int { return d.RegressionCount }
 
 // WriteJSON writes the diff as JSON.
 func (d *DiffReport) WriteJSON(w io.Writer) error {

@@ -160,7 +160,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 }
 
 func runInspectDiff(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "inspect diff", `usage: cordon inspect diff OLD NEW [--format text|json] [-o FILE]
+	fs := newFlagSet(e, "inspect diff", `usage: cordon inspect diff OLD NEW [--format text|json] [-o FILE] [--fail-on-regression]
 
 Compares two firmware targets (images or unpacked directories): files added,
 removed and changed, component version changes, endpoints and services gained
@@ -170,6 +170,7 @@ Example:
   cordon inspect diff fw-5.5.0.bin fw-5.6.2.bin --format json -o changes.json`)
 	format := fs.String("format", "text", "output `format`: text or json")
 	out := fs.String("o", "", "write to `FILE` instead of standard output")
+	failReg := fs.Bool("fail-on-regression", false, "exit with code 3 when NEW is worse: a hardening regression or a new high/critical finding")
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	pos, err := inspectParseArgs(e, fs, args)
@@ -205,7 +206,13 @@ Example:
 	if err != nil {
 		return err
 	}
-	return writeOutput(e.Stdout, *out, buf.Bytes())
+	if err := writeOutput(e.Stdout, *out, buf.Bytes()); err != nil {
+		return err
+	}
+	if n := d.Regressions(); *failReg && n > 0 {
+		return &exitError{code: exitFindings, err: fmt.Errorf("%d regression(s) from %s to %s", n, pos[0], pos[1])}
+	}
+	return nil
 }
 
 // inspectTarget inspects a directory, or unpacks an image first (into keep,
