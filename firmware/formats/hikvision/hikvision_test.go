@@ -2,6 +2,7 @@ package hikvision
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -109,6 +110,25 @@ func TestEncrypted(t *testing.T) {
 	}
 	if len(res.Sink.Entries) != 0 {
 		t.Errorf("encrypted package extracted %v", res.Sink.Names())
+	}
+}
+
+// TestHKSU builds the first words of an HKSU package (plain "USKH" magic, a
+// 128-byte header and two 96-byte entries) in front of opaque bytes.
+func TestHKSU(t *testing.T) {
+	b := make([]byte, 2048)
+	copy(b, "USKH")
+	binary.LittleEndian.PutUint32(b[8:], 0x80+2*96)
+	binary.LittleEndian.PutUint32(b[12:], 2)
+	for i := 16; i < len(b); i++ {
+		b[i] = byte(i*131 + i>>3)
+	}
+	res, err := firmwaretest.Run(Format, b, 0)
+	if err != nil || res.Chunk == nil {
+		t.Fatal(err, res.IdentifyErr)
+	}
+	if c := res.Chunk; !c.Encrypted || c.Meta["magic"] != "HKSU" || c.Meta["file_count"] != uint32(2) || c.Size != int64(len(b)) {
+		t.Errorf("chunk %+v", c)
 	}
 }
 
