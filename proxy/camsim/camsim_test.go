@@ -210,6 +210,7 @@ func startServer(t *testing.T, cams ...Camera) *Server {
 // TestFFprobe: ffprobe reads each camera over TCP and UDP and reports the
 // codec and resolution of the clip chosen for it.
 func TestFFprobe(t *testing.T) {
+	t.Parallel()
 	testutil.NeedTool(t, "ffprobe")
 	s := startServer(t,
 		Camera{Name: "a", Codec: "h264", Width: 1280, Height: 720},
@@ -238,6 +239,7 @@ func TestFFprobe(t *testing.T) {
 
 // TestGStreamer: GStreamer's rtspsrc plays and decodes N frames of each codec.
 func TestGStreamer(t *testing.T) {
+	t.Parallel()
 	testutil.NeedTool(t, "gst-launch-1.0")
 	s := startServer(t,
 		Camera{Name: "a", Codec: "h264", FPS: 50},
@@ -266,6 +268,7 @@ func TestGStreamer(t *testing.T) {
 // clip and checks sequence numbers and timestamps never jump, and that
 // keyframes come every 25 frames.
 func TestTimestampsContinuous(t *testing.T) {
+	t.Parallel()
 	const fps = 120 // the 50-frame clip loops every 0.42 s
 	s := startServer(t, Camera{Name: "fast", Codec: "h264", FPS: fps, Bitrate: 500_000})
 	u, err := base.ParseURL(s.URL("fast"))
@@ -382,6 +385,7 @@ func ptr[T any](v T) *T { return &v }
 // TestLeak: a leaking camera's keyframes carry the text in SEI, and the
 // stream still decodes cleanly (the SEI is well formed).
 func TestLeak(t *testing.T) {
+	t.Parallel()
 	testutil.NeedTool(t, "ffmpeg")
 	s := startServer(t,
 		Camera{Name: "a", Codec: "h264", FPS: 50, Leak: "serial=ABC123"},
