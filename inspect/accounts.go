@@ -75,7 +75,7 @@ func (c *collector) checkAccountsFile(f *fileView) {
 	if !isAccountsName(base) || !isText(f.data) {
 		return
 	}
-	pw, sh := ParseAccounts(f.data)
+	pw, sh := parseAccounts(f.data)
 	if strings.Contains(base, "shadow") {
 		// A shadow file's lines have 9 fields but some vendors trim them:
 		// treat every parsed line as shadow.
@@ -96,10 +96,10 @@ func (c *collector) checkAccountsFile(f *fileView) {
 	c.mu.Unlock()
 }
 
-// ParseAccounts parses passwd-style (7 fields, numeric UID) and shadow-style
+// parseAccounts parses passwd-style (7 fields, numeric UID) and shadow-style
 // (9 fields, or 2 to 8 fields with a numeric or empty third) lines. Lines that
 // are neither are skipped.
-func ParseAccounts(data []byte) ([]passwdEntry, []shadowEntry) {
+func parseAccounts(data []byte) ([]passwdEntry, []shadowEntry) {
 	var pw []passwdEntry
 	var sh []shadowEntry
 	sc := bufio.NewScanner(bytes.NewReader(data))

@@ -31,16 +31,16 @@ var accountCases = []struct {
 
 func TestParseAccounts(t *testing.T) {
 	for _, tc := range accountCases {
-		pw, sh := ParseAccounts([]byte(tc.in))
+		pw, sh := parseAccounts([]byte(tc.in))
 		if len(pw) != tc.passwd || len(sh) != tc.shadow {
-			t.Errorf("ParseAccounts(%q) = %d passwd, %d shadow; want %d, %d", tc.in, len(pw), len(sh), tc.passwd, tc.shadow)
+			t.Errorf("parseAccounts(%q) = %d passwd, %d shadow; want %d, %d", tc.in, len(pw), len(sh), tc.passwd, tc.shadow)
 			continue
 		}
 		switch {
 		case len(pw) > 0 && (pw[0].user != tc.firstUser || pw[0].pw != tc.firstField):
-			t.Errorf("ParseAccounts(%q) first = %+v", tc.in, pw[0])
+			t.Errorf("parseAccounts(%q) first = %+v", tc.in, pw[0])
 		case len(pw) == 0 && len(sh) > 0 && (sh[0].user != tc.firstUser || sh[0].pw != tc.firstField):
-			t.Errorf("ParseAccounts(%q) first = %+v", tc.in, sh[0])
+			t.Errorf("parseAccounts(%q) first = %+v", tc.in, sh[0])
 		}
 	}
 }
@@ -55,7 +55,7 @@ func FuzzParseAccounts(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pw, sh := ParseAccounts(data)
+		pw, sh := parseAccounts(data)
 		for _, e := range pw {
 			if e.uid < 0 || !validUser(e.user) {
 				t.Fatalf("bad passwd entry %+v", e)
