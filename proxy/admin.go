@@ -111,7 +111,7 @@ var (
 	descBytesIn     = prometheus.NewDesc("cordon_camera_received_bytes_total", "RTP bytes received from the camera.", []string{"camera"}, nil)
 	descPacketsIn   = prometheus.NewDesc("cordon_camera_received_packets_total", "RTP packets received from the camera.", []string{"camera"}, nil)
 	descLost        = prometheus.NewDesc("cordon_camera_rtp_packets_lost_total", "RTP packets lost between camera and proxy.", []string{"camera"}, nil)
-	descJitter      = prometheus.NewDesc("cordon_camera_rtp_jitter", "Mean RTP interarrival jitter in RTP clock units (90000 per second for video).", []string{"camera"}, nil)
+	descJitter      = prometheus.NewDesc("cordon_camera_rtp_jitter", "RFC 3550 interarrival jitter of the camera's first track, in RTP clock units (90000 per second for video).", []string{"camera"}, nil)
 	descReconnects  = prometheus.NewDesc("cordon_camera_reconnects_total", "Camera sessions that ended and were retried.", []string{"camera"}, nil)
 	descReaders     = prometheus.NewDesc("cordon_camera_readers", "Readers attached to the camera.", []string{"camera"}, nil)
 	descBitrate     = prometheus.NewDesc("cordon_camera_bitrate_bits_per_second", "Incoming bitrate over the last second.", []string{"camera"}, nil)

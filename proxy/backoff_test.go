@@ -81,3 +81,20 @@ func TestRetryLoopTiming(t *testing.T) {
 		}
 	})
 }
+
+func TestJitter(t *testing.T) {
+	js := &jitterState{clock: 90000}
+	t0 := time.Unix(0, 0)
+	// Perfectly paced 25 fps: no jitter.
+	for i := range 50 {
+		js.update(t0.Add(time.Duration(i)*40*time.Millisecond), uint32(i*3600))
+	}
+	if js.j != 0 {
+		t.Fatalf("paced stream jitter = %v, want 0", js.j)
+	}
+	// One packet 10 ms late: |D| = 900 units, J = 900/16 after it.
+	js.update(t0.Add(50*40*time.Millisecond+10*time.Millisecond), 50*3600)
+	if d := js.j - 900.0/16; d > 1e-6 || d < -1e-6 {
+		t.Errorf("jitter after a 10 ms late packet = %v, want %v", js.j, 900.0/16)
+	}
+}

@@ -58,10 +58,10 @@ type camera struct {
 	since    time.Time
 	plan     *rebuild.Plan
 	codecs   map[*rebuild.Track]keyCodec
+	jitter   map[*rebuild.Track]*jitterState
 	hasVideo bool
 	streams  []*gortsplib.ServerStream // one per server, same order as Proxy.servers
 	ready    chan struct{}             // closed once streams exist
-	client   *gortsplib.Client
 	readers  map[*reader]struct{}
 	waiters  int
 	lastUse  time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
@@ -305,17 +305,11 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	if _, err := cl.Play(nil); err != nil {
 		return false, fmt.Errorf("PLAY: %w", err)
 	}
-	c.mu.Lock()
-	c.client = cl
-	c.mu.Unlock()
 	c.setState(stateUp, "")
-	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", cl.Transport().Session.Protocol.String())
-	err = cl.Wait()
-	c.mu.Lock()
-	c.saveClientStatsLocked()
-	c.client = nil
-	c.mu.Unlock()
-	return true, err
+	// (gortsplib's Client.Stats and Transport are not safe while the client
+	// closes itself, so nothing here reads them after PLAY.)
+	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", c.cfg.Transport)
+	return true, cl.Wait()
 }
 
 // bindPlan keeps the reader-facing streams when the camera's media is the
@@ -325,6 +319,9 @@ func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	if c.plan != nil {
 		err := c.plan.Rebind(desc)
 		if err == nil {
+			for _, js := range c.jitter {
+				js.ok = false // the outage is not jitter
+			}
 			plan := c.plan
 			c.mu.Unlock()
 			return plan, nil
@@ -358,8 +355,10 @@ func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	c.plan = plan
 	c.streams = streams
 	c.codecs = map[*rebuild.Track]keyCodec{}
+	c.jitter = map[*rebuild.Track]*jitterState{}
 	c.hasVideo = false
 	for _, t := range plan.Tracks {
+		c.jitter[t] = &jitterState{clock: float64(t.CameraFormat().ClockRate())}
 		if t.Media().Type == description.MediaTypeVideo {
 			c.hasVideo = true
 			c.codecs[t] = codecOf(t.Media().Formats[0])
@@ -400,19 +399,26 @@ func (c *camera) teardown(reason string) {
 func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	c.packetsIn.Add(1)
 	c.bytesIn.Add(uint64(pkt.MarshalSize()))
+	arrival := time.Now()
+	ts := pkt.Timestamp
 	out, ra, err := t.Process(pkt)
 	if err != nil {
 		if c.processErrors.Add(1)%1000 == 1 {
 			c.log.Debug("packet dropped by the cleaner", "error", err)
 		}
-		return
-	}
-	if len(out) == 0 {
-		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.plan == nil {
+		return
+	}
+	if js := c.jitter[t]; js != nil {
+		js.update(arrival, ts)
+		if t == c.plan.Tracks[0] {
+			c.jitterBits.Store(math.Float64bits(js.j))
+		}
+	}
+	if err != nil || len(out) == 0 {
 		return
 	}
 	video := t.Media().Type == description.MediaTypeVideo
@@ -623,16 +629,22 @@ func (c *camera) removeReader(r *reader) {
 	}
 }
 
-// saveClientStatsLocked copies jitter from the camera client.
-func (c *camera) saveClientStatsLocked() {
-	if c.client == nil {
-		return
+// jitterState is the RFC 3550 interarrival jitter of one camera track, in
+// RTP clock units.
+type jitterState struct {
+	clock       float64
+	lastArrival time.Time
+	lastTS      uint32
+	j           float64
+	ok          bool
+}
+
+func (js *jitterState) update(now time.Time, ts uint32) {
+	if js.ok {
+		d := now.Sub(js.lastArrival).Seconds()*js.clock - float64(int32(ts-js.lastTS))
+		js.j += (math.Abs(d) - js.j) / 16
 	}
-	st := c.client.Stats()
-	if st == nil {
-		return
-	}
-	c.jitterBits.Store(math.Float64bits(st.Session.InboundRTPPacketsJitter))
+	js.lastArrival, js.lastTS, js.ok = now, ts, true
 }
 
 func (c *camera) sampleBitrate(now time.Time) {
@@ -643,9 +655,6 @@ func (c *camera) sampleBitrate(now time.Time) {
 		}
 	}
 	c.lastBytes, c.lastSample = b, now
-	c.mu.Lock()
-	c.saveClientStatsLocked()
-	c.mu.Unlock()
 }
 
 func sortCameras(cs []*camera) {
