@@ -33,7 +33,7 @@ type spool struct {
 	cur      *os.File
 	curSize  int64
 	cursor   *os.File
-	inflight uint64 // seq being delivered, 0 if none
+	inflight int // entries at the head being delivered
 	buf      []byte
 }
 
@@ -186,12 +186,9 @@ func (s *spool) append(body []byte) (dropped int, err error) {
 	defer s.mu.Unlock()
 	size := int64(len(body))
 	for len(s.entries) > 0 && (len(s.entries)+1 > s.maxAlerts || s.bytes+size > s.maxBytes) {
-		i := 0
-		if s.entries[0].seq == s.inflight {
-			if len(s.entries) == 1 {
-				break
-			}
-			i = 1
+		i := s.inflight // the oldest not being delivered
+		if i >= len(s.entries) {
+			break
 		}
 		s.bytes -= int64(s.entries[i].size)
 		s.entries = slices.Delete(s.entries, i, i+1)
@@ -227,13 +224,21 @@ func (s *spool) append(body []byte) (dropped int, err error) {
 
 // head returns the oldest pending alert and marks it in flight.
 func (s *spool) head() (spoolEntry, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.entries) == 0 {
+	es := s.headN(1)
+	if len(es) == 0 {
 		return spoolEntry{}, false
 	}
-	s.inflight = s.entries[0].seq
-	return s.entries[0], true
+	return es[0], true
+}
+
+// headN returns up to n of the oldest pending alerts and marks them in
+// flight (the drop policy leaves them alone).
+func (s *spool) headN(n int) []spoolEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n = min(n, len(s.entries))
+	s.inflight = n
+	return slices.Clone(s.entries[:n])
 }
 
 // read returns an alert's JSON.
@@ -251,12 +256,17 @@ func (s *spool) read(e spoolEntry) ([]byte, error) {
 }
 
 // done removes e (delivered, rejected or unreadable) from the queue.
-func (s *spool) done(e spoolEntry) {
+func (s *spool) done(e spoolEntry) { s.doneN([]spoolEntry{e}) }
+
+// doneN removes es from the queue and persists the cursor.
+func (s *spool) doneN(es []spoolEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i := slices.IndexFunc(s.entries, func(x spoolEntry) bool { return x.seq == e.seq }); i >= 0 {
-		s.bytes -= int64(s.entries[i].size)
-		s.entries = slices.Delete(s.entries, i, i+1)
+	for _, e := range es {
+		if i := slices.IndexFunc(s.entries, func(x spoolEntry) bool { return x.seq == e.seq }); i >= 0 {
+			s.bytes -= int64(s.entries[i].size)
+			s.entries = slices.Delete(s.entries, i, i+1)
+		}
 	}
 	s.inflight = 0
 	s.persist()

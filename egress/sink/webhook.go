@@ -54,6 +54,10 @@ type WebhookConfig struct {
 	// SpoolDir holds alerts not yet delivered. It is required; it is
 	// created (mode 0700) if missing. Use one directory per webhook.
 	SpoolDir string `yaml:"spool_dir"`
+	// BatchSize, when above 1, POSTs up to that many spooled alerts at once
+	// as a JSON array (in order), which drains a backlog faster. It
+	// defaults to 1: one JSON object per request.
+	BatchSize int `yaml:"batch_size"`
 	// Timeout bounds one request. It defaults to 10 s.
 	Timeout time.Duration `yaml:"timeout"`
 	// MinBackoff is the first retry delay. It defaults to 1 s.
@@ -147,6 +151,12 @@ func newWebhook(cfg WebhookConfig, l *slog.Logger) (*Webhook, error) {
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 5 * time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1
+	}
+	if cfg.BatchSize > 1000 {
+		return nil, fmt.Errorf("sink: webhook: BatchSize %d is over 1000", cfg.BatchSize)
 	}
 	tr := cfg.transport
 	if tr == nil {
@@ -252,8 +262,8 @@ func (w *Webhook) run() {
 	}()
 	failures := 0
 	for {
-		e, have := w.spool.head()
-		if !have {
+		batch := w.spool.headN(w.cfg.BatchSize)
+		if len(batch) == 0 {
 			select {
 			case <-w.wake:
 				continue
@@ -266,24 +276,23 @@ func (w *Webhook) run() {
 			return
 		default:
 		}
-		body, err := w.spool.read(e)
-		if err != nil {
-			w.log.Error("webhook spool entry unreadable; skipped", "seq", e.seq, "err", err)
-			w.spool.done(e)
+		body, bodies, bad := w.readBatch(batch)
+		if bad != nil {
+			w.spool.doneN(bad)
 			continue
 		}
 		retryAfter, err := w.post(ctx, body)
 		switch {
 		case err == nil:
 			failures = 0
-			w.delivered.Add(1)
-			w.spool.done(e)
+			w.delivered.Add(uint64(len(batch)))
+			w.spool.doneN(batch)
 		case errors.Is(err, errReject):
 			failures = 0
-			w.rejected.Add(1)
-			w.log.Error("webhook receiver rejected an alert; kept in rejected.jsonl", "err", err, "seq", e.seq)
-			w.keepRejected(body)
-			w.spool.done(e)
+			w.rejected.Add(uint64(len(batch)))
+			w.log.Error("webhook receiver rejected alerts; kept in rejected.jsonl", "err", err, "alerts", len(batch), "seq", batch[0].seq)
+			w.keepRejected(bodies)
+			w.spool.doneN(batch)
 		default:
 			w.retries.Add(1)
 			delay := w.cfg.MinBackoff << min(failures, 30)
@@ -308,19 +317,52 @@ func (w *Webhook) run() {
 	}
 }
 
-// keepRejected appends a refused alert to SpoolDir/rejected.jsonl.
-func (w *Webhook) keepRejected(body []byte) {
+// readBatch reads the alerts of a batch and builds the request body: the
+// alert's JSON object, or a JSON array of them when BatchSize is above 1.
+// Unreadable entries are returned in bad (to be skipped).
+func (w *Webhook) readBatch(batch []spoolEntry) (body []byte, bodies [][]byte, bad []spoolEntry) {
+	for _, e := range batch {
+		b, err := w.spool.read(e)
+		if err != nil {
+			w.log.Error("webhook spool entry unreadable; skipped", "seq", e.seq, "err", err)
+			bad = append(bad, e)
+			continue
+		}
+		bodies = append(bodies, b)
+	}
+	if bad != nil {
+		return nil, nil, bad
+	}
+	if w.cfg.BatchSize == 1 {
+		return bodies[0], bodies, nil
+	}
+	body = append(body, '[')
+	for i, b := range bodies {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, b...)
+	}
+	return append(body, ']'), bodies, nil
+}
+
+// keepRejected appends refused alerts to SpoolDir/rejected.jsonl.
+func (w *Webhook) keepRejected(bodies [][]byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var buf []byte
+	for _, b := range bodies {
+		buf = append(append(buf, b...), '\n')
+	}
 	f, err := os.OpenFile(filepath.Join(w.cfg.SpoolDir, "rejected.jsonl"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err == nil {
-		_, err = f.Write(append(body, '\n'))
+		_, err = f.Write(buf)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
 	if err != nil {
-		w.log.Error("webhook: keeping a rejected alert failed", "err", err)
+		w.log.Error("webhook: keeping rejected alerts failed", "err", err)
 	}
 }
 

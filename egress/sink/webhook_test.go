@@ -35,12 +35,13 @@ func testAlert(i int) egress.Alert {
 // receiver is a webhook endpoint on a fixed loopback address that can be
 // stopped and started again, recording the alerts it accepted.
 type receiver struct {
-	t    *testing.T
-	addr string
-	mu   sync.Mutex
-	got  []egress.Alert
-	fail int // answer 503 to this many more requests
-	srv  *http.Server
+	t        *testing.T
+	addr     string
+	mu       sync.Mutex
+	got      []egress.Alert
+	fail     int // answer 503 to this many more requests
+	requests int // accepted
+	srv      *http.Server
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -70,12 +71,20 @@ func (r *receiver) serve(l net.Listener) {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}
-		var a egress.Alert
-		if err := json.Unmarshal(body, &a); err != nil {
+		var as []egress.Alert
+		var err error
+		if len(body) > 0 && body[0] == '[' {
+			err = json.Unmarshal(body, &as)
+		} else {
+			as = make([]egress.Alert, 1)
+			err = json.Unmarshal(body, &as[0])
+		}
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
-		r.got = append(r.got, a)
+		r.requests++
+		r.got = append(r.got, as...)
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	go r.srv.Serve(l)
@@ -197,6 +206,33 @@ func TestWebhookReceiverDown(t *testing.T) {
 	}
 	if segs, _ := filepath.Glob(filepath.Join(w.cfg.SpoolDir, "*.log")); len(segs) != 1 {
 		t.Errorf("delivered segments not deleted: %v", segs)
+	}
+}
+
+// TestWebhookBatch: with BatchSize a backlog drains in JSON arrays, in
+// order.
+func TestWebhookBatch(t *testing.T) {
+	r := newReceiver(t)
+	r.stop()
+	cfg := webhookConfig(t, r.url(), t.TempDir())
+	cfg.BatchSize = 10
+	w, err := newWebhook(cfg, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 25 {
+		if err := w.Send(context.Background(), testAlert(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.start()
+	waitFor(t, "delivery", func() bool { return w.Stats().Delivered == 25 })
+	checkOrder(t, r.alerts(), seq(0, 25))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.requests != 3 {
+		t.Errorf("%d requests for 25 alerts in batches of 10", r.requests)
 	}
 }
 
