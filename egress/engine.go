@@ -410,6 +410,12 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 	}
 	if p.src == f.cam && (dir == 0) == f.outbound {
 		e.cameraSent(f, p, start, fresh)
+		// A record spans start..end: the camera was last heard at its end,
+		// so records exported every active timeout of one long flow are
+		// not separate contacts (beacon).
+		if end > f.lastCamOut {
+			f.lastCamOut = end
+		}
 	}
 }
 

@@ -530,3 +530,28 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("unexpected-destination %+v", a)
 	}
 }
+
+// TestRecordsLongFlowNotBeacon: an exporter's active timeout cuts one long
+// flow into records at regular intervals; that is not a beacon.
+func TestRecordsLongFlowNotBeacon(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	dst := netip.MustParseAddr("203.0.113.44")
+	for i := range 10 {
+		start := pcapgen.Start.Add(time.Duration(i) * time.Minute)
+		e.HandleFlow(FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, 40000), Dst: ap(dst, 443)}, Start: start, End: start.Add(59 * time.Second), Packets: 100, Bytes: 1000})
+	}
+	// Regular separate connections every minute are one.
+	for i := range 10 {
+		start := pcapgen.Start.Add(time.Duration(i) * time.Minute)
+		e.HandleFlow(FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, uint16(41000+i)), Dst: ap(dst, 8443)}, Start: start, End: start.Add(time.Second), Packets: 3, Bytes: 200})
+	}
+	_ = e.Close()
+	for _, a := range sink.alerts {
+		if a.Kind == KindBeacon && a.Port == 443 {
+			t.Errorf("beacon on one long flow: %+v", a)
+		}
+	}
+	if count(sink.alerts, KindBeacon) == 0 {
+		t.Errorf("no beacon for connections every minute")
+	}
+}
