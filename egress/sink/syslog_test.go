@@ -298,7 +298,7 @@ func selfSigned(t *testing.T, dir string) (tls.Certificate, string) {
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "syslog test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true, IsCA: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -495,4 +495,42 @@ func TestJSONLinesAndFile(t *testing.T) {
 	cur, _ := os.ReadFile(path)
 	checkOrder(t, lines(string(old)), []int{0, 1})
 	checkOrder(t, lines(string(cur)), []int{2})
+}
+
+// TestSyslogMutualTLS: the collector demands a client certificate; the
+// sink presents CertFile/KeyFile.
+func TestSyslogMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, ca := selfSigned(t, dir)
+	clientDir := t.TempDir()
+	clientCert, clientPEM := selfSigned(t, clientDir)
+	der, err := x509.MarshalPKCS8PrivateKey(clientCert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(clientDir, "key.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(clientPEM)
+	pool.AppendCertsFromPEM(b)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	frames := streamServer(t, l, false)
+	s, err := NewSyslog(SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca, CertFile: clientPEM, KeyFile: keyFile}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(context.Background(), testAlert(0)); err != nil {
+		t.Fatal(err)
+	}
+	checkSyslogAlert(t, recvFrame(t, frames), testAlert(0))
+	if _, err := NewSyslog(SyslogConfig{Network: TLS, Addr: "x", CertFile: clientPEM}, nil); err == nil || !strings.Contains(err.Error(), "CertFile/KeyFile") {
+		t.Errorf("certificate without key: %v", err)
+	}
 }
