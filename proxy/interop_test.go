@@ -112,9 +112,10 @@ func TestInteropReaders(t *testing.T) {
 		Camera{Name: "sim", URL: MustParseSecretURL(sim.URL("sim"))},
 		Camera{Name: "gst", URL: MustParseSecretURL(gst.url("", "", "live")), Transport: TransportUDP},
 		Camera{Name: "hevc", URL: MustParseSecretURL(sim265.URL("hevc"))},
+		Camera{Name: "auto", URL: MustParseSecretURL(sim.URL("sim")), Transport: TransportAuto},
 	))
 	p := startProxy(t, cfg, log)
-	for _, cam := range []string{"sim", "gst", "hevc"} {
+	for _, cam := range []string{"sim", "gst", "hevc", "auto"} {
 		waitFor(t, cam+" up", 10*time.Second, func() bool {
 			c := p.camera(cam)
 			c.mu.Lock()
@@ -149,6 +150,15 @@ func TestInteropReaders(t *testing.T) {
 			})
 		}
 	}
+	// transport auto pulls over UDP first (camsim serves UDP).
+	waitFor(t, "packets from the auto-transport camera", 5*time.Second, func() bool {
+		for _, s := range p.Status() {
+			if s.Name == "auto" {
+				return s.PacketsIn > 25
+			}
+		}
+		return false
+	})
 	// H.265 (keyframes found by the H.265 path of keyPacket): ffmpeg over TCP.
 	out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", readerURL(p, "hevc"),
 		"-frames:v", "10", "-f", "null", "-")
