@@ -270,7 +270,7 @@ func FuzzStrings(f *testing.F) {
 func FuzzFileParsers(f *testing.F) {
 	f.Add("id_ed25519", []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZWQyNTUxOQ==\n-----END OPENSSH PRIVATE KEY-----\n"))
 	f.Add("k.pem", []byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	for _, p := range []string{"testdata/fw/usr/bin/cloudd", "testdata/fw/bin/busybox", "testdata/fw/etc/config/cloud.conf", "testdata/fw/report.json"} {
+	for _, p := range []string{"testdata/fw/etc/ssl/private/cloud-key.der", "testdata/fw/usr/bin/cloudd", "testdata/fw/bin/busybox", "testdata/fw/etc/config/cloud.conf", "testdata/fw/report.json"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(filepath.Base(p), b)
 		}
