@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1.
@@ -97,6 +100,13 @@ func TestRTSPS(t *testing.T) {
 	}
 	if tr := cl.Transport().Session.Profile; tr != headers.TransportProfileSAVP {
 		t.Errorf("RTSPS transport profile = %v, want SAVP", tr)
+	}
+	// ffmpeg as an RTSPS reader (it does not verify certificates by default).
+	testutil.NeedTool(t, "ffmpeg")
+	out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-i", "rtsps://"+p.RTSPSAddr().String()+"/s",
+		"-frames:v", "10", "-f", "null", "-")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("ffmpeg over RTSPS: %v\n%s", err, out)
 	}
 }
 
