@@ -54,6 +54,9 @@ var DER = &firmware.Format{
 
 func identifyPEM(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	n := min(int64(maxPEM), size-off)
+	if n < int64(len("-----BEGIN ")) {
+		return nil, fmt.Errorf("pem: %d bytes left: %w", size-off, firmware.ErrNotFormat)
+	}
 	buf := make([]byte, n)
 	m, err := r.ReadAt(buf, off)
 	if err != nil && !errors.Is(err, io.EOF) {
