@@ -227,11 +227,16 @@ func TestFFprobe(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", tc.transport,
-				"-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0:s=x", s.URL(tc.cam)).CombinedOutput()
+			// Decoding errors on stderr are expected: ffprobe joins a live
+			// stream mid-GOP, before its first keyframe.
+			var stderr strings.Builder
+			cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", tc.transport,
+				"-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0:s=x", s.URL(tc.cam))
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
 			got := strings.Replace(strings.TrimSpace(string(out)), "x", " ", 1)
 			if err != nil || got != tc.want {
-				t.Errorf("ffprobe %s over %s: %q, %v; want %q", tc.cam, tc.transport, out, err, tc.want)
+				t.Errorf("ffprobe %s over %s: %q, %v; want %q\n%s", tc.cam, tc.transport, out, err, tc.want, stderr.String())
 			}
 		})
 	}
@@ -408,9 +413,32 @@ func TestLeak(t *testing.T) {
 			if !bytes.Contains(b, []byte(tc.want)) {
 				t.Error("the leaked text is not in the stream")
 			}
+			// The capture may start mid-GOP: decode from the first keyframe
+			// (whose parameter sets come first).
+			codec := map[string]string{"h264": "h264", "hevc": "h265"}[tc.fmt]
+			if i := firstParamSet(b, codec); i > 0 {
+				if err := os.WriteFile(p, b[i:], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-f", tc.fmt, "-i", p, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
 				t.Errorf("decoding the leaky stream: %v %s", err, out)
 			}
 		})
 	}
+}
+
+// firstParamSet returns the offset of the start code of the first SPS
+// (H.264) or VPS (H.265) in an Annex-B stream, or -1.
+func firstParamSet(b []byte, codec string) int {
+	want := 7
+	if codec == "h265" {
+		want = 32
+	}
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 && nalType(codec, b[i+3:]) == want {
+			return i
+		}
+	}
+	return -1
 }
