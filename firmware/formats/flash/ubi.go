@@ -74,12 +74,14 @@ func identifyUBI(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	}
 	n := int64(0)
 	var vols []map[string]any
+	var maxEC uint64
 	for pos := off; pos+peb <= size; pos += peb {
 		ec, ok := readUBIEC(w, pos)
 		if !ok || ec.imageSeq != first.imageSeq {
 			break
 		}
 		n++
+		maxEC = max(maxEC, ec.ec)
 		if vols == nil {
 			vols = ubiVolumes(r, w, pos, ec)
 		}
@@ -91,11 +93,12 @@ func identifyUBI(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		Confidence: firmware.ConfidenceHigh,
 		Desc:       fmt.Sprintf("UBI image, %d erase blocks of %d bytes", n, peb),
 		Meta: map[string]any{
-			"peb_size":       peb,
-			"erase_blocks":   n,
-			"vid_hdr_offset": first.vidOff,
-			"data_offset":    first.data,
-			"image_seq":      first.imageSeq,
+			"peb_size":        peb,
+			"erase_blocks":    n,
+			"vid_hdr_offset":  first.vidOff,
+			"data_offset":     first.data,
+			"image_seq":       first.imageSeq,
+			"max_erase_count": maxEC,
 		},
 	}
 	if len(vols) > 0 {
