@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,6 +93,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func peakRSS() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -138,22 +148,26 @@ func BenchmarkInspectTree(b *testing.B) {
 
 func BenchmarkInspectScaling(b *testing.B) {
 	dir := makeBenchTree(b)
-	var one, two time.Duration
+	var one, two, cpu1, cpu2 time.Duration
 	for b.Loop() {
 		for _, w := range []int{1, 2} {
-			start := time.Now()
+			start, c0 := time.Now(), cpuTime()
 			if _, err := Run(context.Background(), dir, os.DirFS(dir), Options{Workers: w}); err != nil {
 				b.Fatal(err)
 			}
 			if w == 1 {
 				one += time.Since(start)
+				cpu1 += cpuTime() - c0
 			} else {
 				two += time.Since(start)
+				cpu2 += cpuTime() - c0
 			}
 		}
 	}
 	b.ReportMetric(one.Seconds()/float64(b.N), "s/op-1worker")
 	b.ReportMetric(two.Seconds()/float64(b.N), "s/op-2workers")
+	b.ReportMetric(cpu1.Seconds()/float64(b.N), "cpu-s/op-1worker")
+	b.ReportMetric(cpu2.Seconds()/float64(b.N), "cpu-s/op-2workers")
 	b.ReportMetric(one.Seconds()/two.Seconds(), "speedup")
 	b.ReportMetric(peakRSS(), "peak-RSS-MiB")
 }
