@@ -332,11 +332,7 @@ func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 		c.mu.Lock()
 	}
 	defer c.mu.Unlock()
-	plan, err := rebuild.NewPlan(desc, rebuild.Config{
-		Mode:    rebuild.Mode(c.cfg.Mode),
-		KeepSEI: c.cfg.KeepSEI,
-		Audio:   rebuild.AudioPolicy(c.cfg.Audio),
-	}, &c.counters)
+	plan, err := rebuild.NewPlan(desc, c.cfg.rebuildConfig(), &c.counters)
 	if err != nil {
 		return nil, err
 	}

@@ -121,6 +121,14 @@ type Camera struct {
 	KeepSEI []string `yaml:"keep_sei"`
 	// Audio is keep (default) or drop.
 	Audio Audio `yaml:"audio"`
+	// AUD, in rebuild mode, starts every access unit with a freshly written
+	// access unit delimiter (some recorders want one). Default false.
+	AUD bool `yaml:"aud"`
+}
+
+// rebuildConfig is the camera's stream-cleaning configuration.
+func (c Camera) rebuildConfig() rebuild.Config {
+	return rebuild.Config{Mode: rebuild.Mode(c.Mode), KeepSEI: c.KeepSEI, Audio: rebuild.AudioPolicy(c.Audio), AUD: c.AUD}
 }
 
 // Reader is a recorder/VMS account.
@@ -251,8 +259,8 @@ func (c *Config) Validate() error {
 		if cam.MaxReaders < 0 {
 			add("%s: max_readers is %d; use 0 for no limit or a positive number", where, cam.MaxReaders)
 		}
-		if len(cam.KeepSEI) > 0 && cam.Mode == Mode(rebuild.ModePassthrough) {
-			add("%s: keep_sei only applies with mode rebuild (passthrough keeps everything)", where)
+		if err := cam.rebuildConfig().Validate(); err != nil {
+			add("%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
 		}
 	}
 

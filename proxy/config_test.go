@@ -73,7 +73,7 @@ func TestConfErrors(t *testing.T) {
 		{"dup name", cam + "  - name: a\n    url: rtsp://h/y\n", `cameras[1] (a): name "a" is already used by cameras[0]; names must be unique`},
 		{"no url", "cameras:\n  - name: a\n", `cameras[0] (a): url is missing (rtsp://user:password@camera-address:554/path)`},
 		{"negative max", cam + "    max_readers: -1\n", `cameras[0] (a): max_readers is -1; use 0 for no limit or a positive number`},
-		{"sei passthrough", cam + "    mode: passthrough\n    keep_sei: [x]\n", `cameras[0] (a): keep_sei only applies with mode rebuild (passthrough keeps everything)`},
+		{"sei passthrough", cam + "    mode: passthrough\n    keep_sei: [x]\n", `cameras[0] (a): keep_sei only applies to mode rebuild (passthrough keeps every SEI)`},
 		{"reader no password", cam + "readers:\n  - user: u\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash`},
 		{"reader both", cam + "readers:\n  - user: u\n    password: p\n    password_hash: h\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash, not both`},
 		{"reader bad hash", cam + "readers:\n  - user: u\n    password_hash: md5stuff\n    cameras: ['*']\n", `readers[0] (u): password_hash: unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...)`},
@@ -103,6 +103,14 @@ func TestConfErrors(t *testing.T) {
 				t.Errorf("error:\n got %s\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestConfigKeepSEIChecked(t *testing.T) {
+	c := Config{Cameras: []Camera{{Name: "a", URL: MustParseSecretURL("rtsp://h/"), KeepSEI: []string{"bogus"}}}}
+	err := c.Validate()
+	if err == nil || !strings.HasPrefix(err.Error(), `cameras[0] (a): keep_sei "bogus": unknown SEI payload type`) {
+		t.Fatalf("got %v", err)
 	}
 }
 
