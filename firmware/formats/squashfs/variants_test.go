@@ -2,10 +2,13 @@ package squashfs
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
@@ -23,6 +26,12 @@ func TestCompressorOptions(t *testing.T) {
 		"bin/app":    bytes.Repeat([]byte("\x00\x48\x2d\xe9\x04\xb0\x8d\xe2ARM code-ish "), 20000),
 		"etc/config": []byte("key=value\n"),
 		"empty":      nil,
+	}
+	// A directory of 600 entries: several directory headers (at most 256
+	// entries each), a listing across metadata blocks, an extended
+	// directory inode with an index.
+	for i := range 600 {
+		files[fmt.Sprintf("www/cgi-bin/handler-with-a-long-name-%04d.cgi", i)] = []byte(fmt.Sprint(i))
 	}
 	for name, data := range files {
 		p := filepath.Join(root, name)
@@ -59,6 +68,9 @@ func TestCompressorOptions(t *testing.T) {
 					t.Errorf("%s: %d bytes, want %d", name, len(got), len(want))
 				}
 			}
+			if typ := inodeType(t, data, "www", "cgi-bin"); typ != tLDir {
+				t.Errorf("www/cgi-bin has inode type %d, want an extended directory", typ)
+			}
 		})
 	}
 }
@@ -92,4 +104,37 @@ func TestOwners(t *testing.T) {
 	if e, _ := res.Sink.Entry("etc/b"); e.Header.Mode&fs.ModeSetgid == 0 {
 		t.Errorf("etc/b lost setgid: %v", e.Header.Mode)
 	}
+}
+
+// inodeType walks the path from the root and returns its inode type.
+func inodeType(t *testing.T, data []byte, path ...string) uint16 {
+	t.Helper()
+	sb, err := readSuper(bytes.NewReader(data), 0, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := newFS(io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	in, err := f.inode(sb.RootInode)
+	for _, name := range path {
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := f.readDir(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(entries, func(e dirEntry) bool { return e.name == name })
+		if i < 0 {
+			t.Fatalf("%s not found", name)
+		}
+		in, err = f.inode(entries[i].ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return in.typ
 }
