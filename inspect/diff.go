@@ -277,11 +277,18 @@ func (d *DiffReport) WriteText(w io.Writer) error {
 	}
 	list("ENDPOINTS", eps)
 	var svcs []string
+	svc := func(mark string, s Service) string {
+		port := ""
+		if s.Port > 0 {
+			port = fmt.Sprintf(" port %d", s.Port)
+		}
+		return fmt.Sprintf("%s %s%s (%s %s:%d)", mark, s.Name, port, s.Via, s.Path, s.Line)
+	}
 	for _, s := range d.Services.Gained {
-		svcs = append(svcs, fmt.Sprintf("+ %s port %d (%s %s:%d)", s.Name, s.Port, s.Via, s.Path, s.Line))
+		svcs = append(svcs, svc("+", s))
 	}
 	for _, s := range d.Services.Lost {
-		svcs = append(svcs, fmt.Sprintf("- %s port %d (%s %s:%d)", s.Name, s.Port, s.Via, s.Path, s.Line))
+		svcs = append(svcs, svc("-", s))
 	}
 	list("SERVICES", svcs)
 	var hs []string
