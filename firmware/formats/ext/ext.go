@@ -54,8 +54,9 @@ const (
 	incompatInlineData = 0x8000
 	incompatEncrypt    = 0x10000
 
-	roCompatHugeFile = 0x8
-	roCompatMetaCsum = 0x400
+	roCompatSparseSuper = 0x1
+	roCompatHugeFile    = 0x8
+	roCompatMetaCsum    = 0x400
 )
 
 const superOff = 1024
@@ -71,6 +72,7 @@ type superblock struct {
 	descSize                     int64
 	label                        string
 	groups                       uint64
+	firstMetaBG                  uint32
 	mtime, wtime, mkfsTime       uint32
 	uuid                         [16]byte
 }
@@ -123,6 +125,7 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 		sb.compat, sb.incompat, sb.roCompat = le.Uint32(b[92:]), le.Uint32(b[96:]), le.Uint32(b[100:])
 		copy(sb.uuid[:], b[104:120])
 		sb.label = strings.TrimRight(string(b[120:136]), "\x00")
+		sb.firstMetaBG = le.Uint32(b[0x104:])
 	}
 	if sb.incompat&incompat64Bit != 0 {
 		sb.blocks |= uint64(le.Uint32(b[0x150:])) << 32
@@ -155,6 +158,24 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 		return nil, notFormat(superOff, "inode count inconsistent with the groups")
 	}
 	return sb, nil
+}
+
+// hasSuper reports whether group g holds a superblock backup (with
+// sparse_super: groups 0, 1 and powers of 3, 5 and 7).
+func (sb *superblock) hasSuper(g uint64) bool {
+	if g <= 1 || sb.roCompat&roCompatSparseSuper == 0 {
+		return true
+	}
+	for _, base := range []uint64{3, 5, 7} {
+		p := base
+		for p < g {
+			p *= base
+		}
+		if p == g {
+			return true
+		}
+	}
+	return false
 }
 
 // variant names the filesystem the way mke2fs -t would.
@@ -207,9 +228,6 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		}
 	} else {
 		c.Warnings = append(c.Warnings, err.Error())
-	}
-	if sb.incompat&incompatMetaBG != 0 {
-		c.Warnings = append(c.Warnings, "meta_bg layout: group descriptors beyond the first block are not read")
 	}
 	return c, nil
 }

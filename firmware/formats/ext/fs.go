@@ -46,28 +46,38 @@ type fsys struct {
 
 func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
 	f := &fsys{r: r, sb: sb, buf: make([]byte, sb.blockSize)}
-	gdBlock := int64(sb.firstDataBlock) + 1
 	perBlock := uint64(sb.blockSize / sb.descSize)
 	n := sb.groups
-	if sb.incompat&incompatMetaBG != 0 {
-		n = min(n, perBlock) // only the first meta group's descriptors are contiguous
-	}
-	need := int64(n) * sb.descSize
-	if need > r.Size() || gdBlock*sb.blockSize+need > r.Size() {
-		return nil, formatErr(gdBlock*sb.blockSize, fmt.Sprintf("%d group descriptors do not fit", n), firmware.ErrTruncated)
-	}
-	raw := make([]byte, need)
-	if _, err := r.ReadAt(raw, gdBlock*sb.blockSize); err != nil {
-		return nil, formatErr(gdBlock*sb.blockSize, "reading group descriptors", firmware.ErrTruncated)
-	}
-	f.tables = make([]uint64, n)
-	for i := range f.tables {
-		d := raw[int64(i)*sb.descSize:]
-		t := uint64(binary.LittleEndian.Uint32(d[8:]))
-		if sb.descSize >= 64 {
-			t |= uint64(binary.LittleEndian.Uint32(d[0x28:])) << 32
+	descBlocks := (n + perBlock - 1) / perBlock
+	f.tables = make([]uint64, 0, n)
+	raw := make([]byte, sb.blockSize)
+	for d := range descBlocks {
+		// Descriptor blocks sit after the superblock, except with meta_bg from
+		// first_meta_bg on: there each meta group (perBlock groups) keeps its
+		// block in its first group, after that group's superblock backup.
+		blk := uint64(sb.firstDataBlock) + 1 + d
+		if sb.incompat&incompatMetaBG != 0 && d >= uint64(sb.firstMetaBG) {
+			g0 := d * perBlock
+			blk = uint64(sb.firstDataBlock) + g0*uint64(sb.blocksPerGroup)
+			if sb.hasSuper(g0) {
+				blk++
+			}
 		}
-		f.tables[i] = t
+		if blk >= sb.blocks {
+			return nil, formatErr(0, fmt.Sprintf("group descriptor block %d outside the filesystem", blk), firmware.ErrTruncated)
+		}
+		at := int64(blk) * sb.blockSize
+		if _, err := r.ReadAt(raw, at); err != nil {
+			return nil, formatErr(at, "reading group descriptors", firmware.ErrTruncated)
+		}
+		for i := uint64(0); i < perBlock && uint64(len(f.tables)) < n; i++ {
+			desc := raw[int64(i)*sb.descSize:]
+			t := uint64(binary.LittleEndian.Uint32(desc[8:]))
+			if sb.descSize >= 64 {
+				t |= uint64(binary.LittleEndian.Uint32(desc[0x28:])) << 32
+			}
+			f.tables = append(f.tables, t)
+		}
 	}
 	return f, nil
 }

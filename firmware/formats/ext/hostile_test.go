@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,5 +40,48 @@ func TestDirectoryLoop(t *testing.T) {
 	}
 	if !slices.ContainsFunc(res.Sink.Warnings, func(w string) bool { return strings.Contains(w, "directory loop") }) {
 		t.Errorf("no loop warning: %q", res.Sink.Warnings)
+	}
+}
+
+// TestMetaBG reads a meta_bg filesystem (group descriptors spread over the
+// meta groups) whose later inodes live beyond the first meta group.
+func TestMetaBG(t *testing.T) {
+	testutil.NeedTool(t, "mke2fs", "debugfs")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	for i := 1; i <= 60; i++ {
+		for j := 1; j <= 12; j++ {
+			p := filepath.Join(root, fmt.Sprintf("d%d", i), fmt.Sprintf("f%d", j))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(fmt.Sprintf("%d-%d", i, j)), 0o644)
+		}
+	}
+	img := filepath.Join(dir, "mb.img")
+	out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-b", "1024", "-g", "256", "-N", "2048",
+		"-O", "meta_bg,^resize_inode,^flex_bg", "-d", root, img, "16M").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mke2fs: %v\n%s", err, out)
+	}
+	// 32 inodes per group, 16 descriptors per block: inode 513 on is in meta group 1.
+	out, _ = exec.Command("debugfs", "-R", "stat /d60/f12", img).Output()
+	var ino int
+	if _, err := fmt.Sscanf(string(out), "Inode: %d", &ino); err != nil || ino <= 512 {
+		t.Fatalf("d60/f12 is inode %d (%v): the test needs it beyond the first meta group", ino, err)
+	}
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+		t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
+	}
+	for i := 1; i <= 60; i++ {
+		for j := 1; j <= 12; j++ {
+			name := fmt.Sprintf("d%d/f%d", i, j)
+			if got, _ := res.Sink.File(name); string(got) != fmt.Sprintf("%d-%d", i, j) {
+				t.Fatalf("%s = %q", name, got)
+			}
+		}
 	}
 }
