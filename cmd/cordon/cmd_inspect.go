@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,7 +32,8 @@ components with versions (a CycloneDX 1.6 SBOM), and the hardening of every
 ELF binary (NX, PIE, RELRO, canary, FORTIFY, RPATH, stripped).
 
 TARGET is an unpacked directory, or an image that is first unpacked with the
-firmware engine (into a temporary folder, or --keep DIR).
+firmware engine (into a temporary folder, or --keep DIR). A file the engine
+extracts nothing from (a lone binary, a config file) is inspected itself.
 
 "inspect diff" compares two targets (images or directories): files added,
 removed and changed, component versions, endpoints and services gained or
@@ -236,8 +238,55 @@ func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, 
 		return nil, fmt.Errorf("inspect: %w", err)
 	}
 	defer root.Close()
-	return inspect.Run(ctx, target, root.FS(), o)
+	r, err := inspect.Run(ctx, target, root.FS(), o)
+	if err != nil || st.IsDir() || r.Stats.Files > 0 {
+		return r, err
+	}
+	// Nothing was extracted (a lone binary, a config file, an unknown
+	// format): inspect the file itself.
+	log.Info("nothing extracted from the image; inspecting the file itself", "target", target)
+	return inspect.Run(ctx, target, singleFileFS{path: target, info: st}, o)
 }
+
+// singleFileFS is a read-only fs.FS holding one file, named by its base name.
+type singleFileFS struct {
+	path string
+	info fs.FileInfo
+}
+
+func (s singleFileFS) Open(name string) (fs.File, error) {
+	if name != s.info.Name() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return os.Open(s.path)
+}
+
+func (s singleFileFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	if name != "." {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrNotExist}
+	}
+	return []fs.DirEntry{fs.FileInfoToDirEntry(s.info)}, nil
+}
+
+func (s singleFileFS) Stat(name string) (fs.FileInfo, error) {
+	switch name {
+	case ".":
+		return rootInfo{}, nil
+	case s.info.Name():
+		return s.info, nil
+	}
+	return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
+}
+
+// rootInfo describes the directory "." of a singleFileFS.
+type rootInfo struct{}
+
+func (rootInfo) Name() string       { return "." }
+func (rootInfo) Size() int64        { return 0 }
+func (rootInfo) Mode() fs.FileMode  { return fs.ModeDir | 0o555 }
+func (rootInfo) ModTime() time.Time { return time.Time{} }
+func (rootInfo) IsDir() bool        { return true }
+func (rootInfo) Sys() any           { return nil }
 
 // unpackForInspect runs the firmware engine on an image.
 func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger) (string, error) {
