@@ -1,7 +1,8 @@
-// Package netflow is cordon's flow collector: it receives NetFlow v5, v9 and
-// IPFIX datagrams over UDP from switches, routers or softflowd, decodes them
-// with goflow2's decoders and hands each flow record to the egress engine as
-// an egress.FlowRecord.
+// Package netflow is cordon's flow collector: it receives NetFlow v5, v9,
+// IPFIX and sFlow v5 datagrams over UDP from switches, routers, softflowd or
+// pmacct, decodes them with goflow2's decoders and hands each flow record to
+// the egress engine as an egress.FlowRecord (for sFlow, one per sampled
+// packet, scaled by the sampling rate).
 //
 // Everything an exporter sends is untrusted and bounded: the datagram size,
 // the templates kept per exporter (with an expiry), the exporters tracked and

@@ -27,11 +27,15 @@ var (
 // DecodeError is a datagram that could not be (fully) decoded.
 type DecodeError struct {
 	Exporter netip.AddrPort
-	Version  uint16
+	Version  uint16 // NetFlow version: 5, 9 or 10 (IPFIX); 0 for sFlow
+	SFlow    bool   // an sFlow v5 datagram
 	Err      error
 }
 
 func (e *DecodeError) Error() string {
+	if e.SFlow {
+		return fmt.Sprintf("netflow: exporter %s: sFlow v5: %v", e.Exporter, e.Err)
+	}
 	return fmt.Sprintf("netflow: exporter %s: version %d: %v", e.Exporter, e.Version, e.Err)
 }
 
@@ -176,12 +180,21 @@ func (d *Decoder) store(exp netip.Addr) *templateStore {
 func (d *Decoder) Decode(exporter netip.AddrPort, datagram []byte, emit func(egress.FlowRecord)) error {
 	if len(datagram) < 4 {
 		d.stats.decodeErrors.Add(1)
-		return &DecodeError{exporter, 0, ErrTruncated}
+		return &DecodeError{Exporter: exporter, Err: ErrTruncated}
 	}
 	version := binary.BigEndian.Uint16(datagram)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var err error
+	if isSFlow(datagram) {
+		err = d.decodeSFlow(exporter, datagram, emit)
+		d.stats.datagrams.Add(1)
+		if err != nil {
+			d.stats.decodeErrors.Add(1)
+			return &DecodeError{Exporter: exporter, SFlow: true, Err: err}
+		}
+		return nil
+	}
 	switch version {
 	case 5:
 		err = d.decodeV5(exporter, datagram, emit)
@@ -193,7 +206,7 @@ func (d *Decoder) Decode(exporter netip.AddrPort, datagram []byte, emit func(egr
 	d.stats.datagrams.Add(1)
 	if err != nil {
 		d.stats.decodeErrors.Add(1)
-		return &DecodeError{exporter, version, err}
+		return &DecodeError{Exporter: exporter, Version: version, Err: err}
 	}
 	return nil
 }

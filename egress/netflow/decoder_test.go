@@ -1,6 +1,7 @@
 package netflow
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -284,11 +285,11 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-// fixtures returns the committed softflowd datagrams of a version.
-func fixtures(t testing.TB, version string) [][]byte {
-	paths, _ := filepath.Glob(filepath.Join("testdata", "softflowd-"+version, "*.bin"))
+// fixtures returns the committed datagrams in testdata/dir.
+func fixtures(t testing.TB, dir string) [][]byte {
+	paths, _ := filepath.Glob(filepath.Join("testdata", dir, "*.bin"))
 	if len(paths) == 0 {
-		t.Fatalf("no testdata/softflowd-%s fixtures", version)
+		t.Fatalf("no testdata/%s fixtures", dir)
 	}
 	var out [][]byte
 	for _, p := range paths {
@@ -301,8 +302,8 @@ func fixtures(t testing.TB, version string) [][]byte {
 	return out
 }
 
-func fuzzDecode(f *testing.F, version string) {
-	fx := fixtures(f, version)
+func fuzzDecode(f *testing.F, dir string) {
+	fx := fixtures(f, dir)
 	for _, dg := range fx {
 		f.Add(dg)
 	}
@@ -328,9 +329,9 @@ func fuzzDecode(f *testing.F, version string) {
 	})
 }
 
-func FuzzDecodeV5(f *testing.F)    { fuzzDecode(f, "v5") }
-func FuzzDecodeV9(f *testing.F)    { fuzzDecode(f, "v9") }
-func FuzzDecodeIPFIX(f *testing.F) { fuzzDecode(f, "v10") }
+func FuzzDecodeV5(f *testing.F)    { fuzzDecode(f, "softflowd-v5") }
+func FuzzDecodeV9(f *testing.F)    { fuzzDecode(f, "softflowd-v9") }
+func FuzzDecodeIPFIX(f *testing.F) { fuzzDecode(f, "softflowd-v10") }
 
 func TestV5Sampling(t *testing.T) {
 	_, _, _, _, v5 := benchDatagrams()
@@ -381,4 +382,107 @@ func TestDecodeMemoryBound(t *testing.T) {
 	if st := d.Stats(); st.SkippedRecords != 89 {
 		t.Errorf("stats %+v (records without addresses are skipped)", st)
 	}
+}
+
+func TestSFlow(t *testing.T) {
+	fx := fixtures(t, "pmacct-sflow")
+	var d Decoder
+	var recs []egress.FlowRecord
+	for _, dg := range fx {
+		if err := d.Decode(exporter, dg, func(r egress.FlowRecord) { recs = append(recs, r) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(recs) == 0 {
+		t.Fatal("no records")
+	}
+	for _, r := range recs {
+		if r.Packets != 1 || r.Bytes < 20 || !r.Key.Src.Addr().IsValid() || r.Start.IsZero() {
+			t.Errorf("record %+v", r)
+		}
+	}
+	// A sampling rate of 10 (the first flow sample's rate field) scales the
+	// counters, unless RawCounts.
+	dg := append([]byte(nil), fx[0]...)
+	binary.BigEndian.PutUint32(dg[44:], 10)
+	for _, raw := range []bool{false, true} {
+		d := Decoder{RawCounts: raw}
+		var first egress.FlowRecord
+		n := 0
+		if err := d.Decode(exporter, dg, func(r egress.FlowRecord) {
+			if n == 0 {
+				first = r
+			}
+			n++
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(10)
+		if raw {
+			want = 1
+		}
+		if first.Packets != want || first.Bytes != want*recs[0].Bytes || first.Key != recs[0].Key {
+			t.Errorf("raw=%v: %+v, want %d packets of %d bytes", raw, first, want, recs[0].Bytes)
+		}
+	}
+}
+
+// sflowExpandedBomb is an sFlow datagram whose expanded flow sample claims
+// 2^32-1 records: goflow2 would size a slice from that count.
+var sflowExpandedBomb = func() []byte {
+	b := be32(be32(nil, 5), 1)
+	b = append(b, 127, 0, 0, 1)
+	b = be32(be32(be32(be32(b, 0), 1), 0), 1)
+	sample := make([]byte, 44)
+	binary.BigEndian.PutUint32(sample[40:], 0xffffffff)
+	b = be32(be32(b, 3), uint32(len(sample)))
+	return append(b, sample...)
+}()
+
+func TestSFlowErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dg   []byte
+		want error
+	}{
+		{"expanded sample count", sflowExpandedBomb, ErrTooManyRecords},
+		{"agent address type", []byte{0, 0, 0, 5, 0, 0, 0, 7, 1, 2, 3, 4}, ErrTruncated},
+		{"header cut", []byte{0, 0, 0, 5, 0, 0, 0, 1, 127, 0, 0, 1, 0, 0}, ErrTruncated},
+	} {
+		var d Decoder
+		_, err := decodeAll(t, &d, tc.dg)
+		var de *DecodeError
+		if !errors.As(err, &de) || !de.SFlow || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), ": sFlow v5: ") {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// FuzzDecodeSFlow is seeded with pmacct's sFlow datagrams.
+func FuzzDecodeSFlow(f *testing.F) {
+	for _, dg := range fixtures(f, "pmacct-sflow") {
+		f.Add(dg)
+	}
+	f.Add(sflowExpandedBomb)
+	f.Fuzz(func(t *testing.T, dg []byte) {
+		var d Decoder
+		d.Decode(exporter, dg, func(r egress.FlowRecord) {
+			if !r.Key.Src.Addr().IsValid() || !r.Key.Dst.Addr().IsValid() || r.Packets == 0 {
+				t.Fatalf("record %+v", r)
+			}
+		})
+	})
+}
+
+// FuzzParseSampledHeader: the sampled packet header parser on any bytes.
+func FuzzParseSampledHeader(f *testing.F) {
+	f.Add(uint32(1), bytes.Repeat([]byte{0x81, 0, 0, 1}, 10))
+	f.Add(uint32(11), []byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 80, 1, 187})
+	f.Add(uint32(12), make([]byte, 40))
+	f.Fuzz(func(t *testing.T, proto uint32, h []byte) {
+		rec, ok := parseSampledHeader(proto, h)
+		if ok && (!rec.Key.Src.Addr().IsValid() || !rec.Key.Dst.Addr().IsValid()) {
+			t.Fatalf("%+v", rec)
+		}
+	})
 }
