@@ -7,6 +7,7 @@ import (
 
 	gfnetflow "github.com/netsampler/goflow2/v2/decoders/netflow"
 	"github.com/netsampler/goflow2/v2/decoders/netflowlegacy"
+	gfsflow "github.com/netsampler/goflow2/v2/decoders/sflow"
 
 	"github.com/cordon-vms/cordon/egress"
 )
@@ -112,4 +113,32 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportMetric(float64(recs)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// BenchmarkDecodeSFlow: cordon's sFlow path (goflow2's decoder, the sampled
+// header parser, the mapping) against goflow2's decoder alone, on pmacct's
+// datagrams.
+func BenchmarkDecodeSFlow(b *testing.B) {
+	dg := fixtures(b, "pmacct-sflow")[0]
+	var want int
+	var d Decoder
+	d.Decode(exporter, dg, func(egress.FlowRecord) { want++ })
+	b.Run("cordon", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			d.Decode(exporter, dg, func(egress.FlowRecord) { n++ })
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("goflow2", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			var p gfsflow.Packet
+			if err := gfsflow.DecodeMessageVersion(bytes.NewBuffer(dg), &p); err != nil {
+				b.Fatal(err)
+			}
+			n += len(p.Samples)
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+	})
 }
