@@ -53,6 +53,7 @@ type camera struct {
 	lastSample                                                        time.Time     // tick only
 
 	mu       sync.Mutex
+	abort    func(error) // ends the current camera session; nil between sessions
 	state    string
 	lastErr  string
 	since    time.Time
@@ -296,6 +297,21 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	refused := make(chan error, 1)
+	c.mu.Lock()
+	c.abort = func(err error) {
+		select {
+		case refused <- err:
+		default:
+		}
+		go cl.Close() // not from the packet callback itself: Close waits for it
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.abort = nil
+		c.mu.Unlock()
+	}()
 	for _, t := range plan.Tracks {
 		if _, err := cl.Setup(desc.BaseURL, t.CameraMedia(), 0, 0); err != nil {
 			return false, fmt.Errorf("SETUP: %w", err)
@@ -309,7 +325,30 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	// (gortsplib's Client.Stats and Transport are not safe while the client
 	// closes itself, so nothing here reads them after PLAY.)
 	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", c.cfg.Transport)
-	return true, cl.Wait()
+	werr := cl.Wait()
+	select {
+	case err := <-refused:
+		return true, fmt.Errorf("stream refused: %w", err)
+	default:
+		return true, werr
+	}
+}
+
+// refuse ends the camera session because the camera sent parameter sets
+// (SPS/PPS/VPS) that fail validation in-band: nothing from such a stream
+// reaches a recorder's decoder. The camera is retried with backoff, readers
+// stay attached, and other cameras are not affected.
+func (c *camera) refuse(err error) {
+	c.mu.Lock()
+	abort := c.abort
+	c.abort = nil
+	c.mu.Unlock()
+	if abort == nil {
+		return // already refused; the session is closing
+	}
+	// (the cleaner counted the dropped unit under "invalid_sps")
+	c.log.Error("camera stream refused: it sent invalid parameter sets; retrying with backoff", "error", err)
+	abort(err)
 }
 
 // bindPlan keeps the reader-facing streams when the camera's media is the
@@ -398,6 +437,10 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	arrival := time.Now()
 	ts := pkt.Timestamp
 	out, ra, err := t.Process(pkt)
+	if errors.Is(err, rebuild.ErrInvalidParameters) {
+		c.refuse(err)
+		return
+	}
 	if err != nil {
 		if c.processErrors.Add(1)%1000 == 1 {
 			c.log.Debug("packet dropped by the cleaner", "error", err)
