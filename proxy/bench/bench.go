@@ -350,7 +350,7 @@ func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 
 func proxyConfig(addr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:0\"\ncameras:\n", addr)
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:0\"\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\ncameras:\n", addr)
 	for _, c := range cams {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n    mode: %s\n", c.Name, sim.URL(c.Name), mode)
 	}
