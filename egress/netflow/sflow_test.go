@@ -139,14 +139,21 @@ func TestPmacctSFlow(t *testing.T) {
 			t.Errorf("datagram %d: %v", i, err)
 		}
 	}
-	// Every sample pmacct sent is decoded (samples per datagram: the
-	// header's count, after an IPv4 agent address).
+	// Every flow sample pmacct sent is decoded: walk the samples (after the
+	// 28-byte header with an IPv4 agent address) and count formats 1 and 3
+	// (flow, expanded flow); counter samples carry no packets.
 	var samples uint64
 	for _, dg := range dgrams {
-		samples += uint64(binary.BigEndian.Uint32(dg[24:]))
+		for off := 28; off+8 <= len(dg); {
+			format, length := binary.BigEndian.Uint32(dg[off:]), int(binary.BigEndian.Uint32(dg[off+4:]))
+			if format == 1 || format == 3 {
+				samples++
+			}
+			off += 8 + length
+		}
 	}
 	if st := d.Stats(); st.Records+st.SkippedRecords != samples || st.Records == 0 {
-		t.Errorf("%d samples sent, %d records + %d skipped decoded", samples, st.Records, st.SkippedRecords)
+		t.Errorf("%d flow samples sent, %d records + %d skipped decoded", samples, st.Records, st.SkippedRecords)
 	}
 	// The samples add up to the capture's flows exactly. pmacct reads the
 	// file in order but drops the last few packets at shutdown (they are
