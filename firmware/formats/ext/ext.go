@@ -1,7 +1,7 @@
 // Package ext reads ext2, ext3 and ext4 filesystem images natively: the
-// superblock, group descriptors, inodes, block maps (direct and indirect)
-// and extent trees, and linear directories (hashed directories are read
-// linearly, which the on-disk format allows). Regular files, directories,
+// superblock, group descriptors (meta_bg too), inodes, block maps (direct
+// and indirect), extent trees, inline data, and directories (hashed ones are
+// read linearly, which the on-disk format allows). Regular files, directories,
 // symlinks, hard links, device nodes, fifos and sockets go to the Sink with
 // their modes and owners; the journal is ignored (the image is read as the
 // last clean state plus whatever was written in place).
@@ -34,7 +34,7 @@ var Format = &firmware.Format{
 	Doc: "ext2, ext3 and ext4 filesystems, as found in Android system images and some " +
 		"camera data partitions. The superblock gives the exact size; files, directories, " +
 		"symlinks, hard links and device nodes are extracted natively (indirect block maps " +
-		"and extent trees) with their modes and owners. Inline data and encrypted " +
+		"and extent trees, ext4 inline data) with their modes and owners. Encrypted " +
 		"directories are reported, not decoded.",
 	Magics:   []firmware.Magic{{Offset: 0x438, Bytes: []byte{0x53, 0xEF}}},
 	Identify: identify,

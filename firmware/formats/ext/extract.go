@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -106,8 +107,12 @@ func (w *walker) entry(in *inode, name string, depth int) error {
 		w.files[in.num] = name
 		h.Type, h.Size = firmware.TypeFile, int64(in.size)
 		if in.flags&flagInlineData != 0 {
-			w.warn(fmt.Sprintf("ext: %s: inline data not supported, written empty", name))
-			return w.out.Add(h, nil)
+			data, err := in.inlineData()
+			if err != nil {
+				w.warnErr(name, err)
+				return nil
+			}
+			return w.out.Add(h, bytes.NewReader(data))
 		}
 		r, err := w.f.content(in)
 		if err != nil {

@@ -94,7 +94,8 @@ type inode struct {
 	iblock   [60]byte
 	blocks   uint64 // i_blocks (512-byte units unless huge_file says otherwise)
 	fileACL  uint64
-	at       int64 // byte offset of the inode
+	at       int64  // byte offset of the inode
+	extra    []byte // bytes after the first 128, read for inline-data inodes only
 }
 
 func (i *inode) isDir() bool { return i.mode&sIFMT == sIFDIR }
@@ -136,7 +137,50 @@ func (f *fsys) inode(n uint32) (*inode, error) {
 		at:      at,
 	}
 	copy(in.iblock[:], b[40:100])
+	if in.flags&flagInlineData != 0 && sb.inodeSize > 128 {
+		in.extra = make([]byte, sb.inodeSize-128)
+		if _, err := f.r.ReadAt(in.extra, at+128); err != nil {
+			return nil, formatErr(at, "reading inode extra fields", firmware.ErrTruncated)
+		}
+	}
 	return in, nil
+}
+
+// inlineData returns the content of an inode with the inline_data flag: the
+// 60 bytes of i_block, then the value of its in-inode "system.data"
+// extended attribute, cut to the inode's size.
+func (in *inode) inlineData() ([]byte, error) {
+	data := slices.Clone(in.iblock[:])
+	if len(in.extra) >= 4 {
+		le := binary.LittleEndian
+		isize := int(le.Uint16(in.extra[0:]))
+		xa := isize // the attribute area follows the extra fields, which i_extra_isize counts from byte 128
+		if isize >= 4 && xa+4 <= len(in.extra) && le.Uint32(in.extra[xa:]) == 0xEA020000 {
+			first := xa + 4
+			for e := first; e+16 <= len(in.extra); {
+				nameLen, index := int(in.extra[e]), in.extra[e+1]
+				if nameLen == 0 && index == 0 {
+					break
+				}
+				valOff, valSize := int(le.Uint16(in.extra[e+2:])), int(le.Uint32(in.extra[e+8:]))
+				if e+16+nameLen > len(in.extra) {
+					break
+				}
+				if index == 7 && string(in.extra[e+16:e+16+nameLen]) == "data" {
+					if first+valOff+valSize > len(in.extra) || valOff < 0 {
+						return nil, formatErr(in.at, "inline data attribute outside the inode", nil)
+					}
+					data = append(data, in.extra[first+valOff:first+valOff+valSize]...)
+					break
+				}
+				e += (16 + nameLen + 3) &^ 3
+			}
+		}
+	}
+	if in.size > uint64(len(data)) {
+		return nil, formatErr(in.at, fmt.Sprintf("inline data holds %d bytes, the inode says %d", len(data), in.size), firmware.ErrTruncated)
+	}
+	return data[:in.size], nil
 }
 
 // unixMode converts the on-disk permission bits to an fs.FileMode.
@@ -365,7 +409,11 @@ func (f *fsys) symlink(in *inode) (string, error) {
 	if in.size > maxSymlink {
 		return "", formatErr(in.at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
 	}
-	if in.flags&flagInlineData != 0 || f.fastSymlink(in) {
+	if in.flags&flagInlineData != 0 {
+		b, err := in.inlineData()
+		return string(b), err
+	}
+	if f.fastSymlink(in) {
 		if in.size > 60 {
 			return "", formatErr(in.at, "inline symlink longer than 60 bytes", nil)
 		}
@@ -402,27 +450,63 @@ type dirent struct {
 // readDir lists directory in, reading its blocks linearly (hashed-tree
 // interior blocks look like empty entries and are skipped).
 func (f *fsys) readDir(in *inode, warn func(string)) ([]dirent, error) {
-	if in.flags&flagInlineData != 0 {
-		return nil, formatErr(in.at, fmt.Sprintf("directory inode %d stores inline data (not supported)", in.num), nil)
-	}
 	if in.flags&flagEncrypt != 0 {
 		return nil, formatErr(in.at, fmt.Sprintf("directory inode %d is encrypted", in.num), nil)
 	}
 	if in.size > uint64(f.r.Size()) {
 		return nil, formatErr(in.at, fmt.Sprintf("directory of %d bytes in a %d-byte filesystem", in.size, f.r.Size()), nil)
 	}
-	fr, err := f.content(in)
-	if err != nil {
-		return nil, err
-	}
-	bs := int(f.sb.blockSize)
-	blk := make([]byte, bs)
 	var out []dirent
 	le := binary.LittleEndian
-	for b := 0; uint64(b)*uint64(bs) < in.size; b++ {
-		if _, err := io.ReadFull(fr, blk); err != nil {
+	bs := int(f.sb.blockSize)
+	var next func() ([]byte, error)
+	if in.flags&flagInlineData != 0 {
+		// Inline: the parent's inode number (4 bytes), then entries filling
+		// the rest of i_block, then entries filling the attribute value.
+		data, err := in.inlineData()
+		if err != nil {
+			return nil, err
+		}
+		if len(data) < 4 {
+			return nil, formatErr(in.at, "inline directory shorter than 4 bytes", nil)
+		}
+		parts := [][]byte{data[4:min(60, len(data))]}
+		if len(data) > 60 {
+			parts = append(parts, data[60:])
+		}
+		next = func() ([]byte, error) {
+			if len(parts) == 0 {
+				return nil, io.EOF
+			}
+			p := parts[0]
+			parts = parts[1:]
+			return p, nil
+		}
+	} else {
+		fr, err := f.content(in)
+		if err != nil {
+			return nil, err
+		}
+		blk := make([]byte, bs)
+		left := in.size
+		next = func() ([]byte, error) {
+			if left == 0 {
+				return nil, io.EOF
+			}
+			left -= min(left, uint64(bs))
+			_, err := io.ReadFull(fr, blk)
+			return blk, err
+		}
+	}
+	for b := 0; ; b++ {
+		blk, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
 			return out, err
 		}
+		bs := len(blk)
 		for off := 0; off+8 <= bs; {
 			ino := le.Uint32(blk[off:])
 			recLen := int(le.Uint16(blk[off+4:]))

@@ -85,3 +85,55 @@ func TestMetaBG(t *testing.T) {
 		}
 	}
 }
+
+// TestInlineData reads ext4 inline_data inodes made by mke2fs -d: small files
+// in i_block, an 80-byte file spilling into the system.data attribute, and
+// small directories.
+func TestInlineData(t *testing.T) {
+	testutil.NeedTool(t, "mke2fs", "debugfs")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	files := map[string]string{
+		"a":        "small\n",
+		"b80":      strings.Repeat("0123456789", 8),
+		"sub/f1":   "1\n",
+		"sub/f2":   "2\n",
+		"mid/e1":   "e1",
+		"mid/e4":   "e4",
+		"mid/e3":   "e3",
+		"mid/e2":   "e2",
+		"big/file": strings.Repeat("x", 5000),
+	}
+	for name, data := range files {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(data), 0o644)
+	}
+	os.Symlink("target-of-link", filepath.Join(root, "l"))
+	img := filepath.Join(dir, "il.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-O", "inline_data", "-d", root, img, "4M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v\n%s", err, out)
+	}
+	for _, p := range []string{"/a", "/b80", "/sub", "/mid"} {
+		out, _ := exec.Command("debugfs", "-R", "stat "+p, img).Output()
+		if !strings.Contains(string(out), "Size of inline data") {
+			t.Fatalf("%s is not stored inline; the test needs it to be:\n%s", p, out)
+		}
+	}
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+		t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
+	}
+	for name, want := range files {
+		if got, ok := res.Sink.File(name); !ok || string(got) != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if e, _ := res.Sink.Entry("l"); e.Header.Linkname != "target-of-link" {
+		t.Errorf("l -> %q", e.Header.Linkname)
+	}
+}
