@@ -189,8 +189,36 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	if len(whole) > 0 && size > 0 {
 		cands = append(whole, cands...)
 	}
+	// Candidates are accepted in order: a verified chunk hides the ones that
+	// start inside it. With several workers, the next candidates not yet
+	// hidden are identified ahead, in parallel (Identify has no side
+	// effects); results for candidates that end up hidden are dropped, so the
+	// chunk map is the same as with one worker.
+	type ident struct {
+		ch   *Chunk
+		err  error
+		done chan struct{}
+	}
+	ahead := make([]*ident, len(cands))
+	identSem := make(chan struct{}, max(workers, 1))
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait() // nobody reads r after scanFile returns
+	launch := func(j int) {
+		if ahead[j] != nil {
+			return
+		}
+		id := &ident{done: make(chan struct{})}
+		ahead[j] = id
+		c := cands[j]
+		inFlight.Go(func() {
+			identSem <- struct{}{}
+			id.ch, id.err = identify(formats[c.format], r, c.start, size)
+			<-identSem
+			close(id.done)
+		})
+	}
 	cursor := int64(0)
-	for _, c := range cands {
+	for i, c := range cands {
 		if c.start < cursor {
 			continue
 		}
@@ -198,7 +226,20 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 			return nil, err
 		}
 		f := formats[c.format]
-		ch, err := identify(f, r, c.start, size)
+		var ch *Chunk
+		var err error
+		if workers <= 1 {
+			ch, err = identify(f, r, c.start, size)
+		} else {
+			for j, n := i, 0; j < len(cands) && n < workers; j++ {
+				if cands[j].start >= cursor {
+					launch(j)
+					n++
+				}
+			}
+			<-ahead[i].done
+			ch, err = ahead[i].ch, ahead[i].err
+		}
 		if err != nil {
 			continue
 		}
