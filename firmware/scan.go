@@ -167,9 +167,9 @@ type scanResult struct {
 
 // scanFile identifies the chunks of r. A verified chunk hides the candidates
 // that start inside it. Formats without magics are tried at offset 0 when no
-// magic claims it. The magic pass uses up to workers goroutines. With
-// withRegions, the gaps between chunks are described
-// as unknown data or padding.
+// magic claims it. The magic pass, identification and region analysis use
+// up to workers goroutines. With withRegions, the gaps between chunks are
+// described as unknown data or padding.
 func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, workers int, progress func(int64), withRegions bool) (*scanResult, error) {
 	res := &scanResult{}
 	cands, truncated, err := m.find(ctx, r, size, workers, progress)
