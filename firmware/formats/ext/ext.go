@@ -73,6 +73,7 @@ type superblock struct {
 	label                        string
 	groups                       uint64
 	firstMetaBG                  uint32
+	truncated                    bool // the image ends before the last block
 	mtime, wtime, mkfsTime       uint32
 	uuid                         [16]byte
 }
@@ -150,9 +151,11 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 		sb.inodesPerGrp == 0 || int64(sb.inodesPerGrp) > 8*sb.blockSize {
 		return nil, notFormat(superOff+32, "blocks or inodes per group out of range")
 	}
-	if sb.blocks == 0 || sb.blocks > uint64(size-off)/uint64(sb.blockSize) {
-		return nil, notFormat(superOff+4, fmt.Sprintf("%d blocks of %d bytes do not fit in the %d bytes available", sb.blocks, sb.blockSize, size-off))
+	if sb.blocks == 0 || sb.blocks > 1<<48/uint64(sb.blockSize) {
+		return nil, notFormat(superOff+4, fmt.Sprintf("%d blocks of %d bytes", sb.blocks, sb.blockSize))
 	}
+	// A filesystem cut short (a partial dump) is still read as far as it goes.
+	sb.truncated = sb.blocks > uint64(size-off)/uint64(sb.blockSize)
 	sb.groups = (sb.blocks - uint64(sb.firstDataBlock) + uint64(sb.blocksPerGroup) - 1) / uint64(sb.blocksPerGroup)
 	if sb.inodes == 0 || sb.inodes > sb.groups*uint64(sb.inodesPerGrp) {
 		return nil, notFormat(superOff, "inode count inconsistent with the groups")
@@ -200,7 +203,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	}
 	c := &firmware.Chunk{
 		Offset:     off,
-		Size:       int64(sb.blocks) * sb.blockSize,
+		Size:       min(int64(sb.blocks)*sb.blockSize, size-off),
 		Format:     Name,
 		Confidence: firmware.ConfidenceMedium,
 		Desc: fmt.Sprintf("%s filesystem, label %q, %d blocks of %d bytes, %d inodes",
@@ -219,15 +222,26 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		},
 	}
 	// Structure check: the root directory inode must decode as a directory.
+	rootOK := false
 	fsys, err := newFS(io.NewSectionReader(r, off, c.Size), sb)
 	if err == nil {
 		if in, err := fsys.inode(rootIno); err == nil && in.isDir() {
+			rootOK = true
 			c.Confidence = firmware.ConfidenceHigh
 		} else {
 			c.Warnings = append(c.Warnings, "root directory inode unreadable")
 		}
 	} else {
 		c.Warnings = append(c.Warnings, err.Error())
+	}
+	if sb.truncated {
+		// Without the size check, only a readable root directory vouches for
+		// the superblock.
+		if !rootOK {
+			return nil, notFormat(superOff+4, fmt.Sprintf("%d blocks of %d bytes do not fit in the %d bytes available and the root directory is unreadable", sb.blocks, sb.blockSize, size-off))
+		}
+		c.Confidence = firmware.ConfidenceMedium
+		c.Warnings = append(c.Warnings, fmt.Sprintf("truncated: %d of %d bytes present", c.Size, int64(sb.blocks)*sb.blockSize))
 	}
 	return c, nil
 }

@@ -219,16 +219,16 @@ func TestIdentifyRejects(t *testing.T) {
 		return func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], v); return b }
 	}
 	for name, data := range map[string][]byte{
-		"empty":       nil,
-		"short":       make([]byte, 1500),
-		"zeros":       make([]byte, 8192),
-		"block size":  mutate(t, "ext-ext2.img", put32(1024+24, 9)),
-		"blocks":      mutate(t, "ext-ext2.img", put32(1024+4, 1<<30)),
-		"first block": mutate(t, "ext-ext4.img", put32(1024+20, 1)),
-		"per group":   mutate(t, "ext-ext2.img", put32(1024+32, 0)),
-		"inodes":      mutate(t, "ext-ext2.img", put32(1024, 1<<31)),
-		"revision":    mutate(t, "ext-ext2.img", put32(1024+76, 7)),
-		"truncated":   readFixture(t, "ext-ext3.img")[:100000],
+		"empty":                nil,
+		"short":                make([]byte, 1500),
+		"zeros":                make([]byte, 8192),
+		"block size":           mutate(t, "ext-ext2.img", put32(1024+24, 9)),
+		"zero blocks":          mutate(t, "ext-ext2.img", put32(1024+4, 0)),
+		"first block":          mutate(t, "ext-ext4.img", put32(1024+20, 1)),
+		"per group":            mutate(t, "ext-ext2.img", put32(1024+32, 0)),
+		"inodes":               mutate(t, "ext-ext2.img", put32(1024, 1<<31)),
+		"revision":             mutate(t, "ext-ext2.img", put32(1024+76, 7)),
+		"truncated, root lost": readFixture(t, "ext-ext3.img")[:4096],
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
@@ -236,6 +236,23 @@ func TestIdentifyRejects(t *testing.T) {
 				t.Fatalf("Identify = %v, want ErrNotFormat", err)
 			}
 		})
+	}
+}
+
+// TestTruncatedImage: an image cut short is identified with what remains and
+// a warning, and extraction recovers the files whose blocks are present.
+func TestTruncatedImage(t *testing.T) {
+	data := readFixture(t, "ext-ext2.img")[:150<<10]
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.Chunk == nil {
+		t.Fatal(err, res.IdentifyErr)
+	}
+	c := res.Chunk
+	if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceMedium || len(c.Warnings) != 1 || !strings.HasPrefix(c.Warnings[0], "truncated") {
+		t.Fatalf("chunk = %+v", c)
+	}
+	if got, _ := res.Sink.File("etc/passwd"); !strings.HasPrefix(string(got), "root:") {
+		t.Errorf("etc/passwd = %q", got)
 	}
 }
 
@@ -304,4 +321,21 @@ func FuzzExt(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestHugeClaim: a superblock claiming 2^40 blocks in a small image is either
+// rejected or read within the image, without a table sized by the claim.
+func TestHugeClaim(t *testing.T) {
+	data := slices.Clone(readFixture(t, "ext-ext4.img"))
+	le := binary.LittleEndian
+	le.PutUint32(data[1024+4:], 0)        // blocks_count_lo
+	le.PutUint32(data[1024+0x150:], 1<<8) // blocks_count_hi: 2^40 blocks
+	le.PutUint32(data[1024:], 1<<31)      // inodes
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Chunk != nil && res.Chunk.Size > int64(len(data)) {
+		t.Fatalf("chunk = %+v", res.Chunk)
+	}
 }

@@ -49,7 +49,10 @@ func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
 	perBlock := uint64(sb.blockSize / sb.descSize)
 	n := sb.groups
 	descBlocks := (n + perBlock - 1) / perBlock
-	f.tables = make([]uint64, 0, n)
+	// Only descriptor blocks inside the image can be read: that bounds the
+	// table however many groups a (truncated or hostile) superblock claims.
+	avail := uint64(r.Size() / sb.blockSize)
+	f.tables = make([]uint64, 0, min(n, avail*perBlock))
 	raw := make([]byte, sb.blockSize)
 	for d := range descBlocks {
 		// Descriptor blocks sit after the superblock, except with meta_bg from
@@ -63,7 +66,10 @@ func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
 				blk++
 			}
 		}
-		if blk >= sb.blocks {
+		if blk >= sb.blocks || blk >= avail {
+			if sb.truncated && len(f.tables) > 0 {
+				break // the groups past the cut have no descriptors: their inodes read as errors
+			}
 			return nil, formatErr(0, fmt.Sprintf("group descriptor block %d outside the filesystem", blk), firmware.ErrTruncated)
 		}
 		at := int64(blk) * sb.blockSize
