@@ -271,8 +271,8 @@ func evictOne[K comparable, V any](m map[K]V) {
 }
 
 // inspectPayload looks at the first payload packets the camera sends on a
-// flow it opened: watch-list payload signatures, TLS ClientHello SNI and QUIC
-// Initial SNI (decrypted).
+// flow it opened: watch-list payload signatures, the Host of a plain-HTTP
+// request, TLS ClientHello SNI and QUIC Initial SNI (decrypted).
 func (e *Engine) inspectPayload(f *flow, p *packet, ts int64) {
 	f.inspected++
 	if f.inspected >= maxInspect {
@@ -288,6 +288,13 @@ func (e *Engine) inspectPayload(f *flow, p *packet, ts int64) {
 	}
 	switch f.proto {
 	case 6:
+		if f.inspected == 1 {
+			if host, ok := httpHost(pl); ok {
+				f.inspDone = true
+				e.sniCheck(f, ts, host, "HTTP request Host header")
+				return
+			}
+		}
 		if f.tlsBuf == nil && !tlsparse.LooksLikeRecord(pl) {
 			return
 		}
@@ -305,7 +312,7 @@ func (e *Engine) inspectPayload(f *flow, p *packet, ts int64) {
 		}
 		f.tlsBuf, f.inspDone = nil, true
 		if err == nil && ch.ServerName != "" {
-			e.sniCheck(f, ts, ch.ServerName, "TLS ClientHello")
+			e.sniCheck(f, ts, ch.ServerName, "TLS ClientHello SNI")
 		}
 	case 17:
 		if f.quic == nil && !quicinitial.IsInitial(pl) {
@@ -320,7 +327,7 @@ func (e *Engine) inspectPayload(f *flow, p *packet, ts int64) {
 		}
 		f.quic, f.inspDone = nil, true
 		if err == nil && ch.ServerName != "" {
-			e.sniCheck(f, ts, ch.ServerName, "QUIC Initial (decrypted) ClientHello")
+			e.sniCheck(f, ts, ch.ServerName, "QUIC Initial (decrypted) ClientHello SNI")
 		}
 	}
 }
@@ -328,7 +335,7 @@ func (e *Engine) inspectPayload(f *flow, p *packet, ts int64) {
 func (e *Engine) sniCheck(f *flow, ts int64, sni, where string) {
 	e.m.SNIs.Add(1)
 	if en, ok := e.wl.MatchDomain(sni); ok {
-		e.raiseVendor(f, ts, sni, fmt.Sprintf("%s to %s:%d names %s (SNI), which matches watch-list domain %s (%s: %s)", where, f.peer, f.port, sni, en.Domain, en.Vendor, en.Note), aggKey{dst: f.peer, domain: en.Domain})
+		e.raiseVendor(f, ts, sni, fmt.Sprintf("%s to %s:%d names %s, which matches watch-list domain %s (%s: %s)", where, f.peer, f.port, sni, en.Domain, en.Vendor, en.Note), aggKey{dst: f.peer, domain: en.Domain})
 	}
 }
 

@@ -141,6 +141,7 @@ func TestPlanted(t *testing.T) {
 		{KindVendorCloud, "front-door", "203.0.113.10", "dev.ezvizlife.com"},
 		{KindVendorCloud, "lobby", "198.51.100.20", "iotaccess.easy4ipcloud.com"},
 		{KindVendorCloud, "lobby", "203.0.113.80", ""},
+		{KindVendorCloud, "front-door", "203.0.113.30", "upgrade.secu100.net"},
 		{KindVendorCloud, "lobby", "198.51.100.77", ""},
 		{KindUnexpectedDestination, "loading-dock", "8.8.8.8", ""},
 		{KindUnexpectedDestination, "front-door", "203.0.113.10", ""},
@@ -199,12 +200,12 @@ func count(as []Alert, kind string) int {
 // QUIC SNI.
 func TestTsharkReadsFixtures(t *testing.T) {
 	tshark := testutil.NeedTool(t, "tshark")[0]
-	out, err := exec.Command(tshark, "-r", "testdata/planted.pcap", "-Y", "dns.qry.name or tls.handshake.extensions_server_name", "-T", "fields",
-		"-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name").CombinedOutput()
+	out, err := exec.Command(tshark, "-r", "testdata/planted.pcap", "-Y", "dns.qry.name or tls.handshake.extensions_server_name or http.host", "-T", "fields",
+		"-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host").CombinedOutput()
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, out)
 	}
-	for _, want := range []string{"litedev.hik-connect.com", "dev.ezvizlife.com", "iotaccess.easy4ipcloud.com", "data-drop.net"} {
+	for _, want := range []string{"litedev.hik-connect.com", "dev.ezvizlife.com", "iotaccess.easy4ipcloud.com", "data-drop.net", "upgrade.secu100.net"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tshark does not see %s in the capture:\n%.2000s", want, out)
 		}

@@ -104,6 +104,13 @@ func Planted(out io.Writer) error {
 	check(w.UDP(ap(CamC, 52001), ap(mustAddr("203.0.113.80"), 8800), []byte{0x00, 0x01, 0x02, 0x03}, 0))
 	check(w.UDP(ap(CamC, 52002), ap(mustAddr("198.51.100.77"), 32100), []byte{0xf1, 0x00, 0x00, 0x00}, 0))
 
+	// --- vendor-cloud (plain HTTP Host): front-door checks for firmware upgrades. ---
+	at(35 * time.Second)
+	web := w.Dial(ap(CamA, 47000), ap(mustAddr("203.0.113.30"), 80))
+	web.Send([]byte("GET /upgrade/check?sn=ABC HTTP/1.1\r\nHost: upgrade.secu100.net\r\nUser-Agent: cam\r\n\r\n"), 0)
+	web.Reply([]byte("HTTP/1.1 204 No Content\r\n\r\n"), 0)
+	check(web.Close())
+
 	// --- unexpected-destination (public resolver): loading-dock asks 8.8.8.8 directly. ---
 	at(40 * time.Second)
 	q = DNSQuery(3, "time.windows.com", 1)
