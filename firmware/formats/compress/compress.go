@@ -37,8 +37,21 @@ type countReader struct {
 }
 
 func newCountReader(r io.ReaderAt, off, size int64) *countReader {
-	return &countReader{br: bufio.NewReaderSize(io.NewSectionReader(r, off, size-off), 16<<10)}
+	br := readerBufs.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(r, off, size-off))
+	return &countReader{br: br}
 }
+
+// release recycles the buffer; c must not be used afterwards.
+func (c *countReader) release() {
+	c.br.Reset(nil)
+	readerBufs.Put(c.br)
+	c.br = nil
+}
+
+// readerBufs recycles countReader buffers: identification tries many
+// candidates that fail after a few bytes.
+var readerBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 // measureBufs recycles the buffers measure decodes into.
 var measureBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}

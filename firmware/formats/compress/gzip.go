@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -143,6 +144,9 @@ var Zlib = &firmware.Format{
 	Extract:  extractZlib,
 }
 
+// zlibReaders recycles zlib decoders between candidates.
+var zlibReaders sync.Pool
+
 // zlibMaxOut bounds the output of a zlib candidate while identifying it.
 const zlibMaxOut = 64 << 20
 
@@ -173,10 +177,23 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat("zlib", off, "reserved block type")
 	}
 	in := newCountReader(r, off, size)
-	z, err := zlib.NewReader(in)
-	if err != nil {
-		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
+	defer in.release()
+	// Decoders are recycled: their 32 KiB windows made most of the
+	// allocation of a scan of random data.
+	var z io.ReadCloser
+	if v := zlibReaders.Get(); v != nil {
+		z = v.(io.ReadCloser)
+		if err := z.(zlib.Resetter).Reset(in, nil); err != nil {
+			zlibReaders.Put(z)
+			return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
+		}
+	} else {
+		var err error
+		if z, err = zlib.NewReader(in); err != nil {
+			return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
+		}
 	}
+	defer zlibReaders.Put(z)
 	// Random data can decode as deflate for megabytes: give up early on
 	// candidates that do not end (with a matching checksum) within zlibMaxOut.
 	m := measure(io.LimitReader(z, zlibMaxOut+1), in)
