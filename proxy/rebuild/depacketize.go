@@ -45,7 +45,16 @@ const (
 // (RFC 6184 single NAL, STAP-A and FU-A; RFC 7798 single NAL, AP and FU;
 // DONL and PACI are not supported). Access units end at the marker bit or
 // at a timestamp change (cameras that never set the marker). NAL units of
-// single-NAL and aggregation packets reference the packet's payload.
+// single-NAL and aggregation packets reference the packet's payload;
+// fragmented NAL units are reassembled in an arena the assembler reuses.
+//
+// The access units push returns are valid until the next push or reset:
+// their NAL unit lists and arenas are two buffers used in turn (one push
+// completes at most two access units), so nothing is allocated per access
+// unit once the buffers have grown. A reassembled NAL unit small enough to
+// leave as a single-NAL packet (at most encoderPayload bytes) is copied out
+// of the arena, so no output payload ever references it; larger ones are
+// always fragmented into fresh payloads by packetizeAU.
 type assembler struct {
 	codec videoCodec
 
@@ -54,11 +63,18 @@ type assembler struct {
 	ts     uint32
 	active bool
 
-	frag     []byte
-	fragging bool
-	fragNext uint16
-	fragHint int // size of the last reassembled NAL unit: the next one's likely size
+	arena     []byte // the current access unit's reassembled NAL units
+	spareNALs [][]byte
+	spare     []byte // the other arena: the last access unit handed out
+
+	fragStart int // where the NAL unit being reassembled starts in arena
+	fragging  bool
+	fragNext  uint16
 }
+
+// maxKeptArena is the largest arena kept for reuse: a camera that once sent
+// a huge access unit does not pin that memory forever.
+const maxKeptArena = 2 << 20
 
 // accessUnit is a completed access unit.
 type accessUnit struct {
@@ -70,7 +86,8 @@ type accessUnit struct {
 type reasonSink interface{ Drop(reason string, n int) }
 
 // push adds one packet. It returns the access units it completed (zero,
-// one, or two when a timestamp change closes one and the marker another).
+// one, or two when a timestamp change closes one and the marker another),
+// valid until the next push.
 func (a *assembler) push(pkt *rtp.Packet, c reasonSink, out []accessUnit) []accessUnit {
 	if a.active && pkt.Timestamp != a.ts {
 		out = a.flush(c, out)
@@ -91,20 +108,34 @@ func (a *assembler) push(pkt *rtp.Packet, c reasonSink, out []accessUnit) []acce
 
 // reset forgets any partial access unit (camera reconnect).
 func (a *assembler) reset() {
-	a.nalus, a.size, a.active = nil, 0, false
-	a.frag, a.fragging = nil, false
+	clear(a.nalus)
+	a.nalus, a.size, a.active = a.nalus[:0], 0, false
+	a.arena, a.fragging = a.arena[:0], false
 }
 
 func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
-	if a.fragging {
-		c.Drop("lost", len(a.frag))
-		a.frag, a.fragging = nil, false
-	}
+	a.dropFragment(c)
 	if len(a.nalus) > 0 {
 		out = append(out, accessUnit{nalus: a.nalus, ts: a.ts})
 	}
-	a.nalus, a.size, a.active = nil, 0, false
+	// Switch buffers: the access unit just handed out keeps its own.
+	clear(a.spareNALs)
+	a.nalus, a.spareNALs = a.spareNALs[:0], a.nalus
+	a.arena, a.spare = a.spare[:0], a.arena
+	if cap(a.arena) > maxKeptArena {
+		a.arena = nil
+	}
+	a.size, a.active = 0, false
 	return out
+}
+
+// trimNAL removes trailing zero bytes: trailing_zero_8bits belong to a
+// byte stream, not a NAL unit.
+func (c videoCodec) trimNAL(n []byte) []byte {
+	for len(n) > c.hdrLen() && n[len(n)-1] == 0 {
+		n = n[:len(n)-1]
+	}
+	return n
 }
 
 func (a *assembler) add(n []byte, c reasonSink) {
@@ -112,9 +143,7 @@ func (a *assembler) add(n []byte, c reasonSink) {
 		c.Drop("malformed", len(n))
 		return
 	}
-	for len(n) > a.codec.hdrLen() && n[len(n)-1] == 0 {
-		n = n[:len(n)-1] // trailing_zero_8bits belong to a byte stream, not a NAL unit
-	}
+	n = a.codec.trimNAL(n)
 	if hasStartCodeEmulation(n) {
 		// 00 00 00/01/02 cannot occur in a NAL unit (emulation prevention):
 		// a reader's Annex-B parser would split it somewhere else.
@@ -127,6 +156,16 @@ func (a *assembler) add(n []byte, c reasonSink) {
 	}
 	a.nalus = append(a.nalus, n)
 	a.size += len(n)
+}
+
+// addReassembled adds the NAL unit reassembled in arena[fragStart:].
+func (a *assembler) addReassembled(c reasonSink) {
+	n := a.codec.trimNAL(a.arena[a.fragStart:len(a.arena):len(a.arena)])
+	if len(n) <= encoderPayload {
+		n = bytes.Clone(n) // it may leave as it is: not in the arena
+		a.arena = a.arena[:a.fragStart]
+	}
+	a.add(n, c)
 }
 
 func (a *assembler) pushH264(pkt *rtp.Packet, c reasonSink) {
@@ -147,7 +186,7 @@ func (a *assembler) pushH264(pkt *rtp.Packet, c reasonSink) {
 			c.Drop("malformed", len(p))
 			return
 		}
-		a.fragment(pkt, []byte{p[0]&0xe0 | p[1]&0x1f}, p[1]&0x80 != 0, p[1]&0x40 != 0, p[2:], c)
+		a.fragment(pkt, [2]byte{p[0]&0xe0 | p[1]&0x1f}, 1, p[1]&0x80 != 0, p[1]&0x40 != 0, p[2:], c)
 	default: // 0, STAP-B, MTAP16/24, FU-B, 30, 31
 		a.dropFragment(c)
 		c.Drop("malformed", len(p))
@@ -173,8 +212,8 @@ func (a *assembler) pushH265(pkt *rtp.Packet, c reasonSink) {
 			return
 		}
 		fu := p[2]
-		hdr := []byte{p[0]&0x81 | (fu&0x3f)<<1, p[1]}
-		a.fragment(pkt, hdr, fu&0x80 != 0, fu&0x40 != 0, p[3:], c)
+		hdr := [2]byte{p[0]&0x81 | (fu&0x3f)<<1, p[1]}
+		a.fragment(pkt, hdr, 2, fu&0x80 != 0, fu&0x40 != 0, p[3:], c)
 	default: // PACI and reserved
 		a.dropFragment(c)
 		c.Drop("malformed", len(p))
@@ -206,15 +245,18 @@ func (a *assembler) aggregate(b []byte, c reasonSink) {
 	}
 }
 
-func (a *assembler) fragment(pkt *rtp.Packet, hdr []byte, start, end bool, data []byte, c reasonSink) {
+// fragment adds one FU-A / FU: the reassembled NAL unit header is
+// hdr[:hl], data the fragment's body.
+func (a *assembler) fragment(pkt *rtp.Packet, hdr [2]byte, hl int, start, end bool, data []byte, c reasonSink) {
 	if start {
 		a.dropFragment(c)
+		a.fragStart = len(a.arena)
+		a.arena = append(a.arena, hdr[:hl]...)
+		a.arena = append(a.arena, data...)
 		if end { // some cameras send a whole NAL unit in one FU
-			a.add(append(hdr, data...), c)
+			a.addReassembled(c)
 			return
 		}
-		a.frag = append(make([]byte, 0, max(len(hdr)+2*len(data), a.fragHint)), hdr...)
-		a.frag = append(a.frag, data...)
 		a.fragging, a.fragNext = true, pkt.SequenceNumber+1
 		return
 	}
@@ -222,29 +264,29 @@ func (a *assembler) fragment(pkt *rtp.Packet, hdr []byte, start, end bool, data 
 		c.Drop("lost", len(data))
 		return
 	}
+	fragLen := len(a.arena) - a.fragStart
 	if pkt.SequenceNumber != a.fragNext {
-		c.Drop("lost", len(a.frag)+len(data))
-		a.frag, a.fragging = nil, false
+		c.Drop("lost", fragLen+len(data))
+		a.arena, a.fragging = a.arena[:a.fragStart], false
 		return
 	}
-	if len(a.frag)+len(data) > maxAUSize {
-		c.Drop("au_size", len(a.frag)+len(data))
-		a.frag, a.fragging = nil, false
+	if fragLen+len(data) > maxAUSize {
+		c.Drop("au_size", fragLen+len(data))
+		a.arena, a.fragging = a.arena[:a.fragStart], false
 		return
 	}
-	a.frag = append(a.frag, data...)
+	a.arena = append(a.arena, data...)
 	a.fragNext++
 	if end {
-		a.add(a.frag, c)
-		a.fragHint = min(len(a.frag)+len(a.frag)/8, 1<<20)
-		a.frag, a.fragging = nil, false
+		a.fragging = false
+		a.addReassembled(c)
 	}
 }
 
 func (a *assembler) dropFragment(c reasonSink) {
 	if a.fragging {
-		c.Drop("lost", len(a.frag))
-		a.frag, a.fragging = nil, false
+		c.Drop("lost", len(a.arena)-a.fragStart)
+		a.arena, a.fragging = a.arena[:a.fragStart], false
 	}
 }
 
@@ -322,19 +364,26 @@ func hasStartCodeEmulation(b []byte) bool {
 // packetizeAU packetizes an access unit for readers (packetization-mode 1):
 // consecutive NAL units that fit together share an aggregation packet
 // (STAP-A / AP), a NAL unit too big for one packet is fragmented (FU-A /
-// FU), others go alone and are not copied. Aggregation and fragment payloads
-// are built in one slab per access unit. payloads is reused.
-func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte) [][]byte {
-	total := 0
-	for _, n := range nalus {
-		if len(n) > max {
-			total += len(n) + 3*(len(n)/(max-3)+1)
-		}
-	}
-	var slab []byte // allocated on first use: most P-frames need none
+// FU), others go alone and are not copied. payloads is reused. Aggregation
+// and fragment payloads are appended to the slab that space returns when
+// first needed (with room for all of them, so the slab is not reallocated
+// and parts already carved from it are never written); the grown slab is
+// returned, nil when none was needed.
+func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte, space func(n int) []byte) ([][]byte, []byte) {
+	var slab []byte // obtained on first use: most P-frames need none
 	aggHdr := 1
 	if codec == codecH265 {
 		aggHdr = 2
+	}
+	reserve := func() {
+		// Room for every NAL unit aggregated or fragmented: its bytes, a
+		// 3-byte FU header per fragment, a size field and an
+		// aggregation header.
+		total := 0
+		for _, n := range nalus {
+			total += len(n) + 3*(len(n)/(max-3)+1) + 2 + aggHdr
+		}
+		slab = space(total)
 	}
 	for i := 0; i < len(nalus); {
 		// Gather the longest run starting at i that fits one aggregation packet.
@@ -346,10 +395,10 @@ func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte) [
 		switch {
 		case j-i >= 2:
 			if slab == nil {
-				slab = make([]byte, 0, total+size)
+				reserve()
 			}
 			start := len(slab)
-			slab = append(slab, aggregationHeader(codec, nalus[i:j])...)
+			slab = appendAggregationHeader(slab, codec, nalus[i:j])
 			for _, n := range nalus[i:j] {
 				slab = append(slab, byte(len(n)>>8), byte(len(n)))
 				slab = append(slab, n...)
@@ -361,23 +410,24 @@ func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte) [
 			i++
 		default:
 			n := nalus[i]
-			var hdr []byte
+			var hdr [3]byte
+			hl := 2
 			var body []byte
 			if codec == codecH265 {
-				hdr = []byte{n[0]&0x81 | 49<<1, n[1], (n[0] >> 1) & 0x3f}
+				hdr, hl = [3]byte{n[0]&0x81 | 49<<1, n[1], (n[0] >> 1) & 0x3f}, 3
 				body = n[2:]
 			} else {
-				hdr = []byte{n[0]&0xe0 | 28, n[0] & 0x1f}
+				hdr = [3]byte{n[0]&0xe0 | 28, n[0] & 0x1f}
 				body = n[1:]
 			}
 			if slab == nil {
-				slab = make([]byte, 0, total+max)
+				reserve()
 			}
-			room := max - len(hdr)
+			room := max - hl
 			for k := 0; k < len(body); k += room {
 				e := min(k+room, len(body))
 				start := len(slab)
-				slab = append(slab, hdr...)
+				slab = append(slab, hdr[:hl]...)
 				if k == 0 {
 					slab[len(slab)-1] |= 0x80
 				}
@@ -390,23 +440,23 @@ func packetizeAU(codec videoCodec, nalus [][]byte, max int, payloads [][]byte) [
 			i++
 		}
 	}
-	return payloads
+	return payloads, slab
 }
 
-// aggregationHeader is the STAP-A (H.264: highest NRI) or AP (H.265:
-// lowest layer and temporal id) header for nalus.
-func aggregationHeader(codec videoCodec, nalus [][]byte) []byte {
+// appendAggregationHeader appends the STAP-A (H.264: highest NRI) or AP
+// (H.265: lowest layer and temporal id) header for nalus.
+func appendAggregationHeader(b []byte, codec videoCodec, nalus [][]byte) []byte {
 	if codec == codecH264 {
 		var nri byte
 		for _, n := range nalus {
 			nri = max(nri, n[0]&0x60)
 		}
-		return []byte{nri | 24}
+		return append(b, nri|24)
 	}
 	layer, tid := byte(0x3f), byte(7)
 	for _, n := range nalus {
 		layer = min(layer, (n[0]&1)<<5|n[1]>>3)
 		tid = min(tid, n[1]&7)
 	}
-	return []byte{48<<1 | layer>>5, (layer&0x1f)<<3 | tid}
+	return append(b, 48<<1|layer>>5, (layer&0x1f)<<3|tid)
 }

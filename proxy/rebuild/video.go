@@ -16,6 +16,44 @@ type videoRebuilder struct {
 	nalus    [][]byte
 	full     [][]byte
 	payloads [][]byte
+
+	// Output memory is carved from chunks shared by consecutive access
+	// units (one allocation per chunk, not per packet or access unit). A
+	// carved part is never written again, so the packets handed out stay
+	// valid for as long as the caller keeps them.
+	pktChunk []rtp.Packet
+	ptrChunk []*rtp.Packet
+	payChunk []byte
+}
+
+// Output chunk sizes: about 8 KiB of packets, 64 KiB of payload bytes.
+const (
+	packetChunk  = 64
+	payloadChunk = 64 << 10
+)
+
+// packets returns n zero packets carved from the packet chunks.
+func (v *videoRebuilder) packets(n int) []*rtp.Packet {
+	if cap(v.pktChunk)-len(v.pktChunk) < n {
+		v.pktChunk = make([]rtp.Packet, 0, max(n, packetChunk))
+	}
+	if cap(v.ptrChunk)-len(v.ptrChunk) < n {
+		v.ptrChunk = make([]*rtp.Packet, 0, max(n, packetChunk))
+	}
+	base, pbase := len(v.pktChunk), len(v.ptrChunk)
+	v.pktChunk = v.pktChunk[:base+n]
+	for i := range n {
+		v.ptrChunk = append(v.ptrChunk, &v.pktChunk[base+i])
+	}
+	return v.ptrChunk[pbase:len(v.ptrChunk):len(v.ptrChunk)]
+}
+
+// payloadSpace returns the payload chunk with room for n more bytes.
+func (v *videoRebuilder) payloadSpace(n int) []byte {
+	if cap(v.payChunk)-len(v.payChunk) < n {
+		v.payChunk = make([]byte, 0, max(n, payloadChunk))
+	}
+	return v.payChunk
 }
 
 // initRebuilder sets up the depacketizer and packetizer. Packetizing is our
@@ -43,6 +81,14 @@ func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
 		t.counters.Drop("oversized", len(pkt.Payload)) // re-packetized, not lost
 	}
 	v.aus = v.asm.push(pkt, t.counters, v.aus[:0])
+	switch len(v.aus) {
+	case 0:
+		return nil, false, nil
+	case 1: // the usual case: no second slice to build
+		pkts, key, err := t.rebuildAU(v.aus[0])
+		clear(v.aus)
+		return pkts, key && len(pkts) > 0, err
+	}
 	var out []*rtp.Packet
 	ra := false
 	var firstErr error
@@ -154,15 +200,17 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		t.counters.Drop("nal_count", auBytes(full))
 		return nil, false, nil
 	}
-	payloads := packetizeAU(c, full, encoderPayload, v.payloads[:0])
+	payloads, slab := packetizeAU(c, full, encoderPayload, v.payloads[:0], v.payloadSpace)
+	if slab != nil {
+		v.payChunk = slab
+	}
 	ts := t.ts.mapTS(au.ts, t.clock)
-	slab := make([]rtp.Packet, len(payloads))
-	pkts := make([]*rtp.Packet, len(payloads))
+	pkts := v.packets(len(payloads))
 	for i, p := range payloads {
-		slab[i] = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: t.outPT, SequenceNumber: t.seq,
-			Timestamp: ts, Marker: i == len(payloads)-1}, Payload: p}
+		pk := pkts[i]
+		pk.Version, pk.PayloadType, pk.SequenceNumber = 2, t.outPT, t.seq
+		pk.Timestamp, pk.Marker, pk.Payload = ts, i == len(payloads)-1, p
 		t.seq++
-		pkts[i] = &slab[i]
 	}
 	clear(payloads)
 	v.payloads = payloads[:0]
