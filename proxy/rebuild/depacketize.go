@@ -118,8 +118,8 @@ func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
 	if len(a.nalus) > 0 {
 		out = append(out, accessUnit{nalus: a.nalus, ts: a.ts})
 	}
-	// Switch buffers: the access unit just handed out keeps its own.
-	clear(a.spareNALs)
+	// Switch buffers: the access unit just handed out keeps its own. The
+	// lists are not cleared: what they still reference is one access unit.
 	a.nalus, a.spareNALs = a.spareNALs[:0], a.nalus
 	a.arena, a.spare = a.spare[:0], a.arena
 	if cap(a.arena) > maxKeptArena {

@@ -97,6 +97,48 @@ var ErrMediaChanged = errors.New("rebuild: camera media changed")
 // padding, csrc, media, invalid_sps, ...). Safe for concurrent use.
 type Counters struct {
 	m sync.Map // reason -> *Count
+	// fixed caches the *Count of the reasons this package drops for
+	// (dropReasons order), so a drop per packet costs no map lookup.
+	fixed [len(dropReasons)]atomic.Pointer[Count]
+}
+
+// dropReasons are the reasons this package counts; reasonIndex maps them
+// to their index.
+var dropReasons = [...]string{"extension", "padding", "csrc", "payload_type", "malformed", "oversized",
+	"sei", "nal_type", "lost", "au_size", "before_keyframe", "nal_count", "invalid_sps", "media"}
+
+func reasonIndex(r string) int {
+	switch r {
+	case "extension":
+		return 0
+	case "padding":
+		return 1
+	case "csrc":
+		return 2
+	case "payload_type":
+		return 3
+	case "malformed":
+		return 4
+	case "oversized":
+		return 5
+	case "sei":
+		return 6
+	case "nal_type":
+		return 7
+	case "lost":
+		return 8
+	case "au_size":
+		return 9
+	case "before_keyframe":
+		return 10
+	case "nal_count":
+		return 11
+	case "invalid_sps":
+		return 12
+	case "media":
+		return 13
+	}
+	return -1
 }
 
 // Count is a number of dropped units and their bytes.
@@ -110,13 +152,28 @@ func (c *Counters) Drop(reason string, n int) {
 	if c == nil {
 		return
 	}
+	cnt := c.count(reason)
+	cnt.Units.Add(1)
+	cnt.Bytes.Add(uint64(n))
+}
+
+// count returns the Count of reason, created on first use.
+func (c *Counters) count(reason string) *Count {
+	i := reasonIndex(reason)
+	if i >= 0 {
+		if cnt := c.fixed[i].Load(); cnt != nil {
+			return cnt
+		}
+	}
 	v, ok := c.m.Load(reason)
 	if !ok {
 		v, _ = c.m.LoadOrStore(reason, new(Count))
 	}
 	cnt := v.(*Count)
-	cnt.Units.Add(1)
-	cnt.Bytes.Add(uint64(n))
+	if i >= 0 {
+		c.fixed[i].Store(cnt) // racing stores write the same pointer
+	}
+	return cnt
 }
 
 // Snapshot returns the current counts by reason: [units, bytes].

@@ -192,10 +192,11 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		}
 		full = append(full, t.params.sps, t.params.pps)
 	}
+	// The scratch lists (nalus, full, payloads) are reused without being
+	// cleared: what they still reference is at most one access unit's.
 	full = append(full, nalus...)
-	clear(nalus)
 	v.nalus = nalus[:0]
-	defer func() { clear(full); v.full = full[:0] }()
+	v.full = full[:0]
 	if len(full) > c.maxOutputNALUs() {
 		t.counters.Drop("nal_count", auBytes(full))
 		return nil, false, nil
@@ -212,7 +213,6 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		pk.Timestamp, pk.Marker, pk.Payload = ts, i == len(payloads)-1, p
 		t.seq++
 	}
-	clear(payloads)
 	v.payloads = payloads[:0]
 	return pkts, random, nil
 }
