@@ -3,7 +3,9 @@
 package rebuild
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/pion/rtp"
 )
 
@@ -54,11 +57,99 @@ type streamRunner struct {
 
 func newStreamRunner(b *testing.B, mode Mode) *streamRunner {
 	desc, pkts, size, naus := benchStream(b)
+	return newRunner(b, mode, desc, pkts, size, naus)
+}
+
+func newRunner(b *testing.B, mode Mode, desc *description.Session, pkts []*rtp.Packet, size, naus int) *streamRunner {
 	plan, err := NewPlan(desc, Config{Mode: mode}, &Counters{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	return &streamRunner{tr: plan.Tracks[0], pkts: pkts, in: make([]rtp.Packet, len(pkts)), size: size, naus: naus}
+}
+
+// cameraStream is a 2 s GOP at 25 fps as camsim sends it at about
+// 2.5 Mbit/s: the parameter sets of camsim's 720p clip, a 145 kB IDR slice
+// (about 100 packets), then 49 P-frames of a 4 kB slice padded to 10 kB
+// with a filler NAL unit. Slices are random bytes with emulation
+// prevention (entropy-coded data looks random); packetized by gortsplib's
+// encoders like camsim's.
+func cameraStream(b *testing.B, codec videoCodec) (*description.Session, []*rtp.Packet, int, int) {
+	clip := "../camsim/clips/h264-1280x720.h264"
+	if codec == codecH265 {
+		clip = "../camsim/clips/h265-1280x720.h265"
+	}
+	raw, err := os.ReadFile(clip)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var params [][]byte
+	seen := map[uint8]bool{}
+	for _, n := range splitAnnexB(raw) {
+		typ := codec.nalType(n)
+		if k := classify(codec, typ); (k == nalVPS || k == nalSPS || k == nalPPS) && !seen[typ] {
+			seen[typ] = true
+			params = append(params, n)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	nal := func(hdr []byte, size int) []byte {
+		body := make([]byte, size)
+		for i := range body {
+			body[i] = byte(rng.Uint32())
+		}
+		body[0] |= 0x80 // first_mb_in_slice / first_slice_segment_in_pic_flag
+		body[len(body)-1] |= 1
+		return appendEmulationPrevention(append([]byte(nil), hdr...), body)
+	}
+	var idrHdr, pHdr, fillerHdr []byte
+	if codec == codecH265 {
+		idrHdr, pHdr, fillerHdr = []byte{19 << 1, 1}, []byte{1 << 1, 1}, []byte{38 << 1, 1}
+	} else {
+		idrHdr, pHdr, fillerHdr = []byte{0x65}, []byte{0x41}, []byte{12}
+	}
+	var aus [][][]byte
+	aus = append(aus, append(params[:len(params):len(params)], nal(idrHdr, 145_000)))
+	for range 49 {
+		slice := nal(pHdr, 4000)
+		fill := make([]byte, 10_000-len(slice))
+		copy(fill, fillerHdr)
+		for i := len(fillerHdr); i < len(fill)-1; i++ {
+			fill[i] = 0xff
+		}
+		fill[len(fill)-1] = 0x80
+		aus = append(aus, [][]byte{slice, fill})
+	}
+	var encode func([][]byte) ([]*rtp.Packet, error)
+	var f format.Format
+	if codec == codecH265 {
+		e := &rtph265.Encoder{PayloadType: 96}
+		if err := e.Init(); err != nil {
+			b.Fatal(err)
+		}
+		encode, f = e.Encode, &format.H265{PayloadTyp: 96}
+	} else {
+		e := &rtph264.Encoder{PayloadType: 96, PacketizationMode: 1}
+		if err := e.Init(); err != nil {
+			b.Fatal(err)
+		}
+		encode, f = e.Encode, &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+	}
+	var pkts []*rtp.Packet
+	size := 0
+	for i, au := range aus {
+		ps, err := encode(au)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range ps {
+			p.Timestamp = uint32(i * 3600)
+			size += len(p.Payload)
+		}
+		pkts = append(pkts, ps...)
+	}
+	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
+	return desc, pkts, size, len(aus)
 }
 
 // run pushes the whole stream once (timestamps continue from the last
@@ -180,4 +271,37 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCameraVsPassthrough is BenchmarkRebuildVsPassthrough (Process
+// alone) on cameraStream, H.264 and H.265: CPU seconds per camera GB of
+// each mode, interleaved, and their ratio.
+func BenchmarkCameraVsPassthrough(b *testing.B) {
+	for _, codec := range []videoCodec{codecH264, codecH265} {
+		name := "h264"
+		if codec == codecH265 {
+			name = "h265"
+		}
+		b.Run(name, func(b *testing.B) {
+			desc, pkts, size, naus := cameraStream(b, codec)
+			rs := [2]*streamRunner{newRunner(b, ModePassthrough, desc, pkts, size, naus),
+				newRunner(b, ModeRebuild, desc, pkts, size, naus)}
+			var d [2]time.Duration
+			const loops = 50 // per measurement: well above the CPU clock's tick
+			b.ResetTimer()
+			for range b.N {
+				for i, r := range rs {
+					start := cpuTime(b)
+					for l := 0; l < loops; l++ {
+						r.run(b, discard)
+					}
+					d[i] += cpuTime(b) - start
+				}
+			}
+			gb := float64(size) * loops * float64(b.N) / 1e9
+			b.ReportMetric(d[0].Seconds()/gb, "passthrough-s/GB")
+			b.ReportMetric(d[1].Seconds()/gb, "rebuild-s/GB")
+			b.ReportMetric(d[1].Seconds()/d[0].Seconds(), "ratio-process")
+		})
+	}
 }
