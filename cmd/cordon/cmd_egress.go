@@ -195,8 +195,27 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
+	var nfc *netflow.Collector
+	if *nf != "" {
+		nfc = &netflow.Collector{Addr: *nf, Logger: log, Handle: eng.HandleFlow}
+		if err := nfc.Listen(); err != nil {
+			return err
+		}
+	}
+
 	if *metrics != "" {
-		stop, err := serveMetrics(*metrics, eng, live, log)
+		// Sinks and inputs with counters of their own (the webhook's spool,
+		// the NetFlow collector's decode errors) are scraped too.
+		var extra []prometheus.Collector
+		for _, s := range sinks {
+			if m, ok := s.(interface{ Metrics() prometheus.Collector }); ok {
+				extra = append(extra, m.Metrics())
+			}
+		}
+		if nfc != nil {
+			extra = append(extra, nfc.Metrics())
+		}
+		stop, err := serveMetrics(*metrics, eng, live, extra, log)
 		if err != nil {
 			return err
 		}
@@ -213,13 +232,9 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		}
 		runErr = eng.Run(ctx, src)
 		src.Close()
-	case *nf != "":
-		c := &netflow.Collector{Addr: *nf, Logger: log, Handle: eng.HandleFlow}
-		if err := c.Listen(); err != nil {
-			return err
-		}
-		log.Info("collecting flows", "addr", c.LocalAddr().String())
-		runErr = runLive(ctx, eng, func(ctx context.Context) error { return c.Run(ctx) })
+	case nfc != nil:
+		log.Info("collecting flows", "addr", nfc.LocalAddr().String())
+		runErr = runLive(ctx, eng, func(ctx context.Context) error { return nfc.Run(ctx) })
 	case *iface != "":
 		runErr = runCapture(ctx, eng, live, log)
 	}
@@ -340,9 +355,10 @@ func (f *fanout) Close() error {
 
 var _ egress.AlertSink = (*fanout)(nil)
 
-func serveMetrics(addr string, eng *egress.Engine, live egress.PacketSource, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, eng *egress.Engine, live egress.PacketSource, extra []prometheus.Collector, log *slog.Logger) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(eng.Collector(), collectors.NewGoCollector())
+	reg.MustRegister(extra...)
 	if s, ok := live.(*capture.Source); ok {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "cordon_egress_capture_dropped_total", Help: "Packets the kernel dropped because the capture ring was full.",
