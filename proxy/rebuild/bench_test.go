@@ -5,7 +5,6 @@ package rebuild
 import (
 	"math/rand/v2"
 	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -75,33 +74,9 @@ func newRunner(b *testing.B, mode Mode, desc *description.Session, pkts []*rtp.P
 // prevention (entropy-coded data looks random); packetized by gortsplib's
 // encoders like camsim's.
 func cameraStream(b *testing.B, codec videoCodec) (*description.Session, []*rtp.Packet, int, int) {
-	clip := "../camsim/clips/h264-1280x720.h264"
-	if codec == codecH265 {
-		clip = "../camsim/clips/h265-1280x720.h265"
-	}
-	raw, err := os.ReadFile(clip)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var params [][]byte
-	seen := map[uint8]bool{}
-	for _, n := range splitAnnexB(raw) {
-		typ := codec.nalType(n)
-		if k := classify(codec, typ); (k == nalVPS || k == nalSPS || k == nalPPS) && !seen[typ] {
-			seen[typ] = true
-			params = append(params, n)
-		}
-	}
+	params := clipParams(b, codec)
 	rng := rand.New(rand.NewPCG(1, 2))
-	nal := func(hdr []byte, size int) []byte {
-		body := make([]byte, size)
-		for i := range body {
-			body[i] = byte(rng.Uint32())
-		}
-		body[0] |= 0x80 // first_mb_in_slice / first_slice_segment_in_pic_flag
-		body[len(body)-1] |= 1
-		return appendEmulationPrevention(append([]byte(nil), hdr...), body)
-	}
+	nal := func(hdr []byte, size int) []byte { return randomNAL(rng, hdr, size) }
 	var idrHdr, pHdr, fillerHdr []byte
 	if codec == codecH265 {
 		idrHdr, pHdr, fillerHdr = []byte{19 << 1, 1}, []byte{1 << 1, 1}, []byte{38 << 1, 1}

@@ -487,8 +487,12 @@ func (t *Track) Media() *description.Media { return t.media }
 // Process cleans one camera packet. It returns the packets to send to readers
 // (possibly none) and whether the first of them starts a random-access unit
 // (a keyframe: where a new reader can start). The returned packets are owned
-// by the caller; their payloads may share memory with pkt's, which must not
-// be modified afterwards (gortsplib allocates a buffer per packet).
+// by the caller and stay valid for as long as it keeps them; their payloads
+// may share memory with pkt's, with earlier camera packets' (rebuild mode
+// forwards a camera's FU payloads unchanged when they are byte for byte
+// what it would build) and with other returned packets', so neither camera
+// nor returned payloads may be modified afterwards (gortsplib allocates a
+// buffer per camera packet).
 //
 // In rebuild mode packets are buffered until their access unit completes.
 // The error is nil for anything merely dropped (it is counted); it wraps

@@ -13,8 +13,8 @@ type videoRebuilder struct {
 	asm      assembler
 	started  bool // a random-access unit with parameter sets went out
 	aus      []accessUnit
-	nalus    [][]byte
-	full     [][]byte
+	nalus    []nalUnit
+	full     []nalUnit
 	payloads [][]byte
 
 	// Output memory is carved from chunks shared by consecutive access
@@ -114,15 +114,15 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	var sps, pps, vps []byte
 	random := false
 	for _, n := range au.nalus {
-		typ := c.nalType(n)
+		typ := c.nalType(n.b)
 		if c == codecH265 {
-			layer := (n[0]&1)<<5 | n[1]>>3
-			if n[1]&7 == 0 {
-				t.counters.Drop("malformed", len(n)) // nuh_temporal_id_plus1 = 0
+			layer := (n.b[0]&1)<<5 | n.b[1]>>3
+			if n.b[1]&7 == 0 {
+				t.counters.Drop("malformed", n.size) // nuh_temporal_id_plus1 = 0
 				continue
 			}
 			if layer != 0 {
-				t.counters.Drop("nal_type", len(n))
+				t.counters.Drop("nal_type", n.size)
 				continue
 			}
 		}
@@ -132,30 +132,32 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		case nalIRAP:
 			random = true
 			nalus = append(nalus, n)
+		// Parameter sets and SEI are contiguous (the assembler reassembles
+		// them); slices and dropped types may still be in FU payloads.
 		case nalVPS:
-			vps = n
+			vps = n.b
 		case nalSPS:
-			sps = n
+			sps = n.b
 		case nalPPS:
-			pps = n
+			pps = n.b
 		case nalSEI:
 			if len(t.sei) == 0 {
-				t.counters.Drop("sei", len(n))
+				t.counters.Drop("sei", n.size)
 				continue
 			}
-			kept, dropped, err := filterSEI(n, c.hdrLen(), t.sei)
+			kept, dropped, err := filterSEI(n.b, c.hdrLen(), t.sei)
 			if err != nil {
-				t.counters.Drop("sei", len(n))
+				t.counters.Drop("sei", n.size)
 				continue
 			}
 			for range dropped {
 				t.counters.Drop("sei", 0)
 			}
 			if kept != nil {
-				nalus = append(nalus, kept)
+				nalus = append(nalus, contiguous(kept))
 			}
 		default:
-			t.counters.Drop("nal_type", len(n))
+			t.counters.Drop("nal_type", n.size)
 		}
 	}
 	if err := t.updateParams(vps, sps, pps); err != nil {
@@ -181,16 +183,16 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	full := v.full[:0]
 	if t.cfg.AUD {
 		if c == codecH264 {
-			full = append(full, []byte{0x09, 0xf0})
+			full = append(full, contiguous([]byte{0x09, 0xf0}))
 		} else {
-			full = append(full, []byte{35 << 1, 1, 0x50})
+			full = append(full, contiguous([]byte{35 << 1, 1, 0x50}))
 		}
 	}
 	if random {
 		if c == codecH265 {
-			full = append(full, t.params.vps)
+			full = append(full, contiguous(t.params.vps))
 		}
-		full = append(full, t.params.sps, t.params.pps)
+		full = append(full, contiguous(t.params.sps), contiguous(t.params.pps))
 	}
 	// The scratch lists (nalus, full, payloads) are reused without being
 	// cleared: what they still reference is at most one access unit's.
@@ -305,10 +307,10 @@ func classify(c videoCodec, typ uint8) nalKind {
 	return nalDrop
 }
 
-func auBytes(nalus [][]byte) int {
+func auBytes(nalus []nalUnit) int {
 	n := 0
-	for _, b := range nalus {
-		n += len(b)
+	for _, u := range nalus {
+		n += u.size
 	}
 	return n
 }

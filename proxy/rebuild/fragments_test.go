@@ -1,0 +1,235 @@
+package rebuild
+
+import (
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
+)
+
+// clipParams returns the parameter sets (VPS,) SPS, PPS of camsim's 720p
+// clip of codec.
+func clipParams(t testing.TB, codec videoCodec) [][]byte {
+	t.Helper()
+	clip := "../camsim/clips/h264-1280x720.h264"
+	if codec == codecH265 {
+		clip = "../camsim/clips/h265-1280x720.h265"
+	}
+	raw, err := os.ReadFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params [][]byte
+	seen := map[uint8]bool{}
+	for _, n := range splitAnnexB(raw) {
+		typ := codec.nalType(n)
+		if k := classify(codec, typ); (k == nalVPS || k == nalSPS || k == nalPPS) && !seen[typ] {
+			seen[typ] = true
+			params = append(params, n)
+		}
+	}
+	return params
+}
+
+// randomNAL is a NAL unit with header hdr and size random body bytes with
+// emulation prevention (entropy-coded data looks random).
+func randomNAL(rng *rand.Rand, hdr []byte, size int) []byte {
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(rng.Uint32())
+	}
+	body[0] |= 0x80 // first_mb_in_slice 0 / first_slice_segment_in_pic_flag
+	body[len(body)-1] |= 1
+	return appendEmulationPrevention(append([]byte(nil), hdr...), body)
+}
+
+// fuPayloads fragments NAL unit n into FU-A / FU payloads whose bodies are
+// cut at the sizes sizes() returns.
+func fuPayloads(codec videoCodec, n []byte, sizes func() int) [][]byte {
+	hl := codec.hdrLen()
+	var ind []byte
+	if codec == codecH265 {
+		ind = []byte{n[0]&0x81 | 49<<1, n[1], (n[0] >> 1) & 0x3f}
+	} else {
+		ind = []byte{n[0]&0xe0 | 28, n[0] & 0x1f}
+	}
+	var out [][]byte
+	body := n[hl:]
+	for i := 0; i < len(body); {
+		j := min(i+max(sizes(), 1), len(body))
+		p := append(append([]byte(nil), ind...), body[i:j]...)
+		if i == 0 {
+			p[len(ind)-1] |= 0x80
+		}
+		if j == len(body) {
+			p[len(ind)-1] |= 0x40
+		}
+		out = append(out, p)
+		i = j
+	}
+	return out
+}
+
+// TestFragmentsMatchWhole checks that NAL units the camera fragments
+// (which the assembler keeps as references to the camera's FU payloads,
+// and may forward unchanged) come out as the same NAL units, with the same
+// drop counts, as when the camera sends each NAL unit whole: with random
+// fragment sizes, start-code emulation near fragment boundaries, trailing
+// zero bytes (even whole fragments of them), reserved bits and changing
+// NRI bits.
+func TestFragmentsMatchWhole(t *testing.T) {
+	for _, codec := range []videoCodec{codecH264, codecH265} {
+		params := clipParams(t, codec)
+		var f format.Format = &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+		idr, slice, filler := []byte{0x65}, []byte{0x41}, []byte{12}
+		if codec == codecH265 {
+			f = &format.H265{PayloadTyp: 96}
+			idr, slice, filler = []byte{19 << 1, 1}, []byte{1 << 1, 1}, []byte{38 << 1, 1}
+		}
+		fuHdr := codec.fuHdrLen()
+		forwarded := 0
+		for trial := range 60 {
+			rng := rand.New(rand.NewPCG(uint64(trial), uint64(codec)))
+			var whole, frag []*rtp.Packet
+			seq := uint16(0)
+			for au := range 6 {
+				nalus := [][]byte{}
+				if au == 0 {
+					nalus = append(nalus, params...)
+				}
+				hdr := slice
+				if au == 0 {
+					hdr = idr
+				}
+				for k := range 1 + rng.IntN(3) {
+					h := hdr
+					if k == 2 {
+						h = filler
+					}
+					sizes := []int{200, 1000, 1440, 1449, 1460, 3000, 9000, 40000}
+					n := randomNAL(rng, h, sizes[rng.IntN(len(sizes))])
+					mutation := rng.IntN(8)
+					if au == 0 && k == 0 {
+						mutation = -1 // a clean keyframe, so something comes out
+					}
+					switch mutation {
+					case 0: // start-code emulation, often near a fragment boundary
+						at := len(n) / 2
+						if rng.IntN(2) == 0 {
+							at = 1446 + rng.IntN(6)
+						}
+						if at+3 < len(n) {
+							copy(n[at:], []byte{0, 0, byte(rng.IntN(3))})
+						}
+					case 1: // trailing zero bytes, up to more than a fragment
+						n = append(n, make([]byte, 1+rng.IntN(2000))...)
+					case 2: // ends in a zero run that looks like emulation
+						n = append(n, 0, 0, 0)
+					case 3: // forbidden bit
+						n[0] |= 0x80
+					}
+					nalus = append(nalus, n)
+				}
+				ts := uint32(au * 3600)
+				for i, n := range nalus {
+					last := i == len(nalus)-1
+					whole = append(whole, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
+						SequenceNumber: uint16(len(whole)), Timestamp: ts, Marker: last}, Payload: n})
+					var cut func() int
+					switch rng.IntN(4) {
+					case 0:
+						cut = func() int { return 1447 - fuHdr } // 1447-byte payloads
+					case 1:
+						cut = func() int { return 1460 - fuHdr } // too big to forward
+					case 2:
+						cut = func() int { return 100 + rng.IntN(1400) }
+					default:
+						cut = func() int { return 300 } // too small to forward
+					}
+					ps := fuPayloads(codec, n, cut)
+					mutate := rng.IntN(6)
+					for j, p := range ps {
+						// Bits the assembler ignores (it takes the header
+						// from the start fragment) but that make the
+						// payloads unfit to forward unchanged.
+						switch {
+						case mutate == 0 && j > 0 && codec == codecH264:
+							p[0] ^= 0x20 // another NRI
+						case mutate == 0 && j > 0:
+							p[2] ^= 0x01 // another FU type
+						case mutate == 1 && codec == codecH264:
+							p[1] |= 0x20 // reserved bit
+						case mutate == 1 && j > 0:
+							p[1] ^= 0x01 // another temporal id
+						}
+						frag = append(frag, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
+							SequenceNumber: seq, Timestamp: ts, Marker: last && j == len(ps)-1}, Payload: p})
+						seq++
+					}
+				}
+			}
+			inputs := map[*byte]bool{}
+			for _, p := range frag {
+				inputs[&p.Payload[0]] = true
+			}
+			run := func(pkts []*rtp.Packet) ([][][]byte, map[string][2]uint64) {
+				var fuFirst []byte
+				desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
+				cs := &Counters{}
+				plan, err := NewPlan(desc, Config{}, cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dep := newDepacketizer(t, codec)
+				for _, p := range pkts {
+					out, _, err := plan.Tracks[0].Process(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, o := range out {
+						if len(o.Payload) > maxPayload {
+							t.Fatalf("payload of %d bytes", len(o.Payload))
+						}
+						if err := dep.push(o); err != nil {
+							t.Fatalf("trial %d: output does not re-parse: %v", trial, err)
+						}
+						// Fragments agree on the FU indicator and type and
+						// carry no reserved bit, forwarded or built.
+						if typ := codec.nalType(o.Payload); typ == 28 && codec == codecH264 || typ == 49 && codec == codecH265 {
+							if o.Payload[fuHdr-1]&0x80 != 0 {
+								fuFirst = o.Payload
+							}
+							if fuFirst == nil || !codec.sameFU(fuFirst, o.Payload) {
+								t.Fatalf("trial %d: FU payload %x after %x", trial, o.Payload[:fuHdr], fuFirst[:min(len(fuFirst), fuHdr)])
+							}
+						}
+						if inputs[&o.Payload[0]] {
+							forwarded++
+						}
+					}
+				}
+				snap := cs.Snapshot()
+				delete(snap, "oversized") // whole NAL units arrive in oversized packets
+				return dep.aus, snap
+			}
+			wantAUs, wantDrops := run(whole)
+			gotAUs, gotDrops := run(frag)
+			if len(wantAUs) == 0 {
+				t.Fatalf("%v trial %d: nothing came out", codec, trial)
+			}
+			if !reflect.DeepEqual(gotAUs, wantAUs) {
+				t.Errorf("%v trial %d: fragmented input gives %d AUs, whole %d, or other bytes", codec, trial, len(gotAUs), len(wantAUs))
+			}
+			if !reflect.DeepEqual(gotDrops, wantDrops) {
+				t.Errorf("%v trial %d: drops %v, want %v", codec, trial, gotDrops, wantDrops)
+			}
+		}
+		if forwarded == 0 {
+			t.Errorf("%v: no camera fragment was forwarded unchanged", codec)
+		}
+	}
+}
