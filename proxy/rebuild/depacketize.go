@@ -549,12 +549,14 @@ func packetizeAU(codec videoCodec, nalus []nalUnit, max int, payloads [][]byte, 
 		aggHdr = 2
 	}
 	reserve := func() {
-		// Room for every NAL unit aggregated or fragmented: its bytes, a
-		// 3-byte FU header per fragment, a size field and an
-		// aggregation header.
+		// Room for every NAL unit aggregated or fragmented (not those
+		// forwarded in the camera's fragments): its bytes, a 3-byte FU
+		// header per fragment, a size field and an aggregation header.
 		total := 0
 		for _, n := range nalus {
-			total += n.size + 3*(n.size/(max-3)+1) + 2 + aggHdr
+			if !n.direct {
+				total += n.size + 3*(n.size/(max-3)+1) + 2 + aggHdr
+			}
 		}
 		slab = space(total)
 	}
