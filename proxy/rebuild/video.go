@@ -13,7 +13,6 @@ type videoRebuilder struct {
 	asm      assembler
 	started  bool // a random-access unit with parameter sets went out
 	aus      []accessUnit
-	nalus    []nalUnit
 	full     []nalUnit
 	payloads [][]byte
 
@@ -106,11 +105,24 @@ func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
 	return out, ra, firstErr
 }
 
+// prefixSlots is room for what rebuildAU puts before an access unit's
+// NAL units: an AUD, and VPS, SPS and PPS.
+const prefixSlots = 4
+
 // rebuildAU filters, validates and re-packetizes one access unit.
 func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	v := t.video
 	c := t.codec
-	nalus := v.nalus[:0]
+	// Kept NAL units go to full after prefixSlots free slots, where the AUD
+	// and parameter sets are put once the access unit is known to need
+	// them: each NAL unit is copied once. The scratch lists (full,
+	// payloads) are reused without being cleared: what they still
+	// reference is at most one access unit's.
+	full := v.full[:0]
+	for range prefixSlots {
+		full = append(full, nalUnit{})
+	}
+	nalus := full
 	var sps, pps, vps []byte
 	random := false
 	for _, n := range au.nalus {
@@ -162,43 +174,47 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	}
 	if err := t.updateParams(vps, sps, pps); err != nil {
 		t.counters.Drop("invalid_sps", auBytes(au.nalus))
-		v.nalus = nalus[:0]
+		v.full = nalus[:0]
 		return nil, false, err
 	}
-	if len(nalus) == 0 {
-		v.nalus = nalus[:0]
+	if len(nalus) == prefixSlots {
+		v.full = nalus[:0]
 		return nil, false, nil // only parameter sets / dropped units
 	}
 	haveParams := t.params.sps != nil && t.params.pps != nil && (c == codecH264 || t.params.vps != nil)
 	if !v.started {
 		if !random || !haveParams {
 			t.counters.Drop("before_keyframe", auBytes(au.nalus))
-			v.nalus = nalus[:0]
+			v.full = nalus[:0]
 			return nil, false, nil
 		}
 		v.started = true
 	}
 	// Every random-access unit carries the parameter sets in force, so a
 	// reader starting there can decode; then the slices and kept SEI.
-	full := v.full[:0]
+	v.full = nalus[:0]
+	var prefix [prefixSlots][]byte
+	np := 0
 	if t.cfg.AUD {
 		if c == codecH264 {
-			full = append(full, contiguous([]byte{0x09, 0xf0}))
+			prefix[np] = []byte{0x09, 0xf0}
 		} else {
-			full = append(full, contiguous([]byte{35 << 1, 1, 0x50}))
+			prefix[np] = []byte{35 << 1, 1, 0x50}
 		}
+		np++
 	}
 	if random {
 		if c == codecH265 {
-			full = append(full, contiguous(t.params.vps))
+			prefix[np] = t.params.vps
+			np++
 		}
-		full = append(full, contiguous(t.params.sps), contiguous(t.params.pps))
+		prefix[np], prefix[np+1] = t.params.sps, t.params.pps
+		np += 2
 	}
-	// The scratch lists (nalus, full, payloads) are reused without being
-	// cleared: what they still reference is at most one access unit's.
-	full = append(full, nalus...)
-	v.nalus = nalus[:0]
-	v.full = full[:0]
+	full = nalus[prefixSlots-np:]
+	for i, b := range prefix[:np] {
+		full[i] = contiguous(b)
+	}
 	if len(full) > c.maxOutputNALUs() {
 		t.counters.Drop("nal_count", auBytes(full))
 		return nil, false, nil
