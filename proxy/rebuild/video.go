@@ -25,10 +25,12 @@ type videoRebuilder struct {
 	payChunk []byte
 }
 
-// Output chunk sizes: about 8 KiB of packets, 64 KiB of payload bytes.
+// Output chunk sizes: about 8 KiB of packets, 8 KiB of payload bytes
+// (most payload bytes leave in the camera's own payloads; a chunk is kept
+// alive by any packet carved from it, in a GOP cache for example).
 const (
 	packetChunk  = 64
-	payloadChunk = 64 << 10
+	payloadChunk = 8 << 10
 )
 
 // packets returns n zero packets carved from the packet chunks.
