@@ -120,11 +120,10 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	// them: each NAL unit is copied once. The scratch lists (full,
 	// payloads) are reused without being cleared: what they still
 	// reference is at most one access unit's.
-	full := v.full[:0]
-	for range prefixSlots {
-		full = append(full, nalUnit{})
+	if cap(v.full) < prefixSlots {
+		v.full = make([]nalUnit, 0, 16)
 	}
-	nalus := full
+	nalus := v.full[:prefixSlots] // the slots' old contents are overwritten before use
 	var sps, pps, vps []byte
 	random := false
 	for _, n := range au.nalus {
@@ -213,7 +212,7 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		prefix[np], prefix[np+1] = t.params.sps, t.params.pps
 		np += 2
 	}
-	full = nalus[prefixSlots-np:]
+	full := nalus[prefixSlots-np:]
 	for i, b := range prefix[:np] {
 		full[i] = contiguous(b)
 	}
