@@ -87,12 +87,14 @@ type assembler struct {
 }
 
 // nalUnit is one NAL unit of an access unit: contiguous bytes in b, or,
-// when frags is not nil, its header in b and its body in the bodies of the
-// FU payloads frags (which start with the FU headers).
+// when nfrags > 0, its header in b and its body in the bodies of the FU
+// payloads frags[frag0:frag0+nfrags] of its access unit (which start with
+// the FU headers). One pointer, so copying it costs one write barrier.
 type nalUnit struct {
-	b     []byte
-	frags [][]byte
-	size  int // bytes in the NAL unit (trailing zero bytes trimmed)
+	b      []byte
+	size   int   // bytes in the NAL unit (trailing zero bytes trimmed)
+	frag0  int32 // first FU payload in accessUnit.frags
+	nfrags int32
 	// direct says the FU payloads are exactly what packetizeAU would
 	// build for this NAL unit, except for where they are cut: same FU
 	// indicator and header bits, no reserved bit, no trailing zero bytes,
@@ -115,6 +117,7 @@ const maxKeptArena = 2 << 20
 // accessUnit is a completed access unit.
 type accessUnit struct {
 	nalus []nalUnit
+	frags [][]byte // FU payloads of the NAL units still in fragments
 	ts    uint32
 }
 
@@ -153,7 +156,7 @@ func (a *assembler) reset() {
 func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
 	a.dropFragment(c)
 	if len(a.nalus) > 0 {
-		out = append(out, accessUnit{nalus: a.nalus, ts: a.ts})
+		out = append(out, accessUnit{nalus: a.nalus, frags: a.frags, ts: a.ts})
 	}
 	// Switch buffers: the access unit just handed out keeps its own. The
 	// lists are not cleared: what they still reference is one access unit.
@@ -411,7 +414,8 @@ func (a *assembler) addFragmented(c reasonSink) {
 		a.appendNAL(contiguous(b[:size]), c)
 		return
 	}
-	a.appendNAL(nalUnit{b: hdr, frags: frags, size: size, direct: a.fragDirect && size == a.fragLen}, c)
+	a.appendNAL(nalUnit{b: hdr, size: size, frag0: int32(a.fragFirst), nfrags: int32(len(frags)),
+		direct: a.fragDirect && size == a.fragLen}, c)
 }
 
 // emulationScan looks for start-code emulation (00 00 00, 00 00 01 or
@@ -542,7 +546,7 @@ func emulationAt(b []byte) int {
 // returns when first needed (with room for all of them, so the slab is not
 // reallocated while it is filled; parts already carved from it are never
 // written again); the grown slab is returned, nil when none was needed.
-func packetizeAU(codec videoCodec, nalus []nalUnit, max int, payloads [][]byte, space func(n int) []byte) ([][]byte, []byte) {
+func packetizeAU(codec videoCodec, nalus []nalUnit, frags [][]byte, max int, payloads [][]byte, space func(n int) []byte) ([][]byte, []byte) {
 	var slab []byte // obtained on first use: most P-frames need none
 	aggHdr := 1
 	if codec == codecH265 {
@@ -584,22 +588,24 @@ func packetizeAU(codec videoCodec, nalus []nalUnit, max int, payloads [][]byte, 
 			payloads = append(payloads, nalus[i].b)
 			i++
 		case nalus[i].direct:
-			payloads = append(payloads, nalus[i].frags...)
+			n := nalus[i]
+			payloads = append(payloads, frags[n.frag0:n.frag0+n.nfrags]...)
 			i++
 		default:
 			if slab == nil {
 				reserve()
 			}
-			slab, payloads = appendFragments(codec, slab, payloads, nalus[i], max)
+			slab, payloads = appendFragments(codec, slab, payloads, nalus[i], frags, max)
 			i++
 		}
 	}
 	return payloads, slab
 }
 
-// appendFragments appends the FU payloads of n, of at most max bytes, to
-// slab and their slices to payloads.
-func appendFragments(codec videoCodec, slab []byte, payloads [][]byte, n nalUnit, max int) ([]byte, [][]byte) {
+// appendFragments appends the FU payloads of n (whose access unit's FU
+// payloads are frags), of at most max bytes, to slab and their slices to
+// payloads.
+func appendFragments(codec videoCodec, slab []byte, payloads [][]byte, n nalUnit, frags [][]byte, max int) ([]byte, [][]byte) {
 	var hdr [3]byte
 	hl := codec.hdrLen()
 	if codec == codecH265 {
@@ -614,8 +620,8 @@ func appendFragments(codec videoCodec, slab []byte, payloads [][]byte, n nalUnit
 	bodies := one[:]
 	one[0] = n.b[hl:]
 	skip := 0 // FU header bytes before each body
-	if n.frags != nil {
-		bodies, skip = n.frags, fh
+	if n.nfrags > 0 {
+		bodies, skip = frags[n.frag0:n.frag0+n.nfrags], fh
 	}
 	left := n.size - hl
 	room := max - fh

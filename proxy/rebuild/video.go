@@ -220,7 +220,7 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		t.counters.Drop("nal_count", auBytes(full))
 		return nil, false, nil
 	}
-	payloads, slab := packetizeAU(c, full, encoderPayload, v.payloads[:0], v.payloadSpace)
+	payloads, slab := packetizeAU(c, full, au.frags, encoderPayload, v.payloads[:0], v.payloadSpace)
 	if slab != nil {
 		v.payChunk = slab
 	}
