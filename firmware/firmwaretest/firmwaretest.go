@@ -5,6 +5,7 @@ package firmwaretest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -184,4 +185,28 @@ func Run(f *firmware.Format, data []byte, off int64) (*Result, error) {
 		return res, fmt.Errorf("%s: Extract took longer than 10s", f.Name)
 	}
 	return res, nil
+}
+
+// Listing renders what the sink received, one line per entry, sorted: name,
+// type, mode, owner, and the size and sha256 of files, link targets or device
+// numbers. Two extractions of the same tree give the same listing.
+func (s *MemSink) Listing() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.Entries {
+		h := e.Header
+		line := fmt.Sprintf("%s type=%d mode=%v uid=%d gid=%d", h.Name, h.Type, h.Mode, h.UID, h.GID)
+		switch h.Type {
+		case firmware.TypeFile:
+			line += fmt.Sprintf(" size=%d sha256=%x", len(e.Data), sha256.Sum256(e.Data))
+		case firmware.TypeSymlink, firmware.TypeHardlink:
+			line += " -> " + h.Linkname
+		case firmware.TypeCharDevice, firmware.TypeBlockDevice:
+			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -82,3 +82,13 @@ func CheckUnpackStaysInside(t *testing.T, image string, formats []*firmware.Form
 		}
 	}
 }
+
+// ReadFixture reads testdata/name, failing the test when it cannot.
+func ReadFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -5,8 +5,6 @@ import (
 	stdgzip "compress/gzip"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,18 +20,9 @@ var fixtures = map[*firmware.Format]string{
 	LZ4: "lz4.lz4", LZ4Legacy: "lz4-legacy.lz4", LZOP: "lzop.lzo", Zstd: "zstd.zst",
 }
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // want is camera.cfg, decoded from the gzip fixture by the standard library.
 func want(t *testing.T) []byte {
-	z, err := stdgzip.NewReader(bytes.NewReader(readFixture(t, "gzip.gz")))
+	z, err := stdgzip.NewReader(bytes.NewReader(firmwaretest.ReadFixture(t, "gzip.gz")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +37,7 @@ func TestFixtures(t *testing.T) {
 	ref := want(t)
 	for _, f := range all {
 		t.Run(f.Name, func(t *testing.T) {
-			data := readFixture(t, fixtures[f])
+			data := firmwaretest.ReadFixture(t, fixtures[f])
 			// Padding before and garbage after: the chunk must start at the
 			// magic and end exactly where the stream ends.
 			img := append(append(bytes.Repeat([]byte{0xff}, 100), data...), []byte("\x00garbage after the stream")...)
@@ -87,14 +76,14 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	res, err := firmwaretest.Run(GZIP, readFixture(t, "gzip.gz"), 0)
+	res, err := firmwaretest.Run(GZIP, firmwaretest.ReadFixture(t, "gzip.gz"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e := res.Sink.Entries[0]; e.Header.Name != "camera.cfg" || e.Header.ModTime.Unix() != 1700000000 {
 		t.Errorf("gzip entry %q mtime %v, want camera.cfg at 1700000000", e.Header.Name, e.Header.ModTime.Unix())
 	}
-	res, err = firmwaretest.Run(LZOP, readFixture(t, "lzop.lzo"), 0)
+	res, err = firmwaretest.Run(LZOP, firmwaretest.ReadFixture(t, "lzop.lzo"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +95,7 @@ func TestNames(t *testing.T) {
 func TestTruncated(t *testing.T) {
 	for _, f := range all {
 		t.Run(f.Name, func(t *testing.T) {
-			data := readFixture(t, fixtures[f])
+			data := firmwaretest.ReadFixture(t, fixtures[f])
 			cut := data[:len(data)*2/3]
 			res, err := firmwaretest.Run(f, cut, 0)
 			if err != nil {
@@ -131,7 +120,7 @@ func TestTruncated(t *testing.T) {
 func TestCorruptRejected(t *testing.T) {
 	for _, f := range all {
 		t.Run(f.Name, func(t *testing.T) {
-			data := bytes.Clone(readFixture(t, fixtures[f]))
+			data := bytes.Clone(firmwaretest.ReadFixture(t, fixtures[f]))
 			// Keep the magic, destroy everything after it.
 			for i := 6; i < len(data); i++ {
 				data[i] = byte(i*131 + 7)
@@ -200,8 +189,8 @@ func gzipBomb(t testing.TB, n int64) []byte {
 }
 
 func fuzzFormat(f *testing.F, format *firmware.Format) {
-	f.Add(readFixture(f, fixtures[format]))
-	f.Add(readFixture(f, "xz-multi.bin"))
+	f.Add(firmwaretest.ReadFixture(f, fixtures[format]))
+	f.Add(firmwaretest.ReadFixture(f, "xz-multi.bin"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(format, data, 0); err != nil {
 			t.Fatal(err)
@@ -222,7 +211,7 @@ func FuzzZstd(f *testing.F)      { fuzzFormat(f, Zstd) }
 // TestXZDictLimit: a stream asking for a 4 GiB dictionary is refused before
 // any allocation.
 func TestXZDictLimit(t *testing.T) {
-	data := bytes.Clone(readFixture(t, "xz.xz"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "xz.xz"))
 	if data[14] != 0x21 || data[15] != 1 {
 		t.Fatalf("fixture's first block does not start with the LZMA2 filter: % x", data[12:18])
 	}

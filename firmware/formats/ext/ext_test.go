@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,39 +31,11 @@ var fixtures = []struct {
 	{"ext-ext4.img", "ext4", 4096},
 }
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func listing(s *firmwaretest.MemSink) []string {
-	var out []string
-	for _, e := range s.Entries {
-		h := e.Header
-		line := fmt.Sprintf("%s type=%d mode=%v uid=%d gid=%d", h.Name, h.Type, h.Mode, h.UID, h.GID)
-		switch h.Type {
-		case firmware.TypeFile:
-			line += fmt.Sprintf(" size=%d sha256=%x", len(e.Data), sha256.Sum256(e.Data))
-		case firmware.TypeSymlink, firmware.TypeHardlink:
-			line += " -> " + h.Linkname
-		case firmware.TypeCharDevice, firmware.TypeBlockDevice:
-			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
-		}
-		out = append(out, line)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestFixtures(t *testing.T) {
 	var want []string
 	for _, fx := range fixtures {
 		t.Run(fx.file, func(t *testing.T) {
-			data := readFixture(t, fx.file)
+			data := firmwaretest.ReadFixture(t, fx.file)
 			res, err := firmwaretest.Run(Format, data, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -124,7 +95,7 @@ func TestFixtures(t *testing.T) {
 				t.Errorf("busybox mtime %v", e.Header.ModTime)
 			}
 			// ext adds lost+found; otherwise all three hold the same tree.
-			got := listing(s)
+			got := s.Listing()
 			if want == nil {
 				want = got
 			} else if !slices.Equal(got, want) {
@@ -211,7 +182,7 @@ func TestAgainstMke2fs(t *testing.T) {
 }
 
 func mutate(t testing.TB, name string, fn func(b []byte) []byte) []byte {
-	return fn(slices.Clone(readFixture(t, name)))
+	return fn(slices.Clone(firmwaretest.ReadFixture(t, name)))
 }
 
 func TestIdentifyRejects(t *testing.T) {
@@ -228,7 +199,7 @@ func TestIdentifyRejects(t *testing.T) {
 		"per group":            mutate(t, "ext-ext2.img", put32(1024+32, 0)),
 		"inodes":               mutate(t, "ext-ext2.img", put32(1024, 1<<31)),
 		"revision":             mutate(t, "ext-ext2.img", put32(1024+76, 7)),
-		"truncated, root lost": readFixture(t, "ext-ext3.img")[:4096],
+		"truncated, root lost": firmwaretest.ReadFixture(t, "ext-ext3.img")[:4096],
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
@@ -242,7 +213,7 @@ func TestIdentifyRejects(t *testing.T) {
 // TestTruncatedImage: an image cut short is identified with what remains and
 // a warning, and extraction recovers the files whose blocks are present.
 func TestTruncatedImage(t *testing.T) {
-	data := readFixture(t, "ext-ext2.img")[:150<<10]
+	data := firmwaretest.ReadFixture(t, "ext-ext2.img")[:150<<10]
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.Chunk == nil {
 		t.Fatal(err, res.IdentifyErr)
@@ -260,7 +231,7 @@ func TestTruncatedImage(t *testing.T) {
 // quickly, with an error or warnings when it lost something, never a panic.
 func TestTruncated(t *testing.T) {
 	for _, fx := range fixtures {
-		data := readFixture(t, fx.file)
+		data := firmwaretest.ReadFixture(t, fx.file)
 		for cut := 2048; cut < len(data); cut += len(data) / 50 {
 			b := slices.Clone(data)
 			clear(b[cut:])
@@ -278,7 +249,7 @@ func TestTruncated(t *testing.T) {
 // TestCorrupt flips bytes across the metadata area of each fixture.
 func TestCorrupt(t *testing.T) {
 	for _, fx := range fixtures {
-		data := readFixture(t, fx.file)
+		data := firmwaretest.ReadFixture(t, fx.file)
 		// About 60 places in the metadata area (superblock, descriptors,
 		// bitmaps, inode tables, directories).
 		for off := 1024; off < min(len(data), 200<<10); off += min(len(data), 200<<10) / 60 {
@@ -294,7 +265,7 @@ func TestCorrupt(t *testing.T) {
 }
 
 func TestSinkLimit(t *testing.T) {
-	data := readFixture(t, "ext-ext4.img")
+	data := firmwaretest.ReadFixture(t, "ext-ext4.img")
 	sink := &firmwaretest.MemSink{MaxFiles: 3}
 	err := Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, sink)
 	if !errors.Is(err, firmware.ErrLimit) || len(sink.Entries) != 3 {
@@ -303,7 +274,7 @@ func TestSinkLimit(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	data := readFixture(t, "ext-ext2.img")
+	data := firmwaretest.ReadFixture(t, "ext-ext2.img")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := Format.Extract(ctx, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, &firmwaretest.MemSink{})
@@ -314,7 +285,7 @@ func TestContextCancel(t *testing.T) {
 
 func FuzzExt(f *testing.F) {
 	for _, fx := range fixtures {
-		f.Add(readFixture(f, fx.file))
+		f.Add(firmwaretest.ReadFixture(f, fx.file))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
@@ -326,7 +297,7 @@ func FuzzExt(f *testing.F) {
 // TestHugeClaim: a superblock claiming 2^40 blocks in a small image is either
 // rejected or read within the image, without a table sized by the claim.
 func TestHugeClaim(t *testing.T) {
-	data := slices.Clone(readFixture(t, "ext-ext4.img"))
+	data := slices.Clone(firmwaretest.ReadFixture(t, "ext-ext4.img"))
 	le := binary.LittleEndian
 	le.PutUint32(data[1024+4:], 0)        // blocks_count_lo
 	le.PutUint32(data[1024+0x150:], 1<<8) // blocks_count_hi: 2^40 blocks

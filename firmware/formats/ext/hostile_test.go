@@ -18,7 +18,7 @@ import (
 func TestDirectoryLoop(t *testing.T) {
 	testutil.NeedTool(t, "debugfs")
 	img := filepath.Join(t.TempDir(), "loop.img")
-	if err := os.WriteFile(img, readFixture(t, "ext-ext2.img"), 0o644); err != nil {
+	if err := os.WriteFile(img, firmwaretest.ReadFixture(t, "ext-ext2.img"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("debugfs", "-w", "-R", "link /etc /etc/init.d/loop", img).CombinedOutput(); err != nil {

@@ -4,23 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestFixtures(t *testing.T) {
 	for _, tc := range []struct {
@@ -36,7 +25,7 @@ func TestFixtures(t *testing.T) {
 		{"ubifs.img", UBIFS, "UBIFS image, format 4, 14 LEBs of 16256 bytes, min I/O 8, lzo compression", map[string]any{"leb_count": uint32(14)}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			data := readFixture(t, tc.file)
+			data := firmwaretest.ReadFixture(t, tc.file)
 			// Embed the image between junk and erased flash, as in a dump.
 			dump := slices.Concat(bytes.Repeat([]byte{0xA5}, 4096), data, bytes.Repeat([]byte{0xFF}, 8192))
 			res, err := firmwaretest.Run(tc.f, dump, 4096)
@@ -63,7 +52,7 @@ func TestFixtures(t *testing.T) {
 // TestJFFS2ErasedGaps: mkfs.jffs2 output followed by erased space and more
 // nodes (a later erase block) is one chunk; a truncated last node ends it.
 func TestJFFS2ErasedGaps(t *testing.T) {
-	data := readFixture(t, "jffs2-le.img")
+	data := firmwaretest.ReadFixture(t, "jffs2-le.img")
 	img := slices.Concat(data, bytes.Repeat([]byte{0xFF}, 0x10000-len(data)), data, bytes.Repeat([]byte{0xFF}, 100))
 	c, err := JFFS2.Identify(bytes.NewReader(img), 0, int64(len(img)))
 	if err != nil {
@@ -83,7 +72,7 @@ func TestJFFS2ErasedGaps(t *testing.T) {
 }
 
 func TestCramfsBadCRC(t *testing.T) {
-	data := slices.Clone(readFixture(t, "cramfs.img"))
+	data := slices.Clone(firmwaretest.ReadFixture(t, "cramfs.img"))
 	data[len(data)-100] ^= 1
 	c, err := Cramfs.Identify(bytes.NewReader(data), 0, int64(len(data)))
 	if err != nil {
@@ -96,7 +85,7 @@ func TestCramfsBadCRC(t *testing.T) {
 
 func TestRejects(t *testing.T) {
 	mut := func(name string, fn func(b []byte)) []byte {
-		b := slices.Clone(readFixture(t, name))
+		b := slices.Clone(firmwaretest.ReadFixture(t, name))
 		fn(b)
 		return b
 	}
@@ -110,18 +99,18 @@ func TestRejects(t *testing.T) {
 		{"jffs2 header crc", JFFS2, mut("jffs2-le.img", func(b []byte) { b[8] ^= 1 })},
 		{"jffs2 node type", JFFS2, mut("jffs2-le.img", func(b []byte) { b[2] = 0x77 })},
 		{"jffs2 wrong endian", JFFS2, mut("jffs2-le.img", func(b []byte) { b[0], b[1] = 0x19, 0x85 })},
-		{"jffs2 truncated first", JFFS2, readFixture(t, "jffs2-le.img")[:11]},
+		{"jffs2 truncated first", JFFS2, firmwaretest.ReadFixture(t, "jffs2-le.img")[:11]},
 		{"cramfs signature", Cramfs, mut("cramfs.img", func(b []byte) { b[20] = 'x' })},
 		{"cramfs size", Cramfs, mut("cramfs.img", func(b []byte) { binary.LittleEndian.PutUint32(b[4:], 1<<30) })},
-		{"cramfs truncated", Cramfs, readFixture(t, "cramfs.img")[:8000]},
+		{"cramfs truncated", Cramfs, firmwaretest.ReadFixture(t, "cramfs.img")[:8000]},
 		{"ubi crc", UBI, mut("ubi.img", func(b []byte) { b[9] ^= 1 })},
 		{"ubi version", UBI, mut("ubi.img", func(b []byte) { b[4] = 2 })},
-		{"ubi single block", UBI, readFixture(t, "ubi.img")[:16384]},
+		{"ubi single block", UBI, firmwaretest.ReadFixture(t, "ubi.img")[:16384]},
 		{"random", UBI, bytes.Repeat([]byte("UBI#\x01"), 1000)},
 		{"ubifs crc", UBIFS, mut("ubifs.img", func(b []byte) { b[40] ^= 1 })},
 		{"ubifs node type", UBIFS, mut("ubifs.img", func(b []byte) { b[20] = 1 })},
 		{"ubifs geometry", UBIFS, mut("ubifs.img", func(b []byte) { binary.LittleEndian.PutUint32(b[24+16:], 0) })},
-		{"ubifs short", UBIFS, readFixture(t, "ubifs.img")[:4000]},
+		{"ubifs short", UBIFS, firmwaretest.ReadFixture(t, "ubifs.img")[:4000]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.f.Identify(bytes.NewReader(tc.data), 0, int64(len(tc.data)))
@@ -134,7 +123,7 @@ func TestRejects(t *testing.T) {
 
 // TestUBITruncated: a UBI image cut mid-way keeps the whole erase blocks.
 func TestUBITruncated(t *testing.T) {
-	data := readFixture(t, "ubi.img")[:5*16384+100]
+	data := firmwaretest.ReadFixture(t, "ubi.img")[:5*16384+100]
 	c, err := UBI.Identify(bytes.NewReader(data), 0, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +135,7 @@ func TestUBITruncated(t *testing.T) {
 
 func fuzzFormat(f *testing.F, format *firmware.Format, seeds ...string) {
 	for _, s := range seeds {
-		f.Add(readFixture(f, s))
+		f.Add(firmwaretest.ReadFixture(f, s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(format, data, 0); err != nil {
@@ -162,7 +151,7 @@ func FuzzUBIFS(f *testing.F)  { fuzzFormat(f, UBIFS, "ubifs.img") }
 
 // TestUBIFSTruncated: a cut image keeps what is there, with a warning.
 func TestUBIFSTruncated(t *testing.T) {
-	data := readFixture(t, "ubifs.img")[:50000]
+	data := firmwaretest.ReadFixture(t, "ubifs.img")[:50000]
 	c, err := UBIFS.Identify(bytes.NewReader(data), 0, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)

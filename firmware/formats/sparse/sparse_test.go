@@ -19,18 +19,9 @@ import (
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestFill(t *testing.T) {
-	data := readFixture(t, "android-sparse-fill.simg")
-	want := readFixture(t, "fill.raw")
+	data := firmwaretest.ReadFixture(t, "android-sparse-fill.simg")
+	want := firmwaretest.ReadFixture(t, "fill.raw")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +41,8 @@ func TestFill(t *testing.T) {
 // TestSplit expands a simg2simg split part (don't-care chunks around the
 // data): the covered blocks equal the original, the rest reads as zeros.
 func TestSplit(t *testing.T) {
-	data := readFixture(t, "android-sparse-split.simg")
-	orig := readFixture(t, "fill.raw")
+	data := firmwaretest.ReadFixture(t, "android-sparse-split.simg")
+	orig := firmwaretest.ReadFixture(t, "fill.raw")
 	h, err := readHeader(bytes.NewReader(data), 0, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +83,7 @@ func TestSplit(t *testing.T) {
 // TestExt4 expands the ext4 fixture and compares with simg2img, when
 // installed, or checks for the ext4 superblock.
 func TestExt4(t *testing.T) {
-	data := readFixture(t, "android-sparse.simg")
+	data := firmwaretest.ReadFixture(t, "android-sparse.simg")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.ExtractErr)
@@ -152,7 +143,7 @@ func TestCRC(t *testing.T) {
 }
 
 func TestIdentifyRejects(t *testing.T) {
-	base := readFixture(t, "android-sparse-fill.simg")
+	base := firmwaretest.ReadFixture(t, "android-sparse-fill.simg")
 	mut := func(fn func(b []byte)) []byte { b := slices.Clone(base); fn(b); return b }
 	le := binary.LittleEndian
 	for name, data := range map[string][]byte{
@@ -198,9 +189,9 @@ func TestBomb(t *testing.T) {
 }
 
 func FuzzSparse(f *testing.F) {
-	f.Add(readFixture(f, "android-sparse-fill.simg"))
-	f.Add(readFixture(f, "android-sparse-split.simg"))
-	f.Add(readFixture(f, "android-sparse.simg")[:4096])
+	f.Add(firmwaretest.ReadFixture(f, "android-sparse-fill.simg"))
+	f.Add(firmwaretest.ReadFixture(f, "android-sparse-split.simg"))
+	f.Add(firmwaretest.ReadFixture(f, "android-sparse.simg")[:4096])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)

@@ -43,7 +43,7 @@ func entryAt(t *testing.T, img []byte, name string) int {
 // TestDirectoryLoop points etc/init.d at etc itself: the walk must refuse to
 // enter it again and finish, with a warning.
 func TestDirectoryLoop(t *testing.T) {
-	img := slices.Clone(readFixture(t, "squashfs-uncompressed.img"))
+	img := slices.Clone(firmwaretest.ReadFixture(t, "squashfs-uncompressed.img"))
 	etc, initd := entryAt(t, img, "etc"), entryAt(t, img, "init.d")
 	copy(img[initd:initd+2], img[etc:etc+2]) // same metadata block (start 0), etc's offset
 	res, err := firmwaretest.Run(Format, img, 0)
@@ -65,7 +65,7 @@ func TestDirectoryLoop(t *testing.T) {
 // Sink with a warning, and the engine's Sink keeps the write inside the
 // output folder.
 func TestHostileName(t *testing.T) {
-	img := slices.Clone(readFixture(t, "squashfs-uncompressed.img"))
+	img := slices.Clone(firmwaretest.ReadFixture(t, "squashfs-uncompressed.img"))
 	e := entryAt(t, img, "passwd-")
 	copy(img[e+8:], "../../x")
 	res, err := firmwaretest.Run(Format, img, 0)

@@ -3,10 +3,8 @@ package squashfs
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -36,41 +34,11 @@ var fixtures = []struct {
 	{"squashfs-uncompressed.img", "gzip", 131072},
 }
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// listing renders what a sink received, one line per entry, sorted: the
-// same for every compressor since all fixtures pack the same tree.
-func listing(s *firmwaretest.MemSink) []string {
-	var out []string
-	for _, e := range s.Entries {
-		h := e.Header
-		line := fmt.Sprintf("%s type=%d mode=%v uid=%d gid=%d", h.Name, h.Type, h.Mode, h.UID, h.GID)
-		switch h.Type {
-		case firmware.TypeFile:
-			line += fmt.Sprintf(" size=%d sha256=%x", len(e.Data), sha256.Sum256(e.Data))
-		case firmware.TypeSymlink, firmware.TypeHardlink:
-			line += " -> " + h.Linkname
-		case firmware.TypeCharDevice, firmware.TypeBlockDevice:
-			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
-		}
-		out = append(out, line)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestFixtures(t *testing.T) {
 	var want []string
 	for _, fx := range fixtures {
 		t.Run(fx.file, func(t *testing.T) {
-			data := readFixture(t, fx.file)
+			data := firmwaretest.ReadFixture(t, fx.file)
 			res, err := firmwaretest.Run(Format, data, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -127,7 +95,7 @@ func TestFixtures(t *testing.T) {
 			if e, _ := s.Entry("etc/passwd"); !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) || e.Header.UID != 0 {
 				t.Errorf("etc/passwd mtime %v uid %d", e.Header.ModTime, e.Header.UID)
 			}
-			got := listing(s)
+			got := s.Listing()
 			if want == nil {
 				want = got
 			} else if !slices.Equal(got, want) {
@@ -148,7 +116,7 @@ func TestAgainstUnsquashfs(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil && !bytes.Contains(out, []byte("console")) {
 				t.Fatalf("unsquashfs: %v\n%s", err, out)
 			}
-			res, err := firmwaretest.Run(Format, readFixture(t, fx.file), 0)
+			res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, fx.file), 0)
 			if err != nil || res.ExtractErr != nil {
 				t.Fatal(err, res.ExtractErr)
 			}
@@ -175,7 +143,7 @@ func TestAgainstUnsquashfs(t *testing.T) {
 
 // mutate returns a copy of the gzip fixture changed by fn.
 func mutate(t testing.TB, fn func(b []byte) []byte) []byte {
-	b := readFixture(t, "squashfs-gzip.img")
+	b := firmwaretest.ReadFixture(t, "squashfs-gzip.img")
 	return fn(slices.Clone(b))
 }
 
@@ -249,7 +217,7 @@ func TestOldAndBigEndian(t *testing.T) {
 // error or warnings, never a panic.
 func TestTruncated(t *testing.T) {
 	for _, fx := range fixtures {
-		data := readFixture(t, fx.file)
+		data := firmwaretest.ReadFixture(t, fx.file)
 		c, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
 		if err != nil {
 			t.Fatal(err)
@@ -288,7 +256,7 @@ func TestTruncated(t *testing.T) {
 // report damage as warnings or errors and keep going where it can.
 func TestCorruptBlocks(t *testing.T) {
 	for _, fx := range fixtures {
-		data := readFixture(t, fx.file)
+		data := firmwaretest.ReadFixture(t, fx.file)
 		// About 40 places per image: every table and some data blocks.
 		for off := 96; off < len(data); off += max(211, len(data)/40) {
 			b := slices.Clone(data)
@@ -303,7 +271,7 @@ func TestCorruptBlocks(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	data := readFixture(t, "squashfs-xz.img")
+	data := firmwaretest.ReadFixture(t, "squashfs-xz.img")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := Format.Extract(ctx, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, &firmwaretest.MemSink{})
@@ -314,7 +282,7 @@ func TestContextCancel(t *testing.T) {
 
 // TestSinkLimit checks that the Sink's refusal stops the extraction.
 func TestSinkLimit(t *testing.T) {
-	data := readFixture(t, "squashfs-zstd.img")
+	data := firmwaretest.ReadFixture(t, "squashfs-zstd.img")
 	sink := &firmwaretest.MemSink{MaxFiles: 5}
 	err := Format.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), nil, sink)
 	if !errors.Is(err, firmware.ErrLimit) || len(sink.Entries) != 5 {
@@ -324,7 +292,7 @@ func TestSinkLimit(t *testing.T) {
 
 func FuzzSquashfs(f *testing.F) {
 	for _, fx := range fixtures {
-		f.Add(readFixture(f, fx.file))
+		f.Add(firmwaretest.ReadFixture(f, fx.file))
 	}
 	f.Add([]byte("hsqs"))
 	f.Fuzz(func(t *testing.T, data []byte) {
