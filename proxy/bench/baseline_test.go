@@ -13,13 +13,7 @@ import (
 // TestBaselineForwards runs the baseline pass-through in-process: a reader
 // through it must get the same frames as a direct reader, a little later.
 func TestBaselineForwards(t *testing.T) {
-	sim := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
-		{Name: "c1", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 1_000_000},
-	}}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t)
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)

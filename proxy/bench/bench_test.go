@@ -13,13 +13,7 @@ import (
 // frame both receive must match, with a small difference, and the byte and
 // loss counters must see the camera's traffic.
 func TestFrameMatching(t *testing.T) {
-	sim := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
-		{Name: "c1", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 1_000_000},
-	}}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t)
 	ctx := context.Background()
 	a := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	b := &reader{url: sim.URL("c1"), frames: newFrameLog()}
@@ -39,4 +33,17 @@ func TestFrameMatching(t *testing.T) {
 	if a.bytes.Load() < 100_000 || a.lost.Load() != 0 {
 		t.Fatalf("reader a: %d bytes, %d lost; want ≥ 100 kB in 2 s at 1 Mbit/s and no loss", a.bytes.Load(), a.lost.Load())
 	}
+}
+
+// startSim serves one simulated 640x360 H.264 camera "c1" at 1 Mbit/s.
+func startSim(t *testing.T) *camsim.Server {
+	t.Helper()
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
+		{Name: "c1", Codec: "h264", Width: 640, Height: 360, FPS: 25, Bitrate: 1_000_000},
+	}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
 }
