@@ -382,7 +382,13 @@ func (a *assembler) dropFragment(c reasonSink) {
 func (a *assembler) addFragmented(c reasonSink) {
 	hl := a.codec.hdrLen()
 	if !a.fragRef {
-		n := a.codec.trimNAL(a.arena[a.fragStart:len(a.arena):len(a.arena)])
+		n := a.arena[a.fragStart:len(a.arena):len(a.arena)]
+		if n[0]&0x80 != 0 {
+			c.Drop("malformed", len(n)) // as add counts it: untrimmed
+			a.arena = a.arena[:a.fragStart]
+			return
+		}
+		n = a.codec.trimNAL(n)
 		if len(n) <= encoderPayload {
 			n = bytes.Clone(n) // it may leave as it is: not in the arena
 			a.arena = a.arena[:a.fragStart]

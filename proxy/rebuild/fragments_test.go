@@ -84,10 +84,8 @@ func fuPayloads(codec videoCodec, n []byte, sizes func() int) [][]byte {
 func TestFragmentsMatchWhole(t *testing.T) {
 	for _, codec := range []videoCodec{codecH264, codecH265} {
 		params := clipParams(t, codec)
-		var f format.Format = &format.H264{PayloadTyp: 96, PacketizationMode: 1}
 		idr, slice, filler := []byte{0x65}, []byte{0x41}, []byte{12}
 		if codec == codecH265 {
-			f = &format.H265{PayloadTyp: 96}
 			idr, slice, filler = []byte{19 << 1, 1}, []byte{1 << 1, 1}, []byte{38 << 1, 1}
 		}
 		fuHdr := codec.fuHdrLen()
@@ -172,64 +170,158 @@ func TestFragmentsMatchWhole(t *testing.T) {
 					}
 				}
 			}
-			inputs := map[*byte]bool{}
-			for _, p := range frag {
-				inputs[&p.Payload[0]] = true
-			}
-			run := func(pkts []*rtp.Packet) ([][][]byte, map[string][2]uint64) {
-				var fuFirst []byte
-				desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
-				cs := &Counters{}
-				plan, err := NewPlan(desc, Config{}, cs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dep := newDepacketizer(t, codec)
-				for _, p := range pkts {
-					out, _, err := plan.Tracks[0].Process(p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, o := range out {
-						if len(o.Payload) > maxPayload {
-							t.Fatalf("payload of %d bytes", len(o.Payload))
-						}
-						if err := dep.push(o); err != nil {
-							t.Fatalf("trial %d: output does not re-parse: %v", trial, err)
-						}
-						// Fragments agree on the FU indicator and type and
-						// carry no reserved bit, forwarded or built.
-						if typ := codec.nalType(o.Payload); typ == 28 && codec == codecH264 || typ == 49 && codec == codecH265 {
-							if o.Payload[fuHdr-1]&0x80 != 0 {
-								fuFirst = o.Payload
-							}
-							if fuFirst == nil || !codec.sameFU(fuFirst, o.Payload) {
-								t.Fatalf("trial %d: FU payload %x after %x", trial, o.Payload[:fuHdr], fuFirst[:min(len(fuFirst), fuHdr)])
-							}
-						}
-						if inputs[&o.Payload[0]] {
-							forwarded++
-						}
-					}
-				}
-				snap := cs.Snapshot()
-				delete(snap, "oversized") // whole NAL units arrive in oversized packets
-				return dep.aus, snap
-			}
-			wantAUs, wantDrops := run(whole)
-			gotAUs, gotDrops := run(frag)
-			if len(wantAUs) == 0 {
-				t.Fatalf("%v trial %d: nothing came out", codec, trial)
-			}
-			if !reflect.DeepEqual(gotAUs, wantAUs) {
-				t.Errorf("%v trial %d: fragmented input gives %d AUs, whole %d, or other bytes", codec, trial, len(gotAUs), len(wantAUs))
-			}
-			if !reflect.DeepEqual(gotDrops, wantDrops) {
-				t.Errorf("%v trial %d: drops %v, want %v", codec, trial, gotDrops, wantDrops)
+			if len(whole) > 0 {
+				forwarded += compareWholeFragmented(t, codec, whole, frag)
 			}
 		}
 		if forwarded == 0 {
 			t.Errorf("%v: no camera fragment was forwarded unchanged", codec)
 		}
 	}
+}
+
+// compareWholeFragmented rebuilds the same NAL units sent whole and sent
+// fragmented, and fails unless readers get the same NAL units and the drop
+// counts agree; every FU payload that comes out must agree with its start
+// fragment on the FU indicator and type, without reserved bit. It returns
+// how many camera payloads were forwarded unchanged.
+func compareWholeFragmented(t testing.TB, codec videoCodec, whole, frag []*rtp.Packet) int {
+	t.Helper()
+	var f format.Format = &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+	if codec == codecH265 {
+		f = &format.H265{PayloadTyp: 96}
+	}
+	fuHdr := codec.fuHdrLen()
+	inputs := map[*byte]bool{}
+	for _, p := range frag {
+		if len(p.Payload) > 0 {
+			inputs[&p.Payload[0]] = true
+		}
+	}
+	forwarded := 0
+	run := func(pkts []*rtp.Packet) ([][][]byte, map[string][2]uint64) {
+		var fuFirst []byte
+		desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
+		cs := &Counters{}
+		plan, err := NewPlan(desc, Config{}, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep := newDepacketizer(t, codec)
+		for _, p := range pkts {
+			out, _, _ := plan.Tracks[0].Process(p)
+			for _, o := range out {
+				if len(o.Payload) > maxPayload {
+					t.Fatalf("payload of %d bytes", len(o.Payload))
+				}
+				if err := dep.push(o); err != nil {
+					t.Fatalf("output does not re-parse: %v", err)
+				}
+				if typ := codec.nalType(o.Payload); typ == 28 && codec == codecH264 || typ == 49 && codec == codecH265 {
+					if o.Payload[fuHdr-1]&0x80 != 0 {
+						fuFirst = o.Payload
+					}
+					if fuFirst == nil || !codec.sameFU(fuFirst, o.Payload) {
+						t.Fatalf("FU payload %x after %x", o.Payload[:fuHdr], fuFirst[:min(len(fuFirst), fuHdr)])
+					}
+				}
+				if inputs[&o.Payload[0]] {
+					forwarded++
+				}
+			}
+		}
+		snap := cs.Snapshot()
+		delete(snap, "oversized") // whole NAL units arrive in oversized packets
+		return dep.aus, snap
+	}
+	wantAUs, wantDrops := run(whole)
+	gotAUs, gotDrops := run(frag)
+	if !reflect.DeepEqual(gotAUs, wantAUs) {
+		t.Errorf("%v: fragmented input gives %d AUs, whole %d, or other bytes", codec, len(gotAUs), len(wantAUs))
+	}
+	if !reflect.DeepEqual(gotDrops, wantDrops) {
+		t.Errorf("%v: drops %v, want %v", codec, gotDrops, wantDrops)
+	}
+	return forwarded
+}
+
+// FuzzFragments: a keyframe, then a NAL unit built from the input (its
+// header byte(s), then its body repeated past one packet's size), sent
+// whole and cut into FU payloads at sizes taken from the input, must give
+// readers the same NAL units and drop counts.
+//
+// Input: flags (bit 0 H.265, bit 1 mutate every non-start fragment's
+// indicator, bit 2 reserved / FU type bit), body length in 16-byte units,
+// cut count k, k cut sizes in 8-byte units, then the NAL unit.
+func FuzzFragments(f *testing.F) {
+	f.Add([]byte{0, 100, 1, 181, 0x41, 0x9a, 1, 2, 3, 0, 0, 3, 1})
+	f.Add([]byte{1, 200, 2, 100, 60, 0x02, 0x01, 0xaf, 0, 0, 1, 7})
+	f.Add([]byte{0, 95, 3, 181, 181, 10, 0x65, 0x88, 0x84, 0, 0, 0})
+	f.Add([]byte{2, 120, 1, 181, 0x41, 0x9a, 5, 6, 7, 8})
+	f.Add([]byte{5, 90, 1, 70, 0x26, 0x01, 0xaf, 0xff, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 4 {
+			return
+		}
+		codec := codecH264
+		if data[0]&1 != 0 {
+			codec = codecH265
+		}
+		size := 1 + 16*int(data[1]) // a body: an FU cannot carry none
+		k := int(data[2]) % 8
+		if len(data) < 3+k+codec.hdrLen()+1 {
+			return
+		}
+		cuts := data[3 : 3+k]
+		src := data[3+k:]
+		hl := codec.hdrLen()
+		n := append([]byte(nil), src[:hl]...)
+		for i := 0; len(n) < hl+size; i++ {
+			n = append(n, src[hl+i%(len(src)-hl)])
+		}
+		if codec == codecH265 && (n[0]>>1)&0x3f >= 48 || codec == codecH264 && (n[0]&0x1f == 0 || n[0]&0x1f >= 24) {
+			return // not a NAL unit type a single-NAL packet can carry
+		}
+		params := clipParams(t, codec)
+		idr := []byte{0x65, 0x88, 0x84, 0x21, 0xa0}
+		if codec == codecH265 {
+			idr = []byte{19 << 1, 1, 0xaf, 0x08, 0x41}
+		}
+		var whole, frag []*rtp.Packet
+		seq := uint16(0)
+		add := func(list *[]*rtp.Packet, ts uint32, marker bool, p []byte) {
+			*list = append(*list, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
+				SequenceNumber: seq, Timestamp: ts, Marker: marker}, Payload: p})
+			seq++
+		}
+		for i, p := range append(params[:len(params):len(params)], idr) {
+			add(&whole, 0, i == len(params), p)
+			add(&frag, 0, i == len(params), p)
+		}
+		add(&whole, 3600, true, n)
+		ci := 0
+		ps := fuPayloads(codec, n, func() int {
+			if len(cuts) == 0 {
+				return 1447 - codec.fuHdrLen()
+			}
+			c := 8 * int(cuts[ci%len(cuts)])
+			ci++
+			return c
+		})
+		fuHdr := codec.fuHdrLen()
+		for j, p := range ps {
+			if j > 0 && data[0]&2 != 0 {
+				if codec == codecH265 {
+					p[1] ^= 0x01 // another temporal id
+				} else {
+					p[0] ^= 0x20 // another NRI
+				}
+			}
+			if data[0]&4 != 0 && (codec == codecH264 || j > 0) {
+				p[fuHdr-1] ^= 0x20 // H.264 reserved bit; H.265 another FU type (after the start)
+			}
+			add(&frag, 3600, j == len(ps)-1, p)
+		}
+		compareWholeFragmented(t, codec, whole, frag)
+	})
 }
