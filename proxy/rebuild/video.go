@@ -58,10 +58,10 @@ func (v *videoRebuilder) payloadSpace(n int) []byte {
 }
 
 // initRebuilder sets up the depacketizer and packetizer. Packetizing is our
-// own (packetizeAU) rather than gortsplib's rtph264/rtph265 encoders: one
-// payload slab and one packet slab per access unit instead of allocations
-// per packet. The tests and fuzz targets check every output with
-// gortsplib's decoders.
+// own (packetizeAU) rather than gortsplib's rtph264/rtph265 encoders: it
+// forwards camera fragments that are already right, carves packets and
+// payloads from shared chunks and allocates nothing per packet. The tests
+// and fuzz targets check every output with gortsplib's decoders.
 func (t *Track) initRebuilder() error {
 	t.video = &videoRebuilder{asm: assembler{codec: t.codec}}
 	return nil
