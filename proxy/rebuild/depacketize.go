@@ -158,8 +158,11 @@ func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
 	if len(a.nalus) > 0 {
 		out = append(out, accessUnit{nalus: a.nalus, frags: a.frags, ts: a.ts})
 	}
-	// Switch buffers: the access unit just handed out keeps its own. The
-	// lists are not cleared: what they still reference is one access unit.
+	// Switch buffers: the access unit just handed out keeps its own; the
+	// other one's references to camera payloads are dropped, so a large
+	// access unit's packets do not stay alive behind smaller ones.
+	clear(a.spareNALs)
+	clear(a.spareFrags)
 	a.nalus, a.spareNALs = a.spareNALs[:0], a.nalus
 	a.arena, a.spareArena = a.spareArena[:0], a.arena
 	a.frags, a.spareFrags = a.spareFrags[:0], a.frags

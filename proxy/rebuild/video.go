@@ -25,12 +25,13 @@ type videoRebuilder struct {
 	payChunk []byte
 }
 
-// Output chunk sizes: about 8 KiB of packets, 8 KiB of payload bytes
-// (most payload bytes leave in the camera's own payloads; a chunk is kept
-// alive by any packet carved from it, in a GOP cache for example).
+// Output chunk sizes: 16 packets (about 2 KiB), 2 KiB of payload bytes
+// (most payload bytes leave in the camera's own payloads). A chunk is kept
+// alive by any packet carved from it, in a GOP cache or a reader's write
+// queue for example: small chunks keep that overhead small.
 const (
-	packetChunk  = 64
-	payloadChunk = 8 << 10
+	packetChunk  = 16
+	payloadChunk = 2 << 10
 )
 
 // packets returns n zero packets carved from the packet chunks.
