@@ -25,12 +25,14 @@ type videoRebuilder struct {
 	payChunk []byte
 }
 
-// Output chunk sizes: 16 packets (about 2 KiB), 2 KiB of payload bytes
-// (most payload bytes leave in the camera's own payloads). A chunk is kept
-// alive by any packet carved from it, in a GOP cache or a reader's write
-// queue for example: small chunks keep that overhead small.
+// Output chunk sizes: 32 packets (about 4.5 KiB), 128 packet pointers
+// (1 KiB), 2 KiB of payload bytes (most payload bytes leave in the
+// camera's own payloads). A chunk is kept alive by any packet carved from
+// it, in a GOP cache or a reader's write queue for example: small chunks
+// keep that overhead small, large ones save allocations.
 const (
-	packetChunk  = 16
+	packetChunk  = 32
+	pointerChunk = 128
 	payloadChunk = 2 << 10
 )
 
@@ -40,7 +42,7 @@ func (v *videoRebuilder) packets(n int) []*rtp.Packet {
 		v.pktChunk = make([]rtp.Packet, 0, max(n, packetChunk))
 	}
 	if cap(v.ptrChunk)-len(v.ptrChunk) < n {
-		v.ptrChunk = make([]*rtp.Packet, 0, max(n, packetChunk))
+		v.ptrChunk = make([]*rtp.Packet, 0, max(n, pointerChunk))
 	}
 	base, pbase := len(v.pktChunk), len(v.ptrChunk)
 	v.pktChunk = v.pktChunk[:base+n]
