@@ -96,17 +96,14 @@ type nalUnit struct {
 	frag0  int32 // first FU payload in accessUnit.frags
 	nfrags int32
 	// direct says the FU payloads are exactly what packetizeAU would
-	// build for this NAL unit, except for where they are cut: same FU
-	// indicator and header bits, no reserved bit, no trailing zero bytes,
-	// each at most encoderPayload bytes and all but the last at least
-	// minDirectFragment bytes. They are then forwarded unchanged.
+	// build for this NAL unit: same FU indicator and header bits, no
+	// reserved bit, no trailing zero bytes, and cut where packetizeAU cuts
+	// (every payload but the last exactly encoderPayload bytes). They are
+	// then forwarded unchanged. Requiring the same cuts keeps readers'
+	// packet boundaries a function of the NAL unit's bytes alone, so a
+	// camera cannot signal through where it fragments.
 	direct bool
 }
-
-// minDirectFragment is the smallest non-final camera FU payload that may
-// be forwarded as it is: smaller ones are re-fragmented, so a camera cannot
-// make readers' packets much smaller than ours.
-const minDirectFragment = 512
 
 func contiguous(b []byte) nalUnit { return nalUnit{b: b, size: len(b)} }
 
@@ -342,7 +339,7 @@ func (a *assembler) fragment(pkt *rtp.Packet, hdr [2]byte, start, end bool, c re
 	}
 	if a.fragRef {
 		prev := a.frags[len(a.frags)-1]
-		a.fragDirect = a.fragDirect && len(prev) >= minDirectFragment && len(p) <= encoderPayload &&
+		a.fragDirect = a.fragDirect && len(prev) == encoderPayload && len(p) <= encoderPayload &&
 			a.codec.sameFU(a.frags[a.fragFirst], p)
 		a.frags = append(a.frags, p)
 		a.fragLen += len(data)

@@ -138,15 +138,17 @@ func TestFragmentsMatchWhole(t *testing.T) {
 					whole = append(whole, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
 						SequenceNumber: uint16(len(whole)), Timestamp: ts, Marker: last}, Payload: n})
 					var cut func() int
-					switch rng.IntN(4) {
+					switch rng.IntN(5) {
 					case 0:
-						cut = func() int { return 1447 - fuHdr } // 1447-byte payloads
+						cut = func() int { return encoderPayload - fuHdr } // cut where we cut: forwarded
 					case 1:
 						cut = func() int { return 1460 - fuHdr } // too big to forward
 					case 2:
 						cut = func() int { return 100 + rng.IntN(1400) }
+					case 3:
+						cut = func() int { return 1447 - fuHdr } // other cuts: re-fragmented
 					default:
-						cut = func() int { return 300 } // too small to forward
+						cut = func() int { return 300 }
 					}
 					ps := fuPayloads(codec, n, cut)
 					mutate := rng.IntN(6)
@@ -199,7 +201,8 @@ func compareWholeFragmented(t testing.TB, codec videoCodec, whole, frag []*rtp.P
 		}
 	}
 	forwarded := 0
-	run := func(pkts []*rtp.Packet) ([][][]byte, map[string][2]uint64) {
+	run := func(pkts []*rtp.Packet) ([][][]byte, map[string][2]uint64, [][]byte) {
+		var payloads [][]byte
 		var fuFirst []byte
 		desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}}
 		cs := &Counters{}
@@ -214,6 +217,7 @@ func compareWholeFragmented(t testing.TB, codec videoCodec, whole, frag []*rtp.P
 				if len(o.Payload) > maxPayload {
 					t.Fatalf("payload of %d bytes", len(o.Payload))
 				}
+				payloads = append(payloads, o.Payload)
 				if err := dep.push(o); err != nil {
 					t.Fatalf("output does not re-parse: %v", err)
 				}
@@ -232,10 +236,15 @@ func compareWholeFragmented(t testing.TB, codec videoCodec, whole, frag []*rtp.P
 		}
 		snap := cs.Snapshot()
 		delete(snap, "oversized") // whole NAL units arrive in oversized packets
-		return dep.aus, snap
+		return dep.aus, snap, payloads
 	}
-	wantAUs, wantDrops := run(whole)
-	gotAUs, gotDrops := run(frag)
+	wantAUs, wantDrops, wantPayloads := run(whole)
+	gotAUs, gotDrops, gotPayloads := run(frag)
+	// Readers' packets depend on the NAL units alone, never on how the
+	// camera cut them (no covert channel in fragment sizes).
+	if !reflect.DeepEqual(gotPayloads, wantPayloads) {
+		t.Errorf("%v: fragmented input is packetized differently from whole input (%d payloads vs %d)", codec, len(gotPayloads), len(wantPayloads))
+	}
 	if !reflect.DeepEqual(gotAUs, wantAUs) {
 		t.Errorf("%v: fragmented input gives %d AUs, whole %d, or other bytes", codec, len(gotAUs), len(wantAUs))
 	}
