@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 // Variant is one of the cpio header formats.
@@ -321,29 +322,11 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, fmt.Errorf("cpio: empty: %w", firmware.ErrNotFormat)
 	}
 	// GNU cpio pads the archive to 512-byte blocks with zeros.
-	pos = zeroPadEnd(sr, pos, 512)
+	pos = fmtutil.ZeroPadEnd(sr, pos, 512)
 	c.Size = pos
 	c.Desc = fmt.Sprintf("cpio archive (%s), %d entries", v, count)
 	c.Meta = map[string]any{"variant": v.String(), "entries": count}
 	return c, nil
-}
-
-// zeroPadEnd extends end over zero bytes up to the next multiple of block.
-func zeroPadEnd(r io.ReaderAt, end, block int64) int64 {
-	next := align(end, block)
-	if next == end {
-		return end
-	}
-	b := make([]byte, next-end)
-	if n, _ := r.ReadAt(b, end); n != len(b) {
-		return end
-	}
-	for _, x := range b {
-		if x != 0 {
-			return end
-		}
-	}
-	return next
 }
 
 // link remembers hard-linked entries of one inode.

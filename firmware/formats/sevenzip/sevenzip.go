@@ -19,6 +19,7 @@ import (
 
 	"github.com/bodgit/sevenzip"
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/stangelandcl/ppmd"
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -170,20 +171,6 @@ func newPPMd(p []byte, size uint64, rs []io.ReadCloser) (io.ReadCloser, error) {
 	return readCloser{&pr, rs[0]}, nil
 }
 
-// readErr remembers a content read error, to tell a broken entry from a Sink refusal.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
-}
-
 func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
 	register()
 	var sh [sigSize]byte
@@ -250,12 +237,12 @@ func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out 
 				out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, err))
 				continue
 			}
-			re := &readErr{r: safeReader{rc}}
+			re := &fmtutil.ReadErr{R: safeReader{rc}}
 			err = out.Add(h, re)
 			rc.Close()
 			if err != nil {
-				if re.err != nil && !errors.Is(err, firmware.ErrLimit) {
-					out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, re.err))
+				if re.Err != nil && !errors.Is(err, firmware.ErrLimit) {
+					out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, re.Err))
 					continue
 				}
 				return fmt.Errorf("7z: %s: %w", f.Name, err)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 const (
@@ -132,7 +133,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	}
 	end = min(end, t.r.Size())
 	// tar pads the archive to a record (10240 bytes by default) with zeros.
-	end = zeroPadEnd(t.r, end, 20*block)
+	end = fmtutil.ZeroPadEnd(t.r, end, 20*block)
 	c.Size = end
 	var fl []string
 	for _, f := range []string{"ustar", "gnu", "pax", "v7"} {
@@ -155,39 +156,6 @@ func formatString(f stdtar.Format) string {
 		return "ustar"
 	}
 	return "v7"
-}
-
-func align(n, a int64) int64 { return (n + a - 1) / a * a }
-
-func zeroPadEnd(r io.ReaderAt, end, rec int64) int64 {
-	next := align(end, rec)
-	if next == end {
-		return end
-	}
-	b := make([]byte, next-end)
-	if n, _ := r.ReadAt(b, end); n != len(b) {
-		return end
-	}
-	for _, x := range b {
-		if x != 0 {
-			return end
-		}
-	}
-	return next
-}
-
-// readErr remembers a content read error, to tell a broken entry from a Sink refusal.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
 }
 
 func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
@@ -234,14 +202,14 @@ func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out 
 			out.Warn(fmt.Sprintf("tar: %s: entry type %q skipped", hdr.Name, hdr.Typeflag))
 			continue
 		}
-		var re *readErr
+		var re *fmtutil.ReadErr
 		if r != nil {
-			re = &readErr{r: r}
+			re = &fmtutil.ReadErr{R: r}
 			r = re
 		}
 		if err := out.Add(h, r); err != nil {
-			if re != nil && re.err != nil && !errors.Is(err, firmware.ErrLimit) {
-				out.Warn(fmt.Sprintf("tar: %s: %v", hdr.Name, re.err))
+			if re != nil && re.Err != nil && !errors.Is(err, firmware.ErrLimit) {
+				out.Warn(fmt.Sprintf("tar: %s: %v", hdr.Name, re.Err))
 				return nil
 			}
 			return fmt.Errorf("tar: %s: %w", hdr.Name, err)

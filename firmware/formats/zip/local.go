@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 // Local headers lead, in order, to the central directory when every entry
@@ -246,14 +247,14 @@ func extractLocal(ctx context.Context, src *io.SectionReader, out firmware.Sink)
 			out.Warn(fmt.Sprintf("zip: %s: method %d not supported without a central directory", e.name, e.method))
 			continue
 		}
-		re := &readErr{r: rd}
+		re := &fmtutil.ReadErr{R: rd}
 		err := out.Add(h, re)
 		if closer != nil {
 			closer.Close()
 		}
 		if err != nil {
-			if re.err != nil && !errors.Is(err, firmware.ErrLimit) {
-				out.Warn(fmt.Sprintf("zip: %s: %v", e.name, re.err))
+			if re.Err != nil && !errors.Is(err, firmware.ErrLimit) {
+				out.Warn(fmt.Sprintf("zip: %s: %v", e.name, re.Err))
 				continue
 			}
 			return fmt.Errorf("zip: %s: %w", e.name, err)

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -203,21 +204,6 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-// readErr remembers the error of the content reader, so that a broken entry
-// (bad CRC, corrupt deflate stream) is told apart from a Sink refusal.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
-}
-
 // ExtractFiles hands every entry of zr to out. Broken entries are reported
 // with out.Warn and skipped; a Sink error (such as ErrLimit) stops the
 // extraction. component prefixes errors and warnings.
@@ -266,12 +252,12 @@ func ExtractFiles(ctx context.Context, zr *stdzip.Reader, out firmware.Sink, com
 			out.Warn(fmt.Sprintf("%s: %s: %v", component, f.Name, err))
 			continue
 		}
-		rr := &readErr{r: rc}
+		rr := &fmtutil.ReadErr{R: rc}
 		err = out.Add(h, rr)
 		rc.Close()
 		if err != nil {
-			if rr.err != nil && !errors.Is(err, firmware.ErrLimit) {
-				out.Warn(fmt.Sprintf("%s: %s: %v", component, f.Name, rr.err))
+			if rr.Err != nil && !errors.Is(err, firmware.ErrLimit) {
+				out.Warn(fmt.Sprintf("%s: %s: %v", component, f.Name, rr.Err))
 				continue
 			}
 			return fmt.Errorf("%s: %s: %w", component, f.Name, err)
