@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/cordon-vms/cordon/internal/humanize"
 )
 
 // WriteJSON writes the report in the JSON contract of docs/inspect.md.
@@ -25,7 +27,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		counts[f.Severity]++
 	}
 	ew.printf("cordon inspect %s\n", r.Target)
-	ew.printf("%d files (%s), %d ELF, %.1fs", r.Stats.Files, humanBytes(r.Stats.Bytes), r.Stats.ELF, r.Stats.Seconds)
+	ew.printf("%d files (%s), %d ELF, %.1fs", r.Stats.Files, humanize.Bytes(r.Stats.Bytes), r.Stats.ELF, r.Stats.Seconds)
 	if r.Stats.Manifest {
 		ew.printf(", modes from report.json")
 	}
@@ -100,18 +102,6 @@ func yn(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 type errWriter struct {

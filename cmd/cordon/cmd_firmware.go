@@ -17,6 +17,7 @@ import (
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats"
+	"github.com/cordon-vms/cordon/internal/humanize"
 	"github.com/cordon-vms/cordon/internal/logging"
 )
 
@@ -78,7 +79,7 @@ func parseInterleaved(e *env, fs *flag.FlagSet, args []string) ([]string, error)
 // byteSize is a flag value such as 8GiB, 512MiB, 100M or 4096.
 type byteSize int64
 
-func (b *byteSize) String() string { return formatBytes(int64(*b)) }
+func (b *byteSize) String() string { return humanize.Bytes(int64(*b)) }
 
 func (b *byteSize) Set(s string) error {
 	v, err := parseBytes(s)
@@ -106,18 +107,6 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q (want e.g. 512MiB, 8GiB or a number of bytes)", s)
 	}
 	return int64(v * float64(mult)), nil
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // limitFlags registers the limit flags shared by scan and unpack.
@@ -187,7 +176,7 @@ func progressLine(e *env, verb string) (func(done, total int64), func()) {
 			}
 			last = time.Now()
 			shown = true
-			fmt.Fprintf(f, "\r%s %3d%% (%s of %s)  ", verb, done*100/total, formatBytes(done), formatBytes(total))
+			fmt.Fprintf(f, "\r%s %3d%% (%s of %s)  ", verb, done*100/total, humanize.Bytes(done), humanize.Bytes(total))
 		}, func() {
 			mu.Lock()
 			defer mu.Unlock()
@@ -248,7 +237,7 @@ Examples:
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(e.Stdout, "%s: %s, sha256 %s\n\n", rep.Image.Path, formatBytes(rep.Image.Size), rep.Image.SHA256)
+	fmt.Fprintf(e.Stdout, "%s: %s, sha256 %s\n\n", rep.Image.Path, humanize.Bytes(rep.Image.Size), rep.Image.SHA256)
 	printMap(e.Stdout, rep.Chunks, rep.Unknown)
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.Stdout, "warning: %s\n", w)
@@ -271,7 +260,7 @@ func printMap(w io.Writer, chunks []*firmware.ChunkReport, unknown []firmware.Re
 			for _, w := range c.Warnings {
 				desc += " [" + w + "]"
 			}
-			fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s\t%s\t%.3f\t%s\n", c.Offset, c.End(), formatBytes(c.Size), c.Format, c.Confidence, c.Entropy, desc)
+			fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s\t%s\t%.3f\t%s\n", c.Offset, c.End(), humanize.Bytes(c.Size), c.Format, c.Confidence, c.Entropy, desc)
 			i++
 			continue
 		}
@@ -282,7 +271,7 @@ func printMap(w io.Writer, chunks []*firmware.ChunkReport, unknown []firmware.Re
 		} else if u.Entropy > 7.9 {
 			desc = "no format matched; high entropy: compressed or encrypted"
 		}
-		fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s\t\t%.3f\t%s\n", u.Offset, u.Offset+u.Size, formatBytes(u.Size), kind, u.Entropy, desc)
+		fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s\t\t%.3f\t%s\n", u.Offset, u.Offset+u.Size, humanize.Bytes(u.Size), kind, u.Entropy, desc)
 		j++
 	}
 	tw.Flush()
@@ -347,7 +336,7 @@ Examples:
 		return enc.Encode(rep)
 	}
 	fmt.Fprintf(e.Stdout, "%s -> %s: %d chunks, %d entries, %s written in %.1fs (depth %d)\n",
-		image, *out, rep.Stats.Chunks, rep.Stats.Files, formatBytes(rep.Stats.BytesWritten), rep.Stats.Seconds, rep.Stats.MaxDepth)
+		image, *out, rep.Stats.Chunks, rep.Stats.Files, humanize.Bytes(rep.Stats.BytesWritten), rep.Stats.Seconds, rep.Stats.MaxDepth)
 	printTree(e.Stdout, rep.Chunks, "")
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.Stdout, "warning: %s\n", w)
@@ -362,7 +351,7 @@ func printTree(w io.Writer, chunks []*firmware.ChunkReport, indent string) {
 		if c.File != "" && indent != "" {
 			where = c.File + " "
 		}
-		line := fmt.Sprintf("%s%s@%#x %s (%s)", indent, where, c.Offset, c.Format, formatBytes(c.Size))
+		line := fmt.Sprintf("%s%s@%#x %s (%s)", indent, where, c.Offset, c.Format, humanize.Bytes(c.Size))
 		if c.ExtractDir != "" {
 			line += " -> " + c.ExtractDir
 		}
