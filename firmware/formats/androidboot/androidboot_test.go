@@ -4,22 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestImages(t *testing.T) {
 	for _, tt := range []struct {
@@ -32,7 +22,7 @@ func TestImages(t *testing.T) {
 		{"androidboot-v3.img", 3, []string{"kernel", "ramdisk"}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0}, 512), data...), bytes.Repeat([]byte{0xff}, 512)...)
 			res, err := firmwaretest.Run(Format, img, 512)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -67,7 +57,7 @@ func TestImages(t *testing.T) {
 }
 
 func TestV0Fields(t *testing.T) {
-	res, err := firmwaretest.Run(Format, load(t, "androidboot-v0.img"), 0)
+	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "androidboot-v0.img"), 0)
 	if err != nil || res.Chunk == nil {
 		t.Fatal(err, res.IdentifyErr)
 	}
@@ -111,7 +101,7 @@ func TestV4(t *testing.T) {
 }
 
 func TestHostile(t *testing.T) {
-	data := load(t, "androidboot-v2.img")
+	data := firmwaretest.ReadFixture(t, "androidboot-v2.img")
 	d := bytes.Clone(data)
 	binary.LittleEndian.PutUint32(d[36:], 3000) // page size not a power of two
 	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
@@ -128,7 +118,7 @@ func TestHostile(t *testing.T) {
 func FuzzAndroidBoot(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.img")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

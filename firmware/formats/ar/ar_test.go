@@ -4,22 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestArchives(t *testing.T) {
 	for _, tt := range []struct {
@@ -30,7 +19,7 @@ func TestArchives(t *testing.T) {
 		{"ar-deb.deb", []string{"control.tar.gz", "data.tar.xz", "debian-binary"}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{1}, 17), data...), "trailing garbage that is not a header at all, long enough"...)
 			res, err := firmwaretest.Run(Format, img, 17)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -45,7 +34,7 @@ func TestArchives(t *testing.T) {
 			}
 		})
 	}
-	res, _ := firmwaretest.Run(Format, load(t, "ar-lib.a"), 0)
+	res, _ := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "ar-lib.a"), 0)
 	if b, _ := res.Sink.File("onvif-discovery-settings.conf"); string(b) != "onvif discovery settings\n" {
 		t.Errorf("long-name member %q", b)
 	}
@@ -69,7 +58,7 @@ func TestBSDLongName(t *testing.T) {
 }
 
 func TestDamage(t *testing.T) {
-	data := load(t, "ar-deb.deb")
+	data := firmwaretest.ReadFixture(t, "ar-deb.deb")
 	res, err := firmwaretest.Run(Format, data[:len(data)-50], 0)
 	if err != nil || res.Chunk == nil || len(res.Chunk.Warnings) != 1 {
 		t.Errorf("truncated: %v %+v", err, res.Chunk)
@@ -81,8 +70,8 @@ func TestDamage(t *testing.T) {
 }
 
 func FuzzAr(f *testing.F) {
-	f.Add(load(f, "ar-lib.a"))
-	f.Add(load(f, "ar-deb.deb"))
+	f.Add(firmwaretest.ReadFixture(f, "ar-lib.a"))
+	f.Add(firmwaretest.ReadFixture(f, "ar-deb.deb"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,19 +11,10 @@ import (
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
 
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestVariants(t *testing.T) {
 	for _, v := range []string{"newc", "crc", "odc", "bin"} {
 		t.Run(v, func(t *testing.T) {
-			data := load(t, "cpio-"+v+".cpio")
+			data := firmwaretest.ReadFixture(t, "cpio-"+v+".cpio")
 			// Embed the archive in an image to check the carved extent.
 			img := append(append(bytes.Repeat([]byte{0xff}, 100), data...), bytes.Repeat([]byte{0xee}, 77)...)
 			res, err := firmwaretest.Run(Format, img, 100)
@@ -93,7 +83,7 @@ func TestVariants(t *testing.T) {
 }
 
 func TestTraversalNamesReachTheSink(t *testing.T) {
-	res, err := firmwaretest.Run(Format, load(t, "cpio-traversal.cpio"), 0)
+	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "cpio-traversal.cpio"), 0)
 	if err != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.ExtractErr)
 	}
@@ -116,7 +106,7 @@ func TestTraversalNamesReachTheSink(t *testing.T) {
 }
 
 func TestCRCMismatch(t *testing.T) {
-	data := bytes.Clone(load(t, "cpio-crc.cpio"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "cpio-crc.cpio"))
 	i := bytes.Index(data, []byte("root:x:0:0"))
 	data[i] = 'R'
 	res, err := firmwaretest.Run(Format, data, 0)
@@ -129,7 +119,7 @@ func TestCRCMismatch(t *testing.T) {
 }
 
 func TestTruncatedAndGarbage(t *testing.T) {
-	data := load(t, "cpio-newc.cpio")
+	data := firmwaretest.ReadFixture(t, "cpio-newc.cpio")
 	i := bytes.Index(data, []byte("root:x:0:0"))
 	res, err := firmwaretest.Run(Format, data[:i+5], 0)
 	if err != nil || res.Chunk == nil {
@@ -152,7 +142,7 @@ func TestTruncatedAndGarbage(t *testing.T) {
 func FuzzCPIO(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.cpio")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

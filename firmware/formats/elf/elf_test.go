@@ -3,8 +3,6 @@ package elf
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,22 +10,13 @@ import (
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
 
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestCarve(t *testing.T) {
 	for _, tt := range []struct{ file, typ string }{
 		{"elf-exec.elf", "ET_DYN"},
 		{"elf-object.o", "ET_REL"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			// Carve from between random-looking bytes: the extent must be exact.
 			img := append(append(bytes.Repeat([]byte{0x5a}, 123), data...), bytes.Repeat([]byte{0xa5}, 4096)...)
 			res, err := firmwaretest.Run(Format, img, 123)
@@ -53,7 +42,7 @@ func TestCarve(t *testing.T) {
 }
 
 func TestDamage(t *testing.T) {
-	data := load(t, "elf-exec.elf")
+	data := firmwaretest.ReadFixture(t, "elf-exec.elf")
 	res, err := firmwaretest.Run(Format, data[:8000], 0)
 	if err != nil || res.Chunk == nil || res.Chunk.Size != 8000 || len(res.Chunk.Warnings) != 1 {
 		t.Errorf("truncated: %v %v %+v", err, res.IdentifyErr, res.Chunk)
@@ -69,8 +58,8 @@ func TestDamage(t *testing.T) {
 }
 
 func FuzzELF(f *testing.F) {
-	f.Add(load(f, "elf-object.o"))
-	f.Add(load(f, "elf-exec.elf")[:4096])
+	f.Add(firmwaretest.ReadFixture(f, "elf-object.o"))
+	f.Add(firmwaretest.ReadFixture(f, "elf-exec.elf")[:4096])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)

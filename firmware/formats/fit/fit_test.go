@@ -3,28 +3,17 @@ package fit
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
 
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestFIT(t *testing.T) {
 	var kernels [][]byte
 	for _, name := range []string{"fit.itb", "fit-external.itb"} {
 		t.Run(name, func(t *testing.T) {
-			data := load(t, name)
+			data := firmwaretest.ReadFixture(t, name)
 			img := append(append(bytes.Repeat([]byte{0xff}, 256), data...), bytes.Repeat([]byte{0xff}, 256)...)
 			res, err := firmwaretest.Run(Format, img, 256)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -67,7 +56,7 @@ func TestFIT(t *testing.T) {
 }
 
 func TestHashMismatch(t *testing.T) {
-	data := bytes.Clone(load(t, "fit-external.itb"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "fit-external.itb"))
 	data[len(data)-8] ^= 0xff // in the last external image
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.ExtractErr != nil {
@@ -84,7 +73,7 @@ func TestHashMismatch(t *testing.T) {
 }
 
 func TestPlainDTBIsNotFIT(t *testing.T) {
-	d := load(t, "../../dtb/testdata/dtb.dtb")
+	d := firmwaretest.ReadFixture(t, "../../dtb/testdata/dtb.dtb")
 	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
 		t.Errorf("plain dtb: %v", err)
 	}
@@ -92,7 +81,7 @@ func TestPlainDTBIsNotFIT(t *testing.T) {
 
 func FuzzFIT(f *testing.F) {
 	for _, name := range []string{"fit.itb", "fit-external.itb"} {
-		f.Add(load(f, name))
+		f.Add(firmwaretest.ReadFixture(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

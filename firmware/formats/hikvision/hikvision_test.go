@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,15 +11,6 @@ import (
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestXORKnownMagics(t *testing.T) {
 	for plain, enc := range map[string][]byte{"SWKH": magicSWKH, "02KH": magic02KH, "03KH": magic03KH, "USKH": magicHKSUXor} {
@@ -37,7 +27,7 @@ func TestXORKnownMagics(t *testing.T) {
 }
 
 func TestSWKH(t *testing.T) {
-	data := load(t, "hikvision-dav-swkh.dav")
+	data := firmwaretest.ReadFixture(t, "hikvision-dav-swkh.dav")
 	img := append(append([]byte("junk"), data...), 0xff, 0xff)
 	res, err := firmwaretest.Run(Format, img, 4)
 	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -70,7 +60,7 @@ func TestSWKH(t *testing.T) {
 }
 
 func TestSWKHDamage(t *testing.T) {
-	data := load(t, "hikvision-dav-swkh.dav")
+	data := firmwaretest.ReadFixture(t, "hikvision-dav-swkh.dav")
 	// A flipped content byte: a checksum warning on that file only.
 	d := bytes.Clone(data)
 	d[len(d)-1] ^= 0x55
@@ -99,7 +89,7 @@ func TestSWKHDamage(t *testing.T) {
 }
 
 func TestEncrypted(t *testing.T) {
-	data := load(t, "hikvision-dav-03kh.dav")
+	data := firmwaretest.ReadFixture(t, "hikvision-dav-03kh.dav")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.IdentifyErr != nil {
 		t.Fatal(err, res.IdentifyErr)
@@ -133,7 +123,7 @@ func TestHKSU(t *testing.T) {
 }
 
 func TestEncryptedHeaderWords(t *testing.T) {
-	data := bytes.Clone(load(t, "hikvision-dav-03kh.dav"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "hikvision-dav-03kh.dav"))
 	copy(data[8:16], []byte{0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef}) // unreadable length and count
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.Chunk == nil || !res.Chunk.Encrypted || res.Chunk.Confidence != firmware.ConfidenceLow {
@@ -148,7 +138,7 @@ func TestEncryptedHeaderWords(t *testing.T) {
 func FuzzHikvision(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.dav")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

@@ -4,22 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestCarve(t *testing.T) {
 	for _, tt := range []struct {
@@ -38,7 +28,7 @@ func TestCarve(t *testing.T) {
 		{DER, "der-rsa-key.der", "private key", "RSA", false},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append([]byte("\x00\x01garbage\n"), data...), "\x00trailing-----END junk"...)
 			res, err := firmwaretest.Run(tt.format, img, 10)
 			if err != nil || res.IdentifyErr != nil {
@@ -72,7 +62,7 @@ func TestOpenSSHKeyFields(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	cert := load(t, "der-cert.der")
+	cert := firmwaretest.ReadFixture(t, "der-cert.der")
 	noise := make([]byte, 70000)
 	_, _ = rand.Read(noise)
 	for name, tc := range map[string]struct {
@@ -97,7 +87,7 @@ func TestRejects(t *testing.T) {
 func FuzzPEM(f *testing.F) {
 	files, _ := filepath.Glob("testdata/pem-*.pem")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(PEM, data, 0); err != nil {
@@ -109,7 +99,7 @@ func FuzzPEM(f *testing.F) {
 func FuzzDER(f *testing.F) {
 	files, _ := filepath.Glob("testdata/der-*.der")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(DER, data, 0); err != nil {

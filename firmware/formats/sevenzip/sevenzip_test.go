@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,15 +13,6 @@ import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestArchives(t *testing.T) {
 	for _, tt := range []struct {
@@ -36,7 +26,7 @@ func TestArchives(t *testing.T) {
 		{"7z-plainheader.7z", 4},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xee}, 99), data...), bytes.Repeat([]byte{0xee}, 99)...)
 			res, err := firmwaretest.Run(Format, img, 99)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -54,7 +44,7 @@ func TestArchives(t *testing.T) {
 			}
 		})
 	}
-	res, _ := firmwaretest.Run(Format, load(t, "7z-lzma2.7z"), 0)
+	res, _ := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "7z-lzma2.7z"), 0)
 	if e, _ := res.Sink.Entry("bin/sh"); e.Header.Type != firmware.TypeSymlink || e.Header.Linkname != "busybox" {
 		t.Errorf("symlink %+v", e.Header)
 	}
@@ -67,7 +57,7 @@ func TestArchives(t *testing.T) {
 }
 
 func TestEncryptedHeader(t *testing.T) {
-	res, err := firmwaretest.Run(Format, load(t, "7z-encrypted.7z"), 0)
+	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "7z-encrypted.7z"), 0)
 	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
 		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
 	}
@@ -79,7 +69,7 @@ func TestEncryptedHeader(t *testing.T) {
 // TestHugeDictionary patches the LZMA2 coder of an archive with an
 // uncompressed header to ask for a 4 GiB dictionary: refused, not allocated.
 func TestHugeDictionary(t *testing.T) {
-	data := bytes.Clone(load(t, "7z-plainheader.7z"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "7z-plainheader.7z"))
 	i := bytes.Index(data[32:], []byte{0x21, 0x21, 0x01})
 	if i < 0 {
 		t.Fatal("LZMA2 coder not found in the plain header")
@@ -99,7 +89,7 @@ func TestHugeDictionary(t *testing.T) {
 }
 
 func TestDamage(t *testing.T) {
-	data := load(t, "7z-lzma2.7z")
+	data := firmwaretest.ReadFixture(t, "7z-lzma2.7z")
 	d := bytes.Clone(data)
 	d[10] ^= 1
 	if _, err := Format.Identify(bytes.NewReader(d), 0, int64(len(d))); !errors.Is(err, firmware.ErrNotFormat) {
@@ -114,7 +104,7 @@ func TestDamage(t *testing.T) {
 func FuzzSevenZip(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.7z")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,15 +12,6 @@ import (
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestFormats(t *testing.T) {
 	for _, tt := range []struct {
@@ -33,7 +23,7 @@ func TestFormats(t *testing.T) {
 		{"tar-pax.tar", "pax", 22},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xff}, 1000), data...), bytes.Repeat([]byte{0xaa}, 300)...)
 			res, err := firmwaretest.Run(Format, img, 1000)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -85,7 +75,7 @@ func TestFormats(t *testing.T) {
 }
 
 func TestTraversalNamesReachTheSink(t *testing.T) {
-	res, err := firmwaretest.Run(Format, load(t, "tar-traversal.tar"), 0)
+	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "tar-traversal.tar"), 0)
 	if err != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
 	}
@@ -102,7 +92,7 @@ func TestTraversalNamesReachTheSink(t *testing.T) {
 }
 
 func TestDamage(t *testing.T) {
-	data := load(t, "tar-ustar.tar")
+	data := firmwaretest.ReadFixture(t, "tar-ustar.tar")
 	// Cut in the middle of the archive: identified up to the cut, with a warning.
 	cut := data[:3000]
 	res, err := firmwaretest.Run(Format, cut, 0)
@@ -123,7 +113,7 @@ func TestDamage(t *testing.T) {
 // TestSparseBomb extracts a 1 TiB sparse file stored in 10 KiB: the Sink's
 // byte limit stops it, quickly.
 func TestSparseBomb(t *testing.T) {
-	data := load(t, "bomb-sparse.tar")
+	data := firmwaretest.ReadFixture(t, "bomb-sparse.tar")
 	c, err := Format.Identify(bytes.NewReader(data), 0, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +135,7 @@ func TestSparseBomb(t *testing.T) {
 func FuzzTar(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.tar")
 	for _, file := range files {
-		data := load(f, filepath.Base(file))
+		data := firmwaretest.ReadFixture(f, filepath.Base(file))
 		f.Add(data[:min(len(data), 8192)])
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

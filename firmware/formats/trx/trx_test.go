@@ -3,22 +3,11 @@ package trx
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
-
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestTRX(t *testing.T) {
 	for _, tt := range []struct {
@@ -29,7 +18,7 @@ func TestTRX(t *testing.T) {
 		{"trx-v2.trx", []string{"\x1f\x8b", "hsqs"}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			data := load(t, tt.file)
+			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xff}, 40), data...), 1, 2, 3)
 			res, err := firmwaretest.Run(Format, img, 40)
 			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -52,7 +41,7 @@ func TestTRX(t *testing.T) {
 }
 
 func TestDamage(t *testing.T) {
-	data := load(t, "trx-v1.trx")
+	data := firmwaretest.ReadFixture(t, "trx-v1.trx")
 	d := bytes.Clone(data)
 	d[len(d)-5] ^= 1
 	res, err := firmwaretest.Run(Format, d, 0)
@@ -72,8 +61,8 @@ func TestDamage(t *testing.T) {
 }
 
 func FuzzTRX(f *testing.F) {
-	f.Add(load(f, "trx-v1.trx"))
-	f.Add(load(f, "trx-v2.trx"))
+	f.Add(firmwaretest.ReadFixture(f, "trx-v1.trx"))
+	f.Add(firmwaretest.ReadFixture(f, "trx-v2.trx"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,19 +11,10 @@ import (
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
 
-func load(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestFixtures(t *testing.T) {
 	for _, name := range []string{"zip-deflate.zip", "zip-bzip2.zip", "zip-zip64.zip"} {
 		t.Run(name, func(t *testing.T) {
-			data := load(t, name)
+			data := firmwaretest.ReadFixture(t, name)
 			// Two archives back to back, after a prefix: each is carved on its own.
 			img := append(append(append(bytes.Repeat([]byte{0}, 33), data...), data...), "tail"...)
 			for _, off := range []int64{33, 33 + int64(len(data))} {
@@ -57,7 +47,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestTraversalNamesReachTheSink(t *testing.T) {
-	res, err := firmwaretest.Run(Format, load(t, "zip-traversal.zip"), 0)
+	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "zip-traversal.zip"), 0)
 	if err != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
 	}
@@ -74,7 +64,7 @@ func TestTraversalNamesReachTheSink(t *testing.T) {
 }
 
 func TestBrokenEntries(t *testing.T) {
-	data := bytes.Clone(load(t, "zip-deflate.zip"))
+	data := bytes.Clone(firmwaretest.ReadFixture(t, "zip-deflate.zip"))
 	// busybox is stored: flip a content byte to break its CRC.
 	i := bytes.Index(data, []byte("busybox stand-in"))
 	data[i] = 'B'
@@ -93,7 +83,7 @@ func TestBrokenEntries(t *testing.T) {
 // TestNoCentralDirectory cuts an archive before its central directory: the
 // entries are recovered from the local headers.
 func TestNoCentralDirectory(t *testing.T) {
-	data := load(t, "zip-deflate.zip")
+	data := firmwaretest.ReadFixture(t, "zip-deflate.zip")
 	cd := bytes.Index(data, []byte("PK\x01\x02"))
 	cut := data[:cd+10]
 	res, err := firmwaretest.Run(Format, cut, 0)
@@ -119,7 +109,7 @@ func TestNoCentralDirectory(t *testing.T) {
 // TestStreamed covers an archive written to a pipe (sizes after the data),
 // whose end is found by the scan, not the header walk.
 func TestStreamed(t *testing.T) {
-	data := load(t, "zip-stream.zip")
+	data := firmwaretest.ReadFixture(t, "zip-stream.zip")
 	img := append(bytes.Clone(data), bytes.Repeat([]byte("PK\x05\x06"), 10)...)
 	res, err := firmwaretest.Run(Format, img, 0)
 	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
@@ -134,7 +124,7 @@ func TestStreamed(t *testing.T) {
 }
 
 func TestLimit(t *testing.T) {
-	data := load(t, "zip-deflate.zip")
+	data := firmwaretest.ReadFixture(t, "zip-deflate.zip")
 	r := bytes.NewReader(data)
 	zr, err := Open(r, int64(len(data)))
 	if err != nil {
@@ -150,7 +140,7 @@ func TestLimit(t *testing.T) {
 func FuzzZip(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.zip")
 	for _, file := range files {
-		f.Add(load(f, filepath.Base(file)))
+		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
