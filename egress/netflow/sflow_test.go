@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,24 +93,7 @@ func TestPmacctSFlow(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu     sync.Mutex
-		dgrams [][]byte
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			dgrams = append(dgrams, append([]byte(nil), buf[:n]...))
-			mu.Unlock()
-		}
-	}()
+	stop := recordDatagrams(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// pmacctd 1.7.7 sometimes exits 1 when its plugin shuts down first at
@@ -119,9 +101,7 @@ func TestPmacctSFlow(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, bin, "-f", cfg).CombinedOutput(); err != nil && ctx.Err() != nil {
 		t.Fatalf("pmacctd: %v\n%s", err, out)
 	}
-	time.Sleep(200 * time.Millisecond)
-	conn.Close()
-	<-done
+	dgrams := stop()
 	if len(dgrams) == 0 {
 		t.Fatal("pmacctd sent no sFlow")
 	}

@@ -55,6 +55,15 @@ func captureDatagrams(t *testing.T, pcap string, version int, extra ...string) [
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	stop := recordDatagrams(conn)
+	runSoftflowd(t, pcap, conn.LocalAddr().String(), version, extra...)
+	return stop()
+}
+
+// recordDatagrams keeps a copy of every datagram conn receives. stop lets
+// the reader drain (loopback delivery is immediate), closes conn and returns
+// what arrived.
+func recordDatagrams(conn net.PacketConn) (stop func() [][]byte) {
 	var (
 		mu  sync.Mutex
 		got [][]byte
@@ -73,13 +82,14 @@ func captureDatagrams(t *testing.T, pcap string, version int, extra ...string) [
 			mu.Unlock()
 		}
 	}()
-	runSoftflowd(t, pcap, conn.LocalAddr().String(), version, extra...)
-	time.Sleep(200 * time.Millisecond) // loopback delivery is immediate; let the reader drain
-	conn.Close()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return got
+	return func() [][]byte {
+		time.Sleep(200 * time.Millisecond)
+		conn.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
 }
 
 // TestSoftflowdInterop turns a crafted pcap into NetFlow v5, v9 and IPFIX
