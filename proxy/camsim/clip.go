@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 )
 
 // The clips are raw Annex-B streams made by clips/make-clips.sh: 2 s of
@@ -83,7 +85,7 @@ func parseClip(name string, b []byte) (*clip, error) {
 		}
 		cur = nil
 	}
-	for _, n := range splitAnnexB(b) {
+	for _, n := range annexb.Split(b) {
 		if len(n) == 0 {
 			continue
 		}
@@ -99,32 +101,6 @@ func parseClip(name string, b []byte) (*clip, error) {
 		return nil, fmt.Errorf("camsim: clip %s: does not start with a keyframe", name)
 	}
 	return c, nil
-}
-
-// splitAnnexB splits a byte stream at 3- and 4-byte start codes.
-func splitAnnexB(b []byte) [][]byte {
-	var out [][]byte
-	start := -1
-	i := 0
-	for i+2 < len(b) {
-		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
-			if start >= 0 {
-				end := i
-				if end > start && b[end-1] == 0 {
-					end--
-				}
-				out = append(out, b[start:end])
-			}
-			i += 3
-			start = i
-			continue
-		}
-		i++
-	}
-	if start >= 0 && start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
 }
 
 func nalType(codec string, n []byte) int {

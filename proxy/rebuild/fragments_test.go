@@ -8,6 +8,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 	"github.com/pion/rtp"
 )
 
@@ -25,7 +26,7 @@ func clipParams(t testing.TB, codec videoCodec) [][]byte {
 	}
 	var params [][]byte
 	seen := map[uint8]bool{}
-	for _, n := range splitAnnexB(raw) {
+	for _, n := range annexb.Split(raw) {
 		typ := codec.nalType(n)
 		if k := classify(codec, typ); (k == nalVPS || k == nalSPS || k == nalPPS) && !seen[typ] {
 			seen[typ] = true

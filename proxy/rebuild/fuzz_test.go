@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 	"github.com/pion/rtp"
 )
 
@@ -102,7 +103,7 @@ func h265Seeds(t testing.TB) [][]byte {
 	}
 	var aus [][][]byte
 	var cur [][]byte
-	for _, n := range splitAnnexB(b) {
+	for _, n := range annexb.Split(b) {
 		if (n[0]>>1)&0x3f == 35 { // AUD
 			if cur != nil {
 				aus = append(aus, cur)

@@ -16,33 +16,9 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 	"github.com/pion/rtp"
 )
-
-// splitAnnexB splits a byte stream at 3- and 4-byte start codes.
-func splitAnnexB(b []byte) [][]byte {
-	var out [][]byte
-	start := -1
-	for i := 0; i+2 < len(b); {
-		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
-			if start >= 0 {
-				end := i
-				if end > start && b[end-1] == 0 {
-					end--
-				}
-				out = append(out, b[start:end])
-			}
-			i += 3
-			start = i
-			continue
-		}
-		i++
-	}
-	if start >= 0 && start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
-}
 
 // fixtureAUs reads testdata/sei.h264 and groups its NAL units into access
 // units (a new one at each SPS, or at each slice with first_mb_in_slice 0).
@@ -55,7 +31,7 @@ func fixtureAUs(t testing.TB) [][][]byte {
 	var aus [][][]byte
 	var cur [][]byte
 	sawSlice := false
-	for _, n := range splitAnnexB(b) {
+	for _, n := range annexb.Split(b) {
 		typ := n[0] & 0x1f
 		newAU := (typ == 7 || typ == 6 || typ == 9) && sawSlice ||
 			(typ == 1 || typ == 5) && sawSlice && len(n) > 1 && n[1]&0x80 != 0
