@@ -100,7 +100,7 @@ func runBenchBaseline(ctx context.Context, e *env, args []string) error {
 The plain gortsplib pass-through proxy that "cordon bench proxy" measures
 cordon against. Not meant to be run by hand.`)
 	listen := fs.String("listen", "127.0.0.1:8554", "RTSP listen address")
-	var sources benchSourceFlag
+	var sources stringList
 	fs.Var(&sources, "source", "NAME=URL of a camera to pull (repeatable)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
@@ -115,9 +115,3 @@ cordon against. Not meant to be run by hand.`)
 	}
 	return b.Run(ctx)
 }
-
-// benchSourceFlag is a repeatable string flag.
-type benchSourceFlag []string
-
-func (m *benchSourceFlag) String() string     { return strings.Join(*m, ",") }
-func (m *benchSourceFlag) Set(s string) error { *m = append(*m, s); return nil }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -382,14 +381,6 @@ func serveMetrics(addr string, eng *egress.Engine, live egress.PacketSource, ext
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
 }
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-var _ flag.Value = (*stringList)(nil)
 
 // runCapture captures live on iface until ctx is done.
 func runCapture(ctx context.Context, eng *egress.Engine, src egress.PacketSource, log *slog.Logger) error {

@@ -183,3 +183,11 @@ func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// stringList is a repeatable string flag (--watchlist A --watchlist B).
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+var _ flag.Value = (*stringList)(nil)
