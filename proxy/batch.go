@@ -3,9 +3,11 @@ package proxy
 import (
 	"errors"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -21,6 +23,13 @@ import (
 // reader's writer goroutine at the end of each access unit: one write per
 // frame instead of one per packet. RTSPS, UDP and tunnelled readers keep
 // gortsplib's per-packet path.
+//
+// When nothing is queued for the writer goroutine, the camera goroutine
+// first tries the write itself, without blocking (one non-blocking write
+// system call; see tryWrite): a reader that keeps up, the usual case, then
+// costs no goroutine wake-up and no thread hand-off per frame. Whatever the
+// socket does not take at once goes to the writer goroutine, so a slow
+// reader still never stalls the camera.
 
 // trackedListener wraps the core-side RTSP listener so that each connection
 // is a trackedConn.
@@ -41,6 +50,9 @@ type trackedConn struct {
 	mu       sync.Mutex
 	armed    bool
 	playSent chan struct{}
+
+	rawOnce sync.Once
+	raw     syscall.RawConn // nil: no non-blocking fast path
 }
 
 // Write is gortsplib's path: responses and interleaved RTCP.
@@ -64,6 +76,30 @@ func (c *trackedConn) armPlay() <-chan struct{} {
 	c.playSent = make(chan struct{})
 	c.armed = true
 	return c.playSent
+}
+
+// tryWriteBatch writes as much of b as the socket takes at once, without
+// blocking. It returns ok false, and writes nothing, when the connection is
+// busy (gortsplib is writing) or has no non-blocking path.
+func (c *trackedConn) tryWriteBatch(b []byte, timeout time.Duration) (n int, ok bool, err error) {
+	c.rawOnce.Do(func() {
+		if sc, isSC := c.Conn.(syscall.Conn); isSC {
+			c.raw, _ = sc.SyscallConn()
+		}
+	})
+	if c.raw == nil || !c.mu.TryLock() {
+		return 0, false, nil
+	}
+	defer c.mu.Unlock()
+	n, err = tryWrite(c.raw, b)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A deadline left by an earlier write (gortsplib sets one before
+		// each response) has passed. This write cannot block, so any future
+		// deadline does; writes that can block set their own.
+		c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err = tryWrite(c.raw, b)
+	}
+	return n, true, err
 }
 
 func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
@@ -95,6 +131,7 @@ type batchWriter struct {
 	bytes      *atomic.Uint64
 
 	// camera side, guarded by the camera's mutex
+	started bool               // ready was closed: the PLAY response is out
 	sr      map[uint8]*srState // per RTP channel
 	cur     *[]byte
 	curPkts uint64
@@ -115,6 +152,18 @@ func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, 
 }
 
 func (w *batchWriter) stop() { w.stopOnce.Do(func() { close(w.done) }) }
+
+// playing reports whether the PLAY response is out (media may follow it).
+func (w *batchWriter) playing() bool {
+	if !w.started {
+		select {
+		case <-w.ready:
+			w.started = true
+		default:
+		}
+	}
+	return w.started
+}
 
 func (w *batchWriter) run() {
 	select {
@@ -232,6 +281,38 @@ func (w *batchWriter) flush() (bool, uint64) {
 	}
 	b, n := w.cur, w.curPkts
 	w.cur, w.curPkts, w.curHas = nil, 0, false
+	select {
+	case <-w.done:
+		// Stopped (the reader left, or a write failed and its session is
+		// closing): nothing more is sent.
+		*b = (*b)[:0]
+		batchPool.Put(b)
+		return true, 0
+	default:
+	}
+	if w.pending.Load() == 0 && w.playing() {
+		// Nothing queued, so nothing can be overtaken: write it from here.
+		written, ok, err := w.conn.tryWriteBatch(*b, w.timeout)
+		if ok && err != nil {
+			*b = (*b)[:0]
+			batchPool.Put(b)
+			w.stop()
+			w.onErr(err) // closes the session (without waiting for it)
+			return true, 0 // not the reader being slow
+		}
+		if ok && written == len(*b) {
+			w.packets.Add(n)
+			w.bytes.Add(uint64(written))
+			*b = (*b)[:0]
+			batchPool.Put(b)
+			return true, 0
+		}
+		if written > 0 {
+			// The socket took part of it: the writer goroutine sends the rest.
+			w.bytes.Add(uint64(written))
+			*b = (*b)[:copy(*b, (*b)[written:])]
+		}
+	}
 	size := int64(len(*b))
 	if w.pending.Load()+size > w.maxPending {
 		*b = (*b)[:0]
