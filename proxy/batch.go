@@ -297,7 +297,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 			*b = (*b)[:0]
 			batchPool.Put(b)
 			w.stop()
-			w.onErr(err) // closes the session (without waiting for it)
+			w.onErr(err)   // closes the session (without waiting for it)
 			return true, 0 // not the reader being slow
 		}
 		if ok && written == len(*b) {
