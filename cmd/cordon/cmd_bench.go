@@ -60,6 +60,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.Codec, "codec", "h264", "camera codec: h264 or h265 (latency matching needs h264)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
+	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	systems := fs.String("systems", "baseline,passthrough,rebuild", "comma-separated systems to measure: baseline, passthrough, rebuild")
 	if err := parseFlags(e, fs, args); err != nil {

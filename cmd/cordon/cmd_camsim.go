@@ -54,6 +54,7 @@ Examples:
 	size := fs.String("size", "640x360", "`WxH` of the --count cameras")
 	fps := fs.Int("fps", 25, "frames per second of the --count cameras")
 	bitrate := fs.String("bitrate", "0", "bit `rate` of the --count cameras, for example 2M or 500k (0: the clip's own)")
+	aligned := fs.Bool("aligned", false, "start every camera at the same instant at the start of its clip, so all send their frames and keyframes together (a burst worst case; by default cameras are free-running, as real ones are)")
 	leak := fs.String("leak", "", "hide `text` in an SEI user-data message in every keyframe of every camera, as a leaking camera would (see docs/rebuild.md)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := parseFlags(e, fs, args); err != nil {
@@ -93,7 +94,7 @@ Examples:
 	if err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	srv := &camsim.Server{Addr: *listen, Cameras: cams, Logger: log.With("component", "camsim")}
+	srv := &camsim.Server{Addr: *listen, Cameras: cams, Aligned: *aligned, Logger: log.With("component", "camsim")}
 	if err := srv.Start(); err != nil {
 		return err
 	}

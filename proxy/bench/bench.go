@@ -51,6 +51,10 @@ type Options struct {
 	LatencySamples int
 	// Systems lists what to measure. It defaults to baseline, passthrough, rebuild.
 	Systems []string
+	// Aligned makes the simulated cameras send their frames and keyframes
+	// at the same instants (camsim.Server.Aligned): a burst worst case. By
+	// default they are free-running, as real cameras are.
+	Aligned bool
 	// Executable is the cordon binary that runs the systems under test. It
 	// defaults to the running executable.
 	Executable string
@@ -155,12 +159,16 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	for i := range cams {
 		cams[i] = camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Codec: o.Codec, Width: 1280, Height: 720, FPS: 25, Bitrate: o.Bitrate}
 	}
-	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: o.Logger.With("component", "camsim")}
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, Logger: o.Logger.With("component", "camsim")}
 	if err := sim.Start(); err != nil {
 		return nil, err
 	}
 	defer sim.Close()
-	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras at %.1f Mbit/s\n", o.Cameras, o.Codec, float64(o.Bitrate)/1e6)
+	timing := "free-running"
+	if o.Aligned {
+		timing = "aligned (all send each frame at once)"
+	}
+	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras at %.1f Mbit/s, %s\n", o.Cameras, o.Codec, float64(o.Bitrate)/1e6, timing)
 
 	var results []*Result
 	var base *Result

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -67,6 +68,14 @@ type Server struct {
 	Cameras []Camera
 	// Logger receives the server's logs. It defaults to discarding them.
 	Logger *slog.Logger
+	// Aligned starts every camera at the same instant at the start of its
+	// clip. By default cameras are free-running, as real ones are: each
+	// starts its frame clock at a random point of its frame interval and its
+	// clip at a random frame (both drawn from the camera's name, so runs are
+	// repeatable), so the frames and keyframes of many cameras do not all
+	// fall on the same instant. Aligned is the worst case for bursts: every
+	// camera sends a frame, and a keyframe, at once.
+	Aligned bool
 
 	srv     *gortsplib.Server
 	mu      sync.RWMutex // guards camStream.stream against Close
@@ -79,6 +88,8 @@ type camStream struct {
 	cam    Camera
 	prog   *program
 	stream *gortsplib.ServerStream
+	phase  time.Duration // the frame clock starts this late
+	first  int64         // the clip starts at this frame
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -140,7 +151,17 @@ func (s *Server) Start() error {
 		if err != nil {
 			return fmt.Errorf("camsim: camera %s: %w", c.Name, err)
 		}
-		s.streams[c.Name] = &camStream{cam: *c, prog: p}
+		cs := &camStream{cam: *c, prog: p}
+		if !s.Aligned {
+			// Like cameras switched on at random moments: a phase and a clip
+			// position drawn from the name, so that a run is repeatable.
+			h := fnv.New64a()
+			h.Write([]byte(c.Name))
+			r := rand.New(rand.NewPCG(h.Sum64(), 0))
+			cs.phase = time.Duration(r.Int64N(int64(time.Second) / int64(c.FPS)))
+			cs.first = r.Int64N(int64(len(p.frames)))
+		}
+		s.streams[c.Name] = cs
 	}
 
 	host, _, err := net.SplitHostPort(s.Addr)
@@ -268,8 +289,8 @@ func (cs *camStream) run(ctx context.Context, st *gortsplib.ServerStream) {
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	start := time.Now()
-	var n, sinceStart int64
+	start := time.Now().Add(cs.phase)
+	n, sinceStart := cs.first, int64(0)
 	for {
 		due := start.Add(time.Duration(sinceStart) * time.Second / time.Duration(fps))
 		if d := time.Until(due); d > 0 {

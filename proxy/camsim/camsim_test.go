@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -441,4 +442,45 @@ func firstParamSet(b []byte, codec string) int {
 		}
 	}
 	return -1
+}
+
+// TestFreeRunning: by default cameras start at scattered phases and clip
+// positions, the same ones on every run; Aligned starts them all together.
+func TestFreeRunning(t *testing.T) {
+	var cams []Camera
+	for i := range 40 {
+		cams = append(cams, Camera{Name: fmt.Sprintf("cam%d", i+1), FPS: 25})
+	}
+	start := func(aligned bool) *Server {
+		s := &Server{Addr: "127.0.0.1:0", Cameras: slices.Clone(cams), Aligned: aligned, Logger: testutil.Logger(t)}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b, aligned := start(false), start(false), start(true)
+	phases := map[time.Duration]bool{}
+	var firstSeen [2]bool // a clip start in the first and in the second half
+	for _, c := range cams {
+		sa, sb, sal := a.streams[c.Name], b.streams[c.Name], aligned.streams[c.Name]
+		if sa.phase != sb.phase || sa.first != sb.first {
+			t.Errorf("%s: phase %s, first frame %d on one run and %s, %d on another", c.Name, sa.phase, sa.first, sb.phase, sb.first)
+		}
+		if sa.phase < 0 || sa.phase >= 40*time.Millisecond {
+			t.Errorf("%s: phase %s outside the 40 ms frame interval", c.Name, sa.phase)
+		}
+		if n := int64(len(sa.prog.frames)); sa.first < 0 || sa.first >= n {
+			t.Errorf("%s: first frame %d outside the clip's %d", c.Name, sa.first, n)
+		} else {
+			firstSeen[sa.first*2/n] = true
+		}
+		phases[sa.phase.Truncate(10*time.Millisecond)] = true
+		if sal.phase != 0 || sal.first != 0 {
+			t.Errorf("%s aligned: phase %s, first frame %d; want 0, 0", c.Name, sal.phase, sal.first)
+		}
+	}
+	if len(phases) < 4 || !firstSeen[0] || !firstSeen[1] {
+		t.Errorf("40 cameras cover %d of the four 10 ms quarters of a frame interval and clip halves %v; want all", len(phases), firstSeen)
+	}
 }
