@@ -121,7 +121,7 @@ type batchWriter struct {
 	conn       *trackedConn
 	timeout    time.Duration
 	maxPending int64
-	ch         chan *[]byte
+	ch         chan queuedBatch
 	pending    atomic.Int64 // bytes handed over, not yet written
 	done       chan struct{}
 	stopOnce   sync.Once
@@ -129,8 +129,10 @@ type batchWriter struct {
 	onErr      func(error)
 	packets    *atomic.Uint64 // the reader's counters, added to when a batch is handed over
 	bytes      *atomic.Uint64
+	delay      func(time.Duration) // observes each frame's delay in the proxy; nil: none
 
 	// camera side, guarded by the camera's mutex
+	arrival time.Time          // when the camera packet being added arrived
 	started bool               // ready was closed: the PLAY response is out
 	sr      map[uint8]*srState // per RTP channel
 	cur     *[]byte
@@ -143,11 +145,25 @@ func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, 
 	return &batchWriter{
 		packets: packets, bytes: bytes,
 		conn: conn, timeout: timeout, maxPending: maxPending,
-		ch:    make(chan *[]byte, 512),
+		ch:    make(chan queuedBatch, 512),
 		sr:    map[uint8]*srState{},
 		done:  make(chan struct{}),
 		ready: conn.armPlay(),
 		onErr: onErr,
+	}
+}
+
+// queuedBatch is a batch handed to the writer goroutine, with the arrival
+// time of the camera packet that completed it.
+type queuedBatch struct {
+	b       *[]byte
+	arrival time.Time
+}
+
+// observe records the delay of a frame (batch) written now.
+func (w *batchWriter) observe(arrival time.Time) {
+	if w.delay != nil && !arrival.IsZero() {
+		w.delay(time.Since(arrival))
 	}
 }
 
@@ -175,8 +191,12 @@ func (w *batchWriter) run() {
 		select {
 		case <-w.done:
 			return
-		case b := <-w.ch:
+		case q := <-w.ch:
+			b := q.b
 			err := w.conn.writeBatch(*b, w.timeout)
+			if err == nil {
+				w.observe(q.arrival)
+			}
 			w.pending.Add(-int64(len(*b)))
 			*b = (*b)[:0]
 			batchPool.Put(b)
@@ -301,6 +321,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 			return true, 0 // not the reader being slow
 		}
 		if ok && written == len(*b) {
+			w.observe(w.arrival)
 			w.packets.Add(n)
 			w.bytes.Add(uint64(written))
 			*b = (*b)[:0]
@@ -321,7 +342,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 	}
 	w.pending.Add(size)
 	select {
-	case w.ch <- b:
+	case w.ch <- queuedBatch{b, w.arrival}:
 		w.packets.Add(n)
 		w.bytes.Add(uint64(size))
 		return true, 0

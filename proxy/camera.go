@@ -70,6 +70,7 @@ type camera struct {
 	gopValid bool
 	lastKey  uint32
 	haveKey  bool
+	arrival  time.Time // when the packet being sent to readers arrived
 }
 
 type gopEntry struct {
@@ -451,6 +452,7 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	if c.plan == nil {
 		return
 	}
+	c.arrival = arrival
 	if js := c.jitter[t]; js != nil {
 		js.update(arrival, ts)
 		if t == c.plan.Tracks[0] {
@@ -563,6 +565,7 @@ func (c *camera) writeBatchedLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet
 		return true // the reader did not set this media up
 	}
 	video := m.Type == description.MediaTypeVideo
+	r.bw.arrival = c.arrival
 	ok, dropped, err := r.bw.add(pkt, ch, r.ssrcs[m], video, !video || pkt.Marker)
 	if err != nil {
 		if c.processErrors.Add(1)%1000 == 1 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -209,6 +210,11 @@ func TestCameraRestart(t *testing.T) {
 	}
 	if !strings.Contains(metrics, `cordon_camera_reconnects_total{camera="door"}`) || !strings.Contains(metrics, `cordon_camera_up{camera="door"} 1`) {
 		t.Errorf("/metrics lacks camera series:\n%s", metrics)
+	}
+	// The TCP reader's frames went through the frame-batched path, each
+	// observed in the delay histogram.
+	if m := regexp.MustCompile(`(?m)^cordon_reader_frame_delay_seconds_count (\d+)$`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+		t.Errorf("/metrics: no frame observed in cordon_reader_frame_delay_seconds (%v)", m)
 	}
 }
 

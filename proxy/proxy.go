@@ -49,6 +49,10 @@ type Proxy struct {
 	adminLn  net.Listener
 	registry *prometheus.Registry
 
+	// frameDelay is the time from a frame's last camera packet reaching the
+	// proxy to the frame's write to a (frame-batched TCP) reader returning.
+	frameDelay prometheus.Histogram
+
 	authFailures   atomic.Uint64
 	refusedNetwork atomic.Uint64
 	refusedCamera  atomic.Uint64
@@ -92,7 +96,12 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 	}
 	p.accts.Store(&acc)
 	p.registry = prometheus.NewRegistry()
-	p.registry.MustRegister(&collector{p: p})
+	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "cordon_reader_frame_delay_seconds",
+		Help:    "Time from the last packet of a frame arriving from the camera to the frame's write to a TCP reader's socket returning (readers with frame-batched output).",
+		Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1},
+	})
+	p.registry.MustRegister(&collector{p: p}, p.frameDelay)
 	return p, nil
 }
 

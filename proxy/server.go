@@ -211,6 +211,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			h.p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
 			r.ss.Close()
 		})
+		r.bw.delay = func(d time.Duration) { h.p.frameDelay.Observe(d.Seconds()) }
 	}
 	err := r.cam.addReader(r)
 	if err != nil && r.bw != nil {

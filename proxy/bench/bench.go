@@ -65,19 +65,32 @@ type Options struct {
 
 // Result is one system's measurement.
 type Result struct {
-	System   string
-	Cameras  int
-	Readers  int // readers that played
-	Window   time.Duration
-	CPU      time.Duration // user+system CPU of the system under test during the window
-	Bytes    uint64        // RTP bytes received by readers during the window
-	InBytes  uint64        // RTP bytes the cameras sent during the window (estimated from the direct readers)
-	Packets  uint64
-	Lost     uint64 // RTP sequence gaps seen by readers during the window
-	RSS      int64  // resident memory at the end of the window
-	PeakRSS  int64
-	Latency  []time.Duration // added latency per matched frame, sorted
-	Baseline *Result         // the baseline of the same run, if measured
+	System  string
+	Cameras int
+	Readers int // readers that played
+	Window  time.Duration
+	CPU     time.Duration // user+system CPU of the system under test during the window
+	Bytes   uint64        // RTP bytes received by readers during the window
+	InBytes uint64        // RTP bytes the cameras sent during the window (estimated from the direct readers)
+	Packets uint64
+	Lost    uint64 // RTP sequence gaps seen by readers during the window
+	RSS     int64  // resident memory at the end of the window
+	PeakRSS int64
+	Latency []time.Duration // added latency per matched frame, sorted
+	// Delay is the proxy's own histogram of frame delay (last camera packet
+	// in to reader write returned) over the window; nil for the baseline.
+	Delay    *histogram
+	Baseline *Result // the baseline of the same run, if measured
+}
+
+// DelayQuantile returns the q-quantile of the proxy's own frame delay, and
+// whether it was measured. over is set when it lies beyond the largest bucket.
+func (r *Result) DelayQuantile(q float64) (d time.Duration, over, ok bool) {
+	if r.Delay == nil || r.Delay.total() == 0 {
+		return 0, false, false
+	}
+	d, over = r.Delay.quantile(q)
+	return d, over, true
 }
 
 // CPUPerGB is CPU seconds per gigabyte the cameras sent through the system.
@@ -212,14 +225,20 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	defer os.RemoveAll(dir)
 
 	var args []string
+	adminAddr := ""
 	if sys == SystemBaseline {
 		args = []string{"bench", "proxy-baseline", "--listen", addr}
 		for _, c := range cams {
 			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
 		}
 	} else {
+		adminPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
 		cfg := filepath.Join(dir, "cordon.yml")
-		if err := os.WriteFile(cfg, proxyConfig(addr, sys, sim, cams), 0o600); err != nil {
+		if err := os.WriteFile(cfg, proxyConfig(addr, adminAddr, sys, sim, cams), 0o600); err != nil {
 			return nil, err
 		}
 		args = []string{"proxy", "-c", cfg}
@@ -274,6 +293,12 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		return nil, err
 	}
 
+	var delay0 *histogram
+	if adminAddr != "" {
+		if delay0, err = scrapeDelay(ctx, adminAddr); err != nil {
+			return nil, err
+		}
+	}
 	windowStart := time.Now()
 	cpu0, err := procCPU(cmd.Process.Pid)
 	if err != nil {
@@ -295,6 +320,15 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		r.counting.Store(false)
 	}
 	res := &Result{System: sys, Cameras: len(cams), Window: window, CPU: cpu1 - cpu0}
+	if delay0 != nil {
+		delay1, err := scrapeDelay(ctx, adminAddr)
+		if err != nil {
+			return nil, err
+		}
+		if res.Delay, err = delay1.sub(delay0); err != nil {
+			return nil, err
+		}
+	}
 	res.RSS, res.PeakRSS, _ = procRSS(cmd.Process.Pid)
 	for _, r := range proxied {
 		if r.client != nil {
@@ -356,9 +390,9 @@ func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 	return out
 }
 
-func proxyConfig(addr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
+func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:0\"\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\ncameras:\n", addr)
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\ncameras:\n", addr, adminAddr)
 	for _, c := range cams {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n    mode: %s\n", c.Name, sim.URL(c.Name), mode)
 	}
@@ -420,7 +454,7 @@ func lastLines(s string, n int) string {
 // WriteTable prints results with ratios against the baseline.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tCPU s/GB in\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\t")
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tCPU s/GB in\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
 	for _, r := range results {
 		ratio := "-"
 		if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
@@ -428,12 +462,26 @@ func WriteTable(w io.Writer, results []*Result) error {
 		}
 		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
 		mbpsIn := float64(r.InBytes) * 8 / r.Window.Seconds() / 1e6
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
 			r.System, r.Cameras, r.Readers, mbpsIn, mbps, r.CPUPerGB(), ratio,
 			float64(r.RSS)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
-			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency))
+			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency),
+			delayCell(r, 0.5), delayCell(r, 0.99))
 	}
 	return tw.Flush()
+}
+
+// delayCell formats a quantile of the proxy's own frame delay ("-" when
+// not measured, as for the baseline).
+func delayCell(r *Result, q float64) string {
+	d, over, ok := r.DelayQuantile(q)
+	switch {
+	case !ok:
+		return "-"
+	case over:
+		return ">" + d.String()
+	}
+	return d.Round(10 * time.Microsecond).String()
 }
 
 // ErrNoReaders is returned when no reader could play a system's streams.
