@@ -52,7 +52,45 @@ type trackedConn struct {
 	playSent chan struct{}
 
 	rawOnce sync.Once
-	raw     syscall.RawConn // nil: no non-blocking fast path
+	raw     *rawWriter // nil: no non-blocking fast path
+}
+
+// rawWriter makes non-blocking writes on one socket (see sock_linux.go)
+// without allocating per write. Its user serialises calls.
+type rawWriter struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool // w.write, bound once
+	b   []byte
+	n   int
+	err error
+}
+
+func newRawWriter(rc syscall.RawConn) *rawWriter {
+	w := &rawWriter{rc: rc}
+	w.fn = w.write
+	return w
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	w.n, w.err = writeNonBlocking(fd, w.b)
+	return true // never wait for writability here
+}
+
+// tryWrite writes what the socket takes of b at once. A full socket buffer
+// is not an error: it took 0 bytes.
+func (w *rawWriter) tryWrite(b []byte) (int, error) {
+	w.b = b
+	err := w.rc.Write(w.fn)
+	w.b = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case w.err == syscall.EAGAIN:
+		return 0, nil
+	case w.err != nil:
+		return 0, w.err
+	}
+	return w.n, nil
 }
 
 // Write is gortsplib's path: responses and interleaved RTCP.
@@ -83,21 +121,23 @@ func (c *trackedConn) armPlay() <-chan struct{} {
 // busy (gortsplib is writing) or has no non-blocking path.
 func (c *trackedConn) tryWriteBatch(b []byte, timeout time.Duration) (n int, ok bool, err error) {
 	c.rawOnce.Do(func() {
-		if sc, isSC := c.Conn.(syscall.Conn); isSC {
-			c.raw, _ = sc.SyscallConn()
+		if sc, isSC := c.Conn.(syscall.Conn); isSC && fastSockets {
+			if rc, err := sc.SyscallConn(); err == nil {
+				c.raw = newRawWriter(rc)
+			}
 		}
 	})
 	if c.raw == nil || !c.mu.TryLock() {
 		return 0, false, nil
 	}
 	defer c.mu.Unlock()
-	n, err = tryWrite(c.raw, b)
+	n, err = c.raw.tryWrite(b)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// A deadline left by an earlier write (gortsplib sets one before
 		// each response) has passed. This write cannot block, so any future
 		// deadline does; writes that can block set their own.
 		c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err = tryWrite(c.raw, b)
+		n, err = c.raw.tryWrite(b)
 	}
 	return n, true, err
 }

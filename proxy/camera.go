@@ -251,9 +251,18 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 		// passive capture on the camera network, not impersonation.
 		cl.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see above
 	}
+	d := &net.Dialer{}
 	if c.bind != "" {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.bind)}}
-		cl.DialContext = d.DialContext
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.bind)}
+	}
+	cl.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return newReadAheadConn(conn), nil
+	}
+	if c.bind != "" {
 		cl.ListenPacket = func(network, address string) (net.PacketConn, error) {
 			_, port, err := net.SplitHostPort(address)
 			if err != nil {
