@@ -219,6 +219,7 @@ type Track struct {
 	video     *videoRebuilder
 	lastKeyTS uint32
 	haveKey   bool
+	one       [1]*rtp.Packet // the slice passthrough returns
 }
 
 type trackKind uint8
@@ -492,7 +493,9 @@ func (t *Track) Media() *description.Media { return t.media }
 // forwards a camera's FU payloads unchanged when they are byte for byte
 // what it would build) and with other returned packets', so neither camera
 // nor returned payloads may be modified afterwards (gortsplib allocates a
-// buffer per camera packet).
+// buffer per camera packet). In passthrough mode the packet returned may be
+// pkt itself with its header rewritten, and the slice is reused by the next
+// call: use it before calling Process again.
 //
 // In rebuild mode packets are buffered until their access unit completes.
 // The error is nil for anything merely dropped (it is counted); it wraps
@@ -587,7 +590,12 @@ func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, bool, error)
 		}
 	}
 	if len(pkt.Payload) <= maxPayload {
-		return []*rtp.Packet{t.newPacket(ts, pkt.Marker, pkt.Payload)}, ra, nil
+		// The common case: pkt itself, its header rewritten, in a slice kept
+		// for the purpose (no allocation per packet).
+		pkt.Header = rtp.Header{Version: 2, Marker: pkt.Marker, PayloadType: t.outPT, SequenceNumber: t.seq, Timestamp: ts}
+		t.seq++
+		t.one[0] = pkt
+		return t.one[:], ra, nil
 	}
 	t.counters.Drop("oversized", len(pkt.Payload))
 	if t.codec == 0 {
