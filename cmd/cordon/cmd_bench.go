@@ -62,7 +62,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
-	systems := fs.String("systems", "baseline,passthrough,rebuild", "comma-separated systems to measure: baseline, passthrough, rebuild")
+	systems := fs.String("systems", "baseline,passthrough,rebuild", "comma-separated systems to measure: baseline, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}

@@ -32,6 +32,10 @@ const (
 	SystemBaseline    = "baseline"    // gortsplib examples/proxy pattern
 	SystemPassthrough = "passthrough" // cordon proxy, mode passthrough
 	SystemRebuild     = "rebuild"     // cordon proxy, mode rebuild
+	// SystemPull is cordon proxy (mode passthrough) pulling every camera
+	// with no reader attached: what receiving the cameras alone costs, the
+	// floor under any output path. Not run unless asked for.
+	SystemPull = "pull"
 )
 
 // Options configure a benchmark run. Zero values take the defaults.
@@ -142,9 +146,9 @@ func (o *Options) setDefaults() error {
 	}
 	for _, s := range o.Systems {
 		switch s {
-		case SystemBaseline, SystemPassthrough, SystemRebuild:
+		case SystemBaseline, SystemPassthrough, SystemRebuild, SystemPull:
 		default:
-			return fmt.Errorf("bench: unknown system %q (want baseline, passthrough or rebuild)", s)
+			return fmt.Errorf("bench: unknown system %q (want baseline, passthrough, rebuild or pull)", s)
 		}
 	}
 	if o.Executable == "" {
@@ -265,12 +269,15 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
 	}
 
-	proxied := make([]*reader, len(cams))
-	var direct []*reader
+	var proxied, direct []*reader
 	for i, c := range cams {
-		proxied[i] = &reader{url: "rtsp://" + addr + "/" + c.Name}
+		if sys != SystemPull {
+			proxied = append(proxied, &reader{url: "rtsp://" + addr + "/" + c.Name})
+		}
 		if i < o.LatencySamples {
-			proxied[i].frames = newFrameLog()
+			if sys != SystemPull {
+				proxied[i].frames = newFrameLog()
+			}
 			direct = append(direct, &reader{url: sim.URL(c.Name), frames: newFrameLog()})
 		}
 	}
@@ -338,7 +345,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		res.Packets += r.packets.Load()
 		res.Lost += r.lost.Load()
 	}
-	if res.Readers == 0 {
+	if res.Readers == 0 && sys != SystemPull {
 		return nil, ErrNoReaders
 	}
 	var directBytes uint64
@@ -353,7 +360,9 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
 	}
 	for i, d := range direct {
-		res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
+		if i < len(proxied) {
+			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
+		}
 	}
 	slices.Sort(res.Latency)
 	return res, nil
@@ -393,6 +402,9 @@ func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\ncameras:\n", addr, adminAddr)
+	if mode == SystemPull {
+		mode = SystemPassthrough
+	}
 	for _, c := range cams {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n    mode: %s\n", c.Name, sim.URL(c.Name), mode)
 	}
