@@ -139,3 +139,28 @@ func TestCameraSideBind(t *testing.T) {
 		t.Fatal("the proxy did not connect to the camera")
 	}
 }
+
+// TestRTSPSCamera pulls a camera over RTSPS (TLS over the read-ahead camera
+// connection, SRTP inside): one proxy serves camsim over RTSPS, a second
+// proxy pulls that as its camera and a reader plays the second.
+func TestRTSPSCamera(t *testing.T) {
+	sim := startCamsim(t, "c1")
+	log, _ := newLog(t)
+	front := testConfig(Camera{Name: "s", URL: MustParseSecretURL(sim.URL("c1"))})
+	front.Listen.RTSPS = "127.0.0.1:0"
+	front.TLS.Cert, front.TLS.Key = writeTestCert(t)
+	a := startProxy(t, front, log)
+
+	back := testConfig(Camera{Name: "tls", URL: MustParseSecretURL("rtsps://" + a.RTSPSAddr().String() + "/s"), Transport: TransportTCP})
+	b := startProxy(t, back, log)
+	var r *rtspReader
+	waitFor(t, "reader of the RTSPS camera", 15*time.Second, func() bool {
+		var err error
+		r, err = dialReader(t, readerURL(b, "tls"), gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	waitFor(t, "packets through TLS", 10*time.Second, func() bool { return r.packets.Load() > 100 })
+	if st := b.Status()[0]; st.State != stateUp || st.PacketsIn == 0 {
+		t.Errorf("camera over RTSPS: state %s, %d packets in", st.State, st.PacketsIn)
+	}
+}
