@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -121,7 +122,7 @@ func openSpool(dir string, fsync bool, maxAlerts int, maxBytes int64) (*spool, i
 			off += nl + 1
 		}
 	}
-	slices.SortFunc(s.entries, func(a, b spoolEntry) int { return cmpUint(a.seq, b.seq) })
+	slices.SortFunc(s.entries, func(a, b spoolEntry) int { return cmp.Compare(a.seq, b.seq) })
 	s.nextSeq = max(maxSeq+1, cursor, 1)
 	dropped := 0
 	for len(s.entries) > 0 && (len(s.entries) > maxAlerts || s.bytes > maxBytes) {

@@ -192,16 +192,6 @@ func newWebhook(cfg WebhookConfig, l *slog.Logger) (*Webhook, error) {
 	return w, nil
 }
 
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func (w *Webhook) signal() {
 	select {
 	case w.wake <- struct{}{}:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -74,7 +75,7 @@ func parseHistogram(r io.Reader, name string) (*histogram, error) {
 	if len(bs) == 0 {
 		return nil, fmt.Errorf("no %s histogram in /metrics", name)
 	}
-	slices.SortFunc(bs, func(a, b bucket) int { return cmpFloat(a.le, b.le) })
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	h := &histogram{}
 	for _, b := range bs {
 		h.bounds = append(h.bounds, b.le)
@@ -84,16 +85,6 @@ func parseHistogram(r io.Reader, name string) (*histogram, error) {
 		return nil, fmt.Errorf("%s: no +Inf bucket", name)
 	}
 	return h, nil
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // sub returns the observations made between o and h (same buckets).
@@ -120,7 +111,7 @@ func (h *histogram) quantile(q float64) (d time.Duration, over bool) {
 		return 0, false
 	}
 	rank := q * n
-	i, _ := slices.BinarySearchFunc(h.counts, rank, cmpFloat)
+	i, _ := slices.BinarySearchFunc(h.counts, rank, cmp.Compare[float64])
 	if i >= len(h.bounds)-1 {
 		return seconds(h.bounds[len(h.bounds)-2]), true
 	}

@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -234,7 +235,7 @@ func (f *fsys) blockMap(in *inode) ([]run, error) {
 		if err := f.extents(in, in.iblock[:], maxExtentDepth, add); err != nil {
 			return runs, err
 		}
-		slices.SortFunc(runs, func(a, b run) int { return cmpU64(a.logical, b.logical) })
+		slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.logical, b.logical) })
 		return runs, nil
 	}
 	// Classic map: 12 direct blocks, then single, double, triple indirect.
@@ -253,16 +254,6 @@ func (f *fsys) blockMap(in *inode) ([]run, error) {
 		}
 	}
 	return runs, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // indirect walks an indirect block of the given level, advancing *logical.
