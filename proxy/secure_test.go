@@ -50,15 +50,22 @@ func writeTestCert(t *testing.T) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// TestRTSPS reads a camera over RTSPS (TLS, SRTP) while a plain RTSP reader
-// reads the same camera.
-func TestRTSPS(t *testing.T) {
+// startRTSPSProxy starts a proxy that serves camsim's camera c1 as "s" over
+// RTSP and RTSPS.
+func startRTSPSProxy(t *testing.T) *Proxy {
+	t.Helper()
 	sim := startCamsim(t, "c1")
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "s", URL: MustParseSecretURL(sim.URL("c1"))})
 	cfg.Listen.RTSPS = "127.0.0.1:0"
 	cfg.TLS.Cert, cfg.TLS.Key = writeTestCert(t)
-	p := startProxy(t, cfg, log)
+	return startProxy(t, cfg, log)
+}
+
+// TestRTSPS reads a camera over RTSPS (TLS, SRTP) while a plain RTSP reader
+// reads the same camera.
+func TestRTSPS(t *testing.T) {
+	p := startRTSPSProxy(t)
 
 	var plain *rtspReader
 	waitFor(t, "plain reader", 10*time.Second, func() bool {
@@ -144,13 +151,8 @@ func TestCameraSideBind(t *testing.T) {
 // connection, SRTP inside): one proxy serves camsim over RTSPS, a second
 // proxy pulls that as its camera and a reader plays the second.
 func TestRTSPSCamera(t *testing.T) {
-	sim := startCamsim(t, "c1")
+	a := startRTSPSProxy(t)
 	log, _ := newLog(t)
-	front := testConfig(Camera{Name: "s", URL: MustParseSecretURL(sim.URL("c1"))})
-	front.Listen.RTSPS = "127.0.0.1:0"
-	front.TLS.Cert, front.TLS.Key = writeTestCert(t)
-	a := startProxy(t, front, log)
-
 	back := testConfig(Camera{Name: "tls", URL: MustParseSecretURL("rtsps://" + a.RTSPSAddr().String() + "/s"), Transport: TransportTCP})
 	b := startProxy(t, back, log)
 	var r *rtspReader
