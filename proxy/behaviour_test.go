@@ -36,16 +36,8 @@ func TestReloadKeepsUntouchedCameras(t *testing.T) {
 	p := startProxy(t, cfg, log)
 
 	var ra, rc *rtspReader
-	waitFor(t, "readers", 10*time.Second, func() bool {
-		var err error
-		ra, err = dialReader(t, readerURL(p, "a"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
-	waitFor(t, "reader c", 10*time.Second, func() bool {
-		var err error
-		rc, err = dialReader(t, readerURL(p, "c"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	ra = waitReader(t, "readers", 10*time.Second, readerURL(p, "a"))
+	rc = waitReader(t, "reader c", 10*time.Second, readerURL(p, "c"))
 	waitFor(t, "packets", 5*time.Second, func() bool { return ra.packets.Load() > 25 && rc.packets.Load() > 25 })
 
 	cfg2 := testConfig(camA, Camera{Name: "b", URL: MustParseSecretURL(sim.URL("c2"))})
@@ -54,12 +46,7 @@ func TestReloadKeepsUntouchedCameras(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "reader of the removed camera closed", 5*time.Second, func() bool { return rc.cl.Wait() != nil })
-	var rb *rtspReader
-	waitFor(t, "added camera readable", 10*time.Second, func() bool {
-		var err error
-		rb, err = dialReader(t, readerURL(p, "b"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	rb := waitReader(t, "added camera readable", 10*time.Second, readerURL(p, "b"))
 	waitFor(t, "added camera packets", 5*time.Second, func() bool { return rb.packets.Load() > 10 })
 	time.Sleep(max(0, time.Second-time.Since(start)))
 
@@ -106,12 +93,7 @@ func TestMediaChanged(t *testing.T) {
 	port := gst.port
 	log, lb := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "m", URL: MustParseSecretURL(gst.url("", "", "cam"))}), log)
-	var r *rtspReader
-	waitFor(t, "reader", 10*time.Second, func() bool {
-		var err error
-		r, err = dialReader(t, readerURL(p, "m"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	r := waitReader(t, "reader", 10*time.Second, readerURL(p, "m"))
 	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 5 })
 	gst.kill()
 	startGstCamera(t, port, "cam", "", "", "h265")
@@ -158,12 +140,7 @@ func testSlowReader(t *testing.T, perPacket bool) {
 	cfg.Timeouts.Reader = 30 * time.Second
 	p := startProxy(t, cfg, log)
 
-	var fast *rtspReader
-	waitFor(t, "fast reader", 10*time.Second, func() bool {
-		var err error
-		fast, err = dialReader(t, readerURL(p, "big"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	fast := waitReader(t, "fast reader", 10*time.Second, readerURL(p, "big"))
 
 	// The slow reader plays over TCP, then never reads again.
 	nc, err := net.Dial("tcp", p.RTSPAddr().String())
@@ -238,12 +215,7 @@ func TestReloadReaders(t *testing.T) {
 	cfg.Readers = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}
 	p := startProxy(t, cfg, log)
 	url := "rtsp://old:pw@" + p.RTSPAddr().String() + "/a"
-	var r *rtspReader
-	waitFor(t, "reader", 10*time.Second, func() bool {
-		var err error
-		r, err = dialReader(t, url, gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	r := waitReader(t, "reader", 10*time.Second, url)
 	cfg.Readers = []Reader{{User: "new", Password: "pw2", Cameras: []string{"a"}}}
 	if err := p.Reload(cfg); err != nil {
 		t.Fatal(err)

@@ -180,12 +180,7 @@ func TestCameraRestart(t *testing.T) {
 	cfg := testConfig(Camera{Name: "door", URL: MustParseSecretURL(gst.url("admin", secret, "cam"))})
 	p := startProxy(t, cfg, log)
 
-	var r *rtspReader
-	waitFor(t, "camera up", 10*time.Second, func() bool {
-		var err error
-		r, err = dialReader(t, readerURL(p, "door"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	r := waitReader(t, "camera up", 10*time.Second, readerURL(p, "door"))
 	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 20 })
 
 	gst.kill()

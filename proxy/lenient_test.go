@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
@@ -180,12 +179,7 @@ func TestLenientCamera(t *testing.T) {
 	url, requests := fakeVendorCamera(t)
 	log, lb := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "v", URL: MustParseSecretURL(url), Mode: Mode(rebuild.ModePassthrough)}), log)
-	var r *rtspReader
-	waitFor(t, "reader", 10*time.Second, func() bool {
-		var err error
-		r, err = dialReader(t, readerURL(p, "v"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	r := waitReader(t, "reader", 10*time.Second, readerURL(p, "v"))
 	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 5 })
 	if len(r.desc.Medias) != 1 || r.desc.Medias[0].Type != description.MediaTypeVideo {
 		t.Errorf("reader medias: %+v", r.desc.Medias)

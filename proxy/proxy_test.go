@@ -141,6 +141,19 @@ func (r *rtspReader) gaps() time.Duration {
 	return m
 }
 
+// waitReader dials a TCP reader of rawURL until it plays (the camera may
+// still be connecting), failing the test with what after timeout.
+func waitReader(t *testing.T, what string, timeout time.Duration, rawURL string) *rtspReader {
+	t.Helper()
+	var r *rtspReader
+	waitFor(t, what, timeout, func() bool {
+		var err error
+		r, err = dialReader(t, rawURL, gortsplib.ProtocolTCP)
+		return err == nil
+	})
+	return r
+}
+
 func dialReader(t *testing.T, rawURL string, proto gortsplib.Protocol) (*rtspReader, error) {
 	t.Helper()
 	r, err := dialReaderNoCleanup(rawURL, proto)

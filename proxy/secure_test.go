@@ -67,12 +67,7 @@ func startRTSPSProxy(t *testing.T) *Proxy {
 func TestRTSPS(t *testing.T) {
 	p := startRTSPSProxy(t)
 
-	var plain *rtspReader
-	waitFor(t, "plain reader", 10*time.Second, func() bool {
-		var err error
-		plain, err = dialReader(t, readerURL(p, "s"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	plain := waitReader(t, "plain reader", 10*time.Second, readerURL(p, "s"))
 	u, _ := base.ParseURL("rtsps://" + p.RTSPSAddr().String() + "/s")
 	proto := gortsplib.ProtocolTCP
 	cl := &gortsplib.Client{Scheme: "rtsps", Host: u.Host, Protocol: &proto, TLSConfig: &tls.Config{InsecureSkipVerify: true}}
@@ -155,12 +150,7 @@ func TestRTSPSCamera(t *testing.T) {
 	log, _ := newLog(t)
 	back := testConfig(Camera{Name: "tls", URL: MustParseSecretURL("rtsps://" + a.RTSPSAddr().String() + "/s"), Transport: TransportTCP})
 	b := startProxy(t, back, log)
-	var r *rtspReader
-	waitFor(t, "reader of the RTSPS camera", 15*time.Second, func() bool {
-		var err error
-		r, err = dialReader(t, readerURL(b, "tls"), gortsplib.ProtocolTCP)
-		return err == nil
-	})
+	r := waitReader(t, "reader of the RTSPS camera", 15*time.Second, readerURL(b, "tls"))
 	waitFor(t, "packets through TLS", 10*time.Second, func() bool { return r.packets.Load() > 100 })
 	if st := b.Status()[0]; st.State != stateUp || st.PacketsIn == 0 {
 		t.Errorf("camera over RTSPS: state %s, %d packets in", st.State, st.PacketsIn)
