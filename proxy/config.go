@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -124,6 +126,24 @@ type Camera struct {
 	// AUD, in rebuild mode, starts every access unit with a freshly written
 	// access unit delimiter (some recorders want one). Default false.
 	AUD bool `yaml:"aud"`
+	// TLSFingerprint pins an rtsps:// camera's certificate: the SHA-256 of
+	// its DER encoding, 64 hex digits, colons and a "sha256:" prefix
+	// allowed. Cameras ship self-signed certificates, so there is no chain
+	// to verify; without a pin the connection is encrypted but the camera
+	// is not authenticated, and the proxy logs the fingerprint it saw.
+	TLSFingerprint string `yaml:"tls_fingerprint"`
+}
+
+// parseFingerprint decodes a tls_fingerprint value.
+func parseFingerprint(s string) ([sha256.Size]byte, error) {
+	var fp [sha256.Size]byte
+	h := strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:"), ":", "")
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != sha256.Size {
+		return fp, fmt.Errorf("tls_fingerprint %q: want the SHA-256 of the camera's certificate as 64 hex digits (colons allowed), as printed by: openssl s_client -connect CAMERA:322 </dev/null | openssl x509 -noout -fingerprint -sha256", s)
+	}
+	copy(fp[:], b)
+	return fp, nil
 }
 
 // rebuildConfig is the camera's stream-cleaning configuration.
@@ -255,6 +275,13 @@ func (c *Config) Validate() error {
 		}
 		if cam.URL.IsZero() {
 			add("%s: url is missing (rtsp://user:password@camera-address:554/path)", where)
+		}
+		if cam.TLSFingerprint != "" {
+			if _, err := parseFingerprint(cam.TLSFingerprint); err != nil {
+				add("%s: %v", where, err)
+			} else if !cam.URL.IsZero() && !strings.HasPrefix(strings.ToLower(cam.URL.reveal()), "rtsps://") {
+				add("%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
+			}
 		}
 		if cam.MaxReaders < 0 {
 			add("%s: max_readers is %d; use 0 for no limit or a positive number", where, cam.MaxReaders)

@@ -318,7 +318,7 @@ func isChanged(old Config, name string) bool {
 func sameCamera(a, b Camera) bool {
 	return a.URL.Equal(b.URL) && a.Transport == b.Transport && a.OnDemand == b.OnDemand &&
 		a.MaxReaders == b.MaxReaders && a.Mode == b.Mode && a.Audio == b.Audio && a.AUD == b.AUD &&
-		reflect.DeepEqual(a.KeepSEI, b.KeepSEI)
+		a.TLSFingerprint == b.TLSFingerprint && reflect.DeepEqual(a.KeepSEI, b.KeepSEI)
 }
 
 // Close stops every camera, closes every reader and the listeners.

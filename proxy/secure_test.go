@@ -4,9 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -51,21 +53,26 @@ func writeTestCert(t *testing.T) (certFile, keyFile string) {
 }
 
 // startRTSPSProxy starts a proxy that serves camsim's camera c1 as "s" over
-// RTSP and RTSPS.
-func startRTSPSProxy(t *testing.T) *Proxy {
+// RTSP and RTSPS. It also returns the SHA-256 of its certificate.
+func startRTSPSProxy(t *testing.T) (*Proxy, [sha256.Size]byte) {
 	t.Helper()
 	sim := startCamsim(t, "c1")
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "s", URL: MustParseSecretURL(sim.URL("c1"))})
 	cfg.Listen.RTSPS = "127.0.0.1:0"
 	cfg.TLS.Cert, cfg.TLS.Key = writeTestCert(t)
-	return startProxy(t, cfg, log)
+	certPEM, err := os.ReadFile(cfg.TLS.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	return startProxy(t, cfg, log), sha256.Sum256(block.Bytes)
 }
 
 // TestRTSPS reads a camera over RTSPS (TLS, SRTP) while a plain RTSP reader
 // reads the same camera.
 func TestRTSPS(t *testing.T) {
-	p := startRTSPSProxy(t)
+	p, _ := startRTSPSProxy(t)
 
 	plain := waitReader(t, "plain reader", 10*time.Second, readerURL(p, "s"))
 	u, _ := base.ParseURL("rtsps://" + p.RTSPSAddr().String() + "/s")
@@ -144,15 +151,39 @@ func TestCameraSideBind(t *testing.T) {
 
 // TestRTSPSCamera pulls a camera over RTSPS (TLS over the read-ahead camera
 // connection, SRTP inside): one proxy serves camsim over RTSPS, a second
-// proxy pulls that as its camera and a reader plays the second.
+// proxy pulls that as its camera and a reader plays the second. Without
+// tls_fingerprint the certificate seen is logged; with the right one the
+// camera plays; with another it is refused.
 func TestRTSPSCamera(t *testing.T) {
-	a := startRTSPSProxy(t)
-	log, _ := newLog(t)
-	back := testConfig(Camera{Name: "tls", URL: MustParseSecretURL("rtsps://" + a.RTSPSAddr().String() + "/s"), Transport: TransportTCP})
-	b := startProxy(t, back, log)
-	r := waitReader(t, "reader of the RTSPS camera", 15*time.Second, readerURL(b, "tls"))
-	waitFor(t, "packets through TLS", 10*time.Second, func() bool { return r.packets.Load() > 100 })
-	if st := b.Status()[0]; st.State != stateUp || st.PacketsIn == 0 {
-		t.Errorf("camera over RTSPS: state %s, %d packets in", st.State, st.PacketsIn)
-	}
+	a, fp := startRTSPSProxy(t)
+	url := MustParseSecretURL("rtsps://" + a.RTSPSAddr().String() + "/s")
+	openssl := formatFingerprint(fp) // "sha256:AB:CD:...", as openssl prints it
+
+	t.Run("unpinned", func(t *testing.T) {
+		log, lb := newLog(t)
+		b := startProxy(t, testConfig(Camera{Name: "tls", URL: url, Transport: TransportTCP}), log)
+		r := waitReader(t, "reader of the RTSPS camera", 15*time.Second, readerURL(b, "tls"))
+		waitFor(t, "packets through TLS", 10*time.Second, func() bool { return r.packets.Load() > 100 })
+		if !strings.Contains(lb.String(), "not verified") || !strings.Contains(lb.String(), openssl) {
+			t.Errorf("the log does not name the unverified certificate %s", openssl)
+		}
+	})
+	t.Run("pinned", func(t *testing.T) {
+		log, _ := newLog(t)
+		b := startProxy(t, testConfig(Camera{Name: "tls", URL: url, Transport: TransportTCP, TLSFingerprint: strings.TrimPrefix(openssl, "sha256:")}), log)
+		r := waitReader(t, "reader of the pinned RTSPS camera", 15*time.Second, readerURL(b, "tls"))
+		waitFor(t, "packets through TLS", 10*time.Second, func() bool { return r.packets.Load() > 100 })
+	})
+	t.Run("wrong pin", func(t *testing.T) {
+		log, _ := newLog(t)
+		other := fp
+		other[0] ^= 1
+		b := startProxy(t, testConfig(Camera{Name: "tls", URL: url, Transport: TransportTCP, TLSFingerprint: hex.EncodeToString(other[:])}), log)
+		waitFor(t, "the camera refused", 10*time.Second, func() bool {
+			return strings.Contains(b.Status()[0].LastError, "does not match tls_fingerprint")
+		})
+		if st := b.Status()[0]; st.State == stateUp || st.PacketsIn != 0 {
+			t.Errorf("camera with a wrong pin: state %s, %d packets in", st.State, st.PacketsIn)
+		}
+	})
 }
