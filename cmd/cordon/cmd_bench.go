@@ -18,10 +18,15 @@ gortsplib examples/proxy pattern) in the same run, on loopback:
 
   simulated cameras (camsim) ──▶ system under test (own process) ──▶ one TCP reader per camera
 
-For each system it reports CPU seconds per forwarded GB (and the ratio to the
-baseline), resident memory (total and per camera), RTP packets lost on the way
-to readers, and the latency the proxy adds per frame (p50/p99, from frames
-matched between a direct and a proxied reader on a few cameras).
+For each system it reports CPU seconds per GB the cameras sent (and the ratio
+to the baseline), resident memory (total and per camera), RTP packets lost on
+the way to readers, the latency the proxy adds per frame (p50/p99, from frames
+matched between a direct and a proxied reader on a few cameras) and, for
+cordon, its own frame delay (p50/p99 of cordon_reader_frame_delay_seconds).
+
+The simulated cameras are free-running, like real ones; --aligned makes them
+all send each frame at once (a burst worst case). The system "pull" (cordon
+receiving every camera with no reader) shows what receiving alone costs.
 
 The firmware and egress benchmarks are scripts: scripts/bench-firmware and
 scripts/bench-egress.
@@ -31,6 +36,7 @@ Examples:
   cordon bench proxy                               # 200 cameras x 2 Mbit/s, 20 s per system
   cordon bench proxy --cameras 20 --duration 10s   # a quick look
   cordon bench proxy --systems baseline,rebuild
+  cordon bench proxy --systems baseline,passthrough,pull --aligned
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
