@@ -37,6 +37,7 @@ Examples:
   cordon bench proxy --cameras 20 --duration 10s   # a quick look
   cordon bench proxy --systems baseline,rebuild
   cordon bench proxy --systems baseline,passthrough,pull --aligned
+  cordon bench proxy --runs 3                      # three runs, then the spread of each figure
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -68,12 +69,16 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
+	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")
 	systems := fs.String("systems", "baseline,passthrough,rebuild", "comma-separated systems to measure: baseline, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *runs < 1 || *runs > 20 {
+		return usagef("--runs %d: want 1 to 20", *runs)
 	}
 	if o.Cameras < 1 || o.Cameras > 2000 {
 		return usagef("--cameras %d: want 1 to 2000", o.Cameras)
@@ -90,14 +95,31 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	o.Logger = log
-	results, err := bench.Run(ctx, o)
-	if len(results) > 0 {
-		fmt.Fprintln(e.Stdout)
-		if werr := bench.WriteTable(e.Stdout, results); werr != nil {
-			return werr
+	var all [][]*bench.Result
+	for i := range *runs {
+		if *runs > 1 {
+			fmt.Fprintf(e.Stderr, "bench: run %d of %d\n", i+1, *runs)
 		}
+		results, err := bench.Run(ctx, o)
+		if len(results) > 0 {
+			fmt.Fprintln(e.Stdout)
+			if *runs > 1 {
+				fmt.Fprintf(e.Stdout, "run %d of %d\n", i+1, *runs)
+			}
+			if werr := bench.WriteTable(e.Stdout, results); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		all = append(all, results)
 	}
-	return err
+	if *runs > 1 {
+		fmt.Fprintf(e.Stdout, "\nover %d runs\n", *runs)
+		return bench.WriteSummary(e.Stdout, all)
+	}
+	return nil
 }
 
 // runBenchBaseline is the baseline system's process (started by bench proxy).

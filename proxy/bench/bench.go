@@ -498,3 +498,56 @@ func delayCell(r *Result, q float64) string {
 
 // ErrNoReaders is returned when no reader could play a system's streams.
 var ErrNoReaders = errors.New("bench: no reader could play")
+
+// WriteSummary prints, for results of several runs of the same systems,
+// each system's spread over the runs: the CPU ratio to the baseline of the
+// same run, the added latency p99, the proxy's own delay p99, the largest
+// memory per camera and all packets lost.
+func WriteSummary(w io.Writer, runs [][]*Result) error {
+	type acc struct {
+		ratio, p99, inP99, rss []float64
+		lost                   uint64
+	}
+	var order []string
+	by := map[string]*acc{}
+	for _, run := range runs {
+		for _, r := range run {
+			a := by[r.System]
+			if a == nil {
+				a = &acc{}
+				by[r.System] = a
+				order = append(order, r.System)
+			}
+			if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
+				a.ratio = append(a.ratio, r.CPUPerGB()/r.Baseline.CPUPerGB())
+			}
+			if len(r.Latency) > 0 {
+				a.p99 = append(a.p99, r.Quantile(0.99).Seconds()*1e3)
+			}
+			if d, _, ok := r.DelayQuantile(0.99); ok {
+				a.inP99 = append(a.inP99, d.Seconds()*1e3)
+			}
+			a.rss = append(a.rss, float64(r.RSS)/1024/float64(max(r.Cameras, 1)))
+			a.lost += r.Lost
+		}
+	}
+	spread := func(v []float64, format string) string {
+		if len(v) == 0 {
+			return "-"
+		}
+		s := slices.Sorted(slices.Values(v))
+		return fmt.Sprintf(format+" / "+format+" / "+format, s[0], s[len(s)/2], s[len(s)-1])
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "system\truns\tvs baseline min / median / max\tadded p99 ms min / median / max\tin-proxy p99 ms max\tRSS/camera KiB max\tlost pkts\t\n")
+	for _, name := range order {
+		a := by[name]
+		inMax := "-"
+		if len(a.inP99) > 0 {
+			inMax = fmt.Sprintf("%.2f", slices.Max(a.inP99))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.0f\t%d\t\n", name, len(a.rss),
+			spread(a.ratio, "%.2fx"), spread(a.p99, "%.2f"), inMax, slices.Max(a.rss), a.lost)
+	}
+	return tw.Flush()
+}

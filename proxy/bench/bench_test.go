@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,30 @@ func startSim(t *testing.T) *camsim.Server {
 	}
 	t.Cleanup(sim.Close)
 	return sim
+}
+
+func TestWriteSummary(t *testing.T) {
+	run := func(baseCPU, passCPU time.Duration, p99 time.Duration, rss int64) []*Result {
+		base := &Result{System: SystemBaseline, Cameras: 2, CPU: baseCPU, InBytes: 1e9, RSS: rss, Latency: []time.Duration{p99}}
+		pass := &Result{System: SystemPassthrough, Cameras: 2, CPU: passCPU, InBytes: 1e9, RSS: rss * 2, Latency: []time.Duration{p99 / 2}, Lost: 1, Baseline: base}
+		return []*Result{base, pass}
+	}
+	var b strings.Builder
+	err := WriteSummary(&b, [][]*Result{
+		run(10*time.Second, 4*time.Second, 4*time.Millisecond, 1<<20),
+		run(10*time.Second, 5*time.Second, 2*time.Millisecond, 1<<20),
+		run(10*time.Second, 6*time.Second, 6*time.Millisecond, 2<<20),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"0.40x / 0.50x / 0.60x", "1.00 / 2.00 / 3.00", "2048", "3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(strings.Split(out, "\n")[1], "baseline") || !strings.Contains(strings.Split(out, "\n")[1], "   -") {
+		t.Errorf("baseline row should have no ratio:\n%s", out)
+	}
 }
