@@ -20,7 +20,7 @@ func TestBaselineForwards(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr := "127.0.0.1:" + itoa(port)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	b := &Baseline{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
@@ -29,16 +29,7 @@ func TestBaselineForwards(t *testing.T) {
 	}
 	d := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	p := &reader{url: "rtsp://" + addr + "/c1", frames: newFrameLog()}
-	for _, r := range []*reader{d, p} {
-		if err := r.start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer r.close()
-		r.counting.Store(true)
-	}
-	since := time.Now()
-	time.Sleep(2 * time.Second)
-	lat := matchFrames(d.frames, p.frames, since)
+	lat := playAndMatch(t, ctx, d, p)
 	if len(lat) < 20 {
 		t.Fatalf("matched %d frames; direct saw %d, proxied saw %d (proxied bytes %d)", len(lat), len(d.frames.seen), len(p.frames.seen), p.bytes.Load())
 	}
@@ -47,5 +38,3 @@ func TestBaselineForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -15,25 +15,31 @@ import (
 // loss counters must see the camera's traffic.
 func TestFrameMatching(t *testing.T) {
 	sim := startSim(t)
-	ctx := context.Background()
 	a := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	b := &reader{url: sim.URL("c1"), frames: newFrameLog()}
-	for _, r := range []*reader{a, b} {
-		if err := r.start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer r.close()
-		r.counting.Store(true)
-	}
-	since := time.Now()
-	time.Sleep(2 * time.Second)
-	lat := matchFrames(a.frames, b.frames, since)
+	lat := playAndMatch(t, context.Background(), a, b)
 	if len(lat) < 20 {
 		t.Fatalf("matched %d frames in 2 s at 25 fps; want at least 20 (a saw %d, b saw %d)", len(lat), len(a.frames.seen), len(b.frames.seen))
 	}
 	if a.bytes.Load() < 100_000 || a.lost.Load() != 0 {
 		t.Fatalf("reader a: %d bytes, %d lost; want ≥ 100 kB in 2 s at 1 Mbit/s and no loss", a.bytes.Load(), a.lost.Load())
 	}
+}
+
+// playAndMatch plays both readers, counting, for 2 s and returns how much
+// later b completed each frame than a.
+func playAndMatch(t *testing.T, ctx context.Context, a, b *reader) []time.Duration {
+	t.Helper()
+	for _, r := range []*reader{a, b} {
+		if err := r.start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.close)
+		r.counting.Store(true)
+	}
+	since := time.Now()
+	time.Sleep(2 * time.Second)
+	return matchFrames(a.frames, b.frames, since)
 }
 
 // startSim serves one simulated 640x360 H.264 camera "c1" at 1 Mbit/s.
