@@ -151,25 +151,9 @@ func md5Crypt(password, setting string) (string, error) {
 		}
 	}
 	fin = a.Sum(nil)
+	c, sl := md5.New(), []byte(salt)
 	for i := range 1000 {
-		c := md5.New()
-		if i&1 != 0 {
-			c.Write(pw)
-		} else {
-			c.Write(fin)
-		}
-		if i%3 != 0 {
-			c.Write([]byte(salt))
-		}
-		if i%7 != 0 {
-			c.Write(pw)
-		}
-		if i&1 != 0 {
-			c.Write(fin)
-		} else {
-			c.Write(pw)
-		}
-		fin = c.Sum(fin[:0])
+		fin = cryptRound(c, i, fin, pw, sl)
 	}
 	out := []byte("$1$" + salt + "$")
 	for _, g := range [][3]int{{0, 6, 12}, {1, 7, 13}, {2, 8, 14}, {3, 9, 15}, {4, 10, 5}} {
@@ -177,6 +161,31 @@ func md5Crypt(password, setting string) (string, error) {
 	}
 	out = b64From24(out, 0, 0, fin[11], 2)
 	return string(out), nil
+}
+
+// cryptRound is round i of the MD5-crypt and SHA-crypt loops: it hashes prev
+// and pw (in an order that alternates), with salt unless i is a multiple of
+// 3 and pw again unless i is a multiple of 7, and returns the sum in prev's
+// storage.
+func cryptRound(h hash.Hash, i int, prev, pw, salt []byte) []byte {
+	h.Reset()
+	if i&1 != 0 {
+		h.Write(pw)
+	} else {
+		h.Write(prev)
+	}
+	if i%3 != 0 {
+		h.Write(salt)
+	}
+	if i%7 != 0 {
+		h.Write(pw)
+	}
+	if i&1 != 0 {
+		h.Write(prev)
+	} else {
+		h.Write(pw)
+	}
+	return h.Sum(prev[:0])
 }
 
 // Byte orders of the final encoding of SHA-crypt (Drepper's specification).
@@ -265,24 +274,7 @@ func shaCrypt(newHash func() hash.Hash, password, setting string) (string, error
 	c := sumA
 	h := newHash()
 	for i := range rounds {
-		h.Reset()
-		if i&1 != 0 {
-			h.Write(p)
-		} else {
-			h.Write(c)
-		}
-		if i%3 != 0 {
-			h.Write(s)
-		}
-		if i%7 != 0 {
-			h.Write(p)
-		}
-		if i&1 != 0 {
-			h.Write(c)
-		} else {
-			h.Write(p)
-		}
-		c = h.Sum(c[:0])
+		c = cryptRound(h, i, c, p, s)
 	}
 
 	out := []byte(prefix)
