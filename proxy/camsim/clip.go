@@ -198,20 +198,7 @@ func leakSEI(codec, text string) []byte {
 	if codec == "h265" {
 		out = []byte{39 << 1, 1}
 	}
-	zeros := 0
-	for _, c := range rbsp { // emulation prevention
-		if zeros >= 2 && c <= 3 {
-			out = append(out, 3)
-			zeros = 0
-		}
-		out = append(out, c)
-		if c == 0 {
-			zeros++
-		} else {
-			zeros = 0
-		}
-	}
-	return out
+	return annexb.AppendEmulationPrevention(out, rbsp)
 }
 
 // insertBeforeSlices returns au with n inserted before its first slice

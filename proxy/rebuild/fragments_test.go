@@ -45,7 +45,7 @@ func randomNAL(rng *rand.Rand, hdr []byte, size int) []byte {
 	}
 	body[0] |= 0x80 // first_mb_in_slice 0 / first_slice_segment_in_pic_flag
 	body[len(body)-1] |= 1
-	return appendEmulationPrevention(append([]byte(nil), hdr...), body)
+	return annexb.AppendEmulationPrevention(append([]byte(nil), hdr...), body)
 }
 
 // fuPayloads fragments NAL unit n into FU-A / FU payloads whose bodies are

@@ -22,6 +22,8 @@ import (
 
 	"github.com/cordon-vms/cordon/internal/testutil"
 	"github.com/cordon-vms/cordon/proxy/camsim"
+
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 )
 
 const leak = "cordon-leak-test" // the user data testdata/sei.h264 hides in every keyframe
@@ -554,7 +556,7 @@ func h264SPS(profile, level byte, mbW, mbH uint32) []byte {
 	bw.bit(0)  // frame_cropping_flag
 	bw.bit(0)  // vui_parameters_present_flag
 	bw.bit(1)  // rbsp_stop_one_bit
-	return appendEmulationPrevention([]byte{0x67, profile, 0, level}, bw.bytes())
+	return annexb.AppendEmulationPrevention([]byte{0x67, profile, 0, level}, bw.bytes())
 }
 
 type bitWriter struct {

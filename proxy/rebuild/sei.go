@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/cordon-vms/cordon/proxy/internal/annexb"
 )
 
 // seiNames maps the SEI payload type names accepted in Config.KeepSEI to
@@ -178,7 +180,7 @@ func marshalSEI(hdr []byte, msgs []seiMessage) []byte {
 	}
 	rbsp = append(rbsp, 0x80)
 	out := append([]byte(nil), hdr...)
-	return appendEmulationPrevention(out, rbsp)
+	return annexb.AppendEmulationPrevention(out, rbsp)
 }
 
 func appendSEIVarint(b []byte, v int) []byte {
@@ -187,25 +189,6 @@ func appendSEIVarint(b []byte, v int) []byte {
 		v -= 255
 	}
 	return append(b, byte(v))
-}
-
-// appendEmulationPrevention appends rbsp to b, inserting an
-// emulation_prevention_three_byte after two zero bytes followed by a byte <= 3.
-func appendEmulationPrevention(b, rbsp []byte) []byte {
-	zeros := 0
-	for _, c := range rbsp {
-		if zeros >= 2 && c <= 3 {
-			b = append(b, 3)
-			zeros = 0
-		}
-		b = append(b, c)
-		if c == 0 {
-			zeros++
-		} else {
-			zeros = 0
-		}
-	}
-	return b
 }
 
 // filterSEI returns the SEI NAL unit reduced to the messages the rules keep

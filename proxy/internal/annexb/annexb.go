@@ -1,6 +1,7 @@
-// Package annexb splits H.264/H.265 Annex-B byte streams (whole clips, not
-// single access units: mediacommon's AnnexB.Unmarshal bounds the NAL count
-// per access unit) into NAL units.
+// Package annexb handles H.264/H.265 byte-stream details shared by camsim
+// and rebuild: splitting Annex-B streams (whole clips, not single access
+// units: mediacommon's AnnexB.Unmarshal bounds the NAL count per access
+// unit) into NAL units, and emulation prevention (mediacommon only removes it).
 package annexb
 
 // Split splits a byte stream at 3- and 4-byte start codes. Bytes before the
@@ -27,4 +28,23 @@ func Split(b []byte) [][]byte {
 		out = append(out, b[start:])
 	}
 	return out
+}
+
+// AppendEmulationPrevention appends rbsp to b, inserting an
+// emulation_prevention_three_byte after two zero bytes followed by a byte <= 3.
+func AppendEmulationPrevention(b, rbsp []byte) []byte {
+	zeros := 0
+	for _, c := range rbsp {
+		if zeros >= 2 && c <= 3 {
+			b = append(b, 3)
+			zeros = 0
+		}
+		b = append(b, c)
+		if c == 0 {
+			zeros++
+		} else {
+			zeros = 0
+		}
+	}
+	return b
 }
