@@ -52,16 +52,19 @@ type osvEntry struct {
 			Ecosystem string `json:"ecosystem"`
 			PURL      string `json:"purl"`
 		} `json:"package"`
-		Versions []string `json:"versions"`
-		Ranges   []struct {
-			Type   string `json:"type"`
-			Events []struct {
-				Introduced   string `json:"introduced"`
-				Fixed        string `json:"fixed"`
-				LastAffected string `json:"last_affected"`
-			} `json:"events"`
-		} `json:"ranges"`
+		Versions []string   `json:"versions"`
+		Ranges   []osvRange `json:"ranges"`
 	} `json:"affected"`
+}
+
+// osvRange is one affected range of an OSV entry: events in version order.
+type osvRange struct {
+	Type   string `json:"type"`
+	Events []struct {
+		Introduced   string `json:"introduced"`
+		Fixed        string `json:"fixed"`
+		LastAffected string `json:"last_affected"`
+	} `json:"events"`
 }
 
 // maxVulnFeedBytes bounds the feed size ParseVulnDB accepts.
@@ -160,14 +163,7 @@ func (db *VulnDB) Match(name, version string) []Vuln {
 	return out
 }
 
-func affects(version string, versions []string, ranges []struct {
-	Type   string `json:"type"`
-	Events []struct {
-		Introduced   string `json:"introduced"`
-		Fixed        string `json:"fixed"`
-		LastAffected string `json:"last_affected"`
-	} `json:"events"`
-}) (bool, string) {
+func affects(version string, versions []string, ranges []osvRange) (bool, string) {
 	for _, v := range versions {
 		if v == version {
 			return true, ""
