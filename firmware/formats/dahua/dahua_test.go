@@ -12,10 +12,7 @@ import (
 )
 
 func TestPackage(t *testing.T) {
-	data, err := os.ReadFile("testdata/dahua.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := firmwaretest.ReadFixture(t, "dahua.bin")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
@@ -53,10 +50,7 @@ func TestPackage(t *testing.T) {
 }
 
 func TestPlainZip(t *testing.T) {
-	data, err := os.ReadFile("testdata/dahua.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := firmwaretest.ReadFixture(t, "dahua.bin")
 	// The same package without the DH patch, as newer firmware ships it.
 	d := bytes.Clone(data)
 	copy(d, "PK")
@@ -78,11 +72,7 @@ func TestPlainZip(t *testing.T) {
 }
 
 func FuzzDahua(f *testing.F) {
-	data, err := os.ReadFile("testdata/dahua.bin")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data)
+	f.Add(firmwaretest.ReadFixture(f, "dahua.bin"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)

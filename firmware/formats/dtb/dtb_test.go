@@ -15,17 +15,8 @@ import (
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
-func load(t testing.TB) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/dtb.dtb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestParse(t *testing.T) {
-	data := load(t)
+	data := firmwaretest.ReadFixture(t, "dtb.dtb")
 	img := append(append(bytes.Repeat([]byte{0}, 64), data...), 0xde, 0xad)
 	res, err := firmwaretest.Run(Format, img, 64)
 	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
@@ -60,7 +51,7 @@ func TestParse(t *testing.T) {
 // TestDTSRoundTrip compiles the extracted source with dtc: it must give the same tree.
 func TestDTSRoundTrip(t *testing.T) {
 	testutil.NeedTool(t, "dtc")
-	data := load(t)
+	data := firmwaretest.ReadFixture(t, "dtb.dtb")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.ExtractErr)
@@ -80,7 +71,7 @@ func TestDTSRoundTrip(t *testing.T) {
 }
 
 func TestHostile(t *testing.T) {
-	data := load(t)
+	data := firmwaretest.ReadFixture(t, "dtb.dtb")
 	be := binary.BigEndian
 	mut := func(f func(b []byte)) []byte { b := bytes.Clone(data); f(b); return b }
 	for name, b := range map[string][]byte{
@@ -126,7 +117,7 @@ func buildDeep(n int) []byte {
 }
 
 func FuzzDTB(f *testing.F) {
-	f.Add(load(f))
+	f.Add(firmwaretest.ReadFixture(f, "dtb.dtb"))
 	f.Add(buildDeep(3))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

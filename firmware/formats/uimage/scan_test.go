@@ -3,11 +3,10 @@ package uimage_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
@@ -38,10 +37,7 @@ func TestScanComposite(t *testing.T) {
 	}
 	var wants []want
 	for _, p := range parts {
-		b, err := os.ReadFile(filepath.Join("testdata", p.file))
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := firmwaretest.ReadFixture(t, p.file)
 		img.Write(bytes.Repeat([]byte{0xff}, 4096-img.Len()%4096))
 		wants = append(wants, want{int64(img.Len()), int64(len(b)), p.format})
 		img.Write(b)

@@ -39,10 +39,7 @@ func TestFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := firmwaretest.ReadFixture(t, tt.file)
 			c, s, err := run(data)
 			if err != nil {
 				t.Fatal(err)
@@ -73,10 +70,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestMultiPayloads(t *testing.T) {
-	data, err := os.ReadFile("testdata/uimage-multi.img")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := firmwaretest.ReadFixture(t, "uimage-multi.img")
 	_, s, err := run(data)
 	if err != nil {
 		t.Fatal(err)
@@ -92,10 +86,7 @@ func TestMultiPayloads(t *testing.T) {
 }
 
 func TestCorrupt(t *testing.T) {
-	data, err := os.ReadFile("testdata/uimage-kernel.img")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := firmwaretest.ReadFixture(t, "uimage-kernel.img")
 	// A flipped data byte: identified, extracted, with a data CRC warning.
 	d := bytes.Clone(data)
 	d[100] ^= 0xff

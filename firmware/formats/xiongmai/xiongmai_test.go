@@ -11,10 +11,7 @@ import (
 )
 
 func TestPackage(t *testing.T) {
-	data, err := os.ReadFile("testdata/xiongmai.zip")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := firmwaretest.ReadFixture(t, "xiongmai.zip")
 	res, err := firmwaretest.Run(Format, data, 0)
 	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
 		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
@@ -97,11 +94,7 @@ func FuzzInstallDesc(f *testing.F) {
 }
 
 func FuzzXiongMai(f *testing.F) {
-	data, err := os.ReadFile("testdata/xiongmai.zip")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data)
+	f.Add(firmwaretest.ReadFixture(f, "xiongmai.zip"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
 			t.Fatal(err)
