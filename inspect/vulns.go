@@ -77,6 +77,15 @@ var componentAliases = map[string]string{
 	"das_u-boot": "u-boot", "uboot": "u-boot",
 }
 
+// componentName returns inspect's component name for an OSV package name.
+func componentName(pkg string) string {
+	n := strings.ToLower(pkg)
+	if alias, ok := componentAliases[n]; ok {
+		return alias
+	}
+	return n
+}
+
 // ParseVulnDB reads an offline OSV feed: a JSON array of OSV entries, one
 // entry, an object {"vulns": [...]}, or JSON lines of entries.
 func ParseVulnDB(data []byte) (*VulnDB, error) {
@@ -120,11 +129,7 @@ func ParseVulnDB(data []byte) (*VulnDB, error) {
 		}
 		names := map[string]bool{}
 		for _, a := range e.Affected {
-			n := strings.ToLower(a.Package.Name)
-			if alias, ok := componentAliases[n]; ok {
-				n = alias
-			}
-			if n != "" {
+			if n := componentName(a.Package.Name); n != "" {
 				names[n] = true
 			}
 		}
@@ -139,13 +144,10 @@ func ParseVulnDB(data []byte) (*VulnDB, error) {
 // Match returns the vulnerabilities affecting name at version.
 func (db *VulnDB) Match(name, version string) []Vuln {
 	var out []Vuln
-	for _, e := range db.byName[strings.ToLower(name)] {
+	name = strings.ToLower(name)
+	for _, e := range db.byName[name] {
 		for _, a := range e.Affected {
-			n := strings.ToLower(a.Package.Name)
-			if alias, ok := componentAliases[n]; ok {
-				n = alias
-			}
-			if n != strings.ToLower(name) {
+			if componentName(a.Package.Name) != name {
 				continue
 			}
 			hit, fixed := affects(version, a.Versions, a.Ranges)
