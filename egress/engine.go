@@ -351,24 +351,38 @@ func (e *Engine) cameraName(a netip.Addr) string {
 	return a.String()
 }
 
+// lookup finds p's flow: its canonical key and the flow, nil if it is not
+// in the table yet. ok is false, and p counted as ignored, when neither end
+// is a camera.
+func (e *Engine) lookup(p *packet) (key FlowKey, f *flow, ok bool) {
+	if !e.isCamera(p.src) && !e.isCamera(p.dst) {
+		e.m.Ignored.Add(1)
+		return key, nil, false
+	}
+	key, _ = canonical(p.proto, netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport))
+	return key, e.flows.get(key), true
+}
+
+// dir is 0 for a packet from the flow's initiator, 1 for one from its
+// responder.
+func (f *flow) dir(p *packet) int {
+	if netip.AddrPortFrom(p.src, p.sport) != f.init {
+		return 1
+	}
+	return 0
+}
+
 // handle accounts one decoded packet.
 func (e *Engine) handle(p *packet, ts int64) {
-	srcCam, dstCam := e.isCamera(p.src), e.isCamera(p.dst)
-	if !srcCam && !dstCam {
-		e.m.Ignored.Add(1)
+	key, f, ok := e.lookup(p)
+	if !ok {
 		return
 	}
-	a, b := netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport)
-	key, _ := canonical(p.proto, a, b)
-	f := e.flows.get(key)
 	fresh := f == nil
 	if fresh {
 		f = e.newFlow(key, p, ts, initiatorIsSrc(p))
 	}
-	dir := 0
-	if a != f.init {
-		dir = 1
-	}
+	dir := f.dir(p)
 	f.pkts[dir]++
 	f.bytes[dir] += p.ipLen
 	if ts > f.last {
@@ -384,14 +398,10 @@ func (e *Engine) handle(p *packet, ts int64) {
 
 // handleRecord accounts one flow record.
 func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
-	srcCam, dstCam := e.isCamera(p.src), e.isCamera(p.dst)
-	if !srcCam && !dstCam {
-		e.m.Ignored.Add(1)
+	key, f, ok := e.lookup(p)
+	if !ok {
 		return
 	}
-	a, b := netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport)
-	key, _ := canonical(p.proto, a, b)
-	f := e.flows.get(key)
 	fresh := f == nil
 	if fresh {
 		// Records carry no SYN order: the lower port is the service.
@@ -399,10 +409,7 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 		f = e.newFlow(key, p, start, srcInit)
 		f.synOnly = false
 	}
-	dir := 0
-	if a != f.init {
-		dir = 1
-	}
+	dir := f.dir(p)
 	f.pkts[dir] += pkts
 	f.bytes[dir] += p.ipLen
 	if end > f.last {
