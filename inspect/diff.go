@@ -1,7 +1,6 @@
 package inspect
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -232,12 +231,7 @@ func gainedLost[T any](old, new []T, key func(T) string) (gained, lost []T) {
 func (d *DiffReport) Regressions() int { return d.RegressionCount }
 
 // WriteJSON writes the diff as JSON.
-func (d *DiffReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(d)
-}
+func (d *DiffReport) WriteJSON(w io.Writer) error { return writeJSON(w, d) }
 
 // WriteText writes the diff for people.
 func (d *DiffReport) WriteText(w io.Writer) error {
