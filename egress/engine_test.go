@@ -45,6 +45,21 @@ func newTestEngine(t testing.TB, policy string) (*Engine, *memSink) {
 	return e, sink
 }
 
+// newPolicyEngine is an engine on testdata/policy.yml with a memSink and no
+// logger, for fuzzing and benchmarks.
+func newPolicyEngine(tb testing.TB) *Engine {
+	tb.Helper()
+	p, err := LoadPolicy("testdata/policy.yml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
 // feed writes packets with gen and runs them through e.
 func feed(t testing.TB, e *Engine, gen func(w *pcapgen.Writer)) {
 	t.Helper()
@@ -254,20 +269,13 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 	}
 	src.Close()
-	p, err := LoadPolicy("testdata/policy.yml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	e := newPolicyEngine(f)
 	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull}
 	ts := pcapgen.Start
 	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
 		ts = ts.Add(time.Second)
 		e.HandlePacket(data, gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, lts[int(lt)%len(lts)])
-		if e.flows.len() > p.Flows.Max {
+		if e.flows.len() > e.p.Flows.Max {
 			t.Fatalf("flow table over its cap")
 		}
 	})
@@ -296,14 +304,7 @@ func BenchmarkEngine(b *testing.B) {
 		}
 		pkts = append(pkts, pk{append([]byte(nil), data...), ci})
 	}
-	p, err := LoadPolicy("testdata/policy.yml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := newPolicyEngine(b)
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
@@ -397,14 +398,7 @@ func TestMetrics(t *testing.T) {
 
 // BenchmarkHandleFlow measures the flow-record path (NetFlow/IPFIX): records/s.
 func BenchmarkHandleFlow(b *testing.B) {
-	p, err := LoadPolicy("testdata/policy.yml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := newPolicyEngine(b)
 	recs := make([]FlowRecord, 4096)
 	for i := range recs {
 		cam := netip.AddrFrom4([4]byte{192, 168, 50, byte(20 + i%16)})
