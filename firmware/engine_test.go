@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/firmware/formats/compress"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
@@ -569,24 +570,10 @@ func TestGzipBomb4GiB(t *testing.T) {
 	if raceEnabled {
 		t.Skip("decodes 512 MiB while identifying: too slow under -race (runs in the normal suite)")
 	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zero := make([]byte, 1<<20)
-	zw.Write(zero)
-	zw.Flush()
-	first := buf.Len()
-	zw.Write(zero)
-	zw.Flush()
-	block := bytes.Clone(buf.Bytes()[first:])
-	var bomb bytes.Buffer
-	bomb.Write(buf.Bytes()[:first])
-	for range 4095 {
-		bomb.Write(block)
-	}
-	bomb.Write([]byte{0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0})
+	bomb := firmwaretest.GzipBomb(t, 4<<30)
 	start := time.Now()
-	rep, out := unpack(t, writeImage(t, bomb.Bytes()), firmware.Options{Limits: firmware.Limits{MaxRatio: 2}})
-	t.Logf("%d-byte bomb stopped after %d bytes in %v", bomb.Len(), rep.Stats.BytesWritten, time.Since(start))
+	rep, out := unpack(t, writeImage(t, bomb), firmware.Options{Limits: firmware.Limits{MaxRatio: 2}})
+	t.Logf("%d-byte bomb stopped after %d bytes in %v", len(bomb), rep.Stats.BytesWritten, time.Since(start))
 	if rep.Stats.BytesWritten > firmware.DefaultRatioFloor+1<<20 {
 		t.Errorf("wrote %d bytes", rep.Stats.BytesWritten)
 	}

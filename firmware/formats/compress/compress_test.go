@@ -142,7 +142,7 @@ func TestBomb(t *testing.T) {
 	if raceEnabled {
 		t.Skip("decodes 512 MiB while identifying: too slow under -race (runs in the normal suite)")
 	}
-	bomb := gzipBomb(t, 4<<30)
+	bomb := firmwaretest.GzipBomb(t, 4<<30)
 	res, err := firmwaretest.Run(GZIP, bomb, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -156,36 +156,6 @@ func TestBomb(t *testing.T) {
 	if !errors.Is(res.ExtractErr, firmware.ErrLimit) {
 		t.Errorf("extract error %v, want ErrLimit", res.ExtractErr)
 	}
-}
-
-// gzipBomb builds a gzip member of n zero bytes without compressing n bytes:
-// one deflate block for 1 MiB of zeros (byte-aligned by a sync flush) is
-// repeated, then the final block and trailer follow.
-func gzipBomb(t testing.TB, n int64) []byte {
-	var buf bytes.Buffer
-	zw, _ := stdgzip.NewWriterLevel(&buf, stdgzip.BestCompression)
-	zero := make([]byte, 1<<20)
-	zw.Write(zero)
-	zw.Flush()
-	first := buf.Len()
-	zw.Write(zero)
-	zw.Flush()
-	block := bytes.Clone(buf.Bytes()[first:])
-	zw.Write(zero)
-	zw.Flush()
-	third := buf.Bytes()[first+len(block):]
-	if !bytes.Equal(block, third) {
-		t.Fatal("deflate blocks for zeros are not repeatable")
-	}
-	var out bytes.Buffer
-	out.Write(buf.Bytes()[:first])
-	for range n>>20 - 1 {
-		out.Write(block)
-	}
-	out.Write([]byte{0x03, 0x00}) // final empty fixed block
-	// The trailer's CRC does not matter: no decoder gets there within limits.
-	out.Write([]byte{0, 0, 0, 0, byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)})
-	return out.Bytes()
 }
 
 func fuzzFormat(f *testing.F, format *firmware.Format) {
