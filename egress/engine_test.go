@@ -12,11 +12,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/cordon-vms/cordon/egress/internal/metricstest"
 	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
 	"github.com/cordon-vms/cordon/internal/testutil"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testPolicy = `cameras:
@@ -366,22 +366,7 @@ func TestMetrics(t *testing.T) {
 		_ = w.UDP(ap(camA, 5000), ap(netip.MustParseAddr("203.0.113.80"), 8800), []byte{1}, 0)
 		_ = w.UDP(ap(proxy, 5000), ap(camA, 554), []byte{1}, 0)
 	})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e.Collector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
-			}
-			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
+	got := metricstest.Values(t, e.Collector())
 	for name, want := range map[string]float64{
 		"cordon_egress_packets_total":                             2,
 		"cordon_egress_flows_total":                               2,

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cordon-vms/cordon/egress"
+	"github.com/cordon-vms/cordon/egress/internal/metricstest"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
@@ -46,17 +45,7 @@ func TestCollectorBounds(t *testing.T) {
 	if st := c.Stats(); st.DecodeErrors != 1 || st.Records != 1 {
 		t.Errorf("stats %+v", st)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c.Metrics())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := map[string]float64{}
-	for _, mf := range mfs {
-		m := mf.GetMetric()[0]
-		vals[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
+	vals := metricstest.Values(t, c.Metrics())
 	if vals["cordon_egress_netflow_records_total"] != 1 || vals["cordon_egress_netflow_decode_errors_total"] != 1 || vals["cordon_egress_netflow_exporters"] != 1 || len(vals) != 9 {
 		t.Errorf("metrics %v", vals)
 	}

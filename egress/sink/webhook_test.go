@@ -16,9 +16,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cordon-vms/cordon/egress"
+	"github.com/cordon-vms/cordon/egress/internal/metricstest"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
@@ -186,17 +185,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 		}
 	}
 	waitFor(t, "delivery", func() bool { return w.Stats().Delivered == 25 })
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(w.Metrics())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := map[string]float64{}
-	for _, mf := range mfs {
-		m := mf.GetMetric()[0]
-		vals[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
+	vals := metricstest.Values(t, w.Metrics())
 	if vals["cordon_egress_webhook_delivered_total"] != 25 || vals["cordon_egress_webhook_retries_total"] < 3 || vals["cordon_egress_webhook_spooled"] != 0 || len(vals) != 5 {
 		t.Errorf("metrics %v", vals)
 	}
