@@ -36,9 +36,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("\nfindings: %d critical, %d high, %d medium, %d low, %d info\n",
 		counts[SeverityCritical], counts[SeverityHigh], counts[SeverityMedium], counts[SeverityLow], counts[SeverityInfo])
+	// table starts a section: its title, then tab-separated rows.
+	table := func(title string) *tabwriter.Writer {
+		ew.printf("\n%s\n", title)
+		return tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+	}
 	if len(r.Findings) > 0 {
-		ew.printf("\nFINDINGS\n")
-		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		tw := table("FINDINGS")
 		for _, f := range r.Findings {
 			line := fmt.Sprintf("  %s\t%s\t%s\t%s", strings.ToUpper(f.Severity.String()), f.Rule, f.Path, f.Evidence)
 			if f.Detail != "" {
@@ -49,20 +53,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		tw.Flush()
 	}
 	if len(r.Endpoints) > 0 {
-		ew.printf("\nENDPOINTS\n")
-		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		tw := table("ENDPOINTS")
 		for _, e := range r.Endpoints {
-			v := e.Vendor
-			if v == "" {
-				v = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Scope, v, e.Kind, e.Value, strings.Join(e.Paths, ", "))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Scope, orDash(e.Vendor), e.Kind, e.Value, strings.Join(e.Paths, ", "))
 		}
 		tw.Flush()
 	}
 	if len(r.Services) > 0 {
-		ew.printf("\nSERVICES\n")
-		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		tw := table("SERVICES")
 		for _, s := range r.Services {
 			port := "-"
 			if s.Port > 0 {
@@ -77,8 +75,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		tw.Flush()
 	}
 	if len(r.Components) > 0 {
-		ew.printf("\nCOMPONENTS\n")
-		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		tw := table("COMPONENTS")
 		for _, c := range r.Components {
 			vs := ""
 			for _, v := range c.Vulns {
@@ -89,8 +86,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		tw.Flush()
 	}
 	if len(r.Binaries) > 0 {
-		ew.printf("\nBINARIES (NX PIE RELRO canary fortify stripped)\n")
-		tw := tabwriter.NewWriter(ew, 0, 8, 2, ' ', 0)
+		tw := table("BINARIES (NX PIE RELRO canary fortify stripped)")
 		for _, b := range r.Binaries {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Path, b.Arch, yn(b.NX), yn(b.PIE || b.Type == "lib"),
 				b.RELRO, yn(b.Canary), yn(b.Fortify), yn(b.Stripped), b.Type)
