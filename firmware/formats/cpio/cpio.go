@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strconv"
 	"time"
 
@@ -390,20 +389,10 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 }
 
 func entryHeader(e *Entry, t firmware.EntryType, linkname string) *firmware.Header {
-	mode := fs.FileMode(e.Mode & 0o777)
-	if e.Mode&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if e.Mode&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if e.Mode&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
 	h := &firmware.Header{
 		Name:     e.Name,
 		Type:     t,
-		Mode:     mode,
+		Mode:     fmtutil.UnixMode(e.Mode),
 		UID:      int(e.UID),
 		GID:      int(e.GID),
 		ModTime:  time.Unix(e.Mtime, 0).UTC(),
@@ -469,16 +458,16 @@ func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, o
 		}
 	}
 	var r io.Reader = data
-	var sum *checksum
+	var sum *fmtutil.ByteSum
 	if v == CRC {
-		sum = &checksum{r: data}
+		sum = &fmtutil.ByteSum{R: data}
 		r = sum
 	}
 	if err := out.Add(entryHeader(e, firmware.TypeFile, ""), r); err != nil {
 		return fail(err)
 	}
-	if sum != nil && sum.n == e.Size && sum.sum != e.Check {
-		out.Warn(fmt.Sprintf("cpio: %s: data checksum %#x, header says %#x", e.Name, sum.sum, e.Check))
+	if sum != nil && sum.N == e.Size && sum.Sum != e.Check {
+		out.Warn(fmt.Sprintf("cpio: %s: data checksum %#x, header says %#x", e.Name, sum.Sum, e.Check))
 	}
 	if e.Nlink > 1 {
 		l := links[inodeKey{e.DevMajor, e.DevMinor, e.Ino}]
@@ -490,20 +479,4 @@ func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, o
 		l.pending = nil
 	}
 	return nil
-}
-
-// checksum sums the bytes read through it, as the crc format's c_check does.
-type checksum struct {
-	r   io.Reader
-	sum uint32
-	n   int64
-}
-
-func (c *checksum) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	for _, b := range p[:n] {
-		c.sum += uint32(b)
-	}
-	c.n += int64(n)
-	return n, err
 }

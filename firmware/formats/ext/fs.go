@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -188,21 +187,6 @@ func (in *inode) inlineData() ([]byte, error) {
 		return nil, formatErr(in.at, fmt.Sprintf("inline data holds %d bytes, the inode says %d", len(data), in.size), firmware.ErrTruncated)
 	}
 	return data[:in.size], nil
-}
-
-// unixMode converts the on-disk permission bits to an fs.FileMode.
-func unixMode(m uint16) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }
 
 // run maps count logical blocks starting at logical to physical blocks.

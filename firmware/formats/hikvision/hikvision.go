@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 const formatName = "hikvision-dav"
@@ -290,29 +291,14 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 			out.Warn(fmt.Sprintf("hikvision: %s: truncated to %d of %d bytes", e.Name, src.Size()-start, n))
 			n = src.Size() - start
 		}
-		sum := &byteSum{r: io.NewSectionReader(src, start, n)}
+		sum := &fmtutil.ByteSum{R: io.NewSectionReader(src, start, n)}
 		hdr := &firmware.Header{Name: e.Name, Type: firmware.TypeFile, Mode: 0o644, Size: n}
 		if err := out.Add(hdr, bufio.NewReaderSize(sum, 64<<10)); err != nil {
 			return fmt.Errorf("hikvision: %s: %w", e.Name, err)
 		}
-		if sum.n == int64(e.Size) && sum.sum != e.Checksum {
-			out.Warn(fmt.Sprintf("hikvision: %s: checksum %#x, header says %#x", e.Name, sum.sum, e.Checksum))
+		if sum.N == int64(e.Size) && sum.Sum != e.Checksum {
+			out.Warn(fmt.Sprintf("hikvision: %s: checksum %#x, header says %#x", e.Name, sum.Sum, e.Checksum))
 		}
 	}
 	return nil
-}
-
-type byteSum struct {
-	r   io.Reader
-	sum uint32
-	n   int64
-}
-
-func (s *byteSum) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	for _, b := range p[:n] {
-		s.sum += uint32(b)
-	}
-	s.n += int64(n)
-	return n, err
 }

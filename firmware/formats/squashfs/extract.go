@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 // maxDepth bounds directory nesting; real root filesystems stay far below it.
@@ -94,7 +94,7 @@ func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 	}
 	h := &firmware.Header{
 		Name:    name,
-		Mode:    unixMode(in.mode),
+		Mode:    fmtutil.UnixMode(uint32(in.mode)),
 		UID:     uid,
 		GID:     gid,
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),
@@ -148,22 +148,6 @@ func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 func isSinkErr(err error) bool {
 	var fe *firmware.FormatError
 	return !errors.As(err, &fe)
-}
-
-// unixMode converts the on-disk permission bits (with setuid, setgid and
-// sticky) to an fs.FileMode.
-func unixMode(m uint16) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }
 
 // isBigEndian reports whether r starts with the big-endian magic "sqsh".

@@ -1,9 +1,12 @@
 // Package fmtutil holds small pieces that several firmware format packages
-// share: a content reader that remembers its error, and the end-of-archive
-// zero padding scan.
+// share: a content reader that remembers its error, a byte-sum reader, the
+// Unix permission bits conversion and the end-of-archive zero padding scan.
 package fmtutil
 
-import "io"
+import (
+	"io"
+	"io/fs"
+)
 
 // ReadErr wraps an entry's content reader and remembers its first error
 // other than io.EOF, so an extractor can tell a broken entry (bad CRC,
@@ -39,4 +42,40 @@ func ZeroPadEnd(r io.ReaderAt, end, block int64) int64 {
 		}
 	}
 	return next
+}
+
+// ByteSum wraps an entry's content reader and adds up the bytes read through
+// it, the 32-bit additive checksum of cpio's crc format and Hikvision's file
+// table. N counts the bytes, so a caller can tell whether the whole entry was
+// read before comparing Sum.
+type ByteSum struct {
+	R   io.Reader
+	Sum uint32
+	N   int64
+}
+
+func (s *ByteSum) Read(p []byte) (int, error) {
+	n, err := s.R.Read(p)
+	for _, b := range p[:n] {
+		s.Sum += uint32(b)
+	}
+	s.N += int64(n)
+	return n, err
+}
+
+// UnixMode converts Unix permission bits (rwx for owner, group and others,
+// setuid 04000, setgid 02000, sticky 01000) to an fs.FileMode. The file type
+// bits above them are ignored.
+func UnixMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
 }
