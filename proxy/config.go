@@ -178,12 +178,7 @@ const (
 
 // UnmarshalYAML validates the value.
 func (t *Transport) UnmarshalYAML(n *yaml.Node) error {
-	switch v := Transport(n.Value); v {
-	case TransportTCP, TransportUDP, TransportAuto:
-		*t = v
-		return nil
-	}
-	return config.At(n, "transport %q is not one of tcp, udp, auto", n.Value)
+	return config.OneOf(n, "transport", t, TransportTCP, TransportUDP, TransportAuto)
 }
 
 // Mode is how a camera's packets are cleaned (see package rebuild).
@@ -191,12 +186,7 @@ type Mode string
 
 // UnmarshalYAML validates the value.
 func (m *Mode) UnmarshalYAML(n *yaml.Node) error {
-	switch v := rebuild.Mode(n.Value); v {
-	case rebuild.ModeRebuild, rebuild.ModePassthrough:
-		*m = Mode(v)
-		return nil
-	}
-	return config.At(n, "mode %q is not one of rebuild, passthrough", n.Value)
+	return config.OneOf(n, "mode", m, Mode(rebuild.ModeRebuild), Mode(rebuild.ModePassthrough))
 }
 
 // Audio says whether a camera's audio crosses.
@@ -204,12 +194,7 @@ type Audio string
 
 // UnmarshalYAML validates the value.
 func (a *Audio) UnmarshalYAML(n *yaml.Node) error {
-	switch v := rebuild.AudioPolicy(n.Value); v {
-	case rebuild.AudioKeep, rebuild.AudioDrop:
-		*a = Audio(v)
-		return nil
-	}
-	return config.At(n, "audio %q is not one of keep, drop", n.Value)
+	return config.OneOf(n, "audio", a, Audio(rebuild.AudioKeep), Audio(rebuild.AudioDrop))
 }
 
 // DecodeConfigFile reads a configuration file strictly (unknown keys and

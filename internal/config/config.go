@@ -174,3 +174,17 @@ func friendlyYAMLType(t string) string {
 func At(node *yaml.Node, format string, args ...any) error {
 	return fmt.Errorf("line %d: %s", node.Line, fmt.Sprintf(format, args...))
 }
+
+// OneOf decodes a scalar that must be one of values into dst. Otherwise it
+// returns, at node's line, `<what> "<value>" is not one of <values>`.
+func OneOf[T ~string](node *yaml.Node, what string, dst *T, values ...T) error {
+	names := make([]string, len(values))
+	for i, v := range values {
+		if string(v) == node.Value {
+			*dst = v
+			return nil
+		}
+		names[i] = string(v)
+	}
+	return At(node, "%s %q is not one of %s", what, node.Value, strings.Join(names, ", "))
+}

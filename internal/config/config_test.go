@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 type sub struct {
@@ -49,5 +51,19 @@ func TestDecodeOK(t *testing.T) {
 	}
 	if err := Decode("c.yml", nil, &v); err != nil {
 		t.Fatalf("empty: %v", err)
+	}
+}
+
+func TestOneOf(t *testing.T) {
+	type color string
+	var c color
+	node := &yaml.Node{Kind: yaml.ScalarNode, Value: "green", Line: 7}
+	if err := OneOf(node, "color", &c, "red", "green"); err != nil || c != "green" {
+		t.Fatalf("OneOf(green) = %v, %q", err, c)
+	}
+	node.Value = "blue"
+	err := OneOf(node, "color", &c, "red", "green")
+	if err == nil || err.Error() != `line 7: color "blue" is not one of red, green` || c != "green" {
+		t.Fatalf("OneOf(blue) = %v, left %q", err, c)
 	}
 }
