@@ -3,8 +3,10 @@ package firmwaretest
 import (
 	"context"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +16,18 @@ import (
 // EscapeProbes are the paths outside the output folder that the hostile
 // archive fixtures (traversal names, escaping symlinks) try to write.
 var EscapeProbes = []string{"/tmp/cordon-escape-check", "/tmp/cordon-escape-check-2"}
+
+// CheckFixturesStayInside runs CheckUnpackStaysInside on testdata/<name>,
+// in a subtest each, for every fixture name in hostile with the hostile names
+// it holds.
+func CheckFixturesStayInside(t *testing.T, formats []*firmware.Format, hostile map[string][]string) {
+	t.Helper()
+	for _, name := range slices.Sorted(maps.Keys(hostile)) {
+		t.Run(name, func(t *testing.T) {
+			CheckUnpackStaysInside(t, filepath.Join("testdata", name), formats, hostile[name])
+		})
+	}
+}
 
 // CheckUnpackStaysInside unpacks image with the engine and the given formats
 // and checks that nothing lands outside the output folder (neither below the
