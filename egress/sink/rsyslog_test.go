@@ -2,7 +2,6 @@ package sink
 
 import (
 	"bufio"
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -141,15 +140,9 @@ func TestRsyslogInterop(t *testing.T) {
 				cfg.CAFile = ca
 			}
 			out := startRsyslog(t, port, tlsDir)
-			s, err := NewSyslog(cfg, testutil.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openSyslog(t, cfg)
 			for _, a := range alerts {
-				if err := s.Send(context.Background(), a); err != nil {
-					t.Fatal(err)
-				}
+				send(t, s, a)
 			}
 			lines := readRsyslog(t, out, len(alerts))
 			for i, line := range lines {

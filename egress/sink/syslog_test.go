@@ -143,15 +143,9 @@ func TestSyslogUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	s, err := NewSyslog(SyslogConfig{Addr: pc.LocalAddr().String()}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSyslog(t, SyslogConfig{Addr: pc.LocalAddr().String()})
 	for i := range 3 {
-		if err := s.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, s, testAlert(i))
 	}
 	buf := make([]byte, 65536)
 	for i := range 3 {
@@ -179,9 +173,7 @@ func TestSyslogUDPLongDetail(t *testing.T) {
 	defer s.Close()
 	a := testAlert(1)
 	a.Detail = strings.Repeat("ü\"", 1000)
-	if err := s.Send(context.Background(), a); err != nil {
-		t.Fatal(err)
-	}
+	send(t, s, a)
 	buf := make([]byte, 65536)
 	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _, err := pc.ReadFrom(buf)
@@ -273,17 +265,31 @@ func TestSyslogTCP(t *testing.T) {
 	}
 	defer l.Close()
 	frames := streamServer(t, l, true)
-	s, err := NewSyslog(SyslogConfig{Network: TCP, Addr: l.Addr().String()}, testutil.Logger(t))
+	s := openSyslog(t, SyslogConfig{Network: TCP, Addr: l.Addr().String()})
+	for i := range 3 {
+		send(t, s, testAlert(i))
+		checkSyslogAlert(t, recvFrame(t, frames), testAlert(i))
+		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	}
+}
+
+// openSyslog is NewSyslog with the test's logger; the sink is closed when
+// the test ends.
+func openSyslog(t *testing.T, cfg SyslogConfig) egress.AlertSink {
+	t.Helper()
+	s, err := NewSyslog(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	for i := range 3 {
-		if err := s.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
-		checkSyslogAlert(t, recvFrame(t, frames), testAlert(i))
-		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// send sends a and fails the test if s does not take it.
+func send(t *testing.T, s egress.AlertSink, a egress.Alert) {
+	t.Helper()
+	if err := s.Send(context.Background(), a); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -320,26 +326,16 @@ func TestSyslogTLS(t *testing.T) {
 	}
 	defer l.Close()
 	frames := streamServer(t, l, false)
-	s, err := NewSyslog(SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSyslog(t, SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca})
 	for i := range 3 {
-		if err := s.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, s, testAlert(i))
 	}
 	for i := range 3 {
 		checkSyslogAlert(t, recvFrame(t, frames), testAlert(i))
 	}
 
 	// Without the CA the server certificate is not trusted.
-	s2, err := NewSyslog(SyslogConfig{Network: TLS, Addr: l.Addr().String()}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := openSyslog(t, SyslogConfig{Network: TLS, Addr: l.Addr().String()})
 	if err := s2.Send(context.Background(), testAlert(0)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted server: %v, want a certificate error", err)
 	}
@@ -460,12 +456,8 @@ func TestJSONLinesAndFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if err := j.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, j, testAlert(i))
+		send(t, f, testAlert(i))
 	}
 	// logrotate moves the file away; Reopen starts a new one.
 	if err := os.Rename(path, path+".1"); err != nil {
@@ -521,14 +513,8 @@ func TestSyslogMutualTLS(t *testing.T) {
 	}
 	defer l.Close()
 	frames := streamServer(t, l, false)
-	s, err := NewSyslog(SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca, CertFile: clientPEM, KeyFile: keyFile}, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Send(context.Background(), testAlert(0)); err != nil {
-		t.Fatal(err)
-	}
+	s := openSyslog(t, SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca, CertFile: clientPEM, KeyFile: keyFile})
+	send(t, s, testAlert(0))
 	checkSyslogAlert(t, recvFrame(t, frames), testAlert(0))
 	if _, err := NewSyslog(SyslogConfig{Network: TLS, Addr: "x", CertFile: clientPEM}, nil); err == nil || !strings.Contains(err.Error(), "CertFile/KeyFile") {
 		t.Errorf("certificate without key: %v", err)

@@ -165,11 +165,8 @@ func TestWebhookReceiverDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	ctx := context.Background()
 	for i := range 20 {
-		if err := w.Send(ctx, testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w, testAlert(i))
 	}
 	waitFor(t, "retries while down", func() bool { return w.Stats().Retries >= 3 })
 	if st := w.Stats(); st.Spooled != 20 || st.Delivered != 0 {
@@ -180,9 +177,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 	r.mu.Unlock()
 	r.start()
 	for i := 20; i < 25; i++ {
-		if err := w.Send(ctx, testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w, testAlert(i))
 	}
 	waitFor(t, "delivery", func() bool { return w.Stats().Delivered == 25 })
 	vals := metricstest.Values(t, w.Metrics())
@@ -211,9 +206,7 @@ func TestWebhookBatch(t *testing.T) {
 	}
 	defer w.Close()
 	for i := range 25 {
-		if err := w.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w, testAlert(i))
 	}
 	r.start()
 	waitFor(t, "delivery", func() bool { return w.Stats().Delivered == 25 })
@@ -238,9 +231,7 @@ func TestWebhookRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 7 {
-		if err := w1.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w1, testAlert(i))
 	}
 	if err := w1.Close(); err != nil {
 		t.Fatal(err)
@@ -266,9 +257,7 @@ func TestWebhookRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 7; i < 10; i++ {
-		if err := w2.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w2, testAlert(i))
 	}
 	waitFor(t, "delivery after restart", func() bool { return w2.Stats().Delivered == 10 })
 	if err := w2.Close(); err != nil {
@@ -295,9 +284,7 @@ func TestWebhookCloseDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 30 {
-		if err := w.Send(context.Background(), testAlert(i)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w, testAlert(i))
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -341,9 +328,7 @@ func TestWebhookBackoff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Send(context.Background(), testAlert(1)); err != nil {
-			t.Fatal(err)
-		}
+		send(t, w, testAlert(1))
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		mu.Lock()
