@@ -193,34 +193,21 @@ func Parse(r io.ReaderAt, off, size int64) (*Tree, error) {
 		pos:  int64(h.OffStruct),
 		strs: strs,
 	}
-	t := &Tree{Header: *h}
-	for {
-		tok, err := p.u32()
-		if err != nil {
-			return nil, err
-		}
-		switch tok {
-		case tokNop:
-			continue
-		case tokBeginNode:
-			root, err := p.node(0)
-			if err != nil {
-				return nil, err
-			}
-			t.Root = root
-			t.Nodes = p.nodes
-			tok, err := p.u32()
-			for err == nil && tok == tokNop {
-				tok, err = p.u32()
-			}
-			if err != nil || tok != tokEnd {
-				return nil, ferr(p.pos-4, "no FDT_END after the root node", firmware.ErrNotFormat)
-			}
-			return t, nil
-		default:
-			return nil, ferr(p.pos-4, fmt.Sprintf("token %#x before the root node", tok), firmware.ErrNotFormat)
-		}
+	tok, err := p.token()
+	if err != nil {
+		return nil, err
 	}
+	if tok != tokBeginNode {
+		return nil, ferr(p.pos-4, fmt.Sprintf("token %#x before the root node", tok), firmware.ErrNotFormat)
+	}
+	root, err := p.node(0)
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := p.token(); err != nil || tok != tokEnd {
+		return nil, ferr(p.pos-4, "no FDT_END after the root node", firmware.ErrNotFormat)
+	}
+	return &Tree{Header: *h, Root: root, Nodes: p.nodes}, nil
 }
 
 type parser struct {
@@ -239,6 +226,16 @@ func (p *parser) u32() (uint32, error) {
 	}
 	p.pos += 4
 	return binary.BigEndian.Uint32(b[:]), nil
+}
+
+// token reads the next structure token, skipping FDT_NOP.
+func (p *parser) token() (uint32, error) {
+	for {
+		tok, err := p.u32()
+		if err != nil || tok != tokNop {
+			return tok, err
+		}
+	}
 }
 
 func (p *parser) align() error {
@@ -284,12 +281,11 @@ func (p *parser) node(depth int) (*Node, error) {
 	}
 	n := &Node{Name: name}
 	for {
-		tok, err := p.u32()
+		tok, err := p.token()
 		if err != nil {
 			return nil, err
 		}
 		switch tok {
-		case tokNop:
 		case tokEndNode:
 			return n, nil
 		case tokBeginNode:
