@@ -2,9 +2,7 @@ package sink
 
 import (
 	"bufio"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -130,13 +128,7 @@ func TestRsyslogInterop(t *testing.T) {
 			if network == TLS {
 				tlsDir = t.TempDir()
 				cert, ca := selfSigned(t, tlsDir)
-				der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(tlsDir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				writeKey(t, tlsDir, cert)
 				cfg.CAFile = ca
 			}
 			out := startRsyslog(t, port, tlsDir)

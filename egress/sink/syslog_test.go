@@ -318,6 +318,20 @@ func selfSigned(t *testing.T, dir string) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, ca
 }
 
+// writeKey writes cert's private key to dir/key.pem and returns the path.
+func writeKey(t *testing.T, dir string, cert tls.Certificate) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestSyslogTLS(t *testing.T) {
 	cert, ca := selfSigned(t, t.TempDir())
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
@@ -496,14 +510,7 @@ func TestSyslogMutualTLS(t *testing.T) {
 	cert, ca := selfSigned(t, dir)
 	clientDir := t.TempDir()
 	clientCert, clientPEM := selfSigned(t, clientDir)
-	der, err := x509.MarshalPKCS8PrivateKey(clientCert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(clientDir, "key.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeKey(t, clientDir, clientCert)
 	pool := x509.NewCertPool()
 	b, _ := os.ReadFile(clientPEM)
 	pool.AppendCertsFromPEM(b)
