@@ -56,26 +56,6 @@ func runFirmware(ctx context.Context, e *env, args []string) error {
 	return usagef("unknown firmware subcommand %q (want scan, unpack or formats)", args[0])
 }
 
-// parseInterleaved parses flags that may come before or after the positional
-// arguments ("unpack IMAGE -o DIR") and returns the positional ones.
-func parseInterleaved(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(e, fs, args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		rest := fs.Args()
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
 // byteSize is a flag value such as 8GiB, 512MiB, 100M or 4096.
 type byteSize int64
 

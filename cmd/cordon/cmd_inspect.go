@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -64,7 +63,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
 	timeout := fs.Duration("timeout", 0, "give up after this `duration` (e.g. 10m; default: no limit)")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
-	pos, err := inspectParseArgs(e, fs, args)
+	pos, err := parseInterleaved(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -175,7 +174,7 @@ Example:
 	failReg := fs.Bool("fail-on-regression", false, "exit with code 3 when NEW is worse: a hardening regression or a new high/critical finding")
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
-	pos, err := inspectParseArgs(e, fs, args)
+	pos, err := parseInterleaved(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -304,26 +303,6 @@ func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger)
 		return "", fmt.Errorf("inspect: unpacking %s: %w", image, err)
 	}
 	return dir, nil
-}
-
-// inspectParseArgs parses flags placed before, between or after the
-// positional arguments and returns the positional ones.
-func inspectParseArgs(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(e, fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 func writeOutput(stdout io.Writer, file string, data []byte) error {

@@ -184,6 +184,27 @@ func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseInterleaved parses flags that may come before or after the positional
+// arguments ("firmware unpack IMAGE -o DIR",
+// "inspect diff OLD NEW --format json") and returns the positional ones.
+func parseInterleaved(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(e, fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		rest := fs.Args()
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
 // stringList is a repeatable string flag (--watchlist A --watchlist B).
 type stringList []string
 
