@@ -359,7 +359,7 @@ func (e *Engine) lookup(p *packet) (key FlowKey, f *flow, ok bool) {
 		e.m.Ignored.Add(1)
 		return key, nil, false
 	}
-	key, _ = canonical(p.proto, netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport))
+	key = canonical(p.proto, netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport))
 	return key, e.flows.get(key), true
 }
 

@@ -97,9 +97,9 @@ func (t *flowTable) pushFront(f *flow) {
 func (t *flowTable) len() int { return len(t.m) }
 
 // canonical orders the endpoints so both directions share one key.
-func canonical(proto uint8, a, b netip.AddrPort) (FlowKey, bool) {
+func canonical(proto uint8, a, b netip.AddrPort) FlowKey {
 	if c := a.Addr().Compare(b.Addr()); c > 0 || (c == 0 && a.Port() > b.Port()) {
-		return FlowKey{Proto: proto, Src: b, Dst: a}, false
+		return FlowKey{Proto: proto, Src: b, Dst: a}
 	}
-	return FlowKey{Proto: proto, Src: a, Dst: b}, true
+	return FlowKey{Proto: proto, Src: a, Dst: b}
 }
