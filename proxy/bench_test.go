@@ -21,6 +21,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/camsim"
+	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
 )
 
@@ -31,7 +32,8 @@ func cpuTime() time.Duration {
 }
 
 // plainPassThrough is the baseline: gortsplib's examples/proxy pattern (one
-// client pull, ServerStream.WritePacketRTP to every reader, RTP unchanged).
+// client pull, ServerStream.WritePacketRTP to every reader, RTP unchanged),
+// serving its one stream at any path.
 type plainPassThrough struct {
 	srv    *gortsplib.Server
 	mu     sync.Mutex
@@ -39,25 +41,15 @@ type plainPassThrough struct {
 	cl     *gortsplib.Client
 }
 
-func (pp *plainPassThrough) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (pp *plainPassThrough) lookup(string) *gortsplib.ServerStream {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	return &base.Response{StatusCode: base.StatusOK}, pp.stream, nil
-}
-
-func (pp *plainPassThrough) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	return &base.Response{StatusCode: base.StatusOK}, pp.stream, nil
-}
-
-func (pp *plainPassThrough) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
+	return pp.stream
 }
 
 func startPlain(b *testing.B, camURL string) (addr string, stop func()) {
 	pp := &plainPassThrough{}
-	pp.srv = &gortsplib.Server{Handler: pp, RTSPAddress: "127.0.0.1:0", WriteQueueSize: 4096}
+	pp.srv = &gortsplib.Server{Handler: &playonly.Handler{Lookup: pp.lookup}, RTSPAddress: "127.0.0.1:0", WriteQueueSize: 4096}
 	if err := pp.srv.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 )
 
 // Baseline is a plain gortsplib pass-through proxy, the pattern of gortsplib's
@@ -41,7 +42,7 @@ func (b *Baseline) Run(ctx context.Context) error {
 	}
 	b.streams = map[string]*gortsplib.ServerStream{}
 	b.server = &gortsplib.Server{
-		Handler:        b,
+		Handler:        &playonly.Handler{Lookup: b.stream},
 		RTSPAddress:    b.Listen,
 		WriteQueueSize: 4096,
 	}
@@ -118,37 +119,8 @@ func (b *Baseline) pull(ctx context.Context, name, rawURL string) error {
 	}
 }
 
-func (b *Baseline) stream(path string) *gortsplib.ServerStream {
+func (b *Baseline) stream(name string) *gortsplib.ServerStream {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.streams[strings.Trim(path, "/")]
+	return b.streams[name]
 }
-
-// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (b *Baseline) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	st := b.stream(ctx.Path)
-	if st == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, st, nil
-}
-
-// OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (b *Baseline) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	st := b.stream(ctx.Path)
-	if st == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, st, nil
-}
-
-// OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (b *Baseline) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-var (
-	_ gortsplib.ServerHandlerOnDescribe = (*Baseline)(nil)
-	_ gortsplib.ServerHandlerOnSetup    = (*Baseline)(nil)
-	_ gortsplib.ServerHandlerOnPlay     = (*Baseline)(nil)
-)

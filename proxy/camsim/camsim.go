@@ -30,12 +30,13 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 )
 
 // Camera is one simulated camera.
@@ -178,7 +179,9 @@ func (s *Server) Start() error {
 	}
 	var bound net.Addr
 	s.srv = &gortsplib.Server{
-		Handler:        &handler{s: s},
+		Handler: &playonly.Handler{Lookup: s.stream, OnUnknown: func(path string) {
+			s.Logger.Debug("camsim: unknown camera", "path", path)
+		}},
 		RTSPAddress:    s.Addr,
 		UDPRTPAddress:  rtpConn.LocalAddr().String(),
 		UDPRTCPAddress: rtcpConn.LocalAddr().String(),
@@ -323,54 +326,15 @@ func (cs *camStream) run(ctx context.Context, st *gortsplib.ServerStream) {
 	}
 }
 
-// handler answers readers. Publishing (ANNOUNCE/RECORD) is not implemented,
-// so gortsplib refuses it.
-type handler struct{ s *Server }
-
-func (h *handler) stream(path string) *gortsplib.ServerStream {
-	for len(path) > 0 && path[0] == '/' {
-		path = path[1:]
-	}
-	for len(path) > 0 && path[len(path)-1] == '/' {
-		path = path[:len(path)-1]
-	}
-	h.s.mu.RLock()
-	defer h.s.mu.RUnlock()
-	if cs, ok := h.s.streams[path]; ok {
+// stream returns the stream of the named camera, or nil.
+func (s *Server) stream(name string) *gortsplib.ServerStream {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if cs, ok := s.streams[name]; ok {
 		return cs.stream
 	}
 	return nil
 }
-
-// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	st := h.stream(ctx.Path)
-	if st == nil {
-		h.s.Logger.Debug("camsim: unknown camera", "path", ctx.Path)
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, st, nil
-}
-
-// OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	st := h.stream(ctx.Path)
-	if st == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, st, nil
-}
-
-// OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (h *handler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-var (
-	_ gortsplib.ServerHandlerOnDescribe = (*handler)(nil)
-	_ gortsplib.ServerHandlerOnSetup    = (*handler)(nil)
-	_ gortsplib.ServerHandlerOnPlay     = (*handler)(nil)
-)
 
 // program is a clip packetized for one (clip, fps, bitrate): the RTP
 // payloads of every frame. Cameras with the same settings share it.
