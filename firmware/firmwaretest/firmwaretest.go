@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -185,6 +186,17 @@ func Run(f *firmware.Format, data []byte, off int64) (*Result, error) {
 		return res, fmt.Errorf("%s: Extract took longer than 10s", f.Name)
 	}
 	return res, nil
+}
+
+// MustRun is Run for data that f must take: it fails the test unless the
+// contract holds, Identify accepts the data at off and Extract succeeds.
+func MustRun(t testing.TB, f *firmware.Format, data []byte, off int64) *Result {
+	t.Helper()
+	res, err := Run(f, data, off)
+	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
+		t.Fatalf("%s: %v; identify: %v; extract: %v", f.Name, err, res.IdentifyErr, res.ExtractErr)
+	}
+	return res
 }
 
 // Listing renders what the sink received, one line per entry, sorted: name,

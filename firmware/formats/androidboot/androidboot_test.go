@@ -24,10 +24,7 @@ func TestImages(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0}, 512), data...), bytes.Repeat([]byte{0xff}, 512)...)
-			res, err := firmwaretest.Run(Format, img, 512)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 512)
 			c, s := res.Chunk, res.Sink
 			if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || c.Meta["header_version"] != tt.version {
 				t.Errorf("chunk %+v", c)
@@ -85,10 +82,7 @@ func TestV4(t *testing.T) {
 	copy(b[4096:], "KERNEL")
 	copy(b[3*4096:], "RAMDISK")
 	copy(b[4*4096:], "SIGNATURE-BYTES!")
-	res, err := firmwaretest.Run(Format, b, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, b, 0)
 	if res.Chunk.Size != int64(len(b)) {
 		t.Errorf("size %d, want %d", res.Chunk.Size, len(b))
 	}

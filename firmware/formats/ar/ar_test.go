@@ -21,10 +21,7 @@ func TestArchives(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{1}, 17), data...), "trailing garbage that is not a header at all, long enough"...)
-			res, err := firmwaretest.Run(Format, img, 17)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 17)
 			if res.Chunk.Size != int64(len(data)) || len(res.Chunk.Warnings) != 0 {
 				t.Errorf("chunk %+v, want size %d", res.Chunk, len(data))
 			}

@@ -17,10 +17,7 @@ func TestVariants(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, "cpio-"+v+".cpio")
 			// Embed the archive in an image to check the carved extent.
 			img := append(append(bytes.Repeat([]byte{0xff}, 100), data...), bytes.Repeat([]byte{0xee}, 77)...)
-			res, err := firmwaretest.Run(Format, img, 100)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v %v %v", err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 100)
 			c, s := res.Chunk, res.Sink
 			if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh {
 				t.Errorf("chunk %d bytes %s, want %d high; warnings %v", c.Size, c.Confidence, len(data), c.Warnings)

@@ -13,10 +13,7 @@ import (
 
 func TestPackage(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "dahua.bin")
-	res, err := firmwaretest.Run(Format, data, 0)
-	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, data, 0)
 	c, s := res.Chunk, res.Sink
 	if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || len(c.Warnings) != 0 {
 		t.Errorf("chunk %+v", c)
@@ -54,10 +51,7 @@ func TestPlainZip(t *testing.T) {
 	// The same package without the DH patch, as newer firmware ships it.
 	d := bytes.Clone(data)
 	copy(d, "PK")
-	res, err := firmwaretest.Run(Format, d, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, d, 0)
 	if res.Chunk.Meta["dh_header"] != false || len(res.Sink.Entries) != 5 {
 		t.Errorf("plain Dahua zip: %+v", res.Chunk)
 	}

@@ -18,10 +18,7 @@ import (
 func TestParse(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "dtb.dtb")
 	img := append(append(bytes.Repeat([]byte{0}, 64), data...), 0xde, 0xad)
-	res, err := firmwaretest.Run(Format, img, 64)
-	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, img, 64)
 	c := res.Chunk
 	if c.Size != int64(len(data)) || c.Meta["model"] != "Cordon test camera (Hi3516EV300)" || c.Meta["nodes"] != 8 {
 		t.Errorf("chunk %+v", c)

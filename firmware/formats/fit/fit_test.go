@@ -15,10 +15,7 @@ func TestFIT(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, name)
 			img := append(append(bytes.Repeat([]byte{0xff}, 256), data...), bytes.Repeat([]byte{0xff}, 256)...)
-			res, err := firmwaretest.Run(Format, img, 256)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 256)
 			c, s := res.Chunk, res.Sink
 			if c.Size != int64(len(data)) || len(c.Warnings) != 0 {
 				t.Errorf("chunk size %d (want %d), warnings %v", c.Size, len(data), c.Warnings)

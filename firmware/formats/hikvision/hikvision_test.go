@@ -29,10 +29,7 @@ func TestXORKnownMagics(t *testing.T) {
 func TestSWKH(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "hikvision-dav-swkh.dav")
 	img := append(append([]byte("junk"), data...), 0xff, 0xff)
-	res, err := firmwaretest.Run(Format, img, 4)
-	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, img, 4)
 	c, s := res.Chunk, res.Sink
 	if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || c.Encrypted || len(c.Warnings) != 0 {
 		t.Errorf("chunk %+v", c)

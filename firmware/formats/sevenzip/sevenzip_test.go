@@ -28,10 +28,7 @@ func TestArchives(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xee}, 99), data...), bytes.Repeat([]byte{0xee}, 99)...)
-			res, err := firmwaretest.Run(Format, img, 99)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 99)
 			if res.Chunk.Size != int64(len(data)) || res.Chunk.Confidence != firmware.ConfidenceHigh {
 				t.Errorf("chunk %+v, want size %d", res.Chunk, len(data))
 			}
@@ -57,10 +54,7 @@ func TestArchives(t *testing.T) {
 }
 
 func TestEncryptedHeader(t *testing.T) {
-	res, err := firmwaretest.Run(Format, firmwaretest.ReadFixture(t, "7z-encrypted.7z"), 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, firmwaretest.ReadFixture(t, "7z-encrypted.7z"), 0)
 	if len(res.Sink.Entries) != 0 || len(res.Sink.Warnings) != 1 {
 		t.Errorf("entries %v warnings %v", res.Sink.Names(), res.Sink.Warnings)
 	}

@@ -219,10 +219,7 @@ func TestManyChunks(t *testing.T) {
 		le.PutUint32(c[8:], 12)
 	}
 	start := time.Now()
-	res, err := firmwaretest.Run(Format, b, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, b, 0)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
 	}

@@ -25,10 +25,7 @@ func TestFormats(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xff}, 1000), data...), bytes.Repeat([]byte{0xaa}, 300)...)
-			res, err := firmwaretest.Run(Format, img, 1000)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 1000)
 			c, s := res.Chunk, res.Sink
 			if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || len(c.Warnings) != 0 {
 				t.Errorf("chunk size %d (want %d) %s %v", c.Size, len(data), c.Confidence, c.Warnings)

@@ -20,10 +20,7 @@ func TestTRX(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, tt.file)
 			img := append(append(bytes.Repeat([]byte{0xff}, 40), data...), 1, 2, 3)
-			res, err := firmwaretest.Run(Format, img, 40)
-			if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-				t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-			}
+			res := firmwaretest.MustRun(t, Format, img, 40)
 			c, s := res.Chunk, res.Sink
 			if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || len(c.Warnings) != 0 {
 				t.Errorf("chunk %+v", c)

@@ -12,10 +12,7 @@ import (
 
 func TestPackage(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "xiongmai.zip")
-	res, err := firmwaretest.Run(Format, data, 0)
-	if err != nil || res.IdentifyErr != nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, data, 0)
 	c := res.Chunk
 	if c.Size != int64(len(data)) || c.Confidence != firmware.ConfidenceHigh || len(c.Warnings) != 0 {
 		t.Errorf("chunk %+v", c)

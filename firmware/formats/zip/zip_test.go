@@ -86,10 +86,7 @@ func TestNoCentralDirectory(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "zip-deflate.zip")
 	cd := bytes.Index(data, []byte("PK\x01\x02"))
 	cut := data[:cd+10]
-	res, err := firmwaretest.Run(Format, cut, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, cut, 0)
 	c := res.Chunk
 	if c.Size != int64(cd) || c.Confidence != firmware.ConfidenceLow || len(c.Warnings) != 1 || c.Meta["entries"] != 11 {
 		t.Errorf("chunk %+v, want %d bytes", c, cd)
@@ -111,10 +108,7 @@ func TestNoCentralDirectory(t *testing.T) {
 func TestStreamed(t *testing.T) {
 	data := firmwaretest.ReadFixture(t, "zip-stream.zip")
 	img := append(bytes.Clone(data), bytes.Repeat([]byte("PK\x05\x06"), 10)...)
-	res, err := firmwaretest.Run(Format, img, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-		t.Fatal(err, res.IdentifyErr, res.ExtractErr)
-	}
+	res := firmwaretest.MustRun(t, Format, img, 0)
 	if res.Chunk.Size != int64(len(data)) || res.Chunk.Confidence != firmware.ConfidenceHigh {
 		t.Errorf("chunk %+v, want %d bytes", res.Chunk, len(data))
 	}
