@@ -145,14 +145,7 @@ func TestAgainstMke2fs(t *testing.T) {
 			if out, _ := exec.Command("debugfs", "-R", "htree /a/b/c/d", img).CombinedOutput(); !strings.Contains(string(out), "Root node dump") {
 				t.Fatalf("a/b/c/d is not an htree directory:\n%s", out)
 			}
-			data, err := os.ReadFile(img)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := firmwaretest.Run(Format, data, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
-				t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
-			}
+			res := runImage(t, img)
 			if got, _ := res.Sink.File("big.bin"); !bytes.Equal(got, big) {
 				t.Errorf("big.bin: %d bytes, differs", len(got))
 			}
@@ -179,6 +172,21 @@ func TestAgainstMke2fs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runImage extracts the image file at path, failing the test unless it is
+// identified and extracted without an error or a warning.
+func runImage(t *testing.T, path string) *firmwaretest.Result {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := firmwaretest.Run(Format, data, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
+		t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
+	}
+	return res
 }
 
 func mutate(t testing.TB, name string, fn func(b []byte) []byte) []byte {

@@ -68,14 +68,7 @@ func TestMetaBG(t *testing.T) {
 	if _, err := fmt.Sscanf(string(out), "Inode: %d", &ino); err != nil || ino <= 512 {
 		t.Fatalf("d60/f12 is inode %d (%v): the test needs it beyond the first meta group", ino, err)
 	}
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := firmwaretest.Run(Format, data, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
-		t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
-	}
+	res := runImage(t, img)
 	for i := 1; i <= 60; i++ {
 		for j := 1; j <= 12; j++ {
 			name := fmt.Sprintf("d%d/f%d", i, j)
@@ -120,14 +113,7 @@ func TestInlineData(t *testing.T) {
 			t.Fatalf("%s is not stored inline; the test needs it to be:\n%s", p, out)
 		}
 	}
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := firmwaretest.Run(Format, data, 0)
-	if err != nil || res.Chunk == nil || res.ExtractErr != nil || len(res.Sink.Warnings) > 0 {
-		t.Fatalf("run: %v %v %v %q", err, res.IdentifyErr, res.ExtractErr, res.Sink.Warnings)
-	}
+	res := runImage(t, img)
 	for name, want := range files {
 		if got, ok := res.Sink.File(name); !ok || string(got) != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
