@@ -166,7 +166,13 @@ func progressLine(e *env, verb string) (func(done, total int64), func()) {
 		}
 }
 
-func imageArg(pos []string, sub string) (string, error) {
+// parseImageArgs parses the flags of firmware sub and returns its one
+// positional argument, IMAGE, a regular file.
+func parseImageArgs(e *env, fs *flag.FlagSet, args []string, sub string) (string, error) {
+	pos, err := parseInterleaved(e, fs, args)
+	if err != nil {
+		return "", err
+	}
 	if len(pos) != 1 {
 		return "", usagef("firmware %s takes one IMAGE argument, got %d", sub, len(pos))
 	}
@@ -193,11 +199,7 @@ Examples:
   cordon firmware scan digicap.dav --json | jq '.chunks[] | {offset, format}'`)
 	asJSON := fs.Bool("json", false, "print the scan report as JSON")
 	lf := addLimitFlags(fs, false)
-	pos, err := parseInterleaved(e, fs, args)
-	if err != nil {
-		return err
-	}
-	image, err := imageArg(pos, "scan")
+	image, err := parseImageArgs(e, fs, args, "scan")
 	if err != nil {
 		return err
 	}
@@ -285,11 +287,7 @@ Examples:
 	asJSON := fs.Bool("json", false, "print report.json to stdout instead of a summary")
 	force := fs.Bool("force", false, "clear DIR first if it holds an earlier unpack (report.json)")
 	lf := addLimitFlags(fs, true)
-	pos, err := parseInterleaved(e, fs, args)
-	if err != nil {
-		return err
-	}
-	image, err := imageArg(pos, "unpack")
+	image, err := parseImageArgs(e, fs, args, "unpack")
 	if err != nil {
 		return err
 	}
