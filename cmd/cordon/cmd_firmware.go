@@ -215,9 +215,7 @@ Examples:
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(e.Stdout, rep)
 	}
 	fmt.Fprintf(e.Stdout, "%s: %s, sha256 %s\n\n", rep.Image.Path, humanize.Bytes(rep.Image.Size), rep.Image.SHA256)
 	printMap(e.Stdout, rep.Chunks, rep.Unknown)
@@ -225,6 +223,13 @@ Examples:
 		fmt.Fprintf(e.Stdout, "warning: %s\n", w)
 	}
 	return nil
+}
+
+// printJSON writes v to w as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // printMap prints chunks and unknown regions in offset order.
@@ -309,9 +314,7 @@ Examples:
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(e.Stdout, rep)
 	}
 	fmt.Fprintf(e.Stdout, "%s -> %s: %d chunks, %d entries, %s written in %.1fs (depth %d)\n",
 		image, *out, rep.Stats.Chunks, rep.Stats.Files, humanize.Bytes(rep.Stats.BytesWritten), rep.Stats.Seconds, rep.Stats.MaxDepth)
@@ -399,9 +402,7 @@ kind and magic bytes. docs/formats.md has the full descriptions.`)
 		rows = append(rows, r)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return printJSON(e.Stdout, rows)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tMAGIC")
