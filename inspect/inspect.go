@@ -364,10 +364,7 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	}
 	r.Binaries = c.binaries
 	r.Stats.ELF = len(c.binaries)
-	r.Findings = c.findings
-	if r.Findings == nil {
-		r.Findings = []Finding{}
-	}
+	r.Findings = orEmpty(c.findings)
 	sort.Slice(r.Findings, func(i, j int) bool {
 		a, b := r.Findings[i], r.Findings[j]
 		if a.Severity != b.Severity {
@@ -391,30 +388,19 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 		a, b := r.Services[i], r.Services[j]
 		return a.Path < b.Path || a.Path == b.Path && a.Line < b.Line
 	})
-	for _, s := range []any{&r.Endpoints, &r.Components, &r.Binaries, &r.Services, &r.Accounts} {
-		switch v := s.(type) {
-		case *[]Endpoint:
-			if *v == nil {
-				*v = []Endpoint{}
-			}
-		case *[]Component:
-			if *v == nil {
-				*v = []Component{}
-			}
-		case *[]Binary:
-			if *v == nil {
-				*v = []Binary{}
-			}
-		case *[]Service:
-			if *v == nil {
-				*v = []Service{}
-			}
-		case *[]Account:
-			if *v == nil {
-				*v = []Account{}
-			}
-		}
+	r.Endpoints = orEmpty(r.Endpoints)
+	r.Components = orEmpty(r.Components)
+	r.Binaries = orEmpty(r.Binaries)
+	r.Services = orEmpty(r.Services)
+	r.Accounts = orEmpty(r.Accounts)
+}
+
+// orEmpty returns s, or an empty slice for nil (so JSON has [] and not null).
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
+	return s
 }
 
 func fixedNote(fixed string) string {
