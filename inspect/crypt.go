@@ -140,9 +140,7 @@ func md5Crypt(password, setting string) (string, error) {
 	b.Write([]byte(salt))
 	b.Write(pw)
 	fin := b.Sum(nil)
-	for n := len(pw); n > 0; n -= 16 {
-		a.Write(fin[:min(n, 16)])
-	}
+	a.Write(repeatTo(fin, len(pw)))
 	for i := len(pw); i != 0; i >>= 1 {
 		if i&1 != 0 {
 			a.Write([]byte{0})
@@ -161,6 +159,15 @@ func md5Crypt(password, setting string) (string, error) {
 	}
 	out = b64From24(out, 0, 0, fin[11], 2)
 	return string(out), nil
+}
+
+// repeatTo returns the first n bytes of sum repeated.
+func repeatTo(sum []byte, n int) []byte {
+	out := make([]byte, 0, n)
+	for ; n > 0; n -= len(sum) {
+		out = append(out, sum[:min(n, len(sum))]...)
+	}
+	return out
 }
 
 // cryptRound is round i of the MD5-crypt and SHA-crypt loops: it hashes prev
@@ -237,11 +244,7 @@ func shaCrypt(newHash func() hash.Hash, password, setting string) (string, error
 	a := newHash()
 	a.Write(pw)
 	a.Write(sl)
-	n := len(pw)
-	for ; n > size; n -= size {
-		a.Write(sumB)
-	}
-	a.Write(sumB[:n])
+	a.Write(repeatTo(sumB, len(pw)))
 	for i := len(pw); i > 0; i >>= 1 {
 		if i&1 != 0 {
 			a.Write(sumB)
@@ -255,21 +258,13 @@ func shaCrypt(newHash func() hash.Hash, password, setting string) (string, error
 	for range len(pw) {
 		dp.Write(pw)
 	}
-	sumDP := dp.Sum(nil)
-	p := make([]byte, 0, len(pw))
-	for n := len(pw); n > 0; n -= size {
-		p = append(p, sumDP[:min(n, size)]...)
-	}
+	p := repeatTo(dp.Sum(nil), len(pw))
 
 	ds := newHash()
 	for range 16 + int(sumA[0]) {
 		ds.Write(sl)
 	}
-	sumDS := ds.Sum(nil)
-	s := make([]byte, 0, len(sl))
-	for n := len(sl); n > 0; n -= size {
-		s = append(s, sumDS[:min(n, size)]...)
-	}
+	s := repeatTo(ds.Sum(nil), len(sl))
 
 	c := sumA
 	h := newHash()
