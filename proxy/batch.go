@@ -26,7 +26,7 @@ import (
 //
 // When nothing is queued for the writer goroutine, the camera goroutine
 // first tries the write itself, without blocking (one non-blocking write
-// system call; see tryWrite): a reader that keeps up, the usual case, then
+// system call; see rawWriter): a reader that keeps up, the usual case, then
 // costs no goroutine wake-up and no thread hand-off per frame. Whatever the
 // socket does not take at once goes to the writer goroutine, so a slow
 // reader still never stalls the camera.
@@ -40,7 +40,15 @@ func (l trackedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c}, nil
+	return newTrackedConn(c), nil
+}
+
+func newTrackedConn(c net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: c}
+	if rc := fastRawConn(c); rc != nil {
+		tc.raw = newRawWriter(rc)
+	}
+	return tc
 }
 
 // trackedConn serialises gortsplib's writes (responses, RTCP) with batched
@@ -51,8 +59,7 @@ type trackedConn struct {
 	armed    bool
 	playSent chan struct{}
 
-	rawOnce sync.Once
-	raw     *rawWriter // nil: no non-blocking fast path
+	raw *rawWriter // nil: no non-blocking fast path
 }
 
 // rawWriter makes non-blocking writes on one socket (see sock_linux.go)
@@ -120,13 +127,6 @@ func (c *trackedConn) armPlay() <-chan struct{} {
 // blocking. It returns ok false, and writes nothing, when the connection is
 // busy (gortsplib is writing) or has no non-blocking path.
 func (c *trackedConn) tryWriteBatch(b []byte, timeout time.Duration) (n int, ok bool, err error) {
-	c.rawOnce.Do(func() {
-		if sc, isSC := c.Conn.(syscall.Conn); isSC && fastSockets {
-			if rc, err := sc.SyscallConn(); err == nil {
-				c.raw = newRawWriter(rc)
-			}
-		}
-	})
 	if c.raw == nil || !c.mu.TryLock() {
 		return 0, false, nil
 	}
@@ -155,6 +155,12 @@ func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
 const maxBatch = 256 << 10
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// putBatch empties b and returns it to the pool.
+func putBatch(b *[]byte) {
+	*b = (*b)[:0]
+	batchPool.Put(b)
+}
 
 // batchWriter is one TCP reader's batched output.
 type batchWriter struct {
@@ -238,8 +244,7 @@ func (w *batchWriter) run() {
 				w.observe(q.arrival)
 			}
 			w.pending.Add(-int64(len(*b)))
-			*b = (*b)[:0]
-			batchPool.Put(b)
+			putBatch(b)
 			if err != nil {
 				w.onErr(err)
 				return
@@ -345,8 +350,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 	case <-w.done:
 		// Stopped (the reader left, or a write failed and its session is
 		// closing): nothing more is sent.
-		*b = (*b)[:0]
-		batchPool.Put(b)
+		putBatch(b)
 		return true, 0
 	default:
 	}
@@ -354,8 +358,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 		// Nothing queued, so nothing can be overtaken: write it from here.
 		written, ok, err := w.conn.tryWriteBatch(*b, w.timeout)
 		if ok && err != nil {
-			*b = (*b)[:0]
-			batchPool.Put(b)
+			putBatch(b)
 			w.stop()
 			w.onErr(err)   // closes the session (without waiting for it)
 			return true, 0 // not the reader being slow
@@ -364,8 +367,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 			w.observe(w.arrival)
 			w.packets.Add(n)
 			w.bytes.Add(uint64(written))
-			*b = (*b)[:0]
-			batchPool.Put(b)
+			putBatch(b)
 			return true, 0
 		}
 		if written > 0 {
@@ -376,8 +378,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 	}
 	size := int64(len(*b))
 	if w.pending.Load()+size > w.maxPending {
-		*b = (*b)[:0]
-		batchPool.Put(b)
+		putBatch(b)
 		return false, n
 	}
 	w.pending.Add(size)
@@ -388,8 +389,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 		return true, 0
 	default:
 		w.pending.Add(-size)
-		*b = (*b)[:0]
-		batchPool.Put(b)
+		putBatch(b)
 		return false, n
 	}
 }

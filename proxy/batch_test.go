@@ -39,7 +39,7 @@ func tcpPair(t *testing.T) (*trackedConn, net.Conn) {
 		t.Fatal("accept failed")
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return &trackedConn{Conn: server}, client
+	return newTrackedConn(server), client
 }
 
 // newPlayingWriter returns a batch writer whose PLAY response is out.

@@ -74,7 +74,6 @@ type camera struct {
 	gopValid bool
 	lastKey  uint32
 	haveKey  bool
-	arrival  time.Time // when the packet being sent to readers arrived
 }
 
 type gopEntry struct {
@@ -513,7 +512,6 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	if c.plan == nil {
 		return
 	}
-	c.arrival = arrival
 	if js := c.jitter[t]; js != nil {
 		js.update(arrival, ts)
 		if t == c.plan.Tracks[0] {
@@ -538,7 +536,7 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 		}
 		c.cacheLocked(t, op, key && video)
 		for r := range c.readers {
-			c.sendLocked(r, t, op, key)
+			c.sendLocked(r, t, op, key, arrival)
 		}
 	}
 }
@@ -565,7 +563,8 @@ func (c *camera) cacheLocked(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
 	c.gop = append(c.gop, gopEntry{t, pkt})
 }
 
-func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bool) {
+// arrival is when the camera packet being sent reached the proxy.
+func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bool, arrival time.Time) {
 	if !r.active {
 		if r.ss.State() != gortsplib.ServerSessionStatePlay {
 			return
@@ -574,7 +573,7 @@ func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 		if c.gopValid && len(c.gop) > 0 {
 			// The GOP ends with pkt (cached just before).
 			for _, e := range c.gop {
-				if !c.writeLocked(r, e.t, e.pkt) {
+				if !c.writeLocked(r, e.t, e.pkt, arrival) {
 					break
 				}
 			}
@@ -591,15 +590,15 @@ func (c *camera) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 		}
 		r.waitKey, r.slow = false, false
 	}
-	c.writeLocked(r, t, pkt)
+	c.writeLocked(r, t, pkt, arrival)
 }
 
 // writeLocked writes one packet to one reader. When the reader's queue is
 // full, the reader skips everything up to the next keyframe (a partial frame
 // would only show as corruption) and the skipped packets are counted.
-func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool {
+func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) bool {
 	if r.bw != nil {
-		return c.writeBatchedLocked(r, t, pkt)
+		return c.writeBatchedLocked(r, t, pkt, arrival)
 	}
 	if err := r.ss.WritePacketRTP(t.Media(), pkt); err != nil {
 		var full liberrors.ErrServerWriteQueueFull
@@ -619,14 +618,14 @@ func (c *camera) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool 
 	return true
 }
 
-func (c *camera) writeBatchedLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet) bool {
+func (c *camera) writeBatchedLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) bool {
 	m := t.Media()
 	ch, ok := r.chans[m]
 	if !ok {
 		return true // the reader did not set this media up
 	}
 	video := m.Type == description.MediaTypeVideo
-	r.bw.arrival = c.arrival
+	r.bw.arrival = arrival
 	ok, dropped, err := r.bw.add(pkt, ch, r.ssrcs[m], video, !video || pkt.Marker)
 	if err != nil {
 		if c.processErrors.Add(1)%1000 == 1 {

@@ -34,12 +34,8 @@ type readAheadConn struct {
 // newReadAheadConn wraps c when it is a socket and the fast path exists;
 // otherwise it returns c unchanged.
 func newReadAheadConn(c net.Conn) net.Conn {
-	sc, ok := c.(syscall.Conn)
-	if !ok || !fastSockets {
-		return c
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := fastRawConn(c)
+	if raw == nil {
 		return c
 	}
 	rc := &readAheadConn{Conn: c, raw: raw}

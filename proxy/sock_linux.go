@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"syscall"
 	"unsafe"
 )
@@ -17,6 +18,20 @@ import (
 // frame, and those wake-ups were about a fifth of its CPU time.
 
 const fastSockets = true
+
+// fastRawConn returns c's raw connection for the fast paths, or nil when c
+// is not a socket (a net.Pipe, say) or the fast paths do not apply.
+func fastRawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
 
 // rawIO makes one read(2) or write(2) of b on a non-blocking socket,
 // retrying on EINTR. It returns the byte count, or -1 and the error.

@@ -2,12 +2,17 @@
 
 package proxy
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // Elsewhere than Linux the proxy has no fast socket paths: the writer
 // goroutine sends every batch and camera connections are read as they are.
 
 const fastSockets = false
+
+func fastRawConn(net.Conn) syscall.RawConn { return nil }
 
 func writeNonBlocking(uintptr, []byte) (int, error) { return 0, syscall.EAGAIN }
 
