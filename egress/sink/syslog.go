@@ -36,12 +36,7 @@ const (
 
 // UnmarshalYAML accepts only the known transports.
 func (n *Network) UnmarshalYAML(node *yaml.Node) error {
-	switch Network(node.Value) {
-	case UDP, TCP, TLS:
-		*n = Network(node.Value)
-		return nil
-	}
-	return config.At(node, "syslog network %q is not one of udp, tcp, tls", node.Value)
+	return config.OneOf(node, "syslog network", n, UDP, TCP, TLS)
 }
 
 // facilities maps RFC 5424 facility names to their codes.
