@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
 // budget is the run-wide count of bytes and entries, shared by every Sink.
@@ -95,19 +97,7 @@ func (s *diskSink) record(e ManifestEntry) {
 }
 
 // modeString is the octal permission with setuid, setgid and sticky bits.
-func modeString(m fs.FileMode) string {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return fmt.Sprintf("%04o", v)
-}
+func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", unixmode.ToUnix(m)) }
 
 // safeName turns a name from the image into a local slash path. It returns
 // "" when nothing usable is left, and a note when it changed the name in a way

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cordon-vms/cordon/internal/unixmode"
 	"github.com/cordon-vms/cordon/internal/watchlist"
 )
 
@@ -166,7 +167,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 				} else {
 					r.Stats.Files++
 					r.Stats.Bytes += sum.Size
-					sum.Mode = fmt.Sprintf("%04o", unixMode(mode))
+					sum.Mode = fmt.Sprintf("%04o", unixmode.ToUnix(mode))
 					r.Files[p] = sum
 				}
 				mu.Unlock()
@@ -217,20 +218,6 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	c.finish(ctx, r)
 	r.Stats.Seconds = time.Since(start).Seconds()
 	return r, nil
-}
-
-func unixMode(m fs.FileMode) uint32 {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return v
 }
 
 // collector gathers per-file results from the workers.

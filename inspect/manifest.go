@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"strconv"
+
+	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
 const (
@@ -85,7 +87,7 @@ func (c *collector) modeFindings(p string, m fs.FileMode, orig string) {
 	case !m.IsRegular():
 		return
 	}
-	c.modeBits(p, typ, unixMode(m), orig)
+	c.modeBits(p, typ, unixmode.ToUnix(m), orig)
 }
 
 func (c *collector) modeBits(p, typ string, m uint32, orig string) {

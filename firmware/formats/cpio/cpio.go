@@ -16,6 +16,7 @@ import (
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
+	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
 // Variant is one of the cpio header formats.
@@ -392,7 +393,7 @@ func entryHeader(e *Entry, t firmware.EntryType, linkname string) *firmware.Head
 	h := &firmware.Header{
 		Name:     e.Name,
 		Type:     t,
-		Mode:     fmtutil.UnixMode(e.Mode),
+		Mode:     unixmode.FromUnix(e.Mode),
 		UID:      int(e.UID),
 		GID:      int(e.GID),
 		ModTime:  time.Unix(e.Mtime, 0).UTC(),

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
-	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
+	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
 // maxDepth bounds directory nesting.
@@ -82,7 +82,7 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 func (w *walker) entry(in *inode, name string, depth int) error {
 	h := &firmware.Header{
 		Name:    name,
-		Mode:    fmtutil.UnixMode(uint32(in.mode)),
+		Mode:    unixmode.FromUnix(uint32(in.mode)),
 		UID:     in.uid,
 		GID:     in.gid,
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
-	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
+	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
 // maxDepth bounds directory nesting; real root filesystems stay far below it.
@@ -94,7 +94,7 @@ func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 	}
 	h := &firmware.Header{
 		Name:    name,
-		Mode:    fmtutil.UnixMode(uint32(in.mode)),
+		Mode:    unixmode.FromUnix(uint32(in.mode)),
 		UID:     uid,
 		GID:     gid,
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),

@@ -5,7 +5,6 @@ package fmtutil
 
 import (
 	"io"
-	"io/fs"
 )
 
 // ReadErr wraps an entry's content reader and remembers its first error
@@ -61,21 +60,4 @@ func (s *ByteSum) Read(p []byte) (int, error) {
 	}
 	s.N += int64(n)
 	return n, err
-}
-
-// UnixMode converts Unix permission bits (rwx for owner, group and others,
-// setuid 04000, setgid 02000, sticky 01000) to an fs.FileMode. The file type
-// bits above them are ignored.
-func UnixMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"io/fs"
 	"testing"
 	"testing/iotest"
 )
@@ -44,23 +43,5 @@ func TestByteSum(t *testing.T) {
 	}
 	if s.Sum != 1+2+0xff+0xff || s.N != 4 {
 		t.Fatalf("Sum %#x, N %d", s.Sum, s.N)
-	}
-}
-
-func TestUnixMode(t *testing.T) {
-	for _, tc := range []struct {
-		m    uint32
-		want fs.FileMode
-	}{
-		{0o644, 0o644},
-		{0o100755, 0o755}, // the file type bits are ignored
-		{0o4755, fs.ModeSetuid | 0o755},
-		{0o2711, fs.ModeSetgid | 0o711},
-		{0o41777, fs.ModeSticky | 0o777},
-		{0o7000, fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky},
-	} {
-		if got := UnixMode(tc.m); got != tc.want {
-			t.Errorf("UnixMode(%#o) = %v, want %v", tc.m, got, tc.want)
-		}
 	}
 }
