@@ -62,13 +62,39 @@ type Format struct {
 	// Identify checks the candidate chunk that starts at off in r (whose total
 	// size is size) and returns its extent and description. It must bounds-check
 	// everything it reads, never read past size, and return an error wrapping
-	// ErrNotFormat when the bytes are not this format after all.
+	// ErrNotFormat when the bytes are not this format after all. Any other
+	// error says the header is this format's but the chunk cannot be used (cut
+	// short, corrupt): the engine reports the candidate as a failed Gap, with
+	// the error as its reason, instead of dropping it silently.
 	Identify func(r io.ReaderAt, off, size int64) (*Chunk, error)
 	// Extract unpacks the chunk's content into out. src covers exactly the chunk
 	// (src.Size() == c.Size). Nil for carve-only formats. It returns early with
 	// ctx.Err() when ctx is done, and with the Sink's error (such as ErrLimit)
 	// when a write is refused.
 	Extract func(ctx context.Context, src *io.SectionReader, c *Chunk, out Sink) error
+}
+
+// Action is what the engine does with a format's chunks, derived from its
+// declaration (Format.Action).
+type Action string
+
+// Actions.
+const (
+	ActionExtract  Action = "extracts"   // Extract is set: the content is unpacked
+	ActionCarve    Action = "carves"     // KindCarve without Extract: the bytes are cut out to a file
+	ActionIdentify Action = "identifies" // neither: the chunk is mapped, its content is not opened
+)
+
+// Action says whether the format's chunks are extracted, carved or only
+// identified.
+func (f *Format) Action() Action {
+	switch {
+	case f.Extract != nil:
+		return ActionExtract
+	case f.Kind == KindCarve:
+		return ActionCarve
+	}
+	return ActionIdentify
 }
 
 // Chunk is an identified region of an image.

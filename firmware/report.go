@@ -1,5 +1,10 @@
 package firmware
 
+import (
+	"fmt"
+	"math"
+)
+
 // ImageInfo identifies the scanned image.
 type ImageInfo struct {
 	Path   string `json:"path"`
@@ -24,8 +29,137 @@ type ChunkReport struct {
 	// ExtractDir is where the chunk was extracted, relative to the output
 	// folder; empty when nothing was extracted.
 	ExtractDir string `json:"extract_dir,omitempty"`
-	// Children are the chunks found in the files extracted from this chunk.
+	// Outcome is what Unpack did with the chunk: extracted, carved or
+	// identified (not opened). Empty in a scan, which opens nothing.
+	Outcome Outcome `json:"outcome,omitempty"`
+	// Children are the chunks embedded in this one (when its format has no
+	// Extract: a gzip inside an ELF; same File, offsets in that file) and
+	// then the chunks found in the files extracted from it.
 	Children []*ChunkReport `json:"children,omitempty"`
+}
+
+// Outcome is what Unpack did with a chunk.
+type Outcome string
+
+// Outcomes.
+const (
+	// OutcomeExtracted: Extract wrote at least one entry (it may have failed
+	// afterwards; the failure is then a Gap).
+	OutcomeExtracted Outcome = "extracted"
+	// OutcomeCarved: a carve-only chunk whose bytes were written to their own
+	// file (or that is the whole file already).
+	OutcomeCarved Outcome = "carved"
+	// OutcomeIdentified: identified and mapped, its content not opened (no
+	// extractor, encrypted, depth limit, or extraction failed before writing
+	// anything). Always a Gap.
+	OutcomeIdentified Outcome = "identified"
+)
+
+// GapStatus says why a Gap was not looked into.
+type GapStatus string
+
+// Gap statuses.
+const (
+	// GapIdentified: the chunk was identified, but not extracted (no
+	// extractor, encrypted, depth limit, or no entries).
+	GapIdentified GapStatus = "identified"
+	// GapFailed: the header was found but the content did not decode or the
+	// extraction was stopped (a stream cut short, a corrupt filesystem, a
+	// limit).
+	GapFailed GapStatus = "failed"
+)
+
+// Gap is content the engine found but did not (fully) open: a lab must
+// never mistake it for clean. Every gap is also a warning.
+type Gap struct {
+	// File is the extracted file the gap is in, as ChunkReport.File; empty
+	// for the image.
+	File   string `json:"file,omitempty"`
+	Offset int64  `json:"offset"`
+	// Size is the extent when the chunk was identified; 0 when only its
+	// header was found.
+	Size   int64     `json:"size"`
+	Format string    `json:"format"`
+	Status GapStatus `json:"status"`
+	Reason string    `json:"reason"`
+}
+
+// String is the gap as a warning line.
+func (g Gap) String() string {
+	what := "identified, not extracted"
+	if g.Status == GapFailed {
+		what = "failed"
+	}
+	size := ""
+	if g.Size > 0 {
+		size = fmt.Sprintf(" (%d bytes)", g.Size)
+	}
+	return fmt.Sprintf("%s@%#x: %s%s %s: %s", displayName(g.File), g.Offset, g.Format, size, what, g.Reason)
+}
+
+// Coverage accounts for every byte of the image, by what happened to it.
+// Each byte counts once, for the innermost chunk of the image itself that
+// holds it: an embedded chunk (a gzip inside a carved ELF) takes its bytes
+// from its parent. Chunks found in extracted files do not count (their bytes
+// are not the image's); their gaps are in Report.Gaps. Extracted + Carved +
+// Identified + Padding + Unknown = Size.
+type Coverage struct {
+	Size int64 `json:"size"`
+	// Extracted bytes are in chunks whose Extract wrote entries.
+	Extracted int64 `json:"extracted"`
+	// Carved bytes are in carve-only chunks (ELF, keys, certificates) cut
+	// out to their own file.
+	Carved int64 `json:"carved"`
+	// Identified bytes are in chunks that were identified but not opened.
+	Identified int64 `json:"identified"`
+	// Padding bytes are runs of 0x00 or 0xff no format claimed.
+	Padding int64 `json:"padding"`
+	// Unknown bytes are in no chunk and not padding (Report.Unknown has
+	// each region with its entropy).
+	Unknown int64 `json:"unknown"`
+	// Examined is the share of the image extracted, carved or padding, from
+	// 0 to 1.
+	Examined float64 `json:"examined"`
+}
+
+// coverage accounts for the bytes of an image of size bytes.
+func coverage(size int64, chunks []*ChunkReport, unknown []Region) Coverage {
+	cv := Coverage{Size: size}
+	var add func(c *ChunkReport)
+	add = func(c *ChunkReport) {
+		own := c.Size
+		for _, k := range c.Children {
+			if k.File == c.File {
+				own -= k.Size
+				add(k)
+			}
+		}
+		switch c.Outcome {
+		case OutcomeExtracted:
+			cv.Extracted += own
+		case OutcomeCarved:
+			cv.Carved += own
+		default:
+			cv.Identified += own
+		}
+	}
+	for _, c := range chunks {
+		if c.File == "" {
+			add(c)
+		}
+	}
+	for _, u := range unknown {
+		if u.Padding != "" {
+			cv.Padding += u.Size
+		}
+	}
+	// Whatever is left is unknown: the regions, or all of the rest when an
+	// interrupted run did not describe them.
+	cv.Unknown = max(0, size-cv.Extracted-cv.Carved-cv.Identified-cv.Padding)
+	if size > 0 {
+		cv.Examined = math.Round(float64(cv.Extracted+cv.Carved+cv.Padding)/float64(size)*1e4) / 1e4
+	}
+	return cv
 }
 
 // End is the offset just past the chunk.
@@ -76,19 +210,28 @@ type Stats struct {
 
 // ScanReport is the chunk map of an image (cordon firmware scan).
 type ScanReport struct {
-	Image    ImageInfo      `json:"image"`
-	Chunks   []*ChunkReport `json:"chunks"`
-	Unknown  []Region       `json:"unknown"`
-	Warnings []string       `json:"warnings"`
-	Limits   Limits         `json:"limits"`
-	Stats    Stats          `json:"stats"`
+	Image   ImageInfo      `json:"image"`
+	Chunks  []*ChunkReport `json:"chunks"`
+	Unknown []Region       `json:"unknown"`
+	// Gaps are the chunks a scan identifies that unpack would not open (no
+	// extractor, encrypted) and the candidates whose header was found but
+	// whose content does not decode. Each is also a warning.
+	Gaps     []Gap    `json:"gaps"`
+	Warnings []string `json:"warnings"`
+	Limits   Limits   `json:"limits"`
+	Stats    Stats    `json:"stats"`
 }
 
 // Report is the result of Unpack, written as report.json in the output folder.
 type Report struct {
-	Image    ImageInfo       `json:"image"`
-	Chunks   []*ChunkReport  `json:"chunks"`
-	Unknown  []Region        `json:"unknown"`
+	Image    ImageInfo      `json:"image"`
+	Chunks   []*ChunkReport `json:"chunks"`
+	Unknown  []Region       `json:"unknown"`
+	Coverage Coverage       `json:"coverage"`
+	// Gaps are the chunks identified but not extracted and the ones whose
+	// content failed to decode or extract, at every depth. Each is also a
+	// warning.
+	Gaps     []Gap           `json:"gaps"`
 	Manifest []ManifestEntry `json:"manifest"`
 	Warnings []string        `json:"warnings"`
 	Limits   Limits          `json:"limits"`

@@ -157,18 +157,33 @@ func (m *matcher) findBlock(b []byte, base int64, out []candidate, kept *atomic.
 	return out
 }
 
+// maxFailed bounds the failed candidates reported per file; more are counted.
+const maxFailed = 100
+
 // scanResult is the chunk map of one file.
 type scanResult struct {
 	chunks   []*ChunkReport
 	formats  []*Format // format of each chunk
+	parent   []int     // index of the chunk each one is embedded in, or -1
+	failed   []Gap     // candidates whose header was found but that could not be used
 	unknown  []Region
 	warnings []string
 }
 
+// searchInside says whether the engine looks for chunks embedded in a chunk
+// of format f: when it is carved, so that nothing else would open its bytes
+// (an ELF may hold a gzip'd initramfs, certificates, a second image).
+// Identify-only formats are not searched: their structures (JFFS2 nodes,
+// UBI volumes) would be found again inside them.
+func searchInside(f *Format, c *Chunk) bool { return f.Action() == ActionCarve && !c.Encrypted }
+
 // scanFile identifies the chunks of r. A verified chunk hides the candidates
-// that start inside it. Formats without magics are tried at offset 0 when no
-// magic claims it. The magic pass, identification and region analysis use
-// up to workers goroutines. With withRegions, the gaps between chunks are
+// that start inside it, unless its format has no Extract: then they are
+// identified as chunks embedded in it (bounded by its end) when it is carved. Formats without
+// magics are tried at offset 0 when no magic claims it. A candidate whose
+// Identify fails with an error other than ErrNotFormat is a failed gap. The
+// magic pass, identification and region analysis use up to workers
+// goroutines. With withRegions, the gaps between the top-level chunks are
 // described as unknown data or padding.
 func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, m *matcher, workers int, progress func(int64), withRegions bool) (*scanResult, error) {
 	res := &scanResult{}
@@ -217,7 +232,14 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 			close(id.done)
 		})
 	}
+	// open holds the chunks being searched for embedded ones, innermost last.
+	type openChunk struct {
+		idx int
+		end int64
+	}
+	var open []openChunk
 	cursor := int64(0)
+	failedMore := 0
 	for i, c := range cands {
 		if c.start < cursor {
 			continue
@@ -225,11 +247,20 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		for len(open) > 0 && c.start >= open[len(open)-1].end {
+			open = open[:len(open)-1]
+		}
+		bound, parent := size, -1
+		if len(open) > 0 {
+			bound, parent = open[len(open)-1].end, open[len(open)-1].idx
+		}
 		f := formats[c.format]
 		var ch *Chunk
 		var err error
-		if workers <= 1 {
-			ch, err = identify(f, r, c.start, size)
+		if workers <= 1 || bound < size {
+			// Inside a chunk, the candidate is identified against that
+			// chunk's bytes only.
+			ch, err = identify(f, r, c.start, bound)
 		} else {
 			for j, n := i, 0; j < len(cands) && n < workers; j++ {
 				if cands[j].start >= cursor {
@@ -241,14 +272,35 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 			ch, err = ahead[i].ch, ahead[i].err
 		}
 		if err != nil {
+			if !errors.Is(err, ErrNotFormat) && ctx.Err() == nil {
+				if len(res.failed) < maxFailed {
+					res.failed = append(res.failed, Gap{Offset: c.start, Format: f.Name, Status: GapFailed, Reason: err.Error()})
+				} else {
+					failedMore++
+				}
+			}
 			continue
 		}
 		if ch.Format == "" {
 			ch.Format = f.Name
 		}
+		// A chunk accepted where another format failed: the failure was a
+		// false lead.
+		for n := len(res.failed); n > 0 && res.failed[n-1].Offset == ch.Offset; n-- {
+			res.failed = res.failed[:n-1]
+		}
 		res.chunks = append(res.chunks, &ChunkReport{Chunk: *ch, Kind: f.Kind})
 		res.formats = append(res.formats, f)
-		cursor = ch.Offset + ch.Size
+		res.parent = append(res.parent, parent)
+		if searchInside(f, ch) {
+			open = append(open, openChunk{len(res.chunks) - 1, ch.Offset + ch.Size})
+			cursor = ch.Offset + 1
+		} else {
+			cursor = ch.Offset + ch.Size
+		}
+	}
+	if failedMore > 0 {
+		res.warnings = append(res.warnings, fmt.Sprintf("%d more candidates whose header was found but that could not be used were not listed", failedMore))
 	}
 	if !withRegions {
 		return res, nil
@@ -258,7 +310,10 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	type gap struct{ from, to int64 }
 	var gs []gap
 	prev := int64(0)
-	for _, c := range res.chunks {
+	for i, c := range res.chunks {
+		if res.parent[i] >= 0 {
+			continue
+		}
 		if c.Offset > prev {
 			gs = append(gs, gap{prev, c.Offset})
 		}

@@ -1,6 +1,7 @@
 package firmware
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,7 @@ type engine struct {
 
 	mu       sync.Mutex
 	warnings []string
+	gaps     []Gap
 	maxDepth int
 	chunks   atomic.Int64
 
@@ -55,6 +58,42 @@ func (e *engine) warn(format string, args ...any) {
 	e.mu.Lock()
 	e.warnings = append(e.warnings, msg)
 	e.mu.Unlock()
+}
+
+// gap records content that was found but not opened. Gaps become warnings
+// once sorted (sortedGaps), so the report does not depend on scheduling.
+func (e *engine) gap(g Gap) {
+	e.o.Logger.Debug("gap", "file", displayName(g.File), "offset", g.Offset, "format", g.Format, "status", g.Status, "reason", g.Reason)
+	e.mu.Lock()
+	e.gaps = append(e.gaps, g)
+	e.mu.Unlock()
+}
+
+// chunkGap records a gap for chunk c.
+func (e *engine) chunkGap(c *ChunkReport, status GapStatus, reason string) {
+	e.gap(Gap{File: c.File, Offset: c.Offset, Size: c.Size, Format: c.Format, Status: status, Reason: reason})
+}
+
+// sortedGaps returns the gaps in file and offset order, and adds each one to
+// the warnings.
+func (e *engine) sortedGaps() []Gap {
+	gs := slices.Clone(e.gaps)
+	slices.SortFunc(gs, func(a, b Gap) int {
+		if a.File != b.File {
+			return strings.Compare(a.File, b.File)
+		}
+		if a.Offset != b.Offset {
+			return cmp.Compare(a.Offset, b.Offset)
+		}
+		return strings.Compare(a.Format+a.Reason, b.Format+b.Reason)
+	})
+	for _, g := range gs {
+		e.warnings = append(e.warnings, g.String())
+	}
+	if gs == nil {
+		gs = []Gap{}
+	}
+	return gs
 }
 
 func (e *engine) progress(delta int64) {
@@ -99,6 +138,7 @@ type chunkJob struct {
 	rep      *ChunkReport
 	format   *Format
 	manifest []ManifestEntry
+	embedded []*chunkJob // chunk jobs of the chunks embedded in this one, in order
 	kids     []*chunkJob // chunk jobs of the files extracted from this one, in order
 }
 
@@ -135,6 +175,10 @@ func (e *engine) processFile(ctx context.Context, open opener, dir, file string,
 	for _, w := range res.warnings {
 		e.warn("%s: %s", displayName(file), w)
 	}
+	for _, g := range res.failed {
+		g.File = file
+		e.gap(g)
+	}
 	jobs := make([]*chunkJob, len(res.chunks))
 	var wg sync.WaitGroup
 	spawn := e.spawner()
@@ -154,7 +198,16 @@ func (e *engine) processFile(ctx context.Context, open opener, dir, file string,
 			e.progress(u.Size / 2)
 		}
 	}
-	return jobs, res.unknown, nil
+	// Embedded chunks go below the chunk they were found in.
+	top := jobs[:0:0]
+	for i, j := range jobs {
+		if p := res.parent[i]; p >= 0 {
+			jobs[p].embedded = append(jobs[p].embedded, j)
+		} else {
+			top = append(top, j)
+		}
+	}
+	return top, res.unknown, nil
 }
 
 func displayName(file string) string {
@@ -171,39 +224,76 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 	var files []string
 	var entries int
 	func() {
-		if err := e.acquire(ctx); err != nil {
+		fail := func(err error) {
 			c.Errors = append(c.Errors, err.Error())
+			if e.root != nil {
+				c.Outcome = OutcomeIdentified
+			}
+			e.chunkGap(c, GapFailed, err.Error())
+		}
+		if err := e.acquire(ctx); err != nil {
+			fail(err)
 			return
 		}
 		defer e.release()
 		r, closer, _, err := open()
 		if err != nil {
-			c.Errors = append(c.Errors, err.Error())
+			fail(err)
 			return
 		}
 		defer closer.Close()
 		sum, ent, err := digest(ctx, r, c.Offset, c.Size)
 		if err != nil {
-			c.Errors = append(c.Errors, err.Error())
+			fail(err)
 			return
 		}
 		c.SHA256, c.Entropy = sum, ent
 		if e.root == nil {
+			// A scan opens nothing; it says what unpack would not open.
+			switch {
+			case c.Encrypted:
+				e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
+			case f.Action() == ActionIdentify:
+				e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
+			}
 			return
 		}
-		if f.Extract == nil {
+		c.Outcome = OutcomeIdentified
+		switch f.Action() {
+		case ActionIdentify:
+			e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
+			return
+		case ActionCarve:
 			if c.Offset != 0 || c.Size != fileSize {
-				e.carve(ctx, r, dir, c)
+				if err := e.carve(ctx, r, dir, c); err != nil {
+					e.chunkGap(c, GapFailed, err.Error())
+					return
+				}
 			}
+			c.Outcome = OutcomeCarved
 			return
 		}
 		if depth+1 > e.o.Limits.MaxDepth {
 			msg := fmt.Sprintf("depth limit %d reached: %s at %#x in %s not extracted", e.o.Limits.MaxDepth, c.Format, c.Offset, displayName(c.File))
 			c.Warnings = append(c.Warnings, msg)
-			e.warn("%s", msg)
+			e.chunkGap(c, GapIdentified, fmt.Sprintf("depth limit %d reached", e.o.Limits.MaxDepth))
 			return
 		}
-		files, entries = e.extract(ctx, r, dir, depth, job)
+		var err2 error
+		files, entries, err2 = e.extract(ctx, r, dir, depth, job)
+		switch {
+		case entries > 0:
+			c.Outcome = OutcomeExtracted
+			if err2 != nil {
+				e.chunkGap(c, GapFailed, fmt.Sprintf("extraction stopped after %d entries: %v", entries, err2))
+			}
+		case err2 != nil:
+			e.chunkGap(c, GapFailed, err2.Error())
+		case c.Encrypted:
+			e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
+		default:
+			e.chunkGap(c, GapIdentified, "the extractor found no entries")
+		}
 	}()
 	if len(files) == 0 {
 		return
@@ -242,8 +332,9 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 }
 
 // extract runs the format's Extract into a Sink rooted at the chunk's folder
-// and returns the regular files it wrote and the count of entries.
-func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth int, job *chunkJob) ([]string, int) {
+// and returns the regular files it wrote, the count of entries and the
+// error that stopped or spoiled the extraction (also in the chunk's Errors).
+func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth int, job *chunkJob) ([]string, int, error) {
 	c, f := job.rep, job.format
 	xdir := path.Join(dir, fmt.Sprintf("%#x-%s.extract", c.Offset, c.Format))
 	// An extracted entry may already carry that name (even as a symlink):
@@ -255,13 +346,15 @@ func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth i
 		xdir = path.Join(dir, fmt.Sprintf("%#x-%s-%d.extract", c.Offset, c.Format, i))
 	}
 	if err := e.root.MkdirAll(xdir, 0o755); err != nil {
-		c.Errors = append(c.Errors, fmt.Sprintf("create %s: %v", xdir, trimPathErr(err)))
-		return nil, 0
+		err = fmt.Errorf("create %s: %v", xdir, trimPathErr(err))
+		c.Errors = append(c.Errors, err.Error())
+		return nil, 0, err
 	}
 	sub, err := e.root.OpenRoot(xdir)
 	if err != nil {
-		c.Errors = append(c.Errors, fmt.Sprintf("open %s: %v", xdir, trimPathErr(err)))
-		return nil, 0
+		err = fmt.Errorf("open %s: %v", xdir, trimPathErr(err))
+		c.Errors = append(c.Errors, err.Error())
+		return nil, 0, err
 	}
 	defer sub.Close()
 	e.mu.Lock()
@@ -284,10 +377,10 @@ func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth i
 	job.manifest = s.entries
 	if len(s.entries) == 0 {
 		e.root.Remove(xdir)
-		return nil, 0
+		return nil, 0, err
 	}
 	c.ExtractDir = xdir
-	return s.files, len(s.entries)
+	return s.files, len(s.entries), err
 }
 
 // runExtract calls f.Extract, turning a panic into an error.
@@ -301,21 +394,24 @@ func runExtract(ctx context.Context, f *Format, src *io.SectionReader, c *Chunk,
 }
 
 // carve writes a carve-only chunk's bytes to its own file.
-func (e *engine) carve(ctx context.Context, r io.ReaderAt, dir string, c *ChunkReport) {
+func (e *engine) carve(ctx context.Context, r io.ReaderAt, dir string, c *ChunkReport) error {
 	name := path.Join(dir, fmt.Sprintf("%#x-%s.bin", c.Offset, c.Format))
 	if dir != "" {
 		if err := e.root.MkdirAll(dir, 0o755); err != nil {
-			c.Errors = append(c.Errors, fmt.Sprintf("carve: %v", trimPathErr(err)))
-			return
+			err = fmt.Errorf("carve: %v", trimPathErr(err))
+			c.Errors = append(c.Errors, err.Error())
+			return err
 		}
 	}
 	s := &diskSink{ctx: ctx, root: e.root, dir: "", budget: e.budget}
 	_, _, err := s.writeFile(name, &Header{Name: name, Mode: 0o644}, io.NewSectionReader(r, c.Offset, c.Size))
 	if err != nil {
-		c.Errors = append(c.Errors, fmt.Sprintf("carve: %v", err))
-		return
+		err = fmt.Errorf("carve: %w", err)
+		c.Errors = append(c.Errors, err.Error())
+		return err
 	}
 	c.ExtractDir = name
+	return nil
 }
 
 func (e *engine) rootOpener(rel string) opener {
@@ -357,7 +453,7 @@ func collect(jobs []*chunkJob, manifest *[]ManifestEntry) []*ChunkReport {
 	out := make([]*ChunkReport, 0, len(jobs))
 	for _, j := range jobs {
 		*manifest = append(*manifest, j.manifest...)
-		j.rep.Children = collect(j.kids, manifest)
+		j.rep.Children = collect(slices.Concat(j.embedded, j.kids), manifest)
 		out = append(out, j.rep)
 	}
 	return out
@@ -424,12 +520,13 @@ func ScanReaderAt(ctx context.Context, r io.ReaderAt, size int64, o Options) (*S
 	}
 	var manifest []ManifestEntry
 	rep := &ScanReport{
-		Image:    info,
-		Chunks:   collect(jobs, &manifest),
-		Unknown:  unknown,
-		Warnings: e.warnings,
-		Limits:   o.Limits,
+		Image:   info,
+		Chunks:  collect(jobs, &manifest),
+		Unknown: unknown,
+		Gaps:    e.sortedGaps(),
+		Limits:  o.Limits,
 	}
+	rep.Warnings = e.warnings
 	rep.Stats = Stats{Chunks: int(e.chunks.Load()), Seconds: time.Since(start).Seconds()}
 	if rep.Unknown == nil {
 		rep.Unknown = []Region{}
@@ -507,6 +604,8 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	rep := &Report{Image: info, Limits: o.Limits, Unknown: unknown}
 	rep.Manifest = []ManifestEntry{}
 	rep.Chunks = collect(jobs, &rep.Manifest)
+	rep.Gaps = e.sortedGaps()
+	rep.Coverage = coverage(info.Size, rep.Chunks, rep.Unknown)
 	rep.Warnings = e.warnings
 	if rep.Warnings == nil {
 		rep.Warnings = []string{}

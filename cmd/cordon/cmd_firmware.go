@@ -192,7 +192,11 @@ func runFirmwareScan(ctx context.Context, e *env, args []string) error {
 Prints the chunk map of IMAGE: every format found, where it starts and ends,
 how sure the identification is and the entropy of its bytes. Stretches no
 format claims are shown as unknown (high entropy suggests encrypted or
-compressed data) or as 0x00/0xff padding. Nothing is written.
+compressed data) or as 0x00/0xff padding. Chunks found inside a carved
+chunk (a gzip inside an ELF) are listed indented below it. Every chunk
+unpack would not open (no extractor, encrypted) and every stream whose
+header was found but whose data does not decode is a "warning:" line with
+its offset, format and reason. Nothing is written.
 
 Examples:
   cordon firmware scan flash.bin
@@ -239,15 +243,7 @@ func printMap(w io.Writer, chunks []*firmware.ChunkReport, unknown []firmware.Re
 	i, j := 0, 0
 	for i < len(chunks) || j < len(unknown) {
 		if j >= len(unknown) || (i < len(chunks) && chunks[i].Offset < unknown[j].Offset) {
-			c := chunks[i]
-			desc := c.Desc
-			if c.Encrypted {
-				desc += " [encrypted]"
-			}
-			for _, w := range c.Warnings {
-				desc += " [" + w + "]"
-			}
-			fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s\t%s\t%.3f\t%s\n", c.Offset, c.End(), humanize.Bytes(c.Size), c.Format, c.Confidence, c.Entropy, desc)
+			printChunkRow(tw, chunks[i], "")
 			i++
 			continue
 		}
@@ -262,6 +258,47 @@ func printMap(w io.Writer, chunks []*firmware.ChunkReport, unknown []firmware.Re
 		j++
 	}
 	tw.Flush()
+}
+
+// printChunkRow prints one chunk of the map, then the chunks embedded in it
+// (same file, indented).
+func printChunkRow(tw io.Writer, c *firmware.ChunkReport, indent string) {
+	desc := c.Desc
+	if c.Encrypted {
+		desc += " [encrypted]"
+	}
+	for _, w := range c.Warnings {
+		desc += " [" + w + "]"
+	}
+	fmt.Fprintf(tw, "0x%08x\t0x%08x\t%s\t%s%s\t%s\t%.3f\t%s\n", c.Offset, c.End(), humanize.Bytes(c.Size), indent, c.Format, c.Confidence, c.Entropy, desc)
+	for _, k := range c.Children {
+		if k.File == c.File {
+			printChunkRow(tw, k, indent+"  ")
+		}
+	}
+}
+
+// printCoverage prints where the image's bytes went (Report.Coverage).
+func printCoverage(w io.Writer, cv firmware.Coverage, unknown []firmware.Region) {
+	pct := func(n int64) string {
+		if cv.Size == 0 {
+			return "0%"
+		}
+		return fmt.Sprintf("%.1f%%", float64(n)*100/float64(cv.Size))
+	}
+	fmt.Fprintf(w, "coverage: %s extracted, %s carved, %s identified only (not opened), %s padding, %s unknown",
+		pct(cv.Extracted), pct(cv.Carved), pct(cv.Identified), pct(cv.Padding), pct(cv.Unknown))
+	n, hi := 0, 0.0
+	for _, u := range unknown {
+		if u.Padding == "" {
+			n++
+			hi = max(hi, u.Entropy)
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(w, " (%d region(s), %s, highest entropy %.3f)", n, humanize.Bytes(cv.Unknown), hi)
+	}
+	fmt.Fprintln(w)
 }
 
 func runFirmwareUnpack(ctx context.Context, e *env, args []string) error {
@@ -280,6 +317,11 @@ that would escape become placeholder files, no device nodes, fifos or
 setuid bits are created. Limits stop decompression bombs, deep nesting and
 slow images; hitting one is a warning in the report, not a failure. The exit
 status is 0 whenever the image could be processed, even partly.
+
+Nothing is silent: the "coverage:" line says which share of the image was
+extracted, carved, identified only (not opened), padding or unknown, and
+every chunk not opened or not decoded is a "warning:" line (report.json:
+"coverage" and "gaps"). cordon inspect turns those gaps into findings.
 
 DIR must not exist or be empty; --force clears a DIR that holds an earlier
 report.json.
@@ -319,6 +361,7 @@ Examples:
 	fmt.Fprintf(e.Stdout, "%s -> %s: %d chunks, %d entries, %s written in %.1fs (depth %d)\n",
 		image, *out, rep.Stats.Chunks, rep.Stats.Files, humanize.Bytes(rep.Stats.BytesWritten), rep.Stats.Seconds, rep.Stats.MaxDepth)
 	printTree(e.Stdout, rep.Chunks, "")
+	printCoverage(e.Stdout, rep.Coverage, rep.Unknown)
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.Stdout, "warning: %s\n", w)
 	}
@@ -338,6 +381,9 @@ func printTree(w io.Writer, chunks []*firmware.ChunkReport, indent string) {
 		}
 		if c.Encrypted {
 			line += " [encrypted]"
+		}
+		if c.Outcome == firmware.OutcomeIdentified {
+			line += " [not extracted]"
 		}
 		for _, er := range c.Errors {
 			line += " [error: " + er + "]"

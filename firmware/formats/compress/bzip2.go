@@ -51,7 +51,7 @@ func identifyBzip2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if errors.As(m.err, &se) && m.out == 0 {
 		return nil, &firmware.FormatError{Format: "bzip2", Off: off, Msg: "stream does not decode", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
-	c, err := streamChunk("bzip2", off, size, consumed, m, fmt.Sprintf("bzip2 compressed data, block size %c00k", h[3]))
+	c, err := streamChunk("bzip2", off, size, consumed, m, fmt.Sprintf("bzip2 compressed data, block size %c00k", h[3]), true)
 	return c, err
 }
 

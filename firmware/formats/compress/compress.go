@@ -101,9 +101,20 @@ func measure(dec io.Reader, in *countReader) measured {
 	}
 }
 
+// minDamaged is how far a stream behind a strong header must decode (in
+// compressed bytes, header included) before its failure is reported as
+// damage: code and tables match gzip's header now and then, and then fail
+// within the first bytes.
+const minDamaged = 64
+
 // streamChunk turns the outcome of decoding a stream that starts at off into
 // a chunk. consumed is the stream's length when decoding ended cleanly.
-func streamChunk(name string, off, size, consumed int64, m measured, desc string) (*firmware.Chunk, error) {
+// strongHeader says the header's checks make a chance match unlikely (gzip's
+// flags, xz's CRC, bzip2's 48-bit block magic): a stream behind such a
+// header that does not decode is reported as damaged (an error without
+// ErrNotFormat, which the engine lists as a failed gap), not as "not this
+// format", once it decoded something or read minDamaged bytes.
+func streamChunk(name string, off, size, consumed int64, m measured, desc string, strongHeader bool) (*firmware.Chunk, error) {
 	c := &firmware.Chunk{Offset: off, Format: name, Confidence: firmware.ConfidenceHigh, Meta: map[string]any{}}
 	switch {
 	case m.stopped:
@@ -121,6 +132,12 @@ func streamChunk(name string, off, size, consumed int64, m measured, desc string
 		c.Size = max(consumed, 1)
 		c.Confidence = firmware.ConfidenceLow
 		c.Warnings = append(c.Warnings, fmt.Sprintf("corrupt after %d decompressed bytes: %v", m.out, m.err))
+	case strongHeader && (m.out > 0 || consumed >= minDamaged):
+		msg := fmt.Sprintf("header valid, but the stream does not decode (%d bytes out)", m.out)
+		if truncated(m.err) {
+			return nil, &firmware.FormatError{Format: name, Off: off, Msg: msg, Err: fmt.Errorf("%w: %v", firmware.ErrTruncated, m.err)}
+		}
+		return nil, &firmware.FormatError{Format: name, Off: off, Msg: msg, Err: m.err}
 	default:
 		return nil, &firmware.FormatError{Format: name, Off: off, Msg: "stream does not decode", Err: errors.Join(firmware.ErrNotFormat, m.err)}
 	}

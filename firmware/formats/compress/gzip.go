@@ -95,7 +95,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if name != "" {
 		desc += fmt.Sprintf(", name %q", name)
 	}
-	c, err := streamChunk("gzip", off, size, in.n, m, desc)
+	c, err := streamChunk("gzip", off, size, in.n, m, desc, true)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		// Without a clean end (and its checksum) two bytes of magic say too little.
 		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "stream does not decode to a verified end", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
-	return streamChunk("zlib", off, size, in.n, m, "zlib compressed data")
+	return streamChunk("zlib", off, size, in.n, m, "zlib compressed data", false)
 }
 
 func extractZlib(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {

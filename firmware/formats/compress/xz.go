@@ -118,7 +118,7 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		m.err = nil
 	}
 	check := map[byte]string{0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}[h[7]&0x0f]
-	c, err := streamChunk("xz", off, size, consumed, m, "xz compressed data, check "+check)
+	c, err := streamChunk("xz", off, size, consumed, m, "xz compressed data, check "+check, true)
 	if c != nil {
 		c.Meta["check"] = check
 		c.Meta["dictionary_size"] = dict
@@ -202,7 +202,7 @@ func identifyLZMA(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if usz >= 0 {
 		desc += fmt.Sprintf(", %d bytes uncompressed", usz)
 	}
-	c, err := streamChunk("lzma", off, size, in.n, m, desc)
+	c, err := streamChunk("lzma", off, size, in.n, m, desc, false)
 	if c != nil {
 		c.Meta["dictionary_size"] = dict
 		if m.err == nil && !m.stopped {

@@ -39,6 +39,10 @@ type superblock struct {
 	ExportTable   uint64
 }
 
+// maxCutShort is the largest bytes_used a superblock beyond the end of the
+// data may claim and still be reported as a squashfs cut short.
+const maxCutShort = 64 << 30
+
 func formatErr(off int64, msg string, err error) error {
 	return &firmware.FormatError{Format: Name, Off: off, Msg: msg, Err: err}
 }
@@ -95,9 +99,8 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 	if _, ok := compNames[sb.Compressor]; !ok {
 		return nil, notFormat(20, fmt.Sprintf("unknown compressor id %d", sb.Compressor))
 	}
-	avail := uint64(size - off)
-	if sb.BytesUsed < superSize || sb.BytesUsed > avail {
-		return nil, notFormat(40, fmt.Sprintf("bytes_used %d outside the %d bytes available", sb.BytesUsed, avail))
+	if sb.BytesUsed < superSize {
+		return nil, notFormat(40, fmt.Sprintf("bytes_used %d is smaller than a superblock", sb.BytesUsed))
 	}
 	// The tables follow each other in a fixed order; each must start inside the image.
 	if !(superSize <= sb.InodeTable && sb.InodeTable <= sb.DirTable && sb.DirTable < sb.BytesUsed) {
@@ -111,6 +114,15 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 	}
 	if sb.RootInode>>16 > sb.DirTable-sb.InodeTable {
 		return nil, notFormat(32, "root inode reference outside the inode table")
+	}
+	// A superblock that passed every check but promises more bytes than
+	// there are (and no more than any flash holds): a squashfs cut short,
+	// reported as such rather than as ErrNotFormat.
+	if avail := uint64(size - off); sb.BytesUsed > avail {
+		if sb.BytesUsed > maxCutShort {
+			return nil, notFormat(40, fmt.Sprintf("bytes_used %d outside the %d bytes available", sb.BytesUsed, avail))
+		}
+		return nil, formatErr(40, fmt.Sprintf("cut short: bytes_used %d, %d bytes available", sb.BytesUsed, avail), firmware.ErrTruncated)
 	}
 	return &sb, nil
 }
