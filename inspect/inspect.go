@@ -97,7 +97,13 @@ type Report struct {
 	Binaries   []Binary    `json:"binaries"`
 	Services   []Service   `json:"services"`
 	Accounts   []Account   `json:"accounts"`
-	Stats      Stats       `json:"stats"`
+	// Coverage is the unpacker's account of the image's bytes, from
+	// report.json; nil for a plain directory.
+	Coverage *Coverage `json:"coverage,omitempty"`
+	// Unexamined lists what the unpacker found but did not open (each is
+	// also a coverage.unexamined finding).
+	Unexamined []Gap `json:"unexamined"`
+	Stats      Stats `json:"stats"`
 
 	// Files maps every regular file's path to its size and SHA-256, for Diff.
 	Files map[string]FileSum `json:"-"`
@@ -142,6 +148,11 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		o.Logger.Warn("ignoring unpack manifest", "err", err)
 	}
 	r.Stats.Manifest = man != nil
+	r.Unexamined = []Gap{}
+	if man != nil {
+		r.Coverage = man.Coverage
+		r.Unexamined = orEmpty(man.Gaps)
+	}
 
 	jobs := make(chan string, 64)
 	var wg sync.WaitGroup
@@ -208,7 +219,14 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, e := range man {
+	for _, g := range r.Unexamined {
+		c.gapFinding(g)
+	}
+	var entries []ManifestEntry
+	if man != nil {
+		entries = man.Manifest
+	}
+	for _, e := range entries {
 		c.manifestFindings(e)
 		if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
 			fsum.Mode = e.Mode
@@ -352,19 +370,7 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Binaries = c.binaries
 	r.Stats.ELF = len(c.binaries)
 	r.Findings = orEmpty(c.findings)
-	sort.Slice(r.Findings, func(i, j int) bool {
-		a, b := r.Findings[i], r.Findings[j]
-		if a.Severity != b.Severity {
-			return a.Severity > b.Severity
-		}
-		if a.Rule != b.Rule {
-			return a.Rule < b.Rule
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
-		}
-		return a.Evidence < b.Evidence
-	})
+	sortFindings(r.Findings)
 	sort.Slice(r.Endpoints, func(i, j int) bool { return r.Endpoints[i].Value < r.Endpoints[j].Value })
 	sort.Slice(r.Components, func(i, j int) bool {
 		a, b := r.Components[i], r.Components[j]
@@ -380,6 +386,38 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Binaries = orEmpty(r.Binaries)
 	r.Services = orEmpty(r.Services)
 	r.Accounts = orEmpty(r.Accounts)
+}
+
+// sortFindings sorts by severity (highest first), then rule, path and evidence.
+func sortFindings(fs []Finding) {
+	sort.Slice(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Evidence < b.Evidence
+	})
+}
+
+// KeepUnexamined copies the unpacker's coverage, the unexamined parts and
+// their coverage.unexamined findings from an inspection of the unpacked
+// tree into r, an inspection of the image file itself (done when nothing
+// was extracted): the gaps must not be lost with the tree.
+func (r *Report) KeepUnexamined(tree *Report) {
+	r.Coverage = tree.Coverage
+	r.Unexamined = tree.Unexamined
+	for _, f := range tree.Findings {
+		if f.Rule == RuleUnexamined {
+			r.Findings = append(r.Findings, f)
+		}
+	}
+	sortFindings(r.Findings)
 }
 
 // orEmpty returns s, or an empty slice for nil (so JSON has [] and not null).

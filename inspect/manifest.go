@@ -31,9 +31,40 @@ type ManifestEntry struct {
 	Note       string `json:"note"`
 }
 
-// readManifest returns the manifest of report.json at the root of fsys, or
-// nil when there is none.
-func readManifest(fsys fs.FS) ([]ManifestEntry, error) {
+// Gap is one entry of report.json's gaps: content the unpacker found but
+// did not open (identified but not extracted, or whose data failed to
+// decode). Only the fields inspect uses are read.
+type Gap struct {
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	Format string `json:"format"`
+	Status string `json:"status"` // identified or failed
+	Reason string `json:"reason"`
+}
+
+// Coverage is report.json's account of the image's bytes: extracted,
+// carved, identified only (not opened), padding and unknown.
+type Coverage struct {
+	Size       int64   `json:"size"`
+	Extracted  int64   `json:"extracted"`
+	Carved     int64   `json:"carved"`
+	Identified int64   `json:"identified"`
+	Padding    int64   `json:"padding"`
+	Unknown    int64   `json:"unknown"`
+	Examined   float64 `json:"examined"`
+}
+
+// unpackReport is what inspect reads of the unpacker's report.json.
+type unpackReport struct {
+	Manifest []ManifestEntry `json:"manifest"`
+	Gaps     []Gap           `json:"gaps"`
+	Coverage *Coverage       `json:"coverage"`
+}
+
+// readManifest returns report.json at the root of fsys, or nil when there
+// is none.
+func readManifest(fsys fs.FS) (*unpackReport, error) {
 	f, err := fsys.Open(manifestName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -49,16 +80,34 @@ func readManifest(fsys fs.FS) ([]ManifestEntry, error) {
 	if len(data) > maxManifestBytes {
 		return nil, fmt.Errorf("inspect: %s is larger than %d bytes", manifestName, maxManifestBytes)
 	}
-	var doc struct {
-		Manifest []ManifestEntry `json:"manifest"`
-	}
+	var doc unpackReport
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("inspect: %s: %w", manifestName, err)
 	}
 	if doc.Manifest == nil {
 		return nil, nil
 	}
-	return doc.Manifest, nil
+	return &doc, nil
+}
+
+// gapFinding reports content the unpacker never looked into: a lab must
+// not read its absence of findings as clean.
+func (c *collector) gapFinding(g Gap) {
+	where := "image"
+	if g.File != "" {
+		where = g.File
+	}
+	what := "identified but not extracted"
+	if g.Status == "failed" {
+		what = "found but failed to decode or extract"
+	}
+	ev := fmt.Sprintf("%s at %s offset %#x", g.Format, where, g.Offset)
+	if g.Size > 0 {
+		ev += fmt.Sprintf(" (%d bytes)", g.Size)
+	}
+	c.add(Finding{Rule: RuleUnexamined, Severity: SeverityMedium, Path: g.File,
+		Evidence: ev + ": " + what + ": " + g.Reason,
+		Detail:   "its content was not inspected and may hold anything"})
 }
 
 // manifestFindings reports setuid/setgid and world-writable entries of the

@@ -36,6 +36,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("\nfindings: %d critical, %d high, %d medium, %d low, %d info\n",
 		counts[SeverityCritical], counts[SeverityHigh], counts[SeverityMedium], counts[SeverityLow], counts[SeverityInfo])
+	r.writeCoverage(ew)
 	// table starts a section: its title, then tab-separated rows.
 	table := func(title string) *tabwriter.Writer {
 		ew.printf("\n%s\n", title)
@@ -94,6 +95,27 @@ func (r *Report) WriteText(w io.Writer) error {
 		tw.Flush()
 	}
 	return ew.err
+}
+
+// writeCoverage says plainly how much of an unpacked image was looked into
+// and what was not (the coverage.unexamined findings).
+func (r *Report) writeCoverage(ew *errWriter) {
+	if cv := r.Coverage; cv != nil && cv.Size > 0 {
+		pct := func(n int64) float64 { return float64(n) * 100 / float64(cv.Size) }
+		ew.printf("image coverage: %.1f%% examined (%.1f%% extracted, %.1f%% carved, %.1f%% padding); %.1f%% identified but not opened, %.1f%% unknown\n",
+			cv.Examined*100, pct(cv.Extracted), pct(cv.Carved), pct(cv.Padding), pct(cv.Identified), pct(cv.Unknown))
+	}
+	if len(r.Unexamined) == 0 {
+		return
+	}
+	failed := 0
+	for _, g := range r.Unexamined {
+		if g.Status == "failed" {
+			failed++
+		}
+	}
+	ew.printf("NOT EXAMINED: %d part(s) of the image were found but never looked into (%d identified only, %d failed to decode or extract): no findings there does not mean clean; see %s\n",
+		len(r.Unexamined), len(r.Unexamined)-failed, failed, RuleUnexamined)
 }
 
 func yn(b bool) string {

@@ -82,6 +82,7 @@ const (
 	RuleRPath           = "binary.rpath"
 	RuleSetuid          = "file.setuid"
 	RuleWorldWritable   = "file.world-writable"
+	RuleUnexamined      = "coverage.unexamined"
 )
 
 // Rule documents one rule ID.
@@ -148,6 +149,8 @@ var Rules = []Rule{
 	{RuleSetuid, SeverityMedium, "setuid or setgid file", "The file runs with its owner's (or group's) rights, from the unpack manifest."},
 	{RuleWorldWritable, SeverityMedium, "world-writable file or directory",
 		"Any user can change the file, or add and remove files in the directory (no sticky bit)."},
+	{RuleUnexamined, SeverityMedium, "part of the image was never examined",
+		"The unpacker identified a chunk but did not extract it (no extractor, encrypted, depth limit), or found a header whose content failed to decode (a stream or filesystem cut short): what it holds was not inspected, so no findings there does not mean clean."},
 }
 
 // ruleIndex returns the position of id in Rules, or -1.

@@ -244,7 +244,12 @@ func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, 
 	// Nothing was extracted (a lone binary, a config file, an unknown
 	// format): inspect the file itself.
 	log.Info("nothing extracted from the image; inspecting the file itself", "target", target)
-	return inspect.Run(ctx, target, singleFileFS{path: target, info: st}, o)
+	fr, err := inspect.Run(ctx, target, singleFileFS{path: target, info: st}, o)
+	if err != nil {
+		return nil, err
+	}
+	fr.KeepUnexamined(r)
+	return fr, nil
 }
 
 // singleFileFS is a read-only fs.FS holding one file, named by its base name.

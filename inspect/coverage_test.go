@@ -1,0 +1,79 @@
+package inspect
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+// unpackedWithGaps is an unpacked tree whose report.json lists a filesystem
+// identified but not extracted and a gzip cut short inside an extracted file.
+func unpackedWithGaps() fstest.MapFS {
+	return fstest.MapFS{
+		"report.json": {Data: []byte(`{"image": {"path": "cam.bin", "size": 1048576},
+ "coverage": {"size": 1048576, "extracted": 262144, "carved": 0, "identified": 524288, "padding": 131072, "unknown": 131072, "examined": 0.375},
+ "gaps": [
+  {"offset": 524288, "size": 524288, "format": "jffs2", "status": "identified", "reason": "cordon identifies jffs2 but has no extractor for it"},
+  {"file": "0x0-tar.extract/www.bin", "offset": 4096, "size": 0, "format": "gzip", "status": "failed", "reason": "gzip: header valid, but the stream does not decode"}
+ ],
+ "manifest": [{"path": "0x0-tar.extract/etc/motd", "orig_name": "etc/motd", "type": "file", "mode": "0644", "size": 6}]}`)},
+		"0x0-tar.extract/etc/motd": {Data: []byte("hello\n"), Mode: 0o644},
+		"0x0-tar.extract/www.bin":  {Data: []byte("not much"), Mode: 0o644},
+	}
+}
+
+// TestUnexaminedFindings: every gap of report.json is a medium
+// coverage.unexamined finding naming its offset, format and reason, and the
+// text summary says plainly what was not examined.
+func TestUnexaminedFindings(t *testing.T) {
+	r, err := Run(context.Background(), "cam.bin", unpackedWithGaps(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasFinding(r, RuleUnexamined, "", "jffs2 at image offset 0x80000 (524288 bytes): identified but not extracted: cordon identifies jffs2 but has no extractor") {
+		t.Errorf("no finding for the jffs2 gap: %+v", r.Findings)
+	}
+	if !hasFinding(r, RuleUnexamined, "0x0-tar.extract/www.bin", "gzip at 0x0-tar.extract/www.bin offset 0x1000: found but failed to decode or extract: gzip: header valid") {
+		t.Errorf("no finding for the gzip gap: %+v", r.Findings)
+	}
+	if r.MaxSeverity() < SeverityMedium {
+		t.Errorf("max severity %v: --fail-on medium would pass an image never looked into", r.MaxSeverity())
+	}
+	if r.Coverage == nil || r.Coverage.Identified != 524288 || len(r.Unexamined) != 2 {
+		t.Errorf("coverage %+v, unexamined %+v", r.Coverage, r.Unexamined)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"image coverage: 37.5% examined (25.0% extracted, 0.0% carved, 12.5% padding); 50.0% identified but not opened, 12.5% unknown",
+		"NOT EXAMINED: 2 part(s) of the image were found but never looked into (1 identified only, 1 failed to decode or extract)",
+		"MEDIUM  coverage.unexamined",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("text summary lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// TestNoGapsNoFinding: a report.json without gaps adds no finding and no
+// NOT EXAMINED line.
+func TestNoGapsNoFinding(t *testing.T) {
+	fsys := unpackedWithGaps()
+	fsys["report.json"] = &fstest.MapFile{Data: []byte(`{"coverage": {"size": 10, "extracted": 10, "examined": 1}, "gaps": [], "manifest": []}`)}
+	r, err := Run(context.Background(), "cam.bin", fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasFinding(r, RuleUnexamined, "", "") {
+		t.Errorf("unexpected coverage.unexamined: %+v", r.Findings)
+	}
+	var buf bytes.Buffer
+	r.WriteText(&buf)
+	if strings.Contains(buf.String(), "NOT EXAMINED") || !strings.Contains(buf.String(), "image coverage: 100.0% examined") {
+		t.Errorf("text summary:\n%s", buf.String())
+	}
+}
