@@ -282,3 +282,22 @@ func TestIdentifyErrorContract(t *testing.T) {
 		t.Errorf("gaps %+v, want only the failure at 8", rep.Gaps)
 	}
 }
+
+// TestFormatAction: extracts when Extract is set, carves for KindCarve
+// without it, identifies otherwise.
+func TestFormatAction(t *testing.T) {
+	for _, c := range []struct {
+		f    *firmware.Format
+		want firmware.Action
+	}{
+		{broken, firmware.ActionExtract},
+		{compress.GZIP, firmware.ActionExtract},
+		{carved, firmware.ActionCarve},
+		{mapOnly, firmware.ActionIdentify},
+		{lengthFormat("kindless", "KNDL", "", nil), firmware.ActionIdentify},
+	} {
+		if got := c.f.Action(); got != c.want {
+			t.Errorf("%s: Action() = %q, want %q", c.f.Name, got, c.want)
+		}
+	}
+}

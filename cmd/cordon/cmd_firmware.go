@@ -33,7 +33,8 @@ containers, filesystems, archives and compressed streams.
   cordon firmware unpack IMAGE -o DIR [--depth N] [--json] [limits]
 	extract every chunk, recursively, below DIR and write DIR/report.json
   cordon firmware formats [--json]
-	list the formats cordon knows
+	list the formats cordon knows and whether it extracts, carves or
+	only identifies each
 
 Run 'cordon firmware <subcommand> --help' for the flags of one.`
 
@@ -421,7 +422,15 @@ func runFirmwareFormats(e *env, args []string) error {
 	fs := newFlagSet(e, "firmware formats", `usage: cordon firmware formats [--json]
 
 Lists the formats cordon identifies, in the order they are tried, with their
-kind and magic bytes. docs/formats.md has the full descriptions.`)
+kind, what unpack does with their chunks and their magic bytes:
+
+  extracts     the content is unpacked (files, a decompressed stream)
+  carves       the bytes are cut out to their own file (ELF, keys,
+               certificates), and chunks embedded in them are looked for
+  identifies   the chunk is mapped but its content is not opened: unpack
+               reports it as a gap and inspect as coverage.unexamined
+
+docs/formats.md has the full descriptions.`)
 	asJSON := fs.Bool("json", false, "print the list as JSON")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
@@ -430,14 +439,15 @@ kind and magic bytes. docs/formats.md has the full descriptions.`)
 		return usagef("firmware formats takes no arguments")
 	}
 	type row struct {
-		Name   string   `json:"name"`
-		Kind   string   `json:"kind"`
-		Magics []string `json:"magics"`
-		Doc    string   `json:"doc"`
+		Name   string          `json:"name"`
+		Kind   string          `json:"kind"`
+		Action firmware.Action `json:"action"` // extracts, carves or identifies
+		Magics []string        `json:"magics"`
+		Doc    string          `json:"doc"`
 	}
 	var rows []row
 	for _, f := range formats.All {
-		r := row{Name: f.Name, Kind: string(f.Kind), Doc: f.Doc, Magics: []string{}}
+		r := row{Name: f.Name, Kind: string(f.Kind), Action: f.Action(), Doc: f.Doc, Magics: []string{}}
 		for _, m := range f.Magics {
 			s := fmt.Sprintf("% x", m.Bytes)
 			if m.Offset != 0 {
@@ -451,7 +461,7 @@ kind and magic bytes. docs/formats.md has the full descriptions.`)
 		return printJSON(e.Stdout, rows)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tMAGIC")
+	fmt.Fprintln(tw, "NAME\tKIND\tACTION\tMAGIC")
 	for _, r := range rows {
 		m := "(whole file)"
 		if len(r.Magics) > 0 {
@@ -460,7 +470,7 @@ kind and magic bytes. docs/formats.md has the full descriptions.`)
 				m += fmt.Sprintf(" (+%d more)", len(r.Magics)-1)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Kind, m)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Action, m)
 	}
 	return tw.Flush()
 }

@@ -233,7 +233,11 @@ func formatsDoc() []byte {
 	b.WriteString("candidate offset (more specific first); `cordon firmware formats` prints the same list. Every\n")
 	b.WriteString("format is read natively in Go, with bounds checks and size limits, and has a fixture built by\n")
 	b.WriteString("real tools (see the `testdata/recipe.sh` beside each format package).\n\n")
-	b.WriteString("| # | name | kind | magic (hex, @offset) | extracts |\n|---|---|---|---|---|\n")
+	b.WriteString("The last column says what `cordon firmware unpack` does with a chunk of the format (from its\n")
+	b.WriteString("declaration): **extracts** its content, **carves** its bytes out to a file (and looks for chunks\n")
+	b.WriteString("embedded in it), or only **identifies** it: the chunk is mapped but not opened, reported as a\n")
+	b.WriteString("gap in report.json and as `coverage.unexamined` by `cordon inspect`.\n\n")
+	b.WriteString("| # | name | kind | magic (hex, @offset) | action |\n|---|---|---|---|---|\n")
 	for i, f := range All {
 		var ms []string
 		for j, m := range f.Magics {
@@ -250,11 +254,7 @@ func formatsDoc() []byte {
 		if len(ms) == 0 {
 			ms = []string{"(whole file)"}
 		}
-		ext := "yes"
-		if f.Extract == nil {
-			ext = "carve only"
-		}
-		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | %s | %s |\n", i+1, f.Name, anchor(f.Name), f.Kind, strings.Join(ms, ", "), ext)
+		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | %s | %s |\n", i+1, f.Name, anchor(f.Name), f.Kind, strings.Join(ms, ", "), f.Action())
 	}
 	kinds := map[firmware.Kind][]*firmware.Format{}
 	var order []firmware.Kind
