@@ -21,7 +21,7 @@ import (
 	"github.com/cordon-vms/cordon/internal/logging"
 )
 
-const firmwareUsage = `usage: cordon firmware <scan|unpack|formats> [arguments]
+const firmwareUsage = `usage: cordon firmware <scan|unpack|entropy|formats> [arguments]
 
 Scans and unpacks firmware images natively (no external tools), within hard
 limits: vendor packages (Hikvision, Dahua, XiongMai), flash dumps, boot
@@ -32,6 +32,10 @@ containers, filesystems, archives and compressed streams.
 	regions and 0x00/0xff padding shown as such
   cordon firmware unpack IMAGE -o DIR [--depth N] [--json] [limits]
 	extract every chunk, recursively, below DIR and write DIR/report.json
+  cordon firmware entropy IMAGE [--block SIZE] [--png FILE] [--json]
+	print the Shannon entropy of every block, grouped into regions
+	(compressed/encrypted, text, padding, data) within the chunks found;
+	--png draws the curve with the chunks labelled by format
   cordon firmware formats [--json]
 	list the formats cordon knows and whether it extracts, carves or
 	only identifies each
@@ -41,20 +45,22 @@ Run 'cordon firmware <subcommand> --help' for the flags of one.`
 func runFirmware(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(e.Stderr, firmwareUsage)
-		return usagef("firmware needs a subcommand: scan, unpack or formats")
+		return usagef("firmware needs a subcommand: scan, unpack, entropy or formats")
 	}
 	switch args[0] {
 	case "scan":
 		return runFirmwareScan(ctx, e, args[1:])
 	case "unpack":
 		return runFirmwareUnpack(ctx, e, args[1:])
+	case "entropy":
+		return runFirmwareEntropy(ctx, e, args[1:])
 	case "formats":
 		return runFirmwareFormats(e, args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(e.Stdout, firmwareUsage)
 		return flag.ErrHelp
 	}
-	return usagef("unknown firmware subcommand %q (want scan, unpack or formats)", args[0])
+	return usagef("unknown firmware subcommand %q (want scan, unpack, entropy or formats)", args[0])
 }
 
 // byteSize is a flag value such as 8GiB, 512MiB, 100M or 4096.
