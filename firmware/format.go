@@ -67,6 +67,11 @@ type Format struct {
 	// short, corrupt): the engine reports the candidate as a failed Gap, with
 	// the error as its reason, instead of dropping it silently.
 	Identify func(r io.ReaderAt, off, size int64) (*Chunk, error)
+	// Opaque marks carve-only formats whose bytes hold nothing else to find
+	// (keys, certificates: a certificate's public key is not a second
+	// chunk). The engine looks for chunks embedded in the other carve-only
+	// formats (an ELF may carry a gzip'd initramfs).
+	Opaque bool
 	// Extract unpacks the chunk's content into out. src covers exactly the chunk
 	// (src.Size() == c.Size). Nil for carve-only formats. It returns early with
 	// ctx.Err() when ctx is done, and with the Sink's error (such as ErrLimit)

@@ -301,3 +301,18 @@ func TestFormatAction(t *testing.T) {
 		}
 	}
 }
+
+// TestOpaqueNotSearched: an Opaque carve-only chunk hides what starts inside
+// it, like an extracted one.
+func TestOpaqueNotSearched(t *testing.T) {
+	opaque := lengthFormat("opaque", "OPAQ", firmware.KindCarve, nil)
+	opaque.Opaque = true
+	img := lengthChunk("OPAQ", slices.Concat(randomBytes(100, 8), gz(t, []byte("inside")), randomBytes(100, 9)))
+	rep, err := firmware.ScanReaderAt(context.Background(), bytes.NewReader(img), int64(len(img)), firmware.Options{Formats: []*firmware.Format{opaque, compress.GZIP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Chunks) != 1 || len(rep.Chunks[0].Children) != 0 {
+		t.Errorf("chunks %+v, want the opaque chunk alone", rep.Chunks)
+	}
+}

@@ -174,8 +174,10 @@ type scanResult struct {
 // of format f: when it is carved, so that nothing else would open its bytes
 // (an ELF may hold a gzip'd initramfs, certificates, a second image).
 // Identify-only formats are not searched: their structures (JFFS2 nodes,
-// UBI volumes) would be found again inside them.
-func searchInside(f *Format, c *Chunk) bool { return f.Action() == ActionCarve && !c.Encrypted }
+// UBI volumes) would be found again inside them; nor are Opaque ones.
+func searchInside(f *Format, c *Chunk) bool {
+	return f.Action() == ActionCarve && !f.Opaque && !c.Encrypted
+}
 
 // scanFile identifies the chunks of r. A verified chunk hides the candidates
 // that start inside it, unless its format has no Extract: then they are

@@ -432,7 +432,8 @@ kind, what unpack does with their chunks and their magic bytes:
 
   extracts     the content is unpacked (files, a decompressed stream)
   carves       the bytes are cut out to their own file (ELF, keys,
-               certificates), and chunks embedded in them are looked for
+               certificates); chunks embedded in them (not in keys and
+               certificates) are looked for
   identifies   the chunk is mapped but its content is not opened: unpack
                reports it as a gap and inspect as coverage.unexamined
 

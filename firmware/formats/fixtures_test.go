@@ -235,7 +235,7 @@ func formatsDoc() []byte {
 	b.WriteString("real tools (see the `testdata/recipe.sh` beside each format package).\n\n")
 	b.WriteString("The last column says what `cordon firmware unpack` does with a chunk of the format (from its\n")
 	b.WriteString("declaration): **extracts** its content, **carves** its bytes out to a file (and looks for chunks\n")
-	b.WriteString("embedded in it), or only **identifies** it: the chunk is mapped but not opened, reported as a\n")
+	b.WriteString("embedded in it, except in keys and certificates), or only **identifies** it: the chunk is mapped but not opened, reported as a\n")
 	b.WriteString("gap in report.json and as `coverage.unexamined` by `cordon inspect`.\n\n")
 	b.WriteString("| # | name | kind | magic (hex, @offset) | action |\n|---|---|---|---|---|\n")
 	for i, f := range All {

@@ -5,11 +5,13 @@ import (
 	stdgzip "compress/gzip"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 var all = []*firmware.Format{GZIP, Zlib, Bzip2, XZ, LZMA, LZ4, LZ4Legacy, LZOP, Zstd}
@@ -189,5 +191,35 @@ func TestXZDictLimit(t *testing.T) {
 	_, err := XZ.Identify(bytes.NewReader(data), 0, int64(len(data)))
 	if !errors.Is(err, firmware.ErrNotFormat) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("err %v, want a dictionary limit rejection", err)
+	}
+}
+
+// TestLZMALongDistance: a stream whose matches reach further back than the
+// first decode's capped dictionary (lzmaProbeDict) is decoded again with its
+// own dictionary and identified whole, followed by other data.
+func TestLZMALongDistance(t *testing.T) {
+	block := make([]byte, lzmaProbeDict+lzmaProbeDict/2)
+	rand.NewChaCha8([32]byte{4}).Read(block)
+	var buf bytes.Buffer
+	w, err := lzma.WriterConfig{DictCap: 8 << 20}.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(block)
+	w.Write(block) // the second copy is matched 1.5 MiB back
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > len(block)+len(block)/4 {
+		t.Fatalf("stream of %d bytes: the writer did not match the second copy", buf.Len())
+	}
+	stream := buf.Len()
+	img := append(buf.Bytes(), bytes.Repeat([]byte("tail"), 100)...)
+	c, err := LZMA.Identify(bytes.NewReader(img), 0, int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Size != int64(stream) || c.Meta["decompressed_size"] != int64(2*len(block)) {
+		t.Errorf("chunk size %d (want %d), meta %v", c.Size, stream, c.Meta)
 	}
 }

@@ -181,17 +181,74 @@ func newLZMA(r io.Reader) (io.Reader, error) {
 	return lzma.ReaderConfig{DictCap: maxDict}.NewReader(r)
 }
 
+// lzmaProbeDict is the dictionary of the first decode of an LZMA candidate.
+const lzmaProbeDict = 1 << 20
+
+// measureLZMA decodes the LZMA stream at off with its header's dictionary
+// size replaced by dict. The caller releases in.
+func measureLZMA(r io.ReaderAt, off, size int64, dict uint32) (measured, *countReader, error) {
+	in := newCountReader(r, off, size)
+	var h [13]byte
+	if _, err := io.ReadFull(in, h[:]); err != nil {
+		in.release()
+		return measured{}, nil, err
+	}
+	binary.LittleEndian.PutUint32(h[1:], dict)
+	z, err := newLZMA(&patchedReader{hdr: h[:], in: in})
+	if err != nil {
+		in.release()
+		return measured{}, nil, err
+	}
+	return measure(z, in), in, nil
+}
+
+// patchedReader serves a rewritten header, then the rest of the stream.
+type patchedReader struct {
+	hdr []byte
+	in  *countReader
+}
+
+func (p *patchedReader) Read(b []byte) (int, error) {
+	if len(p.hdr) > 0 {
+		n := copy(b, p.hdr)
+		p.hdr = p.hdr[n:]
+		return n, nil
+	}
+	return p.in.Read(b)
+}
+
+func (p *patchedReader) ReadByte() (byte, error) {
+	if len(p.hdr) > 0 {
+		c := p.hdr[0]
+		p.hdr = p.hdr[1:]
+		return c, nil
+	}
+	return p.in.ReadByte()
+}
+
 func identifyLZMA(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	dict, usz, err := lzmaHeader(r, off, size)
 	if err != nil {
 		return nil, err
 	}
-	in := newCountReader(r, off, size)
-	z, err := newLZMA(in)
+	// A first decode with the dictionary capped at lzmaProbeDict decodes
+	// exactly as the full one until the output passes the cap (no valid
+	// distance reaches further back than the output so far): most
+	// candidates fail long before, without allocating up to 64 MiB each. A
+	// stream that fails once the decoder is past the cap is decoded again
+	// with its own dictionary. The decoder runs ahead of what measure has
+	// read by at most its buffer (the capped dictionary), and refills only
+	// when less than one read (32 KiB) is left, so such a failure shows
+	// after more than lzmaProbeDict - 64 KiB bytes out.
+	m, in, err := measureLZMA(r, off, size, min(dict, lzmaProbeDict))
+	if err == nil && m.err != nil && dict > lzmaProbeDict && m.out > lzmaProbeDict-64<<10 {
+		in.release()
+		m, in, err = measureLZMA(r, off, size, dict)
+	}
 	if err != nil {
 		return nil, &firmware.FormatError{Format: "lzma", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
-	m := measure(z, in)
+	defer in.release()
 	if m.err == nil && usz >= 0 && m.out != usz {
 		return nil, notFormat("lzma", off, "decoded size does not match the header")
 	}

@@ -39,6 +39,7 @@ var PEM = &firmware.Format{
 		"and validity, and whether a private key is encrypted.",
 	Magics:   []firmware.Magic{{Bytes: []byte("-----BEGIN ")}},
 	Identify: identifyPEM,
+	Opaque:   true,
 }
 
 // DER declares DER-encoded keys and certificates.
@@ -50,6 +51,7 @@ var DER = &firmware.Format{
 		"Reported like PEM blocks.",
 	Magics:   []firmware.Magic{{Bytes: []byte{0x30, 0x82}}, {Bytes: []byte{0x30, 0x81}}},
 	Identify: identifyDER,
+	Opaque:   true,
 }
 
 func identifyPEM(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
