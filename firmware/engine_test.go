@@ -414,7 +414,8 @@ func FuzzScan(f *testing.F) {
 		}
 	}
 	f.Add(append(bytes.Repeat([]byte{0xff}, 600), []byte("HOST\x10\x00\x00\x00abcdefgh")...))
-	formats := allTestFormats()
+	f.Add(lengthChunk("CARV", slices.Concat([]byte("xx"), gzBytes([]byte("embedded")), []byte("yy"))))
+	formats := append(allTestFormats(), carved)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -440,6 +441,21 @@ func FuzzScan(f *testing.F) {
 		}
 		if pos != int64(len(data)) {
 			t.Fatalf("spans end at %d, data at %d", pos, len(data))
+		}
+		// Embedded chunks lie inside their parent, in order, apart.
+		var inside func(p *firmware.ChunkReport)
+		inside = func(p *firmware.ChunkReport) {
+			at := p.Offset
+			for _, k := range p.Children {
+				if k.Offset < at || k.Offset <= p.Offset || k.End() > p.End() {
+					t.Fatalf("embedded %s [%d, %d) out of place in %s [%d, %d)", k.Format, k.Offset, k.End(), p.Format, p.Offset, p.End())
+				}
+				at = k.End()
+				inside(k)
+			}
+		}
+		for _, c := range rep.Chunks {
+			inside(c)
 		}
 	})
 }
