@@ -316,3 +316,39 @@ func TestOpaqueNotSearched(t *testing.T) {
 		t.Errorf("chunks %+v, want the opaque chunk alone", rep.Chunks)
 	}
 }
+
+// TestGapEncrypted: an encrypted chunk of a format that extracts is an
+// identified-only gap in scan and unpack; an encrypted carve-only chunk (a
+// key) is carved, not a gap.
+func TestGapEncrypted(t *testing.T) {
+	encrypted := func(f *firmware.Format) *firmware.Format {
+		g := *f
+		id := f.Identify
+		g.Identify = func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+			c, err := id(r, off, size)
+			if c != nil {
+				c.Encrypted = true
+			}
+			return c, err
+		}
+		return &g
+	}
+	sealed := encrypted(lengthFormat("sealed", "SEAL", firmware.KindVendor, func(context.Context, *io.SectionReader, *firmware.Chunk, firmware.Sink) error { return nil }))
+	key := encrypted(lengthFormat("key", "KEY!", firmware.KindCarve, nil))
+	img := slices.Concat(lengthChunk("SEAL", randomBytes(900, 10)), lengthChunk("KEY!", randomBytes(100, 11)))
+	fs := []*firmware.Format{sealed, key}
+	rep, _ := unpack(t, writeImage(t, img), firmware.Options{Formats: fs})
+	if len(rep.Gaps) != 1 || rep.Gaps[0].Format != "sealed" || !strings.Contains(rep.Gaps[0].Reason, "encrypted") {
+		t.Errorf("unpack gaps %+v, want the sealed chunk only", rep.Gaps)
+	}
+	if cv := rep.Coverage; cv.Identified != 908 || cv.Carved != 108 {
+		t.Errorf("coverage %+v", cv)
+	}
+	srep, err := firmware.ScanReaderAt(context.Background(), bytes.NewReader(img), int64(len(img)), firmware.Options{Formats: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(srep.Gaps) != 1 || srep.Gaps[0].Format != "sealed" {
+		t.Errorf("scan gaps %+v, want the sealed chunk only", srep.Gaps)
+	}
+}

@@ -251,7 +251,7 @@ func (e *engine) processChunk(ctx context.Context, open opener, dir string, dept
 		if e.root == nil {
 			// A scan opens nothing; it says what unpack would not open.
 			switch {
-			case c.Encrypted:
+			case c.Encrypted && f.Action() == ActionExtract: // a carved encrypted key is still carved
 				e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
 			case f.Action() == ActionIdentify:
 				e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
