@@ -77,3 +77,16 @@ func TestNoGapsNoFinding(t *testing.T) {
 		t.Errorf("text summary:\n%s", buf.String())
 	}
 }
+
+// TestCoverageTinyShare: a few bytes not opened in a large image read as
+// "<0.1%", never as "0.0%".
+func TestCoverageTinyShare(t *testing.T) {
+	r := &Report{Coverage: &Coverage{Size: 16 << 20, Extracted: 1 << 20, Identified: 852, Padding: 15<<20 - 852, Examined: 0.9999}}
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if want := "<0.1% identified but not opened, 0.0% unknown"; !strings.Contains(buf.String(), want) {
+		t.Errorf("text lacks %q:\n%s", want, buf.String())
+	}
+}

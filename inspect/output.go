@@ -101,8 +101,14 @@ func (r *Report) WriteText(w io.Writer) error {
 // and what was not (the coverage.unexamined findings).
 func (r *Report) writeCoverage(ew *errWriter) {
 	if cv := r.Coverage; cv != nil && cv.Size > 0 {
-		pct := func(n int64) float64 { return float64(n) * 100 / float64(cv.Size) }
-		ew.printf("image coverage: %.1f%% examined (%.1f%% extracted, %.1f%% carved, %.1f%% padding); %.1f%% identified but not opened, %.1f%% unknown\n",
+		pct := func(n int64) string {
+			p := float64(n) * 100 / float64(cv.Size)
+			if n > 0 && p < 0.05 {
+				return "<0.1%" // a few bytes not opened must not read as none
+			}
+			return fmt.Sprintf("%.1f%%", p)
+		}
+		ew.printf("image coverage: %.1f%% examined (%s extracted, %s carved, %s padding); %s identified but not opened, %s unknown\n",
 			cv.Examined*100, pct(cv.Extracted), pct(cv.Carved), pct(cv.Padding), pct(cv.Identified), pct(cv.Unknown))
 	}
 	if len(r.Unexamined) == 0 {

@@ -288,10 +288,14 @@ func printChunkRow(tw io.Writer, c *firmware.ChunkReport, indent string) {
 // printCoverage prints where the image's bytes went (Report.Coverage).
 func printCoverage(w io.Writer, cv firmware.Coverage, unknown []firmware.Region) {
 	pct := func(n int64) string {
-		if cv.Size == 0 {
-			return "0%"
+		p := 0.0
+		if cv.Size > 0 {
+			p = float64(n) * 100 / float64(cv.Size)
 		}
-		return fmt.Sprintf("%.1f%%", float64(n)*100/float64(cv.Size))
+		if n > 0 && p < 0.05 {
+			return "<0.1%" // a few bytes not opened must not read as none
+		}
+		return fmt.Sprintf("%.1f%%", p)
 	}
 	fmt.Fprintf(w, "coverage: %s extracted, %s carved, %s identified only (not opened), %s padding, %s unknown",
 		pct(cv.Extracted), pct(cv.Carved), pct(cv.Identified), pct(cv.Padding), pct(cv.Unknown))
