@@ -102,6 +102,11 @@ func checkCoverage(t *testing.T, rep *firmware.Report) {
 	if unknown != cv.Unknown {
 		t.Errorf("coverage unknown %d, unknown regions hold %d", cv.Unknown, unknown)
 	}
+	for _, g := range rep.Gaps {
+		if strings.Contains(g.Reason, "\n") {
+			t.Errorf("gap reason %q spans lines: each gap is one warning line", g.Reason)
+		}
+	}
 }
 
 func hasWarning(rep []string, parts ...string) bool {

@@ -63,6 +63,7 @@ func (e *engine) warn(format string, args ...any) {
 // gap records content that was found but not opened. Gaps become warnings
 // once sorted (sortedGaps), so the report does not depend on scheduling.
 func (e *engine) gap(g Gap) {
+	g.Reason = strings.ReplaceAll(g.Reason, "\n", "; ") // joined errors: one warning line each
 	e.o.Logger.Debug("gap", "file", displayName(g.File), "offset", g.Offset, "format", g.Format, "status", g.Status, "reason", g.Reason)
 	e.mu.Lock()
 	e.gaps = append(e.gaps, g)

@@ -396,8 +396,14 @@ func printTree(w io.Writer, chunks []*firmware.ChunkReport, indent string) {
 		if c.Outcome == firmware.OutcomeIdentified {
 			line += " [not extracted]"
 		}
+		switch n := len(c.Warnings); {
+		case n == 1:
+			line += " [warning: " + c.Warnings[0] + "]"
+		case n > 1:
+			line += fmt.Sprintf(" [%d warnings in report.json, first: %s]", n, c.Warnings[0])
+		}
 		for _, er := range c.Errors {
-			line += " [error: " + er + "]"
+			line += " [error: " + strings.ReplaceAll(er, "\n", "; ") + "]"
 		}
 		fmt.Fprintln(w, line)
 		printTree(w, c.Children, indent+"  ")
