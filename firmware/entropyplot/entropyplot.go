@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -276,20 +277,25 @@ func Draw(w io.Writer, p *Plot) error {
 		}
 		tickOffs = append(tickOffs, p.Size)
 	}
-	lastEnd := -100
-	for i, off := range tickOffs {
+	// Labels in order, each where it does not overlap one already placed:
+	// where data resumes matters more than the image's end.
+	last := len(tickOffs) - 1
+	var placed [][2]int
+	for i := range tickOffs {
+		off := tickOffs[i]
 		x := xOf(off)
-		if i == len(tickOffs)-1 {
+		if i == last {
 			x = right
 		}
 		s := fmt.Sprintf("%#x", off)
 		tx := min(max(x-len(s)*charWidth/2, 2), width-len(s)*charWidth-2)
-		if tx <= lastEnd+6 {
+		span := [2]int{tx - 6, tx + len(s)*charWidth + 6}
+		if slices.ContainsFunc(placed, func(p [2]int) bool { return span[0] < p[1] && p[0] < span[1] }) {
 			continue
 		}
+		placed = append(placed, span)
 		vline(img, x, bottom, bottom+4, ink)
 		text(img, tx, bottom+30, ink, s)
-		lastEnd = tx + len(s)*charWidth
 	}
 	// Folded padding: hatched, with its size, and break marks on the axis.
 	for _, sg := range segs {
