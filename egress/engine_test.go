@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -306,7 +305,7 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	e := newPolicyEngine(b)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := testutil.CPUTime(b)
 	b.ResetTimer()
 	shift := time.Duration(0)
 	for i := 0; i < b.N; i++ {
@@ -321,13 +320,7 @@ func BenchmarkEngine(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
 	// CPU time, not wall time: packets per second of one core even when the
 	// machine is shared.
-	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "packets/cpu-s")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(b.N)/(testutil.CPUTime(b)-cpu0).Seconds(), "packets/cpu-s")
 }
 
 // TestLiveWindows: on a live input the engine runs on capture time, and
@@ -393,7 +386,7 @@ func BenchmarkHandleFlow(b *testing.B) {
 		}
 		recs[i] = FlowRecord{Key: FlowKey{Proto: 6, Src: ap(cam, uint16(30000+i)), Dst: ap(dst, 443)}, Packets: 10, Bytes: 4000}
 	}
-	cpu0 := cpuTime()
+	cpu0 := testutil.CPUTime(b)
 	b.ResetTimer()
 	t := pcapgen.Start
 	for i := 0; i < b.N; i++ {
@@ -403,7 +396,7 @@ func BenchmarkHandleFlow(b *testing.B) {
 		e.HandleFlow(context.Background(), r)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+	b.ReportMetric(float64(b.N)/(testutil.CPUTime(b)-cpu0).Seconds(), "records/cpu-s")
 }
 
 // TestOpenFileErrors: captures that are not captures, or claim absurd sizes.
