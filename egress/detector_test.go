@@ -109,7 +109,7 @@ func (s *blockingSink) Close() error { return nil }
 // hold the engine lock, so packets and records keep being handled; alerts
 // reach the sink with the context of the call that completed them.
 func TestSinkOutsideLock(t *testing.T) {
-	p, err := ParsePolicy("test.yml", []byte(testPolicy))
+	p, err := parsePolicy("test.yml", []byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}

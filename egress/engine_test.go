@@ -32,7 +32,7 @@ flows: {max: 100}
 
 func newTestEngine(t testing.TB, policy string) (*Engine, *memSink) {
 	t.Helper()
-	p, err := ParsePolicy("test.yml", []byte(policy))
+	p, err := parsePolicy("test.yml", []byte(policy))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func TestOpenFileErrors(t *testing.T) {
 // TestBaselineLearning: during the learning period new destinations are
 // learned silently; after it, a new one is reported once.
 func TestBaselineLearning(t *testing.T) {
-	p, err := ParsePolicy("test.yml", []byte(testPolicy))
+	p, err := parsePolicy("test.yml", []byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
