@@ -63,7 +63,6 @@ type camera struct {
 	lastErr  string
 	since    time.Time
 	plan     *rebuild.Plan
-	codecs   map[*rebuild.Track]keyCodec
 	jitter   map[*rebuild.Track]*jitterState
 	hasVideo bool
 	streams  []*gortsplib.ServerStream // one per server, same order as Proxy.servers
@@ -73,8 +72,6 @@ type camera struct {
 	lastUse  time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
 	gop      []gopEntry
 	gopValid bool
-	lastKey  uint32
-	haveKey  bool
 }
 
 type gopEntry struct {
@@ -476,17 +473,15 @@ func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	}
 	c.plan = plan
 	c.streams = streams
-	c.codecs = map[*rebuild.Track]keyCodec{}
 	c.jitter = map[*rebuild.Track]*jitterState{}
 	c.hasVideo = false
 	for _, t := range plan.Tracks {
 		c.jitter[t] = &jitterState{clock: float64(t.CameraFormat().ClockRate())}
 		if t.Media().Type == description.MediaTypeVideo {
 			c.hasVideo = true
-			c.codecs[t] = codecOf(t.Media().Formats[0])
 		}
 	}
-	c.gop, c.gopValid, c.haveKey = nil, false, false
+	c.gop, c.gopValid = nil, false
 	select {
 	case <-c.ready:
 	default:
@@ -527,7 +522,7 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	c.bytesIn.Add(uint64(pkt.MarshalSize()))
 	arrival := time.Now()
 	ts := pkt.Timestamp
-	out, ra, err := t.Process(pkt)
+	out, keyAt, err := t.Process(pkt)
 	if errors.Is(err, rebuild.ErrInvalidParameters) {
 		c.refuse(err)
 		return
@@ -551,19 +546,11 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	if err != nil || len(out) == 0 {
 		return
 	}
+	// The cleaner flags where a keyframe starts; without video, every
+	// packet is a place to start.
 	video := t.Media().Type == description.MediaTypeVideo
-	codec := c.codecs[t]
 	for i, op := range out {
-		key := !c.hasVideo
-		if video {
-			key = (i == 0 && ra) || keyPacket(codec, op.Payload)
-			if key && c.haveKey && op.Timestamp == c.lastKey {
-				key = false // another slice or parameter set of the same keyframe
-			}
-			if key {
-				c.lastKey, c.haveKey = op.Timestamp, true
-			}
-		}
+		key := !c.hasVideo || (video && i == keyAt)
 		c.cacheLocked(t, op, key && video)
 		for r := range c.readers {
 			c.sendLocked(r, t, op, key, arrival)
