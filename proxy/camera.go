@@ -267,7 +267,11 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	if c.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.bind)}
 	}
+	guard := newRedirectGuard(u)
 	cl.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+		if err := guard.check(address); err != nil {
+			return nil, err // before any byte: no credentials to another host
+		}
 		conn, err := d.DialContext(ctx, network, address)
 		if err != nil {
 			return nil, err
@@ -284,7 +288,10 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 		}
 	}
 	capture := &sdpCapture{}
-	cl.OnResponse = capture.onResponse
+	cl.OnResponse = func(res *base.Response) {
+		capture.onResponse(res)
+		guard.onResponse(res)
+	}
 	if err := cl.Start(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -293,6 +300,10 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	defer unwatch()
 
 	desc, _, err := cl.Describe(u)
+	if loc, rerr := guard.refusal(); rerr != nil {
+		c.log.Error("camera redirect refused; check the camera's url", "error", rerr, "location", loc)
+		return false, rerr
+	}
 	var sdpErr liberrors.ErrClientSDPInvalid
 	if errors.As(err, &sdpErr) && cl.Protocol != nil && u.Scheme == "rtsp" {
 		// Lenient path: keep the media sections that parse. (Not with

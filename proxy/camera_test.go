@@ -44,7 +44,7 @@ func TestGarbageInterleavedFrames(t *testing.T) {
 			r := waitReader(t, "a reader", 10*time.Second, readerURL(p, "g"))
 			waitFor(t, "a second session", 20*time.Second, func() bool { return cam.conns.Load() >= 2 })
 			st := p.Status()
-			if len(st) != 1 || st[0].PacketsIn < 64 {
+			if len(st) != 1 || st[0].PacketsIn == 0 {
 				t.Fatalf("status: %+v", st)
 			}
 			if st[0].Panics != 0 {

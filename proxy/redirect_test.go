@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+)
+
+// basicCamera answers DESCRIBE with a Basic challenge until the request
+// carries credentials.
+func basicChallenge(req *base.Request) *base.Response {
+	if req.Method == base.Describe && len(req.Header["Authorization"]) == 0 {
+		return &base.Response{StatusCode: base.StatusUnauthorized, Header: base.Header{
+			"WWW-Authenticate": base.HeaderValue{`Basic realm="cam"`},
+		}}
+	}
+	return nil
+}
+
+// TestRedirectToAnotherHostRefused: a camera answers DESCRIBE with a
+// redirect to another host. The proxy must not connect there at all (the
+// other host would get the camera's credentials in answer to its Basic
+// challenge, and readers its stream); the refusal is logged, shown in
+// /v1/cameras, and the camera is retried with backoff.
+func TestRedirectToAnotherHostRefused(t *testing.T) {
+	other := &scriptCam{respond: func(_ int64, req *base.Request) *base.Response { return basicChallenge(req) },
+		afterPlay: func(ctx context.Context, w *camWriter) { w.h264(ctx, time.Minute) }}
+	otherAddr := other.listen(t)
+	cam := &scriptCam{respond: func(_ int64, req *base.Request) *base.Response {
+		if req.Method != base.Describe {
+			return nil
+		}
+		return &base.Response{StatusCode: base.StatusFound, Header: base.Header{
+			"Location": base.HeaderValue{"rtsp://evil:hunter2@" + otherAddr + "/stolen?token=abc"},
+		}}
+	}}
+	addr := cam.listen(t)
+	log, lb := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "r", URL: MustParseSecretURL("rtsp://admin:s3cret@" + addr + "/cam")}), log)
+
+	want := "camera redirected to another host (" + otherAddr + "); refused"
+	waitFor(t, "the refusal in /v1/cameras", 10*time.Second, func() bool {
+		return strings.Contains(p.Status()[0].LastError, want)
+	})
+	waitFor(t, "a retry", 10*time.Second, func() bool { return cam.conns.Load() >= 2 })
+	if n := other.conns.Load(); n != 0 {
+		t.Fatalf("the proxy connected %d times to the host the camera redirected to; requests: %q", n, other.requests())
+	}
+	if s := cameraState(p, "r"); s == stateUp {
+		t.Errorf("camera state %s", s)
+	}
+	out := lb.String()
+	if !strings.Contains(out, "camera redirected to another host") || !strings.Contains(out, otherAddr) {
+		t.Errorf("the refusal is not logged with its target")
+	}
+	for _, secret := range []string{"s3cret", "hunter2", "token=abc", base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))} {
+		if strings.Contains(out, secret) || strings.Contains(httpGet(t, "http://"+p.AdminAddr().String()+"/v1/cameras"), secret) {
+			t.Errorf("%q leaked into the log or /v1/cameras", secret)
+		}
+	}
+}
+
+// TestRedirectLoopBounded: a camera that redirects to itself forever is
+// followed at most maxRedirects times per session; then the session fails
+// and the camera backs off as usual (it was followed hundreds of thousands
+// of times a minute, recursively).
+func TestRedirectLoopBounded(t *testing.T) {
+	var cam *scriptCam
+	var addr string
+	cam = &scriptCam{respond: func(n int64, req *base.Request) *base.Response {
+		if req.Method != base.Describe {
+			return nil
+		}
+		return &base.Response{StatusCode: base.StatusMovedPermanently, Header: base.Header{
+			"Location": base.HeaderValue{"rtsp://" + addr + "/loop"},
+		}}
+	}}
+	addr = cam.listen(t)
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "l", URL: MustParseSecretURL("rtsp://" + addr + "/cam")}), log)
+	waitFor(t, "the refusal in /v1/cameras", 10*time.Second, func() bool {
+		return strings.Contains(p.Status()[0].LastError, "redirected more than 5 times")
+	})
+	time.Sleep(2 * time.Second)
+	st := p.Status()[0]
+	sessions := st.Reconnects + 1
+	if n := uint64(cam.conns.Load()); n > sessions*(maxRedirects+1) || n < maxRedirects+1 {
+		t.Errorf("%d connections in %d sessions; want %d per session", n, sessions, maxRedirects+1)
+	}
+	// Backoff 200 ms doubling to 1 s: a handful of sessions in ~2.5 s.
+	if sessions > 8 {
+		t.Errorf("%d sessions in ~2.5 s: no backoff", sessions)
+	}
+}
+
+// TestRedirectSameHostFollowed: a redirect to another path of the same
+// host:port is followed, with the camera's credentials, and the camera plays.
+func TestRedirectSameHostFollowed(t *testing.T) {
+	var addr string
+	cam := &scriptCam{respond: func(_ int64, req *base.Request) *base.Response {
+		if req.Method == base.Describe && req.URL.Path == "/cam" {
+			return &base.Response{StatusCode: base.StatusFound, Header: base.Header{
+				"Location": base.HeaderValue{"rtsp://" + addr + "/real"},
+			}}
+		}
+		return basicChallenge(req)
+	}, afterPlay: func(ctx context.Context, w *camWriter) { w.h264(ctx, time.Minute) }}
+	addr = cam.listen(t)
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "s", URL: MustParseSecretURL("rtsp://admin:s3cret@" + addr + "/cam"),
+		Mode: "passthrough"}), log)
+	r := waitReader(t, "a reader", 10*time.Second, readerURL(p, "s"))
+	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 5 })
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))
+	found := false
+	for _, l := range cam.requests() {
+		if strings.HasPrefix(l, "DESCRIBE rtsp://"+addr+"/real "+auth) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no authenticated DESCRIBE of the redirect target: %q", cam.requests())
+	}
+}
+
+// dialAddr must name a camera's address exactly as gortsplib dials it, or
+// the guard would refuse the camera itself.
+func TestDialAddr(t *testing.T) {
+	for _, tc := range []struct{ scheme, host, want string }{
+		{"rtsp", "10.0.0.5", "10.0.0.5:554"},
+		{"rtsps", "10.0.0.5", "10.0.0.5:322"},
+		{"rtsp", "10.0.0.5:8554", "10.0.0.5:8554"},
+		{"rtsp", "[fe80::1]", "[fe80::1]:554"},
+		{"rtsps", "[::1]:8322", "[::1]:8322"},
+		{"rtsp", "Cam.Example", "Cam.Example:554"},
+	} {
+		if got := dialAddr(tc.scheme, tc.host); got != tc.want {
+			t.Errorf("dialAddr(%s, %s) = %s, want %s", tc.scheme, tc.host, got, tc.want)
+		}
+	}
+	g := newRedirectGuard(&base.URL{Scheme: "rtsp", Host: "Cam.Example"})
+	if err := g.check("cam.example:554"); err != nil {
+		t.Errorf("host names differing in case: %v", err)
+	}
+	if err := g.check("cam.example:555"); err == nil || !strings.Contains(err.Error(), "(cam.example:555)") {
+		t.Errorf("another port: %v", err)
+	}
+}
