@@ -31,9 +31,17 @@ type scriptCam struct {
 	// silent until the client leaves.
 	afterPlay func(ctx context.Context, w *camWriter)
 
-	conns atomic.Int64 // connections accepted
-	mu    sync.Mutex
-	reqs  []string // "METHOD URL [Authorization]"
+	conns  atomic.Int64 // connections accepted
+	mu     sync.Mutex
+	reqs   []string    // "METHOD URL [Authorization]"
+	starts []time.Time // when each connection was accepted
+}
+
+// startTimes returns when each connection was accepted.
+func (s *scriptCam) startTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.starts...)
 }
 
 // requests returns the requests seen so far.
@@ -133,14 +141,19 @@ func scriptSDP() []byte {
 }
 
 func (s *scriptCam) serve(ctx context.Context, nc net.Conn) {
-	defer nc.Close()
 	n := s.conns.Add(1)
+	s.mu.Lock()
+	s.starts = append(s.starts, time.Now())
+	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	w := &camWriter{nc: nc}
 	br := bufio.NewReader(nc)
 	var played sync.WaitGroup
-	defer played.Wait()
+	defer func() {
+		cancel()
+		nc.Close()
+		played.Wait()
+	}()
 	for {
 		var req base.Request
 		if err := req.Unmarshal(br); err != nil {
@@ -158,7 +171,7 @@ func (s *scriptCam) serve(ctx context.Context, nc net.Conn) {
 			res = s.respond(n, &req)
 		}
 		if res == nil {
-			res = defaultAnswer(&req, nc.LocalAddr().String())
+			res = defaultAnswer(&req)
 		}
 		if res.Header == nil {
 			res.Header = base.Header{}
@@ -184,14 +197,14 @@ func (s *scriptCam) serve(ctx context.Context, nc net.Conn) {
 }
 
 // defaultAnswer is what a plain H.264 camera answers.
-func defaultAnswer(req *base.Request, addr string) *base.Response {
+func defaultAnswer(req *base.Request) *base.Response {
 	res := &base.Response{StatusCode: base.StatusOK, Header: base.Header{"Session": base.HeaderValue{"12345678;timeout=60"}}}
 	switch req.Method {
 	case base.Options:
 		res.Header["Public"] = base.HeaderValue{"DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"}
 	case base.Describe:
 		res.Header["Content-Type"] = base.HeaderValue{"application/sdp"}
-		res.Header["Content-Base"] = base.HeaderValue{"rtsp://" + addr + "/cam/"}
+		res.Header["Content-Base"] = base.HeaderValue{"rtsp://" + req.URL.Host + req.URL.Path + "/"}
 		res.Body = scriptSDP()
 	case base.Setup:
 		var tr headers.Transports
