@@ -323,6 +323,9 @@ func (c *camera) session(ctx context.Context) (healthy bool, err error) {
 	cl.OnResponse = func(res *base.Response) {
 		capture.onResponse(res)
 		guard.onResponse(res)
+		if dropTransportSource(res) {
+			c.log.Debug("camera named a UDP source address in its SETUP answer; ignored (UDP stays with the camera's address)")
+		}
 	}
 	if err := cl.Start(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 )
 
 // Redirect policy towards cameras.
@@ -105,4 +106,26 @@ func (g *redirectGuard) refusal() (location string, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.location, g.err
+}
+
+// dropTransportSource removes the source parameter from the Transport
+// header of a camera's SETUP answer, in place, before gortsplib reads it.
+// With it gortsplib sends UDP (the firewall-opening packets before PLAY,
+// then RTCP receiver reports) to that address and accepts RTP only from
+// it, so a camera could point the proxy's UDP at any host. Without it, UDP
+// goes to and is accepted from the address the RTSP connection was made to,
+// which redirectGuard keeps to the camera's. It reports whether it dropped
+// one.
+func dropTransportSource(res *base.Response) bool {
+	v, ok := res.Header["Transport"]
+	if !ok {
+		return false
+	}
+	var th headers.Transport
+	if th.Unmarshal(v) != nil || th.Source2 == nil {
+		return false // (a header gortsplib cannot parse fails the SETUP anyway)
+	}
+	th.Source2 = nil
+	res.Header["Transport"] = th.Marshal()
+	return true
 }

@@ -3,11 +3,15 @@ package proxy
 import (
 	"context"
 	"encoding/base64"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+	"github.com/pion/rtp"
 )
 
 // basicCamera answers DESCRIBE with a Basic challenge until the request
@@ -149,4 +153,66 @@ func TestDialAddr(t *testing.T) {
 	if err := g.check("cam.example:555"); err == nil || !strings.Contains(err.Error(), "(cam.example:555)") {
 		t.Errorf("another port: %v", err)
 	}
+}
+
+// TestUDPSourceIgnored: a camera's SETUP answer may name a "source" address
+// for UDP media. gortsplib would send the firewall-opening packets and RTCP
+// receiver reports to it and accept RTP from it only, so a camera could
+// point the proxy's UDP at any host. The proxy ignores it: UDP goes to, and
+// is accepted from, the address of the RTSP connection (the camera's).
+func TestUDPSourceIgnored(t *testing.T) {
+	var mu sync.Mutex
+	var rtpConn net.PacketConn
+	var client *net.UDPAddr
+	open := func() (net.PacketConn, int) {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc, pc.LocalAddr().(*net.UDPAddr).Port
+	}
+	cam := &scriptCam{respond: func(_ int64, req *base.Request) *base.Response {
+		if req.Method != base.Setup {
+			return nil
+		}
+		var tr headers.Transports
+		if err := tr.Unmarshal(req.Header["Transport"]); err != nil || tr[0].ClientPorts == nil {
+			return &base.Response{StatusCode: base.StatusUnsupportedTransport}
+		}
+		pc, p1 := open()
+		_, p2 := open()
+		mu.Lock()
+		rtpConn, client = pc, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tr[0].ClientPorts[0]}
+		mu.Unlock()
+		src := "::1" // another host than the camera's 127.0.0.1 (still loopback)
+		uni := headers.TransportDeliveryUnicast
+		th := headers.Transport{Protocol: headers.TransportProtocolUDP, Delivery: &uni, Source2: &src,
+			ClientPorts: tr[0].ClientPorts, ServerPorts: &[2]int{p1, p2}}
+		return &base.Response{StatusCode: base.StatusOK, Header: base.Header{
+			"Transport": th.Marshal(), "Session": base.HeaderValue{"12345678;timeout=60"},
+		}}
+	}, afterPlay: func(ctx context.Context, _ *camWriter) {
+		mu.Lock()
+		pc, to := rtpConn, client
+		mu.Unlock()
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ctx.Err() == nil; i++ {
+			<-tick.C
+			pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i),
+				Timestamp: uint32(i * 3600), Marker: true, SSRC: 1}, Payload: []byte{0x65, 0x88, 0x84, 0x00}}
+			b, _ := pkt.Marshal()
+			if _, err := pc.WriteTo(b, to); err != nil {
+				return
+			}
+		}
+	}}
+	addr := cam.listen(t)
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "u", URL: MustParseSecretURL("rtsp://" + addr + "/cam"), Transport: TransportUDP}), log)
+	waitFor(t, "UDP media from the camera's address", 10*time.Second, func() bool {
+		st := p.Status()[0]
+		return st.State == stateUp && st.PacketsIn > 10
+	})
 }
