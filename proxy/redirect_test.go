@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
@@ -71,34 +73,33 @@ func TestRedirectToAnotherHostRefused(t *testing.T) {
 // TestRedirectLoopBounded: a camera that redirects to itself forever is
 // followed at most maxRedirects times per session; then the session fails
 // and the camera backs off as usual (it was followed hundreds of thousands
-// of times a minute, recursively).
+// of times a minute, recursively, towards a stack overflow).
 func TestRedirectLoopBounded(t *testing.T) {
-	var cam *scriptCam
-	var addr string
-	cam = &scriptCam{respond: func(n int64, req *base.Request) *base.Response {
-		if req.Method != base.Describe {
-			return nil
-		}
-		return &base.Response{StatusCode: base.StatusMovedPermanently, Header: base.Header{
-			"Location": base.HeaderValue{"rtsp://" + addr + "/loop"},
+	synctest.Test(t, func(t *testing.T) {
+		cam := &scriptCam{respond: func(n int64, req *base.Request) *base.Response {
+			if req.Method != base.Describe {
+				return nil
+			}
+			return &base.Response{StatusCode: base.StatusMovedPermanently, Header: base.Header{
+				"Location": base.HeaderValue{"rtsp://cam.invalid/loop" + strconv.FormatInt(n, 10)},
+			}}
 		}}
-	}}
-	addr = cam.listen(t)
-	log, _ := newLog(t)
-	p := startProxy(t, testConfig(Camera{Name: "l", URL: MustParseSecretURL("rtsp://" + addr + "/cam")}), log)
-	waitFor(t, "the refusal in /v1/cameras", 10*time.Second, func() bool {
-		return strings.Contains(p.Status()[0].LastError, "redirected more than 5 times")
+		p, stop := startBubbleCamera(t, cam, Camera{Name: "l", URL: MustParseSecretURL("rtsp://cam.invalid/cam")})
+		time.Sleep(time.Second / 2)
+		if e := p.Status()[0].LastError; !strings.Contains(e, "camera redirected more than 5 times; refused") {
+			t.Errorf("last_error %q", e)
+		}
+		time.Sleep(5 * time.Minute)
+		stop()
+		sessions := p.Status()[0].Reconnects
+		if n := uint64(cam.conns.Load()); n != sessions*(maxRedirects+1) && n != (sessions+1)*(maxRedirects+1) {
+			t.Errorf("%d connections in %d sessions; want %d per session", n, sessions, maxRedirects+1)
+		}
+		// 1+2+4+8+16 s, then 30 s (±20 %).
+		if sessions < 6 || sessions > 18 {
+			t.Errorf("%d sessions in 5 minutes: want the usual backoff", sessions)
+		}
 	})
-	time.Sleep(2 * time.Second)
-	st := p.Status()[0]
-	sessions := st.Reconnects + 1
-	if n := uint64(cam.conns.Load()); n > sessions*(maxRedirects+1) || n < maxRedirects+1 {
-		t.Errorf("%d connections in %d sessions; want %d per session", n, sessions, maxRedirects+1)
-	}
-	// Backoff 200 ms doubling to 1 s: a handful of sessions in ~2.5 s.
-	if sessions > 8 {
-		t.Errorf("%d sessions in ~2.5 s: no backoff", sessions)
-	}
 }
 
 // TestRedirectSameHostFollowed: a redirect to another path of the same
