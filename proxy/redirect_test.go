@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -215,5 +216,54 @@ func TestUDPSourceIgnored(t *testing.T) {
 	waitFor(t, "UDP media from the camera's address", 10*time.Second, func() bool {
 		st := p.Status()[0]
 		return st.State == stateUp && st.PacketsIn > 10
+	})
+}
+
+var transportCases = []struct{ in, want string }{
+	{"RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001;source=10.9.9.9", "RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001"},
+	{"RTP/AVP;unicast;source=cam.example;client_port=5000-5001;server_port=6000-6001;ssrc=0000ABCD", "RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001;ssrc=0000ABCD"},
+	{"RTP/AVP/TCP;unicast;interleaved=0-1", ""},
+	{"RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001", ""},
+	{"garbage;source=1.2.3.4", ""},
+}
+
+// TestDropTransportSource: only the source parameter goes; the rest of the
+// header reads the same to gortsplib.
+func TestDropTransportSource(t *testing.T) {
+	for _, tc := range transportCases {
+		res := &base.Response{Header: base.Header{"Transport": base.HeaderValue{tc.in}}}
+		dropped := dropTransportSource(res)
+		if dropped != (tc.want != "") {
+			t.Errorf("%s: dropped %v", tc.in, dropped)
+			continue
+		}
+		if !dropped {
+			if res.Header["Transport"][0] != tc.in {
+				t.Errorf("%s: changed to %s", tc.in, res.Header["Transport"][0])
+			}
+			continue
+		}
+		var got, want headers.Transport
+		if err := got.Unmarshal(res.Header["Transport"]); err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		want.Unmarshal(base.HeaderValue{tc.want})
+		if got.Source2 != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %s, want %s", tc.in, got.Marshal(), tc.want)
+		}
+	}
+}
+
+func FuzzDropTransportSource(f *testing.F) {
+	for _, tc := range transportCases {
+		f.Add(tc.in)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		res := &base.Response{Header: base.Header{"Transport": base.HeaderValue{in}}}
+		dropTransportSource(res)
+		var th headers.Transport
+		if th.Unmarshal(res.Header["Transport"]) == nil && th.Source2 != nil {
+			t.Fatalf("%q: source left in %q", in, res.Header["Transport"])
+		}
 	})
 }
