@@ -124,6 +124,7 @@ func TestReconnectStorm(t *testing.T) {
 				time.Sleep(5 * time.Minute)
 				stop()
 				g := gaps(cam.startTimes())
+				t.Logf("%d sessions in 5 minutes", len(g)+1)
 				// 1+2+4+8+16 s, then 30 s (±20 %), plus the sessions' own time.
 				if len(g) < 5 || len(g) > 18 {
 					t.Fatalf("%d sessions in 5 minutes, want 6 to 18; gaps %v", len(g)+1, g)
@@ -194,6 +195,7 @@ func TestAuthFailureBackoff(t *testing.T) {
 						logins++
 					}
 				}
+				t.Logf("%d failed logins in an hour", logins)
 				if logins < 5 || logins > 8 {
 					t.Errorf("%d failed logins in an hour, want one per 10 min ±20 %%; gaps %v", logins, gaps(cam.startTimes()))
 				}
