@@ -148,7 +148,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(descUp, up, s.Name)
-		for _, st := range []string{stateIdle, stateConnecting, stateUp, stateDown} {
+		for _, st := range []string{stateIdle, stateConnecting, stateUp, stateDown, stateAuthFailed} {
 			v := 0.0
 			if s.State == st {
 				v = 1

@@ -34,6 +34,16 @@ const (
 	stateDown       = "down"       // waiting to reconnect
 )
 
+// stateAuthFailed: the camera refused the credentials; the proxy waits
+// Timeouts.AuthFailureBackoff before trying again (see camera_auth.go).
+const stateAuthFailed = "auth_failed"
+
+// healthySession is how long a session must deliver media before its end
+// resets the reconnect backoff: packets must arrive both within it after
+// PLAY and after it. A camera that accepts PLAY and then closes, or sends a
+// few packets and stalls, is retried with a growing delay, not at 1 Hz.
+const healthySession = 10 * time.Second
+
 // camera pulls one camera and fans its cleaned packets out to readers.
 type camera struct {
 	p        *Proxy
@@ -56,6 +66,8 @@ type camera struct {
 	bitrate                                                                   atomic.Uint64 // bit/s, from tick
 	lastBytes                                                                 uint64        // tick only
 	lastSample                                                                time.Time     // tick only
+
+	dial func(ctx context.Context, network, address string) (net.Conn, error) // test hook; nil: a net.Dialer
 
 	mu       sync.Mutex
 	abort    func(error) // ends the current camera session; nil between sessions
@@ -154,7 +166,7 @@ func (c *camera) stopWait(reason string) {
 func (c *camera) run() {
 	defer close(c.done)
 	defer c.recoverGo("camera loop")
-	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax)
+	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax, c.tmo.AuthFailureBackoff)
 	if !c.cfg.OnDemand {
 		retryLoop(c.ctx, b, c.safeSession, c.onRetry)
 		return
@@ -174,7 +186,11 @@ func (c *camera) run() {
 			return
 		}
 		c.teardown("on-demand camera has no readers left")
-		c.setState(stateIdle, "")
+		if b.holding() {
+			c.setState(stateAuthFailed, "") // the next demand waits for the rest
+		} else {
+			c.setState(stateIdle, "")
+		}
 		b.reset()
 	}
 }
@@ -203,8 +219,17 @@ func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
 
 func (c *camera) onRetry(err error, wait time.Duration) {
 	msg := redactError(err, c.cfg.URL)
-	c.setState(stateDown, msg)
 	c.reconnects.Add(1)
+	var ae *authError
+	if errors.As(err, &ae) {
+		c.setState(stateAuthFailed, msg)
+		c.log.Error("camera refused the proxy's credentials; check the user and password in its url "+
+			"(cameras lock the account after repeated failures, so the proxy waits before trying again; "+
+			"a reload that changes the camera retries at once)",
+			"error", msg, "retry_in", wait.Round(time.Second))
+		return
+	}
+	c.setState(stateDown, msg)
 	c.log.Warn("camera session ended; reconnecting", "error", msg, "retry_in", wait.Round(time.Millisecond))
 }
 
@@ -227,8 +252,11 @@ func (c *camera) safeSession(ctx context.Context) (played bool, err error) {
 	return c.session(ctx)
 }
 
-// session runs one camera session until it fails or ctx is done.
-func (c *camera) session(ctx context.Context) (played bool, err error) {
+// session runs one camera session until it fails or ctx is done. It
+// reports whether the session was healthy (see healthySession); a refusal
+// of the credentials is an *authError.
+func (c *camera) session(ctx context.Context) (healthy bool, err error) {
+	defer func() { err = asAuthError(err) }()
 	c.setState(stateConnecting, "")
 	u, err := base.ParseURL(c.cfg.URL.reveal())
 	if err != nil {
@@ -264,8 +292,16 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	if c.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.bind)}
 	}
+	guard := newRedirectGuard(u)
 	cl.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
-		conn, err := d.DialContext(ctx, network, address)
+		if err := guard.check(address); err != nil {
+			return nil, err // before any byte: no credentials to another host
+		}
+		dial := d.DialContext
+		if c.dial != nil {
+			dial = c.dial
+		}
+		conn, err := dial(ctx, network, address)
 		if err != nil {
 			return nil, err
 		}
@@ -281,7 +317,13 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 		}
 	}
 	capture := &sdpCapture{}
-	cl.OnResponse = capture.onResponse
+	cl.OnResponse = func(res *base.Response) {
+		capture.onResponse(res)
+		guard.onResponse(res)
+		if dropTransportSource(res) {
+			c.log.Debug("camera named a UDP source address in its SETUP answer; ignored (UDP stays with the camera's address)")
+		}
+	}
 	if err := cl.Start(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -290,6 +332,10 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	defer unwatch()
 
 	desc, _, err := cl.Describe(u)
+	if loc, rerr := guard.refusal(); rerr != nil {
+		c.log.Error("camera redirect refused; check the camera's url", "error", rerr, "location", loc)
+		return false, rerr
+	}
 	var sdpErr liberrors.ErrClientSDPInvalid
 	if errors.As(err, &sdpErr) && cl.Protocol != nil && u.Scheme == "rtsp" {
 		// Lenient path: keep the media sections that parse. (Not with
@@ -344,13 +390,19 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	// (gortsplib's Client.Stats and Transport are not safe while the client
 	// closes itself, so nothing here reads them after PLAY.)
 	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", c.cfg.Transport)
+	atPlay := c.packetsIn.Load()
+	var atMark atomic.Uint64 // packetsIn at healthySession after PLAY, plus one (0: not yet)
+	mark := time.AfterFunc(healthySession, func() { atMark.Store(c.packetsIn.Load() + 1) })
 	werr := cl.Wait()
+	mark.Stop()
+	m := atMark.Load()
+	healthy = m > 0 && m-1 > atPlay && c.packetsIn.Load() > m-1
 	select {
 	case err := <-refused:
 		// A refused stream did not work: the backoff goes on growing.
 		return false, fmt.Errorf("stream refused: %w", err)
 	default:
-		return true, werr
+		return healthy, werr
 	}
 }
 

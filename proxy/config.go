@@ -101,6 +101,10 @@ type Timeouts struct {
 	// doubles from min to max with ±20 % jitter. They default to 1 s and 30 s.
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// AuthFailureBackoff is the reconnect delay (±20 % jitter) after a
+	// camera refused the credentials (401 or 403): cameras lock the account
+	// after a few failed logins. It defaults to 10 minutes.
+	AuthFailureBackoff time.Duration `yaml:"auth_failure_backoff"`
 }
 
 // Camera is one camera to pull.
@@ -340,6 +344,9 @@ func (c *Config) Validate() error {
 	if c.Timeouts.BackoffMin != 0 && c.Timeouts.BackoffMax != 0 && c.Timeouts.BackoffMin > c.Timeouts.BackoffMax {
 		add("timeouts.backoff_min (%s) is larger than timeouts.backoff_max (%s)", c.Timeouts.BackoffMin, c.Timeouts.BackoffMax)
 	}
+	if c.Timeouts.AuthFailureBackoff < 0 {
+		add("timeouts.auth_failure_backoff (%s) is negative; it is the wait after a camera refused the credentials (default 10m)", c.Timeouts.AuthFailureBackoff)
+	}
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}
@@ -377,6 +384,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeouts.AuthFailureDelay, 2*time.Second)
 	def(&c.Timeouts.BackoffMin, time.Second)
 	def(&c.Timeouts.BackoffMax, 30*time.Second)
+	def(&c.Timeouts.AuthFailureBackoff, 10*time.Minute)
 	c.Cameras = slices.Clone(c.Cameras)
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]

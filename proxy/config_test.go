@@ -49,7 +49,7 @@ func TestConfigGood(t *testing.T) {
 		t.Errorf("decoded %+v", c)
 	}
 	d := c.withDefaults()
-	if d.Timeouts.BackoffMax != 30*time.Second || d.WriteQueueSize != 4096 || d.Listen.UDPRTP != ":8000" {
+	if d.Timeouts.BackoffMax != 30*time.Second || d.Timeouts.AuthFailureBackoff != 10*time.Minute || d.WriteQueueSize != 4096 || d.Listen.UDPRTP != ":8000" {
 		t.Errorf("defaults: %+v", d)
 	}
 }
@@ -92,6 +92,7 @@ func TestConfErrors(t *testing.T) {
 		{"bad bind", cam + "camera_side:\n  bind: eth1\n", `camera_side.bind "eth1" is not an IP address (use the camera-network interface's address)`},
 		{"bad queue", cam + "write_queue_size: 1000\n", `write_queue_size 1000 must be a power of two, at least 64`},
 		{"bad backoff", cam + "timeouts:\n  backoff_min: 1m\n  backoff_max: 10s\n", `timeouts.backoff_min (1m0s) is larger than timeouts.backoff_max (10s)`},
+		{"negative auth backoff", cam + "timeouts:\n  auth_failure_backoff: -1m\n", `timeouts.auth_failure_backoff (-1m0s) is negative; it is the wait after a camera refused the credentials (default 10m)`},
 		{"bad duration", cam + "timeouts:\n  camera: soon\n", `c.yml:5: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
