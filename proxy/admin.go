@@ -172,4 +172,5 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, p.refusedCamera.Load(), "camera")
 	counter(descRefused, p.refusedFull.Load(), "max_readers")
 	counter(descRefused, p.refusedPublish.Load(), "publish")
+	counter(descRefused, p.refusedSession.Load(), "session")
 }

@@ -58,6 +58,7 @@ type Proxy struct {
 	refusedCamera  atomic.Uint64
 	refusedFull    atomic.Uint64
 	refusedPublish atomic.Uint64
+	refusedSession atomic.Uint64 // requests naming another connection's session
 
 	stop      chan struct{}
 	wg        sync.WaitGroup

@@ -49,8 +49,27 @@ func cameraName(path string) string { return strings.Trim(path, "/") }
 
 func status(code base.StatusCode) *base.Response { return &base.Response{StatusCode: code} }
 
-// OnRequest logs and counts attempts to publish towards the proxy.
+// foreignSession replaces the Session header of a request that names a
+// session its connection did not create. It is not a valid session ID
+// (gortsplib's are hexadecimal), so gortsplib answers 454 Session Not Found.
+const foreignSession = "-"
+
+// OnRequest refuses requests that name another connection's session, and
+// logs and counts attempts to publish towards the proxy.
+//
+// A session belongs to the connection that created it (SETUP): PLAY,
+// PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER and OPTIONS naming it from
+// any other connection get 454 Session Not Found. gortsplib itself only
+// checks the source address, and the handlers below check credentials only
+// on DESCRIBE and SETUP, so without this a second, unauthenticated
+// connection could PLAY (or TEARDOWN) a reader's session by its ID.
 func (h *handler) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
+	if v := req.Header["Session"]; len(v) > 0 && sc.Session() == nil {
+		h.p.refusedSession.Add(1)
+		_, remote := remoteOf(sc)
+		h.p.log.Warn("reader refused: request names a session of another connection", "method", string(req.Method), "remote", remote)
+		req.Header["Session"] = base.HeaderValue{foreignSession}
+	}
 	switch req.Method {
 	case base.Announce, base.Record:
 		h.p.refusedPublish.Add(1)
@@ -130,6 +149,11 @@ func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 
 // OnSetup attaches the session to the camera's stream.
 func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if v := ctx.Request.Header["Session"]; len(v) == 1 && v[0] == foreignSession {
+		// gortsplib created a session for this unknown ID; the error closes
+		// the connection and with it that session.
+		return status(base.StatusSessionNotFound), nil, liberrors.ErrServerSessionNotFound{}
+	}
 	name := cameraName(ctx.Path)
 	user, res, err := h.authorize(ctx.Conn, ctx.Request, name)
 	if res != nil {
