@@ -44,10 +44,12 @@ type Proxy struct {
 
 	accts atomic.Pointer[accounts]
 
-	servers  []*gortsplib.Server // plain RTSP first, then RTSPS if configured
-	admin    *http.Server
-	adminLn  net.Listener
-	registry *prometheus.Registry
+	servers   []*gortsplib.Server                                 // plain RTSP first, then RTSPS if configured
+	listeners []namedStats                                        // the servers' listeners, same order
+	listen    func(network, address string) (net.Listener, error) // net.Listen; a test hook
+	admin     *http.Server
+	adminLn   net.Listener
+	registry  *prometheus.Registry
 
 	// frameDelay is the time from a frame's last camera packet reaching the
 	// proxy to the frame's write to a (frame-batched TCP) reader returning.
@@ -94,6 +96,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		queueSize: cfg.WriteQueueSize,
 		writeTmo:  cfg.Timeouts.Reader,
 		randFn:    rand.Float64,
+		listen:    net.Listen,
 	}
 	p.accts.Store(&acc)
 	p.registry = prometheus.NewRegistry()
@@ -125,14 +128,24 @@ func (p *Proxy) Start() error {
 			WriteTimeout:   cfg.Timeouts.Reader,
 			WriteQueueSize: cfg.WriteQueueSize,
 		}
-		if tlsConf == nil {
-			s.Listen = func(network, address string) (net.Listener, error) {
-				ln, err := net.Listen(network, address)
-				if err != nil {
-					return nil, err
-				}
-				return trackedListener{ln}, nil
+		st := &listenerStats{}
+		name := "rtsp"
+		if tlsConf != nil {
+			name = "rtsps"
+		}
+		p.listeners = append(p.listeners, namedStats{name, st})
+		s.Listen = func(network, address string) (net.Listener, error) {
+			ln, err := p.listen(network, address)
+			if err != nil {
+				return nil, err
 			}
+			// With TLS, gortsplib wraps this listener in tls.NewListener:
+			// the handshake runs under the first-read deadline.
+			var gl net.Listener = newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)
+			if tlsConf == nil {
+				gl = trackedListener{gl}
+			}
+			return gl, nil
 		}
 		if udp && cfg.Listen.UDPRTP != "off" {
 			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
@@ -157,7 +170,6 @@ func (p *Proxy) Start() error {
 		}
 	}
 	p.servers = servers
-
 	if cfg.Listen.Admin != "off" {
 		ln, err := net.Listen("tcp", cfg.Listen.Admin)
 		if err != nil {
@@ -169,6 +181,24 @@ func (p *Proxy) Start() error {
 		p.adminLn = ln
 		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		p.wg.Go(func() { p.admin.Serve(ln) })
+	}
+
+	for i, s := range servers {
+		st := p.listeners[i].stats
+		p.wg.Go(func() {
+			err := s.Wait()
+			select {
+			case <-p.stop:
+				return // closing
+			default:
+			}
+			msg := "stopped"
+			if err != nil {
+				msg = "stopped: " + err.Error()
+			}
+			st.stopped.Store(&msg)
+			p.log.Error("reader listener stopped; readers cannot connect until the proxy restarts", "listener", p.listeners[i].name, "error", err)
+		})
 	}
 
 	for _, cc := range cfg.Cameras {
@@ -263,8 +293,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	old := p.cfg
 	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
 		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets ||
-		old.PerPacketWrites != cfg.PerPacketWrites {
-		p.log.Warn("reload: listen, tls, timeouts and queue settings changed but only apply after a restart")
+		old.PerPacketWrites != cfg.PerPacketWrites || old.Limits != cfg.Limits {
+		p.log.Warn("reload: listen, tls, timeouts, limits and queue settings changed but only apply after a restart")
+		cfg.Limits = old.Limits
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
@@ -357,6 +388,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 	<-ctx.Done()
 	p.Close()
 	return nil
+}
+
+// namedStats is one reader listener's counters.
+type namedStats struct {
+	name  string
+	stats *listenerStats
+}
+
+// listenerProblems says why reader listeners cannot accept connections (a
+// stopped server, or Accept failing since some time); empty when all accept.
+func (p *Proxy) listenerProblems() []string {
+	var out []string
+	for _, l := range p.listeners {
+		if m := l.stats.stopped.Load(); m != nil {
+			out = append(out, fmt.Sprintf("%s listener %s", l.name, *m))
+		} else if m := l.stats.failing.Load(); m != nil {
+			since := time.Since(time.Unix(0, l.stats.acceptErrorsSince.Load())).Round(time.Millisecond)
+			out = append(out, fmt.Sprintf("%s listener: accept failing for %s: %s", l.name, since, *m))
+		}
+	}
+	return out
 }
 
 // camera returns the camera called name, or nil.
