@@ -55,6 +55,9 @@ type Proxy struct {
 	// proxy to the frame's write to a (frame-batched TCP) reader returning.
 	frameDelay prometheus.Histogram
 
+	// outBudget bounds the bytes queued for all batched readers together.
+	outBudget *outputBudget
+
 	authFailures   atomic.Uint64
 	refusedNetwork atomic.Uint64
 	refusedCamera  atomic.Uint64
@@ -62,14 +65,14 @@ type Proxy struct {
 	refusedPublish atomic.Uint64
 	refusedSession atomic.Uint64 // requests naming another connection's session
 
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	authDelay time.Duration
-	batching  bool // frame-batched output for TCP readers
-	queueSize int  // per-reader queue, packets
-	writeTmo  time.Duration
-	sleep     func(time.Duration) // failed-login delay; a test hook
-	randFn    func() float64
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	authDelay   time.Duration
+	batching    bool  // frame-batched output for TCP readers
+	readerQueue int64 // per-reader queue of batched readers, bytes
+	writeTmo    time.Duration
+	sleep       func(time.Duration) // failed-login delay; a test hook
+	randFn      func() float64
 }
 
 // New checks cfg and returns a proxy that is not started yet.
@@ -86,19 +89,20 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &Proxy{
-		log:       logger.With("component", "proxy"),
-		cfg:       cfg,
-		cams:      map[string]*camera{},
-		stop:      make(chan struct{}),
-		sleep:     time.Sleep,
-		authDelay: cfg.Timeouts.AuthFailureDelay,
-		batching:  !cfg.PerPacketWrites,
-		queueSize: cfg.WriteQueueSize,
-		writeTmo:  cfg.Timeouts.Reader,
-		randFn:    rand.Float64,
-		listen:    net.Listen,
+		log:         logger.With("component", "proxy"),
+		cfg:         cfg,
+		cams:        map[string]*camera{},
+		stop:        make(chan struct{}),
+		sleep:       time.Sleep,
+		authDelay:   cfg.Timeouts.AuthFailureDelay,
+		batching:    !cfg.PerPacketWrites,
+		readerQueue: cfg.Limits.ReaderQueueBytes,
+		writeTmo:    cfg.Timeouts.Reader,
+		randFn:      rand.Float64,
+		listen:      net.Listen,
 	}
 	p.accts.Store(&acc)
+	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
 	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "cordon_reader_frame_delay_seconds",

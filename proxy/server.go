@@ -231,11 +231,12 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	}
 	if tc, ok := ctx.Conn.NetConn().(*trackedConn); ok && h.p.batching && r.bw == nil &&
 		ctx.Session.Transport().Protocol == gortsplib.ProtocolTCP && len(r.chans) == len(ctx.Session.Medias()) {
-		r.bw = newBatchWriter(tc, h.p.writeTmo, int64(h.p.queueSize)*1500, &r.packets, &r.bytes, func(err error) {
+		r.bw = newBatchWriter(tc, h.p.writeTmo, h.p.readerQueue, h.p.outBudget, &r.packets, &r.bytes, func(err error) {
 			h.p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
 			r.ss.Close()
 		})
 		r.bw.delay = func(d time.Duration) { h.p.frameDelay.Observe(d.Seconds()) }
+		r.bw.remote = r.remote
 	}
 	err := r.cam.addReader(r)
 	if err != nil && r.bw != nil {

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
 // rtspConn is a raw RTSP client connection: one request at a time, its
@@ -168,4 +171,90 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "")
+}
+
+// sndbufListener shrinks the send buffer of every accepted connection, so
+// that readers that never read reach the proxy's own queues at once.
+type sndbufListener struct{ net.Listener }
+
+func (l sndbufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(16 << 10)
+	}
+	return c, err
+}
+
+// Readers that never read cannot make the proxy buffer more than
+// limits.output_buffer_bytes all together: the reader holding the most is
+// disconnected (counted, logged), and a reader that keeps up keeps playing.
+func TestNeverReadingReadersStayWithinBudget(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "a", Codec: "h264", FPS: 25, Bitrate: 4_000_000}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, lb := newLog(t)
+	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a")), MaxReaders: -1})
+	const budget = 2 << 20
+	cfg.Limits = Limits{OutputBufferBytes: budget, ReaderQueueBytes: 256 << 10}
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.listen = func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		return sndbufListener{ln}, err
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	url := readerURL(p, "a")
+	good := waitReader(t, "good reader", 10*time.Second, url)
+
+	const n = 50
+	small := &net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	for i := range n {
+		c, err := small.Dial("tcp", p.RTSPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		rc := &rtspConn{t: t, c: c, br: bufio.NewReader(c)}
+		id := rc.setupSession(url, nil)
+		if got := rc.status(base.Play, url, base.Header{"Session": base.HeaderValue{id}}); got != base.StatusOK {
+			t.Fatalf("silent reader %d: PLAY %d", i, got)
+		}
+		// ...and never reads again.
+	}
+	waitFor(t, "readers evicted", 20*time.Second, func() bool { return p.outBudget.evicted.Load() >= 5 })
+	before := good.packets.Load()
+	time.Sleep(time.Second)
+	if good.packets.Load() == before {
+		t.Error("the good reader stopped receiving")
+	}
+	if pk := p.outBudget.peak.Load(); pk > budget {
+		t.Errorf("output buffers peaked at %d bytes, over the %d budget", pk, budget)
+	}
+	var queued int64
+	p.outBudget.mu.Lock()
+	for w := range p.outBudget.writers {
+		queued += w.pending.Load()
+	}
+	p.outBudget.mu.Unlock()
+	if queued > budget {
+		t.Errorf("readers hold %d bytes, over the %d budget", queued, budget)
+	}
+	t.Logf("peak %d bytes, %d readers evicted", p.outBudget.peak.Load(), p.outBudget.evicted.Load())
+	if !strings.Contains(lb.String(), "output buffers are full") {
+		t.Error("evictions were not logged")
+	}
+	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
+	if !strings.Contains(metrics, `cordon_reader_disconnected_total{reason="output_budget"}`) {
+		t.Error("/metrics lacks cordon_reader_disconnected_total")
+	}
 }
