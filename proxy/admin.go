@@ -133,13 +133,14 @@ var (
 	descAcceptErr   = prometheus.NewDesc("cordon_reader_accept_errors_total", "Failed accepts on a reader listener (each retried after a delay), such as EMFILE when file descriptors run out.", []string{"listener"}, nil)
 	descEvicted     = prometheus.NewDesc("cordon_reader_disconnected_total", "Readers the proxy disconnected, by reason (output_budget: the readers' output buffers were full and this reader held the most).", []string{"reason"}, nil)
 	descOutBuf      = prometheus.NewDesc("cordon_reader_output_buffer_bytes", "Bytes queued for frame-batched readers, all together (bounded by limits.output_buffer_bytes).", nil, nil)
+	descThrottled   = prometheus.NewDesc("cordon_reader_auth_throttled_total", "Reader logins answered without checking the password, by scope (source or account: in a failure delay; busy: too many logins of one source waiting for a hash check).", []string{"scope"}, nil)
 	descListenerUp  = prometheus.NewDesc("cordon_reader_listener_up", "1 while the reader listener accepts connections.", []string{"listener"}, nil)
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects,
 		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
-		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf} {
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled} {
 		ch <- d
 	}
 }
@@ -187,6 +188,9 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, p.refusedFull.Load(), "max_readers")
 	counter(descRefused, p.refusedPublish.Load(), "publish")
 	counter(descRefused, p.refusedSession.Load(), "session")
+	for i, s := range throttleScopes {
+		counter(descThrottled, p.throttled[i].Load(), s)
+	}
 	counter(descEvicted, p.outBudget.evicted.Load(), "output_budget")
 	gauge(descOutBuf, float64(p.outBudget.used.Load()))
 	for _, l := range p.listeners {

@@ -59,6 +59,8 @@ type Proxy struct {
 	outBudget *outputBudget
 
 	authFailures   atomic.Uint64
+	logins         *loginLimiter
+	throttled      [3]atomic.Uint64 // logins refused without a check: source, account, busy
 	refusedNetwork atomic.Uint64
 	refusedCamera  atomic.Uint64
 	refusedFull    atomic.Uint64
@@ -102,6 +104,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		listen:      net.Listen,
 	}
 	p.accts.Store(&acc)
+	p.logins = newLoginLimiter()
 	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
 	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -432,6 +435,16 @@ func (p *Proxy) cameras() []*camera {
 	}
 	sortCameras(out)
 	return out
+}
+
+var throttleScopes = [...]string{throttleSource, throttleAccount, throttleBusy}
+
+func (p *Proxy) countThrottled(scope string) {
+	for i, s := range throttleScopes {
+		if s == scope {
+			p.throttled[i].Add(1)
+		}
+	}
 }
 
 // failedLoginDelay sleeps a random time in [d/2, d].

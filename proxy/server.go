@@ -95,20 +95,58 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
 	}
 	a := acc[hdr.Username]
+	acct := "" // the budget of configured accounts only (no map entry per guessed name)
+	if a != nil {
+		acct = a.user
+	}
+	lim := h.p.logins
+	throttled := func(scope string) (string, *base.Response, error) {
+		h.p.countThrottled(scope)
+		h.p.failedLoginDelay()
+		if scope == throttleBusy {
+			return "", status(base.StatusServiceUnavailable), nil
+		}
+		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
+	}
+	if scope := lim.blocked(ip, acct); scope != "" {
+		// In a failure delay: 401 without checking (or hashing) anything.
+		return throttled(scope)
+	}
 	ok := false
 	if a != nil {
-		if a.password != "" {
+		switch {
+		case a.password != "":
 			ok = sc.VerifyCredentials(req, a.user, a.password)
-		} else if hdr.Method == headers.AuthMethodBasic {
+		case hdr.Method != headers.AuthMethodBasic:
+		case a.knownGood(hdr.BasicPass):
+			ok = true
+		default:
+			release, err := lim.acquire(ip)
+			if err != nil {
+				return throttled(throttleBusy)
+			}
+			// Earlier guesses of this source may have used up its budget
+			// while this one waited for its turn.
+			if scope := lim.blocked(ip, acct); scope != "" {
+				release()
+				return throttled(scope)
+			}
 			ok = a.checkHash(hdr.BasicPass)
+			release()
 		}
 	}
 	if !ok {
 		h.p.authFailures.Add(1)
+		srcDelay, acctDelay := lim.fail(ip, acct)
 		h.p.log.Warn("reader login failed", "user", hdr.Username, "remote", remote, "camera", name)
+		if srcDelay > 0 || acctDelay > 0 {
+			h.p.log.Warn("reader logins throttled after repeated failures", "user", hdr.Username, "remote", remote,
+				"source_delay", srcDelay, "account_delay", acctDelay)
+		}
 		h.p.failedLoginDelay()
 		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
 	}
+	lim.succeed(ip, acct)
 	if !a.allowsAddr(ip) {
 		h.p.refusedNetwork.Add(1)
 		h.p.log.Warn("reader refused: source address outside its networks", "user", a.user, "remote", remote)
