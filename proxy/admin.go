@@ -200,7 +200,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descConnOpen, float64(st.open.Load()), l.name)
 		counter(descAcceptErr, st.acceptErrors.Load(), l.name)
 		up := 1.0
-		if st.stopped.Load() != nil || st.failing.Load() != nil {
+		if _, _, failing := st.failingNow(time.Now()); failing || st.stopped.Load() != nil {
 			up = 0
 		}
 		gauge(descListenerUp, up, l.name)

@@ -52,9 +52,22 @@ type listenerStats struct {
 	refusedTotal      atomic.Uint64 // over max_connections
 	refusedPerSource  atomic.Uint64 // over max_connections_per_source
 	open              atomic.Int64
-	failing           atomic.Pointer[string] // the last Accept error while it keeps failing; nil when fine
+	failing           atomic.Pointer[string] // the last Accept error, until an Accept succeeds
 	stopped           atomic.Pointer[string] // why the RTSP server stopped; nil while it runs
 	acceptErrorsSince atomic.Int64           // unix nanoseconds of the first error of the current run
+	lastAcceptError   atomic.Int64           // unix nanoseconds
+}
+
+// failingNow returns the Accept error of a listener that is failing now:
+// the last Accept failed less than two retry delays ago. (A listener that
+// recovered but has no connection to accept yet stays in Accept, so the
+// error is not cleared by a success.)
+func (st *listenerStats) failingNow(now time.Time) (msg string, since time.Duration, ok bool) {
+	m := st.failing.Load()
+	if m == nil || now.Sub(time.Unix(0, st.lastAcceptError.Load())) > 2*acceptDelayMax {
+		return "", 0, false
+	}
+	return *m, now.Sub(time.Unix(0, st.acceptErrorsSince.Load())), true
 }
 
 func newGuardedListener(ln net.Listener, name string, log *slog.Logger, firstRead time.Duration, l Limits, st *listenerStats) *guardedListener {
@@ -108,9 +121,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			delay = min(max(2*delay, acceptDelayMin), acceptDelayMax)
 			l.stats.acceptErrors.Add(1)
 			msg := err.Error()
+			now := time.Now().UnixNano()
 			if l.stats.failing.Swap(&msg) == nil {
-				l.stats.acceptErrorsSince.Store(time.Now().UnixNano())
+				l.stats.acceptErrorsSince.Store(now)
 			}
+			l.stats.lastAcceptError.Store(now)
 			l.logLimited("reader listener: accept failed; retrying", "listener", l.name, "error", err,
 				"retry_in", delay, "fd_exhausted", errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE),
 				"open_connections", l.stats.open.Load())

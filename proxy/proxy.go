@@ -410,9 +410,8 @@ func (p *Proxy) listenerProblems() []string {
 	for _, l := range p.listeners {
 		if m := l.stats.stopped.Load(); m != nil {
 			out = append(out, fmt.Sprintf("%s listener %s", l.name, *m))
-		} else if m := l.stats.failing.Load(); m != nil {
-			since := time.Since(time.Unix(0, l.stats.acceptErrorsSince.Load())).Round(time.Millisecond)
-			out = append(out, fmt.Sprintf("%s listener: accept failing for %s: %s", l.name, since, *m))
+		} else if m, since, ok := l.stats.failingNow(time.Now()); ok {
+			out = append(out, fmt.Sprintf("%s listener: accept failing for %s: %s", l.name, since.Round(time.Millisecond), m))
 		}
 	}
 	return out
