@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -23,6 +24,20 @@ type handler struct {
 	p      *Proxy
 	srv    *gortsplib.Server
 	secure bool
+	digest sync.Map // *gortsplib.ServerConn → *digestState
+}
+
+func (h *handler) digestOf(sc *gortsplib.ServerConn) *digestState {
+	if d, ok := h.digest.Load(sc); ok {
+		return d.(*digestState)
+	}
+	d, _ := h.digest.LoadOrStore(sc, &digestState{})
+	return d.(*digestState)
+}
+
+// OnConnClose forgets the connection's Digest state.
+func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	h.digest.Delete(ctx.Conn)
 }
 
 var (
@@ -34,6 +49,7 @@ var (
 	_ gortsplib.ServerHandlerOnSessionClose = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnGetParameter = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnSetParameter = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnConnClose    = (*handler)(nil)
 )
 
 func remoteOf(sc *gortsplib.ServerConn) (netip.Addr, string) {
@@ -115,6 +131,15 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 	ok := false
 	if a != nil {
 		switch {
+		case a.password != "" && hdr.Method == headers.AuthMethodDigest:
+			creds, err := parseDigest(req.Header["Authorization"][0])
+			if err == nil {
+				err = h.digestOf(sc).verify(req, creds, a.user, a.password)
+			}
+			ok = err == nil
+			if errors.Is(err, errDigestReplay) {
+				h.p.log.Warn("reader login refused: Digest response replayed on its connection", "user", a.user, "remote", remote)
+			}
 		case a.password != "":
 			ok = sc.VerifyCredentials(req, a.user, a.password)
 		case hdr.Method != headers.AuthMethodBasic:
@@ -242,6 +267,14 @@ func setupMedia(desc *description.Session, url string) *description.Media {
 // OnResponse records the interleaved channel and SSRC gortsplib chose for a
 // reader's media (TCP transport).
 func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	if res.StatusCode == base.StatusUnauthorized {
+		// The proxy's own Digest challenge (qop, replay protection).
+		for i, v := range res.Header["WWW-Authenticate"] {
+			if strings.HasPrefix(v, "Digest ") {
+				res.Header["WWW-Authenticate"][i] = h.digestOf(sc).challenge()
+			}
+		}
+	}
 	r, ok := sc.UserData().(*reader)
 	if !ok || r.pendingMedia == nil {
 		return
