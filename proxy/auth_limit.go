@@ -118,7 +118,8 @@ func failDelay(n int) time.Duration {
 	return min(d, loginDelayMax)
 }
 
-func (l *loginLimiter) record(m map[netip.Addr]*failState, k netip.Addr, now time.Time) *failState {
+// entry returns m's failure state for k, made room for when m is full.
+func entry[K comparable](m map[K]*failState, k K, now time.Time) *failState {
 	f := m[k]
 	if f == nil {
 		if len(m) >= loginMaxTracked {
@@ -168,17 +169,9 @@ func (l *loginLimiter) fail(ip netip.Addr, account string) (srcDelay, acctDelay 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	srcDelay = l.record(l.sources, ip, now).fail(now)
+	srcDelay = entry(l.sources, ip, now).fail(now)
 	if account != "" {
-		a := l.accounts[account]
-		if a == nil {
-			if len(l.accounts) >= loginMaxTracked {
-				pruneStalest(l.accounts, now)
-			}
-			a = &failState{}
-			l.accounts[account] = a
-		}
-		acctDelay = a.fail(now)
+		acctDelay = entry(l.accounts, account, now).fail(now)
 	}
 	return srcDelay, acctDelay
 }
@@ -190,11 +183,7 @@ func (l *loginLimiter) succeed(ip netip.Addr, account string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.sources, ip)
-	a := l.accounts[account]
-	if a == nil {
-		a = &failState{}
-		l.accounts[account] = a
-	}
+	a := entry(l.accounts, account, l.now())
 	if a.good == nil {
 		a.good = map[netip.Addr]time.Time{}
 	}

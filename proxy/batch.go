@@ -500,7 +500,9 @@ func (w *batchWriter) flush() (bool, uint64) {
 	}
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
-	if w.closed {
+	if w.closed || w.evicted.Load() {
+		// Released, or this very reader was the one evicted: its session
+		// is closing.
 		w.budget.free(size)
 		putBatch(b)
 		return true, 0

@@ -261,3 +261,20 @@ func TestHealthzReportsDeadListener(t *testing.T) {
 		t.Fatalf("healthz with a stopped listener: %d %q", res.StatusCode, b)
 	}
 }
+
+func TestLimitsDefaults(t *testing.T) {
+	c := Config{Cameras: []Camera{{Name: "a"}, {Name: "b", MaxReaders: -1}, {Name: "c", MaxReaders: 3}}}.withDefaults()
+	want := Limits{MaxConnections: 1024, MaxConnectionsPerSource: 64, OutputBufferBytes: 256 << 20, ReaderQueueBytes: 8 << 20}
+	if c.Limits != want {
+		t.Errorf("limits %+v, want %+v", c.Limits, want)
+	}
+	for i, mr := range []int{32, -1, 3} {
+		if got := c.Cameras[i].MaxReaders; got != mr {
+			t.Errorf("camera %d: max_readers %d, want %d", i, got, mr)
+		}
+	}
+	small := Config{Limits: Limits{MaxConnections: 10, OutputBufferBytes: 1 << 20}}.withDefaults().Limits
+	if small.MaxConnectionsPerSource != 10 || small.ReaderQueueBytes != 1<<20 {
+		t.Errorf("defaults not capped by the configured totals: %+v", small)
+	}
+}
