@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,12 @@ func (p *Proxy) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if probs := p.listenerProblems(); len(probs) > 0 {
+			// Readers cannot connect: a supervisor should know (and restart).
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(strings.Join(probs, "\n") + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	return mux
@@ -125,11 +132,19 @@ var (
 	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
 	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
 	descRefused     = prometheus.NewDesc("cordon_reader_refused_total", "Reader requests refused after login, by reason.", []string{"reason"}, nil)
+	descConnRefused = prometheus.NewDesc("cordon_reader_connections_refused_total", "Reader connections closed at once because a connection limit was reached, by limit.", []string{"listener", "limit"}, nil)
+	descConnOpen    = prometheus.NewDesc("cordon_reader_connections", "Open reader connections.", []string{"listener"}, nil)
+	descAcceptErr   = prometheus.NewDesc("cordon_reader_accept_errors_total", "Failed accepts on a reader listener (each retried after a delay), such as EMFILE when file descriptors run out.", []string{"listener"}, nil)
+	descEvicted     = prometheus.NewDesc("cordon_reader_disconnected_total", "Readers the proxy disconnected, by reason (output_budget: the readers' output buffers were full and this reader held the most).", []string{"reason"}, nil)
+	descOutBuf      = prometheus.NewDesc("cordon_reader_output_buffer_bytes", "Bytes queued for frame-batched readers, all together (bounded by limits.output_buffer_bytes).", nil, nil)
+	descThrottled   = prometheus.NewDesc("cordon_reader_auth_throttled_total", "Reader logins answered without checking the password, by scope (source or account: in a failure delay; busy: too many logins of one source waiting for a hash check).", []string{"scope"}, nil)
+	descListenerUp  = prometheus.NewDesc("cordon_reader_listener_up", "1 while the reader listener accepts connections.", []string{"listener"}, nil)
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
-		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused} {
+		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled} {
 		ch <- d
 	}
 }
@@ -177,4 +192,22 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, p.refusedCamera.Load(), "camera")
 	counter(descRefused, p.refusedFull.Load(), "max_readers")
 	counter(descRefused, p.refusedPublish.Load(), "publish")
+	counter(descRefused, p.refusedSession.Load(), "session")
+	for i, s := range throttleScopes {
+		counter(descThrottled, p.throttled[i].Load(), s)
+	}
+	counter(descEvicted, p.outBudget.evicted.Load(), "output_budget")
+	gauge(descOutBuf, float64(p.outBudget.used.Load()))
+	for _, l := range p.listeners {
+		st := l.stats
+		counter(descConnRefused, st.refusedTotal.Load(), l.name, "max_connections")
+		counter(descConnRefused, st.refusedPerSource.Load(), l.name, "max_connections_per_source")
+		gauge(descConnOpen, float64(st.open.Load()), l.name)
+		counter(descAcceptErr, st.acceptErrors.Load(), l.name)
+		up := 1.0
+		if _, _, failing := st.failingNow(time.Now()); failing || st.stopped.Load() != nil {
+			up = 0
+		}
+		gauge(descListenerUp, up, l.name)
+	}
 }

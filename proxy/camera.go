@@ -781,7 +781,7 @@ func (c *camera) addReader(r *reader) error {
 	if _, ok := c.readers[r]; ok {
 		return nil
 	}
-	if c.cfg.MaxReaders > 0 && len(c.readers) >= c.cfg.MaxReaders {
+	if c.cfg.MaxReaders >= 0 && len(c.readers) >= c.cfg.MaxReaders {
 		return errTooManyReaders
 	}
 	c.readers[r] = struct{}{}

@@ -89,13 +89,3 @@ func TestPanicContained(t *testing.T) {
 		return r.packets.Load() > 0
 	})
 }
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
