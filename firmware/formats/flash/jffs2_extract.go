@@ -135,15 +135,23 @@ type jffs2Extractor struct {
 // data; for each name in a directory the entry with the highest version wins,
 // and an entry with inode 0 deletes the name.
 func extractJFFS2(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	x, err := newJFFS2Extractor(ctx, src, out)
+	if err != nil {
+		return err
+	}
+	return x.run()
+}
+
+func newJFFS2Extractor(ctx context.Context, src *io.SectionReader, out firmware.Sink) (*jffs2Extractor, error) {
 	var m [2]byte
 	if _, err := src.ReadAt(m[:], 0); err != nil {
-		return formatErr("jffs2", 0, "reading magic", firmware.ErrTruncated)
+		return nil, formatErr("jffs2", 0, "reading magic", firmware.ErrTruncated)
 	}
 	bo, _ := jffs2Endian(m[:])
 	if bo == nil {
-		return formatErr("jffs2", 0, "bad magic", firmware.ErrNotFormat)
+		return nil, formatErr("jffs2", 0, "bad magic", firmware.ErrNotFormat)
 	}
-	x := &jffs2Extractor{
+	return &jffs2Extractor{
 		ctx:    ctx,
 		src:    src,
 		bo:     bo,
@@ -155,7 +163,10 @@ func extractJFFS2(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 		dirs:   map[uint32]bool{jffs2RootIno: true},
 		files:  map[uint32]string{},
 		named:  map[uint32]bool{},
-	}
+	}, nil
+}
+
+func (x *jffs2Extractor) run() error {
 	if err := x.scan(); err != nil {
 		return err
 	}
@@ -342,6 +353,10 @@ func (x *jffs2Extractor) dir(ino uint32, path string, depth int) error {
 func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 	x.named[e.ino] = true
 	in := x.inos[e.ino]
+	if in == nil && x.dirs[e.ino] {
+		x.warn("%s: directory inode %d already extracted (a loop or a second name); not entered again", name, e.ino)
+		return nil
+	}
 	if in == nil {
 		x.warn("%s: inode %d has no inode node (entry at %#x); not extracted", name, e.ino, e.off)
 		return nil
@@ -581,11 +596,12 @@ type jffs2File struct {
 	size  int64
 	pos   uint64
 	i     int
-	cache [jffs2CacheNodes]struct {
-		node int32
-		data []byte
-	}
-	clock int
+	cache [jffs2CacheNodes]jffs2Cached // most recently used first
+}
+
+type jffs2Cached struct {
+	node int32
+	data []byte
 }
 
 // open prepares the reader of a regular file: its size is the latest
@@ -634,21 +650,27 @@ func (f *jffs2File) Read(p []byte) (int, error) {
 // nodeData returns the decompressed data of node i, from the cache when it
 // is there. A node that cannot be decoded reads as zeros, counted.
 func (f *jffs2File) nodeData(i int32) []byte {
-	for _, c := range f.cache {
-		if c.node == i {
-			return c.data
+	c := &f.cache
+	for k := range c {
+		if c[k].node == i {
+			// Move to the front: the least recently used is evicted.
+			hit := c[k]
+			copy(c[1:k+1], c[:k])
+			c[0] = hit
+			return hit.data
 		}
 	}
-	c := &f.cache[f.clock%len(f.cache)]
-	f.clock++
+	last := c[len(c)-1]
+	copy(c[1:], c[:len(c)-1])
 	d := f.x.data[i]
-	if cap(c.data) < int(d.dsize) {
-		c.data = make([]byte, d.dsize)
+	if cap(last.data) < int(d.dsize) {
+		last.data = make([]byte, d.dsize)
 	}
-	c.node, c.data = i, c.data[:d.dsize]
-	if err := f.x.decode(d, c.data); err != nil {
-		clear(c.data)
+	last.node, last.data = i, last.data[:d.dsize]
+	c[0] = last
+	if err := f.x.decode(d, last.data); err != nil {
+		clear(last.data)
 		f.x.undecodable.add(d.off-jffs2InodeHdr, fmt.Sprintf("%s: %v", f.name, strings.TrimPrefix(err.Error(), "jffs2: ")))
 	}
-	return c.data
+	return last.data
 }
