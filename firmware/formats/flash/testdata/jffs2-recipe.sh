@@ -3,10 +3,12 @@
 # (mtd-utils) from the shared camera-like tree (testdata/firmware/tree.sh)
 # plus a few extras: incompressible random bytes, odd sizes, a long name, a
 # fifo and block and character devices from a device table. -U keeps the
-# modes (setuid included) and makes every owner root.
+# modes (setuid included) and makes every owner root; -f sets every time to 0
+# (the device table's nodes would get the current time otherwise).
 #
 #   jffs2-le-8k-none.img      little-endian, 8 KiB erase blocks, no compression
-#   jffs2-be-128k-lzo.img     big-endian, 128 KiB erase blocks, lzo and rtime
+#   jffs2-be-128k-lzo.img     big-endian, 128 KiB erase blocks, lzo (rtime is
+#                             enabled too, lzo's priority wins)
 #   jffs2-le-256k-rtime.img   little-endian, 256 KiB erase blocks, rtime only
 #   jffs2-be-appended.img     big-endian, 8 KiB erase blocks: an image of an
 #                             older tree padded to its erase block, then the
@@ -40,9 +42,9 @@ cat >"$tmp/devtable" <<'DEV'
 /dev/initctl p 600 0 0 0 0 0 0 -
 DEV
 
-mkfs.jffs2 -r "$root" -o "$here/jffs2-le-8k-none.img" -l -e 8KiB -m none -U -D "$tmp/devtable"
-mkfs.jffs2 -r "$root" -o "$here/jffs2-be-128k-lzo.img" -b -e 128KiB -X lzo -x zlib -U -D "$tmp/devtable"
-mkfs.jffs2 -r "$root" -o "$here/jffs2-le-256k-rtime.img" -l -e 256KiB -x zlib -U -D "$tmp/devtable"
+mkfs.jffs2 -r "$root" -o "$here/jffs2-le-8k-none.img" -l -e 8KiB -m none -U -f -D "$tmp/devtable"
+mkfs.jffs2 -r "$root" -o "$here/jffs2-be-128k-lzo.img" -b -e 128KiB -X lzo -x zlib -U -f -D "$tmp/devtable"
+mkfs.jffs2 -r "$root" -o "$here/jffs2-le-256k-rtime.img" -l -e 256KiB -x zlib -U -f -D "$tmp/devtable"
 
 # The older tree: other content in two files, one file not there yet.
 old=$tmp/old
@@ -51,8 +53,8 @@ printf 'rtsp_port=80\n' >"$old/etc/ipcam.conf"
 printf 'root::0:0:root:/root:/bin/sh\n' >"$old/etc/passwd"
 rm "$old/etc/passwd-" "$old/usr/bin/random.bin"
 find "$old" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-mkfs.jffs2 -r "$old" -o "$tmp/base.img" -b -e 8KiB -p -U
-mkfs.jffs2 -r "$root" -o "$tmp/app.img" -b -e 8KiB -U -D "$tmp/devtable" -i "$tmp/base.img"
+mkfs.jffs2 -r "$old" -o "$tmp/base.img" -b -e 8KiB -p -U -f
+mkfs.jffs2 -r "$root" -o "$tmp/app.img" -b -e 8KiB -U -f -D "$tmp/devtable" -i "$tmp/base.img"
 cat "$tmp/base.img" "$tmp/app.img" >"$here/jffs2-be-appended.img"
 
 # The listing of the final tree, devices from the table.
