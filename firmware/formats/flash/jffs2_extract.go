@@ -25,10 +25,12 @@ const (
 	// jffs2MaxData bounds the decompressed size of one data node. mkfs.jffs2
 	// and the kernel write at most one page (4 KiB, 64 KiB on some CPUs).
 	jffs2MaxData = 256 << 10
-	// jffs2MaxZeros bounds the zero bytes of one file that no stored data
-	// backs (holes between data nodes, zero-compressed nodes, an isize past
-	// the last node): a file is cut where they pass it.
-	jffs2MaxZeros = 16 << 20
+	// jffs2ZerosPerByte and jffs2ZerosFloor give the zero bytes that no
+	// stored data backs (holes between data nodes, zero-compressed nodes,
+	// an isize past the last node) which a chunk may produce: 1 MiB plus
+	// 256 per byte of the chunk. A file is cut where the allowance ends.
+	jffs2ZerosPerByte = 256
+	jffs2ZerosFloor   = 1 << 20
 	// jffs2MaxDepth bounds directory nesting.
 	jffs2MaxDepth = 128
 	// jffs2MaxLink bounds a symbolic link's target (PATH_MAX).
@@ -120,6 +122,8 @@ type jffs2Extractor struct {
 	// budget is the decompressed bytes left for the whole chunk: a node
 	// decompressed again and again by a hostile overlay stops here.
 	budget int64
+	// zeros is what is left of the chunk's allowance of unbacked zeros.
+	zeros int64
 
 	badCRC, malformed, undecodable, ignored, obsolete jffs2Count
 	overflow                                          jffs2Count
@@ -160,6 +164,7 @@ func newJFFS2Extractor(ctx context.Context, src *io.SectionReader, out firmware.
 		inos:   map[uint32]*jffs2Ino{},
 		ents:   map[jffs2DirentKey]jffs2Entry{},
 		budget: 64<<20 + 64*src.Size(),
+		zeros:  jffs2ZerosFloor + jffs2ZerosPerByte*src.Size(),
 		dirs:   map[uint32]bool{jffs2RootIno: true},
 		files:  map[uint32]string{},
 		named:  map[uint32]bool{},
@@ -605,20 +610,22 @@ type jffs2Cached struct {
 }
 
 // open prepares the reader of a regular file: its size is the latest
-// node's isize, cut where holes no data backs pass jffs2MaxZeros.
+// node's isize, cut where the chunk's allowance of unbacked zeros ends.
 func (x *jffs2Extractor) open(ino uint32, in *jffs2Ino, name string) *jffs2File {
 	size := uint64(in.isize)
 	segs := x.segments(in.data, size)
-	zeros := uint64(0)
 	for i, s := range segs {
-		if s.node < 0 || x.data[s.node].compr == jffs2ComprZero {
-			zeros += s.end - s.start
+		if s.node >= 0 && x.data[s.node].compr != jffs2ComprZero {
+			continue
 		}
-		if zeros > jffs2MaxZeros {
-			x.warn("%s: inode %d: more than %d bytes of holes no data backs (isize %d); cut at %d", name, ino, jffs2MaxZeros, in.isize, s.start)
+		n := int64(s.end - s.start)
+		if n > x.zeros {
+			x.warn("%s: inode %d: %d bytes of holes or zero nodes at %d (isize %d) pass the chunk's allowance of zeros; cut at %d",
+				name, ino, n, s.start, in.isize, s.start)
 			size, segs = s.start, segs[:i]
 			break
 		}
+		x.zeros -= n
 	}
 	f := &jffs2File{x: x, name: name, segs: segs, size: int64(size)}
 	for i := range f.cache {
