@@ -378,6 +378,70 @@ func TestJFFS2Versions(t *testing.T) {
 	}
 }
 
+// eraseBlocks lays the nodes of img out in erase blocks of the given size,
+// as the kernel writes them: a cleanmarker first, no node across a block
+// boundary, the rest of a block a padding node or erased (0xFF) flash.
+func (img *jffs2Image) eraseBlocks(t *testing.T, size int) []byte {
+	walk := newJFFS2Walker(newWindow(bytes.NewReader(img.buf), int64(len(img.buf))), img.bo, 0, int64(len(img.buf)))
+	out := &jffs2Image{bo: img.bo}
+	pad := false
+	for {
+		pos, typ, length, _, ok := walk.next()
+		if !ok {
+			break
+		}
+		if typ == jffs2Cleanmarker {
+			continue
+		}
+		n := (int(length) + 3) &^ 3
+		if len(out.buf)%size == 0 || len(out.buf)%size+n > size {
+			if rest := (size - len(out.buf)%size) % size; rest > 0 {
+				if pad = !pad; pad {
+					out.node(jffs2Padding, bytes.Repeat([]byte{0xFF}, rest-12))
+				} else {
+					out.buf = append(out.buf, bytes.Repeat([]byte{0xFF}, rest)...)
+				}
+			}
+			out.node(jffs2Cleanmarker, nil)
+		}
+		if len(out.buf)%size+n > size {
+			t.Fatalf("node of %d bytes does not fit a %d-byte erase block", n, size)
+		}
+		out.buf = append(out.buf, img.buf[pos:pos+int64(n)]...)
+	}
+	return out.buf
+}
+
+// TestJFFS2EraseBlocks: the same nodes in 4 KiB and 256 KiB erase blocks,
+// with cleanmarkers, padding nodes and erased space, extract the same.
+func TestJFFS2EraseBlocks(t *testing.T) {
+	img := newJFFS2Image(binary.BigEndian)
+	img.dir(2, 1)
+	img.dirent(1, 1, 2, "d", 4)
+	var want []string
+	for i := uint32(0); i < 40; i++ {
+		content := strings.Repeat(fmt.Sprintf("file %d ", i), 40+int(i)*9)
+		img.inode(jffs2InodeSpec{ino: 10 + i, version: 1, mode: sIFREG | 0o644, isize: uint32(len(content)), data: []byte(content)})
+		img.dirent(2, i+1, 10+i, fmt.Sprintf("f%02d", i), 8)
+		want = append(want, fmt.Sprintf("d/f%02d type=0 mode=-rw-r--r-- uid=0 gid=0 size=%d sha256=%x", i, len(content), sha256.Sum256([]byte(content))))
+	}
+	want = append(want, "d type=1 mode=-rwxr-xr-x uid=0 gid=0")
+	slices.Sort(want)
+	for _, size := range []int{4 << 10, 256 << 10} {
+		data := img.eraseBlocks(t, size)
+		if size == 4<<10 && len(data) < 20*size {
+			t.Fatalf("only %d bytes: not spread over erase blocks", len(data))
+		}
+		res := firmwaretest.MustRun(t, JFFS2, data, 0)
+		if got := res.Sink.Listing(); !slices.Equal(got, want) {
+			t.Errorf("%d-byte erase blocks:\n%s", size, diffLines(want, got))
+		}
+		if len(res.Chunk.Warnings) > 0 || len(res.Sink.Warnings) > 0 {
+			t.Errorf("warnings: %q %q", res.Chunk.Warnings, res.Sink.Warnings)
+		}
+	}
+}
+
 // TestJFFS2BadNodes: nodes with a bad data, node or name CRC are skipped and
 // counted; an obsolete node is skipped; damaged bytes and a node whose
 // header CRC fails are stepped over, and the nodes after them extracted.
