@@ -90,7 +90,7 @@ type jffs2Walker struct {
 	bo   binary.ByteOrder
 	size int64
 	pos  int64
-	// end is the end of the last node returned.
+	// end is the end of the last node returned, with its padding to 4 bytes.
 	end int64
 	// damaged counts the bytes skipped that were neither nodes nor fill;
 	// damagedAt is where the first run of them starts.
@@ -117,9 +117,10 @@ func (j *jffs2Walker) next() (pos int64, typ uint16, length uint32, obsolete, ok
 				j.truncated = j.pos
 				return 0, 0, 0, false, false
 			}
+			// A node occupies its length rounded up to 4 bytes.
 			pos = j.pos
-			j.end = pos + int64(length)
-			j.pos = j.end + (4-j.end%4)%4
+			j.pos = pos + int64(length+3)&^3
+			j.end = min(j.pos, j.size)
 			return pos, typ, length, obsolete, true
 		}
 		next := j.pos
