@@ -30,6 +30,7 @@ var jffs2Fixtures = []struct {
 	{"jffs2-be-128k-lzo.img", []uint8{jffs2ComprNone, jffs2ComprLZO}},
 	{"jffs2-le-256k-rtime.img", []uint8{jffs2ComprNone, jffs2ComprRtime}},
 	{"jffs2-be-appended.img", []uint8{jffs2ComprNone, jffs2ComprZlib}},
+	{"jffs2-be-8k-summary.img", []uint8{jffs2ComprNone, jffs2ComprZlib}},
 }
 
 // TestJFFS2Tree extracts every mkfs.jffs2 fixture and compares the result
@@ -42,7 +43,7 @@ func TestJFFS2Tree(t *testing.T) {
 	for _, fx := range jffs2Fixtures {
 		t.Run(fx.file, func(t *testing.T) {
 			data := firmwaretest.ReadFixture(t, fx.file)
-			if got := jffs2Comprs(t, data); !slices.Equal(got, fx.comprs) {
+			if got := jffs2Comprs(t, fx.file, data); !slices.Equal(got, fx.comprs) {
 				t.Errorf("compressions used: %v, want %v", got, fx.comprs)
 			}
 			res := firmwaretest.MustRun(t, JFFS2, data, 0)
@@ -74,18 +75,26 @@ func TestJFFS2Appended(t *testing.T) {
 }
 
 // jffs2Comprs lists the compressions of the data nodes in an image.
-func jffs2Comprs(t *testing.T, data []byte) []uint8 {
+// Only the images named "summary" hold erase block summary nodes.
+func jffs2Comprs(t *testing.T, name string, data []byte) []uint8 {
 	bo, _ := jffs2Endian(data)
 	walk := newJFFS2Walker(newWindow(bytes.NewReader(data), int64(len(data))), bo, 0, int64(len(data)))
 	seen := map[uint8]bool{}
+	summaries := 0
 	for {
 		pos, typ, _, _, ok := walk.next()
 		if !ok {
 			break
 		}
+		if typ == jffs2Summary {
+			summaries++
+		}
 		if typ == jffs2Inode && bo.Uint32(data[pos+52:]) > 0 {
 			seen[data[pos+56]] = true
 		}
+	}
+	if strings.Contains(name, "summary") != (summaries > 0) {
+		t.Errorf("%d erase block summary nodes", summaries)
 	}
 	var out []uint8
 	for c := range seen {

@@ -1,6 +1,6 @@
 #!/bin/sh
-# jffs2-recipe.sh — build the JFFS2 extraction fixtures with mkfs.jffs2
-# (mtd-utils) from the shared camera-like tree (testdata/firmware/tree.sh)
+# jffs2-recipe.sh — build the JFFS2 extraction fixtures with mkfs.jffs2 and
+# sumtool (mtd-utils) from the shared camera-like tree (testdata/firmware/tree.sh)
 # plus a few extras: incompressible random bytes, odd sizes, a long name, a
 # fifo and block and character devices from a device table. -U keeps the
 # modes (setuid included) and makes every owner root; -f sets every time to 0
@@ -10,6 +10,9 @@
 #   jffs2-be-128k-lzo.img     big-endian, 128 KiB erase blocks, lzo (rtime is
 #                             enabled too, lzo's priority wins)
 #   jffs2-le-256k-rtime.img   little-endian, 256 KiB erase blocks, rtime only
+#   jffs2-be-8k-summary.img   big-endian, 8 KiB erase blocks, zlib, rewritten
+#                             by sumtool: nodes re-split to fit the blocks, an
+#                             erase block summary node at the end of each
 #   jffs2-be-appended.img     big-endian, 8 KiB erase blocks: an image of an
 #                             older tree padded to its erase block, then the
 #                             appendage `mkfs.jffs2 -i` writes for the final
@@ -45,6 +48,8 @@ DEV
 mkfs.jffs2 -r "$root" -o "$here/jffs2-le-8k-none.img" -l -e 8KiB -m none -U -f -D "$tmp/devtable"
 mkfs.jffs2 -r "$root" -o "$here/jffs2-be-128k-lzo.img" -b -e 128KiB -X lzo -x zlib -U -f -D "$tmp/devtable"
 mkfs.jffs2 -r "$root" -o "$here/jffs2-le-256k-rtime.img" -l -e 256KiB -x zlib -U -f -D "$tmp/devtable"
+mkfs.jffs2 -r "$root" -o "$tmp/plain.img" -b -e 8KiB -U -f -D "$tmp/devtable"
+sumtool -i "$tmp/plain.img" -o "$here/jffs2-be-8k-summary.img" -e 8KiB -b
 
 # The older tree: other content in two files, one file not there yet.
 old=$tmp/old
