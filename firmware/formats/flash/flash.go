@@ -5,7 +5,7 @@
 // flash map: JFFS2 node by node with header CRCs, cramfs by its superblock
 // size and whole-image CRC, UBI erase block by erase block with header CRCs
 // and the volume table's names, UBIFS by its CRC-checked superblock node.
-// Their Extract is nil: extraction is a later step.
+// JFFS2 is also extracted (jffs2_extract.go); the others' Extract is nil for now.
 package flash
 
 import (
