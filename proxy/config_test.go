@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/cordon-vms/cordon/internal/config"
 )
 
@@ -56,72 +58,77 @@ func TestConfigGood(t *testing.T) {
 	}
 }
 
+const (
+	cfLis  = "listen:\n  rtsp: 127.0.0.1:8554\n" // lines 1-2
+	cfAnon = "allow_anonymous: true\n"           // line 3
+	cfCams = "cameras:\n  - name: a\n    url: rtsp://h/x\n"
+	cfCam  = cfLis + cfAnon + cfCams // the camera's keys are lines 5-6; a key added to it is line 7
+	cfCamR = cfLis + cfCams          // for readers: the camera's keys are lines 4-5
+)
+
+// confErrorCases map bad configurations to their exact messages; they also
+// seed FuzzConfig.
+var confErrorCases = []struct{ name, in, want string }{
+	{"unknown key", cfCam + "    trasport: tcp\n", `c.yml:7: unknown key "trasport" (check its spelling and indentation)`},
+	{"bad transport", cfCam + "    transport: tcpp\n", `c.yml:7: transport "tcpp" is not one of tcp, udp, auto`},
+	{"bad mode", cfCam + "    mode: fast\n", `c.yml:7: mode "fast" is not one of rebuild, passthrough`},
+	{"bad audio", cfCam + "    audio: mute\n", `c.yml:7: audio "mute" is not one of keep, drop`},
+	{"bad scheme", cfLis + cfAnon + "cameras:\n  - name: a\n    url: http://h/x\n", `c.yml:6: url: scheme must be rtsp:// or rtsps://`},
+	{"no host", cfLis + cfAnon + "cameras:\n  - name: a\n    url: rtsp:///x\n", `c.yml:6: url: the camera address (host) is missing`},
+	{"camera port", cfLis + cfAnon + "cameras:\n  - name: a\n    url: rtsp://h:99999/x\n", `c.yml:6: url: port 99999 is not a port number (1-65535)`},
+	{"url not string", cfLis + cfAnon + "cameras:\n  - name: a\n    url: [1]\n", `c.yml:6: url must be a string like rtsp://user:password@camera:554/path`},
+	{"max_readers type", cfCam + "    max_readers: many\n", `c.yml:7: value "many" is not a valid whole number (it reads as a string)`},
+	{"no cameras", cfLis + cfAnon, `cameras: none configured; add at least one camera with a name and a url`},
+	{"no name", cfLis + cfAnon + "cameras:\n  - url: rtsp://h/x\n", `cameras[0]: name is missing; it is the path readers use (rtsp://proxy:8554/<name>)`},
+	{"bad name", cfLis + cfAnon + "cameras:\n  - name: a/b\n    url: rtsp://h/x\n", `cameras[0] (a/b): name "a/b" may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`},
+	{"dup name", cfCam + "  - name: a\n    url: rtsp://h/y\n", `cameras[1] (a): name "a" is already used by cameras[0]; names must be unique`},
+	{"no url", cfLis + cfAnon + "cameras:\n  - name: a\n", `cameras[0] (a): url is missing (rtsp://user:password@camera-address:554/path)`},
+	{"negative max", cfCam + "    max_readers: -1\n", `cameras[0] (a): max_readers is -1; use 0 for no limit or a positive number`},
+	{"fingerprint on rtsp", cfCam + "    tls_fingerprint: " + strings.Repeat("ab", 32) + "\n",
+		`cameras[0] (a): tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera`},
+	{"short fingerprint", cfLis + cfAnon + "cameras:\n  - name: a\n    url: rtsps://h/x\n    tls_fingerprint: \"AB:CD\"\n",
+		`cameras[0] (a): tls_fingerprint "AB:CD": want the SHA-256 of the camera's certificate as 64 hex digits (colons allowed), as printed by: openssl s_client -connect CAMERA:322 </dev/null | openssl x509 -noout -fingerprint -sha256`},
+	{"sei passthrough", cfCam + "    mode: passthrough\n    keep_sei: [x]\n", `cameras[0] (a): keep_sei only applies to mode rebuild (passthrough keeps every SEI)`},
+	{"reader no password", cfCamR + "readers:\n  - user: u\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash`},
+	{"reader both", cfCamR + "readers:\n  - user: u\n    password: p\n    password_hash: h\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash, not both`},
+	{"reader bad hash", cfCamR + "readers:\n  - user: u\n    password_hash: md5stuff\n    cameras: ['*']\n", `readers[0] (u): password_hash: unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...)`},
+	{"reader no cameras", cfCamR + "readers:\n  - user: u\n    password: p\n", `readers[0] (u): cameras is empty, so this reader could read nothing; list camera names or "*"`},
+	{"reader unknown camera", cfCamR + "readers:\n  - user: u\n    password: p\n    cameras: [b]\n", `readers[0] (u): camera "b" is not defined under cameras`},
+	{"reader bad network", cfCamR + "readers:\n  - user: u\n    password: p\n    cameras: [a]\n    networks: [10.0.0.0/33]\n", `readers[0] (u): network "10.0.0.0/33" is not an address or CIDR prefix (like 10.0.0.0/24)`},
+	{"reader dup", cfCamR + "readers:\n  - {user: u, password: p, cameras: [a]}\n  - {user: u, password: q, cameras: [a]}\n", `readers[1] (u): user "u" is already defined by readers[0]`},
+	{"reader no user", cfCamR + "readers:\n  - {password: p, cameras: [a]}\n", `readers[0]: user is missing`},
+	{"no readers", cfCamR,
+		`readers: none configured, so anyone who reaches listen.rtsp could read every camera; add readers (each with user, password and cameras) so that recorders must log in, or set allow_anonymous: true to allow that on purpose`},
+	{"anonymous and readers", cfCam + "readers:\n  - {user: u, password: p, cameras: [a]}\n",
+		`allow_anonymous is true but readers are configured, and readers must log in; remove allow_anonymous (or the readers)`},
+	{"no listen", cfAnon + cfCams, `listen.rtsp: required: the address recorders connect to on the core network, e.g. "10.0.0.5:8554"`},
+	{"listen port", "listen:\n  rtsp: ':99999'\n" + cfAnon + cfCams, `listen.rtsp ":99999": port "99999" is not a port number (1-65535)`},
+	{"listen not address", "listen:\n  rtsp: '8554'\n" + cfAnon + cfCams, `listen.rtsp "8554": not an address; write IP:port, e.g. "10.0.0.5:8554"`},
+	{"listen host name", "listen:\n  rtsp: cordon.lan:8554\n" + cfAnon + cfCams, `listen.rtsp "cordon.lan:8554": "cordon.lan" is not an IP address; write an address of this host, e.g. "10.0.0.5:8554"`},
+	{"admin nope", cfLis + "  admin: nope\n" + cfAnon + cfCams, `listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9090", or "off"`},
+	{"same port", cfLis + "  admin: 127.0.0.1:8554\n" + cfAnon + cfCams, `listen.admin "127.0.0.1:8554" uses the port of listen.rtsp "127.0.0.1:8554"; give each listener its own port`},
+	{"same port, every interface", "listen:\n  rtsp: :8554\n  rtsps: 127.0.0.1:8554\n" + cfAnon + cfCams + "tls: {cert: c, key: k}\n",
+		`listen.rtsps "127.0.0.1:8554" uses the port of listen.rtsp ":8554"; give each listener its own port`},
+	{"rtsps without tls", "listen:\n  rtsp: 127.0.0.1:8554\n  rtsps: ':8322'\n" + cfAnon + cfCams, `listen.rtsps is set: tls.cert and tls.key are needed too`},
+	{"tls without rtsps", cfCam + "tls:\n  cert: c.pem\n  key: k.pem\n", `tls.cert/tls.key are set but listen.rtsps is empty; set listen.rtsps (e.g. ":8322") or remove tls`},
+	{"udp half off", cfLis + "  udp_rtp: ':8000'\n  udp_rtcp: 'off'\n" + cfAnon + cfCams, `listen.udp_rtcp is "off" but listen.udp_rtp is not; set listen.udp_rtp: "off" to serve TCP only (udp_rtcp follows it)`},
+	{"udp rtcp without rtp", cfLis + "  udp_rtcp: ':8001'\n" + cfAnon + cfCams, `listen.udp_rtcp is set without listen.udp_rtp; set listen.udp_rtp (udp_rtcp defaults to its port + 1)`},
+	{"udp rtcp with off", cfLis + "  udp_rtp: 'off'\n  udp_rtcp: ':8001'\n" + cfAnon + cfCams, `listen.udp_rtp is "off" but listen.udp_rtcp is ":8001"; remove listen.udp_rtcp`},
+	{"udp odd", cfLis + "  udp_rtp: ':8001'\n" + cfAnon + cfCams, `listen.udp_rtp ":8001": the RTP port must be even and not 0 (RTCP uses the next one; readers are told both)`},
+	{"udp not next", cfLis + "  udp_rtp: ':8000'\n  udp_rtcp: ':9001'\n" + cfAnon + cfCams, `listen.udp_rtcp ":9001": the RTCP port must be listen.udp_rtp's port + 1 (8001)`},
+	{"udp bad", cfLis + "  udp_rtp: 'yes'\n" + cfAnon + cfCams, `listen.udp_rtp "yes": not an address; write IP:port, e.g. "10.0.0.5:8000", or "off" to serve TCP only`},
+	{"bad bind", cfCam + "camera_side:\n  bind: eth1\n", `camera_side.bind "eth1" is not an IP address (use the camera-network interface's address)`},
+	{"log level", cfCam + "log:\n  level: verbose\n", `log.level "verbose" is not one of debug, info, warn, error`},
+	{"log format", cfCam + "log:\n  format: xml\n", `log.format "xml" is not one of text, json`},
+	{"bad queue", cfCam + "write_queue_size: 1000\n", `write_queue_size 1000 must be a power of two, at least 64`},
+	{"bad backoff", cfCam + "timeouts:\n  backoff_min: 1m\n  backoff_max: 10s\n", `timeouts.backoff_min (1m0s) is larger than timeouts.backoff_max (10s)`},
+	{"bad duration", cfCam + "timeouts:\n  camera: soon\n", `c.yml:8: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
+}
+
 // TestConfErrors maps bad configurations to the exact message an
 // administrator sees (after mediamtx's TestConfErrors).
 func TestConfErrors(t *testing.T) {
-	const (
-		lis  = "listen:\n  rtsp: 127.0.0.1:8554\n" // lines 1-2
-		anon = "allow_anonymous: true\n"           // line 3
-		cams = "cameras:\n  - name: a\n    url: rtsp://h/x\n"
-		cam  = lis + anon + cams // the camera's keys are lines 5-6; a key added to it is line 7
-		camR = lis + cams        // for readers: the camera's keys are lines 4-5
-	)
-	for _, tc := range []struct{ name, in, want string }{
-		{"unknown key", cam + "    trasport: tcp\n", `c.yml:7: unknown key "trasport" (check its spelling and indentation)`},
-		{"bad transport", cam + "    transport: tcpp\n", `c.yml:7: transport "tcpp" is not one of tcp, udp, auto`},
-		{"bad mode", cam + "    mode: fast\n", `c.yml:7: mode "fast" is not one of rebuild, passthrough`},
-		{"bad audio", cam + "    audio: mute\n", `c.yml:7: audio "mute" is not one of keep, drop`},
-		{"bad scheme", lis + anon + "cameras:\n  - name: a\n    url: http://h/x\n", `c.yml:6: url: scheme must be rtsp:// or rtsps://`},
-		{"no host", lis + anon + "cameras:\n  - name: a\n    url: rtsp:///x\n", `c.yml:6: url: the camera address (host) is missing`},
-		{"camera port", lis + anon + "cameras:\n  - name: a\n    url: rtsp://h:99999/x\n", `c.yml:6: url: port 99999 is not a port number (1-65535)`},
-		{"url not string", lis + anon + "cameras:\n  - name: a\n    url: [1]\n", `c.yml:6: url must be a string like rtsp://user:password@camera:554/path`},
-		{"max_readers type", cam + "    max_readers: many\n", `c.yml:7: value "many" is not a valid whole number (it reads as a string)`},
-		{"no cameras", lis + anon, `cameras: none configured; add at least one camera with a name and a url`},
-		{"no name", lis + anon + "cameras:\n  - url: rtsp://h/x\n", `cameras[0]: name is missing; it is the path readers use (rtsp://proxy:8554/<name>)`},
-		{"bad name", lis + anon + "cameras:\n  - name: a/b\n    url: rtsp://h/x\n", `cameras[0] (a/b): name "a/b" may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`},
-		{"dup name", cam + "  - name: a\n    url: rtsp://h/y\n", `cameras[1] (a): name "a" is already used by cameras[0]; names must be unique`},
-		{"no url", lis + anon + "cameras:\n  - name: a\n", `cameras[0] (a): url is missing (rtsp://user:password@camera-address:554/path)`},
-		{"negative max", cam + "    max_readers: -1\n", `cameras[0] (a): max_readers is -1; use 0 for no limit or a positive number`},
-		{"fingerprint on rtsp", cam + "    tls_fingerprint: " + strings.Repeat("ab", 32) + "\n",
-			`cameras[0] (a): tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera`},
-		{"short fingerprint", lis + anon + "cameras:\n  - name: a\n    url: rtsps://h/x\n    tls_fingerprint: \"AB:CD\"\n",
-			`cameras[0] (a): tls_fingerprint "AB:CD": want the SHA-256 of the camera's certificate as 64 hex digits (colons allowed), as printed by: openssl s_client -connect CAMERA:322 </dev/null | openssl x509 -noout -fingerprint -sha256`},
-		{"sei passthrough", cam + "    mode: passthrough\n    keep_sei: [x]\n", `cameras[0] (a): keep_sei only applies to mode rebuild (passthrough keeps every SEI)`},
-		{"reader no password", camR + "readers:\n  - user: u\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash`},
-		{"reader both", camR + "readers:\n  - user: u\n    password: p\n    password_hash: h\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash, not both`},
-		{"reader bad hash", camR + "readers:\n  - user: u\n    password_hash: md5stuff\n    cameras: ['*']\n", `readers[0] (u): password_hash: unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...)`},
-		{"reader no cameras", camR + "readers:\n  - user: u\n    password: p\n", `readers[0] (u): cameras is empty, so this reader could read nothing; list camera names or "*"`},
-		{"reader unknown camera", camR + "readers:\n  - user: u\n    password: p\n    cameras: [b]\n", `readers[0] (u): camera "b" is not defined under cameras`},
-		{"reader bad network", camR + "readers:\n  - user: u\n    password: p\n    cameras: [a]\n    networks: [10.0.0.0/33]\n", `readers[0] (u): network "10.0.0.0/33" is not an address or CIDR prefix (like 10.0.0.0/24)`},
-		{"reader dup", camR + "readers:\n  - {user: u, password: p, cameras: [a]}\n  - {user: u, password: q, cameras: [a]}\n", `readers[1] (u): user "u" is already defined by readers[0]`},
-		{"reader no user", camR + "readers:\n  - {password: p, cameras: [a]}\n", `readers[0]: user is missing`},
-		{"no readers", camR,
-			`readers: none configured, so anyone who reaches listen.rtsp could read every camera; add readers (each with user, password and cameras) so that recorders must log in, or set allow_anonymous: true to allow that on purpose`},
-		{"anonymous and readers", cam + "readers:\n  - {user: u, password: p, cameras: [a]}\n",
-			`allow_anonymous is true but readers are configured, and readers must log in; remove allow_anonymous (or the readers)`},
-		{"no listen", anon + cams, `listen.rtsp: required: the address recorders connect to on the core network, e.g. "10.0.0.5:8554"`},
-		{"listen port", "listen:\n  rtsp: ':99999'\n" + anon + cams, `listen.rtsp ":99999": port "99999" is not a port number (1-65535)`},
-		{"listen not address", "listen:\n  rtsp: '8554'\n" + anon + cams, `listen.rtsp "8554": not an address; write IP:port, e.g. "10.0.0.5:8554"`},
-		{"listen host name", "listen:\n  rtsp: cordon.lan:8554\n" + anon + cams, `listen.rtsp "cordon.lan:8554": "cordon.lan" is not an IP address; write an address of this host, e.g. "10.0.0.5:8554"`},
-		{"admin nope", lis + "  admin: nope\n" + anon + cams, `listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9090", or "off"`},
-		{"same port", lis + "  admin: 127.0.0.1:8554\n" + anon + cams, `listen.admin "127.0.0.1:8554" uses the port of listen.rtsp "127.0.0.1:8554"; give each listener its own port`},
-		{"same port, every interface", "listen:\n  rtsp: :8554\n  rtsps: 127.0.0.1:8554\n" + anon + cams + "tls: {cert: c, key: k}\n",
-			`listen.rtsps "127.0.0.1:8554" uses the port of listen.rtsp ":8554"; give each listener its own port`},
-		{"rtsps without tls", "listen:\n  rtsp: 127.0.0.1:8554\n  rtsps: ':8322'\n" + anon + cams, `listen.rtsps is set: tls.cert and tls.key are needed too`},
-		{"tls without rtsps", cam + "tls:\n  cert: c.pem\n  key: k.pem\n", `tls.cert/tls.key are set but listen.rtsps is empty; set listen.rtsps (e.g. ":8322") or remove tls`},
-		{"udp half off", lis + "  udp_rtp: ':8000'\n  udp_rtcp: 'off'\n" + anon + cams, `listen.udp_rtcp is "off" but listen.udp_rtp is not; set listen.udp_rtp: "off" to serve TCP only (udp_rtcp follows it)`},
-		{"udp rtcp without rtp", lis + "  udp_rtcp: ':8001'\n" + anon + cams, `listen.udp_rtcp is set without listen.udp_rtp; set listen.udp_rtp (udp_rtcp defaults to its port + 1)`},
-		{"udp rtcp with off", lis + "  udp_rtp: 'off'\n  udp_rtcp: ':8001'\n" + anon + cams, `listen.udp_rtp is "off" but listen.udp_rtcp is ":8001"; remove listen.udp_rtcp`},
-		{"udp odd", lis + "  udp_rtp: ':8001'\n" + anon + cams, `listen.udp_rtp ":8001": the RTP port must be even and not 0 (RTCP uses the next one; readers are told both)`},
-		{"udp not next", lis + "  udp_rtp: ':8000'\n  udp_rtcp: ':9001'\n" + anon + cams, `listen.udp_rtcp ":9001": the RTCP port must be listen.udp_rtp's port + 1 (8001)`},
-		{"udp bad", lis + "  udp_rtp: 'yes'\n" + anon + cams, `listen.udp_rtp "yes": not an address; write IP:port, e.g. "10.0.0.5:8000", or "off" to serve TCP only`},
-		{"bad bind", cam + "camera_side:\n  bind: eth1\n", `camera_side.bind "eth1" is not an IP address (use the camera-network interface's address)`},
-		{"log level", cam + "log:\n  level: verbose\n", `log.level "verbose" is not one of debug, info, warn, error`},
-		{"log format", cam + "log:\n  format: xml\n", `log.format "xml" is not one of text, json`},
-		{"bad queue", cam + "write_queue_size: 1000\n", `write_queue_size 1000 must be a power of two, at least 64`},
-		{"bad backoff", cam + "timeouts:\n  backoff_min: 1m\n  backoff_max: 10s\n", `timeouts.backoff_min (1m0s) is larger than timeouts.backoff_max (10s)`},
-		{"bad duration", cam + "timeouts:\n  camera: soon\n", `c.yml:8: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
-	} {
+	for _, tc := range confErrorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
 			err := config.Decode("c.yml", []byte(tc.in), &c)
@@ -336,4 +343,29 @@ func TestExampleConfig(t *testing.T) {
 	if _, err := newAccounts(c.Readers); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzConfig decodes and validates arbitrary files: no panic, and a
+// configuration that validates is one New accepts.
+func FuzzConfig(f *testing.F) {
+	for _, tc := range confErrorCases {
+		f.Add(tc.in)
+	}
+	f.Add(goodConfig)
+	f.Fuzz(func(t *testing.T, in string) {
+		var c Config
+		if err := config.Decode("c.yml", []byte(in), &c); err != nil {
+			return
+		}
+		var doc yaml.Node
+		if config.Decode("c.yml", []byte(in), &doc) == nil {
+			c.origin = &origin{file: "c.yml", lines: config.KeyLines(&doc)}
+		}
+		if c.Validate() != nil {
+			return
+		}
+		if _, err := New(c, nil); err != nil {
+			t.Fatalf("valid configuration refused by New: %v\n%s", err, in)
+		}
+	})
 }
