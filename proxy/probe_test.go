@@ -110,3 +110,19 @@ func TestProbeTimeout(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 }
+
+// TestProbeLenient: a camera whose SDP gortsplib rejects as a whole is read
+// as the proxy reads it (the sections that parse), and the probe says how
+// many sections it could not parse; nothing is set up.
+func TestProbeLenient(t *testing.T) {
+	url, requests := fakeVendorCamera(t)
+	cfg := testConfig(Camera{Name: "vendor", URL: MustParseSecretURL(url)})
+	r := Probe(context.Background(), cfg, ProbeOptions{Timeout: 5 * time.Second})[0]
+	t.Logf("%+v", r)
+	if !r.OK() || r.Width == 0 || !strings.HasPrefix(strings.Join(r.Codecs, ","), "H264,") || !strings.HasSuffix(strings.Join(r.Codecs, ","), "unparsable)") {
+		t.Errorf("%+v", r)
+	}
+	if rs := requests(); len(rs) != 0 {
+		t.Errorf("the probe sent %v; it must only ask (OPTIONS, DESCRIBE)", rs)
+	}
+}
