@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/config"
+	"github.com/cordon-vms/cordon/internal/humanize"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -358,39 +359,29 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ByteSize is a number of bytes written as 1048576, 500kB, 20MB or 1GiB.
+// ByteSize is a number of bytes written as 1048576, 500kB, 20MB, 100M or 1GiB.
 type ByteSize uint64
 
 // UnmarshalYAML parses a size with an optional unit.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
-		return config.At(n, "%q is not a size like 500kB, 20MB or 1GiB", n.Value)
+		return config.At(n, "%q is not a size like 500kB, 20MB, 100M or 1GiB", n.Value)
 	}
 	*b = v
 	return nil
 }
 
-// ParseByteSize parses 1048576, 500kB, 20MB, 1GiB (kB/MB/GB are powers of
-// 1000, KiB/MiB/GiB powers of 1024).
+// ParseByteSize parses a size in cordon's one size syntax
+// (humanize.ParseBytes: 1048576, 500kB, 20MB, 100M, 1GiB; kB/MB/GB are
+// powers of 1000, K/M/G and KiB/MiB/GiB powers of 1024). Zero is refused:
+// every size in a policy is a threshold or a bound.
 func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mul    uint64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mul := uint64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mul = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mul
-			break
-		}
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
+	v, err := humanize.ParseBytes(s)
 	if err != nil || v == 0 {
 		return 0, fmt.Errorf("egress: bad size %q", s)
 	}
-	return ByteSize(v * mul), nil
+	return ByteSize(v), nil
 }
 
 func (b ByteSize) String() string {

@@ -32,7 +32,7 @@ func TestPolicyErrors(t *testing.T) {
 		{"bad duration", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {window: 5 minutes}\n",
 			`p.yml:3: "5 minutes" is not a duration like 30s, 5m or 1h`},
 		{"bad size", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {bytes: lots}\n",
-			`p.yml:3: "lots" is not a size like 500kB, 20MB or 1GiB`},
+			`p.yml:3: "lots" is not a size like 500kB, 20MB, 100M or 1GiB`},
 		{"beacon events", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {events: 2}\n",
 			"p.yml: thresholds.beacon.events is 2: at least 3 contacts are needed to judge regularity"},
 		{"jitter", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {max_jitter: 1.5}\n",

@@ -32,21 +32,24 @@ func (p *Proxy) adminHandler() http.Handler {
 
 // CameraStatus is one camera's state in /v1/cameras. Its URL is redacted.
 type CameraStatus struct {
-	Name       string               `json:"name"`
-	URL        SecretURL            `json:"url"`
-	State      string               `json:"state"`
-	Since      time.Time            `json:"since"`
-	LastError  string               `json:"last_error,omitempty"`
-	OnDemand   bool                 `json:"on_demand"`
-	Transport  Transport            `json:"transport"`
-	Readers    []ReaderStatus       `json:"readers"`
-	BytesIn    uint64               `json:"bytes_in"`
-	PacketsIn  uint64               `json:"packets_in"`
-	PacketLost uint64               `json:"packets_lost"`
-	Jitter     float64              `json:"rtp_jitter"`
-	Reconnects uint64               `json:"reconnects"`
-	Bitrate    uint64               `json:"bitrate_bps"`
-	Dropped    map[string]DropCount `json:"dropped"`
+	Name       string         `json:"name"`
+	URL        SecretURL      `json:"url"`
+	State      string         `json:"state"`
+	Since      time.Time      `json:"since"`
+	LastError  string         `json:"last_error,omitempty"`
+	OnDemand   bool           `json:"on_demand"`
+	Transport  Transport      `json:"transport"`
+	Readers    []ReaderStatus `json:"readers"`
+	BytesIn    uint64         `json:"bytes_in"`
+	PacketsIn  uint64         `json:"packets_in"`
+	PacketLost uint64         `json:"packets_lost"`
+	Jitter     float64        `json:"rtp_jitter"`
+	Reconnects uint64         `json:"reconnects"`
+	// Panics counts internal errors contained in this camera's goroutines
+	// (each one refused the camera's stream, or closed one reader).
+	Panics  uint64               `json:"panics"`
+	Bitrate uint64               `json:"bitrate_bps"`
+	Dropped map[string]DropCount `json:"dropped"`
 }
 
 // ReaderStatus is one attached reader.
@@ -93,7 +96,7 @@ func (c *camera) status() CameraStatus {
 	sort.Slice(s.Readers, func(i, j int) bool { return s.Readers[i].Remote < s.Readers[j].Remote })
 	s.BytesIn, s.PacketsIn, s.PacketLost = c.bytesIn.Load(), c.packetsIn.Load(), c.lost.Load()
 	s.Jitter = math.Float64frombits(c.jitterBits.Load())
-	s.Reconnects, s.Bitrate = c.reconnects.Load(), c.bitrate.Load()
+	s.Reconnects, s.Bitrate, s.Panics = c.reconnects.Load(), c.bitrate.Load(), c.panics.Load()
 	s.Dropped = map[string]DropCount{}
 	for reason, v := range c.counters.Snapshot() {
 		s.Dropped[reason] = DropCount{Units: v[0], Bytes: v[1]}
@@ -113,6 +116,7 @@ var (
 	descLost        = prometheus.NewDesc("cordon_camera_rtp_packets_lost_total", "RTP packets lost between camera and proxy.", []string{"camera"}, nil)
 	descJitter      = prometheus.NewDesc("cordon_camera_rtp_jitter", "RFC 3550 interarrival jitter of the camera's first track, in RTP clock units (90000 per second for video).", []string{"camera"}, nil)
 	descReconnects  = prometheus.NewDesc("cordon_camera_reconnects_total", "Camera sessions that ended and were retried.", []string{"camera"}, nil)
+	descPanics      = prometheus.NewDesc("cordon_camera_panics_total", "Internal errors (panics) contained in the camera's goroutines; each refused the camera's stream (retried with backoff) or closed one reader. Other cameras are not affected. Please report them.", []string{"camera"}, nil)
 	descReaders     = prometheus.NewDesc("cordon_camera_readers", "Readers attached to the camera.", []string{"camera"}, nil)
 	descBitrate     = prometheus.NewDesc("cordon_camera_bitrate_bits_per_second", "Incoming bitrate over the last second.", []string{"camera"}, nil)
 	descDropUnits   = prometheus.NewDesc("cordon_camera_dropped_units_total", "Units dropped by the stream cleaner, by reason.", []string{"camera", "reason"}, nil)
@@ -124,7 +128,7 @@ var (
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects,
+	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
 		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused} {
 		ch <- d
 	}
@@ -156,6 +160,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLost, s.PacketLost, s.Name)
 		gauge(descJitter, s.Jitter, s.Name)
 		counter(descReconnects, s.Reconnects, s.Name)
+		counter(descPanics, s.Panics, s.Name)
 		gauge(descReaders, float64(len(s.Readers)), s.Name)
 		gauge(descBitrate, float64(s.Bitrate), s.Name)
 		for reason, d := range s.Dropped {

@@ -48,13 +48,14 @@ type camera struct {
 	demand   chan struct{} // on-demand wake-up, buffered 1
 	counters rebuild.Counters
 
-	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors atomic.Uint64
-	jitterBits                                                        atomic.Uint64 // float64 bits
-	sdpWarned                                                         atomic.Bool
-	tlsWarned                                                         atomic.Bool   // the unpinned certificate was logged
-	bitrate                                                           atomic.Uint64 // bit/s, from tick
-	lastBytes                                                         uint64        // tick only
-	lastSample                                                        time.Time     // tick only
+	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors, panics atomic.Uint64
+	jitterBits                                                                atomic.Uint64 // float64 bits
+	sdpWarned                                                                 atomic.Bool
+	poisoned                                                                  atomic.Bool   // a panic was contained: build the next plan afresh
+	tlsWarned                                                                 atomic.Bool   // the unpinned certificate was logged
+	bitrate                                                                   atomic.Uint64 // bit/s, from tick
+	lastBytes                                                                 uint64        // tick only
+	lastSample                                                                time.Time     // tick only
 
 	mu       sync.Mutex
 	abort    func(error) // ends the current camera session; nil between sessions
@@ -140,6 +141,7 @@ func (c *camera) stop(reason string) {
 	c.log.Info("camera stopping", "reason", reason)
 	c.cancel()
 	go func() {
+		defer c.recoverGo("teardown")
 		<-c.done
 		c.teardown(reason)
 	}()
@@ -154,9 +156,10 @@ func (c *camera) stopWait(reason string) {
 
 func (c *camera) run() {
 	defer close(c.done)
+	defer c.recoverGo("camera loop")
 	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax)
 	if !c.cfg.OnDemand {
-		retryLoop(c.ctx, b, c.session, c.onRetry)
+		retryLoop(c.ctx, b, c.safeSession, c.onRetry)
 		return
 	}
 	for {
@@ -168,7 +171,7 @@ func (c *camera) run() {
 		c.log.Info("on-demand camera starting: a reader asked for it")
 		ctx, cancel := context.WithCancel(c.ctx)
 		go c.idleWatch(ctx, cancel)
-		retryLoop(ctx, b, c.session, c.onRetry)
+		retryLoop(ctx, b, c.safeSession, c.onRetry)
 		cancel()
 		if c.ctx.Err() != nil {
 			return
@@ -182,6 +185,7 @@ func (c *camera) run() {
 // idleWatch cancels an on-demand pull once nobody has read, asked for or
 // waited for the camera for Timeouts.OnDemandClose.
 func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
+	defer c.recoverGo("on-demand idle watch")
 	t := time.NewTicker(min(time.Second, c.tmo.OnDemandClose/4+time.Millisecond))
 	defer t.Stop()
 	for {
@@ -217,6 +221,13 @@ func (c *camera) setState(s, errMsg string) {
 	if errMsg != "" {
 		c.lastErr = errMsg
 	}
+}
+
+// safeSession is session with any panic contained: it becomes the
+// session's error.
+func (c *camera) safeSession(ctx context.Context) (played bool, err error) {
+	defer c.recoverSession("camera session", &played, &err)
+	return c.session(ctx)
 }
 
 // session runs one camera session until it fails or ctx is done.
@@ -339,7 +350,8 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	werr := cl.Wait()
 	select {
 	case err := <-refused:
-		return true, fmt.Errorf("stream refused: %w", err)
+		// A refused stream did not work: the backoff goes on growing.
+		return false, fmt.Errorf("stream refused: %w", err)
 	default:
 		return true, werr
 	}
@@ -400,6 +412,12 @@ func formatFingerprint(fp [sha256.Size]byte) string {
 // reaches a recorder's decoder. The camera is retried with backoff, readers
 // stay attached, and other cameras are not affected.
 func (c *camera) refuse(err error) {
+	// (the cleaner counted the dropped unit under "invalid_sps")
+	c.abortSession(err, "camera stream refused: it sent invalid parameter sets; retrying with backoff")
+}
+
+// abortSession ends the current session with err, logged once with msg.
+func (c *camera) abortSession(err error, msg string) {
 	c.mu.Lock()
 	abort := c.abort
 	c.abort = nil
@@ -407,8 +425,7 @@ func (c *camera) refuse(err error) {
 	if abort == nil {
 		return // already refused; the session is closing
 	}
-	// (the cleaner counted the dropped unit under "invalid_sps")
-	c.log.Error("camera stream refused: it sent invalid parameter sets; retrying with backoff", "error", err)
+	c.log.Error(msg, "error", err)
 	abort(err)
 }
 
@@ -416,6 +433,15 @@ func (c *camera) refuse(err error) {
 // same as before, and replaces them (closing readers) when it changed.
 func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	c.mu.Lock()
+	if c.plan != nil && c.poisoned.Load() {
+		// A panic was contained in this plan's cleaner: its state is not
+		// to be trusted, so readers start again from a new one.
+		c.mu.Unlock()
+		c.log.Warn("rebuilding the camera's stream after an internal error; closing its readers")
+		c.teardown("camera stream rebuilt after an internal error")
+		c.mu.Lock()
+	}
+	c.poisoned.Store(false)
 	if c.plan != nil {
 		err := c.plan.Rebind(desc)
 		if err == nil {
@@ -493,6 +519,10 @@ func (c *camera) teardown(reason string) {
 
 // onPacket cleans one camera packet and sends the result to every reader.
 func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
+	defer c.recoverPacket()
+	if h := c.p.testPacketHook; h != nil {
+		h(c.cfg.Name, pkt)
+	}
 	c.packetsIn.Add(1)
 	c.bytesIn.Add(uint64(pkt.MarshalSize()))
 	arrival := time.Now()

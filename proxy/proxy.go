@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -59,14 +60,18 @@ type Proxy struct {
 	refusedFull    atomic.Uint64
 	refusedPublish atomic.Uint64
 
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	authDelay time.Duration
-	batching  bool // frame-batched output for TCP readers
-	queueSize int  // per-reader queue, packets
-	writeTmo  time.Duration
-	sleep     func(time.Duration) // failed-login delay; a test hook
-	randFn    func() float64
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	// testPacketHook, when set by a test, sees every camera packet before
+	// the cleaner does (from the camera's packet callback).
+	testPacketHook func(camera string, pkt *rtp.Packet)
+	authDelay      time.Duration
+	batching       bool // frame-batched output for TCP readers
+	queueSize      int  // per-reader queue, packets
+	writeTmo       time.Duration
+	sleep          func(time.Duration) // failed-login delay; a test hook
+	randFn         func() float64
 }
 
 // New checks cfg and returns a proxy that is not started yet.

@@ -218,7 +218,10 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 		r.bw.stop()
 		r.bw = nil
 	} else if r.bw != nil {
-		go r.bw.run()
+		go func() {
+			defer r.cam.recoverReader(r)
+			r.bw.run()
+		}()
 	}
 	switch {
 	case errors.Is(err, errTooManyReaders):

@@ -237,7 +237,11 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 	case *iface != "":
 		runErr = runCapture(ctx, eng, live, log)
 	}
-	if err := eng.Close(); err != nil && runErr == nil {
+	// The alerts still pending are delivered at exit even after SIGINT
+	// canceled ctx, within a bound.
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelClose()
+	if err := eng.Close(closeCtx); err != nil && runErr == nil {
 		runErr = err
 	}
 	if *stats {
@@ -273,7 +277,7 @@ func runLive(ctx context.Context, eng *egress.Engine, run func(context.Context) 
 			case <-done:
 				return
 			case now := <-t.C:
-				eng.Advance(now)
+				eng.Advance(ctx, now)
 			}
 		}
 	})
