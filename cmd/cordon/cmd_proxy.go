@@ -201,7 +201,8 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 		if cfg.AllowAnonymous {
 			anonymous = " (anonymous reading allowed)"
 		}
-		fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers%s\n", len(cfg.Cameras), len(cfg.Readers), anonymous)
+		fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers%s; recorders connect to %s\n",
+			len(cfg.Cameras), len(cfg.Readers), anonymous, cfg.Listen.RTSP)
 		if *probe {
 			return runProbe(ctx, e, cfg, *probeTimeout)
 		}
