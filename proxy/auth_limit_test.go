@@ -63,6 +63,7 @@ func TestLoginThrottling(t *testing.T) {
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a"))})
 	cfg.Readers = []Reader{{User: "nvr", PasswordHash: testArgonHash, Cameras: []string{"*"}}}
+	cfg.AllowAnonymous = false
 	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

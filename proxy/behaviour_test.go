@@ -213,7 +213,7 @@ func TestReloadReaders(t *testing.T) {
 	log, _ := newLog(t)
 	cam := Camera{Name: "a", URL: MustParseSecretURL(sim.URL("c1"))}
 	cfg := testConfig(cam)
-	cfg.Readers = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}
+	cfg.Readers, cfg.AllowAnonymous = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}, false
 	p := startProxy(t, cfg, log)
 	url := "rtsp://old:pw@" + p.RTSPAddr().String() + "/a"
 	r := waitReader(t, "reader", 10*time.Second, url)

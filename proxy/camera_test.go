@@ -72,7 +72,7 @@ func TestGarbageInterleavedFrames(t *testing.T) {
 // milliseconds. stop ends the camera and waits for its goroutines.
 func startBubbleCamera(t *testing.T, cam *scriptCam, cc Camera) (p *Proxy, stop func()) {
 	t.Helper()
-	p, err := New(Config{Cameras: []Camera{cc}}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	p, err := New(Config{Cameras: []Camera{cc}, Listen: Listen{RTSP: "127.0.0.1:0", Admin: "off", UDPRTP: "off"}, AllowAnonymous: true}, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +262,7 @@ func TestAuthFailedReload(t *testing.T) {
 
 	unchanged := cfg
 	unchanged.Readers = []Reader{{User: "nvr", Password: "pw", Cameras: []string{"*"}}}
+	unchanged.AllowAnonymous = false
 	if err := p.Reload(unchanged); err != nil {
 		t.Fatal(err)
 	}

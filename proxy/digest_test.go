@@ -56,6 +56,7 @@ func TestDigestReplayRefused(t *testing.T) {
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a"))})
 	cfg.Readers = []Reader{{User: "nvr", Password: "good", Cameras: []string{"*"}}}
+	cfg.AllowAnonymous = false
 	p := startProxy(t, cfg, log)
 	p.sleep = func(time.Duration) {}
 	url := readerURL(p, "a")

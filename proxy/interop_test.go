@@ -282,6 +282,7 @@ func TestIsolation(t *testing.T) {
 		{User: "hashed", PasswordHash: testArgonHash, Cameras: []string{"*"}},
 		{User: "far", Password: "good", Cameras: []string{"*"}, Networks: []string{"10.0.0.0/8"}},
 	}
+	cfg.AllowAnonymous = false
 	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

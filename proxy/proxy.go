@@ -129,8 +129,17 @@ func (p *Proxy) Start() error {
 		return errors.New("proxy: already started")
 	}
 	cfg := p.cfg
+	// What depends on this host (addresses, TLS files) is checked now, when
+	// the proxy is about to use it.
+	warns, err := cfg.Check()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	for _, w := range warns {
+		p.log.Warn("configuration: " + w.String())
+	}
 
-	newServer := func(addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
+	newServer := func(key, addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
 		h := &handler{p: p, secure: tlsConf != nil}
 		s := &gortsplib.Server{
 			Handler:        h,
@@ -149,7 +158,7 @@ func (p *Proxy) Start() error {
 		s.Listen = func(network, address string) (net.Listener, error) {
 			ln, err := p.listen(network, address)
 			if err != nil {
-				return nil, err
+				return nil, &ListenError{Key: key, Addr: addr, Err: err}
 			}
 			// With TLS, gortsplib wraps this listener in tls.NewListener:
 			// the handshake runs under the first-read deadline.
@@ -161,22 +170,37 @@ func (p *Proxy) Start() error {
 		}
 		if udp && cfg.Listen.UDPRTP != "off" {
 			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
+			s.ListenPacket = func(network, address string) (net.PacketConn, error) {
+				pc, err := net.ListenPacket(network, address)
+				if err != nil {
+					key, a := "listen.udp_rtp", cfg.Listen.UDPRTP
+					if address == cfg.Listen.UDPRTCP {
+						key, a = "listen.udp_rtcp", cfg.Listen.UDPRTCP
+					}
+					return nil, &ListenError{Key: key, Addr: a, Err: err}
+				}
+				return pc, nil
+			}
 		}
 		h.srv = s
 		return s
 	}
-	servers := []*gortsplib.Server{newServer(cfg.Listen.RTSP, nil, true)}
+	servers := []*gortsplib.Server{newServer("listen.rtsp", cfg.Listen.RTSP, nil, true)}
 	if cfg.Listen.RTSPS != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
 			return fmt.Errorf("proxy: tls.cert/tls.key: %w", err)
 		}
-		servers = append(servers, newServer(cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
+		servers = append(servers, newServer("listen.rtsps", cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
 	}
 	for i, s := range servers {
 		if err := s.Start(); err != nil {
 			for _, o := range servers[:i] {
 				o.Close()
+			}
+			var le *ListenError
+			if errors.As(err, &le) {
+				return fmt.Errorf("proxy: %w", err)
 			}
 			return fmt.Errorf("proxy: listen %s: %w", s.RTSPAddress, err)
 		}
@@ -188,7 +212,7 @@ func (p *Proxy) Start() error {
 			for _, s := range servers {
 				s.Close()
 			}
-			return fmt.Errorf("proxy: listen.admin %s: %w", cfg.Listen.Admin, err)
+			return fmt.Errorf("proxy: %w", &ListenError{Key: "listen.admin", Addr: cfg.Listen.Admin, Err: err})
 		}
 		p.adminLn = ln
 		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -289,8 +313,12 @@ func (p *Proxy) AdminAddr() net.Addr {
 // logins use them; attached readers stay). Listener and timeout changes need
 // a restart and are reported in the log.
 func (p *Proxy) Reload(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	warns, err := cfg.Check()
+	if err != nil {
 		return fmt.Errorf("proxy: reload: %w", err)
+	}
+	for _, w := range warns {
+		p.log.Warn("configuration: " + w.String())
 	}
 	cfg = cfg.withDefaults()
 	acc, err := newAccounts(cfg.Readers)

@@ -65,11 +65,13 @@ func startCamsim(t *testing.T, names ...string) *camsim.Server {
 	return s
 }
 
-// testConfig is a config bound to loopback ephemeral ports, UDP off.
+// testConfig is a config bound to loopback ephemeral ports, UDP off,
+// anonymous readers (a test that sets Readers clears AllowAnonymous).
 func testConfig(cams ...Camera) Config {
 	return Config{
-		Listen:  Listen{RTSP: "127.0.0.1:0", Admin: "127.0.0.1:0", UDPRTP: "off", UDPRTCP: "off"},
-		Cameras: cams,
+		Listen:         Listen{RTSP: "127.0.0.1:0", Admin: "127.0.0.1:0", UDPRTP: "off", UDPRTCP: "off"},
+		AllowAnonymous: true,
+		Cameras:        cams,
 		Timeouts: Timeouts{
 			Camera: 3 * time.Second, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
 			AuthFailureDelay: 20 * time.Millisecond, OnDemandClose: 500 * time.Millisecond,

@@ -123,6 +123,7 @@ func TestSessionBoundToConnection(t *testing.T) {
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a"))})
 	cfg.Readers = []Reader{{User: "nvr", Password: "good", Cameras: []string{"*"}, Networks: []string{"127.0.0.1/32"}}}
+	cfg.AllowAnonymous = false
 	p := startProxy(t, cfg, log)
 	p.sleep = func(time.Duration) {}
 	url := readerURL(p, "a")

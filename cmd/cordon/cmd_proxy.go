@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/proxy"
@@ -43,6 +47,18 @@ sends reaches a camera. See docs/proxy.md for the configuration file.
 With no -c and no --camera, a demo starts: a simulated camera "demo" is served
 through the proxy at rtsp://127.0.0.1:8554/demo.
 
+Safe by default: with -c, the proxy listens only where listen.rtsp says (it is
+required) and refuses to start without readers: unless the file says
+allow_anonymous: true. Without -c (the demo, --camera) it listens on
+127.0.0.1:8554, where anonymous reading is allowed; --listen elsewhere needs
+--allow-anonymous.
+
+--check validates everything at once (addresses, ports, this host's interfaces,
+TLS files, log settings), each problem at its file and line, and warns when a
+reader-side listener shares the camera network's interface. --check --probe
+also asks every camera for OPTIONS and DESCRIBE with its credentials and prints
+what answered; it changes nothing and exits 1 if a camera failed.
+
 SIGHUP reloads the configuration file: added cameras start, removed ones stop,
 changed ones restart; other cameras and their readers are not interrupted.
 
@@ -52,11 +68,12 @@ Examples:
 	cordon proxy
 	ffplay rtsp://127.0.0.1:8554/demo
 
-	# one camera without a file
+	# one camera without a file (readers on 127.0.0.1 only)
 	cordon proxy --camera lobby=rtsp://admin:secret@192.168.50.11:554/Streaming/Channels/101
 
-	# a configuration file; check it first, reload it after edits
+	# a configuration file; check it (and its cameras) first, reload it after edits
 	cordon proxy -c cordon.yml --check
+	cordon proxy -c cordon.yml --check --probe
 	cordon proxy -c cordon.yml
 	kill -HUP $(pidof cordon)
 
@@ -64,22 +81,32 @@ Examples:
 	curl -s http://127.0.0.1:9090/v1/cameras
 	curl -s http://127.0.0.1:9090/metrics | grep cordon_camera_up`
 
+// demoListen is where the proxy listens without a configuration file (the
+// demo and --camera): loopback only.
+const demoListen = "127.0.0.1:8554"
+
 func runProxy(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "proxy", proxyUsage)
 	cfgPath := fs.String("c", "", "configuration `file` (YAML; see docs/proxy.md)")
 	var cams proxyCameraFlags
 	fs.Var(&cams, "camera", "a camera to proxy, as `name=rtsp://user:password@host/path` (repeatable; added to the file's cameras)")
-	listen := fs.String("listen", "", "core-side RTSP `address` (overrides listen.rtsp; default :8554)")
+	listen := fs.String("listen", "", "core-side RTSP `address` (overrides listen.rtsp; without -c the default is "+demoListen+")")
 	admin := fs.String("admin", "", "admin HTTP `address` for /metrics, /v1/cameras, /healthz, or off (default 127.0.0.1:9090)")
 	udp := fs.String("udp", "", "reader UDP server `port` for RTP (RTCP uses the next one), or off (default 8000)")
+	anon := fs.Bool("allow-anonymous", false, "let readers read without credentials (sets allow_anonymous; automatic without -c on 127.0.0.1)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides log.level)")
 	logFormat := fs.String("log-format", "", "log `format`: text or json (overrides log.format)")
-	check := fs.Bool("check", false, "check the configuration and exit")
+	check := fs.Bool("check", false, "check the configuration against this host, print every problem, and exit")
+	probe := fs.Bool("probe", false, "with --check: also send OPTIONS and DESCRIBE to every camera and print what answered")
+	probeTimeout := fs.Duration("probe-timeout", 5*time.Second, "with --probe: how long each camera may take")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("proxy takes no arguments (use -c or --camera)")
+	}
+	if *probe && !*check {
+		return usagef("--probe goes with --check (cordon proxy -c FILE --check --probe)")
 	}
 	if *udp != "" && *udp != "off" {
 		if n, err := strconv.Atoi(*udp); err != nil || n <= 0 || n >= 65535 || n%2 != 0 {
@@ -98,16 +125,22 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 			cfg = c
 		}
 		cfg.Cameras = append(cfg.Cameras, cams...)
-		if *listen != "" {
+		switch {
+		case *listen != "":
 			cfg.Listen.RTSP = *listen
+			cfg.SetByFlag("listen.rtsp", "--listen")
+		case *cfgPath == "":
+			cfg.Listen.RTSP = demoListen
 		}
 		if *admin != "" {
 			cfg.Listen.Admin = *admin
+			cfg.SetByFlag("listen.admin", "--admin")
 		}
 		switch *udp {
 		case "":
 		case "off":
 			cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP = "off", "off"
+			cfg.SetByFlag("listen.udp_rtp", "--udp")
 		default:
 			n, _ := strconv.Atoi(*udp)
 			host := ""
@@ -115,22 +148,37 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 				host = h
 			}
 			cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP = net.JoinHostPort(host, strconv.Itoa(n)), net.JoinHostPort(host, strconv.Itoa(n+1))
+			cfg.SetByFlag("listen.udp_rtp", "--udp")
+			cfg.SetByFlag("listen.udp_rtcp", "--udp")
+		}
+		switch {
+		case *anon:
+			cfg.AllowAnonymous = true
+			cfg.SetByFlag("allow_anonymous", "--allow-anonymous")
+		case *cfgPath == "" && isLoopback(cfg.Listen.RTSP):
+			cfg.AllowAnonymous = true // the demo, and --camera, on loopback
 		}
 		if *logLevel != "" {
 			cfg.Log.Level = *logLevel
+			cfg.SetByFlag("log.level", "--log-level")
 		}
 		if *logFormat != "" {
 			cfg.Log.Format = *logFormat
-		}
-		if *cfgPath != "" || len(cfg.Cameras) > 0 {
-			if err := cfg.Validate(); err != nil {
-				if *cfgPath != "" {
-					return cfg, fmt.Errorf("%s: %w", *cfgPath, err)
-				}
-				return cfg, err
-			}
+			cfg.SetByFlag("log.format", "--log-format")
 		}
 		return cfg, nil
+	}
+	// problems formats a configuration's problems for the administrator.
+	problems := func(err error) error {
+		msg := err.Error()
+		var ve *proxy.ValidationError
+		if errors.As(err, &ve) && *cfgPath != "" && len(ve.Problems) > 1 {
+			msg = *cfgPath + ": " + msg
+		}
+		if *cfgPath == "" && strings.Contains(msg, "allow_anonymous: true") {
+			msg += "\n(without -c: pass --allow-anonymous, or write a file with readers)"
+		}
+		return &usageError{msg: msg}
 	}
 
 	cfg, err := load()
@@ -142,12 +190,34 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 		if demo {
 			return usagef("--check needs -c or --camera")
 		}
-		fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers\n", len(cfg.Cameras), len(cfg.Readers))
+		warns, err := cfg.Check()
+		for _, w := range warns {
+			fmt.Fprintln(e.Stderr, "warning: "+w.String())
+		}
+		if err != nil {
+			return problems(err)
+		}
+		anonymous := ""
+		if cfg.AllowAnonymous {
+			anonymous = " (anonymous reading allowed)"
+		}
+		fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers%s; recorders connect to %s\n",
+			len(cfg.Cameras), len(cfg.Readers), anonymous, cfg.Listen.RTSP)
+		if *probe {
+			return runProbe(ctx, e, cfg, *probeTimeout)
+		}
 		return nil
+	}
+	if !demo {
+		// Everything at once, as --check does (New would stop at the first
+		// kind of problem).
+		if err := cfg.Validate(); err != nil {
+			return problems(err)
+		}
 	}
 	log, err := logging.New(e.Stderr, logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format})
 	if err != nil {
-		return usagef("%v", err)
+		return usagef("%v", err) // the demo's --log-level (a file's is validated above)
 	}
 
 	if demo {
@@ -168,6 +238,10 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if err := p.Start(); err != nil {
+		var ve *proxy.ValidationError
+		if errors.As(err, &ve) {
+			return problems(ve)
+		}
 		return err
 	}
 	defer p.Close()
@@ -208,4 +282,53 @@ func runProxy(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
+}
+
+// isLoopback reports whether a listen address is on a loopback address.
+func isLoopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// runProbe asks every camera for OPTIONS and DESCRIBE and prints a table.
+func runProbe(ctx context.Context, e *env, cfg proxy.Config, timeout time.Duration) error {
+	res := proxy.Probe(ctx, cfg, proxy.ProbeOptions{Timeout: timeout})
+	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CAMERA\tREACHABLE\tAUTH OK\tCODECS\tRESOLUTION\tPROBLEM")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	failed := 0
+	for _, r := range res {
+		auth, codecs, size, problem := yes(r.AuthOK), strings.Join(r.Codecs, ","), "-", r.Err
+		if !r.Reachable {
+			auth = "-"
+		}
+		if codecs == "" {
+			codecs = "-"
+		}
+		if r.Width > 0 {
+			size = fmt.Sprintf("%dx%d", r.Width, r.Height)
+		}
+		if problem == "" {
+			problem = "-"
+		}
+		if !r.OK() {
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Camera, yes(r.Reachable), auth, codecs, size, problem)
+	}
+	tw.Flush()
+	if failed > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("probe: %d of %d cameras failed", failed, len(res))}
+	}
+	fmt.Fprintf(e.Stdout, "probe OK: %d cameras answered\n", len(res))
+	return nil
 }
