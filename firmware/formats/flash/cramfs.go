@@ -16,12 +16,18 @@ var Cramfs = &firmware.Format{
 	Kind: firmware.KindFilesystem,
 	Doc: "cramfs, the compressed ROM filesystem of older cameras (XiongMai romfs-x.cramfs.img, " +
 		"Dahua partition-x.cramfs.img). The superblock gives the exact size; the whole-image " +
-		"CRC32 is verified. Identified only: not extracted yet.",
+		"CRC32 is verified (version 1 images, which carry no size, are measured from their " +
+		"directory tree). Both endians (big-endian on MIPS boards), holes, and the kernel 4.15 " +
+		"extended block pointers (uncompressed and direct blocks) are read; files, directories, " +
+		"symlinks and device nodes are extracted (cramfs has no hard links: identical files " +
+		"share their data and are extracted each). Directory cycles and blocks outside the image " +
+		"are reported, not followed.",
 	Magics: []firmware.Magic{
 		{Bytes: []byte{0x45, 0x3D, 0xCD, 0x28}},
 		{Bytes: []byte{0x28, 0xCD, 0x3D, 0x45}},
 	},
 	Identify: identifyCramfs,
+	Extract:  extractCramfs,
 }
 
 const (
@@ -53,11 +59,8 @@ func identifyCramfs(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	crc, edition, blocks, files := bo.Uint32(b[32:]), bo.Uint32(b[36:]), bo.Uint32(b[40:]), bo.Uint32(b[44:])
 	name := strings.TrimRight(string(b[48:64]), "\x00")
 	if flags&cramfsFSIDv2 == 0 {
-		// Version 1 images carry no size: the superblock alone cannot bound them.
-		fsSize = 4096
-		if size-off < fsSize {
-			fsSize = size - off
-		}
+		// Version 1 images carry no size: measure the tree.
+		fsSize = cramfsExtent(io.NewSectionReader(r, off, size-off), size-off)
 	}
 	if fsSize < cramfsSuperSize || fsSize > size-off {
 		return nil, formatErr("cramfs", 4, fmt.Sprintf("size %d outside the %d bytes available", fsSize, size-off), firmware.ErrNotFormat)
@@ -74,8 +77,7 @@ func identifyCramfs(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		},
 	}
 	if flags&cramfsFSIDv2 == 0 {
-		c.Confidence = firmware.ConfidenceLow
-		c.Warnings = append(c.Warnings, "version 1 cramfs: size unknown, extent is a guess")
+		c.Warnings = append(c.Warnings, "version 1 cramfs: no size in the superblock; extent measured from the directory tree")
 		return c, nil
 	}
 	// The CRC covers the whole image with the CRC field zeroed.
