@@ -19,6 +19,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/flash"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/pem"
+	"github.com/cordon-vms/cordon/firmware/formats/romfs"
 	"github.com/cordon-vms/cordon/firmware/formats/sevenzip"
 	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
@@ -51,6 +52,7 @@ var All = []*firmware.Format{
 	flash.JFFS2,
 	flash.Cramfs,
 	flash.UBIFS,
+	romfs.Format,
 
 	// Archives.
 	cpio.Format,
