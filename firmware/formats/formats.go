@@ -27,6 +27,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/trx"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
+	"github.com/cordon-vms/cordon/firmware/formats/yaffs2"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
 )
 
@@ -53,6 +54,7 @@ var All = []*firmware.Format{
 	flash.Cramfs,
 	flash.UBIFS,
 	romfs.Format,
+	yaffs2.Format,
 
 	// Archives.
 	cpio.Format,
