@@ -86,15 +86,22 @@ func decodeCramfsInode(b []byte, bo binary.ByteOrder) cramfsInode {
 
 // cramfsImage reads one image: r covers it, from its superblock.
 type cramfsImage struct {
-	r     io.ReaderAt
-	size  int64
+	r io.ReaderAt
+	// shift is the image offset of the superblock: 512 when mkfs.cramfs -p
+	// left a boot-code pad before it (offsets then count from the pad, which
+	// is outside the chunk), else 0.
+	shift int64
+	size  int64 // end of the image, in image offsets (shift + bytes in r)
 	bo    binary.ByteOrder
 	flags uint32
 	root  cramfsInode
 	warn  func(string)
 }
 
-func openCramfs(r io.ReaderAt, size int64, warn func(string)) (*cramfsImage, error) {
+// cramfsPad is the boot-code pad of mkfs.cramfs -p.
+const cramfsPad = 512
+
+func openCramfs(r io.ReaderAt, size, shift int64, warn func(string)) (*cramfsImage, error) {
 	if size < cramfsSuperSize {
 		return nil, formatErr("cramfs", 0, "too short for a superblock", firmware.ErrNotFormat)
 	}
@@ -108,16 +115,16 @@ func openCramfs(r io.ReaderAt, size int64, warn func(string)) (*cramfsImage, err
 	} else if binary.LittleEndian.Uint32(b[:]) != cramfsMagic {
 		return nil, formatErr("cramfs", 0, "bad magic", firmware.ErrNotFormat)
 	}
-	return &cramfsImage{r: r, size: size, bo: bo, flags: bo.Uint32(b[8:]),
+	return &cramfsImage{r: r, shift: shift, size: shift + size, bo: bo, flags: bo.Uint32(b[8:]),
 		root: decodeCramfsInode(b[64:], bo), warn: warn}, nil
 }
 
 func (im *cramfsImage) read(off int64, n int) ([]byte, error) {
-	if off < 0 || n < 0 || off+int64(n) > im.size {
+	if off < im.shift || n < 0 || off+int64(n) > im.size {
 		return nil, formatErr("cramfs", off, fmt.Sprintf("%d bytes outside the %d-byte image", n, im.size), firmware.ErrTruncated)
 	}
 	b := make([]byte, n)
-	if _, err := im.r.ReadAt(b, off); err != nil {
+	if _, err := im.r.ReadAt(b, off-im.shift); err != nil {
 		return nil, formatErr("cramfs", off, "reading", err)
 	}
 	return b, nil
@@ -160,7 +167,7 @@ func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cram
 			im.warn(fmt.Sprintf("cramfs: directory %s: nesting deeper than %d; not entered", where, cramfsMaxDepth))
 			continue
 		}
-		if d.in.offset < cramfsSuperSize {
+		if d.in.offset < im.shift+cramfsSuperSize {
 			im.warn(fmt.Sprintf("cramfs: directory %s: entries at %#x overlap the superblock; not entered", where, d.in.offset))
 			continue
 		}
@@ -233,7 +240,7 @@ func (im *cramfsImage) open(name string, in cramfsInode) (*cramfsFile, error) {
 	}
 	n := (int(in.size) + cramfsPage - 1) / cramfsPage
 	table, err := im.read(in.offset, 4*n)
-	if err != nil || in.offset < cramfsSuperSize {
+	if err != nil || in.offset < im.shift+cramfsSuperSize {
 		return nil, formatErr("cramfs", in.offset, fmt.Sprintf("block pointers of %d pages outside the image", n), firmware.ErrTruncated)
 	}
 	f.ptrs = make([]uint32, n)
@@ -323,7 +330,7 @@ func (f *cramfsFile) next() error {
 		return nil
 	case n < 0 || n > 2*cramfsPage || (raw && n > cramfsPage):
 		return bad(fmt.Sprintf("block length %d", n))
-	case start < cramfsSuperSize || start+n > f.im.size:
+	case start < f.im.shift+cramfsSuperSize || start+n > f.im.size:
 		return bad(fmt.Sprintf("block [%#x, +%d) outside the image", start, n))
 	}
 	data, err := f.im.read(start, int(n))
@@ -364,7 +371,8 @@ func (f *cramfsFile) next() error {
 
 // extractCramfs is Cramfs.Extract.
 func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
-	im, err := openCramfs(src, src.Size(), out.Warn)
+	shift, _ := c.Meta["pad"].(int64)
+	im, err := openCramfs(src, src.Size(), shift, out.Warn)
 	if err != nil {
 		return err
 	}
@@ -427,7 +435,7 @@ func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk
 // the end of the furthest directory, pointer table or data block, rounded
 // up to the page the way mkfs.cramfs pads.
 func cramfsExtent(r io.ReaderAt, size int64) int64 {
-	im, err := openCramfs(r, size, func(string) {})
+	im, err := openCramfs(r, size, 0, func(string) {})
 	if err != nil {
 		return 0
 	}

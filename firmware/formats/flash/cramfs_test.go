@@ -282,8 +282,9 @@ func TestCramfsAgainstFsck(t *testing.T) {
 		t.Skip("fsck.cramfs (util-linux) not installed; scripts/deps installs it")
 	}
 	images := map[string][]byte{
-		"cramfs.img":    firmwaretest.ReadFixture(t, "cramfs.img"),
-		"cramfs-be.img": firmwaretest.ReadFixture(t, "cramfs-be.img"),
+		"cramfs.img":     firmwaretest.ReadFixture(t, "cramfs.img"),
+		"cramfs-be.img":  firmwaretest.ReadFixture(t, "cramfs-be.img"),
+		"cramfs-pad.img": firmwaretest.ReadFixture(t, "cramfs-pad.img"),
 	}
 	if os.Geteuid() != 0 {
 		delete(images, "cramfs-be.img") // it holds device nodes
@@ -302,7 +303,14 @@ func TestCramfsAgainstFsck(t *testing.T) {
 			if b, err := exec.Command(fsck, "--extract="+out, path).CombinedOutput(); err != nil {
 				t.Fatalf("fsck.cramfs: %v\n%s", err, b)
 			}
-			res := firmwaretest.MustRun(t, Cramfs, img, 0)
+			off := int64(0)
+			if strings.HasSuffix(name, "-pad.img") {
+				off = cramfsPad // the superblock follows the boot pad
+			}
+			res := firmwaretest.MustRun(t, Cramfs, img, off)
+			if res.Chunk.Confidence != firmware.ConfidenceHigh || res.Chunk.Size != int64(len(img))-off {
+				t.Errorf("chunk = %+v", res.Chunk)
+			}
 			want := diskListing(t, out)
 			var got []string
 			for _, l := range memListing(res.Sink) {
@@ -449,7 +457,7 @@ func errorsIsLimit(err error) bool {
 // fixture and its version 1 image (FuzzCramfs in flash_test.go seeds only
 // the first).
 func FuzzCramfsExtract(f *testing.F) {
-	for _, s := range []string{"cramfs.img", "cramfs-be.img", "cramfs-holes.img", "cramfs-ext.img"} {
+	for _, s := range []string{"cramfs.img", "cramfs-be.img", "cramfs-holes.img", "cramfs-ext.img", "cramfs-pad.img"} {
 		f.Add(firmwaretest.ReadFixture(f, s))
 	}
 	v1, _ := cramfsWriter{v1: true, bigEndian: true}.build(cramfsTree(false))

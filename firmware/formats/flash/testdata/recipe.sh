@@ -9,6 +9,8 @@
 #                                sizes, a file with zero pages, /dev/console, a block
 #                                device and a FIFO (mknod: run as root or under fakeroot)
 #   cramfs-holes.img             mkfs.cramfs -z (CRAMFS_FLAG_HOLES), little-endian, same tree
+#   cramfs-pad.img               mkfs.cramfs -p (512-byte boot pad before the superblock,
+#                                offsets counted from the pad) of the tree's etc/
 #   cramfs-ext.img               no tool writes CRAMFS_FLAG_EXT_BLOCK_POINTERS images in
 #                                Debian: the Go writer in cramfs_writer_test.go does, with
 #                                go test ./firmware/formats/flash -run CramfsWriterFixture -update
@@ -36,6 +38,7 @@ mkfifo "$tmp/cram/var/run/ctl"
 find "$tmp/cram" -exec touch -h -d "@1700000000" {} +
 mkfs.cramfs -N big -n camroot-be "$tmp/cram" "$here/cramfs-be.img" >/dev/null
 mkfs.cramfs -z -n camroot-holes "$tmp/cram" "$here/cramfs-holes.img" >/dev/null
+mkfs.cramfs -p -n camroot-pad "$tmp/cram/etc" "$here/cramfs-pad.img" >/dev/null
 mkfs.ubifs -r "$tmp/root" -m 1 -e 16256 -c 64 -x lzo -o "$here/ubifs.img"
 cat >"$tmp/ubinize.cfg" <<CFG
 [rootfs]
