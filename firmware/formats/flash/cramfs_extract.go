@@ -148,6 +148,9 @@ func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cram
 	entered := map[int64]bool{}
 	stack := []cramfsDir{{in: im.root}}
 	entries := 0
+	// Directories at distinct but overlapping offsets could make the walk
+	// read the image over and over: bound the bytes listed.
+	budget := 2*im.size + 1<<20
 	for len(stack) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -170,6 +173,10 @@ func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cram
 		if d.in.offset < im.shift+cramfsSuperSize {
 			im.warn(fmt.Sprintf("cramfs: directory %s: entries at %#x overlap the superblock; not entered", where, d.in.offset))
 			continue
+		}
+		if budget -= int64(d.in.size); budget < 0 {
+			im.warn(fmt.Sprintf("cramfs: directories list more than twice the image's bytes (overlapping directories); %s and the rest are not entered", where))
+			return nil
 		}
 		data, err := im.read(d.in.offset, int(d.in.size))
 		if err != nil {
