@@ -69,10 +69,15 @@ func TestXiongMaiDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	var romfs *firmware.ChunkReport
+	var chunks []string
 	for _, c := range rep.Chunks {
+		chunks = append(chunks, fmt.Sprintf("%#x %s", c.Offset, c.Format))
 		if c.Offset == 0x340000 {
 			romfs = c
 		}
+	}
+	if got, want := strings.Join(chunks, ", "), "0x40000 uimage, 0x340000 cramfs, 0xf40000 jffs2"; got != want {
+		t.Errorf("chunks: %s, want %s", got, want)
 	}
 	if romfs == nil || romfs.Format != "cramfs" || romfs.Confidence != firmware.ConfidenceHigh || len(romfs.Warnings) > 0 {
 		t.Fatalf("chunk at 0x340000 = %+v, want a clean cramfs", romfs)
