@@ -18,7 +18,7 @@ var Cramfs = &firmware.Format{
 		"Dahua partition-x.cramfs.img). The superblock gives the exact size; the whole-image " +
 		"CRC32 is verified (version 1 images, which carry no size, are measured from their " +
 		"directory tree). Both endians (big-endian on MIPS boards), holes, mkfs.cramfs -p's 512-byte " +
-		"boot pad, and the kernel 4.15 " +
+		"boot pad, block sizes of 4 to 64 KiB (detected from the first large file), and the kernel 4.15 " +
 		"extended block pointers (uncompressed and direct blocks) are read; files, directories, " +
 		"symlinks and device nodes are extracted (cramfs has no hard links: identical files " +
 		"share their data and are extracted each). Directory cycles and blocks outside the image " +

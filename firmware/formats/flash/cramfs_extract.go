@@ -92,6 +92,7 @@ type cramfsImage struct {
 	// is outside the chunk), else 0.
 	shift int64
 	size  int64 // end of the image, in image offsets (shift + bytes in r)
+	page  int64 // block size: the page size of the kernel that made it, 4096 but for rare images
 	bo    binary.ByteOrder
 	flags uint32
 	root  cramfsInode
@@ -115,7 +116,7 @@ func openCramfs(r io.ReaderAt, size, shift int64, warn func(string)) (*cramfsIma
 	} else if binary.LittleEndian.Uint32(b[:]) != cramfsMagic {
 		return nil, formatErr("cramfs", 0, "bad magic", firmware.ErrNotFormat)
 	}
-	return &cramfsImage{r: r, shift: shift, size: shift + size, bo: bo, flags: bo.Uint32(b[8:]),
+	return &cramfsImage{r: r, shift: shift, size: shift + size, page: cramfsPage, bo: bo, flags: bo.Uint32(b[8:]),
 		root: decodeCramfsInode(b[64:], bo), warn: warn}, nil
 }
 
@@ -245,7 +246,7 @@ func (im *cramfsImage) open(name string, in cramfsInode) (*cramfsFile, error) {
 	if in.size == 0 {
 		return f, nil
 	}
-	n := (int(in.size) + cramfsPage - 1) / cramfsPage
+	n := int((int64(in.size) + im.page - 1) / im.page)
 	table, err := im.read(in.offset, 4*n)
 	if err != nil || in.offset < im.shift+cramfsSuperSize {
 		return nil, formatErr("cramfs", in.offset, fmt.Sprintf("block pointers of %d pages outside the image", n), firmware.ErrTruncated)
@@ -273,7 +274,7 @@ func (f *cramfsFile) block(i int) (start, n int64, raw bool, err error) {
 	if ptr&cramfsBlkDirect != 0 {
 		start = int64(ptr&^cramfsBlkFlags) << 2
 		if raw {
-			n = min(cramfsPage, int64(f.in.size)-int64(i)*cramfsPage)
+			n = min(f.im.page, int64(f.in.size)-int64(i)*f.im.page)
 			return start, n, true, nil
 		}
 		l, err := f.im.read(start, 2)
@@ -289,7 +290,7 @@ func (f *cramfsFile) block(i int) (start, n int64, raw bool, err error) {
 		if prev&cramfsBlkDirect != 0 {
 			start <<= 2
 			if prev&cramfsBlkUncompressed != 0 {
-				start += cramfsPage
+				start += f.im.page
 			} else {
 				l, err := f.im.read(start, 2)
 				if err != nil {
@@ -324,7 +325,7 @@ func (f *cramfsFile) Read(p []byte) (int, error) {
 func (f *cramfsFile) next() error {
 	i := f.page
 	f.page++
-	want := min(cramfsPage, int64(f.in.size)-int64(i)*cramfsPage)
+	want := min(f.im.page, int64(f.in.size)-int64(i)*f.im.page)
 	start, n, raw, err := f.block(i)
 	bad := func(msg string) error {
 		return formatErr("cramfs", start, fmt.Sprintf("%s: page %d of %d: %s", f.name, i, len(f.ptrs), msg), errCramfsBlock)
@@ -335,7 +336,7 @@ func (f *cramfsFile) next() error {
 	case n == 0: // a hole
 		f.buf = make([]byte, want)
 		return nil
-	case n < 0 || n > 2*cramfsPage || (raw && n > cramfsPage):
+	case n < 0 || n > 2*f.im.page || (raw && n > f.im.page):
 		return bad(fmt.Sprintf("block length %d", n))
 	case start < f.im.shift+cramfsSuperSize || start+n > f.im.size:
 		return bad(fmt.Sprintf("block [%#x, +%d) outside the image", start, n))
@@ -348,7 +349,7 @@ func (f *cramfsFile) next() error {
 		f.buf = data[:min(int64(len(data)), want)]
 	} else {
 		if f.dec == nil {
-			f.dec = make([]byte, cramfsPage+1)
+			f.dec = make([]byte, f.im.page+1)
 		}
 		if f.zr == nil {
 			f.zr, err = zlib.NewReader(bytes.NewReader(data))
@@ -362,7 +363,7 @@ func (f *cramfsFile) next() error {
 		m, err := io.ReadFull(f.zr, f.dec)
 		if err != io.ErrUnexpectedEOF && err != io.EOF {
 			if err == nil {
-				return bad(fmt.Sprintf("inflates past %d bytes", cramfsPage))
+				return bad(fmt.Sprintf("inflates past %d bytes", f.im.page))
 			}
 			return bad(err.Error())
 		}
@@ -376,12 +377,55 @@ func (f *cramfsFile) next() error {
 	return nil
 }
 
+var errFound = errors.New("found")
+
+// detectPage finds the block size from the first file of more than 4 KiB
+// without extended pointers: its first zlib stream starts right after its
+// block pointer table, whose length depends on the block size. It returns
+// 4096 when nothing tells otherwise.
+func (im *cramfsImage) detectPage(ctx context.Context) int64 {
+	if im.flags&cramfsFlagExtPointers != 0 {
+		return cramfsPage
+	}
+	page := int64(cramfsPage)
+	warn := im.warn
+	im.warn = func(string) {}
+	defer func() { im.warn = warn }()
+	im.walk(ctx, func(name string, in cramfsInode) error {
+		if in.typ() != 0o100000 || in.size <= cramfsPage {
+			return nil
+		}
+		for p := int64(cramfsPage); p <= 1<<16; p *= 2 {
+			start := in.offset + 4*((int64(in.size)+p-1)/p)
+			ptr, err1 := im.read(start-4*((int64(in.size)+p-1)/p), 4)
+			hdr, err2 := im.read(start, 2)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			end := int64(im.bo.Uint32(ptr))
+			if end == start {
+				continue // a hole: says nothing
+			}
+			if end > start && hdr[0]&0x0f == 8 && (uint16(hdr[0])<<8|uint16(hdr[1]))%31 == 0 {
+				page = p
+				break
+			}
+		}
+		return errFound
+	})
+	return page
+}
+
 // extractCramfs is Cramfs.Extract.
 func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
 	shift, _ := c.Meta["pad"].(int64)
 	im, err := openCramfs(src, src.Size(), shift, out.Warn)
 	if err != nil {
 		return err
+	}
+	if p := im.detectPage(ctx); p != cramfsPage {
+		im.page = p
+		out.Warn(fmt.Sprintf("cramfs: %d-byte blocks (made for a kernel with %d-byte pages)", p, p))
 	}
 	if u := im.flags &^ cramfsSupportedFlags; u != 0 {
 		out.Warn(fmt.Sprintf("cramfs: unknown flags %#x; reading as if absent", u))

@@ -285,6 +285,7 @@ func TestCramfsAgainstFsck(t *testing.T) {
 		"cramfs.img":     firmwaretest.ReadFixture(t, "cramfs.img"),
 		"cramfs-be.img":  firmwaretest.ReadFixture(t, "cramfs-be.img"),
 		"cramfs-pad.img": firmwaretest.ReadFixture(t, "cramfs-pad.img"),
+		"cramfs-16k.img": firmwaretest.ReadFixture(t, "cramfs-16k.img"),
 	}
 	if os.Geteuid() != 0 {
 		delete(images, "cramfs-be.img") // it holds device nodes
@@ -300,7 +301,11 @@ func TestCramfsAgainstFsck(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := filepath.Join(dir, "x")
-			if b, err := exec.Command(fsck, "--extract="+out, path).CombinedOutput(); err != nil {
+			args := []string{"--extract=" + out, path}
+			if strings.HasSuffix(name, "-16k.img") {
+				args = append(args, "-b", "16384")
+			}
+			if b, err := exec.Command(fsck, args...).CombinedOutput(); err != nil {
 				t.Fatalf("fsck.cramfs: %v\n%s", err, b)
 			}
 			off := int64(0)
@@ -457,7 +462,7 @@ func errorsIsLimit(err error) bool {
 // fixture and its version 1 image (FuzzCramfs in flash_test.go seeds only
 // the first).
 func FuzzCramfsExtract(f *testing.F) {
-	for _, s := range []string{"cramfs.img", "cramfs-be.img", "cramfs-holes.img", "cramfs-ext.img", "cramfs-pad.img"} {
+	for _, s := range []string{"cramfs.img", "cramfs-be.img", "cramfs-holes.img", "cramfs-ext.img", "cramfs-pad.img", "cramfs-16k.img"} {
 		f.Add(firmwaretest.ReadFixture(f, s))
 	}
 	v1, _ := cramfsWriter{v1: true, bigEndian: true}.build(cramfsTree(false))

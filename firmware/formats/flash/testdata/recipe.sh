@@ -11,6 +11,7 @@
 #   cramfs-holes.img             mkfs.cramfs -z (CRAMFS_FLAG_HOLES), little-endian, same tree
 #   cramfs-pad.img               mkfs.cramfs -p (512-byte boot pad before the superblock,
 #                                offsets counted from the pad) of the tree's etc/
+#   cramfs-16k.img               mkfs.cramfs -b 16384 (blocks of a 16 KiB-page kernel) of usr/
 #   cramfs-ext.img               no tool writes CRAMFS_FLAG_EXT_BLOCK_POINTERS images in
 #                                Debian: the Go writer in cramfs_writer_test.go does, with
 #                                go test ./firmware/formats/flash -run CramfsWriterFixture -update
@@ -39,6 +40,7 @@ find "$tmp/cram" -exec touch -h -d "@1700000000" {} +
 mkfs.cramfs -N big -n camroot-be "$tmp/cram" "$here/cramfs-be.img" >/dev/null
 mkfs.cramfs -z -n camroot-holes "$tmp/cram" "$here/cramfs-holes.img" >/dev/null
 mkfs.cramfs -p -n camroot-pad "$tmp/cram/etc" "$here/cramfs-pad.img" >/dev/null
+mkfs.cramfs -b 16384 -n camroot-16k "$tmp/cram/usr" "$here/cramfs-16k.img" >/dev/null
 mkfs.ubifs -r "$tmp/root" -m 1 -e 16256 -c 64 -x lzo -o "$here/ubifs.img"
 cat >"$tmp/ubinize.cfg" <<CFG
 [rootfs]
