@@ -43,6 +43,29 @@ type Config struct {
 	// per-reader queue, as UDP and RTSPS readers always are. For
 	// benchmarks and troubleshooting.
 	PerPacketWrites bool `yaml:"per_packet_writes"`
+	// Limits bound what readers may cost the proxy.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound the core side's connections and output memory, so that
+// readers that connect and stay silent, or never read, cannot exhaust file
+// descriptors or memory.
+type Limits struct {
+	// MaxConnections caps open core-side (RTSP and RTSPS) connections in
+	// total; further connections are closed at once (and counted). It
+	// defaults to 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource caps open core-side connections from one
+	// source address. It defaults to 64.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// OutputBufferBytes is the memory all readers' output queues may hold
+	// together. When it is full, the reader holding the most is
+	// disconnected. It defaults to 256 MiB.
+	OutputBufferBytes int64 `yaml:"output_buffer_bytes"`
+	// ReaderQueueBytes is the most one reader's output queue may hold (a
+	// reader over it skips to the next keyframe). It defaults to 8 MiB:
+	// the largest keyframe plus the GOP sent to a new reader must fit.
+	ReaderQueueBytes int64 `yaml:"reader_queue_bytes"`
 }
 
 // Listen holds the core-side addresses.
@@ -101,6 +124,10 @@ type Timeouts struct {
 	// doubles from min to max with ±20 % jitter. They default to 1 s and 30 s.
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// AuthFailureBackoff is the reconnect delay (±20 % jitter) after a
+	// camera refused the credentials (401 or 403): cameras lock the account
+	// after a few failed logins. It defaults to 10 minutes.
+	AuthFailureBackoff time.Duration `yaml:"auth_failure_backoff"`
 }
 
 // Camera is one camera to pull.
@@ -115,7 +142,8 @@ type Camera struct {
 	Transport Transport `yaml:"transport"`
 	// OnDemand pulls the camera only while a reader is attached.
 	OnDemand bool `yaml:"on_demand"`
-	// MaxReaders limits concurrent readers of this camera; 0 means no limit.
+	// MaxReaders limits concurrent readers of this camera; -1 means no
+	// limit. It defaults to 32.
 	MaxReaders int `yaml:"max_readers"`
 	// Mode is how packets are cleaned: rebuild (default) or passthrough.
 	Mode Mode `yaml:"mode"`
@@ -268,8 +296,8 @@ func (c *Config) Validate() error {
 				add("%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
 			}
 		}
-		if cam.MaxReaders < 0 {
-			add("%s: max_readers is %d; use 0 for no limit or a positive number", where, cam.MaxReaders)
+		if cam.MaxReaders < -1 {
+			add("%s: max_readers is %d; use -1 for no limit or a positive number", where, cam.MaxReaders)
 		}
 		if err := cam.rebuildConfig().Validate(); err != nil {
 			add("%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
@@ -337,8 +365,21 @@ func (c *Config) Validate() error {
 	if q := c.WriteQueueSize; q != 0 && (q < 64 || q&(q-1) != 0) {
 		add("write_queue_size %d must be a power of two, at least 64", q)
 	}
+	l := c.Limits
+	if l.MaxConnections < 0 || l.MaxConnectionsPerSource < 0 || l.OutputBufferBytes < 0 || l.ReaderQueueBytes < 0 {
+		add("limits: values must be positive (0 takes the default)")
+	}
+	if l.MaxConnections > 0 && l.MaxConnectionsPerSource > l.MaxConnections {
+		add("limits.max_connections_per_source (%d) is larger than limits.max_connections (%d)", l.MaxConnectionsPerSource, l.MaxConnections)
+	}
+	if l.ReaderQueueBytes > 0 && l.OutputBufferBytes > 0 && l.ReaderQueueBytes > l.OutputBufferBytes {
+		add("limits.reader_queue_bytes (%d) is larger than limits.output_buffer_bytes (%d)", l.ReaderQueueBytes, l.OutputBufferBytes)
+	}
 	if c.Timeouts.BackoffMin != 0 && c.Timeouts.BackoffMax != 0 && c.Timeouts.BackoffMin > c.Timeouts.BackoffMax {
 		add("timeouts.backoff_min (%s) is larger than timeouts.backoff_max (%s)", c.Timeouts.BackoffMin, c.Timeouts.BackoffMax)
+	}
+	if c.Timeouts.AuthFailureBackoff < 0 {
+		add("timeouts.auth_failure_backoff (%s) is negative; it is the wait after a camera refused the credentials (default 10m)", c.Timeouts.AuthFailureBackoff)
 	}
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
@@ -370,6 +411,18 @@ func (c Config) withDefaults() Config {
 	if c.GOPCacheMaxPackets == 0 {
 		c.GOPCacheMaxPackets = 4000
 	}
+	if c.Limits.MaxConnections == 0 {
+		c.Limits.MaxConnections = 1024
+	}
+	if c.Limits.MaxConnectionsPerSource == 0 {
+		c.Limits.MaxConnectionsPerSource = min(64, c.Limits.MaxConnections)
+	}
+	if c.Limits.OutputBufferBytes == 0 {
+		c.Limits.OutputBufferBytes = 256 << 20
+	}
+	if c.Limits.ReaderQueueBytes == 0 {
+		c.Limits.ReaderQueueBytes = min(8<<20, c.Limits.OutputBufferBytes)
+	}
 	def(&c.Timeouts.Camera, 10*time.Second)
 	def(&c.Timeouts.Reader, 10*time.Second)
 	def(&c.Timeouts.OnDemandStart, 10*time.Second)
@@ -377,6 +430,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeouts.AuthFailureDelay, 2*time.Second)
 	def(&c.Timeouts.BackoffMin, time.Second)
 	def(&c.Timeouts.BackoffMax, 30*time.Second)
+	def(&c.Timeouts.AuthFailureBackoff, 10*time.Minute)
 	c.Cameras = slices.Clone(c.Cameras)
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
@@ -388,6 +442,9 @@ func (c Config) withDefaults() Config {
 		}
 		if cam.Audio == "" {
 			cam.Audio = Audio(rebuild.AudioKeep)
+		}
+		if cam.MaxReaders == 0 {
+			cam.MaxReaders = 32
 		}
 	}
 	return c

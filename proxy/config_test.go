@@ -49,7 +49,7 @@ func TestConfigGood(t *testing.T) {
 		t.Errorf("decoded %+v", c)
 	}
 	d := c.withDefaults()
-	if d.Timeouts.BackoffMax != 30*time.Second || d.WriteQueueSize != 4096 || d.Listen.UDPRTP != ":8000" {
+	if d.Timeouts.BackoffMax != 30*time.Second || d.Timeouts.AuthFailureBackoff != 10*time.Minute || d.WriteQueueSize != 4096 || d.Listen.UDPRTP != ":8000" {
 		t.Errorf("defaults: %+v", d)
 	}
 }
@@ -72,7 +72,9 @@ func TestConfErrors(t *testing.T) {
 		{"bad name", "cameras:\n  - name: a/b\n    url: rtsp://h/x\n", `cameras[0] (a/b): name "a/b" may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`},
 		{"dup name", cam + "  - name: a\n    url: rtsp://h/y\n", `cameras[1] (a): name "a" is already used by cameras[0]; names must be unique`},
 		{"no url", "cameras:\n  - name: a\n", `cameras[0] (a): url is missing (rtsp://user:password@camera-address:554/path)`},
-		{"negative max", cam + "    max_readers: -1\n", `cameras[0] (a): max_readers is -1; use 0 for no limit or a positive number`},
+		{"negative max", cam + "    max_readers: -2\n", `cameras[0] (a): max_readers is -2; use -1 for no limit or a positive number`},
+		{"limits", cam + "limits:\n  max_connections: 10\n  max_connections_per_source: 20\n", `limits.max_connections_per_source (20) is larger than limits.max_connections (10)`},
+		{"queue over budget", cam + "limits:\n  output_buffer_bytes: 1000\n  reader_queue_bytes: 2000\n", `limits.reader_queue_bytes (2000) is larger than limits.output_buffer_bytes (1000)`},
 		{"fingerprint on rtsp", cam + "    tls_fingerprint: " + strings.Repeat("ab", 32) + "\n",
 			`cameras[0] (a): tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera`},
 		{"short fingerprint", "cameras:\n  - name: a\n    url: rtsps://h/x\n    tls_fingerprint: \"AB:CD\"\n",
@@ -92,6 +94,7 @@ func TestConfErrors(t *testing.T) {
 		{"bad bind", cam + "camera_side:\n  bind: eth1\n", `camera_side.bind "eth1" is not an IP address (use the camera-network interface's address)`},
 		{"bad queue", cam + "write_queue_size: 1000\n", `write_queue_size 1000 must be a power of two, at least 64`},
 		{"bad backoff", cam + "timeouts:\n  backoff_min: 1m\n  backoff_max: 10s\n", `timeouts.backoff_min (1m0s) is larger than timeouts.backoff_max (10s)`},
+		{"negative auth backoff", cam + "timeouts:\n  auth_failure_backoff: -1m\n", `timeouts.auth_failure_backoff (-1m0s) is negative; it is the wait after a camera refused the credentials (default 10m)`},
 		{"bad duration", cam + "timeouts:\n  camera: soon\n", `c.yml:5: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

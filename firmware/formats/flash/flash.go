@@ -5,8 +5,9 @@
 // flash map: JFFS2 node by node with header CRCs, cramfs by its superblock
 // size and whole-image CRC, UBI erase block by erase block with header CRCs
 // and the volume table's names, UBIFS by its CRC-checked superblock node.
-// Cramfs is extracted (both endians, version 1 and 2, holes, extended block
-// pointers); the others' Extract is nil: extraction is a later step.
+// JFFS2 is also extracted (jffs2_extract.go), and so is cramfs
+// (cramfs_extract.go: both endians, version 1 and 2, holes, extended block
+// pointers); the others' Extract is nil for now.
 package flash
 
 import (
