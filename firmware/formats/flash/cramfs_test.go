@@ -423,6 +423,32 @@ func TestCramfsHostile(t *testing.T) {
 	}
 }
 
+// TestCramfsOverlappingDirs: directories at distinct but overlapping
+// offsets cannot make the walk read the image over and over.
+func TestCramfsOverlappingDirs(t *testing.T) {
+	root := cwDir("")
+	for i := range 2000 {
+		root.children = append(root.children, cwDir(fmt.Sprintf("d%04d", i)))
+	}
+	w := cramfsWriter{}
+	img, lay := w.build(root)
+	listing := int64(len(root.children)) * (12 + 8) // inode and "dNNNN" padded to 8
+	for i, c := range root.children {
+		setOffset(img[lay.inode[c.name]:], w.bo(), lay.data[""]+4*int64(i+1), uint32(listing))
+	}
+	c, err := Cramfs.Identify(bytes.NewReader(img), 0, int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &firmwaretest.MemSink{MaxFiles: 1 << 20}
+	if err := Cramfs.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(img), 0, int64(len(img))), c, s); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(s.Warnings, func(s string) bool { return strings.Contains(s, "more than twice the image's bytes") }) {
+		t.Errorf("%d entries, warnings %q", len(s.Entries), s.Warnings[:min(5, len(s.Warnings))])
+	}
+}
+
 // setOffset rewrites the size (when non-zero) and offset of the inode at b.
 func setOffset(b []byte, bo binary.ByteOrder, off int64, size uint32) {
 	in := decodeCramfsInode(b, bo)

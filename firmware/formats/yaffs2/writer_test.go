@@ -30,6 +30,7 @@ type yNode struct {
 	rdev            uint32
 	seqBump         uint32 // added to the block sequence number (rewrites)
 	skipChunk       int    // a data chunk id not written (a lost chunk)
+	size            uint64 // file size to record, when not len(data)
 }
 
 // yImage accumulates chunks.
@@ -78,8 +79,12 @@ func (y *yImage) header(n *yNode) int {
 		}
 	}
 	if n.typ == typeFile {
-		bo.PutUint32(b[292:], uint32(len(n.data)))
-		bo.PutUint32(b[496:], 0)
+		size := n.size
+		if size == 0 {
+			size = uint64(len(n.data))
+		}
+		bo.PutUint32(b[292:], uint32(size))
+		bo.PutUint32(b[496:], uint32(size>>32))
 	}
 	if n.typ == typeLink {
 		bo.PutUint32(b[296:], n.equiv)

@@ -262,6 +262,7 @@ func TestHostile(t *testing.T) {
 		{"orphan", []*yNode{{id: 400, parent: 999, typ: typeFile, name: "lost.txt", mode: 0o100644, data: []byte("found")}}, nil,
 			"extracted below lost+found", "lost+found/lost.txt"},
 		{"lost chunk", nil, func(ns []*yNode) { ns[2].skipChunk = 2 }, "etc/big.txt: 1 data chunks missing", "etc/big.txt"},
+		{"impossible size", nil, func(ns []*yNode) { ns[2].size = 1 << 40 }, "etc/big.txt: size 1099511627776 is more than the image holds", "etc/big.txt"},
 		{"hard link to dir", []*yNode{{id: 400, parent: 1, typ: typeLink, name: "l", equiv: 257}}, nil, "is not a file", "etc/passwd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
