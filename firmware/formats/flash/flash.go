@@ -5,7 +5,9 @@
 // flash map: JFFS2 node by node with header CRCs, cramfs by its superblock
 // size and whole-image CRC, UBI erase block by erase block with header CRCs
 // and the volume table's names, UBIFS by its CRC-checked superblock node.
-// Their Extract is nil: extraction is a later step.
+// UBI and UBIFS are also extracted: each UBI volume (from a plain image or a
+// raw NAND dump with OOB) as one file, each UBIFS tree through its index
+// B-tree. The others' Extract is nil: extraction is a later step.
 package flash
 
 import (
