@@ -102,17 +102,28 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 		}
 	}
 	if s.peb == 0 {
-		// A raw NAND dump with OOB: the next header is pages × (page + spare) away.
-	nand:
+		// A raw NAND dump with OOB: the next header is pages × (page + spare)
+		// away. A multiple of the real block matches too, so the smallest
+		// distance wins; the first block's volume-ID header (or its erased
+		// place) must be where the layout puts it.
 		for _, l := range nandLayouts {
-			for _, ppb := range []int64{64, 128, 32, 256} {
+			for _, ppb := range []int64{32, 64, 128, 256} {
 				raw := ppb * (l.page + l.oob)
-				if next, ok := readUBIEC(w, off+raw); ok && next.imageSeq == first.imageSeq &&
-					int64(first.vidOff) < l.page*ppb {
-					s.peb, s.rawPEB = ppb*l.page, raw
-					s.nand = nandLayout{page: l.page, oob: l.oob, pagesPerBlock: ppb}
-					break nand
+				if s.rawPEB != 0 && raw >= s.rawPEB {
+					continue
 				}
+				next, ok := readUBIEC(w, off+raw)
+				if !ok || next.imageSeq != first.imageSeq || int64(first.vidOff)+ubiVIDHdrSize > l.page*ppb {
+					continue
+				}
+				nl := nandLayout{page: l.page, oob: l.oob, pagesPerBlock: ppb}
+				vw := newWindow(&nandReader{r: r, base: off, l: nl}, int64(first.vidOff)+ubiVIDHdrSize)
+				if _, ok := readUBIVID(vw, int64(first.vidOff)); !ok {
+					if b := vw.at(int64(first.vidOff), ubiVIDHdrSize); b == nil || !allFF(b) {
+						continue
+					}
+				}
+				s.peb, s.rawPEB, s.nand = ppb*l.page, raw, nl
 			}
 		}
 	}
