@@ -106,8 +106,7 @@ type ubifsFS struct {
 	flags    uint32
 	warn     func(string)
 
-	cacheLnum int64
-	cache     []byte
+	buf []byte
 
 	inodes map[uint32]*ubifsInode
 	dents  map[dentKey]*ubifsDent
@@ -115,51 +114,76 @@ type ubifsFS struct {
 	nodes  int
 	xattrs int
 	bad    int // leaves with a bad CRC or type, skipped
+	// dupLeaves counts index entries that point at a leaf seen before.
+	dupLeaves int
 
 	zstd *zstd.Decoder
 }
 
-// lebBytes returns LEB lnum (cached) or nil when it lies outside the image.
-func (u *ubifsFS) lebBytes(lnum uint32) []byte {
-	if int64(lnum) == u.cacheLnum {
-		return u.cache
-	}
+// readLEB returns LEB lnum, or nil when it lies outside the image.
+func (u *ubifsFS) readLEB(lnum uint32) []byte {
 	off := int64(lnum) * u.leb
 	if int64(lnum) >= u.lebCnt || off+u.leb > u.size {
 		return nil
 	}
-	if u.cache == nil {
-		u.cache = make([]byte, u.leb)
-	}
-	if m, _ := u.r.ReadAt(u.cache, off); int64(m) < u.leb {
-		u.cacheLnum = -1
+	b := make([]byte, u.leb)
+	if m, _ := u.r.ReadAt(b, off); int64(m) < u.leb {
 		return nil
 	}
-	u.cacheLnum = int64(lnum)
-	return u.cache
+	return b
 }
 
-// node returns the CRC-checked node at lnum:offs (len bytes when len > 0).
-func (u *ubifsFS) node(lnum, offs, n uint32) ([]byte, ubifsCH, error) {
-	b := u.lebBytes(lnum)
-	at := int64(lnum)*u.leb + int64(offs)
-	if b == nil || int64(offs)+ubifsCommonHdr > u.leb {
-		return nil, ubifsCH{}, formatErr("ubifs", at, fmt.Sprintf("node at LEB %d:%d outside the image", lnum, offs), firmware.ErrTruncated)
-	}
-	h := b[offs:]
+// parseNode checks the node at the start of b (magic, length, CRC; exactly
+// n bytes when n > 0) and returns it. at is its offset, for errors.
+func parseNode(b []byte, n uint32, at int64) ([]byte, ubifsCH, error) {
 	le := binary.LittleEndian
-	if le.Uint32(h) != ubifsMagic {
+	if len(b) < ubifsCommonHdr || le.Uint32(b) != ubifsMagic {
 		return nil, ubifsCH{}, formatErr("ubifs", at, "bad node magic", nil)
 	}
-	ch := ubifsCH{sqnum: le.Uint64(h[8:]), len: le.Uint32(h[16:]), typ: h[20]}
-	if ch.len < ubifsCommonHdr || int64(ch.len) > int64(len(h)) || (n > 0 && ch.len != n) {
+	ch := ubifsCH{sqnum: le.Uint64(b[8:]), len: le.Uint32(b[16:]), typ: b[20]}
+	if ch.len < ubifsCommonHdr || int64(ch.len) > int64(len(b)) || (n > 0 && ch.len != n) {
 		return nil, ch, formatErr("ubifs", at, fmt.Sprintf("node length %d", ch.len), nil)
 	}
-	h = h[:ch.len]
-	if crcRaw(0xFFFFFFFF, h[8:]) != le.Uint32(h[4:]) {
+	b = b[:ch.len]
+	if crcRaw(0xFFFFFFFF, b[8:]) != le.Uint32(b[4:]) {
 		return nil, ch, formatErr("ubifs", at, "node CRC mismatch", nil)
 	}
-	return h, ch, nil
+	return b, ch, nil
+}
+
+// node reads the CRC-checked node of n bytes at lnum:offs. The result is
+// valid until the next call.
+func (u *ubifsFS) node(lnum, offs, n uint32) ([]byte, ubifsCH, error) {
+	at := int64(lnum)*u.leb + int64(offs)
+	if int64(lnum) >= u.lebCnt || n < ubifsCommonHdr || int64(offs)+int64(n) > u.leb || at+int64(n) > u.size {
+		return nil, ubifsCH{}, formatErr("ubifs", at, fmt.Sprintf("node of %d bytes at LEB %d:%d outside the image", n, lnum, offs), firmware.ErrTruncated)
+	}
+	if int(n) > cap(u.buf) {
+		u.buf = make([]byte, n)
+	}
+	b := u.buf[:n]
+	if m, _ := u.r.ReadAt(b, at); m < int(n) {
+		return nil, ubifsCH{}, formatErr("ubifs", at, "node truncated", firmware.ErrTruncated)
+	}
+	return parseNode(b, n, at)
+}
+
+// scanLEB calls fn for each valid node of LEB lnum, from its start until
+// the first invalid one (or, with skip, trying every 8-byte position).
+func (u *ubifsFS) scanLEB(lnum uint32, skip bool, fn func(b []byte, ch ubifsCH)) {
+	b := u.readLEB(lnum)
+	for offs := 0; b != nil && offs+ubifsCommonHdr <= len(b); {
+		nb, ch, err := parseNode(b[offs:], 0, int64(lnum)*u.leb+int64(offs))
+		if err != nil {
+			if !skip {
+				return
+			}
+			offs += 8
+			continue
+		}
+		fn(nb, ch)
+		offs += int(ch.len+7) &^ 7
+	}
 }
 
 func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
@@ -172,7 +196,7 @@ func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 	u := &ubifsFS{
 		r: src, size: src.Size(), leb: int64(le.Uint32(b[12:])), lebCnt: int64(le.Uint32(b[16:])),
 		logLEBs: int64(le.Uint32(b[40:])), lptLEBs: int64(le.Uint32(b[44:])), orphLEBs: int64(le.Uint32(b[48:])),
-		flags: le.Uint32(b[4:]), warn: out.Warn, cacheLnum: -1,
+		flags: le.Uint32(b[4:]), warn: out.Warn,
 		inodes: map[uint32]*ubifsInode{}, dents: map[dentKey]*ubifsDent{}, data: map[uint32]map[uint32]ubifsLoc{},
 	}
 	if u.leb < ubifsSBSize || u.leb > 16<<20 {
@@ -193,10 +217,13 @@ func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 	if u.bad > 0 {
 		out.Warn(fmt.Sprintf("ubifs: %d index entries point at missing or corrupt nodes, skipped", u.bad))
 	}
+	if u.dupLeaves > 0 {
+		out.Warn(fmt.Sprintf("ubifs: %d index entries point at a node already indexed, skipped", u.dupLeaves))
+	}
 	if u.xattrs > 0 {
 		out.Warn(fmt.Sprintf("ubifs: %d extended attributes ignored", u.xattrs))
 	}
-	u.checkJournal(le32(20))
+	u.checkJournal()
 	u.countOrphans()
 	defer func() {
 		if u.zstd != nil {
@@ -211,19 +238,11 @@ func (u *ubifsFS) master() ([]byte, error) {
 	var best []byte
 	var bestSq uint64
 	for lnum := uint32(ubifsMstLnum); lnum <= ubifsMstLnum+1; lnum++ {
-		if u.lebBytes(lnum) == nil {
-			continue
-		}
-		for offs := uint32(0); int64(offs)+512 <= u.leb; offs += 8 {
-			b, ch, err := u.node(lnum, offs, 0)
-			if err != nil {
-				continue
-			}
+		u.scanLEB(lnum, true, func(b []byte, ch ubifsCH) {
 			if ch.typ == ubifsMstNode && ch.len >= ubifsCommonHdr+88 && (best == nil || ch.sqnum > bestSq) {
 				best, bestSq = bytes.Clone(b), ch.sqnum
 			}
-			offs += (ch.len+7)&^7 - 8
-		}
+		})
 	}
 	if best == nil {
 		return nil, formatErr("ubifs", u.leb, "no valid master node in LEBs 1 and 2", firmware.ErrTruncated)
@@ -281,6 +300,17 @@ func (u *ubifsFS) walkIndex(ctx context.Context, lnum, offs, n uint32) error {
 			if level > 0 {
 				stack = append(stack, child)
 				continue
+			}
+			lk := uint64(child.lnum)<<32 | uint64(child.offs)
+			if seen[lk] {
+				u.dupLeaves++
+				continue
+			}
+			seen[lk] = true
+			if u.nodes%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 			}
 			u.leaf(child)
 		}
@@ -350,49 +380,30 @@ func (u *ubifsFS) leaf(ref idxRef) {
 
 // checkJournal reports the buds the log references: nodes written since the
 // last commit, which are not in the index and are not replayed.
-func (u *ubifsFS) checkJournal(logLnum uint32) {
+func (u *ubifsFS) checkJournal() {
 	refs := 0
-	for i := range u.logLEBs {
-		lnum := uint32(ubifsLogLnum + i)
-		if u.lebBytes(lnum) == nil {
-			continue
-		}
-		for offs := uint32(0); int64(offs)+ubifsCommonHdr <= u.leb; {
-			_, ch, err := u.node(lnum, offs, 0)
-			if err != nil {
-				break
-			}
+	for i := range min(u.logLEBs, u.lebCnt) {
+		u.scanLEB(uint32(ubifsLogLnum+i), false, func(_ []byte, ch ubifsCH) {
 			if ch.typ == ubifsRefNode {
 				refs++
 			}
-			offs += (ch.len + 7) &^ 7
-		}
+		})
 	}
 	if refs > 0 {
 		u.warn(fmt.Sprintf("ubifs: the log references %d journal buds written after the last commit; they are not replayed, so recent changes may be missing", refs))
 	}
-	_ = logLnum
 }
 
 // countOrphans reports orphan nodes (inodes deleted while open), which are ignored.
 func (u *ubifsFS) countOrphans() {
 	n := 0
 	first := ubifsLogLnum + u.logLEBs + u.lptLEBs
-	for i := range u.orphLEBs {
-		lnum := uint32(first + i)
-		if u.lebBytes(lnum) == nil {
-			continue
-		}
-		for offs := uint32(0); int64(offs)+ubifsCommonHdr <= u.leb; {
-			_, ch, err := u.node(lnum, offs, 0)
-			if err != nil {
-				break
-			}
+	for i := range min(u.orphLEBs, u.lebCnt) {
+		u.scanLEB(uint32(first+i), false, func(_ []byte, ch ubifsCH) {
 			if ch.typ == ubifsOrphNode {
 				n++
 			}
-			offs += (ch.len + 7) &^ 7
-		}
+		})
 	}
 	if n > 0 {
 		u.warn(fmt.Sprintf("ubifs: %d orphan nodes (deleted inodes still open at the last commit) ignored", n))
