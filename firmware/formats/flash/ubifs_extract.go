@@ -195,7 +195,7 @@ func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 	b := sb[ubifsCommonHdr:]
 	u := &ubifsFS{
 		r: src, size: src.Size(), leb: int64(le.Uint32(b[12:])), lebCnt: int64(le.Uint32(b[16:])),
-		logLEBs: int64(le.Uint32(b[40:])), lptLEBs: int64(le.Uint32(b[44:])), orphLEBs: int64(le.Uint32(b[48:])),
+		logLEBs: int64(le.Uint32(b[32:])), lptLEBs: int64(le.Uint32(b[36:])), orphLEBs: int64(le.Uint32(b[40:])),
 		flags: le.Uint32(b[4:]), warn: out.Warn,
 		inodes: map[uint32]*ubifsInode{}, dents: map[dentKey]*ubifsDent{}, data: map[uint32]map[uint32]ubifsLoc{},
 	}
@@ -223,7 +223,9 @@ func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 	if u.xattrs > 0 {
 		out.Warn(fmt.Sprintf("ubifs: %d extended attributes ignored", u.xattrs))
 	}
-	u.checkJournal()
+	if err := u.replayJournal(ctx, le32(20), le.Uint64(mst[32:])); err != nil {
+		return err
+	}
 	u.countOrphans()
 	defer func() {
 		if u.zstd != nil {
@@ -320,15 +322,24 @@ func (u *ubifsFS) walkIndex(ctx context.Context, lnum, offs, n uint32) error {
 
 // leaf records one leaf node of the index.
 func (u *ubifsFS) leaf(ref idxRef) {
-	le := binary.LittleEndian
 	if u.nodes++; u.nodes > ubifsMaxNodes || ref.len > ubifsMaxNode {
 		u.bad++
 		return
 	}
 	b, ch, err := u.node(ref.lnum, ref.offs, ref.len)
-	if err != nil || len(b) < ubifsCommonHdr+8 {
+	if err != nil || !u.apply(b, ch, ref.lnum, ref.offs) {
 		u.bad++
-		return
+	}
+}
+
+// apply records an inode, directory entry or data node when it is newer
+// than what is known for its key: an inode with no links and an entry
+// pointing at inode 0 are deletions (they come from the journal). It
+// returns false for a node that is not a well-formed leaf.
+func (u *ubifsFS) apply(b []byte, ch ubifsCH, lnum, offs uint32) bool {
+	le := binary.LittleEndian
+	if len(b) < ubifsCommonHdr+8 {
+		return false
 	}
 	inum := le.Uint32(b[24:])
 	kw := le.Uint32(b[28:])
@@ -337,31 +348,41 @@ func (u *ubifsFS) leaf(ref idxRef) {
 	case ch.typ == ubifsInoNode && ktype == ubifsKeyIno && len(b) >= ubifsInoHdr:
 		dl := le.Uint32(b[112:])
 		if int(dl) > len(b)-ubifsInoHdr {
-			u.bad++
-			return
+			return false
 		}
 		if old := u.inodes[inum]; old != nil && old.sqnum > ch.sqnum {
-			return
+			return true
 		}
-		u.inodes[inum] = &ubifsInode{
+		ino := &ubifsInode{
 			sqnum: ch.sqnum, size: le.Uint64(b[48:]), mtime: int64(le.Uint64(b[72:])), mtimeNs: le.Uint32(b[88:]),
 			nlink: le.Uint32(b[92:]), uid: le.Uint32(b[96:]), gid: le.Uint32(b[100:]), mode: le.Uint32(b[104:]),
 			flags: le.Uint32(b[108:]), data: bytes.Clone(b[ubifsInoHdr : ubifsInoHdr+int(dl)]),
 		}
-	case ch.typ == ubifsDentNode && ktype == ubifsKeyDent && len(b) >= ubifsDentHdr:
+		if ino.nlink == 0 {
+			delete(u.inodes, inum)
+			delete(u.data, inum)
+			return true
+		}
+		u.inodes[inum] = ino
+	case (ch.typ == ubifsDentNode && ktype == ubifsKeyDent || ch.typ == ubifsXentNode && ktype == ubifsKeyXent) && len(b) >= ubifsDentHdr:
 		nlen := int(le.Uint16(b[50:]))
 		if nlen == 0 || nlen > 255 || ubifsDentHdr+nlen > len(b) {
-			u.bad++
-			return
+			return false
+		}
+		if ch.typ == ubifsXentNode {
+			u.xattrs++
+			return true
 		}
 		d := &ubifsDent{sqnum: ch.sqnum, inum: le.Uint64(b[40:]), typ: b[49], name: string(b[ubifsDentHdr : ubifsDentHdr+nlen])}
 		k := dentKey{inum, d.name}
 		if old := u.dents[k]; old != nil && old.sqnum > d.sqnum {
-			return
+			return true
+		}
+		if d.inum == 0 {
+			delete(u.dents, k)
+			return true
 		}
 		u.dents[k] = d
-	case ch.typ == ubifsXentNode && ktype == ubifsKeyXent:
-		u.xattrs++
 	case ch.typ == ubifsDataNode && ktype == ubifsKeyData && len(b) >= ubifsDataHdr:
 		block := kw & (1<<29 - 1)
 		m := u.data[inum]
@@ -370,28 +391,13 @@ func (u *ubifsFS) leaf(ref idxRef) {
 			u.data[inum] = m
 		}
 		if old, ok := m[block]; ok && old.sqnum > ch.sqnum {
-			return
+			return true
 		}
-		m[block] = ubifsLoc{lnum: ref.lnum, offs: ref.offs, len: ref.len, sqnum: ch.sqnum}
+		m[block] = ubifsLoc{lnum: lnum, offs: offs, len: ch.len, sqnum: ch.sqnum}
 	default:
-		u.bad++
+		return false
 	}
-}
-
-// checkJournal reports the buds the log references: nodes written since the
-// last commit, which are not in the index and are not replayed.
-func (u *ubifsFS) checkJournal() {
-	refs := 0
-	for i := range min(u.logLEBs, u.lebCnt) {
-		u.scanLEB(uint32(ubifsLogLnum+i), false, func(_ []byte, ch ubifsCH) {
-			if ch.typ == ubifsRefNode {
-				refs++
-			}
-		})
-	}
-	if refs > 0 {
-		u.warn(fmt.Sprintf("ubifs: the log references %d journal buds written after the last commit; they are not replayed, so recent changes may be missing", refs))
-	}
+	return true
 }
 
 // countOrphans reports orphan nodes (inodes deleted while open), which are ignored.
