@@ -31,8 +31,11 @@ const (
 	ubiECHdrSize  = 64
 	ubiVIDHdrSize = 64
 	ubiLayoutVol  = 0x7FFFEFFF
-	ubiVtblRecord = 172
-	ubiMaxVolumes = 128
+	// Fastmap's internal volumes (a cache of the erase-block map).
+	ubiFastmapSB   = 0x7FFFF000
+	ubiFastmapData = 0x7FFFF001
+	ubiVtblRecord  = 172
+	ubiMaxVolumes  = 128
 	// ubiMaxGap is how many bad or erased erase blocks in a row an image may
 	// hold before the walk decides the image has ended.
 	ubiMaxGap = 16
@@ -252,8 +255,10 @@ type ubiVol struct {
 	reserved uint32
 	dataPad  uint32
 	static   bool
-	name     string
-	flags    byte
+	// updMarker is set while a volume update is in progress.
+	updMarker byte
+	name      string
+	flags     byte
 }
 
 func (v ubiVol) typeName() string {
@@ -291,7 +296,7 @@ func readUBIVtbl(r io.ReaderAt, off, usable int64) ([]ubiVol, error) {
 		}
 		vols = append(vols, ubiVol{
 			id: i, reserved: reserved, dataPad: binary.BigEndian.Uint32(rec[8:]), static: rec[12] == 2,
-			name: string(rec[16 : 16+nameLen]), flags: rec[144],
+			updMarker: rec[13], name: string(rec[16 : 16+nameLen]), flags: rec[144],
 		})
 	}
 	return vols, nil

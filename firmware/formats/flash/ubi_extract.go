@@ -174,7 +174,10 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 			out.Warn(fmt.Sprintf("ubi: no volume table; %d volumes found by their volume-ID headers, extracted without names or sizes", len(vols)))
 		}
 	}
-	inTable := map[uint32]bool{ubiLayoutVol: true}
+	if n := len(img.lebs[ubiFastmapSB]) + len(img.lebs[ubiFastmapData]); n > 0 {
+		out.Warn(fmt.Sprintf("ubi: %d fastmap erase blocks ignored (logical erase blocks are mapped from the volume-ID headers)", n))
+	}
+	inTable := map[uint32]bool{ubiLayoutVol: true, ubiFastmapSB: true, ubiFastmapData: true}
 	names := map[string]bool{}
 	for _, v := range vols {
 		inTable[uint32(v.id)] = true
@@ -252,6 +255,9 @@ func (img *ubiImage) extractVolume(ctx context.Context, v ubiVol, names map[stri
 	if usable <= 0 {
 		out.Warn(fmt.Sprintf("ubi: volume %d %q: data padding %d leaves no room in the erase block, skipped", v.id, v.name, v.dataPad))
 		return nil
+	}
+	if v.updMarker != 0 {
+		out.Warn(fmt.Sprintf("ubi: volume %d %q has its update marker set: an update was interrupted, the content may be incomplete", v.id, v.name))
 	}
 	lebs := img.lebs[uint32(v.id)]
 	if len(lebs) == 0 {

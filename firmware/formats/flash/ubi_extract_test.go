@@ -185,6 +185,12 @@ func TestUBIVolumeTableHostile(t *testing.T) {
 		{"volume not in table", func(img []byte) {
 			editVID(img, pebOf(t, img, 0, 14), func(v []byte) { binary.BigEndian.PutUint32(v[8:], 77) })
 		}, "1 erase blocks of volume 77, which is not in the volume table", []string{"blob.bin", "rootfs.ubifs"}},
+		{"update marker", func(img []byte) {
+			editVtbl(t, img, 1, -1, true, func(rec []byte) { rec[13] = 1 })
+		}, `volume 1 "blob" has its update marker set`, []string{"blob.bin", "rootfs.ubifs"}},
+		{"fastmap", func(img []byte) {
+			editVID(img, pebOf(t, img, 0, 14), func(v []byte) { binary.BigEndian.PutUint32(v[8:], ubiFastmapSB) })
+		}, "1 fastmap erase blocks ignored", []string{"blob.bin", "rootfs.ubifs"}},
 		{"LEB beyond reservation", func(img []byte) {
 			editVID(img, pebOf(t, img, 0, 14), func(v []byte) { binary.BigEndian.PutUint32(v[12:], 1<<30) })
 		}, "1 logical erase blocks beyond its 15 reserved", []string{"blob.bin", "rootfs.ubifs"}},
