@@ -237,7 +237,11 @@ func identifyUBI(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			var vols []map[string]any
 			var names []string
 			for _, v := range vt {
-				vols = append(vols, map[string]any{"id": v.id, "name": v.name, "reserved_pebs": v.reserved, "type": v.typeName()})
+				vol := map[string]any{"id": v.id, "name": v.name, "reserved_pebs": v.reserved, "type": v.typeName()}
+				if v.flags&1 != 0 {
+					vol["autoresize"] = true
+				}
+				vols = append(vols, vol)
 				names = append(names, v.name)
 			}
 			if len(vols) > 0 {

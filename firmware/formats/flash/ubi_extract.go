@@ -99,12 +99,11 @@ type ubiPEB struct {
 // ubiImage is a UBI image as the extractor sees it.
 type ubiImage struct {
 	*ubiScan
-	r      io.ReaderAt // logical (OOB removed), relative to the image start
-	size   int64
-	w      *window
-	lebs   map[uint32]map[uint32][]ubiPEB // volume id → LEB → candidates, newest first
-	warn   func(string)
-	strays map[uint32]int // erase blocks of volumes not in the table
+	r    io.ReaderAt // logical (OOB removed), relative to the image start
+	size int64
+	w    *window
+	lebs map[uint32]map[uint32][]ubiPEB // volume id → LEB → candidates, newest first
+	warn func(string)
 }
 
 func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
@@ -114,7 +113,7 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 	}
 	r, size := s.logical(src, 0, src.Size())
 	img := &ubiImage{ubiScan: s, r: r, size: size, w: newWindow(r, size), warn: out.Warn,
-		lebs: map[uint32]map[uint32][]ubiPEB{}, strays: map[uint32]int{}}
+		lebs: map[uint32]map[uint32][]ubiPEB{}}
 	raw := newWindow(src, src.Size())
 	var badVID int
 	for i := range s.blocks {

@@ -40,7 +40,7 @@ const (
 	ubifsDataHdr   = 48
 	ubifsMaxNode   = ubifsInoHdr + ubifsBlockSize + 64 // the largest leaf: an inode with 4 KiB of data
 	ubifsXattrFl   = 0x20                              // inode flag: this inode holds an extended attribute
-	ubifsCryptFl   = 0x80                              // inode flag: encrypted
+	ubifsCryptFl   = 0x40                              // inode flag: encrypted
 	ubifsFlgCrypt  = 0x10                              // superblock flag: encryption supported
 	// ubifsMaxDepth bounds the index B-tree (real trees are a few levels deep).
 	ubifsMaxDepth = 64
