@@ -186,7 +186,7 @@ func (u *ubifsFS) scanLEB(lnum uint32, skip bool, fn func(b []byte, ch ubifsCH))
 	}
 }
 
-func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+func extractUBIFS(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
 	sb := make([]byte, ubifsSBSize)
 	if _, err := src.ReadAt(sb, 0); err != nil {
 		return formatErr("ubifs", 0, "reading superblock node", firmware.ErrTruncated)
@@ -220,11 +220,11 @@ func extractUBIFS(ctx context.Context, src *io.SectionReader, c *firmware.Chunk,
 	if u.dupLeaves > 0 {
 		out.Warn(fmt.Sprintf("ubifs: %d index entries point at a node already indexed, skipped", u.dupLeaves))
 	}
-	if u.xattrs > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d extended attributes ignored", u.xattrs))
-	}
 	if err := u.replayJournal(ctx, le32(20), le.Uint64(mst[32:])); err != nil {
 		return err
+	}
+	if u.xattrs > 0 {
+		out.Warn(fmt.Sprintf("ubifs: %d extended attributes ignored", u.xattrs))
 	}
 	u.countOrphans()
 	defer func() {

@@ -18,7 +18,10 @@
 #                    flash dump's uImage) and an empty autoresize "userdata";
 #                    one bad and one erased block among its erase blocks;
 #                    erased flash after it. gzip -9n keeps it small.
-# Deterministic (fixed content and mtimes). Run from anywhere.
+# Deterministic (fixed content and mtimes), except the random UUID that
+# mkfs.ubifs writes in every superblock: a rebuild changes those 16 bytes
+# (and the image hashes in the golden manifests), not the files. Run from
+# anywhere, then: go test ./firmware/formats -run Fixtures -update.
 #
 # recipe-ubi.sh sources DIR builds only the sources, for the Go tests that
 # compare the extraction with them byte for byte: DIR/root (ubifs-zlib.img,
