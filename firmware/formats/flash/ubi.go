@@ -16,8 +16,8 @@ var UBI = &firmware.Format{
 	Doc: "UBI, the erase-block management layer under UBIFS on NAND cameras. The physical " +
 		"erase-block size is found from consecutive erase-counter headers (magic \"UBI#\", " +
 		"CRC-checked, same image sequence number); a raw NAND dump with the spare (OOB) bytes " +
-		"interleaved after every page (512+16, 2048+64, 2048+128, 4096+128, 4096+224, ...) is " +
-		"recognised and read de-interleaved. Bad and erased blocks inside the image are " +
+		"interleaved after every page (512+16, 2048+64, 2048+128, 4096+128, 4096+224, ...) or " +
+		"after every 512- or 1024-byte ECC sector is recognised and read de-interleaved. Bad and erased blocks inside the image are " +
 		"skipped and counted. Each volume of the volume table is extracted as one file named " +
 		"after it (rootfs.ubifs for a UBIFS volume, name.bin otherwise), its logical erase " +
 		"blocks mapped by the volume-ID headers (highest sequence number wins, copies checked " +
@@ -63,16 +63,21 @@ func readUBIEC(w *window, off int64) (ubiEC, bool) {
 	}, true
 }
 
-// nandLayout is the page geometry of a raw NAND dump whose spare (OOB) bytes
-// follow every page. The zero value means no OOB.
+// nandLayout is the geometry of a raw NAND dump whose spare (OOB) bytes
+// follow every page (or every ECC sector: page is then the sector size).
+// The zero value means no OOB.
 type nandLayout struct {
 	page, oob, pagesPerBlock int64
 }
 
-// nandLayouts are the page+spare sizes tried, in order, when no power-of-two
-// erase block fits: small-page and the common large-page parts.
+// nandLayouts are the unit+spare sizes tried, in order, when no power-of-two
+// erase block fits: small-page and the common large-page parts, then the
+// sector layouts of controllers that interleave ECC per sector.
 var nandLayouts = []struct{ page, oob int64 }{
 	{2048, 64}, {4096, 224}, {2048, 128}, {4096, 128}, {4096, 256}, {512, 16}, {8192, 448}, {8192, 640},
+	// Per-sector ECC: 2048+64 or 4096+128 as 512+16, 2048+64 as 1024+32,
+	// 4096+224 as 512+28 or 1024+56.
+	{1024, 32}, {512, 28}, {1024, 56},
 }
 
 // ubiScan is what a walk over a UBI image's erase-counter headers found.
@@ -105,14 +110,20 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 		}
 	}
 	if s.peb == 0 {
-		// A raw NAND dump with OOB: the next header is pages × (page + spare)
-		// away. A multiple of the real block matches too, so the smallest
-		// distance wins; the first block's volume-ID header (or its erased
-		// place) must be where the layout puts it.
+		// A raw NAND dump with OOB: the next header is units × (unit + spare)
+		// away, a unit being a page or, for controllers that keep ECC per
+		// sector, a 512- or 1024-byte sector. A multiple of the real block
+		// matches too, so the smallest distance wins; the first block's
+		// volume-ID header (or its erased place) must be where the layout
+		// puts it. Layouts of the same raw block size are told apart by
+		// the volume table, which only reads with valid CRCs through the
+		// right one.
+		var cands []nandLayout
+		var best int64
 		for _, l := range nandLayouts {
-			for _, ppb := range []int64{32, 64, 128, 256} {
+			for _, ppb := range []int64{32, 64, 128, 256, 512} {
 				raw := ppb * (l.page + l.oob)
-				if s.rawPEB != 0 && raw >= s.rawPEB {
+				if best != 0 && raw > best {
 					continue
 				}
 				next, ok := readUBIEC(w, off+raw)
@@ -126,8 +137,21 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 						continue
 					}
 				}
-				s.peb, s.rawPEB, s.nand = ppb*l.page, raw, nl
+				if raw < best {
+					cands = cands[:0]
+				}
+				best = raw
+				cands = append(cands, nl)
 			}
+		}
+		if len(cands) > 0 {
+			s.nand = cands[0]
+			for _, nl := range cands[1:] {
+				if ubiVtblReadable(r, off, size, first, nl) && !ubiVtblReadable(r, off, size, first, s.nand) {
+					s.nand = nl
+				}
+			}
+			s.peb, s.rawPEB = s.nand.pagesPerBlock*s.nand.page, best
 		}
 	}
 	if s.peb == 0 {
@@ -170,6 +194,22 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 		}
 	}
 	return s, nil
+}
+
+// ubiVtblReadable tells whether, read through NAND layout nl, one of the
+// image's first 64 erase blocks is a layout-volume block whose volume table
+// has valid CRCs.
+func ubiVtblReadable(r io.ReaderAt, off, size int64, first ubiEC, nl nandLayout) bool {
+	s := &ubiScan{nand: nl, peb: nl.pagesPerBlock * nl.page}
+	lr, lsize := s.logical(r, off, size)
+	w := newWindow(lr, lsize)
+	for i := int64(0); i < 64 && (i+1)*s.peb <= lsize; i++ {
+		if vid, ok := readUBIVID(w, i*s.peb+int64(first.vidOff)); ok && vid.volID == ubiLayoutVol {
+			_, err := readUBIVtbl(lr, i*s.peb+int64(first.data), s.peb-int64(first.data))
+			return err == nil
+		}
+	}
+	return false
 }
 
 // logicalSize is how many bytes of data (without OOB) n raw bytes hold.

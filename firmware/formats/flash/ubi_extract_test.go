@@ -259,7 +259,8 @@ func interleaveOOB(img []byte, page, oob int) []byte {
 }
 
 // TestUBINANDOOB: UBI images with the spare bytes of 512+16, 2048+64 and
-// 4096+224 NAND pages interleaved are found and read de-interleaved.
+// 4096+224 NAND pages interleaved (and 2048-byte pages with spare bytes
+// after each 512-byte sector) are found and read de-interleaved.
 func TestUBINANDOOB(t *testing.T) {
 	t.Run("512+16", func(t *testing.T) {
 		plain := firmwaretest.ReadFixture(t, "ubi.img")
@@ -284,6 +285,15 @@ func TestUBINANDOOB(t *testing.T) {
 			vol := checkNAND(t, plain, g.page, g.oob, g.ppb)
 			res := firmwaretest.MustRun(t, UBIFS, vol, 0)
 			compareTree(t, res.Sink, filepath.Join(src, "root"), false)
+			// Controllers that keep ECC per sector: the same raw block
+			// size, told apart by the volume table.
+			if g.page == 2048 {
+				checkNAND(t, plain, 512, 16, 256)
+				checkNAND(t, plain, 1024, 32, 128)
+			} else {
+				checkNAND(t, plain, 512, 28, 512)
+				checkNAND(t, plain, 1024, 56, 256)
+			}
 		})
 	}
 }
