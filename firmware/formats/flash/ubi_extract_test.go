@@ -241,7 +241,8 @@ func TestUBISeveralImages(t *testing.T) {
 }
 
 // interleaveOOB writes img as a raw NAND dump: every page followed by oob
-// spare bytes (as nand-oob.sh, for images built at test time).
+// spare bytes (as nand-oob.sh, without its erased-page and bad-block rules),
+// for images built at test time.
 func interleaveOOB(img []byte, page, oob int) []byte {
 	var out []byte
 	for i := 0; i < len(img); i += page {
