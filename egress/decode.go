@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/cordon-vms/cordon/egress/dnsparse"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -26,7 +27,18 @@ type packet struct {
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
 	fromRecord bool
+	dns        *dnsparse.Question // the DNS query it carries (set by Engine.cameraSent)
 }
+
+// IP protocol numbers.
+const (
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+)
+
+func isICMP(proto uint8) bool { return proto == protoICMP || proto == protoICMPv6 }
 
 const (
 	tcpFIN = 0x01
@@ -135,7 +147,7 @@ func (d *decoder) decode(data []byte, lt layers.LinkType, p *packet) error {
 		}
 		return errNotIP
 	}
-	if !haveL4 && (p.proto == 6 || p.proto == 17) {
+	if !haveL4 && (p.proto == protoTCP || p.proto == protoUDP) {
 		if err != nil {
 			return err
 		}
@@ -180,13 +192,13 @@ func tcpFlags(t *layers.TCP) uint8 {
 
 func protoName(p uint8) string {
 	switch p {
-	case 6:
+	case protoTCP:
 		return "tcp"
-	case 17:
+	case protoUDP:
 		return "udp"
-	case 1:
+	case protoICMP:
 		return "icmp"
-	case 58:
+	case protoICMPv6:
 		return "icmpv6"
 	case 0:
 		return ""

@@ -4,9 +4,11 @@
 // DNS tunnels, beacons, bulk uploads, lateral movement and new destinations.
 //
 // The pipeline follows goflow2's split: sources (pcap, AF_PACKET, NetFlow)
-// feed an Engine, which decodes, keeps a bounded flow table, applies the
-// Policy and the detections, and hands Alerts to sinks (JSON lines, syslog,
-// webhook).
+// feed an Engine, which decodes, keeps a bounded flow table, classifies each
+// flow against the Policy and hands it to the detectors, declared once each
+// in the ordered list Detectors (kind, severity, docs, state); their Alerts
+// go to sinks (JSON lines, syslog, webhook), called outside the engine lock
+// with the context of the call that completed them.
 package egress
 
 import (
@@ -22,7 +24,7 @@ import (
 // stdout, files, syslog and webhooks. Repeats of the same camera, kind and
 // destination within a window are aggregated into one Alert with Count > 1.
 type Alert struct {
-	Kind      string    `json:"kind"`     // unexpected-destination, vendor-cloud, dns-tunnel, beacon, volume, lateral, new-destination
+	Kind      string    `json:"kind"`     // the Kind of one of Detectors
 	Severity  string    `json:"severity"` // info, low, medium, high, critical
 	Camera    string    `json:"camera"`   // camera name from the policy, or its address
 	Src       string    `json:"src"`      // camera address (and port where relevant)

@@ -9,41 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cordon-vms/cordon/egress/dnsparse"
 	"github.com/cordon-vms/cordon/internal/watchlist"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
-
-// Alert kinds.
-const (
-	KindUnexpectedDestination = "unexpected-destination"
-	KindVendorCloud           = "vendor-cloud"
-	KindDNSTunnel             = "dns-tunnel"
-	KindBeacon                = "beacon"
-	KindVolume                = "volume"
-	KindLateral               = "lateral"
-	KindNewDestination        = "new-destination"
-)
-
-// Kinds lists the alert kinds in documentation order.
-var Kinds = []string{KindUnexpectedDestination, KindVendorCloud, KindDNSTunnel, KindBeacon, KindVolume, KindLateral, KindNewDestination}
-
-type kind uint8
-
-const (
-	kUnexpected kind = iota
-	kVendor
-	kTunnel
-	kBeacon
-	kVolume
-	kLateral
-	kNewDest
-	numKinds
-)
-
-var kindSeverity = [numKinds]string{"medium", "high", "high", "medium", "high", "high", "low"}
 
 // Bounds on per-camera detection state (beyond them the oldest-by-chance
 // entry is dropped and counted in the state-evictions metric).
@@ -81,18 +54,24 @@ type Engine struct {
 	base *Baseline
 
 	mu      sync.Mutex
-	ctx     context.Context
 	dec     *decoder
 	pkt     packet
-	now     int64 // engine clock, Unix ns
+	query   dnsparse.Question // the DNS query of pkt, when it is one
+	now     int64             // engine clock, Unix ns
 	nextHK  int64
 	flows   *flowTable
 	agg     map[aggKey]*pending
-	dns     map[dnsKey]*dnsWindow
-	beacons map[beaconKey]*beaconState
-	volume  map[netip.Addr]*volumeWindow
+	outbox  []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
 	names   map[netip.Addr]string
-	nameBuf [256]byte
+	nameBuf [dnsparse.MaxNameLen]byte
+
+	// The detectors' state, one per entry of Detectors, and those that
+	// look at new flows and at what cameras send, in Detectors' order.
+	detectors []any
+	opened    []flowOpener
+	sent      []sendWatcher
+
+	sendMu sync.Mutex // serialises deliveries to the sink, in emission order
 
 	camNets   []netip.Prefix
 	exclude   []netip.Prefix
@@ -121,19 +100,26 @@ func NewEngine(cfg Config) (*Engine, error) {
 	p := *cfg.Policy
 	p.Defaults()
 	e := &Engine{
-		log:     cfg.Logger,
-		p:       &p,
-		wl:      cfg.Watchlist,
-		sink:    cfg.Sink,
-		base:    cfg.Baseline,
-		ctx:     context.Background(),
-		dec:     newDecoder(),
-		flows:   newFlowTable(p.Flows.Max),
-		agg:     map[aggKey]*pending{},
-		dns:     map[dnsKey]*dnsWindow{},
-		beacons: map[beaconKey]*beaconState{},
-		volume:  map[netip.Addr]*volumeWindow{},
-		names:   map[netip.Addr]string{},
+		log:   cfg.Logger,
+		p:     &p,
+		wl:    cfg.Watchlist,
+		sink:  cfg.Sink,
+		base:  cfg.Baseline,
+		dec:   newDecoder(),
+		flows: newFlowTable(p.Flows.Max),
+		agg:   map[aggKey]*pending{},
+		names: map[netip.Addr]string{},
+	}
+	e.m.Alerts = make([]atomic.Uint64, len(Detectors))
+	for _, d := range Detectors {
+		st := d.new(e)
+		e.detectors = append(e.detectors, st)
+		if o, ok := st.(flowOpener); ok {
+			e.opened = append(e.opened, o)
+		}
+		if w, ok := st.(sendWatcher); ok {
+			e.sent = append(e.sent, w)
+		}
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -177,10 +163,11 @@ func lastAddr(p netip.Prefix) netip.Addr {
 func (e *Engine) Metrics() *Metrics { return &e.m }
 
 // HandlePacket decodes one link-layer packet of type lt captured at ci.Timestamp.
-// data is not retained.
-func (e *Engine) HandlePacket(data []byte, ci gopacket.CaptureInfo, lt layers.LinkType) {
+// data is not retained. Alerts it completes are delivered to the sink with
+// ctx before it returns.
+func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.CaptureInfo, lt layers.LinkType) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlockAndDeliver(ctx)
 	e.m.Packets.Add(1)
 	ts := ci.Timestamp.UnixNano()
 	e.tick(ts)
@@ -202,9 +189,10 @@ func (e *Engine) HandlePacket(data []byte, ci gopacket.CaptureInfo, lt layers.Li
 
 // HandleFlow accounts one unidirectional flow record (NetFlow v5/v9, IPFIX).
 // Records carry no payload, so DNS, SNI and payload signatures are not seen.
-func (e *Engine) HandleFlow(r FlowRecord) {
+// Alerts it completes are delivered to the sink with ctx before it returns.
+func (e *Engine) HandleFlow(ctx context.Context, r FlowRecord) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlockAndDeliver(ctx)
 	e.m.FlowRecords.Add(1)
 	start, end := r.Start.UnixNano(), r.End.UnixNano()
 	if end < start {
@@ -222,18 +210,15 @@ func (e *Engine) HandleFlow(r FlowRecord) {
 
 // Advance moves the engine clock to now (wall time, for live inputs without
 // traffic) so aggregation windows close and idle flows expire.
-func (e *Engine) Advance(now time.Time) {
+func (e *Engine) Advance(ctx context.Context, now time.Time) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlockAndDeliver(ctx)
 	e.tick(now.UnixNano())
 }
 
 // Run reads src until it ends (io.EOF: nil) or ctx is done, then returns.
 // It does not close src or the engine.
 func (e *Engine) Run(ctx context.Context, src PacketSource) error {
-	e.mu.Lock()
-	e.ctx = ctx
-	e.mu.Unlock()
 	lt := src.LinkType()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
@@ -253,14 +238,15 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 			}
 			return fmt.Errorf("egress: reading packets: %w", err)
 		}
-		e.HandlePacket(data, ci, lt)
+		e.HandlePacket(ctx, data, ci, lt)
 	}
 }
 
-// Close emits every pending alert and saves the baseline.
-func (e *Engine) Close() error {
+// Close emits every pending alert, delivering them with ctx, and saves the
+// baseline.
+func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlockAndDeliver(ctx)
 	e.flush(true)
 	if e.base != nil {
 		if err := e.base.Save(); err != nil {
@@ -288,7 +274,7 @@ func (e *Engine) tick(ts int64) {
 	e.m.FlowsActive.Store(uint64(e.flows.len()))
 	if e.base != nil {
 		if err := e.base.maybeSave(e.now); err != nil {
-			e.log.Warn("saving the baseline failed", "err", err)
+			e.log.Warn("saving the baseline failed", "error", err)
 		}
 	}
 }
@@ -388,7 +374,7 @@ func (e *Engine) handle(p *packet, ts int64) {
 	if ts > f.last {
 		f.last = ts
 	}
-	if p.proto == 6 && f.synOnly && (dir == 1 || p.flags&tcpSYN == 0) {
+	if p.proto == protoTCP && f.synOnly && (dir == 1 || p.flags&tcpSYN == 0) {
 		f.synOnly = false
 	}
 	if p.src == f.cam && (dir == 0) == f.outbound {
@@ -431,9 +417,9 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 // packet from a well-known port to a high port is a reply.
 func initiatorIsSrc(p *packet) bool {
 	switch {
-	case p.proto == 6 && p.flags&tcpSYN != 0:
+	case p.proto == protoTCP && p.flags&tcpSYN != 0:
 		return p.flags&tcpACK == 0
-	case p.proto == 1 || p.proto == 58:
+	case isICMP(p.proto):
 		return !(p.icmpType == 0 || p.icmpType == 129) // echo replies answer the other side
 	}
 	return !(p.sport < 1024 && p.dport >= 1024)
@@ -446,7 +432,7 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
 	if !srcInit {
 		f.init, f.resp = f.resp, f.init
 	}
-	f.synOnly = p.proto == 6 && p.flags&tcpSYN != 0 && p.flags&tcpACK == 0
+	f.synOnly = p.proto == protoTCP && p.flags&tcpSYN != 0 && p.flags&tcpACK == 0
 	initCam := e.isCamera(f.init.Addr())
 	f.outbound = initCam
 	if initCam {
@@ -462,122 +448,53 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
 	}
 	e.m.Flows.Add(1)
 
-	if !f.outbound {
-		if !f.allowed && !f.local {
-			e.raiseUnexpected(f, ts, 0, "inbound connection from %s to camera port %s/%d: the peer is not in the allow list")
-		}
-		return f
+	f.lateral = (e.isCamera(f.peer) || e.inCore(f.peer)) && e.isMgmt(f.port) && !isICMP(f.proto)
+	for _, d := range e.opened {
+		d.flowOpened(f, p, ts)
 	}
-	// Watch-list address and port signatures.
-	if en, ok := e.wl.MatchAddr(f.peer); ok {
-		f.watched = true
-		e.raiseVendor(f, ts, "", fmt.Sprintf("destination %s is on the watch-list (%s: %s)", f.peer, en.Vendor, en.Note), aggKey{dst: f.peer})
-	} else if en, ok := e.wl.MatchTraffic(protoName(f.proto), f.port, nil); ok {
-		f.watched = true
-		e.raiseVendor(f, ts, "", fmt.Sprintf("%s port %d matches the watch-list (%s: %s)", protoName(f.proto), f.port, en.Vendor, en.Note), aggKey{dst: f.peer, port: f.port})
+	if f.watchable() {
+		f.lastCamOut = ts
 	}
-	if f.allowed || f.local {
-		return f
-	}
-	peerCam := e.isCamera(f.peer)
-	if (peerCam || e.inCore(f.peer)) && e.isMgmt(f.port) && f.proto != 1 && f.proto != 58 {
-		what := "core host"
-		if peerCam {
-			what = "camera"
-		}
-		e.raise(aggKey{cam: f.cam, kind: kLateral, dst: f.peer, port: f.port}, ts, p.ipLen, 1, func(a *Alert) {
-			a.Proto, a.Port = protoName(f.proto), f.port
-			a.Detail = fmt.Sprintf("camera %s opened %s/%d (a management port) on %s %s", f.cam, protoName(f.proto), f.port, what, f.peer)
-		})
-	} else {
-		f.agg = e.raiseUnexpected(f, ts, p.ipLen, "")
-	}
-	if e.base != nil {
-		isNew, learning := e.base.seen(baseKey{cam: f.cam, dst: f.peer, proto: f.proto, port: f.port}, ts)
-		if isNew && !learning {
-			e.raise(aggKey{cam: f.cam, kind: kNewDest, dst: f.peer, port: f.port}, ts, 0, 1, func(a *Alert) {
-				a.Proto, a.Port = protoName(f.proto), f.port
-				a.Detail = fmt.Sprintf("first contact of camera %s with %s %s/%d: not in the learned baseline", f.cam, f.peer, protoName(f.proto), f.port)
-			})
-		}
-	}
-	e.beaconEvent(f, ts)
-	f.lastCamOut = ts
 	return f
 }
 
 // cameraSent handles a packet (or record) the camera of f sent in its own
 // direction of the flow; fresh says it opened the flow (newFlow accounted it).
+// A DNS query is parsed once here for the detectors that read it.
 func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
+	p.dns = nil
 	if p.dport == 53 && len(p.payload) > 0 && f.outbound {
-		e.inspectDNS(f, p, ts)
+		p.dns = e.parseQuery(f, p)
 	}
-	if f.outbound && len(p.payload) > 0 && !f.inspDone {
-		e.inspectPayload(f, p, ts)
+	for _, d := range e.sent {
+		d.cameraSent(f, p, ts, fresh)
 	}
-	if !f.outbound || f.allowed || f.local {
-		return
-	}
-	gap := ts - f.lastCamOut
-	if !fresh {
-		if gap >= int64(e.p.Thresholds.Beacon.MinInterval)/2 && !(f.proto == 6 && f.synOnly) && f.lastCamOut != 0 {
-			e.beaconEvent(f, ts)
-		}
-		if f.agg != nil && !f.agg.emitted {
-			f.agg.a.Bytes += p.ipLen
-			if t := time.Unix(0, ts).UTC(); t.After(f.agg.a.LastSeen) {
-				f.agg.a.LastSeen = t
-			}
-		} else if f.agg != nil {
-			f.agg = e.raiseUnexpected(f, ts, p.ipLen, "")
-		}
-	}
-	if ts > f.lastCamOut {
+	if f.watchable() && ts > f.lastCamOut {
 		f.lastCamOut = ts
 	}
-	e.volumeAdd(f, p, ts)
 }
 
-func (e *Engine) raiseUnexpected(f *flow, ts int64, bytes uint64, inboundFormat string) *pending {
-	return e.raise(aggKey{cam: f.cam, kind: kUnexpected, dst: f.peer}, ts, bytes, 1, func(a *Alert) {
-		a.Proto, a.Port = protoName(f.proto), f.port
-		switch {
-		case inboundFormat != "":
-			a.Severity = "low"
-			a.Detail = fmt.Sprintf(inboundFormat, f.peer, protoName(f.proto), f.port)
-		case publicResolvers[f.peer] != "" && (f.port == 53 || f.port == 853):
-			a.Severity = "high"
-			a.Detail = fmt.Sprintf("camera %s uses the public DNS resolver %s (%s) on %s/%d instead of the allowed resolver: hard-coded in its firmware?", f.cam, f.peer, publicResolvers[f.peer], protoName(f.proto), f.port)
-		default:
-			a.Detail = fmt.Sprintf("camera %s contacted %s on %s/%d, which no allow rule permits", f.cam, f.peer, protoName(f.proto), f.port)
+// parseQuery returns the standard query p carries, or nil.
+func (e *Engine) parseQuery(f *flow, p *packet) *dnsparse.Question {
+	msg := p.payload
+	if f.proto == protoTCP { // DNS over TCP: 2-byte length prefix
+		if len(msg) < 2 {
+			return nil
 		}
-	})
-}
-
-func (e *Engine) raiseVendor(f *flow, ts int64, domain, detail string, k aggKey) {
-	k.cam, k.kind = f.cam, kVendor
-	e.raise(k, ts, 0, 1, func(a *Alert) {
-		a.Proto, a.Port, a.Domain = protoName(f.proto), f.port, domain
-		if a.Dst == "" {
-			a.Dst = f.peer.String()
-		}
-		a.Detail = detail
-	})
-}
-
-// publicResolvers are well-known public DNS resolvers that camera firmware
-// hard-codes (XMEye: 114.114.114.114 and 8.8.8.8).
-var publicResolvers = func() map[netip.Addr]string {
-	m := map[netip.Addr]string{}
-	for addr, name := range map[string]string{
-		"8.8.8.8": "Google", "8.8.4.4": "Google", "2001:4860:4860::8888": "Google", "2001:4860:4860::8844": "Google",
-		"1.1.1.1": "Cloudflare", "1.0.0.1": "Cloudflare", "2606:4700:4700::1111": "Cloudflare",
-		"9.9.9.9": "Quad9", "149.112.112.112": "Quad9",
-		"208.67.222.222": "OpenDNS", "208.67.220.220": "OpenDNS",
-		"114.114.114.114": "114DNS", "114.114.115.115": "114DNS",
-		"223.5.5.5": "AliDNS", "223.6.6.6": "AliDNS", "119.29.29.29": "DNSPod", "180.76.76.76": "Baidu",
-	} {
-		m[netip.MustParseAddr(addr)] = name
+		msg = msg[2:]
 	}
-	return m
-}()
+	q, err := dnsparse.Parse(msg, e.nameBuf[:])
+	if err != nil || q.Response || q.Opcode != 0 || len(q.Name) == 0 {
+		return nil
+	}
+	e.query = q
+	return &e.query
+}
+
+// evictOne drops an arbitrary entry (Go randomises map iteration order).
+func evictOne[K comparable, V any](m map[K]V) {
+	for k := range m {
+		delete(m, k)
+		return
+	}
+}

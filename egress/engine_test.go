@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -33,7 +32,7 @@ flows: {max: 100}
 
 func newTestEngine(t testing.TB, policy string) (*Engine, *memSink) {
 	t.Helper()
-	p, err := ParsePolicy("test.yml", []byte(policy))
+	p, err := parsePolicy("test.yml", []byte(policy))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +79,7 @@ func feed(t testing.TB, e *Engine, gen func(w *pcapgen.Writer)) {
 	if err := e.Run(context.Background(), src); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Close(); err != nil {
+	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -164,14 +163,14 @@ func TestFlowRecords(t *testing.T) {
 	}
 	vendor := netip.MustParseAddr("203.0.113.80")
 	// Allowed both ways: proxy pulls RTSP.
-	e.HandleFlow(rec(ap(proxy, 40000), ap(camA, 554), 6, 0, 5000))
-	e.HandleFlow(rec(ap(camA, 554), ap(proxy, 40000), 6, 0, 5_000_000))
+	e.HandleFlow(context.Background(), rec(ap(proxy, 40000), ap(camA, 554), 6, 0, 5000))
+	e.HandleFlow(context.Background(), rec(ap(camA, 554), ap(proxy, 40000), 6, 0, 5_000_000))
 	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume.
-	e.HandleFlow(rec(ap(camA, 50000), ap(vendor, 8800), 17, 10*time.Second, 200_000))
-	e.HandleFlow(rec(ap(vendor, 8800), ap(camA, 50000), 17, 10*time.Second, 999_000))
+	e.HandleFlow(context.Background(), rec(ap(camA, 50000), ap(vendor, 8800), 17, 10*time.Second, 200_000))
+	e.HandleFlow(context.Background(), rec(ap(vendor, 8800), ap(camA, 50000), 17, 10*time.Second, 999_000))
 	// Lateral: SMB to a core server.
-	e.HandleFlow(rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 20*time.Second, 120))
-	if err := e.Close(); err != nil {
+	e.HandleFlow(context.Background(), rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 20*time.Second, 120))
+	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	kinds := map[string]Alert{}
@@ -230,12 +229,12 @@ func TestLinkTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.HandlePacket(frame[14:], ci, layers.LinkTypeRaw)
+	e.HandlePacket(context.Background(), frame[14:], ci, layers.LinkTypeRaw)
 	sll := append([]byte{0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00}, frame[14:]...)
 	ci.Timestamp = ci.Timestamp.Add(time.Hour) // another window
-	e.HandlePacket(sll, ci, layers.LinkTypeLinuxSLL)
-	e.HandlePacket([]byte{1, 2, 3}, gopacket.CaptureInfo{Timestamp: ci.Timestamp}, layers.LinkTypeEthernet)
-	_ = e.Close()
+	e.HandlePacket(context.Background(), sll, ci, layers.LinkTypeLinuxSLL)
+	e.HandlePacket(context.Background(), []byte{1, 2, 3}, gopacket.CaptureInfo{Timestamp: ci.Timestamp}, layers.LinkTypeEthernet)
+	_ = e.Close(context.Background())
 	vendor := 0
 	for _, a := range sink.alerts {
 		if a.Kind == KindVendorCloud && a.Domain == "x.secu100.net" {
@@ -274,7 +273,7 @@ func FuzzHandlePacket(f *testing.F) {
 	ts := pcapgen.Start
 	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
 		ts = ts.Add(time.Second)
-		e.HandlePacket(data, gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, lts[int(lt)%len(lts)])
+		e.HandlePacket(context.Background(), data, gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, lts[int(lt)%len(lts)])
 		if e.flows.len() > e.p.Flows.Max {
 			t.Fatalf("flow table over its cap")
 		}
@@ -306,7 +305,7 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	e := newPolicyEngine(b)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := testutil.CPUTime(b)
 	b.ResetTimer()
 	shift := time.Duration(0)
 	for i := 0; i < b.N; i++ {
@@ -315,19 +314,13 @@ func BenchmarkEngine(b *testing.B) {
 			shift += time.Hour
 		}
 		k.ci.Timestamp = k.ci.Timestamp.Add(shift)
-		e.HandlePacket(k.data, k.ci, layers.LinkTypeEthernet)
+		e.HandlePacket(context.Background(), k.data, k.ci, layers.LinkTypeEthernet)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
 	// CPU time, not wall time: packets per second of one core even when the
 	// machine is shared.
-	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "packets/cpu-s")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(b.N)/(testutil.CPUTime(b)-cpu0).Seconds(), "packets/cpu-s")
 }
 
 // TestLiveWindows: on a live input the engine runs on capture time, and
@@ -341,17 +334,17 @@ func TestLiveWindows(t *testing.T) {
 		_ = w.TCPSegment(ap(camA, 30000), ap(netip.MustParseAddr("203.0.113.9"), 8080), pcapgen.SYN, 1, 0, nil, 0)
 		src, _ := openStream("live", io.NopCloser(&b))
 		data, ci, _ := src.ReadPacketData()
-		e.HandlePacket(data, ci, layers.LinkTypeEthernet)
+		e.HandlePacket(context.Background(), data, ci, layers.LinkTypeEthernet)
 		ticker := time.NewTicker(time.Second)
 		defer ticker.Stop()
 		for i := 0; i < 59; i++ {
-			e.Advance(<-ticker.C)
+			e.Advance(context.Background(), <-ticker.C)
 		}
 		if n := len(sink.alerts); n != 0 {
 			t.Fatalf("%d alerts before the 1m window closed", n)
 		}
 		for i := 0; i < 2; i++ {
-			e.Advance(<-ticker.C)
+			e.Advance(context.Background(), <-ticker.C)
 		}
 		if n := len(sink.alerts); n != 1 {
 			t.Fatalf("%d alerts after the window closed, want 1", n)
@@ -393,17 +386,17 @@ func BenchmarkHandleFlow(b *testing.B) {
 		}
 		recs[i] = FlowRecord{Key: FlowKey{Proto: 6, Src: ap(cam, uint16(30000+i)), Dst: ap(dst, 443)}, Packets: 10, Bytes: 4000}
 	}
-	cpu0 := cpuTime()
+	cpu0 := testutil.CPUTime(b)
 	b.ResetTimer()
 	t := pcapgen.Start
 	for i := 0; i < b.N; i++ {
 		r := recs[i%len(recs)]
 		t = t.Add(time.Millisecond)
 		r.Start, r.End = t, t
-		e.HandleFlow(r)
+		e.HandleFlow(context.Background(), r)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+	b.ReportMetric(float64(b.N)/(testutil.CPUTime(b)-cpu0).Seconds(), "records/cpu-s")
 }
 
 // TestOpenFileErrors: captures that are not captures, or claim absurd sizes.
@@ -451,7 +444,7 @@ func TestOpenFileErrors(t *testing.T) {
 // TestBaselineLearning: during the learning period new destinations are
 // learned silently; after it, a new one is reported once.
 func TestBaselineLearning(t *testing.T) {
-	p, err := ParsePolicy("test.yml", []byte(testPolicy))
+	p, err := parsePolicy("test.yml", []byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,8 +491,8 @@ func TestIPv6(t *testing.T) {
 		ip, udp, gopacket.Payload(pcapgen.DNSQuery(7, "pub-cfg.secu100.net", 28))); err != nil {
 		t.Fatal(err)
 	}
-	e.HandlePacket(buf.Bytes(), gopacket.CaptureInfo{Timestamp: pcapgen.Start, Length: len(buf.Bytes()), CaptureLength: len(buf.Bytes())}, layers.LinkTypeEthernet)
-	_ = e.Close()
+	e.HandlePacket(context.Background(), buf.Bytes(), gopacket.CaptureInfo{Timestamp: pcapgen.Start, Length: len(buf.Bytes()), CaptureLength: len(buf.Bytes())}, layers.LinkTypeEthernet)
+	_ = e.Close(context.Background())
 	kinds := map[string]Alert{}
 	for _, a := range sink.alerts {
 		kinds[a.Kind] = a
@@ -519,14 +512,14 @@ func TestRecordsLongFlowNotBeacon(t *testing.T) {
 	dst := netip.MustParseAddr("203.0.113.44")
 	for i := range 10 {
 		start := pcapgen.Start.Add(time.Duration(i) * time.Minute)
-		e.HandleFlow(FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, 40000), Dst: ap(dst, 443)}, Start: start, End: start.Add(59 * time.Second), Packets: 100, Bytes: 1000})
+		e.HandleFlow(context.Background(), FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, 40000), Dst: ap(dst, 443)}, Start: start, End: start.Add(59 * time.Second), Packets: 100, Bytes: 1000})
 	}
 	// Regular separate connections every minute are one.
 	for i := range 10 {
 		start := pcapgen.Start.Add(time.Duration(i) * time.Minute)
-		e.HandleFlow(FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, uint16(41000+i)), Dst: ap(dst, 8443)}, Start: start, End: start.Add(time.Second), Packets: 3, Bytes: 200})
+		e.HandleFlow(context.Background(), FlowRecord{Key: FlowKey{Proto: 6, Src: ap(camA, uint16(41000+i)), Dst: ap(dst, 8443)}, Start: start, End: start.Add(time.Second), Packets: 3, Bytes: 200})
 	}
-	_ = e.Close()
+	_ = e.Close(context.Background())
 	for _, a := range sink.alerts {
 		if a.Kind == KindBeacon && a.Port == 443 {
 			t.Errorf("beacon on one long flow: %+v", a)

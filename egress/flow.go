@@ -25,6 +25,7 @@ type flow struct {
 	outbound bool // the camera initiated the flow
 	allowed  bool // an allow rule matches
 	local    bool // multicast/broadcast peer: stays on the camera network
+	lateral  bool // to a management port of another camera or a core host
 	watched  bool // a watch-list signature already matched this flow
 	synOnly  bool // TCP: only SYNs from the initiator so far (retries are not contacts)
 

@@ -3,6 +3,8 @@ package egress_test
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +31,11 @@ func TestLiveCaptureLoopback(t *testing.T) {
 	}
 	defer rx.Close()
 	port := rx.LocalAddr().(*net.UDPAddr).Port
-	p, err := egress.ParsePolicy("live.yml", []byte("cameras: {networks: [127.0.0.64/26]}\n"))
+	path := filepath.Join(t.TempDir(), "live.yml")
+	if err := os.WriteFile(path, []byte("cameras: {networks: [127.0.0.64/26]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := egress.LoadPolicy(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +76,7 @@ func TestLiveCaptureLoopback(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Close(); err != nil {
+	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

@@ -9,21 +9,21 @@ import (
 // Metrics are the engine's counters. They are atomics so an HTTP scrape can
 // read them while the engine runs.
 type Metrics struct {
-	Packets        atomic.Uint64 // packets handed to HandlePacket
-	Bytes          atomic.Uint64 // IP bytes of decoded packets
-	NonIP          atomic.Uint64 // packets that are not IP (ARP, LLDP, ...)
-	Fragments      atomic.Uint64 // non-first IP fragments (no ports; skipped)
-	DecodeErrors   atomic.Uint64 // malformed packets dropped
-	Ignored        atomic.Uint64 // IP packets not involving a camera
-	FlowRecords    atomic.Uint64 // NetFlow/IPFIX records handed to HandleFlow
-	Flows          atomic.Uint64 // flows created
-	FlowsActive    atomic.Uint64 // flows in the table (updated every second)
-	FlowEvictions  atomic.Uint64 // flows evicted because the table was full
-	FlowsExpired   atomic.Uint64 // flows removed after being idle
-	StateEvictions atomic.Uint64 // detection state dropped at its bound
-	SNIs           atomic.Uint64 // TLS/QUIC server names read
-	SendErrors     atomic.Uint64 // alerts a sink failed to take
-	Alerts         [numKinds]atomic.Uint64
+	Packets        atomic.Uint64   // packets handed to HandlePacket
+	Bytes          atomic.Uint64   // IP bytes of decoded packets
+	NonIP          atomic.Uint64   // packets that are not IP (ARP, LLDP, ...)
+	Fragments      atomic.Uint64   // non-first IP fragments (no ports; skipped)
+	DecodeErrors   atomic.Uint64   // malformed packets dropped
+	Ignored        atomic.Uint64   // IP packets not involving a camera
+	FlowRecords    atomic.Uint64   // NetFlow/IPFIX records handed to HandleFlow
+	Flows          atomic.Uint64   // flows created
+	FlowsActive    atomic.Uint64   // flows in the table (updated every second)
+	FlowEvictions  atomic.Uint64   // flows evicted because the table was full
+	FlowsExpired   atomic.Uint64   // flows removed after being idle
+	StateEvictions atomic.Uint64   // detection state dropped at its bound
+	SNIs           atomic.Uint64   // TLS/QUIC server names read
+	SendErrors     atomic.Uint64   // alerts a sink failed to take
+	Alerts         []atomic.Uint64 // by kind, in the order of Detectors
 }
 
 // Collector exposes the engine's metrics to Prometheus (names start with

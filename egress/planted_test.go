@@ -89,7 +89,7 @@ func runPcap(t *testing.T, path string, base *Baseline) *memSink {
 	if err := e.Run(context.Background(), src); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Close(); err != nil {
+	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.Metrics().DecodeErrors.Load(); n != 0 {

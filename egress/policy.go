@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/config"
+	"github.com/cordon-vms/cordon/internal/humanize"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -192,8 +193,8 @@ func LoadPolicy(path string) (*Policy, error) {
 	return &p, nil
 }
 
-// ParsePolicy is LoadPolicy for in-memory data; name is used in messages.
-func ParsePolicy(name string, data []byte) (*Policy, error) {
+// parsePolicy is LoadPolicy for in-memory data; name is used in messages.
+func parsePolicy(name string, data []byte) (*Policy, error) {
 	var p Policy
 	if err := config.Decode(name, data, &p); err != nil {
 		return nil, err
@@ -250,7 +251,7 @@ type Prefix struct{ netip.Prefix }
 
 // UnmarshalYAML accepts "192.168.50.2" and "192.168.50.0/24".
 func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParsePrefix(n.Value)
+	v, err := parsePrefix(n.Value)
 	if n.Kind != yaml.ScalarNode || err != nil {
 		return config.At(n, "%q is not an IP address or network like 192.168.50.0/24", n.Value)
 	}
@@ -258,8 +259,8 @@ func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParsePrefix parses an address or a CIDR.
-func ParsePrefix(s string) (Prefix, error) {
+// parsePrefix parses an address or a CIDR.
+func parsePrefix(s string) (Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -358,39 +359,29 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ByteSize is a number of bytes written as 1048576, 500kB, 20MB or 1GiB.
+// ByteSize is a number of bytes written as 1048576, 500kB, 20MB, 100M or 1GiB.
 type ByteSize uint64
 
 // UnmarshalYAML parses a size with an optional unit.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseByteSize(n.Value)
+	v, err := parseByteSize(n.Value)
 	if err != nil {
-		return config.At(n, "%q is not a size like 500kB, 20MB or 1GiB", n.Value)
+		return config.At(n, "%q is not a size like 500kB, 20MB, 100M or 1GiB", n.Value)
 	}
 	*b = v
 	return nil
 }
 
-// ParseByteSize parses 1048576, 500kB, 20MB, 1GiB (kB/MB/GB are powers of
-// 1000, KiB/MiB/GiB powers of 1024).
-func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mul    uint64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mul := uint64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mul = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mul
-			break
-		}
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
+// parseByteSize parses a size in cordon's one size syntax
+// (humanize.ParseBytes: 1048576, 500kB, 20MB, 100M, 1GiB; kB/MB/GB are
+// powers of 1000, K/M/G and KiB/MiB/GiB powers of 1024). Zero is refused:
+// every size in a policy is a threshold or a bound.
+func parseByteSize(s string) (ByteSize, error) {
+	v, err := humanize.ParseBytes(s)
 	if err != nil || v == 0 {
 		return 0, fmt.Errorf("egress: bad size %q", s)
 	}
-	return ByteSize(v * mul), nil
+	return ByteSize(v), nil
 }
 
 func (b ByteSize) String() string {

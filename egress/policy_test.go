@@ -32,7 +32,7 @@ func TestPolicyErrors(t *testing.T) {
 		{"bad duration", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {window: 5 minutes}\n",
 			`p.yml:3: "5 minutes" is not a duration like 30s, 5m or 1h`},
 		{"bad size", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {bytes: lots}\n",
-			`p.yml:3: "lots" is not a size like 500kB, 20MB or 1GiB`},
+			`p.yml:3: "lots" is not a size like 500kB, 20MB, 100M or 1GiB`},
 		{"beacon events", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {events: 2}\n",
 			"p.yml: thresholds.beacon.events is 2: at least 3 contacts are needed to judge regularity"},
 		{"jitter", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {max_jitter: 1.5}\n",
@@ -47,7 +47,7 @@ func TestPolicyErrors(t *testing.T) {
 			`p.yml:2: value "ssh" is not a valid whole number (it reads as a string)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParsePolicy("p.yml", []byte(c.yaml))
+			_, err := parsePolicy("p.yml", []byte(c.yaml))
 			if err == nil {
 				t.Fatalf("no error, want %q", c.want)
 			}
@@ -60,7 +60,7 @@ func TestPolicyErrors(t *testing.T) {
 
 func TestPolicyIssueExampleAndDefaults(t *testing.T) {
 	// The policy shape of issue 5, as is.
-	p, err := ParsePolicy("p.yml", []byte(`cameras:
+	p, err := parsePolicy("p.yml", []byte(`cameras:
   networks: [192.168.50.0/24]
   exclude: [192.168.50.1, 192.168.50.2, 192.168.50.3]   # gateway, cordon proxy, syslog
 allow:
@@ -79,7 +79,7 @@ allow:
 		th.Aggregate.D() != time.Minute || th.Volume.Bytes != 20<<20 || th.Beacon.Events != 6 || p.Flows.Max != 100000 {
 		t.Fatalf("defaults not applied: %+v %+v", th, p.Flows)
 	}
-	if v, err := ParseByteSize("1GiB"); err != nil || v != 1<<30 {
+	if v, err := parseByteSize("1GiB"); err != nil || v != 1<<30 {
 		t.Fatalf("1GiB = %v, %v", v, err)
 	}
 }

@@ -173,16 +173,16 @@ func (c *collector) analyzeAccounts(ctx context.Context) []Account {
 		if e.pw == "x" || e.pw == "*" {
 			continue // the hash is in shadow
 		}
-		a := Account{Path: e.path, User: e.user, UID: e.uid, Shell: e.shell, Hash: string(ClassifyHash(e.pw)), hash: e.pw}
-		if ClassifyHash(e.pw) != HashLocked && ClassifyHash(e.pw) != HashNone {
+		a := Account{Path: e.path, User: e.user, UID: e.uid, Shell: e.shell, Hash: string(classifyHash(e.pw)), hash: e.pw}
+		if classifyHash(e.pw) != HashLocked && classifyHash(e.pw) != HashNone {
 			c.findings = append(c.findings, Finding{Rule: RulePasswdHash, Severity: SeverityMedium, Path: e.path,
-				Evidence: fmt.Sprintf("line %d: user %s has a %s hash in passwd", e.line, e.user, ClassifyHash(e.pw))})
+				Evidence: fmt.Sprintf("line %d: user %s has a %s hash in passwd", e.line, e.user, classifyHash(e.pw))})
 		}
 		hashes[len(accts)] = e.pw
 		accts = append(accts, a)
 	}
 	for _, e := range c.shadow {
-		a := Account{Path: e.path, User: e.user, UID: -1, Hash: string(ClassifyHash(e.pw)), hash: e.pw}
+		a := Account{Path: e.path, User: e.user, UID: -1, Hash: string(classifyHash(e.pw)), hash: e.pw}
 		if p, ok := byUser[userKey{path.Dir(e.path), e.user}]; ok {
 			a.UID, a.Shell = p.uid, p.shell
 		}
@@ -248,7 +248,7 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 	distinct := map[string]*result{}
 	users := map[string]string{} // hash -> the smallest user name having it
 	for i, h := range hashes {
-		switch ClassifyHash(h) {
+		switch classifyHash(h) {
 		case HashDES, HashMD5, HashSHA256, HashSHA512, HashBcrypt:
 			distinct[h] = nil
 			if u, ok := users[h]; !ok || accts[i].User < u {
@@ -287,7 +287,7 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 						mu.Unlock()
 						return
 					}
-					ok, err := VerifyPassword(h, cands[i])
+					ok, err := verifyPassword(h, cands[i])
 					tried.Add(1)
 					mu.Lock()
 					switch {

@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 // benchTree is a generated unpacked firmware of 5,000 files: configs and
@@ -93,15 +94,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cpuTime is the process's user+system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func peakRSS() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -151,16 +143,16 @@ func BenchmarkInspectScaling(b *testing.B) {
 	var one, two, cpu1, cpu2 time.Duration
 	for b.Loop() {
 		for _, w := range []int{1, 2} {
-			start, c0 := time.Now(), cpuTime()
+			start, c0 := time.Now(), testutil.CPUTime(b)
 			if _, err := Run(context.Background(), dir, os.DirFS(dir), Options{Workers: w}); err != nil {
 				b.Fatal(err)
 			}
 			if w == 1 {
 				one += time.Since(start)
-				cpu1 += cpuTime() - c0
+				cpu1 += testutil.CPUTime(b) - c0
 			} else {
 				two += time.Since(start)
-				cpu2 += cpuTime() - c0
+				cpu2 += testutil.CPUTime(b) - c0
 			}
 		}
 	}

@@ -40,8 +40,8 @@ const (
 // errCryptFormat reports a password field that does not parse as its scheme.
 var errCryptFormat = errors.New(errCryptPrefix + "malformed hash")
 
-// ClassifyHash returns the scheme of a passwd/shadow password field.
-func ClassifyHash(field string) HashKind {
+// classifyHash returns the scheme of a passwd/shadow password field.
+func classifyHash(field string) HashKind {
 	switch {
 	case field == "":
 		return HashNone
@@ -63,14 +63,14 @@ func ClassifyHash(field string) HashKind {
 	return HashLocked
 }
 
-// VerifyPassword reports whether password hashes to the crypt(3) hash. It
+// verifyPassword reports whether password hashes to the crypt(3) hash. It
 // implements DES, MD5, SHA-256 and SHA-512 crypt natively (no cgo) and bcrypt
 // through x/crypto. Hashes whose cost exceeds the time limits, and unknown
 // schemes, return an error.
-func VerifyPassword(hash, password string) (bool, error) {
+func verifyPassword(hash, password string) (bool, error) {
 	var got string
 	var err error
-	switch ClassifyHash(hash) {
+	switch classifyHash(hash) {
 	case HashDES:
 		got, err = desCrypt(password, hash[:2])
 	case HashMD5:

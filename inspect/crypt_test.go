@@ -36,13 +36,13 @@ var cryptVectors = []struct {
 
 func TestVerifyPassword(t *testing.T) {
 	for _, v := range cryptVectors {
-		ok, err := VerifyPassword(v.hash, v.password)
+		ok, err := verifyPassword(v.hash, v.password)
 		if err != nil || !ok {
-			t.Errorf("VerifyPassword(%q, %q) = %v, %v; want true", v.hash, v.password, ok, err)
+			t.Errorf("verifyPassword(%q, %q) = %v, %v; want true", v.hash, v.password, ok, err)
 		}
-		ok, err = VerifyPassword(v.hash, "x"+v.password) // DES reads 8 characters only
+		ok, err = verifyPassword(v.hash, "x"+v.password) // DES reads 8 characters only
 		if err != nil || ok {
-			t.Errorf("VerifyPassword(%q, wrong) = %v, %v; want false", v.hash, ok, err)
+			t.Errorf("verifyPassword(%q, wrong) = %v, %v; want false", v.hash, ok, err)
 		}
 	}
 }
@@ -87,8 +87,8 @@ func TestClassifyHash(t *testing.T) {
 		"$6$a$b": HashSHA512, "$2y$10$x": HashBcrypt, "$y$j9T$abc": HashUnknown,
 		strings.Repeat("a", 300): HashLocked,
 	} {
-		if got := ClassifyHash(field); got != want {
-			t.Errorf("ClassifyHash(%q) = %s; want %s", field, got, want)
+		if got := classifyHash(field); got != want {
+			t.Errorf("classifyHash(%q) = %s; want %s", field, got, want)
 		}
 	}
 }
@@ -100,8 +100,8 @@ func TestVerifyPasswordLimits(t *testing.T) {
 		"$y$j9T$abc$def",
 		"$6$rounds=abc$x$y",
 	} {
-		if ok, err := VerifyPassword(h, "x"); err == nil || ok {
-			t.Errorf("VerifyPassword(%q) = %v, %v; want an error", h, ok, err)
+		if ok, err := verifyPassword(h, "x"); err == nil || ok {
+			t.Errorf("verifyPassword(%q) = %v, %v; want an error", h, ok, err)
 		}
 	}
 }
@@ -117,7 +117,7 @@ func FuzzVerifyPassword(f *testing.F) {
 		if strings.HasPrefix(hash, "$2") || strings.Contains(hash, "rounds=") && len(hash) > 40 {
 			return // bcrypt and large round counts are slow by design
 		}
-		ok, err := VerifyPassword(hash, password)
+		ok, err := verifyPassword(hash, password)
 		if err != nil && ok {
 			t.Fatal("error with a match")
 		}

@@ -305,13 +305,13 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 		sc.skipEndpoints = sc.skipEndpoints || certStoreData(fv.data)
 		h.Write(fv.data)
 		c.parseFile(fv)
-		ExtractStrings(bytes.NewReader(fv.data), minStringLen, sc.check)
+		extractStrings(bytes.NewReader(fv.data), minStringLen, sc.check)
 	} else {
 		if ra, ok := fh.(io.ReaderAt); ok {
 			c.checkELF(p, ra)
 		}
 		tr := io.TeeReader(fh, h)
-		if err := ExtractStrings(io.LimitReader(tr, c.o.MaxScanBytes), minStringLen, sc.check); err != nil {
+		if err := extractStrings(io.LimitReader(tr, c.o.MaxScanBytes), minStringLen, sc.check); err != nil {
 			return FileSum{}, 0, false, err
 		}
 		rest, err := io.Copy(io.Discard, tr)

@@ -65,7 +65,7 @@ func FuzzParseAccounts(f *testing.F) {
 			if !validUser(e.user) || strings.Contains(e.pw, ":") {
 				t.Fatalf("bad shadow entry %+v", e)
 			}
-			ClassifyHash(e.pw)
+			classifyHash(e.pw)
 		}
 	})
 }
@@ -101,11 +101,11 @@ var serviceCases = []struct {
 func TestParseServices(t *testing.T) {
 	for _, tc := range serviceCases {
 		var got []string
-		for _, s := range ParseServices(tc.via, []byte(tc.in)) {
+		for _, s := range parseServices(tc.via, []byte(tc.in)) {
 			got = append(got, strings.Join([]string{s.Name, strconv.Itoa(s.Port), btoa(s.Boot), btoa(s.Shell)}, ":"))
 		}
 		if g := strings.Join(got, " "); g != tc.want {
-			t.Errorf("ParseServices(%s, %q) = %q; want %q", tc.via, tc.in, g, tc.want)
+			t.Errorf("parseServices(%s, %q) = %q; want %q", tc.via, tc.in, g, tc.want)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func FuzzParseServices(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, via string, data []byte) {
-		for _, s := range ParseServices(via, data) {
+		for _, s := range parseServices(via, data) {
 			if s.Line < 1 || s.Name == "" {
 				t.Fatalf("bad service %+v", s)
 			}
@@ -185,16 +185,16 @@ func TestURLCredential(t *testing.T) {
 func TestExtractStrings(t *testing.T) {
 	in := []byte("\x00\x01hello world\x00ab\x7fsecond string\tx\xffend")
 	var got []string
-	if err := ExtractStrings(bytes.NewReader(in), 4, func(s []byte) { got = append(got, string(s)) }); err != nil {
+	if err := extractStrings(bytes.NewReader(in), 4, func(s []byte) { got = append(got, string(s)) }); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"hello world", "second string\tx"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("ExtractStrings = %q; want %q", got, want)
+		t.Errorf("extractStrings = %q; want %q", got, want)
 	}
 	long := bytes.Repeat([]byte("a"), 3*maxStringLen+5)
 	n := 0
-	ExtractStrings(bytes.NewReader(long), 4, func(s []byte) {
+	extractStrings(bytes.NewReader(long), 4, func(s []byte) {
 		if len(s) > maxStringLen {
 			t.Fatalf("string of %d bytes", len(s))
 		}
@@ -241,12 +241,12 @@ func FuzzStrings(f *testing.F) {
 	c := newCollector(&Options{Watchlist: watchlist.Default()})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var got []string
-		ExtractStrings(iotest.OneByteReader(bytes.NewReader(data)), minStringLen, func(s []byte) { got = append(got, string(s)) })
+		extractStrings(iotest.OneByteReader(bytes.NewReader(data)), minStringLen, func(s []byte) { got = append(got, string(s)) })
 		if want := referenceStrings(data, minStringLen); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-			t.Fatalf("ExtractStrings = %q; want %q", got, want)
+			t.Fatalf("extractStrings = %q; want %q", got, want)
 		}
 		sc := newStringChecks(c, "x")
-		if err := ExtractStrings(bytes.NewReader(data), minStringLen, sc.check); err != nil {
+		if err := extractStrings(bytes.NewReader(data), minStringLen, sc.check); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range sc.endpoints {

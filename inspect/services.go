@@ -76,7 +76,7 @@ func (c *collector) checkServicesFile(f *fileView) {
 	if via == "" || !isText(f.data) {
 		return
 	}
-	svcs := ParseServices(via, f.data)
+	svcs := parseServices(via, f.data)
 	for i := range svcs {
 		svcs[i].Path = f.path
 	}
@@ -87,9 +87,9 @@ func (c *collector) checkServicesFile(f *fileView) {
 
 const maxServiceLines = 20000
 
-// ParseServices returns the services a file of the given kind (inittab, rc,
+// parseServices returns the services a file of the given kind (inittab, rc,
 // systemd, inetd or cron) starts.
-func ParseServices(via string, data []byte) []Service {
+func parseServices(via string, data []byte) []Service {
 	var out []Service
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)

@@ -9,11 +9,11 @@ import (
 // shorter, and it bounds the work per string.
 const maxStringLen = 4096
 
-// ExtractStrings streams r and calls fn with every run of at least minLen
+// extractStrings streams r and calls fn with every run of at least minLen
 // printable ASCII bytes (space to tilde, and tab), like strings(1). Runs
 // longer than 4096 bytes are passed on in pieces. The slice passed to fn is
 // only valid during the call.
-func ExtractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
+func extractStrings(r io.Reader, minLen int, fn func(s []byte)) error {
 	buf := make([]byte, 64<<10)
 	cur := make([]byte, 0, maxStringLen)
 	for {

@@ -179,16 +179,16 @@ func affects(version string, versions []string, ranges []osvRange) (bool, string
 		for _, ev := range r.Events {
 			switch {
 			case ev.Introduced != "":
-				if ev.Introduced == "0" || CompareVersions(version, ev.Introduced) >= 0 {
+				if ev.Introduced == "0" || compareVersions(version, ev.Introduced) >= 0 {
 					in = true
 				}
 			case ev.Fixed != "":
-				if in && CompareVersions(version, ev.Fixed) < 0 {
+				if in && compareVersions(version, ev.Fixed) < 0 {
 					return true, ev.Fixed
 				}
 				in = false
 			case ev.LastAffected != "":
-				if in && CompareVersions(version, ev.LastAffected) <= 0 {
+				if in && compareVersions(version, ev.LastAffected) <= 0 {
 					return true, ""
 				}
 				in = false
@@ -201,11 +201,11 @@ func affects(version string, versions []string, ranges []osvRange) (bool, string
 	return false, ""
 }
 
-// CompareVersions orders dotted versions with letter suffixes the way
+// compareVersions orders dotted versions with letter suffixes the way
 // OpenSSL, BusyBox and the kernel number them: numbers compare numerically,
 // letters lexically, and a release sorts after its pre-releases' letters
 // (1.0.2 < 1.0.2a < 1.0.2k < 1.0.10).
-func CompareVersions(a, b string) int {
+func compareVersions(a, b string) int {
 	pa, pb := versionParts(a), versionParts(b)
 	for i := 0; i < len(pa) || i < len(pb); i++ {
 		var x, y string

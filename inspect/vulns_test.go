@@ -79,11 +79,11 @@ func TestCompareVersions(t *testing.T) {
 		{"1.0.2", "1.0.2a", -1}, {"1.0.2k", "1.0.2m", -1}, {"1.0.2k", "1.0.10", -1}, {"1.24.1", "1.24.1", 0},
 		{"4.9.37", "4.9", 1}, {"2019.78", "2020.79", -1}, {"1.1.1w", "3.0.0", -1}, {"7.4p1", "7.4", 1},
 	} {
-		if got := CompareVersions(tc.a, tc.b); got != tc.want {
-			t.Errorf("CompareVersions(%s, %s) = %d; want %d", tc.a, tc.b, got, tc.want)
+		if got := compareVersions(tc.a, tc.b); got != tc.want {
+			t.Errorf("compareVersions(%s, %s) = %d; want %d", tc.a, tc.b, got, tc.want)
 		}
-		if got := CompareVersions(tc.b, tc.a); got != -tc.want {
-			t.Errorf("CompareVersions(%s, %s) = %d; want %d", tc.b, tc.a, got, -tc.want)
+		if got := compareVersions(tc.b, tc.a); got != -tc.want {
+			t.Errorf("compareVersions(%s, %s) = %d; want %d", tc.b, tc.a, got, -tc.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,12 @@ func (p *Proxy) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if probs := p.listenerProblems(); len(probs) > 0 {
+			// Readers cannot connect: a supervisor should know (and restart).
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(strings.Join(probs, "\n") + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	return mux
@@ -32,21 +39,24 @@ func (p *Proxy) adminHandler() http.Handler {
 
 // CameraStatus is one camera's state in /v1/cameras. Its URL is redacted.
 type CameraStatus struct {
-	Name       string               `json:"name"`
-	URL        SecretURL            `json:"url"`
-	State      string               `json:"state"`
-	Since      time.Time            `json:"since"`
-	LastError  string               `json:"last_error,omitempty"`
-	OnDemand   bool                 `json:"on_demand"`
-	Transport  Transport            `json:"transport"`
-	Readers    []ReaderStatus       `json:"readers"`
-	BytesIn    uint64               `json:"bytes_in"`
-	PacketsIn  uint64               `json:"packets_in"`
-	PacketLost uint64               `json:"packets_lost"`
-	Jitter     float64              `json:"rtp_jitter"`
-	Reconnects uint64               `json:"reconnects"`
-	Bitrate    uint64               `json:"bitrate_bps"`
-	Dropped    map[string]DropCount `json:"dropped"`
+	Name       string         `json:"name"`
+	URL        SecretURL      `json:"url"`
+	State      string         `json:"state"`
+	Since      time.Time      `json:"since"`
+	LastError  string         `json:"last_error,omitempty"`
+	OnDemand   bool           `json:"on_demand"`
+	Transport  Transport      `json:"transport"`
+	Readers    []ReaderStatus `json:"readers"`
+	BytesIn    uint64         `json:"bytes_in"`
+	PacketsIn  uint64         `json:"packets_in"`
+	PacketLost uint64         `json:"packets_lost"`
+	Jitter     float64        `json:"rtp_jitter"`
+	Reconnects uint64         `json:"reconnects"`
+	// Panics counts internal errors contained in this camera's goroutines
+	// (each one refused the camera's stream, or closed one reader).
+	Panics  uint64               `json:"panics"`
+	Bitrate uint64               `json:"bitrate_bps"`
+	Dropped map[string]DropCount `json:"dropped"`
 }
 
 // ReaderStatus is one attached reader.
@@ -93,7 +103,7 @@ func (c *camera) status() CameraStatus {
 	sort.Slice(s.Readers, func(i, j int) bool { return s.Readers[i].Remote < s.Readers[j].Remote })
 	s.BytesIn, s.PacketsIn, s.PacketLost = c.bytesIn.Load(), c.packetsIn.Load(), c.lost.Load()
 	s.Jitter = math.Float64frombits(c.jitterBits.Load())
-	s.Reconnects, s.Bitrate = c.reconnects.Load(), c.bitrate.Load()
+	s.Reconnects, s.Bitrate, s.Panics = c.reconnects.Load(), c.bitrate.Load(), c.panics.Load()
 	s.Dropped = map[string]DropCount{}
 	for reason, v := range c.counters.Snapshot() {
 		s.Dropped[reason] = DropCount{Units: v[0], Bytes: v[1]}
@@ -113,6 +123,7 @@ var (
 	descLost        = prometheus.NewDesc("cordon_camera_rtp_packets_lost_total", "RTP packets lost between camera and proxy.", []string{"camera"}, nil)
 	descJitter      = prometheus.NewDesc("cordon_camera_rtp_jitter", "RFC 3550 interarrival jitter of the camera's first track, in RTP clock units (90000 per second for video).", []string{"camera"}, nil)
 	descReconnects  = prometheus.NewDesc("cordon_camera_reconnects_total", "Camera sessions that ended and were retried.", []string{"camera"}, nil)
+	descPanics      = prometheus.NewDesc("cordon_camera_panics_total", "Internal errors (panics) contained in the camera's goroutines; each refused the camera's stream (retried with backoff) or closed one reader. Other cameras are not affected. Please report them.", []string{"camera"}, nil)
 	descReaders     = prometheus.NewDesc("cordon_camera_readers", "Readers attached to the camera.", []string{"camera"}, nil)
 	descBitrate     = prometheus.NewDesc("cordon_camera_bitrate_bits_per_second", "Incoming bitrate over the last second.", []string{"camera"}, nil)
 	descDropUnits   = prometheus.NewDesc("cordon_camera_dropped_units_total", "Units dropped by the stream cleaner, by reason.", []string{"camera", "reason"}, nil)
@@ -121,11 +132,19 @@ var (
 	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
 	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
 	descRefused     = prometheus.NewDesc("cordon_reader_refused_total", "Reader requests refused after login, by reason.", []string{"reason"}, nil)
+	descConnRefused = prometheus.NewDesc("cordon_reader_connections_refused_total", "Reader connections closed at once because a connection limit was reached, by limit.", []string{"listener", "limit"}, nil)
+	descConnOpen    = prometheus.NewDesc("cordon_reader_connections", "Open reader connections.", []string{"listener"}, nil)
+	descAcceptErr   = prometheus.NewDesc("cordon_reader_accept_errors_total", "Failed accepts on a reader listener (each retried after a delay), such as EMFILE when file descriptors run out.", []string{"listener"}, nil)
+	descEvicted     = prometheus.NewDesc("cordon_reader_disconnected_total", "Readers the proxy disconnected, by reason (output_budget: the readers' output buffers were full and this reader held the most).", []string{"reason"}, nil)
+	descOutBuf      = prometheus.NewDesc("cordon_reader_output_buffer_bytes", "Bytes queued for frame-batched readers, all together (bounded by limits.output_buffer_bytes).", nil, nil)
+	descThrottled   = prometheus.NewDesc("cordon_reader_auth_throttled_total", "Reader logins answered without checking the password, by scope (source or account: in a failure delay; busy: too many logins of one source waiting for a hash check).", []string{"scope"}, nil)
+	descListenerUp  = prometheus.NewDesc("cordon_reader_listener_up", "1 while the reader listener accepts connections.", []string{"listener"}, nil)
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects,
-		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused} {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
+		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled} {
 		ch <- d
 	}
 }
@@ -144,7 +163,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(descUp, up, s.Name)
-		for _, st := range []string{stateIdle, stateConnecting, stateUp, stateDown} {
+		for _, st := range []string{stateIdle, stateConnecting, stateUp, stateDown, stateAuthFailed} {
 			v := 0.0
 			if s.State == st {
 				v = 1
@@ -156,6 +175,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLost, s.PacketLost, s.Name)
 		gauge(descJitter, s.Jitter, s.Name)
 		counter(descReconnects, s.Reconnects, s.Name)
+		counter(descPanics, s.Panics, s.Name)
 		gauge(descReaders, float64(len(s.Readers)), s.Name)
 		gauge(descBitrate, float64(s.Bitrate), s.Name)
 		for reason, d := range s.Dropped {
@@ -172,4 +192,22 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, p.refusedCamera.Load(), "camera")
 	counter(descRefused, p.refusedFull.Load(), "max_readers")
 	counter(descRefused, p.refusedPublish.Load(), "publish")
+	counter(descRefused, p.refusedSession.Load(), "session")
+	for i, s := range throttleScopes {
+		counter(descThrottled, p.throttled[i].Load(), s)
+	}
+	counter(descEvicted, p.outBudget.evicted.Load(), "output_budget")
+	gauge(descOutBuf, float64(p.outBudget.used.Load()))
+	for _, l := range p.listeners {
+		st := l.stats
+		counter(descConnRefused, st.refusedTotal.Load(), l.name, "max_connections")
+		counter(descConnRefused, st.refusedPerSource.Load(), l.name, "max_connections_per_source")
+		gauge(descConnOpen, float64(st.open.Load()), l.name)
+		counter(descAcceptErr, st.acceptErrors.Load(), l.name)
+		up := 1.0
+		if _, _, failing := st.failingNow(time.Now()); failing || st.stopped.Load() != nil {
+			up = 0
+		}
+		gauge(descListenerUp, up, l.name)
+	}
 }

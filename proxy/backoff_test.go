@@ -3,13 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
 func TestBackoffDelays(t *testing.T) {
-	b := newBackoff(time.Second, 30*time.Second)
+	b := newBackoff(time.Second, 30*time.Second, 10*time.Minute)
 	b.jitter = func() float64 { return 0.5 } // no jitter: factor 1
 	var got []time.Duration
 	for range 7 {
@@ -42,7 +43,7 @@ func TestRetryLoopTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		b := newBackoff(time.Second, 30*time.Second)
+		b := newBackoff(time.Second, 30*time.Second, 10*time.Minute)
 		var at []time.Time
 		start := time.Now()
 		attempt := func(context.Context) (bool, error) {
@@ -78,6 +79,52 @@ func TestRetryLoopTiming(t *testing.T) {
 		}
 		if total := at[7].Sub(start); total < 73*time.Second || total > 111*time.Second {
 			t.Errorf("7 failed retries took %v", total)
+		}
+	})
+}
+
+// TestRetryLoopAuthFailure: after an authentication failure the loop waits
+// the authentication delay (±20 %), not the exponential one, and a new loop
+// with the same backoff (an on-demand camera asked for again) waits for
+// what is left of it before trying.
+func TestRetryLoopAuthFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackoff(time.Second, 30*time.Second, 10*time.Minute)
+		b.jitter = func() float64 { return 0.5 }
+		ctx, cancel := context.WithCancel(context.Background())
+		var at []time.Time
+		start := time.Now()
+		errs := []error{errors.New("connection refused"), &authError{code: 401}, errors.New("connection refused"), &authError{code: 403}}
+		attempt := func(context.Context) (bool, error) {
+			at = append(at, time.Now())
+			return false, errs[len(at)-1]
+		}
+		var waits []time.Duration
+		retryLoop(ctx, b, attempt, func(err error, d time.Duration) {
+			waits = append(waits, d)
+			if len(waits) == len(errs) {
+				cancel() // an on-demand camera's last reader left
+			}
+		})
+		want := []time.Duration{time.Second, 10 * time.Minute, 2 * time.Second, 10 * time.Minute}
+		if !slices.Equal(waits, want) {
+			t.Fatalf("waits %v, want %v", waits, want)
+		}
+		// The loop ended right after the second authentication failure; asked
+		// for again 1 minute later, the camera is tried 9 minutes after that.
+		time.Sleep(time.Minute)
+		ended := at[3]
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		retryLoop(ctx2, b, func(context.Context) (bool, error) {
+			at = append(at, time.Now())
+			cancel2()
+			return false, nil
+		}, func(error, time.Duration) {})
+		if got := at[4].Sub(ended); got != 10*time.Minute {
+			t.Errorf("next attempt %v after the authentication failure, want 10m", got)
+		}
+		if got := at[3].Sub(start); got != 10*time.Minute+3*time.Second {
+			t.Errorf("attempts %v", at)
 		}
 	})
 }

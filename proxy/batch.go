@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -162,20 +163,106 @@ func putBatch(b *[]byte) {
 	batchPool.Put(b)
 }
 
+// outputBudget is the memory all batched readers' queues may hold
+// together (limits.output_buffer_bytes). When a frame does not fit, the
+// reader holding the most is disconnected: one reader that stopped reading
+// costs at most its own queue, and many cannot add up past the budget.
+type outputBudget struct {
+	limit   int64
+	used    atomic.Int64
+	peak    atomic.Int64  // highest used, for tests and the log
+	evicted atomic.Uint64 // readers disconnected because the budget was full
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	writers map[*batchWriter]struct{}
+}
+
+func newOutputBudget(limit int64, log *slog.Logger) *outputBudget {
+	return &outputBudget{limit: limit, log: log, writers: map[*batchWriter]struct{}{}}
+}
+
+// reserve takes n bytes from the budget, or reports false when they do not fit.
+func (b *outputBudget) reserve(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			for {
+				pk := b.peak.Load()
+				if u+n <= pk || b.peak.CompareAndSwap(pk, u+n) {
+					return true
+				}
+			}
+		}
+	}
+}
+
+func (b *outputBudget) free(n int64) { b.used.Add(-n) }
+
+func (b *outputBudget) add(w *batchWriter) {
+	b.mu.Lock()
+	b.writers[w] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *outputBudget) remove(w *batchWriter) {
+	b.mu.Lock()
+	delete(b.writers, w)
+	b.mu.Unlock()
+}
+
+// errOverBudget closes the session of the reader evicted to free the budget.
+var errOverBudget = errors.New("proxy: the readers' output buffers are full (limits.output_buffer_bytes) and this reader holds the most")
+
+// evictLargest disconnects the reader with the most bytes queued (not
+// already evicted). It reports whether it found one.
+func (b *outputBudget) evictLargest() bool {
+	b.mu.Lock()
+	var worst *batchWriter
+	var most int64
+	for w := range b.writers {
+		if p := w.pending.Load(); p > most && !w.evicted.Load() {
+			worst, most = w, p
+		}
+	}
+	if worst != nil {
+		worst.evicted.Store(true)
+	}
+	b.mu.Unlock()
+	if worst == nil {
+		return false
+	}
+	b.evicted.Add(1)
+	b.log.Warn("reader disconnected: the readers' output buffers are full; it held the most",
+		"remote", worst.remote, "queued_bytes", most, "output_buffer_bytes", b.limit)
+	worst.stop()
+	worst.onErr(errOverBudget)
+	return true
+}
+
 // batchWriter is one TCP reader's batched output.
 type batchWriter struct {
 	conn       *trackedConn
 	timeout    time.Duration
-	maxPending int64
+	maxPending int64 // bytes (limits.reader_queue_bytes)
+	budget     *outputBudget
+	remote     string // for the log
 	ch         chan queuedBatch
 	pending    atomic.Int64 // bytes handed over, not yet written
+	evicted    atomic.Bool
 	done       chan struct{}
 	stopOnce   sync.Once
-	ready      <-chan struct{}
-	onErr      func(error)
-	packets    *atomic.Uint64 // the reader's counters, added to when a batch is handed over
-	bytes      *atomic.Uint64
-	delay      func(time.Duration) // observes each frame's delay in the proxy; nil: none
+
+	qmu     sync.Mutex // orders hand-overs with release
+	closed  bool       // released: nothing more is queued
+	ready   <-chan struct{}
+	onErr   func(error)
+	packets *atomic.Uint64 // the reader's counters, added to when a batch is handed over
+	bytes   *atomic.Uint64
+	delay   func(time.Duration) // observes each frame's delay in the proxy; nil: none
 
 	// camera side, guarded by the camera's mutex
 	arrival time.Time          // when the camera packet being added arrived
@@ -187,10 +274,10 @@ type batchWriter struct {
 	curHas  bool
 }
 
-func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
+func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, budget *outputBudget, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
 	return &batchWriter{
 		packets: packets, bytes: bytes,
-		conn: conn, timeout: timeout, maxPending: maxPending,
+		conn: conn, timeout: timeout, maxPending: maxPending, budget: budget,
 		ch:    make(chan queuedBatch, 512),
 		sr:    map[uint8]*srState{},
 		done:  make(chan struct{}),
@@ -228,6 +315,8 @@ func (w *batchWriter) playing() bool {
 }
 
 func (w *batchWriter) run() {
+	w.budget.add(w)
+	defer w.release()
 	select {
 	case <-w.ready:
 	case <-w.done:
@@ -244,11 +333,32 @@ func (w *batchWriter) run() {
 				w.observe(q.arrival)
 			}
 			w.pending.Add(-int64(len(*b)))
+			w.budget.free(int64(len(*b)))
 			putBatch(b)
 			if err != nil {
 				w.onErr(err)
 				return
 			}
+		}
+	}
+}
+
+// release ends the writer's hand-overs and gives back the budget of what
+// is still queued.
+func (w *batchWriter) release() {
+	w.qmu.Lock()
+	w.closed = true
+	w.qmu.Unlock()
+	for {
+		select {
+		case q := <-w.ch:
+			n := int64(len(*q.b))
+			w.pending.Add(-n)
+			w.budget.free(n)
+			putBatch(q.b)
+		default:
+			w.budget.remove(w)
+			return
 		}
 	}
 }
@@ -381,6 +491,22 @@ func (w *batchWriter) flush() (bool, uint64) {
 		putBatch(b)
 		return false, n
 	}
+	if !w.budget.reserve(size) && (!w.budget.evictLargest() || !w.budget.reserve(size)) {
+		// The budget is full even after disconnecting the reader holding
+		// the most (its queue is freed as its writer ends): this reader
+		// skips to the next keyframe.
+		putBatch(b)
+		return false, n
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.closed || w.evicted.Load() {
+		// Released, or this very reader was the one evicted: its session
+		// is closing.
+		w.budget.free(size)
+		putBatch(b)
+		return true, 0
+	}
 	w.pending.Add(size)
 	select {
 	case w.ch <- queuedBatch{b, w.arrival}:
@@ -389,6 +515,7 @@ func (w *batchWriter) flush() (bool, uint64) {
 		return true, 0
 	default:
 		w.pending.Add(-size)
+		w.budget.free(size)
 		putBatch(b)
 		return false, n
 	}

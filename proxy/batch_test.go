@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -46,7 +47,7 @@ func tcpPair(t *testing.T) (*trackedConn, net.Conn) {
 func newPlayingWriter(t *testing.T, tc *trackedConn, maxPending int64, onErr func(error)) *batchWriter {
 	t.Helper()
 	var packets, bytes atomic.Uint64
-	w := newBatchWriter(tc, 5*time.Second, maxPending, &packets, &bytes, onErr)
+	w := newBatchWriter(tc, 5*time.Second, maxPending, newOutputBudget(1<<40, slog.New(slog.DiscardHandler)), &packets, &bytes, onErr)
 	if _, err := tc.Write([]byte("RTSP/1.0 200 OK\r\n\r\n")); err != nil { // the PLAY response
 		t.Fatal(err)
 	}

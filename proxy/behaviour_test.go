@@ -136,6 +136,7 @@ func testSlowReader(t *testing.T, perPacket bool) {
 	// passthrough: rebuild would drop camsim's filler NAL units, which make the bitrate.
 	cfg := testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big")), Mode: Mode(rebuild.ModePassthrough)})
 	cfg.WriteQueueSize = 512 // a few frames at 16 Mbit/s
+	cfg.Limits.ReaderQueueBytes = 512 * 1500
 	cfg.PerPacketWrites = perPacket
 	cfg.Timeouts.Reader = 30 * time.Second
 	p := startProxy(t, cfg, log)
@@ -212,7 +213,7 @@ func TestReloadReaders(t *testing.T) {
 	log, _ := newLog(t)
 	cam := Camera{Name: "a", URL: MustParseSecretURL(sim.URL("c1"))}
 	cfg := testConfig(cam)
-	cfg.Readers = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}
+	cfg.Readers, cfg.AllowAnonymous = []Reader{{User: "old", Password: "pw", Cameras: []string{"*"}}}, false
 	p := startProxy(t, cfg, log)
 	url := "rtsp://old:pw@" + p.RTSPAddr().String() + "/a"
 	r := waitReader(t, "reader", 10*time.Second, url)

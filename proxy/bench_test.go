@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,13 +22,9 @@ import (
 	"github.com/cordon-vms/cordon/proxy/camsim"
 	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
-)
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/cordon-vms/cordon/internal/testutil"
+)
 
 // plainPassThrough is the baseline: gortsplib's examples/proxy pattern (one
 // client pull, ServerStream.WritePacketRTP to every reader, RTP unchanged),
@@ -217,9 +212,9 @@ func fanOutCPU(b *testing.B, mode benchMode, readers, rate int, d time.Duration)
 		return n
 	}
 	time.Sleep(500 * time.Millisecond)
-	c0, s0 := cpuTime(), received()
+	c0, s0 := testutil.CPUTime(b), received()
 	time.Sleep(d)
-	c1, s1 := cpuTime(), received()
+	c1, s1 := testutil.CPUTime(b), received()
 	gb = float64(s1-s0) / 1e9
 	return (c1 - c0).Seconds() / gb, gb
 }

@@ -34,6 +34,16 @@ const (
 	stateDown       = "down"       // waiting to reconnect
 )
 
+// stateAuthFailed: the camera refused the credentials; the proxy waits
+// Timeouts.AuthFailureBackoff before trying again (see camera_auth.go).
+const stateAuthFailed = "auth_failed"
+
+// healthySession is how long a session must deliver media before its end
+// resets the reconnect backoff: packets must arrive both within it after
+// PLAY and after it. A camera that accepts PLAY and then closes, or sends a
+// few packets and stalls, is retried with a growing delay, not at 1 Hz.
+const healthySession = 10 * time.Second
+
 // camera pulls one camera and fans its cleaned packets out to readers.
 type camera struct {
 	p        *Proxy
@@ -48,13 +58,16 @@ type camera struct {
 	demand   chan struct{} // on-demand wake-up, buffered 1
 	counters rebuild.Counters
 
-	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors atomic.Uint64
-	jitterBits                                                        atomic.Uint64 // float64 bits
-	sdpWarned                                                         atomic.Bool
-	tlsWarned                                                         atomic.Bool   // the unpinned certificate was logged
-	bitrate                                                           atomic.Uint64 // bit/s, from tick
-	lastBytes                                                         uint64        // tick only
-	lastSample                                                        time.Time     // tick only
+	bytesIn, packetsIn, lost, reconnects, decodeErrors, processErrors, panics atomic.Uint64
+	jitterBits                                                                atomic.Uint64 // float64 bits
+	sdpWarned                                                                 atomic.Bool
+	poisoned                                                                  atomic.Bool   // a panic was contained: build the next plan afresh
+	tlsWarned                                                                 atomic.Bool   // the unpinned certificate was logged
+	bitrate                                                                   atomic.Uint64 // bit/s, from tick
+	lastBytes                                                                 uint64        // tick only
+	lastSample                                                                time.Time     // tick only
+
+	dial func(ctx context.Context, network, address string) (net.Conn, error) // test hook; nil: a net.Dialer
 
 	mu       sync.Mutex
 	abort    func(error) // ends the current camera session; nil between sessions
@@ -62,7 +75,6 @@ type camera struct {
 	lastErr  string
 	since    time.Time
 	plan     *rebuild.Plan
-	codecs   map[*rebuild.Track]keyCodec
 	jitter   map[*rebuild.Track]*jitterState
 	hasVideo bool
 	streams  []*gortsplib.ServerStream // one per server, same order as Proxy.servers
@@ -72,8 +84,6 @@ type camera struct {
 	lastUse  time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
 	gop      []gopEntry
 	gopValid bool
-	lastKey  uint32
-	haveKey  bool
 }
 
 type gopEntry struct {
@@ -140,6 +150,7 @@ func (c *camera) stop(reason string) {
 	c.log.Info("camera stopping", "reason", reason)
 	c.cancel()
 	go func() {
+		defer c.recoverGo("teardown")
 		<-c.done
 		c.teardown(reason)
 	}()
@@ -154,9 +165,10 @@ func (c *camera) stopWait(reason string) {
 
 func (c *camera) run() {
 	defer close(c.done)
-	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax)
+	defer c.recoverGo("camera loop")
+	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax, c.tmo.AuthFailureBackoff)
 	if !c.cfg.OnDemand {
-		retryLoop(c.ctx, b, c.session, c.onRetry)
+		retryLoop(c.ctx, b, c.safeSession, c.onRetry)
 		return
 	}
 	for {
@@ -168,13 +180,17 @@ func (c *camera) run() {
 		c.log.Info("on-demand camera starting: a reader asked for it")
 		ctx, cancel := context.WithCancel(c.ctx)
 		go c.idleWatch(ctx, cancel)
-		retryLoop(ctx, b, c.session, c.onRetry)
+		retryLoop(ctx, b, c.safeSession, c.onRetry)
 		cancel()
 		if c.ctx.Err() != nil {
 			return
 		}
 		c.teardown("on-demand camera has no readers left")
-		c.setState(stateIdle, "")
+		if b.holding() {
+			c.setState(stateAuthFailed, "") // the next demand waits for the rest
+		} else {
+			c.setState(stateIdle, "")
+		}
 		b.reset()
 	}
 }
@@ -182,6 +198,7 @@ func (c *camera) run() {
 // idleWatch cancels an on-demand pull once nobody has read, asked for or
 // waited for the camera for Timeouts.OnDemandClose.
 func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
+	defer c.recoverGo("on-demand idle watch")
 	t := time.NewTicker(min(time.Second, c.tmo.OnDemandClose/4+time.Millisecond))
 	defer t.Stop()
 	for {
@@ -202,8 +219,17 @@ func (c *camera) idleWatch(ctx context.Context, cancel context.CancelFunc) {
 
 func (c *camera) onRetry(err error, wait time.Duration) {
 	msg := redactError(err, c.cfg.URL)
-	c.setState(stateDown, msg)
 	c.reconnects.Add(1)
+	var ae *authError
+	if errors.As(err, &ae) {
+		c.setState(stateAuthFailed, msg)
+		c.log.Error("camera refused the proxy's credentials; check the user and password in its url "+
+			"(cameras lock the account after repeated failures, so the proxy waits before trying again; "+
+			"a reload that changes the camera retries at once)",
+			"error", msg, "retry_in", wait.Round(time.Second))
+		return
+	}
+	c.setState(stateDown, msg)
 	c.log.Warn("camera session ended; reconnecting", "error", msg, "retry_in", wait.Round(time.Millisecond))
 }
 
@@ -219,8 +245,18 @@ func (c *camera) setState(s, errMsg string) {
 	}
 }
 
-// session runs one camera session until it fails or ctx is done.
-func (c *camera) session(ctx context.Context) (played bool, err error) {
+// safeSession is session with any panic contained: it becomes the
+// session's error.
+func (c *camera) safeSession(ctx context.Context) (played bool, err error) {
+	defer c.recoverSession("camera session", &played, &err)
+	return c.session(ctx)
+}
+
+// session runs one camera session until it fails or ctx is done. It
+// reports whether the session was healthy (see healthySession); a refusal
+// of the credentials is an *authError.
+func (c *camera) session(ctx context.Context) (healthy bool, err error) {
+	defer func() { err = asAuthError(err) }()
 	c.setState(stateConnecting, "")
 	u, err := base.ParseURL(c.cfg.URL.reveal())
 	if err != nil {
@@ -256,8 +292,16 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	if c.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.bind)}
 	}
+	guard := newRedirectGuard(u)
 	cl.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
-		conn, err := d.DialContext(ctx, network, address)
+		if err := guard.check(address); err != nil {
+			return nil, err // before any byte: no credentials to another host
+		}
+		dial := d.DialContext
+		if c.dial != nil {
+			dial = c.dial
+		}
+		conn, err := dial(ctx, network, address)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +317,13 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 		}
 	}
 	capture := &sdpCapture{}
-	cl.OnResponse = capture.onResponse
+	cl.OnResponse = func(res *base.Response) {
+		capture.onResponse(res)
+		guard.onResponse(res)
+		if dropTransportSource(res) {
+			c.log.Debug("camera named a UDP source address in its SETUP answer; ignored (UDP stays with the camera's address)")
+		}
+	}
 	if err := cl.Start(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -282,6 +332,10 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	defer unwatch()
 
 	desc, _, err := cl.Describe(u)
+	if loc, rerr := guard.refusal(); rerr != nil {
+		c.log.Error("camera redirect refused; check the camera's url", "error", rerr, "location", loc)
+		return false, rerr
+	}
 	var sdpErr liberrors.ErrClientSDPInvalid
 	if errors.As(err, &sdpErr) && cl.Protocol != nil && u.Scheme == "rtsp" {
 		// Lenient path: keep the media sections that parse. (Not with
@@ -336,12 +390,19 @@ func (c *camera) session(ctx context.Context) (played bool, err error) {
 	// (gortsplib's Client.Stats and Transport are not safe while the client
 	// closes itself, so nothing here reads them after PLAY.)
 	c.log.Info("camera playing", "tracks", len(plan.Tracks), "transport", c.cfg.Transport)
+	atPlay := c.packetsIn.Load()
+	var atMark atomic.Uint64 // packetsIn at healthySession after PLAY, plus one (0: not yet)
+	mark := time.AfterFunc(healthySession, func() { atMark.Store(c.packetsIn.Load() + 1) })
 	werr := cl.Wait()
+	mark.Stop()
+	m := atMark.Load()
+	healthy = m > 0 && m-1 > atPlay && c.packetsIn.Load() > m-1
 	select {
 	case err := <-refused:
-		return true, fmt.Errorf("stream refused: %w", err)
+		// A refused stream did not work: the backoff goes on growing.
+		return false, fmt.Errorf("stream refused: %w", err)
 	default:
-		return true, werr
+		return healthy, werr
 	}
 }
 
@@ -400,6 +461,12 @@ func formatFingerprint(fp [sha256.Size]byte) string {
 // reaches a recorder's decoder. The camera is retried with backoff, readers
 // stay attached, and other cameras are not affected.
 func (c *camera) refuse(err error) {
+	// (the cleaner counted the dropped unit under "invalid_sps")
+	c.abortSession(err, "camera stream refused: it sent invalid parameter sets; retrying with backoff")
+}
+
+// abortSession ends the current session with err, logged once with msg.
+func (c *camera) abortSession(err error, msg string) {
 	c.mu.Lock()
 	abort := c.abort
 	c.abort = nil
@@ -407,8 +474,7 @@ func (c *camera) refuse(err error) {
 	if abort == nil {
 		return // already refused; the session is closing
 	}
-	// (the cleaner counted the dropped unit under "invalid_sps")
-	c.log.Error("camera stream refused: it sent invalid parameter sets; retrying with backoff", "error", err)
+	c.log.Error(msg, "error", err)
 	abort(err)
 }
 
@@ -416,6 +482,15 @@ func (c *camera) refuse(err error) {
 // same as before, and replaces them (closing readers) when it changed.
 func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	c.mu.Lock()
+	if c.plan != nil && c.poisoned.Load() {
+		// A panic was contained in this plan's cleaner: its state is not
+		// to be trusted, so readers start again from a new one.
+		c.mu.Unlock()
+		c.log.Warn("rebuilding the camera's stream after an internal error; closing its readers")
+		c.teardown("camera stream rebuilt after an internal error")
+		c.mu.Lock()
+	}
+	c.poisoned.Store(false)
 	if c.plan != nil {
 		err := c.plan.Rebind(desc)
 		if err == nil {
@@ -450,17 +525,15 @@ func (c *camera) bindPlan(desc *description.Session) (*rebuild.Plan, error) {
 	}
 	c.plan = plan
 	c.streams = streams
-	c.codecs = map[*rebuild.Track]keyCodec{}
 	c.jitter = map[*rebuild.Track]*jitterState{}
 	c.hasVideo = false
 	for _, t := range plan.Tracks {
 		c.jitter[t] = &jitterState{clock: float64(t.CameraFormat().ClockRate())}
 		if t.Media().Type == description.MediaTypeVideo {
 			c.hasVideo = true
-			c.codecs[t] = codecOf(t.Media().Formats[0])
 		}
 	}
-	c.gop, c.gopValid, c.haveKey = nil, false, false
+	c.gop, c.gopValid = nil, false
 	select {
 	case <-c.ready:
 	default:
@@ -493,11 +566,15 @@ func (c *camera) teardown(reason string) {
 
 // onPacket cleans one camera packet and sends the result to every reader.
 func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
+	defer c.recoverPacket()
+	if h := c.p.testPacketHook; h != nil {
+		h(c.cfg.Name, pkt)
+	}
 	c.packetsIn.Add(1)
 	c.bytesIn.Add(uint64(pkt.MarshalSize()))
 	arrival := time.Now()
 	ts := pkt.Timestamp
-	out, ra, err := t.Process(pkt)
+	out, keyAt, err := t.Process(pkt)
 	if errors.Is(err, rebuild.ErrInvalidParameters) {
 		c.refuse(err)
 		return
@@ -521,19 +598,11 @@ func (c *camera) onPacket(t *rebuild.Track, pkt *rtp.Packet) {
 	if err != nil || len(out) == 0 {
 		return
 	}
+	// The cleaner flags where a keyframe starts; without video, every
+	// packet is a place to start.
 	video := t.Media().Type == description.MediaTypeVideo
-	codec := c.codecs[t]
 	for i, op := range out {
-		key := !c.hasVideo
-		if video {
-			key = (i == 0 && ra) || keyPacket(codec, op.Payload)
-			if key && c.haveKey && op.Timestamp == c.lastKey {
-				key = false // another slice or parameter set of the same keyframe
-			}
-			if key {
-				c.lastKey, c.haveKey = op.Timestamp, true
-			}
-		}
+		key := !c.hasVideo || (video && i == keyAt)
 		c.cacheLocked(t, op, key && video)
 		for r := range c.readers {
 			c.sendLocked(r, t, op, key, arrival)
@@ -712,7 +781,7 @@ func (c *camera) addReader(r *reader) error {
 	if _, ok := c.readers[r]; ok {
 		return nil
 	}
-	if c.cfg.MaxReaders > 0 && len(c.readers) >= c.cfg.MaxReaders {
+	if c.cfg.MaxReaders >= 0 && len(c.readers) >= c.cfg.MaxReaders {
 		return errTooManyReaders
 	}
 	c.readers[r] = struct{}{}

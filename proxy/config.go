@@ -3,11 +3,13 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,11 +27,16 @@ type Config struct {
 	TLS        TLS        `yaml:"tls"`
 	CameraSide CameraSide `yaml:"camera_side"`
 	Cameras    []Camera   `yaml:"cameras"`
-	// Readers are the recorders allowed to read. When empty, reading needs no
-	// credentials (any client that reaches the core-side port may read).
-	Readers  []Reader `yaml:"readers"`
-	Log      Log      `yaml:"log"`
-	Timeouts Timeouts `yaml:"timeouts"`
+	// Readers are the recorders allowed to read; each must log in. When
+	// empty, AllowAnonymous must say so on purpose.
+	Readers []Reader `yaml:"readers"`
+	// AllowAnonymous lets any client that reaches the reader-side listeners
+	// read every camera without credentials. Without readers it must be
+	// true (the proxy refuses to start otherwise); with readers it must be
+	// false. The demo sets it, on 127.0.0.1 only.
+	AllowAnonymous bool     `yaml:"allow_anonymous"`
+	Log            Log      `yaml:"log"`
+	Timeouts       Timeouts `yaml:"timeouts"`
 	// WriteQueueSize is the per-reader queue, in packets; it must hold the
 	// largest keyframe plus the GOP sent to a new reader. A power of two.
 	// It defaults to 4096.
@@ -43,11 +50,42 @@ type Config struct {
 	// per-reader queue, as UDP and RTSPS readers always are. For
 	// benchmarks and troubleshooting.
 	PerPacketWrites bool `yaml:"per_packet_writes"`
+	// Limits bound what readers may cost the proxy.
+	Limits Limits `yaml:"limits"`
+
+	// origin says where the values came from (file lines, flags) for
+	// messages; nil for a Config built in code.
+	origin *origin
 }
 
-// Listen holds the core-side addresses.
+// Limits bound the core side's connections and output memory, so that
+// readers that connect and stay silent, or never read, cannot exhaust file
+// descriptors or memory.
+type Limits struct {
+	// MaxConnections caps open core-side (RTSP and RTSPS) connections in
+	// total; further connections are closed at once (and counted). It
+	// defaults to 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource caps open core-side connections from one
+	// source address. It defaults to 64.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// OutputBufferBytes is the memory all readers' output queues may hold
+	// together. When it is full, the reader holding the most is
+	// disconnected. It defaults to 256 MiB.
+	OutputBufferBytes int64 `yaml:"output_buffer_bytes"`
+	// ReaderQueueBytes is the most one reader's output queue may hold (a
+	// reader over it skips to the next keyframe). It defaults to 8 MiB:
+	// the largest keyframe plus the GOP sent to a new reader must fit.
+	ReaderQueueBytes int64 `yaml:"reader_queue_bytes"`
+}
+
+// Listen holds the reader-side (core network) addresses. Every address is
+// IP:port with an IP literal of this host; an empty IP (":8554") listens on
+// every interface, the camera network's too, so it is only ever written on
+// purpose. Port 0 picks a free port (for tests).
 type Listen struct {
-	// RTSP is the core-side RTSP (TCP) address. It defaults to ":8554".
+	// RTSP is the core-side RTSP (TCP) address. Required: there is no
+	// default, so the proxy never listens on an interface nobody chose.
 	RTSP string `yaml:"rtsp"`
 	// RTSPS is the optional RTSP-over-TLS address; it needs TLS.Cert and
 	// TLS.Key. Empty disables it.
@@ -55,11 +93,12 @@ type Listen struct {
 	// Admin serves /metrics, /v1/cameras and /healthz. It defaults to
 	// "127.0.0.1:9090"; "off" disables it.
 	Admin string `yaml:"admin"`
-	// UDPRTP and UDPRTCP are the server ports of the UDP transport for
-	// readers (an even port and the next one). They default to ports 8000
-	// and 8001 on the RTSP listener's host; "off" for both disables UDP
-	// (readers then use TCP).
-	UDPRTP  string `yaml:"udp_rtp"`
+	// UDPRTP is the server port of the UDP transport for readers (RTP, an
+	// even port). It defaults to port 8000 on the RTSP listener's IP;
+	// "off" disables UDP (readers then use TCP).
+	UDPRTP string `yaml:"udp_rtp"`
+	// UDPRTCP is the RTCP port, UDPRTP's port + 1. It defaults to that
+	// port on UDPRTP's IP, and is off when UDPRTP is.
 	UDPRTCP string `yaml:"udp_rtcp"`
 }
 
@@ -82,6 +121,12 @@ type Log struct {
 	Format string `yaml:"format"` // text (default) or json
 }
 
+// Log levels and formats.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
 // Timeouts bound waits on cameras and readers.
 type Timeouts struct {
 	// Camera is the read/write timeout towards cameras. It defaults to 10 s.
@@ -101,6 +146,10 @@ type Timeouts struct {
 	// doubles from min to max with ±20 % jitter. They default to 1 s and 30 s.
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// AuthFailureBackoff is the reconnect delay (±20 % jitter) after a
+	// camera refused the credentials (401 or 403): cameras lock the account
+	// after a few failed logins. It defaults to 10 minutes.
+	AuthFailureBackoff time.Duration `yaml:"auth_failure_backoff"`
 }
 
 // Camera is one camera to pull.
@@ -115,7 +164,8 @@ type Camera struct {
 	Transport Transport `yaml:"transport"`
 	// OnDemand pulls the camera only while a reader is attached.
 	OnDemand bool `yaml:"on_demand"`
-	// MaxReaders limits concurrent readers of this camera; 0 means no limit.
+	// MaxReaders limits concurrent readers of this camera; -1 means no
+	// limit. It defaults to 32.
 	MaxReaders int `yaml:"max_readers"`
 	// Mode is how packets are cleaned: rebuild (default) or passthrough.
 	Mode Mode `yaml:"mode"`
@@ -197,14 +247,38 @@ func (a *Audio) UnmarshalYAML(n *yaml.Node) error {
 	return config.OneOf(n, "audio", a, Audio(rebuild.AudioKeep), Audio(rebuild.AudioDrop))
 }
 
-// DecodeConfigFile reads a configuration file strictly (unknown keys and
-// bad values are errors naming file and line) without validating it as a
-// whole, so that command-line flags can complete it first.
+// DecodeConfigFile reads a configuration file strictly without validating
+// it as a whole, so that command-line flags can complete it first. It
+// fails on a file that cannot be read or is not YAML. Unknown keys and
+// bad values are kept, with their lines, and reported by Validate together
+// with every other problem, so that one run lists them all; the Config
+// also remembers the line of each key for Validate's messages.
 func DecodeConfigFile(path string) (Config, error) {
-	var c Config
-	if err := config.LoadFile(path, &c); err != nil {
+	data, err := config.ReadFile(path)
+	if err != nil {
 		return Config{}, err
 	}
+	var doc yaml.Node
+	if err := config.Decode(path, data, &doc); err != nil {
+		return Config{}, err // not YAML: nothing more to say
+	}
+	o := &origin{file: path, lines: config.KeyLines(&doc)}
+	var c Config
+	if err := config.Decode(path, data, &c); err != nil {
+		var one *config.Error
+		var many config.Errors
+		switch {
+		case errors.As(err, &many):
+		case errors.As(err, &one):
+			many = config.Errors{one}
+		default:
+			return Config{}, err
+		}
+		for _, e := range many {
+			o.decodeErrs = append(o.decodeErrs, Problem{Where: e.File + ":" + strconv.Itoa(e.Line), line: e.Line, Msg: e.Msg})
+		}
+	}
+	c.origin = o
 	return c, nil
 }
 
@@ -215,135 +289,297 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
 	}
 	return c, nil
 }
 
+// origin is where a Config's values came from.
+type origin struct {
+	file       string
+	lines      map[string]int    // key path → line (config.KeyLines)
+	flags      map[string]string // key path → the flag that set it
+	decodeErrs []Problem         // unknown keys and bad values, from decoding
+}
+
+// SetByFlag records that the value at key (say "listen.rtsp") was set by a
+// command-line flag (say "--listen"), so that a problem with it names the
+// flag rather than a line of the file.
+func (c *Config) SetByFlag(key, flag string) {
+	if c.origin == nil {
+		c.origin = &origin{}
+	}
+	if c.origin.flags == nil {
+		c.origin.flags = map[string]string{}
+	}
+	c.origin.flags[key] = flag
+}
+
+// where locates key: its line in the file (or its closest parent's), or
+// the flag that set it.
+func (o *origin) where(key string) (string, int) {
+	if o == nil {
+		return "", 0
+	}
+	if f, ok := o.flags[key]; ok {
+		return f, 0
+	}
+	for k := key; k != ""; {
+		if l, ok := o.lines[k]; ok {
+			return o.file + ":" + strconv.Itoa(l), l
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return o.file, 0
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// Problem is one thing wrong with a configuration, or worth a warning.
+type Problem struct {
+	// Where is "FILE:LINE" (or "FILE" for a missing key) when the
+	// configuration came from a file, the flag that set the value, or
+	// empty for a Config built in code.
+	Where string
+	// Key is the key path, like "listen.rtsp" or "cameras[2].url"; empty
+	// for a problem found while decoding the file.
+	Key string
+	// Msg says what is wrong and what to write instead. It names the key.
+	Msg string
+
+	line int
+}
+
+func (p Problem) String() string {
+	if p.Where == "" {
+		return p.Msg
+	}
+	return p.Where + ": " + p.Msg
+}
+
 // ValidationError lists everything wrong with a configuration, one problem a line.
-type ValidationError struct{ Problems []string }
+type ValidationError struct{ Problems []Problem }
 
 func (e *ValidationError) Error() string {
 	if len(e.Problems) == 1 {
-		return e.Problems[0]
+		return e.Problems[0].String()
 	}
-	return fmt.Sprintf("%d problems:\n  %s", len(e.Problems), strings.Join(e.Problems, "\n  "))
+	s := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		s[i] = p.String()
+	}
+	return fmt.Sprintf("%d problems:\n  %s", len(e.Problems), strings.Join(s, "\n  "))
 }
 
-// Validate checks the configuration as a whole. Its messages are meant for
-// the administrator who wrote the file.
+// problems collects a configuration's problems, each located by its key.
+type problems struct {
+	o    *origin
+	list []Problem
+}
+
+func (ps *problems) add(key, format string, args ...any) {
+	w, l := ps.o.where(key)
+	ps.list = append(ps.list, Problem{Where: w, Key: key, Msg: fmt.Sprintf(format, args...), line: l})
+}
+
+// result merges the file's decoding problems, drops a problem on a line
+// that decoding already reported (a rejected value is also a missing one),
+// and sorts by line when the configuration came from a file.
+func (ps *problems) result() []Problem {
+	if ps.o == nil || (len(ps.o.decodeErrs) == 0 && ps.o.file == "") {
+		return ps.list
+	}
+	out := slices.Clone(ps.o.decodeErrs)
+	seen := map[int]bool{}
+	for _, p := range out {
+		seen[p.line] = true
+	}
+	for _, p := range ps.list {
+		if p.line == 0 || !seen[p.line] {
+			out = append(out, p)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Problem) int { return a.line - b.line })
+	return out
+}
+
+// Validate checks the configuration as a whole, without looking at this
+// host (Check does both). It reports every problem at once. Its messages
+// are meant for the administrator who wrote the file.
 func (c *Config) Validate() error {
-	var ps []string
-	add := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
+	errs, _ := c.collect(nil)
+	if len(errs) > 0 {
+		return &ValidationError{Problems: errs}
+	}
+	return nil
+}
+
+// Check is Validate and more: it checks the configuration against this
+// host (listener and camera_side.bind addresses are this host's, the TLS
+// files load) and returns warnings that do not stop the proxy (a reader-side
+// listener on the camera network's interface). Every problem is in the
+// error (a *ValidationError) at once. Ports in use are not checked: the
+// running proxy holds its own, and a check before a reload must pass.
+func (c *Config) Check() (warnings []Problem, err error) {
+	h, herr := loadHost()
+	if herr != nil {
+		h = nil // cannot list interfaces: check what does not need them
+	}
+	errs, warns := c.collect(h)
+	if len(errs) > 0 {
+		return warns, &ValidationError{Problems: errs}
+	}
+	return warns, nil
+}
+
+// collect returns the configuration's problems and warnings; with a host,
+// also those that depend on this host.
+func (c *Config) collect(h *host) (errs, warns []Problem) {
+	ps := &problems{o: c.origin}
+	add := ps.add
 
 	if len(c.Cameras) == 0 {
-		add("cameras: none configured; add at least one camera with a name and a url")
+		add("cameras", "cameras: none configured; add at least one camera with a name and a url")
 	}
 	names := map[string]int{}
 	for i, cam := range c.Cameras {
-		where := fmt.Sprintf("cameras[%d]", i)
+		key := fmt.Sprintf("cameras[%d]", i)
+		where := key
 		if cam.Name != "" {
 			where += " (" + cam.Name + ")"
 		}
 		switch {
 		case cam.Name == "":
-			add("%s: name is missing; it is the path readers use (rtsp://proxy:8554/<name>)", where)
+			add(key+".name", "%s: name is missing; it is the path readers use (rtsp://proxy:8554/<name>)", where)
 		case !nameRE.MatchString(cam.Name):
-			add("%s: name %q may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", where, cam.Name)
+			add(key+".name", "%s: name %q may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", where, cam.Name)
 		default:
 			if j, dup := names[cam.Name]; dup {
-				add("%s: name %q is already used by cameras[%d]; names must be unique", where, cam.Name, j)
+				add(key+".name", "%s: name %q is already used by cameras[%d]; names must be unique", where, cam.Name, j)
 			}
 			names[cam.Name] = i
 		}
 		if cam.URL.IsZero() {
-			add("%s: url is missing (rtsp://user:password@camera-address:554/path)", where)
+			add(key+".url", "%s: url is missing (rtsp://user:password@camera-address:554/path)", where)
 		}
 		if cam.TLSFingerprint != "" {
 			if _, err := parseFingerprint(cam.TLSFingerprint); err != nil {
-				add("%s: %v", where, err)
+				add(key+".tls_fingerprint", "%s: %v", where, err)
 			} else if !cam.URL.IsZero() && !strings.HasPrefix(strings.ToLower(cam.URL.reveal()), "rtsps://") {
-				add("%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
+				add(key+".tls_fingerprint", "%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
 			}
 		}
-		if cam.MaxReaders < 0 {
-			add("%s: max_readers is %d; use 0 for no limit or a positive number", where, cam.MaxReaders)
+		if cam.MaxReaders < -1 {
+			add(key+".max_readers", "%s: max_readers is %d; use -1 for no limit or a positive number", where, cam.MaxReaders)
 		}
 		if err := cam.rebuildConfig().Validate(); err != nil {
-			add("%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
+			add(key+".keep_sei", "%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
 		}
 	}
 
 	users := map[string]int{}
 	for i, r := range c.Readers {
-		where := fmt.Sprintf("readers[%d]", i)
+		key := fmt.Sprintf("readers[%d]", i)
+		where := key
 		if r.User != "" {
 			where += " (" + r.User + ")"
 		}
 		if r.User == "" {
-			add("%s: user is missing", where)
+			add(key, "%s: user is missing", where)
 		} else if strings.ContainsAny(r.User, ":\"") {
-			add("%s: user may not contain ':' or '\"'", where)
+			add(key+".user", "%s: user may not contain ':' or '\"'", where)
 		} else {
 			if j, dup := users[r.User]; dup {
-				add("%s: user %q is already defined by readers[%d]", where, r.User, j)
+				add(key+".user", "%s: user %q is already defined by readers[%d]", where, r.User, j)
 			}
 			users[r.User] = i
 		}
 		switch {
 		case r.Password == "" && r.PasswordHash == "":
-			add("%s: set password or password_hash", where)
+			add(key, "%s: set password or password_hash", where)
 		case r.Password != "" && r.PasswordHash != "":
-			add("%s: set password or password_hash, not both", where)
+			add(key+".password_hash", "%s: set password or password_hash, not both", where)
 		case r.PasswordHash != "":
 			if _, err := parseHash(r.PasswordHash); err != nil {
-				add("%s: password_hash: %v", where, err)
+				add(key+".password_hash", "%s: password_hash: %v", where, err)
 			}
 		}
 		if len(r.Cameras) == 0 {
-			add("%s: cameras is empty, so this reader could read nothing; list camera names or \"*\"", where)
+			add(key+".cameras", "%s: cameras is empty, so this reader could read nothing; list camera names or \"*\"", where)
 		}
-		for _, name := range r.Cameras {
+		for j, name := range r.Cameras {
 			if name == "*" {
 				continue
 			}
 			if _, ok := names[name]; !ok {
-				add("%s: camera %q is not defined under cameras", where, name)
+				add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not defined under cameras", where, name)
 			}
 		}
-		for _, n := range r.Networks {
+		for j, n := range r.Networks {
 			if _, err := parseNetwork(n); err != nil {
-				add("%s: network %q is not an address or CIDR prefix (like 10.0.0.0/24)", where, n)
+				add(fmt.Sprintf("%s.networks[%d]", key, j), "%s: network %q is not an address or CIDR prefix (like 10.0.0.0/24)", where, n)
 			}
 		}
+	}
+	switch {
+	case len(c.Readers) == 0 && !c.AllowAnonymous:
+		add("readers", "readers: none configured, so anyone who reaches listen.rtsp could read every camera; "+
+			"add readers (each with user, password and cameras) so that recorders must log in, or set allow_anonymous: true to allow that on purpose")
+	case len(c.Readers) > 0 && c.AllowAnonymous:
+		add("allow_anonymous", "allow_anonymous is true but readers are configured, and readers must log in; remove allow_anonymous (or the readers)")
 	}
 
+	ls := c.checkListeners(ps)
 	if c.Listen.RTSPS != "" && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		add("listen.rtsps is set: tls.cert and tls.key are needed too")
+		add("listen.rtsps", "listen.rtsps is set: tls.cert and tls.key are needed too")
 	}
 	if c.Listen.RTSPS == "" && (c.TLS.Cert != "" || c.TLS.Key != "") {
-		add("tls.cert/tls.key are set but listen.rtsps is empty; set listen.rtsps (e.g. \":8322\") or remove tls")
+		add("tls", "tls.cert/tls.key are set but listen.rtsps is empty; set listen.rtsps (e.g. \":8322\") or remove tls")
 	}
-	if (c.Listen.UDPRTP == "off") != (c.Listen.UDPRTCP == "off") {
-		add("listen.udp_rtp and listen.udp_rtcp must both be \"off\" or both be set")
-	}
+	var bind netip.Addr
 	if c.CameraSide.Bind != "" {
-		if _, err := netip.ParseAddr(c.CameraSide.Bind); err != nil {
-			add("camera_side.bind %q is not an IP address (use the camera-network interface's address)", c.CameraSide.Bind)
+		a, err := netip.ParseAddr(c.CameraSide.Bind)
+		if err != nil {
+			add("camera_side.bind", "camera_side.bind %q is not an IP address (use the camera-network interface's address)", c.CameraSide.Bind)
+		} else {
+			bind = a.Unmap()
 		}
 	}
+	if c.Log.Level != "" && !slices.Contains(logLevels, c.Log.Level) {
+		add("log.level", "log.level %q is not one of %s", c.Log.Level, strings.Join(logLevels, ", "))
+	}
+	if c.Log.Format != "" && !slices.Contains(logFormats, c.Log.Format) {
+		add("log.format", "log.format %q is not one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
 	if q := c.WriteQueueSize; q != 0 && (q < 64 || q&(q-1) != 0) {
-		add("write_queue_size %d must be a power of two, at least 64", q)
+		add("write_queue_size", "write_queue_size %d must be a power of two, at least 64", q)
+	}
+	l := c.Limits
+	if l.MaxConnections < 0 || l.MaxConnectionsPerSource < 0 || l.OutputBufferBytes < 0 || l.ReaderQueueBytes < 0 {
+		add("limits", "limits: values must be positive (0 takes the default)")
+	}
+	if l.MaxConnections > 0 && l.MaxConnectionsPerSource > l.MaxConnections {
+		add("limits.max_connections_per_source", "limits.max_connections_per_source (%d) is larger than limits.max_connections (%d)", l.MaxConnectionsPerSource, l.MaxConnections)
+	}
+	if l.ReaderQueueBytes > 0 && l.OutputBufferBytes > 0 && l.ReaderQueueBytes > l.OutputBufferBytes {
+		add("limits.reader_queue_bytes", "limits.reader_queue_bytes (%d) is larger than limits.output_buffer_bytes (%d)", l.ReaderQueueBytes, l.OutputBufferBytes)
 	}
 	if c.Timeouts.BackoffMin != 0 && c.Timeouts.BackoffMax != 0 && c.Timeouts.BackoffMin > c.Timeouts.BackoffMax {
-		add("timeouts.backoff_min (%s) is larger than timeouts.backoff_max (%s)", c.Timeouts.BackoffMin, c.Timeouts.BackoffMax)
+		add("timeouts.backoff_min", "timeouts.backoff_min (%s) is larger than timeouts.backoff_max (%s)", c.Timeouts.BackoffMin, c.Timeouts.BackoffMax)
 	}
-	if len(ps) > 0 {
-		return &ValidationError{Problems: ps}
+	if c.Timeouts.AuthFailureBackoff < 0 {
+		add("timeouts.auth_failure_backoff", "timeouts.auth_failure_backoff (%s) is negative; it is the wait after a camera refused the credentials (default 10m)", c.Timeouts.AuthFailureBackoff)
 	}
-	return nil
+	if h == nil {
+		return ps.result(), nil
+	}
+	wps := &problems{o: c.origin}
+	c.checkHost(h, ls, bind, ps, wps)
+	return ps.result(), wps.list
 }
 
 // withDefaults returns c with zero values replaced by their defaults.
@@ -353,22 +589,41 @@ func (c Config) withDefaults() Config {
 			*d = v
 		}
 	}
-	if c.Listen.RTSP == "" {
-		c.Listen.RTSP = ":8554"
-	}
+	// Listen.RTSP has no default (Validate requires it); the others
+	// follow it or stay on loopback.
 	if c.Listen.Admin == "" {
 		c.Listen.Admin = "127.0.0.1:9090"
 	}
-	if c.Listen.UDPRTP == "" && c.Listen.UDPRTCP == "" {
+	if c.Listen.UDPRTP == "" {
 		// Same interface as the RTSP listener (the core side only).
 		host, _, _ := net.SplitHostPort(c.Listen.RTSP)
-		c.Listen.UDPRTP, c.Listen.UDPRTCP = net.JoinHostPort(host, "8000"), net.JoinHostPort(host, "8001")
+		c.Listen.UDPRTP = net.JoinHostPort(host, "8000")
+	}
+	switch {
+	case c.Listen.UDPRTP == "off":
+		c.Listen.UDPRTCP = "off"
+	case c.Listen.UDPRTCP == "":
+		host, port, _ := net.SplitHostPort(c.Listen.UDPRTP)
+		n, _ := strconv.Atoi(port)
+		c.Listen.UDPRTCP = net.JoinHostPort(host, strconv.Itoa(n+1))
 	}
 	if c.WriteQueueSize == 0 {
 		c.WriteQueueSize = 4096
 	}
 	if c.GOPCacheMaxPackets == 0 {
 		c.GOPCacheMaxPackets = 4000
+	}
+	if c.Limits.MaxConnections == 0 {
+		c.Limits.MaxConnections = 1024
+	}
+	if c.Limits.MaxConnectionsPerSource == 0 {
+		c.Limits.MaxConnectionsPerSource = min(64, c.Limits.MaxConnections)
+	}
+	if c.Limits.OutputBufferBytes == 0 {
+		c.Limits.OutputBufferBytes = 256 << 20
+	}
+	if c.Limits.ReaderQueueBytes == 0 {
+		c.Limits.ReaderQueueBytes = min(8<<20, c.Limits.OutputBufferBytes)
 	}
 	def(&c.Timeouts.Camera, 10*time.Second)
 	def(&c.Timeouts.Reader, 10*time.Second)
@@ -377,6 +632,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeouts.AuthFailureDelay, 2*time.Second)
 	def(&c.Timeouts.BackoffMin, time.Second)
 	def(&c.Timeouts.BackoffMax, 30*time.Second)
+	def(&c.Timeouts.AuthFailureBackoff, 10*time.Minute)
 	c.Cameras = slices.Clone(c.Cameras)
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
@@ -388,6 +644,9 @@ func (c Config) withDefaults() Config {
 		}
 		if cam.Audio == "" {
 			cam.Audio = Audio(rebuild.AudioKeep)
+		}
+		if cam.MaxReaders == 0 {
+			cam.MaxReaders = 32
 		}
 	}
 	return c

@@ -160,7 +160,7 @@ func TestInteropReaders(t *testing.T) {
 		}
 		return false
 	})
-	// H.265 (keyframes found by the H.265 path of keyPacket): ffmpeg over TCP.
+	// H.265 (keyframes flagged by the cleaner's H.265 path): ffmpeg over TCP.
 	out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", readerURL(p, "hevc"),
 		"-frames:v", "10", "-f", "null", "-")
 	if err != nil || strings.TrimSpace(out) != "" {
@@ -282,6 +282,7 @@ func TestIsolation(t *testing.T) {
 		{User: "hashed", PasswordHash: testArgonHash, Cameras: []string{"*"}},
 		{User: "far", Password: "good", Cameras: []string{"*"}, Networks: []string{"10.0.0.0/8"}},
 	}
+	cfg.AllowAnonymous = false
 	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,29 +45,41 @@ type Proxy struct {
 
 	accts atomic.Pointer[accounts]
 
-	servers  []*gortsplib.Server // plain RTSP first, then RTSPS if configured
-	admin    *http.Server
-	adminLn  net.Listener
-	registry *prometheus.Registry
+	servers   []*gortsplib.Server                                 // plain RTSP first, then RTSPS if configured
+	listeners []namedStats                                        // the servers' listeners, same order
+	listen    func(network, address string) (net.Listener, error) // net.Listen; a test hook
+	admin     *http.Server
+	adminLn   net.Listener
+	registry  *prometheus.Registry
 
 	// frameDelay is the time from a frame's last camera packet reaching the
 	// proxy to the frame's write to a (frame-batched TCP) reader returning.
 	frameDelay prometheus.Histogram
 
+	// outBudget bounds the bytes queued for all batched readers together.
+	outBudget *outputBudget
+
 	authFailures   atomic.Uint64
+	logins         *loginLimiter
+	throttled      [3]atomic.Uint64 // logins refused without a check: source, account, busy
 	refusedNetwork atomic.Uint64
 	refusedCamera  atomic.Uint64
 	refusedFull    atomic.Uint64
 	refusedPublish atomic.Uint64
+	refusedSession atomic.Uint64 // requests naming another connection's session
 
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	authDelay time.Duration
-	batching  bool // frame-batched output for TCP readers
-	queueSize int  // per-reader queue, packets
-	writeTmo  time.Duration
-	sleep     func(time.Duration) // failed-login delay; a test hook
-	randFn    func() float64
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	// testPacketHook, when set by a test, sees every camera packet before
+	// the cleaner does (from the camera's packet callback).
+	testPacketHook func(camera string, pkt *rtp.Packet)
+	authDelay      time.Duration
+	batching       bool  // frame-batched output for TCP readers
+	readerQueue    int64 // per-reader queue of batched readers, bytes
+	writeTmo       time.Duration
+	sleep          func(time.Duration) // failed-login delay; a test hook
+	randFn         func() float64
 }
 
 // New checks cfg and returns a proxy that is not started yet.
@@ -83,18 +96,21 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &Proxy{
-		log:       logger.With("component", "proxy"),
-		cfg:       cfg,
-		cams:      map[string]*camera{},
-		stop:      make(chan struct{}),
-		sleep:     time.Sleep,
-		authDelay: cfg.Timeouts.AuthFailureDelay,
-		batching:  !cfg.PerPacketWrites,
-		queueSize: cfg.WriteQueueSize,
-		writeTmo:  cfg.Timeouts.Reader,
-		randFn:    rand.Float64,
+		log:         logger.With("component", "proxy"),
+		cfg:         cfg,
+		cams:        map[string]*camera{},
+		stop:        make(chan struct{}),
+		sleep:       time.Sleep,
+		authDelay:   cfg.Timeouts.AuthFailureDelay,
+		batching:    !cfg.PerPacketWrites,
+		readerQueue: cfg.Limits.ReaderQueueBytes,
+		writeTmo:    cfg.Timeouts.Reader,
+		randFn:      rand.Float64,
+		listen:      net.Listen,
 	}
 	p.accts.Store(&acc)
+	p.logins = newLoginLimiter()
+	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
 	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "cordon_reader_frame_delay_seconds",
@@ -113,8 +129,17 @@ func (p *Proxy) Start() error {
 		return errors.New("proxy: already started")
 	}
 	cfg := p.cfg
+	// What depends on this host (addresses, TLS files) is checked now, when
+	// the proxy is about to use it.
+	warns, err := cfg.Check()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	for _, w := range warns {
+		p.log.Warn("configuration: " + w.String())
+	}
 
-	newServer := func(addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
+	newServer := func(key, addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
 		h := &handler{p: p, secure: tlsConf != nil}
 		s := &gortsplib.Server{
 			Handler:        h,
@@ -124,50 +149,92 @@ func (p *Proxy) Start() error {
 			WriteTimeout:   cfg.Timeouts.Reader,
 			WriteQueueSize: cfg.WriteQueueSize,
 		}
-		if tlsConf == nil {
-			s.Listen = func(network, address string) (net.Listener, error) {
-				ln, err := net.Listen(network, address)
-				if err != nil {
-					return nil, err
-				}
-				return trackedListener{ln}, nil
+		st := &listenerStats{}
+		name := "rtsp"
+		if tlsConf != nil {
+			name = "rtsps"
+		}
+		p.listeners = append(p.listeners, namedStats{name, st})
+		s.Listen = func(network, address string) (net.Listener, error) {
+			ln, err := p.listen(network, address)
+			if err != nil {
+				return nil, &ListenError{Key: key, Addr: addr, Err: err}
 			}
+			// With TLS, gortsplib wraps this listener in tls.NewListener:
+			// the handshake runs under the first-read deadline.
+			var gl net.Listener = newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)
+			if tlsConf == nil {
+				gl = trackedListener{gl}
+			}
+			return gl, nil
 		}
 		if udp && cfg.Listen.UDPRTP != "off" {
 			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
+			s.ListenPacket = func(network, address string) (net.PacketConn, error) {
+				pc, err := net.ListenPacket(network, address)
+				if err != nil {
+					key, a := "listen.udp_rtp", cfg.Listen.UDPRTP
+					if address == cfg.Listen.UDPRTCP {
+						key, a = "listen.udp_rtcp", cfg.Listen.UDPRTCP
+					}
+					return nil, &ListenError{Key: key, Addr: a, Err: err}
+				}
+				return pc, nil
+			}
 		}
 		h.srv = s
 		return s
 	}
-	servers := []*gortsplib.Server{newServer(cfg.Listen.RTSP, nil, true)}
+	servers := []*gortsplib.Server{newServer("listen.rtsp", cfg.Listen.RTSP, nil, true)}
 	if cfg.Listen.RTSPS != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
 			return fmt.Errorf("proxy: tls.cert/tls.key: %w", err)
 		}
-		servers = append(servers, newServer(cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
+		servers = append(servers, newServer("listen.rtsps", cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
 	}
 	for i, s := range servers {
 		if err := s.Start(); err != nil {
 			for _, o := range servers[:i] {
 				o.Close()
 			}
+			var le *ListenError
+			if errors.As(err, &le) {
+				return fmt.Errorf("proxy: %w", err)
+			}
 			return fmt.Errorf("proxy: listen %s: %w", s.RTSPAddress, err)
 		}
 	}
 	p.servers = servers
-
 	if cfg.Listen.Admin != "off" {
 		ln, err := net.Listen("tcp", cfg.Listen.Admin)
 		if err != nil {
 			for _, s := range servers {
 				s.Close()
 			}
-			return fmt.Errorf("proxy: listen.admin %s: %w", cfg.Listen.Admin, err)
+			return fmt.Errorf("proxy: %w", &ListenError{Key: "listen.admin", Addr: cfg.Listen.Admin, Err: err})
 		}
 		p.adminLn = ln
 		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		p.wg.Go(func() { p.admin.Serve(ln) })
+	}
+
+	for i, s := range servers {
+		st := p.listeners[i].stats
+		p.wg.Go(func() {
+			err := s.Wait()
+			select {
+			case <-p.stop:
+				return // closing
+			default:
+			}
+			msg := "stopped"
+			if err != nil {
+				msg = "stopped: " + err.Error()
+			}
+			st.stopped.Store(&msg)
+			p.log.Error("reader listener stopped; readers cannot connect until the proxy restarts", "listener", p.listeners[i].name, "error", err)
+		})
 	}
 
 	for _, cc := range cfg.Cameras {
@@ -246,8 +313,12 @@ func (p *Proxy) AdminAddr() net.Addr {
 // logins use them; attached readers stay). Listener and timeout changes need
 // a restart and are reported in the log.
 func (p *Proxy) Reload(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	warns, err := cfg.Check()
+	if err != nil {
 		return fmt.Errorf("proxy: reload: %w", err)
+	}
+	for _, w := range warns {
+		p.log.Warn("configuration: " + w.String())
 	}
 	cfg = cfg.withDefaults()
 	acc, err := newAccounts(cfg.Readers)
@@ -262,8 +333,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	old := p.cfg
 	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
 		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets ||
-		old.PerPacketWrites != cfg.PerPacketWrites {
-		p.log.Warn("reload: listen, tls, timeouts and queue settings changed but only apply after a restart")
+		old.PerPacketWrites != cfg.PerPacketWrites || old.Limits != cfg.Limits {
+		p.log.Warn("reload: listen, tls, timeouts, limits and queue settings changed but only apply after a restart")
+		cfg.Limits = old.Limits
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
@@ -358,6 +430,26 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return nil
 }
 
+// namedStats is one reader listener's counters.
+type namedStats struct {
+	name  string
+	stats *listenerStats
+}
+
+// listenerProblems says why reader listeners cannot accept connections (a
+// stopped server, or Accept failing since some time); empty when all accept.
+func (p *Proxy) listenerProblems() []string {
+	var out []string
+	for _, l := range p.listeners {
+		if m := l.stats.stopped.Load(); m != nil {
+			out = append(out, fmt.Sprintf("%s listener %s", l.name, *m))
+		} else if m, since, ok := l.stats.failingNow(time.Now()); ok {
+			out = append(out, fmt.Sprintf("%s listener: accept failing for %s: %s", l.name, since.Round(time.Millisecond), m))
+		}
+	}
+	return out
+}
+
 // camera returns the camera called name, or nil.
 func (p *Proxy) camera(name string) *camera {
 	p.mu.Lock()
@@ -375,6 +467,16 @@ func (p *Proxy) cameras() []*camera {
 	}
 	sortCameras(out)
 	return out
+}
+
+var throttleScopes = [...]string{throttleSource, throttleAccount, throttleBusy}
+
+func (p *Proxy) countThrottled(scope string) {
+	for i, s := range throttleScopes {
+		if s == scope {
+			p.throttled[i].Add(1)
+		}
+	}
 }
 
 // failedLoginDelay sleeps a random time in [d/2, d].

@@ -3,8 +3,10 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -32,6 +34,11 @@ func ParseSecretURL(raw string) (SecretURL, error) {
 	}
 	if u.Hostname() == "" {
 		return SecretURL{}, errors.New("the camera address (host) is missing")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return SecretURL{}, fmt.Errorf("port %s is not a port number (1-65535)", p)
+		}
 	}
 	return SecretURL{u: u}, nil
 }

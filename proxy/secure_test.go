@@ -135,10 +135,22 @@ func TestCameraSideBind(t *testing.T) {
 		from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
 		c.Close()
 	}()
-	log, _ := newLog(t)
+	log, lb := newLog(t)
 	cfg := testConfig(Camera{Name: "b", URL: MustParseSecretURL("rtsp://u:p@" + ln.Addr().String() + "/x")})
 	cfg.CameraSide.Bind = "127.0.0.2"
 	startProxy(t, cfg, log)
+	// Both legs on lo: said at start.
+	if !strings.Contains(lb.String(), `and camera_side.bind 127.0.0.2 are on the same interface`) {
+		t.Errorf("no warning about one leg for both networks in the log:\n%s", lb)
+	}
+	cfg.CameraSide.Bind = "203.0.113.77"
+	if _, err := New(cfg, log); err != nil {
+		t.Fatalf("New checks no host address: %v", err)
+	}
+	p, _ := New(cfg, log)
+	if err := p.Start(); err == nil || !strings.HasPrefix(err.Error(), "proxy: camera_side.bind 203.0.113.77 is not an address of this host") {
+		t.Errorf("Start with a foreign camera_side.bind: %v", err)
+	}
 	select {
 	case ip := <-from:
 		if ip != "127.0.0.2" {

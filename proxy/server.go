@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -23,6 +24,20 @@ type handler struct {
 	p      *Proxy
 	srv    *gortsplib.Server
 	secure bool
+	digest sync.Map // *gortsplib.ServerConn → *digestState
+}
+
+func (h *handler) digestOf(sc *gortsplib.ServerConn) *digestState {
+	if d, ok := h.digest.Load(sc); ok {
+		return d.(*digestState)
+	}
+	d, _ := h.digest.LoadOrStore(sc, &digestState{})
+	return d.(*digestState)
+}
+
+// OnConnClose forgets the connection's Digest state.
+func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	h.digest.Delete(ctx.Conn)
 }
 
 var (
@@ -34,6 +49,7 @@ var (
 	_ gortsplib.ServerHandlerOnSessionClose = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnGetParameter = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnSetParameter = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnConnClose    = (*handler)(nil)
 )
 
 func remoteOf(sc *gortsplib.ServerConn) (netip.Addr, string) {
@@ -49,8 +65,27 @@ func cameraName(path string) string { return strings.Trim(path, "/") }
 
 func status(code base.StatusCode) *base.Response { return &base.Response{StatusCode: code} }
 
-// OnRequest logs and counts attempts to publish towards the proxy.
+// foreignSession replaces the Session header of a request that names a
+// session its connection did not create. It is not a valid session ID
+// (gortsplib's are hexadecimal), so gortsplib answers 454 Session Not Found.
+const foreignSession = "-"
+
+// OnRequest refuses requests that name another connection's session, and
+// logs and counts attempts to publish towards the proxy.
+//
+// A session belongs to the connection that created it (SETUP): PLAY,
+// PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER and OPTIONS naming it from
+// any other connection get 454 Session Not Found. gortsplib itself only
+// checks the source address, and the handlers below check credentials only
+// on DESCRIBE and SETUP, so without this a second, unauthenticated
+// connection could PLAY (or TEARDOWN) a reader's session by its ID.
 func (h *handler) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
+	if v := req.Header["Session"]; len(v) > 0 && sc.Session() == nil {
+		h.p.refusedSession.Add(1)
+		_, remote := remoteOf(sc)
+		h.p.log.Warn("reader refused: request names a session of another connection", "method", string(req.Method), "remote", remote)
+		req.Header["Session"] = base.HeaderValue{foreignSession}
+	}
 	switch req.Method {
 	case base.Announce, base.Record:
 		h.p.refusedPublish.Add(1)
@@ -76,20 +111,67 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
 	}
 	a := acc[hdr.Username]
+	acct := "" // the budget of configured accounts only (no map entry per guessed name)
+	if a != nil {
+		acct = a.user
+	}
+	lim := h.p.logins
+	throttled := func(scope string) (string, *base.Response, error) {
+		h.p.countThrottled(scope)
+		h.p.failedLoginDelay()
+		if scope == throttleBusy {
+			return "", status(base.StatusServiceUnavailable), nil
+		}
+		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
+	}
+	if scope := lim.blocked(ip, acct); scope != "" {
+		// In a failure delay: 401 without checking (or hashing) anything.
+		return throttled(scope)
+	}
 	ok := false
 	if a != nil {
-		if a.password != "" {
+		switch {
+		case a.password != "" && hdr.Method == headers.AuthMethodDigest:
+			creds, err := parseDigest(req.Header["Authorization"][0])
+			if err == nil {
+				err = h.digestOf(sc).verify(req, creds, a.user, a.password)
+			}
+			ok = err == nil
+			if errors.Is(err, errDigestReplay) {
+				h.p.log.Warn("reader login refused: Digest response replayed on its connection", "user", a.user, "remote", remote)
+			}
+		case a.password != "":
 			ok = sc.VerifyCredentials(req, a.user, a.password)
-		} else if hdr.Method == headers.AuthMethodBasic {
+		case hdr.Method != headers.AuthMethodBasic:
+		case a.knownGood(hdr.BasicPass):
+			ok = true
+		default:
+			release, err := lim.acquire(ip)
+			if err != nil {
+				return throttled(throttleBusy)
+			}
+			// Earlier guesses of this source may have used up its budget
+			// while this one waited for its turn.
+			if scope := lim.blocked(ip, acct); scope != "" {
+				release()
+				return throttled(scope)
+			}
 			ok = a.checkHash(hdr.BasicPass)
+			release()
 		}
 	}
 	if !ok {
 		h.p.authFailures.Add(1)
+		srcDelay, acctDelay := lim.fail(ip, acct)
 		h.p.log.Warn("reader login failed", "user", hdr.Username, "remote", remote, "camera", name)
+		if srcDelay > 0 || acctDelay > 0 {
+			h.p.log.Warn("reader logins throttled after repeated failures", "user", hdr.Username, "remote", remote,
+				"source_delay", srcDelay, "account_delay", acctDelay)
+		}
 		h.p.failedLoginDelay()
 		return "", status(base.StatusUnauthorized), liberrors.ErrServerAuth{}
 	}
+	lim.succeed(ip, acct)
 	if !a.allowsAddr(ip) {
 		h.p.refusedNetwork.Add(1)
 		h.p.log.Warn("reader refused: source address outside its networks", "user", a.user, "remote", remote)
@@ -130,6 +212,11 @@ func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 
 // OnSetup attaches the session to the camera's stream.
 func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if v := ctx.Request.Header["Session"]; len(v) == 1 && v[0] == foreignSession {
+		// gortsplib created a session for this unknown ID; the error closes
+		// the connection and with it that session.
+		return status(base.StatusSessionNotFound), nil, liberrors.ErrServerSessionNotFound{}
+	}
 	name := cameraName(ctx.Path)
 	user, res, err := h.authorize(ctx.Conn, ctx.Request, name)
 	if res != nil {
@@ -180,6 +267,14 @@ func setupMedia(desc *description.Session, url string) *description.Media {
 // OnResponse records the interleaved channel and SSRC gortsplib chose for a
 // reader's media (TCP transport).
 func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	if res.StatusCode == base.StatusUnauthorized {
+		// The proxy's own Digest challenge (qop, replay protection).
+		for i, v := range res.Header["WWW-Authenticate"] {
+			if strings.HasPrefix(v, "Digest ") {
+				res.Header["WWW-Authenticate"][i] = h.digestOf(sc).challenge()
+			}
+		}
+	}
 	r, ok := sc.UserData().(*reader)
 	if !ok || r.pendingMedia == nil {
 		return
@@ -207,18 +302,22 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	}
 	if tc, ok := ctx.Conn.NetConn().(*trackedConn); ok && h.p.batching && r.bw == nil &&
 		ctx.Session.Transport().Protocol == gortsplib.ProtocolTCP && len(r.chans) == len(ctx.Session.Medias()) {
-		r.bw = newBatchWriter(tc, h.p.writeTmo, int64(h.p.queueSize)*1500, &r.packets, &r.bytes, func(err error) {
+		r.bw = newBatchWriter(tc, h.p.writeTmo, h.p.readerQueue, h.p.outBudget, &r.packets, &r.bytes, func(err error) {
 			h.p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
 			r.ss.Close()
 		})
 		r.bw.delay = func(d time.Duration) { h.p.frameDelay.Observe(d.Seconds()) }
+		r.bw.remote = r.remote
 	}
 	err := r.cam.addReader(r)
 	if err != nil && r.bw != nil {
 		r.bw.stop()
 		r.bw = nil
 	} else if r.bw != nil {
-		go r.bw.run()
+		go func() {
+			defer r.cam.recoverReader(r)
+			r.bw.run()
+		}()
 	}
 	switch {
 	case errors.Is(err, errTooManyReaders):

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -69,31 +68,12 @@ type byteSize int64
 func (b *byteSize) String() string { return humanize.Bytes(int64(*b)) }
 
 func (b *byteSize) Set(s string) error {
-	v, err := parseBytes(s)
+	v, err := humanize.ParseBytes(s)
 	if err != nil {
 		return err
 	}
 	*b = byteSize(v)
 	return nil
-}
-
-func parseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bad size %q (want e.g. 512MiB, 8GiB or a number of bytes)", s)
-	}
-	return int64(v * float64(mult)), nil
 }
 
 // limitFlags registers the limit flags shared by scan and unpack.

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"slices"
 	"testing"
+
+	"github.com/cordon-vms/cordon/internal/humanize"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -24,7 +26,7 @@ func TestParseBytes(t *testing.T) {
 		{"-1", 0, false},
 		{"", 0, false},
 	} {
-		got, err := parseBytes(c.in)
+		got, err := humanize.ParseBytes(c.in)
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("parseBytes(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
 		}

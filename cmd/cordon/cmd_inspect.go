@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/inspect"
 	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/version"
 	"github.com/cordon-vms/cordon/internal/watchlist"
 )
 
@@ -134,9 +134,9 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	case "json":
 		err = r.WriteJSON(&buf)
 	case "sarif":
-		err = r.WriteSARIF(&buf, cordonVersion())
+		err = r.WriteSARIF(&buf, version.String())
 	case "cyclonedx":
-		err = r.WriteCycloneDX(&buf, cordonVersion(), time.Now())
+		err = r.WriteCycloneDX(&buf, version.String(), time.Now())
 	}
 	if err != nil {
 		return fmt.Errorf("inspect: writing %s: %w", *format, err)
@@ -319,14 +319,4 @@ func writeOutput(stdout io.Writer, file string, data []byte) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	return nil
-}
-
-func cordonVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && !strings.HasPrefix(bi.Main.Version, "(") {
-		return bi.Main.Version
-	}
-	return "devel"
 }

@@ -99,12 +99,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := args[0]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			// "cordon help proxy" is "cordon proxy --help".
-			return Main([]string{args[1], "--help"}, stdin, stdout, stderr)
-		}
-		printCommands(stdout)
-		return exitOK
+		return help(args[1:], stdin, stdout, stderr)
 	case "-version", "--version":
 		name = "version"
 	}
@@ -126,6 +121,29 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stderr, "cordon: unknown command %q\n\n", name)
+	printCommands(stderr)
+	return exitUsage
+}
+
+// help is "cordon help [COMMAND [SUBCOMMAND...]]": the command list, or
+// that command's --help ("cordon help firmware scan" is "cordon firmware
+// scan --help"). Only names of commands are passed on, so help never calls
+// itself.
+func help(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printCommands(stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return Main(append(append([]string{}, args...), "--help"), stdin, stdout, stderr)
+		}
+	}
+	if args[0] == "help" {
+		fmt.Fprint(stdout, "usage: cordon help [COMMAND [SUBCOMMAND]]\n\nShows the list of commands, or the help of one command or subcommand.\n")
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "cordon help: unknown command %q\n\n", args[0])
 	printCommands(stderr)
 	return exitUsage
 }

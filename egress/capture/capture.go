@@ -11,6 +11,7 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"strings"
 	"sync"
@@ -233,4 +234,16 @@ func (s *Source) Close() error {
 	defer s.mu.Unlock()
 	s.tp.Close()
 	return nil
+}
+
+// Metrics returns a collector of the capture's kernel counters:
+// cordon_egress_capture_dropped_total, the packets the kernel dropped
+// because the capture ring was full.
+func (s *Source) Metrics() prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cordon_egress_capture_dropped_total", Help: "Packets the kernel dropped because the capture ring was full.",
+	}, func() float64 {
+		_, d, _ := s.Stats()
+		return float64(d)
+	})
 }

@@ -1,10 +1,11 @@
 package dnsparse
 
 import (
-	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 func query(name string, qtype uint16) []byte {
@@ -14,14 +15,6 @@ func query(name string, qtype uint16) []byte {
 		m = append(m, l...)
 	}
 	return append(m, 0, byte(qtype>>8), byte(qtype), 0, 1)
-}
-
-func mustHex(s string) []byte {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 var cases = []struct {
@@ -35,14 +28,14 @@ var cases = []struct {
 	{name: "a query", msg: query("LiteDev.Hik-Connect.com", TypeA), want: "litedev.hik-connect.com", qtype: TypeA},
 	{name: "txt query", msg: query("6162636465.t.data-drop.net", TypeTXT), want: "6162636465.t.data-drop.net", qtype: TypeTXT},
 	// A response captured by tcpdump from dig (example.com A, answer compressed).
-	{name: "response", msg: mustHex("abcd81800001000100000000076578616d706c6503636f6d0000010001c00c000100010000012c00045db8d822"), want: "example.com", qtype: TypeA, resp: true},
+	{name: "response", msg: testutil.MustHex("abcd81800001000100000000076578616d706c6503636f6d0000010001c00c000100010000012c00045db8d822"), want: "example.com", qtype: TypeA, resp: true},
 	// The question name itself compressed: a pointer back into the header is rejected as not backwards of... the header.
-	{name: "pointer loop", msg: mustHex("abcd01000001000000000000c00c00010001"), wantErr: "does not point backwards"},
+	{name: "pointer loop", msg: testutil.MustHex("abcd01000001000000000000c00c00010001"), wantErr: "does not point backwards"},
 	{name: "short header", msg: []byte{1, 2, 3}, wantErr: "shorter than the 12-byte header"},
-	{name: "no question", msg: mustHex("abcd01000000000000000000"), wantErr: "no question"},
-	{name: "label past end", msg: mustHex("abcd010000010000000000003f6162"), wantErr: "label runs past"},
-	{name: "no type", msg: mustHex("abcd0100000100000000000001610000"), wantErr: "before type and class"},
-	{name: "bad label type", msg: mustHex("abcd01000001000000000000400000010001"), wantErr: "label type 0x40"},
+	{name: "no question", msg: testutil.MustHex("abcd01000000000000000000"), wantErr: "no question"},
+	{name: "label past end", msg: testutil.MustHex("abcd010000010000000000003f6162"), wantErr: "label runs past"},
+	{name: "no type", msg: testutil.MustHex("abcd0100000100000000000001610000"), wantErr: "before type and class"},
+	{name: "bad label type", msg: testutil.MustHex("abcd01000001000000000000400000010001"), wantErr: "label type 0x40"},
 	{name: "too long", msg: query(strings.Repeat(strings.Repeat("a", 63)+".", 4)+"com", TypeA), wantErr: "longer than 255"},
 }
 
@@ -65,7 +58,7 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Parse(mustHex("abcd01000000000000000000"), buf); !errors.Is(err, ErrNoQuestion) {
+	if _, err := Parse(testutil.MustHex("abcd01000000000000000000"), buf); !errors.Is(err, ErrNoQuestion) {
 		t.Fatalf("want ErrNoQuestion, got %v", err)
 	}
 }

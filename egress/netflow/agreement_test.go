@@ -88,7 +88,7 @@ func TestPacketFlowAgreement(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Close()
-	if err := e.Close(); err != nil {
+	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	want := visibleAlerts(pktSink.alerts)
@@ -118,7 +118,7 @@ func TestPacketFlowAgreement(t *testing.T) {
 			if err := <-errc; err != nil {
 				t.Fatal(err)
 			}
-			if err := fe.Close(); err != nil {
+			if err := fe.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			st := c.Stats()

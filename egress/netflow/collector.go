@@ -34,9 +34,10 @@ type Collector struct {
 	// Logger receives decode errors (rate-limited) and lifecycle messages.
 	// It defaults to a logger that discards.
 	Logger *slog.Logger
-	// Handle receives each flow record, from the collector's single reading
-	// goroutine, in the order of the datagrams. It is required.
-	Handle func(egress.FlowRecord)
+	// Handle receives each flow record, with the context given to Run, from
+	// the collector's single reading goroutine, in the order of the
+	// datagrams. It is required.
+	Handle func(context.Context, egress.FlowRecord)
 	// MaxDatagramSize bounds a datagram; longer ones are dropped and counted
 	// as decode errors. It defaults to 9000 bytes (a jumbo frame).
 	MaxDatagramSize int
@@ -123,6 +124,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		max = 9000
 	}
 	buf := make([]byte, max+1)
+	handle := func(r egress.FlowRecord) { c.Handle(ctx, r) } // bound once, not per datagram
 	uconn, _ := conn.(*net.UDPConn)
 	for {
 		var (
@@ -151,7 +153,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.logError(log, &DecodeError{Exporter: from, Err: fmt.Errorf("%w (%d)", ErrDatagramTooLong, max)})
 			continue
 		}
-		if err := c.Decoder.Decode(from, buf[:n], c.Handle); err != nil {
+		if err := c.Decoder.Decode(from, buf[:n], handle); err != nil {
 			c.logError(log, err)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // valid one after it is decoded, and Run returns when its context ends.
 func TestCollectorBounds(t *testing.T) {
 	got := make(chan egress.FlowRecord, 10)
-	c := &Collector{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), MaxDatagramSize: 512, Handle: func(r egress.FlowRecord) { got <- r }}
+	c := &Collector{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), MaxDatagramSize: 512, Handle: func(_ context.Context, r egress.FlowRecord) { got <- r }}
 	if c.LocalAddr() != nil {
 		t.Fatal("LocalAddr before Listen")
 	}
@@ -71,7 +71,7 @@ func TestCollectorErrors(t *testing.T) {
 	if err := (&Collector{}).Run(context.Background()); err == nil || err.Error() != "netflow: collector: Handle is required" {
 		t.Errorf("no Handle: %v", err)
 	}
-	c := &Collector{Addr: "256.0.0.1:2055", Handle: func(egress.FlowRecord) {}}
+	c := &Collector{Addr: "256.0.0.1:2055", Handle: func(context.Context, egress.FlowRecord) {}}
 	if err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "netflow: collector: listen on 256.0.0.1:2055 (Addr)") {
 		t.Errorf("bad Addr: %v", err)
 	}

@@ -135,7 +135,7 @@ func TestCollectorSoftflowd(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
 			var mu sync.Mutex
 			got := map[egress.FlowKey]egress.FlowRecord{}
-			c := &netflow.Collector{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Handle: func(r egress.FlowRecord) {
+			c := &netflow.Collector{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Handle: func(_ context.Context, r egress.FlowRecord) {
 				mu.Lock()
 				got[r.Key] = merge(got[r.Key], r)
 				mu.Unlock()

@@ -2,25 +2,18 @@ package tlsparse
 
 import (
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 // rfc9001Hello is the ClientHello of RFC 9001 Appendix A.2 (SNI example.com, ALPN "alpn").
 const rfc9001Hello = "010000ed0303ebf8fa56f12939b9584a3896472ec40bb863cfd3e86804fe3a47f06a2b69484c00000413011302010000c000000010000e00000b6578616d706c652e636f6dff01000100000a00080006001d0017001800100007000504616c706e000500050100000000003300260024001d00209370b2c9caa47fbabaf4559fedba753de171fa71f50f1ce15d43e994ec74d748002b0003020304000d0010000e0403050306030203080408050806002d00020101001c00024001003900320408ffffffffffffffff05048000ffff07048000ffff0801100104800075300901100f088394c8f03e51570806048000ffff"
-
-func mustHex(s string) []byte {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
 
 // goClientHello returns the first flight of Go's TLS client for serverName: a
 // real ClientHello (with a post-quantum key share it is over 1 KiB).
@@ -76,9 +69,9 @@ func cases(t testing.TB) []tcase {
 		{name: "truncated stream", in: hello[:len(hello)/2], records: true, wantErr: ErrTruncated},
 		{name: "truncated split stream", in: splitRecords(hello, 100)[:300], records: true, wantErr: ErrTruncated},
 		{name: "http", in: []byte("GET / HTTP/1.1\r\n"), records: true, wantErr: ErrNotClientHello},
-		{name: "rfc 9001 handshake", in: mustHex(rfc9001Hello), sni: "example.com", alpn: "alpn"},
-		{name: "server hello", in: append([]byte{2}, mustHex(rfc9001Hello)[1:]...), wantErr: ErrNotClientHello},
-		{name: "handshake truncated", in: mustHex(rfc9001Hello)[:100], wantErr: ErrTruncated},
+		{name: "rfc 9001 handshake", in: testutil.MustHex(rfc9001Hello), sni: "example.com", alpn: "alpn"},
+		{name: "server hello", in: append([]byte{2}, testutil.MustHex(rfc9001Hello)[1:]...), wantErr: ErrNotClientHello},
+		{name: "handshake truncated", in: testutil.MustHex(rfc9001Hello)[:100], wantErr: ErrTruncated},
 		{name: "bad session id", in: []byte{1, 0, 0, 35, 3, 3, 31: 0, 38: 0xff}, errText: "malformed session id"},
 		{name: "bad extension", in: helloWithExt([]byte{0, 0, 0, 9, 0}), errText: "malformed extension header"},
 		{name: "bad sni", in: helloWithExt([]byte{0, 0, 0, 5, 0, 3, 0, 0, 9}), errText: "malformed server_name"},

@@ -19,6 +19,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/flash"
 	"github.com/cordon-vms/cordon/firmware/formats/hikvision"
 	"github.com/cordon-vms/cordon/firmware/formats/pem"
+	"github.com/cordon-vms/cordon/firmware/formats/romfs"
 	"github.com/cordon-vms/cordon/firmware/formats/sevenzip"
 	"github.com/cordon-vms/cordon/firmware/formats/sparse"
 	"github.com/cordon-vms/cordon/firmware/formats/squashfs"
@@ -26,6 +27,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats/trx"
 	"github.com/cordon-vms/cordon/firmware/formats/uimage"
 	"github.com/cordon-vms/cordon/firmware/formats/xiongmai"
+	"github.com/cordon-vms/cordon/firmware/formats/yaffs2"
 	"github.com/cordon-vms/cordon/firmware/formats/zip"
 )
 
@@ -51,6 +53,8 @@ var All = []*firmware.Format{
 	flash.JFFS2,
 	flash.Cramfs,
 	flash.UBIFS,
+	romfs.Format,
+	yaffs2.Format,
 
 	// Archives.
 	cpio.Format,

@@ -57,19 +57,62 @@ func (es Errors) Error() string {
 
 // LoadFile reads and strictly decodes the YAML file at path into v.
 func LoadFile(path string, v any) error {
-	f, err := os.Open(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return err
+	}
+	return Decode(path, data, v)
+}
+
+// ReadFile reads a configuration file of at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if len(data) > MaxFileSize {
-		return &Error{File: path, Msg: fmt.Sprintf("file is larger than %d MiB; is this the right file?", MaxFileSize>>20)}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file is larger than %d MiB; is this the right file?", MaxFileSize>>20)}
 	}
-	return Decode(path, data, v)
+	return data, nil
+}
+
+// KeyLines maps the key paths of a decoded YAML document to their 1-based
+// lines: "listen.rtsp" for a key in a mapping, "cameras[2]" for an item of
+// a list, "cameras[2].url" below it. It lets whole-file validation, which
+// works on the decoded values, point at the line of the value it rejects.
+func KeyLines(doc *yaml.Node) map[string]int {
+	lines := map[string]int{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if path != "" {
+					k = path + "." + k
+				}
+				lines[k] = n.Content[i].Line
+				walk(n.Content[i+1], k)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				k := fmt.Sprintf("%s[%d]", path, i)
+				lines[k] = c.Line
+				walk(c, k)
+			}
+		}
+	}
+	walk(doc, "")
+	return lines
 }
 
 var (
@@ -170,9 +213,11 @@ func friendlyYAMLType(t string) string {
 	return t
 }
 
-// At returns an error positioned at node's line, for validation in UnmarshalYAML.
+// At returns an error positioned at node's line, for validation in
+// UnmarshalYAML. It is a *yaml.TypeError, so decoding goes on and every
+// bad value of a file is reported in one pass (as Errors).
 func At(node *yaml.Node, format string, args ...any) error {
-	return fmt.Errorf("line %d: %s", node.Line, fmt.Sprintf(format, args...))
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", node.Line, fmt.Sprintf(format, args...))}}
 }
 
 // OneOf decodes a scalar that must be one of values into dst. Otherwise it

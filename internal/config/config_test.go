@@ -63,7 +63,50 @@ func TestOneOf(t *testing.T) {
 	}
 	node.Value = "blue"
 	err := OneOf(node, "color", &c, "red", "green")
-	if err == nil || err.Error() != `line 7: color "blue" is not one of red, green` || c != "green" {
+	te, ok := err.(*yaml.TypeError)
+	if !ok || len(te.Errors) != 1 || te.Errors[0] != `line 7: color "blue" is not one of red, green` || c != "green" {
 		t.Fatalf("OneOf(blue) = %v, left %q", err, c)
+	}
+}
+
+type colored struct {
+	A color2 `yaml:"a"`
+	B color2 `yaml:"b"`
+	N int    `yaml:"n"`
+}
+
+type color2 string
+
+func (c *color2) UnmarshalYAML(n *yaml.Node) error { return OneOf(n, "color", c, "red", "green") }
+
+// TestDecodeReportsEveryBadValue: a value rejected by an UnmarshalYAML does
+// not stop decoding; every bad value is reported, with its line, and the
+// good ones are decoded.
+func TestDecodeReportsEveryBadValue(t *testing.T) {
+	var v colored
+	err := Decode("c.yml", []byte("a: blue\nb: pink\nn: 3\n"), &v)
+	want := "c.yml:1: color \"blue\" is not one of red, green\nc.yml:2: color \"pink\" is not one of red, green"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	if v.N != 3 {
+		t.Errorf("n = %d, want 3 (decoding went on)", v.N)
+	}
+}
+
+func TestKeyLines(t *testing.T) {
+	var doc yaml.Node
+	if err := Decode("c.yml", []byte("listen: ':1'\nitems:\n  - name: a\n    port: 2\n  - {name: b}\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := KeyLines(&doc)
+	want := map[string]int{"listen": 1, "items": 2, "items[0]": 3, "items[0].name": 3, "items[0].port": 4, "items[1]": 5, "items[1].name": 5}
+	if len(got) != len(want) {
+		t.Errorf("got %v", got)
+	}
+	for k, l := range want {
+		if got[k] != l {
+			t.Errorf("%s: line %d, want %d", k, got[k], l)
+		}
 	}
 }

@@ -1,13 +1,18 @@
 // Package testutil holds small helpers shared by cordon's tests: loggers that
 // write to the test's output and checks for the external tools (ffmpeg,
-// GStreamer, softflowd, ...) that interop tests talk to.
+// GStreamer, softflowd, ...) that interop tests talk to, and the CPU clock
+// of benchmarks.
 package testutil
 
 import (
+	"encoding/hex"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Logger returns a debug-level logger that writes to t's output.
@@ -43,4 +48,24 @@ func NeedRoot(t testing.TB, why string) {
 	if os.Geteuid() != 0 {
 		t.Skipf("needs root: %s", why)
 	}
+}
+
+// CPUTime is the process's user+system CPU time so far, for benchmarks that
+// report CPU per unit of work (machines are noisy; wall time is not CPU).
+func CPUTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// MustHex decodes hex written with optional spaces ("16 03 01"), for test
+// vectors; it panics on bad input (a broken test table, not a test failure).
+func MustHex(s string) []byte {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

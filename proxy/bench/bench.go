@@ -401,7 +401,7 @@ func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 
 func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\ncameras:\n", addr, adminAddr)
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\ncameras:\n", addr, adminAddr)
 	if mode == SystemPull {
 		mode = SystemPassthrough
 	}

@@ -2,11 +2,14 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy"
 	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
@@ -78,5 +81,23 @@ func TestWriteSummary(t *testing.T) {
 	}
 	if !strings.Contains(strings.Split(out, "\n")[1], "baseline") || !strings.Contains(strings.Split(out, "\n")[1], "   -") {
 		t.Errorf("baseline row should have no ratio:\n%s", out)
+	}
+}
+
+// TestProxyConfigValid: the configuration the benchmark gives cordon passes
+// the proxy's own checks (an explicit listener, anonymous on purpose).
+func TestProxyConfigValid(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:1"}
+	cams := []camsim.Camera{{Name: "cam0"}, {Name: "cam1"}}
+	p := filepath.Join(t.TempDir(), "cordon.yml")
+	if err := os.WriteFile(p, proxyConfig("127.0.0.1:0", "127.0.0.1:0", SystemRebuild, sim, cams), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := proxy.LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Cameras) != 2 || !c.AllowAnonymous || c.Listen.RTSP != "127.0.0.1:0" {
+		t.Errorf("decoded %+v", c)
 	}
 }

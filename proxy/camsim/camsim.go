@@ -77,6 +77,10 @@ type Server struct {
 	// fall on the same instant. Aligned is the worst case for bursts: every
 	// camera sends a frame, and a keyframe, at once.
 	Aligned bool
+	// User and Password, when User is set, are the credentials readers
+	// must send, as a camera's (Basic or Digest); a reader without them
+	// or with others gets 401. By default no credentials are needed.
+	User, Password string
 
 	srv     *gortsplib.Server
 	mu      sync.RWMutex // guards camStream.stream against Close
@@ -181,7 +185,7 @@ func (s *Server) Start() error {
 	s.srv = &gortsplib.Server{
 		Handler: &playonly.Handler{Lookup: s.stream, OnUnknown: func(path string) {
 			s.Logger.Debug("camsim: unknown camera", "path", path)
-		}},
+		}, User: s.User, Password: s.Password},
 		RTSPAddress:    s.Addr,
 		UDPRTPAddress:  rtpConn.LocalAddr().String(),
 		UDPRTCPAddress: rtcpConn.LocalAddr().String(),

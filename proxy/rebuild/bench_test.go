@@ -5,7 +5,6 @@ package rebuild
 import (
 	"math/rand/v2"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 // benchStream is the SEI fixture as a mode-1 camera sends it (gortsplib's
@@ -223,9 +224,9 @@ func BenchmarkRebuildVsPassthrough(b *testing.B) {
 	for range b.N {
 		for l := 0; l < loops; l++ {
 			for i := range ss {
-				start := cpuTime(b)
+				start := testutil.CPUTime(b)
 				ss[i].r.run(b, ss[i].sink)
-				ss[i].d += cpuTime(b) - start
+				ss[i].d += testutil.CPUTime(b) - start
 			}
 		}
 	}
@@ -237,15 +238,6 @@ func BenchmarkRebuildVsPassthrough(b *testing.B) {
 	b.ReportMetric(perGB(2), "passthrough+udp-s/GB")
 	b.ReportMetric(perGB(3), "rebuild+udp-s/GB")
 	b.ReportMetric(perGB(3)/perGB(2), "ratio+udp")
-}
-
-// cpuTime is the CPU time (user+system) the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkCameraVsPassthrough is BenchmarkRebuildVsPassthrough (Process
@@ -266,11 +258,11 @@ func BenchmarkCameraVsPassthrough(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				for i, r := range rs {
-					start := cpuTime(b)
+					start := testutil.CPUTime(b)
 					for l := 0; l < loops; l++ {
 						r.run(b, discard)
 					}
-					d[i] += cpuTime(b) - start
+					d[i] += testutil.CPUTime(b) - start
 				}
 			}
 			gb := float64(size) * loops * float64(b.N) / 1e9

@@ -152,14 +152,21 @@ func (a *assembler) reset() {
 
 func (a *assembler) flush(c reasonSink, out []accessUnit) []accessUnit {
 	a.dropFragment(c)
+	// When this push already completed an access unit, the spare buffers
+	// are that access unit's (the previous flush switched them out), and
+	// it is valid until the next push: they must not be cleared now. They
+	// are cleared by the next flush instead, once it has been used.
+	spareInUse := len(out) > 0
 	if len(a.nalus) > 0 {
 		out = append(out, accessUnit{nalus: a.nalus, frags: a.frags, ts: a.ts})
 	}
 	// Switch buffers: the access unit just handed out keeps its own; the
 	// other one's references to camera payloads are dropped, so a large
 	// access unit's packets do not stay alive behind smaller ones.
-	clear(a.spareNALs)
-	clear(a.spareFrags)
+	if !spareInUse {
+		clear(a.spareNALs)
+		clear(a.spareFrags)
+	}
 	a.nalus, a.spareNALs = a.spareNALs[:0], a.nalus
 	a.arena, a.spareArena = a.spareArena[:0], a.arena
 	a.frags, a.spareFrags = a.spareFrags[:0], a.frags

@@ -2,7 +2,6 @@ package rebuild
 
 import (
 	"bytes"
-	"encoding/binary"
 	"os"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/cordon-vms/cordon/proxy/internal/annexb"
+	"github.com/cordon-vms/cordon/proxy/internal/rtpseq"
 	"github.com/pion/rtp"
 )
 
@@ -20,50 +20,22 @@ import (
 // bytes still hold parameter sets, fragments and aggregation packets.
 const maxSeed = 600
 
-// Fuzz input framing: packets of [2-byte length][1 flag byte][payload];
-// flag bit 0 is the marker, bit 1 advances the timestamp, bit 2 skips a
-// sequence number (a lost packet).
-func framePackets(pkts []*rtp.Packet) []byte {
-	var b []byte
-	var lastTS uint32
-	var lastSeq uint16
-	for i, p := range pkts {
-		var flags byte
-		if p.Marker {
-			flags |= 1
-		}
-		if i > 0 && p.Timestamp != lastTS {
-			flags |= 2
-		}
-		if i > 0 && p.SequenceNumber != lastSeq+1 {
-			flags |= 4
-		}
-		lastTS, lastSeq = p.Timestamp, p.SequenceNumber
-		b = binary.BigEndian.AppendUint16(b, uint16(len(p.Payload)))
-		b = append(b, flags)
-		b = append(b, p.Payload...)
-	}
-	return b
-}
+// Fuzz inputs are packet sequences framed by package rtpseq (payloads with
+// marker, new-frame, loss, reordering and clock-step flags).
+func framePackets(pkts []*rtp.Packet) []byte { return rtpseq.Encode(pkts) }
 
-func unframePackets(b []byte, pt uint8) []*rtp.Packet {
+func unframePackets(b []byte, pt uint8) []*rtp.Packet { return rtpseq.Decode(b, pt) }
+
+// lossy returns pkts without every marker packet of the access units that
+// take more than one packet: what a lossy link does to the packet that
+// ends a frame.
+func lossy(pkts []*rtp.Packet) []*rtp.Packet {
 	var out []*rtp.Packet
-	ts, seq := uint32(1000), uint16(65000)
-	for len(b) >= 3 && len(out) < 2000 {
-		n := int(binary.BigEndian.Uint16(b))
-		flags := b[2]
-		b = b[3:]
-		n = min(n, len(b))
-		if flags&2 != 0 {
-			ts += 3000
+	for i, p := range pkts {
+		if p.Marker && i > 0 && pkts[i-1].Timestamp == p.Timestamp {
+			continue
 		}
-		if flags&4 != 0 {
-			seq++
-		}
-		out = append(out, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, Marker: flags&1 != 0,
-			SequenceNumber: seq, Timestamp: ts}, Payload: b[:n]})
-		seq++
-		b = b[n:]
+		out = append(out, p)
 	}
 	return out
 }
@@ -91,8 +63,14 @@ func h264Seeds(t testing.TB) [][]byte {
 		framePackets(mode1),
 		framePackets(modeZeroPackets(aus[:4], 96, 0)),
 		framePackets(mode1[:len(mode1)/2]),
+		framePackets(lossy(mode1)),
 		{0, 3, 1, 0x7c, 0x85, 0x88, 0, 2, 1, 0x7c, 0x45},
 		{0, 5, 1, 0x18, 0, 1, 0x09, 0},
+		// A complete NAL unit without the marker, then a new frame with it
+		// (the two-packet crash; see TestTwoAccessUnitsInOnePush).
+		{0, 3, 0, 0x41, 0x9a, 0x80, 0, 3, 3, 0x41, 0x9a, 0x80},
+		// Reordered and duplicated fragments, a clock step back.
+		{0, 4, 0, 0x7c, 0x85, 0x88, 0x80, 0, 3, 8, 0x7c, 0x45, 0x81, 0, 3, 0x13, 0x41, 0x9a, 0x80},
 	}
 }
 
@@ -128,7 +106,8 @@ func h265Seeds(t testing.TB) [][]byte {
 		}
 		pkts = append(pkts, ps...)
 	}
-	return [][]byte{framePackets(pkts), {0, 4, 1, 0x62, 0x01, 0x93, 0xaa}}
+	return [][]byte{framePackets(pkts), framePackets(lossy(pkts)), {0, 4, 1, 0x62, 0x01, 0x93, 0xaa},
+		{0, 4, 0, 0x02, 0x01, 0xd0, 0x80, 0, 4, 3, 0x02, 0x01, 0xd0, 0x80}}
 }
 
 // fuzzRebuild feeds fuzz packets through a track and checks every output

@@ -485,9 +485,16 @@ func (t *Track) CameraFormat() format.Format {
 // Media is the reader-facing media this track writes.
 func (t *Track) Media() *description.Media { return t.media }
 
+// NoKey is Process's key index when no returned packet starts a
+// random-access unit.
+const NoKey = -1
+
 // Process cleans one camera packet. It returns the packets to send to readers
-// (possibly none) and whether the first of them starts a random-access unit
-// (a keyframe: where a new reader can start). The returned packets are owned
+// (possibly none) and key, the index of the packet that starts a
+// random-access unit (a keyframe: where a new reader can start, and where a
+// GOP cache starts again), or NoKey. Package rebuild is the one place that
+// knows codecs: a keyframe is flagged once, on the first packet of its
+// access unit (the last one when a call returns two). The returned packets are owned
 // by the caller and stay valid for as long as it keeps them; their payloads
 // may share memory with pkt's, with earlier camera packets' (rebuild mode
 // forwards a camera's FU payloads unchanged when they are byte for byte
@@ -501,13 +508,13 @@ func (t *Track) Media() *description.Media { return t.media }
 // The error is nil for anything merely dropped (it is counted); it wraps
 // ErrInvalidParameters when the camera sends a parameter set that fails
 // validation (that access unit is dropped; the proxy may refuse the camera).
-func (t *Track) Process(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
+func (t *Track) Process(pkt *rtp.Packet) ([]*rtp.Packet, int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.countHeader(pkt)
 	if pkt.PayloadType != t.camFormat.PayloadType() {
 		t.counters.Drop("payload_type", len(pkt.Payload))
-		return nil, false, nil
+		return nil, NoKey, nil
 	}
 	if t.kind == kindRebuild {
 		return t.processRebuild(pkt)
@@ -577,16 +584,18 @@ func (m *tsMapper) mapTS(in uint32, clock uint32) uint32 {
 
 // processPassthrough rewrites the header; oversized H.264/H.265 payloads
 // are re-fragmented to fit readers' packets.
-func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
+func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, int, error) {
 	if len(pkt.Payload) == 0 {
 		t.counters.Drop("malformed", 0)
-		return nil, false, nil
+		return nil, NoKey, nil
 	}
 	ts := t.ts.mapTS(pkt.Timestamp, t.clock)
-	ra := false
+	key := NoKey
 	if t.codec != 0 {
+		// Another slice or parameter set of the same keyframe is not a
+		// second start.
 		if isKeyPayload(t.codec, pkt.Payload) && (!t.haveKey || t.lastKeyTS != ts) {
-			ra, t.haveKey, t.lastKeyTS = true, true, ts
+			key, t.haveKey, t.lastKeyTS = 0, true, ts
 		}
 	}
 	if len(pkt.Payload) <= maxPayload {
@@ -595,22 +604,22 @@ func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, bool, error)
 		pkt.Header = rtp.Header{Version: 2, Marker: pkt.Marker, PayloadType: t.outPT, SequenceNumber: t.seq, Timestamp: ts}
 		t.seq++
 		t.one[0] = pkt
-		return t.one[:], ra, nil
+		return t.one[:], key, nil
 	}
 	t.counters.Drop("oversized", len(pkt.Payload))
 	if t.codec == 0 {
-		return nil, false, nil // audio or MJPEG this big is not a camera's
+		return nil, NoKey, nil // audio or MJPEG this big is not a camera's
 	}
 	payloads := repacketize(t.codec, pkt.Payload, encoderPayload)
 	if len(payloads) == 0 {
 		t.counters.Drop("malformed", len(pkt.Payload))
-		return nil, false, nil
+		return nil, NoKey, nil
 	}
 	out := make([]*rtp.Packet, len(payloads))
 	for i, p := range payloads {
 		out[i] = t.newPacket(ts, pkt.Marker && i == len(payloads)-1, p)
 	}
-	return out, ra, nil
+	return out, key, nil
 }
 
 // repacketize splits one oversized H.264/H.265 payload into payloads of at
@@ -648,7 +657,9 @@ func repacketize(codec videoCodec, p []byte, max int) [][]byte {
 }
 
 // isKeyPayload reports whether an RTP payload begins a keyframe: an IDR/IRAP
-// slice or an SPS, alone, first in an aggregation, or in a starting fragment.
+// slice or an SPS (H.265: a VPS or SPS too), alone, anywhere in an
+// aggregation packet (cameras put an AUD or SEI first), or in a starting
+// fragment. It never trusts a length past the payload's end.
 func isKeyPayload(codec videoCodec, p []byte) bool {
 	hl := codec.hdrLen()
 	if len(p) < hl+1 {
@@ -657,22 +668,29 @@ func isKeyPayload(codec videoCodec, p []byte) bool {
 	typ := codec.nalType(p)
 	switch {
 	case codec == codecH264 && typ == 28:
-		typ = p[1] & 0x1f
-		if p[1]&0x80 == 0 {
-			return false
-		}
+		return p[1]&0x80 != 0 && codec.keyType(p[1]&0x1f)
 	case codec == codecH265 && typ == 49:
-		typ = p[2] & 0x3f
-		if p[2]&0x80 == 0 {
-			return false
-		}
+		return p[2]&0x80 != 0 && codec.keyType(p[2]&0x3f)
 	case codec == codecH264 && typ == 24, codec == codecH265 && typ == 48:
-		if len(p) < hl+3 {
-			return false
+		for b := p[hl:]; len(b) >= 2; {
+			n := int(b[0])<<8 | int(b[1])
+			b = b[2:]
+			if n < hl || n > len(b) {
+				return false
+			}
+			if codec.keyType(codec.nalType(b)) {
+				return true
+			}
+			b = b[n:]
 		}
-		typ = codec.nalType(p[hl+2:])
+		return false
 	}
-	if codec == codecH264 {
+	return codec.keyType(typ)
+}
+
+// keyType reports whether NAL units of type typ start a keyframe.
+func (c videoCodec) keyType(typ uint8) bool {
+	if c == codecH264 {
 		return typ == 5 || typ == 7
 	}
 	return (typ >= 16 && typ <= 21) || typ == 32 || typ == 33

@@ -286,11 +286,11 @@ func TestHostileCameraPackets(t *testing.T) {
 			dep := newDepacketizer(t, codecH264)
 			keys := 0
 			for _, p := range in {
-				out, ra, err := tr.Process(p)
+				out, key, err := tr.Process(p)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ra {
+				if key != NoKey {
 					keys++
 				}
 				for _, o := range out {
@@ -437,13 +437,13 @@ func TestRebindWaitsForKeyframe(t *testing.T) {
 	before := c.Snapshot()["before_keyframe"][0]
 	first := true
 	for _, p := range modeZeroPackets(aus[20:27], 99, 777) {
-		out, ra, err := tr.Process(p)
+		out, key, err := tr.Process(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(out) > 0 && first {
 			first = false
-			if !ra {
+			if key != 0 {
 				t.Fatal("first packet after the reconnect is not a keyframe")
 			}
 		}
@@ -699,12 +699,12 @@ func TestInBandParameters(t *testing.T) {
 	dep := newDepacketizer(t, codecH264)
 	first := true
 	for _, p := range modeZeroPackets(aus[1:30], 99, 0) { // P frames, then the IDR at 25
-		out, ra, err := tr.Process(p)
+		out, key, err := tr.Process(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(out) > 0 && first {
-			if !ra {
+			if key != 0 {
 				t.Fatal("first output is not a random-access unit")
 			}
 			first = false

@@ -79,7 +79,7 @@ func (c videoCodec) maxOutputNALUs() int {
 	return h264.MaxNALUsPerAccessUnit
 }
 
-func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
+func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, int, error) {
 	v := t.video
 	if len(pkt.Payload) > maxPayload {
 		t.counters.Drop("oversized", len(pkt.Payload)) // re-packetized, not lost
@@ -87,27 +87,30 @@ func (t *Track) processRebuild(pkt *rtp.Packet) ([]*rtp.Packet, bool, error) {
 	v.aus = v.asm.push(pkt, t.counters, v.aus[:0])
 	switch len(v.aus) {
 	case 0:
-		return nil, false, nil
+		return nil, NoKey, nil
 	case 1: // the usual case: no second slice to build
-		pkts, key, err := t.rebuildAU(v.aus[0])
+		pkts, random, err := t.rebuildAU(v.aus[0])
 		clear(v.aus)
-		return pkts, key && len(pkts) > 0, err
+		if random && len(pkts) > 0 {
+			return pkts, 0, err
+		}
+		return pkts, NoKey, err
 	}
 	var out []*rtp.Packet
-	ra := false
+	key := NoKey
 	var firstErr error
 	for _, au := range v.aus {
-		pkts, key, err := t.rebuildAU(au)
+		pkts, random, err := t.rebuildAU(au)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
-		if len(out) == 0 && len(pkts) > 0 {
-			ra = key
+		if random && len(pkts) > 0 {
+			key = len(out) // the last random-access unit: where a new reader starts
 		}
 		out = append(out, pkts...)
 	}
 	clear(v.aus)
-	return out, ra, firstErr
+	return out, key, firstErr
 }
 
 // prefixSlots is room for what rebuildAU puts before an access unit's

@@ -1,11 +1,15 @@
-// Package flash identifies the raw flash filesystems of camera firmware that
-// Cordon does not extract yet: JFFS2 (both endians), cramfs, UBI and bare
-// UBIFS. Each declaration walks enough structure to give the chunk's exact
+// Package flash reads the raw flash filesystems of camera firmware:
+// JFFS2 (both endians), cramfs, UBI and bare UBIFS. Each declaration
+// walks enough structure to give the chunk's exact
 // extent and a high confidence, so `cordon firmware scan` draws a correct
 // flash map: JFFS2 node by node with header CRCs, cramfs by its superblock
 // size and whole-image CRC, UBI erase block by erase block with header CRCs
 // and the volume table's names, UBIFS by its CRC-checked superblock node.
-// Their Extract is nil: extraction is a later step.
+// All four are also extracted: JFFS2 (jffs2_extract.go: both endians,
+// every node compression, versions), cramfs (cramfs_extract.go: both
+// endians, version 1 and 2, holes, extended block pointers), each UBI volume
+// (from a plain image or a raw NAND dump with OOB) as one file, and each
+// UBIFS tree through its index B-tree and journal.
 package flash
 
 import (

@@ -144,7 +144,7 @@ func fuzzFormat(f *testing.F, format *firmware.Format, seeds ...string) {
 	})
 }
 
-func FuzzJFFS2(f *testing.F)  { fuzzFormat(f, JFFS2, "jffs2-le.img", "jffs2-be.img") }
+func FuzzJFFS2(f *testing.F)  { addJFFS2Seeds(f); fuzzFormat(f, JFFS2, "jffs2-le.img", "jffs2-be.img") }
 func FuzzCramfs(f *testing.F) { fuzzFormat(f, Cramfs, "cramfs.img") }
 func FuzzUBI(f *testing.F)    { fuzzFormat(f, UBI, "ubi.img") }
 func FuzzUBIFS(f *testing.F)  { fuzzFormat(f, UBIFS, "ubifs.img") }

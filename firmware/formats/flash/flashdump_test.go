@@ -124,7 +124,8 @@ func TestFlashDump(t *testing.T) {
 }
 
 // TestFlashDumpUnpack unpacks the dump: the rootfs files land below
-// 0x240000-squashfs.extract, the kernel's gzip below the uImage's folder,
+// 0x240000-squashfs.extract, the configuration files below
+// 0xc40000-jffs2.extract, the kernel's gzip below the uImage's folder,
 // and the manifest keeps the setuid bit the disk copy lost.
 func TestFlashDumpUnpack(t *testing.T) {
 	path, _ := assembleDump(t)
@@ -145,6 +146,14 @@ func TestFlashDumpUnpack(t *testing.T) {
 	}
 	if upgrade == nil || upgrade.Mode != "4755" {
 		t.Errorf("manifest entry of usr/bin/upgrade = %+v", upgrade)
+	}
+	// The JFFS2 configuration partition is extracted, not carved.
+	account, err := os.ReadFile(filepath.Join(out, "0xc40000-jffs2.extract", "Config", "Account1"))
+	if err != nil || string(account) != "admin:21232f297a57a5a743894a0e4a801fc3\n" {
+		t.Errorf("jffs2 Config/Account1: %q, %v", account, err)
+	}
+	if st, err := os.Stat(filepath.Join(out, "0xc40000-jffs2.extract", "Log", ".keep")); err != nil || st.Size() != 0 {
+		t.Errorf("jffs2 Log/.keep: %v", err)
 	}
 	if len(rep.Chunks) != 3 || len(rep.Chunks[0].Children) != 1 || rep.Chunks[0].Children[0].Format != "gzip" {
 		t.Errorf("chunk tree: %d chunks, uImage children %+v", len(rep.Chunks), rep.Chunks[0].Children)

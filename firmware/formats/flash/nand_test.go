@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
@@ -47,6 +48,18 @@ func TestUBINAND(t *testing.T) {
 	vols, _ := c.Meta["volumes"].([]map[string]any)
 	if len(vols) != 2 || vols[0]["name"] != "rootfs" || vols[1]["name"] != "userdata" {
 		t.Fatalf("volumes %v", c.Meta["volumes"])
+	}
+	// Both volumes are extracted: rootfs as the mkfs.ubifs image, byte for
+	// byte up to its size (the rest is unmapped, 0xFF), and the empty
+	// userdata reported, not written.
+	res := firmwaretest.MustRun(t, UBI, dump, 128<<10)
+	vol, _ := res.Sink.File("rootfs.ubifs")
+	fsImg0, _ := os.ReadFile(fsImg)
+	if len(res.Sink.Entries) != 1 || !bytes.Equal(vol[:len(fsImg0)], fsImg0) || len(res.Sink.Warnings) != 1 {
+		t.Fatalf("entries %v, warnings %q", res.Sink.Names(), res.Sink.Warnings)
+	}
+	if passwd, _ := firmwaretest.MustRun(t, UBIFS, vol, 0).Sink.File("etc/passwd"); string(passwd) != "root:x:0:0::/root:/bin/sh\n" {
+		t.Fatalf("etc/passwd %q", passwd)
 	}
 	// The bare UBIFS image is identified too, with its NAND geometry.
 	fsData, _ := os.ReadFile(fsImg)

@@ -16,9 +16,14 @@ var UBIFS = &firmware.Format{
 	Doc: "UBIFS image as mkfs.ubifs writes it (the filesystem that UBI volumes hold), shipped " +
 		"bare in some update packages. The superblock node is CRC-checked and gives the exact " +
 		"size (LEB count × LEB size), the minimum I/O unit and the default compressor. " +
-		"Identified only: not extracted yet.",
+		"Extracted by walking the index B-tree from the newest master node: inodes, directory " +
+		"entries and data nodes (LZO, zlib, zstd or stored; missing blocks are holes), with " +
+		"symlinks, hard links and device nodes, then the journal written after the last commit " +
+		"is replayed (newest sequence number wins; deletions and truncations applied). Extended " +
+		"attributes and orphans are counted and ignored.",
 	Magics:   []firmware.Magic{{Bytes: []byte{0x31, 0x18, 0x10, 0x06}}},
 	Identify: identifyUBIFS,
+	Extract:  extractUBIFS,
 }
 
 const (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 )
 
 // Handler answers readers with the stream Lookup returns for the request
@@ -17,6 +18,16 @@ type Handler struct {
 	Lookup func(path string) *gortsplib.ServerStream
 	// OnUnknown, if set, is told of a DESCRIBE for a path with no stream.
 	OnUnknown func(path string)
+	// User and Password, when User is set, are the credentials readers
+	// must send (Basic or Digest) with DESCRIBE and SETUP; others get 401.
+	User, Password string
+}
+
+// authorized reports whether the request carries the credentials, if any
+// are required; otherwise gortsplib answers 401 (with a challenge when the
+// request had no credentials).
+func (h *Handler) authorized(sc *gortsplib.ServerConn, req *base.Request) bool {
+	return h.User == "" || sc.VerifyCredentials(req, h.User, h.Password)
 }
 
 func (h *Handler) stream(path string) *gortsplib.ServerStream {
@@ -25,6 +36,9 @@ func (h *Handler) stream(path string) *gortsplib.ServerStream {
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (h *Handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if !h.authorized(ctx.Conn, ctx.Request) {
+		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
+	}
 	st := h.stream(ctx.Path)
 	if st == nil {
 		if h.OnUnknown != nil {
@@ -37,6 +51,9 @@ func (h *Handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
 func (h *Handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if !h.authorized(ctx.Conn, ctx.Request) {
+		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
+	}
 	st := h.stream(ctx.Path)
 	if st == nil {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil

@@ -1,0 +1,125 @@
+package egress
+
+import (
+	"cmp"
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// aggKey identifies the alerts folded together within one window: one
+// camera, one kind, one destination (address, port or domain as the kind
+// needs).
+type aggKey struct {
+	cam    netip.Addr
+	det    *Detector
+	dst    netip.Addr
+	domain string
+	port   uint16
+}
+
+// pending is an alert being aggregated until its window ends.
+type pending struct {
+	a       Alert
+	key     aggKey
+	end     int64 // window end, Unix ns
+	emitted bool
+	finish  func(*pending) // refreshes the detail at emission (optional)
+}
+
+// raise records one occurrence of an alert: the first in a window creates it
+// (build fills the kind-specific fields), later ones add count and bytes.
+func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Alert)) *pending {
+	p := e.agg[k]
+	if p != nil && ts >= p.end {
+		e.emit(p)
+		p = nil
+	}
+	t := time.Unix(0, ts).UTC()
+	if p != nil {
+		p.a.Count += count
+		p.a.Bytes += bytes
+		if t.After(p.a.LastSeen) {
+			p.a.LastSeen = t
+		}
+		if t.Before(p.a.FirstSeen) {
+			p.a.FirstSeen = t
+		}
+		return p
+	}
+	if len(e.agg) >= maxPending {
+		e.m.StateEvictions.Add(1)
+		e.flush(true) // emit early rather than grow without bound
+	}
+	p = &pending{key: k, end: ts + int64(e.p.Thresholds.Aggregate)}
+	p.a = Alert{
+		Kind: k.det.Kind, Severity: k.det.Severity,
+		Camera: e.cameraName(k.cam), Src: k.cam.String(),
+		FirstSeen: t, LastSeen: t, Count: count, Bytes: bytes,
+	}
+	if k.dst.IsValid() {
+		p.a.Dst = k.dst.String()
+	}
+	build(&p.a)
+	e.agg[k] = p
+	return p
+}
+
+// flush emits the pending alerts whose window has ended (all of them when
+// all is set), oldest first.
+func (e *Engine) flush(all bool) {
+	var due []*pending
+	for _, p := range e.agg {
+		if all || p.end <= e.now {
+			due = append(due, p)
+		}
+	}
+	slices.SortFunc(due, func(x, y *pending) int {
+		return cmp.Or(x.a.FirstSeen.Compare(y.a.FirstSeen), cmp.Compare(x.key.det.index, y.key.det.index),
+			cmp.Compare(x.a.Camera, y.a.Camera), cmp.Compare(x.a.Dst, y.a.Dst),
+			cmp.Compare(x.a.Domain, y.a.Domain), cmp.Compare(x.a.Port, y.a.Port))
+	})
+	for _, p := range due {
+		e.emit(p)
+	}
+}
+
+// emit finishes p and queues it for the sink. Sinks are called by deliver,
+// outside the engine lock: a slow webhook never holds up packet handling.
+func (e *Engine) emit(p *pending) {
+	if e.agg[p.key] == p {
+		delete(e.agg, p.key)
+	}
+	if p.emitted {
+		return
+	}
+	p.emitted = true
+	if p.finish != nil {
+		p.finish(p)
+	}
+	e.m.Alerts[p.key.det.index].Add(1)
+	e.outbox = append(e.outbox, p.a)
+}
+
+// unlockAndDeliver releases the engine lock and hands the alerts emitted
+// while it was held to the sink, in order. Deliveries are serialised by
+// sendMu, taken before the engine lock is released, so alerts reach the
+// sink in the order they were emitted whichever goroutine sends them.
+func (e *Engine) unlockAndDeliver(ctx context.Context) {
+	if len(e.outbox) == 0 {
+		e.mu.Unlock()
+		return
+	}
+	out := e.outbox
+	e.outbox = nil
+	e.sendMu.Lock()
+	e.mu.Unlock()
+	defer e.sendMu.Unlock()
+	for _, a := range out {
+		if err := e.sink.Send(ctx, a); err != nil {
+			e.m.SendErrors.Add(1)
+			e.log.Error("delivering an alert failed", "kind", a.Kind, "camera", a.Camera, "error", err)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package egress
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// KindUnexpectedDestination is the Kind of unexpectedDetector.
+const KindUnexpectedDestination = "unexpected-destination"
+
+var unexpectedDetector = &Detector{
+	Kind:         KindUnexpectedDestination,
+	Severity:     "medium",
+	SeverityNote: "high for a public DNS resolver (8.8.8.8, 1.1.1.1, 114.114.114.114, …) on 53/853; low for an inbound connection from a stranger",
+	Raised:       "a camera opens a flow to a peer no allow rule permits (multicast/broadcast excluded); one alert per camera and peer address per window",
+	Fields:       "`dst`, `proto`, `port` (first port seen), `bytes` sent by the camera, `count` flows",
+	new:          func(e *Engine) any { return &unexpected{e: e} },
+}
+
+// unexpected raises unexpected-destination for flows no allow rule permits
+// (lateral movement has its own kind) and for inbound connections from
+// strangers. Its per-flow state is flow.agg, the open alert that later
+// bytes of the flow are added to.
+type unexpected struct{ e *Engine }
+
+func (d *unexpected) flowOpened(f *flow, p *packet, ts int64) {
+	switch {
+	case !f.outbound && !f.allowed && !f.local:
+		d.raiseInbound(f, ts)
+	case f.watchable() && !f.lateral:
+		f.agg = d.raise(f, ts, p.ipLen)
+	}
+}
+
+func (d *unexpected) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
+	if fresh || !f.watchable() || f.agg == nil {
+		return
+	}
+	if f.agg.emitted { // its window closed: a new alert for the rest of the flow
+		f.agg = d.raise(f, ts, p.ipLen)
+		return
+	}
+	f.agg.a.Bytes += p.ipLen
+	if t := time.Unix(0, ts).UTC(); t.After(f.agg.a.LastSeen) {
+		f.agg.a.LastSeen = t
+	}
+}
+
+func (d *unexpected) raise(f *flow, ts int64, bytes uint64) *pending {
+	return d.e.raise(aggKey{cam: f.cam, det: unexpectedDetector, dst: f.peer}, ts, bytes, 1, func(a *Alert) {
+		a.Proto, a.Port = protoName(f.proto), f.port
+		if name := publicResolvers[f.peer]; name != "" && (f.port == 53 || f.port == 853) {
+			a.Severity = "high"
+			a.Detail = fmt.Sprintf("camera %s uses the public DNS resolver %s (%s) on %s/%d instead of the allowed resolver: hard-coded in its firmware?", f.cam, f.peer, name, protoName(f.proto), f.port)
+			return
+		}
+		a.Detail = fmt.Sprintf("camera %s contacted %s on %s/%d, which no allow rule permits", f.cam, f.peer, protoName(f.proto), f.port)
+	})
+}
+
+func (d *unexpected) raiseInbound(f *flow, ts int64) {
+	d.e.raise(aggKey{cam: f.cam, det: unexpectedDetector, dst: f.peer}, ts, 0, 1, func(a *Alert) {
+		a.Proto, a.Port = protoName(f.proto), f.port
+		a.Severity = "low"
+		a.Detail = fmt.Sprintf("inbound connection from %s to camera port %s/%d: the peer is not in the allow list", f.peer, protoName(f.proto), f.port)
+	})
+}
+
+// publicResolvers are well-known public DNS resolvers that camera firmware
+// hard-codes (XMEye: 114.114.114.114 and 8.8.8.8).
+var publicResolvers = func() map[netip.Addr]string {
+	m := map[netip.Addr]string{}
+	for addr, name := range map[string]string{
+		"8.8.8.8": "Google", "8.8.4.4": "Google", "2001:4860:4860::8888": "Google", "2001:4860:4860::8844": "Google",
+		"1.1.1.1": "Cloudflare", "1.0.0.1": "Cloudflare", "2606:4700:4700::1111": "Cloudflare",
+		"9.9.9.9": "Quad9", "149.112.112.112": "Quad9",
+		"208.67.222.222": "OpenDNS", "208.67.220.220": "OpenDNS",
+		"114.114.114.114": "114DNS", "114.114.115.115": "114DNS",
+		"223.5.5.5": "AliDNS", "223.6.6.6": "AliDNS", "119.29.29.29": "DNSPod", "180.76.76.76": "Baidu",
+	} {
+		m[netip.MustParseAddr(addr)] = name
+	}
+	return m
+}()

@@ -1,0 +1,70 @@
+package egress
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// KindVolume is the Kind of volumeDetector.
+const KindVolume = "volume"
+
+var volumeDetector = &Detector{
+	Kind:     KindVolume,
+	Severity: "high",
+	Raised:   "a camera sends more than `bytes` to non-allowed destinations (on flows it opened) within `window`",
+	Fields:   "`bytes` (window total), `dst`/`port` of the flow that crossed the threshold",
+	new:      func(e *Engine) any { return &volume{e: e, windows: map[netip.Addr]*volumeWindow{}} },
+}
+
+// volume counts each camera's bytes to non-allowed destinations, in windows.
+type volume struct {
+	e       *Engine
+	windows map[netip.Addr]*volumeWindow
+}
+
+type volumeWindow struct {
+	start int64
+	bytes uint64
+	alert *pending
+}
+
+// cameraSent counts bytes a camera sends on a flow it opened to a
+// non-allowed destination, and raises volume once per window above the
+// threshold.
+func (d *volume) cameraSent(f *flow, p *packet, ts int64, _ bool) {
+	if !f.watchable() {
+		return
+	}
+	e := d.e
+	th := e.p.Thresholds.Volume
+	w := d.windows[f.cam]
+	if w == nil || ts-w.start >= int64(th.Window) {
+		if w == nil && len(d.windows) >= maxStateEntries {
+			evictOne(d.windows)
+			e.m.StateEvictions.Add(1)
+		}
+		w = &volumeWindow{start: ts}
+		d.windows[f.cam] = w
+	}
+	w.bytes += p.ipLen
+	if w.bytes <= uint64(th.Bytes) {
+		return
+	}
+	if w.alert == nil {
+		w.alert = e.raise(aggKey{cam: f.cam, det: volumeDetector}, ts, w.bytes, 1, func(a *Alert) {
+			a.Dst, a.Proto, a.Port = f.peer.String(), protoName(f.proto), f.port
+		})
+		window, limit, start := th.Window.D(), th.Bytes, time.Unix(0, w.start).UTC()
+		ww := w
+		w.alert.finish = func(p *pending) {
+			p.a.Detail = fmt.Sprintf("camera %s sent %s to non-allowed destinations in the %s window from %s (threshold %s); the threshold was crossed on a flow to %s %s/%d",
+				p.key.cam, ByteSize(ww.bytes), window, start.Format(time.RFC3339), limit, p.a.Dst, p.a.Proto, p.a.Port)
+			p.a.Bytes = ww.bytes
+		}
+		return
+	}
+	if !w.alert.emitted {
+		w.alert.a.LastSeen = time.Unix(0, ts).UTC()
+	}
+}

@@ -1,0 +1,71 @@
+package egress
+
+// Detector declares one alert kind: its name, its default severity, what
+// raises it (the docs) and the state it keeps. Detectors is the one ordered
+// list of them, like firmware/formats.All: Kinds, the alert metrics, the
+// --fail-on choices and the alert table of docs/egress.md all come from it,
+// and the engine consults the detectors in this order for every new flow and
+// every packet (or flow record) a camera sends.
+type Detector struct {
+	// Kind is the Alert.Kind it raises.
+	Kind string
+	// Severity is the default Alert.Severity; SeverityNote says when one
+	// alert gets another.
+	Severity     string
+	SeverityNote string
+	// Raised says what raises it, naming the policy keys that tune it.
+	Raised string
+	// Fields names the alert fields that show what triggered it.
+	Fields string
+
+	// new returns the detector's state for one engine. It implements
+	// flowOpener, sendWatcher or both.
+	new func(e *Engine) any
+	// index is the detector's position in Detectors.
+	index int
+}
+
+// flowOpener is a detector that looks at each new flow once it is
+// classified (camera, peer, direction, allowed, local, lateral).
+type flowOpener interface {
+	flowOpened(f *flow, p *packet, ts int64)
+}
+
+// sendWatcher is a detector that looks at each packet (or flow record) a
+// camera sends in its own direction of a flow; fresh says it opened the flow.
+type sendWatcher interface {
+	cameraSent(f *flow, p *packet, ts int64, fresh bool)
+}
+
+// Detectors lists every alert kind, in documentation order.
+var Detectors = indexed(
+	unexpectedDetector,
+	vendorDetector,
+	dnsTunnelDetector,
+	beaconDetector,
+	volumeDetector,
+	lateralDetector,
+	newDestinationDetector,
+)
+
+// Kinds lists the alert kinds in documentation order (the Kind of each of
+// Detectors).
+var Kinds = func() []string {
+	var ks []string
+	for _, d := range Detectors {
+		ks = append(ks, d.Kind)
+	}
+	return ks
+}()
+
+func indexed(ds ...*Detector) []*Detector {
+	for i, d := range ds {
+		d.index = i
+	}
+	return ds
+}
+
+// watchable reports whether f is a flow the camera opened to a destination
+// that no allow rule permits and that does not stay on the camera network:
+// the flows every detector but vendor-cloud looks at.
+func (f *flow) watchable() bool { return f.outbound && !f.allowed && !f.local }
