@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cordon-vms/cordon/internal/unpackreport"
 	"io"
 	"os"
 	"path"
@@ -631,11 +632,11 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if err != nil {
 		return nil, fmt.Errorf("firmware: report: %w", err)
 	}
-	if err := root.WriteFile("report.json", append(data, '\n'), 0o644); err != nil {
+	if err := root.WriteFile(unpackreport.FileName, append(data, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("firmware: write report: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, "report.json"), err)
+		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, unpackreport.FileName), err)
 	}
 	return rep, nil
 }

@@ -9,51 +9,26 @@ import (
 	"strconv"
 
 	"github.com/cordon-vms/cordon/internal/unixmode"
+	"github.com/cordon-vms/cordon/internal/unpackreport"
 )
 
 const (
-	manifestName     = "report.json" // written by the firmware unpacker at the tree's root
+	manifestName     = unpackreport.FileName // written by the firmware unpacker at the tree's root
 	maxManifestBytes = 256 << 20
 )
 
-// ManifestEntry is one entry of the unpack manifest in report.json: the
-// original metadata of what the unpacker extracted (the files on disk never
-// carry setuid bits or device nodes). Only the fields inspect uses are read.
-type ManifestEntry struct {
-	Path       string `json:"path"`
-	OrigName   string `json:"orig_name"`
-	Type       string `json:"type"`
-	Mode       string `json:"mode"`
-	UID        int    `json:"uid"`
-	GID        int    `json:"gid"`
-	Size       int64  `json:"size"`
-	LinkTarget string `json:"link_target"`
-	Note       string `json:"note"`
-}
-
-// Gap is one entry of report.json's gaps: content the unpacker found but
-// did not open (identified but not extracted, or whose data failed to
-// decode). Only the fields inspect uses are read.
-type Gap struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	Size   int64  `json:"size"`
-	Format string `json:"format"`
-	Status string `json:"status"` // identified or failed
-	Reason string `json:"reason"`
-}
-
-// Coverage is report.json's account of the image's bytes: extracted,
-// carved, identified only (not opened), padding and unknown.
-type Coverage struct {
-	Size       int64   `json:"size"`
-	Extracted  int64   `json:"extracted"`
-	Carved     int64   `json:"carved"`
-	Identified int64   `json:"identified"`
-	Padding    int64   `json:"padding"`
-	Unknown    int64   `json:"unknown"`
-	Examined   float64 `json:"examined"`
-}
+// The report.json schema, shared with the firmware unpacker.
+type (
+	// ManifestEntry is one entry of the unpack manifest: the original
+	// metadata of what the unpacker extracted (the files on disk never carry
+	// setuid bits or device nodes).
+	ManifestEntry = unpackreport.ManifestEntry
+	// Gap is content the unpacker found but did not open (identified but
+	// not extracted, or whose data failed to decode).
+	Gap = unpackreport.Gap
+	// Coverage is the unpacker's account of the image's bytes.
+	Coverage = unpackreport.Coverage
+)
 
 // unpackReport is what inspect reads of the unpacker's report.json.
 type unpackReport struct {
@@ -98,7 +73,7 @@ func (c *collector) gapFinding(g Gap) {
 		where = g.File
 	}
 	what := "identified but not extracted"
-	if g.Status == "failed" {
+	if g.Status == unpackreport.GapFailed {
 		what = "found but failed to decode or extract"
 	}
 	ev := fmt.Sprintf("%s at %s offset %#x", g.Format, where, g.Offset)

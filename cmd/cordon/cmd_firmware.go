@@ -18,6 +18,7 @@ import (
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/internal/humanize"
 	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/unpackreport"
 )
 
 const firmwareUsage = `usage: cordon firmware <scan|unpack|entropy|formats> [arguments]
@@ -356,7 +357,7 @@ Examples:
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.Stdout, "warning: %s\n", w)
 	}
-	fmt.Fprintf(e.Stdout, "report: %s\n", filepath.Join(*out, "report.json"))
+	fmt.Fprintf(e.Stdout, "report: %s\n", filepath.Join(*out, unpackreport.FileName))
 	return nil
 }
 
@@ -403,7 +404,7 @@ func prepareOut(dir string, force bool) error {
 	if !force {
 		return usagef("output folder %s is not empty; choose another -o DIR, or pass --force to clear an earlier unpack", dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "report.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, unpackreport.FileName)); err != nil {
 		return usagef("output folder %s is not empty and holds no report.json: --force only clears an earlier unpack; remove it yourself", dir)
 	}
 	for _, en := range ents {
