@@ -39,7 +39,8 @@ var errOverrun = errors.New("decompressed block larger than allowed")
 
 // decompressor inflates one squashfs block (data or metadata) into dst, whose
 // length is the most the block may produce, and returns the bytes written.
-// Every implementation is bounded by len(dst): no block can expand past it.
+// Every implementation is bounded by len(dst): no block can expand past it,
+// and nothing is written past len(dst) even when dst has spare capacity.
 type decompressor interface {
 	decompress(dst, src []byte) (int, error)
 	close()
@@ -172,7 +173,9 @@ func (lz4Dec) close() {}
 type zstdDec struct{ d *zstd.Decoder }
 
 func (d *zstdDec) decompress(dst, src []byte) (int, error) {
-	out, err := d.d.DecodeAll(src, dst[:0])
+	// DecodeAll decodes into dst's spare capacity and may write past the
+	// bytes it returns: cap it at len(dst), the bytes this block owns.
+	out, err := d.d.DecodeAll(src, dst[:0:len(dst)])
 	if err != nil {
 		return 0, err
 	}

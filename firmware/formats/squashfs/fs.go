@@ -469,7 +469,7 @@ func (f *fsys) decodeBlock(dec decompressor, scratch []byte, pos int64, word uin
 		}
 		return dst[:copy(dst, raw)], nil
 	}
-	m, err := dec.decompress(dst, raw)
+	m, err := dec.decompress(dst[:len(dst):len(dst)], raw)
 	if err != nil {
 		return nil, formatErr(pos, "decompressing data block", err)
 	}
@@ -600,7 +600,13 @@ func (fr *fileReader) fillBatch() error {
 		}
 		want := min(bs, left)
 		left -= want
-		jobs = append(jobs, job{pos: fr.pos, word: word, want: want, out: f.batchOut[uint64(i)*bs : uint64(i)*bs+want]})
+		// The slot's capacity ends where the next slot begins: decoders
+		// may use the spare capacity of dst (zstd decodes in place and
+		// over-copies past len), and a slot that reached into its
+		// neighbour let one worker overwrite the block another had just
+		// decoded (issue 11: zstd images wrong from the second block on).
+		lo, hi := uint64(i)*bs, uint64(i)*bs+want
+		jobs = append(jobs, job{pos: fr.pos, word: word, want: want, out: f.batchOut[lo:hi:hi]})
 		fr.pos += int64(word &^ (1 << 24))
 		fr.next++
 	}
