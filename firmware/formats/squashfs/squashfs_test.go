@@ -128,32 +128,26 @@ func TestIdentifyRejects(t *testing.T) {
 	}
 }
 
-// TestOldAndBigEndian checks that v3 and big-endian images are identified
-// with their size and refused by Extract with a clear error.
-func TestOldAndBigEndian(t *testing.T) {
-	v3be := make([]byte, 8192)
-	copy(v3be, "sqsh")
-	binary.BigEndian.PutUint16(v3be[28:], 3)
-	binary.BigEndian.PutUint16(v3be[30:], 1)
-	binary.BigEndian.PutUint64(v3be[63:], 5000)
-	v4be := make([]byte, 8192)
-	copy(v4be, "sqsh")
-	binary.BigEndian.PutUint16(v4be[28:], 4)
-	binary.BigEndian.PutUint64(v4be[40:], 6000)
-	v3le := mutate(t, func(b []byte) []byte {
-		binary.LittleEndian.PutUint16(b[28:], 3)
-		binary.LittleEndian.PutUint64(b[63:], 4000)
-		return b
-	})
+// TestOldVersions checks that v1 and v2 images are identified with their
+// size and refused by Extract with a clear error.
+func TestOldVersions(t *testing.T) {
+	v2be := make([]byte, 8192)
+	copy(v2be, "sqsh")
+	binary.BigEndian.PutUint16(v2be[28:], 2)
+	binary.BigEndian.PutUint16(v2be[30:], 1)
+	binary.BigEndian.PutUint32(v2be[8:], 5000)
+	v1le := make([]byte, 8192)
+	copy(v1le, "hsqs")
+	binary.LittleEndian.PutUint16(v1le[28:], 1)
+	binary.LittleEndian.PutUint32(v1le[8:], 4000)
 	for _, tc := range []struct {
 		name string
 		data []byte
 		size int64
 		desc string
 	}{
-		{"v3 big-endian", v3be, 5000, "squashfs 3.1 filesystem, big-endian"},
-		{"v4 big-endian", v4be, 6000, "squashfs 4.0 filesystem, big-endian"},
-		{"v3 little-endian", v3le, 4000, "squashfs 3.0 filesystem, little-endian"},
+		{"v2 big-endian", v2be, 5000, "squashfs 2.1 filesystem, big-endian"},
+		{"v1 little-endian", v1le, 4000, "squashfs 1.0 filesystem, little-endian"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Format.Identify(bytes.NewReader(tc.data), 0, int64(len(tc.data)))
@@ -255,6 +249,9 @@ func FuzzSquashfs(f *testing.F) {
 		f.Add(firmwaretest.ReadFixture(f, fx.file))
 	}
 	f.Add(firmwaretest.ReadFixture(f, mixedFixture))
+	for _, l := range layouts {
+		f.Add(layoutImage(f, l.name, 4096))
+	}
 	f.Add([]byte("hsqs"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := firmwaretest.Run(Format, data, 0); err != nil {

@@ -262,8 +262,8 @@ func writeMixedTree(t *testing.T, root string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(11, 2026))
 	files := map[string][]byte{
-		"mixed.bin":       mixed(rng, 1<<20+4567),
-		"random.bin":      random(rng, 300001),
+		"mixed.bin":       mixed(rng, 3<<17+4567),
+		"random.bin":      random(rng, 140001),
 		"text.txt":        bytes.Repeat([]byte(mixedText), 1500),
 		"empty":           nil,
 		"tail-random.bin": append(bytes.Repeat([]byte(mixedText), 131072/len(mixedText)+1)[:131072], random(rng, 3000)...),
@@ -274,7 +274,7 @@ func writeMixedTree(t *testing.T, root string) {
 	copy(sparse[4*131072+100:], random(rng, 1000))
 	files["sparse.bin"] = sparse
 	files["zeros.bin"] = make([]byte, 3*131072+1)
-	for _, n := range []int{1, 2, 511, 4095, 4096, 4097, 65535, 65536, 65537, 131071, 131072, 131073, 262143, 262145} {
+	for _, n := range []int{1, 511, 4095, 4097, 65537, 131071, 131073, 262145} {
 		files[fmt.Sprintf("sizes/%d.bin", n)] = mixed(rng, n)
 	}
 	for i := range 40 {
@@ -326,7 +326,7 @@ func TestMixedAgainstUnsquashfs(t *testing.T) {
 				if out, err := cmd.CombinedOutput(); err != nil {
 					t.Fatalf("mksquashfs: %v\n%s", err, out)
 				}
-				if n := compareWithUnsquashfs(t, img); n < 60 {
+				if n := compareWithUnsquashfs(t, img); n < 50 {
 					t.Errorf("only %d files compared", n)
 				}
 
