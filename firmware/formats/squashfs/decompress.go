@@ -122,6 +122,12 @@ type xzDec struct {
 }
 
 func (d *xzDec) decompress(dst, src []byte) (int, error) {
+	// The fast path takes the streams mksquashfs writes; anything it
+	// refuses or fails on is decoded again by the general decoder, which
+	// reports the error if there is one.
+	if n, err := xzBlockDecode(dst, src); err == nil {
+		return n, nil
+	}
 	d.src.Reset(src)
 	if d.zr == nil {
 		zr, err := xz.NewReader(&d.src, maxDict)
