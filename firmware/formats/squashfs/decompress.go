@@ -235,7 +235,7 @@ func isInputEnd(err error) bool {
 // compressor field) is zlib, as mksquashfs 3.x wrote, or a vendor's LZMA.
 // It decodes the first metadata block with each candidate in turn.
 func probeCompressor(r io.ReaderAt, size int64, sb *superblock) {
-	if sb.Compressor != compLZMA && !sb.v3() {
+	if sb.Compressor != compLZMA && !sb.old() {
 		return
 	}
 	pos := int64(sb.InodeTable)
@@ -244,7 +244,7 @@ func probeCompressor(r io.ReaderAt, size int64, sb *superblock) {
 		return
 	}
 	hdr := sb.order().Uint16(h[:])
-	if sb.v3() && sb.Flags&flagCheck != 0 {
+	if sb.old() && sb.Flags&flagCheck != 0 {
 		pos++
 	}
 	n := int64(hdr & 0x7fff)

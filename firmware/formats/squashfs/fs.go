@@ -101,7 +101,7 @@ func (f *fsys) readMeta(pos int64) (metaBlock, error) {
 	n := int64(hdr & 0x7fff)
 	// v3 images made with -check-data put a marker byte after the header.
 	hl := int64(2)
-	if f.sb.v3() && f.sb.Flags&flagCheck != 0 {
+	if f.sb.old() && f.sb.Flags&flagCheck != 0 {
 		hl = 3
 	}
 	if n == 0 || pos+hl+n > f.size {
@@ -192,17 +192,26 @@ func (m *metaReader) u32() (uint32, error) {
 // fragment): an array of u64 pointers at start, each to a metadata block of
 // 8 KiB of entries.
 func (f *fsys) tableEntry(start int64, i uint64, w uint64) ([]byte, error) {
+	return f.tableEntryPtr(start, i, w, 8)
+}
+
+// tableEntryPtr is tableEntry with index pointers of ptrSize bytes (4 in
+// the 2.x fragment table, 8 elsewhere).
+func (f *fsys) tableEntryPtr(start int64, i uint64, w uint64, ptrSize int64) ([]byte, error) {
 	byteOff := i * w
 	idx := int64(byteOff / metaSize)
-	ptrPos := start + idx*8
-	if ptrPos < 0 || ptrPos+8 > f.size {
+	ptrPos := start + idx*ptrSize
+	if ptrPos < 0 || ptrPos+ptrSize > f.size {
 		return nil, formatErr(ptrPos, "table index outside the image", firmware.ErrTruncated)
 	}
 	var b [8]byte
-	if _, err := f.r.ReadAt(b[:], ptrPos); err != nil {
+	if _, err := f.r.ReadAt(b[:ptrSize], ptrPos); err != nil {
 		return nil, formatErr(ptrPos, "reading table index", err)
 	}
 	blk := f.bo.Uint64(b[:])
+	if ptrSize == 4 {
+		blk = uint64(f.bo.Uint32(b[:]))
+	}
 	if blk >= uint64(f.size) {
 		return nil, formatErr(ptrPos, "table block outside the image", firmware.ErrTruncated)
 	}
@@ -214,7 +223,7 @@ func (f *fsys) tableEntry(start int64, i uint64, w uint64) ([]byte, error) {
 }
 
 func (f *fsys) id(i uint16) (int, error) {
-	if f.sb.v3() {
+	if f.sb.old() {
 		return 0, formatErr(0, "id table lookup in a 3.x image", nil)
 	}
 	if i >= f.sb.IDs {
@@ -236,7 +245,7 @@ func (f *fsys) id(i uint16) (int, error) {
 // owner returns the uid and gid of in: through the id table (v4) or the
 // uid and gid tables (v3, where gid index 255 means "same as the uid").
 func (f *fsys) owner(in *inode) (uid, gid int, err error) {
-	if !f.sb.v3() {
+	if !f.sb.old() {
 		uid, err = f.id(in.uidIdx)
 		if err != nil {
 			return 0, 0, err
@@ -289,6 +298,13 @@ func (f *fsys) fragment(i uint32) (fragment, error) {
 	if i >= f.sb.Fragments {
 		return fragment{}, formatErr(int64(f.sb.FragmentTable), fmt.Sprintf("fragment %d out of %d", i, f.sb.Fragments), nil)
 	}
+	if f.sb.Major == 2 { // 8-byte entries (u32 start, u32 size), u32 index
+		b, err := f.tableEntryPtr(int64(f.sb.FragmentTable), uint64(i), 8, 4)
+		if err != nil {
+			return fragment{}, err
+		}
+		return fragment{start: uint64(f.bo.Uint32(b)), size: f.bo.Uint32(b[4:])}, nil
+	}
 	b, err := f.tableEntry(int64(f.sb.FragmentTable), uint64(i), 16)
 	if err != nil {
 		return fragment{}, err
@@ -324,8 +340,11 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		return nil, err
 	}
 	at := int64(f.sb.InodeTable) + int64(ref>>16)
-	if f.sb.v3() {
+	switch f.sb.Major {
+	case 3:
 		return f.inode3(mr, at)
+	case 2:
+		return f.inode2(mr, at)
 	}
 	var h [16]byte
 	if _, err := io.ReadFull(mr, h[:]); err != nil {
@@ -421,17 +440,23 @@ type dirEntry struct {
 
 // readDir returns the listing of directory inode in.
 func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
-	if in.size <= 3 { // an empty listing is stored as size 3
+	remaining := int64(in.size) - 3 // the listing size counts 3 bytes more (but not in 2.x)
+	if f.sb.Major == 2 {
+		remaining = int64(in.size)
+	}
+	if remaining <= 0 {
 		return nil, nil
 	}
-	remaining := int64(in.size) - 3
 	mr, err := f.metaAt(int64(f.sb.DirTable), f.size, in.start<<16|uint64(in.offset))
 	if err != nil {
 		return nil, err
 	}
 	at := int64(f.sb.DirTable) + int64(in.start)
-	if f.sb.v3() {
+	switch f.sb.Major {
+	case 3:
 		return f.readDir3(mr, at, remaining)
+	case 2:
+		return f.readDir2(mr, at, remaining)
 	}
 	var out []dirEntry
 	for remaining > 0 {

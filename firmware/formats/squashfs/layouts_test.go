@@ -71,6 +71,10 @@ var layouts = []layout{
 	{"v4-be-lzma", wOptions{major: 4, big: true, comp: "lzma"}, false},
 	{"v4-be-lzma-raw", wOptions{major: 4, big: true, comp: "lzma-raw"}, false},
 	{"v4-le-lzma-nosize-32M-dict", wOptions{major: 4, comp: "lzma-nosize", dictSize: 32 << 20}, false},
+	{"v2-le-gzip", wOptions{major: 2, comp: "gzip"}, true},
+	{"v2-be-gzip", wOptions{major: 2, big: true, comp: "gzip"}, true},
+	{"v2-be-gzip-check", wOptions{major: 2, big: true, comp: "gzip", check: true}, true},
+	{"v2-le-lzma-nosize", wOptions{major: 2, comp: "lzma-nosize"}, false},
 	{"v3-le-gzip", wOptions{major: 3, comp: "gzip"}, true},
 	{"v3-be-gzip", wOptions{major: 3, big: true, comp: "gzip"}, true},
 	{"v3-le-gzip-check", wOptions{major: 3, comp: "gzip", check: true}, true},
@@ -83,7 +87,7 @@ var layouts = []layout{
 }
 
 // TestLayouts writes the layout tree in every layout this package reads
-// besides mksquashfs 4's (3.x and 4.0 big-endian, vendor LZMA framings,
+// besides mksquashfs 4's (2.x, 3.x, 4.0 big-endian, vendor LZMA framings,
 // non-standard dictionary sizes) and checks every entry; unsquashfs
 // extracts the ones it can read and must agree byte for byte.
 func TestLayouts(t *testing.T) {
@@ -100,7 +104,7 @@ func TestLayouts(t *testing.T) {
 					t.Fatalf("warnings: %q", res.Sink.Warnings)
 				}
 				c := res.Chunk
-				wantVersion := fmt.Sprintf("%d.%d", o.major, map[uint16]int{3: 1, 4: 0}[o.major])
+				wantVersion := fmt.Sprintf("%d.%d", o.major, map[uint16]int{2: 1, 3: 1, 4: 0}[o.major])
 				if c.Confidence != firmware.ConfidenceHigh || c.Meta["version"] != wantVersion || c.Meta["block_size"] != bs {
 					t.Errorf("chunk %+v", c)
 				}
@@ -182,7 +186,7 @@ func containsPrefix(paths []string, name string) bool {
 // extraction must stay within its time budget and report the damage (or
 // not notice it), never panic or run away.
 func TestLayoutsDamaged(t *testing.T) {
-	for _, name := range []string{"v3-be-gzip", "v3-le-lzma-raw-64M-dict", "v4-be-lzma", "v3-be-uncompressed"} {
+	for _, name := range []string{"v2-be-gzip", "v3-be-gzip", "v3-le-lzma-raw-64M-dict", "v4-be-lzma", "v3-be-uncompressed"} {
 		img := layoutImage(t, name, 4096)
 		reported, runs := 0, 0
 		for off := 0; off < len(img); off += max(97, len(img)/60) {
@@ -221,6 +225,7 @@ var writeFixtures = flag.Bool("write-fixtures", false, "rewrite the writer-made 
 // test writer (mksquashfs 4 cannot make them), so the scan-level fixture
 // tests and golden manifests cover them too.
 var writerFixtures = map[string]string{
+	"squashfs-v2-le-gzip.img":     "v2-le-gzip",
 	"squashfs-v3-be-gzip.img":     "v3-be-gzip",
 	"squashfs-v3-le-lzma-raw.img": "v3-le-lzma-raw-64M-dict",
 	"squashfs-v4-be-lzma.img":     "v4-be-lzma",

@@ -1,13 +1,13 @@
 // Package squashfs reads squashfs images natively: superblock, inode and
 // directory tables, data blocks, fragments and the id (4.0) or uid/gid (3.x)
 // tables. It reads 4.0 in both byte orders with every compressor mksquashfs
-// offers (gzip, xz, lzma, lzo, lz4, zstd), and 3.x in both byte orders
-// (the packed bit-field layout of squashfs-tools 3.x and Linux 2.6) with
-// zlib or the vendor LZMA framings sasquatch knows: the classic 13-byte
-// header, a header without the size, and raw streams with lc=3 lp=0 pb=2
-// (the "shsq"/"qshs" squashfs-lzma magic included). Extended attributes are
-// skipped. Versions 1.x and 2.x are identified and reported as such, but not
-// extracted.
+// offers (gzip, xz, lzma, lzo, lz4, zstd), and 2.x and 3.x in both byte
+// orders (the packed bit-field layouts of squashfs-tools 2.x/3.x and Linux
+// 2.6) with zlib or the vendor LZMA framings sasquatch knows: the classic
+// 13-byte header, a header without the size, and raw streams with lc=3 lp=0
+// pb=2 (the "shsq"/"qshs" squashfs-lzma magic included). Extended
+// attributes are skipped. Version 1.x is identified and reported as such,
+// but not extracted.
 //
 // Every read is bounded by the chunk: block sizes, table offsets and
 // references are checked before use, each block decompresses into a buffer of
@@ -33,10 +33,10 @@ var Format = &firmware.Format{
 	Kind: firmware.KindFilesystem,
 	Doc: "SquashFS, the read-only compressed root filesystem of most Linux cameras. " +
 		"Version 4.0 images, little- or big-endian, with any mksquashfs compressor (gzip, xz, lzma, lzo, lz4, zstd), " +
-		"and version 3.x images, little- or big-endian, zlib or vendor LZMA (with or without the LZMA header, " +
+		"and version 2.x and 3.x images, little- or big-endian, zlib or vendor LZMA (with or without the LZMA header, " +
 		"any dictionary size), are extracted natively: files, directories, symlinks, hard links and device nodes " +
 		"(recorded in the manifest), with owners from the id or uid/gid tables; extended attributes are " +
-		"skipped. Versions 1.x and 2.x are identified with their size and reported as not extractable.",
+		"skipped. Version 1.x is identified with its size and reported as not extractable.",
 	Magics: []firmware.Magic{
 		{Bytes: []byte("hsqs")},
 		{Bytes: []byte("sqsh")},
@@ -93,8 +93,8 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	return c, nil
 }
 
-// identifyOld recognises squashfs 1.x and 2.x (either endianness): they are
-// reported with their size but not extracted.
+// identifyOld recognises squashfs 1.x (either endianness): it is reported
+// with its size but not extracted.
 func identifyOld(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	var b [71]byte
 	if size-off < int64(len(b)) {
@@ -114,7 +114,7 @@ func identifyOld(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat(0, "bad magic")
 	}
 	major, minor := bo.Uint16(b[28:]), bo.Uint16(b[30:])
-	if major != 1 && major != 2 {
+	if major != 1 {
 		return nil, notFormat(28, fmt.Sprintf("unknown version %d.%d", major, minor))
 	}
 	used := uint64(bo.Uint32(b[8:]))
@@ -132,6 +132,6 @@ func identifyOld(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			"endian":     endian,
 			"bytes_used": used,
 		},
-		Warnings: []string{fmt.Sprintf("squashfs %d.%d %s is identified only: extraction supports 3.x and 4.0", major, minor, endian)},
+		Warnings: []string{fmt.Sprintf("squashfs %d.%d %s is identified only: extraction supports 2.x, 3.x and 4.0", major, minor, endian)},
 	}, nil
 }

@@ -128,14 +128,14 @@ func TestIdentifyRejects(t *testing.T) {
 	}
 }
 
-// TestOldVersions checks that v1 and v2 images are identified with their
-// size and refused by Extract with a clear error.
+// TestOldVersions checks that v1 images are identified with their size and
+// refused by Extract with a clear error.
 func TestOldVersions(t *testing.T) {
-	v2be := make([]byte, 8192)
-	copy(v2be, "sqsh")
-	binary.BigEndian.PutUint16(v2be[28:], 2)
-	binary.BigEndian.PutUint16(v2be[30:], 1)
-	binary.BigEndian.PutUint32(v2be[8:], 5000)
+	v1be := make([]byte, 8192)
+	copy(v1be, "sqsh")
+	binary.BigEndian.PutUint16(v1be[28:], 1)
+	binary.BigEndian.PutUint16(v1be[30:], 0)
+	binary.BigEndian.PutUint32(v1be[8:], 5000)
 	v1le := make([]byte, 8192)
 	copy(v1le, "hsqs")
 	binary.LittleEndian.PutUint16(v1le[28:], 1)
@@ -146,7 +146,7 @@ func TestOldVersions(t *testing.T) {
 		size int64
 		desc string
 	}{
-		{"v2 big-endian", v2be, 5000, "squashfs 2.1 filesystem, big-endian"},
+		{"v1 big-endian", v1be, 5000, "squashfs 1.0 filesystem, big-endian"},
 		{"v1 little-endian", v1le, 4000, "squashfs 1.0 filesystem, little-endian"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 const (
 	superSize    = 96   // v4 superblock
 	superSize3   = 119  // v3 superblock (packed)
+	superSize2   = 63   // v2 superblock (packed)
 	metaSize     = 8192 // uncompressed size of a metadata block
 	noFragment   = 0xFFFFFFFF
 	minBlockSize = 4 << 10
@@ -67,8 +68,9 @@ func (sb *superblock) compression() string {
 	return compNames[sb.Compressor]
 }
 
-// v3 reports whether the image uses the 3.x layout.
-func (sb *superblock) v3() bool { return sb.Major == 3 }
+// old reports whether the image uses a 2.x or 3.x layout (uid/gid tables,
+// optional marker bytes, no compressor field).
+func (sb *superblock) old() bool { return sb.Major < 4 }
 
 // endian names the byte order for reports.
 func (sb *superblock) endian() string {
@@ -124,8 +126,10 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 		return readSuper4(&sb, b[:superSize], size-off)
 	case sb.Major == 3 && n >= superSize3:
 		return readSuper3(&sb, b[:], size-off)
+	case sb.Major == 2 && n >= superSize2:
+		return readSuper2(&sb, b[:], size-off)
 	}
-	return nil, notFormat(28, fmt.Sprintf("version %d.%d is not 3.x or 4.0", sb.Major, sb.Minor))
+	return nil, notFormat(28, fmt.Sprintf("version %d.%d is not 2.x, 3.x or 4.0", sb.Major, sb.Minor))
 }
 
 func readSuper4(sb *superblock, b []byte, avail int64) (*superblock, error) {
@@ -201,6 +205,52 @@ func readSuper3(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	return sb, nil
 }
 
+// readSuper2 decodes a 2.x superblock: the 3.x layout up to the 32-bit
+// fragment table offset, with 32-bit table offsets.
+func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
+	bo := sb.order()
+	sb.Inodes = bo.Uint32(b[4:])
+	sb.BytesUsed = uint64(bo.Uint32(b[8:]))
+	sb.UIDTable = uint64(bo.Uint32(b[12:]))
+	sb.GIDTable = uint64(bo.Uint32(b[16:]))
+	sb.InodeTable = uint64(bo.Uint32(b[20:]))
+	sb.DirTable = uint64(bo.Uint32(b[24:]))
+	sb.BlockLog = bo.Uint16(b[34:])
+	sb.Flags = uint16(b[36])
+	sb.UIDs, sb.GIDs = uint16(b[37]), uint16(b[38])
+	sb.ModTime = bo.Uint32(b[39:])
+	sb.RootInode = bo.Uint64(b[43:])
+	sb.BlockSize = bo.Uint32(b[51:])
+	sb.Fragments = bo.Uint32(b[55:])
+	sb.FragmentTable = uint64(bo.Uint32(b[59:]))
+	sb.Compressor = compGZIP
+	if m := string(b[:4]); m == lzmaMagicLE || m == lzmaMagicBE {
+		sb.Compressor = compLZMA
+	}
+	if err := sb.checkCommon(avail); err != nil {
+		return nil, err
+	}
+	if sb.UIDs == 0 {
+		return nil, notFormat(37, "uid count is zero")
+	}
+	if sb.UIDTable < superSize2 || sb.UIDTable+4*uint64(sb.UIDs) > sb.BytesUsed ||
+		(sb.GIDs > 0 && (sb.GIDTable < superSize2 || sb.GIDTable+4*uint64(sb.GIDs) > sb.BytesUsed)) {
+		return nil, notFormat(12, "uid/gid table offsets inconsistent")
+	}
+	return sb, nil
+}
+
+// headerSize is the size of the superblock of the image's version.
+func (sb *superblock) headerSize() uint64 {
+	switch sb.Major {
+	case 2:
+		return superSize2
+	case 3:
+		return superSize3
+	}
+	return superSize
+}
+
 // checkCommon checks what v4 and v3 share: block size, size, table order.
 func (sb *superblock) checkCommon(avail int64) error {
 	if sb.BlockSize < minBlockSize || sb.BlockSize > maxBlockSize || bits.OnesCount32(sb.BlockSize) != 1 {
@@ -209,11 +259,11 @@ func (sb *superblock) checkCommon(avail int64) error {
 	if 1<<sb.BlockLog != sb.BlockSize {
 		return notFormat(22, "block log does not match block size")
 	}
-	if sb.BytesUsed < superSize || sb.BytesUsed > uint64(avail) {
+	if sb.BytesUsed < sb.headerSize() || sb.BytesUsed > uint64(avail) {
 		return notFormat(40, fmt.Sprintf("bytes_used %d outside the %d bytes available", sb.BytesUsed, avail))
 	}
 	// The tables follow each other in a fixed order; each must start inside the image.
-	if !(superSize <= sb.InodeTable && sb.InodeTable <= sb.DirTable && sb.DirTable < sb.BytesUsed) {
+	if !(sb.headerSize() <= sb.InodeTable && sb.InodeTable <= sb.DirTable && sb.DirTable < sb.BytesUsed) {
 		return notFormat(64, "inode/directory table offsets inconsistent")
 	}
 	if sb.RootInode>>16 > sb.DirTable-sb.InodeTable {

@@ -13,9 +13,10 @@ import (
 )
 
 // This file is a test helper: a small squashfs writer for the layouts
-// mksquashfs 4.x cannot make (3.x in either byte order, 4.0 big-endian, the
-// vendor LZMA framings), following squashfs_fs.h of squashfs-tools 3.x /
-// Linux 2.6 (3.x) and of squashfs-tools 4.x (4.0). It writes data blocks
+// mksquashfs 4.x cannot make (2.x and 3.x in either byte order, 4.0
+// big-endian, the vendor LZMA framings), following squashfs_fs.h of
+// squashfs-tools 2.x/3.x and Linux 2.6 (the _2 and _3 structures of
+// squashfs_compat.h) and of squashfs-tools 4.x (4.0). It writes data blocks
 // (stored when compression does not help, sparse when all zero in 4.0),
 // shared fragment blocks, inode and directory tables in 8 KiB metadata
 // blocks, the fragment table and the id (4.0) or uid/gid (3.x) tables.
@@ -33,7 +34,7 @@ type wEntry struct {
 
 // wOptions selects the layout.
 type wOptions struct {
-	major     uint16 // 3 or 4
+	major     uint16 // 2, 3 or 4
 	big       bool
 	blockSize uint32
 	comp      string // "gzip", "lzma", "lzma-nosize", "lzma-raw", "none"
@@ -84,7 +85,7 @@ func (m *metaWriter) flush(b []byte) {
 		hdr |= 0x8000
 	}
 	m.flushed = m.w.bo.AppendUint16(m.flushed, hdr)
-	if m.w.o.major == 3 && m.w.o.check {
+	if m.w.o.major < 4 && m.w.o.check {
 		m.flushed = append(m.flushed, 0xff)
 	}
 	m.flushed = append(m.flushed, c...)
@@ -185,7 +186,7 @@ func (w *sqWriter) fileData(data []byte) (start uint64, words []uint32, frag, fr
 		if len(w.fbuf)+len(tail) > bs {
 			w.flushFragment()
 		}
-		frag, fragOff = uint32(len(w.frags)/16), uint32(len(w.fbuf))
+		frag, fragOff = uint32(len(w.frags)/w.fragEntrySize()), uint32(len(w.fbuf))
 		w.fbuf = append(w.fbuf, tail...)
 		data = data[:full*bs]
 	}
@@ -217,14 +218,30 @@ func (w *sqWriter) flushFragment() {
 		size |= 1 << 24
 	}
 	w.out = append(w.out, c...)
-	w.frags = w.u64(w.frags, start)
-	w.frags = w.u32(w.frags, size)
-	w.frags = w.u32(w.frags, 0)
+	if w.o.major == 2 {
+		w.frags = w.u32(w.frags, uint32(start))
+		w.frags = w.u32(w.frags, size)
+	} else {
+		w.frags = w.u64(w.frags, start)
+		w.frags = w.u32(w.frags, size)
+		w.frags = w.u32(w.frags, 0)
+	}
 	w.fbuf = w.fbuf[:0]
 }
 
+// fragEntrySize is the size of a fragment table entry: 8 bytes in 2.x.
+func (w *sqWriter) fragEntrySize() int {
+	if w.o.major == 2 {
+		return 8
+	}
+	return 16
+}
+
 func superSizeOf(major uint16) int {
-	if major == 3 {
+	switch major {
+	case 2:
+		return superSize2
+	case 3:
 		return superSize3
 	}
 	return superSize
@@ -327,6 +344,27 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		w.inode.write(b)
 		return wChild{name: path.Base(e.path), ref: ref, typ: e.typ, inum: w.inum}
 	}
+	// writeInode2 writes a 2.x inode: a 4-byte base, then fields.
+	writeInode2 := func(e *wEntry, size int, fields func(r bitsW), tail []byte) wChild {
+		w.inum++
+		w.count++
+		ref := w.inode.pos()
+		b := make([]byte, size)
+		r := bitsW{b: b, big: o.big}
+		uid, gid := w.idIndex(&w.ids, e.uid), 255
+		if e.gid != e.uid {
+			gid = w.idIndex(&w.gids, e.gid)
+		}
+		r.put(0, 4, uint64(e.typ))
+		r.put(4, 12, uint64(e.mode))
+		r.put(16, 8, uint64(uid))
+		r.put(24, 8, uint64(gid))
+		if fields != nil {
+			fields(r)
+		}
+		w.inode.write(append(b, tail...))
+		return wChild{name: path.Base(e.path), ref: ref, typ: e.typ, inum: w.inum}
+	}
 	writeEntry := func(p string, parentInum uint32) wChild {
 		e := byPath[p]
 		switch e.typ {
@@ -347,6 +385,15 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 					return append(b, list...)
 				}, 0, nil)
 			}
+			if o.major == 2 {
+				return writeInode2(e, 24, func(r bitsW) {
+					r.put(32, 32, uint64(o.mtime))
+					r.put(64, 32, fi.start)
+					r.put(96, 32, uint64(fi.frag))
+					r.put(128, 32, uint64(fi.fragOff))
+					r.put(160, 32, uint64(len(e.data)))
+				}, list)
+			}
 			return writeInode(e, func(b []byte) []byte { return append(b, list...) }, 32, func(r bitsW) {
 				r.put(96, 64, fi.start)
 				r.put(160, 32, uint64(fi.frag))
@@ -361,6 +408,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 					return append(b, e.target...)
 				}, 0, nil)
 			}
+			if o.major == 2 {
+				return writeInode2(e, 6, func(r bitsW) { r.put(32, 16, uint64(len(e.target))) }, []byte(e.target))
+			}
 			return writeInode(e, func(b []byte) []byte { return append(b, e.target...) }, 18, func(r bitsW) {
 				r.put(96, 32, 1)
 				r.put(128, 16, uint64(len(e.target)))
@@ -369,6 +419,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 			if o.major == 4 {
 				return writeInode(e, func(b []byte) []byte { return w.u32(w.u32(b, 1), e.rdev) }, 0, nil)
 			}
+			if o.major == 2 {
+				return writeInode2(e, 6, func(r bitsW) { r.put(32, 16, uint64(e.rdev)) }, nil)
+			}
 			return writeInode(e, func(b []byte) []byte { return b }, 18, func(r bitsW) {
 				r.put(96, 32, 1)
 				r.put(128, 16, uint64(e.rdev))
@@ -376,6 +429,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		default: // FIFO, socket
 			if o.major == 4 {
 				return writeInode(e, func(b []byte) []byte { return w.u32(b, 1) }, 0, nil)
+			}
+			if o.major == 2 {
+				return writeInode2(e, 4, nil, nil)
 			}
 			return writeInode(e, func(b []byte) []byte { return b }, 16, func(r bitsW) { r.put(96, 32, 1) })
 		}
@@ -412,6 +468,21 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 					listing = w.u16(listing, uint16(len(c.name)-1))
 					listing = append(listing, c.name...)
 				}
+			} else if o.major == 2 {
+				h := make([]byte, 4)
+				r := bitsW{b: h, big: o.big}
+				r.put(0, 8, uint64(len(run)-1))
+				r.put(8, 24, run[0].ref>>16)
+				listing = append(listing, h...)
+				for _, c := range run {
+					e := make([]byte, 3)
+					r := bitsW{b: e, big: o.big}
+					r.put(0, 13, c.ref&0xffff)
+					r.put(13, 3, uint64(c.typ))
+					r.put(16, 8, uint64(len(c.name)-1))
+					listing = append(listing, e...)
+					listing = append(listing, c.name...)
+				}
 			} else {
 				h := make([]byte, 9)
 				r := bitsW{b: h, big: o.big}
@@ -445,6 +516,14 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 				return w.u32(b, parentInum)
 			}, 0, nil)
 		}
+		if o.major == 2 {
+			return writeInode2(e, 15, func(r bitsW) {
+				r.put(32, 19, size-3) // 2.x counts the listing only
+				r.put(51, 13, listPos&0xffff)
+				r.put(64, 32, uint64(o.mtime))
+				r.put(96, 24, listPos>>16)
+			}, nil)
+		}
 		return writeInode(e, func(b []byte) []byte { return b }, 28, func(r bitsW) {
 			r.put(96, 32, uint64(nlink))
 			r.put(128, 19, size)
@@ -472,12 +551,17 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		}
 		at := base + uint64(len(w.out))
 		for _, s := range starts {
-			w.out = w.u64(w.out, s)
+			if o.major == 2 {
+				w.out = w.u32(w.out, uint32(s))
+			} else {
+				w.out = w.u64(w.out, s)
+			}
 		}
 		return at
 	}
 	fragTable := indexed(w.frags)
 	var sb []byte
+	nfrags := len(w.frags) / w.fragEntrySize()
 	if o.major == 4 {
 		var ids []byte
 		for _, id := range w.ids {
@@ -489,7 +573,7 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		sb = w.u32(sb, w.count)
 		sb = w.u32(sb, o.mtime)
 		sb = w.u32(sb, o.blockSize)
-		sb = w.u32(sb, uint32(len(w.frags)/16))
+		sb = w.u32(sb, uint32(nfrags))
 		comp := uint16(compGZIP)
 		if strings.HasPrefix(o.comp, "lzma") {
 			comp = compLZMA
@@ -529,7 +613,7 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		sb = w.u32(sb, uint32(gidTable))
 		sb = w.u32(sb, uint32(inodeTable))
 		sb = w.u32(sb, uint32(dirTable))
-		sb = w.u16(sb, 3)
+		sb = w.u16(sb, o.major)
 		sb = w.u16(sb, 1)
 		sb = w.u16(sb, uint16(min(o.blockSize, 0xffff)))
 		sb = w.u16(sb, uint16(bitsLen(o.blockSize)))
@@ -537,16 +621,19 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		sb = w.u32(sb, o.mtime)
 		sb = w.u64(sb, root.ref)
 		sb = w.u32(sb, o.blockSize)
-		sb = w.u32(sb, uint32(len(w.frags)/16))
+		sb = w.u32(sb, uint32(nfrags))
 		sb = w.u32(sb, uint32(fragTable))
-		sb = w.u64(sb, used)
-		sb = w.u64(sb, uidTable)
-		sb = w.u64(sb, gidTable)
-		sb = w.u64(sb, inodeTable)
-		sb = w.u64(sb, dirTable)
-		sb = w.u64(sb, fragTable)
-		sb = w.u64(sb, ^uint64(0)) // no lookup table
+		if o.major == 3 { // 2.x ends at the 32-bit fragment table offset
+			sb = w.u64(sb, used)
+			sb = w.u64(sb, uidTable)
+			sb = w.u64(sb, gidTable)
+			sb = w.u64(sb, inodeTable)
+			sb = w.u64(sb, dirTable)
+			sb = w.u64(sb, fragTable)
+			sb = w.u64(sb, ^uint64(0)) // no lookup table
+		}
 	}
+
 	magic := map[[2]bool]string{{}: "hsqs", {true}: "sqsh", {false, true}: lzmaMagicLE, {true, true}: lzmaMagicBE}[[2]bool{o.big, o.lzmaMagic}]
 	copy(sb, magic)
 	img := append(sb, w.out...)
