@@ -348,6 +348,7 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 	r := rangeDec{in: src}
 	out, in := 0, 0
 	needProps, needDictReset := true, true
+	dictStart := 0 // output offset of the last dictionary reset
 	for {
 		if in >= len(src) {
 			return 0, 0, errLzmaCorrupt
@@ -362,7 +363,7 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 				return 0, 0, errLzmaCorrupt
 			}
 			if ctl == 1 {
-				needDictReset = false
+				needDictReset, dictStart = false, out
 			} else if needDictReset {
 				return 0, 0, errLzmaCorrupt
 			}
@@ -384,7 +385,7 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 		in += 4
 		switch mode := ctl >> 5 & 3; {
 		case mode == 3:
-			needDictReset = false
+			needDictReset, dictStart = false, out
 			fallthrough
 		case mode == 2:
 			if in >= len(src) {
@@ -421,7 +422,8 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 		r.rng = 0xffffffff
 		r.code = r.next()<<24 | r.next()<<16 | r.next()<<8 | r.next()
 		var err error
-		out, err = s.decodeChunk(&r, dst, out, out+unpacked)
+		out, err = s.decodeChunk(&r, dst[dictStart:], out-dictStart, out-dictStart+unpacked)
+		out += dictStart
 		if err != nil {
 			return 0, 0, err
 		}
@@ -437,7 +439,8 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 	}
 }
 
-// decodeChunk decodes symbols into dst[out:end].
+// decodeChunk decodes symbols into dst[out:end]; dst starts at the last
+// dictionary reset, so nothing before it can be referred to.
 func (s *lzState) decodeChunk(r *rangeDec, dst []byte, out, end int) (int, error) {
 	pbMask := uint32(1)<<s.pb - 1
 	lpMask := uint32(1)<<s.lp - 1
