@@ -421,14 +421,21 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
 	}
 	if in.typ == tFile || in.typ == tLFile {
-		bs := uint64(f.sb.BlockSize)
-		in.blockCnt = in.size / bs
-		if in.frag == noFragment && in.size%bs != 0 {
-			in.blockCnt++
-		}
-		in.blocks = mr
+		f.fileBlocks(in, mr)
 	}
 	return in, nil
+}
+
+// fileBlocks sets a regular file's block count (a tail that is not in a
+// fragment takes a block of its own) and where its block list starts: mr,
+// right after the inode, in every version.
+func (f *fsys) fileBlocks(in *inode, mr *metaReader) {
+	bs := uint64(f.sb.BlockSize)
+	in.blockCnt = in.size / bs
+	if in.frag == noFragment && in.size%bs != 0 {
+		in.blockCnt++
+	}
+	in.blocks = mr
 }
 
 // dirEntry is one name in a directory listing.

@@ -62,12 +62,7 @@ func (f *fsys) inode2(mr *metaReader, at int64) (*inode, error) {
 		in.rdev = uint32(r.get(32, 16))
 	}
 	if in.typ == tFile {
-		bs := uint64(f.sb.BlockSize)
-		in.blockCnt = in.size / bs
-		if in.frag == noFragment && in.size%bs != 0 {
-			in.blockCnt++
-		}
-		in.blocks = mr
+		f.fileBlocks(in, mr)
 	}
 	return in, nil
 }

@@ -89,12 +89,7 @@ func (f *fsys) inode3(mr *metaReader, at int64) (*inode, error) {
 		in.nlink = uint32(r.get(96, 32))
 	}
 	if in.typ == tFile || in.typ == tLFile {
-		bs := uint64(f.sb.BlockSize)
-		in.blockCnt = in.size / bs
-		if in.frag == noFragment && in.size%bs != 0 {
-			in.blockCnt++
-		}
-		in.blocks = mr
+		f.fileBlocks(in, mr)
 	}
 	return in, nil
 }
