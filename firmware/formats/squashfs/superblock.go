@@ -207,22 +207,7 @@ func readSuper3(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	sb.DirTable = bo.Uint64(b[95:])
 	sb.FragmentTable = bo.Uint64(b[103:])
 	sb.ExportTable = bo.Uint64(b[111:])
-	sb.Compressor = compGZIP
-	if m := string(b[:4]); m == lzmaMagicLE || m == lzmaMagicBE {
-		sb.Compressor = compLZMA
-	}
-	if err := sb.checkCommon(avail); err != nil {
-		return nil, err
-	}
-	if sb.UIDs == 0 {
-		return nil, notFormat(37, "uid count is zero")
-	}
-	// The uid and gid tables (plain u32 arrays) lie inside the image.
-	if sb.UIDTable < superSize || sb.UIDTable+4*uint64(sb.UIDs) > sb.BytesUsed ||
-		(sb.GIDs > 0 && (sb.GIDTable < superSize || sb.GIDTable+4*uint64(sb.GIDs) > sb.BytesUsed)) {
-		return nil, notFormat(71, "uid/gid table offsets inconsistent")
-	}
-	return sb, nil
+	return sb.checkOld(b, avail, superSize, 71)
 }
 
 // readSuper2 decodes a 2.x superblock: the 3.x layout up to the 32-bit
@@ -243,6 +228,15 @@ func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	sb.BlockSize = bo.Uint32(b[51:])
 	sb.Fragments = bo.Uint32(b[55:])
 	sb.FragmentTable = uint64(bo.Uint32(b[59:]))
+	return sb.checkOld(b, avail, superSize2, 12)
+}
+
+// checkOld finishes a 2.x or 3.x superblock: the compressor (zlib, or
+// LZMA under the squashfs-lzma magics), the checks all versions share, and
+// the uid and gid tables (plain u32 arrays), which must lie inside the
+// image after the hdr-byte superblock. uidOff is where the uid table's
+// offset field sits, for the message.
+func (sb *superblock) checkOld(b []byte, avail int64, hdr uint64, uidOff int64) (*superblock, error) {
 	sb.Compressor = compGZIP
 	if m := string(b[:4]); m == lzmaMagicLE || m == lzmaMagicBE {
 		sb.Compressor = compLZMA
@@ -253,9 +247,9 @@ func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	if sb.UIDs == 0 {
 		return nil, notFormat(37, "uid count is zero")
 	}
-	if sb.UIDTable < superSize2 || sb.UIDTable+4*uint64(sb.UIDs) > sb.BytesUsed ||
-		(sb.GIDs > 0 && (sb.GIDTable < superSize2 || sb.GIDTable+4*uint64(sb.GIDs) > sb.BytesUsed)) {
-		return nil, notFormat(12, "uid/gid table offsets inconsistent")
+	if sb.UIDTable < hdr || sb.UIDTable+4*uint64(sb.UIDs) > sb.BytesUsed ||
+		(sb.GIDs > 0 && (sb.GIDTable < hdr || sb.GIDTable+4*uint64(sb.GIDs) > sb.BytesUsed)) {
+		return nil, notFormat(uidOff, "uid/gid table offsets inconsistent")
 	}
 	return sb, nil
 }
