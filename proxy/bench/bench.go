@@ -217,70 +217,12 @@ func freePort() (int, error) {
 }
 
 func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*Result, error) {
-	port, err := freePort()
+	sut, err := startSUT(ctx, o, sys, sim, cams)
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	dir, err := os.MkdirTemp("", "cordon-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-
-	var args []string
-	adminAddr := ""
-	if sys == SystemBaseline {
-		args = []string{"bench", "proxy-baseline", "--listen", addr}
-		for _, c := range cams {
-			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
-		}
-	} else {
-		adminPort, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
-		cfg := filepath.Join(dir, "cordon.yml")
-		if err := os.WriteFile(cfg, proxyConfig(addr, adminAddr, sys, sim, cams), 0o600); err != nil {
-			return nil, err
-		}
-		args = []string{"proxy", "-c", cfg}
-	}
-	logf, err := os.Create(filepath.Join(dir, "sut.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.CommandContext(ctx, o.Executable, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	fmt.Fprintf(o.Progress, "bench %s: started pid %d on %s, waiting for %d paths\n", sys, cmd.Process.Pid, addr, len(cams))
-	if err := waitReady(ctx, addr, cams, 90*time.Second); err != nil {
-		tail, _ := os.ReadFile(logf.Name())
-		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
-	}
-
-	var proxied, direct []*reader
-	for i, c := range cams {
-		if sys != SystemPull {
-			proxied = append(proxied, &reader{url: "rtsp://" + addr + "/" + c.Name})
-		}
-		if i < o.LatencySamples {
-			if sys != SystemPull {
-				proxied[i].frames = newFrameLog()
-			}
-			direct = append(direct, &reader{url: sim.URL(c.Name), frames: newFrameLog()})
-		}
-	}
+	defer sut.stop()
+	proxied, direct := benchReaders(o, sys, sut.addr, sim, cams)
 	all := append(append([]*reader{}, proxied...), direct...)
 	defer func() {
 		for _, r := range all {
@@ -299,44 +241,164 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return nil, err
 	}
+	res, windowStart, err := measure(ctx, o, sys, sut, all)
+	if err != nil {
+		return nil, err
+	}
+	res.Cameras = len(cams)
+	if err := tally(res, sys, proxied, direct, len(cams)); err != nil {
+		return nil, err
+	}
+	for i, d := range direct {
+		if i < len(proxied) {
+			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
+		}
+	}
+	slices.Sort(res.Latency)
+	return res, nil
+}
 
+// sut is a running system under test.
+type sut struct {
+	cmd       *exec.Cmd
+	addr      string // its RTSP address
+	adminAddr string // its admin address; "" for the baseline
+	stop      func()
+}
+
+// startSUT starts the system under test (cordon proxy in the mode sys, or
+// the gortsplib baseline) and waits until it serves every camera.
+func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*sut, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dir, err := os.MkdirTemp("", "cordon-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &sut{addr: addr}
+	args, err := s.args(dir, sys, sim, cams)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sut.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, o.Executable, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.cmd = cmd
+	s.stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+		os.RemoveAll(dir)
+	}
+	fmt.Fprintf(o.Progress, "bench %s: started pid %d on %s, waiting for %d paths\n", sys, cmd.Process.Pid, addr, len(cams))
+	if err := waitReady(ctx, addr, cams, 90*time.Second); err != nil {
+		tail, _ := os.ReadFile(logf.Name())
+		s.stop()
+		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
+	}
+	return s, nil
+}
+
+// args returns the command line of the system under test, writing its
+// configuration in dir.
+func (s *sut) args(dir, sys string, sim *camsim.Server, cams []camsim.Camera) ([]string, error) {
+	if sys == SystemBaseline {
+		args := []string{"bench", "proxy-baseline", "--listen", s.addr}
+		for _, c := range cams {
+			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
+		}
+		return args, nil
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	cfg := filepath.Join(dir, "cordon.yml")
+	if err := os.WriteFile(cfg, proxyConfig(s.addr, s.adminAddr, sys, sim, cams), 0o600); err != nil {
+		return nil, err
+	}
+	return []string{"proxy", "-c", cfg}, nil
+}
+
+// benchReaders returns the readers of the system under test and the
+// direct readers of the cameras (for latency samples).
+func benchReaders(o *Options, sys, addr string, sim *camsim.Server, cams []camsim.Camera) (proxied, direct []*reader) {
+	for i, c := range cams {
+		if sys != SystemPull {
+			proxied = append(proxied, &reader{url: "rtsp://" + addr + "/" + c.Name})
+		}
+		if i < o.LatencySamples {
+			if sys != SystemPull {
+				proxied[i].frames = newFrameLog()
+			}
+			direct = append(direct, &reader{url: sim.URL(c.Name), frames: newFrameLog()})
+		}
+	}
+	return proxied, direct
+}
+
+// measure counts the readers' traffic and the system's CPU time (and
+// frame delay) over o.Duration.
+func measure(ctx context.Context, o *Options, sys string, s *sut, all []*reader) (*Result, time.Time, error) {
 	var delay0 *histogram
-	if adminAddr != "" {
-		if delay0, err = scrapeDelay(ctx, adminAddr); err != nil {
-			return nil, err
+	var err error
+	if s.adminAddr != "" {
+		if delay0, err = scrapeDelay(ctx, s.adminAddr); err != nil {
+			return nil, time.Time{}, err
 		}
 	}
 	windowStart := time.Now()
-	cpu0, err := procCPU(cmd.Process.Pid)
+	cpu0, err := procCPU(s.cmd.Process.Pid)
 	if err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
 	for _, r := range all {
 		r.counting.Store(true)
 	}
 	fmt.Fprintf(o.Progress, "bench %s: measuring for %s\n", sys, o.Duration)
 	if err := sleep(ctx, o.Duration); err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
-	cpu1, err := procCPU(cmd.Process.Pid)
+	cpu1, err := procCPU(s.cmd.Process.Pid)
 	if err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
 	window := time.Since(windowStart)
 	for _, r := range all {
 		r.counting.Store(false)
 	}
-	res := &Result{System: sys, Cameras: len(cams), Window: window, CPU: cpu1 - cpu0}
+	res := &Result{System: sys, Window: window, CPU: cpu1 - cpu0}
 	if delay0 != nil {
-		delay1, err := scrapeDelay(ctx, adminAddr)
+		delay1, err := scrapeDelay(ctx, s.adminAddr)
 		if err != nil {
-			return nil, err
+			return nil, windowStart, err
 		}
 		if res.Delay, err = delay1.sub(delay0); err != nil {
-			return nil, err
+			return nil, windowStart, err
 		}
 	}
-	res.RSS, res.PeakRSS, _ = procRSS(cmd.Process.Pid)
+	res.RSS, res.PeakRSS, _ = procRSS(s.cmd.Process.Pid)
+	return res, windowStart, nil
+}
+
+// tally adds up what the readers received.
+func tally(res *Result, sys string, proxied, direct []*reader, cameras int) error {
 	for _, r := range proxied {
 		if r.client != nil {
 			res.Readers++
@@ -346,7 +408,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		res.Lost += r.lost.Load()
 	}
 	if res.Readers == 0 && sys != SystemPull {
-		return nil, ErrNoReaders
+		return ErrNoReaders
 	}
 	var directBytes uint64
 	directUp := 0
@@ -357,15 +419,9 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		}
 	}
 	if directUp > 0 {
-		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
+		res.InBytes = directBytes / uint64(directUp) * uint64(cameras)
 	}
-	for i, d := range direct {
-		if i < len(proxied) {
-			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
-		}
-	}
-	slices.Sort(res.Latency)
-	return res, nil
+	return nil
 }
 
 // matchFrames returns, for each frame both readers completed after since, how
