@@ -1,9 +1,20 @@
 package proxy
 
 import (
+	"bytes"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmjpeg"
+	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -54,5 +65,135 @@ func TestMJPEGReaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// mjpegCamera publishes JPEG frames the way MediaMTX does (gortsplib's
+// server and its RTP/JPEG encoder), 25 frames a second in a loop.
+type mjpegCamera struct {
+	srv    *gortsplib.Server
+	stream *gortsplib.ServerStream
+	desc   *description.Session
+}
+
+func startMJPEGCamera(t *testing.T, frames [][]byte) string {
+	t.Helper()
+	c := &mjpegCamera{desc: &description.Session{Medias: []*description.Media{{
+		Type: description.MediaTypeVideo, Formats: []format.Format{&format.MJPEG{}}}}}}
+	var addr net.Addr
+	c.srv = &gortsplib.Server{Handler: c, RTSPAddress: "127.0.0.1:0",
+		Listen: func(network, address string) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err == nil {
+				addr = l.Addr()
+			}
+			return l, err
+		}}
+	if err := c.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: c.desc}
+	if err := c.stream.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	enc := &rtpmjpeg.Encoder{}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	var pkts [][]*rtp.Packet
+	for _, f := range frames {
+		ps, err := enc.Encode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts = append(pkts, ps)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		var ts uint32
+		for i := 0; ; i++ {
+			for _, p := range pkts[i%len(pkts)] {
+				q := *p
+				q.Timestamp = ts
+				if err := c.stream.WritePacketRTP(c.desc.Medias[0], &q); err != nil {
+					return
+				}
+			}
+			ts += 3600
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait(); c.stream.Close(); c.srv.Close() })
+	return "rtsp://" + addr.String() + "/cam"
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (c *mjpegCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup.
+func (c *mjpegCamera) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay.
+func (c *mjpegCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// TestMJPEGCovertData: a MediaMTX-style MJPEG camera (gortsplib's encoder)
+// hides a COM segment after the scan of one frame in five, and bytes after
+// its EOI. Through a rebuild-mode proxy ffmpeg decodes every frame, the
+// hidden bytes never reach a reader, and their removal is counted.
+func TestMJPEGCovertData(t *testing.T) {
+	t.Parallel()
+	testutil.NeedTool(t, "ffmpeg")
+	b, err := os.ReadFile("rebuild/testdata/frames.mjpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for _, f := range bytes.Split(b, []byte{0xff, 0xd8}) {
+		if len(f) > 0 {
+			frames = append(frames, append([]byte{0xff, 0xd8}, f...))
+		}
+	}
+	const secret = "cordon-leak-test"
+	f := frames[0]
+	com := append([]byte{0xff, 0xfe, 0, byte(len(secret) + 2)}, secret...)
+	frames[0] = append(append(append(append([]byte(nil), f[:len(f)-2]...), com...), 0xff, 0xd9), "more-"+secret...)
+	url := startMJPEGCamera(t, frames)
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(Camera{Name: "mtx", URL: MustParseSecretURL(url)}), log)
+	r := waitReader(t, "the MJPEG camera plays", 10*time.Second, readerURL(p, "mtx"))
+	waitFor(t, "frames at the in-process reader", 5*time.Second, func() bool { return r.packets.Load() > 20 })
+	out, err := runTool(t, 10*time.Second, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", readerURL(p, "mtx"),
+		"-frames:v", "15", "-f", "null", "-")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("ffmpeg decoding 15 frames: %v\n%s", err, out)
+	}
+	r.mu.Lock()
+	for _, pkt := range r.first {
+		if bytes.Contains(pkt.Payload, []byte(secret)) {
+			t.Error("the hidden data reached a reader")
+		}
+	}
+	r.mu.Unlock()
+	st := p.Status()[0]
+	if st.Dropped["jpeg_segment"].Units == 0 || st.Dropped["jpeg_trailing"].Units == 0 {
+		t.Errorf("removal not counted: %v", st.Dropped)
+	}
+	if d := st.Dropped["jpeg_invalid"]; d.Units > 0 {
+		t.Errorf("%d frames refused", d.Units)
 	}
 }

@@ -134,6 +134,8 @@ func cleanJPEG(b []byte, c *Counters) ([]byte, jpegInfo, error) {
 	out = append(out, b[:2]...)
 	var (
 		qtables  [4]bool
+		table0   []byte // quantization table 0
+		sofAt    = -1   // where SOF0 starts in out
 		tq       []byte // quantization tables the frame components use
 		sawSOF   bool
 		huffman  = map[byte]bool{}
@@ -189,6 +191,9 @@ func cleanJPEG(b []byte, c *Counters) ([]byte, jpegInfo, error) {
 					return nil, info, jpegErr(i, "DQT table id %d (RTP/JPEG carries tables 0 and 1)", t.ID)
 				}
 				qtables[t.ID] = true
+				if t.ID == 0 {
+					table0 = t.Data
+				}
 			}
 			out = append(out, b[i:end]...)
 		case m == jpeg.MarkerDefineHuffmanTable:
@@ -218,6 +223,7 @@ func cleanJPEG(b []byte, c *Counters) ([]byte, jpegInfo, error) {
 			}
 			tq = []byte{body[8], body[11], body[14]}
 			info, sawSOF = jpegInfo{sof.Width, sof.Height}, true
+			sofAt = len(out)
 			out = append(out, b[i:end]...)
 		case m >= 0xc1 && m <= 0xcf && m != jpeg.MarkerDefineHuffmanTable && m != 0xc8 && m != 0xcc:
 			return nil, info, jpegErr(i, "SOF%d: only baseline (SOF0) frames cross", m-0xc0)
@@ -226,6 +232,15 @@ func cleanJPEG(b []byte, c *Counters) ([]byte, jpegInfo, error) {
 		case m == jpeg.MarkerStartOfScan:
 			if err := checkSOS(body, i, sawSOF, tq, qtables, huffman); err != nil {
 				return nil, info, err
+			}
+			if !qtables[1] {
+				// One table for all three components (ffmpeg writes that):
+				// RTP/JPEG types 0 and 1 carry a luma and a chroma table,
+				// and receivers (ffmpeg's) refuse a single one, so the
+				// chroma components get a copy of table 0 as table 1.
+				out = append(out, 0xff, jpeg.MarkerDefineQuantizationTable, 0, 67, 1)
+				out = append(out, table0...)
+				out[sofAt+4+11], out[sofAt+4+14] = 1, 1
 			}
 			out = append(out, b[i:end]...)
 			i = end
@@ -244,6 +259,9 @@ func checkSOS(body []byte, off int, sawSOF bool, tq []byte, qtables [4]bool, huf
 	}
 	if err := (jpeg.StartOfScan{}).Unmarshal(body); err != nil {
 		return jpegErr(off, "SOS: %v", err)
+	}
+	if !qtables[0] {
+		return jpegErr(off, "quantization table 0 (luma) is not defined")
 	}
 	for _, q := range tq {
 		if q > 1 || !qtables[q] {

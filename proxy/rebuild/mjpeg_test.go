@@ -125,7 +125,9 @@ func TestCleanJPEGFixture(t *testing.T) {
 		if got := c.Snapshot()["jpeg_segment"]; got != [2]uint64{1, 18} {
 			t.Errorf("frame %d: jpeg_segment %v, want [1 18]", i, got)
 		}
-		if len(clean) != len(f)-18 || bytes.Contains(clean, []byte("JFIF")) {
+		// ffmpeg's frames have one quantization table; RTP/JPEG carries two
+		// (a 69-byte DQT segment for table 1 is added).
+		if len(clean) != len(f)-18+69 || bytes.Contains(clean, []byte("JFIF")) {
 			t.Errorf("frame %d: clean frame of %d bytes from %d", i, len(clean), len(f))
 		}
 		want, err := jpeg.Decode(bytes.NewReader(f))
@@ -243,6 +245,11 @@ func TestMJPEGRebuild(t *testing.T) {
 			}
 			if !pkts[len(pkts)-1].Marker {
 				t.Error("frame's last packet has no marker")
+			}
+			// Luma and chroma tables (128 bytes), as RFC 2435 types 0/1
+			// need and ffmpeg's depacketizer insists on.
+			if q := pkts[0].Payload; q[5] < 128 || q[10] != 0 || q[11] != 128 {
+				t.Errorf("first packet's quantization header %x", q[:12])
 			}
 		}
 		out = append(out, pkts...)
