@@ -21,12 +21,13 @@ import (
 )
 
 // TestMJPEGReaders: a GStreamer camera sending MJPEG (jpegenc ! rtpjpegpay)
-// reaches ffprobe, ffmpeg and an in-process reader through the proxy, in
-// rebuild and passthrough modes, over TCP and UDP; ffmpeg decodes every frame
-// without an error, and the cleaner refuses no frame of a real camera.
+// reaches ffprobe, ffmpeg, GStreamer's rtspsrc and an in-process reader
+// through the proxy, in rebuild and passthrough modes, over TCP and UDP;
+// ffmpeg decodes every frame without an error, and the cleaner refuses no
+// frame of a real camera.
 func TestMJPEGReaders(t *testing.T) {
 	t.Parallel() // waits on external peers, not timing-sensitive
-	testutil.NeedTool(t, "ffmpeg", "ffprobe")
+	testutil.NeedTool(t, "ffmpeg", "ffprobe", "gst-launch-1.0")
 	gst := startGstCamera(t, 0, "live", "", "", "mjpeg")
 	log, _ := newLog(t)
 	cfg := withUDP(t, testConfig(
@@ -52,6 +53,11 @@ func TestMJPEGReaders(t *testing.T) {
 					"-frames:v", "25", "-f", "null", "-")
 				if err != nil || strings.TrimSpace(out) != "" {
 					t.Fatalf("ffmpeg decoding 25 frames over %s: %v\n%s", tr, err, out)
+				}
+				out, err = runTool(t, 10*time.Second, "gst-launch-1.0", "-q", "rtspsrc", "location="+url, "protocols="+tr, "latency=0",
+					"!", "rtpjpegdepay", "!", "jpegdec", "!", "identity", "eos-after=10", "!", "fakesink")
+				if err != nil {
+					t.Fatalf("gst-launch rtspsrc decoding 10 frames over %s: %v\n%s", tr, err, out)
 				}
 			}
 			for _, s := range p.Status() {
