@@ -17,6 +17,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy/internal/rtpseq"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
 )
 
@@ -157,13 +158,11 @@ func (c *mjpegCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// TestMJPEGCovertData: a MediaMTX-style MJPEG camera (gortsplib's encoder)
-// hides a COM segment after the scan of one frame in five, and bytes after
-// its EOI. Through a rebuild-mode proxy ffmpeg decodes every frame, the
-// hidden bytes never reach a reader, and their removal is counted.
-func TestMJPEGCovertData(t *testing.T) {
-	t.Parallel()
-	testutil.NeedTool(t, "ffmpeg")
+// covertFrames are the rebuild fixture's JPEG frames (ffmpeg, 64x48), the
+// first one with a COM segment holding secret after its scan and
+// "more-"+secret after its EOI.
+func covertFrames(t *testing.T, secret string) [][]byte {
+	t.Helper()
 	b, err := os.ReadFile("rebuild/testdata/frames.mjpeg")
 	if err != nil {
 		t.Fatal(err)
@@ -174,11 +173,21 @@ func TestMJPEGCovertData(t *testing.T) {
 			frames = append(frames, append([]byte{0xff, 0xd8}, f...))
 		}
 	}
-	const secret = "cordon-leak-test"
 	f := frames[0]
 	com := append([]byte{0xff, 0xfe, 0, byte(len(secret) + 2)}, secret...)
 	frames[0] = append(append(append(append([]byte(nil), f[:len(f)-2]...), com...), 0xff, 0xd9), "more-"+secret...)
-	url := startMJPEGCamera(t, frames)
+	return frames
+}
+
+// TestMJPEGCovertData: a MediaMTX-style MJPEG camera (gortsplib's encoder)
+// hides a COM segment after the scan of one frame in five, and bytes after
+// its EOI. Through a rebuild-mode proxy ffmpeg decodes every frame, the
+// hidden bytes never reach a reader, and their removal is counted.
+func TestMJPEGCovertData(t *testing.T) {
+	t.Parallel()
+	testutil.NeedTool(t, "ffmpeg")
+	const secret = "cordon-leak-test"
+	url := startMJPEGCamera(t, covertFrames(t, secret))
 	log, _ := newLog(t)
 	p := startProxy(t, testConfig(Camera{Name: "mtx", URL: MustParseSecretURL(url)}), log)
 	r := waitReader(t, "the MJPEG camera plays", 10*time.Second, readerURL(p, "mtx"))
@@ -201,5 +210,69 @@ func TestMJPEGCovertData(t *testing.T) {
 	}
 	if d := st.Dropped["jpeg_invalid"]; d.Units > 0 {
 		t.Errorf("%d frames refused", d.Units)
+	}
+}
+
+// TestHostileMJPEGCamera replays the MJPEG fuzz corpus (and frames with
+// covert segments) through a real proxy from a scripted MJPEG camera, in
+// both modes, beside a good camera: its reader never stops, nothing panics,
+// and the hostile camera's packets reach the cleaner.
+func TestHostileMJPEGCamera(t *testing.T) {
+	seqs := corpus(t, "rebuild/testdata/fuzz/FuzzRebuildMJPEG")
+	enc := &rtpmjpeg.Encoder{PayloadMaxSize: 400}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range covertFrames(t, "x") {
+		pkts, err := enc.Encode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, rtpseq.Encode(pkts))
+	}
+	cam, url := startScriptedCamera(t, &format.MJPEG{})
+	sim := startCamsim(t, "good")
+	log, _ := newLog(t)
+	p := startProxy(t, testConfig(
+		Camera{Name: "good", URL: MustParseSecretURL(sim.URL("good"))},
+		Camera{Name: "mj", URL: MustParseSecretURL(url)},
+		Camera{Name: "mjpass", URL: MustParseSecretURL(url), Mode: Mode(rebuild.ModePassthrough)},
+	), log)
+	good := waitReader(t, "a reader of the good camera", 10*time.Second, readerURL(p, "good"))
+	for _, name := range []string{"mj", "mjpass"} {
+		waitFor(t, name+" up", 10*time.Second, func() bool { return cameraState(p, name) == stateUp })
+		if _, err := dialReader(t, readerURL(p, name), gortsplib.ProtocolTCP); err != nil {
+			t.Fatalf("reader of %s: %v", name, err)
+		}
+	}
+	start := good.packets.Load()
+	deadline := time.Now().Add(3 * time.Second)
+	var ts uint32
+	for time.Now().Before(deadline) {
+		for _, s := range seqs {
+			pkts := rtpseq.Decode(s, 26)
+			for _, pk := range pkts {
+				pk.Timestamp += ts
+				_ = cam.stream.WritePacketRTP(cam.media, pk)
+			}
+			if len(pkts) > 0 {
+				ts = pkts[len(pkts)-1].Timestamp + 3000
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if n := good.packets.Load() - start; n < 30 {
+		t.Fatalf("the good camera's reader got %d packets while the hostile camera played", n)
+	}
+	for _, s := range p.Status() {
+		if s.Panics != 0 {
+			t.Errorf("camera %s: %d contained panics", s.Name, s.Panics)
+		}
+		if s.Name != "good" && s.PacketsIn == 0 {
+			t.Errorf("camera %s received nothing", s.Name)
+		}
+		if s.Name == "mj" && s.Dropped["jpeg_segment"].Units == 0 {
+			t.Errorf("no covert segment removed: %v", s.Dropped)
+		}
 	}
 }
