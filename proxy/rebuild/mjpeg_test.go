@@ -423,3 +423,36 @@ func FuzzRebuildMJPEG(f *testing.F) {
 		fuzzMJPEG(t, ModePassthrough, data)
 	})
 }
+
+// FuzzCleanJPEG: cleanJPEG never panics; what it accepts is accepted again
+// unchanged with nothing to drop (no APPn/COM or trailing data survives),
+// and gortsplib's encoder packetizes it.
+func FuzzCleanJPEG(f *testing.F) {
+	for _, fr := range fixtureJPEGs(f)[:2] {
+		f.Add(fr)
+	}
+	g := goJPEG(f, 8, 8, 9)
+	f.Add(g)
+	f.Add(append(insertBefore(g, 2, segment(0xe1, "Exif\x00\x00")), 1, 2, 3))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		clean, info, err := cleanJPEG(b, &Counters{})
+		if err != nil {
+			return
+		}
+		if len(clean) > len(b)+69 || info.width <= 0 || info.height <= 0 {
+			t.Fatalf("accepted %dx%d, %d bytes from %d", info.width, info.height, len(clean), len(b))
+		}
+		c := &Counters{}
+		again, _, err := cleanJPEG(clean, c)
+		if err != nil || !bytes.Equal(again, clean) || len(c.Snapshot()) > 0 {
+			t.Fatalf("cleaned frame changes when cleaned again: %v %v", err, c.Snapshot())
+		}
+		m := &mjpegRebuilder{enc: &rtpmjpeg.Encoder{PayloadMaxSize: encoderPayload}}
+		if err := m.enc.Init(); err != nil {
+			t.Fatal(err)
+		}
+		if pkts, err := m.encode(clean); err != nil || len(pkts) == 0 {
+			t.Fatalf("encoder: %v", err)
+		}
+	})
+}
