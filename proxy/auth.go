@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -48,14 +52,71 @@ func (h bcryptHash) verify(pw string) bool {
 	return bcrypt.CompareHashAndPassword(h, []byte(pw)) == nil
 }
 
+// ha1Hash is a stored Digest HA1, hex(md5(user:realm:password)): the one
+// hash both Basic and Digest can check. It is password-equivalent for this
+// realm (whoever has it can log in as the user), and MD5 is fast to guess
+// against; argon2id and bcrypt resist guessing but only Basic can use them.
+type ha1Hash struct {
+	user string // set by newAccounts: HA1 binds the user name
+	ha1  string // 32 lower-case hex digits
+}
+
+func (h *ha1Hash) verify(pw string) bool {
+	return subtle.ConstantTimeCompare([]byte(digestHA1(h.user, pw)), []byte(h.ha1)) == 1
+}
+
+// ha1Prefix starts a stored HA1: $digest-md5$realm=<realm>$<32 hex digits>.
+// The realm is spelled out so that a hash made for another realm is refused
+// when the configuration is read, not at every login.
+const ha1Prefix = "$digest-md5$"
+
+// DigestHash returns the password_hash that lets user log in with Digest
+// (and Basic): "$digest-md5$realm=ipcam$" followed by
+// hex(md5(user ":" "ipcam" ":" password)), RFC 2617's HA1 in the proxy's
+// realm. Unlike an argon2id hash it is password-equivalent (it logs in
+// without the password) and quick to guess against: keep it as secret as a
+// password.
+func DigestHash(user, password string) string {
+	return ha1Prefix + "realm=" + digestRealm + "$" + digestHA1(user, password)
+}
+
+// Argon2idHash returns an argon2id password_hash of password (m=64 MiB,
+// t=3, p=4, a random 16-byte salt): the strongest choice for readers that
+// log in with Basic.
+func Argon2idHash(password string) string {
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, 3, 64<<10, 4, 32)
+	return fmt.Sprintf("$argon2id$v=19$m=%d,t=3,p=4$%s$%s", 64<<10,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+func parseHA1(s string) (*ha1Hash, error) {
+	parts := strings.Split(s, "$")
+	// "", "digest-md5", "realm=...", ha1
+	if len(parts) != 4 || !strings.HasPrefix(parts[2], "realm=") {
+		return nil, errors.New("digest-md5 hash must be $digest-md5$realm=" + digestRealm + "$<32 hex digits>")
+	}
+	if realm := strings.TrimPrefix(parts[2], "realm="); realm != digestRealm {
+		return nil, fmt.Errorf("digest-md5 hash is for realm %q; this proxy's realm is %q (make it again with the password)", realm, digestRealm)
+	}
+	ha1 := strings.ToLower(parts[3])
+	if _, err := hex.DecodeString(ha1); err != nil || len(ha1) != 32 {
+		return nil, errors.New("digest-md5 hash must end in 32 hex digits (hex(md5(user:realm:password)))")
+	}
+	return &ha1Hash{ha1: ha1}, nil
+}
+
 // parseHash reads an argon2id PHC string
-// ($argon2id$v=19$m=65536,t=3,p=4$<salt>$<key>, base64 without padding) or a
-// bcrypt hash ($2a$, $2b$, $2y$).
+// ($argon2id$v=19$m=65536,t=3,p=4$<salt>$<key>, base64 without padding), a
+// bcrypt hash ($2a$, $2b$, $2y$) or a Digest HA1 ($digest-md5$realm=...$...).
 func parseHash(s string) (passwordHash, error) {
 	if len(s) > maxHashLen {
 		return nil, fmt.Errorf("longer than %d characters", maxHashLen)
 	}
 	switch {
+	case strings.HasPrefix(s, ha1Prefix):
+		return parseHA1(s)
 	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
 		if _, err := bcrypt.Cost([]byte(s)); err != nil {
 			return nil, fmt.Errorf("not a valid bcrypt hash: %v", err)
@@ -66,7 +127,7 @@ func parseHash(s string) (passwordHash, error) {
 	case strings.HasPrefix(s, "$argon2i$"), strings.HasPrefix(s, "$argon2d$"):
 		return nil, errors.New("only argon2id is accepted (not argon2i or argon2d)")
 	}
-	return nil, errors.New("unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...)")
+	return nil, errors.New("unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...) for Basic, or $digest-md5$realm=" + digestRealm + "$<hex> for Digest and Basic")
 }
 
 func parseArgon2id(s string) (*argon2idHash, error) {
@@ -198,6 +259,9 @@ func newAccounts(rs []Reader) (accounts, error) {
 			if err != nil {
 				return nil, fmt.Errorf("reader %s: password_hash: %w", r.User, err)
 			}
+			if d, ok := h.(*ha1Hash); ok {
+				d.user = r.User
+			}
 			a.hash = h
 		}
 		for _, c := range r.Cameras {
@@ -216,4 +280,86 @@ func newAccounts(rs []Reader) (accounts, error) {
 		out[r.User] = a
 	}
 	return out, nil
+}
+
+// Reasons a reader login failed. They go to the log (with the user and the
+// source) and never to the client, which gets the same 401 for each.
+const (
+	loginUnknownUser   = "unknown user"
+	loginWrongPassword = "wrong password"
+	loginDigestParams  = "Digest realm, algorithm, qop or URI does not match the request"
+	loginReplay        = "Digest response replayed on its connection"
+	loginStaleNonce    = "Digest nonce is not this connection's"
+	loginMalformed     = "malformed Digest Authorization header"
+	loginBasicOnlyHash = "Digest login to an account whose password_hash only Basic can check " +
+		"(argon2id/bcrypt): give it a $digest-md5$ hash (cordon proxy hash) or make the client send Basic"
+	loginMethod = "unsupported authentication method"
+)
+
+// hashTurn waits for the source's turn to check an argon2id/bcrypt hash
+// (loginLimiter.acquire, then a new look at the budgets). It returns a
+// throttle scope instead when the password must not be checked.
+type hashTurn func() (release func(), scope string)
+
+// checkLogin checks the credentials of req, parsed in hdr, against a, the
+// account of hdr.Username (nil when no such reader is configured); d is the
+// connection's Digest state. It returns reason "" when the credentials are
+// right, else why they are not (one of the login* reasons), or the
+// throttle scope when the password was not checked at all.
+func checkLogin(req *base.Request, hdr headers.Authorization, a *account, d *digestState, turn hashTurn) (reason, scope string) {
+	if a == nil {
+		return loginUnknownUser, ""
+	}
+	switch hdr.Method {
+	case headers.AuthMethodDigest:
+		creds, err := parseDigest(req.Header["Authorization"][0])
+		if err != nil {
+			return loginMalformed, ""
+		}
+		switch h := a.hash.(type) {
+		case nil:
+			if a.password == "" {
+				return loginWrongPassword, ""
+			}
+			err = d.verify(req, creds, a.user, a.password)
+		case *ha1Hash:
+			err = d.verifyHA1(req, creds, a.user, h.ha1)
+		default:
+			return loginBasicOnlyHash, ""
+		}
+		switch {
+		case err == nil:
+			return "", ""
+		case errors.Is(err, errDigestReplay):
+			return loginReplay, ""
+		case errors.Is(err, errDigestStale):
+			return loginStaleNonce, ""
+		case errors.Is(err, errDigestParams):
+			return loginDigestParams, ""
+		}
+		return loginWrongPassword, ""
+	case headers.AuthMethodBasic:
+		ok := false
+		switch h := a.hash.(type) {
+		case nil:
+			ok = a.password != "" && subtle.ConstantTimeCompare([]byte(hdr.BasicPass), []byte(a.password)) == 1
+		case *ha1Hash:
+			ok = h.verify(hdr.BasicPass) // MD5: no hash slot needed
+		default:
+			if a.knownGood(hdr.BasicPass) {
+				return "", ""
+			}
+			release, scope := turn()
+			if scope != "" {
+				return "", scope
+			}
+			ok = a.checkHash(hdr.BasicPass)
+			release()
+		}
+		if !ok {
+			return loginWrongPassword, ""
+		}
+		return "", ""
+	}
+	return loginMethod, ""
 }

@@ -204,9 +204,12 @@ func (c Camera) rebuildConfig() rebuild.Config {
 // Reader is a recorder/VMS account.
 type Reader struct {
 	User string `yaml:"user"`
-	// Password in clear text (Basic and Digest work), or PasswordHash
-	// (argon2id "$argon2id$v=19$m=...,t=...,p=...$salt$hash" or bcrypt
-	// "$2a$..."; only Basic authentication can check a hash).
+	// Password in clear text (Basic and Digest work), or PasswordHash:
+	// argon2id "$argon2id$v=19$m=...,t=...,p=...$salt$hash" or bcrypt
+	// "$2a$..." (only Basic can check them), or the Digest HA1
+	// "$digest-md5$realm=ipcam$<hex(md5(user:ipcam:password))>" (Digest and
+	// Basic; password-equivalent for this realm, see DigestHash). Make them
+	// with `cordon proxy hash`.
 	Password     string `yaml:"password"`
 	PasswordHash string `yaml:"password_hash"`
 	// Cameras this reader may read: names, or "*" for all. Empty means none.

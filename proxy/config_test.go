@@ -93,7 +93,7 @@ var confErrorCases = []struct{ name, in, want string }{
 	{"sei passthrough", cfCam + "    mode: passthrough\n    keep_sei: [x]\n", `cameras[0] (a): keep_sei only applies to mode rebuild (passthrough keeps every SEI)`},
 	{"reader no password", cfCamR + "readers:\n  - user: u\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash`},
 	{"reader both", cfCamR + "readers:\n  - user: u\n    password: p\n    password_hash: h\n    cameras: ['*']\n", `readers[0] (u): set password or password_hash, not both`},
-	{"reader bad hash", cfCamR + "readers:\n  - user: u\n    password_hash: md5stuff\n    cameras: ['*']\n", `readers[0] (u): password_hash: unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...)`},
+	{"reader bad hash", cfCamR + "readers:\n  - user: u\n    password_hash: md5stuff\n    cameras: ['*']\n", `readers[0] (u): password_hash: unknown format; use argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash) or bcrypt ($2b$...) for Basic, or $digest-md5$realm=ipcam$<hex> for Digest and Basic`},
 	{"reader no cameras", cfCamR + "readers:\n  - user: u\n    password: p\n", `readers[0] (u): cameras is empty, so this reader could read nothing; list camera names or "*"`},
 	{"reader unknown camera", cfCamR + "readers:\n  - user: u\n    password: p\n    cameras: [b]\n", `readers[0] (u): camera "b" is not defined under cameras`},
 	{"reader bad network", cfCamR + "readers:\n  - user: u\n    password: p\n    cameras: [a]\n    networks: [10.0.0.0/33]\n", `readers[0] (u): network "10.0.0.0/33" is not an address or CIDR prefix (like 10.0.0.0/24)`},

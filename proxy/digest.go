@@ -161,12 +161,23 @@ var (
 	errDigestStale  = errors.New("proxy: Digest nonce is not this connection's")
 	errDigestReplay = errors.New("proxy: Digest response replayed")
 	errDigestWrong  = errors.New("proxy: Digest response does not match")
+	errDigestParams = errors.New("proxy: Digest realm, algorithm, qop or URI does not match the request")
 )
+
+// digestHA1 is RFC 2617's HA1 of user and password in this proxy's realm:
+// hex(md5(user ":" realm ":" password)).
+func digestHA1(user, pass string) string { return md5Hex(user + ":" + digestRealm + ":" + pass) }
 
 // verify checks a Digest Authorization for user's clear-text password and
 // records it, so that the same (nonce, nc) pair — or, without qop, the
 // same response for the same kind of request — is not accepted again.
 func (d *digestState) verify(req *base.Request, c digestCreds, user, pass string) error {
+	return d.verifyHA1(req, c, user, digestHA1(user, pass))
+}
+
+// verifyHA1 is verify for a stored HA1 (lower-case hex) instead of the
+// password.
+func (d *digestState) verifyHA1(req *base.Request, c digestCreds, user, ha1 string) error {
 	nonce := d.nonceValue()
 	if c.nonce != nonce {
 		return errDigestStale
@@ -174,9 +185,8 @@ func (d *digestState) verify(req *base.Request, c digestCreds, user, pass string
 	if c.username != user || c.realm != digestRealm ||
 		(c.algorithm != "" && !strings.EqualFold(c.algorithm, "MD5")) ||
 		!digestURIMatches(req.URL, c.uri, req.Method == base.Setup) {
-		return errDigestWrong
+		return errDigestParams
 	}
-	ha1 := md5Hex(user + ":" + digestRealm + ":" + pass)
 	ha2 := md5Hex(string(req.Method) + ":" + c.uri)
 	var want string
 	var nc uint64
@@ -187,11 +197,11 @@ func (d *digestState) verify(req *base.Request, c digestCreds, user, pass string
 		var err error
 		nc, err = strconv.ParseUint(c.nc, 16, 32)
 		if err != nil || len(c.nc) != 8 || c.cnonce == "" {
-			return errDigestWrong
+			return errDigestParams
 		}
 		want = md5Hex(ha1 + ":" + nonce + ":" + c.nc + ":" + c.cnonce + ":auth:" + ha2)
 	default:
-		return errDigestWrong
+		return errDigestParams
 	}
 	if subtle.ConstantTimeCompare([]byte(strings.ToLower(c.response)), []byte(want)) != 1 {
 		return errDigestWrong

@@ -60,6 +60,9 @@ reader-side listener shares the camera network's interface. --check --probe
 also asks every camera for OPTIONS and DESCRIBE with its credentials and prints
 what answered; it changes nothing and exits 1 if a camera failed.
 
+'cordon proxy hash --user NAME' prints a reader's password_hash lines (argon2id
+for Basic; the Digest-ready MD5 HA1) from the password on standard input.
+
 SIGHUP reloads the configuration file: added cameras start, removed ones stop,
 changed ones restart; other cameras and their readers are not interrupted.
 
@@ -95,6 +98,9 @@ type proxyFlags struct {
 }
 
 func runProxy(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "hash" {
+		return runProxyHash(ctx, e, args[1:])
+	}
 	f, err := parseProxyFlags(e, args)
 	if err != nil {
 		return err

@@ -12,8 +12,11 @@
 // refused with ErrInvalidParameters), and the access unit is re-packetized
 // (packetization-mode 1, at most 1462-byte packets) with fresh sequence
 // numbers and a timestamp base that stays continuous across camera
-// reconnects. Audio (AAC, G.711, Opus) and MJPEG get the passthrough header
-// rewrite in both modes. The reader-facing formats are built here from
+// reconnects. An MJPEG (RFC 2435) track is reassembled frame by frame, the
+// JPEG's structure is validated, APPn/COM segments and data after EOI are
+// dropped (they can carry anything, as SEI can), and the frame is
+// re-packetized; every frame is a keyframe. Audio (AAC, G.711, Opus) gets
+// the passthrough header rewrite in both modes. The reader-facing formats are built here from
 // validated parameters, never copied from the camera.
 package rebuild
 
@@ -105,7 +108,8 @@ type Counters struct {
 // dropReasons are the reasons this package counts; reasonIndex maps them
 // to their index.
 var dropReasons = [...]string{"extension", "padding", "csrc", "payload_type", "malformed", "oversized",
-	"sei", "nal_type", "lost", "au_size", "before_keyframe", "nal_count", "invalid_sps", "media"}
+	"sei", "nal_type", "lost", "au_size", "before_keyframe", "nal_count", "invalid_sps", "media",
+	"jpeg_segment", "jpeg_trailing", "jpeg_invalid"}
 
 func reasonIndex(r string) int {
 	switch r {
@@ -137,6 +141,12 @@ func reasonIndex(r string) int {
 		return 12
 	case "media":
 		return 13
+	case "jpeg_segment":
+		return 14
+	case "jpeg_trailing":
+		return 15
+	case "jpeg_invalid":
+		return 16
 	}
 	return -1
 }
@@ -217,6 +227,7 @@ type Track struct {
 	info      videoInfo // from the validated SPS (0 when unknown)
 	params    params    // current validated parameter sets
 	video     *videoRebuilder
+	mjpeg     *mjpegRebuilder
 	lastKeyTS uint32
 	haveKey   bool
 	one       [1]*rtp.Packet // the slice passthrough returns
@@ -226,7 +237,8 @@ type trackKind uint8
 
 const (
 	kindRebuild     trackKind = iota + 1 // H.264/H.265 in rebuild mode
-	kindPassthrough                      // header rewrite (H.264/H.265 passthrough, MJPEG, audio)
+	kindPassthrough                      // header rewrite (H.264/H.265/MJPEG passthrough, audio)
+	kindMJPEG                            // MJPEG in rebuild mode
 )
 
 // params are the parameter sets in force, already validated.
@@ -319,12 +331,19 @@ func (p *Plan) newTrack(m *description.Media) (*Track, error) {
 		}
 		t.outPT = out.PayloadType()
 		t.media = &description.Media{Type: m.Type, Formats: []format.Format{out}}
-		if t.codec != 0 && p.cfg.Mode == ModeRebuild {
+		_, isJPEG := out.(*format.MJPEG)
+		switch {
+		case t.codec != 0 && p.cfg.Mode == ModeRebuild:
 			t.kind = kindRebuild
 			if err := t.initRebuilder(); err != nil {
 				return nil, err
 			}
-		} else {
+		case isJPEG && p.cfg.Mode == ModeRebuild:
+			t.kind = kindMJPEG
+			if err := t.initMJPEG(); err != nil {
+				return nil, err
+			}
+		default:
 			t.kind = kindPassthrough
 		}
 		return t, nil
@@ -481,6 +500,12 @@ func (p *Plan) Rebind(cam *description.Session) error {
 				old.params = t.params
 			}
 		}
+		if old.mjpeg != nil {
+			if old.mjpeg.pending > 0 {
+				old.counters.Drop("lost", old.mjpeg.pending)
+			}
+			old.mjpeg.reset()
+		}
 		old.mu.Unlock()
 	}
 	return nil
@@ -534,8 +559,11 @@ func (t *Track) Process(pkt *rtp.Packet) ([]*rtp.Packet, int, error) {
 		t.counters.Drop("payload_type", len(pkt.Payload))
 		return nil, NoKey, nil
 	}
-	if t.kind == kindRebuild {
+	switch t.kind {
+	case kindRebuild:
 		return t.processRebuild(pkt)
+	case kindMJPEG:
+		return t.processMJPEG(pkt)
 	}
 	return t.processPassthrough(pkt)
 }
@@ -609,11 +637,17 @@ func (t *Track) processPassthrough(pkt *rtp.Packet) ([]*rtp.Packet, int, error) 
 	}
 	ts := t.ts.mapTS(pkt.Timestamp, t.clock)
 	key := NoKey
-	if t.codec != 0 {
+	switch {
+	case t.codec != 0:
 		// Another slice or parameter set of the same keyframe is not a
 		// second start.
 		if isKeyPayload(t.codec, pkt.Payload) && (!t.haveKey || t.lastKeyTS != ts) {
 			key, t.haveKey, t.lastKeyTS = 0, true, ts
+		}
+	case t.media.Type == description.MediaTypeVideo:
+		// MJPEG: every frame is a keyframe; it starts at fragment offset 0.
+		if isMJPEGStart(pkt.Payload) {
+			key = 0
 		}
 	}
 	if len(pkt.Payload) <= maxPayload {

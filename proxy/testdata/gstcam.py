@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A real RTSP camera for the proxy's interop tests: GStreamer's RTSP server
 (python3-gi + gir1.2-gst-rtsp-server-1.0) serving videotestsrc encoded by
-x264enc (or x265enc) on loopback, optionally behind Basic authentication.
+x264enc (or x265enc, or jpegenc for MJPEG) on loopback, optionally behind Basic authentication.
 
 usage: gstcam.py PORT PATH [USER PASS] [CODEC]
 Prints "READY <port>" once listening. PORT 0 picks a free port.
@@ -28,6 +28,7 @@ if rest:
 enc = {
     "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! rtph264pay name=pay0 pt=96 config-interval=-1",
     "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! rtph265pay name=pay0 pt=96 config-interval=-1",
+    "mjpeg": "videoconvert ! video/x-raw,format=I420 ! jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26",
 }[codec]
 
 server = GstRtspServer.RTSPServer()

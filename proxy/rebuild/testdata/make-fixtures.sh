@@ -11,3 +11,10 @@ ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=320x240:rate=2
 	-bsf:v "h264_metadata=sei_user_data=086f3693b7b34f2c965321492feee5b8+cordon-leak-test" \
 	-f h264 sei.h264
 ls -l sei.h264
+# frames.mjpeg: 1 s of testsrc2 at 5 fps, 64x48, 4:2:0, as ffmpeg's MJPEG
+# encoder writes it (JFIF APP0 segment, standard Huffman tables so the
+# frames can cross RTP/JPEG): the camera frames of the MJPEG tests.
+ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=64x48:rate=5:duration=1" \
+	-pix_fmt yuvj420p -c:v mjpeg -huffman default -q:v 8 -fflags +bitexact -flags +bitexact \
+	-f mjpeg frames.mjpeg
+ls -l frames.mjpeg
