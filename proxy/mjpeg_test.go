@@ -40,7 +40,7 @@ func TestMJPEGReaders(t *testing.T) {
 		t.Run(cam, func(t *testing.T) {
 			url := readerURL(p, cam)
 			r := waitReader(t, cam+" plays", 10*time.Second, url)
-			waitFor(t, "MJPEG packets at an in-process reader", 5*time.Second, func() bool { return r.packets.Load() > 50 })
+			waitFor(t, "MJPEG packets at an in-process reader", 15*time.Second, func() bool { return r.packets.Load() > 50 })
 			if got := r.desc.Medias[0].Formats[0].RTPMap(); got != "JPEG/90000" {
 				t.Errorf("reader's format %s, want JPEG/90000", got)
 			}

@@ -125,14 +125,14 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 		// In a failure delay: 401 without checking (or hashing) anything.
 		return throttled(scope)
 	}
-	ok, scope := h.checkPassword(sc, req, &hdr, a, ip, acct, remote)
+	reason, scope := h.checkPassword(sc, req, &hdr, a, ip, acct)
 	if scope != "" {
 		return throttled(scope)
 	}
-	if !ok {
+	if reason != "" {
 		h.p.authFailures.Add(1)
 		srcDelay, acctDelay := lim.fail(ip, acct)
-		h.p.log.Warn("reader login failed", "user", hdr.Username, "remote", remote, "camera", name)
+		h.p.log.Warn("reader login failed", "user", hdr.Username, "remote", remote, "camera", name, "reason", reason)
 		if srcDelay > 0 || acctDelay > 0 {
 			h.p.log.Warn("reader logins throttled after repeated failures", "user", hdr.Username, "remote", remote,
 				"source_delay", srcDelay, "account_delay", acctDelay)
@@ -143,7 +143,7 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 	lim.succeed(ip, acct)
 	if !a.allowsAddr(ip) {
 		h.p.refusedNetwork.Add(1)
-		h.p.log.Warn("reader refused: source address outside its networks", "user", a.user, "remote", remote)
+		h.p.log.Warn("reader refused: source address outside its networks", "user", a.user, "remote", remote, "reason", "network not allowed")
 		return "", status(base.StatusForbidden), nil
 	}
 	if !a.allowsCamera(name) {
@@ -155,41 +155,24 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 }
 
 // checkPassword checks the request's credentials against account a (nil:
-// no such account, which fails). A non-empty scope means the check was not
-// made: the login is throttled.
-func (h *handler) checkPassword(sc *gortsplib.ServerConn, req *base.Request, hdr *headers.Authorization, a *account, ip netip.Addr, acct, remote string) (ok bool, scope string) {
-	if a == nil {
-		return false, ""
-	}
-	switch {
-	case a.password != "" && hdr.Method == headers.AuthMethodDigest:
-		creds, err := parseDigest(req.Header["Authorization"][0])
-		if err == nil {
-			err = h.digestOf(sc).verify(req, creds, a.user, a.password)
-		}
-		if errors.Is(err, errDigestReplay) {
-			h.p.log.Warn("reader login refused: Digest response replayed on its connection", "user", a.user, "remote", remote)
-		}
-		return err == nil, ""
-	case a.password != "":
-		return sc.VerifyCredentials(req, a.user, a.password), ""
-	case hdr.Method != headers.AuthMethodBasic:
-		return false, ""
-	case a.knownGood(hdr.BasicPass):
-		return true, ""
-	}
+// no such account, which fails) with checkLogin. It returns why a login
+// failed ("" when it did not), or, in scope, that the check was not made:
+// the login is throttled.
+func (h *handler) checkPassword(sc *gortsplib.ServerConn, req *base.Request, hdr *headers.Authorization, a *account, ip netip.Addr, acct string) (reason, scope string) {
 	lim := h.p.logins
-	release, err := lim.acquire(ip)
-	if err != nil {
-		return false, throttleBusy
-	}
-	defer release()
-	// Earlier guesses of this source may have used up its budget while
-	// this one waited for its turn.
-	if scope := lim.blocked(ip, acct); scope != "" {
-		return false, scope
-	}
-	return a.checkHash(hdr.BasicPass), ""
+	return checkLogin(req, *hdr, a, h.digestOf(sc), func() (func(), string) {
+		release, err := lim.acquire(ip)
+		if err != nil {
+			return nil, throttleBusy
+		}
+		// Earlier guesses of this source may have used up its budget
+		// while this one waited for its turn.
+		if scope := lim.blocked(ip, acct); scope != "" {
+			release()
+			return nil, scope
+		}
+		return release, ""
+	})
 }
 
 func (h *handler) stream(name string) (*camera, *gortsplib.ServerStream, *base.Response) {
