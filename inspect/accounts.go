@@ -91,6 +91,7 @@ func (c *collector) checkAccountsFile(f *fileView) {
 		sh[i].path = f.path
 	}
 	c.mu.Lock()
+	c.accountFiles[f.path] = true
 	c.passwd = append(c.passwd, pw...)
 	c.shadow = append(c.shadow, sh...)
 	c.mu.Unlock()

@@ -103,7 +103,10 @@ type Report struct {
 	// Unexamined lists what the unpacker found but did not open (each is
 	// also a coverage.unexamined finding).
 	Unexamined []Gap `json:"unexamined"`
-	Stats      Stats `json:"stats"`
+	// Examined says what was looked at: account and init files parsed,
+	// filesystems opened, chunks not opened.
+	Examined Examined `json:"examined"`
+	Stats    Stats    `json:"stats"`
 
 	// Files maps every regular file's path to its size and SHA-256, for Diff.
 	Files map[string]FileSum `json:"-"`
@@ -152,6 +155,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	if man != nil {
 		r.Coverage = man.Coverage
 		r.Unexamined = orEmpty(man.Gaps)
+		r.Examined.examineChunks(man.Chunks)
 	}
 
 	jobs := make(chan string, 64)
@@ -186,6 +190,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		})
 	}
 	n := 0
+	sawEtc, sawBin := false, false
 	walkErr := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			o.Logger.Warn("cannot walk", "path", p, "err", err)
@@ -203,6 +208,14 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		if d.Type().IsRegular() {
 			jobs <- p // the worker checks its mode from the open file
 			return nil
+		}
+		if d.IsDir() {
+			switch strings.ToLower(d.Name()) {
+			case "etc":
+				sawEtc = true
+			case "bin", "sbin":
+				sawBin = true
+			}
 		}
 		if man == nil && (d.IsDir() || d.Type()&fs.ModeSymlink != 0) {
 			if info, err := d.Info(); err == nil {
@@ -234,6 +247,12 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		}
 	}
 	c.finish(ctx, r)
+	r.Examined.SystemTree = sawEtc || sawBin && r.Stats.ELF > 0
+	r.Examined.AccountFiles, r.Examined.InitFiles = len(c.accountFiles), len(c.initFiles)
+	r.Examined.Filesystems = orEmpty(r.Examined.Filesystems)
+	c.coverageFindings(r)
+	r.Findings = orEmpty(c.findings)
+	sortFindings(r.Findings)
 	r.Stats.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
@@ -250,10 +269,14 @@ type collector struct {
 	services   []Service
 	passwd     []passwdEntry
 	shadow     []shadowEntry
+	// accountFiles and initFiles are the files parsed as accounts and as
+	// service starters (for Report.Examined).
+	accountFiles, initFiles map[string]bool
 }
 
 func newCollector(o *Options) *collector {
-	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{}}
+	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{},
+		accountFiles: map[string]bool{}, initFiles: map[string]bool{}}
 }
 
 func (c *collector) add(f Finding) {
@@ -412,6 +435,8 @@ func sortFindings(fs []Finding) {
 func (r *Report) KeepUnexamined(tree *Report) {
 	r.Coverage = tree.Coverage
 	r.Unexamined = tree.Unexamined
+	r.Examined.Filesystems = tree.Examined.Filesystems
+	r.Examined.ChunksOpened, r.Examined.ChunksNotOpened = tree.Examined.ChunksOpened, tree.Examined.ChunksNotOpened
 	for _, f := range tree.Findings {
 		if f.Rule == RuleUnexamined {
 			r.Findings = append(r.Findings, f)

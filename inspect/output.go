@@ -36,6 +36,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("\nfindings: %d critical, %d high, %d medium, %d low, %d info\n",
 		counts[SeverityCritical], counts[SeverityHigh], counts[SeverityMedium], counts[SeverityLow], counts[SeverityInfo])
+	r.writeExamined(ew)
 	r.writeCoverage(ew)
 	// table starts a section: its title, then tab-separated rows.
 	table := func(title string) *tabwriter.Writer {
