@@ -155,6 +155,19 @@ var endpointCases = []struct {
 	{"rtsp://admin:admin@10.0.0.2:554/stream", "rtsp://admin:admin@10.0.0.2:554/stream/private/"},
 	{"ip=45.33.2.1;", "45.33.2.1/public/"},
 	{"user@mail.vendor.com", ""},
+	// Bare names need a real ICANN top-level domain, a host's label
+	// structure and to stand alone (see hostShape).
+	{"s.ch", ""},
+	{"%qtx.ke(", ""},
+	{"x9Kz.Com", ""},
+	{"server=cloud.tuya.de;", "cloud.tuya.de/public/"},
+	{"ntp qq.com", "qq.com/public/"},
+	{"host vendorcloud.de", "vendorcloud.de/public/"},
+	{"host ab.de", ""},
+	{"file.zzz foo.notatld", ""},
+	{"99-default.link run.sh main.py", ""},
+	{"\"P2P.XMEYE.NET\"", "p2p.xmeye.net/vendor-cloud/XiongMai"},
+	{"http://host.notatld/x", ""},
 }
 
 func TestEndpoints(t *testing.T) {
