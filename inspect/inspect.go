@@ -50,8 +50,9 @@ type Options struct {
 	Watchlist *watchlist.List
 	// Vulns, when set, attaches known vulnerabilities to components.
 	Vulns *VulnDB
-	// Passwords are tried against password hashes in addition to the
-	// embedded list of vendor defaults and common passwords.
+	// Passwords are tried against password hashes after the embedded
+	// vendor and botnet defaults (passwords.txt) and before the embedded
+	// common passwords (passwords-common.txt).
 	Passwords []string
 	// CrackTime bounds the time spent on one distinct hash (slow schemes
 	// such as bcrypt or SHA-crypt with many rounds stop early and say so in

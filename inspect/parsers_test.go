@@ -294,3 +294,28 @@ func FuzzFileParsers(f *testing.F) {
 		c.parseFile(&fileView{path: "etc/" + name, data: data, size: int64(len(data))})
 	})
 }
+
+// TestAWSKeyPair: an access key ID with a 40-character secret beside it (or
+// in a string naming a secret) is one "AWS key pair" finding; alone, or
+// beside a SHA-1 in hex, it stays an access key ID.
+func TestAWSKeyPair(t *testing.T) {
+	for _, tc := range []struct {
+		strs []string
+		want string
+	}{
+		{[]string{"id=AKIA2E0A8F3B244C9986", "Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R"}, "AWS key pair: access key ID AKIA2E0A…9986 with secret access key Zk3vQ9rT…Wo5R"},
+		{[]string{"SecretAccessKey: Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R", "a", "b", "c", "d", "e", "AKIA2E0A8F3B244C9986"}, "AWS key pair"},
+		{[]string{"AKIA2E0A8F3B244C9986", "a", "b", "c", "d", "e", "Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R"}, "AWS access key ID AKIA2E0A…9986"},
+		{[]string{"AKIA2E0A8F3B244C9986 da39a3ee5e6b4b0d3255bfef95601890afd80709"}, "AWS access key ID AKIA2E0A…9986"},
+	} {
+		c := newCollector(&Options{Watchlist: watchlist.Default()})
+		sc := newStringChecks(c, "x")
+		for _, s := range tc.strs {
+			sc.check([]byte(s))
+		}
+		sc.flush()
+		if len(c.findings) != 1 || !strings.HasPrefix(c.findings[0].Evidence, tc.want) {
+			t.Errorf("%q: findings %+v, want %q", tc.strs, c.findings, tc.want)
+		}
+	}
+}

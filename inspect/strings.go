@@ -65,6 +65,9 @@ type stringChecks struct {
 	components    map[string]Component
 	findings      []Finding
 	seen          map[string]bool
+	index         int         // strings checked so far
+	awsIDs        []awsSecret // AWS access key IDs, paired at flush
+	awsSecrets    []awsSecret // secret access key candidates
 }
 
 func newStringChecks(c *collector, p string) *stringChecks {
@@ -95,6 +98,7 @@ func (sc *stringChecks) addFinding(f Finding) {
 const maxFindingsPerFile = 100
 
 func (sc *stringChecks) flush() {
+	sc.awsPairs()
 	c := sc.c
 	c.mu.Lock()
 	defer c.mu.Unlock()

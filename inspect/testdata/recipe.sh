@@ -31,6 +31,8 @@ P
 } > fw/etc/shadow
 # a vendor copy of passwd with the hash inline (DES of a Mirai default)
 echo "root:$(perl -e 'print crypt("vizxv", "ab")'):0:0:root:/:/bin/sh" > fw/mnt/mtd/Config/passwd
+# Hikvision's historic root password, only in the vendor block of passwords.txt
+echo "root:$(openssl passwd -1 hiklinux):19000:0:99999:7:::" > fw/mnt/mtd/Config/shadow
 
 cat > clean/etc/passwd <<P
 root:x:0:0:root:/root:/bin/sh
@@ -82,6 +84,7 @@ cat > fw/etc/config/cloud.conf <<'C'
 [cloud]
 server=https://litedev.hik-connect.com
 aws_access_key_id=AKIA2E0A8F3B244C9986
+aws_secret_access_key=Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R
 [ftp]
 ftp_user=camera
 ftp_password=Cam3raPass!
