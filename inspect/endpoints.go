@@ -45,8 +45,9 @@ var (
 )
 
 // Bare domain names in strings are accepted only when (see hostShape):
-//   - the top-level domain is in the ICANN section of the public suffix list
-//     (golang.org/x/net/publicsuffix) and not in nonHostTLDs;
+//   - the top-level domain is in hostTLDs (all in the ICANN section of the
+//     public suffix list, golang.org/x/net/publicsuffix, which also gives
+//     the registrable label: vendor in vendor.com.cn);
 //   - the name is all lower case (or all upper case), and has a label before
 //     its public suffix of at least 3 characters (2 for com, net, org and cn:
 //     qq.com; 5 for a bare name under a two-letter country code, where most
@@ -54,22 +55,31 @@ var (
 //     under com, net, org and cn);
 //   - it stands alone in its string: at the start or after a space, quote,
 //     '=', ':', ',', '(', '<', '[' or '{', and at the end or before one of
-//     those, '/', ';', ')', '>', ']', '}' or a final '.'.
+//     those, ';', ')', '>', ']', '}' or a final '.' (not before '/': a bare
+//     host/path is a Go module or a file path; endpoints have a scheme).
 // URLs (a scheme and "://") accept any host whose top-level domain is real.
 // Together they keep random bytes from reading as names: 100 MiB of random
 // data yields none (TestRandomDataNoEndpoints and docs/inspect.md).
 
-// nonHostTLDs are real top-level domains that are mostly file extensions
-// (.so, .sh, .pl, .py, .md, .zip, .link, .network) or the last word of dotted
-// configuration keys (user.name, group.id, value.int, build.date): a bare
-// name ending in one is not taken for a host (URLs still are).
-var nonHostTLDs = map[string]bool{}
+// hostTLDs are the top-level domains accepted for bare names: the legacy
+// generic ones and the country codes firmware endpoints use, checked against
+// the ICANN section of the public suffix list at start-up. Left out on
+// purpose, because most of their bare matches in binaries are file names or
+// dotted identifiers (measured on Debian's /usr/bin and
+// /usr/lib/x86_64-linux-gnu): .so .sh .pl .py .md .rs .in .cc .mk .ac .am
+// .ai .id .pl .ph .at .no .ch .se .fi .dk .cz .be .co .top .ar .mx .tr .ca
+// .me .it .site .app .dev .online and
+// the new generic TLDs (.link .network .target ...). URLs accept any ICANN
+// TLD.
+var hostTLDs = map[string]bool{}
 
 func init() {
-	for _, t := range strings.Fields(`so sh pl pm py md rs in cc mk ac am ai ps mo la ms zip mov link network
-		app dev run new pub inc id name int pro store host site email zone date data tools support mobile phone
-		page book style rest is to do as`) {
-		nonHostTLDs[t] = true
+	for _, t := range strings.Fields(`com net org info biz io cn de uk ru jp kr tw hk eu fr nl us au br tv xyz
+		cloud es vn th my sg ir ua kz gov edu mil asia tech`) {
+		if !realTLD(t) {
+			panic("inspect: " + t + " is not an ICANN top-level domain")
+		}
+		hostTLDs[t] = true
 	}
 }
 
@@ -94,7 +104,7 @@ func hostShape(d string) bool {
 		return false
 	}
 	tld := labels[len(labels)-1]
-	if nonHostTLDs[tld] || !realTLD(tld) {
+	if !hostTLDs[tld] {
 		return false
 	}
 	ps, _ := publicsuffix.PublicSuffix(d)
@@ -132,7 +142,7 @@ func oneCase(s []byte) bool {
 
 // hostBefore and hostAfter are the bytes that may stand next to a bare name.
 func hostBefore(b byte) bool { return strings.IndexByte(" \t\"'=:,(<[{", b) >= 0 }
-func hostAfter(b byte) bool  { return strings.IndexByte(" \t\"'=:,/;)>]}", b) >= 0 }
+func hostAfter(b byte) bool  { return strings.IndexByte(" \t\"'=:,;)>]}", b) >= 0 }
 
 // reverseDNSRoots start Java/D-Bus style reverse-DNS identifiers.
 var reverseDNSRoots = map[string]bool{"com": true, "org": true, "net": true, "io": true, "edu": true, "gov": true}

@@ -33,6 +33,7 @@ type chunkInfo struct {
 	Offset     int64        `json:"offset"`
 	Size       int64        `json:"size"`
 	Format     string       `json:"format"`
+	Desc       string       `json:"description"`
 	Kind       string       `json:"kind"`
 	Outcome    string       `json:"outcome"`
 	ExtractDir string       `json:"extract_dir"`

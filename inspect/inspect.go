@@ -157,6 +157,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		r.Coverage = man.Coverage
 		r.Unexamined = orEmpty(man.Gaps)
 		r.Examined.examineChunks(man.Chunks)
+		c.chunkComponents(man.Chunks)
 	}
 
 	jobs := make(chan string, 64)
@@ -218,6 +219,11 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 				sawBin = true
 			}
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if t, err := fs.ReadLink(fsys, p); err == nil && isBusyboxLink(t) {
+				c.addApplet(d.Name())
+			}
+		}
 		if man == nil && (d.IsDir() || d.Type()&fs.ModeSymlink != 0) {
 			if info, err := d.Info(); err == nil {
 				c.modeFindings(p, info.Mode(), "")
@@ -241,6 +247,9 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		entries = man.Manifest
 	}
 	for _, e := range entries {
+		if e.Type == "symlink" && isBusyboxLink(e.LinkTarget) {
+			c.addApplet(path.Base(e.OrigName))
+		}
 		c.manifestFindings(e)
 		if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
 			fsum.Mode = e.Mode
@@ -273,11 +282,12 @@ type collector struct {
 	// accountFiles and initFiles are the files parsed as accounts and as
 	// service starters (for Report.Examined).
 	accountFiles, initFiles map[string]bool
+	applets                 map[string]bool // names linked to busybox
 }
 
 func newCollector(o *Options) *collector {
 	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{},
-		accountFiles: map[string]bool{}, initFiles: map[string]bool{}}
+		accountFiles: map[string]bool{}, initFiles: map[string]bool{}, applets: map[string]bool{}}
 }
 
 func (c *collector) add(f Finding) {
@@ -363,11 +373,13 @@ func (c *collector) parseFile(f *fileView) {
 	c.checkPEM(f)
 	c.checkDER(f)
 	c.checkConfigPasswords(f)
+	c.checkPackageDB(f)
 }
 
 // finish runs the checks that need the whole tree and sorts the report.
 func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Accounts = c.analyzeAccounts(ctx)
+	c.appletComponents()
 	for _, s := range c.services {
 		c.serviceFindings(s)
 	}

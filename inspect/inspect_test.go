@@ -119,13 +119,46 @@ func checkPlanted(t *testing.T, r *Report) {
 		t.Errorf("busybox hardening = %+v", b)
 	}
 	comps := map[string]string{}
+	byKey := map[string]Component{}
 	for _, c := range r.Components {
 		comps[c.Name] = c.Version
+		byKey[c.Name+"@"+c.Version] = c
 	}
 	for name, v := range map[string]string{"busybox": "1.24.1", "openssl": "1.0.2k", "linux": "4.9.37"} {
 		if comps[name] != v {
 			t.Errorf("component %s = %q; want %s (all: %v)", name, comps[name], v, comps)
 		}
+	}
+	// Every way of finding a component, with its path, method and confidence.
+	for _, want := range []struct{ key, path, foundBy, confidence, purl string }{
+		{"dropbear@2019.78-2", "usr/lib/opkg/status", FoundOpkg, ConfidenceHigh, "pkg:generic/dropbear@2019.78-2"},
+		{"libopenssl1.1@1.1.1k-1", "usr/lib/opkg/status", FoundOpkg, ConfidenceHigh, ""},
+		{"uhttpd@2021-03-21-15346de8-2", "usr/lib/opkg/info/uhttpd.control", FoundOpkg, ConfidenceHigh, ""},
+		{"live555@2018.08.28", "usr/share/legal-info/manifest.csv", FoundBuildroot, ConfidenceHigh, ""},
+		{"openssl@1.0.2k", "usr/share/legal-info/manifest.csv", FoundBuildroot, ConfidenceHigh, ""},
+		{"buildroot@2019.02.4", "etc/buildroot/.config", FoundBuildrootConf, ConfidenceHigh, ""},
+		{"linux@4.9.37", "lib/modules/4.9.37/kernel/cam_sensor.ko", FoundVermagic, ConfidenceHigh, ""},
+	} {
+		c, ok := byKey[want.key]
+		if !ok || c.Path != want.path || c.FoundBy != want.foundBy || c.Confidence != want.confidence || want.purl != "" && c.PURL != want.purl {
+			t.Errorf("component %s = %+v; want path %s, found by %s, confidence %s %s", want.key, c, want.path, want.foundBy, want.confidence, want.purl)
+		}
+	}
+	if _, ok := byKey["oldpkg@0.1"]; ok {
+		t.Errorf("a package opkg marks not-installed is listed")
+	}
+	if c := byKey["linux@4.9.37"]; !strings.Contains(c.Note, "vermagic 4.9.37 SMP preempt mod_unload ARMv7") {
+		t.Errorf("linux note = %q", c.Note)
+	}
+	if c := byKey["busybox@1.24.1"]; strings.Join(c.Applets, " ") != "ftpd httpd ls sh telnetd" {
+		t.Errorf("busybox applets = %v", c.Applets)
+	}
+	gcc := false
+	for _, c := range r.Components {
+		gcc = gcc || c.Name == "gcc" && c.FoundBy == FoundComment && strings.HasPrefix(c.Note, "compiled by GCC: (")
+	}
+	if !gcc {
+		t.Errorf("no gcc component from ELF .comment: %v", comps)
 	}
 	for _, e := range r.Endpoints {
 		if strings.Contains(e.Value, "w3.org") {
@@ -326,12 +359,12 @@ func TestCycloneDXValidates(t *testing.T) {
 	validate(t, s, buf.Bytes())
 	out := buf.String()
 	for _, want := range []string{`"specVersion": "1.6"`, `"purl": "pkg:generic/openssl@1.0.2k"`,
-		`"cpe": "cpe:2.3:a:openssl:openssl:1.0.2k:*:*:*:*:*:*:*"`, `"id": "CVE-2017-3735"`, `"location": "usr/bin/cloudd"`} {
+		`"cpe": "cpe:2.3:a:openssl:openssl:1.0.2k:*:*:*:*:*:*:*"`, `"id": "CVE-2017-3735"`, `"location": "usr/share/legal-info/manifest.csv"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("SBOM lacks %s", want)
 		}
 	}
-	if !hasFinding(r, RuleKnownVuln, "usr/bin/cloudd", "openssl 1.0.2k: CVE-2017-3735") {
+	if !hasFinding(r, RuleKnownVuln, "usr/share/legal-info/manifest.csv", "openssl 1.0.2k: CVE-2017-3735") {
 		t.Error("no known-vulnerability finding for openssl 1.0.2k")
 	}
 	if hasFinding(r, RuleKnownVuln, "", "OSV-TEST-FIXED") {

@@ -115,9 +115,9 @@ func (sc *stringChecks) flush() {
 		}
 	}
 	for k, comp := range sc.components {
-		if have, ok := c.components[k]; !ok || sc.path < have.Path {
-			comp.Path = sc.path // the smallest path, so reports are stable
-			c.components[k] = &comp
+		comp.Path = sc.path
+		if have, ok := c.components[k]; !ok || better(&comp, have) {
+			c.components[k] = &comp // the most confident, then the smallest path: stable reports
 		}
 	}
 }
