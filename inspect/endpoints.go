@@ -68,14 +68,14 @@ var (
 // dotted identifiers (measured on Debian's /usr/bin and
 // /usr/lib/x86_64-linux-gnu): .so .sh .pl .py .md .rs .in .cc .mk .ac .am
 // .ai .id .pl .ph .at .no .ch .se .fi .dk .cz .be .co .top .ar .mx .tr .ca
-// .me .it .site .app .dev .online and
+// .me .it .us .fr .es .ir .info .site .app .dev .online and
 // the new generic TLDs (.link .network .target ...). URLs accept any ICANN
 // TLD.
 var hostTLDs = map[string]bool{}
 
 func init() {
-	for _, t := range strings.Fields(`com net org info biz io cn de uk ru jp kr tw hk eu fr nl us au br tv xyz
-		cloud es vn th my sg ir ua kz gov edu mil asia tech`) {
+	for _, t := range strings.Fields(`com net org biz io cn de uk ru jp kr tw hk eu nl au br tv xyz
+		cloud vn th my sg ua kz gov edu mil asia tech`) {
 		if !realTLD(t) {
 			panic("inspect: " + t + " is not an ICANN top-level domain")
 		}

@@ -394,7 +394,7 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	}
 	for _, comp := range c.components {
 		if c.o.Vulns != nil {
-			comp.Vulns = c.o.Vulns.Match(comp.Name, comp.Version)
+			comp.Vulns, comp.VulnNote = c.o.Vulns.MatchComponent(comp)
 			for _, v := range comp.Vulns {
 				c.findings = append(c.findings, Finding{Rule: RuleKnownVuln, Severity: v.severity(), Path: comp.Path,
 					Evidence: fmt.Sprintf("%s %s: %s", comp.Name, comp.Version, v.ID),

@@ -43,7 +43,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 when --fail-on is reached.
 Examples:
   cordon inspect ./rootfs
   cordon inspect cam.bin --format sarif -o cam.sarif --fail-on high
-  cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns osv.json
+  cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns Debian-all.zip
   cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap
   cordon inspect diff fw-v1.bin fw-v2.bin`
 
@@ -55,7 +55,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	format := fs.String("format", "text", "output `format`: text, json, sarif or cyclonedx")
 	out := fs.String("o", "", "write the report to `FILE` instead of standard output")
 	failOn := fs.String("fail-on", "", "exit with code 3 when a finding reaches this `severity` (info, low, medium, high, critical)")
-	vulns := fs.String("vulns", "", "offline OSV JSON `FILE` (array, {\"vulns\": [...]} or JSON lines) to attach known vulnerabilities")
+	vulns := fs.String("vulns", "", "offline OSV data to attach known vulnerabilities: a `PATH` to osv.dev's per-ecosystem all.zip, a folder of OSV JSON, or one JSON file (array, {\"vulns\": [...]} or JSON lines)")
 	wl := fs.String("watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
 	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
 	passwords := fs.String("passwords", "", "extra password candidates, one a line, from `FILE` (tried after the embedded list)")
@@ -92,11 +92,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	}
 	o := inspect.Options{Workers: *workers, Logger: log}
 	if *vulns != "" {
-		data, err := os.ReadFile(*vulns)
-		if err != nil {
-			return fmt.Errorf("--vulns: %w", err)
-		}
-		if o.Vulns, err = inspect.ParseVulnDB(data); err != nil {
+		if o.Vulns, err = loadVulns(*vulns); err != nil {
 			return fmt.Errorf("--vulns %s: %w", *vulns, err)
 		}
 	}
@@ -308,6 +304,37 @@ func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger)
 		return "", fmt.Errorf("inspect: unpacking %s: %w", image, err)
 	}
 	return dir, nil
+}
+
+// loadVulns reads OSV data as published: a zip (osv.dev's all.zip), a
+// folder of OSV JSON files, or one JSON file.
+func loadVulns(p string) (*inspect.VulnDB, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		root, err := os.OpenRoot(p)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		return inspect.ParseVulnDir(root.FS())
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := f.ReadAt(magic[:], 0); err == nil && string(magic[:]) == "PK\x03\x04" {
+		return inspect.ParseVulnZip(f, st.Size())
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return inspect.ParseVulnDB(data)
 }
 
 func writeOutput(stdout io.Writer, file string, data []byte) error {
