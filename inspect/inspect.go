@@ -58,6 +58,10 @@ type Options struct {
 	// such as bcrypt or SHA-crypt with many rounds stop early and say so in
 	// the account's note). It defaults to 3 s.
 	CrackTime time.Duration
+	// Progress, when set, is called after every file with the running
+	// count of files and bytes inspected (from the workers, one call at a
+	// time: keep it cheap).
+	Progress func(files int, bytes int64)
 	// Logger receives progress and skipped files. It defaults to a logger
 	// that discards.
 	Logger *slog.Logger
@@ -111,6 +115,8 @@ type Report struct {
 
 	// Files maps every regular file's path to its size and SHA-256, for Diff.
 	Files map[string]FileSum `json:"-"`
+
+	chunks []*chunkInfo // report.json's chunk tree, for the HTML chunk map
 }
 
 // FileSum identifies a file's content.
@@ -157,6 +163,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		r.Coverage = man.Coverage
 		r.Unexamined = orEmpty(man.Gaps)
 		r.Examined.examineChunks(man.Chunks)
+		r.chunks = man.Chunks
 		c.chunkComponents(man.Chunks)
 	}
 
@@ -186,6 +193,9 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 					r.Stats.Bytes += sum.Size
 					sum.Mode = fmt.Sprintf("%04o", unixmode.ToUnix(mode))
 					r.Files[p] = sum
+				}
+				if o.Progress != nil {
+					o.Progress(r.Stats.Files, r.Stats.Bytes)
 				}
 				mu.Unlock()
 			}
@@ -324,7 +334,7 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 	h := sha256.New()
 	fv := &fileView{path: p, size: st.Size()}
 	sc := newStringChecks(c, p)
-	sc.skipEndpoints = certStoreName(p)
+	sc.skipEndpoints = certStoreName(p) || legalInfoName(p)
 	if st.Size() <= c.o.MaxParseBytes {
 		buf.Reset()
 		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
@@ -449,6 +459,7 @@ func (r *Report) KeepUnexamined(tree *Report) {
 	r.Coverage = tree.Coverage
 	r.Unexamined = tree.Unexamined
 	r.Examined.Filesystems = tree.Examined.Filesystems
+	r.chunks = tree.chunks
 	r.Examined.ChunksOpened, r.Examined.ChunksNotOpened = tree.Examined.ChunksOpened, tree.Examined.ChunksNotOpened
 	for _, f := range tree.Findings {
 		if f.Rule == RuleUnexamined {
@@ -479,6 +490,12 @@ func fixedNote(fixed string) string {
 func certStoreName(p string) bool {
 	b := strings.ToLower(path.Base(p))
 	return b == "cacerts" || strings.HasSuffix(b, ".jks") || strings.HasSuffix(b, ".der") || strings.HasSuffix(b, ".p12")
+}
+
+// legalInfoName recognises Buildroot's legal-info manifest: its URLs are
+// where the sources were downloaded from when the image was built.
+func legalInfoName(p string) bool {
+	return strings.Contains(p, "legal-info/") && strings.HasSuffix(p, ".csv")
 }
 
 func certStoreData(d []byte) bool {
