@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -144,6 +146,22 @@ type Finding struct {
 	Path     string   `json:"path"`
 	Evidence string   `json:"evidence"`
 	Detail   string   `json:"detail"`
+	// Line is the 1-based line of Path the evidence is on, when it names
+	// one ("line 4: ..."); 0 otherwise.
+	Line int `json:"line,omitempty"`
+}
+
+var evidenceLineRE = regexp.MustCompile(`^line (\d{1,9})\b`)
+
+// evidenceLine returns the line an evidence starts with ("line 4: ..."),
+// or 0.
+func evidenceLine(ev string) int {
+	m := evidenceLineRE.FindStringSubmatch(ev)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // Run inspects the tree fsys. target names it in the report.
@@ -434,8 +452,14 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Accounts = orEmpty(r.Accounts)
 }
 
-// sortFindings sorts by severity (highest first), then rule, path and evidence.
+// sortFindings sorts by severity (highest first), then rule, path and
+// evidence, and sets each finding's Line from its evidence.
 func sortFindings(fs []Finding) {
+	for i := range fs {
+		if fs[i].Line == 0 {
+			fs[i].Line = evidenceLine(fs[i].Evidence)
+		}
+	}
 	sort.Slice(fs, func(i, j int) bool {
 		a, b := fs[i], fs[j]
 		if a.Severity != b.Severity {

@@ -333,6 +333,20 @@ func TestSARIFValidates(t *testing.T) {
 	if n := len(log.Runs[0].Results); n != len(r.Findings) {
 		t.Errorf("SARIF has %d results for %d findings", n, len(r.Findings))
 	}
+	// Evidence with a line gives the result a region (telnetd at line 4 of
+	// rcS), so code-scanning UIs jump to it; evidence without one gives none.
+	regions := map[string]int{}
+	for _, res := range log.Runs[0].Results {
+		if len(res.Locations) > 0 && res.Locations[0].PhysicalLocation.Region != nil {
+			regions[res.RuleID+" "+res.Locations[0].PhysicalLocation.ArtifactLocation.URI] = res.Locations[0].PhysicalLocation.Region.StartLine
+		}
+	}
+	if regions[RuleTelnet+" etc/init.d/rcS"] != 4 || regions[RuleConfigPassword+" etc/config/cloud.conf"] != 7 {
+		t.Errorf("regions = %v", regions)
+	}
+	if _, ok := regions[RuleNoPIE+" usr/bin/cloudd"]; ok {
+		t.Error("a finding without a line has a region")
+	}
 	for _, res := range log.Runs[0].Results {
 		if log.Runs[0].Tool.Driver.Rules[res.RuleIndex].ID != res.RuleID {
 			t.Errorf("ruleIndex %d does not point at %s", res.RuleIndex, res.RuleID)
