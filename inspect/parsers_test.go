@@ -288,10 +288,28 @@ func FuzzFileParsers(f *testing.F) {
 			f.Add(filepath.Base(p), b)
 		}
 	}
+	// The package databases, by the names checkPackageDB recognises.
+	for name, p := range map[string]string{
+		"opkg/status":              "testdata/fw/usr/lib/opkg/status",
+		"opkg/info/uhttpd.control": "testdata/fw/usr/lib/opkg/info/uhttpd.control",
+		"legal-info/manifest.csv":  "testdata/fw/usr/share/legal-info/manifest.csv",
+		"buildroot/.config":        "testdata/fw/etc/buildroot/.config",
+		"cam_sensor.ko":            "testdata/fw/lib/modules/4.9.37/kernel/cam_sensor.ko",
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(name, b)
+		}
+	}
+	f.Add("dpkg/status", []byte("Package: a\nVersion: 1\nStatus: install ok installed\n\nPackage: b\n"))
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		c := newCollector(&Options{Watchlist: watchlist.Default()})
 		c.o.setDefaults()
 		c.parseFile(&fileView{path: "etc/" + name, data: data, size: int64(len(data))})
+		for _, comp := range c.components {
+			if comp.Name == "" || comp.FoundBy == "" || confidenceRank[comp.Confidence] == 0 && comp.Confidence != ConfidenceLow {
+				t.Fatalf("bad component %+v", comp)
+			}
+		}
 	})
 }
 
