@@ -29,14 +29,23 @@ type Account struct {
 }
 
 //go:embed passwords.txt
-var embeddedPasswords string
+var embeddedDefaults string
 
-// defaultPasswords are the vendor defaults and common passwords tried
-// against every hash (passwords.txt: one a line, # comments).
-var defaultPasswords = func() []string {
-	var out []string
+//go:embed passwords-common.txt
+var embeddedCommon string
+
+// defaultPasswords are the vendor and botnet defaults (passwords.txt) and
+// commonPasswords the most common passwords (passwords-common.txt), tried
+// against every hash in this order, with Options.Passwords between them.
+// Both files: one a line, # comments, the first of duplicates kept.
+var defaultPasswords, commonPasswords = func() ([]string, []string) {
 	seen := map[string]bool{}
-	for _, l := range strings.Split(embeddedPasswords, "\n") {
+	return passwordList(embeddedDefaults, seen), passwordList(embeddedCommon, seen)
+}()
+
+func passwordList(text string, seen map[string]bool) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
 		l = strings.TrimRight(l, "\r")
 		if strings.HasPrefix(l, "#") || seen[l] {
 			continue
@@ -45,7 +54,7 @@ var defaultPasswords = func() []string {
 		out = append(out, l)
 	}
 	return out
-}()
+}
 
 const (
 	maxAccountLines = 10000
@@ -91,6 +100,7 @@ func (c *collector) checkAccountsFile(f *fileView) {
 		sh[i].path = f.path
 	}
 	c.mu.Lock()
+	c.accountFiles[f.path] = true
 	c.passwd = append(c.passwd, pw...)
 	c.shadow = append(c.shadow, sh...)
 	c.mu.Unlock()
@@ -237,6 +247,21 @@ func shellDetail(a Account) string {
 	return "shell " + a.Shell
 }
 
+// hashCost ranks a hash by the work of one guess.
+func hashCost(h string) int {
+	switch classifyHash(h) {
+	case HashDES:
+		return 0
+	case HashMD5:
+		return 1
+	case HashSHA256:
+		return 2
+	case HashSHA512:
+		return 3
+	}
+	return 4
+}
+
 // crack tries the candidate passwords against every distinct hash, on the
 // configured number of workers.
 func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]string) {
@@ -260,12 +285,18 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 	for h := range distinct {
 		keys = append(keys, h)
 	}
-	sort.Strings(keys)
+	// Cheapest schemes first (DES, MD5-crypt, SHA-crypt, bcrypt), so a
+	// cancelled or time-limited run has tried the hashes most likely to fall.
+	sort.Slice(keys, func(i, j int) bool {
+		ci, cj := hashCost(keys[i]), hashCost(keys[j])
+		return ci < cj || ci == cj && keys[i] < keys[j]
+	})
 	// One hash at a time, its candidates split over the workers: a tree
 	// usually has one or two hashes, and the slow schemes are per candidate.
 	for _, h := range keys {
 		cands := append([]string{users[h]}, defaultPasswords...)
 		cands = append(cands, c.o.Passwords...)
+		cands = append(cands, commonPasswords...)
 		deadline := time.Now().Add(c.o.CrackTime)
 		var next, tried atomic.Int64
 		var mu sync.Mutex

@@ -7,15 +7,27 @@ import (
 	"strings"
 )
 
-// Component is a piece of software identified by its version string.
+// Component is a piece of software found in the tree.
 type Component struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	// Path is the file the version was read from (the first in path order).
-	Path  string `json:"path"`
-	PURL  string `json:"purl"`
-	CPE   string `json:"cpe"`
-	Vulns []Vuln `json:"vulns,omitempty"`
+	Path string `json:"path"`
+	PURL string `json:"purl"`
+	CPE  string `json:"cpe"`
+	// FoundBy says how it was found (FoundVersionString, FoundOpkg, ...);
+	// when several ways found it, the most confident one.
+	FoundBy string `json:"found_by"`
+	// Confidence is high, medium or low (see packages.go).
+	Confidence string `json:"confidence"`
+	// Note adds what the source said (vermagic, compiler string).
+	Note string `json:"note,omitempty"`
+	// Applets are the busybox applets linked in the tree.
+	Applets []string `json:"applets,omitempty"`
+	Vulns   []Vuln   `json:"vulns,omitempty"`
+	// VulnNote says, when --vulns was given, why no vulnerability could
+	// be matched (no version, no OSV package of that name, ...).
+	VulnNote string `json:"vuln_note,omitempty"`
 }
 
 // componentPattern recognises one component in a string. The first
@@ -146,7 +158,9 @@ func (sc *stringChecks) checkComponents(s []byte) {
 			sc.components = map[string]Component{}
 		}
 		v := string(m[1])
-		sc.components[componentIndexKey(p.name, v)] = newComponent(p.name, v, p.cpe)
+		comp := newComponent(p.name, v, p.cpe)
+		comp.FoundBy, comp.Confidence = FoundVersionString, ConfidenceMedium
+		sc.components[componentIndexKey(p.name, v)] = comp
 	}
 }
 
@@ -163,14 +177,10 @@ func (c *collector) componentsFromPath(p string) {
 		}
 		comp := newComponent(pp.name, m[1], pp.cpe)
 		comp.Path = p
+		comp.FoundBy, comp.Confidence = FoundFileName, ConfidenceMedium
 		if pp.name == "linux" {
 			comp.Path = p[:strings.Index(p, "lib/modules/")+len("lib/modules/")+len(m[1])]
 		}
-		k := componentIndexKey(pp.name, m[1])
-		c.mu.Lock()
-		if have, ok := c.components[k]; !ok || comp.Path < have.Path {
-			c.components[k] = &comp
-		}
-		c.mu.Unlock()
+		c.addComponent(comp)
 	}
 }

@@ -1,7 +1,9 @@
 package inspect
 
 import (
+	"context"
 	"testing"
+	"testing/fstest"
 
 	"github.com/cordon-vms/cordon/internal/watchlist"
 )
@@ -41,6 +43,35 @@ func TestComponentPatterns(t *testing.T) {
 		sc.checkComponents([]byte(in))
 		if len(sc.components) != 0 {
 			t.Errorf("components of %q = %v; want none", in, sc.components)
+		}
+	}
+}
+
+// TestPackageSources: dpkg status, and the kernel version in a uImage name
+// of report.json, each with its method and confidence.
+func TestPackageSources(t *testing.T) {
+	r, err := Run(context.Background(), "x", fstest.MapFS{
+		"var/lib/dpkg/status": {Data: []byte("Package: openssl\nStatus: install ok installed\nVersion: 3.0.19-1~deb12u1\n\nPackage: gone\nStatus: purge ok not-installed\nVersion: 1\n")},
+		"report.json": {Data: []byte(`{"manifest": [], "chunks": [{"offset": 64, "format": "uimage", "kind": "container", "outcome": "extracted",
+			"description": "U-Boot legacy image \"Linux-4.14.221\", linux arm Kernel"}]}`)},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range r.Components {
+		got[c.Name+"@"+c.Version] = c.FoundBy + "/" + c.Confidence + "/" + c.PURL
+	}
+	want := map[string]string{
+		"openssl@3.0.19-1~deb12u1": FoundDpkg + "/high/pkg:deb/debian/openssl@3.0.19-1~deb12u1",
+		"linux@4.14.221":           FoundUImage + "/medium/pkg:generic/linux@4.14.221",
+	}
+	if len(got) != len(want) {
+		t.Errorf("components %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
 }

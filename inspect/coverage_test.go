@@ -3,6 +3,10 @@ package inspect
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -88,5 +92,109 @@ func TestCoverageTinyShare(t *testing.T) {
 	}
 	if want := "<0.1% identified but not opened, 0.0% unknown"; !strings.Contains(buf.String(), want) {
 		t.Errorf("text lacks %q:\n%s", want, buf.String())
+	}
+}
+
+// TestNothingExamined: an empty tree, or one of empty files, is a medium
+// coverage.nothing-examined finding (so --fail-on medium fails), never a
+// clean report.
+func TestNothingExamined(t *testing.T) {
+	for name, fsys := range map[string]fstest.MapFS{
+		"empty":       {},
+		"empty files": {"etc/passwd": {Data: nil, Mode: 0o644}, "a": {Data: nil, Mode: 0o644}},
+		"empty dirs":  {"etc": {Mode: fs.ModeDir | 0o755}},
+	} {
+		r, err := Run(context.Background(), name, fsys, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasFinding(r, RuleNothingExamined, "", "nothing examined") || r.MaxSeverity() < SeverityMedium {
+			t.Errorf("%s: %+v", name, r.Findings)
+		}
+		if hasFinding(r, RuleMissing, "", "") {
+			t.Errorf("%s: coverage.missing beside nothing-examined: %+v", name, r.Findings)
+		}
+	}
+}
+
+// TestMissingKinds: a root filesystem without accounts, init system or ELF
+// says so, one low coverage.missing finding per kind; a tree that is not a
+// root filesystem, and the fixture that has all three, get none.
+func TestMissingKinds(t *testing.T) {
+	r, err := Run(context.Background(), "rootfs", fstest.MapFS{
+		"etc/hosts":  {Data: []byte("127.0.0.1 localhost\n"), Mode: 0o644},
+		"bin/script": {Data: []byte("#!/bin/sh\necho hi\n"), Mode: 0o755},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"no passwd or shadow file", "no init system", "no ELF executable"} {
+		if !hasFinding(r, RuleMissing, "", want) {
+			t.Errorf("no coverage.missing %q: %+v", want, r.Findings)
+		}
+	}
+	if !r.Examined.SystemTree || r.MaxSeverity() != SeverityLow {
+		t.Errorf("examined %+v, max severity %v", r.Examined, r.MaxSeverity())
+	}
+	web, err := Run(context.Background(), "www", fstest.MapFS{"www/index.html": {Data: []byte("<html></html>"), Mode: 0o644}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(web.Findings) != 0 {
+		t.Errorf("a web partition: %+v", web.Findings)
+	}
+	fw := runFixture(t, "testdata/fw", Options{})
+	if hasFinding(fw, RuleMissing, "", "") || fw.Examined.AccountFiles < 2 || fw.Examined.InitFiles < 1 {
+		t.Errorf("fw fixture: examined %+v, findings %+v", fw.Examined, fw.Findings)
+	}
+}
+
+// TestExaminedChunks: the filesystems the unpacker opened and the chunks it
+// did not are counted from report.json's chunk tree.
+func TestExaminedChunks(t *testing.T) {
+	fsys := unpackedWithGaps()
+	fsys["report.json"].Data = bytes.Replace(fsys["report.json"].Data, []byte(`"gaps"`), []byte(`"chunks": [
+  {"offset": 0, "size": 262144, "format": "tar", "kind": "archive", "outcome": "extracted", "children": [
+    {"file": "0x0-tar.extract/www.bin", "offset": 4096, "format": "gzip", "kind": "compression", "outcome": "identified"}]},
+  {"offset": 524288, "size": 524288, "format": "jffs2", "kind": "filesystem", "outcome": "identified"}],
+ "gaps"`), 1)
+	r, err := Run(context.Background(), "cam.bin", fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := r.Examined
+	if ex.ChunksOpened != 1 || ex.ChunksNotOpened != 2 || len(ex.Filesystems) != 1 || ex.Filesystems[0] != "tar at image offset 0x0" {
+		t.Errorf("examined %+v", ex)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"examined: 0 account file(s), 0 init file(s); 1 chunk(s) opened, 2 not opened", "filesystems opened: tar at image offset 0x0"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// TestRandomDataNoEndpoints: random bytes yield no finding, endpoint or
+// component. 4 MiB of deterministic random data here; the same on 300 MiB
+// of /dev/urandom is in docs/inspect.md.
+func TestRandomDataNoEndpoints(t *testing.T) {
+	rng := rand.New(rand.NewChaCha8([32]byte{'c', 'o', 'r', 'd', 'o', 'n'}))
+	fsys := fstest.MapFS{}
+	for i := range 4 {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 8 {
+			binary.LittleEndian.PutUint64(b[j:], rng.Uint64())
+		}
+		fsys[fmt.Sprintf("r%d.bin", i)] = &fstest.MapFile{Data: b, Mode: 0o644}
+	}
+	r, err := Run(context.Background(), "random", fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings)+len(r.Endpoints)+len(r.Components) != 0 {
+		t.Errorf("random data: findings %+v\nendpoints %+v\ncomponents %+v", r.Findings, r.Endpoints, r.Components)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cordon-vms/cordon/internal/watchlist"
+	"golang.org/x/net/publicsuffix"
 )
 
 // Endpoint is a URL, domain or IP address found in the tree.
@@ -43,21 +44,105 @@ var (
 	domainRE = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,12}\b`)
 )
 
-// tlds are the top-level domains accepted for bare domain names in strings
-// (URLs accept any host). File extensions that are also TLDs (.so, .sh, .pl,
-// .md, .rs, .in, .cc, .mk, .ac, .am, .ai) are left out on purpose: they are
-// mostly file names.
-var tlds = map[string]bool{}
+// Bare domain names in strings are accepted only when (see hostShape):
+//   - the top-level domain is in hostTLDs (all in the ICANN section of the
+//     public suffix list, golang.org/x/net/publicsuffix, which also gives
+//     the registrable label: vendor in vendor.com.cn);
+//   - the name is all lower case (or all upper case), and has a label before
+//     its public suffix of at least 3 characters (2 for com, net, org and cn:
+//     qq.com; 5 for a bare name under a two-letter country code, where most
+//     random matches fall: vendor.de but not qtx.ke), holding a vowel (a letter
+//     under com, net, org and cn);
+//   - it stands alone in its string: at the start or after a space, quote,
+//     '=', ':', ',', '(', '<', '[' or '{', and at the end or before one of
+//     those, ';', ')', '>', ']', '}' or a final '.' (not before '/': a bare
+//     host/path is a Go module or a file path; endpoints have a scheme).
+// URLs (a scheme and "://") accept any host whose top-level domain is real.
+// Together they keep random bytes from reading as names: 100 MiB of random
+// data yields none (TestRandomDataNoEndpoints and docs/inspect.md).
+
+// hostTLDs are the top-level domains accepted for bare names: the legacy
+// generic ones and the country codes firmware endpoints use, checked against
+// the ICANN section of the public suffix list at start-up. Left out on
+// purpose, because most of their bare matches in binaries are file names or
+// dotted identifiers (measured on Debian's /usr/bin and
+// /usr/lib/x86_64-linux-gnu): .so .sh .pl .py .md .rs .in .cc .mk .ac .am
+// .ai .id .pl .ph .at .no .ch .se .fi .dk .cz .be .co .top .ar .mx .tr .ca
+// .me .it .us .fr .es .ir .info .site .app .dev .online and
+// the new generic TLDs (.link .network .target ...). URLs accept any ICANN
+// TLD.
+var hostTLDs = map[string]bool{}
 
 func init() {
-	// Also left out: TLDs that are common words in dotted configuration
-	// keys (user.name, group.id, value.int, data.store, conf.pro, ...).
-	for _, t := range strings.Fields(`com net org info biz io cn de uk ru jp kr tw hk eu fr it nl us ca au br me tv
-		xyz top cloud online site app dev co es se ch at be dk fi no cz vn th my sg ph mx ar tr ir ua kz
-		gov edu mil mobi asia tech live club shop ltd`) {
-		tlds[t] = true
+	for _, t := range strings.Fields(`com net org biz io cn de uk ru jp kr tw hk eu nl au br tv xyz
+		cloud vn th my sg ua kz gov edu mil asia tech`) {
+		if !realTLD(t) {
+			panic("inspect: " + t + " is not an ICANN top-level domain")
+		}
+		hostTLDs[t] = true
 	}
 }
+
+// shortSLDSuffixes accept a 2-character label before them (qq.com, hp.com).
+var shortSLDSuffixes = map[string]bool{"com": true, "net": true, "org": true, "cn": true, "com.cn": true}
+
+// realTLD reports whether tld (lower case) is in the ICANN section of the
+// public suffix list.
+func realTLD(tld string) bool {
+	if tld == "" {
+		return false
+	}
+	_, icann := publicsuffix.PublicSuffix("x." + tld)
+	return icann
+}
+
+// hostShape reports whether d (lower case, dotted labels) has the label
+// structure of a host name rather than of a file name, key or noise.
+func hostShape(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	tld := labels[len(labels)-1]
+	if !hostTLDs[tld] {
+		return false
+	}
+	ps, _ := publicsuffix.PublicSuffix(d)
+	if len(ps) >= len(d) {
+		return false // only a public suffix: "co.uk"
+	}
+	rest := strings.TrimSuffix(d[:len(d)-len(ps)], ".")
+	sld := rest[strings.LastIndexByte(rest, '.')+1:]
+	switch {
+	case shortSLDSuffixes[ps]:
+		return len(sld) >= 2 && strings.ContainsAny(sld, "abcdefghijklmnopqrstuvwxyz")
+	case len(ps) == 2 && len(labels) == 2:
+		// A bare name under a two-letter country code: most random
+		// matches are of this shape (a third of all two-letter pairs are
+		// country codes), so it needs a longer label.
+		if len(sld) < 5 {
+			return false
+		}
+	case len(sld) < 3:
+		return false
+	}
+	return strings.ContainsAny(sld, "aeiouy")
+}
+
+// oneCase reports whether the letters of s are all lower case or all upper
+// case.
+func oneCase(s []byte) bool {
+	var lower, upper bool
+	for _, b := range s {
+		lower = lower || b >= 'a' && b <= 'z'
+		upper = upper || b >= 'A' && b <= 'Z'
+	}
+	return !(lower && upper)
+}
+
+// hostBefore and hostAfter are the bytes that may stand next to a bare name.
+func hostBefore(b byte) bool { return strings.IndexByte(" \t\"'=:,(<[{", b) >= 0 }
+func hostAfter(b byte) bool  { return strings.IndexByte(" \t\"'=:,;)>]}", b) >= 0 }
 
 // reverseDNSRoots start Java/D-Bus style reverse-DNS identifiers.
 var reverseDNSRoots = map[string]bool{"com": true, "org": true, "net": true, "io": true, "edu": true, "gov": true}
@@ -109,14 +194,10 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 			sc.addURL(string(s[loc[0]:loc[1]]))
 		}
 	}
-	covered := len(urls) > 0
-	if !covered && hasTLD(s) {
+	if len(urls) == 0 && hasTLD(s) {
 		for _, loc := range domainRE.FindAllIndex(s, 8) {
-			if loc[0] > 0 && (s[loc[0]-1] == '/' || s[loc[0]-1] == '@' || s[loc[0]-1] == '.' || s[loc[0]-1] == '_') {
-				continue // a path component, an e-mail address or part of a longer token
-			}
-			if loc[1] < len(s) && (s[loc[1]] == '_' || s[loc[1]] == '(') {
-				continue // an identifier or a call, not a name
+			if !standsAlone(s, loc[0], loc[1]) {
+				continue // part of a path, an e-mail address, an identifier or a longer token
 			}
 			sc.addDomain(string(s[loc[0]:loc[1]]))
 		}
@@ -142,8 +223,19 @@ func (sc *stringChecks) checkEndpoints(s []byte) {
 	}
 }
 
-// hasTLD reports whether s has a dot followed by an accepted top-level
-// domain and a word boundary: a cheap filter before the domain regexp.
+// standsAlone reports whether s[i:j] is delimited as a bare name.
+func standsAlone(s []byte, i, j int) bool {
+	if i > 0 && !hostBefore(s[i-1]) {
+		return false
+	}
+	if j < len(s) && !hostAfter(s[j]) && !(s[j] == '.' && (j+1 == len(s) || s[j+1] == ' ')) {
+		return false
+	}
+	return oneCase(s[i:j])
+}
+
+// hasTLD reports whether s has a dot followed by 2 to 12 letters and a word
+// boundary: a cheap filter before the domain regexp.
 func hasTLD(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] != '.' {
@@ -156,14 +248,7 @@ func hasTLD(s []byte) bool {
 		if j-i < 3 || j-i > 13 || j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == '_') {
 			continue
 		}
-		var buf [12]byte
-		n := copy(buf[:], s[i+1:j])
-		for k := range n {
-			buf[k] |= 0x20 // lower case
-		}
-		if tlds[string(buf[:n])] {
-			return true
-		}
+		return true
 	}
 	return false
 }
@@ -205,7 +290,7 @@ func (sc *stringChecks) addURL(raw string) {
 		sc.put(Endpoint{Value: raw, Kind: "url", Vendor: vendor, Scope: scope})
 		return
 	}
-	if !plausibleHost(host) || isNoiseDomain(host) {
+	if !plausibleHost(host) || !realTLD(strings.ToLower(host[strings.LastIndexByte(host, '.')+1:])) || isNoiseDomain(host) {
 		return
 	}
 	scope, vendor := classifyDomain(sc.c.o.Watchlist, host)
@@ -214,10 +299,10 @@ func (sc *stringChecks) addURL(raw string) {
 
 func (sc *stringChecks) addDomain(d string) {
 	d = strings.ToLower(d)
-	labels := strings.Split(d, ".")
-	if !tlds[labels[len(labels)-1]] || len(labels) < 2 {
+	if !hostShape(d) {
 		return
 	}
+	labels := strings.Split(d, ".")
 	if reverseDNSRoots[labels[0]] {
 		return // reverse-DNS identifiers: com.vendor.app, org.freedesktop.DBus
 	}

@@ -28,7 +28,7 @@ type Binary struct {
 // checkELF records the hardening of an ELF file and reports what is missing.
 // debug/elf has panicked on hostile input before, so a panic is a skip.
 func (c *collector) checkELF(p string, r io.ReaderAt) {
-	b, ok := analyzeELF(r)
+	b, ok := analyzeELF(r, func(f *elf.File) { c.elfComponents(p, f) })
 	if !ok {
 		return
 	}
@@ -74,7 +74,9 @@ type binaryInfo struct {
 	hasImports bool
 }
 
-func analyzeELF(r io.ReaderAt) (b binaryInfo, ok bool) {
+// analyzeELF reads the hardening of an ELF and passes the open file to
+// also (when not nil).
+func analyzeELF(r io.ReaderAt, also func(*elf.File)) (b binaryInfo, ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
@@ -85,6 +87,9 @@ func analyzeELF(r io.ReaderAt) (b binaryInfo, ok bool) {
 		return b, false
 	}
 	defer f.Close()
+	if also != nil {
+		also(f)
+	}
 	b.Arch = strings.TrimPrefix(f.Machine.String(), "EM_")
 	if f.Class == elf.ELFCLASS64 {
 		b.Arch += "/64"

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,13 +52,18 @@ type Options struct {
 	Watchlist *watchlist.List
 	// Vulns, when set, attaches known vulnerabilities to components.
 	Vulns *VulnDB
-	// Passwords are tried against password hashes in addition to the
-	// embedded list of vendor defaults and common passwords.
+	// Passwords are tried against password hashes after the embedded
+	// vendor and botnet defaults (passwords.txt) and before the embedded
+	// common passwords (passwords-common.txt).
 	Passwords []string
 	// CrackTime bounds the time spent on one distinct hash (slow schemes
 	// such as bcrypt or SHA-crypt with many rounds stop early and say so in
 	// the account's note). It defaults to 3 s.
 	CrackTime time.Duration
+	// Progress, when set, is called after every file with the running
+	// count of files and bytes inspected (from the workers, one call at a
+	// time: keep it cheap).
+	Progress func(files int, bytes int64)
 	// Logger receives progress and skipped files. It defaults to a logger
 	// that discards.
 	Logger *slog.Logger
@@ -103,10 +110,15 @@ type Report struct {
 	// Unexamined lists what the unpacker found but did not open (each is
 	// also a coverage.unexamined finding).
 	Unexamined []Gap `json:"unexamined"`
-	Stats      Stats `json:"stats"`
+	// Examined says what was looked at: account and init files parsed,
+	// filesystems opened, chunks not opened.
+	Examined Examined `json:"examined"`
+	Stats    Stats    `json:"stats"`
 
 	// Files maps every regular file's path to its size and SHA-256, for Diff.
 	Files map[string]FileSum `json:"-"`
+
+	chunks []*chunkInfo // report.json's chunk tree, for the HTML chunk map
 }
 
 // FileSum identifies a file's content.
@@ -134,6 +146,22 @@ type Finding struct {
 	Path     string   `json:"path"`
 	Evidence string   `json:"evidence"`
 	Detail   string   `json:"detail"`
+	// Line is the 1-based line of Path the evidence is on, when it names
+	// one ("line 4: ..."); 0 otherwise.
+	Line int `json:"line,omitempty"`
+}
+
+var evidenceLineRE = regexp.MustCompile(`^line (\d{1,9})\b`)
+
+// evidenceLine returns the line an evidence starts with ("line 4: ..."),
+// or 0.
+func evidenceLine(ev string) int {
+	m := evidenceLineRE.FindStringSubmatch(ev)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // Run inspects the tree fsys. target names it in the report.
@@ -152,6 +180,9 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	if man != nil {
 		r.Coverage = man.Coverage
 		r.Unexamined = orEmpty(man.Gaps)
+		r.Examined.examineChunks(man.Chunks)
+		r.chunks = man.Chunks
+		c.chunkComponents(man.Chunks)
 	}
 
 	jobs := make(chan string, 64)
@@ -181,11 +212,15 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 					sum.Mode = fmt.Sprintf("%04o", unixmode.ToUnix(mode))
 					r.Files[p] = sum
 				}
+				if o.Progress != nil {
+					o.Progress(r.Stats.Files, r.Stats.Bytes)
+				}
 				mu.Unlock()
 			}
 		})
 	}
 	n := 0
+	sawEtc, sawBin := false, false
 	walkErr := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			o.Logger.Warn("cannot walk", "path", p, "err", err)
@@ -203,6 +238,19 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		if d.Type().IsRegular() {
 			jobs <- p // the worker checks its mode from the open file
 			return nil
+		}
+		if d.IsDir() {
+			switch strings.ToLower(d.Name()) {
+			case "etc":
+				sawEtc = true
+			case "bin", "sbin":
+				sawBin = true
+			}
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if t, err := fs.ReadLink(fsys, p); err == nil && isBusyboxLink(t) {
+				c.addApplet(d.Name())
+			}
 		}
 		if man == nil && (d.IsDir() || d.Type()&fs.ModeSymlink != 0) {
 			if info, err := d.Info(); err == nil {
@@ -227,6 +275,9 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		entries = man.Manifest
 	}
 	for _, e := range entries {
+		if e.Type == "symlink" && isBusyboxLink(e.LinkTarget) {
+			c.addApplet(path.Base(e.OrigName))
+		}
 		c.manifestFindings(e)
 		if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
 			fsum.Mode = e.Mode
@@ -234,6 +285,12 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 		}
 	}
 	c.finish(ctx, r)
+	r.Examined.SystemTree = sawEtc || sawBin && r.Stats.ELF > 0
+	r.Examined.AccountFiles, r.Examined.InitFiles = len(c.accountFiles), len(c.initFiles)
+	r.Examined.Filesystems = orEmpty(r.Examined.Filesystems)
+	c.coverageFindings(r)
+	r.Findings = orEmpty(c.findings)
+	sortFindings(r.Findings)
 	r.Stats.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
@@ -250,10 +307,15 @@ type collector struct {
 	services   []Service
 	passwd     []passwdEntry
 	shadow     []shadowEntry
+	// accountFiles and initFiles are the files parsed as accounts and as
+	// service starters (for Report.Examined).
+	accountFiles, initFiles map[string]bool
+	applets                 map[string]bool // names linked to busybox
 }
 
 func newCollector(o *Options) *collector {
-	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{}}
+	return &collector{o: o, endpoints: map[string]*Endpoint{}, components: map[string]*Component{},
+		accountFiles: map[string]bool{}, initFiles: map[string]bool{}, applets: map[string]bool{}}
 }
 
 func (c *collector) add(f Finding) {
@@ -290,7 +352,7 @@ func (c *collector) inspectFile(fsys fs.FS, p string, buf *bytes.Buffer) (sum Fi
 	h := sha256.New()
 	fv := &fileView{path: p, size: st.Size()}
 	sc := newStringChecks(c, p)
-	sc.skipEndpoints = certStoreName(p)
+	sc.skipEndpoints = certStoreName(p) || legalInfoName(p)
 	if st.Size() <= c.o.MaxParseBytes {
 		buf.Reset()
 		n, err := io.Copy(buf, io.LimitReader(fh, c.o.MaxParseBytes+1))
@@ -339,11 +401,13 @@ func (c *collector) parseFile(f *fileView) {
 	c.checkPEM(f)
 	c.checkDER(f)
 	c.checkConfigPasswords(f)
+	c.checkPackageDB(f)
 }
 
 // finish runs the checks that need the whole tree and sorts the report.
 func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Accounts = c.analyzeAccounts(ctx)
+	c.appletComponents()
 	for _, s := range c.services {
 		c.serviceFindings(s)
 	}
@@ -358,7 +422,7 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	}
 	for _, comp := range c.components {
 		if c.o.Vulns != nil {
-			comp.Vulns = c.o.Vulns.Match(comp.Name, comp.Version)
+			comp.Vulns, comp.VulnNote = c.o.Vulns.MatchComponent(comp)
 			for _, v := range comp.Vulns {
 				c.findings = append(c.findings, Finding{Rule: RuleKnownVuln, Severity: v.severity(), Path: comp.Path,
 					Evidence: fmt.Sprintf("%s %s: %s", comp.Name, comp.Version, v.ID),
@@ -388,8 +452,14 @@ func (c *collector) finish(ctx context.Context, r *Report) {
 	r.Accounts = orEmpty(r.Accounts)
 }
 
-// sortFindings sorts by severity (highest first), then rule, path and evidence.
+// sortFindings sorts by severity (highest first), then rule, path and
+// evidence, and sets each finding's Line from its evidence.
 func sortFindings(fs []Finding) {
+	for i := range fs {
+		if fs[i].Line == 0 {
+			fs[i].Line = evidenceLine(fs[i].Evidence)
+		}
+	}
 	sort.Slice(fs, func(i, j int) bool {
 		a, b := fs[i], fs[j]
 		if a.Severity != b.Severity {
@@ -412,6 +482,9 @@ func sortFindings(fs []Finding) {
 func (r *Report) KeepUnexamined(tree *Report) {
 	r.Coverage = tree.Coverage
 	r.Unexamined = tree.Unexamined
+	r.Examined.Filesystems = tree.Examined.Filesystems
+	r.chunks = tree.chunks
+	r.Examined.ChunksOpened, r.Examined.ChunksNotOpened = tree.Examined.ChunksOpened, tree.Examined.ChunksNotOpened
 	for _, f := range tree.Findings {
 		if f.Rule == RuleUnexamined {
 			r.Findings = append(r.Findings, f)
@@ -441,6 +514,12 @@ func fixedNote(fixed string) string {
 func certStoreName(p string) bool {
 	b := strings.ToLower(path.Base(p))
 	return b == "cacerts" || strings.HasSuffix(b, ".jks") || strings.HasSuffix(b, ".der") || strings.HasSuffix(b, ".p12")
+}
+
+// legalInfoName recognises Buildroot's legal-info manifest: its URLs are
+// where the sources were downloaded from when the image was built.
+func legalInfoName(p string) bool {
+	return strings.Contains(p, "legal-info/") && strings.HasSuffix(p, ".csv")
 }
 
 func certStoreData(d []byte) bool {

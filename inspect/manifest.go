@@ -35,6 +35,7 @@ type unpackReport struct {
 	Manifest []ManifestEntry `json:"manifest"`
 	Gaps     []Gap           `json:"gaps"`
 	Coverage *Coverage       `json:"coverage"`
+	Chunks   []*chunkInfo    `json:"chunks"`
 }
 
 // readManifest returns report.json at the root of fsys, or nil when there

@@ -36,6 +36,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("\nfindings: %d critical, %d high, %d medium, %d low, %d info\n",
 		counts[SeverityCritical], counts[SeverityHigh], counts[SeverityMedium], counts[SeverityLow], counts[SeverityInfo])
+	r.writeExamined(ew)
 	r.writeCoverage(ew)
 	// table starts a section: its title, then tab-separated rows.
 	table := func(title string) *tabwriter.Writer {
@@ -82,7 +83,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			for _, v := range c.Vulns {
 				vs += " " + v.ID
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name, c.Version, c.Path, strings.TrimSpace(vs))
+			if c.VulnNote != "" {
+				vs += " (" + c.VulnNote + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s, %s\t%s\t%s\n", c.Name, orDash(c.Version), c.FoundBy, c.Confidence, orDash(c.Path), strings.TrimSpace(vs))
 		}
 		tw.Flush()
 	}

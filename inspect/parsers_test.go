@@ -155,6 +155,19 @@ var endpointCases = []struct {
 	{"rtsp://admin:admin@10.0.0.2:554/stream", "rtsp://admin:admin@10.0.0.2:554/stream/private/"},
 	{"ip=45.33.2.1;", "45.33.2.1/public/"},
 	{"user@mail.vendor.com", ""},
+	// Bare names need a real ICANN top-level domain, a host's label
+	// structure and to stand alone (see hostShape).
+	{"s.ch", ""},
+	{"%qtx.ke(", ""},
+	{"x9Kz.Com", ""},
+	{"server=cloud.tuya.de;", "cloud.tuya.de/public/"},
+	{"ntp qq.com", "qq.com/public/"},
+	{"host vendorcloud.de", "vendorcloud.de/public/"},
+	{"host ab.de", ""},
+	{"file.zzz foo.notatld", ""},
+	{"99-default.link run.sh main.py", ""},
+	{"\"P2P.XMEYE.NET\"", "p2p.xmeye.net/vendor-cloud/XiongMai"},
+	{"http://host.notatld/x", ""},
 }
 
 func TestEndpoints(t *testing.T) {
@@ -275,9 +288,52 @@ func FuzzFileParsers(f *testing.F) {
 			f.Add(filepath.Base(p), b)
 		}
 	}
+	// The package databases, by the names checkPackageDB recognises.
+	for name, p := range map[string]string{
+		"opkg/status":              "testdata/fw/usr/lib/opkg/status",
+		"opkg/info/uhttpd.control": "testdata/fw/usr/lib/opkg/info/uhttpd.control",
+		"legal-info/manifest.csv":  "testdata/fw/usr/share/legal-info/manifest.csv",
+		"buildroot/.config":        "testdata/fw/etc/buildroot/.config",
+		"cam_sensor.ko":            "testdata/fw/lib/modules/4.9.37/kernel/cam_sensor.ko",
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(name, b)
+		}
+	}
+	f.Add("dpkg/status", []byte("Package: a\nVersion: 1\nStatus: install ok installed\n\nPackage: b\n"))
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		c := newCollector(&Options{Watchlist: watchlist.Default()})
 		c.o.setDefaults()
 		c.parseFile(&fileView{path: "etc/" + name, data: data, size: int64(len(data))})
+		for _, comp := range c.components {
+			if comp.Name == "" || comp.FoundBy == "" || confidenceRank[comp.Confidence] == 0 && comp.Confidence != ConfidenceLow {
+				t.Fatalf("bad component %+v", comp)
+			}
+		}
 	})
+}
+
+// TestAWSKeyPair: an access key ID with a 40-character secret beside it (or
+// in a string naming a secret) is one "AWS key pair" finding; alone, or
+// beside a SHA-1 in hex, it stays an access key ID.
+func TestAWSKeyPair(t *testing.T) {
+	for _, tc := range []struct {
+		strs []string
+		want string
+	}{
+		{[]string{"id=AKIA2E0A8F3B244C9986", "Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R"}, "AWS key pair: access key ID AKIA2E0A…9986 with secret access key Zk3vQ9rT…Wo5R"},
+		{[]string{"SecretAccessKey: Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R", "a", "b", "c", "d", "e", "AKIA2E0A8F3B244C9986"}, "AWS key pair"},
+		{[]string{"AKIA2E0A8F3B244C9986", "a", "b", "c", "d", "e", "Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R"}, "AWS access key ID AKIA2E0A…9986"},
+		{[]string{"AKIA2E0A8F3B244C9986 da39a3ee5e6b4b0d3255bfef95601890afd80709"}, "AWS access key ID AKIA2E0A…9986"},
+	} {
+		c := newCollector(&Options{Watchlist: watchlist.Default()})
+		sc := newStringChecks(c, "x")
+		for _, s := range tc.strs {
+			sc.check([]byte(s))
+		}
+		sc.flush()
+		if len(c.findings) != 1 || !strings.HasPrefix(c.findings[0].Evidence, tc.want) {
+			t.Errorf("%q: findings %+v, want %q", tc.strs, c.findings, tc.want)
+		}
+	}
 }

@@ -83,6 +83,8 @@ const (
 	RuleSetuid          = "file.setuid"
 	RuleWorldWritable   = "file.world-writable"
 	RuleUnexamined      = "coverage.unexamined"
+	RuleNothingExamined = "coverage.nothing-examined"
+	RuleMissing         = "coverage.missing"
 )
 
 // Rule documents one rule ID.
@@ -151,6 +153,10 @@ var Rules = []Rule{
 		"Any user can change the file, or add and remove files in the directory (no sticky bit)."},
 	{RuleUnexamined, SeverityMedium, "part of the image was never examined",
 		"The unpacker identified a chunk but did not extract it (no extractor, encrypted, depth limit), or found a header whose content failed to decode (a stream or filesystem cut short): what it holds was not inspected, so no findings there does not mean clean."},
+	{RuleNothingExamined, SeverityMedium, "nothing was examined",
+		"No file with content could be read: the directory is empty, every file is empty, or none could be opened. The report's lack of other findings means nothing."},
+	{RuleMissing, SeverityLow, "a root filesystem lacks accounts, an init system or binaries",
+		"The tree looks like an operating system's root filesystem (it has an etc directory, or a bin or sbin directory and ELF files) but holds no passwd/shadow file, no init configuration (inittab, init.d/rc scripts, systemd units, inetd.conf), or no ELF file: that kind of check had nothing to examine. One finding per missing kind; low, because a firmware may keep them in a partition the tree does not hold (see coverage.unexamined)."},
 }
 
 // ruleIndex returns the position of id in Rules, or -1.

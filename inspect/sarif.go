@@ -66,6 +66,12 @@ type sarifLocation struct {
 
 type sarifPhysical struct {
 	ArtifactLocation sarifArtifactLoc `json:"artifactLocation"`
+	Region           *sarifRegion     `json:"region,omitempty"`
+}
+
+// sarifRegion points at a line of the artifact (1-based).
+type sarifRegion struct {
+	StartLine int `json:"startLine"`
 }
 
 type sarifArtifactLoc struct {
@@ -130,6 +136,9 @@ func (r *Report) WriteSARIF(w io.Writer, toolVersion string) error {
 		if f.Path != "" {
 			res.Locations = []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifactLoc{
 				URI: (&url.URL{Path: f.Path}).EscapedPath(), URIBaseID: "TARGET"}}}}
+			if f.Line > 0 {
+				res.Locations[0].PhysicalLocation.Region = &sarifRegion{StartLine: f.Line}
+			}
 		}
 		run.Results = append(run.Results, res)
 	}

@@ -3,6 +3,7 @@ package inspect
 import (
 	"io"
 	"path"
+	"strings"
 	"time"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
@@ -36,6 +37,14 @@ func (r *Report) BOM(toolVersion string, timestamp time.Time) *cdx.BOM {
 			PackageURL: c.PURL,
 			CPE:        c.CPE,
 		}
+		props := []cdx.Property{{Name: "cordon:found_by", Value: c.FoundBy}, {Name: "cordon:confidence", Value: c.Confidence}}
+		if c.Note != "" {
+			props = append(props, cdx.Property{Name: "cordon:note", Value: c.Note})
+		}
+		if len(c.Applets) > 0 {
+			props = append(props, cdx.Property{Name: "cordon:applets", Value: strings.Join(c.Applets, " ")})
+		}
+		cc.Properties = &props
 		if c.Path != "" {
 			cc.Evidence = &cdx.Evidence{Occurrences: &[]cdx.EvidenceOccurrence{{Location: c.Path}}}
 		}

@@ -259,20 +259,96 @@ func (c *collector) certFindings(p string, cert *x509.Certificate) {
 	}
 }
 
+const awsKeyID = "AWS access key ID"
+
 // Credential patterns found in any string of any file.
 var credentialPatterns = []struct {
 	name string
 	hint string
 	re   *regexp.Regexp
 }{
-	{"AWS access key ID", "A", regexp.MustCompile(`\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b`)},
+	{awsKeyID, "A", regexp.MustCompile(`\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b`)},
 	{"Google API key", "AIza", regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35}\b`)},
 	{"GitHub token", "_", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36}\b`)},
 	{"Slack token", "xox", regexp.MustCompile(`\bxox[abposr]-[0-9A-Za-z-]{10,72}\b`)},
 	{"Stripe live secret key", "sk_live_", regexp.MustCompile(`\bsk_live_[0-9a-zA-Z]{24,99}\b`)},
 }
 
+// awsSecretRE matches a 40-character AWS secret access key standing alone.
+var awsSecretRE = regexp.MustCompile(`(?:^|[^A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?:$|[^A-Za-z0-9/+=])`)
+
+// awsPairDistance is how many strings apart an AWS access key ID and a
+// secret may be to be taken as a pair (unless the secret's string names
+// itself a secret: aws_secret_access_key=...).
+const awsPairDistance = 4
+
+// awsSecret is a secret-key candidate seen in a file's strings.
+type awsSecret struct {
+	value string
+	index int  // the number of the string it was found in
+	named bool // its string says "secret"
+}
+
+// awsSecretCandidate reports whether v has the make-up of a secret access
+// key: upper and lower case letters and digits, not hexadecimal (a SHA-1)
+// nor a path.
+func awsSecretCandidate(v string) bool {
+	var upper, lower, digit bool
+	for _, r := range v {
+		upper = upper || r >= 'A' && r <= 'Z'
+		lower = lower || r >= 'a' && r <= 'z'
+		digit = digit || r >= '0' && r <= '9'
+	}
+	return upper && lower && digit && strings.Count(v, "/") < 4
+}
+
+func (sc *stringChecks) checkAWSSecret(s []byte) {
+	if len(s) < 40 {
+		return
+	}
+	named := bytes.Contains(bytes.ToLower(s), []byte("secret"))
+	for _, m := range awsSecretRE.FindAllSubmatch(s, 4) {
+		v := string(m[1])
+		if !awsSecretCandidate(v) || strings.HasSuffix(v, "EXAMPLEKEY") {
+			continue
+		}
+		if len(sc.awsSecrets) < 64 {
+			sc.awsSecrets = append(sc.awsSecrets, awsSecret{value: v, index: sc.index, named: named})
+		}
+	}
+}
+
+// awsPairs turns the file's AWS access key IDs into findings: one "AWS key
+// pair" for an ID with a secret beside it, else one "AWS access key ID".
+func (sc *stringChecks) awsPairs() {
+	for _, id := range sc.awsIDs {
+		var pair *awsSecret
+		for i := range sc.awsSecrets {
+			sec := &sc.awsSecrets[i]
+			d := sec.index - id.index
+			if d < 0 {
+				d = -d
+			}
+			if d <= awsPairDistance || sec.named {
+				if pair == nil || sec.named && !pair.named {
+					pair = sec
+				}
+			}
+		}
+		if pair == nil {
+			sc.addFinding(Finding{Rule: RuleCloudCredential, Severity: SeverityHigh, Path: sc.path,
+				Evidence: "AWS access key ID " + maskSecret(id.value)})
+			continue
+		}
+		sc.addFinding(Finding{Rule: RuleCloudCredential, Severity: SeverityHigh, Path: sc.path,
+			Evidence: "AWS key pair: access key ID " + maskSecret(id.value) + " with secret access key " + maskSecret(pair.value),
+			Detail:   "an access key ID and its 40-character secret in the same file: anyone with the image can call AWS as this device"})
+	}
+}
+
 func (sc *stringChecks) checkCredentials(s []byte) {
+	sc.index++
+	sc.checkAWSSecret(s)
 	for _, p := range credentialPatterns {
 		if !bytes.Contains(s, []byte(p.hint)) {
 			continue
@@ -281,6 +357,12 @@ func (sc *stringChecks) checkCredentials(s []byte) {
 			v := string(m)
 			if strings.HasSuffix(v, "EXAMPLE") {
 				continue // the documentation key AKIAIOSFODNN7EXAMPLE and friends
+			}
+			if p.name == awsKeyID {
+				if len(sc.awsIDs) < 16 {
+					sc.awsIDs = append(sc.awsIDs, awsSecret{value: v, index: sc.index})
+				}
+				continue // reported by awsPairs, with its secret when there is one
 			}
 			sc.addFinding(Finding{Rule: RuleCloudCredential, Severity: SeverityHigh, Path: sc.path,
 				Evidence: p.name + " " + maskSecret(v)})

@@ -81,6 +81,9 @@ func (c *collector) checkServicesFile(f *fileView) {
 		svcs[i].Path = f.path
 	}
 	c.mu.Lock()
+	if via != "cron" {
+		c.initFiles[f.path] = true
+	}
 	c.services = append(c.services, svcs...)
 	c.mu.Unlock()
 }

@@ -65,6 +65,9 @@ type stringChecks struct {
 	components    map[string]Component
 	findings      []Finding
 	seen          map[string]bool
+	index         int         // strings checked so far
+	awsIDs        []awsSecret // AWS access key IDs, paired at flush
+	awsSecrets    []awsSecret // secret access key candidates
 }
 
 func newStringChecks(c *collector, p string) *stringChecks {
@@ -95,6 +98,7 @@ func (sc *stringChecks) addFinding(f Finding) {
 const maxFindingsPerFile = 100
 
 func (sc *stringChecks) flush() {
+	sc.awsPairs()
 	c := sc.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -111,9 +115,9 @@ func (sc *stringChecks) flush() {
 		}
 	}
 	for k, comp := range sc.components {
-		if have, ok := c.components[k]; !ok || sc.path < have.Path {
-			comp.Path = sc.path // the smallest path, so reports are stable
-			c.components[k] = &comp
+		comp.Path = sc.path
+		if have, ok := c.components[k]; !ok || better(&comp, have) {
+			c.components[k] = &comp // the most confident, then the smallest path: stable reports
 		}
 	}
 }

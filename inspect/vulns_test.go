@@ -1,6 +1,12 @@
 package inspect
 
 import (
+	"archive/zip"
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -100,4 +106,69 @@ func FuzzParseVulnDB(f *testing.F) {
 			db.Match(n, "1.0.2k")
 		}
 	})
+}
+
+// TestOSVArchiveAndFolder: OSV data as published (a folder of OSV JSON, and
+// the same zipped like osv.dev's per-ecosystem all.zip) is matched by name
+// for generic components and by package URL for dpkg ones; what cannot be
+// matched says why.
+func TestOSVArchiveAndFolder(t *testing.T) {
+	dirDB, err := ParseVulnDir(os.DirFS("testdata/osv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zbuf bytes.Buffer
+	zw := zip.NewWriter(&zbuf)
+	err = fs.WalkDir(os.DirFS("testdata/osv"), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(filepath.Join("testdata/osv", p))
+		if err != nil {
+			return err
+		}
+		w, err := zw.Create(p)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	})
+	if err != nil || zw.Close() != nil {
+		t.Fatal(err)
+	}
+	zipDB, err := ParseVulnZip(bytes.NewReader(zbuf.Bytes()), int64(zbuf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]*VulnDB{"folder": dirDB, "zip": zipDB} {
+		if db.Len() != 3 {
+			t.Fatalf("%s: %d entries", name, db.Len())
+		}
+		for _, tc := range []struct {
+			c        Component
+			ids, why string
+		}{
+			{Component{Name: "openssl", Version: "1.0.2k", PURL: "pkg:generic/openssl@1.0.2k"}, "OSV-TEST-openssl", ""},
+			{Component{Name: "busybox", Version: "1.24.1", PURL: "pkg:generic/busybox@1.24.1"}, "OSV-TEST-busybox", ""},
+			{Component{Name: "busybox", Version: "1.36.1", PURL: "pkg:generic/busybox@1.36.1"}, "", "1 OSV entries checked, none affects this version"},
+			{Component{Name: "dropbear", Version: "2022.83-1", PURL: "pkg:deb/debian/dropbear@2022.83-1"}, "DSA-TEST-dropbear", ""},
+			{Component{Name: "uhttpd", Version: "2021-03-21", PURL: "pkg:generic/uhttpd@2021-03-21"}, "", "not matched: no OSV entry names uhttpd"},
+			{Component{Name: "curl", Version: "7.88.1", PURL: "pkg:deb/debian/curl@7.88.1"}, "", "not matched: no OSV entry for pkg:deb/debian/curl"},
+			{Component{Name: "libssl", Version: "1.0.0", PURL: "pkg:generic/libssl@1.0.0", FoundBy: FoundSONAME}, "", "not matched: an ABI version (ELF SONAME), not a release"},
+			{Component{Name: "busybox", PURL: "pkg:generic/busybox", FoundBy: FoundApplets}, "", "not matched: no version"},
+		} {
+			vs, why := db.MatchComponent(&tc.c)
+			var ids []string
+			for _, v := range vs {
+				ids = append(ids, v.ID)
+			}
+			if strings.Join(ids, " ") != tc.ids || why != tc.why {
+				t.Errorf("%s: %s@%s = %v %q; want %q %q", name, tc.c.Name, tc.c.Version, ids, why, tc.ids, tc.why)
+			}
+		}
+	}
+	if _, err := ParseVulnZip(bytes.NewReader([]byte("not a zip")), 9); err == nil {
+		t.Error("a file that is no zip was accepted")
+	}
 }

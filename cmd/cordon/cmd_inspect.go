@@ -10,18 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/entropyplot"
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/inspect"
+	"github.com/cordon-vms/cordon/internal/humanize"
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/internal/version"
 	"github.com/cordon-vms/cordon/internal/watchlist"
 )
 
 const inspectUsage = `usage: cordon inspect TARGET [flags]
-       cordon inspect diff OLD NEW [--format text|json] [-o FILE]
+       cordon inspect diff OLD NEW [--format text|json|html] [-o FILE]
 
 Reports what a firmware contains: accounts and the default passwords that
 crack their hashes, private keys, certificates and cloud credentials, the
@@ -43,7 +46,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 when --fail-on is reached.
 Examples:
   cordon inspect ./rootfs
   cordon inspect cam.bin --format sarif -o cam.sarif --fail-on high
-  cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns osv.json
+  cordon inspect ./rootfs --format cyclonedx -o sbom.json --vulns Debian-all.zip
   cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap
   cordon inspect diff fw-v1.bin fw-v2.bin`
 
@@ -52,10 +55,10 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return runInspectDiff(ctx, e, args[1:])
 	}
 	fs := newFlagSet(e, "inspect", inspectUsage)
-	format := fs.String("format", "text", "output `format`: text, json, sarif or cyclonedx")
+	format := fs.String("format", "text", "output `format`: text, json, sarif, cyclonedx or html (one self-contained page)")
 	out := fs.String("o", "", "write the report to `FILE` instead of standard output")
 	failOn := fs.String("fail-on", "", "exit with code 3 when a finding reaches this `severity` (info, low, medium, high, critical)")
-	vulns := fs.String("vulns", "", "offline OSV JSON `FILE` (array, {\"vulns\": [...]} or JSON lines) to attach known vulnerabilities")
+	vulns := fs.String("vulns", "", "offline OSV data to attach known vulnerabilities: a `PATH` to osv.dev's per-ecosystem all.zip, a folder of OSV JSON, or one JSON file (array, {\"vulns\": [...]} or JSON lines)")
 	wl := fs.String("watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
 	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
 	passwords := fs.String("passwords", "", "extra password candidates, one a line, from `FILE` (tried after the embedded list)")
@@ -76,9 +79,9 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return usagef("inspect needs exactly one TARGET (an image or an unpacked directory), got %d", len(pos))
 	}
 	switch *format {
-	case "text", "json", "sarif", "cyclonedx":
+	case "text", "json", "sarif", "cyclonedx", "html":
 	default:
-		return usagef("--format %q: want text, json, sarif or cyclonedx", *format)
+		return usagef("--format %q: want text, json, sarif, cyclonedx or html", *format)
 	}
 	threshold := inspect.SeverityNone
 	if *failOn != "" {
@@ -92,11 +95,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	}
 	o := inspect.Options{Workers: *workers, Logger: log}
 	if *vulns != "" {
-		data, err := os.ReadFile(*vulns)
-		if err != nil {
-			return fmt.Errorf("--vulns: %w", err)
-		}
-		if o.Vulns, err = inspect.ParseVulnDB(data); err != nil {
+		if o.Vulns, err = loadVulns(*vulns); err != nil {
 			return fmt.Errorf("--vulns %s: %w", *vulns, err)
 		}
 	}
@@ -122,10 +121,11 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		}
 		o.Watchlist = watchlist.Default().Merge(l)
 	}
-	r, err := inspectTarget(ctx, pos[0], *keep, o, log)
+	t, err := inspectTarget(ctx, e, pos[0], *keep, o, log, *format == "html")
 	if err != nil {
 		return err
 	}
+	r := t.report
 
 	var buf bytes.Buffer
 	switch *format {
@@ -137,6 +137,8 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		err = r.WriteSARIF(&buf, version.String())
 	case "cyclonedx":
 		err = r.WriteCycloneDX(&buf, version.String(), time.Now())
+	case "html":
+		err = r.WriteHTML(&buf, inspect.HTMLOptions{ToolVersion: version.String(), EntropyPNG: t.entropyPNG})
 	}
 	if err != nil {
 		return fmt.Errorf("inspect: writing %s: %w", *format, err)
@@ -169,7 +171,7 @@ or lost, hardening regressions and credential changes.
 
 Example:
   cordon inspect diff fw-5.5.0.bin fw-5.6.2.bin --format json -o changes.json`)
-	format := fs.String("format", "text", "output `format`: text or json")
+	format := fs.String("format", "text", "output `format`: text, json or html")
 	out := fs.String("o", "", "write to `FILE` instead of standard output")
 	failReg := fs.Bool("fail-on-regression", false, "exit with code 3 when NEW is worse: a hardening regression or a new high/critical finding")
 	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
@@ -181,27 +183,30 @@ Example:
 	if len(pos) != 2 {
 		return usagef("inspect diff needs OLD and NEW, got %d argument(s)", len(pos))
 	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
+	if *format != "text" && *format != "json" && *format != "html" {
+		return usagef("--format %q: want text, json or html", *format)
 	}
 	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
 	if err != nil {
 		return usagef("--log-level: %v", err)
 	}
 	o := inspect.Options{Workers: *workers, Logger: log}
-	oldR, err := inspectTarget(ctx, pos[0], "", o, log)
+	oldT, err := inspectTarget(ctx, e, pos[0], "", o, log, false)
 	if err != nil {
 		return err
 	}
-	newR, err := inspectTarget(ctx, pos[1], "", o, log)
+	newT, err := inspectTarget(ctx, e, pos[1], "", o, log, false)
 	if err != nil {
 		return err
 	}
-	d := inspect.Diff(oldR, newR)
+	d := inspect.Diff(oldT.report, newT.report)
 	var buf bytes.Buffer
-	if *format == "json" {
+	switch *format {
+	case "json":
 		err = d.WriteJSON(&buf)
-	} else {
+	case "html":
+		err = d.WriteHTML(&buf, inspect.HTMLOptions{ToolVersion: version.String()})
+	default:
 		err = d.WriteText(&buf)
 	}
 	if err != nil {
@@ -216,22 +221,43 @@ Example:
 	return nil
 }
 
+// inspected is the result of inspectTarget.
+type inspected struct {
+	report     *inspect.Report
+	entropyPNG []byte // the image's entropy picture, when asked for and the target is an image
+}
+
 // inspectTarget inspects a directory, or unpacks an image first (into keep,
-// or a temporary folder removed afterwards).
-func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, log *slog.Logger) (*inspect.Report, error) {
+// or a temporary folder removed afterwards). With picture, an image's
+// entropy is drawn too (for the HTML report). Progress goes to standard
+// error when it is a terminal.
+func inspectTarget(ctx context.Context, e *env, target, keep string, o inspect.Options, log *slog.Logger, picture bool) (*inspected, error) {
 	st, err := os.Stat(target)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
 	}
+	prog := newProgress(e.Stderr, target)
+	defer prog.done()
+	o.Progress = prog.files
+	out := &inspected{}
 	dir := target
 	if !st.IsDir() {
-		if dir, err = unpackForInspect(ctx, target, keep, log); err != nil {
+		prog.phase("unpacking")
+		var rep *firmware.Report
+		if dir, rep, err = unpackForInspect(ctx, target, keep, log); err != nil {
 			return nil, err
 		}
 		if keep == "" {
 			defer os.RemoveAll(dir)
 		}
+		if picture {
+			prog.phase("drawing the entropy")
+			if out.entropyPNG, err = drawEntropy(ctx, target, rep); err != nil {
+				log.Warn("no entropy picture in the report", "err", err)
+			}
+		}
 	}
+	prog.phase("inspecting")
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
@@ -239,7 +265,8 @@ func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, 
 	defer root.Close()
 	r, err := inspect.Run(ctx, target, root.FS(), o)
 	if err != nil || st.IsDir() || r.Stats.Files > 0 {
-		return r, err
+		out.report = r
+		return out, err
 	}
 	// Nothing was extracted (a lone binary, a config file, an unknown
 	// format): inspect the file itself.
@@ -249,7 +276,32 @@ func inspectTarget(ctx context.Context, target, keep string, o inspect.Options, 
 		return nil, err
 	}
 	fr.KeepUnexamined(r)
-	return fr, nil
+	out.report = fr
+	return out, nil
+}
+
+// drawEntropy draws the image's entropy with its chunks, as cordon firmware
+// entropy --png does, from the unpacker's report.
+func drawEntropy(ctx context.Context, image string, rep *firmware.Report) ([]byte, error) {
+	size := rep.Image.Size
+	if size == 0 {
+		return nil, fmt.Errorf("%s is empty", image)
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	const width = 1400
+	bs := firmware.DefaultEntropyBlockFor(entropyplot.VisibleBytes(size, rep.Unknown, false), 2*width)
+	blocks, err := firmware.EntropyProfile(ctx, f, size, bs)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	err = entropyplot.Draw(&buf, &entropyplot.Plot{Title: entropyplot.TitleOf(image), Size: size, Block: bs, Blocks: blocks,
+		Chunks: rep.Chunks, Padding: rep.Unknown, Width: width})
+	return buf.Bytes(), err
 }
 
 // singleFileFS is a read-only fs.FS holding one file, named by its base name.
@@ -293,21 +345,53 @@ func (rootInfo) IsDir() bool        { return true }
 func (rootInfo) Sys() any           { return nil }
 
 // unpackForInspect runs the firmware engine on an image.
-func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger) (string, error) {
+func unpackForInspect(ctx context.Context, image, keep string, log *slog.Logger) (string, *firmware.Report, error) {
 	dir := keep
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "cordon-inspect-"); err != nil {
-			return "", fmt.Errorf("inspect: %w", err)
+			return "", nil, fmt.Errorf("inspect: %w", err)
 		}
 	}
-	if _, err := firmware.Unpack(ctx, image, dir, firmware.Options{Formats: formats.All, Logger: log}); err != nil {
+	rep, err := firmware.Unpack(ctx, image, dir, firmware.Options{Formats: formats.All, Logger: log})
+	if err != nil {
 		if keep == "" {
 			os.RemoveAll(dir)
 		}
-		return "", fmt.Errorf("inspect: unpacking %s: %w", image, err)
+		return "", nil, fmt.Errorf("inspect: unpacking %s: %w", image, err)
 	}
-	return dir, nil
+	return dir, rep, nil
+}
+
+// loadVulns reads OSV data as published: a zip (osv.dev's all.zip), a
+// folder of OSV JSON files, or one JSON file.
+func loadVulns(p string) (*inspect.VulnDB, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		root, err := os.OpenRoot(p)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		return inspect.ParseVulnDir(root.FS())
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := f.ReadAt(magic[:], 0); err == nil && string(magic[:]) == "PK\x03\x04" {
+		return inspect.ParseVulnZip(f, st.Size())
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return inspect.ParseVulnDB(data)
 }
 
 func writeOutput(stdout io.Writer, file string, data []byte) error {
@@ -319,4 +403,68 @@ func writeOutput(stdout io.Writer, file string, data []byte) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	return nil
+}
+
+// progress shows what a long inspection is doing on a terminal's standard
+// error: one line, rewritten at most four times a second. It is silent when
+// standard error is not a terminal (pipes, files, tests).
+type progress struct {
+	w      io.Writer // nil when silent
+	target string
+	mu     sync.Mutex
+	what   string
+	last   time.Time
+	shown  bool
+}
+
+func newProgress(stderr io.Writer, target string) *progress {
+	p := &progress{target: filepath.Base(target)}
+	if f, ok := stderr.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.w = f
+		}
+	}
+	return p
+}
+
+// phase names the step under way (unpacking, inspecting).
+func (p *progress) phase(what string) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.what = what
+	p.printLocked(fmt.Sprintf("%s %s…", what, p.target))
+}
+
+// files is inspect.Options.Progress.
+func (p *progress) files(n int, bytes int64) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 250*time.Millisecond {
+		return
+	}
+	p.printLocked(fmt.Sprintf("%s %s: %d files, %s", p.what, p.target, n, humanize.Bytes(bytes)))
+}
+
+func (p *progress) printLocked(line string) {
+	p.last = time.Now()
+	p.shown = true
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+}
+
+// done clears the line.
+func (p *progress) done() {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
 }

@@ -31,6 +31,8 @@ P
 } > fw/etc/shadow
 # a vendor copy of passwd with the hash inline (DES of a Mirai default)
 echo "root:$(perl -e 'print crypt("vizxv", "ab")'):0:0:root:/:/bin/sh" > fw/mnt/mtd/Config/passwd
+# Hikvision's historic root password, only in the vendor block of passwords.txt
+echo "root:$(openssl passwd -1 hiklinux):19000:0:99999:7:::" > fw/mnt/mtd/Config/shadow
 
 cat > clean/etc/passwd <<P
 root:x:0:0:root:/root:/bin/sh
@@ -82,6 +84,7 @@ cat > fw/etc/config/cloud.conf <<'C'
 [cloud]
 server=https://litedev.hik-connect.com
 aws_access_key_id=AKIA2E0A8F3B244C9986
+aws_secret_access_key=Zk3vQ9rT2mLx8BwN4pYc7HsJ1dFg6KuE0aViWo5R
 [ftp]
 ftp_user=camera
 ftp_password=Cam3raPass!
@@ -139,7 +142,60 @@ gcc $CFLAGS_HARD -o fw/bin/busybox "$tmp/busybox.c"
 gcc $CFLAGS_HARD -o clean/usr/bin/app "$tmp/app.c"
 gcc $CFLAGS_HARD -o clean/bin/busybox "$tmp/busybox.c"
 strip fw/usr/bin/cloudd fw/bin/busybox clean/usr/bin/app clean/bin/busybox
-printf 'kernel module placeholder\n' > fw/lib/modules/4.9.37/kernel/placeholder.ko
+# a kernel module: an ELF relocatable object whose .modinfo says vermagic=,
+# as modpost writes it (the module directory below names another version on
+# purpose: the vermagic is what the kernel checks)
+cat > "$tmp/mod.c" <<'S'
+__attribute__((section(".modinfo"), used, aligned(1))) static const char vermagic[] =
+	"vermagic=4.9.37 SMP preempt mod_unload ARMv7 p2v8 ";
+__attribute__((section(".modinfo"), used, aligned(1))) static const char license[] = "license=GPL";
+int init_module(void) { return 0; }
+S
+gcc -c -O2 -o fw/lib/modules/4.9.37/kernel/cam_sensor.ko "$tmp/mod.c"
+
+# --- package databases: opkg status and a .control file, a Buildroot
+# legal-info manifest and .config, busybox applet links
+mkdir -p fw/usr/lib/opkg/info fw/usr/share/legal-info fw/etc/buildroot fw/sbin
+cat > fw/usr/lib/opkg/status <<'O'
+Package: dropbear
+Version: 2019.78-2
+Depends: libc
+Status: install user installed
+Architecture: arm_cortex-a7
+
+Package: libopenssl1.1
+Version: 1.1.1k-1
+Status: install user installed
+Architecture: arm_cortex-a7
+
+Package: oldpkg
+Version: 0.1
+Status: deinstall ok not-installed
+O
+cat > fw/usr/lib/opkg/info/uhttpd.control <<'O'
+Package: uhttpd
+Version: 2021-03-21-15346de8-2
+Architecture: arm_cortex-a7
+O
+cat > fw/usr/share/legal-info/manifest.csv <<'M'
+"PACKAGE","VERSION","LICENSE","LICENSE FILES","SOURCE ARCHIVE","SOURCE SITE","DEPENDENCIES WITH LICENSES"
+"busybox","1.24.1","GPL-2.0","LICENSE","busybox-1.24.1.tar.bz2","http://www.busybox.net/downloads",""
+"live555","2018.08.28","LGPL-2.1+","COPYING","live.2018.08.28.tar.gz","http://www.live555.com/liveMedia/public",""
+"openssl","1.0.2k","OpenSSL or SSLeay","LICENSE","openssl-1.0.2k.tar.gz","http://www.openssl.org/source",""
+M
+cat > fw/etc/buildroot/.config <<'B'
+#
+# Automatically generated file; DO NOT EDIT.
+# Buildroot 2019.02.4 Configuration
+#
+BR2_HAVE_DOT_CONFIG=y
+BR2_arm=y
+BR2_LINUX_KERNEL=y
+BR2_LINUX_KERNEL_CUSTOM_VERSION=y
+BR2_LINUX_KERNEL_CUSTOM_VERSION_VALUE="4.9.37"
+BR2_PACKAGE_BUSYBOX=y
+B
+for a in telnetd httpd ftpd sh ls; do ln -s ../bin/busybox fw/sbin/$a; done
 
 # --- the unpack manifest the firmware engine writes (setuid and world-writable
 # bits are kept there, never on disk)
