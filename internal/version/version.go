@@ -37,21 +37,24 @@ var Commit = ""
 // "devel+3f2a1b9c0d1e" or "devel+3f2a1b9c0d1e-dirty".
 func String() string {
 	bi, _ := debug.ReadBuildInfo()
-	return from(Version, bi)
+	return from(Version, Commit, bi)
 }
 
-func from(linked string, bi *debug.BuildInfo) string {
+// from is String for a linked version and commit (either may be empty).
+func from(linked, commit string, bi *debug.BuildInfo) string {
 	if linked != "" {
 		return linked
 	}
 	v := "devel"
-	if bi == nil {
-		return v
+	if bi != nil {
+		if mv := bi.Main.Version; mv != "" && !strings.HasPrefix(mv, "(") && !strings.Contains(mv, "+dirty") {
+			v = mv
+		}
 	}
-	if mv := bi.Main.Version; mv != "" && !strings.HasPrefix(mv, "(") && !strings.Contains(mv, "+dirty") {
-		v = mv
+	rev := commit
+	if rev == "" {
+		rev = revision(bi)
 	}
-	rev := revision(bi)
 	if rev == "" || v != "devel" {
 		return v
 	}

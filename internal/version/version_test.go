@@ -24,9 +24,20 @@ func TestFrom(t *testing.T) {
 		{"dirty checkout", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: dirty}, "devel+3f2a1b9c0d1e-dirty"},
 		{"pseudo-version of a dirty tree", "", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261201-3f2a1b9c0d1e+dirty"}, Settings: dirty}, "devel+3f2a1b9c0d1e-dirty"},
 	} {
-		if got := from(tc.linked, tc.bi); got != tc.want {
+		if got := from(tc.linked, "", tc.bi); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestFromLinkedCommit(t *testing.T) {
+	// A release script's ldflags: the commit of an untagged build, from a
+	// worktree where the go command could not stamp it.
+	if got, want := from("", "3f2a1b9c0d1e5566778899-dirty", nil), "devel+3f2a1b9c0d1e-dirty"; got != want {
+		t.Errorf("linked commit: %q, want %q", got, want)
+	}
+	if got, want := from("v1.2.3", "3f2a1b9c0d1e5566778899", nil), "v1.2.3"; got != want {
+		t.Errorf("linked version and commit: %q, want %q", got, want)
 	}
 }
 
