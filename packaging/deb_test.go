@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 const nfpm = "github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2" // the one scripts/package runs
@@ -33,7 +35,7 @@ func buildDeb(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "go", "run", nfpm, "--version").CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "true" {
+		if !testutil.InCI() {
 			t.Skipf("nfpm cannot be built here (no module proxy?): %v\n%s", err, out)
 		}
 		t.Fatalf("go run %s: %v\n%s", nfpm, err, out)
@@ -139,7 +141,7 @@ func TestDeb(t *testing.T) {
 // no new privileges), then removes and purges it. CI only (root, CI=true):
 // it changes the machine, and leaves it as it was.
 func TestInstallPurge(t *testing.T) {
-	if os.Getenv("CI") != "true" || os.Geteuid() != 0 {
+	if !testutil.InCI() || os.Geteuid() != 0 {
 		t.Skip("installs the package system-wide: runs in CI only (CI=true, as root)")
 	}
 	need(t, "dpkg", "dpkg")

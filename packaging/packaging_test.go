@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 var units = []string{"cordon-proxy.service", "cordon-egress@.service"}
@@ -21,11 +23,12 @@ var units = []string{"cordon-proxy.service", "cordon-egress@.service"}
 // maxExposure is the goal for systemd-analyze security (0 to 10).
 const maxExposure = 2.0
 
+// need skips the test when tool (from Debian package pkg) is missing, and
+// fails it in CI, where scripts/deps installs it.
 func need(t *testing.T, tool, pkg string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s is not installed (Debian package %s; scripts/deps installs it)", tool, pkg)
-	}
+	_ = pkg // named at each call for the reader: what scripts/deps installs
+	testutil.NeedTool(t, tool)
 }
 
 func run(t *testing.T, ctx context.Context, name string, args ...string) string {

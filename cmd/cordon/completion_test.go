@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 func completionScript(t *testing.T, shell string) string {
@@ -56,9 +58,7 @@ func TestHelpDocs(t *testing.T) {
 // TestCompletionBash sources the script in bash, as the README says, and
 // asks it for completions.
 func TestCompletionBash(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
-	}
+	testutil.NeedTool(t, "bash")
 	script := filepath.Join(t.TempDir(), "cordon.bash")
 	if err := os.WriteFile(script, []byte(completionScript(t, "bash")), 0o644); err != nil {
 		t.Fatal(err)
@@ -111,9 +111,7 @@ func TestCompletionOtherShells(t *testing.T) {
 			if !strings.Contains(s, tc.want) {
 				t.Errorf("%s script lacks %q", tc.shell, tc.want)
 			}
-			if _, err := exec.LookPath(tc.shell); err != nil {
-				t.Skipf("%s is not installed: syntax not checked (scripts/deps installs it)", tc.shell)
-			}
+			testutil.NeedTool(t, tc.shell)
 			f := filepath.Join(t.TempDir(), "cordon."+tc.shell)
 			os.WriteFile(f, []byte(s), 0o644)
 			if out, err := exec.Command(tc.shell, "-n", f).CombinedOutput(); err != nil {
