@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"debug/elf"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +26,25 @@ const nfpm = "github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2" // the one scripts
 
 var conffiles = []string{"/etc/cordon/proxy.yml", "/etc/cordon/egress/default.yml", "/etc/cordon/egress/default.env"}
 
-// buildDeb runs scripts/package into a temporary folder and returns the
-// .deb's path.
+// builtDeb is the package scripts/package made for this run, shared by the
+// tests (building it takes a while); TestMain removes its folder.
+var (
+	debOnce sync.Once
+	debPath string
+	debErr  string
+	debDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if debDir != "" {
+		os.RemoveAll(debDir)
+	}
+	os.Exit(code)
+}
+
+// buildDeb runs scripts/package into a temporary folder (once per run) and
+// returns the .deb's path.
 func buildDeb(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -40,18 +59,33 @@ func buildDeb(t *testing.T) string {
 		}
 		t.Fatalf("go run %s: %v\n%s", nfpm, err, out)
 	}
-	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, "../scripts/package", "-o", dir)
-	cmd.Stderr = t.Output()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("scripts/package: %v", err)
+	debOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cordon-deb")
+		if err != nil {
+			debErr = err.Error()
+			return
+		}
+		debDir = dir
+		cmd := exec.CommandContext(ctx, "../scripts/package", "-o", dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		t.Logf("scripts/package:\n%s", stderr.String())
+		if err != nil {
+			debErr = fmt.Sprintf("scripts/package: %v\n%s", err, stderr.String())
+			return
+		}
+		debs, _ := filepath.Glob(filepath.Join(dir, "cordon_*_"+runtime.GOARCH+".deb"))
+		if len(debs) != 1 {
+			debErr = fmt.Sprintf("scripts/package made %v (printed %q), want one .deb", debs, out)
+			return
+		}
+		debPath = debs[0]
+	})
+	if debErr != "" {
+		t.Fatal(debErr)
 	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "cordon_*_"+runtime.GOARCH+".deb"))
-	if len(debs) != 1 {
-		t.Fatalf("scripts/package made %v (printed %q), want one .deb", debs, out)
-	}
-	return debs[0]
+	return debPath
 }
 
 // TestDeb builds the package and checks what it holds: the static binary
@@ -177,6 +211,11 @@ func TestInstallPurge(t *testing.T) {
 	edited := []byte("listen:\n  rtsp: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  udp_rtp: \"off\"\nallow_anonymous: true\ncameras:\n  - name: lobby\n    url: rtsp://127.0.0.1:1/x\n")
 	if err := os.WriteFile("/etc/cordon/proxy.yml", edited, 0o640); err != nil {
 		t.Fatal(err)
+	}
+	// An upgrade (here the same package again) keeps the edit.
+	run(t, ctx, "dpkg", "-i", deb)
+	if b, err := os.ReadFile("/etc/cordon/proxy.yml"); err != nil || string(b) != string(edited) {
+		t.Errorf("reinstalling replaced the edited conffile: %v\n%s", err, b)
 	}
 	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
 		startWithSystemd(t, ctx)
