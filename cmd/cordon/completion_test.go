@@ -117,6 +117,22 @@ func TestCompletionOtherShells(t *testing.T) {
 			if out, err := exec.Command(tc.shell, "-n", f).CombinedOutput(); err != nil {
 				t.Errorf("%s -n: %v\n%s", tc.shell, err, out)
 			}
+			// Loaded, the script registers (zsh) or answers (fish).
+			var check, want string
+			switch tc.shell {
+			case "zsh":
+				check, want = `autoload -Uz compinit; compinit -u -d "$2"; source "$1"; print -r -- ${_comps[cordon]}`, "_cordon"
+			case "fish":
+				check, want = `source $argv[1]; complete -C "cordon firmware scan --j"; complete -C "cordon firmware "`, "--json\tprint the scan report as JSON\nformats\nscan\nunpack"
+			}
+			args := []string{"-c", check, f, f, filepath.Join(t.TempDir(), "zcompdump")}
+			if tc.shell == "zsh" {
+				args = []string{"-f", "-c", check, "zsh", f, filepath.Join(t.TempDir(), "zcompdump")}
+			}
+			out, err := exec.Command(tc.shell, args...).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != want {
+				t.Errorf("%s: %v: got %q, want %q", tc.shell, err, out, want)
+			}
 		})
 	}
 }
