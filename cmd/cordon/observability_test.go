@@ -203,7 +203,7 @@ func TestObservabilityKitMetrics(t *testing.T) {
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 {
-		t.Errorf("the dashboard and rules use metrics cordon does not export:\n%s", strings.Join(missing, "\n"))
+		t.Fatalf("the dashboard and rules use metrics cordon does not export:\n%s", strings.Join(missing, "\n"))
 	}
 	t.Logf("%d metrics used by the dashboard and rules, all exported", len(used))
 }
