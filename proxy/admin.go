@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminHandler serves /metrics, /v1/cameras and /healthz.
+// adminHandler serves /metrics, /v1/cameras, /healthz (the reader
+// listeners accept) and /readyz (also: started, not stopping).
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
@@ -30,6 +31,15 @@ func (p *Proxy) adminHandler() http.Handler {
 			// Readers cannot connect: a supervisor should know (and restart).
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte(strings.Join(probs, "\n") + "\n"))
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if why := p.notReady(); why != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(why + "\n"))
 			return
 		}
 		w.Write([]byte("ok\n"))

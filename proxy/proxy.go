@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/cordon-vms/cordon/internal/version"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -117,7 +118,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		Help:    "Time from the last packet of a frame arriving from the camera to the frame's write to a TCP reader's socket returning (readers with frame-batched output).",
 		Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1},
 	})
-	p.registry.MustRegister(&collector{p: p}, p.frameDelay)
+	p.registry.MustRegister(&collector{p: p}, p.frameDelay, version.Collector())
 	return p, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/cordon-vms/cordon/internal/config"
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/internal/metricsrv"
+	"github.com/cordon-vms/cordon/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -178,7 +179,7 @@ func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
 func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Engine, fan *sink.Fanout, log *slog.Logger) error {
 	var (
 		run     func(context.Context) error
-		metrics = append([]prometheus.Collector{eng.Collector(), collectors.NewGoCollector()}, fan.Metrics()...)
+		metrics = append([]prometheus.Collector{eng.Collector(), collectors.NewGoCollector(), version.Collector()}, fan.Metrics()...)
 	)
 	switch {
 	case f.pcap != "":

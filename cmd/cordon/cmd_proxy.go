@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/sdnotify"
 	"github.com/cordon-vms/cordon/proxy"
 	"github.com/cordon-vms/cordon/proxy/camsim"
 )
@@ -301,10 +302,26 @@ func serveProxy(ctx context.Context, f *proxyFlags, p *proxy.Proxy, log *slog.Lo
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// Under systemd (Type=notify), READY=1 says the listeners are up and the
+	// configuration loaded; a reload is bracketed by RELOADING=1 and READY=1.
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("not telling systemd the proxy's state", "error", err)
+	}
+	notify := func(state ...string) {
+		if err := sd.Notify(append(state, "STATUS="+proxyStatus(p))...); err != nil {
+			log.Warn("telling systemd the proxy's state", "state", state[0], "error", err)
+		}
+	}
+	notify(sdnotify.Ready)
+	wctx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	go sd.RunWatchdog(wctx, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping on signal")
+			notify(sdnotify.Stopping)
 			return nil
 		case <-hup:
 			if f.cfgPath == "" {
@@ -312,6 +329,9 @@ func serveProxy(ctx context.Context, f *proxyFlags, p *proxy.Proxy, log *slog.Lo
 				continue
 			}
 			log.Info("SIGHUP: reloading", "file", f.cfgPath)
+			if err := sd.Reloading(); err != nil {
+				log.Warn("telling systemd the proxy's state", "state", sdnotify.Reloading, "error", err)
+			}
 			ncfg, err := f.config()
 			if err == nil {
 				err = p.Reload(ncfg)
@@ -319,8 +339,24 @@ func serveProxy(ctx context.Context, f *proxyFlags, p *proxy.Proxy, log *slog.Lo
 			if err != nil {
 				log.Error("reload failed; the running configuration is unchanged", "error", err)
 			}
+			notify(sdnotify.Ready)
 		}
 	}
+}
+
+// proxyStatus is the one line systemctl status shows for the proxy.
+func proxyStatus(p *proxy.Proxy) string {
+	up, cams := 0, p.Status()
+	for _, c := range cams {
+		if c.State == "up" {
+			up++
+		}
+	}
+	s := fmt.Sprintf("%d of %d cameras up; RTSP on %s", up, len(cams), p.RTSPAddr())
+	if a := p.AdminAddr(); a != nil {
+		s += "; admin on " + a.String()
+	}
+	return s
 }
 
 // isLoopback reports whether a listen address is on a loopback address.

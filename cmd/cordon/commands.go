@@ -27,18 +27,21 @@ type command struct {
 	name  string
 	short string // one line for the command list
 	run   func(ctx context.Context, e *env, args []string) error
+	subs  []string // subcommands, each with its own --help (for completion and man pages)
 }
 
 // commands is the ordered list shown by "cordon help". Each entry's run function lives
 // in cmd_<name>.go.
 var commands = []command{
-	{"proxy", "pull camera RTSP streams on the camera network and re-serve them to recorders", runProxy},
-	{"camsim", "serve simulated RTSP cameras (H.264/H.265) on loopback for demos and tests", runCamsim},
-	{"firmware", "scan and unpack firmware images (vendor packages, flash dumps, filesystems)", runFirmware},
-	{"inspect", "report what a firmware contains (endpoints, credentials, services, components, hardening)", runInspect},
-	{"egress", "watch what cameras send (pcap, live capture, NetFlow/IPFIX) and alert on unexpected transfer", runEgress},
-	{"bench", "run the built-in benchmarks (proxy, ...) and print ratios against a baseline", runBench},
-	{"version", "print the version", runVersion},
+	{"proxy", "pull camera RTSP streams on the camera network and re-serve them to recorders", runProxy, nil},
+	{"camsim", "serve simulated RTSP cameras (H.264/H.265) on loopback for demos and tests", runCamsim, nil},
+	{"firmware", "scan and unpack firmware images (vendor packages, flash dumps, filesystems)", runFirmware, []string{"scan", "unpack", "formats"}},
+	{"inspect", "report what a firmware contains (endpoints, credentials, services, components, hardening)", runInspect, []string{"diff"}},
+	{"egress", "watch what cameras send (pcap, live capture, NetFlow/IPFIX) and alert on unexpected transfer", runEgress, nil},
+	{"bench", "run the built-in benchmarks (proxy, ...) and print ratios against a baseline", runBench, []string{"proxy"}},
+	{"completion", "print a shell completion script (bash, zsh or fish)", runCompletion, []string{"bash", "zsh", "fish"}},
+	{"man", "write the man pages, one per command, generated from the commands' help", runMan, nil},
+	{"version", "print the version", runVersion, nil},
 }
 
 // Exit codes, mapped from errors in one place (exitCode).
