@@ -173,7 +173,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 
 	man, err := readManifest(fsys)
 	if err != nil {
-		o.Logger.Warn("ignoring unpack manifest", "err", err)
+		o.Logger.Warn("ignoring unpack manifest", "error", err)
 	}
 	r.Stats.Manifest = man != nil
 	r.Unexamined = []Gap{}
@@ -205,7 +205,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 				}
 				if err != nil {
 					r.Stats.Errors++
-					o.Logger.Warn("cannot read file", "path", p, "err", err)
+					o.Logger.Warn("cannot read file", "path", p, "error", err)
 				} else {
 					r.Stats.Files++
 					r.Stats.Bytes += sum.Size
@@ -223,7 +223,7 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	sawEtc, sawBin := false, false
 	walkErr := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			o.Logger.Warn("cannot walk", "path", p, "err", err)
+			o.Logger.Warn("cannot walk", "path", p, "error", err)
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
