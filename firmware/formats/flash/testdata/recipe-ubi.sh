@@ -59,7 +59,7 @@ sources() {
 	extras "$1/nandroot"
 	printf 'root:%s:0:0:root:/root:/bin/sh\n' "$(openssl passwd -1 -salt dhNAND01 7ujMko0admin)" >"$1/nandroot/etc/passwd"
 	mkdir -p "$1/nandroot/etc/ssl/private"
-	cp "$top/inspect/testdata/fw/etc/ssl/private/server.key" "$1/nandroot/etc/ssl/private/cloud.key"
+	cp "$here/nand-cloud.key" "$1/nandroot/etc/ssl/private/cloud.key" # its own copy: the image must not change when inspect's fixtures do
 	printf 'p2p_enable=1\np2p_server=p2p.easy4ipcloud.com\np2p_port=8800\n' >"$1/nandroot/etc/p2p.conf"
 	find "$1/nandroot" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	cp "$tmp/devtable" "$1/devtable"
