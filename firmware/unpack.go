@@ -575,15 +575,7 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("firmware: %s is not a regular file", imagePath)
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, err
-	}
-	if ents, err := os.ReadDir(outDir); err != nil {
-		return nil, err
-	} else if len(ents) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrOutputNotEmpty, outDir)
-	}
-	root, err := os.OpenRoot(outDir)
+	root, err := openOutput(outDir)
 	if err != nil {
 		return nil, err
 	}
@@ -619,7 +611,33 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if info.Path == "" {
 		info = ImageInfo{Path: imagePath, Size: st.Size()}
 	}
-	rep := &Report{Image: info, Limits: o.Limits, Unknown: unknown}
+	rep := e.report(info, jobs, unknown, start)
+	if err := writeReport(root, rep); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, unpackreport.FileName), err)
+	}
+	return rep, nil
+}
+
+// openOutput creates the output folder when missing and opens it; it must
+// be empty.
+func openOutput(outDir string) (*os.Root, error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(outDir); err != nil {
+		return nil, err
+	} else if len(ents) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrOutputNotEmpty, outDir)
+	}
+	return os.OpenRoot(outDir)
+}
+
+// report assembles the Unpack report from the engine's results.
+func (e *engine) report(info ImageInfo, jobs []*chunkJob, unknown []Region, start time.Time) *Report {
+	rep := &Report{Image: info, Limits: e.o.Limits, Unknown: unknown}
 	rep.Manifest = []ManifestEntry{}
 	rep.Chunks = collect(jobs, &rep.Manifest)
 	rep.Gaps = e.sortedGaps()
@@ -644,15 +662,17 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 		MaxDepth:     e.maxDepth,
 		Seconds:      time.Since(start).Seconds(),
 	}
+	return rep
+}
+
+// writeReport writes rep as report.json at the top of the output folder.
+func writeReport(root *os.Root, rep *Report) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("firmware: report: %w", err)
+		return fmt.Errorf("firmware: report: %w", err)
 	}
 	if err := root.WriteFile(unpackreport.FileName, append(data, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("firmware: write report: %w", err)
+		return fmt.Errorf("firmware: write report: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, unpackreport.FileName), err)
-	}
-	return rep, nil
+	return nil
 }
