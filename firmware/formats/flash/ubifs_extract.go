@@ -418,6 +418,40 @@ func (u *ubifsFS) countOrphans() {
 
 // emit walks the directory tree from the root inode and hands every entry to out.
 func (u *ubifsFS) emit(ctx context.Context, out firmware.Sink) error {
+	if u.inodes[ubifsRootIno] == nil {
+		out.Warn("ubifs: no root inode")
+	}
+	w := &ubifsWalk{
+		u: u, out: out, children: u.children(),
+		firstPath:  map[uint32]string{},
+		visitedDir: map[uint32]bool{ubifsRootIno: true},
+		emitted:    map[uint32]bool{ubifsRootIno: true},
+	}
+	stack := []ubifsDirItem{{dir: ubifsRootIno}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		kids := w.children[it.dir]
+		for i := len(kids) - 1; i >= 0; i-- {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			sub, err := w.entry(ctx, it, kids[i])
+			if err != nil {
+				return err
+			}
+			if sub != nil {
+				stack = append(stack, *sub)
+			}
+		}
+	}
+	w.warnSkipped()
+	return nil
+}
+
+// children returns the directory entries of each directory inode, sorted by
+// name; deletion entries are left out.
+func (u *ubifsFS) children() map[uint32][]*ubifsDent {
 	children := map[uint32][]*ubifsDent{}
 	for k, d := range u.dents {
 		if d.inum == 0 {
@@ -436,83 +470,88 @@ func (u *ubifsFS) emit(ctx context.Context, out firmware.Sink) error {
 			return 0
 		})
 	}
-	if u.inodes[ubifsRootIno] == nil {
-		out.Warn("ubifs: no root inode")
+	return children
+}
+
+// ubifsWalk is the state of emit's walk of the directory tree.
+type ubifsWalk struct {
+	u                       *ubifsFS
+	out                     firmware.Sink
+	children                map[uint32][]*ubifsDent
+	firstPath               map[uint32]string
+	visitedDir              map[uint32]bool
+	emitted                 map[uint32]bool
+	missing, badName, loops int
+}
+
+// ubifsDirItem is a directory waiting to be walked.
+type ubifsDirItem struct {
+	dir   uint32
+	path  string
+	depth int
+}
+
+// entry emits the entry d of directory it; it returns the directory to walk
+// next when d is one reached for the first time.
+func (w *ubifsWalk) entry(ctx context.Context, it ubifsDirItem, d *ubifsDent) (*ubifsDirItem, error) {
+	if d.name == "." || d.name == ".." || bytes.ContainsAny([]byte(d.name), "/\x00") {
+		w.badName++
+		return nil, nil
 	}
-	firstPath := map[uint32]string{}
-	visitedDir := map[uint32]bool{ubifsRootIno: true}
-	emitted := map[uint32]bool{ubifsRootIno: true}
-	var missing, badName, loops int
-	type item struct {
-		dir   uint32
-		path  string
-		depth int
+	p := d.name
+	if it.path != "" {
+		p = it.path + "/" + d.name
 	}
-	stack := []item{{dir: ubifsRootIno}}
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		kids := children[it.dir]
-		for i := len(kids) - 1; i >= 0; i-- {
-			d := kids[i]
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if d.name == "." || d.name == ".." || bytes.ContainsAny([]byte(d.name), "/\x00") {
-				badName++
-				continue
-			}
-			p := d.name
-			if it.path != "" {
-				p = it.path + "/" + d.name
-			}
-			if d.inum > 0xFFFFFFFF {
-				missing++
-				continue
-			}
-			inum := uint32(d.inum)
-			ino := u.inodes[inum]
-			if ino == nil {
-				missing++
-				continue
-			}
-			emitted[inum] = true
-			if err := u.emitOne(ctx, out, p, inum, ino, firstPath); err != nil {
-				return err
-			}
-			if ino.mode&0o170000 == 0o040000 {
-				if visitedDir[inum] {
-					loops++
-					continue
-				}
-				visitedDir[inum] = true
-				if it.depth+1 > ubifsMaxPathDepth {
-					loops++
-					continue
-				}
-				stack = append(stack, item{dir: inum, path: p, depth: it.depth + 1})
-			}
-		}
+	if d.inum > 0xFFFFFFFF {
+		w.missing++
+		return nil, nil
 	}
-	if missing > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directory entries point at missing inodes, skipped", missing))
+	inum := uint32(d.inum)
+	ino := w.u.inodes[inum]
+	if ino == nil {
+		w.missing++
+		return nil, nil
 	}
-	if badName > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directory entries with an invalid name, skipped", badName))
+	w.emitted[inum] = true
+	if err := w.u.emitOne(ctx, w.out, p, inum, ino, w.firstPath); err != nil {
+		return nil, err
 	}
-	if loops > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directories reached twice or too deep (a loop), not descended", loops))
+	if ino.mode&0o170000 != 0o040000 {
+		return nil, nil
+	}
+	if w.visitedDir[inum] {
+		w.loops++
+		return nil, nil
+	}
+	w.visitedDir[inum] = true
+	if it.depth+1 > ubifsMaxPathDepth {
+		w.loops++
+		return nil, nil
+	}
+	return &ubifsDirItem{dir: inum, path: p, depth: it.depth + 1}, nil
+}
+
+// warnSkipped reports the entries the walk skipped and the inodes it never
+// reached.
+func (w *ubifsWalk) warnSkipped() {
+	if w.missing > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directory entries point at missing inodes, skipped", w.missing))
+	}
+	if w.badName > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directory entries with an invalid name, skipped", w.badName))
+	}
+	if w.loops > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directories reached twice or too deep (a loop), not descended", w.loops))
 	}
 	unreached := 0
-	for inum, ino := range u.inodes {
-		if !emitted[inum] && ino.flags&ubifsXattrFl == 0 && ino.nlink > 0 {
+	for inum, ino := range w.u.inodes {
+		if !w.emitted[inum] && ino.flags&ubifsXattrFl == 0 && ino.nlink > 0 {
 			unreached++
 		}
 	}
 	if unreached > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d inodes not reachable from the root directory, not extracted", unreached))
+		w.out.Warn(fmt.Sprintf("ubifs: %d inodes not reachable from the root directory, not extracted", unreached))
 	}
-	return nil
 }
 
 func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum uint32, ino *ubifsInode, firstPath map[uint32]string) error {
