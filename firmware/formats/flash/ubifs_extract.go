@@ -346,43 +346,9 @@ func (u *ubifsFS) apply(b []byte, ch ubifsCH, lnum, offs uint32) bool {
 	ktype := kw >> 29
 	switch {
 	case ch.typ == ubifsInoNode && ktype == ubifsKeyIno && len(b) >= ubifsInoHdr:
-		dl := le.Uint32(b[112:])
-		if int(dl) > len(b)-ubifsInoHdr {
-			return false
-		}
-		if old := u.inodes[inum]; old != nil && old.sqnum > ch.sqnum {
-			return true
-		}
-		ino := &ubifsInode{
-			sqnum: ch.sqnum, size: le.Uint64(b[48:]), mtime: int64(le.Uint64(b[72:])), mtimeNs: le.Uint32(b[88:]),
-			nlink: le.Uint32(b[92:]), uid: le.Uint32(b[96:]), gid: le.Uint32(b[100:]), mode: le.Uint32(b[104:]),
-			flags: le.Uint32(b[108:]), data: bytes.Clone(b[ubifsInoHdr : ubifsInoHdr+int(dl)]),
-		}
-		if ino.nlink == 0 {
-			delete(u.inodes, inum)
-			delete(u.data, inum)
-			return true
-		}
-		u.inodes[inum] = ino
+		return u.applyInode(b, ch, inum)
 	case (ch.typ == ubifsDentNode && ktype == ubifsKeyDent || ch.typ == ubifsXentNode && ktype == ubifsKeyXent) && len(b) >= ubifsDentHdr:
-		nlen := int(le.Uint16(b[50:]))
-		if nlen == 0 || nlen > 255 || ubifsDentHdr+nlen > len(b) {
-			return false
-		}
-		if ch.typ == ubifsXentNode {
-			u.xattrs++
-			return true
-		}
-		d := &ubifsDent{sqnum: ch.sqnum, inum: le.Uint64(b[40:]), typ: b[49], name: string(b[ubifsDentHdr : ubifsDentHdr+nlen])}
-		k := dentKey{inum, d.name}
-		if old := u.dents[k]; old != nil && old.sqnum > d.sqnum {
-			return true
-		}
-		if d.inum == 0 {
-			delete(u.dents, k)
-			return true
-		}
-		u.dents[k] = d
+		return u.applyDent(b, ch, inum)
 	case ch.typ == ubifsDataNode && ktype == ubifsKeyData && len(b) >= ubifsDataHdr:
 		block := kw & (1<<29 - 1)
 		m := u.data[inum]
@@ -394,9 +360,58 @@ func (u *ubifsFS) apply(b []byte, ch ubifsCH, lnum, offs uint32) bool {
 			return true
 		}
 		m[block] = ubifsLoc{lnum: lnum, offs: offs, len: ch.len, sqnum: ch.sqnum}
+		return true
 	default:
 		return false
 	}
+}
+
+// applyInode records inode node b of inode inum (see apply).
+func (u *ubifsFS) applyInode(b []byte, ch ubifsCH, inum uint32) bool {
+	le := binary.LittleEndian
+	dl := le.Uint32(b[112:])
+	if int(dl) > len(b)-ubifsInoHdr {
+		return false
+	}
+	if old := u.inodes[inum]; old != nil && old.sqnum > ch.sqnum {
+		return true
+	}
+	ino := &ubifsInode{
+		sqnum: ch.sqnum, size: le.Uint64(b[48:]), mtime: int64(le.Uint64(b[72:])), mtimeNs: le.Uint32(b[88:]),
+		nlink: le.Uint32(b[92:]), uid: le.Uint32(b[96:]), gid: le.Uint32(b[100:]), mode: le.Uint32(b[104:]),
+		flags: le.Uint32(b[108:]), data: bytes.Clone(b[ubifsInoHdr : ubifsInoHdr+int(dl)]),
+	}
+	if ino.nlink == 0 {
+		delete(u.inodes, inum)
+		delete(u.data, inum)
+		return true
+	}
+	u.inodes[inum] = ino
+	return true
+}
+
+// applyDent records directory entry node b of directory inum (see apply);
+// extended attribute entries are only counted.
+func (u *ubifsFS) applyDent(b []byte, ch ubifsCH, inum uint32) bool {
+	le := binary.LittleEndian
+	nlen := int(le.Uint16(b[50:]))
+	if nlen == 0 || nlen > 255 || ubifsDentHdr+nlen > len(b) {
+		return false
+	}
+	if ch.typ == ubifsXentNode {
+		u.xattrs++
+		return true
+	}
+	d := &ubifsDent{sqnum: ch.sqnum, inum: le.Uint64(b[40:]), typ: b[49], name: string(b[ubifsDentHdr : ubifsDentHdr+nlen])}
+	k := dentKey{inum, d.name}
+	if old := u.dents[k]; old != nil && old.sqnum > d.sqnum {
+		return true
+	}
+	if d.inum == 0 {
+		delete(u.dents, k)
+		return true
+	}
+	u.dents[k] = d
 	return true
 }
 
