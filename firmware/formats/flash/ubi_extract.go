@@ -114,17 +114,49 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 	r, size := s.logical(src, 0, src.Size())
 	img := &ubiImage{ubiScan: s, r: r, size: size, w: newWindow(r, size), warn: out.Warn,
 		lebs: map[uint32]map[uint32][]ubiPEB{}}
+	if err := img.mapLEBs(ctx, src, out); err != nil {
+		return err
+	}
+	vols, err := img.volumeTable()
+	if err != nil {
+		out.Warn(err.Error())
+	}
+	if vols == nil {
+		vols = img.volumesFromVIDs(out)
+	}
+	if n := len(img.lebs[ubiFastmapSB]) + len(img.lebs[ubiFastmapData]); n > 0 {
+		out.Warn(fmt.Sprintf("ubi: %d fastmap erase blocks ignored (logical erase blocks are mapped from the volume-ID headers)", n))
+	}
+	inTable := map[uint32]bool{ubiLayoutVol: true, ubiFastmapSB: true, ubiFastmapData: true}
+	names := map[string]bool{}
+	for _, v := range vols {
+		inTable[uint32(v.id)] = true
+		if err := img.extractVolume(ctx, v, names, out); err != nil {
+			return err
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
+		if !inTable[id] {
+			out.Warn(fmt.Sprintf("ubi: %d erase blocks of volume %d, which is not in the volume table, skipped", len(img.lebs[id]), id))
+		}
+	}
+	return nil
+}
+
+// mapLEBs reads the volume-ID header of every erase block and files the
+// block under its volume and LEB number, the copies of one LEB newest first.
+func (img *ubiImage) mapLEBs(ctx context.Context, src *io.SectionReader, out firmware.Sink) error {
 	raw := newWindow(src, src.Size())
 	var badVID int
-	for i := range s.blocks {
+	for i := range img.blocks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ec, ok := readUBIEC(raw, i*s.rawPEB)
+		ec, ok := readUBIEC(raw, i*img.rawPEB)
 		if !ok {
 			continue // counted by the scan
 		}
-		pos := i*s.peb + int64(ec.vidOff)
+		pos := i*img.peb + int64(ec.vidOff)
 		vid, ok := readUBIVID(img.w, pos)
 		if !ok {
 			// All 0xFF: a free erase block of UBI's pool.
@@ -156,40 +188,24 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 	if badVID > 0 {
 		out.Warn(fmt.Sprintf("ubi: %d erase blocks with a corrupt volume-ID header, skipped", badVID))
 	}
-	vols, err := img.volumeTable()
-	if err != nil {
-		out.Warn(err.Error())
-	}
-	if vols == nil {
-		// No usable volume table: extract what the VID headers name.
-		for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
-			if id == ubiLayoutVol || id >= ubiMaxVolumes {
-				continue
-			}
-			c := img.lebs[id][slices.Min(slices.Collect(maps.Keys(img.lebs[id])))][0]
-			vols = append(vols, ubiVol{id: int(id), static: c.vid.volType == 2, name: fmt.Sprintf("vol%d", id)})
-		}
-		if len(vols) > 0 {
-			out.Warn(fmt.Sprintf("ubi: no volume table; %d volumes found by their volume-ID headers, extracted without names or sizes", len(vols)))
-		}
-	}
-	if n := len(img.lebs[ubiFastmapSB]) + len(img.lebs[ubiFastmapData]); n > 0 {
-		out.Warn(fmt.Sprintf("ubi: %d fastmap erase blocks ignored (logical erase blocks are mapped from the volume-ID headers)", n))
-	}
-	inTable := map[uint32]bool{ubiLayoutVol: true, ubiFastmapSB: true, ubiFastmapData: true}
-	names := map[string]bool{}
-	for _, v := range vols {
-		inTable[uint32(v.id)] = true
-		if err := img.extractVolume(ctx, v, names, out); err != nil {
-			return err
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
-		if !inTable[id] {
-			out.Warn(fmt.Sprintf("ubi: %d erase blocks of volume %d, which is not in the volume table, skipped", len(img.lebs[id]), id))
-		}
-	}
 	return nil
+}
+
+// volumesFromVIDs lists the volumes the VID headers name, for an image
+// without a usable volume table: they are extracted without names or sizes.
+func (img *ubiImage) volumesFromVIDs(out firmware.Sink) []ubiVol {
+	var vols []ubiVol
+	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
+		if id == ubiLayoutVol || id >= ubiMaxVolumes {
+			continue
+		}
+		c := img.lebs[id][slices.Min(slices.Collect(maps.Keys(img.lebs[id])))][0]
+		vols = append(vols, ubiVol{id: int(id), static: c.vid.volType == 2, name: fmt.Sprintf("vol%d", id)})
+	}
+	if len(vols) > 0 {
+		out.Warn(fmt.Sprintf("ubi: no volume table; %d volumes found by their volume-ID headers, extracted without names or sizes", len(vols)))
+	}
+	return vols
 }
 
 // volumeTable reads the volume table from the newest copy of layout LEB 0,
