@@ -144,91 +144,105 @@ func (r hreader) streamsInfo() (*streams, error) {
 		case idEnd:
 			return s, nil
 		case idPackInfo:
-			if s.packPos, err = r.num(); err != nil {
-				return nil, err
-			}
-			n, err := r.count(maxCount)
-			if err != nil {
-				return nil, err
-			}
-			for {
-				pid, err := r.ReadByte()
-				if err != nil {
-					return nil, errHeader
-				}
-				if pid == idEnd {
-					break
-				}
-				switch pid {
-				case idSize:
-					for range n {
-						v, err := r.num()
-						if err != nil {
-							return nil, err
-						}
-						s.packSizes = append(s.packSizes, v)
-					}
-				case idCRC:
-					if _, err := r.digests(n); err != nil {
-						return nil, err
-					}
-				default:
-					return nil, errHeader
-				}
-			}
+			err = r.packInfo(s)
 		case idUnpackInfo:
-			if err := r.expect(idFolder); err != nil {
-				return nil, err
-			}
-			nf, err := r.count(maxCount)
-			if err != nil {
-				return nil, err
-			}
-			if err := r.expect(0); err != nil { // not external
-				return nil, err
-			}
-			outs := make([]uint64, 0, nf)
-			for range nf {
-				coders, out, err := r.folder()
-				if err != nil {
-					return nil, err
-				}
-				s.folders = append(s.folders, coders)
-				outs = append(outs, out)
-			}
-			if err := r.expect(idCodersUnpackSize); err != nil {
-				return nil, err
-			}
-			for _, o := range outs {
-				var last uint64
-				for range o {
-					if last, err = r.num(); err != nil {
-						return nil, err
-					}
-				}
-				s.unpackSize = append(s.unpackSize, last)
-			}
-			for {
-				pid, err := r.ReadByte()
-				if err != nil {
-					return nil, errHeader
-				}
-				if pid == idEnd {
-					break
-				}
-				if pid != idCRC {
-					return nil, errHeader
-				}
-				if s.folderCRC, err = r.digests(nf); err != nil {
-					return nil, err
-				}
-			}
+			err = r.unpackInfo(s)
 		case idSubStreamsInfo:
-			if err := r.subStreams(s); err != nil {
-				return nil, err
-			}
+			err = r.subStreams(s)
 		default:
 			return nil, errHeader
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// packInfo reads the PackInfo property: where the packed streams start and
+// their sizes (their CRCs are skipped).
+func (r hreader) packInfo(s *streams) error {
+	var err error
+	if s.packPos, err = r.num(); err != nil {
+		return err
+	}
+	n, err := r.count(maxCount)
+	if err != nil {
+		return err
+	}
+	for {
+		pid, err := r.ReadByte()
+		if err != nil {
+			return errHeader
+		}
+		if pid == idEnd {
+			return nil
+		}
+		switch pid {
+		case idSize:
+			for range n {
+				v, err := r.num()
+				if err != nil {
+					return err
+				}
+				s.packSizes = append(s.packSizes, v)
+			}
+		case idCRC:
+			if _, err := r.digests(n); err != nil {
+				return err
+			}
+		default:
+			return errHeader
+		}
+	}
+}
+
+// unpackInfo reads the UnpackInfo property: the folders, the size of each
+// one's last output stream, and which folders have a CRC.
+func (r hreader) unpackInfo(s *streams) error {
+	if err := r.expect(idFolder); err != nil {
+		return err
+	}
+	nf, err := r.count(maxCount)
+	if err != nil {
+		return err
+	}
+	if err := r.expect(0); err != nil { // not external
+		return err
+	}
+	outs := make([]uint64, 0, nf)
+	for range nf {
+		coders, out, err := r.folder()
+		if err != nil {
+			return err
+		}
+		s.folders = append(s.folders, coders)
+		outs = append(outs, out)
+	}
+	if err := r.expect(idCodersUnpackSize); err != nil {
+		return err
+	}
+	for _, o := range outs {
+		var last uint64
+		for range o {
+			if last, err = r.num(); err != nil {
+				return err
+			}
+		}
+		s.unpackSize = append(s.unpackSize, last)
+	}
+	for {
+		pid, err := r.ReadByte()
+		if err != nil {
+			return errHeader
+		}
+		if pid == idEnd {
+			return nil
+		}
+		if pid != idCRC {
+			return errHeader
+		}
+		if s.folderCRC, err = r.digests(nf); err != nil {
+			return err
 		}
 	}
 }
