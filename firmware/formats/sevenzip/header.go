@@ -333,46 +333,55 @@ func checkHeader(src io.ReaderAt, size int64, nextOff, nextSize uint64) (uint64,
 			if depth > 2 {
 				return 0, errHeader
 			}
-			s, err := r.streamsInfo()
-			if err != nil {
+			if r, err = r.encodedHeader(src, size); err != nil {
 				return 0, err
 			}
-			if len(s.folders) != 1 || len(s.packSizes) < 1 || len(s.unpackSize) != 1 {
-				return 0, errUnsupported
-			}
-			for _, c := range s.folders[0] {
-				if bytes.Equal(c.id, []byte{0x06, 0xf1, 0x07, 0x01}) {
-					return 0, errEncrypted
-				}
-			}
-			if len(s.folders[0]) != 1 || s.unpackSize[0] > maxHeader {
-				return 0, errUnsupported
-			}
-			pos := sigSize + int64(s.packPos)
-			if s.packPos > uint64(size) || int64(s.packSizes[0]) < 0 || pos+int64(s.packSizes[0]) > size {
-				return 0, errHeader
-			}
-			c := s.folders[0][0]
-			in := io.NopCloser(io.NewSectionReader(src, pos, int64(s.packSizes[0])))
-			var dec io.ReadCloser
-			switch {
-			case bytes.Equal(c.id, []byte{0x03, 0x01, 0x01}):
-				dec, err = newLZMA(c.props, s.unpackSize[0], []io.ReadCloser{in})
-			case bytes.Equal(c.id, []byte{0x21}):
-				dec, err = newLZMA2(c.props, s.unpackSize[0], []io.ReadCloser{in})
-			case bytes.Equal(c.id, []byte{0x00}):
-				dec = in
-			default:
-				return 0, errUnsupported
-			}
-			if err != nil {
-				return 0, err
-			}
-			r = hreader{bufio.NewReader(io.LimitReader(dec, int64(s.unpackSize[0])))}
 		default:
 			return 0, errHeader
 		}
 	}
+}
+
+// encodedHeader reads the streams of an encoded header and returns a reader
+// of the header they decode to. Only a single-coder folder (LZMA, LZMA2 or
+// copy) is supported; an AES coder means the header is encrypted.
+func (r hreader) encodedHeader(src io.ReaderAt, size int64) (hreader, error) {
+	s, err := r.streamsInfo()
+	if err != nil {
+		return hreader{}, err
+	}
+	if len(s.folders) != 1 || len(s.packSizes) < 1 || len(s.unpackSize) != 1 {
+		return hreader{}, errUnsupported
+	}
+	for _, c := range s.folders[0] {
+		if bytes.Equal(c.id, []byte{0x06, 0xf1, 0x07, 0x01}) {
+			return hreader{}, errEncrypted
+		}
+	}
+	if len(s.folders[0]) != 1 || s.unpackSize[0] > maxHeader {
+		return hreader{}, errUnsupported
+	}
+	pos := sigSize + int64(s.packPos)
+	if s.packPos > uint64(size) || int64(s.packSizes[0]) < 0 || pos+int64(s.packSizes[0]) > size {
+		return hreader{}, errHeader
+	}
+	c := s.folders[0][0]
+	in := io.NopCloser(io.NewSectionReader(src, pos, int64(s.packSizes[0])))
+	var dec io.ReadCloser
+	switch {
+	case bytes.Equal(c.id, []byte{0x03, 0x01, 0x01}):
+		dec, err = newLZMA(c.props, s.unpackSize[0], []io.ReadCloser{in})
+	case bytes.Equal(c.id, []byte{0x21}):
+		dec, err = newLZMA2(c.props, s.unpackSize[0], []io.ReadCloser{in})
+	case bytes.Equal(c.id, []byte{0x00}):
+		dec = in
+	default:
+		return hreader{}, errUnsupported
+	}
+	if err != nil {
+		return hreader{}, err
+	}
+	return hreader{bufio.NewReader(io.LimitReader(dec, int64(s.unpackSize[0])))}, nil
 }
 
 // filesCount walks a plain header up to the file count.
