@@ -387,21 +387,7 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		x.dirs[e.ino] = true
 		return x.dir(e.ino, name, depth+1)
 	case sIFREG:
-		if first, ok := x.files[e.ino]; ok {
-			h.Type, h.Linkname = firmware.TypeHardlink, first
-			return x.out.Add(h, nil)
-		}
-		x.files[e.ino] = name
-		r := x.open(e.ino, in, name)
-		h.Type, h.Size = firmware.TypeFile, r.size
-		err := x.out.Add(h, r)
-		var fe *firmware.FormatError
-		if err != nil && errors.As(err, &fe) {
-			// The image's fault, not the Sink's: keep going.
-			x.warn("%s: %v", name, strings.TrimPrefix(err.Error(), "jffs2: "))
-			return nil
-		}
-		return err
+		return x.file(e.ino, in, h)
 	case sIFLNK:
 		target, err := x.special(in, jffs2MaxLink)
 		if err != nil {
@@ -414,19 +400,7 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		if in.mode&sIFMT == sIFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
-		dev, err := x.special(in, 8)
-		switch {
-		case err != nil:
-			x.warn("%s: device number: %v", name, err)
-		case len(dev) == 2: // old 16-bit encoding
-			v := x.bo.Uint16(dev)
-			h.Devmajor, h.Devminor = uint32(v>>8), uint32(v&0xff)
-		case len(dev) == 4: // new_encode_dev
-			v := x.bo.Uint32(dev)
-			h.Devmajor, h.Devminor = (v&0xfff00)>>8, (v&0xff)|((v>>12)&0xfff00)
-		default:
-			x.warn("%s: device number of %d bytes (want 2 or 4)", name, len(dev))
-		}
+		x.device(in, h)
 	case sIFIFO:
 		h.Type = firmware.TypeFIFO
 	case sIFSOCK:
@@ -436,6 +410,45 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		return nil
 	}
 	return x.out.Add(h, nil)
+}
+
+// file adds regular file inode ino under h.Name: its content the first
+// time, a hard link to that first name after.
+func (x *jffs2Extractor) file(ino uint32, in *jffs2Ino, h *firmware.Header) error {
+	name := h.Name
+	if first, ok := x.files[ino]; ok {
+		h.Type, h.Linkname = firmware.TypeHardlink, first
+		return x.out.Add(h, nil)
+	}
+	x.files[ino] = name
+	r := x.open(ino, in, name)
+	h.Type, h.Size = firmware.TypeFile, r.size
+	err := x.out.Add(h, r)
+	var fe *firmware.FormatError
+	if err != nil && errors.As(err, &fe) {
+		// The image's fault, not the Sink's: keep going.
+		x.warn("%s: %v", name, strings.TrimPrefix(err.Error(), "jffs2: "))
+		return nil
+	}
+	return err
+}
+
+// device sets h's device numbers from the device inode's data (old 16-bit
+// or new_encode_dev 32-bit encoding).
+func (x *jffs2Extractor) device(in *jffs2Ino, h *firmware.Header) {
+	dev, err := x.special(in, 8)
+	switch {
+	case err != nil:
+		x.warn("%s: device number: %v", h.Name, err)
+	case len(dev) == 2: // old 16-bit encoding
+		v := x.bo.Uint16(dev)
+		h.Devmajor, h.Devminor = uint32(v>>8), uint32(v&0xff)
+	case len(dev) == 4: // new_encode_dev
+		v := x.bo.Uint32(dev)
+		h.Devmajor, h.Devminor = (v&0xfff00)>>8, (v&0xff)|((v>>12)&0xfff00)
+	default:
+		x.warn("%s: device number of %d bytes (want 2 or 4)", h.Name, len(dev))
+	}
 }
 
 // special returns the data of the latest node of a symlink or device inode,
