@@ -138,7 +138,7 @@ func TestCramfsWriterVariants(t *testing.T) {
 				t.Errorf("warnings: %q", res.Sink.Warnings)
 			}
 			if got := res.Sink.Listing(); !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", listDiff(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
@@ -173,21 +173,6 @@ func (w cramfsWriter) String() string {
 		s += "-ext"
 	}
 	return s
-}
-
-func listDiff(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
 }
 
 // TestCramfsWriterFixture keeps testdata/cramfs-ext.img (no Debian tool
@@ -324,7 +309,7 @@ func TestCramfsAgainstFsck(t *testing.T) {
 				}
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("ours (+) and fsck.cramfs's (-) differ:\n%s", listDiff(want, got))
+				t.Errorf("ours (+) and fsck.cramfs's (-) differ:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
@@ -357,7 +342,7 @@ func TestCramfsAgainst7z(t *testing.T) {
 				return ok && e.Header.Type == firmware.TypeSymlink
 			})
 			if len(want) == 0 || !slices.Equal(got, want) {
-				t.Errorf("ours (+) and 7z's (-) files differ:\n%s\n7z said:\n%s", listDiff(want, got), b)
+				t.Errorf("ours (+) and 7z's (-) files differ:\n%s\n7z said:\n%s", firmwaretest.ListingDiff(want, got), b)
 			}
 		})
 	}
@@ -409,16 +394,7 @@ func TestCramfsHostile(t *testing.T) {
 			img, lay := tc.w.build(tree)
 			tc.edit(img, lay, tc.w.bo())
 			cramfsFixCRC(img, tc.w.bo())
-			res, err := firmwaretest.Run(Cramfs, img, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
-			}
-			if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, tc.warn) }) {
-				t.Errorf("warnings %q lack %q", res.Sink.Warnings, tc.warn)
-			}
-			if _, ok := res.Sink.File(tc.keep); !ok {
-				t.Errorf("%s not extracted: %q", tc.keep, res.Sink.Names())
-			}
+			firmwaretest.CheckHostile(t, Cramfs, img, tc.warn, tc.keep)
 		})
 	}
 }

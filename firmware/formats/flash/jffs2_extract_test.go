@@ -49,7 +49,7 @@ func TestJFFS2Tree(t *testing.T) {
 			res := firmwaretest.MustRun(t, JFFS2, data, 0)
 			got := jffs2Listing(res.Sink)
 			if !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", diffLines(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 			if e, _ := res.Sink.Entry("etc/passwd-"); e.Header.Type != firmware.TypeHardlink || e.Header.Linkname != "etc/passwd" {
 				t.Errorf("etc/passwd- = %+v, want a hard link to etc/passwd", e.Header)
@@ -135,21 +135,6 @@ func jffs2Listing(s *firmwaretest.MemSink) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func diffLines(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
 }
 
 // jffs2Image writes JFFS2 nodes by hand, for the cases mkfs.jffs2 cannot
@@ -443,7 +428,7 @@ func TestJFFS2EraseBlocks(t *testing.T) {
 		}
 		res := firmwaretest.MustRun(t, JFFS2, data, 0)
 		if got := res.Sink.Listing(); !slices.Equal(got, want) {
-			t.Errorf("%d-byte erase blocks:\n%s", size, diffLines(want, got))
+			t.Errorf("%d-byte erase blocks:\n%s", size, firmwaretest.ListingDiff(want, got))
 		}
 		if len(res.Chunk.Warnings) > 0 || len(res.Sink.Warnings) > 0 {
 			t.Errorf("warnings: %q %q", res.Chunk.Warnings, res.Sink.Warnings)

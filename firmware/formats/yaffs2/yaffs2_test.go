@@ -83,21 +83,6 @@ func treeListing(ns []*yNode) []string {
 	return s.Listing()
 }
 
-func listDiff(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
-}
-
 // TestVariants extracts every layout the writer makes, embedded in a dump
 // between junk and erased flash, and compares it with the tree.
 func TestVariants(t *testing.T) {
@@ -117,7 +102,7 @@ func TestVariants(t *testing.T) {
 				t.Errorf("warnings %q", res.Sink.Warnings)
 			}
 			if got := res.Sink.Listing(); !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", listDiff(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 			if e, ok := res.Sink.Entry("etc/big.txt"); !ok || !e.Header.ModTime.Equal(time.Unix(1700000001, 0)) {
 				t.Errorf("etc/big.txt: %+v", e.Header)
@@ -175,7 +160,7 @@ func TestAgainstUnyaffs(t *testing.T) {
 			slices.Sort(got)
 			want := diskListing(t, out)
 			if !slices.Equal(got, want) {
-				t.Errorf("ours (+) and unyaffs's (-) differ:\n%s", listDiff(want, got))
+				t.Errorf("ours (+) and unyaffs's (-) differ:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
@@ -275,16 +260,7 @@ func TestHostile(t *testing.T) {
 				tc.edit(ns)
 			}
 			img := w.build(append(ns, tc.extra...))
-			res, err := firmwaretest.Run(Format, img, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
-			}
-			if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, tc.warn) }) {
-				t.Errorf("warnings %q lack %q", res.Sink.Warnings, tc.warn)
-			}
-			if _, ok := res.Sink.File(tc.keep); !ok {
-				t.Errorf("%s not extracted: %q", tc.keep, res.Sink.Names())
-			}
+			firmwaretest.CheckHostile(t, Format, img, tc.warn, tc.keep)
 		})
 	}
 }
