@@ -68,18 +68,6 @@ type Entry struct {
 	End int64
 }
 
-// File type bits of c_mode.
-const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
-)
-
 // variantAt reads the magic at off.
 func variantAt(r io.ReaderAt, off, size int64) (Variant, error) {
 	var m [6]byte
@@ -323,7 +311,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			}
 			break
 		}
-		if count == 0 && v >= BinaryLE && e.Mode&sIFMT == 0 && e.Name != trailer {
+		if count == 0 && v >= BinaryLE && e.Mode&fmtutil.IFMT == 0 && e.Name != trailer {
 			// Two magic bytes are weak evidence: a binary header must at least carry a file type.
 			return nil, fmt.Errorf("cpio: binary header without file type: %w", firmware.ErrNotFormat)
 		}
@@ -435,10 +423,10 @@ const maxLinkTarget = 4096
 func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, out firmware.Sink) error {
 	data := io.NewSectionReader(src, e.DataOff, e.Size)
 	fail := func(err error) error { return fmt.Errorf("cpio: %s: %w", e.Name, err) }
-	switch e.Mode & sIFMT {
-	case sIFDIR:
+	switch e.Mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		return out.Add(entryHeader(e, firmware.TypeDir, ""), nil)
-	case sIFLNK:
+	case fmtutil.IFLNK:
 		if e.Size > maxLinkTarget {
 			out.Warn(fmt.Sprintf("cpio: %s: symlink target of %d bytes skipped", e.Name, e.Size))
 			return nil
@@ -448,17 +436,17 @@ func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, o
 			return fail(err)
 		}
 		return out.Add(entryHeader(e, firmware.TypeSymlink, string(b)), nil)
-	case sIFCHR:
+	case fmtutil.IFCHR:
 		return out.Add(entryHeader(e, firmware.TypeCharDevice, ""), nil)
-	case sIFBLK:
+	case fmtutil.IFBLK:
 		return out.Add(entryHeader(e, firmware.TypeBlockDevice, ""), nil)
-	case sIFIFO:
+	case fmtutil.IFIFO:
 		return out.Add(entryHeader(e, firmware.TypeFIFO, ""), nil)
-	case sIFSOCK:
+	case fmtutil.IFSOCK:
 		return out.Add(entryHeader(e, firmware.TypeSocket, ""), nil)
-	case sIFREG, 0:
+	case fmtutil.IFREG, 0:
 	default:
-		out.Warn(fmt.Sprintf("cpio: %s: unknown file type %#o, extracted as a file", e.Name, e.Mode&sIFMT))
+		out.Warn(fmt.Sprintf("cpio: %s: unknown file type %#o, extracted as a file", e.Name, e.Mode&fmtutil.IFMT))
 	}
 	if e.Nlink > 1 {
 		k := inodeKey{e.DevMajor, e.DevMinor, e.Ino}

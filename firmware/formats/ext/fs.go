@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 const (
@@ -22,18 +23,6 @@ const (
 	maxRuns        = 1 << 20 // block runs kept for one file
 	maxSymlink     = 4096
 	maxDirEntries  = 1 << 20 // entries accepted in one directory
-)
-
-// Inode mode types.
-const (
-	sIFMT   = 0xF000
-	sIFSOCK = 0xC000
-	sIFLNK  = 0xA000
-	sIFREG  = 0x8000
-	sIFBLK  = 0x6000
-	sIFDIR  = 0x4000
-	sIFCHR  = 0x2000
-	sIFIFO  = 0x1000
 )
 
 // fsys reads one ext2/3/4 filesystem through a bounded io.ReaderAt.
@@ -104,7 +93,7 @@ type inode struct {
 	extra    []byte // bytes after the first 128, read for inline-data inodes only
 }
 
-func (i *inode) isDir() bool { return i.mode&sIFMT == sIFDIR }
+func (i *inode) isDir() bool { return i.mode&fmtutil.IFMT == fmtutil.IFDIR }
 
 func (f *fsys) inode(n uint32) (*inode, error) {
 	sb := f.sb

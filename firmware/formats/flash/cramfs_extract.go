@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -72,7 +73,7 @@ type cramfsInode struct {
 	offset   int64  // bytes from the image start
 }
 
-func (in *cramfsInode) typ() uint32 { return in.mode & 0o170000 }
+func (in *cramfsInode) typ() uint32 { return in.mode & fmtutil.IFMT }
 
 func decodeCramfsInode(b []byte, bo binary.ByteOrder) cramfsInode {
 	w0, w1, w2 := bo.Uint32(b), bo.Uint32(b[4:]), bo.Uint32(b[8:])
@@ -143,7 +144,7 @@ type cramfsDir struct {
 // offset already entered (a cycle or a shared directory) is not entered
 // again, nesting and the entry count are bounded.
 func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cramfsInode) error) error {
-	if im.root.typ() != 0o040000 {
+	if im.root.typ() != fmtutil.IFDIR {
 		return formatErr("cramfs", 64, fmt.Sprintf("root inode mode %#o is not a directory", im.root.mode), nil)
 	}
 	// Directories at distinct but overlapping offsets could make the walk
@@ -251,7 +252,7 @@ func (w *cramfsWalk) list(d cramfsDir, data []byte) (subdirs []cramfsDir, stop b
 		if err := w.visit(full, in); err != nil {
 			return nil, false, err
 		}
-		if in.typ() == 0o040000 {
+		if in.typ() == fmtutil.IFDIR {
 			subdirs = append(subdirs, cramfsDir{name: full, in: in, depth: d.depth + 1})
 		}
 	}
@@ -424,7 +425,7 @@ func (im *cramfsImage) detectPage(ctx context.Context) int64 {
 	im.warn = func(string) {}
 	defer func() { im.warn = warn }()
 	im.walk(ctx, func(name string, in cramfsInode) error {
-		if in.typ() != 0o100000 || in.size <= cramfsPage {
+		if in.typ() != fmtutil.IFREG || in.size <= cramfsPage {
 			return nil
 		}
 		for p := int64(cramfsPage); p <= 1<<16; p *= 2 {
@@ -467,16 +468,16 @@ func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk
 		h := &firmware.Header{Name: name, Mode: unixmode.FromUnix(in.mode),
 			UID: in.uid, GID: in.gid, ModTime: mtime, Size: -1}
 		switch in.typ() {
-		case 0o040000:
+		case fmtutil.IFDIR:
 			h.Type = firmware.TypeDir
 			return out.Add(h, nil)
-		case 0o100000, 0o120000:
+		case fmtutil.IFREG, fmtutil.IFLNK:
 			f, err := im.open(name, in)
 			if err != nil {
 				out.Warn(fmt.Sprintf("%v; %s not extracted", err, name))
 				return nil
 			}
-			if in.typ() == 0o120000 {
+			if in.typ() == fmtutil.IFLNK {
 				target, err := io.ReadAll(io.LimitReader(f, 4096))
 				if err != nil {
 					out.Warn(fmt.Sprintf("%v; symlink %s not extracted", err, name))
@@ -495,17 +496,17 @@ func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk
 				return nil
 			}
 			return err
-		case 0o020000, 0o060000:
+		case fmtutil.IFCHR, fmtutil.IFBLK:
 			h.Type = firmware.TypeCharDevice
-			if in.typ() == 0o060000 {
+			if in.typ() == fmtutil.IFBLK {
 				h.Type = firmware.TypeBlockDevice
 			}
 			h.Devmajor, h.Devminor = (in.size&0xfff00)>>8, (in.size&0xff)|(in.size>>12)&0xfff00
 			return out.Add(h, nil)
-		case 0o010000:
+		case fmtutil.IFIFO:
 			h.Type = firmware.TypeFIFO
 			return out.Add(h, nil)
-		case 0o140000:
+		case fmtutil.IFSOCK:
 			h.Type = firmware.TypeSocket
 			return out.Add(h, nil)
 		}
@@ -529,11 +530,11 @@ func cramfsExtent(r io.ReaderAt, size int64) int64 {
 	ctx := context.Background()
 	err = im.walk(ctx, func(name string, in cramfsInode) error {
 		switch in.typ() {
-		case 0o040000:
+		case fmtutil.IFDIR:
 			if in.size > 0 {
 				end = max(end, in.offset+int64(in.size))
 			}
-		case 0o100000, 0o120000:
+		case fmtutil.IFREG, fmtutil.IFLNK:
 			f, err := im.open(name, in)
 			if err != nil || len(f.ptrs) == 0 {
 				return nil

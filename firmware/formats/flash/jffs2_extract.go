@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -44,18 +45,6 @@ const (
 	jffs2InodeHdr  = 68
 	jffs2DirentHdr = 40
 	jffs2RootIno   = 1
-)
-
-// Unix file type bits of an inode's mode.
-const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
 )
 
 // jffs2Data is one data node of an inode: the range [start, start+dsize) of
@@ -374,8 +363,8 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),
 		Size:    0,
 	}
-	switch in.mode & sIFMT {
-	case sIFDIR:
+	switch in.mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		h.Type = firmware.TypeDir
 		if err := x.out.Add(h, nil); err != nil {
 			return err
@@ -386,24 +375,24 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		}
 		x.dirs[e.ino] = true
 		return x.dir(e.ino, name, depth+1)
-	case sIFREG:
+	case fmtutil.IFREG:
 		return x.file(e.ino, in, h)
-	case sIFLNK:
+	case fmtutil.IFLNK:
 		target, err := x.special(in, jffs2MaxLink)
 		if err != nil {
 			x.warn("%s: symlink target: %v", name, err)
 			return nil
 		}
 		h.Type, h.Linkname = firmware.TypeSymlink, string(target)
-	case sIFCHR, sIFBLK:
+	case fmtutil.IFCHR, fmtutil.IFBLK:
 		h.Type = firmware.TypeCharDevice
-		if in.mode&sIFMT == sIFBLK {
+		if in.mode&fmtutil.IFMT == fmtutil.IFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
 		x.device(in, h)
-	case sIFIFO:
+	case fmtutil.IFIFO:
 		h.Type = firmware.TypeFIFO
-	case sIFSOCK:
+	case fmtutil.IFSOCK:
 		h.Type = firmware.TypeSocket
 	default:
 		x.warn("%s: inode %d has unknown file type (mode %#o); not extracted", name, e.ino, in.mode)

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -531,7 +532,7 @@ func (w *ubifsWalk) entry(ctx context.Context, it ubifsDirItem, d *ubifsDent) (*
 	if err := w.u.emitOne(ctx, w.out, p, inum, ino, w.firstPath); err != nil {
 		return nil, err
 	}
-	if ino.mode&0o170000 != 0o040000 {
+	if ino.mode&fmtutil.IFMT != fmtutil.IFDIR {
 		return nil, nil
 	}
 	if w.visitedDir[inum] {
@@ -575,15 +576,15 @@ func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum
 		ModTime: time.Unix(ino.mtime, int64(ino.mtimeNs%1e9)).UTC(), Size: -1,
 	}
 	var r io.Reader
-	switch ino.mode & 0o170000 {
-	case 0o040000:
+	switch ino.mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		h.Type = firmware.TypeDir
-	case 0o120000:
+	case fmtutil.IFLNK:
 		h.Type = firmware.TypeSymlink
 		h.Linkname = string(ino.data)
-	case 0o020000, 0o060000:
+	case fmtutil.IFCHR, fmtutil.IFBLK:
 		h.Type = firmware.TypeCharDevice
-		if ino.mode&0o170000 == 0o060000 {
+		if ino.mode&fmtutil.IFMT == fmtutil.IFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
 		var dev uint64
@@ -598,11 +599,11 @@ func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum
 		// Linux new_encode_dev: minor low byte, major, then the minor's high bits.
 		h.Devmajor = uint32(dev>>8) & 0xFFF
 		h.Devminor = uint32(dev&0xFF) | uint32(dev>>12)&^0xFF
-	case 0o010000:
+	case fmtutil.IFIFO:
 		h.Type = firmware.TypeFIFO
-	case 0o140000:
+	case fmtutil.IFSOCK:
 		h.Type = firmware.TypeSocket
-	case 0o100000:
+	case fmtutil.IFREG:
 		if first, ok := firstPath[inum]; ok {
 			h.Type = firmware.TypeHardlink
 			h.Linkname = first

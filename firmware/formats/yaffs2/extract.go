@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -282,14 +283,14 @@ func (img *image) emit(it item, g geometry, capacity int64, out firmware.Sink) e
 		hd.Type, hd.Linkname = firmware.TypeHardlink, target
 		hd.Mode, hd.UID, hd.GID, hd.ModTime = unixmode.FromUnix(t.hdr.mode), int(t.hdr.uid), int(t.hdr.gid), time.Unix(int64(t.hdr.mtime), 0).UTC()
 	case typeSpecial:
-		switch h.mode & 0o170000 {
-		case 0o020000:
+		switch h.mode & fmtutil.IFMT {
+		case fmtutil.IFCHR:
 			hd.Type = firmware.TypeCharDevice
-		case 0o060000:
+		case fmtutil.IFBLK:
 			hd.Type = firmware.TypeBlockDevice
-		case 0o010000:
+		case fmtutil.IFIFO:
 			hd.Type = firmware.TypeFIFO
-		case 0o140000:
+		case fmtutil.IFSOCK:
 			hd.Type = firmware.TypeSocket
 		default:
 			out.Warn(fmt.Sprintf("yaffs2: %s: special object with mode %#o; dropped", it.path, h.mode))
