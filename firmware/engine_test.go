@@ -128,7 +128,29 @@ func TestSinkSafety(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the output's parent holds %d entries, want only out/", len(ents))
 	}
-	x := filepath.Join(out, "0x1000-hostile.extract")
+	checkHostileManifest(t, rep, filepath.Join(out, "0x1000-hostile.extract"))
+	checkTreeStaysInside(t, out)
+	if c := rep.Chunks[0]; len(c.Warnings) != 1 || c.ExtractDir != "0x1000-hostile.extract" {
+		t.Errorf("chunk %+v", c)
+	}
+	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0xff" || rep.Unknown[0].Size != 4096 {
+		t.Errorf("unknown regions %+v, want one 4096-byte 0xff padding", rep.Unknown)
+	}
+	// report.json is there and matches.
+	var disk firmware.Report
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil || json.Unmarshal(b, &disk) != nil || len(disk.Manifest) != len(rep.Manifest) {
+		t.Errorf("report.json: %v", err)
+	}
+	if !strings.Contains(string(b), `"timeout": "30m0s"`) {
+		t.Errorf("report.json limits do not show the timeout")
+	}
+}
+
+// checkHostileManifest checks what became of each hostile entry of
+// hostileImage, extracted in x: in the manifest and on disk.
+func checkHostileManifest(t *testing.T, rep *firmware.Report, x string) {
+	t.Helper()
 	m := manifestByName(rep)
 
 	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
@@ -196,7 +218,12 @@ func TestSinkSafety(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(x, "dev/console")); err == nil {
 		t.Errorf("a device node placeholder exists")
 	}
-	// Walk: no special files, no setuid bits, no link leaving out.
+}
+
+// checkTreeStaysInside walks out: no special files, no setuid bits, no
+// link leaving out.
+func checkTreeStaysInside(t *testing.T, out string) {
+	t.Helper()
 	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -214,21 +241,6 @@ func TestSinkSafety(t *testing.T) {
 		}
 		return nil
 	})
-	if c := rep.Chunks[0]; len(c.Warnings) != 1 || c.ExtractDir != "0x1000-hostile.extract" {
-		t.Errorf("chunk %+v", c)
-	}
-	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0xff" || rep.Unknown[0].Size != 4096 {
-		t.Errorf("unknown regions %+v, want one 4096-byte 0xff padding", rep.Unknown)
-	}
-	// report.json is there and matches.
-	var disk firmware.Report
-	b, err := os.ReadFile(filepath.Join(out, "report.json"))
-	if err != nil || json.Unmarshal(b, &disk) != nil || len(disk.Manifest) != len(rep.Manifest) {
-		t.Errorf("report.json: %v", err)
-	}
-	if !strings.Contains(string(b), `"timeout": "30m0s"`) {
-		t.Errorf("report.json limits do not show the timeout")
-	}
 }
 
 func TestOutputNotEmpty(t *testing.T) {
