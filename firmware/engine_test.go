@@ -147,25 +147,33 @@ func TestSinkSafety(t *testing.T) {
 	}
 }
 
+// checkManifestEntry checks that the manifest m has an entry for orig,
+// written at wantPath, with a note that mentions noteHas.
+func checkManifestEntry(t *testing.T, m map[string]firmware.ManifestEntry, orig, wantPath, noteHas string) firmware.ManifestEntry {
+	t.Helper()
+	e, ok := m[orig]
+	if !ok {
+		t.Fatalf("no manifest entry for %q", orig)
+	}
+	if e.Path != wantPath {
+		t.Errorf("%q written at %q, want %q", orig, e.Path, wantPath)
+	}
+	if !strings.Contains(e.Note, noteHas) {
+		t.Errorf("%q note %q, want it to mention %q", orig, e.Note, noteHas)
+	}
+	return e
+}
+
 // checkHostileManifest checks what became of each hostile entry of
-// hostileImage, extracted in x: in the manifest and on disk.
+// hostileImage, extracted in x: in the manifest and on disk. Names are
+// made local and links kept inside.
 func checkHostileManifest(t *testing.T, rep *firmware.Report, x string) {
 	t.Helper()
 	m := manifestByName(rep)
 
 	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
 		t.Helper()
-		e, ok := m[orig]
-		if !ok {
-			t.Fatalf("no manifest entry for %q", orig)
-		}
-		if e.Path != wantPath {
-			t.Errorf("%q written at %q, want %q", orig, e.Path, wantPath)
-		}
-		if !strings.Contains(e.Note, noteHas) {
-			t.Errorf("%q note %q, want it to mention %q", orig, e.Note, noteHas)
-		}
-		return e
+		return checkManifestEntry(t, m, orig, wantPath, noteHas)
 	}
 	bb := check("bin/busybox", "0x1000-hostile.extract/bin/busybox", "setuid")
 	if bb.Mode != "4755" || bb.SHA256 == "" || bb.Size != 7 {
@@ -189,6 +197,17 @@ func checkHostileManifest(t *testing.T, rep *firmware.Report, x string) {
 	}
 	if st, err := os.Lstat(filepath.Join(x, "escape")); err != nil || !st.Mode().IsRegular() {
 		t.Errorf("escape is %v (%v), want a placeholder file", st.Mode(), err)
+	}
+	checkHostileRefused(t, rep, m, x)
+}
+
+// checkHostileRefused checks the hostile entries of hostileImage that are
+// not created, or created only in part, in x.
+func checkHostileRefused(t *testing.T, rep *firmware.Report, m map[string]firmware.ManifestEntry, x string) {
+	t.Helper()
+	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
+		t.Helper()
+		return checkManifestEntry(t, m, orig, wantPath, noteHas)
 	}
 	check("dotlink/dotlink/through", "", "goes through the symlink \"dotlink\"")
 	if _, err := os.Stat(filepath.Join(x, "through")); err == nil {
