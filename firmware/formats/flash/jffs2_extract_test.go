@@ -253,62 +253,77 @@ func jffs2Crafted(t testing.TB) map[string][]byte {
 		if bo == binary.BigEndian {
 			sfx = "-be"
 		}
-		// Versions: data overlays, a truncation, a deletion, a rename.
-		img := newJFFS2Image(bo)
-		img.dir(2, 1)
-		img.dirent(1, 1, 2, "etc", 4)
-		img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 8, data: []byte("AAAAAAAA")})
-		img.inode(jffs2InodeSpec{ino: 3, version: 3, mode: fmtutil.IFREG | 0o644, isize: 10, offset: 6, data: []byte("cccc")})
-		img.inode(jffs2InodeSpec{ino: 3, version: 2, mode: fmtutil.IFREG | 0o644, isize: 8, offset: 2, data: []byte("bb")})
-		img.dirent(2, 1, 3, "overlay", 8)
-		img.inode(jffs2InodeSpec{ino: 4, version: 1, mode: fmtutil.IFREG | 0o600, isize: 6, data: []byte("secret")})
-		img.inode(jffs2InodeSpec{ino: 4, version: 2, mode: fmtutil.IFREG | 0o600, isize: 3}) // truncate to 3
-		img.dirent(2, 2, 4, "truncated", 8)
-		img.file(5, 1, 0o644, "deleted")
-		img.dirent(2, 3, 5, "gone", 8)
-		img.dirent(2, 4, 0, "gone", 8) // unlink
-		img.file(6, 1, 0o644, "renamed")
-		img.dirent(2, 5, 6, "old-name", 8)
-		img.dirent(2, 7, 0, "old-name", 8)
-		img.dirent(2, 6, 6, "new-name", 8)
-		// LZMA, with both ids; zero-compressed and rtime data; a hole.
-		text := bytes.Repeat([]byte("lzma in jffs2 "), 300)
-		img.inode(jffs2InodeSpec{ino: 7, version: 1, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMA})
-		img.inode(jffs2InodeSpec{ino: 7, version: 2, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), offset: uint32(len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMAOpenWrt})
-		img.dirent(1, 2, 7, "lzma", 8)
-		img.inode(jffs2InodeSpec{ino: 8, version: 1, mode: fmtutil.IFREG | 0o644, isize: 12, data: []byte("a\x03b\x00a\x02"), dsize: 7, compr: jffs2ComprRtime})
-		img.inode(jffs2InodeSpec{ino: 8, version: 2, mode: fmtutil.IFREG | 0o644, isize: 12, offset: 7, dsize: 3, compr: jffs2ComprZero})
-		img.dirent(1, 3, 8, "rtime-zero-hole", 8)
-		// Special files: an old-style 16-bit device number, a fifo.
-		dev := make([]byte, 2)
-		bo.PutUint16(dev, 4<<8|65)
-		img.inode(jffs2InodeSpec{ino: 9, version: 1, mode: fmtutil.IFCHR | 0o620, data: dev})
-		img.dirent(1, 4, 9, "ttyS1", 2)
-		img.inode(jffs2InodeSpec{ino: 10, version: 1, mode: fmtutil.IFLNK | 0o777, isize: 8, data: []byte("/etc/new-name")})
-		img.dirent(1, 5, 10, "link", 10)
-		out["versions"+sfx] = img.buf
-
-		// Bad CRCs, an obsolete node, damaged bytes between nodes.
-		img = newJFFS2Image(bo)
-		img.file(2, 1, 0o644, "good data")
-		badData := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("BAD CRC!!")})
-		img.buf[badData+70] ^= 1 // data CRC
-		off := img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: fmtutil.IFREG | 0o777, isize: 9, data: []byte("BAD NODE!")})
-		img.buf[off+20] ^= 1 // node CRC (mode)
-		obsolete := img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("OBSOLETE!")})
-		bo.PutUint16(img.buf[obsolete+2:], jffs2Inode&^jffs2Accurate)
-		img.dirent(1, 1, 2, "file", 8)
-		off = img.dirent(1, 2, 0, "file", 8)
-		img.buf[off+40] ^= 1 // name CRC: this deletion does not count
-		img.buf = append(img.buf, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4)
-		off = img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 11, data: []byte("lost header")})
-		img.buf[off+9] ^= 1 // header CRC: the walk steps over the node
-		img.file(4, 1, 0o644, "after the damage")
-		img.dirent(1, 3, 4, "after", 8)
-		out["crc"+sfx] = img.buf
-		jffs2Offsets["crc"+sfx] = []int{badData, obsolete}
+		out["versions"+sfx] = jffs2VersionsImage(t, bo)
+		out["crc"+sfx], jffs2Offsets["crc"+sfx] = jffs2CRCImage(bo)
 	}
+	out["hostile"] = jffs2HostileImage()
+	return out
+}
 
+// jffs2VersionsImage is the crafted image of versions, compressors and
+// special files.
+func jffs2VersionsImage(t testing.TB, bo binary.ByteOrder) []byte {
+	// Versions: data overlays, a truncation, a deletion, a rename.
+	img := newJFFS2Image(bo)
+	img.dir(2, 1)
+	img.dirent(1, 1, 2, "etc", 4)
+	img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 8, data: []byte("AAAAAAAA")})
+	img.inode(jffs2InodeSpec{ino: 3, version: 3, mode: fmtutil.IFREG | 0o644, isize: 10, offset: 6, data: []byte("cccc")})
+	img.inode(jffs2InodeSpec{ino: 3, version: 2, mode: fmtutil.IFREG | 0o644, isize: 8, offset: 2, data: []byte("bb")})
+	img.dirent(2, 1, 3, "overlay", 8)
+	img.inode(jffs2InodeSpec{ino: 4, version: 1, mode: fmtutil.IFREG | 0o600, isize: 6, data: []byte("secret")})
+	img.inode(jffs2InodeSpec{ino: 4, version: 2, mode: fmtutil.IFREG | 0o600, isize: 3}) // truncate to 3
+	img.dirent(2, 2, 4, "truncated", 8)
+	img.file(5, 1, 0o644, "deleted")
+	img.dirent(2, 3, 5, "gone", 8)
+	img.dirent(2, 4, 0, "gone", 8) // unlink
+	img.file(6, 1, 0o644, "renamed")
+	img.dirent(2, 5, 6, "old-name", 8)
+	img.dirent(2, 7, 0, "old-name", 8)
+	img.dirent(2, 6, 6, "new-name", 8)
+	// LZMA, with both ids; zero-compressed and rtime data; a hole.
+	text := bytes.Repeat([]byte("lzma in jffs2 "), 300)
+	img.inode(jffs2InodeSpec{ino: 7, version: 1, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMA})
+	img.inode(jffs2InodeSpec{ino: 7, version: 2, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), offset: uint32(len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMAOpenWrt})
+	img.dirent(1, 2, 7, "lzma", 8)
+	img.inode(jffs2InodeSpec{ino: 8, version: 1, mode: fmtutil.IFREG | 0o644, isize: 12, data: []byte("a\x03b\x00a\x02"), dsize: 7, compr: jffs2ComprRtime})
+	img.inode(jffs2InodeSpec{ino: 8, version: 2, mode: fmtutil.IFREG | 0o644, isize: 12, offset: 7, dsize: 3, compr: jffs2ComprZero})
+	img.dirent(1, 3, 8, "rtime-zero-hole", 8)
+	// Special files: an old-style 16-bit device number, a fifo.
+	dev := make([]byte, 2)
+	bo.PutUint16(dev, 4<<8|65)
+	img.inode(jffs2InodeSpec{ino: 9, version: 1, mode: fmtutil.IFCHR | 0o620, data: dev})
+	img.dirent(1, 4, 9, "ttyS1", 2)
+	img.inode(jffs2InodeSpec{ino: 10, version: 1, mode: fmtutil.IFLNK | 0o777, isize: 8, data: []byte("/etc/new-name")})
+	img.dirent(1, 5, 10, "link", 10)
+	return img.buf
+}
+
+// jffs2CRCImage is the crafted image of damaged nodes; it also returns the
+// offsets of the bad-data and obsolete nodes.
+func jffs2CRCImage(bo binary.ByteOrder) ([]byte, []int) {
+	// Bad CRCs, an obsolete node, damaged bytes between nodes.
+	img := newJFFS2Image(bo)
+	img.file(2, 1, 0o644, "good data")
+	badData := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("BAD CRC!!")})
+	img.buf[badData+70] ^= 1 // data CRC
+	off := img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: fmtutil.IFREG | 0o777, isize: 9, data: []byte("BAD NODE!")})
+	img.buf[off+20] ^= 1 // node CRC (mode)
+	obsolete := img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("OBSOLETE!")})
+	bo.PutUint16(img.buf[obsolete+2:], jffs2Inode&^jffs2Accurate)
+	img.dirent(1, 1, 2, "file", 8)
+	off = img.dirent(1, 2, 0, "file", 8)
+	img.buf[off+40] ^= 1 // name CRC: this deletion does not count
+	img.buf = append(img.buf, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4)
+	off = img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 11, data: []byte("lost header")})
+	img.buf[off+9] ^= 1 // header CRC: the walk steps over the node
+	img.file(4, 1, 0o644, "after the damage")
+	img.dirent(1, 3, 4, "after", 8)
+	return img.buf, []int{badData, obsolete}
+}
+
+// jffs2HostileImage is the crafted image of hostile trees.
+func jffs2HostileImage() []byte {
 	// Hostile trees: a directory that is its own ancestor, a second name
 	// for a directory, an entry naming the root, names that climb out,
 	// an isize of 4 GiB, a node whose data would run past it.
@@ -330,8 +345,7 @@ func jffs2Crafted(t testing.TB) map[string][]byte {
 	img.dirent(1, 6, 6, "link-out", 10)
 	img.dirent(1, 7, 99, "no-inode", 8)
 	img.dirent(42, 1, 4, "orphan", 8)
-	out["hostile"] = img.buf
-	return out
+	return img.buf
 }
 
 // TestJFFS2Versions: the highest version wins range by range, isize
