@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -220,6 +222,47 @@ func (s *MemSink) Listing() []string {
 			line += fmt.Sprintf(" dev=%d,%d", h.Devmajor, h.Devminor)
 		}
 		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DiskListing renders an extracted folder like MemSink.Listing, without
+// owners and with the permission bits only (what a non-root extraction keeps).
+func DiskListing(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s -> %s", rel, target))
+		case info.IsDir():
+			out = append(out, rel+"/")
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
+		default:
+			out = append(out, fmt.Sprintf("%s type=%v", rel, info.Mode().Type()))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	slices.Sort(out)
 	return out

@@ -191,48 +191,7 @@ func TestCramfsWriterFixture(t *testing.T) {
 	}
 }
 
-// diskListing renders an extracted folder like MemSink.Listing, without
-// owners and with the permission bits only (what a non-root extraction keeps).
-func diskListing(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s -> %s", rel, target))
-		case info.IsDir():
-			out = append(out, rel+"/")
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
-		default:
-			out = append(out, fmt.Sprintf("%s type=%v", rel, info.Mode().Type()))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// memListing renders a MemSink the way diskListing renders a folder.
+// memListing renders a MemSink the way firmwaretest.DiskListing renders a folder.
 func memListing(s *firmwaretest.MemSink) []string {
 	var out []string
 	for _, e := range s.Entries {
@@ -301,7 +260,7 @@ func TestCramfsAgainstFsck(t *testing.T) {
 			if res.Chunk.Confidence != firmware.ConfidenceHigh || res.Chunk.Size != int64(len(img))-off {
 				t.Errorf("chunk = %+v", res.Chunk)
 			}
-			want := diskListing(t, out)
+			want := firmwaretest.DiskListing(t, out)
 			var got []string
 			for _, l := range memListing(res.Sink) {
 				if !strings.HasPrefix(l, "dev/") || os.Geteuid() == 0 {
@@ -337,7 +296,7 @@ func TestCramfsAgainst7z(t *testing.T) {
 			res := firmwaretest.MustRun(t, Cramfs, img, 0)
 			got := onlyFiles(memListing(res.Sink))
 			// 7-Zip leaves an empty file for each symlink it refused.
-			want := slices.DeleteFunc(onlyFiles(diskListing(t, out)), func(l string) bool {
+			want := slices.DeleteFunc(onlyFiles(firmwaretest.DiskListing(t, out)), func(l string) bool {
 				e, ok := res.Sink.Entry(l[:strings.IndexByte(l, ' ')])
 				return ok && e.Header.Type == firmware.TypeSymlink
 			})

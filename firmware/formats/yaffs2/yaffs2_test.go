@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,49 +157,12 @@ func TestAgainstUnyaffs(t *testing.T) {
 				}
 			}
 			slices.Sort(got)
-			want := diskListing(t, out)
+			want := firmwaretest.DiskListing(t, out)
 			if !slices.Equal(got, want) {
 				t.Errorf("ours (+) and unyaffs's (-) differ:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
-}
-
-func diskListing(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, rel+" -> "+target)
-		case info.IsDir():
-			out = append(out, rel+"/")
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // TestRewrites: a later copy of an object (a higher sequence number)
