@@ -28,58 +28,44 @@ import (
 
 // hostile is a test format: "HOST" + u32 length, whose Extract hands the Sink
 // every kind of hostile entry.
-var hostile = &firmware.Format{
-	Name:   "hostile",
-	Kind:   firmware.KindArchive,
-	Magics: []firmware.Magic{{Bytes: []byte("HOST")}},
-	Identify: func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
-		var h [8]byte
-		if off+8 > size {
-			return nil, firmware.ErrNotFormat
+var hostile = lengthFormat("hostile", "HOST", firmware.KindArchive, extractHostile)
+
+// extractHostile extracts the entries of the hostile test archive.
+func extractHostile(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	file := func(name string, mode fs.FileMode, body string) error {
+		return out.Add(&firmware.Header{Name: name, Type: firmware.TypeFile, Mode: mode, Size: int64(len(body))}, strings.NewReader(body))
+	}
+	link := func(name, target string, t firmware.EntryType) error {
+		return out.Add(&firmware.Header{Name: name, Type: t, Mode: 0o777, Linkname: target}, nil)
+	}
+	steps := []func() error{
+		func() error { return out.Add(&firmware.Header{Name: "bin", Type: firmware.TypeDir, Mode: 0o755}, nil) },
+		func() error { return file("bin/busybox", 0o755|fs.ModeSetuid, "busybox") },
+		func() error { return file("../../etc/evil", 0o644, "traversal") },
+		func() error { return file("/abs/file", 0o600, "absolute") },
+		func() error { return link("bin/sh", "busybox", firmware.TypeSymlink) },
+		func() error { return link("bin/ash", "/bin/busybox", firmware.TypeSymlink) },
+		func() error { return link("escape", "../../../../etc/shadow", firmware.TypeSymlink) },
+		func() error { return link("dotlink", ".", firmware.TypeSymlink) },
+		func() error { return file("dotlink/dotlink/through", 0o644, "through a link inside") },
+		func() error { return link("bin/hard", "bin/busybox", firmware.TypeHardlink) },
+		func() error { return link("hardout", "../../etc/passwd", firmware.TypeHardlink) },
+		func() error {
+			return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
+		},
+		func() error {
+			return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil)
+		},
+		func() error { return file("bin", 0o644, "a file over a folder") },
+		func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
 		}
-		r.ReadAt(h[:], off)
-		n := int64(binary.LittleEndian.Uint32(h[4:]))
-		if n < 8 || n > size-off {
-			return nil, firmware.ErrNotFormat
-		}
-		return &firmware.Chunk{Offset: off, Size: n, Desc: "hostile test archive", Confidence: firmware.ConfidenceHigh}, nil
-	},
-	Extract: func(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
-		file := func(name string, mode fs.FileMode, body string) error {
-			return out.Add(&firmware.Header{Name: name, Type: firmware.TypeFile, Mode: mode, Size: int64(len(body))}, strings.NewReader(body))
-		}
-		link := func(name, target string, t firmware.EntryType) error {
-			return out.Add(&firmware.Header{Name: name, Type: t, Mode: 0o777, Linkname: target}, nil)
-		}
-		steps := []func() error{
-			func() error { return out.Add(&firmware.Header{Name: "bin", Type: firmware.TypeDir, Mode: 0o755}, nil) },
-			func() error { return file("bin/busybox", 0o755|fs.ModeSetuid, "busybox") },
-			func() error { return file("../../etc/evil", 0o644, "traversal") },
-			func() error { return file("/abs/file", 0o600, "absolute") },
-			func() error { return link("bin/sh", "busybox", firmware.TypeSymlink) },
-			func() error { return link("bin/ash", "/bin/busybox", firmware.TypeSymlink) },
-			func() error { return link("escape", "../../../../etc/shadow", firmware.TypeSymlink) },
-			func() error { return link("dotlink", ".", firmware.TypeSymlink) },
-			func() error { return file("dotlink/dotlink/through", 0o644, "through a link inside") },
-			func() error { return link("bin/hard", "bin/busybox", firmware.TypeHardlink) },
-			func() error { return link("hardout", "../../etc/passwd", firmware.TypeHardlink) },
-			func() error {
-				return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
-			},
-			func() error {
-				return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil)
-			},
-			func() error { return file("bin", 0o644, "a file over a folder") },
-			func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return err
-			}
-		}
-		out.Warn("hostile archive extracted")
-		return nil
-	},
+	}
+	out.Warn("hostile archive extracted")
+	return nil
 }
 
 func hostileImage(t *testing.T) string {
