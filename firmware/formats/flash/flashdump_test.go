@@ -27,18 +27,11 @@ type part struct {
 	size int64
 }
 
-// assembleDump writes the flash dump to a temporary file, as assemble.sh does.
+// assembleDump writes the flash dump to a temporary file, as assemble.sh does:
+// each part at its layout.txt offset, 0xFF everywhere else.
 func assembleDump(t testing.TB) (string, []part) {
 	t.Helper()
-	return assembleLayout(t, dumpDir)
-}
-
-// assembleLayout writes the 16 MiB dump that dir/layout.txt describes, as
-// dir/assemble.sh does: each part at its layout.txt offset, 0xFF everywhere
-// else. It returns its path and the parts.
-func assembleLayout(t testing.TB, dir string) (string, []part) {
-	t.Helper()
-	layout, err := os.Open(filepath.Join(dir, "layout.txt"))
+	layout, err := os.Open(filepath.Join(dumpDir, "layout.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +52,7 @@ func assembleLayout(t testing.TB, dir string) (string, []part) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, file))
+		data, err := os.ReadFile(filepath.Join(dumpDir, file))
 		if err != nil {
 			t.Fatal(err)
 		}
