@@ -28,58 +28,44 @@ import (
 
 // hostile is a test format: "HOST" + u32 length, whose Extract hands the Sink
 // every kind of hostile entry.
-var hostile = &firmware.Format{
-	Name:   "hostile",
-	Kind:   firmware.KindArchive,
-	Magics: []firmware.Magic{{Bytes: []byte("HOST")}},
-	Identify: func(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
-		var h [8]byte
-		if off+8 > size {
-			return nil, firmware.ErrNotFormat
+var hostile = lengthFormat("hostile", "HOST", firmware.KindArchive, extractHostile)
+
+// extractHostile extracts the entries of the hostile test archive.
+func extractHostile(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	file := func(name string, mode fs.FileMode, body string) error {
+		return out.Add(&firmware.Header{Name: name, Type: firmware.TypeFile, Mode: mode, Size: int64(len(body))}, strings.NewReader(body))
+	}
+	link := func(name, target string, t firmware.EntryType) error {
+		return out.Add(&firmware.Header{Name: name, Type: t, Mode: 0o777, Linkname: target}, nil)
+	}
+	steps := []func() error{
+		func() error { return out.Add(&firmware.Header{Name: "bin", Type: firmware.TypeDir, Mode: 0o755}, nil) },
+		func() error { return file("bin/busybox", 0o755|fs.ModeSetuid, "busybox") },
+		func() error { return file("../../etc/evil", 0o644, "traversal") },
+		func() error { return file("/abs/file", 0o600, "absolute") },
+		func() error { return link("bin/sh", "busybox", firmware.TypeSymlink) },
+		func() error { return link("bin/ash", "/bin/busybox", firmware.TypeSymlink) },
+		func() error { return link("escape", "../../../../etc/shadow", firmware.TypeSymlink) },
+		func() error { return link("dotlink", ".", firmware.TypeSymlink) },
+		func() error { return file("dotlink/dotlink/through", 0o644, "through a link inside") },
+		func() error { return link("bin/hard", "bin/busybox", firmware.TypeHardlink) },
+		func() error { return link("hardout", "../../etc/passwd", firmware.TypeHardlink) },
+		func() error {
+			return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
+		},
+		func() error {
+			return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil)
+		},
+		func() error { return file("bin", 0o644, "a file over a folder") },
+		func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
 		}
-		r.ReadAt(h[:], off)
-		n := int64(binary.LittleEndian.Uint32(h[4:]))
-		if n < 8 || n > size-off {
-			return nil, firmware.ErrNotFormat
-		}
-		return &firmware.Chunk{Offset: off, Size: n, Desc: "hostile test archive", Confidence: firmware.ConfidenceHigh}, nil
-	},
-	Extract: func(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
-		file := func(name string, mode fs.FileMode, body string) error {
-			return out.Add(&firmware.Header{Name: name, Type: firmware.TypeFile, Mode: mode, Size: int64(len(body))}, strings.NewReader(body))
-		}
-		link := func(name, target string, t firmware.EntryType) error {
-			return out.Add(&firmware.Header{Name: name, Type: t, Mode: 0o777, Linkname: target}, nil)
-		}
-		steps := []func() error{
-			func() error { return out.Add(&firmware.Header{Name: "bin", Type: firmware.TypeDir, Mode: 0o755}, nil) },
-			func() error { return file("bin/busybox", 0o755|fs.ModeSetuid, "busybox") },
-			func() error { return file("../../etc/evil", 0o644, "traversal") },
-			func() error { return file("/abs/file", 0o600, "absolute") },
-			func() error { return link("bin/sh", "busybox", firmware.TypeSymlink) },
-			func() error { return link("bin/ash", "/bin/busybox", firmware.TypeSymlink) },
-			func() error { return link("escape", "../../../../etc/shadow", firmware.TypeSymlink) },
-			func() error { return link("dotlink", ".", firmware.TypeSymlink) },
-			func() error { return file("dotlink/dotlink/through", 0o644, "through a link inside") },
-			func() error { return link("bin/hard", "bin/busybox", firmware.TypeHardlink) },
-			func() error { return link("hardout", "../../etc/passwd", firmware.TypeHardlink) },
-			func() error {
-				return out.Add(&firmware.Header{Name: "dev/console", Type: firmware.TypeCharDevice, Mode: 0o600, Devmajor: 5, Devminor: 1}, nil)
-			},
-			func() error {
-				return out.Add(&firmware.Header{Name: "dev/fifo", Type: firmware.TypeFIFO, Mode: 0o644}, nil)
-			},
-			func() error { return file("bin", 0o644, "a file over a folder") },
-			func() error { return file("tmp/x", 0o1777|fs.ModeSticky|fs.ModeSetgid, "sticky") },
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return err
-			}
-		}
-		out.Warn("hostile archive extracted")
-		return nil
-	},
+	}
+	out.Warn("hostile archive extracted")
+	return nil
 }
 
 func hostileImage(t *testing.T) string {
@@ -128,22 +114,52 @@ func TestSinkSafety(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the output's parent holds %d entries, want only out/", len(ents))
 	}
-	x := filepath.Join(out, "0x1000-hostile.extract")
+	checkHostileManifest(t, rep, filepath.Join(out, "0x1000-hostile.extract"))
+	checkTreeStaysInside(t, out)
+	if c := rep.Chunks[0]; len(c.Warnings) != 1 || c.ExtractDir != "0x1000-hostile.extract" {
+		t.Errorf("chunk %+v", c)
+	}
+	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0xff" || rep.Unknown[0].Size != 4096 {
+		t.Errorf("unknown regions %+v, want one 4096-byte 0xff padding", rep.Unknown)
+	}
+	// report.json is there and matches.
+	var disk firmware.Report
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil || json.Unmarshal(b, &disk) != nil || len(disk.Manifest) != len(rep.Manifest) {
+		t.Errorf("report.json: %v", err)
+	}
+	if !strings.Contains(string(b), `"timeout": "30m0s"`) {
+		t.Errorf("report.json limits do not show the timeout")
+	}
+}
+
+// checkManifestEntry checks that the manifest m has an entry for orig,
+// written at wantPath, with a note that mentions noteHas.
+func checkManifestEntry(t *testing.T, m map[string]firmware.ManifestEntry, orig, wantPath, noteHas string) firmware.ManifestEntry {
+	t.Helper()
+	e, ok := m[orig]
+	if !ok {
+		t.Fatalf("no manifest entry for %q", orig)
+	}
+	if e.Path != wantPath {
+		t.Errorf("%q written at %q, want %q", orig, e.Path, wantPath)
+	}
+	if !strings.Contains(e.Note, noteHas) {
+		t.Errorf("%q note %q, want it to mention %q", orig, e.Note, noteHas)
+	}
+	return e
+}
+
+// checkHostileManifest checks what became of each hostile entry of
+// hostileImage, extracted in x: in the manifest and on disk. Names are
+// made local and links kept inside.
+func checkHostileManifest(t *testing.T, rep *firmware.Report, x string) {
+	t.Helper()
 	m := manifestByName(rep)
 
 	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
 		t.Helper()
-		e, ok := m[orig]
-		if !ok {
-			t.Fatalf("no manifest entry for %q", orig)
-		}
-		if e.Path != wantPath {
-			t.Errorf("%q written at %q, want %q", orig, e.Path, wantPath)
-		}
-		if !strings.Contains(e.Note, noteHas) {
-			t.Errorf("%q note %q, want it to mention %q", orig, e.Note, noteHas)
-		}
-		return e
+		return checkManifestEntry(t, m, orig, wantPath, noteHas)
 	}
 	bb := check("bin/busybox", "0x1000-hostile.extract/bin/busybox", "setuid")
 	if bb.Mode != "4755" || bb.SHA256 == "" || bb.Size != 7 {
@@ -167,6 +183,17 @@ func TestSinkSafety(t *testing.T) {
 	}
 	if st, err := os.Lstat(filepath.Join(x, "escape")); err != nil || !st.Mode().IsRegular() {
 		t.Errorf("escape is %v (%v), want a placeholder file", st.Mode(), err)
+	}
+	checkHostileRefused(t, rep, m, x)
+}
+
+// checkHostileRefused checks the hostile entries of hostileImage that are
+// not created, or created only in part, in x.
+func checkHostileRefused(t *testing.T, rep *firmware.Report, m map[string]firmware.ManifestEntry, x string) {
+	t.Helper()
+	check := func(orig, wantPath, noteHas string) firmware.ManifestEntry {
+		t.Helper()
+		return checkManifestEntry(t, m, orig, wantPath, noteHas)
 	}
 	check("dotlink/dotlink/through", "", "goes through the symlink \"dotlink\"")
 	if _, err := os.Stat(filepath.Join(x, "through")); err == nil {
@@ -196,7 +223,12 @@ func TestSinkSafety(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(x, "dev/console")); err == nil {
 		t.Errorf("a device node placeholder exists")
 	}
-	// Walk: no special files, no setuid bits, no link leaving out.
+}
+
+// checkTreeStaysInside walks out: no special files, no setuid bits, no
+// link leaving out.
+func checkTreeStaysInside(t *testing.T, out string) {
+	t.Helper()
 	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -214,21 +246,6 @@ func TestSinkSafety(t *testing.T) {
 		}
 		return nil
 	})
-	if c := rep.Chunks[0]; len(c.Warnings) != 1 || c.ExtractDir != "0x1000-hostile.extract" {
-		t.Errorf("chunk %+v", c)
-	}
-	if len(rep.Unknown) != 1 || rep.Unknown[0].Padding != "0xff" || rep.Unknown[0].Size != 4096 {
-		t.Errorf("unknown regions %+v, want one 4096-byte 0xff padding", rep.Unknown)
-	}
-	// report.json is there and matches.
-	var disk firmware.Report
-	b, err := os.ReadFile(filepath.Join(out, "report.json"))
-	if err != nil || json.Unmarshal(b, &disk) != nil || len(disk.Manifest) != len(rep.Manifest) {
-		t.Errorf("report.json: %v", err)
-	}
-	if !strings.Contains(string(b), `"timeout": "30m0s"`) {
-		t.Errorf("report.json limits do not show the timeout")
-	}
 }
 
 func TestOutputNotEmpty(t *testing.T) {

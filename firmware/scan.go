@@ -206,40 +206,88 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	if len(whole) > 0 && size > 0 {
 		cands = append(whole, cands...)
 	}
-	// Candidates are accepted in order: a verified chunk hides the ones that
-	// start inside it. With several workers, the next candidates not yet
-	// hidden are identified ahead, in parallel (Identify has no side
-	// effects); results for candidates that end up hidden are dropped, so the
-	// chunk map is the same as with one worker.
-	type ident struct {
-		ch   *Chunk
-		err  error
-		done chan struct{}
+	if err := res.accept(ctx, r, size, formats, cands, workers); err != nil {
+		return nil, err
 	}
-	ahead := make([]*ident, len(cands))
-	identSem := make(chan struct{}, max(workers, 1))
-	var inFlight sync.WaitGroup
-	defer inFlight.Wait() // nobody reads r after scanFile returns
-	launch := func(j int) {
-		if ahead[j] != nil {
-			return
+	if !withRegions {
+		return res, nil
+	}
+	if err := res.describeGaps(ctx, r, size, workers); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// lookahead identifies candidates ahead of the walk, in parallel (Identify
+// has no side effects); a result is read once the walk reaches its
+// candidate.
+type lookahead struct {
+	r       io.ReaderAt
+	size    int64
+	formats []*Format
+	cands   []candidate
+	ahead   []*ident
+	sem     chan struct{}
+	wg      sync.WaitGroup
+}
+
+// ident is the pending result of one candidate's Identify.
+type ident struct {
+	ch   *Chunk
+	err  error
+	done chan struct{}
+}
+
+func newLookahead(r io.ReaderAt, size int64, formats []*Format, cands []candidate, workers int) *lookahead {
+	return &lookahead{r: r, size: size, formats: formats, cands: cands,
+		ahead: make([]*ident, len(cands)), sem: make(chan struct{}, max(workers, 1))}
+}
+
+// launch starts identifying candidate j unless it was already started.
+func (la *lookahead) launch(j int) {
+	if la.ahead[j] != nil {
+		return
+	}
+	id := &ident{done: make(chan struct{})}
+	la.ahead[j] = id
+	c := la.cands[j]
+	la.wg.Go(func() {
+		la.sem <- struct{}{}
+		id.ch, id.err = identify(la.formats[c.format], la.r, c.start, la.size)
+		<-la.sem
+		close(id.done)
+	})
+}
+
+// identify returns the result for candidate i, first launching it and the
+// next candidates not yet hidden (starting at or after cursor), up to
+// workers in all.
+func (la *lookahead) identify(i int, cursor int64, workers int) (*Chunk, error) {
+	for j, n := i, 0; j < len(la.cands) && n < workers; j++ {
+		if la.cands[j].start >= cursor {
+			la.launch(j)
+			n++
 		}
-		id := &ident{done: make(chan struct{})}
-		ahead[j] = id
-		c := cands[j]
-		inFlight.Go(func() {
-			identSem <- struct{}{}
-			id.ch, id.err = identify(formats[c.format], r, c.start, size)
-			<-identSem
-			close(id.done)
-		})
 	}
-	// open holds the chunks being searched for embedded ones, innermost last.
-	type openChunk struct {
-		idx int
-		end int64
-	}
-	var open []openChunk
+	<-la.ahead[i].done
+	return la.ahead[i].ch, la.ahead[i].err
+}
+
+// openChunk is a chunk being searched for embedded ones.
+type openChunk struct {
+	idx int
+	end int64
+}
+
+// accept identifies the candidates in order: a verified chunk hides the
+// ones that start inside it. With several workers, the next candidates not
+// yet hidden are identified ahead, in parallel; results for candidates that
+// end up hidden are dropped, so the chunk map is the same as with one
+// worker.
+func (res *scanResult) accept(ctx context.Context, r io.ReaderAt, size int64, formats []*Format, cands []candidate, workers int) error {
+	la := newLookahead(r, size, formats, cands, workers)
+	defer la.wg.Wait()   // nobody reads r after scanFile returns
+	var open []openChunk // innermost last
 	cursor := int64(0)
 	failedMore := 0
 	for i, c := range cands {
@@ -247,7 +295,7 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		for len(open) > 0 && c.start >= open[len(open)-1].end {
 			open = open[:len(open)-1]
@@ -264,36 +312,15 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 			// chunk's bytes only.
 			ch, err = identify(f, r, c.start, bound)
 		} else {
-			for j, n := i, 0; j < len(cands) && n < workers; j++ {
-				if cands[j].start >= cursor {
-					launch(j)
-					n++
-				}
-			}
-			<-ahead[i].done
-			ch, err = ahead[i].ch, ahead[i].err
+			ch, err = la.identify(i, cursor, workers)
 		}
 		if err != nil {
 			if !errors.Is(err, ErrNotFormat) && ctx.Err() == nil {
-				if len(res.failed) < maxFailed {
-					res.failed = append(res.failed, Gap{Offset: c.start, Format: f.Name, Status: GapFailed, Reason: err.Error()})
-				} else {
-					failedMore++
-				}
+				failedMore += res.fail(Gap{Offset: c.start, Format: f.Name, Status: GapFailed, Reason: err.Error()})
 			}
 			continue
 		}
-		if ch.Format == "" {
-			ch.Format = f.Name
-		}
-		// A chunk accepted where another format failed: the failure was a
-		// false lead.
-		for n := len(res.failed); n > 0 && res.failed[n-1].Offset == ch.Offset; n-- {
-			res.failed = res.failed[:n-1]
-		}
-		res.chunks = append(res.chunks, &ChunkReport{Chunk: *ch, Kind: f.Kind})
-		res.formats = append(res.formats, f)
-		res.parent = append(res.parent, parent)
+		res.add(ch, f, parent)
 		if searchInside(f, ch) {
 			open = append(open, openChunk{len(res.chunks) - 1, ch.Offset + ch.Size})
 			cursor = ch.Offset + 1
@@ -304,11 +331,38 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	if failedMore > 0 {
 		res.warnings = append(res.warnings, fmt.Sprintf("%d more candidates whose header was found but that could not be used were not listed", failedMore))
 	}
-	if !withRegions {
-		return res, nil
+	return nil
+}
+
+// fail lists a failed candidate, up to maxFailed; it returns 1 when the
+// candidate was only counted.
+func (res *scanResult) fail(g Gap) int {
+	if len(res.failed) >= maxFailed {
+		return 1
 	}
-	// Gaps between chunks are unknown data or padding; they are described
-	// by up to workers goroutines and reported in order.
+	res.failed = append(res.failed, g)
+	return 0
+}
+
+// add records an accepted chunk of format f, embedded in chunk parent (or -1).
+func (res *scanResult) add(ch *Chunk, f *Format, parent int) {
+	if ch.Format == "" {
+		ch.Format = f.Name
+	}
+	// A chunk accepted where another format failed: the failure was a
+	// false lead.
+	for n := len(res.failed); n > 0 && res.failed[n-1].Offset == ch.Offset; n-- {
+		res.failed = res.failed[:n-1]
+	}
+	res.chunks = append(res.chunks, &ChunkReport{Chunk: *ch, Kind: f.Kind})
+	res.formats = append(res.formats, f)
+	res.parent = append(res.parent, parent)
+}
+
+// describeGaps describes the gaps between the top-level chunks as unknown
+// data or padding; they are described by up to workers goroutines and
+// reported in order.
+func (res *scanResult) describeGaps(ctx context.Context, r io.ReaderAt, size int64, workers int) error {
 	type gap struct{ from, to int64 }
 	var gs []gap
 	prev := int64(0)
@@ -338,11 +392,11 @@ func scanFile(ctx context.Context, r io.ReaderAt, size int64, formats []*Format,
 	wg.Wait()
 	for i := range gs {
 		if errs[i] != nil {
-			return nil, errs[i]
+			return errs[i]
 		}
 		res.unknown = append(res.unknown, regs[i]...)
 	}
-	return res, nil
+	return nil
 }
 
 // identify calls f.Identify and checks the contract: the chunk starts at off

@@ -146,11 +146,70 @@ func hash32(s string) uint32 {
 	return h
 }
 
+// addEntry is the manifest entry being built by one Add, with its notes.
+type addEntry struct {
+	ManifestEntry
+	notes []string
+}
+
+func (a *addEntry) note(msg string) { a.notes = append(a.notes, msg) }
+
 // Add creates one entry below the chunk's folder.
 func (s *diskSink) Add(h *Header, r io.Reader) error {
 	if h == nil {
 		return errors.New("firmware: sink: nil header")
 	}
+	if err := s.admit(); err != nil {
+		return err
+	}
+	a := &addEntry{ManifestEntry: manifestEntry(h)}
+	name, note := safeName(h.Name)
+	if note != "" {
+		a.note(note)
+	}
+	defer func() {
+		a.Note = strings.Join(a.notes, "; ")
+		s.record(a.ManifestEntry)
+	}()
+	if name == "" {
+		if h.Type == TypeDir && (h.Name == "/" || h.Name == "." || h.Name == "./" || h.Name == "") {
+			a.notes = a.notes[:0] // the chunk's own root
+			return nil
+		}
+		return nil
+	}
+	if m := h.Mode; m&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		a.note("setuid/setgid bit dropped on disk")
+	}
+	if !s.makeParent(a, path.Dir(name)) {
+		return nil
+	}
+	rel := path.Join(s.dir, name)
+	switch h.Type {
+	case TypeDir:
+		if err := s.root.MkdirAll(name, 0o755); err != nil {
+			a.note(fmt.Sprintf("not created: %v", trimPathErr(err)))
+			return nil
+		}
+		a.Path = rel
+		return nil
+	case TypeFile:
+		return s.addFile(a, h, r, name, rel)
+	case TypeSymlink:
+		s.addSymlink(a, h, name, rel)
+		return nil
+	case TypeHardlink:
+		s.addHardlink(a, h, name, rel)
+		return nil
+	default:
+		a.note(a.Type + " not created on disk")
+		return nil
+	}
+}
+
+// admit checks that one more entry may be added: the context is live, no
+// limit was reached, and the file count stays within MaxFiles.
+func (s *diskSink) admit() error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
@@ -160,6 +219,17 @@ func (s *diskSink) Add(h *Header, r io.Reader) error {
 	if lim != nil {
 		return lim
 	}
+	if n := s.budget.files.Add(1); s.budget.limits.MaxFiles > 0 && n > int64(s.budget.limits.MaxFiles) {
+		err := fmt.Errorf("firmware: %s: more than %d files: %w", s.dir, s.budget.limits.MaxFiles, ErrLimit)
+		s.trip(err)
+		return err
+	}
+	return nil
+}
+
+// manifestEntry is the entry of h as the image declares it; Add fills in
+// what was written.
+func manifestEntry(h *Header) ManifestEntry {
 	e := ManifestEntry{
 		OrigName:   h.Name,
 		Type:       h.Type.String(),
@@ -173,118 +243,98 @@ func (s *diskSink) Add(h *Header, r io.Reader) error {
 	if h.Type == TypeFile || h.Size > 0 {
 		e.Size = max(h.Size, 0)
 	}
-	if n := s.budget.files.Add(1); s.budget.limits.MaxFiles > 0 && n > int64(s.budget.limits.MaxFiles) {
-		err := fmt.Errorf("firmware: %s: more than %d files: %w", s.dir, s.budget.limits.MaxFiles, ErrLimit)
-		s.trip(err)
+	return e
+}
+
+// makeParent creates the folder dir of an entry, unless it goes through a
+// symlink; it says whether the entry can be created.
+func (s *diskSink) makeParent(a *addEntry, dir string) bool {
+	if dir == "." || s.madeDir(dir) {
+		return true
+	}
+	if through := s.symlinkParent(dir); through != "" {
+		a.note(fmt.Sprintf("parent path goes through the symlink %q; not created", through))
+		return false
+	}
+	if err := s.root.MkdirAll(dir, 0o755); err != nil {
+		a.note(fmt.Sprintf("parent folder not created: %v", trimPathErr(err)))
+		return false
+	}
+	s.mu.Lock()
+	s.dirs[dir] = true
+	s.mu.Unlock()
+	return true
+}
+
+// addFile writes a regular file. A name the output refuses is a note; a
+// limit or a read error is returned, with the file kept as far as written.
+func (s *diskSink) addFile(a *addEntry, h *Header, r io.Reader, name, rel string) error {
+	a.Path = rel
+	n, sum, err := s.writeFile(name, h, r)
+	a.Size, a.SHA256 = n, sum
+	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			a.note("truncated: " + err.Error())
+		} else if pe := (*os.PathError)(nil); errors.As(err, &pe) && !errors.Is(err, context.Canceled) {
+			// The output refused the name (a folder of that name exists, ...).
+			a.note(fmt.Sprintf("not created: %v", trimPathErr(err)))
+			a.Path = ""
+			return nil
+		} else {
+			a.note("content incomplete: " + err.Error())
+		}
 		return err
 	}
-	name, note := safeName(h.Name)
-	var notes []string
-	if note != "" {
-		notes = append(notes, note)
+	s.mu.Lock()
+	s.files = append(s.files, rel)
+	s.mu.Unlock()
+	return nil
+}
+
+// addSymlink creates a symlink that stays inside the chunk's folder, or a
+// placeholder file that says why it was not created.
+func (s *diskSink) addSymlink(a *addEntry, h *Header, name, rel string) {
+	target, tnote := s.linkTarget(name, h.Linkname)
+	s.removeExisting(name)
+	if target == "" {
+		a.note(tnote)
+		msg := fmt.Sprintf("cordon: symlink to %q not created: %s\n", h.Linkname, tnote)
+		if err := s.root.WriteFile(name, []byte(msg), 0o644); err != nil {
+			a.note(fmt.Sprintf("placeholder not created: %v", trimPathErr(err)))
+			return
+		}
+		a.Path = rel
+		return
 	}
-	defer func() {
-		e.Note = strings.Join(notes, "; ")
-		s.record(e)
-	}()
-	if name == "" {
-		if h.Type == TypeDir && (h.Name == "/" || h.Name == "." || h.Name == "./" || h.Name == "") {
-			notes = notes[:0] // the chunk's own root
-			return nil
-		}
-		return nil
+	if tnote != "" {
+		a.note(tnote)
 	}
-	if m := h.Mode; m&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-		notes = append(notes, "setuid/setgid bit dropped on disk")
+	if err := s.root.Symlink(target, name); err != nil {
+		a.note(fmt.Sprintf("not created: %v", trimPathErr(err)))
+		return
 	}
-	if dir := path.Dir(name); dir != "." && !s.madeDir(dir) {
-		if through := s.symlinkParent(dir); through != "" {
-			notes = append(notes, fmt.Sprintf("parent path goes through the symlink %q; not created", through))
-			return nil
-		}
-		if err := s.root.MkdirAll(dir, 0o755); err != nil {
-			notes = append(notes, fmt.Sprintf("parent folder not created: %v", trimPathErr(err)))
-			return nil
-		}
-		s.mu.Lock()
-		s.dirs[dir] = true
-		s.mu.Unlock()
+	a.Path = rel
+}
+
+// addHardlink links to a regular file already written in this chunk.
+func (s *diskSink) addHardlink(a *addEntry, h *Header, name, rel string) {
+	target, tnote := safeName(h.Linkname)
+	if target == "" {
+		a.note("hard link target " + tnote)
+		return
 	}
-	rel := path.Join(s.dir, name)
-	switch h.Type {
-	case TypeDir:
-		if err := s.root.MkdirAll(name, 0o755); err != nil {
-			notes = append(notes, fmt.Sprintf("not created: %v", trimPathErr(err)))
-			return nil
-		}
-		e.Path = rel
-		return nil
-	case TypeFile:
-		e.Path = rel
-		n, sum, err := s.writeFile(name, h, r)
-		e.Size, e.SHA256 = n, sum
-		if err != nil {
-			if errors.Is(err, ErrLimit) {
-				notes = append(notes, "truncated: "+err.Error())
-			} else if pe := (*os.PathError)(nil); errors.As(err, &pe) && !errors.Is(err, context.Canceled) {
-				// The output refused the name (a folder of that name exists, ...).
-				notes = append(notes, fmt.Sprintf("not created: %v", trimPathErr(err)))
-				e.Path = ""
-				return nil
-			} else {
-				notes = append(notes, "content incomplete: "+err.Error())
-			}
-			return err
-		}
-		s.mu.Lock()
-		s.files = append(s.files, rel)
-		s.mu.Unlock()
-		return nil
-	case TypeSymlink:
-		target, tnote := s.linkTarget(name, h.Linkname)
-		s.removeExisting(name)
-		if target == "" {
-			notes = append(notes, tnote)
-			msg := fmt.Sprintf("cordon: symlink to %q not created: %s\n", h.Linkname, tnote)
-			if err := s.root.WriteFile(name, []byte(msg), 0o644); err != nil {
-				notes = append(notes, fmt.Sprintf("placeholder not created: %v", trimPathErr(err)))
-				return nil
-			}
-			e.Path = rel
-			return nil
-		}
-		if tnote != "" {
-			notes = append(notes, tnote)
-		}
-		if err := s.root.Symlink(target, name); err != nil {
-			notes = append(notes, fmt.Sprintf("not created: %v", trimPathErr(err)))
-			return nil
-		}
-		e.Path = rel
-		return nil
-	case TypeHardlink:
-		target, tnote := safeName(h.Linkname)
-		if target == "" {
-			notes = append(notes, "hard link target "+tnote)
-			return nil
-		}
-		st, err := s.root.Lstat(target)
-		if err != nil || !st.Mode().IsRegular() {
-			notes = append(notes, fmt.Sprintf("hard link target %q is not a file written here; not created", h.Linkname))
-			return nil
-		}
-		s.removeExisting(name)
-		if err := s.root.Link(target, name); err != nil {
-			notes = append(notes, fmt.Sprintf("not created: %v", trimPathErr(err)))
-			return nil
-		}
-		e.Path = rel
-		e.Size = st.Size()
-		return nil
-	default:
-		notes = append(notes, e.Type+" not created on disk")
-		return nil
+	st, err := s.root.Lstat(target)
+	if err != nil || !st.Mode().IsRegular() {
+		a.note(fmt.Sprintf("hard link target %q is not a file written here; not created", h.Linkname))
+		return
 	}
+	s.removeExisting(name)
+	if err := s.root.Link(target, name); err != nil {
+		a.note(fmt.Sprintf("not created: %v", trimPathErr(err)))
+		return
+	}
+	a.Path = rel
+	a.Size = st.Size()
 }
 
 func trimPathErr(err error) error {

@@ -221,88 +221,104 @@ func displayName(file string) string {
 
 // processChunk digests and extracts one chunk, then scans the files it produced.
 func (e *engine) processChunk(ctx context.Context, open opener, dir string, depth int, fileSize int64, job *chunkJob) {
-	c, f := job.rep, job.format
 	e.chunks.Add(1)
-	var files []string
-	var entries int
-	func() {
-		fail := func(err error) {
-			c.Errors = append(c.Errors, err.Error())
-			if e.root != nil {
-				c.Outcome = OutcomeIdentified
-			}
-			e.chunkGap(c, GapFailed, err.Error())
-		}
-		if err := e.acquire(ctx); err != nil {
-			fail(err)
-			return
-		}
-		defer e.release()
-		r, closer, _, err := open()
-		if err != nil {
-			fail(err)
-			return
-		}
-		defer closer.Close()
-		sum, ent, err := digest(ctx, r, c.Offset, c.Size)
-		if err != nil {
-			fail(err)
-			return
-		}
-		c.SHA256, c.Entropy = sum, ent
-		if e.root == nil {
-			// A scan opens nothing; it says what unpack would not open.
-			switch {
-			case c.Encrypted && f.Action() == ActionExtract: // a carved encrypted key is still carved
-				e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
-			case f.Action() == ActionIdentify:
-				e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
-			}
-			return
-		}
-		c.Outcome = OutcomeIdentified
-		switch f.Action() {
-		case ActionIdentify:
-			e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
-			return
-		case ActionCarve:
-			if c.Offset != 0 || c.Size != fileSize {
-				if err := e.carve(ctx, r, dir, c); err != nil {
-					e.chunkGap(c, GapFailed, err.Error())
-					return
-				}
-			}
-			c.Outcome = OutcomeCarved
-			return
-		}
-		if depth+1 > e.o.Limits.MaxDepth {
-			msg := fmt.Sprintf("depth limit %d reached: %s at %#x in %s not extracted", e.o.Limits.MaxDepth, c.Format, c.Offset, displayName(c.File))
-			c.Warnings = append(c.Warnings, msg)
-			e.chunkGap(c, GapIdentified, fmt.Sprintf("depth limit %d reached", e.o.Limits.MaxDepth))
-			return
-		}
-		var err2 error
-		files, entries, err2 = e.extract(ctx, r, dir, depth, job)
-		switch {
-		case entries > 0:
-			c.Outcome = OutcomeExtracted
-			if err2 != nil {
-				e.chunkGap(c, GapFailed, fmt.Sprintf("extraction stopped after %d entries: %v", entries, err2))
-			}
-		case err2 != nil:
-			e.chunkGap(c, GapFailed, err2.Error())
-		case c.Encrypted:
-			e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
-		default:
-			e.chunkGap(c, GapIdentified, "the extractor found no entries")
-		}
-	}()
+	files, entries := e.handleChunk(ctx, open, dir, depth, fileSize, job)
 	if len(files) == 0 {
 		return
 	}
-	// Scan what was extracted. A chunk that produced one file and nothing
-	// else (a compressed stream, a single-image container) keeps the chunks
-	// of that file beside it; otherwise each file gets its own .extract folder.
+	e.scanExtracted(ctx, files, entries, depth, job)
+}
+
+// handleChunk digests the chunk, then (when unpacking) carves or extracts it
+// as its format says. It returns the regular files extracted and the count
+// of entries.
+func (e *engine) handleChunk(ctx context.Context, open opener, dir string, depth int, fileSize int64, job *chunkJob) ([]string, int) {
+	c, f := job.rep, job.format
+	fail := func(err error) {
+		c.Errors = append(c.Errors, err.Error())
+		if e.root != nil {
+			c.Outcome = OutcomeIdentified
+		}
+		e.chunkGap(c, GapFailed, err.Error())
+	}
+	if err := e.acquire(ctx); err != nil {
+		fail(err)
+		return nil, 0
+	}
+	defer e.release()
+	r, closer, _, err := open()
+	if err != nil {
+		fail(err)
+		return nil, 0
+	}
+	defer closer.Close()
+	sum, ent, err := digest(ctx, r, c.Offset, c.Size)
+	if err != nil {
+		fail(err)
+		return nil, 0
+	}
+	c.SHA256, c.Entropy = sum, ent
+	if e.root == nil {
+		// A scan opens nothing; it says what unpack would not open.
+		switch {
+		case c.Encrypted && f.Action() == ActionExtract: // a carved encrypted key is still carved
+			e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
+		case f.Action() == ActionIdentify:
+			e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
+		}
+		return nil, 0
+	}
+	return e.unpackChunk(ctx, r, dir, depth, fileSize, job)
+}
+
+// unpackChunk carves or extracts a digested chunk and sets its outcome and
+// gap.
+func (e *engine) unpackChunk(ctx context.Context, r io.ReaderAt, dir string, depth int, fileSize int64, job *chunkJob) ([]string, int) {
+	c, f := job.rep, job.format
+	c.Outcome = OutcomeIdentified
+	switch f.Action() {
+	case ActionIdentify:
+		e.chunkGap(c, GapIdentified, "cordon identifies "+f.Name+" but has no extractor for it")
+		return nil, 0
+	case ActionCarve:
+		if c.Offset != 0 || c.Size != fileSize {
+			if err := e.carve(ctx, r, dir, c); err != nil {
+				e.chunkGap(c, GapFailed, err.Error())
+				return nil, 0
+			}
+		}
+		c.Outcome = OutcomeCarved
+		return nil, 0
+	}
+	if depth+1 > e.o.Limits.MaxDepth {
+		msg := fmt.Sprintf("depth limit %d reached: %s at %#x in %s not extracted", e.o.Limits.MaxDepth, c.Format, c.Offset, displayName(c.File))
+		c.Warnings = append(c.Warnings, msg)
+		e.chunkGap(c, GapIdentified, fmt.Sprintf("depth limit %d reached", e.o.Limits.MaxDepth))
+		return nil, 0
+	}
+	files, entries, err := e.extract(ctx, r, dir, depth, job)
+	switch {
+	case entries > 0:
+		c.Outcome = OutcomeExtracted
+		if err != nil {
+			e.chunkGap(c, GapFailed, fmt.Sprintf("extraction stopped after %d entries: %v", entries, err))
+		}
+	case err != nil:
+		e.chunkGap(c, GapFailed, err.Error())
+	case c.Encrypted:
+		e.chunkGap(c, GapIdentified, "encrypted: the content needs a key")
+	default:
+		e.chunkGap(c, GapIdentified, "the extractor found no entries")
+	}
+	return files, entries
+}
+
+// scanExtracted scans the files a chunk's extraction wrote, in parallel,
+// and files the chunks found as the job's kids. A chunk that produced one
+// file and nothing else (a compressed stream, a single-image container)
+// keeps the chunks of that file beside it; otherwise each file gets its own
+// .extract folder.
+func (e *engine) scanExtracted(ctx context.Context, files []string, entries, depth int, job *chunkJob) {
 	slices.Sort(files)
 	kids := make([][]*chunkJob, len(files))
 	var wg sync.WaitGroup
@@ -559,15 +575,7 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("firmware: %s is not a regular file", imagePath)
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, err
-	}
-	if ents, err := os.ReadDir(outDir); err != nil {
-		return nil, err
-	} else if len(ents) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrOutputNotEmpty, outDir)
-	}
-	root, err := os.OpenRoot(outDir)
+	root, err := openOutput(outDir)
 	if err != nil {
 		return nil, err
 	}
@@ -603,7 +611,33 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 	if info.Path == "" {
 		info = ImageInfo{Path: imagePath, Size: st.Size()}
 	}
-	rep := &Report{Image: info, Limits: o.Limits, Unknown: unknown}
+	rep := e.report(info, jobs, unknown, start)
+	if err := writeReport(root, rep); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, unpackreport.FileName), err)
+	}
+	return rep, nil
+}
+
+// openOutput creates the output folder when missing and opens it; it must
+// be empty.
+func openOutput(outDir string) (*os.Root, error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(outDir); err != nil {
+		return nil, err
+	} else if len(ents) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrOutputNotEmpty, outDir)
+	}
+	return os.OpenRoot(outDir)
+}
+
+// report assembles the Unpack report from the engine's results.
+func (e *engine) report(info ImageInfo, jobs []*chunkJob, unknown []Region, start time.Time) *Report {
+	rep := &Report{Image: info, Limits: e.o.Limits, Unknown: unknown}
 	rep.Manifest = []ManifestEntry{}
 	rep.Chunks = collect(jobs, &rep.Manifest)
 	rep.Gaps = e.sortedGaps()
@@ -628,15 +662,17 @@ func Unpack(ctx context.Context, imagePath, outDir string, o Options) (*Report, 
 		MaxDepth:     e.maxDepth,
 		Seconds:      time.Since(start).Seconds(),
 	}
+	return rep
+}
+
+// writeReport writes rep as report.json at the top of the output folder.
+func writeReport(root *os.Root, rep *Report) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("firmware: report: %w", err)
+		return fmt.Errorf("firmware: report: %w", err)
 	}
 	if err := root.WriteFile(unpackreport.FileName, append(data, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("firmware: write report: %w", err)
+		return fmt.Errorf("firmware: write report: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("firmware: unpack of %s interrupted; partial report in %s: %w", imagePath, filepath.Join(outDir, unpackreport.FileName), err)
-	}
-	return rep, nil
+	return nil
 }

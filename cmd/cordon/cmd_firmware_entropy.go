@@ -57,18 +57,7 @@ func runFirmwareEntropy(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	size := rep.Image.Size
-	bs := int64(block)
-	if bs == 0 {
-		// About DefaultEntropyBlocks blocks over what is not padding
-		// (padding runs print as one line each).
-		data := size
-		for _, u := range rep.Unknown {
-			if u.Padding != "" {
-				data -= u.Size
-			}
-		}
-		bs = firmware.DefaultEntropyBlock(data)
-	}
+	bs := entropyBlockSize(int64(block), rep)
 	if bs < firmware.MinEntropyBlock || bs > firmware.MaxEntropyBlock {
 		return usagef("--block %s: want %d bytes to %s", humanize.Bytes(bs), firmware.MinEntropyBlock, humanize.Bytes(firmware.MaxEntropyBlock))
 	}
@@ -83,23 +72,8 @@ func runFirmwareEntropy(ctx context.Context, e *env, args []string) error {
 	}
 	regions := firmware.EntropyRegions(blocks, rep.Chunks)
 	if *pngOut != "" {
-		if size == 0 {
-			return fmt.Errorf("%s is empty: nothing to draw", image)
-		}
-		// The picture has its own, finer blocks (about two per pixel
-		// column of what is not folded) unless --block says otherwise.
-		pbs, pblocks := bs, blocks
-		if block == 0 {
-			pbs = firmware.DefaultEntropyBlockFor(entropyplot.VisibleBytes(size, rep.Unknown, *linear), 2*int64(*width))
-			if pblocks, err = firmware.EntropyProfile(ctx, f, size, pbs); err != nil {
-				return err
-			}
-		}
-		var buf bytes.Buffer
-		if err := entropyplot.Draw(&buf, &entropyplot.Plot{Title: entropyplot.TitleOf(image), Size: size, Block: pbs, Blocks: pblocks, Chunks: rep.Chunks, Padding: rep.Unknown, Linear: *linear, Width: *width}); err != nil {
-			return usagef("%v", err)
-		}
-		if err := os.WriteFile(*pngOut, buf.Bytes(), 0o644); err != nil {
+		pic := entropyPicture{path: *pngOut, width: *width, linear: *linear, fixedBlock: block != 0}
+		if err := pic.draw(ctx, f, image, rep, bs, blocks); err != nil {
 			return err
 		}
 	}
@@ -118,6 +92,54 @@ func runFirmwareEntropy(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.Stdout, "\npicture: %s\n", *pngOut)
 	}
 	return nil
+}
+
+// entropyBlockSize is the --block size, or by default about
+// DefaultEntropyBlocks blocks over what is not padding (padding runs print
+// as one line each).
+func entropyBlockSize(block int64, rep *firmware.ScanReport) int64 {
+	if block != 0 {
+		return block
+	}
+	data := rep.Image.Size
+	for _, u := range rep.Unknown {
+		if u.Padding != "" {
+			data -= u.Size
+		}
+	}
+	return firmware.DefaultEntropyBlock(data)
+}
+
+// entropyPicture is what --png and its flags ask for.
+type entropyPicture struct {
+	path       string
+	width      int
+	linear     bool
+	fixedBlock bool // --block was given
+}
+
+// draw writes the PNG of the image's entropy (blocks of bs bytes) with the
+// chunks of rep.
+func (pic entropyPicture) draw(ctx context.Context, f io.ReaderAt, image string, rep *firmware.ScanReport, bs int64, blocks []firmware.EntropyBlock) error {
+	size := rep.Image.Size
+	if size == 0 {
+		return fmt.Errorf("%s is empty: nothing to draw", image)
+	}
+	// The picture has its own, finer blocks (about two per pixel
+	// column of what is not folded) unless --block says otherwise.
+	pbs, pblocks := bs, blocks
+	if !pic.fixedBlock {
+		pbs = firmware.DefaultEntropyBlockFor(entropyplot.VisibleBytes(size, rep.Unknown, pic.linear), 2*int64(pic.width))
+		var err error
+		if pblocks, err = firmware.EntropyProfile(ctx, f, size, pbs); err != nil {
+			return err
+		}
+	}
+	var buf bytes.Buffer
+	if err := entropyplot.Draw(&buf, &entropyplot.Plot{Title: entropyplot.TitleOf(image), Size: size, Block: pbs, Blocks: pblocks, Chunks: rep.Chunks, Padding: rep.Unknown, Linear: pic.linear, Width: pic.width}); err != nil {
+		return usagef("%v", err)
+	}
+	return os.WriteFile(pic.path, buf.Bytes(), 0o644)
 }
 
 // printEntropy prints each region as a header line, then its blocks with a

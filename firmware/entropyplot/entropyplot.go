@@ -145,6 +145,23 @@ const (
 	charWidth = 7  // basicfont.Face7x13
 )
 
+// canvas is one picture being drawn: the plot area spans [left, right] ×
+// [top, bottom], and segs maps offsets to x.
+type canvas struct {
+	img                      *image.RGBA
+	p                        *Plot
+	width, height            int
+	left, right, top, bottom int
+	segs                     []segment
+}
+
+// labelled is a chunk (or unknown data) spanning [x0, x1) with its label.
+type labelled struct {
+	x0, x1 int
+	name   string
+	depth  int
+}
+
 // Draw writes p as a PNG to w.
 func Draw(w io.Writer, p *Plot) error {
 	if p.Size <= 0 {
@@ -160,76 +177,86 @@ func Draw(w io.Writer, p *Plot) error {
 	if width < 400 || height < 300 || width > 20000 || height > 10000 {
 		return fmt.Errorf("entropyplot: %dx%d pixels outside 400x300..20000x10000", width, height)
 	}
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	draw.Draw(img, img.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
+	c := &canvas{img: image.NewRGBA(image.Rect(0, 0, width, height)), p: p, width: width, height: height}
+	draw.Draw(c.img, c.img.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
 
 	// The plot area and what sits around it.
-	left, right := 56, width-20
-	top := 34 + labelRows*rowHeight + 6
-	bottom := height - 76 // class strip, x labels and legend below
-	segs := axis(p, left, right)
-	xOf := func(off int64) int {
-		for _, sg := range segs {
-			if off < sg.off+sg.size {
-				return sg.x + int(math.Round(float64(max(off-sg.off, 0))/float64(sg.size)*float64(sg.w)))
-			}
+	c.left, c.right = 56, width-20
+	c.top = 34 + labelRows*rowHeight + 6
+	c.bottom = height - 76 // class strip, x labels and legend below
+	c.segs = axis(p, c.left, c.right)
+
+	text(c.img, 8, 18, ink, fmt.Sprintf("%s: %s, Shannon entropy per %s block (bits per byte)", p.Title, humanize.Bytes(p.Size), humanize.Bytes(p.Block)))
+	c.chunks()
+	c.axes()
+	c.foldedPadding()
+	c.classStrip()
+	c.curve()
+	c.legend()
+	return png.Encode(w, c.img)
+}
+
+func (c *canvas) xOf(off int64) int {
+	for _, sg := range c.segs {
+		if off < sg.off+sg.size {
+			return sg.x + int(math.Round(float64(max(off-sg.off, 0))/float64(sg.size)*float64(sg.w)))
 		}
-		return right
 	}
-	yOf := func(e float64) int {
-		return bottom - int(math.Round(e/8*float64(bottom-top)))
-	}
+	return c.right
+}
 
-	text(img, 8, 18, ink, fmt.Sprintf("%s: %s, Shannon entropy per %s block (bits per byte)", p.Title, humanize.Bytes(p.Size), humanize.Bytes(p.Block)))
+func (c *canvas) yOf(e float64) int {
+	return c.bottom - int(math.Round(e/8*float64(c.bottom-c.top)))
+}
 
-	// Chunk bands, boundaries and labels.
-	type labelled struct {
-		x0, x1 int
-		name   string
-		depth  int
-	}
+// chunks draws the chunk bands, their boundaries and labels.
+func (c *canvas) chunks() {
 	var labels []labelled
 	var walk func(cs []*firmware.ChunkReport, file string, depth int)
 	walk = func(cs []*firmware.ChunkReport, file string, depth int) {
-		for _, c := range cs {
-			if c.File != file {
+		for _, ch := range cs {
+			if ch.File != file {
 				continue
 			}
-			x0, x1 := xOf(c.Offset), max(xOf(c.Offset+c.Size), xOf(c.Offset)+3)
+			x0, x1 := c.xOf(ch.Offset), max(c.xOf(ch.Offset+ch.Size), c.xOf(ch.Offset)+3)
 			if depth == 0 {
-				fillRect(img, x0, top, x1, bottom, shade(c.Format))
+				fillRect(c.img, x0, c.top, x1, c.bottom, shade(ch.Format))
 			} else {
-				fillRect(img, x0, top+(bottom-top)/2, x1, bottom, shade(c.Format+"/embedded"))
+				fillRect(c.img, x0, c.top+(c.bottom-c.top)/2, x1, c.bottom, shade(ch.Format+"/embedded"))
 			}
-			labels = append(labels, labelled{x0, x1, c.Format + " " + shortBytes(c.Size), depth})
-			walk(c.Children, file, depth+1)
+			labels = append(labels, labelled{x0, x1, ch.Format + " " + shortBytes(ch.Size), depth})
+			walk(ch.Children, file, depth+1)
 		}
 	}
-	walk(p.Chunks, "", 0)
+	walk(c.p.Chunks, "", 0)
 	// Unknown data (not padding) is labelled too, in grey, when it has room.
 	var unknownLabels []labelled
-	for _, r := range p.Padding {
+	for _, r := range c.p.Padding {
 		if r.Padding == "" {
-			if x0, x1 := xOf(r.Offset), xOf(r.Offset+r.Size); x1-x0 >= 8*charWidth {
+			if x0, x1 := c.xOf(r.Offset), c.xOf(r.Offset+r.Size); x1-x0 >= 8*charWidth {
 				unknownLabels = append(unknownLabels, labelled{x0, x1, "unknown", 0})
 			}
 		}
 	}
 	for _, l := range labels {
-		dashed(img, l.x0, top, bottom, boundary)
+		dashed(c.img, l.x0, c.top, c.bottom, boundary)
 		if l.depth == 0 && l.x1-l.x0 > 6 {
-			dashed(img, l.x1, top, bottom, boundary)
+			dashed(c.img, l.x1, c.top, c.bottom, boundary)
 		}
 	}
-	// Labels go in the first row where they fit, from the chunk's start;
-	// embedded chunks start one row lower.
+	c.labels(unknownLabels, labels)
+}
+
+// labels places the labels in the first row where they fit, from the
+// chunk's start; embedded chunks start one row lower.
+func (c *canvas) labels(unknownLabels, labels []labelled) {
 	rowEnd := make([]int, labelRows)
 	for i := range rowEnd {
 		rowEnd[i] = -1
 	}
 	for _, l := range unknownLabels {
 		if l.x0 > rowEnd[0]+4 {
-			text(img, l.x0+2, 34+11, boundary, l.name)
+			text(c.img, l.x0+2, 34+11, boundary, l.name)
 			rowEnd[0] = l.x0 + 2 + len(l.name)*charWidth
 		}
 	}
@@ -246,36 +273,38 @@ func Draw(w io.Writer, p *Plot) error {
 		if row < 0 {
 			continue // no room: the band and its boundary still show it
 		}
-		x := min(l.x0+2, width-wpx-2)
+		x := min(l.x0+2, c.width-wpx-2)
 		y := 34 + row*rowHeight + 11
-		text(img, x, y, ink, name)
+		text(c.img, x, y, ink, name)
 		rowEnd[row] = x + wpx
-		vline(img, l.x0, y+2, top, boundary)
+		vline(c.img, l.x0, y+2, c.top, boundary)
 	}
+}
 
-	// Grid and axes.
+// axes draws the grid, the axes and the offset ticks with their labels.
+func (c *canvas) axes() {
 	for e := 0; e <= 8; e += 2 {
-		y := yOf(float64(e))
-		hline(img, left, right, y, grid)
-		text(img, left-14, y+4, ink, fmt.Sprint(e))
+		y := c.yOf(float64(e))
+		hline(c.img, c.left, c.right, y, grid)
+		text(c.img, c.left-14, y+4, ink, fmt.Sprint(e))
 	}
-	vline(img, left, top, bottom, ink)
-	hline(img, left, right, bottom, ink)
+	vline(c.img, c.left, c.top, c.bottom, ink)
+	hline(c.img, c.left, c.right, c.bottom, ink)
 	// Offset ticks: evenly spaced on a linear axis; with folds, at 0, the
 	// end, and where each fold ends (the offset the data resumes at).
 	var tickOffs []int64
-	if len(segs) == 1 {
+	if len(c.segs) == 1 {
 		for i := int64(0); i <= 8; i++ {
-			tickOffs = append(tickOffs, p.Size*i/8)
+			tickOffs = append(tickOffs, c.p.Size*i/8)
 		}
 	} else {
 		tickOffs = append(tickOffs, 0)
-		for _, sg := range segs {
-			if sg.folded && sg.off+sg.size < p.Size {
+		for _, sg := range c.segs {
+			if sg.folded && sg.off+sg.size < c.p.Size {
 				tickOffs = append(tickOffs, sg.off+sg.size)
 			}
 		}
-		tickOffs = append(tickOffs, p.Size)
+		tickOffs = append(tickOffs, c.p.Size)
 	}
 	// Labels in order, each where it does not overlap one already placed:
 	// where data resumes matters more than the image's end.
@@ -283,50 +312,61 @@ func Draw(w io.Writer, p *Plot) error {
 	var placed [][2]int
 	for i := range tickOffs {
 		off := tickOffs[i]
-		x := xOf(off)
+		x := c.xOf(off)
 		if i == last {
-			x = right
+			x = c.right
 		}
 		s := fmt.Sprintf("%#x", off)
-		tx := min(max(x-len(s)*charWidth/2, 2), width-len(s)*charWidth-2)
+		tx := min(max(x-len(s)*charWidth/2, 2), c.width-len(s)*charWidth-2)
 		span := [2]int{tx - 6, tx + len(s)*charWidth + 6}
 		if slices.ContainsFunc(placed, func(p [2]int) bool { return span[0] < p[1] && p[0] < span[1] }) {
 			continue
 		}
 		placed = append(placed, span)
-		vline(img, x, bottom, bottom+4, ink)
-		text(img, tx, bottom+30, ink, s)
+		vline(c.img, x, c.bottom, c.bottom+4, ink)
+		text(c.img, tx, c.bottom+30, ink, s)
 	}
-	// Folded padding: hatched, with its size, and break marks on the axis.
-	for _, sg := range segs {
+}
+
+// foldedPadding draws folded padding: hatched, with its size, and break
+// marks on the axis.
+func (c *canvas) foldedPadding() {
+	top, bottom := c.top, c.bottom
+	for _, sg := range c.segs {
 		if !sg.folded {
 			continue
 		}
-		fillRect(img, sg.x+1, top, sg.x+sg.w, bottom, white)
+		fillRect(c.img, sg.x+1, top, sg.x+sg.w, bottom, white)
 		for y := top; y < bottom; y += 8 {
-			line(img, sg.x+4, y+6, sg.x+sg.w-4, y, grid)
+			line(c.img, sg.x+4, y+6, sg.x+sg.w-4, y, grid)
 		}
-		fillRect(img, sg.x+1, (top+bottom)/2-24, sg.x+sg.w, (top+bottom)/2+10, white)
+		fillRect(c.img, sg.x+1, (top+bottom)/2-24, sg.x+sg.w, (top+bottom)/2+10, white)
 		size := shortBytes(sg.size)
-		text(img, sg.x+(sg.w-len(size)*charWidth)/2, (top+bottom)/2-10, ink, size)
-		text(img, sg.x+(sg.w-4*charWidth)/2, (top+bottom)/2+4, ink, "pad.")
+		text(c.img, sg.x+(sg.w-len(size)*charWidth)/2, (top+bottom)/2-10, ink, size)
+		text(c.img, sg.x+(sg.w-4*charWidth)/2, (top+bottom)/2+4, ink, "pad.")
 		for _, bx := range []int{sg.x + 2, sg.x + sg.w - 6} {
-			line(img, bx, bottom+5, bx+4, bottom-5, ink)
+			line(c.img, bx, bottom+5, bx+4, bottom-5, ink)
 		}
 	}
+}
 
-	// The class strip, then the curve over the bands.
-	for _, b := range p.Blocks {
-		fillRect(img, xOf(b.Offset), bottom+6, max(xOf(b.Offset+b.Size), xOf(b.Offset)+1), bottom+16, classInk[b.Class])
+// classStrip draws the strip that marks each block's class.
+func (c *canvas) classStrip() {
+	for _, b := range c.p.Blocks {
+		fillRect(c.img, c.xOf(b.Offset), c.bottom+6, max(c.xOf(b.Offset+b.Size), c.xOf(b.Offset)+1), c.bottom+16, classInk[b.Class])
 	}
-	// The curve: per pixel column, the range of the blocks that fall in it
-	// (so a one-block spike in a wide image still shows), the area under it
-	// filled, the tops joined.
-	cols := right - left + 1
+}
+
+// curve draws the entropy curve over the bands: per pixel column, the range
+// of the blocks that fall in it (so a one-block spike in a wide image still
+// shows), the area under it filled, the tops joined.
+func (c *canvas) curve() {
+	left := c.left
+	cols := c.right - left + 1
 	lo, hi := make([]float64, cols), make([]float64, cols)
 	seen := make([]bool, cols)
-	for _, b := range p.Blocks {
-		x0, x1 := xOf(b.Offset)-left, max(xOf(b.Offset+b.Size)-left, xOf(b.Offset)-left+1)
+	for _, b := range c.p.Blocks {
+		x0, x1 := c.xOf(b.Offset)-left, max(c.xOf(b.Offset+b.Size)-left, c.xOf(b.Offset)-left+1)
 		for x := max(x0, 0); x < min(x1, cols); x++ {
 			if !seen[x] {
 				lo[x], hi[x], seen[x] = b.Entropy, b.Entropy, true
@@ -340,29 +380,30 @@ func Draw(w io.Writer, p *Plot) error {
 		if !seen[x] {
 			continue
 		}
-		draw.Draw(img, image.Rect(left+x, yOf(lo[x]), left+x+1, bottom), image.NewUniform(area), image.Point{}, draw.Over)
-		vline(img, left+x, yOf(hi[x]), yOf(lo[x]), curve)
+		draw.Draw(c.img, image.Rect(left+x, c.yOf(lo[x]), left+x+1, c.bottom), image.NewUniform(area), image.Point{}, draw.Over)
+		vline(c.img, left+x, c.yOf(hi[x]), c.yOf(lo[x]), curve)
 		if px >= 0 {
-			line(img, px, py, left+x, yOf(hi[x]), curve)
+			line(c.img, px, py, left+x, c.yOf(hi[x]), curve)
 		}
-		px, py = left+x, yOf(hi[x])
+		px, py = left+x, c.yOf(hi[x])
 	}
+}
 
-	// Legend.
-	x, y := left, height-14
-	text(img, x, y, ink, "blocks:")
+// legend draws the block classes and what the shading means.
+func (c *canvas) legend() {
+	x, y := c.left, c.height-14
+	text(c.img, x, y, ink, "blocks:")
 	x += 8 * charWidth
-	for _, c := range classList {
-		fillRect(img, x, y-9, x+12, y+1, classInk[c])
-		text(img, x+16, y, ink, string(c))
-		x += 16 + len(c)*charWidth + 18
+	for _, cl := range classList {
+		fillRect(c.img, x, y-9, x+12, y+1, classInk[cl])
+		text(c.img, x+16, y, ink, string(cl))
+		x += 16 + len(cl)*charWidth + 18
 	}
 	note := "shaded: chunks identified by cordon (labels: format)"
-	if len(segs) > 1 {
+	if len(c.segs) > 1 {
 		note += "; hatched: long padding runs, folded"
 	}
-	text(img, x+10, y, ink, note)
-	return png.Encode(w, img)
+	text(c.img, x+10, y, ink, note)
 }
 
 // shortBytes is a size in at most six characters: 10M, 224K, 512.

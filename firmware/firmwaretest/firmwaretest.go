@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,6 +225,81 @@ func (s *MemSink) Listing() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// DiskListing renders an extracted folder like MemSink.Listing, without
+// owners and with the permission bits only (what a non-root extraction keeps).
+func DiskListing(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s -> %s", rel, target))
+		case info.IsDir():
+			out = append(out, rel+"/")
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
+		default:
+			out = append(out, fmt.Sprintf("%s type=%v", rel, info.Mode().Type()))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ListingDiff lists the lines only in want (-) or only in got (+), for a
+// test failure message comparing two listings.
+func ListingDiff(want, got []string) string {
+	var b strings.Builder
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// CheckHostile runs f on a damaged image: the extraction must go on (no
+// error), warn with a message that contains warn, and still extract the
+// file keep.
+func CheckHostile(t testing.TB, f *firmware.Format, img []byte, warn, keep string) {
+	t.Helper()
+	res, err := Run(f, img, 0)
+	if err != nil || res.Chunk == nil || res.ExtractErr != nil {
+		t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
+	}
+	if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, warn) }) {
+		t.Errorf("warnings %q lack %q", res.Sink.Warnings, warn)
+	}
+	if _, ok := res.Sink.File(keep); !ok {
+		t.Errorf("%s not extracted: %q", keep, res.Sink.Names())
+	}
 }
 
 // Fuzz is the fuzz target every format shares: seeded with seeds, each

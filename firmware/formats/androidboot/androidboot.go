@@ -84,62 +84,19 @@ func Parse(b []byte, avail int64) (*Image, error) {
 	if len(b) < 48 || string(b[:8]) != magic {
 		return nil, fmt.Errorf("androidboot: no header: %w", firmware.ErrNotFormat)
 	}
-	le := binary.LittleEndian
-	u32 := func(off int) uint32 { return le.Uint32(b[off:]) }
-	im := &Image{Version: u32(40), Addrs: map[string]string{}}
-	var sizes []struct {
-		name string
-		size uint32
-	}
-	add := func(name string, size uint32) {
-		sizes = append(sizes, struct {
-			name string
-			size uint32
-		}{name, size})
-	}
-	need := func(n int) error {
-		if len(b) < n {
-			return fmt.Errorf("androidboot: v%d header needs %d bytes: %w", im.Version, n, firmware.ErrNotFormat)
-		}
-		return nil
-	}
+	im := &Image{Version: binary.LittleEndian.Uint32(b[40:]), Addrs: map[string]string{}}
+	var sizes []sectionSize
+	var err error
 	switch im.Version {
 	case 0, 1, 2:
-		if err := need(map[uint32]int{0: 1632, 1: 1648, 2: 1660}[im.Version]); err != nil {
-			return nil, err
-		}
-		im.PageSize = u32(36)
-		im.OSVersion = osVersion(u32(44))
-		im.Name = cstr(b[48:64])
-		im.Cmdline = cstr(b[64:576]) + cstr(b[608:1632])
-		im.Addrs["kernel"] = fmt.Sprintf("%#x", u32(12))
-		im.Addrs["ramdisk"] = fmt.Sprintf("%#x", u32(20))
-		im.Addrs["second"] = fmt.Sprintf("%#x", u32(28))
-		im.Addrs["tags"] = fmt.Sprintf("%#x", u32(32))
-		add("kernel", u32(8))
-		add("ramdisk", u32(16))
-		add("second", u32(24))
-		if im.Version >= 1 {
-			add("recovery_dtbo", u32(1632))
-		}
-		if im.Version == 2 {
-			add("dtb", u32(1648))
-			im.Addrs["dtb"] = fmt.Sprintf("%#x", le.Uint64(b[1652:]))
-		}
+		sizes, err = im.parseV0(b)
 	case 3, 4:
-		if err := need(1580 + 4*int(im.Version-3)); err != nil {
-			return nil, err
-		}
-		im.PageSize = pageV3
-		im.OSVersion = osVersion(u32(16))
-		im.Cmdline = cstr(b[44:1580])
-		add("kernel", u32(8))
-		add("ramdisk", u32(12))
-		if im.Version == 4 {
-			add("boot_signature", u32(1580))
-		}
+		sizes, err = im.parseV3(b)
 	default:
 		return nil, fmt.Errorf("androidboot: header version %d: %w", im.Version, firmware.ErrNotFormat)
+	}
+	if err != nil {
+		return nil, err
 	}
 	ps := int64(im.PageSize)
 	if ps < 512 || ps > 65536 || ps&(ps-1) != 0 {
@@ -165,6 +122,64 @@ func Parse(b []byte, avail int64) (*Image, error) {
 		}
 	}
 	return im, nil
+}
+
+// sectionSize is a section's size as the header gives it, in image order.
+type sectionSize struct {
+	name string
+	size uint32
+}
+
+// needHeader checks that the header b holds the n bytes of its version.
+func (im *Image) needHeader(b []byte, n int) error {
+	if len(b) < n {
+		return fmt.Errorf("androidboot: v%d header needs %d bytes: %w", im.Version, n, firmware.ErrNotFormat)
+	}
+	return nil
+}
+
+// parseV0 reads the fields of a version 0, 1 or 2 header and returns its
+// section sizes.
+func (im *Image) parseV0(b []byte) ([]sectionSize, error) {
+	if err := im.needHeader(b, map[uint32]int{0: 1632, 1: 1648, 2: 1660}[im.Version]); err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+	u32 := func(off int) uint32 { return le.Uint32(b[off:]) }
+	im.PageSize = u32(36)
+	im.OSVersion = osVersion(u32(44))
+	im.Name = cstr(b[48:64])
+	im.Cmdline = cstr(b[64:576]) + cstr(b[608:1632])
+	im.Addrs["kernel"] = fmt.Sprintf("%#x", u32(12))
+	im.Addrs["ramdisk"] = fmt.Sprintf("%#x", u32(20))
+	im.Addrs["second"] = fmt.Sprintf("%#x", u32(28))
+	im.Addrs["tags"] = fmt.Sprintf("%#x", u32(32))
+	sizes := []sectionSize{{"kernel", u32(8)}, {"ramdisk", u32(16)}, {"second", u32(24)}}
+	if im.Version >= 1 {
+		sizes = append(sizes, sectionSize{"recovery_dtbo", u32(1632)})
+	}
+	if im.Version == 2 {
+		sizes = append(sizes, sectionSize{"dtb", u32(1648)})
+		im.Addrs["dtb"] = fmt.Sprintf("%#x", le.Uint64(b[1652:]))
+	}
+	return sizes, nil
+}
+
+// parseV3 reads the fields of a version 3 or 4 header (fixed 4 KiB pages)
+// and returns its section sizes.
+func (im *Image) parseV3(b []byte) ([]sectionSize, error) {
+	if err := im.needHeader(b, 1580+4*int(im.Version-3)); err != nil {
+		return nil, err
+	}
+	u32 := func(off int) uint32 { return binary.LittleEndian.Uint32(b[off:]) }
+	im.PageSize = pageV3
+	im.OSVersion = osVersion(u32(16))
+	im.Cmdline = cstr(b[44:1580])
+	sizes := []sectionSize{{"kernel", u32(8)}, {"ramdisk", u32(12)}}
+	if im.Version == 4 {
+		sizes = append(sizes, sectionSize{"boot_signature", u32(1580)})
+	}
+	return sizes, nil
 }
 
 func read(r io.ReaderAt, off, size int64) (*Image, error) {

@@ -71,78 +71,26 @@ func walk(r io.ReaderAt, size int64, fn func(m *member) error) (end int64, count
 		if _, err := r.ReadAt(h[:], pos); err != nil {
 			return pos, count, "", err
 		}
-		if string(h[58:60]) != "`\n" {
+		m, bad := parseHeader(&h, pos)
+		if bad != "" {
 			if count == 0 {
-				return 0, 0, "", &firmware.FormatError{Format: formatName, Off: pos, Msg: "bad member header", Err: firmware.ErrNotFormat}
+				return 0, 0, "", &firmware.FormatError{Format: formatName, Off: pos, Msg: bad, Err: firmware.ErrNotFormat}
 			}
 			return pos, count, "", nil // the archive ended; something else follows
 		}
-		sz, err1 := num(h[48:58], 10)
-		mt, err2 := num(h[16:28], 10)
-		uid, err3 := num(h[28:34], 10)
-		gid, err4 := num(h[34:40], 10)
-		mode, err5 := num(h[40:48], 8)
-		if err := firstErr(err1, err2, err3, err4, err5); err != nil || sz < 0 {
-			if count == 0 {
-				return 0, 0, "", &firmware.FormatError{Format: formatName, Off: pos, Msg: "bad member header fields", Err: firmware.ErrNotFormat}
-			}
-			return pos, count, "", nil
-		}
-		m := &member{
-			mode: fs.FileMode(mode & 0o777), uid: int(uid), gid: int(gid),
-			mtime:   time.Unix(mt, 0).UTC(),
-			dataOff: pos + hdrSize, size: sz,
-		}
-		if mode&0o4000 != 0 {
-			m.mode |= fs.ModeSetuid
-		}
-		if mode&0o2000 != 0 {
-			m.mode |= fs.ModeSetgid
-		}
-		m.next = m.dataOff + sz + sz%2
-		if m.dataOff+sz > size {
-			warn = fmt.Sprintf("member at %#x: %d bytes, %d present", pos, sz, size-m.dataOff)
+		if m.dataOff+m.size > size {
+			warn = fmt.Sprintf("member at %#x: %d bytes, %d present", pos, m.size, size-m.dataOff)
 			m.size = size - m.dataOff
 			m.next = size
 		}
-		name := strings.TrimRight(string(h[:16]), " ")
+		note, stop, err := m.resolveName(r, strings.TrimRight(string(h[:16]), " "), pos, &longNames)
 		switch {
-		case name == "/" || name == "/SYM64/" || name == "__.SYMDEF" || name == "__.SYMDEF SORTED":
-			m.skip = true
-		case name == "//":
-			m.skip = true
-			if m.size <= maxLongNames {
-				longNames = make([]byte, m.size)
-				if _, err := r.ReadAt(longNames, m.dataOff); err != nil {
-					return pos, count, "", err
-				}
-			}
-		case strings.HasPrefix(name, "#1/"):
-			n, err := strconv.Atoi(name[3:])
-			if err != nil || n < 0 || int64(n) > m.size || n > 4096 {
-				return pos, count, fmt.Sprintf("bad BSD long name at %#x", pos), nil
-			}
-			b := make([]byte, n)
-			if _, err := r.ReadAt(b, m.dataOff); err != nil {
-				return pos, count, "", err
-			}
-			m.name = string(bytes.TrimRight(b, "\x00"))
-			m.dataOff += int64(n)
-			m.size -= int64(n)
-		case strings.HasPrefix(name, "/") && len(name) > 1:
-			i, err := strconv.Atoi(name[1:])
-			if err != nil || i < 0 || i >= len(longNames) {
-				m.name = name
-				warn = fmt.Sprintf("long name %s not in the table", name)
-				break
-			}
-			s := longNames[i:]
-			if j := bytes.IndexByte(s, '\n'); j >= 0 {
-				s = s[:j]
-			}
-			m.name = strings.TrimSuffix(string(s), "/")
-		default:
-			m.name = strings.TrimSuffix(name, "/") // GNU terminates short names with '/'
+		case err != nil:
+			return pos, count, "", err
+		case stop:
+			return pos, count, note, nil
+		case note != "":
+			warn = note
 		}
 		if !m.skip {
 			count++
@@ -153,6 +101,80 @@ func walk(r io.ReaderAt, size int64, fn func(m *member) error) (end int64, count
 		pos = m.next
 	}
 	return pos, count, fmt.Sprintf("stopped after %d members", maxEntries), nil
+}
+
+// parseHeader decodes the member header h at pos; bad says why it is not
+// one.
+func parseHeader(h *[hdrSize]byte, pos int64) (m *member, bad string) {
+	if string(h[58:60]) != "`\n" {
+		return nil, "bad member header"
+	}
+	sz, err1 := num(h[48:58], 10)
+	mt, err2 := num(h[16:28], 10)
+	uid, err3 := num(h[28:34], 10)
+	gid, err4 := num(h[34:40], 10)
+	mode, err5 := num(h[40:48], 8)
+	if err := firstErr(err1, err2, err3, err4, err5); err != nil || sz < 0 {
+		return nil, "bad member header fields"
+	}
+	m = &member{
+		mode: fs.FileMode(mode & 0o777), uid: int(uid), gid: int(gid),
+		mtime:   time.Unix(mt, 0).UTC(),
+		dataOff: pos + hdrSize, size: sz,
+	}
+	if mode&0o4000 != 0 {
+		m.mode |= fs.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m.mode |= fs.ModeSetgid
+	}
+	m.next = m.dataOff + sz + sz%2
+	return m, ""
+}
+
+// resolveName sets the member's name from the header's name field: symbol
+// tables are skipped, the GNU long-name table is read into longNames, GNU
+// (/N) and BSD (#1/N) long names resolved. note is a warning; with stop,
+// the walk ends there.
+func (m *member) resolveName(r io.ReaderAt, name string, pos int64, longNames *[]byte) (note string, stop bool, err error) {
+	switch {
+	case name == "/" || name == "/SYM64/" || name == "__.SYMDEF" || name == "__.SYMDEF SORTED":
+		m.skip = true
+	case name == "//":
+		m.skip = true
+		if m.size <= maxLongNames {
+			*longNames = make([]byte, m.size)
+			if _, err := r.ReadAt(*longNames, m.dataOff); err != nil {
+				return "", false, err
+			}
+		}
+	case strings.HasPrefix(name, "#1/"):
+		n, err := strconv.Atoi(name[3:])
+		if err != nil || n < 0 || int64(n) > m.size || n > 4096 {
+			return fmt.Sprintf("bad BSD long name at %#x", pos), true, nil
+		}
+		b := make([]byte, n)
+		if _, err := r.ReadAt(b, m.dataOff); err != nil {
+			return "", false, err
+		}
+		m.name = string(bytes.TrimRight(b, "\x00"))
+		m.dataOff += int64(n)
+		m.size -= int64(n)
+	case strings.HasPrefix(name, "/") && len(name) > 1:
+		i, err := strconv.Atoi(name[1:])
+		if err != nil || i < 0 || i >= len(*longNames) {
+			m.name = name
+			return fmt.Sprintf("long name %s not in the table", name), false, nil
+		}
+		s := (*longNames)[i:]
+		if j := bytes.IndexByte(s, '\n'); j >= 0 {
+			s = s[:j]
+		}
+		m.name = strings.TrimSuffix(string(s), "/")
+	default:
+		m.name = strings.TrimSuffix(name, "/") // GNU terminates short names with '/'
+	}
+	return "", false, nil
 }
 
 func firstErr(errs ...error) error {

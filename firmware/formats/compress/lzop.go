@@ -123,44 +123,12 @@ func lzopBlocks(r io.ReaderAt, off, size int64, info *lzopInfo, emit func([]byte
 	p := off + info.hdrLen
 	var src, dst []byte
 	for {
-		var b [8]byte
-		if err := readAt("lzop", r, b[:4], p, size); err != nil {
-			return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block header", Err: firmware.ErrTruncated}
+		var blk lzopBlock
+		blk, p, err = info.blockHeader(r, off, size, p)
+		if err != nil || blk.dlen == 0 {
+			return p, blocks, out, err
 		}
-		dlen := int64(binary.BigEndian.Uint32(b[:]))
-		p += 4
-		if dlen == 0 {
-			return p, blocks, out, nil
-		}
-		if err := readAt("lzop", r, b[4:8], p, size); err != nil {
-			return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block header", Err: firmware.ErrTruncated}
-		}
-		slen := int64(binary.BigEndian.Uint32(b[4:]))
-		p += 4
-		if dlen > lzopMaxBlock || slen == 0 || slen > dlen || dlen > slen*256+64 {
-			return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: fmt.Sprintf("bad block sizes %d/%d", slen, dlen)}
-		}
-		var dsum [2]uint32
-		nd := 0
-		for _, f := range []uint32{lzopAdler32D, lzopCRC32D} {
-			if info.flags&f != 0 {
-				var s [4]byte
-				if err := readAt("lzop", r, s[:], p, size); err != nil {
-					return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "checksum", Err: firmware.ErrTruncated}
-				}
-				dsum[nd] = binary.BigEndian.Uint32(s[:])
-				nd++
-				p += 4
-			}
-		}
-		if slen < dlen {
-			if info.flags&lzopAdler32C != 0 {
-				p += 4
-			}
-			if info.flags&lzopCRC32C != 0 {
-				p += 4
-			}
-		}
+		slen, dlen := blk.slen, blk.dlen
 		if p+slen > size {
 			return size, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block data", Err: firmware.ErrTruncated}
 		}
@@ -171,24 +139,9 @@ func lzopBlocks(r io.ReaderAt, off, size int64, info *lzopInfo, emit func([]byte
 			if cap(dst) < int(dlen) {
 				dst = make([]byte, dlen)
 			}
-			s, d := src[:slen], dst[:dlen]
-			if _, err := r.ReadAt(s, p); err != nil && err != io.EOF {
+			d := dst[:dlen]
+			if err := info.decodeBlock(r, off, p, blk, src[:slen], d); err != nil {
 				return p, blocks, out, err
-			}
-			if slen == dlen {
-				copy(d, s)
-			} else if k, err := lzo.Decompress(s, d); err != nil || int64(k) != dlen {
-				return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block does not decode", Err: err}
-			}
-			nd = 0
-			if info.flags&lzopAdler32D != 0 {
-				if adler32.Checksum(d) != dsum[nd] {
-					return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block Adler-32 mismatch"}
-				}
-				nd++
-			}
-			if info.flags&lzopCRC32D != 0 && crc32.ChecksumIEEE(d) != dsum[nd] {
-				return p, blocks, out, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block CRC-32 mismatch"}
 			}
 			if err := emit(d); err != nil {
 				return p, blocks, out, err
@@ -198,6 +151,82 @@ func lzopBlocks(r io.ReaderAt, off, size int64, info *lzopInfo, emit func([]byte
 		out += dlen
 		blocks++
 	}
+}
+
+// lzopBlock is a block header: the decompressed and compressed sizes and
+// the checksums of the decompressed data the header flags ask for.
+type lzopBlock struct {
+	dlen, slen int64
+	dsum       [2]uint32 // Adler-32 then CRC-32, those present
+}
+
+// blockHeader reads the block header at p and returns the position of the
+// block's data (or where reading stopped). dlen 0 is the end marker.
+func (info *lzopInfo) blockHeader(r io.ReaderAt, off, size, p int64) (lzopBlock, int64, error) {
+	var blk lzopBlock
+	var b [8]byte
+	if err := readAt("lzop", r, b[:4], p, size); err != nil {
+		return blk, p, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block header", Err: firmware.ErrTruncated}
+	}
+	blk.dlen = int64(binary.BigEndian.Uint32(b[:]))
+	p += 4
+	if blk.dlen == 0 {
+		return blk, p, nil
+	}
+	if err := readAt("lzop", r, b[4:8], p, size); err != nil {
+		return blk, p, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block header", Err: firmware.ErrTruncated}
+	}
+	blk.slen = int64(binary.BigEndian.Uint32(b[4:]))
+	p += 4
+	if slen, dlen := blk.slen, blk.dlen; dlen > lzopMaxBlock || slen == 0 || slen > dlen || dlen > slen*256+64 {
+		return blk, p, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: fmt.Sprintf("bad block sizes %d/%d", slen, dlen)}
+	}
+	nd := 0
+	for _, f := range []uint32{lzopAdler32D, lzopCRC32D} {
+		if info.flags&f != 0 {
+			var s [4]byte
+			if err := readAt("lzop", r, s[:], p, size); err != nil {
+				return blk, p, &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "checksum", Err: firmware.ErrTruncated}
+			}
+			blk.dsum[nd] = binary.BigEndian.Uint32(s[:])
+			nd++
+			p += 4
+		}
+	}
+	// Checksums of the compressed data are skipped.
+	if blk.slen < blk.dlen {
+		if info.flags&lzopAdler32C != 0 {
+			p += 4
+		}
+		if info.flags&lzopCRC32C != 0 {
+			p += 4
+		}
+	}
+	return blk, p, nil
+}
+
+// decodeBlock reads the block's data at p into s, decodes it into d and
+// checks its checksums.
+func (info *lzopInfo) decodeBlock(r io.ReaderAt, off, p int64, blk lzopBlock, s, d []byte) error {
+	if _, err := r.ReadAt(s, p); err != nil && err != io.EOF {
+		return err
+	}
+	if blk.slen == blk.dlen {
+		copy(d, s)
+	} else if k, err := lzo.Decompress(s, d); err != nil || int64(k) != blk.dlen {
+		return &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block does not decode", Err: err}
+	}
+	nd := 0
+	if info.flags&lzopAdler32D != 0 {
+		if adler32.Checksum(d) != blk.dsum[nd] {
+			return &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block Adler-32 mismatch"}
+		}
+		nd++
+	}
+	if info.flags&lzopCRC32D != 0 && crc32.ChecksumIEEE(d) != blk.dsum[nd] {
+		return &firmware.FormatError{Format: "lzop", Off: p - off, Msg: "block CRC-32 mismatch"}
+	}
+	return nil
 }
 
 func identifyLZOP(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {

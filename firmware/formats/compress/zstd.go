@@ -22,6 +22,35 @@ var Zstd = &firmware.Format{
 }
 
 func identifyZstd(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+	fr, err := readZstdFrameHeader(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	c := &firmware.Chunk{Offset: off, Format: "zstd", Confidence: firmware.ConfidenceMedium, Meta: map[string]any{}}
+	if fr.fcs >= 0 {
+		c.Meta["content_size"] = fr.fcs
+	}
+	blocks, err := fr.walkBlocks(r, off, size, c)
+	if err != nil {
+		return nil, err
+	}
+	c.Desc = fmt.Sprintf("Zstandard compressed data, %d blocks", blocks)
+	if fr.fcs >= 0 {
+		c.Desc += fmt.Sprintf(", %d bytes uncompressed", fr.fcs)
+	}
+	return c, nil
+}
+
+// zstdFrame is what a Zstandard frame header says.
+type zstdFrame struct {
+	hlen     int64 // header bytes after the magic
+	fcs      int64 // frame content size, or -1
+	maxBlock int64 // largest block the window allows
+	checksum bool  // a content checksum follows the last block
+}
+
+// readZstdFrameHeader reads and checks the frame header at off.
+func readZstdFrameHeader(r io.ReaderAt, off, size int64) (*zstdFrame, error) {
 	var h [18]byte
 	if err := readAt("zstd", r, h[:6], off, size); err != nil {
 		return nil, err
@@ -68,68 +97,67 @@ func identifyZstd(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if window > 0 && window < maxBlock {
 		maxBlock = window
 	}
-	c := &firmware.Chunk{Offset: off, Format: "zstd", Confidence: firmware.ConfidenceMedium, Meta: map[string]any{}}
-	if fcs >= 0 {
-		c.Meta["content_size"] = fcs
+	return &zstdFrame{hlen: hlen, fcs: fcs, maxBlock: maxBlock, checksum: fhd&0x04 != 0}, nil
+}
+
+// walkBlocks walks the frame's block headers, without decoding, to the
+// last block (and checksum), and sets c's size; a frame cut by the end of
+// the file is kept with a warning. It returns the count of blocks.
+func (fr *zstdFrame) walkBlocks(r io.ReaderAt, off, size int64, c *firmware.Chunk) (int, error) {
+	truncated := func() {
+		c.Size = size - off
+		c.Confidence = firmware.ConfidenceLow
+		c.Warnings = append(c.Warnings, "truncated: the frame ends with the file")
 	}
-	p := off + 4 + hlen
+	p := off + 4 + fr.hlen
 	blocks := 0
 	for {
 		var b [4]byte
 		if p+3 > size {
 			if blocks == 0 {
-				return nil, notFormat("zstd", off, "no block")
+				return 0, notFormat("zstd", off, "no block")
 			}
-			c.Size = size - off
-			c.Confidence = firmware.ConfidenceLow
-			c.Warnings = append(c.Warnings, "truncated: the frame ends with the file")
-			break
+			truncated()
+			return blocks, nil
 		}
 		if err := readAt("zstd", r, b[:3], p, size); err != nil {
-			return nil, err
+			return 0, err
 		}
 		bh := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
 		last, typ, bsize := bh&1 != 0, (bh>>1)&3, int64(bh>>3)
 		p += 3
 		switch typ {
 		case 0: // raw
-			if bsize > maxBlock {
-				return nil, notFormat("zstd", p-3, "raw block too large")
+			if bsize > fr.maxBlock {
+				return 0, notFormat("zstd", p-3, "raw block too large")
 			}
 			p += bsize
 		case 1: // RLE
-			if bsize > maxBlock {
-				return nil, notFormat("zstd", p-3, "RLE block too large")
+			if bsize > fr.maxBlock {
+				return 0, notFormat("zstd", p-3, "RLE block too large")
 			}
 			p++
 		case 2: // compressed
-			if bsize > maxBlock || bsize == 0 {
-				return nil, notFormat("zstd", p-3, "compressed block too large")
+			if bsize > fr.maxBlock || bsize == 0 {
+				return 0, notFormat("zstd", p-3, "compressed block too large")
 			}
 			p += bsize
 		default:
-			return nil, notFormat("zstd", p-3, "reserved block type")
+			return 0, notFormat("zstd", p-3, "reserved block type")
 		}
 		blocks++
 		if last {
-			if fhd&0x04 != 0 {
+			if fr.checksum {
 				p += 4
 			}
 			if p > size {
-				c.Size = size - off
-				c.Confidence = firmware.ConfidenceLow
-				c.Warnings = append(c.Warnings, "truncated: the frame ends with the file")
-				break
+				truncated()
+				return blocks, nil
 			}
 			c.Size = p - off
-			break
+			return blocks, nil
 		}
 	}
-	c.Desc = fmt.Sprintf("Zstandard compressed data, %d blocks", blocks)
-	if fcs >= 0 {
-		c.Desc += fmt.Sprintf(", %d bytes uncompressed", fcs)
-	}
-	return c, nil
 }
 
 func extractZstd(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {

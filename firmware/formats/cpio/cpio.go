@@ -68,18 +68,6 @@ type Entry struct {
 	End int64
 }
 
-// File type bits of c_mode.
-const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
-)
-
 // variantAt reads the magic at off.
 func variantAt(r io.ReaderAt, off, size int64) (Variant, error) {
 	var m [6]byte
@@ -134,65 +122,17 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 	}
 	e := &Entry{}
 	var nameSize int64
+	var bad string
 	switch v {
 	case Newc, CRC:
-		want := "070701"
-		if v == CRC {
-			want = "070702"
-		}
-		if string(b[:6]) != want {
-			return nil, ferr("bad magic "+strconv.Quote(string(b[:6])), firmware.ErrNotFormat)
-		}
-		var f [13]uint64
-		for i := range f {
-			v, ok := parseNum(b[6+8*i:14+8*i], 16)
-			if !ok {
-				return nil, ferr(fmt.Sprintf("field %d", i), firmware.ErrNotFormat)
-			}
-			f[i] = v
-		}
-		e.Ino, e.Mode, e.UID, e.GID, e.Nlink = uint32(f[0]), uint32(f[1]), uint32(f[2]), uint32(f[3]), uint32(f[4])
-		e.Mtime, e.Size = int64(f[5]), int64(f[6])
-		e.DevMajor, e.DevMinor, e.RdevMajor, e.RdevMinor = uint32(f[7]), uint32(f[8]), uint32(f[9]), uint32(f[10])
-		nameSize, e.Check = int64(f[11]), uint32(f[12])
+		nameSize, bad = e.decodeNewc(b, v)
 	case ODC:
-		if string(b[:6]) != "070707" {
-			return nil, ferr("bad magic", firmware.ErrNotFormat)
-		}
-		widths := []int{6, 6, 6, 6, 6, 6, 6, 11, 6, 11}
-		var f [10]uint64
-		p := 6
-		for i, w := range widths {
-			v, ok := parseNum(b[p:p+w], 8)
-			if !ok {
-				return nil, ferr(fmt.Sprintf("field %d", i), firmware.ErrNotFormat)
-			}
-			f[i] = v
-			p += w
-		}
-		dev := uint32(f[0])
-		e.DevMajor, e.DevMinor = dev>>8, dev&0xff
-		e.Ino, e.Mode, e.UID, e.GID, e.Nlink = uint32(f[1]), uint32(f[2]), uint32(f[3]), uint32(f[4]), uint32(f[5])
-		rdev := uint32(f[6])
-		e.RdevMajor, e.RdevMinor = rdev>>8, rdev&0xff
-		e.Mtime, nameSize, e.Size = int64(f[7]), int64(f[8]), int64(f[9])
+		nameSize, bad = e.decodeODC(b)
 	default:
-		var bo binary.ByteOrder = binary.LittleEndian
-		if v == BinaryBE {
-			bo = binary.BigEndian
-		}
-		w := func(i int) uint32 { return uint32(bo.Uint16(b[2*i:])) }
-		if w(0) != 0o70707 {
-			return nil, ferr("bad magic", firmware.ErrNotFormat)
-		}
-		dev := w(1)
-		e.DevMajor, e.DevMinor = dev>>8, dev&0xff
-		e.Ino, e.Mode, e.UID, e.GID, e.Nlink = w(2), w(3), w(4), w(5), w(6)
-		rdev := w(7)
-		e.RdevMajor, e.RdevMinor = rdev>>8, rdev&0xff
-		e.Mtime = int64(w(8)<<16 | w(9))
-		nameSize = int64(w(10))
-		e.Size = int64(w(11)<<16 | w(12))
+		nameSize, bad = e.decodeBinary(b, v)
+	}
+	if bad != "" {
+		return nil, ferr(bad, firmware.ErrNotFormat)
 	}
 	if nameSize < 1 || nameSize > maxNameSize {
 		return nil, ferr(fmt.Sprintf("name size %d", nameSize), firmware.ErrNotFormat)
@@ -209,27 +149,95 @@ func header(r io.ReaderAt, v Variant, pos, size int64) (*Entry, error) {
 		return nil, ferr("name not NUL-terminated", firmware.ErrNotFormat)
 	}
 	e.Name = string(name[:nameSize-1])
-	dataOff := namePos + nameSize
-	switch v {
-	case Newc, CRC:
-		dataOff = align(dataOff, 4)
-	case BinaryLE, BinaryBE:
-		dataOff = align(dataOff, 2)
-	}
-	e.DataOff = dataOff
-	if e.Size < 0 || e.Size > size-dataOff {
+	e.DataOff = align(namePos+nameSize, padding(v))
+	if e.Size < 0 || e.Size > size-e.DataOff {
 		// The trailer of a truncated archive still counts as its end.
-		return e, ferr(fmt.Sprintf("%s: %d data bytes, %d left", e.Name, e.Size, max(size-dataOff, 0)), firmware.ErrTruncated)
+		return e, ferr(fmt.Sprintf("%s: %d data bytes, %d left", e.Name, e.Size, max(size-e.DataOff, 0)), firmware.ErrTruncated)
 	}
-	e.End = dataOff + e.Size
+	e.End = min(align(e.DataOff+e.Size, padding(v)), size)
+	return e, nil
+}
+
+// padding is the alignment of names and data in variant v.
+func padding(v Variant) int64 {
 	switch v {
 	case Newc, CRC:
-		e.End = align(e.End, 4)
+		return 4
 	case BinaryLE, BinaryBE:
-		e.End = align(e.End, 2)
+		return 2
 	}
-	e.End = min(e.End, size)
-	return e, nil
+	return 1
+}
+
+// decodeNewc decodes a newc or crc header (hex fields) into e and returns
+// the name size, or what is wrong with the header.
+func (e *Entry) decodeNewc(b []byte, v Variant) (nameSize int64, bad string) {
+	want := "070701"
+	if v == CRC {
+		want = "070702"
+	}
+	if string(b[:6]) != want {
+		return 0, "bad magic " + strconv.Quote(string(b[:6]))
+	}
+	var f [13]uint64
+	for i := range f {
+		v, ok := parseNum(b[6+8*i:14+8*i], 16)
+		if !ok {
+			return 0, fmt.Sprintf("field %d", i)
+		}
+		f[i] = v
+	}
+	e.Ino, e.Mode, e.UID, e.GID, e.Nlink = uint32(f[0]), uint32(f[1]), uint32(f[2]), uint32(f[3]), uint32(f[4])
+	e.Mtime, e.Size = int64(f[5]), int64(f[6])
+	e.DevMajor, e.DevMinor, e.RdevMajor, e.RdevMinor = uint32(f[7]), uint32(f[8]), uint32(f[9]), uint32(f[10])
+	e.Check = uint32(f[12])
+	return int64(f[11]), ""
+}
+
+// decodeODC decodes an old portable (octal) header into e, as decodeNewc.
+func (e *Entry) decodeODC(b []byte) (nameSize int64, bad string) {
+	if string(b[:6]) != "070707" {
+		return 0, "bad magic"
+	}
+	widths := []int{6, 6, 6, 6, 6, 6, 6, 11, 6, 11}
+	var f [10]uint64
+	p := 6
+	for i, w := range widths {
+		v, ok := parseNum(b[p:p+w], 8)
+		if !ok {
+			return 0, fmt.Sprintf("field %d", i)
+		}
+		f[i] = v
+		p += w
+	}
+	dev := uint32(f[0])
+	e.DevMajor, e.DevMinor = dev>>8, dev&0xff
+	e.Ino, e.Mode, e.UID, e.GID, e.Nlink = uint32(f[1]), uint32(f[2]), uint32(f[3]), uint32(f[4]), uint32(f[5])
+	rdev := uint32(f[6])
+	e.RdevMajor, e.RdevMinor = rdev>>8, rdev&0xff
+	e.Mtime, e.Size = int64(f[7]), int64(f[9])
+	return int64(f[8]), ""
+}
+
+// decodeBinary decodes an old binary header (16-bit words in v's byte
+// order) into e, as decodeNewc.
+func (e *Entry) decodeBinary(b []byte, v Variant) (nameSize int64, bad string) {
+	var bo binary.ByteOrder = binary.LittleEndian
+	if v == BinaryBE {
+		bo = binary.BigEndian
+	}
+	w := func(i int) uint32 { return uint32(bo.Uint16(b[2*i:])) }
+	if w(0) != 0o70707 {
+		return 0, "bad magic"
+	}
+	dev := w(1)
+	e.DevMajor, e.DevMinor = dev>>8, dev&0xff
+	e.Ino, e.Mode, e.UID, e.GID, e.Nlink = w(2), w(3), w(4), w(5), w(6)
+	rdev := w(7)
+	e.RdevMajor, e.RdevMinor = rdev>>8, rdev&0xff
+	e.Mtime = int64(w(8)<<16 | w(9))
+	e.Size = int64(w(11)<<16 | w(12))
+	return int64(w(10)), ""
 }
 
 // parseNum parses a fixed-width hex or octal field without allocating.
@@ -303,7 +311,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			}
 			break
 		}
-		if count == 0 && v >= BinaryLE && e.Mode&sIFMT == 0 && e.Name != trailer {
+		if count == 0 && v >= BinaryLE && e.Mode&fmtutil.IFMT == 0 && e.Name != trailer {
 			// Two magic bytes are weak evidence: a binary header must at least carry a file type.
 			return nil, fmt.Errorf("cpio: binary header without file type: %w", firmware.ErrNotFormat)
 		}
@@ -415,10 +423,10 @@ const maxLinkTarget = 4096
 func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, out firmware.Sink) error {
 	data := io.NewSectionReader(src, e.DataOff, e.Size)
 	fail := func(err error) error { return fmt.Errorf("cpio: %s: %w", e.Name, err) }
-	switch e.Mode & sIFMT {
-	case sIFDIR:
+	switch e.Mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		return out.Add(entryHeader(e, firmware.TypeDir, ""), nil)
-	case sIFLNK:
+	case fmtutil.IFLNK:
 		if e.Size > maxLinkTarget {
 			out.Warn(fmt.Sprintf("cpio: %s: symlink target of %d bytes skipped", e.Name, e.Size))
 			return nil
@@ -428,17 +436,17 @@ func add(src *io.SectionReader, v Variant, e *Entry, links map[inodeKey]*link, o
 			return fail(err)
 		}
 		return out.Add(entryHeader(e, firmware.TypeSymlink, string(b)), nil)
-	case sIFCHR:
+	case fmtutil.IFCHR:
 		return out.Add(entryHeader(e, firmware.TypeCharDevice, ""), nil)
-	case sIFBLK:
+	case fmtutil.IFBLK:
 		return out.Add(entryHeader(e, firmware.TypeBlockDevice, ""), nil)
-	case sIFIFO:
+	case fmtutil.IFIFO:
 		return out.Add(entryHeader(e, firmware.TypeFIFO, ""), nil)
-	case sIFSOCK:
+	case fmtutil.IFSOCK:
 		return out.Add(entryHeader(e, firmware.TypeSocket, ""), nil)
-	case sIFREG, 0:
+	case fmtutil.IFREG, 0:
 	default:
-		out.Warn(fmt.Sprintf("cpio: %s: unknown file type %#o, extracted as a file", e.Name, e.Mode&sIFMT))
+		out.Warn(fmt.Sprintf("cpio: %s: unknown file type %#o, extracted as a file", e.Name, e.Mode&fmtutil.IFMT))
 	}
 	if e.Nlink > 1 {
 		k := inodeKey{e.DevMajor, e.DevMinor, e.Ino}

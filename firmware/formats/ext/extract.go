@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -88,8 +89,8 @@ func (w *walker) entry(in *inode, name string, depth int) error {
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),
 		Size:    0,
 	}
-	switch in.mode & sIFMT {
-	case sIFDIR:
+	switch in.mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		h.Type = firmware.TypeDir
 		if err := w.out.Add(h, nil); err != nil {
 			return err
@@ -100,7 +101,7 @@ func (w *walker) entry(in *inode, name string, depth int) error {
 		}
 		w.dirs[in.num] = true
 		return w.dir(in, name, depth+1)
-	case sIFREG:
+	case fmtutil.IFREG:
 		if first, ok := w.files[in.num]; ok {
 			h.Type, h.Linkname = firmware.TypeHardlink, first
 			return w.out.Add(h, nil)
@@ -127,22 +128,22 @@ func (w *walker) entry(in *inode, name string, depth int) error {
 			return nil
 		}
 		return err
-	case sIFLNK:
+	case fmtutil.IFLNK:
 		target, err := w.f.symlink(in)
 		if err != nil {
 			w.warnErr(name, err)
 			return nil
 		}
 		h.Type, h.Linkname = firmware.TypeSymlink, target
-	case sIFCHR, sIFBLK:
+	case fmtutil.IFCHR, fmtutil.IFBLK:
 		h.Type = firmware.TypeCharDevice
-		if in.mode&sIFMT == sIFBLK {
+		if in.mode&fmtutil.IFMT == fmtutil.IFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
 		h.Devmajor, h.Devminor = decodeDev(in)
-	case sIFIFO:
+	case fmtutil.IFIFO:
 		h.Type = firmware.TypeFIFO
-	case sIFSOCK:
+	case fmtutil.IFSOCK:
 		h.Type = firmware.TypeSocket
 	default:
 		w.warn(fmt.Sprintf("ext: %s: unknown inode mode %#o", name, in.mode))

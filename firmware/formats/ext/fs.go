@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 )
 
 const (
@@ -22,18 +23,6 @@ const (
 	maxRuns        = 1 << 20 // block runs kept for one file
 	maxSymlink     = 4096
 	maxDirEntries  = 1 << 20 // entries accepted in one directory
-)
-
-// Inode mode types.
-const (
-	sIFMT   = 0xF000
-	sIFSOCK = 0xC000
-	sIFLNK  = 0xA000
-	sIFREG  = 0x8000
-	sIFBLK  = 0x6000
-	sIFDIR  = 0x4000
-	sIFCHR  = 0x2000
-	sIFIFO  = 0x1000
 )
 
 // fsys reads one ext2/3/4 filesystem through a bounded io.ReaderAt.
@@ -104,7 +93,7 @@ type inode struct {
 	extra    []byte // bytes after the first 128, read for inline-data inodes only
 }
 
-func (i *inode) isDir() bool { return i.mode&sIFMT == sIFDIR }
+func (i *inode) isDir() bool { return i.mode&fmtutil.IFMT == fmtutil.IFDIR }
 
 func (f *fsys) inode(n uint32) (*inode, error) {
 	sb := f.sb
@@ -437,10 +426,29 @@ func (f *fsys) readDir(in *inode, warn func(string)) ([]dirent, error) {
 	if in.size > uint64(f.r.Size()) {
 		return nil, formatErr(in.at, fmt.Sprintf("directory of %d bytes in a %d-byte filesystem", in.size, f.r.Size()), nil)
 	}
+	next, err := f.dirBlocks(in)
+	if err != nil {
+		return nil, err
+	}
 	var out []dirent
-	le := binary.LittleEndian
-	bs := int(f.sb.blockSize)
-	var next func() ([]byte, error)
+	for b := 0; ; b++ {
+		blk, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return out, err
+		}
+		if out, err = f.dirBlock(in, b, blk, out, warn); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// dirBlocks returns a function that yields the directory's blocks in order,
+// then io.EOF.
+func (f *fsys) dirBlocks(in *inode) (func() ([]byte, error), error) {
 	if in.flags&flagInlineData != 0 {
 		// Inline: the parent's inode number (4 bytes), then entries filling
 		// the rest of i_block, then entries filling the attribute value.
@@ -455,61 +463,58 @@ func (f *fsys) readDir(in *inode, warn func(string)) ([]dirent, error) {
 		if len(data) > 60 {
 			parts = append(parts, data[60:])
 		}
-		next = func() ([]byte, error) {
+		return func() ([]byte, error) {
 			if len(parts) == 0 {
 				return nil, io.EOF
 			}
 			p := parts[0]
 			parts = parts[1:]
 			return p, nil
-		}
-	} else {
-		fr, err := f.content(in)
-		if err != nil {
-			return nil, err
-		}
-		blk := make([]byte, bs)
-		left := in.size
-		next = func() ([]byte, error) {
-			if left == 0 {
-				return nil, io.EOF
-			}
-			left -= min(left, uint64(bs))
-			_, err := io.ReadFull(fr, blk)
-			return blk, err
-		}
+		}, nil
 	}
-	for b := 0; ; b++ {
-		blk, err := next()
-		if err == io.EOF {
+	fr, err := f.content(in)
+	if err != nil {
+		return nil, err
+	}
+	bs := int(f.sb.blockSize)
+	blk := make([]byte, bs)
+	left := in.size
+	return func() ([]byte, error) {
+		if left == 0 {
+			return nil, io.EOF
+		}
+		left -= min(left, uint64(bs))
+		_, err := io.ReadFull(fr, blk)
+		return blk, err
+	}, nil
+}
+
+// dirBlock appends the entries of directory block b (but . and ..) to out;
+// a bad entry ends the block with a warning.
+func (f *fsys) dirBlock(in *inode, b int, blk []byte, out []dirent, warn func(string)) ([]dirent, error) {
+	le := binary.LittleEndian
+	bs := len(blk)
+	for off := 0; off+8 <= bs; {
+		ino := le.Uint32(blk[off:])
+		recLen := int(le.Uint16(blk[off+4:]))
+		nameLen := int(blk[off+6])
+		if f.sb.incompat&incompatFiletype == 0 {
+			nameLen = int(le.Uint16(blk[off+6:]))
+		}
+		if recLen < 8 || recLen%4 != 0 || off+recLen > bs || 8+nameLen > recLen {
+			warn(fmt.Sprintf("ext: directory inode %d block %d: bad entry at %d", in.num, b, off))
 			break
 		}
-		if err != nil {
-			return out, err
+		if ino != 0 && nameLen > 0 {
+			name := string(blk[off+8 : off+8+nameLen])
+			if name != "." && name != ".." {
+				out = append(out, dirent{ino: ino, name: name})
+			}
+			if len(out) > maxDirEntries {
+				return out, formatErr(in.at, fmt.Sprintf("directory inode %d holds more than %d entries", in.num, maxDirEntries), nil)
+			}
 		}
-		bs := len(blk)
-		for off := 0; off+8 <= bs; {
-			ino := le.Uint32(blk[off:])
-			recLen := int(le.Uint16(blk[off+4:]))
-			nameLen := int(blk[off+6])
-			if f.sb.incompat&incompatFiletype == 0 {
-				nameLen = int(le.Uint16(blk[off+6:]))
-			}
-			if recLen < 8 || recLen%4 != 0 || off+recLen > bs || 8+nameLen > recLen {
-				warn(fmt.Sprintf("ext: directory inode %d block %d: bad entry at %d", in.num, b, off))
-				break
-			}
-			if ino != 0 && nameLen > 0 {
-				name := string(blk[off+8 : off+8+nameLen])
-				if name != "." && name != ".." {
-					out = append(out, dirent{ino: ino, name: name})
-				}
-				if len(out) > maxDirEntries {
-					return out, formatErr(in.at, fmt.Sprintf("directory inode %d holds more than %d entries", in.num, maxDirEntries), nil)
-				}
-			}
-			off += recLen
-		}
+		off += recLen
 	}
 	return out, nil
 }

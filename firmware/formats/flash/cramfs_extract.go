@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -72,7 +73,7 @@ type cramfsInode struct {
 	offset   int64  // bytes from the image start
 }
 
-func (in *cramfsInode) typ() uint32 { return in.mode & 0o170000 }
+func (in *cramfsInode) typ() uint32 { return in.mode & fmtutil.IFMT }
 
 func decodeCramfsInode(b []byte, bo binary.ByteOrder) cramfsInode {
 	w0, w1, w2 := bo.Uint32(b), bo.Uint32(b[4:]), bo.Uint32(b[8:])
@@ -143,80 +144,29 @@ type cramfsDir struct {
 // offset already entered (a cycle or a shared directory) is not entered
 // again, nesting and the entry count are bounded.
 func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cramfsInode) error) error {
-	if im.root.typ() != 0o040000 {
+	if im.root.typ() != fmtutil.IFDIR {
 		return formatErr("cramfs", 64, fmt.Sprintf("root inode mode %#o is not a directory", im.root.mode), nil)
 	}
-	entered := map[int64]bool{}
-	stack := []cramfsDir{{in: im.root}}
-	entries := 0
 	// Directories at distinct but overlapping offsets could make the walk
 	// read the image over and over: bound the bytes listed.
-	budget := 2*im.size + 1<<20
+	w := &cramfsWalk{im: im, visit: visit, entered: map[int64]bool{}, budget: 2*im.size + 1<<20}
+	stack := []cramfsDir{{in: im.root}}
 	for len(stack) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		where := "/" + d.name
-		if d.in.size == 0 {
-			continue
-		}
-		if entered[d.in.offset] {
-			im.warn(fmt.Sprintf("cramfs: directory %s: offset %#x was already listed (a directory cycle); not entered again", where, d.in.offset))
-			continue
-		}
-		entered[d.in.offset] = true
-		if d.depth >= cramfsMaxDepth {
-			im.warn(fmt.Sprintf("cramfs: directory %s: nesting deeper than %d; not entered", where, cramfsMaxDepth))
-			continue
-		}
-		if d.in.offset < im.shift+cramfsSuperSize {
-			im.warn(fmt.Sprintf("cramfs: directory %s: entries at %#x overlap the superblock; not entered", where, d.in.offset))
-			continue
-		}
-		if budget -= int64(d.in.size); budget < 0 {
-			im.warn(fmt.Sprintf("cramfs: directories list more than twice the image's bytes (overlapping directories); %s and the rest are not entered", where))
+		data, stop := w.enter(d)
+		if stop {
 			return nil
 		}
-		data, err := im.read(d.in.offset, int(d.in.size))
-		if err != nil {
-			im.warn(fmt.Sprintf("cramfs: directory %s: entries [%#x, +%d) outside the %d-byte image; not entered", where, d.in.offset, d.in.size, im.size))
+		if data == nil {
 			continue
 		}
-		var subdirs []cramfsDir
-		for pos := 0; pos < len(data); {
-			if pos+cramfsInodeLen > len(data) {
-				im.warn(fmt.Sprintf("cramfs: directory %s: %d stray bytes at %#x", where, len(data)-pos, d.in.offset+int64(pos)))
-				break
-			}
-			in := decodeCramfsInode(data[pos:], im.bo)
-			nameAt := pos + cramfsInodeLen
-			if in.nameLen == 0 || nameAt+in.nameLen > len(data) {
-				im.warn(fmt.Sprintf("cramfs: directory %s: entry at %#x has a name of %d bytes past the directory's end; rest of the directory dropped",
-					where, d.in.offset+int64(pos), in.nameLen))
-				break
-			}
-			name := string(bytes.TrimRight(data[nameAt:nameAt+in.nameLen], "\x00"))
-			pos = nameAt + in.nameLen
-			if entries++; entries > cramfsMaxEntries {
-				im.warn(fmt.Sprintf("cramfs: more than %d entries; the rest are dropped", cramfsMaxEntries))
-				return nil
-			}
-			if name == "" {
-				im.warn(fmt.Sprintf("cramfs: directory %s: entry at %#x has an empty name; dropped", where, d.in.offset+int64(pos)))
-				continue
-			}
-			full := path.Join(d.name, name)
-			if d.name == "" {
-				full = name
-			}
-			if err := visit(full, in); err != nil {
-				return err
-			}
-			if in.typ() == 0o040000 {
-				subdirs = append(subdirs, cramfsDir{name: full, in: in, depth: d.depth + 1})
-			}
+		subdirs, stop, err := w.list(d, data)
+		if err != nil || stop {
+			return err
 		}
 		// Push in reverse so directories are listed in image order.
 		for i := len(subdirs) - 1; i >= 0; i-- {
@@ -224,6 +174,89 @@ func (im *cramfsImage) walk(ctx context.Context, visit func(name string, in cram
 		}
 	}
 	return nil
+}
+
+// cramfsWalk is the state of a walk over the directory tree.
+type cramfsWalk struct {
+	im      *cramfsImage
+	visit   func(name string, in cramfsInode) error
+	entered map[int64]bool // directory offsets already listed
+	entries int
+	budget  int64 // bytes of directories left to list
+}
+
+// enter returns the bytes of directory d's entries, or nil (with a warning
+// unless it is empty) when it is not to be entered; stop ends the walk.
+func (w *cramfsWalk) enter(d cramfsDir) (data []byte, stop bool) {
+	im := w.im
+	where := "/" + d.name
+	if d.in.size == 0 {
+		return nil, false
+	}
+	if w.entered[d.in.offset] {
+		im.warn(fmt.Sprintf("cramfs: directory %s: offset %#x was already listed (a directory cycle); not entered again", where, d.in.offset))
+		return nil, false
+	}
+	w.entered[d.in.offset] = true
+	if d.depth >= cramfsMaxDepth {
+		im.warn(fmt.Sprintf("cramfs: directory %s: nesting deeper than %d; not entered", where, cramfsMaxDepth))
+		return nil, false
+	}
+	if d.in.offset < im.shift+cramfsSuperSize {
+		im.warn(fmt.Sprintf("cramfs: directory %s: entries at %#x overlap the superblock; not entered", where, d.in.offset))
+		return nil, false
+	}
+	if w.budget -= int64(d.in.size); w.budget < 0 {
+		im.warn(fmt.Sprintf("cramfs: directories list more than twice the image's bytes (overlapping directories); %s and the rest are not entered", where))
+		return nil, true
+	}
+	data, err := im.read(d.in.offset, int(d.in.size))
+	if err != nil {
+		im.warn(fmt.Sprintf("cramfs: directory %s: entries [%#x, +%d) outside the %d-byte image; not entered", where, d.in.offset, d.in.size, im.size))
+		return nil, false
+	}
+	return data, false
+}
+
+// list visits the entries of directory d (data holds them) and returns its
+// subdirectories; stop ends the walk (too many entries).
+func (w *cramfsWalk) list(d cramfsDir, data []byte) (subdirs []cramfsDir, stop bool, err error) {
+	im := w.im
+	where := "/" + d.name
+	for pos := 0; pos < len(data); {
+		if pos+cramfsInodeLen > len(data) {
+			im.warn(fmt.Sprintf("cramfs: directory %s: %d stray bytes at %#x", where, len(data)-pos, d.in.offset+int64(pos)))
+			break
+		}
+		in := decodeCramfsInode(data[pos:], im.bo)
+		nameAt := pos + cramfsInodeLen
+		if in.nameLen == 0 || nameAt+in.nameLen > len(data) {
+			im.warn(fmt.Sprintf("cramfs: directory %s: entry at %#x has a name of %d bytes past the directory's end; rest of the directory dropped",
+				where, d.in.offset+int64(pos), in.nameLen))
+			break
+		}
+		name := string(bytes.TrimRight(data[nameAt:nameAt+in.nameLen], "\x00"))
+		pos = nameAt + in.nameLen
+		if w.entries++; w.entries > cramfsMaxEntries {
+			im.warn(fmt.Sprintf("cramfs: more than %d entries; the rest are dropped", cramfsMaxEntries))
+			return nil, true, nil
+		}
+		if name == "" {
+			im.warn(fmt.Sprintf("cramfs: directory %s: entry at %#x has an empty name; dropped", where, d.in.offset+int64(pos)))
+			continue
+		}
+		full := path.Join(d.name, name)
+		if d.name == "" {
+			full = name
+		}
+		if err := w.visit(full, in); err != nil {
+			return nil, false, err
+		}
+		if in.typ() == fmtutil.IFDIR {
+			subdirs = append(subdirs, cramfsDir{name: full, in: in, depth: d.depth + 1})
+		}
+	}
+	return subdirs, false, nil
 }
 
 // cramfsFile reads the pages of one regular file or symlink in order.
@@ -392,7 +425,7 @@ func (im *cramfsImage) detectPage(ctx context.Context) int64 {
 	im.warn = func(string) {}
 	defer func() { im.warn = warn }()
 	im.walk(ctx, func(name string, in cramfsInode) error {
-		if in.typ() != 0o100000 || in.size <= cramfsPage {
+		if in.typ() != fmtutil.IFREG || in.size <= cramfsPage {
 			return nil
 		}
 		for p := int64(cramfsPage); p <= 1<<16; p *= 2 {
@@ -435,16 +468,16 @@ func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk
 		h := &firmware.Header{Name: name, Mode: unixmode.FromUnix(in.mode),
 			UID: in.uid, GID: in.gid, ModTime: mtime, Size: -1}
 		switch in.typ() {
-		case 0o040000:
+		case fmtutil.IFDIR:
 			h.Type = firmware.TypeDir
 			return out.Add(h, nil)
-		case 0o100000, 0o120000:
+		case fmtutil.IFREG, fmtutil.IFLNK:
 			f, err := im.open(name, in)
 			if err != nil {
 				out.Warn(fmt.Sprintf("%v; %s not extracted", err, name))
 				return nil
 			}
-			if in.typ() == 0o120000 {
+			if in.typ() == fmtutil.IFLNK {
 				target, err := io.ReadAll(io.LimitReader(f, 4096))
 				if err != nil {
 					out.Warn(fmt.Sprintf("%v; symlink %s not extracted", err, name))
@@ -463,17 +496,17 @@ func extractCramfs(ctx context.Context, src *io.SectionReader, c *firmware.Chunk
 				return nil
 			}
 			return err
-		case 0o020000, 0o060000:
+		case fmtutil.IFCHR, fmtutil.IFBLK:
 			h.Type = firmware.TypeCharDevice
-			if in.typ() == 0o060000 {
+			if in.typ() == fmtutil.IFBLK {
 				h.Type = firmware.TypeBlockDevice
 			}
 			h.Devmajor, h.Devminor = (in.size&0xfff00)>>8, (in.size&0xff)|(in.size>>12)&0xfff00
 			return out.Add(h, nil)
-		case 0o010000:
+		case fmtutil.IFIFO:
 			h.Type = firmware.TypeFIFO
 			return out.Add(h, nil)
-		case 0o140000:
+		case fmtutil.IFSOCK:
 			h.Type = firmware.TypeSocket
 			return out.Add(h, nil)
 		}
@@ -497,11 +530,11 @@ func cramfsExtent(r io.ReaderAt, size int64) int64 {
 	ctx := context.Background()
 	err = im.walk(ctx, func(name string, in cramfsInode) error {
 		switch in.typ() {
-		case 0o040000:
+		case fmtutil.IFDIR:
 			if in.size > 0 {
 				end = max(end, in.offset+int64(in.size))
 			}
-		case 0o100000, 0o120000:
+		case fmtutil.IFREG, fmtutil.IFLNK:
 			f, err := im.open(name, in)
 			if err != nil || len(f.ptrs) == 0 {
 				return nil

@@ -138,7 +138,7 @@ func TestCramfsWriterVariants(t *testing.T) {
 				t.Errorf("warnings: %q", res.Sink.Warnings)
 			}
 			if got := res.Sink.Listing(); !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", listDiff(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
@@ -175,21 +175,6 @@ func (w cramfsWriter) String() string {
 	return s
 }
 
-func listDiff(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
-}
-
 // TestCramfsWriterFixture keeps testdata/cramfs-ext.img (no Debian tool
 // writes extended block pointers) equal to what the writer makes.
 func TestCramfsWriterFixture(t *testing.T) {
@@ -206,48 +191,7 @@ func TestCramfsWriterFixture(t *testing.T) {
 	}
 }
 
-// diskListing renders an extracted folder like MemSink.Listing, without
-// owners and with the permission bits only (what a non-root extraction keeps).
-func diskListing(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s -> %s", rel, target))
-		case info.IsDir():
-			out = append(out, rel+"/")
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
-		default:
-			out = append(out, fmt.Sprintf("%s type=%v", rel, info.Mode().Type()))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// memListing renders a MemSink the way diskListing renders a folder.
+// memListing renders a MemSink the way firmwaretest.DiskListing renders a folder.
 func memListing(s *firmwaretest.MemSink) []string {
 	var out []string
 	for _, e := range s.Entries {
@@ -316,7 +260,7 @@ func TestCramfsAgainstFsck(t *testing.T) {
 			if res.Chunk.Confidence != firmware.ConfidenceHigh || res.Chunk.Size != int64(len(img))-off {
 				t.Errorf("chunk = %+v", res.Chunk)
 			}
-			want := diskListing(t, out)
+			want := firmwaretest.DiskListing(t, out)
 			var got []string
 			for _, l := range memListing(res.Sink) {
 				if !strings.HasPrefix(l, "dev/") || os.Geteuid() == 0 {
@@ -324,7 +268,7 @@ func TestCramfsAgainstFsck(t *testing.T) {
 				}
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("ours (+) and fsck.cramfs's (-) differ:\n%s", listDiff(want, got))
+				t.Errorf("ours (+) and fsck.cramfs's (-) differ:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
@@ -352,12 +296,12 @@ func TestCramfsAgainst7z(t *testing.T) {
 			res := firmwaretest.MustRun(t, Cramfs, img, 0)
 			got := onlyFiles(memListing(res.Sink))
 			// 7-Zip leaves an empty file for each symlink it refused.
-			want := slices.DeleteFunc(onlyFiles(diskListing(t, out)), func(l string) bool {
+			want := slices.DeleteFunc(onlyFiles(firmwaretest.DiskListing(t, out)), func(l string) bool {
 				e, ok := res.Sink.Entry(l[:strings.IndexByte(l, ' ')])
 				return ok && e.Header.Type == firmware.TypeSymlink
 			})
 			if len(want) == 0 || !slices.Equal(got, want) {
-				t.Errorf("ours (+) and 7z's (-) files differ:\n%s\n7z said:\n%s", listDiff(want, got), b)
+				t.Errorf("ours (+) and 7z's (-) files differ:\n%s\n7z said:\n%s", firmwaretest.ListingDiff(want, got), b)
 			}
 		})
 	}
@@ -409,16 +353,7 @@ func TestCramfsHostile(t *testing.T) {
 			img, lay := tc.w.build(tree)
 			tc.edit(img, lay, tc.w.bo())
 			cramfsFixCRC(img, tc.w.bo())
-			res, err := firmwaretest.Run(Cramfs, img, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
-			}
-			if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, tc.warn) }) {
-				t.Errorf("warnings %q lack %q", res.Sink.Warnings, tc.warn)
-			}
-			if _, ok := res.Sink.File(tc.keep); !ok {
-				t.Errorf("%s not extracted: %q", tc.keep, res.Sink.Names())
-			}
+			firmwaretest.CheckHostile(t, Cramfs, img, tc.warn, tc.keep)
 		})
 	}
 }

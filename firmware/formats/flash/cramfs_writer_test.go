@@ -88,10 +88,34 @@ func align4(img []byte) []byte {
 
 // build writes the image of root (a directory) and returns it with its layout.
 func (w cramfsWriter) build(root *cwNode) ([]byte, cwLayout) {
-	bo := w.bo()
-	lay := cwLayout{inode: map[string]int64{}, data: map[string]int64{}}
-	// Directories breadth-first, their entries sorted by name, right after
-	// the superblock; then the file data.
+	b := &cwBuild{w: w, bo: w.bo(), img: make([]byte, cramfsSuperSize), dirSize: map[*cwNode]int{},
+		lay: cwLayout{inode: map[string]int64{}, data: map[string]int64{}}}
+	b.directories(root)
+	b.writeNode("", root)
+	b.img = align4(b.img)
+	if !w.v1 {
+		for len(b.img)%cramfsPage != 0 {
+			b.img = append(b.img, 0)
+		}
+	}
+	b.superblock()
+	return b.img, b.lay
+}
+
+// cwBuild is the image being built by cramfsWriter.build.
+type cwBuild struct {
+	w       cramfsWriter
+	bo      binary.ByteOrder
+	img     []byte
+	lay     cwLayout
+	dirSize map[*cwNode]int
+	blocks  int
+	files   int
+}
+
+// directories writes the directories breadth-first, their entries sorted by
+// name, right after the superblock (the inodes are filled in by writeNode).
+func (b *cwBuild) directories(root *cwNode) {
 	type dirAt struct {
 		path string
 		n    *cwNode
@@ -109,93 +133,102 @@ func (w cramfsWriter) build(root *cwNode) ([]byte, cwLayout) {
 			}
 		}
 	}
-	img := make([]byte, cramfsSuperSize)
-	dirSize := map[*cwNode]int{}
 	for _, d := range dirs {
-		lay.data[d.path] = int64(len(img))
+		b.lay.data[d.path] = int64(len(b.img))
 		for _, c := range d.n.children {
 			p := strings.TrimPrefix(d.path+"/"+c.name, "/")
-			lay.inode[p] = int64(len(img))
-			img = append(img, make([]byte, 12+(len(c.name)+3)/4*4)...)
-			copy(img[len(img)-(len(c.name)+3)/4*4:], c.name)
+			b.lay.inode[p] = int64(len(b.img))
+			b.img = append(b.img, make([]byte, 12+(len(c.name)+3)/4*4)...)
+			copy(b.img[len(b.img)-(len(c.name)+3)/4*4:], c.name)
 		}
-		dirSize[d.n] = int(int64(len(img)) - lay.data[d.path])
+		b.dirSize[d.n] = int(int64(len(b.img)) - b.lay.data[d.path])
 	}
-	blocks := 0
-	var files int
-	var writeNode func(p string, n *cwNode)
-	writeNode = func(p string, n *cwNode) {
-		files++
-		var size uint32
-		var off int64
-		switch n.mode & 0o170000 {
-		case 0o040000:
-			size, off = uint32(dirSize[n]), lay.data[p]
-			if size == 0 {
-				off = 0
-			}
-		case 0o100000, 0o120000:
-			size = uint32(len(n.data))
-			if size > 0 {
-				img = align4(img)
-				off = int64(len(img))
-				lay.data[p] = off
-				pages := (len(n.data) + cramfsPage - 1) / cramfsPage
-				table := len(img)
-				img = append(img, make([]byte, 4*pages)...)
-				for i := 0; i < pages; i++ {
-					blocks++
-					page := n.data[i*cramfsPage : min(len(n.data), (i+1)*cramfsPage)]
-					var ptr uint32
-					kind := 0
-					if w.ext {
-						kind = i % pageKinds
-					}
-					switch {
-					case w.holes && !bytes.ContainsFunc(page, func(r rune) bool { return r != 0 }) && kind == 0:
-						ptr = uint32(len(img))
-					case kind == 0:
-						img = append(img, zlibPage(page)...)
-						ptr = uint32(len(img))
-					case kind == 1: // direct, compressed: u16 length first
-						img = align4(img)
-						ptr = uint32(len(img))>>2 | cramfsBlkDirect
-						z := zlibPage(page)
-						img = bo.(binary.AppendByteOrder).AppendUint16(img, uint16(len(z)))
-						img = append(img, z...)
-					case kind == 2: // direct, uncompressed: a whole page unless last
-						img = align4(img)
-						ptr = uint32(len(img))>>2 | cramfsBlkDirect | cramfsBlkUncompressed
-						img = append(img, page...)
-						if i < pages-1 {
-							img = append(img, make([]byte, cramfsPage-len(page))...)
-						}
-					case kind == 3: // uncompressed, end pointer
-						img = append(img, page...)
-						ptr = uint32(len(img)) | cramfsBlkUncompressed
-					}
-					bo.PutUint32(img[table+4*i:], ptr)
-				}
-			}
-		default:
-			size = n.rdev
+}
+
+// writeNode fills in the inode of n (at path p) and writes its data, then
+// its children's.
+func (b *cwBuild) writeNode(p string, n *cwNode) {
+	b.files++
+	var size uint32
+	var off int64
+	switch n.mode & 0o170000 {
+	case 0o040000:
+		size, off = uint32(b.dirSize[n]), b.lay.data[p]
+		if size == 0 {
+			off = 0
 		}
-		if p != "" {
-			copy(img[lay.inode[p]:], w.inode(n, size, off))
-		} else {
-			copy(img[64:], w.inode(n, size, off))
+	case 0o100000, 0o120000:
+		size = uint32(len(n.data))
+		if size > 0 {
+			off = b.writeData(p, n.data)
 		}
-		for _, c := range n.children {
-			writeNode(strings.TrimPrefix(p+"/"+c.name, "/"), c)
-		}
+	default:
+		size = n.rdev
 	}
-	writeNode("", root)
-	img = align4(img)
-	if !w.v1 {
-		for len(img)%cramfsPage != 0 {
-			img = append(img, 0)
-		}
+	if p != "" {
+		copy(b.img[b.lay.inode[p]:], b.w.inode(n, size, off))
+	} else {
+		copy(b.img[64:], b.w.inode(n, size, off))
 	}
+	for _, c := range n.children {
+		b.writeNode(strings.TrimPrefix(p+"/"+c.name, "/"), c)
+	}
+}
+
+// writeData writes a file's block pointer table and its pages (with ext,
+// cycling through the page kinds) and returns the table's offset.
+func (b *cwBuild) writeData(p string, data []byte) int64 {
+	b.img = align4(b.img)
+	off := int64(len(b.img))
+	b.lay.data[p] = off
+	pages := (len(data) + cramfsPage - 1) / cramfsPage
+	table := len(b.img)
+	b.img = append(b.img, make([]byte, 4*pages)...)
+	for i := 0; i < pages; i++ {
+		b.blocks++
+		page := data[i*cramfsPage : min(len(data), (i+1)*cramfsPage)]
+		kind := 0
+		if b.w.ext {
+			kind = i % pageKinds
+		}
+		ptr := b.writePage(page, kind, i < pages-1) // appends: b.img may move
+		b.bo.PutUint32(b.img[table+4*i:], ptr)
+	}
+	return off
+}
+
+// writePage writes one page of kind kind and returns its block pointer.
+func (b *cwBuild) writePage(page []byte, kind int, notLast bool) uint32 {
+	var ptr uint32
+	switch {
+	case b.w.holes && !bytes.ContainsFunc(page, func(r rune) bool { return r != 0 }) && kind == 0:
+		ptr = uint32(len(b.img))
+	case kind == 0:
+		b.img = append(b.img, zlibPage(page)...)
+		ptr = uint32(len(b.img))
+	case kind == 1: // direct, compressed: u16 length first
+		b.img = align4(b.img)
+		ptr = uint32(len(b.img))>>2 | cramfsBlkDirect
+		z := zlibPage(page)
+		b.img = b.bo.(binary.AppendByteOrder).AppendUint16(b.img, uint16(len(z)))
+		b.img = append(b.img, z...)
+	case kind == 2: // direct, uncompressed: a whole page unless last
+		b.img = align4(b.img)
+		ptr = uint32(len(b.img))>>2 | cramfsBlkDirect | cramfsBlkUncompressed
+		b.img = append(b.img, page...)
+		if notLast {
+			b.img = append(b.img, make([]byte, cramfsPage-len(page))...)
+		}
+	case kind == 3: // uncompressed, end pointer
+		b.img = append(b.img, page...)
+		ptr = uint32(len(b.img)) | cramfsBlkUncompressed
+	}
+	return ptr
+}
+
+// superblock writes the superblock (and, for version 2, the CRC).
+func (b *cwBuild) superblock() {
+	w, bo, img := b.w, b.bo, b.img
 	flags := uint32(0)
 	if !w.v1 {
 		flags |= cramfsFSIDv2 | cramfsFlagSorted
@@ -211,14 +244,13 @@ func (w cramfsWriter) build(root *cwNode) ([]byte, cwLayout) {
 	if !w.v1 {
 		bo.PutUint32(img[4:], uint32(len(img)))
 		bo.PutUint32(img[8:], flags)
-		bo.PutUint32(img[40:], uint32(blocks))
-		bo.PutUint32(img[44:], uint32(files))
+		bo.PutUint32(img[40:], uint32(b.blocks))
+		bo.PutUint32(img[44:], uint32(b.files))
 		copy(img[48:64], "cordon-writer")
 		cramfsFixCRC(img, bo)
 	} else {
 		bo.PutUint32(img[8:], flags)
 	}
-	return img, lay
 }
 
 // cramfsFixCRC recomputes the whole-image CRC of a version 2 image.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -44,18 +45,6 @@ const (
 	jffs2InodeHdr  = 68
 	jffs2DirentHdr = 40
 	jffs2RootIno   = 1
-)
-
-// Unix file type bits of an inode's mode.
-const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
 )
 
 // jffs2Data is one data node of an inode: the range [start, start+dsize) of
@@ -374,8 +363,8 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		ModTime: time.Unix(int64(in.mtime), 0).UTC(),
 		Size:    0,
 	}
-	switch in.mode & sIFMT {
-	case sIFDIR:
+	switch in.mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		h.Type = firmware.TypeDir
 		if err := x.out.Add(h, nil); err != nil {
 			return err
@@ -386,56 +375,69 @@ func (x *jffs2Extractor) entry(e jffs2Entry, name string, depth int) error {
 		}
 		x.dirs[e.ino] = true
 		return x.dir(e.ino, name, depth+1)
-	case sIFREG:
-		if first, ok := x.files[e.ino]; ok {
-			h.Type, h.Linkname = firmware.TypeHardlink, first
-			return x.out.Add(h, nil)
-		}
-		x.files[e.ino] = name
-		r := x.open(e.ino, in, name)
-		h.Type, h.Size = firmware.TypeFile, r.size
-		err := x.out.Add(h, r)
-		var fe *firmware.FormatError
-		if err != nil && errors.As(err, &fe) {
-			// The image's fault, not the Sink's: keep going.
-			x.warn("%s: %v", name, strings.TrimPrefix(err.Error(), "jffs2: "))
-			return nil
-		}
-		return err
-	case sIFLNK:
+	case fmtutil.IFREG:
+		return x.file(e.ino, in, h)
+	case fmtutil.IFLNK:
 		target, err := x.special(in, jffs2MaxLink)
 		if err != nil {
 			x.warn("%s: symlink target: %v", name, err)
 			return nil
 		}
 		h.Type, h.Linkname = firmware.TypeSymlink, string(target)
-	case sIFCHR, sIFBLK:
+	case fmtutil.IFCHR, fmtutil.IFBLK:
 		h.Type = firmware.TypeCharDevice
-		if in.mode&sIFMT == sIFBLK {
+		if in.mode&fmtutil.IFMT == fmtutil.IFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
-		dev, err := x.special(in, 8)
-		switch {
-		case err != nil:
-			x.warn("%s: device number: %v", name, err)
-		case len(dev) == 2: // old 16-bit encoding
-			v := x.bo.Uint16(dev)
-			h.Devmajor, h.Devminor = uint32(v>>8), uint32(v&0xff)
-		case len(dev) == 4: // new_encode_dev
-			v := x.bo.Uint32(dev)
-			h.Devmajor, h.Devminor = (v&0xfff00)>>8, (v&0xff)|((v>>12)&0xfff00)
-		default:
-			x.warn("%s: device number of %d bytes (want 2 or 4)", name, len(dev))
-		}
-	case sIFIFO:
+		x.device(in, h)
+	case fmtutil.IFIFO:
 		h.Type = firmware.TypeFIFO
-	case sIFSOCK:
+	case fmtutil.IFSOCK:
 		h.Type = firmware.TypeSocket
 	default:
 		x.warn("%s: inode %d has unknown file type (mode %#o); not extracted", name, e.ino, in.mode)
 		return nil
 	}
 	return x.out.Add(h, nil)
+}
+
+// file adds regular file inode ino under h.Name: its content the first
+// time, a hard link to that first name after.
+func (x *jffs2Extractor) file(ino uint32, in *jffs2Ino, h *firmware.Header) error {
+	name := h.Name
+	if first, ok := x.files[ino]; ok {
+		h.Type, h.Linkname = firmware.TypeHardlink, first
+		return x.out.Add(h, nil)
+	}
+	x.files[ino] = name
+	r := x.open(ino, in, name)
+	h.Type, h.Size = firmware.TypeFile, r.size
+	err := x.out.Add(h, r)
+	var fe *firmware.FormatError
+	if err != nil && errors.As(err, &fe) {
+		// The image's fault, not the Sink's: keep going.
+		x.warn("%s: %v", name, strings.TrimPrefix(err.Error(), "jffs2: "))
+		return nil
+	}
+	return err
+}
+
+// device sets h's device numbers from the device inode's data (old 16-bit
+// or new_encode_dev 32-bit encoding).
+func (x *jffs2Extractor) device(in *jffs2Ino, h *firmware.Header) {
+	dev, err := x.special(in, 8)
+	switch {
+	case err != nil:
+		x.warn("%s: device number: %v", h.Name, err)
+	case len(dev) == 2: // old 16-bit encoding
+		v := x.bo.Uint16(dev)
+		h.Devmajor, h.Devminor = uint32(v>>8), uint32(v&0xff)
+	case len(dev) == 4: // new_encode_dev
+		v := x.bo.Uint32(dev)
+		h.Devmajor, h.Devminor = (v&0xfff00)>>8, (v&0xff)|((v>>12)&0xfff00)
+	default:
+		x.warn("%s: device number of %d bytes (want 2 or 4)", h.Name, len(dev))
+	}
 }
 
 // special returns the data of the latest node of a symlink or device inode,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -49,7 +50,7 @@ func TestJFFS2Tree(t *testing.T) {
 			res := firmwaretest.MustRun(t, JFFS2, data, 0)
 			got := jffs2Listing(res.Sink)
 			if !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", diffLines(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 			if e, _ := res.Sink.Entry("etc/passwd-"); e.Header.Type != firmware.TypeHardlink || e.Header.Linkname != "etc/passwd" {
 				t.Errorf("etc/passwd- = %+v, want a hard link to etc/passwd", e.Header)
@@ -137,21 +138,6 @@ func jffs2Listing(s *firmwaretest.MemSink) []string {
 	return out
 }
 
-func diffLines(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
-}
-
 // jffs2Image writes JFFS2 nodes by hand, for the cases mkfs.jffs2 cannot
 // make: overlapping versions, deletions, bad CRCs, obsolete nodes, LZMA,
 // hostile trees.
@@ -229,11 +215,11 @@ func (img *jffs2Image) inode(s jffs2InodeSpec) int {
 }
 
 func (img *jffs2Image) file(ino, version uint32, mode uint32, content string) {
-	img.inode(jffs2InodeSpec{ino: ino, version: version, mode: sIFREG | mode, isize: uint32(len(content)), data: []byte(content)})
+	img.inode(jffs2InodeSpec{ino: ino, version: version, mode: fmtutil.IFREG | mode, isize: uint32(len(content)), data: []byte(content)})
 }
 
 func (img *jffs2Image) dir(ino, version uint32) {
-	img.inode(jffs2InodeSpec{ino: ino, version: version, mode: sIFDIR | 0o755})
+	img.inode(jffs2InodeSpec{ino: ino, version: version, mode: fmtutil.IFDIR | 0o755})
 }
 
 // lzmaJFFS2 compresses p as JFFS2's LZMA compressor does: lc=lp=pb=0, an
@@ -267,62 +253,77 @@ func jffs2Crafted(t testing.TB) map[string][]byte {
 		if bo == binary.BigEndian {
 			sfx = "-be"
 		}
-		// Versions: data overlays, a truncation, a deletion, a rename.
-		img := newJFFS2Image(bo)
-		img.dir(2, 1)
-		img.dirent(1, 1, 2, "etc", 4)
-		img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: sIFREG | 0o644, isize: 8, data: []byte("AAAAAAAA")})
-		img.inode(jffs2InodeSpec{ino: 3, version: 3, mode: sIFREG | 0o644, isize: 10, offset: 6, data: []byte("cccc")})
-		img.inode(jffs2InodeSpec{ino: 3, version: 2, mode: sIFREG | 0o644, isize: 8, offset: 2, data: []byte("bb")})
-		img.dirent(2, 1, 3, "overlay", 8)
-		img.inode(jffs2InodeSpec{ino: 4, version: 1, mode: sIFREG | 0o600, isize: 6, data: []byte("secret")})
-		img.inode(jffs2InodeSpec{ino: 4, version: 2, mode: sIFREG | 0o600, isize: 3}) // truncate to 3
-		img.dirent(2, 2, 4, "truncated", 8)
-		img.file(5, 1, 0o644, "deleted")
-		img.dirent(2, 3, 5, "gone", 8)
-		img.dirent(2, 4, 0, "gone", 8) // unlink
-		img.file(6, 1, 0o644, "renamed")
-		img.dirent(2, 5, 6, "old-name", 8)
-		img.dirent(2, 7, 0, "old-name", 8)
-		img.dirent(2, 6, 6, "new-name", 8)
-		// LZMA, with both ids; zero-compressed and rtime data; a hole.
-		text := bytes.Repeat([]byte("lzma in jffs2 "), 300)
-		img.inode(jffs2InodeSpec{ino: 7, version: 1, mode: sIFREG | 0o644, isize: uint32(2 * len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMA})
-		img.inode(jffs2InodeSpec{ino: 7, version: 2, mode: sIFREG | 0o644, isize: uint32(2 * len(text)), offset: uint32(len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMAOpenWrt})
-		img.dirent(1, 2, 7, "lzma", 8)
-		img.inode(jffs2InodeSpec{ino: 8, version: 1, mode: sIFREG | 0o644, isize: 12, data: []byte("a\x03b\x00a\x02"), dsize: 7, compr: jffs2ComprRtime})
-		img.inode(jffs2InodeSpec{ino: 8, version: 2, mode: sIFREG | 0o644, isize: 12, offset: 7, dsize: 3, compr: jffs2ComprZero})
-		img.dirent(1, 3, 8, "rtime-zero-hole", 8)
-		// Special files: an old-style 16-bit device number, a fifo.
-		dev := make([]byte, 2)
-		bo.PutUint16(dev, 4<<8|65)
-		img.inode(jffs2InodeSpec{ino: 9, version: 1, mode: sIFCHR | 0o620, data: dev})
-		img.dirent(1, 4, 9, "ttyS1", 2)
-		img.inode(jffs2InodeSpec{ino: 10, version: 1, mode: sIFLNK | 0o777, isize: 8, data: []byte("/etc/new-name")})
-		img.dirent(1, 5, 10, "link", 10)
-		out["versions"+sfx] = img.buf
-
-		// Bad CRCs, an obsolete node, damaged bytes between nodes.
-		img = newJFFS2Image(bo)
-		img.file(2, 1, 0o644, "good data")
-		badData := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: sIFREG | 0o644, isize: 9, data: []byte("BAD CRC!!")})
-		img.buf[badData+70] ^= 1 // data CRC
-		off := img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: sIFREG | 0o777, isize: 9, data: []byte("BAD NODE!")})
-		img.buf[off+20] ^= 1 // node CRC (mode)
-		obsolete := img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: sIFREG | 0o644, isize: 9, data: []byte("OBSOLETE!")})
-		bo.PutUint16(img.buf[obsolete+2:], jffs2Inode&^jffs2Accurate)
-		img.dirent(1, 1, 2, "file", 8)
-		off = img.dirent(1, 2, 0, "file", 8)
-		img.buf[off+40] ^= 1 // name CRC: this deletion does not count
-		img.buf = append(img.buf, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4)
-		off = img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: sIFREG | 0o644, isize: 11, data: []byte("lost header")})
-		img.buf[off+9] ^= 1 // header CRC: the walk steps over the node
-		img.file(4, 1, 0o644, "after the damage")
-		img.dirent(1, 3, 4, "after", 8)
-		out["crc"+sfx] = img.buf
-		jffs2Offsets["crc"+sfx] = []int{badData, obsolete}
+		out["versions"+sfx] = jffs2VersionsImage(t, bo)
+		out["crc"+sfx], jffs2Offsets["crc"+sfx] = jffs2CRCImage(bo)
 	}
+	out["hostile"] = jffs2HostileImage()
+	return out
+}
 
+// jffs2VersionsImage is the crafted image of versions, compressors and
+// special files.
+func jffs2VersionsImage(t testing.TB, bo binary.ByteOrder) []byte {
+	// Versions: data overlays, a truncation, a deletion, a rename.
+	img := newJFFS2Image(bo)
+	img.dir(2, 1)
+	img.dirent(1, 1, 2, "etc", 4)
+	img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 8, data: []byte("AAAAAAAA")})
+	img.inode(jffs2InodeSpec{ino: 3, version: 3, mode: fmtutil.IFREG | 0o644, isize: 10, offset: 6, data: []byte("cccc")})
+	img.inode(jffs2InodeSpec{ino: 3, version: 2, mode: fmtutil.IFREG | 0o644, isize: 8, offset: 2, data: []byte("bb")})
+	img.dirent(2, 1, 3, "overlay", 8)
+	img.inode(jffs2InodeSpec{ino: 4, version: 1, mode: fmtutil.IFREG | 0o600, isize: 6, data: []byte("secret")})
+	img.inode(jffs2InodeSpec{ino: 4, version: 2, mode: fmtutil.IFREG | 0o600, isize: 3}) // truncate to 3
+	img.dirent(2, 2, 4, "truncated", 8)
+	img.file(5, 1, 0o644, "deleted")
+	img.dirent(2, 3, 5, "gone", 8)
+	img.dirent(2, 4, 0, "gone", 8) // unlink
+	img.file(6, 1, 0o644, "renamed")
+	img.dirent(2, 5, 6, "old-name", 8)
+	img.dirent(2, 7, 0, "old-name", 8)
+	img.dirent(2, 6, 6, "new-name", 8)
+	// LZMA, with both ids; zero-compressed and rtime data; a hole.
+	text := bytes.Repeat([]byte("lzma in jffs2 "), 300)
+	img.inode(jffs2InodeSpec{ino: 7, version: 1, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMA})
+	img.inode(jffs2InodeSpec{ino: 7, version: 2, mode: fmtutil.IFREG | 0o644, isize: uint32(2 * len(text)), offset: uint32(len(text)), data: lzmaJFFS2(t, text), dsize: uint32(len(text)), compr: jffs2ComprLZMAOpenWrt})
+	img.dirent(1, 2, 7, "lzma", 8)
+	img.inode(jffs2InodeSpec{ino: 8, version: 1, mode: fmtutil.IFREG | 0o644, isize: 12, data: []byte("a\x03b\x00a\x02"), dsize: 7, compr: jffs2ComprRtime})
+	img.inode(jffs2InodeSpec{ino: 8, version: 2, mode: fmtutil.IFREG | 0o644, isize: 12, offset: 7, dsize: 3, compr: jffs2ComprZero})
+	img.dirent(1, 3, 8, "rtime-zero-hole", 8)
+	// Special files: an old-style 16-bit device number, a fifo.
+	dev := make([]byte, 2)
+	bo.PutUint16(dev, 4<<8|65)
+	img.inode(jffs2InodeSpec{ino: 9, version: 1, mode: fmtutil.IFCHR | 0o620, data: dev})
+	img.dirent(1, 4, 9, "ttyS1", 2)
+	img.inode(jffs2InodeSpec{ino: 10, version: 1, mode: fmtutil.IFLNK | 0o777, isize: 8, data: []byte("/etc/new-name")})
+	img.dirent(1, 5, 10, "link", 10)
+	return img.buf
+}
+
+// jffs2CRCImage is the crafted image of damaged nodes; it also returns the
+// offsets of the bad-data and obsolete nodes.
+func jffs2CRCImage(bo binary.ByteOrder) ([]byte, []int) {
+	// Bad CRCs, an obsolete node, damaged bytes between nodes.
+	img := newJFFS2Image(bo)
+	img.file(2, 1, 0o644, "good data")
+	badData := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("BAD CRC!!")})
+	img.buf[badData+70] ^= 1 // data CRC
+	off := img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: fmtutil.IFREG | 0o777, isize: 9, data: []byte("BAD NODE!")})
+	img.buf[off+20] ^= 1 // node CRC (mode)
+	obsolete := img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: fmtutil.IFREG | 0o644, isize: 9, data: []byte("OBSOLETE!")})
+	bo.PutUint16(img.buf[obsolete+2:], jffs2Inode&^jffs2Accurate)
+	img.dirent(1, 1, 2, "file", 8)
+	off = img.dirent(1, 2, 0, "file", 8)
+	img.buf[off+40] ^= 1 // name CRC: this deletion does not count
+	img.buf = append(img.buf, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4)
+	off = img.inode(jffs2InodeSpec{ino: 3, version: 1, mode: fmtutil.IFREG | 0o644, isize: 11, data: []byte("lost header")})
+	img.buf[off+9] ^= 1 // header CRC: the walk steps over the node
+	img.file(4, 1, 0o644, "after the damage")
+	img.dirent(1, 3, 4, "after", 8)
+	return img.buf, []int{badData, obsolete}
+}
+
+// jffs2HostileImage is the crafted image of hostile trees.
+func jffs2HostileImage() []byte {
 	// Hostile trees: a directory that is its own ancestor, a second name
 	// for a directory, an entry naming the root, names that climb out,
 	// an isize of 4 GiB, a node whose data would run past it.
@@ -338,14 +339,13 @@ func jffs2Crafted(t testing.TB) map[string][]byte {
 	img.file(4, 1, 0o644, "escape")
 	img.dirent(1, 3, 4, "../../escape", 8)
 	img.dirent(1, 4, 4, "/etc/abs", 8)
-	img.inode(jffs2InodeSpec{ino: 5, version: 1, mode: sIFREG | 0o644, isize: 0xFFFFFFFF, data: []byte("huge")})
+	img.inode(jffs2InodeSpec{ino: 5, version: 1, mode: fmtutil.IFREG | 0o644, isize: 0xFFFFFFFF, data: []byte("huge")})
 	img.dirent(1, 5, 5, "huge", 8)
-	img.inode(jffs2InodeSpec{ino: 6, version: 1, mode: sIFLNK | 0o777, data: []byte("../../../../tmp/cordon-escape-check")})
+	img.inode(jffs2InodeSpec{ino: 6, version: 1, mode: fmtutil.IFLNK | 0o777, data: []byte("../../../../tmp/cordon-escape-check")})
 	img.dirent(1, 6, 6, "link-out", 10)
 	img.dirent(1, 7, 99, "no-inode", 8)
 	img.dirent(42, 1, 4, "orphan", 8)
-	out["hostile"] = img.buf
-	return out
+	return img.buf
 }
 
 // TestJFFS2Versions: the highest version wins range by range, isize
@@ -430,7 +430,7 @@ func TestJFFS2EraseBlocks(t *testing.T) {
 	var want []string
 	for i := uint32(0); i < 40; i++ {
 		content := strings.Repeat(fmt.Sprintf("file %d ", i), 40+int(i)*9)
-		img.inode(jffs2InodeSpec{ino: 10 + i, version: 1, mode: sIFREG | 0o644, isize: uint32(len(content)), data: []byte(content)})
+		img.inode(jffs2InodeSpec{ino: 10 + i, version: 1, mode: fmtutil.IFREG | 0o644, isize: uint32(len(content)), data: []byte(content)})
 		img.dirent(2, i+1, 10+i, fmt.Sprintf("f%02d", i), 8)
 		want = append(want, fmt.Sprintf("d/f%02d type=0 mode=-rw-r--r-- uid=0 gid=0 size=%d sha256=%x", i, len(content), sha256.Sum256([]byte(content))))
 	}
@@ -443,7 +443,7 @@ func TestJFFS2EraseBlocks(t *testing.T) {
 		}
 		res := firmwaretest.MustRun(t, JFFS2, data, 0)
 		if got := res.Sink.Listing(); !slices.Equal(got, want) {
-			t.Errorf("%d-byte erase blocks:\n%s", size, diffLines(want, got))
+			t.Errorf("%d-byte erase blocks:\n%s", size, firmwaretest.ListingDiff(want, got))
 		}
 		if len(res.Chunk.Warnings) > 0 || len(res.Sink.Warnings) > 0 {
 			t.Errorf("warnings: %q %q", res.Chunk.Warnings, res.Sink.Warnings)
@@ -531,9 +531,9 @@ func TestJFFS2Overlap(t *testing.T) {
 	for v := uint32(1); v <= n; v++ {
 		// Each node covers [v, v+4096), newer ones start later: every byte
 		// has up to 4096 candidates, and each node wins one byte.
-		img.inode(jffs2InodeSpec{ino: 2, version: v, mode: sIFREG | 0o644, isize: n + 4096, offset: v, data: sevens, dsize: 4096, compr: jffs2ComprRtime})
+		img.inode(jffs2InodeSpec{ino: 2, version: v, mode: fmtutil.IFREG | 0o644, isize: n + 4096, offset: v, data: sevens, dsize: 4096, compr: jffs2ComprRtime})
 	}
-	img.inode(jffs2InodeSpec{ino: 2, version: n + 1, mode: sIFREG | 0o644, isize: n + 4096, data: []byte("top")})
+	img.inode(jffs2InodeSpec{ino: 2, version: n + 1, mode: fmtutil.IFREG | 0o644, isize: n + 4096, data: []byte("top")})
 	img.dirent(1, 1, 2, "f", 8)
 	res := firmwaretest.MustRun(t, JFFS2, img.buf, 0)
 	got, _ := res.Sink.File("f")
@@ -552,7 +552,7 @@ func TestJFFS2Budget(t *testing.T) {
 	img := newJFFS2Image(binary.BigEndian)
 	sevens := bytes.Repeat([]byte{7, 0xff}, 17)
 	for i := uint32(0); i < 3; i++ {
-		img.inode(jffs2InodeSpec{ino: 2, version: i + 1, mode: sIFREG | 0o644, isize: 3 * 4096, offset: i * 4096, data: sevens, dsize: 4096, compr: jffs2ComprRtime})
+		img.inode(jffs2InodeSpec{ino: 2, version: i + 1, mode: fmtutil.IFREG | 0o644, isize: 3 * 4096, offset: i * 4096, data: sevens, dsize: 4096, compr: jffs2ComprRtime})
 	}
 	img.dirent(1, 1, 2, "f", 8)
 	s := &firmwaretest.MemSink{}
@@ -577,12 +577,12 @@ func TestJFFS2Budget(t *testing.T) {
 func TestJFFS2Malformed(t *testing.T) {
 	img := newJFFS2Image(binary.BigEndian)
 	img.file(2, 1, 0o644, "kept")
-	off := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: sIFREG | 0o644, isize: 4, data: []byte("csize")})
+	off := img.inode(jffs2InodeSpec{ino: 2, version: 2, mode: fmtutil.IFREG | 0o644, isize: 4, data: []byte("csize")})
 	binary.BigEndian.PutUint32(img.buf[off+48:], 1000) // csize past the node
 	binary.BigEndian.PutUint32(img.buf[off+64:], crcRaw(0, img.buf[off:off+60]))
-	img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: sIFREG | 0o644, isize: 1 << 20, data: []byte("x"), dsize: 1 << 20, compr: jffs2ComprZlib})
-	img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: sIFREG | 0o644, isize: 4, data: []byte("not zlib"), dsize: 4, compr: jffs2ComprZlib})
-	img.inode(jffs2InodeSpec{ino: 2, version: 5, mode: sIFREG | 0o644, isize: 6, offset: 4, data: []byte("rb"), compr: jffs2ComprDynRubin})
+	img.inode(jffs2InodeSpec{ino: 2, version: 3, mode: fmtutil.IFREG | 0o644, isize: 1 << 20, data: []byte("x"), dsize: 1 << 20, compr: jffs2ComprZlib})
+	img.inode(jffs2InodeSpec{ino: 2, version: 4, mode: fmtutil.IFREG | 0o644, isize: 4, data: []byte("not zlib"), dsize: 4, compr: jffs2ComprZlib})
+	img.inode(jffs2InodeSpec{ino: 2, version: 5, mode: fmtutil.IFREG | 0o644, isize: 6, offset: 4, data: []byte("rb"), compr: jffs2ComprDynRubin})
 	img.dirent(1, 1, 2, "f", 8)
 	res := firmwaretest.MustRun(t, JFFS2, img.buf, 0)
 	if got, _ := res.Sink.File("f"); string(got) != "\x00\x00\x00\x00\x00\x00" {

@@ -110,49 +110,7 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 		}
 	}
 	if s.peb == 0 {
-		// A raw NAND dump with OOB: the next header is units × (unit + spare)
-		// away, a unit being a page or, for controllers that keep ECC per
-		// sector, a 512- or 1024-byte sector. A multiple of the real block
-		// matches too, so the smallest distance wins; the first block's
-		// volume-ID header (or its erased place) must be where the layout
-		// puts it. Layouts of the same raw block size are told apart by
-		// the volume table, which only reads with valid CRCs through the
-		// right one.
-		var cands []nandLayout
-		var best int64
-		for _, l := range nandLayouts {
-			for _, ppb := range []int64{32, 64, 128, 256, 512} {
-				raw := ppb * (l.page + l.oob)
-				if best != 0 && raw > best {
-					continue
-				}
-				next, ok := readUBIEC(w, off+raw)
-				if !ok || next.imageSeq != first.imageSeq || int64(first.vidOff)+ubiVIDHdrSize > l.page*ppb {
-					continue
-				}
-				nl := nandLayout{page: l.page, oob: l.oob, pagesPerBlock: ppb}
-				vw := newWindow(&nandReader{r: r, base: off, l: nl}, int64(first.vidOff)+ubiVIDHdrSize)
-				if _, ok := readUBIVID(vw, int64(first.vidOff)); !ok {
-					if b := vw.at(int64(first.vidOff), ubiVIDHdrSize); b == nil || !allFF(b) {
-						continue
-					}
-				}
-				if raw < best {
-					cands = cands[:0]
-				}
-				best = raw
-				cands = append(cands, nl)
-			}
-		}
-		if len(cands) > 0 {
-			s.nand = cands[0]
-			for _, nl := range cands[1:] {
-				if ubiVtblReadable(r, off, size, first, nl) && !ubiVtblReadable(r, off, size, first, s.nand) {
-					s.nand = nl
-				}
-			}
-			s.peb, s.rawPEB = s.nand.pagesPerBlock*s.nand.page, best
-		}
+		s.findNANDLayout(w, r, off, size)
 	}
 	if s.peb == 0 {
 		return nil, formatErr("ubi", 0, "no second erase block found: erase-block size unknown", firmware.ErrNotFormat)
@@ -163,6 +121,63 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 	if s.nand.page != 0 && (first.vidOff%8 != 0 || (first.vidOff%uint32(s.nand.page))+ubiVIDHdrSize > uint32(s.nand.page)) {
 		return nil, formatErr("ubi", 16, "volume-ID header crosses a NAND page", firmware.ErrNotFormat)
 	}
+	s.countBlocks(w, r, off, size)
+	return s, nil
+}
+
+// findNANDLayout sets the layout of a raw NAND dump with OOB, when one
+// fits: the next header is units × (unit + spare) away, a unit being a page
+// or, for controllers that keep ECC per sector, a 512- or 1024-byte sector.
+// A multiple of the real block matches too, so the smallest distance wins;
+// the first block's volume-ID header (or its erased place) must be where the
+// layout puts it. Layouts of the same raw block size are told apart by the
+// volume table, which only reads with valid CRCs through the right one.
+func (s *ubiScan) findNANDLayout(w *window, r io.ReaderAt, off, size int64) {
+	first := s.first
+	var cands []nandLayout
+	var best int64
+	for _, l := range nandLayouts {
+		for _, ppb := range []int64{32, 64, 128, 256, 512} {
+			raw := ppb * (l.page + l.oob)
+			if best != 0 && raw > best {
+				continue
+			}
+			next, ok := readUBIEC(w, off+raw)
+			if !ok || next.imageSeq != first.imageSeq || int64(first.vidOff)+ubiVIDHdrSize > l.page*ppb {
+				continue
+			}
+			nl := nandLayout{page: l.page, oob: l.oob, pagesPerBlock: ppb}
+			vw := newWindow(&nandReader{r: r, base: off, l: nl}, int64(first.vidOff)+ubiVIDHdrSize)
+			if _, ok := readUBIVID(vw, int64(first.vidOff)); !ok {
+				if b := vw.at(int64(first.vidOff), ubiVIDHdrSize); b == nil || !allFF(b) {
+					continue
+				}
+			}
+			if raw < best {
+				cands = cands[:0]
+			}
+			best = raw
+			cands = append(cands, nl)
+		}
+	}
+	if len(cands) == 0 {
+		return
+	}
+	s.nand = cands[0]
+	for _, nl := range cands[1:] {
+		if ubiVtblReadable(r, off, size, first, nl) && !ubiVtblReadable(r, off, size, first, s.nand) {
+			s.nand = nl
+		}
+	}
+	s.peb, s.rawPEB = s.nand.pagesPerBlock*s.nand.page, best
+}
+
+// countBlocks walks the erase blocks of the image: it counts them (up to
+// the next image, or a run of more than ubiMaxGap blocks without a header),
+// the bad and erased ones among them, the highest erase counter, and finds
+// the first layout-volume block.
+func (s *ubiScan) countBlocks(w *window, r io.ReaderAt, off, size int64) {
+	first := s.first
 	lr, lsize := s.logical(r, off, size)
 	lw := newWindow(lr, lsize)
 	var gapBad, gapErased, gap int64
@@ -193,7 +208,6 @@ func scanUBI(r io.ReaderAt, off, size int64) (*ubiScan, error) {
 			}
 		}
 	}
-	return s, nil
 }
 
 // ubiVtblReadable tells whether, read through NAND layout nl, one of the

@@ -114,17 +114,49 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 	r, size := s.logical(src, 0, src.Size())
 	img := &ubiImage{ubiScan: s, r: r, size: size, w: newWindow(r, size), warn: out.Warn,
 		lebs: map[uint32]map[uint32][]ubiPEB{}}
+	if err := img.mapLEBs(ctx, src, out); err != nil {
+		return err
+	}
+	vols, err := img.volumeTable()
+	if err != nil {
+		out.Warn(err.Error())
+	}
+	if vols == nil {
+		vols = img.volumesFromVIDs(out)
+	}
+	if n := len(img.lebs[ubiFastmapSB]) + len(img.lebs[ubiFastmapData]); n > 0 {
+		out.Warn(fmt.Sprintf("ubi: %d fastmap erase blocks ignored (logical erase blocks are mapped from the volume-ID headers)", n))
+	}
+	inTable := map[uint32]bool{ubiLayoutVol: true, ubiFastmapSB: true, ubiFastmapData: true}
+	names := map[string]bool{}
+	for _, v := range vols {
+		inTable[uint32(v.id)] = true
+		if err := img.extractVolume(ctx, v, names, out); err != nil {
+			return err
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
+		if !inTable[id] {
+			out.Warn(fmt.Sprintf("ubi: %d erase blocks of volume %d, which is not in the volume table, skipped", len(img.lebs[id]), id))
+		}
+	}
+	return nil
+}
+
+// mapLEBs reads the volume-ID header of every erase block and files the
+// block under its volume and LEB number, the copies of one LEB newest first.
+func (img *ubiImage) mapLEBs(ctx context.Context, src *io.SectionReader, out firmware.Sink) error {
 	raw := newWindow(src, src.Size())
 	var badVID int
-	for i := range s.blocks {
+	for i := range img.blocks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ec, ok := readUBIEC(raw, i*s.rawPEB)
+		ec, ok := readUBIEC(raw, i*img.rawPEB)
 		if !ok {
 			continue // counted by the scan
 		}
-		pos := i*s.peb + int64(ec.vidOff)
+		pos := i*img.peb + int64(ec.vidOff)
 		vid, ok := readUBIVID(img.w, pos)
 		if !ok {
 			// All 0xFF: a free erase block of UBI's pool.
@@ -156,40 +188,24 @@ func extractUBI(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, o
 	if badVID > 0 {
 		out.Warn(fmt.Sprintf("ubi: %d erase blocks with a corrupt volume-ID header, skipped", badVID))
 	}
-	vols, err := img.volumeTable()
-	if err != nil {
-		out.Warn(err.Error())
-	}
-	if vols == nil {
-		// No usable volume table: extract what the VID headers name.
-		for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
-			if id == ubiLayoutVol || id >= ubiMaxVolumes {
-				continue
-			}
-			c := img.lebs[id][slices.Min(slices.Collect(maps.Keys(img.lebs[id])))][0]
-			vols = append(vols, ubiVol{id: int(id), static: c.vid.volType == 2, name: fmt.Sprintf("vol%d", id)})
-		}
-		if len(vols) > 0 {
-			out.Warn(fmt.Sprintf("ubi: no volume table; %d volumes found by their volume-ID headers, extracted without names or sizes", len(vols)))
-		}
-	}
-	if n := len(img.lebs[ubiFastmapSB]) + len(img.lebs[ubiFastmapData]); n > 0 {
-		out.Warn(fmt.Sprintf("ubi: %d fastmap erase blocks ignored (logical erase blocks are mapped from the volume-ID headers)", n))
-	}
-	inTable := map[uint32]bool{ubiLayoutVol: true, ubiFastmapSB: true, ubiFastmapData: true}
-	names := map[string]bool{}
-	for _, v := range vols {
-		inTable[uint32(v.id)] = true
-		if err := img.extractVolume(ctx, v, names, out); err != nil {
-			return err
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
-		if !inTable[id] {
-			out.Warn(fmt.Sprintf("ubi: %d erase blocks of volume %d, which is not in the volume table, skipped", len(img.lebs[id]), id))
-		}
-	}
 	return nil
+}
+
+// volumesFromVIDs lists the volumes the VID headers name, for an image
+// without a usable volume table: they are extracted without names or sizes.
+func (img *ubiImage) volumesFromVIDs(out firmware.Sink) []ubiVol {
+	var vols []ubiVol
+	for _, id := range slices.Sorted(maps.Keys(img.lebs)) {
+		if id == ubiLayoutVol || id >= ubiMaxVolumes {
+			continue
+		}
+		c := img.lebs[id][slices.Min(slices.Collect(maps.Keys(img.lebs[id])))][0]
+		vols = append(vols, ubiVol{id: int(id), static: c.vid.volType == 2, name: fmt.Sprintf("vol%d", id)})
+	}
+	if len(vols) > 0 {
+		out.Warn(fmt.Sprintf("ubi: no volume table; %d volumes found by their volume-ID headers, extracted without names or sizes", len(vols)))
+	}
+	return vols
 }
 
 // volumeTable reads the volume table from the newest copy of layout LEB 0,
@@ -263,9 +279,38 @@ func (img *ubiImage) extractVolume(ctx context.Context, v ubiVol, names map[stri
 		out.Warn(fmt.Sprintf("ubi: volume %d %q: no mapped erase blocks (empty), nothing extracted", v.id, v.name))
 		return nil
 	}
-	// Bound the volume: the table's reservation, but never more than the
-	// image holds.
-	limit := int64(v.reserved)
+	limit, maxLEB := img.volumeBound(v, lebs, out)
+	var parts []lebPart
+	var missing, badCRC int
+	if v.static {
+		parts, missing, badCRC = img.staticParts(v, lebs, limit, usable, out)
+	} else {
+		n := limit
+		if int64(v.reserved) > img.blocks {
+			n = maxLEB + 1
+		}
+		parts, badCRC = img.dynamicParts(lebs, n, usable)
+	}
+	if missing > 0 {
+		out.Warn(fmt.Sprintf("ubi: static volume %d %q: %d logical erase blocks missing, filled with 0xFF", v.id, v.name, missing))
+	}
+	if badCRC > 0 {
+		out.Warn(fmt.Sprintf("ubi: volume %d %q: %d logical erase blocks fail their data CRC and have no good copy; used as found", v.id, v.name, badCRC))
+	}
+	name := img.volumeFileName(v, parts, names)
+	var total int64
+	for _, p := range parts {
+		total += p.n
+	}
+	h := &firmware.Header{Name: name, Type: firmware.TypeFile, Mode: 0o644, Size: total}
+	return out.Add(h, &lebReader{ctx: ctx, r: img.r, parts: parts})
+}
+
+// volumeBound bounds the volume: the table's reservation, but never more
+// than the image holds. It returns that limit and the highest mapped LEB
+// below it (-1 when none).
+func (img *ubiImage) volumeBound(v ubiVol, lebs map[uint32][]ubiPEB, out firmware.Sink) (limit, maxLEB int64) {
+	limit = int64(v.reserved)
 	if limit > img.blocks || limit == 0 {
 		limit = img.blocks
 		if v.reserved != 0 {
@@ -273,7 +318,7 @@ func (img *ubiImage) extractVolume(ctx context.Context, v ubiVol, names map[stri
 		}
 	}
 	var beyond int
-	var maxLEB int64 = -1
+	maxLEB = -1
 	for lnum := range lebs {
 		if int64(lnum) >= limit {
 			beyond++
@@ -284,57 +329,62 @@ func (img *ubiImage) extractVolume(ctx context.Context, v ubiVol, names map[stri
 	if beyond > 0 {
 		out.Warn(fmt.Sprintf("ubi: volume %d %q: %d logical erase blocks beyond its %d reserved, skipped", v.id, v.name, beyond, limit))
 	}
-	var parts []lebPart
-	var missing, badCRC int
-	if v.static {
-		used := int64(0)
-		for lnum := range lebs {
-			if int64(lnum) < limit {
-				used = max(used, int64(lebs[lnum][0].vid.usedEBs))
-			}
-		}
-		if used > limit {
-			out.Warn(fmt.Sprintf("ubi: volume %d %q: static volume claims %d used erase blocks, %d reserved", v.id, v.name, used, limit))
-			used = limit
-		}
-		for lnum := range used {
-			c, ok := lebs[uint32(lnum)]
-			if !ok {
-				missing++
-				parts = append(parts, lebPart{off: -1, n: usable})
-				continue
-			}
-			best, good := img.pick(c, true)
-			n := min(int64(best.vid.dataSize), usable)
-			if !good {
-				badCRC++
-			}
-			parts = append(parts, lebPart{off: best.index*img.peb + int64(img.first.data), n: n})
-		}
-	} else {
-		n := limit
-		if int64(v.reserved) > img.blocks {
-			n = maxLEB + 1
-		}
-		for lnum := range n {
-			c, ok := lebs[uint32(lnum)]
-			if !ok {
-				parts = append(parts, lebPart{off: -1, n: usable})
-				continue
-			}
-			best, good := img.pick(c, false)
-			if !good {
-				badCRC++
-			}
-			parts = append(parts, lebPart{off: best.index*img.peb + int64(img.first.data), n: usable})
+	return limit, maxLEB
+}
+
+// staticParts maps the LEBs of a static volume: as many as its headers say
+// are used (bounded by limit), each holding the data size its header
+// states; a missing one is usable bytes of 0xFF.
+func (img *ubiImage) staticParts(v ubiVol, lebs map[uint32][]ubiPEB, limit, usable int64, out firmware.Sink) (parts []lebPart, missing, badCRC int) {
+	used := int64(0)
+	for lnum := range lebs {
+		if int64(lnum) < limit {
+			used = max(used, int64(lebs[lnum][0].vid.usedEBs))
 		}
 	}
-	if missing > 0 {
-		out.Warn(fmt.Sprintf("ubi: static volume %d %q: %d logical erase blocks missing, filled with 0xFF", v.id, v.name, missing))
+	if used > limit {
+		out.Warn(fmt.Sprintf("ubi: volume %d %q: static volume claims %d used erase blocks, %d reserved", v.id, v.name, used, limit))
+		used = limit
 	}
-	if badCRC > 0 {
-		out.Warn(fmt.Sprintf("ubi: volume %d %q: %d logical erase blocks fail their data CRC and have no good copy; used as found", v.id, v.name, badCRC))
+	for lnum := range used {
+		c, ok := lebs[uint32(lnum)]
+		if !ok {
+			missing++
+			parts = append(parts, lebPart{off: -1, n: usable})
+			continue
+		}
+		best, good := img.pick(c, true)
+		n := min(int64(best.vid.dataSize), usable)
+		if !good {
+			badCRC++
+		}
+		parts = append(parts, lebPart{off: best.index*img.peb + int64(img.first.data), n: n})
 	}
+	return parts, missing, badCRC
+}
+
+// dynamicParts maps the first n LEBs of a dynamic volume, each usable bytes
+// long; an unmapped one reads as 0xFF, as UBI returns it.
+func (img *ubiImage) dynamicParts(lebs map[uint32][]ubiPEB, n, usable int64) (parts []lebPart, badCRC int) {
+	for lnum := range n {
+		c, ok := lebs[uint32(lnum)]
+		if !ok {
+			parts = append(parts, lebPart{off: -1, n: usable})
+			continue
+		}
+		best, good := img.pick(c, false)
+		if !good {
+			badCRC++
+		}
+		parts = append(parts, lebPart{off: best.index*img.peb + int64(img.first.data), n: usable})
+	}
+	return parts, badCRC
+}
+
+// volumeFileName names the file of volume v: its name, .ubifs when it
+// starts with a UBIFS superblock node, else .bin; prefixed with its ID when
+// another volume took that name.
+func (img *ubiImage) volumeFileName(v ubiVol, parts []lebPart, names map[string]bool) string {
 	name := sanitizeVolName(v.name, v.id)
 	if len(parts) > 0 && parts[0].off >= 0 {
 		if b := img.w.at(parts[0].off, 24); b != nil && binary.LittleEndian.Uint32(b) == 0x06101831 && b[20] == ubifsSBNode {
@@ -349,12 +399,7 @@ func (img *ubiImage) extractVolume(ctx context.Context, v ubiVol, names map[stri
 		name = fmt.Sprintf("%d-%s", v.id, name)
 	}
 	names[name] = true
-	var total int64
-	for _, p := range parts {
-		total += p.n
-	}
-	h := &firmware.Header{Name: name, Type: firmware.TypeFile, Mode: 0o644, Size: total}
-	return out.Add(h, &lebReader{ctx: ctx, r: img.r, parts: parts})
+	return name
 }
 
 // pick chooses the copy of a LEB to use: the newest whose data CRC holds

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -346,43 +347,9 @@ func (u *ubifsFS) apply(b []byte, ch ubifsCH, lnum, offs uint32) bool {
 	ktype := kw >> 29
 	switch {
 	case ch.typ == ubifsInoNode && ktype == ubifsKeyIno && len(b) >= ubifsInoHdr:
-		dl := le.Uint32(b[112:])
-		if int(dl) > len(b)-ubifsInoHdr {
-			return false
-		}
-		if old := u.inodes[inum]; old != nil && old.sqnum > ch.sqnum {
-			return true
-		}
-		ino := &ubifsInode{
-			sqnum: ch.sqnum, size: le.Uint64(b[48:]), mtime: int64(le.Uint64(b[72:])), mtimeNs: le.Uint32(b[88:]),
-			nlink: le.Uint32(b[92:]), uid: le.Uint32(b[96:]), gid: le.Uint32(b[100:]), mode: le.Uint32(b[104:]),
-			flags: le.Uint32(b[108:]), data: bytes.Clone(b[ubifsInoHdr : ubifsInoHdr+int(dl)]),
-		}
-		if ino.nlink == 0 {
-			delete(u.inodes, inum)
-			delete(u.data, inum)
-			return true
-		}
-		u.inodes[inum] = ino
+		return u.applyInode(b, ch, inum)
 	case (ch.typ == ubifsDentNode && ktype == ubifsKeyDent || ch.typ == ubifsXentNode && ktype == ubifsKeyXent) && len(b) >= ubifsDentHdr:
-		nlen := int(le.Uint16(b[50:]))
-		if nlen == 0 || nlen > 255 || ubifsDentHdr+nlen > len(b) {
-			return false
-		}
-		if ch.typ == ubifsXentNode {
-			u.xattrs++
-			return true
-		}
-		d := &ubifsDent{sqnum: ch.sqnum, inum: le.Uint64(b[40:]), typ: b[49], name: string(b[ubifsDentHdr : ubifsDentHdr+nlen])}
-		k := dentKey{inum, d.name}
-		if old := u.dents[k]; old != nil && old.sqnum > d.sqnum {
-			return true
-		}
-		if d.inum == 0 {
-			delete(u.dents, k)
-			return true
-		}
-		u.dents[k] = d
+		return u.applyDent(b, ch, inum)
 	case ch.typ == ubifsDataNode && ktype == ubifsKeyData && len(b) >= ubifsDataHdr:
 		block := kw & (1<<29 - 1)
 		m := u.data[inum]
@@ -394,9 +361,58 @@ func (u *ubifsFS) apply(b []byte, ch ubifsCH, lnum, offs uint32) bool {
 			return true
 		}
 		m[block] = ubifsLoc{lnum: lnum, offs: offs, len: ch.len, sqnum: ch.sqnum}
+		return true
 	default:
 		return false
 	}
+}
+
+// applyInode records inode node b of inode inum (see apply).
+func (u *ubifsFS) applyInode(b []byte, ch ubifsCH, inum uint32) bool {
+	le := binary.LittleEndian
+	dl := le.Uint32(b[112:])
+	if int(dl) > len(b)-ubifsInoHdr {
+		return false
+	}
+	if old := u.inodes[inum]; old != nil && old.sqnum > ch.sqnum {
+		return true
+	}
+	ino := &ubifsInode{
+		sqnum: ch.sqnum, size: le.Uint64(b[48:]), mtime: int64(le.Uint64(b[72:])), mtimeNs: le.Uint32(b[88:]),
+		nlink: le.Uint32(b[92:]), uid: le.Uint32(b[96:]), gid: le.Uint32(b[100:]), mode: le.Uint32(b[104:]),
+		flags: le.Uint32(b[108:]), data: bytes.Clone(b[ubifsInoHdr : ubifsInoHdr+int(dl)]),
+	}
+	if ino.nlink == 0 {
+		delete(u.inodes, inum)
+		delete(u.data, inum)
+		return true
+	}
+	u.inodes[inum] = ino
+	return true
+}
+
+// applyDent records directory entry node b of directory inum (see apply);
+// extended attribute entries are only counted.
+func (u *ubifsFS) applyDent(b []byte, ch ubifsCH, inum uint32) bool {
+	le := binary.LittleEndian
+	nlen := int(le.Uint16(b[50:]))
+	if nlen == 0 || nlen > 255 || ubifsDentHdr+nlen > len(b) {
+		return false
+	}
+	if ch.typ == ubifsXentNode {
+		u.xattrs++
+		return true
+	}
+	d := &ubifsDent{sqnum: ch.sqnum, inum: le.Uint64(b[40:]), typ: b[49], name: string(b[ubifsDentHdr : ubifsDentHdr+nlen])}
+	k := dentKey{inum, d.name}
+	if old := u.dents[k]; old != nil && old.sqnum > d.sqnum {
+		return true
+	}
+	if d.inum == 0 {
+		delete(u.dents, k)
+		return true
+	}
+	u.dents[k] = d
 	return true
 }
 
@@ -418,6 +434,40 @@ func (u *ubifsFS) countOrphans() {
 
 // emit walks the directory tree from the root inode and hands every entry to out.
 func (u *ubifsFS) emit(ctx context.Context, out firmware.Sink) error {
+	if u.inodes[ubifsRootIno] == nil {
+		out.Warn("ubifs: no root inode")
+	}
+	w := &ubifsWalk{
+		u: u, out: out, children: u.children(),
+		firstPath:  map[uint32]string{},
+		visitedDir: map[uint32]bool{ubifsRootIno: true},
+		emitted:    map[uint32]bool{ubifsRootIno: true},
+	}
+	stack := []ubifsDirItem{{dir: ubifsRootIno}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		kids := w.children[it.dir]
+		for i := len(kids) - 1; i >= 0; i-- {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			sub, err := w.entry(ctx, it, kids[i])
+			if err != nil {
+				return err
+			}
+			if sub != nil {
+				stack = append(stack, *sub)
+			}
+		}
+	}
+	w.warnSkipped()
+	return nil
+}
+
+// children returns the directory entries of each directory inode, sorted by
+// name; deletion entries are left out.
+func (u *ubifsFS) children() map[uint32][]*ubifsDent {
 	children := map[uint32][]*ubifsDent{}
 	for k, d := range u.dents {
 		if d.inum == 0 {
@@ -436,83 +486,88 @@ func (u *ubifsFS) emit(ctx context.Context, out firmware.Sink) error {
 			return 0
 		})
 	}
-	if u.inodes[ubifsRootIno] == nil {
-		out.Warn("ubifs: no root inode")
+	return children
+}
+
+// ubifsWalk is the state of emit's walk of the directory tree.
+type ubifsWalk struct {
+	u                       *ubifsFS
+	out                     firmware.Sink
+	children                map[uint32][]*ubifsDent
+	firstPath               map[uint32]string
+	visitedDir              map[uint32]bool
+	emitted                 map[uint32]bool
+	missing, badName, loops int
+}
+
+// ubifsDirItem is a directory waiting to be walked.
+type ubifsDirItem struct {
+	dir   uint32
+	path  string
+	depth int
+}
+
+// entry emits the entry d of directory it; it returns the directory to walk
+// next when d is one reached for the first time.
+func (w *ubifsWalk) entry(ctx context.Context, it ubifsDirItem, d *ubifsDent) (*ubifsDirItem, error) {
+	if d.name == "." || d.name == ".." || bytes.ContainsAny([]byte(d.name), "/\x00") {
+		w.badName++
+		return nil, nil
 	}
-	firstPath := map[uint32]string{}
-	visitedDir := map[uint32]bool{ubifsRootIno: true}
-	emitted := map[uint32]bool{ubifsRootIno: true}
-	var missing, badName, loops int
-	type item struct {
-		dir   uint32
-		path  string
-		depth int
+	p := d.name
+	if it.path != "" {
+		p = it.path + "/" + d.name
 	}
-	stack := []item{{dir: ubifsRootIno}}
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		kids := children[it.dir]
-		for i := len(kids) - 1; i >= 0; i-- {
-			d := kids[i]
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if d.name == "." || d.name == ".." || bytes.ContainsAny([]byte(d.name), "/\x00") {
-				badName++
-				continue
-			}
-			p := d.name
-			if it.path != "" {
-				p = it.path + "/" + d.name
-			}
-			if d.inum > 0xFFFFFFFF {
-				missing++
-				continue
-			}
-			inum := uint32(d.inum)
-			ino := u.inodes[inum]
-			if ino == nil {
-				missing++
-				continue
-			}
-			emitted[inum] = true
-			if err := u.emitOne(ctx, out, p, inum, ino, firstPath); err != nil {
-				return err
-			}
-			if ino.mode&0o170000 == 0o040000 {
-				if visitedDir[inum] {
-					loops++
-					continue
-				}
-				visitedDir[inum] = true
-				if it.depth+1 > ubifsMaxPathDepth {
-					loops++
-					continue
-				}
-				stack = append(stack, item{dir: inum, path: p, depth: it.depth + 1})
-			}
-		}
+	if d.inum > 0xFFFFFFFF {
+		w.missing++
+		return nil, nil
 	}
-	if missing > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directory entries point at missing inodes, skipped", missing))
+	inum := uint32(d.inum)
+	ino := w.u.inodes[inum]
+	if ino == nil {
+		w.missing++
+		return nil, nil
 	}
-	if badName > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directory entries with an invalid name, skipped", badName))
+	w.emitted[inum] = true
+	if err := w.u.emitOne(ctx, w.out, p, inum, ino, w.firstPath); err != nil {
+		return nil, err
 	}
-	if loops > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d directories reached twice or too deep (a loop), not descended", loops))
+	if ino.mode&fmtutil.IFMT != fmtutil.IFDIR {
+		return nil, nil
+	}
+	if w.visitedDir[inum] {
+		w.loops++
+		return nil, nil
+	}
+	w.visitedDir[inum] = true
+	if it.depth+1 > ubifsMaxPathDepth {
+		w.loops++
+		return nil, nil
+	}
+	return &ubifsDirItem{dir: inum, path: p, depth: it.depth + 1}, nil
+}
+
+// warnSkipped reports the entries the walk skipped and the inodes it never
+// reached.
+func (w *ubifsWalk) warnSkipped() {
+	if w.missing > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directory entries point at missing inodes, skipped", w.missing))
+	}
+	if w.badName > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directory entries with an invalid name, skipped", w.badName))
+	}
+	if w.loops > 0 {
+		w.out.Warn(fmt.Sprintf("ubifs: %d directories reached twice or too deep (a loop), not descended", w.loops))
 	}
 	unreached := 0
-	for inum, ino := range u.inodes {
-		if !emitted[inum] && ino.flags&ubifsXattrFl == 0 && ino.nlink > 0 {
+	for inum, ino := range w.u.inodes {
+		if !w.emitted[inum] && ino.flags&ubifsXattrFl == 0 && ino.nlink > 0 {
 			unreached++
 		}
 	}
 	if unreached > 0 {
-		out.Warn(fmt.Sprintf("ubifs: %d inodes not reachable from the root directory, not extracted", unreached))
+		w.out.Warn(fmt.Sprintf("ubifs: %d inodes not reachable from the root directory, not extracted", unreached))
 	}
-	return nil
 }
 
 func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum uint32, ino *ubifsInode, firstPath map[uint32]string) error {
@@ -521,15 +576,15 @@ func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum
 		ModTime: time.Unix(ino.mtime, int64(ino.mtimeNs%1e9)).UTC(), Size: -1,
 	}
 	var r io.Reader
-	switch ino.mode & 0o170000 {
-	case 0o040000:
+	switch ino.mode & fmtutil.IFMT {
+	case fmtutil.IFDIR:
 		h.Type = firmware.TypeDir
-	case 0o120000:
+	case fmtutil.IFLNK:
 		h.Type = firmware.TypeSymlink
 		h.Linkname = string(ino.data)
-	case 0o020000, 0o060000:
+	case fmtutil.IFCHR, fmtutil.IFBLK:
 		h.Type = firmware.TypeCharDevice
-		if ino.mode&0o170000 == 0o060000 {
+		if ino.mode&fmtutil.IFMT == fmtutil.IFBLK {
 			h.Type = firmware.TypeBlockDevice
 		}
 		var dev uint64
@@ -544,11 +599,11 @@ func (u *ubifsFS) emitOne(ctx context.Context, out firmware.Sink, p string, inum
 		// Linux new_encode_dev: minor low byte, major, then the minor's high bits.
 		h.Devmajor = uint32(dev>>8) & 0xFFF
 		h.Devminor = uint32(dev&0xFF) | uint32(dev>>12)&^0xFF
-	case 0o010000:
+	case fmtutil.IFIFO:
 		h.Type = firmware.TypeFIFO
-	case 0o140000:
+	case fmtutil.IFSOCK:
 		h.Type = firmware.TypeSocket
-	case 0o100000:
+	case fmtutil.IFREG:
 		if first, ok := firstPath[inum]; ok {
 			h.Type = firmware.TypeHardlink
 			h.Linkname = first

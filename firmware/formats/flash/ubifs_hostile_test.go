@@ -36,20 +36,8 @@ func TestUBIFSHostile(t *testing.T) {
 		t.Fatalf("baseline: %d entries, warnings %q", len(base.Sink.Entries), base.Sink.Warnings)
 	}
 	// The first data node in the image, for corruption.
-	firstData := -1
-	for off := 3 * fsLEB; off+48 < len(orig); off += 8 {
-		if binary.LittleEndian.Uint32(orig[off:]) == ubifsMagic && orig[off+20] == ubifsDataNode {
-			firstData = off
-			break
-		}
-	}
-	firstDent := -1
-	for off := 3 * fsLEB; off+56 < len(orig); off += 8 {
-		if binary.LittleEndian.Uint32(orig[off:]) == ubifsMagic && orig[off+20] == ubifsDentNode {
-			firstDent = off
-			break
-		}
-	}
+	firstData := firstNodeOf(orig, ubifsDataNode, 48)
+	firstDent := firstNodeOf(orig, ubifsDentNode, 56)
 	for _, tc := range []struct {
 		name    string
 		edit    func(img []byte)
@@ -121,6 +109,17 @@ func TestUBIFSHostile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstNodeOf is the offset of the first node of type typ from LEB 3 on
+// with at least minLen bytes of the image after it, or -1.
+func firstNodeOf(img []byte, typ byte, minLen int) int {
+	for off := 3 * fsLEB; off+minLen < len(img); off += 8 {
+		if binary.LittleEndian.Uint32(img[off:]) == ubifsMagic && img[off+20] == typ {
+			return off
+		}
+	}
+	return -1
 }
 
 // TestUBIFSDepth: a directory chain deeper than the limit is cut with a

@@ -57,43 +57,9 @@ func TestUBIFSJournalReplay(t *testing.T) {
 	fixNodeCRC(img)
 	const sq = 1 << 40
 
-	inoOf := func(name string) uint32 {
-		return uint32(le.Uint64(img[findNode(t, img, ubifsDentNode, dentNamed(name))+40:]))
-	}
-	inodeNode := func(inum uint32) []byte {
-		off := findNode(t, img, ubifsInoNode, func(b []byte) bool { return le.Uint32(b[24:]) == inum })
-		return slices.Clone(img[off : off+int(le.Uint32(img[off+16:]))])
-	}
-	key := func(inum uint32, typ, low uint32) []byte {
-		k := make([]byte, 16)
-		le.PutUint32(k, inum)
-		le.PutUint32(k[4:], typ<<29|low)
-		return k
-	}
-	dataNode := func(seq uint64, inum, block uint32, data []byte) []byte {
-		body := slices.Concat(key(inum, ubifsKeyData, block), make([]byte, 8), data)
-		le.PutUint32(body[16:], uint32(len(data))) // size; compression none
-		return ubifsNode(ubifsDataNode, seq, body)
-	}
-	// withInode is inode from's node, renumbered to inum, with a new size
-	// and link count.
-	withInode := func(seq uint64, from, inum uint32, size uint64, nlink uint32) []byte {
-		n := inodeNode(from)
-		le.PutUint32(n[24:], inum)
-		le.PutUint64(n[8:], seq)
-		le.PutUint64(n[48:], size)
-		le.PutUint32(n[92:], nlink)
-		fixNodeCRC(n)
-		return n
-	}
-	dent := func(seq uint64, parent uint32, inum uint64, name string) []byte {
-		body := slices.Concat(key(parent, ubifsKeyDent, 12345), make([]byte, 16), []byte(name), []byte{0})
-		le.PutUint64(body[16:], inum)
-		le.PutUint16(body[26:], uint16(len(name)))
-		return ubifsNode(ubifsDentNode, seq, body)
-	}
+	j := journalNodes{t: t, img: img}
 
-	passwd, ipcam, etc := inoOf("passwd-"), inoOf("ipcam"), inoOf("etc")
+	passwd, ipcam, etc := j.inoOf("passwd-"), j.inoOf("ipcam"), j.inoOf("etc")
 	newPasswd := []byte("root:x:0:0:replayed:/root:/bin/sh\n")
 	const newIno = 4000
 	newFile := []byte("written after the last commit\n")
@@ -106,17 +72,17 @@ func TestUBIFSJournalReplay(t *testing.T) {
 	// Out of order on purpose: replay sorts by sequence number, so the older
 	// rewrite of passwd- loses to the newer one.
 	bud := [][]byte{
-		dataNode(sq+3, passwd, 0, newPasswd),
-		withInode(sq+4, passwd, passwd, uint64(len(newPasswd)), 2),
-		dataNode(sq+2, passwd, 0, []byte("older rewrite, superseded\n")),
+		journalDataNode(sq+3, passwd, 0, newPasswd),
+		j.withInode(sq+4, passwd, passwd, uint64(len(newPasswd)), 2),
+		journalDataNode(sq+2, passwd, 0, []byte("older rewrite, superseded\n")),
 		ubifsNode(ubifsPadNode, 0, pad), make([]byte, 20), // 4 + 20 + 4 bytes
-		dent(sq+5, etc, 0, "shadow"),
-		withInode(sq+6, inoOf("shadow"), inoOf("shadow"), 0, 0),
-		withInode(sq+7, passwd, newIno, uint64(len(newFile)), 1),
-		dataNode(sq+8, newIno, 0, newFile),
-		dent(sq+9, etc, newIno, "replayed.txt"),
+		journalDent(sq+5, etc, 0, "shadow"),
+		j.withInode(sq+6, j.inoOf("shadow"), j.inoOf("shadow"), 0, 0),
+		j.withInode(sq+7, passwd, newIno, uint64(len(newFile)), 1),
+		journalDataNode(sq+8, newIno, 0, newFile),
+		journalDent(sq+9, etc, newIno, "replayed.txt"),
 		ubifsNode(ubifsTrunNode, sq+10, trun),
-		withInode(sq+11, ipcam, ipcam, 5000, 1),
+		j.withInode(sq+11, ipcam, ipcam, 5000, 1),
 	}
 	off := int(budLnum) * fsLEB
 	for _, n := range bud {
@@ -152,4 +118,63 @@ func TestUBIFSJournalReplay(t *testing.T) {
 	if len(res.Sink.Entries) != len(base.Sink.Entries) {
 		t.Errorf("%d entries, want %d (one deleted, one added)", len(res.Sink.Entries), len(base.Sink.Entries))
 	}
+}
+
+// journalNodes builds journal nodes for TestUBIFSJournalReplay, some of them
+// from the nodes of img.
+type journalNodes struct {
+	t   *testing.T
+	img []byte
+}
+
+// inoOf is the inode number of the entry named name.
+func (j journalNodes) inoOf(name string) uint32 {
+	le := binary.LittleEndian
+	return uint32(le.Uint64(j.img[findNode(j.t, j.img, ubifsDentNode, dentNamed(name))+40:]))
+}
+
+// inodeNode is a copy of inode inum's node.
+func (j journalNodes) inodeNode(inum uint32) []byte {
+	le := binary.LittleEndian
+	off := findNode(j.t, j.img, ubifsInoNode, func(b []byte) bool { return le.Uint32(b[24:]) == inum })
+	return slices.Clone(j.img[off : off+int(le.Uint32(j.img[off+16:]))])
+}
+
+// withInode is inode from's node, renumbered to inum, with a new size
+// and link count.
+func (j journalNodes) withInode(seq uint64, from, inum uint32, size uint64, nlink uint32) []byte {
+	le := binary.LittleEndian
+	n := j.inodeNode(from)
+	le.PutUint32(n[24:], inum)
+	le.PutUint64(n[8:], seq)
+	le.PutUint64(n[48:], size)
+	le.PutUint32(n[92:], nlink)
+	fixNodeCRC(n)
+	return n
+}
+
+// journalKey is a UBIFS key: inode number, then type and low bits.
+func journalKey(inum uint32, typ, low uint32) []byte {
+	le := binary.LittleEndian
+	k := make([]byte, 16)
+	le.PutUint32(k, inum)
+	le.PutUint32(k[4:], typ<<29|low)
+	return k
+}
+
+// journalDataNode is an uncompressed data node of block of inode inum.
+func journalDataNode(seq uint64, inum, block uint32, data []byte) []byte {
+	body := slices.Concat(journalKey(inum, ubifsKeyData, block), make([]byte, 8), data)
+	binary.LittleEndian.PutUint32(body[16:], uint32(len(data))) // size; compression none
+	return ubifsNode(ubifsDataNode, seq, body)
+}
+
+// journalDent is a directory entry node: name in parent, to inode inum (0
+// deletes).
+func journalDent(seq uint64, parent uint32, inum uint64, name string) []byte {
+	le := binary.LittleEndian
+	body := slices.Concat(journalKey(parent, ubifsKeyDent, 12345), make([]byte, 16), []byte(name), []byte{0})
+	le.PutUint64(body[16:], inum)
+	le.PutUint16(body[26:], uint16(len(name)))
+	return ubifsNode(ubifsDentNode, seq, body)
 }

@@ -119,44 +119,11 @@ func compareTree(t *testing.T, sink *firmwaretest.MemSink, src string, devs bool
 			t.Errorf("%s: not extracted", rel)
 			return nil
 		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		h := e.Header
-		switch {
-		case info.Mode().IsDir():
-			if h.Type != firmware.TypeDir {
-				t.Errorf("%s: type %d, want a directory", rel, h.Type)
-			}
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			if h.Type != firmware.TypeSymlink || h.Linkname != target {
-				t.Errorf("%s: type %d -> %q, want symlink -> %q", rel, h.Type, h.Linkname, target)
-			}
-		case info.Mode().IsRegular():
-			want, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			data := e.Data
-			if h.Type == firmware.TypeHardlink {
-				data, ok = sink.File(h.Linkname)
-				if !ok {
-					t.Errorf("%s: hard link to %q, which is not a file", rel, h.Linkname)
-				}
-			} else if h.Type != firmware.TypeFile {
-				t.Errorf("%s: type %d, want a file", rel, h.Type)
-			}
+		isFile, err := compareEntry(t, sink, rel, p, e)
+		if isFile {
 			files++
-			if !bytes.Equal(data, want) {
-				t.Errorf("%s: %d bytes differ from the source's %d", rel, len(data), len(want))
-			}
 		}
-		if wantMode := unixmode.FromUnix(uint32(info.Mode().Perm()) | setBits(info.Mode())); info.Mode()&fs.ModeSymlink == 0 && h.Mode != wantMode {
-			t.Errorf("%s: mode %v, want %v", rel, h.Mode, wantMode)
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +131,58 @@ func compareTree(t *testing.T, sink *firmwaretest.MemSink, src string, devs bool
 	if files < 15 {
 		t.Errorf("only %d files in %s", files, src)
 	}
+	checkNotInSource(t, got, seen, devs)
+}
+
+// compareEntry compares the extracted entry e with the source file p (rel
+// in the tree); isFile says p is a regular file.
+func compareEntry(t *testing.T, sink *firmwaretest.MemSink, rel, p string, e firmwaretest.MemEntry) (isFile bool, err error) {
+	t.Helper()
+	info, err := os.Lstat(p)
+	if err != nil {
+		return false, err
+	}
+	h := e.Header
+	switch {
+	case info.Mode().IsDir():
+		if h.Type != firmware.TypeDir {
+			t.Errorf("%s: type %d, want a directory", rel, h.Type)
+		}
+	case info.Mode()&fs.ModeSymlink != 0:
+		target, _ := os.Readlink(p)
+		if h.Type != firmware.TypeSymlink || h.Linkname != target {
+			t.Errorf("%s: type %d -> %q, want symlink -> %q", rel, h.Type, h.Linkname, target)
+		}
+	case info.Mode().IsRegular():
+		want, err := os.ReadFile(p)
+		if err != nil {
+			return false, err
+		}
+		data := e.Data
+		if h.Type == firmware.TypeHardlink {
+			var ok bool
+			data, ok = sink.File(h.Linkname)
+			if !ok {
+				t.Errorf("%s: hard link to %q, which is not a file", rel, h.Linkname)
+			}
+		} else if h.Type != firmware.TypeFile {
+			t.Errorf("%s: type %d, want a file", rel, h.Type)
+		}
+		isFile = true
+		if !bytes.Equal(data, want) {
+			t.Errorf("%s: %d bytes differ from the source's %d", rel, len(data), len(want))
+		}
+	}
+	if wantMode := unixmode.FromUnix(uint32(info.Mode().Perm()) | setBits(info.Mode())); info.Mode()&fs.ModeSymlink == 0 && h.Mode != wantMode {
+		t.Errorf("%s: mode %v, want %v", rel, h.Mode, wantMode)
+	}
+	return isFile, nil
+}
+
+// checkNotInSource checks the extracted entries the source tree does not
+// have: only the device-table entries, when devs, all of them present.
+func checkNotInSource(t *testing.T, got map[string]firmwaretest.MemEntry, seen map[string]bool, devs bool) {
+	t.Helper()
 	for name, e := range got {
 		if seen[name] {
 			continue

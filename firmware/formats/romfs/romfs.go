@@ -245,27 +245,8 @@ var modes = [8]fs.FileMode{0, 0o644, 0o644, 0o777, 0o600, 0o600, 0o644, 0o644}
 
 func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
 	rd := &reader{r: src, size: src.Size(), warn: out.Warn, seen: map[int64]bool{}}
-	root, _ := c.Meta["root"].(int64)
-	if root == 0 {
-		_, n, err := nameAt(src, 16, src.Size())
-		if err != nil {
-			return err
-		}
-		root = 16 + n
-	}
-	rh, err := rd.header(root)
+	entries, err := rd.entries(ctx, c)
 	if err != nil {
-		return err
-	}
-	var entries []entry
-	rd.seen[root] = true
-	// The root directory lists itself as ".", so its list starts at the
-	// root header (already marked) or right after it.
-	first := int64(rh.spec)
-	if first == root {
-		first = rh.next
-	}
-	if err := rd.list(ctx, "", first, 0, &entries); err != nil {
 		return err
 	}
 	if rd.bad > 0 {
@@ -274,46 +255,12 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 	paths := map[int64]entry{}
 	var links []entry
 	for _, e := range entries {
-		h := e.h
-		paths[h.off] = e
-		hd := &firmware.Header{Name: e.path, Mode: modes[h.typ], Size: -1}
-		if h.exec {
-			hd.Mode |= 0o111
-		}
-		var body io.Reader
-		switch h.typ {
-		case 0:
+		paths[e.h.off] = e
+		if e.h.typ == 0 {
 			links = append(links, e)
 			continue
-		case 1:
-			hd.Type = firmware.TypeDir
-		case 2, 3:
-			if h.data+int64(h.size) > rd.size || h.data+int64(h.size) < h.data {
-				out.Warn(fmt.Sprintf("romfs: %s: %d bytes at %#x run past the %d-byte image; not extracted", e.path, h.size, h.data, rd.size))
-				continue
-			}
-			body = io.NewSectionReader(src, h.data, int64(h.size))
-			hd.Type, hd.Size = firmware.TypeFile, int64(h.size)
-			if h.typ == 3 {
-				t := make([]byte, min(h.size, 4096))
-				if _, err := src.ReadAt(t, h.data); err != nil {
-					out.Warn(fmt.Sprintf("romfs: symlink %s: %v; not extracted", e.path, err))
-					continue
-				}
-				hd.Type, hd.Size, hd.Linkname, body = firmware.TypeSymlink, -1, string(bytes.TrimRight(t, "\x00")), nil
-			}
-		case 4, 5:
-			hd.Type = firmware.TypeBlockDevice
-			if h.typ == 5 {
-				hd.Type = firmware.TypeCharDevice
-			}
-			hd.Devmajor, hd.Devminor = h.spec>>16, h.spec&0xffff
-		case 6:
-			hd.Type = firmware.TypeSocket
-		case 7:
-			hd.Type = firmware.TypeFIFO
 		}
-		if err := out.Add(hd, body); err != nil {
+		if err := rd.add(e, out); err != nil {
 			return err
 		}
 	}
@@ -329,4 +276,74 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 		}
 	}
 	return nil
+}
+
+// entries lists the entries of the tree, from the root header (c's Meta,
+// else the one after the volume name).
+func (rd *reader) entries(ctx context.Context, c *firmware.Chunk) ([]entry, error) {
+	root, _ := c.Meta["root"].(int64)
+	if root == 0 {
+		_, n, err := nameAt(rd.r, 16, rd.size)
+		if err != nil {
+			return nil, err
+		}
+		root = 16 + n
+	}
+	rh, err := rd.header(root)
+	if err != nil {
+		return nil, err
+	}
+	var entries []entry
+	rd.seen[root] = true
+	// The root directory lists itself as ".", so its list starts at the
+	// root header (already marked) or right after it.
+	first := int64(rh.spec)
+	if first == root {
+		first = rh.next
+	}
+	if err := rd.list(ctx, "", first, 0, &entries); err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// add hands one entry other than a hard link to out; one whose content
+// cannot be read is dropped with a warning.
+func (rd *reader) add(e entry, out firmware.Sink) error {
+	h := e.h
+	hd := &firmware.Header{Name: e.path, Mode: modes[h.typ], Size: -1}
+	if h.exec {
+		hd.Mode |= 0o111
+	}
+	var body io.Reader
+	switch h.typ {
+	case 1:
+		hd.Type = firmware.TypeDir
+	case 2, 3:
+		if h.data+int64(h.size) > rd.size || h.data+int64(h.size) < h.data {
+			out.Warn(fmt.Sprintf("romfs: %s: %d bytes at %#x run past the %d-byte image; not extracted", e.path, h.size, h.data, rd.size))
+			return nil
+		}
+		body = io.NewSectionReader(rd.r, h.data, int64(h.size))
+		hd.Type, hd.Size = firmware.TypeFile, int64(h.size)
+		if h.typ == 3 {
+			t := make([]byte, min(h.size, 4096))
+			if _, err := rd.r.ReadAt(t, h.data); err != nil {
+				out.Warn(fmt.Sprintf("romfs: symlink %s: %v; not extracted", e.path, err))
+				return nil
+			}
+			hd.Type, hd.Size, hd.Linkname, body = firmware.TypeSymlink, -1, string(bytes.TrimRight(t, "\x00")), nil
+		}
+	case 4, 5:
+		hd.Type = firmware.TypeBlockDevice
+		if h.typ == 5 {
+			hd.Type = firmware.TypeCharDevice
+		}
+		hd.Devmajor, hd.Devminor = h.spec>>16, h.spec&0xffff
+	case 6:
+		hd.Type = firmware.TypeSocket
+	case 7:
+		hd.Type = firmware.TypeFIFO
+	}
+	return out.Add(hd, body)
 }

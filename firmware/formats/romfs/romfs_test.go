@@ -107,16 +107,7 @@ func TestHostile(t *testing.T) {
 			b := slices.Clone(img)
 			tc.edit(b)
 			fixSum(b)
-			res, err := firmwaretest.Run(Format, b, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
-			}
-			if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, tc.warn) }) {
-				t.Errorf("warnings %q lack %q", res.Sink.Warnings, tc.warn)
-			}
-			if _, ok := res.Sink.File(tc.keep); !ok {
-				t.Errorf("%s not extracted: %q", tc.keep, res.Sink.Names())
-			}
+			firmwaretest.CheckHostile(t, Format, b, tc.warn, tc.keep)
 		})
 	}
 }

@@ -144,91 +144,105 @@ func (r hreader) streamsInfo() (*streams, error) {
 		case idEnd:
 			return s, nil
 		case idPackInfo:
-			if s.packPos, err = r.num(); err != nil {
-				return nil, err
-			}
-			n, err := r.count(maxCount)
-			if err != nil {
-				return nil, err
-			}
-			for {
-				pid, err := r.ReadByte()
-				if err != nil {
-					return nil, errHeader
-				}
-				if pid == idEnd {
-					break
-				}
-				switch pid {
-				case idSize:
-					for range n {
-						v, err := r.num()
-						if err != nil {
-							return nil, err
-						}
-						s.packSizes = append(s.packSizes, v)
-					}
-				case idCRC:
-					if _, err := r.digests(n); err != nil {
-						return nil, err
-					}
-				default:
-					return nil, errHeader
-				}
-			}
+			err = r.packInfo(s)
 		case idUnpackInfo:
-			if err := r.expect(idFolder); err != nil {
-				return nil, err
-			}
-			nf, err := r.count(maxCount)
-			if err != nil {
-				return nil, err
-			}
-			if err := r.expect(0); err != nil { // not external
-				return nil, err
-			}
-			outs := make([]uint64, 0, nf)
-			for range nf {
-				coders, out, err := r.folder()
-				if err != nil {
-					return nil, err
-				}
-				s.folders = append(s.folders, coders)
-				outs = append(outs, out)
-			}
-			if err := r.expect(idCodersUnpackSize); err != nil {
-				return nil, err
-			}
-			for _, o := range outs {
-				var last uint64
-				for range o {
-					if last, err = r.num(); err != nil {
-						return nil, err
-					}
-				}
-				s.unpackSize = append(s.unpackSize, last)
-			}
-			for {
-				pid, err := r.ReadByte()
-				if err != nil {
-					return nil, errHeader
-				}
-				if pid == idEnd {
-					break
-				}
-				if pid != idCRC {
-					return nil, errHeader
-				}
-				if s.folderCRC, err = r.digests(nf); err != nil {
-					return nil, err
-				}
-			}
+			err = r.unpackInfo(s)
 		case idSubStreamsInfo:
-			if err := r.subStreams(s); err != nil {
-				return nil, err
-			}
+			err = r.subStreams(s)
 		default:
 			return nil, errHeader
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// packInfo reads the PackInfo property: where the packed streams start and
+// their sizes (their CRCs are skipped).
+func (r hreader) packInfo(s *streams) error {
+	var err error
+	if s.packPos, err = r.num(); err != nil {
+		return err
+	}
+	n, err := r.count(maxCount)
+	if err != nil {
+		return err
+	}
+	for {
+		pid, err := r.ReadByte()
+		if err != nil {
+			return errHeader
+		}
+		if pid == idEnd {
+			return nil
+		}
+		switch pid {
+		case idSize:
+			for range n {
+				v, err := r.num()
+				if err != nil {
+					return err
+				}
+				s.packSizes = append(s.packSizes, v)
+			}
+		case idCRC:
+			if _, err := r.digests(n); err != nil {
+				return err
+			}
+		default:
+			return errHeader
+		}
+	}
+}
+
+// unpackInfo reads the UnpackInfo property: the folders, the size of each
+// one's last output stream, and which folders have a CRC.
+func (r hreader) unpackInfo(s *streams) error {
+	if err := r.expect(idFolder); err != nil {
+		return err
+	}
+	nf, err := r.count(maxCount)
+	if err != nil {
+		return err
+	}
+	if err := r.expect(0); err != nil { // not external
+		return err
+	}
+	outs := make([]uint64, 0, nf)
+	for range nf {
+		coders, out, err := r.folder()
+		if err != nil {
+			return err
+		}
+		s.folders = append(s.folders, coders)
+		outs = append(outs, out)
+	}
+	if err := r.expect(idCodersUnpackSize); err != nil {
+		return err
+	}
+	for _, o := range outs {
+		var last uint64
+		for range o {
+			if last, err = r.num(); err != nil {
+				return err
+			}
+		}
+		s.unpackSize = append(s.unpackSize, last)
+	}
+	for {
+		pid, err := r.ReadByte()
+		if err != nil {
+			return errHeader
+		}
+		if pid == idEnd {
+			return nil
+		}
+		if pid != idCRC {
+			return errHeader
+		}
+		if s.folderCRC, err = r.digests(nf); err != nil {
+			return err
 		}
 	}
 }
@@ -319,46 +333,55 @@ func checkHeader(src io.ReaderAt, size int64, nextOff, nextSize uint64) (uint64,
 			if depth > 2 {
 				return 0, errHeader
 			}
-			s, err := r.streamsInfo()
-			if err != nil {
+			if r, err = r.encodedHeader(src, size); err != nil {
 				return 0, err
 			}
-			if len(s.folders) != 1 || len(s.packSizes) < 1 || len(s.unpackSize) != 1 {
-				return 0, errUnsupported
-			}
-			for _, c := range s.folders[0] {
-				if bytes.Equal(c.id, []byte{0x06, 0xf1, 0x07, 0x01}) {
-					return 0, errEncrypted
-				}
-			}
-			if len(s.folders[0]) != 1 || s.unpackSize[0] > maxHeader {
-				return 0, errUnsupported
-			}
-			pos := sigSize + int64(s.packPos)
-			if s.packPos > uint64(size) || int64(s.packSizes[0]) < 0 || pos+int64(s.packSizes[0]) > size {
-				return 0, errHeader
-			}
-			c := s.folders[0][0]
-			in := io.NopCloser(io.NewSectionReader(src, pos, int64(s.packSizes[0])))
-			var dec io.ReadCloser
-			switch {
-			case bytes.Equal(c.id, []byte{0x03, 0x01, 0x01}):
-				dec, err = newLZMA(c.props, s.unpackSize[0], []io.ReadCloser{in})
-			case bytes.Equal(c.id, []byte{0x21}):
-				dec, err = newLZMA2(c.props, s.unpackSize[0], []io.ReadCloser{in})
-			case bytes.Equal(c.id, []byte{0x00}):
-				dec = in
-			default:
-				return 0, errUnsupported
-			}
-			if err != nil {
-				return 0, err
-			}
-			r = hreader{bufio.NewReader(io.LimitReader(dec, int64(s.unpackSize[0])))}
 		default:
 			return 0, errHeader
 		}
 	}
+}
+
+// encodedHeader reads the streams of an encoded header and returns a reader
+// of the header they decode to. Only a single-coder folder (LZMA, LZMA2 or
+// copy) is supported; an AES coder means the header is encrypted.
+func (r hreader) encodedHeader(src io.ReaderAt, size int64) (hreader, error) {
+	s, err := r.streamsInfo()
+	if err != nil {
+		return hreader{}, err
+	}
+	if len(s.folders) != 1 || len(s.packSizes) < 1 || len(s.unpackSize) != 1 {
+		return hreader{}, errUnsupported
+	}
+	for _, c := range s.folders[0] {
+		if bytes.Equal(c.id, []byte{0x06, 0xf1, 0x07, 0x01}) {
+			return hreader{}, errEncrypted
+		}
+	}
+	if len(s.folders[0]) != 1 || s.unpackSize[0] > maxHeader {
+		return hreader{}, errUnsupported
+	}
+	pos := sigSize + int64(s.packPos)
+	if s.packPos > uint64(size) || int64(s.packSizes[0]) < 0 || pos+int64(s.packSizes[0]) > size {
+		return hreader{}, errHeader
+	}
+	c := s.folders[0][0]
+	in := io.NopCloser(io.NewSectionReader(src, pos, int64(s.packSizes[0])))
+	var dec io.ReadCloser
+	switch {
+	case bytes.Equal(c.id, []byte{0x03, 0x01, 0x01}):
+		dec, err = newLZMA(c.props, s.unpackSize[0], []io.ReadCloser{in})
+	case bytes.Equal(c.id, []byte{0x21}):
+		dec, err = newLZMA2(c.props, s.unpackSize[0], []io.ReadCloser{in})
+	case bytes.Equal(c.id, []byte{0x00}):
+		dec = in
+	default:
+		return hreader{}, errUnsupported
+	}
+	if err != nil {
+		return hreader{}, err
+	}
+	return hreader{bufio.NewReader(io.LimitReader(dec, int64(s.unpackSize[0])))}, nil
 }
 
 // filesCount walks a plain header up to the file count.

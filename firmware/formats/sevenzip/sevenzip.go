@@ -173,85 +173,103 @@ func newPPMd(p []byte, size uint64, rs []io.ReadCloser) (io.ReadCloser, error) {
 
 func extract(ctx context.Context, src *io.SectionReader, _ *firmware.Chunk, out firmware.Sink) error {
 	register()
+	zr, err := openArchive(src, out)
+	if err != nil || zr == nil {
+		return err
+	}
+	for _, f := range zr.File {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := addEntry(f, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openArchive checks the archive's header, then opens it. An encrypted or
+// unsupported header is a warning: it returns nil, nil.
+func openArchive(src *io.SectionReader, out firmware.Sink) (*sevenzip.Reader, error) {
 	var sh [sigSize]byte
 	if _, err := src.ReadAt(sh[:], 0); err != nil {
-		return &firmware.FormatError{Format: formatName, Off: 0, Msg: "read signature header", Err: err}
+		return nil, &firmware.FormatError{Format: formatName, Off: 0, Msg: "read signature header", Err: err}
 	}
 	le := binary.LittleEndian
 	n, err := checkHeader(src, src.Size(), le.Uint64(sh[12:]), le.Uint64(sh[20:]))
 	switch {
 	case errors.Is(err, errEncrypted):
 		out.Warn("7z: archive header is encrypted")
-		return nil
+		return nil, nil
 	case errors.Is(err, errUnsupported):
 		out.Warn(err.Error())
-		return nil
+		return nil, nil
 	case err != nil:
-		return &firmware.FormatError{Format: formatName, Off: sigSize + int64(le.Uint64(sh[12:])), Msg: "header", Err: err}
+		return nil, &firmware.FormatError{Format: formatName, Off: sigSize + int64(le.Uint64(sh[12:])), Msg: "header", Err: err}
 	case n > maxFiles:
-		return fmt.Errorf("7z: %d entries, more than %d: %w", n, maxFiles, firmware.ErrLimit)
+		return nil, fmt.Errorf("7z: %d entries, more than %d: %w", n, maxFiles, firmware.ErrLimit)
 	}
 	zr, err := open(src)
 	if err != nil {
 		if errors.Is(err, firmware.ErrLimit) {
-			return err
+			return nil, err
 		}
 		var pe *sevenzip.ReadError
 		if errors.As(err, &pe) && pe.Encrypted {
 			out.Warn("7z: archive header is encrypted")
+			return nil, nil
+		}
+		return nil, &firmware.FormatError{Format: formatName, Off: 0, Msg: "open", Err: err}
+	}
+	return zr, nil
+}
+
+// addEntry hands one archive entry to out. An entry that cannot be read is
+// a warning; the extraction goes on.
+func addEntry(f *sevenzip.File, out firmware.Sink) error {
+	mode := f.Mode()
+	h := &firmware.Header{
+		Name:    f.Name,
+		Mode:    mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+		ModTime: f.Modified,
+		Size:    -1,
+	}
+	switch {
+	case mode.IsDir():
+		h.Type = firmware.TypeDir
+	case mode&fs.ModeSymlink != 0:
+		h.Type = firmware.TypeSymlink
+		target, err := readAll(f, maxSymlink)
+		if err != nil {
+			out.Warn(fmt.Sprintf("7z: %s: symlink target: %v", f.Name, err))
 			return nil
 		}
-		return &firmware.FormatError{Format: formatName, Off: 0, Msg: "open", Err: err}
-	}
-	for _, f := range zr.File {
-		if err := ctx.Err(); err != nil {
-			return err
+		h.Linkname = string(target)
+	default:
+		h.Type = firmware.TypeFile
+		if f.UncompressedSize <= 1<<62 {
+			h.Size = int64(f.UncompressedSize)
 		}
-		mode := f.Mode()
-		h := &firmware.Header{
-			Name:    f.Name,
-			Mode:    mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
-			ModTime: f.Modified,
-			Size:    -1,
+		rc, err := openFile(f)
+		if err != nil {
+			// Includes a decoder refusing a dictionary over MaxDecoderMemory.
+			out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, err))
+			return nil
 		}
-		var r io.Reader
-		switch {
-		case mode.IsDir():
-			h.Type = firmware.TypeDir
-		case mode&fs.ModeSymlink != 0:
-			h.Type = firmware.TypeSymlink
-			target, err := readAll(f, maxSymlink)
-			if err != nil {
-				out.Warn(fmt.Sprintf("7z: %s: symlink target: %v", f.Name, err))
-				continue
+		re := &fmtutil.ReadErr{R: safeReader{rc}}
+		err = out.Add(h, re)
+		rc.Close()
+		if err != nil {
+			if re.Err != nil && !errors.Is(err, firmware.ErrLimit) {
+				out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, re.Err))
+				return nil
 			}
-			h.Linkname = string(target)
-		default:
-			h.Type = firmware.TypeFile
-			if f.UncompressedSize <= 1<<62 {
-				h.Size = int64(f.UncompressedSize)
-			}
-			rc, err := openFile(f)
-			if err != nil {
-				// Includes a decoder refusing a dictionary over MaxDecoderMemory.
-				out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, err))
-				continue
-			}
-			re := &fmtutil.ReadErr{R: safeReader{rc}}
-			err = out.Add(h, re)
-			rc.Close()
-			if err != nil {
-				if re.Err != nil && !errors.Is(err, firmware.ErrLimit) {
-					out.Warn(fmt.Sprintf("7z: %s: %v", f.Name, re.Err))
-					continue
-				}
-				return fmt.Errorf("7z: %s: %w", f.Name, err)
-			}
-			continue
-		}
-		if err := out.Add(h, r); err != nil {
 			return fmt.Errorf("7z: %s: %w", f.Name, err)
 		}
+		return nil
+	}
+	if err := out.Add(h, nil); err != nil {
+		return fmt.Errorf("7z: %s: %w", f.Name, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/formats/internal/fmtutil"
 	"github.com/cordon-vms/cordon/internal/unixmode"
 )
 
@@ -180,10 +181,30 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 	if err != nil {
 		return err
 	}
-	type item struct {
-		path string
-		o    *object
+	items := img.items(out)
+	// No file can hold more than every chunk of the image.
+	capacity := (src.Size()/g.chunk() + 1) * int64(g.dataLen())
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := img.emit(it, g, capacity, out); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// item is an object to extract, with its path.
+type item struct {
+	path string
+	o    *object
+}
+
+// items lists the objects to extract, directories first, by path, so
+// parents exist; hard links last. Objects that cannot be placed are counted
+// in warnings by reason.
+func (img *image) items(out firmware.Sink) []item {
 	var items []item
 	counts := map[string]int{}
 	for _, id := range slices.Sorted(func(yield func(uint32) bool) {
@@ -217,7 +238,6 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 	for msg, n := range counts {
 		out.Warn(fmt.Sprintf("yaffs2: %d %s", n, msg))
 	}
-	// Directories first, by path, so parents exist; hard links last.
 	rank := func(o *object) int {
 		switch o.hdr.typ {
 		case typeDir:
@@ -233,72 +253,74 @@ func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out 
 		}
 		return strings.Compare(a.path, b.path)
 	})
-	// No file can hold more than every chunk of the image.
-	capacity := (src.Size()/g.chunk() + 1) * int64(g.dataLen())
-	for _, it := range items {
-		if err := ctx.Err(); err != nil {
-			return err
+	return items
+}
+
+// emit hands one object to out; objects of no usable kind are dropped with
+// a warning.
+func (img *image) emit(it item, g geometry, capacity int64, out firmware.Sink) error {
+	h := &it.o.hdr
+	hd := &firmware.Header{Name: it.path, Mode: unixmode.FromUnix(h.mode), UID: int(h.uid), GID: int(h.gid),
+		ModTime: time.Unix(int64(h.mtime), 0).UTC(), Size: -1}
+	switch h.typ {
+	case typeDir:
+		hd.Type = firmware.TypeDir
+	case typeFile:
+		return img.emitFile(it, hd, g, capacity, out)
+	case typeSymlink:
+		hd.Type, hd.Linkname = firmware.TypeSymlink, h.alias
+	case typeLink:
+		t := img.objs[h.equiv]
+		if t == nil || !t.hasHdr || t.hdr.typ != typeFile {
+			out.Warn(fmt.Sprintf("yaffs2: hard link %s: object %d is not a file; dropped", it.path, h.equiv))
+			return nil
 		}
-		h := &it.o.hdr
-		hd := &firmware.Header{Name: it.path, Mode: unixmode.FromUnix(h.mode), UID: int(h.uid), GID: int(h.gid),
-			ModTime: time.Unix(int64(h.mtime), 0).UTC(), Size: -1}
-		var body io.Reader
-		switch h.typ {
-		case typeDir:
-			hd.Type = firmware.TypeDir
-		case typeFile:
-			size := h.size
-			if size < 0 || size > capacity {
-				var top uint32
-				for k := range it.o.chunks {
-					top = max(top, k)
-				}
-				out.Warn(fmt.Sprintf("yaffs2: %s: size %d is more than the image holds; cut to its %d chunks", it.path, h.size, top))
-				size = int64(top) * int64(g.dataLen())
-			}
-			fr := &fileReader{img: img, o: it.o, left: size, next: 1}
-			hd.Type, hd.Size, body = firmware.TypeFile, size, fr
-			if err := out.Add(hd, body); err != nil {
-				return err
-			}
-			if fr.missing > 0 {
-				out.Warn(fmt.Sprintf("yaffs2: %s: %d data chunks missing; read as zeros", it.path, fr.missing))
-			}
-			continue
-		case typeSymlink:
-			hd.Type, hd.Linkname = firmware.TypeSymlink, h.alias
-		case typeLink:
-			t := img.objs[h.equiv]
-			if t == nil || !t.hasHdr || t.hdr.typ != typeFile {
-				out.Warn(fmt.Sprintf("yaffs2: hard link %s: object %d is not a file; dropped", it.path, h.equiv))
-				continue
-			}
-			target, why := img.path(t)
-			if why != "" && why != "orphan" {
-				out.Warn(fmt.Sprintf("yaffs2: hard link %s: target object %d is %s; dropped", it.path, h.equiv, why))
-				continue
-			}
-			hd.Type, hd.Linkname = firmware.TypeHardlink, target
-			hd.Mode, hd.UID, hd.GID, hd.ModTime = unixmode.FromUnix(t.hdr.mode), int(t.hdr.uid), int(t.hdr.gid), time.Unix(int64(t.hdr.mtime), 0).UTC()
-		case typeSpecial:
-			switch h.mode & 0o170000 {
-			case 0o020000:
-				hd.Type = firmware.TypeCharDevice
-			case 0o060000:
-				hd.Type = firmware.TypeBlockDevice
-			case 0o010000:
-				hd.Type = firmware.TypeFIFO
-			case 0o140000:
-				hd.Type = firmware.TypeSocket
-			default:
-				out.Warn(fmt.Sprintf("yaffs2: %s: special object with mode %#o; dropped", it.path, h.mode))
-				continue
-			}
-			hd.Devmajor, hd.Devminor = (h.rdev&0xfff00)>>8, h.rdev&0xff|(h.rdev>>12)&0xfff00
+		target, why := img.path(t)
+		if why != "" && why != "orphan" {
+			out.Warn(fmt.Sprintf("yaffs2: hard link %s: target object %d is %s; dropped", it.path, h.equiv, why))
+			return nil
 		}
-		if err := out.Add(hd, body); err != nil {
-			return err
+		hd.Type, hd.Linkname = firmware.TypeHardlink, target
+		hd.Mode, hd.UID, hd.GID, hd.ModTime = unixmode.FromUnix(t.hdr.mode), int(t.hdr.uid), int(t.hdr.gid), time.Unix(int64(t.hdr.mtime), 0).UTC()
+	case typeSpecial:
+		switch h.mode & fmtutil.IFMT {
+		case fmtutil.IFCHR:
+			hd.Type = firmware.TypeCharDevice
+		case fmtutil.IFBLK:
+			hd.Type = firmware.TypeBlockDevice
+		case fmtutil.IFIFO:
+			hd.Type = firmware.TypeFIFO
+		case fmtutil.IFSOCK:
+			hd.Type = firmware.TypeSocket
+		default:
+			out.Warn(fmt.Sprintf("yaffs2: %s: special object with mode %#o; dropped", it.path, h.mode))
+			return nil
 		}
+		hd.Devmajor, hd.Devminor = (h.rdev&0xfff00)>>8, h.rdev&0xff|(h.rdev>>12)&0xfff00
+	}
+	return out.Add(hd, nil)
+}
+
+// emitFile hands a regular file to out, its size cut to what the image can
+// hold; missing data chunks read as zeros.
+func (img *image) emitFile(it item, hd *firmware.Header, g geometry, capacity int64, out firmware.Sink) error {
+	h := &it.o.hdr
+	size := h.size
+	if size < 0 || size > capacity {
+		var top uint32
+		for k := range it.o.chunks {
+			top = max(top, k)
+		}
+		out.Warn(fmt.Sprintf("yaffs2: %s: size %d is more than the image holds; cut to its %d chunks", it.path, h.size, top))
+		size = int64(top) * int64(g.dataLen())
+	}
+	fr := &fileReader{img: img, o: it.o, left: size, next: 1}
+	hd.Type, hd.Size = firmware.TypeFile, size
+	if err := out.Add(hd, fr); err != nil {
+		return err
+	}
+	if fr.missing > 0 {
+		out.Warn(fmt.Sprintf("yaffs2: %s: %d data chunks missing; read as zeros", it.path, fr.missing))
 	}
 	return nil
 }

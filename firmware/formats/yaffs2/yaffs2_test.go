@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,21 +82,6 @@ func treeListing(ns []*yNode) []string {
 	return s.Listing()
 }
 
-func listDiff(want, got []string) string {
-	var b strings.Builder
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
-}
-
 // TestVariants extracts every layout the writer makes, embedded in a dump
 // between junk and erased flash, and compares it with the tree.
 func TestVariants(t *testing.T) {
@@ -117,7 +101,7 @@ func TestVariants(t *testing.T) {
 				t.Errorf("warnings %q", res.Sink.Warnings)
 			}
 			if got := res.Sink.Listing(); !slices.Equal(got, want) {
-				t.Errorf("listing differs:\n%s", listDiff(want, got))
+				t.Errorf("listing differs:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 			if e, ok := res.Sink.Entry("etc/big.txt"); !ok || !e.Header.ModTime.Equal(time.Unix(1700000001, 0)) {
 				t.Errorf("etc/big.txt: %+v", e.Header)
@@ -173,49 +157,12 @@ func TestAgainstUnyaffs(t *testing.T) {
 				}
 			}
 			slices.Sort(got)
-			want := diskListing(t, out)
+			want := firmwaretest.DiskListing(t, out)
 			if !slices.Equal(got, want) {
-				t.Errorf("ours (+) and unyaffs's (-) differ:\n%s", listDiff(want, got))
+				t.Errorf("ours (+) and unyaffs's (-) differ:\n%s", firmwaretest.ListingDiff(want, got))
 			}
 		})
 	}
-}
-
-func diskListing(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, rel+" -> "+target)
-		case info.IsDir():
-			out = append(out, rel+"/")
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("%s size=%d sha256=%x", rel, len(data), sha256.Sum256(data)))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // TestRewrites: a later copy of an object (a higher sequence number)
@@ -275,16 +222,7 @@ func TestHostile(t *testing.T) {
 				tc.edit(ns)
 			}
 			img := w.build(append(ns, tc.extra...))
-			res, err := firmwaretest.Run(Format, img, 0)
-			if err != nil || res.Chunk == nil || res.ExtractErr != nil {
-				t.Fatalf("run: %v; identify %v; extract %v", err, res.IdentifyErr, res.ExtractErr)
-			}
-			if !slices.ContainsFunc(res.Sink.Warnings, func(s string) bool { return strings.Contains(s, tc.warn) }) {
-				t.Errorf("warnings %q lack %q", res.Sink.Warnings, tc.warn)
-			}
-			if _, ok := res.Sink.File(tc.keep); !ok {
-				t.Errorf("%s not extracted: %q", tc.keep, res.Sink.Names())
-			}
+			firmwaretest.CheckHostile(t, Format, img, tc.warn, tc.keep)
 		})
 	}
 }

@@ -1,10 +1,23 @@
 // Package fmtutil holds small pieces that several firmware format packages
 // share: a content reader that remembers its error, a byte-sum reader, the
-// Unix permission bits conversion and the end-of-archive zero padding scan.
+// Unix file type bits and the end-of-archive zero padding scan.
 package fmtutil
 
 import (
 	"io"
+)
+
+// Unix file type bits of a mode (stat.h's S_IFMT and its values), as cpio,
+// ext, JFFS2, UBIFS, cramfs and YAFFS2 store them.
+const (
+	IFMT   = 0o170000 // mask of the type bits
+	IFSOCK = 0o140000
+	IFLNK  = 0o120000
+	IFREG  = 0o100000
+	IFBLK  = 0o060000
+	IFDIR  = 0o040000
+	IFCHR  = 0o020000
+	IFIFO  = 0o010000
 )
 
 // ReadErr wraps an entry's content reader and remembers its first error
