@@ -15,13 +15,16 @@ import (
 	"github.com/pion/rtp"
 )
 
-// reader is one RTSP reader that counts what it receives. With frames set, it
-// also depacketizes H.264 and records when each access unit completed, keyed
+// reader is one RTSP reader that counts what it receives: RTP bytes and
+// packets, sequence gaps, and the coded-slice bytes of each frame (see
+// videoCount). With frames set, it also depacketizes H.264 and records when each access unit completed, keyed
 // by a hash of its slice NAL units (which survive both proxy modes unchanged),
 // so the same frame can be matched on a direct and a proxied reader.
 type reader struct {
 	url    string
+	fps    int       // the camera's frame rate; it defaults to 25
 	frames *frameLog // nil: count only
+	video  *videoCount
 
 	counting atomic.Bool
 	bytes    atomic.Uint64
@@ -60,6 +63,24 @@ func (r *reader) start(ctx context.Context) error {
 		return err
 	}
 	lastSeq := map[*description.Media]uint16{}
+	fps := r.fps
+	if fps <= 0 {
+		fps = 25
+	}
+	var videoMedia *description.Media
+	for _, m := range desc.Medias {
+		for _, f := range m.Formats {
+			if videoMedia != nil {
+				break
+			}
+			switch f.(type) {
+			case *format.H264:
+				videoMedia, r.video = m, &videoCount{step: uint32(90000 / fps)}
+			case *format.H265:
+				videoMedia, r.video = m, &videoCount{step: uint32(90000 / fps), h265: true}
+			}
+		}
+	}
 	var dec *rtph264.Decoder
 	var h264Media *description.Media
 	if r.frames != nil {
@@ -82,9 +103,13 @@ func (r *reader) start(ctx context.Context) error {
 			r.lost.Add(uint64(pkt.SequenceNumber - prev - 1))
 		}
 		lastSeq[m] = pkt.SequenceNumber
-		if r.counting.Load() {
+		counting := r.counting.Load()
+		if counting {
 			r.packets.Add(1)
 			r.bytes.Add(uint64(pkt.MarshalSize()))
+		}
+		if m == videoMedia {
+			r.video.packet(pkt.Timestamp, pkt.Payload, counting)
 		}
 		if dec != nil && m == h264Media {
 			au, err := dec.Decode(pkt)
