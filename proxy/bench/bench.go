@@ -333,7 +333,9 @@ func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsi
 		}
 		dir = filepath.Join(c, "cordon", "camsim-clips")
 	}
-	fmt.Fprintf(o.Progress, "bench: no embedded clip of %dx%d near %s bit/s: encoding one into %s with ffmpeg\n", o.Width, o.Height, camsim.FormatBitrate(o.Bitrate), dir)
+	if _, err := os.Stat(filepath.Join(dir, camsim.ClipName(o.Codec, o.Width, o.Height, o.Bitrate))); err != nil {
+		fmt.Fprintf(o.Progress, "bench: no embedded clip of %dx%d near %s bit/s: encoding one into %s with ffmpeg\n", o.Width, o.Height, camsim.FormatBitrate(o.Bitrate), dir)
+	}
 	if _, err := camsim.EncodeClip(ctx, dir, o.Codec, o.Width, o.Height, o.Bitrate); err != nil {
 		return nil, fmt.Errorf("bench: no embedded clip of %dx%d near %d bit/s (the bench measures real video, never filler): %w", o.Width, o.Height, o.Bitrate, err)
 	}

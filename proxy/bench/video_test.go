@@ -172,3 +172,23 @@ func TestMediaMTX(t *testing.T) {
 		t.Errorf("mediamtx: forwarded %v (%v), CPU %v", f, ok, res[0].CPU)
 	}
 }
+
+// TestCheck: a system fails the run below 99 % of the video or with readers
+// that did not play; pull (no reader) is not checked.
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		r    Result
+		want string
+	}{
+		{Result{System: SystemRebuild, Readers: 2, Wanted: 2, VideoSent: 1000, VideoDelivered: 990}, ""},
+		{Result{System: SystemRebuild, Readers: 2, Wanted: 2, VideoSent: 1000, VideoDelivered: 989}, "delivered 98.90 % of the video bytes"},
+		{Result{System: SystemMediaMTX, Readers: 1, Wanted: 2, VideoSent: 1000, VideoDelivered: 1000}, "only 1 of 2 readers played"},
+		{Result{System: SystemBaseline, Readers: 2, Wanted: 2}, "no video counted"},
+		{Result{System: SystemPull}, ""},
+	} {
+		err := tc.r.check()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s check() = %v, want %q", tc.r.System, err, tc.want)
+		}
+	}
+}
