@@ -32,7 +32,9 @@ type flowOpener interface {
 }
 
 // sendWatcher is a detector that looks at each packet (or flow record) a
-// camera sends in its own direction of a flow; fresh says it opened the flow.
+// camera sends on a flow it opened; fresh says the packet opened the flow.
+// (What a camera answers on flows others opened, such as RTSP pulled by a
+// recorder, is accounted in the flow table but shown to no detector.)
 type sendWatcher interface {
 	cameraSent(f *flow, p *packet, ts int64, fresh bool)
 }

@@ -462,8 +462,11 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
 // direction of the flow; fresh says it opened the flow (newFlow accounted it).
 // A DNS query is parsed once here for the detectors that read it.
 func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
+	if !f.outbound {
+		return // a camera's answers on flows it did not open (RTSP pulled by a recorder)
+	}
 	p.dns = nil
-	if p.dport == 53 && len(p.payload) > 0 && f.outbound {
+	if p.dport == 53 && len(p.payload) > 0 {
 		p.dns = e.parseQuery(f, p)
 	}
 	for _, d := range e.sent {

@@ -90,20 +90,15 @@ func (c *camera) status() CameraStatus {
 	c.mu.Lock()
 	s := CameraStatus{
 		Name: c.cfg.Name, URL: c.cfg.URL, State: c.state, Since: c.since, LastError: c.lastErr,
-		OnDemand: c.cfg.OnDemand, Transport: c.cfg.Transport, Readers: []ReaderStatus{},
-	}
-	for r := range c.readers {
-		s.Readers = append(s.Readers, ReaderStatus{
-			User: r.user, Remote: r.remote, Since: r.since,
-			BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
-			BatchedWrites: r.bw != nil,
-		})
+		OnDemand: c.cfg.OnDemand, Transport: c.cfg.Transport,
 	}
 	c.mu.Unlock()
+	s.Readers = c.stream.readerStatus()
 	sort.Slice(s.Readers, func(i, j int) bool { return s.Readers[i].Remote < s.Readers[j].Remote })
-	s.BytesIn, s.PacketsIn, s.PacketLost = c.bytesIn.Load(), c.packetsIn.Load(), c.lost.Load()
-	s.Jitter = math.Float64frombits(c.jitterBits.Load())
-	s.Reconnects, s.Bitrate, s.Panics = c.reconnects.Load(), c.bitrate.Load(), c.panics.Load()
+	src := c.src
+	s.BytesIn, s.PacketsIn, s.PacketLost = src.bytesIn.Load(), src.packetsIn.Load(), src.lost.Load()
+	s.Jitter = math.Float64frombits(src.jitterBits.Load())
+	s.Reconnects, s.Bitrate, s.Panics = c.reconnects.Load(), src.bitrate.Load(), c.panics.Load()
 	s.Dropped = map[string]DropCount{}
 	for reason, v := range c.counters.Snapshot() {
 		s.Dropped[reason] = DropCount{Units: v[0], Bytes: v[1]}

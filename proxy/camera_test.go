@@ -79,7 +79,7 @@ func startBubbleCamera(t *testing.T, cam *scriptCam, cc Camera) (p *Proxy, stop 
 	c := newCamera(p, p.cfg.Cameras[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	c.dial = func(context.Context, string, string) (net.Conn, error) {
+	c.src.dial = func(context.Context, string, string) (net.Conn, error) {
 		a, b := net.Pipe()
 		wg.Go(func() { cam.serve(ctx, b) })
 		return a, nil

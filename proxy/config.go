@@ -440,11 +440,26 @@ func (c *Config) Check() (warnings []Problem, err error) {
 // also those that depend on this host.
 func (c *Config) collect(h *host) (errs, warns []Problem) {
 	ps := &problems{o: c.origin}
-	add := ps.add
-
 	if len(c.Cameras) == 0 {
-		add("cameras", "cameras: none configured; add at least one camera with a name and a url")
+		ps.add("cameras", "cameras: none configured; add at least one camera with a name and a url")
 	}
+	names := c.checkCameras(ps.add)
+	c.checkReaders(ps.add, names)
+	ls := c.checkListeners(ps)
+	bind := c.checkSettings(ps.add)
+	if h == nil {
+		return ps.result(), nil
+	}
+	wps := &problems{o: c.origin}
+	c.checkHost(h, ls, bind, ps, wps)
+	return ps.result(), wps.list
+}
+
+// addFunc records one problem at a key.
+type addFunc = func(key, format string, args ...any)
+
+// checkCameras checks the cameras; it returns the index of each name.
+func (c *Config) checkCameras(add addFunc) map[string]int {
 	names := map[string]int{}
 	for i, cam := range c.Cameras {
 		key := fmt.Sprintf("cameras[%d]", i)
@@ -463,24 +478,34 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 			}
 			names[cam.Name] = i
 		}
-		if cam.URL.IsZero() {
-			add(key+".url", "%s: url is missing (rtsp://user:password@camera-address:554/path)", where)
-		}
-		if cam.TLSFingerprint != "" {
-			if _, err := parseFingerprint(cam.TLSFingerprint); err != nil {
-				add(key+".tls_fingerprint", "%s: %v", where, err)
-			} else if !cam.URL.IsZero() && !strings.HasPrefix(strings.ToLower(cam.URL.reveal()), "rtsps://") {
-				add(key+".tls_fingerprint", "%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
-			}
-		}
-		if cam.MaxReaders < -1 {
-			add(key+".max_readers", "%s: max_readers is %d; use -1 for no limit or a positive number", where, cam.MaxReaders)
-		}
-		if err := cam.rebuildConfig().Validate(); err != nil {
-			add(key+".keep_sei", "%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
+		cam.check(add, key, where)
+	}
+	return names
+}
+
+// check checks one camera (at key) but its name.
+func (cam Camera) check(add addFunc, key, where string) {
+	if cam.URL.IsZero() {
+		add(key+".url", "%s: url is missing (rtsp://user:password@camera-address:554/path)", where)
+	}
+	if cam.TLSFingerprint != "" {
+		if _, err := parseFingerprint(cam.TLSFingerprint); err != nil {
+			add(key+".tls_fingerprint", "%s: %v", where, err)
+		} else if !cam.URL.IsZero() && !strings.HasPrefix(strings.ToLower(cam.URL.reveal()), "rtsps://") {
+			add(key+".tls_fingerprint", "%s: tls_fingerprint is set but the url is not rtsps://; a fingerprint pins the certificate of an RTSPS camera", where)
 		}
 	}
+	if cam.MaxReaders < -1 {
+		add(key+".max_readers", "%s: max_readers is %d; use -1 for no limit or a positive number", where, cam.MaxReaders)
+	}
+	if err := cam.rebuildConfig().Validate(); err != nil {
+		add(key+".keep_sei", "%s: %s", where, strings.TrimPrefix(err.Error(), "rebuild: "))
+	}
+}
 
+// checkReaders checks the readers (names: the cameras) and whether
+// anonymous reading is meant.
+func (c *Config) checkReaders(add addFunc, names map[string]int) {
 	users := map[string]int{}
 	for i, r := range c.Readers {
 		key := fmt.Sprintf("readers[%d]", i)
@@ -498,32 +523,7 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 			}
 			users[r.User] = i
 		}
-		switch {
-		case r.Password == "" && r.PasswordHash == "":
-			add(key, "%s: set password or password_hash", where)
-		case r.Password != "" && r.PasswordHash != "":
-			add(key+".password_hash", "%s: set password or password_hash, not both", where)
-		case r.PasswordHash != "":
-			if _, err := parseHash(r.PasswordHash); err != nil {
-				add(key+".password_hash", "%s: password_hash: %v", where, err)
-			}
-		}
-		if len(r.Cameras) == 0 {
-			add(key+".cameras", "%s: cameras is empty, so this reader could read nothing; list camera names or \"*\"", where)
-		}
-		for j, name := range r.Cameras {
-			if name == "*" {
-				continue
-			}
-			if _, ok := names[name]; !ok {
-				add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not defined under cameras", where, name)
-			}
-		}
-		for j, n := range r.Networks {
-			if _, err := parseNetwork(n); err != nil {
-				add(fmt.Sprintf("%s.networks[%d]", key, j), "%s: network %q is not an address or CIDR prefix (like 10.0.0.0/24)", where, n)
-			}
-		}
+		r.check(add, key, where, names)
 	}
 	switch {
 	case len(c.Readers) == 0 && !c.AllowAnonymous:
@@ -532,8 +532,41 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	case len(c.Readers) > 0 && c.AllowAnonymous:
 		add("allow_anonymous", "allow_anonymous is true but readers are configured, and readers must log in; remove allow_anonymous (or the readers)")
 	}
+}
 
-	ls := c.checkListeners(ps)
+// check checks one reader (at key) but its user.
+func (r Reader) check(add addFunc, key, where string, names map[string]int) {
+	switch {
+	case r.Password == "" && r.PasswordHash == "":
+		add(key, "%s: set password or password_hash", where)
+	case r.Password != "" && r.PasswordHash != "":
+		add(key+".password_hash", "%s: set password or password_hash, not both", where)
+	case r.PasswordHash != "":
+		if _, err := parseHash(r.PasswordHash); err != nil {
+			add(key+".password_hash", "%s: password_hash: %v", where, err)
+		}
+	}
+	if len(r.Cameras) == 0 {
+		add(key+".cameras", "%s: cameras is empty, so this reader could read nothing; list camera names or \"*\"", where)
+	}
+	for j, name := range r.Cameras {
+		if name == "*" {
+			continue
+		}
+		if _, ok := names[name]; !ok {
+			add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not defined under cameras", where, name)
+		}
+	}
+	for j, n := range r.Networks {
+		if _, err := parseNetwork(n); err != nil {
+			add(fmt.Sprintf("%s.networks[%d]", key, j), "%s: network %q is not an address or CIDR prefix (like 10.0.0.0/24)", where, n)
+		}
+	}
+}
+
+// checkSettings checks the settings outside cameras, readers and listen;
+// it returns camera_side.bind (invalid when not set or wrong).
+func (c *Config) checkSettings(add addFunc) netip.Addr {
 	if c.Listen.RTSPS != "" && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		add("listen.rtsps", "listen.rtsps is set: tls.cert and tls.key are needed too")
 	}
@@ -549,6 +582,12 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 			bind = a.Unmap()
 		}
 	}
+	c.checkTuning(add)
+	return bind
+}
+
+// checkTuning checks log, write_queue_size, limits and timeouts.
+func (c *Config) checkTuning(add addFunc) {
 	if c.Log.Level != "" && !slices.Contains(logLevels, c.Log.Level) {
 		add("log.level", "log.level %q is not one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -574,12 +613,6 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	if c.Timeouts.AuthFailureBackoff < 0 {
 		add("timeouts.auth_failure_backoff", "timeouts.auth_failure_backoff (%s) is negative; it is the wait after a camera refused the credentials (default 10m)", c.Timeouts.AuthFailureBackoff)
 	}
-	if h == nil {
-		return ps.result(), nil
-	}
-	wps := &problems{o: c.origin}
-	c.checkHost(h, ls, bind, ps, wps)
-	return ps.result(), wps.list
 }
 
 // withDefaults returns c with zero values replaced by their defaults.

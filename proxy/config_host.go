@@ -83,6 +83,22 @@ func (c *Config) checkListeners(ps *problems) []listener {
 			ls = append(ls, l)
 		}
 	}
+	ls = append(ls, c.checkUDPListeners(ps, parse)...)
+	for i, l := range ls {
+		for _, o := range ls[:i] {
+			if l.overlaps(o) {
+				ps.add(l.key, "%s %q uses the port of %s %q; give each listener its own port", l.key, l.val, o.key, o.val)
+				break
+			}
+		}
+	}
+	return ls
+}
+
+// checkUDPListeners checks listen.udp_rtp and listen.udp_rtcp.
+func (c *Config) checkUDPListeners(ps *problems, parse func(key, v, example, offHint string, udp bool) (listener, bool)) []listener {
+	var out []listener
+	L := c.Listen
 	switch {
 	case L.UDPRTP == "off":
 		if L.UDPRTCP != "" && L.UDPRTCP != "off" {
@@ -101,7 +117,7 @@ func (c *Config) checkListeners(ps *problems) []listener {
 			ps.add("listen.udp_rtp", "listen.udp_rtp %q: the RTP port must be even and not 0 (RTCP uses the next one; readers are told both)", L.UDPRTP)
 			break
 		}
-		ls = append(ls, rtp)
+		out = append(out, rtp)
 		if L.UDPRTCP == "" {
 			break
 		}
@@ -109,19 +125,11 @@ func (c *Config) checkListeners(ps *problems) []listener {
 			if rtcp.port != rtp.port+1 {
 				ps.add("listen.udp_rtcp", "listen.udp_rtcp %q: the RTCP port must be listen.udp_rtp's port + 1 (%d)", L.UDPRTCP, rtp.port+1)
 			} else {
-				ls = append(ls, rtcp)
+				out = append(out, rtcp)
 			}
 		}
 	}
-	for i, l := range ls {
-		for _, o := range ls[:i] {
-			if l.overlaps(o) {
-				ps.add(l.key, "%s %q uses the port of %s %q; give each listener its own port", l.key, l.val, o.key, o.val)
-				break
-			}
-		}
-	}
-	return ls
+	return out
 }
 
 // checkHost checks the configuration against this host: problems go to

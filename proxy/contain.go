@@ -29,9 +29,9 @@ func (e *panicError) Error() string {
 // it, logs it with the stack, and marks the camera's cleaner state as not to
 // be reused.
 func (c *camera) contained(where string, v any) *panicError {
-	// No lock is taken here: the panic may have left c.mu held.
+	// No lock is taken here: the panic may have left a mutex held.
 	c.panics.Add(1)
-	c.poisoned.Store(true)
+	c.stream.poisoned.Store(true)
 	c.log.Error("camera goroutine panicked; other cameras are not affected",
 		"where", where, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	return &panicError{where: where, value: v}
@@ -39,18 +39,18 @@ func (c *camera) contained(where string, v any) *panicError {
 
 // recoverSession is deferred by the camera's session loop: a panic becomes
 // the session's error, so retryLoop backs off and reconnects.
-func (c *camera) recoverSession(where string, played *bool, err *error) {
+func (s *source) recoverSession(where string, played *bool, err *error) {
 	if v := recover(); v != nil {
 		*played = false // never a reason to reset the backoff
-		*err = c.contained(where, v)
+		*err = s.parent.contained(where, v)
 	}
 }
 
 // recoverPacket is deferred by the packet callback, which runs on the RTSP
 // client's reader goroutine: the session is aborted and retried.
-func (c *camera) recoverPacket() {
+func (s *source) recoverPacket() {
 	if v := recover(); v != nil {
-		c.abortSession(c.contained("stream cleaner", v), "camera stream refused after an internal error; retrying with backoff")
+		s.abortSession(s.parent.contained("stream cleaner", v), "camera stream refused after an internal error; retrying with backoff")
 	}
 }
 
@@ -69,6 +69,6 @@ func (c *camera) recoverReader(r *reader) {
 		c.panics.Add(1)
 		c.log.Error("reader writer panicked; closing that reader, the camera and its other readers are not affected",
 			"remote", r.remote, "user", r.user, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-		r.ss.Close()
+		r.close()
 	}
 }

@@ -106,29 +106,8 @@ func probeCamera(ctx context.Context, cam Camera, bind string, timeout time.Dura
 		r.Err = "camera url cannot be parsed"
 		return r
 	}
-	cl := &gortsplib.Client{
-		Scheme:       u.Scheme,
-		Host:         u.Host,
-		ReadTimeout:  timeout,
-		WriteTimeout: timeout,
-		UserAgent:    "cordon",
-	}
-	if u.Scheme == "rtsps" {
-		// The pin check of the proxy's own camera client.
-		cl.TLSConfig = (&camera{cfg: cam, log: log.With("camera", cam.Name)}).tlsConfig()
-	}
-	d := &net.Dialer{}
-	if bind != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(bind)}
-	}
 	var dialed atomic.Bool
-	cl.DialContext = func(dctx context.Context, network, address string) (net.Conn, error) {
-		conn, err := d.DialContext(dctx, network, address)
-		if err == nil {
-			dialed.Store(true)
-		}
-		return conn, err
-	}
+	cl := probeClient(u, cam, bind, timeout, &dialed, log)
 	capture := &sdpCapture{}
 	cl.OnResponse = capture.onResponse
 	if err := cl.Start(); err != nil {
@@ -174,6 +153,33 @@ func probeCamera(ctx context.Context, cam Camera, bind string, timeout time.Dura
 		r.Err = "DESCRIBE: the camera's SDP has no media"
 	}
 	return r
+}
+
+// probeClient is the RTSP client of a probe; dialed records a connection.
+func probeClient(u *base.URL, cam Camera, bind string, timeout time.Duration, dialed *atomic.Bool, log *slog.Logger) *gortsplib.Client {
+	cl := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		UserAgent:    "cordon",
+	}
+	if u.Scheme == "rtsps" {
+		// The pin check of the proxy's own camera client.
+		cl.TLSConfig = (&source{cfg: cam, log: log.With("camera", cam.Name)}).tlsConfig()
+	}
+	d := &net.Dialer{}
+	if bind != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(bind)}
+	}
+	cl.DialContext = func(dctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := d.DialContext(dctx, network, address)
+		if err == nil {
+			dialed.Store(true)
+		}
+		return conn, err
+	}
+	return cl
 }
 
 // probeAuthError says what a 401 means for this URL.

@@ -138,60 +138,41 @@ func (p *Proxy) Start() error {
 	for _, w := range warns {
 		p.log.Warn("configuration: " + w.String())
 	}
-
-	newServer := func(key, addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
-		h := &handler{p: p, secure: tlsConf != nil}
-		s := &gortsplib.Server{
-			Handler:        h,
-			RTSPAddress:    addr,
-			TLSConfig:      tlsConf,
-			ReadTimeout:    cfg.Timeouts.Reader,
-			WriteTimeout:   cfg.Timeouts.Reader,
-			WriteQueueSize: cfg.WriteQueueSize,
-		}
-		st := &listenerStats{}
-		name := "rtsp"
-		if tlsConf != nil {
-			name = "rtsps"
-		}
-		p.listeners = append(p.listeners, namedStats{name, st})
-		s.Listen = func(network, address string) (net.Listener, error) {
-			ln, err := p.listen(network, address)
-			if err != nil {
-				return nil, &ListenError{Key: key, Addr: addr, Err: err}
-			}
-			// With TLS, gortsplib wraps this listener in tls.NewListener:
-			// the handshake runs under the first-read deadline.
-			var gl net.Listener = newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)
-			if tlsConf == nil {
-				gl = trackedListener{gl}
-			}
-			return gl, nil
-		}
-		if udp && cfg.Listen.UDPRTP != "off" {
-			s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
-			s.ListenPacket = func(network, address string) (net.PacketConn, error) {
-				pc, err := net.ListenPacket(network, address)
-				if err != nil {
-					key, a := "listen.udp_rtp", cfg.Listen.UDPRTP
-					if address == cfg.Listen.UDPRTCP {
-						key, a = "listen.udp_rtcp", cfg.Listen.UDPRTCP
-					}
-					return nil, &ListenError{Key: key, Addr: a, Err: err}
-				}
-				return pc, nil
-			}
-		}
-		h.srv = s
-		return s
+	servers, err := p.startServers(cfg)
+	if err != nil {
+		return err
 	}
-	servers := []*gortsplib.Server{newServer("listen.rtsp", cfg.Listen.RTSP, nil, true)}
+	p.servers = servers
+	if err := p.startAdmin(cfg); err != nil {
+		for _, s := range servers {
+			s.Close()
+		}
+		return err
+	}
+	p.watchServers()
+	for _, cc := range cfg.Cameras {
+		p.startCameraLocked(cc)
+	}
+	p.wg.Go(p.tick)
+	p.started = true
+	p.log.Info("proxy started", "rtsp", servers[0].NetListener().Addr().String(), "cameras", len(cfg.Cameras),
+		"readers_auth", len(cfg.Readers) > 0)
+	if p.anyHashWithDigest() {
+		p.log.Warn("some readers have only a password_hash: they must use Basic authentication (Digest needs the clear-text password)")
+	}
+	return nil
+}
+
+// startServers starts the core-side RTSP server, and the RTSPS one if
+// configured.
+func (p *Proxy) startServers(cfg Config) ([]*gortsplib.Server, error) {
+	servers := []*gortsplib.Server{p.newServer(cfg, "listen.rtsp", cfg.Listen.RTSP, nil, true)}
 	if cfg.Listen.RTSPS != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
-			return fmt.Errorf("proxy: tls.cert/tls.key: %w", err)
+			return nil, fmt.Errorf("proxy: tls.cert/tls.key: %w", err)
 		}
-		servers = append(servers, newServer("listen.rtsps", cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
+		servers = append(servers, p.newServer(cfg, "listen.rtsps", cfg.Listen.RTSPS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, false))
 	}
 	for i, s := range servers {
 		if err := s.Start(); err != nil {
@@ -200,26 +181,82 @@ func (p *Proxy) Start() error {
 			}
 			var le *ListenError
 			if errors.As(err, &le) {
-				return fmt.Errorf("proxy: %w", err)
+				return nil, fmt.Errorf("proxy: %w", err)
 			}
-			return fmt.Errorf("proxy: listen %s: %w", s.RTSPAddress, err)
+			return nil, fmt.Errorf("proxy: listen %s: %w", s.RTSPAddress, err)
 		}
 	}
-	p.servers = servers
-	if cfg.Listen.Admin != "off" {
-		ln, err := net.Listen("tcp", cfg.Listen.Admin)
-		if err != nil {
-			for _, s := range servers {
-				s.Close()
-			}
-			return fmt.Errorf("proxy: %w", &ListenError{Key: "listen.admin", Addr: cfg.Listen.Admin, Err: err})
-		}
-		p.adminLn = ln
-		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		p.wg.Go(func() { p.admin.Serve(ln) })
-	}
+	return servers, nil
+}
 
-	for i, s := range servers {
+// newServer builds one core-side server (RTSPS when tlsConf is set), its
+// listener guarded and, without TLS, tracked for frame-batched output.
+func (p *Proxy) newServer(cfg Config, key, addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
+	h := &handler{p: p, secure: tlsConf != nil}
+	s := &gortsplib.Server{
+		Handler:        h,
+		RTSPAddress:    addr,
+		TLSConfig:      tlsConf,
+		ReadTimeout:    cfg.Timeouts.Reader,
+		WriteTimeout:   cfg.Timeouts.Reader,
+		WriteQueueSize: cfg.WriteQueueSize,
+	}
+	st := &listenerStats{}
+	name := "rtsp"
+	if tlsConf != nil {
+		name = "rtsps"
+	}
+	p.listeners = append(p.listeners, namedStats{name, st})
+	s.Listen = func(network, address string) (net.Listener, error) {
+		ln, err := p.listen(network, address)
+		if err != nil {
+			return nil, &ListenError{Key: key, Addr: addr, Err: err}
+		}
+		// With TLS, gortsplib wraps this listener in tls.NewListener:
+		// the handshake runs under the first-read deadline.
+		var gl net.Listener = newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)
+		if tlsConf == nil {
+			gl = trackedListener{gl}
+		}
+		return gl, nil
+	}
+	if udp && cfg.Listen.UDPRTP != "off" {
+		s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP
+		s.ListenPacket = func(network, address string) (net.PacketConn, error) {
+			pc, err := net.ListenPacket(network, address)
+			if err != nil {
+				key, a := "listen.udp_rtp", cfg.Listen.UDPRTP
+				if address == cfg.Listen.UDPRTCP {
+					key, a = "listen.udp_rtcp", cfg.Listen.UDPRTCP
+				}
+				return nil, &ListenError{Key: key, Addr: a, Err: err}
+			}
+			return pc, nil
+		}
+	}
+	h.srv = s
+	return s
+}
+
+// startAdmin serves /metrics, /v1/cameras and /healthz unless listen.admin is off.
+func (p *Proxy) startAdmin(cfg Config) error {
+	if cfg.Listen.Admin == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", &ListenError{Key: "listen.admin", Addr: cfg.Listen.Admin, Err: err})
+	}
+	p.adminLn = ln
+	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	p.wg.Go(func() { p.admin.Serve(ln) })
+	return nil
+}
+
+// watchServers logs (and records for /healthz) a reader listener that
+// stops while the proxy runs.
+func (p *Proxy) watchServers() {
+	for i, s := range p.servers {
 		st := p.listeners[i].stats
 		p.wg.Go(func() {
 			err := s.Wait()
@@ -236,18 +273,6 @@ func (p *Proxy) Start() error {
 			p.log.Error("reader listener stopped; readers cannot connect until the proxy restarts", "listener", p.listeners[i].name, "error", err)
 		})
 	}
-
-	for _, cc := range cfg.Cameras {
-		p.startCameraLocked(cc)
-	}
-	p.wg.Go(p.tick)
-	p.started = true
-	p.log.Info("proxy started", "rtsp", servers[0].NetListener().Addr().String(), "cameras", len(cfg.Cameras),
-		"readers_auth", len(cfg.Readers) > 0)
-	if p.anyHashWithDigest() {
-		p.log.Warn("some readers have only a password_hash: they must use Basic authentication (Digest needs the clear-text password)")
-	}
-	return nil
 }
 
 func (p *Proxy) anyHashWithDigest() bool {

@@ -4,14 +4,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
-	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 )
@@ -128,37 +125,9 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 		// In a failure delay: 401 without checking (or hashing) anything.
 		return throttled(scope)
 	}
-	ok := false
-	if a != nil {
-		switch {
-		case a.password != "" && hdr.Method == headers.AuthMethodDigest:
-			creds, err := parseDigest(req.Header["Authorization"][0])
-			if err == nil {
-				err = h.digestOf(sc).verify(req, creds, a.user, a.password)
-			}
-			ok = err == nil
-			if errors.Is(err, errDigestReplay) {
-				h.p.log.Warn("reader login refused: Digest response replayed on its connection", "user", a.user, "remote", remote)
-			}
-		case a.password != "":
-			ok = sc.VerifyCredentials(req, a.user, a.password)
-		case hdr.Method != headers.AuthMethodBasic:
-		case a.knownGood(hdr.BasicPass):
-			ok = true
-		default:
-			release, err := lim.acquire(ip)
-			if err != nil {
-				return throttled(throttleBusy)
-			}
-			// Earlier guesses of this source may have used up its budget
-			// while this one waited for its turn.
-			if scope := lim.blocked(ip, acct); scope != "" {
-				release()
-				return throttled(scope)
-			}
-			ok = a.checkHash(hdr.BasicPass)
-			release()
-		}
+	ok, scope := h.checkPassword(sc, req, &hdr, a, ip, acct, remote)
+	if scope != "" {
+		return throttled(scope)
 	}
 	if !ok {
 		h.p.authFailures.Add(1)
@@ -183,6 +152,44 @@ func (h *handler) authorize(sc *gortsplib.ServerConn, req *base.Request, name st
 		return "", status(base.StatusForbidden), nil
 	}
 	return a.user, nil, nil
+}
+
+// checkPassword checks the request's credentials against account a (nil:
+// no such account, which fails). A non-empty scope means the check was not
+// made: the login is throttled.
+func (h *handler) checkPassword(sc *gortsplib.ServerConn, req *base.Request, hdr *headers.Authorization, a *account, ip netip.Addr, acct, remote string) (ok bool, scope string) {
+	if a == nil {
+		return false, ""
+	}
+	switch {
+	case a.password != "" && hdr.Method == headers.AuthMethodDigest:
+		creds, err := parseDigest(req.Header["Authorization"][0])
+		if err == nil {
+			err = h.digestOf(sc).verify(req, creds, a.user, a.password)
+		}
+		if errors.Is(err, errDigestReplay) {
+			h.p.log.Warn("reader login refused: Digest response replayed on its connection", "user", a.user, "remote", remote)
+		}
+		return err == nil, ""
+	case a.password != "":
+		return sc.VerifyCredentials(req, a.user, a.password), ""
+	case hdr.Method != headers.AuthMethodBasic:
+		return false, ""
+	case a.knownGood(hdr.BasicPass):
+		return true, ""
+	}
+	lim := h.p.logins
+	release, err := lim.acquire(ip)
+	if err != nil {
+		return false, throttleBusy
+	}
+	defer release()
+	// Earlier guesses of this source may have used up its budget while
+	// this one waited for its turn.
+	if scope := lim.blocked(ip, acct); scope != "" {
+		return false, scope
+	}
+	return a.checkHash(hdr.BasicPass), ""
 }
 
 func (h *handler) stream(name string) (*camera, *gortsplib.ServerStream, *base.Response) {
@@ -222,50 +229,26 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if res != nil {
 		return res, nil, err
 	}
-	r, ok := ctx.Session.UserData().(*reader)
-	if ok {
-		if r.cam.cfg.Name != name {
+	if rs, ok := ctx.Session.UserData().(*readerSession); ok {
+		if rs.cam.cfg.Name != name {
 			return status(base.StatusBadRequest), nil, errors.New("proxy: one session may read one camera")
 		}
-	} else {
-		cam, st, res := h.stream(name)
-		if res != nil {
-			return res, nil, nil
-		}
-		_, remote := remoteOf(ctx.Conn)
-		if user == "" {
-			user = "anonymous"
-		}
-		r = &reader{ss: ctx.Session, cam: cam, stream: st, user: user, remote: remote, since: time.Now(),
-			chans: map[*description.Media]uint8{}, ssrcs: map[*description.Media]uint32{}}
-		ctx.Session.SetUserData(r)
+		return status(base.StatusOK), rs.stream, nil
 	}
-	// OnResponse reads the interleaved channel and SSRC of this media from
-	// the SETUP response, for frame-batched output.
-	r.pendingMedia = setupMedia(r.stream.Desc, ctx.Request.URL.String())
-	ctx.Conn.SetUserData(r)
-	return status(base.StatusOK), r.stream, nil
+	cam, st, res := h.stream(name)
+	if res != nil {
+		return res, nil, nil
+	}
+	_, remote := remoteOf(ctx.Conn)
+	if user == "" {
+		user = "anonymous"
+	}
+	ctx.Session.SetUserData(newReaderSession(ctx.Session, cam, st, user, remote))
+	return status(base.StatusOK), st, nil
 }
 
-// setupMedia finds the media a SETUP URL names (".../trackID=N", as in the
-// SDP the proxy generates).
-func setupMedia(desc *description.Session, url string) *description.Media {
-	i := strings.LastIndex(url, "trackID=")
-	if i < 0 {
-		if len(desc.Medias) == 1 {
-			return desc.Medias[0]
-		}
-		return nil
-	}
-	n, err := strconv.Atoi(strings.TrimRight(url[i+len("trackID="):], "/"))
-	if err != nil || n < 0 || n >= len(desc.Medias) {
-		return nil
-	}
-	return desc.Medias[n]
-}
-
-// OnResponse records the interleaved channel and SSRC gortsplib chose for a
-// reader's media (TCP transport).
+// OnResponse puts the proxy's own Digest challenge in 401 answers, and
+// records what a reader's SETUP was granted (see readerSession).
 func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 	if res.StatusCode == base.StatusUnauthorized {
 		// The proxy's own Digest challenge (qop, replay protection).
@@ -275,72 +258,61 @@ func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 			}
 		}
 	}
-	r, ok := sc.UserData().(*reader)
-	if !ok || r.pendingMedia == nil {
-		return
+	if _, setup := res.Header["Transport"]; !setup {
+		return // only SETUP answers carry one
 	}
-	m := r.pendingMedia
-	r.pendingMedia = nil
-	if res.StatusCode != base.StatusOK {
-		return
-	}
-	var tr headers.Transport
-	if tr.Unmarshal(res.Header["Transport"]) != nil || tr.Protocol != headers.TransportProtocolTCP || tr.InterleavedIDs == nil {
-		return
-	}
-	r.chans[m] = uint8(tr.InterleavedIDs[0])
-	if tr.SSRC != nil {
-		r.ssrcs[m] = *tr.SSRC
+	if ss := sc.Session(); ss != nil {
+		if rs, ok := ss.UserData().(*readerSession); ok {
+			rs.setupAnswered(res)
+		}
 	}
 }
 
 // OnPlay starts delivery (from the cached keyframe) unless max_readers is reached.
 func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	r, ok := ctx.Session.UserData().(*reader)
+	rs, ok := ctx.Session.UserData().(*readerSession)
 	if !ok {
 		return status(base.StatusBadRequest), nil
 	}
-	if tc, ok := ctx.Conn.NetConn().(*trackedConn); ok && h.p.batching && r.bw == nil &&
-		ctx.Session.Transport().Protocol == gortsplib.ProtocolTCP && len(r.chans) == len(ctx.Session.Medias()) {
-		r.bw = newBatchWriter(tc, h.p.writeTmo, h.p.readerQueue, h.p.outBudget, &r.packets, &r.bytes, func(err error) {
-			h.p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
-			r.ss.Close()
-		})
-		r.bw.delay = func(d time.Duration) { h.p.frameDelay.Observe(d.Seconds()) }
-		r.bw.remote = r.remote
+	r, fresh := rs.r, rs.r.out == nil
+	if fresh {
+		r.out = rs.output(ctx.Conn, h.p)
 	}
-	err := r.cam.addReader(r)
-	if err != nil && r.bw != nil {
-		r.bw.stop()
-		r.bw = nil
-	} else if r.bw != nil {
-		go func() {
-			defer r.cam.recoverReader(r)
-			r.bw.run()
-		}()
+	err := rs.cam.addReader(r, rs.stream)
+	if bo, ok := r.out.(*batchOutput); ok && fresh {
+		if err != nil {
+			bo.stop()
+			r.out = nil
+		} else {
+			go func() {
+				defer rs.cam.recoverReader(r)
+				bo.w.run()
+			}()
+		}
 	}
 	switch {
 	case errors.Is(err, errTooManyReaders):
 		h.p.refusedFull.Add(1)
-		h.p.log.Warn("reader refused: camera has reached max_readers", "camera", r.cam.cfg.Name, "user", r.user, "remote", r.remote,
-			"max_readers", r.cam.cfg.MaxReaders)
+		h.p.log.Warn("reader refused: camera has reached max_readers", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
+			"max_readers", rs.cam.cfg.MaxReaders)
 		return status(base.StatusServiceUnavailable), nil
 	case err != nil:
 		return status(base.StatusServiceUnavailable), nil
 	}
-	h.p.log.Info("reader attached", "camera", r.cam.cfg.Name, "user", r.user, "remote", r.remote,
+	h.p.log.Info("reader attached", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
 		"transport", ctx.Session.Transport().Protocol.String(), "secure", h.secure)
 	return status(base.StatusOK), nil
 }
 
 // OnSessionClose detaches the reader.
 func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
-	r, ok := ctx.Session.UserData().(*reader)
+	rs, ok := ctx.Session.UserData().(*readerSession)
 	if !ok {
 		return
 	}
-	r.cam.removeReader(r)
-	h.p.log.Info("reader detached", "camera", r.cam.cfg.Name, "user", r.user, "remote", r.remote,
+	r := rs.r
+	rs.cam.removeReader(r)
+	h.p.log.Info("reader detached", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
 		"bytes", r.bytes.Load(), "dropped_packets", r.dropped.Load(), "reason", errString(ctx.Error))
 }
 

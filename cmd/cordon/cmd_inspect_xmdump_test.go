@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 )
 
 // TestInspectXiongMaiDump runs `cordon inspect` on the XiongMai-style 16 MiB
@@ -19,34 +18,8 @@ import (
 // and none of these were found.
 func TestInspectXiongMaiDump(t *testing.T) {
 	dir := filepath.Join("..", "..", "testdata", "firmware", "xmdump")
-	layout, err := os.ReadFile(filepath.Join(dir, "layout.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := bytes.Repeat([]byte{0xFF}, 16<<20)
-	sc := bufio.NewScanner(bytes.NewReader(layout))
-	for sc.Scan() {
-		var offs, file string
-		if line := sc.Text(); strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-			continue
-		} else if _, err := fmt.Sscan(line, &offs, &file); err != nil {
-			t.Fatalf("layout.txt: %q: %v", line, err)
-		}
-		off, err := strconv.ParseInt(offs, 0, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		part, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy(img[off:], part)
-	}
+	dump, _ := firmwaretest.AssembleDump(t, dir)
 	work := t.TempDir()
-	dump := filepath.Join(work, "flash.bin")
-	if err := os.WriteFile(dump, img, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(work, "report.json")
 	var stdout, stderr bytes.Buffer
 	if code := Main([]string{"inspect", dump, "--format", "json", "-o", out}, nil, &stdout, &stderr); code != 0 {

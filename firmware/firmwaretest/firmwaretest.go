@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -220,5 +221,44 @@ func (s *MemSink) Listing() []string {
 		out = append(out, line)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// Fuzz is the fuzz target every format shares: seeded with seeds, each
+// input is identified and extracted by Run within its bounds; a panic, a
+// hang past Run's time limit or an error Run reports (an extractor that
+// broke its contract) fails it.
+func Fuzz(f *testing.F, format *firmware.Format, seeds ...[]byte) {
+	f.Helper()
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := Run(format, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Fixtures returns the testdata files that match the patterns (file names
+// or globs such as "*.cpio"), in pattern then name order, each cut to at
+// most max bytes when max > 0 (seeds small enough for the fuzzer to
+// mutate). A pattern that matches nothing fails tb.
+func Fixtures(tb testing.TB, max int, patterns ...string) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	for _, p := range patterns {
+		names, err := filepath.Glob(filepath.Join("testdata", p))
+		if err != nil || len(names) == 0 {
+			tb.Fatalf("no fixture matches testdata/%s", p)
+		}
+		for _, n := range names {
+			b := ReadFixture(tb, filepath.Base(n))
+			if max > 0 && len(b) > max {
+				b = b[:max]
+			}
+			out = append(out, b)
+		}
+	}
 	return out
 }

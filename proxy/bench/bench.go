@@ -356,86 +356,12 @@ func freePort() (int, error) {
 }
 
 func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*Result, error) {
-	port, err := freePort()
+	sut, err := startSUT(ctx, o, sys, sim, cams)
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	dir, err := os.MkdirTemp("", "cordon-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-
-	var args []string
-	adminAddr := ""
-	exe := o.Executable
-	switch sys {
-	case SystemBaseline:
-		args = []string{"bench", "proxy-baseline", "--listen", addr}
-		for _, c := range cams {
-			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
-		}
-	case SystemMediaMTX:
-		cfg := filepath.Join(dir, "mediamtx.yml")
-		if err := os.WriteFile(cfg, mediamtxConfig(addr, sim, cams), 0o600); err != nil {
-			return nil, err
-		}
-		exe, args = o.MediaMTX, []string{cfg}
-	default:
-		adminPort, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
-		cfg := filepath.Join(dir, "cordon.yml")
-		if err := os.WriteFile(cfg, proxyConfig(addr, adminAddr, sys, sim, cams), 0o600); err != nil {
-			return nil, err
-		}
-		args = []string{"proxy", "-c", cfg}
-	}
-	logf, err := os.Create(filepath.Join(dir, "sut.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	fmt.Fprintf(o.Progress, "bench %s: started pid %d on %s, waiting for %d paths\n", sys, cmd.Process.Pid, addr, len(cams))
-	if err := waitReady(ctx, addr, cams, 90*time.Second); err != nil {
-		tail, _ := os.ReadFile(logf.Name())
-		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
-	}
-
-	infos := sim.Streams()
-	// proxied[i*n+k] is reader k of camera i; reader 0 of the first
-	// LatencySamples cameras also logs frames, as does a direct reader.
-	var proxied, direct []*reader
-	n := o.ReadersPerCamera
-	for i, c := range cams {
-		if sys != SystemPull {
-			for k := range n {
-				r := &reader{url: "rtsp://" + addr + "/" + c.Name, fps: c.FPS}
-				if k == 0 && i < o.LatencySamples {
-					r.frames = newFrameLog()
-				}
-				proxied = append(proxied, r)
-			}
-		}
-		if i < o.LatencySamples {
-			direct = append(direct, &reader{url: sim.URL(c.Name), fps: c.FPS, frames: newFrameLog()})
-		}
-	}
+	defer sut.stop()
+	proxied, direct := benchReaders(o, sys, sut.addr, sim, cams)
 	all := append(append([]*reader{}, proxied...), direct...)
 	defer func() {
 		for _, r := range all {
@@ -454,51 +380,187 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return nil, err
 	}
+	res, windowStart, err := measure(ctx, o, sys, sut, all)
+	if err != nil {
+		return nil, err
+	}
+	res.Cameras = len(cams)
+	if err := tally(o, res, sys, proxied, direct, sim.Streams()); err != nil {
+		return nil, err
+	}
+	n := o.ReadersPerCamera
+	for i, d := range direct {
+		if i*n < len(proxied) {
+			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i*n].frames, windowStart)...)
+		}
+	}
+	slices.Sort(res.Latency)
+	return res, nil
+}
 
+// sut is a running system under test.
+type sut struct {
+	cmd       *exec.Cmd
+	addr      string // its RTSP address
+	adminAddr string // its admin address; "" but for cordon
+	stop      func()
+}
+
+// startSUT starts the system under test (cordon proxy in the mode sys, the
+// gortsplib baseline or MediaMTX) and waits until it serves every camera.
+func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*sut, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dir, err := os.MkdirTemp("", "cordon-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &sut{addr: addr}
+	exe, args, err := s.args(o, dir, sys, sim, cams)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sut.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.cmd = cmd
+	s.stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+		os.RemoveAll(dir)
+	}
+	fmt.Fprintf(o.Progress, "bench %s: started pid %d on %s, waiting for %d paths\n", sys, cmd.Process.Pid, addr, len(cams))
+	if err := waitReady(ctx, addr, cams, 90*time.Second); err != nil {
+		tail, _ := os.ReadFile(logf.Name())
+		s.stop()
+		return nil, fmt.Errorf("%w\nlast output of the system under test:\n%s", err, lastLines(string(tail), 15))
+	}
+	return s, nil
+}
+
+// args returns the executable and command line of the system under test,
+// writing its configuration in dir.
+func (s *sut) args(o *Options, dir, sys string, sim *camsim.Server, cams []camsim.Camera) (string, []string, error) {
+	switch sys {
+	case SystemBaseline:
+		args := []string{"bench", "proxy-baseline", "--listen", s.addr}
+		for _, c := range cams {
+			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
+		}
+		return o.Executable, args, nil
+	case SystemMediaMTX:
+		cfg := filepath.Join(dir, "mediamtx.yml")
+		if err := os.WriteFile(cfg, mediamtxConfig(s.addr, sim, cams), 0o600); err != nil {
+			return "", nil, err
+		}
+		return o.MediaMTX, []string{cfg}, nil
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	cfg := filepath.Join(dir, "cordon.yml")
+	if err := os.WriteFile(cfg, proxyConfig(s.addr, s.adminAddr, sys, sim, cams), 0o600); err != nil {
+		return "", nil, err
+	}
+	return o.Executable, []string{"proxy", "-c", cfg}, nil
+}
+
+// benchReaders returns the readers of the system under test and the
+// direct readers of the cameras (for latency samples). proxied[i*n+k] is
+// reader k of camera i (n readers per camera); reader 0 of each of the
+// first LatencySamples cameras also logs frames, as does its direct reader.
+func benchReaders(o *Options, sys, addr string, sim *camsim.Server, cams []camsim.Camera) (proxied, direct []*reader) {
+	for i, c := range cams {
+		if sys != SystemPull {
+			for k := range o.ReadersPerCamera {
+				r := &reader{url: "rtsp://" + addr + "/" + c.Name, fps: c.FPS}
+				if k == 0 && i < o.LatencySamples {
+					r.frames = newFrameLog()
+				}
+				proxied = append(proxied, r)
+			}
+		}
+		if i < o.LatencySamples {
+			direct = append(direct, &reader{url: sim.URL(c.Name), fps: c.FPS, frames: newFrameLog()})
+		}
+	}
+	return proxied, direct
+}
+
+// measure counts the readers' traffic and the system's CPU time (and
+// frame delay) over o.Duration.
+func measure(ctx context.Context, o *Options, sys string, s *sut, all []*reader) (*Result, time.Time, error) {
 	var delay0 *histogram
-	if adminAddr != "" {
-		if delay0, err = scrapeDelay(ctx, adminAddr); err != nil {
-			return nil, err
+	var err error
+	if s.adminAddr != "" {
+		if delay0, err = scrapeDelay(ctx, s.adminAddr); err != nil {
+			return nil, time.Time{}, err
 		}
 	}
 	windowStart := time.Now()
-	cpu0, err := procCPU(cmd.Process.Pid)
+	cpu0, err := procCPU(s.cmd.Process.Pid)
 	if err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
 	for _, r := range all {
 		r.counting.Store(true)
 	}
 	fmt.Fprintf(o.Progress, "bench %s: measuring for %s\n", sys, o.Duration)
 	if err := sleep(ctx, o.Duration); err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
-	cpu1, err := procCPU(cmd.Process.Pid)
+	cpu1, err := procCPU(s.cmd.Process.Pid)
 	if err != nil {
-		return nil, err
+		return nil, windowStart, err
 	}
 	window := time.Since(windowStart)
 	for _, r := range all {
 		r.counting.Store(false)
 	}
-	res := &Result{System: sys, Cameras: len(cams), Wanted: len(proxied), Window: window, CPU: cpu1 - cpu0}
+	res := &Result{System: sys, Window: window, CPU: cpu1 - cpu0}
 	if delay0 != nil {
-		delay1, err := scrapeDelay(ctx, adminAddr)
+		delay1, err := scrapeDelay(ctx, s.adminAddr)
 		if err != nil {
-			return nil, err
+			return nil, windowStart, err
 		}
 		if res.Delay, err = delay1.sub(delay0); err != nil {
-			return nil, err
+			return nil, windowStart, err
 		}
 	}
-	res.RSS, res.PeakRSS, _ = procRSS(cmd.Process.Pid)
+	res.RSS, res.PeakRSS, _ = procRSS(s.cmd.Process.Pid)
+	return res, windowStart, nil
+}
+
+// tally adds up what the readers received; infos are the cameras' streams.
+func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos []camsim.StreamInfo) error {
+	n := o.ReadersPerCamera
+	res.Wanted = len(proxied)
 	for i, r := range proxied {
 		if r.client != nil {
 			res.Readers++
 			info := infos[i/n]
 			d, s, err := r.video.forwarded(info.LoopFrames, info.LoopVideoBytes)
 			if err != nil {
-				return nil, fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+				return fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
 			}
 			res.VideoDelivered += d
 			res.VideoSent += s
@@ -508,7 +570,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		res.Lost += r.lost.Load()
 	}
 	if res.Readers == 0 && sys != SystemPull {
-		return nil, ErrNoReaders
+		return ErrNoReaders
 	}
 	var directBytes uint64
 	var directVideo, directSent int64
@@ -523,21 +585,15 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 			}
 		}
 	}
+	if directUp > 0 {
+		res.InBytes = directBytes / uint64(directUp) * uint64(len(infos))
+	}
 	if directSent > 0 {
 		// The same count on readers of the cameras themselves: a check of the
 		// method, which should say 100 %.
 		fmt.Fprintf(o.Progress, "bench %s: direct readers of the cameras got %.2f %% of the video bytes sent\n", sys, 100*float64(directVideo)/float64(directSent))
 	}
-	if directUp > 0 {
-		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
-	}
-	for i, d := range direct {
-		if i*n < len(proxied) {
-			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i*n].frames, windowStart)...)
-		}
-	}
-	slices.Sort(res.Latency)
-	return res, nil
+	return nil
 }
 
 // matchFrames returns, for each frame both readers completed after since, how

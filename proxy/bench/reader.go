@@ -63,24 +63,8 @@ func (r *reader) start(ctx context.Context) error {
 		return err
 	}
 	lastSeq := map[*description.Media]uint16{}
-	fps := r.fps
-	if fps <= 0 {
-		fps = 25
-	}
 	var videoMedia *description.Media
-	for _, m := range desc.Medias {
-		for _, f := range m.Formats {
-			if videoMedia != nil {
-				break
-			}
-			switch f.(type) {
-			case *format.H264:
-				videoMedia, r.video = m, &videoCount{step: uint32(90000 / fps)}
-			case *format.H265:
-				videoMedia, r.video = m, &videoCount{step: uint32(90000 / fps), h265: true}
-			}
-		}
-	}
+	videoMedia, r.video = findVideo(desc, r.fps)
 	var dec *rtph264.Decoder
 	var h264Media *description.Media
 	if r.frames != nil {
@@ -130,6 +114,26 @@ func (r *reader) start(ctx context.Context) error {
 	}
 	r.client = c
 	return nil
+}
+
+// findVideo returns the first H.264 or H.265 media of desc and a counter
+// for its video bytes at fps (25 when 0), or nil and a counter that sees
+// nothing.
+func findVideo(desc *description.Session, fps int) (*description.Media, *videoCount) {
+	if fps <= 0 {
+		fps = 25
+	}
+	for _, m := range desc.Medias {
+		for _, f := range m.Formats {
+			switch f.(type) {
+			case *format.H264:
+				return m, &videoCount{step: uint32(90000 / fps)}
+			case *format.H265:
+				return m, &videoCount{step: uint32(90000 / fps), h265: true}
+			}
+		}
+	}
+	return nil, &videoCount{step: uint32(90000 / fps)}
 }
 
 // sliceKey hashes the slice NAL units (types 1 and 5) of an access unit.

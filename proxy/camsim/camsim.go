@@ -159,6 +159,18 @@ func (s *Server) Start() error {
 	if len(s.Cameras) == 0 {
 		return errors.New("camsim: Cameras: no camera to serve")
 	}
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+	return s.play()
+}
+
+// prepare loads the clips (embedded, and from ClipDir) and builds each
+// camera's program.
+func (s *Server) prepare() error {
 	all, err := clips()
 	if err != nil {
 		return err
@@ -195,7 +207,11 @@ func (s *Server) Start() error {
 		}
 		s.streams[c.Name] = cs
 	}
+	return nil
+}
 
+// listen starts the RTSP server (TCP and UDP).
+func (s *Server) listen() error {
 	host, _, err := net.SplitHostPort(s.Addr)
 	if err != nil {
 		return fmt.Errorf("camsim: Addr %q: %w", s.Addr, err)
@@ -240,7 +256,11 @@ func (s *Server) Start() error {
 	if bound != nil {
 		s.Addr = bound.String()
 	}
+	return nil
+}
 
+// play starts every camera's stream.
+func (s *Server) play() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for _, c := range s.Cameras {

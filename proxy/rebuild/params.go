@@ -163,6 +163,12 @@ func validateH265SPS(b []byte) (videoInfo, error) {
 	if s.ID > 15 || s.ChromaFormatIdc > 3 || s.BitDepthLumaMinus8 > 8 || s.BitDepthChromaMinus8 > 8 || s.Log2MaxPicOrderCntLsbMinus4 > 12 {
 		return videoInfo{}, paramErr("H.265 SPS", "id/chroma/bit depth/POC out of range")
 	}
+	return h265SPSSize(&s)
+}
+
+// h265SPSSize checks an H.265 SPS's picture sizes and buffering and
+// returns the cropped size.
+func h265SPSSize(s *h265.SPS) (videoInfo, error) {
 	pw, ph := uint64(s.PicWidthInLumaSamples), uint64(s.PicHeightInLumaSamples)
 	if pw < 16 || ph < 16 || pw > maxDimension || ph > maxDimension || pw*ph > maxPixels {
 		return videoInfo{}, paramErr("H.265 SPS", "coded size %dx%d is absurd", pw, ph)

@@ -337,64 +337,13 @@ func (p *Plan) newTrack(m *description.Media) (*Track, error) {
 func (t *Track) readerFormat(f format.Format) (format.Format, error) {
 	switch f := f.(type) {
 	case *format.H264:
-		t.codec = codecH264
-		sps, pps := f.SPS, f.PPS
-		out := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
-		if sps != nil {
-			info, err := validateH264SPS(sps)
-			if err != nil {
-				return nil, fmt.Errorf("camera SDP: %w", err)
-			}
-			t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
-		}
-		if pps != nil {
-			if err := validateH264PPS(pps); err != nil {
-				return nil, fmt.Errorf("camera SDP: %w", err)
-			}
-			t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
-		}
-		return out, nil
+		return t.readerH264(f)
 	case *format.H265:
-		if f.MaxDONDiff != 0 {
-			return nil, nil // DONL is not supported by gortsplib's depacketizers either
-		}
-		t.codec = codecH265
-		vps, sps, pps := f.VPS, f.SPS, f.PPS
-		out := &format.H265{PayloadTyp: 96}
-		if vps != nil {
-			if err := validateH265VPS(vps); err != nil {
-				return nil, fmt.Errorf("camera SDP: %w", err)
-			}
-			t.params.vps, out.VPS = bytes.Clone(vps), bytes.Clone(vps)
-		}
-		if sps != nil {
-			info, err := validateH265SPS(sps)
-			if err != nil {
-				return nil, fmt.Errorf("camera SDP: %w", err)
-			}
-			t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
-		}
-		if pps != nil {
-			if err := validateH265PPS(pps); err != nil {
-				return nil, fmt.Errorf("camera SDP: %w", err)
-			}
-			t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
-		}
-		return out, nil
+		return t.readerH265(f)
 	case *format.MJPEG:
 		return &format.MJPEG{}, nil
 	case *format.G711:
-		if f.SampleRate < 8000 || f.SampleRate > 48000 || f.ChannelCount < 1 || f.ChannelCount > 2 {
-			return nil, nil
-		}
-		out := &format.G711{MULaw: f.MULaw, SampleRate: f.SampleRate, ChannelCount: f.ChannelCount, PayloadTyp: 97}
-		if f.SampleRate == 8000 && f.ChannelCount == 1 {
-			out.PayloadTyp = 8
-			if f.MULaw {
-				out.PayloadTyp = 0
-			}
-		}
-		return out, nil
+		return readerG711(f), nil
 	case *format.MPEG4Audio:
 		if f.Config == nil || f.SizeLength != 13 || f.IndexLength != 3 || f.IndexDeltaLength != 3 {
 			return nil, nil // only the usual AAC-hbr layout
@@ -412,6 +361,75 @@ func (t *Track) readerFormat(f format.Format) (format.Format, error) {
 		return &format.Opus{PayloadTyp: 111, ChannelCount: f.ChannelCount}, nil
 	}
 	return nil, nil
+}
+
+// readerH264 is the reader-facing H.264 format (packetization mode 1) with
+// the camera's parameter sets from the SDP, validated.
+func (t *Track) readerH264(f *format.H264) (format.Format, error) {
+	t.codec = codecH264
+	sps, pps := f.SPS, f.PPS
+	out := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+	if sps != nil {
+		info, err := validateH264SPS(sps)
+		if err != nil {
+			return nil, fmt.Errorf("camera SDP: %w", err)
+		}
+		t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
+	}
+	if pps != nil {
+		if err := validateH264PPS(pps); err != nil {
+			return nil, fmt.Errorf("camera SDP: %w", err)
+		}
+		t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
+	}
+	return out, nil
+}
+
+// readerH265 is the reader-facing H.265 format with the camera's parameter
+// sets from the SDP, validated; nil with DONL.
+func (t *Track) readerH265(f *format.H265) (format.Format, error) {
+	if f.MaxDONDiff != 0 {
+		return nil, nil // DONL is not supported by gortsplib's depacketizers either
+	}
+	t.codec = codecH265
+	vps, sps, pps := f.VPS, f.SPS, f.PPS
+	out := &format.H265{PayloadTyp: 96}
+	if vps != nil {
+		if err := validateH265VPS(vps); err != nil {
+			return nil, fmt.Errorf("camera SDP: %w", err)
+		}
+		t.params.vps, out.VPS = bytes.Clone(vps), bytes.Clone(vps)
+	}
+	if sps != nil {
+		info, err := validateH265SPS(sps)
+		if err != nil {
+			return nil, fmt.Errorf("camera SDP: %w", err)
+		}
+		t.info, t.params.sps, out.SPS = info, bytes.Clone(sps), bytes.Clone(sps)
+	}
+	if pps != nil {
+		if err := validateH265PPS(pps); err != nil {
+			return nil, fmt.Errorf("camera SDP: %w", err)
+		}
+		t.params.pps, out.PPS = bytes.Clone(pps), bytes.Clone(pps)
+	}
+	return out, nil
+}
+
+// readerG711 is the reader-facing G.711 format (static payload types for
+// 8 kHz mono); nil for rates and channels recorders do not take.
+func readerG711(f *format.G711) format.Format {
+	if f.SampleRate < 8000 || f.SampleRate > 48000 || f.ChannelCount < 1 || f.ChannelCount > 2 {
+		return nil
+	}
+	out := &format.G711{MULaw: f.MULaw, SampleRate: f.SampleRate, ChannelCount: f.ChannelCount, PayloadTyp: 97}
+	if f.SampleRate == 8000 && f.ChannelCount == 1 {
+		out.PayloadTyp = 8
+		if f.MULaw {
+			out.PayloadTyp = 0
+		}
+	}
+	return out
 }
 
 // Medias returns the reader-facing medias, in track order.

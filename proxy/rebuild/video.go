@@ -130,7 +130,62 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		v.full = make([]nalUnit, 0, 16)
 	}
 	nalus := v.full[:prefixSlots] // the slots' old contents are overwritten before use
-	var sps, pps, vps []byte
+	nalus, ps, random := t.sortNALUs(au, nalus)
+	if err := t.updateParams(ps.vps, ps.sps, ps.pps); err != nil {
+		t.counters.Drop("invalid_sps", auBytes(au.nalus))
+		v.full = nalus[:0]
+		return nil, false, err
+	}
+	if len(nalus) == prefixSlots {
+		v.full = nalus[:0]
+		return nil, false, nil // only parameter sets / dropped units
+	}
+	haveParams := t.params.sps != nil && t.params.pps != nil && (c == codecH264 || t.params.vps != nil)
+	if !v.started {
+		if !random || !haveParams {
+			t.counters.Drop("before_keyframe", auBytes(au.nalus))
+			v.full = nalus[:0]
+			return nil, false, nil
+		}
+		v.started = true
+	}
+	// Every random-access unit carries the parameter sets in force, so a
+	// reader starting there can decode; then the slices and kept SEI.
+	v.full = nalus[:0]
+	prefix, np := t.prefix(random)
+	full := nalus[prefixSlots-np:]
+	for i, b := range prefix[:np] {
+		full[i] = contiguous(b)
+	}
+	if len(full) > c.maxOutputNALUs() {
+		t.counters.Drop("nal_count", auBytes(full))
+		return nil, false, nil
+	}
+	payloads, slab := packetizeAU(c, full, au.frags, encoderPayload, v.payloads[:0], v.payloadSpace)
+	if slab != nil {
+		v.payChunk = slab
+	}
+	ts := t.ts.mapTS(au.ts, t.clock)
+	pkts := v.packets(len(payloads))
+	for i, p := range payloads {
+		pk := pkts[i]
+		pk.Version, pk.PayloadType, pk.SequenceNumber = 2, t.outPT, t.seq
+		pk.Timestamp, pk.Marker, pk.Payload = ts, i == len(payloads)-1, p
+		t.seq++
+	}
+	v.payloads = payloads[:0]
+	return pkts, random, nil
+}
+
+// auParams are the parameter sets an access unit carried (nil: none).
+type auParams struct{ vps, sps, pps []byte }
+
+// sortNALUs appends the access unit's kept NAL units (slices, kept SEI) to
+// nalus and returns the parameter sets it carried and whether it is a
+// random-access unit; what it drops is counted.
+func (t *Track) sortNALUs(au accessUnit, nalus []nalUnit) ([]nalUnit, auParams, bool) {
+	c := t.codec
+	var ps auParams
 	random := false
 	for _, n := range au.nalus {
 		typ := c.nalType(n.b)
@@ -154,11 +209,11 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		// Parameter sets and SEI are contiguous (the assembler reassembles
 		// them); slices and dropped types may still be in FU payloads.
 		case nalVPS:
-			vps = n.b
+			ps.vps = n.b
 		case nalSPS:
-			sps = n.b
+			ps.sps = n.b
 		case nalPPS:
-			pps = n.b
+			ps.pps = n.b
 		case nalSEI:
 			if len(t.sei) == 0 {
 				t.counters.Drop("sei", n.size)
@@ -179,27 +234,13 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 			t.counters.Drop("nal_type", n.size)
 		}
 	}
-	if err := t.updateParams(vps, sps, pps); err != nil {
-		t.counters.Drop("invalid_sps", auBytes(au.nalus))
-		v.full = nalus[:0]
-		return nil, false, err
-	}
-	if len(nalus) == prefixSlots {
-		v.full = nalus[:0]
-		return nil, false, nil // only parameter sets / dropped units
-	}
-	haveParams := t.params.sps != nil && t.params.pps != nil && (c == codecH264 || t.params.vps != nil)
-	if !v.started {
-		if !random || !haveParams {
-			t.counters.Drop("before_keyframe", auBytes(au.nalus))
-			v.full = nalus[:0]
-			return nil, false, nil
-		}
-		v.started = true
-	}
-	// Every random-access unit carries the parameter sets in force, so a
-	// reader starting there can decode; then the slices and kept SEI.
-	v.full = nalus[:0]
+	return nalus, ps, random
+}
+
+// prefix returns what goes before the access unit's NAL units: the AUD
+// when configured and, on a random-access unit, the parameter sets in force.
+func (t *Track) prefix(random bool) ([prefixSlots][]byte, int) {
+	c := t.codec
 	var prefix [prefixSlots][]byte
 	np := 0
 	if t.cfg.AUD {
@@ -218,28 +259,7 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		prefix[np], prefix[np+1] = t.params.sps, t.params.pps
 		np += 2
 	}
-	full := nalus[prefixSlots-np:]
-	for i, b := range prefix[:np] {
-		full[i] = contiguous(b)
-	}
-	if len(full) > c.maxOutputNALUs() {
-		t.counters.Drop("nal_count", auBytes(full))
-		return nil, false, nil
-	}
-	payloads, slab := packetizeAU(c, full, au.frags, encoderPayload, v.payloads[:0], v.payloadSpace)
-	if slab != nil {
-		v.payChunk = slab
-	}
-	ts := t.ts.mapTS(au.ts, t.clock)
-	pkts := v.packets(len(payloads))
-	for i, p := range payloads {
-		pk := pkts[i]
-		pk.Version, pk.PayloadType, pk.SequenceNumber = 2, t.outPT, t.seq
-		pk.Timestamp, pk.Marker, pk.Payload = ts, i == len(payloads)-1, p
-		t.seq++
-	}
-	v.payloads = payloads[:0]
-	return pkts, random, nil
+	return prefix, np
 }
 
 // updateParams validates parameter sets that differ from those in force

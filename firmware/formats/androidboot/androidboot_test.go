@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -110,13 +109,5 @@ func TestHostile(t *testing.T) {
 }
 
 func FuzzAndroidBoot(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.img")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "*.img")...)
 }

@@ -67,11 +67,5 @@ func TestDamage(t *testing.T) {
 }
 
 func FuzzAr(f *testing.F) {
-	f.Add(firmwaretest.ReadFixture(f, "ar-lib.a"))
-	f.Add(firmwaretest.ReadFixture(f, "ar-deb.deb"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "ar-lib.a", "ar-deb.deb")...)
 }

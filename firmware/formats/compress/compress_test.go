@@ -161,13 +161,7 @@ func TestBomb(t *testing.T) {
 }
 
 func fuzzFormat(f *testing.F, format *firmware.Format) {
-	f.Add(firmwaretest.ReadFixture(f, fixtures[format]))
-	f.Add(firmwaretest.ReadFixture(f, "xz-multi.bin"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, format, firmwaretest.Fixtures(f, 0, fixtures[format], "xz-multi.bin")...)
 }
 
 func FuzzGzip(f *testing.F)      { fuzzFormat(f, GZIP) }

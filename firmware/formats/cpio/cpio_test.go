@@ -136,14 +136,4 @@ func TestTruncatedAndGarbage(t *testing.T) {
 	}
 }
 
-func FuzzCPIO(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.cpio")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzCPIO(f *testing.F) { firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "*.cpio")...) }

@@ -66,10 +66,5 @@ func TestPlainZip(t *testing.T) {
 }
 
 func FuzzDahua(f *testing.F) {
-	f.Add(firmwaretest.ReadFixture(f, "dahua.bin"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "dahua.bin")...)
 }

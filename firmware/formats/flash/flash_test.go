@@ -134,14 +134,7 @@ func TestUBITruncated(t *testing.T) {
 }
 
 func fuzzFormat(f *testing.F, format *firmware.Format, seeds ...string) {
-	for _, s := range seeds {
-		f.Add(firmwaretest.ReadFixture(f, s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, format, firmwaretest.Fixtures(f, 0, seeds...)...)
 }
 
 func FuzzJFFS2(f *testing.F)  { addJFFS2Seeds(f); fuzzFormat(f, JFFS2, "jffs2-le.img", "jffs2-be.img") }

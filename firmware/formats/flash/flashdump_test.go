@@ -1,17 +1,15 @@
 package flash_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
@@ -19,51 +17,9 @@ import (
 // dumpDir holds the parts of the 16 MiB flash dump and their layout.
 const dumpDir = "../../../testdata/firmware/flashdump"
 
-const dumpSize = 16 << 20
-
-type part struct {
-	off  int64
-	file string
-	size int64
-}
-
-// assembleDump writes the flash dump to a temporary file, as assemble.sh does:
-// each part at its layout.txt offset, 0xFF everywhere else.
-func assembleDump(t testing.TB) (string, []part) {
-	t.Helper()
-	layout, err := os.Open(filepath.Join(dumpDir, "layout.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer layout.Close()
-	img := bytes.Repeat([]byte{0xFF}, dumpSize)
-	var parts []part
-	sc := bufio.NewScanner(layout)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		var offs, file string
-		if _, err := fmt.Sscan(line, &offs, &file); err != nil {
-			t.Fatalf("layout.txt: %q: %v", line, err)
-		}
-		off, err := strconv.ParseInt(offs, 0, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := os.ReadFile(filepath.Join(dumpDir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy(img[off:], data)
-		parts = append(parts, part{off, file, int64(len(data))})
-	}
-	path := filepath.Join(t.TempDir(), "flash.bin")
-	if err := os.WriteFile(path, img, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, parts
+// assembleDump writes the flash dump to a temporary file, as assemble.sh does.
+func assembleDump(t testing.TB) (string, []firmwaretest.DumpPart) {
+	return firmwaretest.AssembleDump(t, dumpDir)
 }
 
 // TestFlashDump maps the camera-like 16 MiB flash dump (bootloader | uImage
@@ -82,9 +38,9 @@ func TestFlashDump(t *testing.T) {
 		desc   string
 	}
 	wants := []want{
-		{0x040000, "uimage", parts[1].size, "Linux-4.9.37-hi3518ev300"},
+		{0x040000, "uimage", parts[1].Size, "Linux-4.9.37-hi3518ev300"},
 		{0x240000, "squashfs", 9374, "squashfs 4.0 filesystem, xz, 32 inodes"},
-		{0xc40000, "jffs2", parts[3].size, "JFFS2 filesystem, little-endian"},
+		{0xc40000, "jffs2", parts[3].Size, "JFFS2 filesystem, little-endian"},
 	}
 	var got []string
 	for _, c := range rep.Chunks {
@@ -104,12 +60,12 @@ func TestFlashDump(t *testing.T) {
 	}
 	// The bootloader is unknown data at 0; the rest between chunks is padding
 	// (0xFF erased flash, plus mksquashfs's zero padding to 4 KiB).
-	if len(rep.Unknown) == 0 || rep.Unknown[0].Offset != 0 || rep.Unknown[0].Padding != "" || rep.Unknown[0].Size < parts[0].size-64 {
+	if len(rep.Unknown) == 0 || rep.Unknown[0].Offset != 0 || rep.Unknown[0].Padding != "" || rep.Unknown[0].Size < parts[0].Size-64 {
 		t.Fatalf("first region = %+v, want the bootloader", rep.Unknown)
 	}
 	var padding int64
 	for _, r := range rep.Unknown[1:] {
-		if r.Padding == "" && r.Offset > parts[0].size {
+		if r.Padding == "" && r.Offset > parts[0].Size {
 			t.Errorf("unexpected unknown data %+v", r)
 		}
 		padding += r.Size
@@ -118,8 +74,8 @@ func TestFlashDump(t *testing.T) {
 	for _, c := range rep.Chunks {
 		chunks += c.Size
 	}
-	if total := rep.Unknown[0].Size + padding + chunks; total != dumpSize {
-		t.Errorf("chunks and regions cover %d bytes, want %d", total, dumpSize)
+	if total := rep.Unknown[0].Size + padding + chunks; total != firmwaretest.DumpSize {
+		t.Errorf("chunks and regions cover %d bytes, want %d", total, firmwaretest.DumpSize)
 	}
 }
 

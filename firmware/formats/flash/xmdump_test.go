@@ -1,19 +1,17 @@
 package flash_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
+	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/cordon-vms/cordon/firmware/formats"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
@@ -21,39 +19,10 @@ import (
 // xmDir holds the layout and the cramfs root of the XiongMai-style dump.
 const xmDir = "../../../testdata/firmware/xmdump"
 
-// assembleLayout writes the 16 MiB dump that dir/layout.txt describes, as
-// dir/assemble.sh does, and returns its path.
+// assembleLayout writes the 16 MiB dump that dir/layout.txt describes and
+// returns its path.
 func assembleLayout(t testing.TB, dir string) string {
-	t.Helper()
-	layout, err := os.ReadFile(filepath.Join(dir, "layout.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := bytes.Repeat([]byte{0xFF}, dumpSize)
-	sc := bufio.NewScanner(bytes.NewReader(layout))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		var offs, file string
-		if _, err := fmt.Sscan(line, &offs, &file); err != nil {
-			t.Fatalf("layout.txt: %q: %v", line, err)
-		}
-		off, err := strconv.ParseInt(offs, 0, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy(img[off:], data)
-	}
-	path := filepath.Join(t.TempDir(), "flash.bin")
-	if err := os.WriteFile(path, img, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, _ := firmwaretest.AssembleDump(t, dir)
 	return path
 }
 

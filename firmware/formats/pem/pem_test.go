@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -84,26 +83,6 @@ func TestRejects(t *testing.T) {
 	}
 }
 
-func FuzzPEM(f *testing.F) {
-	files, _ := filepath.Glob("testdata/pem-*.pem")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(PEM, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzPEM(f *testing.F) { firmwaretest.Fuzz(f, PEM, firmwaretest.Fixtures(f, 0, "pem-*.pem")...) }
 
-func FuzzDER(f *testing.F) {
-	files, _ := filepath.Glob("testdata/der-*.der")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(DER, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzDER(f *testing.F) { firmwaretest.Fuzz(f, DER, firmwaretest.Fixtures(f, 0, "der-*.der")...) }

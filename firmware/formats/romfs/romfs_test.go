@@ -122,10 +122,5 @@ func TestHostile(t *testing.T) {
 }
 
 func FuzzRomfs(f *testing.F) {
-	f.Add(firmwaretest.ReadFixture(f, "romfs.img"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "romfs.img")...)
 }

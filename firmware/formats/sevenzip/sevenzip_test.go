@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io/fs"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -95,14 +94,4 @@ func TestDamage(t *testing.T) {
 	}
 }
 
-func FuzzSevenZip(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.7z")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzSevenZip(f *testing.F) { firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "*.7z")...) }

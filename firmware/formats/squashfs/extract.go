@@ -16,13 +16,11 @@ import (
 const maxDepth = 128
 
 func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
-	if big := isBigEndian(src); big || leVersion(src) != 4 {
-		if old, err := identifyOld(src, 0, src.Size(), big); err == nil {
-			return formatErr(28, old.Desc, nil)
-		}
-	}
 	sb, err := readSuper(src, 0, src.Size())
 	if err != nil {
+		if old, oerr := identifyOld(src, 0, src.Size()); oerr == nil {
+			return formatErr(28, old.Desc, nil)
+		}
 		return err
 	}
 	f, err := newFS(src, sb)
@@ -84,13 +82,9 @@ func (w *walker) dir(in *inode, dir string, depth int) error {
 }
 
 func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
-	uid, err := w.f.id(in.uidIdx)
+	uid, gid, err := w.f.owner(in)
 	if err != nil {
-		w.warnErr(name+": uid", err)
-	}
-	gid, err := w.f.id(in.gidIdx)
-	if err != nil {
-		w.warnErr(name+": gid", err)
+		w.warnErr(name+": owner", err)
 	}
 	h := &firmware.Header{
 		Name:    name,
@@ -148,22 +142,6 @@ func (w *walker) entry(in *inode, ref uint64, name string, depth int) error {
 func isSinkErr(err error) bool {
 	var fe *firmware.FormatError
 	return !errors.As(err, &fe)
-}
-
-// isBigEndian reports whether r starts with the big-endian magic "sqsh".
-func isBigEndian(r io.ReaderAt) bool {
-	var m [4]byte
-	_, err := r.ReadAt(m[:], 0)
-	return err == nil && string(m[:]) == "sqsh"
-}
-
-// leVersion returns the major version of a little-endian superblock.
-func leVersion(r io.ReaderAt) uint16 {
-	var v [2]byte
-	if _, err := r.ReadAt(v[:], 28); err != nil {
-		return 0
-	}
-	return uint16(v[0]) | uint16(v[1])<<8
 }
 
 // warnErr records err about subject, without repeating the format prefix

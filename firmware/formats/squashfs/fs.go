@@ -42,12 +42,15 @@ type fsys struct {
 	r    *io.SectionReader
 	size int64
 	sb   *superblock
+	bo   binary.ByteOrder
 	dec  decompressor
 
 	meta  map[int64]metaBlock
 	ids   []uint32
-	block []byte // scratch for compressed reads
-	out   []byte // decompressed data block, BlockSize
+	uids  []uint32 // v3
+	gids  []uint32 // v3
+	block []byte   // scratch for compressed reads
+	out   []byte   // decompressed data block, BlockSize
 
 	// The last fragment block, kept because consecutive small files share it.
 	fragPos  int64
@@ -66,11 +69,12 @@ type metaBlock struct {
 }
 
 func newFS(r *io.SectionReader, sb *superblock) (*fsys, error) {
-	dec, err := newDecompressor(sb.Compressor, int(sb.BlockSize))
+	probeCompressor(r, r.Size(), sb)
+	dec, err := newDecompressor(sb, int(sb.BlockSize))
 	if err != nil {
 		return nil, formatErr(20, "compressor", err)
 	}
-	return &fsys{r: r, size: r.Size(), sb: sb, dec: dec, meta: map[int64]metaBlock{}, fragPos: -1,
+	return &fsys{r: r, size: r.Size(), sb: sb, bo: sb.order(), dec: dec, meta: map[int64]metaBlock{}, fragPos: -1,
 		workers: min(runtime.GOMAXPROCS(0), maxWorkers)}, nil
 }
 
@@ -93,13 +97,18 @@ func (f *fsys) readMeta(pos int64) (metaBlock, error) {
 	if _, err := f.r.ReadAt(h[:], pos); err != nil {
 		return metaBlock{}, formatErr(pos, "reading metadata header", err)
 	}
-	hdr := binary.LittleEndian.Uint16(h[:])
+	hdr := f.bo.Uint16(h[:])
 	n := int64(hdr & 0x7fff)
-	if n == 0 || pos+2+n > f.size {
+	// v3 images made with -check-data put a marker byte after the header.
+	hl := int64(2)
+	if f.sb.old() && f.sb.Flags&flagCheck != 0 {
+		hl = 3
+	}
+	if n == 0 || pos+hl+n > f.size {
 		return metaBlock{}, formatErr(pos, fmt.Sprintf("metadata block of %d bytes does not fit", n), firmware.ErrTruncated)
 	}
 	raw := make([]byte, n)
-	if _, err := f.r.ReadAt(raw, pos+2); err != nil {
+	if _, err := f.r.ReadAt(raw, pos+hl); err != nil {
 		return metaBlock{}, formatErr(pos, "reading metadata block", err)
 	}
 	data := raw
@@ -113,7 +122,7 @@ func (f *fsys) readMeta(pos int64) (metaBlock, error) {
 	} else if n > metaSize {
 		return metaBlock{}, formatErr(pos, "uncompressed metadata block larger than 8 KiB", nil)
 	}
-	mb := metaBlock{data: data, next: pos + 2 + n}
+	mb := metaBlock{data: data, next: pos + hl + n}
 	if len(f.meta) >= maxCachedMeta {
 		clear(f.meta)
 	}
@@ -176,24 +185,33 @@ func (m *metaReader) bytes(n int) ([]byte, error) {
 func (m *metaReader) u32() (uint32, error) {
 	var b [4]byte
 	_, err := io.ReadFull(m, b[:])
-	return binary.LittleEndian.Uint32(b[:]), err
+	return m.f.bo.Uint32(b[:]), err
 }
 
 // tableEntry reads entry i (of width w bytes) of an indexed table (id,
 // fragment): an array of u64 pointers at start, each to a metadata block of
 // 8 KiB of entries.
 func (f *fsys) tableEntry(start int64, i uint64, w uint64) ([]byte, error) {
+	return f.tableEntryPtr(start, i, w, 8)
+}
+
+// tableEntryPtr is tableEntry with index pointers of ptrSize bytes (4 in
+// the 2.x fragment table, 8 elsewhere).
+func (f *fsys) tableEntryPtr(start int64, i uint64, w uint64, ptrSize int64) ([]byte, error) {
 	byteOff := i * w
 	idx := int64(byteOff / metaSize)
-	ptrPos := start + idx*8
-	if ptrPos < 0 || ptrPos+8 > f.size {
+	ptrPos := start + idx*ptrSize
+	if ptrPos < 0 || ptrPos+ptrSize > f.size {
 		return nil, formatErr(ptrPos, "table index outside the image", firmware.ErrTruncated)
 	}
 	var b [8]byte
-	if _, err := f.r.ReadAt(b[:], ptrPos); err != nil {
+	if _, err := f.r.ReadAt(b[:ptrSize], ptrPos); err != nil {
 		return nil, formatErr(ptrPos, "reading table index", err)
 	}
-	blk := binary.LittleEndian.Uint64(b[:])
+	blk := f.bo.Uint64(b[:])
+	if ptrSize == 4 {
+		blk = uint64(f.bo.Uint32(b[:]))
+	}
 	if blk >= uint64(f.size) {
 		return nil, formatErr(ptrPos, "table block outside the image", firmware.ErrTruncated)
 	}
@@ -205,6 +223,9 @@ func (f *fsys) tableEntry(start int64, i uint64, w uint64) ([]byte, error) {
 }
 
 func (f *fsys) id(i uint16) (int, error) {
+	if f.sb.old() {
+		return 0, formatErr(0, "id table lookup in a 3.x image", nil)
+	}
 	if i >= f.sb.IDs {
 		return 0, formatErr(int64(f.sb.IDTable), fmt.Sprintf("id index %d out of %d", i, f.sb.IDs), nil)
 	}
@@ -216,9 +237,56 @@ func (f *fsys) id(i uint16) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		f.ids = append(f.ids, binary.LittleEndian.Uint32(b))
+		f.ids = append(f.ids, f.bo.Uint32(b))
 	}
 	return int(f.ids[i]), nil
+}
+
+// owner returns the uid and gid of in: through the id table (v4) or the
+// uid and gid tables (v3, where gid index 255 means "same as the uid").
+func (f *fsys) owner(in *inode) (uid, gid int, err error) {
+	if !f.sb.old() {
+		uid, err = f.id(in.uidIdx)
+		if err != nil {
+			return 0, 0, err
+		}
+		gid, err = f.id(in.gidIdx)
+		return uid, gid, err
+	}
+	if f.uids == nil {
+		if f.uids, err = f.u32Table(f.sb.UIDTable, f.sb.UIDs); err != nil {
+			return 0, 0, err
+		}
+		if f.gids, err = f.u32Table(f.sb.GIDTable, f.sb.GIDs); err != nil {
+			return 0, 0, err
+		}
+	}
+	if int(in.uidIdx) >= len(f.uids) {
+		return 0, 0, formatErr(int64(f.sb.UIDTable), fmt.Sprintf("uid index %d out of %d", in.uidIdx, len(f.uids)), nil)
+	}
+	uid = int(f.uids[in.uidIdx])
+	switch {
+	case in.gidIdx == 255:
+		gid = uid
+	case int(in.gidIdx) < len(f.gids):
+		gid = int(f.gids[in.gidIdx])
+	default:
+		return uid, 0, formatErr(int64(f.sb.GIDTable), fmt.Sprintf("gid index %d out of %d", in.gidIdx, len(f.gids)), nil)
+	}
+	return uid, gid, nil
+}
+
+// u32Table reads n uncompressed u32 at pos (the v3 uid and gid tables).
+func (f *fsys) u32Table(pos uint64, n uint16) ([]uint32, error) {
+	b := make([]byte, 4*int(n))
+	if _, err := f.r.ReadAt(b, int64(pos)); err != nil {
+		return nil, formatErr(int64(pos), "reading uid/gid table", err)
+	}
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = f.bo.Uint32(b[4*i:])
+	}
+	return out, nil
 }
 
 type fragment struct {
@@ -230,11 +298,18 @@ func (f *fsys) fragment(i uint32) (fragment, error) {
 	if i >= f.sb.Fragments {
 		return fragment{}, formatErr(int64(f.sb.FragmentTable), fmt.Sprintf("fragment %d out of %d", i, f.sb.Fragments), nil)
 	}
+	if f.sb.Major == 2 { // 8-byte entries (u32 start, u32 size), u32 index
+		b, err := f.tableEntryPtr(int64(f.sb.FragmentTable), uint64(i), 8, 4)
+		if err != nil {
+			return fragment{}, err
+		}
+		return fragment{start: uint64(f.bo.Uint32(b)), size: f.bo.Uint32(b[4:])}, nil
+	}
 	b, err := f.tableEntry(int64(f.sb.FragmentTable), uint64(i), 16)
 	if err != nil {
 		return fragment{}, err
 	}
-	return fragment{start: binary.LittleEndian.Uint64(b), size: binary.LittleEndian.Uint32(b[8:])}, nil
+	return fragment{start: f.bo.Uint64(b), size: f.bo.Uint32(b[8:])}, nil
 }
 
 // inode is the decoded part of an inode that extraction needs.
@@ -265,11 +340,17 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		return nil, err
 	}
 	at := int64(f.sb.InodeTable) + int64(ref>>16)
+	switch f.sb.Major {
+	case 3:
+		return f.inode3(mr, at)
+	case 2:
+		return f.inode2(mr, at)
+	}
 	var h [16]byte
 	if _, err := io.ReadFull(mr, h[:]); err != nil {
 		return nil, formatErr(at, "reading inode header", err)
 	}
-	le := binary.LittleEndian
+	le := f.bo
 	in := &inode{
 		typ: le.Uint16(h[0:]), mode: le.Uint16(h[2:]), uidIdx: le.Uint16(h[4:]),
 		gidIdx: le.Uint16(h[6:]), mtime: le.Uint32(h[8:]), number: le.Uint32(h[12:]),
@@ -340,14 +421,21 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
 	}
 	if in.typ == tFile || in.typ == tLFile {
-		bs := uint64(f.sb.BlockSize)
-		in.blockCnt = in.size / bs
-		if in.frag == noFragment && in.size%bs != 0 {
-			in.blockCnt++
-		}
-		in.blocks = mr
+		f.fileBlocks(in, mr)
 	}
 	return in, nil
+}
+
+// fileBlocks sets a regular file's block count (a tail that is not in a
+// fragment takes a block of its own) and where its block list starts: mr,
+// right after the inode, in every version.
+func (f *fsys) fileBlocks(in *inode, mr *metaReader) {
+	bs := uint64(f.sb.BlockSize)
+	in.blockCnt = in.size / bs
+	if in.frag == noFragment && in.size%bs != 0 {
+		in.blockCnt++
+	}
+	in.blocks = mr
 }
 
 // dirEntry is one name in a directory listing.
@@ -359,15 +447,24 @@ type dirEntry struct {
 
 // readDir returns the listing of directory inode in.
 func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
-	if in.size <= 3 { // an empty listing is stored as size 3
+	remaining := int64(in.size) - 3 // the listing size counts 3 bytes more (but not in 2.x)
+	if f.sb.Major == 2 {
+		remaining = int64(in.size)
+	}
+	if remaining <= 0 {
 		return nil, nil
 	}
-	remaining := int64(in.size) - 3
 	mr, err := f.metaAt(int64(f.sb.DirTable), f.size, in.start<<16|uint64(in.offset))
 	if err != nil {
 		return nil, err
 	}
 	at := int64(f.sb.DirTable) + int64(in.start)
+	switch f.sb.Major {
+	case 3:
+		return f.readDir3(mr, at, remaining)
+	case 2:
+		return f.readDir2(mr, at, remaining)
+	}
 	var out []dirEntry
 	for remaining > 0 {
 		var h [12]byte
@@ -378,8 +475,8 @@ func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
 			return out, formatErr(at, "reading directory header", err)
 		}
 		remaining -= 12
-		count := binary.LittleEndian.Uint32(h[0:]) + 1
-		start := binary.LittleEndian.Uint32(h[4:])
+		count := f.bo.Uint32(h[0:]) + 1
+		start := f.bo.Uint32(h[4:])
 		if count > 256 {
 			return out, formatErr(at, fmt.Sprintf("directory header with %d entries (at most 256)", count), nil)
 		}
@@ -391,7 +488,7 @@ func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
 			if _, err := io.ReadFull(mr, e[:]); err != nil {
 				return out, formatErr(at, "reading directory entry", err)
 			}
-			nameLen := int64(binary.LittleEndian.Uint16(e[6:])) + 1
+			nameLen := int64(f.bo.Uint16(e[6:])) + 1
 			remaining -= 8 + nameLen
 			if remaining < 0 {
 				return out, formatErr(at, "directory entry name truncated", firmware.ErrTruncated)
@@ -402,8 +499,8 @@ func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
 			}
 			out = append(out, dirEntry{
 				name: string(name),
-				ref:  uint64(start)<<16 | uint64(binary.LittleEndian.Uint16(e[0:])),
-				typ:  binary.LittleEndian.Uint16(e[4:]),
+				ref:  uint64(start)<<16 | uint64(f.bo.Uint16(e[0:])),
+				typ:  f.bo.Uint16(e[4:]),
 			})
 			if len(out) > maxDirEntries {
 				return out, formatErr(at, "directory listing too long", nil)
@@ -469,7 +566,7 @@ func (f *fsys) decodeBlock(dec decompressor, scratch []byte, pos int64, word uin
 		}
 		return dst[:copy(dst, raw)], nil
 	}
-	m, err := dec.decompress(dst, raw)
+	m, err := dec.decompress(dst[:len(dst):len(dst)], raw)
 	if err != nil {
 		return nil, formatErr(pos, "decompressing data block", err)
 	}
@@ -572,7 +669,7 @@ func (fr *fileReader) fillBatch() error {
 	if f.decs == nil {
 		f.decs = []decompressor{f.dec}
 		for range f.workers - 1 {
-			d, err := newDecompressor(f.sb.Compressor, int(bs))
+			d, err := newDecompressor(f.sb, int(bs))
 			if err != nil {
 				return formatErr(20, "compressor", err)
 			}
@@ -600,7 +697,13 @@ func (fr *fileReader) fillBatch() error {
 		}
 		want := min(bs, left)
 		left -= want
-		jobs = append(jobs, job{pos: fr.pos, word: word, want: want, out: f.batchOut[uint64(i)*bs : uint64(i)*bs+want]})
+		// The slot's capacity ends where the next slot begins: decoders
+		// may use the spare capacity of dst (zstd decodes in place and
+		// over-copies past len), and a slot that reached into its
+		// neighbour let one worker overwrite the block another had just
+		// decoded (issue 11: zstd images wrong from the second block on).
+		lo, hi := uint64(i)*bs, uint64(i)*bs+want
+		jobs = append(jobs, job{pos: fr.pos, word: word, want: want, out: f.batchOut[lo:hi:hi]})
 		fr.pos += int64(word &^ (1 << 24))
 		fr.next++
 	}

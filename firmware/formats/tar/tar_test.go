@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -129,15 +128,4 @@ func TestSparseBomb(t *testing.T) {
 	}
 }
 
-func FuzzTar(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.tar")
-	for _, file := range files {
-		data := firmwaretest.ReadFixture(f, filepath.Base(file))
-		f.Add(data[:min(len(data), 8192)])
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzTar(f *testing.F) { firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 8192, "*.tar")...) }

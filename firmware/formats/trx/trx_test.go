@@ -58,11 +58,5 @@ func TestDamage(t *testing.T) {
 }
 
 func FuzzTRX(f *testing.F) {
-	f.Add(firmwaretest.ReadFixture(f, "trx-v1.trx"))
-	f.Add(firmwaretest.ReadFixture(f, "trx-v2.trx"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "trx-v1.trx", "trx-v2.trx")...)
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -134,18 +132,4 @@ func TestMultiTableHostile(t *testing.T) {
 	}
 }
 
-func FuzzUImage(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.img")
-	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzUImage(f *testing.F) { firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "*.img")...) }

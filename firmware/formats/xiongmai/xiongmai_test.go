@@ -91,10 +91,5 @@ func FuzzInstallDesc(f *testing.F) {
 }
 
 func FuzzXiongMai(f *testing.F) {
-	f.Add(firmwaretest.ReadFixture(f, "xiongmai.zip"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "xiongmai.zip")...)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"path/filepath"
 	"testing"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -131,14 +130,4 @@ func TestLimit(t *testing.T) {
 	}
 }
 
-func FuzzZip(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.zip")
-	for _, file := range files {
-		f.Add(firmwaretest.ReadFixture(f, filepath.Base(file)))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := firmwaretest.Run(Format, data, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
+func FuzzZip(f *testing.F) { firmwaretest.Fuzz(f, Format, firmwaretest.Fixtures(f, 0, "*.zip")...) }

@@ -2,13 +2,9 @@ package proxy
 
 import (
 	"errors"
-	"log/slog"
-	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -32,125 +28,6 @@ import (
 // socket does not take at once goes to the writer goroutine, so a slow
 // reader still never stalls the camera.
 
-// trackedListener wraps the core-side RTSP listener so that each connection
-// is a trackedConn.
-type trackedListener struct{ net.Listener }
-
-func (l trackedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return newTrackedConn(c), nil
-}
-
-func newTrackedConn(c net.Conn) *trackedConn {
-	tc := &trackedConn{Conn: c}
-	if rc := fastRawConn(c); rc != nil {
-		tc.raw = newRawWriter(rc)
-	}
-	return tc
-}
-
-// trackedConn serialises gortsplib's writes (responses, RTCP) with batched
-// media writes, and tells a reader's writer when its PLAY response is out.
-type trackedConn struct {
-	net.Conn
-	mu       sync.Mutex
-	armed    bool
-	playSent chan struct{}
-
-	raw *rawWriter // nil: no non-blocking fast path
-}
-
-// rawWriter makes non-blocking writes on one socket (see sock_linux.go)
-// without allocating per write. Its user serialises calls.
-type rawWriter struct {
-	rc  syscall.RawConn
-	fn  func(fd uintptr) bool // w.write, bound once
-	b   []byte
-	n   int
-	err error
-}
-
-func newRawWriter(rc syscall.RawConn) *rawWriter {
-	w := &rawWriter{rc: rc}
-	w.fn = w.write
-	return w
-}
-
-func (w *rawWriter) write(fd uintptr) bool {
-	w.n, w.err = writeNonBlocking(fd, w.b)
-	return true // never wait for writability here
-}
-
-// tryWrite writes what the socket takes of b at once. A full socket buffer
-// is not an error: it took 0 bytes.
-func (w *rawWriter) tryWrite(b []byte) (int, error) {
-	w.b = b
-	err := w.rc.Write(w.fn)
-	w.b = nil
-	switch {
-	case err != nil:
-		return 0, err
-	case w.err == syscall.EAGAIN:
-		return 0, nil
-	case w.err != nil:
-		return 0, w.err
-	}
-	return w.n, nil
-}
-
-// Write is gortsplib's path: responses and interleaved RTCP.
-func (c *trackedConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, err := c.Conn.Write(b)
-	if c.armed {
-		// The conn goroutine is answering PLAY: this write was that answer.
-		c.armed = false
-		close(c.playSent)
-	}
-	return n, err
-}
-
-// armPlay returns a channel closed after gortsplib's next write on this
-// connection, which is the PLAY response being prepared.
-func (c *trackedConn) armPlay() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.playSent = make(chan struct{})
-	c.armed = true
-	return c.playSent
-}
-
-// tryWriteBatch writes as much of b as the socket takes at once, without
-// blocking. It returns ok false, and writes nothing, when the connection is
-// busy (gortsplib is writing) or has no non-blocking path.
-func (c *trackedConn) tryWriteBatch(b []byte, timeout time.Duration) (n int, ok bool, err error) {
-	if c.raw == nil || !c.mu.TryLock() {
-		return 0, false, nil
-	}
-	defer c.mu.Unlock()
-	n, err = c.raw.tryWrite(b)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// A deadline left by an earlier write (gortsplib sets one before
-		// each response) has passed. This write cannot block, so any future
-		// deadline does; writes that can block set their own.
-		c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err = c.raw.tryWrite(b)
-	}
-	return n, true, err
-}
-
-func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Conn.Write(b)
-	return err
-}
-
 // maxBatch flushes a batch early (a frame larger than this is sent in
 // several writes).
 const maxBatch = 256 << 10
@@ -161,86 +38,6 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 func putBatch(b *[]byte) {
 	*b = (*b)[:0]
 	batchPool.Put(b)
-}
-
-// outputBudget is the memory all batched readers' queues may hold
-// together (limits.output_buffer_bytes). When a frame does not fit, the
-// reader holding the most is disconnected: one reader that stopped reading
-// costs at most its own queue, and many cannot add up past the budget.
-type outputBudget struct {
-	limit   int64
-	used    atomic.Int64
-	peak    atomic.Int64  // highest used, for tests and the log
-	evicted atomic.Uint64 // readers disconnected because the budget was full
-	log     *slog.Logger
-
-	mu      sync.Mutex
-	writers map[*batchWriter]struct{}
-}
-
-func newOutputBudget(limit int64, log *slog.Logger) *outputBudget {
-	return &outputBudget{limit: limit, log: log, writers: map[*batchWriter]struct{}{}}
-}
-
-// reserve takes n bytes from the budget, or reports false when they do not fit.
-func (b *outputBudget) reserve(n int64) bool {
-	for {
-		u := b.used.Load()
-		if u+n > b.limit {
-			return false
-		}
-		if b.used.CompareAndSwap(u, u+n) {
-			for {
-				pk := b.peak.Load()
-				if u+n <= pk || b.peak.CompareAndSwap(pk, u+n) {
-					return true
-				}
-			}
-		}
-	}
-}
-
-func (b *outputBudget) free(n int64) { b.used.Add(-n) }
-
-func (b *outputBudget) add(w *batchWriter) {
-	b.mu.Lock()
-	b.writers[w] = struct{}{}
-	b.mu.Unlock()
-}
-
-func (b *outputBudget) remove(w *batchWriter) {
-	b.mu.Lock()
-	delete(b.writers, w)
-	b.mu.Unlock()
-}
-
-// errOverBudget closes the session of the reader evicted to free the budget.
-var errOverBudget = errors.New("proxy: the readers' output buffers are full (limits.output_buffer_bytes) and this reader holds the most")
-
-// evictLargest disconnects the reader with the most bytes queued (not
-// already evicted). It reports whether it found one.
-func (b *outputBudget) evictLargest() bool {
-	b.mu.Lock()
-	var worst *batchWriter
-	var most int64
-	for w := range b.writers {
-		if p := w.pending.Load(); p > most && !w.evicted.Load() {
-			worst, most = w, p
-		}
-	}
-	if worst != nil {
-		worst.evicted.Store(true)
-	}
-	b.mu.Unlock()
-	if worst == nil {
-		return false
-	}
-	b.evicted.Add(1)
-	b.log.Warn("reader disconnected: the readers' output buffers are full; it held the most",
-		"remote", worst.remote, "queued_bytes", most, "output_buffer_bytes", b.limit)
-	worst.stop()
-	worst.onErr(errOverBudget)
-	return true
 }
 
 // batchWriter is one TCP reader's batched output.

@@ -1,0 +1,111 @@
+package squashfs
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/cordon-vms/cordon/firmware"
+)
+
+// The 2.x layout (squashfs_fs.h of squashfs-tools 2.x, the _2 structures of
+// squashfs_compat.h): bit-field inodes like 3.x, but a 4-byte base header
+// without mtime or inode number (regular files and directories carry their
+// own mtime, the others take the filesystem's), no link counts, directory
+// listings without the 3 extra bytes, 4-byte directory headers, 3-byte
+// entries, and 8-byte fragment entries behind a 32-bit index.
+
+// Fixed sizes of the 2.x inodes, by type.
+var inodeSize2 = map[uint16]int{
+	tDir: 15, tFile: 24, tSymlink: 6, tBlock: 6, tChar: 6,
+	tFIFO: 4, tSocket: 4, tLDir: 18,
+}
+
+func (f *fsys) inode2(mr *metaReader, at int64) (*inode, error) {
+	var buf [24]byte
+	if _, err := io.ReadFull(mr, buf[:4]); err != nil {
+		return nil, formatErr(at, "reading inode header", err)
+	}
+	r := bits3{b: buf[:], big: f.sb.Big}
+	in := &inode{
+		typ: uint16(r.get(0, 4)), mode: uint16(r.get(4, 12)),
+		uidIdx: uint16(r.get(16, 8)), gidIdx: uint16(r.get(24, 8)),
+		mtime: f.sb.ModTime, nlink: 1,
+	}
+	size, ok := inodeSize2[in.typ]
+	if !ok {
+		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
+	}
+	if _, err := io.ReadFull(mr, buf[4:size]); err != nil {
+		return nil, formatErr(at, fmt.Sprintf("reading type %d inode", in.typ), err)
+	}
+	switch in.typ {
+	case tDir:
+		in.size, in.offset = r.get(32, 19), uint32(r.get(51, 13))
+		in.mtime, in.start = uint32(r.get(64, 32)), r.get(96, 24)
+	case tLDir:
+		in.size, in.offset = r.get(32, 27), uint32(r.get(59, 13))
+		in.mtime, in.start = uint32(r.get(72, 32)), r.get(104, 24)
+	case tFile:
+		in.mtime, in.start = uint32(r.get(32, 32)), r.get(64, 32)
+		in.frag, in.fragOff, in.size = uint32(r.get(96, 32)), uint32(r.get(128, 32)), r.get(160, 32)
+	case tSymlink:
+		in.size = r.get(32, 16)
+		if in.size > maxSymlink {
+			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+		}
+		t, err := mr.bytes(int(in.size))
+		if err != nil {
+			return nil, formatErr(at, "reading symlink target", err)
+		}
+		in.target = string(t)
+	case tBlock, tChar:
+		in.rdev = uint32(r.get(32, 16))
+	}
+	if in.typ == tFile {
+		f.fileBlocks(in, mr)
+	}
+	return in, nil
+}
+
+// readDir2 reads a 2.x directory listing: 4-byte headers (count:8,
+// start_block:24) and 3-byte entries (offset:13, type:3, size:8) followed
+// by size+1 name bytes.
+func (f *fsys) readDir2(mr *metaReader, at, remaining int64) ([]dirEntry, error) {
+	var out []dirEntry
+	for remaining > 0 {
+		var h [4]byte
+		if remaining < int64(len(h)) {
+			return out, formatErr(at, "directory header truncated", firmware.ErrTruncated)
+		}
+		if _, err := io.ReadFull(mr, h[:]); err != nil {
+			return out, formatErr(at, "reading directory header", err)
+		}
+		remaining -= int64(len(h))
+		hr := bits3{b: h[:], big: f.sb.Big}
+		count, start := hr.get(0, 8)+1, hr.get(8, 24)
+		for range count {
+			var e [3]byte
+			if remaining < int64(len(e)) {
+				return out, formatErr(at, "directory entry truncated", firmware.ErrTruncated)
+			}
+			if _, err := io.ReadFull(mr, e[:]); err != nil {
+				return out, formatErr(at, "reading directory entry", err)
+			}
+			er := bits3{b: e[:], big: f.sb.Big}
+			nameLen := int64(er.get(16, 8)) + 1
+			remaining -= int64(len(e)) + nameLen
+			if remaining < 0 {
+				return out, formatErr(at, "directory entry name truncated", firmware.ErrTruncated)
+			}
+			name, err := mr.bytes(int(nameLen))
+			if err != nil {
+				return out, formatErr(at, "reading directory entry name", err)
+			}
+			out = append(out, dirEntry{name: string(name), ref: start<<16 | er.get(0, 13), typ: uint16(er.get(13, 3))})
+			if len(out) > maxDirEntries {
+				return out, formatErr(at, "directory listing too long", nil)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// gopCache keeps a camera's packets since its last video keyframe, so that
+// a new reader starts with a picture at once instead of waiting for the
+// next keyframe. Its user (the stream) serialises calls.
+type gopCache struct {
+	max     int // gop_cache_max_packets; negative: no cache
+	entries []gopEntry
+	valid   bool // entries start at a keyframe
+}
+
+type gopEntry struct {
+	t   *rebuild.Track
+	pkt *rtp.Packet
+}
+
+// add caches pkt of track t; videoKey starts a new GOP.
+func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
+	if g.max < 0 {
+		return
+	}
+	if videoKey {
+		clear(g.entries)
+		g.entries = g.entries[:0]
+		g.valid = true
+	}
+	if !g.valid {
+		return
+	}
+	if len(g.entries) >= g.max {
+		// A GOP this long would not fit in a reader's queue anyway: new
+		// readers wait for the next keyframe instead.
+		g.reset()
+		return
+	}
+	g.entries = append(g.entries, gopEntry{t, pkt})
+}
+
+// packets returns the cached GOP, or nil when there is none.
+func (g *gopCache) packets() []gopEntry {
+	if !g.valid {
+		return nil
+	}
+	return g.entries
+}
+
+// reset forgets the cache (a new plan, or readers closed).
+func (g *gopCache) reset() { g.entries, g.valid = nil, false }

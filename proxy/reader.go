@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// reader is one reader of a camera's stream, whatever carries its packets:
+// the stream keeps its delivery state here and writes through out. The
+// RTSP server builds readers (server_session.go); each kind of output is
+// one reader_*.go.
+type reader struct {
+	user   string // the account, or "anonymous"
+	remote string
+	since  time.Time
+	out    output // set before the reader is added to a stream
+	close  func() // ends the reader's session
+
+	bytes, packets, dropped atomic.Uint64
+
+	// guarded by the stream's mutex
+	active  bool
+	waitKey bool // skip packets up to the next keyframe
+	slow    bool // waitKey because the reader's queue overflowed (count the skipped packets)
+}
+
+// output is how the stream writes to one reader.
+type output interface {
+	// playing reports whether the reader may get media now.
+	playing() bool
+	// write sends pkt of track t, which reached the proxy at arrival.
+	// full means the reader's queue is full: dropped packets were lost
+	// (err says how) and the reader skips to the next keyframe. Otherwise
+	// a non-nil err is a packet not sent for another reason, dropped
+	// counting what it cost.
+	write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (full bool, dropped uint64, err error)
+	// stop releases what the output holds once the reader has left.
+	stop()
+	// batched reports whether the reader gets one write per frame.
+	batched() bool
+}
+
+// errQueueFull is a batched reader's full queue.
+var errQueueFull = errors.New("write queue is full")
+
+// status is the reader's line in /v1/cameras.
+func (r *reader) status() ReaderStatus {
+	return ReaderStatus{
+		User: r.user, Remote: r.remote, Since: r.since,
+		BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
+		BatchedWrites: r.out != nil && r.out.batched(),
+	}
+}

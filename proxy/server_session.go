@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+)
+
+// readerSession is one RTSP reader's gortsplib session (its user data): the
+// camera it reads, the reader-facing stream it set up on, and what each of
+// its SETUPs was granted. It is the one place that knows what a reader
+// asked for, and it builds the reader's output at PLAY.
+//
+// gortsplib tells which medias a session set up (ServerSession.Medias, in
+// SETUP order) and its transport, but not the interleaved channel of each
+// media, which frame-batched output must write on: that is only in the
+// Transport header of the SETUP answer, read here in OnResponse, where
+// the media just set up is the last of Medias. (The SSRC is in the same
+// header.) Likewise gortsplib says nothing when the PLAY answer is out, which
+// frame-batched media must follow: the batch writer waits for the
+// connection's next write after OnPlay (trackedConn.armPlay), which is that
+// answer, because gortsplib writes nothing else on the connection in
+// between (for TCP, its own writer starts after the answer).
+type readerSession struct {
+	ss     *gortsplib.ServerSession
+	cam    *camera
+	stream *gortsplib.ServerStream
+	r      *reader
+
+	// The interleaved channel and SSRC of each media set up over TCP
+	// (conn goroutine, before PLAY).
+	chans map[*description.Media]uint8
+	ssrcs map[*description.Media]uint32
+}
+
+func newReaderSession(ss *gortsplib.ServerSession, cam *camera, st *gortsplib.ServerStream, user, remote string) *readerSession {
+	rs := &readerSession{
+		ss: ss, cam: cam, stream: st,
+		r:     &reader{user: user, remote: remote, since: time.Now(), close: ss.Close},
+		chans: map[*description.Media]uint8{},
+		ssrcs: map[*description.Media]uint32{},
+	}
+	return rs
+}
+
+// setupAnswered records the interleaved channel and SSRC of the media a
+// successful TCP SETUP answer (res) granted.
+func (rs *readerSession) setupAnswered(res *base.Response) {
+	if res.StatusCode != base.StatusOK {
+		return
+	}
+	var tr headers.Transport
+	if tr.Unmarshal(res.Header["Transport"]) != nil || tr.Protocol != headers.TransportProtocolTCP || tr.InterleavedIDs == nil {
+		return
+	}
+	ms := rs.ss.Medias()
+	if len(ms) == 0 {
+		return
+	}
+	m := ms[len(ms)-1]
+	rs.chans[m] = uint8(tr.InterleavedIDs[0])
+	if tr.SSRC != nil {
+		rs.ssrcs[m] = *tr.SSRC
+	}
+}
+
+// output builds the reader's output at PLAY: frame-batched for a plain-TCP
+// reader whose every media has its channel, gortsplib's per-packet path
+// otherwise.
+func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
+	tc, ok := conn.NetConn().(*trackedConn)
+	if !ok || !p.batching || rs.ss.Transport().Protocol != gortsplib.ProtocolTCP || len(rs.chans) != len(rs.ss.Medias()) {
+		return &packetOutput{ss: rs.ss, r: rs.r}
+	}
+	r := rs.r
+	w := newBatchWriter(tc, p.writeTmo, p.readerQueue, p.outBudget, &r.packets, &r.bytes, func(err error) {
+		p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
+		r.close()
+	})
+	w.delay = func(d time.Duration) { p.frameDelay.Observe(d.Seconds()) }
+	w.remote = r.remote
+	return &batchOutput{ss: rs.ss, w: w, chans: rs.chans, ssrcs: rs.ssrcs}
+}
