@@ -14,15 +14,23 @@ import (
 const benchUsage = `usage: cordon bench proxy [flags]
 
 Measures cordon's proxy against a plain gortsplib pass-through proxy (the
-gortsplib examples/proxy pattern) in the same run, on loopback:
+gortsplib examples/proxy pattern), and MediaMTX with --mediamtx, in the same
+run, on loopback:
 
-  simulated cameras (camsim) ──▶ system under test (own process) ──▶ one TCP reader per camera
+  simulated cameras (camsim) ──▶ system under test (own process) ──▶ TCP readers (--readers-per-camera)
 
-For each system it reports CPU seconds per GB the cameras sent (and the ratio
-to the baseline), resident memory (total and per camera), RTP packets lost on
-the way to readers, the latency the proxy adds per frame (p50/p99, from frames
-matched between a direct and a proxied reader on a few cameras) and, for
-cordon, its own frame delay (p50/p99 of cordon_reader_frame_delay_seconds).
+The cameras loop real encoded video (x264/x265, 2 s GOP) at the bit rate asked
+for, with no filler: 640x360 at 500k, 1280x720 at 2M and 1920x1080 at 4M are
+embedded; another size or rate is encoded once with ffmpeg into --clip-cache.
+
+For each system it reports bit rates in and out, the video bytes (coded
+slices) sent and delivered, CPU seconds per GB the cameras sent (and the
+ratios to the baseline and to MediaMTX), resident memory (total and per
+camera), RTP packets lost on the way to readers, the latency the proxy adds
+per frame (p50/p99, from frames matched between a direct and a proxied reader
+on a few cameras) and, for cordon, its own frame delay (p50/p99 of
+cordon_reader_frame_delay_seconds). A system that delivers less than 99 % of
+the video bytes to its readers fails the run (exit status 1, after the table).
 
 The simulated cameras are free-running, like real ones; --aligned makes them
 all send each frame at once (a burst worst case). The system "pull" (cordon
@@ -38,6 +46,7 @@ Examples:
   cordon bench proxy --systems baseline,rebuild
   cordon bench proxy --systems baseline,passthrough,pull --aligned
   cordon bench proxy --runs 3                      # three runs, then the spread of each figure
+  cordon bench proxy --mediamtx ~/bin/mediamtx --readers-per-camera 3
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -62,15 +71,19 @@ func runBench(ctx context.Context, e *env, args []string) error {
 func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench proxy", benchUsage)
 	var o bench.Options
-	fs.IntVar(&o.Cameras, "cameras", 200, "number of simulated cameras, each with one reader")
-	bitrate := fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M)")
+	fs.IntVar(&o.Cameras, "cameras", 200, "number of simulated cameras")
+	fs.IntVar(&o.ReadersPerCamera, "readers-per-camera", 1, "TCP readers of each camera through the system under test (3: a recorder and two viewers)")
+	bitrate := fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M), met with real video")
+	size := fs.String("size", "1280x720", "picture `WxH` of each camera")
+	fs.StringVar(&o.ClipCache, "clip-cache", "", "`dir`ectory where clips for a size and rate not embedded are encoded once with ffmpeg (default: the user cache directory's cordon/camsim-clips)")
+	fs.StringVar(&o.MediaMTX, "mediamtx", "", "`path` of a MediaMTX binary to measure as system \"mediamtx\" (the bench builds nothing; it writes MediaMTX's configuration)")
 	fs.StringVar(&o.Codec, "codec", "h264", "camera codec: h264 or h265 (latency matching needs h264)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")
-	systems := fs.String("systems", "baseline,passthrough,rebuild", "comma-separated systems to measure: baseline, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path)")
+	systems := fs.String("systems", "", "comma-separated systems to measure: baseline, mediamtx, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path) (default baseline,passthrough,rebuild, with mediamtx after baseline when --mediamtx is set)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -83,12 +96,22 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	if o.Cameras < 1 || o.Cameras > 2000 {
 		return usagef("--cameras %d: want 1 to 2000", o.Cameras)
 	}
+	if o.ReadersPerCamera < 1 || o.ReadersPerCamera > 20 {
+		return usagef("--readers-per-camera %d: want 1 to 20", o.ReadersPerCamera)
+	}
+	w, h, err := camsim.ParseSize(*size)
+	if err != nil {
+		return usagef("--size: %v", err)
+	}
+	o.Width, o.Height = w, h
 	br, err := camsim.ParseBitrate(*bitrate)
 	if err != nil {
 		return usagef("--bitrate %q: %v", *bitrate, err)
 	}
 	o.Bitrate = br
-	o.Systems = strings.Split(*systems, ",")
+	if *systems != "" {
+		o.Systems = strings.Split(*systems, ",")
+	}
 	o.Progress = e.Stderr
 	log, err := logging.New(e.Stderr, logging.Options{Level: "error"})
 	if err != nil {

@@ -28,10 +28,13 @@ func runCamsim(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "camsim", `usage: cordon camsim [--camera name[:codec[:WxH[:fps[:bitrate]]]]]... [--count N] [flags]
 
 Serves simulated IP cameras over RTSP (TCP and UDP transports) until interrupted.
-Each camera loops a small H.264 or H.265 clip embedded in cordon (no encoder runs):
-the size picks the nearest clip (640x360, 1280x720, 1920x1080), the fps retimes it,
-and the bitrate pads frames with filler data (a floor: the clip's own rate is
-100-200 kbit/s). With no --camera and no --count, one camera "cam1" is served.
+Each camera loops a 2 s H.264 or H.265 clip of real video embedded in cordon (no
+encoder runs): the size picks the nearest clip (640x360 at 500 kbit/s, 1280x720 at
+2 Mbit/s, 1920x1080 at 4 Mbit/s, at 25 fps), the fps retimes it (the rate scales
+with it). A bitrate more than 5 % above the clip's own is reached by padding frames
+with filler data (logged as a warning); --clip-dir adds clips made by
+proxy/camsim/clips/make-clips.sh at other rates. With no --camera and no --count,
+one camera "cam1" is served.
 
 Examples:
 
@@ -54,6 +57,7 @@ Examples:
 	size := fs.String("size", "640x360", "`WxH` of the --count cameras")
 	fps := fs.Int("fps", 25, "frames per second of the --count cameras")
 	bitrate := fs.String("bitrate", "0", "bit `rate` of the --count cameras, for example 2M or 500k (0: the clip's own)")
+	clipDir := fs.String("clip-dir", "", "`dir`ectory of more clips, named <codec>-<W>x<H>-<rate>.<codec> as make-clips.sh CODEC WxH RATE OUT makes them; a camera picks the one nearest its bitrate")
 	aligned := fs.Bool("aligned", false, "start every camera at the same instant at the start of its clip, so all send their frames and keyframes together (a burst worst case; by default cameras are free-running, as real ones are)")
 	leak := fs.String("leak", "", "hide `text` in an SEI user-data message in every keyframe of every camera, as a leaking camera would (see docs/rebuild.md)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -94,7 +98,7 @@ Examples:
 	if err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	srv := &camsim.Server{Addr: *listen, Cameras: cams, Aligned: *aligned, Logger: log.With("component", "camsim")}
+	srv := &camsim.Server{Addr: *listen, Cameras: cams, Aligned: *aligned, ClipDir: *clipDir, Logger: log.With("component", "camsim")}
 	if err := srv.Start(); err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 // Package bench measures cordon's proxy against a plain gortsplib pass-through
-// proxy in the same run: simulated cameras (package camsim) feed each system
-// under test, which runs as its own process so that its CPU time and memory
-// can be read from /proc, and one TCP reader per camera counts what arrives.
-// Results are reported as ratios against the baseline, never as absolute
-// targets from a timed test (machines are noisy).
+// proxy, and optionally MediaMTX, in the same run: simulated cameras (package
+// camsim, looping real encoded video with no filler) feed each system under
+// test, which runs as its own process so that its CPU time and memory can be
+// read from /proc, and TCP readers (one or more per camera) count what
+// arrives. A system that forwards less than 99 % of the video it received
+// fails the run. Results are reported as ratios against the baseline and
+// MediaMTX, never as absolute targets from a timed test (machines are noisy).
 package bench
 
 import (
@@ -32,6 +34,9 @@ const (
 	SystemBaseline    = "baseline"    // gortsplib examples/proxy pattern
 	SystemPassthrough = "passthrough" // cordon proxy, mode passthrough
 	SystemRebuild     = "rebuild"     // cordon proxy, mode rebuild
+	// SystemMediaMTX is a MediaMTX binary the user points to
+	// (Options.MediaMTX), with a generated configuration.
+	SystemMediaMTX = "mediamtx"
 	// SystemPull is cordon proxy (mode passthrough) pulling every camera
 	// with no reader attached: what receiving the cameras alone costs, the
 	// floor under any output path. Not run unless asked for.
@@ -40,10 +45,25 @@ const (
 
 // Options configure a benchmark run. Zero values take the defaults.
 type Options struct {
-	// Cameras is the number of simulated cameras (and readers). It defaults to 200.
+	// Cameras is the number of simulated cameras. It defaults to 200.
 	Cameras int
-	// Bitrate is each camera's bit rate. It defaults to 2 Mbit/s.
+	// ReadersPerCamera is the number of TCP readers of each camera through
+	// the system under test (3: a recorder and two viewers). It defaults to 1.
+	ReadersPerCamera int
+	// Bitrate is each camera's bit rate, met with real video: an embedded
+	// clip (500k at 640x360, 2M at 1280x720, 4M at 1920x1080) or one
+	// encoded once into ClipCache. It defaults to 2 Mbit/s.
 	Bitrate int
+	// Width and Height are the cameras' picture size. They default to 1280x720.
+	Width, Height int
+	// ClipCache is where clips the embedded ones do not cover are encoded,
+	// once, with ffmpeg (camsim.EncodeClip). It defaults to
+	// $XDG_CACHE_HOME/cordon/camsim-clips (os.UserCacheDir).
+	ClipCache string
+	// MediaMTX is the path of a MediaMTX binary (built or downloaded by the
+	// user; the bench builds nothing). When set, system "mediamtx" runs it
+	// with a generated configuration, and ratios to it are reported.
+	MediaMTX string
 	// Codec is h264 (the default; latency matching needs it) or h265.
 	Codec string
 	// Duration is the measured window. It defaults to 20 s.
@@ -53,7 +73,8 @@ type Options struct {
 	// LatencySamples is how many cameras also get a direct reader, so that
 	// frames can be matched to measure the latency the proxy adds. It defaults to 10.
 	LatencySamples int
-	// Systems lists what to measure. It defaults to baseline, passthrough, rebuild.
+	// Systems lists what to measure. It defaults to baseline, mediamtx
+	// (when MediaMTX is set), passthrough, rebuild.
 	Systems []string
 	// Aligned makes the simulated cameras send their frames and keyframes
 	// at the same instants (camsim.Server.Aligned): a burst worst case. By
@@ -71,20 +92,59 @@ type Options struct {
 type Result struct {
 	System  string
 	Cameras int
-	Readers int // readers that played
+	Readers int // readers through the system that played
+	Wanted  int // readers through the system that were started
 	Window  time.Duration
 	CPU     time.Duration // user+system CPU of the system under test during the window
 	Bytes   uint64        // RTP bytes received by readers during the window
 	InBytes uint64        // RTP bytes the cameras sent during the window (estimated from the direct readers)
 	Packets uint64
-	Lost    uint64 // RTP sequence gaps seen by readers during the window
-	RSS     int64  // resident memory at the end of the window
-	PeakRSS int64
-	Latency []time.Duration // added latency per matched frame, sorted
+	// VideoSent is the coded-slice bytes (the video, without parameter sets,
+	// SEI, AUD or filler) the cameras sent for the frames the readers
+	// counted, once per reader; VideoDelivered is what the readers got of
+	// it. Counted over whole loops of the cameras' clips (see videoCount).
+	VideoSent, VideoDelivered int64
+	Lost                      uint64 // RTP sequence gaps seen by readers during the window
+	RSS                       int64  // resident memory at the end of the window
+	PeakRSS                   int64
+	Latency                   []time.Duration // added latency per matched frame, sorted
 	// Delay is the proxy's own histogram of frame delay (last camera packet
 	// in to reader write returned) over the window; nil for the baseline.
 	Delay    *histogram
 	Baseline *Result // the baseline of the same run, if measured
+	MediaMTX *Result // MediaMTX in the same run, if measured
+}
+
+// MinForwarded is the share of the video bytes a system received that it
+// must deliver to each reader for the run to pass.
+const MinForwarded = 0.99
+
+// Forwarded returns the share of the video the readers got (1: all of it),
+// and whether it was measured.
+func (r *Result) Forwarded() (float64, bool) {
+	if r.VideoSent == 0 {
+		return 0, false
+	}
+	return float64(r.VideoDelivered) / float64(r.VideoSent), true
+}
+
+// check returns an error when the system lost readers or video.
+func (r *Result) check() error {
+	if r.System == SystemPull {
+		return nil
+	}
+	if r.Readers < r.Wanted {
+		return fmt.Errorf("bench %s: only %d of %d readers played", r.System, r.Readers, r.Wanted)
+	}
+	f, ok := r.Forwarded()
+	if !ok {
+		return fmt.Errorf("bench %s: no video counted", r.System)
+	}
+	if f < MinForwarded {
+		return fmt.Errorf("bench %s: delivered %.2f %% of the video bytes the cameras sent (%d of %d), want at least %.0f %%",
+			r.System, 100*f, r.VideoDelivered, r.VideoSent, 100*MinForwarded)
+	}
+	return nil
 }
 
 // DelayQuantile returns the q-quantile of the proxy's own frame delay, and
@@ -125,8 +185,14 @@ func (o *Options) setDefaults() error {
 	if o.Cameras <= 0 {
 		o.Cameras = 200
 	}
+	if o.ReadersPerCamera <= 0 {
+		o.ReadersPerCamera = 1
+	}
 	if o.Bitrate <= 0 {
 		o.Bitrate = 2_000_000
+	}
+	if o.Width <= 0 || o.Height <= 0 {
+		o.Width, o.Height = 1280, 720
 	}
 	if o.Codec == "" {
 		o.Codec = "h264"
@@ -143,12 +209,24 @@ func (o *Options) setDefaults() error {
 	o.LatencySamples = min(o.LatencySamples, o.Cameras)
 	if len(o.Systems) == 0 {
 		o.Systems = []string{SystemBaseline, SystemPassthrough, SystemRebuild}
+		if o.MediaMTX != "" {
+			o.Systems = []string{SystemBaseline, SystemMediaMTX, SystemPassthrough, SystemRebuild}
+		}
 	}
 	for _, s := range o.Systems {
 		switch s {
 		case SystemBaseline, SystemPassthrough, SystemRebuild, SystemPull:
+		case SystemMediaMTX:
+			if o.MediaMTX == "" {
+				return errors.New("bench: system mediamtx needs MediaMTX, the path of a MediaMTX binary")
+			}
 		default:
-			return fmt.Errorf("bench: unknown system %q (want baseline, passthrough, rebuild or pull)", s)
+			return fmt.Errorf("bench: unknown system %q (want baseline, mediamtx, passthrough, rebuild or pull)", s)
+		}
+	}
+	if o.MediaMTX != "" {
+		if _, err := os.Stat(o.MediaMTX); err != nil {
+			return fmt.Errorf("bench: MediaMTX: %w", err)
 		}
 	}
 	if o.Executable == "" {
@@ -174,10 +252,10 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	}
 	cams := make([]camsim.Camera, o.Cameras)
 	for i := range cams {
-		cams[i] = camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Codec: o.Codec, Width: 1280, Height: 720, FPS: 25, Bitrate: o.Bitrate}
+		cams[i] = camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Codec: o.Codec, Width: o.Width, Height: o.Height, FPS: 25, Bitrate: o.Bitrate}
 	}
-	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, Logger: o.Logger.With("component", "camsim")}
-	if err := sim.Start(); err != nil {
+	sim, err := startCameras(ctx, &o, cams)
+	if err != nil {
 		return nil, err
 	}
 	defer sim.Close()
@@ -185,17 +263,27 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if o.Aligned {
 		timing = "aligned (all send each frame at once)"
 	}
-	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras at %.1f Mbit/s, %s\n", o.Cameras, o.Codec, float64(o.Bitrate)/1e6, timing)
+	info := sim.Streams()[0]
+	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras looping %s (real video, %.2f Mbit/s, %d x %d, no filler), %s\n",
+		o.Cameras, o.Codec, info.Clip, float64(info.Bitrate)/1e6, info.Width, info.Height, timing)
 
 	var results []*Result
-	var base *Result
+	var base, mtx *Result
+	var errs []error
 	for _, sys := range o.Systems {
 		r, err := runOne(ctx, &o, sys, sim, cams)
 		if err != nil {
 			return results, fmt.Errorf("bench %s: %w", sys, err)
 		}
-		if sys == SystemBaseline {
+		switch sys {
+		case SystemBaseline:
 			base = r
+		case SystemMediaMTX:
+			mtx = r
+		}
+		if err := r.check(); err != nil {
+			fmt.Fprintf(o.Progress, "%v\n", err)
+			errs = append(errs, err)
 		}
 		results = append(results, r)
 	}
@@ -203,8 +291,59 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		if r != base {
 			r.Baseline = base
 		}
+		if r != mtx {
+			r.MediaMTX = mtx
+		}
+	}
+	if len(errs) > 0 {
+		return results, fmt.Errorf("%w: %w", ErrForwarding, errors.Join(errs...))
 	}
 	return results, nil
+}
+
+// ErrForwarding is returned, after every system ran, when one lost readers or
+// delivered less than MinForwarded of the video.
+var ErrForwarding = errors.New("bench: a system did not forward the video whole")
+
+// startCameras starts the simulated cameras on real video at the asked
+// rate: an embedded clip if one is close enough (camsim adds no filler
+// then), or else a clip encoded once into the clip cache. It refuses to
+// measure on filler.
+func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsim.Server, error) {
+	start := func(dir string) (*camsim.Server, error) {
+		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
+		if err := sim.Start(); err != nil {
+			return nil, err
+		}
+		if f := sim.Streams()[0].FillerBitrate; f > 0 {
+			sim.Close()
+			return nil, nil
+		}
+		return sim, nil
+	}
+	sim, err := start("")
+	if sim != nil || err != nil {
+		return sim, err
+	}
+	dir := o.ClipCache
+	if dir == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("bench: no embedded clip of %dx%d near %d bit/s, and no cache directory: %w", o.Width, o.Height, o.Bitrate, err)
+		}
+		dir = filepath.Join(c, "cordon", "camsim-clips")
+	}
+	if _, err := os.Stat(filepath.Join(dir, camsim.ClipName(o.Codec, o.Width, o.Height, o.Bitrate))); err != nil {
+		fmt.Fprintf(o.Progress, "bench: no embedded clip of %dx%d near %s bit/s: encoding one into %s with ffmpeg\n", o.Width, o.Height, camsim.FormatBitrate(o.Bitrate), dir)
+	}
+	if _, err := camsim.EncodeClip(ctx, dir, o.Codec, o.Width, o.Height, o.Bitrate); err != nil {
+		return nil, fmt.Errorf("bench: no embedded clip of %dx%d near %d bit/s (the bench measures real video, never filler): %w", o.Width, o.Height, o.Bitrate, err)
+	}
+	sim, err = start(dir)
+	if sim == nil && err == nil {
+		err = fmt.Errorf("bench: the clip encoded for %dx%d at %d bit/s is more than 5 %% short of it; camsim would pad it with filler", o.Width, o.Height, o.Bitrate)
+	}
+	return sim, err
 }
 
 func freePort() (int, error) {
@@ -246,12 +385,13 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 		return nil, err
 	}
 	res.Cameras = len(cams)
-	if err := tally(res, sys, proxied, direct, len(cams)); err != nil {
+	if err := tally(o, res, sys, proxied, direct, sim.Streams()); err != nil {
 		return nil, err
 	}
+	n := o.ReadersPerCamera
 	for i, d := range direct {
-		if i < len(proxied) {
-			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, windowStart)...)
+		if i*n < len(proxied) {
+			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i*n].frames, windowStart)...)
 		}
 	}
 	slices.Sort(res.Latency)
@@ -262,12 +402,12 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 type sut struct {
 	cmd       *exec.Cmd
 	addr      string // its RTSP address
-	adminAddr string // its admin address; "" for the baseline
+	adminAddr string // its admin address; "" but for cordon
 	stop      func()
 }
 
-// startSUT starts the system under test (cordon proxy in the mode sys, or
-// the gortsplib baseline) and waits until it serves every camera.
+// startSUT starts the system under test (cordon proxy in the mode sys, the
+// gortsplib baseline or MediaMTX) and waits until it serves every camera.
 func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*sut, error) {
 	port, err := freePort()
 	if err != nil {
@@ -279,7 +419,7 @@ func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, c
 		return nil, err
 	}
 	s := &sut{addr: addr}
-	args, err := s.args(dir, sys, sim, cams)
+	exe, args, err := s.args(o, dir, sys, sim, cams)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -289,7 +429,8 @@ func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, c
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, o.Executable, args...)
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -314,40 +455,52 @@ func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, c
 	return s, nil
 }
 
-// args returns the command line of the system under test, writing its
-// configuration in dir.
-func (s *sut) args(dir, sys string, sim *camsim.Server, cams []camsim.Camera) ([]string, error) {
-	if sys == SystemBaseline {
+// args returns the executable and command line of the system under test,
+// writing its configuration in dir.
+func (s *sut) args(o *Options, dir, sys string, sim *camsim.Server, cams []camsim.Camera) (string, []string, error) {
+	switch sys {
+	case SystemBaseline:
 		args := []string{"bench", "proxy-baseline", "--listen", s.addr}
 		for _, c := range cams {
 			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
 		}
-		return args, nil
+		return o.Executable, args, nil
+	case SystemMediaMTX:
+		cfg := filepath.Join(dir, "mediamtx.yml")
+		if err := os.WriteFile(cfg, mediamtxConfig(s.addr, sim, cams), 0o600); err != nil {
+			return "", nil, err
+		}
+		return o.MediaMTX, []string{cfg}, nil
 	}
 	adminPort, err := freePort()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
 	cfg := filepath.Join(dir, "cordon.yml")
 	if err := os.WriteFile(cfg, proxyConfig(s.addr, s.adminAddr, sys, sim, cams), 0o600); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return []string{"proxy", "-c", cfg}, nil
+	return o.Executable, []string{"proxy", "-c", cfg}, nil
 }
 
 // benchReaders returns the readers of the system under test and the
-// direct readers of the cameras (for latency samples).
+// direct readers of the cameras (for latency samples). proxied[i*n+k] is
+// reader k of camera i (n readers per camera); reader 0 of each of the
+// first LatencySamples cameras also logs frames, as does its direct reader.
 func benchReaders(o *Options, sys, addr string, sim *camsim.Server, cams []camsim.Camera) (proxied, direct []*reader) {
 	for i, c := range cams {
 		if sys != SystemPull {
-			proxied = append(proxied, &reader{url: "rtsp://" + addr + "/" + c.Name})
+			for k := range o.ReadersPerCamera {
+				r := &reader{url: "rtsp://" + addr + "/" + c.Name, fps: c.FPS}
+				if k == 0 && i < o.LatencySamples {
+					r.frames = newFrameLog()
+				}
+				proxied = append(proxied, r)
+			}
 		}
 		if i < o.LatencySamples {
-			if sys != SystemPull {
-				proxied[i].frames = newFrameLog()
-			}
-			direct = append(direct, &reader{url: sim.URL(c.Name), frames: newFrameLog()})
+			direct = append(direct, &reader{url: sim.URL(c.Name), fps: c.FPS, frames: newFrameLog()})
 		}
 	}
 	return proxied, direct
@@ -397,11 +550,20 @@ func measure(ctx context.Context, o *Options, sys string, s *sut, all []*reader)
 	return res, windowStart, nil
 }
 
-// tally adds up what the readers received.
-func tally(res *Result, sys string, proxied, direct []*reader, cameras int) error {
-	for _, r := range proxied {
+// tally adds up what the readers received; infos are the cameras' streams.
+func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos []camsim.StreamInfo) error {
+	n := o.ReadersPerCamera
+	res.Wanted = len(proxied)
+	for i, r := range proxied {
 		if r.client != nil {
 			res.Readers++
+			info := infos[i/n]
+			d, s, err := r.video.forwarded(info.LoopFrames, info.LoopVideoBytes)
+			if err != nil {
+				return fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+			}
+			res.VideoDelivered += d
+			res.VideoSent += s
 		}
 		res.Bytes += r.bytes.Load()
 		res.Packets += r.packets.Load()
@@ -411,15 +573,25 @@ func tally(res *Result, sys string, proxied, direct []*reader, cameras int) erro
 		return ErrNoReaders
 	}
 	var directBytes uint64
+	var directVideo, directSent int64
 	directUp := 0
-	for _, d := range direct {
+	for i, d := range direct {
 		if d.client != nil {
 			directBytes += d.bytes.Load()
 			directUp++
+			if dv, ds, err := d.video.forwarded(infos[i].LoopFrames, infos[i].LoopVideoBytes); err == nil {
+				directVideo += dv
+				directSent += ds
+			}
 		}
 	}
 	if directUp > 0 {
-		res.InBytes = directBytes / uint64(directUp) * uint64(cameras)
+		res.InBytes = directBytes / uint64(directUp) * uint64(len(infos))
+	}
+	if directSent > 0 {
+		// The same count on readers of the cameras themselves: a check of the
+		// method, which should say 100 %.
+		fmt.Fprintf(o.Progress, "bench %s: direct readers of the cameras got %.2f %% of the video bytes sent\n", sys, 100*float64(directVideo)/float64(directSent))
 	}
 	return nil
 }
@@ -463,6 +635,42 @@ func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim
 	}
 	for _, c := range cams {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n    mode: %s\n", c.Name, sim.URL(c.Name), mode)
+	}
+	return []byte(b.String())
+}
+
+// mediamtxConfig is MediaMTX's configuration for the bench: RTSP over TCP
+// only on addr, every other protocol and server off, one path per camera
+// pulled at once (not on demand) over TCP, anyone may read. Its keys are
+// those of MediaMTX 1.20 (unknown keys are errors there).
+func mediamtxConfig(addr string, sim *camsim.Server, cams []camsim.Camera) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, `logLevel: warn
+logDestinations: [stdout]
+api: false
+metrics: false
+pprof: false
+playback: false
+rtsp: true
+rtspTransports: [tcp]
+rtspEncryption: "no"
+rtspAddress: %q
+rtmp: false
+hls: false
+webrtc: false
+srt: false
+moq: false
+authInternalUsers:
+  - user: any
+    pass:
+    ips: []
+    permissions:
+      - action: read
+        path:
+paths:
+`, addr)
+	for _, c := range cams {
+		fmt.Fprintf(&b, "  %s:\n    source: %s\n    rtspTransport: tcp\n    sourceOnDemand: false\n", c.Name, sim.URL(c.Name))
 	}
 	return []byte(b.String())
 }
@@ -519,19 +727,28 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// WriteTable prints results with ratios against the baseline.
+// ratio formats r's CPU per GB over ref's ("-" without ref).
+func ratio(r, ref *Result) string {
+	if ref == nil || ref.CPUPerGB() == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r.CPUPerGB()/ref.CPUPerGB())
+}
+
+// WriteTable prints results with ratios against the baseline and MediaMTX.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tCPU s/GB in\tvs baseline\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tvideo MB sent\tvideo MB got\tvideo fwd\tCPU s/GB in\tvs baseline\tvs mediamtx\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
 	for _, r := range results {
-		ratio := "-"
-		if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
-			ratio = fmt.Sprintf("%.2fx", r.CPUPerGB()/r.Baseline.CPUPerGB())
-		}
 		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
 		mbpsIn := float64(r.InBytes) * 8 / r.Window.Seconds() / 1e6
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
-			r.System, r.Cameras, r.Readers, mbpsIn, mbps, r.CPUPerGB(), ratio,
+		fwd := "-"
+		if f, ok := r.Forwarded(); ok {
+			fwd = fmt.Sprintf("%.2f%%", 100*f)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.3f\t%s\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
+			r.System, r.Cameras, r.Readers, mbpsIn, mbps, float64(r.VideoSent)/1e6, float64(r.VideoDelivered)/1e6, fwd,
+			r.CPUPerGB(), ratio(r, r.Baseline), ratio(r, r.MediaMTX),
 			float64(r.RSS)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
 			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency),
 			delayCell(r, 0.5), delayCell(r, 0.99))
@@ -561,8 +778,8 @@ var ErrNoReaders = errors.New("bench: no reader could play")
 // memory per camera and all packets lost.
 func WriteSummary(w io.Writer, runs [][]*Result) error {
 	type acc struct {
-		ratio, p99, inP99, rss []float64
-		lost                   uint64
+		ratio, mtx, p99, inP99, rss []float64
+		lost                        uint64
 	}
 	var order []string
 	by := map[string]*acc{}
@@ -576,6 +793,9 @@ func WriteSummary(w io.Writer, runs [][]*Result) error {
 			}
 			if r.Baseline != nil && r.Baseline.CPUPerGB() > 0 {
 				a.ratio = append(a.ratio, r.CPUPerGB()/r.Baseline.CPUPerGB())
+			}
+			if r.MediaMTX != nil && r.MediaMTX.CPUPerGB() > 0 {
+				a.mtx = append(a.mtx, r.CPUPerGB()/r.MediaMTX.CPUPerGB())
 			}
 			if len(r.Latency) > 0 {
 				a.p99 = append(a.p99, r.Quantile(0.99).Seconds()*1e3)
@@ -595,15 +815,15 @@ func WriteSummary(w io.Writer, runs [][]*Result) error {
 		return fmt.Sprintf(format+" / "+format+" / "+format, s[0], s[len(s)/2], s[len(s)-1])
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "system\truns\tvs baseline min / median / max\tadded p99 ms min / median / max\tin-proxy p99 ms max\tRSS/camera KiB max\tlost pkts\t\n")
+	fmt.Fprintf(tw, "system\truns\tvs baseline min / median / max\tvs mediamtx min / median / max\tadded p99 ms min / median / max\tin-proxy p99 ms max\tRSS/camera KiB max\tlost pkts\t\n")
 	for _, name := range order {
 		a := by[name]
 		inMax := "-"
 		if len(a.inP99) > 0 {
 			inMax = fmt.Sprintf("%.2f", slices.Max(a.inP99))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.0f\t%d\t\n", name, len(a.rss),
-			spread(a.ratio, "%.2fx"), spread(a.p99, "%.2f"), inMax, slices.Max(a.rss), a.lost)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%.0f\t%d\t\n", name, len(a.rss),
+			spread(a.ratio, "%.2fx"), spread(a.mtx, "%.2fx"), spread(a.p99, "%.2f"), inMax, slices.Max(a.rss), a.lost)
 	}
 	return tw.Flush()
 }

@@ -15,13 +15,16 @@ import (
 	"github.com/pion/rtp"
 )
 
-// reader is one RTSP reader that counts what it receives. With frames set, it
-// also depacketizes H.264 and records when each access unit completed, keyed
+// reader is one RTSP reader that counts what it receives: RTP bytes and
+// packets, sequence gaps, and the coded-slice bytes of each frame (see
+// videoCount). With frames set, it also depacketizes H.264 and records when each access unit completed, keyed
 // by a hash of its slice NAL units (which survive both proxy modes unchanged),
 // so the same frame can be matched on a direct and a proxied reader.
 type reader struct {
 	url    string
+	fps    int       // the camera's frame rate; it defaults to 25
 	frames *frameLog // nil: count only
+	video  *videoCount
 
 	counting atomic.Bool
 	bytes    atomic.Uint64
@@ -60,6 +63,8 @@ func (r *reader) start(ctx context.Context) error {
 		return err
 	}
 	lastSeq := map[*description.Media]uint16{}
+	var videoMedia *description.Media
+	videoMedia, r.video = findVideo(desc, r.fps)
 	var dec *rtph264.Decoder
 	var h264Media *description.Media
 	if r.frames != nil {
@@ -82,9 +87,13 @@ func (r *reader) start(ctx context.Context) error {
 			r.lost.Add(uint64(pkt.SequenceNumber - prev - 1))
 		}
 		lastSeq[m] = pkt.SequenceNumber
-		if r.counting.Load() {
+		counting := r.counting.Load()
+		if counting {
 			r.packets.Add(1)
 			r.bytes.Add(uint64(pkt.MarshalSize()))
+		}
+		if m == videoMedia {
+			r.video.packet(pkt.Timestamp, pkt.Payload, counting)
 		}
 		if dec != nil && m == h264Media {
 			au, err := dec.Decode(pkt)
@@ -105,6 +114,26 @@ func (r *reader) start(ctx context.Context) error {
 	}
 	r.client = c
 	return nil
+}
+
+// findVideo returns the first H.264 or H.265 media of desc and a counter
+// for its video bytes at fps (25 when 0), or nil and a counter that sees
+// nothing.
+func findVideo(desc *description.Session, fps int) (*description.Media, *videoCount) {
+	if fps <= 0 {
+		fps = 25
+	}
+	for _, m := range desc.Medias {
+		for _, f := range m.Formats {
+			switch f.(type) {
+			case *format.H264:
+				return m, &videoCount{step: uint32(90000 / fps)}
+			case *format.H265:
+				return m, &videoCount{step: uint32(90000 / fps), h265: true}
+			}
+		}
+	}
+	return nil, &videoCount{step: uint32(90000 / fps)}
 }
 
 // sliceKey hashes the slice NAL units (types 1 and 5) of an access unit.

@@ -1,19 +1,27 @@
 // Package camsim serves simulated IP cameras over RTSP. Each camera loops a
-// small pre-encoded H.264 or H.265 clip embedded in the binary (no encoder
-// runs), in real time, with continuous RTP timestamps across loops. It backs
-// the default demo, the tests and the benchmarks of the proxy, and lets an
-// administrator try a recorder without a real camera.
+// pre-encoded H.264 or H.265 clip of real video (embedded in the binary, or
+// from Server.ClipDir; no encoder runs), in real time, with continuous RTP
+// timestamps across loops. It backs the default demo, the tests and the
+// benchmarks of the proxy, and lets an administrator try a recorder without
+// a real camera.
 //
-// How a Camera's settings are met (the clips are a small ladder, see
-// clips/make-clips.sh):
+// How a Camera's settings are met (the embedded clips are a small ladder,
+// see clips/make-clips.sh: 640x360 at 500 kbit/s, 1280x720 at 2 Mbit/s,
+// 1920x1080 at 4 Mbit/s, each in H.264 and H.265):
 //   - Codec picks the H.264 or H.265 clips.
-//   - Width×Height picks the clip with the nearest pixel count (640x360,
-//     1280x720 or 1920x1080); the stream has the clip's exact resolution.
+//   - Width×Height picks the clips with the nearest pixel count; the stream
+//     has the clip's exact resolution.
+//   - Bitrate, among the clips of that size, picks the one encoded at the
+//     nearest rate (more than the ladder's with Server.ClipDir, see
+//     EncodeClip).
 //   - FPS retimes the clip: frames are sent FPS times a second with
-//     timestamps 90000/FPS apart (motion runs faster or slower than 25 fps).
-//   - Bitrate pads every frame with a filler-data NAL unit (H.264 type 12,
-//     H.265 type 38) up to Bitrate/8/FPS bytes on average. It is a floor: a
-//     bitrate below the clip's own rate at that FPS gives the clip's rate.
+//     timestamps 90000/FPS apart (motion runs faster or slower than 25 fps,
+//     and the bit rate scales with FPS/25).
+//   - Only when Bitrate is more than 5 % above the clip's own rate at that
+//     FPS is every frame padded with a filler-data NAL unit (H.264 type 12,
+//     H.265 type 38) up to Bitrate/8/FPS bytes on average: filler is never
+//     added to a stream whose real video has the rate. Server.Streams reports
+//     the filler rate, and Start logs a warning when there is any.
 package camsim
 
 import (
@@ -24,7 +32,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -50,8 +60,10 @@ type Camera struct {
 	Width, Height int
 	// FPS is the frame rate, 1 to 120. It defaults to 25.
 	FPS int
-	// Bitrate in bit/s is reached by padding frames with filler data. It
-	// defaults to 0: the clip's own rate (about 100-200 kbit/s).
+	// Bitrate in bit/s picks the clip encoded at the nearest rate, and is
+	// topped up with filler data if the clip's own rate is more than 5 %
+	// below it (see the package documentation). It defaults to 0: the
+	// clip's own rate (about 0.5, 2 or 4 Mbit/s at 25 fps, by size).
 	Bitrate int
 	// Leak, when set, makes the camera hide this text in an SEI
 	// user_data_unregistered message in every keyframe, the way a camera
@@ -77,6 +89,10 @@ type Server struct {
 	// fall on the same instant. Aligned is the worst case for bursts: every
 	// camera sends a frame, and a keyframe, at once.
 	Aligned bool
+	// ClipDir, when set, is a directory of more clips (named and made as
+	// clips/make-clips.sh does, see EncodeClip) that cameras may pick besides
+	// the embedded ones. It defaults to none.
+	ClipDir string
 	// User and Password, when User is set, are the credentials readers
 	// must send, as a camera's (Basic or Digest); a reader without them
 	// or with others gets 401. By default no credentials are needed.
@@ -152,8 +168,20 @@ func (s *Server) Start() error {
 	return s.play()
 }
 
-// prepare builds each camera's program.
+// prepare loads the clips (embedded, and from ClipDir) and builds each
+// camera's program.
 func (s *Server) prepare() error {
+	all, err := clips()
+	if err != nil {
+		return err
+	}
+	if s.ClipDir != "" {
+		more, err := readClips(os.DirFS(s.ClipDir), ".")
+		if err != nil {
+			return fmt.Errorf("camsim: ClipDir %s: %w", s.ClipDir, err)
+		}
+		all = append(slices.Clone(all), more...)
+	}
 	s.streams = map[string]*camStream{}
 	for i := range s.Cameras {
 		c := &s.Cameras[i]
@@ -163,7 +191,7 @@ func (s *Server) prepare() error {
 		if _, dup := s.streams[c.Name]; dup {
 			return fmt.Errorf("camsim: camera %s: name used twice", c.Name)
 		}
-		p, err := programFor(*c)
+		p, err := programFor(all, *c)
 		if err != nil {
 			return fmt.Errorf("camsim: camera %s: %w", c.Name, err)
 		}
@@ -252,7 +280,12 @@ func (s *Server) play() error {
 		}()
 		s.Logger.Info("camsim camera", "url", s.URL(c.Name), "codec", c.Codec,
 			"size", fmt.Sprintf("%dx%d", cs.prog.clip.width, cs.prog.clip.height),
-			"fps", c.FPS, "bitrate", cs.prog.bitrate)
+			"fps", c.FPS, "bitrate", cs.prog.bitrate, "clip", cs.prog.clip.name)
+		if cs.prog.fillerRate > 0 {
+			s.Logger.Warn("camsim camera padded with filler data: no clip has the bit rate asked for",
+				"camera", c.Name, "clip", cs.prog.clip.name, "clip_bitrate", cs.prog.clip.ownRate(c.FPS),
+				"filler_bitrate", cs.prog.fillerRate)
+		}
 	}
 	return nil
 }
@@ -362,9 +395,11 @@ func (s *Server) stream(name string) *gortsplib.ServerStream {
 // program is a clip packetized for one (clip, fps, bitrate): the RTP
 // payloads of every frame. Cameras with the same settings share it.
 type program struct {
-	clip    *clip
-	bitrate int // the resulting average bit/s
-	frames  []frame
+	clip       *clip
+	bitrate    int   // the resulting average bit/s (RTP payloads)
+	fillerRate int   // of which filler data, in bit/s (0 unless padded)
+	videoBytes int64 // coded-slice (VCL) NAL bytes in one loop of frames
+	frames     []frame
 }
 
 type frame struct {
@@ -373,9 +408,45 @@ type frame struct {
 }
 
 type progKey struct {
-	clip         string
+	clip         *clip
 	fps, bitrate int
 	leak         string
+}
+
+// StreamInfo describes what one camera sends.
+type StreamInfo struct {
+	Name          string
+	Clip          string // the clip's file name, e.g. "h264-1280x720.h264"
+	Width, Height int
+	FPS           int
+	// Bitrate is the average bit rate of the RTP payloads, filler included.
+	Bitrate int
+	// FillerBitrate is the part of Bitrate that is filler data: 0 unless the
+	// camera asked for more than its clip's own rate.
+	FillerBitrate int
+	// LoopFrames is the number of frames after which the stream repeats,
+	// and LoopVideoBytes the bytes of coded-slice NAL units (H.264 types
+	// 1-5, H.265 types 0-31; NAL header included, no start code) in one
+	// loop: the video, without parameter sets, SEI, AUD or filler. Any
+	// LoopFrames consecutive frames hold exactly LoopVideoBytes.
+	LoopFrames     int
+	LoopVideoBytes int64
+}
+
+// Streams describes every camera, in the order of Cameras (after Start).
+func (s *Server) Streams() []StreamInfo {
+	var out []StreamInfo
+	for _, c := range s.Cameras {
+		cs := s.streams[c.Name]
+		if cs == nil {
+			continue
+		}
+		p := cs.prog
+		out = append(out, StreamInfo{Name: c.Name, Clip: p.clip.name, Width: p.clip.width, Height: p.clip.height,
+			FPS: c.FPS, Bitrate: p.bitrate, FillerBitrate: p.fillerRate,
+			LoopFrames: len(p.frames), LoopVideoBytes: p.videoBytes})
+	}
+	return out
 }
 
 var (
@@ -383,12 +454,12 @@ var (
 	progCache = map[progKey]*program{}
 )
 
-func programFor(c Camera) (*program, error) {
-	cl, err := pickClip(c.Codec, c.Width, c.Height)
+func programFor(all []*clip, c Camera) (*program, error) {
+	cl, err := pickClip(all, c.Codec, c.Width, c.Height, c.Bitrate)
 	if err != nil {
 		return nil, err
 	}
-	key := progKey{cl.name, c.FPS, c.Bitrate, c.Leak}
+	key := progKey{cl, c.FPS, c.Bitrate, c.Leak}
 	progMu.Lock()
 	defer progMu.Unlock()
 	if p, ok := progCache[key]; ok {
@@ -418,14 +489,21 @@ func newProgram(cl *clip, fps, bitrate int, leak string) (*program, error) {
 		}
 		encode = e.Encode
 	}
+	// Pad only what the real video lacks, and only when it lacks more than
+	// 5 %: a clip encoded at about the rate asked for is sent as it is.
 	avg := cl.bytes / len(cl.aus)
 	pad := 0
-	if want := bitrate / 8 / fps; want > avg+16 {
+	if want := bitrate / 8 / fps; int64(want)*100 > int64(avg)*105 {
 		pad = want - avg
 	}
 	p := &program{clip: cl}
 	total := 0
 	for i, au := range cl.aus {
+		for _, n := range au {
+			if isVCL(cl.codec, n) {
+				p.videoBytes += int64(len(n))
+			}
+		}
 		if leak != "" && cl.random[i] {
 			au = insertBeforeSlices(cl.codec, au, leakSEI(cl.codec, leak))
 		}
@@ -444,6 +522,7 @@ func newProgram(cl *clip, fps, bitrate int, leak string) (*program, error) {
 		p.frames = append(p.frames, fr)
 	}
 	p.bitrate = int(int64(total) * 8 * int64(fps) / int64(len(p.frames)))
+	p.fillerRate = pad * 8 * fps
 	return p, nil
 }
 

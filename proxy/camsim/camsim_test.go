@@ -38,9 +38,33 @@ func TestClips(t *testing.T) {
 			t.Errorf("%s: %d access units, want 50", c.name, len(c.aus))
 		}
 		for i, r := range c.random {
-			if want := i%25 == 0; r != want {
-				t.Errorf("%s: frame %d random access %v, want %v", c.name, i, r, want)
+			if want := i%50 == 0; r != want {
+				t.Errorf("%s: frame %d random access %v, want %v (one 2 s GOP)", c.name, i, r, want)
 			}
+		}
+		// Real video at the ladder's rate for its size (x264/x265 in ABR
+		// mode land within a few percent over 2 s), every frame an AUD
+		// then no SEI and no filler: all of it is what a proxy must forward.
+		nominal := map[int]int{640: 500_000, 1280: 2_000_000, 1920: 4_000_000}[c.width]
+		if r := float64(c.ownRate(25)) / float64(nominal); r < 0.9 || r > 1.1 {
+			t.Errorf("%s: %d bit/s at 25 fps, %.2f of the ladder's %d", c.name, c.ownRate(25), r, nominal)
+		}
+		vcl := 0
+		for i, au := range c.aus {
+			if !isAUD(c.codec, au[0]) {
+				t.Errorf("%s: frame %d does not start with an AUD", c.name, i)
+			}
+			for _, n := range au {
+				switch typ := nalType(c.codec, n); {
+				case isVCL(c.codec, n):
+					vcl += len(n)
+				case c.codec == "h264" && (typ == 6 || typ == 12), c.codec == "h265" && (typ == 38 || typ == 39 || typ == 40):
+					t.Errorf("%s: frame %d has a NAL unit of type %d (SEI or filler)", c.name, i, typ)
+				}
+			}
+		}
+		if vcl < c.bytes*98/100 {
+			t.Errorf("%s: %d of %d bytes are coded slices, want at least 98 %%", c.name, vcl, c.bytes)
 		}
 		// The parameter sets in the clip match the size in its name.
 		for _, n := range c.aus[0] {
@@ -78,9 +102,45 @@ func TestPickClip(t *testing.T) {
 		{"h265", 3840, 2160, "h265-1920x1080.h265"},
 		{"h264", 1600, 900, "h264-1280x720.h264"},
 	} {
-		c, err := pickClip(tc.codec, tc.w, tc.h)
+		c, err := pickClip(nil, tc.codec, tc.w, tc.h, 0)
 		if err != nil || c.name != tc.want {
 			t.Errorf("pickClip(%s, %dx%d) = %v, %v; want %s", tc.codec, tc.w, tc.h, c, err, tc.want)
+		}
+	}
+	// With more clips of a size, the bit rate chooses among them.
+	emb, err := clips()
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := append(slices.Clone(emb), &clip{name: "h264-1280x720-8M.h264", codec: "h264", width: 1280, height: 720, rate: 8_000_000})
+	for _, tc := range []struct {
+		bitrate int
+		want    string
+	}{{0, "h264-1280x720.h264"}, {2_500_000, "h264-1280x720.h264"}, {6_000_000, "h264-1280x720-8M.h264"}} {
+		if c, err := pickClip(more, "h264", 1280, 720, tc.bitrate); err != nil || c.name != tc.want {
+			t.Errorf("pickClip(1280x720, %d) = %v, %v; want %s", tc.bitrate, c, err, tc.want)
+		}
+	}
+	if _, err := pickClip(more, "vp8", 1, 1, 0); err == nil {
+		t.Error("pickClip found a vp8 clip")
+	}
+}
+
+func TestParseClipName(t *testing.T) {
+	for _, bad := range []string{"h264.h264", "h264-1280x720-2M.h265", "vp8-1x1-1M.h264", "h264-big-2M.h264", "h264-1280x720-0.h264", "h264-1280x720-2M-x.h264"} {
+		if _, err := parseClip(bad, nil); err == nil || !strings.Contains(err.Error(), "name is not") {
+			t.Errorf("parseClip(%q) = %v, want a name error", bad, err)
+		}
+	}
+	if got := ClipName("h265", 1920, 1080, 4_000_000); got != "h265-1920x1080-4M.h265" {
+		t.Errorf("ClipName = %q", got)
+	}
+	for in, want := range map[int]string{500_000: "500k", 2_000_000: "2M", 1_500_000: "1500k", 123: "123"} {
+		if got := FormatBitrate(in); got != want {
+			t.Errorf("FormatBitrate(%d) = %q, want %q", in, got, want)
+		}
+		if back, err := ParseBitrate(FormatBitrate(in)); err != nil || back != in {
+			t.Errorf("ParseBitrate(FormatBitrate(%d)) = %d, %v", in, back, err)
 		}
 	}
 }
@@ -90,12 +150,14 @@ func TestProgramBitrate(t *testing.T) {
 		codec   string
 		fps     int
 		bitrate int
+		filler  bool
 	}{
-		{"h264", 25, 2_000_000},
-		{"h265", 10, 1_000_000},
-		{"h264", 30, 8_000_000},
+		{"h264", 25, 2_000_000, false}, // the clip's own rate: no filler
+		{"h265", 25, 2_000_000, false},
+		{"h265", 10, 1_000_000, true}, // 2 Mbit/s at 25 fps is 0.8 at 10
+		{"h264", 30, 8_000_000, true},
 	} {
-		cl, err := pickClip(tc.codec, 1280, 720)
+		cl, err := pickClip(nil, tc.codec, 1280, 720, tc.bitrate)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,9 +165,28 @@ func TestProgramBitrate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// RTP payload overhead (FU headers) adds well under 1 %.
-		if r := float64(p.bitrate) / float64(tc.bitrate); r < 0.99 || r > 1.02 {
+		// Padded, the rate is met: RTP payload overhead (FU headers) adds
+		// well under 1 %. Not padded, the clip's real rate is within 10 %.
+		lo, hi := 0.99, 1.02
+		if !tc.filler {
+			lo, hi = 0.9, 1.1
+		}
+		if r := float64(p.bitrate) / float64(tc.bitrate); r < lo || r > hi {
 			t.Errorf("%s at %d fps, %d bit/s: got %d bit/s", tc.codec, tc.fps, tc.bitrate, p.bitrate)
+		}
+		if (p.fillerRate > 0) != tc.filler {
+			t.Errorf("%s at %d fps, %d bit/s: filler %d bit/s, want filler %v", tc.codec, tc.fps, tc.bitrate, p.fillerRate, tc.filler)
+		}
+		var vcl int64
+		for _, au := range cl.aus {
+			for _, n := range au {
+				if isVCL(cl.codec, n) {
+					vcl += int64(len(n))
+				}
+			}
+		}
+		if p.videoBytes != vcl || vcl == 0 {
+			t.Errorf("%s: videoBytes %d, want %d", cl.name, p.videoBytes, vcl)
 		}
 		for i, fr := range p.frames {
 			for _, pl := range fr.payloads {
@@ -116,10 +197,10 @@ func TestProgramBitrate(t *testing.T) {
 		}
 	}
 	// Below the clip's own rate, the clip's rate is kept (a floor).
-	cl, _ := pickClip("h264", 640, 360)
+	cl, _ := pickClip(nil, "h264", 640, 360, 0)
 	p, _ := newProgram(cl, 25, 1000, "")
-	if own := cl.bytes * 8 * 25 / len(cl.aus); p.bitrate < own {
-		t.Errorf("bitrate %d below the clip's own %d", p.bitrate, own)
+	if own := cl.ownRate(25); p.bitrate < own || p.fillerRate != 0 {
+		t.Errorf("bitrate %d (filler %d) below the clip's own %d", p.bitrate, p.fillerRate, own)
 	}
 }
 
@@ -272,7 +353,7 @@ func TestGStreamer(t *testing.T) {
 
 // TestTimestampsContinuous reads a camera through more than one loop of its
 // clip and checks sequence numbers and timestamps never jump, and that
-// keyframes come every 25 frames.
+// keyframes come every 50 frames (the clips' 2 s GOP).
 func TestTimestampsContinuous(t *testing.T) {
 	t.Parallel()
 	const fps = 120 // the 50-frame clip loops every 0.42 s
@@ -356,8 +437,8 @@ func TestTimestampsContinuous(t *testing.T) {
 		if u.random && firstKey < 0 {
 			firstKey = i
 		}
-		if firstKey >= 0 && u.random != ((i-firstKey)%25 == 0) {
-			t.Fatalf("frame %d: random access %v, keyframes every 25 frames expected", i, u.random)
+		if firstKey >= 0 && u.random != ((i-firstKey)%50 == 0) {
+			t.Fatalf("frame %d: random access %v, keyframes every 50 frames expected", i, u.random)
 		}
 	}
 	if firstKey < 0 {
@@ -482,5 +563,77 @@ func TestFreeRunning(t *testing.T) {
 	}
 	if len(phases) < 4 || !firstSeen[0] || !firstSeen[1] {
 		t.Errorf("40 cameras cover %d of the four 10 ms quarters of a frame interval and clip halves %v; want all", len(phases), firstSeen)
+	}
+}
+
+// TestStreams: a camera at its clip's rate carries no filler; one asking
+// for more is padded, and says so.
+func TestStreams(t *testing.T) {
+	s := startServer(t,
+		Camera{Name: "real", Width: 1280, Height: 720, Bitrate: 2_000_000},
+		Camera{Name: "padded", Width: 640, Height: 360, Bitrate: 4_000_000},
+	)
+	got := s.Streams()
+	if len(got) != 2 {
+		t.Fatalf("Streams() = %+v", got)
+	}
+	real, padded := got[0], got[1]
+	if real.Clip != "h264-1280x720.h264" || real.FillerBitrate != 0 || real.LoopFrames != 50 || real.LoopVideoBytes < 400_000 {
+		t.Errorf("real: %+v", real)
+	}
+	if padded.FillerBitrate < 3_000_000 || padded.Bitrate < 3_990_000 {
+		t.Errorf("padded: %+v", padded)
+	}
+}
+
+// TestEncodeClip encodes a clip with the embedded recipe into a directory
+// and serves it through ClipDir: the camera picks it for its bit rate.
+func TestEncodeClip(t *testing.T) {
+	testutil.NeedTool(t, "ffmpeg")
+	t.Parallel()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	p, err := EncodeClip(ctx, dir, "h264", 320, 180, 300_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(p) != "h264-320x180-300k.h264" {
+		t.Fatalf("EncodeClip wrote %s", p)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second call finds it.
+	if p2, err := EncodeClip(ctx, dir, "h264", 320, 180, 300_000); err != nil || p2 != p {
+		t.Fatalf("second EncodeClip = %s, %v", p2, err)
+	}
+	if st2, _ := os.Stat(p); !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("the cached clip was encoded again")
+	}
+	s := &Server{Addr: "127.0.0.1:0", ClipDir: dir, Logger: testutil.Logger(t),
+		Cameras: []Camera{{Name: "small", Width: 320, Height: 180, Bitrate: 300_000}}}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	info := s.Streams()[0]
+	if info.Clip != "h264-320x180-300k.h264" || info.FillerBitrate != 0 || info.LoopFrames != 50 {
+		t.Errorf("camera on the encoded clip: %+v", info)
+	}
+	if r := float64(info.Bitrate) / 300_000; r < 0.85 || r > 1.15 {
+		t.Errorf("encoded clip at %d bit/s, asked for 300k", info.Bitrate)
+	}
+	for _, bad := range []struct {
+		codec         string
+		w, h, bitrate int
+	}{{"vp8", 320, 180, 300_000}, {"h264", 321, 180, 300_000}, {"h264", 320, 180, 1}} {
+		if _, err := EncodeClip(ctx, dir, bad.codec, bad.w, bad.h, bad.bitrate); err == nil {
+			t.Errorf("EncodeClip(%+v) succeeded", bad)
+		}
+	}
+	if err := (&Server{Addr: "127.0.0.1:0", ClipDir: filepath.Join(dir, "nope"), Cameras: []Camera{{Name: "a"}}}).Start(); err == nil || !strings.Contains(err.Error(), "ClipDir") {
+		t.Errorf("Start with a missing ClipDir: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package camsim
 import (
 	"embed"
 	"fmt"
+	"io/fs"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,19 +14,36 @@ import (
 )
 
 // The clips are raw Annex-B streams made by clips/make-clips.sh: 2 s of
-// testsrc2 at 25 fps, a 1 s GOP, no B-frames, one AUD per frame, no SEI.
+// testsrc2 with temporal noise at 25 fps, real encoded video at the rate in
+// the name, one 2 s GOP, no B-frames, one AUD per frame, no SEI, no filler.
 //
 //go:embed clips/*.h264 clips/*.h265
 var clipFS embed.FS
 
-// clip is one embedded clip split into access units.
+// Recipe is clips/make-clips.sh, the recipe of the embedded clips. Run as
+// "sh -c Recipe make-clips.sh CODEC WxH RATE OUT" it encodes one clip with
+// ffmpeg (see EncodeClip).
+//
+//go:embed clips/make-clips.sh
+var Recipe string
+
+// clipFPS is the frame rate the clips are encoded at.
+const clipFPS = 25
+
+// clip is one clip split into access units.
 type clip struct {
 	name          string // file name, e.g. "h264-640x360.h264"
 	codec         string // "h264" or "h265"
 	width, height int
-	aus           [][][]byte // access units of NAL units (no start codes, no AUDs)
+	rate          int        // the bit rate it was encoded for (from the name, else its own at 25 fps)
+	aus           [][][]byte // access units of NAL units (no start codes; the AUD first)
 	random        []bool     // random[i]: access unit i is an IDR/IRAP picture
 	bytes         int        // total NAL bytes
+}
+
+// ownRate is the clip's real bit rate (NAL bytes) at fps.
+func (c *clip) ownRate(fps int) int {
+	return int(int64(c.bytes) * 8 * int64(fps) / int64(len(c.aus)))
 }
 
 var (
@@ -36,62 +55,99 @@ var (
 // clips returns the embedded clips, parsed once.
 func clips() ([]*clip, error) {
 	clipsOnce.Do(func() {
-		ents, err := clipFS.ReadDir("clips")
-		if err != nil {
-			clipsErr = fmt.Errorf("camsim: reading embedded clips: %w", err)
-			return
-		}
-		for _, e := range ents {
-			if !strings.HasSuffix(e.Name(), ".h264") && !strings.HasSuffix(e.Name(), ".h265") {
-				continue
-			}
-			b, err := clipFS.ReadFile("clips/" + e.Name())
-			if err != nil {
-				clipsErr = fmt.Errorf("camsim: reading clip %s: %w", e.Name(), err)
-				return
-			}
-			c, err := parseClip(e.Name(), b)
-			if err != nil {
-				clipsErr = err
-				return
-			}
-			clipsAll = append(clipsAll, c)
-		}
-		sort.Slice(clipsAll, func(i, j int) bool { return clipsAll[i].name < clipsAll[j].name })
-		if len(clipsAll) == 0 {
+		clipsAll, clipsErr = readClips(clipFS, "clips")
+		if clipsErr == nil && len(clipsAll) == 0 {
 			clipsErr = fmt.Errorf("camsim: no embedded clips")
 		}
 	})
 	return clipsAll, clipsErr
 }
 
-// parseClip splits an Annex-B clip named "<codec>-<W>x<H>.<ext>" into access
-// units at its access unit delimiters.
+// maxClipBytes bounds one clip read from a clip directory.
+const maxClipBytes = 64 << 20
+
+// readClips parses every *.h264 and *.h265 clip of dir in fsys, sorted by name.
+func readClips(fsys fs.FS, dir string) ([]*clip, error) {
+	ents, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("camsim: reading clips: %w", err)
+	}
+	var out []*clip
+	for _, e := range ents {
+		if !e.Type().IsRegular() || (!strings.HasSuffix(e.Name(), ".h264") && !strings.HasSuffix(e.Name(), ".h265")) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Size() > maxClipBytes {
+			return nil, fmt.Errorf("camsim: clip %s: %d bytes, more than %d", e.Name(), info.Size(), maxClipBytes)
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("camsim: reading clip %s: %w", e.Name(), err)
+		}
+		c, err := parseClip(e.Name(), b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// ClipName is the file name of a clip of codec, size and requested bit rate
+// made by EncodeClip: "h264-1280x720-8M.h264". (The embedded clips, one per
+// size, are named without the rate: "h264-1280x720.h264".)
+func ClipName(codec string, w, h, bitrate int) string {
+	return fmt.Sprintf("%s-%dx%d-%s.%s", codec, w, h, FormatBitrate(bitrate), codec)
+}
+
+// FormatBitrate writes a bit rate the way ParseBitrate reads it: "2M",
+// "500k", "1500k" or "123".
+func FormatBitrate(b int) string {
+	switch {
+	case b >= 1e6 && b%1e6 == 0:
+		return strconv.Itoa(b/1e6) + "M"
+	case b >= 1e3 && b%1e3 == 0:
+		return strconv.Itoa(b/1e3) + "k"
+	}
+	return strconv.Itoa(b)
+}
+
+// parseClip splits an Annex-B clip named "<codec>-<W>x<H>[-<rate>].<codec>"
+// into access units at its access unit delimiters.
 func parseClip(name string, b []byte) (*clip, error) {
 	base := strings.TrimSuffix(strings.TrimSuffix(name, ".h264"), ".h265")
-	codec, size, ok := strings.Cut(base, "-")
-	ws, hs, ok2 := strings.Cut(size, "x")
-	w, err1 := strconv.Atoi(ws)
-	h, err2 := strconv.Atoi(hs)
-	if !ok || !ok2 || err1 != nil || err2 != nil || (codec != "h264" && codec != "h265") {
-		return nil, fmt.Errorf("camsim: clip %s: name is not <codec>-<W>x<H>", name)
+	f := strings.Split(base, "-")
+	bad := fmt.Errorf("camsim: clip %s: name is not <codec>-<W>x<H>[-<rate>].<codec>", name)
+	if len(f) < 2 || len(f) > 3 || (f[0] != "h264" && f[0] != "h265") || !strings.HasSuffix(name, "."+f[0]) {
+		return nil, bad
 	}
-	c := &clip{name: name, codec: codec, width: w, height: h}
+	w, h, err := ParseSize(f[1])
+	if err != nil {
+		return nil, bad
+	}
+	rate := 0
+	if len(f) == 3 {
+		if rate, err = ParseBitrate(f[2]); err != nil || rate == 0 {
+			return nil, bad
+		}
+	}
+	codec := f[0]
+	c := &clip{name: name, codec: codec, width: w, height: h, rate: rate}
 	var cur [][]byte
 	flush := func() {
-		if len(cur) > 0 {
+		if len(cur) > 1 || (len(cur) == 1 && !isAUD(codec, cur[0])) {
 			c.aus = append(c.aus, cur)
 			c.random = append(c.random, isRandomAccess(codec, cur))
 		}
 		cur = nil
 	}
 	for _, n := range annexb.Split(b) {
-		if len(n) == 0 {
+		if len(n) < 2 {
 			continue
 		}
 		if isAUD(codec, n) {
 			flush()
-			continue
 		}
 		cur = append(cur, n)
 		c.bytes += len(n)
@@ -99,6 +155,9 @@ func parseClip(name string, b []byte) (*clip, error) {
 	flush()
 	if len(c.aus) == 0 || !c.random[0] {
 		return nil, fmt.Errorf("camsim: clip %s: does not start with a keyframe", name)
+	}
+	if c.rate == 0 {
+		c.rate = c.ownRate(clipFPS)
 	}
 	return c, nil
 }
@@ -108,6 +167,16 @@ func nalType(codec string, n []byte) int {
 		return int(n[0] & 0x1f)
 	}
 	return int(n[0]>>1) & 0x3f
+}
+
+// isVCL reports whether n is a coded slice (H.264 types 1-5, H.265 0-31):
+// the video itself, what a proxy must forward whole.
+func isVCL(codec string, n []byte) bool {
+	t := nalType(codec, n)
+	if codec == "h264" {
+		return t >= 1 && t <= 5
+	}
+	return t < 32
 }
 
 func isAUD(codec string, n []byte) bool {
@@ -125,24 +194,30 @@ func isRandomAccess(codec string, au [][]byte) bool {
 	return false
 }
 
-// pickClip returns the clip of codec whose pixel count is nearest to w×h.
-func pickClip(codec string, w, h int) (*clip, error) {
-	all, err := clips()
-	if err != nil {
-		return nil, err
+// pickClip returns, among the clips of codec in all (the embedded ones when
+// all is nil), one of the size whose pixel count is nearest to w×h, and of
+// those the one whose encoded rate is nearest to bitrate (the first by name
+// when bitrate is 0).
+func pickClip(all []*clip, codec string, w, h, bitrate int) (*clip, error) {
+	if all == nil {
+		var err error
+		if all, err = clips(); err != nil {
+			return nil, err
+		}
 	}
+	abs := func(v int) int { return max(v, -v) }
 	var best *clip
-	bestD := 0
 	for _, c := range all {
 		if c.codec != codec {
 			continue
 		}
-		d := c.width*c.height - w*h
-		if d < 0 {
-			d = -d
+		if best == nil {
+			best = c
+			continue
 		}
-		if best == nil || d < bestD {
-			best, bestD = c, d
+		d, bd := abs(c.width*c.height-w*h), abs(best.width*best.height-w*h)
+		if d < bd || (d == bd && bitrate > 0 && abs(c.rate-bitrate) < abs(best.rate-bitrate)) {
+			best = c
 		}
 	}
 	if best == nil {
