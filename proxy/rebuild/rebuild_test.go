@@ -139,13 +139,20 @@ func TestGStreamerCameraSEIRemoved(t *testing.T) {
 func TestCamsimRebuild(t *testing.T) {
 	testutil.NeedTool(t, "ffmpeg")
 	srv := &camsim.Server{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Cameras: []camsim.Camera{
-		{Name: "hevc", Codec: "h265", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000, Leak: leak},
-		{Name: "avc", Codec: "h264", Width: 640, Height: 360, FPS: 100, Bitrate: 2_000_000, Leak: leak},
+		// 4 Mbit/s from a clip of 2 Mbit/s at 100 fps: camsim tops the
+		// rate up with filler NAL units, which must not cross.
+		{Name: "hevc", Codec: "h265", Width: 640, Height: 360, FPS: 100, Bitrate: 4_000_000, Leak: leak},
+		{Name: "avc", Codec: "h264", Width: 640, Height: 360, FPS: 100, Bitrate: 4_000_000, Leak: leak},
 	}}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
+	for _, st := range srv.Streams() {
+		if st.FillerBitrate == 0 {
+			t.Fatalf("camera %s sends no filler (%+v): the test would not see filler removed", st.Name, st)
+		}
+	}
 	for _, tc := range []struct {
 		cam, ext, fmt string
 		codec         videoCodec
