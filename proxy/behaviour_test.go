@@ -50,8 +50,19 @@ func TestReloadKeepsUntouchedCameras(t *testing.T) {
 	waitFor(t, "added camera packets", 5*time.Second, func() bool { return rb.packets.Load() > 10 })
 	time.Sleep(max(0, time.Second-time.Since(start)))
 
-	// camsim sends 25 frames/s: a gap over 300 ms means the reader was interrupted.
-	if g := ra.gaps(); g > 300*time.Millisecond {
+	// The untouched camera was not restarted and its reader not closed: an
+	// interruption would show there first. A gap bound catches a stall
+	// without a restart; it allows for a loaded 2-core machine running the
+	// race detector (scheduling pauses of over a second were seen there),
+	// well under what a restart takes (teardown, backoff, RTSP handshake).
+	for _, st := range p.Status() {
+		if st.Name == "a" && (st.Reconnects != 0 || st.Since.After(start)) {
+			t.Errorf("the untouched camera was restarted by the reload: %+v", st)
+		}
+	}
+	before := ra.packets.Load()
+	waitFor(t, "packets of the untouched camera after the reload", 5*time.Second, func() bool { return ra.packets.Load() > before+10 })
+	if g := ra.gaps(); g > 2*time.Second {
 		t.Errorf("reader of the untouched camera saw a %v gap", g)
 	}
 	if res, err := rawRequest(p.RTSPAddr().String(), base.Describe, readerURL(p, "c"), nil); err != nil || res.StatusCode != base.StatusNotFound {
@@ -192,7 +203,10 @@ func testSlowReader(t *testing.T, perPacket bool) {
 	if fast.packets.Load() <= fastBefore+50 {
 		t.Errorf("fast reader stalled: %d packets while the slow one filled up", fast.packets.Load()-fastBefore)
 	}
-	if g := fast.gaps(); g > 400*time.Millisecond {
+	// A camera held up by the slow reader would stall every reader until
+	// the write timeout (30 s); the bound allows for scheduling pauses on a
+	// loaded machine under the race detector (over a second was seen).
+	if g := fast.gaps(); g > 3*time.Second {
 		t.Errorf("fast reader saw a %v gap", g)
 	}
 	for _, rs := range p.Status()[0].Readers {
