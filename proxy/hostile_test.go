@@ -6,33 +6,41 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
 
+	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 	"github.com/cordon-vms/cordon/proxy/internal/rtpseq"
 )
+
+// startStreamServer serves one stream of the given medias on loopback,
+// whatever the path (playonly's handler: DESCRIBE, SETUP, PLAY), as the
+// camera side of the proxy's tests. It returns the stream to write packets
+// to and the camera's URL; both close with the test.
+func startStreamServer(t *testing.T, medias ...*description.Media) (*gortsplib.ServerStream, string) {
+	t.Helper()
+	var st *gortsplib.ServerStream
+	srv := &gortsplib.Server{Handler: &playonly.Handler{Lookup: func(string) *gortsplib.ServerStream { return st }},
+		RTSPAddress: "127.0.0.1:0"}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	st = &gortsplib.ServerStream{Server: srv, Desc: &description.Session{Medias: medias}}
+	if err := st.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st, "rtsp://" + srv.NetListener().Addr().String() + "/cam"
+}
 
 // scriptedCamera is an RTSP camera that sends whatever packet sequences a
 // test gives it, one after the other, with nothing checked: a hostile or
 // broken camera.
 type scriptedCamera struct {
-	srv    *gortsplib.Server
 	stream *gortsplib.ServerStream
 	media  *description.Media
-}
-
-func (c *scriptedCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *scriptedCamera) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *scriptedCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
 // startScriptedCamera serves one video media of format f on loopback and
@@ -40,17 +48,9 @@ func (c *scriptedCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Respon
 func startScriptedCamera(t *testing.T, f format.Format) (*scriptedCamera, string) {
 	t.Helper()
 	c := &scriptedCamera{media: &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{f}}}
-	c.srv = &gortsplib.Server{Handler: c, RTSPAddress: "127.0.0.1:0"}
-	if err := c.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.srv.Close)
-	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: &description.Session{Medias: []*description.Media{c.media}}}
-	if err := c.stream.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stream.Close)
-	return c, "rtsp://" + c.srv.NetListener().Addr().String() + "/cam"
+	st, url := startStreamServer(t, c.media)
+	c.stream = st
+	return c, url
 }
 
 // play sends each sequence's packets, pausing between sequences, over and

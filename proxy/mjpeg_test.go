@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmjpeg"
@@ -75,34 +73,13 @@ func TestMJPEGReaders(t *testing.T) {
 	}
 }
 
-// mjpegCamera publishes JPEG frames the way MediaMTX does (gortsplib's
-// server and its RTP/JPEG encoder), 25 frames a second in a loop.
-type mjpegCamera struct {
-	srv    *gortsplib.Server
-	stream *gortsplib.ServerStream
-	desc   *description.Session
-}
-
+// startMJPEGCamera publishes JPEG frames the way MediaMTX does (gortsplib's
+// server and its RTP/JPEG encoder), 25 frames a second in a loop, and
+// returns the camera's URL.
 func startMJPEGCamera(t *testing.T, frames [][]byte) string {
 	t.Helper()
-	c := &mjpegCamera{desc: &description.Session{Medias: []*description.Media{{
-		Type: description.MediaTypeVideo, Formats: []format.Format{&format.MJPEG{}}}}}}
-	var addr net.Addr
-	c.srv = &gortsplib.Server{Handler: c, RTSPAddress: "127.0.0.1:0",
-		Listen: func(network, address string) (net.Listener, error) {
-			l, err := net.Listen(network, address)
-			if err == nil {
-				addr = l.Addr()
-			}
-			return l, err
-		}}
-	if err := c.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: c.desc}
-	if err := c.stream.Initialize(); err != nil {
-		t.Fatal(err)
-	}
+	media := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{&format.MJPEG{}}}
+	stream, url := startStreamServer(t, media)
 	enc := &rtpmjpeg.Encoder{}
 	if err := enc.Init(); err != nil {
 		t.Fatal(err)
@@ -127,7 +104,7 @@ func startMJPEGCamera(t *testing.T, frames [][]byte) string {
 			for _, p := range pkts[i%len(pkts)] {
 				q := *p
 				q.Timestamp = ts
-				if err := c.stream.WritePacketRTP(c.desc.Medias[0], &q); err != nil {
+				if err := stream.WritePacketRTP(media, &q); err != nil {
 					return
 				}
 			}
@@ -139,23 +116,8 @@ func startMJPEGCamera(t *testing.T, frames [][]byte) string {
 			}
 		}
 	}()
-	t.Cleanup(func() { close(stop); wg.Wait(); c.stream.Close(); c.srv.Close() })
-	return "rtsp://" + addr.String() + "/cam"
-}
-
-// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (c *mjpegCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-// OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (c *mjpegCamera) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-// OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (c *mjpegCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	return url
 }
 
 // covertFrames are the rebuild fixture's JPEG frames (ffmpeg, 64x48), the

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 )
@@ -18,40 +17,13 @@ var (
 	goodPPS = []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}
 )
 
-// badSPSCamera is an RTSP camera whose SDP carries a valid SPS but whose
+// startBadSPSCamera serves a camera whose SDP carries a valid SPS but whose
 // stream then sends, in-band, an SPS with an impossible level_idc.
-type badSPSCamera struct {
-	srv    *gortsplib.Server
-	stream *gortsplib.ServerStream
-}
-
-func (c *badSPSCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *badSPSCamera) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *badSPSCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
 func startBadSPSCamera(t *testing.T) string {
 	t.Helper()
 	forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: goodSPS, PPS: goodPPS}
 	medi := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{forma}}
-	c := &badSPSCamera{}
-	c.srv = &gortsplib.Server{Handler: c, RTSPAddress: "127.0.0.1:0"}
-	if err := c.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.srv.Close)
-	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: &description.Session{Medias: []*description.Media{medi}}}
-	if err := c.stream.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stream.Close)
+	stream, url := startStreamServer(t, medi)
 	enc, err := forma.CreateEncoder()
 	if err != nil {
 		t.Fatal(err)
@@ -76,11 +48,11 @@ func startBadSPSCamera(t *testing.T) string {
 			}
 			for _, p := range pkts {
 				p.Timestamp = ts
-				_ = c.stream.WritePacketRTP(medi, p)
+				_ = stream.WritePacketRTP(medi, p)
 			}
 		}
 	}()
-	return "rtsp://" + c.srv.NetListener().Addr().String() + "/cam"
+	return url
 }
 
 // TestInvalidParameterSetsRefused: a camera that sends a malformed SPS in-band
