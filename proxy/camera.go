@@ -245,7 +245,10 @@ func (c *camera) removeReader(r *reader) {
 	c.touch()
 }
 
-func (c *camera) sampleBitrate(now time.Time) { c.src.sampleBitrate(now) }
+func (c *camera) sampleBitrate(now time.Time) {
+	c.src.sampleBitrate(now)
+	c.stream.sampleFPS()
+}
 
 func sortCameras(cs []*camera) {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].cfg.Name < cs[j].cfg.Name })
