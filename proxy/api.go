@@ -80,8 +80,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// videoStatus fills the codec, size and frame rate of the stream's
-// current plan (nothing before the camera's first session).
+// videoStatus fills the codec and size of the stream's current plan
+// (nothing before the camera's first session; the last session's when
+// the camera is down), and the frame rate while the camera is up.
 func (s *stream) videoStatus(cs *CameraStatus) {
 	s.mu.Lock()
 	plan := s.plan
@@ -89,7 +90,7 @@ func (s *stream) videoStatus(cs *CameraStatus) {
 	if plan != nil {
 		if vi, ok := plan.Video(); ok {
 			cs.Codec, cs.Width, cs.Height = vi.Codec, vi.Width, vi.Height
-			if vi.FPS > 0 {
+			if vi.FPS > 0 && cs.State == stateUp {
 				cs.FPS, cs.FPSSource = vi.FPS, "sps"
 			}
 		}

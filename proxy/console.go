@@ -63,6 +63,9 @@ func (p *Proxy) registerConsole(mux *http.ServeMux) {
 		renderConsole(w, http.StatusOK, "camera", consolePage{Title: s.Name, Page: "camera", Camera: s.Name,
 			API: "/v1/cameras/" + s.Name, One: &s})
 	})
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent) // no icon, and no 404 in the browser's console
+	})
 	mux.HandleFunc("GET /readers", func(w http.ResponseWriter, r *http.Request) {
 		renderConsole(w, http.StatusOK, "readers", consolePage{Title: "Readers", Page: "readers", API: "/v1/readers", Readers: p.Readers()})
 	})
@@ -114,9 +117,9 @@ func fmtResolution(c CameraStatus) string {
 	return fmt.Sprintf("%d×%d", c.Width, c.Height)
 }
 
-// fmtFPS marks a measured rate with "~" (the SPS declares none), and
-// adds the measured rate when it differs from the declared one by more
-// than 10 %.
+// fmtFPS marks a measured rate with "~". When the SPS declares a rate
+// and the measured one differs by more than 10 %, it shows the measured
+// rate first ("12~ (SPS 25)"): what arrives is what recorders get.
 func fmtFPS(c CameraStatus) string {
 	num := func(f float64) string {
 		if f < 10 {
@@ -130,7 +133,7 @@ func fmtFPS(c CameraStatus) string {
 	case c.FPSSource == "measured":
 		return num(c.FPS) + "~"
 	case c.FPSMeasured > 0 && math.Abs(c.FPSMeasured-c.FPS) > c.FPS/10:
-		return num(c.FPS) + " (" + num(c.FPSMeasured) + "~)"
+		return num(c.FPSMeasured) + "~ (SPS " + num(c.FPS) + ")"
 	}
 	return num(c.FPS)
 }

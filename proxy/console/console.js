@@ -24,7 +24,7 @@
     const num = (f) => f.toFixed(f < 10 ? 1 : 0);
     if (!c.fps) return "";
     if (c.fps_source === "measured") return num(c.fps) + "~";
-    if (c.fps_measured > 0 && Math.abs(c.fps_measured - c.fps) > c.fps / 10) return num(c.fps) + " (" + num(c.fps_measured) + "~)";
+    if (c.fps_measured > 0 && Math.abs(c.fps_measured - c.fps) > c.fps / 10) return num(c.fps_measured) + "~ (SPS " + num(c.fps) + ")";
     return num(c.fps);
   }
   function bitrate(b) {
@@ -100,7 +100,7 @@
         cell(tr, String(c.packets_lost), "num");
         cell(tr, String(c.reconnects), "num");
         cell(tr, String((c.readers || []).length), "num");
-        cell(tr, drops(c.dropped), "num");
+        cell(tr, drops(c.dropped));
         cell(tr, c.last_error || "", "err");
         body.appendChild(tr);
       }
