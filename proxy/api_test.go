@@ -229,3 +229,37 @@ func TestAdminWithoutUsersOffLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminUsersReload: admin_users apply on reload, both ways.
+func TestAdminUsersReload(t *testing.T) {
+	sim := startCamsim(t, "door")
+	cfg := testConfig(Camera{Name: "door", URL: MustParseSecretURL(sim.URL("door"))})
+	log, _ := newLog(t)
+	p := startProxy(t, cfg, log)
+	url := "http://" + p.AdminAddr().String() + "/v1/cameras"
+	status := func() int {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := status(); got != 200 {
+		t.Fatalf("loopback without admin_users: %d", got)
+	}
+	cfg.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
+	if err := p.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); got != 401 {
+		t.Errorf("after adding admin_users: %d, want 401", got)
+	}
+	cfg.AdminUsers = nil
+	if err := p.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); got != 200 {
+		t.Errorf("after removing admin_users: %d, want 200", got)
+	}
+}

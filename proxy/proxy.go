@@ -113,9 +113,6 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		listen:      net.Listen,
 	}
 	p.accts.Store(&acc)
-	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
-		p.log.Warn("reload: admin_users not applied", "error", err)
-	}
 	p.logins = newLoginLimiter()
 	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
@@ -381,6 +378,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	}
 	p.cfg = cfg
 	p.accts.Store(&acc)
+	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
+		p.log.Warn("reload: admin_users not applied", "error", err)
+	}
 
 	want := map[string]Camera{}
 	for _, cc := range cfg.Cameras {

@@ -151,7 +151,7 @@
         bitrate: bitrate(c.bitrate_bps), jitter: jitter(c.rtp_jitter),
         received: c.packets_in + " packets, " + c.bytes_in + " bytes", lost: c.packets_lost + " packets",
         reconnects: String(c.reconnects), transport: c.transport + (c.on_demand ? ", on demand" : ""),
-        panics: String(c.panics), last_error: c.last_error || "",
+        panics: String(c.panics), last_error: c.last_error || "none",
       };
       for (const dd of document.querySelectorAll("#facts dd")) if (dd.dataset.f in f) dd.textContent = f[dd.dataset.f];
       readerRows(document.getElementById("readers").tBodies[0], c.readers || [], false);

@@ -1,13 +1,16 @@
 package rebuild
 
 import (
+	"strings"
+
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 )
 
 // VideoInfo describes a plan's video track for status pages: the codec
-// as gortsplib names it ("H264", "H265", "M-JPEG"), the picture size from
+// ("H264", "H265", "MJPEG", else the SDP encoding name), the picture size from
 // the validated SPS (0 when unknown, as in passthrough mode without
 // parameter sets, and for M-JPEG) and the frame rate the SPS declares in its VUI timing
 // information (0 when it declares none).
@@ -28,11 +31,25 @@ func (p *Plan) Video() (VideoInfo, bool) {
 	return VideoInfo{}, false
 }
 
+// codecName names a reader-facing format for status pages.
+func codecName(f format.Format) string {
+	switch f.(type) {
+	case *format.H264:
+		return "H264"
+	case *format.H265:
+		return "H265"
+	case *format.MJPEG:
+		return "MJPEG"
+	}
+	name, _, _ := strings.Cut(f.RTPMap(), "/")
+	return strings.ToUpper(name)
+}
+
 // videoInfo reads the track's current (validated) parameters.
 func (t *Track) videoInfo() VideoInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	vi := VideoInfo{Codec: t.media.Formats[0].Codec(), Width: t.info.width, Height: t.info.height}
+	vi := VideoInfo{Codec: codecName(t.media.Formats[0]), Width: t.info.width, Height: t.info.height}
 	sps := t.params.sps
 	if len(sps) == 0 {
 		return vi
