@@ -77,6 +77,9 @@ type CameraStatus struct {
 	Panics  uint64               `json:"panics"`
 	Bitrate uint64               `json:"bitrate_bps"`
 	Dropped map[string]DropCount `json:"dropped"`
+	// History is the camera's last state changes, newest first; only in
+	// /v1/cameras/{name}.
+	History []StateChange `json:"history,omitempty"`
 }
 
 // ReaderStatus is one attached reader.

@@ -27,7 +27,9 @@ func (p *Proxy) registerAPI(mux *http.ServeMux) {
 			}{"no camera of that name"})
 			return
 		}
-		writeJSON(w, http.StatusOK, c.status().public())
+		s := c.status().public()
+		s.History = c.history()
+		writeJSON(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("GET /v1/readers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -131,6 +132,16 @@ func TestAPINoCameraAddressOrPassword(t *testing.T) {
 		}
 	}
 	t.Logf("last_error: %s", p.Status()[0].LastError)
+	var one CameraStatus
+	getJSON(t, base+"/v1/cameras/door", &one)
+	var states []string
+	for _, h := range one.History {
+		states = append(states, h.State)
+	}
+	// Newest first: down (with the error), up, connecting.
+	if n := len(states); n < 3 || states[n-1] != stateConnecting || states[n-2] != stateUp || states[n-3] == stateUp || one.History[n-3].Error == "" {
+		t.Errorf("history %+v", one.History)
+	}
 }
 
 func TestHideCamera(t *testing.T) {
@@ -261,5 +272,19 @@ func TestAdminUsersReload(t *testing.T) {
 	}
 	if got := status(); got != 200 {
 		t.Errorf("after removing admin_users: %d, want 200", got)
+	}
+}
+
+func TestStateHistoryRing(t *testing.T) {
+	var h stateHistory
+	if got := h.list(); len(got) != 0 {
+		t.Fatalf("empty: %v", got)
+	}
+	for i := range historySize + 5 {
+		h.add(StateChange{State: fmt.Sprint(i)})
+	}
+	got := h.list()
+	if len(got) != historySize || got[0].State != fmt.Sprint(historySize+4) || got[historySize-1].State != "5" {
+		t.Errorf("list: %d entries, newest %q, oldest %q", len(got), got[0].State, got[len(got)-1].State)
 	}
 }

@@ -21,6 +21,7 @@ var consoleFiles embed.FS
 
 var consoleTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"since":      fmtSince,
+	"clock":      func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
 	"resolution": fmtResolution,
 	"fps":        fmtFPS,
 	"bitrate":    fmtBitrate,
@@ -60,6 +61,7 @@ func (p *Proxy) registerConsole(mux *http.ServeMux) {
 			return
 		}
 		s := c.status().public()
+		s.History = c.history()
 		renderConsole(w, http.StatusOK, "camera", consolePage{Title: s.Name, Page: "camera", Camera: s.Name,
 			API: "/v1/cameras/" + s.Name, One: &s})
 	})

@@ -259,6 +259,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("camera page: reader row %q, codec %q", reader, codec)
 	}
 	shoot(t, ctx, "console-camera.png")
+	// The camera that went down shows it in its history.
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/gate"), chromedp.WaitVisible("#history"),
+		chromedp.Sleep(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#history tbody tr")).map(tr => tr.className)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) < 3 || hist[0] != "state-down" && hist[0] != "state-connecting" || hist[len(hist)-1] != "state-connecting" {
+		t.Errorf("gate's history rows: %q", hist)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/readers"), chromedp.Sleep(2500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,10 @@
     if (m) return m + "m " + s + "s";
     return s + "s";
   }
+  function clock(iso) {
+    const d = new Date(iso), p = (n) => String(n).padStart(2, "0");
+    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+  }
   function resolution(c) { return c.width && c.height ? c.width + "×" + c.height : ""; }
   // Same as fmtFPS in console.go: "~" marks a measured rate.
   function fps(c) {
@@ -164,6 +168,15 @@
       }
       if (!body.rows.length) { const tr = document.createElement("tr"); tr.className = "none"; cell(tr, "Nothing dropped.").colSpan = 3; body.appendChild(tr); }
       drops.replaceChild(body, drops.tBodies[0]);
+      const history = document.getElementById("history");
+      const hbody = document.createElement("tbody");
+      for (const h of c.history || []) {
+        const tr = document.createElement("tr");
+        tr.className = "state-" + h.state;
+        cell(tr, clock(h.time)); cell(tr, badge(h.state)); cell(tr, h.error || "", "err");
+        hbody.appendChild(tr);
+      }
+      history.replaceChild(hbody, history.tBodies[0]);
     });
   }
 
