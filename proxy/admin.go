@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"sort"
@@ -13,18 +12,14 @@ import (
 )
 
 // adminHandler serves /metrics, /v1/cameras, /healthz (the reader
-// listeners accept) and /readyz (also: started, not stopping).
+// listeners accept) and /readyz (also: started, not stopping), the API
+// (api.go) and the console (console.go), behind adminGuard (admin_auth.go):
+// credentials when admin_users are set, security headers, GET and HEAD only.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/cameras", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(struct {
-			Cameras []CameraStatus `json:"cameras"`
-		}{p.Status()})
-	})
+	p.registerAPI(mux)
+	p.registerConsole(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		if probs := p.listenerProblems(); len(probs) > 0 {
@@ -44,35 +39,55 @@ func (p *Proxy) adminHandler() http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	return mux
+	return p.adminGuard(mux)
 }
 
-// CameraStatus is one camera's state in /v1/cameras. Its URL is redacted.
+// CameraStatus is one camera's state in /v1/cameras. Neither the camera's
+// address nor its credentials are in the API or the console: URL is not
+// marshalled, and there LastError names the camera "<camera>" (public,
+// hideCamera); in Status, LastError only has the password redacted.
 type CameraStatus struct {
-	Name       string         `json:"name"`
-	URL        SecretURL      `json:"url"`
-	State      string         `json:"state"`
-	Since      time.Time      `json:"since"`
-	LastError  string         `json:"last_error,omitempty"`
-	OnDemand   bool           `json:"on_demand"`
-	Transport  Transport      `json:"transport"`
-	Readers    []ReaderStatus `json:"readers"`
-	BytesIn    uint64         `json:"bytes_in"`
-	PacketsIn  uint64         `json:"packets_in"`
-	PacketLost uint64         `json:"packets_lost"`
-	Jitter     float64        `json:"rtp_jitter"`
-	Reconnects uint64         `json:"reconnects"`
+	Name      string    `json:"name"`
+	URL       SecretURL `json:"-"`
+	State     string    `json:"state"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	// Codec, Width and Height describe the video track of the current
+	// plan (from the validated SPS; 0 when unknown). FPS is the rate the
+	// SPS declares (FPSSource "sps") or else the one measured from the RTP
+	// timestamps over the last second (FPSSource "measured").
+	// FPSMeasured is that measurement whatever the SPS says (a camera may
+	// declare one rate and send another); 0 while the camera is not up.
+	Codec       string         `json:"codec,omitempty"`
+	Width       int            `json:"width,omitempty"`
+	Height      int            `json:"height,omitempty"`
+	FPS         float64        `json:"fps"`
+	FPSSource   string         `json:"fps_source,omitempty"`
+	FPSMeasured float64        `json:"fps_measured"`
+	OnDemand    bool           `json:"on_demand"`
+	Transport   Transport      `json:"transport"`
+	Readers     []ReaderStatus `json:"readers"`
+	BytesIn     uint64         `json:"bytes_in"`
+	PacketsIn   uint64         `json:"packets_in"`
+	PacketLost  uint64         `json:"packets_lost"`
+	Jitter      float64        `json:"rtp_jitter"`
+	Reconnects  uint64         `json:"reconnects"`
 	// Panics counts internal errors contained in this camera's goroutines
 	// (each one refused the camera's stream, or closed one reader).
 	Panics  uint64               `json:"panics"`
 	Bitrate uint64               `json:"bitrate_bps"`
 	Dropped map[string]DropCount `json:"dropped"`
+	// History is the camera's last state changes, newest first; only in
+	// /v1/cameras/{name}.
+	History []StateChange `json:"history,omitempty"`
 }
 
 // ReaderStatus is one attached reader.
 type ReaderStatus struct {
-	User           string    `json:"user"`
-	Remote         string    `json:"remote"`
+	User   string `json:"user"`
+	Remote string `json:"remote"`
+	// Transport is tcp, udp or udp-multicast, with "+tls" for RTSPS.
+	Transport      string    `json:"transport"`
 	Since          time.Time `json:"since"`
 	BytesOut       uint64    `json:"bytes_out"`
 	PacketsOut     uint64    `json:"packets_out"`
@@ -109,6 +124,7 @@ func (c *camera) status() CameraStatus {
 	s.BytesIn, s.PacketsIn, s.PacketLost = src.bytesIn.Load(), src.packetsIn.Load(), src.lost.Load()
 	s.Jitter = math.Float64frombits(src.jitterBits.Load())
 	s.Reconnects, s.Bitrate, s.Panics = c.reconnects.Load(), src.bitrate.Load(), c.panics.Load()
+	c.stream.videoStatus(&s)
 	s.Dropped = map[string]DropCount{}
 	for reason, v := range c.counters.Snapshot() {
 		s.Dropped[reason] = DropCount{Units: v[0], Bytes: v[1]}
@@ -136,6 +152,7 @@ var (
 	descReaderBytes = prometheus.NewDesc("cordon_reader_sent_bytes_total", "RTP bytes sent to a reader.", []string{"camera", "user", "remote"}, nil)
 	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
 	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
+	descAdminFail   = prometheus.NewDesc("cordon_admin_auth_failures_total", "Failed logins on the admin listener (console, API, metrics).", nil, nil)
 	descRefused     = prometheus.NewDesc("cordon_reader_refused_total", "Reader requests refused after login, by reason.", []string{"reason"}, nil)
 	descConnRefused = prometheus.NewDesc("cordon_reader_connections_refused_total", "Reader connections closed at once because a connection limit was reached, by limit.", []string{"listener", "limit"}, nil)
 	descConnOpen    = prometheus.NewDesc("cordon_reader_connections", "Open reader connections.", []string{"listener"}, nil)
@@ -149,7 +166,7 @@ var (
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
 		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
-		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled} {
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail} {
 		ch <- d
 	}
 }
@@ -193,6 +210,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descAuthFail, p.authFailures.Load())
+	counter(descAdminFail, p.adminAuthFailures.Load())
 	counter(descRefused, p.refusedNetwork.Load(), "network")
 	counter(descRefused, p.refusedCamera.Load(), "camera")
 	counter(descRefused, p.refusedFull.Load(), "max_readers")

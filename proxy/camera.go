@@ -51,6 +51,7 @@ type camera struct {
 	since   time.Time
 	waiters int       // readers waiting in streamFor
 	lastUse time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
+	hist    stateHistory
 }
 
 var _ sourceParent = (*camera)(nil)
@@ -71,6 +72,7 @@ func newCamera(p *Proxy, cc Camera) *camera {
 	if cc.OnDemand {
 		c.state = stateIdle
 	}
+	c.hist.add(StateChange{Time: c.since, State: c.state})
 	c.stream = newStream(cc, p.servers, p.cfg.GOPCacheMaxPackets, &c.counters, c.log)
 	c.src = &source{
 		cfg: cc, tmo: c.tmo, bind: p.cfg.CameraSide.Bind, log: c.log,
@@ -181,6 +183,7 @@ func (c *camera) setState(s, errMsg string) {
 	defer c.mu.Unlock()
 	if c.state != s {
 		c.since = time.Now()
+		c.hist.add(StateChange{Time: c.since, State: s, Error: errMsg})
 	}
 	c.state = s
 	if errMsg != "" {
@@ -245,7 +248,10 @@ func (c *camera) removeReader(r *reader) {
 	c.touch()
 }
 
-func (c *camera) sampleBitrate(now time.Time) { c.src.sampleBitrate(now) }
+func (c *camera) sampleBitrate(now time.Time) {
+	c.src.sampleBitrate(now)
+	c.stream.sampleFPS()
+}
 
 func sortCameras(cs []*camera) {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].cfg.Name < cs[j].cfg.Name })

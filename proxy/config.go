@@ -34,9 +34,14 @@ type Config struct {
 	// read every camera without credentials. Without readers it must be
 	// true (the proxy refuses to start otherwise); with readers it must be
 	// false. The demo sets it, on 127.0.0.1 only.
-	AllowAnonymous bool     `yaml:"allow_anonymous"`
-	Log            Log      `yaml:"log"`
-	Timeouts       Timeouts `yaml:"timeouts"`
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// AdminUsers may use the admin listener (console, API, /metrics;
+	// /healthz and /readyz stay open) with HTTP Basic. When set, every
+	// request needs one of them, even on loopback. When empty, listen.admin
+	// must be a loopback address (the proxy refuses to start otherwise).
+	AdminUsers []AdminUser `yaml:"admin_users"`
+	Log        Log         `yaml:"log"`
+	Timeouts   Timeouts    `yaml:"timeouts"`
 	// WriteQueueSize is the per-reader queue, in packets; it must hold the
 	// largest keyframe plus the GOP sent to a new reader. A power of two.
 	// It defaults to 4096.
@@ -90,8 +95,11 @@ type Listen struct {
 	// RTSPS is the optional RTSP-over-TLS address; it needs TLS.Cert and
 	// TLS.Key. Empty disables it.
 	RTSPS string `yaml:"rtsps"`
-	// Admin serves /metrics, /v1/cameras and /healthz. It defaults to
-	// "127.0.0.1:9090"; "off" disables it.
+	// Admin serves the console, the API (/v1/...), /metrics, /healthz and
+	// /readyz. It defaults to "127.0.0.1:9554" (9554: clear of
+	// Prometheus's 9090, Grafana's 3000, node_exporter's 9100 and
+	// MediaMTX's ports); "off" disables it. Off loopback it needs
+	// admin_users.
 	Admin string `yaml:"admin"`
 	// UDPRTP is the server port of the UDP transport for readers (RTP, an
 	// even port). It defaults to port 8000 on the RTSP listener's IP;
@@ -448,6 +456,7 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	}
 	names := c.checkCameras(ps.add)
 	c.checkReaders(ps.add, names)
+	c.checkAdmin(ps.add)
 	ls := c.checkListeners(ps)
 	bind := c.checkSettings(ps.add)
 	if h == nil {
@@ -618,6 +627,9 @@ func (c *Config) checkTuning(add addFunc) {
 	}
 }
 
+// defaultAdmin is listen.admin's default.
+const defaultAdmin = "127.0.0.1:9554"
+
 // withDefaults returns c with zero values replaced by their defaults.
 func (c Config) withDefaults() Config {
 	def := func(d *time.Duration, v time.Duration) {
@@ -628,7 +640,7 @@ func (c Config) withDefaults() Config {
 	// Listen.RTSP has no default (Validate requires it); the others
 	// follow it or stay on loopback.
 	if c.Listen.Admin == "" {
-		c.Listen.Admin = "127.0.0.1:9090"
+		c.Listen.Admin = defaultAdmin
 	}
 	if c.Listen.UDPRTP == "" {
 		// Same interface as the RTSP listener (the core side only).

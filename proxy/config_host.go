@@ -79,7 +79,7 @@ func (c *Config) checkListeners(ps *problems) []listener {
 		}
 	}
 	if L.Admin != "" && L.Admin != "off" {
-		if l, ok := parse("listen.admin", L.Admin, "127.0.0.1:9090", `, or "off"`, false); ok {
+		if l, ok := parse("listen.admin", L.Admin, "127.0.0.1:9554", `, or "off"`, false); ok {
 			ls = append(ls, l)
 		}
 	}

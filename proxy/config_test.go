@@ -17,7 +17,7 @@ import (
 const goodConfig = `
 listen:
   rtsp: ":8554"
-  admin: "127.0.0.1:9090"
+  admin: "127.0.0.1:9554"
 camera_side:
   bind: 192.168.50.2
 cameras:
@@ -66,6 +66,9 @@ const (
 	cfCamR = cfLis + cfCams          // for readers: the camera's keys are lines 4-5
 )
 
+// testAdminHash is bcrypt (cost 4) of "console-pw".
+const testAdminHash = "$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK"
+
 // confErrorCases map bad configurations to their exact messages; they also
 // seed FuzzConfig.
 var confErrorCases = []struct{ name, in, want string }{
@@ -107,7 +110,7 @@ var confErrorCases = []struct{ name, in, want string }{
 	{"listen port", "listen:\n  rtsp: ':99999'\n" + cfAnon + cfCams, `listen.rtsp ":99999": port "99999" is not a port number (1-65535)`},
 	{"listen not address", "listen:\n  rtsp: '8554'\n" + cfAnon + cfCams, `listen.rtsp "8554": not an address; write IP:port, e.g. "10.0.0.5:8554"`},
 	{"listen host name", "listen:\n  rtsp: cordon.lan:8554\n" + cfAnon + cfCams, `listen.rtsp "cordon.lan:8554": "cordon.lan" is not an IP address; write an address of this host, e.g. "10.0.0.5:8554"`},
-	{"admin nope", cfLis + "  admin: nope\n" + cfAnon + cfCams, `listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9090", or "off"`},
+	{"admin nope", cfLis + "  admin: nope\n" + cfAnon + cfCams, `listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9554", or "off"`},
 	{"same port", cfLis + "  admin: 127.0.0.1:8554\n" + cfAnon + cfCams, `listen.admin "127.0.0.1:8554" uses the port of listen.rtsp "127.0.0.1:8554"; give each listener its own port`},
 	{"same port, every interface", "listen:\n  rtsp: :8554\n  rtsps: 127.0.0.1:8554\n" + cfAnon + cfCams + "tls: {cert: c, key: k}\n",
 		`listen.rtsps "127.0.0.1:8554" uses the port of listen.rtsp ":8554"; give each listener its own port`},
@@ -125,6 +128,18 @@ var confErrorCases = []struct{ name, in, want string }{
 	{"bad queue", cfCam + "write_queue_size: 1000\n", `write_queue_size 1000 must be a power of two, at least 64`},
 	{"bad backoff", cfCam + "timeouts:\n  backoff_min: 1m\n  backoff_max: 10s\n", `timeouts.backoff_min (1m0s) is larger than timeouts.backoff_max (10s)`},
 	{"negative auth backoff", cfCam + "timeouts:\n  auth_failure_backoff: -1m\n", `timeouts.auth_failure_backoff (-1m0s) is negative; it is the wait after a camera refused the credentials (default 10m)`},
+	{"admin off loopback", cfLis + "  admin: 10.0.0.5:9554\n" + cfAnon + cfCams,
+		`listen.admin "10.0.0.5:9554" is not a loopback address and admin_users is empty, so anyone who reaches it could read the console and API; add admin_users (user and password_hash, from cordon proxy hash), or listen on 127.0.0.1`},
+	{"admin every interface", cfLis + "  admin: ':9554'\n" + cfAnon + cfCams,
+		`listen.admin ":9554" is not a loopback address and admin_users is empty, so anyone who reaches it could read the console and API; add admin_users (user and password_hash, from cordon proxy hash), or listen on 127.0.0.1`},
+	{"admin no user", cfCam + "admin_users:\n  - password_hash: '$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK'\n", `admin_users[0]: user is missing`},
+	{"admin bad user", cfCam + "admin_users:\n  - {user: 'a:b', password_hash: '$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK'}\n", `admin_users[0] (a:b): user may not contain ':', '"' or control characters`},
+	{"admin dup", cfCam + "admin_users:\n  - {user: ops, password_hash: '$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK'}\n  - {user: ops, password_hash: '$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK'}\n",
+		`admin_users[1] (ops): user "ops" is already defined by admin_users[0]`},
+	{"admin no hash", cfCam + "admin_users:\n  - user: ops\n", `admin_users[0] (ops): password_hash is missing; make one with: cordon proxy hash`},
+	{"admin bad hash", cfCam + "admin_users:\n  - {user: ops, password_hash: '$argon2i$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA'}\n",
+		`admin_users[0] (ops): password_hash: only argon2id is accepted (not argon2i or argon2d)`},
+	{"admin clear password", cfCam + "admin_users:\n  - {user: ops, password: secret}\n", `c.yml:8: unknown key "password" (check its spelling and indentation)`},
 	{"bad duration", cfCam + "timeouts:\n  camera: soon\n", `c.yml:8: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
 }
 
@@ -155,10 +170,10 @@ func TestConfigDefaultsSafe(t *testing.T) {
 		listen                 Listen
 		admin, udpRTP, udpRTCP string
 	}{
-		{Listen{RTSP: "10.0.0.5:8554"}, "127.0.0.1:9090", "10.0.0.5:8000", "10.0.0.5:8001"},
-		{Listen{RTSP: "127.0.0.1:8554", UDPRTP: "127.0.0.1:9000"}, "127.0.0.1:9090", "127.0.0.1:9000", "127.0.0.1:9001"},
+		{Listen{RTSP: "10.0.0.5:8554"}, "127.0.0.1:9554", "10.0.0.5:8000", "10.0.0.5:8001"},
+		{Listen{RTSP: "127.0.0.1:8554", UDPRTP: "127.0.0.1:9000"}, "127.0.0.1:9554", "127.0.0.1:9000", "127.0.0.1:9001"},
 		{Listen{RTSP: "[fd00::5]:8554", Admin: "off"}, "off", "[fd00::5]:8000", "[fd00::5]:8001"},
-		{Listen{RTSP: "10.0.0.5:8554", UDPRTP: "off"}, "127.0.0.1:9090", "off", "off"},
+		{Listen{RTSP: "10.0.0.5:8554", UDPRTP: "off"}, "127.0.0.1:9554", "off", "off"},
 	} {
 		d := Config{Listen: tc.listen}.withDefaults()
 		if d.Listen.Admin != tc.admin || d.Listen.UDPRTP != tc.udpRTP || d.Listen.UDPRTCP != tc.udpRTCP {
@@ -195,7 +210,7 @@ log:
 	}
 	want := []string{
 		p + `:2: listen.rtsp ":99999": port "99999" is not a port number (1-65535)`,
-		p + `:3: listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9090", or "off"`,
+		p + `:3: listen.admin "nope": not an address; write IP:port, e.g. "127.0.0.1:9554", or "off"`,
 		p + `:5: camera_side.bind 203.0.113.77 is not an address of this host (it has `,
 		p + `:8: url: port 99999 is not a port number (1-65535)`,
 		p + `:9: transport "tcpp" is not one of tcp, udp, auto`,
@@ -256,10 +271,11 @@ func TestCheckHost(t *testing.T) {
 		{"admin on every interface", func(c *Config) {
 			c.CameraSide.Bind = "127.0.0.2"
 			c.Listen.RTSP = "203.0.113.79:8554"
-			c.Listen.Admin = ":9090"
+			c.Listen.Admin = ":9554"
+			c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
 		},
 			`listen.rtsp "203.0.113.79:8554": 203.0.113.79 is not an address of this host`,
-			`listen.admin ":9090" listens on every interface, ` + lo + ` (camera_side.bind 127.0.0.2) included, so cameras could reach it; listen on the core-network interface's address instead`},
+			`listen.admin ":9554" listens on every interface, ` + lo + ` (camera_side.bind 127.0.0.2) included, so cameras could reach it; listen on the core-network interface's address instead`},
 		{"bind not local", func(c *Config) { c.CameraSide.Bind = "203.0.113.77" },
 			`camera_side.bind 203.0.113.77 is not an address of this host (it has `, ""},
 		{"listen not local", func(c *Config) { c.Listen.RTSP = "203.0.113.78:8554" },

@@ -46,6 +46,9 @@ type Proxy struct {
 
 	accts atomic.Pointer[accounts]
 
+	adminAccts        atomic.Pointer[adminAccounts] // nil: no admin_users
+	adminAuthFailures atomic.Uint64
+
 	servers   []*gortsplib.Server                                 // plain RTSP first, then RTSPS if configured
 	listeners []namedStats                                        // the servers' listeners, same order
 	listen    func(network, address string) (net.Listener, error) // net.Listen; a test hook
@@ -249,6 +252,10 @@ func (p *Proxy) startAdmin(cfg Config) error {
 		return fmt.Errorf("proxy: %w", &ListenError{Key: "listen.admin", Addr: cfg.Listen.Admin, Err: err})
 	}
 	p.adminLn = ln
+	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
+		ln.Close()
+		return fmt.Errorf("proxy: %w", err)
+	}
 	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	p.wg.Go(func() { p.admin.Serve(ln) })
 	return nil
@@ -371,6 +378,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	}
 	p.cfg = cfg
 	p.accts.Store(&acc)
+	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
+		p.log.Warn("reload: admin_users not applied", "error", err)
+	}
 
 	want := map[string]Camera{}
 	for _, cc := range cfg.Cameras {

@@ -18,8 +18,11 @@ type reader struct {
 	user   string // the account, or "anonymous"
 	remote string
 	since  time.Time
-	out    output // set before the reader is added to a stream
-	close  func() // ends the reader's session
+	// transport is how the reader is served (set before it is added to a
+	// stream, not changed afterwards).
+	transport string
+	out       output // set before the reader is added to a stream
+	close     func() // ends the reader's session
 
 	bytes, packets, dropped atomic.Uint64
 
@@ -51,7 +54,7 @@ var errQueueFull = errors.New("write queue is full")
 // status is the reader's line in /v1/cameras.
 func (r *reader) status() ReaderStatus {
 	return ReaderStatus{
-		User: r.user, Remote: r.remote, Since: r.since,
+		User: r.user, Remote: r.remote, Since: r.since, Transport: r.transport,
 		BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
 		BatchedWrites: r.out != nil && r.out.batched(),
 	}

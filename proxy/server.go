@@ -260,6 +260,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	r, fresh := rs.r, rs.r.out == nil
 	if fresh {
 		r.out = rs.output(ctx.Conn, h.p)
+		r.transport = readerTransport(ctx.Session.Transport(), h.secure)
 	}
 	err := rs.cam.addReader(r, rs.stream)
 	if bo, ok := r.out.(*batchOutput); ok && fresh {

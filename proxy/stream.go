@@ -52,6 +52,7 @@ type stream struct {
 	ready    chan struct{}             // closed once streams exist
 	readers  map[*reader]struct{}
 	gop      gopCache
+	fps      fpsMeter
 }
 
 func newStream(cfg Camera, servers []*gortsplib.Server, gopMax int, counters *rebuild.Counters, log *slog.Logger) *stream {
@@ -164,6 +165,9 @@ func (s *stream) packet(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) er
 	// packet is a place to start.
 	video := t.Media().Type == description.MediaTypeVideo
 	for i, op := range out {
+		if video {
+			s.fps.observe(op.Timestamp, uint32(t.Media().Formats[0].ClockRate()))
+		}
 		key := !s.hasVideo || (video && i == keyAt)
 		if s.hasVideo {
 			s.gop.add(t, op, key && video)

@@ -82,9 +82,10 @@ Examples:
 	cordon proxy -c cordon.yml
 	kill -HUP $(pidof cordon)
 
-	# state and metrics
-	curl -s http://127.0.0.1:9090/v1/cameras
-	curl -s http://127.0.0.1:9090/metrics | grep cordon_camera_up`
+	# the console (a browser), state and metrics
+	xdg-open http://127.0.0.1:9554/
+	curl -s http://127.0.0.1:9554/v1/cameras
+	curl -s http://127.0.0.1:9554/metrics | grep cordon_camera_up`
 
 // demoListen is where the proxy listens without a configuration file (the
 // demo and --camera): loopback only.
@@ -159,7 +160,7 @@ func parseProxyFlags(e *env, args []string) (*proxyFlags, error) {
 	fs.StringVar(&f.cfgPath, "c", "", "configuration `file` (YAML; see docs/proxy.md)")
 	fs.Var(&f.cams, "camera", "a camera to proxy, as `name=rtsp://user:password@host/path` (repeatable; added to the file's cameras)")
 	fs.StringVar(&f.listen, "listen", "", "core-side RTSP `address` (overrides listen.rtsp; without -c the default is "+demoListen+")")
-	fs.StringVar(&f.admin, "admin", "", "admin HTTP `address` for /metrics, /v1/cameras, /healthz, or off (default 127.0.0.1:9090)")
+	fs.StringVar(&f.admin, "admin", "", "admin HTTP `address` for the console, /v1/..., /metrics, /healthz, or off (default 127.0.0.1:9554; off loopback it needs admin_users in the file)")
 	fs.StringVar(&f.udp, "udp", "", "reader UDP server `port` for RTP (RTCP uses the next one), or off (default 8000)")
 	fs.BoolVar(&f.anon, "allow-anonymous", false, "let readers read without credentials (sets allow_anonymous; automatic without -c on 127.0.0.1)")
 	fs.StringVar(&f.logLevel, "log-level", "", "log `level`: debug, info, warn or error (overrides log.level)")

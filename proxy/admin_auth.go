@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+)
+
+// adminAccounts are the admin_users, parsed. A successful check is
+// remembered as the SHA-256 of the password so that the console's
+// refresh every 2 s does not run argon2id each time; a wrong password
+// always runs the full check, at most maxAdminChecks at once.
+type adminAccounts struct {
+	hashes map[string]passwordHash
+	mu     sync.Mutex
+	ok     map[string][sha256.Size]byte // user → sha256(password) last accepted
+	busy   chan struct{}
+}
+
+// maxAdminChecks bounds concurrent password hash checks on the admin
+// listener (argon2id costs 64 MiB each by default).
+const maxAdminChecks = 2
+
+func newAdminAccounts(us []AdminUser) (*adminAccounts, error) {
+	a := &adminAccounts{hashes: map[string]passwordHash{}, ok: map[string][sha256.Size]byte{}, busy: make(chan struct{}, maxAdminChecks)}
+	for _, u := range us {
+		h, err := parseHash(u.PasswordHash)
+		if err != nil {
+			return nil, fmt.Errorf("admin user %s: password_hash: %w", u.User, err)
+		}
+		if d, ok := h.(*ha1Hash); ok {
+			d.user = u.User
+		}
+		a.hashes[u.User] = h
+	}
+	return a, nil
+}
+
+// check reports whether user and password are an admin account.
+func (a *adminAccounts) check(user, pw string) bool {
+	h, known := a.hashes[user]
+	if !known {
+		return false
+	}
+	sum := sha256.Sum256([]byte(pw))
+	a.mu.Lock()
+	prev, seen := a.ok[user]
+	a.mu.Unlock()
+	if seen && subtle.ConstantTimeCompare(prev[:], sum[:]) == 1 {
+		return true
+	}
+	a.busy <- struct{}{}
+	good := h.verify(pw)
+	<-a.busy
+	if good {
+		a.mu.Lock()
+		a.ok[user] = sum
+		a.mu.Unlock()
+	}
+	return good
+}
+
+// setAdminUsers replaces the admin accounts (at start and on reload); the
+// configuration was validated, so the hashes parse.
+func (p *Proxy) setAdminUsers(us []AdminUser) error {
+	if len(us) == 0 {
+		p.adminAccts.Store(nil)
+		return nil
+	}
+	a, err := newAdminAccounts(us)
+	if err != nil {
+		return err
+	}
+	p.adminAccts.Store(a)
+	return nil
+}
+
+// adminGuard wraps the admin handler: security headers on every answer,
+// GET and HEAD only (the console is read-only: nothing changes state, so
+// there is nothing to forge), and HTTP Basic when admin_users are set.
+// Without admin_users the listener is on loopback (Validate refuses
+// otherwise); a request that reached it through another local address is
+// refused all the same. /healthz and /readyz answer without credentials,
+// for supervisors.
+func (p *Proxy) adminGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "the admin listener is read-only: GET and HEAD only", http.StatusMethodNotAllowed)
+			return
+		}
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		accts := p.adminAccts.Load()
+		if accts == nil {
+			if !localIsLoopback(r) {
+				http.Error(w, "admin_users are needed off loopback", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		user, pw, ok := r.BasicAuth()
+		if !ok || !accts.check(user, pw) {
+			if ok {
+				p.adminAuthFailures.Add(1)
+				p.log.Warn("admin login failed", "user", user, "remote", r.RemoteAddr)
+			}
+			h.Set("WWW-Authenticate", `Basic realm="cordon", charset="UTF-8"`)
+			http.Error(w, "credentials needed (admin_users)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// localIsLoopback reports whether the request came in on a loopback
+// address of this host.
+func localIsLoopback(r *http.Request) bool {
+	if p, ok := r.Context().Value(adminLocalAddrKey{}).(netip.Addr); ok {
+		return p.IsLoopback() // test hook: the address the test says it arrived on
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(la.String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// adminLocalAddrKey is a test hook: a netip.Addr in the request context
+// stands for the local address the request arrived on.
+type adminLocalAddrKey struct{}
