@@ -59,6 +59,11 @@ func TestReaderSessionSetup(t *testing.T) {
 				}
 				return res
 			}
+			if tc.want < 0 {
+				// The previous cases' readers detach asynchronously once
+				// their connections close.
+				waitFor(t, "earlier readers detached", 5*time.Second, func() bool { return len(p.Status()[0].Readers) == 0 })
+			}
 			res := request(base.Setup, tc.url, base.Header{"Transport": base.HeaderValue{tc.transport}})
 			if tc.want < 0 {
 				if res.StatusCode == base.StatusOK {
