@@ -25,6 +25,12 @@ func (p *Proxy) adminHandler() http.Handler {
 			Cameras []CameraStatus `json:"cameras"`
 		}{p.Status()})
 	})
+	mux.HandleFunc("GET /v1/trunks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(p.TrunksStatus())
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		if probs := p.listenerProblems(); len(probs) > 0 {
@@ -152,6 +158,9 @@ func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled} {
 		ch <- d
 	}
+	for _, d := range trunkDescs {
+		ch <- d
+	}
 }
 
 func (col *collector) Collect(ch chan<- prometheus.Metric) {
@@ -192,6 +201,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descReaderDrop, r.DroppedPackets, s.Name, r.User, r.Remote)
 		}
 	}
+	p.collectTrunks(ch)
 	counter(descAuthFail, p.authFailures.Load())
 	counter(descRefused, p.refusedNetwork.Load(), "network")
 	counter(descRefused, p.refusedCamera.Load(), "camera")
