@@ -65,14 +65,26 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 		return nil, fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
 	}
 	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), peers: map[*quic.Conn]*trunkPeer{}}
-	tc := trunkTLS(cert, trunkPins(cfg.Trunk.Peers...), true, e.log, "core")
-	verify := tc.VerifyPeerCertificate
-	tc.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
-		err := verify(raw, chains)
-		if err != nil {
-			e.refused.Add(1)
+	pins := trunkPins(cfg.Trunk.Peers...)
+	tc := trunkTLS(cert, pins, true, e.log, "core")
+	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		// The same configuration, with the core's address in the log of
+		// a refusal (quic-go gives the hello a Conn with the addresses).
+		who := "core"
+		if hi.Conn != nil {
+			who = "core " + hi.Conn.RemoteAddr().String()
 		}
-		return err
+		c := tc.Clone()
+		c.GetConfigForClient = nil
+		verify := pinVerifier(pins, e.log, who)
+		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			err := verify(raw, chains)
+			if err != nil {
+				e.refused.Add(1)
+			}
+			return err
+		}
+		return c, nil
 	}
 	ln, err := quic.ListenAddr(cfg.Trunk.Listen, tc, trunkQUICConfig(cfg.Timeouts))
 	if err != nil {
@@ -183,15 +195,18 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	}
 	r := &reader{user: "trunk:" + peer.fingerprint, remote: peer.remote, since: time.Now(), out: out, close: out.stop}
 	out.r = r
+	// The reader is added before the answer is sent: what the stream
+	// writes meanwhile waits in the output's queue, behind the answer.
+	if err := c.addReader(r, sst); err != nil {
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
+		return
+	}
+	defer c.removeReader(r)
 	if err := writeJSONFrame(st, trunkAnswer{SDP: string(sdp)}); err != nil {
 		return
 	}
-	if err := c.addReader(r, sst); err != nil {
-		return // (the core sees the stream end and retries)
-	}
 	peer.streams.Add(1)
 	defer peer.streams.Add(-1)
-	defer c.removeReader(r)
 	log.Info("core reading camera", "camera", req.Camera)
 	err = out.run(st, conn.Context().Done(), tmo)
 	log.Info("core stopped reading camera", "camera", req.Camera, "reason", err)

@@ -121,6 +121,9 @@ func TestTrunk(t *testing.T) {
 	}
 	r2 := waitReader(t, "a second core reader", 5*time.Second, url)
 	waitFor(t, "packets at the second reader", 5*time.Second, func() bool { return r2.packets.Load() > 20 })
+	if rs := edge.Status()[0].Readers; len(rs) != 1 || rs[0].User != "trunk:"+coreK.fp || rs[0].PacketsOut == 0 {
+		t.Errorf("edge readers of cam1 with two core readers: %+v; want the trunk alone", rs)
+	}
 	r2.cl.Close()
 
 	t.Run("ffprobe", func(t *testing.T) {
