@@ -25,6 +25,10 @@ const (
 	trunkDown       = "down"
 )
 
+// maxTrunkCameras bounds the cameras a "*" trunk takes from an edge's
+// catalogue (the edge is not trusted to list a sane number).
+const maxTrunkCameras = 1024
+
 // errTrunkRemote is an error the edge answered (an unknown camera, a
 // camera that is down).
 var errTrunkRemote = errors.New("edge refused")
@@ -166,9 +170,17 @@ func (t *trunkCore) catalogue(ctx context.Context, conn *quic.Conn) ([]trunkCame
 // trunk takes ("*"); a listed camera the edge does not have is logged.
 func (t *trunkCore) addCameras(names []string) {
 	if slices.Contains(t.cfg.Cameras, "*") {
+		added := 0
 		for _, n := range names {
-			if nameRE.MatchString(n) {
+			switch {
+			case !nameRE.MatchString(n):
+				t.log.Warn("the edge lists a camera name that is not valid here; ignored", "camera", fmt.Sprintf("%.80q", n))
+			case added >= maxTrunkCameras:
+				t.log.Warn("the edge lists more cameras than a trunk takes; the rest are ignored", "max", maxTrunkCameras, "listed", len(names))
+				return
+			default:
 				t.p.addTrunkCamera(t, n)
+				added++
 			}
 		}
 		return
