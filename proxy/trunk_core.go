@@ -275,14 +275,7 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	}
 	st.Close() // nothing more to send on this stream
 	st.SetReadDeadline(time.Now().Add(t.tmo.Camera + t.tmo.OnDemandStart))
-	var ans trunkAnswer
-	if err := readJSONFrame(st, maxTrunkAnswer, &ans); err != nil {
-		return false, fmt.Errorf("trunk answer: %w", err)
-	}
-	if ans.Error != "" {
-		return false, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
-	}
-	desc, err := parseTrunkSDP(ans.SDP)
+	desc, err := readPlayAnswer(st)
 	if err != nil {
 		return false, err
 	}
@@ -303,23 +296,22 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	var n uint64
 	for {
 		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
-		b, err := readFrame(st, framePacket, maxTrunkPacket)
+		i, pkt, size, err := readPacket(st, len(tracks))
+		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
+			return false, err // the edge broke the protocol: start again
+		}
 		if err != nil {
 			return n > 0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
 		}
-		t.bytesIn.Add(uint64(len(b)) + 5)
-		i, pkt, err := decodePacket(b, len(tracks))
-		if err != nil {
-			return false, err // the edge broke the protocol: start again
-		}
+		t.bytesIn.Add(uint64(size))
 		tr := tracks[i]
 		if tr == nil {
-			c.counters.Drop("trunk_media", len(b))
+			c.counters.Drop("trunk_media", size)
 			continue
 		}
 		n++
 		src.packetsIn.Add(1)
-		src.bytesIn.Add(uint64(len(b) - 1))
+		src.bytesIn.Add(uint64(size - 6))
 		if err := c.stream.packet(tr, pkt, time.Now()); errors.Is(err, rebuild.ErrInvalidParameters) {
 			return false, fmt.Errorf("stream refused: %w", err)
 		}

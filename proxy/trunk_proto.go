@@ -79,7 +79,10 @@ func readFrame(r io.Reader, want byte, max int) ([]byte, error) {
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%w: truncated after the header: %v", errTrunkFrame, err)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("trunk: frame of %d bytes cut short: %w", n, err) // (a connection lost, not a bad frame)
 	}
 	return b, nil
 }
@@ -158,4 +161,28 @@ func parseTrunkSDP(s string) (*description.Session, error) {
 		return nil, fmt.Errorf("%w: SDP with %d medias", errTrunkFrame, len(desc.Medias))
 	}
 	return &desc, nil
+}
+
+// readPlayAnswer reads the edge's answer to a play request: its refusal
+// (errTrunkRemote), or the camera's medias.
+func readPlayAnswer(r io.Reader) (*description.Session, error) {
+	var ans trunkAnswer
+	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
+		return nil, fmt.Errorf("trunk answer: %w", err)
+	}
+	if ans.Error != "" {
+		return nil, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
+	}
+	return parseTrunkSDP(ans.SDP)
+}
+
+// readPacket reads the next packet frame of a camera with medias medias:
+// the media index, the packet and the frame's size on the wire.
+func readPacket(r io.Reader, medias int) (int, *rtp.Packet, int, error) {
+	b, err := readFrame(r, framePacket, maxTrunkPacket)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	i, pkt, err := decodePacket(b, medias)
+	return i, pkt, 5 + len(b), err
 }

@@ -42,24 +42,16 @@ func testDesc() *description.Session {
 // readTrunkWire decodes what an edge sent as the core does (answer, SDP,
 // then packets), returning the packets.
 func readTrunkWire(r io.Reader) ([]*rtp.Packet, error) {
-	var ans trunkAnswer
-	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
-		return nil, err
-	}
-	desc, err := parseTrunkSDP(ans.SDP)
+	desc, err := readPlayAnswer(r)
 	if err != nil {
 		return nil, err
 	}
 	var out []*rtp.Packet
 	for {
-		b, err := readFrame(r, framePacket, maxTrunkPacket)
+		_, pkt, _, err := readPacket(r, len(desc.Medias))
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
-		if err != nil {
-			return out, err
-		}
-		_, pkt, err := decodePacket(b, len(desc.Medias))
 		if err != nil {
 			return out, err
 		}
@@ -77,6 +69,7 @@ func trunkWireCases(t testing.TB) []struct {
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 7, Timestamp: 90000, SSRC: 1}, Payload: []byte{0x65, 1, 2, 3}}
 	good := trunkWire(t, testDesc(), pkt, pkt)
 	badIndex := append(append([]byte{}, trunkWire(t, testDesc())...), append(appendFrameHeader(nil, framePacket, 13), append([]byte{1}, good[len(good)-16:len(good)-4]...)...)...)
+	badSDP := `{"sdp":"v=x"}`
 	huge := append(append([]byte{}, trunkWire(t, testDesc())...), appendFrameHeader(nil, framePacket, 1<<30)...)
 	return []struct {
 		name string
@@ -84,11 +77,11 @@ func trunkWireCases(t testing.TB) []struct {
 		want error
 	}{
 		{"good", good, nil},
-		{"truncated packet", good[:len(good)-3], errTrunkFrame},
+		{"truncated packet", good[:len(good)-3], io.ErrUnexpectedEOF},
 		{"media index out of range", badIndex, errTrunkFrame},
 		{"huge frame", huge, errTrunkFrameSize},
 		{"packet before answer", good[len(good)-(5+1+16):], errTrunkFrame},
-		{"bad SDP", append(appendFrameHeader(nil, frameJSON, 14), `{"sdp":"v=x"}`...), errTrunkFrame},
+		{"bad SDP", append(appendFrameHeader(nil, frameJSON, len(badSDP)), badSDP...), errTrunkFrame},
 	}
 }
 

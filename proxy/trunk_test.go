@@ -142,6 +142,10 @@ func TestTrunk(t *testing.T) {
 	if len(st.Trunks) != 1 || st.Trunks[0].State != trunkUp || st.Trunks[0].Cameras != 1 || st.Trunks[0].MediaBytes == 0 || st.Trunks[0].RTT <= 0 {
 		t.Errorf("core /v1/trunks: %+v", st.Trunks)
 	}
+	if tr := st.Trunks; len(tr) == 1 && tr[0].MediaBytes > 0 {
+		t.Logf("trunk: media %d B, QUIC received %d B (%.1f %% overhead incl. acks and handshake), RTT %s",
+			tr[0].MediaBytes, tr[0].BytesReceived, 100*(float64(tr[0].BytesReceived)/float64(tr[0].MediaBytes)-1), tr[0].RTT)
+	}
 	est := trunksStatus(t, edge)
 	if est.Edge == nil || len(est.Edge.Cores) != 1 || est.Edge.Cores[0].Fingerprint != coreK.fp || est.Edge.Cores[0].Cameras != 1 {
 		t.Errorf("edge /v1/trunks: %+v", est.Edge)
