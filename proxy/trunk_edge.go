@@ -45,7 +45,7 @@ type trunkPeer struct {
 	streams             atomic.Int64 // cameras it is reading
 }
 
-// quicConfig is the QUIC configuration of both ends.
+// trunkQUICConfig is the QUIC configuration of both ends of a trunk.
 func trunkQUICConfig(tmo Timeouts) *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: tmo.Camera,

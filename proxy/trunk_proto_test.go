@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
 )
 
 // trunkWire is what an edge sends for one camera: the answer with desc's
@@ -118,3 +121,49 @@ func FuzzTrunkWire(f *testing.F) {
 		}
 	})
 }
+
+// TestTrunkOutputQueue: a trunk reader whose queue (bytes) is full answers
+// "full" (the stream then skips it to the next keyframe), a track it was
+// not told about is refused, and run sends what was queued as frames
+// until the output stops.
+func TestTrunkOutputQueue(t *testing.T) {
+	tr := &rebuild.Track{}
+	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 100, q: make(chan []byte, 16), done: make(chan struct{})}
+	o.r = &reader{}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
+	var ok int
+	for range 5 {
+		full, dropped, err := o.write(tr, pkt, time.Now())
+		if full {
+			if dropped != 1 || !errors.Is(err, errQueueFull) {
+				t.Fatalf("full: dropped %d, err %v", dropped, err)
+			}
+			break
+		}
+		ok++
+	}
+	if ok != 2 { // 48-byte frames, 100 bytes
+		t.Fatalf("%d packets queued before full, want 2", ok)
+	}
+	if _, _, err := o.write(&rebuild.Track{}, pkt, time.Now()); !errors.Is(err, errTrunkTrack) {
+		t.Errorf("unknown track: %v", err)
+	}
+	var buf deadlineBuffer
+	go func() {
+		for o.queued.Load() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		o.streamClosed()
+	}()
+	if err := o.run(&buf, nil, time.Second); err == nil {
+		t.Fatal("run returned no reason")
+	}
+	pkts, err := readTrunkWire(io.MultiReader(bytes.NewReader(trunkWire(t, testDesc())), &buf.Buffer))
+	if err != nil || len(pkts) != 2 || o.r.packets.Load() != 2 {
+		t.Fatalf("sent %d packets (%v), counted %d", len(pkts), err, o.r.packets.Load())
+	}
+}
+
+type deadlineBuffer struct{ bytes.Buffer }
+
+func (*deadlineBuffer) SetWriteDeadline(time.Time) error { return nil }

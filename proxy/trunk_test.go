@@ -116,11 +116,14 @@ func TestTrunk(t *testing.T) {
 	url := readerURL(core, "site-a/cam1")
 	r1 := waitReader(t, "a core reader of site-a/cam1", 10*time.Second, url)
 	waitFor(t, "packets at the core reader", 5*time.Second, func() bool { return r1.packets.Load() > 20 })
-	if !startsWithSPS(r1.first[0].Payload) {
-		t.Errorf("the core reader's first packet is not a keyframe's SPS: % x", r1.first[0].Payload[:min(8, len(r1.first[0].Payload))])
+	if first := firstPacket(r1); !startsWithSPS(first) {
+		t.Errorf("the core reader's first packet is not a keyframe's SPS: % x", first[:min(8, len(first))])
 	}
 	r2 := waitReader(t, "a second core reader", 5*time.Second, url)
 	waitFor(t, "packets at the second reader", 5*time.Second, func() bool { return r2.packets.Load() > 20 })
+	if !startsWithSPS(firstPacket(r2)) {
+		t.Error("the second core reader did not start at a keyframe (the core's GOP cache)")
+	}
 	if rs := edge.Status()[0].Readers; len(rs) != 1 || rs[0].User != "trunk:"+coreK.fp || rs[0].PacketsOut == 0 {
 		t.Errorf("edge readers of cam1 with two core readers: %+v; want the trunk alone", rs)
 	}
@@ -267,4 +270,11 @@ func ask(t *testing.T, conn *quic.Conn, req trunkRequest) trunkAnswer {
 		t.Fatal(err)
 	}
 	return ans
+}
+
+// firstPacket is the payload of the first packet r got.
+func firstPacket(r *rtspReader) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first[0].Payload
 }
