@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"slices"
@@ -49,10 +50,7 @@ func trunkPath(edge, cam string) string { return edge + "/" + cam }
 // names (edge/camera, and edge/* for a trunk that takes every camera).
 func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 	t := c.Trunk
-	if t.Listen != "" {
-		if _, _, err := net.SplitHostPort(t.Listen); err != nil {
-			add("trunk.listen", "trunk.listen %q: want IP:port (UDP), e.g. \":7443\"", t.Listen)
-		}
+	if t.Listen != "" { // (the address is checked with the other listeners)
 		if len(t.Peers) == 0 {
 			add("trunk.peers", "trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core")
 		}
@@ -141,4 +139,15 @@ func trunkPins(fps ...string) [][sha256.Size]byte {
 		}
 	}
 	return out
+}
+
+// checkTrunkFiles checks that trunk.cert and trunk.key load (Check only).
+func (c *Config) checkTrunkFiles(ps *problems) {
+	t := c.Trunk
+	if t.Cert == "" || t.Key == "" || (t.Listen == "" && len(c.Trunks) == 0) {
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+		ps.add("trunk.cert", "trunk.cert/trunk.key: %v", err)
+	}
 }
