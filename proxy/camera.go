@@ -90,7 +90,11 @@ func newCamera(p *Proxy, cc Camera) *camera {
 }
 
 func (c *camera) start() {
-	c.log.Info("camera added", "url", c.cfg.URL, "transport", c.cfg.Transport, "on_demand", c.cfg.OnDemand)
+	if c.trunk != nil {
+		c.log.Info("camera added", "trunk", c.trunk.cfg.Name, "edge_address", c.trunk.cfg.Address)
+	} else {
+		c.log.Info("camera added", "url", c.cfg.URL, "transport", c.cfg.Transport, "on_demand", c.cfg.OnDemand)
+	}
 	go c.run()
 }
 

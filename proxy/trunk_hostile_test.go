@@ -118,4 +118,23 @@ func TestTrunkHostileEdge(t *testing.T) {
 	if st := core.TrunksStatus().Trunks[0]; st.State != trunkUp || st.Reconnects != 0 {
 		t.Errorf("the trunk was disturbed by one camera's bad frames: %+v", st)
 	}
+
+	// A reload keeps the trunk's cameras (they are not in cameras:).
+	cfg := coreConfig(addr, coreK, edgeK.fp, "*")
+	cfg.Cameras = []Camera{{Name: "local", URL: MustParseSecretURL("rtsp://127.0.0.1:1/x")}}
+	if err := core.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range core.Status() {
+		if s.Name == "site-a/good" {
+			found = true
+			if s.State != stateUp || s.Reconnects != 0 {
+				t.Errorf("after a reload: %+v", s)
+			}
+		}
+	}
+	if !found || core.camera("local") == nil {
+		t.Errorf("after a reload: %d cameras, site-a/good found %v", len(core.Status()), found)
+	}
 }

@@ -278,3 +278,21 @@ func firstPacket(r *rtspReader) []byte {
 	defer r.mu.Unlock()
 	return r.first[0].Payload
 }
+
+// TestTrunkOnDemandEdgeCamera: an on-demand camera of the edge starts when
+// a core asks for it through the trunk.
+func TestTrunkOnDemandEdgeCamera(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	elog, _ := newLog(t)
+	ecfg := edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp)
+	ecfg.Cameras[0].OnDemand = true
+	edge := startProxy(t, ecfg, elog)
+	if s := edge.Status()[0]; s.State != stateIdle {
+		t.Fatalf("edge camera %s before the core asked", s.State)
+	}
+	clog, _ := newLog(t)
+	core := startProxy(t, coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "cam1"), clog)
+	r := waitReader(t, "a core reader of the on-demand camera", 10*time.Second, readerURL(core, "site-a/cam1"))
+	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 20 })
+}
