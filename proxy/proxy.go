@@ -383,6 +383,10 @@ func (p *Proxy) Reload(cfg Config) error {
 		// Every camera's connection changes: restart them all.
 		p.log.Info("reload: camera_side changed; reconnecting every camera")
 	}
+	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
+		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
+		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
+	}
 	p.cfg = cfg
 	p.accts.Store(&acc)
 
@@ -391,10 +395,6 @@ func (p *Proxy) Reload(cfg Config) error {
 		want[cc.Name] = cc
 	}
 	var added, removed, changed int
-	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
-		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
-		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
-	}
 	for name, c := range p.cams {
 		if c.trunk != nil {
 			continue // the trunk's, not the file's

@@ -25,12 +25,14 @@ import (
 // it gets is the cleaned, reader-facing stream, through a reader like any
 // other (keyframe wait, slow-reader policy, GOP cache).
 type trunkEdge struct {
-	p   *Proxy
-	ln  *quic.Listener
-	log *slog.Logger
-	ctx context.Context
-	end context.CancelFunc
-	wg  sync.WaitGroup
+	p          *Proxy
+	ln         *quic.Listener
+	log        *slog.Logger
+	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)
+	queueBytes int64    // limits.reader_queue_bytes
+	ctx        context.Context
+	end        context.CancelFunc
+	wg         sync.WaitGroup
 
 	refused atomic.Uint64 // handshakes refused (certificate not pinned)
 
@@ -64,7 +66,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
 	}
-	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), peers: map[*quic.Conn]*trunkPeer{}}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, peers: map[*quic.Conn]*trunkPeer{}}
 	pins := trunkPins(cfg.Trunk.Peers...)
 	tc := trunkTLS(cert, pins, true, e.log, "core")
 	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -153,7 +155,7 @@ func (e *trunkEdge) handleConn(conn *quic.Conn) {
 
 // handleStream answers one request of a core.
 func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPeer, log *slog.Logger) {
-	tmo := e.p.cfg.Timeouts.Reader
+	tmo := e.tmo.Reader
 	st.SetReadDeadline(time.Now().Add(tmo))
 	var req trunkRequest
 	if err := readJSONFrame(st, maxTrunkRequest, &req); err != nil {
@@ -178,7 +180,7 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 		return
 	}
 	srv := e.p.servers[0]
-	sst, err := c.streamFor(srv, e.p.cfg.Timeouts.OnDemandStart)
+	sst, err := c.streamFor(srv, e.tmo.OnDemandStart)
 	if err != nil {
 		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
 		return
@@ -188,7 +190,7 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
 		return
 	}
-	out := newTrunkOutput(c.stream, e.p.cfg.Limits.ReaderQueueBytes)
+	out := newTrunkOutput(c.stream, e.queueBytes)
 	if out == nil {
 		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, errCameraDown)})
 		return
