@@ -169,6 +169,9 @@ func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail} {
 		ch <- d
 	}
+	for _, d := range trunkDescs {
+		ch <- d
+	}
 }
 
 func (col *collector) Collect(ch chan<- prometheus.Metric) {
@@ -209,6 +212,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descReaderDrop, r.DroppedPackets, s.Name, r.User, r.Remote)
 		}
 	}
+	p.collectTrunks(ch)
 	counter(descAuthFail, p.authFailures.Load())
 	counter(descAdminFail, p.adminAuthFailures.Load())
 	counter(descRefused, p.refusedNetwork.Load(), "network")

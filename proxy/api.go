@@ -19,7 +19,7 @@ func (p *Proxy) registerAPI(mux *http.ServeMux) {
 			Cameras []CameraStatus `json:"cameras"`
 		}{p.publicStatus()})
 	})
-	mux.HandleFunc("GET /v1/cameras/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/cameras/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		c := p.camera(r.PathValue("name"))
 		if c == nil {
 			writeJSON(w, http.StatusNotFound, struct {
@@ -30,6 +30,9 @@ func (p *Proxy) registerAPI(mux *http.ServeMux) {
 		s := c.status().public()
 		s.History = c.history()
 		writeJSON(w, http.StatusOK, s)
+	})
+	mux.HandleFunc("GET /v1/trunks", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, p.TrunksStatus())
 	})
 	mux.HandleFunc("GET /v1/readers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {

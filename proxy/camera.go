@@ -42,6 +42,12 @@ type camera struct {
 	counters rebuild.Counters
 	src      *source
 	stream   *stream
+	// session runs one session of the camera's source: src.safeSession
+	// (RTSP), or a trunk session for a camera that comes through a trunk.
+	session func(ctx context.Context) (healthy bool, err error)
+	// trunk is the trunk the camera comes through; nil for a camera
+	// pulled over RTSP.
+	trunk *trunkCore
 
 	reconnects, panics atomic.Uint64
 
@@ -78,6 +84,7 @@ func newCamera(p *Proxy, cc Camera) *camera {
 		cfg: cc, tmo: c.tmo, bind: p.cfg.CameraSide.Bind, log: c.log,
 		counters: &c.counters, stream: c.stream, parent: c,
 	}
+	c.session = c.src.safeSession
 	if h := p.testPacketHook; h != nil {
 		c.src.packetHook = func(pkt *rtp.Packet) { h(cc.Name, pkt) }
 	}
@@ -85,7 +92,11 @@ func newCamera(p *Proxy, cc Camera) *camera {
 }
 
 func (c *camera) start() {
-	c.log.Info("camera added", "url", c.cfg.URL, "transport", c.cfg.Transport, "on_demand", c.cfg.OnDemand)
+	if c.trunk != nil {
+		c.log.Info("camera added", "trunk", c.trunk.cfg.Name, "edge_address", c.trunk.cfg.Address)
+	} else {
+		c.log.Info("camera added", "url", c.cfg.URL, "transport", c.cfg.Transport, "on_demand", c.cfg.OnDemand)
+	}
 	go c.run()
 }
 
@@ -112,7 +123,7 @@ func (c *camera) run() {
 	defer c.recoverGo("camera loop")
 	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax, c.tmo.AuthFailureBackoff)
 	if !c.cfg.OnDemand {
-		retryLoop(c.ctx, b, c.src.safeSession, c.onRetry)
+		retryLoop(c.ctx, b, c.session, c.onRetry)
 		return
 	}
 	for {
@@ -124,7 +135,7 @@ func (c *camera) run() {
 		c.log.Info("on-demand camera starting: a reader asked for it")
 		ctx, cancel := context.WithCancel(c.ctx)
 		go c.idleWatch(ctx, cancel)
-		retryLoop(ctx, b, c.src.safeSession, c.onRetry)
+		retryLoop(ctx, b, c.session, c.onRetry)
 		cancel()
 		if c.ctx.Err() != nil {
 			return

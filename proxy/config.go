@@ -57,6 +57,11 @@ type Config struct {
 	PerPacketWrites bool `yaml:"per_packet_writes"`
 	// Limits bound what readers may cost the proxy.
 	Limits Limits `yaml:"limits"`
+	// Trunk is this proxy's end of QUIC trunks: its key pair and, on an
+	// edge, the address and the cores allowed (docs/trunk.md).
+	Trunk TrunkEnd `yaml:"trunk"`
+	// Trunks, on a core proxy, are the edge proxies it pulls cameras from.
+	Trunks []Trunk `yaml:"trunks"`
 
 	// origin says where the values came from (file lines, flags) for
 	// messages; nil for a Config built in code.
@@ -451,10 +456,11 @@ func (c *Config) Check() (warnings []Problem, err error) {
 // also those that depend on this host.
 func (c *Config) collect(h *host) (errs, warns []Problem) {
 	ps := &problems{o: c.origin}
-	if len(c.Cameras) == 0 {
+	if len(c.Cameras) == 0 && len(c.Trunks) == 0 {
 		ps.add("cameras", "cameras: none configured; add at least one camera with a name and a url")
 	}
 	names := c.checkCameras(ps.add)
+	c.checkTrunks(ps.add, names)
 	c.checkReaders(ps.add, names)
 	c.checkAdmin(ps.add)
 	ls := c.checkListeners(ps)
@@ -565,7 +571,7 @@ func (r Reader) check(add addFunc, key, where string, names map[string]int) {
 		if name == "*" {
 			continue
 		}
-		if _, ok := names[name]; !ok {
+		if _, ok := names[name]; !ok && !trunkCovers(names, name) {
 			add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not defined under cameras", where, name)
 		}
 	}

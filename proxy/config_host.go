@@ -84,6 +84,11 @@ func (c *Config) checkListeners(ps *problems) []listener {
 		}
 	}
 	ls = append(ls, c.checkUDPListeners(ps, parse)...)
+	if c.Trunk.Listen != "" {
+		if l, ok := parse("trunk.listen", c.Trunk.Listen, "203.0.113.10:7443", "", true); ok {
+			ls = append(ls, l)
+		}
+	}
 	for i, l := range ls {
 		for _, o := range ls[:i] {
 			if l.overlaps(o) {
@@ -163,6 +168,7 @@ func (c *Config) checkHost(h *host, ls []listener, bind netip.Addr, ps, ws *prob
 			}
 		}
 	}
+	c.checkTrunkFiles(ps)
 	if bindIf == "" {
 		return
 	}

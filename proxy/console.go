@@ -54,7 +54,7 @@ func (p *Proxy) registerConsole(mux *http.ServeMux) {
 		renderConsole(w, http.StatusOK, "cameras", consolePage{Title: "Cameras", Page: "cameras", API: "/v1/cameras",
 			Cameras: cams, Summary: fmt.Sprintf("%d up, %d not up", up, len(cams)-up)})
 	})
-	mux.HandleFunc("GET /cameras/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /cameras/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		c := p.camera(r.PathValue("name"))
 		if c == nil {
 			http.Error(w, "no camera of that name", http.StatusNotFound)

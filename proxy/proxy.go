@@ -72,6 +72,10 @@ type Proxy struct {
 	refusedPublish atomic.Uint64
 	refusedSession atomic.Uint64 // requests naming another connection's session
 
+	trunkEdge   *trunkEdge   // nil unless trunk.listen is set
+	trunks      []*trunkCore // trunks[] (this proxy as a core)
+	trunkPanics atomic.Uint64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -147,9 +151,18 @@ func (p *Proxy) Start() error {
 		return err
 	}
 	p.servers = servers
+	if err := p.startTrunks(cfg); err != nil {
+		for _, s := range servers {
+			s.Close()
+		}
+		return err
+	}
 	if err := p.startAdmin(cfg); err != nil {
 		for _, s := range servers {
 			s.Close()
+		}
+		if p.trunkEdge != nil {
+			p.trunkEdge.close()
 		}
 		return err
 	}
@@ -157,6 +170,7 @@ func (p *Proxy) Start() error {
 	for _, cc := range cfg.Cameras {
 		p.startCameraLocked(cc)
 	}
+	p.startTrunkCamerasLocked()
 	p.wg.Go(p.tick)
 	p.started = true
 	p.log.Info("proxy started", "rtsp", servers[0].NetListener().Addr().String(), "cameras", len(cfg.Cameras),
@@ -376,6 +390,10 @@ func (p *Proxy) Reload(cfg Config) error {
 		// Every camera's connection changes: restart them all.
 		p.log.Info("reload: camera_side changed; reconnecting every camera")
 	}
+	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
+		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
+		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
+	}
 	p.cfg = cfg
 	p.accts.Store(&acc)
 	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
@@ -388,6 +406,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	}
 	var added, removed, changed int
 	for name, c := range p.cams {
+		if c.trunk != nil {
+			continue // the trunk's, not the file's
+		}
 		nc, ok := want[name]
 		switch {
 		case !ok:
@@ -445,6 +466,7 @@ func (p *Proxy) Close() {
 		wg.Go(func() { c.stopWait("proxy shutting down") })
 	}
 	wg.Wait()
+	p.closeTrunks()
 	close(p.stop)
 	for _, s := range p.servers {
 		s.Close()

@@ -122,12 +122,21 @@ func (s *stream) bind(desc *description.Session) (*rebuild.Plan, error) {
 	return plan, nil
 }
 
+// streamCloseWatcher is an output that must hear when its stream closes
+// (closing the reader-facing ServerStreams ends RTSP readers, not others).
+type streamCloseWatcher interface{ streamClosed() }
+
 // close closes the reader-facing streams (and so every reader) and
 // forgets the plan.
 func (s *stream) close(reason string) {
 	s.mu.Lock()
 	streams := s.streams
 	n := len(s.readers)
+	for r := range s.readers {
+		if w, ok := r.out.(streamCloseWatcher); ok {
+			w.streamClosed()
+		}
+	}
 	s.streams, s.plan, s.readers = nil, nil, map[*reader]struct{}{}
 	s.gop.reset()
 	select {

@@ -258,12 +258,18 @@ func runProxyCheck(ctx context.Context, e *env, f *proxyFlags, cfg proxy.Config)
 	if err != nil {
 		return f.problems(err)
 	}
-	anonymous := ""
+	extra := ""
 	if cfg.AllowAnonymous {
-		anonymous = " (anonymous reading allowed)"
+		extra = " (anonymous reading allowed)"
+	}
+	if len(cfg.Trunks) > 0 {
+		extra += fmt.Sprintf(", %d trunks to edges", len(cfg.Trunks))
+	}
+	if cfg.Trunk.Listen != "" {
+		extra += fmt.Sprintf(", serving cores on %s (UDP)", cfg.Trunk.Listen)
 	}
 	fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers%s; recorders connect to %s\n",
-		len(cfg.Cameras), len(cfg.Readers), anonymous, cfg.Listen.RTSP)
+		len(cfg.Cameras), len(cfg.Readers), extra, cfg.Listen.RTSP)
 	if f.probe {
 		return runProbe(ctx, e, cfg, f.probeTimeout)
 	}

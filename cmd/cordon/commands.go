@@ -34,6 +34,7 @@ type command struct {
 // in cmd_<name>.go.
 var commands = []command{
 	{"proxy", "pull camera RTSP streams on the camera network and re-serve them to recorders", runProxy, nil},
+	{"trunk", "link an edge proxy to a core proxy over QUIC: key pairs for the two ends", runTrunk, []string{"keygen"}},
 	{"camsim", "serve simulated RTSP cameras (H.264/H.265) on loopback for demos and tests", runCamsim, nil},
 	{"firmware", "scan and unpack firmware images (vendor packages, flash dumps, filesystems)", runFirmware, []string{"scan", "unpack", "formats"}},
 	{"inspect", "report what a firmware contains (endpoints, credentials, services, components, hardening)", runInspect, []string{"diff"}},

@@ -32,7 +32,7 @@ func TestHelpDocs(t *testing.T) {
 			t.Errorf("%v: help does not start with its usage line: %.60q", d.path, d.text)
 		}
 	}
-	if len(docs) != len(commands)+5 { // and firmware scan/unpack/formats, inspect diff, bench proxy
+	if len(docs) != len(commands)+6 { // and firmware scan/unpack/formats, inspect diff, bench proxy, trunk keygen
 		t.Errorf("%d help docs for %d commands", len(docs), len(commands))
 	}
 	var names []string

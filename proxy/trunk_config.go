@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+)
+
+// TrunkEnd is this proxy's side of QUIC trunks (docs/trunk.md): its key
+// pair (from `cordon trunk keygen`), used both when it serves its cameras
+// to core proxies (Listen) and when it pulls cameras from edges (Trunks).
+type TrunkEnd struct {
+	// Listen, on an edge proxy, is the UDP address core proxies connect to
+	// (IP:port; ":7443" listens on every interface). Empty: no core may
+	// connect.
+	Listen string `yaml:"listen"`
+	// Cert and Key are this end's PEM certificate and private key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Peers are the SHA-256 fingerprints of the core proxies allowed to
+	// connect to Listen (the fingerprint `cordon trunk keygen` printed on
+	// each core). Any other certificate is refused and logged.
+	Peers []string `yaml:"peers"`
+}
+
+// Trunk is one edge proxy a core proxy pulls cameras from. Each remote
+// camera is served to this proxy's readers as rtsp://PROXY:8554/<name>/<camera>.
+type Trunk struct {
+	// Name is the edge's name: the first part of its cameras' paths.
+	// Letters, digits, '.', '_' and '-'.
+	Name string `yaml:"name"`
+	// Address is the edge's trunk.listen address, host:port (UDP).
+	Address string `yaml:"address"`
+	// Fingerprint is the SHA-256 fingerprint of the edge's certificate,
+	// as `cordon trunk keygen` printed it on the edge.
+	Fingerprint string `yaml:"fingerprint"`
+	// Cameras are the edge's camera names to pull, or ["*"] for every
+	// camera the edge lists.
+	Cameras []string `yaml:"cameras"`
+}
+
+// trunkPath is the path core readers use for camera cam of edge.
+func trunkPath(edge, cam string) string { return edge + "/" + cam }
+
+// checkTrunks checks trunk and trunks; names are the cameras' (a trunk's
+// name may not be one of them). It adds the paths readers may name to
+// names (edge/camera, and edge/* for a trunk that takes every camera).
+func (c *Config) checkTrunks(add addFunc, names map[string]int) {
+	t := c.Trunk
+	if t.Listen != "" { // (the address is checked with the other listeners)
+		if len(t.Peers) == 0 {
+			add("trunk.peers", "trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core")
+		}
+	} else if len(t.Peers) > 0 {
+		add("trunk.peers", "trunk.peers is set but trunk.listen is not; peers are the cores allowed to connect to trunk.listen")
+	}
+	for i, p := range t.Peers {
+		if _, err := parseTrunkFingerprint(p); err != nil {
+			add(fmt.Sprintf("trunk.peers[%d]", i), "trunk.peers[%d]: %v", i, err)
+		}
+	}
+	if (t.Listen != "" || len(c.Trunks) > 0) && (t.Cert == "" || t.Key == "") {
+		add("trunk.cert", "trunk.cert and trunk.key are required with trunk.listen or trunks (make them with: cordon trunk keygen -o DIR)")
+	}
+	seen := map[string]int{}
+	for i, tr := range c.Trunks {
+		key := fmt.Sprintf("trunks[%d]", i)
+		where := key
+		if tr.Name != "" {
+			where += " (" + tr.Name + ")"
+		}
+		switch {
+		case tr.Name == "":
+			add(key+".name", "%s: name is missing; it is the first part of the paths readers use (rtsp://proxy:8554/<name>/<camera>)", where)
+		case !nameRE.MatchString(tr.Name):
+			add(key+".name", "%s: name %q may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", where, tr.Name)
+		default:
+			if j, dup := seen[tr.Name]; dup {
+				add(key+".name", "%s: name %q is already used by trunks[%d]", where, tr.Name, j)
+			}
+			if _, cam := names[tr.Name]; cam {
+				add(key+".name", "%s: name %q is also a camera's name; a trunk's name must differ from every camera's", where, tr.Name)
+			}
+			seen[tr.Name] = i
+		}
+		if _, _, err := net.SplitHostPort(tr.Address); err != nil {
+			add(key+".address", "%s: address %q: want the edge's trunk.listen as host:port", where, tr.Address)
+		}
+		if _, err := parseTrunkFingerprint(tr.Fingerprint); err != nil {
+			add(key+".fingerprint", "%s: %v", where, err)
+		}
+		if len(tr.Cameras) == 0 {
+			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)
+		}
+		for j, cam := range tr.Cameras {
+			switch {
+			case cam == "*" && len(tr.Cameras) > 1:
+				add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: \"*\" takes every camera; list names or \"*\" alone", where)
+			case cam == "*":
+				names[trunkPath(tr.Name, "*")] = i
+			case !nameRE.MatchString(cam):
+				add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not a camera name (letters, digits, '.', '_' and '-')", where, cam)
+			default:
+				names[trunkPath(tr.Name, cam)] = i
+			}
+		}
+	}
+}
+
+// trunkCovers reports whether name is a trunk camera readers may be given
+// (names as filled by checkTrunks).
+func trunkCovers(names map[string]int, name string) bool {
+	edge, _, ok := strings.Cut(name, "/")
+	if !ok {
+		return false
+	}
+	_, all := names[trunkPath(edge, "*")]
+	return all
+}
+
+// parseTrunkFingerprint is parseFingerprint with a message for trunks.
+func parseTrunkFingerprint(s string) ([sha256.Size]byte, error) {
+	fp, err := parseFingerprint(s)
+	if err != nil {
+		return fp, fmt.Errorf("fingerprint %q: want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)", s)
+	}
+	return fp, nil
+}
+
+// trunkPins parses fingerprints that Validate accepted.
+func trunkPins(fps ...string) [][sha256.Size]byte {
+	var out [][sha256.Size]byte
+	for _, s := range fps {
+		if fp, err := parseFingerprint(s); err == nil && !slices.Contains(out, fp) {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
+// checkTrunkFiles checks that trunk.cert and trunk.key load (Check only).
+func (c *Config) checkTrunkFiles(ps *problems) {
+	t := c.Trunk
+	if t.Cert == "" || t.Key == "" || (t.Listen == "" && len(c.Trunks) == 0) {
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+		ps.add("trunk.cert", "trunk.cert/trunk.key: %v", err)
+	}
+}

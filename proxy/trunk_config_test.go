@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/cordon-vms/cordon/internal/config"
+)
+
+const (
+	cfFP      = "abababababababababababababababababababababababababababababababab"
+	cfTrunkK  = "trunk:\n  cert: t.crt\n  key: t.key\n"
+	cfTrunkTo = "trunks:\n  - name: site-a\n    address: edge.example:7443\n    fingerprint: " + cfFP + "\n    cameras: ['*']\n"
+)
+
+// trunkConfErrorCases map bad trunk configurations to their exact messages.
+var trunkConfErrorCases = []struct{ name, in, want string }{
+	{"listen without peers", cfCam + cfTrunkK + "  listen: ':7443'\n",
+		"trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core"},
+	{"peers without listen", cfCam + cfTrunkK + "  peers: [" + cfFP + "]\n",
+		"trunk.peers is set but trunk.listen is not; peers are the cores allowed to connect to trunk.listen"},
+	{"bad peer", cfCam + cfTrunkK + "  listen: ':7443'\n  peers: [abc]\n",
+		"trunk.peers[0]: fingerprint \"abc\": want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)"},
+	{"listen not address", cfCam + cfTrunkK + "  listen: '7443'\n  peers: [" + cfFP + "]\n",
+		"trunk.listen \"7443\": not an address; write IP:port, e.g. \"203.0.113.10:7443\""},
+	{"listen on the RTP port", cfLis + "  udp_rtp: 127.0.0.1:8000\n" + cfAnon + cfCams + cfTrunkK + "  listen: 127.0.0.1:8000\n  peers: [" + cfFP + "]\n",
+		"trunk.listen \"127.0.0.1:8000\" uses the port of listen.udp_rtp \"127.0.0.1:8000\"; give each listener its own port"},
+	{"no key pair", cfCam + cfTrunkTo,
+		"trunk.cert and trunk.key are required with trunk.listen or trunks (make them with: cordon trunk keygen -o DIR)"},
+	{"trunk name is a camera", cfCam + cfTrunkK + "trunks:\n  - name: a\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[0] (a): name \"a\" is also a camera's name; a trunk's name must differ from every camera's"},
+	{"trunk bad name", cfCam + cfTrunkK + "trunks:\n  - name: a/b\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[0] (a/b): name \"a/b\" may only hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)"},
+	{"trunk no address", cfCam + cfTrunkK + "trunks:\n  - name: s\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[0] (s): address \"\": want the edge's trunk.listen as host:port"},
+	{"trunk bad fingerprint", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: zz\n    cameras: [x]\n",
+		"trunks[0] (s): fingerprint \"zz\": want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)"},
+	{"trunk no cameras", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n",
+		"trunks[0] (s): cameras is empty; list the edge's camera names or \"*\""},
+	{"trunk star and names", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: ['*', x]\n",
+		"trunks[0] (s): \"*\" takes every camera; list names or \"*\" alone"},
+	{"trunk camera url", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: ['rtsp://10.0.0.1/x']\n",
+		"trunks[0] (s): camera \"rtsp://10.0.0.1/x\" is not a camera name (letters, digits, '.', '_' and '-')"},
+	{"trunk dup", cfCam + cfTrunkK + cfTrunkTo + "  - name: site-a\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[1] (site-a): name \"site-a\" is already used by trunks[0]"},
+	{"reader of an unlisted trunk camera", cfCamR + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n" +
+		"readers:\n  - {user: u, password: p, cameras: [s/y]}\n", "readers[0] (u): camera \"s/y\" is not defined under cameras"},
+}
+
+func TestTrunkConfErrors(t *testing.T) {
+	for _, tc := range trunkConfErrorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			err := config.Decode("c.yml", []byte(tc.in), &c)
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error:\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTrunkConfigGood: a core with only trunks needs no cameras, and its
+// readers may name trunk cameras.
+func TestTrunkConfigGood(t *testing.T) {
+	in := cfLis + cfTrunkK + cfTrunkTo + "  - name: site-b\n    address: 10.1.0.2:7443\n    fingerprint: " + cfFP + "\n    cameras: [gate]\n" +
+		"readers:\n  - {user: u, password: p, cameras: [site-a/door, site-b/gate]}\n"
+	var c Config
+	if err := config.Decode("c.yml", []byte(in), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,387 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// Trunk states, as /v1/trunks shows them.
+const (
+	trunkConnecting = "connecting"
+	trunkUp         = "up"
+	trunkDown       = "down"
+)
+
+// maxTrunkCameras bounds the cameras a "*" trunk takes from an edge's
+// catalogue (the edge is not trusted to list a sane number).
+const maxTrunkCameras = 1024
+
+// errTrunkRemote is an error the edge answered (an unknown camera, a
+// camera that is down).
+var errTrunkRemote = errors.New("edge refused")
+
+// trunkCore is the core end of one trunk: it dials the edge (the core
+// always initiates), pins the edge's certificate, reads the edge's
+// catalogue, and keeps one QUIC connection up with backoff. Each remote
+// camera is a camera of this proxy whose source is a QUIC stream on that
+// connection (trunkSession), so that readers stay attached across an
+// outage of the trunk as across an outage of a camera.
+type trunkCore struct {
+	cfg  Trunk
+	p    *Proxy
+	log  *slog.Logger
+	tls  *tls.Config
+	tmo  Timeouts
+	ctx  context.Context
+	stop context.CancelFunc
+	done chan struct{}
+
+	reconnects, bytesIn atomic.Uint64
+	started             atomic.Bool
+
+	mu      sync.Mutex
+	conn    *quic.Conn
+	connCh  chan struct{} // closed while conn is set
+	state   string
+	since   time.Time
+	lastErr string
+	remote  []string // the edge's catalogue, last seen
+}
+
+func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
+	ctx, cancel := context.WithCancel(context.Background())
+	log := p.log.With("trunk", cfg.Name)
+	return &trunkCore{
+		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
+		tls: trunkTLS(cert, trunkPins(cfg.Fingerprint), false, log, "edge "+cfg.Address),
+		ctx: ctx, stop: cancel, done: make(chan struct{}),
+		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
+	}
+}
+
+func (t *trunkCore) start() {
+	t.log.Info("trunk added", "address", t.cfg.Address, "cameras", t.cfg.Cameras)
+	t.started.Store(true)
+	go t.run()
+}
+
+func (t *trunkCore) close() {
+	t.stop()
+	if t.started.Load() {
+		<-t.done
+	}
+}
+
+func (t *trunkCore) run() {
+	defer close(t.done)
+	defer t.p.recoverTrunk("trunk connection loop", t.log)
+	b := newBackoff(t.tmo.BackoffMin, t.tmo.BackoffMax, t.tmo.AuthFailureBackoff)
+	retryLoop(t.ctx, b, t.connect, func(err error, wait time.Duration) {
+		t.reconnects.Add(1)
+		t.setState(trunkDown, err.Error())
+		t.log.Warn("trunk down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+	})
+}
+
+func (t *trunkCore) setState(s, errMsg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != s {
+		t.since = time.Now()
+	}
+	t.state = s
+	if errMsg != "" {
+		t.lastErr = errMsg
+	}
+}
+
+// connect dials the edge, reads its catalogue and holds the connection
+// until it ends.
+func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
+	t.setState(trunkConnecting, "")
+	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
+	conn, err := quic.DialAddr(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
+	}
+	defer conn.CloseWithError(0, "")
+	cat, err := t.catalogue(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	names := make([]string, 0, len(cat))
+	for _, c := range cat {
+		names = append(names, c.Name)
+	}
+	t.addCameras(names)
+	t.mu.Lock()
+	t.conn, t.remote, t.state, t.since = conn, names, trunkUp, time.Now()
+	close(t.connCh)
+	t.mu.Unlock()
+	t.log.Info("trunk up", "address", t.cfg.Address, "edge_cameras", len(names))
+	up := time.Now()
+	select {
+	case <-ctx.Done():
+	case <-conn.Context().Done():
+	}
+	t.mu.Lock()
+	t.conn, t.connCh = nil, make(chan struct{})
+	t.mu.Unlock()
+	return time.Since(up) >= healthySession, fmt.Errorf("trunk connection lost: %w", context.Cause(conn.Context()))
+}
+
+// catalogue asks the edge for its cameras.
+func (t *trunkCore) catalogue(ctx context.Context, conn *quic.Conn) ([]trunkCameraInfo, error) {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalogue: %w", err)
+	}
+	defer st.CancelRead(0)
+	st.SetDeadline(time.Now().Add(t.tmo.Camera))
+	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpCatalogue}); err != nil {
+		return nil, fmt.Errorf("catalogue: %w", err)
+	}
+	st.Close()
+	var ans trunkAnswer
+	if err := readJSONFrame(st, maxTrunkAnswer, &ans); err != nil {
+		return nil, fmt.Errorf("catalogue: %w", err)
+	}
+	if ans.Error != "" {
+		return nil, fmt.Errorf("catalogue: %w: %s", errTrunkRemote, ans.Error)
+	}
+	return ans.Cameras, nil
+}
+
+// addCameras adds a camera for each name of the edge's catalogue the
+// trunk takes ("*"); a listed camera the edge does not have is logged.
+func (t *trunkCore) addCameras(names []string) {
+	if slices.Contains(t.cfg.Cameras, "*") {
+		added := 0
+		for _, n := range names {
+			switch {
+			case !nameRE.MatchString(n):
+				t.log.Warn("the edge lists a camera name that is not valid here; ignored", "camera", fmt.Sprintf("%.80q", n))
+			case added >= maxTrunkCameras:
+				t.log.Warn("the edge lists more cameras than a trunk takes; the rest are ignored", "max", maxTrunkCameras, "listed", len(names))
+				return
+			default:
+				t.p.addTrunkCamera(t, n)
+				added++
+			}
+		}
+		return
+	}
+	for _, n := range t.cfg.Cameras {
+		if !slices.Contains(names, n) {
+			t.log.Warn("the edge does not list a camera this trunk is configured to take", "camera", n)
+		}
+	}
+}
+
+// waitConn returns the trunk's connection, waiting up to d for it.
+func (t *trunkCore) waitConn(ctx context.Context, d time.Duration) (*quic.Conn, error) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	for {
+		t.mu.Lock()
+		conn, ch := t.conn, t.connCh
+		t.mu.Unlock()
+		if conn != nil {
+			return conn, nil
+		}
+		select {
+		case <-ch:
+		case <-tm.C:
+			return nil, fmt.Errorf("trunk %s is down", t.cfg.Name)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// trunkCameraConfig is the configuration of a camera that comes through
+// a trunk: the core's own cleaner runs on it (defaults), since the core
+// does not trust the edge's output blindly.
+func trunkCameraConfig(edge, name string) Camera {
+	cfg := Config{Cameras: []Camera{{Name: trunkPath(edge, name)}}}.withDefaults()
+	return cfg.Cameras[0]
+}
+
+// addTrunkCamera adds camera name of trunk t, unless it exists.
+func (p *Proxy) addTrunkCamera(t *trunkCore, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	path := trunkPath(t.cfg.Name, name)
+	if p.closed || p.cams[path] != nil {
+		return
+	}
+	c := newTrunkCamera(p, t, name)
+	p.cams[path] = c
+	c.start()
+}
+
+// newTrunkCamera is camera name of trunk t.
+func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
+	c := newCamera(p, trunkCameraConfig(t.cfg.Name, name))
+	c.trunk = t
+	ts := &trunkSession{t: t, c: c, remote: name}
+	c.session = func(ctx context.Context) (played bool, err error) {
+		defer c.src.recoverSession("trunk camera session", &played, &err)
+		return ts.run(ctx)
+	}
+	return c
+}
+
+// trunkSession is the source of a camera that comes through a trunk: one
+// QUIC stream per session, on which the edge sends the camera's SDP and
+// then its packets. Everything is validated (frame sizes, SDP, RTP, media
+// index) and cleaned again by the core's own plan.
+type trunkSession struct {
+	t      *trunkCore
+	c      *camera
+	remote string // the camera's name on the edge
+}
+
+func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
+	c, t := s.c, s.t
+	c.setState(stateConnecting, "")
+	conn, err := t.waitConn(ctx, t.tmo.Camera)
+	if err != nil {
+		return false, err
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return false, fmt.Errorf("open trunk stream: %w", err)
+	}
+	defer st.CancelRead(0)
+	defer context.AfterFunc(ctx, func() { st.CancelRead(0) })()
+	st.SetWriteDeadline(time.Now().Add(t.tmo.Camera))
+	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpPlay, Camera: s.remote}); err != nil {
+		return false, fmt.Errorf("trunk request: %w", err)
+	}
+	st.Close() // nothing more to send on this stream
+	st.SetReadDeadline(time.Now().Add(t.tmo.Camera + t.tmo.OnDemandStart))
+	desc, err := readPlayAnswer(st)
+	if err != nil {
+		return false, err
+	}
+	plan, err := c.stream.bind(desc)
+	if err != nil {
+		return false, err
+	}
+	tracks := make([]*rebuild.Track, len(desc.Medias))
+	for _, tr := range plan.Tracks {
+		if i := slices.Index(desc.Medias, tr.CameraMedia()); i >= 0 {
+			tracks[i] = tr
+		}
+	}
+	c.setState(stateUp, "")
+	c.log.Info("camera playing through the trunk", "tracks", len(plan.Tracks))
+	start := time.Now()
+	src := c.src
+	var n uint64
+	for {
+		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
+		i, pkt, size, err := readPacket(st, len(tracks))
+		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
+			return false, err // the edge broke the protocol: start again
+		}
+		if err != nil {
+			return n > 0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
+		}
+		t.bytesIn.Add(uint64(size))
+		tr := tracks[i]
+		if tr == nil {
+			c.counters.Drop("trunk_media", size)
+			continue
+		}
+		n++
+		src.packetsIn.Add(1)
+		src.bytesIn.Add(uint64(size - 6))
+		if err := c.stream.packet(tr, pkt, time.Now()); errors.Is(err, rebuild.ErrInvalidParameters) {
+			return false, fmt.Errorf("stream refused: %w", err)
+		}
+	}
+}
+
+// recoverTrunk is deferred by trunk goroutines that are not a camera's.
+func (p *Proxy) recoverTrunk(where string, log *slog.Logger) {
+	if v := recover(); v != nil {
+		p.trunkPanics.Add(1)
+		log.Error("trunk goroutine panicked; contained", "where", where, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	}
+}
+
+// startTrunks starts the edge listener (trunk.listen) and prepares the
+// trunks to edges (their connections start with the cameras).
+func (p *Proxy) startTrunks(cfg Config) error {
+	edge, err := p.startTrunkEdge(cfg)
+	if err != nil {
+		return err
+	}
+	p.trunkEdge = edge
+	if len(cfg.Trunks) == 0 {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Trunk.Cert, cfg.Trunk.Key)
+	if err != nil {
+		if edge != nil {
+			edge.close()
+		}
+		return fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
+	}
+	for _, tc := range cfg.Trunks {
+		p.trunks = append(p.trunks, newTrunkCore(p, tc, cert))
+	}
+	return nil
+}
+
+// startTrunkCamerasLocked starts the trunks and the cameras they list by
+// name (those of a "*" trunk are added when its catalogue arrives).
+func (p *Proxy) startTrunkCamerasLocked() {
+	for _, t := range p.trunks {
+		for _, name := range t.cfg.Cameras {
+			if name == "*" {
+				continue
+			}
+			c := newTrunkCamera(p, t, name)
+			p.cams[c.cfg.Name] = c
+			c.start()
+		}
+		t.start()
+	}
+}
+
+// closeTrunks ends the trunks' connections and the edge listener (the
+// cameras are stopped first).
+func (p *Proxy) closeTrunks() {
+	for _, t := range p.trunks {
+		t.close()
+	}
+	if p.trunkEdge != nil {
+		p.trunkEdge.close()
+	}
+}
+
+// TrunkAddr is the bound trunk.listen address (useful with port 0), or
+// nil when this proxy is not an edge.
+func (p *Proxy) TrunkAddr() net.Addr {
+	if p.trunkEdge == nil {
+		return nil
+	}
+	return p.trunkEdge.ln.Addr()
+}

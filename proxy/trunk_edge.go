@@ -1,0 +1,323 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// trunkEdge serves this proxy's cameras to core proxies over QUIC (the
+// edge end of a trunk). A core authenticates with a pinned certificate
+// (trunk.peers) and may only ask for the catalogue or for a configured
+// camera by name: nothing it sends becomes a request to a camera, and what
+// it gets is the cleaned, reader-facing stream, through a reader like any
+// other (keyframe wait, slow-reader policy, GOP cache).
+type trunkEdge struct {
+	p          *Proxy
+	ln         *quic.Listener
+	log        *slog.Logger
+	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)
+	queueBytes int64    // limits.reader_queue_bytes
+	ctx        context.Context
+	end        context.CancelFunc
+	wg         sync.WaitGroup
+
+	refused atomic.Uint64 // handshakes refused (certificate not pinned)
+
+	mu    sync.Mutex
+	peers map[*quic.Conn]*trunkPeer
+}
+
+// trunkPeer is one connected core.
+type trunkPeer struct {
+	fingerprint, remote string
+	since               time.Time
+	streams             atomic.Int64 // cameras it is reading
+}
+
+// trunkQUICConfig is the QUIC configuration of both ends of a trunk.
+func trunkQUICConfig(tmo Timeouts) *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout: tmo.Camera,
+		MaxIdleTimeout:       tmo.Camera,
+		KeepAlivePeriod:      tmo.Camera / 3,
+		MaxIncomingStreams:   4096, // cameras (and catalogue requests) per core
+	}
+}
+
+// startTrunkEdge listens on trunk.listen; nil when it is not set.
+func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
+	if cfg.Trunk.Listen == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Trunk.Cert, cfg.Trunk.Key)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
+	}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, peers: map[*quic.Conn]*trunkPeer{}}
+	pins := trunkPins(cfg.Trunk.Peers...)
+	tc := trunkTLS(cert, pins, true, e.log, "core")
+	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		// The same configuration, with the core's address in the log of
+		// a refusal (quic-go gives the hello a Conn with the addresses).
+		who := "core"
+		if hi.Conn != nil {
+			who = "core " + hi.Conn.RemoteAddr().String()
+		}
+		c := tc.Clone()
+		c.GetConfigForClient = nil
+		verify := pinVerifier(pins, e.log, who)
+		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			err := verify(raw, chains)
+			if err != nil {
+				e.refused.Add(1)
+			}
+			return err
+		}
+		return c, nil
+	}
+	ln, err := quic.ListenAddr(cfg.Trunk.Listen, tc, trunkQUICConfig(cfg.Timeouts))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", &ListenError{Key: "trunk.listen", Addr: cfg.Trunk.Listen, Err: err})
+	}
+	e.ln = ln
+	e.ctx, e.end = context.WithCancel(context.Background())
+	e.wg.Go(e.serve)
+	return e, nil
+}
+
+func (e *trunkEdge) close() {
+	e.end()
+	e.ln.Close()
+	e.mu.Lock()
+	for c := range e.peers {
+		c.CloseWithError(0, "edge shutting down")
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+func (e *trunkEdge) serve() {
+	for {
+		conn, err := e.ln.Accept(e.ctx)
+		if err != nil {
+			return // closed
+		}
+		e.wg.Go(func() { e.handleConn(conn) })
+	}
+}
+
+func (e *trunkEdge) handleConn(conn *quic.Conn) {
+	defer conn.CloseWithError(0, "")
+	cs := conn.ConnectionState().TLS
+	if len(cs.PeerCertificates) == 0 {
+		return // (VerifyPeerCertificate refused it)
+	}
+	peer := &trunkPeer{
+		fingerprint: formatFingerprint(sha256.Sum256(cs.PeerCertificates[0].Raw)),
+		remote:      conn.RemoteAddr().String(), since: time.Now(),
+	}
+	log := e.log.With("core", peer.fingerprint, "remote", peer.remote)
+	e.mu.Lock()
+	e.peers[conn] = peer
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.peers, conn)
+		e.mu.Unlock()
+	}()
+	log.Info("core connected")
+	for {
+		st, err := conn.AcceptStream(e.ctx)
+		if err != nil {
+			log.Info("core disconnected", "reason", err)
+			return
+		}
+		e.wg.Go(func() {
+			defer e.p.recoverTrunk("trunk edge stream", log)
+			defer st.Close()
+			e.handleStream(conn, st, peer, log)
+		})
+	}
+}
+
+// handleStream answers one request of a core.
+func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPeer, log *slog.Logger) {
+	tmo := e.tmo.Reader
+	st.SetReadDeadline(time.Now().Add(tmo))
+	var req trunkRequest
+	if err := readJSONFrame(st, maxTrunkRequest, &req); err != nil {
+		log.Warn("bad request from core; stream closed", "error", err)
+		st.CancelRead(1)
+		return
+	}
+	st.SetWriteDeadline(time.Now().Add(tmo))
+	switch req.Op {
+	case trunkOpCatalogue:
+		writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
+		return
+	case trunkOpPlay:
+	default:
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("unknown request %q", req.Op)})
+		return
+	}
+	c := e.p.camera(req.Camera)
+	if c == nil || c.trunk != nil || !nameRE.MatchString(req.Camera) {
+		log.Warn("core asked for a camera this edge does not list", "camera", req.Camera)
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q is not listed by this edge", req.Camera)})
+		return
+	}
+	srv := e.p.servers[0]
+	sst, err := c.streamFor(srv, e.tmo.OnDemandStart)
+	if err != nil {
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
+		return
+	}
+	sdp, err := sst.Desc.Marshal()
+	if err != nil {
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
+		return
+	}
+	out := newTrunkOutput(c.stream, e.queueBytes)
+	if out == nil {
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, errCameraDown)})
+		return
+	}
+	r := &reader{user: "trunk:" + peer.fingerprint, remote: peer.remote, since: time.Now(), out: out, close: out.stop}
+	out.r = r
+	// The reader is added before the answer is sent: what the stream
+	// writes meanwhile waits in the output's queue, behind the answer.
+	if err := c.addReader(r, sst); err != nil {
+		writeJSONFrame(st, trunkAnswer{Error: fmt.Sprintf("camera %q: %v", req.Camera, err)})
+		return
+	}
+	defer c.removeReader(r)
+	if err := writeJSONFrame(st, trunkAnswer{SDP: string(sdp)}); err != nil {
+		return
+	}
+	peer.streams.Add(1)
+	defer peer.streams.Add(-1)
+	log.Info("core reading camera", "camera", req.Camera)
+	err = out.run(st, conn.Context().Done(), tmo)
+	log.Info("core stopped reading camera", "camera", req.Camera, "reason", err)
+}
+
+// catalogue lists this edge's own cameras (not those it pulls from trunks).
+func (e *trunkEdge) catalogue() []trunkCameraInfo {
+	var out []trunkCameraInfo
+	for _, c := range e.p.cameras() {
+		if c.trunk != nil {
+			continue
+		}
+		info := trunkCameraInfo{Name: c.cfg.Name}
+		c.mu.Lock()
+		info.State = c.state
+		c.mu.Unlock()
+		if sst, _ := c.stream.serverStream(e.p.servers[0]); sst != nil {
+			if b, err := sst.Desc.Marshal(); err == nil {
+				info.SDP = string(b)
+			}
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// trunkOutput is a reader towards a core proxy: the stream writes cleaned
+// packets into its bounded queue (bytes), and run sends them as frames on
+// the reader's QUIC stream. A full queue is a slow reader (the stream
+// skips it to the next keyframe).
+type trunkOutput struct {
+	r     *reader
+	index map[*rebuild.Track]int // the track's media index in the reader-facing SDP
+	max   int64
+
+	q      chan []byte
+	queued atomic.Int64
+	once   sync.Once
+	done   chan struct{}
+}
+
+var (
+	_ output             = (*trunkOutput)(nil)
+	_ streamCloseWatcher = (*trunkOutput)(nil)
+)
+
+// newTrunkOutput returns the output of a reader of s's current plan, or
+// nil when s has none.
+func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.plan == nil {
+		return nil
+	}
+	idx := map[*rebuild.Track]int{}
+	for i, t := range s.plan.Tracks {
+		idx[t] = i
+	}
+	return &trunkOutput{index: idx, max: maxBytes, q: make(chan []byte, 4096), done: make(chan struct{})}
+}
+
+var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
+
+func (o *trunkOutput) playing() bool { return true }
+func (o *trunkOutput) batched() bool { return false }
+func (o *trunkOutput) stop()         { o.once.Do(func() { close(o.done) }) }
+func (o *trunkOutput) streamClosed() { o.stop() }
+
+func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (bool, uint64, error) {
+	i, ok := o.index[t]
+	if !ok {
+		return false, 1, errTrunkTrack
+	}
+	b, err := packetFrame(i, pkt)
+	if err != nil {
+		return false, 1, err
+	}
+	if o.queued.Load()+int64(len(b)) > o.max {
+		return true, 1, errQueueFull
+	}
+	select {
+	case o.q <- b:
+		o.queued.Add(int64(len(b)))
+		return false, 0, nil
+	default:
+		return true, 1, errQueueFull
+	}
+}
+
+// run writes queued frames to w until the output stops, connDone is
+// closed or a write fails.
+func (o *trunkOutput) run(w interface {
+	Write([]byte) (int, error)
+	SetWriteDeadline(time.Time) error
+}, connDone <-chan struct{}, tmo time.Duration) error {
+	for {
+		select {
+		case <-o.done:
+			return errors.New("camera stream closed")
+		case <-connDone:
+			return errors.New("trunk connection closed")
+		case b := <-o.q:
+			o.queued.Add(-int64(len(b)))
+			w.SetWriteDeadline(time.Now().Add(tmo))
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			o.r.packets.Add(1)
+			o.r.bytes.Add(uint64(len(b) - 6))
+		}
+	}
+}

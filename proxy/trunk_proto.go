@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+)
+
+// The trunk protocol, on each QUIC stream the core opens: the core sends
+// one request frame, the edge answers with one JSON frame and then, for
+// "play", media frames until either end closes the stream. A frame is a
+// type byte, a big-endian uint32 length and that many bytes. Every length
+// is bounded before anything is allocated, and everything the edge sends
+// is validated by the core (SDP parsed into medias, RTP unmarshalled, the
+// media index checked) before its own cleaner sees it.
+const (
+	frameJSON   = 'J' // a trunkRequest (core → edge) or trunkAnswer (edge → core)
+	framePacket = 'P' // one RTP packet: media index (1 byte), then the packet
+)
+
+// Frame size limits.
+const (
+	maxTrunkRequest = 4 << 10    // a request names one camera
+	maxTrunkAnswer  = 4 << 20    // a catalogue: names and SDPs of every camera
+	maxTrunkPacket  = 1 + 0xFFFF // an index and the largest RTP packet RTSP/TCP carries
+)
+
+// Trunk request operations.
+const (
+	trunkOpCatalogue = "catalogue"
+	trunkOpPlay      = "play"
+)
+
+// trunkRequest is what a core asks of an edge: its catalogue, or one of
+// its cameras by name (never a URL).
+type trunkRequest struct {
+	Op     string `json:"op"`
+	Camera string `json:"camera,omitempty"`
+}
+
+// trunkAnswer is the edge's answer: an error, the camera's reader-facing
+// SDP (play), or the catalogue.
+type trunkAnswer struct {
+	Error   string            `json:"error,omitempty"`
+	SDP     string            `json:"sdp,omitempty"`
+	Cameras []trunkCameraInfo `json:"cameras,omitempty"`
+}
+
+// trunkCameraInfo is one camera in an edge's catalogue.
+type trunkCameraInfo struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	SDP   string `json:"sdp,omitempty"` // the cleaned, reader-facing SDP; empty until the camera first played
+}
+
+var (
+	errTrunkFrame     = errors.New("trunk: bad frame")
+	errTrunkFrameSize = errors.New("trunk: frame too large")
+)
+
+// readFrame reads one frame of at most max bytes, of type want.
+func readFrame(r io.Reader, want byte, max int) ([]byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if h[0] != want {
+		return nil, fmt.Errorf("%w: type %q, want %q", errTrunkFrame, h[0], want)
+	}
+	if n > uint32(max) {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", errTrunkFrameSize, n, max)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("trunk: frame of %d bytes cut short: %w", n, err) // (a connection lost, not a bad frame)
+	}
+	return b, nil
+}
+
+// appendFrameHeader appends a frame header for n bytes of type typ.
+func appendFrameHeader(b []byte, typ byte, n int) []byte {
+	b = append(b, typ)
+	return binary.BigEndian.AppendUint32(b, uint32(n))
+}
+
+// writeJSONFrame writes v as one JSON frame.
+func writeJSONFrame(w io.Writer, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(appendFrameHeader(make([]byte, 0, 5+len(body)), frameJSON, len(body)), body...))
+	return err
+}
+
+// readJSONFrame reads one JSON frame of at most max bytes into v.
+func readJSONFrame(r io.Reader, max int, v any) error {
+	b, err := readFrame(r, frameJSON, max)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %v", errTrunkFrame, err)
+	}
+	return nil
+}
+
+// packetFrame encodes one RTP packet of media index i as a frame.
+func packetFrame(i int, pkt *rtp.Packet) ([]byte, error) {
+	n := pkt.MarshalSize()
+	if 1+n > maxTrunkPacket {
+		return nil, fmt.Errorf("%w: RTP packet of %d bytes", errTrunkFrameSize, n)
+	}
+	b := appendFrameHeader(make([]byte, 0, 6+n), framePacket, 1+n)
+	b = append(b, byte(i))
+	b = b[:6+n]
+	if _, err := pkt.MarshalTo(b[6:]); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// decodePacket decodes a packet frame's body: the media index (below
+// medias) and the RTP packet.
+func decodePacket(b []byte, medias int) (int, *rtp.Packet, error) {
+	if len(b) < 1+12 {
+		return 0, nil, fmt.Errorf("%w: packet frame of %d bytes", errTrunkFrame, len(b))
+	}
+	i := int(b[0])
+	if i >= medias {
+		return 0, nil, fmt.Errorf("%w: media index %d, the SDP has %d", errTrunkFrame, i, medias)
+	}
+	pkt := &rtp.Packet{}
+	if err := pkt.Unmarshal(b[1:]); err != nil {
+		return 0, nil, fmt.Errorf("%w: RTP: %v", errTrunkFrame, err)
+	}
+	return i, pkt, nil
+}
+
+// parseTrunkSDP parses the SDP an edge sent for a camera.
+func parseTrunkSDP(s string) (*description.Session, error) {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal([]byte(s)); err != nil {
+		return nil, fmt.Errorf("%w: SDP: %v", errTrunkFrame, err)
+	}
+	var desc description.Session
+	if err := desc.Unmarshal2(&sd); err != nil {
+		return nil, fmt.Errorf("%w: SDP: %v", errTrunkFrame, err)
+	}
+	if len(desc.Medias) == 0 || len(desc.Medias) > 255 {
+		return nil, fmt.Errorf("%w: SDP with %d medias", errTrunkFrame, len(desc.Medias))
+	}
+	return &desc, nil
+}
+
+// readPlayAnswer reads the edge's answer to a play request: its refusal
+// (errTrunkRemote), or the camera's medias.
+func readPlayAnswer(r io.Reader) (*description.Session, error) {
+	var ans trunkAnswer
+	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
+		return nil, fmt.Errorf("trunk answer: %w", err)
+	}
+	if ans.Error != "" {
+		return nil, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
+	}
+	return parseTrunkSDP(ans.SDP)
+}
+
+// readPacket reads the next packet frame of a camera with medias medias:
+// the media index, the packet and the frame's size on the wire.
+func readPacket(r io.Reader, medias int) (int, *rtp.Packet, int, error) {
+	b, err := readFrame(r, framePacket, maxTrunkPacket)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	i, pkt, err := decodePacket(b, medias)
+	return i, pkt, 5 + len(b), err
+}
