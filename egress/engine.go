@@ -30,7 +30,8 @@ const (
 
 // Config configures an Engine.
 type Config struct {
-	// Policy is required (see LoadPolicy); its zero thresholds take defaults.
+	// Policy is required (see LoadPolicy). NewEngine validates it and
+	// fills its zero values with the documented defaults (on a copy).
 	Policy *Policy
 	// Watchlist is the vendor-cloud list. It defaults to watchlist.Default().
 	Watchlist *watchlist.List
@@ -96,6 +97,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.Sink == nil {
 		return nil, errors.New("egress: Config.Sink is required")
+	}
+	if err := cfg.Policy.Validate(""); err != nil {
+		return nil, fmt.Errorf("egress: policy: %w", err)
 	}
 	p := *cfg.Policy
 	p.Defaults()

@@ -14,7 +14,6 @@ import (
 	"github.com/cordon-vms/cordon/egress/capture"
 	"github.com/cordon-vms/cordon/egress/netflow"
 	"github.com/cordon-vms/cordon/egress/sink"
-	"github.com/cordon-vms/cordon/internal/config"
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/internal/metricsrv"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,13 +76,9 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level: %v", err)
 	}
 	var pf egressFile
-	if err := config.LoadFile(f.policy, &pf); err != nil {
+	if err := egress.DecodePolicyFile(f.policy, &pf, &pf.Policy); err != nil {
 		return usagef("%v", err)
 	}
-	if err := pf.Policy.Validate(f.policy); err != nil {
-		return usagef("%v", err)
-	}
-	pf.Policy.Defaults()
 	dir := filepath.Dir(f.policy)
 	wl, err := pf.Policy.LoadWatchlist(dir, f.watchlists...)
 	if err != nil {
