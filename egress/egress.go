@@ -74,3 +74,11 @@ type PacketSource interface {
 	LinkType() layers.LinkType
 	Close() error
 }
+
+// PacketLinkTyper is a PacketSource whose packets may each have their own
+// link type: a pcapng file with interfaces of several link types (say an
+// Ethernet mirror port and "any", Linux cooked capture). Run asks it for
+// the link type of every packet.
+type PacketLinkTyper interface {
+	PacketLinkType(ci gopacket.CaptureInfo) layers.LinkType
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,8 @@ type Engine struct {
 	outbox  []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
 	names   map[netip.Addr]string
 	nameBuf [dnsparse.MaxNameLen]byte
+	// warnedLT are the link types not decoded that were logged (once each).
+	warnedLT map[layers.LinkType]bool
 
 	// The detectors' state, one per entry of Detectors, and those that
 	// look at new flows and at what cameras send, in Detectors' order.
@@ -104,16 +107,17 @@ func NewEngine(cfg Config) (*Engine, error) {
 	p := *cfg.Policy
 	p.Defaults()
 	e := &Engine{
-		log:   cfg.Logger,
-		p:     &p,
-		wl:    cfg.Watchlist,
-		sink:  cfg.Sink,
-		base:  cfg.Baseline,
-		dec:   newDecoder(),
-		flows: newFlowTable(p.Flows.Max),
-		agg:   map[aggKey]*pending{},
-		names: map[netip.Addr]string{},
+		log:      cfg.Logger,
+		p:        &p,
+		wl:       cfg.Watchlist,
+		sink:     cfg.Sink,
+		base:     cfg.Baseline,
+		warnedLT: map[layers.LinkType]bool{},
+		flows:    newFlowTable(p.Flows.Max),
+		agg:      map[aggKey]*pending{},
+		names:    map[netip.Addr]string{},
 	}
+	e.dec = newDecoder(&e.m)
 	e.m.Alerts = make([]atomic.Uint64, len(Detectors))
 	for _, d := range Detectors {
 		st := d.new(e)
@@ -176,17 +180,15 @@ func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.Capt
 	ts := ci.Timestamp.UnixNano()
 	e.tick(ts)
 	p := &e.pkt
-	if err := e.dec.decode(data, lt, p); err != nil {
-		switch {
-		case errors.Is(err, errNotIP), errors.Is(err, errLinkType):
-			e.m.NonIP.Add(1)
-		case errors.Is(err, errNotSupported):
-			e.m.Fragments.Add(1)
-		default:
-			e.m.DecodeErrors.Add(1)
+	if r := e.dec.decode(data, lt, ts, p); r != decoded {
+		e.m.countUndecoded(r, lt)
+		if r == dropLinkType && !e.warnedLT[lt] {
+			e.warnedLT[lt] = true
+			e.log.Warn("link type not decoded: its packets are counted, not analysed", "link_type", linkTypeName(lt))
 		}
 		return
 	}
+	e.m.Decoded.Add(1)
 	e.m.Bytes.Add(p.ipLen)
 	e.handle(p, ts)
 }
@@ -221,9 +223,15 @@ func (e *Engine) Advance(ctx context.Context, now time.Time) {
 }
 
 // Run reads src until it ends (io.EOF: nil) or ctx is done, then returns.
-// It does not close src or the engine.
+// It does not close src or the engine. The packets of a source that
+// implements PacketLinkTyper (pcapng) are decoded by their own interface's
+// link type. A source that ends without one packet decoded, although it
+// had packets, is an error (NothingDecodedError) that says why.
 func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 	lt := src.LinkType()
+	plt, perPacket := src.(PacketLinkTyper)
+	var read uint64
+	decoded0 := e.m.Decoded.Load()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
 			return nil
@@ -231,6 +239,9 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 		data, ci, err := src.ReadPacketData()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				if read > 0 && e.m.Decoded.Load() == decoded0 {
+					return &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+				}
 				return nil
 			}
 			var ne net.Error
@@ -242,8 +253,32 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 			}
 			return fmt.Errorf("egress: reading packets: %w", err)
 		}
+		read++
+		if perPacket {
+			lt = plt.PacketLinkType(ci)
+		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// NothingDecodedError is Run's error for a capture with packets of which
+// none could be decoded: a link type cordon does not read, no IP at all,
+// or only malformed packets.
+type NothingDecodedError struct {
+	Packets uint64
+	Reasons []Undecoded // by reason and link type
+}
+
+func (e *NothingDecodedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "egress: none of the %d packets could be decoded:", e.Packets)
+	for i, r := range e.Reasons {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %d %s (link type %s)", r.Packets, r.Reason, linkTypeName(r.LinkType))
+	}
+	return b.String()
 }
 
 // Close emits every pending alert, delivering them with ctx, and saves the
@@ -270,6 +305,7 @@ func (e *Engine) tick(ts int64) {
 	}
 	e.nextHK = e.now + int64(time.Second)
 	e.flush(false)
+	e.dec.frags.expire(e.now)
 	idle := e.now - int64(e.p.Flows.Idle)
 	for f := e.flows.oldest(); f != nil && f.last < idle; f = e.flows.oldest() {
 		e.flows.remove(f)

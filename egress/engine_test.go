@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -268,8 +269,17 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 	}
 	src.Close()
+	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull, layers.LinkTypeLinuxSLL2}
+	// Every frame of the encapsulation capture (tunnels, fragments, IPv6
+	// extension headers), with its link type.
+	for _, c := range pcapgen.EncapCases() {
+		for _, fr := range c.Frames {
+			if i := slices.Index(lts, pcapgen.EncapLinkTypes[c.Iface]); i >= 0 {
+				f.Add(fr, uint8(i))
+			}
+		}
+	}
 	e := newPolicyEngine(f)
-	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull}
 	ts := pcapgen.Start
 	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
 		ts = ts.Add(time.Second)

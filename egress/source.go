@@ -74,11 +74,20 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 	s := &fileSource{closers: closers}
 	switch {
 	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
-		ng, err := pcapgo.NewNgReader(inner, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		// WantMixedLinkType: every interface's packets, each with its own
+		// link type (without it pcapgo skips, uncounted, the packets of
+		// interfaces whose link type differs from the first one's).
+		ng, err := pcapgo.NewNgReader(inner, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcapng: %w", name, err)
 		}
-		s.read, s.lt = ng.ZeroCopyReadPacketData, ng.LinkType()
+		if ng.NInterfaces() > 0 {
+			if ifc, err := ng.Interface(0); err == nil {
+				s.lt = ifc.LinkType
+			}
+		}
+		s.read = ng.ZeroCopyReadPacketData
+		return &ngSource{s}, nil
 	case isPcapMagic(magic):
 		pr, err := pcapgo.NewReader(inner)
 		if err != nil {
@@ -123,6 +132,22 @@ func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 }
 
 func (s *fileSource) LinkType() layers.LinkType { return s.lt }
+
+// ngSource reads pcapng, whose interfaces may each have a link type.
+type ngSource struct{ *fileSource }
+
+// PacketLinkType returns the link type of the interface that captured the
+// packet (pcapgo puts it in AncillaryData[0]).
+func (s *ngSource) PacketLinkType(ci gopacket.CaptureInfo) layers.LinkType {
+	if len(ci.AncillaryData) > 0 {
+		if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+			s.lt = lt
+		}
+	}
+	return s.lt
+}
+
+var _ PacketLinkTyper = (*ngSource)(nil)
 
 func (s *fileSource) Close() error {
 	var errs []error
