@@ -15,7 +15,8 @@ type packet struct {
 	proto      uint8
 	sport      uint16
 	dport      uint16
-	flags      uint8 // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
+	flags      uint8  // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
+	seq        uint32 // TCP sequence number
 	icmpType   uint8
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
@@ -270,7 +271,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 			return dropMalformed
 		}
 		p.sport, p.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
-		p.flags = tcpFlags(&d.tcp)
+		p.flags, p.seq = tcpFlags(&d.tcp), d.tcp.Seq
 		p.payload = d.tcp.Payload
 	case protoUDP:
 		if d.udp.DecodeFromBytes(payload, gopacket.NilDecodeFeedback) != nil {

@@ -25,8 +25,7 @@ const (
 	maxBeaconEvents = 64
 	maxStateEntries = 1 << 16
 	maxPending      = 1 << 14
-	maxTLSBuffer    = 16 << 10
-	maxInspect      = 4 // camera payload packets per flow inspected for SNI/signatures
+	maxInspect      = 4 // camera payload packets per flow of another protocol inspected
 )
 
 // Config configures an Engine.

@@ -31,7 +31,9 @@ type flow struct {
 
 	inspected uint8 // camera payload packets inspected for SNI/signatures
 	inspDone  bool
-	tlsBuf    []byte                 // ClientHello reassembly (rare)
+	synSeen   bool                   // TCP: the camera's SYN was seen, isn is its sequence number
+	isn       uint32                 //
+	flight    *tcpFlight             // TCP: the camera's first bytes, reassembled (rare)
 	quic      *quicinitial.Assembler // QUIC Initial reassembly (rare)
 	agg       *pending               // open unexpected-destination alert, to add bytes to
 }

@@ -117,10 +117,15 @@ func (r *reassembler) add(k fragKey, off int, more bool, data []byte, ts int64) 
 
 // fill copies the bytes of data (at off) that no earlier fragment gave,
 // and records the range as received.
-func (dg *fragDatagram) fill(off int, data []byte) {
+func (dg *fragDatagram) fill(off int, data []byte) { dg.have = fillFirst(dg.buf, dg.have, off, data) }
+
+// fillFirst copies into buf the bytes of data (at offset off) that no range
+// of have covers yet — the first copy of a byte wins — and returns have
+// with [off, off+len(data)) merged in. buf must hold off+len(data) bytes.
+func fillFirst(buf []byte, have []span, off int, data []byte) []span {
 	end := off + len(data)
 	pos := off
-	for _, h := range dg.have {
+	for _, h := range have {
 		if h.end <= pos {
 			continue
 		}
@@ -128,7 +133,7 @@ func (dg *fragDatagram) fill(off int, data []byte) {
 			break
 		}
 		if h.start > pos {
-			copy(dg.buf[pos:h.start], data[pos-off:])
+			copy(buf[pos:h.start], data[pos-off:])
 		}
 		pos = max(pos, h.end)
 		if pos >= end {
@@ -136,13 +141,12 @@ func (dg *fragDatagram) fill(off int, data []byte) {
 		}
 	}
 	if pos < end {
-		copy(dg.buf[pos:end], data[pos-off:])
+		copy(buf[pos:end], data[pos-off:])
 	}
-	// Merge [off,end) into the sorted list.
-	out := dg.have[:0:0]
+	out := make([]span, 0, len(have)+1)
 	ns := span{off, end}
 	placed := false
-	for _, h := range dg.have {
+	for _, h := range have {
 		switch {
 		case h.end < ns.start:
 			out = append(out, h)
@@ -159,7 +163,7 @@ func (dg *fragDatagram) fill(off int, data []byte) {
 	if !placed {
 		out = append(out, ns)
 	}
-	dg.have = out
+	return out
 }
 
 // expire gives up the datagrams whose first fragment is older than
