@@ -15,7 +15,7 @@ const KindVendorCloud = "vendor-cloud"
 var vendorDetector = &Detector{
 	Kind:     KindVendorCloud,
 	Severity: "high",
-	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments and 16 KiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry",
+	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments and 16 KiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are not matched on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR)",
 	Fields:   "`domain` (queried name / Host / SNI), `dst`, `port`, `detail` names the matching entry, its vendor and note",
 	new:      func(e *Engine) any { return &vendor{e: e} },
 }
@@ -85,7 +85,7 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 		f.inspDone = true
 	}
 	pl := p.payload
-	if !f.watched && f.inspected == 1 {
+	if !f.watched && f.inspected == 1 && p.dns == nil && !servicePort(f.port) {
 		if en, ok := d.e.wl.MatchTraffic(protoName(f.proto), f.port, pl); ok {
 			f.watched = true
 			d.raise(f, ts, "", fmt.Sprintf("%s payload to %s:%d starts with %x, matching the watch-list signature %s (%s: %s)",
@@ -101,6 +101,18 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 	if f.inspDone {
 		f.flight, f.quic = nil, nil
 	}
+}
+
+// servicePort reports whether port is a local-network service's whose
+// datagrams payload signatures must not be matched against: their first
+// bytes are that protocol's (a DNS transaction ID may start 0xF1, like a
+// PPPP datagram).
+func servicePort(port uint16) bool {
+	switch port {
+	case 53, 67, 68, 123, 137, 138, 161, 162, 514, 1900, 3702, 5353, 5355:
+		return true
+	}
+	return false
 }
 
 // inspectTCP reads the HTTP request head or the TLS ClientHello at the
@@ -188,6 +200,7 @@ func (d *vendor) inspectQUIC(f *flow, pl []byte, ts int64) {
 // serverName checks a server name the camera asked for (SNI, Host).
 func (d *vendor) serverName(f *flow, ts int64, sni, where string) {
 	d.e.m.SNIs.Add(1)
+	d.e.detectors[unexpectedDetector.index].(*unexpected).serverName(f, ts, sni, where)
 	if en, ok := d.e.wl.MatchDomain(sni); ok {
 		d.raise(f, ts, sni, fmt.Sprintf("%s to %s:%d names %s, which matches watch-list domain %s (%s: %s)", where, f.peer, f.port, sni, en.Domain, en.Vendor, en.Note), aggKey{dst: f.peer, domain: en.Domain})
 	}
