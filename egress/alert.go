@@ -26,6 +26,7 @@ type pending struct {
 	end     int64 // window end, Unix ns
 	emitted bool
 	finish  func(*pending) // refreshes the detail at emission (optional)
+	extra   uint64         // roll-ups: destinations beyond those listed
 }
 
 // raise records one occurrence of an alert: the first in a window creates it
@@ -48,9 +49,9 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 		}
 		return p
 	}
-	if len(e.agg) >= maxPending {
+	if len(e.agg) >= e.maxPending {
 		e.m.StateEvictions.Add(1)
-		e.flush(true) // emit early rather than grow without bound
+		e.emitLargest() // emit early rather than grow without bound
 	}
 	p = &pending{key: k, end: ts + int64(e.p.Thresholds.Aggregate)}
 	p.a = Alert{
@@ -80,6 +81,29 @@ func (e *Engine) flush(all bool) {
 			cmp.Compare(x.a.Camera, y.a.Camera), cmp.Compare(x.a.Dst, y.a.Dst),
 			cmp.Compare(x.a.Domain, y.a.Domain), cmp.Compare(x.a.Port, y.a.Port))
 	})
+	for _, p := range due {
+		e.emit(p)
+	}
+}
+
+// emitLargest emits early the pending alerts of the camera that has the
+// most: a camera flooding alerts cuts its own short, never another's.
+func (e *Engine) emitLargest() {
+	per := map[netip.Addr]int{}
+	var big netip.Addr
+	for k := range e.agg {
+		per[k.cam]++
+		if per[k.cam] > per[big] {
+			big = k.cam
+		}
+	}
+	var due []*pending
+	for k, p := range e.agg {
+		if k.cam == big {
+			due = append(due, p)
+		}
+	}
+	slices.SortFunc(due, func(x, y *pending) int { return x.a.FirstSeen.Compare(y.a.FirstSeen) })
 	for _, p := range due {
 		e.emit(p)
 	}

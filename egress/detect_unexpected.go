@@ -14,7 +14,7 @@ var unexpectedDetector = &Detector{
 	Kind:         KindUnexpectedDestination,
 	Severity:     "medium",
 	SeverityNote: "high for a public DNS resolver (8.8.8.8, 1.1.1.1, 114.114.114.114, …) on 53, 853 (DNS-over-TLS) or 443 (DNS-over-HTTPS), and for a TLS/QUIC server name of a public DNS-over-HTTPS/TLS service (dns.google, cloudflare-dns.com, dns.quad9.net, …) on any address: the camera bypasses the site's resolver; low for an inbound connection from a stranger",
-	Raised:       "a camera opens a flow to a peer no allow rule permits (multicast/broadcast excluded); one alert per camera and peer address per window",
+	Raised:       "a camera opens a flow to a peer no allow rule permits (multicast/broadcast excluded); one alert per camera and peer address per window, for the first 20 distinct peers of a camera in a window (then scan takes over)",
 	Fields:       "`dst`, `proto`, `port` (first port seen), `bytes` sent by the camera, `count` flows",
 	new:          func(e *Engine) any { return &unexpected{e: e} },
 }
@@ -29,7 +29,7 @@ func (d *unexpected) flowOpened(f *flow, p *packet, ts int64) {
 	switch {
 	case !f.outbound && !f.allowed && !f.local:
 		d.raiseInbound(f, ts)
-	case f.watchable() && !f.lateral:
+	case f.watchable() && !f.lateral && !f.rolled:
 		f.agg = d.raise(f, ts, p.ipLen)
 	}
 }
@@ -90,7 +90,7 @@ func resolverService(proto uint8, port uint16) string {
 // asked for on f: a public DNS-over-HTTPS/TLS service's name on a flow no
 // allow rule permits makes its unexpected-destination alert high.
 func (d *unexpected) serverName(f *flow, ts int64, name, where string) {
-	if !f.watchable() || f.lateral {
+	if !f.watchable() || f.lateral || f.rolled {
 		return
 	}
 	svc := dohService(name)

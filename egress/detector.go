@@ -38,7 +38,9 @@ type sendWatcher interface {
 }
 
 // Detectors lists every alert kind, in documentation order.
+// scan comes first: it marks the flows it rolls up before the others look.
 var Detectors = indexed(
+	scanDetector,
 	unexpectedDetector,
 	vendorDetector,
 	dnsTunnelDetector,

@@ -37,6 +37,9 @@ type Alert struct {
 	Count     uint64    `json:"count"`
 	Bytes     uint64    `json:"bytes"`
 	Detail    string    `json:"detail"` // human-readable: what triggered the alert, with the values
+	// Destinations lists the destinations of a roll-up (scan: the most
+	// contacted, with their flow counts; lateral: every target).
+	Destinations []string `json:"destinations,omitempty"`
 }
 
 // AlertSink delivers alerts somewhere. Implementations must not lose an alert

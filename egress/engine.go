@@ -54,17 +54,19 @@ type Engine struct {
 	sink AlertSink
 	base *Baseline
 
-	mu      sync.Mutex
-	dec     *decoder
-	pkt     packet
-	query   dnsparse.Question // the DNS query of pkt, when it is one
-	now     int64             // engine clock, Unix ns
-	nextHK  int64
-	flows   *flowTable
-	agg     map[aggKey]*pending
-	outbox  []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
-	names   map[netip.Addr]string
-	nameBuf [dnsparse.MaxNameLen]byte
+	mu     sync.Mutex
+	dec    *decoder
+	pkt    packet
+	query  dnsparse.Question // the DNS query of pkt, when it is one
+	now    int64             // engine clock, Unix ns
+	nextHK int64
+	flows  *flowTable
+	agg    map[aggKey]*pending
+	// maxPending bounds agg (maxPending; tests lower it).
+	maxPending int
+	outbox     []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
+	names      map[netip.Addr]string
+	nameBuf    [dnsparse.MaxNameLen]byte
 	// warnedLT are the link types not decoded that were logged (once each).
 	warnedLT map[layers.LinkType]bool
 
@@ -106,15 +108,16 @@ func NewEngine(cfg Config) (*Engine, error) {
 	p := *cfg.Policy
 	p.Defaults()
 	e := &Engine{
-		log:      cfg.Logger,
-		p:        &p,
-		wl:       cfg.Watchlist,
-		sink:     cfg.Sink,
-		base:     cfg.Baseline,
-		warnedLT: map[layers.LinkType]bool{},
-		flows:    newFlowTable(p.Flows.Max),
-		agg:      map[aggKey]*pending{},
-		names:    map[netip.Addr]string{},
+		log:        cfg.Logger,
+		p:          &p,
+		wl:         cfg.Watchlist,
+		sink:       cfg.Sink,
+		base:       cfg.Baseline,
+		warnedLT:   map[layers.LinkType]bool{},
+		flows:      newFlowTable(p.Flows.Max),
+		agg:        map[aggKey]*pending{},
+		maxPending: maxPending,
+		names:      map[netip.Addr]string{},
 	}
 	e.dec = newDecoder(&e.m)
 	e.m.Alerts = make([]atomic.Uint64, len(Detectors))

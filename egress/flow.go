@@ -28,6 +28,7 @@ type flow struct {
 	lateral  bool // to a management port of another camera or a core host
 	watched  bool // a watch-list signature already matched this flow
 	synOnly  bool // TCP: only SYNs from the initiator so far (retries are not contacts)
+	rolled   bool // one of a scan or flood: counted in the camera's scan alert
 
 	inspected uint8 // camera payload packets inspected for SNI/signatures
 	inspDone  bool

@@ -235,6 +235,12 @@ func decodePolicy(name string, data []byte, v any, p *Policy) error {
 	rejected := map[int]bool{}
 	for _, e := range errs {
 		rejected[e.Line] = true
+		if strings.Contains(e.Msg, "appears twice") {
+			// The YAML decoder abandons a mapping with a duplicate key:
+			// validating what it left would report its keys missing.
+			slices.SortStableFunc(errs, func(a, b *config.Error) int { return a.Line - b.Line })
+			return errs
+		}
 	}
 	for _, e := range p.validate(name, config.KeyLines(&doc)) {
 		if e.Line == 0 || !rejected[e.Line] {

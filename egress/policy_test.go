@@ -43,6 +43,8 @@ func TestPolicyErrors(t *testing.T) {
 			"p.yml:4: cameras.names entry 1: set both addr and name"},
 		{"camera addr", "cameras:\n  networks: [192.168.50.0/24]\n  names:\n    - {addr: front, name: front-door}\n",
 			`p.yml:4: "front" is not an IP address like 192.168.50.10`},
+		{"duplicate key", "cameras: {networks: [192.168.50.0/24]}\nthresholds: {}\nthresholds: {}\n",
+			`p.yml:3: key "thresholds" appears twice (first at line 2)`},
 		{"lateral port", "cameras: {networks: [192.168.50.0/24]}\nlateral: {ports: [ssh]}\n",
 			`p.yml:2: value "ssh" is not a valid whole number (it reads as a string)`},
 	} {

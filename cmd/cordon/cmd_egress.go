@@ -23,8 +23,11 @@ import (
 const egressUsage = `usage: cordon egress --policy FILE (--pcap FILE | --iface NAME | --netflow ADDR) [flags]
 
 Watches what cameras send and raises alerts a SOC can act on:
+  scan                    more than 20 unexpected destinations in a window,
+                          rolled up into one alert (scan, flood, worm)
   unexpected-destination  a camera talks to a host/port no allow rule permits
-                          (public DNS resolvers hard-coded in firmware included)
+                          (public DNS resolvers hard-coded in firmware and
+                          DNS-over-HTTPS/TLS included)
   vendor-cloud            DNS query, TLS SNI or QUIC Initial SNI naming a
                           watch-listed vendor domain; watch-listed IPs, ports
                           and payload signatures (UDP 8800, PPPP 0xF1, ...)
@@ -32,6 +35,7 @@ Watches what cameras send and raises alerts a SOC can act on:
   beacon                  regular contacts with one destination
   volume                  bytes a camera sends to non-allowed destinations
   lateral                 camera → camera or camera → core on management ports
+                          (one alert per window lists every target)
   new-destination         first contact not in the learned baseline
 
 Inputs: --pcap reads a pcap or pcapng file (gzip/zstd compressed too; - for
