@@ -3,8 +3,10 @@ package egress
 import (
 	"cmp"
 	"context"
+	"hash/fnv"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,6 +63,9 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 	}
 	if k.dst.IsValid() {
 		p.a.Dst = k.dst.String()
+	}
+	if f := e.cur; f != nil {
+		p.a.setFlow(f)
 	}
 	build(&p.a)
 	e.agg[k] = p
@@ -122,6 +127,9 @@ func (e *Engine) emit(p *pending) {
 	if p.finish != nil {
 		p.finish(p)
 	}
+	p.a.Timestamp, p.a.EventType = p.a.FirstSeen, "alert"
+	p.a.SeverityID = severityID(p.a.Severity)
+	p.a.Proto = eveProto(p.a.Proto)
 	e.m.Alerts[p.key.det.index].Add(1)
 	e.outbox = append(e.outbox, p.a)
 }
@@ -146,4 +154,49 @@ func (e *Engine) unlockAndDeliver(ctx context.Context) {
 			e.log.Error("delivering an alert failed", "kind", a.Kind, "camera", a.Camera, "error", err)
 		}
 	}
+}
+
+// setFlow records the flow that raised a: its endpoints, initiator first,
+// its flow_id and Community ID.
+func (a *Alert) setFlow(f *flow) {
+	src, dst := f.init.Addr(), f.resp.Addr()
+	a.SrcIP, a.DestIP = src.String(), dst.String()
+	if f.proto == protoTCP || f.proto == protoUDP {
+		a.SrcPort, a.DestPort = f.init.Port(), f.resp.Port()
+	}
+	if isICMP(f.proto) {
+		return // the flow keeps no ICMP type and code: no Community ID
+	}
+	a.CommunityID = communityID(f.proto, src, dst, a.SrcPort, a.DestPort)
+	h := fnv.New64a()
+	h.Write([]byte(a.CommunityID))
+	a.FlowID = h.Sum64() &^ (1 << 63)
+}
+
+// severityID is the numeric severity (OCSF severity_id; ECS event.severity).
+func severityID(s string) int {
+	switch s {
+	case "info":
+		return 1
+	case "low":
+		return 2
+	case "medium":
+		return 3
+	case "high":
+		return 4
+	case "critical":
+		return 5
+	}
+	return 0
+}
+
+// eveProto writes a protocol name as EVE does (TCP, UDP, ICMP, IPv6-ICMP).
+func eveProto(p string) string {
+	switch p {
+	case "icmpv6":
+		return "IPv6-ICMP"
+	case "":
+		return ""
+	}
+	return strings.ToUpper(p)
 }

@@ -67,6 +67,9 @@ type Engine struct {
 	outbox     []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
 	names      map[netip.Addr]string
 	nameBuf    [dnsparse.MaxNameLen]byte
+	// cur is the flow whose packet (or record) the detectors are looking
+	// at: the alerts they raise carry its 5-tuple.
+	cur *flow
 	// warnedLT are the link types not decoded that were logged (once each).
 	warnedLT map[layers.LinkType]bool
 
@@ -491,9 +494,11 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
 	e.m.Flows.Add(1)
 
 	f.lateral = (e.isCamera(f.peer) || e.inCore(f.peer)) && e.isMgmt(f.port) && !isICMP(f.proto)
+	e.cur = f
 	for _, d := range e.opened {
 		d.flowOpened(f, p, ts)
 	}
+	e.cur = nil
 	if f.watchable() {
 		f.lastCamOut = ts
 	}
@@ -508,9 +513,11 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	if p.dport == 53 && len(p.payload) > 0 && f.outbound {
 		p.dns = e.parseQuery(f, p)
 	}
+	e.cur = f
 	for _, d := range e.sent {
 		d.cameraSent(f, p, ts, fresh)
 	}
+	e.cur = nil
 	if f.watchable() && ts > f.lastCamOut {
 		f.lastCamOut = ts
 	}

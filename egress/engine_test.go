@@ -184,7 +184,7 @@ func TestFlowRecords(t *testing.T) {
 	if a := kinds[KindVolume]; a.Bytes != 200_120 || a.Dst != "203.0.113.80" {
 		t.Errorf("volume %+v (only what the camera sent to non-allowed peers counts: 200 kB + 120 B)", a)
 	}
-	if a := kinds[KindVendorCloud]; a.Port != 8800 || a.Proto != "udp" {
+	if a := kinds[KindVendorCloud]; a.Port != 8800 || a.Proto != "UDP" || a.SrcPort != 50000 || a.DestPort != 8800 || a.CommunityID == "" || a.SeverityID != 4 {
 		t.Errorf("vendor-cloud %+v", a)
 	}
 	if a := kinds[KindLateral]; a.Dst != "10.0.0.5" || a.Port != 445 {
