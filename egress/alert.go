@@ -3,6 +3,7 @@ package egress
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"slices"
@@ -29,6 +30,7 @@ type pending struct {
 	emitted bool
 	finish  func(*pending) // refreshes the detail at emission (optional)
 	extra   uint64         // roll-ups: destinations beyond those listed
+	sent    uint64         // occurrences already reported by the at-once alert
 }
 
 // raise records one occurrence of an alert: the first in a window creates it
@@ -69,7 +71,32 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 	}
 	build(&p.a)
 	e.agg[k] = p
+	e.urgent = append(e.urgent, p)
 	return p
+}
+
+// sendUrgent sends at once the first occurrence of each high or critical
+// alert raised since the last call (the aggregate's repeats follow at the
+// end of its window, see emit). It runs before the engine lock is released,
+// when the detectors have finished the alert (roll-ups their first target,
+// an upgraded severity its final word).
+func (e *Engine) sendUrgent() {
+	for _, p := range e.urgent {
+		if p.emitted || p.sent > 0 || severityID(p.a.Severity) < 4 || p.key.det.Summary {
+			continue
+		}
+		tmp := *p
+		tmp.a.Destinations = slices.Clone(p.a.Destinations)
+		if p.finish != nil {
+			p.finish(&tmp)
+		}
+		tmp.a.finalize()
+		p.sent = p.a.Count
+		e.m.Alerts[p.key.det.index].Add(1)
+		e.outbox = append(e.outbox, tmp.a)
+	}
+	clear(e.urgent)
+	e.urgent = e.urgent[:0]
 }
 
 // flush emits the pending alerts whose window has ended (all of them when
@@ -124,12 +151,20 @@ func (e *Engine) emit(p *pending) {
 		return
 	}
 	p.emitted = true
+	if p.sent > 0 {
+		if p.a.Count <= p.sent {
+			return // sent at once, and not repeated since
+		}
+		p.a.Count -= p.sent
+		p.a.Repeat = true
+	}
 	if p.finish != nil {
 		p.finish(p)
 	}
-	p.a.Timestamp, p.a.EventType = p.a.FirstSeen, "alert"
-	p.a.SeverityID = severityID(p.a.Severity)
-	p.a.Proto = eveProto(p.a.Proto)
+	if p.a.Repeat {
+		p.a.Detail = fmt.Sprintf("%d more times since the alert sent at once: %s", p.a.Count, p.a.Detail)
+	}
+	p.a.finalize()
 	e.m.Alerts[p.key.det.index].Add(1)
 	e.outbox = append(e.outbox, p.a)
 }
@@ -139,6 +174,9 @@ func (e *Engine) emit(p *pending) {
 // sendMu, taken before the engine lock is released, so alerts reach the
 // sink in the order they were emitted whichever goroutine sends them.
 func (e *Engine) unlockAndDeliver(ctx context.Context) {
+	if len(e.urgent) > 0 {
+		e.sendUrgent()
+	}
 	if len(e.outbox) == 0 {
 		e.mu.Unlock()
 		return
@@ -154,6 +192,13 @@ func (e *Engine) unlockAndDeliver(ctx context.Context) {
 			e.log.Error("delivering an alert failed", "kind", a.Kind, "camera", a.Camera, "error", err)
 		}
 	}
+}
+
+// finalize fills the fields derived from the others as emitted.
+func (a *Alert) finalize() {
+	a.Timestamp, a.EventType = a.FirstSeen, "alert"
+	a.SeverityID = severityID(a.Severity)
+	a.Proto = eveProto(a.Proto)
 }
 
 // setFlow records the flow that raised a: its endpoints, initiator first,

@@ -24,8 +24,9 @@ var scanDetector = &Detector{
 	Severity: "high",
 	Raised: fmt.Sprintf("a camera opens flows to more than %d distinct destinations that no allow rule permits within one aggregation window (a scan, a flood, a worm): "+
 		"the first %d raise unexpected-destination one by one, the rest are rolled up into one scan alert per camera and window (in the windows that follow while it goes on, all of them), so a flood cannot bury other alerts", scanDistinct, scanDistinct),
-	Fields: "`count` flows rolled up, `bytes` of their first packets, `destinations` (the most contacted, with their flow counts), `detail`: distinct destinations and ports",
-	new:    func(e *Engine) any { return &scan{e: e, cams: map[netip.Addr]*scanState{}} },
+	Fields:  "`count` flows rolled up, `bytes` of their first packets, `destinations` (the most contacted, with their flow counts), `detail`: distinct destinations and ports",
+	Summary: true,
+	new:     func(e *Engine) any { return &scan{e: e, cams: map[netip.Addr]*scanState{}} },
 }
 
 // scan counts, per camera and window, the distinct destinations of the

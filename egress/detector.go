@@ -17,6 +17,9 @@ type Detector struct {
 	Raised string
 	// Fields names the alert fields that show what triggered it.
 	Fields string
+	// Summary says its alert sums up a window (a roll-up): it is sent at
+	// the window's end even when high, not at once (see Alert.Repeat).
+	Summary bool
 
 	// new returns the detector's state for one engine. It implements
 	// flowOpener, sendWatcher or both.

@@ -22,7 +22,9 @@ import (
 
 // Alert is one aggregated alert, as written (one JSON object per line) to
 // stdout, files, syslog and webhooks. Repeats of the same camera, kind and
-// destination within a window are aggregated into one Alert with Count > 1.
+// destination within a window are aggregated into one Alert with Count > 1;
+// a high or critical alert is sent at once, and only its repeats are
+// aggregated (into one Alert with Repeat set).
 //
 // Besides its own fields it carries those Suricata EVE and Elastic ECS
 // consumers look for (docs/egress-io.md maps them): timestamp, event_type,
@@ -53,6 +55,10 @@ type Alert struct {
 	DestPort    uint16 `json:"dest_port,omitempty"`
 	FlowID      uint64 `json:"flow_id,omitempty"`      // a hash of the flow's 5-tuple (63 bits)
 	CommunityID string `json:"community_id,omitempty"` // Community ID v1 of the flow (not for ICMP)
+	// Repeat marks the occurrences after a high or critical alert, which
+	// is sent at once (its first occurrence): they are folded into one
+	// alert at the end of the aggregation window, Count of them.
+	Repeat bool `json:"repeat,omitempty"`
 	// Destinations lists the destinations of a roll-up (scan: the most
 	// contacted, with their flow counts; lateral: every target).
 	Destinations []string `json:"destinations,omitempty"`

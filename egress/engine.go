@@ -64,7 +64,8 @@ type Engine struct {
 	agg    map[aggKey]*pending
 	// maxPending bounds agg (maxPending; tests lower it).
 	maxPending int
-	outbox     []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
+	outbox     []Alert    // emitted, not yet handed to the sink (see unlockAndDeliver)
+	urgent     []*pending // created since the last delivery: high ones are sent at once (sendUrgent)
 	names      map[netip.Addr]string
 	nameBuf    [dnsparse.MaxNameLen]byte
 	// cur is the flow whose packet (or record) the detectors are looking

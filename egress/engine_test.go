@@ -166,11 +166,12 @@ func TestFlowRecords(t *testing.T) {
 	// Allowed both ways: proxy pulls RTSP.
 	e.HandleFlow(context.Background(), rec(ap(proxy, 40000), ap(camA, 554), 6, 0, 5000))
 	e.HandleFlow(context.Background(), rec(ap(camA, 554), ap(proxy, 40000), 6, 0, 5_000_000))
-	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume.
+	// Lateral: SMB to a core server.
+	e.HandleFlow(context.Background(), rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 5*time.Second, 120))
+	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume
+	// (sent at once, on crossing the threshold).
 	e.HandleFlow(context.Background(), rec(ap(camA, 50000), ap(vendor, 8800), 17, 10*time.Second, 200_000))
 	e.HandleFlow(context.Background(), rec(ap(vendor, 8800), ap(camA, 50000), 17, 10*time.Second, 999_000))
-	// Lateral: SMB to a core server.
-	e.HandleFlow(context.Background(), rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 20*time.Second, 120))
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
