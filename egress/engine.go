@@ -257,6 +257,10 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			var te *TruncatedError
+			if errors.As(err, &te) {
+				return err // it names the file and the offset
+			}
 			return fmt.Errorf("egress: reading packets: %w", err)
 		}
 		read++

@@ -3,9 +3,11 @@ package egress
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -447,8 +449,14 @@ func TestOpenFileErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if _, _, err := src.ReadPacketData(); err == nil || !strings.Contains(err.Error(), "truncated") {
+	_, _, err = src.ReadPacketData()
+	var te *TruncatedError
+	if !errors.As(err, &te) || err.Error() != "egress: "+path+": capture truncated at byte 50, inside the packet after the 0 read (the packets before it were analysed)" {
 		t.Fatalf("truncated record: %v", err)
+	}
+	// A directory is not a capture.
+	if _, err := OpenFile(dir, nil); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
 	}
 }
 
@@ -538,5 +546,21 @@ func TestRecordsLongFlowNotBeacon(t *testing.T) {
 	}
 	if count(sink.alerts, KindBeacon) == 0 {
 		t.Errorf("no beacon for connections every minute")
+	}
+}
+
+// TestZstdWindowLimit: a zstd stream (from the zstd tool, reading standard
+// input so the frame keeps its 128 MiB window) over the decoder's window
+// limit is refused with a message that says so.
+func TestZstdWindowLimit(t *testing.T) {
+	zstdTool := testutil.NeedTool(t, "zstd")[0]
+	cmd := exec.Command(zstdTool, "--long=27", "-c")
+	cmd.Stdin = bytes.NewReader(make([]byte, 5000))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openStream("big.zst", io.NopCloser(bytes.NewReader(out))); err == nil || !strings.Contains(err.Error(), "needs a window larger than the 64 MiB limit") {
+		t.Errorf("zstd window: %v", err)
 	}
 }
