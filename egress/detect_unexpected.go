@@ -13,7 +13,7 @@ const KindUnexpectedDestination = "unexpected-destination"
 var unexpectedDetector = &Detector{
 	Kind:         KindUnexpectedDestination,
 	Severity:     "medium",
-	SeverityNote: "high for a public DNS resolver (8.8.8.8, 1.1.1.1, 114.114.114.114, …) on 53, 853 (DNS-over-TLS) or 443 (DNS-over-HTTPS), and for a TLS/QUIC server name of a public DNS-over-HTTPS/TLS service (dns.google, cloudflare-dns.com, dns.quad9.net, …) on any address: the camera bypasses the site's resolver; low for an inbound connection from a stranger",
+	SeverityNote: "high for a public DNS resolver (8.8.8.8, 1.1.1.1, 114.114.114.114, …) on 53, 853 (DNS-over-TLS) or 443 (DNS-over-HTTPS), and for a TLS/QUIC server name of a public DNS-over-HTTPS/TLS service (dns.google, cloudflare-dns.com, dns.quad9.net, …) on any address: the camera bypasses the site's resolver; low for an inbound connection from a stranger, and for a unicast reply to the camera's own multicast discovery (SSDP M-SEARCH, mDNS, WS-Discovery)",
 	Raised:       "a camera opens a flow to a peer no allow rule permits (multicast/broadcast excluded); one alert per camera and peer address per window, for the first 20 distinct peers of a camera in a window (then scan takes over)",
 	Fields:       "`dst`, `proto`, `port` (first port seen), `bytes` sent by the camera, `count` flows",
 	new:          func(e *Engine) any { return &unexpected{e: e} },
@@ -51,6 +51,11 @@ func (d *unexpected) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 func (d *unexpected) raise(f *flow, ts int64, bytes uint64) *pending {
 	return d.e.raise(aggKey{cam: f.cam, det: unexpectedDetector, dst: f.peer}, ts, bytes, 1, func(a *Alert) {
 		a.Proto, a.Port = protoName(f.proto), f.port
+		if f.solicited != "" {
+			a.Severity = "low"
+			a.Detail = fmt.Sprintf("%s answered camera %s's %s (multicast discovery) with a unicast reply from %s/%d, which no allow rule permits", f.peer, f.cam, f.solicited, protoName(f.proto), f.port)
+			return
+		}
 		if name := publicResolvers[f.peer]; name != "" {
 			if how := resolverService(f.proto, f.port); how != "" {
 				a.Severity = "high"

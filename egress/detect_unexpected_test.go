@@ -77,3 +77,18 @@ func TestPPPPSignatureContext(t *testing.T) {
 		t.Errorf("vendor-cloud alerts %+v, want one: the PPPP datagram to 203.0.113.8", pppp)
 	}
 }
+
+// TestSSDPReply: the gateway's unicast reply to a camera's SSDP M-SEARCH is
+// reported as what it is (low), not as an inbound connection.
+func TestSSDPReply(t *testing.T) {
+	e, sink := newTestEngine(t, testPolicy)
+	gw := netip.MustParseAddr("192.168.50.1")
+	feed(t, e, func(w *pcapgen.Writer) {
+		_ = w.UDP(ap(camA, 49152), ap(netip.MustParseAddr("239.255.255.250"), 1900), []byte("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n"), 0)
+		_ = w.UDP(ap(gw, 1900), ap(camA, 49152), []byte("HTTP/1.1 200 OK\r\nST: upnp:rootdevice\r\n\r\n"), 0)
+	})
+	if len(sink.alerts) != 1 || sink.alerts[0].Severity != "low" || sink.alerts[0].Dst != "192.168.50.1" ||
+		!strings.Contains(sink.alerts[0].Detail, "192.168.50.1 answered camera 192.168.50.10's SSDP M-SEARCH (multicast discovery) with a unicast reply from udp/1900") {
+		t.Errorf("alerts %+v, want one low alert naming the SSDP reply", sink.alerts)
+	}
+}

@@ -416,7 +416,11 @@ func (e *Engine) handle(p *packet, ts int64) {
 	}
 	fresh := f == nil
 	if fresh {
-		f = e.newFlow(key, p, ts, initiatorIsSrc(p))
+		srcInit, query := initiatorIsSrc(p), e.solicited(p)
+		if query != "" {
+			srcInit = false // the camera's multicast query asked for it
+		}
+		f = e.newFlow(key, p, ts, srcInit, query)
 	}
 	dir := f.dir(p)
 	f.pkts[dir]++
@@ -442,7 +446,7 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 	if fresh {
 		// Records carry no SYN order: the lower port is the service.
 		srcInit := !(p.sport < p.dport)
-		f = e.newFlow(key, p, start, srcInit)
+		f = e.newFlow(key, p, start, srcInit, "")
 		f.synOnly = false
 	}
 	dir := f.dir(p)
@@ -462,6 +466,41 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 	}
 }
 
+// Multicast discovery: a camera's query to a group on a port is answered
+// by unicast datagrams from that port.
+var discoveryGroups = []struct {
+	port  uint16
+	group netip.Addr
+	query string
+}{
+	{1900, netip.MustParseAddr("239.255.255.250"), "SSDP M-SEARCH"},
+	{1900, netip.MustParseAddr("ff02::c"), "SSDP M-SEARCH"},
+	{5353, netip.MustParseAddr("224.0.0.251"), "mDNS query"},
+	{5353, netip.MustParseAddr("ff02::fb"), "mDNS query"},
+	{3702, netip.MustParseAddr("239.255.255.250"), "WS-Discovery probe"},
+	{3702, netip.MustParseAddr("ff02::c"), "WS-Discovery probe"},
+}
+
+// solicited names the camera's multicast discovery query that the first
+// datagram of a flow answers (a unicast reply from the discovery port to
+// the port the camera queried from, while its query flow is in the table),
+// or "".
+func (e *Engine) solicited(p *packet) string {
+	if p.proto != protoUDP || !e.isCamera(p.dst) || e.isCamera(p.src) {
+		return ""
+	}
+	for _, g := range discoveryGroups {
+		if g.port != p.sport || g.group.Is4() != p.dst.Is4() {
+			continue
+		}
+		k := canonical(protoUDP, netip.AddrPortFrom(p.dst, p.dport), netip.AddrPortFrom(g.group, g.port))
+		if e.flows.m[k] != nil {
+			return g.query
+		}
+	}
+	return ""
+}
+
 // initiatorIsSrc guesses whether the sender of the first packet seen of a
 // flow opened it: a SYN says so, a SYN-ACK says the opposite; otherwise a
 // packet from a well-known port to a high port is a reply.
@@ -476,8 +515,8 @@ func initiatorIsSrc(p *packet) bool {
 }
 
 // newFlow creates and classifies a flow and raises the flow-level alerts.
-func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
-	f := &flow{key: key, first: ts, last: ts, proto: p.proto}
+func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool, solicited string) *flow {
+	f := &flow{key: key, first: ts, last: ts, proto: p.proto, solicited: solicited}
 	f.init, f.resp = netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport)
 	if !srcInit {
 		f.init, f.resp = f.resp, f.init

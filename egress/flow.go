@@ -29,6 +29,9 @@ type flow struct {
 	watched  bool // a watch-list signature already matched this flow
 	synOnly  bool // TCP: only SYNs from the initiator so far (retries are not contacts)
 	rolled   bool // one of a scan or flood: counted in the camera's scan alert
+	// solicited names the camera's multicast discovery query (SSDP
+	// M-SEARCH, mDNS, WS-Discovery) whose unicast reply opened the flow.
+	solicited string
 
 	inspected uint8 // camera payload packets inspected for SNI/signatures
 	inspDone  bool
