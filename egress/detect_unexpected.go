@@ -107,6 +107,7 @@ func (d *unexpected) serverName(f *flow, ts int64, name, where string) {
 	}
 	a := &f.agg.a
 	a.Severity, a.Domain = "high", name
+	d.e.urgent = append(d.e.urgent, f.agg) // now high: sent at once
 	a.Detail = fmt.Sprintf("camera %s reaches %s, the %s DNS-over-HTTPS/TLS service, at %s (%s/%d; %s) instead of the allowed resolver: it bypasses the site's DNS", f.cam, name, svc, f.peer, protoName(f.proto), f.port, where)
 }
 

@@ -1,6 +1,9 @@
 package egress
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -35,13 +38,26 @@ func TestResolverBypass(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e, sink := newTestEngine(t, testPolicy)
-			feed(t, e, func(w *pcapgen.Writer) {
-				k := w.Dial(ap(camA, 41000), ap(netip.MustParseAddr(c.dst), c.port))
-				if c.hello != nil {
-					k.Send(c.hello, 0)
-				}
-				_ = k.Close()
-			})
+			var b bytes.Buffer
+			w, _ := pcapgen.NewWriter(&b, pcapgen.Start)
+			k := w.Dial(ap(camA, 41000), ap(netip.MustParseAddr(c.dst), c.port))
+			if c.hello != nil {
+				k.Send(c.hello, 0)
+			}
+			_ = k.Close()
+			src, err := openStream("t", io.NopCloser(&b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Run(context.Background(), src); err != nil {
+				t.Fatal(err)
+			}
+			if c.sev == "high" && len(sink.alerts) == 0 {
+				t.Errorf("the high alert was not sent at once")
+			}
+			if err := e.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			var got []Alert
 			for _, a := range sink.alerts {
 				if a.Kind == KindUnexpectedDestination {
