@@ -31,6 +31,9 @@ type pending struct {
 	finish  func(*pending) // refreshes the detail at emission (optional)
 	extra   uint64         // roll-ups: destinations beyond those listed
 	sent    uint64         // occurrences already reported by the at-once alert
+	// suppressed: the repeats within a suppression period (quiet), summed
+	// up when it ends.
+	suppressed bool
 }
 
 // raise records one occurrence of an alert: the first in a window creates it
@@ -63,6 +66,10 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 		Camera: e.cameraName(k.cam), Src: k.cam.String(),
 		FirstSeen: t, LastSeen: t, Count: count, Bytes: bytes,
 	}
+	if until, ok := e.quiet[k]; ok && ts < until {
+		// Suppressed: one summary of the repeats when the period ends.
+		p.end, p.suppressed, p.a.Repeat = until, true, true
+	}
 	if k.dst.IsValid() {
 		p.a.Dst = k.dst.String()
 	}
@@ -71,8 +78,33 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 	}
 	build(&p.a)
 	e.agg[k] = p
-	e.urgent = append(e.urgent, p)
+	if !p.suppressed {
+		e.urgent = append(e.urgent, p)
+	}
 	return p
+}
+
+// quietFrom starts the suppression period of p's key at its first
+// occurrence (Thresholds.Suppress), bounded like the other state.
+func (e *Engine) quietFrom(p *pending) {
+	d := int64(e.p.Thresholds.Suppress)
+	if d <= 0 || p.suppressed {
+		return
+	}
+	if _, ok := e.quiet[p.key]; !ok && len(e.quiet) >= maxStateEntries {
+		evictOne(e.quiet)
+		e.m.StateEvictions.Add(1)
+	}
+	e.quiet[p.key] = p.a.FirstSeen.UnixNano() + d
+}
+
+// expireQuiet forgets the suppression periods that have ended.
+func (e *Engine) expireQuiet() {
+	for k, until := range e.quiet {
+		if until <= e.now {
+			delete(e.quiet, k)
+		}
+	}
 }
 
 // sendUrgent sends at once the first occurrence of each high or critical
@@ -92,6 +124,7 @@ func (e *Engine) sendUrgent() {
 		}
 		tmp.a.finalize()
 		p.sent = p.a.Count
+		e.quietFrom(p)
 		e.m.Alerts[p.key.det.index].Add(1)
 		e.outbox = append(e.outbox, tmp.a)
 	}
@@ -161,8 +194,13 @@ func (e *Engine) emit(p *pending) {
 	if p.finish != nil {
 		p.finish(p)
 	}
-	if p.a.Repeat {
+	switch {
+	case p.suppressed:
+		p.a.Detail = fmt.Sprintf("%d more times while suppressed (thresholds.suppress %s after an alert): %s", p.a.Count, e.p.Thresholds.Suppress.D(), p.a.Detail)
+	case p.a.Repeat:
 		p.a.Detail = fmt.Sprintf("%d more times since the alert sent at once: %s", p.a.Count, p.a.Detail)
+	default:
+		e.quietFrom(p)
 	}
 	p.a.finalize()
 	e.m.Alerts[p.key.det.index].Add(1)

@@ -3,6 +3,7 @@ package egress
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -192,5 +193,31 @@ func TestHighAlertAtOnce(t *testing.T) {
 	}
 	if len(sink.alerts) != 3 {
 		t.Errorf("Close sent %d more", len(sink.alerts)-3)
+	}
+}
+
+// TestSuppress: with thresholds.suppress, the repeats of an alert after it
+// was emitted are summed up once at the end of the period, not alerted
+// every window; after the period the next occurrence alerts again.
+func TestSuppress(t *testing.T) {
+	e, sink := newTestEngine(t, strings.Replace(testPolicy, "thresholds:\n", "thresholds:\n  suppress: 1h\n", 1))
+	odd := netip.MustParseAddr("203.0.113.7")
+	feed(t, e, func(w *pcapgen.Writer) {
+		for _, m := range []time.Duration{0, 2, 5, 30, 59, 75} {
+			w.Now = pcapgen.Start.Add(m * time.Minute)
+			_ = w.UDP(ap(camA, 5000+uint16(m)), ap(odd, 7777), []byte("x"), 0)
+		}
+	})
+	var got []string
+	for _, a := range sink.alerts {
+		got = append(got, fmt.Sprintf("%s %d %v %s", a.FirstSeen.Sub(pcapgen.Start), a.Count, a.Repeat, a.Detail[:min(len(a.Detail), 40)]))
+	}
+	want := []string{
+		"0s 1 false camera 192.168.50.10 contacted 203.0.113",
+		"2m0s 4 true 4 more times while suppressed (threshold",
+		"1h15m0s 1 false camera 192.168.50.10 contacted 203.0.113",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

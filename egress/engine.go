@@ -71,6 +71,9 @@ type Engine struct {
 	// cur is the flow whose packet (or record) the detectors are looking
 	// at: the alerts they raise carry its 5-tuple.
 	cur *flow
+	// quiet holds, per alert key, the end of its suppression period
+	// (Thresholds.Suppress).
+	quiet map[aggKey]int64
 	// warnedLT are the link types not decoded that were logged (once each).
 	warnedLT map[layers.LinkType]bool
 
@@ -121,6 +124,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		flows:      newFlowTable(p.Flows.Max),
 		agg:        map[aggKey]*pending{},
 		maxPending: maxPending,
+		quiet:      map[aggKey]int64{},
 		names:      map[netip.Addr]string{},
 	}
 	e.dec = newDecoder(&e.m)
@@ -315,6 +319,7 @@ func (e *Engine) tick(ts int64) {
 	}
 	e.nextHK = e.now + int64(time.Second)
 	e.flush(false)
+	e.expireQuiet()
 	e.dec.frags.expire(e.now)
 	idle := e.now - int64(e.p.Flows.Idle)
 	for f := e.flows.oldest(); f != nil && f.last < idle; f = e.flows.oldest() {

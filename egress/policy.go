@@ -87,7 +87,13 @@ var DefaultLateralPorts = []uint16{21, 22, 23, 135, 139, 445, 1433, 3306, 3389, 
 type Thresholds struct {
 	// Aggregate is the window over which repeats of one camera, kind and
 	// destination are folded into one alert. It defaults to 1m.
-	Aggregate Duration  `yaml:"aggregate"`
+	Aggregate Duration `yaml:"aggregate"`
+	// Suppress is how long, after an alert of one camera, kind and
+	// destination was emitted, its later occurrences are not alerted one
+	// window at a time but folded into one summary of the suppressed
+	// repeats (Alert.Repeat) at the end of the period, as Zeek's notice
+	// suppression. It defaults to 0: every window alerts.
+	Suppress  Duration  `yaml:"suppress"`
 	DNSTunnel DNSTunnel `yaml:"dns_tunnel"`
 	Beacon    Beacon    `yaml:"beacon"`
 	Volume    Volume    `yaml:"volume"`
