@@ -1,19 +1,12 @@
 package egress
 
 import (
-	"errors"
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/cordon-vms/cordon/egress/dnsparse"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-)
-
-var (
-	errNotIP        = errors.New("egress: not an IP packet")
-	errLinkType     = errors.New("egress: unsupported link type")
-	errNoTransport  = errors.New("egress: transport header missing")
-	errNotSupported = errors.New("egress: unsupported")
 )
 
 // packet is the part of a decoded packet the engine uses.
@@ -22,7 +15,8 @@ type packet struct {
 	proto      uint8
 	sport      uint16
 	dport      uint16
-	flags      uint8 // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
+	flags      uint8  // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
+	seq        uint32 // TCP sequence number
 	icmpType   uint8
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
@@ -47,28 +41,77 @@ const (
 	tcpACK = 0x10
 )
 
-// decoder decodes with gopacket's DecodingLayerParser into preallocated
-// layers: no allocation per packet.
-type decoder struct {
-	eth   layers.Ethernet
-	dot1q layers.Dot1Q
-	sll   layers.LinuxSLL
-	loop  layers.Loopback
-	ip4   layers.IPv4
-	ip6   layers.IPv6
-	tcp   layers.TCP
-	udp   layers.UDP
-	icmp4 layers.ICMPv4
-	icmp6 layers.ICMPv6
-	pl    gopacket.Payload
+// dropReason says why a packet was not decoded; every packet that is not
+// is counted by its reason and link type (Metrics.Undecoded).
+type dropReason uint8
 
-	pEth, pSLL, pLoop, pIP4, pIP6 *gopacket.DecodingLayerParser
-	types                         []gopacket.LayerType
+const (
+	decoded       dropReason = iota
+	dropLinkType             // a link type cordon does not decode
+	dropNotIP                // a frame that carries no IP (ARP, LLDP, STP, ...)
+	dropMalformed            // a truncated or invalid header
+	dropFragment             // an IP fragment held until its datagram is complete
+	dropTunnel               // encapsulation nested deeper than maxTunnelDepth
+	numDropReasons
+)
+
+// dropNames are the reasons as they appear in --stats and metric labels.
+var dropNames = [numDropReasons]string{"", "link-type", "not-ip", "malformed", "fragment", "tunnel-depth"}
+
+func (r dropReason) String() string { return dropNames[r] }
+
+// Decoding bounds.
+const (
+	maxTunnelDepth = 3 // GRE/VXLAN headers unwrapped per packet
+	maxExtHeaders  = 8 // IPv6 extension headers walked per packet
+	vxlanPort      = 4789
+)
+
+// IPv6 extension headers (RFC 8200 section 4, RFC 4302, RFC 6275, RFC 7401, RFC 5533).
+const (
+	ip6HopByHop  = 0
+	ip6Routing   = 43
+	ip6Fragment  = 44
+	ip6AH        = 51
+	ip6NoNext    = 59
+	ip6DestOpts  = 60
+	ip6Mobility  = 135
+	ip6HIP       = 139
+	ip6Shim6     = 140
+	protoGRE     = 47
+	etherIPv4    = 0x0800
+	etherIPv6    = 0x86dd
+	etherTEB     = 0x6558 // transparent Ethernet bridging (GRE-TEB, NVGRE)
+	etherERSPAN2 = 0x88be // ERSPAN type I and II
+	etherERSPAN3 = 0x22eb // ERSPAN type III
+)
+
+// decoder decodes link layers and IP headers with gopacket's
+// DecodingLayerParser into preallocated layers, then walks IPv6 extension
+// headers, reassembles IP fragments and unwraps GRE, GRE-TEB/ERSPAN and
+// VXLAN itself, so that the flow it yields is the innermost one. There is
+// no allocation per packet outside fragment reassembly.
+type decoder struct {
+	eth  layers.Ethernet
+	vlan layers.Dot1Q
+	sll  layers.LinuxSLL
+	sll2 layers.LinuxSLL2
+	loop layers.Loopback
+	ip4  layers.IPv4
+	ip6  layers.IPv6
+	tcp  layers.TCP
+	udp  layers.UDP
+
+	pEth, pSLL, pSLL2, pLoop, pIP4, pIP6 *gopacket.DecodingLayerParser
+	types                                []gopacket.LayerType
+
+	frags *reassembler
+	ts    int64 // time of the packet being decoded, Unix ns
 }
 
-func newDecoder() *decoder {
-	d := &decoder{types: make([]gopacket.LayerType, 0, 8)}
-	all := []gopacket.DecodingLayer{&d.eth, &d.dot1q, &d.sll, &d.loop, &d.ip4, &d.ip6, &d.tcp, &d.udp, &d.icmp4, &d.icmp6, &d.pl}
+func newDecoder(m *Metrics) *decoder {
+	d := &decoder{types: make([]gopacket.LayerType, 0, 8), frags: newReassembler(m)}
+	all := []gopacket.DecodingLayer{&d.eth, &d.vlan, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6}
 	mk := func(first gopacket.LayerType) *gopacket.DecodingLayerParser {
 		p := gopacket.NewDecodingLayerParser(first, all...)
 		p.IgnoreUnsupported = true
@@ -76,84 +119,247 @@ func newDecoder() *decoder {
 	}
 	d.pEth = mk(layers.LayerTypeEthernet)
 	d.pSLL = mk(layers.LayerTypeLinuxSLL)
+	d.pSLL2 = mk(layers.LayerTypeLinuxSLL2)
 	d.pLoop = mk(layers.LayerTypeLoopback)
 	d.pIP4 = mk(layers.LayerTypeIPv4)
 	d.pIP6 = mk(layers.LayerTypeIPv6)
 	return d
 }
 
-// decode fills p from a link-layer frame.
-func (d *decoder) decode(data []byte, lt layers.LinkType, p *packet) error {
+// decode fills p from a link-layer frame captured at ts, or says why it
+// could not.
+func (d *decoder) decode(data []byte, lt layers.LinkType, ts int64, p *packet) dropReason {
+	*p = packet{}
+	d.ts = ts
 	var parser *gopacket.DecodingLayerParser
 	switch lt {
 	case layers.LinkTypeEthernet:
 		parser = d.pEth
 	case layers.LinkTypeLinuxSLL:
 		parser = d.pSLL
+	case layers.LinkTypeLinuxSLL2:
+		parser = d.pSLL2
 	case layers.LinkTypeNull, layers.LinkTypeLoop:
 		parser = d.pLoop
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, 12: // 12: raw IP on some BSDs
-		if len(data) == 0 {
-			return errNotIP
-		}
-		if data[0]>>4 == 6 {
-			parser = d.pIP6
-		} else {
-			parser = d.pIP4
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, 12:
+		parser = d.rawIP(data)
+		if parser == nil {
+			return dropNotIP
 		}
 	default:
-		return errLinkType
+		return dropLinkType
 	}
-	d.types = d.types[:0]
-	err := parser.DecodeLayers(data, &d.types)
-	*p = packet{}
-	haveIP, haveL4 := false, false
-	for _, t := range d.types {
-		switch t {
-		case layers.LayerTypeIPv4:
-			if d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0 {
-				// Fragments: count the bytes, skip transport (only the first has ports).
-				p.src, p.dst = addr4(d.ip4.SrcIP), addr4(d.ip4.DstIP)
-				p.proto, p.ipLen = uint8(d.ip4.Protocol), uint64(d.ip4.Length)
-				return errNotSupported
-			}
-			p.src, p.dst = addr4(d.ip4.SrcIP), addr4(d.ip4.DstIP)
-			p.proto, p.ipLen = uint8(d.ip4.Protocol), uint64(d.ip4.Length)
-			haveIP = true
-		case layers.LayerTypeIPv6:
-			p.src, p.dst = addr16(d.ip6.SrcIP), addr16(d.ip6.DstIP)
-			p.proto, p.ipLen = uint8(d.ip6.NextHeader), 40+uint64(d.ip6.Length)
-			haveIP = true
-		case layers.LayerTypeTCP:
-			p.sport, p.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
-			p.flags = tcpFlags(&d.tcp)
-			p.payload = d.tcp.Payload
-			haveL4 = true
-		case layers.LayerTypeUDP:
-			p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
-			p.payload = d.udp.Payload
-			haveL4 = true
-		case layers.LayerTypeICMPv4:
-			p.icmpType = d.icmp4.TypeCode.Type()
-			haveL4 = true
-		case layers.LayerTypeICMPv6:
-			p.icmpType = d.icmp6.TypeCode.Type()
-			haveL4 = true
-		}
+	return d.layers(parser, data, p, 0)
+}
+
+// rawIP picks the parser of a raw IP packet by its version, nil if it is
+// neither IPv4 nor IPv6.
+func (d *decoder) rawIP(data []byte) *gopacket.DecodingLayerParser {
+	if len(data) == 0 {
+		return nil
 	}
-	if !haveIP {
-		if err != nil {
-			return err
-		}
-		return errNotIP
-	}
-	if !haveL4 && (p.proto == protoTCP || p.proto == protoUDP) {
-		if err != nil {
-			return err
-		}
-		return errNoTransport
+	switch data[0] >> 4 {
+	case 4:
+		return d.pIP4
+	case 6:
+		return d.pIP6
 	}
 	return nil
+}
+
+// layers decodes data from parser's first layer down to the IP header and
+// goes on from there; depth counts the tunnels already unwrapped.
+func (d *decoder) layers(parser *gopacket.DecodingLayerParser, data []byte, p *packet, depth int) dropReason {
+	d.types = d.types[:0]
+	err := parser.DecodeLayers(data, &d.types)
+	if n := len(d.types); n > 0 {
+		switch d.types[n-1] {
+		case layers.LayerTypeIPv4:
+			return d.ipv4(p, depth)
+		case layers.LayerTypeIPv6:
+			return d.ipv6(p, depth)
+		}
+	}
+	if err != nil {
+		return dropMalformed
+	}
+	return dropNotIP
+}
+
+func (d *decoder) ipv4(p *packet, depth int) dropReason {
+	ip := &d.ip4
+	p.src, p.dst = addr4(ip.SrcIP), addr4(ip.DstIP)
+	p.proto, p.ipLen = uint8(ip.Protocol), uint64(ip.Length)
+	payload := ip.Payload
+	if ip.Flags&layers.IPv4MoreFragments != 0 || ip.FragOffset != 0 {
+		k := fragKey{src: p.src, dst: p.dst, id: uint32(ip.Id), proto: p.proto}
+		full, r := d.frags.add(k, int(ip.FragOffset)*8, ip.Flags&layers.IPv4MoreFragments != 0, payload, d.ts)
+		if r != decoded {
+			return r
+		}
+		payload = full
+		p.ipLen = uint64(ip.IHL)*4 + uint64(len(full))
+	}
+	return d.transport(p, payload, depth)
+}
+
+// ipv6 walks the extension headers to the transport header, reassembling
+// fragments on the way.
+func (d *decoder) ipv6(p *packet, depth int) dropReason {
+	ip := &d.ip6
+	p.src, p.dst = addr16(ip.SrcIP), addr16(ip.DstIP)
+	p.ipLen = 40 + uint64(ip.Length)
+	next, payload := uint8(ip.NextHeader), ip.Payload
+	if ip.HopByHop != nil { // gopacket decodes (and strips) Hop-by-Hop itself
+		next = uint8(ip.HopByHop.NextHeader)
+	}
+	for range maxExtHeaders {
+		switch next {
+		case ip6HopByHop, ip6Routing, ip6DestOpts, ip6Mobility, ip6HIP, ip6Shim6:
+			if len(payload) < 8 {
+				return dropMalformed
+			}
+			n := (int(payload[1]) + 1) * 8
+			if n > len(payload) {
+				return dropMalformed
+			}
+			next, payload = payload[0], payload[n:]
+		case ip6AH:
+			if len(payload) < 8 {
+				return dropMalformed
+			}
+			n := (int(payload[1]) + 2) * 4
+			if n > len(payload) {
+				return dropMalformed
+			}
+			next, payload = payload[0], payload[n:]
+		case ip6Fragment:
+			if len(payload) < 8 {
+				return dropMalformed
+			}
+			nh := payload[0]
+			off := int(binary.BigEndian.Uint16(payload[2:4]) &^ 7)
+			more := payload[3]&1 != 0
+			if off == 0 && !more { // an atomic fragment (RFC 6946): the whole datagram
+				next, payload = nh, payload[8:]
+				continue
+			}
+			k := fragKey{src: p.src, dst: p.dst, id: binary.BigEndian.Uint32(payload[4:8]), proto: nh, v6: true}
+			full, r := d.frags.add(k, off, more, payload[8:], d.ts)
+			if r != decoded {
+				return r
+			}
+			next, payload = nh, full
+			p.ipLen = 40 + uint64(len(full))
+		case ip6NoNext:
+			p.proto = ip6NoNext
+			return decoded
+		default:
+			p.proto = next
+			return d.transport(p, payload, depth)
+		}
+	}
+	return dropMalformed
+}
+
+// transport decodes the transport header of p (its proto set) from
+// payload, unwrapping GRE and VXLAN.
+func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
+	switch p.proto {
+	case protoTCP:
+		if d.tcp.DecodeFromBytes(payload, gopacket.NilDecodeFeedback) != nil {
+			return dropMalformed
+		}
+		p.sport, p.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
+		p.flags, p.seq = tcpFlags(&d.tcp), d.tcp.Seq
+		p.payload = d.tcp.Payload
+	case protoUDP:
+		if d.udp.DecodeFromBytes(payload, gopacket.NilDecodeFeedback) != nil {
+			return dropMalformed
+		}
+		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+		p.payload = d.udp.Payload
+		// VXLAN (RFC 7348): 8 bytes with the I flag set, then Ethernet.
+		if p.dport == vxlanPort && len(p.payload) >= 8+14 && p.payload[0]&0x08 != 0 {
+			return d.tunnel(d.pEth, p.payload[8:], p, depth)
+		}
+	case protoICMP, protoICMPv6:
+		if len(payload) < 4 {
+			return dropMalformed
+		}
+		p.icmpType = payload[0]
+	case protoGRE:
+		return d.gre(p, payload, depth)
+	}
+	return decoded
+}
+
+// gre unwraps GRE (RFC 2784, RFC 2890) carrying IPv4, IPv6, Ethernet
+// (GRE-TEB) or ERSPAN. Other GRE (PPTP's version 1, routing, unknown
+// payloads) stays a flow of protocol 47 between the tunnel ends.
+func (d *decoder) gre(p *packet, b []byte, depth int) dropReason {
+	if len(b) < 4 {
+		return dropMalformed
+	}
+	flags := binary.BigEndian.Uint16(b[0:2])
+	if flags&0x7 != 0 || flags&0x4000 != 0 { // version 1 (PPTP), routing present
+		return decoded
+	}
+	n := 4
+	if flags&0x8000 != 0 { // checksum
+		n += 4
+	}
+	if flags&0x2000 != 0 { // key
+		n += 4
+	}
+	seq := flags&0x1000 != 0
+	if seq {
+		n += 4
+	}
+	if len(b) < n {
+		return dropMalformed
+	}
+	inner := b[n:]
+	switch binary.BigEndian.Uint16(b[2:4]) {
+	case etherIPv4:
+		return d.tunnel(d.pIP4, inner, p, depth)
+	case etherIPv6:
+		return d.tunnel(d.pIP6, inner, p, depth)
+	case etherTEB:
+		return d.tunnel(d.pEth, inner, p, depth)
+	case etherERSPAN2:
+		if seq { // type II: an 8-byte ERSPAN header (type I has none)
+			if len(inner) < 8 {
+				return dropMalformed
+			}
+			inner = inner[8:]
+		}
+		return d.tunnel(d.pEth, inner, p, depth)
+	case etherERSPAN3:
+		// Type III: 12 bytes, and an 8-byte platform subheader when the
+		// O flag (the last bit) is set.
+		if len(inner) < 12 {
+			return dropMalformed
+		}
+		hl := 12
+		if inner[11]&1 != 0 {
+			hl += 8
+		}
+		if len(inner) < hl {
+			return dropMalformed
+		}
+		return d.tunnel(d.pEth, inner[hl:], p, depth)
+	}
+	return decoded
+}
+
+// tunnel decodes the packet a tunnel carries in place of p.
+func (d *decoder) tunnel(parser *gopacket.DecodingLayerParser, inner []byte, p *packet, depth int) dropReason {
+	if depth >= maxTunnelDepth {
+		return dropTunnel
+	}
+	*p = packet{}
+	return d.layers(parser, inner, p, depth+1)
 }
 
 func addr4(b []byte) netip.Addr {

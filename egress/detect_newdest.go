@@ -22,7 +22,7 @@ func (d *newDestination) flowOpened(f *flow, _ *packet, ts int64) {
 		return
 	}
 	isNew, learning := d.e.base.seen(baseKey{cam: f.cam, dst: f.peer, proto: f.proto, port: f.port}, ts)
-	if !isNew || learning {
+	if !isNew || learning || f.rolled { // a scan's destinations are in its roll-up
 		return
 	}
 	d.e.raise(aggKey{cam: f.cam, det: newDestinationDetector, dst: f.peer, port: f.port}, ts, 0, 1, func(a *Alert) {

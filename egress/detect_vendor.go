@@ -15,14 +15,14 @@ const KindVendorCloud = "vendor-cloud"
 var vendorDetector = &Detector{
 	Kind:     KindVendorCloud,
 	Severity: "high",
-	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled across TCP segments), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry",
+	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments and 16 KiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are not matched on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR)",
 	Fields:   "`domain` (queried name / Host / SNI), `dst`, `port`, `detail` names the matching entry, its vendor and note",
 	new:      func(e *Engine) any { return &vendor{e: e} },
 }
 
 // vendor matches flows a camera opens, allowed or not, against the
 // watch-list. Its per-flow state is in flow: watched, and the payload
-// inspection fields (inspected, inspDone, tlsBuf, quic).
+// inspection fields (inspected, inspDone, synSeen, isn, flight, quic).
 type vendor struct{ e *Engine }
 
 func (d *vendor) flowOpened(f *flow, _ *packet, ts int64) {
@@ -49,6 +49,9 @@ func (d *vendor) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 			d.raise(f, ts, name, fmt.Sprintf("DNS query for %s (%s) to %s matches watch-list domain %s (%s: %s)", name, qtypeName(q.Type), f.peer, en.Domain, en.Vendor, en.Note), aggKey{domain: en.Domain})
 		}
 	}
+	if f.proto == protoTCP && p.flags&(tcpSYN|tcpACK) == tcpSYN {
+		f.synSeen, f.isn = true, p.seq
+	}
 	if len(p.payload) > 0 && !f.inspDone {
 		d.inspectPayload(f, p, ts)
 	}
@@ -67,14 +70,22 @@ func (d *vendor) raise(f *flow, ts int64, domain, detail string, k aggKey) {
 
 // inspectPayload looks at the first payload packets the camera sends on a
 // flow it opened: watch-list payload signatures, the Host of a plain-HTTP
-// request, TLS ClientHello SNI and QUIC Initial SNI (decrypted).
+// request and the TLS ClientHello SNI (reassembled from the first TCP
+// segments in any order), and the QUIC Initial SNI (decrypted).
 func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 	f.inspected++
-	if f.inspected >= maxInspect {
+	limit := uint8(maxInspect)
+	switch f.proto {
+	case protoTCP:
+		limit = maxFlightSegments
+	case protoUDP:
+		limit = maxQUICDatagrams
+	}
+	if f.inspected >= limit {
 		f.inspDone = true
 	}
 	pl := p.payload
-	if !f.watched && f.inspected == 1 {
+	if !f.watched && f.inspected == 1 && p.dns == nil && !servicePort(f.port) {
 		if en, ok := d.e.wl.MatchTraffic(protoName(f.proto), f.port, pl); ok {
 			f.watched = true
 			d.raise(f, ts, "", fmt.Sprintf("%s payload to %s:%d starts with %x, matching the watch-list signature %s (%s: %s)",
@@ -83,46 +94,105 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 	}
 	switch f.proto {
 	case protoTCP:
-		if f.inspected == 1 {
-			if host, ok := httpHost(pl); ok {
-				f.inspDone = true
-				d.serverName(f, ts, host, "HTTP request Host header")
-				return
-			}
-		}
-		if f.tlsBuf == nil && !tlsparse.LooksLikeRecord(pl) {
-			return
-		}
-		data := pl
-		if f.tlsBuf != nil {
-			f.tlsBuf = append(f.tlsBuf, pl[:min(len(pl), maxTLSBuffer-len(f.tlsBuf))]...)
-			data = f.tlsBuf
-		}
-		ch, err := tlsparse.ParseRecords(data)
-		if errors.Is(err, tlsparse.ErrTruncated) && len(data) < maxTLSBuffer && !f.inspDone {
-			if f.tlsBuf == nil {
-				f.tlsBuf = append(make([]byte, 0, 2*len(pl)), pl...)
-			}
-			return
-		}
-		f.tlsBuf, f.inspDone = nil, true
-		if err == nil && ch.ServerName != "" {
-			d.serverName(f, ts, ch.ServerName, "TLS ClientHello SNI")
-		}
+		d.inspectTCP(f, p, ts)
 	case protoUDP:
-		if f.quic == nil && !quicinitial.IsInitial(pl) {
+		d.inspectQUIC(f, pl, ts)
+	}
+	if f.inspDone {
+		f.flight, f.quic = nil, nil
+	}
+}
+
+// servicePort reports whether port is a local-network service's whose
+// datagrams payload signatures must not be matched against: their first
+// bytes are that protocol's (a DNS transaction ID may start 0xF1, like a
+// PPPP datagram).
+func servicePort(port uint16) bool {
+	switch port {
+	case 53, 67, 68, 123, 137, 138, 161, 162, 514, 1900, 3702, 5353, 5355:
+		return true
+	}
+	return false
+}
+
+// inspectTCP reads the HTTP request head or the TLS ClientHello at the
+// start of the camera's byte stream. The common case — the whole of it in
+// the first segment, in order — is parsed in place; otherwise the segments
+// are reassembled (tcpFlight) until it is complete or a bound is reached.
+func (d *vendor) inspectTCP(f *flow, p *packet, ts int64) {
+	if f.flight == nil {
+		start := p.seq
+		if f.synSeen {
+			start = f.isn + 1
+		}
+		if p.seq == start && !d.streamStart(f, p.payload, ts, f.inspDone) {
+			f.inspDone = true
 			return
 		}
-		if f.quic == nil {
-			f.quic = &quicinitial.Assembler{}
+		f.flight = &tcpFlight{base: start}
+	}
+	data := f.flight.add(p.seq, p.payload)
+	if len(data) == 0 {
+		return
+	}
+	last := f.inspDone || len(data) >= maxFlight
+	if !d.streamStart(f, data, ts, last) {
+		f.inspDone = true
+	}
+}
+
+// streamStart looks for a server name at the start of a client's byte
+// stream. It reports whether more bytes are needed (never when last).
+func (d *vendor) streamStart(f *flow, data []byte, ts int64, last bool) (more bool) {
+	if host, ok := httpHost(data); ok {
+		d.serverName(f, ts, host, "HTTP request Host header")
+		return false
+	}
+	if !last && (httpHeadIncomplete(data) || len(data) < 3) {
+		return true
+	}
+	if !tlsparse.LooksLikeRecord(data) {
+		return false
+	}
+	ch, err := tlsparse.ParseRecords(data)
+	if errors.Is(err, tlsparse.ErrTruncated) && !last {
+		return true
+	}
+	if err == nil && ch.ServerName != "" {
+		d.serverName(f, ts, ch.ServerName, "TLS ClientHello SNI")
+	}
+	return false
+}
+
+// inspectQUIC decrypts the client's QUIC Initial packets and reads the
+// ClientHello SNI. An Initial that cannot be decrypted or belongs to no
+// handshake (garbage, another DCID) does not end the search: later
+// datagrams are tried until a ClientHello is read or maxQUICDatagrams.
+func (d *vendor) inspectQUIC(f *flow, pl []byte, ts int64) {
+	if !quicinitial.IsInitial(pl) {
+		return
+	}
+	if f.quic == nil {
+		f.quic = &quicinitial.Assembler{}
+	}
+	ch, err := f.quic.Add(pl)
+	if err != nil && !errors.Is(err, quicinitial.ErrMorePacketsNeeded) && f.quic.Started() {
+		// It does not continue the handshake under way: it may start another.
+		fresh := &quicinitial.Assembler{}
+		if ch2, err2 := fresh.Add(pl); err2 == nil || errors.Is(err2, quicinitial.ErrMorePacketsNeeded) {
+			f.quic, ch, err = fresh, ch2, err2
 		}
-		ch, err := f.quic.Add(pl)
-		if errors.Is(err, quicinitial.ErrMorePacketsNeeded) && !f.inspDone {
-			return
-		}
-		f.quic, f.inspDone = nil, true
-		if err == nil && ch.ServerName != "" {
+	}
+	switch {
+	case err == nil:
+		f.inspDone = true
+		if ch.ServerName != "" {
 			d.serverName(f, ts, ch.ServerName, "QUIC Initial (decrypted) ClientHello SNI")
+		}
+	case errors.Is(err, quicinitial.ErrMorePacketsNeeded):
+	default:
+		if !f.quic.Started() {
+			f.quic = nil // nothing learnt from it: start afresh with the next one
 		}
 	}
 }
@@ -130,6 +200,7 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 // serverName checks a server name the camera asked for (SNI, Host).
 func (d *vendor) serverName(f *flow, ts int64, sni, where string) {
 	d.e.m.SNIs.Add(1)
+	d.e.detectors[unexpectedDetector.index].(*unexpected).serverName(f, ts, sni, where)
 	if en, ok := d.e.wl.MatchDomain(sni); ok {
 		d.raise(f, ts, sni, fmt.Sprintf("%s to %s:%d names %s, which matches watch-list domain %s (%s: %s)", where, f.peer, f.port, sni, en.Domain, en.Vendor, en.Note), aggKey{dst: f.peer, domain: en.Domain})
 	}

@@ -17,6 +17,9 @@ type Detector struct {
 	Raised string
 	// Fields names the alert fields that show what triggered it.
 	Fields string
+	// Summary says its alert sums up a window (a roll-up): it is sent at
+	// the window's end even when high, not at once (see Alert.Repeat).
+	Summary bool
 
 	// new returns the detector's state for one engine. It implements
 	// flowOpener, sendWatcher or both.
@@ -40,7 +43,9 @@ type sendWatcher interface {
 }
 
 // Detectors lists every alert kind, in documentation order.
+// scan comes first: it marks the flows it rolls up before the others look.
 var Detectors = indexed(
+	scanDetector,
 	unexpectedDetector,
 	vendorDetector,
 	dnsTunnelDetector,

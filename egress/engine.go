@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,13 +25,13 @@ const (
 	maxBeaconEvents = 64
 	maxStateEntries = 1 << 16
 	maxPending      = 1 << 14
-	maxTLSBuffer    = 16 << 10
-	maxInspect      = 4 // camera payload packets per flow inspected for SNI/signatures
+	maxInspect      = 4 // camera payload packets per flow of another protocol inspected
 )
 
 // Config configures an Engine.
 type Config struct {
-	// Policy is required (see LoadPolicy); its zero thresholds take defaults.
+	// Policy is required (see LoadPolicy). NewEngine validates it and
+	// fills its zero values with the documented defaults (on a copy).
 	Policy *Policy
 	// Watchlist is the vendor-cloud list. It defaults to watchlist.Default().
 	Watchlist *watchlist.List
@@ -53,17 +54,28 @@ type Engine struct {
 	sink AlertSink
 	base *Baseline
 
-	mu      sync.Mutex
-	dec     *decoder
-	pkt     packet
-	query   dnsparse.Question // the DNS query of pkt, when it is one
-	now     int64             // engine clock, Unix ns
-	nextHK  int64
-	flows   *flowTable
-	agg     map[aggKey]*pending
-	outbox  []Alert // emitted, not yet handed to the sink (see unlockAndDeliver)
-	names   map[netip.Addr]string
-	nameBuf [dnsparse.MaxNameLen]byte
+	mu     sync.Mutex
+	dec    *decoder
+	pkt    packet
+	query  dnsparse.Question // the DNS query of pkt, when it is one
+	now    int64             // engine clock, Unix ns
+	nextHK int64
+	flows  *flowTable
+	agg    map[aggKey]*pending
+	// maxPending bounds agg (maxPending; tests lower it).
+	maxPending int
+	outbox     []Alert    // emitted, not yet handed to the sink (see unlockAndDeliver)
+	urgent     []*pending // created since the last delivery: high ones are sent at once (sendUrgent)
+	names      map[netip.Addr]string
+	nameBuf    [dnsparse.MaxNameLen]byte
+	// cur is the flow whose packet (or record) the detectors are looking
+	// at: the alerts they raise carry its 5-tuple.
+	cur *flow
+	// quiet holds, per alert key, the end of its suppression period
+	// (Thresholds.Suppress).
+	quiet map[aggKey]int64
+	// warnedLT are the link types not decoded that were logged (once each).
+	warnedLT map[layers.LinkType]bool
 
 	// The detectors' state, one per entry of Detectors, and those that
 	// look at new flows and at what cameras send, in Detectors' order.
@@ -97,19 +109,25 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Sink == nil {
 		return nil, errors.New("egress: Config.Sink is required")
 	}
+	if err := cfg.Policy.Validate(""); err != nil {
+		return nil, fmt.Errorf("egress: policy: %w", err)
+	}
 	p := *cfg.Policy
 	p.Defaults()
 	e := &Engine{
-		log:   cfg.Logger,
-		p:     &p,
-		wl:    cfg.Watchlist,
-		sink:  cfg.Sink,
-		base:  cfg.Baseline,
-		dec:   newDecoder(),
-		flows: newFlowTable(p.Flows.Max),
-		agg:   map[aggKey]*pending{},
-		names: map[netip.Addr]string{},
+		log:        cfg.Logger,
+		p:          &p,
+		wl:         cfg.Watchlist,
+		sink:       cfg.Sink,
+		base:       cfg.Baseline,
+		warnedLT:   map[layers.LinkType]bool{},
+		flows:      newFlowTable(p.Flows.Max),
+		agg:        map[aggKey]*pending{},
+		maxPending: maxPending,
+		quiet:      map[aggKey]int64{},
+		names:      map[netip.Addr]string{},
 	}
+	e.dec = newDecoder(&e.m)
 	e.m.Alerts = make([]atomic.Uint64, len(Detectors))
 	for _, d := range Detectors {
 		st := d.new(e)
@@ -172,17 +190,15 @@ func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.Capt
 	ts := ci.Timestamp.UnixNano()
 	e.tick(ts)
 	p := &e.pkt
-	if err := e.dec.decode(data, lt, p); err != nil {
-		switch {
-		case errors.Is(err, errNotIP), errors.Is(err, errLinkType):
-			e.m.NonIP.Add(1)
-		case errors.Is(err, errNotSupported):
-			e.m.Fragments.Add(1)
-		default:
-			e.m.DecodeErrors.Add(1)
+	if r := e.dec.decode(data, lt, ts, p); r != decoded {
+		e.m.countUndecoded(r, lt)
+		if r == dropLinkType && !e.warnedLT[lt] {
+			e.warnedLT[lt] = true
+			e.log.Warn("link type not decoded: its packets are counted, not analysed", "link_type", linkTypeName(lt))
 		}
 		return
 	}
+	e.m.Decoded.Add(1)
 	e.m.Bytes.Add(p.ipLen)
 	e.handle(p, ts)
 }
@@ -217,9 +233,15 @@ func (e *Engine) Advance(ctx context.Context, now time.Time) {
 }
 
 // Run reads src until it ends (io.EOF: nil) or ctx is done, then returns.
-// It does not close src or the engine.
+// It does not close src or the engine. The packets of a source that
+// implements PacketLinkTyper (pcapng) are decoded by their own interface's
+// link type. A source that ends without one packet decoded, although it
+// had packets, is an error (NothingDecodedError) that says why.
 func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 	lt := src.LinkType()
+	plt, perPacket := src.(PacketLinkTyper)
+	var read uint64
+	decoded0 := e.m.Decoded.Load()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
 			return nil
@@ -227,6 +249,9 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 		data, ci, err := src.ReadPacketData()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				if read > 0 && e.m.Decoded.Load() == decoded0 {
+					return &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+				}
 				return nil
 			}
 			var ne net.Error
@@ -236,10 +261,38 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			var te *TruncatedError
+			if errors.As(err, &te) {
+				return err // it names the file and the offset
+			}
 			return fmt.Errorf("egress: reading packets: %w", err)
+		}
+		read++
+		if perPacket {
+			lt = plt.PacketLinkType(ci)
 		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// NothingDecodedError is Run's error for a capture with packets of which
+// none could be decoded: a link type cordon does not read, no IP at all,
+// or only malformed packets.
+type NothingDecodedError struct {
+	Packets uint64
+	Reasons []Undecoded // by reason and link type
+}
+
+func (e *NothingDecodedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "egress: none of the %d packets could be decoded:", e.Packets)
+	for i, r := range e.Reasons {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %d %s (link type %s)", r.Packets, r.Reason, linkTypeName(r.LinkType))
+	}
+	return b.String()
 }
 
 // Close emits every pending alert, delivering them with ctx, and saves the
@@ -266,6 +319,8 @@ func (e *Engine) tick(ts int64) {
 	}
 	e.nextHK = e.now + int64(time.Second)
 	e.flush(false)
+	e.expireQuiet()
+	e.dec.frags.expire(e.now)
 	idle := e.now - int64(e.p.Flows.Idle)
 	for f := e.flows.oldest(); f != nil && f.last < idle; f = e.flows.oldest() {
 		e.flows.remove(f)
@@ -366,7 +421,11 @@ func (e *Engine) handle(p *packet, ts int64) {
 	}
 	fresh := f == nil
 	if fresh {
-		f = e.newFlow(key, p, ts, initiatorIsSrc(p))
+		srcInit, query := initiatorIsSrc(p), e.solicited(p)
+		if query != "" {
+			srcInit = false // the camera's multicast query asked for it
+		}
+		f = e.newFlow(key, p, ts, srcInit, query)
 	}
 	dir := f.dir(p)
 	f.pkts[dir]++
@@ -392,7 +451,7 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 	if fresh {
 		// Records carry no SYN order: the lower port is the service.
 		srcInit := !(p.sport < p.dport)
-		f = e.newFlow(key, p, start, srcInit)
+		f = e.newFlow(key, p, start, srcInit, "")
 		f.synOnly = false
 	}
 	dir := f.dir(p)
@@ -412,6 +471,41 @@ func (e *Engine) handleRecord(p *packet, start, end int64, pkts uint64) {
 	}
 }
 
+// Multicast discovery: a camera's query to a group on a port is answered
+// by unicast datagrams from that port.
+var discoveryGroups = []struct {
+	port  uint16
+	group netip.Addr
+	query string
+}{
+	{1900, netip.MustParseAddr("239.255.255.250"), "SSDP M-SEARCH"},
+	{1900, netip.MustParseAddr("ff02::c"), "SSDP M-SEARCH"},
+	{5353, netip.MustParseAddr("224.0.0.251"), "mDNS query"},
+	{5353, netip.MustParseAddr("ff02::fb"), "mDNS query"},
+	{3702, netip.MustParseAddr("239.255.255.250"), "WS-Discovery probe"},
+	{3702, netip.MustParseAddr("ff02::c"), "WS-Discovery probe"},
+}
+
+// solicited names the camera's multicast discovery query that the first
+// datagram of a flow answers (a unicast reply from the discovery port to
+// the port the camera queried from, while its query flow is in the table),
+// or "".
+func (e *Engine) solicited(p *packet) string {
+	if p.proto != protoUDP || !e.isCamera(p.dst) || e.isCamera(p.src) {
+		return ""
+	}
+	for _, g := range discoveryGroups {
+		if g.port != p.sport || g.group.Is4() != p.dst.Is4() {
+			continue
+		}
+		k := canonical(protoUDP, netip.AddrPortFrom(p.dst, p.dport), netip.AddrPortFrom(g.group, g.port))
+		if e.flows.m[k] != nil {
+			return g.query
+		}
+	}
+	return ""
+}
+
 // initiatorIsSrc guesses whether the sender of the first packet seen of a
 // flow opened it: a SYN says so, a SYN-ACK says the opposite; otherwise a
 // packet from a well-known port to a high port is a reply.
@@ -426,8 +520,8 @@ func initiatorIsSrc(p *packet) bool {
 }
 
 // newFlow creates and classifies a flow and raises the flow-level alerts.
-func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
-	f := &flow{key: key, first: ts, last: ts, proto: p.proto}
+func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool, solicited string) *flow {
+	f := &flow{key: key, first: ts, last: ts, proto: p.proto, solicited: solicited}
 	f.init, f.resp = netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport)
 	if !srcInit {
 		f.init, f.resp = f.resp, f.init
@@ -449,9 +543,11 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool) *flow {
 	e.m.Flows.Add(1)
 
 	f.lateral = (e.isCamera(f.peer) || e.inCore(f.peer)) && e.isMgmt(f.port) && !isICMP(f.proto)
+	e.cur = f
 	for _, d := range e.opened {
 		d.flowOpened(f, p, ts)
 	}
+	e.cur = nil
 	if f.watchable() {
 		f.lastCamOut = ts
 	}
@@ -469,9 +565,11 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	if p.dport == 53 && len(p.payload) > 0 {
 		p.dns = e.parseQuery(f, p)
 	}
+	e.cur = f
 	for _, d := range e.sent {
 		d.cameraSent(f, p, ts, fresh)
 	}
+	e.cur = nil
 	if f.watchable() && ts > f.lastCamOut {
 		f.lastCamOut = ts
 	}

@@ -3,9 +3,12 @@ package egress
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -165,11 +168,12 @@ func TestFlowRecords(t *testing.T) {
 	// Allowed both ways: proxy pulls RTSP.
 	e.HandleFlow(context.Background(), rec(ap(proxy, 40000), ap(camA, 554), 6, 0, 5000))
 	e.HandleFlow(context.Background(), rec(ap(camA, 554), ap(proxy, 40000), 6, 0, 5_000_000))
-	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume.
+	// Lateral: SMB to a core server.
+	e.HandleFlow(context.Background(), rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 5*time.Second, 120))
+	// Dahua P2P port: vendor-cloud and unexpected-destination; 200 kB: volume
+	// (sent at once, on crossing the threshold).
 	e.HandleFlow(context.Background(), rec(ap(camA, 50000), ap(vendor, 8800), 17, 10*time.Second, 200_000))
 	e.HandleFlow(context.Background(), rec(ap(vendor, 8800), ap(camA, 50000), 17, 10*time.Second, 999_000))
-	// Lateral: SMB to a core server.
-	e.HandleFlow(context.Background(), rec(ap(camA, 50001), ap(netip.MustParseAddr("10.0.0.5"), 445), 6, 20*time.Second, 120))
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +187,7 @@ func TestFlowRecords(t *testing.T) {
 	if a := kinds[KindVolume]; a.Bytes != 200_120 || a.Dst != "203.0.113.80" {
 		t.Errorf("volume %+v (only what the camera sent to non-allowed peers counts: 200 kB + 120 B)", a)
 	}
-	if a := kinds[KindVendorCloud]; a.Port != 8800 || a.Proto != "udp" {
+	if a := kinds[KindVendorCloud]; a.Port != 8800 || a.Proto != "UDP" || a.SrcPort != 50000 || a.DestPort != 8800 || a.CommunityID == "" || a.SeverityID != 4 {
 		t.Errorf("vendor-cloud %+v", a)
 	}
 	if a := kinds[KindLateral]; a.Dst != "10.0.0.5" || a.Port != 445 {
@@ -268,8 +272,17 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 	}
 	src.Close()
+	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull, layers.LinkTypeLinuxSLL2}
+	// Every frame of the encapsulation capture (tunnels, fragments, IPv6
+	// extension headers), with its link type.
+	for _, c := range pcapgen.EncapCases() {
+		for _, fr := range c.Frames {
+			if i := slices.Index(lts, pcapgen.EncapLinkTypes[c.Iface]); i >= 0 {
+				f.Add(fr, uint8(i))
+			}
+		}
+	}
 	e := newPolicyEngine(f)
-	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, layers.LinkTypeNull}
 	ts := pcapgen.Start
 	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
 		ts = ts.Add(time.Second)
@@ -436,8 +449,14 @@ func TestOpenFileErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if _, _, err := src.ReadPacketData(); err == nil || !strings.Contains(err.Error(), "truncated") {
+	_, _, err = src.ReadPacketData()
+	var te *TruncatedError
+	if !errors.As(err, &te) || err.Error() != "egress: "+path+": capture truncated at byte 50, inside the packet after the 0 read (the packets before it were analysed)" {
 		t.Fatalf("truncated record: %v", err)
+	}
+	// A directory is not a capture.
+	if _, err := OpenFile(dir, nil); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
 	}
 }
 
@@ -527,5 +546,21 @@ func TestRecordsLongFlowNotBeacon(t *testing.T) {
 	}
 	if count(sink.alerts, KindBeacon) == 0 {
 		t.Errorf("no beacon for connections every minute")
+	}
+}
+
+// TestZstdWindowLimit: a zstd stream (from the zstd tool, reading standard
+// input so the frame keeps its 128 MiB window) over the decoder's window
+// limit is refused with a message that says so.
+func TestZstdWindowLimit(t *testing.T) {
+	zstdTool := testutil.NeedTool(t, "zstd")[0]
+	cmd := exec.Command(zstdTool, "--long=27", "-c")
+	cmd.Stdin = bytes.NewReader(make([]byte, 5000))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openStream("big.zst", io.NopCloser(bytes.NewReader(out))); err == nil || !strings.Contains(err.Error(), "needs a window larger than the 64 MiB limit") {
+		t.Errorf("zstd window: %v", err)
 	}
 }

@@ -28,10 +28,16 @@ type flow struct {
 	lateral  bool // to a management port of another camera or a core host
 	watched  bool // a watch-list signature already matched this flow
 	synOnly  bool // TCP: only SYNs from the initiator so far (retries are not contacts)
+	rolled   bool // one of a scan or flood: counted in the camera's scan alert
+	// solicited names the camera's multicast discovery query (SSDP
+	// M-SEARCH, mDNS, WS-Discovery) whose unicast reply opened the flow.
+	solicited string
 
 	inspected uint8 // camera payload packets inspected for SNI/signatures
 	inspDone  bool
-	tlsBuf    []byte                 // ClientHello reassembly (rare)
+	synSeen   bool                   // TCP: the camera's SYN was seen, isn is its sequence number
+	isn       uint32                 //
+	flight    *tcpFlight             // TCP: the camera's first bytes, reassembled (rare)
 	quic      *quicinitial.Assembler // QUIC Initial reassembly (rare)
 	agg       *pending               // open unexpected-destination alert, to add bytes to
 }

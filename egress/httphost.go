@@ -53,3 +53,19 @@ func httpHost(b []byte) (string, bool) {
 		}
 	}
 }
+
+// httpHeadIncomplete reports whether b could be the start of an HTTP
+// request whose head (up to maxHTTPHead bytes) has not ended yet: it
+// starts with a method, or with the beginning of one.
+func httpHeadIncomplete(b []byte) bool {
+	if len(b) >= maxHTTPHead || bytes.Contains(b, []byte("\r\n\r\n")) {
+		return false
+	}
+	for _, m := range httpMethods {
+		n := min(len(b), len(m))
+		if bytes.Equal(b[:n], m[:n]) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,8 +1,10 @@
 package egress
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,7 @@ import (
 
 // Policy says which hosts are cameras, whom they may talk to, and the
 // thresholds of the detections. It is read strictly from YAML (LoadPolicy);
-// zero values take the documented defaults (Policy.Defaults).
+// zero values take the documented defaults (NewEngine fills them).
 type Policy struct {
 	// Cameras are the addresses watched.
 	Cameras Cameras `yaml:"cameras"`
@@ -85,7 +87,13 @@ var DefaultLateralPorts = []uint16{21, 22, 23, 135, 139, 445, 1433, 3306, 3389, 
 type Thresholds struct {
 	// Aggregate is the window over which repeats of one camera, kind and
 	// destination are folded into one alert. It defaults to 1m.
-	Aggregate Duration  `yaml:"aggregate"`
+	Aggregate Duration `yaml:"aggregate"`
+	// Suppress is how long, after an alert of one camera, kind and
+	// destination was emitted, its later occurrences are not alerted one
+	// window at a time but folded into one summary of the suppressed
+	// repeats (Alert.Repeat) at the end of the period, as Zeek's notice
+	// suppression. It defaults to 0: every window alerts.
+	Suppress  Duration  `yaml:"suppress"`
 	DNSTunnel DNSTunnel `yaml:"dns_tunnel"`
 	Beacon    Beacon    `yaml:"beacon"`
 	Volume    Volume    `yaml:"volume"`
@@ -180,70 +188,138 @@ func (p *Policy) Defaults() {
 	d(&p.Flows.Idle, 5*time.Minute)
 }
 
-// LoadPolicy reads, strictly decodes, validates and defaults a policy file.
+// LoadPolicy reads, strictly decodes and validates a policy file (see
+// DecodePolicyFile). NewEngine fills the defaults.
 func LoadPolicy(path string) (*Policy, error) {
 	var p Policy
-	if err := config.LoadFile(path, &p); err != nil {
+	if err := DecodePolicyFile(path, &p, &p); err != nil {
 		return nil, err
 	}
-	if err := p.Validate(path); err != nil {
-		return nil, err
-	}
-	p.Defaults()
 	return &p, nil
+}
+
+// DecodePolicyFile reads the YAML file at path strictly into v — a *Policy,
+// or a struct that holds one inline (the command's file adds the alert
+// routes), p pointing at it — and validates p. It reports every problem at
+// once, in line order, each as FILE:LINE: message (config.Errors): unknown
+// keys and bad values from decoding, then what Validate finds, placed at
+// the line of the key it names. A key whose value decoding already rejected
+// is not reported twice.
+func DecodePolicyFile(path string, v any, p *Policy) error {
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return decodePolicy(path, data, v, p)
 }
 
 // parsePolicy is LoadPolicy for in-memory data; name is used in messages.
 func parsePolicy(name string, data []byte) (*Policy, error) {
 	var p Policy
-	if err := config.Decode(name, data, &p); err != nil {
+	if err := decodePolicy(name, data, &p, &p); err != nil {
 		return nil, err
 	}
-	if err := p.Validate(name); err != nil {
-		return nil, err
-	}
-	p.Defaults()
 	return &p, nil
 }
 
-// Validate checks what a per-field decoder cannot: required sections and
-// ranges. name prefixes the messages.
-func (p *Policy) Validate(name string) error {
+func decodePolicy(name string, data []byte, v any, p *Policy) error {
+	var doc yaml.Node
+	if err := config.Decode(name, data, &doc); err != nil {
+		return err // not YAML: nothing more to say
+	}
 	var errs config.Errors
-	add := func(format string, args ...any) {
-		errs = append(errs, &config.Error{File: name, Msg: fmt.Sprintf(format, args...)})
-	}
-	if len(p.Cameras.Networks) == 0 {
-		add("cameras.networks is empty: list the camera networks, like [192.168.50.0/24]")
-	}
-	t := p.Thresholds
-	if t.DNSTunnel.Queries < 0 || t.DNSTunnel.LongNames < 0 || t.DNSTunnel.MinLength < 0 {
-		add("thresholds.dns_tunnel: queries, long_names and min_length must be positive")
-	}
-	if t.DNSTunnel.LongNames > t.DNSTunnel.Queries && t.DNSTunnel.Queries > 0 {
-		add("thresholds.dns_tunnel.long_names (%d) is larger than queries (%d): it could never trigger", t.DNSTunnel.LongNames, t.DNSTunnel.Queries)
-	}
-	if t.Beacon.Events < 0 || (t.Beacon.Events > 0 && t.Beacon.Events < 3) {
-		add("thresholds.beacon.events is %d: at least 3 contacts are needed to judge regularity", t.Beacon.Events)
-	}
-	if t.Beacon.Events > maxBeaconEvents {
-		add("thresholds.beacon.events is %d: at most %d", t.Beacon.Events, maxBeaconEvents)
-	}
-	if t.Beacon.MaxJitter < 0 || t.Beacon.MaxJitter > 1 {
-		add("thresholds.beacon.max_jitter is %g: want a fraction of the interval between 0 and 1, like 0.1", t.Beacon.MaxJitter)
-	}
-	if p.Baseline.Max < 0 || p.Flows.Max < 0 {
-		add("baseline.max and flows.max must be positive")
-	}
-	for i, c := range p.Cameras.Names {
-		if !c.Addr.IsValid() || c.Name == "" {
-			add("cameras.names entry %d: set both addr and name", i+1)
+	if err := config.Decode(name, data, v); err != nil {
+		var one *config.Error
+		switch {
+		case errors.As(err, &errs):
+		case errors.As(err, &one):
+			errs = config.Errors{one}
+		default:
+			return err
 		}
 	}
-	if len(errs) > 0 {
+	rejected := map[int]bool{}
+	for _, e := range errs {
+		rejected[e.Line] = true
+		if strings.Contains(e.Msg, "appears twice") {
+			// The YAML decoder abandons a mapping with a duplicate key:
+			// validating what it left would report its keys missing.
+			slices.SortStableFunc(errs, func(a, b *config.Error) int { return a.Line - b.Line })
+			return errs
+		}
+	}
+	for _, e := range p.validate(name, config.KeyLines(&doc)) {
+		if e.Line == 0 || !rejected[e.Line] {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(errs, func(a, b *config.Error) int { return a.Line - b.Line })
+	return errs
+}
+
+// Validate checks what a per-field decoder cannot: required sections and
+// ranges. name prefixes the messages. It reports every problem at once
+// (config.Errors).
+func (p *Policy) Validate(name string) error {
+	if errs := p.validate(name, nil); len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// validate returns p's problems; lines (config.KeyLines of the file) places
+// each at the line of the key it names, or of its closest parent.
+func (p *Policy) validate(name string, lines map[string]int) config.Errors {
+	var errs config.Errors
+	add := func(key, format string, args ...any) {
+		line := 0
+		for k := key; k != "" && line == 0; {
+			if l, ok := lines[k]; ok {
+				line = l
+				break
+			}
+			i := strings.LastIndexAny(k, ".[")
+			if i < 0 {
+				break
+			}
+			k = k[:i]
+		}
+		errs = append(errs, &config.Error{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	if len(p.Cameras.Networks) == 0 {
+		add("cameras.networks", "cameras.networks is empty: list the camera networks, like [192.168.50.0/24]")
+	}
+	t := p.Thresholds
+	if t.DNSTunnel.Queries < 0 || t.DNSTunnel.LongNames < 0 || t.DNSTunnel.MinLength < 0 {
+		add("thresholds.dns_tunnel", "thresholds.dns_tunnel: queries, long_names and min_length must be positive")
+	}
+	if t.DNSTunnel.LongNames > t.DNSTunnel.Queries && t.DNSTunnel.Queries > 0 {
+		add("thresholds.dns_tunnel.long_names", "thresholds.dns_tunnel.long_names (%d) is larger than queries (%d): it could never trigger", t.DNSTunnel.LongNames, t.DNSTunnel.Queries)
+	}
+	if t.Beacon.Events < 0 || (t.Beacon.Events > 0 && t.Beacon.Events < 3) {
+		add("thresholds.beacon.events", "thresholds.beacon.events is %d: at least 3 contacts are needed to judge regularity", t.Beacon.Events)
+	}
+	if t.Beacon.Events > maxBeaconEvents {
+		add("thresholds.beacon.events", "thresholds.beacon.events is %d: at most %d", t.Beacon.Events, maxBeaconEvents)
+	}
+	if t.Beacon.MaxJitter < 0 || t.Beacon.MaxJitter > 1 {
+		add("thresholds.beacon.max_jitter", "thresholds.beacon.max_jitter is %g: want a fraction of the interval between 0 and 1, like 0.1", t.Beacon.MaxJitter)
+	}
+	if p.Baseline.Max < 0 {
+		add("baseline.max", "baseline.max is %d: must be positive", p.Baseline.Max)
+	}
+	if p.Flows.Max < 0 {
+		add("flows.max", "flows.max is %d: must be positive", p.Flows.Max)
+	}
+	for i, c := range p.Cameras.Names {
+		if !c.Addr.IsValid() || c.Name == "" {
+			add(fmt.Sprintf("cameras.names[%d]", i), "cameras.names entry %d: set both addr and name", i+1)
+		}
+	}
+	return errs
 }
 
 // Prefix is an address or a network in CIDR notation.

@@ -34,15 +34,17 @@ func TestPolicyErrors(t *testing.T) {
 		{"bad size", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {bytes: lots}\n",
 			`p.yml:3: "lots" is not a size like 500kB, 20MB, 100M or 1GiB`},
 		{"beacon events", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {events: 2}\n",
-			"p.yml: thresholds.beacon.events is 2: at least 3 contacts are needed to judge regularity"},
+			"p.yml:3: thresholds.beacon.events is 2: at least 3 contacts are needed to judge regularity"},
 		{"jitter", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {max_jitter: 1.5}\n",
-			"p.yml: thresholds.beacon.max_jitter is 1.5: want a fraction of the interval between 0 and 1, like 0.1"},
+			"p.yml:3: thresholds.beacon.max_jitter is 1.5: want a fraction of the interval between 0 and 1, like 0.1"},
 		{"tunnel", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  dns_tunnel: {queries: 10, long_names: 20}\n",
-			"p.yml: thresholds.dns_tunnel.long_names (20) is larger than queries (10): it could never trigger"},
+			"p.yml:3: thresholds.dns_tunnel.long_names (20) is larger than queries (10): it could never trigger"},
 		{"camera name", "cameras:\n  networks: [192.168.50.0/24]\n  names:\n    - {addr: 192.168.50.10}\n",
-			"p.yml: cameras.names entry 1: set both addr and name"},
+			"p.yml:4: cameras.names entry 1: set both addr and name"},
 		{"camera addr", "cameras:\n  networks: [192.168.50.0/24]\n  names:\n    - {addr: front, name: front-door}\n",
 			`p.yml:4: "front" is not an IP address like 192.168.50.10`},
+		{"duplicate key", "cameras: {networks: [192.168.50.0/24]}\nthresholds: {}\nthresholds: {}\n",
+			`p.yml:3: key "thresholds" appears twice (first at line 2)`},
 		{"lateral port", "cameras: {networks: [192.168.50.0/24]}\nlateral: {ports: [ssh]}\n",
 			`p.yml:2: value "ssh" is not a valid whole number (it reads as a string)`},
 	} {
@@ -74,12 +76,59 @@ allow:
 	if len(p.Allow) != 3 || p.Allow[1].Port != 53 || p.Allow[1].Proto != "udp" {
 		t.Fatalf("allow %+v", p.Allow)
 	}
-	th := p.Thresholds
+	if p.Flows.Max != 0 {
+		t.Fatalf("LoadPolicy filled flows.max (%d): NewEngine fills the defaults", p.Flows.Max)
+	}
+	e, err := NewEngine(Config{Policy: p, Sink: &memSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := e.p.Thresholds
 	if th.DNSTunnel.Queries != 25 || th.DNSTunnel.LongNames != 15 || th.DNSTunnel.Window.D() != 5*time.Minute ||
-		th.Aggregate.D() != time.Minute || th.Volume.Bytes != 20<<20 || th.Beacon.Events != 6 || p.Flows.Max != 100000 {
-		t.Fatalf("defaults not applied: %+v %+v", th, p.Flows)
+		th.Aggregate.D() != time.Minute || th.Volume.Bytes != 20<<20 || th.Beacon.Events != 6 || e.p.Flows.Max != 100000 {
+		t.Fatalf("defaults not applied: %+v %+v", th, e.p.Flows)
 	}
 	if v, err := parseByteSize("1GiB"); err != nil || v != 1<<30 {
 		t.Fatalf("1GiB = %v, %v", v, err)
+	}
+}
+
+// TestPolicyAllProblems: one run lists every problem of a file, in line
+// order, each at the line of the key it names; a value decoding rejected is
+// not reported a second time by validation.
+func TestPolicyAllProblems(t *testing.T) {
+	_, err := parsePolicy("p.yml", []byte(`cameras:
+  names:
+    - {addr: 192.168.50.10}
+    - {addr: front, name: door}
+thresholds:
+  beacon: {events: 2, max_jitter: 2}
+  dns_tunnel:
+    queries: 10
+    long_names: 20
+  volume: {bytes: lots}
+flows:
+  max: -1
+  idel: 5m
+`))
+	want := `p.yml:1: cameras.networks is empty: list the camera networks, like [192.168.50.0/24]
+p.yml:3: cameras.names entry 1: set both addr and name
+p.yml:4: "front" is not an IP address like 192.168.50.10
+p.yml:6: thresholds.beacon.events is 2: at least 3 contacts are needed to judge regularity
+p.yml:6: thresholds.beacon.max_jitter is 2: want a fraction of the interval between 0 and 1, like 0.1
+p.yml:9: thresholds.dns_tunnel.long_names (20) is larger than queries (10): it could never trigger
+p.yml:10: "lots" is not a size like 500kB, 20MB, 100M or 1GiB
+p.yml:12: flows.max is -1: must be positive
+p.yml:13: unknown key "idel" (check its spelling and indentation)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestNewEngineValidates: a policy built in code is validated by NewEngine.
+func TestNewEngineValidates(t *testing.T) {
+	_, err := NewEngine(Config{Policy: &Policy{}, Sink: &memSink{}})
+	if err == nil || err.Error() != "egress: policy: cameras.networks is empty: list the camera networks, like [192.168.50.0/24]" {
+		t.Fatalf("NewEngine(empty policy) = %v", err)
 	}
 }

@@ -116,5 +116,16 @@ func (m *Metrics) Summary(elapsed time.Duration) string {
 	fmt.Fprintf(&b, "egress: %d packets, %d flow records, %d flows (%d evicted), %d malformed, %d alerts in %s (%.0f packets+records/s)",
 		m.Packets.Load(), m.FlowRecords.Load(), m.Flows.Load(), m.FlowEvictions.Load(), m.DecodeErrors.Load(), alerts,
 		elapsed.Round(time.Millisecond), float64(m.Packets.Load()+m.FlowRecords.Load())/elapsed.Seconds())
+	if r := m.Reassembled.Load() + m.FragmentsLost.Load(); r > 0 {
+		fmt.Fprintf(&b, "; %d IP datagrams reassembled, %d given up", m.Reassembled.Load(), m.FragmentsLost.Load())
+	}
+	for i, u := range m.Undecoded() {
+		if i == 0 {
+			b.WriteString("; not decoded:")
+		} else {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %d %s (%s)", u.Packets, u.Reason, linkTypeName(u.LinkType))
+	}
 	return b.String()
 }

@@ -35,6 +35,10 @@ func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("egress: %w", err)
 		}
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			f.Close()
+			return nil, fmt.Errorf("egress: %s is a directory: give a capture file (pcap or pcapng, optionally .gz or .zst)", path)
+		}
 		rc = f
 	}
 	src, err := openStream(path, rc)
@@ -68,19 +72,34 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 	}
 	inner := r.(*bufio.Reader)
 	magic, err := inner.Peek(4)
-	if err != nil {
-		return nil, fmt.Errorf("egress: %s: too short to be a capture file", name)
+	switch {
+	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return nil, fmt.Errorf("egress: %s: the zstd stream needs a window larger than the %d MiB limit (compress with zstd --long=26 or less)", name, maxZstdWindow>>20)
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("egress: %s: %w", name, err)
+	case err != nil:
+		return nil, fmt.Errorf("egress: %s: too short to be a capture file (%d bytes)", name, len(magic))
 	}
-	s := &fileSource{closers: closers}
+	cr := &countingReader{r: inner}
+	s := &fileSource{closers: closers, name: name, cr: cr}
 	switch {
 	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
-		ng, err := pcapgo.NewNgReader(inner, pcapgo.NgReaderOptions{SkipUnknownVersion: true})
+		// WantMixedLinkType: every interface's packets, each with its own
+		// link type (without it pcapgo skips, uncounted, the packets of
+		// interfaces whose link type differs from the first one's).
+		ng, err := pcapgo.NewNgReader(cr, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcapng: %w", name, err)
 		}
-		s.read, s.lt = ng.ZeroCopyReadPacketData, ng.LinkType()
+		if ng.NInterfaces() > 0 {
+			if ifc, err := ng.Interface(0); err == nil {
+				s.lt = ifc.LinkType
+			}
+		}
+		s.read = ng.ZeroCopyReadPacketData
+		return &ngSource{s}, nil
 	case isPcapMagic(magic):
-		pr, err := pcapgo.NewReader(inner)
+		pr, err := pcapgo.NewReader(cr)
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
 		}
@@ -112,17 +131,64 @@ type fileSource struct {
 	read    func() ([]byte, gopacket.CaptureInfo, error)
 	lt      layers.LinkType
 	closers []io.Closer
+	name    string
+	cr      *countingReader
+	packets uint64
+}
+
+// TruncatedError is a capture that ends in the middle of a packet (a
+// capture cut short, or a file still being written). The packets before
+// it were read.
+type TruncatedError struct {
+	File    string
+	Offset  int64 // bytes of the (decompressed) capture read when it ended
+	Packets uint64
+}
+
+func (e *TruncatedError) Error() string {
+	return fmt.Sprintf("egress: %s: capture truncated at byte %d, inside the packet after the %d read (the packets before it were analysed)", e.File, e.Offset, e.Packets)
 }
 
 func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	data, ci, err := s.read()
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, ci, fmt.Errorf("egress: capture file truncated: %w", err)
+		return nil, ci, &TruncatedError{File: s.name, Offset: s.cr.n, Packets: s.packets}
+	}
+	if err == nil {
+		s.packets++
 	}
 	return data, ci, err
 }
 
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func (s *fileSource) LinkType() layers.LinkType { return s.lt }
+
+// ngSource reads pcapng, whose interfaces may each have a link type.
+type ngSource struct{ *fileSource }
+
+// PacketLinkType returns the link type of the interface that captured the
+// packet (pcapgo puts it in AncillaryData[0]).
+func (s *ngSource) PacketLinkType(ci gopacket.CaptureInfo) layers.LinkType {
+	if len(ci.AncillaryData) > 0 {
+		if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+			s.lt = lt
+		}
+	}
+	return s.lt
+}
+
+var _ PacketLinkTyper = (*ngSource)(nil)
 
 func (s *fileSource) Close() error {
 	var errs []error

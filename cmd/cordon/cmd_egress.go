@@ -14,7 +14,6 @@ import (
 	"github.com/cordon-vms/cordon/egress/capture"
 	"github.com/cordon-vms/cordon/egress/netflow"
 	"github.com/cordon-vms/cordon/egress/sink"
-	"github.com/cordon-vms/cordon/internal/config"
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/internal/metricsrv"
 	"github.com/cordon-vms/cordon/internal/version"
@@ -25,8 +24,11 @@ import (
 const egressUsage = `usage: cordon egress --policy FILE (--pcap FILE | --iface NAME | --netflow ADDR) [flags]
 
 Watches what cameras send and raises alerts a SOC can act on:
+  scan                    more than 20 unexpected destinations in a window,
+                          rolled up into one alert (scan, flood, worm)
   unexpected-destination  a camera talks to a host/port no allow rule permits
-                          (public DNS resolvers hard-coded in firmware included)
+                          (public DNS resolvers hard-coded in firmware and
+                          DNS-over-HTTPS/TLS included)
   vendor-cloud            DNS query, TLS SNI or QUIC Initial SNI naming a
                           watch-listed vendor domain; watch-listed IPs, ports
                           and payload signatures (UDP 8800, PPPP 0xF1, ...)
@@ -34,6 +36,7 @@ Watches what cameras send and raises alerts a SOC can act on:
   beacon                  regular contacts with one destination
   volume                  bytes a camera sends to non-allowed destinations
   lateral                 camera → camera or camera → core on management ports
+                          (one alert per window lists every target)
   new-destination         first contact not in the learned baseline
 
 Inputs: --pcap reads a pcap or pcapng file (gzip/zstd compressed too; - for
@@ -68,7 +71,12 @@ type egressFlags struct {
 	baseline, metrics, failOn, logLevel  string
 }
 
-func runEgress(ctx context.Context, e *env, args []string) error {
+func runEgress(ctx context.Context, e *env, args []string) (err error) {
+	defer func() {
+		if err != nil {
+			err = &unprefixed{err}
+		}
+	}()
 	f, err := parseEgressFlags(e, args)
 	if err != nil {
 		return err
@@ -78,13 +86,9 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 		return usagef("--log-level: %v", err)
 	}
 	var pf egressFile
-	if err := config.LoadFile(f.policy, &pf); err != nil {
+	if err := egress.DecodePolicyFile(f.policy, &pf, &pf.Policy); err != nil {
 		return usagef("%v", err)
 	}
-	if err := pf.Policy.Validate(f.policy); err != nil {
-		return usagef("%v", err)
-	}
-	pf.Policy.Defaults()
 	dir := filepath.Dir(f.policy)
 	wl, err := pf.Policy.LoadWatchlist(dir, f.watchlists...)
 	if err != nil {
@@ -111,7 +115,7 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 	}
 
 	start := time.Now()
-	runErr := runEgressInput(ctx, e, f, eng, fan, log)
+	runErr := runEgressInput(ctx, e, f, eng, fan, pf.Alerts.String(), log)
 	// The alerts still pending are delivered at exit even after SIGINT
 	// canceled ctx, within a bound.
 	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -121,6 +125,11 @@ func runEgress(ctx context.Context, e *env, args []string) error {
 	}
 	if f.stats {
 		fmt.Fprintln(e.Stderr, eng.Metrics().Summary(time.Since(start)))
+	}
+	var te *egress.TruncatedError
+	if errors.As(runErr, &te) && fan.Failed() {
+		// The packets before the cut were analysed and raised the kind.
+		return &exitError{code: exitFindings, err: fmt.Errorf("%v; alerts of kind %s were raised (--fail-on)", runErr, f.failOn)}
 	}
 	if runErr != nil {
 		return runErr
@@ -146,7 +155,7 @@ func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (like 127.0.0.1:9464) at /metrics")
 	fs.StringVar(&f.failOn, "fail-on", "", "exit with code 3 when an alert of this `kind` (or \"any\") was raised")
 	fs.BoolVar(&f.stats, "stats", false, "print packet, flow and alert counts and the rate to stderr at the end")
-	fs.StringVar(&f.logLevel, "log-level", "warn", "log `level`: debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info (a start-up line says what is read and where alerts go), warn or error")
 	if err := parseFlags(e, fs, args); err != nil {
 		return nil, err
 	}
@@ -176,7 +185,7 @@ func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
 
 // runEgressInput opens the one input, the metrics server if asked, and runs
 // the input through eng until it ends (a pcap) or ctx is done (live).
-func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Engine, fan *sink.Fanout, log *slog.Logger) error {
+func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Engine, fan *sink.Fanout, alertsTo string, log *slog.Logger) error {
 	var (
 		run     func(context.Context) error
 		metrics = append([]prometheus.Collector{eng.Collector(), collectors.NewGoCollector(), version.Collector()}, fan.Metrics()...)
@@ -188,6 +197,7 @@ func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Eng
 			return err
 		}
 		defer src.Close()
+		log.Info("reading packets", "pcap", f.pcap, "alerts", alertsTo)
 		run = func(ctx context.Context) error { return eng.Run(ctx, src) }
 	case f.netflow != "":
 		nfc := &netflow.Collector{Addr: f.netflow, Logger: log, Handle: eng.HandleFlow}
@@ -195,7 +205,7 @@ func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Eng
 			return err
 		}
 		metrics = append(metrics, nfc.Metrics())
-		log.Info("collecting flows", "addr", nfc.LocalAddr().String())
+		log.Info("collecting flows", "addr", nfc.LocalAddr().String(), "alerts", alertsTo)
 		run = func(ctx context.Context) error { return eng.RunLive(ctx, nfc.Run) }
 	default:
 		src, err := capture.Open(f.iface, capture.Options{Filter: f.filter, Promiscuous: f.promisc})
@@ -206,6 +216,7 @@ func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Eng
 			return err
 		}
 		defer src.Close()
+		log.Info("capturing packets", "iface", f.iface, "filter", f.filter, "alerts", alertsTo)
 		cs, _ := src.(*capture.Source) // nil where capture is not supported
 		if cs != nil {
 			metrics = append(metrics, cs.Metrics())
@@ -232,3 +243,10 @@ func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Eng
 	}
 	return run(ctx)
 }
+
+// unprefixed prints an error without the package's "egress: " prefix, which
+// would follow "cordon egress: " (its Unwrap keeps the exit code mapping).
+type unprefixed struct{ err error }
+
+func (u *unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "egress: ") }
+func (u *unprefixed) Unwrap() error { return u.err }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,9 +61,20 @@ func visibleAlerts(as []egress.Alert) []alertKey {
 		if !slices.Contains(flowVisible, a.Kind) {
 			continue
 		}
-		k := alertKey{a.Kind, a.Camera, a.Dst, a.Proto}
-		if !slices.Contains(out, k) {
-			out = append(out, k)
+		dsts := []string{a.Dst}
+		if a.Kind == egress.KindLateral {
+			// One alert per window lists the targets ("10.1.2.3 tcp/445 (core
+			// host)"); the paths may split a window differently.
+			dsts = dsts[:0]
+			for _, d := range a.Destinations {
+				dsts = append(dsts, strings.Fields(d)[0])
+			}
+		}
+		for _, d := range dsts {
+			k := alertKey{a.Kind, a.Camera, d, a.Proto}
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })

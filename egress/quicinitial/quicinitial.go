@@ -295,6 +295,11 @@ func (a *Assembler) Add(datagram []byte) (tlsparse.ClientHello, error) {
 	return ch, err
 }
 
+// Started reports whether the assembler holds CRYPTO data from a
+// decrypted Initial: a datagram it then rejects does not belong to this
+// handshake, while one rejected before is no loss to it.
+func (a *Assembler) Started() bool { return len(a.ranges) > 0 }
+
 // frames walks the frames of a decrypted Initial payload and stores CRYPTO data.
 func (a *Assembler) frames(b []byte) error {
 	off := 0

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -149,4 +151,32 @@ func (f *Fanout) Metrics() []prometheus.Collector {
 		}
 	}
 	return out
+}
+
+// String says where the alerts go, for the start-up log line: "stdout",
+// "file alerts.jsonl", "syslog udp://host:514", "webhook https://host"
+// (a webhook's path and query are left out: they may hold a token).
+func (r Routes) String() string {
+	var to []string
+	if r.File != "" {
+		to = append(to, "file "+r.File)
+	}
+	if r.Syslog != nil {
+		n := string(r.Syslog.Network)
+		if n == "" {
+			n = "udp"
+		}
+		to = append(to, "syslog "+n+"://"+r.Syslog.Addr)
+	}
+	if r.Webhook != nil {
+		w := "webhook"
+		if u, err := url.Parse(r.Webhook.URL); err == nil {
+			w += " " + u.Scheme + "://" + u.Host
+		}
+		to = append(to, w)
+	}
+	if (r.Stdout == nil && len(to) == 0) || (r.Stdout != nil && *r.Stdout) {
+		to = append(to, "stdout")
+	}
+	return strings.Join(to, ", ")
 }
