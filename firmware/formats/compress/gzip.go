@@ -159,22 +159,15 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat("zlib", off, "bad header")
 	}
 	// Two bytes of magic match random data often: check the first deflate
-	// block header before building a decoder.
-	var d [5]byte
-	if err := readAt("zlib", r, d[:], off+2, size); err != nil {
+	// block's header (and, for a dynamic block, its code tables) before
+	// building a decoder.
+	var d [deflateHeaderMax]byte
+	n := min(int64(len(d)), size-off-2)
+	if err := readAt("zlib", r, d[:n], off+2, size); err != nil {
 		return nil, err
 	}
-	switch (d[0] >> 1) & 3 {
-	case 0: // stored: LEN and NLEN are complements
-		if d[1]^d[3] != 0xff || d[2]^d[4] != 0xff {
-			return nil, notFormat("zlib", off, "bad stored block")
-		}
-	case 2: // dynamic: at most 286 literal/length and 30 distance codes
-		if (d[0]>>3)&0x1f > 29 || d[1]&0x1f > 29 {
-			return nil, notFormat("zlib", off, "bad dynamic block header")
-		}
-	case 3:
-		return nil, notFormat("zlib", off, "reserved block type")
+	if why := deflateFirstBlock(d[:n]); why != "" {
+		return nil, notFormat("zlib", off+2, why)
 	}
 	in := newCountReader(r, off, size)
 	defer in.release()
