@@ -90,7 +90,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, &firmware.FormatError{Format: "gzip", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
 	z.Multistream(false)
-	m := measure(z, in)
+	m, kept := measureKeep(z, in, true)
 	desc := "gzip compressed data"
 	if name != "" {
 		desc += fmt.Sprintf(", name %q", name)
@@ -99,6 +99,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if err != nil {
 		return nil, err
 	}
+	keepClean(c, m, r, kept)
 	if name != "" {
 		c.Meta["name"] = name
 	}
@@ -121,12 +122,15 @@ func outName(name string) string {
 }
 
 func extractGzip(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	name, _ := c.Meta["name"].(string)
+	if data, ok := keptStreams.take("gzip", src); ok {
+		return extractStream("gzip", outName(name), c, data, out)
+	}
 	z, err := gzip.NewReader(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "gzip", Off: 0, Msg: "header", Err: err}
 	}
 	z.Multistream(false)
-	name, _ := c.Meta["name"].(string)
 	return extractStream("gzip", outName(name), c, z, out)
 }
 
@@ -189,7 +193,7 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	defer zlibReaders.Put(z)
 	// Random data can decode as deflate for megabytes: give up early on
 	// candidates that do not end (with a matching checksum) within zlibMaxOut.
-	m := measure(io.LimitReader(z, zlibMaxOut+1), in)
+	m, kept := measureKeep(io.LimitReader(z, zlibMaxOut+1), in, true)
 	if m.out > zlibMaxOut {
 		m.stopped = true
 	}
@@ -197,10 +201,15 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		// Without a clean end (and its checksum) two bytes of magic say too little.
 		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "stream does not decode to a verified end", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
-	return streamChunk("zlib", off, size, in.n, m, "zlib compressed data", false)
+	c, err := streamChunk("zlib", off, size, in.n, m, "zlib compressed data", false)
+	keepClean(c, m, r, kept)
+	return c, err
 }
 
 func extractZlib(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if data, ok := keptStreams.take("zlib", src); ok {
+		return extractStream("zlib", "data", c, data, out)
+	}
 	z, err := zlib.NewReader(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "zlib", Off: 0, Msg: "header", Err: err}

@@ -110,7 +110,7 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if err != nil {
 		return nil, &firmware.FormatError{Format: "xz", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
-	m := measure(z, in)
+	m, kept := measureKeep(z, in, true)
 	consumed := in.n
 	if m.err != nil && strings.Contains(m.err.Error(), "unexpected data after stream") {
 		// Single-stream mode read one byte past the stream to check for more.
@@ -123,12 +123,16 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		c.Meta["check"] = check
 		c.Meta["dictionary_size"] = dict
 	}
+	keepClean(c, m, r, kept)
 	return c, err
 }
 
 func extractXZ(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
 	if _, err := xzDict(src, 0, src.Size()); err != nil {
 		return err
+	}
+	if data, ok := keptStreams.take("xz", src); ok {
+		return extractStream("xz", "data", c, data, out)
 	}
 	z, err := newXZ(newCountReader(src, 0, src.Size()))
 	if err != nil {
