@@ -49,8 +49,8 @@ func layoutTree(blockSize int) []wEntry {
 type layout struct {
 	name string
 	o    wOptions
-	// unsquashfs reads 3.x in either byte order and 4.0 little-endian,
-	// zlib only.
+	// unsquashfs reads 1.0, 2.x and 3.x in either byte order and 4.0
+	// little-endian, zlib only.
 	unsquashfs bool
 }
 
@@ -91,7 +91,7 @@ var layouts = []layout{
 }
 
 // TestLayouts writes the layout tree in every layout this package reads
-// besides mksquashfs 4's (2.x, 3.x, 4.0 big-endian, vendor LZMA framings,
+// besides mksquashfs 4's (1.0, 2.x, 3.x, 4.0 big-endian, vendor LZMA framings,
 // non-standard dictionary sizes) and checks every entry; unsquashfs
 // extracts the ones it can read and must agree byte for byte.
 func TestLayouts(t *testing.T) {
