@@ -39,7 +39,7 @@ func identifyBzip2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat("bzip2", off, "bad magic")
 	}
 	in := newCountReader(r, off, size)
-	m, kept := measureKeep(bzip2.NewReader(in), in, true)
+	m, kept := measure(bzip2.NewReader(in), in)
 	consumed := in.n
 	if m.err != nil && strings.Contains(m.err.Error(), "continuation file") {
 		// The stream ended; the reader looked at two more bytes for a

@@ -3,7 +3,7 @@
 // and zstd. Each Identify finds the exact end of its stream (by walking its
 // block structure, or by decoding it within a budget) so that what follows
 // can be scanned; each Extract hands one decompressed file to the Sink. The
-// output of a gzip, zlib, xz or bzip2 stream Identify decoded cleanly is
+// output of a gzip, zlib, xz, lzma or bzip2 stream Identify decoded cleanly is
 // kept for Extract (decoded.go), so such a stream is decoded once.
 package compress
 
@@ -81,20 +81,15 @@ type measured struct {
 }
 
 // measure decodes dec to its end within the identification budget. in counts
-// the compressed bytes consumed so far.
-func measure(dec io.Reader, in *countReader) measured {
-	m, _ := measureKeep(dec, in, false)
-	return m
-}
-
-// measureKeep is measure that, with keep, also returns the output while it
+// the compressed bytes consumed so far. It also returns the output while it
 // stays within keepMaxStream bytes (nil past that), for keptStreams.
-func measureKeep(dec io.Reader, in *countReader, keep bool) (measured, []byte) {
+func measure(dec io.Reader, in *countReader) (measured, []byte) {
 	b := measureBufs.Get().(*[32 << 10]byte)
 	defer measureBufs.Put(b)
 	buf := b[:]
 	var m measured
 	var kept []byte
+	keep := true
 	for {
 		n, err := dec.Read(buf)
 		m.out += int64(n)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cordon-vms/cordon/firmware"
 	"github.com/cordon-vms/cordon/firmware/firmwaretest"
 	"github.com/klauspost/compress/gzip"
 )
@@ -126,4 +127,34 @@ func (s *keptStore) has(key keptKey) bool {
 		}
 	}
 	return false
+}
+
+// TestDecodedOnceFormats: every format that keeps its output keeps the
+// fixture's at Identify and hands it over at Extract, the same content
+// decoding gives.
+func TestDecodedOnceFormats(t *testing.T) {
+	ref := want(t)
+	for _, f := range []*firmware.Format{GZIP, Zlib, Bzip2, XZ, LZMA} {
+		data := firmwaretest.ReadFixture(t, fixtures[f])
+		c, err := f.Identify(bytes.NewReader(data), 0, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := keptKey{format: f.Name, size: c.Size}
+		key.sum, _ = sumOf(bytes.NewReader(data), 0, c.Size)
+		if !keptStreams.has(key) {
+			t.Errorf("%s: Identify kept nothing", f.Name)
+			continue
+		}
+		sink := &firmwaretest.MemSink{}
+		if err := f.Extract(context.Background(), io.NewSectionReader(bytes.NewReader(data), 0, c.Size), c, sink); err != nil {
+			t.Fatal(err)
+		}
+		if keptStreams.has(key) {
+			t.Errorf("%s: Extract did not take the kept output", f.Name)
+		}
+		if len(sink.Entries) != 1 || !bytes.Equal(sink.Entries[0].Data, ref) {
+			t.Errorf("%s: content differs", f.Name)
+		}
+	}
 }

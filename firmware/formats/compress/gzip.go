@@ -90,7 +90,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, &firmware.FormatError{Format: "gzip", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
 	z.Multistream(false)
-	m, kept := measureKeep(z, in, true)
+	m, kept := measure(z, in)
 	desc := "gzip compressed data"
 	if name != "" {
 		desc += fmt.Sprintf(", name %q", name)
@@ -193,7 +193,7 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	defer zlibReaders.Put(z)
 	// Random data can decode as deflate for megabytes: give up early on
 	// candidates that do not end (with a matching checksum) within zlibMaxOut.
-	m, kept := measureKeep(io.LimitReader(z, zlibMaxOut+1), in, true)
+	m, kept := measure(io.LimitReader(z, zlibMaxOut+1), in)
 	if m.out > zlibMaxOut {
 		m.stopped = true
 	}
