@@ -39,7 +39,7 @@ func identifyBzip2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat("bzip2", off, "bad magic")
 	}
 	in := newCountReader(r, off, size)
-	m := measure(bzip2.NewReader(in), in)
+	m, kept := measure(bzip2.NewReader(in), in)
 	consumed := in.n
 	if m.err != nil && strings.Contains(m.err.Error(), "continuation file") {
 		// The stream ended; the reader looked at two more bytes for a
@@ -52,9 +52,13 @@ func identifyBzip2(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, &firmware.FormatError{Format: "bzip2", Off: off, Msg: "stream does not decode", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
 	c, err := streamChunk("bzip2", off, size, consumed, m, fmt.Sprintf("bzip2 compressed data, block size %c00k", h[3]), true)
+	keepClean(c, m, r, kept)
 	return c, err
 }
 
 func extractBzip2(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if data, ok := keptStreams.take("bzip2", src); ok {
+		return extractStream("bzip2", "data", c, data, out)
+	}
 	return extractStream("bzip2", "data", c, bzip2.NewReader(newCountReader(src, 0, src.Size())), out)
 }

@@ -2,7 +2,9 @@
 // firmware: gzip, zlib, bzip2, xz, lzma (alone), lz4 (frame and legacy), lzop
 // and zstd. Each Identify finds the exact end of its stream (by walking its
 // block structure, or by decoding it within a budget) so that what follows
-// can be scanned; each Extract hands one decompressed file to the Sink.
+// can be scanned; each Extract hands one decompressed file to the Sink. The
+// output of a gzip, zlib, xz, lzma or bzip2 stream Identify decoded cleanly is
+// kept for Extract (decoded.go), so such a stream is decoded once.
 package compress
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/cordon-vms/cordon/firmware"
@@ -78,26 +81,44 @@ type measured struct {
 }
 
 // measure decodes dec to its end within the identification budget. in counts
-// the compressed bytes consumed so far.
-func measure(dec io.Reader, in *countReader) measured {
+// the compressed bytes consumed so far. It also returns the output while it
+// stays within keepMaxStream bytes (nil past that), for keptStreams.
+func measure(dec io.Reader, in *countReader) (measured, []byte) {
 	b := measureBufs.Get().(*[32 << 10]byte)
 	defer measureBufs.Put(b)
 	buf := b[:]
 	var m measured
+	var kept []byte
+	keep := true
 	for {
 		n, err := dec.Read(buf)
 		m.out += int64(n)
+		if keep && n > 0 {
+			if m.out <= keepMaxStream {
+				kept = append(kept, buf[:n]...)
+			} else {
+				keep, kept = false, nil
+			}
+		}
 		if err == io.EOF {
-			return m
+			return m, slices.Clip(kept)
 		}
 		if err != nil {
 			m.err = err
-			return m
+			return m, kept
 		}
 		if m.out > identifyMaxOut || (m.out > identifyFloor && m.out > identifyRatio*max(in.n, 1)) {
 			m.stopped = true
-			return m
+			return m, nil
 		}
+	}
+}
+
+// keepClean hands the output of a stream that decoded cleanly to
+// keptStreams, for Extract.
+func keepClean(c *firmware.Chunk, m measured, r io.ReaderAt, kept []byte) {
+	if c != nil && m.err == nil && !m.stopped && int64(len(kept)) == m.out {
+		keptStreams.keep(c.Format, r, c.Offset, c.Size, kept)
 	}
 }
 

@@ -90,7 +90,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, &firmware.FormatError{Format: "gzip", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
 	z.Multistream(false)
-	m := measure(z, in)
+	m, kept := measure(z, in)
 	desc := "gzip compressed data"
 	if name != "" {
 		desc += fmt.Sprintf(", name %q", name)
@@ -99,6 +99,7 @@ func identifyGzip(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if err != nil {
 		return nil, err
 	}
+	keepClean(c, m, r, kept)
 	if name != "" {
 		c.Meta["name"] = name
 	}
@@ -121,12 +122,15 @@ func outName(name string) string {
 }
 
 func extractGzip(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	name, _ := c.Meta["name"].(string)
+	if data, ok := keptStreams.take("gzip", src); ok {
+		return extractStream("gzip", outName(name), c, data, out)
+	}
 	z, err := gzip.NewReader(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "gzip", Off: 0, Msg: "header", Err: err}
 	}
 	z.Multistream(false)
-	name, _ := c.Meta["name"].(string)
 	return extractStream("gzip", outName(name), c, z, out)
 }
 
@@ -159,22 +163,15 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		return nil, notFormat("zlib", off, "bad header")
 	}
 	// Two bytes of magic match random data often: check the first deflate
-	// block header before building a decoder.
-	var d [5]byte
-	if err := readAt("zlib", r, d[:], off+2, size); err != nil {
+	// block's header (and, for a dynamic block, its code tables) before
+	// building a decoder.
+	var d [deflateHeaderMax]byte
+	n := min(int64(len(d)), size-off-2)
+	if err := readAt("zlib", r, d[:n], off+2, size); err != nil {
 		return nil, err
 	}
-	switch (d[0] >> 1) & 3 {
-	case 0: // stored: LEN and NLEN are complements
-		if d[1]^d[3] != 0xff || d[2]^d[4] != 0xff {
-			return nil, notFormat("zlib", off, "bad stored block")
-		}
-	case 2: // dynamic: at most 286 literal/length and 30 distance codes
-		if (d[0]>>3)&0x1f > 29 || d[1]&0x1f > 29 {
-			return nil, notFormat("zlib", off, "bad dynamic block header")
-		}
-	case 3:
-		return nil, notFormat("zlib", off, "reserved block type")
+	if why := deflateFirstBlock(d[:n]); why != "" {
+		return nil, notFormat("zlib", off+2, why)
 	}
 	in := newCountReader(r, off, size)
 	defer in.release()
@@ -196,7 +193,7 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	defer zlibReaders.Put(z)
 	// Random data can decode as deflate for megabytes: give up early on
 	// candidates that do not end (with a matching checksum) within zlibMaxOut.
-	m := measure(io.LimitReader(z, zlibMaxOut+1), in)
+	m, kept := measure(io.LimitReader(z, zlibMaxOut+1), in)
 	if m.out > zlibMaxOut {
 		m.stopped = true
 	}
@@ -204,10 +201,15 @@ func identifyZlib(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		// Without a clean end (and its checksum) two bytes of magic say too little.
 		return nil, &firmware.FormatError{Format: "zlib", Off: off, Msg: "stream does not decode to a verified end", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, m.err)}
 	}
-	return streamChunk("zlib", off, size, in.n, m, "zlib compressed data", false)
+	c, err := streamChunk("zlib", off, size, in.n, m, "zlib compressed data", false)
+	keepClean(c, m, r, kept)
+	return c, err
 }
 
 func extractZlib(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if data, ok := keptStreams.take("zlib", src); ok {
+		return extractStream("zlib", "data", c, data, out)
+	}
 	z, err := zlib.NewReader(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "zlib", Off: 0, Msg: "header", Err: err}

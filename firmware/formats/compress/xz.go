@@ -110,7 +110,7 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	if err != nil {
 		return nil, &firmware.FormatError{Format: "xz", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
 	}
-	m := measure(z, in)
+	m, kept := measure(z, in)
 	consumed := in.n
 	if m.err != nil && strings.Contains(m.err.Error(), "unexpected data after stream") {
 		// Single-stream mode read one byte past the stream to check for more.
@@ -123,12 +123,16 @@ func identifyXZ(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 		c.Meta["check"] = check
 		c.Meta["dictionary_size"] = dict
 	}
+	keepClean(c, m, r, kept)
 	return c, err
 }
 
 func extractXZ(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
 	if _, err := xzDict(src, 0, src.Size()); err != nil {
 		return err
+	}
+	if data, ok := keptStreams.take("xz", src); ok {
+		return extractStream("xz", "data", c, data, out)
 	}
 	z, err := newXZ(newCountReader(src, 0, src.Size()))
 	if err != nil {
@@ -185,21 +189,23 @@ func newLZMA(r io.Reader) (io.Reader, error) {
 const lzmaProbeDict = 1 << 20
 
 // measureLZMA decodes the LZMA stream at off with its header's dictionary
-// size replaced by dict. The caller releases in.
-func measureLZMA(r io.ReaderAt, off, size int64, dict uint32) (measured, *countReader, error) {
+// size replaced by dict, and returns its output (as measure). The caller
+// releases in.
+func measureLZMA(r io.ReaderAt, off, size int64, dict uint32) (measured, []byte, *countReader, error) {
 	in := newCountReader(r, off, size)
 	var h [13]byte
 	if _, err := io.ReadFull(in, h[:]); err != nil {
 		in.release()
-		return measured{}, nil, err
+		return measured{}, nil, nil, err
 	}
 	binary.LittleEndian.PutUint32(h[1:], dict)
 	z, err := newLZMA(&patchedReader{hdr: h[:], in: in})
 	if err != nil {
 		in.release()
-		return measured{}, nil, err
+		return measured{}, nil, nil, err
 	}
-	return measure(z, in), in, nil
+	m, kept := measure(z, in)
+	return m, kept, in, nil
 }
 
 // patchedReader serves a rewritten header, then the rest of the stream.
@@ -240,10 +246,10 @@ func identifyLZMA(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	// read by at most its buffer (the capped dictionary), and refills only
 	// when less than one read (32 KiB) is left, so such a failure shows
 	// after more than lzmaProbeDict - 64 KiB bytes out.
-	m, in, err := measureLZMA(r, off, size, min(dict, lzmaProbeDict))
+	m, kept, in, err := measureLZMA(r, off, size, min(dict, lzmaProbeDict))
 	if err == nil && m.err != nil && dict > lzmaProbeDict && m.out > lzmaProbeDict-64<<10 {
 		in.release()
-		m, in, err = measureLZMA(r, off, size, dict)
+		m, kept, in, err = measureLZMA(r, off, size, dict)
 	}
 	if err != nil {
 		return nil, &firmware.FormatError{Format: "lzma", Off: off, Msg: "header", Err: fmt.Errorf("%w: %v", firmware.ErrNotFormat, err)}
@@ -266,10 +272,16 @@ func identifyLZMA(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			c.Confidence = firmware.ConfidenceMedium // no checksum in the format
 		}
 	}
+	// A stream that decoded cleanly with the capped dictionary decodes the
+	// same with its own (see above).
+	keepClean(c, m, r, kept)
 	return c, err
 }
 
 func extractLZMA(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
+	if data, ok := keptStreams.take("lzma", src); ok {
+		return extractStream("lzma", "data", c, data, out)
+	}
 	z, err := newLZMA(newCountReader(src, 0, src.Size()))
 	if err != nil {
 		return &firmware.FormatError{Format: "lzma", Off: 0, Msg: "header", Err: err}

@@ -18,8 +18,8 @@ const maxDepth = 128
 func extract(ctx context.Context, src *io.SectionReader, c *firmware.Chunk, out firmware.Sink) error {
 	sb, err := readSuper(src, 0, src.Size())
 	if err != nil {
-		if old, oerr := identifyOld(src, 0, src.Size()); oerr == nil {
-			return formatErr(28, old.Desc, nil)
+		if old, oerr := identifyOld(src, 0, src.Size(), err); oerr == nil {
+			return formatErr(28, old.Desc, err)
 		}
 		return err
 	}

@@ -345,6 +345,8 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		return f.inode3(mr, at)
 	case 2:
 		return f.inode2(mr, at)
+	case 1:
+		return f.inode1(mr, at)
 	}
 	var h [16]byte
 	if _, err := io.ReadFull(mr, h[:]); err != nil {
@@ -447,8 +449,8 @@ type dirEntry struct {
 
 // readDir returns the listing of directory inode in.
 func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
-	remaining := int64(in.size) - 3 // the listing size counts 3 bytes more (but not in 2.x)
-	if f.sb.Major == 2 {
+	remaining := int64(in.size) - 3 // the listing size counts 3 bytes more (but not in 1.0 and 2.x)
+	if f.sb.Major <= 2 {
 		remaining = int64(in.size)
 	}
 	if remaining <= 0 {
@@ -462,7 +464,7 @@ func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
 	switch f.sb.Major {
 	case 3:
 		return f.readDir3(mr, at, remaining)
-	case 2:
+	case 2, 1: // 1.0 listings are 2.x's
 		return f.readDir2(mr, at, remaining)
 	}
 	var out []dirEntry
@@ -604,7 +606,7 @@ func (fr *fileReader) fill() error {
 		return fr.fillBatch()
 	}
 	if fr.next < in.blockCnt {
-		word, err := in.blocks.u32()
+		word, err := f.blockWord(in.blocks)
 		if err != nil {
 			return formatErr(int64(f.sb.InodeTable), "reading block list", err)
 		}
@@ -690,7 +692,7 @@ func (fr *fileReader) fillBatch() error {
 	jobs := make([]job, 0, n)
 	left := fr.left
 	for i := range n {
-		word, err := in.blocks.u32()
+		word, err := f.blockWord(in.blocks)
 		if err != nil {
 			fr.err = formatErr(int64(f.sb.InodeTable), "reading block list", err)
 			break

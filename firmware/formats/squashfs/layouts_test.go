@@ -49,8 +49,8 @@ func layoutTree(blockSize int) []wEntry {
 type layout struct {
 	name string
 	o    wOptions
-	// unsquashfs reads 3.x in either byte order and 4.0 little-endian,
-	// zlib only.
+	// unsquashfs reads 1.0, 2.x and 3.x in either byte order and 4.0
+	// little-endian, zlib only.
 	unsquashfs bool
 }
 
@@ -71,6 +71,10 @@ var layouts = []layout{
 	{"v4-be-lzma", wOptions{major: 4, big: true, comp: "lzma"}, false},
 	{"v4-be-lzma-raw", wOptions{major: 4, big: true, comp: "lzma-raw"}, false},
 	{"v4-le-lzma-nosize-32M-dict", wOptions{major: 4, comp: "lzma-nosize", dictSize: 32 << 20}, false},
+	{"v1-le-gzip", wOptions{major: 1, comp: "gzip"}, true},
+	{"v1-be-gzip", wOptions{major: 1, big: true, comp: "gzip"}, true},
+	{"v1-le-gzip-check", wOptions{major: 1, comp: "gzip", check: true}, true},
+	{"v1-be-uncompressed", wOptions{major: 1, big: true, comp: "none"}, true},
 	{"v2-le-gzip", wOptions{major: 2, comp: "gzip"}, true},
 	{"v2-be-gzip", wOptions{major: 2, big: true, comp: "gzip"}, true},
 	{"v2-be-gzip-check", wOptions{major: 2, big: true, comp: "gzip", check: true}, true},
@@ -87,12 +91,15 @@ var layouts = []layout{
 }
 
 // TestLayouts writes the layout tree in every layout this package reads
-// besides mksquashfs 4's (2.x, 3.x, 4.0 big-endian, vendor LZMA framings,
+// besides mksquashfs 4's (1.0, 2.x, 3.x, 4.0 big-endian, vendor LZMA framings,
 // non-standard dictionary sizes) and checks every entry; unsquashfs
 // extracts the ones it can read and must agree byte for byte.
 func TestLayouts(t *testing.T) {
 	for _, l := range layouts {
 		for _, bs := range []uint32{4096, 65536} {
+			if l.o.major == 1 {
+				bs = min(bs, 32768) // 1.0 blocks are at most 32 KiB
+			}
 			t.Run(fmt.Sprintf("%s-%dk", l.name, bs>>10), func(t *testing.T) {
 				parallelDecode(t)
 				o := l.o
@@ -104,7 +111,7 @@ func TestLayouts(t *testing.T) {
 					t.Fatalf("warnings: %q", res.Sink.Warnings)
 				}
 				c := res.Chunk
-				wantVersion := fmt.Sprintf("%d.%d", o.major, map[uint16]int{2: 1, 3: 1, 4: 0}[o.major])
+				wantVersion := fmt.Sprintf("%d.%d", o.major, map[uint16]int{1: 0, 2: 1, 3: 1, 4: 0}[o.major])
 				if c.Confidence != firmware.ConfidenceHigh || c.Meta["version"] != wantVersion || c.Meta["block_size"] != bs {
 					t.Errorf("chunk %+v", c)
 				}
@@ -186,7 +193,7 @@ func containsPrefix(paths []string, name string) bool {
 // extraction must stay within its time budget and report the damage (or
 // not notice it), never panic or run away.
 func TestLayoutsDamaged(t *testing.T) {
-	for _, name := range []string{"v2-be-gzip", "v3-be-gzip", "v3-le-lzma-raw-64M-dict", "v4-be-lzma", "v3-be-uncompressed"} {
+	for _, name := range []string{"v1-le-gzip", "v1-be-gzip", "v1-be-uncompressed", "v2-be-gzip", "v3-be-gzip", "v3-le-lzma-raw-64M-dict", "v4-be-lzma", "v3-be-uncompressed"} {
 		img := layoutImage(t, name, 4096)
 		reported, runs := 0, 0
 		for off := 0; off < len(img); off += max(97, len(img)/60) {
@@ -225,6 +232,8 @@ var writeFixtures = flag.Bool("write-fixtures", false, "rewrite the writer-made 
 // test writer (mksquashfs 4 cannot make them), so the scan-level fixture
 // tests and golden manifests cover them too.
 var writerFixtures = map[string]string{
+	"squashfs-v1-le-gzip.img":     "v1-le-gzip",
+	"squashfs-v1-be-gzip.img":     "v1-be-gzip",
 	"squashfs-v2-le-gzip.img":     "v2-le-gzip",
 	"squashfs-v3-be-gzip.img":     "v3-be-gzip",
 	"squashfs-v3-le-lzma-raw.img": "v3-le-lzma-raw-64M-dict",
@@ -246,5 +255,27 @@ func TestWriterFixtures(t *testing.T) {
 		if got := firmwaretest.ReadFixture(t, file); !bytes.Equal(got, img) {
 			t.Errorf("%s differs from what the writer makes (go test -run TestWriterFixtures -write-fixtures)", file)
 		}
+	}
+}
+
+// TestV1HostileOwners shrinks a 1.0 image's uid table to one entry: inodes
+// whose uid index (type bank and 4-bit field) points past it are reported
+// with their offset, the rest is extracted, and nothing runs away.
+func TestV1HostileOwners(t *testing.T) {
+	img := layoutImage(t, "v1-be-uncompressed", 4096)
+	if img[37] != 2 {
+		t.Fatalf("fixture has %d uids, want 2", img[37])
+	}
+	img[37] = 1
+	res, err := firmwaretest.Run(Format, img, 0)
+	if err != nil || res.Chunk == nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(res.Sink.Warnings, func(w string) bool { return strings.Contains(w, "uid index 1 out of 1") }) &&
+		!slices.ContainsFunc(res.Chunk.Warnings, func(w string) bool { return strings.Contains(w, "uid index 1 out of 1") }) {
+		t.Errorf("no uid warning: %q %q %v", res.Sink.Warnings, res.Chunk.Warnings, res.ExtractErr)
+	}
+	if e, ok := res.Sink.Entry("etc/passwd"); !ok || string(e.Data) != "root:x:0:0:root:/root:/bin/sh\n" {
+		t.Errorf("etc/passwd not extracted")
 	}
 }

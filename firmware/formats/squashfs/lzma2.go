@@ -273,6 +273,7 @@ func (r *rangeDec) bit(p *uint16) uint32 {
 // decoder's state in locals.
 func (r *rangeDec) literal(probs *[0x300]uint16, sym uint32) uint32 {
 	rng, code, pos := r.rng, r.code, r.pos
+	prob := uint32(probs[sym&0xff])
 	for sym < 0x100 {
 		if rng < 1<<24 {
 			rng <<= 8
@@ -284,15 +285,18 @@ func (r *rangeDec) literal(probs *[0x300]uint16, sym uint32) uint32 {
 				r.over = true
 			}
 		}
-		// Branch-free: the bits of random data are unpredictable.
-		p := &probs[sym&0xff]
-		prob := uint32(*p)
+		// Branch-free: the bits of random data are unpredictable. The
+		// probabilities of both children are loaded before the bit is
+		// known, so that the load is not on the path from one bit to the
+		// next (the last round loads two unused, in-bounds entries).
 		bound := (rng >> 11) * prob
+		next0, next1 := uint32(probs[(sym<<1)&0xff]), uint32(probs[(sym<<1|1)&0xff])
 		m := uint32(int64(uint64(code)-uint64(bound)) >> 63) // all ones when code < bound (bit 0)
 		rng = bound&m | (rng-bound)&^m
 		code -= bound &^ m
-		*p = uint16(((prob+(2048-prob)>>5)&m | (prob-prob>>5)&^m))
+		probs[sym&0xff] = uint16(((prob+(2048-prob)>>5)&m | (prob-prob>>5)&^m))
 		sym = sym<<1 | (1 &^ m)
+		prob = next0&m | next1&^m
 	}
 	r.rng, r.code, r.pos = rng, code, pos
 	return sym

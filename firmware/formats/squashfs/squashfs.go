@@ -1,13 +1,13 @@
 // Package squashfs reads squashfs images natively: superblock, inode and
-// directory tables, data blocks, fragments and the id (4.0) or uid/gid (3.x)
-// tables. It reads 4.0 in both byte orders with every compressor mksquashfs
-// offers (gzip, xz, lzma, lzo, lz4, zstd), and 2.x and 3.x in both byte
-// orders (the packed bit-field layouts of squashfs-tools 2.x/3.x and Linux
-// 2.6) with zlib or the vendor LZMA framings sasquatch knows: the classic
+// directory tables, data blocks, fragments and the id (4.0) or uid/gid
+// (1.0-3.x) tables. It reads 4.0 in both byte orders with every compressor
+// mksquashfs offers (gzip, xz, lzma, lzo, lz4, zstd), and 1.0, 2.x and 3.x in
+// both byte orders (the packed bit-field layouts of squashfs-tools 1.x-3.x,
+// Linux 2.4 and 2.6) with zlib or the vendor LZMA framings sasquatch knows: the classic
 // 13-byte header, a header without the size, and raw streams with lc=3 lp=0
 // pb=2 (the "shsq"/"qshs" squashfs-lzma magic included). Extended
-// attributes are skipped. Version 1.x is identified and reported as such,
-// but not extracted.
+// attributes are skipped. A 1.x superblock that does not check out is
+// identified with its size and the reason, but not extracted.
 //
 // Every read is bounded by the chunk: block sizes, table offsets and
 // references are checked before use, each block decompresses into a buffer of
@@ -33,10 +33,10 @@ var Format = &firmware.Format{
 	Kind: firmware.KindFilesystem,
 	Doc: "SquashFS, the read-only compressed root filesystem of most Linux cameras. " +
 		"Version 4.0 images, little- or big-endian, with any mksquashfs compressor (gzip, xz, lzma, lzo, lz4, zstd), " +
-		"and version 2.x and 3.x images, little- or big-endian, zlib or vendor LZMA (with or without the LZMA header, " +
+		"and version 1.0, 2.x and 3.x images, little- or big-endian, zlib or vendor LZMA (with or without the LZMA header, " +
 		"any dictionary size), are extracted natively: files, directories, symlinks, hard links and device nodes " +
 		"(recorded in the manifest), with owners from the id or uid/gid tables; extended attributes are " +
-		"skipped. Version 1.x is identified with its size and reported as not extractable.",
+		"skipped. A 1.x image whose superblock does not check out is identified with its size and reported as not extractable.",
 	Magics: []firmware.Magic{
 		{Bytes: []byte("hsqs")},
 		{Bytes: []byte("sqsh")},
@@ -53,7 +53,7 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	}
 	sb, err := readSuper(r, off, size)
 	if err != nil {
-		if old, oerr := identifyOld(r, off, size); oerr == nil {
+		if old, oerr := identifyOld(r, off, size, err); oerr == nil {
 			return old, nil
 		}
 		return nil, err
@@ -93,9 +93,10 @@ func identify(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 	return c, nil
 }
 
-// identifyOld recognises squashfs 1.x (either endianness): it is reported
-// with its size but not extracted.
-func identifyOld(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
+// identifyOld recognises a squashfs 1.x (either endianness) that readSuper
+// refused for the reason why (a minor version other than 0, tables out of
+// order): it is reported with its size and the reason but not extracted.
+func identifyOld(r io.ReaderAt, off, size int64, why error) (*firmware.Chunk, error) {
 	var b [71]byte
 	if size-off < int64(len(b)) {
 		return nil, notFormat(0, "too short for a superblock")
@@ -132,6 +133,6 @@ func identifyOld(r io.ReaderAt, off, size int64) (*firmware.Chunk, error) {
 			"endian":     endian,
 			"bytes_used": used,
 		},
-		Warnings: []string{fmt.Sprintf("squashfs %d.%d %s is identified only: extraction supports 2.x, 3.x and 4.0", major, minor, endian)},
+		Warnings: []string{fmt.Sprintf("squashfs %d.%d %s is identified only: its superblock does not check out (%v)", major, minor, endian, why)},
 	}, nil
 }

@@ -13,6 +13,7 @@ const (
 	superSize    = 96   // v4 superblock
 	superSize3   = 119  // v3 superblock (packed)
 	superSize2   = 63   // v2 superblock (packed)
+	superSize1   = 51   // v1 superblock (packed)
 	metaSize     = 8192 // uncompressed size of a metadata block
 	noFragment   = 0xFFFFFFFF
 	minBlockSize = 4 << 10
@@ -68,7 +69,7 @@ func (sb *superblock) compression() string {
 	return compNames[sb.Compressor]
 }
 
-// old reports whether the image uses a 2.x or 3.x layout (uid/gid tables,
+// old reports whether the image uses a 1.0, 2.x or 3.x layout (uid/gid tables,
 // optional marker bytes, no compressor field).
 func (sb *superblock) old() bool { return sb.Major < 4 }
 
@@ -98,7 +99,7 @@ func notFormat(off int64, msg string) error {
 	return formatErr(off, msg, firmware.ErrNotFormat)
 }
 
-// readSuper reads and checks a 4.0, 3.x or 2.x superblock at off, in either
+// readSuper reads and checks a 4.0, 3.x, 2.x or 1.0 superblock at off, in either
 // byte order. It returns firmware.ErrNotFormat (wrapped) for anything that
 // is not a plausible image of those versions, and firmware.ErrTruncated for
 // a plausible one cut short.
@@ -130,8 +131,10 @@ func readSuper(r io.ReaderAt, off, size int64) (*superblock, error) {
 		got, err = readSuper3(&sb, b[:], size-off)
 	case sb.Major == 2 && n >= superSize2:
 		got, err = readSuper2(&sb, b[:], size-off)
+	case sb.Major == 1 && sb.Minor == 0 && n >= superSize1:
+		got, err = readSuper1(&sb, b[:], size-off)
 	default:
-		return nil, notFormat(28, fmt.Sprintf("version %d.%d is not 2.x, 3.x or 4.0", sb.Major, sb.Minor))
+		return nil, notFormat(28, fmt.Sprintf("version %d.%d is not 1.0, 2.x, 3.x or 4.0", sb.Major, sb.Minor))
 	}
 	if err != nil {
 		return nil, err
@@ -231,7 +234,31 @@ func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	return sb.checkOld(b, avail, superSize2, 12)
 }
 
-// checkOld finishes a 2.x or 3.x superblock: the compressor (zlib, or
+// readSuper1 decodes a 1.0 superblock (squashfs_super_block of the Linux
+// 2.4 squashfs 1.0 patches): the 2.x layout up to the root inode, with the
+// block size in the 16-bit field at 32 and no fragments. 1.0 allows at most
+// 48 uids and 15 gids (the inodes' 4-bit indexes, extended by the type).
+func readSuper1(sb *superblock, b []byte, avail int64) (*superblock, error) {
+	bo := sb.order()
+	sb.Inodes = bo.Uint32(b[4:])
+	sb.BytesUsed = uint64(bo.Uint32(b[8:]))
+	sb.UIDTable = uint64(bo.Uint32(b[12:]))
+	sb.GIDTable = uint64(bo.Uint32(b[16:]))
+	sb.InodeTable = uint64(bo.Uint32(b[20:]))
+	sb.DirTable = uint64(bo.Uint32(b[24:]))
+	sb.BlockSize = uint32(bo.Uint16(b[32:]))
+	sb.BlockLog = bo.Uint16(b[34:])
+	sb.Flags = uint16(b[36])
+	sb.UIDs, sb.GIDs = uint16(b[37]), uint16(b[38])
+	sb.ModTime = bo.Uint32(b[39:])
+	sb.RootInode = bo.Uint64(b[43:])
+	if sb.UIDs > maxUIDs1 || sb.GIDs > maxGIDs1 {
+		return nil, notFormat(37, fmt.Sprintf("%d uids and %d gids (1.0 allows %d and %d)", sb.UIDs, sb.GIDs, maxUIDs1, maxGIDs1))
+	}
+	return sb.checkOld(b, avail, superSize1, 12)
+}
+
+// checkOld finishes a 1.0, 2.x or 3.x superblock: the compressor (zlib, or
 // LZMA under the squashfs-lzma magics), the checks all versions share, and
 // the uid and gid tables (plain u32 arrays), which must lie inside the
 // image after the hdr-byte superblock. uidOff is where the uid table's
@@ -257,6 +284,8 @@ func (sb *superblock) checkOld(b []byte, avail int64, hdr uint64, uidOff int64) 
 // headerSize is the size of the superblock of the image's version.
 func (sb *superblock) headerSize() uint64 {
 	switch sb.Major {
+	case 1:
+		return superSize1
 	case 2:
 		return superSize2
 	case 3:

@@ -13,10 +13,12 @@ import (
 )
 
 // This file is a test helper: a small squashfs writer for the layouts
-// mksquashfs 4.x cannot make (2.x and 3.x in either byte order, 4.0
+// mksquashfs 4.x cannot make (1.0, 2.x and 3.x in either byte order, 4.0
 // big-endian, the vendor LZMA framings), following squashfs_fs.h of
 // squashfs-tools 2.x/3.x and Linux 2.6 (the _2 and _3 structures of
-// squashfs_compat.h) and of squashfs-tools 4.x (4.0). It writes data blocks
+// squashfs_compat.h), of the Linux 2.4 squashfs 1.0 patches (1.0: no
+// fragments, 16-bit block words, 3-byte inode bases) and of squashfs-tools
+// 4.x (4.0). It writes data blocks
 // (stored when compression does not help, sparse when all zero in 4.0),
 // shared fragment blocks, inode and directory tables in 8 KiB metadata
 // blocks, the fragment table and the id (4.0) or uid/gid (3.x) tables.
@@ -34,7 +36,7 @@ type wEntry struct {
 
 // wOptions selects the layout.
 type wOptions struct {
-	major     uint16 // 2, 3 or 4
+	major     uint16 // 1, 2, 3 or 4
 	big       bool
 	blockSize uint32
 	comp      string // "gzip", "lzma", "lzma-nosize", "lzma-raw", "none"
@@ -182,7 +184,7 @@ func (w *sqWriter) fileData(data []byte) (start uint64, words []uint32, frag, fr
 	full := len(data) / bs
 	tail := data[full*bs:]
 	frag = noFragment
-	if len(tail) > 0 && len(data) < 4*bs { // big files keep their tail as a block
+	if len(tail) > 0 && len(data) < 4*bs && w.o.major > 1 { // big files keep their tail as a block; 1.0 has no fragments
 		if len(w.fbuf)+len(tail) > bs {
 			w.flushFragment()
 		}
@@ -198,7 +200,10 @@ func (w *sqWriter) fileData(data []byte) (start uint64, words []uint32, frag, fr
 		}
 		c, ok := w.compress(blk)
 		word := uint32(len(c))
-		if !ok {
+		switch {
+		case w.o.major == 1 && !ok: // bit 15: stored; a size of 0 is 32 KiB
+			word = word&0x7fff | 0x8000
+		case !ok:
 			word |= 1 << 24
 		}
 		words = append(words, word)
@@ -239,6 +244,8 @@ func (w *sqWriter) fragEntrySize() int {
 
 func superSizeOf(major uint16) int {
 	switch major {
+	case 1:
+		return superSize1
 	case 2:
 		return superSize2
 	case 3:
@@ -365,6 +372,37 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		w.inode.write(append(b, tail...))
 		return wChild{name: path.Base(e.path), ref: ref, typ: e.typ, inum: w.inum}
 	}
+	// writeInode1 writes a 1.0 inode: a 3-byte base whose type carries the
+	// uid index's high bits (in the offset field of IPC inodes), then fields.
+	writeInode1 := func(e *wEntry, size int, fields func(r bitsW), tail []byte) wChild {
+		w.inum++
+		w.count++
+		ref := w.inode.pos()
+		b := make([]byte, size)
+		r := bitsW{b: b, big: o.big}
+		uid, gid := w.idIndex(&w.ids, e.uid), gidSameAs1
+		if e.gid != e.uid {
+			gid = w.idIndex(&w.gids, e.gid)
+		}
+		if uid >= maxUIDs1 || gid > maxGIDs1 {
+			w.t.Fatalf("1.0 holds %d uids and %d gids", maxUIDs1, maxGIDs1)
+		}
+		if e.typ == tFIFO || e.typ == tSocket {
+			r.put(0, 4, ipcType1)
+			r.put(24, 4, uint64(e.typ))
+			r.put(28, 4, uint64(uid/16))
+		} else {
+			r.put(0, 4, uint64(e.typ)+uint64(uid/16*types1))
+		}
+		r.put(4, 12, uint64(e.mode))
+		r.put(16, 4, uint64(uid%16))
+		r.put(20, 4, uint64(gid))
+		if fields != nil {
+			fields(r)
+		}
+		w.inode.write(append(b, tail...))
+		return wChild{name: path.Base(e.path), ref: ref, typ: e.typ, inum: w.inum}
+	}
 	writeEntry := func(p string, parentInum uint32) wChild {
 		e := byPath[p]
 		switch e.typ {
@@ -374,7 +412,18 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 			fi := files[p]
 			var list []byte
 			for _, wd := range fi.words {
-				list = w.u32(list, wd)
+				if o.major == 1 {
+					list = w.u16(list, uint16(wd))
+				} else {
+					list = w.u32(list, wd)
+				}
+			}
+			if o.major == 1 {
+				return writeInode1(e, 15, func(r bitsW) {
+					r.put(24, 32, uint64(o.mtime))
+					r.put(56, 32, fi.start)
+					r.put(88, 32, uint64(len(e.data)))
+				}, list)
 			}
 			if o.major == 4 {
 				return writeInode(e, func(b []byte) []byte {
@@ -411,6 +460,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 			if o.major == 2 {
 				return writeInode2(e, 6, func(r bitsW) { r.put(32, 16, uint64(len(e.target))) }, []byte(e.target))
 			}
+			if o.major == 1 {
+				return writeInode1(e, 5, func(r bitsW) { r.put(24, 16, uint64(len(e.target))) }, []byte(e.target))
+			}
 			return writeInode(e, func(b []byte) []byte { return append(b, e.target...) }, 18, func(r bitsW) {
 				r.put(96, 32, 1)
 				r.put(128, 16, uint64(len(e.target)))
@@ -422,6 +474,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 			if o.major == 2 {
 				return writeInode2(e, 6, func(r bitsW) { r.put(32, 16, uint64(e.rdev)) }, nil)
 			}
+			if o.major == 1 {
+				return writeInode1(e, 5, func(r bitsW) { r.put(24, 16, uint64(e.rdev)) }, nil)
+			}
 			return writeInode(e, func(b []byte) []byte { return b }, 18, func(r bitsW) {
 				r.put(96, 32, 1)
 				r.put(128, 16, uint64(e.rdev))
@@ -432,6 +487,9 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 			}
 			if o.major == 2 {
 				return writeInode2(e, 4, nil, nil)
+			}
+			if o.major == 1 {
+				return writeInode1(e, 4, nil, nil)
 			}
 			return writeInode(e, func(b []byte) []byte { return b }, 16, func(r bitsW) { r.put(96, 32, 1) })
 		}
@@ -468,7 +526,7 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 					listing = w.u16(listing, uint16(len(c.name)-1))
 					listing = append(listing, c.name...)
 				}
-			} else if o.major == 2 {
+			} else if o.major <= 2 { // 1.0 listings are 2.x's
 				h := make([]byte, 4)
 				r := bitsW{b: h, big: o.big}
 				r.put(0, 8, uint64(len(run)-1))
@@ -515,6 +573,14 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 				b = w.u16(b, uint16(listPos))
 				return w.u32(b, parentInum)
 			}, 0, nil)
+		}
+		if o.major == 1 {
+			return writeInode1(e, 14, func(r bitsW) {
+				r.put(24, 19, size-3) // 1.0 counts the listing only
+				r.put(43, 13, listPos&0xffff)
+				r.put(56, 32, uint64(o.mtime))
+				r.put(88, 24, listPos>>16)
+			}, nil)
 		}
 		if o.major == 2 {
 			return writeInode2(e, 15, func(r bitsW) {
@@ -614,12 +680,16 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		sb = w.u32(sb, uint32(inodeTable))
 		sb = w.u32(sb, uint32(dirTable))
 		sb = w.u16(sb, o.major)
-		sb = w.u16(sb, 1)
+		sb = w.u16(sb, min(o.major-1, 1)) // 1.0, 2.1, 3.1
 		sb = w.u16(sb, uint16(min(o.blockSize, 0xffff)))
 		sb = w.u16(sb, uint16(bitsLen(o.blockSize)))
 		sb = append(sb, flags, byte(len(w.ids)), byte(len(w.gids)))
 		sb = w.u32(sb, o.mtime)
 		sb = w.u64(sb, root.ref)
+		if o.major == 1 { // 1.0 ends at the root inode
+			copy(sb, magicOf(o))
+			return pad4k(append(sb, w.out...))
+		}
 		sb = w.u32(sb, o.blockSize)
 		sb = w.u32(sb, uint32(nfrags))
 		sb = w.u32(sb, uint32(fragTable))
@@ -634,10 +704,16 @@ func writeTree(t testing.TB, o wOptions, entries []wEntry) []byte {
 		}
 	}
 
-	magic := map[[2]bool]string{{}: "hsqs", {true}: "sqsh", {false, true}: lzmaMagicLE, {true, true}: lzmaMagicBE}[[2]bool{o.big, o.lzmaMagic}]
-	copy(sb, magic)
-	img := append(sb, w.out...)
-	// Pad to 4 KiB as mksquashfs does.
+	copy(sb, magicOf(o))
+	return pad4k(append(sb, w.out...))
+}
+
+func magicOf(o wOptions) string {
+	return map[[2]bool]string{{}: "hsqs", {true}: "sqsh", {false, true}: lzmaMagicLE, {true, true}: lzmaMagicBE}[[2]bool{o.big, o.lzmaMagic}]
+}
+
+// pad4k pads an image to 4 KiB as mksquashfs does.
+func pad4k(img []byte) []byte {
 	return append(img, make([]byte, (4096-len(img)%4096)%4096)...)
 }
 

@@ -42,7 +42,7 @@ open(sys.argv[1], "wb").write(out[:140000])
 PY
 mksquashfs "$mixed" "$here/squashfs-zstd-mixed.img" -comp zstd -all-root -mkfs-time 0 \
 	-all-time 1700000000 -noappend -no-progress -quiet >/dev/null
-# 3.x (both byte orders) and big-endian 4.0 images with vendor LZMA framings:
+# 1.0 and 3.x (both byte orders) and big-endian 4.0 images (vendor LZMA framings):
 # mksquashfs 4 cannot make them; the package's test writer (writer_test.go,
-# following the 3.x and 4.0 on-disk layouts) does.
+# following the 1.0, 2.x, 3.x and 4.0 on-disk layouts) does.
 (cd "$here/.." && go test -run TestWriterFixtures -write-fixtures . >/dev/null)
