@@ -24,8 +24,7 @@ func (c *cameraSpecs) Set(s string) error {
 	return nil
 }
 
-func runCamsim(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "camsim", `usage: cordon camsim [--camera name[:codec[:WxH[:fps[:bitrate]]]]]... [--count N] [flags]
+const camsimUsage = `usage: cordon camsim [--camera name[:codec[:WxH[:fps[:bitrate]]]]]... [--count N] [flags]
 
 Serves simulated IP cameras over RTSP (TCP and UDP transports) until interrupted.
 Each camera loops a 2 s H.264 or H.265 clip of real video embedded in cordon (no
@@ -48,7 +47,10 @@ Examples:
 	cordon camsim --camera leaky --leak "serial=ABC123;gps=48.85,2.35"
 
 	# 200 identical cameras cam1..cam200 for a load test
-	cordon camsim --count 200 --codec h264 --size 1280x720 --bitrate 2M --listen 127.0.0.1:9554`)
+	cordon camsim --count 200 --codec h264 --size 1280x720 --bitrate 2M --listen 127.0.0.1:9554`
+
+func runCamsim(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "camsim", camsimUsage)
 	var cams cameraSpecs
 	fs.Var(&cams, "camera", "a camera `name[:codec[:WxH[:fps[:bitrate]]]]`, for example lobby:h265:1280x720:25:2M (repeatable)")
 	listen := fs.String("listen", "127.0.0.1:8554", "RTSP listen `address` (UDP RTP/RTCP use a free port pair on the same host)")
@@ -71,25 +73,11 @@ Examples:
 		return usagef("--count %d: want 0 to 10000", *count)
 	}
 	if *count > 0 || len(cams) == 0 {
-		n := max(*count, 1)
-		w, h, err := camsim.ParseSize(*size)
+		more, err := countCameras(max(*count, 1), *codec, *size, *fps, *bitrate)
 		if err != nil {
-			return usagef("--size: %v", err)
+			return err
 		}
-		br, err := camsim.ParseBitrate(*bitrate)
-		if err != nil {
-			return usagef("--bitrate: %v", err)
-		}
-		c := strings.ToLower(*codec)
-		if c == "hevc" {
-			c = "h265"
-		}
-		if c != "h264" && c != "h265" {
-			return usagef("--codec %q: want h264 or h265", *codec)
-		}
-		for i := 1; i <= n; i++ {
-			cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i), Codec: c, Width: w, Height: h, FPS: *fps, Bitrate: br})
-		}
+		cams = append(cams, more...)
 	}
 	for i := range cams {
 		cams[i].Leak = *leak
@@ -115,3 +103,28 @@ Examples:
 }
 
 var _ flag.Value = (*cameraSpecs)(nil)
+
+// countCameras returns n identical cameras cam1..camN (--count with
+// --codec, --size, --fps and --bitrate).
+func countCameras(n int, codec, size string, fps int, bitrate string) ([]camsim.Camera, error) {
+	w, h, err := camsim.ParseSize(size)
+	if err != nil {
+		return nil, usagef("--size: %v", err)
+	}
+	br, err := camsim.ParseBitrate(bitrate)
+	if err != nil {
+		return nil, usagef("--bitrate: %v", err)
+	}
+	c := strings.ToLower(codec)
+	if c == "hevc" {
+		c = "h265"
+	}
+	if c != "h264" && c != "h265" {
+		return nil, usagef("--codec %q: want h264 or h265", codec)
+	}
+	cams := make([]camsim.Camera, 0, n)
+	for i := 1; i <= n; i++ {
+		cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i), Codec: c, Width: w, Height: h, FPS: fps, Bitrate: br})
+	}
+	return cams, nil
+}

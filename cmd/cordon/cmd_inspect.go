@@ -50,59 +50,104 @@ Examples:
   cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap
   cordon inspect diff fw-v1.bin fw-v2.bin`
 
+// inspectFlags are cordon inspect's flags.
+type inspectFlags struct {
+	format, out, failOn, vulns, wl, extra, passwords, keep, logLevel string
+	workers                                                          int
+	timeout                                                          time.Duration
+	target                                                           string
+	threshold                                                        inspect.Severity
+}
+
 func runInspect(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "diff" {
 		return runInspectDiff(ctx, e, args[1:])
 	}
-	fs := newFlagSet(e, "inspect", inspectUsage)
-	format := fs.String("format", "text", "output `format`: text, json, sarif, cyclonedx or html (one self-contained page)")
-	out := fs.String("o", "", "write the report to `FILE` instead of standard output")
-	failOn := fs.String("fail-on", "", "exit with code 3 when a finding reaches this `severity` (info, low, medium, high, critical)")
-	vulns := fs.String("vulns", "", "offline OSV data to attach known vulnerabilities: a `PATH` to osv.dev's per-ecosystem all.zip, a folder of OSV JSON, or one JSON file (array, {\"vulns\": [...]} or JSON lines)")
-	wl := fs.String("watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
-	extra := fs.String("watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
-	passwords := fs.String("passwords", "", "extra password candidates, one a line, from `FILE` (tried after the embedded list)")
-	keep := fs.String("keep", "", "unpack an image TARGET into `DIR` and keep it (default: a temporary folder, removed)")
-	workers := fs.Int("workers", 0, "files inspected at once (default: the number of CPUs)")
-	timeout := fs.Duration("timeout", 0, "give up after this `duration` (e.g. 10m; default: no limit)")
-	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
-	pos, err := parseInterleaved(e, fs, args)
+	f, err := parseInspectFlags(e, args)
 	if err != nil {
 		return err
 	}
-	if *timeout > 0 {
+	if f.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	if len(pos) != 1 {
-		return usagef("inspect needs exactly one TARGET (an image or an unpacked directory), got %d", len(pos))
-	}
-	switch *format {
-	case "text", "json", "sarif", "cyclonedx", "html":
-	default:
-		return usagef("--format %q: want text, json, sarif, cyclonedx or html", *format)
-	}
-	threshold := inspect.SeverityNone
-	if *failOn != "" {
-		if threshold, err = inspect.ParseSeverity(*failOn); err != nil {
-			return usagef("--fail-on: %v", err)
-		}
-	}
-	log, err := logging.New(e.Stderr, logging.Options{Level: *logLevel})
+	log, err := logging.New(e.Stderr, logging.Options{Level: f.logLevel})
 	if err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	o := inspect.Options{Workers: *workers, Logger: log}
-	if *vulns != "" {
-		if o.Vulns, err = loadVulns(*vulns); err != nil {
-			return fmt.Errorf("--vulns %s: %w", *vulns, err)
+	o, err := f.options(log)
+	if err != nil {
+		return err
+	}
+	t, err := inspectTarget(ctx, e, f.target, f.keep, o, log, f.format == "html")
+	if err != nil {
+		return err
+	}
+	r := t.report
+	if err := writeInspectReport(e, f, r, t.entropyPNG); err != nil {
+		return err
+	}
+	if f.wl != "" {
+		if err := writeInspectWatchlist(f.wl, f.target, r); err != nil {
+			return err
 		}
 	}
-	if *passwords != "" {
-		data, err := os.ReadFile(*passwords)
+	if f.threshold != inspect.SeverityNone && r.MaxSeverity() >= f.threshold {
+		return &exitError{code: exitFindings, err: fmt.Errorf("findings reach severity %s (highest: %s)", f.threshold, r.MaxSeverity())}
+	}
+	return nil
+}
+
+func parseInspectFlags(e *env, args []string) (*inspectFlags, error) {
+	var f inspectFlags
+	fs := newFlagSet(e, "inspect", inspectUsage)
+	fs.StringVar(&f.format, "format", "text", "output `format`: text, json, sarif, cyclonedx or html (one self-contained page)")
+	fs.StringVar(&f.out, "o", "", "write the report to `FILE` instead of standard output")
+	fs.StringVar(&f.failOn, "fail-on", "", "exit with code 3 when a finding reaches this `severity` (info, low, medium, high, critical)")
+	fs.StringVar(&f.vulns, "vulns", "", "offline OSV data to attach known vulnerabilities: a `PATH` to osv.dev's per-ecosystem all.zip, a folder of OSV JSON, or one JSON file (array, {\"vulns\": [...]} or JSON lines)")
+	fs.StringVar(&f.wl, "watchlist", "", "also write the endpoints found as an egress watch-list `FILE`")
+	fs.StringVar(&f.extra, "watchlist-in", "", "extra watch-list `FILE` merged with the embedded vendor-cloud list for classification")
+	fs.StringVar(&f.passwords, "passwords", "", "extra password candidates, one a line, from `FILE` (tried after the embedded list)")
+	fs.StringVar(&f.keep, "keep", "", "unpack an image TARGET into `DIR` and keep it (default: a temporary folder, removed)")
+	fs.IntVar(&f.workers, "workers", 0, "files inspected at once (default: the number of CPUs)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this `duration` (e.g. 10m; default: no limit)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log `level`: debug, info, warn or error")
+	pos, err := parseInterleaved(e, fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 1 {
+		return nil, usagef("inspect needs exactly one TARGET (an image or an unpacked directory), got %d", len(pos))
+	}
+	f.target = pos[0]
+	switch f.format {
+	case "text", "json", "sarif", "cyclonedx", "html":
+	default:
+		return nil, usagef("--format %q: want text, json, sarif, cyclonedx or html", f.format)
+	}
+	f.threshold = inspect.SeverityNone
+	if f.failOn != "" {
+		if f.threshold, err = inspect.ParseSeverity(f.failOn); err != nil {
+			return nil, usagef("--fail-on: %v", err)
+		}
+	}
+	return &f, nil
+}
+
+// options reads the files the flags name into inspect.Options.
+func (f *inspectFlags) options(log *slog.Logger) (inspect.Options, error) {
+	o := inspect.Options{Workers: f.workers, Logger: log}
+	var err error
+	if f.vulns != "" {
+		if o.Vulns, err = loadVulns(f.vulns); err != nil {
+			return o, fmt.Errorf("--vulns %s: %w", f.vulns, err)
+		}
+	}
+	if f.passwords != "" {
+		data, err := os.ReadFile(f.passwords)
 		if err != nil {
-			return fmt.Errorf("--passwords: %w", err)
+			return o, fmt.Errorf("--passwords: %w", err)
 		}
 		for _, l := range strings.Split(string(data), "\n") {
 			if l = strings.TrimRight(l, "\r"); l != "" {
@@ -110,25 +155,25 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
-	if *extra != "" {
-		data, err := os.ReadFile(*extra)
+	if f.extra != "" {
+		data, err := os.ReadFile(f.extra)
 		if err != nil {
-			return fmt.Errorf("--watchlist-in: %w", err)
+			return o, fmt.Errorf("--watchlist-in: %w", err)
 		}
-		l, err := watchlist.Parse(*extra, data)
+		l, err := watchlist.Parse(f.extra, data)
 		if err != nil {
-			return usagef("--watchlist-in: %v", err)
+			return o, usagef("--watchlist-in: %v", err)
 		}
 		o.Watchlist = watchlist.Default().Merge(l)
 	}
-	t, err := inspectTarget(ctx, e, pos[0], *keep, o, log, *format == "html")
-	if err != nil {
-		return err
-	}
-	r := t.report
+	return o, nil
+}
 
+// writeInspectReport writes r in the chosen format to -o or stdout.
+func writeInspectReport(e *env, f *inspectFlags, r *inspect.Report, entropyPNG []byte) error {
 	var buf bytes.Buffer
-	switch *format {
+	var err error
+	switch f.format {
 	case "text":
 		err = r.WriteText(&buf)
 	case "json":
@@ -138,26 +183,24 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	case "cyclonedx":
 		err = r.WriteCycloneDX(&buf, version.String(), time.Now())
 	case "html":
-		err = r.WriteHTML(&buf, inspect.HTMLOptions{ToolVersion: version.String(), EntropyPNG: t.entropyPNG})
+		err = r.WriteHTML(&buf, inspect.HTMLOptions{ToolVersion: version.String(), EntropyPNG: entropyPNG})
 	}
 	if err != nil {
-		return fmt.Errorf("inspect: writing %s: %w", *format, err)
+		return fmt.Errorf("inspect: writing %s: %w", f.format, err)
 	}
-	if err := writeOutput(e.Stdout, *out, buf.Bytes()); err != nil {
-		return err
+	return writeOutput(e.Stdout, f.out, buf.Bytes())
+}
+
+// writeInspectWatchlist writes the endpoints found in target as an egress
+// watch-list file.
+func writeInspectWatchlist(path, target string, r *inspect.Report) error {
+	var wb bytes.Buffer
+	header := fmt.Sprintf("Endpoints found by cordon inspect in %s.\nLoad with: cordon egress --watchlist %s", target, filepath.Base(path))
+	if err := watchlist.Write(&wb, header, r.WatchlistEntries()); err != nil {
+		return fmt.Errorf("inspect: writing the watch-list: %w", err)
 	}
-	if *wl != "" {
-		var wb bytes.Buffer
-		header := fmt.Sprintf("Endpoints found by cordon inspect in %s.\nLoad with: cordon egress --watchlist %s", pos[0], filepath.Base(*wl))
-		if err := watchlist.Write(&wb, header, r.WatchlistEntries()); err != nil {
-			return fmt.Errorf("inspect: writing the watch-list: %w", err)
-		}
-		if err := os.WriteFile(*wl, wb.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("inspect: %w", err)
-		}
-	}
-	if threshold != inspect.SeverityNone && r.MaxSeverity() >= threshold {
-		return &exitError{code: exitFindings, err: fmt.Errorf("findings reach severity %s (highest: %s)", threshold, r.MaxSeverity())}
+	if err := os.WriteFile(path, wb.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("inspect: %w", err)
 	}
 	return nil
 }
