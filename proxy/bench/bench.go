@@ -627,9 +627,16 @@ func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
 	return out
 }
 
+// benchConnLimit is the proxy's connection cap in the bench: above any
+// cameras × readers-per-camera the bench accepts (500 × 20), plus matching.
+const benchConnLimit = 20000
+
 func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\ncameras:\n", addr, adminAddr)
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\n", addr, adminAddr)
+	// Every reader of the bench comes from 127.0.0.1: lift the per-source
+	// cap (64 by default) so they all connect.
+	fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_source: %d\ncameras:\n", benchConnLimit, benchConnLimit)
 	if mode == SystemPull {
 		mode = SystemPassthrough
 	}

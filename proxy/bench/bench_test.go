@@ -85,7 +85,8 @@ func TestWriteSummary(t *testing.T) {
 }
 
 // TestProxyConfigValid: the configuration the benchmark gives cordon passes
-// the proxy's own checks (an explicit listener, anonymous on purpose).
+// the proxy's own checks (an explicit listener, anonymous on purpose, the
+// connection caps lifted for its readers).
 func TestProxyConfigValid(t *testing.T) {
 	sim := &camsim.Server{Addr: "127.0.0.1:1"}
 	cams := []camsim.Camera{{Name: "cam0"}, {Name: "cam1"}}
@@ -99,5 +100,10 @@ func TestProxyConfigValid(t *testing.T) {
 	}
 	if len(c.Cameras) != 2 || !c.AllowAnonymous || c.Listen.RTSP != "127.0.0.1:0" {
 		t.Errorf("decoded %+v", c)
+	}
+	// All of the bench's readers come from one address: the per-source
+	// cap must not turn them away (it did, at 64).
+	if c.Limits.MaxConnectionsPerSource < 500*20 || c.Limits.MaxConnections < 500*20 {
+		t.Errorf("limits %+v: the bench's readers would be refused", c.Limits)
 	}
 }
