@@ -168,96 +168,22 @@ func evidenceLine(ev string) int {
 func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, error) {
 	o.setDefaults()
 	start := time.Now()
-	r := &Report{Target: target, Files: map[string]FileSum{}}
-	c := newCollector(&o)
-
-	man, err := readManifest(fsys)
-	if err != nil {
-		o.Logger.Warn("ignoring unpack manifest", "error", err)
+	s := &runState{
+		ctx:  ctx,
+		fsys: fsys,
+		o:    &o,
+		r:    &Report{Target: target, Files: map[string]FileSum{}},
+		c:    newCollector(&o),
 	}
-	r.Stats.Manifest = man != nil
-	r.Unexamined = []Gap{}
-	if man != nil {
-		r.Coverage = man.Coverage
-		r.Unexamined = orEmpty(man.Gaps)
-		r.Examined.examineChunks(man.Chunks)
-		r.chunks = man.Chunks
-		c.chunkComponents(man.Chunks)
-	}
+	s.loadManifest()
 
 	jobs := make(chan string, 64)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for range o.Workers {
-		wg.Go(func() {
-			buf := new(bytes.Buffer)
-			for p := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				sum, mode, truncated, err := c.inspectFile(fsys, p, buf)
-				if err == nil && man == nil {
-					c.modeFindings(p, mode, "")
-				}
-				mu.Lock()
-				if truncated {
-					r.Stats.Truncated++
-				}
-				if err != nil {
-					r.Stats.Errors++
-					o.Logger.Warn("cannot read file", "path", p, "error", err)
-				} else {
-					r.Stats.Files++
-					r.Stats.Bytes += sum.Size
-					sum.Mode = fmt.Sprintf("%04o", unixmode.ToUnix(mode))
-					r.Files[p] = sum
-				}
-				if o.Progress != nil {
-					o.Progress(r.Stats.Files, r.Stats.Bytes)
-				}
-				mu.Unlock()
-			}
-		})
+		wg.Go(func() { s.work(jobs) })
 	}
-	n := 0
-	sawEtc, sawBin := false, false
 	walkErr := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			o.Logger.Warn("cannot walk", "path", p, "error", err)
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if n++; n > o.MaxFiles {
-			return fmt.Errorf("inspect: more than %d entries (Options.MaxFiles)", o.MaxFiles)
-		}
-		if p == "." || (p == manifestName && man != nil) {
-			return nil
-		}
-		if d.Type().IsRegular() {
-			jobs <- p // the worker checks its mode from the open file
-			return nil
-		}
-		if d.IsDir() {
-			switch strings.ToLower(d.Name()) {
-			case "etc":
-				sawEtc = true
-			case "bin", "sbin":
-				sawBin = true
-			}
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			if t, err := fs.ReadLink(fsys, p); err == nil && isBusyboxLink(t) {
-				c.addApplet(d.Name())
-			}
-		}
-		if man == nil && (d.IsDir() || d.Type()&fs.ModeSymlink != 0) {
-			if info, err := d.Info(); err == nil {
-				c.modeFindings(p, info.Mode(), "")
-			}
-		}
-		return nil
+		return s.visit(jobs, p, d, err)
 	})
 	close(jobs)
 	wg.Wait()
@@ -267,32 +193,167 @@ func Run(ctx context.Context, target string, fsys fs.FS, o Options) (*Report, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r := s.finish()
+	r.Stats.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// runState is one Run's state, shared by the walk and the workers.
+type runState struct {
+	ctx  context.Context
+	fsys fs.FS
+	o    *Options
+	r    *Report
+	c    *collector
+	man  *unpackReport // nil for a plain directory
+
+	mu sync.Mutex // guards r.Stats and r.Files while the workers run
+
+	// Walk state, touched only by the walking goroutine.
+	entries        int
+	sawEtc, sawBin bool
+}
+
+// loadManifest reads the unpacker's report.json, when there is one, and
+// takes its coverage, gaps and chunk tree into the report.
+func (s *runState) loadManifest() {
+	man, err := readManifest(s.fsys)
+	if err != nil {
+		s.o.Logger.Warn("ignoring unpack manifest", "error", err)
+	}
+	s.man = man
+	r := s.r
+	r.Stats.Manifest = man != nil
+	r.Unexamined = []Gap{}
+	if man != nil {
+		r.Coverage = man.Coverage
+		r.Unexamined = orEmpty(man.Gaps)
+		r.Examined.examineChunks(man.Chunks)
+		r.chunks = man.Chunks
+		s.c.chunkComponents(man.Chunks)
+	}
+}
+
+// work inspects the regular files sent on jobs until it is closed.
+func (s *runState) work(jobs <-chan string) {
+	buf := new(bytes.Buffer)
+	for p := range jobs {
+		if s.ctx.Err() != nil {
+			continue
+		}
+		sum, mode, truncated, err := s.c.inspectFile(s.fsys, p, buf)
+		if err == nil && s.man == nil {
+			s.c.modeFindings(p, mode, "")
+		}
+		s.record(p, sum, mode, truncated, err)
+	}
+}
+
+// record counts one inspected file and reports progress.
+func (s *runState) record(p string, sum FileSum, mode fs.FileMode, truncated bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.r
+	if truncated {
+		r.Stats.Truncated++
+	}
+	if err != nil {
+		r.Stats.Errors++
+		s.o.Logger.Warn("cannot read file", "path", p, "error", err)
+	} else {
+		r.Stats.Files++
+		r.Stats.Bytes += sum.Size
+		sum.Mode = fmt.Sprintf("%04o", unixmode.ToUnix(mode))
+		r.Files[p] = sum
+	}
+	if s.o.Progress != nil {
+		s.o.Progress(r.Stats.Files, r.Stats.Bytes)
+	}
+}
+
+// visit is the WalkDir callback: regular files go to the workers; other
+// entries are looked at here.
+func (s *runState) visit(jobs chan<- string, p string, d fs.DirEntry, err error) error {
+	if err != nil {
+		s.o.Logger.Warn("cannot walk", "path", p, "error", err)
+		return nil
+	}
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if s.entries++; s.entries > s.o.MaxFiles {
+		return fmt.Errorf("inspect: more than %d entries (Options.MaxFiles)", s.o.MaxFiles)
+	}
+	if p == "." || (p == manifestName && s.man != nil) {
+		return nil
+	}
+	if d.Type().IsRegular() {
+		jobs <- p // the worker checks its mode from the open file
+		return nil
+	}
+	s.visitOther(p, d)
+	return nil
+}
+
+// visitOther notes system directories and busybox applet links, and checks
+// the modes of directories and symlinks when there is no manifest to
+// give them.
+func (s *runState) visitOther(p string, d fs.DirEntry) {
+	if d.IsDir() {
+		switch strings.ToLower(d.Name()) {
+		case "etc":
+			s.sawEtc = true
+		case "bin", "sbin":
+			s.sawBin = true
+		}
+	}
+	symlink := d.Type()&fs.ModeSymlink != 0
+	if symlink {
+		if t, err := fs.ReadLink(s.fsys, p); err == nil && isBusyboxLink(t) {
+			s.c.addApplet(d.Name())
+		}
+	}
+	if s.man == nil && (d.IsDir() || symlink) {
+		if info, err := d.Info(); err == nil {
+			s.c.modeFindings(p, info.Mode(), "")
+		}
+	}
+}
+
+// applyManifest checks the manifest's entries (their modes and applet
+// links) and takes their modes into Files.
+func (s *runState) applyManifest() {
+	if s.man == nil {
+		return
+	}
+	for _, e := range s.man.Manifest {
+		if e.Type == "symlink" && isBusyboxLink(e.LinkTarget) {
+			s.c.addApplet(path.Base(e.OrigName))
+		}
+		s.c.manifestFindings(e)
+		if fsum, ok := s.r.Files[e.Path]; ok && e.Path != "" {
+			fsum.Mode = e.Mode
+			s.r.Files[e.Path] = fsum
+		}
+	}
+}
+
+// finish runs the whole-tree checks after the walk and fills in the rest
+// of the report.
+func (s *runState) finish() *Report {
+	r, c := s.r, s.c
 	for _, g := range r.Unexamined {
 		c.gapFinding(g)
 	}
-	var entries []ManifestEntry
-	if man != nil {
-		entries = man.Manifest
-	}
-	for _, e := range entries {
-		if e.Type == "symlink" && isBusyboxLink(e.LinkTarget) {
-			c.addApplet(path.Base(e.OrigName))
-		}
-		c.manifestFindings(e)
-		if fsum, ok := r.Files[e.Path]; ok && e.Path != "" {
-			fsum.Mode = e.Mode
-			r.Files[e.Path] = fsum
-		}
-	}
-	c.finish(ctx, r)
-	r.Examined.SystemTree = sawEtc || sawBin && r.Stats.ELF > 0
+	s.applyManifest()
+	c.finish(s.ctx, r)
+	r.Examined.SystemTree = s.sawEtc || s.sawBin && r.Stats.ELF > 0
 	r.Examined.AccountFiles, r.Examined.InitFiles = len(c.accountFiles), len(c.initFiles)
 	r.Examined.Filesystems = orEmpty(r.Examined.Filesystems)
 	c.coverageFindings(r)
 	r.Findings = orEmpty(c.findings)
 	sortFindings(r.Findings)
-	r.Stats.Seconds = time.Since(start).Seconds()
-	return r, nil
+	return r
 }
 
 // collector gathers per-file results from the workers.
