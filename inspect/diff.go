@@ -68,69 +68,101 @@ type AccountChange struct {
 // Diff compares two reports (made by Run, which keeps file hashes).
 func Diff(old, new *Report) *DiffReport {
 	d := &DiffReport{Old: old.Target, New: new.Target}
-	d.Files = FileChanges{Added: []string{}, Removed: []string{}, Changed: []string{}}
-	for p, n := range new.Files {
-		o, ok := old.Files[p]
-		switch {
-		case !ok:
-			d.Files.Added = append(d.Files.Added, p)
-		case o.SHA256 != n.SHA256 || o.Mode != n.Mode:
-			d.Files.Changed = append(d.Files.Changed, p)
-		}
-	}
-	for p := range old.Files {
-		if _, ok := new.Files[p]; !ok {
-			d.Files.Removed = append(d.Files.Removed, p)
-		}
-	}
-	sort.Strings(d.Files.Added)
-	sort.Strings(d.Files.Removed)
-	sort.Strings(d.Files.Changed)
-
-	versions := func(r *Report) map[string][]string {
-		m := map[string][]string{}
-		for _, c := range r.Components {
-			m[c.Name] = append(m[c.Name], c.Version)
-		}
-		return m
-	}
-	ov, nv := versions(old), versions(new)
-	d.Components = []ComponentChange{}
-	for name, vs := range nv {
-		if o := strings.Join(ov[name], ", "); o != strings.Join(vs, ", ") {
-			d.Components = append(d.Components, ComponentChange{Name: name, Old: o, New: strings.Join(vs, ", ")})
-		}
-	}
-	for name, vs := range ov {
-		if _, ok := nv[name]; !ok {
-			d.Components = append(d.Components, ComponentChange{Name: name, Old: strings.Join(vs, ", ")})
-		}
-	}
-	sort.Slice(d.Components, func(i, j int) bool { return d.Components[i].Name < d.Components[j].Name })
-
+	d.Files = diffFiles(old.Files, new.Files)
+	d.Components = diffComponents(old.Components, new.Components)
 	d.Endpoints.Gained, d.Endpoints.Lost = gainedLost(old.Endpoints, new.Endpoints, func(e Endpoint) string { return e.Value })
 	svcKey := func(s Service) string { return fmt.Sprintf("%s|%d|%s|%s|%t", s.Name, s.Port, s.Via, s.Path, s.Boot) }
 	d.Services.Gained, d.Services.Lost = gainedLost(old.Services, new.Services, svcKey)
 	fKey := func(f Finding) string { return f.Rule + "|" + f.Path + "|" + f.Evidence }
 	d.Findings.Gained, d.Findings.Lost = gainedLost(old.Findings, new.Findings, fKey)
+	d.RegressionCount = findingRegressions(old.Findings, d.Findings.Gained)
+	d.Hardening = diffHardening(old.Binaries, new.Binaries)
+	d.Credentials = diffCredentials(old.Accounts, new.Accounts)
+	for _, h := range d.Hardening {
+		if h.Regression {
+			d.RegressionCount++
+		}
+	}
+	return d
+}
+
+// diffFiles lists the paths added, removed and changed (content or mode),
+// each sorted.
+func diffFiles(old, new map[string]FileSum) FileChanges {
+	fc := FileChanges{Added: []string{}, Removed: []string{}, Changed: []string{}}
+	for p, n := range new {
+		o, ok := old[p]
+		switch {
+		case !ok:
+			fc.Added = append(fc.Added, p)
+		case o.SHA256 != n.SHA256 || o.Mode != n.Mode:
+			fc.Changed = append(fc.Changed, p)
+		}
+	}
+	for p := range old {
+		if _, ok := new[p]; !ok {
+			fc.Removed = append(fc.Removed, p)
+		}
+	}
+	sort.Strings(fc.Added)
+	sort.Strings(fc.Removed)
+	sort.Strings(fc.Changed)
+	return fc
+}
+
+// diffComponents lists the components added, removed or whose versions
+// changed, sorted by name.
+func diffComponents(old, new []Component) []ComponentChange {
+	versions := func(cs []Component) map[string][]string {
+		m := map[string][]string{}
+		for _, c := range cs {
+			m[c.Name] = append(m[c.Name], c.Version)
+		}
+		return m
+	}
+	ov, nv := versions(old), versions(new)
+	changes := []ComponentChange{}
+	for name, vs := range nv {
+		if o := strings.Join(ov[name], ", "); o != strings.Join(vs, ", ") {
+			changes = append(changes, ComponentChange{Name: name, Old: o, New: strings.Join(vs, ", ")})
+		}
+	}
+	for name, vs := range ov {
+		if _, ok := nv[name]; !ok {
+			changes = append(changes, ComponentChange{Name: name, Old: strings.Join(vs, ", ")})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool { return changes[i].Name < changes[j].Name })
+	return changes
+}
+
+// findingRegressions counts the gained findings of high severity or worse
+// that are not the same problem the old tree had, with other evidence.
+func findingRegressions(old, gained []Finding) int {
+	n := 0
 	had := map[string]Severity{} // rule|path -> highest severity in old
-	for _, f := range old.Findings {
+	for _, f := range old {
 		k := f.Rule + "|" + f.Path
 		had[k] = max(had[k], f.Severity)
 	}
-	for _, f := range d.Findings.Gained {
+	for _, f := range gained {
 		if f.Severity >= SeverityHigh && had[f.Rule+"|"+f.Path] < f.Severity {
-			d.RegressionCount++ // new, not the same problem with other evidence (a changed password)
+			n++ // new, not the same problem with other evidence (a changed password)
 		}
 	}
+	return n
+}
 
-	d.Hardening = []HardeningChange{}
+// diffHardening lists the protections that changed in binaries present in
+// both trees, in the new tree's order.
+func diffHardening(old, new []Binary) []HardeningChange {
+	changes := []HardeningChange{}
 	ob := map[string]Binary{}
-	for _, b := range old.Binaries {
+	for _, b := range old {
 		ob[b.Path] = b
 	}
 	relroRank := map[string]int{"none": 0, "partial": 1, "full": 2}
-	for _, n := range new.Binaries {
+	for _, n := range new {
 		o, ok := ob[n.Path]
 		if !ok {
 			continue
@@ -142,57 +174,57 @@ func Diff(old, new *Report) *DiffReport {
 		}{{"nx", o.NX, n.NX, true}, {"pie", o.PIE, n.PIE, true}, {"canary", o.Canary, n.Canary, true},
 			{"fortify", o.Fortify, n.Fortify, true}, {"stripped", o.Stripped, n.Stripped, true}} {
 			if p.o != p.n {
-				d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: p.name,
+				changes = append(changes, HardeningChange{Path: n.Path, Property: p.name,
 					Old: yn(p.o), New: yn(p.n), Regression: p.o && !p.n})
 			}
 		}
 		if o.RELRO != n.RELRO {
-			d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: "relro", Old: o.RELRO, New: n.RELRO,
+			changes = append(changes, HardeningChange{Path: n.Path, Property: "relro", Old: o.RELRO, New: n.RELRO,
 				Regression: relroRank[n.RELRO] < relroRank[o.RELRO]})
 		}
 		if o.RPath+o.RunPath != n.RPath+n.RunPath {
-			d.Hardening = append(d.Hardening, HardeningChange{Path: n.Path, Property: "rpath", Old: o.RPath + o.RunPath,
+			changes = append(changes, HardeningChange{Path: n.Path, Property: "rpath", Old: o.RPath + o.RunPath,
 				New: n.RPath + n.RunPath, Regression: n.RPath+n.RunPath != ""})
 		}
 	}
+	return changes
+}
 
-	d.Credentials = []AccountChange{}
+// diffCredentials lists the accounts added, removed, or whose password or
+// hash scheme changed, sorted by path then user.
+func diffCredentials(old, new []Account) []AccountChange {
+	changes := []AccountChange{}
 	type ak struct{ path, user string }
 	oa := map[ak]Account{}
-	for _, a := range old.Accounts {
+	for _, a := range old {
 		oa[ak{a.Path, a.User}] = a
 	}
 	na := map[ak]bool{}
-	for _, n := range new.Accounts {
+	for _, n := range new {
 		k := ak{n.Path, n.User}
 		na[k] = true
 		o, ok := oa[k]
 		switch {
 		case !ok:
-			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "added", New: accountState(n)})
+			changes = append(changes, AccountChange{Path: n.Path, User: n.User, Change: "added", New: accountState(n)})
 		case o.Hash != n.Hash:
-			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "hash-scheme-changed",
+			changes = append(changes, AccountChange{Path: n.Path, User: n.User, Change: "hash-scheme-changed",
 				Old: accountState(o), New: accountState(n)})
 		case o.hash != n.hash || o.Found != n.Found:
-			d.Credentials = append(d.Credentials, AccountChange{Path: n.Path, User: n.User, Change: "password-changed",
+			changes = append(changes, AccountChange{Path: n.Path, User: n.User, Change: "password-changed",
 				Old: accountState(o), New: accountState(n)})
 		}
 	}
-	for _, o := range old.Accounts {
+	for _, o := range old {
 		if !na[ak{o.Path, o.User}] {
-			d.Credentials = append(d.Credentials, AccountChange{Path: o.Path, User: o.User, Change: "removed", Old: accountState(o)})
+			changes = append(changes, AccountChange{Path: o.Path, User: o.User, Change: "removed", Old: accountState(o)})
 		}
 	}
-	sort.Slice(d.Credentials, func(i, j int) bool {
-		a, b := d.Credentials[i], d.Credentials[j]
+	sort.Slice(changes, func(i, j int) bool {
+		a, b := changes[i], changes[j]
 		return a.Path < b.Path || a.Path == b.Path && a.User < b.User
 	})
-	for _, h := range d.Hardening {
-		if h.Regression {
-			d.RegressionCount++
-		}
-	}
-	return d
+	return changes
 }
 
 func accountState(a Account) string {
