@@ -104,71 +104,88 @@ func parseServices(via string, data []byte) []Service {
 		}
 		switch via {
 		case "inittab":
-			// id:runlevels:action:process
-			f := strings.SplitN(line, ":", 4)
-			if len(f) != 4 {
-				continue
-			}
-			action, proc := f[2], f[3]
-			boot := action != "ctrlaltdel" && action != "shutdown" && action != "restart" && action != "powerfail"
-			for _, s := range commandServices(proc) {
-				s.Line, s.Via, s.Boot = n, "inittab", boot
+			out = append(out, inittabServices(line, n)...)
+		case "inetd":
+			if s, ok := inetdService(line, n); ok {
 				out = append(out, s)
 			}
-			if w := strings.Fields(proc); len(w) > 0 && shells[path.Base(strings.TrimPrefix(w[0], "-"))] && (action == "respawn" || action == "askfirst" || action == "once") {
-				out = append(out, Service{Name: "shell", Line: n, Via: "inittab", Command: proc, Boot: true, Shell: true})
-			}
-		case "inetd":
-			// service socket proto wait user server args
-			f := strings.Fields(line)
-			if len(f) < 6 {
-				continue
-			}
-			srv := path.Base(f[5])
-			if len(f) > 6 && (srv == "tcpd" || srv == "busybox") {
-				srv = path.Base(f[6])
-			}
-			name := srv
-			if d, ok := knownDaemons[srv]; ok {
-				name = d.name
-			}
-			out = append(out, Service{Name: name, Port: wellKnownPort(f[0]), Line: n, Via: "inetd",
-				Command: strings.Join(f[5:], " "), Boot: true, Shell: shells[srv]})
 		case "systemd":
 			if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
-				for _, s := range commandServices(strings.TrimLeft(v, "-@:+!")) {
-					s.Line, s.Via, s.Boot = n, "systemd", wanted
-					out = append(out, s)
-				}
+				out = appendStarted(out, strings.TrimLeft(v, "-@:+!"), n, "systemd", wanted)
 			}
 		case "cron":
-			f := strings.Fields(line)
-			if strings.Contains(f[0], "=") {
-				continue // VAR=value
-			}
-			fields := 5 // minute hour day month weekday
-			if strings.HasPrefix(f[0], "@") {
-				fields = 1 // @reboot, @daily, ...
-			}
-			if len(f) <= fields {
-				continue
-			}
-			cmd := f[fields:]
-			if len(cmd) > 1 && !strings.ContainsAny(cmd[0], "/") && validUser(cmd[0]) && knownDaemons[cmd[0]].name == "" {
-				cmd = cmd[1:] // system crontab: the user field
-			}
-			for _, s := range commandServices(strings.Join(cmd, " ")) {
-				s.Line, s.Via, s.Boot = n, "cron", f[0] == "@reboot"
-				out = append(out, s)
-			}
+			out = append(out, cronServices(line, n)...)
 		default: // rc scripts
-			for _, s := range commandServices(line) {
-				s.Line, s.Via, s.Boot = n, "rc", true
-				out = append(out, s)
-			}
+			out = appendStarted(out, line, n, "rc", true)
 		}
 	}
 	return out
+}
+
+// appendStarted appends the services command starts, found on line n of a
+// file of kind via.
+func appendStarted(out []Service, command string, n int, via string, boot bool) []Service {
+	for _, s := range commandServices(command) {
+		s.Line, s.Via, s.Boot = n, via, boot
+		out = append(out, s)
+	}
+	return out
+}
+
+// inittabServices returns the services an inittab line starts, and a
+// "shell" service when it runs a shell on a console.
+func inittabServices(line string, n int) []Service {
+	// id:runlevels:action:process
+	f := strings.SplitN(line, ":", 4)
+	if len(f) != 4 {
+		return nil
+	}
+	action, proc := f[2], f[3]
+	boot := action != "ctrlaltdel" && action != "shutdown" && action != "restart" && action != "powerfail"
+	out := appendStarted(nil, proc, n, "inittab", boot)
+	if w := strings.Fields(proc); len(w) > 0 && shells[path.Base(strings.TrimPrefix(w[0], "-"))] && (action == "respawn" || action == "askfirst" || action == "once") {
+		out = append(out, Service{Name: "shell", Line: n, Via: "inittab", Command: proc, Boot: true, Shell: true})
+	}
+	return out
+}
+
+// inetdService returns the service an inetd.conf line starts.
+func inetdService(line string, n int) (Service, bool) {
+	// service socket proto wait user server args
+	f := strings.Fields(line)
+	if len(f) < 6 {
+		return Service{}, false
+	}
+	srv := path.Base(f[5])
+	if len(f) > 6 && (srv == "tcpd" || srv == "busybox") {
+		srv = path.Base(f[6])
+	}
+	name := srv
+	if d, ok := knownDaemons[srv]; ok {
+		name = d.name
+	}
+	return Service{Name: name, Port: wellKnownPort(f[0]), Line: n, Via: "inetd",
+		Command: strings.Join(f[5:], " "), Boot: true, Shell: shells[srv]}, true
+}
+
+// cronServices returns the services a crontab line starts.
+func cronServices(line string, n int) []Service {
+	f := strings.Fields(line)
+	if strings.Contains(f[0], "=") {
+		return nil // VAR=value
+	}
+	fields := 5 // minute hour day month weekday
+	if strings.HasPrefix(f[0], "@") {
+		fields = 1 // @reboot, @daily, ...
+	}
+	if len(f) <= fields {
+		return nil
+	}
+	cmd := f[fields:]
+	if len(cmd) > 1 && !strings.ContainsAny(cmd[0], "/") && validUser(cmd[0]) && knownDaemons[cmd[0]].name == "" {
+		cmd = cmd[1:] // system crontab: the user field
+	}
+	return appendStarted(nil, strings.Join(cmd, " "), n, "cron", f[0] == "@reboot")
 }
 
 func wellKnownPort(name string) int {
@@ -195,91 +212,122 @@ func commandServices(line string) []Service {
 	}
 	var out []Service
 	for _, cmd := range splitCommands(line) {
-		w := strings.Fields(cmd)
-		w = stripPrefixes(w)
-		if len(w) == 0 {
-			continue
+		if s, ok := simpleCommandService(stripPrefixes(strings.Fields(cmd))); ok {
+			out = append(out, s)
 		}
-		prog := path.Base(w[0])
-		args := w[1:]
-		if prog == "tcpsvd" || prog == "udpsvd" {
-			// tcpsvd [-opts] IP PORT PROG ARGS
-			port := 0
-			for _, a := range args {
-				if port == 0 && isDigits(a) {
-					port, _ = strconv.Atoi(a)
-					continue
-				}
-				if port != 0 && !strings.HasPrefix(a, "-") {
-					prog = path.Base(a)
-					break
-				}
-			}
-			if d, ok := knownDaemons[prog]; ok {
-				out = append(out, Service{Name: d.name, Port: port, Command: strings.Join(w, " ")})
-			}
-			continue
-		}
-		if prog == "start-stop-daemon" {
-			for i, a := range args {
-				if (a == "-x" || a == "--exec" || a == "-a" || a == "--startas") && i+1 < len(args) {
-					prog = path.Base(args[i+1])
-					rest := args[i+2:]
-					for j, r := range rest {
-						if r == "--" {
-							rest = rest[j+1:]
-							break
-						}
-					}
-					args = rest
-					break
-				}
-			}
-		}
-		d, ok := knownDaemons[prog]
-		if !ok {
-			continue
-		}
-		s := Service{Name: d.name, Port: d.port, Command: strings.Join(w, " ")}
-		switch d.name {
-		case "netcat":
-			listen := false
-			for i, a := range args {
-				if strings.HasPrefix(a, "-") && strings.ContainsAny(a, "l") && !strings.HasPrefix(a, "--") {
-					listen = true
-				}
-				if strings.HasPrefix(a, "-") && strings.Contains(a, "e") && !strings.HasPrefix(a, "--") || a == "--exec" || a == "-c" {
-					s.Shell = true
-				}
-				if (a == "-p" || strings.HasSuffix(a, "p") && strings.HasPrefix(a, "-")) && i+1 < len(args) && isDigits(args[i+1]) {
-					s.Port, _ = strconv.Atoi(args[i+1])
-				}
-			}
-			if !listen {
-				continue // a client, not a listener
-			}
-			if s.Port == 0 && len(args) > 0 && isDigits(args[len(args)-1]) {
-				s.Port, _ = strconv.Atoi(args[len(args)-1])
-			}
-		default:
-			for i, a := range args {
-				if a == "-p" && i+1 < len(args) {
-					v := args[i+1]
-					if j := strings.LastIndexByte(v, ':'); j >= 0 {
-						v = v[j+1:]
-					}
-					if p, err := strconv.Atoi(v); err == nil {
-						s.Port = p
-					}
-				}
-				if d.name == "telnetd" && a == "-l" && i+1 < len(args) && shells[path.Base(args[i+1])] {
-					s.Shell = true
-				}
-			}
-		}
-		out = append(out, s)
 	}
 	return out
+}
+
+// simpleCommandService returns the known daemon the words of one simple
+// command start, if any.
+func simpleCommandService(w []string) (Service, bool) {
+	if len(w) == 0 {
+		return Service{}, false
+	}
+	prog := path.Base(w[0])
+	args := w[1:]
+	if prog == "tcpsvd" || prog == "udpsvd" {
+		return superviseService(w, args)
+	}
+	if prog == "start-stop-daemon" {
+		prog, args = startStopDaemonTarget(prog, args)
+	}
+	d, ok := knownDaemons[prog]
+	if !ok {
+		return Service{}, false
+	}
+	s := Service{Name: d.name, Port: d.port, Command: strings.Join(w, " ")}
+	if d.name == "netcat" {
+		return s, netcatListener(&s, args)
+	}
+	daemonOptions(&s, args)
+	return s, true
+}
+
+// superviseService returns the known daemon a tcpsvd or udpsvd command line
+// w serves, with the port it listens on.
+func superviseService(w, args []string) (Service, bool) {
+	// tcpsvd [-opts] IP PORT PROG ARGS
+	prog := path.Base(w[0])
+	port := 0
+	for _, a := range args {
+		if port == 0 && isDigits(a) {
+			port, _ = strconv.Atoi(a)
+			continue
+		}
+		if port != 0 && !strings.HasPrefix(a, "-") {
+			prog = path.Base(a)
+			break
+		}
+	}
+	d, ok := knownDaemons[prog]
+	if !ok {
+		return Service{}, false
+	}
+	return Service{Name: d.name, Port: port, Command: strings.Join(w, " ")}, true
+}
+
+// startStopDaemonTarget returns the program start-stop-daemon runs (-x,
+// --exec, -a, --startas) and the arguments after "--" that it is given, or
+// prog and args unchanged when none is named.
+func startStopDaemonTarget(prog string, args []string) (string, []string) {
+	for i, a := range args {
+		if (a == "-x" || a == "--exec" || a == "-a" || a == "--startas") && i+1 < len(args) {
+			rest := args[i+2:]
+			for j, r := range rest {
+				if r == "--" {
+					rest = rest[j+1:]
+					break
+				}
+			}
+			return path.Base(args[i+1]), rest
+		}
+	}
+	return prog, args
+}
+
+// netcatListener reads netcat's options into s (port, -e shell) and reports
+// whether it listens; a client is not a service.
+func netcatListener(s *Service, args []string) bool {
+	listen := false
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") && strings.ContainsAny(a, "l") && !strings.HasPrefix(a, "--") {
+			listen = true
+		}
+		if strings.HasPrefix(a, "-") && strings.Contains(a, "e") && !strings.HasPrefix(a, "--") || a == "--exec" || a == "-c" {
+			s.Shell = true
+		}
+		if (a == "-p" || strings.HasSuffix(a, "p") && strings.HasPrefix(a, "-")) && i+1 < len(args) && isDigits(args[i+1]) {
+			s.Port, _ = strconv.Atoi(args[i+1])
+		}
+	}
+	if !listen {
+		return false // a client, not a listener
+	}
+	if s.Port == 0 && len(args) > 0 && isDigits(args[len(args)-1]) {
+		s.Port, _ = strconv.Atoi(args[len(args)-1])
+	}
+	return true
+}
+
+// daemonOptions reads a daemon's -p [addr:]port, and telnetd's -l shell,
+// into s.
+func daemonOptions(s *Service, args []string) {
+	for i, a := range args {
+		if a == "-p" && i+1 < len(args) {
+			v := args[i+1]
+			if j := strings.LastIndexByte(v, ':'); j >= 0 {
+				v = v[j+1:]
+			}
+			if p, err := strconv.Atoi(v); err == nil {
+				s.Port = p
+			}
+		}
+		if s.Name == "telnetd" && a == "-l" && i+1 < len(args) && shells[path.Base(args[i+1])] {
+			s.Shell = true
+		}
+	}
 }
 
 // splitCommands splits a shell line at ; && || | & and drops shell keywords.
