@@ -265,84 +265,15 @@ func hashCost(h string) int {
 // crack tries the candidate passwords against every distinct hash, on the
 // configured number of workers.
 func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]string) {
-	type result struct {
-		pw   string
-		ok   bool
-		note string
-	}
-	distinct := map[string]*result{}
-	users := map[string]string{} // hash -> the smallest user name having it
-	for i, h := range hashes {
-		switch classifyHash(h) {
-		case HashDES, HashMD5, HashSHA256, HashSHA512, HashBcrypt:
-			distinct[h] = nil
-			if u, ok := users[h]; !ok || accts[i].User < u {
-				users[h] = accts[i].User
-			}
-		}
-	}
-	keys := make([]string, 0, len(distinct))
-	for h := range distinct {
-		keys = append(keys, h)
-	}
-	// Cheapest schemes first (DES, MD5-crypt, SHA-crypt, bcrypt), so a
-	// cancelled or time-limited run has tried the hashes most likely to fall.
-	sort.Slice(keys, func(i, j int) bool {
-		ci, cj := hashCost(keys[i]), hashCost(keys[j])
-		return ci < cj || ci == cj && keys[i] < keys[j]
-	})
+	keys, users := crackOrder(accts, hashes)
+	results := make(map[string]*crackResult, len(keys))
 	// One hash at a time, its candidates split over the workers: a tree
 	// usually has one or two hashes, and the slow schemes are per candidate.
 	for _, h := range keys {
-		cands := append([]string{users[h]}, defaultPasswords...)
-		cands = append(cands, c.o.Passwords...)
-		cands = append(cands, commonPasswords...)
-		deadline := time.Now().Add(c.o.CrackTime)
-		var next, tried atomic.Int64
-		var mu sync.Mutex
-		found, errNote, timedOut := -1, "", false
-		var wg sync.WaitGroup
-		for range c.o.Workers {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1) - 1)
-					mu.Lock()
-					stop := i >= len(cands) || found >= 0 && found < i || errNote != ""
-					mu.Unlock()
-					if stop || ctx.Err() != nil {
-						return
-					}
-					if time.Now().After(deadline) {
-						mu.Lock()
-						timedOut = true
-						mu.Unlock()
-						return
-					}
-					ok, err := verifyPassword(h, cands[i])
-					tried.Add(1)
-					mu.Lock()
-					switch {
-					case err != nil:
-						errNote = err.Error()
-					case ok && (found < 0 || i < found):
-						found = i
-					}
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		r := &result{note: errNote}
-		switch {
-		case found >= 0:
-			r.pw, r.ok = cands[found], true
-		case timedOut && errNote == "":
-			r.note = fmt.Sprintf("tried %d of %d passwords within the %v limit (Options.CrackTime)", tried.Load(), len(cands), c.o.CrackTime)
-		}
-		distinct[h] = r
+		results[h] = c.crackHash(ctx, h, users[h])
 	}
 	for i, h := range hashes {
-		r := distinct[h]
+		r := results[h]
 		if r == nil {
 			continue
 		}
@@ -354,5 +285,104 @@ func (c *collector) crack(ctx context.Context, accts []Account, hashes map[int]s
 		} else if r.note != "" {
 			accts[i].Note = r.note
 		}
+	}
+}
+
+// crackResult is the outcome for one hash: the password found, or a note
+// saying why none was (an error, the time limit).
+type crackResult struct {
+	pw   string
+	ok   bool
+	note string
+}
+
+// crackOrder returns the distinct crackable hashes in the order to try them,
+// and for each the smallest user name having it (the first candidate).
+func crackOrder(accts []Account, hashes map[int]string) (keys []string, users map[string]string) {
+	users = map[string]string{} // hash -> the smallest user name having it
+	for i, h := range hashes {
+		switch classifyHash(h) {
+		case HashDES, HashMD5, HashSHA256, HashSHA512, HashBcrypt:
+			if u, ok := users[h]; !ok || accts[i].User < u {
+				users[h] = accts[i].User
+			}
+		}
+	}
+	keys = make([]string, 0, len(users))
+	for h := range users {
+		keys = append(keys, h)
+	}
+	// Cheapest schemes first (DES, MD5-crypt, SHA-crypt, bcrypt), so a
+	// cancelled or time-limited run has tried the hashes most likely to fall.
+	sort.Slice(keys, func(i, j int) bool {
+		ci, cj := hashCost(keys[i]), hashCost(keys[j])
+		return ci < cj || ci == cj && keys[i] < keys[j]
+	})
+	return keys, users
+}
+
+// crackHash tries the candidates (user name, defaults, configured, common)
+// against hash h, split over the workers, within Options.CrackTime.
+func (c *collector) crackHash(ctx context.Context, h, user string) *crackResult {
+	cands := append([]string{user}, defaultPasswords...)
+	cands = append(cands, c.o.Passwords...)
+	cands = append(cands, commonPasswords...)
+	s := &candidateSearch{hash: h, cands: cands, deadline: time.Now().Add(c.o.CrackTime), found: -1}
+	var wg sync.WaitGroup
+	for range c.o.Workers {
+		wg.Go(func() { s.work(ctx) })
+	}
+	wg.Wait()
+	r := &crackResult{note: s.errNote}
+	switch {
+	case s.found >= 0:
+		r.pw, r.ok = cands[s.found], true
+	case s.timedOut && s.errNote == "":
+		r.note = fmt.Sprintf("tried %d of %d passwords within the %v limit (Options.CrackTime)", s.tried.Load(), len(cands), c.o.CrackTime)
+	}
+	return r
+}
+
+// candidateSearch is the shared state of the workers trying one hash.
+type candidateSearch struct {
+	hash     string
+	cands    []string
+	deadline time.Time
+
+	next, tried atomic.Int64
+
+	mu       sync.Mutex
+	found    int // index of the first candidate that matched, or -1
+	errNote  string
+	timedOut bool
+}
+
+// work tries candidates in turn until they run out, an earlier one has
+// matched, one failed, ctx is done or the deadline passes.
+func (s *candidateSearch) work(ctx context.Context) {
+	for {
+		i := int(s.next.Add(1) - 1)
+		s.mu.Lock()
+		stop := i >= len(s.cands) || s.found >= 0 && s.found < i || s.errNote != ""
+		s.mu.Unlock()
+		if stop || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(s.deadline) {
+			s.mu.Lock()
+			s.timedOut = true
+			s.mu.Unlock()
+			return
+		}
+		ok, err := verifyPassword(s.hash, s.cands[i])
+		s.tried.Add(1)
+		s.mu.Lock()
+		switch {
+		case err != nil:
+			s.errNote = err.Error()
+		case ok && (s.found < 0 || i < s.found):
+			s.found = i
+		}
+		s.mu.Unlock()
 	}
 }
