@@ -94,7 +94,26 @@ func analyzeELF(r io.ReaderAt, also func(*elf.File)) (b binaryInfo, ok bool) {
 	if f.Class == elf.ELFCLASS64 {
 		b.Arch += "/64"
 	}
-	interp := false
+	interp := b.readSegments(f)
+	b.readType(f, interp)
+	if b.RELRO == "partial" && bindNow(f) {
+		b.RELRO = "full"
+	}
+	b.Stripped = f.Section(".symtab") == nil
+	b.Static = !interp && f.Section(".dynamic") == nil
+	if v, err := f.DynString(elf.DT_RPATH); err == nil && len(v) > 0 {
+		b.RPath = strings.Join(v, ":")
+	}
+	if v, err := f.DynString(elf.DT_RUNPATH); err == nil && len(v) > 0 {
+		b.RunPath = strings.Join(v, ":")
+	}
+	b.readSymbols(f)
+	return b, true
+}
+
+// readSegments sets NX and partial RELRO from the program headers, and
+// reports whether the file names an interpreter.
+func (b *binaryInfo) readSegments(f *elf.File) (interp bool) {
 	gnuStack := false
 	b.RELRO = "none"
 	for _, ph := range f.Progs {
@@ -111,6 +130,11 @@ func analyzeELF(r io.ReaderAt, also func(*elf.File)) (b binaryInfo, ok bool) {
 	if !gnuStack {
 		b.NX = false
 	}
+	return interp
+}
+
+// readType sets Type (exec, lib, pie, object) and PIE.
+func (b *binaryInfo) readType(f *elf.File, interp bool) {
 	switch f.Type {
 	case elf.ET_EXEC:
 		b.Type = "exec"
@@ -123,17 +147,11 @@ func analyzeELF(r io.ReaderAt, also func(*elf.File)) (b binaryInfo, ok bool) {
 	default:
 		b.Type = "object"
 	}
-	if b.RELRO == "partial" && bindNow(f) {
-		b.RELRO = "full"
-	}
-	b.Stripped = f.Section(".symtab") == nil
-	b.Static = !interp && f.Section(".dynamic") == nil
-	if v, err := f.DynString(elf.DT_RPATH); err == nil && len(v) > 0 {
-		b.RPath = strings.Join(v, ":")
-	}
-	if v, err := f.DynString(elf.DT_RUNPATH); err == nil && len(v) > 0 {
-		b.RunPath = strings.Join(v, ":")
-	}
+}
+
+// readSymbols sets Canary and Fortify from the symbols the file defines or
+// imports, and hasImports.
+func (b *binaryInfo) readSymbols(f *elf.File) {
 	check := func(name string) {
 		switch {
 		case name == "__stack_chk_fail" || name == "__stack_chk_guard" || name == "__stack_chk_fail_local":
@@ -155,7 +173,6 @@ func analyzeELF(r io.ReaderAt, also func(*elf.File)) (b binaryInfo, ok bool) {
 			check(s.Name)
 		}
 	}
-	return b, true
 }
 
 func hasFlag1PIE(f *elf.File) bool {
