@@ -123,133 +123,180 @@ type jpegInfo struct{ width, height int }
 // cleanJPEG validates a baseline JPEG and returns it with only SOI, DQT,
 // SOF0, DHT, SOS, the scan and EOI. Dropped segments are counted in c.
 func cleanJPEG(b []byte, c *Counters) ([]byte, jpegInfo, error) {
-	var info jpegInfo
 	if len(b) > maxJPEGSize {
-		return nil, info, jpegErr(0, "frame of %d bytes is larger than %d", len(b), maxJPEGSize)
+		return nil, jpegInfo{}, jpegErr(0, "frame of %d bytes is larger than %d", len(b), maxJPEGSize)
 	}
 	if len(b) < 4 || b[0] != 0xff || b[1] != jpeg.MarkerStartOfImage {
-		return nil, info, jpegErr(0, "no SOI")
+		return nil, jpegInfo{}, jpegErr(0, "no SOI")
 	}
-	out := make([]byte, 0, len(b))
-	out = append(out, b[:2]...)
-	var (
-		qtables  [4]bool
-		table0   []byte // quantization table 0
-		sofAt    = -1   // where SOF0 starts in out
-		tq       []byte // quantization tables the frame components use
-		sawSOF   bool
-		huffman  = map[byte]bool{}
-		segments int
-		dropped  [][2]int // APPn/COM (start, end) seen before the scan, counted once the frame is good
-	)
-	i := 2
-	// readSegment returns the marker at i and its segment's end.
-	readSegment := func() (byte, int, error) {
-		for i+1 < len(b) && b[i] == 0xff && b[i+1] == 0xff {
-			i++ // fill bytes
-		}
-		if i+2 > len(b) || b[i] != 0xff {
-			return 0, 0, jpegErr(i, "marker expected")
-		}
-		m := b[i+1]
-		if m == jpeg.MarkerEndOfImage {
-			return m, i + 2, nil
-		}
-		if m == jpeg.MarkerStartOfImage || m == 0x01 || (m >= markerRST0 && m <= markerRST7) || m == 0x00 {
-			return 0, 0, jpegErr(i, "unexpected marker 0x%02x", m)
-		}
-		if i+4 > len(b) {
-			return 0, 0, jpegErr(i, "segment 0x%02x truncated", m)
-		}
-		n := int(b[i+2])<<8 | int(b[i+3])
-		if n < 2 || i+2+n > len(b) {
-			return 0, 0, jpegErr(i, "segment 0x%02x of %d bytes runs past the frame (%d bytes)", m, n, len(b))
-		}
-		if segments++; segments > maxJPEGSegments {
-			return 0, 0, jpegErr(i, "more than %d segments", maxJPEGSegments)
-		}
-		return m, i + 2 + n, nil
-	}
+	j := &jpegCleaner{b: b, i: 2, sofAt: -1, huffman: map[byte]bool{}}
+	j.out = make([]byte, 0, len(b))
+	j.out = append(j.out, b[:2]...)
 	for {
-		m, end, err := readSegment()
+		m, end, err := j.readSegment()
 		if err != nil {
-			return nil, info, err
+			return nil, j.info, err
 		}
-		body := b[min(i+4, end):end]
-		switch {
-		case m == jpeg.MarkerEndOfImage:
-			return nil, info, jpegErr(i, "EOI before the scan")
-		case m >= markerAPP0 && m <= markerAPPF, m == jpeg.MarkerComment:
-			dropped = append(dropped, [2]int{i, end})
-		case m == jpeg.MarkerDefineQuantizationTable:
-			var dqt jpeg.DefineQuantizationTable
-			if err := dqt.Unmarshal(body); err != nil {
-				return nil, info, jpegErr(i, "DQT: %v", err)
+		body := b[min(j.i+4, end):end]
+		if m == jpeg.MarkerStartOfScan {
+			if err := j.startScan(body, end); err != nil {
+				return nil, j.info, err
 			}
-			for _, t := range dqt.Tables {
-				if t.ID > 1 {
-					return nil, info, jpegErr(i, "DQT table id %d (RTP/JPEG carries tables 0 and 1)", t.ID)
-				}
-				qtables[t.ID] = true
-				if t.ID == 0 {
-					table0 = t.Data
-				}
-			}
-			out = append(out, b[i:end]...)
-		case m == jpeg.MarkerDefineHuffmanTable:
-			ts, err := parseDHT(body, i+4)
-			if err != nil {
-				return nil, info, err
-			}
-			std := standardHuffman()
-			for _, t := range ts {
-				if s, ok := std[t.key]; !ok || s != t {
-					return nil, info, jpegErr(i, "DHT table 0x%02x is not the standard one RTP/JPEG receivers use", t.key)
-				}
-				huffman[t.key] = true
-			}
-			out = append(out, b[i:end]...)
-		case m == jpeg.MarkerStartOfFrame1: // SOF0, baseline
-			if sawSOF {
-				return nil, info, jpegErr(i, "second SOF")
-			}
-			var sof jpeg.StartOfFrame1
-			if err := sof.Unmarshal(body); err != nil {
-				return nil, info, jpegErr(i, "SOF0: %v", err)
-			}
-			if sof.Width <= 0 || sof.Height <= 0 || sof.Width > maxJPEGSide || sof.Height > maxJPEGSide ||
-				sof.Width%8 != 0 || sof.Height%8 != 0 {
-				return nil, info, jpegErr(i, "SOF0: %dx%d (RTP/JPEG needs multiples of 8 up to %d)", sof.Width, sof.Height, maxJPEGSide)
-			}
-			tq = []byte{body[8], body[11], body[14]}
-			info, sawSOF = jpegInfo{sof.Width, sof.Height}, true
-			sofAt = len(out)
-			out = append(out, b[i:end]...)
-		case m >= 0xc1 && m <= 0xcf && m != jpeg.MarkerDefineHuffmanTable && m != 0xc8 && m != 0xcc:
-			return nil, info, jpegErr(i, "SOF%d: only baseline (SOF0) frames cross", m-0xc0)
-		case m == jpeg.MarkerDefineRestartInterval:
-			return nil, info, jpegErr(i, "DRI: restart intervals are not supported")
-		case m == jpeg.MarkerStartOfScan:
-			if err := checkSOS(body, i, sawSOF, tq, qtables, huffman); err != nil {
-				return nil, info, err
-			}
-			if !qtables[1] {
-				// One table for all three components (ffmpeg writes that):
-				// RTP/JPEG types 0 and 1 carry a luma and a chroma table,
-				// and receivers (ffmpeg's) refuse a single one, so the
-				// chroma components get a copy of table 0 as table 1.
-				out = append(out, 0xff, jpeg.MarkerDefineQuantizationTable, 0, 67, 1)
-				out = append(out, table0...)
-				out[sofAt+4+11], out[sofAt+4+14] = 1, 1
-			}
-			out = append(out, b[i:end]...)
-			i = end
-			return finishScan(b, i, out, dropped, c, info)
-		default:
-			return nil, info, jpegErr(i, "marker 0x%02x is not allowed", m)
+			return finishScan(b, end, j.out, j.dropped, c, j.info)
 		}
-		i = end
+		if err := j.headerSegment(m, body, end); err != nil {
+			return nil, j.info, err
+		}
+		j.i = end
 	}
+}
+
+// jpegCleaner is cleanJPEG's state while it walks the header segments.
+type jpegCleaner struct {
+	b   []byte
+	i   int    // where the current segment starts in b
+	out []byte // the frame kept so far
+
+	qtables  [4]bool
+	table0   []byte // quantization table 0
+	sofAt    int    // where SOF0 starts in out, or -1
+	tq       []byte // quantization tables the frame components use
+	sawSOF   bool
+	huffman  map[byte]bool
+	segments int
+	dropped  [][2]int // APPn/COM (start, end) seen before the scan, counted once the frame is good
+	info     jpegInfo
+}
+
+// readSegment returns the marker at i and its segment's end.
+func (j *jpegCleaner) readSegment() (byte, int, error) {
+	b := j.b
+	for j.i+1 < len(b) && b[j.i] == 0xff && b[j.i+1] == 0xff {
+		j.i++ // fill bytes
+	}
+	i := j.i
+	if i+2 > len(b) || b[i] != 0xff {
+		return 0, 0, jpegErr(i, "marker expected")
+	}
+	m := b[i+1]
+	if m == jpeg.MarkerEndOfImage {
+		return m, i + 2, nil
+	}
+	if m == jpeg.MarkerStartOfImage || m == 0x01 || (m >= markerRST0 && m <= markerRST7) || m == 0x00 {
+		return 0, 0, jpegErr(i, "unexpected marker 0x%02x", m)
+	}
+	if i+4 > len(b) {
+		return 0, 0, jpegErr(i, "segment 0x%02x truncated", m)
+	}
+	n := int(b[i+2])<<8 | int(b[i+3])
+	if n < 2 || i+2+n > len(b) {
+		return 0, 0, jpegErr(i, "segment 0x%02x of %d bytes runs past the frame (%d bytes)", m, n, len(b))
+	}
+	if j.segments++; j.segments > maxJPEGSegments {
+		return 0, 0, jpegErr(i, "more than %d segments", maxJPEGSegments)
+	}
+	return m, i + 2 + n, nil
+}
+
+// headerSegment checks one segment before the scan (marker m, body, ending
+// at end), and keeps it, drops it, or refuses the frame.
+func (j *jpegCleaner) headerSegment(m byte, body []byte, end int) error {
+	i := j.i
+	switch {
+	case m == jpeg.MarkerEndOfImage:
+		return jpegErr(i, "EOI before the scan")
+	case m >= markerAPP0 && m <= markerAPPF, m == jpeg.MarkerComment:
+		j.dropped = append(j.dropped, [2]int{i, end})
+		return nil
+	case m == jpeg.MarkerDefineQuantizationTable:
+		return j.quantization(body, end)
+	case m == jpeg.MarkerDefineHuffmanTable:
+		return j.huffmanTables(body, end)
+	case m == jpeg.MarkerStartOfFrame1: // SOF0, baseline
+		return j.frame(body, end)
+	case m >= 0xc1 && m <= 0xcf && m != jpeg.MarkerDefineHuffmanTable && m != 0xc8 && m != 0xcc:
+		return jpegErr(i, "SOF%d: only baseline (SOF0) frames cross", m-0xc0)
+	case m == jpeg.MarkerDefineRestartInterval:
+		return jpegErr(i, "DRI: restart intervals are not supported")
+	default:
+		return jpegErr(i, "marker 0x%02x is not allowed", m)
+	}
+}
+
+// quantization checks and keeps a DQT segment.
+func (j *jpegCleaner) quantization(body []byte, end int) error {
+	var dqt jpeg.DefineQuantizationTable
+	if err := dqt.Unmarshal(body); err != nil {
+		return jpegErr(j.i, "DQT: %v", err)
+	}
+	for _, t := range dqt.Tables {
+		if t.ID > 1 {
+			return jpegErr(j.i, "DQT table id %d (RTP/JPEG carries tables 0 and 1)", t.ID)
+		}
+		j.qtables[t.ID] = true
+		if t.ID == 0 {
+			j.table0 = t.Data
+		}
+	}
+	j.out = append(j.out, j.b[j.i:end]...)
+	return nil
+}
+
+// huffmanTables checks that a DHT segment holds only the standard tables
+// RTP/JPEG receivers use, and keeps it.
+func (j *jpegCleaner) huffmanTables(body []byte, end int) error {
+	ts, err := parseDHT(body, j.i+4)
+	if err != nil {
+		return err
+	}
+	std := standardHuffman()
+	for _, t := range ts {
+		if s, ok := std[t.key]; !ok || s != t {
+			return jpegErr(j.i, "DHT table 0x%02x is not the standard one RTP/JPEG receivers use", t.key)
+		}
+		j.huffman[t.key] = true
+	}
+	j.out = append(j.out, j.b[j.i:end]...)
+	return nil
+}
+
+// frame checks and keeps the SOF0 segment, noting the size and the
+// components' quantization tables.
+func (j *jpegCleaner) frame(body []byte, end int) error {
+	if j.sawSOF {
+		return jpegErr(j.i, "second SOF")
+	}
+	var sof jpeg.StartOfFrame1
+	if err := sof.Unmarshal(body); err != nil {
+		return jpegErr(j.i, "SOF0: %v", err)
+	}
+	if sof.Width <= 0 || sof.Height <= 0 || sof.Width > maxJPEGSide || sof.Height > maxJPEGSide ||
+		sof.Width%8 != 0 || sof.Height%8 != 0 {
+		return jpegErr(j.i, "SOF0: %dx%d (RTP/JPEG needs multiples of 8 up to %d)", sof.Width, sof.Height, maxJPEGSide)
+	}
+	j.tq = []byte{body[8], body[11], body[14]}
+	j.info, j.sawSOF = jpegInfo{sof.Width, sof.Height}, true
+	j.sofAt = len(j.out)
+	j.out = append(j.out, j.b[j.i:end]...)
+	return nil
+}
+
+// startScan checks the SOS segment against the frame's tables and keeps it.
+func (j *jpegCleaner) startScan(body []byte, end int) error {
+	if err := checkSOS(body, j.i, j.sawSOF, j.tq, j.qtables, j.huffman); err != nil {
+		return err
+	}
+	if !j.qtables[1] {
+		// One table for all three components (ffmpeg writes that):
+		// RTP/JPEG types 0 and 1 carry a luma and a chroma table,
+		// and receivers (ffmpeg's) refuse a single one, so the
+		// chroma components get a copy of table 0 as table 1.
+		j.out = append(j.out, 0xff, jpeg.MarkerDefineQuantizationTable, 0, 67, 1)
+		j.out = append(j.out, j.table0...)
+		j.out[j.sofAt+4+11], j.out[j.sofAt+4+14] = 1, 1
+	}
+	j.out = append(j.out, j.b[j.i:end]...)
+	return nil
 }
 
 // checkSOS checks the scan header against the frame's tables.
