@@ -378,6 +378,25 @@ func (p *Proxy) Reload(cfg Config) error {
 		return errors.New("proxy: reload: closed")
 	}
 	old := p.cfg
+	p.keepRestartOnly(old, &cfg)
+	if old.CameraSide != cfg.CameraSide {
+		// Every camera's connection changes: restart them all.
+		p.log.Info("reload: camera_side changed; reconnecting every camera")
+	}
+	p.cfg = cfg
+	p.accts.Store(&acc)
+	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
+		p.log.Warn("reload: admin_users not applied", "error", err)
+	}
+	added, removed, changed := p.reloadCamerasLocked(old, cfg)
+	p.log.Info("configuration reloaded", "added", added, "removed", removed, "changed", changed, "cameras", len(p.cams))
+	return nil
+}
+
+// keepRestartOnly puts old's values back into cfg for the settings that
+// only apply after a restart (listeners, TLS, timeouts, limits, queues,
+// trunks), and says so in the log when they changed.
+func (p *Proxy) keepRestartOnly(old Config, cfg *Config) {
 	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
 		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets ||
 		old.PerPacketWrites != cfg.PerPacketWrites || old.Limits != cfg.Limits {
@@ -386,25 +405,21 @@ func (p *Proxy) Reload(cfg Config) error {
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
-	if old.CameraSide != cfg.CameraSide {
-		// Every camera's connection changes: restart them all.
-		p.log.Info("reload: camera_side changed; reconnecting every camera")
-	}
 	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
 		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
 		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
 	}
-	p.cfg = cfg
-	p.accts.Store(&acc)
-	if err := p.setAdminUsers(cfg.AdminUsers); err != nil {
-		p.log.Warn("reload: admin_users not applied", "error", err)
-	}
+}
 
+// reloadCamerasLocked stops the configuration's cameras that were removed
+// or changed (all of them when camera_side changed) and, once the proxy has
+// started, starts the new and changed ones. Trunk cameras are left alone.
+// p.mu must be held.
+func (p *Proxy) reloadCamerasLocked(old, cfg Config) (added, removed, changed int) {
 	want := map[string]Camera{}
 	for _, cc := range cfg.Cameras {
 		want[cc.Name] = cc
 	}
-	var added, removed, changed int
 	for name, c := range p.cams {
 		if c.trunk != nil {
 			continue // the trunk's, not the file's
@@ -421,18 +436,18 @@ func (p *Proxy) Reload(cfg Config) error {
 			changed++
 		}
 	}
-	if p.started {
-		for _, cc := range cfg.Cameras {
-			if _, ok := p.cams[cc.Name]; !ok {
-				p.startCameraLocked(cc)
-				if !isChanged(old, cc.Name) {
-					added++
-				}
+	if !p.started {
+		return added, removed, changed
+	}
+	for _, cc := range cfg.Cameras {
+		if _, ok := p.cams[cc.Name]; !ok {
+			p.startCameraLocked(cc)
+			if !isChanged(old, cc.Name) {
+				added++
 			}
 		}
 	}
-	p.log.Info("configuration reloaded", "added", added, "removed", removed, "changed", changed, "cameras", len(p.cams))
-	return nil
+	return added, removed, changed
 }
 
 func isChanged(old Config, name string) bool {
