@@ -208,38 +208,71 @@ var (
 // shaCrypt computes the "$5$" (SHA-256) or "$6$" (SHA-512) crypt of password
 // with the salt and optional "rounds=N$" of setting.
 func shaCrypt(newHash func() hash.Hash, password, setting string) (string, error) {
-	if len(setting) < 3 {
-		return "", errCryptFormat
+	prefix, salt, rounds, custom, err := parseSHASetting(setting)
+	if err != nil {
+		return "", err
 	}
-	prefix := setting[:3]
+	c := shaCryptSum(newHash, []byte(password), []byte(salt), rounds)
+	out := []byte(prefix)
+	if custom {
+		out = append(out, "rounds="+strconv.Itoa(rounds)+"$"...)
+	}
+	out = append(out, salt...)
+	out = append(out, '$')
+	if len(c) == sha256.Size {
+		for _, g := range sha256Order {
+			out = b64From24(out, c[g[0]], c[g[1]], c[g[2]], 4)
+		}
+		out = b64From24(out, 0, c[31], c[30], 3)
+	} else {
+		for _, g := range sha512Order {
+			out = b64From24(out, c[g[0]], c[g[1]], c[g[2]], 4)
+		}
+		out = b64From24(out, 0, 0, c[63], 2)
+	}
+	return string(out), nil
+}
+
+// parseSHASetting splits a SHA-crypt setting into its "$N$" prefix, its
+// salt (cut to shaMaxSaltLen), and its rounds (custom when "rounds=N$" is
+// given, then clamped to shaMinRounds and refused above shaMaxRounds).
+func parseSHASetting(setting string) (prefix, salt string, rounds int, custom bool, err error) {
+	if len(setting) < 3 {
+		return "", "", 0, false, errCryptFormat
+	}
+	prefix = setting[:3]
 	rest := setting[3:]
-	rounds, custom := shaDefaultRounds, false
+	rounds = shaDefaultRounds
 	if r, ok := strings.CutPrefix(rest, "rounds="); ok {
 		num, after, found := strings.Cut(r, "$")
 		if !found {
-			return "", errCryptFormat
+			return "", "", 0, false, errCryptFormat
 		}
 		n, err := strconv.ParseUint(num, 10, 32)
 		if err != nil {
-			return "", fmt.Errorf("%w: rounds %q", errCryptFormat, num)
+			return "", "", 0, false, fmt.Errorf("%w: rounds %q", errCryptFormat, num)
 		}
 		if n > shaMaxRounds {
-			return "", fmt.Errorf("%srounds %d exceed the limit %d", errCryptPrefix, n, shaMaxRounds)
+			return "", "", 0, false, fmt.Errorf("%srounds %d exceed the limit %d", errCryptPrefix, n, shaMaxRounds)
 		}
 		rounds, custom, rest = max(int(n), shaMinRounds), true, after
 	}
-	salt, _, _ := strings.Cut(rest, "$")
+	salt, _, _ = strings.Cut(rest, "$")
 	if len(salt) > shaMaxSaltLen {
 		salt = salt[:shaMaxSaltLen]
 	}
-	pw, sl := []byte(password), []byte(salt)
+	return prefix, salt, rounds, custom, nil
+}
 
+// shaCryptSum computes the SHA-crypt digest of pw with salt sl over the
+// given rounds (the digests B, A, DP and DS, then the rounds), before its
+// encoding.
+func shaCryptSum(newHash func() hash.Hash, pw, sl []byte, rounds int) []byte {
 	b := newHash()
 	b.Write(pw)
 	b.Write(sl)
 	b.Write(pw)
 	sumB := b.Sum(nil)
-	size := len(sumB)
 
 	a := newHash()
 	a.Write(pw)
@@ -271,23 +304,5 @@ func shaCrypt(newHash func() hash.Hash, password, setting string) (string, error
 	for i := range rounds {
 		c = cryptRound(h, i, c, p, s)
 	}
-
-	out := []byte(prefix)
-	if custom {
-		out = append(out, "rounds="+strconv.Itoa(rounds)+"$"...)
-	}
-	out = append(out, salt...)
-	out = append(out, '$')
-	if size == sha256.Size {
-		for _, g := range sha256Order {
-			out = b64From24(out, c[g[0]], c[g[1]], c[g[2]], 4)
-		}
-		out = b64From24(out, 0, c[31], c[30], 3)
-	} else {
-		for _, g := range sha512Order {
-			out = b64From24(out, c[g[0]], c[g[1]], c[g[2]], 4)
-		}
-		out = b64From24(out, 0, 0, c[63], 2)
-	}
-	return string(out), nil
+	return c
 }
