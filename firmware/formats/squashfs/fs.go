@@ -463,9 +463,9 @@ func (f *fsys) readDir(in *inode) ([]dirEntry, error) {
 	at := int64(f.sb.DirTable) + int64(in.start)
 	switch f.sb.Major {
 	case 3:
-		return f.readDir3(mr, at, remaining)
+		return f.readDirOld(mr, at, remaining, 9, 32, 5)
 	case 2, 1: // 1.0 listings are 2.x's
-		return f.readDir2(mr, at, remaining)
+		return f.readDirOld(mr, at, remaining, 4, 24, 3)
 	}
 	var out []dirEntry
 	for remaining > 0 {

@@ -67,33 +67,35 @@ func (f *fsys) inode2(mr *metaReader, at int64) (*inode, error) {
 	return in, nil
 }
 
-// readDir2 reads a 2.x directory listing: 4-byte headers (count:8,
-// start_block:24) and 3-byte entries (offset:13, type:3, size:8) followed
-// by size+1 name bytes.
-func (f *fsys) readDir2(mr *metaReader, at, remaining int64) ([]dirEntry, error) {
+// readDirOld reads a 1.x, 2.x or 3.x directory listing: headers of hdrSize
+// bytes (count:8, then start_block of startBits; 3.x adds inode_number:32)
+// and entries of entrySize bytes (offset:13, type:3, size:8; 3.x adds
+// inode_number:16) followed by size+1 name bytes. 1.x and 2.x: 4-byte
+// headers with a 24-bit start block and 3-byte entries; 3.x: 9, 32 and 5.
+func (f *fsys) readDirOld(mr *metaReader, at, remaining int64, hdrSize, startBits, entrySize int) ([]dirEntry, error) {
 	var out []dirEntry
+	var h [9]byte
+	var e [5]byte
 	for remaining > 0 {
-		var h [4]byte
-		if remaining < int64(len(h)) {
+		if remaining < int64(hdrSize) {
 			return out, formatErr(at, "directory header truncated", firmware.ErrTruncated)
 		}
-		if _, err := io.ReadFull(mr, h[:]); err != nil {
+		if _, err := io.ReadFull(mr, h[:hdrSize]); err != nil {
 			return out, formatErr(at, "reading directory header", err)
 		}
-		remaining -= int64(len(h))
-		hr := bits3{b: h[:], big: f.sb.Big}
-		count, start := hr.get(0, 8)+1, hr.get(8, 24)
+		remaining -= int64(hdrSize)
+		hr := bits3{b: h[:hdrSize], big: f.sb.Big}
+		count, start := hr.get(0, 8)+1, hr.get(8, startBits)
 		for range count {
-			var e [3]byte
-			if remaining < int64(len(e)) {
+			if remaining < int64(entrySize) {
 				return out, formatErr(at, "directory entry truncated", firmware.ErrTruncated)
 			}
-			if _, err := io.ReadFull(mr, e[:]); err != nil {
+			if _, err := io.ReadFull(mr, e[:entrySize]); err != nil {
 				return out, formatErr(at, "reading directory entry", err)
 			}
-			er := bits3{b: e[:], big: f.sb.Big}
+			er := bits3{b: e[:entrySize], big: f.sb.Big}
 			nameLen := int64(er.get(16, 8)) + 1
-			remaining -= int64(len(e)) + nameLen
+			remaining -= int64(entrySize) + nameLen
 			if remaining < 0 {
 				return out, formatErr(at, "directory entry name truncated", firmware.ErrTruncated)
 			}

@@ -3,8 +3,6 @@ package squashfs
 import (
 	"fmt"
 	"io"
-
-	"github.com/cordon-vms/cordon/firmware"
 )
 
 // The 3.x layout (squashfs_fs.h of squashfs-tools 3.x and Linux 2.6) packs
@@ -92,52 +90,4 @@ func (f *fsys) inode3(mr *metaReader, at int64) (*inode, error) {
 		f.fileBlocks(in, mr)
 	}
 	return in, nil
-}
-
-// readDir3 reads a 3.x directory listing: 9-byte headers (count:8,
-// start_block:32, inode_number:32) and 5-byte entries (offset:13, type:3,
-// size:8, inode_number:16) followed by size+1 name bytes.
-func (f *fsys) readDir3(mr *metaReader, at, remaining int64) ([]dirEntry, error) {
-	var out []dirEntry
-	for remaining > 0 {
-		var h [9]byte
-		if remaining < int64(len(h)) {
-			return out, formatErr(at, "directory header truncated", firmware.ErrTruncated)
-		}
-		if _, err := io.ReadFull(mr, h[:]); err != nil {
-			return out, formatErr(at, "reading directory header", err)
-		}
-		remaining -= int64(len(h))
-		hr := bits3{b: h[:], big: f.sb.Big}
-		count := hr.get(0, 8) + 1
-		start := hr.get(8, 32)
-		for range count {
-			var e [5]byte
-			if remaining < int64(len(e)) {
-				return out, formatErr(at, "directory entry truncated", firmware.ErrTruncated)
-			}
-			if _, err := io.ReadFull(mr, e[:]); err != nil {
-				return out, formatErr(at, "reading directory entry", err)
-			}
-			er := bits3{b: e[:], big: f.sb.Big}
-			nameLen := int64(er.get(16, 8)) + 1
-			remaining -= int64(len(e)) + nameLen
-			if remaining < 0 {
-				return out, formatErr(at, "directory entry name truncated", firmware.ErrTruncated)
-			}
-			name, err := mr.bytes(int(nameLen))
-			if err != nil {
-				return out, formatErr(at, "reading directory entry name", err)
-			}
-			out = append(out, dirEntry{
-				name: string(name),
-				ref:  start<<16 | er.get(0, 13),
-				typ:  uint16(er.get(13, 3)),
-			})
-			if len(out) > maxDirEntries {
-				return out, formatErr(at, "directory listing too long", nil)
-			}
-		}
-	}
-	return out, nil
 }
