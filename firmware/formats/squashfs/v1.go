@@ -64,14 +64,9 @@ func (f *fsys) inode1(mr *metaReader, at int64) (*inode, error) {
 		f.fileBlocks(in, mr)
 	case tSymlink:
 		in.size = r.get(24, 16)
-		if in.size > maxSymlink {
-			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+		if err := in.readTarget(mr, at); err != nil {
+			return nil, err
 		}
-		t, err := mr.bytes(int(in.size))
-		if err != nil {
-			return nil, formatErr(at, "reading symlink target", err)
-		}
-		in.target = string(t)
 	case tBlock, tChar:
 		in.rdev = uint32(r.get(24, 16))
 	}

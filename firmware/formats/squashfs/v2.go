@@ -50,14 +50,9 @@ func (f *fsys) inode2(mr *metaReader, at int64) (*inode, error) {
 		in.frag, in.fragOff, in.size = uint32(r.get(96, 32)), uint32(r.get(128, 32)), r.get(160, 32)
 	case tSymlink:
 		in.size = r.get(32, 16)
-		if in.size > maxSymlink {
-			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+		if err := in.readTarget(mr, at); err != nil {
+			return nil, err
 		}
-		t, err := mr.bytes(int(in.size))
-		if err != nil {
-			return nil, formatErr(at, "reading symlink target", err)
-		}
-		in.target = string(t)
 	case tBlock, tChar:
 		in.rdev = uint32(r.get(32, 16))
 	}
@@ -110,4 +105,18 @@ func (f *fsys) readDirOld(mr *metaReader, at, remaining int64, hdrSize, startBit
 		}
 	}
 	return out, nil
+}
+
+// readTarget reads a 1.x-3.x symlink's target (in.size bytes, at most
+// maxSymlink), which follows its inode in mr.
+func (in *inode) readTarget(mr *metaReader, at int64) error {
+	if in.size > maxSymlink {
+		return formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+	}
+	t, err := mr.bytes(int(in.size))
+	if err != nil {
+		return formatErr(at, "reading symlink target", err)
+	}
+	in.target = string(t)
+	return nil
 }

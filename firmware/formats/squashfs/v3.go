@@ -73,14 +73,9 @@ func (f *fsys) inode3(mr *metaReader, at int64) (*inode, error) {
 		in.frag, in.fragOff, in.size = uint32(r.get(192, 32)), uint32(r.get(224, 32)), r.get(256, 64)
 	case tSymlink:
 		in.nlink, in.size = uint32(r.get(96, 32)), r.get(128, 16)
-		if in.size > maxSymlink {
-			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
+		if err := in.readTarget(mr, at); err != nil {
+			return nil, err
 		}
-		t, err := mr.bytes(int(in.size))
-		if err != nil {
-			return nil, formatErr(at, "reading symlink target", err)
-		}
-		in.target = string(t)
 	case tBlock, tChar:
 		in.nlink, in.rdev = uint32(r.get(96, 32)), uint32(r.get(128, 16))
 	case tFIFO, tSocket:
