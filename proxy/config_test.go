@@ -145,8 +145,12 @@ var confErrorCases = []struct{ name, in, want string }{
 
 // TestConfErrors maps bad configurations to the exact message an
 // administrator sees (after mediamtx's TestConfErrors).
-func TestConfErrors(t *testing.T) {
-	for _, tc := range confErrorCases {
+func TestConfErrors(t *testing.T) { testConfErrors(t, confErrorCases) }
+
+// testConfErrors decodes and validates each case's file and wants its
+// exact message.
+func testConfErrors(t *testing.T, cases []struct{ name, in, want string }) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
 			err := config.Decode("c.yml", []byte(tc.in), &c)

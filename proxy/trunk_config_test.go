@@ -46,23 +46,7 @@ var trunkConfErrorCases = []struct{ name, in, want string }{
 		"readers:\n  - {user: u, password: p, cameras: [s/y]}\n", "readers[0] (u): camera \"s/y\" is not defined under cameras"},
 }
 
-func TestTrunkConfErrors(t *testing.T) {
-	for _, tc := range trunkConfErrorCases {
-		t.Run(tc.name, func(t *testing.T) {
-			var c Config
-			err := config.Decode("c.yml", []byte(tc.in), &c)
-			if err == nil {
-				err = c.Validate()
-			}
-			if err == nil {
-				t.Fatalf("no error, want %q", tc.want)
-			}
-			if err.Error() != tc.want {
-				t.Errorf("error:\n got %s\nwant %s", err, tc.want)
-			}
-		})
-	}
-}
+func TestTrunkConfErrors(t *testing.T) { testConfErrors(t, trunkConfErrorCases) }
 
 // TestTrunkConfigGood: a core with only trunks needs no cameras, and its
 // readers may name trunk cameras.
