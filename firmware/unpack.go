@@ -389,7 +389,7 @@ func (e *engine) extract(ctx context.Context, r io.ReaderAt, dir string, depth i
 			e.warn("limit reached: %v", err)
 		case ctx.Err() != nil:
 		default:
-			e.o.Logger.Debug("extract failed", "format", c.Format, "offset", c.Offset, "file", c.File, "err", err)
+			e.o.Logger.Debug("extract failed", "format", c.Format, "offset", c.Offset, "file", c.File, "error", err)
 		}
 	}
 	job.manifest = s.entries

@@ -296,7 +296,7 @@ func inspectTarget(ctx context.Context, e *env, target, keep string, o inspect.O
 		if picture {
 			prog.phase("drawing the entropy")
 			if out.entropyPNG, err = drawEntropy(ctx, target, rep); err != nil {
-				log.Warn("no entropy picture in the report", "err", err)
+				log.Warn("no entropy picture in the report", "error", err)
 			}
 		}
 	}

@@ -167,5 +167,5 @@ func (c *Collector) logError(log *slog.Logger, err error) {
 		return
 	}
 	c.lastLog = now
-	log.Warn("netflow decode error", "err", err, "decode_errors", c.Decoder.stats.decodeErrors.Load())
+	log.Warn("netflow decode error", "error", err, "decode_errors", c.Decoder.stats.decodeErrors.Load())
 }

@@ -385,7 +385,7 @@ func (s *syslogSink) Send(ctx context.Context, a egress.Alert) error {
 		}
 		return nil
 	}
-	s.log.Warn("syslog delivery failed", "err", last)
+	s.log.Warn("syslog delivery failed", "error", last)
 	return fmt.Errorf("sink: syslog %s %s: %w", s.cfg.Network, s.cfg.Addr, last)
 }
 

@@ -280,7 +280,7 @@ func (w *Webhook) run() {
 		case errors.Is(err, errReject):
 			failures = 0
 			w.rejected.Add(uint64(len(batch)))
-			w.log.Error("webhook receiver rejected alerts; kept in rejected.jsonl", "err", err, "alerts", len(batch), "seq", batch[0].seq)
+			w.log.Error("webhook receiver rejected alerts; kept in rejected.jsonl", "error", err, "alerts", len(batch), "seq", batch[0].seq)
 			w.keepRejected(bodies)
 			w.spool.doneN(batch)
 		default:
@@ -294,7 +294,7 @@ func (w *Webhook) run() {
 			}
 			failures++
 			if failures == 1 || failures&(failures-1) == 0 {
-				w.log.Warn("webhook delivery failed; will retry", "err", err, "attempt", failures, "retry_in", delay)
+				w.log.Warn("webhook delivery failed; will retry", "error", err, "attempt", failures, "retry_in", delay)
 			}
 			t := time.NewTimer(delay)
 			select {
@@ -314,7 +314,7 @@ func (w *Webhook) readBatch(batch []spoolEntry) (body []byte, bodies [][]byte, b
 	for _, e := range batch {
 		b, err := w.spool.read(e)
 		if err != nil {
-			w.log.Error("webhook spool entry unreadable; skipped", "seq", e.seq, "err", err)
+			w.log.Error("webhook spool entry unreadable; skipped", "seq", e.seq, "error", err)
 			bad = append(bad, e)
 			continue
 		}
@@ -352,7 +352,7 @@ func (w *Webhook) keepRejected(bodies [][]byte) {
 		}
 	}
 	if err != nil {
-		w.log.Error("webhook: keeping rejected alerts failed", "err", err)
+		w.log.Error("webhook: keeping rejected alerts failed", "error", err)
 	}
 }
 

@@ -58,7 +58,7 @@ func (b *Baseline) Run(ctx context.Context) error {
 			for ctx.Err() == nil {
 				err := b.pull(ctx, name, url)
 				if ctx.Err() == nil {
-					b.Logger.Warn("baseline source failed", "path", name, "err", err)
+					b.Logger.Warn("baseline source failed", "path", name, "error", err)
 					select {
 					case <-ctx.Done():
 					case <-time.After(time.Second):

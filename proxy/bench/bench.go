@@ -371,7 +371,7 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	up := 0
 	for _, r := range all {
 		if err := r.start(ctx); err != nil {
-			o.Logger.Warn("reader failed to start", "url", r.url, "err", err)
+			o.Logger.Warn("reader failed to start", "url", r.url, "error", err)
 			continue
 		}
 		up++
