@@ -98,8 +98,8 @@ func LoadBaseline(path string, learn time.Duration, max int) (*Baseline, error) 
 	return b, nil
 }
 
-// ResetBaseline removes the baseline file at path (missing is fine).
-func ResetBaseline(path string) error {
+// resetBaseline removes the baseline file at path (missing is fine).
+func resetBaseline(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("egress: resetting the baseline: %w", err)
 	}

@@ -59,7 +59,7 @@ func (p *Policy) OpenBaseline(dir, override string, reset bool) (*Baseline, erro
 		if path == "" {
 			return nil, ErrNoBaseline
 		}
-		if err := ResetBaseline(path); err != nil {
+		if err := resetBaseline(path); err != nil {
 			return nil, err
 		}
 	}

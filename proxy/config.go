@@ -298,18 +298,6 @@ func DecodeConfigFile(path string) (Config, error) {
 	return c, nil
 }
 
-// LoadConfig reads and validates a configuration file.
-func LoadConfig(path string) (Config, error) {
-	c, err := DecodeConfigFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
-}
-
 // origin is where a Config's values came from.
 type origin struct {
 	file       string
@@ -377,7 +365,9 @@ func (p Problem) String() string {
 	return p.Where + ": " + p.Msg
 }
 
-// ValidationError lists everything wrong with a configuration, one problem a line.
+// ValidationError lists everything wrong with a configuration, one problem a
+// line. It is exported for the command, which maps it to a usage error (exit
+// code 2) and names the file when there is more than one problem.
 type ValidationError struct{ Problems []Problem }
 
 func (e *ValidationError) Error() string {

@@ -327,10 +327,22 @@ func TestValidationListsAllProblems(t *testing.T) {
 	}
 }
 
+// loadConfig reads and validates a configuration file, as the command does.
+func loadConfig(path string) (Config, error) {
+	c, err := DecodeConfigFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
 func TestLoadConfigNamesFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "cordon.yml")
 	os.WriteFile(p, []byte("listen: {rtsp: 127.0.0.1:8554}\nallow_anonymous: true\ncameras:\n  - name: a\n"), 0o600)
-	_, err := LoadConfig(p)
+	_, err := loadConfig(p)
 	if err == nil || err.Error() != p+":4: cameras[0] (a): url is missing (rtsp://user:password@camera-address:554/path)" {
 		t.Fatalf("got %v", err)
 	}
@@ -356,7 +368,7 @@ func (e errorString) Error() string { return string(e) }
 
 // TestExampleConfig keeps the example configuration shipped with the docs valid.
 func TestExampleConfig(t *testing.T) {
-	c, err := LoadConfig("../testdata/proxy/cordon.example.yml")
+	c, err := loadConfig("../testdata/proxy/cordon.example.yml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func BenchmarkSend(b *testing.B) {
 	ctx := context.Background()
 	a := testAlert(1)
 	b.Run("file", func(b *testing.B) {
-		f, err := OpenFile(filepath.Join(b.TempDir(), "alerts.jsonl"))
+		f, err := openFile(filepath.Join(b.TempDir(), "alerts.jsonl"))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func (r Routes) Open(stdout io.Writer, log *slog.Logger) (*Fanout, error) {
 	fan := &Fanout{}
 	if r.File != "" {
-		f, err := OpenFile(r.File)
+		f, err := openFile(r.File)
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +52,7 @@ func (r Routes) Open(stdout io.Writer, log *slog.Logger) (*Fanout, error) {
 		fan.stopHUP = reopenOnHUP(f, log)
 	}
 	if r.Syslog != nil {
-		s, err := NewSyslog(*r.Syslog, log)
+		s, err := newSyslog(*r.Syslog, log)
 		if err != nil {
 			fan.Close()
 			return nil, &ConfigError{fmt.Errorf("alerts.syslog: %w", err)}
@@ -60,7 +60,7 @@ func (r Routes) Open(stdout io.Writer, log *slog.Logger) (*Fanout, error) {
 		fan.Sinks = append(fan.Sinks, s)
 	}
 	if r.Webhook != nil {
-		s, err := NewWebhook(*r.Webhook, log)
+		s, err := newWebhook(*r.Webhook, log)
 		if err != nil {
 			fan.Close()
 			return nil, &ConfigError{fmt.Errorf("alerts.webhook: %w", err)}
@@ -68,7 +68,7 @@ func (r Routes) Open(stdout io.Writer, log *slog.Logger) (*Fanout, error) {
 		fan.Sinks = append(fan.Sinks, s)
 	}
 	if (r.Stdout == nil && len(fan.Sinks) == 0) || (r.Stdout != nil && *r.Stdout) {
-		fan.Sinks = append(fan.Sinks, NewJSONLines(stdout))
+		fan.Sinks = append(fan.Sinks, newJSONLines(stdout))
 	}
 	return fan, nil
 }

@@ -27,9 +27,9 @@ type jsonLines struct {
 	buf []byte
 }
 
-// NewJSONLines returns a sink that writes each alert to w as one JSON object
+// newJSONLines returns a sink that writes each alert to w as one JSON object
 // per line (so the output pipes into jq). Close does not close w.
-func NewJSONLines(w io.Writer) egress.AlertSink { return &jsonLines{w: w} }
+func newJSONLines(w io.Writer) egress.AlertSink { return &jsonLines{w: w} }
 
 var _ egress.AlertSink = (*jsonLines)(nil)
 
@@ -61,9 +61,9 @@ type File struct {
 
 var _ egress.AlertSink = (*File)(nil)
 
-// OpenFile opens (creating it with mode 0640 if needed) the JSON-lines file
+// openFile opens (creating it with mode 0640 if needed) the JSON-lines file
 // at path for appending.
-func OpenFile(path string) (*File, error) {
+func openFile(path string) (*File, error) {
 	s := &File{path: path}
 	if err := s.Reopen(); err != nil {
 		return nil, err

@@ -126,10 +126,10 @@ func (s *syslogSink) now() time.Time {
 
 var _ egress.AlertSink = (*syslogSink)(nil)
 
-// NewSyslog checks cfg and returns a syslog sink. It connects on the first
+// newSyslog checks cfg and returns a syslog sink. It connects on the first
 // alert (and reconnects after errors), so a collector that is down at start
 // does not stop cordon.
-func NewSyslog(cfg SyslogConfig, l *slog.Logger) (egress.AlertSink, error) {
+func newSyslog(cfg SyslogConfig, l *slog.Logger) (egress.AlertSink, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}

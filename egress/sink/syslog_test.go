@@ -166,7 +166,7 @@ func TestSyslogUDPLongDetail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	s, err := NewSyslog(SyslogConfig{Addr: pc.LocalAddr().String(), MaxMessageSize: 1024}, nil)
+	s, err := newSyslog(SyslogConfig{Addr: pc.LocalAddr().String(), MaxMessageSize: 1024}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,11 +273,11 @@ func TestSyslogTCP(t *testing.T) {
 	}
 }
 
-// openSyslog is NewSyslog with the test's logger; the sink is closed when
+// openSyslog is newSyslog with the test's logger; the sink is closed when
 // the test ends.
 func openSyslog(t *testing.T, cfg SyslogConfig) egress.AlertSink {
 	t.Helper()
-	s, err := NewSyslog(cfg, testutil.Logger(t))
+	s, err := newSyslog(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestSyslogDown(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s, err := NewSyslog(SyslogConfig{Network: TCP, Addr: addr, Timeout: time.Second}, nil)
+	s, err := newSyslog(SyslogConfig{Network: TCP, Addr: addr, Timeout: time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,8 +401,8 @@ func TestSyslogConfig(t *testing.T) {
 		{SyslogConfig{Addr: "x", Facility: "nope"}, `Facility "nope" is unknown`},
 		{SyslogConfig{Addr: "x", Network: TLS, CAFile: "/nonexistent/ca.pem"}, "CAFile"},
 	} {
-		if _, err := NewSyslog(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewSyslog(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		if _, err := newSyslog(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("newSyslog(%+v) = %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
 	// YAML: enums validate themselves, with the line.
@@ -435,7 +435,7 @@ func FuzzSyslogFormat(f *testing.F) {
 	f.Add("vendor-cloud", "cam \"1\"", `a]b\c`, "p2p.example.com", "high")
 	f.Add("", "", "", "", "")
 	f.Add("kind with spaces", "ünïcode", "]]]", "\x00\n", "info")
-	s, err := NewSyslog(SyslogConfig{Addr: "127.0.0.1:1", Hostname: "h"}, nil)
+	s, err := newSyslog(SyslogConfig{Addr: "127.0.0.1:1", Hostname: "h"}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -463,9 +463,9 @@ func FuzzSyslogFormat(f *testing.F) {
 
 func TestJSONLinesAndFile(t *testing.T) {
 	var sb strings.Builder
-	j := NewJSONLines(&sb)
+	j := newJSONLines(&sb)
 	path := filepath.Join(t.TempDir(), "alerts.jsonl")
-	f, err := OpenFile(path)
+	f, err := openFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +523,7 @@ func TestSyslogMutualTLS(t *testing.T) {
 	s := openSyslog(t, SyslogConfig{Network: TLS, Addr: l.Addr().String(), CAFile: ca, CertFile: clientPEM, KeyFile: keyFile})
 	send(t, s, testAlert(0))
 	checkSyslogAlert(t, recvFrame(t, frames), testAlert(0))
-	if _, err := NewSyslog(SyslogConfig{Network: TLS, Addr: "x", CertFile: clientPEM}, nil); err == nil || !strings.Contains(err.Error(), "CertFile/KeyFile") {
+	if _, err := newSyslog(SyslogConfig{Network: TLS, Addr: "x", CertFile: clientPEM}, nil); err == nil || !strings.Contains(err.Error(), "CertFile/KeyFile") {
 		t.Errorf("certificate without key: %v", err)
 	}
 }

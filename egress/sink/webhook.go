@@ -112,16 +112,8 @@ type Webhook struct {
 
 var _ egress.AlertSink = (*Webhook)(nil)
 
-// NewWebhook checks cfg, loads the alerts left in cfg.SpoolDir by a previous
+// newWebhook checks cfg, loads the alerts left in cfg.SpoolDir by a previous
 // run and starts delivering them.
-func NewWebhook(cfg WebhookConfig, l *slog.Logger) (egress.AlertSink, error) {
-	w, err := newWebhook(cfg, l)
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
 func newWebhook(cfg WebhookConfig, l *slog.Logger) (*Webhook, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)

@@ -477,8 +477,8 @@ func TestWebhookConfigErrors(t *testing.T) {
 		{WebhookConfig{URL: "ftp://a/", SpoolDir: "x"}, `URL "ftp://a/" is not an http(s) URL`},
 		{WebhookConfig{URL: "http://a/"}, "SpoolDir is required"},
 	} {
-		if _, err := NewWebhook(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewWebhook(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		if _, err := newWebhook(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("newWebhook(%+v) = %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
 }

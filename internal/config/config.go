@@ -55,15 +55,6 @@ func (es Errors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// LoadFile reads and strictly decodes the YAML file at path into v.
-func LoadFile(path string, v any) error {
-	data, err := ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return Decode(path, data, v)
-}
-
 // ReadFile reads a configuration file of at most MaxFileSize bytes.
 func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)

@@ -94,8 +94,11 @@ func TestProxyConfigValid(t *testing.T) {
 	if err := os.WriteFile(p, proxyConfig("127.0.0.1:0", "127.0.0.1:0", SystemRebuild, sim, cams), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := proxy.LoadConfig(p)
+	c, err := proxy.DecodeConfigFile(p)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Cameras) != 2 || !c.AllowAnonymous || c.Listen.RTSP != "127.0.0.1:0" {
