@@ -196,7 +196,7 @@ func (e *Engine) emit(p *pending) {
 	}
 	switch {
 	case p.suppressed:
-		p.a.Detail = fmt.Sprintf("%d more times while suppressed (thresholds.suppress %s after an alert): %s", p.a.Count, e.p.Thresholds.Suppress.D(), p.a.Detail)
+		p.a.Detail = fmt.Sprintf("%d more times while suppressed (thresholds.suppress %s after an alert): %s", p.a.Count, e.p.Thresholds.Suppress, p.a.Detail)
 	case p.a.Repeat:
 		p.a.Detail = fmt.Sprintf("%d more times since the alert sent at once: %s", p.a.Count, p.a.Detail)
 	default:

@@ -89,7 +89,7 @@ func (d *dnsTunnel) query(f *flow, name string, qtype uint16, ts int64) {
 	pd := e.raise(aggKey{cam: f.cam, det: dnsTunnelDetector, domain: reg}, ts, 0, 1, func(a *Alert) {
 		a.Dst, a.Domain, a.Proto, a.Port = f.peer.String(), reg, protoName(f.proto), f.port
 	})
-	window := th.Window.D()
+	window := th.Window
 	pd.finish = func(p *pending) {
 		p.a.Detail = fmt.Sprintf("camera %s sent %d queries with %d distinct long or high-entropy names under %s within %s (thresholds %d and %d; %d TXT/NULL, %d hex-encoded, max entropy %.1f bits/char), e.g. %s",
 			f.cam, w.queries, len(w.long), reg, window, th.Queries, th.LongNames, w.txtNull, w.hexNames, w.maxEntropy, w.example)

@@ -55,7 +55,7 @@ func (d *volume) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 		w.alert = e.raise(aggKey{cam: f.cam, det: volumeDetector}, ts, w.bytes, 1, func(a *Alert) {
 			a.Dst, a.Proto, a.Port = f.peer.String(), protoName(f.proto), f.port
 		})
-		window, limit, start := th.Window.D(), th.Bytes, time.Unix(0, w.start).UTC()
+		window, limit, start := th.Window, th.Bytes, time.Unix(0, w.start).UTC()
 		ww := w
 		w.alert.finish = func(p *pending) {
 			p.a.Detail = fmt.Sprintf("camera %s sent %s to non-allowed destinations in the %s window from %s (threshold %s); the threshold was crossed on a flow to %s %s/%d",

@@ -87,16 +87,16 @@ var DefaultLateralPorts = []uint16{21, 22, 23, 135, 139, 445, 1433, 3306, 3389, 
 type Thresholds struct {
 	// Aggregate is the window over which repeats of one camera, kind and
 	// destination are folded into one alert. It defaults to 1m.
-	Aggregate Duration `yaml:"aggregate"`
+	Aggregate time.Duration `yaml:"aggregate"`
 	// Suppress is how long, after an alert of one camera, kind and
 	// destination was emitted, its later occurrences are not alerted one
 	// window at a time but folded into one summary of the suppressed
 	// repeats (Alert.Repeat) at the end of the period, as Zeek's notice
 	// suppression. It defaults to 0: every window alerts.
-	Suppress  Duration  `yaml:"suppress"`
-	DNSTunnel DNSTunnel `yaml:"dns_tunnel"`
-	Beacon    Beacon    `yaml:"beacon"`
-	Volume    Volume    `yaml:"volume"`
+	Suppress  time.Duration `yaml:"suppress"`
+	DNSTunnel DNSTunnel     `yaml:"dns_tunnel"`
+	Beacon    Beacon        `yaml:"beacon"`
+	Volume    Volume        `yaml:"volume"`
 }
 
 // DNSTunnel raises dns-tunnel when, within Window, one camera sends at least
@@ -106,10 +106,10 @@ type Thresholds struct {
 // label of 16+ characters, or has a character entropy of 3.5 bits or more
 // over 12+ characters.
 type DNSTunnel struct {
-	Window    Duration `yaml:"window"`     // defaults to 5m
-	Queries   int      `yaml:"queries"`    // defaults to 25
-	LongNames int      `yaml:"long_names"` // defaults to 15
-	MinLength int      `yaml:"min_length"` // defaults to 20
+	Window    time.Duration `yaml:"window"`     // defaults to 5m
+	Queries   int           `yaml:"queries"`    // defaults to 25
+	LongNames int           `yaml:"long_names"` // defaults to 15
+	MinLength int           `yaml:"min_length"` // defaults to 20
 }
 
 // Beacon raises beacon when a camera contacts one non-allowed destination at
@@ -119,17 +119,17 @@ type DNSTunnel struct {
 // or a packet after the flow was idle for MinInterval/2; retransmitted SYNs
 // are not contacts.
 type Beacon struct {
-	Events      int      `yaml:"events"`       // defaults to 6
-	MinInterval Duration `yaml:"min_interval"` // defaults to 10s
-	MaxJitter   float64  `yaml:"max_jitter"`   // defaults to 0.1
+	Events      int           `yaml:"events"`       // defaults to 6
+	MinInterval time.Duration `yaml:"min_interval"` // defaults to 10s
+	MaxJitter   float64       `yaml:"max_jitter"`   // defaults to 0.1
 }
 
 // Volume raises volume when a camera sends more than Bytes to non-allowed
 // destinations within Window (bytes the camera sends only, on connections it
 // opened).
 type Volume struct {
-	Window Duration `yaml:"window"` // defaults to 5m
-	Bytes  ByteSize `yaml:"bytes"`  // defaults to 20MB
+	Window time.Duration `yaml:"window"` // defaults to 5m
+	Bytes  ByteSize      `yaml:"bytes"`  // defaults to 20MB
 }
 
 // BaselineConfig configures new-destination.
@@ -139,7 +139,7 @@ type BaselineConfig struct {
 	File string `yaml:"file"`
 	// Learn is how long after the baseline was created new destinations are
 	// learned silently. It defaults to 0: every new one is reported.
-	Learn Duration `yaml:"learn"`
+	Learn time.Duration `yaml:"learn"`
 	// Max bounds the number of learned destinations. It defaults to 100000.
 	Max int `yaml:"max"`
 }
@@ -150,14 +150,14 @@ type FlowLimits struct {
 	// evicted (and counted) when a new one arrives. It defaults to 100000.
 	Max int `yaml:"max"`
 	// Idle is how long a flow without packets is kept. It defaults to 5m.
-	Idle Duration `yaml:"idle"`
+	Idle time.Duration `yaml:"idle"`
 }
 
 // Defaults fills zero values with the documented defaults.
 func (p *Policy) Defaults() {
-	d := func(v *Duration, def time.Duration) {
+	d := func(v *time.Duration, def time.Duration) {
 		if *v == 0 {
-			*v = Duration(def)
+			*v = def
 		}
 	}
 	i := func(v *int, def int) {
@@ -293,6 +293,18 @@ func (p *Policy) validate(name string, lines map[string]int) config.Errors {
 		add("cameras.networks", "cameras.networks is empty: list the camera networks, like [192.168.50.0/24]")
 	}
 	t := p.Thresholds
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"thresholds.aggregate", t.Aggregate}, {"thresholds.suppress", t.Suppress},
+		{"thresholds.dns_tunnel.window", t.DNSTunnel.Window}, {"thresholds.beacon.min_interval", t.Beacon.MinInterval},
+		{"thresholds.volume.window", t.Volume.Window}, {"baseline.learn", p.Baseline.Learn}, {"flows.idle", p.Flows.Idle},
+	} {
+		if d.v < 0 {
+			add(d.key, "%s is %s: must not be negative", d.key, d.v)
+		}
+	}
 	if t.DNSTunnel.Queries < 0 || t.DNSTunnel.LongNames < 0 || t.DNSTunnel.MinLength < 0 {
 		add("thresholds.dns_tunnel", "thresholds.dns_tunnel: queries, long_names and min_length must be positive")
 	}
@@ -418,22 +430,6 @@ func (r *AllowRule) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return nil
 }
-
-// Duration is a time.Duration written like 30s, 5m or 1h.
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return config.At(n, "%q is not a duration like 30s, 5m or 1h", n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // ByteSize is a number of bytes written as 1048576, 500kB, 20MB, 100M or 1GiB.
 type ByteSize uint64

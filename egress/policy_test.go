@@ -30,7 +30,9 @@ func TestPolicyErrors(t *testing.T) {
 		{"allow scalar", "cameras: {networks: [192.168.50.0/24]}\nallow:\n  - 192.168.50.1\n",
 			"p.yml:3: an allow entry is a mapping like {host: 192.168.50.1, proto: udp, port: 53}"},
 		{"bad duration", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {window: 5 minutes}\n",
-			`p.yml:3: "5 minutes" is not a duration like 30s, 5m or 1h`},
+			`p.yml:3: value "5 minutes" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
+		{"negative duration", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {window: -5m}\n",
+			"p.yml:3: thresholds.volume.window is -5m0s: must not be negative"},
 		{"bad size", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  volume: {bytes: lots}\n",
 			`p.yml:3: "lots" is not a size like 500kB, 20MB, 100M or 1GiB`},
 		{"beacon events", "cameras: {networks: [192.168.50.0/24]}\nthresholds:\n  beacon: {events: 2}\n",
@@ -84,8 +86,8 @@ allow:
 		t.Fatal(err)
 	}
 	th := e.p.Thresholds
-	if th.DNSTunnel.Queries != 25 || th.DNSTunnel.LongNames != 15 || th.DNSTunnel.Window.D() != 5*time.Minute ||
-		th.Aggregate.D() != time.Minute || th.Volume.Bytes != 20<<20 || th.Beacon.Events != 6 || e.p.Flows.Max != 100000 {
+	if th.DNSTunnel.Queries != 25 || th.DNSTunnel.LongNames != 15 || th.DNSTunnel.Window != 5*time.Minute ||
+		th.Aggregate != time.Minute || th.Volume.Bytes != 20<<20 || th.Beacon.Events != 6 || e.p.Flows.Max != 100000 {
 		t.Fatalf("defaults not applied: %+v %+v", th, e.p.Flows)
 	}
 	if v, err := parseByteSize("1GiB"); err != nil || v != 1<<30 {

@@ -66,7 +66,7 @@ func (p *Policy) OpenBaseline(dir, override string, reset bool) (*Baseline, erro
 	if path == "" {
 		return nil, nil
 	}
-	return LoadBaseline(path, p.Baseline.Learn.D(), p.Baseline.Max)
+	return LoadBaseline(path, p.Baseline.Learn, p.Baseline.Max)
 }
 
 // RunLive runs a live input (run, until it returns) while advancing the
