@@ -54,30 +54,47 @@ type Collector struct {
 	lastLog time.Time
 }
 
-// Listen binds the UDP socket; Run calls it when it has not been called.
-// After it returns, LocalAddr gives the bound address (useful with port 0).
+// Listen fills the zero fields with their defaults, checks the rest and
+// binds the UDP socket; Run calls it when it has not been called. After it
+// returns, LocalAddr gives the bound address (useful with port 0).
 func (c *Collector) Listen() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn != nil {
 		return nil
 	}
-	addr := c.Addr
-	if addr == "" {
-		addr = ":2055"
+	if err := c.setDefaults(); err != nil {
+		return err
 	}
-	conn, err := net.ListenPacket("udp", addr)
+	conn, err := net.ListenPacket("udp", c.Addr)
 	if err != nil {
-		return fmt.Errorf("netflow: collector: listen on %s (Addr): %w", addr, err)
-	}
-	rb := c.ReadBuffer
-	if rb <= 0 {
-		rb = 4 << 20
+		return fmt.Errorf("netflow: collector: listen on %s (Addr): %w", c.Addr, err)
 	}
 	if uc, ok := conn.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(rb) // best effort: the kernel clamps it
+		_ = uc.SetReadBuffer(c.ReadBuffer) // best effort: the kernel clamps it
 	}
 	c.conn = conn
+	return nil
+}
+
+// setDefaults is the one place that fills the documented defaults and
+// checks the required fields.
+func (c *Collector) setDefaults() error {
+	if c.Handle == nil {
+		return errors.New("netflow: collector: Handle is required")
+	}
+	if c.Addr == "" {
+		c.Addr = ":2055"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxDatagramSize <= 0 {
+		c.MaxDatagramSize = 9000
+	}
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = 4 << 20
+	}
 	return nil
 }
 
@@ -98,12 +115,6 @@ func (c *Collector) Stats() Stats { return c.Decoder.Stats() }
 // socket and returns nil. It returns an error only when it cannot listen or
 // the socket fails.
 func (c *Collector) Run(ctx context.Context) error {
-	if c.Handle == nil {
-		return errors.New("netflow: collector: Handle is required")
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 	if err := c.Listen(); err != nil {
 		return err
 	}
@@ -120,9 +131,6 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer conn.Close()
 
 	max := c.MaxDatagramSize
-	if max <= 0 {
-		max = 9000
-	}
 	buf := make([]byte, max+1)
 	handle := func(r egress.FlowRecord) { c.Handle(ctx, r) } // bound once, not per datagram
 	uconn, _ := conn.(*net.UDPConn)
