@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,49 +63,22 @@ func TestFixtures(t *testing.T) {
 	}
 }
 
-// checkCamrootTree checks the entries of the camroot tree every fixture
-// holds: types, modes, owners, contents, the hard link pair.
+// checkCamrootTree checks the shared tree every fixture holds
+// (firmwaretest.CheckSharedTree), then what ext keeps of it: the hard link
+// pair, owners and times.
 func checkCamrootTree(t *testing.T, s *firmwaretest.MemSink) {
 	t.Helper()
-	check := func(name string, typ firmware.EntryType, mode fs.FileMode) firmwaretest.MemEntry {
-		t.Helper()
-		e, ok := s.Entry(name)
-		if !ok {
-			t.Fatalf("%s missing; have %q", name, s.Names())
-		}
-		if e.Header.Type != typ || e.Header.Mode != mode {
-			t.Errorf("%s: type %d mode %v, want %d %v", name, e.Header.Type, e.Header.Mode, typ, mode)
-		}
-		return e
-	}
-	if e := check("etc/passwd", firmware.TypeFile, 0o644); !strings.HasPrefix(string(e.Data), "root:x:0:0:root:/root:/bin/sh\n") {
-		t.Errorf("etc/passwd = %q", e.Data)
-	}
+	firmwaretest.CheckSharedTree(t, s)
 	// The tree's hard link pair: whichever name the directory lists first is the file.
 	p, _ := s.Entry("etc/passwd")
 	q, _ := s.Entry("etc/passwd-")
 	if p.Header.Type+q.Header.Type != firmware.TypeFile+firmware.TypeHardlink {
 		t.Errorf("passwd/passwd- types %d/%d, want a file and a hard link", p.Header.Type, q.Header.Type)
 	}
-	check("etc/shadow", firmware.TypeFile, 0o600)
-	check("etc/init.d", firmware.TypeDir, 0o755)
-	check("usr/bin/upgrade", firmware.TypeFile, 0o755|fs.ModeSetuid)
-	if e := check("bin/busybox", firmware.TypeFile, 0o755); len(e.Data) != 34057 || !bytes.Contains(e.Data, []byte("BusyBox v1.31.1")) {
-		t.Errorf("busybox: %d bytes", len(e.Data))
-	}
-	if e := check("usr/bin/ipcam", firmware.TypeFile, 0o755); len(e.Data) != 9000 {
-		t.Errorf("ipcam: %d bytes", len(e.Data))
-	}
-	if e := check("sbin/init", firmware.TypeSymlink, 0o777); e.Header.Linkname != "../bin/busybox" {
-		t.Errorf("sbin/init -> %q", e.Header.Linkname)
-	}
-	if e := check("dev/console", firmware.TypeCharDevice, 0o600); e.Header.Devmajor != 5 || e.Header.Devminor != 1 {
-		t.Errorf("dev/console %d,%d", e.Header.Devmajor, e.Header.Devminor)
-	}
-	if e := check("usr/share/www/index.html", firmware.TypeFile, 0o644); e.Header.UID != 1000 || e.Header.GID != 1000 {
+	if e := s.CheckEntry(t, "usr/share/www/index.html", firmware.TypeFile, 0o644); e.Header.UID != 1000 || e.Header.GID != 1000 {
 		t.Errorf("index.html owned by %d:%d", e.Header.UID, e.Header.GID)
 	}
-	check("var/run/.keep", firmware.TypeFile, 0o644)
+	s.CheckEntry(t, "var/run/.keep", firmware.TypeFile, 0o644)
 	if e, _ := s.Entry("bin/busybox"); !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) {
 		t.Errorf("busybox mtime %v", e.Header.ModTime)
 	}
