@@ -135,43 +135,61 @@ func ParseHandshake(msg []byte) (ClientHello, error) {
 			return ch, r.err("extension header")
 		}
 		body := reader{b: r.b[:l], off: r.off}
+		var err error
 		switch typ {
 		case 0: // server_name
-			listEnd, ok := body.len16()
-			for ok && body.off < listEnd {
-				var nt byte
-				nt, ok = body.u8()
-				var ne int
-				if ok {
-					ne, ok = body.len16()
-				}
-				if ok && ne <= listEnd && nt == 0 && ch.ServerName == "" {
-					ch.ServerName = string(body.b[body.off:ne])
-				}
-				body.off = ne
-			}
-			if !ok {
-				return ch, body.err("server_name extension")
-			}
+			err = body.serverName(&ch)
 		case 16: // application_layer_protocol_negotiation
-			listEnd, ok := body.len16()
-			for ok && body.off < listEnd && len(ch.ALPN) < 16 {
-				var pl byte
-				pl, ok = body.u8()
-				if ok && body.off+int(pl) <= listEnd {
-					ch.ALPN = append(ch.ALPN, string(body.b[body.off:body.off+int(pl)]))
-					body.off += int(pl)
-				} else {
-					ok = false
-				}
-			}
-			if !ok {
-				return ch, body.err("ALPN extension")
-			}
+			err = body.alpn(&ch)
+		}
+		if err != nil {
+			return ch, err
 		}
 		r.off = l
 	}
 	return ch, nil
+}
+
+// serverName reads a server_name extension's body: the first host_name
+// entry becomes ch.ServerName.
+func (r *reader) serverName(ch *ClientHello) error {
+	listEnd, ok := r.len16()
+	for ok && r.off < listEnd {
+		var nt byte
+		nt, ok = r.u8()
+		var ne int
+		if ok {
+			ne, ok = r.len16()
+		}
+		if ok && ne <= listEnd && nt == 0 && ch.ServerName == "" {
+			ch.ServerName = string(r.b[r.off:ne])
+		}
+		r.off = ne
+	}
+	if !ok {
+		return r.err("server_name extension")
+	}
+	return nil
+}
+
+// alpn reads an application_layer_protocol_negotiation extension's body
+// into ch.ALPN (16 protocols at most).
+func (r *reader) alpn(ch *ClientHello) error {
+	listEnd, ok := r.len16()
+	for ok && r.off < listEnd && len(ch.ALPN) < 16 {
+		var pl byte
+		pl, ok = r.u8()
+		if ok && r.off+int(pl) <= listEnd {
+			ch.ALPN = append(ch.ALPN, string(r.b[r.off:r.off+int(pl)]))
+			r.off += int(pl)
+		} else {
+			ok = false
+		}
+	}
+	if !ok {
+		return r.err("ALPN extension")
+	}
+	return nil
 }
 
 // reader walks a byte slice; lengths it returns are absolute end offsets.
