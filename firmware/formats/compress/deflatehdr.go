@@ -124,6 +124,13 @@ func deflateFirstBlock(b []byte) string {
 	case 3:
 		return "reserved block type"
 	}
+	return dynamicHeader(r)
+}
+
+// dynamicHeader checks the header of a block with dynamic Huffman codes:
+// the code counts, the code-length code, then the literal/length and
+// distance code lengths it spells.
+func dynamicHeader(r *lsbBits) string {
 	hlit, _ := r.get(5)
 	hdist, _ := r.get(5)
 	hclen, ok := r.get(4)
@@ -146,12 +153,28 @@ func deflateFirstBlock(b []byte) string {
 	if k := kraft(cl[:]); k != 1<<15 && !(k == 1<<14 && slices.Max(cl[:]) == 1) {
 		return "code-length code over-subscribed or incomplete"
 	}
-	code := newCanonical(cl[:])
 	var lengths [286 + 30]uint8
-	for i := 0; i < nlit+ndist; {
+	if why, done := codeLengths(r, newCanonical(cl[:]), lengths[:nlit+ndist]); !done {
+		return why
+	}
+	lit, dist := lengths[:nlit], lengths[nlit:nlit+ndist]
+	if lit[256] == 0 {
+		return "no end-of-block code"
+	}
+	if kraft(lit) > 1<<15 || kraft(dist) > 1<<15 {
+		return "literal/length or distance code over-subscribed"
+	}
+	return ""
+}
+
+// codeLengths fills lengths with the code lengths that code spells in r
+// (symbols 16 to 18 repeat). done is false when they cannot all be read:
+// why says what is wrong, or is "" when b ended first.
+func codeLengths(r *lsbBits, code *canonical, lengths []uint8) (why string, done bool) {
+	for i := 0; i < len(lengths); {
 		sym, ok := code.next(r)
 		if !ok {
-			return ""
+			return "", false
 		}
 		if sym < 16 {
 			lengths[i] = uint8(sym)
@@ -163,7 +186,7 @@ func deflateFirstBlock(b []byte) string {
 		switch sym {
 		case 16:
 			if i == 0 {
-				return "code length repeat with nothing before it"
+				return "code length repeat with nothing before it", false
 			}
 			rep, ok = r.get(2)
 			rep += 3
@@ -176,22 +199,15 @@ func deflateFirstBlock(b []byte) string {
 			rep += 11
 		}
 		if !ok {
-			return ""
+			return "", false
 		}
-		if i+int(rep) > nlit+ndist {
-			return "code lengths overflow their count"
+		if i+int(rep) > len(lengths) {
+			return "code lengths overflow their count", false
 		}
 		for range rep {
 			lengths[i] = val
 			i++
 		}
 	}
-	lit, dist := lengths[:nlit], lengths[nlit:nlit+ndist]
-	if lit[256] == 0 {
-		return "no end-of-block code"
-	}
-	if kraft(lit) > 1<<15 || kraft(dist) > 1<<15 {
-		return "literal/length or distance code over-subscribed"
-	}
-	return ""
+	return "", true
 }
