@@ -305,37 +305,7 @@ func (d *Decoder) decodeV9(exporter netip.AddrPort, version uint16, b []byte, em
 		case gfnetflow.RawFlowSet:
 			d.stats.unknownTemplates.Add(1)
 		case gfnetflow.OptionsDataFlowSet:
-			for _, r := range fs.Records {
-				d.stats.optionsRecords.Add(1)
-				var pktInterval, pktSpace uint64
-				for _, f := range r.OptionsValues {
-					if f.PenProvided {
-						continue
-					}
-					v, ok := uintValue(f.Value)
-					if !ok {
-						continue
-					}
-					// Per-domain state is bounded like the templates.
-					switch f.Type {
-					case ieSystemInitTimeMilliseconds:
-						if _, known := ts.initTime[domain]; version == 10 && (known || len(ts.initTime) < d.maxTemplates()) {
-							ts.initTime[domain] = time.UnixMilli(int64(v))
-						}
-					case ieSamplingInterval:
-						pktInterval, pktSpace = 1, v-min(v, 1)
-					case ieSamplingPacketInterval:
-						pktInterval = v
-					case ieSamplingPacketSpace:
-						pktSpace = v
-					}
-				}
-				if rate := samplingRate(pktInterval, pktSpace); rate > 0 {
-					if _, known := ts.sampling[domain]; known || len(ts.sampling) < d.maxTemplates() {
-						ts.sampling[domain] = rate
-					}
-				}
-			}
+			d.optionsRecords(ts, fs, version, domain)
 		case gfnetflow.DataFlowSet:
 			for _, r := range fs.Records {
 				if n >= d.maxRecords() {
@@ -362,6 +332,44 @@ func (d *Decoder) decodeV9(exporter netip.AddrPort, version uint16, b []byte, em
 		return fmt.Errorf("%w: dropped %d after %d", ErrTooManyRecords, dropped, n)
 	}
 	return nil
+}
+
+// optionsRecords reads what the collector keeps from an options data set,
+// per observation domain: the IPFIX systemInitTimeMilliseconds (to place
+// sysUpTime-relative times) and the packet sampling rate. Per-domain state
+// is bounded like the templates.
+func (d *Decoder) optionsRecords(ts *templateStore, fs gfnetflow.OptionsDataFlowSet, version uint16, domain uint32) {
+	for _, r := range fs.Records {
+		d.stats.optionsRecords.Add(1)
+		var pktInterval, pktSpace uint64
+		for _, f := range r.OptionsValues {
+			if f.PenProvided {
+				continue
+			}
+			v, ok := uintValue(f.Value)
+			if !ok {
+				continue
+			}
+			// Per-domain state is bounded like the templates.
+			switch f.Type {
+			case ieSystemInitTimeMilliseconds:
+				if _, known := ts.initTime[domain]; version == 10 && (known || len(ts.initTime) < d.maxTemplates()) {
+					ts.initTime[domain] = time.UnixMilli(int64(v))
+				}
+			case ieSamplingInterval:
+				pktInterval, pktSpace = 1, v-min(v, 1)
+			case ieSamplingPacketInterval:
+				pktInterval = v
+			case ieSamplingPacketSpace:
+				pktSpace = v
+			}
+		}
+		if rate := samplingRate(pktInterval, pktSpace); rate > 0 {
+			if _, known := ts.sampling[domain]; known || len(ts.sampling) < d.maxTemplates() {
+				ts.sampling[domain] = rate
+			}
+		}
+	}
 }
 
 // Information elements (NetFlow v9 field types share the numbers below 128
