@@ -348,6 +348,18 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 	case 1:
 		return f.inode1(mr, at)
 	}
+	return f.inode4(mr, at)
+}
+
+// inodeSize4 is the size of a 4.x inode after its 16-byte header, by type
+// (a symlink's target follows); 0 is an unknown type.
+var inodeSize4 = [...]int{
+	tDir: 16, tLDir: 24, tFile: 16, tLFile: 40, tSymlink: 8, tLSymlink: 8,
+	tBlock: 8, tChar: 8, tLBlock: 8, tLChar: 8, tFIFO: 4, tSocket: 4, tLFIFO: 4, tLSocket: 4,
+}
+
+// inode4 reads a 4.x inode: the common header, then the fields of its type.
+func (f *fsys) inode4(mr *metaReader, at int64) (*inode, error) {
 	var h [16]byte
 	if _, err := io.ReadFull(mr, h[:]); err != nil {
 		return nil, formatErr(at, "reading inode header", err)
@@ -357,6 +369,9 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		typ: le.Uint16(h[0:]), mode: le.Uint16(h[2:]), uidIdx: le.Uint16(h[4:]),
 		gidIdx: le.Uint16(h[6:]), mtime: le.Uint32(h[8:]), number: le.Uint32(h[12:]),
 	}
+	if int(in.typ) >= len(inodeSize4) || inodeSize4[in.typ] == 0 {
+		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
+	}
 	rd := func(n int) ([]byte, error) {
 		b, err := mr.bytes(n)
 		if err != nil {
@@ -364,40 +379,24 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		}
 		return b, nil
 	}
+	b, err := rd(inodeSize4[in.typ])
+	if err != nil {
+		return nil, err
+	}
 	switch in.typ {
 	case tDir:
-		b, err := rd(16)
-		if err != nil {
-			return nil, err
-		}
 		in.start, in.nlink = uint64(le.Uint32(b[0:])), le.Uint32(b[4:])
 		in.size, in.offset = uint64(le.Uint16(b[8:])), uint32(le.Uint16(b[10:]))
 	case tLDir:
-		b, err := rd(24)
-		if err != nil {
-			return nil, err
-		}
 		in.nlink, in.size, in.start = le.Uint32(b[0:]), uint64(le.Uint32(b[4:])), uint64(le.Uint32(b[8:]))
 		in.offset = uint32(le.Uint16(b[18:]))
 	case tFile:
-		b, err := rd(16)
-		if err != nil {
-			return nil, err
-		}
 		in.start, in.frag, in.fragOff = uint64(le.Uint32(b[0:])), le.Uint32(b[4:]), le.Uint32(b[8:])
 		in.size, in.nlink = uint64(le.Uint32(b[12:])), 1
 	case tLFile:
-		b, err := rd(40)
-		if err != nil {
-			return nil, err
-		}
 		in.start, in.size = le.Uint64(b[0:]), le.Uint64(b[8:])
 		in.nlink, in.frag, in.fragOff = le.Uint32(b[24:]), le.Uint32(b[28:]), le.Uint32(b[32:])
 	case tSymlink, tLSymlink:
-		b, err := rd(8)
-		if err != nil {
-			return nil, err
-		}
 		in.nlink, in.size = le.Uint32(b[0:]), uint64(le.Uint32(b[4:]))
 		if in.size > maxSymlink {
 			return nil, formatErr(at, fmt.Sprintf("symlink target of %d bytes", in.size), nil)
@@ -408,19 +407,9 @@ func (f *fsys) inode(ref uint64) (*inode, error) {
 		}
 		in.target = string(t)
 	case tBlock, tChar, tLBlock, tLChar:
-		b, err := rd(8)
-		if err != nil {
-			return nil, err
-		}
 		in.nlink, in.rdev = le.Uint32(b[0:]), le.Uint32(b[4:])
 	case tFIFO, tSocket, tLFIFO, tLSocket:
-		b, err := rd(4)
-		if err != nil {
-			return nil, err
-		}
 		in.nlink = le.Uint32(b[0:])
-	default:
-		return nil, formatErr(at, fmt.Sprintf("unknown inode type %d", in.typ), nil)
 	}
 	if in.typ == tFile || in.typ == tLFile {
 		f.fileBlocks(in, mr)
@@ -661,6 +650,29 @@ func (fr *fileReader) fill() error {
 	return nil
 }
 
+// batchDecoders makes, on the first batch, each worker's decompressor and
+// scratch block, and the output slots of a batch.
+func (f *fsys) batchDecoders() error {
+	if f.decs != nil {
+		return nil
+	}
+	bs := uint64(f.sb.BlockSize)
+	decs := []decompressor{f.dec}
+	for range f.workers - 1 {
+		d, err := newDecompressor(f.sb, int(bs))
+		if err != nil {
+			return formatErr(20, "compressor", err)
+		}
+		decs = append(decs, d)
+	}
+	f.decs = decs // set only when complete: a failed first batch fails the next one the same way
+	for range f.workers {
+		f.scratch = append(f.scratch, make([]byte, bs))
+	}
+	f.batchOut = make([]byte, uint64(f.workers*batchPerWork)*bs)
+	return nil
+}
+
 // fillBatch decodes the next blocks of a large file in parallel, each worker
 // with its own decompressor, and queues them in order. An error stops the
 // queue at the failing block; it is returned once the blocks before it are read.
@@ -668,19 +680,8 @@ func (fr *fileReader) fillBatch() error {
 	f, in := fr.f, fr.in
 	bs := uint64(f.sb.BlockSize)
 	n := int(min(in.blockCnt-fr.next, uint64(f.workers*batchPerWork)))
-	if f.decs == nil {
-		f.decs = []decompressor{f.dec}
-		for range f.workers - 1 {
-			d, err := newDecompressor(f.sb, int(bs))
-			if err != nil {
-				return formatErr(20, "compressor", err)
-			}
-			f.decs = append(f.decs, d)
-		}
-		for range f.workers {
-			f.scratch = append(f.scratch, make([]byte, bs))
-		}
-		f.batchOut = make([]byte, uint64(f.workers*batchPerWork)*bs)
+	if err := f.batchDecoders(); err != nil {
+		return err
 	}
 	type job struct {
 		pos  int64
