@@ -46,50 +46,10 @@ func xzBlockDecode(dst, src []byte) (int, error) {
 	default:
 		return 0, errXzUnsupported
 	}
-	// Block header: size, flags, optional sizes, one filter (LZMA2), CRC32.
 	p := src[12:]
-	if p[0] == 0 {
-		return 0, errXzUnsupported // an index: no block
-	}
-	hsize := (int(p[0]) + 1) * 4
-	if hsize > len(p) || crc32.ChecksumIEEE(p[:hsize-4]) != binary.LittleEndian.Uint32(p[hsize-4:]) {
-		return 0, errLzmaCorrupt
-	}
-	flags := p[1]
-	if flags&0x3 != 0 || flags&0x3c != 0 { // more than one filter, reserved bits
-		return 0, errXzUnsupported
-	}
-	q := 2
-	varint := func() (uint64, bool) {
-		var v uint64
-		for i := 0; i < 9 && q < hsize-4; i++ {
-			b := p[q]
-			q++
-			v |= uint64(b&0x7f) << (7 * i)
-			if b&0x80 == 0 {
-				return v, true
-			}
-		}
-		return 0, false
-	}
-	if flags&0x40 != 0 {
-		if _, ok := varint(); !ok {
-			return 0, errLzmaCorrupt
-		}
-	}
-	if flags&0x80 != 0 {
-		if _, ok := varint(); !ok {
-			return 0, errLzmaCorrupt
-		}
-	}
-	if id, ok := varint(); !ok || id != 0x21 {
-		return 0, errXzUnsupported
-	}
-	if n, ok := varint(); !ok || n != 1 || q >= hsize-4 {
-		return 0, errXzUnsupported
-	}
-	if p[q] > 40 {
-		return 0, errLzmaCorrupt // dictionary size byte
+	hsize, err := xzBlockHeader(p)
+	if err != nil {
+		return 0, err
 	}
 	n, used, err := lzma2Decode(dst, p[hsize:])
 	if err != nil {
@@ -117,23 +77,65 @@ func xzBlockDecode(dst, src []byte) (int, error) {
 	return n, nil
 }
 
+// xzBlockHeader checks the block header at the start of p (its size,
+// flags, optional sizes, one filter that is LZMA2, CRC32) and returns its
+// size.
+func xzBlockHeader(p []byte) (int, error) {
+	if p[0] == 0 {
+		return 0, errXzUnsupported // an index: no block
+	}
+	hsize := (int(p[0]) + 1) * 4
+	if hsize > len(p) || crc32.ChecksumIEEE(p[:hsize-4]) != binary.LittleEndian.Uint32(p[hsize-4:]) {
+		return 0, errLzmaCorrupt
+	}
+	flags := p[1]
+	if flags&0x3 != 0 || flags&0x3c != 0 { // more than one filter, reserved bits
+		return 0, errXzUnsupported
+	}
+	q := 2
+	varint := func() (uint64, bool) { return xzVarint(p[:hsize-4], &q) }
+	if flags&0x40 != 0 {
+		if _, ok := varint(); !ok {
+			return 0, errLzmaCorrupt
+		}
+	}
+	if flags&0x80 != 0 {
+		if _, ok := varint(); !ok {
+			return 0, errLzmaCorrupt
+		}
+	}
+	if id, ok := varint(); !ok || id != 0x21 {
+		return 0, errXzUnsupported
+	}
+	if n, ok := varint(); !ok || n != 1 || q >= hsize-4 {
+		return 0, errXzUnsupported
+	}
+	if p[q] > 40 {
+		return 0, errLzmaCorrupt // dictionary size byte
+	}
+	return hsize, nil
+}
+
+// xzVarint reads the xz multibyte integer (7 bits a byte, 9 bytes at most)
+// at p[*q:], advancing *q; ok is false when p ends first.
+func xzVarint(p []byte, q *int) (v uint64, ok bool) {
+	for i := 0; i < 9 && *q < len(p); i++ {
+		b := p[*q]
+		*q++
+		v |= uint64(b&0x7f) << (7 * i)
+		if b&0x80 == 0 {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
 // xzIndexOK checks the index (one record: the block's unpadded and
 // uncompressed sizes) and the stream footer that follow the block, so that
 // the fast path accepts exactly the streams the general decoder accepts.
 func xzIndexOK(p, flags []byte, unpadded, uncompressed uint64) bool {
 	q := 1 // the index indicator, 0x00
-	varint := func() (uint64, bool) {
-		var v uint64
-		for i := 0; i < 9 && q < len(p); i++ {
-			b := p[q]
-			q++
-			v |= uint64(b&0x7f) << (7 * i)
-			if b&0x80 == 0 {
-				return v, true
-			}
-		}
-		return 0, false
-	}
+	varint := func() (uint64, bool) { return xzVarint(p, &q) }
 	if n, ok := varint(); !ok || n != 1 {
 		return false
 	}
@@ -371,14 +373,10 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 			} else if needDictReset {
 				return 0, 0, errLzmaCorrupt
 			}
-			size := int(binary.BigEndian.Uint16(src[in:])) + 1
-			in += 2
-			if in+size > len(src) || out+size > len(dst) {
-				return 0, 0, fmt.Errorf("lzma2: stored chunk of %d bytes does not fit: %w", size, errOverrun)
+			var err error
+			if out, in, err = lzma2Stored(dst, src, out, in); err != nil {
+				return 0, 0, err
 			}
-			copy(dst[out:], src[in:in+size])
-			out += size
-			in += size
 			continue
 		}
 		if in+4 > len(src) {
@@ -387,34 +385,13 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 		unpacked := int(ctl&0x1f)<<16 + int(binary.BigEndian.Uint16(src[in:])) + 1
 		packed := int(binary.BigEndian.Uint16(src[in+2:])) + 1
 		in += 4
-		switch mode := ctl >> 5 & 3; {
-		case mode == 3:
+		mode := ctl >> 5 & 3
+		if mode == 3 {
 			needDictReset, dictStart = false, out
-			fallthrough
-		case mode == 2:
-			if in >= len(src) {
-				return 0, 0, errLzmaCorrupt
-			}
-			props := src[in]
-			in++
-			if props >= 9*5*5 {
-				return 0, 0, errLzmaCorrupt
-			}
-			s.lc, s.lp, s.pb = uint(props%9), uint(props/9%5), uint(props/45)
-			if s.lc+s.lp > 4 {
-				return 0, 0, errLzmaCorrupt
-			}
-			needProps = false
-			s.reset()
-		case mode == 1:
-			if needProps {
-				return 0, 0, errLzmaCorrupt
-			}
-			s.reset()
-		default:
-			if needProps {
-				return 0, 0, errLzmaCorrupt
-			}
+		}
+		var err error
+		if in, err = s.chunkReset(mode, src, in, &needProps); err != nil {
+			return 0, 0, err
 		}
 		if needDictReset {
 			return 0, 0, errLzmaCorrupt
@@ -425,7 +402,6 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 		r.pos, r.limit, r.over = in+1, in+packed, false
 		r.rng = 0xffffffff
 		r.code = r.next()<<24 | r.next()<<16 | r.next()<<8 | r.next()
-		var err error
 		out, err = s.decodeChunk(&r, dst[dictStart:], out-dictStart, out-dictStart+unpacked)
 		out += dictStart
 		if err != nil {
@@ -441,6 +417,51 @@ func lzma2Decode(dst, src []byte) (int, int, error) {
 		}
 		in += packed
 	}
+}
+
+// lzma2Stored copies the stored (uncompressed) chunk whose size is at
+// src[in:] to dst[out:], and returns the offsets after it.
+func lzma2Stored(dst, src []byte, out, in int) (int, int, error) {
+	size := int(binary.BigEndian.Uint16(src[in:])) + 1
+	in += 2
+	if in+size > len(src) || out+size > len(dst) {
+		return 0, 0, fmt.Errorf("lzma2: stored chunk of %d bytes does not fit: %w", size, errOverrun)
+	}
+	copy(dst[out:], src[in:in+size])
+	return out + size, in + size, nil
+}
+
+// chunkReset applies an LZMA chunk's reset mode (control byte bits 5-6):
+// 3 and 2 read new properties at src[in] and reset the state, 1 resets the
+// state, 0 keeps it. It returns the offset after the properties.
+func (s *lzState) chunkReset(mode byte, src []byte, in int, needProps *bool) (int, error) {
+	switch mode {
+	case 3, 2:
+		if in >= len(src) {
+			return 0, errLzmaCorrupt
+		}
+		props := src[in]
+		in++
+		if props >= 9*5*5 {
+			return 0, errLzmaCorrupt
+		}
+		s.lc, s.lp, s.pb = uint(props%9), uint(props/9%5), uint(props/45)
+		if s.lc+s.lp > 4 {
+			return 0, errLzmaCorrupt
+		}
+		*needProps = false
+		s.reset()
+	case 1:
+		if *needProps {
+			return 0, errLzmaCorrupt
+		}
+		s.reset()
+	default:
+		if *needProps {
+			return 0, errLzmaCorrupt
+		}
+	}
+	return in, nil
 }
 
 // decodeChunk decodes symbols into dst[out:end]; dst starts at the last
