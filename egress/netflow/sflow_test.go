@@ -71,12 +71,10 @@ func pcapFlows(t *testing.T, path string, limit int) map[egress.FlowKey]egress.F
 	return m
 }
 
-// TestPmacctSFlow: pmacct's sfprobe turns the planted capture into sFlow v5
-// (every packet sampled) and the decoded samples add up to the capture's
-// flows, packet for packet and byte for byte.
-func TestPmacctSFlow(t *testing.T) {
-	bin := testutil.NeedTool(t, "pmacctd")[0]
-	pcap := filepath.Join("..", "testdata", "planted.pcap")
+// runPmacctSFlow has pmacctd read the capture pcap and send it as sFlow to
+// a loopback socket, and returns the datagrams it sent.
+func runPmacctSFlow(t *testing.T, bin, pcap string) [][]byte {
+	t.Helper()
 	abs, err := filepath.Abs(pcap)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +99,33 @@ func TestPmacctSFlow(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, bin, "-f", cfg).CombinedOutput(); err != nil && ctx.Err() != nil {
 		t.Fatalf("pmacctd: %v\n%s", err, out)
 	}
-	dgrams := stop()
+	return stop()
+}
+
+// flowSamples counts the flow samples in sFlow datagrams: it walks the
+// samples (after the 28-byte header with an IPv4 agent address) and counts
+// formats 1 and 3 (flow, expanded flow); counter samples carry no packets.
+func flowSamples(dgrams [][]byte) uint64 {
+	var samples uint64
+	for _, dg := range dgrams {
+		for off := 28; off+8 <= len(dg); {
+			format, length := binary.BigEndian.Uint32(dg[off:]), int(binary.BigEndian.Uint32(dg[off+4:]))
+			if format == 1 || format == 3 {
+				samples++
+			}
+			off += 8 + length
+		}
+	}
+	return samples
+}
+
+// TestPmacctSFlow: pmacct's sfprobe turns the planted capture into sFlow v5
+// (every packet sampled) and the decoded samples add up to the capture's
+// flows, packet for packet and byte for byte.
+func TestPmacctSFlow(t *testing.T) {
+	bin := testutil.NeedTool(t, "pmacctd")[0]
+	pcap := filepath.Join("..", "testdata", "planted.pcap")
+	dgrams := runPmacctSFlow(t, bin, pcap)
 	if len(dgrams) == 0 {
 		t.Fatal("pmacctd sent no sFlow")
 	}
@@ -119,19 +143,8 @@ func TestPmacctSFlow(t *testing.T) {
 			t.Errorf("datagram %d: %v", i, err)
 		}
 	}
-	// Every flow sample pmacct sent is decoded: walk the samples (after the
-	// 28-byte header with an IPv4 agent address) and count formats 1 and 3
-	// (flow, expanded flow); counter samples carry no packets.
-	var samples uint64
-	for _, dg := range dgrams {
-		for off := 28; off+8 <= len(dg); {
-			format, length := binary.BigEndian.Uint32(dg[off:]), int(binary.BigEndian.Uint32(dg[off+4:]))
-			if format == 1 || format == 3 {
-				samples++
-			}
-			off += 8 + length
-		}
-	}
+	// Every flow sample pmacct sent is decoded.
+	samples := flowSamples(dgrams)
 	if st := d.Stats(); st.Records+st.SkippedRecords != samples || st.Records == 0 {
 		t.Errorf("%d flow samples sent, %d records + %d skipped decoded", samples, st.Records, st.SkippedRecords)
 	}

@@ -91,23 +91,30 @@ func TestUBIFSHostile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			img := slices.Clone(orig)
 			tc.edit(img)
-			res, err := firmwaretest.Run(UBIFS, img, 0)
-			if err != nil || res.Chunk == nil {
-				t.Fatalf("%v %v", err, res.IdentifyErr)
-			}
-			if tc.fail {
-				if res.ExtractErr == nil {
-					t.Errorf("Extract succeeded: %d entries", len(res.Sink.Entries))
-				}
-				return
-			}
-			if res.ExtractErr != nil {
-				t.Fatal(res.ExtractErr)
-			}
-			if !hasWarning(res, tc.warning) {
-				t.Errorf("warnings %q, want %q", res.Sink.Warnings, tc.warning)
-			}
+			checkUBIFSEdit(t, img, tc.warning, tc.fail)
 		})
+	}
+}
+
+// checkUBIFSEdit runs the edited image: Extract fails when fail is set, and
+// otherwise succeeds with warning among the warnings.
+func checkUBIFSEdit(t *testing.T, img []byte, warning string, fail bool) {
+	t.Helper()
+	res, err := firmwaretest.Run(UBIFS, img, 0)
+	if err != nil || res.Chunk == nil {
+		t.Fatalf("%v %v", err, res.IdentifyErr)
+	}
+	if fail {
+		if res.ExtractErr == nil {
+			t.Errorf("Extract succeeded: %d entries", len(res.Sink.Entries))
+		}
+		return
+	}
+	if res.ExtractErr != nil {
+		t.Fatal(res.ExtractErr)
+	}
+	if !hasWarning(res, warning) {
+		t.Errorf("warnings %q, want %q", res.Sink.Warnings, warning)
 	}
 }
 
