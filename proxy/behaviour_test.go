@@ -155,41 +155,7 @@ func testSlowReader(t *testing.T, perPacket bool) {
 	fast := waitReader(t, "fast reader", 10*time.Second, readerURL(p, "big"))
 
 	// The slow reader plays over TCP, then never reads again.
-	nc, err := net.Dial("tcp", p.RTSPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.(*net.TCPConn).SetReadBuffer(4096)
-	br := bufio.NewReader(nc)
-	session := ""
-	for i, req := range []struct {
-		method base.Method
-		url    string
-		h      base.Header
-	}{
-		{base.Describe, readerURL(p, "big"), nil},
-		{base.Setup, readerURL(p, "big") + "/trackID=0", base.Header{"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}}},
-		{base.Play, readerURL(p, "big"), nil},
-	} {
-		u, _ := base.ParseURL(req.url)
-		h := base.Header{"CSeq": base.HeaderValue{fmt.Sprint(i + 1)}}
-		for k, v := range req.h {
-			h[k] = v
-		}
-		if session != "" {
-			h["Session"] = base.HeaderValue{session}
-		}
-		b, _ := (&base.Request{Method: req.method, URL: u, Header: h}).Marshal()
-		nc.Write(b)
-		var res base.Response
-		if err := res.Unmarshal(br); err != nil || res.StatusCode != base.StatusOK {
-			t.Fatalf("%s: %v %v", req.method, res.StatusCode, err)
-		}
-		if s, ok := res.Header["Session"]; ok {
-			session, _, _ = strings.Cut(s[0], ";")
-		}
-	}
+	nc := playRawTCP(t, p, "big")
 	fastBefore := fast.packets.Load()
 	waitFor(t, "slow reader dropping", 20*time.Second, func() bool {
 		for _, rs := range p.Status()[0].Readers {
@@ -218,6 +184,49 @@ func testSlowReader(t *testing.T, perPacket bool) {
 	if !strings.Contains(metrics, "cordon_reader_dropped_packets_total") {
 		t.Error("/metrics lacks cordon_reader_dropped_packets_total")
 	}
+}
+
+// playRawTCP plays camera name over interleaved TCP with a 4 KiB receive
+// buffer, by hand, and returns the connection for the caller to (not) read;
+// it is closed when the test ends.
+func playRawTCP(t *testing.T, p *Proxy, name string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", p.RTSPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	br := bufio.NewReader(nc)
+	session := ""
+	for i, req := range []struct {
+		method base.Method
+		url    string
+		h      base.Header
+	}{
+		{base.Describe, readerURL(p, name), nil},
+		{base.Setup, readerURL(p, name) + "/trackID=0", base.Header{"Transport": base.HeaderValue{"RTP/AVP/TCP;unicast;interleaved=0-1"}}},
+		{base.Play, readerURL(p, name), nil},
+	} {
+		u, _ := base.ParseURL(req.url)
+		h := base.Header{"CSeq": base.HeaderValue{fmt.Sprint(i + 1)}}
+		for k, v := range req.h {
+			h[k] = v
+		}
+		if session != "" {
+			h["Session"] = base.HeaderValue{session}
+		}
+		b, _ := (&base.Request{Method: req.method, URL: u, Header: h}).Marshal()
+		nc.Write(b)
+		var res base.Response
+		if err := res.Unmarshal(br); err != nil || res.StatusCode != base.StatusOK {
+			t.Fatalf("%s: %v %v", req.method, res.StatusCode, err)
+		}
+		if s, ok := res.Header["Session"]; ok {
+			session, _, _ = strings.Cut(s[0], ";")
+		}
+	}
+	return nc
 }
 
 // TestReloadReaders replaces the reader accounts: a removed account can no
