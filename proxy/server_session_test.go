@@ -36,29 +36,7 @@ func TestReaderSessionSetup(t *testing.T) {
 		{camURL + "/trackID=x", "RTP/AVP/TCP;unicast;interleaved=0-1", "", -1},
 	} {
 		t.Run(tc.url+" "+tc.transport, func(t *testing.T) {
-			nc, err := net.DialTimeout("tcp", p.RTSPAddr().String(), 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			nc.SetDeadline(time.Now().Add(5 * time.Second))
-			c := conn.NewConn(bufio.NewReader(nc), nc)
-			request := func(m base.Method, url string, h base.Header) *base.Response {
-				t.Helper()
-				u, err := base.ParseURL(url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h["CSeq"] = base.HeaderValue{"1"}
-				if err := c.WriteRequest(&base.Request{Method: m, URL: u, Header: h}); err != nil {
-					t.Fatal(err)
-				}
-				res, err := c.ReadResponse()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return res
-			}
+			c, request := dialRawRTSP(t, p)
 			if tc.want < 0 {
 				// The previous cases' readers detach asynchronously once
 				// their connections close.
@@ -98,4 +76,35 @@ func TestReaderSessionSetup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialRawRTSP connects to p's RTSP listener for hand-written requests
+// (within 5 s; closed when the test ends): request sends one and returns
+// the answer.
+func dialRawRTSP(t *testing.T, p *Proxy) (*conn.Conn, func(m base.Method, url string, h base.Header) *base.Response) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", p.RTSPAddr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	c := conn.NewConn(bufio.NewReader(nc), nc)
+	request := func(m base.Method, url string, h base.Header) *base.Response {
+		t.Helper()
+		u, err := base.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h["CSeq"] = base.HeaderValue{"1"}
+		if err := c.WriteRequest(&base.Request{Method: m, URL: u, Header: h}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.ReadResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	return c, request
 }
