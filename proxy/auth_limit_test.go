@@ -59,27 +59,7 @@ func describeFrom(t *testing.T, p *Proxy, from string, user, pass string) base.S
 // while the attacker's check is still running, and keeps working while the
 // account is throttled for unknown sources.
 func TestLoginThrottling(t *testing.T) {
-	sim := startCamsim(t, "a")
-	log, _ := newLog(t)
-	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a"))})
-	cfg.Readers = []Reader{{User: "nvr", PasswordHash: testArgonHash, Cameras: []string{"*"}}}
-	cfg.AllowAnonymous = false
-	p, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.sleep = func(time.Duration) {}
-	var clockMu sync.Mutex
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p.logins.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
-	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
-	gh := &gateHash{good: "s3cret", gate: make(chan struct{}), entered: make(chan struct{}, 100)}
-	(*p.accts.Load())["nvr"].hash = gh
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	p, gh, advance := startThrottledProxy(t)
 
 	const attacker, victim, other = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 	const guesses = 10
@@ -147,6 +127,35 @@ func TestLoginThrottling(t *testing.T) {
 			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(metrics, "auth"))
 		}
 	}
+}
+
+// startThrottledProxy starts a proxy with one reader account, "nvr",
+// whose password checks wait at gh's gate, a clock that moves only with
+// advance, and no real sleeps.
+func startThrottledProxy(t *testing.T) (p *Proxy, gh *gateHash, advance func(time.Duration)) {
+	t.Helper()
+	sim := startCamsim(t, "a")
+	log, _ := newLog(t)
+	cfg := testConfig(Camera{Name: "a", URL: MustParseSecretURL(sim.URL("a"))})
+	cfg.Readers = []Reader{{User: "nvr", PasswordHash: testArgonHash, Cameras: []string{"*"}}}
+	cfg.AllowAnonymous = false
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sleep = func(time.Duration) {}
+	var clockMu sync.Mutex
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p.logins.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	advance = func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
+	gh = &gateHash{good: "s3cret", gate: make(chan struct{}), entered: make(chan struct{}, 100)}
+	(*p.accts.Load())["nvr"].hash = gh
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	return p, gh, advance
 }
 
 func TestFailDelay(t *testing.T) {
