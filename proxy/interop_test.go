@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +272,54 @@ func rawRequestReq(addr string, req *base.Request) (*base.Response, error) {
 // not in its list get 403; max_readers is enforced.
 func TestIsolation(t *testing.T) {
 	t.Parallel() // waits on external peers, not timing-sensitive
+	p, delays := startIsolationProxy(t)
+	base1 := "rtsp://%s@" + p.RTSPAddr().String() + "/%s"
+	waitFor(t, "cameras up", 10*time.Second, func() bool {
+		st := p.Status()
+		return st[0].State == stateUp && st[1].State == stateUp
+	})
+	checkIsolationLogins(t, p, base1)
+	checkPublishRefused(t, base1)
+
+	// max_readers: 1 on camera a.
+	first, err := dialReaderAuth(t, fmt.Sprintf(base1, "nvr:good", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first
+	if _, err := dialReaderAuth(t, fmt.Sprintf(base1, "nvr:good", "a")); rtspCode(err) != 503 {
+		t.Errorf("second reader of a max_readers=1 camera: %v, want 503", err)
+	}
+
+	slept := delays()
+	if len(slept) != 4 {
+		t.Errorf("%d failed logins were delayed, want 4", len(slept))
+	}
+	for _, d := range slept {
+		// AuthFailureDelay is 20 ms in testConfig: delays are random in [10, 20] ms.
+		if d < 10*time.Millisecond || d > 20*time.Millisecond {
+			t.Errorf("failed-login delay %v outside [10ms, 20ms]", d)
+		}
+	}
+	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
+	for _, want := range []string{
+		"cordon_reader_auth_failures_total 4",
+		`cordon_reader_refused_total{reason="network"} 1`,
+		`cordon_reader_refused_total{reason="camera"} 2`,
+		`cordon_reader_refused_total{reason="max_readers"} 1`,
+		`cordon_reader_refused_total{reason="publish"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// startIsolationProxy starts cameras a (max_readers 1) and b, readers nvr
+// (camera a), hashed (argon2id) and far (from 10.0.0.0/8 only), no
+// anonymous access; delays returns the failed-login delays slept so far.
+func startIsolationProxy(t *testing.T) (p *Proxy, delays func() []time.Duration) {
+	t.Helper()
 	sim := startCamsim(t, "a", "b")
 	log, _ := newLog(t)
 	cfg := testConfig(
@@ -288,10 +337,10 @@ func TestIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var delayMu sync.Mutex
-	var delays []time.Duration
+	var slept []time.Duration
 	p.sleep = func(d time.Duration) {
 		delayMu.Lock()
-		delays = append(delays, d)
+		slept = append(slept, d)
 		delayMu.Unlock()
 		time.Sleep(d)
 	}
@@ -299,22 +348,30 @@ func TestIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	base1 := "rtsp://%s@" + p.RTSPAddr().String() + "/%s"
-	waitFor(t, "cameras up", 10*time.Second, func() bool {
-		st := p.Status()
-		return st[0].State == stateUp && st[1].State == stateUp
-	})
-
-	code := func(err error) int {
-		var bad liberrors.ErrClientBadStatusCode
-		if errors.As(err, &bad) {
-			return int(bad.Code)
-		}
-		if err != nil {
-			return -1
-		}
-		return 200
+	return p, func() []time.Duration {
+		delayMu.Lock()
+		defer delayMu.Unlock()
+		return slices.Clone(slept)
 	}
+}
+
+// rtspCode is the status code of a gortsplib client's answer: 200, the
+// code of a refusal, or -1 for another error.
+func rtspCode(err error) int {
+	var bad liberrors.ErrClientBadStatusCode
+	if errors.As(err, &bad) {
+		return int(bad.Code)
+	}
+	if err != nil {
+		return -1
+	}
+	return 200
+}
+
+// checkIsolationLogins checks who may DESCRIBE which camera with which
+// credentials, over Digest (gortsplib, ffprobe) and Basic.
+func checkIsolationLogins(t *testing.T, p *Proxy, base1 string) {
+	t.Helper()
 	describe := func(userinfo, cam string) int {
 		u, _ := base.ParseURL(fmt.Sprintf(base1, userinfo, cam))
 		cl := &gortsplib.Client{Scheme: "rtsp", Host: u.Host}
@@ -323,7 +380,7 @@ func TestIsolation(t *testing.T) {
 		}
 		defer cl.Close()
 		_, _, err := cl.Describe(u)
-		return code(err)
+		return rtspCode(err)
 	}
 	for _, tc := range []struct {
 		userinfo, cam string
@@ -365,53 +422,22 @@ func TestIsolation(t *testing.T) {
 		fmt.Sprintf(base1, "nvr:bad", "a")); err == nil || !strings.Contains(out, "401") {
 		t.Errorf("ffprobe with a wrong password: %v\n%s", err, out)
 	}
+}
 
-	// Publishing is refused.
+// checkPublishRefused: ANNOUNCE/RECORD is answered 501.
+func checkPublishRefused(t *testing.T, base1 string) {
+	t.Helper()
 	u, _ := base.ParseURL(fmt.Sprintf(base1, "nvr:good", "a"))
 	pub := &gortsplib.Client{}
-	err = pub.StartRecording(u.String(), &description.Session{Medias: []*description.Media{{
+	err := pub.StartRecording(u.String(), &description.Session{Medias: []*description.Media{{
 		Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}},
 	}}})
 	if err == nil {
 		pub.Close()
 		t.Fatal("ANNOUNCE/RECORD accepted")
 	}
-	if c := code(err); c != 501 {
+	if c := rtspCode(err); c != 501 {
 		t.Errorf("ANNOUNCE answered %d (%v), want 501", c, err)
-	}
-
-	// max_readers: 1 on camera a.
-	first, err := dialReaderAuth(t, fmt.Sprintf(base1, "nvr:good", "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = first
-	if _, err := dialReaderAuth(t, fmt.Sprintf(base1, "nvr:good", "a")); code(err) != 503 {
-		t.Errorf("second reader of a max_readers=1 camera: %v, want 503", err)
-	}
-
-	delayMu.Lock()
-	if len(delays) != 4 {
-		t.Errorf("%d failed logins were delayed, want 4", len(delays))
-	}
-	for _, d := range delays {
-		// AuthFailureDelay is 20 ms in testConfig: delays are random in [10, 20] ms.
-		if d < 10*time.Millisecond || d > 20*time.Millisecond {
-			t.Errorf("failed-login delay %v outside [10ms, 20ms]", d)
-		}
-	}
-	delayMu.Unlock()
-	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
-	for _, want := range []string{
-		"cordon_reader_auth_failures_total 4",
-		`cordon_reader_refused_total{reason="network"} 1`,
-		`cordon_reader_refused_total{reason="camera"} 2`,
-		`cordon_reader_refused_total{reason="max_readers"} 1`,
-		`cordon_reader_refused_total{reason="publish"} 1`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
 	}
 }
 
