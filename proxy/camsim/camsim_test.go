@@ -383,13 +383,9 @@ func TestTimestampsContinuous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type unit struct {
-		ts     uint32
-		random bool
-	}
 	var (
 		mu      sync.Mutex
-		units   []unit
+		units   []frameUnit
 		lastSeq = -1
 		errs    []error
 		done    = make(chan struct{})
@@ -408,7 +404,7 @@ func TestTimestampsContinuous(t *testing.T) {
 		if err != nil {
 			return
 		}
-		units = append(units, unit{pkt.Timestamp, h264.IsRandomAccess(au)})
+		units = append(units, frameUnit{pkt.Timestamp, h264.IsRandomAccess(au)})
 		if len(units) == 150 {
 			close(done)
 		}
@@ -426,6 +422,21 @@ func TestTimestampsContinuous(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	checkFrameUnits(t, units, fps)
+}
+
+// frameUnit is one access unit as read: its RTP timestamp and whether it
+// is a random access point.
+type frameUnit struct {
+	ts     uint32
+	random bool
+}
+
+// checkFrameUnits checks that the timestamps step by 750 (one frame at 120
+// fps, the fps the message names) and
+// that keyframes come every 50 frames from the first one.
+func checkFrameUnits(t *testing.T, units []frameUnit, fps int) {
+	t.Helper()
 	firstKey := -1
 	for i, u := range units {
 		if i > 0 {
