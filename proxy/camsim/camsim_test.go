@@ -433,8 +433,8 @@ type frameUnit struct {
 }
 
 // checkFrameUnits checks that the timestamps step by 750 (one frame at 120
-// fps, the fps the message names) and
-// that keyframes come every 50 frames from the first one.
+// fps; fps is for the message) and that keyframes come every 50 frames
+// from the first one.
 func checkFrameUnits(t *testing.T, units []frameUnit, fps int) {
 	t.Helper()
 	firstKey := -1
