@@ -89,7 +89,6 @@ func TestFragmentsMatchWhole(t *testing.T) {
 		if codec == codecH265 {
 			idr, slice, filler = []byte{19 << 1, 1}, []byte{1 << 1, 1}, []byte{38 << 1, 1}
 		}
-		fuHdr := codec.fuHdrLen()
 		forwarded := 0
 		for trial := range 60 {
 			rng := rand.New(rand.NewPCG(uint64(trial), uint64(codec)))
@@ -115,58 +114,17 @@ func TestFragmentsMatchWhole(t *testing.T) {
 					if au == 0 && k == 0 {
 						mutation = -1 // a clean keyframe, so something comes out
 					}
-					switch mutation {
-					case 0: // start-code emulation, often near a fragment boundary
-						at := len(n) / 2
-						if rng.IntN(2) == 0 {
-							at = 1446 + rng.IntN(6)
-						}
-						if at+3 < len(n) {
-							copy(n[at:], []byte{0, 0, byte(rng.IntN(3))})
-						}
-					case 1: // trailing zero bytes, up to more than a fragment
-						n = append(n, make([]byte, 1+rng.IntN(2000))...)
-					case 2: // ends in a zero run that looks like emulation
-						n = append(n, 0, 0, 0)
-					case 3: // forbidden bit
-						n[0] |= 0x80
-					}
-					nalus = append(nalus, n)
+					nalus = append(nalus, mutateNAL(rng, n, mutation))
 				}
 				ts := uint32(au * 3600)
 				for i, n := range nalus {
 					last := i == len(nalus)-1
 					whole = append(whole, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
 						SequenceNumber: uint16(len(whole)), Timestamp: ts, Marker: last}, Payload: n})
-					var cut func() int
-					switch rng.IntN(5) {
-					case 0:
-						cut = func() int { return encoderPayload - fuHdr } // cut where we cut: forwarded
-					case 1:
-						cut = func() int { return 1460 - fuHdr } // too big to forward
-					case 2:
-						cut = func() int { return 100 + rng.IntN(1400) }
-					case 3:
-						cut = func() int { return 1447 - fuHdr } // other cuts: re-fragmented
-					default:
-						cut = func() int { return 300 }
-					}
-					ps := fuPayloads(codec, n, cut)
+					ps := fuPayloads(codec, n, fragmentCut(rng, codec.fuHdrLen()))
 					mutate := rng.IntN(6)
 					for j, p := range ps {
-						// Bits the assembler ignores (it takes the header
-						// from the start fragment) but that make the
-						// payloads unfit to forward unchanged.
-						switch {
-						case mutate == 0 && j > 0 && codec == codecH264:
-							p[0] ^= 0x20 // another NRI
-						case mutate == 0 && j > 0:
-							p[2] ^= 0x01 // another FU type
-						case mutate == 1 && codec == codecH264:
-							p[1] |= 0x20 // reserved bit
-						case mutate == 1 && j > 0:
-							p[1] ^= 0x01 // another temporal id
-						}
+						mutateFU(codec, p, j, mutate)
 						frag = append(frag, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96,
 							SequenceNumber: seq, Timestamp: ts, Marker: last && j == len(ps)-1}, Payload: p})
 						seq++
@@ -180,6 +138,60 @@ func TestFragmentsMatchWhole(t *testing.T) {
 		if forwarded == 0 {
 			t.Errorf("%v: no camera fragment was forwarded unchanged", codec)
 		}
+	}
+}
+
+// mutateNAL applies one of the camera faults to the NAL unit n
+// (mutation 0 to 3; any other value leaves it whole).
+func mutateNAL(rng *rand.Rand, n []byte, mutation int) []byte {
+	switch mutation {
+	case 0: // start-code emulation, often near a fragment boundary
+		at := len(n) / 2
+		if rng.IntN(2) == 0 {
+			at = 1446 + rng.IntN(6)
+		}
+		if at+3 < len(n) {
+			copy(n[at:], []byte{0, 0, byte(rng.IntN(3))})
+		}
+	case 1: // trailing zero bytes, up to more than a fragment
+		n = append(n, make([]byte, 1+rng.IntN(2000))...)
+	case 2: // ends in a zero run that looks like emulation
+		n = append(n, 0, 0, 0)
+	case 3: // forbidden bit
+		n[0] |= 0x80
+	}
+	return n
+}
+
+// fragmentCut picks how a camera cuts its fragments.
+func fragmentCut(rng *rand.Rand, fuHdr int) func() int {
+	switch rng.IntN(5) {
+	case 0:
+		return func() int { return encoderPayload - fuHdr } // cut where we cut: forwarded
+	case 1:
+		return func() int { return 1460 - fuHdr } // too big to forward
+	case 2:
+		return func() int { return 100 + rng.IntN(1400) }
+	case 3:
+		return func() int { return 1447 - fuHdr } // other cuts: re-fragmented
+	default:
+		return func() int { return 300 }
+	}
+}
+
+// mutateFU changes, by mutate, bits of fragment j's payload p that the
+// assembler ignores (it takes the header from the start fragment) but that
+// make the payloads unfit to forward unchanged.
+func mutateFU(codec videoCodec, p []byte, j, mutate int) {
+	switch {
+	case mutate == 0 && j > 0 && codec == codecH264:
+		p[0] ^= 0x20 // another NRI
+	case mutate == 0 && j > 0:
+		p[2] ^= 0x01 // another FU type
+	case mutate == 1 && codec == codecH264:
+		p[1] |= 0x20 // reserved bit
+	case mutate == 1 && j > 0:
+		p[1] ^= 0x01 // another temporal id
 	}
 }
 
