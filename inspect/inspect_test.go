@@ -59,7 +59,18 @@ func TestRecipe(t *testing.T) {
 	checkClean(t, runFixture(t, filepath.Join(dir, "clean"), cleanOptions))
 }
 
+// checkPlanted checks the report of the planted tree: every planted
+// finding, the ELF hardening, the components and how each was found, the
+// endpoints and the services.
 func checkPlanted(t *testing.T, r *Report) {
+	t.Helper()
+	checkPlantedFindings(t, r)
+	checkPlantedBinaries(t, r)
+	checkPlantedComponents(t, r)
+	checkPlantedEndpoints(t, r)
+}
+
+func checkPlantedFindings(t *testing.T, r *Report) {
 	t.Helper()
 	for _, want := range []struct{ rule, path, evidence string }{
 		{RuleCrackedPassword, "etc/shadow", `user root: password "xmhdipc" (md5)`},
@@ -108,6 +119,10 @@ func checkPlanted(t *testing.T, r *Report) {
 	if hasFinding(r, RuleNoPIE, "bin/busybox", "") || hasFinding(r, RuleExecStack, "bin/busybox", "") {
 		t.Error("the hardened bin/busybox was reported as unhardened")
 	}
+}
+
+func checkPlantedBinaries(t *testing.T, r *Report) {
+	t.Helper()
 	bins := map[string]Binary{}
 	for _, b := range r.Binaries {
 		bins[b.Path] = b
@@ -118,6 +133,10 @@ func checkPlanted(t *testing.T, r *Report) {
 	if b := bins["bin/busybox"]; !b.NX || !b.PIE || b.RELRO != "full" {
 		t.Errorf("busybox hardening = %+v", b)
 	}
+}
+
+func checkPlantedComponents(t *testing.T, r *Report) {
+	t.Helper()
 	comps := map[string]string{}
 	byKey := map[string]Component{}
 	for _, c := range r.Components {
@@ -160,6 +179,12 @@ func checkPlanted(t *testing.T, r *Report) {
 	if !gcc {
 		t.Errorf("no gcc component from ELF .comment: %v", comps)
 	}
+}
+
+// checkPlantedEndpoints checks the endpoint filtering and scopes, and the
+// services.
+func checkPlantedEndpoints(t *testing.T, r *Report) {
+	t.Helper()
 	for _, e := range r.Endpoints {
 		if strings.Contains(e.Value, "w3.org") {
 			t.Errorf("schema URL not filtered: %+v", e)
