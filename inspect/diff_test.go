@@ -10,30 +10,7 @@ import (
 
 func TestDiff(t *testing.T) {
 	old := runFixture(t, "testdata/fw", Options{})
-	// The new version: cloudd replaced by the hardened busybox binary, the
-	// telnetd line and the 1024-bit key gone, a new vendor endpoint.
-	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS("testdata/fw")); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := os.ReadFile("testdata/fw/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.WriteFile(filepath.Join(dir, "usr/bin/cloudd"), bb, 0o755))
-	must(os.Remove(filepath.Join(dir, "etc/ssl/private/server.key")))
-	rcs, _ := os.ReadFile(filepath.Join(dir, "etc/init.d/rcS"))
-	must(os.WriteFile(filepath.Join(dir, "etc/init.d/rcS"), bytes.ReplaceAll(rcs, []byte("telnetd -p 2323"), []byte("sleep 1")), 0o755))
-	must(os.WriteFile(filepath.Join(dir, "etc/new.conf"), []byte("cloud=dev.ys7.com\n"), 0o644))
-	shadow, _ := os.ReadFile(filepath.Join(dir, "etc/shadow"))
-	must(os.WriteFile(filepath.Join(dir, "etc/shadow"), bytes.Replace(shadow, []byte("guest::"), []byte("guest:*:"), 1), 0o644))
-	new := runFixture(t, dir, Options{})
+	new := runFixture(t, newVersionTree(t), Options{})
 
 	d := Diff(old, new)
 	if strings.Join(d.Files.Added, ",") != "etc/new.conf" || strings.Join(d.Files.Removed, ",") != "etc/ssl/private/server.key" {
@@ -97,4 +74,33 @@ func TestDiff(t *testing.T) {
 			t.Errorf("diff text lacks %q:\n%s", want, buf.String())
 		}
 	}
+}
+
+// newVersionTree copies testdata/fw as the new version of the firmware:
+// cloudd replaced by the hardened busybox binary, the telnetd line and the
+// 1024-bit key gone, a new vendor endpoint, guest's empty password locked.
+func newVersionTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/fw")); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile("testdata/fw/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "usr/bin/cloudd"), bb, 0o755))
+	must(os.Remove(filepath.Join(dir, "etc/ssl/private/server.key")))
+	rcs, _ := os.ReadFile(filepath.Join(dir, "etc/init.d/rcS"))
+	must(os.WriteFile(filepath.Join(dir, "etc/init.d/rcS"), bytes.ReplaceAll(rcs, []byte("telnetd -p 2323"), []byte("sleep 1")), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "etc/new.conf"), []byte("cloud=dev.ys7.com\n"), 0o644))
+	shadow, _ := os.ReadFile(filepath.Join(dir, "etc/shadow"))
+	must(os.WriteFile(filepath.Join(dir, "etc/shadow"), bytes.Replace(shadow, []byte("guest::"), []byte("guest:*:"), 1), 0o644))
+	return dir
 }
