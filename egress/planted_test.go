@@ -123,9 +123,35 @@ func TestPlanted(t *testing.T) {
 		t.Errorf("alerts differ from %s (run with -update after checking):\n%s", golden, got)
 	}
 
+	checkPlantedAlerts(t, sink.alerts)
+
+	// new-destination survives a restart: a second run over the same capture
+	// raises none, the other kinds stay.
+	base2, err := LoadBaseline(filepath.Join(dir, "baseline.json"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base2.Len() == 0 {
+		t.Fatal("baseline not saved")
+	}
+	again := runPcap(t, "testdata/planted.pcap", base2)
+	for _, a := range again.alerts {
+		if a.Kind == KindNewDestination {
+			t.Errorf("new-destination after restart: %+v", a)
+		}
+	}
+	if len(again.alerts) != len(sink.alerts)-count(sink.alerts, KindNewDestination) {
+		t.Errorf("second run: %d alerts, want %d", len(again.alerts), len(sink.alerts)-count(sink.alerts, KindNewDestination))
+	}
+}
+
+// checkPlantedAlerts: every planted event raised its alert, allowed peers
+// none, and each alert is complete.
+func checkPlantedAlerts(t *testing.T, alerts []Alert) {
+	t.Helper()
 	type seen struct{ kind, camera, dst, domain string }
 	var all []seen
-	for _, a := range sink.alerts {
+	for _, a := range alerts {
 		all = append(all, seen{a.Kind, a.Camera, a.Dst, a.Domain})
 		// Allowed peers never appear, except the resolver carrying a vendor or tunnel query.
 		if (a.Dst == "192.168.50.2" || a.Dst == "192.168.50.3") ||
@@ -156,38 +182,19 @@ func TestPlanted(t *testing.T) {
 		}
 	}
 	listed := false // in the repeats of the lateral alert sent at once
-	for _, a := range sink.alerts {
+	for _, a := range alerts {
 		listed = listed || a.Kind == KindLateral && slices.Contains(a.Destinations, "10.1.2.3 tcp/445 (core host)")
 	}
 	if !listed {
 		t.Errorf("no lateral alert lists the core host 10.1.2.3")
 	}
-	for _, a := range sink.alerts {
+	for _, a := range alerts {
 		if a.Kind == KindVolume && a.Bytes < 1_000_000 {
 			t.Errorf("volume alert with %d bytes", a.Bytes)
 		}
 		if a.Detail == "" || a.Severity == "" || a.FirstSeen.IsZero() || a.Count == 0 {
 			t.Errorf("incomplete alert %+v", a)
 		}
-	}
-
-	// new-destination survives a restart: a second run over the same capture
-	// raises none, the other kinds stay.
-	base2, err := LoadBaseline(filepath.Join(dir, "baseline.json"), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if base2.Len() == 0 {
-		t.Fatal("baseline not saved")
-	}
-	again := runPcap(t, "testdata/planted.pcap", base2)
-	for _, a := range again.alerts {
-		if a.Kind == KindNewDestination {
-			t.Errorf("new-destination after restart: %+v", a)
-		}
-	}
-	if len(again.alerts) != len(sink.alerts)-count(sink.alerts, KindNewDestination) {
-		t.Errorf("second run: %d alerts, want %d", len(again.alerts), len(sink.alerts)-count(sink.alerts, KindNewDestination))
 	}
 }
 
