@@ -58,59 +58,68 @@ func TestFloodHidesNothing(t *testing.T) {
 		}
 	})
 
-	// count counts the alerts of a kind from a camera, but for the repeats
-	// folded after a high alert sent at once; last is the last of them,
-	// or the repeat when there is one (it has the whole window).
-	count := func(kind string, cam netip.Addr) (n int, last Alert) {
-		for _, a := range sink.alerts {
-			if a.Kind == kind && a.Src == cam.String() {
-				if !a.Repeat {
-					n++
-				}
-				last = a
-			}
-		}
-		return n, last
-	}
-	if n, a := count(KindBeacon, beaconCam); n != 1 || a.Dst != "198.51.100.200" {
+	if n, a := countFrom(sink.alerts, KindBeacon, beaconCam); n != 1 || a.Dst != "198.51.100.200" {
 		t.Errorf("beacon: %d alerts (%+v), want 1", n, a)
 	}
-	if n, a := count(KindVendorCloud, dnsCam); n != 1 || a.Domain != "litedev.hik-connect.com" {
+	if n, a := countFrom(sink.alerts, KindVendorCloud, dnsCam); n != 1 || a.Domain != "litedev.hik-connect.com" {
 		t.Errorf("vendor-cloud: %d alerts (%+v), want 1", n, a)
 	}
-	if n, a := count(KindUnexpectedDestination, resCam); n != 1 || a.Severity != "high" || a.Dst != "8.8.8.8" {
+	if n, a := countFrom(sink.alerts, KindUnexpectedDestination, resCam); n != 1 || a.Severity != "high" || a.Dst != "8.8.8.8" {
 		t.Errorf("public resolver: %d alerts (%+v), want 1 high", n, a)
 	}
-	if n, a := count(KindUnexpectedDestination, oddCam); n != 1 || a.Dst != "203.0.113.99" {
+	if n, a := countFrom(sink.alerts, KindUnexpectedDestination, oddCam); n != 1 || a.Dst != "203.0.113.99" {
 		t.Errorf("unexpected destination: %d alerts (%+v), want 1", n, a)
 	}
-	if n, a := count(KindLateral, sweepCam); n != 1 || len(a.Destinations) != 50 || !strings.Contains(a.Detail, "on 50 targets") {
+	if n, a := countFrom(sink.alerts, KindLateral, sweepCam); n != 1 || len(a.Destinations) != 50 || !strings.Contains(a.Detail, "on 50 targets") {
 		t.Errorf("lateral sweep: %d alerts, want 1 listing 50 targets: %+v", n, a)
 	}
 	for c := range flooders {
 		cam := netip.AddrFrom4([4]byte{192, 168, 50, byte(100 + c)})
-		scans, s := count(KindScan, cam)
-		unexp, _ := count(KindUnexpectedDestination, cam)
-		// 400 flows over 240 s: 4 or 5 windows; 20 one by one in the
-		// first, then all rolled up.
-		if scans < 4 || scans > 5 || unexp != scanDistinct {
-			t.Errorf("camera %s: %d scan and %d unexpected-destination alerts, want one scan per window and %d others", cam, scans, unexp, scanDistinct)
-		}
-		var rolled uint64
-		for _, a := range sink.alerts {
-			if a.Kind == KindScan && a.Src == cam.String() {
-				rolled += a.Count
-			}
-		}
-		if rolled+uint64(unexp) != perCam {
-			t.Errorf("camera %s: %d flows rolled up + %d alerted one by one, want %d", cam, rolled, unexp, perCam)
-		}
-		if c == 0 && (len(s.Destinations) != scanTop || !strings.Contains(s.Detail, "scan or flood")) {
-			t.Errorf("scan alert %+v", s)
-		}
+		checkFlooder(t, sink.alerts, cam, c == 0, perCam)
 	}
 	t.Logf("%d alerts for %d flows; state evictions %d", len(sink.alerts), flooders*perCam+64, e.m.StateEvictions.Load())
 	if len(sink.alerts) > flooders*(5+scanDistinct)+10 {
 		t.Errorf("%d alerts: the flood was not rolled up", len(sink.alerts))
+	}
+}
+
+// countFrom counts the alerts of a kind from a camera, but for the repeats
+// folded after a high alert sent at once; last is the last of them, or the
+// repeat when there is one (it has the whole window).
+func countFrom(alerts []Alert, kind string, cam netip.Addr) (n int, last Alert) {
+	for _, a := range alerts {
+		if a.Kind == kind && a.Src == cam.String() {
+			if !a.Repeat {
+				n++
+			}
+			last = a
+		}
+	}
+	return n, last
+}
+
+// checkFlooder: a flooding camera's flows beyond the first scanDistinct of
+// a window roll up into one scan alert per window, none lost; first also
+// checks the scan alert's listing.
+func checkFlooder(t *testing.T, alerts []Alert, cam netip.Addr, first bool, perCam uint64) {
+	t.Helper()
+	scans, s := countFrom(alerts, KindScan, cam)
+	unexp, _ := countFrom(alerts, KindUnexpectedDestination, cam)
+	// 400 flows over 240 s: 4 or 5 windows; 20 one by one in the
+	// first, then all rolled up.
+	if scans < 4 || scans > 5 || unexp != scanDistinct {
+		t.Errorf("camera %s: %d scan and %d unexpected-destination alerts, want one scan per window and %d others", cam, scans, unexp, scanDistinct)
+	}
+	var rolled uint64
+	for _, a := range alerts {
+		if a.Kind == KindScan && a.Src == cam.String() {
+			rolled += a.Count
+		}
+	}
+	if rolled+uint64(unexp) != perCam {
+		t.Errorf("camera %s: %d flows rolled up + %d alerted one by one, want %d", cam, rolled, unexp, perCam)
+	}
+	if first && (len(s.Destinations) != scanTop || !strings.Contains(s.Detail, "scan or flood")) {
+		t.Errorf("scan alert %+v", s)
 	}
 }
