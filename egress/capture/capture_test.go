@@ -126,7 +126,17 @@ func TestLiveCaptureVeth(t *testing.T) {
 		t.Fatal("connected to a port nobody listens on")
 	}
 
-	udp := <-udpGot
+	checkUDPCapture(t, <-udpGot, hostAddr, peerAddr)
+	checkTCPCapture(t, <-tcpGot)
+	if rx, drops, err := udpSrc.Stats(); err != nil || drops != 0 || rx < 3 {
+		t.Errorf("stats: received %d dropped %d err %v", rx, drops, err)
+	}
+}
+
+// checkUDPCapture: the three 1000-byte datagrams to port 9999, in order,
+// cut to the 200-byte snap length.
+func checkUDPCapture(t *testing.T, udp []captured, hostAddr, peerAddr string) {
+	t.Helper()
 	if len(udp) != 3 {
 		t.Fatalf("udp capture: %d packets, want 3", len(udp))
 	}
@@ -147,7 +157,11 @@ func TestLiveCaptureVeth(t *testing.T) {
 			t.Errorf("packet %d: payload starts %d, packets out of order", i, c.data[42])
 		}
 	}
-	tcp := <-tcpGot
+}
+
+// checkTCPCapture: the SYN to the closed port, then the peer's RST.
+func checkTCPCapture(t *testing.T, tcp []captured) {
+	t.Helper()
 	if len(tcp) != 2 {
 		t.Fatalf("tcp capture: %d packets, want SYN and RST", len(tcp))
 	}
@@ -169,9 +183,6 @@ func TestLiveCaptureVeth(t *testing.T) {
 	}
 	if strings.Join(flags, ",") != "SYN,RST" {
 		t.Errorf("tcp flags %v, want SYN then RST", flags)
-	}
-	if rx, drops, err := udpSrc.Stats(); err != nil || drops != 0 || rx < 3 {
-		t.Errorf("stats: received %d dropped %d err %v", rx, drops, err)
 	}
 }
 
