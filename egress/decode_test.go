@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestEncapsulationCapture(t *testing.T) {
 		{"link-type", pcapgen.LinkTypeUser0, 1},
 		{"not-ip", layers.LinkTypeEthernet, 1},
 	}
-	if u := e.m.Undecoded(); !equalUndecoded(u, want) {
+	if u := e.m.Undecoded(); !slices.Equal(u, want) {
 		t.Errorf("undecoded %+v, want %+v", u, want)
 	}
 	if r, l := e.m.Reassembled.Load(), e.m.FragmentsLost.Load(); r != 4 || l != 0 {
@@ -108,18 +109,6 @@ func TestEncapsulationCapture(t *testing.T) {
 	if s := e.m.Summary(time.Second); !strings.Contains(s, "not decoded: 9 fragment (Ethernet (1)), 1 link-type (unknown (147)), 1 not-ip (Ethernet (1))") {
 		t.Errorf("summary %q does not list the packets not decoded", s)
 	}
-}
-
-func equalUndecoded(a, b []Undecoded) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestTsharkReadsEncap: tshark sees every query of the encapsulation

@@ -174,7 +174,7 @@ func TestCompileFilter(t *testing.T) {
 					}
 				}
 			}
-			if !equalInts(got, tc.want) {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("accepts %v, want %v", got, tc.want)
 			}
 		})
@@ -201,22 +201,10 @@ func TestCompileFilterRaw(t *testing.T) {
 				got = append(got, i)
 			}
 		}
-		if !equalInts(got, want) {
+		if !slices.Equal(got, want) {
 			t.Errorf("raw %q: accepts %v, want %v", tc.expr, got, want)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestFilterAgreesWithTcpdump runs every filter through tcpdump (libpcap's
@@ -282,7 +270,7 @@ func TestFilterAgreesWithTcpdump(t *testing.T) {
 						got = append(got, i)
 					}
 				}
-				if !equalInts(got, want) {
+				if !slices.Equal(got, want) {
 					t.Errorf("filter %q: cordon keeps %v, tcpdump keeps %v", tc.expr, got, want)
 				}
 			}
