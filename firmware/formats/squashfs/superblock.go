@@ -213,9 +213,9 @@ func readSuper3(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	return sb.checkOld(b, avail, superSize, 71)
 }
 
-// readSuper2 decodes a 2.x superblock: the 3.x layout up to the 32-bit
-// fragment table offset, with 32-bit table offsets.
-func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
+// readHead12 decodes what 1.0 and 2.x superblocks share, up to the root
+// inode: counts, 32-bit table offsets, block log, flags, id counts, time.
+func (sb *superblock) readHead12(b []byte) {
 	bo := sb.order()
 	sb.Inodes = bo.Uint32(b[4:])
 	sb.BytesUsed = uint64(bo.Uint32(b[8:]))
@@ -228,6 +228,13 @@ func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
 	sb.UIDs, sb.GIDs = uint16(b[37]), uint16(b[38])
 	sb.ModTime = bo.Uint32(b[39:])
 	sb.RootInode = bo.Uint64(b[43:])
+}
+
+// readSuper2 decodes a 2.x superblock: the 3.x layout up to the 32-bit
+// fragment table offset, with 32-bit table offsets.
+func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
+	sb.readHead12(b)
+	bo := sb.order()
 	sb.BlockSize = bo.Uint32(b[51:])
 	sb.Fragments = bo.Uint32(b[55:])
 	sb.FragmentTable = uint64(bo.Uint32(b[59:]))
@@ -239,19 +246,8 @@ func readSuper2(sb *superblock, b []byte, avail int64) (*superblock, error) {
 // block size in the 16-bit field at 32 and no fragments. 1.0 allows at most
 // 48 uids and 15 gids (the inodes' 4-bit indexes, extended by the type).
 func readSuper1(sb *superblock, b []byte, avail int64) (*superblock, error) {
-	bo := sb.order()
-	sb.Inodes = bo.Uint32(b[4:])
-	sb.BytesUsed = uint64(bo.Uint32(b[8:]))
-	sb.UIDTable = uint64(bo.Uint32(b[12:]))
-	sb.GIDTable = uint64(bo.Uint32(b[16:]))
-	sb.InodeTable = uint64(bo.Uint32(b[20:]))
-	sb.DirTable = uint64(bo.Uint32(b[24:]))
-	sb.BlockSize = uint32(bo.Uint16(b[32:]))
-	sb.BlockLog = bo.Uint16(b[34:])
-	sb.Flags = uint16(b[36])
-	sb.UIDs, sb.GIDs = uint16(b[37]), uint16(b[38])
-	sb.ModTime = bo.Uint32(b[39:])
-	sb.RootInode = bo.Uint64(b[43:])
+	sb.readHead12(b)
+	sb.BlockSize = uint32(sb.order().Uint16(b[32:]))
 	if sb.UIDs > maxUIDs1 || sb.GIDs > maxGIDs1 {
 		return nil, notFormat(37, fmt.Sprintf("%d uids and %d gids (1.0 allows %d and %d)", sb.UIDs, sb.GIDs, maxUIDs1, maxGIDs1))
 	}
