@@ -130,3 +130,29 @@ func FuzzXzBlock(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkXzBlockDecode decodes every xz block of the fixture with the
+// fast path: the cost of the block and LZMA2 chunk headers and of the
+// decode loop, without the rest of Extract.
+//
+//	go test -run '^$' -bench XzBlockDecode ./firmware/formats/squashfs
+func BenchmarkXzBlockDecode(b *testing.B) {
+	blocks := xzImageBlocks(b, firmwaretest.ReadFixture(b, "squashfs-xz.img"))
+	dst := make([]byte, maxBlockSize)
+	var total int64
+	for _, blk := range blocks {
+		n, err := xzBlockDecode(dst, blk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += int64(n)
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		for _, blk := range blocks {
+			if _, err := xzBlockDecode(dst, blk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
