@@ -32,7 +32,7 @@ Watches what cameras send and raises alerts a SOC can act on:
                           DNS-over-HTTPS/TLS included)
   vendor-cloud            DNS query, TLS SNI or QUIC Initial SNI naming a
                           watch-listed vendor domain; watch-listed IPs, ports
-                          and payload signatures (UDP 8800, PPPP 0xF1, ...)
+                          and payload signatures (UDP 8800, PPPP header, ...)
   dns-tunnel              many long/high-entropy/hex names under one domain
   beacon                  regular contacts with one destination
   volume                  bytes a camera sends to non-allowed destinations
