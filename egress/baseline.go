@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,9 +26,13 @@ type Baseline struct {
 	learn   time.Duration
 	max     int
 	created int64 // Unix ns of the first destination learned; 0 until then
-	m       map[baseKey]int64
+	// dests holds each camera's destinations and when they were first seen:
+	// at most maxBaselinePerCamera per camera (beyond it a camera's new
+	// destinations are reported every time, not learned), then max in all
+	// (a camera holding at least two more than another gives one up).
+	dests   *camState[baseDest, int64]
+	dropped atomic.Uint64 // destinations not learned or given up, until an engine counts them
 	dirty   bool
-	full    bool
 	// nextSave is the engine time of the next periodic save.
 	nextSave int64
 }
@@ -36,6 +41,23 @@ type baseKey struct {
 	cam, dst netip.Addr
 	proto    uint8
 	port     uint16
+}
+
+// baseDest is a baseKey without its camera.
+type baseDest struct {
+	dst   netip.Addr
+	proto uint8
+	port  uint16
+}
+
+// maxBaselinePerCamera bounds the destinations learned per camera, so that
+// a camera contacting ever new destinations cannot use up the baseline's
+// room the other cameras learn in.
+const maxBaselinePerCamera = 4096
+
+func newBaselineDests(b *Baseline) {
+	b.dests = newCamState[baseDest](min(maxBaselinePerCamera, b.max), b.max, func(int64, int64) int64 { return 0 }, &b.dropped)
+	b.dests.keepOld = true
 }
 
 type baselineFile struct {
@@ -59,7 +81,8 @@ func LoadBaseline(path string, learn time.Duration, max int) (*Baseline, error) 
 	if max <= 0 {
 		max = 100000
 	}
-	b := &Baseline{path: path, learn: learn, max: max, m: map[baseKey]int64{}}
+	b := &Baseline{path: path, learn: learn, max: max}
+	newBaselineDests(b)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return b, nil
@@ -91,9 +114,7 @@ func LoadBaseline(path string, learn time.Duration, max int) (*Baseline, error) 
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("egress: baseline %s: entry %d: bad address", path, i+1)
 		}
-		if len(b.m) < max {
-			b.m[baseKey{cam: cam, dst: dst, proto: en.Proto, port: en.Port}] = en.FirstSeen.UnixNano()
-		}
+		b.dests.put(cam, baseDest{dst: dst, proto: en.Proto, port: en.Port}, en.FirstSeen.UnixNano(), 0)
 	}
 	return b, nil
 }
@@ -107,24 +128,22 @@ func resetBaseline(path string) error {
 }
 
 // Len returns the number of learned destinations.
-func (b *Baseline) Len() int { return len(b.m) }
+func (b *Baseline) Len() int { return b.dests.n }
 
 // seen records a contact and reports whether it was new and whether the
 // baseline is still in its learning period.
 func (b *Baseline) seen(k baseKey, ts int64) (isNew, learning bool) {
-	if _, ok := b.m[k]; ok {
+	d := baseDest{dst: k.dst, proto: k.proto, port: k.port}
+	if _, ok := b.dests.get(k.cam, d); ok {
 		return false, false
 	}
 	if b.created == 0 {
 		b.created = ts
 	}
 	learning = ts < b.created+int64(b.learn)
-	if len(b.m) >= b.max {
-		b.full = true
-		return true, learning // reported, not remembered
-	}
-	b.m[k] = ts
-	b.dirty = true
+	if b.dests.put(k.cam, d, ts, ts) {
+		b.dirty = true
+	} // else reported, not remembered (counted)
 	return true, learning
 }
 
@@ -142,12 +161,14 @@ func (b *Baseline) Save() error {
 	if !b.dirty {
 		return nil
 	}
-	bf := baselineFile{Version: 1, Entries: make([]baselineEntry, 0, len(b.m))}
+	bf := baselineFile{Version: 1, Entries: make([]baselineEntry, 0, b.dests.n)}
 	if b.created != 0 {
 		bf.Created = time.Unix(0, b.created).UTC()
 	}
-	for k, t := range b.m {
-		bf.Entries = append(bf.Entries, baselineEntry{Camera: k.cam.String(), Dst: k.dst.String(), Proto: k.proto, Port: k.port, FirstSeen: time.Unix(0, t).UTC()})
+	for cam, cs := range b.dests.cams {
+		for k, t := range cs {
+			bf.Entries = append(bf.Entries, baselineEntry{Camera: cam.String(), Dst: k.dst.String(), Proto: k.proto, Port: k.port, FirstSeen: time.Unix(0, t).UTC()})
+		}
 	}
 	slices.SortFunc(bf.Entries, func(x, y baselineEntry) int {
 		return strings.Compare(fmt.Sprint(x.Camera, x.Dst, x.Proto, x.Port), fmt.Sprint(y.Camera, y.Dst, y.Proto, y.Port))

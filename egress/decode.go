@@ -20,6 +20,7 @@ type packet struct {
 	icmpType   uint8
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
+	size       int    // UDP payload length from the header (0 for other protocols)
 	fromRecord bool
 	dns        *dnsparse.Question // the DNS query it carries (set by Engine.cameraSent)
 }
@@ -279,6 +280,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		}
 		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 		p.payload = d.udp.Payload
+		p.size = max(int(d.udp.Length)-8, 0)
 		// VXLAN (RFC 7348): 8 bytes with the I flag set, then Ethernet.
 		if p.dport == vxlanPort && len(p.payload) >= 8+14 && p.payload[0]&0x08 != 0 {
 			return d.tunnel(d.pEth, p.payload[8:], p, depth)

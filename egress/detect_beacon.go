@@ -17,7 +17,9 @@ var beaconDetector = &Detector{
 	Raised:   "the last `events` contacts of a camera with one non-allowed destination (proto/port) have a mean interval ≥ `min_interval` and a standard deviation ≤ `max_jitter` × mean. A contact is a new flow, or a packet after `min_interval`/2 of silence on a flow; retransmitted SYNs are not contacts, so failing connects with exponential backoff do not look periodic",
 	Fields:   "`dst`, `port`; `detail`: period ± deviation, jitter %",
 	new: func(e *Engine) any {
-		return &beacon{e: e, cams: map[netip.Addr]map[beaconKey]*beaconState{}, maxCam: maxBeaconPerCamera, max: maxStateEntries}
+		// Destinations contacted once go first.
+		score := func(s *beaconState, _ int64) int64 { return int64(len(s.t)) }
+		return &beacon{e: e, dests: newCamState[beaconKey](maxBeaconPerCamera, maxStateEntries, score, &e.m.StateEvictions)}
 	},
 }
 
@@ -27,14 +29,12 @@ var beaconDetector = &Detector{
 const maxBeaconPerCamera = 4096
 
 // beacon keeps the last contact times of each camera with each non-allowed
-// destination, per camera. A camera at maxCam destinations drops one of
-// its own (preferring one contacted once); at the global bound max, the
-// camera with the most destinations drops one of its own.
+// destination, per camera (camState: a camera at its bound drops one of its
+// own destinations, preferring one contacted once; at the global bound,
+// the camera with the most destinations drops one of its own).
 type beacon struct {
-	e           *Engine
-	cams        map[netip.Addr]map[beaconKey]*beaconState
-	n           int // destinations kept, all cameras
-	maxCam, max int
+	e     *Engine
+	dests *camState[beaconKey, *beaconState]
 }
 
 type beaconKey struct {
@@ -71,21 +71,12 @@ func (d *beacon) contact(f *flow, ts int64) {
 	e := d.e
 	th := e.p.Thresholds.Beacon
 	k := beaconKey{dst: f.peer, proto: f.proto, port: f.port}
-	cs := d.cams[f.cam]
-	s := cs[k]
+	s, _ := d.dests.get(f.cam, k)
 	if s == nil {
-		if cs == nil {
-			cs = map[beaconKey]*beaconState{}
-			d.cams[f.cam] = cs
-		}
-		if len(cs) >= d.maxCam {
-			d.dropOne(f.cam, cs)
-		} else if d.n >= d.max {
-			d.dropFromLargest()
-		}
 		s = &beaconState{t: make([]int64, 0, th.Events)}
-		cs[k] = s
-		d.n++
+		if !d.dests.put(f.cam, k, s, ts) {
+			return // counted
+		}
 	}
 	n := th.Events
 	if len(s.t) == n {
@@ -118,42 +109,4 @@ func (d *beacon) contact(f *flow, ts int64) {
 		a.Detail = fmt.Sprintf("camera %s contacted %s %s/%d %d times at regular intervals: every %s ± %s (jitter %.0f%%, limit %.0f%%)",
 			f.cam, f.peer, protoName(f.proto), f.port, n, time.Duration(mean).Round(100*time.Millisecond), time.Duration(sd).Round(10*time.Millisecond), 100*sd/mean, 100*th.MaxJitter)
 	})
-}
-
-// dropOne drops one of camera cam's destinations: one contacted only once
-// if one of the first few looked at is, else any.
-func (d *beacon) dropOne(cam netip.Addr, cs map[beaconKey]*beaconState) {
-	var victim beaconKey
-	found, looked := false, 0
-	for k, s := range cs {
-		if !found || len(s.t) <= 1 {
-			victim, found = k, true
-		}
-		if looked++; len(s.t) <= 1 || looked >= 16 {
-			break
-		}
-	}
-	if !found {
-		return
-	}
-	delete(cs, victim)
-	d.n--
-	if len(cs) == 0 {
-		delete(d.cams, cam)
-	}
-	d.e.m.StateEvictions.Add(1)
-}
-
-// dropFromLargest drops a destination of the camera that has the most.
-func (d *beacon) dropFromLargest() {
-	var big netip.Addr
-	most := 0
-	for c, cs := range d.cams {
-		if len(cs) > most {
-			big, most = c, len(cs)
-		}
-	}
-	if most > 0 {
-		d.dropOne(big, d.cams[big])
-	}
 }

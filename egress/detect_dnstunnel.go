@@ -3,7 +3,6 @@ package egress
 import (
 	"fmt"
 	"math"
-	"net/netip"
 	"strings"
 
 	"github.com/cordon-vms/cordon/egress/dnsparse"
@@ -18,19 +17,28 @@ var dnsTunnelDetector = &Detector{
 	Severity: "high",
 	Raised:   "within `window`, one camera sends ≥ `queries` queries and ≥ `long_names` distinct suspicious names under one registered domain (public-suffix aware). A name is suspicious when the part left of the registered domain has ≥ `min_length` characters, a hex label of ≥ 16 characters, or ≥ 3.5 bits/char entropy over ≥ 12 characters",
 	Fields:   "`domain` (registered), `dst` resolver; `detail`: queries, distinct names, TXT/NULL count, hex-encoded count, max entropy, an example",
-	new:      func(e *Engine) any { return &dnsTunnel{e: e, windows: map[dnsKey]*dnsWindow{}} },
+	new: func(e *Engine) any {
+		d := &dnsTunnel{e: e}
+		d.windows = newCamState[string](maxDNSPerCamera, maxStateEntries, func(w *dnsWindow, now int64) int64 {
+			if now-w.start >= int64(e.p.Thresholds.DNSTunnel.Window) {
+				return -1 // ended
+			}
+			return int64(w.queries)
+		}, &e.m.StateEvictions)
+		return d
+	},
 }
+
+// maxDNSPerCamera bounds the registered domains one camera's query windows
+// are kept for: a camera querying ever new domains recycles its own windows
+// (ended ones, then those with the fewest queries), never another camera's.
+const maxDNSPerCamera = 256
 
 // dnsTunnel counts each camera's DNS queries per registered domain, in
 // windows, whatever resolver they go to.
 type dnsTunnel struct {
 	e       *Engine
-	windows map[dnsKey]*dnsWindow
-}
-
-type dnsKey struct {
-	cam    netip.Addr
-	domain string
+	windows *camState[string, *dnsWindow]
 }
 
 type dnsWindow struct {
@@ -57,15 +65,12 @@ func (d *dnsTunnel) query(f *flow, name string, qtype uint16, ts int64) {
 	if err != nil {
 		reg = name
 	}
-	k := dnsKey{cam: f.cam, domain: reg}
-	w := d.windows[k]
+	w, _ := d.windows.get(f.cam, reg)
 	if w == nil || ts-w.start >= int64(th.Window) {
-		if w == nil && len(d.windows) >= maxStateEntries {
-			evictOne(d.windows)
-			e.m.StateEvictions.Add(1)
-		}
 		w = &dnsWindow{start: ts, long: map[uint64]struct{}{}}
-		d.windows[k] = w
+		if !d.windows.put(f.cam, reg, w, ts) {
+			return // counted
+		}
 	}
 	w.queries++
 	if qtype == dnsparse.TypeTXT || qtype == dnsparse.TypeNULL {

@@ -15,7 +15,7 @@ const KindVendorCloud = "vendor-cloud"
 var vendorDetector = &Detector{
 	Kind:     KindVendorCloud,
 	Severity: "high",
-	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments and 16 KiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are not matched on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR)",
+	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments and 16 KiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are matched on the first payload the camera sends on a flow it opened, never on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR, and with their framing where the entry has one: PPPP needs 0xF1 and a header length equal to the datagram's, not one byte)",
 	Fields:   "`domain` (queried name / Host / SNI), `dst`, `port`, `detail` names the matching entry, its vendor and note",
 	new:      func(e *Engine) any { return &vendor{e: e} },
 }
@@ -33,7 +33,7 @@ func (d *vendor) flowOpened(f *flow, _ *packet, ts int64) {
 	if en, ok := wl.MatchAddr(f.peer); ok {
 		f.watched = true
 		d.raise(f, ts, "", fmt.Sprintf("destination %s is on the watch-list (%s: %s)", f.peer, en.Vendor, en.Note), aggKey{dst: f.peer})
-	} else if en, ok := wl.MatchTraffic(protoName(f.proto), f.port, nil); ok {
+	} else if en, ok := wl.MatchTraffic(protoName(f.proto), f.port, nil, 0); ok {
 		f.watched = true
 		d.raise(f, ts, "", fmt.Sprintf("%s port %d matches the watch-list (%s: %s)", protoName(f.proto), f.port, en.Vendor, en.Note), aggKey{dst: f.peer, port: f.port})
 	}
@@ -86,10 +86,14 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 	}
 	pl := p.payload
 	if !f.watched && f.inspected == 1 && p.dns == nil && !servicePort(f.port) {
-		if en, ok := d.e.wl.MatchTraffic(protoName(f.proto), f.port, pl); ok {
+		if en, ok := d.e.wl.MatchTraffic(protoName(f.proto), f.port, pl, p.size); ok {
 			f.watched = true
+			sig := en.PayloadPrefix
+			if en.Framing != "" {
+				sig += " with " + string(en.Framing) + " framing"
+			}
 			d.raise(f, ts, "", fmt.Sprintf("%s payload to %s:%d starts with %x, matching the watch-list signature %s (%s: %s)",
-				protoName(f.proto), f.peer, f.port, pl[:min(len(pl), 8)], en.PayloadPrefix, en.Vendor, en.Note), aggKey{dst: f.peer, port: f.port})
+				protoName(f.proto), f.peer, f.port, pl[:min(len(pl), 8)], sig, en.Vendor, en.Note), aggKey{dst: f.peer, port: f.port})
 		}
 	}
 	switch f.proto {

@@ -2,7 +2,6 @@ package egress
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 )
 
@@ -14,13 +13,24 @@ var volumeDetector = &Detector{
 	Severity: "high",
 	Raised:   "a camera sends more than `bytes` to non-allowed destinations (on flows it opened) within `window`",
 	Fields:   "`bytes` (window total), `dst`/`port` of the flow that crossed the threshold",
-	new:      func(e *Engine) any { return &volume{e: e, windows: map[netip.Addr]*volumeWindow{}} },
+	new: func(e *Engine) any {
+		d := &volume{e: e}
+		d.windows = newCamState[struct{}](1, maxStateEntries, func(w *volumeWindow, now int64) int64 {
+			if now-w.start >= int64(e.p.Thresholds.Volume.Window) {
+				return -1 // ended
+			}
+			return int64(min(w.bytes, 1<<62))
+		}, &e.m.StateEvictions)
+		return d
+	},
 }
 
-// volume counts each camera's bytes to non-allowed destinations, in windows.
+// volume counts each camera's bytes to non-allowed destinations, in windows:
+// one window per camera, so at the global bound only ended windows give way
+// and a new camera never takes a running one.
 type volume struct {
 	e       *Engine
-	windows map[netip.Addr]*volumeWindow
+	windows *camState[struct{}, *volumeWindow]
 }
 
 type volumeWindow struct {
@@ -38,14 +48,12 @@ func (d *volume) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 	}
 	e := d.e
 	th := e.p.Thresholds.Volume
-	w := d.windows[f.cam]
+	w, _ := d.windows.get(f.cam, struct{}{})
 	if w == nil || ts-w.start >= int64(th.Window) {
-		if w == nil && len(d.windows) >= maxStateEntries {
-			evictOne(d.windows)
-			e.m.StateEvictions.Add(1)
-		}
 		w = &volumeWindow{start: ts}
-		d.windows[f.cam] = w
+		if !d.windows.put(f.cam, struct{}{}, w, ts) {
+			return // counted
+		}
 	}
 	w.bytes += p.ipLen
 	if w.bytes <= uint64(th.Bytes) {

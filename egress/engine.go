@@ -128,6 +128,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		names:      map[netip.Addr]string{},
 	}
 	e.dec = newDecoder(&e.m)
+	if e.base != nil { // destinations not learned count as state evictions
+		e.m.StateEvictions.Add(e.base.dropped.Load())
+		e.base.dests.evictions = &e.m.StateEvictions
+	}
 	e.m.Alerts = make([]atomic.Uint64, len(Detectors))
 	for _, d := range Detectors {
 		st := d.new(e)

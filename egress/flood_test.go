@@ -21,7 +21,7 @@ func TestFloodHidesNothing(t *testing.T) {
 	// testPolicy's flows.max is 100; lower the other bounds too.
 	e.maxPending = 200
 	b := e.detectors[beaconDetector.index].(*beacon)
-	b.maxCam, b.max = 64, 512
+	b.dests.maxCam, b.dests.max = 64, 512
 
 	const flooders, perCam = 30, 400
 	var (

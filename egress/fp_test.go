@@ -24,14 +24,15 @@ allow:
 // TestOrdinaryDayNoAlerts: a day of ordinary camera traffic (the recorder
 // pulling RTSP, NTP, DNS with random transaction IDs — a 256th of them
 // start 0xF1 like a PPPP datagram —, DHCP renewals, mDNS, SSDP M-SEARCH and
-// the gateway's unicast replies, WS-Discovery) from 20 cameras raises no
-// alert under ordinaryPolicy: the false-positive target is 0.
+// the gateway's unicast replies, WS-Discovery, ARP, encrypted UDP media to
+// the recorder whose first byte is random) from 20 cameras raises no alert
+// under ordinaryPolicy: the false-positive target is 0.
 func TestOrdinaryDayNoAlerts(t *testing.T) {
 	e, sink := newTestEngine(t, ordinaryPolicy)
 	rng := rand.New(rand.NewPCG(1, 2))
 	gw, rec := netip.MustParseAddr("192.168.50.1"), netip.MustParseAddr("192.168.50.2")
 	ssdp, mdns := netip.MustParseAddr("239.255.255.250"), netip.MustParseAddr("224.0.0.251")
-	queries := 0
+	queries, udpFlows, f1Flows := 0, 0, 0
 	feed(t, e, func(w *pcapgen.Writer) {
 		w.Sorted = true
 		for c := range 20 {
@@ -65,6 +66,25 @@ func TestOrdinaryDayNoAlerts(t *testing.T) {
 				_ = w.UDP(ap(cam, 5353), ap(mdns, 5353), pcapgen.DNSQuery(0, "_services._dns-sd._udp.local", 12), 0)
 				_ = w.UDP(ap(cam, 3702), ap(ssdp, 3702), []byte("<?xml version=\"1.0\"?><e:Envelope><e:Body><d:Probe/></e:Body></e:Envelope>"), 0)
 			}
+			// The camera's UDP media channels to the recorder (encrypted: the
+			// first byte is random, 0xF1 in one of 256): four new flows an hour.
+			for h := range 24 * 4 {
+				at(time.Duration(h)*15*time.Minute + 40*time.Second)
+				pl := make([]byte, 8+rng.IntN(1300))
+				for i := range pl {
+					pl[i] = byte(rng.Uint32())
+				}
+				if pl[0] == 0xf1 {
+					f1Flows++
+				}
+				udpFlows++
+				_ = w.UDP(ap(cam, uint16(50100+h)), ap(rec, 6000), pl, 0)
+				_ = w.UDP(ap(cam, uint16(50100+h)), ap(rec, 6000), nil, 1200)
+			}
+			for h := range 24 * 12 { // ARP for the gateway every 5 minutes
+				at(time.Duration(h)*5*time.Minute + 50*time.Second)
+				_ = w.ARP(cam, gw)
+			}
 			for h := range 24 { // DHCP renewal every hour (unicast to the server)
 				at(time.Duration(h)*time.Hour + 30*time.Second)
 				dhcp := make([]byte, 240)
@@ -82,5 +102,8 @@ func TestOrdinaryDayNoAlerts(t *testing.T) {
 	if n := e.m.DecodeErrors.Load(); n != 0 {
 		t.Errorf("%d packets malformed", n)
 	}
-	t.Logf("%d packets, %d flows, %d DNS queries, 0 alerts", e.m.Packets.Load(), e.m.Flows.Load(), queries)
+	if f1Flows == 0 {
+		t.Error("no media flow starts 0xF1: the case the PPPP signature once mistook is not exercised")
+	}
+	t.Logf("%d packets, %d flows, %d DNS queries, %d UDP media flows (%d starting 0xF1), 0 alerts", e.m.Packets.Load(), e.m.Flows.Load(), queries, udpFlows, f1Flows)
 }

@@ -50,7 +50,7 @@ func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 }
 
 func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
-	br := bufio.NewReaderSize(rc, 1<<16)
+	br := bufio.NewReaderSize(rc, 1<<20)
 	magic, _ := br.Peek(4)
 	closers := []io.Closer{rc}
 	var r io.Reader = br
@@ -61,14 +61,14 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 			return nil, fmt.Errorf("egress: %s: gzip: %w", name, err)
 		}
 		closers = append(closers, zr)
-		r = bufio.NewReaderSize(zr, 1<<16)
+		r = bufio.NewReaderSize(zr, 1<<20)
 	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
 		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdWindow), zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: zstd: %w", name, err)
 		}
 		closers = append(closers, closerFunc(func() error { zr.Close(); return nil }))
-		r = bufio.NewReaderSize(zr, 1<<16)
+		r = bufio.NewReaderSize(zr, 1<<20)
 	}
 	inner := r.(*bufio.Reader)
 	magic, err := inner.Peek(4)
@@ -99,16 +99,16 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 		s.read = ng.ZeroCopyReadPacketData
 		return &ngSource{s}, nil
 	case isPcapMagic(magic):
-		pr, err := pcapgo.NewReader(cr)
+		pr, err := newPcapReader(inner)
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
 		}
-		// pcapgo accepts records up to the snap length: refuse absurd ones
+		// Records are accepted up to the snap length: refuse absurd ones
 		// so one record cannot claim gigabytes.
-		if pr.Snaplen() > maxSnaplen {
-			return nil, fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", name, pr.Snaplen(), maxSnaplen)
+		if pr.snaplen > maxSnaplen {
+			return nil, fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", name, pr.snaplen, maxSnaplen)
 		}
-		s.read, s.lt = pr.ZeroCopyReadPacketData, pr.LinkType()
+		s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
 	default:
 		return nil, fmt.Errorf("egress: %s is not a pcap or pcapng capture (magic %x; gzip and zstd compression are recognised)", name, magic)
 	}
@@ -133,6 +133,7 @@ type fileSource struct {
 	closers []io.Closer
 	name    string
 	cr      *countingReader
+	pos     func() int64 // bytes consumed, when cr does not count them
 	packets uint64
 }
 
@@ -152,7 +153,11 @@ func (e *TruncatedError) Error() string {
 func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	data, ci, err := s.read()
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, ci, &TruncatedError{File: s.name, Offset: s.cr.n, Packets: s.packets}
+		off := s.cr.n
+		if s.pos != nil {
+			off = s.pos()
+		}
+		return nil, ci, &TruncatedError{File: s.name, Offset: off, Packets: s.packets}
 	}
 	if err == nil {
 		s.packets++

@@ -13,6 +13,7 @@ import (
 	"github.com/cordon-vms/cordon/egress"
 	"github.com/cordon-vms/cordon/egress/capture"
 	"github.com/cordon-vms/cordon/egress/netflow"
+	"github.com/cordon-vms/cordon/egress/nfcapd"
 	"github.com/cordon-vms/cordon/egress/sink"
 	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/internal/metricsrv"
@@ -21,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-const egressUsage = `usage: cordon egress --policy FILE (--pcap FILE | --iface NAME | --netflow ADDR) [flags]
+const egressUsage = `usage: cordon egress --policy FILE (--pcap FILE | --nfcapd FILE|DIR | --iface NAME | --netflow ADDR) [flags]
 
 Watches what cameras send and raises alerts a SOC can act on:
   scan                    more than 20 unexpected destinations in a window,
@@ -31,7 +32,7 @@ Watches what cameras send and raises alerts a SOC can act on:
                           DNS-over-HTTPS/TLS included)
   vendor-cloud            DNS query, TLS SNI or QUIC Initial SNI naming a
                           watch-listed vendor domain; watch-listed IPs, ports
-                          and payload signatures (UDP 8800, PPPP 0xF1, ...)
+                          and payload signatures (UDP 8800, PPPP header, ...)
   dns-tunnel              many long/high-entropy/hex names under one domain
   beacon                  regular contacts with one destination
   volume                  bytes a camera sends to non-allowed destinations
@@ -40,7 +41,8 @@ Watches what cameras send and raises alerts a SOC can act on:
   new-destination         first contact not in the learned baseline
 
 Inputs: --pcap reads a pcap or pcapng file (gzip/zstd compressed too; - for
-standard input) on packet time, then exits. --iface (AF_PACKET, needs
+standard input) on packet time, then exits; --nfcapd reads nfdump's flow
+files (a file, or a directory of nfcapd.* files) the same way. --iface (AF_PACKET, needs
 CAP_NET_RAW) and --netflow (NetFlow v5/v9/IPFIX over UDP) run until stopped.
 
 Alerts go to standard output as JSON lines unless the policy's alerts:
@@ -53,6 +55,7 @@ Examples:
   cordon egress --policy policy.yml --pcap - < capture.pcap.zst
   cordon egress --policy policy.yml --pcap day.pcap.gz --baseline base.json --fail-on vendor-cloud
   cordon egress --policy policy.yml --netflow 0.0.0.0:2055 --metrics 127.0.0.1:9464
+  cordon egress --policy policy.yml --nfcapd /var/cache/nfdump --stats
   cordon egress --policy policy.yml --iface eth1 --filter 'net 192.168.50.0/24'
   cordon inspect ./rootfs --watchlist cam.yml && cordon egress --policy p.yml --watchlist cam.yml --pcap c.pcap`
 
@@ -65,10 +68,10 @@ type egressFile struct {
 
 // egressFlags are cordon egress's flags.
 type egressFlags struct {
-	policy, pcap, iface, filter, netflow string
-	promisc, reset, stats                bool
-	watchlists                           stringList
-	baseline, metrics, failOn, logLevel  string
+	policy, pcap, nfcapd, iface, filter, netflow string
+	promisc, reset, stats                        bool
+	watchlists                                   stringList
+	baseline, metrics, failOn, logLevel          string
 }
 
 func runEgress(ctx context.Context, e *env, args []string) (err error) {
@@ -127,7 +130,7 @@ func runEgress(ctx context.Context, e *env, args []string) (err error) {
 		fmt.Fprintln(e.Stderr, eng.Metrics().Summary(time.Since(start)))
 	}
 	var te *egress.TruncatedError
-	if errors.As(runErr, &te) && fan.Failed() {
+	if (errors.As(runErr, &te) || errors.Is(runErr, nfcapd.ErrTruncated)) && fan.Failed() {
 		// The packets before the cut were analysed and raised the kind.
 		return &exitError{code: exitFindings, err: fmt.Errorf("%v; alerts of kind %s were raised (--fail-on)", runErr, f.failOn)}
 	}
@@ -145,6 +148,7 @@ func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
 	fs := newFlagSet(e, "egress", egressUsage)
 	fs.StringVar(&f.policy, "policy", "", "policy YAML `FILE` (required; see docs/egress.md)")
 	fs.StringVar(&f.pcap, "pcap", "", "read packets from a pcap/pcapng `FILE` (.gz/.zst recognised; - for stdin)")
+	fs.StringVar(&f.nfcapd, "nfcapd", "", "read flow records from nfdump's nfcapd `FILE` or a DIR of nfcapd.* files")
 	fs.StringVar(&f.iface, "iface", "", "capture live on interface `NAME` (AF_PACKET; needs CAP_NET_RAW)")
 	fs.StringVar(&f.filter, "filter", "", "capture `filter` for --iface, a subset of tcpdump's: \"net 192.168.50.0/24 and not port 554\"")
 	fs.BoolVar(&f.promisc, "promisc", false, "with --iface: capture in promiscuous mode (a switch mirror port)")
@@ -166,13 +170,13 @@ func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
 		return nil, usagef("--policy FILE is required (see docs/egress.md for an example)")
 	}
 	inputs := 0
-	for _, s := range []string{f.pcap, f.iface, f.netflow} {
+	for _, s := range []string{f.pcap, f.nfcapd, f.iface, f.netflow} {
 		if s != "" {
 			inputs++
 		}
 	}
 	if inputs != 1 {
-		return nil, usagef("give exactly one input: --pcap FILE, --iface NAME or --netflow ADDR")
+		return nil, usagef("give exactly one input: --pcap FILE, --nfcapd FILE|DIR, --iface NAME or --netflow ADDR")
 	}
 	if f.filter != "" && f.iface == "" {
 		return nil, usagef("--filter applies to --iface only")
@@ -199,6 +203,20 @@ func runEgressInput(ctx context.Context, e *env, f *egressFlags, eng *egress.Eng
 		defer src.Close()
 		log.Info("reading packets", "pcap", f.pcap, "alerts", alertsTo)
 		run = func(ctx context.Context) error { return eng.Run(ctx, src) }
+	case f.nfcapd != "":
+		r := &nfcapd.Reader{Logger: log}
+		log.Info("reading flow files", "nfcapd", f.nfcapd, "alerts", alertsTo)
+		run = func(ctx context.Context) error {
+			err := r.Read(ctx, f.nfcapd, eng.HandleFlow)
+			st := r.Stats()
+			if f.stats {
+				fmt.Fprintln(e.Stderr, st)
+			}
+			if len(st.NotDecoded) > 0 {
+				log.Warn("nfcapd records not decoded", "stats", st.String())
+			}
+			return err
+		}
 	case f.netflow != "":
 		nfc := &netflow.Collector{Addr: f.netflow, Logger: log, Handle: eng.HandleFlow}
 		if err := nfc.Listen(); err != nil {

@@ -36,6 +36,10 @@ type Entry struct {
 	Port  uint16 `yaml:"port,omitempty" json:"port,omitempty"`
 	// PayloadPrefix is the hex of the bytes a datagram or stream starts with.
 	PayloadPrefix string `yaml:"payload_prefix,omitempty" json:"payload_prefix,omitempty"`
+	// Framing is a datagram framing the payload must also have (with proto
+	// udp): "pppp" is the PPPP/CS2 header, 0xF1, a message type and a
+	// big-endian length equal to the rest of the datagram. Empty: none.
+	Framing Framing `yaml:"framing,omitempty" json:"framing,omitempty"`
 	// Vendor names who operates the endpoint (Hikvision, Dahua, ...), or "unknown".
 	Vendor string `yaml:"vendor,omitempty" json:"vendor,omitempty"`
 	// Note says why the entry is there (free text; inspect writes the files it was found in).
@@ -43,6 +47,33 @@ type Entry struct {
 
 	prefix  netip.Prefix
 	payload []byte
+}
+
+// Framing names a datagram framing a payload signature also checks.
+type Framing string
+
+// FramingPPPP is the PPPP/CS2 P2P header: 0xF1, a message type, and the
+// length of what follows the 4-byte header, big-endian.
+const FramingPPPP Framing = "pppp"
+
+// Validate reports an unknown framing.
+func (f Framing) Validate() error {
+	switch f {
+	case "", FramingPPPP:
+		return nil
+	}
+	return fmt.Errorf("framing %q: want pppp", string(f))
+}
+
+// matches reports whether a datagram whose payload starts with payload and
+// is size bytes long on the wire (the capture may have kept fewer) has the
+// framing.
+func (f Framing) matches(payload []byte, size int) bool {
+	switch f {
+	case FramingPPPP:
+		return len(payload) >= 4 && payload[0] == 0xf1 && int(payload[2])<<8|int(payload[3]) == size-4
+	}
+	return true
 }
 
 // File is the on-disk shape of a watch-list.
@@ -138,8 +169,16 @@ func (l *List) add(e Entry) error {
 			}
 			e.payload = b
 		}
+		if err := e.Framing.Validate(); err != nil {
+			return err
+		}
+		if e.Framing != "" && (e.Proto != "udp" || e.PayloadPrefix == "") {
+			return fmt.Errorf("framing %s applies to a payload_prefix with proto udp", e.Framing)
+		}
 	} else if e.Proto != "" {
 		return fmt.Errorf("proto %q without port or payload_prefix matches nothing", e.Proto)
+	} else if e.Framing != "" {
+		return fmt.Errorf("framing %s applies to a payload_prefix with proto udp", e.Framing)
 	}
 	if kinds != 1 {
 		return errors.New("set exactly one of domain, ip, cidr, or a proto with port/payload_prefix")
@@ -207,7 +246,12 @@ func (l *List) MatchAddr(a netip.Addr) (Entry, bool) {
 // MatchTraffic returns the first port/payload signature matching a packet or
 // flow of proto ("tcp"/"udp") to dstPort whose payload starts with payload
 // (payload may be nil for flow records, which then match port-only entries).
-func (l *List) MatchTraffic(proto string, dstPort uint16, payload []byte) (Entry, bool) {
+// size is the payload's length on the wire, which a framing checks (the
+// capture may have kept fewer bytes); 0 means len(payload).
+func (l *List) MatchTraffic(proto string, dstPort uint16, payload []byte, size int) (Entry, bool) {
+	if size <= 0 {
+		size = len(payload)
+	}
 	for _, e := range l.Entries {
 		if e.Proto == "" || e.Proto != proto {
 			continue
@@ -216,6 +260,9 @@ func (l *List) MatchTraffic(proto string, dstPort uint16, payload []byte) (Entry
 			continue
 		}
 		if e.payload != nil && (len(payload) < len(e.payload) || string(payload[:len(e.payload)]) != string(e.payload)) {
+			continue
+		}
+		if !e.Framing.matches(payload, size) {
 			continue
 		}
 		return e, true

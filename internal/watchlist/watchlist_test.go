@@ -30,13 +30,29 @@ func TestDefault(t *testing.T) {
 	if e, ok := l.MatchAddr(netip.MustParseAddr("114.114.114.114")); !ok || e.Vendor != "XiongMai" {
 		t.Errorf("MatchAddr resolver: %+v %v", e, ok)
 	}
-	if e, ok := l.MatchTraffic("udp", 8800, nil); !ok || e.Vendor != "Dahua" {
+	if e, ok := l.MatchTraffic("udp", 8800, nil, 0); !ok || e.Vendor != "Dahua" {
 		t.Errorf("MatchTraffic udp/8800: %+v %v", e, ok)
 	}
-	if e, ok := l.MatchTraffic("udp", 40000, []byte{0xf1, 0x00}); !ok || e.Vendor != "PPPP" {
-		t.Errorf("MatchTraffic PPPP: %+v %v", e, ok)
+	// PPPP: 0xF1, a type, and the length of the rest (here 2 bytes; on the
+	// wire, 0x120 bytes of which the capture kept 6).
+	for _, c := range []struct {
+		payload []byte
+		size    int
+		want    bool
+	}{
+		{[]byte{0xf1, 0x00, 0x00, 0x00}, 0, true},
+		{[]byte{0xf1, 0x42, 0x00, 0x02, 1, 2}, 0, true},
+		{[]byte{0xf1, 0xd0, 0x01, 0x1c, 1, 2}, 0x120, true},
+		{[]byte{0xf1, 0x00}, 0, false},                   // too short for the header
+		{[]byte{0xf1, 0x23, 0x01, 0x00, 0, 1}, 0, false}, // a DNS query with ID 0xF123
+		{[]byte{0xf1, 0x00, 0x00, 0x05, 1}, 0, false},    // length is not the rest
+	} {
+		e, ok := l.MatchTraffic("udp", 40000, c.payload, c.size)
+		if ok != c.want || ok && e.Vendor != "PPPP" {
+			t.Errorf("MatchTraffic PPPP % x (size %d): %+v %v, want %v", c.payload, c.size, e, ok, c.want)
+		}
 	}
-	if _, ok := l.MatchTraffic("udp", 40000, []byte{0x17}); ok {
+	if _, ok := l.MatchTraffic("udp", 40000, []byte{0x17}, 0); ok {
 		t.Error("MatchTraffic matched an unrelated datagram")
 	}
 }
@@ -49,6 +65,9 @@ func TestParseErrors(t *testing.T) {
 		{"entries:\n  - {port: 53}\n", `needs proto tcp or udp`},
 		{"entries:\n  - {domain: a.com, ip: 1.2.3.4}\n", `set exactly one of`},
 		{"entries:\n  - {proto: udp, payload_prefix: zz}\n", `payload_prefix "zz"`},
+		{"entries:\n  - {proto: udp, payload_prefix: f1, framing: cs3}\n", `framing "cs3": want pppp`},
+		{"entries:\n  - {proto: tcp, payload_prefix: f1, framing: pppp}\n", `framing pppp applies to a payload_prefix with proto udp`},
+		{"entries:\n  - {proto: udp, port: 1, framing: pppp}\n", `framing pppp applies to a payload_prefix with proto udp`},
 	} {
 		_, err := Parse("w.yml", []byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -62,6 +62,18 @@ func (w *Writer) payloadOf(p []byte, n int) []byte {
 	return w.pay[:n]
 }
 
+// ARP writes a broadcast ARP request from sender for target (IPv4).
+func (w *Writer) ARP(sender, target netip.Addr) error {
+	eth := &layers.Ethernet{SrcMAC: mac(sender), DstMAC: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: mac(sender), SourceProtAddress: sender.AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: target.AsSlice()}
+	if err := gopacket.SerializeLayers(w.buf, gopacket.SerializeOptions{FixLengths: true}, eth, arp); err != nil {
+		return err
+	}
+	return w.emit(w.buf.Bytes())
+}
+
 func (w *Writer) write(src, dst netip.Addr, l4 gopacket.SerializableLayer, proto layers.IPProtocol, payload []byte) error {
 	w.ipID++
 	eth := &layers.Ethernet{SrcMAC: mac(src), DstMAC: mac(dst), EthernetType: layers.EthernetTypeIPv4}
@@ -75,7 +87,11 @@ func (w *Writer) write(src, dst netip.Addr, l4 gopacket.SerializableLayer, proto
 	if err := gopacket.SerializeLayers(w.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, l4, gopacket.Payload(payload)); err != nil {
 		return err
 	}
-	data := w.buf.Bytes()
+	return w.emit(w.buf.Bytes())
+}
+
+// emit writes (or, when Sorted, buffers) one frame at w.Now.
+func (w *Writer) emit(data []byte) error {
 	ci := gopacket.CaptureInfo{Timestamp: w.Now, Length: len(data), CaptureLength: len(data)}
 	if w.Snap > 0 && len(data) > w.Snap {
 		data = data[:w.Snap]

@@ -1,8 +1,11 @@
 // Command gen writes cordon egress's crafted captures: the planted-event
 // capture (-scenario planted), the small CLI capture (-scenario small) or
-// the benchmark capture of -n packets (-scenario bulk, the default).
+// the benchmark captures of -n packets (-scenario bulk, the default: the
+// proxy pulling RTSP; -scenario camnet: a camera network, 200 cameras,
+// pcapgen.CameraNet, whole packets unless -snap).
 //
 //	go run ./egress/internal/pcapgen/gen -n 1000000 -o /tmp/bulk.pcap
+//	go run ./egress/internal/pcapgen/gen -scenario camnet -n 1000000 -o /tmp/camnet.pcap
 package main
 
 import (
@@ -18,19 +21,20 @@ import (
 func main() {
 	n := flag.Int("n", 1_000_000, "packets in the bulk capture")
 	out := flag.String("o", "", "output `FILE` (required)")
-	scenario := flag.String("scenario", "bulk", "bulk, planted or small")
+	scenario := flag.String("scenario", "bulk", "bulk, camnet, planted or small")
+	snap := flag.Int("snap", 0, "with -scenario camnet: captured bytes per packet (0: whole packets)")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "gen: -o FILE is required")
 		os.Exit(2)
 	}
-	if err := run(*out, *scenario, *n); err != nil {
+	if err := run(*out, *scenario, *n, *snap); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path, scenario string, n int) error {
+func run(path, scenario string, n, snap int) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -40,6 +44,8 @@ func run(path, scenario string, n int) error {
 	switch scenario {
 	case "bulk":
 		gen = func(w io.Writer) error { return pcapgen.Bulk(w, n) }
+	case "camnet":
+		gen = func(w io.Writer) error { return pcapgen.CameraNet(w, n, snap) }
 	case "planted":
 		gen = pcapgen.Planted
 	case "small":

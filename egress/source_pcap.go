@@ -1,0 +1,106 @@
+package egress
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// pcapReader reads classic pcap records without copying them: a record
+// that fits the bufio.Reader's buffer is returned as a slice of it (valid
+// until the next read), a larger one (up to the snap length) is read into
+// a buffer of its own. n counts the bytes consumed, for TruncatedError.
+type pcapReader struct {
+	br      *bufio.Reader
+	order   binary.ByteOrder
+	nanos   bool
+	snaplen uint32
+	lt      layers.LinkType
+	n       int64
+	big     []byte
+}
+
+const pcapHeaderLen, pcapRecordLen = 24, 16
+
+// newPcapReader reads the file header. Magic numbers: a1b2c3d4
+// (microseconds) and a1b23c4d (nanoseconds), in either byte order.
+func newPcapReader(br *bufio.Reader) (*pcapReader, error) {
+	h, err := br.Peek(pcapHeaderLen)
+	if err != nil {
+		return nil, fmt.Errorf("file header: %w", io.ErrUnexpectedEOF)
+	}
+	r := &pcapReader{br: br}
+	switch string(h[:4]) {
+	case "\xa1\xb2\xc3\xd4":
+		r.order = binary.BigEndian
+	case "\xd4\xc3\xb2\xa1":
+		r.order = binary.LittleEndian
+	case "\xa1\xb2\x3c\x4d":
+		r.order, r.nanos = binary.BigEndian, true
+	case "\x4d\x3c\xb2\xa1":
+		r.order, r.nanos = binary.LittleEndian, true
+	default:
+		return nil, fmt.Errorf("unknown magic %x", h[:4])
+	}
+	r.snaplen = r.order.Uint32(h[16:])
+	r.lt = layers.LinkType(r.order.Uint32(h[20:]) & 0xffff)
+	_, _ = br.Discard(pcapHeaderLen)
+	r.n = pcapHeaderLen
+	return r, nil
+}
+
+// errCaplen is a record longer than the file's snap length.
+var errCaplen = errors.New("capture length exceeds snap length")
+
+// next returns the next record; io.EOF at the end of the file,
+// io.ErrUnexpectedEOF when it ends inside a record.
+func (r *pcapReader) next() ([]byte, gopacket.CaptureInfo, error) {
+	var ci gopacket.CaptureInfo
+	h, err := r.br.Peek(pcapRecordLen)
+	if err != nil {
+		if len(h) == 0 && errors.Is(err, io.EOF) {
+			return nil, ci, io.EOF
+		}
+		r.n += int64(len(h))
+		return nil, ci, io.ErrUnexpectedEOF
+	}
+	sec, frac := int64(r.order.Uint32(h[0:])), int64(r.order.Uint32(h[4:]))
+	caplen, length := r.order.Uint32(h[8:]), r.order.Uint32(h[12:])
+	if caplen > r.snaplen && r.snaplen != 0 || caplen > maxSnaplen { // 0: a writer that did not say
+		return nil, ci, fmt.Errorf("%w: %d > %d", errCaplen, caplen, r.snaplen)
+	}
+	if !r.nanos {
+		frac *= 1000
+	}
+	ci.Timestamp = time.Unix(sec, frac).UTC()
+	ci.CaptureLength, ci.Length = int(caplen), int(length)
+	total := pcapRecordLen + int(caplen)
+	if total <= r.br.Size() {
+		b, err := r.br.Peek(total)
+		if err != nil {
+			r.n += int64(len(b))
+			return nil, ci, io.ErrUnexpectedEOF
+		}
+		_, _ = r.br.Discard(total)
+		r.n += int64(total)
+		return b[pcapRecordLen:], ci, nil
+	}
+	_, _ = r.br.Discard(pcapRecordLen)
+	r.n += pcapRecordLen
+	if cap(r.big) < int(caplen) {
+		r.big = make([]byte, caplen)
+	}
+	b := r.big[:caplen]
+	m, err := io.ReadFull(r.br, b)
+	r.n += int64(m)
+	if err != nil {
+		return nil, ci, io.ErrUnexpectedEOF
+	}
+	return b, ci, nil
+}
