@@ -39,54 +39,19 @@ func TestFloodingCameraKeepsToItsOwnState(t *testing.T) {
 	vol.windows.max = 8
 	base.dests.maxCam = 8
 
-	var (
-		dnsFlood  = netip.MustParseAddr("192.168.50.20")
-		destFlood = netip.MustParseAddr("192.168.50.21")
-		tunnelCam = netip.MustParseAddr("192.168.50.30")
-		bulkCam   = netip.MustParseAddr("192.168.50.31")
-		newCam    = netip.MustParseAddr("192.168.50.32")
-		gw        = netip.MustParseAddr("192.168.50.1")
-		known     = netip.MustParseAddr("198.51.100.10")
-		fresh     = netip.MustParseAddr("198.51.100.11")
-		upload    = netip.MustParseAddr("203.0.113.50")
-	)
-	at := func(w *pcapgen.Writer, d time.Duration) { w.Now = pcapgen.Start.Add(d) }
-	feed(t, e, func(w *pcapgen.Writer) {
-		// Learning period: the other camera's usual destination, after the
-		// flooder has had 200 destinations of its own.
-		for i := range 200 {
-			at(w, time.Duration(i)*50*time.Millisecond)
-			_ = w.TCPSegment(ap(destFlood, uint16(20000+i)), ap(netip.AddrFrom4([4]byte{100, 64, 1, byte(i)}), 443), pcapgen.SYN, 1, 0, nil, 0)
-		}
-		at(w, 15*time.Second)
-		_ = w.TCPSegment(ap(newCam, 40000), ap(known, 443), pcapgen.SYN, 1, 0, nil, 0)
-		// The bulk upload's window starts before the flood of cameras.
-		at(w, 31*time.Second)
-		_ = w.UDP(ap(bulkCam, 50000), ap(upload, 9000), nil, 1200)
-		for i := range 400 {
-			ts := 32*time.Second + time.Duration(i)*200*time.Millisecond
-			at(w, ts)
-			_ = w.UDP(ap(dnsFlood, uint16(10000+i)), ap(gw, 53), pcapgen.DNSQuery(uint16(i), fmt.Sprintf("www.flood%d.example", i), 1), 0)
-			at(w, ts+time.Millisecond)
-			_ = w.TCPSegment(ap(destFlood, uint16(30000+i)), ap(netip.AddrFrom4([4]byte{100, 65, byte(i >> 8), byte(i)}), 443), pcapgen.SYN, 1, 0, nil, 0)
-			if i < 40 { // 40 cameras start a volume window each
-				at(w, ts+2*time.Millisecond)
-				_ = w.UDP(ap(netip.AddrFrom4([4]byte{192, 168, 50, byte(100 + i)}), 50001), ap(upload, 9001), nil, 100)
-			}
-			if i%10 == 0 { // the tunnel: 40 long names under one domain
-				at(w, ts+3*time.Millisecond)
-				name := fmt.Sprintf("%032x.t.tunnel-example.net", uint64(i)*0x9e3779b97f4a7c15)
-				_ = w.UDP(ap(tunnelCam, uint16(5000+i)), ap(gw, 53), pcapgen.DNSQuery(uint16(i), name, 16), 0)
-			}
-			if i%4 == 0 { // the bulk upload: 100 × 1200 bytes > 100 kB
-				at(w, ts+4*time.Millisecond)
-				_ = w.UDP(ap(bulkCam, 50000), ap(upload, 9000), nil, 1200)
-			}
-		}
-		at(w, 120*time.Second)
-		_ = w.TCPSegment(ap(newCam, 40001), ap(known, 443), pcapgen.SYN, 1, 0, nil, 0)
-		_ = w.TCPSegment(ap(newCam, 40002), ap(fresh, 443), pcapgen.SYN, 1, 0, nil, 0)
-	})
+	c := floodCams{
+		dnsFlood:  netip.MustParseAddr("192.168.50.20"),
+		destFlood: netip.MustParseAddr("192.168.50.21"),
+		tunnelCam: netip.MustParseAddr("192.168.50.30"),
+		bulkCam:   netip.MustParseAddr("192.168.50.31"),
+		newCam:    netip.MustParseAddr("192.168.50.32"),
+		gw:        netip.MustParseAddr("192.168.50.1"),
+		known:     netip.MustParseAddr("198.51.100.10"),
+		fresh:     netip.MustParseAddr("198.51.100.11"),
+		upload:    netip.MustParseAddr("203.0.113.50"),
+	}
+	feed(t, e, c.write)
+	tunnelCam, bulkCam, newCam, known, fresh := c.tunnelCam, c.bulkCam, c.newCam, c.known, c.fresh
 
 	count := func(kind string, cam netip.Addr, dst string) int {
 		n := 0
@@ -130,4 +95,52 @@ func TestFloodingCameraKeepsToItsOwnState(t *testing.T) {
 		}
 		t.Log(b.String())
 	}
+}
+
+// floodCams are the cameras and hosts of TestFloodingCameraKeepsToItsOwnState.
+type floodCams struct {
+	dnsFlood, destFlood, tunnelCam, bulkCam, newCam netip.Addr
+	gw, known, fresh, upload                        netip.Addr
+}
+
+// write is the test's capture: a learning period, then the floods with the
+// other cameras' events interleaved, then the new destination.
+func (c floodCams) write(w *pcapgen.Writer) {
+	dnsFlood, destFlood, tunnelCam, bulkCam, newCam := c.dnsFlood, c.destFlood, c.tunnelCam, c.bulkCam, c.newCam
+	gw, known, fresh, upload := c.gw, c.known, c.fresh, c.upload
+	at := func(w *pcapgen.Writer, d time.Duration) { w.Now = pcapgen.Start.Add(d) }
+	// Learning period: the other camera's usual destination, after the
+	// flooder has had 200 destinations of its own.
+	for i := range 200 {
+		at(w, time.Duration(i)*50*time.Millisecond)
+		_ = w.TCPSegment(ap(destFlood, uint16(20000+i)), ap(netip.AddrFrom4([4]byte{100, 64, 1, byte(i)}), 443), pcapgen.SYN, 1, 0, nil, 0)
+	}
+	at(w, 15*time.Second)
+	_ = w.TCPSegment(ap(newCam, 40000), ap(known, 443), pcapgen.SYN, 1, 0, nil, 0)
+	// The bulk upload's window starts before the flood of cameras.
+	at(w, 31*time.Second)
+	_ = w.UDP(ap(bulkCam, 50000), ap(upload, 9000), nil, 1200)
+	for i := range 400 {
+		ts := 32*time.Second + time.Duration(i)*200*time.Millisecond
+		at(w, ts)
+		_ = w.UDP(ap(dnsFlood, uint16(10000+i)), ap(gw, 53), pcapgen.DNSQuery(uint16(i), fmt.Sprintf("www.flood%d.example", i), 1), 0)
+		at(w, ts+time.Millisecond)
+		_ = w.TCPSegment(ap(destFlood, uint16(30000+i)), ap(netip.AddrFrom4([4]byte{100, 65, byte(i >> 8), byte(i)}), 443), pcapgen.SYN, 1, 0, nil, 0)
+		if i < 40 { // 40 cameras start a volume window each
+			at(w, ts+2*time.Millisecond)
+			_ = w.UDP(ap(netip.AddrFrom4([4]byte{192, 168, 50, byte(100 + i)}), 50001), ap(upload, 9001), nil, 100)
+		}
+		if i%10 == 0 { // the tunnel: 40 long names under one domain
+			at(w, ts+3*time.Millisecond)
+			name := fmt.Sprintf("%032x.t.tunnel-example.net", uint64(i)*0x9e3779b97f4a7c15)
+			_ = w.UDP(ap(tunnelCam, uint16(5000+i)), ap(gw, 53), pcapgen.DNSQuery(uint16(i), name, 16), 0)
+		}
+		if i%4 == 0 { // the bulk upload: 100 × 1200 bytes > 100 kB
+			at(w, ts+4*time.Millisecond)
+			_ = w.UDP(ap(bulkCam, 50000), ap(upload, 9000), nil, 1200)
+		}
+	}
+	at(w, 120*time.Second)
+	_ = w.TCPSegment(ap(newCam, 40001), ap(known, 443), pcapgen.SYN, 1, 0, nil, 0)
+	_ = w.TCPSegment(ap(newCam, 40002), ap(fresh, 443), pcapgen.SYN, 1, 0, nil, 0)
 }
