@@ -75,6 +75,7 @@ type Proxy struct {
 	trunkEdge   *trunkEdge   // nil unless trunk.listen is set
 	trunks      []*trunkCore // trunks[] (this proxy as a core)
 	trunkPanics atomic.Uint64
+	trunkNet    trunkNet // key pair, trunk.ca, sockets (trunk_dial.go)
 
 	stop chan struct{}
 	wg   sync.WaitGroup

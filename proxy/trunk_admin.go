@@ -57,7 +57,10 @@ type TrunkStatus struct {
 func (p *Proxy) TrunksStatus() TrunksStatus {
 	var out TrunksStatus
 	if e := p.trunkEdge; e != nil {
-		es := &TrunkEdgeStatus{Listen: e.ln.Addr().String(), Refused: e.refused.Load(), Cores: []TrunkPeerStatus{}}
+		es := &TrunkEdgeStatus{Refused: e.refused.Load(), Cores: []TrunkPeerStatus{}}
+		if e.ln != nil {
+			es.Listen = e.ln.Addr().String()
+		}
 		e.mu.Lock()
 		for conn, peer := range e.peers {
 			st := conn.ConnectionStats()
@@ -81,7 +84,7 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 		}
 	}
 	out.Trunks = []TrunkStatus{}
-	for _, t := range p.trunks {
+	for _, t := range p.trunkList() {
 		t.mu.Lock()
 		s := TrunkStatus{
 			Name: t.cfg.Name, Address: t.cfg.Address, State: t.state, Since: t.since, LastError: t.lastErr,
@@ -114,7 +117,7 @@ var trunkDescs = []*prometheus.Desc{descTrunkUp, descTrunkBytes, descTrunkRTT, d
 
 // collectTrunks exports the trunks' metrics.
 func (p *Proxy) collectTrunks(ch chan<- prometheus.Metric) {
-	if p.trunkEdge == nil && len(p.trunks) == 0 {
+	if p.trunkEdge == nil && len(p.trunkList()) == 0 {
 		return
 	}
 	st := p.TrunksStatus()

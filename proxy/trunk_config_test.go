@@ -17,7 +17,7 @@ var trunkConfErrorCases = []struct{ name, in, want string }{
 	{"listen without peers", cfCam + cfTrunkK + "  listen: ':7443'\n",
 		"trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core"},
 	{"peers without listen", cfCam + cfTrunkK + "  peers: [" + cfFP + "]\n",
-		"trunk.peers is set but trunk.listen is not; peers are the cores allowed to connect to trunk.listen"},
+		"trunk.peers is set but trunk.listen and trunk.dial are not; peers are the cores this edge serves (through trunk.listen or trunk.dial)"},
 	{"bad peer", cfCam + cfTrunkK + "  listen: ':7443'\n  peers: [abc]\n",
 		"trunk.peers[0]: fingerprint \"abc\": want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)"},
 	{"listen not address", cfCam + cfTrunkK + "  listen: '7443'\n  peers: [" + cfFP + "]\n",

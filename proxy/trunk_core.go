@@ -50,6 +50,8 @@ type trunkCore struct {
 	done chan struct{}
 
 	reconnects, bytesIn atomic.Uint64
+	resumed             atomic.Uint64 // connections that resumed a TLS session
+	inbox               *trunkInbox   // dialer "edge": connections the edge dialed in
 	started             atomic.Bool
 
 	mu      sync.Mutex
@@ -66,8 +68,9 @@ func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 	log := p.log.With("trunk", cfg.Name)
 	return &trunkCore{
 		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
-		tls: trunkTLS(cert, trunkPins(cfg.Fingerprint), false, log, "edge "+cfg.Address),
-		ctx: ctx, stop: cancel, done: make(chan struct{}),
+		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, "edge "+cfg.Address),
+		inbox: newTrunkInbox(),
+		ctx:   ctx, stop: cancel, done: make(chan struct{}),
 		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
 	}
 }
@@ -80,6 +83,7 @@ func (t *trunkCore) start() {
 
 func (t *trunkCore) close() {
 	t.stop()
+	t.inbox.close()
 	if t.started.Load() {
 		<-t.done
 	}
@@ -88,8 +92,7 @@ func (t *trunkCore) close() {
 func (t *trunkCore) run() {
 	defer close(t.done)
 	defer t.p.recoverTrunk("trunk connection loop", t.log)
-	b := newBackoff(t.tmo.BackoffMin, t.tmo.BackoffMax, t.tmo.AuthFailureBackoff)
-	retryLoop(t.ctx, b, t.connect, func(err error, wait time.Duration) {
+	retryLoop(t.ctx, t.backoff(), t.connect, func(err error, wait time.Duration) {
 		t.reconnects.Add(1)
 		t.setState(trunkDown, err.Error())
 		t.log.Warn("trunk down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
@@ -112,17 +115,23 @@ func (t *trunkCore) setState(s, errMsg string) {
 // until it ends.
 func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
 	t.setState(trunkConnecting, "")
-	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
-	conn, err := quic.DialAddr(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
-	}
-	defer conn.CloseWithError(0, "")
-	cat, err := t.catalogue(ctx, conn)
+	conn, err := t.dial(ctx)
 	if err != nil {
 		return false, err
 	}
+	defer func() { conn.CloseWithError(0, "") }()
+	cat, err := t.catalogue(ctx, conn)
+	if errors.Is(err, quic.Err0RTTRejected) {
+		// The edge did not take the session ticket (it restarted): the
+		// request is sent again once the full handshake has completed.
+		if conn, err = conn.NextConnection(ctx); err == nil {
+			cat, err = t.catalogue(ctx, conn)
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	t.connUp(conn)
 	names := make([]string, 0, len(cat))
 	for _, c := range cat {
 		names = append(names, c.Name)
@@ -329,23 +338,19 @@ func (p *Proxy) recoverTrunk(where string, log *slog.Logger) {
 // startTrunks starts the edge listener (trunk.listen) and prepares the
 // trunks to edges (their connections start with the cameras).
 func (p *Proxy) startTrunks(cfg Config) error {
+	if !cfg.trunkUsed() {
+		return nil
+	}
+	if err := p.loadTrunkNet(cfg.Trunk); err != nil {
+		return err
+	}
 	edge, err := p.startTrunkEdge(cfg)
 	if err != nil {
 		return err
 	}
 	p.trunkEdge = edge
-	if len(cfg.Trunks) == 0 {
-		return nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.Trunk.Cert, cfg.Trunk.Key)
-	if err != nil {
-		if edge != nil {
-			edge.close()
-		}
-		return fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
-	}
 	for _, tc := range cfg.Trunks {
-		p.trunks = append(p.trunks, newTrunkCore(p, tc, cert))
+		p.trunks = append(p.trunks, newTrunkCore(p, tc, p.trunkNet.cert))
 	}
 	return nil
 }
@@ -369,7 +374,7 @@ func (p *Proxy) startTrunkCamerasLocked() {
 // closeTrunks ends the trunks' connections and the edge listener (the
 // cameras are stopped first).
 func (p *Proxy) closeTrunks() {
-	for _, t := range p.trunks {
+	for _, t := range p.trunkList() {
 		t.close()
 	}
 	if p.trunkEdge != nil {
@@ -380,7 +385,7 @@ func (p *Proxy) closeTrunks() {
 // TrunkAddr is the bound trunk.listen address (useful with port 0), or
 // nil when this proxy is not an edge.
 func (p *Proxy) TrunkAddr() net.Addr {
-	if p.trunkEdge == nil {
+	if p.trunkEdge == nil || p.trunkEdge.ln == nil {
 		return nil
 	}
 	return p.trunkEdge.ln.Addr()
