@@ -35,9 +35,6 @@ type trunkTrust struct {
 	names []string
 }
 
-// empty reports whether nothing is trusted.
-func (tr *trunkTrust) empty() bool { return tr == nil || len(tr.pins) == 0 && len(tr.names) == 0 }
-
 // check verifies a peer's certificate chain (leaf first) and says why it
 // is refused.
 func (tr *trunkTrust) check(certs []*x509.Certificate) error {
@@ -92,8 +89,11 @@ func trunkVerifier(trust func(cs tls.ConnectionState) *trunkTrust, log *slog.Log
 			fp = formatFingerprint(sha256.Sum256(cs.PeerCertificates[0].Raw))
 		}
 		msg := "trunk peer refused: certificate not pinned"
-		if errors.Is(err, errTrunkNoCert) {
+		switch {
+		case errors.Is(err, errTrunkNoCert):
 			msg = "trunk peer refused: no certificate"
+		case trust(cs) != nil && trust(cs).roots != nil:
+			msg = "trunk peer refused: certificate not trusted"
 		}
 		log.Error(msg, "peer", who, "fingerprint", fp, "protocol", cs.NegotiatedProtocol, "reason", err)
 		return err
