@@ -235,7 +235,7 @@ func (p *Proxy) addTrunkCamera(t *trunkCore, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	path := trunkPath(t.cfg.Name, name)
-	if p.closed || p.cams[path] != nil {
+	if p.closed || p.cams[path] != nil || t.ctx.Err() != nil {
 		return
 	}
 	c := newTrunkCamera(p, t, name)
