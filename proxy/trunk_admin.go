@@ -21,6 +21,7 @@ type TrunkEdgeStatus struct {
 	// not one of trunk.peers (each is logged with its fingerprint).
 	Refused uint64            `json:"refused"`
 	Cores   []TrunkPeerStatus `json:"cores"`
+	Dial    []TrunkDialStatus `json:"dial,omitempty"` // trunk.dial: the cores this edge connects to
 }
 
 // TrunkPeerStatus is one connected core.
@@ -61,6 +62,7 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 		if e.ln != nil {
 			es.Listen = e.ln.Addr().String()
 		}
+		es.Dial = e.dialStatus()
 		e.mu.Lock()
 		for conn, peer := range e.peers {
 			st := conn.ConnectionStats()
@@ -109,7 +111,7 @@ var (
 	descTrunkCameras = prometheus.NewDesc("cordon_trunk_cameras", "The trunk's cameras that are up.", []string{"trunk"}, nil)
 	descTrunkRecon   = prometheus.NewDesc("cordon_trunk_reconnects_total", "Trunk connections that ended or failed and were retried.", []string{"trunk"}, nil)
 	descTrunkCores   = prometheus.NewDesc("cordon_trunk_edge_cores", "Core proxies connected to this edge's trunk.listen.", nil, nil)
-	descTrunkRefused = prometheus.NewDesc("cordon_trunk_edge_refused_total", "Trunk handshakes refused by this edge: certificate not in trunk.peers.", nil, nil)
+	descTrunkRefused = prometheus.NewDesc("cordon_trunk_edge_refused_total", "Trunk handshakes refused on trunk.listen or trunk.dial: certificate not trusted (trunk.peers, or the trunks an edge may dial in for).", nil, nil)
 	descTrunkPanics  = prometheus.NewDesc("cordon_trunk_panics_total", "Internal errors (panics) contained in trunk goroutines.", nil, nil)
 )
 

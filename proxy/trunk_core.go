@@ -66,9 +66,13 @@ type trunkCore struct {
 func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := p.log.With("trunk", cfg.Name)
+	who := "edge " + cfg.Address
+	if cfg.Dialer == TrunkDialerEdge {
+		who = "edge " + cfg.Name + " (dialing in)"
+	}
 	return &trunkCore{
 		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
-		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, "edge "+cfg.Address),
+		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
 		inbox: newTrunkInbox(),
 		ctx:   ctx, stop: cancel, done: make(chan struct{}),
 		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
@@ -359,15 +363,7 @@ func (p *Proxy) startTrunks(cfg Config) error {
 // name (those of a "*" trunk are added when its catalogue arrives).
 func (p *Proxy) startTrunkCamerasLocked() {
 	for _, t := range p.trunks {
-		for _, name := range t.cfg.Cameras {
-			if name == "*" {
-				continue
-			}
-			c := newTrunkCamera(p, t, name)
-			p.cams[c.cfg.Name] = c
-			c.start()
-		}
-		t.start()
+		p.startTrunkLocked(t)
 	}
 }
 

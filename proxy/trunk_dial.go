@@ -210,11 +210,6 @@ func (n *trunkNet) dialEarly(ctx context.Context, addr string, tc *tls.Config, q
 	return conn, nil
 }
 
-// trunkDialQUICConfig is the QUIC configuration of a dialing end.
-func trunkDialQUICConfig(tmo Timeouts) *quic.Config {
-	return trunkQUICConfig(tmo)
-}
-
 // trunkListenQUICConfig is the QUIC configuration of trunk.listen: 0-RTT
 // accepted (the streams it opens are answered only once the handshake
 // has completed, so a replayed 0-RTT request gets nothing).
@@ -232,7 +227,7 @@ func (t *trunkCore) dial(ctx context.Context) (*quic.Conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
 	defer cancel()
-	conn, err := t.p.trunkNet.dialEarly(dctx, t.cfg.Address, t.tls, trunkDialQUICConfig(t.tmo))
+	conn, err := t.p.trunkNet.dialEarly(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
 	if err != nil {
 		return nil, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
 	}
@@ -270,6 +265,7 @@ type trunkInbox struct {
 	mu      sync.Mutex
 	pending *quic.Conn
 	current *quic.Conn
+	closed  bool          // the trunk is going away: connections offered now are closed
 	ready   chan struct{} // 1-buffered: a connection is pending
 }
 
@@ -278,6 +274,11 @@ func newTrunkInbox() *trunkInbox { return &trunkInbox{ready: make(chan struct{},
 // offer gives conn to the trunk, closing what it replaces.
 func (in *trunkInbox) offer(conn *quic.Conn) {
 	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		conn.CloseWithError(0, "trunk removed")
+		return
+	}
 	old, cur := in.pending, in.current
 	in.pending = conn
 	in.mu.Unlock()
@@ -314,7 +315,7 @@ func (in *trunkInbox) wait(ctx context.Context) (*quic.Conn, error) {
 func (in *trunkInbox) close() {
 	in.mu.Lock()
 	c := in.pending
-	in.pending = nil
+	in.pending, in.closed = nil, true
 	in.mu.Unlock()
 	if c != nil {
 		c.CloseWithError(0, "trunk removed")
@@ -430,6 +431,54 @@ type trunkDialer struct {
 	done chan struct{}
 
 	dials atomic.Uint64
+
+	mu      sync.Mutex
+	state   string // trunkConnecting, trunkUp, trunkDown
+	since   time.Time
+	lastErr string
+}
+
+// TrunkDialStatus is one core of an edge's trunk.dial.
+type TrunkDialStatus struct {
+	Address   string    `json:"address"`
+	State     string    `json:"state"` // connecting, up, down
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	Dials     uint64    `json:"dials"` // connection attempts
+}
+
+func (d *trunkDialer) setState(s string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != s {
+		d.since = time.Now()
+	}
+	d.state = s
+	if err != nil {
+		d.lastErr = err.Error()
+	}
+}
+
+func (d *trunkDialer) status() TrunkDialStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return TrunkDialStatus{Address: d.addr, State: d.state, Since: d.since, LastError: d.lastErr, Dials: d.dials.Load()}
+}
+
+// dialStatus is the state of the edge's trunk.dial.
+func (e *trunkEdge) dialStatus() []TrunkDialStatus {
+	var out []TrunkDialStatus
+	for _, d := range e.dialerList() {
+		out = append(out, d.status())
+	}
+	return out
+}
+
+// dialerList is the current dialers (a reload may replace some).
+func (e *trunkEdge) dialerList() []*trunkDialer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.dialers)
 }
 
 func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
@@ -437,6 +486,7 @@ func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
 	ctx, cancel := context.WithCancel(e.ctx)
 	d := &trunkDialer{
 		e: e, addr: addr, log: log, ctx: ctx, stop: cancel, done: make(chan struct{}),
+		state: trunkConnecting, since: time.Now(),
 		tls: trunkClientTLS(n.cert, trunkALPNEdge, nil, tls.NewLRUClientSessionCache(4), log, "core "+addr),
 	}
 	// The core is checked with the edge's current trunk.peers.
@@ -455,6 +505,7 @@ func (d *trunkDialer) run(n *trunkNet) {
 	defer d.e.p.recoverTrunk("trunk dial loop", d.log)
 	b := newBackoff(d.e.tmo.BackoffMin, d.e.tmo.BackoffMax, d.e.tmo.AuthFailureBackoff)
 	retryLoop(d.ctx, b, func(ctx context.Context) (bool, error) { return d.connect(ctx, n) }, func(err error, wait time.Duration) {
+		d.setState(trunkDown, err)
 		d.log.Warn("connection to core down; dialing again", "error", err, "retry_in", wait.Round(time.Millisecond))
 	})
 }
@@ -462,8 +513,9 @@ func (d *trunkDialer) run(n *trunkNet) {
 // connect dials the core and serves it until the connection ends.
 func (d *trunkDialer) connect(ctx context.Context, n *trunkNet) (healthy bool, err error) {
 	d.dials.Add(1)
+	d.setState(trunkConnecting, nil)
 	dctx, cancel := context.WithTimeout(ctx, d.e.tmo.Camera)
-	conn, err := n.dialEarly(dctx, d.addr, d.tls, trunkDialQUICConfig(d.e.tmo))
+	conn, err := n.dialEarly(dctx, d.addr, d.tls, trunkQUICConfig(d.e.tmo))
 	if err == nil {
 		select {
 		case <-conn.HandshakeComplete():
@@ -482,6 +534,7 @@ func (d *trunkDialer) connect(ctx context.Context, n *trunkNet) (healthy bool, e
 	}
 	cs := conn.ConnectionState()
 	d.log.Info("connected to core", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
+	d.setState(trunkUp, nil)
 	up := time.Now()
 	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(0, "edge shutting down") })
 	defer stop()

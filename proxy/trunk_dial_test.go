@@ -67,7 +67,8 @@ func TestTrunkEdgeDials(t *testing.T) {
 	if !startsWithSPS(firstPacket(r)) {
 		t.Error("the core reader did not start at a keyframe")
 	}
-	if est := edge.TrunksStatus().Edge; est == nil || len(est.Cores) != 1 || est.Cores[0].Fingerprint != coreK.fp || est.Cores[0].Cameras != 1 {
+	if est := edge.TrunksStatus().Edge; est == nil || len(est.Cores) != 1 || est.Cores[0].Fingerprint != coreK.fp || est.Cores[0].Cameras != 1 ||
+		len(est.Dial) != 1 || est.Dial[0].Address != coreAddr || est.Dial[0].State != trunkUp || est.Listen != "" {
 		t.Errorf("edge status: %+v", est)
 	}
 

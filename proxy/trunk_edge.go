@@ -82,7 +82,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 
 func (e *trunkEdge) close() {
 	e.end()
-	for _, d := range e.dialers {
+	for _, d := range e.dialerList() {
 		d.close()
 	}
 	if e.ln != nil {

@@ -39,7 +39,7 @@ func (p *Proxy) reloadTrunksLocked(old, cfg Config) (wait func()) {
 	if e := p.trunkEdge; e != nil {
 		e.setTrust(cfg, p.trunkNet.roots)
 		var keep []*trunkDialer
-		for _, d := range e.dialers {
+		for _, d := range e.dialerList() {
 			if slices.Contains(cfg.Trunk.Dial, d.addr) {
 				keep = append(keep, d)
 				continue
@@ -53,7 +53,9 @@ func (p *Proxy) reloadTrunksLocked(old, cfg Config) (wait func()) {
 				keep = append(keep, e.startDialer(&p.trunkNet, a))
 			}
 		}
+		e.mu.Lock()
 		e.dialers = keep
+		e.mu.Unlock()
 	}
 	if reflect.DeepEqual(old.Trunks, cfg.Trunks) {
 		return wait
