@@ -244,6 +244,33 @@ func (c *labCamera) seen() (remotes, requests []string) {
 	return append([]string(nil), c.remotes...), append([]string(nil), c.requests...)
 }
 
+// writeNetnsEdgeConfig writes the edge's configuration: camera cam1 at
+// camURL, key pair k, and trunk (the rest of the trunk: section).
+func writeNetnsEdgeConfig(t *testing.T, camURL string, k trunkKeys, trunk string) string {
+	t.Helper()
+	yml := fmt.Sprintf(`listen:
+  rtsp: 127.0.0.1:8554
+  admin: "off"
+  udp_rtp: "off"
+allow_anonymous: true
+cameras:
+  - name: cam1
+    url: %s
+timeouts:
+  camera: 3s
+  backoff_min: 200ms
+  backoff_max: 1s
+trunk:
+  cert: %s
+  key: %s
+%s`, camURL, k.cert, k.key, trunk)
+	path := filepath.Join(t.TempDir(), "edge.yml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // netnsEdge is the edge proxy, a process in the edge namespace.
 type netnsEdge struct {
 	cmd *exec.Cmd
@@ -300,28 +327,7 @@ func TestTrunkNetns(t *testing.T) {
 
 	edgeK, coreK, otherK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core"), newTrunkKeys(t, "other")
 	camURL := "rtsp://" + labCamAddr + ":554/cam1"
-	edgeYAML := fmt.Sprintf(`listen:
-  rtsp: 127.0.0.1:8554
-  admin: "off"
-  udp_rtp: "off"
-allow_anonymous: true
-cameras:
-  - name: cam1
-    url: %s
-timeouts:
-  camera: 3s
-  backoff_min: 200ms
-  backoff_max: 1s
-trunk:
-  listen: %s:%s
-  cert: %s
-  key: %s
-  peers: [%q]
-`, camURL, labEdgeWAN, labTrunkRTP, edgeK.cert, edgeK.key, coreK.fp)
-	cfgPath := filepath.Join(t.TempDir(), "edge.yml")
-	if err := os.WriteFile(cfgPath, []byte(edgeYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeNetnsEdgeConfig(t, camURL, edgeK, fmt.Sprintf("  listen: %s:%s\n  peers: [%q]\n", labEdgeWAN, labTrunkRTP, coreK.fp))
 	_, ebuf := newLog(t)
 	edge := startNetnsEdge(t, l, cfgPath, ebuf)
 	edgeAddr := labEdgeWAN + ":" + labTrunkRTP
@@ -418,4 +424,61 @@ trunk:
 		}
 	}
 	t.Logf("camera side: %d connections from %v, requests %v", len(remotes), remotes, requests)
+}
+
+// TestTrunkNetnsEdgeDials: an edge that dials the core (behind NAT)
+// across the namespaces; then the edge's WAN address changes (the old
+// one removed, a new one in its place) and the trunk migrates to the new
+// address without reconnecting: the edge's socket is bound to the
+// wildcard address, so its packets leave from the new address and the
+// core validates the new path (RFC 9000 section 9).
+func TestTrunkNetnsEdgeDials(t *testing.T) {
+	l := newNetnsLab(t)
+	sim := startCamsim(t, "cam1")
+	startLabCamera(t, l.cam, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+
+	ccfg, _ := edgeDialsCore(t, edgeK, coreK, "cam1")
+	// Every address of the core's namespace (Check looks for a given
+	// address among the host's, and the socket is in the namespace).
+	ccfg.Trunk.Listen = ":" + labTrunkRTP
+	clog, _ := newLog(t)
+	core := startNetnsCore(t, l, ccfg, clog)
+	cfgPath := writeNetnsEdgeConfig(t, "rtsp://"+labCamAddr+":554/cam1", edgeK,
+		fmt.Sprintf("  dial: [\"%s:%s\"]\n  peers: [%q]\n", labCoreWAN, labTrunkRTP, coreK.fp))
+	_, ebuf := newLog(t)
+	startNetnsEdge(t, l, cfgPath, ebuf)
+
+	r := waitReader(t, "a core reader of the edge that dialed in", 20*time.Second, readerURL(core, "site-a/cam1"))
+	waitFor(t, "packets", 10*time.Second, func() bool { return r.packets.Load() > 20 })
+	conn := coreConn(core)
+	if host, _, _ := net.SplitHostPort(conn.RemoteAddr().String()); host != labEdgeWAN {
+		t.Fatalf("the core sees the edge at %s; want %s", conn.RemoteAddr(), labEdgeWAN)
+	}
+
+	// The edge's WAN address changes: the new one is added, the old one
+	// removed (promote_secondaries keeps the new one when the old goes).
+	const newAddr = "10.201.2.3"
+	dev := "vw" + strings.TrimPrefix(l.edge, "cdedge")
+	for _, args := range [][]string{
+		{"netns", "exec", l.edge, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/" + dev + "/promote_secondaries"},
+		{"-n", l.edge, "addr", "add", newAddr + "/24", "dev", dev},
+		{"-n", l.edge, "addr", "del", labEdgeWAN + "/24", "dev", dev},
+	} {
+		if out, err := exec.Command(l.ip, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	waitFor(t, "the core to follow the edge to "+newAddr, 15*time.Second, func() bool {
+		host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+		return host == newAddr
+	})
+	before := r.packets.Load()
+	waitFor(t, "packets after the edge's address changed", 10*time.Second, func() bool { return r.packets.Load() > before+20 })
+	if c := coreConn(core); c != conn || core.TrunksStatus().Trunks[0].Reconnects != 0 {
+		t.Errorf("the trunk reconnected (%d reconnects) instead of migrating", core.TrunksStatus().Trunks[0].Reconnects)
+	}
+	if strings.Contains(ebuf.String(), "connection to core down") {
+		t.Error("the edge saw its connection to the core go down")
+	}
 }
