@@ -386,3 +386,31 @@ func TestTrunkCA(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestTrunkKeepAlive: a trunk that carries nothing stays up past the
+// idle timeout: keep-alives hold it. (The edge's one camera is down, and
+// the core asks for it again only after 10 s.)
+func TestTrunkKeepAlive(t *testing.T) {
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	ecfg := edgeConfig("rtsp://127.0.0.1:1/x", "127.0.0.1:0", edgeK, coreK.fp)
+	ecfg.Timeouts.Camera = time.Second // idle timeout 1 s, keep-alives every 333 ms
+	elog, _ := newLog(t)
+	edge := startProxy(t, ecfg, elog)
+	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "cam1")
+	ccfg.Timeouts.Camera = time.Second
+	ccfg.Timeouts.BackoffMin, ccfg.Timeouts.BackoffMax = 10*time.Second, 10*time.Second
+	clog, _ := newLog(t)
+	core := startProxy(t, ccfg, clog)
+	waitFor(t, "the trunk up", 5*time.Second, func() bool { return coreConn(core) != nil })
+	waitFor(t, "the core's request for the down camera refused", 5*time.Second, func() bool {
+		c := core.camera("site-a/cam1")
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.state == stateDown
+	})
+	conn := coreConn(core)
+	time.Sleep(3 * time.Second) // three idle timeouts with nothing but keep-alives
+	if c := coreConn(core); c != conn || core.TrunksStatus().Trunks[0].Reconnects != 0 {
+		t.Errorf("the idle trunk did not stay up: %+v", core.TrunksStatus().Trunks[0])
+	}
+}
