@@ -348,14 +348,18 @@ func (p *Proxy) startTrunks(cfg Config) error {
 	if err := p.loadTrunkNet(cfg.Trunk); err != nil {
 		return err
 	}
+	// The trunks exist before trunk.listen accepts an edge dialing in
+	// (they start with the cameras; a connection waits in its inbox).
+	p.trunkNet.mu.Lock()
+	for _, tc := range cfg.Trunks {
+		p.trunks = append(p.trunks, newTrunkCore(p, tc, p.trunkNet.cert))
+	}
+	p.trunkNet.mu.Unlock()
 	edge, err := p.startTrunkEdge(cfg)
 	if err != nil {
 		return err
 	}
 	p.trunkEdge = edge
-	for _, tc := range cfg.Trunks {
-		p.trunks = append(p.trunks, newTrunkCore(p, tc, p.trunkNet.cert))
-	}
 	return nil
 }
 

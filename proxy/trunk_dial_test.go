@@ -72,6 +72,13 @@ func TestTrunkEdgeDials(t *testing.T) {
 		t.Errorf("edge status: %+v", est)
 	}
 
+	// The roles did not swap with the dialer: the edge answers by name only.
+	for _, name := range []string{"rtsp://10.0.0.1/stream", "../cam1"} {
+		if ans := ask(t, coreConn(core), trunkRequest{Op: trunkOpPlay, Camera: name}); !strings.Contains(ans.Error, "is not listed by this edge") {
+			t.Errorf("play %q through the connection the edge dialed: %+v", name, ans)
+		}
+	}
+
 	// The edge's connection drops (the core restarts its side of it): the
 	// edge dials again, resuming its TLS session.
 	coreConn(core).CloseWithError(0, "test: drop")
