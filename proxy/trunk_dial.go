@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -349,9 +350,50 @@ func (e *trunkEdge) serverTLS(cert tls.Certificate) *tls.Config {
 		c := base.Clone()
 		c.GetConfigForClient = nil
 		c.VerifyConnection = trunkVerifier(trust, e.log, who, &e.refused)
+		c.WrapSession, c.UnwrapSession = ticketPeer(c, trust, e.log, who)
 		return c, nil
 	}
 	return base
+}
+
+// ticketPeerPrefix marks the peer's certificate in a session ticket's
+// Extra (quic-go keeps its own entry there, with its own prefix).
+const ticketPeerPrefix = "cordon-trunk-peer:"
+
+// ticketPeer returns WrapSession and UnwrapSession functions for c: a
+// session ticket carries the peer's certificate, and a ticket whose peer
+// the current trust no longer accepts (a reload removed it) is not
+// resumed: the peer gets a full handshake, and VerifyConnection refuses
+// it. This check runs when the ClientHello arrives, before any 0-RTT data
+// is read, which is what lets accepted serve a 0-RTT request at once.
+func ticketPeer(c *tls.Config, trust func(tls.ConnectionState) *trunkTrust, log *slog.Logger, who string) (
+	func(tls.ConnectionState, *tls.SessionState) ([]byte, error),
+	func([]byte, tls.ConnectionState) (*tls.SessionState, error),
+) {
+	wrap := func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if len(cs.PeerCertificates) > 0 {
+			ss.Extra = append(ss.Extra, append([]byte(ticketPeerPrefix), cs.PeerCertificates[0].Raw...))
+		}
+		return c.EncryptTicket(cs, ss)
+	}
+	unwrap := func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := c.DecryptTicket(identity, cs)
+		if ss == nil || err != nil {
+			return ss, err
+		}
+		for _, x := range ss.Extra {
+			if der, ok := bytes.CutPrefix(x, []byte(ticketPeerPrefix)); ok {
+				leaf, err := x509.ParseCertificate(der)
+				if err == nil && trust(cs).check([]*x509.Certificate{leaf}) == nil {
+					return ss, nil
+				}
+				log.Info("session ticket of a peer no longer trusted: full handshake", "peer", who)
+				return nil, nil
+			}
+		}
+		return nil, nil // a ticket without its peer: not resumed
+	}
+	return wrap, unwrap
 }
 
 // setTrust sets whom trunk.listen and trunk.dial accept, and closes the
@@ -386,8 +428,15 @@ func (e *trunkEdge) listen(n *trunkNet, addr string, tc *tls.Config) error {
 
 // accepted handles a connection to trunk.listen once its handshake has
 // completed: a core that reads (served here), or an edge that dialed in
-// (handed to its trunk).
+// (handed to its trunk). A core whose 0-RTT data was accepted is served at
+// once: its session ticket's peer was checked against trunk.peers when
+// the ClientHello arrived (ticketPeer), and a replayed 0-RTT request gets
+// an answer only the holder of the handshake's keys can read.
 func (e *trunkEdge) accepted(conn *quic.Conn) {
+	if cs := conn.ConnectionState(); cs.Used0RTT && cs.TLS.NegotiatedProtocol == trunkALPN && len(cs.TLS.PeerCertificates) > 0 {
+		e.handleConn(conn)
+		return
+	}
 	select {
 	case <-conn.HandshakeComplete():
 	case <-conn.Context().Done():

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -12,12 +14,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/internal/testutil"
 )
 
 // coreConn is the current connection of the core's first trunk.
@@ -137,12 +142,23 @@ func TestTrunkResumption(t *testing.T) {
 type natRelay struct {
 	front  net.PacketConn
 	target net.Addr
+	delay  time.Duration // added each way
 	mu     sync.Mutex
 	back   net.PacketConn
 	client net.Addr
 }
 
-func startNAT(t *testing.T, target string) *natRelay {
+// send writes b to addr on c after the relay's delay.
+func (n *natRelay) send(c net.PacketConn, b []byte, addr net.Addr) {
+	if n.delay == 0 {
+		c.WriteTo(b, addr)
+		return
+	}
+	b = append([]byte(nil), b...)
+	time.AfterFunc(n.delay, func() { c.WriteTo(b, addr) })
+}
+
+func startNAT(t *testing.T, target string, delay time.Duration) *natRelay {
 	t.Helper()
 	ta, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -152,7 +168,7 @@ func startNAT(t *testing.T, target string) *natRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &natRelay{front: front, target: ta}
+	n := &natRelay{front: front, target: ta, delay: delay}
 	n.rebind(t)
 	t.Cleanup(func() {
 		front.Close()
@@ -171,7 +187,7 @@ func startNAT(t *testing.T, target string) *natRelay {
 			n.client = from
 			back := n.back
 			n.mu.Unlock()
-			back.WriteTo(buf[:k], n.target)
+			n.send(back, buf[:k], n.target)
 		}
 	}()
 	return n
@@ -201,7 +217,7 @@ func (n *natRelay) rebind(t *testing.T) {
 			c := n.client
 			n.mu.Unlock()
 			if c != nil {
-				n.front.WriteTo(buf[:k], c)
+				n.send(n.front, buf[:k], c)
 			}
 		}
 	}()
@@ -223,7 +239,7 @@ func TestTrunkMigration(t *testing.T) {
 	ccfg, ecfg := edgeDialsCore(t, edgeK, coreK, "cam1")
 	clog, _ := newLog(t)
 	core := startProxy(t, ccfg, clog)
-	nat := startNAT(t, core.TrunkAddr().String())
+	nat := startNAT(t, core.TrunkAddr().String(), 0)
 	elog, _ := newLog(t)
 	startProxy(t, ecfg(nat.front.LocalAddr().String(), sim.URL("cam1")), elog)
 	r := waitReader(t, "a core reader", 10*time.Second, readerURL(core, "site-a/cam1"))
@@ -419,5 +435,64 @@ func TestTrunkKeepAlive(t *testing.T) {
 	time.Sleep(3 * time.Second) // three idle timeouts with nothing but keep-alives
 	if c := coreConn(core); c != conn || core.TrunksStatus().Trunks[0].Reconnects != 0 {
 		t.Errorf("the idle trunk did not stay up: %+v", core.TrunksStatus().Trunks[0])
+	}
+}
+
+// TestTrunkZeroRTTLatency measures, through a relay that adds 40 ms each
+// way, the time from dialing the edge to having its catalogue: with a full
+// handshake, and resuming with the request in 0-RTT data. The edge
+// answers a 0-RTT request at once (its ticket's peer is checked when the
+// ClientHello arrives), so 0-RTT saves a round trip.
+func TestTrunkZeroRTTLatency(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	elog, _ := newLog(t)
+	edge := startProxy(t, edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp), elog)
+	const oneWay = 40 * time.Millisecond
+	nat := startNAT(t, edge.TrunkAddr().String(), oneWay)
+	cert, err := tls.LoadX509KeyPair(coreK.cert, coreK.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n trunkNet
+	timeToCatalogue := func(cache tls.ClientSessionCache) (time.Duration, bool) {
+		tc := trunkClientTLS(cert, trunkALPN, &trunkTrust{pins: trunkPins(edgeK.fp)}, cache, testutil.Logger(t), "edge")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		conn, err := n.dialEarly(ctx, nat.front.LocalAddr().String(), tc, trunkQUICConfig(Timeouts{Camera: 3 * time.Second}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+		if ans := ask(t, conn, trunkRequest{Op: trunkOpCatalogue}); len(ans.Cameras) != 1 {
+			t.Fatalf("catalogue: %+v", ans)
+		}
+		d := time.Since(start)
+		<-conn.HandshakeComplete()
+		time.Sleep(2 * oneWay) // let the session ticket arrive
+		return d, conn.ConnectionState().Used0RTT
+	}
+	cache := tls.NewLRUClientSessionCache(4)
+	timeToCatalogue(cache) // a ticket for the resumed runs
+	var full, early []time.Duration
+	for range 5 {
+		d, used := timeToCatalogue(nil)
+		if used {
+			t.Fatal("0-RTT without a ticket")
+		}
+		full = append(full, d)
+		d, used = timeToCatalogue(cache)
+		if !used {
+			t.Fatal("the resumed connection did not use 0-RTT")
+		}
+		early = append(early, d)
+	}
+	slices.Sort(full)
+	slices.Sort(early)
+	f, e := full[len(full)/2], early[len(early)/2]
+	t.Logf("time to the catalogue over a %s RTT: full handshake %s, 0-RTT %s (median of 5; %.2f×)", 2*oneWay, f.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(f))
+	if e > f-oneWay {
+		t.Errorf("0-RTT (%s) does not save a round trip over a full handshake (%s)", e, f)
 	}
 }

@@ -98,6 +98,9 @@ func TestTrunkReloadEdge(t *testing.T) {
 		return coreB.TrunksStatus().Trunks[0].State != trunkUp && strings.Contains(ebuf.String(), bK.fp) &&
 			strings.Contains(ebuf.String(), "certificate not pinned")
 	})
+	if !strings.Contains(ebuf.String(), "session ticket of a peer no longer trusted") {
+		t.Error("core b's session ticket was not refused (it could resume past the reload)")
+	}
 	rc := waitReader(t, "a reader of core c (dialed after the reload)", 10*time.Second, readerURL(coreC, "site-a/cam1"))
 	before := ra.packets.Load()
 	waitFor(t, "packets at cores a and c", 5*time.Second, func() bool { return ra.packets.Load() > before+20 && rc.packets.Load() > 20 })
