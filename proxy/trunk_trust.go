@@ -179,3 +179,19 @@ func edgesTrust(trunks []Trunk, roots *x509.CertPool) *trunkTrust {
 	}
 	return out
 }
+
+// sameIdentity reports whether two trunks' edges would present the same
+// certificate (same pin or same name).
+func (tr *trunkTrust) sameIdentity(o *trunkTrust) bool {
+	for _, p := range tr.pins {
+		if slices.Contains(o.pins, p) {
+			return true
+		}
+	}
+	for _, n := range tr.names {
+		if slices.Contains(o.names, n) {
+			return true
+		}
+	}
+	return false
+}
