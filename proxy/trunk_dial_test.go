@@ -141,9 +141,9 @@ func TestTrunkResumption(t *testing.T) {
 // that lost its mapping (or a new WAN address) would.
 type natRelay struct {
 	front  net.PacketConn
-	target net.Addr
 	delay  time.Duration // added each way
 	mu     sync.Mutex
+	target net.Addr // nil: datagrams from the client are dropped
 	back   net.PacketConn
 	client net.Addr
 }
@@ -160,15 +160,14 @@ func (n *natRelay) send(c net.PacketConn, b []byte, addr net.Addr) {
 
 func startNAT(t *testing.T, target string, delay time.Duration) *natRelay {
 	t.Helper()
-	ta, err := net.ResolveUDPAddr("udp", target)
-	if err != nil {
-		t.Fatal(err)
-	}
 	front, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &natRelay{front: front, target: ta, delay: delay}
+	n := &natRelay{front: front, delay: delay}
+	if target != "" {
+		n.setTarget(t, target)
+	}
 	n.rebind(t)
 	t.Cleanup(func() {
 		front.Close()
@@ -185,12 +184,25 @@ func startNAT(t *testing.T, target string, delay time.Duration) *natRelay {
 			}
 			n.mu.Lock()
 			n.client = from
-			back := n.back
+			back, target := n.back, n.target
 			n.mu.Unlock()
-			n.send(back, buf[:k], n.target)
+			if target != nil {
+				n.send(back, buf[:k], target)
+			}
 		}
 	}()
 	return n
+}
+
+// setTarget sets where the relay sends.
+func (n *natRelay) setTarget(t *testing.T, target string) {
+	ta, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.target = ta
+	n.mu.Unlock()
 }
 
 // rebind moves the flow to a new outside socket.
@@ -494,5 +506,30 @@ func TestTrunkZeroRTTLatency(t *testing.T) {
 	t.Logf("time to the catalogue over a %s RTT: full handshake %s, 0-RTT %s (median of 5; %.2f×)", 2*oneWay, f.Round(time.Millisecond), e.Round(time.Millisecond), float64(e)/float64(f))
 	if e > f-oneWay {
 		t.Errorf("0-RTT (%s) does not save a round trip over a full handshake (%s)", e, f)
+	}
+}
+
+// TestTrunkEdgeDialsBackoff: an edge whose core is not there yet dials
+// again with backoff, and connects once the core is up.
+func TestTrunkEdgeDialsBackoff(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	ccfg, ecfg := edgeDialsCore(t, edgeK, coreK, "cam1")
+	nat := startNAT(t, "", 0) // the core's address, with no core behind it yet
+	cfg := ecfg(nat.front.LocalAddr().String(), sim.URL("cam1"))
+	cfg.Timeouts.Camera = 500 * time.Millisecond // each dial gives up after 0.5 s
+	elog, _ := newLog(t)
+	edge := startProxy(t, cfg, elog)
+	waitFor(t, "the edge to dial three times", 10*time.Second, func() bool {
+		d := edge.TrunksStatus().Edge.Dial
+		return len(d) == 1 && d[0].Dials >= 3 && d[0].State == trunkDown && d[0].LastError != ""
+	})
+	clog, _ := newLog(t)
+	core := startProxy(t, ccfg, clog)
+	nat.setTarget(t, core.TrunkAddr().String())
+	r := waitReader(t, "a core reader once the edge got through", 15*time.Second, readerURL(core, "site-a/cam1"))
+	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 10 })
+	if d := edge.TrunksStatus().Edge.Dial[0]; d.State != trunkUp {
+		t.Errorf("edge dial status: %+v", d)
 	}
 }
