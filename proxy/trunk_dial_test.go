@@ -11,12 +11,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,16 +142,22 @@ func TestTrunkResumption(t *testing.T) {
 // loopback: rebind gives the edge's flow a new outside port, as a NAT
 // that lost its mapping (or a new WAN address) would.
 type natRelay struct {
-	front  net.PacketConn
-	delay  time.Duration // added each way
-	mu     sync.Mutex
-	target net.Addr // nil: datagrams from the client are dropped
-	back   net.PacketConn
-	client net.Addr
+	front   net.PacketConn
+	delay   time.Duration // added each way
+	loss    float64       // fraction of datagrams dropped, each way
+	dropped atomic.Int64
+	mu      sync.Mutex
+	target  net.Addr // nil: datagrams from the client are dropped
+	back    net.PacketConn
+	client  net.Addr
 }
 
 // send writes b to addr on c after the relay's delay.
 func (n *natRelay) send(c net.PacketConn, b []byte, addr net.Addr) {
+	if n.loss > 0 && mrand.Float64() < n.loss {
+		n.dropped.Add(1)
+		return
+	}
 	if n.delay == 0 {
 		c.WriteTo(b, addr)
 		return
@@ -159,12 +167,18 @@ func (n *natRelay) send(c net.PacketConn, b []byte, addr net.Addr) {
 }
 
 func startNAT(t *testing.T, target string, delay time.Duration) *natRelay {
+	return startLossyNAT(t, target, delay, 0)
+}
+
+// startLossyNAT is startNAT that also drops a fraction loss of the
+// datagrams in each direction.
+func startLossyNAT(t *testing.T, target string, delay time.Duration, loss float64) *natRelay {
 	t.Helper()
 	front, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &natRelay{front: front, delay: delay}
+	n := &natRelay{front: front, delay: delay, loss: loss}
 	if target != "" {
 		n.setTarget(t, target)
 	}
@@ -531,5 +545,37 @@ func TestTrunkEdgeDialsBackoff(t *testing.T) {
 	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 10 })
 	if d := edge.TrunksStatus().Edge.Dial[0]; d.State != trunkUp {
 		t.Errorf("edge dial status: %+v", d)
+	}
+}
+
+// TestTrunkLossyLink: through a relay that adds 20 ms and drops 2 % of
+// the datagrams each way, the trunk stays up and the core's reader gets
+// the camera without a long stall (QUIC retransmits on the stream).
+func TestTrunkLossyLink(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	elog, _ := newLog(t)
+	edge := startProxy(t, edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp), elog)
+	nat := startLossyNAT(t, edge.TrunkAddr().String(), 20*time.Millisecond, 0.02)
+	clog, _ := newLog(t)
+	core := startProxy(t, coreConfig(nat.front.LocalAddr().String(), coreK, edgeK.fp, "cam1"), clog)
+	r := waitReader(t, "a core reader across the lossy link", 15*time.Second, readerURL(core, "site-a/cam1"))
+	start, before := time.Now(), r.packets.Load()
+	time.Sleep(4 * time.Second)
+	got := r.packets.Load() - before
+	st := core.TrunksStatus().Trunks[0]
+	t.Logf("4 s across 40 ms RTT and 2 %% loss each way: %d packets at the reader, %d datagrams dropped by the relay, QUIC lost %d, largest gap %s, RTT %s",
+		got, nat.dropped.Load(), st.PacketsLost, r.gaps().Round(time.Millisecond), st.RTT.Round(time.Millisecond))
+	if st.Reconnects != 0 || st.State != trunkUp {
+		t.Errorf("the trunk did not stay up: %+v", st)
+	}
+	if got < 50 {
+		t.Errorf("%d packets in %s; camsim sends 25 frames a second", got, time.Since(start).Round(time.Millisecond))
+	}
+	if nat.dropped.Load() == 0 {
+		t.Error("the relay dropped nothing: the test did not test loss")
+	}
+	if g := r.gaps(); g > 1500*time.Millisecond {
+		t.Errorf("a %s stall at the reader", g)
 	}
 }
