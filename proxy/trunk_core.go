@@ -123,15 +123,8 @@ func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	defer func() { conn.CloseWithError(0, "") }()
+	defer conn.CloseWithError(0, "")
 	cat, err := t.catalogue(ctx, conn)
-	if errors.Is(err, quic.Err0RTTRejected) {
-		// The edge did not take the session ticket (it restarted): the
-		// request is sent again once the full handshake has completed.
-		if conn, err = conn.NextConnection(ctx); err == nil {
-			cat, err = t.catalogue(ctx, conn)
-		}
-	}
 	if err != nil {
 		return false, err
 	}

@@ -73,10 +73,15 @@ func closeTransport(tr *quic.Transport) {
 	tr.Conn.Close()
 }
 
-// dialEarly opens a QUIC connection to addr from a new socket, with 0-RTT
-// when tc's session cache holds a ticket of that peer. The socket is
+// dial opens a QUIC connection to addr from a new socket, resuming the
+// TLS session when tc's cache holds a ticket of that peer. It returns once
+// the handshake has completed: the first request is not sent as 0-RTT
+// data, because quic-go races when a stream is opened while the handshake
+// is still running (quic-go issue 4303, open in v0.65: the client reads
+// the peer's transport parameters unsynchronised). Resumption still saves
+// the certificate signatures; a round trip is not saved. The socket is
 // closed with the connection.
-func (n *trunkNet) dialEarly(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+func (n *trunkNet) dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -85,7 +90,7 @@ func (n *trunkNet) dialEarly(ctx context.Context, addr string, tc *tls.Config, q
 	if err != nil {
 		return nil, err
 	}
-	conn, err := tr.DialEarly(ctx, ua, tc, qc)
+	conn, err := tr.Dial(ctx, ua, tc, qc)
 	if err != nil {
 		closeTransport(tr)
 		return nil, err
@@ -102,25 +107,20 @@ func (t *trunkCore) dial(ctx context.Context) (*quic.Conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
 	defer cancel()
-	conn, err := t.p.trunkNet.dialEarly(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
+	conn, err := t.p.trunkNet.dial(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
 	if err != nil {
 		return nil, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
 	}
 	return conn, nil
 }
 
-// connUp logs how the trunk's connection was set up (resumed, 0-RTT).
+// connUp logs how the trunk's connection was set up (resumed or not).
 func (t *trunkCore) connUp(conn *quic.Conn) {
-	select {
-	case <-conn.HandshakeComplete():
-	case <-conn.Context().Done():
-		return
-	}
 	cs := conn.ConnectionState()
 	if cs.TLS.DidResume {
 		t.resumed.Add(1)
 	}
-	t.log.Info("trunk connection", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume, "used_0rtt", cs.Used0RTT)
+	t.log.Info("trunk connection", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
 }
 
 // backoff is the delay between the trunk's connections: the configured
@@ -230,21 +230,9 @@ func (d *trunkDialer) connect(ctx context.Context, n *trunkNet) (healthy bool, e
 	d.dials.Add(1)
 	d.setState(trunkConnecting, nil)
 	dctx, cancel := context.WithTimeout(ctx, d.e.tmo.Camera)
-	conn, err := n.dialEarly(dctx, d.addr, d.tls, trunkQUICConfig(d.e.tmo))
-	if err == nil {
-		select {
-		case <-conn.HandshakeComplete():
-		case <-dctx.Done():
-		}
-		if err = context.Cause(conn.Context()); err == nil && dctx.Err() != nil {
-			err = dctx.Err()
-		}
-	}
+	conn, err := n.dial(dctx, d.addr, d.tls, trunkQUICConfig(d.e.tmo))
 	cancel()
 	if err != nil {
-		if conn != nil {
-			conn.CloseWithError(0, "")
-		}
 		return false, fmt.Errorf("dial core %s: %w", d.addr, err)
 	}
 	cs := conn.ConnectionState()

@@ -24,7 +24,7 @@ import (
 // other (keyframe wait, slow-reader policy, GOP cache).
 type trunkEdge struct {
 	p          *Proxy
-	ln         *quic.EarlyListener // nil without trunk.listen (an edge that only dials)
+	ln         *quic.Listener // nil without trunk.listen (an edge that only dials)
 	lnTr       *quic.Transport
 	log        *slog.Logger
 	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)

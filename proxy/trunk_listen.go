@@ -11,14 +11,6 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// trunkListenQUICConfig is the QUIC configuration of trunk.listen: 0-RTT
-// accepted (see accepted and ticketPeer for what a 0-RTT request gets).
-func trunkListenQUICConfig(tmo Timeouts) *quic.Config {
-	qc := trunkQUICConfig(tmo)
-	qc.Allow0RTT = true
-	return qc
-}
-
 // trunkInbox hands a connection an edge dialed in to its trunk: the
 // newest wins (an edge whose address changed beyond what QUIC migration
 // covers dials again, and its old connection is closed).
@@ -124,8 +116,8 @@ const ticketPeerPrefix = "cordon-trunk-peer:"
 // session ticket carries the peer's certificate, and a ticket whose peer
 // the current trust no longer accepts (a reload removed it) is not
 // resumed: the peer gets a full handshake, and VerifyConnection refuses
-// it. This check runs when the ClientHello arrives, before any 0-RTT data
-// is read, which is what lets accepted serve a 0-RTT request at once.
+// it (with its fingerprint in the log), rather than a resumed session
+// that crypto/tls would only check at the end of the handshake.
 func ticketPeer(c *tls.Config, trust func(tls.ConnectionState) *trunkTrust, log *slog.Logger, who string) (
 	func(tls.ConnectionState, *tls.SessionState) ([]byte, error),
 	func([]byte, tls.ConnectionState) (*tls.SessionState, error),
@@ -171,13 +163,13 @@ func (e *trunkEdge) setTrust(cfg Config, roots *x509.CertPool) {
 	}
 }
 
-// listen opens trunk.listen (0-RTT allowed).
+// listen opens trunk.listen.
 func (e *trunkEdge) listen(n *trunkNet, addr string, tc *tls.Config) error {
 	tr, err := n.trunkTransport(addr)
 	if err != nil {
 		return err
 	}
-	ln, err := tr.ListenEarly(tc, trunkListenQUICConfig(e.tmo))
+	ln, err := tr.Listen(tc, trunkQUICConfig(e.tmo))
 	if err != nil {
 		closeTransport(tr)
 		return err
@@ -186,25 +178,10 @@ func (e *trunkEdge) listen(n *trunkNet, addr string, tc *tls.Config) error {
 	return nil
 }
 
-// accepted handles a connection to trunk.listen once its handshake has
-// completed: a core that reads (served here), or an edge that dialed in
-// (handed to its trunk). A core whose 0-RTT data was accepted is served at
-// once: its session ticket's peer was checked against trunk.peers when
-// the ClientHello arrived (ticketPeer), and a replayed 0-RTT request gets
-// an answer only the holder of the handshake's keys can read.
+// accepted handles a connection to trunk.listen (its handshake has
+// completed): a core that reads (served here), or an edge that dialed in
+// (handed to its trunk).
 func (e *trunkEdge) accepted(conn *quic.Conn) {
-	if cs := conn.ConnectionState(); cs.Used0RTT && cs.TLS.NegotiatedProtocol == trunkALPN && len(cs.TLS.PeerCertificates) > 0 {
-		e.handleConn(conn)
-		return
-	}
-	select {
-	case <-conn.HandshakeComplete():
-	case <-conn.Context().Done():
-		return
-	case <-e.ctx.Done():
-		conn.CloseWithError(0, "shutting down")
-		return
-	}
 	if conn.ConnectionState().TLS.NegotiatedProtocol == trunkALPNEdge {
 		e.p.acceptEdgeConn(conn, e.log)
 		return
