@@ -75,6 +75,7 @@ type Proxy struct {
 	trunkEdge   *trunkEdge   // nil unless trunk.listen is set
 	trunks      []*trunkCore // trunks[] (this proxy as a core)
 	trunkPanics atomic.Uint64
+	trunkNet    trunkNet // key pair, trunk.ca, sockets (trunk_dial.go)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -372,6 +373,12 @@ func (p *Proxy) Reload(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("proxy: reload: %w", err)
 	}
+	var waitTrunks func() // stopped trunks end after p.mu is released
+	defer func() {
+		if waitTrunks != nil {
+			waitTrunks()
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -389,13 +396,14 @@ func (p *Proxy) Reload(cfg Config) error {
 		p.log.Warn("reload: admin_users not applied", "error", err)
 	}
 	added, removed, changed := p.reloadCamerasLocked(old, cfg)
+	waitTrunks = p.reloadTrunksLocked(old, cfg)
 	p.log.Info("configuration reloaded", "added", added, "removed", removed, "changed", changed, "cameras", len(p.cams))
 	return nil
 }
 
 // keepRestartOnly puts old's values back into cfg for the settings that
 // only apply after a restart (listeners, TLS, timeouts, limits, queues,
-// trunks), and says so in the log when they changed.
+// the trunks' keys and listener), and says so in the log when they changed.
 func (p *Proxy) keepRestartOnly(old Config, cfg *Config) {
 	if old.Listen != cfg.Listen || old.TLS != cfg.TLS || old.Timeouts != cfg.Timeouts ||
 		old.WriteQueueSize != cfg.WriteQueueSize || old.GOPCacheMaxPackets != cfg.GOPCacheMaxPackets ||
@@ -405,10 +413,7 @@ func (p *Proxy) keepRestartOnly(old Config, cfg *Config) {
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
-	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
-		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
-		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
-	}
+	p.keepTrunkRestartOnly(old, cfg)
 }
 
 // reloadCamerasLocked stops the configuration's cameras that were removed

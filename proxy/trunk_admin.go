@@ -21,6 +21,7 @@ type TrunkEdgeStatus struct {
 	// not one of trunk.peers (each is logged with its fingerprint).
 	Refused uint64            `json:"refused"`
 	Cores   []TrunkPeerStatus `json:"cores"`
+	Dial    []TrunkDialStatus `json:"dial,omitempty"` // trunk.dial: the cores this edge connects to
 }
 
 // TrunkPeerStatus is one connected core.
@@ -57,7 +58,11 @@ type TrunkStatus struct {
 func (p *Proxy) TrunksStatus() TrunksStatus {
 	var out TrunksStatus
 	if e := p.trunkEdge; e != nil {
-		es := &TrunkEdgeStatus{Listen: e.ln.Addr().String(), Refused: e.refused.Load(), Cores: []TrunkPeerStatus{}}
+		es := &TrunkEdgeStatus{Refused: e.refused.Load(), Cores: []TrunkPeerStatus{}}
+		if e.ln != nil {
+			es.Listen = e.ln.Addr().String()
+		}
+		es.Dial = e.dialStatus()
 		e.mu.Lock()
 		for conn, peer := range e.peers {
 			st := conn.ConnectionStats()
@@ -81,7 +86,7 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 		}
 	}
 	out.Trunks = []TrunkStatus{}
-	for _, t := range p.trunks {
+	for _, t := range p.trunkList() {
 		t.mu.Lock()
 		s := TrunkStatus{
 			Name: t.cfg.Name, Address: t.cfg.Address, State: t.state, Since: t.since, LastError: t.lastErr,
@@ -106,7 +111,7 @@ var (
 	descTrunkCameras = prometheus.NewDesc("cordon_trunk_cameras", "The trunk's cameras that are up.", []string{"trunk"}, nil)
 	descTrunkRecon   = prometheus.NewDesc("cordon_trunk_reconnects_total", "Trunk connections that ended or failed and were retried.", []string{"trunk"}, nil)
 	descTrunkCores   = prometheus.NewDesc("cordon_trunk_edge_cores", "Core proxies connected to this edge's trunk.listen.", nil, nil)
-	descTrunkRefused = prometheus.NewDesc("cordon_trunk_edge_refused_total", "Trunk handshakes refused by this edge: certificate not in trunk.peers.", nil, nil)
+	descTrunkRefused = prometheus.NewDesc("cordon_trunk_edge_refused_total", "Trunk handshakes refused on trunk.listen or trunk.dial: certificate not trusted (trunk.peers, or the trunks an edge may dial in for).", nil, nil)
 	descTrunkPanics  = prometheus.NewDesc("cordon_trunk_panics_total", "Internal errors (panics) contained in trunk goroutines.", nil, nil)
 )
 
@@ -114,7 +119,7 @@ var trunkDescs = []*prometheus.Desc{descTrunkUp, descTrunkBytes, descTrunkRTT, d
 
 // collectTrunks exports the trunks' metrics.
 func (p *Proxy) collectTrunks(ch chan<- prometheus.Metric) {
-	if p.trunkEdge == nil && len(p.trunks) == 0 {
+	if p.trunkEdge == nil && len(p.trunkList()) == 0 {
 		return
 	}
 	st := p.TrunksStatus()

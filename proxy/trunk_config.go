@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 )
@@ -20,10 +19,21 @@ type TrunkEnd struct {
 	// Cert and Key are this end's PEM certificate and private key.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// Peers are the SHA-256 fingerprints of the core proxies allowed to
-	// connect to Listen (the fingerprint `cordon trunk keygen` printed on
-	// each core). Any other certificate is refused and logged.
+	// Peers are the core proxies this edge serves (through Listen or
+	// Dial): the SHA-256 fingerprints `cordon trunk keygen` printed on
+	// each core or, with CA, the names their certificates were issued
+	// for. Any other certificate is refused and logged.
 	Peers []string `yaml:"peers"`
+	// Dial, on an edge behind NAT, lists the cores' trunk.listen
+	// addresses (host:port) this edge connects to, instead of (or as well
+	// as) listening. Only who opens the QUIC connection changes: the core
+	// still asks and the edge still answers, by camera name.
+	Dial []string `yaml:"dial"`
+	// CA is a PEM file of CA certificates: a peer whose certificate is
+	// not pinned is accepted when the CA issued it for an allowed name
+	// (a name in Peers on an edge; trunks[].peer_name on a core). Empty:
+	// pinned fingerprints only.
+	CA string `yaml:"ca"`
 }
 
 // Trunk is one edge proxy a core proxy pulls cameras from. Each remote
@@ -32,11 +42,20 @@ type Trunk struct {
 	// Name is the edge's name: the first part of its cameras' paths.
 	// Letters, digits, '.', '_' and '-'.
 	Name string `yaml:"name"`
-	// Address is the edge's trunk.listen address, host:port (UDP).
+	// Address is the edge's trunk.listen address, host:port (UDP). It is
+	// not set when the edge dials (Dialer "edge").
 	Address string `yaml:"address"`
+	// Dialer says who opens the connection: "core" (this proxy dials
+	// Address; the default) or "edge" (the edge dials this proxy's
+	// trunk.listen, for edges behind NAT).
+	Dialer TrunkDialer `yaml:"dialer"`
 	// Fingerprint is the SHA-256 fingerprint of the edge's certificate,
-	// as `cordon trunk keygen` printed it on the edge.
+	// as `cordon trunk keygen` printed it on the edge. Without it the
+	// edge's certificate must be issued by trunk.ca for PeerName.
 	Fingerprint string `yaml:"fingerprint"`
+	// PeerName is the name trunk.ca issued the edge's certificate for,
+	// checked when there is no Fingerprint. It defaults to Name.
+	PeerName string `yaml:"peer_name"`
 	// Cameras are the edge's camera names to pull, or ["*"] for every
 	// camera the edge lists.
 	Cameras []string `yaml:"cameras"`
@@ -49,22 +68,7 @@ func trunkPath(edge, cam string) string { return edge + "/" + cam }
 // name may not be one of them). It adds the paths readers may name to
 // names (edge/camera, and edge/* for a trunk that takes every camera).
 func (c *Config) checkTrunks(add addFunc, names map[string]int) {
-	t := c.Trunk
-	if t.Listen != "" { // (the address is checked with the other listeners)
-		if len(t.Peers) == 0 {
-			add("trunk.peers", "trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core")
-		}
-	} else if len(t.Peers) > 0 {
-		add("trunk.peers", "trunk.peers is set but trunk.listen is not; peers are the cores allowed to connect to trunk.listen")
-	}
-	for i, p := range t.Peers {
-		if _, err := parseTrunkFingerprint(p); err != nil {
-			add(fmt.Sprintf("trunk.peers[%d]", i), "trunk.peers[%d]: %v", i, err)
-		}
-	}
-	if (t.Listen != "" || len(c.Trunks) > 0) && (t.Cert == "" || t.Key == "") {
-		add("trunk.cert", "trunk.cert and trunk.key are required with trunk.listen or trunks (make them with: cordon trunk keygen -o DIR)")
-	}
+	c.checkTrunkEnd(add)
 	seen := map[string]int{}
 	for i, tr := range c.Trunks {
 		key := fmt.Sprintf("trunks[%d]", i)
@@ -86,12 +90,7 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 			}
 			seen[tr.Name] = i
 		}
-		if _, _, err := net.SplitHostPort(tr.Address); err != nil {
-			add(key+".address", "%s: address %q: want the edge's trunk.listen as host:port", where, tr.Address)
-		}
-		if _, err := parseTrunkFingerprint(tr.Fingerprint); err != nil {
-			add(key+".fingerprint", "%s: %v", where, err)
-		}
+		c.checkTrunkPeer(add, key, where, tr)
 		if len(tr.Cameras) == 0 {
 			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)
 		}
@@ -144,10 +143,13 @@ func trunkPins(fps ...string) [][sha256.Size]byte {
 // checkTrunkFiles checks that trunk.cert and trunk.key load (Check only).
 func (c *Config) checkTrunkFiles(ps *problems) {
 	t := c.Trunk
-	if t.Cert == "" || t.Key == "" || (t.Listen == "" && len(c.Trunks) == 0) {
+	if t.Cert == "" || t.Key == "" || !c.trunkUsed() {
 		return
 	}
 	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
 		ps.add("trunk.cert", "trunk.cert/trunk.key: %v", err)
+	}
+	if _, err := loadTrunkCA(t.CA); err != nil {
+		ps.add("trunk.ca", "%v", err)
 	}
 }

@@ -17,7 +17,7 @@ var trunkConfErrorCases = []struct{ name, in, want string }{
 	{"listen without peers", cfCam + cfTrunkK + "  listen: ':7443'\n",
 		"trunk.peers: none configured, so no core could connect; add the fingerprint `cordon trunk keygen` printed on each core"},
 	{"peers without listen", cfCam + cfTrunkK + "  peers: [" + cfFP + "]\n",
-		"trunk.peers is set but trunk.listen is not; peers are the cores allowed to connect to trunk.listen"},
+		"trunk.peers is set but trunk.listen and trunk.dial are not; peers are the cores this edge serves (through trunk.listen or trunk.dial)"},
 	{"bad peer", cfCam + cfTrunkK + "  listen: ':7443'\n  peers: [abc]\n",
 		"trunk.peers[0]: fingerprint \"abc\": want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)"},
 	{"listen not address", cfCam + cfTrunkK + "  listen: '7443'\n  peers: [" + cfFP + "]\n",
@@ -44,6 +44,29 @@ var trunkConfErrorCases = []struct{ name, in, want string }{
 		"trunks[1] (site-a): name \"site-a\" is already used by trunks[0]"},
 	{"reader of an unlisted trunk camera", cfCamR + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n" +
 		"readers:\n  - {user: u, password: p, cameras: [s/y]}\n", "readers[0] (u): camera \"s/y\" is not defined under cameras"},
+	{"dial without peers", cfCam + cfTrunkK + "  dial: [core.example:7443]\n",
+		"trunk.peers: none configured, so the cores of trunk.dial would be refused; add the fingerprint `cordon trunk keygen` printed on each core"},
+	{"dial not host:port", cfCam + cfTrunkK + "  dial: [core.example]\n  peers: [" + cfFP + "]\n",
+		"trunk.dial[0]: \"core.example\": want a core's trunk.listen as host:port"},
+	{"dial twice", cfCam + cfTrunkK + "  dial: [c:1, c:1]\n  peers: [" + cfFP + "]\n",
+		"trunk.dial[1]: \"c:1\" is already trunk.dial[0]"},
+	{"peer name without ca", cfCam + cfTrunkK + "  listen: ':7443'\n  peers: [core-1]\n",
+		"trunk.peers[0]: fingerprint \"core-1\": want the SHA-256 fingerprint `cordon trunk keygen` printed (64 hex digits, colons allowed)"},
+	{"peer neither", cfCam + cfTrunkK + "  ca: ca.pem\n  listen: ':7443'\n  peers: ['core 1']\n",
+		"trunk.peers[0]: \"core 1\" is neither a fingerprint nor a certificate name (letters, digits, '.', '_' and '-') for trunk.ca to check"},
+	{"bad dialer", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    dialer: both\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		`c.yml:13: dialer "both" is not one of core, edge`},
+	{"edge dials with address", cfCam + cfTrunkK + "  listen: ':7443'\ntrunks:\n  - name: s\n    address: e:1\n    dialer: edge\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[0] (s): address \"e:1\" is not used with dialer \"edge\" (the edge dials this proxy's trunk.listen); remove it"},
+	{"edge dials without listen", cfCam + cfTrunkK + "trunks:\n  - name: s\n    dialer: edge\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[0] (s): dialer \"edge\" needs trunk.listen on this proxy: the address the edge dials (its trunk.dial)"},
+	{"two edges dialing with one certificate", cfCam + cfTrunkK + "  listen: ':7443'\ntrunks:\n  - name: s\n    dialer: edge\n    fingerprint: " + cfFP + "\n    cameras: [x]\n" +
+		"  - name: t\n    dialer: edge\n    fingerprint: " + cfFP + "\n    cameras: [x]\n",
+		"trunks[1] (t): trunks[0] (s) has the same edge certificate; an edge that dials in could not be told apart"},
+	{"no fingerprint nor ca", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    cameras: [x]\n",
+		"trunks[0] (s): fingerprint is missing: paste the edge's (`cordon trunk keygen` printed it on the edge), or set trunk.ca"},
+	{"peer_name with fingerprint", cfCam + cfTrunkK + "  ca: ca.pem\ntrunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    peer_name: s\n    cameras: [x]\n",
+		"trunks[0] (s): peer_name is checked only without a fingerprint (the edge's certificate issued by trunk.ca); remove one of them"},
 }
 
 func TestTrunkConfErrors(t *testing.T) { testConfErrors(t, trunkConfErrorCases) }

@@ -50,6 +50,8 @@ type trunkCore struct {
 	done chan struct{}
 
 	reconnects, bytesIn atomic.Uint64
+	resumed             atomic.Uint64 // connections that resumed a TLS session
+	inbox               *trunkInbox   // dialer "edge": connections the edge dialed in
 	started             atomic.Bool
 
 	mu      sync.Mutex
@@ -64,10 +66,15 @@ type trunkCore struct {
 func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := p.log.With("trunk", cfg.Name)
+	who := "edge " + cfg.Address
+	if cfg.Dialer == TrunkDialerEdge {
+		who = "edge " + cfg.Name + " (dialing in)"
+	}
 	return &trunkCore{
 		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
-		tls: trunkTLS(cert, trunkPins(cfg.Fingerprint), false, log, "edge "+cfg.Address),
-		ctx: ctx, stop: cancel, done: make(chan struct{}),
+		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
+		inbox: newTrunkInbox(),
+		ctx:   ctx, stop: cancel, done: make(chan struct{}),
 		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
 	}
 }
@@ -80,6 +87,7 @@ func (t *trunkCore) start() {
 
 func (t *trunkCore) close() {
 	t.stop()
+	t.inbox.close()
 	if t.started.Load() {
 		<-t.done
 	}
@@ -88,8 +96,7 @@ func (t *trunkCore) close() {
 func (t *trunkCore) run() {
 	defer close(t.done)
 	defer t.p.recoverTrunk("trunk connection loop", t.log)
-	b := newBackoff(t.tmo.BackoffMin, t.tmo.BackoffMax, t.tmo.AuthFailureBackoff)
-	retryLoop(t.ctx, b, t.connect, func(err error, wait time.Duration) {
+	retryLoop(t.ctx, t.backoff(), t.connect, func(err error, wait time.Duration) {
 		t.reconnects.Add(1)
 		t.setState(trunkDown, err.Error())
 		t.log.Warn("trunk down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
@@ -112,17 +119,16 @@ func (t *trunkCore) setState(s, errMsg string) {
 // until it ends.
 func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
 	t.setState(trunkConnecting, "")
-	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
-	conn, err := quic.DialAddr(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
-	cancel()
+	conn, err := t.dial(ctx)
 	if err != nil {
-		return false, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
+		return false, err
 	}
 	defer conn.CloseWithError(0, "")
 	cat, err := t.catalogue(ctx, conn)
 	if err != nil {
 		return false, err
 	}
+	t.connUp(conn)
 	names := make([]string, 0, len(cat))
 	for _, c := range cat {
 		names = append(names, c.Name)
@@ -226,7 +232,7 @@ func (p *Proxy) addTrunkCamera(t *trunkCore, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	path := trunkPath(t.cfg.Name, name)
-	if p.closed || p.cams[path] != nil {
+	if p.closed || p.cams[path] != nil || t.ctx.Err() != nil {
 		return
 	}
 	c := newTrunkCamera(p, t, name)
@@ -329,24 +335,24 @@ func (p *Proxy) recoverTrunk(where string, log *slog.Logger) {
 // startTrunks starts the edge listener (trunk.listen) and prepares the
 // trunks to edges (their connections start with the cameras).
 func (p *Proxy) startTrunks(cfg Config) error {
+	if !cfg.trunkUsed() {
+		return nil
+	}
+	if err := p.loadTrunkNet(cfg.Trunk); err != nil {
+		return err
+	}
+	// The trunks exist before trunk.listen accepts an edge dialing in
+	// (they start with the cameras; a connection waits in its inbox).
+	p.trunkNet.mu.Lock()
+	for _, tc := range cfg.Trunks {
+		p.trunks = append(p.trunks, newTrunkCore(p, tc, p.trunkNet.cert))
+	}
+	p.trunkNet.mu.Unlock()
 	edge, err := p.startTrunkEdge(cfg)
 	if err != nil {
 		return err
 	}
 	p.trunkEdge = edge
-	if len(cfg.Trunks) == 0 {
-		return nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.Trunk.Cert, cfg.Trunk.Key)
-	if err != nil {
-		if edge != nil {
-			edge.close()
-		}
-		return fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
-	}
-	for _, tc := range cfg.Trunks {
-		p.trunks = append(p.trunks, newTrunkCore(p, tc, cert))
-	}
 	return nil
 }
 
@@ -354,22 +360,14 @@ func (p *Proxy) startTrunks(cfg Config) error {
 // name (those of a "*" trunk are added when its catalogue arrives).
 func (p *Proxy) startTrunkCamerasLocked() {
 	for _, t := range p.trunks {
-		for _, name := range t.cfg.Cameras {
-			if name == "*" {
-				continue
-			}
-			c := newTrunkCamera(p, t, name)
-			p.cams[c.cfg.Name] = c
-			c.start()
-		}
-		t.start()
+		p.startTrunkLocked(t)
 	}
 }
 
 // closeTrunks ends the trunks' connections and the edge listener (the
 // cameras are stopped first).
 func (p *Proxy) closeTrunks() {
-	for _, t := range p.trunks {
+	for _, t := range p.trunkList() {
 		t.close()
 	}
 	if p.trunkEdge != nil {
@@ -380,7 +378,7 @@ func (p *Proxy) closeTrunks() {
 // TrunkAddr is the bound trunk.listen address (useful with port 0), or
 // nil when this proxy is not an edge.
 func (p *Proxy) TrunkAddr() net.Addr {
-	if p.trunkEdge == nil {
+	if p.trunkEdge == nil || p.trunkEdge.ln == nil {
 		return nil
 	}
 	return p.trunkEdge.ln.Addr()

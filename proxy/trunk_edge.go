@@ -3,8 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +24,8 @@ import (
 // other (keyframe wait, slow-reader policy, GOP cache).
 type trunkEdge struct {
 	p          *Proxy
-	ln         *quic.Listener
+	ln         *quic.Listener // nil without trunk.listen (an edge that only dials)
+	lnTr       *quic.Transport
 	log        *slog.Logger
 	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)
 	queueBytes int64    // limits.reader_queue_bytes
@@ -35,6 +34,9 @@ type trunkEdge struct {
 	wg         sync.WaitGroup
 
 	refused atomic.Uint64 // handshakes refused (certificate not pinned)
+
+	coreTrust, edgeTrust atomic.Pointer[trunkTrust] // see serverTLS
+	dialers              []*trunkDialer             // trunk.dial
 
 	mu    sync.Mutex
 	peers map[*quic.Conn]*trunkPeer
@@ -59,48 +61,34 @@ func trunkQUICConfig(tmo Timeouts) *quic.Config {
 
 // startTrunkEdge listens on trunk.listen; nil when it is not set.
 func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
-	if cfg.Trunk.Listen == "" {
+	if cfg.Trunk.Listen == "" && len(cfg.Trunk.Dial) == 0 {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.Trunk.Cert, cfg.Trunk.Key)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
-	}
 	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, peers: map[*quic.Conn]*trunkPeer{}}
-	pins := trunkPins(cfg.Trunk.Peers...)
-	tc := trunkTLS(cert, pins, true, e.log, "core")
-	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-		// The same configuration, with the core's address in the log of
-		// a refusal (quic-go gives the hello a Conn with the addresses).
-		who := "core"
-		if hi.Conn != nil {
-			who = "core " + hi.Conn.RemoteAddr().String()
-		}
-		c := tc.Clone()
-		c.GetConfigForClient = nil
-		verify := pinVerifier(pins, e.log, who)
-		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
-			err := verify(raw, chains)
-			if err != nil {
-				e.refused.Add(1)
-			}
-			return err
-		}
-		return c, nil
-	}
-	ln, err := quic.ListenAddr(cfg.Trunk.Listen, tc, trunkQUICConfig(cfg.Timeouts))
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", &ListenError{Key: "trunk.listen", Addr: cfg.Trunk.Listen, Err: err})
-	}
-	e.ln = ln
+	e.setTrust(cfg, p.trunkNet.roots)
 	e.ctx, e.end = context.WithCancel(context.Background())
-	e.wg.Go(e.serve)
+	if cfg.Trunk.Listen != "" {
+		if err := e.listen(&p.trunkNet, cfg.Trunk.Listen, e.serverTLS(p.trunkNet.cert)); err != nil {
+			e.end()
+			return nil, fmt.Errorf("proxy: %w", &ListenError{Key: "trunk.listen", Addr: cfg.Trunk.Listen, Err: err})
+		}
+		e.wg.Go(e.serve)
+	}
+	for _, a := range cfg.Trunk.Dial {
+		e.dialers = append(e.dialers, e.startDialer(&p.trunkNet, a))
+	}
 	return e, nil
 }
 
 func (e *trunkEdge) close() {
 	e.end()
-	e.ln.Close()
+	for _, d := range e.dialerList() {
+		d.close()
+	}
+	if e.ln != nil {
+		e.ln.Close()
+		defer closeTransport(e.lnTr) // after the connections' CONNECTION_CLOSE
+	}
 	e.mu.Lock()
 	for c := range e.peers {
 		c.CloseWithError(0, "edge shutting down")
@@ -115,7 +103,7 @@ func (e *trunkEdge) serve() {
 		if err != nil {
 			return // closed
 		}
-		e.wg.Go(func() { e.handleConn(conn) })
+		e.wg.Go(func() { e.accepted(conn) })
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -87,36 +86,10 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // errTrunkNoCert is a peer that sent no certificate.
 var errTrunkNoCert = errors.New("trunk: peer sent no certificate")
 
-// pinVerifier returns a VerifyPeerCertificate function that accepts only a
-// leaf certificate whose SHA-256 is one of pins, and logs (as an error) the
-// fingerprint of any other, so that an administrator sees what knocked.
-func pinVerifier(pins [][sha256.Size]byte, log *slog.Logger, who string) func([][]byte, [][]*x509.Certificate) error {
-	return func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			log.Error("trunk peer refused: no certificate", "peer", who)
-			return errTrunkNoCert
-		}
-		seen := sha256.Sum256(raw[0])
-		for _, p := range pins {
-			if subtle.ConstantTimeCompare(seen[:], p[:]) == 1 {
-				return nil
-			}
-		}
-		log.Error("trunk peer refused: certificate not pinned", "peer", who, "fingerprint", formatFingerprint(seen))
-		return fmt.Errorf("trunk: peer certificate %s is not pinned", formatFingerprint(seen))
-	}
-}
-
 // trunkTLS is the TLS configuration of one end of a trunk: its own
 // certificate, and the peer's pinned (there is no chain to verify).
 func trunkTLS(cert tls.Certificate, pins [][sha256.Size]byte, server bool, log *slog.Logger, who string) *tls.Config {
-	c := &tls.Config{
-		Certificates:          []tls.Certificate{cert},
-		NextProtos:            []string{trunkALPN},
-		MinVersion:            tls.VersionTLS13,
-		InsecureSkipVerify:    true, //nolint:gosec // verified by pin in VerifyPeerCertificate
-		VerifyPeerCertificate: pinVerifier(pins, log, who),
-	}
+	c := trunkClientTLS(cert, trunkALPN, &trunkTrust{pins: pins}, nil, log, who)
 	if server {
 		c.ClientAuth = tls.RequireAnyClientCert
 	}

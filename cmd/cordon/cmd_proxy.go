@@ -266,7 +266,10 @@ func runProxyCheck(ctx context.Context, e *env, f *proxyFlags, cfg proxy.Config)
 		extra += fmt.Sprintf(", %d trunks to edges", len(cfg.Trunks))
 	}
 	if cfg.Trunk.Listen != "" {
-		extra += fmt.Sprintf(", serving cores on %s (UDP)", cfg.Trunk.Listen)
+		extra += fmt.Sprintf(", trunk.listen %s (UDP)", cfg.Trunk.Listen)
+	}
+	if len(cfg.Trunk.Dial) > 0 {
+		extra += fmt.Sprintf(", dialing %d cores", len(cfg.Trunk.Dial))
 	}
 	fmt.Fprintf(e.Stdout, "configuration OK: %d cameras, %d readers%s; recorders connect to %s\n",
 		len(cfg.Cameras), len(cfg.Readers), extra, cfg.Listen.RTSP)

@@ -12,7 +12,9 @@ const trunkUsage = `usage: cordon trunk keygen -o DIR
 
 A trunk links an edge proxy (on a camera site) to a core proxy over one QUIC
 connection with mutual TLS; each end pins the other's certificate by its
-SHA-256 fingerprint. See docs/trunk.md.
+SHA-256 fingerprint (or trusts a CA of its own: trunk.ca). By default the
+core dials the edge; an edge behind NAT dials the core (trunk.dial). See
+docs/trunk.md.
 
 Subcommands:
 

@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// trunkNet holds what the trunk connections of a proxy share: its key
+// pair, trunk.ca, and the socket factory.
+type trunkNet struct {
+	cert  tls.Certificate
+	roots *x509.CertPool
+
+	// listenPacket opens a trunk's UDP socket (net.ListenPacket); a test
+	// hook, for sockets in another network namespace.
+	listenPacket func(network, address string) (net.PacketConn, error)
+
+	mu sync.Mutex // guards Proxy.trunks against a reload
+}
+
+func (n *trunkNet) packetConn(address string) (net.PacketConn, error) {
+	if n.listenPacket != nil {
+		return n.listenPacket("udp", address)
+	}
+	return net.ListenPacket("udp", address)
+}
+
+// loadTrunkNet loads trunk.cert, trunk.key and trunk.ca.
+func (p *Proxy) loadTrunkNet(t TrunkEnd) error {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
+	}
+	roots, err := loadTrunkCA(t.CA)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	p.trunkNet.cert, p.trunkNet.roots = cert, roots
+	return nil
+}
+
+// trunkList is the current trunks (a reload may replace some).
+func (p *Proxy) trunkList() []*trunkCore {
+	p.trunkNet.mu.Lock()
+	defer p.trunkNet.mu.Unlock()
+	return slices.Clone(p.trunks)
+}
+
+// trunkTransport opens a UDP socket and a QUIC transport on it; closing
+// the transport closes the socket.
+func (n *trunkNet) trunkTransport(address string) (*quic.Transport, error) {
+	pc, err := n.packetConn(address)
+	if err != nil {
+		return nil, err
+	}
+	return &quic.Transport{Conn: pc, ConnectionIDLength: 8}, nil
+}
+
+// closeTransport closes a transport of trunkTransport and its socket.
+func closeTransport(tr *quic.Transport) {
+	tr.Close()
+	tr.Conn.Close()
+}
+
+// dial opens a QUIC connection to addr from a new socket, resuming the
+// TLS session when tc's cache holds a ticket of that peer. It returns once
+// the handshake has completed: the first request is not sent as 0-RTT
+// data, because quic-go races when a stream is opened while the handshake
+// is still running (quic-go issue 4303, open in v0.65: the client reads
+// the peer's transport parameters unsynchronised). Resumption still saves
+// the certificate signatures; a round trip is not saved. The socket is
+// closed with the connection.
+func (n *trunkNet) dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := n.trunkTransport(":0")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := tr.Dial(ctx, ua, tc, qc)
+	if err != nil {
+		closeTransport(tr)
+		return nil, err
+	}
+	context.AfterFunc(conn.Context(), func() { closeTransport(tr) })
+	return conn, nil
+}
+
+// dial returns the trunk's next connection: the core dials the edge, or,
+// with dialer "edge", waits for the edge to dial in.
+func (t *trunkCore) dial(ctx context.Context) (*quic.Conn, error) {
+	if t.cfg.Dialer == TrunkDialerEdge {
+		return t.inbox.wait(ctx)
+	}
+	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
+	defer cancel()
+	conn, err := t.p.trunkNet.dial(dctx, t.cfg.Address, t.tls, trunkQUICConfig(t.tmo))
+	if err != nil {
+		return nil, fmt.Errorf("dial edge %s: %w", t.cfg.Address, err)
+	}
+	return conn, nil
+}
+
+// connUp logs how the trunk's connection was set up (resumed or not).
+func (t *trunkCore) connUp(conn *quic.Conn) {
+	cs := conn.ConnectionState()
+	if cs.TLS.DidResume {
+		t.resumed.Add(1)
+	}
+	t.log.Info("trunk connection", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
+}
+
+// backoff is the delay between the trunk's connections: the configured
+// backoff when this proxy dials; none when it waits for the edge to dial
+// in (the edge has its own backoff).
+func (t *trunkCore) backoff() *backoff {
+	if t.cfg.Dialer == TrunkDialerEdge {
+		return newBackoff(0, 0, 0)
+	}
+	return newBackoff(t.tmo.BackoffMin, t.tmo.BackoffMax, t.tmo.AuthFailureBackoff)
+}
+
+// trunkDialer is an edge's connection to one core of trunk.dial: it dials
+// with backoff and serves that core on the connection as it serves the
+// cores that connect to trunk.listen.
+type trunkDialer struct {
+	e    *trunkEdge
+	addr string
+	tls  *tls.Config
+	log  *slog.Logger
+	ctx  context.Context
+	stop context.CancelFunc
+	done chan struct{}
+
+	dials atomic.Uint64
+
+	mu      sync.Mutex
+	state   string // trunkConnecting, trunkUp, trunkDown
+	since   time.Time
+	lastErr string
+}
+
+// TrunkDialStatus is one core of an edge's trunk.dial.
+type TrunkDialStatus struct {
+	Address   string    `json:"address"`
+	State     string    `json:"state"` // connecting, up, down
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	Dials     uint64    `json:"dials"` // connection attempts
+}
+
+func (d *trunkDialer) setState(s string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != s {
+		d.since = time.Now()
+	}
+	d.state = s
+	if err != nil {
+		d.lastErr = err.Error()
+	}
+}
+
+func (d *trunkDialer) status() TrunkDialStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return TrunkDialStatus{Address: d.addr, State: d.state, Since: d.since, LastError: d.lastErr, Dials: d.dials.Load()}
+}
+
+// dialStatus is the state of the edge's trunk.dial.
+func (e *trunkEdge) dialStatus() []TrunkDialStatus {
+	var out []TrunkDialStatus
+	for _, d := range e.dialerList() {
+		out = append(out, d.status())
+	}
+	return out
+}
+
+// dialerList is the current dialers (a reload may replace some).
+func (e *trunkEdge) dialerList() []*trunkDialer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.dialers)
+}
+
+func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
+	log := e.log.With("core_address", addr)
+	ctx, cancel := context.WithCancel(e.ctx)
+	d := &trunkDialer{
+		e: e, addr: addr, log: log, ctx: ctx, stop: cancel, done: make(chan struct{}),
+		state: trunkConnecting, since: time.Now(),
+		tls: trunkClientTLS(n.cert, trunkALPNEdge, nil, tls.NewLRUClientSessionCache(4), log, "core "+addr),
+	}
+	// The core is checked with the edge's current trunk.peers.
+	d.tls.VerifyConnection = trunkVerifier(func(tls.ConnectionState) *trunkTrust { return e.coreTrust.Load() }, log, "core "+addr, &e.refused)
+	go d.run(n)
+	return d
+}
+
+func (d *trunkDialer) close() {
+	d.stop()
+	<-d.done
+}
+
+func (d *trunkDialer) run(n *trunkNet) {
+	defer close(d.done)
+	defer d.e.p.recoverTrunk("trunk dial loop", d.log)
+	b := newBackoff(d.e.tmo.BackoffMin, d.e.tmo.BackoffMax, d.e.tmo.AuthFailureBackoff)
+	retryLoop(d.ctx, b, func(ctx context.Context) (bool, error) { return d.connect(ctx, n) }, func(err error, wait time.Duration) {
+		d.setState(trunkDown, err)
+		d.log.Warn("connection to core down; dialing again", "error", err, "retry_in", wait.Round(time.Millisecond))
+	})
+}
+
+// connect dials the core and serves it until the connection ends.
+func (d *trunkDialer) connect(ctx context.Context, n *trunkNet) (healthy bool, err error) {
+	d.dials.Add(1)
+	d.setState(trunkConnecting, nil)
+	dctx, cancel := context.WithTimeout(ctx, d.e.tmo.Camera)
+	conn, err := n.dial(dctx, d.addr, d.tls, trunkQUICConfig(d.e.tmo))
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("dial core %s: %w", d.addr, err)
+	}
+	cs := conn.ConnectionState()
+	d.log.Info("connected to core", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
+	d.setState(trunkUp, nil)
+	up := time.Now()
+	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(0, "edge shutting down") })
+	defer stop()
+	d.e.handleConn(conn)
+	err = context.Cause(conn.Context())
+	if err == nil {
+		err = errors.New("closed")
+	}
+	return time.Since(up) >= healthySession, fmt.Errorf("connection to core %s lost: %w", d.addr, err)
+}
