@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // runNetnsEdge is the edge process of TestTrunkNetns.
 func runNetnsEdge(cfgPath string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg, err := LoadConfig(cfgPath)
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		log.Error("edge config", "error", err)
 		return 2
