@@ -24,6 +24,10 @@ type TrunkEnd struct {
 	// connect to Listen (the fingerprint `cordon trunk keygen` printed on
 	// each core). Any other certificate is refused and logged.
 	Peers []string `yaml:"peers"`
+	// MaxBitrate caps what this edge sends to each core, all cameras
+	// together (e.g. "50M"); past it, cameras drop whole GOPs
+	// (docs/trunk.md). It defaults to no cap.
+	MaxBitrate Bitrate `yaml:"max_bitrate"`
 }
 
 // Trunk is one edge proxy a core proxy pulls cameras from. Each remote
@@ -40,6 +44,19 @@ type Trunk struct {
 	// Cameras are the edge's camera names to pull, or ["*"] for every
 	// camera the edge lists.
 	Cameras []string `yaml:"cameras"`
+	// Transport is how the cameras' media crosses the trunk: "stream"
+	// or "datagram" (trunk_media_config.go). It defaults to stream.
+	Transport TrunkTransport `yaml:"transport"`
+	// AlwaysOn pulls the cameras all the time. It defaults to false: a
+	// camera is pulled from the edge only while a reader of this proxy
+	// wants it.
+	AlwaysOn bool `yaml:"always_on"`
+	// MaxBitrate caps what the edge sends on this trunk, all cameras
+	// together (e.g. "50M"); the edge applies the lower of this and its
+	// own trunk.max_bitrate. It defaults to no cap.
+	MaxBitrate Bitrate `yaml:"max_bitrate"`
+	// Overrides sets transport or always_on for some cameras, by name.
+	Overrides map[string]TrunkCamera `yaml:"overrides"`
 }
 
 // trunkPath is the path core readers use for camera cam of edge.
@@ -62,6 +79,7 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 			add(fmt.Sprintf("trunk.peers[%d]", i), "trunk.peers[%d]: %v", i, err)
 		}
 	}
+	c.checkTrunkEndMedia(add)
 	if (t.Listen != "" || len(c.Trunks) > 0) && (t.Cert == "" || t.Key == "") {
 		add("trunk.cert", "trunk.cert and trunk.key are required with trunk.listen or trunks (make them with: cordon trunk keygen -o DIR)")
 	}
@@ -92,6 +110,7 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 		if _, err := parseTrunkFingerprint(tr.Fingerprint); err != nil {
 			add(key+".fingerprint", "%s: %v", where, err)
 		}
+		checkTrunkMedia(add, key, where, tr)
 		if len(tr.Cameras) == 0 {
 			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)
 		}

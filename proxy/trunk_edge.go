@@ -30,6 +30,7 @@ type trunkEdge struct {
 	log        *slog.Logger
 	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)
 	queueBytes int64    // limits.reader_queue_bytes
+	maxBitrate int64    // trunk.max_bitrate, per core
 	ctx        context.Context
 	end        context.CancelFunc
 	wg         sync.WaitGroup
@@ -45,6 +46,7 @@ type trunkPeer struct {
 	fingerprint, remote string
 	since               time.Time
 	streams             atomic.Int64 // cameras it is reading
+	media               trunkPeerMedia
 }
 
 // trunkQUICConfig is the QUIC configuration of both ends of a trunk.
@@ -54,6 +56,7 @@ func trunkQUICConfig(tmo Timeouts) *quic.Config {
 		MaxIdleTimeout:       tmo.Camera,
 		KeepAlivePeriod:      tmo.Camera / 3,
 		MaxIncomingStreams:   4096, // cameras (and catalogue requests) per core
+		EnableDatagrams:      true, // cameras with transport datagram (trunk_datagram.go)
 	}
 }
 
@@ -66,7 +69,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: trunk.cert/trunk.key: %w", err)
 	}
-	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, peers: map[*quic.Conn]*trunkPeer{}}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}}
 	pins := trunkPins(cfg.Trunk.Peers...)
 	tc := trunkTLS(cert, pins, true, e.log, "core")
 	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -197,6 +200,7 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	}
 	r := &reader{user: "trunk:" + peer.fingerprint, remote: peer.remote, since: time.Now(), out: out, close: out.stop}
 	out.r = r
+	ans, w := e.mediaFor(out, conn, st, peer, req, log)
 	// The reader is added before the answer is sent: what the stream
 	// writes meanwhile waits in the output's queue, behind the answer.
 	if err := c.addReader(r, sst); err != nil {
@@ -204,13 +208,19 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 		return
 	}
 	defer c.removeReader(r)
-	if err := writeJSONFrame(st, trunkAnswer{SDP: string(sdp)}); err != nil {
+	ans.SDP = string(sdp)
+	if err := writeJSONFrame(st, ans); err != nil {
 		return
 	}
 	peer.streams.Add(1)
 	defer peer.streams.Add(-1)
-	log.Info("core reading camera", "camera", req.Camera)
-	err = out.run(st, conn.Context().Done(), tmo)
+	out.cam.active.Add(1)
+	defer out.cam.active.Add(-1)
+	log.Info("core reading camera", "camera", req.Camera, "transport", transportOf(&out.cam.transport))
+	if ans.Datagram != 0 {
+		go reportDatagrams(st, out, out.cam, tmo)
+	}
+	err = out.run(w, conn.Context().Done(), tmo)
 	log.Info("core stopped reading camera", "camera", req.Camera, "reason", err)
 }
 
@@ -243,6 +253,12 @@ type trunkOutput struct {
 	r     *reader
 	index map[*rebuild.Track]int // the track's media index in the reader-facing SDP
 	max   int64
+	cam   *trunkEdgeCamera // this camera's counters towards this core
+	limit *trunkLimiter    // the core's max_bitrate; nil: none
+	// skipping: the last write was refused, so the stream skips this
+	// reader to the next keyframe, and the next write starts a GOP
+	// (guarded by the stream's mutex, as write is).
+	skipping bool
 
 	q      chan []byte
 	queued atomic.Int64
@@ -267,7 +283,7 @@ func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
 	for i, t := range s.plan.Tracks {
 		idx[t] = i
 	}
-	return &trunkOutput{index: idx, max: maxBytes, q: make(chan []byte, 4096), done: make(chan struct{})}
+	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan []byte, 4096), done: make(chan struct{})}
 }
 
 var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
@@ -287,14 +303,18 @@ func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (boo
 		return false, 1, err
 	}
 	if o.queued.Load()+int64(len(b)) > o.max {
-		return true, 1, errQueueFull
+		return o.refuse(errQueueFull)
+	}
+	if !o.limit.admit(o.cam.name, len(b), o.skipping) {
+		return o.refuse(errTrunkCap)
 	}
 	select {
 	case o.q <- b:
 		o.queued.Add(int64(len(b)))
+		o.skipping = false
 		return false, 0, nil
 	default:
-		return true, 1, errQueueFull
+		return o.refuse(errQueueFull)
 	}
 }
 
@@ -318,6 +338,8 @@ func (o *trunkOutput) run(w interface {
 			}
 			o.r.packets.Add(1)
 			o.r.bytes.Add(uint64(len(b) - 6))
+			o.cam.packets.Add(1)
+			o.cam.bytes.Add(uint64(len(b) - 6))
 		}
 	}
 }
