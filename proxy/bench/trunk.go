@@ -216,7 +216,7 @@ func RunTrunk(ctx context.Context, o TrunkOptions) ([]*TrunkResult, error) {
 	info := sim.Streams()[0]
 	where := "loopback"
 	if o.Netem != "" {
-		where = fmt.Sprintf("edge and core in network namespaces, link netem %q on both ends", o.Netem)
+		where = fmt.Sprintf("edge and core in network namespaces, link %q each way (%s)", o.Netem, nw.how)
 	}
 	fmt.Fprintf(o.Progress, "bench trunk: %d edge(s) x %d cameras looping %s (real video, %.2f Mbit/s), %s\n",
 		o.Edges, o.CamerasPerEdge, info.Clip, float64(info.Bitrate)/1e6, where)

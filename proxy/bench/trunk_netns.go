@@ -31,6 +31,8 @@ type trunkNet struct {
 	// from the edge); edgeWAN the edge's address seen from the core;
 	// coreHost the core's address seen from the readers.
 	cameraHost, edgeWAN, coreHost string
+	how                           string   // how the link is impaired
+	wan                           *wanLink // the bench's own link, when tc netem is missing
 }
 
 const trunkNSPrefix = "cordon-bench-"
@@ -55,42 +57,100 @@ func openTrunkNet(ctx context.Context, netem string) (*trunkNet, error) {
 		cameraHost: "10.213.1.1", edgeWAN: "10.213.3.1", coreHost: "10.213.2.2"}
 	// Interface names are at most 15 bytes: a role and the pid.
 	he, eh, hc, ch, ec, ce := "cbhe"+pid, "cbeh"+pid, "cbhc"+pid, "cbch"+pid, "cbec"+pid, "cbce"+pid
-	netemArgs := strings.Fields(netem)
-	steps := [][]string{
+	im, err := parseNetem(netem)
+	if err != nil {
+		return nil, err
+	}
+	base := [][]string{
 		{"ip", "netns", "add", n.edgeNS},
 		{"ip", "netns", "add", n.coreNS},
 		{"ip", "link", "add", he, "type", "veth", "peer", "name", eh, "netns", n.edgeNS},
 		{"ip", "link", "add", hc, "type", "veth", "peer", "name", ch, "netns", n.coreNS},
-		{"ip", "-n", n.edgeNS, "link", "add", ec, "type", "veth", "peer", "name", ce, "netns", n.coreNS},
 		{"ip", "addr", "add", "10.213.1.1/30", "dev", he},
 		{"ip", "link", "set", he, "up"},
 		{"ip", "addr", "add", "10.213.2.1/30", "dev", hc},
 		{"ip", "link", "set", hc, "up"},
 		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.1.2/30", "dev", eh},
-		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.3.1/30", "dev", ec},
 		{"ip", "-n", n.coreNS, "addr", "add", "10.213.2.2/30", "dev", ch},
-		{"ip", "-n", n.coreNS, "addr", "add", "10.213.3.2/30", "dev", ce},
 		{"ip", "-n", n.edgeNS, "link", "set", "lo", "up"},
 		{"ip", "-n", n.edgeNS, "link", "set", eh, "up"},
-		{"ip", "-n", n.edgeNS, "link", "set", ec, "up"},
 		{"ip", "-n", n.coreNS, "link", "set", "lo", "up"},
 		{"ip", "-n", n.coreNS, "link", "set", ch, "up"},
+	}
+	if err := run(ctx, base); err != nil {
+		n.close()
+		return nil, err
+	}
+	netemArgs := strings.Fields(netem)
+	wan := [][]string{
+		{"ip", "-n", n.edgeNS, "link", "add", ec, "type", "veth", "peer", "name", ce, "netns", n.coreNS},
+		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.3.1/30", "dev", ec},
+		{"ip", "-n", n.coreNS, "addr", "add", "10.213.3.2/30", "dev", ce},
+		{"ip", "-n", n.edgeNS, "link", "set", ec, "up"},
 		{"ip", "-n", n.coreNS, "link", "set", ce, "up"},
 		append([]string{"tc", "-n", n.edgeNS, "qdisc", "add", "dev", ec, "root", "netem"}, netemArgs...),
 		append([]string{"tc", "-n", n.coreNS, "qdisc", "add", "dev", ce, "root", "netem"}, netemArgs...),
 	}
+	err = run(ctx, wan)
+	if err == nil {
+		n.how = "tc netem on a veth pair"
+		return n, nil
+	}
+	if !strings.Contains(err.Error(), "qdisc kind is unknown") {
+		n.close()
+		return nil, err
+	}
+	// This kernel has no sch_netem: the bench forwards the link itself.
+	_ = exec.CommandContext(ctx, "ip", "-n", n.edgeNS, "link", "del", ec).Run()
+	if err := n.openWAN(ctx, pid, im); err != nil {
+		n.close()
+		return nil, err
+	}
+	n.how = "the kernel has no sch_netem: delay and loss emulated by the bench between two TUN devices"
+	return n, nil
+}
+
+// openWAN joins the namespaces with a TUN device in each, forwarded by
+// a wanLink with impairment im.
+func (n *trunkNet) openWAN(ctx context.Context, pid string, im impairment) error {
+	te, tc := "cbwe"+pid, "cbwc"+pid
+	a, err := openTun(te)
+	if err != nil {
+		return err
+	}
+	b, err := openTun(tc)
+	if err != nil {
+		a.Close()
+		return err
+	}
+	n.wan = &wanLink{a: a, b: b, im: im}
+	n.wan.start()
+	return run(ctx, [][]string{
+		{"ip", "link", "set", te, "netns", n.edgeNS},
+		{"ip", "link", "set", tc, "netns", n.coreNS},
+		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.3.1", "peer", "10.213.3.2", "dev", te},
+		{"ip", "-n", n.coreNS, "addr", "add", "10.213.3.2", "peer", "10.213.3.1", "dev", tc},
+		{"ip", "-n", n.edgeNS, "link", "set", te, "up"},
+		{"ip", "-n", n.coreNS, "link", "set", tc, "up"},
+	})
+}
+
+// run runs each command in turn.
+func run(ctx context.Context, steps [][]string) error {
 	for _, s := range steps {
 		if out, err := exec.CommandContext(ctx, s[0], s[1:]...).CombinedOutput(); err != nil {
-			n.close()
-			return nil, fmt.Errorf("bench trunk: %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("bench trunk: %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // close deletes the namespaces (and with them the veths). It runs with
 // its own context: it must also run after the bench was interrupted.
 func (n *trunkNet) close() {
+	if n.wan != nil {
+		n.wan.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, ns := range []string{n.edgeNS, n.coreNS} {

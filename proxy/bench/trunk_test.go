@@ -108,3 +108,22 @@ func TestTrunkOptions(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", o, err)
 	}
 }
+
+// TestParseNetem: the netem settings the emulated link understands.
+func TestParseNetem(t *testing.T) {
+	for in, want := range map[string]impairment{
+		"delay 20ms loss 1%": {20 * time.Millisecond, 0.01},
+		"loss 0.5%":          {0, 0.005},
+		"delay 5ms":          {5 * time.Millisecond, 0},
+		"":                   {},
+	} {
+		if got, err := parseNetem(in); err != nil || got != want {
+			t.Errorf("parseNetem(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"delay", "delay 20", "loss 101%", "rate 1mbit", "delay 20ms 5ms", "loss x%"} {
+		if _, err := parseNetem(in); err == nil {
+			t.Errorf("parseNetem(%q) accepted", in)
+		}
+	}
+}
