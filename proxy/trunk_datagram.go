@@ -38,7 +38,12 @@ const (
 	// used when quic-go reports the path's datagrams are smaller.
 	trunkFragPayload = 1150
 	minFragPayload   = 256
-	trunkReportEvery = time.Second
+	// Once a second, a packet larger than the fragment size is first
+	// tried whole (up to trunkProbePayload): quic-go's answer gives the
+	// path's current datagram size (it grows with path MTU discovery).
+	trunkProbePayload = 1440
+	trunkProbeEvery   = time.Second
+	trunkReportEvery  = time.Second
 )
 
 // trunkDatagramReport is the edge's report on a datagram camera's stream.
@@ -84,48 +89,69 @@ func parseDatagram(b []byte) (trunkFragment, error) {
 // trunkDatagramWriter is the edge's writer of a datagram camera: what
 // trunkOutput.run writes (packet frames) goes out as datagrams.
 type trunkDatagramWriter struct {
-	conn datagramSender
-	id   uint32
-	cam  *trunkEdgeCamera
-	seq  uint32
-	frag int // fragment payload size
-	buf  []byte
+	conn   datagramSender
+	id     uint32
+	cam    *trunkEdgeCamera
+	seq    uint32
+	frag   int // fragment payload size
+	probed time.Time
+	buf    []byte
 }
 
 func (w *trunkDatagramWriter) SetWriteDeadline(time.Time) error { return nil }
 
-// Write sends one packet frame (as packetFrame made it) in datagrams.
-func (w *trunkDatagramWriter) Write(frame []byte) (int, error) {
-	if len(frame) < 6 || frame[0] != framePacket {
-		return 0, errTrunkFrame
+// Write sends packet frames (as packetFrame made them, one after the
+// other) in datagrams.
+func (w *trunkDatagramWriter) Write(frames []byte) (int, error) {
+	for b := frames; len(b) > 0; {
+		if len(b) < 6 || b[0] != framePacket {
+			return 0, errTrunkFrame
+		}
+		n := 5 + int(binary.BigEndian.Uint32(b[1:]))
+		if n < 6 || n > len(b) {
+			return 0, errTrunkFrame
+		}
+		if err := w.writeFrame(b[:n]); err != nil {
+			return 0, err
+		}
+		b = b[n:]
 	}
+	return len(frames), nil
+}
+
+// writeFrame sends one packet frame in datagrams.
+func (w *trunkDatagramWriter) writeFrame(frame []byte) error {
 	media, pkt := frame[5], frame[6:]
 	if w.frag == 0 {
 		w.frag = trunkFragPayload
+	}
+	if len(pkt) > w.frag && w.frag < trunkProbePayload && time.Since(w.probed) >= trunkProbeEvery {
+		w.probed = time.Now()
+		w.frag = trunkProbePayload
 	}
 	for {
 		frags := (len(pkt) + w.frag - 1) / w.frag
 		if frags > maxTrunkFrags {
 			w.cam.datagramErrors.Add(1)
-			return len(frame), nil // (cannot happen with frames below maxTrunkPacket; counted if it does)
+			return nil // (cannot happen with frames below maxTrunkPacket; counted if it does)
 		}
 		err := w.send(media, pkt, frags)
 		var tl *quic.DatagramTooLargeError
 		if errors.As(err, &tl) {
 			smaller := int(tl.MaxDatagramPayloadSize) - trunkDatagramHeader
 			if smaller < minFragPayload || smaller >= w.frag {
-				return 0, fmt.Errorf("%w: %d bytes", errDatagramTooSmal, tl.MaxDatagramPayloadSize)
+				return fmt.Errorf("%w: %d bytes", errDatagramTooSmal, tl.MaxDatagramPayloadSize)
 			}
 			w.frag = smaller
 			continue // the whole packet again, same seq: the core drops the partial one
 		}
 		if err != nil {
-			return 0, err
+			return err
 		}
 		w.seq++
 		w.cam.datagrams.Add(uint64(frags))
 		w.cam.sent.Add(1)
-		return len(frame), nil
+		return nil
 	}
 }
 
@@ -217,7 +243,11 @@ func (d *trunkDemux) deliver(b []byte) bool {
 	if s == nil {
 		return false
 	}
-	s.add(f, time.Now())
+	select {
+	case s.in <- trunkArrival{f, time.Now()}:
+	default:
+		s.stats.overflow.Add(1) // (the camera's cleaner is behind: a loss like any other)
+	}
 	return true
 }
 
@@ -237,9 +267,21 @@ func (d *trunkDemux) unregister(id uint32) {
 	d.mu.Unlock()
 }
 
+// trunkArrival is one datagram on its way to its camera.
+type trunkArrival struct {
+	f  trunkFragment
+	at time.Time
+}
+
+// trunkSinkQueue is how many datagrams wait for one camera's cleaner;
+// the demux never waits (quic-go holds only 128 datagrams for it).
+const trunkSinkQueue = 4096
+
 // datagramSink reassembles one camera's datagrams into RTP packets and
-// feeds them to the camera's stream. Only the demux goroutine calls add.
+// feeds them to the camera's stream: the demux queues them on in, and
+// the camera's own goroutine (run) calls add.
 type datagramSink struct {
+	in     chan trunkArrival
 	c      *camera
 	stats  *trunkCoreCamera
 	tracks []*rebuild.Track // by media index
@@ -337,16 +379,37 @@ func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *qu
 	c, t := s.c, s.t
 	stats := t.media.camera(s.remote, TrunkDatagram)
 	var failed atomic.Pointer[error]
-	sink := &datagramSink{c: c, stats: stats, tracks: tracks, fail: func(err error) {
+	fail := func(err error) {
 		if failed.CompareAndSwap(nil, &err) {
 			st.CancelRead(0)
 		}
-	}}
+	}
+	sink := &datagramSink{in: make(chan trunkArrival, trunkSinkQueue), c: c, stats: stats, tracks: tracks, fail: fail}
 	d := t.demuxFor(conn)
 	if err := d.register(id, sink); err != nil {
 		return false, err
 	}
 	defer d.unregister(id)
+	done := make(chan struct{})
+	defer func() { <-done }()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				fail(c.contained("trunk datagram receiver", v))
+			}
+		}()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case a := <-sink.in:
+				sink.add(a.f, a.at)
+			}
+		}
+	}()
 	start, n0 := time.Now(), stats.packets.Load()
 	for {
 		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))

@@ -264,6 +264,7 @@ type trunkOutput struct {
 	queued atomic.Int64
 	once   sync.Once
 	done   chan struct{}
+	buf    []byte // run's batch
 }
 
 var (
@@ -331,15 +332,15 @@ func (o *trunkOutput) run(w interface {
 		case <-connDone:
 			return errors.New("trunk connection closed")
 		case b := <-o.q:
-			o.queued.Add(-int64(len(b)))
+			b, packets, payload := o.gather(b) // (trunk_media.go: one write for what is queued)
 			w.SetWriteDeadline(time.Now().Add(tmo))
 			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			o.r.packets.Add(1)
-			o.r.bytes.Add(uint64(len(b) - 6))
-			o.cam.packets.Add(1)
-			o.cam.bytes.Add(uint64(len(b) - 6))
+			o.r.packets.Add(packets)
+			o.r.bytes.Add(payload)
+			o.cam.packets.Add(packets)
+			o.cam.bytes.Add(payload)
 		}
 	}
 }

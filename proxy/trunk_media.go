@@ -96,6 +96,8 @@ type trunkCoreCamera struct {
 	// late or duplicate, malformed, skips to the next keyframe after a
 	// loss, and the edge's count of packets sent.
 	datagrams, lost, late, malformed, keyWaits, edgeSent atomic.Uint64
+	// overflow: datagrams dropped because the camera's queue was full.
+	overflow atomic.Uint64
 }
 
 // trunkCoreMedia is the per-camera state of a trunkCore.
@@ -141,6 +143,7 @@ type TrunkCameraStatus struct {
 	Late      uint64 `json:"datagram_packets_late,omitempty"`
 	Malformed uint64 `json:"datagram_malformed,omitempty"`
 	KeyWaits  uint64 `json:"keyframe_waits,omitempty"`
+	Overflow  uint64 `json:"datagram_overflow,omitempty"`
 	EdgeSent  uint64 `json:"edge_sent,omitempty"`
 }
 
@@ -173,7 +176,7 @@ func (m *trunkCoreMedia) status() []TrunkCameraStatus {
 		out = append(out, TrunkCameraStatus{
 			Name: c.name, Transport: transportOf(&c.transport), Bytes: c.bytes.Load(), Packets: c.packets.Load(),
 			Datagrams: c.datagrams.Load(), Lost: c.lost.Load(), Late: c.late.Load(), Malformed: c.malformed.Load(),
-			KeyWaits: c.keyWaits.Load(), EdgeSent: c.edgeSent.Load(),
+			KeyWaits: c.keyWaits.Load(), EdgeSent: c.edgeSent.Load(), Overflow: c.overflow.Load(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -296,4 +299,34 @@ func (l lossySender) SendDatagram(b []byte) error {
 		return nil
 	}
 	return l.datagramSender.SendDatagram(b)
+}
+
+// maxTrunkBatch bounds the frames run writes at once.
+const maxTrunkBatch = 64 << 10
+
+// gather takes frame b off the queue with the frames queued behind it
+// (up to maxTrunkBatch bytes), so that run writes them at once: one
+// write per burst rather than per packet. It returns the bytes to write,
+// the packets they hold and their RTP bytes.
+func (o *trunkOutput) gather(b []byte) ([]byte, uint64, uint64) {
+	o.queued.Add(-int64(len(b)))
+	packets, payload := uint64(1), uint64(len(b)-6)
+	if len(o.q) == 0 {
+		return b, packets, payload
+	}
+	buf := append(o.buf[:0], b...)
+	for len(buf) < maxTrunkBatch {
+		select {
+		case nb := <-o.q:
+			o.queued.Add(-int64(len(nb)))
+			buf = append(buf, nb...)
+			packets++
+			payload += uint64(len(nb) - 6)
+			continue
+		default:
+		}
+		break
+	}
+	o.buf = buf
+	return buf, packets, payload
 }

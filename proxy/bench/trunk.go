@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -88,9 +89,14 @@ type TrunkResult struct {
 	// Stalls are gaps of more than StallGap between two frames at one
 	// reader; StalledReaders how many readers had at least one.
 	Stalls, StalledReaders int
-	Lost                   uint64          // RTP sequence gaps at the readers
-	Latency                []time.Duration // added per matched frame, sorted
-	Ref                    *TrunkResult    // the rtsp system of the same run
+	Lost                   uint64 // RTP sequence gaps at the readers
+	// From the proxies' /v1/trunks at the end (trunk systems): GOPs the
+	// edges dropped because the trunk could not keep up; packets of
+	// datagram cameras lost on the link and dropped at the core because
+	// a camera's queue was full; QUIC packets declared lost.
+	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
+	Latency                                                 []time.Duration // added per matched frame, sorted
+	Ref                                                     *TrunkResult    // the rtsp system of the same run
 }
 
 // EdgeCPUPerGB and CoreCPUPerGB are CPU seconds per GB the cameras sent.
@@ -364,6 +370,7 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 		}
 	}()
 	var edges []*trunkProc
+	adminPorts := map[*trunkProc]int{}
 	for e := 1; e <= o.Edges; e++ {
 		pe := ports[3*(e-1):]
 		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], sys != TrunkRTSP, keys, sim, cams, e)
@@ -373,6 +380,7 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 		}
 		procs = append(procs, p)
 		edges = append(edges, p)
+		adminPorts[p] = pe[1]
 	}
 	coreAddr := net.JoinHostPort(nw.coreHost, fmt.Sprint(ports[3*o.Edges]))
 	cfg := trunkCoreConfig(nw, coreAddr, ports[3*o.Edges+1], ports, sys, keys, cams, o.Edges)
@@ -381,6 +389,7 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 		return nil, err
 	}
 	procs = append(procs, core)
+	adminPorts[core] = ports[3*o.Edges+1]
 	paths := make([]camsim.Camera, len(cams))
 	for i, c := range cams {
 		paths[i] = camsim.Camera{Name: trunkReaderPath(sys, c)}
@@ -471,6 +480,9 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 		}
 	}
 	res.FramesSent = uint64(len(cams)) * uint64(window.Seconds()*25)
+	if sys != TrunkRTSP {
+		trunkCounters(ctx, nw, res, edges, adminPorts)
+	}
 	var directBytes uint64
 	directUp := 0
 	for _, d := range direct {
@@ -586,7 +598,7 @@ func trunkRatio(a, b float64) string {
 // WriteTrunkTable prints results with CPU ratios against the rtsp system.
 func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tedges\tcameras\treaders\tMbit/s in\tMbit/s out\tedge CPU s/GB\tvs rtsp\tcore CPU s/GB\tvs rtsp\tframes got\tstalls\tstalled readers\tlost pkts\tadded p50\tadded p99\tframes matched\t")
+	fmt.Fprintln(tw, "system\tedges\tcameras\treaders\tMbit/s in\tMbit/s out\tedge CPU s/GB\tvs rtsp\tcore CPU s/GB\tvs rtsp\tframes got\tstalls\tstalled readers\tlost pkts\tedge GOP drops\tdgram lost\tdgram overflow\tQUIC lost\tadded p50\tadded p99\tframes matched\t")
 	for _, r := range results {
 		er, cr := "-", "-"
 		if r.Ref != nil {
@@ -596,11 +608,62 @@ func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 		if r.FramesSent > 0 {
 			got = fmt.Sprintf("%.2f%%", 100*float64(r.Frames)/float64(r.FramesSent))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.3f\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.3f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t\n",
 			r.System, r.Edges, r.Cameras, r.Readers,
 			float64(r.InBytes)*8/r.Window.Seconds()/1e6, float64(r.Bytes)*8/r.Window.Seconds()/1e6,
 			r.EdgeCPUPerGB(), er, r.CoreCPUPerGB(), cr, got, r.Stalls, r.StalledReaders, r.Lost,
+			r.EdgeGOPDrops, r.DatagramsLost, r.DatagramOverflow, r.QUICLost,
 			r.Quantile(0.5).Round(100*time.Microsecond), r.Quantile(0.99).Round(100*time.Microsecond), len(r.Latency))
 	}
 	return tw.Flush()
+}
+
+// trunkCounters adds the proxies' trunk counters (their /v1/trunks, read
+// with curl in their namespace) to res; what cannot be read is left 0.
+func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []*trunkProc, admin map[*trunkProc]int) {
+	get := func(ns string, port int, v any) {
+		out, err := nw.command(ctx, ns, "curl", "-s", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/v1/trunks", port)).Output()
+		if err == nil {
+			_ = json.Unmarshal(out, v)
+		}
+	}
+	type cam struct {
+		GOPsCongestion uint64 `json:"gops_dropped_congestion"`
+		Lost           uint64 `json:"datagram_packets_lost"`
+		Overflow       uint64 `json:"datagram_overflow"`
+	}
+	for _, e := range edges {
+		var st struct {
+			Edge struct {
+				Cores []struct {
+					CameraStats []cam `json:"camera_stats"`
+				} `json:"cores"`
+			} `json:"edge"`
+		}
+		get(nw.edgeNS, admin[e], &st)
+		for _, c := range st.Edge.Cores {
+			for _, s := range c.CameraStats {
+				res.EdgeGOPDrops += s.GOPsCongestion
+			}
+		}
+	}
+	for p, port := range admin {
+		if slices.Contains(edges, p) {
+			continue
+		}
+		var st struct {
+			Trunks []struct {
+				PacketsLost uint64 `json:"packets_lost"`
+				CameraStats []cam  `json:"camera_stats"`
+			} `json:"trunks"`
+		}
+		get(nw.coreNS, port, &st)
+		for _, t := range st.Trunks {
+			res.QUICLost += t.PacketsLost
+			for _, s := range t.CameraStats {
+				res.DatagramsLost += s.Lost
+				res.DatagramOverflow += s.Overflow
+			}
+		}
+	}
 }
