@@ -240,7 +240,7 @@ func (p *Proxy) addTrunkCamera(t *trunkCore, name string) {
 func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 	cc := trunkCameraConfig(t.cfg.Name, name)
 	transport, always := t.cfg.cameraMedia(name)
-	cc.OnDemand = !always // (trunk_ondemand.go)
+	cc.OnDemand = !always // pulled only while a reader wants it, unless always_on
 	c := newCamera(p, cc)
 	c.trunk = t
 	ts := &trunkSession{t: t, c: c, remote: name, transport: transport}

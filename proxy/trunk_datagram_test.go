@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
 )
 
 // recordSender keeps what it is asked to send; datagrams over max are
@@ -96,4 +99,29 @@ func FuzzTrunkDatagram(f *testing.F) {
 			t.Fatalf("inconsistent fragment %+v from %d bytes", fr, len(b))
 		}
 	})
+}
+
+// TestTrunkOutputLag: a camera whose queued frames have waited longer
+// than maxTrunkLag drops the rest of its GOP rather than queue more,
+// counted as congestion; an empty queue is never behind.
+func TestTrunkOutputLag(t *testing.T) {
+	tr := &rebuild.Track{}
+	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 1 << 20, q: make(chan trunkFrame, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
+	for range 2 {
+		if full, _, err := o.write(tr, pkt, time.Now()); full || err != nil {
+			t.Fatalf("write with the trunk keeping up: full %v, %v", full, err)
+		}
+	}
+	o.headAt.Store(time.Now().Add(-2 * maxTrunkLag).UnixNano()) // the trunk stopped taking frames
+	full, _, err := o.write(tr, pkt, time.Now())
+	if !full || !errors.Is(err, errTrunkLag) || o.cam.gopsCongestion.Load() != 1 {
+		t.Fatalf("lagging: full %v, %v, %d GOPs dropped", full, err, o.cam.gopsCongestion.Load())
+	}
+	for len(o.q) > 0 {
+		<-o.q
+	}
+	if full, _, err := o.write(tr, pkt, time.Now()); full || err != nil {
+		t.Errorf("write to an empty queue: full %v, %v", full, err)
+	}
 }

@@ -260,7 +260,10 @@ type trunkOutput struct {
 	// (guarded by the stream's mutex, as write is).
 	skipping bool
 
-	q      chan []byte
+	q chan trunkFrame
+	// headAt is when the frame last taken off q was queued (unix ns):
+	// how far behind the trunk is (trunk_media.go, maxTrunkLag).
+	headAt atomic.Int64
 	queued atomic.Int64
 	once   sync.Once
 	done   chan struct{}
@@ -284,7 +287,7 @@ func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
 	for i, t := range s.plan.Tracks {
 		idx[t] = i
 	}
-	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan []byte, 4096), done: make(chan struct{})}
+	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
 }
 
 var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
@@ -309,8 +312,11 @@ func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (boo
 	if !o.limit.admit(o.cam.name, len(b), o.skipping) {
 		return o.refuse(errTrunkCap)
 	}
+	if o.lagging() {
+		return o.refuse(errTrunkLag)
+	}
 	select {
-	case o.q <- b:
+	case o.q <- trunkFrame{b, time.Now().UnixNano()}:
 		o.queued.Add(int64(len(b)))
 		o.skipping = false
 		return false, 0, nil
@@ -331,8 +337,8 @@ func (o *trunkOutput) run(w interface {
 			return errors.New("camera stream closed")
 		case <-connDone:
 			return errors.New("trunk connection closed")
-		case b := <-o.q:
-			b, packets, payload := o.gather(b) // (trunk_media.go: one write for what is queued)
+		case f := <-o.q:
+			b, packets, payload := o.gather(f) // (trunk_media.go: one write for what is queued)
 			w.SetWriteDeadline(time.Now().Add(tmo))
 			if _, err := w.Write(b); err != nil {
 				return err

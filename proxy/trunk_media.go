@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -308,8 +309,10 @@ const maxTrunkBatch = 64 << 10
 // (up to maxTrunkBatch bytes), so that run writes them at once: one
 // write per burst rather than per packet. It returns the bytes to write,
 // the packets they hold and their RTP bytes.
-func (o *trunkOutput) gather(b []byte) ([]byte, uint64, uint64) {
+func (o *trunkOutput) gather(f trunkFrame) ([]byte, uint64, uint64) {
+	b := f.b
 	o.queued.Add(-int64(len(b)))
+	o.headAt.Store(f.at)
 	packets, payload := uint64(1), uint64(len(b)-6)
 	if len(o.q) == 0 {
 		return b, packets, payload
@@ -317,7 +320,9 @@ func (o *trunkOutput) gather(b []byte) ([]byte, uint64, uint64) {
 	buf := append(o.buf[:0], b...)
 	for len(buf) < maxTrunkBatch {
 		select {
-		case nb := <-o.q:
+		case nf := <-o.q:
+			nb := nf.b
+			o.headAt.Store(nf.at)
 			o.queued.Add(-int64(len(nb)))
 			buf = append(buf, nb...)
 			packets++
@@ -329,4 +334,31 @@ func (o *trunkOutput) gather(b []byte) ([]byte, uint64, uint64) {
 	}
 	o.buf = buf
 	return buf, packets, payload
+}
+
+// trunkFrame is one queued packet frame and when it was queued.
+type trunkFrame struct {
+	b  []byte
+	at int64 // unix ns
+}
+
+// maxTrunkLag is how far behind a camera's trunk stream may fall before
+// the camera drops GOPs instead of queuing more: a trunk that cannot keep
+// up shows as skipped GOPs within this, never as seconds of queued video
+// (limits.reader_queue_bytes, sized for recorders on a LAN, would hold
+// several seconds of a camera).
+const maxTrunkLag = 500 * time.Millisecond
+
+// errTrunkLag is a packet refused because the trunk is too far behind.
+var errTrunkLag = errors.New("trunk is more than maxTrunkLag behind")
+
+// lagging reports whether frames have waited in the queue for longer
+// than maxTrunkLag (measured on the last frame run took: the frames
+// behind it are younger). An empty queue is never behind.
+func (o *trunkOutput) lagging() bool {
+	if len(o.q) == 0 {
+		o.headAt.Store(time.Now().UnixNano()) // the next frame is the head
+		return false
+	}
+	return time.Now().UnixNano()-o.headAt.Load() > int64(maxTrunkLag)
 }

@@ -128,7 +128,7 @@ func FuzzTrunkWire(f *testing.F) {
 // until the output stops.
 func TestTrunkOutputQueue(t *testing.T) {
 	tr := &rebuild.Track{}
-	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 100, q: make(chan []byte, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
+	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 100, q: make(chan trunkFrame, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
 	o.r = &reader{}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
 	var ok int
