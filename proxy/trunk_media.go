@@ -247,16 +247,16 @@ func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
 }
 
 // refuse is write's answer to a packet the output cannot take: the stream
-// skips the reader to the next keyframe, and the first refusal of a skip
-// counts one GOP dropped, by reason.
+// skips the reader to the next keyframe. Each refusal is one GOP dropped
+// (counted by reason): the rest of the GOP under way, or, when the
+// output was already skipping, the whole GOP that keyframe starts (while
+// skipping, the stream writes nothing but keyframes).
 func (o *trunkOutput) refuse(why error) (bool, uint64, error) {
-	if !o.skipping {
-		o.skipping = true
-		if why == errTrunkCap {
-			o.cam.gopsCap.Add(1)
-		} else {
-			o.cam.gopsCongestion.Add(1)
-		}
+	o.skipping = true
+	if why == errTrunkCap {
+		o.cam.gopsCap.Add(1)
+	} else {
+		o.cam.gopsCongestion.Add(1)
 	}
 	return true, 1, why
 }
