@@ -92,8 +92,9 @@ type TrunkResult struct {
 	Lost                   uint64 // RTP sequence gaps at the readers
 	// From the proxies' /v1/trunks at the end (trunk systems): GOPs the
 	// edges dropped because the trunk could not keep up; packets of
-	// datagram cameras lost on the link and dropped at the core because
-	// a camera's queue was full; QUIC packets declared lost.
+	// datagram cameras lost on the way (gaps in their numbering) and
+	// dropped at the core because a camera's queue was full; QUIC packets
+	// the edges sent that were declared lost.
 	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
 	Latency                                                 []time.Duration // added per matched frame, sorted
 	Ref                                                     *TrunkResult    // the rtsp system of the same run
@@ -297,9 +298,10 @@ func trunkKeygen(ctx context.Context, exe, dir string) (trunkKeys, error) {
 
 // trunkProc is one running proxy.
 type trunkProc struct {
-	cmd  *exec.Cmd
-	log  string
-	stop func()
+	cmd    *exec.Cmd
+	log    string
+	stop   func()
+	exited chan struct{} // closed when the process has ended
 }
 
 func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string, cfg []byte) (*trunkProc, error) {
@@ -319,12 +321,16 @@ func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string
 		logf.Close()
 		return nil, err
 	}
-	p := &trunkProc{cmd: cmd, log: logf.Name()}
+	p := &trunkProc{cmd: cmd, log: logf.Name(), exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
+			<-p.exited
 			logf.Close()
 		})
 	}
@@ -341,14 +347,26 @@ func (nw *trunkNet) ports(n int) ([]int, error) {
 		}
 		return out, nil
 	}
-	out := make([]int, n)
-	for i := range out {
-		l, err := net.ListenPacket("udp", "127.0.0.1:0") // (free for UDP; TCP is checked by the proxy)
+	out := make([]int, 0, n)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("bench trunk: no free ports on loopback")
+		}
+		// A port free for both TCP (RTSP, admin) and UDP (trunk).
+		t, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		out[i] = l.LocalAddr().(*net.UDPAddr).Port
-		l.Close()
+		port := t.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		t.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if !slices.Contains(out, port) {
+			out = append(out, port)
+		}
 	}
 	return out, nil
 }
@@ -395,7 +413,19 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 		paths[i] = camsim.Camera{Name: trunkReaderPath(sys, c)}
 	}
 	fmt.Fprintf(o.Progress, "bench trunk %s: %d edge(s) and the core started, waiting for %d paths at the core\n", sys, len(edges), len(cams))
-	if err := waitReady(ctx, coreAddr, paths, 120*time.Second); err != nil {
+	// A proxy that exits (a bad port, say) ends the wait at once.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.exited:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+	}
+	if err := waitReady(wctx, coreAddr, paths, 120*time.Second); err != nil {
 		tail, _ := os.ReadFile(core.log)
 		etail, _ := os.ReadFile(edges[0].log)
 		return nil, fmt.Errorf("%w\ncore log:\n%s\nedge log:\n%s", err, lastLines(string(tail), 10), lastLines(string(etail), 10))
@@ -636,12 +666,14 @@ func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []
 		var st struct {
 			Edge struct {
 				Cores []struct {
-					CameraStats []cam `json:"camera_stats"`
+					PacketsLost uint64 `json:"packets_lost"`
+					CameraStats []cam  `json:"camera_stats"`
 				} `json:"cores"`
 			} `json:"edge"`
 		}
 		get(nw.edgeNS, admin[e], &st)
 		for _, c := range st.Edge.Cores {
+			res.QUICLost += c.PacketsLost
 			for _, s := range c.CameraStats {
 				res.EdgeGOPDrops += s.GOPsCongestion
 			}
@@ -653,13 +685,11 @@ func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []
 		}
 		var st struct {
 			Trunks []struct {
-				PacketsLost uint64 `json:"packets_lost"`
-				CameraStats []cam  `json:"camera_stats"`
+				CameraStats []cam `json:"camera_stats"`
 			} `json:"trunks"`
 		}
 		get(nw.coreNS, port, &st)
 		for _, t := range st.Trunks {
-			res.QUICLost += t.PacketsLost
 			for _, s := range t.CameraStats {
 				res.DatagramsLost += s.Lost
 				res.DatagramOverflow += s.Overflow
