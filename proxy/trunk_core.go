@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -309,9 +310,10 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	start := time.Now()
 	src := c.src
 	var n uint64
+	br := bufio.NewReaderSize(st, 64<<10) // (one stream read per burst, not two per packet)
 	for {
 		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
-		i, pkt, size, err := readPacket(st, len(tracks))
+		i, pkt, size, err := readPacket(br, len(tracks))
 		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
 			return false, err // the edge broke the protocol: start again
 		}
