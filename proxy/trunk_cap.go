@@ -26,9 +26,9 @@ const trunkCapQuiet = 5 * time.Second
 // does); a camera that is skipping starts its next GOP only while the
 // bucket is at least half full, so that cameras already sending a GOP
 // finish it before a skipped one comes back. Which cameras drop is
-// whichever run into the empty bucket: over the cap, every camera loses
-// whole GOPs in turn, none is starved of all of them, and none ever shows
-// a partial frame.
+// whichever run into the empty bucket (no camera has priority; it depends
+// on when each one's GOPs start): over the cap, cameras lose whole GOPs in
+// turn, and none ever shows a partial frame.
 type trunkLimiter struct {
 	rate  float64 // bytes per second
 	burst float64

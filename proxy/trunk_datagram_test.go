@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -123,5 +124,39 @@ func TestTrunkOutputLag(t *testing.T) {
 	}
 	if full, _, err := o.write(tr, pkt, time.Now()); full || err != nil {
 		t.Errorf("write to an empty queue: full %v, %v", full, err)
+	}
+}
+
+// TestDatagramSink: fragments reassemble in order; a missing packet is
+// counted lost (and makes the stream's readers skip to a keyframe), a
+// packet given up that arrives late is dropped as late, and fragments
+// that contradict each other or name a media the SDP lacks are malformed.
+func TestDatagramSink(t *testing.T) {
+	c := &camera{}
+	c.stream = newStream(Camera{}, nil, 0, &c.counters, slog.New(slog.DiscardHandler))
+	stats := &trunkCoreCamera{}
+	s := &datagramSink{c: c, stats: stats, tracks: []*rebuild.Track{nil}, fail: func(err error) { t.Errorf("fail: %v", err) }}
+	raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 40)}).Marshal()
+	send := func(seq uint32, media, frag, frags uint8, payload []byte) {
+		f, err := parseDatagram(appendDatagram(nil, 1, seq, media, frag, frags, payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.add(f, time.Now())
+	}
+	send(0, 0, 0, 2, raw[:20]) // packet 0 in two fragments
+	send(0, 0, 1, 2, raw[20:])
+	send(1, 0, 0, 1, raw) // packet 1 whole
+	send(3, 0, 0, 1, raw) // packet 2 lost
+	send(2, 0, 0, 1, raw) // ... and arriving late
+	send(4, 0, 0, 2, raw[:20])
+	send(4, 0, 0, 2, raw[:20]) // the same fragment twice
+	send(4, 0, 1, 3, raw[20:]) // another fragment count
+	send(5, 1, 0, 1, raw)      // a media index the SDP lacks
+	if got := [4]uint64{stats.lost.Load(), stats.late.Load(), stats.malformed.Load(), stats.keyWaits.Load()}; got != [4]uint64{1, 1, 3, 1} {
+		t.Errorf("lost, late, malformed, key waits = %v; want [1 1 3 1]", got)
+	}
+	if n := c.counters.Snapshot(); len(n) == 0 {
+		t.Error("packets of a track the plan lacks were not counted as dropped")
 	}
 }
