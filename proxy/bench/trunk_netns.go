@@ -31,6 +31,7 @@ type trunkNet struct {
 	// from the edge); edgeWAN the edge's address seen from the core;
 	// coreHost the core's address seen from the readers.
 	cameraHost, edgeWAN, coreHost string
+	hostLinks                     []string // this end of the veth pairs to the namespaces
 	how                           string   // how the link is impaired
 	wan                           *wanLink // the bench's own link, when tc netem is missing
 }
@@ -57,6 +58,7 @@ func openTrunkNet(ctx context.Context, netem string) (*trunkNet, error) {
 		cameraHost: "10.213.1.1", edgeWAN: "10.213.3.1", coreHost: "10.213.2.2"}
 	// Interface names are at most 15 bytes: a role and the pid.
 	he, eh, hc, ch, ec, ce := "cbhe"+pid, "cbeh"+pid, "cbhc"+pid, "cbch"+pid, "cbec"+pid, "cbce"+pid
+	n.hostLinks = []string{he, hc}
 	im, err := parseNetem(netem)
 	if err != nil {
 		return nil, err
@@ -153,6 +155,11 @@ func (n *trunkNet) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Deleting one end of a veth pair deletes both; a namespace whose
+	// last reference goes away late would otherwise keep them.
+	for _, l := range n.hostLinks {
+		_ = exec.CommandContext(ctx, "ip", "link", "del", l).Run()
+	}
 	for _, ns := range []string{n.edgeNS, n.coreNS} {
 		if ns != "" {
 			_ = exec.CommandContext(ctx, "ip", "netns", "del", ns).Run()
@@ -168,8 +175,24 @@ func (n *trunkNet) command(ctx context.Context, ns string, argv ...string) *exec
 	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
-// removeStaleNS deletes the namespaces of bench runs whose process is gone.
+// removeStaleNS deletes the namespaces, and this end of the veth pairs,
+// of bench runs whose process is gone.
 func removeStaleNS(ctx context.Context) {
+	if out, err := exec.CommandContext(ctx, "ip", "-o", "link").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if !strings.HasPrefix(name, "cbhe") && !strings.HasPrefix(name, "cbhc") {
+				continue
+			}
+			if pid, err := strconv.Atoi(name[4:]); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+				_ = exec.CommandContext(ctx, "ip", "link", "del", name).Run()
+			}
+		}
+	}
 	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
 	if err != nil {
 		return
