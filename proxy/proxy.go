@@ -89,6 +89,10 @@ type Proxy struct {
 	writeTmo       time.Duration
 	sleep          func(time.Duration) // failed-login delay; a test hook
 	randFn         func() float64
+
+	// testDatagramLoss, when set by a test, drops the trunk datagrams
+	// (as sent by this edge) for which it returns true.
+	testDatagramLoss func(datagram []byte) bool
 }
 
 // New checks cfg and returns a proxy that is not started yet.

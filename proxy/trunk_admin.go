@@ -32,6 +32,14 @@ type TrunkPeerStatus struct {
 	Cameras     int64         `json:"cameras"` // cameras it reads now
 	RTT         time.Duration `json:"rtt_ns"`
 	BytesSent   uint64        `json:"bytes_sent"` // QUIC payload bytes, retransmissions included
+	PacketsLost uint64        `json:"packets_lost"`
+	// MaxBitrate is the cap applied to this core (bit/s; 0: none);
+	// CapOver is true while it bites (cameras drop GOPs), CapEpisodes
+	// counts the times it started to.
+	MaxBitrate  int64               `json:"max_bitrate"`
+	CapOver     bool                `json:"cap_over"`
+	CapEpisodes uint64              `json:"cap_episodes"`
+	CameraStats []TrunkCameraStatus `json:"camera_stats"`
 }
 
 // TrunkStatus is one trunk of a core.
@@ -52,6 +60,9 @@ type TrunkStatus struct {
 	RTT           time.Duration `json:"rtt_ns"`
 	BytesReceived uint64        `json:"bytes_received"`
 	PacketsLost   uint64        `json:"packets_lost"`
+	// DatagramsUnknown are datagrams of no current camera, or malformed.
+	DatagramsUnknown uint64              `json:"datagrams_unknown"`
+	CameraStats      []TrunkCameraStatus `json:"camera_stats"`
 }
 
 // TrunksStatus returns the trunks' state.
@@ -68,7 +79,9 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 			st := conn.ConnectionStats()
 			es.Cores = append(es.Cores, TrunkPeerStatus{
 				Fingerprint: peer.fingerprint, Remote: peer.remote, Since: peer.since,
-				Cameras: peer.streams.Load(), RTT: st.SmoothedRTT, BytesSent: st.BytesSent,
+				Cameras: peer.streams.Load(), RTT: st.SmoothedRTT, BytesSent: st.BytesSent, PacketsLost: st.PacketsLost,
+				MaxBitrate: peer.media.capBPS.Load(), CapOver: peer.media.limit.Load().overNow(), CapEpisodes: peer.media.limit.Load().episodeCount(),
+				CameraStats: peer.media.status(),
 			})
 		}
 		e.mu.Unlock()
@@ -95,6 +108,7 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 		conn := t.conn
 		t.mu.Unlock()
 		s.Reconnects, s.MediaBytes, s.Cameras = t.reconnects.Load(), t.bytesIn.Load(), up[t]
+		s.DatagramsUnknown, s.CameraStats = t.dgram.unknown.Load(), t.media.status()
 		if conn != nil {
 			st := conn.ConnectionStats()
 			s.RTT, s.BytesReceived, s.PacketsLost = st.SmoothedRTT, st.BytesReceived, st.PacketsLost
@@ -115,7 +129,7 @@ var (
 	descTrunkPanics  = prometheus.NewDesc("cordon_trunk_panics_total", "Internal errors (panics) contained in trunk goroutines.", nil, nil)
 )
 
-var trunkDescs = []*prometheus.Desc{descTrunkUp, descTrunkBytes, descTrunkRTT, descTrunkCameras, descTrunkRecon, descTrunkCores, descTrunkRefused, descTrunkPanics}
+var trunkDescs = append([]*prometheus.Desc{descTrunkUp, descTrunkBytes, descTrunkRTT, descTrunkCameras, descTrunkRecon, descTrunkCores, descTrunkRefused, descTrunkPanics}, trunkMediaDescs...)
 
 // collectTrunks exports the trunks' metrics.
 func (p *Proxy) collectTrunks(ch chan<- prometheus.Metric) {
@@ -139,4 +153,5 @@ func (p *Proxy) collectTrunks(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descTrunkRefused, prometheus.CounterValue, float64(st.Edge.Refused))
 	}
 	ch <- prometheus.MustNewConstMetric(descTrunkPanics, prometheus.CounterValue, float64(p.trunkPanics.Load()))
+	collectTrunkMedia(ch, st)
 }

@@ -34,6 +34,10 @@ type TrunkEnd struct {
 	// (a name in Peers on an edge; trunks[].peer_name on a core). Empty:
 	// pinned fingerprints only.
 	CA string `yaml:"ca"`
+	// MaxBitrate caps what this edge sends to each core, all cameras
+	// together (e.g. "50M"); past it, cameras drop whole GOPs
+	// (docs/trunk.md). It defaults to no cap.
+	MaxBitrate Bitrate `yaml:"max_bitrate"`
 }
 
 // Trunk is one edge proxy a core proxy pulls cameras from. Each remote
@@ -59,6 +63,19 @@ type Trunk struct {
 	// Cameras are the edge's camera names to pull, or ["*"] for every
 	// camera the edge lists.
 	Cameras []string `yaml:"cameras"`
+	// Transport is how the cameras' media crosses the trunk: "stream"
+	// or "datagram" (trunk_media_config.go). It defaults to stream.
+	Transport TrunkTransport `yaml:"transport"`
+	// AlwaysOn pulls the cameras all the time. It defaults to false: a
+	// camera is pulled from the edge only while a reader of this proxy
+	// wants it.
+	AlwaysOn bool `yaml:"always_on"`
+	// MaxBitrate caps what the edge sends on this trunk, all cameras
+	// together (e.g. "50M"); the edge applies the lower of this and its
+	// own trunk.max_bitrate. It defaults to no cap.
+	MaxBitrate Bitrate `yaml:"max_bitrate"`
+	// Overrides sets transport or always_on for some cameras, by name.
+	Overrides map[string]TrunkCamera `yaml:"overrides"`
 }
 
 // trunkPath is the path core readers use for camera cam of edge.
@@ -69,6 +86,7 @@ func trunkPath(edge, cam string) string { return edge + "/" + cam }
 // names (edge/camera, and edge/* for a trunk that takes every camera).
 func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 	c.checkTrunkEnd(add)
+	c.checkTrunkEndMedia(add)
 	seen := map[string]int{}
 	for i, tr := range c.Trunks {
 		key := fmt.Sprintf("trunks[%d]", i)
@@ -91,6 +109,7 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 			seen[tr.Name] = i
 		}
 		c.checkTrunkPeer(add, key, where, tr)
+		checkTrunkMedia(add, key, where, tr)
 		if len(tr.Cameras) == 0 {
 			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)
 		}

@@ -84,3 +84,55 @@ func TestTrunkConfigGood(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// trunkMediaConfErrorCases map bad trunk media settings to their messages.
+var trunkMediaConfErrorCases = []struct{ name, in, want string }{
+	{"bad transport", cfCam + cfTrunkK + cfTrunkTo + "    transport: udp\n", `c.yml:15: transport "udp" is not one of stream, datagram`},
+	{"bad bitrate", cfCam + cfTrunkK + cfTrunkTo + "    max_bitrate: fast\n", `c.yml:15: bad bitrate "fast" (want bits per second, e.g. 50M, 800k, 1.5G or 50Mbit/s)`},
+	{"bitrate in bytes", cfCam + cfTrunkK + cfTrunkTo + "    max_bitrate: 50MiB\n", `c.yml:15: bad bitrate "50MiB" (want bits per second, e.g. 50M, 800k, 1.5G or 50Mbit/s)`},
+	{"bitrate too low", cfCam + cfTrunkK + cfTrunkTo + "    max_bitrate: 9600\n",
+		"trunks[0] (site-a): max_bitrate 9.6 kbit/s is below 64.0 kbit/s, too little for one video camera; leave it out for no cap"},
+	{"override unknown key", cfCam + cfTrunkK + cfTrunkTo + "    overrides:\n      door: {transprt: datagram}\n", `c.yml:16: unknown key "transprt" (check its spelling and indentation)`},
+	{"override not listed", cfCam + cfTrunkK + "trunks:\n  - name: s\n    address: e:1\n    fingerprint: " + cfFP + "\n    cameras: [x]\n    overrides:\n      y: {always_on: true}\n",
+		`trunks[0] (s): overrides: camera "y" is not in this trunk's cameras`},
+	{"override bad name", cfCam + cfTrunkK + cfTrunkTo + "    overrides:\n      'a/b': {always_on: true}\n",
+		`trunks[0] (site-a): overrides: "a/b" is not a camera name (letters, digits, '.', '_' and '-')`},
+	{"edge cap without listen", cfCam + cfTrunkK + "  max_bitrate: 50M\n" + cfTrunkTo,
+		"trunk.max_bitrate is set but trunk.listen is not; it caps what this edge sends to each core"},
+}
+
+func TestTrunkMediaConfErrors(t *testing.T) { testConfErrors(t, trunkMediaConfErrorCases) }
+
+// TestTrunkMediaConfig: the media settings read, and each camera's
+// transport and always_on come from the trunk unless overridden.
+func TestTrunkMediaConfig(t *testing.T) {
+	in := cfLis + cfAnon + cfTrunkK + "  listen: 127.0.0.1:7443\n  peers: [" + cfFP + "]\n  max_bitrate: 40M\n" + cfTrunkTo +
+		"    transport: datagram\n    max_bitrate: 50Mbit/s\n    overrides:\n      door: {transport: stream, always_on: true}\n      yard: {always_on: false}\n"
+	var c Config
+	if err := config.Decode("c.yml", []byte(in), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tr := c.Trunks[0]
+	if c.Trunk.MaxBitrate != 40e6 || tr.MaxBitrate != 50e6 {
+		t.Errorf("max_bitrate: edge %d, trunk %d", c.Trunk.MaxBitrate, tr.MaxBitrate)
+	}
+	for name, want := range map[string]struct {
+		tr     TrunkTransport
+		always bool
+	}{"door": {TrunkStream, true}, "yard": {TrunkDatagram, false}, "gate": {TrunkDatagram, false}} {
+		if tp, always := tr.cameraMedia(name); tp != want.tr || always != want.always {
+			t.Errorf("%s: %s always_on=%v, want %s %v", name, tp, always, want.tr, want.always)
+		}
+	}
+	if tp, always := (&Trunk{}).cameraMedia("x"); tp != TrunkStream || always {
+		t.Errorf("defaults: %s %v", tp, always)
+	}
+	for _, tc := range []struct{ edge, core, want int64 }{{0, 0, 0}, {10, 0, 10}, {0, 20, 20}, {10, 20, 10}, {30, 20, 20}} {
+		if got := trunkCap(tc.edge, tc.core); got != tc.want {
+			t.Errorf("trunkCap(%d, %d) = %d, want %d", tc.edge, tc.core, got, tc.want)
+		}
+	}
+}

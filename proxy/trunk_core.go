@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -53,6 +54,8 @@ type trunkCore struct {
 	resumed             atomic.Uint64 // connections that resumed a TLS session
 	inbox               *trunkInbox   // dialer "edge": connections the edge dialed in
 	started             atomic.Bool
+	dgram               trunkCoreDatagrams // trunk_datagram.go
+	media               trunkCoreMedia     // per-camera counters (trunk_media.go)
 
 	mu      sync.Mutex
 	conn    *quic.Conn
@@ -242,9 +245,12 @@ func (p *Proxy) addTrunkCamera(t *trunkCore, name string) {
 
 // newTrunkCamera is camera name of trunk t.
 func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
-	c := newCamera(p, trunkCameraConfig(t.cfg.Name, name))
+	cc := trunkCameraConfig(t.cfg.Name, name)
+	transport, always := t.cfg.cameraMedia(name)
+	cc.OnDemand = !always // pulled only while a reader wants it, unless always_on
+	c := newCamera(p, cc)
 	c.trunk = t
-	ts := &trunkSession{t: t, c: c, remote: name}
+	ts := &trunkSession{t: t, c: c, remote: name, transport: transport}
 	c.session = func(ctx context.Context) (played bool, err error) {
 		defer c.src.recoverSession("trunk camera session", &played, &err)
 		return ts.run(ctx)
@@ -260,6 +266,8 @@ type trunkSession struct {
 	t      *trunkCore
 	c      *camera
 	remote string // the camera's name on the edge
+	// transport is how the camera's media crosses the trunk.
+	transport TrunkTransport
 }
 
 func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
@@ -276,12 +284,16 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	defer st.CancelRead(0)
 	defer context.AfterFunc(ctx, func() { st.CancelRead(0) })()
 	st.SetWriteDeadline(time.Now().Add(t.tmo.Camera))
-	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpPlay, Camera: s.remote}); err != nil {
+	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate)}
+	if s.transport == TrunkDatagram {
+		req.Transport = string(TrunkDatagram)
+	}
+	if err := writeJSONFrame(st, req); err != nil {
 		return false, fmt.Errorf("trunk request: %w", err)
 	}
 	st.Close() // nothing more to send on this stream
 	st.SetReadDeadline(time.Now().Add(t.tmo.Camera + t.tmo.OnDemandStart))
-	desc, err := readPlayAnswer(st)
+	desc, dgramID, err := readPlayAnswerID(st)
 	if err != nil {
 		return false, err
 	}
@@ -296,13 +308,18 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 		}
 	}
 	c.setState(stateUp, "")
-	c.log.Info("camera playing through the trunk", "tracks", len(plan.Tracks))
+	c.log.Info("camera playing through the trunk", "tracks", len(plan.Tracks), "datagrams", dgramID != 0)
+	if dgramID != 0 {
+		return s.runDatagrams(ctx, conn, st, dgramID, tracks)
+	}
+	stats := t.media.camera(s.remote, TrunkStream)
 	start := time.Now()
 	src := c.src
 	var n uint64
+	br := bufio.NewReaderSize(st, 64<<10) // (one stream read per burst, not two per packet)
 	for {
 		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
-		i, pkt, size, err := readPacket(st, len(tracks))
+		i, pkt, size, err := readPacket(br, len(tracks))
 		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
 			return false, err // the edge broke the protocol: start again
 		}
@@ -310,6 +327,8 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 			return n > 0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
 		}
 		t.bytesIn.Add(uint64(size))
+		stats.bytes.Add(uint64(size))
+		stats.packets.Add(1)
 		tr := tracks[i]
 		if tr == nil {
 			c.counters.Drop("trunk_media", size)

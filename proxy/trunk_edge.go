@@ -29,6 +29,7 @@ type trunkEdge struct {
 	log        *slog.Logger
 	tmo        Timeouts // (the proxy's config is not read after Start: a reload replaces it)
 	queueBytes int64    // limits.reader_queue_bytes
+	maxBitrate int64    // trunk.max_bitrate, per core
 	ctx        context.Context
 	end        context.CancelFunc
 	wg         sync.WaitGroup
@@ -47,6 +48,7 @@ type trunkPeer struct {
 	fingerprint, remote string
 	since               time.Time
 	streams             atomic.Int64 // cameras it is reading
+	media               trunkPeerMedia
 }
 
 // trunkQUICConfig is the QUIC configuration of both ends of a trunk.
@@ -56,6 +58,7 @@ func trunkQUICConfig(tmo Timeouts) *quic.Config {
 		MaxIdleTimeout:       tmo.Camera,
 		KeepAlivePeriod:      tmo.Camera / 3,
 		MaxIncomingStreams:   4096, // cameras (and catalogue requests) per core
+		EnableDatagrams:      true, // cameras with transport datagram (trunk_datagram.go)
 	}
 }
 
@@ -64,7 +67,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 	if cfg.Trunk.Listen == "" && len(cfg.Trunk.Dial) == 0 {
 		return nil, nil
 	}
-	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, peers: map[*quic.Conn]*trunkPeer{}}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}}
 	e.setTrust(cfg, p.trunkNet.roots)
 	e.ctx, e.end = context.WithCancel(context.Background())
 	if cfg.Trunk.Listen != "" {
@@ -185,6 +188,7 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	}
 	r := &reader{user: "trunk:" + peer.fingerprint, remote: peer.remote, since: time.Now(), out: out, close: out.stop}
 	out.r = r
+	ans, w := e.mediaFor(out, conn, st, peer, req, log)
 	// The reader is added before the answer is sent: what the stream
 	// writes meanwhile waits in the output's queue, behind the answer.
 	if err := c.addReader(r, sst); err != nil {
@@ -192,13 +196,19 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 		return
 	}
 	defer c.removeReader(r)
-	if err := writeJSONFrame(st, trunkAnswer{SDP: string(sdp)}); err != nil {
+	ans.SDP = string(sdp)
+	if err := writeJSONFrame(st, ans); err != nil {
 		return
 	}
 	peer.streams.Add(1)
 	defer peer.streams.Add(-1)
-	log.Info("core reading camera", "camera", req.Camera)
-	err = out.run(st, conn.Context().Done(), tmo)
+	out.cam.active.Add(1)
+	defer out.cam.active.Add(-1)
+	log.Info("core reading camera", "camera", req.Camera, "transport", transportOf(&out.cam.transport))
+	if ans.Datagram != 0 {
+		go reportDatagrams(st, out, out.cam, tmo)
+	}
+	err = out.run(w, conn.Context().Done(), tmo)
 	log.Info("core stopped reading camera", "camera", req.Camera, "reason", err)
 }
 
@@ -231,11 +241,21 @@ type trunkOutput struct {
 	r     *reader
 	index map[*rebuild.Track]int // the track's media index in the reader-facing SDP
 	max   int64
+	cam   *trunkEdgeCamera // this camera's counters towards this core
+	limit *trunkLimiter    // the core's max_bitrate; nil: none
+	// skipping: the last write was refused, so the stream skips this
+	// reader to the next keyframe, and the next write starts a GOP
+	// (guarded by the stream's mutex, as write is).
+	skipping bool
 
-	q      chan []byte
+	q chan trunkFrame
+	// headAt is when the frame last taken off q was queued (unix ns):
+	// how far behind the trunk is (trunk_media.go, maxTrunkLag).
+	headAt atomic.Int64
 	queued atomic.Int64
 	once   sync.Once
 	done   chan struct{}
+	buf    []byte // run's batch
 }
 
 var (
@@ -255,7 +275,7 @@ func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
 	for i, t := range s.plan.Tracks {
 		idx[t] = i
 	}
-	return &trunkOutput{index: idx, max: maxBytes, q: make(chan []byte, 4096), done: make(chan struct{})}
+	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
 }
 
 var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
@@ -275,14 +295,21 @@ func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (boo
 		return false, 1, err
 	}
 	if o.queued.Load()+int64(len(b)) > o.max {
-		return true, 1, errQueueFull
+		return o.refuse(errQueueFull)
+	}
+	if !o.limit.admit(o.cam.name, len(b), o.skipping) {
+		return o.refuse(errTrunkCap)
+	}
+	if o.lagging() {
+		return o.refuse(errTrunkLag)
 	}
 	select {
-	case o.q <- b:
+	case o.q <- trunkFrame{b, time.Now().UnixNano()}:
 		o.queued.Add(int64(len(b)))
+		o.skipping = false
 		return false, 0, nil
 	default:
-		return true, 1, errQueueFull
+		return o.refuse(errQueueFull)
 	}
 }
 
@@ -298,14 +325,16 @@ func (o *trunkOutput) run(w interface {
 			return errors.New("camera stream closed")
 		case <-connDone:
 			return errors.New("trunk connection closed")
-		case b := <-o.q:
-			o.queued.Add(-int64(len(b)))
+		case f := <-o.q:
+			b, packets, payload := o.gather(f) // (trunk_media.go: one write for what is queued)
 			w.SetWriteDeadline(time.Now().Add(tmo))
 			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			o.r.packets.Add(1)
-			o.r.bytes.Add(uint64(len(b) - 6))
+			o.r.packets.Add(packets)
+			o.r.bytes.Add(payload)
+			o.cam.packets.Add(packets)
+			o.cam.bytes.Add(payload)
 		}
 	}
 }

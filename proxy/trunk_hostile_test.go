@@ -95,7 +95,9 @@ func TestTrunkHostileEdge(t *testing.T) {
 		}
 	})
 	clog, _ := newLog(t)
-	core := startProxy(t, coreConfig(addr, coreK, edgeK.fp, "*"), clog)
+	ccfg := coreConfig(addr, coreK, edgeK.fp, "*")
+	ccfg.Trunks[0].AlwaysOn = true
+	core := startProxy(t, ccfg, clog)
 	want := map[string]string{
 		"site-a/index": "media index 7, the SDP has 1",
 		"site-a/huge":  "1048576 bytes, at most 65536",
@@ -121,6 +123,7 @@ func TestTrunkHostileEdge(t *testing.T) {
 
 	// A reload keeps the trunk's cameras (they are not in cameras:).
 	cfg := coreConfig(addr, coreK, edgeK.fp, "*")
+	cfg.Trunks[0].AlwaysOn = true
 	cfg.Cameras = []Camera{{Name: "local", URL: MustParseSecretURL("rtsp://127.0.0.1:1/x")}}
 	if err := core.Reload(cfg); err != nil {
 		t.Fatal(err)

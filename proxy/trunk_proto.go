@@ -42,6 +42,11 @@ const (
 type trunkRequest struct {
 	Op     string `json:"op"`
 	Camera string `json:"camera,omitempty"`
+	// Transport "datagram" asks for the camera in DATAGRAM frames
+	// (trunk_datagram.go); otherwise packets come on the stream.
+	Transport string `json:"transport,omitempty"`
+	// MaxBitrate is the core's cap for the whole trunk (bit/s; 0: none).
+	MaxBitrate int64 `json:"max_bitrate,omitempty"`
 }
 
 // trunkAnswer is the edge's answer: an error, the camera's reader-facing
@@ -50,6 +55,8 @@ type trunkAnswer struct {
 	Error   string            `json:"error,omitempty"`
 	SDP     string            `json:"sdp,omitempty"`
 	Cameras []trunkCameraInfo `json:"cameras,omitempty"`
+	// Datagram is the id of the camera's datagrams (transport datagram).
+	Datagram uint32 `json:"datagram,omitempty"`
 }
 
 // trunkCameraInfo is one camera in an edge's catalogue.
@@ -166,14 +173,22 @@ func parseTrunkSDP(s string) (*description.Session, error) {
 // readPlayAnswer reads the edge's answer to a play request: its refusal
 // (errTrunkRemote), or the camera's medias.
 func readPlayAnswer(r io.Reader) (*description.Session, error) {
+	desc, _, err := readPlayAnswerID(r)
+	return desc, err
+}
+
+// readPlayAnswerID is readPlayAnswer that also returns the camera's
+// datagram id (0: the packets come on the stream).
+func readPlayAnswerID(r io.Reader) (*description.Session, uint32, error) {
 	var ans trunkAnswer
 	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
-		return nil, fmt.Errorf("trunk answer: %w", err)
+		return nil, 0, fmt.Errorf("trunk answer: %w", err)
 	}
 	if ans.Error != "" {
-		return nil, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
+		return nil, 0, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
 	}
-	return parseTrunkSDP(ans.SDP)
+	desc, err := parseTrunkSDP(ans.SDP)
+	return desc, ans.Datagram, err
 }
 
 // readPacket reads the next packet frame of a camera with medias medias:

@@ -128,7 +128,7 @@ func FuzzTrunkWire(f *testing.F) {
 // until the output stops.
 func TestTrunkOutputQueue(t *testing.T) {
 	tr := &rebuild.Track{}
-	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 100, q: make(chan []byte, 16), done: make(chan struct{})}
+	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 100, q: make(chan trunkFrame, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
 	o.r = &reader{}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
 	var ok int
@@ -144,6 +144,9 @@ func TestTrunkOutputQueue(t *testing.T) {
 	}
 	if ok != 2 { // 48-byte frames, 100 bytes
 		t.Fatalf("%d packets queued before full, want 2", ok)
+	}
+	if n := o.cam.gopsCongestion.Load(); n != 1 {
+		t.Errorf("%d GOPs counted dropped for congestion, want 1", n)
 	}
 	if _, _, err := o.write(&rebuild.Track{}, pkt, time.Now()); !errors.Is(err, errTrunkTrack) {
 		t.Errorf("unknown track: %v", err)

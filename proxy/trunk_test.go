@@ -223,7 +223,9 @@ func TestTrunkRefusals(t *testing.T) {
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		clog, _ := newLog(t)
-		core := startProxy(t, coreConfig(addr, coreK, edgeK.fp, "nope"), clog)
+		cfg := coreConfig(addr, coreK, edgeK.fp, "nope")
+		cfg.Trunks[0].AlwaysOn = true // (on demand, it would try only for a reader)
+		core := startProxy(t, cfg, clog)
 		want := `camera "nope" is not listed by this edge`
 		waitFor(t, "the edge's refusal at the core", 5*time.Second, func() bool {
 			for _, s := range core.Status() {

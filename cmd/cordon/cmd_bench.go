@@ -56,6 +56,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			return runBenchProxy(ctx, e, args[1:])
 		case "proxy-baseline":
 			return runBenchBaseline(ctx, e, args[1:])
+		case "trunk":
+			return runBenchTrunk(ctx, e, args[1:])
 		}
 	}
 	fs := newFlagSet(e, "bench", benchUsage)
@@ -63,9 +65,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return usagef("name a benchmark: cordon bench proxy")
+		return usagef("name a benchmark: cordon bench proxy, or cordon bench trunk")
 	}
-	return usagef("unknown benchmark %q: the built-in benchmark is proxy", fs.Arg(0))
+	return usagef("unknown benchmark %q: the built-in benchmarks are proxy and trunk", fs.Arg(0))
 }
 
 func runBenchProxy(ctx context.Context, e *env, args []string) error {

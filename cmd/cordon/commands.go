@@ -39,7 +39,7 @@ var commands = []command{
 	{"firmware", "scan and unpack firmware images (vendor packages, flash dumps, filesystems)", runFirmware, []string{"scan", "unpack", "formats"}},
 	{"inspect", "report what a firmware contains (endpoints, credentials, services, components, hardening)", runInspect, []string{"diff"}},
 	{"egress", "watch what cameras send (pcap, live capture, NetFlow/IPFIX) and alert on unexpected transfer", runEgress, nil},
-	{"bench", "run the built-in benchmarks (proxy, ...) and print ratios against a baseline", runBench, []string{"proxy"}},
+	{"bench", "run the built-in benchmarks (proxy, trunk) and print ratios against a baseline", runBench, []string{"proxy", "trunk"}},
 	{"completion", "print a shell completion script (bash, zsh or fish)", runCompletion, []string{"bash", "zsh", "fish"}},
 	{"man", "write the man pages, one per command, generated from the commands' help", runMan, nil},
 	{"version", "print the version", runVersion, nil},

@@ -32,7 +32,7 @@ func TestHelpDocs(t *testing.T) {
 			t.Errorf("%v: help does not start with its usage line: %.60q", d.path, d.text)
 		}
 	}
-	if len(docs) != len(commands)+6 { // and firmware scan/unpack/formats, inspect diff, bench proxy, trunk keygen
+	if len(docs) != len(commands)+7 { // and firmware scan/unpack/formats, inspect diff, bench proxy, bench trunk, trunk keygen
 		t.Errorf("%d help docs for %d commands", len(docs), len(commands))
 	}
 	var names []string

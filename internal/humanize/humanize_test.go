@@ -26,3 +26,23 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestBitrate(t *testing.T) {
+	for in, want := range map[string]int64{
+		"50M": 50e6, "50m": 50e6, "50Mbit/s": 50e6, "50 Mbps": 50e6, "800k": 800e3, "1.5G": 1.5e9, "9600": 9600, "0": 0,
+	} {
+		if got, err := ParseBitrate(in); err != nil || got != want {
+			t.Errorf("ParseBitrate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "-1", "1e3", "0x10", "NaN", "50MiB", "fast", "99999999999G", "1_000"} {
+		if v, err := ParseBitrate(in); err == nil {
+			t.Errorf("ParseBitrate(%q) = %d, want an error", in, v)
+		}
+	}
+	for n, want := range map[int64]string{800: "800 bit/s", 2500e3: "2.5 Mbit/s", 50e6: "50.0 Mbit/s", 1.2e9: "1.2 Gbit/s"} {
+		if got := Bitrate(n); got != want {
+			t.Errorf("Bitrate(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

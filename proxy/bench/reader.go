@@ -25,6 +25,10 @@ type reader struct {
 	fps    int       // the camera's frame rate; it defaults to 25
 	frames *frameLog // nil: count only
 	video  *videoCount
+	// onVideo, when set, sees the RTP timestamp of every video packet
+	// and whether the window is open (bench trunk counts frames and
+	// stalls with it).
+	onVideo func(ts uint32, counting bool)
 
 	counting atomic.Bool
 	bytes    atomic.Uint64
@@ -94,6 +98,9 @@ func (r *reader) start(ctx context.Context) error {
 		}
 		if m == videoMedia {
 			r.video.packet(pkt.Timestamp, pkt.Payload, counting)
+			if r.onVideo != nil {
+				r.onVideo(pkt.Timestamp, counting)
+			}
 		}
 		if dec != nil && m == h264Media {
 			au, err := dec.Decode(pkt)

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/proxy/bench"
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+const benchTrunkUsage = `usage: cordon bench trunk [flags]
+
+Measures the QUIC trunk (docs/trunk.md) against proxy-to-proxy RTSP over TCP,
+in the same run, with the same cameras and network:
+
+  simulated cameras ──▶ edge proxy ══(rtsp | stream | datagram)══▶ core proxy ──▶ one TCP reader per camera
+
+System "rtsp" is the core pulling each camera from the edge's RTSP listener
+over TCP (a connection per camera); "stream" is the trunk with each camera on
+a QUIC stream; "datagram" the trunk with each camera in QUIC DATAGRAM frames.
+The cameras loop real encoded video at the bit rate asked for (as bench proxy).
+
+For each system it reports the edges' and the core's CPU seconds per GB the
+cameras sent, each as a ratio to the rtsp system of the same run; the frames
+the readers got (of those the cameras sent); stalls (a gap of more than
+--stall-gap between two frames at a reader) and how many readers stalled;
+RTP packets lost at the readers; and the latency the two proxies and the link
+add per frame (p50/p99, from frames matched between a direct reader of the
+camera and the reader at the core).
+
+Without --netem everything runs on loopback. With --netem (root; iproute2)
+the bench creates two network namespaces, "edge" and "core", joined by a veth
+pair with that tc netem setting on both ends ("delay 20ms loss 1%" is a 40 ms
+RTT with 1 % loss each way), runs the edge proxy in one and the core proxy in
+the other, and deletes them at the end, on Ctrl-C too (and those of a bench
+that was killed, at the next start). The cameras and readers stay on this
+host, each joined to its proxy by a veth without netem.
+
+Examples:
+
+  cordon bench trunk --cameras-per-edge 20 --duration 10s
+  cordon bench trunk --cameras-per-edge 100 --netem "delay 20ms loss 1%"
+  cordon bench trunk --edges 50 --cameras-per-edge 20 --bitrate 500k --size 640x360
+  cordon bench trunk --systems stream,datagram
+`
+
+func runBenchTrunk(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench trunk", benchTrunkUsage)
+	var o bench.TrunkOptions
+	fs.IntVar(&o.Edges, "edges", 1, "edge proxies, all into one core (more than one: loopback only)")
+	fs.IntVar(&o.CamerasPerEdge, "cameras-per-edge", 100, "simulated cameras behind each edge")
+	bitrate := fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M), met with real video")
+	size := fs.String("size", "1280x720", "picture `WxH` of each camera")
+	fs.StringVar(&o.ClipCache, "clip-cache", "", "`dir`ectory where clips for a size and rate not embedded are encoded once with ffmpeg")
+	fs.StringVar(&o.Netem, "netem", "", "tc netem `setting` of the link between edge and core, e.g. \"delay 20ms loss 1%\" (runs them in network namespaces; needs root)")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
+	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window")
+	fs.DurationVar(&o.StallGap, "stall-gap", 500*time.Millisecond, "a gap between two frames at a reader longer than this is a stall")
+	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
+	systems := fs.String("systems", "", "comma-separated systems: rtsp, stream, datagram (default all three)")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if o.Edges < 1 || o.Edges > 200 {
+		return usagef("--edges %d: want 1 to 200", o.Edges)
+	}
+	if o.CamerasPerEdge < 1 || o.Edges*o.CamerasPerEdge > 2000 {
+		return usagef("--cameras-per-edge %d: want 1 to 2000 cameras in all", o.CamerasPerEdge)
+	}
+	if o.Netem != "" && o.Edges > 1 {
+		return usagef("--netem runs one edge; --edges %d is for loopback", o.Edges)
+	}
+	w, h, err := camsim.ParseSize(*size)
+	if err != nil {
+		return usagef("--size: %v", err)
+	}
+	o.Width, o.Height = w, h
+	if o.Bitrate, err = camsim.ParseBitrate(*bitrate); err != nil {
+		return usagef("--bitrate %q: %v", *bitrate, err)
+	}
+	if *systems != "" {
+		o.Systems = strings.Split(*systems, ",")
+	}
+	o.Progress = e.Stderr
+	if o.Logger, err = logging.New(e.Stderr, logging.Options{Level: "error"}); err != nil {
+		return err
+	}
+	results, err := bench.RunTrunk(ctx, o)
+	if len(results) > 0 {
+		fmt.Fprintln(e.Stdout)
+		if werr := bench.WriteTrunkTable(e.Stdout, results); werr != nil {
+			return werr
+		}
+	}
+	return err
+}

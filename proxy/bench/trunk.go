@@ -1,0 +1,699 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// Systems of bench trunk: how the cameras go from the edge proxies to the
+// core proxy.
+const (
+	// TrunkRTSP is the core pulling each camera from the edge's RTSP
+	// listener over TCP (proxy to proxy, one TCP connection per camera):
+	// the reference.
+	TrunkRTSP = "rtsp"
+	// TrunkStream is the QUIC trunk, each camera on a QUIC stream.
+	TrunkStream = "stream"
+	// TrunkDatagram is the QUIC trunk, each camera in DATAGRAM frames.
+	TrunkDatagram = "datagram"
+)
+
+// TrunkOptions configure bench trunk. Zero values take the defaults.
+type TrunkOptions struct {
+	// Edges is the number of edge proxies, all into one core. It
+	// defaults to 1.
+	Edges int
+	// CamerasPerEdge is the number of simulated cameras behind each edge.
+	// It defaults to 100.
+	CamerasPerEdge int
+	// Bitrate, Width, Height, Codec and ClipCache choose the cameras'
+	// real video, as in Options. They default to 2 Mbit/s at 1280x720,
+	// h264.
+	Bitrate       int
+	Width, Height int
+	Codec         string
+	ClipCache     string
+	// Netem, when set, runs the edge and the core in two network
+	// namespaces joined by veth with this tc netem setting on both ends of
+	// the link between them (e.g. "delay 20ms loss 1%": 40 ms RTT, 1 %
+	// loss each way). Empty: loopback. It needs root and Edges 1.
+	Netem string
+	// Systems are measured in turn. They default to rtsp, stream, datagram.
+	Systems []string
+	// Duration is the measured window. It defaults to 20 s.
+	Duration time.Duration
+	// Warmup runs before the window. It defaults to 5 s.
+	Warmup time.Duration
+	// LatencySamples is how many cameras also get a direct reader, to
+	// measure the latency the two proxies and the link add. It defaults to 10.
+	LatencySamples int
+	// StallGap is the gap between two frames at a reader that counts as a
+	// stall. It defaults to 500 ms.
+	StallGap time.Duration
+	// Executable is the cordon binary. It defaults to the running one.
+	Executable string
+	Progress   io.Writer
+	Logger     *slog.Logger
+}
+
+// TrunkResult is one system's measurement.
+type TrunkResult struct {
+	System          string
+	Edges, Cameras  int
+	Readers, Wanted int
+	Window          time.Duration
+	// EdgeCPU is the CPU time of every edge together; CoreCPU the core's.
+	EdgeCPU, CoreCPU time.Duration
+	// InBytes is what the cameras sent during the window (estimated from
+	// the direct readers); Bytes what the core's readers got.
+	InBytes, Bytes uint64
+	// Frames are video frames the core's readers got; FramesSent what the
+	// cameras sent them (cameras × frame rate × window).
+	Frames, FramesSent uint64
+	// Stalls are gaps of more than StallGap between two frames at one
+	// reader; StalledReaders how many readers had at least one.
+	Stalls, StalledReaders int
+	Lost                   uint64 // RTP sequence gaps at the readers
+	// From the proxies' /v1/trunks at the end (trunk systems): GOPs the
+	// edges dropped because the trunk could not keep up; packets of
+	// datagram cameras lost on the way (gaps in their numbering) and
+	// dropped at the core because a camera's queue was full; QUIC packets
+	// the edges sent that were declared lost.
+	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
+	Latency                                                 []time.Duration // added per matched frame, sorted
+	Ref                                                     *TrunkResult    // the rtsp system of the same run
+}
+
+// EdgeCPUPerGB and CoreCPUPerGB are CPU seconds per GB the cameras sent.
+func (r *TrunkResult) EdgeCPUPerGB() float64 { return perGB(r.EdgeCPU, r.InBytes) }
+func (r *TrunkResult) CoreCPUPerGB() float64 { return perGB(r.CoreCPU, r.InBytes) }
+
+func perGB(cpu time.Duration, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return cpu.Seconds() / (float64(b) / 1e9)
+}
+
+// Quantile is the q-quantile of the added latency.
+func (r *TrunkResult) Quantile(q float64) time.Duration {
+	if len(r.Latency) == 0 {
+		return 0
+	}
+	return r.Latency[int(q*float64(len(r.Latency)-1))]
+}
+
+func (o *TrunkOptions) setDefaults() error {
+	if o.Edges <= 0 {
+		o.Edges = 1
+	}
+	if o.CamerasPerEdge <= 0 {
+		o.CamerasPerEdge = 100
+	}
+	if o.Bitrate <= 0 {
+		o.Bitrate = 2_000_000
+	}
+	if o.Width <= 0 || o.Height <= 0 {
+		o.Width, o.Height = 1280, 720
+	}
+	if o.Codec == "" {
+		o.Codec = "h264"
+	}
+	if o.Duration <= 0 {
+		o.Duration = 20 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 5 * time.Second
+	}
+	if o.LatencySamples <= 0 {
+		o.LatencySamples = 10
+	}
+	if o.StallGap <= 0 {
+		o.StallGap = 500 * time.Millisecond
+	}
+	o.LatencySamples = min(o.LatencySamples, o.Edges*o.CamerasPerEdge)
+	if len(o.Systems) == 0 {
+		o.Systems = []string{TrunkRTSP, TrunkStream, TrunkDatagram}
+	}
+	for _, s := range o.Systems {
+		if s != TrunkRTSP && s != TrunkStream && s != TrunkDatagram {
+			return fmt.Errorf("bench trunk: unknown system %q (want rtsp, stream or datagram)", s)
+		}
+	}
+	if o.Netem != "" && o.Edges > 1 {
+		return errors.New("bench trunk: --netem runs one edge; use --edges with loopback")
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench trunk: finding the cordon executable: %w", err)
+		}
+		o.Executable = exe
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// trunkCam is one simulated camera: the edge it is behind and its name
+// there.
+type trunkCam struct {
+	edge int
+	name string // on the edge, and in camsim as e<edge>-<name>
+}
+
+func (c trunkCam) simName() string { return fmt.Sprintf("e%d-%s", c.edge, c.name) }
+
+// RunTrunk measures each system in turn against the same cameras and
+// network, and removes the network namespaces it made (also when ctx is
+// cancelled: Ctrl-C).
+func RunTrunk(ctx context.Context, o TrunkOptions) ([]*TrunkResult, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	nw, err := openTrunkNet(ctx, o.Netem)
+	if err != nil {
+		return nil, err
+	}
+	defer nw.close()
+	dir, err := os.MkdirTemp("", "cordon-bench-trunk-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	keys, err := trunkKeygen(ctx, o.Executable, dir)
+	if err != nil {
+		return nil, err
+	}
+	var cams []trunkCam
+	var simCams []camsim.Camera
+	for e := range o.Edges {
+		for i := range o.CamerasPerEdge {
+			c := trunkCam{edge: e + 1, name: fmt.Sprintf("cam%d", i+1)}
+			cams = append(cams, c)
+			simCams = append(simCams, camsim.Camera{Name: c.simName(), Codec: o.Codec, Width: o.Width, Height: o.Height, FPS: 25, Bitrate: o.Bitrate})
+		}
+	}
+	po := Options{Cameras: len(cams), Bitrate: o.Bitrate, Width: o.Width, Height: o.Height, Codec: o.Codec, ClipCache: o.ClipCache, Logger: o.Logger, Progress: o.Progress}
+	sim, err := startCamerasOn(ctx, &po, simCams, nw.cameraHost)
+	if err != nil {
+		return nil, err
+	}
+	defer sim.Close()
+	info := sim.Streams()[0]
+	where := "loopback"
+	if o.Netem != "" {
+		where = fmt.Sprintf("edge and core in network namespaces, link %q each way (%s)", o.Netem, nw.how)
+	}
+	fmt.Fprintf(o.Progress, "bench trunk: %d edge(s) x %d cameras looping %s (real video, %.2f Mbit/s), %s\n",
+		o.Edges, o.CamerasPerEdge, info.Clip, float64(info.Bitrate)/1e6, where)
+	var results []*TrunkResult
+	var ref *TrunkResult
+	for _, sys := range o.Systems {
+		r, err := runTrunkOne(ctx, &o, sys, nw, dir, keys, sim, cams)
+		if err != nil {
+			return results, fmt.Errorf("bench trunk %s: %w", sys, err)
+		}
+		if sys == TrunkRTSP {
+			ref = r
+		}
+		results = append(results, r)
+	}
+	for _, r := range results {
+		if r != ref {
+			r.Ref = ref
+		}
+	}
+	return results, nil
+}
+
+// startCamerasOn is startCameras with the cameras listening on host.
+func startCamerasOn(ctx context.Context, o *Options, cams []camsim.Camera, host string) (*camsim.Server, error) {
+	if host == "127.0.0.1" {
+		return startCameras(ctx, o, cams)
+	}
+	// Pick the clip on loopback first (it may encode one), then serve
+	// the same cameras where the edge reaches them.
+	probe, err := startCameras(ctx, o, cams[:1])
+	if err != nil {
+		return nil, err
+	}
+	dir := probe.ClipDir
+	probe.Close()
+	sim := &camsim.Server{Addr: net.JoinHostPort(host, "0"), Cameras: cams, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
+	if err := sim.Start(); err != nil {
+		return nil, err
+	}
+	return sim, nil
+}
+
+// trunkKeys are the key pairs of the edges (one pair for all) and the core.
+type trunkKeys struct{ edgeDir, coreDir, edgeFP, coreFP string }
+
+// trunkKeygen runs `cordon trunk keygen` for the edges and the core.
+func trunkKeygen(ctx context.Context, exe, dir string) (trunkKeys, error) {
+	k := trunkKeys{edgeDir: filepath.Join(dir, "edge-key"), coreDir: filepath.Join(dir, "core-key")}
+	for _, d := range []struct {
+		dir string
+		fp  *string
+	}{{k.edgeDir, &k.edgeFP}, {k.coreDir, &k.coreFP}} {
+		if err := os.Mkdir(d.dir, 0o700); err != nil {
+			return k, err
+		}
+		out, err := exec.CommandContext(ctx, exe, "trunk", "keygen", "-o", d.dir, "--name", filepath.Base(d.dir)).CombinedOutput()
+		if err != nil {
+			return k, fmt.Errorf("bench trunk: trunk keygen: %v: %s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if fp, ok := strings.CutPrefix(strings.TrimSpace(line), "fingerprint: "); ok {
+				*d.fp = fp
+			}
+		}
+		if *d.fp == "" {
+			return k, fmt.Errorf("bench trunk: trunk keygen printed no fingerprint: %s", out)
+		}
+	}
+	return k, nil
+}
+
+// trunkProc is one running proxy.
+type trunkProc struct {
+	cmd    *exec.Cmd
+	log    string
+	stop   func()
+	exited chan struct{} // closed when the process has ended
+}
+
+func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string, cfg []byte) (*trunkProc, error) {
+	path := filepath.Join(dir, name+".yml")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := nw.command(ctx, ns, exe, "proxy", "-c", path)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	p := &trunkProc{cmd: cmd, log: logf.Name(), exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-p.exited
+			logf.Close()
+		})
+	}
+	return p, nil
+}
+
+// trunk bench ports: in namespaces the proxies have their own network, so
+// fixed ports are safe there; on loopback they are picked free.
+func (nw *trunkNet) ports(n int) ([]int, error) {
+	if nw.edgeNS != "" {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = 18000 + i
+		}
+		return out, nil
+	}
+	out := make([]int, 0, n)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("bench trunk: no free ports on loopback")
+		}
+		// A port free for both TCP (RTSP, admin) and UDP (trunk).
+		t, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port := t.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		t.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if !slices.Contains(out, port) {
+			out = append(out, port)
+		}
+	}
+	return out, nil
+}
+
+func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet, dir string, keys trunkKeys, sim *camsim.Server, cams []trunkCam) (*TrunkResult, error) {
+	// Ports: per edge RTSP, admin and trunk; the core's RTSP and admin.
+	ports, err := nw.ports(3*o.Edges + 2)
+	if err != nil {
+		return nil, err
+	}
+	sysDir := filepath.Join(dir, sys)
+	if err := os.Mkdir(sysDir, 0o700); err != nil {
+		return nil, err
+	}
+	var procs []*trunkProc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	var edges []*trunkProc
+	adminPorts := map[*trunkProc]int{}
+	for e := 1; e <= o.Edges; e++ {
+		pe := ports[3*(e-1):]
+		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], sys != TrunkRTSP, keys, sim, cams, e)
+		p, err := startTrunkProc(ctx, nw, nw.edgeNS, sysDir, fmt.Sprintf("edge%d", e), o.Executable, cfg)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		edges = append(edges, p)
+		adminPorts[p] = pe[1]
+	}
+	coreAddr := net.JoinHostPort(nw.coreHost, fmt.Sprint(ports[3*o.Edges]))
+	cfg := trunkCoreConfig(nw, coreAddr, ports[3*o.Edges+1], ports, sys, keys, cams, o.Edges)
+	core, err := startTrunkProc(ctx, nw, nw.coreNS, sysDir, "core", o.Executable, cfg)
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, core)
+	adminPorts[core] = ports[3*o.Edges+1]
+	paths := make([]camsim.Camera, len(cams))
+	for i, c := range cams {
+		paths[i] = camsim.Camera{Name: trunkReaderPath(sys, c)}
+	}
+	fmt.Fprintf(o.Progress, "bench trunk %s: %d edge(s) and the core started, waiting for %d paths at the core\n", sys, len(edges), len(cams))
+	// A proxy that exits (a bad port, say) ends the wait at once.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.exited:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+	}
+	if err := waitReady(wctx, coreAddr, paths, 120*time.Second); err != nil {
+		tail, _ := os.ReadFile(core.log)
+		etail, _ := os.ReadFile(edges[0].log)
+		return nil, fmt.Errorf("%w\ncore log:\n%s\nedge log:\n%s", err, lastLines(string(tail), 10), lastLines(string(etail), 10))
+	}
+
+	// One reader per camera at the core; a direct reader of the first
+	// LatencySamples cameras.
+	var proxied, direct []*reader
+	var stalls []*frameGaps
+	for i, c := range cams {
+		r := &reader{url: "rtsp://" + coreAddr + "/" + paths[i].Name, fps: 25}
+		g := &frameGaps{stallGap: o.StallGap}
+		r.onVideo = g.packet
+		stalls = append(stalls, g)
+		if i < o.LatencySamples {
+			r.frames = newFrameLog()
+			direct = append(direct, &reader{url: sim.URL(c.simName()), fps: 25, frames: newFrameLog()})
+		}
+		proxied = append(proxied, r)
+	}
+	all := append(append([]*reader{}, proxied...), direct...)
+	defer func() {
+		for _, r := range all {
+			r.close()
+		}
+	}()
+	up := 0
+	for _, r := range all {
+		if err := r.start(ctx); err != nil {
+			o.Logger.Warn("reader failed to start", "url", r.url, "err", err)
+			continue
+		}
+		up++
+	}
+	fmt.Fprintf(o.Progress, "bench trunk %s: %d readers playing; warming up %s\n", sys, up, o.Warmup)
+	if err := sleep(ctx, o.Warmup); err != nil {
+		return nil, err
+	}
+	cpu := func() (edge, core time.Duration, err error) {
+		for _, p := range edges {
+			c, err := procCPU(p.cmd.Process.Pid)
+			if err != nil {
+				return 0, 0, err
+			}
+			edge += c
+		}
+		core, err = procCPU(procs[len(procs)-1].cmd.Process.Pid)
+		return edge, core, err
+	}
+	e0, c0, err := cpu()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	for _, r := range all {
+		r.counting.Store(true)
+	}
+	fmt.Fprintf(o.Progress, "bench trunk %s: measuring for %s\n", sys, o.Duration)
+	if err := sleep(ctx, o.Duration); err != nil {
+		return nil, err
+	}
+	e1, c1, err := cpu()
+	if err != nil {
+		return nil, err
+	}
+	window := time.Since(start)
+	for _, r := range all {
+		r.counting.Store(false)
+	}
+	res := &TrunkResult{System: sys, Edges: o.Edges, Cameras: len(cams), Wanted: len(proxied), Window: window, EdgeCPU: e1 - e0, CoreCPU: c1 - c0}
+	for i, r := range proxied {
+		if r.client != nil {
+			res.Readers++
+		}
+		res.Bytes += r.bytes.Load()
+		res.Lost += r.lost.Load()
+		f, s := stalls[i].result()
+		res.Frames += f
+		res.Stalls += s
+		if s > 0 {
+			res.StalledReaders++
+		}
+	}
+	res.FramesSent = uint64(len(cams)) * uint64(window.Seconds()*25)
+	if sys != TrunkRTSP {
+		trunkCounters(ctx, nw, res, edges, adminPorts)
+	}
+	var directBytes uint64
+	directUp := 0
+	for _, d := range direct {
+		if d.client != nil {
+			directBytes += d.bytes.Load()
+			directUp++
+		}
+	}
+	if directUp > 0 {
+		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
+	}
+	for i, d := range direct {
+		res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, start)...)
+	}
+	slices.Sort(res.Latency)
+	return res, nil
+}
+
+// trunkReaderPath is camera c's path at the core.
+func trunkReaderPath(sys string, c trunkCam) string {
+	if sys == TrunkRTSP {
+		return fmt.Sprintf("e%d-%s", c.edge, c.name)
+	}
+	return fmt.Sprintf("e%d/%s", c.edge, c.name)
+}
+
+// trunkEdgeConfig is edge e's configuration: its cameras, its RTSP
+// listener (what the rtsp system's core pulls), and the trunk listener.
+func trunkEdgeConfig(nw *trunkNet, rtspPort, adminPort, trunkPort int, trunk bool, keys trunkKeys, sim *camsim.Server, cams []trunkCam, e int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:%d\"\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\n", net.JoinHostPort(nw.edgeWAN, fmt.Sprint(rtspPort)), adminPort)
+	fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_source: %d\n", benchConnLimit, benchConnLimit)
+	if trunk {
+		fmt.Fprintf(&b, "trunk:\n  listen: %q\n  cert: %s\n  key: %s\n  peers: [%q]\n", net.JoinHostPort(nw.edgeWAN, fmt.Sprint(trunkPort)),
+			filepath.Join(keys.edgeDir, "trunk.crt"), filepath.Join(keys.edgeDir, "trunk.key"), keys.coreFP)
+	}
+	b.WriteString("cameras:\n")
+	for _, c := range cams {
+		if c.edge == e {
+			fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    transport: tcp\n", c.name, sim.URL(c.simName()))
+		}
+	}
+	return []byte(b.String())
+}
+
+// trunkCoreConfig is the core's configuration: a trunk per edge (always
+// on, so that the measurement does not include on-demand starts), or a
+// camera per edge camera pulled over RTSP/TCP.
+func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys string, keys trunkKeys, cams []trunkCam, edges int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:%d\"\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\n", addr, adminPort)
+	fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_source: %d\n", benchConnLimit, benchConnLimit)
+	if sys == TrunkRTSP {
+		b.WriteString("cameras:\n")
+		for _, c := range cams {
+			fmt.Fprintf(&b, "  - name: %s\n    url: rtsp://%s/%s\n    transport: tcp\n", trunkReaderPath(sys, c),
+				net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(c.edge-1)])), c.name)
+		}
+		return []byte(b.String())
+	}
+	fmt.Fprintf(&b, "trunk:\n  cert: %s\n  key: %s\ntrunks:\n", filepath.Join(keys.coreDir, "trunk.crt"), filepath.Join(keys.coreDir, "trunk.key"))
+	for e := 1; e <= edges; e++ {
+		fmt.Fprintf(&b, "  - name: e%d\n    address: %q\n    fingerprint: %q\n    cameras: [\"*\"]\n    transport: %s\n    always_on: true\n",
+			e, net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(e-1)+2])), keys.edgeFP, sys)
+	}
+	return []byte(b.String())
+}
+
+// frameGaps counts one reader's video frames and stalls (gaps between
+// two frames over stallGap) while the window is open. The reader's one
+// packet goroutine calls packet.
+type frameGaps struct {
+	stallGap time.Duration
+
+	mu     sync.Mutex
+	have   bool
+	lastTS uint32
+	last   time.Time
+	frames uint64
+	stalls int
+}
+
+func (g *frameGaps) packet(ts uint32, counting bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.have && ts == g.lastTS {
+		return
+	}
+	now := time.Now()
+	if counting {
+		g.frames++
+		if g.have && now.Sub(g.last) > g.stallGap {
+			g.stalls++
+		}
+	}
+	g.have, g.lastTS, g.last = true, ts, now
+}
+
+func (g *frameGaps) result() (uint64, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.frames, g.stalls
+}
+
+// trunkRatio formats a/b ("-" without b).
+func trunkRatio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// WriteTrunkTable prints results with CPU ratios against the rtsp system.
+func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tedges\tcameras\treaders\tMbit/s in\tMbit/s out\tedge CPU s/GB\tvs rtsp\tcore CPU s/GB\tvs rtsp\tframes got\tstalls\tstalled readers\tlost pkts\tedge GOP drops\tdgram lost\tdgram overflow\tQUIC lost\tadded p50\tadded p99\tframes matched\t")
+	for _, r := range results {
+		er, cr := "-", "-"
+		if r.Ref != nil {
+			er, cr = trunkRatio(r.EdgeCPUPerGB(), r.Ref.EdgeCPUPerGB()), trunkRatio(r.CoreCPUPerGB(), r.Ref.CoreCPUPerGB())
+		}
+		got := "-"
+		if r.FramesSent > 0 {
+			got = fmt.Sprintf("%.2f%%", 100*float64(r.Frames)/float64(r.FramesSent))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.3f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t\n",
+			r.System, r.Edges, r.Cameras, r.Readers,
+			float64(r.InBytes)*8/r.Window.Seconds()/1e6, float64(r.Bytes)*8/r.Window.Seconds()/1e6,
+			r.EdgeCPUPerGB(), er, r.CoreCPUPerGB(), cr, got, r.Stalls, r.StalledReaders, r.Lost,
+			r.EdgeGOPDrops, r.DatagramsLost, r.DatagramOverflow, r.QUICLost,
+			r.Quantile(0.5).Round(100*time.Microsecond), r.Quantile(0.99).Round(100*time.Microsecond), len(r.Latency))
+	}
+	return tw.Flush()
+}
+
+// trunkCounters adds the proxies' trunk counters (their /v1/trunks, read
+// with curl in their namespace) to res; what cannot be read is left 0.
+func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []*trunkProc, admin map[*trunkProc]int) {
+	get := func(ns string, port int, v any) {
+		out, err := nw.command(ctx, ns, "curl", "-s", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/v1/trunks", port)).Output()
+		if err == nil {
+			_ = json.Unmarshal(out, v)
+		}
+	}
+	type cam struct {
+		GOPsCongestion uint64 `json:"gops_dropped_congestion"`
+		Lost           uint64 `json:"datagram_packets_lost"`
+		Overflow       uint64 `json:"datagram_overflow"`
+	}
+	for _, e := range edges {
+		var st struct {
+			Edge struct {
+				Cores []struct {
+					PacketsLost uint64 `json:"packets_lost"`
+					CameraStats []cam  `json:"camera_stats"`
+				} `json:"cores"`
+			} `json:"edge"`
+		}
+		get(nw.edgeNS, admin[e], &st)
+		for _, c := range st.Edge.Cores {
+			res.QUICLost += c.PacketsLost
+			for _, s := range c.CameraStats {
+				res.EdgeGOPDrops += s.GOPsCongestion
+			}
+		}
+	}
+	for p, port := range admin {
+		if slices.Contains(edges, p) {
+			continue
+		}
+		var st struct {
+			Trunks []struct {
+				CameraStats []cam `json:"camera_stats"`
+			} `json:"trunks"`
+		}
+		get(nw.coreNS, port, &st)
+		for _, t := range st.Trunks {
+			for _, s := range t.CameraStats {
+				res.DatagramsLost += s.Lost
+				res.DatagramOverflow += s.Overflow
+			}
+		}
+	}
+}

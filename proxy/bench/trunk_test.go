@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cordon-vms/cordon/internal/config"
+	"github.com/cordon-vms/cordon/proxy"
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// TestTrunkConfigs: the configurations bench trunk writes for its edges
+// and core are valid proxy configurations, for every system, on loopback
+// and in namespaces, and the core's paths are those the readers use.
+func TestTrunkConfigs(t *testing.T) {
+	dir := t.TempDir()
+	var keys trunkKeys
+	for _, d := range []struct {
+		dir *string
+		fp  *string
+		sub string
+	}{{&keys.edgeDir, &keys.edgeFP, "edge"}, {&keys.coreDir, &keys.coreFP, "core"}} {
+		*d.dir = filepath.Join(dir, d.sub)
+		if err := os.Mkdir(*d.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		fp, err := proxy.GenerateTrunkKey(*d.dir, d.sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*d.fp = fp
+	}
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "e1-cam1"}, {Name: "e1-cam2"}, {Name: "e2-cam1"}, {Name: "e2-cam2"}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	cams := []trunkCam{{1, "cam1"}, {1, "cam2"}, {2, "cam1"}, {2, "cam2"}}
+	for _, nw := range []*trunkNet{
+		{cameraHost: "127.0.0.1", edgeWAN: "127.0.0.1", coreHost: "127.0.0.1"},
+		{edgeNS: "e", coreNS: "c", cameraHost: "10.213.1.1", edgeWAN: "10.213.3.1", coreHost: "10.213.2.2"},
+	} {
+		ports, err := nw.ports(8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sys := range []string{TrunkRTSP, TrunkStream, TrunkDatagram} {
+			check := func(what string, b []byte, wantPaths ...string) {
+				t.Helper()
+				var c proxy.Config
+				if err := config.Decode(what, b, &c); err != nil {
+					t.Fatalf("%s %s:\n%s\n%v", sys, what, b, err)
+				}
+				if err := c.Validate(); err != nil {
+					t.Fatalf("%s %s:\n%s\n%v", sys, what, b, err)
+				}
+				for _, p := range wantPaths {
+					if !strings.Contains(string(b), p) {
+						t.Errorf("%s %s lacks %q:\n%s", sys, what, p, b)
+					}
+				}
+			}
+			check("edge1.yml", trunkEdgeConfig(nw, ports[0], ports[1], ports[2], sys != TrunkRTSP, keys, sim, cams, 1), "name: cam1", sim.URL("e1-cam2"))
+			core := trunkCoreConfig(nw, nw.coreHost+":1", ports[6], ports, sys, keys, cams, 2)
+			if sys == TrunkRTSP {
+				check("core.yml", core, "name: e2-cam1", "transport: tcp")
+				if p := trunkReaderPath(sys, cams[2]); p != "e2-cam1" {
+					t.Errorf("reader path %q", p)
+				}
+			} else {
+				check("core.yml", core, "name: e2\n", "transport: "+sys, "always_on: true")
+				if p := trunkReaderPath(sys, cams[2]); p != "e2/cam1" {
+					t.Errorf("reader path %q", p)
+				}
+			}
+		}
+	}
+}
+
+// TestFrameGaps: frames are counted once per timestamp while the window
+// is open, and a gap over the stall threshold is one stall.
+func TestFrameGaps(t *testing.T) {
+	g := &frameGaps{stallGap: 50 * time.Millisecond}
+	g.packet(1, false)
+	g.packet(1, true) // same frame
+	g.packet(2, true)
+	g.packet(2, true)
+	time.Sleep(80 * time.Millisecond)
+	g.packet(3, true) // after a stall
+	g.packet(4, true)
+	if f, s := g.result(); f != 3 || s != 1 {
+		t.Errorf("frames %d, stalls %d; want 3 and 1", f, s)
+	}
+}
+
+// TestTrunkOptions: bad systems and netem with several edges are refused.
+func TestTrunkOptions(t *testing.T) {
+	for _, o := range []TrunkOptions{{Systems: []string{"tcp"}}, {Netem: "delay 1ms", Edges: 2}} {
+		if err := o.setDefaults(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	o := TrunkOptions{}
+	if err := o.setDefaults(); err != nil || len(o.Systems) != 3 || o.CamerasPerEdge != 100 || o.StallGap != 500*time.Millisecond {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+}
+
+// TestParseNetem: the netem settings the emulated link understands.
+func TestParseNetem(t *testing.T) {
+	for in, want := range map[string]impairment{
+		"delay 20ms loss 1%": {20 * time.Millisecond, 0.01},
+		"loss 0.5%":          {0, 0.005},
+		"delay 5ms":          {5 * time.Millisecond, 0},
+		"":                   {},
+	} {
+		if got, err := parseNetem(in); err != nil || got != want {
+			t.Errorf("parseNetem(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"delay", "delay 20", "loss 101%", "rate 1mbit", "delay 20ms 5ms", "loss x%"} {
+		if _, err := parseNetem(in); err == nil {
+			t.Errorf("parseNetem(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// A camera carried in QUIC DATAGRAM frames (transport: datagram). The
+// play request and its answer still use a QUIC stream, which stays open
+// as the camera's control channel: the edge sends a report frame on it
+// every trunkReportEvery (so each side sees the other leave), and closing
+// it ends the camera. Every RTP packet goes in one or more datagrams:
+//
+//	id      uint32  the camera's datagram id, from the edge's answer
+//	seq     uint32  the packet's number on this id, from 0
+//	media   uint8   media index into the answer's SDP
+//	frag    uint8   this fragment's index
+//	frags   uint8   fragments of the packet (1..maxTrunkFrags)
+//	payload         a slice of the RTP packet
+//
+// Datagrams are never retransmitted: a packet with a missing fragment is
+// lost, the core counts the gap in seq and its readers skip to the next
+// keyframe (stream.skipToKey), as a slow reader would.
+const (
+	trunkDatagramHeader = 11
+	maxTrunkFrags       = 64 // 64 fragments hold any packet a frame may carry
+	// trunkFragPayload is the first fragment size tried; a smaller one is
+	// used when quic-go reports the path's datagrams are smaller.
+	trunkFragPayload = 1150
+	minFragPayload   = 256
+	// Once a second, a packet larger than the fragment size is first
+	// tried whole (up to trunkProbePayload): quic-go's answer gives the
+	// path's current datagram size (it grows with path MTU discovery).
+	trunkProbePayload = 1440
+	trunkProbeEvery   = time.Second
+	trunkReportEvery  = time.Second
+)
+
+// trunkDatagramReport is the edge's report on a datagram camera's stream.
+type trunkDatagramReport struct {
+	Sent uint64 `json:"sent"` // RTP packets sent in datagrams so far
+}
+
+var (
+	errTrunkDatagram   = errors.New("trunk: bad datagram")
+	errDatagramTooSmal = errors.New("trunk: the path's datagrams are too small")
+)
+
+// appendDatagram appends one fragment's datagram.
+func appendDatagram(b []byte, id, seq uint32, media, frag, frags uint8, payload []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, seq)
+	b = append(b, media, frag, frags)
+	return append(b, payload...)
+}
+
+// trunkFragment is one decoded datagram.
+type trunkFragment struct {
+	id, seq            uint32
+	media, frag, frags uint8
+	payload            []byte
+}
+
+// parseDatagram decodes a datagram's header (the payload is not copied).
+func parseDatagram(b []byte) (trunkFragment, error) {
+	if len(b) < trunkDatagramHeader+1 {
+		return trunkFragment{}, fmt.Errorf("%w: %d bytes", errTrunkDatagram, len(b))
+	}
+	f := trunkFragment{
+		id: binary.BigEndian.Uint32(b), seq: binary.BigEndian.Uint32(b[4:]),
+		media: b[8], frag: b[9], frags: b[10], payload: b[trunkDatagramHeader:],
+	}
+	if f.frags == 0 || f.frags > maxTrunkFrags || f.frag >= f.frags {
+		return trunkFragment{}, fmt.Errorf("%w: fragment %d of %d", errTrunkDatagram, f.frag, f.frags)
+	}
+	return f, nil
+}
+
+// trunkDatagramWriter is the edge's writer of a datagram camera: what
+// trunkOutput.run writes (packet frames) goes out as datagrams.
+type trunkDatagramWriter struct {
+	conn   datagramSender
+	id     uint32
+	cam    *trunkEdgeCamera
+	seq    uint32
+	frag   int // fragment payload size
+	probed time.Time
+	buf    []byte
+}
+
+func (w *trunkDatagramWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// Write sends packet frames (as packetFrame made them, one after the
+// other) in datagrams.
+func (w *trunkDatagramWriter) Write(frames []byte) (int, error) {
+	for b := frames; len(b) > 0; {
+		if len(b) < 6 || b[0] != framePacket {
+			return 0, errTrunkFrame
+		}
+		n := 5 + int(binary.BigEndian.Uint32(b[1:]))
+		if n < 6 || n > len(b) {
+			return 0, errTrunkFrame
+		}
+		if err := w.writeFrame(b[:n]); err != nil {
+			return 0, err
+		}
+		b = b[n:]
+	}
+	return len(frames), nil
+}
+
+// writeFrame sends one packet frame in datagrams.
+func (w *trunkDatagramWriter) writeFrame(frame []byte) error {
+	media, pkt := frame[5], frame[6:]
+	if w.frag == 0 {
+		w.frag = trunkFragPayload
+	}
+	if len(pkt) > w.frag && w.frag < trunkProbePayload && time.Since(w.probed) >= trunkProbeEvery {
+		w.probed = time.Now()
+		w.frag = trunkProbePayload
+	}
+	for {
+		frags := (len(pkt) + w.frag - 1) / w.frag
+		if frags > maxTrunkFrags {
+			w.cam.datagramErrors.Add(1)
+			return nil // (cannot happen with frames below maxTrunkPacket; counted if it does)
+		}
+		err := w.send(media, pkt, frags)
+		var tl *quic.DatagramTooLargeError
+		if errors.As(err, &tl) {
+			smaller := int(tl.MaxDatagramPayloadSize) - trunkDatagramHeader
+			if smaller < minFragPayload || smaller >= w.frag {
+				return fmt.Errorf("%w: %d bytes", errDatagramTooSmal, tl.MaxDatagramPayloadSize)
+			}
+			w.frag = smaller
+			continue // the whole packet again, same seq: the core drops the partial one
+		}
+		if err != nil {
+			return err
+		}
+		w.seq++
+		w.cam.datagrams.Add(uint64(frags))
+		w.cam.sent.Add(1)
+		return nil
+	}
+}
+
+func (w *trunkDatagramWriter) send(media byte, pkt []byte, frags int) error {
+	for i := range frags {
+		chunk := pkt[i*w.frag : min(len(pkt), (i+1)*w.frag)]
+		w.buf = appendDatagram(w.buf[:0], w.id, w.seq, media, uint8(i), uint8(frags), chunk)
+		if err := w.conn.SendDatagram(w.buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportDatagrams writes a report on a datagram camera's stream every
+// trunkReportEvery until out stops; a failed write (the core closed the
+// stream) stops out.
+func reportDatagrams(st interface {
+	Write([]byte) (int, error)
+	SetWriteDeadline(time.Time) error
+}, out *trunkOutput, cam *trunkEdgeCamera, tmo time.Duration) {
+	t := time.NewTicker(trunkReportEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-out.done:
+			return
+		case <-t.C:
+			st.SetWriteDeadline(time.Now().Add(tmo))
+			if err := writeJSONFrame(st, trunkDatagramReport{Sent: cam.sent.Load()}); err != nil {
+				out.stop()
+				return
+			}
+		}
+	}
+}
+
+// trunkDemux hands the datagrams of one trunk connection to the cameras
+// they belong to (the core end). One goroutine per connection reads
+// them; each camera's packets are then cleaned on that goroutine.
+type trunkDemux struct {
+	mu    sync.Mutex
+	sinks map[uint32]*datagramSink
+}
+
+// trunkCoreDatagrams is the datagram side of a trunkCore.
+type trunkCoreDatagrams struct {
+	unknown atomic.Uint64 // over every connection
+
+	mu    sync.Mutex
+	conn  *quic.Conn
+	demux *trunkDemux
+}
+
+// demuxFor returns conn's demultiplexer, starting it on first use.
+func (t *trunkCore) demuxFor(conn *quic.Conn) *trunkDemux {
+	m := &t.dgram
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.conn == conn {
+		return m.demux
+	}
+	d := &trunkDemux{sinks: map[uint32]*datagramSink{}}
+	m.conn, m.demux = conn, d
+	go func() {
+		defer t.p.recoverTrunk("trunk datagram receiver", t.log)
+		for {
+			b, err := conn.ReceiveDatagram(conn.Context())
+			if err != nil {
+				return
+			}
+			if !d.deliver(b) {
+				m.unknown.Add(1)
+			}
+		}
+	}()
+	return d
+}
+
+// deliver hands one datagram to its camera; false when none takes it.
+func (d *trunkDemux) deliver(b []byte) bool {
+	f, err := parseDatagram(b)
+	if err != nil {
+		return false
+	}
+	d.mu.Lock()
+	s := d.sinks[f.id]
+	d.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	select {
+	case s.in <- trunkArrival{f, time.Now()}:
+	default:
+		s.stats.overflow.Add(1) // (the camera's cleaner is behind: a loss like any other)
+	}
+	return true
+}
+
+func (d *trunkDemux) register(id uint32, s *datagramSink) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sinks[id] != nil {
+		return fmt.Errorf("%w: datagram id %d is already in use", errTrunkFrame, id)
+	}
+	d.sinks[id] = s
+	return nil
+}
+
+func (d *trunkDemux) unregister(id uint32) {
+	d.mu.Lock()
+	delete(d.sinks, id)
+	d.mu.Unlock()
+}
+
+// trunkArrival is one datagram on its way to its camera.
+type trunkArrival struct {
+	f  trunkFragment
+	at time.Time
+}
+
+// trunkSinkQueue is how many datagrams wait for one camera's cleaner;
+// the demux never waits (quic-go holds only 128 datagrams for it).
+const trunkSinkQueue = 4096
+
+// datagramSink reassembles one camera's datagrams into RTP packets and
+// feeds them to the camera's stream: the demux queues them on in, and
+// the camera's own goroutine (run) calls add.
+type datagramSink struct {
+	in     chan trunkArrival
+	c      *camera
+	stats  *trunkCoreCamera
+	tracks []*rebuild.Track // by media index
+	fail   func(error)      // ends the session (the stream refused a packet)
+
+	next    uint32 // the seq expected next
+	started bool
+	cur     uint32 // seq being reassembled
+	frags   [][]byte
+	got     int
+	size    int
+}
+
+func (s *datagramSink) add(f trunkFragment, now time.Time) {
+	st := s.stats
+	st.datagrams.Add(1)
+	st.bytes.Add(uint64(len(f.payload) + trunkDatagramHeader))
+	if int(f.media) >= len(s.tracks) {
+		st.malformed.Add(1)
+		return
+	}
+	if s.started && int32(f.seq-s.next) < 0 {
+		st.late.Add(1) // a packet already given up (or a duplicate)
+		return
+	}
+	if s.frags == nil || f.seq != s.cur {
+		// A newer packet: the one being reassembled (if any) is lost.
+		s.cur, s.got, s.size = f.seq, 0, 0
+		s.frags = make([][]byte, f.frags)
+	}
+	if len(s.frags) != int(f.frags) || s.frags[f.frag] != nil {
+		st.malformed.Add(1)
+		return
+	}
+	if s.size += len(f.payload); s.size > maxTrunkPacket {
+		st.malformed.Add(1)
+		s.frags = nil
+		return
+	}
+	s.frags[f.frag] = append([]byte(nil), f.payload...)
+	if s.got++; s.got < len(s.frags) {
+		return
+	}
+	buf := make([]byte, 0, s.size)
+	for _, p := range s.frags {
+		buf = append(buf, p...)
+	}
+	s.frags = nil
+	if s.started && f.seq != s.next {
+		st.lost.Add(uint64(f.seq - s.next))
+		st.keyWaits.Add(1)
+		s.c.stream.skipToKey()
+	}
+	s.started, s.next = true, f.seq+1
+	pkt := &rtp.Packet{}
+	if err := pkt.Unmarshal(buf); err != nil {
+		st.malformed.Add(1)
+		return
+	}
+	tr := s.tracks[f.media]
+	if tr == nil {
+		s.c.counters.Drop("trunk_media", len(buf))
+		return
+	}
+	st.packets.Add(1)
+	s.c.src.packetsIn.Add(1)
+	s.c.src.bytesIn.Add(uint64(len(buf)))
+	if err := s.c.stream.packet(tr, pkt, now); errors.Is(err, rebuild.ErrInvalidParameters) {
+		s.fail(fmt.Errorf("stream refused: %w", err))
+	}
+}
+
+// skipToKey makes every playing reader of s skip to the next keyframe,
+// as when a reader's queue overflows, and forgets the GOP cache: packets
+// were lost before the stream saw them (a trunk datagram), so what
+// follows up to the next keyframe would only decode as corruption.
+func (s *stream) skipToKey() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.hasVideo {
+		return
+	}
+	for r := range s.readers {
+		if r.active {
+			r.waitKey, r.slow = true, true
+		}
+	}
+	s.gop.reset()
+}
+
+// runDatagrams is the rest of a trunk session whose camera comes in
+// datagrams: packets arrive through the connection's demux; the stream
+// carries the edge's reports until either end closes it.
+func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *quic.Stream, id uint32, tracks []*rebuild.Track) (healthy bool, err error) {
+	c, t := s.c, s.t
+	stats := t.media.camera(s.remote, TrunkDatagram)
+	var failed atomic.Pointer[error]
+	fail := func(err error) {
+		if failed.CompareAndSwap(nil, &err) {
+			st.CancelRead(0)
+		}
+	}
+	sink := &datagramSink{in: make(chan trunkArrival, trunkSinkQueue), c: c, stats: stats, tracks: tracks, fail: fail}
+	d := t.demuxFor(conn)
+	if err := d.register(id, sink); err != nil {
+		return false, err
+	}
+	defer d.unregister(id)
+	done := make(chan struct{})
+	defer func() { <-done }()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				fail(c.contained("trunk datagram receiver", v))
+			}
+		}()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case a := <-sink.in:
+				sink.add(a.f, a.at)
+			}
+		}
+	}()
+	start, n0 := time.Now(), stats.packets.Load()
+	for {
+		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
+		var rep trunkDatagramReport
+		err := readJSONFrame(st, maxTrunkRequest, &rep)
+		if p := failed.Load(); p != nil {
+			return false, *p
+		}
+		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
+			return false, err
+		}
+		if err != nil {
+			return stats.packets.Load() > n0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
+		}
+		stats.edgeSent.Store(rep.Sent)
+	}
+}
