@@ -443,6 +443,7 @@ func TestTrunkKeepAlive(t *testing.T) {
 	edge := startProxy(t, ecfg, elog)
 	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "cam1")
 	ccfg.Timeouts.Camera = time.Second
+	ccfg.Trunks[0].AlwaysOn = true // (on demand, the core would ask only for a reader)
 	ccfg.Timeouts.BackoffMin, ccfg.Timeouts.BackoffMax = 10*time.Second, 10*time.Second
 	clog, _ := newLog(t)
 	core := startProxy(t, ccfg, clog)

@@ -385,7 +385,9 @@ func TestTrunkNetns(t *testing.T) {
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		log, _ := newLog(t)
-		c := startNetnsCore(t, l, coreConfig(edgeAddr, coreK, edgeK.fp, "nope"), log)
+		cfg := coreConfig(edgeAddr, coreK, edgeK.fp, "nope")
+		cfg.Trunks[0].AlwaysOn = true // (on demand, it would ask only for a reader)
+		c := startNetnsCore(t, l, cfg, log)
 		want := `camera "nope" is not listed by this edge`
 		waitFor(t, "the edge's refusal at the core", 15*time.Second, func() bool {
 			for _, s := range c.Status() {
