@@ -195,7 +195,8 @@ func TestAdminGuard(t *testing.T) {
 		{"GET", "/static/layout.html", "ops", "console-pw", 404},
 		{"GET", "/cameras/nope", "ops", "console-pw", 404},
 		{"HEAD", "/", "ops", "console-pw", 200},
-		{"POST", "/v1/cameras", "ops", "console-pw", 405},
+		{"POST", "/v1/cameras", "ops", "console-pw", 403}, // no CSRF token (admin_actions_test.go)
+		{"PUT", "/v1/cameras", "ops", "console-pw", 405},
 		{"GET", "/healthz", "", "", 200},
 	} {
 		res := do(tc.method, tc.path, tc.user, tc.pw)

@@ -40,8 +40,13 @@ type Config struct {
 	// request needs one of them, even on loopback. When empty, listen.admin
 	// must be a loopback address (the proxy refuses to start otherwise).
 	AdminUsers []AdminUser `yaml:"admin_users"`
-	Log        Log         `yaml:"log"`
-	Timeouts   Timeouts    `yaml:"timeouts"`
+	// AdminTLS serves the admin listener over HTTPS (cert and key, PEM
+	// files; both or neither). Empty: plain HTTP.
+	AdminTLS TLS `yaml:"admin_tls"`
+	// Preview configures the console's live preview (WebRTC).
+	Preview  Preview  `yaml:"preview"`
+	Log      Log      `yaml:"log"`
+	Timeouts Timeouts `yaml:"timeouts"`
 	// WriteQueueSize is the per-reader queue, in packets; it must hold the
 	// largest keyframe plus the GOP sent to a new reader. A power of two.
 	// It defaults to 4096.
@@ -463,6 +468,7 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	c.checkTrunks(ps.add, names)
 	c.checkReaders(ps.add, names)
 	c.checkAdmin(ps.add)
+	c.checkPreview(ps.add)
 	ls := c.checkListeners(ps)
 	bind := c.checkSettings(ps.add)
 	if h == nil {
@@ -661,6 +667,10 @@ func (c Config) withDefaults() Config {
 		n, _ := strconv.Atoi(port)
 		c.Listen.UDPRTCP = net.JoinHostPort(host, strconv.Itoa(n+1))
 	}
+	if c.Preview.MaxSessions == 0 {
+		c.Preview.MaxSessions = 8
+	}
+	def(&c.Preview.IdleTimeout, 10*time.Second)
 	if c.WriteQueueSize == 0 {
 		c.WriteQueueSize = 4096
 	}

@@ -48,6 +48,10 @@ type Proxy struct {
 
 	adminAccts        atomic.Pointer[adminAccounts] // nil: no admin_users
 	adminAuthFailures atomic.Uint64
+	adminThrottled    atomic.Uint64 // admin logins answered 401 without a check
+	adminLogins       *loginLimiter // failed admin logins, per source and account
+	csrf              *csrfKey      // signs the console's CSRF tokens
+	preview           *previewServer
 
 	servers   []*gortsplib.Server                                 // plain RTSP first, then RTSPS if configured
 	listeners []namedStats                                        // the servers' listeners, same order
@@ -118,6 +122,8 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 	}
 	p.accts.Store(&acc)
 	p.logins = newLoginLimiter()
+	p.adminLogins = newLoginLimiter()
+	p.csrf = newCSRFKey()
 	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
 	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -270,7 +276,28 @@ func (p *Proxy) startAdmin(cfg Config) error {
 		ln.Close()
 		return fmt.Errorf("proxy: %w", err)
 	}
-	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if !cfg.Preview.Off {
+		pv, err := newPreviewServer(p, cfg.Preview, ln.Addr(), p.log.With("component", "preview"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("proxy: %w", err)
+		}
+		p.preview = pv
+	}
+	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(p.log.With("component", "admin").Handler(), slog.LevelDebug)}
+	if cfg.AdminTLS.Cert != "" {
+		cert, err := loadAdminCert(cfg.AdminTLS)
+		if err != nil {
+			ln.Close()
+			if p.preview != nil {
+				p.preview.close()
+			}
+			return fmt.Errorf("proxy: %w", err)
+		}
+		p.admin.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, p.admin.TLSConfig)
+	}
 	p.wg.Go(func() { p.admin.Serve(ln) })
 	return nil
 }
@@ -488,6 +515,9 @@ func (p *Proxy) Close() {
 	}
 	if p.admin != nil {
 		p.admin.Close()
+	}
+	if p.preview != nil {
+		p.preview.close()
 	}
 	p.wg.Wait()
 	p.log.Info("proxy stopped")
