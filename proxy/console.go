@@ -27,6 +27,7 @@ var consoleTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"bitrate":    fmtBitrate,
 	"jitter":     func(j float64) string { return fmt.Sprintf("%.1f ms", j/90) },
 	"drops":      fmtDrops,
+	"ms":         func(d time.Duration) string { return fmt.Sprintf("%.1f ms", d.Seconds()*1000) },
 }).ParseFS(consoleFiles, "console/layout.html"))
 
 // consolePage is what a console template gets.
