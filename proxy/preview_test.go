@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -138,6 +139,9 @@ func TestPreviewWHEP(t *testing.T) {
 		if len(rs) != 1 || rs[0].Camera != cam.name || rs[0].User != "anonymous" || rs[0].PacketsOut < 50 {
 			t.Errorf("%s: webrtc readers %+v", cam.name, rs)
 		}
+		if m := httpGet(t, c.base+"/metrics"); !strings.Contains(m, `cordon_camera_readers{camera="`+cam.name+`"} 1`) {
+			t.Errorf("%s: the preview is not counted in cordon_camera_readers", cam.name)
+		}
 		pc.Close()
 		waitFor(t, cam.name+" preview closed with the peer", 10*time.Second, func() bool { return len(webrtcReaders(p)) == 0 })
 	}
@@ -210,4 +214,55 @@ func startsKeyframe(mime string, b []byte) bool {
 		return b[2]&0x80 != 0 && (ft >= 16 && ft <= 21)
 	}
 	return false
+}
+
+// TestPreviewUDPPort: with preview.udp_port every preview's media uses
+// that one port (ICE UDP mux) on the admin listener's address.
+func TestPreviewUDPPort(t *testing.T) {
+	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	p, _ := startConsoleProxy(t, []camsim.Camera{{Name: "door"}}, func(c *Config) { c.Preview.UDPPort = port })
+	waitFor(t, "door up", 10*time.Second, func() bool { return cameraState(p, "door") == stateUp })
+	c := &consoleClient{t: t, base: "http://" + p.AdminAddr().String()}
+	c.open()
+	for i := range 2 {
+		pc, offer := whepClient(t, webrtc.MimeTypeH264)
+		var packets atomic.Int64
+		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+				packets.Add(1)
+			}
+		})
+		code, answer, _ := c.post("/v1/cameras/door/whep", "application/sdp", offer)
+		if code != 201 {
+			t.Fatalf("POST whep: %d %s", code, answer)
+		}
+		want := fmt.Sprintf(" 127.0.0.1 %d typ host", port)
+		cands := 0
+		for line := range strings.Lines(answer) {
+			if strings.HasPrefix(line, "a=candidate:") {
+				cands++
+				if !strings.Contains(line, want) {
+					cands = -100
+				}
+			}
+		}
+		if cands <= 0 {
+			t.Errorf("preview %d: the answer's candidates are not just %q:\n%s", i, want, answer)
+		}
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "packets over the one port", 10*time.Second, func() bool { return packets.Load() > 20 })
+	}
+	if n := len(webrtcReaders(p)); n != 2 {
+		t.Errorf("%d previews, want 2", n)
+	}
 }

@@ -261,6 +261,12 @@
       else start().catch((e) => { say(e.message, true); stop(); state.error = e.message; });
     });
     window.addEventListener("pagehide", () => stop());
+    // Nobody watches a hidden tab: end the preview, start again when shown.
+    let hiddenStop = false;
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden && pc) { hiddenStop = true; stop("paused while the tab is hidden"); }
+      else if (!document.hidden && hiddenStop) { hiddenStop = false; start().catch((e) => { const m = e.message; stop(); say(m, true); }); }
+    });
     if (typeof RTCPeerConnection === "undefined") { say("this browser has no WebRTC", true); btn.disabled = true; return; }
     start().catch((e) => { const m = e.message; stop(); say(m, true); state.error = m; });
   }
