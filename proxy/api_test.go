@@ -123,7 +123,7 @@ func TestAPINoCameraAddressOrPassword(t *testing.T) {
 		s := p.Status()[0]
 		return s.State != stateUp && s.LastError != ""
 	})
-	for _, path := range []string{"/v1/cameras", "/v1/cameras/door", "/v1/readers", "/", "/cameras/door", "/readers", "/metrics"} {
+	for _, path := range []string{"/v1/cameras", "/v1/cameras/door", "/v1/readers", "/", "/cameras/door", "/readers", "/metrics", "/v1/previews", "/v1/trunks"} {
 		body := httpGet(t, base+path)
 		for _, secret := range []string{"Cam-S3cret", "localhost", "camuser"} {
 			if strings.Contains(body, secret) {

@@ -144,6 +144,34 @@ func TestPreviewInBrowser(t *testing.T) {
 	}
 	shoot(t, ctx, "console-camera.png")
 
+	// Reconnect camera (the page's button: a POST with its CSRF token): the
+	// camera's session restarts, the preview goes on.
+	before := st.CurrentTime
+	if err := chromedp.Do(ctx, chromedp.Click("#reconnect")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "door reconnected", 10*time.Second, func() bool {
+		return p.camera("door").reconnects.Load() == 1 && cameraState(p, "door") == stateUp
+	})
+	msg, err := chromedp.Run(ctx, chromedp.Text("#reconnect-status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg != "session ended; reconnecting" {
+		t.Errorf("reconnect status %q", msg)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Error != "" || st.CurrentTime > before+3 {
+			break
+		}
+	}
+	if st.Error != "" || st.CurrentTime <= before+3 || len(webrtcReaders(p)) != 1 {
+		t.Errorf("preview after the camera reconnected: %+v (was at %.1f s), previews %d", st, before, len(webrtcReaders(p)))
+	}
+
 	// An H.265 camera: Chromium's WebRTC (headless, software) does not offer
 	// H.265; the page says so instead of showing a black box.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/yard"), chromedp.WaitVisible("#preview")); err != nil {

@@ -117,7 +117,9 @@ func newPreviewServer(p *Proxy, cfg Preview, adminAddr net.Addr, log *slog.Logge
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log}}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetICETimeouts(cfg.IdleTimeout/2, cfg.IdleTimeout, time.Second)
+	// disconnected after half the idle timeout without an answer, failed
+	// (closed) after the other half.
+	se.SetICETimeouts(cfg.IdleTimeout/2, cfg.IdleTimeout/2, time.Second)
 	ap, err := netip.ParseAddrPort(adminAddr.String())
 	if err != nil {
 		return nil, fmt.Errorf("preview: admin address %s: %w", adminAddr, err)
