@@ -57,7 +57,14 @@ func TestPreviewInBrowser(t *testing.T) {
 		{Name: "door", Codec: "h264", Width: 640, Height: 360, FPS: 25},
 		{Name: "yard", Codec: "h265", Width: 640, Height: 360, FPS: 25},
 	}
+	gateCam := []camsim.Camera{{Name: "gate", Codec: "h264", Width: 640, Height: 360, FPS: 25}}
+	gate := &camsim.Server{Addr: "127.0.0.1:0", Cameras: gateCam}
+	if err := gate.Start(); err != nil {
+		t.Fatal(err)
+	}
+	gateAddr := gate.Addr
 	p, _ := startConsoleProxy(t, cams, func(c *Config) {
+		c.Cameras = append(c.Cameras, Camera{Name: "gate", URL: MustParseSecretURL(gate.URL("gate"))})
 		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
 	})
 	base := "http://" + p.AdminAddr().String()
@@ -192,10 +199,41 @@ func TestPreviewInBrowser(t *testing.T) {
 	case !strings.Contains(st.Status, "H.265"):
 		t.Errorf("H.265 camera: status %q, want a message naming H.265", st.Status)
 	}
+	// A camera that is down: the page says so, and its preview starts
+	// once the camera is up again.
+	gate.Close()
+	waitFor(t, "gate down", 10*time.Second, func() bool { return cameraState(p, "gate") != stateUp })
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/gate"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the page saying it waits for the camera", 5*time.Second, func() bool {
+		st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS))
+		return err == nil && (st.Error != "" || strings.HasPrefix(st.Status, "waiting for the camera, which is down"))
+	})
+	if st.Error != "" {
+		t.Errorf("preview of a camera that is down: %+v", st)
+	}
+	gate = &camsim.Server{Addr: gateAddr, Cameras: gateCam}
+	if err := gate.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.CurrentTime > 1 {
+			break
+		}
+	}
+	if st.CurrentTime <= 1 || st.State != "playing" {
+		t.Errorf("gate's preview after the camera came back: %+v", st)
+	}
+
 	// The door preview ended with its page.
 	waitFor(t, "door's preview gone", 5*time.Second, func() bool {
-		for _, r := range p.Readers() {
-			if r.Transport == "webrtc" {
+		for _, r := range webrtcReaders(p) {
+			if r.Camera == "door" {
 				return false
 			}
 		}

@@ -393,7 +393,7 @@ func (ps *previewSession) close(reason string) {
 		go ps.pc.Close() // may wait for the connection's goroutines, one of which may be calling here
 		mean, maxWait, n := ps.out.delay.stats()
 		s.log.Info("preview ended", "camera", ps.camera, "user", ps.user, "reason", reason,
-			"packets", n, "proxy_delay_mean", mean, "proxy_delay_max", maxWait)
+			"packets", n, "not_video_packets", ps.out.notVideo.Load(), "proxy_delay_mean", mean, "proxy_delay_max", maxWait)
 	})
 }
 
@@ -422,6 +422,9 @@ type PreviewStatus struct {
 	// the proxy: arrival from the camera → handed to the WebRTC stack.
 	ProxyDelayMeanMS float64 `json:"proxy_delay_mean_ms"`
 	ProxyDelayMaxMS  float64 `json:"proxy_delay_max_ms"`
+	// NotVideoPackets counts the camera's other tracks' packets (audio),
+	// which a preview does not carry.
+	NotVideoPackets uint64 `json:"not_video_packets"`
 }
 
 func (s *previewServer) status() []PreviewStatus {
@@ -436,7 +439,7 @@ func (s *previewServer) status() []PreviewStatus {
 		mean, mx, n := ps.out.delay.stats()
 		out = append(out, PreviewStatus{ID: ps.id, Camera: ps.camera, User: ps.user, Since: ps.r.since,
 			Connected: ps.out.connected.Load(), Packets: n,
-			ProxyDelayMeanMS: float64(mean) / 1e6, ProxyDelayMaxMS: float64(mx) / 1e6})
+			ProxyDelayMeanMS: float64(mean) / 1e6, ProxyDelayMaxMS: float64(mx) / 1e6, NotVideoPackets: ps.out.notVideo.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out

@@ -191,7 +191,7 @@
     const btn = document.getElementById("preview-toggle");
     const st = document.getElementById("preview-status");
     const state = window.cordonPreview = { state: "stopped", error: "", frames: [], decoded: 0 };
-    let pc = null, where = null, watchdog = 0;
+    let pc = null, where = null, watchdog = 0, retry = false, camNow = "";
     function say(text, bad) {
       st.textContent = text;
       st.classList.toggle("failed", !!bad);
@@ -230,20 +230,24 @@
         if (conn !== pc) return;
         const s = conn.connectionState;
         if (s === "connected") { state.state = "connected"; say("connected, waiting for a picture…"); }
-        if (s === "failed" || s === "disconnected") { say("preview " + s + " (the proxy or the network went away)", true); stop(); }
+        if (s === "failed" || s === "disconnected") { say("preview " + s + " (the proxy or the network went away)", true); stop(); retry = true; }
       };
       await conn.setLocalDescription(await conn.createOffer());
       await gathered(conn);
       const r = await action("/v1/cameras/" + encodeURIComponent(name) + "/whep", {
         method: "POST", headers: { "Content-Type": "application/sdp" }, body: conn.localDescription.sdp,
       });
-      if (!r.ok) throw new Error(await failure(r));
+      if (!r.ok) {
+        // 503: the camera is down or busy; retried when it is up again.
+        retry = r.status === 503;
+        throw new Error(await failure(r));
+      }
       where = r.headers.get("Location");
       await conn.setRemoteDescription({ type: "answer", sdp: await r.text() });
       // A connection without decoded frames is a codec the browser cannot
       // decode: say so rather than show a black box.
       watchdog = setTimeout(() => {
-        if (conn === pc && !state.decoded) say("connected, but this browser decodes no picture from the camera's stream (codec or profile not supported by its WebRTC decoder)", true);
+        if (conn === pc && !state.decoded && camNow === "up") say("connected, but this browser decodes no picture from the camera's stream (codec or profile not supported by its WebRTC decoder)", true);
       }, 8000);
     }
     function onFrame(now, md) {
@@ -258,17 +262,29 @@
     video.addEventListener("error", () => say("video error: " + (video.error && video.error.message), true));
     btn.addEventListener("click", () => {
       if (pc) stop("stopped");
-      else start().catch((e) => { say(e.message, true); stop(); state.error = e.message; });
+      else { retry = false; run(); }
     });
     window.addEventListener("pagehide", () => stop());
     // Nobody watches a hidden tab: end the preview, start again when shown.
     let hiddenStop = false;
     document.addEventListener("visibilitychange", () => {
       if (document.hidden && pc) { hiddenStop = true; stop("paused while the tab is hidden"); }
-      else if (!document.hidden && hiddenStop) { hiddenStop = false; start().catch((e) => { const m = e.message; stop(); say(m, true); }); }
+      else if (!document.hidden && hiddenStop) { hiddenStop = false; run(); }
     });
     if (typeof RTCPeerConnection === "undefined") { say("this browser has no WebRTC", true); btn.disabled = true; return; }
-    start().catch((e) => { const m = e.message; stop(); say(m, true); state.error = m; });
+    function run() { start().catch((e) => { const m = e.message; stop(); say(m, true); state.error = m; }); }
+    run();
+    // Called at each refresh: a preview that failed because the camera was
+    // down starts again once it is up.
+    return function cameraState(camState) {
+      camNow = camState;
+      if (retry && !pc && camState === "up" && !document.hidden) { retry = false; run(); }
+      // The preview stays attached while the camera is down and plays on
+      // when it is back: say what it waits for.
+      if (pc && state.state !== "playing" && camState !== "up") say("waiting for the camera, which is " + camState.replace("_", " ") + "…");
+      if (pc && state.state === "playing" && camState !== "up") say("the camera is " + camState.replace("_", " ") + "; the picture resumes when it is back");
+      if (pc && state.state === "playing" && camState === "up") say("playing: WebRTC, " + video.videoWidth + "×" + video.videoHeight);
+    };
   }
 
   function reconnectButton(name) {
@@ -293,12 +309,13 @@
 
   function cameraPage() {
     const name = document.body.dataset.camera;
-    preview(name);
+    const previewWatch = preview(name);
     reconnectButton(name);
     every(async () => {
       const c = await get("/v1/cameras/" + encodeURIComponent(name));
       const st = document.getElementById("state");
       st.textContent = c.state; st.className = "badge state-" + c.state;
+      if (previewWatch) previewWatch(c.state);
       const f = {
         since: since(c.since), codec: c.codec || "", resolution: resolution(c), fps: fps(c),
         bitrate: bitrate(c.bitrate_bps), jitter: jitter(c.rtp_jitter),
