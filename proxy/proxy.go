@@ -432,6 +432,10 @@ func (p *Proxy) keepRestartOnly(old Config, cfg *Config) {
 		cfg.Listen, cfg.TLS, cfg.Timeouts = old.Listen, old.TLS, old.Timeouts
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
+	if old.AdminTLS != cfg.AdminTLS || old.Preview != cfg.Preview {
+		p.log.Warn("reload: admin_tls and preview changed but only apply after a restart")
+		cfg.AdminTLS, cfg.Preview = old.AdminTLS, old.Preview
+	}
 	if !reflect.DeepEqual(old.Trunk, cfg.Trunk) || !reflect.DeepEqual(old.Trunks, cfg.Trunks) {
 		p.log.Warn("reload: trunk and trunks changed but only apply after a restart")
 		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
