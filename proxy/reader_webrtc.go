@@ -14,17 +14,19 @@ import (
 
 // webrtcOutput is a console preview (preview_webrtc.go): a reader like
 // any other, whose cleaned video packets go, unchanged but for their
-// sequence numbers, SSRC and payload type, to a WebRTC track. The stream
+// sequence numbers (consecutive, with a hole where packets were dropped),
+// SSRC and payload type, to a WebRTC track. The stream
 // writes into a bounded queue; run sends from it. It plays once ICE and
 // DTLS are up, so the stream starts it at the cached GOP.
 type webrtcOutput struct {
 	r     *reader
 	video *rebuild.Track // the one track forwarded (other tracks are not previewed)
-	track *webrtc.TrackLocalStaticRTP
+	track rtpWriter
 
 	connected atomic.Bool
 	q         chan webrtcPacket
 	seq       uint16 // run's
+	gap       bool   // packets were dropped since the last one queued (write's: the stream serialises it)
 	notVideo  atomic.Uint64
 
 	once sync.Once
@@ -36,9 +38,17 @@ type webrtcOutput struct {
 	delay previewDelay
 }
 
+// rtpWriter is where a preview's packets go (a pion local track).
+type rtpWriter interface {
+	WriteRTP(*rtp.Packet) error
+}
+
+var _ rtpWriter = (*webrtc.TrackLocalStaticRTP)(nil)
+
 type webrtcPacket struct {
 	pkt     *rtp.Packet
 	arrival time.Time
+	gap     bool // packets were dropped before this one
 }
 
 var (
@@ -50,7 +60,7 @@ var (
 // with a 2 s keyframe interval fits.
 const webrtcQueue = 1024
 
-func newWebRTCOutput(video *rebuild.Track, track *webrtc.TrackLocalStaticRTP) *webrtcOutput {
+func newWebRTCOutput(video *rebuild.Track, track rtpWriter) *webrtcOutput {
 	return &webrtcOutput{video: video, track: track, q: make(chan webrtcPacket, webrtcQueue), done: make(chan struct{})}
 }
 
@@ -67,9 +77,11 @@ func (o *webrtcOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Tim
 		return false, 0, nil
 	}
 	select {
-	case o.q <- webrtcPacket{pkt, arrival}:
+	case o.q <- webrtcPacket{pkt, arrival, o.gap}:
+		o.gap = false
 		return false, 0, nil
 	default:
+		o.gap = true
 		return true, 1, errQueueFull
 	}
 }
@@ -82,6 +94,11 @@ func (o *webrtcOutput) run() error {
 			return errors.New("preview closed")
 		case wp := <-o.q:
 			p := *wp.pkt // the stream's packet is shared: copy the header
+			if wp.gap {
+				// The browser must see the loss, to drop the partial frame
+				// rather than decode it; the stream resumes at a keyframe.
+				o.seq++
+			}
 			p.SequenceNumber = o.seq
 			o.seq++
 			if err := o.track.WriteRTP(&p); err != nil {
