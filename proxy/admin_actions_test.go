@@ -288,3 +288,29 @@ func TestAdminTLSConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminCameraACL: an admin account with cameras may preview and
+// reconnect those only; it still sees every camera in the API.
+func TestAdminCameraACL(t *testing.T) {
+	p, _ := startConsoleProxy(t, []camsim.Camera{{Name: "door"}, {Name: "yard"}}, func(c *Config) {
+		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash, Cameras: []string{"door"}}}
+	})
+	waitFor(t, "cameras up", 10*time.Second, func() bool { return cameraState(p, "door") == stateUp && cameraState(p, "yard") == stateUp })
+	c := &consoleClient{t: t, base: "http://" + p.AdminAddr().String(), user: "ops", pass: "console-pw"}
+	c.open()
+	if got := c.status("POST", "/v1/cameras/yard/reconnect", c.token, nil); got != 403 {
+		t.Errorf("reconnect of a camera the account does not list: %d, want 403", got)
+	}
+	if got := c.status("POST", "/v1/cameras/yard/whep", c.token, map[string]string{"Content-Type": "application/sdp"}); got != 403 {
+		t.Errorf("preview of a camera the account does not list: %d, want 403", got)
+	}
+	if got := c.status("POST", "/v1/cameras/door/reconnect", c.token, nil); got != 202 {
+		t.Errorf("reconnect of a listed camera: %d, want 202", got)
+	}
+	if got := c.status("GET", "/v1/cameras/yard", "", nil); got != 200 {
+		t.Errorf("GET of a camera the account does not list: %d, want 200", got)
+	}
+	if p.camera("yard").reconnects.Load() != 0 {
+		t.Error("yard reconnected")
+	}
+}

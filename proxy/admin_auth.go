@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -17,9 +18,12 @@ import (
 // always runs the full check, at most maxAdminChecks at once.
 type adminAccounts struct {
 	hashes map[string]passwordHash
-	mu     sync.Mutex
-	ok     map[string][sha256.Size]byte // user → sha256(password) last accepted
-	busy   chan struct{}
+	// cameras are the accounts' camera lists (admin_users[].cameras);
+	// an account without one may act on every camera.
+	cameras map[string]map[string]bool
+	mu      sync.Mutex
+	ok      map[string][sha256.Size]byte // user → sha256(password) last accepted
+	busy    chan struct{}
 }
 
 // maxAdminChecks bounds concurrent password hash checks on the admin
@@ -27,8 +31,15 @@ type adminAccounts struct {
 const maxAdminChecks = 2
 
 func newAdminAccounts(us []AdminUser) (*adminAccounts, error) {
-	a := &adminAccounts{hashes: map[string]passwordHash{}, ok: map[string][sha256.Size]byte{}, busy: make(chan struct{}, maxAdminChecks)}
+	a := &adminAccounts{hashes: map[string]passwordHash{}, cameras: map[string]map[string]bool{},
+		ok: map[string][sha256.Size]byte{}, busy: make(chan struct{}, maxAdminChecks)}
 	for _, u := range us {
+		if len(u.Cameras) > 0 && !slices.Contains(u.Cameras, "*") {
+			a.cameras[u.User] = map[string]bool{}
+			for _, c := range u.Cameras {
+				a.cameras[u.User][c] = true
+			}
+		}
 		h, err := parseHash(u.PasswordHash)
 		if err != nil {
 			return nil, fmt.Errorf("admin user %s: password_hash: %w", u.User, err)
@@ -63,6 +74,18 @@ func (a *adminAccounts) check(user, pw string) bool {
 		a.mu.Unlock()
 	}
 	return good
+}
+
+// adminAllows reports whether the admin account of r may preview and act
+// on the camera called name (admin_users[].cameras; without admin_users,
+// on loopback, every camera).
+func (p *Proxy) adminAllows(r *http.Request, name string) bool {
+	a := p.adminAccts.Load()
+	if a == nil {
+		return true
+	}
+	cams, limited := a.cameras[adminUser(r)]
+	return !limited || cams[name]
 }
 
 // setAdminUsers replaces the admin accounts (at start and on reload); the

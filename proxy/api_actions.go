@@ -5,6 +5,10 @@ import (
 	"net/http"
 )
 
+// errAdminCamera refuses an action on a camera the admin account's
+// cameras do not list.
+var errAdminCamera = errors.New("admin: this account may not preview or act on this camera (admin_users[].cameras)")
+
 // registerActions adds the admin listener's actions, each a POST or
 // DELETE that adminGuard lets through only with the console session's
 // CSRF token: start a preview (WHEP offer), end it, reconnect a camera.
@@ -13,6 +17,10 @@ func (p *Proxy) registerActions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/cameras/{name}/whep", func(w http.ResponseWriter, r *http.Request) {
 		if p.preview == nil {
 			previewError(w, http.StatusNotFound, errPreviewOff)
+			return
+		}
+		if !p.adminAllows(r, r.PathValue("name")) {
+			previewError(w, http.StatusForbidden, errAdminCamera)
 			return
 		}
 		p.preview.handleOffer(w, r)
@@ -37,6 +45,10 @@ func (p *Proxy) registerActions(mux *http.ServeMux) {
 		c := p.camera(r.PathValue("name"))
 		if c == nil {
 			previewError(w, http.StatusNotFound, errors.New("no camera of that name"))
+			return
+		}
+		if !p.adminAllows(r, c.cfg.Name) {
+			previewError(w, http.StatusForbidden, errAdminCamera)
 			return
 		}
 		running := c.reconnect()

@@ -467,7 +467,7 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	names := c.checkCameras(ps.add)
 	c.checkTrunks(ps.add, names)
 	c.checkReaders(ps.add, names)
-	c.checkAdmin(ps.add)
+	c.checkAdmin(ps.add, names)
 	c.checkPreview(ps.add)
 	ls := c.checkListeners(ps)
 	bind := c.checkSettings(ps.add)

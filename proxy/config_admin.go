@@ -17,6 +17,10 @@ import (
 type AdminUser struct {
 	User         string `yaml:"user"`
 	PasswordHash string `yaml:"password_hash"`
+	// Cameras limits the cameras this account may preview and act on
+	// (reconnect), as readers' cameras do: names, or "*". Empty: every
+	// camera. The console and API list every camera to every account.
+	Cameras []string `yaml:"cameras"`
 }
 
 // adminOffLoopback reports whether listen.admin is an address off
@@ -41,7 +45,7 @@ func adminOffLoopback(addr string) bool {
 // checkAdmin checks admin_users, and refuses an admin listener off
 // loopback without them (as readers refuse anonymous reading unless
 // allow_anonymous says so): the console and API show every camera.
-func (c *Config) checkAdmin(add addFunc) {
+func (c *Config) checkAdmin(add addFunc, names map[string]int) {
 	users := map[string]int{}
 	for i, u := range c.AdminUsers {
 		key := fmt.Sprintf("admin_users[%d]", i)
@@ -59,6 +63,11 @@ func (c *Config) checkAdmin(add addFunc) {
 				add(key+".user", "%s: user %q is already defined by admin_users[%d]", where, u.User, j)
 			}
 			users[u.User] = i
+		}
+		for j, name := range u.Cameras {
+			if _, ok := names[name]; !ok && name != "*" && !trunkCovers(names, name) {
+				add(fmt.Sprintf("%s.cameras[%d]", key, j), "%s: camera %q is not defined under cameras", where, name)
+			}
 		}
 		if u.PasswordHash == "" {
 			add(key+".password_hash", "%s: password_hash is missing; make one with: cordon proxy hash", where)
