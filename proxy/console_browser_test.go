@@ -90,7 +90,7 @@ type consoleRow struct{ Name, State, Codec, Resolution, FPS string }
 // red within the refresh interval when it goes down, shows a camera's
 // readers, and answers 401 without credentials.
 func TestConsoleInBrowser(t *testing.T) {
-	ctx := browser(t)
+	ctx := browser(t, previewFlags...) // the camera page plays its preview
 	cams := []camsim.Camera{
 		{Name: "door", Codec: "h264", Width: 640, Height: 360, FPS: 25},
 		{Name: "lobby", Codec: "h264", Width: 1920, Height: 1080, FPS: 15},

@@ -266,3 +266,38 @@ func TestPreviewUDPPort(t *testing.T) {
 		t.Errorf("%d previews, want 2", n)
 	}
 }
+
+// TestPreviewOnDemand: a preview wakes an on-demand camera, keeps it up
+// while it plays, and lets it idle once closed.
+func TestPreviewOnDemand(t *testing.T) {
+	p, _ := startConsoleProxy(t, []camsim.Camera{{Name: "door"}}, func(c *Config) { c.Cameras[0].OnDemand = true })
+	if st := cameraState(p, "door"); st != stateIdle {
+		t.Fatalf("on-demand camera %s before any reader", st)
+	}
+	c := &consoleClient{t: t, base: "http://" + p.AdminAddr().String()}
+	c.open()
+	pc, offer := whepClient(t, webrtc.MimeTypeH264)
+	var packets atomic.Int64
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			packets.Add(1)
+		}
+	})
+	code, answer, _ := c.post("/v1/cameras/door/whep", "application/sdp", offer)
+	if code != 201 {
+		t.Fatalf("POST whep to an idle on-demand camera: %d %s", code, answer)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "packets from the woken camera", 10*time.Second, func() bool { return packets.Load() > 20 })
+	time.Sleep(time.Second) // on_demand_close is 500 ms in tests: the preview keeps it up
+	if st := cameraState(p, "door"); st != stateUp {
+		t.Errorf("on-demand camera %s while previewed", st)
+	}
+	pc.Close()
+	waitFor(t, "the camera idle after the preview", 10*time.Second, func() bool { return cameraState(p, "door") == stateIdle })
+}
