@@ -20,7 +20,7 @@ func (p *Proxy) registerActions(mux *http.ServeMux) {
 			return
 		}
 		if !p.adminAllows(r, r.PathValue("name")) {
-			previewError(w, http.StatusForbidden, errAdminCamera)
+			p.preview.refuse(w, r, http.StatusForbidden, errAdminCamera)
 			return
 		}
 		p.preview.handleOffer(w, r)
@@ -48,6 +48,8 @@ func (p *Proxy) registerActions(mux *http.ServeMux) {
 			return
 		}
 		if !p.adminAllows(r, c.cfg.Name) {
+			p.log.Warn("admin action refused: reconnect camera", "camera", c.cfg.Name, "user", adminUser(r),
+				"remote", r.RemoteAddr, "reason", errAdminCamera)
 			previewError(w, http.StatusForbidden, errAdminCamera)
 			return
 		}

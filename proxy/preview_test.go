@@ -188,6 +188,12 @@ func TestPreviewWHEP(t *testing.T) {
 	if n := len(webrtcReaders(p)); n != 0 {
 		t.Errorf("%d previews left", n)
 	}
+	m := httpGet(t, c.base+"/metrics")
+	for _, want := range []string{"cordon_admin_previews 0", "cordon_admin_previews_started_total 4", "cordon_admin_previews_refused_total 5"} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // startsKeyframe reports whether an RTP payload starts an H.264 or H.265

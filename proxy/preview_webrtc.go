@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -49,6 +50,8 @@ type previewServer struct {
 	api *webrtc.API
 	log *slog.Logger
 	mux ice.UDPMux // nil without preview.udp_port
+
+	started, refused atomic.Uint64 // previews, for the metrics
 
 	mu       sync.Mutex
 	sessions map[string]*previewSession
@@ -209,6 +212,14 @@ func offers(sdp, codec string) bool {
 	return false
 }
 
+// refuse answers an offer the proxy does not serve, logs it and counts it.
+func (s *previewServer) refuse(w http.ResponseWriter, r *http.Request, code int, err error) {
+	s.refused.Add(1)
+	s.log.Info("preview refused", "camera", r.PathValue("name"), "user", adminUser(r), "remote", r.RemoteAddr,
+		"status", code, "reason", err)
+	previewError(w, code, err)
+}
+
 func previewError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, struct {
 		Error string `json:"error"`
@@ -219,51 +230,51 @@ func previewError(w http.ResponseWriter, code int, err error) {
 // checked the credentials and the CSRF token).
 func (s *previewServer) handleOffer(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Off {
-		previewError(w, http.StatusNotFound, errPreviewOff)
+		s.refuse(w, r, http.StatusNotFound, errPreviewOff)
 		return
 	}
 	c := s.p.camera(r.PathValue("name"))
 	if c == nil {
-		previewError(w, http.StatusNotFound, errors.New("no camera of that name"))
+		s.refuse(w, r, http.StatusNotFound, errors.New("no camera of that name"))
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/sdp" {
-		previewError(w, http.StatusUnsupportedMediaType, errors.New("preview: the offer must be application/sdp"))
+		s.refuse(w, r, http.StatusUnsupportedMediaType, errors.New("preview: the offer must be application/sdp"))
 		return
 	}
 	offer, err := io.ReadAll(http.MaxBytesReader(w, r.Body, previewMaxOffer))
 	if err != nil {
-		previewError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("preview: offer: %w", err))
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("preview: offer: %w", err))
 		return
 	}
 	s.mu.Lock()
 	n := len(s.sessions)
 	s.mu.Unlock()
 	if n >= s.cfg.MaxSessions {
-		previewError(w, http.StatusServiceUnavailable, errPreviewBusy)
+		s.refuse(w, r, http.StatusServiceUnavailable, errPreviewBusy)
 		return
 	}
 	sst, err := c.streamFor(s.p.servers[0], c.tmo.OnDemandStart)
 	if err != nil {
-		previewError(w, http.StatusServiceUnavailable, fmt.Errorf("preview: %w", err))
+		s.refuse(w, r, http.StatusServiceUnavailable, fmt.Errorf("preview: %w", err))
 		return
 	}
 	video, mimeType, err := c.stream.previewTrack()
 	if err != nil {
-		previewError(w, http.StatusUnsupportedMediaType, err)
+		s.refuse(w, r, http.StatusUnsupportedMediaType, err)
 		return
 	}
 	switch {
 	case mimeType == webrtc.MimeTypeH265 && !offers(string(offer), "H265"):
-		previewError(w, http.StatusUnsupportedMediaType, errPreviewH265)
+		s.refuse(w, r, http.StatusUnsupportedMediaType, errPreviewH265)
 		return
 	case mimeType == webrtc.MimeTypeH264 && !offers(string(offer), "H264"):
-		previewError(w, http.StatusUnsupportedMediaType, errPreviewH264)
+		s.refuse(w, r, http.StatusUnsupportedMediaType, errPreviewH264)
 		return
 	}
 	ps, answer, code, err := s.start(r, c, sst, video, mimeType, string(offer))
 	if err != nil {
-		previewError(w, code, err)
+		s.refuse(w, r, code, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/sdp")
@@ -366,6 +377,7 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 		err := contained(func() error { return ps.out.run() })
 		ps.close(err.Error())
 	}()
+	s.started.Add(1)
 	s.log.Info("preview started", "camera", ps.camera, "user", ps.user, "remote", r.RemoteAddr, "codec", mimeType)
 	return ps, local.SDP, 0, nil
 }
@@ -425,6 +437,13 @@ type PreviewStatus struct {
 	// NotVideoPackets counts the camera's other tracks' packets (audio),
 	// which a preview does not carry.
 	NotVideoPackets uint64 `json:"not_video_packets"`
+}
+
+// count returns the number of previews running.
+func (s *previewServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }
 
 func (s *previewServer) status() []PreviewStatus {
