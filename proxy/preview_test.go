@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -306,4 +307,55 @@ func TestPreviewOnDemand(t *testing.T) {
 	}
 	pc.Close()
 	waitFor(t, "the camera idle after the preview", 10*time.Second, func() bool { return cameraState(p, "door") == stateIdle })
+}
+
+// TestPreviewCandidatesEveryInterface: with listen.admin on every
+// interface, a preview's candidates are on the address the browser
+// reached, only.
+func TestPreviewCandidatesEveryInterface(t *testing.T) {
+	log, _ := newLog(t)
+	s, err := newPreviewServer(nil, Preview{MaxSessions: 1, IdleTimeout: 2 * time.Second}, &net.TCPAddr{IP: net.IPv4zero, Port: 9554}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "/v1/cameras/door/whep", nil)
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9554}))
+	api, err := s.apiFor(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	track, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "cordon")
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	_, offer := whepClient(t, webrtc.MimeTypeH264)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	n := 0
+	for line := range strings.Lines(pc.LocalDescription().SDP) {
+		if strings.HasPrefix(line, "a=candidate:") {
+			n++
+			if !strings.Contains(line, " 127.0.0.1 ") || !strings.Contains(line, "typ host") {
+				t.Errorf("candidate not on the reached address: %s", line)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no candidate")
+	}
 }

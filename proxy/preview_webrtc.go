@@ -45,11 +45,14 @@ import (
 
 // previewServer runs the previews of one proxy.
 type previewServer struct {
-	p   *Proxy
-	cfg Preview
-	api *webrtc.API
-	log *slog.Logger
-	mux ice.UDPMux // nil without preview.udp_port
+	p       *Proxy
+	cfg     Preview
+	log     *slog.Logger
+	me      *webrtc.MediaEngine
+	ir      *interceptor.Registry
+	adminIP netip.Addr
+	api     *webrtc.API // nil when listen.admin is on every interface (apiFor)
+	mux     ice.UDPMux  // nil without preview.udp_port
 
 	started, refused atomic.Uint64 // previews, for the metrics
 
@@ -117,42 +120,65 @@ func newPreviewServer(p *Proxy, cfg Preview, adminAddr net.Addr, log *slog.Logge
 		return nil, fmt.Errorf("preview: %w", err)
 	}
 
-	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log}}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	// disconnected after half the idle timeout without an answer, failed
-	// (closed) after the other half.
-	se.SetICETimeouts(cfg.IdleTimeout/2, cfg.IdleTimeout/2, time.Second)
 	ap, err := netip.ParseAddrPort(adminAddr.String())
 	if err != nil {
 		return nil, fmt.Errorf("preview: admin address %s: %w", adminAddr, err)
 	}
-	ip := ap.Addr().Unmap()
-	if ip.IsLoopback() {
-		se.SetIncludeLoopbackCandidate(true)
-	}
-	if !ip.IsUnspecified() {
-		se.SetIPFilter(func(x net.IP) bool {
-			a, ok := netip.AddrFromSlice(x)
-			return ok && a.Unmap() == ip
-		})
-	}
-	s := &previewServer{p: p, cfg: cfg, log: log, sessions: map[string]*previewSession{}}
-	switch {
-	case cfg.UDPPort > 0:
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip.AsSlice(), Port: cfg.UDPPort})
+	s := &previewServer{p: p, cfg: cfg, log: log, me: me, ir: ir, adminIP: ap.Addr().Unmap(), sessions: map[string]*previewSession{}}
+	if cfg.UDPPort > 0 {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: s.adminIP.AsSlice(), Port: cfg.UDPPort})
 		if err != nil {
 			return nil, fmt.Errorf("preview: %w", &ListenError{Key: "preview.udp_port", Addr: fmt.Sprint(cfg.UDPPort), Err: err})
 		}
 		s.mux = webrtc.NewICEUDPMux(pionLogs{log}.NewLogger("ice"), conn)
-		se.SetICEUDPMux(s.mux)
-	case cfg.UDPPortMin > 0:
-		if err := se.SetEphemeralUDPPortRange(uint16(cfg.UDPPortMin), uint16(cfg.UDPPortMax)); err != nil {
-			return nil, fmt.Errorf("preview: preview.udp_port_min/max: %w", err)
-		}
 	}
-	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	if !s.adminIP.IsUnspecified() {
+		s.api = s.newAPI(s.adminIP)
+	}
 	return s, nil
+}
+
+// newAPI returns a pion API whose ICE candidates are UDP host candidates
+// on ip only (loopback included when ip is), on preview.udp_port or in
+// preview.udp_port_min..max.
+func (s *previewServer) newAPI(ip netip.Addr) *webrtc.API {
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{s.log}}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// disconnected after half the idle timeout without an answer, failed
+	// (closed) after the other half.
+	se.SetICETimeouts(s.cfg.IdleTimeout/2, s.cfg.IdleTimeout/2, time.Second)
+	se.SetIncludeLoopbackCandidate(ip.IsLoopback())
+	se.SetIPFilter(func(x net.IP) bool {
+		a, ok := netip.AddrFromSlice(x)
+		return ok && a.Unmap() == ip
+	})
+	switch {
+	case s.mux != nil:
+		se.SetICEUDPMux(s.mux)
+	case s.cfg.UDPPortMin > 0:
+		se.SetEphemeralUDPPortRange(uint16(s.cfg.UDPPortMin), uint16(s.cfg.UDPPortMax)) // validated: min <= max
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(s.me), webrtc.WithInterceptorRegistry(s.ir), webrtc.WithSettingEngine(se))
+}
+
+// apiFor returns the API of a preview asked for by r. On an admin
+// listener bound to every interface, the candidates are on the address
+// the browser reached (never the other interfaces, the camera network's
+// among them).
+func (s *previewServer) apiFor(r *http.Request) (*webrtc.API, error) {
+	if s.api != nil {
+		return s.api, nil
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return nil, errors.New("preview: the request's local address is unknown")
+	}
+	ap, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return nil, fmt.Errorf("preview: the request's local address: %w", err)
+	}
+	return s.newAPI(ap.Addr().Unmap()), nil
 }
 
 // close ends every preview and releases the UDP port.
@@ -286,7 +312,11 @@ func (s *previewServer) handleOffer(w http.ResponseWriter, r *http.Request) {
 
 // start negotiates a preview and attaches it to the camera's stream.
 func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerStream, video *rebuild.Track, mimeType, offer string) (*previewSession, string, int, error) {
-	pc, err := s.api.NewPeerConnection(webrtc.Configuration{}) // no ICE servers: host candidates only
+	api, err := s.apiFor(r)
+	if err != nil {
+		return nil, "", http.StatusInternalServerError, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{}) // no ICE servers: host candidates only
 	if err != nil {
 		return nil, "", http.StatusInternalServerError, fmt.Errorf("preview: %w", err)
 	}
