@@ -243,3 +243,35 @@ func TestPreviewInBrowser(t *testing.T) {
 		t.Errorf("page errors (CSP or script): %q", bad)
 	}
 }
+
+// TestPreviewOverTLSInBrowser: with admin_tls the console is served over
+// HTTPS (its session cookie Secure) and the preview plays there too.
+func TestPreviewOverTLSInBrowser(t *testing.T) {
+	ctx := browser(t, append(previewFlags, chromedp.Flag("ignore-certificate-errors", true))...) // the test's self-signed certificate
+	certFile, keyFile, _ := writeAdminCert(t)
+	p, _ := startConsoleProxy(t, []camsim.Camera{{Name: "door", Codec: "h264"}}, func(c *Config) {
+		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
+		c.AdminTLS = TLS{Cert: certFile, Key: keyFile}
+	})
+	waitFor(t, "door up", 10*time.Second, func() bool { return cameraState(p, "door") == stateUp })
+	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:console-pw"))}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+p.AdminAddr().String()+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	var st previewState
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Error != "" || st.CurrentTime > 1.5 {
+			break
+		}
+	}
+	if st.Error != "" || st.CurrentTime <= 1.5 {
+		t.Errorf("preview over HTTPS: %+v", st)
+	}
+}
