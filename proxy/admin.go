@@ -19,6 +19,7 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	p.registerAPI(mux)
+	p.registerActions(mux)
 	p.registerConsole(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -153,6 +154,10 @@ var (
 	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
 	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
 	descAdminFail   = prometheus.NewDesc("cordon_admin_auth_failures_total", "Failed logins on the admin listener (console, API, metrics).", nil, nil)
+	descPreviews    = prometheus.NewDesc("cordon_admin_previews", "Console previews (WebRTC) running; each is also a reader of its camera.", nil, nil)
+	descPreviewsRun = prometheus.NewDesc("cordon_admin_previews_started_total", "Console previews started.", nil, nil)
+	descPreviewsNo  = prometheus.NewDesc("cordon_admin_previews_refused_total", "Console preview offers refused (codec the browser does not offer, camera down, max_sessions, ...; each logged with its reason).", nil, nil)
+	descAdminThrot  = prometheus.NewDesc("cordon_admin_auth_throttled_total", "Admin listener logins answered 401 without checking the password (the source or account is in a failure delay, or too many logins of the source wait).", nil, nil)
 	descRefused     = prometheus.NewDesc("cordon_reader_refused_total", "Reader requests refused after login, by reason.", []string{"reason"}, nil)
 	descConnRefused = prometheus.NewDesc("cordon_reader_connections_refused_total", "Reader connections closed at once because a connection limit was reached, by limit.", []string{"listener", "limit"}, nil)
 	descConnOpen    = prometheus.NewDesc("cordon_reader_connections", "Open reader connections.", []string{"listener"}, nil)
@@ -166,7 +171,7 @@ var (
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
 		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
-		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail} {
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail, descAdminThrot, descPreviews, descPreviewsRun, descPreviewsNo} {
 		ch <- d
 	}
 	for _, d := range trunkDescs {
@@ -215,6 +220,12 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	p.collectTrunks(ch)
 	counter(descAuthFail, p.authFailures.Load())
 	counter(descAdminFail, p.adminAuthFailures.Load())
+	counter(descAdminThrot, p.adminThrottled.Load())
+	if pv := p.preview; pv != nil {
+		gauge(descPreviews, float64(pv.count()))
+		counter(descPreviewsRun, pv.started.Load())
+		counter(descPreviewsNo, pv.refused.Load())
+	}
 	counter(descRefused, p.refusedNetwork.Load(), "network")
 	counter(descRefused, p.refusedCamera.Load(), "camera")
 	counter(descRefused, p.refusedFull.Load(), "max_readers")

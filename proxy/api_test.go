@@ -123,7 +123,7 @@ func TestAPINoCameraAddressOrPassword(t *testing.T) {
 		s := p.Status()[0]
 		return s.State != stateUp && s.LastError != ""
 	})
-	for _, path := range []string{"/v1/cameras", "/v1/cameras/door", "/v1/readers", "/", "/cameras/door", "/readers", "/metrics"} {
+	for _, path := range []string{"/v1/cameras", "/v1/cameras/door", "/v1/readers", "/", "/cameras/door", "/readers", "/metrics", "/v1/previews", "/v1/trunks"} {
 		body := httpGet(t, base+path)
 		for _, secret := range []string{"Cam-S3cret", "localhost", "camuser"} {
 			if strings.Contains(body, secret) {
@@ -195,7 +195,8 @@ func TestAdminGuard(t *testing.T) {
 		{"GET", "/static/layout.html", "ops", "console-pw", 404},
 		{"GET", "/cameras/nope", "ops", "console-pw", 404},
 		{"HEAD", "/", "ops", "console-pw", 200},
-		{"POST", "/v1/cameras", "ops", "console-pw", 405},
+		{"POST", "/v1/cameras", "ops", "console-pw", 403}, // no CSRF token (admin_actions_test.go)
+		{"PUT", "/v1/cameras", "ops", "console-pw", 405},
 		{"GET", "/healthz", "", "", 200},
 	} {
 		res := do(tc.method, tc.path, tc.user, tc.pw)

@@ -58,6 +58,7 @@ type camera struct {
 	waiters int       // readers waiting in streamFor
 	lastUse time.Time // last DESCRIBE/SETUP/PLAY, for on-demand idling
 	hist    stateHistory
+	kick    context.CancelCauseFunc // ends the running session (camera_reconnect.go)
 }
 
 var _ sourceParent = (*camera)(nil)
@@ -123,7 +124,7 @@ func (c *camera) run() {
 	defer c.recoverGo("camera loop")
 	b := newBackoff(c.tmo.BackoffMin, c.tmo.BackoffMax, c.tmo.AuthFailureBackoff)
 	if !c.cfg.OnDemand {
-		retryLoop(c.ctx, b, c.session, c.onRetry)
+		retryLoop(c.ctx, b, c.kickableSession, c.onRetry)
 		return
 	}
 	for {
@@ -135,7 +136,7 @@ func (c *camera) run() {
 		c.log.Info("on-demand camera starting: a reader asked for it")
 		ctx, cancel := context.WithCancel(c.ctx)
 		go c.idleWatch(ctx, cancel)
-		retryLoop(ctx, b, c.session, c.onRetry)
+		retryLoop(ctx, b, c.kickableSession, c.onRetry)
 		cancel()
 		if c.ctx.Err() != nil {
 			return

@@ -40,8 +40,13 @@ type Config struct {
 	// request needs one of them, even on loopback. When empty, listen.admin
 	// must be a loopback address (the proxy refuses to start otherwise).
 	AdminUsers []AdminUser `yaml:"admin_users"`
-	Log        Log         `yaml:"log"`
-	Timeouts   Timeouts    `yaml:"timeouts"`
+	// AdminTLS serves the admin listener over HTTPS (cert and key, PEM
+	// files; both or neither). Empty: plain HTTP.
+	AdminTLS TLS `yaml:"admin_tls"`
+	// Preview configures the console's live preview (WebRTC).
+	Preview  Preview  `yaml:"preview"`
+	Log      Log      `yaml:"log"`
+	Timeouts Timeouts `yaml:"timeouts"`
 	// WriteQueueSize is the per-reader queue, in packets; it must hold the
 	// largest keyframe plus the GOP sent to a new reader. A power of two.
 	// It defaults to 4096.
@@ -452,7 +457,8 @@ func (c *Config) collect(h *host) (errs, warns []Problem) {
 	names := c.checkCameras(ps.add)
 	c.checkTrunks(ps.add, names)
 	c.checkReaders(ps.add, names)
-	c.checkAdmin(ps.add)
+	c.checkAdmin(ps.add, names)
+	c.checkPreview(ps.add)
 	ls := c.checkListeners(ps)
 	bind := c.checkSettings(ps.add)
 	if h == nil {
@@ -651,6 +657,10 @@ func (c Config) withDefaults() Config {
 		n, _ := strconv.Atoi(port)
 		c.Listen.UDPRTCP = net.JoinHostPort(host, strconv.Itoa(n+1))
 	}
+	if c.Preview.MaxSessions == 0 {
+		c.Preview.MaxSessions = 8
+	}
+	def(&c.Preview.IdleTimeout, 10*time.Second)
 	if c.WriteQueueSize == 0 {
 		c.WriteQueueSize = 4096
 	}

@@ -169,6 +169,7 @@ func (c *Config) checkHost(h *host, ls []listener, bind netip.Addr, ps, ws *prob
 		}
 	}
 	c.checkTrunkFiles(ps)
+	c.checkAdminTLSFiles(ps)
 	if bindIf == "" {
 		return
 	}

@@ -140,6 +140,15 @@ var confErrorCases = []struct{ name, in, want string }{
 	{"admin bad hash", cfCam + "admin_users:\n  - {user: ops, password_hash: '$argon2i$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA'}\n",
 		`admin_users[0] (ops): password_hash: only argon2id is accepted (not argon2i or argon2d)`},
 	{"admin clear password", cfCam + "admin_users:\n  - {user: ops, password: secret}\n", `c.yml:8: unknown key "password" (check its spelling and indentation)`},
+	{"admin unknown camera", cfCam + "admin_users:\n  - {user: ops, password_hash: '$2a$04$JMKRmb4vzix1fsqK2u6e1u6dpqe6gruJ/sHN5fCpOnJyEpVc/iIsK', cameras: [b]}\n", `admin_users[0] (ops): camera "b" is not defined under cameras`},
+	{"preview port range half", cfCam + "preview:\n  udp_port_min: 50000\n", `preview.udp_port_min and udp_port_max go together (a range of UDP ports)`},
+	{"preview port range reversed", cfCam + "preview:\n  udp_port_min: 50010\n  udp_port_max: 50000\n", `preview.udp_port_min 50010 is above udp_port_max 50000`},
+	{"preview port and range", cfCam + "preview:\n  udp_port: 8189\n  udp_port_min: 50000\n  udp_port_max: 50010\n", `preview.udp_port (one port for every preview) and udp_port_min/max (a range) exclude each other`},
+	{"preview port", cfCam + "preview:\n  udp_port: 70000\n", `preview.udp_port 70000 is not a port (1-65535)`},
+	{"preview idle", cfCam + "preview:\n  idle_timeout: 1s\n", `preview.idle_timeout 1s is out of range (2s to 5m)`},
+	{"preview sessions", cfCam + "preview:\n  max_sessions: -1\n", `preview.max_sessions -1 is negative`},
+	{"admin tls half", cfCam + "admin_tls:\n  cert: a.crt\n", `admin_tls needs both cert and key`},
+	{"preview unknown", cfCam + "preview:\n  stun: stun.example:3478\n", `c.yml:8: unknown key "stun" (check its spelling and indentation)`},
 	{"bad duration", cfCam + "timeouts:\n  camera: soon\n", `c.yml:8: value "soon" is not a valid duration (like 10s or 1m30s) (it reads as a string)`},
 }
 

@@ -27,14 +27,19 @@ var consoleTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"bitrate":    fmtBitrate,
 	"jitter":     func(j float64) string { return fmt.Sprintf("%.1f ms", j/90) },
 	"drops":      fmtDrops,
+	"ms":         func(d time.Duration) string { return fmt.Sprintf("%.1f ms", d.Seconds()*1000) },
 }).ParseFS(consoleFiles, "console/layout.html"))
 
 // consolePage is what a console template gets.
 type consolePage struct {
 	Title, Page, Camera, API, Now, Summary string
-	Cameras                                []CameraStatus
-	One                                    *CameraStatus
-	Readers                                []ReaderEntry
+	// CSRF is the console session's token for actions (admin_csrf.go).
+	CSRF string
+	// Trunks is set on the cameras page when trunks are configured.
+	Trunks  *TrunksStatus
+	Cameras []CameraStatus
+	One     *CameraStatus
+	Readers []ReaderEntry
 }
 
 // registerConsole adds the console: / (cameras), /cameras/{name} and
@@ -51,8 +56,12 @@ func (p *Proxy) registerConsole(mux *http.ServeMux) {
 				up++
 			}
 		}
-		renderConsole(w, http.StatusOK, "cameras", consolePage{Title: "Cameras", Page: "cameras", API: "/v1/cameras",
-			Cameras: cams, Summary: fmt.Sprintf("%d up, %d not up", up, len(cams)-up)})
+		page := consolePage{Title: "Cameras", Page: "cameras", API: "/v1/cameras",
+			Cameras: cams, Summary: fmt.Sprintf("%d up, %d not up", up, len(cams)-up)}
+		if ts := p.TrunksStatus(); ts.Edge != nil || len(ts.Trunks) > 0 {
+			page.Trunks = &ts
+		}
+		p.renderConsole(w, r, "cameras", page)
 	})
 	mux.HandleFunc("GET /cameras/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		c := p.camera(r.PathValue("name"))
@@ -62,14 +71,14 @@ func (p *Proxy) registerConsole(mux *http.ServeMux) {
 		}
 		s := c.status().public()
 		s.History = c.history()
-		renderConsole(w, http.StatusOK, "camera", consolePage{Title: s.Name, Page: "camera", Camera: s.Name,
+		p.renderConsole(w, r, "camera", consolePage{Title: s.Name, Page: "camera", Camera: s.Name,
 			API: "/v1/cameras/" + s.Name, One: &s})
 	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent) // no icon, and no 404 in the browser's console
 	})
 	mux.HandleFunc("GET /readers", func(w http.ResponseWriter, r *http.Request) {
-		renderConsole(w, http.StatusOK, "readers", consolePage{Title: "Readers", Page: "readers", API: "/v1/readers", Readers: p.Readers()})
+		p.renderConsole(w, r, "readers", consolePage{Title: "Readers", Page: "readers", API: "/v1/readers", Readers: p.Readers()})
 	})
 }
 
@@ -83,8 +92,13 @@ func (s staticOnly) Open(name string) (fs.File, error) {
 	return s.FS.Open(name)
 }
 
-func renderConsole(w http.ResponseWriter, code int, name string, page consolePage) {
+// renderConsole renders a console page with the console session's CSRF
+// token (setting the session cookie when the browser has none).
+func (p *Proxy) renderConsole(w http.ResponseWriter, r *http.Request, name string, page consolePage) {
 	page.Now = time.Now().Format("15:04:05")
+	if p.csrf != nil {
+		page.CSRF = p.csrf.token(consoleSession(w, r), adminUser(r))
+	}
 	var buf bytes.Buffer
 	if err := consoleTmpl.ExecuteTemplate(&buf, name, page); err != nil {
 		http.Error(w, "console: "+err.Error(), http.StatusInternalServerError)
@@ -92,7 +106,7 @@ func renderConsole(w http.ResponseWriter, code int, name string, page consolePag
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
+	w.WriteHeader(http.StatusOK)
 	w.Write(buf.Bytes())
 }
 

@@ -21,7 +21,7 @@ import (
 var screenshots = flag.String("screenshots", "", "write the console's screenshots to this `dir` (docs/ for the committed ones)")
 
 // browser starts headless Chromium, or skips the test when it cannot run.
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -35,6 +35,7 @@ func browser(t *testing.T) context.Context {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.WindowSize(1500, 720), chromedp.Flag("lang", "en-US"))
+	opts = append(opts, flags...)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancel2 := chromedp.NewContext(actx)
@@ -89,7 +90,7 @@ type consoleRow struct{ Name, State, Codec, Resolution, FPS string }
 // red within the refresh interval when it goes down, shows a camera's
 // readers, and answers 401 without credentials.
 func TestConsoleInBrowser(t *testing.T) {
-	ctx := browser(t)
+	ctx := browser(t, previewFlags...) // the camera page plays its preview
 	cams := []camsim.Camera{
 		{Name: "door", Codec: "h264", Width: 640, Height: 360, FPS: 25},
 		{Name: "lobby", Codec: "h264", Width: 1920, Height: 1080, FPS: 15},
@@ -247,7 +248,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Sleep(2500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := chromedp.Run(ctx, chromedp.Text(`#readers tbody tr`))
+	// The page's own preview is a reader too (transport webrtc).
+	reader, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#readers tbody tr")).map(tr => tr.textContent).join("\n")`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +257,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(reader, "anonymous") || !strings.Contains(reader, "tcp") || codec != "H264" {
-		t.Errorf("camera page: reader row %q, codec %q", reader, codec)
+	if !strings.Contains(reader, "anonymous") || !strings.Contains(reader, "tcp") || !strings.Contains(reader, "webrtc") || codec != "H264" {
+		t.Errorf("camera page: reader rows %q (want the RTSP reader and the preview), codec %q", reader, codec)
 	}
-	shoot(t, ctx, "console-camera.png")
 	// The camera that went down shows it in its history.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/gate"), chromedp.WaitVisible("#history"),
 		chromedp.Sleep(300*time.Millisecond)); err != nil {
@@ -280,7 +281,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(reader, "door") || !strings.Contains(reader, "anonymous") {
 		t.Errorf("readers page: %q", reader)
 	}
-	if e := errs(); len(e) > 0 {
+	if e := pageErrorsBut(errs(), "status of 415"); len(e) > 0 { // gate's H.265 preview is refused, and says so
 		t.Errorf("page errors (CSP or script): %q", e)
 	}
+}
+
+// pageErrorsBut returns errs without those containing except.
+func pageErrorsBut(errs []string, except string) []string {
+	var out []string
+	for _, e := range errs {
+		if !strings.Contains(e, except) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -48,6 +48,10 @@ type Proxy struct {
 
 	adminAccts        atomic.Pointer[adminAccounts] // nil: no admin_users
 	adminAuthFailures atomic.Uint64
+	adminThrottled    atomic.Uint64 // admin logins answered 401 without a check
+	adminLogins       *loginLimiter // failed admin logins, per source and account
+	csrf              *csrfKey      // signs the console's CSRF tokens
+	preview           *previewServer
 
 	servers   []*gortsplib.Server                                 // plain RTSP first, then RTSPS if configured
 	listeners []namedStats                                        // the servers' listeners, same order
@@ -123,6 +127,8 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 	}
 	p.accts.Store(&acc)
 	p.logins = newLoginLimiter()
+	p.adminLogins = newLoginLimiter()
+	p.csrf = newCSRFKey()
 	p.outBudget = newOutputBudget(cfg.Limits.OutputBufferBytes, p.log)
 	p.registry = prometheus.NewRegistry()
 	p.frameDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -275,7 +281,28 @@ func (p *Proxy) startAdmin(cfg Config) error {
 		ln.Close()
 		return fmt.Errorf("proxy: %w", err)
 	}
-	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if !cfg.Preview.Off {
+		pv, err := newPreviewServer(p, cfg.Preview, ln.Addr(), p.log.With("component", "preview"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("proxy: %w", err)
+		}
+		p.preview = pv
+	}
+	p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(p.log.With("component", "admin").Handler(), slog.LevelDebug)}
+	if cfg.AdminTLS.Cert != "" {
+		cert, err := loadAdminCert(cfg.AdminTLS)
+		if err != nil {
+			ln.Close()
+			if p.preview != nil {
+				p.preview.close()
+			}
+			return fmt.Errorf("proxy: %w", err)
+		}
+		p.admin.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, p.admin.TLSConfig)
+	}
 	p.wg.Go(func() { p.admin.Serve(ln) })
 	return nil
 }
@@ -418,6 +445,10 @@ func (p *Proxy) keepRestartOnly(old Config, cfg *Config) {
 		cfg.WriteQueueSize, cfg.GOPCacheMaxPackets, cfg.PerPacketWrites = old.WriteQueueSize, old.GOPCacheMaxPackets, old.PerPacketWrites
 	}
 	p.keepTrunkRestartOnly(old, cfg)
+	if old.AdminTLS != cfg.AdminTLS || old.Preview != cfg.Preview {
+		p.log.Warn("reload: admin_tls and preview changed but only apply after a restart")
+		cfg.AdminTLS, cfg.Preview = old.AdminTLS, old.Preview
+	}
 }
 
 // reloadCamerasLocked stops the configuration's cameras that were removed
@@ -497,6 +528,9 @@ func (p *Proxy) Close() {
 	}
 	if p.admin != nil {
 		p.admin.Close()
+	}
+	if p.preview != nil {
+		p.preview.close()
 	}
 	p.wg.Wait()
 	p.log.Info("proxy stopped")

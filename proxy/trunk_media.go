@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/prometheus/client_golang/prometheus"
 )

@@ -1,5 +1,7 @@
 // Cordon proxy console: refreshes the page's tables from the JSON API every
-// 2 s (no reload). Values are written with textContent only.
+// 2 s (no reload), runs a camera's live preview (WebRTC, WHEP-style) and
+// the actions (POST with the page's CSRF token). Values are written with
+// textContent only.
 "use strict";
 (function () {
   const page = document.body.dataset.page;
@@ -56,6 +58,18 @@
   function ok() { statusEl.textContent = "updated " + new Date().toLocaleTimeString(); statusEl.classList.remove("failed"); }
   function failed(err) { statusEl.textContent = "refresh failed: " + err.message; statusEl.classList.add("failed"); }
 
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // action sends a state-changing request with the console session's token.
+  function action(url, opts) {
+    opts = opts || {};
+    opts.headers = Object.assign({ "X-CSRF-Token": csrf }, opts.headers || {});
+    opts.credentials = "same-origin";
+    opts.cache = "no-store";
+    return fetch(url, opts);
+  }
+  async function failure(r) {
+    try { return (await r.json()).error || "HTTP " + r.status; } catch (e) { return "HTTP " + r.status; }
+  }
   async function get(url) {
     const r = await fetch(url, { cache: "no-store", credentials: "same-origin" });
     if (!r.ok) throw new Error(url + ": HTTP " + r.status);
@@ -124,7 +138,31 @@
       });
     }
     filter.addEventListener("input", render);
-    every(async () => { last = (await get("/v1/cameras")).cameras || []; render(); });
+    every(async () => {
+      last = (await get("/v1/cameras")).cameras || [];
+      render();
+      trunks(await get("/v1/trunks"));
+    });
+  }
+
+  function trunks(ts) {
+    const section = document.getElementById("trunks-section");
+    const list = (ts && ts.trunks) || [];
+    section.hidden = !list.length && !(ts && ts.edge);
+    const table = document.getElementById("trunks");
+    const body = document.createElement("tbody");
+    for (const t of list) {
+      const tr = document.createElement("tr");
+      tr.className = "state-" + t.state;
+      cell(tr, t.name); cell(tr, t.address); cell(tr, badge(t.state)); cell(tr, since(t.since));
+      cell(tr, String(t.cameras_up), "num"); cell(tr, (t.rtt_ns / 1e6).toFixed(1) + " ms", "num");
+      cell(tr, String(t.media_bytes), "num"); cell(tr, String(t.packets_lost), "num");
+      cell(tr, String(t.reconnects), "num"); cell(tr, t.last_error || "", "err");
+      body.appendChild(tr);
+    }
+    table.replaceChild(body, table.tBodies[0]);
+    const e = ts && ts.edge;
+    document.getElementById("trunk-edge").textContent = e ? "This proxy is an edge on " + e.listen + ": " + (e.cores || []).length + " core(s) connected, " + e.refused + " refused." : "";
   }
 
   function readerRows(tbody, readers, withCamera) {
@@ -144,12 +182,140 @@
     tbody.parentNode.replaceChild(body, tbody);
   }
 
+  // preview plays the camera in the page's <video> over WebRTC: the offer
+  // goes to /v1/cameras/{name}/whep (with every candidate: no trickle),
+  // the answer comes back in the response. window.cordonPreview keeps
+  // the state and the last frames' timing for tests and latency figures.
+  function preview(name) {
+    const video = document.getElementById("preview");
+    const btn = document.getElementById("preview-toggle");
+    const st = document.getElementById("preview-status");
+    const state = window.cordonPreview = { state: "stopped", error: "", frames: [], decoded: 0 };
+    let pc = null, where = null, watchdog = 0, retry = false, camNow = "";
+    function say(text, bad) {
+      st.textContent = text;
+      st.classList.toggle("failed", !!bad);
+      if (bad) state.error = text;
+    }
+    function gathered(conn) {
+      return new Promise((resolve) => {
+        if (conn.iceGatheringState === "complete") return resolve();
+        const t = setTimeout(resolve, 2000);
+        conn.addEventListener("icegatheringstatechange", () => {
+          if (conn.iceGatheringState === "complete") { clearTimeout(t); resolve(); }
+        });
+      });
+    }
+    function stop(text) {
+      clearTimeout(watchdog);
+      if (pc) pc.close();
+      pc = null;
+      if (where) action(where, { method: "DELETE", keepalive: true }).catch(() => {});
+      where = null;
+      video.srcObject = null;
+      btn.textContent = "Start preview";
+      state.state = "stopped";
+      if (text) say(text);
+    }
+    async function start() {
+      stop();
+      state.error = "";
+      state.state = "connecting";
+      btn.textContent = "Stop preview";
+      say("connecting…");
+      const conn = pc = new RTCPeerConnection({ iceServers: [] });
+      conn.addTransceiver("video", { direction: "recvonly" });
+      conn.ontrack = (ev) => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+      conn.onconnectionstatechange = () => {
+        if (conn !== pc) return;
+        const s = conn.connectionState;
+        if (s === "connected") { state.state = "connected"; say("connected, waiting for a picture…"); }
+        if (s === "failed" || s === "disconnected") { say("preview " + s + " (the proxy or the network went away)", true); stop(); retry = true; }
+      };
+      await conn.setLocalDescription(await conn.createOffer());
+      await gathered(conn);
+      const r = await action("/v1/cameras/" + encodeURIComponent(name) + "/whep", {
+        method: "POST", headers: { "Content-Type": "application/sdp" }, body: conn.localDescription.sdp,
+      });
+      if (!r.ok) {
+        // 503: the camera is down or busy; retried when it is up again.
+        retry = r.status === 503;
+        throw new Error(await failure(r));
+      }
+      where = r.headers.get("Location");
+      await conn.setRemoteDescription({ type: "answer", sdp: await r.text() });
+      // A connection without decoded frames is a codec the browser cannot
+      // decode: say so rather than show a black box.
+      watchdog = setTimeout(() => {
+        if (conn === pc && !state.decoded && camNow === "up") say("connected, but this browser decodes no picture from the camera's stream (codec or profile not supported by its WebRTC decoder)", true);
+      }, 8000);
+    }
+    function onFrame(now, md) {
+      state.decoded++;
+      if (state.state !== "playing") { state.state = "playing"; say("playing: WebRTC, " + video.videoWidth + "×" + video.videoHeight); }
+      state.frames.push({ rtp: md.rtpTimestamp, receive: md.receiveTime, present: md.presentationTime, expected: md.expectedDisplayTime, origin: performance.timeOrigin, media: md.mediaTime });
+      if (state.frames.length > 300) state.frames.shift();
+      video.requestVideoFrameCallback(onFrame);
+    }
+    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(onFrame);
+    else video.addEventListener("playing", () => { state.decoded++; state.state = "playing"; say("playing: WebRTC"); });
+    video.addEventListener("error", () => say("video error: " + (video.error && video.error.message), true));
+    btn.addEventListener("click", () => {
+      if (pc) stop("stopped");
+      else { retry = false; run(); }
+    });
+    window.addEventListener("pagehide", () => stop());
+    // Nobody watches a hidden tab: end the preview, start again when shown.
+    let hiddenStop = false;
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden && pc) { hiddenStop = true; stop("paused while the tab is hidden"); }
+      else if (!document.hidden && hiddenStop) { hiddenStop = false; run(); }
+    });
+    if (typeof RTCPeerConnection === "undefined") { say("this browser has no WebRTC", true); btn.disabled = true; return; }
+    function run() { start().catch((e) => { const m = e.message; stop(); say(m, true); state.error = m; }); }
+    run();
+    // Called at each refresh: a preview that failed because the camera was
+    // down starts again once it is up.
+    return function cameraState(camState) {
+      camNow = camState;
+      if (retry && !pc && camState === "up" && !document.hidden) { retry = false; run(); }
+      // The preview stays attached while the camera is down and plays on
+      // when it is back: say what it waits for.
+      if (pc && state.state !== "playing" && camState !== "up") say("waiting for the camera, which is " + camState.replace("_", " ") + "…");
+      if (pc && state.state === "playing" && camState !== "up") say("the camera is " + camState.replace("_", " ") + "; the picture resumes when it is back");
+      if (pc && state.state === "playing" && camState === "up") say("playing: WebRTC, " + video.videoWidth + "×" + video.videoHeight);
+    };
+  }
+
+  function reconnectButton(name) {
+    const btn = document.getElementById("reconnect");
+    const st = document.getElementById("reconnect-status");
+    btn.addEventListener("click", async () => {
+      btn.disabled = true;
+      try {
+        const r = await action("/v1/cameras/" + encodeURIComponent(name) + "/reconnect", { method: "POST" });
+        if (!r.ok) throw new Error(await failure(r));
+        const j = await r.json();
+        st.textContent = j.session_was_running ? "session ended; reconnecting" : "no session was running; the camera retries on its own";
+        st.classList.remove("failed");
+      } catch (e) {
+        st.textContent = "reconnect failed: " + e.message;
+        st.classList.add("failed");
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  }
+
   function cameraPage() {
     const name = document.body.dataset.camera;
+    const previewWatch = preview(name);
+    reconnectButton(name);
     every(async () => {
       const c = await get("/v1/cameras/" + encodeURIComponent(name));
       const st = document.getElementById("state");
       st.textContent = c.state; st.className = "badge state-" + c.state;
+      if (previewWatch) previewWatch(c.state);
       const f = {
         since: since(c.since), codec: c.codec || "", resolution: resolution(c), fps: fps(c),
         bitrate: bitrate(c.bitrate_bps), jitter: jitter(c.rtp_jitter),

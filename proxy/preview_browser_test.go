@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
+)
+
+// previewFlags let headless Chromium use WebRTC on loopback (it leaves
+// loopback interfaces out of ICE otherwise) and play without a gesture.
+var previewFlags = []chromedp.ExecAllocatorOption{
+	chromedp.Flag("allow-loopback-in-peer-connection", true),
+	chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+}
+
+type previewState struct {
+	State       string
+	Error       string
+	Decoded     int
+	CurrentTime float64
+	Width       int
+	Status      string
+}
+
+const previewStateJS = `({State: window.cordonPreview ? window.cordonPreview.state : "",
+	Error: window.cordonPreview ? window.cordonPreview.error : "",
+	Decoded: window.cordonPreview ? window.cordonPreview.decoded : 0,
+	CurrentTime: document.getElementById("preview").currentTime,
+	Width: document.getElementById("preview").videoWidth,
+	Status: document.getElementById("preview-status").textContent})`
+
+// frameTiming is one decoded frame as requestVideoFrameCallback saw it.
+type frameTiming struct {
+	RTP     uint32  `json:"rtp"`
+	Receive float64 `json:"receive"`
+	Present float64 `json:"present"`
+	Origin  float64 `json:"origin"`
+}
+
+// TestPreviewInBrowser plays a camera's live preview (WebRTC) in
+// headless Chromium: the <video> advances more than 3 s of media with no
+// error, the preview is a reader with transport "webrtc" while the page
+// is open and goes away with the page, an H.265 camera shows a message
+// rather than a black box, and the latency from a frame's first packet
+// reaching the proxy to the frame at the browser is measured.
+func TestPreviewInBrowser(t *testing.T) {
+	ctx := browser(t, previewFlags...)
+	cams := []camsim.Camera{
+		{Name: "door", Codec: "h264", Width: 640, Height: 360, FPS: 25},
+		{Name: "yard", Codec: "h265", Width: 640, Height: 360, FPS: 25},
+	}
+	gateCam := []camsim.Camera{{Name: "gate", Codec: "h264", Width: 640, Height: 360, FPS: 25}}
+	gate := &camsim.Server{Addr: "127.0.0.1:0", Cameras: gateCam}
+	if err := gate.Start(); err != nil {
+		t.Fatal(err)
+	}
+	gateAddr := gate.Addr
+	p, _ := startConsoleProxy(t, cams, func(c *Config) {
+		c.Cameras = append(c.Cameras, Camera{Name: "gate", URL: MustParseSecretURL(gate.URL("gate"))})
+		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
+	})
+	base := "http://" + p.AdminAddr().String()
+	waitFor(t, "every camera up", 15*time.Second, func() bool {
+		for _, s := range p.Status() {
+			if s.State != stateUp {
+				return false
+			}
+		}
+		return true
+	})
+	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:console-pw"))}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
+		t.Fatal(err)
+	}
+	errs := pageErrors(ctx)
+	start := time.Now()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	var st previewState
+	var firstFrame time.Duration
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Decoded > 0 && firstFrame == 0 {
+			firstFrame = time.Since(start)
+		}
+		if st.Error != "" || st.CurrentTime > 3.5 {
+			break
+		}
+	}
+	t.Logf("preview: %+v; first frame %s after navigating", st, firstFrame.Round(time.Millisecond))
+	if st.Error != "" || st.CurrentTime <= 3 || st.Width != 640 {
+		t.Fatalf("preview of door: %+v; want more than 3 s of 640-wide video and no error", st)
+	}
+	var readers []ReaderEntry
+	for _, r := range p.Readers() {
+		if r.Transport == "webrtc" {
+			readers = append(readers, r)
+		}
+	}
+	if len(readers) != 1 || readers[0].Camera != "door" || readers[0].User != "ops" || readers[0].PacketsOut == 0 {
+		t.Errorf("webrtc readers %+v, want one of door by ops with packets", readers)
+	}
+
+	// Latency: a frame's first packet reaching the proxy → the frame
+	// received (last packet) and presented in the browser. Same host, same clock.
+	frames, err := chromedp.Run(ctx, chromedp.Evaluate[[]frameTiming](`window.cordonPreview.frames`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arrivals map[uint32]time.Time
+	var proxyMean, proxyMax time.Duration
+	p.preview.mu.Lock()
+	for _, ps := range p.preview.sessions {
+		arrivals = ps.out.delay.arrivals()
+		proxyMean, proxyMax, _ = ps.out.delay.stats()
+	}
+	p.preview.mu.Unlock()
+	var toReceive, toPresent []float64
+	for _, f := range frames {
+		a, ok := arrivals[f.RTP]
+		if !ok || f.Receive == 0 {
+			continue
+		}
+		am := float64(a.UnixNano()) / 1e6
+		toReceive = append(toReceive, f.Origin+f.Receive-am)
+		toPresent = append(toPresent, f.Origin+f.Present-am)
+	}
+	if len(toPresent) < 20 {
+		t.Fatalf("only %d of %d frames matched by RTP timestamp (%d arrivals kept)", len(toPresent), len(frames), len(arrivals))
+	}
+	slices.Sort(toReceive)
+	slices.Sort(toPresent)
+	pct := func(v []float64, q float64) float64 { return v[int(q*float64(len(v)-1))] }
+	summary := fmt.Sprintf("preview latency over %d frames, camera packet at the proxy → browser: received (last packet) median %.1f ms, p95 %.1f ms; presented median %.1f ms, p95 %.1f ms; in the proxy: mean %s, max %s",
+		len(toPresent), pct(toReceive, .5), pct(toReceive, .95), pct(toPresent, .5), pct(toPresent, .95), proxyMean, proxyMax)
+	t.Log(summary)
+	if pct(toPresent, .5) <= 0 || pct(toPresent, .5) > 1000 {
+		t.Errorf("median latency %.1f ms is not plausible", pct(toPresent, .5))
+	}
+	shoot(t, ctx, "console-camera.png")
+
+	// Reconnect camera (the page's button: a POST with its CSRF token): the
+	// camera's session restarts, the preview goes on.
+	before := st.CurrentTime
+	if err := chromedp.Do(ctx, chromedp.Click("#reconnect")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "door reconnected", 10*time.Second, func() bool {
+		return p.camera("door").reconnects.Load() == 1 && cameraState(p, "door") == stateUp
+	})
+	msg, err := chromedp.Run(ctx, chromedp.Text("#reconnect-status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg != "session ended; reconnecting" {
+		t.Errorf("reconnect status %q", msg)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Error != "" || st.CurrentTime > before+3 {
+			break
+		}
+	}
+	if st.Error != "" || st.CurrentTime <= before+3 || len(webrtcReaders(p)) != 1 {
+		t.Errorf("preview after the camera reconnected: %+v (was at %.1f s), previews %d", st, before, len(webrtcReaders(p)))
+	}
+
+	// An H.265 camera: Chromium's WebRTC (headless, software) does not offer
+	// H.265; the page says so instead of showing a black box.
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/yard"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Error != "" || st.CurrentTime > 1 {
+			break
+		}
+	}
+	t.Logf("H.265 preview: %+v", st)
+	switch {
+	case st.CurrentTime > 1 && st.Error == "":
+		t.Logf("this Chromium plays H.265 over WebRTC")
+	case !strings.Contains(st.Status, "H.265"):
+		t.Errorf("H.265 camera: status %q, want a message naming H.265", st.Status)
+	}
+	// A camera that is down: the page says so, and its preview starts
+	// once the camera is up again.
+	gate.Close()
+	waitFor(t, "gate down", 10*time.Second, func() bool { return cameraState(p, "gate") != stateUp })
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/gate"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the page saying it waits for the camera", 5*time.Second, func() bool {
+		st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS))
+		return err == nil && (st.Error != "" || strings.HasPrefix(st.Status, "waiting for the camera, which is down"))
+	})
+	if st.Error != "" {
+		t.Errorf("preview of a camera that is down: %+v", st)
+	}
+	gate = &camsim.Server{Addr: gateAddr, Cameras: gateCam}
+	if err := gate.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.CurrentTime > 1 {
+			break
+		}
+	}
+	if st.CurrentTime <= 1 || st.State != "playing" {
+		t.Errorf("gate's preview after the camera came back: %+v", st)
+	}
+
+	// The door preview ended with its page.
+	waitFor(t, "door's preview gone", 5*time.Second, func() bool {
+		for _, r := range webrtcReaders(p) {
+			if r.Camera == "door" {
+				return false
+			}
+		}
+		return true
+	})
+	if bad := pageErrorsBut(errs(), "status of 415"); len(bad) > 0 { // the H.265 offer's answer, shown in the page
+		t.Errorf("page errors (CSP or script): %q", bad)
+	}
+}
+
+// TestPreviewOverTLSInBrowser: with admin_tls the console is served over
+// HTTPS (its session cookie Secure) and the preview plays there too.
+func TestPreviewOverTLSInBrowser(t *testing.T) {
+	ctx := browser(t, append(previewFlags, chromedp.Flag("ignore-certificate-errors", true))...) // the test's self-signed certificate
+	certFile, keyFile, _ := writeAdminCert(t)
+	p, _ := startConsoleProxy(t, []camsim.Camera{{Name: "door", Codec: "h264"}}, func(c *Config) {
+		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
+		c.AdminTLS = TLS{Cert: certFile, Key: keyFile}
+	})
+	waitFor(t, "door up", 10*time.Second, func() bool { return cameraState(p, "door") == stateUp })
+	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:console-pw"))}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+p.AdminAddr().String()+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	var st previewState
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Error != "" || st.CurrentTime > 1.5 {
+			break
+		}
+	}
+	if st.Error != "" || st.CurrentTime <= 1.5 {
+		t.Errorf("preview over HTTPS: %+v", st)
+	}
+}
