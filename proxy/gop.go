@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -16,12 +18,14 @@ type gopCache struct {
 }
 
 type gopEntry struct {
-	t   *rebuild.Track
-	pkt *rtp.Packet
+	t       *rebuild.Track
+	pkt     *rtp.Packet
+	arrival time.Time // when the camera's packet reached the proxy
 }
 
-// add caches pkt of track t; videoKey starts a new GOP.
-func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
+// add caches pkt of track t, which reached the proxy at arrival; videoKey
+// starts a new GOP.
+func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool, arrival time.Time) {
 	if g.max < 0 {
 		return
 	}
@@ -39,7 +43,7 @@ func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
 		g.reset()
 		return
 	}
-	g.entries = append(g.entries, gopEntry{t, pkt})
+	g.entries = append(g.entries, gopEntry{t, pkt, arrival})
 }
 
 // packets returns the cached GOP, or nil when there is none.

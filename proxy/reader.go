@@ -25,6 +25,13 @@ type reader struct {
 	close     func() // ends the reader's session
 
 	bytes, packets, dropped atomic.Uint64
+	// skipped counts the packets a new reader did not get while it waited
+	// for its first keyframe (no cached GOP to start from).
+	skipped atomic.Uint64
+	// reportedLost, when set, returns the packets the reader said (in its
+	// RTCP receiver reports) it never received: lost on the network or in
+	// its socket buffer, after the proxy sent them.
+	reportedLost func() uint64
 
 	// guarded by the stream's mutex
 	active  bool
@@ -56,6 +63,16 @@ func (r *reader) status() ReaderStatus {
 	return ReaderStatus{
 		User: r.user, Remote: r.remote, Since: r.since, Transport: r.transport,
 		BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
+		SkippedPackets: r.skipped.Load(), ReportedLostPackets: r.lost(),
 		BatchedWrites: r.out != nil && r.out.batched(),
 	}
+}
+
+// lost is the reader's own count of packets it did not receive (0 when it
+// sends no receiver reports).
+func (r *reader) lost() uint64 {
+	if r.reportedLost == nil {
+		return 0
+	}
+	return r.reportedLost()
 }

@@ -297,7 +297,8 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	r := rs.r
 	rs.cam.removeReader(r)
 	h.p.log.Info("reader detached", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
-		"bytes", r.bytes.Load(), "dropped_packets", r.dropped.Load(), "reason", errString(ctx.Error))
+		"bytes", r.bytes.Load(), "dropped_packets", r.dropped.Load(), "skipped_packets", r.skipped.Load(),
+		"reported_lost_packets", r.lost(), "reason", errString(ctx.Error))
 }
 
 func errString(err error) string {

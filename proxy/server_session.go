@@ -71,11 +71,15 @@ func (rs *readerSession) setupAnswered(res *base.Response) {
 // reader whose every media has its channel, gortsplib's per-packet path
 // otherwise.
 func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
+	r := rs.r
+	r.reportedLost = func() uint64 { return reportedLost(rs.ss) }
+	if rs.ss.Transport().Protocol == gortsplib.ProtocolUDP {
+		return newUDPOutput(rs.ss, r, rs.cam, p.udpQueue)
+	}
 	tc, ok := conn.NetConn().(*trackedConn)
 	if !ok || !p.batching || rs.ss.Transport().Protocol != gortsplib.ProtocolTCP || len(rs.chans) != len(rs.ss.Medias()) {
-		return &packetOutput{ss: rs.ss, r: rs.r}
+		return &packetOutput{ss: rs.ss, r: r}
 	}
-	r := rs.r
 	w := newBatchWriter(tc, p.writeTmo, p.readerQueue, p.outBudget, &r.packets, &r.bytes, func(err error) {
 		p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
 		r.close()
@@ -83,4 +87,19 @@ func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
 	w.delay = func(d time.Duration) { p.frameDelay.Observe(d.Seconds()) }
 	w.remote = r.remote
 	return &batchOutput{ss: rs.ss, w: w, chans: rs.chans, ssrcs: rs.ssrcs}
+}
+
+// reportedLost sums the packets a reader said, in its RTCP receiver
+// reports, it did not receive (RFC 3550 cumulative lost, per track; a
+// negative count, from duplicates, counts as 0).
+func reportedLost(ss *gortsplib.ServerSession) uint64 {
+	var n uint64
+	for _, m := range ss.Stats().Medias {
+		for _, f := range m.Formats {
+			if l := f.OutboundRTPPacketsReportedLost; l < 0x800000 {
+				n += l
+			}
+		}
+	}
+	return n
 }

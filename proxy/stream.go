@@ -179,7 +179,7 @@ func (s *stream) packet(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) er
 		}
 		key := !s.hasVideo || (video && i == keyAt)
 		if s.hasVideo {
-			s.gop.add(t, op, key && video)
+			s.gop.add(t, op, key && video, arrival)
 		}
 		for r := range s.readers {
 			s.sendLocked(r, t, op, key, arrival)
@@ -198,11 +198,7 @@ func (s *stream) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 		r.active = true
 		if gop := s.gop.packets(); len(gop) > 0 {
 			// The GOP ends with pkt (cached just before).
-			for _, e := range gop {
-				if !s.writeLocked(r, e.t, e.pkt, arrival) {
-					break
-				}
-			}
+			s.replayLocked(r, gop, arrival)
 			return
 		}
 		r.waitKey = s.hasVideo
@@ -211,12 +207,37 @@ func (s *stream) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bo
 		if !key {
 			if r.slow {
 				r.dropped.Add(1)
+			} else {
+				r.skipped.Add(1) // a new reader waits for its first keyframe
 			}
 			return
 		}
 		r.waitKey, r.slow = false, false
 	}
 	s.writeLocked(r, t, pkt, arrival)
+}
+
+// arrivalPacer is an output that paces what it is given by when each packet
+// reached the proxy (udpOutput: a UDP reader's socket buffer overflows when
+// a cached GOP comes in one burst). The stream hands it the cached packets'
+// own arrival times; other outputs get the live packet's.
+type arrivalPacer interface{ pacesByArrival() }
+
+// replayLocked sends the cached GOP to a reader that has just started
+// playing. When the reader's queue fills up, the rest of the GOP is counted
+// as dropped (the reader then waits for the next keyframe).
+func (s *stream) replayLocked(r *reader, gop []gopEntry, now time.Time) {
+	_, paced := r.out.(arrivalPacer)
+	for i, e := range gop {
+		at := now
+		if paced {
+			at = e.arrival
+		}
+		if !s.writeLocked(r, e.t, e.pkt, at) {
+			r.dropped.Add(uint64(len(gop) - i - 1))
+			return
+		}
+	}
 }
 
 // writeLocked writes one packet to one reader. When the reader's queue is

@@ -1,0 +1,296 @@
+package proxy
+
+import (
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
+
+	"github.com/cordon-vms/cordon/proxy/camsim"
+	"github.com/cordon-vms/cordon/proxy/rebuild"
+)
+
+// seqReader is an in-process UDP reader that counts, per media, the RTP
+// sequence numbers it never got: what a recorder would lose.
+type seqReader struct {
+	cl *gortsplib.Client
+
+	mu       sync.Mutex
+	next     map[*description.Media]uint16 // the sequence number expected next
+	received int
+	gaps     int // packets missing between two received ones
+	late     int // packets older than the one before (reordered or duplicated)
+}
+
+// dialSeqReader plays rawURL over UDP with a receive buffer of rcvBuf bytes
+// (0: the system's default).
+func dialSeqReader(t *testing.T, rawURL string, rcvBuf int) (*seqReader, error) {
+	t.Helper()
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	proto := gortsplib.ProtocolUDP
+	r := &seqReader{
+		cl:   &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 5 * time.Second, UDPReadBufferSize: rcvBuf},
+		next: map[*description.Media]uint16{},
+	}
+	r.cl.OnDecodeError = func(err error) { t.Logf("reader decode error: %v", err) }
+	if err := r.cl.Start(); err != nil {
+		return nil, err
+	}
+	desc, _, err := r.cl.Describe(u)
+	if err == nil {
+		err = r.cl.SetupAll(desc.BaseURL, desc.Medias)
+	}
+	if err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	r.cl.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.received++
+		if want, ok := r.next[m]; ok {
+			switch d := pkt.SequenceNumber - want; {
+			case d >= 0x8000:
+				r.late++
+				return
+			default:
+				if d > 0 && r.gaps < 100 {
+					t.Logf("reader: %d packets missing before sequence number %d (after %d received)", d, pkt.SequenceNumber, r.received)
+				}
+				r.gaps += int(d)
+			}
+		}
+		r.next[m] = pkt.SequenceNumber + 1
+	})
+	if _, err := r.cl.Play(nil); err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	t.Cleanup(r.cl.Close)
+	return r, nil
+}
+
+func (r *seqReader) counts() (received, gaps, late int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.received, r.gaps, r.late
+}
+
+// gopLen is the number of packets in camera name's GOP cache.
+func gopLen(p *Proxy, name string) int {
+	s := p.camera(name).stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.gop.packets())
+}
+
+// attachRcvBuf is the readers' socket receive buffer in the attach test:
+// Linux doubles it (for its bookkeeping), which holds about 220 packets of
+// 1,400 bytes on loopback, so that camsim's 1080p keyframes (about 100
+// packets sent at once) fit and a GOP of 600 packets sent at once does not.
+// (The default, 208 KiB, loses 7 packets of every camsim 1080p keyframe when
+// reading the camera directly.)
+const attachRcvBuf = 256 << 10
+
+// TestUDPReaderAttachLosesNothing attaches UDP readers to a 1080p camera
+// when its GOP cache holds most of a GOP: the readers get every packet from
+// the first cached one on (a burst of the whole GOP overflowed their socket
+// buffers).
+func TestUDPReaderAttachLosesNothing(t *testing.T) {
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", Width: 1920, Height: 1080, FPS: 25}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, _ := newLog(t)
+	p := startProxy(t, withUDP(t, testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})), log)
+	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	// camsim's GOP is 50 frames: attach after about 40 of them.
+	prev := 0
+	waitFor(t, "a new GOP", 10*time.Second, func() bool {
+		n := gopLen(p, "big")
+		defer func() { prev = n }()
+		return n < prev
+	})
+	start := time.Now()
+	time.Sleep(1600 * time.Millisecond)
+	t.Logf("GOP %d after %v", gopLen(p, "big"), time.Since(start))
+	cached := gopLen(p, "big")
+	const n = 4
+	readers := make([]*seqReader, n)
+	for i := range readers {
+		r, err := dialSeqReader(t, readerURL(p, "big"), attachRcvBuf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers[i] = r
+	}
+	time.Sleep(3 * time.Second)
+	sent := map[string]ReaderStatus{}
+	for _, rs := range p.Status()[0].Readers {
+		sent[rs.Remote] = rs
+		if rs.DroppedPackets != 0 || rs.SkippedPackets != 0 {
+			t.Errorf("proxy: reader %s: %d packets dropped, %d skipped; want 0", rs.Remote, rs.DroppedPackets, rs.SkippedPackets)
+		}
+	}
+	if len(sent) != n {
+		t.Fatalf("proxy shows %d readers, want %d", len(sent), n)
+	}
+	for i, r := range readers {
+		rec, gaps, late := r.counts()
+		t.Logf("reader %d: %d packets cached at attach, %d received, %d lost, %d late", i, cached, rec, gaps, late)
+		if gaps != 0 || late != 0 {
+			t.Errorf("reader %d lost %d packets (%d late) of %d", i, gaps, late, rec)
+		}
+		if rec < cached {
+			t.Errorf("reader %d received %d packets, fewer than the %d cached at attach", i, rec, cached)
+		}
+	}
+}
+
+// sentPacket is one packet a udpOutput test sent, and when.
+type sentPacket struct {
+	seq uint16
+	at  time.Duration // since the test started
+}
+
+// newTestUDPOutput is a udpOutput whose packets are recorded in sent (with
+// the bubble's time since start) instead of written.
+func newTestUDPOutput(max int, start time.Time, mu *sync.Mutex, sent *[]sentPacket) *udpOutput {
+	o := newUDPOutput(nil, &reader{close: func() {}}, nil, max)
+	o.send = func(_ *rebuild.Track, pkt *rtp.Packet, _ time.Time) (bool, uint64, error) {
+		mu.Lock()
+		*sent = append(*sent, sentPacket{pkt.SequenceNumber, time.Since(start)})
+		mu.Unlock()
+		return false, 0, nil
+	}
+	return o
+}
+
+// TestUDPOutputPacesTheCachedGOP: a GOP of 50 frames (5 packets each, 40 ms
+// apart, so 2 s old) goes out at udpReplaySpeed times real time, a frame's
+// packets together; live packets that arrive meanwhile follow it in order,
+// and once it has caught up they go out at once.
+func TestUDPOutputPacesTheCachedGOP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var sent []sentPacket
+		o := newTestUDPOutput(1000, start, &mu, &sent)
+		defer o.stop()
+		const frames, per, interval = 50, 5, 40 * time.Millisecond
+		seq := uint16(0)
+		write := func(arrival time.Time) {
+			t.Helper()
+			if full, _, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq}}, arrival); full || err != nil {
+				t.Fatalf("write %d: full=%v err=%v", seq, full, err)
+			}
+			seq++
+		}
+		gopStart := start.Add(-frames * interval)
+		for f := range frames {
+			for range per {
+				write(gopStart.Add(time.Duration(f) * interval))
+			}
+		}
+		// Live frames keep arriving every 40 ms, for 2 s.
+		for range frames {
+			time.Sleep(interval)
+			for range per {
+				write(time.Now())
+			}
+		}
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(sent) != 2*frames*per {
+			t.Fatalf("%d packets sent, want %d", len(sent), 2*frames*per)
+		}
+		for i, p := range sent {
+			if p.seq != uint16(i) {
+				t.Fatalf("packet %d sent as the %dth", p.seq, i)
+			}
+		}
+		// The cached frame f goes out at f*40ms/udpReplaySpeed.
+		for f := range frames {
+			for k := range per {
+				p := sent[f*per+k]
+				if want := time.Duration(f) * interval / udpReplaySpeed; p.at != want {
+					t.Errorf("cached frame %d packet %d sent at %v, want %v", f, k, p.at, want)
+				}
+			}
+		}
+		// Caught up after 2 s / (speed-1): the last live frames go out as
+		// they arrive.
+		catchUp := frames * interval / (udpReplaySpeed - 1)
+		for f := range frames {
+			p := sent[(frames+f)*per]
+			arrived := time.Duration(f+1) * interval
+			if arrived > catchUp+interval && p.at != arrived {
+				t.Errorf("live frame %d (arrived %v) sent at %v, want at once", f, arrived, p.at)
+			}
+		}
+		if o.isRunning() {
+			t.Error("the pacing goroutine still runs after catching up")
+		}
+	})
+}
+
+// TestUDPOutputQueueBound: when the pacing queue is full the output says so
+// (the stream then makes the reader skip to the next keyframe, counting what
+// it skips), and what was queued still goes out.
+func TestUDPOutputQueueBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var sent []sentPacket
+		o := newTestUDPOutput(10, start, &mu, &sent)
+		fulls := 0
+		for i := range 20 {
+			// 100 ms apart at arrival: 25 ms apart when sent.
+			full, dropped, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i)}}, start.Add(time.Duration(i-20)*100*time.Millisecond))
+			if full {
+				fulls++
+				if dropped != 1 || err == nil {
+					t.Errorf("full write: dropped=%d err=%v, want 1 and an error", dropped, err)
+				}
+			}
+		}
+		// The first packet goes out at once, 10 are queued, 9 do not fit.
+		if fulls != 9 {
+			t.Errorf("%d writes found the queue full, want 9", fulls)
+		}
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		if len(sent) != 11 {
+			t.Errorf("%d packets sent, want 11", len(sent))
+		}
+		mu.Unlock()
+		// A reader that leaves stops its queue at once.
+		for i := range 5 {
+			o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(100 + i)}}, start.Add(time.Duration(i)*time.Hour))
+		}
+		o.stop()
+		synctest.Wait()
+		if o.isRunning() {
+			t.Error("the pacing goroutine runs after stop")
+		}
+	})
+}
+
+func (o *udpOutput) isRunning() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.running
+}
