@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"fmt"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -102,28 +105,50 @@ func gopLen(p *Proxy, name string) int {
 const attachRcvBuf = 256 << 10
 
 // TestUDPReaderAttachLosesNothing attaches UDP readers to a 1080p camera
-// when its GOP cache holds most of a GOP: the readers get every packet from
-// the first cached one on (a burst of the whole GOP overflowed their socket
-// buffers).
+// when its GOP cache holds about half a GOP: the readers get every packet
+// from the first cached one on (a burst of the whole GOP overflowed their
+// socket buffers: 372-385 of 603 packets lost per reader before pacing).
 func TestUDPReaderAttachLosesNothing(t *testing.T) {
+	// A camera session that breaks during the measurement (the machine
+	// too busy for camsim) shows as losses that are not the readers': the
+	// measurement is made again.
+	for range 3 {
+		if measureUDPAttach(t) {
+			return
+		}
+		t.Log("the camera reconnected during the measurement; measuring again")
+	}
+	t.Fatal("the camera never stayed up for a whole measurement")
+}
+
+// measureUDPAttach is one run of TestUDPReaderAttachLosesNothing; it
+// reports false when the camera reconnected, so that nothing was measured.
+func measureUDPAttach(t *testing.T) bool {
+	t.Helper()
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", Width: 1920, Height: 1080, FPS: 25}}}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sim.Close)
+	defer sim.Close()
 	log, _ := newLog(t)
-	p := startProxy(t, withUDP(t, testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})), log)
+	p, err := New(withUDP(t, testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
 	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
-	// camsim's GOP is 50 frames: attach after about 40 of them.
+	// camsim's GOP is 50 frames (about 600 packets at 1080p): attach after
+	// half of them, at the start of a GOP plus 300 packets.
 	prev := 0
 	waitFor(t, "a new GOP", 10*time.Second, func() bool {
 		n := gopLen(p, "big")
 		defer func() { prev = n }()
 		return n < prev
 	})
-	start := time.Now()
-	time.Sleep(1600 * time.Millisecond)
-	t.Logf("GOP %d after %v", gopLen(p, "big"), time.Since(start))
+	waitFor(t, "half a GOP", 5*time.Second, func() bool { return gopLen(p, "big") > 300 })
 	cached := gopLen(p, "big")
 	const n = 4
 	readers := make([]*seqReader, n)
@@ -132,9 +157,13 @@ func TestUDPReaderAttachLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer r.cl.Close()
 		readers[i] = r
 	}
 	time.Sleep(3 * time.Second)
+	if p.Status()[0].Reconnects != 0 {
+		return false
+	}
 	sent := map[string]ReaderStatus{}
 	for _, rs := range p.Status()[0].Readers {
 		sent[rs.Remote] = rs
@@ -155,6 +184,7 @@ func TestUDPReaderAttachLosesNothing(t *testing.T) {
 			t.Errorf("reader %d received %d packets, fewer than the %d cached at attach", i, rec, cached)
 		}
 	}
+	return true
 }
 
 // sentPacket is one packet a udpOutput test sent, and when.
@@ -293,4 +323,89 @@ func (o *udpOutput) isRunning() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.running
+}
+
+// TestReaderCountsSkippedPackets: without a GOP cache a new reader waits for
+// the next keyframe, and the packets it does not get are counted in
+// skipped_packets (/v1/readers, /metrics, the detach log line).
+func TestReaderCountsSkippedPackets(t *testing.T) {
+	t.Parallel() // waits on the camera's keyframes
+	sim := startCamsim(t, "cam")
+	log, lb := newLog(t)
+	cfg := testConfig(Camera{Name: "c", URL: MustParseSecretURL(sim.URL("cam"))})
+	cfg.GOPCacheMaxPackets = -1
+	p := startProxy(t, cfg, log)
+	// The cleaner passes nothing before the camera's first keyframe: a
+	// first reader shows when that has come.
+	w := waitReader(t, "camera up", 10*time.Second, readerURL(p, "c"))
+	waitFor(t, "the first keyframe", 5*time.Second, func() bool { return w.packets.Load() > 0 })
+	w.cl.Close()
+	// Two readers 100 ms apart: a keyframe comes every 2 s, so at least
+	// one of them waits for it.
+	a := waitReader(t, "first reader", 5*time.Second, readerURL(p, "c"))
+	time.Sleep(100 * time.Millisecond)
+	b := waitReader(t, "second reader", 5*time.Second, readerURL(p, "c"))
+	waitFor(t, "both readers playing", 5*time.Second, func() bool { return a.packets.Load() > 0 && b.packets.Load() > 0 })
+	var skipped uint64
+	for _, rs := range p.Readers() {
+		skipped += rs.SkippedPackets
+	}
+	if skipped == 0 {
+		t.Fatal("/v1/readers: no reader skipped a packet while waiting for a keyframe")
+	}
+	api := httpGet(t, fmt.Sprintf("http://%s/v1/readers", p.AdminAddr()))
+	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr()))
+	if !strings.Contains(api, `"skipped_packets":`) || !strings.Contains(metrics, "cordon_reader_skipped_packets_total{") {
+		t.Errorf("skipped packets missing from /v1/readers or /metrics:\n%s", api)
+	}
+	a.cl.Close()
+	b.cl.Close()
+	waitFor(t, "readers detached", 5*time.Second, func() bool { return strings.Count(lb.String(), "reader detached") == 3 })
+	if !regexp.MustCompile(`reader detached.*skipped_packets=[1-9]`).MatchString(lb.String()) {
+		t.Error("no detach log line counts skipped packets")
+	}
+}
+
+// TestUDPReaderSmallBuffer: a UDP reader whose socket buffer cannot even
+// hold a live keyframe (32 KiB, about 14 packets of 1,400 bytes) loses
+// packets the proxy did send. The proxy cannot see that loss itself; the
+// reader's RTCP receiver reports tell it, and it shows as
+// reported_lost_packets.
+func TestUDPReaderSmallBuffer(t *testing.T) {
+	t.Parallel() // waits for a receiver report (5 s)
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", Width: 1920, Height: 1080, FPS: 25}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, lb := newLog(t)
+	p := startProxy(t, withUDP(t, testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})), log)
+	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	r, err := dialSeqReader(t, readerURL(p, "big"), 16<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st ReaderStatus
+	waitFor(t, "a receiver report with losses", 15*time.Second, func() bool {
+		rs := p.Status()[0].Readers
+		if len(rs) == 1 {
+			st = rs[0]
+		}
+		return st.ReportedLostPackets > 0
+	})
+	_, gaps, _ := r.counts()
+	t.Logf("reader: %d packets lost; proxy: %d sent, %d dropped, %d reported lost", gaps, st.PacketsOut, st.DroppedPackets, st.ReportedLostPackets)
+	if int(st.ReportedLostPackets) > gaps {
+		t.Errorf("reported lost %d > the %d the reader counted", st.ReportedLostPackets, gaps)
+	}
+	if st.DroppedPackets != 0 {
+		t.Errorf("the proxy dropped %d packets; the loss is the reader's", st.DroppedPackets)
+	}
+	if metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", p.AdminAddr())); !regexp.MustCompile(`cordon_reader_reported_lost_packets\{[^}]*\} [1-9]`).MatchString(metrics) {
+		t.Error("/metrics lacks the reader's reported losses")
+	}
+	r.cl.Close()
+	waitFor(t, "reader detached", 5*time.Second, func() bool {
+		return regexp.MustCompile(`reader detached.*reported_lost_packets=[1-9]`).MatchString(lb.String())
+	})
 }
