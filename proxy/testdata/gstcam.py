@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """A real RTSP camera for the proxy's interop tests: GStreamer's RTSP server
 (python3-gi + gir1.2-gst-rtsp-server-1.0) serving videotestsrc encoded by
-x264enc (or x265enc, or jpegenc for MJPEG) on loopback, optionally behind Basic authentication.
+x264enc (or x265enc, or jpegenc for MJPEG; with B-frames; with an AAC or
+G.711 u-law track from audiotestsrc) on loopback, optionally behind Basic
+authentication.
 
 usage: gstcam.py PORT PATH [USER PASS] [CODEC]
+CODEC: h264 (default), h265, mjpeg, h264-bframes, h264+aac, h264+pcmu.
 Prints "READY <port>" once listening. PORT 0 picks a free port.
 """
 import sys
@@ -25,10 +28,18 @@ if len(rest) >= 2:
 if rest:
     codec = rest[0]
 
+h264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! rtph264pay name=pay0 pt=96 config-interval=-1"
+audio = "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! "
 enc = {
-    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "h264": h264,
     "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! rtph265pay name=pay0 pt=96 config-interval=-1",
     "mjpeg": "videoconvert ! video/x-raw,format=I420 ! jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26",
+    # Two B-frames between references (main profile; zerolatency would turn them off).
+    "h264-bframes": "x264enc speed-preset=superfast key-int-max=25 bitrate=500 bframes=2 b-adapt=false ! "
+    + "video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    # With an audio track: AAC (RFC 3640 mpeg4-generic) or G.711 u-law.
+    "h264+aac": h264 + " " + audio + "avenc_aac ! rtpmp4gpay name=pay1 pt=97",
+    "h264+pcmu": h264 + " " + audio + "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 pt=0",
 }[codec]
 
 server = GstRtspServer.RTSPServer()
