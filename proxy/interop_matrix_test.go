@@ -50,7 +50,10 @@ type interopResult struct {
 	dts    int            // ffmpeg's "Non-monotonous DTS" warnings
 	// dtsJumps are the warnings where the timeline went back 5 ms or more.
 	dtsJumps int
-	log      string // the reader's own output
+	// decodeErrors are the lines ffprobe's decoders logged decoding the
+	// recording (a lost packet shows as a broken macroblock).
+	decodeErrors int
+	log          string // the reader's own output
 }
 
 // TestInteropMatrix reads GStreamer cameras {H.264+AAC, H.264+G.711 µ-law,
@@ -159,6 +162,9 @@ func TestInteropMatrix(t *testing.T) {
 			if r.lost != 0 {
 				t.Errorf("%d RTP packets lost", r.lost)
 			}
+			if r.decodeErrors != 0 {
+				t.Errorf("%d decoder errors in the recording", r.decodeErrors)
+			}
 			if t.Failed() {
 				t.Logf("reader output:\n%s", r.log)
 			}
@@ -187,13 +193,17 @@ func readFFmpeg(url, proto, out string, seconds float64) interopResult {
 		n, _ := strconv.Atoi(m[1])
 		r.lost += n
 	}
-	b, err = exec.CommandContext(ctx, "ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=index,codec_name,time_base,nb_read_frames",
-		"-of", "json", out).CombinedOutput()
-	r.log += "ffprobe:\n" + string(b)
+	probeCmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=index,codec_name,time_base,nb_read_frames",
+		"-of", "json", out)
+	var stderr strings.Builder
+	probeCmd.Stderr = &stderr
+	b, err = probeCmd.Output()
+	r.log += "ffprobe:\n" + string(b) + stderr.String()
 	if err != nil {
 		r.err = fmt.Errorf("ffprobe: %w", err)
 		return r
 	}
+	r.decodeErrors = strings.Count(stderr.String(), "\n")
 	var probe struct {
 		Streams []struct {
 			Index        int
@@ -203,7 +213,7 @@ func readFFmpeg(url, proto, out string, seconds float64) interopResult {
 		}
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		r.err = fmt.Errorf("ffprobe (a decode error?): %w", err)
+		r.err = fmt.Errorf("ffprobe: %w", err)
 		return r
 	}
 	timeBase := map[int]float64{}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
 
+	"github.com/cordon-vms/cordon/internal/testutil"
 	"github.com/cordon-vms/cordon/proxy/camsim"
 	"github.com/cordon-vms/cordon/proxy/rebuild"
 )
@@ -408,4 +410,42 @@ func TestUDPReaderSmallBuffer(t *testing.T) {
 	waitFor(t, "reader detached", 5*time.Second, func() bool {
 		return regexp.MustCompile(`reader detached.*reported_lost_packets=[1-9]`).MatchString(lb.String())
 	})
+}
+
+// TestUDPAttachExternalReaders: ffmpeg and GStreamer's rtspsrc, over UDP
+// with their own socket buffers, attach to a 1080p camera when half a GOP
+// is cached, and lose nothing.
+func TestUDPAttachExternalReaders(t *testing.T) {
+	t.Parallel() // waits on external peers
+	testutil.NeedTool(t, "ffmpeg", "ffprobe", "/usr/bin/python3", "gst-launch-1.0")
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", Width: 1920, Height: 1080, FPS: 25}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, _ := newLog(t)
+	p := startProxy(t, withUDP(t, testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})), log)
+	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	prev := 0
+	waitFor(t, "a new GOP", 10*time.Second, func() bool {
+		n := gopLen(p, "big")
+		defer func() { prev = n }()
+		return n < prev
+	})
+	waitFor(t, "half a GOP", 5*time.Second, func() bool { return gopLen(p, "big") > 300 })
+	var ff, gst interopResult
+	var wg sync.WaitGroup
+	wg.Go(func() { ff = readFFmpeg(readerURL(p, "big"), "udp", filepath.Join(t.TempDir(), "big.mov"), 3) })
+	wg.Go(func() { gst = readGStreamer(readerURL(p, "big"), "udp", 3, map[string]string{"H264": "h264"}) })
+	wg.Wait()
+	for name, r := range map[string]interopResult{"ffmpeg": ff, "gstreamer": gst} {
+		if r.err != nil {
+			t.Errorf("%s: %v\n%s", name, r.err, r.log)
+			continue
+		}
+		t.Logf("%s: frames %v, %d packets lost, %d decoder errors", name, r.frames, r.lost, r.decodeErrors)
+		if r.lost != 0 || r.decodeErrors != 0 || r.frames["h264"] < 25 {
+			t.Errorf("%s lost %d packets, %d decoder errors, %d frames; want 0, 0 and 25 or more\n%s", name, r.lost, r.decodeErrors, r.frames["h264"], r.log)
+		}
+	}
 }
