@@ -449,3 +449,33 @@ func TestUDPAttachExternalReaders(t *testing.T) {
 		}
 	}
 }
+
+// TestGOPReplayCutShortIsCounted: a reader on gortsplib's per-packet path
+// whose queue (128 packets: a live 1080p keyframe fits) cannot take the
+// cached GOP (300 packets or more)
+// gets what fits, then waits for the next keyframe; the rest of the GOP,
+// and what it skips while waiting, count as dropped.
+func TestGOPReplayCutShortIsCounted(t *testing.T) {
+	t.Parallel() // waits on the camera's keyframes
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "big", Width: 1920, Height: 1080, FPS: 25}}}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	log, _ := newLog(t)
+	cfg := testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})
+	cfg.PerPacketWrites, cfg.WriteQueueSize = true, 128
+	p := startProxy(t, cfg, log)
+	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
+	waitFor(t, "300 packets cached", 10*time.Second, func() bool { return gopLen(p, "big") > 300 })
+	r, err := dialReader(t, readerURL(p, "big"), gortsplib.ProtocolTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "packets", 10*time.Second, func() bool { return r.packets.Load() > 300 })
+	st := p.Status()[0].Readers[0]
+	t.Logf("reader: %d packets received; proxy: %d sent, %d dropped", r.packets.Load(), st.PacketsOut, st.DroppedPackets)
+	if st.DroppedPackets == 0 {
+		t.Error("no packet of the cut-short GOP counted as dropped")
+	}
+}
