@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -15,13 +17,17 @@ type gopCache struct {
 	valid   bool // entries start at a keyframe
 }
 
+// gopEntry is one packet for a reader: its track, and the wall-clock time
+// of its RTP timestamp (see timeline.go), which a replayed packet's sender
+// reports must state as they would have live.
 type gopEntry struct {
 	t   *rebuild.Track
 	pkt *rtp.Packet
+	ntp time.Time
 }
 
-// add caches pkt of track t; videoKey starts a new GOP.
-func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
+// add caches e; videoKey starts a new GOP.
+func (g *gopCache) add(e gopEntry, videoKey bool) {
 	if g.max < 0 {
 		return
 	}
@@ -39,7 +45,7 @@ func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
 		g.reset()
 		return
 	}
-	g.entries = append(g.entries, gopEntry{t, pkt})
+	g.entries = append(g.entries, e)
 }
 
 // packets returns the cached GOP, or nil when there is none.
