@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"time"
-
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -17,13 +15,13 @@ type gopCache struct {
 	valid   bool // entries start at a keyframe
 }
 
-// gopEntry is one packet for a reader: its track, and the wall-clock time
-// of its RTP timestamp (see timeline.go), which a replayed packet's sender
-// reports must state as they would have live.
+// gopEntry is one packet for a reader: its track, and the track's line
+// that stamps it with the wall-clock time of its RTP timestamp when it is
+// written (see timeline.go).
 type gopEntry struct {
 	t   *rebuild.Track
 	pkt *rtp.Packet
-	ntp time.Time
+	tl  *trackTimeline
 }
 
 // add caches e; videoKey starts a new GOP.

@@ -182,8 +182,13 @@ func (s *stream) packet(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) er
 		if video {
 			s.fps.observe(op.Timestamp, uint32(t.Media().Formats[0].ClockRate()))
 		}
-		e := gopEntry{t: t, pkt: op, ntp: tl.ntp(op.Timestamp, arrival)}
+		n := tl.resyncs
+		tl.ntp(op.Timestamp, arrival)
+		if tl.resyncs != n && (n < 3 || n%1000 == 0) {
+			s.log.Info("camera's RTP times jumped; readers' clock for the track re-anchored", "media", t.Media().Type, "resyncs", tl.resyncs)
+		}
 		tl.lastSeq = op.SequenceNumber
+		e := gopEntry{t: t, pkt: op, tl: tl}
 		key := !s.hasVideo || (video && i == keyAt)
 		if s.hasVideo {
 			s.gop.add(e, key && video)
@@ -244,7 +249,7 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 // would only show as corruption) and the skipped packets are counted. It
 // reports whether the reader took the packet.
 func (s *stream) writeLocked(r *reader, e gopEntry, arrival time.Time) bool {
-	full, dropped, err := r.out.write(e.t, e.pkt, arrival, e.ntp)
+	full, dropped, err := r.out.write(e.t, e.pkt, arrival, e.tl.stamp(e.pkt.Timestamp))
 	switch {
 	case full:
 		r.dropped.Add(dropped)

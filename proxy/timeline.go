@@ -23,20 +23,28 @@ import (
 // old RTP time to the present; the next report, on a live packet, maps a
 // new RTP time to the present too, and the reader's timestamps jump back
 // by the cached GOP's age (ffmpeg: "Non-monotonous DTS", frames 1/90000 s
-// apart). So every packet carries the wall-clock time of its own RTP
-// timestamp, computed once when it reaches the stream (trackTimeline.ntp)
-// and kept with it in the GOP cache; both reader paths build their sender
-// reports from that time (gortsplib's from WritePacketRTPWithNTP, the
-// batched one in batchWriter.add), so a replayed packet states the same
-// mapping it would have stated live.
+// apart). So the stream keeps one line per track from RTP time to wall-clock
+// time (trackTimeline), and every packet written to a reader, live or
+// replayed, is stamped with the wall-clock time of its own RTP timestamp
+// on that line (trackTimeline.stamp, when it is written); both reader
+// paths build their sender reports from that stamp (gortsplib's from
+// WritePacketRTPWithNTP, the batched one in batchWriter.add), so a
+// replayed packet states the same mapping as a live one.
 //
-// The line is anchored at the arrival of a track's first packet and then
-// follows the arrival times slowly (clockSlew), so that a camera clock
-// drifting against the proxy's moves the line by microseconds per packet
-// instead of jumping; network jitter and B-frame reordering average out.
-// A packet off the line by more than clockResync (the camera restarted
-// its timestamps, or jumped) re-anchors it: readers then get one report
-// with the new mapping, which is also what lets them follow the jump.
+// The line follows the earliest arrivals: a packet is never stamped later
+// than it arrived, the lowest latency seen being the best estimate of the
+// camera's own timing. It is anchored at the arrival of a track's first
+// packet, and re-anchored on any packet that arrives before the line: the
+// next ones of a burst (a camera or an edge proxy that sends its own cached
+// GOP on PLAY) do, so the line ends on the newest, and otherwise these are
+// steps of a millisecond or less (jitter). Packets after the line pull it
+// later slowly (clockSlew, at most clockMaxSlew), so that a camera clock
+// drifting against the proxy's is followed without a step a reader would
+// see. A packet more than clockResync after the line re-anchors it too:
+// the camera restarted its timestamps, jumped, or came back after a gap;
+// readers then get reports with the new mapping, which is what lets them
+// follow it.
+//
 // The camera's own sender reports are not used: many cameras' clocks are
 // wrong or absent, and they only start after a few seconds.
 
@@ -44,9 +52,15 @@ import (
 // line is re-anchored on it.
 const clockResync = 2 * time.Second
 
-// clockSlew is the share of each packet's offset from the line that moves
-// the line (a time constant of a few seconds at camera packet rates).
+// clockSlew is the share of a late packet's offset from the line that
+// moves the line later (a time constant of seconds at camera packet rates)
+// ...
 const clockSlew = 1024
+
+// ... and clockMaxSlew the most it moves per second of RTP time (1000 ppm:
+// ten times a cheap crystal's drift, and 5 ms between two sender reports,
+// well under a frame).
+const clockMaxSlew = 1000
 
 // trackTimeline is one track's mapping of RTP time to wall-clock time, and
 // the sequence number of its last packet (for RTP-Info). Its user (the
@@ -57,7 +71,7 @@ type trackTimeline struct {
 	baseTS  uint32    // an RTP time on the line ...
 	base    time.Time // ... and its wall-clock time
 	lastSeq uint16
-	resyncs uint64 // re-anchors after the first
+	resyncs uint64 // re-anchors on a packet over clockResync off the line
 }
 
 // ntp returns the wall-clock time of RTP time ts for a packet that arrived
@@ -72,15 +86,28 @@ func (tl *trackTimeline) ntp(ts uint32, arrival time.Time) time.Time {
 	}
 	at := tl.at(ts)
 	off := arrival.Sub(at)
-	if off > clockResync || off < -clockResync {
-		tl.baseTS, tl.base = ts, arrival
+	if off.Abs() > clockResync {
 		tl.resyncs++
+	}
+	if off < 0 || off > clockResync {
+		tl.baseTS, tl.base = ts, arrival
 		return arrival
 	}
+	step := min(off/clockSlew, at.Sub(tl.base).Abs()/clockMaxSlew)
 	// Re-base on this packet's RTP time so that the offsets stay short
 	// (no overflow however long the camera runs).
-	tl.baseTS, tl.base = ts, at.Add(off/clockSlew)
+	tl.baseTS, tl.base = ts, at.Add(step)
 	return tl.base
+}
+
+// stamp is the wall-clock time of RTP time ts on the line as it is now,
+// for a packet written to a reader (the present when the track has no
+// line).
+func (tl *trackTimeline) stamp(ts uint32) time.Time {
+	if tl.clock <= 0 || !tl.set {
+		return time.Now()
+	}
+	return tl.at(ts)
 }
 
 // at is the wall-clock time of RTP time ts on the line (RTP times within
@@ -145,7 +172,7 @@ func (s *stream) rtpInfo(r *reader, medias []*description.Media) []rtpStart {
 	out := make([]rtpStart, len(medias))
 	startAt := time.Now()
 	if len(r.start) > 0 {
-		startAt = r.start[0].ntp
+		startAt = r.start[0].tl.stamp(r.start[0].pkt.Timestamp)
 	}
 	for i, m := range medias {
 		var tl *trackTimeline

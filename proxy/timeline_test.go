@@ -380,10 +380,9 @@ func samePacket(a, b *mapReader, typ description.MediaType) (uint32, uint32, boo
 	return 0, 0, false
 }
 
-// TestTrackTimeline checks the RTP-to-wall-clock line of a track: the same
-// RTP time maps to the same wall-clock time however late the packet comes
-// (a replay), arrival jitter moves the line only slowly, a jump in the RTP
-// times re-anchors it, and rtpAt inverts it.
+// TestTrackTimeline checks the RTP-to-wall-clock line of a track: arrival
+// jitter and lateness move it only slowly, a burst and a jump in the RTP
+// times re-anchor it, and rtpAt inverts it.
 func TestTrackTimeline(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tl := &trackTimeline{clock: 90000}
@@ -400,6 +399,12 @@ func TestTrackTimeline(t *testing.T) {
 	if d := last.Sub(want); d < 0 || d > 200*time.Microsecond {
 		t.Errorf("after a second of 5 ms late frames: %v off the first packet's line", d)
 	}
+	// A packet earlier than the line moves it back to it.
+	early := t0.Add(26*40*time.Millisecond - time.Millisecond)
+	if got := tl.ntp(1000+26*3600, early); !got.Equal(early) {
+		t.Errorf("an early packet is stamped %v, want its arrival %v", got.Sub(t0), early.Sub(t0))
+	}
+	last = early
 	// RTP times wrap around.
 	tw := &trackTimeline{clock: 90000}
 	tw.ntp(0xffffff00, t0)
@@ -408,13 +413,35 @@ func TestTrackTimeline(t *testing.T) {
 		t.Errorf("across the wrap: %v, want %v", got.Sub(t0), step)
 	}
 	// The inverse, on the current line.
-	if ts, ok := tl.rtpAt(last.Add(-100 * time.Millisecond)); !ok || ts != 1000+25*3600-9000 {
-		t.Errorf("rtpAt = %d, %v; want %d", ts, ok, 1000+25*3600-9000)
+	if ts, ok := tl.rtpAt(last.Add(-100 * time.Millisecond)); !ok || ts != 1000+26*3600-9000 {
+		t.Errorf("rtpAt = %d, %v; want %d", ts, ok, 1000+26*3600-9000)
 	}
 	// A jump (a camera that restarted its RTP times) re-anchors the line.
 	at := t0.Add(2 * time.Second)
 	if got := tl.ntp(5_000_000, at); !got.Equal(at) || tl.resyncs != 1 {
 		t.Errorf("after a jump: %v (resyncs %d), want its arrival %v", got, tl.resyncs, at)
+	}
+	// A burst (a GOP sent at once, 2 s of frames): the line ends on its
+	// last packet, and live packets after it are on the line.
+	tb := &trackTimeline{clock: 90000}
+	for i := range 50 {
+		tb.ntp(uint32(i*3600), t0.Add(time.Duration(i)*time.Microsecond))
+	}
+	if got := tb.stamp(49 * 3600); got.Sub(t0) > 100*time.Microsecond {
+		t.Errorf("after a burst the last packet is stamped %v after it came", got.Sub(t0))
+	}
+	if got, want := tb.stamp(0), t0.Add(-49*40*time.Millisecond); got.Sub(want).Abs() > 100*time.Microsecond {
+		t.Errorf("after a burst its first packet is stamped %v, want %v", got.Sub(t0), want.Sub(t0))
+	}
+	// Packets 300 ms late, for ten seconds: the line moves at most 1 ms a
+	// second (no step a reader would see between two reports).
+	tl2 := &trackTimeline{clock: 90000}
+	tl2.ntp(0, t0)
+	for i := 1; i <= 250; i++ {
+		tl2.ntp(uint32(i*3600), t0.Add(time.Duration(i)*40*time.Millisecond+300*time.Millisecond))
+	}
+	if moved := tl2.stamp(250 * 3600).Sub(t0.Add(10 * time.Second)); moved < 9*time.Millisecond || moved > 10*time.Millisecond {
+		t.Errorf("after ten seconds 300 ms late the line moved %v, want 10 ms", moved)
 	}
 	// No clock rate: no line.
 	none := &trackTimeline{}
