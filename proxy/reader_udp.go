@@ -20,15 +20,16 @@ import (
 // trace, on loopback as on a LAN: measured, 400-540 of a 1080p camera's
 // 600 cached packets per reader, with dropped_packets=0.
 //
-// udpOutput paces what it sends by when each packet reached the proxy: a
-// packet goes out no sooner than the one before plus their arrival gap
-// divided by udpReplaySpeed. The cached GOP (whose arrival times span up to
-// its age) so goes out at udpReplaySpeed times real time, live packets that
-// come in meanwhile queue behind it, and once the queue has caught up
-// packets are written at once by the stream again (their arrival gaps,
-// divided by the speed, are already past). Within a frame (packets that
-// arrived together) nothing changes: the reader takes the same bursts as
-// live. The queue is bounded; when it is full the stream makes the reader
+// udpOutput paces what it sends by each packet's wall-clock time (its RTP
+// time on the track's clock line, timeline.go; for a live packet, about
+// when it reached the proxy): a packet goes out no sooner than the one
+// before plus the gap between their times divided by udpReplaySpeed. The
+// cached GOP (whose times span up to its age) so goes out at
+// udpReplaySpeed times real time, live packets that come in meanwhile queue
+// behind it, and once the queue has caught up packets are written at once
+// by the stream again (their gaps, divided by the speed, are already
+// past). Within a frame (packets of one time) nothing changes: the reader
+// takes the same bursts as live. The queue is bounded; when it is full the stream makes the reader
 // skip to the next keyframe and counts the packets (dropped_packets).
 //
 // What the reader loses after the proxy sent a packet (a socket buffer too
@@ -55,23 +56,20 @@ type udpOutput struct {
 	overflow bool      // a write from the queue found gortsplib's queue full
 	stopped  bool      // the reader has left
 	lastDue  time.Time // when the previous packet was (or is) to go out
-	lastArr  time.Time // when the previous packet reached the proxy
+	lastNTP  time.Time // the previous packet's wall-clock time
 	wake     chan struct{}
 	// send writes one packet (packetOutput.write; a test hook).
-	send func(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (full bool, dropped uint64, err error)
+	send func(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 }
 
 type pacedPacket struct {
-	t       *rebuild.Track
-	pkt     *rtp.Packet
-	arrival time.Time
-	due     time.Time
+	t            *rebuild.Track
+	pkt          *rtp.Packet
+	arrival, ntp time.Time
+	due          time.Time
 }
 
-var (
-	_ output       = (*udpOutput)(nil)
-	_ arrivalPacer = (*udpOutput)(nil)
-)
+var _ output = (*udpOutput)(nil)
 
 func newUDPOutput(ss *gortsplib.ServerSession, r *reader, cam *camera, max int) *udpOutput {
 	o := &udpOutput{
@@ -83,11 +81,9 @@ func newUDPOutput(ss *gortsplib.ServerSession, r *reader, cam *camera, max int) 
 	return o
 }
 
-func (o *udpOutput) pacesByArrival() {}
-
 // write sends pkt at once when nothing is queued and its time has come, and
 // queues it otherwise.
-func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (bool, uint64, error) {
+func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (bool, uint64, error) {
 	o.mu.Lock()
 	if o.overflow {
 		o.overflow = false
@@ -96,26 +92,26 @@ func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) 
 	}
 	now := time.Now()
 	due := now
-	if !o.lastArr.IsZero() {
-		gap := min(max(arrival.Sub(o.lastArr), 0), udpMaxGap)
+	if !o.lastNTP.IsZero() {
+		gap := min(max(ntp.Sub(o.lastNTP), 0), udpMaxGap)
 		if d := o.lastDue.Add(gap / udpReplaySpeed); d.After(now) {
 			due = d
 		}
 	}
 	if !o.running && !due.After(now) {
-		o.lastDue, o.lastArr = due, arrival
+		o.lastDue, o.lastNTP = due, ntp
 		o.mu.Unlock()
-		return o.send(t, pkt, arrival)
+		return o.send(t, pkt, arrival, ntp)
 	}
 	if len(o.queue) >= o.max {
 		o.mu.Unlock()
 		return true, 1, errQueueFull
 	}
-	o.lastDue, o.lastArr = due, arrival
+	o.lastDue, o.lastNTP = due, ntp
 	// gortsplib sets the SSRC in the packet it writes, which other readers
 	// share: the stream's lock serialises that, not this queue's.
 	cp := *pkt
-	o.queue = append(o.queue, pacedPacket{t, &cp, arrival, due})
+	o.queue = append(o.queue, pacedPacket{t, &cp, arrival, ntp, due})
 	if !o.running {
 		o.running = true
 		go o.run()
@@ -157,7 +153,7 @@ func (o *udpOutput) run() {
 		o.queue[0] = pacedPacket{}
 		o.queue = o.queue[1:]
 		o.mu.Unlock()
-		if full, dropped, _ := o.send(p.t, p.pkt, p.arrival); full {
+		if full, dropped, _ := o.send(p.t, p.pkt, p.arrival, p.ntp); full {
 			// gortsplib's own queue is full: the stream makes the
 			// reader skip to the next keyframe at its next packet.
 			o.r.dropped.Add(dropped)

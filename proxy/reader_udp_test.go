@@ -201,7 +201,7 @@ type sentPacket struct {
 // the bubble's time since start) instead of written.
 func newTestUDPOutput(max int, start time.Time, mu *sync.Mutex, sent *[]sentPacket) *udpOutput {
 	o := newUDPOutput(nil, &reader{close: func() {}}, nil, max)
-	o.send = func(_ *rebuild.Track, pkt *rtp.Packet, _ time.Time) (bool, uint64, error) {
+	o.send = func(_ *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (bool, uint64, error) {
 		mu.Lock()
 		*sent = append(*sent, sentPacket{pkt.SequenceNumber, time.Since(start)})
 		mu.Unlock()
@@ -223,9 +223,9 @@ func TestUDPOutputPacesTheCachedGOP(t *testing.T) {
 		defer o.stop()
 		const frames, per, interval = 50, 5, 40 * time.Millisecond
 		seq := uint16(0)
-		write := func(arrival time.Time) {
+		write := func(at time.Time) {
 			t.Helper()
-			if full, _, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq}}, arrival); full || err != nil {
+			if full, _, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq}}, time.Now(), at); full || err != nil {
 				t.Fatalf("write %d: full=%v err=%v", seq, full, err)
 			}
 			seq++
@@ -291,7 +291,7 @@ func TestUDPOutputQueueBound(t *testing.T) {
 		fulls := 0
 		for i := range 20 {
 			// 100 ms apart at arrival: 25 ms apart when sent.
-			full, dropped, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i)}}, start.Add(time.Duration(i-20)*100*time.Millisecond))
+			full, dropped, err := o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i)}}, start, start.Add(time.Duration(i-20)*100*time.Millisecond))
 			if full {
 				fulls++
 				if dropped != 1 || err == nil {
@@ -313,7 +313,7 @@ func TestUDPOutputQueueBound(t *testing.T) {
 		mu.Unlock()
 		// A reader that leaves stops its queue at once.
 		for i := range 5 {
-			o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(100 + i)}}, start.Add(time.Duration(i)*time.Hour))
+			o.write(nil, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(100 + i)}}, start, start.Add(time.Duration(i)*time.Hour))
 		}
 		o.stop()
 		synctest.Wait()

@@ -34,6 +34,10 @@ type readerSession struct {
 	// (conn goroutine, before PLAY).
 	chans map[*description.Media]uint8
 	ssrcs map[*description.Media]uint32
+
+	// Where the reader starts on each of its medias (in Medias order),
+	// set in OnPlay for the answer's RTP-Info (conn goroutine).
+	starts []rtpStart
 }
 
 func newReaderSession(ss *gortsplib.ServerSession, cam *camera, st *gortsplib.ServerStream, user, remote string) *readerSession {
@@ -102,4 +106,27 @@ func reportedLost(ss *gortsplib.ServerSession) uint64 {
 		}
 	}
 	return n
+}
+
+// playAnswered completes the RTP-Info header of a successful PLAY answer
+// (res): gortsplib writes only each track's URL, because the proxy writes
+// to sessions and not through the ServerStream it would take them from.
+// Each entry gets the sequence number and RTP time of the reader's first
+// packet of that track (stream.rtpInfo), which players use to start their
+// clocks and to know which packets belong to this PLAY.
+func (rs *readerSession) playAnswered(res *base.Response) {
+	if res.StatusCode != base.StatusOK || rs.starts == nil {
+		return
+	}
+	var ri headers.RTPInfo
+	if ri.Unmarshal(res.Header["RTP-Info"]) != nil || len(ri) != len(rs.starts) {
+		return
+	}
+	for i, e := range ri {
+		if st := rs.starts[i]; st.ok {
+			e.SequenceNumber, e.Timestamp = &st.seq, &st.ts
+		}
+	}
+	res.Header["RTP-Info"] = ri.Marshal()
+	rs.starts = nil
 }
