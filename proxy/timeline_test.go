@@ -452,3 +452,40 @@ func TestTrackTimeline(t *testing.T) {
 		t.Error("no clock: rtpAt ok")
 	}
 }
+
+// TestPlayRTPInfoWithoutCache: with the GOP cache off a reader starts at the
+// next keyframe, which is still to come when PLAY is answered, so RTP-Info
+// states a point at or before it (the track's next sequence number, and the
+// RTP time 100 ms before the answer), not after.
+func TestPlayRTPInfoWithoutCache(t *testing.T) {
+	t.Parallel()
+	log, _ := newLog(t)
+	sim := startCamsim(t, "sim")
+	cfg := testConfig(Camera{Name: "sim", URL: MustParseSecretURL(sim.URL("sim"))})
+	cfg.GOPCacheMaxPackets = -1
+	p := startProxy(t, cfg, log)
+	waitFor(t, "packets from the camera", 10*time.Second, func() bool {
+		s := p.camera("sim").stream
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.timelines) > 0 // (before any, RTP-Info can state nothing)
+	})
+	r := dialMapReader(t, readerURL(p, "sim"), gortsplib.ProtocolTCP)
+	var ri headers.RTPInfo
+	if err := ri.Unmarshal(r.play.Header["RTP-Info"]); err != nil || len(ri) != 1 || ri[0].SequenceNumber == nil || ri[0].Timestamp == nil {
+		t.Fatalf("RTP-Info %q: %v", r.play.Header["RTP-Info"], err)
+	}
+	waitFor(t, "the first packet", 5*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.first) == 1
+	})
+	first := r.first[r.desc.Medias[0]]
+	seqAhead := first.SequenceNumber - *ri[0].SequenceNumber
+	tsAhead := int32(first.Timestamp - *ri[0].Timestamp)
+	t.Logf("first packet %d packets and %d ticks after RTP-Info", seqAhead, tsAhead)
+	if seqAhead > 5000 || tsAhead < 0 || tsAhead > 10*90000 {
+		t.Errorf("RTP-Info seq=%d rtptime=%d, first packet seq=%d rtptime=%d", *ri[0].SequenceNumber, *ri[0].Timestamp,
+			first.SequenceNumber, first.Timestamp)
+	}
+}
