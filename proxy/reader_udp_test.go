@@ -460,8 +460,19 @@ func TestUDPAttachExternalReaders(t *testing.T) {
 	}
 }
 
+// smallSendBufListener gives accepted connections a 4 KiB send buffer.
+type smallSendBufListener struct{ net.Listener }
+
+func (l smallSendBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
 // TestGOPReplayCutShortIsCounted: a reader on gortsplib's per-packet path
-// that does not read (a 4 KiB socket buffer) gets what its queue (128
+// that does not read (4 KiB socket buffers on both sides) gets what its queue (128
 // packets) holds of the cached GOP (300 packets or more); the rest of the
 // GOP counts as dropped at once.
 func TestGOPReplayCutShortIsCounted(t *testing.T) {
@@ -474,7 +485,20 @@ func TestGOPReplayCutShortIsCounted(t *testing.T) {
 	log, _ := newLog(t)
 	cfg := testConfig(Camera{Name: "big", URL: MustParseSecretURL(sim.URL("big"))})
 	cfg.PerPacketWrites, cfg.WriteQueueSize = true, 128
-	p := startProxy(t, cfg, log)
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small send buffers on the proxy's side too: what the kernel holds
+	// for the reader does not grow to megabytes.
+	p.listen = func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		return smallSendBufListener{ln}, err
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
 	waitFor(t, "camera up", 10*time.Second, func() bool { return p.Status()[0].State == stateUp })
 	waitFor(t, "300 packets cached", 10*time.Second, func() bool { return gopLen(p, "big") > 300 })
 	cached := gopLen(p, "big")
