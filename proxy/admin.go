@@ -88,11 +88,21 @@ type ReaderStatus struct {
 	User   string `json:"user"`
 	Remote string `json:"remote"`
 	// Transport is tcp, udp or udp-multicast, with "+tls" for RTSPS.
-	Transport      string    `json:"transport"`
-	Since          time.Time `json:"since"`
-	BytesOut       uint64    `json:"bytes_out"`
-	PacketsOut     uint64    `json:"packets_out"`
-	DroppedPackets uint64    `json:"dropped_packets"`
+	Transport  string    `json:"transport"`
+	Since      time.Time `json:"since"`
+	BytesOut   uint64    `json:"bytes_out"`
+	PacketsOut uint64    `json:"packets_out"`
+	// DroppedPackets are packets not sent because the reader was too slow
+	// (its queue was full: it skipped to the next keyframe).
+	DroppedPackets uint64 `json:"dropped_packets"`
+	// SkippedPackets are packets a new reader did not get while it waited
+	// for its first keyframe (no cached GOP: gop_cache_max_packets -1, or
+	// a GOP longer than it).
+	SkippedPackets uint64 `json:"skipped_packets"`
+	// ReportedLostPackets are packets the reader says, in its RTCP receiver
+	// reports, it never received although the proxy sent them (UDP loss on
+	// the network or in the reader's socket buffer).
+	ReportedLostPackets uint64 `json:"reported_lost_packets"`
 	// BatchedWrites is true for TCP readers served one write per frame.
 	BatchedWrites bool `json:"batched_writes"`
 }
@@ -152,6 +162,8 @@ var (
 	descDropBytes   = prometheus.NewDesc("cordon_camera_dropped_bytes_total", "Bytes dropped by the stream cleaner, by reason.", []string{"camera", "reason"}, nil)
 	descReaderBytes = prometheus.NewDesc("cordon_reader_sent_bytes_total", "RTP bytes sent to a reader.", []string{"camera", "user", "remote"}, nil)
 	descReaderDrop  = prometheus.NewDesc("cordon_reader_dropped_packets_total", "Packets not sent to a reader because it was too slow (skipped to the next keyframe).", []string{"camera", "user", "remote"}, nil)
+	descReaderSkip  = prometheus.NewDesc("cordon_reader_skipped_packets_total", "Packets a new reader did not get while it waited for its first keyframe (no cached GOP).", []string{"camera", "user", "remote"}, nil)
+	descReaderLost  = prometheus.NewDesc("cordon_reader_reported_lost_packets", "Packets a reader reports (RTCP receiver reports) it did not receive although they were sent: UDP loss on the network or in its socket buffer.", []string{"camera", "user", "remote"}, nil)
 	descAuthFail    = prometheus.NewDesc("cordon_reader_auth_failures_total", "Failed reader logins.", nil, nil)
 	descAdminFail   = prometheus.NewDesc("cordon_admin_auth_failures_total", "Failed logins on the admin listener (console, API, metrics).", nil, nil)
 	descPreviews    = prometheus.NewDesc("cordon_admin_previews", "Console previews (WebRTC) running; each is also a reader of its camera.", nil, nil)
@@ -170,7 +182,7 @@ var (
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
-		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descAuthFail, descRefused,
+		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descReaderSkip, descReaderLost, descAuthFail, descRefused,
 		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail, descAdminThrot, descPreviews, descPreviewsRun, descPreviewsNo} {
 		ch <- d
 	}
@@ -215,6 +227,8 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range s.Readers {
 			counter(descReaderBytes, r.BytesOut, s.Name, r.User, r.Remote)
 			counter(descReaderDrop, r.DroppedPackets, s.Name, r.User, r.Remote)
+			counter(descReaderSkip, r.SkippedPackets, s.Name, r.User, r.Remote)
+			gauge(descReaderLost, float64(r.ReportedLostPackets), s.Name, r.User, r.Remote)
 		}
 	}
 	p.collectTrunks(ch)

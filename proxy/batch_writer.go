@@ -162,12 +162,13 @@ func (w *batchWriter) release() {
 
 var errBatchTooBig = errors.New("proxy: RTP packet larger than an interleaved frame")
 
-// add appends pkt (with the reader's SSRC) framed for channel ch. A video
+// add appends pkt (with the reader's SSRC) framed for channel ch; ntp is
+// the wall-clock time of its RTP timestamp (timeline.go). A video
 // packet with a new timestamp first flushes the previous access unit;
 // flushAfter flushes once pkt is in (end of an access unit, or audio). It
 // returns false when a flush failed because the reader is too slow: that
 // batch is dropped and dropped holds its packet count.
-func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAfter bool) (ok bool, dropped uint64, err error) {
+func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, ntp time.Time, video, flushAfter bool) (ok bool, dropped uint64, err error) {
 	if video && w.curHas && pkt.Timestamp != w.curTS {
 		if ok, dropped = w.flush(); !ok {
 			return false, dropped, nil
@@ -205,10 +206,13 @@ func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAf
 	if flushAfter {
 		// End of an access unit: time for an RTCP sender report (the
 		// mapping of this RTP timestamp to wall-clock time that recorders
-		// use to align audio and video)?
+		// use to align audio and video)? It states the packet's own
+		// wall-clock time, not the present: a packet replayed from the
+		// GOP cache maps to when it was live, on the same line as every
+		// later report.
 		if now := time.Now(); now.Sub(st.last) >= srInterval {
 			st.last = now
-			w.appendSR(ch+1, ssrc, pkt.Timestamp, now, st)
+			w.appendSR(ch+1, ssrc, pkt.Timestamp, ntp, st)
 		}
 	}
 	if flushAfter || len(*w.cur) >= maxBatch {
@@ -228,8 +232,8 @@ type srState struct {
 
 // appendSR appends an RTCP sender report for one media, framed for the
 // RTCP channel.
-func (w *batchWriter) appendSR(ch uint8, ssrc, rtpTime uint32, now time.Time, st *srState) {
-	sr := rtcp.SenderReport{SSRC: ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: st.packets, OctetCount: st.octets}
+func (w *batchWriter) appendSR(ch uint8, ssrc, rtpTime uint32, ntp time.Time, st *srState) {
+	sr := rtcp.SenderReport{SSRC: ssrc, NTPTime: ntpTime(ntp), RTPTime: rtpTime, PacketCount: st.packets, OctetCount: st.octets}
 	raw, err := sr.Marshal()
 	if err != nil || len(raw) > 0xffff {
 		return

@@ -15,13 +15,17 @@ type gopCache struct {
 	valid   bool // entries start at a keyframe
 }
 
+// gopEntry is one packet for a reader: its track, and the track's line
+// that stamps it with the wall-clock time of its RTP timestamp when it is
+// written (see timeline.go).
 type gopEntry struct {
 	t   *rebuild.Track
 	pkt *rtp.Packet
+	tl  *trackTimeline
 }
 
-// add caches pkt of track t; videoKey starts a new GOP.
-func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
+// add caches e; videoKey starts a new GOP.
+func (g *gopCache) add(e gopEntry, videoKey bool) {
 	if g.max < 0 {
 		return
 	}
@@ -39,7 +43,7 @@ func (g *gopCache) add(t *rebuild.Track, pkt *rtp.Packet, videoKey bool) {
 		g.reset()
 		return
 	}
-	g.entries = append(g.entries, gopEntry{t, pkt})
+	g.entries = append(g.entries, e)
 }
 
 // packets returns the cached GOP, or nil when there is none.

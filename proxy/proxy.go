@@ -90,6 +90,7 @@ type Proxy struct {
 	authDelay      time.Duration
 	batching       bool  // frame-batched output for TCP readers
 	readerQueue    int64 // per-reader queue of batched readers, bytes
+	udpQueue       int   // per-reader pacing queue of UDP readers, packets (reader_udp.go)
 	writeTmo       time.Duration
 	sleep          func(time.Duration) // failed-login delay; a test hook
 	randFn         func() float64
@@ -121,6 +122,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxy, error) {
 		authDelay:   cfg.Timeouts.AuthFailureDelay,
 		batching:    !cfg.PerPacketWrites,
 		readerQueue: cfg.Limits.ReaderQueueBytes,
+		udpQueue:    max(cfg.GOPCacheMaxPackets, 0) + cfg.WriteQueueSize,
 		writeTmo:    cfg.Timeouts.Reader,
 		randFn:      rand.Float64,
 		listen:      net.Listen,

@@ -25,23 +25,33 @@ type reader struct {
 	close     func() // ends the reader's session
 
 	bytes, packets, dropped atomic.Uint64
+	// skipped counts the packets a new reader did not get while it waited
+	// for its first keyframe (no cached GOP to start from).
+	skipped atomic.Uint64
+	// reportedLost, when set, returns the packets the reader said (in its
+	// RTCP receiver reports) it never received: lost on the network or in
+	// its socket buffer, after the proxy sent them.
+	reportedLost func() uint64
 
 	// guarded by the stream's mutex
 	active  bool
-	waitKey bool // skip packets up to the next keyframe
-	slow    bool // waitKey because the reader's queue overflowed (count the skipped packets)
+	start   []gopEntry // before active: the packets it starts with (stream.sendLocked)
+	waitKey bool       // skip packets up to the next keyframe
+	slow    bool       // waitKey because the reader's queue overflowed (count the skipped packets)
 }
 
 // output is how the stream writes to one reader.
 type output interface {
 	// playing reports whether the reader may get media now.
 	playing() bool
-	// write sends pkt of track t, which reached the proxy at arrival.
+	// write sends pkt of track t, which reached the proxy at arrival; ntp
+	// is the wall-clock time of its RTP timestamp, for the reader's RTCP
+	// sender reports (timeline.go).
 	// full means the reader's queue is full: dropped packets were lost
 	// (err says how) and the reader skips to the next keyframe. Otherwise
 	// a non-nil err is a packet not sent for another reason, dropped
 	// counting what it cost.
-	write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (full bool, dropped uint64, err error)
+	write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 	// stop releases what the output holds once the reader has left.
 	stop()
 	// batched reports whether the reader gets one write per frame.
@@ -56,6 +66,16 @@ func (r *reader) status() ReaderStatus {
 	return ReaderStatus{
 		User: r.user, Remote: r.remote, Since: r.since, Transport: r.transport,
 		BytesOut: r.bytes.Load(), PacketsOut: r.packets.Load(), DroppedPackets: r.dropped.Load(),
+		SkippedPackets: r.skipped.Load(), ReportedLostPackets: r.lost(),
 		BatchedWrites: r.out != nil && r.out.batched(),
 	}
+}
+
+// lost is the reader's own count of packets it did not receive (0 when it
+// sends no receiver reports).
+func (r *reader) lost() uint64 {
+	if r.reportedLost == nil {
+		return 0
+	}
+	return r.reportedLost()
 }

@@ -24,7 +24,7 @@ var _ output = (*batchOutput)(nil)
 
 func (o *batchOutput) playing() bool { return o.ss.State() == gortsplib.ServerSessionStatePlay }
 
-func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (bool, uint64, error) {
+func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (bool, uint64, error) {
 	m := t.Media()
 	ch, ok := o.chans[m]
 	if !ok {
@@ -32,7 +32,7 @@ func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time
 	}
 	video := m.Type == description.MediaTypeVideo
 	o.w.arrival = arrival
-	ok, dropped, err := o.w.add(pkt, ch, o.ssrcs[m], video, !video || pkt.Marker)
+	ok, dropped, err := o.w.add(pkt, ch, o.ssrcs[m], ntp, video, !video || pkt.Marker)
 	switch {
 	case err != nil:
 		return false, 0, err

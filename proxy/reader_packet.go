@@ -23,8 +23,11 @@ var _ output = (*packetOutput)(nil)
 
 func (o *packetOutput) playing() bool { return o.ss.State() == gortsplib.ServerSessionStatePlay }
 
-func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (bool, uint64, error) {
-	if err := o.ss.WritePacketRTP(t.Media(), pkt); err != nil {
+func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
+	// gortsplib's sender reports extrapolate from the last packet's NTP
+	// time: this packet's own keeps them on the track's line even when it
+	// is replayed from the GOP cache (timeline.go).
+	if err := o.ss.WritePacketRTPWithNTP(t.Media(), pkt, ntp); err != nil {
 		var full liberrors.ErrServerWriteQueueFull
 		return errors.As(err, &full), 1, err
 	}

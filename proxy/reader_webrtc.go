@@ -69,7 +69,7 @@ func (o *webrtcOutput) batched() bool { return false }
 func (o *webrtcOutput) stop()         { o.once.Do(func() { close(o.done) }) }
 func (o *webrtcOutput) streamClosed() { o.stop() }
 
-func (o *webrtcOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (bool, uint64, error) {
+func (o *webrtcOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, _ time.Time) (bool, uint64, error) {
 	if t != o.video {
 		// Audio (and a second video track) are not previewed; counted,
 		// not as the reader's drops.

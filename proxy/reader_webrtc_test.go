@@ -47,20 +47,20 @@ func TestWebRTCOutput(t *testing.T) {
 		return &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts}, Payload: []byte{0x65, 1, 2}}
 	}
 	p1 := pkt(500, 9000)
-	if full, _, err := o.write(video, p1, t0); full || err != nil {
+	if full, _, err := o.write(video, p1, t0, time.Time{}); full || err != nil {
 		t.Fatal(full, err)
 	}
-	o.write(video, pkt(501, 9000), t0.Add(time.Millisecond))
-	if full, dropped, _ := o.write(video, pkt(502, 12600), t0); !full || dropped != 1 {
+	o.write(video, pkt(501, 9000), t0.Add(time.Millisecond), time.Time{})
+	if full, dropped, _ := o.write(video, pkt(502, 12600), t0, time.Time{}); !full || dropped != 1 {
 		t.Fatalf("third packet in a queue of 2: full %v dropped %d", full, dropped)
 	}
-	if full, _, _ := o.write(audio, pkt(7, 1), t0); full || o.notVideo.Load() != 1 {
+	if full, _, _ := o.write(audio, pkt(7, 1), t0, time.Time{}); full || o.notVideo.Load() != 1 {
 		t.Errorf("audio: full %v, counted %d", full, o.notVideo.Load())
 	}
 	done := make(chan error)
 	go func() { done <- o.run() }()
 	waitFor(t, "two packets sent", 2*time.Second, func() bool { return len(sink.seqs()) == 2 })
-	o.write(video, pkt(503, 16200), t0)
+	o.write(video, pkt(503, 16200), t0, time.Time{})
 	waitFor(t, "third packet sent", 2*time.Second, func() bool { return len(sink.seqs()) == 3 })
 	o.stop()
 	<-done

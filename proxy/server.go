@@ -230,8 +230,9 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	return status(base.StatusOK), st, nil
 }
 
-// OnResponse puts the proxy's own Digest challenge in 401 answers, and
-// records what a reader's SETUP was granted (see readerSession).
+// OnResponse puts the proxy's own Digest challenge in 401 answers,
+// records what a reader's SETUP was granted and completes its PLAY
+// answer's RTP-Info (see readerSession).
 func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 	if res.StatusCode == base.StatusUnauthorized {
 		// The proxy's own Digest challenge (qop, replay protection).
@@ -241,12 +242,18 @@ func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 			}
 		}
 	}
-	if _, setup := res.Header["Transport"]; !setup {
-		return // only SETUP answers carry one
+	_, setup := res.Header["Transport"] // only SETUP answers carry one
+	_, play := res.Header["RTP-Info"]   // only PLAY answers carry one
+	if !setup && !play {
+		return
 	}
 	if ss := sc.Session(); ss != nil {
 		if rs, ok := ss.UserData().(*readerSession); ok {
-			rs.setupAnswered(res)
+			if setup {
+				rs.setupAnswered(res)
+			} else {
+				rs.playAnswered(res)
+			}
 		}
 	}
 }
@@ -283,6 +290,9 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	case err != nil:
 		return status(base.StatusServiceUnavailable), nil
 	}
+	if fresh {
+		rs.starts = rs.cam.stream.rtpInfo(r, ctx.Session.Medias())
+	}
 	h.p.log.Info("reader attached", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
 		"transport", ctx.Session.Transport().Protocol.String(), "secure", h.secure)
 	return status(base.StatusOK), nil
@@ -297,7 +307,8 @@ func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) 
 	r := rs.r
 	rs.cam.removeReader(r)
 	h.p.log.Info("reader detached", "camera", rs.cam.cfg.Name, "user", r.user, "remote", r.remote,
-		"bytes", r.bytes.Load(), "dropped_packets", r.dropped.Load(), "reason", errString(ctx.Error))
+		"bytes", r.bytes.Load(), "dropped_packets", r.dropped.Load(), "skipped_packets", r.skipped.Load(),
+		"reported_lost_packets", r.lost(), "reason", errString(ctx.Error))
 }
 
 func errString(err error) string {

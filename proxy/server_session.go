@@ -34,6 +34,10 @@ type readerSession struct {
 	// (conn goroutine, before PLAY).
 	chans map[*description.Media]uint8
 	ssrcs map[*description.Media]uint32
+
+	// Where the reader starts on each of its medias (in Medias order),
+	// set in OnPlay for the answer's RTP-Info (conn goroutine).
+	starts []rtpStart
 }
 
 func newReaderSession(ss *gortsplib.ServerSession, cam *camera, st *gortsplib.ServerStream, user, remote string) *readerSession {
@@ -71,11 +75,15 @@ func (rs *readerSession) setupAnswered(res *base.Response) {
 // reader whose every media has its channel, gortsplib's per-packet path
 // otherwise.
 func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
+	r := rs.r
+	r.reportedLost = func() uint64 { return reportedLost(rs.ss) }
+	if rs.ss.Transport().Protocol == gortsplib.ProtocolUDP {
+		return newUDPOutput(rs.ss, r, rs.cam, p.udpQueue)
+	}
 	tc, ok := conn.NetConn().(*trackedConn)
 	if !ok || !p.batching || rs.ss.Transport().Protocol != gortsplib.ProtocolTCP || len(rs.chans) != len(rs.ss.Medias()) {
-		return &packetOutput{ss: rs.ss, r: rs.r}
+		return &packetOutput{ss: rs.ss, r: r}
 	}
-	r := rs.r
 	w := newBatchWriter(tc, p.writeTmo, p.readerQueue, p.outBudget, &r.packets, &r.bytes, func(err error) {
 		p.log.Debug("reader write failed; closing its session", "remote", r.remote, "error", err)
 		r.close()
@@ -83,4 +91,42 @@ func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
 	w.delay = func(d time.Duration) { p.frameDelay.Observe(d.Seconds()) }
 	w.remote = r.remote
 	return &batchOutput{ss: rs.ss, w: w, chans: rs.chans, ssrcs: rs.ssrcs}
+}
+
+// reportedLost sums the packets a reader said, in its RTCP receiver
+// reports, it did not receive (RFC 3550 cumulative lost, per track; a
+// negative count, from duplicates, counts as 0).
+func reportedLost(ss *gortsplib.ServerSession) uint64 {
+	var n uint64
+	for _, m := range ss.Stats().Medias {
+		for _, f := range m.Formats {
+			if l := f.OutboundRTPPacketsReportedLost; l < 0x800000 {
+				n += l
+			}
+		}
+	}
+	return n
+}
+
+// playAnswered completes the RTP-Info header of a successful PLAY answer
+// (res): gortsplib writes only each track's URL, because the proxy writes
+// to sessions and not through the ServerStream it would take them from.
+// Each entry gets the sequence number and RTP time of the reader's first
+// packet of that track (stream.rtpInfo), which players use to start their
+// clocks and to know which packets belong to this PLAY.
+func (rs *readerSession) playAnswered(res *base.Response) {
+	if res.StatusCode != base.StatusOK || rs.starts == nil {
+		return
+	}
+	var ri headers.RTPInfo
+	if ri.Unmarshal(res.Header["RTP-Info"]) != nil || len(ri) != len(rs.starts) {
+		return
+	}
+	for i, e := range ri {
+		if st := rs.starts[i]; st.ok {
+			e.SequenceNumber, e.Timestamp = &st.seq, &st.ts
+		}
+	}
+	res.Header["RTP-Info"] = ri.Marshal()
+	rs.starts = nil
 }

@@ -53,6 +53,9 @@ type stream struct {
 	readers  map[*reader]struct{}
 	gop      gopCache
 	fps      fpsMeter
+	// each track's RTP-to-wall-clock line (timeline.go), kept while the
+	// plan is
+	timelines map[*rebuild.Track]*trackTimeline
 }
 
 func newStream(cfg Camera, servers []*gortsplib.Server, gopMax int, counters *rebuild.Counters, log *slog.Logger) *stream {
@@ -107,6 +110,7 @@ func (s *stream) bind(desc *description.Session) (*rebuild.Plan, error) {
 		streams = append(streams, st)
 	}
 	s.plan, s.streams = plan, streams
+	s.timelines = map[*rebuild.Track]*trackTimeline{}
 	s.hasVideo = false
 	for _, t := range plan.Tracks {
 		if t.Media().Type == description.MediaTypeVideo {
@@ -137,7 +141,7 @@ func (s *stream) close(reason string) {
 			w.streamClosed()
 		}
 	}
-	s.streams, s.plan, s.readers = nil, nil, map[*reader]struct{}{}
+	s.streams, s.plan, s.readers, s.timelines = nil, nil, map[*reader]struct{}{}, nil
 	s.gop.reset()
 	select {
 	case <-s.ready:
@@ -173,58 +177,82 @@ func (s *stream) packet(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) er
 	// The cleaner flags where a keyframe starts; without video, every
 	// packet is a place to start.
 	video := t.Media().Type == description.MediaTypeVideo
+	tl := s.timelineLocked(t)
 	for i, op := range out {
 		if video {
 			s.fps.observe(op.Timestamp, uint32(t.Media().Formats[0].ClockRate()))
 		}
+		n := tl.resyncs
+		tl.ntp(op.Timestamp, arrival)
+		if tl.resyncs != n && (n < 3 || n%1000 == 0) {
+			s.log.Info("camera's RTP times jumped; readers' clock for the track re-anchored", "media", t.Media().Type, "resyncs", tl.resyncs)
+		}
+		tl.lastSeq = op.SequenceNumber
+		e := gopEntry{t: t, pkt: op, tl: tl}
 		key := !s.hasVideo || (video && i == keyAt)
 		if s.hasVideo {
-			s.gop.add(t, op, key && video)
+			s.gop.add(e, key && video)
 		}
 		for r := range s.readers {
-			s.sendLocked(r, t, op, key, arrival)
+			s.sendLocked(r, e, key, arrival)
 		}
 	}
 	return nil
 }
 
-// sendLocked sends one packet to one reader: from the cached GOP when the
-// reader has just started playing, or from the next keyframe.
-func (s *stream) sendLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, key bool, arrival time.Time) {
+// startMax bounds a reader's packets held until its answer to PLAY is out.
+func (s *stream) startMax() int { return max(s.gop.max, 1024) }
+
+// sendLocked sends one packet to one reader. Until the reader's answer to
+// PLAY is out, its packets wait in r.start, which holds the cached GOP from
+// when it was added (stream.add) or starts at the next keyframe: the answer's
+// RTP-Info (stream.rtpInfo) names its first packet of each track.
+func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) {
 	if !r.active {
+		if len(r.start) >= s.startMax() {
+			// The answer to PLAY is taking too long: start again from
+			// the next keyframe.
+			r.skipped.Add(uint64(len(r.start)))
+			clear(r.start)
+			r.start = r.start[:0]
+		}
+		if len(r.start) == 0 && !key {
+			r.skipped.Add(1) // a new reader waits for its first keyframe
+			return
+		}
+		r.start = append(r.start, e)
 		if !r.out.playing() {
 			return
 		}
 		r.active = true
-		if gop := s.gop.packets(); len(gop) > 0 {
-			// The GOP ends with pkt (cached just before).
-			for _, e := range gop {
-				if !s.writeLocked(r, e.t, e.pkt, arrival) {
-					break
-				}
+		start := r.start
+		r.start = nil
+		for i, se := range start {
+			if !s.writeLocked(r, se, arrival) {
+				// The rest of what it starts with is lost too (it
+				// waits for the next keyframe).
+				r.dropped.Add(uint64(len(start) - i - 1))
+				break
 			}
-			return
 		}
-		r.waitKey = s.hasVideo
+		return
 	}
 	if r.waitKey {
 		if !key {
-			if r.slow {
-				r.dropped.Add(1)
-			}
+			r.dropped.Add(1)
 			return
 		}
 		r.waitKey, r.slow = false, false
 	}
-	s.writeLocked(r, t, pkt, arrival)
+	s.writeLocked(r, e, arrival)
 }
 
 // writeLocked writes one packet to one reader. When the reader's queue is
 // full, the reader skips everything up to the next keyframe (a partial frame
 // would only show as corruption) and the skipped packets are counted. It
 // reports whether the reader took the packet.
-func (s *stream) writeLocked(r *reader, t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) bool {
-	full, dropped, err := r.out.write(t, pkt, arrival)
+func (s *stream) writeLocked(r *reader, e gopEntry, arrival time.Time) bool {
+	full, dropped, err := r.out.write(e.t, e.pkt, arrival, e.tl.stamp(e.pkt.Timestamp))
 	switch {
 	case full:
 		r.dropped.Add(dropped)
@@ -276,6 +304,8 @@ func (s *stream) add(r *reader, st *gortsplib.ServerStream) error {
 	if s.cfg.MaxReaders >= 0 && len(s.readers) >= s.cfg.MaxReaders {
 		return errTooManyReaders
 	}
+	// The reader starts from the GOP cached now (see sendLocked).
+	r.start = slices.Clone(s.gop.packets())
 	s.readers[r] = struct{}{}
 	return nil
 }

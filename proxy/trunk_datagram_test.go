@@ -110,19 +110,19 @@ func TestTrunkOutputLag(t *testing.T) {
 	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, max: 1 << 20, q: make(chan trunkFrame, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
 	for range 2 {
-		if full, _, err := o.write(tr, pkt, time.Now()); full || err != nil {
+		if full, _, err := o.write(tr, pkt, time.Now(), time.Time{}); full || err != nil {
 			t.Fatalf("write with the trunk keeping up: full %v, %v", full, err)
 		}
 	}
 	o.headAt.Store(time.Now().Add(-2 * maxTrunkLag).UnixNano()) // the trunk stopped taking frames
-	full, _, err := o.write(tr, pkt, time.Now())
+	full, _, err := o.write(tr, pkt, time.Now(), time.Time{})
 	if !full || !errors.Is(err, errTrunkLag) || o.cam.gopsCongestion.Load() != 1 {
 		t.Fatalf("lagging: full %v, %v, %d GOPs dropped", full, err, o.cam.gopsCongestion.Load())
 	}
 	for len(o.q) > 0 {
 		<-o.q
 	}
-	if full, _, err := o.write(tr, pkt, time.Now()); full || err != nil {
+	if full, _, err := o.write(tr, pkt, time.Now(), time.Time{}); full || err != nil {
 		t.Errorf("write to an empty queue: full %v, %v", full, err)
 	}
 }
