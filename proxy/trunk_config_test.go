@@ -98,7 +98,7 @@ var trunkMediaConfErrorCases = []struct{ name, in, want string }{
 	{"override bad name", cfCam + cfTrunkK + cfTrunkTo + "    overrides:\n      'a/b': {always_on: true}\n",
 		`trunks[0] (site-a): overrides: "a/b" is not a camera name (letters, digits, '.', '_' and '-')`},
 	{"edge cap without listen", cfCam + cfTrunkK + "  max_bitrate: 50M\n" + cfTrunkTo,
-		"trunk.max_bitrate is set but trunk.listen is not; it caps what this edge sends to each core"},
+		"trunk.max_bitrate is set but trunk.listen and trunk.dial are not; it caps what this edge sends to each core"},
 }
 
 func TestTrunkMediaConfErrors(t *testing.T) { testConfErrors(t, trunkMediaConfErrorCases) }
@@ -126,6 +126,15 @@ func TestTrunkMediaConfig(t *testing.T) {
 		if tp, always := tr.cameraMedia(name); tp != want.tr || always != want.always {
 			t.Errorf("%s: %s always_on=%v, want %s %v", name, tp, always, want.tr, want.always)
 		}
+	}
+	// An edge that only dials its cores (behind NAT) caps them too.
+	dial := cfCam + cfTrunkK + "  dial: [core.example:7443]\n  peers: [" + cfFP + "]\n  max_bitrate: 20M\n"
+	var d Config
+	if err := config.Decode("d.yml", []byte(dial), &d); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Validate(); err != nil || d.Trunk.MaxBitrate != 20e6 {
+		t.Errorf("trunk.max_bitrate on an edge that dials: %v (max_bitrate %d)", err, d.Trunk.MaxBitrate)
 	}
 	if tp, always := (&Trunk{}).cameraMedia("x"); tp != TrunkStream || always {
 		t.Errorf("defaults: %s %v", tp, always)

@@ -107,8 +107,8 @@ const minTrunkBitrate = 64_000
 func (c *Config) checkTrunkEndMedia(add addFunc) {
 	b := c.Trunk.MaxBitrate
 	switch {
-	case b != 0 && c.Trunk.Listen == "":
-		add("trunk.max_bitrate", "trunk.max_bitrate is set but trunk.listen is not; it caps what this edge sends to each core")
+	case b != 0 && c.Trunk.Listen == "" && len(c.Trunk.Dial) == 0:
+		add("trunk.max_bitrate", "trunk.max_bitrate is set but trunk.listen and trunk.dial are not; it caps what this edge sends to each core")
 	case b < 0:
 		add("trunk.max_bitrate", "trunk.max_bitrate is negative")
 	case b > 0 && b < minTrunkBitrate:

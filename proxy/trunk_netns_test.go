@@ -363,6 +363,17 @@ func TestTrunkNetns(t *testing.T) {
 	startNetnsEdge(t, l, cfgPath, ebuf)
 	waitFor(t, "packets at the same core reader after the edge restarted", 30*time.Second, func() bool { return r.packets.Load() > before+20 })
 
+	checkNetnsRefusals(t, l, edgeAddr, edgeK, coreK, otherK, ebuf)
+	checkLabCameraSaw(t, cam, camURL)
+}
+
+// checkNetnsRefusals starts cores that the edge at edgeAddr (key pair
+// edgeK, its log in ebuf, trusting coreK) must refuse, or that must
+// refuse it: a core with the unknown key pair otherK, a core expecting
+// otherK's fingerprint, and a core asking for a camera the edge does not
+// list.
+func checkNetnsRefusals(t *testing.T, l *netnsLab, edgeAddr string, edgeK, coreK, otherK trunkKeys, ebuf *logBuf) {
+	t.Helper()
 	t.Run("unknown client certificate", func(t *testing.T) {
 		log, _ := newLog(t)
 		c := startNetnsCore(t, l, coreConfig(edgeAddr, otherK, edgeK.fp, "cam1"), log)
@@ -398,10 +409,14 @@ func TestTrunkNetns(t *testing.T) {
 			return false
 		})
 	})
+}
 
-	// The camera's view: two connections (one per edge run), both from
-	// the edge's camera-side address, and only the edge's own requests
-	// for its configured URL, whatever the core and its readers did.
+// checkLabCameraSaw checks the camera's view after both edge runs: two
+// connections (one per edge run), both from the edge's camera-side
+// address, and only the edge's own requests for its configured URL
+// (camURL), whatever the core and its readers did.
+func checkLabCameraSaw(t *testing.T, cam *labCamera, camURL string) {
+	t.Helper()
 	remotes, requests := cam.seen()
 	if len(remotes) != 2 {
 		t.Errorf("the camera saw %d connections; want 2 (one per edge run): %v", len(remotes), remotes)

@@ -9,8 +9,10 @@ import (
 // change needs a restart: this end's key pair, trunk.ca and trunk.listen
 // (the socket and every connection on it), or a proxy that becomes an
 // end of a trunk (or stops being one, or starts or stops serving
-// cameras). Everything else (trunk.peers, trunk.dial, trunks[]) is
-// applied by reloadTrunksLocked.
+// cameras); and the edge's trunk.max_bitrate alone (each connected core's
+// cap is set once, at its first camera). Everything else (trunk.peers,
+// trunk.dial, trunks[] with their transport, always_on, max_bitrate and
+// overrides) is applied by reloadTrunksLocked.
 func (p *Proxy) keepTrunkRestartOnly(old Config, cfg *Config) {
 	o, n := old.Trunk, cfg.Trunk
 	serves := func(t TrunkEnd) bool { return t.Listen != "" || len(t.Dial) > 0 }
@@ -20,6 +22,12 @@ func (p *Proxy) keepTrunkRestartOnly(old Config, cfg *Config) {
 			p.log.Warn("reload: trunk.cert, trunk.key, trunk.ca or trunk.listen changed (or trunks were turned on or off); the trunk settings apply after a restart")
 		}
 		cfg.Trunk, cfg.Trunks = old.Trunk, old.Trunks
+		return
+	}
+	if o.MaxBitrate != n.MaxBitrate {
+		p.log.Warn("reload: trunk.max_bitrate changed; it applies after a restart (the other trunk settings are applied)",
+			"max_bitrate", o.MaxBitrate, "configured", n.MaxBitrate)
+		cfg.Trunk.MaxBitrate = o.MaxBitrate
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +116,98 @@ func TestTrunkReloadEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "core c to lose the edge", 10*time.Second, func() bool { return coreC.TrunksStatus().Trunks[0].State != trunkUp })
+}
+
+// TestTrunkReloadMedia: a reload that changes a trunk's transport,
+// max_bitrate, overrides or always_on restarts that trunk with the new
+// settings, seen on the wire (the camera's transport, the cap the edge
+// applies, a camera pulled with no reader); a changed trunk.max_bitrate
+// on the edge needs a restart, and the log says so.
+func TestTrunkReloadMedia(t *testing.T) {
+	sim := startCamsim(t, "cam1")
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	ecfg := edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp)
+	elog, ebuf := newLog(t)
+	edge := startProxy(t, ecfg, elog)
+	cfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "cam1")
+	clog, cbuf := newLog(t)
+	core := startProxy(t, cfg, clog)
+	waitReader(t, "a reader of site-a/cam1", 10*time.Second, readerURL(core, "site-a/cam1"))
+	var reloaded time.Time // the edge's core connected after it: the restarted trunk
+	edgeCore := func() (TrunkPeerStatus, bool) {
+		cores := edge.TrunksStatus().Edge.Cores
+		if len(cores) != 1 || !cores[0].Since.After(reloaded) {
+			return TrunkPeerStatus{}, false
+		}
+		return cores[0], true
+	}
+	reload := func(what string, tc Trunk) {
+		t.Helper()
+		c := cfg
+		c.Trunks = []Trunk{tc}
+		old := core.trunkList()[0]
+		reloaded = time.Now()
+		if err := core.Reload(c); err != nil {
+			t.Fatal(err)
+		}
+		if l := core.trunkList(); len(l) != 1 || l[0] == old || !reflect.DeepEqual(l[0].cfg, tc) {
+			t.Fatalf("%s: the trunk was not restarted with the new settings", what)
+		}
+	}
+
+	// Transport and max_bitrate: the camera crosses in datagrams, under
+	// the new cap.
+	tc := cfg.Trunks[0]
+	tc.Transport, tc.MaxBitrate = TrunkDatagram, 100_000_000
+	reload("transport and max_bitrate", tc)
+	waitReader(t, "a reader of site-a/cam1 after the reload", 10*time.Second, readerURL(core, "site-a/cam1"))
+	waitFor(t, "the edge to send cam1 in datagrams under a 100M cap", 10*time.Second, func() bool {
+		c, ok := edgeCore()
+		return ok && c.MaxBitrate == 100_000_000 && len(c.CameraStats) == 1 && c.CameraStats[0].Transport == TrunkDatagram
+	})
+
+	// Overrides, then the trunk's always_on: cam1 is pulled with no
+	// reader (a trunk restart closes the readers it had).
+	on := true
+	tc.Overrides = map[string]TrunkCamera{"cam1": {AlwaysOn: &on}}
+	reload("overrides", tc)
+	waitFor(t, "the edge to serve cam1 with no core reader (overrides)", 10*time.Second, func() bool {
+		c, ok := edgeCore()
+		return ok && c.Cameras == 1 && noReaders(core, "site-a/cam1")
+	})
+	tc.Overrides, tc.AlwaysOn = nil, true
+	reload("always_on", tc)
+	waitFor(t, "the edge to serve cam1 with no core reader (always_on)", 10*time.Second, func() bool {
+		c, ok := edgeCore()
+		return ok && c.Cameras == 1
+	})
+	if n := strings.Count(cbuf.String(), `msg="trunks reloaded" component=proxy added=0 removed=0 changed=1`); n != 3 {
+		t.Errorf("the log says %d times that a trunk changed; want 3", n)
+	}
+
+	// The edge's own cap: kept until a restart, and the log says so.
+	ecfg2 := ecfg
+	ecfg2.Trunk.MaxBitrate = 1_000_000
+	if err := edge.Reload(ecfg2); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ebuf.String(), "trunk.max_bitrate changed") || !strings.Contains(ebuf.String(), "after a restart") {
+		t.Error("the edge's log does not say that its trunk.max_bitrate change needs a restart")
+	}
+	edge.mu.Lock()
+	kept := edge.cfg.Trunk.MaxBitrate
+	edge.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("the edge's configuration has trunk.max_bitrate %s; the running edge applies none until a restart", kept)
+	}
+}
+
+// noReaders reports whether camera name of p has no reader attached.
+func noReaders(p *Proxy, name string) bool {
+	for _, s := range p.Status() {
+		if s.Name == name {
+			return len(s.Readers) == 0
+		}
+	}
+	return true
 }

@@ -371,7 +371,25 @@ func (nw *trunkNet) ports(n int) ([]int, error) {
 	return out, nil
 }
 
-func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet, dir string, keys trunkKeys, sim *camsim.Server, cams []trunkCam) (*TrunkResult, error) {
+// trunkSite is one system's running proxies.
+type trunkSite struct {
+	procs    []*trunkProc // the edges, then the core
+	edges    []*trunkProc
+	core     *trunkProc
+	admin    map[*trunkProc]int // each proxy's admin port
+	coreAddr string             // the core's RTSP listener
+}
+
+// stop stops every proxy of the site.
+func (s *trunkSite) stop() {
+	for _, p := range s.procs {
+		p.stop()
+	}
+}
+
+// startTrunkSite starts o.Edges edge proxies and the core for system sys,
+// with their configurations and logs in dir/sys.
+func startTrunkSite(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet, dir string, keys trunkKeys, sim *camsim.Server, cams []trunkCam) (*trunkSite, error) {
 	// Ports: per edge RTSP, admin and trunk; the core's RTSP and admin.
 	ports, err := nw.ports(3*o.Edges + 2)
 	if err != nil {
@@ -381,42 +399,39 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 	if err := os.Mkdir(sysDir, 0o700); err != nil {
 		return nil, err
 	}
-	var procs []*trunkProc
-	defer func() {
-		for _, p := range procs {
-			p.stop()
-		}
-	}()
-	var edges []*trunkProc
-	adminPorts := map[*trunkProc]int{}
+	s := &trunkSite{admin: map[*trunkProc]int{}}
 	for e := 1; e <= o.Edges; e++ {
 		pe := ports[3*(e-1):]
 		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], sys != TrunkRTSP, keys, sim, cams, e)
 		p, err := startTrunkProc(ctx, nw, nw.edgeNS, sysDir, fmt.Sprintf("edge%d", e), o.Executable, cfg)
 		if err != nil {
+			s.stop()
 			return nil, err
 		}
-		procs = append(procs, p)
-		edges = append(edges, p)
-		adminPorts[p] = pe[1]
+		s.procs = append(s.procs, p)
+		s.edges = append(s.edges, p)
+		s.admin[p] = pe[1]
 	}
-	coreAddr := net.JoinHostPort(nw.coreHost, fmt.Sprint(ports[3*o.Edges]))
-	cfg := trunkCoreConfig(nw, coreAddr, ports[3*o.Edges+1], ports, sys, keys, cams, o.Edges)
+	s.coreAddr = net.JoinHostPort(nw.coreHost, fmt.Sprint(ports[3*o.Edges]))
+	cfg := trunkCoreConfig(nw, s.coreAddr, ports[3*o.Edges+1], ports, sys, keys, cams, o.Edges)
 	core, err := startTrunkProc(ctx, nw, nw.coreNS, sysDir, "core", o.Executable, cfg)
 	if err != nil {
+		s.stop()
 		return nil, err
 	}
-	procs = append(procs, core)
-	adminPorts[core] = ports[3*o.Edges+1]
-	paths := make([]camsim.Camera, len(cams))
-	for i, c := range cams {
-		paths[i] = camsim.Camera{Name: trunkReaderPath(sys, c)}
-	}
-	fmt.Fprintf(o.Progress, "bench trunk %s: %d edge(s) and the core started, waiting for %d paths at the core\n", sys, len(edges), len(cams))
-	// A proxy that exits (a bad port, say) ends the wait at once.
+	s.procs = append(s.procs, core)
+	s.core = core
+	s.admin[core] = ports[3*o.Edges+1]
+	return s, nil
+}
+
+// waitReady waits until the core serves every path; a proxy that exits
+// (a bad port, say) ends the wait at once, with the end of the core's and
+// the first edge's logs in the error.
+func (s *trunkSite) waitReady(ctx context.Context, paths []camsim.Camera) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, p := range procs {
+	for _, p := range s.procs {
 		go func() {
 			select {
 			case <-p.exited:
@@ -425,109 +440,175 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 			}
 		}()
 	}
-	if err := waitReady(wctx, coreAddr, paths, 120*time.Second); err != nil {
-		tail, _ := os.ReadFile(core.log)
-		etail, _ := os.ReadFile(edges[0].log)
-		return nil, fmt.Errorf("%w\ncore log:\n%s\nedge log:\n%s", err, lastLines(string(tail), 10), lastLines(string(etail), 10))
+	if err := waitReady(wctx, s.coreAddr, paths, 120*time.Second); err != nil {
+		tail, _ := os.ReadFile(s.core.log)
+		etail, _ := os.ReadFile(s.edges[0].log)
+		return fmt.Errorf("%w\ncore log:\n%s\nedge log:\n%s", err, lastLines(string(tail), 10), lastLines(string(etail), 10))
 	}
+	return nil
+}
 
-	// One reader per camera at the core; a direct reader of the first
-	// LatencySamples cameras.
-	var proxied, direct []*reader
-	var stalls []*frameGaps
+// cpu is the CPU time used so far by every edge together, and by the core.
+func (s *trunkSite) cpu() (edge, core time.Duration, err error) {
+	for _, p := range s.edges {
+		c, err := procCPU(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, 0, err
+		}
+		edge += c
+	}
+	core, err = procCPU(s.core.cmd.Process.Pid)
+	return edge, core, err
+}
+
+// trunkReaders are one reader per camera at the core (proxied, with its
+// stall counter) and a direct reader of the first LatencySamples cameras.
+type trunkReaders struct {
+	proxied, direct []*reader
+	stalls          []*frameGaps // of proxied[i]
+}
+
+func newTrunkReaders(o *TrunkOptions, coreAddr string, paths []camsim.Camera, sim *camsim.Server, cams []trunkCam) *trunkReaders {
+	rs := &trunkReaders{}
 	for i, c := range cams {
 		r := &reader{url: "rtsp://" + coreAddr + "/" + paths[i].Name, fps: 25}
 		g := &frameGaps{stallGap: o.StallGap}
 		r.onVideo = g.packet
-		stalls = append(stalls, g)
+		rs.stalls = append(rs.stalls, g)
 		if i < o.LatencySamples {
 			r.frames = newFrameLog()
-			direct = append(direct, &reader{url: sim.URL(c.simName()), fps: 25, frames: newFrameLog()})
+			rs.direct = append(rs.direct, &reader{url: sim.URL(c.simName()), fps: 25, frames: newFrameLog()})
 		}
-		proxied = append(proxied, r)
+		rs.proxied = append(rs.proxied, r)
 	}
-	all := append(append([]*reader{}, proxied...), direct...)
-	defer func() {
-		for _, r := range all {
-			r.close()
-		}
-	}()
+	return rs
+}
+
+func (rs *trunkReaders) all() []*reader {
+	return append(append([]*reader{}, rs.proxied...), rs.direct...)
+}
+
+// start starts every reader and returns how many play; a reader that
+// fails to start is logged and left out.
+func (rs *trunkReaders) start(ctx context.Context, log *slog.Logger) int {
 	up := 0
-	for _, r := range all {
+	for _, r := range rs.all() {
 		if err := r.start(ctx); err != nil {
-			o.Logger.Warn("reader failed to start", "url", r.url, "err", err)
+			log.Warn("reader failed to start", "url", r.url, "err", err)
 			continue
 		}
 		up++
 	}
-	fmt.Fprintf(o.Progress, "bench trunk %s: %d readers playing; warming up %s\n", sys, up, o.Warmup)
-	if err := sleep(ctx, o.Warmup); err != nil {
-		return nil, err
+	return up
+}
+
+func (rs *trunkReaders) close() {
+	for _, r := range rs.all() {
+		r.close()
 	}
-	cpu := func() (edge, core time.Duration, err error) {
-		for _, p := range edges {
-			c, err := procCPU(p.cmd.Process.Pid)
-			if err != nil {
-				return 0, 0, err
-			}
-			edge += c
-		}
-		core, err = procCPU(procs[len(procs)-1].cmd.Process.Pid)
-		return edge, core, err
+}
+
+func (rs *trunkReaders) setCounting(on bool) {
+	for _, r := range rs.all() {
+		r.counting.Store(on)
 	}
-	e0, c0, err := cpu()
+}
+
+// measureWindow counts at the readers for o.Duration and sets res's
+// window and CPU times; it returns when the window opened.
+func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site *trunkSite, res *TrunkResult) (time.Time, error) {
+	e0, c0, err := site.cpu()
 	if err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
 	start := time.Now()
-	for _, r := range all {
-		r.counting.Store(true)
-	}
-	fmt.Fprintf(o.Progress, "bench trunk %s: measuring for %s\n", sys, o.Duration)
+	rs.setCounting(true)
+	fmt.Fprintf(o.Progress, "bench trunk %s: measuring for %s\n", res.System, o.Duration)
 	if err := sleep(ctx, o.Duration); err != nil {
-		return nil, err
+		return start, err
 	}
-	e1, c1, err := cpu()
+	e1, c1, err := site.cpu()
 	if err != nil {
-		return nil, err
+		return start, err
 	}
-	window := time.Since(start)
-	for _, r := range all {
-		r.counting.Store(false)
-	}
-	res := &TrunkResult{System: sys, Edges: o.Edges, Cameras: len(cams), Wanted: len(proxied), Window: window, EdgeCPU: e1 - e0, CoreCPU: c1 - c0}
-	for i, r := range proxied {
+	res.Window = time.Since(start)
+	rs.setCounting(false)
+	res.EdgeCPU, res.CoreCPU = e1-e0, c1-c0
+	return start, nil
+}
+
+// addProxied adds what the core's readers got to res.
+func (rs *trunkReaders) addProxied(res *TrunkResult) {
+	for i, r := range rs.proxied {
 		if r.client != nil {
 			res.Readers++
 		}
 		res.Bytes += r.bytes.Load()
 		res.Lost += r.lost.Load()
-		f, s := stalls[i].result()
+		f, s := rs.stalls[i].result()
 		res.Frames += f
 		res.Stalls += s
 		if s > 0 {
 			res.StalledReaders++
 		}
 	}
-	res.FramesSent = uint64(len(cams)) * uint64(window.Seconds()*25)
-	if sys != TrunkRTSP {
-		trunkCounters(ctx, nw, res, edges, adminPorts)
-	}
+}
+
+// addDirect sets res's input bytes (the direct readers' mean times the
+// cameras) and the latency the proxies added to the frames matched after
+// start.
+func (rs *trunkReaders) addDirect(res *TrunkResult, start time.Time) {
 	var directBytes uint64
 	directUp := 0
-	for _, d := range direct {
+	for _, d := range rs.direct {
 		if d.client != nil {
 			directBytes += d.bytes.Load()
 			directUp++
 		}
 	}
 	if directUp > 0 {
-		res.InBytes = directBytes / uint64(directUp) * uint64(len(cams))
+		res.InBytes = directBytes / uint64(directUp) * uint64(res.Cameras)
 	}
-	for i, d := range direct {
-		res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i].frames, start)...)
+	for i, d := range rs.direct {
+		res.Latency = append(res.Latency, matchFrames(d.frames, rs.proxied[i].frames, start)...)
 	}
 	slices.Sort(res.Latency)
+}
+
+// runTrunkOne measures system sys: it starts the proxies, waits for the
+// core to serve every camera, plays them all, warms up and measures.
+func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet, dir string, keys trunkKeys, sim *camsim.Server, cams []trunkCam) (*TrunkResult, error) {
+	site, err := startTrunkSite(ctx, o, sys, nw, dir, keys, sim, cams)
+	if err != nil {
+		return nil, err
+	}
+	defer site.stop()
+	paths := make([]camsim.Camera, len(cams))
+	for i, c := range cams {
+		paths[i] = camsim.Camera{Name: trunkReaderPath(sys, c)}
+	}
+	fmt.Fprintf(o.Progress, "bench trunk %s: %d edge(s) and the core started, waiting for %d paths at the core\n", sys, len(site.edges), len(cams))
+	if err := site.waitReady(ctx, paths); err != nil {
+		return nil, err
+	}
+	rs := newTrunkReaders(o, site.coreAddr, paths, sim, cams)
+	defer rs.close()
+	up := rs.start(ctx, o.Logger)
+	fmt.Fprintf(o.Progress, "bench trunk %s: %d readers playing; warming up %s\n", sys, up, o.Warmup)
+	if err := sleep(ctx, o.Warmup); err != nil {
+		return nil, err
+	}
+	res := &TrunkResult{System: sys, Edges: o.Edges, Cameras: len(cams), Wanted: len(rs.proxied)}
+	start, err := rs.measureWindow(ctx, o, site, res)
+	if err != nil {
+		return nil, err
+	}
+	rs.addProxied(res)
+	res.FramesSent = uint64(len(cams)) * uint64(res.Window.Seconds()*25)
+	if sys != TrunkRTSP {
+		trunkCounters(ctx, nw, res, site.edges, site.admin)
+	}
+	rs.addDirect(res, start)
 	return res, nil
 }
 
