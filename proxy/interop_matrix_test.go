@@ -83,11 +83,30 @@ func TestInteropMatrix(t *testing.T) {
 	interopCameras := slices.DeleteFunc(slices.Clone(interopCameras), func(c interopCamera) bool {
 		return *interopOnly != "" && !slices.Contains(strings.Split(*interopOnly, ","), c.name)
 	})
-	// Each cell reads its own proxy camera (all of one camera's pull the
-	// same GStreamer camera): gortsplib v5.6.4 has a data race between one
-	// session's SETUP and a UDP session's SETUP on the same ServerStream
-	// (server_stream.go readerAdd reads the other's transport unlocked),
-	// which concurrent readers of one camera would hit under -race.
+	cells, p := startInteropCells(t, interopCameras)
+	direct := runInteropReaders(t, p, interopCameras, cells)
+	for i, c := range interopCameras {
+		if r := direct[i]; r.err != nil {
+			t.Errorf("%s read directly: %v\n%s", c.name, r.err, r.log)
+		} else {
+			t.Logf("%s read directly: frames %v, DTS warnings %d (%d steps back)", c.name, r.frames, r.dts, r.dtsJumps)
+		}
+	}
+	for _, c := range cells {
+		t.Run(c.cam.name+"/"+c.reader+"/"+c.proto, c.check)
+	}
+}
+
+// startInteropCells starts the GStreamer cameras (filling in their direct
+// URLs) and one proxy with a camera per cell, and waits for every cell's
+// camera to stream (and, but for MJPEG, to have a GOP cached).
+//
+// Each cell reads its own proxy camera (all of one camera's pull the
+// same GStreamer camera): gortsplib v5.6.4 has a data race between one
+// session's SETUP and a UDP session's SETUP on the same ServerStream
+// (server_stream.go readerAdd reads the other's transport unlocked),
+// which concurrent readers of one camera would hit under -race.
+func startInteropCells(t *testing.T, interopCameras []interopCamera) ([]*interopCell, *Proxy) {
 	var cells []*interopCell
 	for i, c := range interopCameras {
 		gst := startGstCamera(t, 0, c.name, "", "", c.codec)
@@ -117,11 +136,17 @@ func TestInteropMatrix(t *testing.T) {
 			waitFor(t, c.name()+" GOP cached", 5*time.Second, func() bool { return gopLen(p, c.name()) > 0 })
 		}
 	}
+	return cells, p
+}
 
-	// ffmpeg copies (cheap) all at once; GStreamer decodes, four at a time.
-	// Beside them, ffmpeg records each camera directly: what ffmpeg itself
-	// warns about a camera (H.265 and B-frames come without DTS) is not the
-	// proxy's doing.
+// runInteropReaders runs every cell's reader, filling in its result, and
+// returns ffmpeg's recordings of each camera read directly.
+//
+// ffmpeg copies (cheap) all at once; GStreamer decodes, four at a time.
+// Beside them, ffmpeg records each camera directly: what ffmpeg itself
+// warns about a camera (H.265 and B-frames come without DTS) is not the
+// proxy's doing.
+func runInteropReaders(t *testing.T, p *Proxy, interopCameras []interopCamera, cells []*interopCell) []interopResult {
 	direct := make([]interopResult, len(interopCameras))
 	gst := make(chan struct{}, 4)
 	var wg sync.WaitGroup
@@ -144,47 +169,41 @@ func TestInteropMatrix(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	return direct
+}
 
-	for i, c := range interopCameras {
-		if r := direct[i]; r.err != nil {
-			t.Errorf("%s read directly: %v\n%s", c.name, r.err, r.log)
-		} else {
-			t.Logf("%s read directly: frames %v, DTS warnings %d (%d steps back)", c.name, r.frames, r.dts, r.dtsJumps)
+// check asserts one cell's result: enough frames of the camera's codecs,
+// audio where it has some, no lost packet, no decoder error.
+func (c *interopCell) check(t *testing.T) {
+	seconds := *interopSeconds
+	if c.reader == "ffmpeg" {
+		seconds = *interopDTSSeconds
+	}
+	minFrames := int(seconds * 25 / 2) // 25 fps; half of them at least
+	r := c.res
+	if r.err != nil {
+		t.Fatalf("%v\n%s", r.err, r.log)
+	}
+	t.Logf("frames %v, lost %d, DTS warnings %d (%d steps back)", r.frames, r.lost, r.dts, r.dtsJumps)
+	if n := r.frames[c.cam.video]; n < minFrames {
+		t.Errorf("%d %s frames decoded, want %d or more", n, c.cam.video, minFrames)
+	}
+	if c.cam.audio != "" && r.frames[c.cam.audio] == 0 {
+		t.Errorf("no %s audio decoded", c.cam.audio)
+	}
+	for codec := range r.frames {
+		if codec != c.cam.video && codec != c.cam.audio {
+			t.Errorf("unexpected stream %s", codec)
 		}
 	}
-	for _, c := range cells {
-		seconds := *interopSeconds
-		if c.reader == "ffmpeg" {
-			seconds = *interopDTSSeconds
-		}
-		minFrames := int(seconds * 25 / 2) // 25 fps; half of them at least
-		t.Run(c.cam.name+"/"+c.reader+"/"+c.proto, func(t *testing.T) {
-			r := c.res
-			if r.err != nil {
-				t.Fatalf("%v\n%s", r.err, r.log)
-			}
-			t.Logf("frames %v, lost %d, DTS warnings %d (%d steps back)", r.frames, r.lost, r.dts, r.dtsJumps)
-			if n := r.frames[c.cam.video]; n < minFrames {
-				t.Errorf("%d %s frames decoded, want %d or more", n, c.cam.video, minFrames)
-			}
-			if c.cam.audio != "" && r.frames[c.cam.audio] == 0 {
-				t.Errorf("no %s audio decoded", c.cam.audio)
-			}
-			for codec := range r.frames {
-				if codec != c.cam.video && codec != c.cam.audio {
-					t.Errorf("unexpected stream %s", codec)
-				}
-			}
-			if r.lost != 0 {
-				t.Errorf("%d RTP packets lost", r.lost)
-			}
-			if r.decodeErrors != 0 {
-				t.Errorf("%d decoder errors in the recording", r.decodeErrors)
-			}
-			if t.Failed() {
-				t.Logf("reader output:\n%s", r.log)
-			}
-		})
+	if r.lost != 0 {
+		t.Errorf("%d RTP packets lost", r.lost)
+	}
+	if r.decodeErrors != 0 {
+		t.Errorf("%d decoder errors in the recording", r.decodeErrors)
+	}
+	if t.Failed() {
+		t.Logf("reader output:\n%s", r.log)
 	}
 }
 
