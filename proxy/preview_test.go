@@ -136,7 +136,6 @@ func TestPreviewWHEP(t *testing.T) {
 // cache), the preview is one "webrtc" reader counted in the metrics while
 // it plays, and it goes when the peer closes.
 func checkWHEPPlays(t *testing.T, p *Proxy, c *consoleClient, name, mime string) {
-	t.Helper()
 	pc, offer := whepClient(t, webrtc.MimeTypeH264, webrtc.MimeTypeH265)
 	var packets atomic.Int64
 	first := make(chan *rtp.Packet, 1)
@@ -188,7 +187,6 @@ func checkWHEPPlays(t *testing.T, p *Proxy, c *consoleClient, name, mime string)
 // counted as refused) and one without the CSRF token (stopped before the
 // preview server): each gets its status and reason.
 func checkWHEPRefusals(t *testing.T, c *consoleClient) {
-	t.Helper()
 	_, h264Only := whepClient(t, webrtc.MimeTypeH264)
 	for _, tc := range []struct {
 		name, path, ctype, body string
