@@ -17,7 +17,9 @@ func TestConsoleTrunks(t *testing.T) {
 	elog, _ := newLog(t)
 	edge := startProxy(t, edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp), elog)
 	clog, _ := newLog(t)
-	core := startProxy(t, coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "*"), clog)
+	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "*")
+	ccfg.Trunks[0].AlwaysOn = true // the page shows the trunk's camera up (on demand, only with a reader)
+	core := startProxy(t, ccfg, clog)
 	waitFor(t, "site-a/cam1 up at the core", 15*time.Second, func() bool { return cameraState(core, "site-a/cam1") == stateUp })
 
 	page := httpGet(t, "http://"+core.AdminAddr().String()+"/")
