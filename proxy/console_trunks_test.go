@@ -18,7 +18,7 @@ func TestConsoleTrunks(t *testing.T) {
 	edge := startProxy(t, edgeConfig(sim.URL("cam1"), "127.0.0.1:0", edgeK, coreK.fp), elog)
 	clog, _ := newLog(t)
 	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "*")
-	ccfg.Trunks[0].AlwaysOn = true // the page shows the trunk's camera up (on demand, only with a reader)
+	ccfg.Trunks[0].AlwaysOn = true // (on demand, the camera would be idle without a reader)
 	core := startProxy(t, ccfg, clog)
 	waitFor(t, "site-a/cam1 up at the core", 15*time.Second, func() bool { return cameraState(core, "site-a/cam1") == stateUp })
 
