@@ -33,8 +33,6 @@ var largeFuncs = map[string]string{
 		"the collector reads into the flow record; it runs for every record, with the fields in locals",
 	"firmware/formats/squashfs.(*lzState).decodeChunk": "hot decode loop: the LZMA literal/match state machine " +
 		"keeps the range decoder and its state in locals; split, each call would reload them (BenchmarkXzBlockDecode)",
-	"proxy.TestConsoleInBrowser": "one headless-browser session walked page by page, each step on the page the " +
-		"last left; console_browser_test.go is being changed by the console work in this round: split it after that lands",
 }
 
 type funcSize struct {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -57,12 +58,10 @@ func TestPreviewInBrowser(t *testing.T) {
 		{Name: "door", Codec: "h264", Width: 640, Height: 360, FPS: 25},
 		{Name: "yard", Codec: "h265", Width: 640, Height: 360, FPS: 25},
 	}
-	gateCam := []camsim.Camera{{Name: "gate", Codec: "h264", Width: 640, Height: 360, FPS: 25}}
-	gate := &camsim.Server{Addr: "127.0.0.1:0", Cameras: gateCam}
+	gate := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "gate", Codec: "h264", Width: 640, Height: 360, FPS: 25}}}
 	if err := gate.Start(); err != nil {
 		t.Fatal(err)
 	}
-	gateAddr := gate.Addr
 	p, _ := startConsoleProxy(t, cams, func(c *Config) {
 		c.Cameras = append(c.Cameras, Camera{Name: "gate", URL: MustParseSecretURL(gate.URL("gate"))})
 		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
@@ -76,45 +75,87 @@ func TestPreviewInBrowser(t *testing.T) {
 		}
 		return true
 	})
-	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:console-pw"))}
+	signIn(t, ctx, "ops", "console-pw")
+	errs := pageErrors(ctx)
+
+	st := checkDoorPreviewPlays(t, ctx, p, base)
+	measurePreviewLatency(t, ctx, p)
+	shoot(t, ctx, "console-camera.png")
+	checkPreviewSurvivesReconnect(t, ctx, p, st.CurrentTime)
+	checkH265PreviewMessage(t, ctx, base)
+	checkPreviewWaitsForCamera(t, ctx, p, base, gate)
+
+	// The door preview ended with its page.
+	waitFor(t, "door's preview gone", 5*time.Second, func() bool {
+		for _, r := range webrtcReaders(p) {
+			if r.Camera == "door" {
+				return false
+			}
+		}
+		return true
+	})
+	if bad := pageErrorsBut(errs(), "status of 415"); len(bad) > 0 { // the H.265 offer's answer, shown in the page
+		t.Errorf("page errors (CSP or script): %q", bad)
+	}
+}
+
+// signIn makes the browser send user's credentials (HTTP Basic) with
+// every request.
+func signIn(t *testing.T, ctx context.Context, user, password string) {
+	t.Helper()
+	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))}
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
 		t.Fatal(err)
 	}
-	errs := pageErrors(ctx)
-	start := time.Now()
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// pollPreview reads the page's preview state every 100 ms until done
+// says so or timeout passes, and returns the last state read.
+func pollPreview(t *testing.T, ctx context.Context, timeout time.Duration, done func(previewState) bool) previewState {
+	t.Helper()
 	var st previewState
-	var firstFrame time.Duration
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var err error
 		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
 			t.Fatal(err)
 		}
-		if st.Decoded > 0 && firstFrame == 0 {
-			firstFrame = time.Since(start)
-		}
-		if st.Error != "" || st.CurrentTime > 3.5 {
+		if done(st) {
 			break
 		}
 	}
+	return st
+}
+
+// checkDoorPreviewPlays opens door's page: its preview plays more than
+// 3 s of 640-wide video, and is the one "webrtc" reader, by ops.
+func checkDoorPreviewPlays(t *testing.T, ctx context.Context, p *Proxy, base string) previewState {
+	start := time.Now()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
+		t.Fatal(err)
+	}
+	var firstFrame time.Duration
+	st := pollPreview(t, ctx, 20*time.Second, func(st previewState) bool {
+		if st.Decoded > 0 && firstFrame == 0 {
+			firstFrame = time.Since(start)
+		}
+		return st.Error != "" || st.CurrentTime > 3.5
+	})
 	t.Logf("preview: %+v; first frame %s after navigating", st, firstFrame.Round(time.Millisecond))
 	if st.Error != "" || st.CurrentTime <= 3 || st.Width != 640 {
 		t.Fatalf("preview of door: %+v; want more than 3 s of 640-wide video and no error", st)
 	}
-	var readers []ReaderEntry
-	for _, r := range p.Readers() {
-		if r.Transport == "webrtc" {
-			readers = append(readers, r)
-		}
-	}
+	readers := webrtcReaders(p)
 	if len(readers) != 1 || readers[0].Camera != "door" || readers[0].User != "ops" || readers[0].PacketsOut == 0 {
 		t.Errorf("webrtc readers %+v, want one of door by ops with packets", readers)
 	}
+	return st
+}
 
-	// Latency: a frame's first packet reaching the proxy → the frame
-	// received (last packet) and presented in the browser. Same host, same clock.
+// measurePreviewLatency logs the latency from a frame's first packet
+// reaching the proxy to the frame received (last packet) and presented
+// in the browser (same host, same clock), matching the page's frames to
+// the proxy's arrivals by RTP timestamp.
+func measurePreviewLatency(t *testing.T, ctx context.Context, p *Proxy) {
 	frames, err := chromedp.Run(ctx, chromedp.Evaluate[[]frameTiming](`window.cordonPreview.frames`))
 	if err != nil {
 		t.Fatal(err)
@@ -149,11 +190,12 @@ func TestPreviewInBrowser(t *testing.T) {
 	if pct(toPresent, .5) <= 0 || pct(toPresent, .5) > 1000 {
 		t.Errorf("median latency %.1f ms is not plausible", pct(toPresent, .5))
 	}
-	shoot(t, ctx, "console-camera.png")
+}
 
-	// Reconnect camera (the page's button: a POST with its CSRF token): the
-	// camera's session restarts, the preview goes on.
-	before := st.CurrentTime
+// checkPreviewSurvivesReconnect clicks Reconnect camera on door's page
+// (a POST with its CSRF token): the camera's session restarts and the
+// preview, at before seconds, goes on for 3 s more.
+func checkPreviewSurvivesReconnect(t *testing.T, ctx context.Context, p *Proxy, before float64) {
 	if err := chromedp.Do(ctx, chromedp.Click("#reconnect")); err != nil {
 		t.Fatal(err)
 	}
@@ -167,31 +209,20 @@ func TestPreviewInBrowser(t *testing.T) {
 	if msg != "session ended; reconnecting" {
 		t.Errorf("reconnect status %q", msg)
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
-			t.Fatal(err)
-		}
-		if st.Error != "" || st.CurrentTime > before+3 {
-			break
-		}
-	}
+	st := pollPreview(t, ctx, 10*time.Second, func(st previewState) bool { return st.Error != "" || st.CurrentTime > before+3 })
 	if st.Error != "" || st.CurrentTime <= before+3 || len(webrtcReaders(p)) != 1 {
 		t.Errorf("preview after the camera reconnected: %+v (was at %.1f s), previews %d", st, before, len(webrtcReaders(p)))
 	}
+}
 
-	// An H.265 camera: Chromium's WebRTC (headless, software) does not offer
-	// H.265; the page says so instead of showing a black box.
+// checkH265PreviewMessage opens yard's page, an H.265 camera: Chromium's
+// WebRTC (headless, software) does not offer H.265; the page says so
+// instead of showing a black box.
+func checkH265PreviewMessage(t *testing.T, ctx context.Context, base string) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/yard"), chromedp.WaitVisible("#preview")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
-			t.Fatal(err)
-		}
-		if st.Error != "" || st.CurrentTime > 1 {
-			break
-		}
-	}
+	st := pollPreview(t, ctx, 10*time.Second, func(st previewState) bool { return st.Error != "" || st.CurrentTime > 1 })
 	t.Logf("H.265 preview: %+v", st)
 	switch {
 	case st.CurrentTime > 1 && st.Error == "":
@@ -199,48 +230,34 @@ func TestPreviewInBrowser(t *testing.T) {
 	case !strings.Contains(st.Status, "H.265"):
 		t.Errorf("H.265 camera: status %q, want a message naming H.265", st.Status)
 	}
-	// A camera that is down: the page says so, and its preview starts
-	// once the camera is up again.
+}
+
+// checkPreviewWaitsForCamera stops gate's camera and opens its page: the
+// page says the camera is down, and the preview starts once a camera
+// server is back on the same address.
+func checkPreviewWaitsForCamera(t *testing.T, ctx context.Context, p *Proxy, base string, gate *camsim.Server) {
 	gate.Close()
 	waitFor(t, "gate down", 10*time.Second, func() bool { return cameraState(p, "gate") != stateUp })
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/cameras/gate"), chromedp.WaitVisible("#preview")); err != nil {
 		t.Fatal(err)
 	}
+	var st previewState
 	waitFor(t, "the page saying it waits for the camera", 5*time.Second, func() bool {
+		var err error
 		st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS))
 		return err == nil && (st.Error != "" || strings.HasPrefix(st.Status, "waiting for the camera, which is down"))
 	})
 	if st.Error != "" {
 		t.Errorf("preview of a camera that is down: %+v", st)
 	}
-	gate = &camsim.Server{Addr: gateAddr, Cameras: gateCam}
-	if err := gate.Start(); err != nil {
+	again := &camsim.Server{Addr: gate.Addr, Cameras: gate.Cameras}
+	if err := again.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer gate.Close()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
-			t.Fatal(err)
-		}
-		if st.CurrentTime > 1 {
-			break
-		}
-	}
+	t.Cleanup(again.Close) // after the test, as the page stays on gate's preview
+	st = pollPreview(t, ctx, 15*time.Second, func(st previewState) bool { return st.CurrentTime > 1 })
 	if st.CurrentTime <= 1 || st.State != "playing" {
 		t.Errorf("gate's preview after the camera came back: %+v", st)
-	}
-
-	// The door preview ended with its page.
-	waitFor(t, "door's preview gone", 5*time.Second, func() bool {
-		for _, r := range webrtcReaders(p) {
-			if r.Camera == "door" {
-				return false
-			}
-		}
-		return true
-	})
-	if bad := pageErrorsBut(errs(), "status of 415"); len(bad) > 0 { // the H.265 offer's answer, shown in the page
-		t.Errorf("page errors (CSP or script): %q", bad)
 	}
 }
 
@@ -254,23 +271,11 @@ func TestPreviewOverTLSInBrowser(t *testing.T) {
 		c.AdminTLS = TLS{Cert: certFile, Key: keyFile}
 	})
 	waitFor(t, "door up", 10*time.Second, func() bool { return cameraState(p, "door") == stateUp })
-	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:console-pw"))}
-	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
-		t.Fatal(err)
-	}
+	signIn(t, ctx, "ops", "console-pw")
 	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+p.AdminAddr().String()+"/cameras/door"), chromedp.WaitVisible("#preview")); err != nil {
 		t.Fatal(err)
 	}
-	var st previewState
-	var err error
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if st, err = chromedp.Run(ctx, chromedp.Evaluate[previewState](previewStateJS)); err != nil {
-			t.Fatal(err)
-		}
-		if st.Error != "" || st.CurrentTime > 1.5 {
-			break
-		}
-	}
+	st := pollPreview(t, ctx, 15*time.Second, func(st previewState) bool { return st.Error != "" || st.CurrentTime > 1.5 })
 	if st.Error != "" || st.CurrentTime <= 1.5 {
 		t.Errorf("preview over HTTPS: %+v", st)
 	}

@@ -99,53 +99,8 @@ func TestPreviewWHEP(t *testing.T) {
 	c := &consoleClient{t: t, base: "http://" + p.AdminAddr().String()}
 	c.open()
 
-	for _, cam := range []struct{ name, mime string }{{"door", webrtc.MimeTypeH264}, {"yard", webrtc.MimeTypeH265}} {
-		pc, offer := whepClient(t, webrtc.MimeTypeH264, webrtc.MimeTypeH265)
-		var packets atomic.Int64
-		first := make(chan *rtp.Packet, 1)
-		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			if got := tr.Codec().MimeType; got != cam.mime {
-				t.Errorf("%s: track codec %s, want %s", cam.name, got, cam.mime)
-			}
-			for {
-				pkt, _, err := tr.ReadRTP()
-				if err != nil {
-					return
-				}
-				if packets.Add(1) == 1 {
-					first <- pkt
-				}
-			}
-		})
-		code, answer, loc := c.post("/v1/cameras/"+cam.name+"/whep", "application/sdp", offer)
-		if code != 201 || !strings.HasPrefix(loc, "/v1/previews/") {
-			t.Fatalf("%s: POST whep: %d %s", cam.name, code, answer)
-		}
-		if strings.Contains(answer, "typ srflx") || strings.Contains(answer, "typ relay") || !strings.Contains(answer, "127.0.0.1") {
-			t.Errorf("%s: answer candidates are not host candidates on the admin address:\n%s", cam.name, answer)
-		}
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case pkt := <-first:
-			if !startsKeyframe(cam.mime, pkt.Payload) {
-				t.Errorf("%s: the first packet (NAL header %x) does not start a keyframe: the GOP cache was not used", cam.name, pkt.Payload[:2])
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: no packet in 10 s", cam.name)
-		}
-		waitFor(t, cam.name+" 50 packets", 10*time.Second, func() bool { return packets.Load() >= 50 })
-		rs := webrtcReaders(p)
-		if len(rs) != 1 || rs[0].Camera != cam.name || rs[0].User != "anonymous" || rs[0].PacketsOut < 50 {
-			t.Errorf("%s: webrtc readers %+v", cam.name, rs)
-		}
-		if m := httpGet(t, c.base+"/metrics"); !strings.Contains(m, `cordon_camera_readers{camera="`+cam.name+`"} 1`) {
-			t.Errorf("%s: the preview is not counted in cordon_camera_readers", cam.name)
-		}
-		pc.Close()
-		waitFor(t, cam.name+" preview closed with the peer", 10*time.Second, func() bool { return len(webrtcReaders(p)) == 0 })
-	}
+	checkWHEPPlays(t, p, c, "door", webrtc.MimeTypeH264)
+	checkWHEPPlays(t, p, c, "yard", webrtc.MimeTypeH265)
 
 	// A peer that never connects is dropped after idle_timeout.
 	_, offer := whepClient(t, webrtc.MimeTypeH264)
@@ -164,6 +119,74 @@ func TestPreviewWHEP(t *testing.T) {
 		t.Errorf("DELETE %s: %d, readers %d", loc, got, len(webrtcReaders(p)))
 	}
 
+	checkWHEPRefusals(t, c)
+	if n := len(webrtcReaders(p)); n != 0 {
+		t.Errorf("%d previews left", n)
+	}
+	m := httpGet(t, c.base+"/metrics")
+	for _, want := range []string{"cordon_admin_previews 0", "cordon_admin_previews_started_total 4", "cordon_admin_previews_refused_total 5"} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// checkWHEPPlays previews camera name with a peer offering H.264 and
+// H.265: the track is mime, its first packet starts a keyframe (the GOP
+// cache), the preview is one "webrtc" reader counted in the metrics while
+// it plays, and it goes when the peer closes.
+func checkWHEPPlays(t *testing.T, p *Proxy, c *consoleClient, name, mime string) {
+	pc, offer := whepClient(t, webrtc.MimeTypeH264, webrtc.MimeTypeH265)
+	var packets atomic.Int64
+	first := make(chan *rtp.Packet, 1)
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if got := tr.Codec().MimeType; got != mime {
+			t.Errorf("%s: track codec %s, want %s", name, got, mime)
+		}
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if packets.Add(1) == 1 {
+				first <- pkt
+			}
+		}
+	})
+	code, answer, loc := c.post("/v1/cameras/"+name+"/whep", "application/sdp", offer)
+	if code != 201 || !strings.HasPrefix(loc, "/v1/previews/") {
+		t.Fatalf("%s: POST whep: %d %s", name, code, answer)
+	}
+	if strings.Contains(answer, "typ srflx") || strings.Contains(answer, "typ relay") || !strings.Contains(answer, "127.0.0.1") {
+		t.Errorf("%s: answer candidates are not host candidates on the admin address:\n%s", name, answer)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case pkt := <-first:
+		if !startsKeyframe(mime, pkt.Payload) {
+			t.Errorf("%s: the first packet (NAL header %x) does not start a keyframe: the GOP cache was not used", name, pkt.Payload[:2])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no packet in 10 s", name)
+	}
+	waitFor(t, name+" 50 packets", 10*time.Second, func() bool { return packets.Load() >= 50 })
+	rs := webrtcReaders(p)
+	if len(rs) != 1 || rs[0].Camera != name || rs[0].User != "anonymous" || rs[0].PacketsOut < 50 {
+		t.Errorf("%s: webrtc readers %+v", name, rs)
+	}
+	if m := httpGet(t, c.base+"/metrics"); !strings.Contains(m, `cordon_camera_readers{camera="`+name+`"} 1`) {
+		t.Errorf("%s: the preview is not counted in cordon_camera_readers", name)
+	}
+	pc.Close()
+	waitFor(t, name+" preview closed with the peer", 10*time.Second, func() bool { return len(webrtcReaders(p)) == 0 })
+}
+
+// checkWHEPRefusals posts offers the proxy cannot serve (five, each
+// counted as refused) and one without the CSRF token (stopped before the
+// preview server): each gets its status and reason.
+func checkWHEPRefusals(t *testing.T, c *consoleClient) {
 	_, h264Only := whepClient(t, webrtc.MimeTypeH264)
 	for _, tc := range []struct {
 		name, path, ctype, body string
@@ -185,15 +208,6 @@ func TestPreviewWHEP(t *testing.T) {
 	noToken.token = ""
 	if code, _, _ := noToken.post("/v1/cameras/door/whep", "application/sdp", h264Only); code != 403 {
 		t.Errorf("offer without the CSRF token: %d, want 403", code)
-	}
-	if n := len(webrtcReaders(p)); n != 0 {
-		t.Errorf("%d previews left", n)
-	}
-	m := httpGet(t, c.base+"/metrics")
-	for _, want := range []string{"cordon_admin_previews 0", "cordon_admin_previews_started_total 4", "cordon_admin_previews_refused_total 5"} {
-		if !strings.Contains(m, want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
-		}
 	}
 }
 

@@ -312,17 +312,35 @@ func (s *previewServer) handleOffer(w http.ResponseWriter, r *http.Request) {
 
 // start negotiates a preview and attaches it to the camera's stream.
 func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerStream, video *rebuild.Track, mimeType, offer string) (*previewSession, string, int, error) {
+	pc, track, answer, code, err := s.negotiate(r, mimeType, offer)
+	if err != nil {
+		return nil, "", code, err
+	}
+	ps, code, err := s.attach(r, c, sst, pc, video, track)
+	if err != nil {
+		pc.Close()
+		return nil, "", code, err
+	}
+	s.started.Add(1)
+	s.log.Info("preview started", "camera", ps.camera, "user", ps.user, "remote", r.RemoteAddr, "codec", mimeType)
+	return ps, answer, 0, nil
+}
+
+// negotiate answers offer with a peer connection that sends one video
+// track of mimeType, its candidates gathered (no trickle). On error, it
+// returns the HTTP status to answer with, the peer connection closed.
+func (s *previewServer) negotiate(r *http.Request, mimeType, offer string) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP, string, int, error) {
 	api, err := s.apiFor(r)
 	if err != nil {
-		return nil, "", http.StatusInternalServerError, err
+		return nil, nil, "", http.StatusInternalServerError, err
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{}) // no ICE servers: host candidates only
 	if err != nil {
-		return nil, "", http.StatusInternalServerError, fmt.Errorf("preview: %w", err)
+		return nil, nil, "", http.StatusInternalServerError, fmt.Errorf("preview: %w", err)
 	}
-	fail := func(code int, err error) (*previewSession, string, int, error) {
+	fail := func(code int, err error) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP, string, int, error) {
 		pc.Close()
-		return nil, "", code, err
+		return nil, nil, "", code, err
 	}
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mimeType, ClockRate: 90000}, "video", "cordon")
 	if err != nil {
@@ -340,27 +358,9 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 			}
 		}
 	}()
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return fail(http.StatusBadRequest, fmt.Errorf("preview: offer: %w", err))
-	}
-	ans, err := pc.CreateAnswer(nil)
+	answer, code, err := answerOffer(r, pc, offer)
 	if err != nil {
-		return fail(http.StatusUnsupportedMediaType, fmt.Errorf("preview: %w", err))
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(ans); err != nil {
-		return fail(http.StatusInternalServerError, fmt.Errorf("preview: %w", err))
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		return fail(http.StatusServiceUnavailable, errPreviewNoAnswer)
-	case <-r.Context().Done():
-		return fail(http.StatusServiceUnavailable, r.Context().Err())
-	}
-	local := pc.LocalDescription()
-	if local == nil || !strings.Contains(local.SDP, "a=candidate:") {
-		return fail(http.StatusServiceUnavailable, errPreviewNoAnswer)
+		return fail(code, err)
 	}
 	if len(tr.Sender().GetParameters().Codecs) == 0 {
 		if mimeType == webrtc.MimeTypeH265 {
@@ -368,7 +368,42 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 		}
 		return fail(http.StatusUnsupportedMediaType, errPreviewH264)
 	}
+	return pc, track, answer, 0, nil
+}
 
+// answerOffer sets offer on pc and returns the answer once every ICE
+// candidate is in it, or the HTTP status and error to answer with.
+func answerOffer(r *http.Request, pc *webrtc.PeerConnection, offer string) (string, int, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", http.StatusBadRequest, fmt.Errorf("preview: offer: %w", err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("preview: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return "", http.StatusInternalServerError, fmt.Errorf("preview: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		return "", http.StatusServiceUnavailable, errPreviewNoAnswer
+	case <-r.Context().Done():
+		return "", http.StatusServiceUnavailable, r.Context().Err()
+	}
+	local := pc.LocalDescription()
+	if local == nil || !strings.Contains(local.SDP, "a=candidate:") {
+		return "", http.StatusServiceUnavailable, errPreviewNoAnswer
+	}
+	return local.SDP, 0, nil
+}
+
+// attach makes the negotiated peer connection pc a reader of c's stream
+// (counted against preview.max_sessions) and arranges for it to end
+// when the browser goes or never connects. On error, it returns the HTTP
+// status to answer with; the caller closes pc.
+func (s *previewServer) attach(r *http.Request, c *camera, sst *gortsplib.ServerStream, pc *webrtc.PeerConnection, video *rebuild.Track, track *webrtc.TrackLocalStaticRTP) (*previewSession, int, error) {
 	ps := &previewSession{id: randomID(), camera: c.cfg.Name, user: adminUser(r), srv: s, cam: c, pc: pc}
 	ps.out = newWebRTCOutput(video, track)
 	ps.r = &reader{user: ps.user, remote: r.RemoteAddr, since: time.Now(), transport: "webrtc", out: ps.out,
@@ -377,7 +412,7 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 	s.mu.Lock()
 	if s.closed || len(s.sessions) >= s.cfg.MaxSessions {
 		s.mu.Unlock()
-		return fail(http.StatusServiceUnavailable, errPreviewBusy)
+		return nil, http.StatusServiceUnavailable, errPreviewBusy
 	}
 	s.sessions[ps.id] = ps
 	s.mu.Unlock()
@@ -385,7 +420,7 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 		s.mu.Lock()
 		delete(s.sessions, ps.id)
 		s.mu.Unlock()
-		return fail(http.StatusServiceUnavailable, fmt.Errorf("preview: %w", err))
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("preview: %w", err)
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
@@ -407,9 +442,7 @@ func (s *previewServer) start(r *http.Request, c *camera, sst *gortsplib.ServerS
 		err := contained(func() error { return ps.out.run() })
 		ps.close(err.Error())
 	}()
-	s.started.Add(1)
-	s.log.Info("preview started", "camera", ps.camera, "user", ps.user, "remote", r.RemoteAddr, "codec", mimeType)
-	return ps, local.SDP, 0, nil
+	return ps, 0, nil
 }
 
 // contained runs f, turning a panic into an error.
