@@ -503,7 +503,7 @@ func (e *Engine) solicited(p *packet) string {
 			continue
 		}
 		k := canonical(protoUDP, netip.AddrPortFrom(p.dst, p.dport), netip.AddrPortFrom(g.group, g.port))
-		if e.flows.m[k] != nil {
+		if e.flows.peek(k) != nil {
 			return g.query
 		}
 	}
