@@ -39,6 +39,9 @@ func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 			f.Close()
 			return nil, fmt.Errorf("egress: %s is a directory: give a capture file (pcap or pcapng, optionally .gz or .zst)", path)
 		}
+		if src := openMapped(path, f); src != nil {
+			return src, nil
+		}
 		rc = f
 	}
 	src, err := openStream(path, rc)
@@ -99,20 +102,46 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 		s.read = ng.ZeroCopyReadPacketData
 		return &ngSource{s}, nil
 	case isPcapMagic(magic):
-		pr, err := newPcapReader(inner)
-		if err != nil {
-			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
+		if err := s.readPcap(inner); err != nil {
+			return nil, err
 		}
-		// Records are accepted up to the snap length: refuse absurd ones
-		// so one record cannot claim gigabytes.
-		if pr.snaplen > maxSnaplen {
-			return nil, fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", name, pr.snaplen, maxSnaplen)
-		}
-		s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
 	default:
 		return nil, fmt.Errorf("egress: %s is not a pcap or pcapng capture (magic %x; gzip and zstd compression are recognised)", name, magic)
 	}
 	return s, nil
+}
+
+// openMapped reads an uncompressed pcap file mapped into memory (see
+// memReader); nil, the file left as it was, for any other file or when it
+// cannot be mapped. Run turns a fault on the mapping (the file truncated
+// while it is read) into an error.
+func openMapped(name string, f *os.File) *fileSource {
+	b := mapFile(f)
+	if b == nil {
+		return nil
+	}
+	s := &fileSource{name: name, cr: &countingReader{}, mapped: true,
+		closers: []io.Closer{f, closerFunc(func() error { return unmapFile(b) })}}
+	if len(b) < 4 || !isPcapMagic(b[:4]) || s.readPcap(&memReader{b: b}) != nil {
+		_ = unmapFile(b) // read as a stream: it says what is wrong
+		return nil
+	}
+	return s
+}
+
+// readPcap makes s read classic pcap records from br.
+func (s *fileSource) readPcap(br recordBuffer) error {
+	pr, err := newPcapReader(br)
+	if err != nil {
+		return fmt.Errorf("egress: %s: pcap: %w", s.name, err)
+	}
+	// Records are accepted up to the snap length: refuse absurd ones
+	// so one record cannot claim gigabytes.
+	if pr.snaplen > maxSnaplen {
+		return fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", s.name, pr.snaplen, maxSnaplen)
+	}
+	s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
+	return nil
 }
 
 func isPcapMagic(m []byte) bool {
@@ -135,6 +164,7 @@ type fileSource struct {
 	cr      *countingReader
 	pos     func() int64 // bytes consumed, when cr does not count them
 	packets uint64
+	mapped  bool // the file is mapped into memory (openMapped)
 }
 
 // TruncatedError is a capture that ends in the middle of a packet (a

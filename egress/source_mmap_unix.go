@@ -1,0 +1,27 @@
+//go:build unix
+
+package egress
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapFile maps a regular file into memory, read-only, for reading from
+// start to end; nil when it cannot be (not a regular file, empty, larger
+// than the address space, or mmap refused): the caller then reads it.
+func mapFile(f *os.File) []byte {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 || st.Size() != int64(int(st.Size())) {
+		return nil
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	_ = unix.Madvise(b, unix.MADV_SEQUENTIAL) // a hint: read-ahead, drop behind
+	return b
+}
+
+func unmapFile(b []byte) error { return unix.Munmap(b) }
