@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -208,3 +209,65 @@ func TestGenerateEncap(t *testing.T) {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestPlainIPv4MatchesParser: the parser-free path for plain Ethernet/IPv4
+// frames decodes every frame it takes exactly as gopacket's parser does,
+// over the planted capture's frames and variants of each (cut short,
+// fragment bits set, IP length changed, options, VLAN-tagged).
+func TestPlainIPv4MatchesParser(t *testing.T) {
+	src, err := OpenFile("testdata/planted.pcap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var m Metrics
+	fast, slow := newDecoder(&m), newDecoder(&m)
+	taken := 0
+	check := func(frame []byte) {
+		var pf, ps packet
+		rf, ok := fast.plainIPv4(frame, &pf)
+		if !ok {
+			return
+		}
+		taken++
+		ps = packet{}
+		rs := slow.layers(slow.pEth, frame, &ps, 0)
+		if rf != rs || !reflect.DeepEqual(pf, ps) {
+			t.Fatalf("frame %x:\nplain  %v %+v\nparser %v %+v", frame, rf, pf, rs, ps)
+		}
+	}
+	for {
+		data, _, err := src.ReadPacketData()
+		if err != nil {
+			break
+		}
+		frame := slices.Clone(data)
+		check(frame)
+		for _, cut := range []int{len(frame) - 1, 14 + 20, 14 + 24} {
+			if cut > 0 && cut < len(frame) {
+				check(frame[:cut])
+			}
+		}
+		if len(frame) < 14+20 {
+			continue
+		}
+		for _, mut := range []func(b []byte){
+			func(b []byte) { b[14+6] |= 0x20 },                     // more fragments
+			func(b []byte) { b[14+7] |= 0x01 },                     // fragment offset
+			func(b []byte) { b[14+6] |= 0x40 },                     // don't fragment: still plain
+			func(b []byte) { b[14+2], b[14+3] = 0, 0 },             // TSO: length 0
+			func(b []byte) { b[14+3] -= 4 },                        // shorter IP length
+			func(b []byte) { b[14] = 0x46 },                        // options
+			func(b []byte) { b[12], b[13] = 0x81, 0x00 },           // VLAN tag
+			func(b []byte) { b[14+9] = byte(protoTCP ^ 1) },        // another protocol
+			func(b []byte) { b[14+9] = protoUDP; b[14+3] &= 0xf0 }, // UDP, odd length
+		} {
+			b := slices.Clone(frame)
+			mut(b)
+			check(b)
+		}
+	}
+	if taken < 100 {
+		t.Fatalf("only %d frames took the plain path", taken)
+	}
+}
