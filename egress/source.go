@@ -122,7 +122,7 @@ func openMapped(name string, f *os.File) *fileSource {
 	}
 	s := &fileSource{name: name, cr: &countingReader{}, mapped: true,
 		closers: []io.Closer{f, closerFunc(func() error { return unmapFile(b) })}}
-	if len(b) < 4 || !isPcapMagic(b[:4]) || s.readPcap(&memReader{b: b}) != nil {
+	if len(b) < 4 || !isPcapMagic(b[:4]) || s.readPcap(&memReader{b: b, release: releaseMapped, chunk: releaseChunk}) != nil {
 		_ = unmapFile(b) // read as a stream: it says what is wrong
 		return nil
 	}

@@ -25,3 +25,9 @@ func mapFile(f *os.File) []byte {
 }
 
 func unmapFile(b []byte) error { return unix.Munmap(b) }
+
+// releaseMapped tells the kernel that b, a page-aligned part of a mapping
+// that was read, is not needed any more: its pages leave the process's
+// resident set (they stay in the page cache; a later access reads them
+// again).
+func releaseMapped(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }

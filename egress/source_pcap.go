@@ -37,11 +37,18 @@ type recordBuffer interface {
 	Size() int
 }
 
-// memReader is a recordBuffer over bytes in memory.
+// memReader is a recordBuffer over bytes in memory. When release is set
+// it is called on each chunk of bytes read (a mapped file's pages, which
+// the kernel may then drop: the process's resident size stays small).
 type memReader struct {
-	b   []byte
-	off int
+	b        []byte
+	off      int
+	released int // b[:released] was handed to release
+	release  func([]byte)
+	chunk    int // a multiple of the page size
 }
+
+const releaseChunk = 32 << 20
 
 // Peek returns the next n bytes, or those left with io.EOF.
 func (m *memReader) Peek(n int) ([]byte, error) {
@@ -52,6 +59,13 @@ func (m *memReader) Peek(n int) ([]byte, error) {
 }
 
 func (m *memReader) Discard(n int) (int, error) {
+	// Bytes before off were returned by earlier reads, which are no
+	// longer valid: they may go.
+	if m.release != nil && m.off-m.released >= m.chunk {
+		end := m.released + m.chunk
+		m.release(m.b[m.released:end])
+		m.released = end
+	}
 	n = min(n, len(m.b)-m.off)
 	m.off += n
 	return n, nil

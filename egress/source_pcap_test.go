@@ -162,3 +162,40 @@ func TestPcapMapped(t *testing.T) {
 		t.Fatalf("Run on a file that shrank: %v", err)
 	}
 }
+
+// TestMemReaderReleases: the bytes read are released chunk by chunk, in
+// order, never the record being returned.
+func TestMemReaderReleases(t *testing.T) {
+	var b bytes.Buffer
+	w := pcapgo.NewWriter(&b)
+	_ = w.WriteFileHeader(maxSnaplen, layers.LinkTypeEthernet)
+	for i := range 1000 {
+		n := 100 + i%900
+		_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(int64(i), 0), CaptureLength: n, Length: n}, bytes.Repeat([]byte{byte(i)}, n))
+	}
+	whole := b.Bytes()
+	var released int
+	m := &memReader{b: whole, chunk: 4096, release: func(c []byte) {
+		if &c[0] != &whole[released] || len(c) != 4096 {
+			t.Fatalf("released %d bytes at the wrong place (after %d)", len(c), released)
+		}
+		released += len(c)
+	}}
+	pr, err := newPcapReader(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		data, _, err := pr.next()
+		if err == io.EOF {
+			break
+		}
+		start := len(whole) - len(m.b[m.off-len(data):])
+		if err != nil || start < released || data[0] != byte(i) {
+			t.Fatalf("record %d at %d (released up to %d): %v", i, start, released, err)
+		}
+	}
+	if released < len(whole)-2*4096 {
+		t.Fatalf("released %d of %d bytes", released, len(whole))
+	}
+}
