@@ -24,7 +24,11 @@ const maxZstdWindow = 64 << 20
 // OpenFile opens a capture file for reading: pcap or pcapng, optionally
 // compressed with gzip or zstd (recognised by their magic bytes, whatever
 // the file is called). "-" reads standard input (stdin). Memory stays
-// bounded: packets are read one at a time and reused.
+// bounded: packets are read one at a time and reused. An uncompressed pcap
+// file is mapped into memory and read as it was when opened (what is
+// appended later is not read); Engine.Run turns the fault of reading such a
+// file truncated meanwhile into an error, other readers of the source
+// crash on it.
 func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 	var rc io.ReadCloser
 	if path == "-" {
