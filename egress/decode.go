@@ -208,7 +208,8 @@ func (d *decoder) ipv4(p *packet, depth int) dropReason {
 }
 
 // plainIPv4 decodes the common frame without the parser: Ethernet II
-// (no VLAN tag) carrying a whole, unfragmented IPv4 packet without options.
+// (no VLAN tag) carrying a whole, unfragmented IPv4 packet without options
+// of TCP, UDP or ICMP.
 // ok is false for any other frame, left to the parser (which reads these
 // the same way).
 func (d *decoder) plainIPv4(data []byte, p *packet) (r dropReason, ok bool) {
@@ -218,6 +219,11 @@ func (d *decoder) plainIPv4(data []byte, p *packet) (r dropReason, ok bool) {
 	ip := data[14:]
 	n := int(binary.BigEndian.Uint16(ip[2:4]))
 	if n < 20 || n > len(ip) || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 { // MF flag, fragment offset
+		return 0, false
+	}
+	switch ip[9] {
+	case protoTCP, protoUDP, protoICMP: // not IP in IP (4, 41), which the parser unwraps
+	default:
 		return 0, false
 	}
 	p.src, p.dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))

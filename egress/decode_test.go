@@ -224,16 +224,8 @@ func TestPlainIPv4MatchesParser(t *testing.T) {
 	fast, slow := newDecoder(&m), newDecoder(&m)
 	taken := 0
 	check := func(frame []byte) {
-		var pf, ps packet
-		rf, ok := fast.plainIPv4(frame, &pf)
-		if !ok {
-			return
-		}
-		taken++
-		ps = packet{}
-		rs := slow.layers(slow.pEth, frame, &ps, 0)
-		if rf != rs || !reflect.DeepEqual(pf, ps) {
-			t.Fatalf("frame %x:\nplain  %v %+v\nparser %v %+v", frame, rf, pf, rs, ps)
+		if plainMatchesParser(t, fast, slow, frame) {
+			taken++
 		}
 	}
 	for {
@@ -260,6 +252,8 @@ func TestPlainIPv4MatchesParser(t *testing.T) {
 			func(b []byte) { b[14] = 0x46 },                        // options
 			func(b []byte) { b[12], b[13] = 0x81, 0x00 },           // VLAN tag
 			func(b []byte) { b[14+9] = byte(protoTCP ^ 1) },        // another protocol
+			func(b []byte) { b[14+9] = 41 },                        // IPv6 in IPv4: the parser unwraps it
+			func(b []byte) { b[14+9] = 4 },                         // IPv4 in IPv4
 			func(b []byte) { b[14+9] = protoUDP; b[14+3] &= 0xf0 }, // UDP, odd length
 		} {
 			b := slices.Clone(frame)
@@ -270,4 +264,42 @@ func TestPlainIPv4MatchesParser(t *testing.T) {
 	if taken < 100 {
 		t.Fatalf("only %d frames took the plain path", taken)
 	}
+}
+
+// plainMatchesParser reports whether frame took the plain path, failing t
+// when the parser decodes it differently.
+func plainMatchesParser(t *testing.T, fast, slow *decoder, frame []byte) bool {
+	t.Helper()
+	var pf, ps packet
+	rf, ok := fast.plainIPv4(frame, &pf)
+	if !ok {
+		return false
+	}
+	rs := slow.layers(slow.pEth, frame, &ps, 0)
+	if rf != rs || !reflect.DeepEqual(pf, ps) {
+		t.Fatalf("frame %x:\nplain  %v %+v\nparser %v %+v", frame, rf, pf, rs, ps)
+	}
+	return true
+}
+
+// FuzzPlainIPv4: on any frame the parser-free path takes, it agrees with
+// gopacket's parser; seeded from the planted capture.
+func FuzzPlainIPv4(f *testing.F) {
+	src, err := OpenFile("testdata/planted.pcap", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := 0; i < 64; i++ {
+		data, _, err := src.ReadPacketData()
+		if err != nil {
+			break
+		}
+		f.Add(slices.Clone(data))
+	}
+	src.Close()
+	var m Metrics
+	fast, slow := newDecoder(&m), newDecoder(&m)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		plainMatchesParser(t, fast, slow, frame)
+	})
 }
