@@ -91,8 +91,23 @@ func FuzzReadCapture(f *testing.F) {
 			return
 		}
 		defer src.Close()
-		for range 10000 {
-			if _, _, err := src.ReadPacketData(); err != nil {
+		// A pcap file is read from memory (a mapped file) the same way.
+		var mem *fileSource
+		if len(data) >= 4 && isPcapMagic(data[:4]) {
+			mem = &fileSource{name: "fuzz", cr: &countingReader{}}
+			if mem.readPcap(&memReader{b: data}) != nil {
+				t.Fatal("memReader refused a header the stream reader read")
+			}
+		}
+		for i := range 10000 {
+			d1, c1, err := src.ReadPacketData()
+			if mem != nil {
+				d2, c2, err2 := mem.ReadPacketData()
+				if !bytes.Equal(d1, d2) || !c1.Timestamp.Equal(c2.Timestamp) || c1.Length != c2.Length || fmt.Sprint(err) != fmt.Sprint(err2) {
+					t.Fatalf("record %d: stream %d bytes %v, memory %d bytes %v", i, len(d1), err, len(d2), err2)
+				}
+			}
+			if err != nil {
 				return
 			}
 		}
