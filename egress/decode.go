@@ -135,6 +135,9 @@ func (d *decoder) decode(data []byte, lt layers.LinkType, ts int64, p *packet) d
 	var parser *gopacket.DecodingLayerParser
 	switch lt {
 	case layers.LinkTypeEthernet:
+		if r, ok := d.plainIPv4(data, p); ok {
+			return r
+		}
 		parser = d.pEth
 	case layers.LinkTypeLinuxSLL:
 		parser = d.pSLL
@@ -202,6 +205,30 @@ func (d *decoder) ipv4(p *packet, depth int) dropReason {
 		p.ipLen = uint64(ip.IHL)*4 + uint64(len(full))
 	}
 	return d.transport(p, payload, depth)
+}
+
+// plainIPv4 decodes the common frame without the parser: Ethernet II
+// (no VLAN tag) carrying a whole, unfragmented IPv4 packet without options
+// of TCP, UDP or ICMP.
+// ok is false for any other frame, left to the parser (which reads these
+// the same way).
+func (d *decoder) plainIPv4(data []byte, p *packet) (r dropReason, ok bool) {
+	if len(data) < 14+20 || data[12] != 0x08 || data[13] != 0x00 || data[14] != 0x45 {
+		return 0, false
+	}
+	ip := data[14:]
+	n := int(binary.BigEndian.Uint16(ip[2:4]))
+	if n < 20 || n > len(ip) || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 { // MF flag, fragment offset
+		return 0, false
+	}
+	switch ip[9] {
+	case protoTCP, protoUDP, protoICMP: // not IP in IP (4, 41), which the parser unwraps
+	default:
+		return 0, false
+	}
+	p.src, p.dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	p.proto, p.ipLen = ip[9], uint64(n)
+	return d.transport(p, ip[20:n], 0), true
 }
 
 // ipv6 walks the extension headers to the transport header, reassembling

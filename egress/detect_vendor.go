@@ -23,7 +23,34 @@ var vendorDetector = &Detector{
 // vendor matches flows a camera opens, allowed or not, against the
 // watch-list. Its per-flow state is in flow: watched, and the payload
 // inspection fields (inspected, inspDone, synSeen, isn, flight, quic).
-type vendor struct{ e *Engine }
+type vendor struct {
+	e *Engine
+	// spare are released flights whose buffers the next flights reuse
+	// (at most maxSpareFlights).
+	spare []*tcpFlight
+}
+
+const maxSpareFlights = 64
+
+// newFlight returns an empty flight starting at sequence number base.
+func (d *vendor) newFlight(base uint32) *tcpFlight {
+	n := len(d.spare)
+	if n == 0 {
+		return &tcpFlight{base: base}
+	}
+	fl := d.spare[n-1]
+	d.spare = d.spare[:n-1]
+	*fl = tcpFlight{base: base, buf: fl.buf[:0], have: fl.have[:0]}
+	return fl
+}
+
+// release ends f's payload inspection, keeping its flight for reuse.
+func (d *vendor) release(f *flow) {
+	if f.flight != nil && len(d.spare) < maxSpareFlights {
+		d.spare = append(d.spare, f.flight)
+	}
+	f.flight, f.quic = nil, nil
+}
 
 func (d *vendor) flowOpened(f *flow, _ *packet, ts int64) {
 	if !f.outbound {
@@ -103,7 +130,7 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 		d.inspectQUIC(f, pl, ts)
 	}
 	if f.inspDone {
-		f.flight, f.quic = nil, nil
+		d.release(f)
 	}
 }
 
@@ -133,7 +160,7 @@ func (d *vendor) inspectTCP(f *flow, p *packet, ts int64) {
 			f.inspDone = true
 			return
 		}
-		f.flight = &tcpFlight{base: start}
+		f.flight = d.newFlight(start)
 	}
 	data := f.flight.add(p.seq, p.payload)
 	if len(data) == 0 {

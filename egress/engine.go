@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,7 +243,11 @@ func (e *Engine) Advance(ctx context.Context, now time.Time) {
 // implements PacketLinkTyper (pcapng) are decoded by their own interface's
 // link type. A source that ends without one packet decoded, although it
 // had packets, is an error (NothingDecodedError) that says why.
-func (e *Engine) Run(ctx context.Context, src PacketSource) error {
+func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
+	if fs, ok := src.(*fileSource); ok && fs.mapped {
+		defer catchFault(&err, fs)
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	}
 	lt := src.LinkType()
 	plt, perPacket := src.(PacketLinkTyper)
 	var read uint64
@@ -277,6 +283,22 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) error {
 		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// catchFault turns the fault of reading a mapped capture file that was
+// truncated while it was read into Run's error; other panics go on.
+func catchFault(err *error, fs *fileSource) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if re, ok := r.(runtime.Error); ok {
+		if _, fault := re.(interface{ Addr() uintptr }); fault {
+			*err = fmt.Errorf("egress: %s: the file shrank while it was read (after %d packets): %w", fs.name, fs.packets, re)
+			return
+		}
+	}
+	panic(r)
 }
 
 // NothingDecodedError is Run's error for a capture with packets of which
@@ -503,7 +525,7 @@ func (e *Engine) solicited(p *packet) string {
 			continue
 		}
 		k := canonical(protoUDP, netip.AddrPortFrom(p.dst, p.dport), netip.AddrPortFrom(g.group, g.port))
-		if e.flows.m[k] != nil {
+		if e.flows.peek(k) != nil {
 			return g.query
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -563,4 +564,40 @@ func TestZstdWindowLimit(t *testing.T) {
 	if _, err := openStream("big.zst", io.NopCloser(bytes.NewReader(out))); err == nil || !strings.Contains(err.Error(), "needs a window larger than the 64 MiB limit") {
 		t.Errorf("zstd window: %v", err)
 	}
+}
+
+// BenchmarkEngineCamnet runs the whole engine (reader, decoder, flow table,
+// every detector) over an in-memory capture of the camera-network shape
+// (pcapgen.CameraNet, the scripts/bench-egress camnet shape, shorter): one
+// op is one pass with a fresh engine; it reports CPU ns and allocations
+// per packet.
+func BenchmarkEngineCamnet(b *testing.B) {
+	const n = 300_000
+	var buf bytes.Buffer
+	if err := pcapgen.CameraNet(&buf, n, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := testutil.CPUTime(b)
+	b.ResetTimer()
+	for b.Loop() {
+		src, err := openStream("camnet", io.NopCloser(bytes.NewReader(buf.Bytes())))
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := newPolicyEngine(b)
+		if err := e.Run(context.Background(), src); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	pkts := float64(b.N) * n
+	b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/pkts, "cpu-ns/packet")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/pkts, "allocs/packet")
 }

@@ -111,11 +111,11 @@ func TestFirstFlightBounded(t *testing.T) {
 			_ = w.TCPSegment(cam, cloud, pcapgen.ACK, uint32(2000+1000*i), 1, nil, 1000)
 		}
 	})
-	for _, fl := range e.flows.m {
+	e.flows.each(func(fl *flow) {
 		if fl.proto == protoTCP {
 			f = fl
 		}
-	}
+	})
 	if f == nil || !f.inspDone || f.flight != nil {
 		t.Fatalf("flow %+v: inspection not given up and released", f)
 	}

@@ -24,7 +24,11 @@ const maxZstdWindow = 64 << 20
 // OpenFile opens a capture file for reading: pcap or pcapng, optionally
 // compressed with gzip or zstd (recognised by their magic bytes, whatever
 // the file is called). "-" reads standard input (stdin). Memory stays
-// bounded: packets are read one at a time and reused.
+// bounded: packets are read one at a time and reused. An uncompressed pcap
+// file is mapped into memory and read as it was when opened (what is
+// appended later is not read); Engine.Run turns the fault of reading such a
+// file truncated meanwhile into an error, other readers of the source
+// crash on it.
 func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 	var rc io.ReadCloser
 	if path == "-" {
@@ -38,6 +42,9 @@ func OpenFile(path string, stdin io.Reader) (PacketSource, error) {
 		if st, err := f.Stat(); err == nil && st.IsDir() {
 			f.Close()
 			return nil, fmt.Errorf("egress: %s is a directory: give a capture file (pcap or pcapng, optionally .gz or .zst)", path)
+		}
+		if src := openMapped(path, f); src != nil {
+			return src, nil
 		}
 		rc = f
 	}
@@ -99,20 +106,46 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 		s.read = ng.ZeroCopyReadPacketData
 		return &ngSource{s}, nil
 	case isPcapMagic(magic):
-		pr, err := newPcapReader(inner)
-		if err != nil {
-			return nil, fmt.Errorf("egress: %s: pcap: %w", name, err)
+		if err := s.readPcap(inner); err != nil {
+			return nil, err
 		}
-		// Records are accepted up to the snap length: refuse absurd ones
-		// so one record cannot claim gigabytes.
-		if pr.snaplen > maxSnaplen {
-			return nil, fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", name, pr.snaplen, maxSnaplen)
-		}
-		s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
 	default:
 		return nil, fmt.Errorf("egress: %s is not a pcap or pcapng capture (magic %x; gzip and zstd compression are recognised)", name, magic)
 	}
 	return s, nil
+}
+
+// openMapped reads an uncompressed pcap file mapped into memory (see
+// memReader); nil, the file left as it was, for any other file or when it
+// cannot be mapped. Run turns a fault on the mapping (the file truncated
+// while it is read) into an error.
+func openMapped(name string, f *os.File) *fileSource {
+	b := mapFile(f)
+	if b == nil {
+		return nil
+	}
+	s := &fileSource{name: name, cr: &countingReader{}, mapped: true,
+		closers: []io.Closer{f, closerFunc(func() error { return unmapFile(b) })}}
+	if len(b) < 4 || !isPcapMagic(b[:4]) || s.readPcap(&memReader{b: b, release: releaseMapped, chunk: releaseChunk}) != nil {
+		_ = unmapFile(b) // read as a stream: it says what is wrong
+		return nil
+	}
+	return s
+}
+
+// readPcap makes s read classic pcap records from br.
+func (s *fileSource) readPcap(br recordBuffer) error {
+	pr, err := newPcapReader(br)
+	if err != nil {
+		return fmt.Errorf("egress: %s: pcap: %w", s.name, err)
+	}
+	// Records are accepted up to the snap length: refuse absurd ones
+	// so one record cannot claim gigabytes.
+	if pr.snaplen > maxSnaplen {
+		return fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", s.name, pr.snaplen, maxSnaplen)
+	}
+	s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
+	return nil
 }
 
 func isPcapMagic(m []byte) bool {
@@ -135,6 +168,7 @@ type fileSource struct {
 	cr      *countingReader
 	pos     func() int64 // bytes consumed, when cr does not count them
 	packets uint64
+	mapped  bool // the file is mapped into memory (openMapped)
 }
 
 // TruncatedError is a capture that ends in the middle of a packet (a

@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,7 +16,7 @@ import (
 // until the next read), a larger one (up to the snap length) is read into
 // a buffer of its own. n counts the bytes consumed, for TruncatedError.
 type pcapReader struct {
-	br      *bufio.Reader
+	br      recordBuffer
 	order   binary.ByteOrder
 	nanos   bool
 	snaplen uint32
@@ -28,9 +27,65 @@ type pcapReader struct {
 
 const pcapHeaderLen, pcapRecordLen = 24, 16
 
+// recordBuffer is what pcapReader reads from: a *bufio.Reader over a
+// stream, or a memReader over a file mapped into memory (no read system
+// calls, no copy: the records are slices of the page cache).
+type recordBuffer interface {
+	io.Reader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Size() int
+}
+
+// memReader is a recordBuffer over bytes in memory. When release is set
+// it is called on each chunk of bytes read (a mapped file's pages, which
+// the kernel may then drop: the process's resident size stays small).
+type memReader struct {
+	b        []byte
+	off      int
+	released int // b[:released] was handed to release
+	release  func([]byte)
+	chunk    int // a multiple of the page size
+}
+
+const releaseChunk = 32 << 20
+
+// Peek returns the next n bytes, or those left with io.EOF.
+func (m *memReader) Peek(n int) ([]byte, error) {
+	if rest := m.b[m.off:]; n > len(rest) {
+		return rest, io.EOF
+	}
+	return m.b[m.off : m.off+n], nil
+}
+
+func (m *memReader) Discard(n int) (int, error) {
+	// Bytes before off were returned by earlier reads, which are no
+	// longer valid: they may go.
+	if m.release != nil && m.off-m.released >= m.chunk {
+		end := m.released + m.chunk
+		m.release(m.b[m.released:end])
+		m.released = end
+	}
+	n = min(n, len(m.b)-m.off)
+	m.off += n
+	return n, nil
+}
+
+func (m *memReader) Read(p []byte) (int, error) {
+	if m.off == len(m.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[m.off:])
+	m.off += n
+	return n, nil
+}
+
+// Size is the whole buffer: every record is returned in place.
+func (m *memReader) Size() int { return len(m.b) }
+
 // newPcapReader reads the file header. Magic numbers: a1b2c3d4
 // (microseconds) and a1b23c4d (nanoseconds), in either byte order.
-func newPcapReader(br *bufio.Reader) (*pcapReader, error) {
+func newPcapReader(br recordBuffer) (*pcapReader, error) {
 	h, err := br.Peek(pcapHeaderLen)
 	if err != nil {
 		return nil, fmt.Errorf("file header: %w", io.ErrUnexpectedEOF)

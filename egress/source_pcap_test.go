@@ -2,9 +2,12 @@ package egress
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,10 +91,126 @@ func FuzzReadCapture(f *testing.F) {
 			return
 		}
 		defer src.Close()
-		for range 10000 {
-			if _, _, err := src.ReadPacketData(); err != nil {
+		// A pcap file is read from memory (a mapped file) the same way.
+		var mem *fileSource
+		if len(data) >= 4 && isPcapMagic(data[:4]) {
+			mem = &fileSource{name: "fuzz", cr: &countingReader{}}
+			if mem.readPcap(&memReader{b: data}) != nil {
+				t.Fatal("memReader refused a header the stream reader read")
+			}
+		}
+		for i := range 10000 {
+			d1, c1, err := src.ReadPacketData()
+			if mem != nil {
+				d2, c2, err2 := mem.ReadPacketData()
+				if !bytes.Equal(d1, d2) || !c1.Timestamp.Equal(c2.Timestamp) || c1.Length != c2.Length || fmt.Sprint(err) != fmt.Sprint(err2) {
+					t.Fatalf("record %d: stream %d bytes %v, memory %d bytes %v", i, len(d1), err, len(d2), err2)
+				}
+			}
+			if err != nil {
 				return
 			}
 		}
 	})
+}
+
+// TestPcapMapped: an uncompressed pcap file is mapped into memory and
+// reads the same records, and the same TruncatedError when cut, as the
+// stream reader; a file that shrinks while it is read makes Run return an
+// error instead of crashing on the fault.
+func TestPcapMapped(t *testing.T) {
+	var b bytes.Buffer
+	w := pcapgo.NewWriter(&b)
+	if err := w.WriteFileHeader(maxSnaplen, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 400 {
+		n := 60 + i*7%1400
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(int64(i), 0), CaptureLength: n, Length: n}
+		if err := w.WritePacket(ci, bytes.Repeat([]byte{byte(i)}, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := b.Bytes()
+	for _, cut := range []int{len(whole), len(whole) - 10} {
+		path := t.TempDir() + "/x.pcap"
+		if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mapped, err := OpenFile(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs, ok := mapped.(*fileSource); !ok || !fs.mapped {
+			t.Fatalf("%T not mapped", mapped)
+		}
+		stream, _ := openStream(path, io.NopCloser(bytes.NewReader(whole[:cut])))
+		for i := 0; ; i++ {
+			d1, c1, err1 := mapped.ReadPacketData()
+			d2, c2, err2 := stream.ReadPacketData()
+			if !bytes.Equal(d1, d2) || !c1.Timestamp.Equal(c2.Timestamp) || c1.Length != c2.Length || fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Fatalf("cut %d record %d: mapped %d bytes %v %v, stream %d bytes %v %v", cut, i, len(d1), c1, err1, len(d2), c2, err2)
+			}
+			if err1 != nil {
+				break
+			}
+		}
+		if err := mapped.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	path := t.TempDir() + "/shrinks.pcap"
+	if err := os.WriteFile(path, whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := os.Truncate(path, 4096); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := newTestEngine(t, testPolicy)
+	if err := e.Run(context.Background(), src); err == nil || !strings.Contains(err.Error(), "shrank") {
+		t.Fatalf("Run on a file that shrank: %v", err)
+	}
+}
+
+// TestMemReaderReleases: the bytes read are released chunk by chunk, in
+// order, never the record being returned.
+func TestMemReaderReleases(t *testing.T) {
+	var b bytes.Buffer
+	w := pcapgo.NewWriter(&b)
+	_ = w.WriteFileHeader(maxSnaplen, layers.LinkTypeEthernet)
+	for i := range 1000 {
+		n := 100 + i%900
+		_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(int64(i), 0), CaptureLength: n, Length: n}, bytes.Repeat([]byte{byte(i)}, n))
+	}
+	whole := b.Bytes()
+	var released int
+	m := &memReader{b: whole, chunk: 4096, release: func(c []byte) {
+		if &c[0] != &whole[released] || len(c) != 4096 {
+			t.Fatalf("released %d bytes at the wrong place (after %d)", len(c), released)
+		}
+		released += len(c)
+	}}
+	pr, err := newPcapReader(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		data, _, err := pr.next()
+		if err == io.EOF {
+			break
+		}
+		start := len(whole) - len(m.b[m.off-len(data):])
+		if err != nil || start < released || data[0] != byte(i) {
+			t.Fatalf("record %d at %d (released up to %d): %v", i, start, released, err)
+		}
+	}
+	if released < len(whole)-2*4096 {
+		t.Fatalf("released %d of %d bytes", released, len(whole))
+	}
 }

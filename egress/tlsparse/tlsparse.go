@@ -74,9 +74,12 @@ func ParseRecords(stream []byte) (ClientHello, error) {
 		if rl == 0 || rl > 1<<14+256 {
 			return ClientHello{}, &FormatError{Offset: off, Msg: fmt.Sprintf("record length %d", rl)}
 		}
-		if off+5+rl > len(stream) {
+		switch {
+		case off+5+rl > len(stream) && msg == nil:
+			msg = stream[off+5:] // the first record, cut: read in place (it is the last)
+		case off+5+rl > len(stream):
 			msg = append(msg, stream[off+5:]...)
-		} else {
+		default:
 			msg = append(msg, stream[off+5:off+5+rl]...)
 		}
 		if len(msg) >= 4 && 4+hsLen(msg) <= len(msg) {
