@@ -62,6 +62,8 @@ type Proxy struct {
 
 	// outBudget bounds the bytes queued for all batched readers together.
 	outBudget *outputBudget
+	// gopBytes is what the cameras' GOP caches hold (cordon_gop_cache_bytes).
+	gopBytes atomic.Int64
 
 	authFailures   atomic.Uint64
 	logins         *loginLimiter
