@@ -84,12 +84,15 @@ type Proxy struct {
 	// testPacketHook, when set by a test, sees every camera packet before
 	// the cleaner does (from the camera's packet callback).
 	testPacketHook func(camera string, pkt *rtp.Packet)
-	authDelay      time.Duration
-	batching       bool  // frame-batched output for TCP readers
-	readerQueue    int64 // per-reader queue of batched readers, bytes
-	writeTmo       time.Duration
-	sleep          func(time.Duration) // failed-login delay; a test hook
-	randFn         func() float64
+	// testNoCameraTap, set by a benchmark, leaves every camera packet to
+	// gortsplib's client (camera_tap.go), for same-run comparisons.
+	testNoCameraTap bool
+	authDelay       time.Duration
+	batching        bool  // frame-batched output for TCP readers
+	readerQueue     int64 // per-reader queue of batched readers, bytes
+	writeTmo        time.Duration
+	sleep           func(time.Duration) // failed-login delay; a test hook
+	randFn          func() float64
 }
 
 // New checks cfg and returns a proxy that is not started yet.

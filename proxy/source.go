@@ -48,6 +48,7 @@ type source struct {
 
 	dial       func(ctx context.Context, network, address string) (net.Conn, error) // test hook; nil: a net.Dialer
 	packetHook func(pkt *rtp.Packet)                                                // test hook; nil: none
+	noTap      bool                                                                 // test hook: no camera tap
 
 	bytesIn, packetsIn, lost, decodeErrors atomic.Uint64
 	tapped                                 atomic.Uint64                   // packets the camera tap took (of packetsIn)
@@ -146,7 +147,7 @@ func (s *source) client(u *base.URL) (*gortsplib.Client, *redirectGuard, *sdpCap
 		cl.TLSConfig = s.tlsConfig()
 	}
 	guard := newRedirectGuard(u)
-	cl.DialContext = s.dialer(guard, u.Scheme == "rtsp")
+	cl.DialContext = s.dialer(guard, u.Scheme == "rtsp" && !s.noTap)
 	if s.bind != "" {
 		cl.ListenPacket = func(network, address string) (net.PacketConn, error) {
 			_, port, err := net.SplitHostPort(address)
