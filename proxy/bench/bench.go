@@ -105,7 +105,11 @@ type Result struct {
 	// it. Counted over whole loops of the cameras' clips (see videoCount).
 	VideoSent, VideoDelivered int64
 	Lost                      uint64 // RTP sequence gaps seen by readers during the window
-	RSS                       int64  // resident memory at the end of the window
+	// ReaderErrors counts readers through the system whose video could not
+	// be counted (no frame completed in the window); any fails the run.
+	ReaderErrors int
+	readerErr    error // the first of them
+	RSS          int64 // resident memory at the end of the window
 	// GOPBytes is what cordon's GOP caches held at the end of the window
 	// (cordon_gop_cache_bytes); 0 for the others, which keep none.
 	GOPBytes int64
@@ -138,6 +142,9 @@ func (r *Result) check() error {
 	}
 	if r.Readers < r.Wanted {
 		return fmt.Errorf("bench %s: only %d of %d readers played", r.System, r.Readers, r.Wanted)
+	}
+	if r.ReaderErrors > 0 {
+		return fmt.Errorf("bench %s: %d readers' video could not be counted, as %w", r.System, r.ReaderErrors, r.readerErr)
 	}
 	f, ok := r.Forwarded()
 	if !ok {
@@ -570,7 +577,13 @@ func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos
 			info := infos[i/n]
 			d, s, err := r.video.forwarded(info.LoopFrames, info.LoopVideoBytes)
 			if err != nil {
-				return fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+				// Counted as a failure of the system (the other readers'
+				// figures are still worth printing).
+				if res.readerErr == nil {
+					res.readerErr = fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+				}
+				res.ReaderErrors++
+				continue
 			}
 			res.VideoDelivered += d
 			res.VideoSent += s
