@@ -57,7 +57,7 @@ type cameraTap struct {
 // tapTrack is one RTP channel taken by the tap.
 type tapTrack struct {
 	pt      uint8
-	deliver func(*rtp.Packet)
+	deliver func(pkt *rtp.Packet, arrival time.Time)
 	lost    func(uint64)
 	seq     uint16
 	started bool
@@ -85,7 +85,7 @@ func interleavedRTPChannel(res *base.Response) (int, bool) {
 
 // add takes the RTP packets of payload type pt on channel ch once armed.
 // It is called before arm, by the session goroutine.
-func (t *cameraTap) add(ch int, pt uint8, deliver func(*rtp.Packet), lost func(uint64)) {
+func (t *cameraTap) add(ch int, pt uint8, deliver func(*rtp.Packet, time.Time), lost func(uint64)) {
 	t.tracks[ch] = &tapTrack{pt: pt, deliver: deliver, lost: lost}
 }
 
@@ -167,6 +167,7 @@ func (t *cameraTap) take(b []byte) int {
 	slab := t.slab(run)
 	copy(slab, b[:run])
 	pkts := t.packets(frames)
+	now := time.Now() // when the read that brought them returned
 	for i, off := 0, 0; i < frames; i++ {
 		tr := t.tracks[slab[off+1]]
 		size := int(slab[off+2])<<8 | int(slab[off+3])
@@ -185,7 +186,7 @@ func (t *cameraTap) take(b []byte) int {
 			}
 		}
 		tr.seq, tr.started = pkt.SequenceNumber, true
-		tr.deliver(pkt)
+		tr.deliver(pkt, now)
 	}
 	return run
 }
@@ -214,10 +215,13 @@ func (t *cameraTap) partial(b []byte) bool {
 // packets likewise: a few allocations a second per camera instead of two
 // per read. Nothing is reused: a chunk is freed when the last packet in it
 // is (readers' batches copy what they send; the GOP cache and rebuild keep
-// packets, and payloads, for as long as they need them).
+// packets, and payloads, for as long as they need them). A chunk kept
+// alive by one packet keeps its neighbours too, so chunks are small: a
+// packet chunk holds a few frames (and through them their slabs), and a
+// byte chunk is the largest small-object size of Go's allocator.
 const (
-	tapChunkBytes   = 64 << 10
-	tapChunkPackets = 128
+	tapChunkBytes   = 32 << 10
+	tapChunkPackets = 32
 )
 
 func (t *cameraTap) slab(n int) []byte {

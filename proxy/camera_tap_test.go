@@ -105,7 +105,7 @@ func TestCameraTapByteStream(t *testing.T) {
 
 		var got []any
 		var gotRTP [][]byte
-		tap.add(0, 96, func(p *rtp.Packet) {
+		tap.add(0, 96, func(p *rtp.Packet, _ time.Time) {
 			b, _ := p.Marshal()
 			gotRTP = append(gotRTP, b)
 		}, func(n uint64) { t.Errorf("seed %d: %d packets counted lost", seed, n) })

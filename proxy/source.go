@@ -249,13 +249,12 @@ func (s *source) setupPlay(cl *gortsplib.Client, desc *description.Session, plan
 		}
 		js := jitter[t]
 		first := i == 0
-		deliver := func(pkt *rtp.Packet) { s.onPacket(t, js, first, pkt) }
-		cl.OnPacketRTP(t.CameraMedia(), t.CameraFormat(), deliver)
+		cl.OnPacketRTP(t.CameraMedia(), t.CameraFormat(), func(pkt *rtp.Packet) { s.onPacket(t, js, first, pkt, time.Now()) })
 		ch, ok := interleavedRTPChannel(res)
 		if ok && tap != nil {
-			tap.add(ch, t.CameraFormat().PayloadType(), func(pkt *rtp.Packet) {
+			tap.add(ch, t.CameraFormat().PayloadType(), func(pkt *rtp.Packet, arrival time.Time) {
 				s.tapped.Add(1)
-				deliver(pkt)
+				s.onPacket(t, js, first, pkt, arrival)
 			}, func(n uint64) { s.lost.Add(n) })
 		}
 	}
@@ -325,15 +324,15 @@ func (s *source) disarmAbort() {
 	s.mu.Unlock()
 }
 
-// onPacket hands one camera packet to the stream and measures its arrival.
-func (s *source) onPacket(t *rebuild.Track, js *jitterState, first bool, pkt *rtp.Packet) {
+// onPacket hands one camera packet, read at arrival, to the stream and
+// measures its arrival.
+func (s *source) onPacket(t *rebuild.Track, js *jitterState, first bool, pkt *rtp.Packet, arrival time.Time) {
 	defer s.recoverPacket()
 	if s.packetHook != nil {
 		s.packetHook(pkt)
 	}
 	s.packetsIn.Add(1)
 	s.bytesIn.Add(uint64(pkt.MarshalSize()))
-	arrival := time.Now()
 	ts := pkt.Timestamp // (the cleaner may rewrite pkt)
 	if err := s.stream.packet(t, pkt, arrival); errors.Is(err, rebuild.ErrInvalidParameters) {
 		s.refuse(err)
