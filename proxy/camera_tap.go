@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -89,9 +90,14 @@ func (t *cameraTap) add(ch int, pt uint8, deliver func(*rtp.Packet, time.Time), 
 	t.tracks[ch] = &tapTrack{pt: pt, deliver: deliver, lost: lost}
 }
 
-// arm starts taking frames (after the PLAY answer). It reports whether a
-// channel is free for the keep-alive frame (if not, the tap stays off).
+// arm starts taking frames (after the PLAY answer). It reports whether it
+// did: not without a track to take (a session over UDP: gortsplib would
+// refuse the keep-alive frame there), nor without a channel free for the
+// keep-alive frame.
 func (t *cameraTap) arm() bool {
+	if !slices.ContainsFunc(t.tracks[:], func(tr *tapTrack) bool { return tr != nil }) {
+		return false
+	}
 	for c := 255; c >= 0; c-- {
 		if t.tracks[c] == nil && (c == 0 || t.tracks[c-1] == nil) {
 			t.idle = uint8(c)

@@ -153,3 +153,17 @@ func TestCameraTapByteStream(t *testing.T) {
 		}
 	}
 }
+
+// A tap with no track (a session over UDP, or a SETUP answer without
+// interleaved channels) is never armed: gortsplib must not see its
+// keep-alive frames there.
+func TestCameraTapNotArmedWithoutTracks(t *testing.T) {
+	var tap cameraTap
+	if tap.arm() || tap.armed.Load() {
+		t.Fatal("a tap without tracks armed")
+	}
+	tap.add(0, 96, func(*rtp.Packet, time.Time) {}, func(uint64) {})
+	if !tap.arm() || tap.idle == 0 || tap.idle == 1 {
+		t.Fatalf("a tap with a track on 0-1: armed %v, keep-alive channel %d", tap.armed.Load(), tap.idle)
+	}
+}
