@@ -91,7 +91,11 @@ func TestBenchHelperProcess(t *testing.T) {
 	switch os.Getenv("CORDON_BENCH_HELPER") {
 	case "camsim":
 		rate, _ := strconv.Atoi(os.Getenv("CORDON_BENCH_RATE"))
-		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{{Name: "c", FPS: 25, Width: 1280, Height: 720, Bitrate: rate}}}
+		n, _ := strconv.Atoi(os.Getenv("CORDON_BENCH_CAMERAS"))
+		sim := &camsim.Server{Addr: "127.0.0.1:0"}
+		for i := range max(n, 1) {
+			sim.Cameras = append(sim.Cameras, camsim.Camera{Name: benchCamera(i), FPS: 25, Width: 1280, Height: 720, Bitrate: rate})
+		}
 		if err := sim.Start(); err != nil {
 			fmt.Println("ERROR", err)
 			os.Exit(1)
@@ -131,6 +135,14 @@ func TestBenchHelperProcess(t *testing.T) {
 		}
 		os.Exit(0)
 	}
+}
+
+// benchCamera names the camsim helper's camera i: c, c1, c2...
+func benchCamera(i int) string {
+	if i == 0 {
+		return "c"
+	}
+	return fmt.Sprintf("c%d", i)
 }
 
 // helper is a CORDON_BENCH_HELPER process.
@@ -238,5 +250,63 @@ func BenchmarkFanOutTCP(b *testing.B) {
 		b.Logf("plain gortsplib: %.3f cpu-s/GB (%.3f GB); cordon per-packet: %.3f (%.3f GB); cordon batched: %.3f (%.3f GB)",
 			plain, gb0, perPacket, gb1, batched, gb2)
 		b.Logf("ratios vs plain: per-packet %.2f, batched %.2f", perPacket/plain, batched/plain)
+	}
+}
+
+// BenchmarkCameraIngest compares, in the same run, the CPU per GB received
+// of cordon pulling cameras with the camera tap (camera_tap.go) and with
+// every packet left to gortsplib's client: 40 camsim cameras at 2 Mbit/s
+// (real video) in another process, cordon in passthrough mode with no
+// reader, alternating the two several times so that a change in the
+// machine's load falls on both.
+//
+//	go test ./proxy -run '^$' -bench CameraIngest -benchtime 1x
+func BenchmarkCameraIngest(b *testing.B) {
+	const cams, rate, rounds, d = 40, 2_000_000, 3, 4 * time.Second
+	sim := startHelper(b, "CORDON_BENCH_HELPER=camsim", fmt.Sprintf("CORDON_BENCH_RATE=%d", rate), fmt.Sprintf("CORDON_BENCH_CAMERAS=%d", cams))
+	url0 := sim.line(b)
+	ingest := func(noTap bool) (cpu time.Duration, bytes uint64) {
+		var cc []Camera
+		for i := range cams {
+			u := strings.TrimSuffix(url0, "/c") + "/" + benchCamera(i)
+			cc = append(cc, Camera{Name: fmt.Sprintf("c%d", i), URL: MustParseSecretURL(u), Transport: TransportTCP, Mode: Mode(rebuild.ModePassthrough)})
+		}
+		p, err := New(testConfig(cc...), slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.testNoCameraTap = noTap
+		if err := p.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		in := func() (n uint64) {
+			for _, s := range p.Status() {
+				n += s.BytesIn
+			}
+			return n
+		}
+		time.Sleep(2 * time.Second)
+		c0, n0 := testutil.CPUTime(b), in()
+		time.Sleep(d)
+		c1, n1 := testutil.CPUTime(b), in()
+		return c1 - c0, n1 - n0
+	}
+	for range b.N {
+		var cpu [2]time.Duration
+		var gb [2]float64
+		for range rounds {
+			for i, noTap := range []bool{false, true} {
+				c, n := ingest(noTap)
+				cpu[i] += c
+				gb[i] += float64(n) / 1e9
+			}
+		}
+		tap, gortsplib := cpu[0].Seconds()/gb[0], cpu[1].Seconds()/gb[1]
+		b.ReportMetric(tap, "cpu-s/GB-tap")
+		b.ReportMetric(gortsplib, "cpu-s/GB-gortsplib")
+		b.ReportMetric(tap/gortsplib, "tap/gortsplib")
+		b.Logf("%d cameras, %d rounds of %s: tap %.3f cpu-s/GB (%.3f GB), gortsplib client %.3f (%.3f GB): ratio %.2f",
+			cams, rounds, d, tap, gb[0], gortsplib, gb[1], tap/gortsplib)
 	}
 }

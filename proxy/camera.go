@@ -81,9 +81,10 @@ func newCamera(p *Proxy, cc Camera) *camera {
 	}
 	c.hist.add(StateChange{Time: c.since, State: c.state})
 	c.stream = newStream(cc, p.servers, p.cfg.GOPCacheMaxPackets, &c.counters, c.log)
+	c.stream.gop.total = &p.gopBytes
 	c.src = &source{
 		cfg: cc, tmo: c.tmo, bind: p.cfg.CameraSide.Bind, log: c.log,
-		counters: &c.counters, stream: c.stream, parent: c,
+		counters: &c.counters, stream: c.stream, parent: c, noTap: p.testNoCameraTap,
 	}
 	c.session = c.src.safeSession
 	if h := p.testPacketHook; h != nil {

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/proxy/rebuild"
@@ -12,7 +14,9 @@ import (
 type gopCache struct {
 	max     int // gop_cache_max_packets; negative: no cache
 	entries []gopEntry
-	valid   bool // entries start at a keyframe
+	valid   bool          // entries start at a keyframe
+	bytes   int64         // RTP bytes (headers as sent) of the entries
+	total   *atomic.Int64 // all cameras' cache bytes (cordon_gop_cache_bytes); nil: not counted
 }
 
 // gopEntry is one packet for a reader: its track, and the track's line
@@ -33,6 +37,7 @@ func (g *gopCache) add(e gopEntry, videoKey bool) {
 		clear(g.entries)
 		g.entries = g.entries[:0]
 		g.valid = true
+		g.count(-g.bytes)
 	}
 	if !g.valid {
 		return
@@ -44,6 +49,15 @@ func (g *gopCache) add(e gopEntry, videoKey bool) {
 		return
 	}
 	g.entries = append(g.entries, e)
+	g.count(int64(12 + len(e.pkt.Payload)))
+}
+
+// count adds n to the cache's bytes (and to the total).
+func (g *gopCache) count(n int64) {
+	g.bytes += n
+	if g.total != nil {
+		g.total.Add(n)
+	}
 }
 
 // packets returns the cached GOP, or nil when there is none.
@@ -55,4 +69,7 @@ func (g *gopCache) packets() []gopEntry {
 }
 
 // reset forgets the cache (a new plan, or readers closed).
-func (g *gopCache) reset() { g.entries, g.valid = nil, false }
+func (g *gopCache) reset() {
+	g.entries, g.valid = nil, false
+	g.count(-g.bytes)
+}

@@ -66,6 +66,8 @@ type Proxy struct {
 
 	// outBudget bounds the bytes queued for all batched readers together.
 	outBudget *outputBudget
+	// gopBytes is what the cameras' GOP caches hold (cordon_gop_cache_bytes).
+	gopBytes atomic.Int64
 
 	authFailures   atomic.Uint64
 	logins         *loginLimiter
@@ -87,13 +89,16 @@ type Proxy struct {
 	// testPacketHook, when set by a test, sees every camera packet before
 	// the cleaner does (from the camera's packet callback).
 	testPacketHook func(camera string, pkt *rtp.Packet)
-	authDelay      time.Duration
-	batching       bool  // frame-batched output for TCP readers
-	readerQueue    int64 // per-reader queue of batched readers, bytes
-	udpQueue       int   // per-reader pacing queue of UDP readers, packets (reader_udp.go)
-	writeTmo       time.Duration
-	sleep          func(time.Duration) // failed-login delay; a test hook
-	randFn         func() float64
+	// testNoCameraTap, set by a benchmark, leaves every camera packet to
+	// gortsplib's client (camera_tap.go), for same-run comparisons.
+	testNoCameraTap bool
+	authDelay       time.Duration
+	batching        bool  // frame-batched output for TCP readers
+	readerQueue     int64 // per-reader queue of batched readers, bytes
+	udpQueue        int   // per-reader pacing queue of UDP readers, packets (reader_udp.go)
+	writeTmo        time.Duration
+	sleep           func(time.Duration) // failed-login delay; a test hook
+	randFn          func() float64
 
 	// testDatagramLoss, when set by a test, drops the trunk datagrams
 	// (as sent by this edge) for which it returns true.

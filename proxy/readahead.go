@@ -5,6 +5,9 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
 )
 
 // readAheadSize is how much a camera connection reads at once: a whole
@@ -25,10 +28,13 @@ type readAheadConn struct {
 	buf  *[]byte
 	r, w int
 
-	fn   func(fd uintptr) bool // c.read, bound once
-	got  *[]byte               // what c.read filled
-	n    int
-	rerr error
+	fn    func(fd uintptr) bool // c.read, bound once
+	fnTap func(fd uintptr) bool // c.readTap, bound once
+	n     int                   // what c.read read
+	rerr  error
+	eof   bool // c.readTap read the end of the stream
+
+	tap *cameraTap // nil: every byte goes to gortsplib as it comes
 }
 
 // newReadAheadConn wraps c when it is a socket and the fast path exists;
@@ -39,7 +45,7 @@ func newReadAheadConn(c net.Conn) net.Conn {
 		return c
 	}
 	rc := &readAheadConn{Conn: c, raw: raw}
-	rc.fn = rc.read
+	rc.fn, rc.fnTap = rc.read, rc.readTap
 	return rc
 }
 
@@ -47,26 +53,174 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.tap != nil && !c.tap.broken {
+		return c.readTapped(p)
+	}
 	if c.r == c.w {
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
 	}
-	n := copy(p, (*c.buf)[c.r:c.w])
+	return c.give(p, c.w-c.r), nil
+}
+
+// give copies up to n buffered bytes to p, and lets the buffer go once
+// drained.
+func (c *readAheadConn) give(p []byte, n int) int {
+	n = copy(p[:min(len(p), n)], (*c.buf)[c.r:c.w])
 	c.r += n
 	if c.r == c.w {
 		readAheadPool.Put(c.buf)
 		c.buf, c.r, c.w = nil, 0, 0
 	}
-	return n, nil
+	return n
+}
+
+// readTapped is Read with the camera tap (camera_tap.go): it hands
+// gortsplib whole messages or parts of them, and after PLAY delivers the
+// tap's frames itself, reading on while it has nothing else to return.
+func (c *readAheadConn) readTapped(p []byte) (int, error) {
+	t := c.tap
+	for {
+		if c.r < c.w {
+			if t.pass > 0 {
+				n := c.give(p, t.pass)
+				t.pass -= n
+				t.lastShow = time.Now()
+				return n, nil
+			}
+			b := (*c.buf)[c.r:c.w]
+			armed := t.armed.Load()
+			if armed {
+				if n := t.take(b); n > 0 {
+					c.r += n
+					if c.r == c.w {
+						readAheadPool.Put(c.buf)
+						c.buf, c.r, c.w = nil, 0, 0
+					}
+					continue
+				}
+			}
+			size, more, bad := t.message(b)
+			if bad {
+				t.broken = true
+				return c.Read(p)
+			}
+			if !more && armed && t.wholeFrameNeeded(b, size) {
+				more = true
+			}
+			if !more {
+				t.pass = size
+				continue
+			}
+			if c.r == 0 && c.w == len(*c.buf) {
+				// A message header larger than the buffer: the tap cannot
+				// follow this connection.
+				t.broken = true
+				return c.Read(p)
+			}
+		}
+		if t.armed.Load() && len(p) >= 4 && time.Since(t.lastShow) >= tapKeepAlive {
+			// Show gortsplib an empty frame on an unused channel, between
+			// two messages, so that its read time-out sees the camera alive.
+			t.lastShow = time.Now()
+			return copy(p, []byte{base.InterleavedFrameMagicByte, t.idle, 0, 0}), nil
+		}
+		if t.armed.Load() && t.pass == 0 {
+			if err := c.fillTapped(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// fillTapped reads like fill, but takes the tap's frames as they arrive,
+// without returning, until something is for gortsplib (or its keep-alive
+// is due). It waits for the socket without a read that would find nothing
+// after a read that drained it: the runtime's readiness flag, kept while the
+// callback runs, says whether more arrived since.
+func (c *readAheadConn) fillTapped() error {
+	if c.buf != nil && c.r > 0 {
+		n := copy(*c.buf, (*c.buf)[c.r:c.w])
+		c.r, c.w = 0, n
+	}
+	c.rerr, c.eof = nil, false
+	err := c.raw.Read(c.fnTap)
+	if err == nil {
+		err = c.rerr
+	}
+	if err == nil && c.eof {
+		err = io.EOF
+	}
+	if err != nil {
+		if c.buf != nil && c.w == 0 {
+			readAheadPool.Put(c.buf)
+			c.buf = nil
+		}
+		return err
+	}
+	return nil
+}
+
+// readTap is fillTapped's callback: true to return to readTapped, false
+// to wait for the socket.
+func (c *readAheadConn) readTap(fd uintptr) bool {
+	t := c.tap
+	for {
+		if c.buf == nil {
+			c.buf, c.r, c.w = readAheadPool.Get().(*[]byte), 0, 0
+		}
+		room := len(*c.buf) - c.w
+		n, err := readNonBlocking(fd, (*c.buf)[c.w:])
+		switch {
+		case err == syscall.EAGAIN:
+			if c.w == 0 {
+				readAheadPool.Put(c.buf)
+				c.buf = nil
+			}
+			return false
+		case err != nil:
+			c.rerr = err
+			return true
+		case n == 0:
+			c.eof = true
+			return true
+		}
+		c.w += n
+		c.r += t.take((*c.buf)[c.r:c.w])
+		if c.r == c.w {
+			readAheadPool.Put(c.buf)
+			c.buf, c.r, c.w = nil, 0, 0
+		} else if !t.partial((*c.buf)[c.r:c.w]) {
+			return true // for gortsplib
+		}
+		if time.Since(t.lastShow) >= tapKeepAlive {
+			return true
+		}
+		if n < room {
+			return false // drained
+		}
+		if c.r > 0 {
+			m := copy(*c.buf, (*c.buf)[c.r:c.w])
+			c.r, c.w = 0, m
+		}
+	}
 }
 
 // fill waits until the socket is readable (honouring the read deadline),
-// then reads what it holds, up to readAheadSize, into a pooled buffer.
+// then reads what it holds into the buffer after the bytes not yet used
+// (moved to its start), taking a buffer from the pool if it has none.
 func (c *readAheadConn) fill() error {
+	if c.buf != nil && c.r > 0 {
+		n := copy(*c.buf, (*c.buf)[c.r:c.w])
+		c.r, c.w = 0, n
+	}
 	err := c.raw.Read(c.fn)
-	buf, n := c.got, c.n
-	c.got = nil
+	n := c.n
 	if err == nil {
 		err = c.rerr
 	}
@@ -74,23 +228,28 @@ func (c *readAheadConn) fill() error {
 		err = io.EOF
 	}
 	if err != nil {
-		if buf != nil {
-			readAheadPool.Put(buf)
+		if c.buf != nil && c.w == 0 {
+			readAheadPool.Put(c.buf)
+			c.buf = nil
 		}
 		return err
 	}
-	c.buf, c.r, c.w = buf, 0, n
+	c.w += n
 	return nil
 }
 
 // read is called by the runtime when the socket may be readable.
 func (c *readAheadConn) read(fd uintptr) bool {
-	buf := readAheadPool.Get().(*[]byte)
-	c.n, c.rerr = readNonBlocking(fd, *buf)
+	if c.buf == nil {
+		c.buf, c.r, c.w = readAheadPool.Get().(*[]byte), 0, 0
+	}
+	c.n, c.rerr = readNonBlocking(fd, (*c.buf)[c.w:])
 	if c.rerr == syscall.EAGAIN {
-		readAheadPool.Put(buf)
+		if c.w == 0 {
+			readAheadPool.Put(c.buf)
+			c.buf = nil
+		}
 		return false // wait for readability
 	}
-	c.got = buf
 	return true
 }

@@ -48,8 +48,10 @@ type source struct {
 
 	dial       func(ctx context.Context, network, address string) (net.Conn, error) // test hook; nil: a net.Dialer
 	packetHook func(pkt *rtp.Packet)                                                // test hook; nil: none
+	noTap      bool                                                                 // test hook: no camera tap
 
 	bytesIn, packetsIn, lost, decodeErrors atomic.Uint64
+	tapped                                 atomic.Uint64                   // packets the camera tap took (of packetsIn)
 	jitterBits                             atomic.Uint64                   // float64 bits, of the first track
 	bitrate                                atomic.Uint64                   // bit/s, from sampleBitrate
 	sdpWarned, tlsWarned                   atomic.Bool                     // logged once per camera
@@ -59,6 +61,8 @@ type source struct {
 
 	mu    sync.Mutex
 	abort func(error) // ends the current session; nil between sessions
+
+	tap atomic.Pointer[cameraTap] // of the session's last plain-RTSP connection (camera_tap.go)
 }
 
 // sourceParent is what a source reports to (the camera).
@@ -129,11 +133,7 @@ func (s *source) client(u *base.URL) (*gortsplib.Client, *redirectGuard, *sdpCap
 		WriteTimeout:  s.tmo.Camera,
 		UserAgent:     "cordon",
 		OnPacketsLost: func(n uint64) { s.lost.Add(n) },
-		OnDecodeError: func(err error) {
-			if s.decodeErrors.Add(1)%1000 == 1 {
-				s.log.Debug("camera sent a packet that could not be decoded", "error", redactError(err, s.cfg.URL))
-			}
-		},
+		OnDecodeError: s.decodeError,
 	}
 	switch s.cfg.Transport {
 	case TransportTCP:
@@ -147,7 +147,7 @@ func (s *source) client(u *base.URL) (*gortsplib.Client, *redirectGuard, *sdpCap
 		cl.TLSConfig = s.tlsConfig()
 	}
 	guard := newRedirectGuard(u)
-	cl.DialContext = s.dialer(guard)
+	cl.DialContext = s.dialer(guard, u.Scheme == "rtsp" && !s.noTap)
 	if s.bind != "" {
 		cl.ListenPacket = func(network, address string) (net.PacketConn, error) {
 			_, port, err := net.SplitHostPort(address)
@@ -168,9 +168,17 @@ func (s *source) client(u *base.URL) (*gortsplib.Client, *redirectGuard, *sdpCap
 	return cl, guard, capture
 }
 
+// decodeError counts a camera packet that could not be decoded.
+func (s *source) decodeError(err error) {
+	if s.decodeErrors.Add(1)%1000 == 1 {
+		s.log.Debug("camera sent a packet that could not be decoded", "error", redactError(err, s.cfg.URL))
+	}
+}
+
 // dialer dials the camera from the camera-side address, each dial checked
-// by guard first.
-func (s *source) dialer(guard *redirectGuard) func(ctx context.Context, network, address string) (net.Conn, error) {
+// by guard first. With tap (plain RTSP, not TLS), each connection gets a
+// camera tap, kept in s.tap.
+func (s *source) dialer(guard *redirectGuard, tap bool) func(ctx context.Context, network, address string) (net.Conn, error) {
 	d := &net.Dialer{}
 	if s.bind != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(s.bind)}
@@ -187,7 +195,12 @@ func (s *source) dialer(guard *redirectGuard) func(ctx context.Context, network,
 		if err != nil {
 			return nil, err
 		}
-		return newReadAheadConn(conn), nil
+		c := newReadAheadConn(conn)
+		if rc, ok := c.(*readAheadConn); ok && tap {
+			rc.tap = &cameraTap{onError: s.decodeError}
+			s.tap.Store(rc.tap)
+		}
+		return c, nil
 	}
 }
 
@@ -228,16 +241,28 @@ func (s *source) describe(cl *gortsplib.Client, u *base.URL, guard *redirectGuar
 // and starts playing.
 func (s *source) setupPlay(cl *gortsplib.Client, desc *description.Session, plan *rebuild.Plan) error {
 	jitter := s.jitterFor(plan)
+	tap := s.tap.Swap(nil)
 	for i, t := range plan.Tracks {
-		if _, err := cl.Setup(desc.BaseURL, t.CameraMedia(), 0, 0); err != nil {
+		res, err := cl.Setup(desc.BaseURL, t.CameraMedia(), 0, 0)
+		if err != nil {
 			return fmt.Errorf("SETUP: %w", err)
 		}
 		js := jitter[t]
 		first := i == 0
-		cl.OnPacketRTP(t.CameraMedia(), t.CameraFormat(), func(pkt *rtp.Packet) { s.onPacket(t, js, first, pkt) })
+		cl.OnPacketRTP(t.CameraMedia(), t.CameraFormat(), func(pkt *rtp.Packet) { s.onPacket(t, js, first, pkt, time.Now()) })
+		ch, ok := interleavedRTPChannel(res)
+		if ok && tap != nil {
+			tap.add(ch, t.CameraFormat().PayloadType(), func(pkt *rtp.Packet, arrival time.Time) {
+				s.tapped.Add(1)
+				s.onPacket(t, js, first, pkt, arrival)
+			}, func(n uint64) { s.lost.Add(n) })
+		}
 	}
 	if _, err := cl.Play(nil); err != nil {
 		return fmt.Errorf("PLAY: %w", err)
+	}
+	if tap != nil {
+		tap.arm()
 	}
 	s.parent.setState(stateUp, "")
 	// (gortsplib's Client.Stats and Transport are not safe while the client
@@ -299,15 +324,15 @@ func (s *source) disarmAbort() {
 	s.mu.Unlock()
 }
 
-// onPacket hands one camera packet to the stream and measures its arrival.
-func (s *source) onPacket(t *rebuild.Track, js *jitterState, first bool, pkt *rtp.Packet) {
+// onPacket hands one camera packet, read at arrival, to the stream and
+// measures its arrival.
+func (s *source) onPacket(t *rebuild.Track, js *jitterState, first bool, pkt *rtp.Packet, arrival time.Time) {
 	defer s.recoverPacket()
 	if s.packetHook != nil {
 		s.packetHook(pkt)
 	}
 	s.packetsIn.Add(1)
 	s.bytesIn.Add(uint64(pkt.MarshalSize()))
-	arrival := time.Now()
 	ts := pkt.Timestamp // (the cleaner may rewrite pkt)
 	if err := s.stream.packet(t, pkt, arrival); errors.Is(err, rebuild.ErrInvalidParameters) {
 		s.refuse(err)

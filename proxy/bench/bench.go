@@ -105,9 +105,16 @@ type Result struct {
 	// it. Counted over whole loops of the cameras' clips (see videoCount).
 	VideoSent, VideoDelivered int64
 	Lost                      uint64 // RTP sequence gaps seen by readers during the window
-	RSS                       int64  // resident memory at the end of the window
-	PeakRSS                   int64
-	Latency                   []time.Duration // added latency per matched frame, sorted
+	// ReaderErrors counts readers through the system whose video could not
+	// be counted (no frame completed in the window); any fails the run.
+	ReaderErrors int
+	readerErr    error // the first of them
+	RSS          int64 // resident memory at the end of the window
+	// GOPBytes is what cordon's GOP caches held at the end of the window
+	// (cordon_gop_cache_bytes); 0 for the others, which keep none.
+	GOPBytes int64
+	PeakRSS  int64
+	Latency  []time.Duration // added latency per matched frame, sorted
 	// Delay is the proxy's own histogram of frame delay (last camera packet
 	// in to reader write returned) over the window; nil for the baseline.
 	Delay    *histogram
@@ -135,6 +142,9 @@ func (r *Result) check() error {
 	}
 	if r.Readers < r.Wanted {
 		return fmt.Errorf("bench %s: only %d of %d readers played", r.System, r.Readers, r.Wanted)
+	}
+	if r.ReaderErrors > 0 {
+		return fmt.Errorf("bench %s: %d readers' video could not be counted, as %w", r.System, r.ReaderErrors, r.readerErr)
 	}
 	f, ok := r.Forwarded()
 	if !ok {
@@ -538,12 +548,19 @@ func measure(ctx context.Context, o *Options, sys string, s *sut, all []*reader)
 	}
 	res := &Result{System: sys, Window: window, CPU: cpu1 - cpu0}
 	if delay0 != nil {
-		delay1, err := scrapeDelay(ctx, s.adminAddr)
+		body, err := scrapeMetrics(ctx, s.adminAddr)
+		if err != nil {
+			return nil, windowStart, err
+		}
+		delay1, err := parseHistogram(strings.NewReader(body), delayMetric)
 		if err != nil {
 			return nil, windowStart, err
 		}
 		if res.Delay, err = delay1.sub(delay0); err != nil {
 			return nil, windowStart, err
+		}
+		if g, ok := parseGauge(body, gopMetric); ok {
+			res.GOPBytes = int64(g)
 		}
 	}
 	res.RSS, res.PeakRSS, _ = procRSS(s.cmd.Process.Pid)
@@ -560,7 +577,13 @@ func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos
 			info := infos[i/n]
 			d, s, err := r.video.forwarded(info.LoopFrames, info.LoopVideoBytes)
 			if err != nil {
-				return fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+				// Counted as a failure of the system (the other readers'
+				// figures are still worth printing).
+				if res.readerErr == nil {
+					res.readerErr = fmt.Errorf("reader %d of %s: %w (use a longer --duration)", i%n+1, info.Name, err)
+				}
+				res.ReaderErrors++
+				continue
 			}
 			res.VideoDelivered += d
 			res.VideoSent += s
@@ -745,7 +768,7 @@ func ratio(r, ref *Result) string {
 // WriteTable prints results with ratios against the baseline and MediaMTX.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tvideo MB sent\tvideo MB got\tvideo fwd\tCPU s/GB in\tvs baseline\tvs mediamtx\tRSS MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tvideo MB sent\tvideo MB got\tvideo fwd\tCPU s/GB in\tvs baseline\tvs mediamtx\tRSS MiB\tGOP cache MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
 	for _, r := range results {
 		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
 		mbpsIn := float64(r.InBytes) * 8 / r.Window.Seconds() / 1e6
@@ -753,10 +776,10 @@ func WriteTable(w io.Writer, results []*Result) error {
 		if f, ok := r.Forwarded(); ok {
 			fwd = fmt.Sprintf("%.2f%%", 100*f)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.3f\t%s\t%s\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.3f\t%s\t%s\t%.1f\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
 			r.System, r.Cameras, r.Readers, mbpsIn, mbps, float64(r.VideoSent)/1e6, float64(r.VideoDelivered)/1e6, fwd,
 			r.CPUPerGB(), ratio(r, r.Baseline), ratio(r, r.MediaMTX),
-			float64(r.RSS)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
+			float64(r.RSS)/(1<<20), float64(r.GOPBytes)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
 			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency),
 			delayCell(r, 0.5), delayCell(r, 0.99))
 	}

@@ -28,21 +28,48 @@ type histogram struct {
 
 // scrapeDelay reads the delay histogram from a proxy's /metrics.
 func scrapeDelay(ctx context.Context, adminAddr string) (*histogram, error) {
+	body, err := scrapeMetrics(ctx, adminAddr)
+	if err != nil {
+		return nil, err
+	}
+	return parseHistogram(strings.NewReader(body), delayMetric)
+}
+
+// scrapeMetrics returns a proxy's /metrics.
+func scrapeMetrics(ctx context.Context, adminAddr string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	return parseHistogram(io.LimitReader(resp.Body, 64<<20), delayMetric)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return string(b), err
+}
+
+// gopMetric is the bytes the proxy's GOP caches hold, all together.
+const gopMetric = "cordon_gop_cache_bytes"
+
+// parseGauge returns the value of one unlabelled gauge in the Prometheus
+// text format, and whether it is there.
+func parseGauge(body, name string) (float64, bool) {
+	for line := range strings.Lines(body) {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // parseHistogram picks the buckets of one unlabelled histogram out of the

@@ -61,3 +61,13 @@ func TestDelayHistogram(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGauge(t *testing.T) {
+	body := "# HELP cordon_gop_cache_bytes x\n# TYPE cordon_gop_cache_bytes gauge\ncordon_gop_cache_bytes_other 7\ncordon_gop_cache_bytes 1.2345e+06\n"
+	if v, ok := parseGauge(body, gopMetric); !ok || v != 1234500 {
+		t.Fatalf("parseGauge = %v, %v; want 1234500, true", v, ok)
+	}
+	if _, ok := parseGauge("cordon_up 1\n", gopMetric); ok {
+		t.Fatal("parseGauge found a gauge that is not there")
+	}
+}
