@@ -56,61 +56,14 @@ func TestCameraTapByteStream(t *testing.T) {
 		c := newReadAheadConn(tc.Conn).(*readAheadConn)
 		tap := &cameraTap{}
 		c.tap = tap
+		data, want, wantRTP := tapWire(rng)
 
-		var wire bytes.Buffer
-		var want []any // messages gortsplib must read, in order
-		var wantRTP [][]byte
-		frame := func(ch byte, payload []byte) {
-			wire.Write([]byte{'$', ch, byte(len(payload) >> 8), byte(len(payload))})
-			wire.Write(payload)
-		}
-		rtpPkt := func(pt uint8, seq uint16) []byte {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3600}, Payload: bytes.Repeat([]byte{byte(seq)}, 1+rng.IntN(1400))}
-			b, _ := p.Marshal()
-			return b
-		}
-		// Before PLAY (the tap not armed yet): a DESCRIBE answer, then the PLAY answer.
-		sdp := "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\n"
-		wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 2\r\ncontent-length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp)
-		want = append(want, "200 2")
-		wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 4\r\n\r\n")
-		want = append(want, "200 4")
-		seq := uint16(65000)
-		for i := range 400 {
-			switch rng.IntN(10) {
-			case 0:
-				b := []byte{0x80, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
-				frame(1, b) // RTCP
-				want = append(want, b)
-			case 1:
-				b := rtpPkt(97, 1) // another payload type
-				frame(0, b)
-				want = append(want, b)
-			case 2:
-				b := rtpPkt(96, 2) // another channel
-				frame(4, b)
-				want = append(want, b)
-			case 3:
-				wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: " + strconv.Itoa(10+i) + "\r\n\r\n")
-				want = append(want, "200 "+strconv.Itoa(10+i))
-			default:
-				b := rtpPkt(96, seq)
-				seq++
-				frame(0, b)
-				wantRTP = append(wantRTP, b)
-			}
-		}
-		wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 9999\r\n\r\n")
-		want = append(want, "200 9999")
-
-		var got []any
 		var gotRTP [][]byte
 		tap.add(0, 96, func(p *rtp.Packet, _ time.Time) {
 			b, _ := p.Marshal()
 			gotRTP = append(gotRTP, b)
 		}, func(n uint64) { t.Errorf("seed %d: %d packets counted lost", seed, n) })
 
-		data := wire.Bytes()
 		go func() {
 			rest := data
 			for len(rest) > 0 {
@@ -124,27 +77,7 @@ func TestCameraTapByteStream(t *testing.T) {
 				}
 			}
 		}()
-		rc := conn.NewConn(bufio.NewReaderSize(c, 4096), io.Discard)
-		for len(got) < len(want) {
-			m, err := rc.Read()
-			if err != nil {
-				t.Fatalf("seed %d: gortsplib's reader: %v after %d messages", seed, err, len(got))
-			}
-			switch m := m.(type) {
-			case *base.Response:
-				got = append(got, fmt.Sprintf("%d %s", m.StatusCode, m.Header["CSeq"][0]))
-				if len(got) == 2 {
-					if !tap.arm() {
-						t.Fatal("no idle channel")
-					}
-				}
-			case *base.InterleavedFrame:
-				if m.Channel == int(tap.idle) && len(m.Payload) == 0 {
-					continue // keep-alive
-				}
-				got = append(got, m.Payload)
-			}
-		}
+		got := readPastTap(t, seed, c, tap, len(want))
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("seed %d: gortsplib read %d messages, want %d (or other ones)", seed, len(got), len(want))
 		}
@@ -152,6 +85,86 @@ func TestCameraTapByteStream(t *testing.T) {
 			t.Fatalf("seed %d: the tap delivered %d packets, want %d (or other ones)", seed, len(gotRTP), len(wantRTP))
 		}
 	}
+}
+
+// tapWire is a camera's side of one TCP session for
+// TestCameraTapByteStream: the bytes, the messages gortsplib must read in
+// order (responses as "status cseq", frames as their payloads), and the RTP
+// packets the tap must take (channel 0, payload type 96).
+func tapWire(rng *rand.Rand) (data []byte, want []any, wantRTP [][]byte) {
+	var wire bytes.Buffer
+	frame := func(ch byte, payload []byte) {
+		wire.Write([]byte{'$', ch, byte(len(payload) >> 8), byte(len(payload))})
+		wire.Write(payload)
+	}
+	rtpPkt := func(pt uint8, seq uint16) []byte {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3600}, Payload: bytes.Repeat([]byte{byte(seq)}, 1+rng.IntN(1400))}
+		b, _ := p.Marshal()
+		return b
+	}
+	// Before PLAY (the tap not armed yet): a DESCRIBE answer, then the PLAY answer.
+	sdp := "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\n"
+	wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 2\r\ncontent-length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp)
+	want = append(want, "200 2")
+	wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 4\r\n\r\n")
+	want = append(want, "200 4")
+	seq := uint16(65000)
+	for i := range 400 {
+		switch rng.IntN(10) {
+		case 0:
+			b := []byte{0x80, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
+			frame(1, b) // RTCP
+			want = append(want, b)
+		case 1:
+			b := rtpPkt(97, 1) // another payload type
+			frame(0, b)
+			want = append(want, b)
+		case 2:
+			b := rtpPkt(96, 2) // another channel
+			frame(4, b)
+			want = append(want, b)
+		case 3:
+			wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: " + strconv.Itoa(10+i) + "\r\n\r\n")
+			want = append(want, "200 "+strconv.Itoa(10+i))
+		default:
+			b := rtpPkt(96, seq)
+			seq++
+			frame(0, b)
+			wantRTP = append(wantRTP, b)
+		}
+	}
+	wire.WriteString("RTSP/1.0 200 OK\r\nCSeq: 9999\r\n\r\n")
+	want = append(want, "200 9999")
+	return wire.Bytes(), want, wantRTP
+}
+
+// readPastTap reads n messages through c as gortsplib's client does,
+// arming the tap after the second (the PLAY answer) and skipping its
+// keep-alive frames.
+func readPastTap(t *testing.T, seed uint64, c *readAheadConn, tap *cameraTap, n int) []any {
+	var got []any
+	rc := conn.NewConn(bufio.NewReaderSize(c, 4096), io.Discard)
+	for len(got) < n {
+		m, err := rc.Read()
+		if err != nil {
+			t.Fatalf("seed %d: gortsplib's reader: %v after %d messages", seed, err, len(got))
+		}
+		switch m := m.(type) {
+		case *base.Response:
+			got = append(got, fmt.Sprintf("%d %s", m.StatusCode, m.Header["CSeq"][0]))
+			if len(got) == 2 {
+				if !tap.arm() {
+					t.Fatal("no idle channel")
+				}
+			}
+		case *base.InterleavedFrame:
+			if m.Channel == int(tap.idle) && len(m.Payload) == 0 {
+				continue // keep-alive
+			}
+			got = append(got, m.Payload)
+		}
+	}
+	return got
 }
 
 // A tap with no track (a session over UDP, or a SETUP answer without
