@@ -259,7 +259,8 @@ func (r *mapReader) wallClock(typ description.MediaType, ts uint32) time.Time {
 // sequence number of the first packet the reader then gets (from the GOP
 // cache) and RTP times that are all one instant, 100 ms before the first
 // video packet. And the reader's sender reports keep audio and video
-// where the camera's own put them, within a video frame.
+// where the camera's own put them (sub-millisecond, when the machine is not
+// starved).
 func TestPlayRTPInfo(t *testing.T) {
 	t.Parallel() // waits on external peers
 	testutil.NeedTool(t, "gst-launch-1.0")
@@ -353,7 +354,12 @@ func TestPlayRTPInfo(t *testing.T) {
 			skew := direct.minLat[description.MediaTypeAudio] - direct.minLat[description.MediaTypeVideo]
 			direct.mu.Unlock()
 			t.Logf("proxy's clock minus the camera's: video %v, audio %v; the camera delivers audio %v later than video", off[0], off[1], skew)
-			if d := off[1] - off[0] - skew; d > 40*time.Millisecond || d < -40*time.Millisecond {
+			// Sub-millisecond normally; the bound is the fault's scale
+			// (a jump by the cached GOP's age), with room for the camera
+			// under CPU starvation, whose encoder latency then differs
+			// between its sessions (130 ms seen once in the whole
+			// package's run on a loaded 2-CPU machine).
+			if d := off[1] - off[0] - skew; d > 250*time.Millisecond || d < -250*time.Millisecond {
 				t.Errorf("audio %v away from video, relative to the camera's reports and delivery", d)
 			}
 		})
@@ -362,7 +368,7 @@ func TestPlayRTPInfo(t *testing.T) {
 	// each track (seqnum-base, clock-base): it still decodes both.
 	for _, proto := range []string{"tcp", "udp"} {
 		t.Run("gstreamer/"+proto, func(t *testing.T) {
-			out, err := runTool(t, 20*time.Second, "gst-launch-1.0", "-q", "rtspsrc", "location="+readerURL(batched, "cam"),
+			out, err := runTool(t, 40*time.Second, "gst-launch-1.0", "-q", "rtspsrc", "location="+readerURL(batched, "cam"),
 				"protocols="+proto, "latency=200", "name=s",
 				"s.", "!", "application/x-rtp,media=video", "!", "rtph264depay", "!", "h264parse", "!", "avdec_h264", "!",
 				"identity", "eos-after=25", "!", "fakesink",
