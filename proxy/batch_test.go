@@ -63,7 +63,7 @@ func sendFrame(t *testing.T, w *batchWriter, seq uint16, ts uint32, n, size int)
 			Payload: make([]byte, size),
 		}
 		binary.BigEndian.PutUint16(pkt.Payload, seq+uint16(i)) // the payload names its packet
-		ok, _, err := w.add(pkt, 0, 1234, true, pkt.Marker)
+		ok, _, err := w.add(pkt, 0, 1234, time.Now(), true, pkt.Marker)
 		if err != nil {
 			t.Fatal(err)
 		}

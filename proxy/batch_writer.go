@@ -63,7 +63,6 @@ type batchWriter struct {
 
 	// camera side, guarded by the camera's mutex
 	arrival time.Time          // when the camera packet being added arrived
-	ntp     time.Time          // the wall-clock time of its RTP timestamp (timeline.go)
 	started bool               // ready was closed: the PLAY response is out
 	sr      map[uint8]*srState // per RTP channel
 	cur     *[]byte
@@ -163,12 +162,13 @@ func (w *batchWriter) release() {
 
 var errBatchTooBig = errors.New("proxy: RTP packet larger than an interleaved frame")
 
-// add appends pkt (with the reader's SSRC) framed for channel ch. A video
+// add appends pkt (with the reader's SSRC) framed for channel ch; ntp is
+// the wall-clock time of its RTP timestamp (timeline.go). A video
 // packet with a new timestamp first flushes the previous access unit;
 // flushAfter flushes once pkt is in (end of an access unit, or audio). It
 // returns false when a flush failed because the reader is too slow: that
 // batch is dropped and dropped holds its packet count.
-func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAfter bool) (ok bool, dropped uint64, err error) {
+func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, ntp time.Time, video, flushAfter bool) (ok bool, dropped uint64, err error) {
 	if video && w.curHas && pkt.Timestamp != w.curTS {
 		if ok, dropped = w.flush(); !ok {
 			return false, dropped, nil
@@ -212,7 +212,7 @@ func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, video, flushAf
 		// later report.
 		if now := time.Now(); now.Sub(st.last) >= srInterval {
 			st.last = now
-			w.appendSR(ch+1, ssrc, pkt.Timestamp, w.ntp, st)
+			w.appendSR(ch+1, ssrc, pkt.Timestamp, ntp, st)
 		}
 	}
 	if flushAfter || len(*w.cur) >= maxBatch {

@@ -37,23 +37,18 @@ type reader struct {
 type output interface {
 	// playing reports whether the reader may get media now.
 	playing() bool
-	// write sends pkt of track t, which reached the proxy at arrival.
+	// write sends pkt of track t, which reached the proxy at arrival; ntp
+	// is the wall-clock time of its RTP timestamp, for the reader's RTCP
+	// sender reports (timeline.go).
 	// full means the reader's queue is full: dropped packets were lost
 	// (err says how) and the reader skips to the next keyframe. Otherwise
 	// a non-nil err is a packet not sent for another reason, dropped
 	// counting what it cost.
-	write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (full bool, dropped uint64, err error)
+	write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 	// stop releases what the output holds once the reader has left.
 	stop()
 	// batched reports whether the reader gets one write per frame.
 	batched() bool
-}
-
-// stampedOutput is an output whose reader gets RTCP sender reports: the
-// stream writes each packet with the wall-clock time of its RTP timestamp
-// (timeline.go), which the reports must state. The rest is as write.
-type stampedOutput interface {
-	writeStamped(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 }
 
 // errQueueFull is a batched reader's full queue.

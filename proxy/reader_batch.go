@@ -20,28 +20,19 @@ type batchOutput struct {
 	ssrcs map[*description.Media]uint32
 }
 
-var (
-	_ output        = (*batchOutput)(nil)
-	_ stampedOutput = (*batchOutput)(nil)
-)
+var _ output = (*batchOutput)(nil)
 
 func (o *batchOutput) playing() bool { return o.ss.State() == gortsplib.ServerSessionStatePlay }
 
-// write is writeStamped with the packet's arrival as its wall-clock time
-// (the stream uses writeStamped).
-func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (bool, uint64, error) {
-	return o.writeStamped(t, pkt, arrival, arrival)
-}
-
-func (o *batchOutput) writeStamped(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (bool, uint64, error) {
+func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (bool, uint64, error) {
 	m := t.Media()
 	ch, ok := o.chans[m]
 	if !ok {
 		return false, 0, nil // the reader did not set this media up
 	}
 	video := m.Type == description.MediaTypeVideo
-	o.w.arrival, o.w.ntp = arrival, ntp
-	ok, dropped, err := o.w.add(pkt, ch, o.ssrcs[m], video, !video || pkt.Marker)
+	o.w.arrival = arrival
+	ok, dropped, err := o.w.add(pkt, ch, o.ssrcs[m], ntp, video, !video || pkt.Marker)
 	switch {
 	case err != nil:
 		return false, 0, err

@@ -19,20 +19,11 @@ type packetOutput struct {
 	r  *reader
 }
 
-var (
-	_ output        = (*packetOutput)(nil)
-	_ stampedOutput = (*packetOutput)(nil)
-)
+var _ output = (*packetOutput)(nil)
 
 func (o *packetOutput) playing() bool { return o.ss.State() == gortsplib.ServerSessionStatePlay }
 
-// write is writeStamped with the present as the packet's wall-clock time
-// (the stream uses writeStamped).
-func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival time.Time) (bool, uint64, error) {
-	return o.writeStamped(t, pkt, arrival, time.Now())
-}
-
-func (o *packetOutput) writeStamped(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
+func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
 	// gortsplib's sender reports extrapolate from the last packet's NTP
 	// time: this packet's own keeps them on the track's line even when it
 	// is replayed from the GOP cache (timeline.go).

@@ -249,14 +249,7 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 // would only show as corruption) and the skipped packets are counted. It
 // reports whether the reader took the packet.
 func (s *stream) writeLocked(r *reader, e gopEntry, arrival time.Time) bool {
-	var full bool
-	var dropped uint64
-	var err error
-	if so, ok := r.out.(stampedOutput); ok {
-		full, dropped, err = so.writeStamped(e.t, e.pkt, arrival, e.tl.stamp(e.pkt.Timestamp))
-	} else {
-		full, dropped, err = r.out.write(e.t, e.pkt, arrival)
-	}
+	full, dropped, err := r.out.write(e.t, e.pkt, arrival, e.tl.stamp(e.pkt.Timestamp))
 	switch {
 	case full:
 		r.dropped.Add(dropped)

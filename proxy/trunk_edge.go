@@ -277,7 +277,7 @@ func (o *trunkOutput) batched() bool { return false }
 func (o *trunkOutput) stop()         { o.once.Do(func() { close(o.done) }) }
 func (o *trunkOutput) streamClosed() { o.stop() }
 
-func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _ time.Time) (bool, uint64, error) {
+func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (bool, uint64, error) {
 	i, ok := o.index[t]
 	if !ok {
 		return false, 1, errTrunkTrack

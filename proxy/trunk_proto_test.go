@@ -133,7 +133,7 @@ func TestTrunkOutputQueue(t *testing.T) {
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: make([]byte, 30)}
 	var ok int
 	for range 5 {
-		full, dropped, err := o.write(tr, pkt, time.Now())
+		full, dropped, err := o.write(tr, pkt, time.Now(), time.Now())
 		if full {
 			if dropped != 1 || !errors.Is(err, errQueueFull) {
 				t.Fatalf("full: dropped %d, err %v", dropped, err)
@@ -145,7 +145,7 @@ func TestTrunkOutputQueue(t *testing.T) {
 	if ok != 2 { // 48-byte frames, 100 bytes
 		t.Fatalf("%d packets queued before full, want 2", ok)
 	}
-	if _, _, err := o.write(&rebuild.Track{}, pkt, time.Now()); !errors.Is(err, errTrunkTrack) {
+	if _, _, err := o.write(&rebuild.Track{}, pkt, time.Now(), time.Now()); !errors.Is(err, errTrunkTrack) {
 		t.Errorf("unknown track: %v", err)
 	}
 	var buf deadlineBuffer
