@@ -7,6 +7,11 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+
+	"github.com/cordon-vms/cordon/proxy/internal/playonly"
 )
 
 // gateTry acquires st's gate for sc in a goroutine and returns a channel
@@ -125,4 +130,61 @@ func TestSetupGateHoldExpires(t *testing.T) {
 			t.Errorf("%d gates left, want 0", n)
 		}
 	})
+}
+
+// BenchmarkSetupGate is what the gate adds to a SETUP on the normal
+// (uncontended) path: one acquire and one release. Compare with
+// BenchmarkSetupRoundTrip, a reader's SETUP of two medias through the proxy.
+func BenchmarkSetupGate(b *testing.B) {
+	var gs setupGates
+	st, sc := &gortsplib.ServerStream{}, &gortsplib.ServerConn{}
+	for b.Loop() {
+		if !gs.acquire(sc, st, true, time.Second, time.Minute, nil) {
+			b.Fatal("gate busy")
+		}
+		gs.release(sc)
+	}
+}
+
+// BenchmarkSetupRoundTrip: a client's SETUP of two medias over TCP on
+// loopback against a bare gortsplib server (no proxy), the baseline for
+// BenchmarkSetupGate.
+func BenchmarkSetupRoundTrip(b *testing.B) {
+	var st *gortsplib.ServerStream
+	srv := &gortsplib.Server{Handler: &playonly.Handler{Lookup: func(string) *gortsplib.ServerStream { return st }},
+		RTSPAddress: "127.0.0.1:0"}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	video := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1}}}
+	audio := &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{&format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}}}
+	st = &gortsplib.ServerStream{Server: srv, Desc: &description.Session{Medias: []*description.Media{video, audio}}}
+	if err := st.Initialize(); err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	u, err := base.ParseURL("rtsp://" + srv.NetListener().Addr().String() + "/cam")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		b.StopTimer() // the two SETUPs only
+		proto := gortsplib.ProtocolTCP
+		cl := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto}
+		if err := cl.Start(); err != nil {
+			b.Fatal(err)
+		}
+		desc, _, err := cl.Describe(u)
+		if err == nil {
+			b.StartTimer()
+			err = cl.SetupAll(desc.BaseURL, desc.Medias)
+			b.StopTimer()
+		}
+		cl.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
