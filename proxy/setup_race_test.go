@@ -56,8 +56,8 @@ func startAVCamera(t *testing.T) string {
 	return url
 }
 
-// TestConcurrentUDPSetups: many UDP readers from one address SETUP the two
-// medias of one camera at the same time. gortsplib (v5.6.4) checks a new UDP
+// TestConcurrentUDPSetups: many UDP readers (and a few TCP ones) from one
+// address SETUP the two medias of one camera at the same time. gortsplib (v5.6.4) checks a new UDP
 // reader's client ports against every other UDP reader of the stream from
 // the same address by ranging over that reader's set-up medias, a map the
 // other reader's own SETUP writes under another lock: without the proxy's
@@ -89,7 +89,7 @@ func TestConcurrentUDPSetups(t *testing.T) {
 		t.Fatalf("the proxy offers %d medias, want 2", len(desc.Medias))
 	}
 
-	const readers, rounds = 16, 3
+	const readers, rounds = 16, 8
 	for round := range rounds {
 		var wg sync.WaitGroup
 		errs := make(chan error, readers)
@@ -98,6 +98,12 @@ func TestConcurrentUDPSetups(t *testing.T) {
 		for i := range readers {
 			wg.Go(func() {
 				proto := gortsplib.ProtocolUDP
+				if i%4 == 3 {
+					// TCP readers too: a UDP reader's first SETUP also reads
+					// theirs (gortsplib replaces a session's transport at each
+					// SETUP).
+					proto = gortsplib.ProtocolTCP
+				}
 				cl := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 5 * time.Second}
 				if err := cl.Start(); err != nil {
 					errs <- err
