@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +134,57 @@ func TestConcurrentUDPSetups(t *testing.T) {
 		for cl := range clients {
 			cl.Close()
 		}
+	}
+}
+
+// TestSetupGateBusyRefuses: a UDP reader whose camera's SETUP gate stays
+// held is answered 503 after setupWaitMax, with a log line, and SETUPs go
+// through again once the gate is given back.
+func TestSetupGateBusyRefuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits setupWaitMax")
+	}
+	url := startAVCamera(t)
+	log, logs := newLog(t)
+	cfg := withUDP(t, testConfig(Camera{Name: "av", URL: MustParseSecretURL(url)}))
+	p := startProxy(t, cfg, log)
+	rawURL := readerURL(p, "av")
+	waitFor(t, "camera up", 10*time.Second, func() bool {
+		r, err := dialReaderNoCleanup(rawURL, gortsplib.ProtocolUDP)
+		if err == nil {
+			r.cl.Close()
+		}
+		return err == nil
+	})
+	h := p.servers[0].Handler.(*handler)
+	st, err := p.camera("av").streamFor(p.servers[0], time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := &gortsplib.ServerConn{}
+	if !h.setups.acquire(holder, st, false, time.Second, time.Minute, nil) {
+		t.Fatal("gate busy with no reader")
+	}
+	start := time.Now()
+	if _, err := dialReaderNoCleanup(rawURL, gortsplib.ProtocolUDP); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("UDP reader while the gate is held: err = %v, want a 503", err)
+	}
+	if d := time.Since(start); d < setupWaitMax {
+		t.Errorf("refused after %v, want at least %v", d, setupWaitMax)
+	}
+	if !strings.Contains(logs.String(), "SETUP gate stayed busy") {
+		t.Error("no log line for the refused SETUP")
+	}
+	// A TCP reader only takes the gate shared: it is not held up.
+	r, err := dialReader(t, rawURL, gortsplib.ProtocolTCP)
+	if err != nil {
+		t.Fatalf("TCP reader while the gate is held shared: %v", err)
+	}
+	r.cl.Close()
+	h.setups.release(holder)
+	if r, err := dialReader(t, rawURL, gortsplib.ProtocolUDP); err != nil {
+		t.Fatalf("UDP reader after the gate was given back: %v", err)
+	} else {
+		r.cl.Close()
 	}
 }
