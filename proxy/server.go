@@ -22,6 +22,7 @@ type handler struct {
 	srv    *gortsplib.Server
 	secure bool
 	digest sync.Map // *gortsplib.ServerConn → *digestState
+	setups setupGates
 }
 
 func (h *handler) digestOf(sc *gortsplib.ServerConn) *digestState {
@@ -32,9 +33,28 @@ func (h *handler) digestOf(sc *gortsplib.ServerConn) *digestState {
 	return d.(*digestState)
 }
 
-// OnConnClose forgets the connection's Digest state.
+// OnConnClose forgets the connection's Digest state and gives back the
+// SETUP gate it may hold.
 func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	h.digest.Delete(ctx.Conn)
+	h.setups.release(ctx.Conn)
+}
+
+// setupGranted takes the stream's SETUP gate (see server_setup_gate.go)
+// for a SETUP about to be answered 200 on st, or returns the 503 answer
+// when it cannot in time.
+func (h *handler) setupGranted(ctx *gortsplib.ServerHandlerOnSetupCtx, st *gortsplib.ServerStream) (*base.Response, *gortsplib.ServerStream, error) {
+	// Only a UDP session's first SETUP reads other sessions (readerAdd).
+	excl := ctx.Transport.Protocol == gortsplib.ProtocolUDP && ctx.Session.State() == gortsplib.ServerSessionStateInitial
+	_, remote := remoteOf(ctx.Conn)
+	expired := func() {
+		h.p.log.Error("a reader's SETUP held its camera's SETUP gate too long; released", "remote", remote, "path", ctx.Path)
+	}
+	if !h.setups.acquire(ctx.Conn, st, excl, setupWaitMax, setupHoldMax, expired) {
+		h.p.log.Warn("reader refused: its camera's SETUP gate stayed busy", "remote", remote, "path", ctx.Path, "waited", setupWaitMax)
+		return status(base.StatusServiceUnavailable), nil, nil
+	}
+	return status(base.StatusOK), st, nil
 }
 
 var (
@@ -216,7 +236,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 		if rs.cam.cfg.Name != name {
 			return status(base.StatusBadRequest), nil, errors.New("proxy: one session may read one camera")
 		}
-		return status(base.StatusOK), rs.stream, nil
+		return h.setupGranted(ctx, rs.stream)
 	}
 	cam, st, res := h.stream(name)
 	if res != nil {
@@ -226,14 +246,20 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if user == "" {
 		user = "anonymous"
 	}
-	ctx.Session.SetUserData(newReaderSession(ctx.Session, cam, st, user, remote))
-	return status(base.StatusOK), st, nil
+	res, st, err = h.setupGranted(ctx, st)
+	if res.StatusCode == base.StatusOK {
+		ctx.Session.SetUserData(newReaderSession(ctx.Session, cam, st, user, remote))
+	}
+	return res, st, err
 }
 
 // OnResponse puts the proxy's own Digest challenge in 401 answers,
 // records what a reader's SETUP was granted and completes its PLAY
 // answer's RTP-Info (see readerSession).
 func (h *handler) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	// Whatever the answer, gortsplib is done with the request: a SETUP's
+	// gate goes back.
+	h.setups.release(sc)
 	if res.StatusCode == base.StatusUnauthorized {
 		// The proxy's own Digest challenge (qop, replay protection).
 		for i, v := range res.Header["WWW-Authenticate"] {
