@@ -171,7 +171,7 @@ func dialReaderNoCleanup(rawURL string, proto gortsplib.Protocol) (*rtspReader, 
 	if err != nil {
 		return nil, err
 	}
-	r := &rtspReader{cl: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 5 * time.Second}}
+	r := &rtspReader{cl: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto, ReadTimeout: 10 * time.Second}}
 	if err := r.cl.Start(); err != nil {
 		return nil, err
 	}

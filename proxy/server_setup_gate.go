@@ -35,7 +35,7 @@ import (
 // reader.
 
 const (
-	setupWaitMax = 3 * time.Second
+	setupWaitMax = 6 * time.Second // room for GStreamer clients (gortsplib holds each of their SETUPs 1 s), under the 10 s clients wait for an answer
 	setupHoldMax = 5 * time.Second
 )
 
