@@ -469,10 +469,12 @@ func TestTrunkEdgeDialsBackoff(t *testing.T) {
 	ccfg, ecfg := edgeDialsCore(t, edgeK, coreK, "cam1")
 	nat := startNAT(t, "", 0) // the core's address, with no core behind it yet
 	cfg := ecfg(nat.front.LocalAddr().String(), sim.URL("cam1"))
-	cfg.Timeouts.Camera = 500 * time.Millisecond // each dial gives up after 0.5 s
+	// Each dial gives up after 1.5 s. (The camera's reads have the same
+	// time-out: at 0.5 s a loaded machine timed the camera out too.)
+	cfg.Timeouts.Camera = 1500 * time.Millisecond
 	elog, _ := newLog(t)
 	edge := startProxy(t, cfg, elog)
-	waitFor(t, "the edge to dial three times", 10*time.Second, func() bool {
+	waitFor(t, "the edge to dial three times", 20*time.Second, func() bool {
 		d := edge.TrunksStatus().Edge.Dial
 		return len(d) == 1 && d[0].Dials >= 3 && d[0].State == trunkDown && d[0].LastError != ""
 	})
@@ -480,7 +482,7 @@ func TestTrunkEdgeDialsBackoff(t *testing.T) {
 	core := startProxy(t, ccfg, clog)
 	nat.setTarget(t, core.TrunkAddr().String())
 	r := waitReader(t, "a core reader once the edge got through", 15*time.Second, readerURL(core, "site-a/cam1"))
-	waitFor(t, "packets", 5*time.Second, func() bool { return r.packets.Load() > 10 })
+	waitFor(t, "packets", 10*time.Second, func() bool { return r.packets.Load() > 10 })
 	if d := edge.TrunksStatus().Edge.Dial[0]; d.State != trunkUp {
 		t.Errorf("edge dial status: %+v", d)
 	}
