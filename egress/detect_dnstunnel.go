@@ -55,7 +55,7 @@ func (d *dnsTunnel) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 	if p.dns == nil || !f.outbound {
 		return
 	}
-	d.query(f, string(p.dns.Name), p.dns.Type, ts)
+	d.query(f, p.dnsName, p.dns.Type, ts)
 }
 
 func (d *dnsTunnel) query(f *flow, name string, qtype uint16, ts int64) {

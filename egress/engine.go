@@ -587,9 +587,11 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	if !f.outbound {
 		return // a camera's answers on flows it did not open (RTSP pulled by a recorder)
 	}
-	p.dns = nil
+	p.dns, p.dnsName = nil, ""
 	if p.dport == 53 && len(p.payload) > 0 {
-		p.dns = e.parseQuery(f, p)
+		if p.dns = e.parseQuery(f, p); p.dns != nil {
+			p.dnsName = string(p.dns.Name)
+		}
 	}
 	e.cur = f
 	for _, d := range e.sent {
