@@ -175,3 +175,28 @@ func TestVolumeWindowCachedInFlow(t *testing.T) {
 		t.Fatalf("after the drop: window %+v, %d windows (want a new one with fa's 100 bytes)", w3, vol.windows.n)
 	}
 }
+
+// TestRegisteredDomainMemo: the memoized registered domain is the public
+// suffix + 1 (or the name), on a first and a repeated query, and the memo
+// stays within maxRegMemo names.
+func TestRegisteredDomainMemo(t *testing.T) {
+	e := newPolicyEngine(t)
+	d := e.detectors[dnsTunnelDetector.index].(*dnsTunnel)
+	want := map[string]string{
+		"pool.ntp.org": "ntp.org", "a.b.example.co.uk": "example.co.uk",
+		"litedev.hik-connect.com": "hik-connect.com", "localhost": "localhost", "co.uk": "co.uk",
+	}
+	for range 2 {
+		for name, reg := range want {
+			if got := d.registered(name); got != reg {
+				t.Errorf("registered(%q) = %q, want %q", name, got, reg)
+			}
+		}
+	}
+	for i := range maxRegMemo + 10 {
+		d.registered(fmt.Sprintf("n%d.example.net", i))
+	}
+	if len(d.regs) > maxRegMemo {
+		t.Errorf("memo holds %d names, bound %d", len(d.regs), maxRegMemo)
+	}
+}
