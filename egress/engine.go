@@ -64,6 +64,9 @@ type Engine struct {
 	nextHK int64
 	flows  *flowTable
 	agg    map[aggKey]*pending
+	// aggNext is at most the earliest end of the pending alerts in agg:
+	// before it, flush has none to emit and does not look.
+	aggNext int64
 	// maxPending bounds agg (maxPending; tests lower it).
 	maxPending int
 	outbox     []Alert    // emitted, not yet handed to the sink (see unlockAndDeliver)
