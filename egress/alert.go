@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -78,6 +79,7 @@ func (e *Engine) raise(k aggKey, ts int64, bytes, count uint64, build func(*Aler
 	}
 	build(&p.a)
 	e.agg[k] = p
+	e.aggNext = min(e.aggNext, p.end)
 	if !p.suppressed {
 		e.urgent = append(e.urgent, p)
 	}
@@ -135,10 +137,16 @@ func (e *Engine) sendUrgent() {
 // flush emits the pending alerts whose window has ended (all of them when
 // all is set), oldest first.
 func (e *Engine) flush(all bool) {
+	if !all && e.now < e.aggNext {
+		return
+	}
 	var due []*pending
+	e.aggNext = math.MaxInt64
 	for _, p := range e.agg {
 		if all || p.end <= e.now {
 			due = append(due, p)
+		} else {
+			e.aggNext = min(e.aggNext, p.end)
 		}
 	}
 	slices.SortFunc(due, func(x, y *pending) int {

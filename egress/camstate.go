@@ -26,6 +26,8 @@ type camState[K comparable, V any] struct {
 	keepOld     bool
 	score       func(v V, now int64) int64
 	evictions   *atomic.Uint64
+	// dropped, when set, is told of each entry given up to make room.
+	dropped func(V)
 }
 
 // camStateLook is how many entries are looked at to pick one to drop.
@@ -87,8 +89,7 @@ func (s *camState[K, V]) makeRoom(cam netip.Addr, have int, now int64) bool {
 	for c, cs := range s.cams {
 		for k, v := range cs {
 			if s.score(v, now) < 0 {
-				s.delete(c, k)
-				s.evictions.Add(1)
+				s.drop(c, k, v)
 				return true
 			}
 			if looked++; looked >= camStateLook {
@@ -130,7 +131,15 @@ func (s *camState[K, V]) dropLowest(cam netip.Addr, now int64) {
 		}
 	}
 	if found {
-		s.delete(cam, victim)
-		s.evictions.Add(1)
+		s.drop(cam, victim, s.cams[cam][victim])
+	}
+}
+
+// drop gives up (cam, k), whose value is v, to make room.
+func (s *camState[K, V]) drop(cam netip.Addr, k K, v V) {
+	s.delete(cam, k)
+	s.evictions.Add(1)
+	if s.dropped != nil {
+		s.dropped(v)
 	}
 }

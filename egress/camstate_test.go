@@ -144,3 +144,59 @@ func (c floodCams) write(w *pcapgen.Writer) {
 	_ = w.TCPSegment(ap(newCam, 40001), ap(known, 443), pcapgen.SYN, 1, 0, nil, 0)
 	_ = w.TCPSegment(ap(newCam, 40002), ap(fresh, 443), pcapgen.SYN, 1, 0, nil, 0)
 }
+
+// TestVolumeWindowCachedInFlow: a flow's cached volume window is left once
+// another flow of its camera starts the next window, or once the window is
+// dropped to make room; the flow then counts in the camera's current one.
+func TestVolumeWindowCachedInFlow(t *testing.T) {
+	e := newPolicyEngine(t)
+	vol := e.detectors[volumeDetector.index].(*volume)
+	cam := netip.MustParseAddr("192.168.50.10")
+	fa := &flow{cam: cam, peer: netip.MustParseAddr("203.0.113.1"), outbound: true, proto: protoUDP, port: 9000}
+	fb := &flow{cam: cam, peer: netip.MustParseAddr("203.0.113.2"), outbound: true, proto: protoUDP, port: 9000}
+	p := &packet{ipLen: 100}
+	win := int64(e.p.Thresholds.Volume.Window)
+	current := func() *volumeWindow { w, _ := vol.windows.get(cam, struct{}{}); return w }
+
+	vol.cameraSent(fa, p, 1, true)
+	w1 := current()
+	vol.cameraSent(fb, p, 1+win, true) // fb starts the next window
+	w2 := current()
+	vol.cameraSent(fa, p, 2+win, false)
+	if w2 == w1 || !w1.gone || current() != w2 || w2.bytes != 200 || w1.bytes != 100 {
+		t.Fatalf("next window: old %+v, new %+v, current %p (want fa's second packet in the new window)", w1, w2, current())
+	}
+	vol.windows.dropLowest(cam, 3+win)
+	if current() != nil || !w2.gone {
+		t.Fatalf("dropped window still held or not marked gone: %+v", w2)
+	}
+	vol.cameraSent(fa, p, 3+win, false)
+	if w3 := current(); w3 == nil || w3 == w2 || w3.bytes != 100 || vol.windows.n != 1 {
+		t.Fatalf("after the drop: window %+v, %d windows (want a new one with fa's 100 bytes)", w3, vol.windows.n)
+	}
+}
+
+// TestRegisteredDomainMemo: the memoized registered domain is the public
+// suffix + 1 (or the name), on a first and a repeated query, and the memo
+// stays within maxRegMemo names.
+func TestRegisteredDomainMemo(t *testing.T) {
+	e := newPolicyEngine(t)
+	d := e.detectors[dnsTunnelDetector.index].(*dnsTunnel)
+	want := map[string]string{
+		"pool.ntp.org": "ntp.org", "a.b.example.co.uk": "example.co.uk",
+		"litedev.hik-connect.com": "hik-connect.com", "localhost": "localhost", "co.uk": "co.uk",
+	}
+	for range 2 {
+		for name, reg := range want {
+			if got := d.registered(name); got != reg {
+				t.Errorf("registered(%q) = %q, want %q", name, got, reg)
+			}
+		}
+	}
+	for i := range maxRegMemo + 10 {
+		d.registered(fmt.Sprintf("n%d.example.net", i))
+	}
+	if len(d.regs) > maxRegMemo {
+		t.Errorf("memo holds %d names, bound %d", len(d.regs), maxRegMemo)
+	}
+}

@@ -23,6 +23,7 @@ type packet struct {
 	size       int    // UDP payload length from the header (0 for other protocols)
 	fromRecord bool
 	dns        *dnsparse.Question // the DNS query it carries (set by Engine.cameraSent)
+	dnsName    string             // dns.Name as a string, made once for the detectors that keep it
 }
 
 // IP protocol numbers.

@@ -44,8 +44,13 @@ type beaconKey struct {
 }
 
 type beaconState struct {
-	t []int64 // the last Events contact times, sorted
+	t   []int64 // the last Events contact times, sorted
+	buf [beaconInline]int64
 }
+
+// beaconInline contact times are kept in beaconState itself (one
+// allocation per destination): the default events, 6, fit.
+const beaconInline = 8
 
 // flowOpened: a new flow is a contact.
 func (d *beacon) flowOpened(f *flow, _ *packet, ts int64) {
@@ -73,7 +78,11 @@ func (d *beacon) contact(f *flow, ts int64) {
 	k := beaconKey{dst: f.peer, proto: f.proto, port: f.port}
 	s, _ := d.dests.get(f.cam, k)
 	if s == nil {
-		s = &beaconState{t: make([]int64, 0, th.Events)}
+		s = &beaconState{}
+		s.t = s.buf[:0:min(th.Events, beaconInline)]
+		if th.Events > beaconInline {
+			s.t = make([]int64, 0, th.Events)
+		}
 		if !d.dests.put(f.cam, k, s, ts) {
 			return // counted
 		}

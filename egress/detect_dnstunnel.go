@@ -39,6 +39,30 @@ const maxDNSPerCamera = 256
 type dnsTunnel struct {
 	e       *Engine
 	windows *camState[string, *dnsWindow]
+	// regs memoizes the registered domain of the names queried lately
+	// (cameras ask for the same few names over and over); emptied when
+	// it reaches maxRegMemo names.
+	regs map[string]string
+}
+
+// maxRegMemo bounds dnsTunnel.regs.
+const maxRegMemo = 4096
+
+// registered returns the registered domain of name (public suffix + 1),
+// or name itself when it has none.
+func (d *dnsTunnel) registered(name string) string {
+	if reg, ok := d.regs[name]; ok {
+		return reg
+	}
+	reg, err := publicsuffix.EffectiveTLDPlusOne(name)
+	if err != nil {
+		reg = name
+	}
+	if d.regs == nil || len(d.regs) >= maxRegMemo {
+		d.regs = make(map[string]string, 64)
+	}
+	d.regs[name] = reg
+	return reg
 }
 
 type dnsWindow struct {
@@ -55,16 +79,13 @@ func (d *dnsTunnel) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 	if p.dns == nil || !f.outbound {
 		return
 	}
-	d.query(f, string(p.dns.Name), p.dns.Type, ts)
+	d.query(f, p.dnsName, p.dns.Type, ts)
 }
 
 func (d *dnsTunnel) query(f *flow, name string, qtype uint16, ts int64) {
 	e := d.e
 	th := e.p.Thresholds.DNSTunnel
-	reg, err := publicsuffix.EffectiveTLDPlusOne(name)
-	if err != nil {
-		reg = name
-	}
+	reg := d.registered(name)
 	w, _ := d.windows.get(f.cam, reg)
 	if w == nil || ts-w.start >= int64(th.Window) {
 		w = &dnsWindow{start: ts, long: map[uint64]struct{}{}}

@@ -71,7 +71,7 @@ func (d *vendor) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 		return
 	}
 	if q := p.dns; q != nil {
-		name := string(q.Name)
+		name := p.dnsName
 		if en, ok := d.e.wl.MatchDomain(name); ok {
 			d.raise(f, ts, name, fmt.Sprintf("DNS query for %s (%s) to %s matches watch-list domain %s (%s: %s)", name, qtypeName(q.Type), f.peer, en.Domain, en.Vendor, en.Note), aggKey{domain: en.Domain})
 		}

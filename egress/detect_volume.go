@@ -21,6 +21,7 @@ var volumeDetector = &Detector{
 			}
 			return int64(min(w.bytes, 1<<62))
 		}, &e.m.StateEvictions)
+		d.windows.dropped = func(w *volumeWindow) { w.gone = true }
 		return d
 	},
 }
@@ -37,6 +38,10 @@ type volumeWindow struct {
 	start int64
 	bytes uint64
 	alert *pending
+	// gone says it is no longer its camera's window (a new one took its
+	// place, or it was dropped to make room): a flow's cached pointer to
+	// it (flow.vol) is then stale.
+	gone bool
 }
 
 // cameraSent counts bytes a camera sends on a flow it opened to a
@@ -48,13 +53,21 @@ func (d *volume) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 	}
 	e := d.e
 	th := e.p.Thresholds.Volume
-	w, _ := d.windows.get(f.cam, struct{}{})
+	w := f.vol
+	if w == nil || w.gone {
+		w, _ = d.windows.get(f.cam, struct{}{})
+	}
 	if w == nil || ts-w.start >= int64(th.Window) {
-		w = &volumeWindow{start: ts}
-		if !d.windows.put(f.cam, struct{}{}, w, ts) {
+		nw := &volumeWindow{start: ts}
+		if !d.windows.put(f.cam, struct{}{}, nw, ts) {
 			return // counted
 		}
+		if w != nil {
+			w.gone = true
+		}
+		w = nw
 	}
+	f.vol = w
 	w.bytes += p.ipLen
 	if w.bytes <= uint64(th.Bytes) {
 		return

@@ -64,6 +64,9 @@ type Engine struct {
 	nextHK int64
 	flows  *flowTable
 	agg    map[aggKey]*pending
+	// aggNext is at most the earliest end of the pending alerts in agg:
+	// before it, flush has none to emit and does not look.
+	aggNext int64
 	// maxPending bounds agg (maxPending; tests lower it).
 	maxPending int
 	outbox     []Alert    // emitted, not yet handed to the sink (see unlockAndDeliver)
@@ -587,9 +590,11 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	if !f.outbound {
 		return // a camera's answers on flows it did not open (RTSP pulled by a recorder)
 	}
-	p.dns = nil
+	p.dns, p.dnsName = nil, ""
 	if p.dport == 53 && len(p.payload) > 0 {
-		p.dns = e.parseQuery(f, p)
+		if p.dns = e.parseQuery(f, p); p.dns != nil {
+			p.dnsName = string(p.dns.Name)
+		}
 	}
 	e.cur = f
 	for _, d := range e.sent {

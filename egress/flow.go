@@ -43,6 +43,7 @@ type flow struct {
 	flight    *tcpFlight             // TCP: the camera's first bytes, reassembled (rare)
 	quic      *quicinitial.Assembler // QUIC Initial reassembly (rare)
 	agg       *pending               // open unexpected-destination alert, to add bytes to
+	vol       *volumeWindow          // the camera's volume window when the flow last counted (unless gone)
 }
 
 // flowTable is a hash table of flows with a hard cap and an LRU list: a
