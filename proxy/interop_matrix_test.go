@@ -159,12 +159,15 @@ func startDirectReaders(t *testing.T, p *Proxy, interopCameras []interopCamera, 
 	direct := make([]chan interopResult, len(interopCameras))
 	for i, c := range interopCameras {
 		direct[i] = make(chan interopResult, 1)
-		out := filepath.Join(dir, c.name+"-direct.mov")
-		go func() { direct[i] <- readFFmpeg(c.direct, "tcp", out, *interopDTSSeconds) }()
+		go func() {
+			direct[i] <- readFFmpeg(c.direct, "tcp", filepath.Join(dir, c.name+"-direct.mov"), *interopDTSSeconds)
+		}()
+	}
+	for _, c := range interopCameras {
 		// ffmpeg creates its output once it has probed the camera's
 		// packets: it has joined.
 		waitFor(t, c.name+" read directly", 15*time.Second, func() bool {
-			_, err := os.Stat(out)
+			_, err := os.Stat(filepath.Join(dir, c.name+"-direct.mov"))
 			return err == nil
 		})
 	}
