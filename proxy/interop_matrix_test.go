@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
@@ -84,9 +87,10 @@ func TestInteropMatrix(t *testing.T) {
 		return *interopOnly != "" && !slices.Contains(strings.Split(*interopOnly, ","), c.name)
 	})
 	cells, p := startInteropCells(t, interopCameras)
-	direct := runInteropReaders(t, p, interopCameras, cells)
+	direct := startDirectReaders(t, p, interopCameras, cells)
+	runInteropReaders(p, cells, t.TempDir())
 	for i, c := range interopCameras {
-		if r := direct[i]; r.err != nil {
+		if r := <-direct[i]; r.err != nil {
 			t.Errorf("%s read directly: %v\n%s", c.name, r.err, r.log)
 		} else {
 			t.Logf("%s read directly: frames %v, DTS warnings %d (%d steps back)", c.name, r.frames, r.dts, r.dtsJumps)
@@ -139,23 +143,65 @@ func startInteropCells(t *testing.T, interopCameras []interopCamera) ([]*interop
 	return cells, p
 }
 
-// runInteropReaders runs every cell's reader, filling in its result, and
-// returns ffmpeg's recordings of each camera read directly.
+// startDirectReaders starts ffmpeg recording each camera directly (what
+// ffmpeg itself warns about a camera, H.265 and B-frames coming without DTS,
+// is not the proxy's doing) and waits until every cell's GOP cache holds a
+// GOP that started after they joined, half a second old.
 //
-// ffmpeg copies (cheap) all at once; GStreamer decodes, four at a time.
-// Beside them, ffmpeg records each camera directly: what ffmpeg itself
-// warns about a camera (H.265 and B-frames come without DTS) is not the
-// proxy's doing.
-func runInteropReaders(t *testing.T, p *Proxy, interopCameras []interopCamera, cells []*interopCell) []interopResult {
-	direct := make([]interopResult, len(interopCameras))
-	gst := make(chan struct{}, 4)
-	var wg sync.WaitGroup
+// gst-rtsp-server's shared media steps its RTP times back for the clients
+// it already serves when one more joins (by 40 ms to 0.8 s, seen by ffmpeg
+// reading a camera directly as by the proxy's cameras: "Non-monotonous DTS",
+// current one to 25 frames behind previous). Each of the proxy's cameras
+// and the direct reader join; a reader of the proxy that started with a
+// GOP from before the last of them would get that step from the camera.
+func startDirectReaders(t *testing.T, p *Proxy, interopCameras []interopCamera, cells []*interopCell) []chan interopResult {
 	dir := t.TempDir()
+	direct := make([]chan interopResult, len(interopCameras))
 	for i, c := range interopCameras {
-		wg.Go(func() {
-			direct[i] = readFFmpeg(c.direct, "tcp", filepath.Join(dir, c.name+"-direct.mov"), *interopDTSSeconds)
+		direct[i] = make(chan interopResult, 1)
+		go func() {
+			direct[i] <- readFFmpeg(c.direct, "tcp", filepath.Join(dir, c.name+"-direct.mov"), *interopDTSSeconds)
+		}()
+	}
+	for _, c := range interopCameras {
+		// ffmpeg creates its output once it has probed the camera's
+		// packets: it has joined.
+		waitFor(t, c.name+" read directly", 15*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(dir, c.name+"-direct.mov"))
+			return err == nil
 		})
 	}
+	for _, c := range cells {
+		first := gopFirst(p, c.name())
+		waitFor(t, c.name()+" new GOP", 5*time.Second, func() bool {
+			f := gopFirst(p, c.name())
+			return f != nil && f != first
+		})
+	}
+	// Half a GOP more (the cameras' keyframes are a second apart): the
+	// readers start with a cached GOP of some age, whose replay the
+	// timeline must keep monotonic.
+	time.Sleep(500 * time.Millisecond)
+	return direct
+}
+
+// gopFirst is the first packet of a camera's cached GOP (nil: none).
+func gopFirst(p *Proxy, name string) *rtp.Packet {
+	s := p.camera(name).stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.gop.packets(); len(g) > 0 {
+		return g[0].pkt
+	}
+	return nil
+}
+
+// runInteropReaders runs every cell's reader, filling in its result:
+// ffmpeg copies (cheap) all at once, recording to dir; GStreamer decodes,
+// four at a time.
+func runInteropReaders(p *Proxy, cells []*interopCell, dir string) {
+	gst := make(chan struct{}, 4)
+	var wg sync.WaitGroup
 	for i, c := range cells {
 		wg.Go(func() {
 			url := readerURL(p, c.name())
@@ -169,7 +215,6 @@ func runInteropReaders(t *testing.T, p *Proxy, interopCameras []interopCamera, c
 		})
 	}
 	wg.Wait()
-	return direct
 }
 
 // check asserts one cell's result: enough frames of the camera's codecs,
@@ -201,6 +246,9 @@ func (c *interopCell) check(t *testing.T) {
 	}
 	if r.decodeErrors != 0 {
 		t.Errorf("%d decoder errors in the recording", r.decodeErrors)
+	}
+	if r.dtsJumps != 0 {
+		t.Errorf("ffmpeg's timeline stepped back %d times", r.dtsJumps)
 	}
 	if t.Failed() {
 		t.Logf("reader output:\n%s", r.log)
