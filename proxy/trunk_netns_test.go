@@ -377,22 +377,12 @@ func checkNetnsRefusals(t *testing.T, l *netnsLab, edgeAddr string, edgeK, coreK
 	t.Run("unknown client certificate", func(t *testing.T) {
 		log, _ := newLog(t)
 		c := startNetnsCore(t, l, coreConfig(edgeAddr, otherK, edgeK.fp, "cam1"), log)
-		waitFor(t, "the edge to refuse the unknown core", 15*time.Second, func() bool {
-			return strings.Contains(ebuf.String(), "trunk peer refused") && strings.Contains(ebuf.String(), otherK.fp)
-		})
-		if st := c.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with an unknown certificate: %+v", st)
-		}
+		waitRefused(t, c, ebuf, "the edge to refuse the unknown core", "trunk peer refused", otherK.fp, 15*time.Second, "an unknown certificate")
 	})
 	t.Run("wrong fingerprint", func(t *testing.T) {
 		log, buf := newLog(t)
 		c := startNetnsCore(t, l, coreConfig(edgeAddr, coreK, otherK.fp, "cam1"), log)
-		waitFor(t, "the core to refuse the edge", 15*time.Second, func() bool {
-			return strings.Contains(buf.String(), "trunk peer refused") && strings.Contains(buf.String(), edgeK.fp)
-		})
-		if st := c.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with a wrong fingerprint: %+v", st)
-		}
+		waitRefused(t, c, buf, "the core to refuse the edge", "trunk peer refused", edgeK.fp, 15*time.Second, "a wrong fingerprint")
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		log, _ := newLog(t)

@@ -183,6 +183,19 @@ func TestTrunk(t *testing.T) {
 	}
 }
 
+// waitRefused waits (for what, up to within) until log holds the refusal
+// and the fingerprint fp, then checks that p's first trunk is not up
+// (reporting it as up with why).
+func waitRefused(t *testing.T, p *Proxy, log *logBuf, what, refusal, fp string, within time.Duration, why string) {
+	t.Helper()
+	waitFor(t, what, within, func() bool {
+		return strings.Contains(log.String(), refusal) && strings.Contains(log.String(), fp)
+	})
+	if st := p.TrunksStatus().Trunks[0]; st.State == trunkUp {
+		t.Errorf("trunk up with %s: %+v", why, st)
+	}
+}
+
 // TestTrunkRefusals: a core whose certificate the edge does not pin, and
 // a core that pins another certificate than the edge's, never get a
 // camera, and each refusal is logged with the fingerprint seen; a camera
@@ -214,12 +227,7 @@ func TestTrunkRefusals(t *testing.T) {
 	t.Run("wrong edge fingerprint", func(t *testing.T) {
 		clog, cbuf := newLog(t)
 		core := startProxy(t, coreConfig(addr, coreK, otherK.fp, "cam1"), clog)
-		waitFor(t, "the core to refuse the edge", 5*time.Second, func() bool {
-			return strings.Contains(cbuf.String(), "certificate not pinned") && strings.Contains(cbuf.String(), edgeK.fp)
-		})
-		if st := core.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with a wrong fingerprint: %+v", st)
-		}
+		waitRefused(t, core, cbuf, "the core to refuse the edge", "certificate not pinned", edgeK.fp, 5*time.Second, "a wrong fingerprint")
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		clog, _ := newLog(t)
