@@ -185,7 +185,7 @@ func TestTrunkLimiter(t *testing.T) {
 // within a bound, and when it leaves the camera connection closes again.
 func TestTrunkOnDemand(t *testing.T) {
 	sim := startCamsim(t, "cam1")
-	fwd := startForwarder(t, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
+	fwd := startForwarder(t, camsimHost(sim))
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 	elog, _ := newLog(t)
 	ecfg := edgeConfig("rtsp://"+fwd.ln.Addr().String()+"/cam1", "127.0.0.1:0", edgeK, coreK.fp)

@@ -322,7 +322,7 @@ func startNetnsCore(t *testing.T, l *netnsLab, cfg Config, log *slog.Logger) *Pr
 func TestTrunkNetns(t *testing.T) {
 	l := newNetnsLab(t)
 	sim := startCamsim(t, "cam1")
-	simHost := strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://")
+	simHost := camsimHost(sim)
 	cam := startLabCamera(t, l.cam, simHost)
 
 	edgeK, coreK, otherK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core"), newTrunkKeys(t, "other")
@@ -346,14 +346,7 @@ func TestTrunkNetns(t *testing.T) {
 		t.Logf("trunk across the namespaces: RTT %s, lost %d packets, media %d B", st.RTT, st.PacketsLost, st.MediaBytes)
 	}
 
-	t.Run("ffprobe", func(t *testing.T) {
-		testutil.NeedTool(t, "ffprobe")
-		out, err := runTool(t, 20*time.Second, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
-			"-show_entries", "stream=codec_name", "-of", "csv=p=0", url)
-		if err != nil || !strings.Contains(out, "h264") {
-			t.Errorf("ffprobe through the trunk: %v\n%s", err, out)
-		}
-	})
+	ffprobeTrunk(t, url, 20*time.Second, "stream=codec_name")
 
 	// The edge is killed and started again: the core's reader stays
 	// attached and gets packets again.
@@ -442,7 +435,7 @@ func checkLabCameraSaw(t *testing.T, cam *labCamera, camURL string) {
 func TestTrunkNetnsEdgeDials(t *testing.T) {
 	l := newNetnsLab(t)
 	sim := startCamsim(t, "cam1")
-	startLabCamera(t, l.cam, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
+	startLabCamera(t, l.cam, camsimHost(sim))
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 
 	ccfg, _ := edgeDialsCore(t, edgeK, coreK, "cam1")
