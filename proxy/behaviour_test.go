@@ -25,6 +25,19 @@ func cameraState(p *Proxy, name string) string {
 	return ""
 }
 
+// waitAllUp waits (up to within) until every camera of p is up.
+func waitAllUp(t *testing.T, p *Proxy, within time.Duration) {
+	t.Helper()
+	waitFor(t, "every camera up", within, func() bool {
+		for _, s := range p.Status() {
+			if s.State != stateUp {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestReloadKeepsUntouchedCameras adds and removes cameras while a reader of
 // an untouched camera keeps playing without a gap.
 func TestReloadKeepsUntouchedCameras(t *testing.T) {

@@ -106,14 +106,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		c.Timeouts.BackoffMin, c.Timeouts.BackoffMax = 5*time.Second, 10*time.Second
 	})
 	base := "http://" + p.AdminAddr().String()
-	waitFor(t, "every camera up", 15*time.Second, func() bool {
-		for _, s := range p.Status() {
-			if s.State != stateUp {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllUp(t, p, 15*time.Second)
 	waitReader(t, "a reader of door", 10*time.Second, readerURL(p, "door"))
 
 	checkConsoleAsksForCredentials(t, ctx, base)

@@ -67,14 +67,7 @@ func TestPreviewInBrowser(t *testing.T) {
 		c.AdminUsers = []AdminUser{{User: "ops", PasswordHash: testAdminHash}}
 	})
 	base := "http://" + p.AdminAddr().String()
-	waitFor(t, "every camera up", 15*time.Second, func() bool {
-		for _, s := range p.Status() {
-			if s.State != stateUp {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllUp(t, p, 15*time.Second)
 	signIn(t, ctx, "ops", "console-pw")
 	errs := pageErrors(ctx)
 

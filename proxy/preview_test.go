@@ -237,6 +237,20 @@ func startsKeyframe(mime string, b []byte) bool {
 	return false
 }
 
+// countRTP counts the RTP packets of every track pc receives.
+func countRTP(pc *webrtc.PeerConnection) *atomic.Int64 {
+	var packets atomic.Int64
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			packets.Add(1)
+		}
+	})
+	return &packets
+}
+
 // TestPreviewUDPPort: with preview.udp_port every preview's media uses
 // that one port (ICE UDP mux) on the admin listener's address.
 func TestPreviewUDPPort(t *testing.T) {
@@ -252,15 +266,7 @@ func TestPreviewUDPPort(t *testing.T) {
 	c.open()
 	for i := range 2 {
 		pc, offer := whepClient(t, webrtc.MimeTypeH264)
-		var packets atomic.Int64
-		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				packets.Add(1)
-			}
-		})
+		packets := countRTP(pc)
 		code, answer, _ := c.post("/v1/cameras/door/whep", "application/sdp", offer)
 		if code != 201 {
 			t.Fatalf("POST whep: %d %s", code, answer)
@@ -298,15 +304,7 @@ func TestPreviewOnDemand(t *testing.T) {
 	c := &consoleClient{t: t, base: "http://" + p.AdminAddr().String()}
 	c.open()
 	pc, offer := whepClient(t, webrtc.MimeTypeH264)
-	var packets atomic.Int64
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			packets.Add(1)
-		}
-	})
+	packets := countRTP(pc)
 	code, answer, _ := c.post("/v1/cameras/door/whep", "application/sdp", offer)
 	if code != 201 {
 		t.Fatalf("POST whep to an idle on-demand camera: %d %s", code, answer)

@@ -149,21 +149,25 @@ func (c *readAheadConn) fillTapped() error {
 		c.r, c.w = 0, n
 	}
 	c.rerr, c.eof = nil, false
-	err := c.raw.Read(c.fnTap)
+	err := c.raw.Read(c.fnTap) // (before reading c.eof, which it sets)
+	return c.readErr(err, c.eof)
+}
+
+// readErr is the error of a wait for the socket: the wait's own, else the
+// callback's read error, else io.EOF when eof. On any, a buffer left empty
+// goes back to the pool.
+func (c *readAheadConn) readErr(err error, eof bool) error {
 	if err == nil {
 		err = c.rerr
 	}
-	if err == nil && c.eof {
+	if err == nil && eof {
 		err = io.EOF
 	}
-	if err != nil {
-		if c.buf != nil && c.w == 0 {
-			readAheadPool.Put(c.buf)
-			c.buf = nil
-		}
-		return err
+	if err != nil && c.buf != nil && c.w == 0 {
+		readAheadPool.Put(c.buf)
+		c.buf = nil
 	}
-	return nil
+	return err
 }
 
 // readTap is fillTapped's callback: true to return to readTapped, false
@@ -221,17 +225,7 @@ func (c *readAheadConn) fill() error {
 	}
 	err := c.raw.Read(c.fn)
 	n := c.n
-	if err == nil {
-		err = c.rerr
-	}
-	if err == nil && n == 0 {
-		err = io.EOF
-	}
-	if err != nil {
-		if c.buf != nil && c.w == 0 {
-			readAheadPool.Put(c.buf)
-			c.buf = nil
-		}
+	if err := c.readErr(err, n == 0); err != nil {
 		return err
 	}
 	c.w += n

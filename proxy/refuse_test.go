@@ -31,28 +31,39 @@ func startBadSPSCamera(t *testing.T) string {
 	badSPS := append([]byte(nil), goodSPS...)
 	badSPS[3] = 0xfe // level_idc 254
 	idr := append([]byte{0x65, 0x88, 0x84}, make([]byte, 200)...)
+	everyFrame(t, func(i uint32) bool {
+		pkts, err := enc.Encode([][]byte{badSPS, goodPPS, idr})
+		if err != nil {
+			return false
+		}
+		for _, p := range pkts {
+			p.Timestamp = i * 3600
+			_ = stream.WritePacketRTP(medi, p)
+		}
+		return true
+	})
+	return url
+}
+
+// everyFrame calls frame with 0, 1, 2... every 40 ms (25 fps) until the
+// test ends or frame returns false.
+func everyFrame(t *testing.T, frame func(i uint32) bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
 		tick := time.NewTicker(40 * time.Millisecond)
 		defer tick.Stop()
-		for ts := uint32(0); ; ts += 3600 {
+		for i := uint32(0); ; i++ {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			pkts, err := enc.Encode([][]byte{badSPS, goodPPS, idr})
-			if err != nil {
+			if !frame(i) {
 				return
-			}
-			for _, p := range pkts {
-				p.Timestamp = ts
-				_ = stream.WritePacketRTP(medi, p)
 			}
 		}
 	}()
-	return url
 }
 
 // TestInvalidParameterSetsRefused: a camera that sends a malformed SPS in-band

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -29,31 +28,21 @@ func startAVCamera(t *testing.T) string {
 		t.Fatal(err)
 	}
 	idr := append([]byte{0x65, 0x88, 0x84}, make([]byte, 200)...)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		tick := time.NewTicker(40 * time.Millisecond)
-		defer tick.Stop()
-		for i := uint32(0); ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			pkts, err := enc.Encode([][]byte{goodSPS, goodPPS, idr})
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				p.Timestamp = i * 3600
-				_ = stream.WritePacketRTP(video, p)
-			}
-			_ = stream.WritePacketRTP(audio, &rtp.Packet{
-				Header:  rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: i * 320, SSRC: 1},
-				Payload: make([]byte, 320),
-			})
+	everyFrame(t, func(i uint32) bool {
+		pkts, err := enc.Encode([][]byte{goodSPS, goodPPS, idr})
+		if err != nil {
+			return false
 		}
-	}()
+		for _, p := range pkts {
+			p.Timestamp = i * 3600
+			_ = stream.WritePacketRTP(video, p)
+		}
+		_ = stream.WritePacketRTP(audio, &rtp.Packet{
+			Header:  rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: i * 320, SSRC: 1},
+			Payload: make([]byte, 320),
+		})
+		return true
+	})
 	return url
 }
 

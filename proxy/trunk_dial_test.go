@@ -51,8 +51,8 @@ func edgeDialsCore(t *testing.T, edgeK, coreK trunkKeys, cameras ...string) (cor
 // reader stays attached while the edge restarts.
 func TestTrunkEdgeDials(t *testing.T) {
 	sim := startCamsim(t, "cam1")
-	fwd := startForwarder(t, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
-	camURL := "rtsp://" + fwd.ln.Addr().String() + "/cam1"
+	fwd := startForwarder(t, camsimHost(sim))
+	camURL := fwd.url("cam1")
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 	ccfg, ecfg := edgeDialsCore(t, edgeK, coreK, "*")
 	clog, _ := newLog(t)
@@ -290,8 +290,8 @@ func TestTrunkMigration(t *testing.T) {
 // one session.
 func TestTrunkActiveStandby(t *testing.T) {
 	sim := startCamsim(t, "cam1")
-	fwd := startForwarder(t, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
-	camURL := "rtsp://" + fwd.ln.Addr().String() + "/cam1"
+	fwd := startForwarder(t, camsimHost(sim))
+	camURL := fwd.url("cam1")
 	edgeK, aK, bK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core-a"), newTrunkKeys(t, "core-b")
 	// Core b waits for the edge to dial it.
 	bcfg, _ := edgeDialsCore(t, edgeK, bK, "cam1")

@@ -156,30 +156,33 @@ func transportOf(v *atomic.Value) TrunkTransport {
 
 // status lists the core's cameras sorted by name.
 func (m *trunkPeerMedia) status() []TrunkCameraStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]TrunkCameraStatus, 0, len(m.cams))
-	for _, c := range m.cams {
-		out = append(out, TrunkCameraStatus{
+	return sortedStatus(&m.mu, &m.cams, func(c *trunkEdgeCamera) TrunkCameraStatus {
+		return TrunkCameraStatus{
 			Name: c.name, Transport: transportOf(&c.transport), Bytes: c.bytes.Load(), Packets: c.packets.Load(),
 			Active: c.active.Load(), GOPsCongestion: c.gopsCongestion.Load(), GOPsCap: c.gopsCap.Load(),
 			Datagrams: c.datagrams.Load(), DatagramErrors: c.datagramErrors.Load(),
-		})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+		}
+	})
 }
 
 func (m *trunkCoreMedia) status() []TrunkCameraStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]TrunkCameraStatus, 0, len(m.cams))
-	for _, c := range m.cams {
-		out = append(out, TrunkCameraStatus{
+	return sortedStatus(&m.mu, &m.cams, func(c *trunkCoreCamera) TrunkCameraStatus {
+		return TrunkCameraStatus{
 			Name: c.name, Transport: transportOf(&c.transport), Bytes: c.bytes.Load(), Packets: c.packets.Load(),
 			Datagrams: c.datagrams.Load(), Lost: c.lost.Load(), Late: c.late.Load(), Malformed: c.malformed.Load(),
 			KeyWaits: c.keyWaits.Load(), EdgeSent: c.edgeSent.Load(), Overflow: c.overflow.Load(),
-		})
+		}
+	})
+}
+
+// sortedStatus is the status of each of *cams, sorted by name. The map
+// (set lazily) is read under mu.
+func sortedStatus[C any](mu *sync.Mutex, cams *map[string]C, status func(C) TrunkCameraStatus) []TrunkCameraStatus {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]TrunkCameraStatus, 0, len(*cams))
+	for _, c := range *cams {
+		out = append(out, status(c))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -12,16 +12,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 )
 
-// camState is camera name's state in p's status ("" when p has none).
-func camState(p *Proxy, name string) string {
-	for _, s := range p.Status() {
-		if s.Name == name {
-			return s.State
-		}
-	}
-	return ""
-}
-
 // startEdge starts an edge proxy with cfg; hook, when set, loses the
 // datagrams it returns true for.
 func startEdge(t *testing.T, cfg Config, log *slog.Logger, loss func([]byte) bool) *Proxy {
@@ -185,7 +175,7 @@ func TestTrunkLimiter(t *testing.T) {
 // within a bound, and when it leaves the camera connection closes again.
 func TestTrunkOnDemand(t *testing.T) {
 	sim := startCamsim(t, "cam1")
-	fwd := startForwarder(t, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
+	fwd := startForwarder(t, camsimHost(sim))
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 	elog, _ := newLog(t)
 	ecfg := edgeConfig("rtsp://"+fwd.ln.Addr().String()+"/cam1", "127.0.0.1:0", edgeK, coreK.fp)
@@ -201,7 +191,7 @@ func TestTrunkOnDemand(t *testing.T) {
 	if n := fwd.accepted.Load(); n != 0 {
 		t.Fatalf("the camera saw %d connections with no core reader", n)
 	}
-	if s := camState(core, "site-a/cam1"); s != stateIdle {
+	if s := cameraState(core, "site-a/cam1"); s != stateIdle {
 		t.Errorf("core camera %s with no reader", s)
 	}
 	if es := edge.TrunksStatus().Edge; len(es.Cores) != 1 || es.Cores[0].Cameras != 0 {
@@ -223,7 +213,7 @@ func TestTrunkOnDemand(t *testing.T) {
 	// The core's camera idles after on_demand_close, the edge's reader
 	// leaves, and the edge's camera idles after its own.
 	waitFor(t, "the edge camera idle again", 10*time.Second, func() bool { return edge.Status()[0].State == stateIdle })
-	if s := camState(core, "site-a/cam1"); s != stateIdle {
+	if s := cameraState(core, "site-a/cam1"); s != stateIdle {
 		t.Errorf("core camera %s after its reader left", s)
 	}
 }

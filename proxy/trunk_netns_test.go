@@ -322,7 +322,7 @@ func startNetnsCore(t *testing.T, l *netnsLab, cfg Config, log *slog.Logger) *Pr
 func TestTrunkNetns(t *testing.T) {
 	l := newNetnsLab(t)
 	sim := startCamsim(t, "cam1")
-	simHost := strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://")
+	simHost := camsimHost(sim)
 	cam := startLabCamera(t, l.cam, simHost)
 
 	edgeK, coreK, otherK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core"), newTrunkKeys(t, "other")
@@ -346,14 +346,7 @@ func TestTrunkNetns(t *testing.T) {
 		t.Logf("trunk across the namespaces: RTT %s, lost %d packets, media %d B", st.RTT, st.PacketsLost, st.MediaBytes)
 	}
 
-	t.Run("ffprobe", func(t *testing.T) {
-		testutil.NeedTool(t, "ffprobe")
-		out, err := runTool(t, 20*time.Second, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
-			"-show_entries", "stream=codec_name", "-of", "csv=p=0", url)
-		if err != nil || !strings.Contains(out, "h264") {
-			t.Errorf("ffprobe through the trunk: %v\n%s", err, out)
-		}
-	})
+	ffprobeTrunk(t, url, 20*time.Second, "stream=codec_name")
 
 	// The edge is killed and started again: the core's reader stays
 	// attached and gets packets again.
@@ -377,22 +370,12 @@ func checkNetnsRefusals(t *testing.T, l *netnsLab, edgeAddr string, edgeK, coreK
 	t.Run("unknown client certificate", func(t *testing.T) {
 		log, _ := newLog(t)
 		c := startNetnsCore(t, l, coreConfig(edgeAddr, otherK, edgeK.fp, "cam1"), log)
-		waitFor(t, "the edge to refuse the unknown core", 15*time.Second, func() bool {
-			return strings.Contains(ebuf.String(), "trunk peer refused") && strings.Contains(ebuf.String(), otherK.fp)
-		})
-		if st := c.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with an unknown certificate: %+v", st)
-		}
+		waitRefused(t, c, ebuf, "the edge to refuse the unknown core", "trunk peer refused", otherK.fp, 15*time.Second, "an unknown certificate")
 	})
 	t.Run("wrong fingerprint", func(t *testing.T) {
 		log, buf := newLog(t)
 		c := startNetnsCore(t, l, coreConfig(edgeAddr, coreK, otherK.fp, "cam1"), log)
-		waitFor(t, "the core to refuse the edge", 15*time.Second, func() bool {
-			return strings.Contains(buf.String(), "trunk peer refused") && strings.Contains(buf.String(), edgeK.fp)
-		})
-		if st := c.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with a wrong fingerprint: %+v", st)
-		}
+		waitRefused(t, c, buf, "the core to refuse the edge", "trunk peer refused", edgeK.fp, 15*time.Second, "a wrong fingerprint")
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		log, _ := newLog(t)
@@ -452,7 +435,7 @@ func checkLabCameraSaw(t *testing.T, cam *labCamera, camURL string) {
 func TestTrunkNetnsEdgeDials(t *testing.T) {
 	l := newNetnsLab(t)
 	sim := startCamsim(t, "cam1")
-	startLabCamera(t, l.cam, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
+	startLabCamera(t, l.cam, camsimHost(sim))
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 
 	ccfg, _ := edgeDialsCore(t, edgeK, coreK, "cam1")

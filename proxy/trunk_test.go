@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/cordon-vms/cordon/internal/testutil"
+	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
 // trunkKeys is one end's key pair, made by GenerateTrunkKey.
@@ -41,6 +42,16 @@ func newTrunkKeys(t *testing.T, name string) trunkKeys {
 type countingForwarder struct {
 	ln       net.Listener
 	accepted atomic.Int64
+}
+
+// camsimHost is the host:port sim serves its cameras on.
+func camsimHost(sim *camsim.Server) string {
+	return strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://")
+}
+
+// url is the URL of the camera at path through f.
+func (f *countingForwarder) url(path string) string {
+	return "rtsp://" + f.ln.Addr().String() + "/" + path
 }
 
 func startForwarder(t *testing.T, target string) *countingForwarder {
@@ -98,14 +109,27 @@ func trunksStatus(t *testing.T, p *Proxy) TrunksStatus {
 	return st
 }
 
+// ffprobeTrunk checks, in a subtest, that ffprobe (within timeout, showing
+// entries) finds H.264 at the trunk camera url.
+func ffprobeTrunk(t *testing.T, url string, timeout time.Duration, entries string) {
+	t.Run("ffprobe", func(t *testing.T) {
+		testutil.NeedTool(t, "ffprobe")
+		out, err := runTool(t, timeout, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
+			"-show_entries", entries, "-of", "csv=p=0", url)
+		if err != nil || !strings.Contains(out, "h264") {
+			t.Errorf("ffprobe through the trunk: %v\n%s", err, out)
+		}
+	})
+}
+
 // TestTrunk: camsim → edge → QUIC → core → readers (in-process and
 // ffprobe); the camera sees one session whatever the core's readers do;
 // /v1/trunks and the metrics show the trunk; the edge restarts and the
 // core's reader gets packets again without reconnecting.
 func TestTrunk(t *testing.T) {
 	sim := startCamsim(t, "cam1")
-	fwd := startForwarder(t, strings.TrimPrefix(strings.Split(sim.URL("cam1"), "/cam1")[0], "rtsp://"))
-	camURL := "rtsp://" + fwd.ln.Addr().String() + "/cam1"
+	fwd := startForwarder(t, camsimHost(sim))
+	camURL := fwd.url("cam1")
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
 	elog, _ := newLog(t)
 	edge := startProxy(t, edgeConfig(camURL, "127.0.0.1:0", edgeK, coreK.fp), elog)
@@ -140,14 +164,7 @@ func TestTrunk(t *testing.T) {
 	}
 	r2.cl.Close()
 
-	t.Run("ffprobe", func(t *testing.T) {
-		testutil.NeedTool(t, "ffprobe")
-		out, err := runTool(t, 10*time.Second, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
-			"-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", url)
-		if err != nil || !strings.Contains(out, "h264") {
-			t.Errorf("ffprobe through the trunk: %v\n%s", err, out)
-		}
-	})
+	ffprobeTrunk(t, url, 10*time.Second, "stream=codec_name,width,height")
 	if n := fwd.accepted.Load(); n != 1 {
 		t.Errorf("the camera saw %d connections; want 1 whatever the core's readers do", n)
 	}
@@ -183,6 +200,19 @@ func TestTrunk(t *testing.T) {
 	}
 }
 
+// waitRefused waits (for what, up to within) until log holds the refusal
+// and the fingerprint fp, then checks that p's first trunk is not up
+// (reporting it as up with why).
+func waitRefused(t *testing.T, p *Proxy, log *logBuf, what, refusal, fp string, within time.Duration, why string) {
+	t.Helper()
+	waitFor(t, what, within, func() bool {
+		return strings.Contains(log.String(), refusal) && strings.Contains(log.String(), fp)
+	})
+	if st := p.TrunksStatus().Trunks[0]; st.State == trunkUp {
+		t.Errorf("trunk up with %s: %+v", why, st)
+	}
+}
+
 // TestTrunkRefusals: a core whose certificate the edge does not pin, and
 // a core that pins another certificate than the edge's, never get a
 // camera, and each refusal is logged with the fingerprint seen; a camera
@@ -214,12 +244,7 @@ func TestTrunkRefusals(t *testing.T) {
 	t.Run("wrong edge fingerprint", func(t *testing.T) {
 		clog, cbuf := newLog(t)
 		core := startProxy(t, coreConfig(addr, coreK, otherK.fp, "cam1"), clog)
-		waitFor(t, "the core to refuse the edge", 5*time.Second, func() bool {
-			return strings.Contains(cbuf.String(), "certificate not pinned") && strings.Contains(cbuf.String(), edgeK.fp)
-		})
-		if st := core.TrunksStatus().Trunks[0]; st.State == trunkUp {
-			t.Errorf("trunk up with a wrong fingerprint: %+v", st)
-		}
+		waitRefused(t, core, cbuf, "the core to refuse the edge", "certificate not pinned", edgeK.fp, 5*time.Second, "a wrong fingerprint")
 	})
 	t.Run("camera the edge does not list", func(t *testing.T) {
 		clog, _ := newLog(t)

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -70,13 +73,42 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	return usagef("unknown benchmark %q: the built-in benchmarks are proxy and trunk", fs.Arg(0))
 }
 
+// benchFlags are the flags both benchmarks take: the cameras' --bitrate and
+// --size, and --systems.
+type benchFlags struct{ bitrate, size, systems *string }
+
+func newBenchFlags(fs *flag.FlagSet, systemsUsage string) benchFlags {
+	return benchFlags{
+		bitrate: fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M), met with real video"),
+		size:    fs.String("size", "1280x720", "picture `WxH` of each camera"),
+		systems: fs.String("systems", "", systemsUsage),
+	}
+}
+
+// apply reads --size, --bitrate (errors in them are usage errors) and
+// --systems (nil when empty: the benchmark's default), and sends progress
+// to stderr and errors only to a logger there.
+func (f benchFlags) apply(e *env, width, height, bitrate *int, systems *[]string, progress *io.Writer, logger **slog.Logger) error {
+	var err error
+	if *width, *height, err = camsim.ParseSize(*f.size); err != nil {
+		return usagef("--size: %v", err)
+	}
+	if *bitrate, err = camsim.ParseBitrate(*f.bitrate); err != nil {
+		return usagef("--bitrate %q: %v", *f.bitrate, err)
+	}
+	if *f.systems != "" {
+		*systems = strings.Split(*f.systems, ",")
+	}
+	*progress = e.Stderr
+	*logger, err = logging.New(e.Stderr, logging.Options{Level: "error"})
+	return err
+}
+
 func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench proxy", benchUsage)
 	var o bench.Options
 	fs.IntVar(&o.Cameras, "cameras", 200, "number of simulated cameras")
 	fs.IntVar(&o.ReadersPerCamera, "readers-per-camera", 1, "TCP readers of each camera through the system under test (3: a recorder and two viewers)")
-	bitrate := fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M), met with real video")
-	size := fs.String("size", "1280x720", "picture `WxH` of each camera")
 	fs.StringVar(&o.ClipCache, "clip-cache", "", "`dir`ectory where clips for a size and rate not embedded are encoded once with ffmpeg (default: the user cache directory's cordon/camsim-clips)")
 	fs.StringVar(&o.MediaMTX, "mediamtx", "", "`path` of a MediaMTX binary to measure as system \"mediamtx\" (the bench builds nothing; it writes MediaMTX's configuration)")
 	fs.StringVar(&o.Codec, "codec", "h264", "camera codec: h264 or h265 (latency matching needs h264)")
@@ -85,7 +117,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")
-	systems := fs.String("systems", "", "comma-separated systems to measure: baseline, mediamtx, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path) (default baseline,passthrough,rebuild, with mediamtx after baseline when --mediamtx is set)")
+	bf := newBenchFlags(fs, "comma-separated systems to measure: baseline, mediamtx, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path) (default baseline,passthrough,rebuild, with mediamtx after baseline when --mediamtx is set)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -101,25 +133,9 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	if o.ReadersPerCamera < 1 || o.ReadersPerCamera > 20 {
 		return usagef("--readers-per-camera %d: want 1 to 20", o.ReadersPerCamera)
 	}
-	w, h, err := camsim.ParseSize(*size)
-	if err != nil {
-		return usagef("--size: %v", err)
-	}
-	o.Width, o.Height = w, h
-	br, err := camsim.ParseBitrate(*bitrate)
-	if err != nil {
-		return usagef("--bitrate %q: %v", *bitrate, err)
-	}
-	o.Bitrate = br
-	if *systems != "" {
-		o.Systems = strings.Split(*systems, ",")
-	}
-	o.Progress = e.Stderr
-	log, err := logging.New(e.Stderr, logging.Options{Level: "error"})
-	if err != nil {
+	if err := bf.apply(e, &o.Width, &o.Height, &o.Bitrate, &o.Systems, &o.Progress, &o.Logger); err != nil {
 		return err
 	}
-	o.Logger = log
 	var all [][]*bench.Result
 	for i := range *runs {
 		if *runs > 1 {

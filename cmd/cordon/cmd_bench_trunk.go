@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/cordon-vms/cordon/internal/logging"
 	"github.com/cordon-vms/cordon/proxy/bench"
-	"github.com/cordon-vms/cordon/proxy/camsim"
 )
 
 const benchTrunkUsage = `usage: cordon bench trunk [flags]
@@ -52,15 +49,13 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	var o bench.TrunkOptions
 	fs.IntVar(&o.Edges, "edges", 1, "edge proxies, all into one core (more than one: loopback only)")
 	fs.IntVar(&o.CamerasPerEdge, "cameras-per-edge", 100, "simulated cameras behind each edge")
-	bitrate := fs.String("bitrate", "2M", "bit rate of each camera (e.g. 500k, 2M), met with real video")
-	size := fs.String("size", "1280x720", "picture `WxH` of each camera")
 	fs.StringVar(&o.ClipCache, "clip-cache", "", "`dir`ectory where clips for a size and rate not embedded are encoded once with ffmpeg")
 	fs.StringVar(&o.Netem, "netem", "", "tc netem `setting` of the link between edge and core, e.g. \"delay 20ms loss 1%\" (runs them in network namespaces; needs root)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window")
 	fs.DurationVar(&o.StallGap, "stall-gap", 500*time.Millisecond, "a gap between two frames at a reader longer than this is a stall")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
-	systems := fs.String("systems", "", "comma-separated systems: rtsp, stream, datagram (default all three)")
+	bf := newBenchFlags(fs, "comma-separated systems: rtsp, stream, datagram (default all three)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -76,19 +71,7 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	if o.Netem != "" && o.Edges > 1 {
 		return usagef("--netem runs one edge; --edges %d is for loopback", o.Edges)
 	}
-	w, h, err := camsim.ParseSize(*size)
-	if err != nil {
-		return usagef("--size: %v", err)
-	}
-	o.Width, o.Height = w, h
-	if o.Bitrate, err = camsim.ParseBitrate(*bitrate); err != nil {
-		return usagef("--bitrate %q: %v", *bitrate, err)
-	}
-	if *systems != "" {
-		o.Systems = strings.Split(*systems, ",")
-	}
-	o.Progress = e.Stderr
-	if o.Logger, err = logging.New(e.Stderr, logging.Options{Level: "error"}); err != nil {
+	if err := bf.apply(e, &o.Width, &o.Height, &o.Bitrate, &o.Systems, &o.Progress, &o.Logger); err != nil {
 		return err
 	}
 	results, err := bench.RunTrunk(ctx, o)

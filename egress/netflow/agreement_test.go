@@ -6,80 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cordon-vms/cordon/egress"
+	"github.com/cordon-vms/cordon/egress/internal/enginetest"
 	"github.com/cordon-vms/cordon/egress/netflow"
 	"github.com/cordon-vms/cordon/internal/testutil"
 )
-
-type memSink struct {
-	mu     sync.Mutex
-	alerts []egress.Alert
-}
-
-func (s *memSink) Send(_ context.Context, a egress.Alert) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.alerts = append(s.alerts, a)
-	return nil
-}
-
-func (s *memSink) Close() error { return nil }
-
-// flowVisible are the alert kinds a flow record can show: no payload, so no
-// DNS names, SNI or payload signatures.
-var flowVisible = []string{egress.KindUnexpectedDestination, egress.KindVolume, egress.KindLateral, egress.KindNewDestination, egress.KindBeacon}
-
-func newEngine(t *testing.T, sink egress.AlertSink) *egress.Engine {
-	t.Helper()
-	p, err := egress.LoadPolicy(filepath.Join("..", "testdata", "policy.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := egress.LoadBaseline(filepath.Join(t.TempDir(), "baseline.json"), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := egress.NewEngine(egress.Config{Policy: p, Sink: sink, Baseline: base, Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-// alertKey is what the packet and flow paths must agree on.
-type alertKey struct{ kind, camera, dst, proto string }
-
-func visibleAlerts(as []egress.Alert) []alertKey {
-	var out []alertKey
-	for _, a := range as {
-		if !slices.Contains(flowVisible, a.Kind) {
-			continue
-		}
-		dsts := []string{a.Dst}
-		if a.Kind == egress.KindLateral {
-			// One alert per window lists the targets ("10.1.2.3 tcp/445 (core
-			// host)"); the paths may split a window differently.
-			dsts = dsts[:0]
-			for _, d := range a.Destinations {
-				dsts = append(dsts, strings.Fields(d)[0])
-			}
-		}
-		for _, d := range dsts {
-			k := alertKey{a.Kind, a.Camera, d, a.Proto}
-			if !slices.Contains(out, k) {
-				out = append(out, k)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
-	return out
-}
 
 // TestPacketFlowAgreement runs egress-core's planted capture through the
 // packet path (Engine.HandlePacket) and through softflowd → Collector →
@@ -90,20 +24,10 @@ func TestPacketFlowAgreement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pktSink := &memSink{}
-	e := newEngine(t, pktSink)
-	src, err := egress.OpenFile(filepath.Join("..", "testdata", "planted.pcap"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Run(context.Background(), src); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
-	if err := e.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	want := visibleAlerts(pktSink.alerts)
+	policy := filepath.Join("..", "testdata", "policy.yml")
+	pktSink := &enginetest.Sink{}
+	enginetest.RunCapture(t, enginetest.NewEngine(t, policy, pktSink), filepath.Join("..", "testdata", "planted.pcap"))
+	want := enginetest.Visible(pktSink.Alerts())
 	if len(want) < 5 {
 		t.Fatalf("packet path raised only %v", want)
 	}
@@ -115,8 +39,8 @@ func TestPacketFlowAgreement(t *testing.T) {
 			if err := os.WriteFile(pcap, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			flowSink := &memSink{}
-			fe := newEngine(t, flowSink)
+			flowSink := &enginetest.Sink{}
+			fe := enginetest.NewEngine(t, policy, flowSink)
 			c := &netflow.Collector{Addr: "127.0.0.1:0", Logger: testutil.Logger(t), Handle: fe.HandleFlow}
 			if err := c.Listen(); err != nil {
 				t.Fatal(err)
@@ -137,7 +61,7 @@ func TestPacketFlowAgreement(t *testing.T) {
 			if st.Records == 0 || st.DecodeErrors != 0 || st.UnknownTemplates != 0 {
 				t.Errorf("collector stats %+v", st)
 			}
-			got := visibleAlerts(flowSink.alerts)
+			got := enginetest.Visible(flowSink.Alerts())
 			for _, w := range want {
 				if !slices.Contains(got, w) {
 					t.Errorf("packet path alert %v missing from the flow path", w)
@@ -148,7 +72,7 @@ func TestPacketFlowAgreement(t *testing.T) {
 					t.Errorf("flow path alert %v not raised by the packet path", g)
 				}
 			}
-			for _, a := range flowSink.alerts {
+			for _, a := range flowSink.Alerts() {
 				if a.Kind == egress.KindVolume && a.Bytes < 1_000_000 {
 					t.Errorf("volume alert from flows with %d bytes (threshold 1 MB)", a.Bytes)
 				}

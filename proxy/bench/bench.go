@@ -176,19 +176,44 @@ func (r *Result) CPUPerGB() float64 {
 	if b == 0 {
 		b = r.Bytes
 	}
-	if b == 0 {
-		return 0
-	}
-	return r.CPU.Seconds() / (float64(b) / 1e9)
+	return perGB(r.CPU, b)
 }
 
 // Quantile returns the q-quantile of the added latency (0 when nothing matched).
 func (r *Result) Quantile(q float64) time.Duration {
-	if len(r.Latency) == 0 {
+	return quantile(r.Latency, q)
+}
+
+// quantile is the q-quantile of sorted latencies (0 when there are none).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q * float64(len(r.Latency)-1))
-	return r.Latency[i]
+	return sorted[int(q*float64(len(sorted)-1))]
+}
+
+// loadDefaults fills the camera and window settings both benchmarks share:
+// 2 Mbit/s 1280x720 H.264 cameras, a 20 s window after a 5 s warm-up and
+// 10 latency samples.
+func loadDefaults(bitrate, width, height *int, codec *string, duration, warmup *time.Duration, samples *int) {
+	if *bitrate <= 0 {
+		*bitrate = 2_000_000
+	}
+	if *width <= 0 || *height <= 0 {
+		*width, *height = 1280, 720
+	}
+	if *codec == "" {
+		*codec = "h264"
+	}
+	if *duration <= 0 {
+		*duration = 20 * time.Second
+	}
+	if *warmup <= 0 {
+		*warmup = 5 * time.Second
+	}
+	if *samples <= 0 {
+		*samples = 10
+	}
 }
 
 func (o *Options) setDefaults() error {
@@ -198,24 +223,7 @@ func (o *Options) setDefaults() error {
 	if o.ReadersPerCamera <= 0 {
 		o.ReadersPerCamera = 1
 	}
-	if o.Bitrate <= 0 {
-		o.Bitrate = 2_000_000
-	}
-	if o.Width <= 0 || o.Height <= 0 {
-		o.Width, o.Height = 1280, 720
-	}
-	if o.Codec == "" {
-		o.Codec = "h264"
-	}
-	if o.Duration <= 0 {
-		o.Duration = 20 * time.Second
-	}
-	if o.Warmup <= 0 {
-		o.Warmup = 5 * time.Second
-	}
-	if o.LatencySamples <= 0 {
-		o.LatencySamples = 10
-	}
+	loadDefaults(&o.Bitrate, &o.Width, &o.Height, &o.Codec, &o.Duration, &o.Warmup, &o.LatencySamples)
 	o.LatencySamples = min(o.LatencySamples, o.Cameras)
 	if len(o.Systems) == 0 {
 		o.Systems = []string{SystemBaseline, SystemPassthrough, SystemRebuild}
@@ -239,18 +247,25 @@ func (o *Options) setDefaults() error {
 			return fmt.Errorf("bench: MediaMTX: %w", err)
 		}
 	}
-	if o.Executable == "" {
+	return runDefaults("bench", &o.Executable, &o.Progress, &o.Logger)
+}
+
+// runDefaults fills what both benchmarks need to run: the cordon executable
+// (this one), a progress writer and a logger (both discarding). what
+// prefixes the error.
+func runDefaults(what string, executable *string, progress *io.Writer, logger **slog.Logger) error {
+	if *executable == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("bench: finding the cordon executable: %w", err)
+			return fmt.Errorf("%s: finding the cordon executable: %w", what, err)
 		}
-		o.Executable = exe
+		*executable = exe
 	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
+	if *progress == nil {
+		*progress = io.Discard
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if *logger == nil {
+		*logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }

@@ -113,10 +113,7 @@ func perGB(cpu time.Duration, b uint64) float64 {
 
 // Quantile is the q-quantile of the added latency.
 func (r *TrunkResult) Quantile(q float64) time.Duration {
-	if len(r.Latency) == 0 {
-		return 0
-	}
-	return r.Latency[int(q*float64(len(r.Latency)-1))]
+	return quantile(r.Latency, q)
 }
 
 func (o *TrunkOptions) setDefaults() error {
@@ -126,24 +123,7 @@ func (o *TrunkOptions) setDefaults() error {
 	if o.CamerasPerEdge <= 0 {
 		o.CamerasPerEdge = 100
 	}
-	if o.Bitrate <= 0 {
-		o.Bitrate = 2_000_000
-	}
-	if o.Width <= 0 || o.Height <= 0 {
-		o.Width, o.Height = 1280, 720
-	}
-	if o.Codec == "" {
-		o.Codec = "h264"
-	}
-	if o.Duration <= 0 {
-		o.Duration = 20 * time.Second
-	}
-	if o.Warmup <= 0 {
-		o.Warmup = 5 * time.Second
-	}
-	if o.LatencySamples <= 0 {
-		o.LatencySamples = 10
-	}
+	loadDefaults(&o.Bitrate, &o.Width, &o.Height, &o.Codec, &o.Duration, &o.Warmup, &o.LatencySamples)
 	if o.StallGap <= 0 {
 		o.StallGap = 500 * time.Millisecond
 	}
@@ -159,20 +139,7 @@ func (o *TrunkOptions) setDefaults() error {
 	if o.Netem != "" && o.Edges > 1 {
 		return errors.New("bench trunk: --netem runs one edge; use --edges with loopback")
 	}
-	if o.Executable == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("bench trunk: finding the cordon executable: %w", err)
-		}
-		o.Executable = exe
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
+	return runDefaults("bench trunk", &o.Executable, &o.Progress, &o.Logger)
 }
 
 // trunkCam is one simulated camera: the edge it is behind and its name
