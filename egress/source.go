@@ -145,6 +145,9 @@ func (s *fileSource) readPcap(br recordBuffer) error {
 		return fmt.Errorf("egress: %s: pcap snap length %d is implausible (limit %d)", s.name, pr.snaplen, maxSnaplen)
 	}
 	s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
+	if pr.mem != nil {
+		s.read = pr.nextMem
+	}
 	return nil
 }
 

@@ -201,7 +201,7 @@ func TestMemReaderReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; ; i++ {
-		data, _, err := pr.next()
+		data, _, err := pr.nextMem()
 		if err == io.EOF {
 			break
 		}

@@ -1,0 +1,9 @@
+//go:build amd64 || arm64
+
+package egress
+
+// prefetch asks the CPU to fetch the two cache lines at p into its cache
+// without waiting for them (a hint: it never faults, nothing waits on it).
+//
+//go:noescape
+func prefetch(p *byte)
