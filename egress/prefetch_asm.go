@@ -2,7 +2,7 @@
 
 package egress
 
-// prefetch asks the CPU to fetch the two cache lines at p into its cache
+// prefetch asks the CPU to fetch the four cache lines from p into its cache
 // without waiting for them (a hint: it never faults, nothing waits on it).
 //
 //go:noescape

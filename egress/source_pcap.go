@@ -47,17 +47,15 @@ type memReader struct {
 	released int // b[:released] was handed to release
 	release  func([]byte)
 	chunk    int // a multiple of the page size
-	// ahead is the start of a record beyond off: nextMem walks the
-	// record headers up to lookAhead bytes before they are read, so the
-	// memory they are in is fetched while earlier packets are handled.
-	ahead int
+	// ahead is the start of the record lead records after the one at
+	// off: touchAhead prefetches the records' first bytes before they
+	// are read.
+	ahead, lead int
 }
 
-// lookAhead is how far ahead of the record being read nextMem touches the
-// records' first bytes: the page-cache lines (and pages) they are in are
-// then fetched while the records before are handled, instead of stalling
-// the read of each record header.
-const lookAhead = 4096
+// lookAhead is how many records ahead of the one being read touchAhead
+// prefetches.
+const lookAhead = 8
 
 const releaseChunk = 32 << 20
 
@@ -120,7 +118,6 @@ func newPcapReader(br recordBuffer) (*pcapReader, error) {
 	r.n = pcapHeaderLen
 	if m, ok := br.(*memReader); ok {
 		r.mem = m
-		m.ahead = m.off
 	}
 	return r, nil
 }
@@ -208,27 +205,32 @@ func (r *pcapReader) nextMem() ([]byte, gopacket.CaptureInfo, error) {
 	return rest[pcapRecordLen:total:total], ci, nil
 }
 
-// touchAhead walks the record headers from m.ahead until lookAhead bytes
-// past the record being read, prefetching the first two cache lines of
-// each (its header and the packet's headers): the cache misses are taken
-// while this and the next packets are handled, not when the record is
-// read (a plain load there measured no better: the CPU cannot retire past
-// a load that misses). A header it cannot read stops it (nextMem reports
-// what is wrong when it gets there).
+// touchAhead keeps the record headers up to lookAhead records past the
+// record being read prefetched (its first four cache lines: its header,
+// the packet's headers, and the next records when they are small), so
+// the cache misses are taken while this and the next packets are handled,
+// not when the record is read. It reads one header per call, prefetched
+// a call before (two while it catches up): reading a header just
+// prefetched would wait for it, as would a plain load instead of the
+// prefetch (the CPU cannot retire past a load that misses). A header it
+// cannot read stops it (nextMem reports what is wrong when it gets there).
 func (r *pcapReader) touchAhead(m *memReader) {
-	b := m.b
-	if m.ahead < m.off {
+	if m.lead == 0 {
 		m.ahead = m.off
 	}
-	for m.ahead < m.off+lookAhead && m.ahead <= len(b)-pcapRecordLen {
+	b := m.b
+	for i := 0; i < 2 && m.lead < lookAhead && m.ahead <= len(b)-pcapRecordLen; i++ {
 		caplen := r.order.Uint32(b[m.ahead+8:])
 		if caplen > maxSnaplen {
-			m.ahead = len(b)
-			return
+			break
 		}
 		m.ahead += pcapRecordLen + int(caplen)
+		m.lead++
 		if m.ahead < len(b) {
 			prefetch(&b[m.ahead])
 		}
+	}
+	if m.lead > 0 {
+		m.lead-- // the record at off is read now
 	}
 }
