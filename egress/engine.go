@@ -195,7 +195,26 @@ func (e *Engine) Metrics() *Metrics { return &e.m }
 func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.CaptureInfo, lt layers.LinkType) {
 	e.mu.Lock()
 	defer e.unlockAndDeliver(ctx)
-	e.m.Packets.Add(1)
+	var c packetCounts
+	e.handlePacket(data, ci, lt, &c)
+	c.flush(&e.m)
+}
+
+// packetCounts are the packet counters of Metrics counted under the lock
+// and added to them at once when it is released (runMapped handles many
+// packets per hold of the lock: one atomic addition each per batch).
+type packetCounts struct{ packets, decoded, bytes uint64 }
+
+func (c *packetCounts) flush(m *Metrics) {
+	m.Packets.Add(c.packets)
+	m.Decoded.Add(c.decoded)
+	m.Bytes.Add(c.bytes)
+	*c = packetCounts{}
+}
+
+// handlePacket is HandlePacket with the lock held, counting in c.
+func (e *Engine) handlePacket(data []byte, ci gopacket.CaptureInfo, lt layers.LinkType, c *packetCounts) {
+	c.packets++
 	ts := ci.Timestamp.UnixNano()
 	e.tick(ts)
 	p := &e.pkt
@@ -207,8 +226,8 @@ func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.Capt
 		}
 		return
 	}
-	e.m.Decoded.Add(1)
-	e.m.Bytes.Add(p.ipLen)
+	c.decoded++
+	c.bytes += p.ipLen
 	e.handle(p, ts)
 }
 
@@ -253,13 +272,23 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 	}
 	lt := src.LinkType()
 	plt, perPacket := src.(PacketLinkTyper)
+	fs, batched := src.(*fileSource)
+	batched = batched && fs.mapped && !perPacket
 	var read uint64
 	decoded0 := e.m.Decoded.Load()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
 			return nil
 		}
-		data, ci, err := src.ReadPacketData()
+		var data []byte
+		var ci gopacket.CaptureInfo
+		if batched {
+			var n uint64
+			n, err = e.runBatch(ctx, fs, lt)
+			read += n
+		} else {
+			data, ci, err = src.ReadPacketData()
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if read > 0 && e.m.Decoded.Load() == decoded0 {
@@ -267,18 +296,13 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 				}
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if err := readError(ctx, err); err != errRetry {
+				return err
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			var te *TruncatedError
-			if errors.As(err, &te) {
-				return err // it names the file and the offset
-			}
-			return fmt.Errorf("egress: reading packets: %w", err)
+			continue
+		}
+		if batched {
+			continue
 		}
 		read++
 		if perPacket {
@@ -286,6 +310,55 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// runBatch is how Run reads a file mapped into memory (whose reads never
+// wait for a sender): up to runBatchLen packets with the lock held once,
+// the alerts they complete delivered after, the same alerts in the same
+// order as one HandlePacket each would deliver (high-severity ones are
+// taken as they are after the packet that raised them). It returns how
+// many it read and the error that stopped it, if any.
+func (e *Engine) runBatch(ctx context.Context, fs *fileSource, lt layers.LinkType) (n uint64, err error) {
+	var c packetCounts
+	e.mu.Lock()
+	defer e.unlockAndDeliver(ctx)
+	defer c.flush(&e.m)
+	for n < runBatchLen {
+		data, ci, err := fs.ReadPacketData()
+		if err != nil {
+			return n, err
+		}
+		n++
+		e.handlePacket(data, ci, lt, &c)
+		if len(e.urgent) > 0 {
+			e.sendUrgent() // as HandlePacket would: as they are after this packet
+		}
+	}
+	return n, nil
+}
+
+// runBatchLen is how many packets of a mapped file Run handles per hold
+// of the engine's lock.
+const runBatchLen = 64
+
+// errRetry is readError's answer for a read that timed out: read again.
+var errRetry = errors.New("retry")
+
+// readError is what Run returns for a read error other than io.EOF: nil
+// when ctx is done, errRetry for a time-out.
+func readError(ctx context.Context, err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errRetry
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	var te *TruncatedError
+	if errors.As(err, &te) {
+		return err // it names the file and the offset
+	}
+	return fmt.Errorf("egress: reading packets: %w", err)
 }
 
 // catchFault turns the fault of reading a mapped capture file that was
