@@ -146,7 +146,7 @@ func (s *fileSource) readPcap(br recordBuffer) error {
 	}
 	s.read, s.lt, s.pos = pr.next, pr.lt, func() int64 { return pr.n }
 	if pr.mem != nil {
-		s.read = pr.nextMem
+		s.read, s.pr = pr.nextMem, pr
 	}
 	return nil
 }
@@ -171,7 +171,8 @@ type fileSource struct {
 	cr      *countingReader
 	pos     func() int64 // bytes consumed, when cr does not count them
 	packets uint64
-	mapped  bool // the file is mapped into memory (openMapped)
+	mapped  bool        // the file is mapped into memory (openMapped)
+	pr      *pcapReader // what reads it, when mapped: called directly
 }
 
 // TruncatedError is a capture that ends in the middle of a packet (a
@@ -188,7 +189,16 @@ func (e *TruncatedError) Error() string {
 }
 
 func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
-	data, ci, err := s.read()
+	var (
+		data []byte
+		ci   gopacket.CaptureInfo
+		err  error
+	)
+	if s.pr != nil {
+		data, ci, err = s.pr.nextMem()
+	} else {
+		data, ci, err = s.read()
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		off := s.cr.n
 		if s.pos != nil {

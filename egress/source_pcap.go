@@ -24,6 +24,15 @@ type pcapReader struct {
 	n       int64
 	big     []byte
 	mem     *memReader // br, when it is one (nextMem)
+	be      bool       // order is big-endian (u32)
+}
+
+// u32 is order.Uint32 without the interface call, for nextMem.
+func (r *pcapReader) u32(b []byte) uint32 {
+	if r.be {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
 }
 
 const pcapHeaderLen, pcapRecordLen = 24, 16
@@ -112,6 +121,7 @@ func newPcapReader(br recordBuffer) (*pcapReader, error) {
 	default:
 		return nil, fmt.Errorf("unknown magic %x", h[:4])
 	}
+	r.be = r.order == binary.ByteOrder(binary.BigEndian)
 	r.snaplen = r.order.Uint32(h[16:])
 	r.lt = layers.LinkType(r.order.Uint32(h[20:]) & 0xffff)
 	_, _ = br.Discard(pcapHeaderLen)
@@ -185,8 +195,8 @@ func (r *pcapReader) nextMem() ([]byte, gopacket.CaptureInfo, error) {
 		r.n += int64(len(rest))
 		return nil, ci, io.ErrUnexpectedEOF
 	}
-	sec, frac := int64(r.order.Uint32(rest[0:])), int64(r.order.Uint32(rest[4:]))
-	caplen, length := r.order.Uint32(rest[8:]), r.order.Uint32(rest[12:])
+	sec, frac := int64(r.u32(rest[0:])), int64(r.u32(rest[4:]))
+	caplen, length := r.u32(rest[8:]), r.u32(rest[12:])
 	if caplen > r.snaplen && r.snaplen != 0 || caplen > maxSnaplen { // 0: a writer that did not say
 		return nil, ci, fmt.Errorf("%w: %d > %d", errCaplen, caplen, r.snaplen)
 	}
@@ -220,7 +230,7 @@ func (r *pcapReader) touchAhead(m *memReader) {
 	}
 	b := m.b
 	for i := 0; i < 2 && m.lead < lookAhead && m.ahead <= len(b)-pcapRecordLen; i++ {
-		caplen := r.order.Uint32(b[m.ahead+8:])
+		caplen := r.u32(b[m.ahead+8:])
 		if caplen > maxSnaplen {
 			break
 		}
