@@ -3,10 +3,12 @@ package egress
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +214,56 @@ func TestMemReaderReleases(t *testing.T) {
 	}
 	if released < len(whole)-2*4096 {
 		t.Fatalf("released %d of %d bytes", released, len(whole))
+	}
+}
+
+// TestPcapBigEndian: a big-endian pcap file (as written on a big-endian
+// host) reads the same records from memory (nextMem) as from a stream.
+func TestPcapBigEndian(t *testing.T) {
+	var b bytes.Buffer
+	w := pcapgo.NewWriter(&b)
+	_ = w.WriteFileHeader(65535, layers.LinkTypeEthernet)
+	for i := range 50 {
+		n := 40 + i*37%1400
+		_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(int64(1000+i), int64(i)*1000), CaptureLength: n, Length: n + i}, bytes.Repeat([]byte{byte(i)}, n))
+	}
+	le := b.Bytes()
+	be := slices.Clone(le)
+	swap := func(off, words int) {
+		for j := range words {
+			o := off + 4*j
+			binary.BigEndian.PutUint32(be[o:], binary.LittleEndian.Uint32(le[o:]))
+		}
+	}
+	binary.BigEndian.PutUint32(be, 0xa1b2c3d4)
+	binary.BigEndian.PutUint16(be[4:], 2)
+	binary.BigEndian.PutUint16(be[6:], 4)
+	swap(8, 4)
+	for off := 24; off < len(le); off += 16 + int(binary.LittleEndian.Uint32(le[off+8:])) {
+		swap(off, 4)
+	}
+	stream, err := openStream("be.pcap", io.NopCloser(bytes.NewReader(be)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := &fileSource{name: "be.pcap", cr: &countingReader{}}
+	if err := mem.readPcap(&memReader{b: be}); err != nil || mem.pr == nil {
+		t.Fatalf("memory reader: %v", err)
+	}
+	for i := 0; ; i++ {
+		d1, c1, err1 := stream.ReadPacketData()
+		d2, c2, err2 := mem.ReadPacketData()
+		if !bytes.Equal(d1, d2) || !c1.Timestamp.Equal(c2.Timestamp) || c1.Length != c2.Length || err1 != err2 {
+			t.Fatalf("record %d: stream %d bytes %v %v, memory %d bytes %v %v", i, len(d1), c1.Timestamp, err1, len(d2), c2.Timestamp, err2)
+		}
+		if err1 == io.EOF {
+			if i != 50 {
+				t.Fatalf("%d records, want 50", i)
+			}
+			return
+		}
+		if want := time.Unix(int64(1000+i), int64(i)*1000); err1 != nil || !c1.Timestamp.Equal(want) || len(d1) != 40+i*37%1400 {
+			t.Fatalf("record %d: %v at %v, %d bytes", i, err1, c1.Timestamp, len(d1))
+		}
 	}
 }
