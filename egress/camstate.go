@@ -46,17 +46,28 @@ func (s *camState[K, V]) get(cam netip.Addr, k K) (V, bool) {
 // false when the new entry could not be kept.
 func (s *camState[K, V]) put(cam netip.Addr, k K, v V, now int64) bool {
 	cs := s.cams[cam]
-	if _, ok := cs[k]; !ok {
-		if !s.makeRoom(cam, len(cs), now) {
-			s.evictions.Add(1)
-			return false
-		}
+	if _, ok := cs[k]; ok {
+		cs[k] = v
+		return true
+	}
+	return s.add(cam, cs, k, v, now)
+}
+
+// add is put for a key k that cam's entries, cs (s.cams[cam], nil when
+// it has none), do not hold: one map lookup fewer for a caller that
+// looked.
+func (s *camState[K, V]) add(cam netip.Addr, cs map[K]V, k K, v V, now int64) bool {
+	if !s.makeRoom(cam, len(cs), now) {
+		s.evictions.Add(1)
+		return false
+	}
+	if len(cs) == 0 { // none, or makeRoom dropped the last one (and the map)
 		if cs = s.cams[cam]; cs == nil {
 			cs = map[K]V{}
 			s.cams[cam] = cs
 		}
-		s.n++
 	}
+	s.n++
 	cs[k] = v
 	return true
 }

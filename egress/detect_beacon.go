@@ -76,14 +76,15 @@ func (d *beacon) contact(f *flow, ts int64) {
 	e := d.e
 	th := e.p.Thresholds.Beacon
 	k := beaconKey{dst: f.peer, proto: f.proto, port: f.port}
-	s, _ := d.dests.get(f.cam, k)
+	cs := d.dests.cams[f.cam]
+	s := cs[k]
 	if s == nil {
 		s = &beaconState{}
 		s.t = s.buf[:0:min(th.Events, beaconInline)]
 		if th.Events > beaconInline {
 			s.t = make([]int64, 0, th.Events)
 		}
-		if !d.dests.put(f.cam, k, s, ts) {
+		if !d.dests.add(f.cam, cs, k, s, ts) {
 			return // counted
 		}
 	}
