@@ -2,8 +2,9 @@
 
 package egress
 
-// prefetch asks the CPU to fetch the four cache lines from p into its cache
-// without waiting for them (a hint: it never faults, nothing waits on it).
+// prefetch asks the CPU to fetch the four cache lines from p and the two
+// from q into its cache without waiting for them (a hint: it never
+// faults, nothing waits on it).
 //
 //go:noescape
-func prefetch(p *byte)
+func prefetch(p, q *byte)

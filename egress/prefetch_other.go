@@ -3,4 +3,4 @@
 package egress
 
 // prefetch does nothing here: there is no prefetch instruction wrapper.
-func prefetch(*byte) {}
+func prefetch(_, _ *byte) {}

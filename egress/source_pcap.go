@@ -234,10 +234,17 @@ func (r *pcapReader) touchAhead(m *memReader) {
 		if caplen > maxSnaplen {
 			break
 		}
-		m.ahead += pcapRecordLen + int(caplen)
+		size := pcapRecordLen + int(caplen)
+		m.ahead += size
 		m.lead++
 		if m.ahead < len(b) {
-			prefetch(&b[m.ahead])
+			// The record after is likely as long as this one (a
+			// stream's packets): its header too, a call earlier.
+			guess := m.ahead
+			if size <= len(b)-m.ahead-1 {
+				guess += size
+			}
+			prefetch(&b[m.ahead], &b[guess])
 		}
 	}
 	if m.lead > 0 {
