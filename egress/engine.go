@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -90,8 +91,8 @@ type Engine struct {
 
 	sendMu sync.Mutex // serialises deliveries to the sink, in emission order
 
-	camNets   []netip.Prefix
-	exclude   []netip.Prefix
+	camNets   prefixSet
+	exclude   prefixSet
 	broadcast []netip.Addr
 	core      []netip.Prefix
 	allow     []allowRule
@@ -156,13 +157,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.wl = watchlist.Default()
 	}
 	for _, n := range p.Cameras.Networks {
-		e.camNets = append(e.camNets, n.Prefix)
+		e.camNets.add(n.Prefix)
 		if n.Addr().Is4() && n.Bits() < 31 {
 			e.broadcast = append(e.broadcast, lastAddr(n.Prefix))
 		}
 	}
 	for _, n := range p.Cameras.Exclude {
-		e.exclude = append(e.exclude, n.Prefix)
+		e.exclude.add(n.Prefix)
 	}
 	for _, n := range p.Lateral.Core {
 		e.core = append(e.core, n.Prefix)
@@ -437,22 +438,50 @@ func (e *Engine) tick(ts int64) {
 }
 
 func (e *Engine) isCamera(a netip.Addr) bool {
-	in := false
-	for _, n := range e.camNets {
-		if n.Contains(a) {
-			in = true
-			break
-		}
+	return e.camNets.contains(a) && !e.exclude.contains(a)
+}
+
+// prefixSet is a list of prefixes, the IPv4 ones as masked 32-bit values:
+// contains is asked of every packet's addresses.
+type prefixSet struct {
+	v4 []prefix4
+	v6 []netip.Prefix
+}
+
+type prefix4 struct{ net, mask uint32 }
+
+func (s *prefixSet) add(p netip.Prefix) {
+	if !p.Addr().Is4() {
+		s.v6 = append(s.v6, p)
+		return
 	}
-	if !in {
+	b := p.Masked().Addr().As4()
+	mask := ^uint32(0)
+	if p.Bits() < 32 {
+		mask = ^(mask >> p.Bits())
+	}
+	s.v4 = append(s.v4, prefix4{net: binary.BigEndian.Uint32(b[:]), mask: mask})
+}
+
+// contains is netip.Prefix.Contains of any of the prefixes (an IPv4
+// address is not in an IPv6 prefix, nor the reverse).
+func (s *prefixSet) contains(a netip.Addr) bool {
+	if a.Is4() {
+		b := a.As4()
+		v := binary.BigEndian.Uint32(b[:])
+		for _, n := range s.v4 {
+			if v&n.mask == n.net {
+				return true
+			}
+		}
 		return false
 	}
-	for _, n := range e.exclude {
+	for _, n := range s.v6 {
 		if n.Contains(a) {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func (e *Engine) isLocal(a netip.Addr) bool {

@@ -601,3 +601,32 @@ func BenchmarkEngineCamnet(b *testing.B) {
 	b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/pkts, "cpu-ns/packet")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/pkts, "allocs/packet")
 }
+
+// TestPrefixSet: prefixSet.contains answers as netip.Prefix.Contains of
+// any of its prefixes, IPv4 (as masked 32-bit values) and IPv6 alike.
+func TestPrefixSet(t *testing.T) {
+	prefixes := []string{"192.168.50.0/24", "10.0.0.0/8", "172.16.5.7/32", "0.0.0.0/0", "fd00::/8", "2001:db8::1/128", "100.64.0.0/10"}
+	addrs := []string{"192.168.50.1", "192.168.51.1", "10.255.0.1", "11.0.0.1", "172.16.5.7", "172.16.5.8", "8.8.8.8",
+		"100.127.255.255", "100.128.0.0", "fd12::1", "fe80::1", "2001:db8::1", "2001:db8::2", "::ffff:192.168.50.1", "::"}
+	for n := 1; n <= len(prefixes); n++ {
+		for skip := range n {
+			var set prefixSet
+			var list []netip.Prefix
+			for i, s := range prefixes[:n] {
+				if i == skip && n > 1 {
+					continue
+				}
+				p := netip.MustParsePrefix(s)
+				set.add(p)
+				list = append(list, p)
+			}
+			for _, s := range addrs {
+				a := netip.MustParseAddr(s)
+				want := slices.ContainsFunc(list, func(p netip.Prefix) bool { return p.Contains(a) })
+				if got := set.contains(a); got != want {
+					t.Errorf("%v contains %s: %v, want %v", list, a, got, want)
+				}
+			}
+		}
+	}
+}
