@@ -77,9 +77,18 @@ func newFlowTable(max int) *flowTable {
 
 // hash mixes the table's seed with the key's addresses, ports and protocol
 // (the zone of an IPv6 address is left out: equal keys still hash alike).
+// Two IPv4 addresses are read as 32-bit values: As16 wrote each address
+// to memory in halves and read it back whole, a stalled store forward.
 func (t *flowTable) hash(k *FlowKey) uint64 {
-	a, b := k.Src.Addr().As16(), k.Dst.Addr().As16()
-	x := t.seed ^ (uint64(k.Src.Port())<<24 | uint64(k.Dst.Port())<<8 | uint64(k.Proto))
+	sa, da := k.Src.Addr(), k.Dst.Addr()
+	ports := uint64(k.Src.Port())<<24 | uint64(k.Dst.Port())<<8 | uint64(k.Proto)
+	if sa.Is4() && da.Is4() {
+		a, b := sa.As4(), da.As4()
+		v := uint64(binary.LittleEndian.Uint32(a[:]))<<32 | uint64(binary.LittleEndian.Uint32(b[:]))
+		return mix64(mix64(v^t.seed)^ports^t.seed<<1) | 1 // never 0
+	}
+	a, b := sa.As16(), da.As16()
+	x := t.seed ^ ports
 	x = mix64(x ^ binary.LittleEndian.Uint64(a[:8]))
 	x = mix64(x ^ binary.LittleEndian.Uint64(a[8:]) ^ t.seed)
 	x = mix64(x ^ binary.LittleEndian.Uint64(b[:8]))
