@@ -197,7 +197,7 @@ func (e *Engine) HandlePacket(ctx context.Context, data []byte, ci gopacket.Capt
 	e.mu.Lock()
 	defer e.unlockAndDeliver(ctx)
 	var c packetCounts
-	e.handlePacket(data, ci, lt, &c)
+	e.handlePacket(data, ci.Timestamp.UnixNano(), lt, &c)
 	c.flush(&e.m)
 }
 
@@ -214,9 +214,8 @@ func (c *packetCounts) flush(m *Metrics) {
 }
 
 // handlePacket is HandlePacket with the lock held, counting in c.
-func (e *Engine) handlePacket(data []byte, ci gopacket.CaptureInfo, lt layers.LinkType, c *packetCounts) {
+func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *packetCounts) {
 	c.packets++
-	ts := ci.Timestamp.UnixNano()
 	e.tick(ts)
 	p := &e.pkt
 	if r := e.dec.decode(data, lt, ts, p); r != decoded {
@@ -274,7 +273,7 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 	lt := src.LinkType()
 	plt, perPacket := src.(PacketLinkTyper)
 	fs, batched := src.(*fileSource)
-	batched = batched && fs.mapped && !perPacket
+	batched = batched && fs.pr != nil && !perPacket
 	var read uint64
 	decoded0 := e.m.Decoded.Load()
 	for i := 0; ; i++ {
@@ -325,12 +324,12 @@ func (e *Engine) runBatch(ctx context.Context, fs *fileSource, lt layers.LinkTyp
 	defer e.unlockAndDeliver(ctx)
 	defer c.flush(&e.m)
 	for n < runBatchLen {
-		data, ci, err := fs.ReadPacketData()
+		data, ts, err := fs.readMapped()
 		if err != nil {
 			return n, err
 		}
 		n++
-		e.handlePacket(data, ci, lt, &c)
+		e.handlePacket(data, ts, lt, &c)
 		if len(e.urgent) > 0 {
 			e.sendUrgent() // as HandlePacket would: as they are after this packet
 		}

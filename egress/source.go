@@ -199,17 +199,35 @@ func (s *fileSource) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	} else {
 		data, ci, err = s.read()
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		off := s.cr.n
-		if s.pos != nil {
-			off = s.pos()
-		}
-		return nil, ci, &TruncatedError{File: s.name, Offset: off, Packets: s.packets}
+	if err != nil {
+		return nil, ci, s.readError(err)
 	}
-	if err == nil {
-		s.packets++
+	s.packets++
+	return data, ci, nil
+}
+
+// readMapped is ReadPacketData for a mapped file (s.pr is set) without
+// the CaptureInfo: the packet's time in Unix nanoseconds is all
+// Engine.runBatch needs.
+func (s *fileSource) readMapped() ([]byte, int64, error) {
+	data, ts, _, _, err := s.pr.recordMem()
+	if err != nil {
+		return nil, 0, s.readError(err)
 	}
-	return data, ci, err
+	s.packets++
+	return data, ts, nil
+}
+
+// readError turns a record cut short into a TruncatedError.
+func (s *fileSource) readError(err error) error {
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	off := s.cr.n
+	if s.pos != nil {
+		off = s.pos()
+	}
+	return &TruncatedError{File: s.name, Offset: off, Packets: s.packets}
 }
 
 // countingReader counts the bytes read through it.

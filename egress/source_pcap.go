@@ -185,34 +185,45 @@ func (r *pcapReader) next() ([]byte, gopacket.CaptureInfo, error) {
 // nextMem is next for a memReader: the record is a slice of its bytes.
 func (r *pcapReader) nextMem() ([]byte, gopacket.CaptureInfo, error) {
 	var ci gopacket.CaptureInfo
+	data, ts, caplen, length, err := r.recordMem()
+	if ts >= 0 {
+		ci.Timestamp = time.Unix(0, ts).UTC()
+		ci.CaptureLength, ci.Length = int(caplen), int(length)
+	}
+	return data, ci, err
+}
+
+// recordMem reads the next record of a memReader: its bytes (a slice of
+// the memReader's), its time in Unix nanoseconds (-1 when its header could
+// not be read) and its captured and original lengths.
+func (r *pcapReader) recordMem() (data []byte, ts int64, caplen, length uint32, err error) {
 	m := r.mem
 	r.touchAhead(m)
 	rest := m.b[m.off:]
 	if len(rest) < pcapRecordLen {
 		if len(rest) == 0 {
-			return nil, ci, io.EOF
+			return nil, -1, 0, 0, io.EOF
 		}
 		r.n += int64(len(rest))
-		return nil, ci, io.ErrUnexpectedEOF
+		return nil, -1, 0, 0, io.ErrUnexpectedEOF
 	}
 	sec, frac := int64(r.u32(rest[0:])), int64(r.u32(rest[4:]))
-	caplen, length := r.u32(rest[8:]), r.u32(rest[12:])
+	caplen, length = r.u32(rest[8:]), r.u32(rest[12:])
 	if caplen > r.snaplen && r.snaplen != 0 || caplen > maxSnaplen { // 0: a writer that did not say
-		return nil, ci, fmt.Errorf("%w: %d > %d", errCaplen, caplen, r.snaplen)
+		return nil, -1, 0, 0, fmt.Errorf("%w: %d > %d", errCaplen, caplen, r.snaplen)
 	}
 	if !r.nanos {
 		frac *= 1000
 	}
-	ci.Timestamp = time.Unix(sec, frac).UTC()
-	ci.CaptureLength, ci.Length = int(caplen), int(length)
+	ts = sec*int64(time.Second) + frac // both below 2³², so no overflow
 	total := pcapRecordLen + int(caplen)
 	if total > len(rest) {
 		r.n += int64(len(rest))
-		return nil, ci, io.ErrUnexpectedEOF
+		return nil, ts, caplen, length, io.ErrUnexpectedEOF
 	}
 	_, _ = m.Discard(total)
 	r.n += int64(total)
-	return rest[pcapRecordLen:total:total], ci, nil
+	return rest[pcapRecordLen:total:total], ts, caplen, length, nil
 }
 
 // touchAhead keeps the record headers up to lookAhead records past the
