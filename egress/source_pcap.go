@@ -227,8 +227,8 @@ func (r *pcapReader) recordMem() (data []byte, ts int64, caplen, length uint32, 
 }
 
 // touchAhead keeps the record headers up to lookAhead records past the
-// record being read prefetched (its first four cache lines: its header,
-// the packet's headers, and the next records when they are small), so
+// record being read prefetched (its first two cache lines: its header and
+// the packet's headers; four measured slower, 1.03-1.07x), so
 // the cache misses are taken while this and the next packets are handled,
 // not when the record is read. It reads one header per call, prefetched
 // a call before (two while it catches up): reading a header just
