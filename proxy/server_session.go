@@ -90,7 +90,7 @@ func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
 	})
 	w.delay = func(d time.Duration) { p.frameDelay.Observe(d.Seconds()) }
 	w.remote = r.remote
-	return &batchOutput{ss: rs.ss, w: w, chans: rs.chans, ssrcs: rs.ssrcs}
+	return newBatchOutput(rs.ss, w, rs.chans, rs.ssrcs)
 }
 
 // reportedLost sums the packets a reader said, in its RTCP receiver
