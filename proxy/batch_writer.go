@@ -42,7 +42,7 @@ func putBatch(b *[]byte) {
 
 // batchWriter is one TCP reader's batched output.
 type batchWriter struct {
-	conn       *trackedConn
+	conn       batchConn
 	timeout    time.Duration
 	maxPending int64 // bytes (limits.reader_queue_bytes)
 	budget     *outputBudget
@@ -72,7 +72,7 @@ type batchWriter struct {
 	curHas  bool
 }
 
-func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, budget *outputBudget, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
+func newBatchWriter(conn batchConn, timeout time.Duration, maxPending int64, budget *outputBudget, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
 	return &batchWriter{
 		packets: packets, bytes: bytes,
 		conn: conn, timeout: timeout, maxPending: maxPending, budget: budget,
