@@ -6,7 +6,7 @@
 // wakes a second thread to look for work every time the thread taking an
 // event from the network poller starts running it, and that thread spins
 // and goes back to sleep: an extra thread wake-up per event. Below one
-// core of load, one P does the same work with about 10-18 % less CPU
+// core of load, one P does the same work with about 13-25 % less CPU
 // (docs/bench.md); above it, the process needs the other cores and gets
 // them back within a second.
 package procs
