@@ -42,7 +42,7 @@ func putBatch(b *[]byte) {
 
 // batchWriter is one TCP reader's batched output.
 type batchWriter struct {
-	conn       *trackedConn
+	conn       batchConn
 	timeout    time.Duration
 	maxPending int64 // bytes (limits.reader_queue_bytes)
 	budget     *outputBudget
@@ -51,6 +51,7 @@ type batchWriter struct {
 	pending    atomic.Int64 // bytes handed over, not yet written
 	evicted    atomic.Bool
 	done       chan struct{}
+	stopped    atomic.Bool // done is closed (read per frame without a channel operation)
 	stopOnce   sync.Once
 
 	qmu     sync.Mutex // orders hand-overs with release
@@ -62,21 +63,20 @@ type batchWriter struct {
 	delay   func(time.Duration) // observes each frame's delay in the proxy; nil: none
 
 	// camera side, guarded by the camera's mutex
-	arrival time.Time          // when the camera packet being added arrived
-	started bool               // ready was closed: the PLAY response is out
-	sr      map[uint8]*srState // per RTP channel
+	arrival time.Time   // when the camera packet being added arrived
+	started bool        // ready was closed: the PLAY response is out
+	sr      []srChannel // per RTP channel, a few at most
 	cur     *[]byte
 	curPkts uint64
 	curTS   uint32
 	curHas  bool
 }
 
-func newBatchWriter(conn *trackedConn, timeout time.Duration, maxPending int64, budget *outputBudget, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
+func newBatchWriter(conn batchConn, timeout time.Duration, maxPending int64, budget *outputBudget, packets, bytes *atomic.Uint64, onErr func(error)) *batchWriter {
 	return &batchWriter{
 		packets: packets, bytes: bytes,
 		conn: conn, timeout: timeout, maxPending: maxPending, budget: budget,
 		ch:    make(chan queuedBatch, 512),
-		sr:    map[uint8]*srState{},
 		done:  make(chan struct{}),
 		ready: conn.armPlay(),
 		onErr: onErr,
@@ -97,7 +97,12 @@ func (w *batchWriter) observe(arrival time.Time) {
 	}
 }
 
-func (w *batchWriter) stop() { w.stopOnce.Do(func() { close(w.done) }) }
+func (w *batchWriter) stop() {
+	w.stopOnce.Do(func() {
+		w.stopped.Store(true)
+		close(w.done)
+	})
+}
 
 // playing reports whether the PLAY response is out (media may follow it).
 func (w *batchWriter) playing() bool {
@@ -196,11 +201,7 @@ func (w *batchWriter) add(pkt *rtp.Packet, ch uint8, ssrc uint32, ntp time.Time,
 	if video {
 		w.curTS, w.curHas = pkt.Timestamp, true
 	}
-	st := w.sr[ch]
-	if st == nil {
-		st = &srState{}
-		w.sr[ch] = st
-	}
+	st := w.srFor(ch)
 	st.packets++
 	st.octets += uint32(len(pkt.Payload))
 	if flushAfter {
@@ -230,6 +231,25 @@ type srState struct {
 	packets, octets uint32
 }
 
+// srChannel is the sender-report state of one RTP channel.
+type srChannel struct {
+	ch uint8
+	st *srState
+}
+
+// srFor returns the sender-report state of RTP channel ch (a short slice
+// searched in order: a reader has one channel per media it set up).
+func (w *batchWriter) srFor(ch uint8) *srState {
+	for _, c := range w.sr {
+		if c.ch == ch {
+			return c.st
+		}
+	}
+	st := &srState{}
+	w.sr = append(w.sr, srChannel{ch, st})
+	return st
+}
+
 // appendSR appends an RTCP sender report for one media, framed for the
 // RTCP channel.
 func (w *batchWriter) appendSR(ch uint8, ssrc, rtpTime uint32, ntp time.Time, st *srState) {
@@ -257,13 +277,11 @@ func (w *batchWriter) flush() (bool, uint64) {
 	}
 	b, n := w.cur, w.curPkts
 	w.cur, w.curPkts, w.curHas = nil, 0, false
-	select {
-	case <-w.done:
+	if w.stopped.Load() {
 		// Stopped (the reader left, or a write failed and its session is
 		// closing): nothing more is sent.
 		putBatch(b)
 		return true, 0
-	default:
 	}
 	if w.pending.Load() == 0 && w.playing() {
 		// Nothing queued, so nothing can be overtaken: write it from here.

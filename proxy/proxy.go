@@ -226,7 +226,7 @@ func (p *Proxy) startServers(cfg Config) ([]*gortsplib.Server, error) {
 }
 
 // newServer builds one core-side server (RTSPS when tlsConf is set), its
-// listener guarded and, without TLS, tracked for frame-batched output.
+// listener guarded and tracked for frame-batched output.
 func (p *Proxy) newServer(cfg Config, key, addr string, tlsConf *tls.Config, udp bool) *gortsplib.Server {
 	h := &handler{p: p, secure: tlsConf != nil}
 	s := &gortsplib.Server{
@@ -249,12 +249,10 @@ func (p *Proxy) newServer(cfg Config, key, addr string, tlsConf *tls.Config, udp
 			return nil, &ListenError{Key: key, Addr: addr, Err: err}
 		}
 		// With TLS, gortsplib wraps this listener in tls.NewListener:
-		// the handshake runs under the first-read deadline.
-		var gl net.Listener = newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)
-		if tlsConf == nil {
-			gl = trackedListener{gl}
-		}
-		return gl, nil
+		// the handshake runs under the first-read deadline, and an RTSPS
+		// reader's batched frames go through the TLS connection over the
+		// trackedConn (tlsBatchConn).
+		return trackedListener{newGuardedListener(ln, name, p.log, cfg.Timeouts.Reader, cfg.Limits, st)}, nil
 	}
 	if udp && cfg.Listen.UDPRTP != "off" {
 		s.UDPRTPAddress, s.UDPRTCPAddress = cfg.Listen.UDPRTP, cfg.Listen.UDPRTCP

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +118,88 @@ func TestRTSPS(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("ffmpeg over RTSPS: %v\n%s", err, out)
 	}
+}
+
+// TestRTSPSBatched reads a camera over RTSPS with plain RTP inside TLS
+// (profile AVP, as recorders without SRTP ask for it): the reader gets
+// frame-batched output through its TLS connection, the packets arrive
+// whole and in order, with sender reports, while an SRTP (SAVP) reader
+// of the same camera keeps gortsplib's per-packet path.
+func TestRTSPSBatched(t *testing.T) {
+	p, _ := startRTSPSProxy(t)
+	u, _ := base.ParseURL("rtsps://" + p.RTSPSAddr().String() + "/s")
+	start := func(avp bool) (*gortsplib.Client, *atomic.Int64, *atomic.Int64) {
+		proto := gortsplib.ProtocolTCP
+		cl := &gortsplib.Client{Scheme: "rtsps", Host: u.Host, Protocol: &proto, TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+		if err := cl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		desc, _, err := cl.Describe(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if avp {
+			for _, m := range desc.Medias {
+				m.Profile = headers.TransportProfileAVP
+			}
+		}
+		if err := cl.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+			t.Fatal(err)
+		}
+		var n, gaps atomic.Int64
+		var last uint16
+		cl.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+			if m.Type != description.MediaTypeVideo {
+				return
+			}
+			if n.Add(1) > 1 && pkt.SequenceNumber != last+1 {
+				gaps.Add(1)
+			}
+			last = pkt.SequenceNumber
+		})
+		if _, err := cl.Play(nil); err != nil {
+			t.Fatal(err)
+		}
+		return cl, &n, &gaps
+	}
+	avp, avpN, avpGaps := start(true)
+	_, savpN, _ := start(false)
+	waitFor(t, "packets over RTSPS", 10*time.Second, func() bool { return avpN.Load() > 100 && savpN.Load() > 100 })
+	if g := avpGaps.Load(); g != 0 {
+		t.Errorf("AVP reader over RTSPS: %d sequence gaps", g)
+	}
+	if pr := avp.Transport().Session.Profile; pr != headers.TransportProfileAVP {
+		t.Fatalf("profile = %v, want AVP", pr)
+	}
+	st := p.Status()
+	if len(st) != 1 || len(st[0].Readers) != 2 {
+		t.Fatalf("status = %+v", st)
+	}
+	batched := 0
+	for _, r := range st[0].Readers {
+		if r.Transport != "tcp+tls" {
+			t.Errorf("reader transport %q, want tcp+tls", r.Transport)
+		}
+		if r.BatchedWrites {
+			batched++
+		}
+	}
+	if batched != 1 {
+		t.Errorf("%d RTSPS readers use frame-batched writes, want 1 (the AVP one)", batched)
+	}
+	// The batched reader gets sender reports: its packets get wall-clock
+	// times from them.
+	waitFor(t, "a sender report for the AVP reader", 10*time.Second, func() bool {
+		for _, m := range avp.Stats().Session.Medias {
+			for _, f := range m.Formats {
+				if !f.InboundRTPPacketsLastNTP.IsZero() {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // TestCameraSideBind checks that camera connections leave from camera_side.bind.

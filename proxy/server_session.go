@@ -80,8 +80,10 @@ func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
 	if rs.ss.Transport().Protocol == gortsplib.ProtocolUDP {
 		return newUDPOutput(rs.ss, r, rs.cam, p.udpQueue)
 	}
-	tc, ok := conn.NetConn().(*trackedConn)
-	if !ok || !p.batching || rs.ss.Transport().Protocol != gortsplib.ProtocolTCP || len(rs.chans) != len(rs.ss.Medias()) {
+	// (SAVP over RTSPS: gortsplib encrypts each packet with SRTP itself.)
+	tc, ok := batchConnOf(conn.NetConn())
+	if tr := rs.ss.Transport(); !ok || !p.batching || tr.Protocol != gortsplib.ProtocolTCP ||
+		tr.Profile != headers.TransportProfileAVP || len(rs.chans) != len(rs.ss.Medias()) {
 		return &packetOutput{ss: rs.ss, r: r}
 	}
 	w := newBatchWriter(tc, p.writeTmo, p.readerQueue, p.outBudget, &r.packets, &r.bytes, func(err error) {
@@ -90,7 +92,7 @@ func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
 	})
 	w.delay = func(d time.Duration) { p.frameDelay.Observe(d.Seconds()) }
 	w.remote = r.remote
-	return &batchOutput{ss: rs.ss, w: w, chans: rs.chans, ssrcs: rs.ssrcs}
+	return newBatchOutput(rs.ss, w, rs.chans, rs.ssrcs)
 }
 
 // reportedLost sums the packets a reader said, in its RTCP receiver

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -86,5 +87,60 @@ func (c *trackedConn) writeBatch(b []byte, timeout time.Duration) error {
 	defer c.mu.Unlock()
 	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.Conn.Write(b)
+	return err
+}
+
+// batchConn is where a batchWriter writes: a plain TCP reader's
+// trackedConn, or an RTSPS reader's TLS connection over one.
+type batchConn interface {
+	// armPlay returns a channel closed once the PLAY answer is out.
+	armPlay() <-chan struct{}
+	// tryWriteBatch writes what it can of b without blocking; ok false
+	// means it wrote nothing and the writer goroutine must.
+	tryWriteBatch(b []byte, timeout time.Duration) (n int, ok bool, err error)
+	// writeBatch writes b, blocking up to timeout.
+	writeBatch(b []byte, timeout time.Duration) error
+}
+
+var (
+	_ batchConn = (*trackedConn)(nil)
+	_ batchConn = tlsBatchConn{}
+)
+
+// batchConnOf returns the connection a batched reader on nc writes to:
+// nc itself when it is a plain trackedConn, a tlsBatchConn when it is TLS
+// over one (RTSPS), else false (a tunnel, say).
+func batchConnOf(nc net.Conn) (batchConn, bool) {
+	switch c := nc.(type) {
+	case *trackedConn:
+		return c, true
+	case *tls.Conn:
+		if tc, ok := c.NetConn().(*trackedConn); ok {
+			return tlsBatchConn{tc: tc, tls: c}, true
+		}
+	}
+	return nil, false
+}
+
+// tlsBatchConn writes an RTSPS reader's frames through its TLS connection:
+// one TLS record (at most 16 KiB of a frame each) and one write system
+// call per frame rather than per packet. tls.Conn serialises writes, so a
+// frame never interleaves with gortsplib's answers and RTCP; the PLAY
+// answer is seen on the trackedConn under the TLS layer (its next write
+// after OnPlay is that answer's record). No write is made without
+// blocking (a record cannot be written in part), so the writer goroutine
+// writes every frame.
+type tlsBatchConn struct {
+	tc  *trackedConn
+	tls *tls.Conn
+}
+
+func (c tlsBatchConn) armPlay() <-chan struct{} { return c.tc.armPlay() }
+
+func (c tlsBatchConn) tryWriteBatch([]byte, time.Duration) (int, bool, error) { return 0, false, nil }
+
+func (c tlsBatchConn) writeBatch(b []byte, timeout time.Duration) error {
+	c.tls.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.tls.Write(b)
 	return err
 }

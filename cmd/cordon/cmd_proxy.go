@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/procs"
 	"github.com/cordon-vms/cordon/internal/sdnotify"
 	"github.com/cordon-vms/cordon/proxy"
 	"github.com/cordon-vms/cordon/proxy/camsim"
@@ -327,6 +328,8 @@ func serveProxy(ctx context.Context, f *proxyFlags, p *proxy.Proxy, log *slog.Lo
 	wctx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
 	go sd.RunWatchdog(wctx, nil)
+	// One P while the proxy uses well under a core (internal/procs).
+	go procs.New().Run(wctx, log.With("component", "procs"))
 	for {
 		select {
 		case <-ctx.Done():
