@@ -355,7 +355,8 @@ func readError(ctx context.Context, err error) error {
 		return nil
 	}
 	var te *TruncatedError
-	if errors.As(err, &te) {
+	var re *ReadError
+	if errors.As(err, &te) || errors.As(err, &re) {
 		return err // it names the file and the offset
 	}
 	return fmt.Errorf("egress: reading packets: %w", err)
