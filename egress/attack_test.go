@@ -408,3 +408,31 @@ func TestCorruptRecordNamesFileAndOffset(t *testing.T) {
 		}
 	}
 }
+
+// TestICMPCommunityID: alerts on ICMP flows carry the Community ID of
+// their first packet's type and code (the spec's port mapping; values from
+// an independent implementation of the spec) and a flow_id.
+func TestICMPCommunityID(t *testing.T) {
+	peer := netip.MustParseAddr("203.0.113.5")
+	for _, c := range []struct {
+		name     string
+		src, dst netip.Addr
+		typ      byte
+		code     byte
+		want     string
+	}{
+		{"echo request", camA, peer, 8, 0, "1:P+4wQOUdVyW3ATRrhnicHQr8m8w="},
+		{"echo reply seen first", peer, camA, 0, 0, "1:P+4wQOUdVyW3ATRrhnicHQr8m8w="},
+		{"unreachable (one-way)", camA, peer, 3, 3, "1:a0IBUNX/9rNGmERy5PdfnMQ5Wfw="},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, sink := newTestEngine(t, testPolicy)
+			f := atkEther(0x0800, atkIP4(c.src, c.dst, 1, 1, 0, false, nil, []byte{c.typ, c.code, 0, 0, 0, 1, 0, 1}))
+			e.HandlePacket(context.Background(), f, gopacket.CaptureInfo{Timestamp: pcapgen.Start, CaptureLength: len(f), Length: len(f)}, layers.LinkTypeEthernet)
+			_ = e.Close(context.Background())
+			if len(sink.alerts) != 1 || sink.alerts[0].CommunityID != c.want || sink.alerts[0].FlowID == 0 {
+				t.Errorf("alerts %+v, want one with community_id %s and a flow_id", sink.alerts, c.want)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ type packet struct {
 	flags      uint8  // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
 	seq        uint32 // TCP sequence number
 	icmpType   uint8
+	icmpCode   uint8
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
 	size       int    // UDP payload length from the header (0 for other protocols)
@@ -317,7 +318,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		if len(payload) < 4 {
 			return dropMalformed
 		}
-		p.icmpType = payload[0]
+		p.icmpType, p.icmpCode = payload[0], payload[1]
 	case protoGRE:
 		return d.gre(p, payload, depth)
 	}

@@ -657,6 +657,9 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool, solicit
 	if !srcInit {
 		f.init, f.resp = f.resp, f.init
 	}
+	if isICMP(p.proto) && !p.fromRecord {
+		f.icmpType, f.icmpCode, f.icmpSeen, f.icmpRev = p.icmpType, p.icmpCode, true, !srcInit
+	}
 	f.synOnly = p.proto == protoTCP && p.flags&tcpSYN != 0 && p.flags&tcpACK == 0
 	initCam := e.isCamera(f.init.Addr())
 	f.outbound = initCam
