@@ -436,3 +436,53 @@ func TestICMPCommunityID(t *testing.T) {
 		})
 	}
 }
+
+func TestAttackFlightEvasion(t *testing.T) {
+	ch, err := pcapgen.TLSClientHello("dev.ezvizlife.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		junk func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32)
+	}{
+		{"70 segments out of the window first", func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32) {
+			for i := range 70 {
+				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn+1+1<<20+uint32(i)*100, 9001, []byte("junkjunk"), 0)
+			}
+		}},
+		{"70 old duplicates before the stream start", func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32) {
+			for i := range 70 {
+				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn-1000+uint32(i), 9001, []byte("junk"), 0)
+			}
+		}},
+		{"70 empty ACKs", func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32) {
+			for range 70 {
+				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn+1, 9001, nil, 0)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, sink := newTestEngine(t, testPolicy)
+			cam, cloud := ap(camA, 40000), ap(netip.MustParseAddr("203.0.113.9"), 443)
+			const isn = 5000
+			feed(t, e, func(w *pcapgen.Writer) {
+				_ = w.TCPSegment(cam, cloud, pcapgen.SYN, isn, 0, nil, 0)
+				_ = w.TCPSegment(cloud, cam, pcapgen.SYNACK, 9000, isn+1, nil, 0)
+				c.junk(w, cam, cloud, isn)
+				for _, s := range split(ch, 2) {
+					_ = w.TCPSegment(cam, cloud, pcapgen.ACK|pcapgen.PSH, isn+1+uint32(s.off), 9001, s.data, 0)
+				}
+			})
+			n := 0
+			for _, a := range sink.alerts {
+				if a.Kind == KindVendorCloud && a.Domain == "dev.ezvizlife.com" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d alerts, want 1", n)
+			}
+		})
+	}
+}

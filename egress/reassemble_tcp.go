@@ -5,6 +5,10 @@ const (
 	maxFlight         = 16 << 10 // bytes of a TCP client's first flight reassembled
 	maxFlightSegments = 64       // TCP payload segments looked at per flow
 	maxQUICDatagrams  = 16       // UDP datagrams looked at per flow for a QUIC ClientHello
+	// maxFlightIgnored bounds the bytes a camera sends on a flow (IP
+	// lengths) while its segments outside the first flight's window are
+	// ignored rather than counted towards maxFlightSegments.
+	maxFlightIgnored = 1 << 20
 )
 
 // tcpFlight reassembles the first bytes a client sends on a TCP connection
@@ -43,6 +47,13 @@ func (t *tcpFlight) add(seq uint32, seg []byte) []byte {
 	}
 	t.have = fillFirst(t.buf, t.have, off, seg)
 	return t.contiguous()
+}
+
+// outside reports whether a segment of n bytes at seq lies wholly before
+// the stream's first byte or at or past maxFlight: add would keep nothing.
+func (t *tcpFlight) outside(seq uint32, n int) bool {
+	off := int(int32(seq - t.base))
+	return off >= maxFlight || off+n <= 0
 }
 
 func (t *tcpFlight) contiguous() []byte {
