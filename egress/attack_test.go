@@ -456,6 +456,11 @@ func TestAttackFlightEvasion(t *testing.T) {
 				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn-1000+uint32(i), 9001, []byte("junk"), 0)
 			}
 		}},
+		{"70 retransmissions of a later segment", func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32) {
+			for range 70 {
+				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn+1+uint32(len(ch)/2), 9001, ch[len(ch)/2:], 0)
+			}
+		}},
 		{"70 empty ACKs", func(w *pcapgen.Writer, cam, cloud netip.AddrPort, isn uint32) {
 			for range 70 {
 				_ = w.TCPSegment(cam, cloud, pcapgen.ACK, isn+1, 9001, nil, 0)

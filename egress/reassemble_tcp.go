@@ -49,11 +49,22 @@ func (t *tcpFlight) add(seq uint32, seg []byte) []byte {
 	return t.contiguous()
 }
 
-// outside reports whether a segment of n bytes at seq lies wholly before
-// the stream's first byte or at or past maxFlight: add would keep nothing.
-func (t *tcpFlight) outside(seq uint32, n int) bool {
+// nothingNew reports whether a segment of n bytes at seq brings no byte
+// of the first maxFlight that was not received already: it lies wholly
+// before the stream's first byte or past maxFlight, or repeats received
+// bytes (a retransmission).
+func (t *tcpFlight) nothingNew(seq uint32, n int) bool {
 	off := int(int32(seq - t.base))
-	return off >= maxFlight || off+n <= 0
+	start, end := max(off, 0), min(off+n, maxFlight)
+	if start >= end {
+		return true
+	}
+	for _, s := range t.have {
+		if s.start <= start && end <= s.end {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *tcpFlight) contiguous() []byte {
