@@ -491,3 +491,36 @@ func TestAttackFlightEvasion(t *testing.T) {
 		})
 	}
 }
+
+func TestAttackQUICEvasion(t *testing.T) {
+	initials := plantedInitials(t)
+	for _, c := range []struct {
+		name string
+		n    int
+		junk func(i int) []byte
+	}{
+		{"20 junk datagrams (not Initials) first", 20, func(i int) []byte { return []byte{0x40, byte(i), 1, 2, 3, 4, 5, 6, 7, 8} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, sink := newTestEngine(t, testPolicy)
+			cam, cloud := ap(camA, 50000), ap(netip.MustParseAddr("198.51.100.20"), 443)
+			feed(t, e, func(w *pcapgen.Writer) {
+				for i := range c.n {
+					_ = w.UDP(cam, cloud, c.junk(i), 0)
+				}
+				for _, d := range initials {
+					_ = w.UDP(cam, cloud, d, 0)
+				}
+			})
+			n := 0
+			for _, a := range sink.alerts {
+				if a.Kind == KindVendorCloud && a.Domain == "iotaccess.easy4ipcloud.com" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d vendor-cloud alerts for the QUIC SNI, want 1", n)
+			}
+		})
+	}
+}

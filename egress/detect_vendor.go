@@ -15,7 +15,7 @@ const KindVendorCloud = "vendor-cloud"
 var vendorDetector = &Detector{
 	Kind:     KindVendorCloud,
 	Severity: "high",
-	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments within its first 16 KiB; segments that bring no new byte of them — old duplicates, past 16 KiB, retransmissions —, which the server ignores too, are skipped until the camera has sent 1 MiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 datagrams) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are matched on the first payload the camera sends on a flow it opened, never on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR, and with their framing where the entry has one: PPPP needs 0xF1 and a header length equal to the datagram's, not one byte)",
+	Raised:   "a DNS query (any resolver, allowed or not), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments within its first 16 KiB; segments that bring no new byte of them — old duplicates, past 16 KiB, retransmissions —, which the server ignores too, are skipped until the camera has sent 1 MiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 Initials; other datagrams are skipped until the camera has sent 1 MiB) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are matched on the first payload the camera sends on a flow it opened, never on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR, and with their framing where the entry has one: PPPP needs 0xF1 and a header length equal to the datagram's, not one byte)",
 	Fields:   "`domain` (queried name / Host / SNI), `dst`, `port`, `detail` names the matching entry, its vendor and note",
 	new:      func(e *Engine) any { return &vendor{e: e} },
 }
@@ -105,6 +105,16 @@ func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
 		// retransmission: the peer ignores it too, so it does not use up
 		// the segments looked at, until the camera has sent
 		// maxFlightIgnored bytes on the flow.
+		if f.bytes[0] >= maxFlightIgnored {
+			f.inspDone = true
+			d.release(f)
+		}
+		return
+	}
+	if f.proto == protoUDP && f.inspected > 0 && !quicinitial.IsInitial(p.payload) {
+		// Not a QUIC Initial: it does not use up the datagrams looked at
+		// for one (junk datagrams first hid a QUIC SNI), until the camera
+		// has sent maxFlightIgnored bytes on the flow.
 		if f.bytes[0] >= maxFlightIgnored {
 			f.inspDone = true
 			d.release(f)

@@ -4,7 +4,7 @@ package egress
 const (
 	maxFlight         = 16 << 10 // bytes of a TCP client's first flight reassembled
 	maxFlightSegments = 64       // TCP payload segments looked at per flow
-	maxQUICDatagrams  = 16       // UDP datagrams looked at per flow for a QUIC ClientHello
+	maxQUICDatagrams  = 16       // QUIC Initials (and a first datagram) looked at per flow for a ClientHello
 	// maxFlightIgnored bounds the bytes a camera sends on a flow (IP
 	// lengths) while its segments outside the first flight's window are
 	// ignored rather than counted towards maxFlightSegments.
