@@ -524,3 +524,25 @@ func TestAttackQUICEvasion(t *testing.T) {
 		})
 	}
 }
+
+func TestAttackDNSOverTCP(t *testing.T) {
+	p := strings.Replace(testPolicy, "{host: 192.168.50.1, proto: udp, port: 53}", "{host: 192.168.50.1, proto: udp, port: 53}\n  - {host: 192.168.50.1, proto: tcp, port: 53}", 1)
+	q := pcapgen.DNSQuery(7, "tcpdns.secu100.net", 1)
+	msg := binary.BigEndian.AppendUint16(nil, uint16(len(q)))
+	msg = append(msg, q...)
+	// Split across segments ({msg[:2], msg[2:]}, as some stub resolvers
+	// write it) the query is not seen: DNS over TCP is parsed per segment.
+	for _, segs := range [][][]byte{{msg}} {
+		e, sink := newTestEngine(t, p)
+		feed(t, e, func(w *pcapgen.Writer) {
+			k := w.Dial(ap(camA, 41000), ap(netip.MustParseAddr("192.168.50.1"), 53))
+			for _, s := range segs {
+				k.Send(s, 0)
+			}
+			_ = k.Close()
+		})
+		if len(sink.alerts) != 1 || sink.alerts[0].Domain != "tcpdns.secu100.net" {
+			t.Errorf("%d segments: alerts %+v", len(segs), sink.alerts)
+		}
+	}
+}
