@@ -292,7 +292,11 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if read > 0 && e.m.Decoded.Load() == decoded0 {
-					return &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+					nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+					if n, ok := src.(interface{ sourceName() string }); ok {
+						nd.File = n.sourceName()
+					}
+					return nd
 				}
 				return nil
 			}
@@ -382,13 +386,18 @@ func catchFault(err *error, fs *fileSource) {
 // none could be decoded: a link type cordon does not read, no IP at all,
 // or only malformed packets.
 type NothingDecodedError struct {
+	File    string // the capture file, when there is one
 	Packets uint64
 	Reasons []Undecoded // by reason and link type
 }
 
 func (e *NothingDecodedError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "egress: none of the %d packets could be decoded:", e.Packets)
+	b.WriteString("egress: ")
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
+	fmt.Fprintf(&b, "none of the %d packets could be decoded:", e.Packets)
 	for i, r := range e.Reasons {
 		if i > 0 {
 			b.WriteByte(',')

@@ -275,6 +275,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (s *fileSource) LinkType() layers.LinkType { return s.lt }
 
+func (s *fileSource) sourceName() string { return s.name }
+
 // ngSource reads pcapng, whose interfaces may each have a link type.
 type ngSource struct{ *fileSource }
 
