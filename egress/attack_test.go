@@ -546,3 +546,17 @@ func TestAttackDNSOverTCP(t *testing.T) {
 		}
 	}
 }
+
+func TestAttackFragmentFlood(t *testing.T) {
+	d := atkUDP(41000, 53, pcapgen.DNSQuery(9, "fragflood.secu100.net", 1))
+	var frames [][]byte
+	junk := make([]byte, 64)
+	for i := range 3000 {
+		frames = append(frames, atkEther(0x0800, atkIP4(camA, atkGW, 17, uint16(i+100), 0, true, nil, junk)))
+	}
+	frames = append(frames,
+		atkEther(0x0800, atkIP4(camA, atkGW, 17, 9, 0, true, nil, d[:16])),
+		atkEther(0x0800, atkIP4(camA, atkGW, 17, 9, 16, false, nil, d[16:])))
+	_, al := runFrames(t, "", layers.LinkTypeEthernet, frames...)
+	wantOne(t, al, "fragflood.secu100.net")
+}
