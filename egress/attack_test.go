@@ -530,9 +530,7 @@ func TestAttackDNSOverTCP(t *testing.T) {
 	q := pcapgen.DNSQuery(7, "tcpdns.secu100.net", 1)
 	msg := binary.BigEndian.AppendUint16(nil, uint16(len(q)))
 	msg = append(msg, q...)
-	// Split across segments ({msg[:2], msg[2:]}, as some stub resolvers
-	// write it) the query is not seen: DNS over TCP is parsed per segment.
-	for _, segs := range [][][]byte{{msg}} {
+	for _, segs := range [][][]byte{{msg}, {msg[:2], msg[2:]}, {msg[:20], msg[20:]}, {msg[:1], msg[1:9], msg[9:]}} {
 		e, sink := newTestEngine(t, p)
 		feed(t, e, func(w *pcapgen.Writer) {
 			k := w.Dial(ap(camA, 41000), ap(netip.MustParseAddr("192.168.50.1"), 53))
@@ -544,6 +542,21 @@ func TestAttackDNSOverTCP(t *testing.T) {
 		if len(sink.alerts) != 1 || sink.alerts[0].Domain != "tcpdns.secu100.net" {
 			t.Errorf("%d segments: alerts %+v", len(segs), sink.alerts)
 		}
+	}
+	// TLS to port 53 is still read as TLS.
+	ch, err := pcapgen.TLSClientHello("dev.ezvizlife.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, sink := newTestEngine(t, p)
+	feed(t, e, func(w *pcapgen.Writer) {
+		k := w.Dial(ap(camA, 41001), ap(netip.MustParseAddr("192.168.50.1"), 53))
+		k.Send(ch[:100], 0)
+		k.Send(ch[100:], 0)
+		_ = k.Close()
+	})
+	if len(sink.alerts) != 1 || sink.alerts[0].Domain != "dev.ezvizlife.com" {
+		t.Errorf("TLS to port 53: alerts %+v", sink.alerts)
 	}
 }
 
