@@ -573,3 +573,31 @@ func TestAttackFragmentFlood(t *testing.T) {
 	_, al := runFrames(t, "", layers.LinkTypeEthernet, frames...)
 	wantOne(t, al, "fragflood.secu100.net")
 }
+
+// TestAttackTunnelHidesOuter: a camera that wraps what it sends in a
+// tunnel to an outside host is seen contacting that host, whatever the
+// tunnel carries.
+func TestAttackTunnelHidesOuter(t *testing.T) {
+	out := netip.MustParseAddr("203.0.113.66")
+	inner := atkEther(0x0800, atkIP4(netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("10.1.1.2"), 17, 1, 0, false, nil, atkUDP(1, 2, []byte("exfil"))))
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"VXLAN to an outside host", atkEther(0x0800, atkIP4(camA, out, 17, 1, 0, false, nil, atkUDP(40000, 4789, append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, inner...))))},
+		{"GRE to an outside host", atkEther(0x0800, atkIP4(camA, out, 47, 1, 0, false, nil, append([]byte{0, 0, 0x65, 0x58}, inner...)))},
+		{"GRE with junk inside", atkEther(0x0800, atkIP4(camA, out, 47, 1, 0, false, nil, []byte{0, 0, 0x08, 0x00, 0x45, 1, 2}))},
+		{"VXLAN in a VLAN", atkEther(0x8100, append([]byte{0, 50, 0x08, 0x00}, atkIP4(camA, out, 17, 1, 0, false, nil, atkUDP(40000, 4789, append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, inner...)))...))},
+		{"IP in IP in a VLAN", atkEther(0x8100, append([]byte{0, 50, 0x08, 0x00}, atkIP4(camA, out, 4, 1, 0, false, nil, inner[14:])...))},
+		{"IP in IP to an outside host", atkEther(0x0800, atkIP4(camA, out, 4, 1, 0, false, nil, inner[14:]))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, sink := newTestEngine(t, testPolicy)
+			e.HandlePacket(context.Background(), c.frame, gopacket.CaptureInfo{Timestamp: pcapgen.Start, CaptureLength: len(c.frame), Length: len(c.frame)}, layers.LinkTypeEthernet)
+			_ = e.Close(context.Background())
+			if len(sink.alerts) != 1 || sink.alerts[0].Dst != out.String() {
+				t.Errorf("alerts %+v, want one for the camera's tunnel to %s", sink.alerts, out)
+			}
+		})
+	}
+}

@@ -218,7 +218,14 @@ func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *pack
 	c.packets++
 	e.tick(ts)
 	p := &e.pkt
-	if r := e.dec.decode(data, lt, ts, p); r != decoded {
+	r := e.dec.decode(data, lt, ts, p)
+	if e.dec.tunneled {
+		// The tunnel itself, when a camera is one of its ends.
+		if o := &e.dec.outer; e.isCamera(o.src) || e.isCamera(o.dst) {
+			e.handle(o, ts)
+		}
+	}
+	if r != decoded {
 		e.m.countUndecoded(r, lt)
 		if r == dropLinkType && !e.warnedLT[lt] {
 			e.warnedLT[lt] = true
