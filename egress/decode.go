@@ -111,9 +111,10 @@ type decoder struct {
 	frags *reassembler
 	ts    int64 // time of the packet being decoded, Unix ns
 
-	// tunneled says the packet decoded last was a tunnel (GRE, VXLAN, IP
-	// in IP) and outer is its outermost header (no payload): a flow of
-	// its own, so that a camera cannot hide what it sends by wrapping it.
+	// tunneled says a packet decoded was a tunnel (GRE, VXLAN, IP in IP)
+	// and outer is its outermost header (no payload): a flow of its own,
+	// so that a camera cannot hide what it sends by wrapping it. Whoever
+	// reads it clears it (Engine.handlePacket).
 	tunneled bool
 	outer    packet
 }
@@ -139,7 +140,7 @@ func newDecoder(m *Metrics) *decoder {
 // could not.
 func (d *decoder) decode(data []byte, lt layers.LinkType, ts int64, p *packet) dropReason {
 	*p = packet{}
-	d.ts, d.tunneled = ts, false
+	d.ts = ts
 	var parser *gopacket.DecodingLayerParser
 	switch lt {
 	case layers.LinkTypeEthernet:

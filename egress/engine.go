@@ -221,6 +221,7 @@ func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *pack
 	r := e.dec.decode(data, lt, ts, p)
 	if e.dec.tunneled {
 		// The tunnel itself, when a camera is one of its ends.
+		e.dec.tunneled = false
 		if o := &e.dec.outer; e.isCamera(o.src) || e.isCamera(o.dst) {
 			e.handle(o, ts)
 		}
