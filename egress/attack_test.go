@@ -1,3 +1,7 @@
+// Crafted inputs of the audit of issue 15 ("no blind spots"): cases the
+// fixtures of decode_test.go, reassemble_tcp_test.go and the others do not
+// cover, each asserting what a SOC needs to see.
+
 package egress
 
 import (
@@ -68,7 +72,10 @@ func atkIP6(src, dst netip.Addr, next uint8, p []byte) []byte {
 	return append(b, p...)
 }
 
-func runFrames(t *testing.T, policyFile string, lt layers.LinkType, frames ...[]byte) (*Engine, []Alert) {
+// runFrames feeds frames of link type lt, 1 ms apart, to an engine with
+// the encapsulation capture's policy (testdata/encap.yml) and returns its
+// alerts.
+func runFrames(t *testing.T, lt layers.LinkType, frames ...[]byte) (*Engine, []Alert) {
 	t.Helper()
 	e, sink := encapEngine(t)
 	ts := pcapgen.Start
@@ -106,7 +113,7 @@ func TestAttackIPv4(t *testing.T) {
 	}
 	t.Run("options", func(t *testing.T) {
 		opts := []byte{0x94, 4, 0, 0} // Router Alert
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, atkEther(0x0800, atkIP4(camA, atkGW, 17, 1, 0, false, opts, q(1, "opts.secu100.net"))))
+		_, al := runFrames(t, layers.LinkTypeEthernet, atkEther(0x0800, atkIP4(camA, atkGW, 17, 1, 0, false, opts, q(1, "opts.secu100.net"))))
 		wantOne(t, al, "opts.secu100.net")
 	})
 	t.Run("partial overlap later bogus", func(t *testing.T) {
@@ -115,19 +122,19 @@ func TestAttackIPv4(t *testing.T) {
 		for i := range bog {
 			bog[i] = 'x'
 		}
-		_, al := runFrames(t, "", layers.LinkTypeEthernet,
+		_, al := runFrames(t, layers.LinkTypeEthernet,
 			fr(2, 0, true, d[:24]), fr(2, 16, false, d[16:]), fr(2, 16, false, bog))
 		wantOne(t, al, "povl.secu100.net")
 	})
 	t.Run("tail first, head overlaps it", func(t *testing.T) {
 		d := q(3, "tail.secu100.net")
-		_, al := runFrames(t, "", layers.LinkTypeEthernet,
+		_, al := runFrames(t, layers.LinkTypeEthernet,
 			fr(3, 16, false, d[16:]), fr(3, 0, true, d[:32]))
 		wantOne(t, al, "tail.secu100.net")
 	})
 	t.Run("tiny first fragment", func(t *testing.T) {
 		d := q(4, "tiny.secu100.net")
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, fr(4, 8, false, d[8:]), fr(4, 0, true, d[:8]))
+		_, al := runFrames(t, layers.LinkTypeEthernet, fr(4, 8, false, d[8:]), fr(4, 0, true, d[:8]))
 		wantOne(t, al, "tiny.secu100.net")
 	})
 	t.Run("many fragments shuffled", func(t *testing.T) {
@@ -139,32 +146,37 @@ func TestAttackIPv4(t *testing.T) {
 		for i := 0; i+1 < len(fs); i += 2 {
 			fs[i], fs[i+1] = fs[i+1], fs[i]
 		}
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, fs...)
+		_, al := runFrames(t, layers.LinkTypeEthernet, fs...)
 		wantOne(t, al, "many.fragments.with.a.long.name.secu100.net")
 	})
+}
+
+// TestAttackEncap: encapsulations the encap fixture does not have.
+func TestAttackEncap(t *testing.T) {
+	q := func(id uint16, name string) []byte { return atkUDP(41000+id, 53, pcapgen.DNSQuery(id, name, 1)) }
 	t.Run("QinQ", func(t *testing.T) {
 		f := atkEther(0x88a8, append([]byte{0, 10, 0x81, 0, 0, 50, 0x08, 0x00}, atkIP4(camA, atkGW, 17, 6, 0, false, nil, q(6, "qinq.secu100.net"))...))
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, f)
+		_, al := runFrames(t, layers.LinkTypeEthernet, f)
 		wantOne(t, al, "qinq.secu100.net")
 	})
 	t.Run("GRE with checksum key seq", func(t *testing.T) {
 		gre := []byte{0xb0, 0, 0x08, 0x00, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1}
 		inner := atkIP4(camA, atkGW, 17, 7, 0, false, nil, q(7, "grecks.secu100.net"))
 		f := atkEther(0x0800, atkIP4(netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2"), 47, 9, 0, false, nil, append(gre, inner...)))
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, f)
+		_, al := runFrames(t, layers.LinkTypeEthernet, f)
 		wantOne(t, al, "grecks.secu100.net")
 	})
 	t.Run("GRE over IPv6", func(t *testing.T) {
 		inner := atkIP4(camA, atkGW, 17, 8, 0, false, nil, q(8, "gre6.secu100.net"))
 		f := atkEther(0x86dd, atkIP6(netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), 47, append([]byte{0, 0, 0x08, 0}, inner...)))
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, f)
+		_, al := runFrames(t, layers.LinkTypeEthernet, f)
 		wantOne(t, al, "gre6.secu100.net")
 	})
 	t.Run("VXLAN fragmented outer", func(t *testing.T) {
 		vx := append([]byte{0x08, 0, 0, 0, 0, 0, 50, 0}, atkEther(0x0800, atkIP4(camA, atkGW, 17, 9, 0, false, nil, q(9, "vxfrag.secu100.net")))...)
 		u := atkUDP(50000, 4789, vx)
 		a, b := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
-		_, al := runFrames(t, "", layers.LinkTypeEthernet,
+		_, al := runFrames(t, layers.LinkTypeEthernet,
 			atkEther(0x0800, atkIP4(a, b, 17, 77, 0, true, nil, u[:48])),
 			atkEther(0x0800, atkIP4(a, b, 17, 77, 48, false, nil, u[48:])))
 		wantOne(t, al, "vxfrag.secu100.net")
@@ -176,7 +188,7 @@ func TestAttackIPv4(t *testing.T) {
 		binary.BigEndian.PutUint16(b[8:], 1)
 		b[11] = 6
 		f := append(b, append([]byte{0, 50, 0x08, 0}, atkIP4(camA, atkGW, 17, 10, 0, false, nil, q(10, "sll2vlan.secu100.net"))...)...)
-		_, al := runFrames(t, "", layers.LinkTypeLinuxSLL2, f)
+		_, al := runFrames(t, layers.LinkTypeLinuxSLL2, f)
 		wantOne(t, al, "sll2vlan.secu100.net")
 	})
 }
@@ -211,14 +223,14 @@ func TestAttackIPv6(t *testing.T) {
 		return o
 	}
 	t.Run("atomic fragment", func(t *testing.T) {
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, e6(44, cat(fh(17, 0, false, 1), q6(1, "atomic6.secu100.net"))))
+		_, al := runFrames(t, layers.LinkTypeEthernet, e6(44, cat(fh(17, 0, false, 1), q6(1, "atomic6.secu100.net"))))
 		wantOne(t, al, "atomic6.secu100.net")
 	})
 	t.Run("HBH then fragment, dstopts inside, reversed", func(t *testing.T) {
 		hbh := []byte{44, 0, 1, 4, 0, 0, 0, 0}
 		dst := []byte{17, 0, 1, 4, 0, 0, 0, 0}
 		d := cat(dst, q6(2, "hbhfrag6.secu100.net"))
-		_, al := runFrames(t, "", layers.LinkTypeEthernet,
+		_, al := runFrames(t, layers.LinkTypeEthernet,
 			e6(0, cat(hbh, fh(60, 24, false, 2), d[24:])),
 			e6(0, cat(hbh, fh(60, 0, true, 2), d[:24])))
 		wantOne(t, al, "hbhfrag6.secu100.net")
@@ -229,7 +241,7 @@ func TestAttackIPv6(t *testing.T) {
 		for i := range bog {
 			bog[i] = 'y'
 		}
-		_, al := runFrames(t, "", layers.LinkTypeEthernet,
+		_, al := runFrames(t, layers.LinkTypeEthernet,
 			e6(44, cat(fh(17, 0, true, 3), d[:24])),
 			e6(44, cat(fh(17, 24, false, 3), d[24:])),
 			e6(44, cat(fh(17, 16, false, 3), bog)))
@@ -237,7 +249,7 @@ func TestAttackIPv6(t *testing.T) {
 		wantOne(t, al, "ovl6.secu100.net")
 	})
 	t.Run("unknown extension header no /0", func(t *testing.T) {
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, e6(253, cat([]byte{17, 0, 0, 0, 0, 0, 0, 0}, q6(4, "exp6.secu100.net"))))
+		_, al := runFrames(t, layers.LinkTypeEthernet, e6(253, cat([]byte{17, 0, 0, 0, 0, 0, 0, 0}, q6(4, "exp6.secu100.net"))))
 		// An unknown protocol to a peer no rule permits is a fair alert.
 		if len(al) != 1 || al[0].Kind != KindUnexpectedDestination || !strings.Contains(al[0].Detail, "ip-253") {
 			t.Errorf("alerts %+v", al)
@@ -245,7 +257,7 @@ func TestAttackIPv6(t *testing.T) {
 	})
 	t.Run("Routing header", func(t *testing.T) {
 		rh := []byte{17, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, e6(43, cat(rh, q6(5, "rh6.secu100.net"))))
+		_, al := runFrames(t, layers.LinkTypeEthernet, e6(43, cat(rh, q6(5, "rh6.secu100.net"))))
 		wantOne(t, al, "rh6.secu100.net")
 	})
 }
@@ -312,7 +324,7 @@ func TestAttackLateralAndDoH6(t *testing.T) {
 	})
 	t.Run("DoH to 2606:4700:4700::1111", func(t *testing.T) {
 		tcp := []byte{0xa0, 0x28, 1, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0}
-		_, al := runFrames(t, "", layers.LinkTypeEthernet, atkEther(0x86dd, atkIP6(pcapgen.Cam6, netip.MustParseAddr("2606:4700:4700::1111"), 6, tcp)))
+		_, al := runFrames(t, layers.LinkTypeEthernet, atkEther(0x86dd, atkIP6(pcapgen.Cam6, netip.MustParseAddr("2606:4700:4700::1111"), 6, tcp)))
 		if len(al) != 1 || al[0].Severity != "high" {
 			t.Errorf("alerts %+v", al)
 		}
@@ -325,50 +337,7 @@ func TestAttackLateralAndDoH6(t *testing.T) {
 // of the record, read as a mapped file or as a stream, and said once
 // ("egress:" not doubled).
 func TestCorruptRecordNamesFileAndOffset(t *testing.T) {
-	q := atkEther(0x0800, atkIP4(camA, atkGW, 17, 1, 0, false, nil, atkUDP(41000, 53, pcapgen.DNSQuery(1, "ok.secu100.net", 1))))
-	le := binary.LittleEndian
-	var pc []byte
-	pc = le.AppendUint32(pc, 0xa1b2c3d4)
-	pc = le.AppendUint16(pc, 2)
-	pc = le.AppendUint16(pc, 4)
-	pc = append(pc, make([]byte, 8)...)
-	pc = le.AppendUint32(pc, 65535)
-	pc = le.AppendUint32(pc, 1)
-	rec := func(b []byte, caplen uint32, data []byte) []byte {
-		b = le.AppendUint32(b, 1767600000)
-		b = le.AppendUint32(b, 0)
-		b = le.AppendUint32(b, caplen)
-		b = le.AppendUint32(b, caplen)
-		return append(b, data...)
-	}
-	pc = rec(pc, uint32(len(q)), q)
-	badAt := len(pc)
-	pc = rec(pc, 1<<30, make([]byte, 64))
-
-	block := func(b []byte, typ uint32, body []byte) []byte {
-		for len(body)%4 != 0 {
-			body = append(body, 0)
-		}
-		b = le.AppendUint32(b, typ)
-		b = le.AppendUint32(b, uint32(12+len(body)))
-		b = append(b, body...)
-		return le.AppendUint32(b, uint32(12+len(body)))
-	}
-	epb := func(b []byte, iface uint32) []byte {
-		var body []byte
-		body = le.AppendUint32(body, iface)
-		body = append(body, make([]byte, 8)...)
-		body = le.AppendUint32(body, uint32(len(q)))
-		body = le.AppendUint32(body, uint32(len(q)))
-		return block(b, 6, append(body, q...))
-	}
-	ng := block(nil, 0x0a0d0d0a, []byte{0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	ng = block(ng, 1, []byte{1, 0, 0, 0, 0xff, 0xff, 0, 0})
-	ng = epb(ng, 0)
-	ngBadAt := len(ng)
-	ng = epb(ng, 5)
-	ng = epb(ng, 0)
-
+	pc, badAt, ng, ngBadAt := corruptCaptures()
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name string
@@ -407,6 +376,55 @@ func TestCorruptRecordNamesFileAndOffset(t *testing.T) {
 			}
 		}
 	}
+}
+
+// corruptCaptures returns a pcap and a pcapng holding one good packet (a
+// watch-listed DNS query) then a record that cannot be read, with the
+// offsets of those records.
+func corruptCaptures() (pc []byte, badAt int, ng []byte, ngBadAt int) {
+	q := atkEther(0x0800, atkIP4(camA, atkGW, 17, 1, 0, false, nil, atkUDP(41000, 53, pcapgen.DNSQuery(1, "ok.secu100.net", 1))))
+	le := binary.LittleEndian
+	pc = le.AppendUint32(pc, 0xa1b2c3d4)
+	pc = le.AppendUint16(pc, 2)
+	pc = le.AppendUint16(pc, 4)
+	pc = append(pc, make([]byte, 8)...)
+	pc = le.AppendUint32(pc, 65535)
+	pc = le.AppendUint32(pc, 1)
+	rec := func(b []byte, caplen uint32, data []byte) []byte {
+		b = le.AppendUint32(b, 1767600000)
+		b = le.AppendUint32(b, 0)
+		b = le.AppendUint32(b, caplen)
+		b = le.AppendUint32(b, caplen)
+		return append(b, data...)
+	}
+	pc = rec(pc, uint32(len(q)), q)
+	badAt = len(pc)
+	pc = rec(pc, 1<<30, make([]byte, 64))
+
+	block := func(b []byte, typ uint32, body []byte) []byte {
+		for len(body)%4 != 0 {
+			body = append(body, 0)
+		}
+		b = le.AppendUint32(b, typ)
+		b = le.AppendUint32(b, uint32(12+len(body)))
+		b = append(b, body...)
+		return le.AppendUint32(b, uint32(12+len(body)))
+	}
+	epb := func(b []byte, iface uint32) []byte {
+		var body []byte
+		body = le.AppendUint32(body, iface)
+		body = append(body, make([]byte, 8)...)
+		body = le.AppendUint32(body, uint32(len(q)))
+		body = le.AppendUint32(body, uint32(len(q)))
+		return block(b, 6, append(body, q...))
+	}
+	ng = block(nil, 0x0a0d0d0a, []byte{0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	ng = block(ng, 1, []byte{1, 0, 0, 0, 0xff, 0xff, 0, 0})
+	ng = epb(ng, 0)
+	ngBadAt = len(ng)
+	ng = epb(ng, 5)
+	ng = epb(ng, 0)
+	return pc, badAt, ng, ngBadAt
 }
 
 // TestICMPCommunityID: alerts on ICMP flows carry the Community ID of
@@ -570,7 +588,7 @@ func TestAttackFragmentFlood(t *testing.T) {
 	frames = append(frames,
 		atkEther(0x0800, atkIP4(camA, atkGW, 17, 9, 0, true, nil, d[:16])),
 		atkEther(0x0800, atkIP4(camA, atkGW, 17, 9, 16, false, nil, d[16:])))
-	_, al := runFrames(t, "", layers.LinkTypeEthernet, frames...)
+	_, al := runFrames(t, layers.LinkTypeEthernet, frames...)
 	wantOne(t, al, "fragflood.secu100.net")
 }
 
