@@ -619,3 +619,44 @@ func TestAttackTunnelHidesOuter(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackDecoysHideNothingHigh: a camera that first opens flows to 100
+// decoy destinations (so that its later ones roll up into a scan alert)
+// still raises its own high-severity alerts: a public resolver, a
+// watch-listed name, a lateral move.
+func TestAttackDecoysHideNothingHigh(t *testing.T) {
+	doh, err := pcapgen.TLSClientHello("dns.google")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, sink := newTestEngine(t, strings.Replace(testPolicy, "flows: {max: 100}", "flows: {max: 1000}", 1))
+	feed(t, e, func(w *pcapgen.Writer) {
+		for i := range 100 {
+			_ = w.TCPSegment(ap(camA, uint16(20000+i)), ap(netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), 80), pcapgen.SYN, 1, 0, nil, 0)
+		}
+		_ = w.UDP(ap(camA, 5353), ap(netip.MustParseAddr("8.8.8.8"), 53), pcapgen.DNSQuery(0x1235, "time.example.com", 1), 0)
+		_ = w.UDP(ap(camA, 5354), ap(netip.MustParseAddr("192.168.50.1"), 53), pcapgen.DNSQuery(0x1236, "litedev.hik-connect.com", 1), 0)
+		_ = w.TCPSegment(ap(camA, 30000), ap(netip.MustParseAddr("10.0.0.5"), 445), pcapgen.SYN, 1, 0, nil, 0)
+		k := w.Dial(ap(camA, 30001), ap(netip.MustParseAddr("203.0.113.53"), 443))
+		k.Send(doh, 0)
+		_ = k.Close()
+	})
+	got := map[string]bool{}
+	for _, a := range sink.alerts {
+		switch {
+		case a.Kind == KindUnexpectedDestination && a.Dst == "8.8.8.8" && a.Severity == "high":
+			got["resolver"] = true
+		case a.Kind == KindUnexpectedDestination && a.Domain == "dns.google" && a.Severity == "high":
+			got["doh"] = true
+		case a.Kind == KindVendorCloud && a.Domain == "litedev.hik-connect.com":
+			got["vendor"] = true
+		case a.Kind == KindLateral:
+			got["lateral"] = true
+		case a.Kind == KindScan:
+			got["scan"] = true
+		}
+	}
+	if len(got) != 5 {
+		t.Errorf("got %v, want resolver, doh, vendor, lateral and scan alerts", got)
+	}
+}
