@@ -52,7 +52,7 @@ type scanState struct {
 }
 
 func (d *scan) flowOpened(f *flow, p *packet, ts int64) {
-	if !f.watchable() || f.lateral || publicResolvers[f.peer] != "" && resolverService(f.proto, f.port) != "" {
+	if !f.watchable() || f.lateral || resolverService(f.proto, f.port) != "" && publicResolvers[f.peer] != "" {
 		return // a public resolver is high on its own (unexpected), never rolled up
 	}
 	e := d.e
