@@ -660,3 +660,85 @@ func TestAttackDecoysHideNothingHigh(t *testing.T) {
 		t.Errorf("got %v, want resolver, doh, vendor, lateral and scan alerts", got)
 	}
 }
+
+// TestAttackPcapngSections: a pcapng of two sections — the first
+// little-endian with three interfaces (Ethernet, raw IP, SLL2), the second
+// big-endian with its own interfaces, nanosecond time stamps on one — is
+// read whole: one alert per query, none lost to a section or an
+// interface.
+func TestAttackPcapngSections(t *testing.T) {
+	q := func(id uint16, name string) []byte {
+		return atkIP4(camA, atkGW, 17, id, 0, false, nil, atkUDP(41000+id, 53, pcapgen.DNSQuery(id, name, 1)))
+	}
+	sll2 := func(p []byte) []byte {
+		h := make([]byte, 20)
+		binary.BigEndian.PutUint16(h[0:], 0x0800)
+		binary.BigEndian.PutUint32(h[4:], 2)
+		binary.BigEndian.PutUint16(h[8:], 1)
+		h[11] = 6
+		return append(h, p...)
+	}
+	var b []byte
+	var o binary.AppendByteOrder
+	block := func(typ uint32, body []byte) {
+		for len(body)%4 != 0 {
+			body = append(body, 0)
+		}
+		b = o.AppendUint32(b, typ)
+		b = o.AppendUint32(b, uint32(12+len(body)))
+		b = append(b, body...)
+		b = o.AppendUint32(b, uint32(12+len(body)))
+	}
+	shb := func() {
+		block(0x0a0d0d0a, append(o.AppendUint16(o.AppendUint16(o.AppendUint32(nil, 0x1a2b3c4d), 1), 0), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	}
+	idb := func(lt uint16, nanos bool) {
+		body := o.AppendUint32(o.AppendUint16(o.AppendUint16(nil, lt), 0), 65535)
+		if nanos {
+			body = append(o.AppendUint16(o.AppendUint16(body, 9), 1), 9, 0, 0, 0, 0, 0, 0, 0)
+		}
+		block(1, body)
+	}
+	epb := func(iface uint32, ts uint64, p []byte) {
+		body := o.AppendUint32(o.AppendUint32(o.AppendUint32(o.AppendUint32(o.AppendUint32(nil, iface), uint32(ts>>32)), uint32(ts)), uint32(len(p))), uint32(len(p)))
+		block(6, append(body, p...))
+	}
+	const t0 = 1767600000
+	o = binary.LittleEndian
+	shb()
+	idb(1, false)
+	idb(101, false)
+	idb(276, false)
+	epb(2, t0*1e6, sll2(q(1, "s1-sll2.secu100.net")))
+	epb(1, (t0+120)*1e6, q(2, "s1-raw.secu100.net"))
+	epb(0, (t0+240)*1e6, atkEther(0x0800, q(3, "s1-eth.secu100.net")))
+	o = binary.BigEndian
+	shb()
+	idb(101, true)
+	idb(1, false)
+	epb(0, (t0+360)*1e9, q(4, "s2-raw.secu100.net"))
+	epb(1, (t0+480)*1e6, atkEther(0x0800, q(5, "s2-eth.secu100.net")))
+
+	src, err := openStream("sections.pcapng", io.NopCloser(bytes.NewReader(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, sink := encapEngine(t)
+	if err := e.Run(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.Close(context.Background())
+	got := map[string]time.Time{}
+	for _, a := range sink.alerts {
+		got[a.Domain] = a.FirstSeen
+	}
+	for i, n := range []string{"s1-sll2", "s1-raw", "s1-eth", "s2-raw", "s2-eth"} {
+		want := time.Unix(t0+int64(i)*120, 0).UTC()
+		if ts, ok := got[n+".secu100.net"]; !ok || !ts.Equal(want) {
+			t.Errorf("%s: alert at %v (seen %v), want at %v", n, ts, ok, want)
+		}
+	}
+	if len(sink.alerts) != 5 {
+		t.Errorf("%d alerts, want 5", len(sink.alerts))
+	}
+}
