@@ -255,10 +255,16 @@ func (a *Alert) setFlow(f *flow) {
 	if f.proto == protoTCP || f.proto == protoUDP {
 		a.SrcPort, a.DestPort = f.init.Port(), f.resp.Port()
 	}
-	if isICMP(f.proto) {
-		return // the flow keeps no ICMP type and code: no Community ID
+	switch {
+	case !isICMP(f.proto):
+		a.CommunityID = communityID(f.proto, src, dst, a.SrcPort, a.DestPort)
+	case !f.icmpSeen:
+		return // a flow record keeps no ICMP type and code: no Community ID
+	case f.icmpRev: // hashed as its first packet was sent
+		a.CommunityID = communityID(f.proto, dst, src, uint16(f.icmpType), uint16(f.icmpCode))
+	default:
+		a.CommunityID = communityID(f.proto, src, dst, uint16(f.icmpType), uint16(f.icmpCode))
 	}
-	a.CommunityID = communityID(f.proto, src, dst, a.SrcPort, a.DestPort)
 	h := fnv.New64a()
 	h.Write([]byte(a.CommunityID))
 	a.FlowID = h.Sum64() &^ (1 << 63)

@@ -18,6 +18,7 @@ type packet struct {
 	flags      uint8  // TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)
 	seq        uint32 // TCP sequence number
 	icmpType   uint8
+	icmpCode   uint8
 	ipLen      uint64 // IP datagram length from the header (not the captured length)
 	payload    []byte // transport payload as captured (may be truncated by the snap length)
 	size       int    // UDP payload length from the header (0 for other protocols)
@@ -109,6 +110,13 @@ type decoder struct {
 
 	frags *reassembler
 	ts    int64 // time of the packet being decoded, Unix ns
+
+	// tunneled says a packet decoded was a tunnel (GRE, VXLAN, IP in IP)
+	// and outer is its outermost header (no payload): a flow of its own,
+	// so that a camera cannot hide what it sends by wrapping it. Whoever
+	// reads it clears it (Engine.handlePacket).
+	tunneled bool
+	outer    packet
 }
 
 func newDecoder(m *Metrics) *decoder {
@@ -177,6 +185,9 @@ func (d *decoder) rawIP(data []byte) *gopacket.DecodingLayerParser {
 func (d *decoder) layers(parser *gopacket.DecodingLayerParser, data []byte, p *packet, depth int) dropReason {
 	d.types = d.types[:0]
 	err := parser.DecodeLayers(data, &d.types)
+	if n := len(d.types); n > 1 && depth == 0 && isIPLayer(d.types[n-1]) && isIPLayer(d.types[n-2]) {
+		d.ipInIP(data)
+	}
 	if n := len(d.types); n > 0 {
 		switch d.types[n-1] {
 		case layers.LayerTypeIPv4:
@@ -317,7 +328,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		if len(payload) < 4 {
 			return dropMalformed
 		}
-		p.icmpType = payload[0]
+		p.icmpType, p.icmpCode = payload[0], payload[1]
 	case protoGRE:
 		return d.gre(p, payload, depth)
 	}
@@ -388,8 +399,60 @@ func (d *decoder) tunnel(parser *gopacket.DecodingLayerParser, inner []byte, p *
 	if depth >= maxTunnelDepth {
 		return dropTunnel
 	}
+	if depth == 0 {
+		d.outer, d.tunneled = *p, true
+		d.outer.payload = nil
+	}
 	*p = packet{}
 	return d.layers(parser, inner, p, depth+1)
+}
+
+func isIPLayer(t gopacket.LayerType) bool {
+	return t == layers.LayerTypeIPv4 || t == layers.LayerTypeIPv6
+}
+
+// ipInIP records as d.outer the outermost IP header of an IP-in-IP frame
+// (IPv4 or IPv6 in IPv4 or IPv6), which the parser decoded past: it
+// starts after the link-layer headers of d.types.
+func (d *decoder) ipInIP(data []byte) {
+	off := 0
+link:
+	for _, t := range d.types {
+		switch t {
+		case layers.LayerTypeEthernet:
+			off += 14
+		case layers.LayerTypeDot1Q, layers.LayerTypeLoopback:
+			off += 4
+		case layers.LayerTypeLinuxSLL:
+			off += 16
+		case layers.LayerTypeLinuxSLL2:
+			off += 20
+		default:
+			break link
+		}
+	}
+	if off >= len(data) {
+		return
+	}
+	h := data[off:]
+	o := packet{}
+	switch h[0] >> 4 {
+	case 4:
+		if len(h) < 20 {
+			return
+		}
+		o.src, o.dst = netip.AddrFrom4([4]byte(h[12:16])), netip.AddrFrom4([4]byte(h[16:20]))
+		o.proto, o.ipLen = h[9], uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 6:
+		if len(h) < 40 {
+			return
+		}
+		o.src, o.dst = addr16(h[8:24]), addr16(h[24:40])
+		o.proto, o.ipLen = h[6], 40+uint64(binary.BigEndian.Uint16(h[4:6]))
+	default:
+		return
+	}
+	d.outer, d.tunneled = o, true
 }
 
 func addr4(b []byte) netip.Addr {

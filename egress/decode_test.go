@@ -144,7 +144,7 @@ func TestNothingDecoded(t *testing.T) {
 	e, _ := newTestEngine(t, testPolicy)
 	err = e.Run(context.Background(), src)
 	var nd *NothingDecodedError
-	if !errors.As(err, &nd) || err.Error() != "egress: none of the 3 packets could be decoded: 3 link-type (link type unknown (147))" {
+	if !errors.As(err, &nd) || err.Error() != "egress: user0.pcap: none of the 3 packets could be decoded: 3 link-type (link type unknown (147))" {
 		t.Fatalf("Run = %v", err)
 	}
 	// An empty capture is not an error.

@@ -23,7 +23,7 @@ var scanDetector = &Detector{
 	Kind:     KindScan,
 	Severity: "high",
 	Raised: fmt.Sprintf("a camera opens flows to more than %d distinct destinations that no allow rule permits within one aggregation window (a scan, a flood, a worm): "+
-		"the first %d raise unexpected-destination one by one, the rest are rolled up into one scan alert per camera and window (in the windows that follow while it goes on, all of them), so a flood cannot bury other alerts", scanDistinct, scanDistinct),
+		"the first %d raise unexpected-destination one by one, the rest are rolled up into one scan alert per camera and window (in the windows that follow while it goes on, all of them), so a flood cannot bury other alerts; a public resolver or DNS-over-HTTPS/TLS name is never rolled up (its high unexpected-destination alert stands)", scanDistinct, scanDistinct),
 	Fields:  "`count` flows rolled up, `bytes` of their first packets, `destinations` (the most contacted, with their flow counts), `detail`: distinct destinations and ports",
 	Summary: true,
 	new:     func(e *Engine) any { return &scan{e: e, cams: map[netip.Addr]*scanState{}} },
@@ -52,8 +52,8 @@ type scanState struct {
 }
 
 func (d *scan) flowOpened(f *flow, p *packet, ts int64) {
-	if !f.watchable() || f.lateral {
-		return
+	if !f.watchable() || f.lateral || resolverService(f.proto, f.port) != "" && publicResolvers[f.peer] != "" {
+		return // a public resolver is high on its own (unexpected), never rolled up
 	}
 	e := d.e
 	s := d.cams[f.cam]

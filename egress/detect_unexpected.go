@@ -95,7 +95,7 @@ func resolverService(proto uint8, port uint16) string {
 // asked for on f: a public DNS-over-HTTPS/TLS service's name on a flow no
 // allow rule permits makes its unexpected-destination alert high.
 func (d *unexpected) serverName(f *flow, ts int64, name, where string) {
-	if !f.watchable() || f.lateral || f.rolled {
+	if !f.watchable() || f.lateral { // rolled up into a scan or not: it is high
 		return
 	}
 	svc := dohService(name)

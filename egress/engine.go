@@ -218,7 +218,15 @@ func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *pack
 	c.packets++
 	e.tick(ts)
 	p := &e.pkt
-	if r := e.dec.decode(data, lt, ts, p); r != decoded {
+	r := e.dec.decode(data, lt, ts, p)
+	if e.dec.tunneled {
+		// The tunnel itself, when a camera is one of its ends.
+		e.dec.tunneled = false
+		if o := &e.dec.outer; e.isCamera(o.src) || e.isCamera(o.dst) {
+			e.handle(o, ts)
+		}
+	}
+	if r != decoded {
 		e.m.countUndecoded(r, lt)
 		if r == dropLinkType && !e.warnedLT[lt] {
 			e.warnedLT[lt] = true
@@ -292,7 +300,11 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if read > 0 && e.m.Decoded.Load() == decoded0 {
-					return &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+					nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+					if n, ok := src.(interface{ sourceName() string }); ok {
+						nd.File = n.sourceName()
+					}
+					return nd
 				}
 				return nil
 			}
@@ -355,7 +367,8 @@ func readError(ctx context.Context, err error) error {
 		return nil
 	}
 	var te *TruncatedError
-	if errors.As(err, &te) {
+	var re *ReadError
+	if errors.As(err, &te) || errors.As(err, &re) {
 		return err // it names the file and the offset
 	}
 	return fmt.Errorf("egress: reading packets: %w", err)
@@ -381,13 +394,18 @@ func catchFault(err *error, fs *fileSource) {
 // none could be decoded: a link type cordon does not read, no IP at all,
 // or only malformed packets.
 type NothingDecodedError struct {
+	File    string // the capture file, when there is one
 	Packets uint64
 	Reasons []Undecoded // by reason and link type
 }
 
 func (e *NothingDecodedError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "egress: none of the %d packets could be decoded:", e.Packets)
+	b.WriteString("egress: ")
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
+	fmt.Fprintf(&b, "none of the %d packets could be decoded:", e.Packets)
 	for i, r := range e.Reasons {
 		if i > 0 {
 			b.WriteByte(',')
@@ -655,6 +673,9 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool, solicit
 	f.init, f.resp = netip.AddrPortFrom(p.src, p.sport), netip.AddrPortFrom(p.dst, p.dport)
 	if !srcInit {
 		f.init, f.resp = f.resp, f.init
+	}
+	if isICMP(p.proto) && !p.fromRecord {
+		f.icmpType, f.icmpCode, f.icmpSeen, f.icmpRev = p.icmpType, p.icmpCode, true, !srcInit
 	}
 	f.synOnly = p.proto == protoTCP && p.flags&tcpSYN != 0 && p.flags&tcpACK == 0
 	initCam := e.isCamera(f.init.Addr())

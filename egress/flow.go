@@ -21,17 +21,22 @@ type flow struct {
 	lastCamOut  int64     // last time the camera sent on this flow
 	pkts, bytes [2]uint64 // [0] initiator → responder, [1] responder → initiator
 
-	cam      netip.Addr // the camera of this flow
-	peer     netip.Addr // the other side
-	port     uint16     // service port: the responder's port
-	proto    uint8
-	outbound bool // the camera initiated the flow
-	allowed  bool // an allow rule matches
-	local    bool // multicast/broadcast peer: stays on the camera network
-	lateral  bool // to a management port of another camera or a core host
-	watched  bool // a watch-list signature already matched this flow
-	synOnly  bool // TCP: only SYNs from the initiator so far (retries are not contacts)
-	rolled   bool // one of a scan or flood: counted in the camera's scan alert
+	cam   netip.Addr // the camera of this flow
+	peer  netip.Addr // the other side
+	port  uint16     // service port: the responder's port
+	proto uint8
+	// ICMP: the type and code of the flow's first packet, for its
+	// Community ID (icmpSeen: a packet, not a flow record, opened it;
+	// icmpRev: the responder sent it).
+	icmpType, icmpCode uint8
+	icmpSeen, icmpRev  bool
+	outbound           bool // the camera initiated the flow
+	allowed            bool // an allow rule matches
+	local              bool // multicast/broadcast peer: stays on the camera network
+	lateral            bool // to a management port of another camera or a core host
+	watched            bool // a watch-list signature already matched this flow
+	synOnly            bool // TCP: only SYNs from the initiator so far (retries are not contacts)
+	rolled             bool // one of a scan or flood: counted in the camera's scan alert
 	// solicited names the camera's multicast discovery query (SSDP
 	// M-SEARCH, mDNS, WS-Discovery) whose unicast reply opened the flow.
 	solicited string

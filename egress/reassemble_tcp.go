@@ -4,7 +4,11 @@ package egress
 const (
 	maxFlight         = 16 << 10 // bytes of a TCP client's first flight reassembled
 	maxFlightSegments = 64       // TCP payload segments looked at per flow
-	maxQUICDatagrams  = 16       // UDP datagrams looked at per flow for a QUIC ClientHello
+	maxQUICDatagrams  = 16       // QUIC Initials (and a first datagram) looked at per flow for a ClientHello
+	// maxFlightIgnored bounds the bytes a camera sends on a flow (IP
+	// lengths) while its segments outside the first flight's window are
+	// ignored rather than counted towards maxFlightSegments.
+	maxFlightIgnored = 1 << 20
 )
 
 // tcpFlight reassembles the first bytes a client sends on a TCP connection
@@ -43,6 +47,24 @@ func (t *tcpFlight) add(seq uint32, seg []byte) []byte {
 	}
 	t.have = fillFirst(t.buf, t.have, off, seg)
 	return t.contiguous()
+}
+
+// nothingNew reports whether a segment of n bytes at seq brings no byte
+// of the first maxFlight that was not received already: it lies wholly
+// before the stream's first byte or past maxFlight, or repeats received
+// bytes (a retransmission).
+func (t *tcpFlight) nothingNew(seq uint32, n int) bool {
+	off := int(int32(seq - t.base))
+	start, end := max(off, 0), min(off+n, maxFlight)
+	if start >= end {
+		return true
+	}
+	for _, s := range t.have {
+		if s.start <= start && end <= s.end {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *tcpFlight) contiguous() []byte {

@@ -98,7 +98,8 @@ func TestFirstFlightReassembly(t *testing.T) {
 }
 
 // TestFirstFlightBounded: a flow whose first bytes never complete holds at
-// most maxFlight bytes and is given up after maxFlightSegments segments.
+// most maxFlight bytes and is given up after maxFlightSegments segments in
+// its window, or once the camera sent maxFlightIgnored bytes.
 func TestFirstFlightBounded(t *testing.T) {
 	e, _ := newTestEngine(t, testPolicy)
 	cam, cloud := ap(camA, 40001), ap(netip.MustParseAddr("203.0.113.9"), 443)
@@ -107,7 +108,7 @@ func TestFirstFlightBounded(t *testing.T) {
 		_ = w.TCPSegment(cam, cloud, pcapgen.SYN, 0, 0, nil, 0)
 		// A ClientHello record that claims 16 KiB, then a gap.
 		_ = w.TCPSegment(cam, cloud, pcapgen.ACK, 1, 1, []byte{22, 3, 1, 0x40, 0, 1, 0, 0x3f, 0xfc}, 0)
-		for i := range 2 * maxFlightSegments {
+		for i := range maxFlightIgnored / 1000 {
 			_ = w.TCPSegment(cam, cloud, pcapgen.ACK, uint32(2000+1000*i), 1, nil, 1000)
 		}
 	})

@@ -94,16 +94,23 @@ func openStream(name string, rc io.ReadCloser) (PacketSource, error) {
 		// WantMixedLinkType: every interface's packets, each with its own
 		// link type (without it pcapgo skips, uncounted, the packets of
 		// interfaces whose link type differs from the first one's).
-		ng, err := pcapgo.NewNgReader(cr, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
+		// pcapgo reads through this bufio.Reader (it keeps one of 4 KiB or
+		// more), so the bytes it consumed are known exactly.
+		nbr := bufio.NewReader(cr)
+		ng, err := pcapgo.NewNgReader(nbr, pcapgo.NgReaderOptions{SkipUnknownVersion: true, WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: pcapng: %w", name, err)
 		}
+		s.pos = func() int64 { return cr.n - int64(nbr.Buffered()) }
 		if ng.NInterfaces() > 0 {
 			if ifc, err := ng.Interface(0); err == nil {
 				s.lt = ifc.LinkType
 			}
 		}
-		s.read = ng.ZeroCopyReadPacketData
+		s.read = func() ([]byte, gopacket.CaptureInfo, error) {
+			s.at = s.pos() // where the blocks of this packet start
+			return ng.ZeroCopyReadPacketData()
+		}
 		return &ngSource{s}, nil
 	case isPcapMagic(magic):
 		if err := s.readPcap(inner); err != nil {
@@ -170,6 +177,7 @@ type fileSource struct {
 	name    string
 	cr      *countingReader
 	pos     func() int64 // bytes consumed, when cr does not count them
+	at      int64        // pcapng: where the blocks of the packet being read start
 	packets uint64
 	mapped  bool        // the file is mapped into memory (openMapped)
 	pr      *pcapReader // what reads it, when mapped: called directly
@@ -218,14 +226,37 @@ func (s *fileSource) readMapped() ([]byte, int64, error) {
 	return data, ts, nil
 }
 
-// readError turns a record cut short into a TruncatedError.
+// ReadError is a record of a capture file that cannot be read (a length
+// over the snap length, a pcapng block that is not valid). The packets
+// before it were read.
+type ReadError struct {
+	File    string
+	Offset  int64 // where the record starts in the (decompressed) capture
+	Packets uint64
+	Err     error
+}
+
+func (e *ReadError) Error() string {
+	return fmt.Sprintf("egress: %s: record at byte %d (after %d packets): %v", e.File, e.Offset, e.Packets, e.Err)
+}
+
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// readError turns a record cut short into a TruncatedError, and a record
+// that cannot be read into a ReadError.
 func (s *fileSource) readError(err error) error {
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) {
 		return err
 	}
 	off := s.cr.n
 	if s.pos != nil {
 		off = s.pos()
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		if s.at > 0 { // pcapng: pcapgo read the whole block
+			off = s.at
+		}
+		return &ReadError{File: s.name, Offset: off, Packets: s.packets, Err: err}
 	}
 	return &TruncatedError{File: s.name, Offset: off, Packets: s.packets}
 }
@@ -243,6 +274,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func (s *fileSource) LinkType() layers.LinkType { return s.lt }
+
+func (s *fileSource) sourceName() string { return s.name }
 
 // ngSource reads pcapng, whose interfaces may each have a link type.
 type ngSource struct{ *fileSource }

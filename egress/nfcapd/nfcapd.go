@@ -167,7 +167,10 @@ func (r *Reader) logger() *slog.Logger {
 // for each flow. A directory's files named nfcapd.* are read in name order
 // (nfcapd names them by time), recursively (nfcapd -S subdirectories); the
 // file nfcapd is still writing (nfcapd.current.*) is skipped and counted.
-// It stops at the first error, after handing on the flows before it.
+// A file of a directory that cannot be read to its end (cut short,
+// corrupt) is logged and the next one read: the error, at the end, names
+// every such file. A single file stops at its first error, after handing
+// on the flows before it.
 func (r *Reader) Read(ctx context.Context, path string, handle func(context.Context, egress.FlowRecord)) error {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -204,12 +207,19 @@ func (r *Reader) Read(ctx context.Context, path string, handle func(context.Cont
 		return fmt.Errorf("nfcapd: %s: no nfcapd.* files in the directory", path)
 	}
 	slices.SortFunc(files, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
+	var errs []error
 	for _, f := range files {
-		if err := r.ReadFile(ctx, f, handle); err != nil {
-			return err
+		err := r.ReadFile(ctx, f, handle)
+		if err == nil {
+			continue
 		}
+		if ctx.Err() != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		r.logger().Warn("nfcapd: a file could not be read to its end; reading the next one", "error", err)
+		errs = append(errs, err)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ReadFile reads one nfcapd file.

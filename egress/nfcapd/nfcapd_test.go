@@ -375,3 +375,40 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestDirectoryGoesOnAfterABadFile: a file of a directory that cannot be
+// read to its end (cut short by a crash, corrupt) does not hide the files
+// after it: they are read, and the error names every bad file.
+func TestDirectoryGoesOnAfterABadFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "files", "nfcapd.none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := readAll(t, &Reader{}, filepath.Join("testdata", "files", "nfcapd.none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint16(bad[fileHeaderSize+blockHeaderSize+2:], 0) // first record's size
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"nfcapd.202601050800", data[:fileHeaderSize+100]}, // cut short
+		{"nfcapd.202601050805", bad},
+		{"nfcapd.202601050810", data},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := readAll(t, &Reader{}, dir)
+	if len(recs) != len(good) {
+		t.Errorf("read %d flows, want the %d of the last file", len(recs), len(good))
+	}
+	if !errors.Is(err, ErrTruncated) || !strings.Contains(fmt.Sprint(err), files[0].name+": byte 140") || !strings.Contains(fmt.Sprint(err), files[1].name+": byte 52") {
+		t.Errorf("error %v: want both bad files named, with their offsets", err)
+	}
+}
