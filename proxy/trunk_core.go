@@ -50,20 +50,17 @@ type trunkCore struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	reconnects, bytesIn atomic.Uint64
+	reconnects, bytesIn atomic.Uint64 // over every connection
 	resumed             atomic.Uint64 // connections that resumed a TLS session
-	inbox               *trunkInbox   // dialer "edge": connections the edge dialed in
 	started             atomic.Bool
 	dgram               trunkCoreDatagrams // trunk_datagram.go
 	media               trunkCoreMedia     // per-camera counters (trunk_media.go)
+	links               []*trunkLink       // its QUIC connections (trunk_link.go); fixed
 
-	mu      sync.Mutex
-	conn    *quic.Conn
-	connCh  chan struct{} // closed while conn is set
-	state   string
-	since   time.Time
-	lastErr string
-	remote  []string // the edge's catalogue, last seen
+	mu       sync.Mutex
+	remote   []string              // the edge's catalogue, last seen
+	assigned map[string]*trunkLink // camera (edge name) → its connection
+	nextLink int
 }
 
 func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
@@ -73,13 +70,16 @@ func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 	if cfg.Dialer == TrunkDialerEdge {
 		who = "edge " + cfg.Name + " (dialing in)"
 	}
-	return &trunkCore{
+	t := &trunkCore{
 		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
-		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
-		inbox: newTrunkInbox(),
-		ctx:   ctx, stop: cancel, done: make(chan struct{}),
-		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
+		tls: trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
+		ctx: ctx, stop: cancel, done: make(chan struct{}),
+		assigned: map[string]*trunkLink{},
 	}
+	for i := range cfg.connections() {
+		t.links = append(t.links, newTrunkLink(t, i))
+	}
+	return t
 }
 
 func (t *trunkCore) start() {
@@ -90,7 +90,9 @@ func (t *trunkCore) start() {
 
 func (t *trunkCore) close() {
 	t.stop()
-	t.inbox.close()
+	for _, l := range t.links {
+		l.inbox.close()
+	}
 	if t.started.Load() {
 		<-t.done
 	}
@@ -98,59 +100,11 @@ func (t *trunkCore) close() {
 
 func (t *trunkCore) run() {
 	defer close(t.done)
-	defer t.p.recoverTrunk("trunk connection loop", t.log)
-	retryLoop(t.ctx, t.backoff(), t.connect, func(err error, wait time.Duration) {
-		t.reconnects.Add(1)
-		t.setState(trunkDown, err.Error())
-		t.log.Warn("trunk down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
-	})
-}
-
-func (t *trunkCore) setState(s, errMsg string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state != s {
-		t.since = time.Now()
+	var wg sync.WaitGroup
+	for _, l := range t.links {
+		wg.Go(l.run)
 	}
-	t.state = s
-	if errMsg != "" {
-		t.lastErr = errMsg
-	}
-}
-
-// connect dials the edge, reads its catalogue and holds the connection
-// until it ends.
-func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
-	t.setState(trunkConnecting, "")
-	conn, err := t.dial(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.CloseWithError(0, "")
-	cat, err := t.catalogue(ctx, conn)
-	if err != nil {
-		return false, err
-	}
-	t.connUp(conn)
-	names := make([]string, 0, len(cat))
-	for _, c := range cat {
-		names = append(names, c.Name)
-	}
-	t.addCameras(names)
-	t.mu.Lock()
-	t.conn, t.remote, t.state, t.since = conn, names, trunkUp, time.Now()
-	close(t.connCh)
-	t.mu.Unlock()
-	t.log.Info("trunk up", "address", t.cfg.Address, "edge_cameras", len(names))
-	up := time.Now()
-	select {
-	case <-ctx.Done():
-	case <-conn.Context().Done():
-	}
-	t.mu.Lock()
-	t.conn, t.connCh = nil, make(chan struct{})
-	t.mu.Unlock()
-	return time.Since(up) >= healthySession, fmt.Errorf("trunk connection lost: %w", context.Cause(conn.Context()))
+	wg.Wait()
 }
 
 // catalogue asks the edge for its cameras.
@@ -161,7 +115,8 @@ func (t *trunkCore) catalogue(ctx context.Context, conn *quic.Conn) ([]trunkCame
 	}
 	defer st.CancelRead(0)
 	st.SetDeadline(time.Now().Add(t.tmo.Camera))
-	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpCatalogue}); err != nil {
+	// (Connections: an edge that dials opens that many connections.)
+	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpCatalogue, Connections: len(t.links)}); err != nil {
 		return nil, fmt.Errorf("catalogue: %w", err)
 	}
 	st.Close()
@@ -201,27 +156,6 @@ func (t *trunkCore) addCameras(names []string) {
 	}
 }
 
-// waitConn returns the trunk's connection, waiting up to d for it.
-func (t *trunkCore) waitConn(ctx context.Context, d time.Duration) (*quic.Conn, error) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	for {
-		t.mu.Lock()
-		conn, ch := t.conn, t.connCh
-		t.mu.Unlock()
-		if conn != nil {
-			return conn, nil
-		}
-		select {
-		case <-ch:
-		case <-tm.C:
-			return nil, fmt.Errorf("trunk %s is down", t.cfg.Name)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
 // trunkCameraConfig is the configuration of a camera that comes through
 // a trunk: the core's own cleaner runs on it (defaults), since the core
 // does not trust the edge's output blindly.
@@ -250,7 +184,7 @@ func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 	cc.OnDemand = !always // pulled only while a reader wants it, unless always_on
 	c := newCamera(p, cc)
 	c.trunk = t
-	ts := &trunkSession{t: t, c: c, remote: name, transport: transport}
+	ts := &trunkSession{t: t, link: t.linkFor(name), c: c, remote: name, transport: transport}
 	c.session = func(ctx context.Context) (played bool, err error) {
 		defer c.src.recoverSession("trunk camera session", &played, &err)
 		return ts.run(ctx)
@@ -264,6 +198,7 @@ func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 // index) and cleaned again by the core's own plan.
 type trunkSession struct {
 	t      *trunkCore
+	link   *trunkLink // the connection it is assigned to
 	c      *camera
 	remote string // the camera's name on the edge
 	// transport is how the camera's media crosses the trunk.
@@ -273,7 +208,7 @@ type trunkSession struct {
 func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	c, t := s.c, s.t
 	c.setState(stateConnecting, "")
-	conn, err := t.waitConn(ctx, t.tmo.Camera)
+	conn, err := s.link.waitConn(ctx, t.tmo.Camera)
 	if err != nil {
 		return false, err
 	}

@@ -41,14 +41,26 @@ type trunkEdge struct {
 
 	mu    sync.Mutex
 	peers map[*quic.Conn]*trunkPeer
+	cores map[string]*trunkCoreGroup // by fingerprint
 }
 
-// trunkPeer is one connected core.
+// trunkPeer is one connection of a connected core.
 type trunkPeer struct {
 	fingerprint, remote string
 	since               time.Time
-	streams             atomic.Int64 // cameras it is reading
-	media               trunkPeerMedia
+	streams             atomic.Int64 // cameras it is reading on this connection
+	// media is shared by the core's connections (a trunk of several
+	// connections is one core: one max_bitrate, one set of counters).
+	media *trunkPeerMedia
+	// setConnections, on connection 0 of an edge that dials, opens as
+	// many connections as the core's catalogue request asks; nil otherwise.
+	setConnections func(int)
+}
+
+// trunkCoreGroup is what a core's connections to this edge share.
+type trunkCoreGroup struct {
+	media *trunkPeerMedia
+	conns int
 }
 
 // trunkQUICConfig is the QUIC configuration of both ends of a trunk.
@@ -67,7 +79,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 	if cfg.Trunk.Listen == "" && len(cfg.Trunk.Dial) == 0 {
 		return nil, nil
 	}
-	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}, cores: map[string]*trunkCoreGroup{}}
 	e.setTrust(cfg, p.trunkNet.roots)
 	e.ctx, e.end = context.WithCancel(context.Background())
 	if cfg.Trunk.Listen != "" {
@@ -110,7 +122,9 @@ func (e *trunkEdge) serve() {
 	}
 }
 
-func (e *trunkEdge) handleConn(conn *quic.Conn) {
+// handleConn serves a core on conn until it ends; setConnections is
+// trunkPeer's.
+func (e *trunkEdge) handleConn(conn *quic.Conn, setConnections func(int)) {
 	defer conn.CloseWithError(0, "")
 	cs := conn.ConnectionState().TLS
 	if len(cs.PeerCertificates) == 0 {
@@ -118,17 +132,11 @@ func (e *trunkEdge) handleConn(conn *quic.Conn) {
 	}
 	peer := &trunkPeer{
 		fingerprint: formatFingerprint(sha256.Sum256(cs.PeerCertificates[0].Raw)),
-		remote:      conn.RemoteAddr().String(), since: time.Now(),
+		remote:      conn.RemoteAddr().String(), since: time.Now(), setConnections: setConnections,
 	}
 	log := e.log.With("core", peer.fingerprint, "remote", peer.remote)
-	e.mu.Lock()
-	e.peers[conn] = peer
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.peers, conn)
-		e.mu.Unlock()
-	}()
+	e.addPeer(conn, peer)
+	defer e.removePeer(conn, peer)
 	log.Info("core connected")
 	for {
 		st, err := conn.AcceptStream(e.ctx)
@@ -141,6 +149,31 @@ func (e *trunkEdge) handleConn(conn *quic.Conn) {
 			defer st.Close()
 			e.handleStream(conn, st, peer, log)
 		})
+	}
+}
+
+// addPeer records a connection of a core, in its core's group.
+func (e *trunkEdge) addPeer(conn *quic.Conn, peer *trunkPeer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g := e.cores[peer.fingerprint]
+	if g == nil {
+		g = &trunkCoreGroup{media: &trunkPeerMedia{}}
+		e.cores[peer.fingerprint] = g
+	}
+	g.conns++
+	peer.media = g.media
+	e.peers[conn] = peer
+}
+
+func (e *trunkEdge) removePeer(conn *quic.Conn, peer *trunkPeer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.peers, conn)
+	if g := e.cores[peer.fingerprint]; g != nil {
+		if g.conns--; g.conns <= 0 {
+			delete(e.cores, peer.fingerprint)
+		}
 	}
 }
 
@@ -157,6 +190,9 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	st.SetWriteDeadline(time.Now().Add(tmo))
 	switch req.Op {
 	case trunkOpCatalogue:
+		if peer.setConnections != nil && req.Connections > 0 {
+			peer.setConnections(req.Connections)
+		}
 		writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
 		return
 	case trunkOpPlay:

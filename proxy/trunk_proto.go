@@ -35,6 +35,7 @@ const (
 const (
 	trunkOpCatalogue = "catalogue"
 	trunkOpPlay      = "play"
+	trunkOpHello     = "hello" // an edge that dials: which connection of the trunk this is
 )
 
 // trunkRequest is what a core asks of an edge: its catalogue, or one of
@@ -47,6 +48,12 @@ type trunkRequest struct {
 	Transport string `json:"transport,omitempty"`
 	// MaxBitrate is the core's cap for the whole trunk (bit/s; 0: none).
 	MaxBitrate int64 `json:"max_bitrate,omitempty"`
+	// Connections, in a catalogue request, is the trunk's number of QUIC
+	// connections: an edge that dials opens that many (trunk_link.go).
+	Connections int `json:"connections,omitempty"`
+	// Connection, in the hello an edge that dials sends on a
+	// unidirectional stream of each connection, is the connection's slot.
+	Connection int `json:"connection,omitempty"`
 }
 
 // trunkAnswer is the edge's answer: an error, the camera's reader-facing
