@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,8 +133,8 @@ func (o *TrunkOptions) setDefaults() error {
 		o.Systems = []string{TrunkRTSP, TrunkStream, TrunkDatagram}
 	}
 	for _, s := range o.Systems {
-		if s != TrunkRTSP && s != TrunkStream && s != TrunkDatagram {
-			return fmt.Errorf("bench trunk: unknown system %q (want rtsp, stream or datagram)", s)
+		if _, _, err := trunkSystem(s); err != nil {
+			return err
 		}
 	}
 	if o.Netem != "" && o.Edges > 1 {
@@ -579,6 +580,23 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 	return res, nil
 }
 
+// trunkSystem splits a system name: rtsp, or a transport (stream,
+// datagram) with an optional number of QUIC connections per trunk after
+// a colon ("stream:4"; none: the trunk's default).
+func trunkSystem(sys string) (transport string, conns int, err error) {
+	transport, n, ok := strings.Cut(sys, ":")
+	if ok && transport != TrunkRTSP {
+		conns, err = strconv.Atoi(n)
+		if err != nil || conns < 1 || conns > 32 {
+			return "", 0, fmt.Errorf("bench trunk: system %q: the connections after ':' are 1 to 32", sys)
+		}
+	}
+	if (transport != TrunkRTSP || ok) && transport != TrunkStream && transport != TrunkDatagram {
+		return "", 0, fmt.Errorf("bench trunk: unknown system %q (want rtsp, stream or datagram, the last two with :N connections)", sys)
+	}
+	return transport, conns, nil
+}
+
 // trunkReaderPath is camera c's path at the core.
 func trunkReaderPath(sys string, c trunkCam) string {
 	if sys == TrunkRTSP {
@@ -622,9 +640,13 @@ func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys 
 		return []byte(b.String())
 	}
 	fmt.Fprintf(&b, "trunk:\n  cert: %s\n  key: %s\ntrunks:\n", filepath.Join(keys.coreDir, "trunk.crt"), filepath.Join(keys.coreDir, "trunk.key"))
+	transport, conns, _ := trunkSystem(sys) // (checked by setDefaults)
 	for e := 1; e <= edges; e++ {
 		fmt.Fprintf(&b, "  - name: e%d\n    address: %q\n    fingerprint: %q\n    cameras: [\"*\"]\n    transport: %s\n    always_on: true\n",
-			e, net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(e-1)+2])), keys.edgeFP, sys)
+			e, net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(e-1)+2])), keys.edgeFP, transport)
+		if conns > 0 {
+			fmt.Fprintf(&b, "    connections: %d\n", conns)
+		}
 	}
 	return []byte(b.String())
 }

@@ -127,3 +127,22 @@ func TestParseNetem(t *testing.T) {
 		}
 	}
 }
+
+// TestTrunkSystem: system names with a number of QUIC connections.
+func TestTrunkSystem(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		transport string
+		conns     int
+		bad       bool
+	}{
+		{in: "rtsp", transport: "rtsp"}, {in: "stream", transport: "stream"}, {in: "stream:4", transport: "stream", conns: 4},
+		{in: "datagram:32", transport: "datagram", conns: 32}, {in: "stream:0", bad: true}, {in: "stream:33", bad: true},
+		{in: "rtsp:2", bad: true}, {in: "quic", bad: true}, {in: "stream:x", bad: true},
+	} {
+		tr, n, err := trunkSystem(c.in)
+		if (err != nil) != c.bad || tr != c.transport && !c.bad || n != c.conns && !c.bad {
+			t.Errorf("%q: %q %d %v", c.in, tr, n, err)
+		}
+	}
+}
