@@ -103,7 +103,7 @@ func (p *Proxy) TrunksStatus() TrunksStatus {
 		t.mu.Unlock()
 		s.Reconnects, s.MediaBytes, s.Cameras = t.reconnects.Load(), t.bytesIn.Load(), up[t]
 		s.DatagramsUnknown, s.CameraStats = t.dgram.unknown.Load(), t.media.status()
-		for i, l := range t.links {
+		for i, l := range t.linkList() {
 			ls := l.status()
 			if i == 0 {
 				s.State, s.Since, s.LastError, s.RTT = ls.State, ls.Since, ls.LastError, ls.RTT

@@ -76,10 +76,11 @@ type Trunk struct {
 	MaxBitrate Bitrate `yaml:"max_bitrate"`
 	// Overrides sets transport or always_on for some cameras, by name.
 	Overrides map[string]TrunkCamera `yaml:"overrides"`
-	// Connections is the number of QUIC connections the trunk's cameras
-	// are spread over (each camera stays on one; trunk_link.go), 1 to 32.
+	// Connections is the most QUIC connections the trunk's cameras are
+	// spread over (each camera stays on one; trunk_link.go), 1 to 32.
 	// Each has its own congestion controller: over a lossy WAN one
-	// connection carries a few Mbit/s at most. It defaults to 4.
+	// connection carries a few Mbit/s at most. It defaults to one per
+	// camera (as RTSP/TCP has), up to 32.
 	Connections int `yaml:"connections"`
 }
 
@@ -116,7 +117,7 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 		c.checkTrunkPeer(add, key, where, tr)
 		checkTrunkMedia(add, key, where, tr)
 		if tr.Connections < 0 || tr.Connections > maxTrunkConnections {
-			add(key+".connections", "%s: connections %d is out of range: 1 to %d (or leave it out for %d)", where, tr.Connections, maxTrunkConnections, defaultTrunkConnections)
+			add(key+".connections", "%s: connections %d is out of range: 1 to %d (or leave it out: one per camera, up to %d)", where, tr.Connections, maxTrunkConnections, maxTrunkConnections)
 		}
 		if len(tr.Cameras) == 0 {
 			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)

@@ -98,9 +98,9 @@ var trunkMediaConfErrorCases = []struct{ name, in, want string }{
 	{"override bad name", cfCam + cfTrunkK + cfTrunkTo + "    overrides:\n      'a/b': {always_on: true}\n",
 		`trunks[0] (site-a): overrides: "a/b" is not a camera name (letters, digits, '.', '_' and '-')`},
 	{"too many connections", cfCam + cfTrunkK + cfTrunkTo + "    connections: 33\n",
-		"trunks[0] (site-a): connections 33 is out of range: 1 to 32 (or leave it out for 4)"},
+		"trunks[0] (site-a): connections 33 is out of range: 1 to 32 (or leave it out: one per camera, up to 32)"},
 	{"negative connections", cfCam + cfTrunkK + cfTrunkTo + "    connections: -1\n",
-		"trunks[0] (site-a): connections -1 is out of range: 1 to 32 (or leave it out for 4)"},
+		"trunks[0] (site-a): connections -1 is out of range: 1 to 32 (or leave it out: one per camera, up to 32)"},
 	{"edge cap without listen", cfCam + cfTrunkK + "  max_bitrate: 50M\n" + cfTrunkTo,
 		"trunk.max_bitrate is set but trunk.listen and trunk.dial are not; it caps what this edge sends to each core"},
 }

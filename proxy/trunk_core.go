@@ -55,12 +55,15 @@ type trunkCore struct {
 	started             atomic.Bool
 	dgram               trunkCoreDatagrams // trunk_datagram.go
 	media               trunkCoreMedia     // per-camera counters (trunk_media.go)
-	links               []*trunkLink       // its QUIC connections (trunk_link.go); fixed
+	wg                  sync.WaitGroup     // the connections' loops
 
 	mu       sync.Mutex
 	remote   []string              // the edge's catalogue, last seen
+	links    []*trunkLink          // its QUIC connections (trunk_link.go): linkFor adds them
 	assigned map[string]*trunkLink // camera (edge name) → its connection
 	nextLink int
+	running  bool // run started the connections' loops
+	closing  bool // halt was called: no loop starts any more
 }
 
 func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
@@ -76,9 +79,7 @@ func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 		ctx: ctx, stop: cancel, done: make(chan struct{}),
 		assigned: map[string]*trunkLink{},
 	}
-	for i := range cfg.connections() {
-		t.links = append(t.links, newTrunkLink(t, i))
-	}
+	t.links = []*trunkLink{newTrunkLink(t, 0)}
 	return t
 }
 
@@ -89,8 +90,8 @@ func (t *trunkCore) start() {
 }
 
 func (t *trunkCore) close() {
-	t.stop()
-	for _, l := range t.links {
+	t.halt()
+	for _, l := range t.linkList() {
 		l.inbox.close()
 	}
 	if t.started.Load() {
@@ -100,34 +101,65 @@ func (t *trunkCore) close() {
 
 func (t *trunkCore) run() {
 	defer close(t.done)
-	var wg sync.WaitGroup
-	for _, l := range t.links {
-		wg.Go(l.run)
+	t.mu.Lock()
+	if !t.closing {
+		t.running = true
+		for _, l := range t.links {
+			t.wg.Go(l.run)
+		}
 	}
-	wg.Wait()
+	t.mu.Unlock()
+	t.wg.Wait()
 }
 
-// catalogue asks the edge for its cameras.
+// halt ends the trunk's connections: no loop starts after it (so that
+// run's Wait is never raced by linkFor), then every one ends.
+func (t *trunkCore) halt() {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	t.stop()
+}
+
+// catalogue asks the edge for its cameras (and an edge that dials to open
+// the connections the trunk has so far).
 func (t *trunkCore) catalogue(ctx context.Context, conn *quic.Conn) ([]trunkCameraInfo, error) {
-	st, err := conn.OpenStreamSync(ctx)
+	t.mu.Lock()
+	n := len(t.links)
+	t.mu.Unlock()
+	ans, err := t.ask(ctx, conn, trunkRequest{Op: trunkOpCatalogue, Connections: n})
 	if err != nil {
 		return nil, fmt.Errorf("catalogue: %w", err)
 	}
+	return ans.Cameras, nil
+}
+
+// request sends req and waits for the edge's answer (an error or not).
+func (t *trunkCore) request(ctx context.Context, conn *quic.Conn, req trunkRequest) error {
+	_, err := t.ask(ctx, conn, req)
+	return err
+}
+
+// ask sends one request on a new stream and reads the answer.
+func (t *trunkCore) ask(ctx context.Context, conn *quic.Conn, req trunkRequest) (trunkAnswer, error) {
+	var ans trunkAnswer
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return ans, err
+	}
 	defer st.CancelRead(0)
 	st.SetDeadline(time.Now().Add(t.tmo.Camera))
-	// (Connections: an edge that dials opens that many connections.)
-	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpCatalogue, Connections: len(t.links)}); err != nil {
-		return nil, fmt.Errorf("catalogue: %w", err)
+	if err := writeJSONFrame(st, req); err != nil {
+		return ans, err
 	}
 	st.Close()
-	var ans trunkAnswer
 	if err := readJSONFrame(st, maxTrunkAnswer, &ans); err != nil {
-		return nil, fmt.Errorf("catalogue: %w", err)
+		return ans, err
 	}
 	if ans.Error != "" {
-		return nil, fmt.Errorf("catalogue: %w: %s", errTrunkRemote, ans.Error)
+		return ans, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
 	}
-	return ans.Cameras, nil
+	return ans, nil
 }
 
 // addCameras adds a camera for each name of the edge's catalogue the

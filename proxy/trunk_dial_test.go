@@ -24,7 +24,7 @@ import (
 
 // coreConn is the current connection 0 of the core's first trunk.
 func coreConn(p *Proxy) *quic.Conn {
-	return p.trunkList()[0].links[0].current()
+	return p.trunkList()[0].link(0).current()
 }
 
 // edgeDialsConfigs are a core that listens for edge "site-a" and an edge

@@ -189,11 +189,15 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	}
 	st.SetWriteDeadline(time.Now().Add(tmo))
 	switch req.Op {
-	case trunkOpCatalogue:
+	case trunkOpCatalogue, trunkOpConnections:
 		if peer.setConnections != nil && req.Connections > 0 {
 			peer.setConnections(req.Connections)
 		}
-		writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
+		if req.Op == trunkOpCatalogue {
+			writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
+		} else {
+			writeJSONFrame(st, trunkAnswer{})
+		}
 		return
 	case trunkOpPlay:
 	default:

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,27 +14,24 @@ import (
 // A trunk is several QUIC connections (trunks[].connections): one QUIC
 // connection has one congestion controller, and over a lossy WAN one
 // controller carries far less than as many TCP connections (one per
-// camera) do (docs/trunk.md, Measured). Each camera is assigned to one
-// connection when the core creates it, in turn (round robin: the
-// trunk's cameras spread evenly), and stays on it for the trunk's
-// lifetime; connection 0 also carries the catalogue. Each connection is
-// dialed, authenticated, kept alive, resumed and migrated on its own; one
-// that drops stalls only its cameras, which wait for it to come back.
+// camera) do (docs/trunk.md, Measured). Each camera is assigned to a
+// connection when the core creates it and stays on it for the trunk's
+// lifetime: a new connection while the trunk has fewer than it may have,
+// else the connections in turn (the cameras spread evenly). Connection 0
+// always exists and carries the catalogue. Each connection is dialed,
+// authenticated, kept alive, resumed and migrated on its own; one that
+// drops stalls only its cameras, which wait for it to come back.
 
-// defaultTrunkConnections is the connections of a trunk without
-// trunks[].connections: enough that a trunk of a few cameras gets
-// several congestion controllers over a lossy link, few enough that the
-// handshakes and keep-alives cost nothing next to the video.
-const defaultTrunkConnections = 4
-
-// maxTrunkConnections bounds trunks[].connections (and what a core may
-// ask an edge that dials to open).
+// maxTrunkConnections bounds trunks[].connections, and is the default:
+// one connection per camera (each with its own congestion controller,
+// as RTSP/TCP gives each camera its own TCP connection) up to 32, then
+// the cameras share them in turn.
 const maxTrunkConnections = 32
 
-// connections is the trunk's number of QUIC connections.
+// connections is the most QUIC connections the trunk opens.
 func (tr *Trunk) connections() int {
 	if tr.Connections <= 0 {
-		return defaultTrunkConnections
+		return maxTrunkConnections
 	}
 	return min(tr.Connections, maxTrunkConnections)
 }
@@ -96,19 +94,9 @@ func (l *trunkLink) connect(ctx context.Context) (healthy bool, err error) {
 	}
 	defer conn.CloseWithError(0, "")
 	if l.i == 0 {
-		cat, err := t.catalogue(ctx, conn)
-		if err != nil {
+		if err := t.catalogueUp(ctx, conn); err != nil {
 			return false, err
 		}
-		names := make([]string, 0, len(cat))
-		for _, c := range cat {
-			names = append(names, c.Name)
-		}
-		t.addCameras(names)
-		t.mu.Lock()
-		t.remote = names
-		t.mu.Unlock()
-		t.log.Info("trunk up", "address", t.cfg.Address, "edge_cameras", len(names), "connections", len(t.links))
 	}
 	t.connUp(conn, l.i)
 	l.mu.Lock()
@@ -124,6 +112,32 @@ func (l *trunkLink) connect(ctx context.Context) (healthy bool, err error) {
 	l.conn, l.connCh = nil, make(chan struct{})
 	l.mu.Unlock()
 	return time.Since(up) >= healthySession, fmt.Errorf("trunk connection %d lost: %w", l.i, context.Cause(conn.Context()))
+}
+
+// catalogueUp reads the edge's catalogue on connection 0 and adds the
+// cameras of a "*" trunk; an edge that dials is told how many
+// connections to open once they are assigned.
+func (t *trunkCore) catalogueUp(ctx context.Context, conn *quic.Conn) error {
+	cat, err := t.catalogue(ctx, conn)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(cat))
+	for _, c := range cat {
+		names = append(names, c.Name)
+	}
+	t.addCameras(names)
+	t.mu.Lock()
+	t.remote = names
+	n := len(t.links)
+	t.mu.Unlock()
+	if t.cfg.Dialer == TrunkDialerEdge && n > 1 {
+		if err := t.request(ctx, conn, trunkRequest{Op: trunkOpConnections, Connections: n}); err != nil {
+			return fmt.Errorf("connections: %w", err)
+		}
+	}
+	t.log.Info("trunk up", "address", t.cfg.Address, "edge_cameras", len(names), "connections", n)
+	return nil
 }
 
 // current is the link's connection, nil while it is down.
@@ -154,19 +168,50 @@ func (l *trunkLink) waitConn(ctx context.Context, d time.Duration) (*quic.Conn, 
 	}
 }
 
-// linkFor assigns camera name (of the edge) to a connection, the next in
-// turn, or returns the one it has.
+// linkFor assigns camera name (of the edge) to a connection, or returns
+// the one it has: the first camera to connection 0, each next one to a
+// new connection (started at once when the trunk runs) while there are
+// fewer than trunks[].connections, then the connections in turn.
 func (t *trunkCore) linkFor(name string) *trunkLink {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l, ok := t.assigned[name]; ok {
 		return l
 	}
-	l := t.links[t.nextLink%len(t.links)]
-	t.nextLink++
+	var l *trunkLink
+	switch {
+	case len(t.assigned) == 0:
+		l = t.links[0]
+	case len(t.links) < t.cfg.connections() && !t.closing:
+		l = newTrunkLink(t, len(t.links))
+		t.links = append(t.links, l)
+		if t.running {
+			t.wg.Go(l.run)
+		}
+	default:
+		l = t.links[t.nextLink%len(t.links)]
+		t.nextLink++
+	}
 	t.assigned[name] = l
 	l.cameras.Add(1)
 	return l
+}
+
+// linkList is the trunk's connections (linkFor adds some).
+func (t *trunkCore) linkList() []*trunkLink {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.links)
+}
+
+// link is connection i, nil when the trunk has none such.
+func (t *trunkCore) link(i int) *trunkLink {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i < 0 || i >= len(t.links) {
+		return nil
+	}
+	return t.links[i]
 }
 
 // TrunkConnectionStatus is one QUIC connection of a trunk in /v1/trunks.

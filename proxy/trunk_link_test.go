@@ -94,14 +94,17 @@ func TestTrunkConnections(t *testing.T) {
 		t.Errorf("edge status (one core over 3 connections): %+v", est)
 	}
 	if m := httpGet(t, fmt.Sprintf("http://%s/metrics", core.AdminAddr())); !strings.Contains(m, `cordon_trunk_connections_up{trunk="site-a"} 3`) {
-		t.Error("metrics: no cordon_trunk_connections_up 3")
+		t.Error("core metrics: no cordon_trunk_connections_up 3")
+	}
+	if m := httpGet(t, fmt.Sprintf("http://%s/metrics", edge.AdminAddr())); !strings.Contains(m, `cordon_trunk_edge_connections{core="`+coreK.fp+`"} 3`) {
+		t.Error("edge metrics: no cordon_trunk_edge_connections 3")
 	}
 	if n := fwd.accepted.Load(); n != 6 {
 		t.Errorf("the cameras saw %d connections; want 6 (each pulled once)", n)
 	}
 
 	// Connection 1 is killed (cam2 and cam5): the others go on.
-	killed := tr.links[1].current()
+	killed := tr.link(1).current()
 	killed.CloseWithError(0, "test: kill one connection")
 	time.Sleep(500 * time.Millisecond)
 	before := make([]int64, len(rs))
@@ -122,7 +125,7 @@ func TestTrunkConnections(t *testing.T) {
 		t.Errorf("with connection 1 down: %+v", st)
 	}
 	waitFor(t, "connection 1 back", 10*time.Second, func() bool {
-		c := tr.links[1].current()
+		c := tr.link(1).current()
 		return c != nil && c != killed
 	})
 	for i, r := range rs {
@@ -137,20 +140,20 @@ func TestTrunkConnections(t *testing.T) {
 }
 
 // TestTrunkConnectionsEdgeDials: an edge that dials opens as many
-// connections as the core's trunk asks, each naming its slot, and
-// follows a reload of the core that changes the number.
+// connections as the core's trunk asks (a "*" trunk, by default one per
+// camera of the catalogue), each naming its slot, and follows reloads of
+// the core that change the number.
 func TestTrunkConnectionsEdgeDials(t *testing.T) {
 	names, fwd, ecfg := multiCameraEdge(t, 4)
 	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	ccfg, _ := edgeDialsCore(t, edgeK, coreK, names...)
-	ccfg.Trunks[0].Connections = 2
+	ccfg, _ := edgeDialsCore(t, edgeK, coreK, "*")
 	clog, _ := newLog(t)
 	core := startProxy(t, ccfg, clog)
 	elog, _ := newLog(t)
 	edge := startProxy(t, ecfg(TrunkEnd{Dial: []string{core.TrunkAddr().String()}, Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
 	readAll(t, core, names)
-	waitFor(t, "the edge to serve 2 cameras on each of 2 connections", 5*time.Second, func() bool {
-		return slices.Equal(edgeStreams(edge), []int64{2, 2})
+	waitFor(t, "the edge to serve one camera on each of 4 connections", 5*time.Second, func() bool {
+		return slices.Equal(edgeStreams(edge), []int64{1, 1, 1, 1})
 	})
 
 	// The core's trunk changes to 3 connections: the trunk restarts with
@@ -200,11 +203,11 @@ func TestTrunkConnectionsReload(t *testing.T) {
 	core := startProxy(t, ccfg, clog)
 	readAll(t, core, names)
 	b := trunkNamed(core, "site-b")
-	if len(b.links) != defaultTrunkConnections {
-		t.Errorf("site-b has %d connections; want the default %d", len(b.links), defaultTrunkConnections)
+	if n := len(b.linkList()); n != 2 {
+		t.Errorf("site-b has %d connections; want the default, one per camera: 2", n)
 	}
-	waitFor(t, "site-b up", 10*time.Second, func() bool { return b.links[0].current() != nil })
-	bConn := b.links[0].current()
+	waitFor(t, "site-b up", 10*time.Second, func() bool { return b.link(0).current() != nil })
+	bConn := b.link(0).current()
 
 	ccfg.Trunks = slices.Clone(ccfg.Trunks) // (the proxy holds the old slice)
 	ccfg.Trunks[0].Connections = 2
@@ -213,15 +216,15 @@ func TestTrunkConnectionsReload(t *testing.T) {
 	}
 	readAll(t, core, names)
 	a := trunkNamed(core, "site-a")
-	if len(a.links) != 2 {
-		t.Fatalf("site-a has %d connections after the reload; want 2", len(a.links))
+	if n := len(a.linkList()); n != 2 {
+		t.Fatalf("site-a has %d connections after the reload; want 2", n)
 	}
 	waitFor(t, "site-a's 2 connections up, one camera each", 10*time.Second, func() bool {
-		st := a.links[0].status()
+		st := a.link(0).status()
 		return slices.ContainsFunc(core.TrunksStatus().Trunks, func(s TrunkStatus) bool { return s.Name == "site-a" && s.ConnectionsUp == 2 }) &&
-			st.Cameras == 1 && a.links[1].status().Cameras == 1
+			st.Cameras == 1 && a.link(1).status().Cameras == 1
 	})
-	if trunkNamed(core, "site-b") != b || b.links[0].current() != bConn {
+	if trunkNamed(core, "site-b") != b || b.link(0).current() != bConn {
 		t.Error("site-b was disturbed by site-a's reload")
 	}
 }

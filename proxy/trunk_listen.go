@@ -197,13 +197,14 @@ func (p *Proxy) acceptEdgeConn(conn *quic.Conn, log *slog.Logger) {
 	for _, t := range p.trunkList() {
 		if t.cfg.Dialer == TrunkDialerEdge && trunkTrustOf(t.cfg, p.trunkNet.roots).check(certs) == nil {
 			i := readHello(conn, t.tmo.Camera)
-			if i < 0 || i >= len(t.links) {
-				t.log.Warn("an edge dialed in for a connection this trunk does not have; closed", "remote", conn.RemoteAddr().String(), "connection", i, "connections", len(t.links))
+			l := t.link(i)
+			if l == nil {
+				t.log.Warn("an edge dialed in for a connection this trunk does not have; closed", "remote", conn.RemoteAddr().String(), "connection", i)
 				conn.CloseWithError(0, "no such connection of this trunk")
 				return
 			}
 			t.log.Info("edge dialed in", "remote", conn.RemoteAddr().String(), "connection", i)
-			t.links[i].inbox.offer(conn)
+			l.inbox.offer(conn)
 			return
 		}
 	}

@@ -193,23 +193,24 @@ var (
 	descTrunkDgLost    = prometheus.NewDesc("cordon_trunk_datagram_packets_lost_total", "Packets of a datagram camera lost on the trunk (gaps in the edge's numbering); each loss makes readers skip to the next keyframe.", []string{"trunk", "camera"}, nil)
 	descTrunkKeyWaits  = prometheus.NewDesc("cordon_trunk_keyframe_waits_total", "Skips to the next keyframe caused by lost datagrams.", []string{"trunk", "camera"}, nil)
 	descTrunkDgUnknown = prometheus.NewDesc("cordon_trunk_datagrams_unknown_total", "Datagrams that belong to no current camera, or malformed.", []string{"trunk"}, nil)
-	descTrunkQUICLost  = prometheus.NewDesc("cordon_trunk_quic_packets_lost", "QUIC packets declared lost on the trunk's current connection (quic-go's statistics; retransmitted for streams).", []string{"trunk"}, nil)
-	descTrunkQUICBytes = prometheus.NewDesc("cordon_trunk_quic_bytes_received", "QUIC bytes received on the trunk's current connection.", []string{"trunk"}, nil)
+	descTrunkQUICLost  = prometheus.NewDesc("cordon_trunk_quic_packets_lost", "QUIC packets declared lost on the trunk's current connections (quic-go's statistics; retransmitted for streams).", []string{"trunk"}, nil)
+	descTrunkQUICBytes = prometheus.NewDesc("cordon_trunk_quic_bytes_received", "QUIC bytes received on the trunk's current connections.", []string{"trunk"}, nil)
 
 	descEdgeCamBytes = prometheus.NewDesc("cordon_trunk_edge_camera_bytes_total", "Media bytes of one camera sent to one core.", []string{"core", "camera"}, nil)
 	descEdgeGOPs     = prometheus.NewDesc("cordon_trunk_edge_gops_dropped_total", "Whole GOPs a camera dropped towards one core (skipped to the next keyframe): the trunk could not keep up (congestion) or was over max_bitrate (cap).", []string{"core", "camera", "reason"}, nil)
 	descEdgeDgrams   = prometheus.NewDesc("cordon_trunk_edge_datagrams_total", "Datagrams of one camera sent to one core.", []string{"core", "camera"}, nil)
+	descEdgeConns    = prometheus.NewDesc("cordon_trunk_edge_connections", "QUIC connections of this core to the edge (its trunk's connections).", []string{"core"}, nil)
 	descEdgeCameras  = prometheus.NewDesc("cordon_trunk_edge_cameras", "Cameras one core is reading through the trunk now.", []string{"core"}, nil)
 	descEdgeCapOver  = prometheus.NewDesc("cordon_trunk_edge_cap_over", "1 while the trunk to this core is over its max_bitrate (cameras drop GOPs).", []string{"core"}, nil)
 	descEdgeCapEps   = prometheus.NewDesc("cordon_trunk_edge_cap_episodes_total", "Times the trunk to this core went over its max_bitrate.", []string{"core"}, nil)
 	descEdgeCapBPS   = prometheus.NewDesc("cordon_trunk_edge_max_bitrate", "The max_bitrate applied to this core's trunk, in bits per second (0: none).", []string{"core"}, nil)
-	descEdgeRTT      = prometheus.NewDesc("cordon_trunk_edge_rtt_seconds", "Smoothed RTT of this core's QUIC connection.", []string{"core"}, nil)
-	descEdgeLost     = prometheus.NewDesc("cordon_trunk_edge_quic_packets_lost", "QUIC packets declared lost on this core's connection.", []string{"core"}, nil)
-	descEdgeSent     = prometheus.NewDesc("cordon_trunk_edge_quic_bytes_sent", "QUIC bytes sent on this core's connection (retransmissions included).", []string{"core"}, nil)
+	descEdgeRTT      = prometheus.NewDesc("cordon_trunk_edge_rtt_seconds", "Smoothed RTT of this core's (oldest) QUIC connection.", []string{"core"}, nil)
+	descEdgeLost     = prometheus.NewDesc("cordon_trunk_edge_quic_packets_lost", "QUIC packets declared lost on this core's current connections.", []string{"core"}, nil)
+	descEdgeSent     = prometheus.NewDesc("cordon_trunk_edge_quic_bytes_sent", "QUIC bytes sent on this core's current connections (retransmissions included).", []string{"core"}, nil)
 )
 
 var trunkMediaDescs = []*prometheus.Desc{descTrunkCamBytes, descTrunkDgLost, descTrunkKeyWaits, descTrunkDgUnknown, descTrunkQUICLost, descTrunkQUICBytes,
-	descEdgeCamBytes, descEdgeGOPs, descEdgeDgrams, descEdgeCameras, descEdgeCapOver, descEdgeCapEps, descEdgeCapBPS, descEdgeRTT, descEdgeLost, descEdgeSent}
+	descEdgeCamBytes, descEdgeGOPs, descEdgeDgrams, descEdgeConns, descEdgeCameras, descEdgeCapOver, descEdgeCapEps, descEdgeCapBPS, descEdgeRTT, descEdgeLost, descEdgeSent}
 
 // collectTrunkMedia exports the per-camera and QUIC metrics of st.
 func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
@@ -234,6 +235,7 @@ func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
 		if core.CapOver {
 			over = 1
 		}
+		ch <- prometheus.MustNewConstMetric(descEdgeConns, prometheus.GaugeValue, float64(core.Connections), fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCameras, prometheus.GaugeValue, float64(core.Cameras), fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCapOver, prometheus.GaugeValue, over, fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCapEps, prometheus.CounterValue, float64(core.CapEpisodes), fp)

@@ -33,9 +33,10 @@ const (
 
 // Trunk request operations.
 const (
-	trunkOpCatalogue = "catalogue"
-	trunkOpPlay      = "play"
-	trunkOpHello     = "hello" // an edge that dials: which connection of the trunk this is
+	trunkOpCatalogue   = "catalogue"
+	trunkOpPlay        = "play"
+	trunkOpHello       = "hello"       // an edge that dials: which connection of the trunk this is
+	trunkOpConnections = "connections" // to an edge that dials: open this many connections
 )
 
 // trunkRequest is what a core asks of an edge: its catalogue, or one of
