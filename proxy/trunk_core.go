@@ -284,14 +284,22 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	src := c.src
 	var n uint64
 	br := bufio.NewReaderSize(st, 64<<10) // (one stream read per burst, not two per packet)
+	// The read deadline moves on at most every trunkDeadlineStep, not at
+	// each packet (quic-go takes the stream's lock and resets a timer).
+	deadlineAt := time.Now()
+	st.SetReadDeadline(deadlineAt.Add(t.tmo.Camera))
 	for {
-		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
 		i, pkt, size, err := readPacket(br, len(tracks))
 		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
 			return false, err // the edge broke the protocol: start again
 		}
 		if err != nil {
 			return n > 0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
+		}
+		now := time.Now()
+		if now.Sub(deadlineAt) >= trunkDeadlineStep {
+			deadlineAt = now
+			st.SetReadDeadline(now.Add(t.tmo.Camera))
 		}
 		t.bytesIn.Add(uint64(size))
 		stats.bytes.Add(uint64(size))
@@ -304,11 +312,16 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 		n++
 		src.packetsIn.Add(1)
 		src.bytesIn.Add(uint64(size - 6))
-		if err := c.stream.packet(tr, pkt, time.Now()); errors.Is(err, rebuild.ErrInvalidParameters) {
+		if err := c.stream.packet(tr, pkt, now); errors.Is(err, rebuild.ErrInvalidParameters) {
 			return false, fmt.Errorf("stream refused: %w", err)
 		}
 	}
 }
+
+// trunkDeadlineStep is how often a trunk camera's read deadline moves
+// on: the camera times out between timeouts.camera minus this and
+// timeouts.camera after its last packet.
+const trunkDeadlineStep = 100 * time.Millisecond
 
 // recoverTrunk is deferred by trunk goroutines that are not a camera's.
 func (p *Proxy) recoverTrunk(where string, log *slog.Logger) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/pion/rtp"
 	"github.com/quic-go/quic-go"
 
@@ -288,6 +289,12 @@ type trunkOutput struct {
 	// (guarded by the stream's mutex, as write is).
 	skipping bool
 
+	// video[i] says media i is video: its packets are queued an access
+	// unit at a time (cur), as the batch writer of RTSP readers does;
+	// other packets one at a time.
+	video []bool
+	cur   trunkFrame // the access unit being gathered (guarded as write)
+
 	q chan trunkFrame
 	// headAt is when the frame last taken off q was queued (unix ns):
 	// how far behind the trunk is (trunk_media.go, maxTrunkLag).
@@ -295,7 +302,8 @@ type trunkOutput struct {
 	queued atomic.Int64
 	once   sync.Once
 	done   chan struct{}
-	buf    []byte // run's batch
+	buf    []byte     // run's batch
+	held   trunkFrame // what run wrote last (released at the next gather)
 }
 
 var (
@@ -312,10 +320,12 @@ func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
 		return nil
 	}
 	idx := map[*rebuild.Track]int{}
+	video := make([]bool, len(s.plan.Tracks))
 	for i, t := range s.plan.Tracks {
 		idx[t] = i
+		video[i] = t.Media() != nil && t.Media().Type == description.MediaTypeVideo
 	}
-	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
+	return &trunkOutput{index: idx, video: video, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
 }
 
 var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
@@ -330,26 +340,58 @@ func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (
 	if !ok {
 		return false, 1, errTrunkTrack
 	}
-	b, err := packetFrame(i, pkt)
-	if err != nil {
-		return false, 1, err
+	n := pkt.MarshalSize()
+	if 1+n > maxTrunkPacket {
+		return false, 1, fmt.Errorf("%w: RTP packet of %d bytes", errTrunkFrameSize, n)
 	}
-	if o.queued.Load()+int64(len(b)) > o.max {
-		return o.refuse(errQueueFull)
+	video := i < len(o.video) && o.video[i]
+	if video && o.cur.packets > 0 && pkt.Timestamp != o.cur.ts && !o.flush() {
+		return o.refuse(errQueueFull) // (a new access unit began)
 	}
-	if !o.limit.admit(o.cam.name, len(b), o.skipping) {
-		return o.refuse(errTrunkCap)
+	size := 6 + n
+	if o.queued.Load()+int64(len(o.cur.b)+size) > o.max {
+		return o.refuseAfterFlush(errQueueFull)
+	}
+	if !o.limit.admit(o.cam.name, size, o.skipping) {
+		return o.refuseAfterFlush(errTrunkCap)
 	}
 	if o.lagging() {
-		return o.refuse(errTrunkLag)
+		return o.refuseAfterFlush(errTrunkLag)
 	}
-	select {
-	case o.q <- trunkFrame{b, time.Now().UnixNano()}:
-		o.queued.Add(int64(len(b)))
-		o.skipping = false
-		return false, 0, nil
-	default:
+	if err := o.cur.appendPacket(i, pkt, n); err != nil {
+		return false, 1, err
+	}
+	o.cur.ts = pkt.Timestamp
+	o.skipping = false
+	if (!video || pkt.Marker) && !o.flush() {
 		return o.refuse(errQueueFull)
+	}
+	return false, 0, nil
+}
+
+// refuseAfterFlush queues the packets of the access unit gathered so
+// far (they were admitted), then refuses the packet.
+func (o *trunkOutput) refuseAfterFlush(why error) (bool, uint64, error) {
+	o.flush()
+	return o.refuse(why)
+}
+
+// flush queues the access unit gathered so far; false when the queue
+// has no room (the access unit is dropped).
+func (o *trunkOutput) flush() bool {
+	f := o.cur
+	if f.packets == 0 {
+		return true
+	}
+	o.cur = trunkFrame{}
+	f.at = time.Now().UnixNano()
+	select {
+	case o.q <- f:
+		o.queued.Add(int64(len(f.b)))
+		return true
+	default:
+		f.release()
+		return false
 	}
 }
 

@@ -3,11 +3,13 @@ package proxy
 import (
 	"errors"
 	"log/slog"
-	"time"
-
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
 
 	"github.com/quic-go/quic-go"
 
@@ -311,41 +313,87 @@ func (l lossySender) SendDatagram(b []byte) error {
 // maxTrunkBatch bounds the frames run writes at once.
 const maxTrunkBatch = 64 << 10
 
-// gather takes frame b off the queue with the frames queued behind it
+// gather takes frame f off the queue with the frames queued behind it
 // (up to maxTrunkBatch bytes), so that run writes them at once: one
-// write per burst rather than per packet. It returns the bytes to write,
-// the packets they hold and their RTP bytes.
+// write per burst rather than per access unit. It returns the bytes to
+// write, the packets they hold and their RTP bytes; the bytes are valid
+// until the next gather.
 func (o *trunkOutput) gather(f trunkFrame) ([]byte, uint64, uint64) {
-	b := f.b
-	o.queued.Add(-int64(len(b)))
+	o.queued.Add(-int64(len(f.b)))
 	o.headAt.Store(f.at)
-	packets, payload := uint64(1), uint64(len(b)-6)
+	packets, payload := f.packets, uint64(len(f.b)-6*int(f.packets))
 	if len(o.q) == 0 {
-		return b, packets, payload
+		o.hold(f)
+		return f.b, packets, payload
 	}
-	buf := append(o.buf[:0], b...)
+	buf := append(o.buf[:0], f.b...)
+	f.release()
 	for len(buf) < maxTrunkBatch {
 		select {
 		case nf := <-o.q:
-			nb := nf.b
 			o.headAt.Store(nf.at)
-			o.queued.Add(-int64(len(nb)))
-			buf = append(buf, nb...)
-			packets++
-			payload += uint64(len(nb) - 6)
+			o.queued.Add(-int64(len(nf.b)))
+			buf = append(buf, nf.b...)
+			packets += nf.packets
+			payload += uint64(len(nf.b) - 6*int(nf.packets))
+			nf.release()
 			continue
 		default:
 		}
 		break
 	}
 	o.buf = buf
+	o.hold(trunkFrame{})
 	return buf, packets, payload
 }
 
-// trunkFrame is one queued packet frame and when it was queued.
+// hold keeps f's buffer until the next gather (run writes it), and
+// releases the one it held.
+func (o *trunkOutput) hold(f trunkFrame) {
+	o.held.release()
+	o.held = f
+}
+
+// trunkFrame is queued packet frames (one packet, or a video access
+// unit's packets) and when they were queued.
 type trunkFrame struct {
-	b  []byte
-	at int64 // unix ns
+	b       []byte // the frames (a trunkFramePool buffer, or nil)
+	pool    *[]byte
+	packets uint64
+	at      int64  // unix ns
+	ts      uint32 // the RTP timestamp of the access unit
+}
+
+// trunkFramePool holds the buffers of queued frames.
+var trunkFramePool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// appendPacket appends packet pkt (n bytes marshalled) of media i as a
+// frame.
+func (f *trunkFrame) appendPacket(i int, pkt *rtp.Packet, n int) error {
+	if f.pool == nil {
+		f.pool = trunkFramePool.Get().(*[]byte)
+		f.b = (*f.pool)[:0]
+	}
+	off := len(f.b)
+	b := appendFrameHeader(slices.Grow(f.b, 6+n), framePacket, 1+n)
+	b = append(b, byte(i))
+	b = b[:off+6+n]
+	if _, err := pkt.MarshalTo(b[off+6:]); err != nil {
+		f.b = b[:off]
+		return err
+	}
+	f.b = b
+	f.packets++
+	return nil
+}
+
+// release returns f's buffer to the pool.
+func (f *trunkFrame) release() {
+	if f.pool != nil && cap(f.b) <= 256<<10 {
+		*f.pool = f.b[:0]
+		trunkFramePool.Put(f.pool)
+	}
+	f.pool, f.b = nil, nil
 }
 
 // maxTrunkLag is how far behind a camera's trunk stream may fall before

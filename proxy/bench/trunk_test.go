@@ -134,15 +134,18 @@ func TestTrunkSystem(t *testing.T) {
 		in        string
 		transport string
 		conns     int
+		variant   string
 		bad       bool
 	}{
 		{in: "rtsp", transport: "rtsp"}, {in: "stream", transport: "stream"}, {in: "stream:4", transport: "stream", conns: 4},
 		{in: "datagram:32", transport: "datagram", conns: 32}, {in: "stream:0", bad: true}, {in: "stream:33", bad: true},
 		{in: "rtsp:2", bad: true}, {in: "quic", bad: true}, {in: "stream:x", bad: true},
+		{in: "stream:4+alt", transport: "stream", conns: 4, variant: "alt"}, {in: "stream+nogso", transport: "stream", variant: "nogso"},
+		{in: "rtsp+noecn", transport: "rtsp", variant: "noecn"}, {in: "stream+fast", bad: true},
 	} {
-		tr, n, err := trunkSystem(c.in)
-		if (err != nil) != c.bad || tr != c.transport && !c.bad || n != c.conns && !c.bad {
-			t.Errorf("%q: %q %d %v", c.in, tr, n, err)
+		ts, err := trunkSystem(c.in)
+		if (err != nil) != c.bad || ts.transport != c.transport && !c.bad || ts.conns != c.conns && !c.bad || ts.variant != c.variant && !c.bad {
+			t.Errorf("%q: %+v %v", c.in, ts, err)
 		}
 	}
 }
