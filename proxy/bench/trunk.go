@@ -373,14 +373,14 @@ func startTrunkSite(ctx context.Context, o *TrunkOptions, sys string, nw *trunkN
 	if err != nil {
 		return nil, err
 	}
-	sysDir := filepath.Join(dir, sys)
 	ts, _ := trunkSystem(sys)
 	exe := o.Executable
 	if ts.variant == "alt" {
 		exe = o.AltExecutable
 	}
 	env := trunkVariants[ts.variant]
-	if err := os.Mkdir(sysDir, 0o700); err != nil {
+	sysDir, err := os.MkdirTemp(dir, sys+"-") // (a system may be measured more than once)
+	if err != nil {
 		return nil, err
 	}
 	s := &trunkSite{admin: map[*trunkProc]int{}}
