@@ -153,6 +153,7 @@ type trunkDialer struct {
 	since   time.Time
 	lastErr string
 	extra   []context.CancelFunc // connections 1.. the core asked for
+	closing bool                 // close was called: no connection loop starts
 }
 
 // TrunkDialStatus is one core of an edge's trunk.dial.
@@ -213,6 +214,9 @@ func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
 }
 
 func (d *trunkDialer) close() {
+	d.mu.Lock()
+	d.closing = true // (before links.Wait: setConnections adds no loop after it)
+	d.mu.Unlock()
 	d.stop()
 	<-d.done
 	d.links.Wait()
@@ -242,7 +246,7 @@ func (d *trunkDialer) setConnections(n *trunkNet, want int) {
 	want = max(1, min(want, maxTrunkConnections))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.ctx.Err() != nil || want == len(d.extra)+1 {
+	if d.closing || d.ctx.Err() != nil || want == len(d.extra)+1 {
 		return
 	}
 	d.log.Info("the core asks for connections", "connections", want, "had", len(d.extra)+1)
