@@ -77,10 +77,10 @@ type Trunk struct {
 	// Overrides sets transport or always_on for some cameras, by name.
 	Overrides map[string]TrunkCamera `yaml:"overrides"`
 	// Connections is the most QUIC connections the trunk's cameras are
-	// spread over (each camera stays on one; trunk_link.go), 1 to 32.
+	// spread over (each camera stays on one; trunk_link.go), 1 to 128.
 	// Each has its own congestion controller: over a lossy WAN one
 	// connection carries a few Mbit/s at most. It defaults to one per
-	// camera (as RTSP/TCP has), up to 32.
+	// camera (as RTSP/TCP has), up to 128.
 	Connections int `yaml:"connections"`
 }
 

@@ -24,9 +24,10 @@ import (
 
 // maxTrunkConnections bounds trunks[].connections, and is the default:
 // one connection per camera (each with its own congestion controller,
-// as RTSP/TCP gives each camera its own TCP connection) up to 32, then
-// the cameras share them in turn.
-const maxTrunkConnections = 32
+// as RTSP/TCP gives each camera its own TCP connection) up to 128 (the
+// issue's trunk of 100 cameras over a lossy WAN), then the cameras share
+// them in turn. It bounds the sockets and handshakes of one trunk.
+const maxTrunkConnections = 128
 
 // connections is the most QUIC connections the trunk opens.
 func (tr *Trunk) connections() int {

@@ -626,8 +626,8 @@ func trunkSystem(sys string) (trunkSys, error) {
 	ts := trunkSys{transport: transport, variant: variant}
 	if ok && transport != TrunkRTSP {
 		c, err := strconv.Atoi(n)
-		if err != nil || c < 1 || c > 32 {
-			return trunkSys{}, fmt.Errorf("bench trunk: system %q: the connections after ':' are 1 to 32", sys)
+		if err != nil || c < 1 || c > 128 {
+			return trunkSys{}, fmt.Errorf("bench trunk: system %q: the connections after ':' are 1 to 128", sys)
 		}
 		ts.conns = c
 	}

@@ -138,7 +138,7 @@ func TestTrunkSystem(t *testing.T) {
 		bad       bool
 	}{
 		{in: "rtsp", transport: "rtsp"}, {in: "stream", transport: "stream"}, {in: "stream:4", transport: "stream", conns: 4},
-		{in: "datagram:32", transport: "datagram", conns: 32}, {in: "stream:0", bad: true}, {in: "stream:33", bad: true},
+		{in: "datagram:128", transport: "datagram", conns: 128}, {in: "stream:0", bad: true}, {in: "stream:129", bad: true},
 		{in: "rtsp:2", bad: true}, {in: "quic", bad: true}, {in: "stream:x", bad: true},
 		{in: "stream:4+alt", transport: "stream", conns: 4, variant: "alt"}, {in: "stream+nogso", transport: "stream", variant: "nogso"},
 		{in: "rtsp+noecn", transport: "rtsp", variant: "noecn"}, {in: "stream+fast", bad: true},
