@@ -251,9 +251,9 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	defer st.CancelRead(0)
 	defer context.AfterFunc(ctx, func() { st.CancelRead(0) })()
 	st.SetWriteDeadline(time.Now().Add(t.tmo.Camera))
-	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate)}
+	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate), Ages: true}
 	if s.transport == TrunkDatagram {
-		req.Transport = string(TrunkDatagram)
+		req.Transport, req.Ages = string(TrunkDatagram), false
 	}
 	if err := writeJSONFrame(st, req); err != nil {
 		return false, fmt.Errorf("trunk request: %w", err)
@@ -279,6 +279,13 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	if dgramID != 0 {
 		return s.runDatagrams(ctx, conn, st, dgramID, tracks)
 	}
+	return s.readStream(st, tracks)
+}
+
+// readStream feeds the camera's packets from its QUIC stream to its
+// stream until the stream ends or breaks the protocol.
+func (s *trunkSession) readStream(st *quic.Stream, tracks []*rebuild.Track) (healthy bool, err error) {
+	c, t := s.c, s.t
 	stats := t.media.camera(s.remote, TrunkStream)
 	start := time.Now()
 	src := c.src
@@ -289,7 +296,7 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	deadlineAt := time.Now()
 	st.SetReadDeadline(deadlineAt.Add(t.tmo.Camera))
 	for {
-		i, pkt, size, err := readPacket(br, len(tracks))
+		i, pkt, age, size, err := readAgedPacket(br, len(tracks))
 		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
 			return false, err // the edge broke the protocol: start again
 		}
@@ -311,8 +318,14 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 		}
 		n++
 		src.packetsIn.Add(1)
+		if age > 0 {
+			size -= 4 // (the age)
+		}
 		src.bytesIn.Add(uint64(size - 6))
-		if err := c.stream.packet(tr, pkt, now); errors.Is(err, rebuild.ErrInvalidParameters) {
+		// A packet the edge's GOP cache replayed arrives with its age:
+		// placed when it was live, the burst does not pull the camera's
+		// timeline back under the first reader (timeline.go).
+		if err := c.stream.packet(tr, pkt, now.Add(-age)); errors.Is(err, rebuild.ErrInvalidParameters) {
 			return false, fmt.Errorf("stream refused: %w", err)
 		}
 	}

@@ -294,6 +294,9 @@ type trunkOutput struct {
 	// other packets one at a time.
 	video []bool
 	cur   trunkFrame // the access unit being gathered (guarded as write)
+	// ages: the core asked for the age of replayed packets (set before
+	// the reader is added).
+	ages bool
 
 	q chan trunkFrame
 	// headAt is when the frame last taken off q was queued (unix ns):
@@ -335,7 +338,7 @@ func (o *trunkOutput) batched() bool { return false }
 func (o *trunkOutput) stop()         { o.once.Do(func() { close(o.done) }) }
 func (o *trunkOutput) streamClosed() { o.stop() }
 
-func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (bool, uint64, error) {
+func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
 	i, ok := o.index[t]
 	if !ok {
 		return false, 1, errTrunkTrack
@@ -358,7 +361,7 @@ func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (
 	if o.lagging() {
 		return o.refuseAfterFlush(errTrunkLag)
 	}
-	if err := o.cur.appendPacket(i, pkt, n); err != nil {
+	if err := o.cur.appendPacket(i, pkt, n, o.ageOf(ntp)); err != nil {
 		return false, 1, err
 	}
 	o.cur.ts = pkt.Timestamp

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -283,6 +285,7 @@ func (e *trunkEdge) mediaFor(out *trunkOutput, conn *quic.Conn, st *quic.Stream,
 	out.limit = peer.media.limiter(e.maxBitrate, req.MaxBitrate, log)
 	if req.Transport != string(TrunkDatagram) || !conn.ConnectionState().SupportsDatagrams.Remote {
 		out.cam.transport.Store(TrunkStream)
+		out.ages = req.Ages
 		return trunkAnswer{}, st
 	}
 	out.cam.transport.Store(TrunkDatagram)
@@ -321,7 +324,7 @@ const maxTrunkBatch = 64 << 10
 func (o *trunkOutput) gather(f trunkFrame) ([]byte, uint64, uint64) {
 	o.queued.Add(-int64(len(f.b)))
 	o.headAt.Store(f.at)
-	packets, payload := f.packets, uint64(len(f.b)-6*int(f.packets))
+	packets, payload := f.packets, f.payload
 	if len(o.q) == 0 {
 		o.hold(f)
 		return f.b, packets, payload
@@ -335,7 +338,7 @@ func (o *trunkOutput) gather(f trunkFrame) ([]byte, uint64, uint64) {
 			o.queued.Add(-int64(len(nf.b)))
 			buf = append(buf, nf.b...)
 			packets += nf.packets
-			payload += uint64(len(nf.b) - 6*int(nf.packets))
+			payload += nf.payload
 			nf.release()
 			continue
 		default:
@@ -360,6 +363,7 @@ type trunkFrame struct {
 	b       []byte // the frames (a trunkFramePool buffer, or nil)
 	pool    *[]byte
 	packets uint64
+	payload uint64 // RTP bytes
 	at      int64  // unix ns
 	ts      uint32 // the RTP timestamp of the access unit
 }
@@ -368,23 +372,48 @@ type trunkFrame struct {
 var trunkFramePool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // appendPacket appends packet pkt (n bytes marshalled) of media i as a
-// frame.
-func (f *trunkFrame) appendPacket(i int, pkt *rtp.Packet, n int) error {
+// frame: an aged frame when age is positive (whole microseconds).
+func (f *trunkFrame) appendPacket(i int, pkt *rtp.Packet, n int, age time.Duration) error {
 	if f.pool == nil {
 		f.pool = trunkFramePool.Get().(*[]byte)
 		f.b = (*f.pool)[:0]
 	}
-	off := len(f.b)
-	b := appendFrameHeader(slices.Grow(f.b, 6+n), framePacket, 1+n)
-	b = append(b, byte(i))
-	b = b[:off+6+n]
-	if _, err := pkt.MarshalTo(b[off+6:]); err != nil {
+	off, head := len(f.b), 6
+	var b []byte
+	if us := age.Microseconds(); us > 0 {
+		head = 10
+		b = appendFrameHeader(slices.Grow(f.b, head+n), framePacketAged, 5+n)
+		b = append(b, byte(i))
+		b = binary.BigEndian.AppendUint32(b, uint32(min(us, math.MaxUint32)))
+	} else {
+		b = appendFrameHeader(slices.Grow(f.b, head+n), framePacket, 1+n)
+		b = append(b, byte(i))
+	}
+	b = b[:off+head+n]
+	if _, err := pkt.MarshalTo(b[off+head:]); err != nil {
 		f.b = b[:off]
 		return err
 	}
 	f.b = b
 	f.packets++
+	f.payload += uint64(n)
 	return nil
+}
+
+// minTrunkAge is the age from which the edge sends a packet as aged
+// (framePacketAged): the GOP cache's replays, not live packets.
+const minTrunkAge = 20 * time.Millisecond
+
+// ageOf is how long ago packet stamp ntp was live, when the core asked
+// for ages and it is at least minTrunkAge; 0 otherwise.
+func (o *trunkOutput) ageOf(ntp time.Time) time.Duration {
+	if !o.ages || ntp.IsZero() {
+		return 0
+	}
+	if age := time.Since(ntp); age >= minTrunkAge {
+		return age
+	}
+	return 0
 }
 
 // release returns f's buffer to the pool.
