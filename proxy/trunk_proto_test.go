@@ -75,6 +75,14 @@ func trunkWireCases(t testing.TB) []struct {
 	badIndex := append(append([]byte{}, trunkWire(t, testDesc())...), append(appendFrameHeader(nil, framePacket, 13), append([]byte{1}, good[len(good)-16:len(good)-4]...)...)...)
 	badSDP := `{"sdp":"v=x"}`
 	huge := append(append([]byte{}, trunkWire(t, testDesc())...), appendFrameHeader(nil, framePacket, 1<<30)...)
+	var aged trunkFrame // (the same two packets, one replayed 1.5 s late)
+	for _, age := range []time.Duration{1500 * time.Millisecond, 0} {
+		if err := aged.appendPacket(0, pkt, pkt.MarshalSize(), age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agedWire := append(append([]byte{}, trunkWire(t, testDesc())...), aged.b...)
+	agedShort := append(append([]byte{}, trunkWire(t, testDesc())...), append(appendFrameHeader(nil, framePacketAged, 3), 0, 0, 0)...)
 	return []struct {
 		name string
 		in   []byte
@@ -84,6 +92,8 @@ func trunkWireCases(t testing.TB) []struct {
 		{"truncated packet", good[:len(good)-3], io.ErrUnexpectedEOF},
 		{"media index out of range", badIndex, errTrunkFrame},
 		{"huge frame", huge, errTrunkFrameSize},
+		{"aged", agedWire, nil},
+		{"aged frame too short", agedShort, errTrunkFrame},
 		{"packet before answer", good[len(good)-(5+1+16):], errTrunkFrame},
 		{"bad SDP", append(appendFrameHeader(nil, frameJSON, len(badSDP)), badSDP...), errTrunkFrame},
 	}
