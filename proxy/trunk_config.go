@@ -76,6 +76,12 @@ type Trunk struct {
 	MaxBitrate Bitrate `yaml:"max_bitrate"`
 	// Overrides sets transport or always_on for some cameras, by name.
 	Overrides map[string]TrunkCamera `yaml:"overrides"`
+	// Connections is the most QUIC connections the trunk's cameras are
+	// spread over (each camera stays on one; trunk_link.go), 1 to 128.
+	// Each has its own congestion controller: over a lossy WAN one
+	// connection carries a few Mbit/s at most. It defaults to one per
+	// camera (as RTSP/TCP has), up to 128.
+	Connections int `yaml:"connections"`
 }
 
 // trunkPath is the path core readers use for camera cam of edge.
@@ -110,6 +116,9 @@ func (c *Config) checkTrunks(add addFunc, names map[string]int) {
 		}
 		c.checkTrunkPeer(add, key, where, tr)
 		checkTrunkMedia(add, key, where, tr)
+		if tr.Connections < 0 || tr.Connections > maxTrunkConnections {
+			add(key+".connections", "%s: connections %d is out of range: 1 to %d (or leave it out: one per camera, up to %d)", where, tr.Connections, maxTrunkConnections, maxTrunkConnections)
+		}
 		if len(tr.Cameras) == 0 {
 			add(key+".cameras", "%s: cameras is empty; list the edge's camera names or \"*\"", where)
 		}

@@ -97,6 +97,10 @@ var trunkMediaConfErrorCases = []struct{ name, in, want string }{
 		`trunks[0] (s): overrides: camera "y" is not in this trunk's cameras`},
 	{"override bad name", cfCam + cfTrunkK + cfTrunkTo + "    overrides:\n      'a/b': {always_on: true}\n",
 		`trunks[0] (site-a): overrides: "a/b" is not a camera name (letters, digits, '.', '_' and '-')`},
+	{"too many connections", cfCam + cfTrunkK + cfTrunkTo + "    connections: 129\n",
+		"trunks[0] (site-a): connections 129 is out of range: 1 to 128 (or leave it out: one per camera, up to 128)"},
+	{"negative connections", cfCam + cfTrunkK + cfTrunkTo + "    connections: -1\n",
+		"trunks[0] (site-a): connections -1 is out of range: 1 to 128 (or leave it out: one per camera, up to 128)"},
 	{"edge cap without listen", cfCam + cfTrunkK + "  max_bitrate: 50M\n" + cfTrunkTo,
 		"trunk.max_bitrate is set but trunk.listen and trunk.dial are not; it caps what this edge sends to each core"},
 }

@@ -50,20 +50,20 @@ type trunkCore struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	reconnects, bytesIn atomic.Uint64
+	reconnects, bytesIn atomic.Uint64 // over every connection
 	resumed             atomic.Uint64 // connections that resumed a TLS session
-	inbox               *trunkInbox   // dialer "edge": connections the edge dialed in
 	started             atomic.Bool
 	dgram               trunkCoreDatagrams // trunk_datagram.go
 	media               trunkCoreMedia     // per-camera counters (trunk_media.go)
+	wg                  sync.WaitGroup     // the connections' loops
 
-	mu      sync.Mutex
-	conn    *quic.Conn
-	connCh  chan struct{} // closed while conn is set
-	state   string
-	since   time.Time
-	lastErr string
-	remote  []string // the edge's catalogue, last seen
+	mu       sync.Mutex
+	remote   []string              // the edge's catalogue, last seen
+	links    []*trunkLink          // its QUIC connections (trunk_link.go): linkFor adds them
+	assigned map[string]*trunkLink // camera (edge name) → its connection
+	nextLink int
+	running  bool // run started the connections' loops
+	closing  bool // halt was called: no loop starts any more
 }
 
 func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
@@ -73,13 +73,14 @@ func newTrunkCore(p *Proxy, cfg Trunk, cert tls.Certificate) *trunkCore {
 	if cfg.Dialer == TrunkDialerEdge {
 		who = "edge " + cfg.Name + " (dialing in)"
 	}
-	return &trunkCore{
+	t := &trunkCore{
 		cfg: cfg, p: p, log: log, tmo: p.cfg.Timeouts,
-		tls:   trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
-		inbox: newTrunkInbox(),
-		ctx:   ctx, stop: cancel, done: make(chan struct{}),
-		connCh: make(chan struct{}), state: trunkConnecting, since: time.Now(),
+		tls: trunkClientTLS(cert, trunkALPN, trunkTrustOf(cfg, p.trunkNet.roots), tls.NewLRUClientSessionCache(4), log, who),
+		ctx: ctx, stop: cancel, done: make(chan struct{}),
+		assigned: map[string]*trunkLink{},
 	}
+	t.links = []*trunkLink{newTrunkLink(t, 0)}
+	return t
 }
 
 func (t *trunkCore) start() {
@@ -89,8 +90,10 @@ func (t *trunkCore) start() {
 }
 
 func (t *trunkCore) close() {
-	t.stop()
-	t.inbox.close()
+	t.halt()
+	for _, l := range t.linkList() {
+		l.inbox.close()
+	}
 	if t.started.Load() {
 		<-t.done
 	}
@@ -98,81 +101,65 @@ func (t *trunkCore) close() {
 
 func (t *trunkCore) run() {
 	defer close(t.done)
-	defer t.p.recoverTrunk("trunk connection loop", t.log)
-	retryLoop(t.ctx, t.backoff(), t.connect, func(err error, wait time.Duration) {
-		t.reconnects.Add(1)
-		t.setState(trunkDown, err.Error())
-		t.log.Warn("trunk down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
-	})
-}
-
-func (t *trunkCore) setState(s, errMsg string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state != s {
-		t.since = time.Now()
+	if !t.closing {
+		t.running = true
+		for _, l := range t.links {
+			t.wg.Go(l.run)
+		}
 	}
-	t.state = s
-	if errMsg != "" {
-		t.lastErr = errMsg
-	}
-}
-
-// connect dials the edge, reads its catalogue and holds the connection
-// until it ends.
-func (t *trunkCore) connect(ctx context.Context) (healthy bool, err error) {
-	t.setState(trunkConnecting, "")
-	conn, err := t.dial(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.CloseWithError(0, "")
-	cat, err := t.catalogue(ctx, conn)
-	if err != nil {
-		return false, err
-	}
-	t.connUp(conn)
-	names := make([]string, 0, len(cat))
-	for _, c := range cat {
-		names = append(names, c.Name)
-	}
-	t.addCameras(names)
-	t.mu.Lock()
-	t.conn, t.remote, t.state, t.since = conn, names, trunkUp, time.Now()
-	close(t.connCh)
 	t.mu.Unlock()
-	t.log.Info("trunk up", "address", t.cfg.Address, "edge_cameras", len(names))
-	up := time.Now()
-	select {
-	case <-ctx.Done():
-	case <-conn.Context().Done():
-	}
-	t.mu.Lock()
-	t.conn, t.connCh = nil, make(chan struct{})
-	t.mu.Unlock()
-	return time.Since(up) >= healthySession, fmt.Errorf("trunk connection lost: %w", context.Cause(conn.Context()))
+	t.wg.Wait()
 }
 
-// catalogue asks the edge for its cameras.
+// halt ends the trunk's connections: no loop starts after it (so that
+// run's Wait is never raced by linkFor), then every one ends.
+func (t *trunkCore) halt() {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	t.stop()
+}
+
+// catalogue asks the edge for its cameras (and an edge that dials to open
+// the connections the trunk has so far).
 func (t *trunkCore) catalogue(ctx context.Context, conn *quic.Conn) ([]trunkCameraInfo, error) {
-	st, err := conn.OpenStreamSync(ctx)
+	t.mu.Lock()
+	n := len(t.links)
+	t.mu.Unlock()
+	ans, err := t.ask(ctx, conn, trunkRequest{Op: trunkOpCatalogue, Connections: n})
 	if err != nil {
 		return nil, fmt.Errorf("catalogue: %w", err)
+	}
+	return ans.Cameras, nil
+}
+
+// request sends req and waits for the edge's answer (an error or not).
+func (t *trunkCore) request(ctx context.Context, conn *quic.Conn, req trunkRequest) error {
+	_, err := t.ask(ctx, conn, req)
+	return err
+}
+
+// ask sends one request on a new stream and reads the answer.
+func (t *trunkCore) ask(ctx context.Context, conn *quic.Conn, req trunkRequest) (trunkAnswer, error) {
+	var ans trunkAnswer
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return ans, err
 	}
 	defer st.CancelRead(0)
 	st.SetDeadline(time.Now().Add(t.tmo.Camera))
-	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpCatalogue}); err != nil {
-		return nil, fmt.Errorf("catalogue: %w", err)
+	if err := writeJSONFrame(st, req); err != nil {
+		return ans, err
 	}
 	st.Close()
-	var ans trunkAnswer
 	if err := readJSONFrame(st, maxTrunkAnswer, &ans); err != nil {
-		return nil, fmt.Errorf("catalogue: %w", err)
+		return ans, err
 	}
 	if ans.Error != "" {
-		return nil, fmt.Errorf("catalogue: %w: %s", errTrunkRemote, ans.Error)
+		return ans, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
 	}
-	return ans.Cameras, nil
+	return ans, nil
 }
 
 // addCameras adds a camera for each name of the edge's catalogue the
@@ -197,27 +184,6 @@ func (t *trunkCore) addCameras(names []string) {
 	for _, n := range t.cfg.Cameras {
 		if !slices.Contains(names, n) {
 			t.log.Warn("the edge does not list a camera this trunk is configured to take", "camera", n)
-		}
-	}
-}
-
-// waitConn returns the trunk's connection, waiting up to d for it.
-func (t *trunkCore) waitConn(ctx context.Context, d time.Duration) (*quic.Conn, error) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	for {
-		t.mu.Lock()
-		conn, ch := t.conn, t.connCh
-		t.mu.Unlock()
-		if conn != nil {
-			return conn, nil
-		}
-		select {
-		case <-ch:
-		case <-tm.C:
-			return nil, fmt.Errorf("trunk %s is down", t.cfg.Name)
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
 	}
 }
@@ -250,7 +216,7 @@ func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 	cc.OnDemand = !always // pulled only while a reader wants it, unless always_on
 	c := newCamera(p, cc)
 	c.trunk = t
-	ts := &trunkSession{t: t, c: c, remote: name, transport: transport}
+	ts := &trunkSession{t: t, link: t.linkFor(name), c: c, remote: name, transport: transport}
 	c.session = func(ctx context.Context) (played bool, err error) {
 		defer c.src.recoverSession("trunk camera session", &played, &err)
 		return ts.run(ctx)
@@ -264,6 +230,7 @@ func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 // index) and cleaned again by the core's own plan.
 type trunkSession struct {
 	t      *trunkCore
+	link   *trunkLink // the connection it is assigned to
 	c      *camera
 	remote string // the camera's name on the edge
 	// transport is how the camera's media crosses the trunk.
@@ -273,7 +240,7 @@ type trunkSession struct {
 func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	c, t := s.c, s.t
 	c.setState(stateConnecting, "")
-	conn, err := t.waitConn(ctx, t.tmo.Camera)
+	conn, err := s.link.waitConn(ctx, t.tmo.Camera)
 	if err != nil {
 		return false, err
 	}
@@ -284,9 +251,9 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	defer st.CancelRead(0)
 	defer context.AfterFunc(ctx, func() { st.CancelRead(0) })()
 	st.SetWriteDeadline(time.Now().Add(t.tmo.Camera))
-	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate)}
+	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate), Ages: true}
 	if s.transport == TrunkDatagram {
-		req.Transport = string(TrunkDatagram)
+		req.Transport, req.Ages = string(TrunkDatagram), false
 	}
 	if err := writeJSONFrame(st, req); err != nil {
 		return false, fmt.Errorf("trunk request: %w", err)
@@ -312,19 +279,34 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	if dgramID != 0 {
 		return s.runDatagrams(ctx, conn, st, dgramID, tracks)
 	}
+	return s.readStream(st, tracks)
+}
+
+// readStream feeds the camera's packets from its QUIC stream to its
+// stream until the stream ends or breaks the protocol.
+func (s *trunkSession) readStream(st *quic.Stream, tracks []*rebuild.Track) (healthy bool, err error) {
+	c, t := s.c, s.t
 	stats := t.media.camera(s.remote, TrunkStream)
 	start := time.Now()
 	src := c.src
 	var n uint64
 	br := bufio.NewReaderSize(st, 64<<10) // (one stream read per burst, not two per packet)
+	// The read deadline moves on at most every trunkDeadlineStep, not at
+	// each packet (quic-go takes the stream's lock and resets a timer).
+	deadlineAt := time.Now()
+	st.SetReadDeadline(deadlineAt.Add(t.tmo.Camera))
 	for {
-		st.SetReadDeadline(time.Now().Add(t.tmo.Camera))
-		i, pkt, size, err := readPacket(br, len(tracks))
+		i, pkt, age, size, err := readAgedPacket(br, len(tracks))
 		if errors.Is(err, errTrunkFrame) || errors.Is(err, errTrunkFrameSize) {
 			return false, err // the edge broke the protocol: start again
 		}
 		if err != nil {
 			return n > 0 && time.Since(start) >= healthySession, fmt.Errorf("trunk stream: %w", err)
+		}
+		now := time.Now()
+		if now.Sub(deadlineAt) >= trunkDeadlineStep {
+			deadlineAt = now
+			st.SetReadDeadline(now.Add(t.tmo.Camera))
 		}
 		t.bytesIn.Add(uint64(size))
 		stats.bytes.Add(uint64(size))
@@ -336,12 +318,23 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 		}
 		n++
 		src.packetsIn.Add(1)
+		if age > 0 {
+			size -= 4 // (the age)
+		}
 		src.bytesIn.Add(uint64(size - 6))
-		if err := c.stream.packet(tr, pkt, time.Now()); errors.Is(err, rebuild.ErrInvalidParameters) {
+		// A packet the edge's GOP cache replayed arrives with its age:
+		// placed when it was live, the burst does not pull the camera's
+		// timeline back under the first reader (timeline.go).
+		if err := c.stream.packet(tr, pkt, now.Add(-age)); errors.Is(err, rebuild.ErrInvalidParameters) {
 			return false, fmt.Errorf("stream refused: %w", err)
 		}
 	}
 }
+
+// trunkDeadlineStep is how often a trunk camera's read deadline moves
+// on: the camera times out between timeouts.camera minus this and
+// timeouts.camera after its last packet.
+const trunkDeadlineStep = 100 * time.Millisecond
 
 // recoverTrunk is deferred by trunk goroutines that are not a camera's.
 func (p *Proxy) recoverTrunk(where string, log *slog.Logger) {

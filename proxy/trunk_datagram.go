@@ -200,15 +200,18 @@ type trunkDemux struct {
 // trunkCoreDatagrams is the datagram side of a trunkCore.
 type trunkCoreDatagrams struct {
 	unknown atomic.Uint64 // over every connection
+}
 
+// trunkLinkDemux is the demultiplexer of a trunk connection's datagrams.
+type trunkLinkDemux struct {
 	mu    sync.Mutex
 	conn  *quic.Conn
 	demux *trunkDemux
 }
 
 // demuxFor returns conn's demultiplexer, starting it on first use.
-func (t *trunkCore) demuxFor(conn *quic.Conn) *trunkDemux {
-	m := &t.dgram
+func (l *trunkLink) demuxFor(conn *quic.Conn) *trunkDemux {
+	t, m := l.t, &l.demux
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.conn == conn {
@@ -224,7 +227,7 @@ func (t *trunkCore) demuxFor(conn *quic.Conn) *trunkDemux {
 				return
 			}
 			if !d.deliver(b) {
-				m.unknown.Add(1)
+				t.dgram.unknown.Add(1)
 			}
 		}
 	}()
@@ -385,7 +388,7 @@ func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *qu
 		}
 	}
 	sink := &datagramSink{in: make(chan trunkArrival, trunkSinkQueue), c: c, stats: stats, tracks: tracks, fail: fail}
-	d := t.demuxFor(conn)
+	d := s.link.demuxFor(conn)
 	if err := d.register(id, sink); err != nil {
 		return false, err
 	}

@@ -101,9 +101,9 @@ func (n *trunkNet) dial(ctx context.Context, addr string, tc *tls.Config, qc *qu
 
 // dial returns the trunk's next connection: the core dials the edge, or,
 // with dialer "edge", waits for the edge to dial in.
-func (t *trunkCore) dial(ctx context.Context) (*quic.Conn, error) {
+func (t *trunkCore) dial(ctx context.Context, l *trunkLink) (*quic.Conn, error) {
 	if t.cfg.Dialer == TrunkDialerEdge {
-		return t.inbox.wait(ctx)
+		return l.inbox.wait(ctx)
 	}
 	dctx, cancel := context.WithTimeout(ctx, t.tmo.Camera)
 	defer cancel()
@@ -115,12 +115,12 @@ func (t *trunkCore) dial(ctx context.Context) (*quic.Conn, error) {
 }
 
 // connUp logs how the trunk's connection was set up (resumed or not).
-func (t *trunkCore) connUp(conn *quic.Conn) {
+func (t *trunkCore) connUp(conn *quic.Conn, i int) {
 	cs := conn.ConnectionState()
 	if cs.TLS.DidResume {
 		t.resumed.Add(1)
 	}
-	t.log.Info("trunk connection", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
+	t.log.Info("trunk connection", "connection", i, "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
 }
 
 // backoff is the delay between the trunk's connections: the configured
@@ -146,11 +146,14 @@ type trunkDialer struct {
 	done chan struct{}
 
 	dials atomic.Uint64
+	links sync.WaitGroup // the extra connections' loops
 
 	mu      sync.Mutex
-	state   string // trunkConnecting, trunkUp, trunkDown
+	state   string // trunkConnecting, trunkUp, trunkDown (connection 0's)
 	since   time.Time
 	lastErr string
+	extra   []context.CancelFunc // connections 1.. the core asked for
+	closing bool                 // close was called: no connection loop starts
 }
 
 // TrunkDialStatus is one core of an edge's trunk.dial.
@@ -211,40 +214,86 @@ func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
 }
 
 func (d *trunkDialer) close() {
+	d.mu.Lock()
+	d.closing = true // (before links.Wait: setConnections adds no loop after it)
+	d.mu.Unlock()
 	d.stop()
 	<-d.done
+	d.links.Wait()
 }
 
 func (d *trunkDialer) run(n *trunkNet) {
 	defer close(d.done)
+	d.loop(d.ctx, n, 0)
+}
+
+// loop keeps connection i to the core up (0: the catalogue's, and the
+// dialer's state) until ctx ends.
+func (d *trunkDialer) loop(ctx context.Context, n *trunkNet, i int) {
 	defer d.e.p.recoverTrunk("trunk dial loop", d.log)
 	b := newBackoff(d.e.tmo.BackoffMin, d.e.tmo.BackoffMax, d.e.tmo.AuthFailureBackoff)
-	retryLoop(d.ctx, b, func(ctx context.Context) (bool, error) { return d.connect(ctx, n) }, func(err error, wait time.Duration) {
-		d.setState(trunkDown, err)
-		d.log.Warn("connection to core down; dialing again", "error", err, "retry_in", wait.Round(time.Millisecond))
+	retryLoop(ctx, b, func(ctx context.Context) (bool, error) { return d.connect(ctx, n, i) }, func(err error, wait time.Duration) {
+		if i == 0 {
+			d.setState(trunkDown, err)
+		}
+		d.log.Warn("connection to core down; dialing again", "connection", i, "error", err, "retry_in", wait.Round(time.Millisecond))
 	})
 }
 
-// connect dials the core and serves it until the connection ends.
-func (d *trunkDialer) connect(ctx context.Context, n *trunkNet) (healthy bool, err error) {
+// setConnections makes the dialer keep n connections to the core, as the
+// core's catalogue request asked (its trunks[].connections).
+func (d *trunkDialer) setConnections(n *trunkNet, want int) {
+	want = max(1, min(want, maxTrunkConnections))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closing || d.ctx.Err() != nil || want == len(d.extra)+1 {
+		return
+	}
+	d.log.Info("the core asks for connections", "connections", want, "had", len(d.extra)+1)
+	for len(d.extra)+1 > want {
+		d.extra[len(d.extra)-1]()
+		d.extra = d.extra[:len(d.extra)-1]
+	}
+	for i := len(d.extra) + 1; i < want; i++ {
+		ctx, cancel := context.WithCancel(d.ctx)
+		d.extra = append(d.extra, cancel)
+		d.links.Go(func() { d.loop(ctx, n, i) })
+	}
+}
+
+// connect dials the core and serves it on connection i until the
+// connection ends.
+func (d *trunkDialer) connect(ctx context.Context, n *trunkNet, i int) (healthy bool, err error) {
 	d.dials.Add(1)
-	d.setState(trunkConnecting, nil)
+	if i == 0 {
+		d.setState(trunkConnecting, nil)
+	}
 	dctx, cancel := context.WithTimeout(ctx, d.e.tmo.Camera)
 	conn, err := n.dial(dctx, d.addr, d.tls, trunkQUICConfig(d.e.tmo))
 	cancel()
 	if err != nil {
 		return false, fmt.Errorf("dial core %s: %w", d.addr, err)
 	}
+	if err := sendHello(conn, i); err != nil {
+		conn.CloseWithError(0, "")
+		return false, fmt.Errorf("core %s: hello: %w", d.addr, err)
+	}
 	cs := conn.ConnectionState()
-	d.log.Info("connected to core", "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
-	d.setState(trunkUp, nil)
+	d.log.Info("connected to core", "connection", i, "remote", conn.RemoteAddr().String(), "resumed", cs.TLS.DidResume)
+	if i == 0 {
+		d.setState(trunkUp, nil)
+	}
 	up := time.Now()
 	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(0, "edge shutting down") })
 	defer stop()
-	d.e.handleConn(conn)
+	var setConns func(int)
+	if i == 0 {
+		setConns = func(want int) { d.setConnections(n, want) }
+	}
+	d.e.handleConn(conn, setConns)
 	err = context.Cause(conn.Context())
 	if err == nil {
 		err = errors.New("closed")
 	}
-	return time.Since(up) >= healthySession, fmt.Errorf("connection to core %s lost: %w", d.addr, err)
+	return time.Since(up) >= healthySession, fmt.Errorf("connection %d to core %s lost: %w", i, d.addr, err)
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/pion/rtp"
 	"github.com/quic-go/quic-go"
 
@@ -41,14 +42,26 @@ type trunkEdge struct {
 
 	mu    sync.Mutex
 	peers map[*quic.Conn]*trunkPeer
+	cores map[string]*trunkCoreGroup // by fingerprint
 }
 
-// trunkPeer is one connected core.
+// trunkPeer is one connection of a connected core.
 type trunkPeer struct {
 	fingerprint, remote string
 	since               time.Time
-	streams             atomic.Int64 // cameras it is reading
-	media               trunkPeerMedia
+	streams             atomic.Int64 // cameras it is reading on this connection
+	// media is shared by the core's connections (a trunk of several
+	// connections is one core: one max_bitrate, one set of counters).
+	media *trunkPeerMedia
+	// setConnections, on connection 0 of an edge that dials, opens as
+	// many connections as the core's catalogue request asks; nil otherwise.
+	setConnections func(int)
+}
+
+// trunkCoreGroup is what a core's connections to this edge share.
+type trunkCoreGroup struct {
+	media *trunkPeerMedia
+	conns int
 }
 
 // trunkQUICConfig is the QUIC configuration of both ends of a trunk.
@@ -67,7 +80,7 @@ func (p *Proxy) startTrunkEdge(cfg Config) (*trunkEdge, error) {
 	if cfg.Trunk.Listen == "" && len(cfg.Trunk.Dial) == 0 {
 		return nil, nil
 	}
-	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}}
+	e := &trunkEdge{p: p, log: p.log.With("trunk", "edge"), tmo: cfg.Timeouts, queueBytes: cfg.Limits.ReaderQueueBytes, maxBitrate: int64(cfg.Trunk.MaxBitrate), peers: map[*quic.Conn]*trunkPeer{}, cores: map[string]*trunkCoreGroup{}}
 	e.setTrust(cfg, p.trunkNet.roots)
 	e.ctx, e.end = context.WithCancel(context.Background())
 	if cfg.Trunk.Listen != "" {
@@ -110,7 +123,9 @@ func (e *trunkEdge) serve() {
 	}
 }
 
-func (e *trunkEdge) handleConn(conn *quic.Conn) {
+// handleConn serves a core on conn until it ends; setConnections is
+// trunkPeer's.
+func (e *trunkEdge) handleConn(conn *quic.Conn, setConnections func(int)) {
 	defer conn.CloseWithError(0, "")
 	cs := conn.ConnectionState().TLS
 	if len(cs.PeerCertificates) == 0 {
@@ -118,17 +133,11 @@ func (e *trunkEdge) handleConn(conn *quic.Conn) {
 	}
 	peer := &trunkPeer{
 		fingerprint: formatFingerprint(sha256.Sum256(cs.PeerCertificates[0].Raw)),
-		remote:      conn.RemoteAddr().String(), since: time.Now(),
+		remote:      conn.RemoteAddr().String(), since: time.Now(), setConnections: setConnections,
 	}
 	log := e.log.With("core", peer.fingerprint, "remote", peer.remote)
-	e.mu.Lock()
-	e.peers[conn] = peer
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.peers, conn)
-		e.mu.Unlock()
-	}()
+	e.addPeer(conn, peer)
+	defer e.removePeer(conn, peer)
 	log.Info("core connected")
 	for {
 		st, err := conn.AcceptStream(e.ctx)
@@ -144,6 +153,31 @@ func (e *trunkEdge) handleConn(conn *quic.Conn) {
 	}
 }
 
+// addPeer records a connection of a core, in its core's group.
+func (e *trunkEdge) addPeer(conn *quic.Conn, peer *trunkPeer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g := e.cores[peer.fingerprint]
+	if g == nil {
+		g = &trunkCoreGroup{media: &trunkPeerMedia{}}
+		e.cores[peer.fingerprint] = g
+	}
+	g.conns++
+	peer.media = g.media
+	e.peers[conn] = peer
+}
+
+func (e *trunkEdge) removePeer(conn *quic.Conn, peer *trunkPeer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.peers, conn)
+	if g := e.cores[peer.fingerprint]; g != nil {
+		if g.conns--; g.conns <= 0 {
+			delete(e.cores, peer.fingerprint)
+		}
+	}
+}
+
 // handleStream answers one request of a core.
 func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPeer, log *slog.Logger) {
 	tmo := e.tmo.Reader
@@ -156,8 +190,15 @@ func (e *trunkEdge) handleStream(conn *quic.Conn, st *quic.Stream, peer *trunkPe
 	}
 	st.SetWriteDeadline(time.Now().Add(tmo))
 	switch req.Op {
-	case trunkOpCatalogue:
-		writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
+	case trunkOpCatalogue, trunkOpConnections:
+		if peer.setConnections != nil && req.Connections > 0 {
+			peer.setConnections(req.Connections)
+		}
+		if req.Op == trunkOpCatalogue {
+			writeJSONFrame(st, trunkAnswer{Cameras: e.catalogue()})
+		} else {
+			writeJSONFrame(st, trunkAnswer{})
+		}
 		return
 	case trunkOpPlay:
 	default:
@@ -248,6 +289,15 @@ type trunkOutput struct {
 	// (guarded by the stream's mutex, as write is).
 	skipping bool
 
+	// video[i] says media i is video: its packets are queued an access
+	// unit at a time (cur), as the batch writer of RTSP readers does;
+	// other packets one at a time.
+	video []bool
+	cur   trunkFrame // the access unit being gathered (guarded as write)
+	// ages: the core asked for the age of replayed packets (set before
+	// the reader is added).
+	ages bool
+
 	q chan trunkFrame
 	// headAt is when the frame last taken off q was queued (unix ns):
 	// how far behind the trunk is (trunk_media.go, maxTrunkLag).
@@ -255,7 +305,8 @@ type trunkOutput struct {
 	queued atomic.Int64
 	once   sync.Once
 	done   chan struct{}
-	buf    []byte // run's batch
+	buf    []byte     // run's batch
+	held   trunkFrame // what run wrote last (released at the next gather)
 }
 
 var (
@@ -272,10 +323,12 @@ func newTrunkOutput(s *stream, maxBytes int64) *trunkOutput {
 		return nil
 	}
 	idx := map[*rebuild.Track]int{}
+	video := make([]bool, len(s.plan.Tracks))
 	for i, t := range s.plan.Tracks {
 		idx[t] = i
+		video[i] = t.Media() != nil && t.Media().Type == description.MediaTypeVideo
 	}
-	return &trunkOutput{index: idx, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
+	return &trunkOutput{index: idx, video: video, max: maxBytes, cam: &trunkEdgeCamera{}, q: make(chan trunkFrame, 4096), done: make(chan struct{})}
 }
 
 var errTrunkTrack = errors.New("trunk: packet of a track the core was not told about")
@@ -285,31 +338,63 @@ func (o *trunkOutput) batched() bool { return false }
 func (o *trunkOutput) stop()         { o.once.Do(func() { close(o.done) }) }
 func (o *trunkOutput) streamClosed() { o.stop() }
 
-func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (bool, uint64, error) {
+func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
 	i, ok := o.index[t]
 	if !ok {
 		return false, 1, errTrunkTrack
 	}
-	b, err := packetFrame(i, pkt)
-	if err != nil {
-		return false, 1, err
+	n := pkt.MarshalSize()
+	if 1+n > maxTrunkPacket {
+		return false, 1, fmt.Errorf("%w: RTP packet of %d bytes", errTrunkFrameSize, n)
 	}
-	if o.queued.Load()+int64(len(b)) > o.max {
-		return o.refuse(errQueueFull)
+	video := i < len(o.video) && o.video[i]
+	if video && o.cur.packets > 0 && pkt.Timestamp != o.cur.ts && !o.flush() {
+		return o.refuse(errQueueFull) // (a new access unit began)
 	}
-	if !o.limit.admit(o.cam.name, len(b), o.skipping) {
-		return o.refuse(errTrunkCap)
+	size := 6 + n
+	if o.queued.Load()+int64(len(o.cur.b)+size) > o.max {
+		return o.refuseAfterFlush(errQueueFull)
+	}
+	if !o.limit.admit(o.cam.name, size, o.skipping) {
+		return o.refuseAfterFlush(errTrunkCap)
 	}
 	if o.lagging() {
-		return o.refuse(errTrunkLag)
+		return o.refuseAfterFlush(errTrunkLag)
 	}
-	select {
-	case o.q <- trunkFrame{b, time.Now().UnixNano()}:
-		o.queued.Add(int64(len(b)))
-		o.skipping = false
-		return false, 0, nil
-	default:
+	if err := o.cur.appendPacket(i, pkt, n, o.ageOf(ntp)); err != nil {
+		return false, 1, err
+	}
+	o.cur.ts = pkt.Timestamp
+	o.skipping = false
+	if (!video || pkt.Marker) && !o.flush() {
 		return o.refuse(errQueueFull)
+	}
+	return false, 0, nil
+}
+
+// refuseAfterFlush queues the packets of the access unit gathered so
+// far (they were admitted), then refuses the packet.
+func (o *trunkOutput) refuseAfterFlush(why error) (bool, uint64, error) {
+	o.flush()
+	return o.refuse(why)
+}
+
+// flush queues the access unit gathered so far; false when the queue
+// has no room (the access unit is dropped).
+func (o *trunkOutput) flush() bool {
+	f := o.cur
+	if f.packets == 0 {
+		return true
+	}
+	o.cur = trunkFrame{}
+	f.at = time.Now().UnixNano()
+	select {
+	case o.q <- f:
+		o.queued.Add(int64(len(f.b)))
+		return true
+	default:
+		f.release()
+		return false
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -186,20 +187,60 @@ func (e *trunkEdge) accepted(conn *quic.Conn) {
 		e.p.acceptEdgeConn(conn, e.log)
 		return
 	}
-	e.handleConn(conn)
+	e.handleConn(conn, nil)
 }
 
 // acceptEdgeConn hands a connection an edge dialed in to the trunk whose
-// edge it is.
+// edge it is, in the slot the edge's hello names.
 func (p *Proxy) acceptEdgeConn(conn *quic.Conn, log *slog.Logger) {
 	certs := conn.ConnectionState().TLS.PeerCertificates
 	for _, t := range p.trunkList() {
 		if t.cfg.Dialer == TrunkDialerEdge && trunkTrustOf(t.cfg, p.trunkNet.roots).check(certs) == nil {
-			t.log.Info("edge dialed in", "remote", conn.RemoteAddr().String())
-			t.inbox.offer(conn)
+			i := readHello(conn, t.tmo.Camera)
+			l := t.link(i)
+			if l == nil {
+				t.log.Warn("an edge dialed in for a connection this trunk does not have; closed", "remote", conn.RemoteAddr().String(), "connection", i)
+				conn.CloseWithError(0, "no such connection of this trunk")
+				return
+			}
+			t.log.Info("edge dialed in", "remote", conn.RemoteAddr().String(), "connection", i)
+			l.inbox.offer(conn)
 			return
 		}
 	}
 	log.Warn("an edge dialed in but no trunk takes it (removed by a reload?)", "remote", conn.RemoteAddr().String())
 	conn.CloseWithError(0, "no trunk for this edge")
+}
+
+// readHello reads which connection of its trunk an edge dialed in for
+// (the hello on the first unidirectional stream it opens); an edge that
+// sends none within d is taken as connection 0.
+func readHello(conn *quic.Conn, d time.Duration) int {
+	ctx, cancel := context.WithTimeout(conn.Context(), d)
+	defer cancel()
+	st, err := conn.AcceptUniStream(ctx)
+	if err != nil {
+		return 0
+	}
+	defer st.CancelRead(0)
+	st.SetReadDeadline(time.Now().Add(d))
+	var req trunkRequest
+	if err := readJSONFrame(st, maxTrunkRequest, &req); err != nil || req.Op != trunkOpHello {
+		return -1
+	}
+	return req.Connection
+}
+
+// sendHello tells the core which connection of the trunk conn is (an
+// edge that dials).
+func sendHello(conn *quic.Conn, i int) error {
+	st, err := conn.OpenUniStream()
+	if err != nil {
+		return err
+	}
+	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := writeJSONFrame(st, trunkRequest{Op: trunkOpHello, Connection: i}); err != nil {
+		return err
+	}
+	return st.Close()
 }

@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
-	"time"
-
+	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
 
 	"github.com/quic-go/quic-go"
 
@@ -193,23 +197,24 @@ var (
 	descTrunkDgLost    = prometheus.NewDesc("cordon_trunk_datagram_packets_lost_total", "Packets of a datagram camera lost on the trunk (gaps in the edge's numbering); each loss makes readers skip to the next keyframe.", []string{"trunk", "camera"}, nil)
 	descTrunkKeyWaits  = prometheus.NewDesc("cordon_trunk_keyframe_waits_total", "Skips to the next keyframe caused by lost datagrams.", []string{"trunk", "camera"}, nil)
 	descTrunkDgUnknown = prometheus.NewDesc("cordon_trunk_datagrams_unknown_total", "Datagrams that belong to no current camera, or malformed.", []string{"trunk"}, nil)
-	descTrunkQUICLost  = prometheus.NewDesc("cordon_trunk_quic_packets_lost", "QUIC packets declared lost on the trunk's current connection (quic-go's statistics; retransmitted for streams).", []string{"trunk"}, nil)
-	descTrunkQUICBytes = prometheus.NewDesc("cordon_trunk_quic_bytes_received", "QUIC bytes received on the trunk's current connection.", []string{"trunk"}, nil)
+	descTrunkQUICLost  = prometheus.NewDesc("cordon_trunk_quic_packets_lost", "QUIC packets declared lost on the trunk's current connections (quic-go's statistics; retransmitted for streams).", []string{"trunk"}, nil)
+	descTrunkQUICBytes = prometheus.NewDesc("cordon_trunk_quic_bytes_received", "QUIC bytes received on the trunk's current connections.", []string{"trunk"}, nil)
 
 	descEdgeCamBytes = prometheus.NewDesc("cordon_trunk_edge_camera_bytes_total", "Media bytes of one camera sent to one core.", []string{"core", "camera"}, nil)
 	descEdgeGOPs     = prometheus.NewDesc("cordon_trunk_edge_gops_dropped_total", "Whole GOPs a camera dropped towards one core (skipped to the next keyframe): the trunk could not keep up (congestion) or was over max_bitrate (cap).", []string{"core", "camera", "reason"}, nil)
 	descEdgeDgrams   = prometheus.NewDesc("cordon_trunk_edge_datagrams_total", "Datagrams of one camera sent to one core.", []string{"core", "camera"}, nil)
+	descEdgeConns    = prometheus.NewDesc("cordon_trunk_edge_connections", "QUIC connections of this core to the edge (its trunk's connections).", []string{"core"}, nil)
 	descEdgeCameras  = prometheus.NewDesc("cordon_trunk_edge_cameras", "Cameras one core is reading through the trunk now.", []string{"core"}, nil)
 	descEdgeCapOver  = prometheus.NewDesc("cordon_trunk_edge_cap_over", "1 while the trunk to this core is over its max_bitrate (cameras drop GOPs).", []string{"core"}, nil)
 	descEdgeCapEps   = prometheus.NewDesc("cordon_trunk_edge_cap_episodes_total", "Times the trunk to this core went over its max_bitrate.", []string{"core"}, nil)
 	descEdgeCapBPS   = prometheus.NewDesc("cordon_trunk_edge_max_bitrate", "The max_bitrate applied to this core's trunk, in bits per second (0: none).", []string{"core"}, nil)
-	descEdgeRTT      = prometheus.NewDesc("cordon_trunk_edge_rtt_seconds", "Smoothed RTT of this core's QUIC connection.", []string{"core"}, nil)
-	descEdgeLost     = prometheus.NewDesc("cordon_trunk_edge_quic_packets_lost", "QUIC packets declared lost on this core's connection.", []string{"core"}, nil)
-	descEdgeSent     = prometheus.NewDesc("cordon_trunk_edge_quic_bytes_sent", "QUIC bytes sent on this core's connection (retransmissions included).", []string{"core"}, nil)
+	descEdgeRTT      = prometheus.NewDesc("cordon_trunk_edge_rtt_seconds", "Smoothed RTT of this core's (oldest) QUIC connection.", []string{"core"}, nil)
+	descEdgeLost     = prometheus.NewDesc("cordon_trunk_edge_quic_packets_lost", "QUIC packets declared lost on this core's current connections.", []string{"core"}, nil)
+	descEdgeSent     = prometheus.NewDesc("cordon_trunk_edge_quic_bytes_sent", "QUIC bytes sent on this core's current connections (retransmissions included).", []string{"core"}, nil)
 )
 
 var trunkMediaDescs = []*prometheus.Desc{descTrunkCamBytes, descTrunkDgLost, descTrunkKeyWaits, descTrunkDgUnknown, descTrunkQUICLost, descTrunkQUICBytes,
-	descEdgeCamBytes, descEdgeGOPs, descEdgeDgrams, descEdgeCameras, descEdgeCapOver, descEdgeCapEps, descEdgeCapBPS, descEdgeRTT, descEdgeLost, descEdgeSent}
+	descEdgeCamBytes, descEdgeGOPs, descEdgeDgrams, descEdgeConns, descEdgeCameras, descEdgeCapOver, descEdgeCapEps, descEdgeCapBPS, descEdgeRTT, descEdgeLost, descEdgeSent}
 
 // collectTrunkMedia exports the per-camera and QUIC metrics of st.
 func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
@@ -234,6 +239,7 @@ func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
 		if core.CapOver {
 			over = 1
 		}
+		ch <- prometheus.MustNewConstMetric(descEdgeConns, prometheus.GaugeValue, float64(core.Connections), fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCameras, prometheus.GaugeValue, float64(core.Cameras), fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCapOver, prometheus.GaugeValue, over, fp)
 		ch <- prometheus.MustNewConstMetric(descEdgeCapEps, prometheus.CounterValue, float64(core.CapEpisodes), fp)
@@ -279,6 +285,7 @@ func (e *trunkEdge) mediaFor(out *trunkOutput, conn *quic.Conn, st *quic.Stream,
 	out.limit = peer.media.limiter(e.maxBitrate, req.MaxBitrate, log)
 	if req.Transport != string(TrunkDatagram) || !conn.ConnectionState().SupportsDatagrams.Remote {
 		out.cam.transport.Store(TrunkStream)
+		out.ages = req.Ages
 		return trunkAnswer{}, st
 	}
 	out.cam.transport.Store(TrunkDatagram)
@@ -309,41 +316,113 @@ func (l lossySender) SendDatagram(b []byte) error {
 // maxTrunkBatch bounds the frames run writes at once.
 const maxTrunkBatch = 64 << 10
 
-// gather takes frame b off the queue with the frames queued behind it
+// gather takes frame f off the queue with the frames queued behind it
 // (up to maxTrunkBatch bytes), so that run writes them at once: one
-// write per burst rather than per packet. It returns the bytes to write,
-// the packets they hold and their RTP bytes.
+// write per burst rather than per access unit. It returns the bytes to
+// write, the packets they hold and their RTP bytes; the bytes are valid
+// until the next gather.
 func (o *trunkOutput) gather(f trunkFrame) ([]byte, uint64, uint64) {
-	b := f.b
-	o.queued.Add(-int64(len(b)))
+	o.queued.Add(-int64(len(f.b)))
 	o.headAt.Store(f.at)
-	packets, payload := uint64(1), uint64(len(b)-6)
+	packets, payload := f.packets, f.payload
 	if len(o.q) == 0 {
-		return b, packets, payload
+		o.hold(f)
+		return f.b, packets, payload
 	}
-	buf := append(o.buf[:0], b...)
+	buf := append(o.buf[:0], f.b...)
+	f.release()
 	for len(buf) < maxTrunkBatch {
 		select {
 		case nf := <-o.q:
-			nb := nf.b
 			o.headAt.Store(nf.at)
-			o.queued.Add(-int64(len(nb)))
-			buf = append(buf, nb...)
-			packets++
-			payload += uint64(len(nb) - 6)
+			o.queued.Add(-int64(len(nf.b)))
+			buf = append(buf, nf.b...)
+			packets += nf.packets
+			payload += nf.payload
+			nf.release()
 			continue
 		default:
 		}
 		break
 	}
 	o.buf = buf
+	o.hold(trunkFrame{})
 	return buf, packets, payload
 }
 
-// trunkFrame is one queued packet frame and when it was queued.
+// hold keeps f's buffer until the next gather (run writes it), and
+// releases the one it held.
+func (o *trunkOutput) hold(f trunkFrame) {
+	o.held.release()
+	o.held = f
+}
+
+// trunkFrame is queued packet frames (one packet, or a video access
+// unit's packets) and when they were queued.
 type trunkFrame struct {
-	b  []byte
-	at int64 // unix ns
+	b       []byte // the frames (a trunkFramePool buffer, or nil)
+	pool    *[]byte
+	packets uint64
+	payload uint64 // RTP bytes
+	at      int64  // unix ns
+	ts      uint32 // the RTP timestamp of the access unit
+}
+
+// trunkFramePool holds the buffers of queued frames.
+var trunkFramePool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// appendPacket appends packet pkt (n bytes marshalled) of media i as a
+// frame: an aged frame when age is positive (whole microseconds).
+func (f *trunkFrame) appendPacket(i int, pkt *rtp.Packet, n int, age time.Duration) error {
+	if f.pool == nil {
+		f.pool = trunkFramePool.Get().(*[]byte)
+		f.b = (*f.pool)[:0]
+	}
+	off, head := len(f.b), 6
+	var b []byte
+	if us := age.Microseconds(); us > 0 {
+		head = 10
+		b = appendFrameHeader(slices.Grow(f.b, head+n), framePacketAged, 5+n)
+		b = append(b, byte(i))
+		b = binary.BigEndian.AppendUint32(b, uint32(min(us, math.MaxUint32)))
+	} else {
+		b = appendFrameHeader(slices.Grow(f.b, head+n), framePacket, 1+n)
+		b = append(b, byte(i))
+	}
+	b = b[:off+head+n]
+	if _, err := pkt.MarshalTo(b[off+head:]); err != nil {
+		f.b = b[:off]
+		return err
+	}
+	f.b = b
+	f.packets++
+	f.payload += uint64(n)
+	return nil
+}
+
+// minTrunkAge is the age from which the edge sends a packet as aged
+// (framePacketAged): the GOP cache's replays, not live packets.
+const minTrunkAge = 20 * time.Millisecond
+
+// ageOf is how long ago packet stamp ntp was live, when the core asked
+// for ages and it is at least minTrunkAge; 0 otherwise.
+func (o *trunkOutput) ageOf(ntp time.Time) time.Duration {
+	if !o.ages || ntp.IsZero() {
+		return 0
+	}
+	if age := time.Since(ntp); age >= minTrunkAge {
+		return age
+	}
+	return 0
+}
+
+// release returns f's buffer to the pool.
+func (f *trunkFrame) release() {
+	if f.pool != nil && cap(f.b) <= 256<<10 {
+		*f.pool = f.b[:0]
+		trunkFramePool.Put(f.pool)
+	}
+	f.pool, f.b = nil, nil
 }
 
 // maxTrunkLag is how far behind a camera's trunk stream may fall before

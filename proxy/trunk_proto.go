@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/pion/rtp"
@@ -22,6 +23,11 @@ import (
 const (
 	frameJSON   = 'J' // a trunkRequest (core → edge) or trunkAnswer (edge → core)
 	framePacket = 'P' // one RTP packet: media index (1 byte), then the packet
+	// framePacketAged is one RTP packet and how long before it was sent
+	// the packet was live at the edge (its GOP cache replays old ones):
+	// media index (1 byte), age in microseconds (uint32), then the
+	// packet. Sent only to a core that asked for ages.
+	framePacketAged = 'A'
 )
 
 // Frame size limits.
@@ -33,8 +39,10 @@ const (
 
 // Trunk request operations.
 const (
-	trunkOpCatalogue = "catalogue"
-	trunkOpPlay      = "play"
+	trunkOpCatalogue   = "catalogue"
+	trunkOpPlay        = "play"
+	trunkOpHello       = "hello"       // an edge that dials: which connection of the trunk this is
+	trunkOpConnections = "connections" // to an edge that dials: open this many connections
 )
 
 // trunkRequest is what a core asks of an edge: its catalogue, or one of
@@ -47,6 +55,16 @@ type trunkRequest struct {
 	Transport string `json:"transport,omitempty"`
 	// MaxBitrate is the core's cap for the whole trunk (bit/s; 0: none).
 	MaxBitrate int64 `json:"max_bitrate,omitempty"`
+	// Connections, in a catalogue request, is the trunk's number of QUIC
+	// connections: an edge that dials opens that many (trunk_link.go).
+	Connections int `json:"connections,omitempty"`
+	// Ages, in a play request of a stream camera, asks the edge to send
+	// each packet its GOP cache replays with its age (framePacketAged),
+	// so that the core's timeline places it when it was live.
+	Ages bool `json:"ages,omitempty"`
+	// Connection, in the hello an edge that dials sends on a
+	// unidirectional stream of each connection, is the connection's slot.
+	Connection int `json:"connection,omitempty"`
 }
 
 // trunkAnswer is the edge's answer: an error, the camera's reader-facing
@@ -73,25 +91,32 @@ var (
 
 // readFrame reads one frame of at most max bytes, of type want.
 func readFrame(r io.Reader, want byte, max int) ([]byte, error) {
+	_, b, err := readFrameOf(r, want, want, max)
+	return b, err
+}
+
+// readFrameOf reads one frame of at most max bytes, of type a or b, and
+// returns its type.
+func readFrameOf(r io.Reader, a, b byte, max int) (byte, []byte, error) {
 	var h [5]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(h[1:])
-	if h[0] != want {
-		return nil, fmt.Errorf("%w: type %q, want %q", errTrunkFrame, h[0], want)
+	if h[0] != a && h[0] != b {
+		return 0, nil, fmt.Errorf("%w: type %q, want %q", errTrunkFrame, h[0], a)
 	}
 	if n > uint32(max) {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", errTrunkFrameSize, n, max)
+		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", errTrunkFrameSize, n, max)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("trunk: frame of %d bytes cut short: %w", n, err) // (a connection lost, not a bad frame)
+		return 0, nil, fmt.Errorf("trunk: frame of %d bytes cut short: %w", n, err) // (a connection lost, not a bad frame)
 	}
-	return b, nil
+	return h[0], body, nil
 }
 
 // appendFrameHeader appends a frame header for n bytes of type typ.
@@ -194,10 +219,34 @@ func readPlayAnswerID(r io.Reader) (*description.Session, uint32, error) {
 // readPacket reads the next packet frame of a camera with medias medias:
 // the media index, the packet and the frame's size on the wire.
 func readPacket(r io.Reader, medias int) (int, *rtp.Packet, int, error) {
-	b, err := readFrame(r, framePacket, maxTrunkPacket)
+	i, pkt, _, size, err := readAgedPacket(r, medias)
+	return i, pkt, size, err
+}
+
+// maxTrunkAge bounds the age of a packet the core takes from the edge
+// (beyond it, the packet is taken as live).
+const maxTrunkAge = 10 * time.Second
+
+// readAgedPacket is readPacket that also returns the packet's age at the
+// edge (0 for a packet frame without one).
+func readAgedPacket(r io.Reader, medias int) (int, *rtp.Packet, time.Duration, int, error) {
+	typ, b, err := readFrameOf(r, framePacket, framePacketAged, maxTrunkPacket)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, 0, err
+	}
+	size := 5 + len(b)
+	var age time.Duration
+	if typ == framePacketAged {
+		if len(b) < 5 {
+			return 0, nil, 0, size, fmt.Errorf("%w: aged packet frame of %d bytes", errTrunkFrame, len(b))
+		}
+		age = time.Duration(binary.BigEndian.Uint32(b[1:5])) * time.Microsecond
+		if age > maxTrunkAge {
+			age = 0
+		}
+		b[4] = b[0] // the index, then the packet: decodePacket's layout
+		b = b[4:]
 	}
 	i, pkt, err := decodePacket(b, medias)
-	return i, pkt, 5 + len(b), err
+	return i, pkt, age, size, err
 }

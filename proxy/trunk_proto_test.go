@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,6 +75,14 @@ func trunkWireCases(t testing.TB) []struct {
 	badIndex := append(append([]byte{}, trunkWire(t, testDesc())...), append(appendFrameHeader(nil, framePacket, 13), append([]byte{1}, good[len(good)-16:len(good)-4]...)...)...)
 	badSDP := `{"sdp":"v=x"}`
 	huge := append(append([]byte{}, trunkWire(t, testDesc())...), appendFrameHeader(nil, framePacket, 1<<30)...)
+	var aged trunkFrame // (the same two packets, one replayed 1.5 s late)
+	for _, age := range []time.Duration{1500 * time.Millisecond, 0} {
+		if err := aged.appendPacket(0, pkt, pkt.MarshalSize(), age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agedWire := append(append([]byte{}, trunkWire(t, testDesc())...), aged.b...)
+	agedShort := append(append([]byte{}, trunkWire(t, testDesc())...), append(appendFrameHeader(nil, framePacketAged, 3), 0, 0, 0)...)
 	return []struct {
 		name string
 		in   []byte
@@ -83,6 +92,8 @@ func trunkWireCases(t testing.TB) []struct {
 		{"truncated packet", good[:len(good)-3], io.ErrUnexpectedEOF},
 		{"media index out of range", badIndex, errTrunkFrame},
 		{"huge frame", huge, errTrunkFrameSize},
+		{"aged", agedWire, nil},
+		{"aged frame too short", agedShort, errTrunkFrame},
 		{"packet before answer", good[len(good)-(5+1+16):], errTrunkFrame},
 		{"bad SDP", append(appendFrameHeader(nil, frameJSON, len(badSDP)), badSDP...), errTrunkFrame},
 	}
@@ -170,3 +181,45 @@ func TestTrunkOutputQueue(t *testing.T) {
 type deadlineBuffer struct{ bytes.Buffer }
 
 func (*deadlineBuffer) SetWriteDeadline(time.Time) error { return nil }
+
+// TestTrunkOutputAccessUnit: a video camera's packets are queued an
+// access unit at a time (at the marker, or when the next one begins),
+// and run sends them as the same packet frames.
+func TestTrunkOutputAccessUnit(t *testing.T) {
+	tr := &rebuild.Track{}
+	o := &trunkOutput{index: map[*rebuild.Track]int{tr: 0}, video: []bool{true}, max: 1 << 20, q: make(chan trunkFrame, 16), done: make(chan struct{}), cam: &trunkEdgeCamera{}}
+	o.r = &reader{}
+	pkt := func(seq uint16, ts uint32, marker bool) *rtp.Packet {
+		return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, Marker: marker}, Payload: make([]byte, 30)}
+	}
+	for i, p := range []*rtp.Packet{pkt(1, 100, false), pkt(2, 100, false), pkt(3, 100, true), pkt(4, 200, false), pkt(5, 300, true)} {
+		if full, _, err := o.write(tr, p, time.Now(), time.Now()); full || err != nil {
+			t.Fatalf("packet %d: full %v, %v", i, full, err)
+		}
+		if want := []int{0, 0, 1, 1, 3}[i]; len(o.q) != want {
+			t.Fatalf("after packet %d: %d access units queued; want %d", i, len(o.q), want)
+		}
+	}
+	if o.queued.Load() != 5*48 {
+		t.Errorf("%d bytes counted queued; want %d", o.queued.Load(), 5*48)
+	}
+	var buf deadlineBuffer
+	go func() {
+		for o.queued.Load() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		o.streamClosed()
+	}()
+	o.run(&buf, nil, time.Second)
+	pkts, err := readTrunkWire(io.MultiReader(bytes.NewReader(trunkWire(t, testDesc())), &buf.Buffer))
+	if err != nil || len(pkts) != 5 || o.r.packets.Load() != 5 || o.cam.bytes.Load() != 5*42 {
+		t.Fatalf("sent %d packets (%v), counted %d, %d bytes", len(pkts), err, o.r.packets.Load(), o.cam.bytes.Load())
+	}
+	var seqs []uint16
+	for _, p := range pkts {
+		seqs = append(seqs, p.SequenceNumber)
+	}
+	if !slices.Equal(seqs, []uint16{1, 2, 3, 4, 5}) {
+		t.Errorf("sequence numbers on the wire: %v", seqs)
+	}
+}

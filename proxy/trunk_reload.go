@@ -91,7 +91,7 @@ func (p *Proxy) reloadTrunksLocked(old, cfg Config) (wait func()) {
 		}
 		// Cancelled under p.mu: a catalogue that arrives now adds no
 		// camera (addTrunkCamera checks).
-		t.stop()
+		t.halt()
 		for name, c := range p.cams {
 			if c.trunk == t {
 				c.stop("trunk removed or changed by a reload")

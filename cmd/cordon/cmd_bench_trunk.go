@@ -18,6 +18,11 @@ in the same run, with the same cameras and network:
 System "rtsp" is the core pulling each camera from the edge's RTSP listener
 over TCP (a connection per camera); "stream" is the trunk with each camera on
 a QUIC stream; "datagram" the trunk with each camera in QUIC DATAGRAM frames.
+Either may name the trunk's number of QUIC connections after a colon
+("stream:1", "stream:8"; without it, the trunk's default: one per camera).
+A variant after a '+' runs that system's proxies as --alt-executable (+alt:
+an A/B of two builds in the same run) or with quic-go's GSO or ECN turned off
+(+nogso, +noecn: QUIC_GO_DISABLE_GSO or QUIC_GO_DISABLE_ECN set).
 The cameras loop real encoded video at the bit rate asked for (as bench proxy).
 
 For each system it reports the edges' and the core's CPU seconds per GB the
@@ -42,6 +47,8 @@ Examples:
   cordon bench trunk --cameras-per-edge 100 --netem "delay 20ms loss 1%"
   cordon bench trunk --edges 50 --cameras-per-edge 20 --bitrate 500k --size 640x360
   cordon bench trunk --systems stream,datagram
+  cordon bench trunk --cameras-per-edge 20 --netem "delay 20ms loss 1%" --systems rtsp,stream:1,stream:4,stream:8
+  cordon bench trunk --cameras-per-edge 20 --systems rtsp,stream,stream+alt,stream+nogso --alt-executable /tmp/cordon-old
 `
 
 func runBenchTrunk(ctx context.Context, e *env, args []string) error {
@@ -55,7 +62,8 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window")
 	fs.DurationVar(&o.StallGap, "stall-gap", 500*time.Millisecond, "a gap between two frames at a reader longer than this is a stall")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
-	bf := newBenchFlags(fs, "comma-separated systems: rtsp, stream, datagram (default all three)")
+	fs.StringVar(&o.AltExecutable, "alt-executable", "", "cordon `binary` that runs the proxies of systems with the variant +alt (an A/B of two builds in one run)")
+	bf := newBenchFlags(fs, "comma-separated systems: rtsp, stream, datagram, the last two with :N QUIC connections, any with +alt, +nogso or +noecn (default rtsp,stream,datagram)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}

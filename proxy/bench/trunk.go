@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,8 +69,11 @@ type TrunkOptions struct {
 	StallGap time.Duration
 	// Executable is the cordon binary. It defaults to the running one.
 	Executable string
-	Progress   io.Writer
-	Logger     *slog.Logger
+	// AltExecutable is the cordon binary of systems with the variant
+	// "+alt" (an A/B of two builds in one run).
+	AltExecutable string
+	Progress      io.Writer
+	Logger        *slog.Logger
 }
 
 // TrunkResult is one system's measurement.
@@ -132,8 +136,12 @@ func (o *TrunkOptions) setDefaults() error {
 		o.Systems = []string{TrunkRTSP, TrunkStream, TrunkDatagram}
 	}
 	for _, s := range o.Systems {
-		if s != TrunkRTSP && s != TrunkStream && s != TrunkDatagram {
-			return fmt.Errorf("bench trunk: unknown system %q (want rtsp, stream or datagram)", s)
+		ts, err := trunkSystem(s)
+		if err != nil {
+			return err
+		}
+		if ts.variant == "alt" && o.AltExecutable == "" {
+			return fmt.Errorf("bench trunk: system %q needs --alt-executable", s)
 		}
 	}
 	if o.Netem != "" && o.Edges > 1 {
@@ -271,7 +279,7 @@ type trunkProc struct {
 	exited chan struct{} // closed when the process has ended
 }
 
-func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string, cfg []byte) (*trunkProc, error) {
+func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string, env []string, cfg []byte) (*trunkProc, error) {
 	path := filepath.Join(dir, name+".yml")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return nil, err
@@ -281,6 +289,9 @@ func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string
 		return nil, err
 	}
 	cmd := nw.command(ctx, ns, exe, "proxy", "-c", path)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -362,15 +373,21 @@ func startTrunkSite(ctx context.Context, o *TrunkOptions, sys string, nw *trunkN
 	if err != nil {
 		return nil, err
 	}
-	sysDir := filepath.Join(dir, sys)
-	if err := os.Mkdir(sysDir, 0o700); err != nil {
+	ts, _ := trunkSystem(sys)
+	exe := o.Executable
+	if ts.variant == "alt" {
+		exe = o.AltExecutable
+	}
+	env := trunkVariants[ts.variant]
+	sysDir, err := os.MkdirTemp(dir, sys+"-") // (a system may be measured more than once)
+	if err != nil {
 		return nil, err
 	}
 	s := &trunkSite{admin: map[*trunkProc]int{}}
 	for e := 1; e <= o.Edges; e++ {
 		pe := ports[3*(e-1):]
-		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], sys != TrunkRTSP, keys, sim, cams, e)
-		p, err := startTrunkProc(ctx, nw, nw.edgeNS, sysDir, fmt.Sprintf("edge%d", e), o.Executable, cfg)
+		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], ts.transport != TrunkRTSP, keys, sim, cams, e)
+		p, err := startTrunkProc(ctx, nw, nw.edgeNS, sysDir, fmt.Sprintf("edge%d", e), exe, env, cfg)
 		if err != nil {
 			s.stop()
 			return nil, err
@@ -381,7 +398,7 @@ func startTrunkSite(ctx context.Context, o *TrunkOptions, sys string, nw *trunkN
 	}
 	s.coreAddr = net.JoinHostPort(nw.coreHost, fmt.Sprint(ports[3*o.Edges]))
 	cfg := trunkCoreConfig(nw, s.coreAddr, ports[3*o.Edges+1], ports, sys, keys, cams, o.Edges)
-	core, err := startTrunkProc(ctx, nw, nw.coreNS, sysDir, "core", o.Executable, cfg)
+	core, err := startTrunkProc(ctx, nw, nw.coreNS, sysDir, "core", exe, env, cfg)
 	if err != nil {
 		s.stop()
 		return nil, err
@@ -572,16 +589,57 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 	}
 	rs.addProxied(res)
 	res.FramesSent = uint64(len(cams)) * uint64(res.Window.Seconds()*25)
-	if sys != TrunkRTSP {
+	if !isTrunkRTSP(sys) {
 		trunkCounters(ctx, nw, res, site.edges, site.admin)
 	}
 	rs.addDirect(res, start)
 	return res, nil
 }
 
+// trunkSys is a system name taken apart: rtsp, or a transport (stream,
+// datagram) with an optional number of QUIC connections per trunk after
+// a colon ("stream:4"; none: the trunk's default); then an optional
+// variant after a '+': "alt" (the proxies are AltExecutable), "nogso"
+// or "noecn" (the proxies run with quic-go's QUIC_GO_DISABLE_GSO or
+// QUIC_GO_DISABLE_ECN set).
+type trunkSys struct {
+	transport string
+	conns     int
+	variant   string
+}
+
+// trunkVariants are the variants a system may name after '+'.
+var trunkVariants = map[string][]string{"": nil, "alt": nil, "nogso": {"QUIC_GO_DISABLE_GSO=true"}, "noecn": {"QUIC_GO_DISABLE_ECN=true"}}
+
+// isTrunkRTSP reports whether system sys is rtsp (with any variant).
+func isTrunkRTSP(sys string) bool {
+	ts, _ := trunkSystem(sys)
+	return ts.transport == TrunkRTSP
+}
+
+func trunkSystem(sys string) (trunkSys, error) {
+	name, variant, _ := strings.Cut(sys, "+")
+	if _, ok := trunkVariants[variant]; !ok {
+		return trunkSys{}, fmt.Errorf("bench trunk: system %q: unknown variant %q (want alt, nogso or noecn)", sys, variant)
+	}
+	transport, n, ok := strings.Cut(name, ":")
+	ts := trunkSys{transport: transport, variant: variant}
+	if ok && transport != TrunkRTSP {
+		c, err := strconv.Atoi(n)
+		if err != nil || c < 1 || c > 128 {
+			return trunkSys{}, fmt.Errorf("bench trunk: system %q: the connections after ':' are 1 to 128", sys)
+		}
+		ts.conns = c
+	}
+	if (transport != TrunkRTSP || ok) && transport != TrunkStream && transport != TrunkDatagram {
+		return trunkSys{}, fmt.Errorf("bench trunk: unknown system %q (want rtsp, stream or datagram, the last two with :N connections)", sys)
+	}
+	return ts, nil
+}
+
 // trunkReaderPath is camera c's path at the core.
 func trunkReaderPath(sys string, c trunkCam) string {
-	if sys == TrunkRTSP {
+	if isTrunkRTSP(sys) {
 		return fmt.Sprintf("e%d-%s", c.edge, c.name)
 	}
 	return fmt.Sprintf("e%d/%s", c.edge, c.name)
@@ -613,7 +671,7 @@ func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys 
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: \"127.0.0.1:%d\"\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\n", addr, adminPort)
 	fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_source: %d\n", benchConnLimit, benchConnLimit)
-	if sys == TrunkRTSP {
+	if isTrunkRTSP(sys) {
 		b.WriteString("cameras:\n")
 		for _, c := range cams {
 			fmt.Fprintf(&b, "  - name: %s\n    url: rtsp://%s/%s\n    transport: tcp\n", trunkReaderPath(sys, c),
@@ -622,9 +680,13 @@ func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys 
 		return []byte(b.String())
 	}
 	fmt.Fprintf(&b, "trunk:\n  cert: %s\n  key: %s\ntrunks:\n", filepath.Join(keys.coreDir, "trunk.crt"), filepath.Join(keys.coreDir, "trunk.key"))
+	ts, _ := trunkSystem(sys) // (checked by setDefaults)
 	for e := 1; e <= edges; e++ {
 		fmt.Fprintf(&b, "  - name: e%d\n    address: %q\n    fingerprint: %q\n    cameras: [\"*\"]\n    transport: %s\n    always_on: true\n",
-			e, net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(e-1)+2])), keys.edgeFP, sys)
+			e, net.JoinHostPort(nw.edgeWAN, fmt.Sprint(ports[3*(e-1)+2])), keys.edgeFP, ts.transport)
+		if ts.conns > 0 {
+			fmt.Fprintf(&b, "    connections: %d\n", ts.conns)
+		}
 	}
 	return []byte(b.String())
 }

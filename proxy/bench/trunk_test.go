@@ -127,3 +127,25 @@ func TestParseNetem(t *testing.T) {
 		}
 	}
 }
+
+// TestTrunkSystem: system names with a number of QUIC connections.
+func TestTrunkSystem(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		transport string
+		conns     int
+		variant   string
+		bad       bool
+	}{
+		{in: "rtsp", transport: "rtsp"}, {in: "stream", transport: "stream"}, {in: "stream:4", transport: "stream", conns: 4},
+		{in: "datagram:128", transport: "datagram", conns: 128}, {in: "stream:0", bad: true}, {in: "stream:129", bad: true},
+		{in: "rtsp:2", bad: true}, {in: "quic", bad: true}, {in: "stream:x", bad: true},
+		{in: "stream:4+alt", transport: "stream", conns: 4, variant: "alt"}, {in: "stream+nogso", transport: "stream", variant: "nogso"},
+		{in: "rtsp+noecn", transport: "rtsp", variant: "noecn"}, {in: "stream+fast", bad: true},
+	} {
+		ts, err := trunkSystem(c.in)
+		if (err != nil) != c.bad || ts.transport != c.transport && !c.bad || ts.conns != c.conns && !c.bad || ts.variant != c.variant && !c.bad {
+			t.Errorf("%q: %+v %v", c.in, ts, err)
+		}
+	}
+}
