@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -137,8 +138,7 @@ func TestGOPStoreStress(t *testing.T) {
 					start, st := g.share()
 					mu.Unlock()
 					for range rng.IntN(5) {
-						mu.Lock() // packets arrive meanwhile
-						mu.Unlock()
+						runtime.Gosched() // packets arrive meanwhile
 					}
 					mu.Lock()
 					for _, e := range start {
