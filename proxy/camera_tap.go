@@ -225,9 +225,11 @@ func (t *cameraTap) partial(b []byte) bool {
 // alive by one packet keeps its neighbours too, so chunks are small: a
 // packet chunk holds about a frame's packets at 2 Mbit/s (and through them
 // their slabs: the tap's current packet chunk is what a camera keeps alive
-// between frames), and a byte chunk a frame or two.
+// between frames), and a byte chunk is the largest small-object size of
+// Go's allocator (16 KiB held one 2 Mbit/s frame each: half again as many
+// bytes allocated, and as many more collections).
 const (
-	tapChunkBytes   = 16 << 10
+	tapChunkBytes   = 32 << 10
 	tapChunkPackets = 8
 )
 

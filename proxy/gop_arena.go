@@ -108,6 +108,14 @@ func (a *arena) put(c *arenaChunk) {
 	a.released = append(a.released, c)
 }
 
+// memory is the bytes of the chunks in use and of the free ones kept
+// resident (cordon_gop_cache_memory_bytes).
+func (a *arena) memory() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int64(a.inUse+len(a.free)) * arenaChunkSize
+}
+
 // gopStore holds one cached GOP's packets: their payloads in arena chunks,
 // their structs in slices of the heap. Its user (the stream) serialises
 // every call, and refs, under its mutex.
@@ -145,7 +153,12 @@ func (s *gopStore) keep(p *rtp.Packet) *rtp.Packet {
 	}
 	cp := &s.pkts[0]
 	s.pkts = s.pkts[1:]
-	*cp = rtp.Packet{Header: p.Header.Clone(), Payload: pay, PaddingSize: p.PaddingSize}
+	*cp = rtp.Packet{Header: p.Header, Payload: pay, PaddingSize: p.PaddingSize}
+	if len(p.CSRC) > 0 || len(p.Extensions) > 0 { // rare: copy them
+		cp.Header = p.Header.Clone()
+	} else {
+		cp.CSRC, cp.Extensions = nil, nil
+	}
 	return cp
 }
 

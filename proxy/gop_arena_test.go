@@ -57,13 +57,16 @@ func TestGOPStoreKeepsCopies(t *testing.T) {
 	if got[0].pkt.CSRC[0] != 7 || string(got[0].pkt.GetExtension(1)) != "\x09\x09" {
 		t.Fatalf("header lists not copied: %v %v", got[0].pkt.CSRC, got[0].pkt.GetExtension(1))
 	}
-	if a.inUse != 1 {
-		t.Fatalf("%d chunks in use, want 1", a.inUse)
+	if a.inUse != 1 || a.memory() != arenaChunkSize {
+		t.Fatalf("%d chunks in use, memory %d; want 1, one chunk", a.inUse, a.memory())
 	}
 	d := detach(got[0].pkt)
 	g.reset()
 	if a.inUse != 0 || !checkGOPPacket(d) {
 		t.Fatalf("after reset: %d chunks in use; detached copy intact: %v", a.inUse, checkGOPPacket(d))
+	}
+	if a.memory() != arenaChunkSize { // kept for the next GOP
+		t.Fatalf("after reset: memory %d, want one chunk", a.memory())
 	}
 }
 
