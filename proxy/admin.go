@@ -178,13 +178,14 @@ var (
 	descOutBuf      = prometheus.NewDesc("cordon_reader_output_buffer_bytes", "Bytes queued for frame-batched readers, all together (bounded by limits.output_buffer_bytes).", nil, nil)
 	descThrottled   = prometheus.NewDesc("cordon_reader_auth_throttled_total", "Reader logins answered without checking the password, by scope (source or account: in a failure delay; busy: too many logins of one source waiting for a hash check).", []string{"scope"}, nil)
 	descGOPBytes    = prometheus.NewDesc("cordon_gop_cache_bytes", "RTP bytes (headers as sent) held in the cameras' GOP caches, all together.", nil, nil)
+	descGOPMemory   = prometheus.NewDesc("cordon_gop_cache_memory_bytes", "Memory the GOP caches' chunks take: chunks in use and free ones kept for the next GOPs (on Linux mapped outside Go's heap).", nil, nil)
 	descListenerUp  = prometheus.NewDesc("cordon_reader_listener_up", "1 while the reader listener accepts connections.", []string{"listener"}, nil)
 )
 
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descBytesIn, descPacketsIn, descLost, descJitter, descReconnects, descPanics,
 		descReaders, descBitrate, descDropUnits, descDropBytes, descReaderBytes, descReaderDrop, descReaderSkip, descReaderLost, descAuthFail, descRefused,
-		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail, descAdminThrot, descPreviews, descPreviewsRun, descPreviewsNo, descGOPBytes} {
+		descConnRefused, descConnOpen, descAcceptErr, descListenerUp, descEvicted, descOutBuf, descThrottled, descAdminFail, descAdminThrot, descPreviews, descPreviewsRun, descPreviewsNo, descGOPBytes, descGOPMemory} {
 		ch <- d
 	}
 	for _, d := range trunkDescs {
@@ -252,6 +253,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvicted, p.outBudget.evicted.Load(), "output_budget")
 	gauge(descOutBuf, float64(p.outBudget.used.Load()))
 	gauge(descGOPBytes, float64(p.gopBytes.Load()))
+	gauge(descGOPMemory, float64(gopArena.memory()))
 	for _, l := range p.listeners {
 		st := l.stats
 		counter(descConnRefused, st.refusedTotal.Load(), l.name, "max_connections")

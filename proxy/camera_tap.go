@@ -223,11 +223,14 @@ func (t *cameraTap) partial(b []byte) bool {
 // is (readers' batches copy what they send; the GOP cache and rebuild keep
 // packets, and payloads, for as long as they need them). A chunk kept
 // alive by one packet keeps its neighbours too, so chunks are small: a
-// packet chunk holds a few frames (and through them their slabs), and a
-// byte chunk is the largest small-object size of Go's allocator.
+// packet chunk holds about a frame's packets at 2 Mbit/s (and through them
+// their slabs: the tap's current packet chunk is what a camera keeps alive
+// between frames), and a byte chunk is the largest small-object size of
+// Go's allocator (16 KiB held one 2 Mbit/s frame each: half again as many
+// bytes allocated, and as many more collections).
 const (
 	tapChunkBytes   = 32 << 10
-	tapChunkPackets = 32
+	tapChunkPackets = 8
 )
 
 func (t *cameraTap) slab(n int) []byte {

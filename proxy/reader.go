@@ -34,10 +34,23 @@ type reader struct {
 	reportedLost func() uint64
 
 	// guarded by the stream's mutex
-	active  bool
-	start   []gopEntry // before active: the packets it starts with (stream.sendLocked)
-	waitKey bool       // skip packets up to the next keyframe
-	slow    bool       // waitKey because the reader's queue overflowed (count the skipped packets)
+	active bool
+	start  []gopEntry // before active: the packets it starts with (stream.sendLocked)
+	// startStore holds start's cached packets (gop_arena.go); nil: none
+	startStore *gopStore
+	waitKey    bool // skip packets up to the next keyframe
+	slow       bool // waitKey because the reader's queue overflowed (count the skipped packets)
+}
+
+// dropStart forgets the packets the reader was to start with, releasing
+// the cached GOP among them. The stream's mutex is held.
+func (r *reader) dropStart() {
+	clear(r.start)
+	r.start = r.start[:0]
+	if r.startStore != nil {
+		r.startStore.release()
+		r.startStore = nil
+	}
 }
 
 // output is how the stream writes to one reader.
@@ -54,7 +67,9 @@ type output interface {
 	write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 	// stop releases what the output holds once the reader has left.
 	stop()
-	// batched reports whether the reader gets one write per frame.
+	// batched reports whether the reader gets one write per frame. A
+	// batched output copies each packet before write returns, so it may be
+	// given a cached packet's memory (gop_arena.go); the others get copies.
 	batched() bool
 }
 

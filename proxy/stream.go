@@ -140,6 +140,7 @@ func (s *stream) close(reason string) {
 		if w, ok := r.out.(streamCloseWatcher); ok {
 			w.streamClosed()
 		}
+		r.dropStart()
 	}
 	s.streams, s.plan, s.readers, s.timelines = nil, nil, map[*reader]struct{}{}, nil
 	s.gop.reset()
@@ -213,8 +214,7 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 			// The answer to PLAY is taking too long: start again from
 			// the next keyframe.
 			r.skipped.Add(uint64(len(r.start)))
-			clear(r.start)
-			r.start = r.start[:0]
+			r.dropStart()
 		}
 		if len(r.start) == 0 && !key {
 			r.skipped.Add(1) // a new reader waits for its first keyframe
@@ -225,16 +225,20 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 			return
 		}
 		r.active = true
-		start := r.start
-		r.start = nil
-		for i, se := range start {
+		batched := r.out.batched()
+		for i, se := range r.start {
+			if se.cached && !batched {
+				se.pkt = detach(se.pkt) // the output keeps it (gop_arena.go)
+			}
 			if !s.writeLocked(r, se, arrival) {
 				// The rest of what it starts with is lost too (it
 				// waits for the next keyframe).
-				r.dropped.Add(uint64(len(start) - i - 1))
+				r.dropped.Add(uint64(len(r.start) - i - 1))
 				break
 			}
 		}
+		r.dropStart()
+		r.start = nil
 		return
 	}
 	if r.waitKey {
@@ -305,7 +309,7 @@ func (s *stream) add(r *reader, st *gortsplib.ServerStream) error {
 		return errTooManyReaders
 	}
 	// The reader starts from the GOP cached now (see sendLocked).
-	r.start = slices.Clone(s.gop.packets())
+	r.start, r.startStore = s.gop.share()
 	s.readers[r] = struct{}{}
 	return nil
 }
@@ -313,7 +317,10 @@ func (s *stream) add(r *reader, st *gortsplib.ServerStream) error {
 // remove forgets a reader and stops its output.
 func (s *stream) remove(r *reader) {
 	s.mu.Lock()
-	delete(s.readers, r)
+	if _, ok := s.readers[r]; ok {
+		delete(s.readers, r)
+		r.dropStart()
+	}
 	s.mu.Unlock()
 	if r.out != nil {
 		r.out.stop()

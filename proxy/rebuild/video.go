@@ -25,14 +25,16 @@ type videoRebuilder struct {
 	payChunk []byte
 }
 
-// Output chunk sizes: 32 packets (about 4.5 KiB), 128 packet pointers
-// (1 KiB), 2 KiB of payload bytes (most payload bytes leave in the
-// camera's own payloads). A chunk is kept alive by any packet carved from
-// it, in a GOP cache or a reader's write queue for example: small chunks
+// Output chunk sizes: 8 packets (about 1 KiB), 16 packet pointers, 2 KiB
+// of payload bytes (most payload bytes leave in the camera's own
+// payloads). A chunk is kept alive by any packet carved from it, in a
+// reader's write queue for example, and the current chunks by the
+// rebuilder: through their packets' payloads, the camera's packets too
+// (128 pointers kept about 150 KiB of them alive per camera). Small chunks
 // keep that overhead small, large ones save allocations.
 const (
-	packetChunk  = 32
-	pointerChunk = 128
+	packetChunk  = 8
+	pointerChunk = 16
 	payloadChunk = 2 << 10
 )
 
@@ -124,13 +126,16 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 	// Kept NAL units go to full after prefixSlots free slots, where the AUD
 	// and parameter sets are put once the access unit is known to need
 	// them: each NAL unit is copied once. The scratch lists (full,
-	// payloads) are reused without being cleared: what they still
-	// reference is at most one access unit's.
+	// payloads) are reused, and cleared after each access unit.
 	if cap(v.full) < prefixSlots {
 		v.full = make([]nalUnit, 0, 16)
 	}
 	nalus := v.full[:prefixSlots] // the slots' old contents are overwritten before use
 	nalus, ps, random := t.sortNALUs(au, nalus)
+	// Whatever the outcome, the list lets go of the camera's payloads: a
+	// keyframe's entries beyond the next, shorter, access units would keep
+	// its packets alive until the next keyframe.
+	defer clear(nalus)
 	if err := t.updateParams(ps.vps, ps.sps, ps.pps); err != nil {
 		t.counters.Drop("invalid_sps", auBytes(au.nalus))
 		v.full = nalus[:0]
@@ -173,6 +178,7 @@ func (t *Track) rebuildAU(au accessUnit) ([]*rtp.Packet, bool, error) {
 		pk.Timestamp, pk.Marker, pk.Payload = ts, i == len(payloads)-1, p
 		t.seq++
 	}
+	clear(payloads) // (likewise)
 	v.payloads = payloads[:0]
 	return pkts, random, nil
 }
