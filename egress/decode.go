@@ -3,6 +3,7 @@ package egress
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/cordon-vms/cordon/egress/dnsparse"
 	"github.com/gopacket/gopacket"
@@ -67,7 +68,6 @@ func (r dropReason) String() string { return dropNames[r] }
 const (
 	maxTunnelDepth = 3 // GRE/VXLAN headers unwrapped per packet
 	maxExtHeaders  = 8 // IPv6 extension headers walked per packet
-	vxlanPort      = 4789
 )
 
 // IPv6 extension headers (RFC 8200 section 4, RFC 4302, RFC 6275, RFC 7401, RFC 5533).
@@ -109,7 +109,8 @@ type decoder struct {
 	types                                []gopacket.LayerType
 
 	frags *reassembler
-	ts    int64 // time of the packet being decoded, Unix ns
+	ts    int64    // time of the packet being decoded, Unix ns
+	vxlan []uint16 // the UDP ports VXLAN is decoded on (Policy.Decode)
 
 	// tunneled says a packet decoded was a tunnel (GRE, VXLAN, IP in IP)
 	// and outer is its outermost header (no payload): a flow of its own,
@@ -119,8 +120,8 @@ type decoder struct {
 	outer    packet
 }
 
-func newDecoder(m *Metrics) *decoder {
-	d := &decoder{types: make([]gopacket.LayerType, 0, 8), frags: newReassembler(m)}
+func newDecoder(m *Metrics, vxlanPorts []uint16) *decoder {
+	d := &decoder{types: make([]gopacket.LayerType, 0, 8), frags: newReassembler(m), vxlan: vxlanPorts}
 	all := []gopacket.DecodingLayer{&d.eth, &d.vlan, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6}
 	mk := func(first gopacket.LayerType) *gopacket.DecodingLayerParser {
 		p := gopacket.NewDecodingLayerParser(first, all...)
@@ -320,8 +321,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 		p.payload = d.udp.Payload
 		p.size = max(int(d.udp.Length)-8, 0)
-		// VXLAN (RFC 7348): 8 bytes with the I flag set, then Ethernet.
-		if p.dport == vxlanPort && len(p.payload) >= 8+14 && p.payload[0]&0x08 != 0 {
+		if len(p.payload) >= 8+14 && p.payload[0] == 0x08 && isVXLAN(p.payload) && slices.Contains(d.vxlan, p.dport) {
 			return d.tunnel(d.pEth, p.payload[8:], p, depth)
 		}
 	case protoICMP, protoICMPv6:
@@ -333,6 +333,15 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		return d.gre(p, payload, depth)
 	}
 	return decoded
+}
+
+// isVXLAN says b, a UDP payload of at least 22 bytes, is a valid VXLAN
+// header (RFC 7348 section 5: flags 0x08, the I bit alone; the reserved
+// fields zero) followed by an Ethernet II frame (an EtherType, not an
+// 802.3 length). Anything else on a VXLAN port is left an ordinary UDP
+// datagram.
+func isVXLAN(b []byte) bool {
+	return b[0] == 0x08 && b[1]|b[2]|b[3]|b[7] == 0 && binary.BigEndian.Uint16(b[8+12:]) >= 0x0600
 }
 
 // gre unwraps GRE (RFC 2784, RFC 2890) carrying IPv4, IPv6, Ethernet

@@ -221,7 +221,7 @@ func TestPlainIPv4MatchesParser(t *testing.T) {
 	}
 	defer src.Close()
 	var m Metrics
-	fast, slow := newDecoder(&m), newDecoder(&m)
+	fast, slow := newDecoder(&m, DefaultVXLANPorts), newDecoder(&m, DefaultVXLANPorts)
 	taken := 0
 	check := func(frame []byte) {
 		if plainMatchesParser(t, fast, slow, frame) {
@@ -298,7 +298,7 @@ func FuzzPlainIPv4(f *testing.F) {
 	}
 	src.Close()
 	var m Metrics
-	fast, slow := newDecoder(&m), newDecoder(&m)
+	fast, slow := newDecoder(&m, DefaultVXLANPorts), newDecoder(&m, DefaultVXLANPorts)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		plainMatchesParser(t, fast, slow, frame)
 	})

@@ -133,7 +133,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		quiet:      map[aggKey]int64{},
 		names:      map[netip.Addr]string{},
 	}
-	e.dec = newDecoder(&e.m)
+	e.dec = newDecoder(&e.m, p.Decode.VXLANPorts)
 	if e.base != nil { // destinations not learned count as state evictions
 		e.m.StateEvictions.Add(e.base.dropped.Load())
 		e.base.dests.evictions = &e.m.StateEvictions
