@@ -56,11 +56,12 @@ const (
 	dropMalformed            // a truncated or invalid header
 	dropFragment             // an IP fragment held until its datagram is complete
 	dropTunnel               // encapsulation nested deeper than maxTunnelDepth
+	linkControl              // not a drop: a link-layer control frame (ARP, LLDP, STP, ...), understood, not IP
 	numDropReasons
 )
 
 // dropNames are the reasons as they appear in --stats and metric labels.
-var dropNames = [numDropReasons]string{"", "link-type", "not-ip", "malformed", "fragment", "tunnel-depth"}
+var dropNames = [numDropReasons]string{"", "link-type", "not-ip", "malformed", "fragment", "tunnel-depth", "link-control"}
 
 func (r dropReason) String() string { return dropNames[r] }
 
@@ -200,7 +201,59 @@ func (d *decoder) layers(parser *gopacket.DecodingLayerParser, data []byte, p *p
 	if err != nil {
 		return dropMalformed
 	}
+	if d.isLinkControl() {
+		return linkControl
+	}
 	return dropNotIP
+}
+
+// EtherTypes of link-layer control protocols.
+const (
+	etherARP    = 0x0806
+	etherRARP   = 0x8035
+	etherPause  = 0x8808 // Ethernet flow control
+	etherSlow   = 0x8809 // LACP, marker, link OAM
+	etherEAPOL  = 0x888e
+	etherLLDP   = 0x88cc
+	etherMRP    = 0x88e3 // media redundancy (IEC 62439-2)
+	etherPTP    = 0x88f7
+	etherCFM    = 0x8902 // connectivity fault management (802.1ag)
+	etherLoop   = 0x9000 // configuration testing protocol (loopback keepalives)
+	sllProtoLLC = 0x0004 // Linux cooked captures: an 802.2 LLC frame
+)
+
+// isLinkControl says the last layer the parser decoded (d.types) carries
+// a link-layer control protocol cordon recognises: ARP and RARP, LLDP,
+// LACP and the other slow protocols, flow control, EAPOL, PTP, CFM, MRP,
+// loopback keepalives, and in 802.2 LLC spanning tree (STP, RSTP, MSTP)
+// and Cisco's SNAP protocols (CDP, VTP, DTP, PVST+).
+func (d *decoder) isLinkControl() bool {
+	if len(d.types) == 0 {
+		return false
+	}
+	var et layers.EthernetType
+	var payload []byte
+	switch d.types[len(d.types)-1] {
+	case layers.LayerTypeEthernet:
+		et, payload = d.eth.EthernetType, d.eth.Payload
+	case layers.LayerTypeDot1Q:
+		et, payload = d.vlan.Type, d.vlan.Payload
+	case layers.LayerTypeLinuxSLL:
+		et, payload = d.sll.EthernetType, d.sll.Payload
+	case layers.LayerTypeLinuxSLL2:
+		et, payload = d.sll2.ProtocolType, d.sll2.Payload
+	default:
+		return false
+	}
+	switch et {
+	case etherARP, etherRARP, etherPause, etherSlow, etherEAPOL, etherLLDP, etherMRP, etherPTP, etherCFM, etherLoop:
+		return true
+	case layers.EthernetTypeLLC, sllProtoLLC:
+		stp := len(payload) >= 3 && payload[0] == 0x42 && payload[1] == 0x42
+		cisco := len(payload) >= 8 && string(payload[:6]) == "\xaa\xaa\x03\x00\x00\x0c"
+		return stp || cisco
+	}
+	return false
 }
 
 func (d *decoder) ipv4(p *packet, depth int) dropReason {

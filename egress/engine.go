@@ -227,6 +227,10 @@ func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *pack
 		}
 	}
 	if r != decoded {
+		if r == linkControl {
+			e.m.LinkControl.Add(1)
+			return
+		}
 		e.m.countUndecoded(r, lt)
 		if r == dropLinkType && !e.warnedLT[lt] {
 			e.warnedLT[lt] = true
@@ -283,7 +287,7 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 	fs, batched := src.(*fileSource)
 	batched = batched && fs.pr != nil && !perPacket
 	var read uint64
-	decoded0 := e.m.Decoded.Load()
+	decoded0, control0 := e.m.Decoded.Load(), e.m.LinkControl.Load()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
 			return nil
@@ -299,6 +303,11 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				if read > 0 && e.m.Decoded.Load() == decoded0 && e.m.LinkControl.Load() > control0 {
+					e.log.Warn("the capture held no IP traffic: only link-layer control frames (ARP, LLDP, STP, ...) and no flow to analyse",
+						"packets", read, "link_control", e.m.LinkControl.Load()-control0)
+					return nil
+				}
 				if read > 0 && e.m.Decoded.Load() == decoded0 {
 					nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
 					if n, ok := src.(interface{ sourceName() string }); ok {

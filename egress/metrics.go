@@ -18,7 +18,8 @@ type Metrics struct {
 	Packets        atomic.Uint64   // packets handed to HandlePacket
 	Decoded        atomic.Uint64   // packets decoded to an IP flow (reassembled datagrams once)
 	Bytes          atomic.Uint64   // IP bytes of decoded packets
-	NonIP          atomic.Uint64   // packets that are not IP (ARP, LLDP, ...) or of a link type not decoded
+	LinkControl    atomic.Uint64   // link-layer control frames (ARP, LLDP, STP, ...): understood, not IP
+	NonIP          atomic.Uint64   // other packets that are not IP, or of a link type not decoded
 	Fragments      atomic.Uint64   // IP fragments held for reassembly
 	Reassembled    atomic.Uint64   // IP datagrams reassembled from fragments
 	FragmentsLost  atomic.Uint64   // datagrams given up (timed out, evicted, too many fragments)
@@ -118,7 +119,8 @@ var (
 		{"reassembled_datagrams_total", "IP datagrams reassembled from fragments.", false, func(m *Metrics) uint64 { return m.Reassembled.Load() }},
 		{"fragments_lost_total", "IP datagrams whose fragments were given up (time-out, bounds).", false, func(m *Metrics) uint64 { return m.FragmentsLost.Load() }},
 		{"bytes_total", "IP bytes of decoded packets.", false, func(m *Metrics) uint64 { return m.Bytes.Load() }},
-		{"non_ip_packets_total", "Packets that are not IP.", false, func(m *Metrics) uint64 { return m.NonIP.Load() }},
+		{"link_control_packets_total", "Link-layer control frames (ARP, LLDP, STP, LACP, ...): understood, not IP.", false, func(m *Metrics) uint64 { return m.LinkControl.Load() }},
+		{"non_ip_packets_total", "Packets that are not IP, other than link-layer control frames.", false, func(m *Metrics) uint64 { return m.NonIP.Load() }},
 		{"fragments_total", "IP fragments held for reassembly.", false, func(m *Metrics) uint64 { return m.Fragments.Load() }},
 		{"drops_total", "Malformed packets dropped.", false, func(m *Metrics) uint64 { return m.DecodeErrors.Load() }},
 		{"ignored_packets_total", "IP packets not involving a camera.", false, func(m *Metrics) uint64 { return m.Ignored.Load() }},
