@@ -77,6 +77,8 @@ type Engine struct {
 	// cur is the flow whose packet (or record) the detectors are looking
 	// at: the alerts they raise carry its 5-tuple.
 	cur *flow
+
+	dnsWatch []dnsWatcher // detectors that read DNS queries over TCP
 	// quiet holds, per alert key, the end of its suppression period
 	// (Thresholds.Suppress).
 	quiet map[aggKey]int64
@@ -147,6 +149,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		if w, ok := st.(sendWatcher); ok {
 			e.sent = append(e.sent, w)
+		}
+		if w, ok := st.(dnsWatcher); ok {
+			e.dnsWatch = append(e.dnsWatch, w)
 		}
 	}
 	if e.log == nil {
@@ -722,8 +727,8 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 		return // a camera's answers on flows it did not open (RTSP pulled by a recorder)
 	}
 	p.dns, p.dnsName = nil, ""
-	if p.dport == 53 && len(p.payload) > 0 {
-		if p.dns = e.parseQuery(f, p); p.dns != nil {
+	if p.dport == 53 && len(p.payload) > 0 && f.proto == protoUDP {
+		if p.dns = e.parseQuery(p.payload); p.dns != nil {
 			p.dnsName = string(p.dns.Name)
 		}
 	}
@@ -731,21 +736,41 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	for _, d := range e.sent {
 		d.cameraSent(f, p, ts, fresh)
 	}
+	if f.proto == protoTCP && f.port == 53 && !p.fromRecord {
+		e.dnsOverTCP(f, p, ts)
+	}
 	e.cur = nil
 	if f.watchable() && ts > f.lastCamOut {
 		f.lastCamOut = ts
 	}
 }
 
-// parseQuery returns the standard query p carries, or nil.
-func (e *Engine) parseQuery(f *flow, p *packet) *dnsparse.Question {
-	msg := p.payload
-	if f.proto == protoTCP { // DNS over TCP: 2-byte length prefix
-		if len(msg) < 2 {
-			return nil
+// dnsOverTCP reads the DNS queries the camera sends on a TCP connection
+// to port 53 from its stream (dnsStream) and hands each to the detectors
+// that read them.
+func (e *Engine) dnsOverTCP(f *flow, p *packet, ts int64) {
+	syn := p.flags&tcpSYN != 0
+	if f.dns == nil {
+		if len(p.payload) == 0 && !syn {
+			return
 		}
-		msg = msg[2:]
+		f.dns = &dnsStream{}
 	}
+	skipped := f.dns.add(p.seq, syn, p.payload, func(msg []byte) {
+		q := e.parseQuery(msg)
+		if q == nil {
+			return
+		}
+		name := string(q.Name)
+		for _, d := range e.dnsWatch {
+			d.dnsQuery(f, q, name, ts)
+		}
+	})
+	e.m.DNSTCPSkipped.Add(skipped)
+}
+
+// parseQuery returns the standard query msg holds, or nil.
+func (e *Engine) parseQuery(msg []byte) *dnsparse.Question {
 	q, err := dnsparse.Parse(msg, e.nameBuf[:])
 	if err != nil || q.Response || q.Opcode != 0 || len(q.Name) == 0 {
 		return nil

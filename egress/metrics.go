@@ -32,6 +32,7 @@ type Metrics struct {
 	FlowsExpired   atomic.Uint64   // flows removed after being idle
 	StateEvictions atomic.Uint64   // detection state dropped at its bound
 	SNIs           atomic.Uint64   // TLS/QUIC server names read
+	DNSTCPSkipped  atomic.Uint64   // DNS-over-TCP messages not read (bounds, a gap in the stream)
 	SendErrors     atomic.Uint64   // alerts a sink failed to take
 	Alerts         []atomic.Uint64 // by kind, in the order of Detectors
 
@@ -131,6 +132,7 @@ var (
 		{"flows_expired_total", "Flows removed after being idle.", false, func(m *Metrics) uint64 { return m.FlowsExpired.Load() }},
 		{"state_evictions_total", "Detection state dropped at its bound.", false, func(m *Metrics) uint64 { return m.StateEvictions.Load() }},
 		{"server_names_total", "TLS and QUIC server names read.", false, func(m *Metrics) uint64 { return m.SNIs.Load() }},
+		{"dns_tcp_skipped_total", "DNS-over-TCP messages not read: past 1024 per connection, over 4096 bytes, or after a gap in the stream.", false, func(m *Metrics) uint64 { return m.DNSTCPSkipped.Load() }},
 		{"alert_send_errors_total", "Alerts a sink failed to take.", false, func(m *Metrics) uint64 { return m.SendErrors.Load() }},
 	}
 )

@@ -1,0 +1,135 @@
+package egress
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cordon-vms/cordon/egress/internal/pcapgen"
+)
+
+// dnsTCPPolicy allows DNS over TCP to the site's resolver.
+var dnsTCPPolicy = strings.Replace(testPolicy, "{host: 192.168.50.1, proto: udp, port: 53}", "{host: 192.168.50.1, proto: udp, port: 53}\n  - {host: 192.168.50.1, proto: tcp, port: 53}", 1)
+
+// tcpDNS frames DNS queries as DNS over TCP does: a 2-byte length each.
+func tcpDNS(names ...string) []byte {
+	var b []byte
+	for i, n := range names {
+		q := pcapgen.DNSQuery(uint16(i+1), n, 1)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(q)))
+		b = append(b, q...)
+	}
+	return b
+}
+
+// sendSplit sends stream over one connection from camA to the resolver,
+// cut at the given offsets.
+func sendSplit(w *pcapgen.Writer, port uint16, stream []byte, cuts ...int) {
+	k := w.Dial(ap(camA, port), ap(atkGW, 53))
+	prev := 0
+	for _, c := range append(cuts, len(stream)) {
+		if c > prev {
+			k.Send(stream[prev:c], 0)
+		}
+		prev = c
+	}
+	_ = k.Close()
+}
+
+// TestDNSOverTCPEveryQuery: every query of a DNS-over-TCP connection is
+// read, however the stream is cut into segments.
+func TestDNSOverTCPEveryQuery(t *testing.T) {
+	names := []string{"a.secu100.net", "litedev.hik-connect.com", "dev.ezvizlife.com"}
+	stream := tcpDNS(names...)
+	every := func(n int) []int {
+		var c []int
+		for i := n; i < len(stream); i += n {
+			c = append(c, i)
+		}
+		return c
+	}
+	for _, cuts := range [][]int{nil, {1}, {2}, {30}, {len(stream) - 1}, every(7), every(1), every(40)} {
+		e, sink := newTestEngine(t, dnsTCPPolicy)
+		feed(t, e, func(w *pcapgen.Writer) { sendSplit(w, 41000, stream, cuts...) })
+		got := map[string]int{}
+		for _, a := range sink.alerts {
+			got[a.Domain]++
+		}
+		for _, n := range names {
+			if got[n] != 1 {
+				t.Errorf("cuts %v: %d alerts for %s, want 1 (%+v)", cuts, got[n], n, sink.alerts)
+			}
+		}
+		if len(sink.alerts) != len(names) {
+			t.Errorf("cuts %v: %d alerts, want %d", cuts, len(sink.alerts), len(names))
+		}
+	}
+}
+
+// TestDNSOverTCPTunnel: queries over TCP feed the DNS-tunnel detector
+// like those over UDP.
+func TestDNSOverTCPTunnel(t *testing.T) {
+	var names []string
+	for i := range 30 {
+		names = append(names, fmt.Sprintf("%016x%016x.data-drop.net", uint64(i)*0x9e3779b97f4a7c15, uint64(i+7)*0xbf58476d1ce4e5b9))
+	}
+	stream := tcpDNS(names...)
+	e, sink := newTestEngine(t, dnsTCPPolicy)
+	feed(t, e, func(w *pcapgen.Writer) {
+		sendSplit(w, 41000, stream[:len(stream)/2], 100, 333)
+		sendSplit(w, 41001, stream[len(stream)/2:], 57)
+	})
+	n := 0
+	for _, a := range sink.alerts {
+		if a.Kind == KindDNSTunnel && a.Domain == "data-drop.net" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d dns-tunnel alerts, want 1: %+v", n, sink.alerts)
+	}
+}
+
+// TestDNSOverTCPBounds: what a connection's DNS reader skips is counted:
+// queries past the per-flow bound, a message over the length bound (the
+// queries after it are still read), the rest of a stream after a gap.
+func TestDNSOverTCPBounds(t *testing.T) {
+	t.Run("queries per flow", func(t *testing.T) {
+		names := make([]string, maxDNSTCPQueries+5)
+		for i := range names {
+			names[i] = fmt.Sprintf("q%d.example.com", i)
+		}
+		names[len(names)-1] = "late.secu100.net" // past the bound: not read
+		e, sink := newTestEngine(t, dnsTCPPolicy)
+		feed(t, e, func(w *pcapgen.Writer) { sendSplit(w, 41000, tcpDNS(names...)) })
+		if n := e.m.DNSTCPSkipped.Load(); n != 5 || len(sink.alerts) != 0 {
+			t.Errorf("skipped %d, want 5; alerts %+v", n, sink.alerts)
+		}
+	})
+	t.Run("long message", func(t *testing.T) {
+		long := binary.BigEndian.AppendUint16(nil, maxDNSTCPMessage+1)
+		long = append(long, make([]byte, maxDNSTCPMessage+1)...)
+		long[2] = 0x01 // not 0x16: a length, not a TLS record
+		stream := append(long, tcpDNS("after.secu100.net")...)
+		e, sink := newTestEngine(t, dnsTCPPolicy)
+		feed(t, e, func(w *pcapgen.Writer) { sendSplit(w, 41000, stream, 1000) })
+		if n := e.m.DNSTCPSkipped.Load(); n != 1 || len(sink.alerts) != 1 || sink.alerts[0].Domain != "after.secu100.net" {
+			t.Errorf("skipped %d, want 1; alerts %+v", n, sink.alerts)
+		}
+	})
+	t.Run("gap", func(t *testing.T) {
+		stream := tcpDNS("first.secu100.net", "lost.hik-connect.com")
+		first := len(tcpDNS("first.secu100.net"))
+		e, sink := newTestEngine(t, dnsTCPPolicy)
+		feed(t, e, func(w *pcapgen.Writer) {
+			c, s := ap(camA, 41000), ap(atkGW, 53)
+			_ = w.TCPSegment(c, s, pcapgen.SYN, 999, 0, nil, 0)
+			_ = w.TCPSegment(c, s, pcapgen.ACK|pcapgen.PSH, 1000, 1, stream[:first], 0)
+			_ = w.TCPSegment(c, s, pcapgen.ACK|pcapgen.PSH, 1000+uint32(first)+10, 1, stream[first+10:], 0)
+		})
+		if n := e.m.DNSTCPSkipped.Load(); n != 1 || len(sink.alerts) != 1 || sink.alerts[0].Domain != "first.secu100.net" {
+			t.Errorf("skipped %d, want 1; alerts %+v", n, sink.alerts)
+		}
+	})
+}
