@@ -3,6 +3,7 @@ package egress
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,6 +131,48 @@ func TestDNSOverTCPBounds(t *testing.T) {
 		})
 		if n := e.m.DNSTCPSkipped.Load(); n != 1 || len(sink.alerts) != 1 || sink.alerts[0].Domain != "first.secu100.net" {
 			t.Errorf("skipped %d, want 1; alerts %+v", n, sink.alerts)
+		}
+	})
+}
+
+// FuzzDNSStream: a DNS-over-TCP stream cut into segments anywhere, and
+// with segments retransmitted, yields the same messages, in the same
+// order, as the stream in one segment; nothing is held beyond the bounds.
+func FuzzDNSStream(f *testing.F) {
+	f.Add(tcpDNS("a.secu100.net", "litedev.hik-connect.com"), uint64(0x0102030405))
+	f.Add(tcpDNS("x.example.com"), uint64(1))
+	f.Add([]byte{0x00, 0x02, 0xab, 0xcd, 0x10, 0x01}, uint64(0xffff))
+	f.Add(append([]byte{0x10, 0x01}, make([]byte, 4200)...), uint64(7))
+	f.Fuzz(func(t *testing.T, stream []byte, cuts uint64) {
+		collect := func(segs [][]byte, retransmit bool) (msgs []string, skipped uint64) {
+			var s dnsStream
+			emit := func(m []byte) { msgs = append(msgs, string(m)) }
+			seq := uint32(1000)
+			skipped += s.add(seq-1, true, nil, emit)
+			for _, g := range segs {
+				skipped += s.add(seq, false, g, emit)
+				if retransmit {
+					skipped += s.add(seq, false, g, emit)
+				}
+				seq += uint32(len(g))
+				if len(s.buf) > 2+maxDNSTCPMessage {
+					t.Fatalf("holds %d bytes", len(s.buf))
+				}
+			}
+			return msgs, skipped
+		}
+		whole, skipWhole := collect([][]byte{stream}, false)
+		var segs [][]byte
+		for rest, c := stream, cuts; len(rest) > 0; c >>= 4 {
+			n := min(int(c&15)+1, len(rest))
+			if c == 0 {
+				n = len(rest)
+			}
+			segs, rest = append(segs, rest[:n]), rest[n:]
+		}
+		split, skipSplit := collect(segs, cuts&1 != 0)
+		if !slices.Equal(whole, split) || skipWhole != skipSplit {
+			t.Errorf("whole: %d messages, %d skipped; cut: %d messages, %d skipped", len(whole), skipWhole, len(split), skipSplit)
 		}
 	})
 }
