@@ -8,43 +8,123 @@ const (
 	maxDNSTCPMessage = 4096 // a longer message is skipped, counted (queries are a few hundred bytes)
 )
 
+// Bounds of the segments held ahead of a gap in one connection's stream.
+const (
+	maxDNSTCPHeld      = 8    // segments
+	maxDNSTCPHeldBytes = 8192 // bytes
+)
+
 // dnsStream reads the DNS messages a camera sends on a TCP connection to
 // port 53 (RFC 7766: each preceded by its 2-byte length, any number per
 // segment, one split across any number of segments), in stream order.
-// It holds at most one message begun and not complete. A gap in the
-// stream (a segment lost or not yet seen) ends the reading: the message
-// boundaries after it are not known.
+// Retransmitted bytes are skipped (the first copy wins). Segments that
+// come ahead of a gap are held (up to maxDNSTCPHeld segments and
+// maxDNSTCPHeldBytes) until it fills, so reordered segments, or a
+// junk segment sent ahead, hide nothing; when the hold is full, or the
+// camera ends the connection, the gap is taken as lost (one message
+// counted skipped) and reading goes on from the segment after it, taken
+// to start a message. It holds at most one message begun and the held
+// segments.
 type dnsStream struct {
 	next    uint32 // sequence number of the next byte expected
 	started bool   // next is known (the SYN or the first data segment)
-	done    bool   // not DNS, or a gap: read no further
+	done    bool   // not DNS: read no further
 	msgs    int    // messages read or skipped
 	skip    int    // bytes of a skipped message still to come
 	buf     []byte // a message begun, with its length prefix
+	held    []heldSegment
+	heldN   int // bytes in held
 }
 
-// add reads a segment of the stream: emit is called with each complete
-// message, in order. It returns how many messages it skipped (over the
-// bounds, or the rest of the stream after a gap).
-func (s *dnsStream) add(seq uint32, syn bool, data []byte, emit func(msg []byte)) (skipped uint64) {
+type heldSegment struct {
+	seq  uint32
+	data []byte
+}
+
+// add reads a segment of the stream (fin: the camera ends the
+// connection): emit is called with each complete message, in order. It
+// returns how many messages it skipped (over the bounds, or lost in a
+// gap).
+func (s *dnsStream) add(seq uint32, syn, fin bool, data []byte, emit func(msg []byte)) (skipped uint64) {
 	if syn {
 		s.next, s.started = seq+1, true
 	}
-	if s.done || len(data) == 0 {
+	if s.done {
 		return 0
 	}
-	if !s.started {
-		s.next, s.started = seq, true
+	if len(data) > 0 {
+		if !s.started {
+			s.next, s.started = seq, true
+		}
+		if int32(seq-s.next) > 0 {
+			s.hold(seq, data)
+		} else {
+			skipped += s.consume(seq, data, emit)
+		}
 	}
-	switch off := int32(seq - s.next); {
-	case off > 0: // a gap: where the next message starts is lost
-		s.done = true
-		return 1
-	case off < 0: // a retransmission, maybe with new bytes after it
-		if int(-off) >= len(data) {
+	skipped += s.drain(emit)
+	if len(s.held) > maxDNSTCPHeld || s.heldN > maxDNSTCPHeldBytes || (fin && len(s.held) > 0) {
+		skipped += s.lose(emit)
+	}
+	return skipped
+}
+
+// hold keeps a segment that came ahead of a gap, unless it repeats one
+// held (a retransmission: the first copy wins).
+func (s *dnsStream) hold(seq uint32, data []byte) {
+	for _, h := range s.held {
+		if h.seq == seq && len(h.data) >= len(data) {
+			return
+		}
+	}
+	s.held = append(s.held, heldSegment{seq, append([]byte(nil), data...)})
+	s.heldN += len(data)
+}
+
+// drain reads the held segments the stream has reached.
+func (s *dnsStream) drain(emit func([]byte)) (skipped uint64) {
+	for i := 0; i < len(s.held); {
+		h := s.held[i]
+		if int32(h.seq-s.next) > 0 {
+			i++
+			continue
+		}
+		s.held = append(s.held[:i], s.held[i+1:]...)
+		s.heldN -= len(h.data)
+		skipped += s.consume(h.seq, h.data, emit)
+		i = 0
+	}
+	return skipped
+}
+
+// lose takes the gap before the earliest held segment as lost, counts one
+// message skipped per gap, and reads the held segments, each gap's next
+// segment taken to start a message.
+func (s *dnsStream) lose(emit func([]byte)) (skipped uint64) {
+	for len(s.held) > 0 && !s.done {
+		first := 0
+		for i, h := range s.held {
+			if int32(h.seq-s.held[first].seq) < 0 {
+				first = i
+			}
+		}
+		s.next, s.buf, s.skip = s.held[first].seq, s.buf[:0], 0
+		skipped += 1 + s.drain(emit)
+	}
+	s.held, s.heldN = nil, 0
+	return skipped
+}
+
+// consume reads data, a segment that starts at or before s.next.
+func (s *dnsStream) consume(seq uint32, data []byte, emit func([]byte)) (skipped uint64) {
+	if s.done {
+		return 0
+	}
+	if off := int32(seq - s.next); off < 0 { // a retransmission, maybe with new bytes after it
+		if int(-int64(off)) >= len(data) {
 			return 0
 		}
-		data = data[-off:]
+		data = data[-int64(off):]
 	}
 	s.next += uint32(len(data))
 	if s.msgs == 0 && len(s.buf) == 0 && data[0] >= 0x16 {

@@ -119,20 +119,59 @@ func TestDNSOverTCPBounds(t *testing.T) {
 			t.Errorf("skipped %d, want 1; alerts %+v", n, sink.alerts)
 		}
 	})
-	t.Run("gap", func(t *testing.T) {
-		stream := tcpDNS("first.secu100.net", "lost.hik-connect.com")
-		first := len(tcpDNS("first.secu100.net"))
-		e, sink := newTestEngine(t, dnsTCPPolicy)
-		feed(t, e, func(w *pcapgen.Writer) {
-			c, s := ap(camA, 41000), ap(atkGW, 53)
-			_ = w.TCPSegment(c, s, pcapgen.SYN, 999, 0, nil, 0)
-			_ = w.TCPSegment(c, s, pcapgen.ACK|pcapgen.PSH, 1000, 1, stream[:first], 0)
-			_ = w.TCPSegment(c, s, pcapgen.ACK|pcapgen.PSH, 1000+uint32(first)+10, 1, stream[first+10:], 0)
+	// Segments of three queries, each its own segment, sent in an order
+	// (by index; -1: a FIN), with a junk segment ahead of the stream.
+	q := [][]byte{tcpDNS("first.secu100.net"), tcpDNS("second.hik-connect.com"), tcpDNS("third.ezvizlife.com")}
+	for range maxDNSTCPHeld { // q[3:]: junk queries after the third
+		q = append(q, tcpDNS("junk.dahuap2p.com"))
+	}
+	for _, c := range []struct {
+		name    string
+		order   []int
+		junk    bool
+		alerts  []string
+		skipped uint64
+	}{
+		{"reordered", []int{0, 2, 1, -1}, false, []string{"first.secu100.net", "second.hik-connect.com", "third.ezvizlife.com"}, 0},
+		{"junk ahead", []int{0, 1, 2, -1}, true, []string{"first.secu100.net", "second.hik-connect.com", "third.ezvizlife.com"}, 1},
+		{"lost", []int{0, 2, -1}, false, []string{"first.secu100.net", "third.ezvizlife.com"}, 1},
+		{"lost, hold full", []int{0, 2, 3, 4, 5, 6, 7, 8, 9, 10}, false, []string{"first.secu100.net", "third.ezvizlife.com"}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, sink := newTestEngine(t, dnsTCPPolicy)
+			feed(t, e, func(w *pcapgen.Writer) {
+				cl, sv := ap(camA, 41000), ap(atkGW, 53)
+				_ = w.TCPSegment(cl, sv, pcapgen.SYN, 999, 0, nil, 0)
+				seqOf := func(i int) uint32 {
+					n := 0
+					for _, m := range q[:i] {
+						n += len(m)
+					}
+					return 1000 + uint32(n)
+				}
+				if c.junk {
+					_ = w.TCPSegment(cl, sv, pcapgen.ACK|pcapgen.PSH, 50000, 1, tcpDNS("junk.dahuap2p.com"), 0)
+				}
+				for _, i := range c.order {
+					if i < 0 {
+						_ = w.TCPSegment(cl, sv, pcapgen.ACK|pcapgen.FIN, seqOf(3), 1, nil, 0)
+						continue
+					}
+					_ = w.TCPSegment(cl, sv, pcapgen.ACK|pcapgen.PSH, seqOf(i), 1, q[i], 0)
+				}
+			})
+			var got []string
+			for _, a := range sink.alerts {
+				if a.Domain != "junk.dahuap2p.com" {
+					got = append(got, a.Domain)
+				}
+			}
+			slices.Sort(got)
+			if n := e.m.DNSTCPSkipped.Load(); n != c.skipped || !slices.Equal(got, c.alerts) {
+				t.Errorf("skipped %d, want %d; alerts %v, want %v", n, c.skipped, got, c.alerts)
+			}
 		})
-		if n := e.m.DNSTCPSkipped.Load(); n != 1 || len(sink.alerts) != 1 || sink.alerts[0].Domain != "first.secu100.net" {
-			t.Errorf("skipped %d, want 1; alerts %+v", n, sink.alerts)
-		}
-	})
+	}
 }
 
 // FuzzDNSStream: a DNS-over-TCP stream cut into segments anywhere, and
@@ -144,24 +183,37 @@ func FuzzDNSStream(f *testing.F) {
 	f.Add([]byte{0x00, 0x02, 0xab, 0xcd, 0x10, 0x01}, uint64(0xffff))
 	f.Add(append([]byte{0x10, 0x01}, make([]byte, 4200)...), uint64(7))
 	f.Fuzz(func(t *testing.T, stream []byte, cuts uint64) {
-		collect := func(segs [][]byte, retransmit bool) (msgs []string, skipped uint64) {
+		// collect feeds segs (swapping each pair when swap: a reordered
+		// stream, one segment held at a time) and returns what was read.
+		collect := func(segs [][]byte, retransmit, swap bool) (msgs []string, skipped uint64) {
 			var s dnsStream
 			emit := func(m []byte) { msgs = append(msgs, string(m)) }
+			seqs := make([]uint32, len(segs))
 			seq := uint32(1000)
-			skipped += s.add(seq-1, true, nil, emit)
-			for _, g := range segs {
-				skipped += s.add(seq, false, g, emit)
-				if retransmit {
-					skipped += s.add(seq, false, g, emit)
-				}
-				seq += uint32(len(g))
-				if len(s.buf) > 2+maxDNSTCPMessage {
-					t.Fatalf("holds %d bytes", len(s.buf))
+			for i, g := range segs {
+				seqs[i], seq = seq, seq+uint32(len(g))
+			}
+			order := make([]int, len(segs))
+			for i := range order {
+				order[i] = i
+				if swap && i%2 == 1 {
+					order[i-1], order[i] = i, i-1
 				}
 			}
+			skipped += s.add(999, true, false, nil, emit)
+			for _, i := range order {
+				skipped += s.add(seqs[i], false, false, segs[i], emit)
+				if retransmit {
+					skipped += s.add(seqs[i], false, false, segs[i], emit)
+				}
+				if len(s.buf) > 2+maxDNSTCPMessage || len(s.held) > 1 {
+					t.Fatalf("holds %d bytes and %d segments", len(s.buf), len(s.held))
+				}
+			}
+			skipped += s.add(seq, false, true, nil, emit)
 			return msgs, skipped
 		}
-		whole, skipWhole := collect([][]byte{stream}, false)
+		whole, skipWhole := collect([][]byte{stream}, false, false)
 		var segs [][]byte
 		for rest, c := stream, cuts; len(rest) > 0; c >>= 4 {
 			n := min(int(c&15)+1, len(rest))
@@ -170,7 +222,7 @@ func FuzzDNSStream(f *testing.F) {
 			}
 			segs, rest = append(segs, rest[:n]), rest[n:]
 		}
-		split, skipSplit := collect(segs, cuts&1 != 0)
+		split, skipSplit := collect(segs, cuts&1 != 0, cuts&2 != 0)
 		if !slices.Equal(whole, split) || skipWhole != skipSplit {
 			t.Errorf("whole: %d messages, %d skipped; cut: %d messages, %d skipped", len(whole), skipWhole, len(split), skipSplit)
 		}

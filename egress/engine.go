@@ -756,7 +756,7 @@ func (e *Engine) dnsOverTCP(f *flow, p *packet, ts int64) {
 		}
 		f.dns = &dnsStream{}
 	}
-	skipped := f.dns.add(p.seq, syn, p.payload, func(msg []byte) {
+	skipped := f.dns.add(p.seq, syn, p.flags&(tcpFIN|tcpRST) != 0, p.payload, func(msg []byte) {
 		q := e.parseQuery(msg)
 		if q == nil {
 			return
