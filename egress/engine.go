@@ -308,19 +308,7 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				if read > 0 && e.m.Decoded.Load() == decoded0 && e.m.LinkControl.Load() > control0 {
-					e.log.Warn("the capture held no IP traffic: only link-layer control frames (ARP, LLDP, STP, ...) and no flow to analyse",
-						"packets", read, "link_control", e.m.LinkControl.Load()-control0)
-					return nil
-				}
-				if read > 0 && e.m.Decoded.Load() == decoded0 {
-					nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
-					if n, ok := src.(interface{ sourceName() string }); ok {
-						nd.File = n.sourceName()
-					}
-					return nd
-				}
-				return nil
+				return e.ended(src, read, e.m.Decoded.Load()-decoded0, e.m.LinkControl.Load()-control0)
 			}
 			if err := readError(ctx, err); err != errRetry {
 				return err
@@ -336,6 +324,30 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// ended is Run's answer for a source that ended after read packets, of
+// which decoded were decoded to IP and control were link-layer control
+// frames: a NothingDecodedError when it had packets and none was either;
+// a capture of a quiet site (control frames, no IP) is no error but is
+// noted.
+func (e *Engine) ended(src PacketSource, read, decoded, control uint64) error {
+	switch {
+	case read == 0 || decoded > 0:
+		return nil
+	case control > 0:
+		attrs := []any{"packets", read, "link_control", control}
+		if n := read - control; n > 0 {
+			attrs = append(attrs, "not_decoded", n)
+		}
+		e.log.Warn("the capture held no IP traffic: link-layer control frames (ARP, LLDP, STP, ...), no flow to analyse", attrs...)
+		return nil
+	}
+	nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+	if n, ok := src.(interface{ sourceName() string }); ok {
+		nd.File = n.sourceName()
+	}
+	return nd
 }
 
 // runBatch is how Run reads a file mapped into memory (whose reads never

@@ -97,6 +97,18 @@ func TestLinkControlOnly(t *testing.T) {
 		t.Errorf("ARP over SLL2: Run = %v, link-control %d", err, e.m.LinkControl.Load())
 	}
 
+	// ARP beside a frame cordon cannot decode: no IP, noted, with the
+	// count of the other.
+	e, _ = newTestEngine(t, testPolicy)
+	logBuf.Reset()
+	e.log = slogTo(&logBuf)
+	if err := e.Run(context.Background(), capture(t, layers.LinkTypeEthernet, linkControlFrames()["ARP"], atkEther(0x1234, make([]byte, 46)))); err != nil {
+		t.Errorf("ARP and a frame not decoded: Run = %v", err)
+	}
+	if !strings.Contains(logBuf.String(), "no IP traffic") || !strings.Contains(logBuf.String(), "not_decoded=1") {
+		t.Errorf("want a note counting the frame not decoded:\n%s", logBuf.String())
+	}
+
 	// An EtherType cordon does not know, and 802.3 LLC that is not STP
 	// nor Cisco's SNAP, are not understood: nothing decoded is an error.
 	e, _ = newTestEngine(t, testPolicy)
