@@ -3,6 +3,7 @@ package egress
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/cordon-vms/cordon/egress/dnsparse"
 	"github.com/gopacket/gopacket"
@@ -55,11 +56,12 @@ const (
 	dropMalformed            // a truncated or invalid header
 	dropFragment             // an IP fragment held until its datagram is complete
 	dropTunnel               // encapsulation nested deeper than maxTunnelDepth
+	linkControl              // not a drop: a link-layer control frame (ARP, LLDP, STP, ...), understood, not IP
 	numDropReasons
 )
 
 // dropNames are the reasons as they appear in --stats and metric labels.
-var dropNames = [numDropReasons]string{"", "link-type", "not-ip", "malformed", "fragment", "tunnel-depth"}
+var dropNames = [numDropReasons]string{"", "link-type", "not-ip", "malformed", "fragment", "tunnel-depth", "link-control"}
 
 func (r dropReason) String() string { return dropNames[r] }
 
@@ -67,7 +69,6 @@ func (r dropReason) String() string { return dropNames[r] }
 const (
 	maxTunnelDepth = 3 // GRE/VXLAN headers unwrapped per packet
 	maxExtHeaders  = 8 // IPv6 extension headers walked per packet
-	vxlanPort      = 4789
 )
 
 // IPv6 extension headers (RFC 8200 section 4, RFC 4302, RFC 6275, RFC 7401, RFC 5533).
@@ -109,7 +110,8 @@ type decoder struct {
 	types                                []gopacket.LayerType
 
 	frags *reassembler
-	ts    int64 // time of the packet being decoded, Unix ns
+	ts    int64    // time of the packet being decoded, Unix ns
+	vxlan []uint16 // the UDP ports VXLAN is decoded on (Policy.Decode)
 
 	// tunneled says a packet decoded was a tunnel (GRE, VXLAN, IP in IP)
 	// and outer is its outermost header (no payload): a flow of its own,
@@ -119,8 +121,8 @@ type decoder struct {
 	outer    packet
 }
 
-func newDecoder(m *Metrics) *decoder {
-	d := &decoder{types: make([]gopacket.LayerType, 0, 8), frags: newReassembler(m)}
+func newDecoder(m *Metrics, vxlanPorts []uint16) *decoder {
+	d := &decoder{types: make([]gopacket.LayerType, 0, 8), frags: newReassembler(m), vxlan: vxlanPorts}
 	all := []gopacket.DecodingLayer{&d.eth, &d.vlan, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6}
 	mk := func(first gopacket.LayerType) *gopacket.DecodingLayerParser {
 		p := gopacket.NewDecodingLayerParser(first, all...)
@@ -199,7 +201,59 @@ func (d *decoder) layers(parser *gopacket.DecodingLayerParser, data []byte, p *p
 	if err != nil {
 		return dropMalformed
 	}
+	if d.isLinkControl() {
+		return linkControl
+	}
 	return dropNotIP
+}
+
+// EtherTypes of link-layer control protocols.
+const (
+	etherARP    = 0x0806
+	etherRARP   = 0x8035
+	etherPause  = 0x8808 // Ethernet flow control
+	etherSlow   = 0x8809 // LACP, marker, link OAM
+	etherEAPOL  = 0x888e
+	etherLLDP   = 0x88cc
+	etherMRP    = 0x88e3 // media redundancy (IEC 62439-2)
+	etherPTP    = 0x88f7
+	etherCFM    = 0x8902 // connectivity fault management (802.1ag)
+	etherLoop   = 0x9000 // configuration testing protocol (loopback keepalives)
+	sllProtoLLC = 0x0004 // Linux cooked captures: an 802.2 LLC frame
+)
+
+// isLinkControl says the last layer the parser decoded (d.types) carries
+// a link-layer control protocol cordon recognises: ARP and RARP, LLDP,
+// LACP and the other slow protocols, flow control, EAPOL, PTP, CFM, MRP,
+// loopback keepalives, and in 802.2 LLC spanning tree (STP, RSTP, MSTP)
+// and Cisco's SNAP protocols (CDP, VTP, DTP, PVST+).
+func (d *decoder) isLinkControl() bool {
+	if len(d.types) == 0 {
+		return false
+	}
+	var et layers.EthernetType
+	var payload []byte
+	switch d.types[len(d.types)-1] {
+	case layers.LayerTypeEthernet:
+		et, payload = d.eth.EthernetType, d.eth.Payload
+	case layers.LayerTypeDot1Q:
+		et, payload = d.vlan.Type, d.vlan.Payload
+	case layers.LayerTypeLinuxSLL:
+		et, payload = d.sll.EthernetType, d.sll.Payload
+	case layers.LayerTypeLinuxSLL2:
+		et, payload = d.sll2.ProtocolType, d.sll2.Payload
+	default:
+		return false
+	}
+	switch et {
+	case etherARP, etherRARP, etherPause, etherSlow, etherEAPOL, etherLLDP, etherMRP, etherPTP, etherCFM, etherLoop:
+		return true
+	case layers.EthernetTypeLLC, sllProtoLLC:
+		stp := len(payload) >= 3 && payload[0] == 0x42 && payload[1] == 0x42
+		cisco := len(payload) >= 8 && string(payload[:6]) == "\xaa\xaa\x03\x00\x00\x0c"
+		return stp || cisco
+	}
+	return false
 }
 
 func (d *decoder) ipv4(p *packet, depth int) dropReason {
@@ -320,8 +374,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 		p.payload = d.udp.Payload
 		p.size = max(int(d.udp.Length)-8, 0)
-		// VXLAN (RFC 7348): 8 bytes with the I flag set, then Ethernet.
-		if p.dport == vxlanPort && len(p.payload) >= 8+14 && p.payload[0]&0x08 != 0 {
+		if len(p.payload) >= 8+14 && p.payload[0] == 0x08 && isVXLAN(p.payload) && slices.Contains(d.vxlan, p.dport) {
 			return d.tunnel(d.pEth, p.payload[8:], p, depth)
 		}
 	case protoICMP, protoICMPv6:
@@ -333,6 +386,15 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		return d.gre(p, payload, depth)
 	}
 	return decoded
+}
+
+// isVXLAN says b, a UDP payload of at least 22 bytes, is a valid VXLAN
+// header (RFC 7348 section 5: flags 0x08, the I bit alone; the reserved
+// fields zero) followed by an Ethernet II frame (an EtherType, not an
+// 802.3 length). Anything else on a VXLAN port is left an ordinary UDP
+// datagram.
+func isVXLAN(b []byte) bool {
+	return b[0] == 0x08 && b[1]|b[2]|b[3]|b[7] == 0 && binary.BigEndian.Uint16(b[8+12:]) >= 0x0600
 }
 
 // gre unwraps GRE (RFC 2784, RFC 2890) carrying IPv4, IPv6, Ethernet

@@ -62,9 +62,9 @@ func TestEncapsulationCases(t *testing.T) {
 }
 
 // TestEncapsulationCapture reads the pcapng of every case, one interface
-// per link type: each name alerts once, and the two packets cordon cannot
-// decode (an ARP request, a frame of link type 147) are counted by reason
-// and link type, with one warning for the link type.
+// per link type: each name alerts once, the ARP request is counted as a
+// link-layer control frame, and the frame of link type 147 cordon cannot
+// decode is counted by reason and link type, with one warning for it.
 func TestEncapsulationCapture(t *testing.T) {
 	e, sink := encapEngine(t)
 	var logBuf bytes.Buffer
@@ -96,7 +96,6 @@ func TestEncapsulationCapture(t *testing.T) {
 	want := []Undecoded{
 		{"fragment", layers.LinkTypeEthernet, 9},
 		{"link-type", pcapgen.LinkTypeUser0, 1},
-		{"not-ip", layers.LinkTypeEthernet, 1},
 	}
 	if u := e.m.Undecoded(); !slices.Equal(u, want) {
 		t.Errorf("undecoded %+v, want %+v", u, want)
@@ -107,7 +106,10 @@ func TestEncapsulationCapture(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "link type not decoded"); n != 1 || !strings.Contains(logBuf.String(), "unknown (147)") {
 		t.Errorf("want one warning naming link type 147:\n%s", logBuf.String())
 	}
-	if s := e.m.Summary(time.Second); !strings.Contains(s, "not decoded: 9 fragment (Ethernet (1)), 1 link-type (unknown (147)), 1 not-ip (Ethernet (1))") {
+	if n := e.m.LinkControl.Load(); n != 1 { // the ARP request
+		t.Errorf("%d link-layer control frames, want 1", n)
+	}
+	if s := e.m.Summary(time.Second); !strings.Contains(s, "1 link-layer control frames (ARP, LLDP, STP, ...); not decoded: 9 fragment (Ethernet (1)), 1 link-type (unknown (147))") {
 		t.Errorf("summary %q does not list the packets not decoded", s)
 	}
 }
@@ -221,7 +223,7 @@ func TestPlainIPv4MatchesParser(t *testing.T) {
 	}
 	defer src.Close()
 	var m Metrics
-	fast, slow := newDecoder(&m), newDecoder(&m)
+	fast, slow := newDecoder(&m, DefaultVXLANPorts), newDecoder(&m, DefaultVXLANPorts)
 	taken := 0
 	check := func(frame []byte) {
 		if plainMatchesParser(t, fast, slow, frame) {
@@ -298,7 +300,7 @@ func FuzzPlainIPv4(f *testing.F) {
 	}
 	src.Close()
 	var m Metrics
-	fast, slow := newDecoder(&m), newDecoder(&m)
+	fast, slow := newDecoder(&m, DefaultVXLANPorts), newDecoder(&m, DefaultVXLANPorts)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		plainMatchesParser(t, fast, slow, frame)
 	})

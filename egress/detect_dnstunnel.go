@@ -15,7 +15,7 @@ const KindDNSTunnel = "dns-tunnel"
 var dnsTunnelDetector = &Detector{
 	Kind:     KindDNSTunnel,
 	Severity: "high",
-	Raised:   "within `window`, one camera sends ≥ `queries` queries and ≥ `long_names` distinct suspicious names under one registered domain (public-suffix aware). A name is suspicious when the part left of the registered domain has ≥ `min_length` characters, a hex label of ≥ 16 characters, or ≥ 3.5 bits/char entropy over ≥ 12 characters",
+	Raised:   "within `window`, one camera sends ≥ `queries` queries (over UDP or TCP) and ≥ `long_names` distinct suspicious names under one registered domain (public-suffix aware). A name is suspicious when the part left of the registered domain has ≥ `min_length` characters, a hex label of ≥ 16 characters, or ≥ 3.5 bits/char entropy over ≥ 12 characters",
 	Fields:   "`domain` (registered), `dst` resolver; `detail`: queries, distinct names, TXT/NULL count, hex-encoded count, max entropy, an example",
 	new: func(e *Engine) any {
 		d := &dnsTunnel{e: e}
@@ -80,6 +80,13 @@ func (d *dnsTunnel) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 		return
 	}
 	d.query(f, p.dnsName, p.dns.Type, ts)
+}
+
+// dnsQuery counts a DNS query the camera sent over TCP.
+func (d *dnsTunnel) dnsQuery(f *flow, q *dnsparse.Question, name string, ts int64) {
+	if f.outbound {
+		d.query(f, name, q.Type, ts)
+	}
 }
 
 func (d *dnsTunnel) query(f *flow, name string, qtype uint16, ts int64) {

@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -16,7 +15,7 @@ const KindVendorCloud = "vendor-cloud"
 var vendorDetector = &Detector{
 	Kind:     KindVendorCloud,
 	Severity: "high",
-	Raised:   "a DNS query (any resolver, allowed or not; over TCP, a connection's first query also when split across segments), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments within its first 16 KiB; segments that bring no new byte of them — old duplicates, past 16 KiB, retransmissions —, which the server ignores too, are skipped until the camera has sent 1 MiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 Initials; other datagrams are skipped until the camera has sent 1 MiB) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are matched on the first payload the camera sends on a flow it opened, never on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR, and with their framing where the entry has one: PPPP needs 0xF1 and a header length equal to the datagram's, not one byte)",
+	Raised:   "a DNS query (any resolver, allowed or not; over TCP every query of a connection, however the stream is cut into segments — see Limits), the Host header of a plain-HTTP request, a TLS ClientHello SNI (reassembled from the first TCP segments in any order: retransmitted, overlapping — first copy wins — or out of order, up to 64 segments within its first 16 KiB; segments that bring no new byte of them — old duplicates, past 16 KiB, retransmissions —, which the server ignores too, are skipped until the camera has sent 1 MiB), or a QUIC Initial SNI (client Initial decrypted per RFC 9001 §5 / RFC 9369, CRYPTO frames reassembled across Initial packets; undecryptable or foreign Initials on the same flow do not end the search, up to 16 Initials; other datagrams are skipped until the camera has sent 1 MiB) names a watch-listed domain; or the peer address, the port, or the first payload bytes match a watch-list entry (payload signatures are matched on the first payload the camera sends on a flow it opened, never on DNS messages nor on the ports of DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, WS-Discovery, mDNS and LLMNR, and with their framing where the entry has one: PPPP needs 0xF1 and a header length equal to the datagram's, not one byte)",
 	Fields:   "`domain` (queried name / Host / SNI), `dst`, `port`, `detail` names the matching entry, its vendor and note",
 	new:      func(e *Engine) any { return &vendor{e: e} },
 }
@@ -72,16 +71,24 @@ func (d *vendor) cameraSent(f *flow, p *packet, ts int64, _ bool) {
 		return
 	}
 	if q := p.dns; q != nil {
-		name := p.dnsName
-		if en, ok := d.e.wl.MatchDomain(name); ok {
-			d.raise(f, ts, name, fmt.Sprintf("DNS query for %s (%s) to %s matches watch-list domain %s (%s: %s)", name, qtypeName(q.Type), f.peer, en.Domain, en.Vendor, en.Note), aggKey{domain: en.Domain})
-		}
+		d.query(f, q, p.dnsName, ts, "")
 	}
 	if f.proto == protoTCP && p.flags&(tcpSYN|tcpACK) == tcpSYN {
 		f.synSeen, f.isn = true, p.seq
 	}
 	if len(p.payload) > 0 && !f.inspDone {
 		d.inspectPayload(f, p, ts)
+	}
+}
+
+// dnsQuery checks a DNS query the camera sent over TCP.
+func (d *vendor) dnsQuery(f *flow, q *dnsparse.Question, name string, ts int64) {
+	d.query(f, q, name, ts, " over TCP")
+}
+
+func (d *vendor) query(f *flow, q *dnsparse.Question, name string, ts int64, over string) {
+	if en, ok := d.e.wl.MatchDomain(name); ok {
+		d.raise(f, ts, name, fmt.Sprintf("DNS query for %s (%s)%s to %s matches watch-list domain %s (%s: %s)", name, qtypeName(q.Type), over, f.peer, en.Domain, en.Vendor, en.Note), aggKey{domain: en.Domain})
 	}
 }
 
@@ -199,8 +206,9 @@ func (d *vendor) inspectTCP(f *flow, p *packet, ts int64) {
 func (d *vendor) streamStart(f *flow, data []byte, ts int64, last bool) (more bool) {
 	if f.port == 53 && (len(data) == 0 || data[0] < 0x16) {
 		// A length prefix, not a TLS record (22) nor an HTTP method:
-		// DNS queries are not 5632 bytes long.
-		return d.dnsOverTCP(f, data, ts, last)
+		// DNS queries are not 5632 bytes long. Engine.dnsOverTCP reads
+		// them.
+		return false
 	}
 	if host, ok := httpHost(data); ok {
 		d.serverName(f, ts, host, "HTTP request Host header")
@@ -218,33 +226,6 @@ func (d *vendor) streamStart(f *flow, data []byte, ts int64, last bool) (more bo
 	}
 	if err == nil && ch.ServerName != "" {
 		d.serverName(f, ts, ch.ServerName, "TLS ClientHello SNI")
-	}
-	return false
-}
-
-// dnsOverTCP reads the first DNS query of a TCP connection to port 53
-// when it took more than one segment (the engine parses each segment on
-// its own: a query whose 2-byte length came alone, as some stub resolvers
-// send it, was not seen). It reports whether more bytes are needed.
-func (d *vendor) dnsOverTCP(f *flow, data []byte, ts int64, last bool) (more bool) {
-	if len(data) < 2 {
-		return !last
-	}
-	n := int(binary.BigEndian.Uint16(data))
-	if len(data) < 2+n {
-		return !last && 2+n <= maxFlight
-	}
-	if f.flight == nil {
-		return false // in one segment: the engine parsed it (Engine.parseQuery)
-	}
-	var buf [dnsparse.MaxNameLen]byte
-	q, err := dnsparse.Parse(data[2:2+n], buf[:])
-	if err != nil || q.Response || q.Opcode != 0 || len(q.Name) == 0 {
-		return false
-	}
-	name := string(q.Name)
-	if en, ok := d.e.wl.MatchDomain(name); ok {
-		d.raise(f, ts, name, fmt.Sprintf("DNS query for %s (%s) over TCP, reassembled, to %s matches watch-list domain %s (%s: %s)", name, qtypeName(q.Type), f.peer, en.Domain, en.Vendor, en.Note), aggKey{domain: en.Domain})
 	}
 	return false
 }

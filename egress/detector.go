@@ -1,5 +1,7 @@
 package egress
 
+import "github.com/cordon-vms/cordon/egress/dnsparse"
+
 // Detector declares one alert kind: its name, its default severity, what
 // raises it (the docs) and the state it keeps. Detectors is the one ordered
 // list of them, like firmware/formats.All: Kinds, the alert metrics, the
@@ -40,6 +42,13 @@ type flowOpener interface {
 // recorder, is accounted in the flow table but shown to no detector.)
 type sendWatcher interface {
 	cameraSent(f *flow, p *packet, ts int64, fresh bool)
+}
+
+// dnsWatcher is implemented by detectors that read the DNS queries a
+// camera sends over TCP (Engine.dnsOverTCP reads them from the stream;
+// a query over UDP comes with its packet, packet.dns).
+type dnsWatcher interface {
+	dnsQuery(f *flow, q *dnsparse.Question, name string, ts int64)
 }
 
 // Detectors lists every alert kind, in documentation order.

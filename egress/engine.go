@@ -77,6 +77,8 @@ type Engine struct {
 	// cur is the flow whose packet (or record) the detectors are looking
 	// at: the alerts they raise carry its 5-tuple.
 	cur *flow
+
+	dnsWatch []dnsWatcher // detectors that read DNS queries over TCP
 	// quiet holds, per alert key, the end of its suppression period
 	// (Thresholds.Suppress).
 	quiet map[aggKey]int64
@@ -133,7 +135,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		quiet:      map[aggKey]int64{},
 		names:      map[netip.Addr]string{},
 	}
-	e.dec = newDecoder(&e.m)
+	e.dec = newDecoder(&e.m, p.Decode.VXLANPorts)
 	if e.base != nil { // destinations not learned count as state evictions
 		e.m.StateEvictions.Add(e.base.dropped.Load())
 		e.base.dests.evictions = &e.m.StateEvictions
@@ -147,6 +149,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		if w, ok := st.(sendWatcher); ok {
 			e.sent = append(e.sent, w)
+		}
+		if w, ok := st.(dnsWatcher); ok {
+			e.dnsWatch = append(e.dnsWatch, w)
 		}
 	}
 	if e.log == nil {
@@ -227,6 +232,10 @@ func (e *Engine) handlePacket(data []byte, ts int64, lt layers.LinkType, c *pack
 		}
 	}
 	if r != decoded {
+		if r == linkControl {
+			e.m.LinkControl.Add(1)
+			return
+		}
 		e.m.countUndecoded(r, lt)
 		if r == dropLinkType && !e.warnedLT[lt] {
 			e.warnedLT[lt] = true
@@ -283,7 +292,7 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 	fs, batched := src.(*fileSource)
 	batched = batched && fs.pr != nil && !perPacket
 	var read uint64
-	decoded0 := e.m.Decoded.Load()
+	decoded0, control0 := e.m.Decoded.Load(), e.m.LinkControl.Load()
 	for i := 0; ; i++ {
 		if i&1023 == 0 && ctx.Err() != nil {
 			return nil
@@ -299,14 +308,7 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				if read > 0 && e.m.Decoded.Load() == decoded0 {
-					nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
-					if n, ok := src.(interface{ sourceName() string }); ok {
-						nd.File = n.sourceName()
-					}
-					return nd
-				}
-				return nil
+				return e.ended(src, read, e.m.Decoded.Load()-decoded0, e.m.LinkControl.Load()-control0)
 			}
 			if err := readError(ctx, err); err != errRetry {
 				return err
@@ -322,6 +324,30 @@ func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
 		}
 		e.HandlePacket(ctx, data, ci, lt)
 	}
+}
+
+// ended is Run's answer for a source that ended after read packets, of
+// which decoded were decoded to IP and control were link-layer control
+// frames: a NothingDecodedError when it had packets and none was either;
+// a capture of a quiet site (control frames, no IP) is no error but is
+// noted.
+func (e *Engine) ended(src PacketSource, read, decoded, control uint64) error {
+	switch {
+	case read == 0 || decoded > 0:
+		return nil
+	case control > 0:
+		attrs := []any{"packets", read, "link_control", control}
+		if n := read - control; n > 0 {
+			attrs = append(attrs, "not_decoded", n)
+		}
+		e.log.Warn("the capture held no IP traffic: link-layer control frames (ARP, LLDP, STP, ...), no flow to analyse", attrs...)
+		return nil
+	}
+	nd := &NothingDecodedError{Packets: read, Reasons: e.m.Undecoded()}
+	if n, ok := src.(interface{ sourceName() string }); ok {
+		nd.File = n.sourceName()
+	}
+	return nd
 }
 
 // runBatch is how Run reads a file mapped into memory (whose reads never
@@ -713,8 +739,8 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 		return // a camera's answers on flows it did not open (RTSP pulled by a recorder)
 	}
 	p.dns, p.dnsName = nil, ""
-	if p.dport == 53 && len(p.payload) > 0 {
-		if p.dns = e.parseQuery(f, p); p.dns != nil {
+	if p.dport == 53 && len(p.payload) > 0 && f.proto == protoUDP {
+		if p.dns = e.parseQuery(p.payload); p.dns != nil {
 			p.dnsName = string(p.dns.Name)
 		}
 	}
@@ -722,21 +748,41 @@ func (e *Engine) cameraSent(f *flow, p *packet, ts int64, fresh bool) {
 	for _, d := range e.sent {
 		d.cameraSent(f, p, ts, fresh)
 	}
+	if f.proto == protoTCP && f.port == 53 && !p.fromRecord {
+		e.dnsOverTCP(f, p, ts)
+	}
 	e.cur = nil
 	if f.watchable() && ts > f.lastCamOut {
 		f.lastCamOut = ts
 	}
 }
 
-// parseQuery returns the standard query p carries, or nil.
-func (e *Engine) parseQuery(f *flow, p *packet) *dnsparse.Question {
-	msg := p.payload
-	if f.proto == protoTCP { // DNS over TCP: 2-byte length prefix
-		if len(msg) < 2 {
-			return nil
+// dnsOverTCP reads the DNS queries the camera sends on a TCP connection
+// to port 53 from its stream (dnsStream) and hands each to the detectors
+// that read them.
+func (e *Engine) dnsOverTCP(f *flow, p *packet, ts int64) {
+	syn := p.flags&tcpSYN != 0
+	if f.dns == nil {
+		if len(p.payload) == 0 && !syn {
+			return
 		}
-		msg = msg[2:]
+		f.dns = &dnsStream{}
 	}
+	skipped := f.dns.add(p.seq, syn, p.flags&(tcpFIN|tcpRST) != 0, p.payload, func(msg []byte) {
+		q := e.parseQuery(msg)
+		if q == nil {
+			return
+		}
+		name := string(q.Name)
+		for _, d := range e.dnsWatch {
+			d.dnsQuery(f, q, name, ts)
+		}
+	})
+	e.m.DNSTCPSkipped.Add(skipped)
+}
+
+// parseQuery returns the standard query msg holds, or nil.
+func (e *Engine) parseQuery(msg []byte) *dnsparse.Question {
 	q, err := dnsparse.Parse(msg, e.nameBuf[:])
 	if err != nil || q.Response || q.Opcode != 0 || len(q.Name) == 0 {
 		return nil

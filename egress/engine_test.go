@@ -289,6 +289,12 @@ func FuzzHandlePacket(f *testing.F) {
 	f.Add(atkEther(0x0800, atkIP4(camA, out, 17, 1, 0, false, nil, atkUDP(40000, 4789, append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, atkEther(0x0800, inner)...)))), uint8(0))
 	f.Add(atkEther(0x0800, atkIP4(camA, out, 47, 1, 0, false, nil, append([]byte{0, 0, 0x08, 0x00}, inner...))), uint8(0))
 	f.Add(atkEther(0x8100, append([]byte{0, 50, 0x08, 0x00}, atkIP4(camA, out, 4, 1, 0, false, nil, inner)...)), uint8(0))
+	// VXLAN on Linux's port, valid and not; link-layer control frames.
+	f.Add(atkEther(0x0800, atkIP4(camA, out, 17, 1, 0, false, nil, atkUDP(40000, 8472, append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, atkEther(0x0800, inner)...)))), uint8(0))
+	f.Add(atkEther(0x0800, atkIP4(camA, out, 17, 1, 0, false, nil, atkUDP(40000, 8472, append([]byte{0x08, 0, 0, 0, 0, 0, 1, 1}, atkEther(0x0800, inner)...)))), uint8(0))
+	for _, fr := range linkControlFrames() {
+		f.Add(fr, uint8(0))
+	}
 	e := newPolicyEngine(f)
 	ts := pcapgen.Start
 	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {

@@ -47,6 +47,7 @@ type flow struct {
 	isn       uint32                 //
 	flight    *tcpFlight             // TCP: the camera's first bytes, reassembled (rare)
 	quic      *quicinitial.Assembler // QUIC Initial reassembly (rare)
+	dns       *dnsStream             // TCP to port 53: the camera's DNS messages (rare)
 	agg       *pending               // open unexpected-destination alert, to add bytes to
 	vol       *volumeWindow          // the camera's volume window when the flow last counted (unless gone)
 }

@@ -18,7 +18,8 @@ type Metrics struct {
 	Packets        atomic.Uint64   // packets handed to HandlePacket
 	Decoded        atomic.Uint64   // packets decoded to an IP flow (reassembled datagrams once)
 	Bytes          atomic.Uint64   // IP bytes of decoded packets
-	NonIP          atomic.Uint64   // packets that are not IP (ARP, LLDP, ...) or of a link type not decoded
+	LinkControl    atomic.Uint64   // link-layer control frames (ARP, LLDP, STP, ...): understood, not IP
+	NonIP          atomic.Uint64   // other packets that are not IP, or of a link type not decoded
 	Fragments      atomic.Uint64   // IP fragments held for reassembly
 	Reassembled    atomic.Uint64   // IP datagrams reassembled from fragments
 	FragmentsLost  atomic.Uint64   // datagrams given up (timed out, evicted, too many fragments)
@@ -31,6 +32,7 @@ type Metrics struct {
 	FlowsExpired   atomic.Uint64   // flows removed after being idle
 	StateEvictions atomic.Uint64   // detection state dropped at its bound
 	SNIs           atomic.Uint64   // TLS/QUIC server names read
+	DNSTCPSkipped  atomic.Uint64   // DNS-over-TCP messages not read (bounds, a gap in the stream)
 	SendErrors     atomic.Uint64   // alerts a sink failed to take
 	Alerts         []atomic.Uint64 // by kind, in the order of Detectors
 
@@ -118,7 +120,8 @@ var (
 		{"reassembled_datagrams_total", "IP datagrams reassembled from fragments.", false, func(m *Metrics) uint64 { return m.Reassembled.Load() }},
 		{"fragments_lost_total", "IP datagrams whose fragments were given up (time-out, bounds).", false, func(m *Metrics) uint64 { return m.FragmentsLost.Load() }},
 		{"bytes_total", "IP bytes of decoded packets.", false, func(m *Metrics) uint64 { return m.Bytes.Load() }},
-		{"non_ip_packets_total", "Packets that are not IP.", false, func(m *Metrics) uint64 { return m.NonIP.Load() }},
+		{"link_control_packets_total", "Link-layer control frames (ARP, LLDP, STP, LACP, ...): understood, not IP.", false, func(m *Metrics) uint64 { return m.LinkControl.Load() }},
+		{"non_ip_packets_total", "Packets that are not IP, other than link-layer control frames.", false, func(m *Metrics) uint64 { return m.NonIP.Load() }},
 		{"fragments_total", "IP fragments held for reassembly.", false, func(m *Metrics) uint64 { return m.Fragments.Load() }},
 		{"drops_total", "Malformed packets dropped.", false, func(m *Metrics) uint64 { return m.DecodeErrors.Load() }},
 		{"ignored_packets_total", "IP packets not involving a camera.", false, func(m *Metrics) uint64 { return m.Ignored.Load() }},
@@ -129,6 +132,7 @@ var (
 		{"flows_expired_total", "Flows removed after being idle.", false, func(m *Metrics) uint64 { return m.FlowsExpired.Load() }},
 		{"state_evictions_total", "Detection state dropped at its bound.", false, func(m *Metrics) uint64 { return m.StateEvictions.Load() }},
 		{"server_names_total", "TLS and QUIC server names read.", false, func(m *Metrics) uint64 { return m.SNIs.Load() }},
+		{"dns_tcp_skipped_total", "DNS-over-TCP messages not read: past 1024 per connection, over 4096 bytes, or after a gap in the stream.", false, func(m *Metrics) uint64 { return m.DNSTCPSkipped.Load() }},
 		{"alert_send_errors_total", "Alerts a sink failed to take.", false, func(m *Metrics) uint64 { return m.SendErrors.Load() }},
 	}
 )

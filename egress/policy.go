@@ -37,7 +37,22 @@ type Policy struct {
 	Baseline BaselineConfig `yaml:"baseline"`
 	// Flows bounds the flow table.
 	Flows FlowLimits `yaml:"flows"`
+	// Decode tunes packet decoding.
+	Decode Decode `yaml:"decode"`
 }
+
+// Decode tunes packet decoding.
+type Decode struct {
+	// VXLANPorts are the UDP ports VXLAN (RFC 7348) is decoded on: a
+	// datagram to one of them whose 8-byte header is valid (flags 0x08,
+	// reserved bits zero) and that carries an Ethernet frame is unwrapped;
+	// any other stays an ordinary UDP flow. It defaults to
+	// DefaultVXLANPorts.
+	VXLANPorts []uint16 `yaml:"vxlan_ports"`
+}
+
+// DefaultVXLANPorts are the IANA VXLAN port and Linux's default.
+var DefaultVXLANPorts = []uint16{4789, 8472}
 
 // Cameras selects the camera addresses.
 type Cameras struct {
@@ -183,6 +198,9 @@ func (p *Policy) Defaults() {
 	if len(p.Lateral.Ports) == 0 {
 		p.Lateral.Ports = DefaultLateralPorts
 	}
+	if len(p.Decode.VXLANPorts) == 0 {
+		p.Decode.VXLANPorts = DefaultVXLANPorts
+	}
 	i(&p.Baseline.Max, 100000)
 	i(&p.Flows.Max, 100000)
 	d(&p.Flows.Idle, 5*time.Minute)
@@ -325,6 +343,9 @@ func (p *Policy) validate(name string, lines map[string]int) config.Errors {
 	}
 	if p.Flows.Max < 0 {
 		add("flows.max", "flows.max is %d: must be positive", p.Flows.Max)
+	}
+	if slices.Contains(p.Decode.VXLANPorts, 0) {
+		add("decode.vxlan_ports", "decode.vxlan_ports: port 0 is not a port")
 	}
 	for i, c := range p.Cameras.Names {
 		if !c.Addr.IsValid() || c.Name == "" {

@@ -137,7 +137,7 @@ func plantedInitials(t *testing.T) [][]byte {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	d := newDecoder(&Metrics{})
+	d := newDecoder(&Metrics{}, DefaultVXLANPorts)
 	var out [][]byte
 	for {
 		data, ci, err := src.ReadPacketData()

@@ -119,6 +119,9 @@ func (m *Metrics) Summary(elapsed time.Duration) string {
 	if r := m.Reassembled.Load() + m.FragmentsLost.Load(); r > 0 {
 		fmt.Fprintf(&b, "; %d IP datagrams reassembled, %d given up", m.Reassembled.Load(), m.FragmentsLost.Load())
 	}
+	if n := m.LinkControl.Load(); n > 0 {
+		fmt.Fprintf(&b, "; %d link-layer control frames (ARP, LLDP, STP, ...)", n)
+	}
 	for i, u := range m.Undecoded() {
 		if i == 0 {
 			b.WriteString("; not decoded:")

@@ -129,9 +129,9 @@ func runEgress(ctx context.Context, e *env, args []string) (err error) {
 	if f.stats {
 		fmt.Fprintln(e.Stderr, eng.Metrics().Summary(time.Since(start)))
 	}
-	var te *egress.TruncatedError
-	if (errors.As(runErr, &te) || errors.Is(runErr, nfcapd.ErrTruncated)) && fan.Failed() {
-		// The packets before the cut were analysed and raised the kind.
+	if cutShort(runErr) && fan.Failed() {
+		// The packets before the cut (or the bad record) were analysed
+		// and raised the kind.
 		return &exitError{code: exitFindings, err: fmt.Errorf("%v; alerts of kind %s were raised (--fail-on)", runErr, f.failOn)}
 	}
 	if runErr != nil {
@@ -141,6 +141,15 @@ func runEgress(ctx context.Context, e *env, args []string) (err error) {
 		return &exitError{code: exitFindings, err: fmt.Errorf("alerts of kind %s were raised (--fail-on)", f.failOn)}
 	}
 	return nil
+}
+
+// cutShort says err is an input that ended early, a capture truncated or
+// with a record that cannot be read, or an nfcapd file cut short: what
+// came before it was analysed, so the alerts it raised decide --fail-on.
+func cutShort(err error) bool {
+	var te *egress.TruncatedError
+	var re *egress.ReadError
+	return errors.As(err, &te) || errors.As(err, &re) || errors.Is(err, nfcapd.ErrTruncated)
 }
 
 func parseEgressFlags(e *env, args []string) (*egressFlags, error) {
