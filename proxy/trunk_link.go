@@ -54,6 +54,7 @@ type trunkLink struct {
 	state   string
 	since   time.Time
 	lastErr string
+	resumed bool // the current connection resumed a TLS session
 }
 
 func newTrunkLink(t *trunkCore, i int) *trunkLink {
@@ -102,6 +103,7 @@ func (l *trunkLink) connect(ctx context.Context) (healthy bool, err error) {
 	t.connUp(conn, l.i)
 	l.mu.Lock()
 	l.conn, l.state, l.since = conn, trunkUp, time.Now()
+	l.resumed = conn.ConnectionState().TLS.DidResume
 	close(l.connCh)
 	l.mu.Unlock()
 	up := time.Now()
@@ -223,6 +225,7 @@ type TrunkConnectionStatus struct {
 	Remote     string        `json:"remote,omitempty"`
 	Reconnects uint64        `json:"reconnects"`
 	Cameras    int64         `json:"cameras"` // assigned to this connection
+	Resumed    bool          `json:"resumed"` // the current connection resumed a TLS session
 	RTT        time.Duration `json:"rtt_ns"`
 	// BytesReceived and PacketsLost are quic-go's statistics of the
 	// current connection.
@@ -234,6 +237,7 @@ func (l *trunkLink) status() TrunkConnectionStatus {
 	l.mu.Lock()
 	s := TrunkConnectionStatus{State: l.state, Since: l.since, LastError: l.lastErr}
 	conn := l.conn
+	s.Resumed = conn != nil && l.resumed
 	l.mu.Unlock()
 	s.Reconnects, s.Cameras = l.reconnects.Load(), l.cameras.Load()
 	if conn != nil {
