@@ -136,6 +136,7 @@ func TestDNSOverTCPBounds(t *testing.T) {
 		{"junk ahead", []int{0, 1, 2, -1}, true, []string{"first.secu100.net", "second.hik-connect.com", "third.ezvizlife.com"}, 1},
 		{"lost", []int{0, 2, -1}, false, []string{"first.secu100.net", "third.ezvizlife.com"}, 1},
 		{"lost, hold full", []int{0, 2, 3, 4, 5, 6, 7, 8, 9, 10}, false, []string{"first.secu100.net", "third.ezvizlife.com"}, 1},
+		{"lost, capture ends", []int{0, 2}, false, []string{"first.secu100.net", "third.ezvizlife.com"}, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e, sink := newTestEngine(t, dnsTCPPolicy)

@@ -446,6 +446,7 @@ func (e *NothingDecodedError) Error() string {
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.unlockAndDeliver(ctx)
+	e.flows.each(e.dnsEnd)
 	e.flush(true)
 	if e.base != nil {
 		if err := e.base.Save(); err != nil {
@@ -471,6 +472,7 @@ func (e *Engine) tick(ts int64) {
 	for f := e.flows.oldest(); f != nil && f.last < idle; f = e.flows.oldest() {
 		e.flows.remove(f)
 		e.m.FlowsExpired.Add(1)
+		e.dnsEnd(f)
 	}
 	e.m.FlowsActive.Store(uint64(e.flows.len()))
 	if e.base != nil {
@@ -716,6 +718,7 @@ func (e *Engine) newFlow(key FlowKey, p *packet, ts int64, srcInit bool, solicit
 	f.allowed = e.allowed(f.peer, f.proto, f.port)
 	if ev := e.flows.insert(f); ev != nil {
 		e.m.FlowEvictions.Add(1)
+		e.dnsEnd(ev)
 	}
 	e.m.Flows.Add(1)
 
@@ -768,17 +771,32 @@ func (e *Engine) dnsOverTCP(f *flow, p *packet, ts int64) {
 		}
 		f.dns = &dnsStream{}
 	}
-	skipped := f.dns.add(p.seq, syn, p.flags&(tcpFIN|tcpRST) != 0, p.payload, func(msg []byte) {
-		q := e.parseQuery(msg)
-		if q == nil {
-			return
-		}
-		name := string(q.Name)
-		for _, d := range e.dnsWatch {
-			d.dnsQuery(f, q, name, ts)
-		}
-	})
+	skipped := f.dns.add(p.seq, syn, p.flags&(tcpFIN|tcpRST) != 0, p.payload, func(msg []byte) { e.dnsMessage(f, msg, ts) })
 	e.m.DNSTCPSkipped.Add(skipped)
+}
+
+// dnsMessage hands a DNS-over-TCP message's query to the detectors that
+// read queries.
+func (e *Engine) dnsMessage(f *flow, msg []byte, ts int64) {
+	q := e.parseQuery(msg)
+	if q == nil {
+		return
+	}
+	name := string(q.Name)
+	for _, d := range e.dnsWatch {
+		d.dnsQuery(f, q, name, ts)
+	}
+}
+
+// dnsEnd reads what a flow's DNS-over-TCP stream still holds ahead of a
+// gap when the flow goes (expired, evicted to make room, or the capture
+// ended): each gap is counted as a skipped message and the queries held
+// after it are read, as when the hold fills.
+func (e *Engine) dnsEnd(f *flow) {
+	if f.dns == nil || len(f.dns.held) == 0 {
+		return
+	}
+	e.m.DNSTCPSkipped.Add(f.dns.lose(func(msg []byte) { e.dnsMessage(f, msg, f.last) }))
 }
 
 // parseQuery returns the standard query msg holds, or nil.
