@@ -374,7 +374,7 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 		p.payload = d.udp.Payload
 		p.size = max(int(d.udp.Length)-8, 0)
-		if len(p.payload) >= 8+14 && p.payload[0] == 0x08 && isVXLAN(p.payload) && slices.Contains(d.vxlan, p.dport) {
+		if len(p.payload) >= 8+14 && p.payload[0]&0x7f == 0x08 && isVXLAN(p.payload) && slices.Contains(d.vxlan, p.dport) {
 			return d.tunnel(d.pEth, p.payload[8:], p, depth)
 		}
 	case protoICMP, protoICMPv6:
@@ -389,12 +389,26 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 }
 
 // isVXLAN says b, a UDP payload of at least 22 bytes, is a valid VXLAN
-// header (RFC 7348 section 5: flags 0x08, the I bit alone; the reserved
-// fields zero) followed by an Ethernet II frame (an EtherType, not an
-// 802.3 length). Anything else on a VXLAN port is left an ordinary UDP
-// datagram.
+// header followed by an Ethernet II frame (an EtherType, not an 802.3
+// length). The header is RFC 7348's (flags 0x08, the I bit alone; the
+// reserved fields zero) or VXLAN-GBP's (draft-smith-vxlan-group-policy, as
+// Linux and Open vSwitch send it: the G bit too, the D and A bits, and a
+// group policy ID where RFC 7348 has zeros). Anything else on a VXLAN port
+// is left an ordinary UDP datagram.
 func isVXLAN(b []byte) bool {
-	return b[0] == 0x08 && b[1]|b[2]|b[3]|b[7] == 0 && binary.BigEndian.Uint16(b[8+12:]) >= 0x0600
+	switch b[0] {
+	case 0x08:
+		if b[1]|b[2]|b[3] != 0 {
+			return false
+		}
+	case 0x88:
+		if b[1]&^0x48 != 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	return b[7] == 0 && binary.BigEndian.Uint16(b[8+12:]) >= 0x0600
 }
 
 // gre unwraps GRE (RFC 2784, RFC 2890) carrying IPv4, IPv6, Ethernet

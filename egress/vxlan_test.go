@@ -31,6 +31,8 @@ func TestVXLANPorts(t *testing.T) {
 		dst          string // one alert for this destination (the outer flow)
 	}{
 		{"mirror on 4789", testPolicy, vx(mirror, mirror.Next(), 4789, hdr, inner), "vx8472.secu100.net", ""},
+		{"mirror on 4789, VXLAN-GBP", testPolicy, vx(mirror, mirror.Next(), 4789, []byte{0x88, 0x48, 0x12, 0x34, 0, 0, 50, 0}, inner), "vx8472.secu100.net", ""},
+		{"8472 VXLAN-GBP reserved bit set", testPolicy, vx(camA, out, 8472, []byte{0x88, 0x01, 0x12, 0x34, 0, 0, 50, 0}, inner), "", out.String()},
 		{"mirror on 8472", testPolicy, vx(mirror, mirror.Next(), 8472, hdr, inner), "vx8472.secu100.net", ""},
 		{"camera tunnels to 8472 outside", testPolicy, vx(camA, out, 8472, hdr, inner), "vx8472.secu100.net", out.String()},
 		{"8472 flags not 0x08", testPolicy, vx(camA, out, 8472, []byte{0x0c, 0, 0, 0, 0, 0, 50, 0}, inner), "", out.String()},
