@@ -80,7 +80,7 @@ func testConfig(cams ...Camera) Config {
 }
 
 // withUDP picks a free even/odd UDP port pair on loopback.
-func withUDP(t *testing.T, cfg Config) Config {
+func withUDP(t testing.TB, cfg Config) Config {
 	t.Helper()
 	for range 50 {
 		port := 20000 + 2*rand.IntN(15000)

@@ -46,6 +46,10 @@ const udpMaxPacket = 1472
 // RTCP sender report.
 const udpFirstSR = 100 * time.Millisecond
 
+// udpBatchCalls counts the sendmmsg calls of every batched UDP reader
+// (BenchmarkFanOutUDP reports packets per call).
+var udpBatchCalls atomic.Uint64
+
 var errUDPTooBig = errors.New("proxy: RTP packet larger than a UDP datagram")
 
 // udpSockets are the server's RTP and RTCP sockets, as the proxy opened them
@@ -198,6 +202,7 @@ func (b *udpBatch) flush(dontWait bool) (dropped uint64, full bool, err error) {
 	}
 	for len(msgs) > 0 {
 		n, werr := b.socks.rtpB.WriteBatch(msgs, flags)
+		udpBatchCalls.Add(1)
 		n = min(max(n, 0), len(msgs))
 		var bytes uint64
 		for _, m := range msgs[:n] {
