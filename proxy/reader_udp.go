@@ -44,7 +44,9 @@ const udpReplaySpeed = 4
 // within the cached GOP does not hold a new reader up.
 const udpMaxGap = 250 * time.Millisecond
 
-// udpOutput is the per-packet path to a UDP reader (packetOutput), paced.
+// udpOutput is the paced path to a UDP reader: with sendmmsg (b, see
+// reader_udp_batch.go) or, when b is nil, gortsplib's per-packet path
+// (packetOutput).
 type udpOutput struct {
 	packetOutput
 	max int     // queued packets at most

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -96,50 +97,18 @@ func TestUDPBatchOrderAddressesCounts(t *testing.T) {
 		go collectUDP(c, &mu, &got[i])
 	}
 
-	const frames, per, interval = 40, 12, 20 * time.Millisecond
-	var wantV, wantA []uint16
-	var sentBytes, streamDropped uint64
-	frameNTP := map[uint32]time.Time{}
-	vseq, aseq := uint16(1000), uint16(5000)
-	writeFrame := func(f int, ntp time.Time) {
-		ts := uint32(f) * 1800
-		frameNTP[ts] = ntp
-		for k := range per {
-			big := k == 3 && (f == 5 || f == frames+2) // one queued, one live
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: vseq, Timestamp: ts, Marker: k == per-1},
-				Payload: bytes.Repeat([]byte{byte(f), byte(k)}, 600)}
-			if big {
-				pkt.Payload = make([]byte, 2000) // too big for a datagram
-			} else {
-				wantV = append(wantV, vseq)
-				sentBytes += uint64(pkt.MarshalSize())
-			}
-			vseq++
-			// A packet written at once returns its error to the stream
-			// (which counts dropped); a queued one's is counted by the
-			// output.
-			full, dropped, err := o.write(video, pkt, time.Now(), ntp)
-			if full || (err != nil) != (dropped != 0) || !big && err != nil {
-				t.Fatalf("frame %d packet %d: full=%v dropped=%d err=%v", f, k, full, dropped, err)
-			}
-			streamDropped += dropped
-		}
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: aseq, Timestamp: uint32(f) * 160}, Payload: make([]byte, 160)}
-		wantA = append(wantA, aseq)
-		sentBytes += uint64(pkt.MarshalSize())
-		aseq++
-		if full, _, err := o.write(audio, pkt, time.Now(), ntp); full || err != nil {
-			t.Fatalf("frame %d audio: full=%v err=%v", f, full, err)
-		}
-	}
+	const frames, interval = 40, 20 * time.Millisecond
+	w := &udpFrameWriter{t: t, o: o, video: video, audio: audio, bigAt: []int{5, frames + 2}, // one queued, one live
+		frameNTP: map[uint32]time.Time{}, vseq: 1000, aseq: 5000}
 	start := time.Now()
 	for f := range frames { // the cached GOP, 0.8 s old: paced over 0.2 s
-		writeFrame(f, start.Add(time.Duration(f-frames)*interval))
+		w.frame(f, start.Add(time.Duration(f-frames)*interval))
 	}
 	for f := frames; f < frames+15; f++ { // live
 		time.Sleep(interval)
-		writeFrame(f, time.Now())
+		w.frame(f, time.Now())
 	}
+	wantV, wantA, sentBytes, streamDropped, frameNTP := w.wantV, w.wantA, w.sentBytes, w.streamDropped, w.frameNTP
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -166,6 +135,52 @@ func TestUDPBatchOrderAddressesCounts(t *testing.T) {
 		t.Errorf("%d packets counted as dropped, want 2 (the oversized ones)", d)
 	}
 	checkUDPReports(t, got[1], srvRTCP.LocalAddr().String(), 0x1111, frameNTP)
+}
+
+// udpFrameWriter writes frames of 12 video packets and one audio packet
+// to o, remembering what the reader must get.
+type udpFrameWriter struct {
+	t            *testing.T
+	o            *udpOutput
+	video, audio *rebuild.Track
+	bigAt        []int // frames whose fourth packet is too big for a datagram
+
+	wantV, wantA             []uint16
+	sentBytes, streamDropped uint64
+	frameNTP                 map[uint32]time.Time
+	vseq, aseq               uint16
+}
+
+func (w *udpFrameWriter) frame(f int, ntp time.Time) {
+	const per = 12
+	ts := uint32(f) * 1800
+	w.frameNTP[ts] = ntp
+	for k := range per {
+		big := k == 3 && slices.Contains(w.bigAt, f)
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: w.vseq, Timestamp: ts, Marker: k == per-1},
+			Payload: bytes.Repeat([]byte{byte(f), byte(k)}, 600)}
+		if big {
+			pkt.Payload = make([]byte, 2000)
+		} else {
+			w.wantV = append(w.wantV, w.vseq)
+			w.sentBytes += uint64(pkt.MarshalSize())
+		}
+		w.vseq++
+		// A packet written at once returns its error to the stream (which
+		// counts dropped); a queued one's is counted by the output.
+		full, dropped, err := w.o.write(w.video, pkt, time.Now(), ntp)
+		if full || (err != nil) != (dropped != 0) || !big && err != nil {
+			w.t.Fatalf("frame %d packet %d: full=%v dropped=%d err=%v", f, k, full, dropped, err)
+		}
+		w.streamDropped += dropped
+	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: w.aseq, Timestamp: uint32(f) * 160}, Payload: make([]byte, 160)}
+	w.wantA = append(w.wantA, w.aseq)
+	w.sentBytes += uint64(pkt.MarshalSize())
+	w.aseq++
+	if full, _, err := w.o.write(w.audio, pkt, time.Now(), ntp); full || err != nil {
+		w.t.Fatalf("frame %d audio: full=%v err=%v", f, full, err)
+	}
 }
 
 func checkUDPStream(t *testing.T, what string, got []udpDatagram, from string, ssrc uint32, want []uint16) {
