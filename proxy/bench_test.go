@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,14 +106,21 @@ func TestBenchHelperProcess(t *testing.T) {
 		sim.Close()
 		os.Exit(0)
 	case "readers":
+		// CORDON_BENCH_READERS readers of each of the space-separated
+		// CORDON_BENCH_URL, over TCP or CORDON_BENCH_PROTO=udp.
 		n, _ := strconv.Atoi(os.Getenv("CORDON_BENCH_READERS"))
+		proto := gortsplib.ProtocolTCP
+		if os.Getenv("CORDON_BENCH_PROTO") == "udp" {
+			proto = gortsplib.ProtocolUDP
+		}
+		urls := strings.Fields(os.Getenv("CORDON_BENCH_URL"))
 		var rs []*rtspReader
-		for range n {
+		for i := range n * len(urls) {
 			var r *rtspReader
 			var err error
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				r, err = dialReaderNoCleanup(os.Getenv("CORDON_BENCH_URL"), gortsplib.ProtocolTCP)
+				r, err = dialReaderNoCleanup(urls[i%len(urls)], proto)
 				if err == nil || time.Now().After(deadline) {
 					break
 				}
@@ -309,4 +317,98 @@ func BenchmarkCameraIngest(b *testing.B) {
 		b.Logf("%d cameras, %d rounds of %s: tap %.3f cpu-s/GB (%.3f GB), gortsplib client %.3f (%.3f GB): ratio %.2f",
 			cams, rounds, d, tap, gb[0], gortsplib, gb[1], tap/gortsplib)
 	}
+}
+
+// fanOutUDP streams cams camsim cameras (rate bit/s each; cordon in
+// passthrough mode, started with its UDP transport) to readers UDP readers
+// of each for d, with per-packet writes (gortsplib's, one sendto each) or
+// batched ones (sendmmsg), and returns this process's CPU time, the bytes
+// the readers received, the packets cordon sent and dropped, and the
+// sendmmsg calls it made.
+func fanOutUDP(b *testing.B, url0 string, perPacket bool, cams, readers int, d time.Duration) (cpu time.Duration, received, sent, dropped, calls uint64) {
+	var cc []Camera
+	for i := range cams {
+		u := strings.TrimSuffix(url0, "/c") + "/" + benchCamera(i)
+		cc = append(cc, Camera{Name: benchCamera(i), URL: MustParseSecretURL(u), Transport: TransportTCP, Mode: Mode(rebuild.ModePassthrough)})
+	}
+	cfg := withUDP(b, testConfig(cc...))
+	cfg.PerPacketWrites = perPacket
+	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	var urls []string
+	for i := range cams {
+		urls = append(urls, readerURL(p, benchCamera(i)))
+	}
+	rd := startHelper(b, "CORDON_BENCH_HELPER=readers", "CORDON_BENCH_PROTO=udp", fmt.Sprintf("CORDON_BENCH_READERS=%d", readers),
+		"CORDON_BENCH_URL="+strings.Join(urls, " "))
+	defer rd.stop()
+	rd.line(b) // READY
+	recv := func() uint64 {
+		fmt.Fprintln(rd.in)
+		n, _ := strconv.ParseUint(rd.line(b), 10, 64)
+		return n
+	}
+	out := func() (pk, dr uint64) {
+		for _, s := range p.Status() {
+			for _, r := range s.Readers {
+				pk += r.PacketsOut
+				dr += r.DroppedPackets
+			}
+		}
+		return pk, dr
+	}
+	time.Sleep(time.Second) // past the cached GOPs' paced bursts
+	c0, r0, k0 := testutil.CPUTime(b), recv(), udpBatchCalls.Load()
+	p0, d0 := out()
+	time.Sleep(d)
+	c1, r1, k1 := testutil.CPUTime(b), recv(), udpBatchCalls.Load()
+	p1, d1 := out()
+	return c1 - c0, r1 - r0, p1 - p0, d1 - d0, k1 - k0
+}
+
+// BenchmarkFanOutUDP compares, in the same run, cordon's UDP readers with
+// per-packet writes (gortsplib's writer, one sendto per packet) and with
+// batched writes (sendmmsg on the server's RTP socket, reader_udp_batch.go):
+// 4 camsim cameras at 4 Mbit/s, 5 UDP readers each, camera and readers in
+// other processes, the two alternated 3 times (medians of CPU per GB).
+//
+//	go test ./proxy -run '^$' -bench FanOutUDP -benchtime 1x
+func BenchmarkFanOutUDP(b *testing.B) {
+	const cams, readers, rate, rounds, d = 4, 5, 4_000_000, 3, 4 * time.Second
+	sim := startHelper(b, "CORDON_BENCH_HELPER=camsim", fmt.Sprintf("CORDON_BENCH_RATE=%d", rate), fmt.Sprintf("CORDON_BENCH_CAMERAS=%d", cams))
+	url0 := sim.line(b)
+	for range b.N {
+		var perGB [2][]float64
+		for round := range rounds {
+			for i, perPacket := range []bool{true, false} {
+				cpu, recv, sent, dropped, calls := fanOutUDP(b, url0, perPacket, cams, readers, d)
+				gb := float64(recv) / 1e9
+				perGB[i] = append(perGB[i], cpu.Seconds()/gb)
+				syscalls := sent // gortsplib: one sendto per packet
+				if !perPacket {
+					syscalls = calls
+				}
+				b.Logf("round %d %s: %.3f cpu-s/GB, %.3f GB received, %d packets sent, %d dropped, %d RTP send syscalls (%.1f packets each)",
+					round, map[bool]string{true: "per-packet", false: "batched"}[perPacket], cpu.Seconds()/gb, gb, sent, dropped,
+					syscalls, float64(sent)/float64(max(syscalls, 1)))
+			}
+		}
+		pp, bt := median(perGB[0]), median(perGB[1])
+		b.ReportMetric(pp, "cpu-s/GB-per-packet")
+		b.ReportMetric(bt, "cpu-s/GB-batched")
+		b.ReportMetric(bt/pp, "batched/per-packet")
+		b.Logf("%d cameras x %d UDP readers: median per-packet %.3f cpu-s/GB, batched %.3f: ratio %.2f", cams, readers, pp, bt, bt/pp)
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/cordon-vms/cordon/internal/version"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
 )
 
 // Proxy is a running RTSP proxy.
@@ -264,6 +265,15 @@ func (p *Proxy) newServer(cfg Config, key, addr string, tlsConf *tls.Config, udp
 					key, a = "listen.udp_rtcp", cfg.Listen.UDPRTCP
 				}
 				return nil, &ListenError{Key: key, Addr: a, Err: err}
+			}
+			// The proxy keeps the sockets it opens for gortsplib: batched
+			// UDP output writes on them (reader_udp_batch.go).
+			if uc, ok := pc.(*net.UDPConn); ok {
+				if address == cfg.Listen.UDPRTCP {
+					h.udp.rtcp = uc
+				} else {
+					h.udp.rtp, h.udp.rtpB = uc, ipv4.NewPacketConn(uc)
+				}
 			}
 			return pc, nil
 		}

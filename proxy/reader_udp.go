@@ -44,7 +44,9 @@ const udpReplaySpeed = 4
 // within the cached GOP does not hold a new reader up.
 const udpMaxGap = 250 * time.Millisecond
 
-// udpOutput is the per-packet path to a UDP reader (packetOutput), paced.
+// udpOutput is the paced path to a UDP reader: with sendmmsg (b, see
+// reader_udp_batch.go) or, when b is nil, gortsplib's per-packet path
+// (packetOutput).
 type udpOutput struct {
 	packetOutput
 	max int     // queued packets at most
@@ -58,6 +60,10 @@ type udpOutput struct {
 	lastDue  time.Time // when the previous packet was (or is) to go out
 	lastNTP  time.Time // the previous packet's wall-clock time
 	wake     chan struct{}
+	sending  []pacedPacket // the run goroutine's batch (reused)
+	// b, when set, sends with sendmmsg (reader_udp_batch.go): write
+	// collects a live frame and run sends every due packet in one go.
+	b *udpBatch
 	// send writes one packet (packetOutput.write; a test hook).
 	send func(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 }
@@ -100,12 +106,25 @@ func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.T
 	}
 	if !o.running && !due.After(now) {
 		o.lastDue, o.lastNTP = due, ntp
+		if o.b != nil {
+			defer o.mu.Unlock()
+			return o.writeLive(t, pkt, ntp)
+		}
 		o.mu.Unlock()
 		return o.send(t, pkt, arrival, ntp)
 	}
 	if len(o.queue) >= o.max {
 		o.mu.Unlock()
 		return true, 1, errQueueFull
+	}
+	if o.b != nil && !o.running && o.b.n > 0 {
+		// The live frame collected so far goes before what is queued.
+		if dropped, full, err := o.b.flush(true); full {
+			o.mu.Unlock()
+			return true, dropped + 1, err
+		} else if dropped > 0 {
+			o.r.dropped.Add(dropped)
+		}
 	}
 	o.lastDue, o.lastNTP = due, ntp
 	// gortsplib sets the SSRC in the packet it writes, which other readers
@@ -150,6 +169,10 @@ func (o *udpOutput) run() {
 			o.sleep(wait)
 			continue
 		}
+		if o.b != nil {
+			o.sendDue(time.Now())
+			continue
+		}
 		o.queue[0] = pacedPacket{}
 		o.queue = o.queue[1:]
 		o.mu.Unlock()
@@ -161,6 +184,58 @@ func (o *udpOutput) run() {
 			o.overflow = true
 			o.mu.Unlock()
 		}
+	}
+}
+
+// writeLive adds a live packet, due now, to the frame being collected, and
+// sends the frame when it ends (its last packet, or audio); a packet of
+// the next frame sends the previous one first. Called with o.mu held and
+// nothing queued: the stream's goroutine is the only writer.
+func (o *udpOutput) writeLive(t *rebuild.Track, pkt *rtp.Packet, ntp time.Time) (bool, uint64, error) {
+	b := o.b
+	if b.frameEnds(t, pkt) || b.full() {
+		if dropped, full, err := b.flush(true); full {
+			return true, dropped + 1, err
+		} else if dropped > 0 {
+			o.r.dropped.Add(dropped)
+		}
+	}
+	if err := b.add(t, pkt, ntp); err != nil {
+		return false, 1, err
+	}
+	if !isVideo(t) || pkt.Marker {
+		dropped, full, err := b.flush(true)
+		return full, dropped, err
+	}
+	return false, 0, nil
+}
+
+// sendDue sends every queued packet due by now (up to a batch) with one
+// sendmmsg. Called with o.mu held, which it releases.
+func (o *udpOutput) sendDue(now time.Time) {
+	k := 0
+	for k < len(o.queue) && k < udpBatchMax && !o.queue[k].due.After(now) {
+		k++
+	}
+	o.sending = append(o.sending[:0], o.queue[:k]...)
+	clear(o.queue[:k])
+	o.queue = o.queue[k:]
+	o.mu.Unlock()
+	var dropped uint64
+	for _, p := range o.sending {
+		if err := o.b.add(p.t, p.pkt, p.ntp); err != nil {
+			dropped++ // too big for a datagram, as on the per-packet path
+		}
+	}
+	d, full, _ := o.b.flush(false)
+	clear(o.sending)
+	if dropped += d; dropped > 0 {
+		o.r.dropped.Add(dropped)
+	}
+	if full {
+		o.mu.Lock()
+		o.overflow = true
+		o.mu.Unlock()
 	}
 }
 
@@ -183,3 +258,5 @@ func (o *udpOutput) stop() {
 	default:
 	}
 }
+
+func (o *udpOutput) batched() bool { return o.b != nil }

@@ -21,7 +21,8 @@ type handler struct {
 	p      *Proxy
 	srv    *gortsplib.Server
 	secure bool
-	digest sync.Map // *gortsplib.ServerConn → *digestState
+	udp    udpSockets // the UDP transport's sockets, once listening
+	digest sync.Map   // *gortsplib.ServerConn → *digestState
 	setups setupGates
 }
 
@@ -292,7 +293,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	}
 	r, fresh := rs.r, rs.r.out == nil
 	if fresh {
-		r.out = rs.output(ctx.Conn, h.p)
+		r.out = rs.output(ctx.Conn, h.p, &h.udp)
 		r.transport = readerTransport(ctx.Session.Transport(), h.secure)
 	}
 	err := rs.cam.addReader(r, rs.stream)

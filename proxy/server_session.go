@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -34,6 +35,8 @@ type readerSession struct {
 	// (conn goroutine, before PLAY).
 	chans map[*description.Media]uint8
 	ssrcs map[*description.Media]uint32
+	// The client ports of each media set up over UDP.
+	ports map[*description.Media][2]int
 
 	// Where the reader starts on each of its medias (in Medias order),
 	// set in OnPlay for the answer's RTP-Info (conn goroutine).
@@ -46,6 +49,7 @@ func newReaderSession(ss *gortsplib.ServerSession, cam *camera, st *gortsplib.Se
 		r:     &reader{user: user, remote: remote, since: time.Now(), close: ss.Close},
 		chans: map[*description.Media]uint8{},
 		ssrcs: map[*description.Media]uint32{},
+		ports: map[*description.Media][2]int{},
 	}
 	return rs
 }
@@ -57,15 +61,22 @@ func (rs *readerSession) setupAnswered(res *base.Response) {
 		return
 	}
 	var tr headers.Transport
-	if tr.Unmarshal(res.Header["Transport"]) != nil || tr.Protocol != headers.TransportProtocolTCP || tr.InterleavedIDs == nil {
+	if tr.Unmarshal(res.Header["Transport"]) != nil {
 		return
 	}
+	tcp := tr.Protocol == headers.TransportProtocolTCP && tr.InterleavedIDs != nil
+	udp := tr.Protocol == headers.TransportProtocolUDP && tr.ClientPorts != nil &&
+		(tr.Delivery == nil || *tr.Delivery == headers.TransportDeliveryUnicast)
 	ms := rs.ss.Medias()
-	if len(ms) == 0 {
+	if len(ms) == 0 || !tcp && !udp {
 		return
 	}
 	m := ms[len(ms)-1]
-	rs.chans[m] = uint8(tr.InterleavedIDs[0])
+	if tcp {
+		rs.chans[m] = uint8(tr.InterleavedIDs[0])
+	} else {
+		rs.ports[m] = *tr.ClientPorts
+	}
 	if tr.SSRC != nil {
 		rs.ssrcs[m] = *tr.SSRC
 	}
@@ -74,11 +85,26 @@ func (rs *readerSession) setupAnswered(res *base.Response) {
 // output builds the reader's output at PLAY: frame-batched for a plain-TCP
 // reader whose every media has its channel, gortsplib's per-packet path
 // otherwise.
-func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy) output {
+func (rs *readerSession) output(conn *gortsplib.ServerConn, p *Proxy, udp *udpSockets) output {
 	r := rs.r
 	r.reportedLost = func() uint64 { return reportedLost(rs.ss) }
 	if rs.ss.Transport().Protocol == gortsplib.ProtocolUDP {
-		return newUDPOutput(rs.ss, r, rs.cam, p.udpQueue)
+		o := newUDPOutput(rs.ss, r, rs.cam, p.udpQueue)
+		if !p.batching {
+			return o
+		}
+		// Where gortsplib sends: the client ports, at the address of the
+		// connection that set the session up (this one).
+		ra, ok := conn.NetConn().RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			return o
+		}
+		if b, ok := newUDPBatch(udp, r, ra.IP, ra.Zone, rs.ss.Medias(), rs.ports, rs.ssrcs, p.writeTmo); ok {
+			o.b = b
+			b.watchReports(rs.ss)
+			r.reportedLost = b.reportedLost
+		}
+		return o
 	}
 	// (SAVP over RTSPS: gortsplib encrypts each packet with SRTP itself.)
 	tc, ok := batchConnOf(conn.NetConn())
