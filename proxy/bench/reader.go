@@ -17,7 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
-	"github.com/bluenviron/gortsplib/v5/pkg/sdp"
+	"github.com/bluenviron/gortsplib/v5/pkg/sdpunmarshaler"
 	"github.com/pion/rtp"
 )
 
@@ -237,12 +237,12 @@ func (h *handshake) run(fps int, frames bool) (*rtpStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sd sdp.SessionDescription
-	if err := sd.Unmarshal(res.Body); err != nil {
+	sd, err := sdpunmarshaler.Unmarshal(res.Body)
+	if err != nil {
 		return nil, fmt.Errorf("DESCRIBE: SDP: %w", err)
 	}
 	var desc description.Session
-	if err := desc.Unmarshal(&sd); err != nil {
+	if err := desc.Unmarshal2(sd); err != nil {
 		return nil, fmt.Errorf("DESCRIBE: SDP: %w", err)
 	}
 	if len(desc.Medias) == 0 || len(desc.Medias) > maxChannels/2 {
