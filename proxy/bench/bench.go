@@ -80,6 +80,10 @@ type Options struct {
 	// at the same instants (camsim.Server.Aligned): a burst worst case. By
 	// default they are free-running, as real cameras are.
 	Aligned bool
+	// WritePerPacket makes the simulated cameras write each RTP packet
+	// with its own system call (camsim.Server.WritePerPacket) rather than
+	// a frame's packets together.
+	WritePerPacket bool
 	// Executable is the cordon binary that runs the systems under test. It
 	// defaults to the running executable.
 	Executable string
@@ -296,6 +300,9 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if o.Aligned {
 		timing = "aligned (all send each frame at once)"
 	}
+	if o.WritePerPacket {
+		timing += ", one write per packet"
+	}
 	info := sim.Streams()[0]
 	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras looping %s (real video, %.2f Mbit/s, %d x %d, no filler), %s\n",
 		o.Cameras, o.Codec, info.Clip, float64(info.Bitrate)/1e6, info.Width, info.Height, timing)
@@ -344,7 +351,7 @@ var ErrForwarding = errors.New("bench: a system did not forward the video whole"
 // measure on filler.
 func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsim.Server, error) {
 	start := func(dir string) (*camsim.Server, error) {
-		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
+		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, WritePerPacket: o.WritePerPacket, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
 		if err := sim.Start(); err != nil {
 			return nil, err
 		}
