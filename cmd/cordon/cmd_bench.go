@@ -31,7 +31,8 @@ slices) sent and delivered, CPU seconds per GB the cameras sent (and the
 ratios to the baseline and to MediaMTX), resident memory (total and per
 camera), RTP packets lost on the way to readers, the latency the proxy adds
 per frame (p50/p99, from frames matched between a direct and a proxied reader
-on a few cameras) and, for cordon, its own frame delay (p50/p99 of
+on a few cameras, by the kernel's receive times; "e2e" by the bench's own, and
+"bench late" the bench's own delay) and, for cordon, its own frame delay (p50/p99 of
 cordon_reader_frame_delay_seconds). A system that delivers less than 99 % of
 the video bytes to its readers fails the run (exit status 1, after the table).
 
