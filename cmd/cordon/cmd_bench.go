@@ -31,7 +31,8 @@ slices) sent and delivered, CPU seconds per GB the cameras sent (and the
 ratios to the baseline and to MediaMTX), resident memory (total and per
 camera), RTP packets lost on the way to readers, the latency the proxy adds
 per frame (p50/p99, from frames matched between a direct and a proxied reader
-on a few cameras) and, for cordon, its own frame delay (p50/p99 of
+on a few cameras, by the kernel's receive times; "e2e" by the bench's own, and
+"bench late" the bench's own delay) and, for cordon, its own frame delay (p50/p99 of
 cordon_reader_frame_delay_seconds). A system that delivers less than 99 % of
 the video bytes to its readers fails the run (exit status 1, after the table).
 
@@ -114,6 +115,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.Codec, "codec", "h264", "camera codec: h264 or h265 (latency matching needs h264)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
+	fs.BoolVar(&o.WritePerPacket, "write-per-packet", false, "make the simulated cameras write each RTP packet with its own system call (by default a frame's packets are written together, when its last one is)")
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")

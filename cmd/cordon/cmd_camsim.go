@@ -60,6 +60,7 @@ func runCamsim(ctx context.Context, e *env, args []string) error {
 	fps := fs.Int("fps", 25, "frames per second of the --count cameras")
 	bitrate := fs.String("bitrate", "0", "bit `rate` of the --count cameras, for example 2M or 500k (0: the clip's own)")
 	clipDir := fs.String("clip-dir", "", "`dir`ectory of more clips, named <codec>-<W>x<H>-<rate>.<codec> as make-clips.sh CODEC WxH RATE OUT makes them; a camera picks the one nearest its bitrate")
+	perPacket := fs.Bool("write-per-packet", false, "write each RTP packet of a TCP reader with its own system call (by default a frame's packets are written together, when its last one is: the same bytes in fewer TCP segments)")
 	aligned := fs.Bool("aligned", false, "start every camera at the same instant at the start of its clip, so all send their frames and keyframes together (a burst worst case; by default cameras are free-running, as real ones are)")
 	leak := fs.String("leak", "", "hide `text` in an SEI user-data message in every keyframe of every camera, as a leaking camera would (see docs/rebuild.md)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -86,7 +87,7 @@ func runCamsim(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	srv := &camsim.Server{Addr: *listen, Cameras: cams, Aligned: *aligned, ClipDir: *clipDir, Logger: log.With("component", "camsim")}
+	srv := &camsim.Server{Addr: *listen, Cameras: cams, Aligned: *aligned, WritePerPacket: *perPacket, ClipDir: *clipDir, Logger: log.With("component", "camsim")}
 	if err := srv.Start(); err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func TestBaselineForwards(t *testing.T) {
 	}
 	d := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	p := &reader{url: "rtsp://" + addr + "/c1", frames: newFrameLog()}
-	lat := playAndMatch(t, ctx, d, p)
+	lat := playAndMatch(t, ctx, d, p).added
 	if len(lat) < 20 {
 		t.Fatalf("matched %d frames; direct saw %d, proxied saw %d (proxied bytes %d)", len(lat), len(d.frames.seen), len(p.frames.seen), p.bytes.Load())
 	}

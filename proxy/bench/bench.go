@@ -80,6 +80,10 @@ type Options struct {
 	// at the same instants (camsim.Server.Aligned): a burst worst case. By
 	// default they are free-running, as real cameras are.
 	Aligned bool
+	// WritePerPacket makes the simulated cameras write each RTP packet
+	// with its own system call (camsim.Server.WritePerPacket) rather than
+	// a frame's packets together.
+	WritePerPacket bool
 	// Executable is the cordon binary that runs the systems under test. It
 	// defaults to the running executable.
 	Executable string
@@ -114,7 +118,15 @@ type Result struct {
 	// (cordon_gop_cache_bytes); 0 for the others, which keep none.
 	GOPBytes int64
 	PeakRSS  int64
-	Latency  []time.Duration // added latency per matched frame, sorted
+	// Latency is the added latency per matched frame, sorted: by the
+	// kernel's receive times of the frames on the direct and the proxied
+	// reader (see reader), so the bench's own scheduling is not in it.
+	Latency []time.Duration
+	// E2E is the same by the times the bench parsed the frames (it
+	// includes the bench's scheduling delay), and BenchLate, per frame of
+	// the direct readers, that delay itself: from the frame's arrival in
+	// the socket to the bench parsing it. Both sorted.
+	E2E, BenchLate []time.Duration
 	// Delay is the proxy's own histogram of frame delay (last camera packet
 	// in to reader write returned) over the window; nil for the baseline.
 	Delay    *histogram
@@ -288,6 +300,9 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if o.Aligned {
 		timing = "aligned (all send each frame at once)"
 	}
+	if o.WritePerPacket {
+		timing += ", one write per packet"
+	}
 	info := sim.Streams()[0]
 	fmt.Fprintf(o.Progress, "bench: %d simulated %s cameras looping %s (real video, %.2f Mbit/s, %d x %d, no filler), %s\n",
 		o.Cameras, o.Codec, info.Clip, float64(info.Bitrate)/1e6, info.Width, info.Height, timing)
@@ -336,7 +351,7 @@ var ErrForwarding = errors.New("bench: a system did not forward the video whole"
 // measure on filler.
 func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsim.Server, error) {
 	start := func(dir string) (*camsim.Server, error) {
-		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
+		sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Aligned: o.Aligned, WritePerPacket: o.WritePerPacket, ClipDir: dir, Logger: o.Logger.With("component", "camsim")}
 		if err := sim.Start(); err != nil {
 			return nil, err
 		}
@@ -416,10 +431,15 @@ func runOne(ctx context.Context, o *Options, sys string, sim *camsim.Server, cam
 	n := o.ReadersPerCamera
 	for i, d := range direct {
 		if i*n < len(proxied) {
-			res.Latency = append(res.Latency, matchFrames(d.frames, proxied[i*n].frames, windowStart)...)
+			l := matchFrames(d.frames, proxied[i*n].frames, windowStart)
+			res.Latency = append(res.Latency, l.added...)
+			res.E2E = append(res.E2E, l.e2e...)
+			res.BenchLate = append(res.BenchLate, l.late...)
 		}
 	}
 	slices.Sort(res.Latency)
+	slices.Sort(res.E2E)
+	slices.Sort(res.BenchLate)
 	return res, nil
 }
 
@@ -587,7 +607,7 @@ func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos
 	n := o.ReadersPerCamera
 	res.Wanted = len(proxied)
 	for i, r := range proxied {
-		if r.client != nil {
+		if r.playing {
 			res.Readers++
 			info := infos[i/n]
 			d, s, err := r.video.forwarded(info.LoopFrames, info.LoopVideoBytes)
@@ -614,7 +634,7 @@ func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos
 	var directVideo, directSent int64
 	directUp := 0
 	for i, d := range direct {
-		if d.client != nil {
+		if d.playing {
 			directBytes += d.bytes.Load()
 			directUp++
 			if dv, ds, err := d.video.forwarded(infos[i].LoopFrames, infos[i].LoopVideoBytes); err == nil {
@@ -634,30 +654,49 @@ func tally(o *Options, res *Result, sys string, proxied, direct []*reader, infos
 	return nil
 }
 
-// matchFrames returns, for each frame both readers completed after since, how
-// much later the proxied reader got it than the direct reader. An occurrence
-// on the direct reader matches the first occurrence of the same content on the
-// proxied reader from a little before it up to a second after it (the clip
-// loops take longer than that).
-func matchFrames(direct, proxied *frameLog, since time.Time) []time.Duration {
+// latencies are what matching a direct and a proxied reader's frames gives.
+type latencies struct {
+	// added is how much later the proxied reader's frame arrived in its
+	// socket than the direct reader's (kernel receive times: what the proxy
+	// added, whenever the bench got to read them); bench times when the
+	// kernel's are unknown.
+	added []time.Duration
+	// e2e is the same by the times the bench's goroutines parsed the frames:
+	// it includes the bench's own scheduling delay.
+	e2e []time.Duration
+	// late is, for each frame of the direct reader, how long after its
+	// arrival in the socket the bench parsed it: the bench's own delay.
+	late []time.Duration
+}
+
+// matchFrames matches the frames both readers completed after since. An
+// occurrence on the direct reader matches the first occurrence of the same
+// content on the proxied reader from a little before it up to a second
+// after it (the clip loops take longer than that).
+func matchFrames(direct, proxied *frameLog, since time.Time) latencies {
 	direct.mu.Lock()
 	defer direct.mu.Unlock()
 	proxied.mu.Lock()
 	defer proxied.mu.Unlock()
 	const early, late = 100 * time.Millisecond, time.Second
-	var out []time.Duration
+	var out latencies
 	for k, tds := range direct.seen {
 		tps := proxied.seen[k]
 		for _, td := range tds {
-			if td.Before(since) {
+			if td.user.Before(since) {
 				continue
 			}
+			if !td.kernel.IsZero() {
+				out.late = append(out.late, max(td.user.Sub(td.kernel), 0))
+			}
 			for _, tp := range tps {
-				d := tp.Sub(td)
+				d := tp.at().Sub(td.at())
 				if d < -early || d > late {
 					continue
 				}
-				out = append(out, max(d, 0)) // d < 0: the proxied reader was scheduled first
+				// d < 0: the proxied reader was scheduled first.
+				out.added = append(out.added, max(d, 0))
+				out.e2e = append(out.e2e, max(tp.user.Sub(td.user), 0))
 				break
 			}
 		}
@@ -783,7 +822,7 @@ func ratio(r, ref *Result) string {
 // WriteTable prints results with ratios against the baseline and MediaMTX.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tvideo MB sent\tvideo MB got\tvideo fwd\tCPU s/GB in\tvs baseline\tvs mediamtx\tRSS MiB\tGOP cache MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\tin-proxy p50\tin-proxy p99\t")
+	fmt.Fprintln(tw, "system\tcameras\treaders\tMbit/s in\tMbit/s out\tvideo MB sent\tvideo MB got\tvideo fwd\tCPU s/GB in\tvs baseline\tvs mediamtx\tRSS MiB\tGOP cache MiB\tRSS/camera KiB\tlost pkts\tadded p50\tadded p99\tframes matched\te2e p99\tbench late p99\tin-proxy p50\tin-proxy p99\t")
 	for _, r := range results {
 		mbps := float64(r.Bytes) * 8 / r.Window.Seconds() / 1e6
 		mbpsIn := float64(r.InBytes) * 8 / r.Window.Seconds() / 1e6
@@ -791,11 +830,12 @@ func WriteTable(w io.Writer, results []*Result) error {
 		if f, ok := r.Forwarded(); ok {
 			fwd = fmt.Sprintf("%.2f%%", 100*f)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.3f\t%s\t%s\t%.1f\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.3f\t%s\t%s\t%.1f\t%.1f\t%.0f\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n",
 			r.System, r.Cameras, r.Readers, mbpsIn, mbps, float64(r.VideoSent)/1e6, float64(r.VideoDelivered)/1e6, fwd,
 			r.CPUPerGB(), ratio(r, r.Baseline), ratio(r, r.MediaMTX),
 			float64(r.RSS)/(1<<20), float64(r.GOPBytes)/(1<<20), float64(r.RSS)/1024/float64(max(r.Cameras, 1)), r.Lost,
 			r.Quantile(0.5).Round(10*time.Microsecond), r.Quantile(0.99).Round(10*time.Microsecond), len(r.Latency),
+			quantile(r.E2E, 0.99).Round(10*time.Microsecond), quantile(r.BenchLate, 0.99).Round(10*time.Microsecond),
 			delayCell(r, 0.5), delayCell(r, 0.99))
 	}
 	return tw.Flush()

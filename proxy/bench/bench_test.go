@@ -20,9 +20,12 @@ func TestFrameMatching(t *testing.T) {
 	sim := startSim(t)
 	a := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	b := &reader{url: sim.URL("c1"), frames: newFrameLog()}
-	lat := playAndMatch(t, context.Background(), a, b)
-	if len(lat) < 20 {
-		t.Fatalf("matched %d frames in 2 s at 25 fps; want at least 20 (a saw %d, b saw %d)", len(lat), len(a.frames.seen), len(b.frames.seen))
+	l := playAndMatch(t, context.Background(), a, b)
+	if len(l.added) < 20 || len(l.e2e) != len(l.added) {
+		t.Fatalf("matched %d frames (%d end to end) in 2 s at 25 fps; want at least 20 (a saw %d, b saw %d)", len(l.added), len(l.e2e), len(a.frames.seen), len(b.frames.seen))
+	}
+	if stampsSupported && len(l.late) < 20 {
+		t.Fatalf("%d frames of a had a kernel receive time; want every frame's", len(l.late))
 	}
 	if a.bytes.Load() < 100_000 || a.lost.Load() != 0 {
 		t.Fatalf("reader a: %d bytes, %d lost; want ≥ 100 kB in 2 s at 1 Mbit/s and no loss", a.bytes.Load(), a.lost.Load())
@@ -31,7 +34,7 @@ func TestFrameMatching(t *testing.T) {
 
 // playAndMatch plays both readers, counting, for 2 s and returns how much
 // later b completed each frame than a.
-func playAndMatch(t *testing.T, ctx context.Context, a, b *reader) []time.Duration {
+func playAndMatch(t *testing.T, ctx context.Context, a, b *reader) latencies {
 	t.Helper()
 	for _, r := range []*reader{a, b} {
 		if err := r.start(ctx); err != nil {

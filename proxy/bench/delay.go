@@ -37,7 +37,7 @@ func scrapeDelay(ctx context.Context, adminAddr string) (*histogram, error) {
 
 // scrapeMetrics returns a proxy's /metrics.
 func scrapeMetrics(ctx context.Context, adminAddr string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // a starved proxy answers late
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/metrics", nil)
 	if err != nil {

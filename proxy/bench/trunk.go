@@ -524,7 +524,7 @@ func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site
 // addProxied adds what the core's readers got to res.
 func (rs *trunkReaders) addProxied(res *TrunkResult) {
 	for i, r := range rs.proxied {
-		if r.client != nil {
+		if r.playing {
 			res.Readers++
 		}
 		res.Bytes += r.bytes.Load()
@@ -545,7 +545,7 @@ func (rs *trunkReaders) addDirect(res *TrunkResult, start time.Time) {
 	var directBytes uint64
 	directUp := 0
 	for _, d := range rs.direct {
-		if d.client != nil {
+		if d.playing {
 			directBytes += d.bytes.Load()
 			directUp++
 		}
@@ -554,7 +554,7 @@ func (rs *trunkReaders) addDirect(res *TrunkResult, start time.Time) {
 		res.InBytes = directBytes / uint64(directUp) * uint64(res.Cameras)
 	}
 	for i, d := range rs.direct {
-		res.Latency = append(res.Latency, matchFrames(d.frames, rs.proxied[i].frames, start)...)
+		res.Latency = append(res.Latency, matchFrames(d.frames, rs.proxied[i].frames, start).added...)
 	}
 	slices.Sort(res.Latency)
 }

@@ -97,6 +97,11 @@ type Server struct {
 	// must send, as a camera's (Basic or Digest); a reader without them
 	// or with others gets 401. By default no credentials are needed.
 	User, Password string
+	// WritePerPacket makes each TCP reader's connection write every RTP
+	// packet on its own, as gortsplib does. By default the packets of a
+	// frame are written together, with one system call, when its last
+	// packet is (the same bytes, in fewer TCP segments; see frameConn).
+	WritePerPacket bool
 
 	srv     *gortsplib.Server
 	mu      sync.RWMutex // guards camStream.stream against Close
@@ -235,10 +240,14 @@ func (s *Server) listen() error {
 		WriteQueueSize: 4096,
 		Listen: func(network, address string) (net.Listener, error) {
 			l, err := net.Listen(network, address)
-			if err == nil {
-				bound = l.Addr()
+			if err != nil {
+				return nil, err
 			}
-			return l, err
+			bound = l.Addr()
+			if s.WritePerPacket {
+				return l, nil
+			}
+			return frameListener{l}, nil
 		},
 		ListenPacket: func(network, address string) (net.PacketConn, error) {
 			if c, ok := udp[address]; ok {
