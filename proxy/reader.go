@@ -67,10 +67,14 @@ type output interface {
 	write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 	// stop releases what the output holds once the reader has left.
 	stop()
-	// batched reports whether the reader gets one write per frame. A
-	// batched output copies each packet before write returns, so it may be
-	// given a cached packet's memory (gop_arena.go); the others get copies.
+	// batched reports whether the reader gets one write per frame.
 	batched() bool
+	// keepsPackets reports whether the output may still read a packet
+	// after write returns (it queues packets, or holds a frame's packets
+	// until the frame ends). Such an output is given a copy of a cached
+	// packet; one that copies each packet before write returns may be
+	// given the cached packet's memory itself (gop_arena.go).
+	keepsPackets() bool
 }
 
 // errQueueFull is a batched reader's full queue.

@@ -39,3 +39,5 @@ func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time
 func (o *packetOutput) stop() {}
 
 func (o *packetOutput) batched() bool { return false }
+
+func (o *packetOutput) keepsPackets() bool { return true }

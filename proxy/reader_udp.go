@@ -260,3 +260,7 @@ func (o *udpOutput) stop() {
 }
 
 func (o *udpOutput) batched() bool { return o.b != nil }
+
+// keepsPackets: a UDP output queues packets to pace a cached GOP, batched
+// or not.
+func (o *udpOutput) keepsPackets() bool { return true }

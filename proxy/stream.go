@@ -225,9 +225,9 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 			return
 		}
 		r.active = true
-		batched := r.out.batched()
+		keeps := r.out.keepsPackets()
 		for i, se := range r.start {
-			if se.cached && !batched {
+			if se.cached && keeps {
 				se.pkt = detach(se.pkt) // the output keeps it (gop_arena.go)
 			}
 			if !s.writeLocked(r, se, arrival) {
