@@ -267,7 +267,10 @@ const (
 )
 
 // tapPoison makes recycled chunks unreadable (tests set it).
-var tapPoison bool
+var (
+	tapPoison        bool
+	tapPoisonPayload = []byte{0xA5, 0xA5}
+)
 
 // tapChunks is where one tap cuts slabs of T from: the current chunk,
 // those filled since the last recycle (waiting), and free ones.
@@ -339,7 +342,7 @@ func (c *tapChunks[T]) poison(s []T) {
 		}
 	case []rtp.Packet:
 		for i := range s {
-			s[i] = rtp.Packet{Header: rtp.Header{SequenceNumber: 0xA5A5}, Payload: []byte{0xA5}}
+			s[i] = rtp.Packet{Header: rtp.Header{SequenceNumber: 0xA5A5}, Payload: tapPoisonPayload}
 		}
 	}
 }

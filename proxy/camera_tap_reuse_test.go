@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,8 +22,11 @@ import (
 
 // Every test of the package runs with the camera tap's recycled chunks
 // poisoned: a packet or payload read after its chunk was reused reads
-// 0xA5 bytes (and the race detector sees the write).
-func init() { tapPoison = true }
+// 0xA5 bytes (and the race detector sees the write). Benchmarks measure
+// the proxy as it runs, without.
+func init() {
+	tapPoison = !slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.bench=") })
+}
 
 // The camera tap reuses its slabs while readers of every kind come and go:
 // batched (copied at write), UDP (a paced queue read by its own goroutine),
