@@ -256,14 +256,18 @@ func (t *cameraTap) partial(b []byte) bool {
 // left to the garbage collector rather than reused. tapPoison (tests)
 // overwrites what is recycled, so that an early reuse shows as corruption.
 //
-// A chunk is the largest small-object size of Go's allocator; a packet
-// chunk holds about a frame's packets at 2 Mbit/s.
+// The chunks a tap keeps are live heap, which the collector's goal
+// (GOGC=100) doubles in RSS: so they are small, 8 KiB (a few packets: most
+// reads bring fewer), and few are kept free. A run larger than a chunk gets
+// one of its own, not kept; a packet chunk holds 8 packets.
 const (
-	tapChunkBytes   = 32 << 10
+	tapChunkBytes   = 8 << 10
 	tapChunkPackets = 8
-	// tapChunksKept bounds the chunks a tap keeps for reuse, and those
-	// waiting to be: beyond, they are the garbage collector's.
-	tapChunksKept = 8
+	// tapChunksFree bounds the free chunks a tap keeps (beyond, the
+	// garbage collector's: a keyframe's chunks are reallocated once a
+	// GOP), tapChunksWaiting those it may reuse later.
+	tapChunksFree    = 2
+	tapChunksWaiting = 64
 )
 
 // tapPoison makes recycled chunks unreadable (tests set it).
@@ -284,7 +288,7 @@ type tapChunks[T any] struct {
 // cut returns n elements nothing else uses.
 func (c *tapChunks[T]) cut(n int) []T {
 	if c.used+n > len(c.cur) {
-		if len(c.cur) > 0 && len(c.waiting) < tapChunksKept {
+		if len(c.cur) > 0 && len(c.waiting) < tapChunksWaiting {
 			c.waiting = append(c.waiting, c.cur)
 		}
 		c.cur, c.used = c.next(n), 0
@@ -321,11 +325,14 @@ func (c *tapChunks[T]) recycle() {
 		c.poison(c.cur[:c.used])
 	}
 	c.used = 0
+	if len(c.cur) != c.per() {
+		c.cur = nil // a large run's: not kept
+	}
 	for _, w := range c.waiting {
 		if tapPoison {
 			c.poison(w)
 		}
-		if len(c.free) < tapChunksKept && len(w) == c.per() {
+		if len(c.free) < tapChunksFree && len(w) == c.per() {
 			c.free = append(c.free, w)
 		}
 	}
