@@ -47,11 +47,12 @@ type cameraTap struct {
 	tracks [256]*tapTrack // by RTP channel
 	idle   uint8          // a channel no track uses (for the keep-alive frame)
 
-	chunk    []byte       // what is left of the chunk slabs are cut from
-	pchunk   []rtp.Packet // likewise for packets
-	broken   bool         // lost the message boundaries: take nothing more
-	pass     int          // bytes of the current message still to hand to gortsplib
-	lastShow time.Time    // when gortsplib last got bytes
+	slabs    tapChunks[byte]       // the chunks slabs are cut from
+	pslabs   tapChunks[rtp.Packet] // likewise for packets
+	broken   bool                  // lost the message boundaries: take nothing more
+	pass     int                   // bytes of the current message still to hand to gortsplib
+	lastShow time.Time             // when gortsplib last got bytes
+	recycles int                   // how often the slabs were made reusable
 	onError  func(error)
 }
 
@@ -60,6 +61,9 @@ type tapTrack struct {
 	pt      uint8
 	deliver func(pkt *rtp.Packet, arrival time.Time)
 	lost    func(uint64)
+	// holds reports whether what deliver was given before still refers to
+	// packets it returned from (nil: never); see tapChunks.
+	holds   func() bool
 	seq     uint16
 	started bool
 }
@@ -86,8 +90,9 @@ func interleavedRTPChannel(res *base.Response) (int, bool) {
 
 // add takes the RTP packets of payload type pt on channel ch once armed.
 // It is called before arm, by the session goroutine.
-func (t *cameraTap) add(ch int, pt uint8, deliver func(*rtp.Packet, time.Time), lost func(uint64)) {
-	t.tracks[ch] = &tapTrack{pt: pt, deliver: deliver, lost: lost}
+// holds (may be nil) is the track's tapTrack.holds.
+func (t *cameraTap) add(ch int, pt uint8, deliver func(*rtp.Packet, time.Time), lost func(uint64), holds func() bool) {
+	t.tracks[ch] = &tapTrack{pt: pt, deliver: deliver, lost: lost, holds: holds}
 }
 
 // arm starts taking frames (after the PLAY answer). It reports whether it
@@ -170,14 +175,15 @@ func (t *cameraTap) take(b []byte) int {
 	if frames == 0 {
 		return 0
 	}
-	slab := t.slab(run)
+	slab := t.slabs.cut(run)
 	copy(slab, b[:run])
-	pkts := t.packets(frames)
+	pkts := t.pslabs.cut(frames)
 	now := time.Now() // when the read that brought them returned
 	for i, off := 0, 0; i < frames; i++ {
 		tr := t.tracks[slab[off+1]]
 		size := int(slab[off+2])<<8 | int(slab[off+3])
 		pkt := &pkts[i]
+		*pkt = rtp.Packet{} // (a reused one: nothing of the last packet)
 		raw := slab[off+4 : off+4+size : off+4+size]
 		off += 4 + size
 		if err := pkt.Unmarshal(raw); err != nil {
@@ -194,7 +200,21 @@ func (t *cameraTap) take(b []byte) int {
 		tr.seq, tr.started = pkt.SequenceNumber, true
 		tr.deliver(pkt, now)
 	}
+	t.settle()
 	return run
+}
+
+// settle makes the slabs cut so far reusable when no track holds what it
+// was given (see tapChunks).
+func (t *cameraTap) settle() {
+	for _, tr := range t.tracks {
+		if tr != nil && tr.holds != nil && tr.holds() {
+			return
+		}
+	}
+	t.slabs.recycle()
+	t.pslabs.recycle()
+	t.recycles++
 }
 
 // wholeFrameNeeded reports whether the message at b[0], of size bytes, is
@@ -218,35 +238,119 @@ func (t *cameraTap) partial(b []byte) bool {
 }
 
 // Taken frames are copied into slabs cut from larger chunks, and their
-// packets likewise: a few allocations a second per camera instead of two
-// per read. Nothing is reused: a chunk is freed when the last packet in it
-// is (readers' batches copy what they send; the GOP cache and rebuild keep
-// packets, and payloads, for as long as they need them). A chunk kept
-// alive by one packet keeps its neighbours too, so chunks are small: a
-// packet chunk holds about a frame's packets at 2 Mbit/s (and through them
-// their slabs: the tap's current packet chunk is what a camera keeps alive
-// between frames), and a byte chunk is the largest small-object size of
-// Go's allocator (16 KiB held one 2 Mbit/s frame each: half again as many
-// bytes allocated, and as many more collections).
+// packets likewise: no allocation per read. The chunks are reused once
+// nothing reads what was cut from them, which is when delivery of a run of
+// frames has returned and no track holds anything of it:
+//
+//   - everything that keeps a packet after the stream's dispatch returns
+//     copies it first: the GOP cache (into its arena, gop_arena.go), batched
+//     and trunk outputs (framed into their queues), gortsplib's per-packet
+//     outputs (marshalled before WritePacketRTP returns), and, with a copy
+//     of their own (detach), the UDP readers' paced queue, WebRTC previews'
+//     queue, and a reader's packets held until its answer to PLAY is out;
+//   - the cleaner (rebuild) refers to the payloads of an access unit in
+//     progress, or of an MJPEG frame, across packets: its tapTrack.holds
+//     (rebuild.Track.HoldsInput) says so, and the chunks wait.
+//
+// A chunk that waits too long (a camera that never ends an access unit) is
+// left to the garbage collector rather than reused. tapPoison (tests)
+// overwrites what is recycled, so that an early reuse shows as corruption.
+//
+// The chunks a tap keeps are live heap, which the collector's goal
+// (GOGC=100) doubles in RSS: so they are 16 KiB (a 2 Mbit/s frame read at
+// once fits; 8 KiB did not, and allocated again), and one is kept free. A
+// run larger than a chunk gets one of its own, not kept; a packet chunk
+// holds 8 packets. (32 KiB, eight kept free: +8-17 MiB RSS at 100 cameras.)
 const (
-	tapChunkBytes   = 32 << 10
+	tapChunkBytes   = 16 << 10
 	tapChunkPackets = 8
+	// tapChunksFree bounds the free chunks a tap keeps (beyond, the
+	// garbage collector's: a keyframe's chunks are allocated again once a
+	// GOP), tapChunksWaiting those it may reuse later.
+	tapChunksFree    = 1
+	tapChunksWaiting = 64
 )
 
-func (t *cameraTap) slab(n int) []byte {
-	if n > len(t.chunk) {
-		t.chunk = make([]byte, max(n, tapChunkBytes))
-	}
-	b := t.chunk[:n:n]
-	t.chunk = t.chunk[n:]
-	return b
+// tapPoison makes recycled chunks unreadable (tests set it).
+var (
+	tapPoison        bool
+	tapPoisonPayload = []byte{0xA5, 0xA5}
+)
+
+// tapChunks is where one tap cuts slabs of T from: the current chunk,
+// those filled since the last recycle (waiting), and free ones.
+type tapChunks[T any] struct {
+	cur     []T // the current chunk, whole
+	used    int // of cur
+	waiting [][]T
+	free    [][]T
 }
 
-func (t *cameraTap) packets(n int) []rtp.Packet {
-	if n > len(t.pchunk) {
-		t.pchunk = make([]rtp.Packet, max(n, tapChunkPackets))
+// cut returns n elements nothing else uses.
+func (c *tapChunks[T]) cut(n int) []T {
+	if c.used+n > len(c.cur) {
+		if len(c.cur) > 0 && len(c.waiting) < tapChunksWaiting {
+			c.waiting = append(c.waiting, c.cur)
+		}
+		c.cur, c.used = c.next(n), 0
 	}
-	p := t.pchunk[:n:n]
-	t.pchunk = t.pchunk[n:]
-	return p
+	s := c.cur[c.used : c.used+n : c.used+n]
+	c.used += n
+	return s
+}
+
+// next returns a free chunk of at least n elements, or a new one.
+func (c *tapChunks[T]) next(n int) []T {
+	if k := len(c.free) - 1; k >= 0 && n <= len(c.free[k]) {
+		f := c.free[k]
+		c.free[k] = nil
+		c.free = c.free[:k]
+		return f
+	}
+	return make([]T, max(n, c.per()))
+}
+
+// per is the size of a chunk (larger ones are cut for larger runs, and
+// not kept).
+func (c *tapChunks[T]) per() int {
+	var zero T
+	if _, ok := any(zero).(byte); ok {
+		return tapChunkBytes
+	}
+	return tapChunkPackets
+}
+
+// recycle makes every chunk reusable: nothing refers to what was cut.
+func (c *tapChunks[T]) recycle() {
+	if tapPoison {
+		c.poison(c.cur[:c.used])
+	}
+	c.used = 0
+	if len(c.cur) != c.per() {
+		c.cur = nil // a large run's: not kept
+	}
+	for _, w := range c.waiting {
+		if tapPoison {
+			c.poison(w)
+		}
+		if len(c.free) < tapChunksFree && len(w) == c.per() {
+			c.free = append(c.free, w)
+		}
+	}
+	clear(c.waiting)
+	c.waiting = c.waiting[:0]
+}
+
+// poison overwrites s: bytes with 0xA5, packets with an empty packet.
+func (c *tapChunks[T]) poison(s []T) {
+	switch s := any(s).(type) {
+	case []byte:
+		for i := range s {
+			s[i] = 0xA5
+		}
+	case []rtp.Packet:
+		for i := range s {
+			s[i] = rtp.Packet{Header: rtp.Header{SequenceNumber: 0xA5A5}, Payload: tapPoisonPayload}
+		}
+	}
 }

@@ -62,7 +62,7 @@ func TestCameraTapByteStream(t *testing.T) {
 		tap.add(0, 96, func(p *rtp.Packet, _ time.Time) {
 			b, _ := p.Marshal()
 			gotRTP = append(gotRTP, b)
-		}, func(n uint64) { t.Errorf("seed %d: %d packets counted lost", seed, n) })
+		}, func(n uint64) { t.Errorf("seed %d: %d packets counted lost", seed, n) }, nil)
 
 		go func() {
 			rest := data
@@ -175,7 +175,7 @@ func TestCameraTapNotArmedWithoutTracks(t *testing.T) {
 	if tap.arm() || tap.armed.Load() {
 		t.Fatal("a tap without tracks armed")
 	}
-	tap.add(0, 96, func(*rtp.Packet, time.Time) {}, func(uint64) {})
+	tap.add(0, 96, func(*rtp.Packet, time.Time) {}, func(uint64) {}, nil)
 	if !tap.arm() || tap.idle == 0 || tap.idle == 1 {
 		t.Fatalf("a tap with a track on 0-1: armed %v, keep-alive channel %d", tap.armed.Load(), tap.idle)
 	}

@@ -128,9 +128,9 @@ func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.T
 	}
 	o.lastDue, o.lastNTP = due, ntp
 	// gortsplib sets the SSRC in the packet it writes, which other readers
-	// share: the stream's lock serialises that, not this queue's.
-	cp := *pkt
-	o.queue = append(o.queue, pacedPacket{t, &cp, arrival, ntp, due})
+	// share: the stream's lock serialises that, not this queue's. And the
+	// payload is the camera tap's, reused once write returns (camera_tap.go).
+	o.queue = append(o.queue, pacedPacket{t, detach(pkt), arrival, ntp, due})
 	if !o.running {
 		o.running = true
 		go o.run()

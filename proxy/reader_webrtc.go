@@ -79,7 +79,7 @@ func (o *webrtcOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, _ time.
 		return false, 0, nil
 	}
 	select {
-	case o.q <- webrtcPacket{pkt, arrival, o.gap}:
+	case o.q <- webrtcPacket{detach(pkt), arrival, o.gap}: // run reads it later (camera_tap.go)
 		o.gap = false
 		return false, 0, nil
 	default:

@@ -255,7 +255,7 @@ func (s *source) setupPlay(cl *gortsplib.Client, desc *description.Session, plan
 			tap.add(ch, t.CameraFormat().PayloadType(), func(pkt *rtp.Packet, arrival time.Time) {
 				s.tapped.Add(1)
 				s.onPacket(t, js, first, pkt, arrival)
-			}, func(n uint64) { s.lost.Add(n) })
+			}, func(n uint64) { s.lost.Add(n) }, t.HoldsInput)
 		}
 	}
 	if _, err := cl.Play(nil); err != nil {

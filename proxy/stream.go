@@ -220,6 +220,9 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 			r.skipped.Add(1) // a new reader waits for its first keyframe
 			return
 		}
+		if !e.cached {
+			e.pkt = detach(e.pkt) // kept past this dispatch (camera_tap.go)
+		}
 		r.start = append(r.start, e)
 		if !r.out.playing() {
 			return

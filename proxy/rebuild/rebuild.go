@@ -568,6 +568,23 @@ func (t *Track) Process(pkt *rtp.Packet) ([]*rtp.Packet, int, error) {
 	return t.processPassthrough(pkt)
 }
 
+// HoldsInput reports whether the track still refers to the payload of a
+// packet Process has returned from: the NAL units of an access unit in
+// progress, or the fragments of an MJPEG frame. Packets Process returned
+// are not the track's. A caller reusing input memory (the camera tap)
+// waits until it does not.
+func (t *Track) HoldsInput() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch t.kind {
+	case kindRebuild:
+		return t.video != nil && t.video.asm.active
+	case kindMJPEG:
+		return t.mjpeg != nil && t.mjpeg.pending > 0
+	}
+	return false
+}
+
 // countHeader counts what the rewritten header leaves out.
 func (t *Track) countHeader(pkt *rtp.Packet) {
 	if pkt.Extension {
