@@ -296,12 +296,7 @@ func TestAttackTCP(t *testing.T) {
 					_ = w.TCPSegment(cam, cloud, pcapgen.ACK|pcapgen.PSH, c.isn+1+uint32(s.off), 9001, s.data, 0)
 				}
 			})
-			n := 0
-			for _, a := range sink.alerts {
-				if a.Kind == KindVendorCloud && a.Domain == "dev.ezvizlife.com" {
-					n++
-				}
-			}
+			n := sink.count(KindVendorCloud, "dev.ezvizlife.com")
 			if n != 1 {
 				t.Errorf("%d alerts, want 1: %+v", n, sink.alerts)
 			}
@@ -497,12 +492,7 @@ func TestAttackFlightEvasion(t *testing.T) {
 					_ = w.TCPSegment(cam, cloud, pcapgen.ACK|pcapgen.PSH, isn+1+uint32(s.off), 9001, s.data, 0)
 				}
 			})
-			n := 0
-			for _, a := range sink.alerts {
-				if a.Kind == KindVendorCloud && a.Domain == "dev.ezvizlife.com" {
-					n++
-				}
-			}
+			n := sink.count(KindVendorCloud, "dev.ezvizlife.com")
 			if n != 1 {
 				t.Errorf("%d alerts, want 1", n)
 			}
@@ -530,12 +520,7 @@ func TestAttackQUICEvasion(t *testing.T) {
 					_ = w.UDP(cam, cloud, d, 0)
 				}
 			})
-			n := 0
-			for _, a := range sink.alerts {
-				if a.Kind == KindVendorCloud && a.Domain == "iotaccess.easy4ipcloud.com" {
-					n++
-				}
-			}
+			n := sink.count(KindVendorCloud, "iotaccess.easy4ipcloud.com")
 			if n != 1 {
 				t.Errorf("%d vendor-cloud alerts for the QUIC SNI, want 1", n)
 			}

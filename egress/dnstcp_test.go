@@ -81,12 +81,7 @@ func TestDNSOverTCPTunnel(t *testing.T) {
 		sendSplit(w, 41000, stream[:len(stream)/2], 100, 333)
 		sendSplit(w, 41001, stream[len(stream)/2:], 57)
 	})
-	n := 0
-	for _, a := range sink.alerts {
-		if a.Kind == KindDNSTunnel && a.Domain == "data-drop.net" {
-			n++
-		}
-	}
+	n := sink.count(KindDNSTunnel, "data-drop.net")
 	if n != 1 {
 		t.Errorf("%d dns-tunnel alerts, want 1: %+v", n, sink.alerts)
 	}

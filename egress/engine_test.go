@@ -240,12 +240,7 @@ func TestLinkTypes(t *testing.T) {
 	e.HandlePacket(context.Background(), sll, ci, layers.LinkTypeLinuxSLL)
 	e.HandlePacket(context.Background(), []byte{1, 2, 3}, gopacket.CaptureInfo{Timestamp: ci.Timestamp}, layers.LinkTypeEthernet)
 	_ = e.Close(context.Background())
-	vendor := 0
-	for _, a := range sink.alerts {
-		if a.Kind == KindVendorCloud && a.Domain == "x.secu100.net" {
-			vendor++
-		}
-	}
+	vendor := sink.count(KindVendorCloud, "x.secu100.net")
 	if vendor != 2 {
 		t.Fatalf("vendor-cloud alerts %d, want 2 (raw and SLL): %+v", vendor, sink.alerts)
 	}

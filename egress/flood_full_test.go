@@ -80,7 +80,7 @@ func TestFloodFullScale(t *testing.T) {
 
 const fullFlooders, fullPerCam = 250, 4000
 
-// The planted cameras of TestFloodFullScale.
+// The planted cameras of TestFloodFullScale and TestFloodHidesNothing.
 var (
 	beaconCam = netip.MustParseAddr("192.168.50.11")
 	dnsCam    = netip.MustParseAddr("192.168.50.12")

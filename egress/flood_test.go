@@ -24,14 +24,7 @@ func TestFloodHidesNothing(t *testing.T) {
 	b.dests.maxCam, b.dests.max = 64, 512
 
 	const flooders, perCam = 30, 400
-	var (
-		beaconCam = netip.MustParseAddr("192.168.50.11")
-		dnsCam    = netip.MustParseAddr("192.168.50.12")
-		resCam    = netip.MustParseAddr("192.168.50.13")
-		oddCam    = netip.MustParseAddr("192.168.50.14")
-		sweepCam  = netip.MustParseAddr("192.168.50.15")
-		gw        = netip.MustParseAddr("192.168.50.1")
-	)
+	gw := netip.MustParseAddr("192.168.50.1") // the planted cameras are flood_full_test.go's
 	at := func(w *pcapgen.Writer, d time.Duration) { w.Now = pcapgen.Start.Add(d) }
 	feed(t, e, func(w *pcapgen.Writer) {
 		for c := range flooders {

@@ -28,6 +28,19 @@ type memSink struct {
 	alerts []Alert
 }
 
+// count is how many alerts of kind name domain.
+func (s *memSink) count(kind, domain string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.alerts {
+		if a.Kind == kind && a.Domain == domain {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *memSink) Send(_ context.Context, a Alert) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

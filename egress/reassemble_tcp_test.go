@@ -84,12 +84,7 @@ func TestFirstFlightReassembly(t *testing.T) {
 					_ = w.TCPSegment(cam, cloud, pcapgen.ACK|pcapgen.PSH, isn+1+uint32(s.off), 9001, s.data, 0)
 				}
 			})
-			n := 0
-			for _, a := range sink.alerts {
-				if a.Kind == KindVendorCloud && a.Domain == c.domain {
-					n++
-				}
-			}
+			n := sink.count(KindVendorCloud, c.domain)
 			if n != 1 {
 				t.Errorf("%d vendor-cloud alerts for %s, want 1: %+v", n, c.domain, sink.alerts)
 			}
@@ -186,12 +181,7 @@ func TestQUICKeepsTrying(t *testing.T) {
 					_ = w.UDP(cam, cloud, d, 0)
 				}
 			})
-			n := 0
-			for _, a := range sink.alerts {
-				if a.Kind == KindVendorCloud && a.Domain == "iotaccess.easy4ipcloud.com" {
-					n++
-				}
-			}
+			n := sink.count(KindVendorCloud, "iotaccess.easy4ipcloud.com")
 			if n != 1 {
 				t.Errorf("%d vendor-cloud alerts for the QUIC SNI, want 1: %+v", n, sink.alerts)
 			}
