@@ -192,9 +192,7 @@ type syncOutput struct{ c *nalChecker }
 
 func (o *syncOutput) playing() bool { return true }
 func (o *syncOutput) batched() bool { return true }
-
-func (o *syncOutput) keepsPackets() bool { return false }
-func (o *syncOutput) stop()              {}
+func (o *syncOutput) stop()         {}
 func (o *syncOutput) write(_ *rebuild.Track, pkt *rtp.Packet, _, _ time.Time) (bool, uint64, error) {
 	o.c.packet(pkt)
 	return false, 0, nil

@@ -23,8 +23,8 @@ import (
 // mutex guards every gopStore and its reference count; the cache holds one
 // reference while the GOP is current, and a reader whose start (stream.add)
 // holds the GOP holds another until it has written or dropped it. Outputs
-// that copy a packet before write returns (batched ones) are given the
-// cached packet itself; the others get a copy on the heap (detach). Chunks
+// are given the cached packet itself: one that keeps a packet past write
+// queues a copy on the heap (detach; output.write in reader.go). Chunks
 // are never unmapped, only given back to the kernel (madvise): a stale read
 // would see zeros or another GOP's bytes, never fault.
 

@@ -63,18 +63,15 @@ type output interface {
 	// full means the reader's queue is full: dropped packets were lost
 	// (err says how) and the reader skips to the next keyframe. Otherwise
 	// a non-nil err is a packet not sent for another reason, dropped
-	// counting what it cost.
+	// counting what it cost. write must not keep pkt or its payload once
+	// it returns: the payload may be a cached GOP's (gop_arena.go) or the
+	// camera tap's (camera_tap.go), both reused after dispatch, so an
+	// output that queues a packet queues a copy (detach).
 	write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.Time) (full bool, dropped uint64, err error)
 	// stop releases what the output holds once the reader has left.
 	stop()
 	// batched reports whether the reader gets one write per frame.
 	batched() bool
-	// keepsPackets reports whether the output may still read a packet
-	// after write returns (it queues packets, or holds a frame's packets
-	// until the frame ends). Such an output is given a copy of a cached
-	// packet; one that copies each packet before write returns may be
-	// given the cached packet's memory itself (gop_arena.go).
-	keepsPackets() bool
 }
 
 // errQueueFull is a batched reader's full queue.

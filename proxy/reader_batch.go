@@ -70,5 +70,3 @@ func (o *batchOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time
 func (o *batchOutput) stop() { o.w.stop() }
 
 func (o *batchOutput) batched() bool { return true }
-
-func (o *batchOutput) keepsPackets() bool { return false }

@@ -39,5 +39,3 @@ func (o *packetOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time
 func (o *packetOutput) stop() {}
 
 func (o *packetOutput) batched() bool { return false }
-
-func (o *packetOutput) keepsPackets() bool { return true }

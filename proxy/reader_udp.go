@@ -129,7 +129,8 @@ func (o *udpOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, ntp time.T
 	o.lastDue, o.lastNTP = due, ntp
 	// gortsplib sets the SSRC in the packet it writes, which other readers
 	// share: the stream's lock serialises that, not this queue's. And the
-	// payload is the camera tap's, reused once write returns (camera_tap.go).
+	// payload is the camera tap's or a cached GOP's, reused once write
+	// returns (output.write).
 	o.queue = append(o.queue, pacedPacket{t, detach(pkt), arrival, ntp, due})
 	if !o.running {
 		o.running = true
@@ -260,7 +261,3 @@ func (o *udpOutput) stop() {
 }
 
 func (o *udpOutput) batched() bool { return o.b != nil }
-
-// keepsPackets: a UDP output queues packets to pace a cached GOP, batched
-// or not.
-func (o *udpOutput) keepsPackets() bool { return true }

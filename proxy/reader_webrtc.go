@@ -67,9 +67,8 @@ func newWebRTCOutput(video *rebuild.Track, track rtpWriter) *webrtcOutput {
 func (o *webrtcOutput) playing() bool { return o.connected.Load() }
 func (o *webrtcOutput) batched() bool { return false }
 
-func (o *webrtcOutput) keepsPackets() bool { return true }
-func (o *webrtcOutput) stop()              { o.once.Do(func() { close(o.done) }) }
-func (o *webrtcOutput) streamClosed()      { o.stop() }
+func (o *webrtcOutput) stop()         { o.once.Do(func() { close(o.done) }) }
+func (o *webrtcOutput) streamClosed() { o.stop() }
 
 func (o *webrtcOutput) write(t *rebuild.Track, pkt *rtp.Packet, arrival, _ time.Time) (bool, uint64, error) {
 	if t != o.video {

@@ -228,11 +228,7 @@ func (s *stream) sendLocked(r *reader, e gopEntry, key bool, arrival time.Time) 
 			return
 		}
 		r.active = true
-		keeps := r.out.keepsPackets()
 		for i, se := range r.start {
-			if se.cached && keeps {
-				se.pkt = detach(se.pkt) // the output keeps it (gop_arena.go)
-			}
 			if !s.writeLocked(r, se, arrival) {
 				// The rest of what it starts with is lost too (it
 				// waits for the next keyframe).

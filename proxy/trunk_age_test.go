@@ -30,8 +30,7 @@ type stampedPacket struct {
 func (o *stampOutput) playing() bool { return true }
 func (o *stampOutput) batched() bool { return false }
 
-func (o *stampOutput) keepsPackets() bool { return true }
-func (o *stampOutput) stop()              {}
+func (o *stampOutput) stop() {}
 func (o *stampOutput) write(_ *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
 	o.mu.Lock()
 	o.got = append(o.got, stampedPacket{pkt.Timestamp, ntp})

@@ -336,9 +336,8 @@ var errTrunkTrack = errors.New("trunk: packet of a track the core was not told a
 func (o *trunkOutput) playing() bool { return true }
 func (o *trunkOutput) batched() bool { return false }
 
-func (o *trunkOutput) keepsPackets() bool { return true }
-func (o *trunkOutput) stop()              { o.once.Do(func() { close(o.done) }) }
-func (o *trunkOutput) streamClosed()      { o.stop() }
+func (o *trunkOutput) stop()         { o.once.Do(func() { close(o.done) }) }
+func (o *trunkOutput) streamClosed() { o.stop() }
 
 func (o *trunkOutput) write(t *rebuild.Track, pkt *rtp.Packet, _, ntp time.Time) (bool, uint64, error) {
 	i, ok := o.index[t]
