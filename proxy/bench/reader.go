@@ -200,7 +200,7 @@ func (h *handshake) do(method base.Method, u *base.URL, hdr base.Header) (*base.
 		if c[0] != '$' {
 			break
 		}
-		if _, err := h.br.Discard(4 + int(c[2])<<8 | int(c[3])); err != nil {
+		if _, err := h.br.Discard(4 + (int(c[2])<<8 | int(c[3]))); err != nil {
 			return nil, err
 		}
 	}

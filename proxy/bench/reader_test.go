@@ -141,3 +141,31 @@ func silentServer(l net.Listener) {
 		}
 	}
 }
+
+// TestHandshakeSkipsInterleaved: interleaved frames that come before a
+// response are skipped whole, whatever their length (260 bytes here, whose
+// low byte has bit 2 set: a length read as 4+c2<<8|c3 would cut it).
+func TestHandshakeSkipsInterleaved(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		br := bufio.NewReader(server)
+		var req base.Request
+		if err := req.Unmarshal(br); err != nil {
+			return
+		}
+		frame := interleaved(0, 1, 260-12)
+		_, _ = server.Write(append(frame, "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n"...))
+	}()
+	u, err := base.ParseURL("rtsp://127.0.0.1:554/cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &handshake{conn: client, br: bufio.NewReader(client), url: u}
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	res, err := h.do(base.Options, u, nil)
+	if err != nil || res.Header["CSeq"][0] != "1" {
+		t.Fatalf("response %v, err %v", res, err)
+	}
+}
