@@ -94,7 +94,7 @@ func (o *webrtcOutput) run() error {
 		case <-o.done:
 			return errors.New("preview closed")
 		case wp := <-o.q:
-			p := *wp.pkt // the stream's packet is shared: copy the header
+			p := wp.pkt // write queued a copy (detach): it is this output's
 			if wp.gap {
 				// The browser must see the loss, to drop the partial frame
 				// rather than decode it; the stream resumes at a keyframe.
@@ -102,7 +102,7 @@ func (o *webrtcOutput) run() error {
 			}
 			p.SequenceNumber = o.seq
 			o.seq++
-			if err := o.track.WriteRTP(&p); err != nil {
+			if err := o.track.WriteRTP(p); err != nil {
 				return err
 			}
 			o.delay.observe(p.Timestamp, wp.arrival, time.Now())

@@ -169,10 +169,7 @@ func (w *trunkDatagramWriter) send(media byte, pkt []byte, frags int) error {
 // reportDatagrams writes a report on a datagram camera's stream every
 // trunkReportEvery until out stops; a failed write (the core closed the
 // stream) stops out.
-func reportDatagrams(st interface {
-	Write([]byte) (int, error)
-	SetWriteDeadline(time.Time) error
-}, out *trunkOutput, cam *trunkEdgeCamera, tmo time.Duration) {
+func reportDatagrams(st trunkWriter, out *trunkOutput, cam *trunkEdgeCamera, tmo time.Duration) {
 	t := time.NewTicker(trunkReportEvery)
 	defer t.Stop()
 	for {

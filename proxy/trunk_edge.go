@@ -401,10 +401,7 @@ func (o *trunkOutput) flush() bool {
 
 // run writes queued frames to w until the output stops, connDone is
 // closed or a write fails.
-func (o *trunkOutput) run(w interface {
-	Write([]byte) (int, error)
-	SetWriteDeadline(time.Time) error
-}, connDone <-chan struct{}, tmo time.Duration) error {
+func (o *trunkOutput) run(w trunkWriter, connDone <-chan struct{}, tmo time.Duration) error {
 	for {
 		select {
 		case <-o.done:
