@@ -374,6 +374,8 @@ func (d *decoder) transport(p *packet, payload []byte, depth int) dropReason {
 		p.sport, p.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 		p.payload = d.udp.Payload
 		p.size = max(int(d.udp.Length)-8, 0)
+		// The first byte rules out RTP (0x80) and most other datagrams
+		// before the port list is walked.
 		if len(p.payload) >= 8+14 && p.payload[0]&0x7f == 0x08 && isVXLAN(p.payload) && slices.Contains(d.vxlan, p.dport) {
 			return d.tunnel(d.pEth, p.payload[8:], p, depth)
 		}

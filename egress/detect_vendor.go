@@ -108,21 +108,13 @@ func (d *vendor) raise(f *flow, ts int64, domain, detail string, k aggKey) {
 // request and the TLS ClientHello SNI (reassembled from the first TCP
 // segments in any order), and the QUIC Initial SNI (decrypted).
 func (d *vendor) inspectPayload(f *flow, p *packet, ts int64) {
-	if f.flight != nil && f.flight.nothingNew(p.seq, len(p.payload)) {
-		// Before the stream start, past the first flight, or a
-		// retransmission: the peer ignores it too, so it does not use up
-		// the segments looked at, until the camera has sent
-		// maxFlightIgnored bytes on the flow.
-		if f.bytes[0] >= maxFlightIgnored {
-			f.inspDone = true
-			d.release(f)
-		}
-		return
-	}
-	if f.proto == protoUDP && f.inspected > 0 && !quicinitial.IsInitial(p.payload) {
-		// Not a QUIC Initial: it does not use up the datagrams looked at
-		// for one (junk datagrams first hid a QUIC SNI), until the camera
-		// has sent maxFlightIgnored bytes on the flow.
+	if (f.flight != nil && f.flight.nothingNew(p.seq, len(p.payload))) ||
+		(f.proto == protoUDP && f.inspected > 0 && !quicinitial.IsInitial(p.payload)) {
+		// A TCP segment before the stream start, past the first flight,
+		// or a retransmission (the peer ignores it too), or a datagram
+		// that is not a QUIC Initial (junk datagrams first hid a QUIC
+		// SNI): it does not use up the segments or datagrams looked at,
+		// until the camera has sent maxFlightIgnored bytes on the flow.
 		if f.bytes[0] >= maxFlightIgnored {
 			f.inspDone = true
 			d.release(f)

@@ -283,14 +283,15 @@ func (e *Engine) Advance(ctx context.Context, now time.Time) {
 // link type. A source that ends without one packet decoded, although it
 // had packets, is an error (NothingDecodedError) that says why.
 func (e *Engine) Run(ctx context.Context, src PacketSource) (err error) {
-	if fs, ok := src.(*fileSource); ok && fs.mapped {
+	fs, mapped := src.(*fileSource)
+	mapped = mapped && fs.pr != nil
+	if mapped {
 		defer catchFault(&err, fs)
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	}
 	lt := src.LinkType()
 	plt, perPacket := src.(PacketLinkTyper)
-	fs, batched := src.(*fileSource)
-	batched = batched && fs.pr != nil && !perPacket
+	batched := mapped && !perPacket
 	var read uint64
 	decoded0, control0 := e.m.Decoded.Load(), e.m.LinkControl.Load()
 	for i := 0; ; i++ {

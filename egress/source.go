@@ -131,7 +131,7 @@ func openMapped(name string, f *os.File) *fileSource {
 	if b == nil {
 		return nil
 	}
-	s := &fileSource{name: name, cr: &countingReader{}, mapped: true,
+	s := &fileSource{name: name, cr: &countingReader{},
 		closers: []io.Closer{f, closerFunc(func() error { return unmapFile(b) })}}
 	if len(b) < 4 || !isPcapMagic(b[:4]) || s.readPcap(&memReader{b: b, release: releaseMapped, chunk: releaseChunk}) != nil {
 		_ = unmapFile(b) // read as a stream: it says what is wrong
@@ -179,8 +179,7 @@ type fileSource struct {
 	pos     func() int64 // bytes consumed, when cr does not count them
 	at      int64        // pcapng: where the blocks of the packet being read start
 	packets uint64
-	mapped  bool        // the file is mapped into memory (openMapped)
-	pr      *pcapReader // what reads it, when mapped: called directly
+	pr      *pcapReader // what reads it when it is in memory (openMapped): called directly
 }
 
 // TruncatedError is a capture that ends in the middle of a packet (a

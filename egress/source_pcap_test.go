@@ -143,7 +143,7 @@ func TestPcapMapped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fs, ok := mapped.(*fileSource); !ok || !fs.mapped {
+		if fs, ok := mapped.(*fileSource); !ok || fs.pr == nil {
 			t.Fatalf("%T not mapped", mapped)
 		}
 		stream, _ := openStream(path, io.NopCloser(bytes.NewReader(whole[:cut])))
