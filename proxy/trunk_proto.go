@@ -147,21 +147,6 @@ func readJSONFrame(r io.Reader, max int, v any) error {
 	return nil
 }
 
-// packetFrame encodes one RTP packet of media index i as a frame.
-func packetFrame(i int, pkt *rtp.Packet) ([]byte, error) {
-	n := pkt.MarshalSize()
-	if 1+n > maxTrunkPacket {
-		return nil, fmt.Errorf("%w: RTP packet of %d bytes", errTrunkFrameSize, n)
-	}
-	b := appendFrameHeader(make([]byte, 0, 6+n), framePacket, 1+n)
-	b = append(b, byte(i))
-	b = b[:6+n]
-	if _, err := pkt.MarshalTo(b[6:]); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
 // decodePacket decodes a packet frame's body: the media index (below
 // medias) and the RTP packet.
 func decodePacket(b []byte, medias int) (int, *rtp.Packet, error) {
@@ -195,15 +180,9 @@ func parseTrunkSDP(s string) (*description.Session, error) {
 	return &desc, nil
 }
 
-// readPlayAnswer reads the edge's answer to a play request: its refusal
-// (errTrunkRemote), or the camera's medias.
-func readPlayAnswer(r io.Reader) (*description.Session, error) {
-	desc, _, err := readPlayAnswerID(r)
-	return desc, err
-}
-
-// readPlayAnswerID is readPlayAnswer that also returns the camera's
-// datagram id (0: the packets come on the stream).
+// readPlayAnswerID reads the edge's answer to a play request: its refusal
+// (errTrunkRemote), or the camera's medias and its datagram id (0: the
+// packets come on the stream).
 func readPlayAnswerID(r io.Reader) (*description.Session, uint32, error) {
 	var ans trunkAnswer
 	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
@@ -216,19 +195,13 @@ func readPlayAnswerID(r io.Reader) (*description.Session, uint32, error) {
 	return desc, ans.Datagram, err
 }
 
-// readPacket reads the next packet frame of a camera with medias medias:
-// the media index, the packet and the frame's size on the wire.
-func readPacket(r io.Reader, medias int) (int, *rtp.Packet, int, error) {
-	i, pkt, _, size, err := readAgedPacket(r, medias)
-	return i, pkt, size, err
-}
-
 // maxTrunkAge bounds the age of a packet the core takes from the edge
 // (beyond it, the packet is taken as live).
 const maxTrunkAge = 10 * time.Second
 
-// readAgedPacket is readPacket that also returns the packet's age at the
-// edge (0 for a packet frame without one).
+// readAgedPacket reads the next packet frame of a camera with medias
+// medias: the media index, the packet, its age at the edge (0 for a packet
+// frame without one) and the frame's size on the wire.
 func readAgedPacket(r io.Reader, medias int) (int, *rtp.Packet, time.Duration, int, error) {
 	typ, b, err := readFrameOf(r, framePacket, framePacketAged, maxTrunkPacket)
 	if err != nil {

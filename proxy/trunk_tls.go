@@ -5,13 +5,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -85,13 +83,3 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 
 // errTrunkNoCert is a peer that sent no certificate.
 var errTrunkNoCert = errors.New("trunk: peer sent no certificate")
-
-// trunkTLS is the TLS configuration of one end of a trunk: its own
-// certificate, and the peer's pinned (there is no chain to verify).
-func trunkTLS(cert tls.Certificate, pins [][sha256.Size]byte, server bool, log *slog.Logger, who string) *tls.Config {
-	c := trunkClientTLS(cert, trunkALPN, &trunkTrust{pins: pins}, nil, log, who)
-	if server {
-		c.ClientAuth = tls.RequireAnyClientCert
-	}
-	return c
-}
