@@ -148,12 +148,10 @@ type trunkDialer struct {
 	dials atomic.Uint64
 	links sync.WaitGroup // the extra connections' loops
 
-	mu      sync.Mutex
-	state   string // trunkConnecting, trunkUp, trunkDown (connection 0's)
-	since   time.Time
-	lastErr string
-	extra   []context.CancelFunc // connections 1.. the core asked for
-	closing bool                 // close was called: no connection loop starts
+	mu             sync.Mutex
+	trunkConnState                      // connection 0's
+	extra          []context.CancelFunc // connections 1.. the core asked for
+	closing        bool                 // close was called: no connection loop starts
 }
 
 // TrunkDialStatus is one core of an edge's trunk.dial.
@@ -168,12 +166,35 @@ type TrunkDialStatus struct {
 func (d *trunkDialer) setState(s string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state != s {
-		d.since = time.Now()
-	}
-	d.state = s
+	msg := ""
 	if err != nil {
-		d.lastErr = err.Error()
+		msg = err.Error()
+	}
+	d.set(s, msg)
+}
+
+// trunkConnState is a trunk connection's state (trunkConnecting, trunkUp,
+// trunkDown), since when, and the last error seen; its owner's mutex
+// guards it.
+type trunkConnState struct {
+	state   string
+	since   time.Time
+	lastErr string
+}
+
+func newTrunkConnState() trunkConnState {
+	return trunkConnState{state: trunkConnecting, since: time.Now()}
+}
+
+// set moves to state s (since is kept when s is the current state) and
+// keeps errMsg as the last error unless it is empty.
+func (c *trunkConnState) set(s, errMsg string) {
+	if c.state != s {
+		c.since = time.Now()
+	}
+	c.state = s
+	if errMsg != "" {
+		c.lastErr = errMsg
 	}
 }
 
@@ -204,8 +225,8 @@ func (e *trunkEdge) startDialer(n *trunkNet, addr string) *trunkDialer {
 	ctx, cancel := context.WithCancel(e.ctx)
 	d := &trunkDialer{
 		e: e, addr: addr, log: log, ctx: ctx, stop: cancel, done: make(chan struct{}),
-		state: trunkConnecting, since: time.Now(),
-		tls: trunkClientTLS(n.cert, trunkALPNEdge, nil, tls.NewLRUClientSessionCache(4), log, "core "+addr),
+		trunkConnState: newTrunkConnState(),
+		tls:            trunkClientTLS(n.cert, trunkALPNEdge, nil, tls.NewLRUClientSessionCache(4), log, "core "+addr),
 	}
 	// The core is checked with the edge's current trunk.peers.
 	d.tls.VerifyConnection = trunkVerifier(func(tls.ConnectionState) *trunkTrust { return e.coreTrust.Load() }, log, "core "+addr, &e.refused)

@@ -48,17 +48,15 @@ type trunkLink struct {
 	cameras    atomic.Int64 // cameras assigned to it
 	demux      trunkLinkDemux
 
-	mu      sync.Mutex
-	conn    *quic.Conn
-	connCh  chan struct{} // closed while conn is set
-	state   string
-	since   time.Time
-	lastErr string
+	mu     sync.Mutex
+	conn   *quic.Conn
+	connCh chan struct{} // closed while conn is set
+	trunkConnState
 	resumed bool // the current connection resumed a TLS session
 }
 
 func newTrunkLink(t *trunkCore, i int) *trunkLink {
-	return &trunkLink{t: t, i: i, inbox: newTrunkInbox(), connCh: make(chan struct{}), state: trunkConnecting, since: time.Now()}
+	return &trunkLink{t: t, i: i, inbox: newTrunkInbox(), connCh: make(chan struct{}), trunkConnState: newTrunkConnState()}
 }
 
 // run keeps the connection up until the trunk closes.
@@ -76,13 +74,7 @@ func (l *trunkLink) run() {
 func (l *trunkLink) setState(s, errMsg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.state != s {
-		l.since = time.Now()
-	}
-	l.state = s
-	if errMsg != "" {
-		l.lastErr = errMsg
-	}
+	l.set(s, errMsg)
 }
 
 // connect dials the edge (connection 0 reads its catalogue) and holds
