@@ -18,6 +18,7 @@ const frameBufSize = 256 << 10
 // 16-bit length, packet), skipping RTSP messages between them (the
 // responses to keepalives), through one buffer: no allocation per packet.
 type frameBuf struct {
+	conn  net.Conn // its read deadline moves before each read (nil: none)
 	read  func(p []byte) (int, time.Time, error)
 	buf   []byte
 	r, w  int
@@ -30,7 +31,7 @@ type frameBuf struct {
 // receive timestamps (see stampedRead), so that each frame's stamp is its
 // own last byte's.
 func newFrameBuf(conn net.Conn, pre []byte, stamps bool) *frameBuf {
-	b := &frameBuf{buf: make([]byte, max(frameBufSize, len(pre)))}
+	b := &frameBuf{conn: conn, buf: make([]byte, max(frameBufSize, len(pre)))}
 	b.w = copy(b.buf, pre)
 	b.read = func(p []byte) (int, time.Time, error) {
 		n, err := conn.Read(p)
@@ -97,6 +98,9 @@ func (b *frameBuf) fill(more int) error {
 	end := len(b.buf)
 	if b.exact {
 		end = b.w + max(more, 1)
+	}
+	if b.conn != nil {
+		b.conn.SetReadDeadline(time.Now().Add(readTimeout))
 	}
 	n, stamp, err := b.read(b.buf[b.w:end])
 	b.w += n

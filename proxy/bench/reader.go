@@ -141,7 +141,6 @@ func (r *reader) loop(fb *frameBuf, h *handshake) error {
 				next = now.Add(keepalive)
 			}
 		}
-		r.conn.SetReadDeadline(time.Now().Add(readTimeout))
 		ch, pkt, stamp, err := fb.next()
 		if err != nil {
 			return err
