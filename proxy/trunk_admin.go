@@ -172,9 +172,10 @@ func (e *trunkEdge) coresStatus() []TrunkPeerStatus {
 		c := byFP[peer.fingerprint]
 		if c == nil {
 			m := peer.media
+			l := m.limit.Load()
 			c = &TrunkPeerStatus{
 				Fingerprint: peer.fingerprint, Remote: peer.remote, Since: peer.since, RTT: st.SmoothedRTT,
-				MaxBitrate: m.capBPS.Load(), CapOver: m.limit.Load().overNow(), CapEpisodes: m.limit.Load().episodeCount(),
+				MaxBitrate: l.bitrate(), CapOver: l.overNow(), CapEpisodes: l.episodeCount(),
 				CameraStats: m.status(),
 			}
 			byFP[peer.fingerprint] = c

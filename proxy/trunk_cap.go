@@ -30,6 +30,7 @@ const trunkCapQuiet = 5 * time.Second
 // on when each one's GOPs start): over the cap, cameras lose whole GOPs in
 // turn, and none ever shows a partial frame.
 type trunkLimiter struct {
+	bps   int64   // the cap, in bits per second
 	rate  float64 // bytes per second
 	burst float64
 	log   *slog.Logger
@@ -48,13 +49,21 @@ type trunkLimiter struct {
 
 // newTrunkLimiter returns a limiter of bps bits per second, or nil (no
 // cap) when bps is not positive.
+// bitrate is the cap in bits per second; 0 for no limiter.
+func (l *trunkLimiter) bitrate() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.bps
+}
+
 func newTrunkLimiter(bps int64, log *slog.Logger) *trunkLimiter {
 	if bps <= 0 {
 		return nil
 	}
 	rate := float64(bps) / 8
 	burst := max(rate, 64<<10)
-	return &trunkLimiter{rate: rate, burst: burst, tokens: burst, log: log, now: time.Now}
+	return &trunkLimiter{bps: bps, rate: rate, burst: burst, tokens: burst, log: log, now: time.Now}
 }
 
 // admit takes n bytes of camera cam from the bucket; resume means the

@@ -42,7 +42,6 @@ type trunkEdgeCamera struct {
 type trunkPeerMedia struct {
 	capOnce sync.Once
 	limit   atomic.Pointer[trunkLimiter]
-	capBPS  atomic.Int64
 
 	mu     sync.Mutex
 	cams   map[string]*trunkEdgeCamera
@@ -83,7 +82,6 @@ func (m *trunkPeerMedia) datagramID() uint32 {
 func (m *trunkPeerMedia) limiter(edgeBPS, coreBPS int64, log *slog.Logger) *trunkLimiter {
 	m.capOnce.Do(func() {
 		bps := trunkCap(edgeBPS, coreBPS)
-		m.capBPS.Store(bps)
 		if l := newTrunkLimiter(bps, log); l != nil {
 			m.limit.Store(l)
 			log.Info("trunk max_bitrate applies to this core", "max_bitrate", Bitrate(bps))
