@@ -23,7 +23,11 @@ Either may name the trunk's number of QUIC connections after a colon
 A variant after a '+' runs that system's proxies as --alt-executable (+alt:
 an A/B of two builds in the same run) or with quic-go's GSO or ECN turned off
 (+nogso, +noecn: QUIC_GO_DISABLE_GSO or QUIC_GO_DISABLE_ECN set).
-The cameras loop real encoded video at the bit rate asked for (as bench proxy).
+The cameras loop real encoded video at the bit rate asked for (as bench proxy),
+at --fps frames a second. A second table gives, per system, the time from
+starting the proxies until the core served every camera and until every
+reader played, the trunk cameras and QUIC connections up at the core, and the
+core's memory, threads and open files and the edges' memory at the end.
 
 For each system it reports the edges' and the core's CPU seconds per GB the
 cameras sent, each as a ratio to the rtsp system of the same run; the frames
@@ -45,7 +49,7 @@ Examples:
 
   cordon bench trunk --cameras-per-edge 20 --duration 10s
   cordon bench trunk --cameras-per-edge 100 --netem "delay 20ms loss 1%"
-  cordon bench trunk --edges 50 --cameras-per-edge 20 --bitrate 500k --size 640x360
+  cordon bench trunk --edges 50 --cameras-per-edge 20 --size 160x90 --bitrate 50k --fps 5 --systems stream
   cordon bench trunk --systems stream,datagram
   cordon bench trunk --cameras-per-edge 20 --netem "delay 20ms loss 1%" --systems rtsp,stream:1,stream:4,stream:8
   cordon bench trunk --cameras-per-edge 20 --systems rtsp,stream,stream+alt,stream+nogso --alt-executable /tmp/cordon-old
@@ -56,6 +60,7 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	var o bench.TrunkOptions
 	fs.IntVar(&o.Edges, "edges", 1, "edge proxies, all into one core (more than one: loopback only)")
 	fs.IntVar(&o.CamerasPerEdge, "cameras-per-edge", 100, "simulated cameras behind each edge")
+	fs.IntVar(&o.FPS, "fps", 25, "the cameras' frame rate (the clip is encoded for --bitrate at that rate)")
 	fs.StringVar(&o.ClipCache, "clip-cache", "", "`dir`ectory where clips for a size and rate not embedded are encoded once with ffmpeg")
 	fs.StringVar(&o.Netem, "netem", "", "tc netem `setting` of the link between edge and core, e.g. \"delay 20ms loss 1%\" (runs them in network namespaces; needs root)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
@@ -75,6 +80,9 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	}
 	if o.CamerasPerEdge < 1 || o.Edges*o.CamerasPerEdge > 2000 {
 		return usagef("--cameras-per-edge %d: want 1 to 2000 cameras in all", o.CamerasPerEdge)
+	}
+	if o.FPS < 1 || o.FPS > 120 {
+		return usagef("--fps %d: want 1 to 120", o.FPS)
 	}
 	if o.Netem != "" && o.Edges > 1 {
 		return usagef("--netem runs one edge; --edges %d is for loopback", o.Edges)

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -56,6 +58,10 @@ type Options struct {
 	Bitrate int
 	// Width and Height are the cameras' picture size. They default to 1280x720.
 	Width, Height int
+	// FPS is the cameras' frame rate when it is not 25 (bench trunk): the
+	// clip is encoded at 25 fps for Bitrate×25/FPS, so that sent at FPS
+	// it has Bitrate. 0 is 25.
+	FPS int
 	// ClipCache is where clips the embedded ones do not cover are encoded,
 	// once, with ffmpeg (camsim.EncodeClip). It defaults to
 	// $XDG_CACHE_HOME/cordon/camsim-clips (os.UserCacheDir).
@@ -355,7 +361,11 @@ func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsi
 		if err := sim.Start(); err != nil {
 			return nil, err
 		}
-		if f := sim.Streams()[0].FillerBitrate; f > 0 {
+		if dir == "" && !clipFits(sim.Streams()[0], o.Width, o.Height, o.Bitrate) {
+			sim.Close()
+			return nil, nil
+		}
+		if sim.Streams()[0].FillerBitrate > 0 {
 			sim.Close()
 			return nil, nil
 		}
@@ -373,10 +383,14 @@ func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsi
 		}
 		dir = filepath.Join(c, "cordon", "camsim-clips")
 	}
-	if _, err := os.Stat(filepath.Join(dir, camsim.ClipName(o.Codec, o.Width, o.Height, o.Bitrate))); err != nil {
-		fmt.Fprintf(o.Progress, "bench: no embedded clip of %dx%d near %s bit/s: encoding one into %s with ffmpeg\n", o.Width, o.Height, camsim.FormatBitrate(o.Bitrate), dir)
+	rate := o.Bitrate // of the clip, at 25 fps
+	if o.FPS > 0 {
+		rate = int(int64(o.Bitrate) * 25 / int64(o.FPS))
 	}
-	if _, err := camsim.EncodeClip(ctx, dir, o.Codec, o.Width, o.Height, o.Bitrate); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, camsim.ClipName(o.Codec, o.Width, o.Height, rate))); err != nil {
+		fmt.Fprintf(o.Progress, "bench: no embedded clip of %dx%d near %s bit/s: encoding one into %s with ffmpeg\n", o.Width, o.Height, camsim.FormatBitrate(rate), dir)
+	}
+	if _, err := camsim.EncodeClip(ctx, dir, o.Codec, o.Width, o.Height, rate); err != nil {
 		return nil, fmt.Errorf("bench: no embedded clip of %dx%d near %d bit/s (the bench measures real video, never filler): %w", o.Width, o.Height, o.Bitrate, err)
 	}
 	sim, err = start(dir)
@@ -384,6 +398,14 @@ func startCameras(ctx context.Context, o *Options, cams []camsim.Camera) (*camsi
 		err = fmt.Errorf("bench: the clip encoded for %dx%d at %d bit/s is more than 5 %% short of it; camsim would pad it with filler", o.Width, o.Height, o.Bitrate)
 	}
 	return sim, err
+}
+
+// clipFits reports whether an embedded clip is the one asked for: the
+// same picture size, and a rate within 5 % of bitrate. Otherwise the
+// bench encodes the size and rate asked for (a smaller picture or a lower
+// rate than the embedded clips' is not served from a larger clip).
+func clipFits(s camsim.StreamInfo, w, h, bitrate int) bool {
+	return s.Width == w && s.Height == h && s.Bitrate*100 <= bitrate*105 && s.Bitrate*100 >= bitrate*95
 }
 
 func freePort() (int, error) {
@@ -776,6 +798,46 @@ func waitReady(ctx context.Context, addr string, cams []camsim.Camera, timeout t
 		}
 	}
 	return nil
+}
+
+// waitReadyEach is waitReady with the paths checked by up to workers
+// goroutines at once: one DESCRIBE after another takes minutes for a
+// thousand paths on a loaded machine.
+func waitReadyEach(ctx context.Context, addr string, cams []camsim.Camera, timeout time.Duration, workers int) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	next := make(chan camsim.Camera)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	var ready atomic.Int64
+	for range min(workers, len(cams)) {
+		wg.Go(func() {
+			for c := range next {
+				if err := waitReady(ctx, addr, []camsim.Camera{c}, timeout); err != nil {
+					errs <- fmt.Errorf("%d of %d paths served after %s: path %s: %w", ready.Load(), len(cams), timeout, c.Name, err)
+					cancel()
+					return
+				}
+				ready.Add(1)
+			}
+		})
+	}
+feed:
+	for _, c := range cams {
+		select {
+		case next <- c:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
 }
 
 func describe(raw string) error {

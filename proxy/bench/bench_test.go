@@ -113,3 +113,15 @@ func TestProxyConfigValid(t *testing.T) {
 		t.Errorf("limits %+v: the bench's readers would be refused", c.Limits)
 	}
 }
+
+func TestClipFits(t *testing.T) {
+	for _, tc := range []struct {
+		w, h, rate int
+		want       bool
+	}{{640, 360, 500_000, true}, {640, 360, 490_000, true}, {640, 360, 100_000, false}, {320, 180, 500_000, false}, {640, 360, 2_000_000, false}} {
+		s := camsim.StreamInfo{Width: 640, Height: 360, Bitrate: 510_000}
+		if got := clipFits(s, tc.w, tc.h, tc.rate); got != tc.want {
+			t.Errorf("clipFits(640x360 at 510k, %dx%d at %d) = %v, want %v", tc.w, tc.h, tc.rate, got, tc.want)
+		}
+	}
+}

@@ -68,3 +68,18 @@ func procRSS(pid int) (rss, peak int64, err error) {
 	}
 	return rss, peak, sc.Err()
 }
+
+// procThreadsFDs returns a process's threads and open file descriptors.
+func procThreadsFDs(pid int) (threads, fds int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return threads, len(ents), err
+}

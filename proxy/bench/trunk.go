@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -50,6 +51,10 @@ type TrunkOptions struct {
 	Width, Height int
 	Codec         string
 	ClipCache     string
+	// FPS is the cameras' frame rate. It defaults to 25; a lower one
+	// carries as many cameras and connections with fewer packets (the
+	// clip is encoded for the bit rate at that rate).
+	FPS int
 	// Netem, when set, runs the edge and the core in two network
 	// namespaces joined by veth with this tc netem setting on both ends of
 	// the link between them (e.g. "delay 20ms loss 1%": 40 ms RTT, 1 %
@@ -102,6 +107,16 @@ type TrunkResult struct {
 	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
 	Latency                                                 []time.Duration // added per matched frame, sorted
 	Ref                                                     *TrunkResult    // the rtsp system of the same run
+	// Scale: the time from starting the proxies until the core served
+	// every camera (a DESCRIBE answered for each), and until every reader
+	// played; at the end of the window, the core's resident memory (and
+	// its peak), threads and open files, the edges' resident memory
+	// together, and from the core's /v1/trunks the trunk cameras up and
+	// the QUIC connections up (trunk systems).
+	Ready, Playing                 time.Duration
+	CoreRSS, CorePeakRSS, EdgesRSS int64
+	CoreThreads, CoreFDs           int
+	CamerasUp, ConnectionsUp       int
 }
 
 // EdgeCPUPerGB and CoreCPUPerGB are CPU seconds per GB the cameras sent.
@@ -128,6 +143,9 @@ func (o *TrunkOptions) setDefaults() error {
 		o.CamerasPerEdge = 100
 	}
 	loadDefaults(&o.Bitrate, &o.Width, &o.Height, &o.Codec, &o.Duration, &o.Warmup, &o.LatencySamples)
+	if o.FPS <= 0 {
+		o.FPS = 25
+	}
 	if o.StallGap <= 0 {
 		o.StallGap = 500 * time.Millisecond
 	}
@@ -186,10 +204,10 @@ func RunTrunk(ctx context.Context, o TrunkOptions) ([]*TrunkResult, error) {
 		for i := range o.CamerasPerEdge {
 			c := trunkCam{edge: e + 1, name: fmt.Sprintf("cam%d", i+1)}
 			cams = append(cams, c)
-			simCams = append(simCams, camsim.Camera{Name: c.simName(), Codec: o.Codec, Width: o.Width, Height: o.Height, FPS: 25, Bitrate: o.Bitrate})
+			simCams = append(simCams, camsim.Camera{Name: c.simName(), Codec: o.Codec, Width: o.Width, Height: o.Height, FPS: o.FPS, Bitrate: o.Bitrate})
 		}
 	}
-	po := Options{Cameras: len(cams), Bitrate: o.Bitrate, Width: o.Width, Height: o.Height, Codec: o.Codec, ClipCache: o.ClipCache, Logger: o.Logger, Progress: o.Progress}
+	po := Options{Cameras: len(cams), FPS: o.FPS, Bitrate: o.Bitrate, Width: o.Width, Height: o.Height, Codec: o.Codec, ClipCache: o.ClipCache, Logger: o.Logger, Progress: o.Progress}
 	sim, err := startCamerasOn(ctx, &po, simCams, nw.cameraHost)
 	if err != nil {
 		return nil, err
@@ -200,8 +218,8 @@ func RunTrunk(ctx context.Context, o TrunkOptions) ([]*TrunkResult, error) {
 	if o.Netem != "" {
 		where = fmt.Sprintf("edge and core in network namespaces, link %q each way (%s)", o.Netem, nw.how)
 	}
-	fmt.Fprintf(o.Progress, "bench trunk: %d edge(s) x %d cameras looping %s (real video, %.2f Mbit/s), %s\n",
-		o.Edges, o.CamerasPerEdge, info.Clip, float64(info.Bitrate)/1e6, where)
+	fmt.Fprintf(o.Progress, "bench trunk: %d edge(s) x %d cameras looping %s (real video, %.2f Mbit/s at %d fps), %s\n",
+		o.Edges, o.CamerasPerEdge, info.Clip, float64(info.Bitrate)/1e6, o.FPS, where)
 	var results []*TrunkResult
 	var ref *TrunkResult
 	for _, sys := range o.Systems {
@@ -293,6 +311,7 @@ func startTrunkProc(ctx context.Context, nw *trunkNet, ns, dir, name, exe string
 		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithParent(cmd)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -424,7 +443,7 @@ func (s *trunkSite) waitReady(ctx context.Context, paths []camsim.Camera) error 
 			}
 		}()
 	}
-	if err := waitReady(wctx, s.coreAddr, paths, 120*time.Second); err != nil {
+	if err := waitReadyEach(wctx, s.coreAddr, paths, 120*time.Second, 16); err != nil {
 		tail, _ := os.ReadFile(s.core.log)
 		etail, _ := os.ReadFile(s.edges[0].log)
 		return fmt.Errorf("%w\ncore log:\n%s\nedge log:\n%s", err, lastLines(string(tail), 10), lastLines(string(etail), 10))
@@ -445,6 +464,17 @@ func (s *trunkSite) cpu() (edge, core time.Duration, err error) {
 	return edge, core, err
 }
 
+// resources sets res's memory, threads and open files of the proxies.
+func (s *trunkSite) resources(res *TrunkResult) {
+	pid := s.core.cmd.Process.Pid
+	res.CoreRSS, res.CorePeakRSS, _ = procRSS(pid)
+	res.CoreThreads, res.CoreFDs, _ = procThreadsFDs(pid)
+	for _, p := range s.edges {
+		rss, _, _ := procRSS(p.cmd.Process.Pid)
+		res.EdgesRSS += rss
+	}
+}
+
 // trunkReaders are one reader per camera at the core (proxied, with its
 // stall counter) and a direct reader of the first LatencySamples cameras.
 type trunkReaders struct {
@@ -455,13 +485,13 @@ type trunkReaders struct {
 func newTrunkReaders(o *TrunkOptions, coreAddr string, paths []camsim.Camera, sim *camsim.Server, cams []trunkCam) *trunkReaders {
 	rs := &trunkReaders{}
 	for i, c := range cams {
-		r := &reader{url: "rtsp://" + coreAddr + "/" + paths[i].Name, fps: 25}
+		r := &reader{url: "rtsp://" + coreAddr + "/" + paths[i].Name, fps: o.FPS}
 		g := &frameGaps{stallGap: o.StallGap}
 		r.onVideo = g.packet
 		rs.stalls = append(rs.stalls, g)
 		if i < o.LatencySamples {
 			r.frames = newFrameLog()
-			rs.direct = append(rs.direct, &reader{url: sim.URL(c.simName()), fps: 25, frames: newFrameLog()})
+			rs.direct = append(rs.direct, &reader{url: sim.URL(c.simName()), fps: o.FPS, frames: newFrameLog()})
 		}
 		rs.proxied = append(rs.proxied, r)
 	}
@@ -474,16 +504,29 @@ func (rs *trunkReaders) all() []*reader {
 
 // start starts every reader and returns how many play; a reader that
 // fails to start is logged and left out.
+// Up to 16 start at once (a thousand handshakes one after another take
+// long on a loaded machine).
 func (rs *trunkReaders) start(ctx context.Context, log *slog.Logger) int {
-	up := 0
-	for _, r := range rs.all() {
-		if err := r.start(ctx); err != nil {
-			log.Warn("reader failed to start", "url", r.url, "err", err)
-			continue
-		}
-		up++
+	var up atomic.Int64
+	next := make(chan *reader)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for r := range next {
+				if err := r.start(ctx); err != nil {
+					log.Warn("reader failed to start", "url", r.url, "err", err)
+					continue
+				}
+				up.Add(1)
+			}
+		})
 	}
-	return up
+	for _, r := range rs.all() {
+		next <- r
+	}
+	close(next)
+	wg.Wait()
+	return int(up.Load())
 }
 
 func (rs *trunkReaders) close() {
@@ -562,6 +605,7 @@ func (rs *trunkReaders) addDirect(res *TrunkResult, start time.Time) {
 // runTrunkOne measures system sys: it starts the proxies, waits for the
 // core to serve every camera, plays them all, warms up and measures.
 func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet, dir string, keys trunkKeys, sim *camsim.Server, cams []trunkCam) (*TrunkResult, error) {
+	t0 := time.Now()
 	site, err := startTrunkSite(ctx, o, sys, nw, dir, keys, sim, cams)
 	if err != nil {
 		return nil, err
@@ -575,20 +619,23 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 	if err := site.waitReady(ctx, paths); err != nil {
 		return nil, err
 	}
+	res := &TrunkResult{System: sys, Edges: o.Edges, Cameras: len(cams), Ready: time.Since(t0)}
 	rs := newTrunkReaders(o, site.coreAddr, paths, sim, cams)
 	defer rs.close()
 	up := rs.start(ctx, o.Logger)
-	fmt.Fprintf(o.Progress, "bench trunk %s: %d readers playing; warming up %s\n", sys, up, o.Warmup)
+	res.Playing, res.Wanted = time.Since(t0), len(rs.proxied)
+	fmt.Fprintf(o.Progress, "bench trunk %s: every path served %s after the start, %d readers playing after %s; warming up %s\n",
+		sys, res.Ready.Round(10*time.Millisecond), up, res.Playing.Round(10*time.Millisecond), o.Warmup)
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return nil, err
 	}
-	res := &TrunkResult{System: sys, Edges: o.Edges, Cameras: len(cams), Wanted: len(rs.proxied)}
 	start, err := rs.measureWindow(ctx, o, site, res)
 	if err != nil {
 		return nil, err
 	}
+	site.resources(res)
 	rs.addProxied(res)
-	res.FramesSent = uint64(len(cams)) * uint64(res.Window.Seconds()*25)
+	res.FramesSent = uint64(len(cams)) * uint64(res.Window.Seconds()*float64(o.FPS))
 	if !isTrunkRTSP(sys) {
 		trunkCounters(ctx, nw, res, site.edges, site.admin)
 	}
@@ -755,6 +802,21 @@ func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 			r.EdgeGOPDrops, r.DatagramsLost, r.DatagramOverflow, r.QUICLost,
 			r.Quantile(0.5).Round(100*time.Microsecond), r.Quantile(0.99).Round(100*time.Microsecond), len(r.Latency))
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tedges\tcameras\tall served after\tall playing after\ttrunk cameras up\tQUIC connections up\tcore RSS MiB\tcore peak RSS MiB\tcore threads\tcore open files\tedges RSS MiB\t")
+	for _, r := range results {
+		up, conns := "-", "-"
+		if !isTrunkRTSP(r.System) {
+			up, conns = fmt.Sprint(r.CamerasUp), fmt.Sprint(r.ConnectionsUp)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t\n", r.System, r.Edges, r.Cameras,
+			r.Ready.Round(10*time.Millisecond), r.Playing.Round(10*time.Millisecond), up, conns,
+			float64(r.CoreRSS)/(1<<20), float64(r.CorePeakRSS)/(1<<20), r.CoreThreads, r.CoreFDs, float64(r.EdgesRSS)/(1<<20))
+	}
 	return tw.Flush()
 }
 
@@ -795,11 +857,15 @@ func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []
 		}
 		var st struct {
 			Trunks []struct {
-				CameraStats []cam `json:"camera_stats"`
+				CamerasUp     int   `json:"cameras_up"`
+				ConnectionsUp int   `json:"connections_up"`
+				CameraStats   []cam `json:"camera_stats"`
 			} `json:"trunks"`
 		}
 		get(nw.coreNS, port, &st)
 		for _, t := range st.Trunks {
+			res.CamerasUp += t.CamerasUp
+			res.ConnectionsUp += t.ConnectionsUp
 			for _, s := range t.CameraStats {
 				res.DatagramsLost += s.Lost
 				res.DatagramOverflow += s.Overflow

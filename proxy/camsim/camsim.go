@@ -11,8 +11,8 @@
 //   - Codec picks the H.264 or H.265 clips.
 //   - Width×Height picks the clips with the nearest pixel count; the stream
 //     has the clip's exact resolution.
-//   - Bitrate, among the clips of that size, picks the one encoded at the
-//     nearest rate (more than the ladder's with Server.ClipDir, see
+//   - Bitrate, among the clips of that size, picks the one whose rate at
+//     FPS is nearest (more than the ladder's with Server.ClipDir, see
 //     EncodeClip).
 //   - FPS retimes the clip: frames are sent FPS times a second with
 //     timestamps 90000/FPS apart (motion runs faster or slower than 25 fps,
@@ -463,8 +463,14 @@ var (
 	progCache = map[progKey]*program{}
 )
 
+// clipFor picks camera c's clip: the clips' rates are at 25 fps, so the
+// one whose rate at c.FPS is nearest c.Bitrate.
+func clipFor(all []*clip, c Camera) (*clip, error) {
+	return pickClip(all, c.Codec, c.Width, c.Height, int(int64(c.Bitrate)*clipFPS/int64(max(c.FPS, 1))))
+}
+
 func programFor(all []*clip, c Camera) (*program, error) {
-	cl, err := pickClip(all, c.Codec, c.Width, c.Height, c.Bitrate)
+	cl, err := clipFor(all, c)
 	if err != nil {
 		return nil, err
 	}

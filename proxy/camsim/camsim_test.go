@@ -121,6 +121,16 @@ func TestPickClip(t *testing.T) {
 			t.Errorf("pickClip(1280x720, %d) = %v, %v; want %s", tc.bitrate, c, err, tc.want)
 		}
 	}
+	// At 5 fps the 8M clip sends 1.6 Mbit/s: the nearest for 1.5M.
+	for _, tc := range []struct {
+		fps, bitrate int
+		want         string
+	}{{25, 1_500_000, "h264-1280x720.h264"}, {5, 1_500_000, "h264-1280x720-8M.h264"}, {5, 400_000, "h264-1280x720.h264"}} {
+		cam := Camera{Codec: "h264", Width: 1280, Height: 720, FPS: tc.fps, Bitrate: tc.bitrate}
+		if c, err := clipFor(more, cam); err != nil || c.name != tc.want {
+			t.Errorf("clipFor(1280x720 at %d fps, %d) = %v, %v; want %s", tc.fps, tc.bitrate, c, err, tc.want)
+		}
+	}
 	if _, err := pickClip(more, "vp8", 1, 1, 0); err == nil {
 		t.Error("pickClip found a vp8 clip")
 	}
