@@ -87,8 +87,10 @@ type TrunkResult struct {
 	Edges, Cameras  int
 	Readers, Wanted int
 	Window          time.Duration
-	// EdgeCPU is the CPU time of every edge together; CoreCPU the core's.
-	EdgeCPU, CoreCPU time.Duration
+	// EdgeCPU is the CPU time of every edge together; CoreCPU the core's;
+	// BenchCPU the bench's own (cameras, readers and, with --netem on a
+	// kernel without netem, the emulated link).
+	EdgeCPU, CoreCPU, BenchCPU time.Duration
 	// InBytes is what the cameras sent during the window (estimated from
 	// the direct readers); Bytes what the core's readers got.
 	InBytes, Bytes uint64
@@ -113,15 +115,22 @@ type TrunkResult struct {
 	// its peak), threads and open files, the edges' resident memory
 	// together, and from the core's /v1/trunks the trunk cameras up and
 	// the QUIC connections up (trunk systems).
-	Ready, Playing                 time.Duration
-	CoreRSS, CorePeakRSS, EdgesRSS int64
-	CoreThreads, CoreFDs           int
-	CamerasUp, ConnectionsUp       int
+	// The emulated link (--netem on a kernel without netem), during the
+	// window: packets read from either TUN device, lost on purpose,
+	// dropped because its queue was full, and that filled the read buffer.
+	LinkPackets, LinkLost, LinkFull, LinkTruncated uint64
+	Ready, Playing                                 time.Duration
+	CoreRSS, CorePeakRSS, EdgesRSS                 int64
+	CoreThreads, CoreFDs                           int
+	CamerasUp, ConnectionsUp                       int
 }
 
 // EdgeCPUPerGB and CoreCPUPerGB are CPU seconds per GB the cameras sent.
 func (r *TrunkResult) EdgeCPUPerGB() float64 { return perGB(r.EdgeCPU, r.InBytes) }
 func (r *TrunkResult) CoreCPUPerGB() float64 { return perGB(r.CoreCPU, r.InBytes) }
+
+// BenchCPUPerGB is the bench's own CPU seconds per GB the cameras sent.
+func (r *TrunkResult) BenchCPUPerGB() float64 { return perGB(r.BenchCPU, r.InBytes) }
 
 func perGB(cpu time.Duration, b uint64) float64 {
 	if b == 0 {
@@ -375,6 +384,7 @@ type trunkSite struct {
 	core     *trunkProc
 	admin    map[*trunkProc]int // each proxy's admin port
 	coreAddr string             // the core's RTSP listener
+	nw       *trunkNet
 }
 
 // stop stops every proxy of the site.
@@ -402,7 +412,7 @@ func startTrunkSite(ctx context.Context, o *TrunkOptions, sys string, nw *trunkN
 	if err != nil {
 		return nil, err
 	}
-	s := &trunkSite{admin: map[*trunkProc]int{}}
+	s := &trunkSite{admin: map[*trunkProc]int{}, nw: nw}
 	for e := 1; e <= o.Edges; e++ {
 		pe := ports[3*(e-1):]
 		cfg := trunkEdgeConfig(nw, pe[0], pe[1], pe[2], ts.transport != TrunkRTSP, keys, sim, cams, e)
@@ -548,6 +558,11 @@ func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site
 	if err != nil {
 		return time.Time{}, err
 	}
+	b0, err := procCPU(os.Getpid())
+	if err != nil {
+		return time.Time{}, err
+	}
+	l0 := site.nw.wan.counters()
 	start := time.Now()
 	rs.setCounting(true)
 	fmt.Fprintf(o.Progress, "bench trunk %s: measuring for %s\n", res.System, o.Duration)
@@ -558,6 +573,13 @@ func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site
 	if err != nil {
 		return start, err
 	}
+	b1, err := procCPU(os.Getpid())
+	if err != nil {
+		return start, err
+	}
+	res.BenchCPU = b1 - b0
+	l1 := site.nw.wan.counters()
+	res.LinkPackets, res.LinkLost, res.LinkFull, res.LinkTruncated = l1[0]-l0[0], l1[1]-l0[1], l1[2]-l0[2], l1[3]-l0[3]
 	res.Window = time.Since(start)
 	rs.setCounting(false)
 	res.EdgeCPU, res.CoreCPU = e1-e0, c1-c0
@@ -807,13 +829,14 @@ func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tedges\tcameras\tall served after\tall playing after\ttrunk cameras up\tQUIC connections up\tcore RSS MiB\tcore peak RSS MiB\tcore threads\tcore open files\tedges RSS MiB\t")
+	fmt.Fprintln(tw, "system\tedges\tcameras\tbench CPU s/GB\tlink pkts\tlink lost\tlink overflow\tlink truncated\tall served after\tall playing after\ttrunk cameras up\tQUIC connections up\tcore RSS MiB\tcore peak RSS MiB\tcore threads\tcore open files\tedges RSS MiB\t")
 	for _, r := range results {
 		up, conns := "-", "-"
 		if !isTrunkRTSP(r.System) {
 			up, conns = fmt.Sprint(r.CamerasUp), fmt.Sprint(r.ConnectionsUp)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t\n", r.System, r.Edges, r.Cameras,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t\n", r.System, r.Edges, r.Cameras, r.BenchCPUPerGB(),
+			r.LinkPackets, r.LinkLost, r.LinkFull, r.LinkTruncated,
 			r.Ready.Round(10*time.Millisecond), r.Playing.Round(10*time.Millisecond), up, conns,
 			float64(r.CoreRSS)/(1<<20), float64(r.CorePeakRSS)/(1<<20), r.CoreThreads, r.CoreFDs, float64(r.EdgesRSS)/(1<<20))
 	}

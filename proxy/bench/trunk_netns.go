@@ -16,11 +16,14 @@ import (
 // run on loopback. With netem, the bench creates two network namespaces,
 // "edge" and "core", and three veth pairs:
 //
-//	host (bench: cameras, readers) ── 10.213.1.0/30 ── edge ns (edge proxy)
-//	host                           ── 10.213.2.0/30 ── core ns (core proxy)
-//	edge ns ── 10.213.3.0/30, tc netem on both ends ── core ns: the WAN
+//	host (bench: cameras, readers) ── 10.213.B+1.0/30 ── edge ns (edge proxy)
+//	host                           ── 10.213.B+2.0/30 ── core ns (core proxy)
+//	edge ns ── 10.213.B+3.0/30, tc netem on both ends ── core ns: the WAN
 //
-// so that only the edge-to-core link has the delay and loss. Every name
+// so that only the edge-to-core link has the delay and loss. B is a
+// block of three subnets no address of this host is in (hostBlock): two
+// benches that run at once must not both put 10.213.1.1 on the host, or
+// each one's cameras and readers reach the other's proxies. Every name
 // carries the bench's pid; close deletes the namespaces (which deletes
 // the veths), and namespaces left by a bench that was killed are deleted
 // at the next start.
@@ -31,6 +34,7 @@ type trunkNet struct {
 	// from the edge); edgeWAN the edge's address seen from the core;
 	// coreHost the core's address seen from the readers.
 	cameraHost, edgeWAN, coreHost string
+	wanPeer                       string   // the core's end of the WAN link
 	hostLinks                     []string // this end of the veth pairs to the namespaces
 	how                           string   // how the link is impaired
 	wan                           *wanLink // the bench's own link, when tc netem is missing
@@ -54,8 +58,13 @@ func openTrunkNet(ctx context.Context, netem string) (*trunkNet, error) {
 	}
 	removeStaleNS(ctx)
 	pid := strconv.Itoa(os.Getpid())
+	b, err := hostBlock(ctx, os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	sub := func(i, host int) string { return fmt.Sprintf("10.213.%d.%d", b+i, host) }
 	n := &trunkNet{netem: netem, edgeNS: trunkNSPrefix + "edge-" + pid, coreNS: trunkNSPrefix + "core-" + pid,
-		cameraHost: "10.213.1.1", edgeWAN: "10.213.3.1", coreHost: "10.213.2.2"}
+		cameraHost: sub(1, 1), edgeWAN: sub(3, 1), coreHost: sub(2, 2), wanPeer: sub(3, 2)}
 	// Interface names are at most 15 bytes: a role and the pid.
 	he, eh, hc, ch, ec, ce := "cbhe"+pid, "cbeh"+pid, "cbhc"+pid, "cbch"+pid, "cbec"+pid, "cbce"+pid
 	n.hostLinks = []string{he, hc}
@@ -68,12 +77,12 @@ func openTrunkNet(ctx context.Context, netem string) (*trunkNet, error) {
 		{"ip", "netns", "add", n.coreNS},
 		{"ip", "link", "add", he, "type", "veth", "peer", "name", eh, "netns", n.edgeNS},
 		{"ip", "link", "add", hc, "type", "veth", "peer", "name", ch, "netns", n.coreNS},
-		{"ip", "addr", "add", "10.213.1.1/30", "dev", he},
+		{"ip", "addr", "add", sub(1, 1) + "/30", "dev", he},
 		{"ip", "link", "set", he, "up"},
-		{"ip", "addr", "add", "10.213.2.1/30", "dev", hc},
+		{"ip", "addr", "add", sub(2, 1) + "/30", "dev", hc},
 		{"ip", "link", "set", hc, "up"},
-		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.1.2/30", "dev", eh},
-		{"ip", "-n", n.coreNS, "addr", "add", "10.213.2.2/30", "dev", ch},
+		{"ip", "-n", n.edgeNS, "addr", "add", sub(1, 2) + "/30", "dev", eh},
+		{"ip", "-n", n.coreNS, "addr", "add", sub(2, 2) + "/30", "dev", ch},
 		{"ip", "-n", n.edgeNS, "link", "set", "lo", "up"},
 		{"ip", "-n", n.edgeNS, "link", "set", eh, "up"},
 		{"ip", "-n", n.coreNS, "link", "set", "lo", "up"},
@@ -86,8 +95,8 @@ func openTrunkNet(ctx context.Context, netem string) (*trunkNet, error) {
 	netemArgs := strings.Fields(netem)
 	wan := [][]string{
 		{"ip", "-n", n.edgeNS, "link", "add", ec, "type", "veth", "peer", "name", ce, "netns", n.coreNS},
-		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.3.1/30", "dev", ec},
-		{"ip", "-n", n.coreNS, "addr", "add", "10.213.3.2/30", "dev", ce},
+		{"ip", "-n", n.edgeNS, "addr", "add", n.edgeWAN + "/30", "dev", ec},
+		{"ip", "-n", n.coreNS, "addr", "add", n.wanPeer + "/30", "dev", ce},
 		{"ip", "-n", n.edgeNS, "link", "set", ec, "up"},
 		{"ip", "-n", n.coreNS, "link", "set", ce, "up"},
 		append([]string{"tc", "-n", n.edgeNS, "qdisc", "add", "dev", ec, "root", "netem"}, netemArgs...),
@@ -130,11 +139,39 @@ func (n *trunkNet) openWAN(ctx context.Context, pid string, im impairment) error
 	return run(ctx, [][]string{
 		{"ip", "link", "set", te, "netns", n.edgeNS},
 		{"ip", "link", "set", tc, "netns", n.coreNS},
-		{"ip", "-n", n.edgeNS, "addr", "add", "10.213.3.1", "peer", "10.213.3.2", "dev", te},
-		{"ip", "-n", n.coreNS, "addr", "add", "10.213.3.2", "peer", "10.213.3.1", "dev", tc},
+		{"ip", "-n", n.edgeNS, "addr", "add", n.edgeWAN, "peer", n.wanPeer, "dev", te},
+		{"ip", "-n", n.coreNS, "addr", "add", n.wanPeer, "peer", n.edgeWAN, "dev", tc},
 		{"ip", "-n", n.edgeNS, "link", "set", te, "up"},
 		{"ip", "-n", n.coreNS, "link", "set", tc, "up"},
 	})
+}
+
+// hostBlock returns B, a multiple of 3 below 240, such that no address
+// of this host is in 10.213.B+1.0/24 to 10.213.B+3.0/24, starting the
+// search from the pid (two benches starting at once are unlikely to pick
+// the same).
+func hostBlock(ctx context.Context, pid int) (int, error) {
+	out, err := exec.CommandContext(ctx, "ip", "-o", "-4", "addr").Output()
+	if err != nil {
+		return 0, fmt.Errorf("bench trunk: ip addr: %w", err)
+	}
+	return freeBlock(string(out), pid)
+}
+
+// freeBlock is hostBlock on the output of `ip -o -4 addr`.
+func freeBlock(addrs string, pid int) (int, error) {
+	const blocks = 80
+	for i := range blocks {
+		b := 3 * ((pid + i) % blocks)
+		used := false
+		for j := 1; j <= 3 && !used; j++ {
+			used = strings.Contains(addrs, fmt.Sprintf(" 10.213.%d.", b+j))
+		}
+		if !used {
+			return b, nil
+		}
+	}
+	return 0, errors.New("bench trunk: every 10.213.x.0/24 block is in use on this host (other benches running?)")
 }
 
 // run runs each command in turn.

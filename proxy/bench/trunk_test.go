@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,85 @@ func TestTrunkSystem(t *testing.T) {
 		if (err != nil) != c.bad || ts.transport != c.transport && !c.bad || ts.conns != c.conns && !c.bad || ts.variant != c.variant && !c.bad {
 			t.Errorf("%q: %+v %v", c.in, ts, err)
 		}
+	}
+}
+
+// TestDelayLine: packets come out in order, each no earlier than its
+// delay less wanSlack; a full line refuses; stop ends it.
+func TestDelayLine(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	type out struct {
+		id  byte
+		at  time.Time
+		len int
+	}
+	got := make(chan out, 1000)
+	d := newDelayLine(delay, 300, func(b []byte) { got <- out{b[0], time.Now(), len(b)} })
+	done := make(chan struct{})
+	go func() { defer close(done); d.run() }()
+	sent := map[byte]time.Time{}
+	for i := range 200 {
+		b := wanBufs.Get().(*[wanBuf]byte)
+		b[0] = byte(i)
+		now := time.Now()
+		sent[byte(i)] = now
+		if !d.push(b, 1+i, now) {
+			t.Fatalf("packet %d refused", i)
+		}
+		if i%20 == 0 {
+			time.Sleep(3 * time.Millisecond) // some gaps: the line empties and waits
+		}
+	}
+	for i := range 200 {
+		select {
+		case o := <-got:
+			if o.id != byte(i) || o.len != 1+i {
+				t.Fatalf("packet %d: got id %d, %d bytes", i, o.id, o.len)
+			}
+			if early := sent[o.id].Add(delay - wanSlack).Sub(o.at); early > 0 {
+				t.Errorf("packet %d written %s before its delay less the slack", i, early)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("packet %d not written", i)
+		}
+	}
+	// A full line refuses; stop ends run with packets still queued.
+	full := newDelayLine(time.Hour, 2, func([]byte) {})
+	fullDone := make(chan struct{})
+	go func() { defer close(fullDone); full.run() }()
+	for i := range 3 {
+		if ok := full.push(new([wanBuf]byte), 1, time.Now()); ok != (i < 2) {
+			t.Errorf("push %d into a line of 2: %v", i, ok)
+		}
+	}
+	full.stop()
+	d.stop()
+	for _, c := range []chan struct{}{done, fullDone} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("run did not end after stop")
+		}
+	}
+}
+
+// TestFreeBlock: a bench's subnets avoid those another bench put on the
+// host.
+func TestFreeBlock(t *testing.T) {
+	addrs := "1: lo    inet 127.0.0.1/8 scope host lo\n" +
+		"245: cbhe31402    inet 10.213.1.1/30 scope global cbhe31402\n" +
+		"246: cbhc31402    inet 10.213.2.1/30 scope global cbhc31402\n" +
+		"247: cbhe7    inet 10.213.5.1/30 scope global cbhe7\n"
+	for _, tc := range []struct{ pid, want int }{{0, 6}, {1, 6}, {2, 6}, {3, 9}, {80, 6}, {79, 237}} {
+		if got, err := freeBlock(addrs, tc.pid); err != nil || got != tc.want {
+			t.Errorf("freeBlock(pid %d) = %d, %v; want %d", tc.pid, got, err, tc.want)
+		}
+	}
+	var all strings.Builder
+	for b := 1; b <= 240; b++ {
+		fmt.Fprintf(&all, "9: x    inet 10.213.%d.1/30 scope global x\n", b)
+	}
+	if _, err := freeBlock(all.String(), 5); err == nil {
+		t.Error("freeBlock found a block on a host using all of 10.213/16")
 	}
 }
