@@ -836,8 +836,11 @@ feed:
 	case err := <-errs:
 		return err
 	default:
-		return ctx.Err()
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%d of %d paths served after %s: %w", ready.Load(), len(cams), timeout, err)
+	}
+	return nil
 }
 
 func describe(raw string) error {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +124,27 @@ func TestClipFits(t *testing.T) {
 		if got := clipFits(s, tc.w, tc.h, tc.rate); got != tc.want {
 			t.Errorf("clipFits(640x360 at 510k, %dx%d at %d) = %v, want %v", tc.w, tc.h, tc.rate, got, tc.want)
 		}
+	}
+}
+
+// TestWaitReadyEach: every path served; a missing one is named, with how
+// many were served, once the timeout is over.
+func TestWaitReadyEach(t *testing.T) {
+	var cams []camsim.Camera
+	for i := range 5 {
+		cams = append(cams, camsim.Camera{Name: fmt.Sprintf("c%d", i)})
+	}
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	addr := strings.TrimSuffix(strings.TrimPrefix(sim.URL("c0"), "rtsp://"), "/c0")
+	if err := waitReadyEach(t.Context(), addr, cams, 10*time.Second, 3); err != nil {
+		t.Fatal(err)
+	}
+	err := waitReadyEach(t.Context(), addr, append(cams, camsim.Camera{Name: "missing"}), time.Second, 3)
+	if err == nil || !strings.Contains(err.Error(), "5 of 6 paths served") || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("with a missing path: %v", err)
 	}
 }
