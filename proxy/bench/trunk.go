@@ -109,20 +109,20 @@ type TrunkResult struct {
 	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
 	Latency                                                 []time.Duration // added per matched frame, sorted
 	Ref                                                     *TrunkResult    // the rtsp system of the same run
+	// The emulated link (--netem on a kernel without netem), during the
+	// window: packets read from either TUN device, lost on purpose,
+	// dropped because its queue was full, and that filled the read buffer.
+	LinkPackets, LinkLost, LinkFull, LinkTruncated uint64
 	// Scale: the time from starting the proxies until the core served
 	// every camera (a DESCRIBE answered for each), and until every reader
 	// played; at the end of the window, the core's resident memory (and
 	// its peak), threads and open files, the edges' resident memory
 	// together, and from the core's /v1/trunks the trunk cameras up and
 	// the QUIC connections up (trunk systems).
-	// The emulated link (--netem on a kernel without netem), during the
-	// window: packets read from either TUN device, lost on purpose,
-	// dropped because its queue was full, and that filled the read buffer.
-	LinkPackets, LinkLost, LinkFull, LinkTruncated uint64
-	Ready, Playing                                 time.Duration
-	CoreRSS, CorePeakRSS, EdgesRSS                 int64
-	CoreThreads, CoreFDs                           int
-	CamerasUp, ConnectionsUp                       int
+	Ready, Playing                 time.Duration
+	CoreRSS, CorePeakRSS, EdgesRSS int64
+	CoreThreads, CoreFDs           int
+	CamerasUp, ConnectionsUp       int
 }
 
 // EdgeCPUPerGB and CoreCPUPerGB are CPU seconds per GB the cameras sent.

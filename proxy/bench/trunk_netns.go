@@ -147,8 +147,8 @@ func (n *trunkNet) openWAN(ctx context.Context, pid string, im impairment) error
 }
 
 // hostBlock returns B, a multiple of 3 below 240, such that no address
-// of this host is in 10.213.B+1.0/24 to 10.213.B+3.0/24, starting the
-// search from the pid (two benches starting at once are unlikely to pick
+// of this host is in 10.213.B+1.x, 10.213.B+2.x or 10.213.B+3.x, starting
+// the search from the pid (two benches starting at once are unlikely to pick
 // the same).
 func hostBlock(ctx context.Context, pid int) (int, error) {
 	out, err := exec.CommandContext(ctx, "ip", "-o", "-4", "addr").Output()
