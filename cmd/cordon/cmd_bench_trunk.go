@@ -24,10 +24,13 @@ A variant after a '+' runs that system's proxies as --alt-executable (+alt:
 an A/B of two builds in the same run) or with quic-go's GSO or ECN turned off
 (+nogso, +noecn: QUIC_GO_DISABLE_GSO or QUIC_GO_DISABLE_ECN set).
 The cameras loop real encoded video at the bit rate asked for (as bench proxy),
-at --fps frames a second. A second table gives, per system, the time from
-starting the proxies until the core served every camera and until every
-reader played, the trunk cameras and QUIC connections up at the core, and the
-core's memory, threads and open files and the edges' memory at the end.
+at --fps frames a second. A second table gives, per system, the machine's load
+average when the window opened and closed, the bench's own CPU per GB (cameras,
+readers, and the emulated link), the emulated link's packets, losses and queue
+overflows, the time from starting the proxies until the core served every
+camera and until every reader played, the trunk cameras and QUIC connections
+up at the core, and the core's memory, threads and open files and the edges'
+memory at the end.
 
 For each system it reports the edges' and the core's CPU seconds per GB the
 cameras sent, each as a ratio to the rtsp system of the same run; the frames

@@ -83,3 +83,17 @@ func procThreadsFDs(pid int) (threads, fds int, err error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return threads, len(ents), err
 }
+
+// loadAvg returns the 1-minute load average (0 when it cannot be read).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

@@ -119,6 +119,9 @@ type TrunkResult struct {
 	// its peak), threads and open files, the edges' resident memory
 	// together, and from the core's /v1/trunks the trunk cameras up and
 	// the QUIC connections up (trunk systems).
+	// Load is the machine's 1-minute load average when the window opened
+	// and when it closed (the machine may be shared).
+	Load                           [2]float64
 	Ready, Playing                 time.Duration
 	CoreRSS, CorePeakRSS, EdgesRSS int64
 	CoreThreads, CoreFDs           int
@@ -563,6 +566,7 @@ func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site
 		return time.Time{}, err
 	}
 	l0 := site.nw.wan.counters()
+	res.Load[0] = loadAvg()
 	start := time.Now()
 	rs.setCounting(true)
 	fmt.Fprintf(o.Progress, "bench trunk %s: measuring for %s\n", res.System, o.Duration)
@@ -578,6 +582,7 @@ func (rs *trunkReaders) measureWindow(ctx context.Context, o *TrunkOptions, site
 		return start, err
 	}
 	res.BenchCPU = b1 - b0
+	res.Load[1] = loadAvg()
 	l1 := site.nw.wan.counters()
 	res.LinkPackets, res.LinkLost, res.LinkFull, res.LinkTruncated = l1[0]-l0[0], l1[1]-l0[1], l1[2]-l0[2], l1[3]-l0[3]
 	res.Window = time.Since(start)
@@ -829,13 +834,13 @@ func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tedges\tcameras\tbench CPU s/GB\tlink pkts\tlink lost\tlink overflow\tlink truncated\tall served after\tall playing after\ttrunk cameras up\tQUIC connections up\tcore RSS MiB\tcore peak RSS MiB\tcore threads\tcore open files\tedges RSS MiB\t")
+	fmt.Fprintln(tw, "system\tedges\tcameras\tload\tbench CPU s/GB\tlink pkts\tlink lost\tlink overflow\tlink truncated\tall served after\tall playing after\ttrunk cameras up\tQUIC connections up\tcore RSS MiB\tcore peak RSS MiB\tcore threads\tcore open files\tedges RSS MiB\t")
 	for _, r := range results {
 		up, conns := "-", "-"
 		if !isTrunkRTSP(r.System) {
 			up, conns = fmt.Sprint(r.CamerasUp), fmt.Sprint(r.ConnectionsUp)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t\n", r.System, r.Edges, r.Cameras, r.BenchCPUPerGB(),
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f-%.1f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t\n", r.System, r.Edges, r.Cameras, r.Load[0], r.Load[1], r.BenchCPUPerGB(),
 			r.LinkPackets, r.LinkLost, r.LinkFull, r.LinkTruncated,
 			r.Ready.Round(10*time.Millisecond), r.Playing.Round(10*time.Millisecond), up, conns,
 			float64(r.CoreRSS)/(1<<20), float64(r.CorePeakRSS)/(1<<20), r.CoreThreads, r.CoreFDs, float64(r.EdgesRSS)/(1<<20))
