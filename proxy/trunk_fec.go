@@ -39,7 +39,7 @@ const (
 	maxFECShard   = 2048 // longer shards are refused (QUIC datagrams are at most ~1.4 kB)
 	fecWindow     = 8    // groups held at once per camera
 	fecHoldMax    = 100 * time.Millisecond
-	fecReorder    = 10 * time.Millisecond
+	fecReorder    = 20 * time.Millisecond
 	maxFECHeldLen = 512 << 10 // bytes held per camera
 )
 

@@ -3,8 +3,10 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -437,4 +439,76 @@ func FuzzTrunkFEC(f *testing.F) {
 		}
 		d.expire(now.Add(time.Second))
 	})
+}
+
+// TestTrunkFECLossyLink: two datagram cameras through the lossy relay
+// (20 ms and 2 % loss each way), the same link and run, one with the
+// default FEC and one with fec: off. The FEC camera's lost datagrams
+// are rebuilt at the core (counted in /v1/trunks and the metrics at both
+// ends) and its reader gets more of the camera than the other's, whose
+// every loss costs the rest of the GOP.
+func TestTrunkFECLossyLink(t *testing.T) {
+	names, _, ecfg := multiCameraEdge(t, 2)
+	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	elog, _ := newLog(t)
+	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	nat := startLossyNAT(t, edge.TrunkAddr().String(), 20*time.Millisecond, 0.02)
+	clog, _ := newLog(t)
+	ccfg := coreConfig(nat.front.LocalAddr().String(), coreK, edgeK.fp, names...)
+	ccfg.Trunks[0].Transport = TrunkDatagram
+	ccfg.Trunks[0].Overrides = map[string]TrunkCamera{"cam2": {FEC: TrunkFEC{Off: true}}}
+	core := startProxy(t, ccfg, clog)
+	var rs []*rtspReader
+	for _, n := range names {
+		rs = append(rs, waitReader(t, "a core reader of "+n, 15*time.Second, readerURL(core, "site-a/"+n)))
+	}
+	waitFor(t, "packets of cam1", 10*time.Second, func() bool { return rs[0].packets.Load() > 10 })
+	before := []int64{rs[0].packets.Load(), rs[1].packets.Load()}
+	time.Sleep(6 * time.Second)
+	got := []int64{rs[0].packets.Load() - before[0], rs[1].packets.Load() - before[1]}
+	st := map[string]TrunkCameraStatus{}
+	for _, cs := range core.TrunksStatus().Trunks[0].CameraStats {
+		st[cs.Name] = cs
+	}
+	fec, off := st["cam1"], st["cam2"]
+	t.Logf("6 s across 40 ms RTT and 2 %% loss each way: fec %s: %d packets at the reader; %+v", fec.FEC, got[0], fec)
+	t.Logf("fec off: %d packets at the reader; %+v", got[1], off)
+	if nat.dropped.Load() == 0 {
+		t.Fatal("the relay dropped nothing: the test did not test loss")
+	}
+	if fec.FEC != DefaultTrunkFEC.String() || off.FEC != "off" {
+		t.Errorf("fec in /v1/trunks: %q and %q", fec.FEC, off.FEC)
+	}
+	if fec.FECRecovered == 0 || fec.FECRebuilt < fec.FECRecovered || fec.Malformed != 0 {
+		t.Errorf("the FEC camera rebuilt nothing: %+v", fec)
+	}
+	if off.FECRecovered != 0 || off.Lost == 0 || off.KeyWaits == 0 {
+		t.Errorf("the camera without FEC: %+v", off)
+	}
+	// Without FEC every loss drops the rest of the GOP; with it only the
+	// groups that lost more than their repair (a few).
+	if fec.KeyWaits >= off.KeyWaits || float64(got[0]) < 1.2*float64(got[1]) {
+		t.Errorf("FEC did not pay: %d packets and %d keyframe waits with it, %d and %d without", got[0], fec.KeyWaits, got[1], off.KeyWaits)
+	}
+	var ec TrunkCameraStatus
+	for _, c := range edge.TrunksStatus().Edge.Cores[0].CameraStats {
+		if c.Name == "cam1" {
+			ec = c
+		}
+	}
+	if ec.FEC != DefaultTrunkFEC.String() || ec.FECRepair == 0 {
+		t.Errorf("edge camera status: %+v", ec)
+	}
+	metrics := httpGet(t, fmt.Sprintf("http://%s/metrics", core.AdminAddr()))
+	for _, want := range []string{`cordon_trunk_fec_groups_recovered_total{camera="cam1",trunk="site-a"}`, `cordon_trunk_fec_groups_unrecoverable_total{camera="cam1",trunk="site-a"}`, `cordon_trunk_fec_datagrams_rebuilt_total{camera="cam1",trunk="site-a"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("core metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, `cordon_trunk_fec_groups_recovered_total{camera="cam2"`) {
+		t.Error("core metrics have FEC series for a camera without FEC")
+	}
+	if em := httpGet(t, fmt.Sprintf("http://%s/metrics", edge.AdminAddr())); !strings.Contains(em, `cordon_trunk_edge_fec_repair_datagrams_total{camera="cam1"`) {
+		t.Error("edge metrics lack cordon_trunk_edge_fec_repair_datagrams_total")
+	}
 }
