@@ -604,7 +604,8 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 // a colon ("stream:4"; none: the trunk's default); then an optional
 // variant after a '+': "alt" (the proxies are AltExecutable), "nogso"
 // or "noecn" (the proxies run with quic-go's QUIC_GO_DISABLE_GSO or
-// QUIC_GO_DISABLE_ECN set), "nofec" (datagram cameras with fec: off).
+// QUIC_GO_DISABLE_ECN set), "nofec" (datagram cameras with fec: off),
+// "fec10" (with fec: 10%).
 type trunkSys struct {
 	transport string
 	conns     int
@@ -612,7 +613,7 @@ type trunkSys struct {
 }
 
 // trunkVariants are the variants a system may name after '+'.
-var trunkVariants = map[string][]string{"": nil, "alt": nil, "nogso": {"QUIC_GO_DISABLE_GSO=true"}, "noecn": {"QUIC_GO_DISABLE_ECN=true"}, "nofec": nil}
+var trunkVariants = map[string][]string{"": nil, "alt": nil, "nogso": {"QUIC_GO_DISABLE_GSO=true"}, "noecn": {"QUIC_GO_DISABLE_ECN=true"}, "nofec": nil, "fec10": nil}
 
 // isTrunkRTSP reports whether system sys is rtsp (with any variant).
 func isTrunkRTSP(sys string) bool {
@@ -623,7 +624,7 @@ func isTrunkRTSP(sys string) bool {
 func trunkSystem(sys string) (trunkSys, error) {
 	name, variant, _ := strings.Cut(sys, "+")
 	if _, ok := trunkVariants[variant]; !ok {
-		return trunkSys{}, fmt.Errorf("bench trunk: system %q: unknown variant %q (want alt, nogso, noecn or nofec)", sys, variant)
+		return trunkSys{}, fmt.Errorf("bench trunk: system %q: unknown variant %q (want alt, nogso, noecn, nofec or fec10)", sys, variant)
 	}
 	transport, n, ok := strings.Cut(name, ":")
 	ts := trunkSys{transport: transport, variant: variant}
@@ -690,8 +691,12 @@ func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys 
 		if ts.conns > 0 {
 			fmt.Fprintf(&b, "    connections: %d\n", ts.conns)
 		}
-		if ts.variant == "nofec" && ts.transport == TrunkDatagram {
+		switch {
+		case ts.transport != TrunkDatagram:
+		case ts.variant == "nofec":
 			b.WriteString("    fec: \"off\"\n")
+		case ts.variant == "fec10":
+			b.WriteString("    fec: 10%\n")
 		}
 	}
 	return []byte(b.String())
