@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"go.yaml.in/yaml/v3"
 )
 
 // clipFrames is the packet frames of the first access units of camsim's
@@ -510,5 +512,48 @@ func TestTrunkFECLossyLink(t *testing.T) {
 	}
 	if em := httpGet(t, fmt.Sprintf("http://%s/metrics", edge.AdminAddr())); !strings.Contains(em, `cordon_trunk_edge_fec_repair_datagrams_total{camera="cam1"`) {
 		t.Error("edge metrics lack cordon_trunk_edge_fec_repair_datagrams_total")
+	}
+}
+
+// TestTrunkFECNegotiation: the core takes the edge's answer: no fec from
+// an edge older than FEC (plain datagrams, logged once), the fec it
+// asked, and refuses an fec it did not ask or out of bounds; the edge
+// sends no repair for an out-of-bounds request. The setting's YAML
+// reads back as written.
+func TestTrunkFECNegotiation(t *testing.T) {
+	log, buf := newLog(t)
+	c := &camera{log: log}
+	s := &trunkSession{c: c, fec: DefaultTrunkFEC}
+	ask := trunkRequest{FEC: &trunkFECWire{Data: 20, Parity: 4}}
+	for range 2 {
+		if f, err := s.answeredFEC(ask, trunkAnswer{Datagram: 1}); err != nil || f.on() {
+			t.Errorf("an older edge's answer: %v, %v", f, err)
+		}
+	}
+	if n := strings.Count(buf.String(), "without FEC"); n != 1 {
+		t.Errorf("an older edge logged %d times, want once:\n%s", n, buf)
+	}
+	if f, err := s.answeredFEC(ask, trunkAnswer{Datagram: 1, FEC: &trunkFECWire{Data: 20, Parity: 4}}); err != nil || f != DefaultTrunkFEC {
+		t.Errorf("the edge's fec: %v, %v", f, err)
+	}
+	if _, err := s.answeredFEC(trunkRequest{}, trunkAnswer{Datagram: 1, FEC: &trunkFECWire{Data: 20, Parity: 4}}); !errors.Is(err, errTrunkFrame) {
+		t.Errorf("fec not asked: %v", err)
+	}
+	if _, err := s.answeredFEC(ask, trunkAnswer{Datagram: 1, FEC: &trunkFECWire{Data: 200, Parity: 4}}); !errors.Is(err, errTrunkFrame) {
+		t.Errorf("fec out of bounds: %v", err)
+	}
+	for _, f := range []TrunkFEC{{Off: true}, {Data: 10, Parity: 2}, {}} {
+		b, err := yaml.Marshal(struct {
+			F TrunkFEC `yaml:"fec"`
+		}{f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			F TrunkFEC `yaml:"fec"`
+		}
+		if err := yaml.Unmarshal(b, &back); err != nil || back.F != f {
+			t.Errorf("%v: %q read back as %v, %v", f, b, back.F, err)
+		}
 	}
 }
