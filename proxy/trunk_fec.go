@@ -29,8 +29,10 @@ import (
 // as long as the group's longest data shard, the others taken as padded
 // with zeros. A probe (n 0) only tests the path's datagram size; the
 // core ignores it. The core releases data shards in order, holding a
-// group with a hole until enough shards have come to rebuild it, a
-// datagram of the group after the next arrives, or fecHoldMax.
+// group with a hole until enough shards have come to rebuild it, or it
+// gives the group up: when a datagram of the group after the next
+// arrives, fecReorder after one of the next group arrived, or after
+// fecHoldMax (fecDecoder.expire).
 const (
 	fecHeader     = 11
 	fecShardHead  = 2                       // the data shard's length
