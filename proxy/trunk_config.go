@@ -66,6 +66,11 @@ type Trunk struct {
 	// Transport is how the cameras' media crosses the trunk: "stream"
 	// or "datagram" (trunk_media_config.go). It defaults to stream.
 	Transport TrunkTransport `yaml:"transport"`
+	// FEC is the forward error correction of the trunk's datagram
+	// cameras: "off", "20%" or {data: 10, parity: 2} (trunk_fec_config.go).
+	// It defaults to DefaultTrunkFEC (20 %) for datagram cameras; stream
+	// cameras have none (QUIC retransmits).
+	FEC TrunkFEC `yaml:"fec"`
 	// AlwaysOn pulls the cameras all the time. It defaults to false: a
 	// camera is pulled from the edge only while a reader of this proxy
 	// wants it.
@@ -74,7 +79,7 @@ type Trunk struct {
 	// together (e.g. "50M"); the edge applies the lower of this and its
 	// own trunk.max_bitrate. It defaults to no cap.
 	MaxBitrate Bitrate `yaml:"max_bitrate"`
-	// Overrides sets transport or always_on for some cameras, by name.
+	// Overrides sets transport, fec or always_on for some cameras, by name.
 	Overrides map[string]TrunkCamera `yaml:"overrides"`
 	// Connections is the most QUIC connections the trunk's cameras are
 	// spread over (each camera stays on one; trunk_link.go), 1 to 128.

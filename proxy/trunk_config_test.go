@@ -101,6 +101,16 @@ var trunkMediaConfErrorCases = []struct{ name, in, want string }{
 		"trunks[0] (site-a): connections 129 is out of range: 1 to 128 (or leave it out: one per camera, up to 128)"},
 	{"negative connections", cfCam + cfTrunkK + cfTrunkTo + "    connections: -1\n",
 		"trunks[0] (site-a): connections -1 is out of range: 1 to 128 (or leave it out: one per camera, up to 128)"},
+	{"fec bad value", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: lots\n", `c.yml:16: fec: bad value "lots" (want off, a percentage such as "20%", or {data: 10, parity: 2})`},
+	{"fec percent out of range", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: 90%\n", `c.yml:16: fec: 90% is out of range (5% to 80%)`},
+	{"fec unknown key", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: 10, repair: 2}\n", `c.yml:16: fec: unknown key "repair" (want data and parity)`},
+	{"fec without parity", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: 10}\n", `c.yml:16: fec: both data and parity are needed (want off, a percentage such as "20%", or {data: 10, parity: 2})`},
+	{"fec data too large", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: 40, parity: 2}\n", `c.yml:16: fec: data 40 is out of range (1 to 32 datagrams per group)`},
+	{"fec parity over data", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: 2, parity: 3}\n", `c.yml:16: fec: parity 3 is more than data 2 (more repair than data: use transport stream)`},
+	{"fec zero parity", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: 10, parity: 0}\n", `c.yml:16: fec: parity 0 is out of range (1 to 16 repair datagrams per group)`},
+	{"fec bad number", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    fec: {data: ten, parity: 2}\n", `c.yml:16: fec: data: bad number "ten"`},
+	{"fec on a stream trunk", cfCam + cfTrunkK + cfTrunkTo + "    fec: 20%\n", `trunks[0] (site-a): fec is set but no camera of this trunk has transport datagram (stream cameras are retransmitted by QUIC)`},
+	{"fec on a stream override", cfCam + cfTrunkK + cfTrunkTo + "    transport: datagram\n    overrides:\n      door: {transport: stream, fec: 10%}\n", `trunks[0] (site-a): overrides: camera "door" sets fec but its transport is not datagram`},
 	{"edge cap without listen", cfCam + cfTrunkK + "  max_bitrate: 50M\n" + cfTrunkTo,
 		"trunk.max_bitrate is set but trunk.listen and trunk.dial are not; it caps what this edge sends to each core"},
 }
@@ -111,7 +121,7 @@ func TestTrunkMediaConfErrors(t *testing.T) { testConfErrors(t, trunkMediaConfEr
 // transport and always_on come from the trunk unless overridden.
 func TestTrunkMediaConfig(t *testing.T) {
 	in := cfLis + cfAnon + cfTrunkK + "  listen: 127.0.0.1:7443\n  peers: [" + cfFP + "]\n  max_bitrate: 40M\n" + cfTrunkTo +
-		"    transport: datagram\n    max_bitrate: 50Mbit/s\n    overrides:\n      door: {transport: stream, always_on: true}\n      yard: {always_on: false}\n"
+		"    transport: datagram\n    max_bitrate: 50Mbit/s\n    fec: 10%\n    overrides:\n      door: {transport: stream, always_on: true}\n      yard: {always_on: false, fec: {data: 8, parity: 3}}\n      gate: {fec: off}\n"
 	var c Config
 	if err := config.Decode("c.yml", []byte(in), &c); err != nil {
 		t.Fatal(err)
@@ -130,6 +140,14 @@ func TestTrunkMediaConfig(t *testing.T) {
 		if tp, always := tr.cameraMedia(name); tp != want.tr || always != want.always {
 			t.Errorf("%s: %s always_on=%v, want %s %v", name, tp, always, want.tr, want.always)
 		}
+	}
+	for name, want := range map[string]TrunkFEC{"door": {Off: true}, "yard": {Data: 8, Parity: 3}, "gate": {Off: true}, "other": {Data: 20, Parity: 2}} {
+		if f := tr.cameraFEC(name); f != want {
+			t.Errorf("%s: fec %v, want %v", name, f, want)
+		}
+	}
+	if f := (&Trunk{Transport: TrunkDatagram}).cameraFEC("x"); f != DefaultTrunkFEC {
+		t.Errorf("default fec of a datagram camera: %v", f)
 	}
 	// An edge that only dials its cores (behind NAT) caps them too.
 	dial := cfCam + cfTrunkK + "  dial: [core.example:7443]\n  peers: [" + cfFP + "]\n  max_bitrate: 20M\n"

@@ -216,7 +216,7 @@ func newTrunkCamera(p *Proxy, t *trunkCore, name string) *camera {
 	cc.OnDemand = !always // pulled only while a reader wants it, unless always_on
 	c := newCamera(p, cc)
 	c.trunk = t
-	ts := &trunkSession{t: t, link: t.linkFor(name), c: c, remote: name, transport: transport}
+	ts := &trunkSession{t: t, link: t.linkFor(name), c: c, remote: name, transport: transport, fec: t.cfg.cameraFEC(name)}
 	c.session = func(ctx context.Context) (played bool, err error) {
 		defer c.src.recoverSession("trunk camera session", &played, &err)
 		return ts.run(ctx)
@@ -233,8 +233,32 @@ type trunkSession struct {
 	link   *trunkLink // the connection it is assigned to
 	c      *camera
 	remote string // the camera's name on the edge
-	// transport is how the camera's media crosses the trunk.
+	// transport is how the camera's media crosses the trunk, fec the
+	// repair it asks for datagrams.
 	transport TrunkTransport
+	fec       TrunkFEC
+	warnedFEC bool // the edge's lack of FEC was logged
+}
+
+// answeredFEC is the FEC of the edge's datagrams: what it answered (at
+// most what the core asked), or off from an edge that has no FEC (it
+// ignores the request's fec; logged once).
+func (s *trunkSession) answeredFEC(req trunkRequest, ans trunkAnswer) (TrunkFEC, error) {
+	switch {
+	case ans.FEC == nil:
+		if req.FEC != nil && !s.warnedFEC {
+			s.warnedFEC = true
+			s.c.log.Warn("the edge sends this camera's datagrams without FEC (an edge older than FEC): a lost datagram costs the rest of the GOP", "fec", s.fec)
+		}
+		return TrunkFEC{Off: true}, nil
+	case req.FEC == nil:
+		return TrunkFEC{}, fmt.Errorf("%w: the edge answered fec the core did not ask", errTrunkFrame)
+	}
+	f := TrunkFEC{Data: ans.FEC.Data, Parity: ans.FEC.Parity}
+	if err := f.check(); err != nil {
+		return TrunkFEC{}, fmt.Errorf("%w: the edge's fec: %v", errTrunkFrame, err)
+	}
+	return f, nil
 }
 
 func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
@@ -254,15 +278,25 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	req := trunkRequest{Op: trunkOpPlay, Camera: s.remote, MaxBitrate: int64(t.cfg.MaxBitrate), Ages: true}
 	if s.transport == TrunkDatagram {
 		req.Transport, req.Ages = string(TrunkDatagram), false
+		if s.fec.on() {
+			req.FEC = &trunkFECWire{Data: s.fec.Data, Parity: s.fec.Parity}
+		}
 	}
 	if err := writeJSONFrame(st, req); err != nil {
 		return false, fmt.Errorf("trunk request: %w", err)
 	}
 	st.Close() // nothing more to send on this stream
 	st.SetReadDeadline(time.Now().Add(t.tmo.Camera + t.tmo.OnDemandStart))
-	desc, dgramID, err := readPlayAnswerID(st)
+	desc, ans, err := readPlayAnswerID(st)
 	if err != nil {
 		return false, err
+	}
+	dgramID := ans.Datagram
+	fec := TrunkFEC{Off: true}
+	if dgramID != 0 {
+		if fec, err = s.answeredFEC(req, ans); err != nil {
+			return false, err
+		}
 	}
 	plan, err := c.stream.bind(desc)
 	if err != nil {
@@ -277,7 +311,7 @@ func (s *trunkSession) run(ctx context.Context) (healthy bool, err error) {
 	c.setState(stateUp, "")
 	c.log.Info("camera playing through the trunk", "tracks", len(plan.Tracks), "datagrams", dgramID != 0)
 	if dgramID != 0 {
-		return s.runDatagrams(ctx, conn, st, dgramID, tracks)
+		return s.runDatagrams(ctx, conn, st, dgramID, tracks, fec)
 	}
 	return s.readStream(st, tracks)
 }

@@ -96,6 +96,9 @@ type trunkDatagramWriter struct {
 	frag   int // fragment payload size
 	probed time.Time
 	buf    []byte
+	// fec, when set, sends the camera's datagrams in groups with repair
+	// datagrams (trunk_fec.go).
+	fec *fecEncoder
 }
 
 func (w *trunkDatagramWriter) SetWriteDeadline(time.Time) error { return nil }
@@ -103,6 +106,9 @@ func (w *trunkDatagramWriter) SetWriteDeadline(time.Time) error { return nil }
 // Write sends packet frames (as packetFrame made them, one after the
 // other) in datagrams.
 func (w *trunkDatagramWriter) Write(frames []byte) (int, error) {
+	if w.fec != nil {
+		return w.writeFEC(frames)
+	}
 	for b := frames; len(b) > 0; {
 		if len(b) < 6 || b[0] != framePacket {
 			return 0, errTrunkFrame
@@ -164,6 +170,83 @@ func (w *trunkDatagramWriter) send(media byte, pkt []byte, frags int) error {
 		}
 	}
 	return nil
+}
+
+// nextFrame splits the first packet frame off b: its media index, the
+// RTP packet and the rest.
+func nextFrame(b []byte) (byte, []byte, []byte, error) {
+	if len(b) < 6 || b[0] != framePacket {
+		return 0, nil, nil, errTrunkFrame
+	}
+	n := 5 + int(binary.BigEndian.Uint32(b[1:]))
+	if n < 6 || n > len(b) {
+		return 0, nil, nil, errTrunkFrame
+	}
+	return b[5], b[6:n], b[n:], nil
+}
+
+// writeFEC sends packet frames as groups of datagrams, each group
+// followed by its repair datagrams. The fragment size leaves room for
+// the FEC header; once a second, while it is below the largest, a probe
+// datagram tests a larger one (a group cannot change its size midway).
+func (w *trunkDatagramWriter) writeFEC(frames []byte) (int, error) {
+	if w.frag == 0 {
+		w.frag = trunkFragPayload + trunkDatagramHeader - fecDataHead
+	}
+	if best := trunkProbePayload + trunkDatagramHeader - fecDataHead; w.frag < best && time.Since(w.probed) >= trunkProbeEvery {
+		w.probed = time.Now()
+		err := w.conn.SendDatagram(fecProbe(w.id, best+fecDataHead))
+		var tl *quic.DatagramTooLargeError
+		switch {
+		case err == nil:
+			w.frag = best
+		case errors.As(err, &tl):
+			w.frag = max(w.frag, int(tl.MaxDatagramPayloadSize)-fecDataHead)
+		default:
+			return 0, err
+		}
+	}
+	for {
+		e := w.fec
+		e.reset()
+		seq := w.seq
+		for b := frames; len(b) > 0; {
+			media, pkt, rest, err := nextFrame(b)
+			if err != nil {
+				return 0, err
+			}
+			b = rest
+			frags := (len(pkt) + w.frag - 1) / w.frag
+			if frags > maxTrunkFrags {
+				w.cam.datagramErrors.Add(1)
+				continue // (cannot happen with frames below maxTrunkPacket; counted if it does)
+			}
+			for i := range frags {
+				e.addShard(seq, media, uint8(i), uint8(frags), pkt[i*w.frag:min(len(pkt), (i+1)*w.frag)])
+			}
+			seq++
+		}
+		dgrams, repair, err := e.send(w.id, w.conn.SendDatagram)
+		w.cam.datagrams.Add(dgrams)
+		w.cam.fecRepair.Add(repair)
+		var tl *quic.DatagramTooLargeError
+		if errors.As(err, &tl) {
+			// The path's datagrams shrank: the batch again in smaller
+			// fragments and new groups (the group cut short is lost).
+			smaller := int(tl.MaxDatagramPayloadSize) - fecDataHead
+			if smaller < minFragPayload || smaller >= w.frag {
+				return 0, fmt.Errorf("%w: %d bytes", errDatagramTooSmal, tl.MaxDatagramPayloadSize)
+			}
+			w.frag = smaller
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		w.cam.sent.Add(uint64(seq - w.seq))
+		w.seq = seq
+		return len(frames), nil
+	}
 }
 
 // reportDatagrams writes a report on a datagram camera's stream every
@@ -231,20 +314,20 @@ func (l *trunkLink) demuxFor(conn *quic.Conn) *trunkDemux {
 	return d
 }
 
-// deliver hands one datagram to its camera; false when none takes it.
+// deliver hands one datagram to its camera (by its id; the camera's
+// goroutine decodes it); false when none takes it.
 func (d *trunkDemux) deliver(b []byte) bool {
-	f, err := parseDatagram(b)
-	if err != nil {
+	if len(b) < 4 {
 		return false
 	}
 	d.mu.Lock()
-	s := d.sinks[f.id]
+	s := d.sinks[binary.BigEndian.Uint32(b)]
 	d.mu.Unlock()
 	if s == nil {
 		return false
 	}
 	select {
-	case s.in <- trunkArrival{f, time.Now()}:
+	case s.in <- trunkArrival{b, time.Now()}:
 	default:
 		s.stats.overflow.Add(1) // (the camera's cleaner is behind: a loss like any other)
 	}
@@ -269,7 +352,7 @@ func (d *trunkDemux) unregister(id uint32) {
 
 // trunkArrival is one datagram on its way to its camera.
 type trunkArrival struct {
-	f  trunkFragment
+	b  []byte
 	at time.Time
 }
 
@@ -293,12 +376,34 @@ type datagramSink struct {
 	frags   [][]byte
 	got     int
 	size    int
+
+	// fec, when the edge sends repair datagrams, restores the fragments
+	// in order before add (trunk_fec.go); now is take's arrival time.
+	fec *fecDecoder
+	now time.Time
 }
 
-func (s *datagramSink) add(f trunkFragment, now time.Time) {
+// take decodes one datagram of the camera (its id matched).
+func (s *datagramSink) take(b []byte, now time.Time) {
 	st := s.stats
 	st.datagrams.Add(1)
-	st.bytes.Add(uint64(len(f.payload) + trunkDatagramHeader))
+	st.bytes.Add(uint64(len(b)))
+	if s.fec != nil {
+		s.now = now
+		s.fec.add(b, now)
+		return
+	}
+	f, err := parseDatagram(b)
+	if err != nil {
+		st.malformed.Add(1)
+		return
+	}
+	s.add(f, now)
+}
+
+// add reassembles one fragment.
+func (s *datagramSink) add(f trunkFragment, now time.Time) {
+	st := s.stats
 	if int(f.media) >= len(s.tracks) {
 		st.malformed.Add(1)
 		return
@@ -380,9 +485,10 @@ func (s *stream) skipToKey() {
 // runDatagrams is the rest of a trunk session whose camera comes in
 // datagrams: packets arrive through the connection's demux; the stream
 // carries the edge's reports until either end closes it.
-func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *quic.Stream, id uint32, tracks []*rebuild.Track) (healthy bool, err error) {
+func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *quic.Stream, id uint32, tracks []*rebuild.Track, fec TrunkFEC) (healthy bool, err error) {
 	c, t := s.c, s.t
 	stats := t.media.camera(s.remote, TrunkDatagram)
+	stats.fec.Store(fec)
 	var failed atomic.Pointer[error]
 	fail := func(err error) {
 		if failed.CompareAndSwap(nil, &err) {
@@ -390,6 +496,9 @@ func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *qu
 		}
 	}
 	sink := &datagramSink{in: make(chan trunkArrival, trunkSinkQueue), c: c, stats: stats, tracks: tracks, fail: fail}
+	if fec.on() {
+		sink.fec = &fecDecoder{id: id, st: stats, emit: func(f trunkFragment) { sink.add(f, sink.now) }}
+	}
 	d := s.link.demuxFor(conn)
 	if err := d.register(id, sink); err != nil {
 		return false, err
@@ -406,12 +515,29 @@ func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *qu
 				fail(c.contained("trunk datagram receiver", v))
 			}
 		}()
+		// The FEC decoder's wait for a group's repair ends with its
+		// next datagrams or, when none come, with this timer.
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		armed := false
 		for {
 			select {
 			case <-sctx.Done():
+				timer.Stop()
 				return
 			case a := <-sink.in:
-				sink.add(a.f, a.at)
+				sink.take(a.b, a.at)
+			case <-timer.C:
+				armed = false
+			}
+			if sink.fec == nil {
+				continue
+			}
+			now := time.Now()
+			sink.now = now
+			if at := sink.fec.expire(now); !at.IsZero() && !armed {
+				timer.Reset(at.Sub(now))
+				armed = true
 			}
 		}
 	}()

@@ -36,6 +36,10 @@ type trunkEdgeCamera struct {
 	gopsCongestion, gopsCap atomic.Uint64
 	datagrams, sent         atomic.Uint64 // datagrams and packets sent as datagrams
 	datagramErrors          atomic.Uint64
+	// fec is the FEC of the latest stream (a TrunkFEC); fecRepair the
+	// repair datagrams sent (counted in datagrams too).
+	fec       atomic.Value
+	fecRepair atomic.Uint64
 }
 
 // trunkPeerMedia is the per-camera state of one connected core.
@@ -102,6 +106,11 @@ type trunkCoreCamera struct {
 	datagrams, lost, late, malformed, keyWaits, edgeSent atomic.Uint64
 	// overflow: datagrams dropped because the camera's queue was full.
 	overflow atomic.Uint64
+	// FEC (trunk_fec.go): the camera's (a TrunkFEC, off when the edge
+	// sends none); groups rebuilt, data datagrams rebuilt in them, groups
+	// given up (a hole no repair could fill, or lost whole) and probes.
+	fec                                                   atomic.Value
+	fecRecovered, fecRebuilt, fecUnrecoverable, fecProbes atomic.Uint64
 }
 
 // trunkCoreMedia is the per-camera state of a trunkCore.
@@ -149,6 +158,23 @@ type TrunkCameraStatus struct {
 	KeyWaits  uint64 `json:"keyframe_waits,omitempty"`
 	Overflow  uint64 `json:"datagram_overflow,omitempty"`
 	EdgeSent  uint64 `json:"edge_sent,omitempty"`
+	// Datagram cameras: the FEC ("20+4": data+parity per group, or
+	// "off"); the edge's repair datagrams sent; at the core, groups
+	// rebuilt, data datagrams rebuilt and groups that could not be.
+	FEC              string `json:"fec,omitempty"`
+	FECRepair        uint64 `json:"fec_repair_datagrams,omitempty"`
+	FECRecovered     uint64 `json:"fec_groups_recovered,omitempty"`
+	FECRebuilt       uint64 `json:"fec_datagrams_rebuilt,omitempty"`
+	FECUnrecoverable uint64 `json:"fec_groups_unrecoverable,omitempty"`
+}
+
+// fecOf is the FEC a camera's counters hold, for /v1/trunks.
+func fecOf(tr TrunkTransport, v *atomic.Value) string {
+	f, ok := v.Load().(TrunkFEC)
+	if tr != TrunkDatagram || !ok {
+		return ""
+	}
+	return f.String()
 }
 
 func transportOf(v *atomic.Value) TrunkTransport {
@@ -163,6 +189,7 @@ func (m *trunkPeerMedia) status() []TrunkCameraStatus {
 			Name: c.name, Transport: transportOf(&c.transport), Bytes: c.bytes.Load(), Packets: c.packets.Load(),
 			Active: c.active.Load(), GOPsCongestion: c.gopsCongestion.Load(), GOPsCap: c.gopsCap.Load(),
 			Datagrams: c.datagrams.Load(), DatagramErrors: c.datagramErrors.Load(),
+			FEC: fecOf(transportOf(&c.transport), &c.fec), FECRepair: c.fecRepair.Load(),
 		}
 	})
 }
@@ -173,6 +200,8 @@ func (m *trunkCoreMedia) status() []TrunkCameraStatus {
 			Name: c.name, Transport: transportOf(&c.transport), Bytes: c.bytes.Load(), Packets: c.packets.Load(),
 			Datagrams: c.datagrams.Load(), Lost: c.lost.Load(), Late: c.late.Load(), Malformed: c.malformed.Load(),
 			KeyWaits: c.keyWaits.Load(), EdgeSent: c.edgeSent.Load(), Overflow: c.overflow.Load(),
+			FEC: fecOf(transportOf(&c.transport), &c.fec), FECRecovered: c.fecRecovered.Load(),
+			FECRebuilt: c.fecRebuilt.Load(), FECUnrecoverable: c.fecUnrecoverable.Load(),
 		}
 	})
 }
@@ -194,6 +223,10 @@ var (
 	descTrunkCamBytes  = prometheus.NewDesc("cordon_trunk_camera_bytes_total", "Media bytes of one camera received through the trunk (datagram headers included).", []string{"trunk", "camera", "transport"}, nil)
 	descTrunkDgLost    = prometheus.NewDesc("cordon_trunk_datagram_packets_lost_total", "Packets of a datagram camera lost on the trunk (gaps in the edge's numbering); each loss makes readers skip to the next keyframe.", []string{"trunk", "camera"}, nil)
 	descTrunkKeyWaits  = prometheus.NewDesc("cordon_trunk_keyframe_waits_total", "Skips to the next keyframe caused by lost datagrams.", []string{"trunk", "camera"}, nil)
+	descTrunkFECRec    = prometheus.NewDesc("cordon_trunk_fec_groups_recovered_total", "Groups of a datagram camera whose lost datagrams the core rebuilt from repair datagrams (FEC).", []string{"trunk", "camera"}, nil)
+	descTrunkFECBuilt  = prometheus.NewDesc("cordon_trunk_fec_datagrams_rebuilt_total", "Lost datagrams of a datagram camera the core rebuilt from repair datagrams (FEC).", []string{"trunk", "camera"}, nil)
+	descTrunkFECLost   = prometheus.NewDesc("cordon_trunk_fec_groups_unrecoverable_total", "Groups of a datagram camera with FEC that lost more datagrams than their repair could rebuild (or were lost whole).", []string{"trunk", "camera"}, nil)
+	descEdgeFECRepair  = prometheus.NewDesc("cordon_trunk_edge_fec_repair_datagrams_total", "Repair (FEC) datagrams of one camera sent to one core.", []string{"core", "camera"}, nil)
 	descTrunkDgUnknown = prometheus.NewDesc("cordon_trunk_datagrams_unknown_total", "Datagrams that belong to no current camera, or malformed.", []string{"trunk"}, nil)
 	descTrunkQUICLost  = prometheus.NewDesc("cordon_trunk_quic_packets_lost", "QUIC packets declared lost on the trunk's current connections (quic-go's statistics; retransmitted for streams).", []string{"trunk"}, nil)
 	descTrunkQUICBytes = prometheus.NewDesc("cordon_trunk_quic_bytes_received", "QUIC bytes received on the trunk's current connections.", []string{"trunk"}, nil)
@@ -211,7 +244,7 @@ var (
 	descEdgeSent     = prometheus.NewDesc("cordon_trunk_edge_quic_bytes_sent", "QUIC bytes sent on this core's current connections (retransmissions included).", []string{"core"}, nil)
 )
 
-var trunkMediaDescs = []*prometheus.Desc{descTrunkCamBytes, descTrunkDgLost, descTrunkKeyWaits, descTrunkDgUnknown, descTrunkQUICLost, descTrunkQUICBytes,
+var trunkMediaDescs = []*prometheus.Desc{descTrunkCamBytes, descTrunkDgLost, descTrunkKeyWaits, descTrunkFECRec, descTrunkFECBuilt, descTrunkFECLost, descEdgeFECRepair, descTrunkDgUnknown, descTrunkQUICLost, descTrunkQUICBytes,
 	descEdgeCamBytes, descEdgeGOPs, descEdgeDgrams, descEdgeConns, descEdgeCameras, descEdgeCapOver, descEdgeCapEps, descEdgeCapBPS, descEdgeRTT, descEdgeLost, descEdgeSent}
 
 // collectTrunkMedia exports the per-camera and QUIC metrics of st.
@@ -225,6 +258,11 @@ func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
 			if c.Transport == TrunkDatagram {
 				ch <- prometheus.MustNewConstMetric(descTrunkDgLost, prometheus.CounterValue, float64(c.Lost), t.Name, c.Name)
 				ch <- prometheus.MustNewConstMetric(descTrunkKeyWaits, prometheus.CounterValue, float64(c.KeyWaits), t.Name, c.Name)
+				if c.FEC != "" && c.FEC != "off" {
+					ch <- prometheus.MustNewConstMetric(descTrunkFECRec, prometheus.CounterValue, float64(c.FECRecovered), t.Name, c.Name)
+					ch <- prometheus.MustNewConstMetric(descTrunkFECBuilt, prometheus.CounterValue, float64(c.FECRebuilt), t.Name, c.Name)
+					ch <- prometheus.MustNewConstMetric(descTrunkFECLost, prometheus.CounterValue, float64(c.FECUnrecoverable), t.Name, c.Name)
+				}
 			}
 		}
 	}
@@ -250,6 +288,9 @@ func collectTrunkMedia(ch chan<- prometheus.Metric, st TrunksStatus) {
 			ch <- prometheus.MustNewConstMetric(descEdgeGOPs, prometheus.CounterValue, float64(c.GOPsCongestion), fp, c.Name, "congestion")
 			ch <- prometheus.MustNewConstMetric(descEdgeGOPs, prometheus.CounterValue, float64(c.GOPsCap), fp, c.Name, "cap")
 			ch <- prometheus.MustNewConstMetric(descEdgeDgrams, prometheus.CounterValue, float64(c.Datagrams), fp, c.Name)
+			if c.FEC != "" && c.FEC != "off" {
+				ch <- prometheus.MustNewConstMetric(descEdgeFECRepair, prometheus.CounterValue, float64(c.FECRepair), fp, c.Name)
+			}
 		}
 	}
 }
@@ -292,7 +333,23 @@ func (e *trunkEdge) mediaFor(out *trunkOutput, conn *quic.Conn, st *quic.Stream,
 	if drop := e.p.testDatagramLoss; drop != nil {
 		sender = lossySender{conn, drop}
 	}
-	return trunkAnswer{Datagram: id}, &trunkDatagramWriter{conn: sender, id: id, cam: out.cam}
+	w := &trunkDatagramWriter{conn: sender, id: id, cam: out.cam}
+	ans := trunkAnswer{Datagram: id}
+	fec := TrunkFEC{Off: true}
+	if req.FEC != nil {
+		// What the core asked, within the bounds (the core checks
+		// them; an edge does not trust a core to either).
+		f := TrunkFEC{Data: req.FEC.Data, Parity: req.FEC.Parity}
+		if f.check() == nil {
+			fec = f
+			w.fec = &fecEncoder{f: f}
+			ans.FEC = &trunkFECWire{Data: f.Data, Parity: f.Parity}
+		} else {
+			log.Warn("core asked for an FEC out of bounds; the camera's datagrams carry no repair", "camera", req.Camera, "data", req.FEC.Data, "parity", req.FEC.Parity)
+		}
+	}
+	out.cam.fec.Store(fec)
+	return ans, w
 }
 
 // datagramSender sends one datagram (a *quic.Conn).

@@ -54,6 +54,8 @@ func (b Bitrate) String() string { return humanize.Bitrate(int64(b)) }
 type TrunkCamera struct {
 	// Transport is this camera's; it defaults to the trunk's.
 	Transport TrunkTransport `yaml:"transport"`
+	// FEC is this camera's; it defaults to the trunk's.
+	FEC TrunkFEC `yaml:"fec"`
 	// AlwaysOn is this camera's; it defaults to the trunk's.
 	AlwaysOn *bool `yaml:"always_on"`
 }
@@ -75,6 +77,17 @@ func (tr *Trunk) cameraMedia(name string) (TrunkTransport, bool) {
 	return transport, always
 }
 
+// cameraFEC is the FEC of one camera of trunk tr (off unless it is a
+// datagram camera).
+func (tr *Trunk) cameraFEC(name string) TrunkFEC {
+	transport, _ := tr.cameraMedia(name)
+	f := tr.FEC
+	if o, ok := tr.Overrides[name]; ok && (o.FEC != TrunkFEC{}) {
+		f = o.FEC
+	}
+	return fecFor(transport, f)
+}
+
 // checkTrunkMedia checks the media settings of trunk tr (trunks[i]) and
 // of the edge end (trunk.max_bitrate).
 func checkTrunkMedia(add addFunc, key, where string, tr Trunk) {
@@ -85,11 +98,20 @@ func checkTrunkMedia(add addFunc, key, where string, tr Trunk) {
 		add(key+".max_bitrate", "%s: max_bitrate %s is below %s, too little for one video camera; leave it out for no cap", where, tr.MaxBitrate, Bitrate(minTrunkBitrate))
 	}
 	names := make([]string, 0, len(tr.Overrides))
-	for n := range tr.Overrides {
+	datagrams := tr.Transport == TrunkDatagram
+	for n, o := range tr.Overrides {
 		names = append(names, n)
+		datagrams = datagrams || o.Transport == TrunkDatagram
 	}
 	sort.Strings(names)
+	if tr.FEC.on() && !datagrams {
+		add(key+".fec", "%s: fec is set but no camera of this trunk has transport datagram (stream cameras are retransmitted by QUIC)", where)
+	}
 	for _, n := range names {
+		o := tr.Overrides[n]
+		if t, _ := tr.cameraMedia(n); o.FEC.on() && t != TrunkDatagram {
+			add(key+".overrides", "%s: overrides: camera %q sets fec but its transport is not datagram", where, n)
+		}
 		switch {
 		case !nameRE.MatchString(n):
 			add(key+".overrides", "%s: overrides: %q is not a camera name (letters, digits, '.', '_' and '-')", where, n)

@@ -43,6 +43,7 @@ func TestTrunkDatagram(t *testing.T) {
 	clog, _ := newLog(t)
 	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, "cam1")
 	ccfg.Trunks[0].Transport = TrunkDatagram
+	ccfg.Trunks[0].FEC = TrunkFEC{Off: true} // (every loss a keyframe wait; TestTrunkFECLossyLink has FEC)
 	core := startProxy(t, ccfg, clog)
 
 	r := waitReader(t, "a core reader of a datagram camera", 10*time.Second, readerURL(core, "site-a/cam1"))

@@ -62,6 +62,10 @@ type trunkRequest struct {
 	// each packet its GOP cache replays with its age (framePacketAged),
 	// so that the core's timeline places it when it was live.
 	Ages bool `json:"ages,omitempty"`
+	// FEC, in a play request of a datagram camera, asks for repair
+	// datagrams (trunk_fec.go); an edge that has FEC answers with the
+	// FEC it sends, an older one without (the camera then has none).
+	FEC *trunkFECWire `json:"fec,omitempty"`
 	// Connection, in the hello an edge that dials sends on a
 	// unidirectional stream of each connection, is the connection's slot.
 	Connection int `json:"connection,omitempty"`
@@ -75,6 +79,8 @@ type trunkAnswer struct {
 	Cameras []trunkCameraInfo `json:"cameras,omitempty"`
 	// Datagram is the id of the camera's datagrams (transport datagram).
 	Datagram uint32 `json:"datagram,omitempty"`
+	// FEC is the FEC of the camera's datagrams (none without it).
+	FEC *trunkFECWire `json:"fec,omitempty"`
 }
 
 // trunkCameraInfo is one camera in an edge's catalogue.
@@ -181,18 +187,18 @@ func parseTrunkSDP(s string) (*description.Session, error) {
 }
 
 // readPlayAnswerID reads the edge's answer to a play request: its refusal
-// (errTrunkRemote), or the camera's medias and its datagram id (0: the
-// packets come on the stream).
-func readPlayAnswerID(r io.Reader) (*description.Session, uint32, error) {
+// (errTrunkRemote), or the camera's medias and the answer (its datagram
+// id, 0 when the packets come on the stream, and the datagrams' FEC).
+func readPlayAnswerID(r io.Reader) (*description.Session, trunkAnswer, error) {
 	var ans trunkAnswer
 	if err := readJSONFrame(r, maxTrunkAnswer, &ans); err != nil {
-		return nil, 0, fmt.Errorf("trunk answer: %w", err)
+		return nil, ans, fmt.Errorf("trunk answer: %w", err)
 	}
 	if ans.Error != "" {
-		return nil, 0, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
+		return nil, ans, fmt.Errorf("%w: %s", errTrunkRemote, ans.Error)
 	}
 	desc, err := parseTrunkSDP(ans.SDP)
-	return desc, ans.Datagram, err
+	return desc, ans, err
 }
 
 // maxTrunkAge bounds the age of a packet the core takes from the edge

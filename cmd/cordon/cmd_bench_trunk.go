@@ -22,7 +22,8 @@ Either may name the trunk's number of QUIC connections after a colon
 ("stream:1", "stream:8"; without it, the trunk's default: one per camera).
 A variant after a '+' runs that system's proxies as --alt-executable (+alt:
 an A/B of two builds in the same run) or with quic-go's GSO or ECN turned off
-(+nogso, +noecn: QUIC_GO_DISABLE_GSO or QUIC_GO_DISABLE_ECN set).
+(+nogso, +noecn: QUIC_GO_DISABLE_GSO or QUIC_GO_DISABLE_ECN set), or without FEC
+(+nofec: datagram cameras with fec: off; +fec10: with fec: 10%).
 The cameras loop real encoded video at the bit rate asked for (as bench proxy),
 at --fps frames a second. A second table gives, per system, the machine's load
 average when the window opened and closed, the bench's own CPU per GB (cameras,
@@ -71,7 +72,7 @@ func runBenchTrunk(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.StallGap, "stall-gap", 500*time.Millisecond, "a gap between two frames at a reader longer than this is a stall")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	fs.StringVar(&o.AltExecutable, "alt-executable", "", "cordon `binary` that runs the proxies of systems with the variant +alt (an A/B of two builds in one run)")
-	bf := newBenchFlags(fs, "comma-separated systems: rtsp, stream, datagram, the last two with :N QUIC connections, any with +alt, +nogso or +noecn (default rtsp,stream,datagram)")
+	bf := newBenchFlags(fs, "comma-separated systems: rtsp, stream, datagram, the last two with :N QUIC connections, any with +alt, +nogso, +noecn, +nofec or +fec10 (default rtsp,stream,datagram)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}

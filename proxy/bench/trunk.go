@@ -107,8 +107,11 @@ type TrunkResult struct {
 	// dropped at the core because a camera's queue was full; QUIC packets
 	// the edges sent that were declared lost.
 	EdgeGOPDrops, DatagramsLost, DatagramOverflow, QUICLost uint64
-	Latency                                                 []time.Duration // added per matched frame, sorted
-	Ref                                                     *TrunkResult    // the rtsp system of the same run
+	// Datagram cameras with FEC: groups the core rebuilt, and those it
+	// could not (more lost than their repair).
+	FECRecovered, FECUnrecoverable uint64
+	Latency                        []time.Duration // added per matched frame, sorted
+	Ref                            *TrunkResult    // the rtsp system of the same run
 	// The emulated link (--netem on a kernel without netem), during the
 	// window: packets read from either TUN device, lost on purpose,
 	// dropped because its queue was full, and that filled the read buffer.
@@ -675,7 +678,8 @@ func runTrunkOne(ctx context.Context, o *TrunkOptions, sys string, nw *trunkNet,
 // a colon ("stream:4"; none: the trunk's default); then an optional
 // variant after a '+': "alt" (the proxies are AltExecutable), "nogso"
 // or "noecn" (the proxies run with quic-go's QUIC_GO_DISABLE_GSO or
-// QUIC_GO_DISABLE_ECN set).
+// QUIC_GO_DISABLE_ECN set), "nofec" (datagram cameras with fec: off),
+// "fec10" (with fec: 10%).
 type trunkSys struct {
 	transport string
 	conns     int
@@ -683,7 +687,7 @@ type trunkSys struct {
 }
 
 // trunkVariants are the variants a system may name after '+'.
-var trunkVariants = map[string][]string{"": nil, "alt": nil, "nogso": {"QUIC_GO_DISABLE_GSO=true"}, "noecn": {"QUIC_GO_DISABLE_ECN=true"}}
+var trunkVariants = map[string][]string{"": nil, "alt": nil, "nogso": {"QUIC_GO_DISABLE_GSO=true"}, "noecn": {"QUIC_GO_DISABLE_ECN=true"}, "nofec": nil, "fec10": nil}
 
 // isTrunkRTSP reports whether system sys is rtsp (with any variant).
 func isTrunkRTSP(sys string) bool {
@@ -694,7 +698,7 @@ func isTrunkRTSP(sys string) bool {
 func trunkSystem(sys string) (trunkSys, error) {
 	name, variant, _ := strings.Cut(sys, "+")
 	if _, ok := trunkVariants[variant]; !ok {
-		return trunkSys{}, fmt.Errorf("bench trunk: system %q: unknown variant %q (want alt, nogso or noecn)", sys, variant)
+		return trunkSys{}, fmt.Errorf("bench trunk: system %q: unknown variant %q (want alt, nogso, noecn, nofec or fec10)", sys, variant)
 	}
 	transport, n, ok := strings.Cut(name, ":")
 	ts := trunkSys{transport: transport, variant: variant}
@@ -761,6 +765,13 @@ func trunkCoreConfig(nw *trunkNet, addr string, adminPort int, ports []int, sys 
 		if ts.conns > 0 {
 			fmt.Fprintf(&b, "    connections: %d\n", ts.conns)
 		}
+		switch {
+		case ts.transport != TrunkDatagram:
+		case ts.variant == "nofec":
+			b.WriteString("    fec: \"off\"\n")
+		case ts.variant == "fec10":
+			b.WriteString("    fec: 10%\n")
+		}
 	}
 	return []byte(b.String())
 }
@@ -812,7 +823,7 @@ func trunkRatio(a, b float64) string {
 // WriteTrunkTable prints results with CPU ratios against the rtsp system.
 func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tedges\tcameras\treaders\tMbit/s in\tMbit/s out\tedge CPU s/GB\tvs rtsp\tcore CPU s/GB\tvs rtsp\tframes got\tstalls\tstalled readers\tlost pkts\tedge GOP drops\tdgram lost\tdgram overflow\tQUIC lost\tadded p50\tadded p99\tframes matched\t")
+	fmt.Fprintln(tw, "system\tedges\tcameras\treaders\tMbit/s in\tMbit/s out\tedge CPU s/GB\tvs rtsp\tcore CPU s/GB\tvs rtsp\tframes got\tstalls\tstalled readers\tlost pkts\tedge GOP drops\tdgram lost\tdgram overflow\tFEC rebuilt/lost groups\tQUIC lost\tadded p50\tadded p99\tframes matched\t")
 	for _, r := range results {
 		er, cr := "-", "-"
 		if r.Ref != nil {
@@ -822,11 +833,11 @@ func WriteTrunkTable(w io.Writer, results []*TrunkResult) error {
 		if r.FramesSent > 0 {
 			got = fmt.Sprintf("%.2f%%", 100*float64(r.Frames)/float64(r.FramesSent))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.3f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.3f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%d\t\n",
 			r.System, r.Edges, r.Cameras, r.Readers,
 			float64(r.InBytes)*8/r.Window.Seconds()/1e6, float64(r.Bytes)*8/r.Window.Seconds()/1e6,
 			r.EdgeCPUPerGB(), er, r.CoreCPUPerGB(), cr, got, r.Stalls, r.StalledReaders, r.Lost,
-			r.EdgeGOPDrops, r.DatagramsLost, r.DatagramOverflow, r.QUICLost,
+			r.EdgeGOPDrops, r.DatagramsLost, r.DatagramOverflow, fmt.Sprintf("%d/%d", r.FECRecovered, r.FECUnrecoverable), r.QUICLost,
 			r.Quantile(0.5).Round(100*time.Microsecond), r.Quantile(0.99).Round(100*time.Microsecond), len(r.Latency))
 	}
 	if err := tw.Flush(); err != nil {
@@ -861,6 +872,8 @@ func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []
 		GOPsCongestion uint64 `json:"gops_dropped_congestion"`
 		Lost           uint64 `json:"datagram_packets_lost"`
 		Overflow       uint64 `json:"datagram_overflow"`
+		FECRecovered   uint64 `json:"fec_groups_recovered"`
+		FECLost        uint64 `json:"fec_groups_unrecoverable"`
 	}
 	for _, e := range edges {
 		var st struct {
@@ -897,6 +910,8 @@ func trunkCounters(ctx context.Context, nw *trunkNet, res *TrunkResult, edges []
 			for _, s := range t.CameraStats {
 				res.DatagramsLost += s.Lost
 				res.DatagramOverflow += s.Overflow
+				res.FECRecovered += s.FECRecovered
+				res.FECUnrecoverable += s.FECLost
 			}
 		}
 	}
