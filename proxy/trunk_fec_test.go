@@ -160,17 +160,26 @@ func TestTrunkFEC(t *testing.T) {
 	if _, _, n, r, _, _ := parseFEC(groups[0][0]); n != 10 || r != 2 || len(groups[0]) != 12 {
 		t.Fatalf("first group: %d+%d in %d datagrams", n, r, len(groups[0]))
 	}
-	nOf := func(g [][]byte) int { _, _, n, _, _, _ := parseFEC(g[0]); return n }
-	cases := []struct {
-		name string
-		// lose returns which datagrams of group g (n data first) are lost.
-		lose func(g, n, total int) []int
-		// reorder rearranges the datagrams sent (after the losses).
-		reorder        func([][]byte) [][]byte
-		recovered      bool // groups rebuilt
-		unrecoverable  uint64
-		missingPackets bool
-	}{
+	for _, tc := range fecLossCases() {
+		t.Run(tc.name, func(t *testing.T) { checkFECLoss(t, tc, groups, packets) })
+	}
+}
+
+// fecLossCase is a loss pattern of TestTrunkFEC.
+type fecLossCase struct {
+	name string
+	// lose returns which datagrams of group g (n data first) are lost.
+	lose func(g, n, total int) []int
+	// reorder rearranges the datagrams sent (after the losses).
+	reorder        func([][]byte) [][]byte
+	recovered      bool // groups rebuilt
+	unrecoverable  uint64
+	missingPackets bool
+}
+
+// fecLossCases are TestTrunkFEC's loss patterns.
+func fecLossCases() []fecLossCase {
+	return []fecLossCase{
 		{name: "no loss", lose: func(int, int, int) []int { return nil }},
 		{name: "one data datagram per group", lose: func(g, n, _ int) []int { return []int{g % n} }, recovered: true},
 		{name: "as many data datagrams as repair", lose: func(_, n, total int) []int {
@@ -215,45 +224,48 @@ func TestTrunkFEC(t *testing.T) {
 			return out
 		}, recovered: true},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var ds [][]byte
-			for gi, g := range groups {
-				lost := tc.lose(gi, nOf(g), len(g))
-				for i, d := range g {
-					if !slices.Contains(lost, i) {
-						ds = append(ds, d)
-					}
-				}
+}
+
+// checkFECLoss feeds the groups with tc's losses through the decoder and
+// checks what comes out against packets.
+func checkFECLoss(t *testing.T, tc fecLossCase, groups [][][]byte, packets [][]byte) {
+	t.Helper()
+	nOf := func(g [][]byte) int { _, _, n, _, _, _ := parseFEC(g[0]); return n }
+	var ds [][]byte
+	for gi, g := range groups {
+		lost := tc.lose(gi, nOf(g), len(g))
+		for i, d := range g {
+			if !slices.Contains(lost, i) {
+				ds = append(ds, d)
 			}
-			if tc.reorder != nil {
-				ds = tc.reorder(ds)
-			}
-			run := newFECRun()
-			now := time.Now()
-			run.feed(ds, now)
-			run.d.expire(now.Add(time.Second)) // the last group's wait
-			got := run.packets()
-			missing := 0
-			for seq, want := range packets {
-				if p, ok := got[uint32(seq)]; !ok {
-					missing++
-				} else if !bytes.Equal(p, want) {
-					t.Errorf("packet %d differs", seq)
-				}
-			}
-			st := &run.st
-			if (missing > 0) != tc.missingPackets {
-				t.Errorf("%d of %d packets missing", missing, len(packets))
-			}
-			if (st.fecRecovered.Load() > 0) != tc.recovered || st.fecUnrecoverable.Load() != tc.unrecoverable {
-				t.Errorf("recovered %d groups (%d datagrams), unrecoverable %d; want recovered %v, unrecoverable %d",
-					st.fecRecovered.Load(), st.fecRebuilt.Load(), st.fecUnrecoverable.Load(), tc.recovered, tc.unrecoverable)
-			}
-			if st.malformed.Load() != 0 || run.d.held != 0 {
-				t.Errorf("malformed %d, %d bytes still held", st.malformed.Load(), run.d.held)
-			}
-		})
+		}
+	}
+	if tc.reorder != nil {
+		ds = tc.reorder(ds)
+	}
+	run := newFECRun()
+	now := time.Now()
+	run.feed(ds, now)
+	run.d.expire(now.Add(time.Second)) // the last group's wait
+	got := run.packets()
+	missing := 0
+	for seq, want := range packets {
+		if p, ok := got[uint32(seq)]; !ok {
+			missing++
+		} else if !bytes.Equal(p, want) {
+			t.Errorf("packet %d differs", seq)
+		}
+	}
+	st := &run.st
+	if (missing > 0) != tc.missingPackets {
+		t.Errorf("%d of %d packets missing", missing, len(packets))
+	}
+	if (st.fecRecovered.Load() > 0) != tc.recovered || st.fecUnrecoverable.Load() != tc.unrecoverable {
+		t.Errorf("recovered %d groups (%d datagrams), unrecoverable %d; want recovered %v, unrecoverable %d",
+			st.fecRecovered.Load(), st.fecRebuilt.Load(), st.fecUnrecoverable.Load(), tc.recovered, tc.unrecoverable)
+	}
+	if st.malformed.Load() != 0 || run.d.held != 0 {
+		t.Errorf("malformed %d, %d bytes still held", st.malformed.Load(), run.d.held)
 	}
 }
 
