@@ -244,7 +244,7 @@ func dialQUIC(s system, raddr *net.UDPAddr, c *counters) (*quic.Conn, error) {
 		pc = g
 	}
 	tr := &quic.Transport{Conn: pc, ConnectionIDLength: 8}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return tr.Dial(ctx, raddr, clientTLS(), s.quicConfig())
 }

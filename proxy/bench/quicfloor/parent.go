@@ -28,6 +28,16 @@ func (r run) perGB(cpu time.Duration) float64 {
 	return cpu.Seconds() / (float64(r.recv.Bytes) / 1e9)
 }
 
+// delivered is the share of the offered bytes the receiver got (-1 in
+// bulk). A paced run that got much less than offered was starved of CPU
+// by other load: its CPU per GB is not comparable.
+func (r run) delivered(o options) float64 {
+	if o.rate <= 0 {
+		return -1
+	}
+	return float64(r.recv.Bytes) / (float64(o.flows) * float64(o.rate) / 8 * o.duration.Seconds())
+}
+
 func (r run) sendGB() float64 { return r.perGB(r.send.CPU) }
 func (r run) recvGB() float64 { return r.perGB(r.recv.CPU) }
 
@@ -48,8 +58,8 @@ func runParent(o options) error {
 				return fmt.Errorf("%s, round %d: %w", s.name, round, err)
 			}
 			r.round = round
-			fmt.Fprintf(os.Stderr, "round %d %-16s %6.1f Mbit/s  send %6.2f  recv %6.2f s/GB  load %s\n",
-				round, s.name, float64(r.recv.Bytes)*8/o.duration.Seconds()/1e6, r.sendGB(), r.recvGB(), r.load)
+			fmt.Fprintf(os.Stderr, "round %d %-16s %6.1f Mbit/s (%3.0f%%)  send %6.2f  recv %6.2f s/GB  load %s\n",
+				round, s.name, float64(r.recv.Bytes)*8/o.duration.Seconds()/1e6, 100*r.delivered(o), r.sendGB(), r.recvGB(), r.load)
 			runs = append(runs, r)
 		}
 	}
@@ -64,7 +74,7 @@ func runOne(o options, s system) (run, error) {
 	}
 	start := time.Now().Add(time.Second + o.warmup)
 	stop := start.Add(o.duration)
-	ctx, cancel := context.WithDeadline(context.Background(), stop.Add(20*time.Second))
+	ctx, cancel := context.WithDeadline(context.Background(), stop.Add(40*time.Second))
 	defer cancel()
 	args := func(role, addr string) []string {
 		return []string{"-role", role, "-sys", s.name, "-addr", addr, "-flows", fmt.Sprint(o.flows),

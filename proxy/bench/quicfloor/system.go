@@ -69,7 +69,7 @@ func (s system) connPerFlow() bool { return s.base == "quicn" || s.base == "dgra
 // quicConfig is the trunk's (trunkQUICConfig) with the system's variants.
 func (s system) quicConfig() *quic.Config {
 	c := &quic.Config{
-		HandshakeIdleTimeout: 10 * time.Second,
+		HandshakeIdleTimeout: 30 * time.Second,
 		MaxIdleTimeout:       30 * time.Second,
 		KeepAlivePeriod:      10 * time.Second,
 		MaxIncomingStreams:   4096,

@@ -15,9 +15,9 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 	fmt.Fprintf(w, "%d flows × %s, %d rounds of %v, medians (ratios: median of each round's ratio)\n\n",
 		o.flows, rateText(o), o.rounds, o.duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "system\tMbit/s\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tload")
+	fmt.Fprintln(tw, "system\tMbit/s\tgot\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tload")
 	for _, s := range systems {
-		var mbit, sgb, rgb, stcp, rtcp, stls, rtls, scs, rcs, lost, gro []float64
+		var mbit, got, sgb, rgb, stcp, rtcp, stls, rtls, scs, rcs, lost, gro []float64
 		var loads []string
 		for _, r := range runs {
 			if r.sys != s.name {
@@ -25,6 +25,7 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 			}
 			mb := float64(r.recv.Bytes) / 1e6
 			mbit = append(mbit, mb*8/o.duration.Seconds())
+			got = append(got, r.delivered(o))
 			sgb, rgb = append(sgb, r.sendGB()), append(rgb, r.recvGB())
 			scs = append(scs, float64(r.send.Vcsw+r.send.Ivcsw)/mb)
 			rcs = append(rcs, float64(r.recv.Vcsw+r.recv.Ivcsw)/mb)
@@ -40,7 +41,7 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 				stls, rtls = append(stls, r.sendGB()/b.sendGB()), append(rtls, r.recvGB()/b.recvGB())
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\n", s.name, median(mbit),
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\n", s.name, median(mbit), optionalPct(got),
 			median(sgb), median(rgb), ratio(stcp), ratio(rtcp), ratio(stls), ratio(rtls),
 			median(scs), median(rcs), median(lost), optional(gro), strings.Join(loads, " "))
 	}
@@ -75,4 +76,11 @@ func rateText(o options) string {
 		return fmt.Sprintf("bulk (%d B writes)", o.frameSize())
 	}
 	return fmt.Sprintf("%.1f Mbit/s (%d B frames at %d fps)", float64(o.rate)/1e6, o.frameSize(), o.fps)
+}
+
+func optionalPct(v []float64) string {
+	if len(v) == 0 || v[0] < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*median(v))
 }
