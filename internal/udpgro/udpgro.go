@@ -39,7 +39,7 @@ type Conn struct {
 	oob  []byte
 	pend []byte // the current train's segments not yet handed over
 	seg  int    // its segment size
-	poob []byte // its control messages (copied to each segment's message)
+	poob []byte // its control messages but UDP_GRO's (copied to each segment's message)
 	addr *net.UDPAddr
 	ap   netip.AddrPort
 
@@ -71,7 +71,10 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		k := min(c.seg, len(c.pend))
 		m := &ms[n]
 		m.N = copy(m.Buffers[0], c.pend[:k])
-		m.NN = copy(m.OOB, c.poob)
+		m.NN = 0
+		if len(c.poob) <= len(m.OOB) { // (never cut a control message)
+			m.NN = copy(m.OOB, c.poob)
+		}
 		m.Addr = c.addr
 		m.Flags = 0
 		c.pend = c.pend[k:]
@@ -96,8 +99,7 @@ func (c *Conn) fill() error {
 		if c.addr == nil || ap != c.ap {
 			c.ap, c.addr = ap, net.UDPAddrFromAddrPort(ap)
 		}
-		c.poob = c.oob[:oobn]
-		c.seg = groSegment(c.poob)
+		c.seg, c.poob = splitGRO(c.oob[:oobn], c.poob[:0])
 		if c.seg <= 0 {
 			c.seg = n
 		}

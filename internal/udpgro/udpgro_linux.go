@@ -26,27 +26,30 @@ func New(c *net.UDPConn) (*Conn, error) {
 	if serr != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnsupported, serr)
 	}
-	return &Conn{UDPConn: c, buf: make([]byte, bufSize), oob: make([]byte, 256)}, nil
+	return &Conn{UDPConn: c, buf: make([]byte, bufSize), oob: make([]byte, 256), poob: make([]byte, 0, 256)}, nil
 }
 
-// groSegment returns the segment size of the UDP_GRO control message in
-// oob, or 0 when there is none (a datagram on its own).
-func groSegment(oob []byte) int {
+// splitGRO returns the segment size of the UDP_GRO control message in oob
+// (0 when there is none: a datagram on its own) and appends oob's other
+// control messages to rest.
+func splitGRO(oob, rest []byte) (int, []byte) {
+	seg := 0
 	for len(oob) > 0 {
-		h, body, rest, err := unix.ParseOneSocketControlMessage(oob)
+		h, body, next, err := unix.ParseOneSocketControlMessage(oob)
 		if err != nil {
-			return 0
+			return seg, rest
 		}
 		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO {
 			switch len(body) {
 			case 2:
-				return int(binary.NativeEndian.Uint16(body))
+				seg = int(binary.NativeEndian.Uint16(body))
 			case 4:
-				return int(binary.NativeEndian.Uint32(body))
+				seg = int(binary.NativeEndian.Uint32(body))
 			}
-			return 0
+		} else {
+			rest = append(rest, oob[:len(oob)-len(next)]...)
 		}
-		oob = rest
+		oob = next
 	}
-	return 0
+	return seg, rest
 }

@@ -64,9 +64,18 @@ func messages(n int) []ipv4.Message {
 
 // TestReadBatchSplitsTrain sends one GSO train of 11 datagrams (the last
 // one short) and reads them back in batches of 4: one kernel read, 11
-// datagrams with the sent bytes, in order.
+// datagrams with the sent bytes, in order, each with the train's IP_TOS
+// control message (as quic-go asks for, to read ECN) and not UDP_GRO's.
 func TestReadBatchSplitsTrain(t *testing.T) {
 	c := listenGRO(t)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVTOS, 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
 	payload := make([]byte, 10*1200+345)
 	for i := range payload {
 		payload[i] = byte(i * 7)
@@ -86,6 +95,10 @@ func TestReadBatchSplitsTrain(t *testing.T) {
 			sizes = append(sizes, m.N)
 			if m.Addr == nil {
 				t.Fatal("message without a source address")
+			}
+			cms, err := unix.ParseSocketControlMessage(m.OOB[:m.NN])
+			if err != nil || len(cms) != 1 || cms[0].Header.Level != unix.IPPROTO_IP || cms[0].Header.Type != unix.IP_TOS {
+				t.Fatalf("control messages %+v (%v), want IP_TOS alone", cms, err)
 			}
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/cordon-vms/cordon/internal/udpgro"
 )
@@ -23,21 +26,47 @@ type endResult struct {
 	Ivcsw int64         `json:"ivcsw"`
 	Lost  int64         `json:"lost,omitempty"` // datagrams missing at the receiver
 	GRO   udpgro.Stats  `json:"gro"`
+	// QUIC packets received and sent, all connections
+	PktIn  int64 `json:"pkt_in"`
+	PktOut int64 `json:"pkt_out"`
 }
 
 // counters are a child's running totals.
 type counters struct {
 	bytes, lost atomic.Int64
 	gro         []*udpgro.Conn
+
+	mu    sync.Mutex
+	conns []*quic.Conn
+}
+
+func (c *counters) addConn(conn *quic.Conn) {
+	c.mu.Lock()
+	c.conns = append(c.conns, conn)
+	c.mu.Unlock()
+}
+
+// packets returns the QUIC packets received and sent so far.
+func (c *counters) packets() (in, out int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		s := conn.ConnectionStats()
+		in += int64(s.PacketsReceived)
+		out += int64(s.PacketsSent)
+	}
+	return in, out
 }
 
 // measure waits for the window and returns the usage and bytes over it.
 func measure(o options, c *counters) endResult {
 	time.Sleep(time.Until(time.Unix(0, o.start)))
 	u0, b0, l0, g0 := getUsage(), c.bytes.Load(), c.lost.Load(), c.groStats()
+	i0, o0 := c.packets()
 	time.Sleep(time.Until(time.Unix(0, o.stop)))
 	u1, b1, l1, g1 := getUsage(), c.bytes.Load(), c.lost.Load(), c.groStats()
-	return endResult{
+	i1, o1 := c.packets()
+	return endResult{PktIn: i1 - i0, PktOut: o1 - o0,
 		CPU: u1.cpu - u0.cpu, Bytes: b1 - b0, Vcsw: u1.vcsw - u0.vcsw, Ivcsw: u1.ivcsw - u0.ivcsw, Lost: l1 - l0,
 		GRO: udpgro.Stats{Reads: g1.Reads - g0.Reads, Segments: g1.Segments - g0.Segments, Truncated: g1.Truncated - g0.Truncated},
 	}
@@ -74,7 +103,7 @@ func runSend(o options) error {
 		return err
 	}
 	var c counters
-	addr, err := serve(s, o, func(flow int, w frameWriter) { go runFlow(o, flow, w, &c) })
+	addr, err := serve(s, o, &c, func(flow int, w frameWriter) { go runFlow(o, flow, w, &c) })
 	if err != nil {
 		return err
 	}

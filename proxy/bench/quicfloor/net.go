@@ -46,7 +46,7 @@ func clientTLS() *tls.Config {
 
 // serve listens for the receiver's flows on loopback and calls onFlow for
 // each, numbered in the order they arrive.
-func serve(s system, o options, onFlow func(int, frameWriter)) (string, error) {
+func serve(s system, o options, c *counters, onFlow func(int, frameWriter)) (string, error) {
 	tc, err := serverTLS()
 	if err != nil {
 		return "", err
@@ -54,7 +54,7 @@ func serve(s system, o options, onFlow func(int, frameWriter)) (string, error) {
 	var next atomic.Int64
 	flow := func() int { return int(next.Add(1) - 1) }
 	if s.isQUIC() {
-		return serveQUIC(s, tc, flow, onFlow)
+		return serveQUIC(s, tc, c, flow, onFlow)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +81,7 @@ func serve(s system, o options, onFlow func(int, frameWriter)) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func serveQUIC(s system, tc *tls.Config, flow func() int, onFlow func(int, frameWriter)) (string, error) {
+func serveQUIC(s system, tc *tls.Config, c *counters, flow func() int, onFlow func(int, frameWriter)) (string, error) {
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return "", err
@@ -97,6 +97,7 @@ func serveQUIC(s system, tc *tls.Config, flow func() int, onFlow func(int, frame
 			if err != nil {
 				return
 			}
+			c.addConn(conn)
 			go serveConn(s, conn, flow, onFlow)
 		}
 	}()
@@ -210,6 +211,7 @@ func receiveQUIC(s system, o options, c *counters) error {
 		if err != nil {
 			return err
 		}
+		c.addConn(conn)
 		if s.datagrams() {
 			go readDatagrams(conn, c)
 		}

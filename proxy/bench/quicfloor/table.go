@@ -15,9 +15,9 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 	fmt.Fprintf(w, "%d flows × %s, %d rounds of %v, medians (ratios: median of each round's ratio)\n\n",
 		o.flows, rateText(o), o.rounds, o.duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "system\tMbit/s\tgot\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tload")
+	fmt.Fprintln(tw, "system\tMbit/s\tgot\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tacks/pkt\tload")
 	for _, s := range systems {
-		var mbit, got, sgb, rgb, stcp, rtcp, stls, rtls, scs, rcs, lost, gro []float64
+		var mbit, got, sgb, rgb, stcp, rtcp, stls, rtls, scs, rcs, lost, gro, acks []float64
 		var loads []string
 		for _, r := range runs {
 			if r.sys != s.name {
@@ -33,6 +33,9 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 			if r.recv.GRO.Reads > 0 {
 				gro = append(gro, float64(r.recv.GRO.Segments)/float64(r.recv.GRO.Reads))
 			}
+			if r.recv.PktIn > 0 {
+				acks = append(acks, float64(r.recv.PktOut)/float64(r.recv.PktIn))
+			}
 			loads = append(loads, r.load)
 			if b, ok := baseline(runs, r.round, "tcp"); ok {
 				stcp, rtcp = append(stcp, r.sendGB()/b.sendGB()), append(rtcp, r.recvGB()/b.recvGB())
@@ -41,9 +44,9 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 				stls, rtls = append(stls, r.sendGB()/b.sendGB()), append(rtls, r.recvGB()/b.recvGB())
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\n", s.name, median(mbit), optionalPct(got),
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\n", s.name, median(mbit), optionalPct(got),
 			median(sgb), median(rgb), ratio(stcp), ratio(rtcp), ratio(stls), ratio(rtls),
-			median(scs), median(rcs), median(lost), optional(gro), strings.Join(loads, " "))
+			median(scs), median(rcs), median(lost), optional(gro), optional2(acks), strings.Join(loads, " "))
 	}
 	return tw.Flush()
 }
@@ -83,4 +86,11 @@ func optionalPct(v []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f%%", 100*median(v))
+}
+
+func optional2(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", median(v))
 }
