@@ -131,13 +131,13 @@ const dgramHeader = 6
 // allows, each with the flow and a sequence number.
 func datagramWriter(conn *quic.Conn, flow int) frameWriter {
 	const try = 1400
-	var seq uint32
+	var seq, grown uint32
 	size := try
 	buf := make([]byte, 2048)
 	return func(f []byte) error {
 		for off := 0; off < len(f); {
-			if seq%256 == 0 {
-				size = try // the path's datagrams may have grown (PMTUD)
+			if seq%256 == 0 && seq != grown {
+				size, grown = try, seq // the path's datagrams may have grown (PMTUD)
 			}
 			n := min(size-dgramHeader, len(f)-off)
 			binary.BigEndian.PutUint16(buf, uint16(flow))
@@ -145,7 +145,7 @@ func datagramWriter(conn *quic.Conn, flow int) frameWriter {
 			copy(buf[dgramHeader:], f[off:off+n])
 			err := conn.SendDatagram(buf[:dgramHeader+n])
 			var tl *quic.DatagramTooLargeError
-			if errors.As(err, &tl) && tl.MaxDatagramPayloadSize > dgramHeader {
+			if errors.As(err, &tl) && tl.MaxDatagramPayloadSize > dgramHeader && int(tl.MaxDatagramPayloadSize) < size {
 				size = int(tl.MaxDatagramPayloadSize)
 				continue
 			}
