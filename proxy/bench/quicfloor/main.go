@@ -25,6 +25,7 @@
 //	+p1      GOMAXPROCS=1 at both ends; +sp1, +rp1: the sender or receiver only
 //	+sysmon  GODEBUG=schedtrace=2147483647 at both ends (keeps the runtime's
 //	         sysmon out of its deep sleep; for information, not a setting)
+//	+gc400   GOGC=400 at both ends
 //	+win     16 MB stream and 24 MB connection windows from the start
 //	+mtu     InitialPacketSize 1452 and no path MTU discovery
 //

@@ -47,6 +47,8 @@ func parseSystem(name string) (system, error) {
 			s.sendEnv = append(s.sendEnv, "GOMAXPROCS=1")
 		case "rp1":
 			s.recvEnv = append(s.recvEnv, "GOMAXPROCS=1")
+		case "gc400":
+			both("GOGC=400")
 		case "sysmon":
 			both("GODEBUG=schedtrace=2147483647")
 		default:
