@@ -49,6 +49,7 @@ type options struct {
 	duration time.Duration
 	warmup   time.Duration
 	rounds   int
+	minGot   float64
 
 	// child
 	role  string
@@ -67,6 +68,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured window per run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "time before the window")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds, each running every system once")
+	flag.Float64Var(&o.minGot, "min-got", 0.97, "share of the offered bytes a paced run must get to count (a starved run's CPU per GB is lower)")
 	flag.StringVar(&o.role, "role", "", "internal: send or recv")
 	flag.StringVar(&o.sys, "sys", "", "internal: the child's system")
 	flag.StringVar(&o.addr, "addr", "", "internal: the receiver's address")

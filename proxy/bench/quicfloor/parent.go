@@ -38,6 +38,12 @@ func (r run) delivered(o options) float64 {
 	return float64(r.recv.Bytes) / (float64(o.flows) * float64(o.rate) / 8 * o.duration.Seconds())
 }
 
+// valid reports whether r counts: a paced run must have got o.minGot of
+// the offered bytes.
+func (r run) valid(o options) bool {
+	return r.recv.Bytes > 0 && (o.rate <= 0 || r.delivered(o) >= o.minGot)
+}
+
 func (r run) sendGB() float64 { return r.perGB(r.send.CPU) }
 func (r run) recvGB() float64 { return r.perGB(r.recv.CPU) }
 

@@ -12,17 +12,26 @@ import (
 // same round (the median of the rounds' ratios), context switches per MB
 // and the load averages seen.
 func writeTable(w io.Writer, o options, systems []system, runs []run) error {
-	fmt.Fprintf(w, "%d flows × %s, %d rounds of %v, medians (ratios: median of each round's ratio)\n\n",
-		o.flows, rateText(o), o.rounds, o.duration)
+	fmt.Fprintf(w, "%d flows × %s, %d rounds of %v, medians (ratios: median of each round's ratio)\n", o.flows, rateText(o), o.rounds, o.duration)
+	if o.rate > 0 {
+		fmt.Fprintf(w, "runs: those used; a run that got less than %.0f%% of the offered bytes was starved of CPU and is left out\n", 100*o.minGot)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "system\tMbit/s\tgot\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tacks/pkt\tload")
+	fmt.Fprintln(tw, "system\truns\tMbit/s\tgot\tsend s/GB\trecv s/GB\tsend/tcp\trecv/tcp\tsend/tls\trecv/tls\tsend cs/MB\trecv cs/MB\tlost\tgro seg/read\tacks/pkt\tload")
 	for _, s := range systems {
 		var mbit, got, sgb, rgb, stcp, rtcp, stls, rtls, scs, rcs, lost, gro, acks []float64
 		var loads []string
+		used, total := 0, 0
 		for _, r := range runs {
 			if r.sys != s.name {
 				continue
 			}
+			total++
+			if !r.valid(o) {
+				continue
+			}
+			used++
 			mb := float64(r.recv.Bytes) / 1e6
 			mbit = append(mbit, mb*8/o.duration.Seconds())
 			got = append(got, r.delivered(o))
@@ -37,23 +46,23 @@ func writeTable(w io.Writer, o options, systems []system, runs []run) error {
 				acks = append(acks, float64(r.recv.PktOut)/float64(r.recv.PktIn))
 			}
 			loads = append(loads, r.load)
-			if b, ok := baseline(runs, r.round, "tcp"); ok {
+			if b, ok := baseline(o, runs, r.round, "tcp"); ok {
 				stcp, rtcp = append(stcp, r.sendGB()/b.sendGB()), append(rtcp, r.recvGB()/b.recvGB())
 			}
-			if b, ok := baseline(runs, r.round, "tls"); ok {
+			if b, ok := baseline(o, runs, r.round, "tls"); ok {
 				stls, rtls = append(stls, r.sendGB()/b.sendGB()), append(rtls, r.recvGB()/b.recvGB())
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\n", s.name, median(mbit), optionalPct(got),
+		fmt.Fprintf(tw, "%s\t%d/%d\t%.1f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\n", s.name, used, total, median(mbit), optionalPct(got),
 			median(sgb), median(rgb), ratio(stcp), ratio(rtcp), ratio(stls), ratio(rtls),
 			median(scs), median(rcs), median(lost), optional(gro), optional2(acks), strings.Join(loads, " "))
 	}
 	return tw.Flush()
 }
 
-func baseline(runs []run, round int, sys string) (run, bool) {
+func baseline(o options, runs []run, round int, sys string) (run, bool) {
 	for _, r := range runs {
-		if r.round == round && r.sys == sys && r.recv.Bytes > 0 {
+		if r.round == round && r.sys == sys && r.recv.Bytes > 0 && r.valid(o) {
 			return r, true
 		}
 	}
