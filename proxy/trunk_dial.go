@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/cordon-vms/cordon/internal/udpgro"
 )
 
 // trunkNet holds what the trunk connections of a proxy share: its key
@@ -64,7 +66,25 @@ func (n *trunkNet) trunkTransport(address string) (*quic.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &quic.Transport{Conn: pc, ConnectionIDLength: 8}, nil
+	return &quic.Transport{Conn: withGRO(pc), ConnectionIDLength: 8}, nil
+}
+
+// withGRO returns pc reading with UDP_GRO where the kernel has it
+// (internal/udpgro): quic-go then gets a train of the peer's GSO packets
+// in one read rather than one kernel datagram each, which cut quic-go's
+// CPU per GB by about a quarter at the receiving end (docs/trunk.md, "The
+// quic-go floor"). Writes are unchanged (quic-go's GSO and ECN); pc
+// itself where UDP_GRO is refused.
+func withGRO(pc net.PacketConn) net.PacketConn {
+	udp, ok := pc.(*net.UDPConn)
+	if !ok {
+		return pc
+	}
+	g, err := udpgro.New(udp)
+	if err != nil {
+		return pc
+	}
+	return g
 }
 
 // closeTransport closes a transport of trunkTransport and its socket.
