@@ -28,7 +28,10 @@ import (
 // readers. No RTP parsing (only the interleaved frames' 4-byte headers are
 // walked, to write whole frames and to drop the answers to its own
 // keepalives), no GOP cache, no rebuild, no per-reader state beyond the
-// socket, no timeouts on writes, no answers to a reader after PLAY.
+// socket, no timeouts on writes, no answers to a reader after PLAY. Its
+// reads and writes are the raw system calls cordon's own are
+// (floor_linux.go), and it lets GOMAXPROCS follow its CPU use as cordon
+// does (cmd/cordon), so that it is a floor for cordon as cordon runs.
 //
 // What it measures is the cost of "read each frame once, write it once per
 // reader" in Go on this machine: the floor under any Go proxy that reads a
@@ -50,15 +53,15 @@ type Floor struct {
 
 // floorCamera is one camera's upstream state and readers.
 type floorCamera struct {
-	sdp     atomic.Pointer[[]byte]     // the camera's SDP; nil until it plays
-	readers atomic.Pointer[[]net.Conn] // copied on change
-	mu      sync.Mutex                 // serialises changes to readers
+	sdp     atomic.Pointer[[]byte]       // the camera's SDP; nil until it plays
+	readers atomic.Pointer[[]*floorConn] // copied on change
+	mu      sync.Mutex                   // serialises changes to readers
 }
 
-func (c *floorCamera) add(conn net.Conn) {
+func (c *floorCamera) add(conn *floorConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var rs []net.Conn
+	var rs []*floorConn
 	if p := c.readers.Load(); p != nil {
 		rs = append(rs, *p...)
 	}
@@ -66,14 +69,14 @@ func (c *floorCamera) add(conn net.Conn) {
 	c.readers.Store(&rs)
 }
 
-func (c *floorCamera) remove(conn net.Conn) {
+func (c *floorCamera) remove(conn *floorConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.readers.Load()
 	if p == nil {
 		return
 	}
-	rs := make([]net.Conn, 0, len(*p))
+	rs := make([]*floorConn, 0, len(*p))
 	for _, r := range *p {
 		if r != conn {
 			rs = append(rs, r)
@@ -173,6 +176,7 @@ func (f *Floor) pull(ctx context.Context, cam *floorCamera, rawURL string) error
 	pre, _ := h.br.Peek(h.br.Buffered())
 	w := copy(buf, pre)
 	r, p := 0, 0 // buf[r:p] whole frames not yet sent, buf[p:w] the rest
+	up := newFloorConn(conn)
 	next := time.Now().Add(keepalive)
 	for reads := 1; ; reads++ {
 		if p, w, err = walkFrames(buf, p, w); err != nil {
@@ -198,7 +202,7 @@ func (f *Floor) pull(ctx context.Context, cam *floorCamera, rawURL string) error
 				next = now.Add(keepalive)
 			}
 		}
-		n, err := conn.Read(buf[w:])
+		n, err := up.Read(buf[w:])
 		w += n
 		if err != nil {
 			return err
@@ -258,9 +262,10 @@ func (f *Floor) serve(ctx context.Context, conn net.Conn) {
 		}
 		if req.Method == base.Play && cam != nil {
 			conn.SetDeadline(time.Time{})
-			cam.add(conn)
+			fc := newFloorConn(conn)
+			cam.add(fc)
 			_, _ = io.Copy(io.Discard, br)
-			cam.remove(conn)
+			cam.remove(fc)
 			return
 		}
 	}
