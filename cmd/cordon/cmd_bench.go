@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cordon-vms/cordon/internal/logging"
+	"github.com/cordon-vms/cordon/internal/procs"
 	"github.com/cordon-vms/cordon/proxy/bench"
 	"github.com/cordon-vms/cordon/proxy/camsim"
 )
@@ -40,6 +41,14 @@ The simulated cameras are free-running, like real ones; --aligned makes them
 all send each frame at once (a burst worst case). The system "pull" (cordon
 receiving every camera with no reader) shows what receiving alone costs.
 
+The system "floor" is NOT a proxy: a relay (its own process, like the
+baseline) that reads each camera once per arrival into one buffer and writes
+the same bytes to each of the camera's readers, with no RTP parsing, GOP
+cache, rebuild or per-reader state. It measures what reading each frame once
+and writing it once per reader costs in Go on this machine: the floor under
+any Go proxy of this shape. The table is followed by each system's CPU per GB
+as a multiple of the floor's.
+
 The firmware and egress benchmarks are scripts: scripts/bench-firmware and
 scripts/bench-egress.
 
@@ -51,6 +60,7 @@ Examples:
   cordon bench proxy --systems baseline,passthrough,pull --aligned
   cordon bench proxy --runs 3                      # three runs, then the spread of each figure
   cordon bench proxy --mediamtx ~/bin/mediamtx --readers-per-camera 3
+  cordon bench proxy --mediamtx ~/bin/mediamtx --systems floor,mediamtx,passthrough,rebuild
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -60,6 +70,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			return runBenchProxy(ctx, e, args[1:])
 		case "proxy-baseline":
 			return runBenchBaseline(ctx, e, args[1:])
+		case "proxy-floor":
+			return runBenchFloor(ctx, e, args[1:])
 		case "trunk":
 			return runBenchTrunk(ctx, e, args[1:])
 		}
@@ -119,7 +131,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")
-	bf := newBenchFlags(fs, "comma-separated systems to measure: baseline, mediamtx, passthrough, rebuild, and pull (cordon receiving the cameras with no reader: the floor under any output path) (default baseline,passthrough,rebuild, with mediamtx after baseline when --mediamtx is set)")
+	bf := newBenchFlags(fs, "comma-separated systems to measure: baseline, mediamtx, passthrough, rebuild, pull (cordon receiving the cameras with no reader: the floor under any output path) and floor (NOT a proxy: a relay reading each camera once per arrival and writing the same bytes to each reader, the floor under any Go proxy of this shape) (default baseline,passthrough,rebuild, with mediamtx after baseline when --mediamtx is set)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -167,23 +179,54 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 
 // runBenchBaseline is the baseline system's process (started by bench proxy).
 func runBenchBaseline(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench proxy-baseline", `usage: cordon bench proxy-baseline --listen ADDR --source NAME=URL...
+	listen, sources, err := benchSystemFlags(e, args, "bench proxy-baseline", `usage: cordon bench proxy-baseline --listen ADDR --source NAME=URL...
 
 The plain gortsplib pass-through proxy that "cordon bench proxy" measures
 cordon against. Not meant to be run by hand.`)
-	listen := fs.String("listen", "127.0.0.1:8554", "RTSP listen address")
-	var sources stringList
-	fs.Var(&sources, "source", "NAME=URL of a camera to pull (repeatable)")
-	if err := parseFlags(e, fs, args); err != nil {
+	if err != nil {
 		return err
 	}
-	b := &bench.Baseline{Listen: *listen, Sources: map[string]string{}}
-	for _, s := range sources {
+	b := &bench.Baseline{Listen: listen, Sources: sources}
+	return b.Run(ctx)
+}
+
+// runBenchFloor is the floor system's process (started by bench proxy): not
+// a proxy, a relay copying each camera's bytes to its readers. Like cordon
+// proxy it lets GOMAXPROCS follow its CPU use, so that it is a floor for
+// cordon as cordon runs.
+func runBenchFloor(ctx context.Context, e *env, args []string) error {
+	listen, sources, err := benchSystemFlags(e, args, "bench proxy-floor", `usage: cordon bench proxy-floor --listen ADDR --source NAME=URL...
+
+NOT a proxy: the relay "cordon bench proxy" runs as system "floor". Per
+camera it reads the camera once per arrival and writes the same bytes to each
+of the camera's readers (no RTP parsing, GOP cache, rebuild or per-reader
+state): what reading each frame once and writing it once per reader costs in
+Go. Not meant to be run by hand.`)
+	if err != nil {
+		return err
+	}
+	go procs.New().Run(ctx, slog.New(slog.DiscardHandler))
+	f := &bench.Floor{Listen: listen, Sources: sources}
+	return f.Run(ctx)
+}
+
+// benchSystemFlags parses the flags of a system the bench runs in its own
+// process: --listen and --source NAME=URL (repeatable).
+func benchSystemFlags(e *env, args []string, name, usage string) (string, map[string]string, error) {
+	fs := newFlagSet(e, name, usage)
+	listen := fs.String("listen", "127.0.0.1:8554", "RTSP listen address")
+	var list stringList
+	fs.Var(&list, "source", "NAME=URL of a camera to pull (repeatable)")
+	if err := parseFlags(e, fs, args); err != nil {
+		return "", nil, err
+	}
+	sources := map[string]string{}
+	for _, s := range list {
 		name, url, ok := strings.Cut(s, "=")
 		if !ok || name == "" || url == "" {
-			return usagef("--source %q: want NAME=URL", s)
+			return "", nil, usagef("--source %q: want NAME=URL", s)
 		}
-		b.Sources[name] = url
+		sources[name] = url
 	}
-	return b.Run(ctx)
+	return *listen, sources, nil
 }

@@ -43,6 +43,12 @@ const (
 	// with no reader attached: what receiving the cameras alone costs, the
 	// floor under any output path. Not run unless asked for.
 	SystemPull = "pull"
+	// SystemFloor is not a proxy: Floor, a relay that reads each camera
+	// once per arrival and writes the same bytes to each of its readers,
+	// run as "cordon bench proxy-floor". What reading each frame once and
+	// writing it once per reader costs in Go: the floor under any Go proxy
+	// of that shape. Not run unless asked for.
+	SystemFloor = "floor"
 )
 
 // Options configure a benchmark run. Zero values take the defaults.
@@ -251,13 +257,13 @@ func (o *Options) setDefaults() error {
 	}
 	for _, s := range o.Systems {
 		switch s {
-		case SystemBaseline, SystemPassthrough, SystemRebuild, SystemPull:
+		case SystemBaseline, SystemPassthrough, SystemRebuild, SystemPull, SystemFloor:
 		case SystemMediaMTX:
 			if o.MediaMTX == "" {
 				return errors.New("bench: system mediamtx needs MediaMTX, the path of a MediaMTX binary")
 			}
 		default:
-			return fmt.Errorf("bench: unknown system %q (want baseline, mediamtx, passthrough, rebuild or pull)", s)
+			return fmt.Errorf("bench: unknown system %q (want baseline, mediamtx, passthrough, rebuild, pull or floor)", s)
 		}
 	}
 	if o.MediaMTX != "" {
@@ -474,7 +480,7 @@ type sut struct {
 }
 
 // startSUT starts the system under test (cordon proxy in the mode sys, the
-// gortsplib baseline or MediaMTX) and waits until it serves every camera.
+// gortsplib baseline, the floor relay or MediaMTX) and waits until it serves every camera.
 func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, cams []camsim.Camera) (*sut, error) {
 	port, err := freePort()
 	if err != nil {
@@ -526,8 +532,8 @@ func startSUT(ctx context.Context, o *Options, sys string, sim *camsim.Server, c
 // writing its configuration in dir.
 func (s *sut) args(o *Options, dir, sys string, sim *camsim.Server, cams []camsim.Camera) (string, []string, error) {
 	switch sys {
-	case SystemBaseline:
-		args := []string{"bench", "proxy-baseline", "--listen", s.addr}
+	case SystemBaseline, SystemFloor:
+		args := []string{"bench", "proxy-" + sys, "--listen", s.addr}
 		for _, c := range cams {
 			args = append(args, "--source", c.Name+"="+sim.URL(c.Name))
 		}
@@ -903,7 +909,33 @@ func WriteTable(w io.Writer, results []*Result) error {
 			quantile(r.E2E, 0.99).Round(10*time.Microsecond), quantile(r.BenchLate, 0.99).Round(10*time.Microsecond),
 			delayCell(r, 0.5), delayCell(r, 0.99))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeFloorNote(w, results)
+}
+
+// writeFloorNote says, under a table with the floor in it, what the floor
+// is and each other system's CPU per GB as a multiple of it.
+func writeFloorNote(w io.Writer, results []*Result) error {
+	var floor *Result
+	for _, r := range results {
+		if r.System == SystemFloor {
+			floor = r
+		}
+	}
+	if floor == nil {
+		return nil
+	}
+	var vs []string
+	for _, r := range results {
+		if r != floor && r.System != SystemPull {
+			vs = append(vs, r.System+" "+ratio(r, floor))
+		}
+	}
+	_, err := fmt.Fprintf(w, "floor is NOT a proxy: a relay reading each camera once per arrival and writing the same bytes to each reader (no RTP parsing, GOP cache, rebuild or per-reader state): the floor under any Go proxy of this shape\nvs floor: %s\n",
+		strings.Join(vs, ", "))
+	return err
 }
 
 // delayCell formats a quantile of the proxy's own frame delay ("-" when

@@ -169,6 +169,7 @@ type handshake struct {
 	url     *base.URL
 	cseq    int
 	session string
+	sdp     []byte // DESCRIBE's body, after run
 }
 
 // do sends one request and reads its response (interleaved frames that
@@ -236,6 +237,7 @@ func (h *handshake) run(fps int, frames bool) (*rtpStream, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.sdp = res.Body
 	sd, err := sdpunmarshaler.Unmarshal(res.Body)
 	if err != nil {
 		return nil, fmt.Errorf("DESCRIBE: SDP: %w", err)
