@@ -165,8 +165,7 @@ type reactorFD struct {
 	id           uint64
 	laddr, raddr net.Addr
 
-	ready chan struct{} // a token: the socket may be readable
-	done  chan struct{} // closed by close
+	ready chan struct{} // a token: the socket may be readable, or f closed
 
 	mu      sync.Mutex
 	refs    int
@@ -191,7 +190,7 @@ func detachToReactor(r *reactor, raw syscall.RawConn, laddr, raddr net.Addr) (*r
 	if derr != nil {
 		return nil, os.NewSyscallError("fcntl", derr)
 	}
-	f := &reactorFD{r: r, fd: nfd, laddr: laddr, raddr: raddr, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &reactorFD{r: r, fd: nfd, laddr: laddr, raddr: raddr, ready: make(chan struct{}, 1)}
 	if err := r.add(f); err != nil {
 		unix.Close(nfd)
 		return nil, err
@@ -244,9 +243,9 @@ func (f *reactorFD) close() error {
 		return f.opError("close", net.ErrClosed)
 	}
 	f.closing = true
-	close(f.done)
 	last := f.refs == 0
 	f.mu.Unlock()
+	f.signal() // a waiting read wakes and finds f closing
 	if last {
 		f.destroy()
 	}
@@ -275,23 +274,23 @@ func (f *reactorFD) read(fn func(fd uintptr) bool) error {
 		if ok {
 			return nil
 		}
-		var expire <-chan time.Time
-		if d := f.rdl.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return f.opError("read", os.ErrDeadlineExceeded)
-			}
-			if timer == nil {
-				timer = time.NewTimer(left)
-			} else {
-				timer.Reset(left)
-			}
-			expire = timer.C
+		d := f.rdl.Load()
+		if d == 0 {
+			<-f.ready // (a receive, cheaper than a select: the common case)
+			continue
+		}
+		left := time.Until(time.Unix(0, d))
+		if left <= 0 {
+			return f.opError("read", os.ErrDeadlineExceeded)
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+		} else {
+			timer.Reset(left)
 		}
 		select {
 		case <-f.ready:
-		case <-f.done:
-		case <-expire:
+		case <-timer.C:
 		}
 	}
 }
