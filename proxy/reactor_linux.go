@@ -14,7 +14,7 @@ import (
 
 // The camera-read reactor (camera_side.read_coalesce): camera sockets read
 // by the tap, moved out of Go's netpoller so that their frames wake the
-// proxy once per interval rather than once each.
+// proxy at most once per interval rather than once each.
 //
 // Go's netpoller parks one thread in epoll_wait, and any event on any
 // socket registered there wakes it, whether or not a goroutine waits on
@@ -23,8 +23,8 @@ import (
 // armed, its connection's socket is duplicated, the net.Conn closed (Go
 // removes its descriptor from its epoll, then closes it; the socket lives
 // on through the duplicate) and the duplicate registered, edge-triggered,
-// in an epoll of the proxy's own. One goroutine waits on it: blocked in
-// epoll_wait while nothing arrives (an idle proxy does not tick), and after
+// in an epoll of the proxy's own. One goroutine waits on it: parked while
+// nothing arrives (an idle proxy does not tick; see poll), and after
 // each wake-up it signals the cameras whose sockets became readable, then
 // sleeps the interval before looking again, so that under load one wake-up
 // serves every camera whose frame arrived meanwhile. Each camera's reading
@@ -58,6 +58,7 @@ type reactor struct {
 	next uint64
 
 	wakes, events atomic.Uint64 // for tests and troubleshooting
+	idles, blocks atomic.Uint64 // idle waits in the netpoller, and blocking ones
 }
 
 // reactorFor returns the reactor of interval, starting it the first time.
@@ -70,6 +71,10 @@ func reactorFor(interval time.Duration) (*reactor, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil { // (so that its duplicates go to the netpoller)
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
 	}
 	r := &reactor{epfd: epfd, interval: interval, fds: map[uint64]*reactorFD{}}
 	if reactors.m == nil {
@@ -109,21 +114,60 @@ func (r *reactor) run() {
 	}
 }
 
-// poll returns the events waiting, or, when there are none, blocks until
-// some arrive. The first look is a raw system call (it cannot block, so
-// the scheduler need not know); the blocking wait is a normal one, so that
-// the runtime hands this thread's P to others meanwhile.
+// poll returns the events waiting, or, when there are none, waits until
+// some arrive (idle). The look is a raw system call (it cannot block, so the
+// scheduler need not know). The idle wait goes through Go's netpoller, on a
+// duplicate of the epoll descriptor registered there only for the wait:
+// registered for good, every camera event would wake the netpoller's
+// thread again, as before; and a blocking epoll_wait would hold the
+// process's one P (GOMAXPROCS follows the load) until sysmon took it back.
 func (r *reactor) poll(events []unix.EpollEvent) int {
-	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(r.epfd),
+	if n := r.look(uintptr(r.epfd), events); n > 0 {
+		return n
+	}
+	r.idles.Add(1)
+	n, err := r.idle(events)
+	if err != nil {
+		r.blocks.Add(1)
+		// Not pollable here: a blocking wait (the runtime hands the P over).
+		k, err := unix.EpollWait(r.epfd, events, -1)
+		if err != nil || k < 0 {
+			return 0 // EINTR
+		}
+		return k
+	}
+	return n
+}
+
+// look returns the events waiting on epfd, without waiting.
+func (r *reactor) look(epfd uintptr, events []unix.EpollEvent) int {
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, epfd,
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e == 0 && n > 0 {
-		return int(n)
+	if e != 0 {
+		return 0
 	}
-	k, err := unix.EpollWait(r.epfd, events, -1)
-	if err != nil || k < 0 {
-		return 0 // EINTR
+	return int(n)
+}
+
+// idle waits in Go's netpoller until the epoll has events, and returns
+// them.
+func (r *reactor) idle(events []unix.EpollEvent) (int, error) {
+	nfd, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(r.epfd), syscall.F_DUPFD_CLOEXEC, 0)
+	if e != 0 {
+		return 0, e
 	}
-	return k
+	f := os.NewFile(nfd, "reactor") // non-blocking (as the epoll is): registered in the netpoller
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = rc.Read(func(fd uintptr) bool {
+		n = r.look(fd, events)
+		return n > 0
+	})
+	return n, err
 }
 
 // add registers f's descriptor, edge-triggered.

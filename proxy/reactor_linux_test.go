@@ -116,6 +116,9 @@ func TestReactorConn(t *testing.T) {
 	if _, err := io.Copy(io.Discard, peer); err != nil {
 		t.Fatalf("the peer did not see the connection end: %v", err)
 	}
+	if r.idles.Load() == 0 || r.blocks.Load() != 0 {
+		t.Errorf("the reactor waited idle %d times, %d of them blocking: want its idle waits in the netpoller", r.idles.Load(), r.blocks.Load())
+	}
 }
 
 // The reactor coalesces: with the interval, sockets that become readable
