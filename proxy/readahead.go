@@ -40,8 +40,9 @@ type readAheadConn struct {
 	// coalesce, when not 0, moves the socket to the camera-read reactor of
 	// that interval once the tap is armed (reactor_linux.go); cleared
 	// after the one attempt. Only the reading goroutine uses it.
-	coalesce time.Duration
-	rfd      atomic.Pointer[reactorFD] // the socket once moved; then c.Conn is closed
+	coalesce    time.Duration
+	onMoveError func(error)               // told when the move fails (nil: nobody)
+	rfd         atomic.Pointer[reactorFD] // the socket once moved; then c.Conn is closed
 
 	wmu    sync.Mutex // held by Write, and by the move (no write on the old socket then)
 	cmu    sync.Mutex // Close, deadlines and the move
@@ -247,28 +248,35 @@ func (c *readAheadConn) wait(fn func(fd uintptr) bool) error {
 func (c *readAheadConn) moveToReactor() {
 	interval := c.coalesce
 	c.coalesce = 0
+	if err := c.move(interval); err != nil && c.onMoveError != nil {
+		c.onMoveError(err)
+	}
+}
+
+func (c *readAheadConn) move(interval time.Duration) error {
 	r, err := reactorFor(interval)
 	if err != nil {
-		return
+		return err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
 	if c.closed {
-		return
+		return nil
 	}
 	f, err := detachToReactor(r, c.raw, c.Conn.LocalAddr(), c.Conn.RemoteAddr())
 	if err != nil {
-		return
+		return err
 	}
 	f.setReadDeadline(c.rdl)
 	f.setWriteDeadline(c.wdl)
 	if err := c.Conn.Close(); err != nil {
 		_ = f.close() // the socket is no longer ours to read
-		return
+		return err
 	}
 	c.rfd.Store(f)
+	return nil
 }
 
 // Write writes to the socket, through the reactor's descriptor once moved.

@@ -200,6 +200,9 @@ func (s *source) dialer(guard *redirectGuard, tap bool) func(ctx context.Context
 		if rc, ok := c.(*readAheadConn); ok && tap {
 			rc.tap = &cameraTap{onError: s.decodeError}
 			rc.coalesce = s.coalesce
+			rc.onMoveError = func(err error) {
+				s.log.Warn("camera socket left with Go's netpoller: camera_side.read_coalesce not applied to this connection", "error", err)
+			}
 			s.tap.Store(rc.tap)
 		}
 		return c, nil
