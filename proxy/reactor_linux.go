@@ -23,8 +23,8 @@ import (
 // armed, its connection's socket is duplicated, the net.Conn closed (Go
 // removes its descriptor from its epoll, then closes it; the socket lives
 // on through the duplicate) and the duplicate registered, edge-triggered,
-// in an epoll of the proxy's own. One goroutine waits on it: parked while
-// nothing arrives (an idle proxy does not tick; see poll), and after
+// in an epoll of the proxy's own. One goroutine waits on it: parked once
+// nothing arrived for about 100 ms (an idle proxy does not tick; see wait), and after
 // each wake-up it signals the cameras whose sockets became readable, then
 // sleeps the interval before looking again, so that under load one wake-up
 // serves every camera whose frame arrived meanwhile. Each camera's reading
@@ -89,8 +89,21 @@ func reactorFor(interval time.Duration) (*reactor, error) {
 func (r *reactor) run() {
 	events := make([]unix.EpollEvent, 256)
 	var ready []*reactorFD
+	quiet := 0 // looks in a row that found nothing
 	for {
-		n := r.poll(events)
+		n := r.look(uintptr(r.epfd), events)
+		if n == 0 && quiet < reactorQuietLooks(r.interval) {
+			// Keep looking once an interval for a while: going idle and
+			// back (below) costs more than a look, and cameras that
+			// send a few frames a second would do it every frame.
+			quiet++
+			time.Sleep(r.interval)
+			continue
+		}
+		if n == 0 {
+			n = r.wait(events)
+		}
+		quiet = 0
 		if n == 0 {
 			continue
 		}
@@ -114,17 +127,20 @@ func (r *reactor) run() {
 	}
 }
 
-// poll returns the events waiting, or, when there are none, waits until
-// some arrive (idle). The look is a raw system call (it cannot block, so the
-// scheduler need not know). The idle wait goes through Go's netpoller, on a
+// reactorQuietLooks is how many empty looks, an interval apart, the
+// reactor makes before it waits idle: about 100 ms of nothing.
+func reactorQuietLooks(interval time.Duration) int {
+	return int(max(1, 100*time.Millisecond/max(interval, time.Millisecond)))
+}
+
+// wait waits until events arrive (idle) and returns them. (Looks are raw
+// system calls: they cannot block, so the scheduler need not know.) The
+// idle wait goes through Go's netpoller, on a
 // duplicate of the epoll descriptor registered there only for the wait:
 // registered for good, every camera event would wake the netpoller's
 // thread again, as before; and a blocking epoll_wait would hold the
 // process's one P (GOMAXPROCS follows the load) until sysmon took it back.
-func (r *reactor) poll(events []unix.EpollEvent) int {
-	if n := r.look(uintptr(r.epfd), events); n > 0 {
-		return n
-	}
+func (r *reactor) wait(events []unix.EpollEvent) int {
 	r.idles.Add(1)
 	n, err := r.idle(events)
 	if err != nil {
