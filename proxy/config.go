@@ -135,7 +135,8 @@ type CameraSide struct {
 	// before the proxy reads them, so that under load one wake-up of the
 	// proxy reads the frames of every camera that sent one meanwhile
 	// instead of one wake-up per frame (less CPU per GB; docs/bench.md,
-	// "Coalesced camera reads"). It applies to cameras read over plain
+	// "Coalesced camera reads": 5ms saved 12-14 % at 100 cameras and cost
+	// more than it saved at 5). It applies to cameras read over plain
 	// RTSP/TCP, on Linux. 0 (the default) reads each frame as it arrives.
 	// At most 50ms.
 	ReadCoalesce time.Duration `yaml:"read_coalesce"`
