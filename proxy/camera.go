@@ -83,7 +83,7 @@ func newCamera(p *Proxy, cc Camera) *camera {
 	c.stream = newStream(cc, p.servers, p.cfg.GOPCacheMaxPackets, &c.counters, c.log)
 	c.stream.gop.total = &p.gopBytes
 	c.src = &source{
-		cfg: cc, tmo: c.tmo, bind: p.cfg.CameraSide.Bind, log: c.log,
+		cfg: cc, tmo: c.tmo, bind: p.cfg.CameraSide.Bind, coalesce: p.cfg.CameraSide.ReadCoalesce, log: c.log,
 		counters: &c.counters, stream: c.stream, parent: c, noTap: p.testNoCameraTap,
 	}
 	c.session = c.src.safeSession

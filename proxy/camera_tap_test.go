@@ -20,9 +20,16 @@ import (
 // reader gets it all the same; gortsplib keeps the session (its read
 // time-out sees the tap's keep-alive frames).
 func TestCameraTapTakesRTP(t *testing.T) {
+	for _, coalesce := range []time.Duration{0, 2 * time.Millisecond} {
+		t.Run(fmt.Sprint("read_coalesce=", coalesce), func(t *testing.T) { testCameraTapTakesRTP(t, coalesce) })
+	}
+}
+
+func testCameraTapTakesRTP(t *testing.T, coalesce time.Duration) {
 	sim := startCamsim(t, "cam1")
 	cfg := testConfig(Camera{Name: "lobby", URL: MustParseSecretURL(sim.URL("cam1")), Transport: TransportTCP})
 	cfg.Timeouts.Camera = 2 * time.Second
+	cfg.CameraSide.ReadCoalesce = coalesce
 	log, _ := newLog(t)
 	p := startProxy(t, cfg, log)
 	r := waitReader(t, "a reader of the camera", 10*time.Second, readerURL(p, "lobby"))
@@ -40,12 +47,19 @@ func TestCameraTapTakesRTP(t *testing.T) {
 	if l := src.lost.Load(); l != 0 {
 		t.Errorf("%d packets counted lost", l)
 	}
+	if coalesce > 0 && reactorAvailable {
+		if r, _ := reactorFor(coalesce); r.registered() != 1 {
+			t.Errorf("the reactor has %d sockets, want the camera's", r.registered())
+		}
+	}
 }
 
 // The tap takes exactly the RTP frames of its channels and payload types
 // once armed, in order, whatever the TCP segmentation, and gortsplib's
 // reader gets every other message unchanged: RTSP messages with and without
-// a body, RTCP, frames of other channels and payload types.
+// a body, RTCP, frames of other channels and payload types. Half the seeds
+// move the socket to the camera-read reactor once armed
+// (camera_side.read_coalesce).
 func TestCameraTapByteStream(t *testing.T) {
 	if !fastSockets {
 		t.Skip("no read-ahead connection on this platform")
@@ -56,6 +70,9 @@ func TestCameraTapByteStream(t *testing.T) {
 		c := newReadAheadConn(tc.Conn).(*readAheadConn)
 		tap := &cameraTap{}
 		c.tap = tap
+		if seed%2 == 1 {
+			c.coalesce = time.Duration(seed%4) * time.Millisecond
+		}
 		data, want, wantRTP := tapWire(rng)
 
 		var gotRTP [][]byte
@@ -84,6 +101,10 @@ func TestCameraTapByteStream(t *testing.T) {
 		if !reflect.DeepEqual(gotRTP, wantRTP) {
 			t.Fatalf("seed %d: the tap delivered %d packets, want %d (or other ones)", seed, len(gotRTP), len(wantRTP))
 		}
+		if moved := c.rfd.Load() != nil; moved != (seed%2 == 1 && reactorAvailable) {
+			t.Fatalf("seed %d: moved to the reactor: %v", seed, moved)
+		}
+		c.Close()
 	}
 }
 

@@ -131,6 +131,15 @@ type CameraSide struct {
 	// Bind is the source IP address for connections to cameras (the camera
 	// network's interface address). Empty lets the system choose.
 	Bind string `yaml:"bind"`
+	// ReadCoalesce, when not 0, lets camera frames wait up to this long
+	// before the proxy reads them, so that under load one wake-up of the
+	// proxy reads the frames of every camera that sent one meanwhile
+	// instead of one wake-up per frame (less CPU per GB; docs/bench.md,
+	// "Coalesced camera reads": 5ms saved 12-14 % at 100 cameras and cost
+	// more than it saved at 5). It applies to cameras read over plain
+	// RTSP/TCP, on Linux. 0 (the default) reads each frame as it arrives.
+	// At most 50ms.
+	ReadCoalesce time.Duration `yaml:"read_coalesce"`
 }
 
 // Log selects logging for the command (the programmatic API takes a logger).
@@ -596,6 +605,9 @@ func (c *Config) checkSettings(add addFunc) netip.Addr {
 			bind = a.Unmap()
 		}
 	}
+	if d := c.CameraSide.ReadCoalesce; d < 0 || d > maxReadCoalesce {
+		add("camera_side.read_coalesce", "camera_side.read_coalesce %s is out of range: 0 (off) to %s", d, maxReadCoalesce)
+	}
 	c.checkTuning(add)
 	return bind
 }
@@ -628,6 +640,9 @@ func (c *Config) checkTuning(add addFunc) {
 		add("timeouts.auth_failure_backoff", "timeouts.auth_failure_backoff (%s) is negative; it is the wait after a camera refused the credentials (default 10m)", c.Timeouts.AuthFailureBackoff)
 	}
 }
+
+// maxReadCoalesce bounds camera_side.read_coalesce (the latency it may add).
+const maxReadCoalesce = 50 * time.Millisecond
 
 // defaultAdmin is listen.admin's default.
 const defaultAdmin = "127.0.0.1:9554"

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,19 @@ type readAheadConn struct {
 	eof   bool // c.readTap read the end of the stream
 
 	tap *cameraTap // nil: every byte goes to gortsplib as it comes
+
+	// coalesce, when not 0, moves the socket to the camera-read reactor of
+	// that interval once the tap is armed (reactor_linux.go); cleared
+	// after the one attempt. Only the reading goroutine uses it.
+	coalesce    time.Duration
+	onMoveError func(error)               // told when the move fails (nil: nobody)
+	rfd         atomic.Pointer[reactorFD] // the socket once moved; then c.Conn is closed
+
+	wmu    sync.Mutex // held by Write, and by the move (no write on the old socket then)
+	cmu    sync.Mutex // Close, deadlines and the move
+	closed bool       // under cmu
+	rdl    time.Time  // the deadlines set, under cmu (the move carries them over)
+	wdl    time.Time
 }
 
 // newReadAheadConn wraps c when it is a socket and the fast path exists;
@@ -127,6 +141,9 @@ func (c *readAheadConn) readTapped(p []byte) (int, error) {
 			return copy(p, []byte{base.InterleavedFrameMagicByte, t.idle, 0, 0}), nil
 		}
 		if t.armed.Load() && t.pass == 0 {
+			if c.coalesce > 0 {
+				c.moveToReactor()
+			}
 			if err := c.fillTapped(); err != nil {
 				return 0, err
 			}
@@ -149,7 +166,7 @@ func (c *readAheadConn) fillTapped() error {
 		c.r, c.w = 0, n
 	}
 	c.rerr, c.eof = nil, false
-	err := c.raw.Read(c.fnTap) // (before reading c.eof, which it sets)
+	err := c.wait(c.fnTap) // (before reading c.eof, which it sets)
 	return c.readErr(err, c.eof)
 }
 
@@ -215,6 +232,108 @@ func (c *readAheadConn) readTap(fd uintptr) bool {
 	}
 }
 
+// wait calls fn with the socket until it returns true, waiting for the
+// socket to be readable between calls: through Go's netpoller, or the
+// reactor once the socket moved there.
+func (c *readAheadConn) wait(fn func(fd uintptr) bool) error {
+	if f := c.rfd.Load(); f != nil {
+		return f.read(fn)
+	}
+	return c.raw.Read(fn)
+}
+
+// moveToReactor moves the socket to the camera-read reactor (once: on
+// failure it stays with Go's netpoller). It is called by the reading
+// goroutine, between two reads.
+func (c *readAheadConn) moveToReactor() {
+	interval := c.coalesce
+	c.coalesce = 0
+	if err := c.move(interval); err != nil && c.onMoveError != nil {
+		c.onMoveError(err)
+	}
+}
+
+func (c *readAheadConn) move(interval time.Duration) error {
+	r, err := reactorFor(interval)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	if c.closed {
+		return nil
+	}
+	f, err := detachToReactor(r, c.raw, c.Conn.LocalAddr(), c.Conn.RemoteAddr())
+	if err != nil {
+		return err
+	}
+	f.setReadDeadline(c.rdl)
+	f.setWriteDeadline(c.wdl)
+	if err := c.Conn.Close(); err != nil {
+		_ = f.close() // the socket is no longer ours to read
+		return err
+	}
+	c.rfd.Store(f)
+	return nil
+}
+
+// Write writes to the socket, through the reactor's descriptor once moved.
+func (c *readAheadConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if f := c.rfd.Load(); f != nil {
+		return f.write(b)
+	}
+	return c.Conn.Write(b)
+}
+
+// Close closes the connection (the reactor's descriptor once moved).
+func (c *readAheadConn) Close() error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.closed = true
+	if f := c.rfd.Load(); f != nil {
+		return f.close()
+	}
+	return c.Conn.Close()
+}
+
+func (c *readAheadConn) SetDeadline(t time.Time) error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.rdl, c.wdl = t, t
+	if f := c.rfd.Load(); f != nil {
+		f.setReadDeadline(t)
+		f.setWriteDeadline(t)
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *readAheadConn) SetReadDeadline(t time.Time) error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.rdl = t
+	if f := c.rfd.Load(); f != nil {
+		f.setReadDeadline(t)
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *readAheadConn) SetWriteDeadline(t time.Time) error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.wdl = t
+	if f := c.rfd.Load(); f != nil {
+		f.setWriteDeadline(t)
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
 // fill waits until the socket is readable (honouring the read deadline),
 // then reads what it holds into the buffer after the bytes not yet used
 // (moved to its start), taking a buffer from the pool if it has none.
@@ -223,7 +342,7 @@ func (c *readAheadConn) fill() error {
 		n := copy(*c.buf, (*c.buf)[c.r:c.w])
 		c.r, c.w = 0, n
 	}
-	err := c.raw.Read(c.fn)
+	err := c.wait(c.fn)
 	n := c.n
 	if err := c.readErr(err, n == 0); err != nil {
 		return err

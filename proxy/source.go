@@ -40,7 +40,8 @@ const healthySession = 10 * time.Second
 type source struct {
 	cfg      Camera
 	tmo      Timeouts
-	bind     string // camera-side local address; "" for any
+	bind     string        // camera-side local address; "" for any
+	coalesce time.Duration // camera_side.read_coalesce (for the tap's connections)
 	log      *slog.Logger
 	counters *rebuild.Counters // the camera's drop counters (sdp_media here)
 	stream   streamInput
@@ -198,6 +199,10 @@ func (s *source) dialer(guard *redirectGuard, tap bool) func(ctx context.Context
 		c := newReadAheadConn(conn)
 		if rc, ok := c.(*readAheadConn); ok && tap {
 			rc.tap = &cameraTap{onError: s.decodeError}
+			rc.coalesce = s.coalesce
+			rc.onMoveError = func(err error) {
+				s.log.Warn("camera socket left with Go's netpoller: camera_side.read_coalesce not applied to this connection", "error", err)
+			}
 			s.tap.Store(rc.tap)
 		}
 		return c, nil

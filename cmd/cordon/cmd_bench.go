@@ -128,6 +128,7 @@ func runBenchProxy(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured window per system")
 	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "time before the window (streams start, caches fill)")
 	fs.BoolVar(&o.WritePerPacket, "write-per-packet", false, "make the simulated cameras write each RTP packet with its own system call (by default a frame's packets are written together, when its last one is)")
+	fs.DurationVar(&o.ReadCoalesce, "read-coalesce", 0, "cordon's camera_side.read_coalesce (how long a camera frame may wait so that one wake-up reads several cameras; 0: cordon's default)")
 	fs.BoolVar(&o.Aligned, "aligned", false, "make the cameras send every frame (and keyframe) at the same instant: a burst worst case (by default they are free-running, as real cameras are)")
 	fs.IntVar(&o.LatencySamples, "latency-samples", 10, "cameras that also get a direct reader for latency matching")
 	runs := fs.Int("runs", 1, "repeat the whole measurement `N` times and end with each system's spread over the runs (min / median / max)")

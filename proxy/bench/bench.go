@@ -96,6 +96,8 @@ type Options struct {
 	// with its own system call (camsim.Server.WritePerPacket) rather than
 	// a frame's packets together.
 	WritePerPacket bool
+	// ReadCoalesce is cordon's camera_side.read_coalesce (0: its default).
+	ReadCoalesce time.Duration
 	// Executable is the cordon binary that runs the systems under test. It
 	// defaults to the running executable.
 	Executable string
@@ -551,7 +553,7 @@ func (s *sut) args(o *Options, dir, sys string, sim *camsim.Server, cams []camsi
 	}
 	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", adminPort)
 	cfg := filepath.Join(dir, "cordon.yml")
-	if err := os.WriteFile(cfg, proxyConfig(s.addr, s.adminAddr, sys, sim, cams), 0o600); err != nil {
+	if err := os.WriteFile(cfg, proxyConfig(s.addr, s.adminAddr, sys, o.ReadCoalesce, sim, cams), 0o600); err != nil {
 		return "", nil, err
 	}
 	return o.Executable, []string{"proxy", "-c", cfg}, nil
@@ -736,9 +738,12 @@ func matchFrames(direct, proxied *frameLog, since time.Time) latencies {
 // cameras × readers-per-camera the bench accepts (500 × 20), plus matching.
 const benchConnLimit = 20000
 
-func proxyConfig(addr, adminAddr, mode string, sim *camsim.Server, cams []camsim.Camera) []byte {
+func proxyConfig(addr, adminAddr, mode string, coalesce time.Duration, sim *camsim.Server, cams []camsim.Camera) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen:\n  rtsp: %q\n  admin: %q\n  udp_rtp: \"off\"\n  udp_rtcp: \"off\"\nallow_anonymous: true\n", addr, adminAddr)
+	if coalesce != 0 {
+		fmt.Fprintf(&b, "camera_side:\n  read_coalesce: %s\n", coalesce)
+	}
 	// Every reader of the bench comes from 127.0.0.1: lift the per-source
 	// cap (64 by default) so they all connect.
 	fmt.Fprintf(&b, "limits:\n  max_connections: %d\n  max_connections_per_source: %d\ncameras:\n", benchConnLimit, benchConnLimit)

@@ -95,7 +95,7 @@ func TestProxyConfigValid(t *testing.T) {
 	sim := &camsim.Server{Addr: "127.0.0.1:1"}
 	cams := []camsim.Camera{{Name: "cam0"}, {Name: "cam1"}}
 	p := filepath.Join(t.TempDir(), "cordon.yml")
-	if err := os.WriteFile(p, proxyConfig("127.0.0.1:0", "127.0.0.1:0", SystemRebuild, sim, cams), 0o600); err != nil {
+	if err := os.WriteFile(p, proxyConfig("127.0.0.1:0", "127.0.0.1:0", SystemRebuild, 2*time.Millisecond, sim, cams), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := proxy.DecodeConfigFile(p)
@@ -105,7 +105,7 @@ func TestProxyConfigValid(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Cameras) != 2 || !c.AllowAnonymous || c.Listen.RTSP != "127.0.0.1:0" {
+	if len(c.Cameras) != 2 || !c.AllowAnonymous || c.Listen.RTSP != "127.0.0.1:0" || c.CameraSide.ReadCoalesce != 2*time.Millisecond {
 		t.Errorf("decoded %+v", c)
 	}
 	// All of the bench's readers come from one address: the per-source
