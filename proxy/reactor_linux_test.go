@@ -49,41 +49,8 @@ func TestReactorConn(t *testing.T) {
 	}
 	c.SetReadDeadline(time.Time{})
 
-	// Bytes sent in pieces with pauses arrive whole and in order.
-	want := make([]byte, 300_000)
-	for i := range want {
-		want[i] = byte(i * 7)
-	}
-	go func() {
-		for rest := want; len(rest) > 0; {
-			n := min(len(rest), 20_000)
-			if _, err := peer.Write(rest[:n]); err != nil {
-				return
-			}
-			rest = rest[n:]
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	buf := make([]byte, len(want))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatal(err)
-	}
-	if string(buf) != string(want) {
-		t.Fatal("the bytes read through the reactor differ from those sent")
-	}
-
-	// A write to a peer that does not read ends at the write deadline.
-	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	big := make([]byte, 1<<20)
-	var werr error
-	for range 64 {
-		if _, werr = c.Write(big); werr != nil {
-			break
-		}
-	}
-	if !errors.Is(werr, os.ErrDeadlineExceeded) {
-		t.Fatalf("Write to a full socket past its deadline: %v", werr)
-	}
+	checkReactorStream(t, c, peer)
+	checkReactorWriteDeadline(t, c)
 
 	// Close while a read waits: the read ends, the socket is closed once.
 	read := make(chan error, 1)
@@ -118,6 +85,50 @@ func TestReactorConn(t *testing.T) {
 	}
 	if r.idles.Load() == 0 || r.blocks.Load() != 0 {
 		t.Errorf("the reactor waited idle %d times, %d of them blocking: want its idle waits in the netpoller", r.idles.Load(), r.blocks.Load())
+	}
+}
+
+// checkReactorStream: bytes sent in pieces with pauses arrive through the
+// reactor whole and in order.
+func checkReactorStream(t *testing.T, c, peer net.Conn) {
+	t.Helper()
+	want := make([]byte, 300_000)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	go func() {
+		for rest := want; len(rest) > 0; {
+			n := min(len(rest), 20_000)
+			if _, err := peer.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	buf := make([]byte, len(want))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != string(want) {
+		t.Fatal("the bytes read through the reactor differ from those sent")
+	}
+}
+
+// checkReactorWriteDeadline: a write to a peer that does not read ends at
+// the write deadline.
+func checkReactorWriteDeadline(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	big := make([]byte, 1<<20)
+	var werr error
+	for range 64 {
+		if _, werr = c.Write(big); werr != nil {
+			break
+		}
+	}
+	if !errors.Is(werr, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write to a full socket past its deadline: %v", werr)
 	}
 }
 
