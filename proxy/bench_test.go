@@ -275,31 +275,8 @@ func BenchmarkCameraIngest(b *testing.B) {
 	sim := startHelper(b, "CORDON_BENCH_HELPER=camsim", fmt.Sprintf("CORDON_BENCH_RATE=%d", rate), fmt.Sprintf("CORDON_BENCH_CAMERAS=%d", cams))
 	url0 := sim.line(b)
 	ingest := func(noTap bool) (cpu time.Duration, bytes uint64) {
-		var cc []Camera
-		for i := range cams {
-			u := strings.TrimSuffix(url0, "/c") + "/" + benchCamera(i)
-			cc = append(cc, Camera{Name: fmt.Sprintf("c%d", i), URL: MustParseSecretURL(u), Transport: TransportTCP, Mode: Mode(rebuild.ModePassthrough)})
-		}
-		p, err := New(testConfig(cc...), slog.New(slog.DiscardHandler))
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.testNoCameraTap = noTap
-		if err := p.Start(); err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close()
-		in := func() (n uint64) {
-			for _, s := range p.Status() {
-				n += s.BytesIn
-			}
-			return n
-		}
-		time.Sleep(2 * time.Second)
-		c0, n0 := testutil.CPUTime(b), in()
-		time.Sleep(d)
-		c1, n1 := testutil.CPUTime(b), in()
-		return c1 - c0, n1 - n0
+		cpu, bytes, _ = ingestCameras(b, url0, cams, d, nil, func(p *Proxy) { p.testNoCameraTap = noTap })
+		return cpu, bytes
 	}
 	for range b.N {
 		var cpu [2]time.Duration
@@ -336,32 +313,7 @@ func BenchmarkCameraReadCoalesce(b *testing.B) {
 	sim := startHelper(b, "CORDON_BENCH_HELPER=camsim", fmt.Sprintf("CORDON_BENCH_RATE=%d", rate), fmt.Sprintf("CORDON_BENCH_CAMERAS=%d", cams))
 	url0 := sim.line(b)
 	ingest := func(coalesce time.Duration) (cpu time.Duration, bytes, switches uint64) {
-		var cc []Camera
-		for i := range cams {
-			u := strings.TrimSuffix(url0, "/c") + "/" + benchCamera(i)
-			cc = append(cc, Camera{Name: fmt.Sprintf("c%d", i), URL: MustParseSecretURL(u), Transport: TransportTCP, Mode: Mode(rebuild.ModePassthrough)})
-		}
-		cfg := testConfig(cc...)
-		cfg.CameraSide.ReadCoalesce = coalesce
-		p, err := New(cfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := p.Start(); err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close()
-		in := func() (n uint64) {
-			for _, s := range p.Status() {
-				n += s.BytesIn
-			}
-			return n
-		}
-		time.Sleep(2 * time.Second)
-		c0, n0, s0 := testutil.CPUTime(b), in(), contextSwitches()
-		time.Sleep(d)
-		c1, n1, s1 := testutil.CPUTime(b), in(), contextSwitches()
-		return c1 - c0, n1 - n0, s1 - s0
+		return ingestCameras(b, url0, cams, d, func(c *Config) { c.CameraSide.ReadCoalesce = coalesce }, nil)
 	}
 	for range b.N {
 		cpu := make([]time.Duration, len(intervals))
@@ -383,6 +335,45 @@ func BenchmarkCameraReadCoalesce(b *testing.B) {
 				iv, perGB, gb[i], perGB/base, float64(sw[i])/(rounds*d.Seconds()))
 		}
 	}
+}
+
+// ingestCameras starts a proxy pulling cams camsim cameras (passthrough,
+// TCP, no reader) from the helper at url0, with conf and prep applied to
+// its configuration and proxy when not nil, lets it settle for 2 s, then
+// returns its CPU time, the bytes it received and the process's context
+// switches over d.
+func ingestCameras(b *testing.B, url0 string, cams int, d time.Duration, conf func(*Config), prep func(*Proxy)) (cpu time.Duration, bytes, switches uint64) {
+	var cc []Camera
+	for i := range cams {
+		u := strings.TrimSuffix(url0, "/c") + "/" + benchCamera(i)
+		cc = append(cc, Camera{Name: fmt.Sprintf("c%d", i), URL: MustParseSecretURL(u), Transport: TransportTCP, Mode: Mode(rebuild.ModePassthrough)})
+	}
+	cfg := testConfig(cc...)
+	if conf != nil {
+		conf(&cfg)
+	}
+	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if prep != nil {
+		prep(p)
+	}
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	in := func() (n uint64) {
+		for _, s := range p.Status() {
+			n += s.BytesIn
+		}
+		return n
+	}
+	time.Sleep(2 * time.Second)
+	c0, n0, s0 := testutil.CPUTime(b), in(), contextSwitches()
+	time.Sleep(d)
+	c1, n1, s1 := testutil.CPUTime(b), in(), contextSwitches()
+	return c1 - c0, n1 - n0, s1 - s0
 }
 
 // contextSwitches returns the voluntary and involuntary context switches

@@ -14,29 +14,17 @@ import (
 // through it must get the same frames as a direct reader, a little later.
 func TestBaselineForwards(t *testing.T) {
 	sim := startSim(t)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	b := &Baseline{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	if err := waitReady(ctx, addr, []camsim.Camera{{Name: "c1"}}, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	ctx, addr, stop := runRelay(t, func(ctx context.Context, addr string) error {
+		b := &Baseline{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
+		return b.Run(ctx)
+	})
 	d := &reader{url: sim.URL("c1"), frames: newFrameLog()}
 	p := &reader{url: "rtsp://" + addr + "/c1", frames: newFrameLog()}
 	lat := playAndMatch(t, ctx, d, p).added
 	if len(lat) < 20 {
 		t.Fatalf("matched %d frames; direct saw %d, proxied saw %d (proxied bytes %d)", len(lat), len(d.frames.seen), len(p.frames.seen), p.bytes.Load())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // TestFloorForwards runs the floor relay in-process with two readers of
@@ -44,19 +32,10 @@ func TestBaselineForwards(t *testing.T) {
 // later, with no sequence gap, and both the same RTP bytes.
 func TestFloorForwards(t *testing.T) {
 	sim := startSim(t)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	f := &Floor{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	if err := waitReady(ctx, addr, []camsim.Camera{{Name: "c1"}}, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	ctx, addr, stop := runRelay(t, func(ctx context.Context, addr string) error {
+		f := &Floor{Listen: addr, Sources: map[string]string{"c1": sim.URL("c1")}, Logger: testutil.Logger(t)}
+		return f.Run(ctx)
+	})
 	second := &reader{url: "rtsp://" + addr + "/c1"}
 	if err := second.start(ctx); err != nil {
 		t.Fatal(err)
@@ -75,9 +54,30 @@ func TestFloorForwards(t *testing.T) {
 		}
 	}
 	second.close()
-	cancel()
-	if err := <-done; err != nil {
+	stop()
+}
+
+// runRelay runs a relay (the baseline or the floor) in-process on a free
+// loopback port until stop, and waits until it serves camera c1.
+func runRelay(t *testing.T, run func(ctx context.Context, addr string) error) (ctx context.Context, addr string, stop func()) {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
 		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, addr) }()
+	if err := waitReady(ctx, addr, []camsim.Camera{{Name: "c1"}}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, addr, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
