@@ -167,6 +167,7 @@ type fecGroup struct {
 	got    int      // shards here
 	next   int      // data shards released
 	size   int      // repair shard length (0: none here yet)
+	widest int      // longest data shard here
 	held   int      // bytes
 }
 
@@ -284,9 +285,17 @@ func (d *fecDecoder) add(b []byte, now time.Time) {
 	case index >= n && g.size != 0 && len(shard) != g.size:
 		st.malformed.Add(1) // repair shards of one group have one length
 		return
+	case index >= n && len(shard) < g.widest, index < n && g.size != 0 && len(shard) > g.size:
+		// A repair shard is as long as the group's longest data shard:
+		// refused now, or every later datagram would retry a rebuild
+		// that cannot succeed (and count the same shards again).
+		st.malformed.Add(1)
+		return
 	}
 	if index >= n {
 		g.size = len(shard)
+	} else {
+		g.widest = max(g.widest, len(shard))
 	}
 	g.shards[index] = shard
 	g.got++

@@ -569,3 +569,35 @@ func TestTrunkFECNegotiation(t *testing.T) {
 		}
 	}
 }
+
+// TestTrunkFECShardLengths: repair shards shorter than a data shard of
+// their group (the edge makes them as long as the longest) are refused
+// on arrival, each counted malformed once, and the group is not rebuilt
+// again and again from shards that cannot make it.
+func TestTrunkFECShardLengths(t *testing.T) {
+	shard := func(g uint32, index uint8, body []byte) []byte {
+		return append(appendFECHeader(nil, 9, g, index, 4, 2), body...)
+	}
+	data := func(g uint32, index uint8) []byte {
+		payload := make([]byte, 100)
+		b := binary.BigEndian.AppendUint16(nil, uint16(fecInnerHead+len(payload)))
+		b = binary.BigEndian.AppendUint32(b, g*4+uint32(index))
+		b = append(b, 0, 0, 1)
+		return shard(g, index, append(b, payload...))
+	}
+	run := newFECRun()
+	now := time.Now()
+	// Group 0: data 1..3 (0 lost), then two repair shards of 10 bytes.
+	run.feed([][]byte{data(0, 1), data(0, 2), data(0, 3), shard(0, 4, make([]byte, 10)), shard(0, 5, make([]byte, 10))}, now)
+	// The next group's datagrams come within fecReorder.
+	run.feed([][]byte{data(1, 0), data(1, 1), data(1, 2)}, now)
+	if m := run.st.malformed.Load(); m != 2 {
+		t.Errorf("malformed %d, want 2 (the two short repair shards, once each)", m)
+	}
+	// A data shard longer than its group's repair shards is refused too.
+	run = newFECRun()
+	run.feed([][]byte{shard(0, 4, make([]byte, 10)), data(0, 1), data(0, 2)}, now)
+	if m := run.st.malformed.Load(); m != 2 || run.d.held != 10 {
+		t.Errorf("malformed %d, held %d, want 2 and 10 (data shards longer than the repair)", m, run.d.held)
+	}
+}
