@@ -52,7 +52,10 @@ func fecParity(f TrunkFEC, n int) int {
 }
 
 // fecCodecs caches the Reed-Solomon codecs by (data, parity): both are
-// bounded (maxFECData, maxFECParity), so the cache is too.
+// bounded (maxFECData, maxFECParity), so the cache is too. A codec's own
+// cache of inverted matrices is off: it keeps one for every set of lost
+// shards it met, forever, and the edge chooses the sets (32+16 has more
+// than 10^12); inverting at most 32×32 costs about what the rebuild does.
 var fecCodecs sync.Map // [2]int → reedsolomon.Encoder
 
 func fecCodec(n, r int) (reedsolomon.Encoder, error) {
@@ -60,7 +63,7 @@ func fecCodec(n, r int) (reedsolomon.Encoder, error) {
 	if c, ok := fecCodecs.Load(key); ok {
 		return c.(reedsolomon.Encoder), nil
 	}
-	c, err := reedsolomon.New(n, r, reedsolomon.WithMaxGoroutines(1))
+	c, err := reedsolomon.New(n, r, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithInversionCache(false))
 	if err != nil {
 		return nil, err
 	}

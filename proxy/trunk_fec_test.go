@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -599,5 +600,59 @@ func TestTrunkFECShardLengths(t *testing.T) {
 	run.feed([][]byte{shard(0, 4, make([]byte, 10)), data(0, 1), data(0, 2)}, now)
 	if m := run.st.malformed.Load(); m != 2 || run.d.held != 10 {
 		t.Errorf("malformed %d, held %d, want 2 and 10 (data shards longer than the repair)", m, run.d.held)
+	}
+}
+
+// TestTrunkFECLossPatterns: the codecs are shared by every camera and
+// live as long as the process, so what they keep must not grow with
+// what an edge sends. Groups of 32+16 each losing a different set of
+// three data datagrams (4,960 sets; a hostile edge chooses them) leave
+// the heap about as it was: no inverted matrix kept per set.
+func TestTrunkFECLossPatterns(t *testing.T) {
+	const n, r = maxFECData, maxFECParity
+	shard := func(g uint32, index int) []byte {
+		b := appendFECHeader(nil, 9, g, uint8(index), n, r)
+		if index >= n {
+			return append(b, make([]byte, fecShardHead+fecInnerHead+4)...)
+		}
+		b = binary.BigEndian.AppendUint16(b, fecInnerHead+4)
+		b = binary.BigEndian.AppendUint32(b, g*n+uint32(index))
+		return append(b, 0, 0, 1, 1, 2, 3, 4)
+	}
+	run := newFECRun()
+	run.d.emit = func(trunkFragment) {}
+	now := time.Now()
+	feed := func(g uint32, lost [3]int) {
+		for i := range n {
+			if i != lost[0] && i != lost[1] && i != lost[2] {
+				run.d.add(shard(g, i), now)
+			}
+		}
+		for i := n; i < n+3; i++ {
+			run.d.add(shard(g, i), now)
+		}
+	}
+	var sets [][3]int
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			for c := b + 1; c < n; c++ {
+				sets = append(sets, [3]int{a, b, c})
+			}
+		}
+	}
+	feed(0, sets[0]) // (the codec made before measuring)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, s := range sets {
+		feed(uint32(i+1), s)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if got := run.st.fecRecovered.Load(); got != uint64(len(sets)+1) {
+		t.Fatalf("%d groups recovered, want %d", got, len(sets)+1)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("the heap grew by %d bytes over %d loss patterns", grew, len(sets))
 	}
 }
