@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -654,5 +655,36 @@ func TestTrunkFECLossPatterns(t *testing.T) {
 	}
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
 		t.Errorf("the heap grew by %d bytes over %d loss patterns", grew, len(sets))
+	}
+}
+
+// TestTrunkFECReceiveTimer: the receiver's timer follows the decoder's
+// earliest deadline. A group with a hole waits fecHoldMax while nothing
+// comes after it; once a datagram of the next group comes, it waits
+// fecReorder only, even though the timer was set for fecHoldMax.
+func TestTrunkFECReceiveTimer(t *testing.T) {
+	data := func(g uint32, index uint8) []byte {
+		b := appendFECHeader(nil, 9, g, index, 4, 2)
+		b = binary.BigEndian.AppendUint16(b, fecInnerHead+4)
+		b = binary.BigEndian.AppendUint32(b, g*4+uint32(index))
+		return append(b, 0, 0, 1, 1, 2, 3, 4)
+	}
+	stats := &trunkCoreCamera{}
+	s := &datagramSink{in: make(chan trunkArrival, 8), stats: stats, fail: func(err error) { t.Errorf("fail: %v", err) }}
+	s.fec = &fecDecoder{id: 9, st: stats, emit: func(trunkFragment) {}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); s.receive(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	s.in <- trunkArrival{data(0, 0), start}
+	s.in <- trunkArrival{data(0, 2), start} // a hole at 1: the timer is set for fecHoldMax
+	time.Sleep(fecReorder / 4)
+	s.in <- trunkArrival{data(1, 0), time.Now()} // the next group: fecReorder now
+	for stats.fecUnrecoverable.Load() == 0 && time.Since(start) < 2*fecHoldMax {
+		time.Sleep(time.Millisecond)
+	}
+	if took := time.Since(start); stats.fecUnrecoverable.Load() == 0 || took > (fecReorder+fecHoldMax)/2 {
+		t.Errorf("group 0 given up after %v (unrecoverable %d), want about %v", took, stats.fecUnrecoverable.Load(), fecReorder)
 	}
 }
