@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -397,9 +398,16 @@ func (f *reactorFD) setReadDeadline(t time.Time) {
 
 func (f *reactorFD) setWriteDeadline(t time.Time) { f.wdl.Store(deadlineNanos(t)) }
 
+// deadlineNanos is t in Unix nanoseconds (0: none); a t outside what they
+// hold (1678 to 2262) is the latest or earliest they do, not an overflow.
 func deadlineNanos(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, 1)):
+		return 1
 	}
 	return max(t.UnixNano(), 1)
 }

@@ -383,6 +383,37 @@ type datagramSink struct {
 	now time.Time
 }
 
+// receive takes the camera's datagrams until ctx ends. The FEC decoder's
+// wait for a group's repair ends with its next datagrams or, when none
+// come, with a timer.
+func (s *datagramSink) receive(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var armed time.Time // when the timer fires (zero: not set)
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case a := <-s.in:
+			s.take(a.b, a.at)
+		case <-timer.C:
+			armed = time.Time{}
+		}
+		if s.fec == nil {
+			continue
+		}
+		now := time.Now()
+		s.now = now
+		// (sooner than the timer is set for: a datagram of the next
+		// group shortens the wait from fecHoldMax to fecReorder)
+		if at := s.fec.expire(now); !at.IsZero() && (armed.IsZero() || at.Before(armed)) {
+			timer.Reset(at.Sub(now))
+			armed = at
+		}
+	}
+}
+
 // take decodes one datagram of the camera (its id matched).
 func (s *datagramSink) take(b []byte, now time.Time) {
 	st := s.stats
@@ -515,31 +546,7 @@ func (s *trunkSession) runDatagrams(ctx context.Context, conn *quic.Conn, st *qu
 				fail(c.contained("trunk datagram receiver", v))
 			}
 		}()
-		// The FEC decoder's wait for a group's repair ends with its
-		// next datagrams or, when none come, with this timer.
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
-		armed := false
-		for {
-			select {
-			case <-sctx.Done():
-				timer.Stop()
-				return
-			case a := <-sink.in:
-				sink.take(a.b, a.at)
-			case <-timer.C:
-				armed = false
-			}
-			if sink.fec == nil {
-				continue
-			}
-			now := time.Now()
-			sink.now = now
-			if at := sink.fec.expire(now); !at.IsZero() && !armed {
-				timer.Reset(at.Sub(now))
-				armed = true
-			}
-		}
+		sink.receive(sctx)
 	}()
 	start, n0 := time.Now(), stats.packets.Load()
 	for {

@@ -52,7 +52,10 @@ func fecParity(f TrunkFEC, n int) int {
 }
 
 // fecCodecs caches the Reed-Solomon codecs by (data, parity): both are
-// bounded (maxFECData, maxFECParity), so the cache is too.
+// bounded (maxFECData, maxFECParity), so the cache is too. A codec's own
+// cache of inverted matrices is off: it keeps one for every set of lost
+// shards it met, forever, and the edge chooses the sets (32+16 has more
+// than 10^12); inverting at most 32×32 costs about what the rebuild does.
 var fecCodecs sync.Map // [2]int → reedsolomon.Encoder
 
 func fecCodec(n, r int) (reedsolomon.Encoder, error) {
@@ -60,7 +63,7 @@ func fecCodec(n, r int) (reedsolomon.Encoder, error) {
 	if c, ok := fecCodecs.Load(key); ok {
 		return c.(reedsolomon.Encoder), nil
 	}
-	c, err := reedsolomon.New(n, r, reedsolomon.WithMaxGoroutines(1))
+	c, err := reedsolomon.New(n, r, reedsolomon.WithMaxGoroutines(1), reedsolomon.WithInversionCache(false))
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +170,7 @@ type fecGroup struct {
 	got    int      // shards here
 	next   int      // data shards released
 	size   int      // repair shard length (0: none here yet)
+	widest int      // longest data shard here
 	held   int      // bytes
 }
 
@@ -284,9 +288,17 @@ func (d *fecDecoder) add(b []byte, now time.Time) {
 	case index >= n && g.size != 0 && len(shard) != g.size:
 		st.malformed.Add(1) // repair shards of one group have one length
 		return
+	case index >= n && len(shard) < g.widest, index < n && g.size != 0 && len(shard) > g.size:
+		// A repair shard is as long as the group's longest data shard:
+		// refused now, or every later datagram would retry a rebuild
+		// that cannot succeed (and count the same shards again).
+		st.malformed.Add(1)
+		return
 	}
 	if index >= n {
 		g.size = len(shard)
+	} else {
+		g.widest = max(g.widest, len(shard))
 	}
 	g.shards[index] = shard
 	g.got++

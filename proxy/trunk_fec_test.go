@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -567,5 +569,122 @@ func TestTrunkFECNegotiation(t *testing.T) {
 		if err := yaml.Unmarshal(b, &back); err != nil || back.F != f {
 			t.Errorf("%v: %q read back as %v, %v", f, b, back.F, err)
 		}
+	}
+}
+
+// TestTrunkFECShardLengths: repair shards shorter than a data shard of
+// their group (the edge makes them as long as the longest) are refused
+// on arrival, each counted malformed once, and the group is not rebuilt
+// again and again from shards that cannot make it.
+func TestTrunkFECShardLengths(t *testing.T) {
+	shard := func(g uint32, index uint8, body []byte) []byte {
+		return append(appendFECHeader(nil, 9, g, index, 4, 2), body...)
+	}
+	data := func(g uint32, index uint8) []byte {
+		payload := make([]byte, 100)
+		b := binary.BigEndian.AppendUint16(nil, uint16(fecInnerHead+len(payload)))
+		b = binary.BigEndian.AppendUint32(b, g*4+uint32(index))
+		b = append(b, 0, 0, 1)
+		return shard(g, index, append(b, payload...))
+	}
+	run := newFECRun()
+	now := time.Now()
+	// Group 0: data 1..3 (0 lost), then two repair shards of 10 bytes.
+	run.feed([][]byte{data(0, 1), data(0, 2), data(0, 3), shard(0, 4, make([]byte, 10)), shard(0, 5, make([]byte, 10))}, now)
+	// The next group's datagrams come within fecReorder.
+	run.feed([][]byte{data(1, 0), data(1, 1), data(1, 2)}, now)
+	if m := run.st.malformed.Load(); m != 2 {
+		t.Errorf("malformed %d, want 2 (the two short repair shards, once each)", m)
+	}
+	// A data shard longer than its group's repair shards is refused too.
+	run = newFECRun()
+	run.feed([][]byte{shard(0, 4, make([]byte, 10)), data(0, 1), data(0, 2)}, now)
+	if m := run.st.malformed.Load(); m != 2 || run.d.held != 10 {
+		t.Errorf("malformed %d, held %d, want 2 and 10 (data shards longer than the repair)", m, run.d.held)
+	}
+}
+
+// TestTrunkFECLossPatterns: the codecs are shared by every camera and
+// live as long as the process, so what they keep must not grow with
+// what an edge sends. Groups of 32+16 each losing a different set of
+// three data datagrams (4,960 sets; a hostile edge chooses them) leave
+// the heap about as it was: no inverted matrix kept per set.
+func TestTrunkFECLossPatterns(t *testing.T) {
+	const n, r = maxFECData, maxFECParity
+	shard := func(g uint32, index int) []byte {
+		b := appendFECHeader(nil, 9, g, uint8(index), n, r)
+		if index >= n {
+			return append(b, make([]byte, fecShardHead+fecInnerHead+4)...)
+		}
+		b = binary.BigEndian.AppendUint16(b, fecInnerHead+4)
+		b = binary.BigEndian.AppendUint32(b, g*n+uint32(index))
+		return append(b, 0, 0, 1, 1, 2, 3, 4)
+	}
+	run := newFECRun()
+	run.d.emit = func(trunkFragment) {}
+	now := time.Now()
+	feed := func(g uint32, lost [3]int) {
+		for i := range n {
+			if i != lost[0] && i != lost[1] && i != lost[2] {
+				run.d.add(shard(g, i), now)
+			}
+		}
+		for i := n; i < n+3; i++ {
+			run.d.add(shard(g, i), now)
+		}
+	}
+	var sets [][3]int
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			for c := b + 1; c < n; c++ {
+				sets = append(sets, [3]int{a, b, c})
+			}
+		}
+	}
+	feed(0, sets[0]) // (the codec made before measuring)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, s := range sets {
+		feed(uint32(i+1), s)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if got := run.st.fecRecovered.Load(); got != uint64(len(sets)+1) {
+		t.Fatalf("%d groups recovered, want %d", got, len(sets)+1)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 3<<20 { // (kept: about 2 kB a set, 10 MB)
+		t.Errorf("the heap grew by %d bytes over %d loss patterns", grew, len(sets))
+	}
+}
+
+// TestTrunkFECReceiveTimer: the receiver's timer follows the decoder's
+// earliest deadline. A group with a hole waits fecHoldMax while nothing
+// comes after it; once a datagram of the next group comes, it waits
+// fecReorder only, even though the timer was set for fecHoldMax.
+func TestTrunkFECReceiveTimer(t *testing.T) {
+	data := func(g uint32, index uint8) []byte {
+		b := appendFECHeader(nil, 9, g, index, 4, 2)
+		b = binary.BigEndian.AppendUint16(b, fecInnerHead+4)
+		b = binary.BigEndian.AppendUint32(b, g*4+uint32(index))
+		return append(b, 0, 0, 1, 1, 2, 3, 4)
+	}
+	stats := &trunkCoreCamera{}
+	s := &datagramSink{in: make(chan trunkArrival, 8), stats: stats, fail: func(err error) { t.Errorf("fail: %v", err) }}
+	s.fec = &fecDecoder{id: 9, st: stats, emit: func(trunkFragment) {}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); s.receive(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	s.in <- trunkArrival{data(0, 0), start}
+	s.in <- trunkArrival{data(0, 2), start} // a hole at 1: the timer is set for fecHoldMax
+	time.Sleep(fecReorder / 4)
+	s.in <- trunkArrival{data(1, 0), time.Now()} // the next group: fecReorder now
+	for stats.fecUnrecoverable.Load() == 0 && time.Since(start) < 2*fecHoldMax {
+		time.Sleep(time.Millisecond)
+	}
+	if took := time.Since(start); stats.fecUnrecoverable.Load() == 0 || took >= fecHoldMax*9/10 { // (with the timer left at fecHoldMax: never before it)
+		t.Errorf("group 0 given up after %v (unrecoverable %d), want about %v", took, stats.fecUnrecoverable.Load(), fecReorder)
 	}
 }
