@@ -102,9 +102,7 @@ func TestTrunkEdgeDials(t *testing.T) {
 // connection.
 func TestTrunkResumption(t *testing.T) {
 	names, _, ecfg := multiCameraEdge(t, 3)
-	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	elog, _ := newLog(t)
-	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	edge, edgeK, coreK := startListeningEdge(t, ecfg)
 	clog, _ := newLog(t)
 	core := startProxy(t, coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, names...), clog)
 	rs := readAll(t, core, names)
@@ -577,9 +575,7 @@ func TestTrunkEdgeDialsBackoff(t *testing.T) {
 // without a long stall (QUIC retransmits on the stream).
 func TestTrunkLossyLink(t *testing.T) {
 	names, _, ecfg := multiCameraEdge(t, 3)
-	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	elog, _ := newLog(t)
-	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	edge, edgeK, coreK := startListeningEdge(t, ecfg)
 	nat := startLossyNAT(t, edge.TrunkAddr().String(), 20*time.Millisecond, 0.02)
 	clog, _ := newLog(t)
 	core := startProxy(t, coreConfig(nat.front.LocalAddr().String(), coreK, edgeK.fp, names...), clog)

@@ -465,9 +465,7 @@ func FuzzTrunkFEC(f *testing.F) {
 // every loss costs the rest of the GOP.
 func TestTrunkFECLossyLink(t *testing.T) {
 	names, _, ecfg := multiCameraEdge(t, 2)
-	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	elog, _ := newLog(t)
-	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	edge, edgeK, coreK := startListeningEdge(t, ecfg)
 	nat := startLossyNAT(t, edge.TrunkAddr().String(), 20*time.Millisecond, 0.02)
 	clog, _ := newLog(t)
 	ccfg := coreConfig(nat.front.LocalAddr().String(), coreK, edgeK.fp, names...)

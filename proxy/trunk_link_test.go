@@ -42,6 +42,16 @@ func multiCameraEdge(t *testing.T, n int) (names []string, fwd *countingForwarde
 	}
 }
 
+// startListeningEdge generates the edge's and the core's keys and starts
+// the edge of ecfg, its trunk listening on loopback for the core.
+func startListeningEdge(t *testing.T, ecfg func(TrunkEnd) Config) (edge *Proxy, edgeK, coreK trunkKeys) {
+	t.Helper()
+	edgeK, coreK = newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
+	elog, _ := newLog(t)
+	edge = startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	return edge, edgeK, coreK
+}
+
 // readAll opens a core reader of each camera and waits for packets.
 func readAll(t *testing.T, core *Proxy, names []string) []*rtspReader {
 	t.Helper()
@@ -62,9 +72,7 @@ func readAll(t *testing.T, core *Proxy, names []string) []*rtspReader {
 // cameras, while the others keep streaming, and comes back.
 func TestTrunkConnections(t *testing.T) {
 	names, fwd, ecfg := multiCameraEdge(t, 6)
-	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	elog, _ := newLog(t)
-	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	edge, edgeK, coreK := startListeningEdge(t, ecfg)
 	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, names...)
 	ccfg.Trunks[0].Connections = 3
 	ccfg.Timeouts.BackoffMin, ccfg.Timeouts.BackoffMax = 3*time.Second, 3*time.Second // (a killed connection stays down a while)
@@ -191,9 +199,7 @@ func TestTrunkConnectionsEdgeDials(t *testing.T) {
 // the other trunk keeps its connection.
 func TestTrunkConnectionsReload(t *testing.T) {
 	names, _, ecfg := multiCameraEdge(t, 2)
-	edgeK, coreK := newTrunkKeys(t, "edge"), newTrunkKeys(t, "core")
-	elog, _ := newLog(t)
-	edge := startProxy(t, ecfg(TrunkEnd{Listen: "127.0.0.1:0", Cert: edgeK.cert, Key: edgeK.key, Peers: []string{coreK.fp}}), elog)
+	edge, edgeK, coreK := startListeningEdge(t, ecfg)
 	ccfg := coreConfig(edge.TrunkAddr().String(), coreK, edgeK.fp, names...)
 	ccfg.Trunks[0].Connections = 1
 	other := ccfg.Trunks[0]
