@@ -58,7 +58,7 @@ type reactor struct {
 	fds  map[uint64]*reactorFD
 	next uint64
 
-	wakes, events atomic.Uint64 // for tests and troubleshooting
+	wakes         atomic.Uint64 // for tests
 	idles, blocks atomic.Uint64 // idle waits in the netpoller, and blocking ones
 }
 
@@ -109,7 +109,6 @@ func (r *reactor) run() {
 			continue
 		}
 		r.wakes.Add(1)
-		r.events.Add(uint64(n))
 		r.mu.Lock()
 		for _, ev := range events[:n] {
 			if f := r.fds[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; f != nil {

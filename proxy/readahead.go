@@ -300,16 +300,14 @@ func (c *readAheadConn) Close() error {
 	return c.Conn.Close()
 }
 
+// SetDeadline sets both deadlines, one after the other (a move between the
+// two carries the one set over, and the other is then set on the reactor's
+// descriptor).
 func (c *readAheadConn) SetDeadline(t time.Time) error {
-	c.cmu.Lock()
-	defer c.cmu.Unlock()
-	c.rdl, c.wdl = t, t
-	if f := c.rfd.Load(); f != nil {
-		f.setReadDeadline(t)
-		f.setWriteDeadline(t)
-		return nil
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
 	}
-	return c.Conn.SetDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
 func (c *readAheadConn) SetReadDeadline(t time.Time) error {
