@@ -628,7 +628,7 @@ func measure(ctx context.Context, o *Options, sys string, s *sut, all []*reader)
 			res.GOPBytes = int64(g)
 		}
 	}
-	res.RSS, res.PeakRSS, _ = procRSS(s.cmd.Process.Pid)
+	res.RSS, res.PeakRSS, _, _ = procStatus(s.cmd.Process.Pid)
 	return res, windowStart, nil
 }
 

@@ -28,12 +28,7 @@ type floorConn struct {
 }
 
 func newFloorConn(c net.Conn) *floorConn {
-	fc := &floorConn{Conn: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			fc.rc = rc
-		}
-	}
+	fc := &floorConn{Conn: c, rc: rawConn(c)}
 	fc.readFn, fc.writeFn = fc.read, fc.write
 	return fc
 }

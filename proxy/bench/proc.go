@@ -38,11 +38,12 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// procRSS returns the resident set size and its peak (VmRSS, VmHWM) in bytes.
-func procRSS(pid int) (rss, peak int64, err error) {
+// procStatus returns, from /proc/PID/status, the resident set size and its
+// peak (VmRSS, VmHWM) in bytes and the process's threads.
+func procStatus(pid int) (rss, peak int64, threads int, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -51,37 +52,27 @@ func procRSS(pid int) (rss, peak int64, err error) {
 		if !ok {
 			continue
 		}
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &rss
-		case "VmHWM":
-			dst = &peak
-		default:
+		fs := strings.Fields(v)
+		if len(fs) == 0 {
 			continue
 		}
-		fs := strings.Fields(v)
-		if len(fs) >= 1 {
-			n, _ := strconv.ParseInt(fs[0], 10, 64)
-			*dst = n << 10
+		n, _ := strconv.ParseInt(fs[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n << 10
+		case "VmHWM":
+			peak = n << 10
+		case "Threads":
+			threads = int(n)
 		}
 	}
-	return rss, peak, sc.Err()
+	return rss, peak, threads, sc.Err()
 }
 
-// procThreadsFDs returns a process's threads and open file descriptors.
-func procThreadsFDs(pid int) (threads, fds int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			threads, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
+// procFDs returns a process's open file descriptors.
+func procFDs(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return threads, len(ents), err
+	return len(ents), err
 }
 
 // loadAvg returns the 1-minute load average (0 when it cannot be read).

@@ -483,10 +483,10 @@ func (s *trunkSite) cpu() (edge, core time.Duration, err error) {
 // resources sets res's memory, threads and open files of the proxies.
 func (s *trunkSite) resources(res *TrunkResult) {
 	pid := s.core.cmd.Process.Pid
-	res.CoreRSS, res.CorePeakRSS, _ = procRSS(pid)
-	res.CoreThreads, res.CoreFDs, _ = procThreadsFDs(pid)
+	res.CoreRSS, res.CorePeakRSS, res.CoreThreads, _ = procStatus(pid)
+	res.CoreFDs, _ = procFDs(pid)
 	for _, p := range s.edges {
-		rss, _, _ := procRSS(p.cmd.Process.Pid)
+		rss, _, _, _ := procStatus(p.cmd.Process.Pid)
 		res.EdgesRSS += rss
 	}
 }
