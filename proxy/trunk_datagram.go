@@ -110,24 +110,20 @@ func (w *trunkDatagramWriter) Write(frames []byte) (int, error) {
 		return w.writeFEC(frames)
 	}
 	for b := frames; len(b) > 0; {
-		if len(b) < 6 || b[0] != framePacket {
-			return 0, errTrunkFrame
-		}
-		n := 5 + int(binary.BigEndian.Uint32(b[1:]))
-		if n < 6 || n > len(b) {
-			return 0, errTrunkFrame
-		}
-		if err := w.writeFrame(b[:n]); err != nil {
+		media, pkt, rest, err := nextFrame(b)
+		if err != nil {
 			return 0, err
 		}
-		b = b[n:]
+		if err := w.writeFrame(media, pkt); err != nil {
+			return 0, err
+		}
+		b = rest
 	}
 	return len(frames), nil
 }
 
-// writeFrame sends one packet frame in datagrams.
-func (w *trunkDatagramWriter) writeFrame(frame []byte) error {
-	media, pkt := frame[5], frame[6:]
+// writeFrame sends one packet frame's RTP packet in datagrams.
+func (w *trunkDatagramWriter) writeFrame(media byte, pkt []byte) error {
 	if w.frag == 0 {
 		w.frag = trunkFragPayload
 	}
