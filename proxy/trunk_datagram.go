@@ -76,9 +76,18 @@ func parseDatagram(b []byte) (trunkFragment, error) {
 	if len(b) < trunkDatagramHeader+1 {
 		return trunkFragment{}, fmt.Errorf("%w: %d bytes", errTrunkDatagram, len(b))
 	}
+	return parseFragment(binary.BigEndian.Uint32(b), b[4:])
+}
+
+// parseFragment decodes what a datagram of id holds after the id (seq,
+// media, frag, frags, payload; the payload is not copied).
+func parseFragment(id uint32, b []byte) (trunkFragment, error) {
+	if len(b) < trunkDatagramHeader-4+1 {
+		return trunkFragment{}, fmt.Errorf("%w: %d bytes after the id", errTrunkDatagram, len(b))
+	}
 	f := trunkFragment{
-		id: binary.BigEndian.Uint32(b), seq: binary.BigEndian.Uint32(b[4:]),
-		media: b[8], frag: b[9], frags: b[10], payload: b[trunkDatagramHeader:],
+		id: id, seq: binary.BigEndian.Uint32(b),
+		media: b[4], frag: b[5], frags: b[6], payload: b[trunkDatagramHeader-4:],
 	}
 	if f.frags == 0 || f.frags > maxTrunkFrags || f.frag >= f.frags {
 		return trunkFragment{}, fmt.Errorf("%w: fragment %d of %d", errTrunkDatagram, f.frag, f.frags)
