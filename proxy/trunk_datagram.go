@@ -58,7 +58,11 @@ var (
 
 // appendDatagram appends one fragment's datagram.
 func appendDatagram(b []byte, id, seq uint32, media, frag, frags uint8, payload []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, id)
+	return appendFragment(binary.BigEndian.AppendUint32(b, id), seq, media, frag, frags, payload)
+}
+
+// appendFragment appends what a fragment's datagram holds after the id.
+func appendFragment(b []byte, seq uint32, media, frag, frags uint8, payload []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, seq)
 	b = append(b, media, frag, frags)
 	return append(b, payload...)

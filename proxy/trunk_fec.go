@@ -93,9 +93,7 @@ type fecEncoder struct {
 func (e *fecEncoder) addShard(seq uint32, media, frag, frags uint8, payload []byte) {
 	off := len(e.shards)
 	e.shards = binary.BigEndian.AppendUint16(e.shards, uint16(fecInnerHead+len(payload)))
-	e.shards = binary.BigEndian.AppendUint32(e.shards, seq)
-	e.shards = append(e.shards, media, frag, frags)
-	e.shards = append(e.shards, payload...)
+	e.shards = appendFragment(e.shards, seq, media, frag, frags, payload)
 	e.spans = append(e.spans, [2]int{off, len(e.shards)})
 }
 
