@@ -58,7 +58,11 @@ var (
 
 // appendDatagram appends one fragment's datagram.
 func appendDatagram(b []byte, id, seq uint32, media, frag, frags uint8, payload []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, id)
+	return appendFragment(binary.BigEndian.AppendUint32(b, id), seq, media, frag, frags, payload)
+}
+
+// appendFragment appends what a fragment's datagram holds after the id.
+func appendFragment(b []byte, seq uint32, media, frag, frags uint8, payload []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, seq)
 	b = append(b, media, frag, frags)
 	return append(b, payload...)
@@ -76,9 +80,18 @@ func parseDatagram(b []byte) (trunkFragment, error) {
 	if len(b) < trunkDatagramHeader+1 {
 		return trunkFragment{}, fmt.Errorf("%w: %d bytes", errTrunkDatagram, len(b))
 	}
+	return parseFragment(binary.BigEndian.Uint32(b), b[4:])
+}
+
+// parseFragment decodes what a datagram of id holds after the id (seq,
+// media, frag, frags, payload; the payload is not copied).
+func parseFragment(id uint32, b []byte) (trunkFragment, error) {
+	if len(b) < trunkDatagramHeader-4+1 {
+		return trunkFragment{}, fmt.Errorf("%w: %d bytes after the id", errTrunkDatagram, len(b))
+	}
 	f := trunkFragment{
-		id: binary.BigEndian.Uint32(b), seq: binary.BigEndian.Uint32(b[4:]),
-		media: b[8], frag: b[9], frags: b[10], payload: b[trunkDatagramHeader:],
+		id: id, seq: binary.BigEndian.Uint32(b),
+		media: b[4], frag: b[5], frags: b[6], payload: b[trunkDatagramHeader-4:],
 	}
 	if f.frags == 0 || f.frags > maxTrunkFrags || f.frag >= f.frags {
 		return trunkFragment{}, fmt.Errorf("%w: fragment %d of %d", errTrunkDatagram, f.frag, f.frags)
@@ -110,24 +123,20 @@ func (w *trunkDatagramWriter) Write(frames []byte) (int, error) {
 		return w.writeFEC(frames)
 	}
 	for b := frames; len(b) > 0; {
-		if len(b) < 6 || b[0] != framePacket {
-			return 0, errTrunkFrame
-		}
-		n := 5 + int(binary.BigEndian.Uint32(b[1:]))
-		if n < 6 || n > len(b) {
-			return 0, errTrunkFrame
-		}
-		if err := w.writeFrame(b[:n]); err != nil {
+		media, pkt, rest, err := nextFrame(b)
+		if err != nil {
 			return 0, err
 		}
-		b = b[n:]
+		if err := w.writeFrame(media, pkt); err != nil {
+			return 0, err
+		}
+		b = rest
 	}
 	return len(frames), nil
 }
 
-// writeFrame sends one packet frame in datagrams.
-func (w *trunkDatagramWriter) writeFrame(frame []byte) error {
-	media, pkt := frame[5], frame[6:]
+// writeFrame sends one packet frame's RTP packet in datagrams.
+func (w *trunkDatagramWriter) writeFrame(media byte, pkt []byte) error {
 	if w.frag == 0 {
 		w.frag = trunkFragPayload
 	}

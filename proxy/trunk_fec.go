@@ -93,9 +93,7 @@ type fecEncoder struct {
 func (e *fecEncoder) addShard(seq uint32, media, frag, frags uint8, payload []byte) {
 	off := len(e.shards)
 	e.shards = binary.BigEndian.AppendUint16(e.shards, uint16(fecInnerHead+len(payload)))
-	e.shards = binary.BigEndian.AppendUint32(e.shards, seq)
-	e.shards = append(e.shards, media, frag, frags)
-	e.shards = append(e.shards, payload...)
+	e.shards = appendFragment(e.shards, seq, media, frag, frags, payload)
 	e.spans = append(e.spans, [2]int{off, len(e.shards)})
 }
 
@@ -224,18 +222,7 @@ func parseDataShard(id uint32, sh []byte, exact bool) (trunkFragment, error) {
 	if l > len(sh)-fecShardHead || (exact && l != len(sh)-fecShardHead) {
 		return trunkFragment{}, fmt.Errorf("%w: data shard of %d bytes says %d", errFEC, len(sh), l)
 	}
-	inner := sh[fecShardHead : fecShardHead+l]
-	if len(inner) < fecInnerHead+1 {
-		return trunkFragment{}, fmt.Errorf("%w: data shard of %d bytes", errTrunkDatagram, len(inner))
-	}
-	f := trunkFragment{
-		id: id, seq: binary.BigEndian.Uint32(inner), media: inner[4], frag: inner[5], frags: inner[6],
-		payload: inner[fecInnerHead:],
-	}
-	if f.frags == 0 || f.frags > maxTrunkFrags || f.frag >= f.frags {
-		return trunkFragment{}, fmt.Errorf("%w: fragment %d of %d", errTrunkDatagram, f.frag, f.frags)
-	}
-	return f, nil
+	return parseFragment(id, sh[fecShardHead:fecShardHead+l])
 }
 
 // add takes one datagram of the camera (its id already matched).
